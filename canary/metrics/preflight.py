@@ -25,7 +25,7 @@ from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, 
 from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
 from canary.metrics.query_plan import (FEATURE_ROLES, HISTOGRAM, HISTOGRAM_KINDS, ArmsNative, arms_histograms_query,
                                        arms_native_query, classic_buckets_query, one_query_of, query_plan, twice_parts,
-                                       twice_query_of, request_plan)
+                                       twice_query_of, request_plan, request_query)
 from canary.model import Histogram, Target
 from canary.policy import LatencyCheck, Policy
 
@@ -144,6 +144,10 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
             layouts.append(f"{where}: the stable pods export bucket layouts that share no finite bound (a "
                            f"Deployment in the middle of an update?): until they share one, no look can compare "
                            f"a quantile; query: {counting}")
+    # what `request_counts` sends (decision 380), asked last: a look asks it after its checks
+    client.ask(request_query(policy, target, window_s=window)[0], check="request_counts", arm="", at=at,
+               who=REQUEST_COUNTS, strict=True, deadline=deadline)
+    sent += 1
     found = tuple(PreflightQuery(where=w, check=c, arm=a, query=native.get(x, x), series=answers[x][0],
                                  value=answers[x][1], role=r) for w, c, a, r, x in planned)
     return PreflightReport(url=client.url, window_s=window, queries=found, sent=sent,

@@ -36,7 +36,7 @@ from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
 from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, TWICE, UNSCRAPED, ArmsNative, Plan,
                                        arms_histograms_query, arms_native_query, arms_query, classic_buckets_query,
-                                       query_plan, request_plan, twice_parts)
+                                       query_plan, request_plan, request_query, twice_parts)
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -96,10 +96,24 @@ class PrometheusProvider(PrometheusClient):
     def request_counts(
         self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"
     ) -> tuple[float, float]:
+        """(stable, canary) requests over the window, from ONE query (`query_plan.request_query`); NoData for an arm
+        with none, NotCountable for an arm whose targets two scrape jobs read, or a canary with a target down
+        (`_not_twice`: the count is the pass floor and sets the pass level, decision 380)."""
         plan = request_plan(policy, target, window_s=window_s)
+        query, parts = request_query(policy, target, window_s=window_s)
         with self.about(target):
-            out = [self._requests(plan[arm], check, arm, window_s, at) for arm in q.ARMS]
-        return out[0], out[1]
+            got = q.split_answer(self.query(query, check=check, at=at), parts)
+
+        def count(arm: str) -> float:
+            return _request_count(number_of(got[f"{arm}/requests"], plan[arm], check, arm), plan[arm], check, arm,
+                                  window_s)
+
+        twice = {key: part for key, part in parts.items() if not key.endswith("/requests")}
+        pair = _not_twice(each_arm(count), got, twice, check, self._quiet)
+        for arm in pair:
+            if isinstance(arm, NoData):
+                raise arm
+        return pair[0], pair[1]
 
     def preflight(self, policy: Policy, target: Target) -> PreflightReport:
         """Ask Prometheus, once each, every query a look of this rollout will send (`metrics.preflight`)."""

@@ -67,6 +67,22 @@ def request_plan(policy: Policy, target: Target, *, window_s: float) -> dict[str
     return {arm: q.requests_query(p, q.selector(policy, target, arm, source), window_s) for arm in q.ARMS}
 
 
+def request_query(policy: Policy, target: Target, *, window_s: float) -> tuple[str, dict[str, str]]:
+    """What `request_counts` sends: both arms' `request_plan` queries ("<arm>/requests") and the parts naming an
+    arm's targets read by two scrape jobs or down (`twice_parts` over the request counter of `metrics.source`), as
+    ONE query (`queries.one_answer`), and its parts. The count is the pass floor (`min_canary_requests`) and the
+    level a pass is judged at: summed over a pod read twice, a canary met it with half its requests (decision 380)."""
+    plan = request_plan(policy, target, window_s=window_s)
+    p = q.preset(policy.metrics.source)
+    names = p.requests + ((p.requests_fallback,) if p.requests_fallback else ())
+    parts = {f"{arm}/requests": plan[arm] for arm in q.ARMS}
+    for arm in q.ARMS:
+        sel = q.selector(policy, target, arm, policy.metrics.source)
+        parts[f"{arm}/{TWICE}"] = q.scraped_twice_query(names, sel)
+        parts[f"{arm}/{UNSCRAPED}"] = q.unscraped_query(names, sel)
+    return q.one_answer(parts), parts
+
+
 # the kinds whose roles, both arms, a look asks as ONE query: a count and the count (or fraction) it is
 # combined with must come from one Prometheus (behind a load balancer over replicas: decisions 175, 189)
 ONE_QUERY_KINDS = {"error_rate": ("requests", "errors"), "feature_missing": ("feature_missing", "requests")}

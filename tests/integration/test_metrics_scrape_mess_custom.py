@@ -80,3 +80,23 @@ def test_one_pod_under_two_instances_is_not_twice_the_evidence_in_the_batched_sn
     t = _target("onehost")  # two targets of one host under one job: two pods' worth, counted once each
     base, now = _snapshots(server, t0, pol, t)
     assert b.requests_delta(pol, t, now, base)[1] == pytest.approx(10 * WINDOW_S, rel=0.02)
+
+
+@pytest.mark.parametrize("model", ["twice", "merged", "down"])
+def test_the_request_count_of_a_canary_scraped_twice_or_with_a_target_down_is_no_count(prom: Any, model: str) -> None:
+    """`request_counts` (promote's and serve's pass floor, `min_canary_requests`, and the level a pass is judged at)
+    summed a pod read by two jobs twice: 12,000 where 6,000 were served, so a step passed with half the requests the
+    policy asks for where its checks did not read that counter (another source, custom checks). It is NotCountable
+    now, and a look's count 0 (no pass); two pods of one job are counted as before."""
+    from canary.reconcile import measure_window
+    from tests.integration.test_metrics_scrape_mess import _policy
+
+    server, t0 = prom
+    provider = PrometheusProvider(server.url, retries=1, budget_s=3.0, at=t0)
+    pol = _policy()
+    with pytest.raises(NotCountable):
+        provider.request_counts(pol, _target(model), window_s=WINDOW_S, at=t0)
+    _, n = measure_window(provider, pol, _target(model), window_s=WINDOW_S, log=None)
+    assert n == 0.0
+    stable, canary = provider.request_counts(pol, _target("pods"), window_s=WINDOW_S, at=t0)
+    assert canary == pytest.approx(10 * WINDOW_S, rel=0.02) and stable == pytest.approx(100 * WINDOW_S, rel=0.02)

@@ -614,15 +614,16 @@ def test_a_step_start_snapshot_from_a_replica_that_has_not_scraped_yet_is_taken_
 
 def _preflight_p67(url: str) -> tuple[str, ...]:
     """The layout warnings (`unresolvable`) of preflight for a p67 latency check (+20%) and an error_rate check
-    on `FRESH_MODEL`, over a window holding its whole history: nine queries, the stable's `sum by (le)` the
-    second and both arms' histograms with their series counts (what a look sends) the ninth."""
+    on `FRESH_MODEL`, over a window holding its whole history: ten queries, the stable's `sum by (le)` the
+    second and both arms' histograms with their series counts (what a look sends) the ninth, the request counts
+    the tenth (decision 380)."""
     policy = Policy.model_validate({**POLICY, "analysis": {**POLICY["analysis"], "interval": "600s"}, "checks": [
         {"name": "p67", "kind": "latency", "quantile": 0.67, "max_increase_pct": 20},
         {"name": "errors", "kind": "error_rate", "max_rate_pct": 5}]})
     with capture_logs():
         report = PrometheusProvider(url, backoff_s=0.01).preflight(policy, Target("ml", FRESH_MODEL, FRESH_MODEL,
                                                                                   "v1", "v2"))
-    assert report.sent == 9, report
+    assert report.sent == 10, report
     return report.unresolvable
 
 

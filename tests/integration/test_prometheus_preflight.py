@@ -22,7 +22,7 @@ import pytest
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
 from canary.metrics.preflight import preflight_plan
-from canary.metrics.query_plan import classic_buckets_query, histogram_query_of, one_query_of, twice_parts
+from canary.metrics.query_plan import classic_buckets_query, histogram_query_of, one_query_of, request_query, twice_parts
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Target
 from canary.policy import Policy, load_policy, parse_policy
@@ -111,6 +111,8 @@ def test_default_policy_passes_and_checks_what_a_look_sends(prom: PrometheusProv
     # and each latency and prediction_shift check's classic histograms, both arms, as one query (decision 193)
     combined |= {x for c in pol.checks if (x := histogram_query_of(pol, c, TARGET, window_s=report.window_s))}
     assert any('"canary/buckets"' in x for x in combined)
+    # and the request counts, both arms, with the parts naming a target read twice or down (decision 380)
+    combined.add(request_query(pol, TARGET, window_s=report.window_s)[0])
     assert counting and combined and len(asked) == report.sent == 1 + len(distinct) + len(combined)
     assert set(asked) == {"vector(1)"} | distinct | combined and not counting & set(asked)
 
@@ -777,8 +779,9 @@ def test_stable_pods_whose_layouts_share_no_finite_bound_are_a_warning_before_tr
         if ok:
             report = prom.preflight(pol, target)
             # the probe, a histogram and a request query per arm, and both arms' histograms with their
-            # bucket counts as the one query a look sends (decision 193), which the layouts are read from (196)
-            assert report.empty_stable == () and report.sent == 1 + 2 * 2 + 1 and report.layouts == ()
+            # bucket counts as the one query a look sends (decision 193), which the layouts are read from (196),
+            # and the request counts as the one query a look sends (decision 380)
+            assert report.empty_stable == () and report.sent == 1 + 2 * 2 + 1 + 1 and report.layouts == ()
             # read on the shared bounds (100, 250 ms), as a look reads it: too coarse for +20%
             assert "narrower than 1.2x" in report.unresolvable[0]
             continue
