@@ -100,3 +100,52 @@ def test_the_request_count_of_a_canary_scraped_twice_or_with_a_target_down_is_no
     assert n == 0.0
     stable, canary = provider.request_counts(pol, _target("pods"), window_s=WINDOW_S, at=t0)
     assert canary == pytest.approx(10 * WINDOW_S, rel=0.02) and stable == pytest.approx(100 * WINDOW_S, rel=0.02)
+
+
+def test_a_canary_exporting_native_histograms_read_by_two_jobs_is_not_twice_the_evidence(
+        prom_server_factory: Any) -> None:
+    """Decision 352's parts ride on the native both-arms query too (decision 355 left it tested by its text only):
+    here a real Prometheus scrapes a canary target exporting native histograms under two jobs, the stable's under
+    one. Summed, the canary read twice its observations; per rollout and in the controller (whose snapshot cannot
+    subtract native histograms on 2.42 and hands the check to the per-rollout read) it is NotCountable."""
+    import time
+
+    from canary.metrics import batch as b
+    from canary.metrics.batch import NotBatchable
+    from tests.support.native_histograms import NativeHistogramTarget
+
+    base = "model_inference_duration_seconds"
+    values = [0.02 * (1 + i % 7) for i in range(50)]
+    stable = NativeHistogramTarget(base, {(("model_name", "nat"), ("model_version", "v1")): values}).start()
+    canary = NativeHistogramTarget(base, {(("model_name", "nat"), ("model_version", "v2")): values}).start()
+    try:
+        server = prom_server_factory(labelled=[({"job": "pods"}, [stable.address, canary.address]),
+                                               ({"job": "kubernetes-pods"}, [canary.address])],
+                                     extra_args=["--enable-feature=native-histograms"])
+        server.wait_targets_up(timeout_s=30)
+        provider = PrometheusProvider(server.url, retries=1, budget_s=5.0)
+        deadline = time.monotonic() + 60
+        while len(provider.query(f"count_over_time({base}[10s]) >= 10", check="wait", arm="stable", at=None)) < 3:
+            assert time.monotonic() < deadline, "the native histograms never appeared"
+            time.sleep(0.5)
+        pol = parse_policy({"steps": [10, 100], "analysis": {"interval": "10s", "look_every": "10s"},
+                            "metrics": {"source": "model", "scrape_interval": "1s"},
+                            "checks": [{"name": "p95", "kind": "latency", "max_increase_pct": 20}]})
+        t, at = _target("nat"), time.time()
+        got = provider.measure(pol, pol.checks[0], t, window_s=10, at=at)
+        assert not isinstance(got[0], NoData) and isinstance(got[1], NotCountable), got
+        assert "scraped by two jobs (host 127.0.0.1)" in str(got[1])
+        batch = b.BatchMetrics(provider)
+        start = batch.snapshot([b.Want(pol, t)], at=at - 10).restrict(pol, t, step_started_at=at - 10)
+        now = batch.snapshot([b.Want(pol, t)], at=at)
+        try:
+            got = b.measure_delta(pol, pol.checks[0], t, now, start)
+        except NotBatchable:  # the controller measures it per rollout (`Controller._measure_batched`)
+            got = provider.measure(pol, pol.checks[0], t, window_s=10, at=at)
+        except b.UnusableStepStart as exc:  # the step-start snapshot is taken again: never a look on it
+            assert "scraped by two jobs" in str(exc), exc
+            return
+        assert isinstance(got[1], NotCountable), got
+    finally:
+        stable.stop()
+        canary.stop()
