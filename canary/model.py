@@ -110,10 +110,12 @@ class Counts:
 
 @dataclass(frozen=True)
 class Scalar:
-    """One number per arm (custom PromQL checks) with the request count behind it."""
+    """One number per arm (custom PromQL checks) with the request count behind it. `unchecked`: why a scrape
+    fault (a target read by two jobs, or down) could not be looked for in the series behind it ("" when it was)."""
 
     value: float
     n: float = math.nan
+    unchecked: str = ""
 
 
 @dataclass(frozen=True)

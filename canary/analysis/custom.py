@@ -57,6 +57,10 @@ def judge_custom(check: CustomCheck, s: Scalar | None, c: Scalar, *, min_canary:
         else:
             unjudged.append("max_increase")
     head = f"canary {_g(cv)} vs stable {_g(sv)}" if s is not None else f"canary {_g(cv)} (stable not measured)"
+    # a pass or no verdict read from series no scrape check could see into says so (decision 381)
+    unchecked = {arm: x.unchecked for arm, x in (("stable", s), ("canary", c)) if x is not None and x.unchecked}
+    blind = (f"; scrape faults not checked ({' and '.join(unchecked)}): {next(iter(unchecked.values()))}"
+             if unchecked else "")
     # below min_canary_requests only an absolute limit's breach (or any of a hard check) fails, as for the
     # statistical checks: a canary at 500 against a max_value of 100 is over it whatever its request count
     small = math.isfinite(c.n) and c.n < min_canary
@@ -67,8 +71,8 @@ def judge_custom(check: CustomCheck, s: Scalar | None, c: Scalar, *, min_canary:
         return CheckResult(outcome=Outcome.FAIL, reason=f"{head}: {text}{extra}", threshold=float(thr),
                            effect_size=float(eff), threshold_unit=unit, **base)  # type: ignore[arg-type]
     if small:
-        return CheckResult(outcome=Outcome.INCONCLUSIVE, reason=f"{head}; canary n={whole(c.n)} below min {min_canary:,}",
-                           **base)  # type: ignore[arg-type]
+        return CheckResult(outcome=Outcome.INCONCLUSIVE, reason=f"{head}; canary n={whole(c.n)} below min "
+                                                                 f"{min_canary:,}{blind}", **base)  # type: ignore[arg-type]
     thr, eff = (float(shown[0][1]), float(shown[0][2])) if shown else (math.nan, math.nan)
     base["threshold_unit"] = shown[0][5] if shown else ""
     judged = "; ".join(x[0] for x in shown)
@@ -79,7 +83,7 @@ def judge_custom(check: CustomCheck, s: Scalar | None, c: Scalar, *, min_canary:
                                       f"{stable_error}" + (f"; {judged}" if judged else ""))
         return CheckResult(outcome=Outcome.INCONCLUSIVE, threshold=thr, effect_size=eff, **base,  # type: ignore[arg-type]
                            reason=f"{head}; stable value unusable for {' and '.join(unjudged)}"
-                                  + (f"; {judged}" if judged else ""))
-    note = "; absolute limit only, stable not measured" if s is None else ""
+                                  + (f"; {judged}" if judged else "") + blind)
+    note = ("; absolute limit only, stable not measured" if s is None else "") + blind
     return CheckResult(outcome=Outcome.PASS, reason=f"{head}: {judged}{note}", threshold=thr, effect_size=eff,
                        **base)  # type: ignore[arg-type]

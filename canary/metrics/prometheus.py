@@ -34,9 +34,9 @@ from canary.metrics.answers import (arm_name, arms_pair, both_or_raise, bucket_p
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, TWICE, UNSCRAPED, ArmsNative, Plan,
-                                       arms_histograms_query, arms_native_query, arms_query, classic_buckets_query,
-                                       query_plan, request_plan, request_query, twice_parts)
+from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, TARGETS, TWICE, UNSCRAPED,
+                                       ArmsNative, Plan, arms_histograms_query, arms_native_query, arms_query,
+                                       classic_buckets_query, query_plan, request_plan, request_query, twice_parts)
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -91,7 +91,7 @@ class PrometheusProvider(PrometheusClient):
         # neither arm has data
         pair = each_arm(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
         got = q.split_answer(self.query(q.one_answer(twice), check=name, at=at), twice)
-        return _not_twice(pair, got, twice, name, self._quiet)
+        return _unchecked(_not_twice(pair, got, twice, name, self._quiet), got, twice, name, self._quiet)
 
     def request_counts(
         self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"
@@ -447,6 +447,23 @@ def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[
                                   f"no sample of now: what that pod serves, errors included, is in no count; query: "
                                   f"{twice[down]}")
     return both_or_raise((out[0], out[1]))
+
+
+def _unchecked(pair: tuple[Any, Any], got: dict[str, list[object]], parts: dict[str, str], check: str,
+               quiet: Throttle | None = None) -> tuple[Any, Any]:
+    """A custom check's `pair`, each arm's Scalar marked `unchecked` where none of the series behind it (its
+    PromQL's selectors, the requests its n counts) comes from a scrape target (`query_plan.TARGETS` answered
+    nothing): a recording rule's output has no `instance`, so a pod its rule summed twice, or lost to a target
+    down, cannot be seen here (decision 381). Said in the check's reason and once in `metrics.scrape_unchecked`."""
+    out = list(pair)
+    for i, arm in enumerate(q.ARMS):
+        key = f"{arm}/{TARGETS}"
+        if key in parts and isinstance(out[i], Scalar) and not got.get(key):
+            _say(quiet, "metrics.scrape_unchecked", check=check, arm=arm, instances=[], query=parts[key])
+            out[i] = dataclasses.replace(out[i], unchecked="its series name no scrape target (no `instance`: a "
+                                                           "recording rule's output?); a pod read by two jobs, or "
+                                                           "down, cannot be seen")
+    return out[0], out[1]
 
 
 def _say(quiet: Throttle | None, event: str, *, check: str, arm: str, instances: list[str], query: str) -> None:

@@ -357,6 +357,13 @@ def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600, b
     return unscraped_of([arm_series(metrics, sel)], seen_s=seen_s, by=by)
 
 
+def targets_of(selectors: Sequence[str]) -> str:
+    """How many scrape targets (`instance`s) the series of `selectors` (`scraped_twice_of`'s) come from now: none
+    (an empty answer) where they are a recording rule's output or any series without an `instance`, which the
+    two other parts cannot look at (decision 381)."""
+    return "count(" + " or ".join(f"count by (instance) ({inner})" for inner in selectors) + ")"
+
+
 def unscraped_of(selectors: Sequence[str], *, seen_s: float = 3600, by: Iterable[str] = ()) -> str:
     """`unscraped_query` over the series of any of `selectors` (`scraped_twice_of`'s)."""
     gone = " or ".join(f"(last_over_time({inner}[{duration(seen_s)}]) unless on (instance) {inner})"

@@ -90,6 +90,7 @@ ONE_QUERY_KINDS = {"error_rate": ("requests", "errors"), "feature_missing": ("fe
 
 TWICE = "scraped_twice"  # the one-query part, per arm, naming the arm's targets that two scrape jobs read
 UNSCRAPED = "unscraped"  # ... naming the arm's targets that are down now, their series gone (`queries.unscraped_query`)
+TARGETS = "targets"  # a custom check's: how many targets its series come from (`queries.targets_of`; none: unchecked)
 
 
 def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
@@ -129,6 +130,8 @@ def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
                 labels=policy.metrics.labels)] + selectors
         out[f"{arm}/{TWICE}"] = q.scraped_twice_of(selectors)
         out[f"{arm}/{UNSCRAPED}"] = q.unscraped_of(selectors)
+        if check.kind == "custom":
+            out[f"{arm}/{TARGETS}"] = q.targets_of(selectors)
     return out
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from canary.errors import NoData, NotCountable
 from canary.metrics.prometheus import PrometheusProvider
-from canary.model import Outcome, Scalar
+from canary.model import Counts, Outcome, Scalar
 from canary.policy import Policy, parse_policy
 from tests.integration import test_metrics_scrape_mess as mess
 from tests.integration.test_metrics_scrape_mess import WINDOW_S, _target
@@ -149,3 +149,69 @@ def test_a_canary_exporting_native_histograms_read_by_two_jobs_is_not_twice_the_
     finally:
         stable.stop()
         canary.stop()
+
+
+_RECORDED = "model:error_ratio:rate1m"  # a recording rule's output: `sum by (model_name, model_version) (...)`, no
+# `instance`, no `job`: what the rule summed, over whichever pods Prometheus read
+
+
+@pytest.fixture(scope="module")
+def recorded(prometheus_binary: str) -> Any:
+    """Raw series as test_metrics_scrape_mess's, and the rule's output beside them: "rtwice" (canary pod read by two
+    jobs: its ratio the same), "rdown" (canary pod c at 50% errors down: the rule summed pod b alone, 0%), "ronly"
+    (only the rule's output is kept: no raw series for canary to look at)."""
+    from canary.sandbox.promserver import PromServer, gauge, history_window
+    from tests.integration.test_metrics_attack2 import _openmetrics
+
+    start, end = history_window(before_s=3600, after_s=3600)
+    t0 = start + 3600
+    series = mess._scraped_twice("rtwice") + mess._target_down("rdown", t0, deleted=False)
+    for model, canary in (("rtwice", 0.01), ("rdown", 0.0), ("ronly", 0.0)):
+        for version, value in (("v1", 0.01), ("v2", canary)):
+            series += gauge(_RECORDED, {"model_name": model, "model_version": version}, value)
+    server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
+    server.start()
+    try:
+        yield server, t0
+    finally:
+        server.stop()
+
+
+_RULE = f'max_over_time({_RECORDED}{{model_name="{{model}}",model_version="{{version}}"}}[{{window}}])'
+
+
+@pytest.mark.parametrize("model", ["rtwice", "rdown"])
+def test_a_custom_check_of_a_recorded_series_is_checked_through_the_arms_request_counter(recorded: Any,
+                                                                                          model: str) -> None:
+    """A recording rule's output names no scrape target, so the parts over the query's own selectors see nothing;
+    the arm's request counter (what its n counts) names the pods, and a pod read twice or down there is no verdict:
+    "rdown" read 0% errors (the rule summed the healthy pod alone), a PASS of a canary at about 17%."""
+    server, t0 = recorded
+    pol = _custom(_RULE, max_value=0.05)
+    stable, canary = _measure(server, t0, pol, model)
+    assert isinstance(stable, Scalar) and isinstance(canary, NotCountable), (stable, canary)
+
+
+def test_a_custom_check_whose_series_name_no_scrape_target_says_its_pass_is_unchecked(recorded: Any) -> None:
+    """Only the rule's output: nothing says which pods it summed, or how often. The check is judged on the author's
+    number, and its reason says the scrape faults were not checked (`metrics.scrape_unchecked`, once)."""
+    from structlog.testing import capture_logs
+
+    from canary.analysis.judge import judge
+
+    server, t0 = recorded
+    pol = _custom(_RULE, max_value=0.05)
+    provider = PrometheusProvider(server.url, retries=1, budget_s=3.0)
+    with capture_logs() as logs:
+        for _ in range(2):  # said once per check and arm, as `metrics.scraped_twice`
+            stable, canary = provider.measure(pol, pol.checks[0], _target("ronly"), window_s=WINDOW_S, at=t0)
+    assert isinstance(canary, Scalar) and "no scrape target" in canary.unchecked, canary
+    r = judge(pol, {"ratio": (stable, canary)}, canary_weight=10, window_s=WINDOW_S, canary_version="v2").results[0]
+    assert r.outcome is Outcome.PASS and "scrape faults not checked (stable and canary): its series name no scrape " \
+        "target" in r.reason, r.reason
+    said = [e for e in logs if e["event"] == "metrics.scrape_unchecked"]
+    assert len(said) == 2 and {e["arm"] for e in said} == {"stable", "canary"}, said
+    stable, canary = _measure(server, t0, mess._policy(), "rtwice")  # raw series behind it: checked
+    assert isinstance(stable, Counts) and isinstance(canary, NotCountable), (stable, canary)
+    stable, _ = _measure(server, t0, pol, "rtwice")
+    assert isinstance(stable, Scalar) and not stable.unchecked, stable
