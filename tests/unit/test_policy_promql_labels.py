@@ -71,3 +71,23 @@ def test_the_policy_sends_its_labels_on_the_custom_query() -> None:
     plan = query_plan(pol, pol.checks[0], target, window_s=60)
     for arm in ("stable", "canary"):
         assert M in plan[arm]["requests"] and M in plan[arm]["custom"], plan[arm]
+
+
+@pytest.mark.parametrize("template, want", [
+    ('sum(rate(x{a="{model}"}[5m])) / sum(rate(y[5m] offset 1m))', ['x{a="rec"}', "y"]),
+    ("max(x) by (job) + on(job) sum(y) # z{a=\"b\"}", ["x", "y"]),
+    ('{__name__="x", b="c"} and x {d="{version}"}', ['{__name__="x", b="c"}', 'x {d="v2"}']),
+    ("histogram_quantile(0.9, sum by (le) (rate(x_bucket[{window}])))", ["x_bucket"]),
+    ("vector(1)", []),
+    ('x{a="b"} + x{a="b"}', ['x{a="b"}']),
+])
+def test_a_custom_querys_selectors_are_the_series_its_scrape_parts_read(template: str, want: list[str]) -> None:
+    """Decision 378: the scraped-twice and target-down parts of a custom check read every vector selector of its
+    PromQL, rendered for the arm, each once, and nothing that is not a selector (a range, an offset, a label list,
+    a function, a comment)."""
+    check_promql(template)
+    got = q.custom_selectors(template, check_name="c", model="rec", version="v2", namespace="ml", window_s=60)
+    assert got == want
+    labelled = q.custom_selectors(template, check_name="c", model="rec", version="v2", namespace="ml", window_s=60,
+                                  labels={"cluster": "eu"})
+    assert all('cluster="eu"' in x for x in labelled) and len(labelled) == len(want)
