@@ -460,9 +460,9 @@ def _unchecked(pair: tuple[Any, Any], got: dict[str, list[object]], parts: dict[
         key = f"{arm}/{TARGETS}"
         if key in parts and isinstance(out[i], Scalar) and not got.get(key):
             _say(quiet, "metrics.scrape_unchecked", check=check, arm=arm, instances=[], query=parts[key])
-            out[i] = dataclasses.replace(out[i], unchecked="its series name no scrape target (no `instance`: a "
-                                                           "recording rule's output?); a pod read by two jobs, or "
-                                                           "down, cannot be seen")
+            out[i] = dataclasses.replace(out[i], unchecked="its series name no scrape target now (no `instance`: "
+                                                           "a recording rule's output, or none exported); a pod read "
+                                                           "by two jobs, or down, cannot be seen")
     return out[0], out[1]
 
 

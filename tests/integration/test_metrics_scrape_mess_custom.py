@@ -208,7 +208,7 @@ def test_a_custom_check_whose_series_name_no_scrape_target_says_its_pass_is_unch
     assert isinstance(canary, Scalar) and "no scrape target" in canary.unchecked, canary
     r = judge(pol, {"ratio": (stable, canary)}, canary_weight=10, window_s=WINDOW_S, canary_version="v2").results[0]
     assert r.outcome is Outcome.PASS and "scrape faults not checked (stable and canary): its series name no scrape " \
-        "target" in r.reason, r.reason
+        "target now" in r.reason, r.reason
     said = [e for e in logs if e["event"] == "metrics.scrape_unchecked"]
     assert len(said) == 2 and {e["arm"] for e in said} == {"stable", "canary"}, said
     stable, canary = _measure(server, t0, mess._policy(), "rtwice")  # raw series behind it: checked
