@@ -22,6 +22,9 @@ store with a strict one:
   as the quota admission plugin does: 403 Forbidden, `<resource>.<group> "<name>"
   is forbidden: exceeded quota: <quota>, requested: ..., used: ..., limited: ...`
   (register `resourcequotas` to store one). Other quota resources are not.
+* with `accept_tokens` set, a request whose `Authorization: Bearer` token it does not accept gets 401
+  Unauthorized before anything else, watches and discovery included, as an API server's authenticator does
+  for an expired or revoked token.
 
 Tests drive it through :class:`KubeAPIServer` (a real HTTP server on
 127.0.0.1 in a background thread) and can inject faults or make a "foreign"
@@ -149,6 +152,9 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         self.requests: dict[tuple[str, str], int] = {}  # (method or WATCH, plural) -> requests received
         self.arrivals: list[tuple[float, str, str]] = []  # (time.monotonic() on receipt, method, path) of writes
         self.closing = False
+        # None: no authentication; else called with the bearer token (None when none) of every request
+        self.accept_tokens: Callable[[str | None], bool] | None = None
+        self.refused_tokens: list[tuple[str, str, str | None]] = []  # (method, path, token) answered 401
         self._rv = itertools.count(1)
         self._first_rv = 1  # the resourceVersion of the first event ever logged
         for res in DEFAULT_RESOURCES:
@@ -227,6 +233,13 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
     # --- HTTP ---------------------------------------------------------------
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if self.accept_tokens is not None:
+            scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+            given = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+            if not self.accept_tokens(given):
+                with self.lock:
+                    self.refused_tokens.append((str(request.method.value).upper(), request.url.path, given))
+                return aiohttp.web.json_response(status_body(401, "Unauthorized", "Unauthorized"), status=401)
         res = request.resource
         if request.url.path == "/version/":  # the official client asks with a trailing slash
             return aiohttp.web.json_response(await self._serve_server_version(request))

@@ -1,0 +1,214 @@
+"""Kubernetes credentials that expire or are rotated while a rollout runs (decisions 374-376).
+
+A CD job's kubeconfig gets its token from an exec plugin (`aws eks get-token`, `gke-gcloud-auth-plugin`,
+kubelogin) or a `tokenFile` (a pod's projected service-account token), living 15 minutes to an hour; a
+rollout can outlive it. The kubernetes client renews a plugin's token only once the `expirationTimestamp`
+it reported has passed, and never re-reads a kubeconfig's `tokenFile`: a token revoked or rotated before
+then, or one from a plugin that reports no expiry, was sent until the process ended, every request 401.
+
+The real CLI, a real exec plugin (a script: tests/support/kube_tokens.py), the strict Kubernetes API emulator
+checking the bearer token of every request (401 for one it does not accept, as an API server does for an
+expired or revoked token), a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.test_promote import cluster, prometheus, promote, vs_state  # noqa: F401 - fixtures
+from tests.support import cli
+from tests.support.kube_tokens import ExecTokens
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def controller_prometheus(prometheus_binary: str) -> Any:
+    from canary.sandbox.promserver import PromServer
+    from tests import fleet
+    from tests.integration.test_controller import N
+
+    server = PromServer(history=fleet.history(N, after_s=1800), binary=prometheus_binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+def on_vs_write(api: Any, write: int, then: Any) -> None:
+    """Call `then()` once the `write`-th write of a VirtualService has been served (1: the claim at stable
+    100%, 2: the first step's 80/20)."""
+    real, seen = api.handler._serve, []
+
+    def serve(method: str, request: Any, kind: Any) -> Any:
+        out = real(method, request, kind)
+        if method in ("PUT", "PATCH") and kind.plural == "virtualservices":
+            seen.append(method)
+            if len(seen) == write:
+                then()
+        return out
+
+    api.handler._serve = serve  # type: ignore[method-assign]
+
+
+def exec_cluster(api: Any, tmp_path: Path) -> tuple[ExecTokens, Path]:
+    tokens = ExecTokens(tmp_path / "plugin")
+    api.handler.accept_tokens = tokens.accept
+    return tokens, tokens.kubeconfig(tmp_path / "exec-kubeconfig", api.url)
+
+
+def events(stderr: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def test_a_token_revoked_mid_rollout_is_renewed_by_the_exec_plugin_and_the_rollout_goes_on(
+        cluster: Any, prometheus: Any, tmp_path: Path) -> None:
+    """The job's token is revoked at 80/20 (expired early, rotated, or from a plugin that reports no expiry):
+    the next request's 401 runs the plugin again and is sent once more with the new token, so the rollout is
+    promoted; it was exit 6 with the canary still at 20% (`traffic.unsafe`), the plugin never asked again."""
+    api, _, policy = cluster
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+    on_vs_write(api, 2, tokens.revoke)
+    res = promote(kubeconfig, policy, prometheus.url, "v2")
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    weights, record = vs_state(api)
+    assert weights == [100, 0] and record["phase"] == "promoted" and record["canary_version"] == "v2"
+    assert tokens.issued() == ["tok-1", "tok-2"]  # asked again once, on the first 401
+    assert api.handler.refused_tokens and {t for _, _, t in api.handler.refused_tokens} == {"tok-1"}
+
+
+def token_file_kubeconfig(tmp_path: Path, server: str, token_file: Path) -> Path:
+    kubeconfig = tmp_path / "file-kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "ci",
+        "clusters": [{"name": "ci", "cluster": {"server": server}}],
+        "users": [{"name": "ci", "user": {"tokenFile": str(token_file)}}],
+        "contexts": [{"name": "ci", "context": {"cluster": "ci", "user": "ci", "namespace": "ml"}}]}))
+    return kubeconfig
+
+
+def test_a_kubeconfig_token_file_ending_in_a_newline_is_sent_trimmed(cluster: Any, prometheus: Any,
+                                                                     tmp_path: Path) -> None:
+    """`echo $TOKEN > token` (kubectl and client-go trim the file): every request failed before it was sent,
+    `Invalid header value b'Bearer first\\n'`, exit 3."""
+    api, _, policy = cluster
+    token_file = tmp_path / "token"
+    token_file.write_text("first\n")
+    api.handler.accept_tokens = lambda token: token == "first"
+    res = promote(token_file_kubeconfig(tmp_path, api.url, token_file), policy, prometheus.url, "v2")
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert vs_state(api)[0] == [100, 0] and not api.handler.refused_tokens
+
+
+def test_a_kubeconfig_token_file_rotated_on_disk_is_read_again_after_a_401(
+        cluster: Any, prometheus: Any, tmp_path: Path) -> None:
+    """A kubeconfig whose user has `tokenFile:` (a pod's projected service-account token, rotated by the
+    kubelet; a CI runner's mounted token): the client read it once. Rotated and the old token refused at
+    80/20, the promote read the file again on the 401 and went on."""
+    api, _, policy = cluster
+    token_file = tmp_path / "token"
+    token_file.write_text("first")
+    good = {"first"}
+    api.handler.accept_tokens = lambda token: token in good
+    kubeconfig = token_file_kubeconfig(tmp_path, api.url, token_file)
+
+    def rotate() -> None:
+        token_file.write_text("second")
+        good.clear()
+        good.add("second")
+
+    on_vs_write(api, 2, rotate)
+    res = promote(kubeconfig, policy, prometheus.url, "v2")
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert vs_state(api)[0] == [100, 0] and vs_state(api)[1]["phase"] == "promoted"
+    assert {t for _, _, t in api.handler.refused_tokens} == {"first"}
+
+
+@pytest.mark.parametrize("how", ["plugin fails", "identity revoked"])
+def test_credentials_gone_for_good_mid_rollout_exit_6_naming_the_split_then_a_rollback_ends_it(
+        cluster: Any, prometheus: Any, tmp_path: Path, how: str) -> None:
+    """No new credentials to be had at 80/20 (the plugin fails: an SSO session that expired; or every token
+    refused: the job's identity deleted): stable 100% cannot be written. The promote exits 6 with the critical
+    `traffic.unsafe` naming the route and the split it left, never claims a rollback, and (the plugin failing)
+    its error carries the plugin's own words, where it said only "the token expired or was revoked ... or a
+    kubeconfig whose exec plugin renews it", which this kubeconfig has. Once the credentials work again,
+    `canary rollback` with the same kubeconfig ends it at stable 100%."""
+    api, _, policy = cluster
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+
+    def gone() -> None:
+        tokens.revoke()
+        if how == "plugin fails":
+            tokens.fail("error: the SSO session has expired; run aws sso login")
+        else:
+            tokens.refuse_all = True
+
+    on_vs_write(api, 2, gone)
+    res = promote(kubeconfig, policy, prometheus.url, "v2")
+    assert res.returncode == 6, res.stdout + res.stderr[-3000:]
+    doc = json.loads(res.stdout)
+    assert doc["rollback_failed"] is True and doc["phase"] == "progressing", doc
+    assert "did not accept our credentials (HTTP 401" in doc["error"] and "check RBAC" not in doc["error"]
+    if how == "plugin fails":
+        assert "new ones could not be had: exec: process returned 1. error: the SSO session has expired" in doc["error"]
+    assert doc["error"].endswith("traffic may still be split on ml/rec-model route (the only route, or each with a "
+                                 "'stable' destination beside others): 80/20"), doc["error"]
+    unsafe = [e for e in events(res.stderr) if e["event"] == "traffic.unsafe"]
+    assert len(unsafe) == 1 and unsafe[0]["weights"] == "80/20" and unsafe[0]["level"] == "critical"
+    assert not [e for e in events(res.stderr) if e["event"] in ("rollback.completed", "rollout.aborted")]
+    assert vs_state(api)[0] == [80, 20]  # as it says: still split
+
+    tokens.fail(None)
+    tokens.refuse_all = False
+    back = cli.run(["rollback", "rec-model", "-n", "ml", "--kubeconfig", str(kubeconfig), "-o", "json"],
+                   env={"KUBECONFIG": ""})
+    assert back.returncode == 0, back.stdout + back.stderr[-2000:]
+    weights, record = vs_state(api)
+    assert weights == [100, 0] and record["phase"] == "rolled_back", record
+
+
+def test_the_controller_renews_a_revoked_token_in_its_threads_and_ends_its_rollouts(
+        controller_prometheus: Any, tmp_path: Path) -> None:
+    """`canary controller run` with an exec-plugin kubeconfig (a controller outside the cluster, or one whose
+    token a CI rotates): every token handed out so far revoked once the rollouts split traffic. Its watches,
+    status writes, Events and route writes (the informers' threads and the ticks share one client) go on
+    with the plugin's new token, and every rollout ends where its canary deserves; before, every request
+    answered 401 until the process was restarted."""
+    import kubernetes.client as kc
+
+    from canary import crd
+    from canary.controller import Controller
+    from canary.kube import api_client
+    from canary.metrics.batch import BatchMetrics
+    from canary.metrics.prometheus import PrometheusProvider
+    from canary.routing.istio import IstioRouter
+    from tests import fleet
+    from tests.integration.test_controller import N, run_until_done
+
+    api = fleet.start_api(N)
+    tokens = ExecTokens(tmp_path / "plugin")
+    api.handler.accept_tokens = lambda token: token == "reader" or tokens.accept(token)
+    reader = api.api_client()
+    reader.configuration.api_key["BearerToken"] = "Bearer reader"  # the test's own reads and CanaryRollouts
+    client = api_client(kubeconfig=str(tokens.kubeconfig(tmp_path / "exec-kubeconfig", api.url)))
+    on_vs_write(api, N + 1, tokens.revoke)  # once the rollouts have started moving traffic
+    prom = PrometheusProvider(controller_prometheus.url, retries=2, budget_s=2)
+    op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client),
+                    router=IstioRouter(client, wait=None), metrics=prom, batch=BatchMetrics(prom), namespace="ml")
+    custom = kc.CustomObjectsApi(reader)
+    versions = ["v2", "v3", "v2", "v3", "v2", "v3"]
+    try:
+        for i, v in enumerate(versions):
+            custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                                   fleet.rollout_object(i, v))
+        objs = run_until_done(op, custom, [f"r{i}" for i in range(N)])
+    finally:
+        client.close()
+        reader.close()
+        api.stop()
+    assert [objs[f"r{i}"]["status"]["phase"] for i in range(N)] == [fleet.expected_phase(v) for v in versions]
+    assert "tok-1" in tokens.revoked and len(tokens.issued()) >= 2
+    assert {t for _, _, t in api.handler.refused_tokens} <= tokens.revoked  # only revoked tokens were refused

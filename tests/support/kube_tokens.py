@@ -1,0 +1,87 @@
+"""A kubeconfig whose credentials come from a real exec credential plugin, and the API emulator's check of them.
+
+The plugin is a small Python script run by the kubernetes client as `aws eks get-token`,
+`gke-gcloud-auth-plugin` or kubelogin are: each run hands out a new bearer token (`tok-1`, `tok-2`, ...),
+with an `expirationTimestamp` when the test sets one, and exits 1 with a message on stderr while the test
+makes it fail (an SSO session that expired). The emulator (`KubeAPIServer.handler.accept_tokens`) accepts a
+token the plugin issued and the test has not revoked: `revoke()` is the API server ceasing to accept every
+token handed out so far (expired or revoked), as happens mid-rollout to a CI job's token.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PLUGIN = """#!{python}
+import datetime, json, pathlib, sys
+state = pathlib.Path({state!r})
+fail = state / "fail"
+if fail.exists():
+    sys.stderr.write(fail.read_text())
+    sys.exit(1)
+n = int((state / "count").read_text() or "0") + 1 if (state / "count").exists() else 1
+(state / "count").write_text(str(n))
+token = "tok-%d" % n
+with open(state / "issued", "a") as f:
+    f.write(token + "\\n")
+status = {{"token": token}}
+if (state / "expires_in").exists():
+    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=float((state / "expires_in").read_text()))
+    status["expirationTimestamp"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "status": status}}))
+"""
+
+
+class ExecTokens:
+    """The plugin's state (under `state`) and the emulator's view of which tokens are good."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        state.mkdir(parents=True, exist_ok=True)
+        self.plugin = state / "token-plugin"
+        self.plugin.write_text(PLUGIN.format(python=sys.executable, state=str(state)))
+        self.plugin.chmod(0o755)
+        self.revoked: set[str] = set()
+        self.refuse_all = False  # the identity itself revoked: no token is accepted, new ones neither
+
+    def issued(self) -> list[str]:
+        path = self.state / "issued"
+        return path.read_text().split() if path.exists() else []
+
+    def accept(self, token: str | None) -> bool:
+        return not self.refuse_all and token is not None and token in self.issued() and token not in self.revoked
+
+    def revoke(self) -> None:
+        """Every token handed out so far is refused from now on (the plugin's next run gives a good one)."""
+        self.revoked.update(self.issued())
+
+    def fail(self, message: str | None) -> None:
+        """The plugin exits 1 with `message` on stderr (None: it works again)."""
+        path = self.state / "fail"
+        if message is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(message)
+
+    def expire_in(self, seconds: float | None) -> None:
+        """Tokens handed out from now on carry `expirationTimestamp` now + `seconds` (None: none)."""
+        path = self.state / "expires_in"
+        if seconds is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(str(seconds))
+
+    def kubeconfig(self, path: Path, server: str, *, namespace: str = "ml") -> Path:
+        user: dict[str, Any] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(self.plugin),
+                                         "interactiveMode": "Never"}}
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "ci",
+            "clusters": [{"name": "ci", "cluster": {"server": server}}],
+            "users": [{"name": "ci", "user": user}],
+            "contexts": [{"name": "ci", "context": {"cluster": "ci", "user": "ci", "namespace": namespace}}],
+        }))
+        return path
