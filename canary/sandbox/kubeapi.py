@@ -590,9 +590,11 @@ class KubeAPIServer:
     Tests reach the store through ``api.handler`` and the helpers below.
     """
 
-    def __init__(self, *, seed: Iterable[Obj] = (), host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, *, seed: Iterable[Obj] = (), host: str = "127.0.0.1", port: int = 0,
+                 ssl_context: Any = None) -> None:
         self.handler = StrictKubeAPI()
         self._host, self._port = host, port
+        self._ssl = ssl_context  # an ssl.SSLContext: served over HTTPS (a pod's in-cluster configuration needs it)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: aiohttp.test_utils.RawTestServer | None = None
         self._thread: threading.Thread | None = None
@@ -602,7 +604,7 @@ class KubeAPIServer:
     @property
     def url(self) -> str:
         assert self._server is not None, "the server is not started"
-        return f"http://{self._host}:{self._server.port}"
+        return f"{'https' if self._ssl else 'http'}://{self._host}:{self._server.port}"
 
     def start(self) -> "KubeAPIServer":
         started = threading.Event()
@@ -612,7 +614,7 @@ class KubeAPIServer:
             await self.handler.__aenter__()
             self._server = aiohttp.test_utils.RawTestServer(self.handler, host=self._host,
                                                             port=self._port or None)
-            await self._server.start_server()
+            await self._server.start_server(ssl=self._ssl)
 
         def run() -> None:
             loop = self._loop = asyncio.new_event_loop()

@@ -212,3 +212,55 @@ def test_the_controller_renews_a_revoked_token_in_its_threads_and_ends_its_rollo
     assert [objs[f"r{i}"]["status"]["phase"] for i in range(N)] == [fleet.expected_phase(v) for v in versions]
     assert "tok-1" in tokens.revoked and len(tokens.issued()) >= 2
     assert {t for _, _, t in api.handler.refused_tokens} <= tokens.revoked  # only revoked tokens were refused
+
+
+def test_in_a_pod_a_service_account_token_rotated_on_disk_is_read_again_after_a_401(
+        prometheus: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a pod (no kubeconfig): the kubelet rotates the projected service-account token in its file, and an
+    API server stops accepting the old one. The client reads the file again only once a minute has passed
+    since it last did; a rollout whose old token was refused within that minute failed (exit 6 at 80/20).
+    The in-cluster loader itself, against the emulator over HTTPS with its own CA, as a pod's would be."""
+    import ssl
+    import subprocess
+
+    import yaml as _yaml
+    from kubernetes.config import incluster_config
+
+    from canary.sandbox.kubeapi import KubeAPIServer
+    from tests.integration.test_promote import POLICY
+    from tests.support.kube import shipped_istio_objects
+
+    cert, key = tmp_path / "ca.crt", tmp_path / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(str(cert), str(key))
+    api = KubeAPIServer(seed=shipped_istio_objects(), ssl_context=tls).start()
+    token_file = tmp_path / "token"
+    token_file.write_text("sa-first")
+    good = {"sa-first"}
+    api.handler.accept_tokens = lambda token: token in good
+
+    def rotate() -> None:
+        token_file.write_text("sa-second")
+        good.clear()
+        good.add("sa-second")
+
+    on_vs_write(api, 2, rotate)
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token_file))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(cert))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", api.url.rsplit(":", 1)[1])
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(_yaml.safe_dump(POLICY))
+    try:
+        res = cli.run(["promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
+                       "--output", "json", "--log-format", "json"],
+                      env={"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url})
+        assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+        assert vs_state(api)[0] == [100, 0] and vs_state(api)[1]["phase"] == "promoted"
+        assert {t for _, _, t in api.handler.refused_tokens} == {"sa-first"}
+    finally:
+        api.stop()
