@@ -264,3 +264,68 @@ def test_in_a_pod_a_service_account_token_rotated_on_disk_is_read_again_after_a_
         assert {t for _, _, t in api.handler.refused_tokens} == {"sa-first"}
     finally:
         api.stop()
+
+
+def test_the_controller_keeps_ending_its_rollouts_while_no_credentials_are_had_and_ends_them_once_they_are(
+        controller_prometheus: Any, tmp_path: Path) -> None:
+    """The controller's exec plugin fails once its rollouts split traffic (an SSO session expired; a cloud
+    identity's role deleted): every request 401, no new token. It keeps trying to end them, running the
+    plugin again on each 401, and once the plugin works again every rollout ends with no split left; before,
+    the plugin was not asked again until its token's own expiry had passed, if ever (a plugin that reports
+    none), and the process had to be restarted."""
+    import threading
+    import time
+
+    import kubernetes.client as kc
+
+    from canary import crd
+    from canary import rollout as rl
+    from canary.controller import Controller
+    from canary.kube import api_client
+    from canary.metrics.batch import BatchMetrics
+    from canary.metrics.prometheus import PrometheusProvider
+    from canary.routing.istio import IstioRouter
+    from tests import fleet
+    from tests.integration.test_controller import N, run_until_done
+
+    api = fleet.start_api(N)
+    tokens = ExecTokens(tmp_path / "plugin")
+    api.handler.accept_tokens = lambda token: token == "reader" or tokens.accept(token)
+    reader = api.api_client()
+    reader.configuration.api_key["BearerToken"] = "Bearer reader"
+    client = api_client(kubeconfig=str(tokens.kubeconfig(tmp_path / "exec-kubeconfig", api.url)))
+
+    def gone() -> None:
+        tokens.revoke()
+        tokens.fail("error: the SSO session has expired")
+
+    on_vs_write(api, N + 1, gone)
+    back = threading.Event()
+
+    def restore() -> None:  # after the plugin was asked (and failed) a few times: the credentials come back
+        deadline = time.monotonic() + 60
+        while tokens.failures() < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tokens.fail(None)
+        back.set()
+
+    prom = PrometheusProvider(controller_prometheus.url, retries=2, budget_s=2)
+    op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client),
+                    router=IstioRouter(client, wait=None), metrics=prom, batch=BatchMetrics(prom), namespace="ml")
+    custom = kc.CustomObjectsApi(reader)
+    helper = threading.Thread(target=restore, daemon=True)
+    try:
+        for i, v in enumerate(["v2", "v3", "v2", "v3", "v2", "v3"]):
+            custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                                   fleet.rollout_object(i, v))
+        helper.start()
+        objs = run_until_done(op, custom, [f"r{i}" for i in range(N)])
+        routes = [api.get("networking.istio.io", "virtualservices", "ml", f"m{i}") for i in range(N)]
+    finally:
+        helper.join(70)
+        client.close()
+        reader.close()
+        api.stop()
+    assert back.is_set() and tokens.failures() >= 3
+    assert all(objs[f"r{i}"]["status"]["phase"] in rl.TERMINAL for i in range(N))
+    assert [[d["weight"] for d in vs["spec"]["http"][0]["route"]] for vs in routes] == [[100, 0]] * N  # no split left

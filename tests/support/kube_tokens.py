@@ -21,6 +21,8 @@ import datetime, json, pathlib, sys
 state = pathlib.Path({state!r})
 fail = state / "fail"
 if fail.exists():
+    with open(state / "failures", "a") as f:
+        f.write("x")
     sys.stderr.write(fail.read_text())
     sys.exit(1)
 n = int((state / "count").read_text() or "0") + 1 if (state / "count").exists() else 1
@@ -58,6 +60,11 @@ class ExecTokens:
     def revoke(self) -> None:
         """Every token handed out so far is refused from now on (the plugin's next run gives a good one)."""
         self.revoked.update(self.issued())
+
+    def failures(self) -> int:
+        """How many times the plugin was run while failing."""
+        path = self.state / "failures"
+        return len(path.read_text()) if path.exists() else 0
 
     def fail(self, message: str | None) -> None:
         """The plugin exits 1 with `message` on stderr (None: it works again)."""
