@@ -43,7 +43,7 @@ from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
 from canary.informer import stub
-from canary.model import STABLE_ONLY, Outcome, Target, Verdict, Weights
+from canary.model import STABLE_ONLY, Outcome, Target, Verdict, Weights, rollback_command
 from canary import judged_marks
 from canary import kube
 from canary import malloc
@@ -121,12 +121,6 @@ class _RouteNow(NamedTuple):
 class CanaryRolloutChanged(RoutingConflict):
     """A write towards the canary refused: the CanaryRollout, read live, is no longer what the decision
     was taken on (`Controller._still_asked`). Nothing was written; the next tick acts on it."""
-
-
-def rollback_command(target: Target) -> str:
-    """The command on-call runs to send `target`'s route to stable 100% now (a line's `hint`)."""
-    route = f" --route {target.route}" if target.route else ""
-    return f"canary rollback {target.model} -n {target.namespace} --virtual-service {target.virtual_service}{route}"
 
 
 def _forward(before: rl.RolloutState, new: rl.RolloutState, actions: list[rl.Action],

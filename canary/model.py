@@ -356,6 +356,12 @@ class Target:
         return {k: v for k, v in ctx.items() if v}
 
 
+def rollback_command(target: Target) -> str:
+    """The command on-call runs to send `target`'s route to stable 100% now (a line's `hint`)."""
+    route = f" --route {target.route}" if target.route else ""
+    return f"canary rollback {target.model} -n {target.namespace} --virtual-service {target.virtual_service}{route}"
+
+
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", re.ASCII)
 
 

@@ -28,7 +28,7 @@ from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigErr
                            RoutingConflict, StableNotReady, TargetError, TrafficUnsafe, TransientError, WeightsMoved)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
-from canary.model import STABLE_ONLY, Target, Weights, check_version
+from canary.model import STABLE_ONLY, Target, Weights, check_version, rollback_command
 from canary.policy import Policy
 from canary.processes import _here, _identity, _pid_namespace, promote_here  # noqa: F401 (re-exported)
 from canary.reconcile import as_routed as _as_routed  # decision 209
@@ -1385,7 +1385,8 @@ def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: st
     log.bind(**rollout_context(target)).critical(
         "traffic.unsafe", route=route, weights=shown, error=error,
         hint=f"the canary may still get traffic: set the stable destination of {target.namespace}/"
-             f"{target.virtual_service} route {route} to 100 and every other one to 0 by hand")
+             f"{target.virtual_service} route {route} to 100 and every other one to 0 by hand, or, once the "
+             f"Kubernetes API accepts this job's writes again (an expired token renewed), run `{rollback_command(target)}`")
     return f"; traffic may still be split on {target.namespace}/{target.virtual_service} route {route}: {shown}"
 
 

@@ -134,8 +134,9 @@ def test_credentials_gone_for_good_mid_rollout_exit_6_naming_the_split_then_a_ro
     refused: the job's identity deleted): stable 100% cannot be written. The promote exits 6 with the critical
     `traffic.unsafe` naming the route and the split it left, never claims a rollback, and (the plugin failing)
     its error carries the plugin's own words, where it said only "the token expired or was revoked ... or a
-    kubeconfig whose exec plugin renews it", which this kubeconfig has. Once the credentials work again,
-    `canary rollback` with the same kubeconfig ends it at stable 100%."""
+    kubeconfig whose exec plugin renews it", which this kubeconfig has. Its hint names the command that ends it
+    (it said only "set ... by hand", decision 375). Once the credentials work again, that `canary rollback`
+    with the same kubeconfig ends it at stable 100%."""
     api, _, policy = cluster
     tokens, kubeconfig = exec_cluster(api, tmp_path)
 
@@ -158,13 +159,14 @@ def test_credentials_gone_for_good_mid_rollout_exit_6_naming_the_split_then_a_ro
                                  "'stable' destination beside others): 80/20"), doc["error"]
     unsafe = [e for e in events(res.stderr) if e["event"] == "traffic.unsafe"]
     assert len(unsafe) == 1 and unsafe[0]["weights"] == "80/20" and unsafe[0]["level"] == "critical"
+    assert unsafe[0]["hint"].endswith("run `canary rollback rec-model -n ml --virtual-service rec-model`"), unsafe[0]
     assert not [e for e in events(res.stderr) if e["event"] in ("rollback.completed", "rollout.aborted")]
     assert vs_state(api)[0] == [80, 20]  # as it says: still split
 
     tokens.fail(None)
     tokens.refuse_all = False
-    back = cli.run(["rollback", "rec-model", "-n", "ml", "--kubeconfig", str(kubeconfig), "-o", "json"],
-                   env={"KUBECONFIG": ""})
+    back = cli.run(["rollback", "rec-model", "-n", "ml", "--virtual-service", "rec-model", "--kubeconfig",
+                    str(kubeconfig), "-o", "json"], env={"KUBECONFIG": ""})
     assert back.returncode == 0, back.stdout + back.stderr[-2000:]
     weights, record = vs_state(api)
     assert weights == [100, 0] and record["phase"] == "rolled_back", record
