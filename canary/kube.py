@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from canary.errors import (CanaryError, ConfigError, GraceSpent, KubeUnavailable, NotFound, RoutingConflict,
                            TargetError)
+from canary.logs import get as get_logger
 
 # where a pod's service account tells its namespace (kubectl and client-go read the same file)
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -98,7 +99,8 @@ class Renewal:
         self.failure = ""  # why the last renewal gave no token ("" once one did)
         self.renewals = 0  # renewals that gave a token other than the refused one
 
-    def renewed(self, used: str | None) -> str | None:
+    def renewed(self, used: str | None, refused: str = "") -> str | None:
+        """`refused`: the request answered 401 ("GET /api/v1/..."), for the log lines."""
         import logging
 
         import kubernetes.client
@@ -114,14 +116,12 @@ class Renewal:
             try:
                 self.load(fresh)
             except ConfigError as exc:
-                self.failure = str(exc)
-                return None
+                return self._failed(str(exc), refused)
             finally:
                 root.removeHandler(said)
             token = _trimmed(fresh.api_key.get("BearerToken"))
-            if not token:
-                self.failure = "; ".join(said.errors)  # "": no token to renew (client certificates, none at all)
-                return None
+            if not token:  # "" said: no token to renew (client certificates, none at all)
+                return self._failed("; ".join(said.errors), refused)
             self.failure = ""
             if token == used:  # a static token, or a plugin that cached the refused one: nothing else to send
                 return None
@@ -129,7 +129,18 @@ class Renewal:
             self.cfg.api_key["BearerToken"] = token
             self.cfg.refresh_api_key_hook = fresh.refresh_api_key_hook
             self.renewals += 1
+            get_logger().info("kube.credentials_renewed", refused=refused, renewals=self.renewals)
             return token
+
+    def _failed(self, why: str, refused: str) -> None:
+        """No new token: `why` kept for `translate`, and said once per distinct reason (every request of a
+        controller whose plugin fails gets here)."""
+        if why and why != self.failure:
+            get_logger().warning("kube.credentials_unrenewed", refused=refused, error=why,
+                                 hint="the API server refuses this process's credentials and the configuration "
+                                      "gives no others: mend the kubeconfig's exec plugin or token file (or the "
+                                      "pod's service account); each request answered 401 tries again")
+        self.failure = why
 
 
 def _plugin_errors() -> Any:
@@ -154,8 +165,10 @@ def renew_on_401(client: Any, load: Callable[[Any], None]) -> Renewal:
     token: a request answered 401 was not authenticated, so it changed nothing and sending it again is safe,
     a write included. Every request of `client` passes here (its API classes call `ApiClient.call_api`),
     watches and the requests of other threads included. A second 401, or no new token, is answered as before
-    (`translate` adds why no new one could be had: `_LAST_RENEWAL_FAILURE`). The token is sent trimmed
+    (`translate` adds why renewing did not help: `_LAST_401_NOTE`). The token is sent trimmed
     (`_trimmed`)."""
+    from urllib.parse import urlsplit
+
     renewal = client.canary_renewal = Renewal(client.configuration, load)
     send = client.call_api
 
@@ -167,14 +180,16 @@ def renew_on_401(client: Any, load: Callable[[Any], None]) -> Renewal:
         answer = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
         if answer.status != 401:
             return answer
-        token = renewal.renewed(headers.get("authorization"))
-        global _LAST_RENEWAL_FAILURE
-        _LAST_RENEWAL_FAILURE = renewal.failure
+        token = renewal.renewed(headers.get("authorization"), f"{method} {urlsplit(url).path}")
+        global _LAST_401_NOTE
         if token is None:
+            _LAST_401_NOTE = f"new ones could not be had: {renewal.failure}" if renewal.failure else ""
             return answer
         answer.response.drain_conn()  # the refused answer's connection goes back to the pool
         headers["authorization"] = token
-        return send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
+        again = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
+        _LAST_401_NOTE = REFUSED_AGAIN if again.status == 401 else ""
+        return again
 
     client.call_api = call_api
     return renewal
@@ -187,8 +202,11 @@ def _trimmed(token: Any) -> Any:
     return token.strip() if isinstance(token, str) else token
 
 
-# why this process's last renewal after a 401 gave no new credentials ("" when it did): said by `translate`
-_LAST_RENEWAL_FAILURE = ""
+# what this process's last renewal after a 401 came to, when it did not help ("" when it did, or when there was
+# nothing to renew: a static token): said by `translate` after the 401's own words
+_LAST_401_NOTE = ""
+REFUSED_AGAIN = ("the new ones the configuration gave were refused too (the identity itself is refused: revoked, "
+                 "deleted, or not one this cluster knows)")
 
 
 # below this many seconds left, a request is not sent: it could not be answered in time anyway
@@ -461,9 +479,9 @@ def translate(exc: BaseException, what: str) -> CanaryError:
         if status == 409:
             return RoutingConflict(f"{what}: conflicting write ({reason})")
         if status == 401:  # authentication, not RBAC: "check RBAC" sent a pipeline's on-call to the Role (decision 356)
-            if _LAST_RENEWAL_FAILURE:  # the kubeconfig's exec plugin failed (decision 374)
+            if _LAST_401_NOTE:  # renewed in vain: the exec plugin failed, or its new token was refused (decision 374)
                 return ConfigError(f"{what}: the Kubernetes API did not accept our credentials (HTTP 401: {reason}) "
-                                   f"and new ones could not be had: {_LAST_RENEWAL_FAILURE}; not RBAC")
+                                   f"and {_LAST_401_NOTE}; not RBAC")
             return ConfigError(f"{what}: the Kubernetes API did not accept our credentials (HTTP 401: {reason}): "
                                "the token expired or was revoked (a CI job's short-lived token can expire before a "
                                "long rollout ends: give it a lifetime longer than the rollout, or a kubeconfig whose "

@@ -78,6 +78,9 @@ def test_a_token_revoked_mid_rollout_is_renewed_by_the_exec_plugin_and_the_rollo
     assert weights == [100, 0] and record["phase"] == "promoted" and record["canary_version"] == "v2"
     assert tokens.issued() == ["tok-1", "tok-2"]  # asked again once, on the first 401
     assert api.handler.refused_tokens and {t for _, _, t in api.handler.refused_tokens} == {"tok-1"}
+    renewed = [e for e in events(res.stderr) if e["event"] == "kube.credentials_renewed"]
+    method, path, _ = api.handler.refused_tokens[0]
+    assert [(e["refused"], e["renewals"]) for e in renewed] == [(f"{method} {path}", 1)], renewed
 
 
 def token_file_kubeconfig(tmp_path: Path, server: str, token_file: Path) -> Path:
@@ -153,8 +156,14 @@ def test_credentials_gone_for_good_mid_rollout_exit_6_naming_the_split_then_a_ro
     doc = json.loads(res.stdout)
     assert doc["rollback_failed"] is True and doc["phase"] == "progressing", doc
     assert "did not accept our credentials (HTTP 401" in doc["error"] and "check RBAC" not in doc["error"]
+    unrenewed = [e for e in events(res.stderr) if e["event"] == "kube.credentials_unrenewed"]
     if how == "plugin fails":
         assert "new ones could not be had: exec: process returned 1. error: the SSO session has expired" in doc["error"]
+        assert len(unrenewed) == 1 and "the SSO session has expired" in unrenewed[0]["error"], unrenewed  # said once
+    else:  # new tokens were had, and refused too: said so, not "the token expired"
+        assert not unrenewed and len(tokens.issued()) > 2
+        assert "and the new ones the configuration gave were refused too (the identity itself is refused" in doc["error"]
+        assert "the token expired or was revoked" not in doc["error"], doc["error"]
     assert doc["error"].endswith("traffic may still be split on ml/rec-model route (the only route, or each with a "
                                  "'stable' destination beside others): 80/20"), doc["error"]
     unsafe = [e for e in events(res.stderr) if e["event"] == "traffic.unsafe"]
