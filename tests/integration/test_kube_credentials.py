@@ -83,6 +83,25 @@ def test_a_token_revoked_mid_rollout_is_renewed_by_the_exec_plugin_and_the_rollo
     assert [(e["refused"], e["renewals"]) for e in renewed] == [(f"{method} {path}", 1)], renewed
 
 
+def test_a_promote_that_outlives_its_tokens_renews_each_before_its_reported_expiry_on_every_path(
+        cluster: Any, prometheus: Any, tmp_path: Path) -> None:
+    """What held (decision 376): a plugin reporting `expirationTimestamp` (as `aws eks get-token` does) has its
+    token renewed by the client before that time, on every path of the process (the route's reads and writes,
+    the history ConfigMap, Events: one client, one configuration, no copy keeping an old token). Tokens are
+    refused 10 s after they were handed out and reported to expire 1 s after (301 s, less the client's 5-minute
+    margin); a rollout of 6 s or more outlives several: promoted, and not one request answered 401."""
+    api, _, policy = cluster
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+    tokens.expire_in(301)
+    tokens.lifetime_s = 10
+    res = promote(kubeconfig, policy, prometheus.url, "v2")
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert vs_state(api)[0] == [100, 0] and vs_state(api)[1]["phase"] == "promoted"
+    assert len(tokens.issued()) >= 3, tokens.issued()  # it outlived its first tokens
+    assert api.handler.refused_tokens == []  # and each was renewed before the server refused it
+    assert not [e for e in events(res.stderr) if e["event"].startswith("kube.credentials_")]
+
+
 def token_file_kubeconfig(tmp_path: Path, server: str, token_file: Path) -> Path:
     kubeconfig = tmp_path / "file-kubeconfig"
     kubeconfig.write_text(yaml.safe_dump({

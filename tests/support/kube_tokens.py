@@ -11,6 +11,7 @@ token handed out so far (expired or revoked), as happens mid-rollout to a CI job
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ if fail.exists():
 n = int((state / "count").read_text() or "0") + 1 if (state / "count").exists() else 1
 (state / "count").write_text(str(n))
 token = "tok-%d" % n
+import time
 with open(state / "issued", "a") as f:
-    f.write(token + "\\n")
+    f.write("%s %r\\n" % (token, time.time()))
 status = {{"token": token}}
 if (state / "expires_in").exists():
     at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=float((state / "expires_in").read_text()))
@@ -49,13 +51,22 @@ class ExecTokens:
         self.plugin.chmod(0o755)
         self.revoked: set[str] = set()
         self.refuse_all = False  # the identity itself revoked: no token is accepted, new ones neither
+        self.lifetime_s: float | None = None  # the API server refuses a token this long after it was handed out
+
+    def issued_at(self) -> dict[str, float]:
+        """Each token handed out, with when (time.time())."""
+        path = self.state / "issued"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return {token: float(at) for token, at in (line.split() for line in lines)}
 
     def issued(self) -> list[str]:
-        path = self.state / "issued"
-        return path.read_text().split() if path.exists() else []
+        return list(self.issued_at())
 
     def accept(self, token: str | None) -> bool:
-        return not self.refuse_all and token is not None and token in self.issued() and token not in self.revoked
+        at = self.issued_at().get(token or "")
+        if self.refuse_all or at is None or token in self.revoked:
+            return False
+        return self.lifetime_s is None or time.time() - at < self.lifetime_s
 
     def revoke(self) -> None:
         """Every token handed out so far is refused from now on (the plugin's next run gives a good one)."""
