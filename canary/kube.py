@@ -221,6 +221,9 @@ class InFlight:
 
     def __init__(self, spent: Callable[[], str]) -> None:
         self.request, self.spent = "", spent
+        # the request the main thread is getting credentials for, "" when none: the client runs the kubeconfig's exec
+        # plugin in the request's thread (a token past its expiry; `Renewal` after a 401), with no timeout of its own
+        self.fetching = ""
         # the last write sent after the signal that got no answer (a timeout, a dropped connection), "" once a write
         # is answered: a request refused as not sent after it is said to follow a write that may have landed
         self.unanswered = ""
@@ -231,6 +234,12 @@ class InFlight:
             cut = GraceSpent(f"{what}: still unanswered; {self.spent()}")
             # a write cut so may have been applied (`write_landed`: unknown); a read changed nothing
             cut.sent = not what.startswith("GET ")  # type: ignore[attr-defined]
+            raise cut
+        if self.fetching:  # in a hung exec plugin, the request not sent yet (decision 377); the client logs this
+            what, self.fetching = self.fetching, ""  # and goes on with the token it had, which `request` refuses to send
+            cut = GraceSpent(f"{what}: its credentials still not had (the kubeconfig's exec plugin has not answered); "
+                             f"{self.spent()}")
+            cut.sent = False  # type: ignore[attr-defined]
             raise cut
 
 
@@ -353,6 +362,46 @@ def retry_sleep(client: Any) -> Callable[[float], None]:
             time.sleep(min(left, 0.25))
 
     return sleep
+    _bound_credentials(client, until, flying)
+    return flying
+
+
+def _bound_credentials(client: Any, until: Callable[[], float], flying: InFlight) -> None:
+    """`bound_by` for the credentials a request is sent with. The client gets them in the request's thread
+    before sending it (`param_serialize`: a token past its reported expiry renewed, the exec plugin run) and
+    `Renewal` after a 401 (`call_api`), and a plugin that hangs (no network for `aws eks get-token`, kubelogin
+    waiting for a browser) has no timeout of its own: a tick, or the stable-100% write after a signal, waited on
+    it past the CI's SIGKILL. The main thread's fetch is named to `flying` (its `cut()` ends it when the grace
+    does: the client then goes on with the token it had, and `request` refuses to send past the grace), and
+    once the grace is spent no credentials are fetched any more (decision 377)."""
+    import threading
+    import time
+
+    serialize, call = client.param_serialize, client.call_api
+
+    def fetching(what: str, run: Callable[[], Any]) -> Any:
+        if until() - time.monotonic() < MIN_REQUEST_S:
+            # past the grace nothing is sent (`request` refuses it, naming it): no plugin run to wait on either
+            client.configuration.refresh_api_key_hook = None
+            return run()
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            flying.fetching = what
+        try:
+            return run()
+        finally:
+            if main:
+                flying.fetching = ""
+
+    def param_serialize(method: str, resource_path: str, *args: Any, **kw: Any) -> Any:
+        return fetching(f"{method} {resource_path}", lambda: serialize(method, resource_path, *args, **kw))
+
+    def call_api(method: str, url: str, *args: Any, **kw: Any) -> Any:
+        from urllib.parse import urlsplit
+
+        return fetching(f"{method} {urlsplit(url).path}", lambda: call(method, url, *args, **kw))
+
+    client.param_serialize, client.call_api = param_serialize, call_api
 
 
 def _cut_timeout(timeout: Any, left: float) -> Any:

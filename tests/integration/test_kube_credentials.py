@@ -359,3 +359,27 @@ def test_the_controller_keeps_ending_its_rollouts_while_no_credentials_are_had_a
     assert back.is_set() and tokens.failures() >= 3
     assert all(objs[f"r{i}"]["status"]["phase"] in rl.TERMINAL for i in range(N))
     assert [[d["weight"] for d in vs["spec"]["http"][0]["route"]] for vs in routes] == [[100, 0]] * N  # no split left
+
+
+def test_an_exec_plugin_that_hangs_after_the_signal_ends_within_the_grace_with_traffic_said(
+        cluster: Any, prometheus: Any, tmp_path: Path) -> None:
+    """The job's token reaches its reported expiry mid-rollout and the plugin hangs (`aws eks get-token` with no
+    route to STS). The client runs it in the request's thread, with no timeout, outside `--interrupt-grace`'s
+    cut of a hung request: SIGTERM's stable-100% write waited on it until the CI's SIGKILL, nothing said. Now
+    the grace ends the wait, no plugin is run past it, and the process exits 6 with `traffic.unsafe` naming the
+    split, within the test's limit. Nothing timed: the proof is the exit with its words (before: the limit)."""
+    from tests.integration.test_interrupt_grace import _promote_signalled
+
+    api, _, policy = cluster
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+    tokens.expire_in(300)  # expired at once for the client (its 5-minute margin): every request runs the plugin
+    try:
+        code, out, err = _promote_signalled(kubeconfig, policy, prometheus.url, "--interrupt-grace", "3",
+                                            at_split=tokens.hang)
+    finally:
+        tokens.end_hung()
+    assert code == 6, out + err[-3000:]
+    assert (tmp_path / "plugin" / "hung").exists()  # the plugin did hang
+    unsafe = [e for e in events(err) if e["event"] == "traffic.unsafe"]
+    assert len(unsafe) == 1 and unsafe[0]["weights"] in ("80/20", "50/50"), unsafe
+    assert "(--interrupt-grace) are spent" in json.loads(out)["error"], out

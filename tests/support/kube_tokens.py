@@ -20,6 +20,11 @@ import yaml
 PLUGIN = """#!{python}
 import datetime, json, pathlib, sys
 state = pathlib.Path({state!r})
+if (state / "hang").exists():  # a plugin that never answers (no network for the cloud's token service)
+    import os, time
+    with open(state / "hung", "a") as f:
+        f.write("%d\\n" % os.getpid())
+    time.sleep(600)
 fail = state / "fail"
 if fail.exists():
     with open(state / "failures", "a") as f:
@@ -76,6 +81,22 @@ class ExecTokens:
         """How many times the plugin was run while failing."""
         path = self.state / "failures"
         return len(path.read_text()) if path.exists() else 0
+
+    def hang(self) -> None:
+        """The plugin's next runs never answer (each adds its pid to `hung`)."""
+        (self.state / "hang").write_text("")
+
+    def end_hung(self) -> None:
+        """Kill the plugin left hanging, if any (its process outlives the canary that ran it)."""
+        import os
+        import signal
+
+        pids = self.state / "hung"
+        for pid in pids.read_text().split() if pids.exists() else ():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def fail(self, message: str | None) -> None:
         """The plugin exits 1 with `message` on stderr (None: it works again)."""
