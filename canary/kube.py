@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from canary.errors import (CanaryError, ConfigError, GraceSpent, KubeUnavailable, NotFound, RoutingConflict,
                            TargetError)
-from canary.logs import get as get_logger
+from canary.kube_credentials import last_401_note, renew_on_401
 
 # where a pod's service account tells its namespace (kubectl and client-go read the same file)
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -78,135 +78,6 @@ def _load_config(cfg: Any, *, kubeconfig: str | None, context: str | None) -> No
         raise
     except Exception as exc:  # yaml, OSError, bad certificates: all mean "fix your config"
         raise ConfigError(f"cannot load Kubernetes configuration: {exc}") from exc
-
-
-class Renewal:
-    """Credentials fetched again after a 401, as client-go does: the kubernetes client renews a token only when
-    its exec plugin gave an `expirationTimestamp` that has passed (and re-reads the pod's service-account
-    token each minute); a plugin's token without one, a token revoked or rotated before it (a CI job's
-    identity, `kubelogin`), and a kubeconfig's `tokenFile` rotated on disk (a pod's projected token) were
-    used until the process ended, every request answered 401. `renewed(used)` loads the configuration again
-    (running the exec plugin, reading the token files) and makes the client send its token from then on: the
-    token to send in place of `used`, or None when there is no other (`failure` then says why when loading
-    failed, e.g. the plugin's own error; "" for a token that is simply the same again). One renewal at a time;
-    a request that failed with a token another thread has already replaced gets the new one without running
-    the plugin again. Decision 374."""
-
-    def __init__(self, cfg: Any, load: Callable[[Any], None]) -> None:
-        import threading
-
-        self.cfg, self.load, self.lock = cfg, load, threading.Lock()
-        self.failure = ""  # why the last renewal gave no token ("" once one did)
-        self.renewals = 0  # renewals that gave a token other than the refused one
-
-    def renewed(self, used: str | None, refused: str = "") -> str | None:
-        """`refused`: the request answered 401 ("GET /api/v1/..."), for the log lines."""
-        import logging
-
-        import kubernetes.client
-
-        with self.lock:
-            current = _trimmed(self.cfg.api_key.get("BearerToken"))
-            if current and current != used:
-                return current
-            fresh = kubernetes.client.Configuration()
-            said = _plugin_errors()
-            root = logging.getLogger()
-            root.addHandler(said)
-            try:
-                self.load(fresh)
-            except ConfigError as exc:
-                return self._failed(str(exc), refused)
-            finally:
-                root.removeHandler(said)
-            token = _trimmed(fresh.api_key.get("BearerToken"))
-            if not token:  # "" said: no token to renew (client certificates, none at all)
-                return self._failed("; ".join(said.errors), refused)
-            self.failure = ""
-            if token == used:  # a static token, or a plugin that cached the refused one: nothing else to send
-                return None
-            # the old loader's hook would put the refused token back before every request: the new loader's owns it
-            self.cfg.api_key["BearerToken"] = token
-            self.cfg.refresh_api_key_hook = fresh.refresh_api_key_hook
-            self.renewals += 1
-            get_logger().info("kube.credentials_renewed", refused=refused, renewals=self.renewals)
-            return token
-
-    def _failed(self, why: str, refused: str) -> None:
-        """No new token: `why` kept for `translate`, and said once per distinct reason (every request of a
-        controller whose plugin fails gets here)."""
-        if why and why != self.failure:
-            get_logger().warning("kube.credentials_unrenewed", refused=refused, error=why,
-                                 hint="the API server refuses this process's credentials and the configuration "
-                                      "gives no others: mend the kubeconfig's exec plugin or token file (or the "
-                                      "pod's service account); each request answered 401 tries again")
-        self.failure = why
-
-
-def _plugin_errors() -> Any:
-    """A logging handler keeping (`.errors`) what the kubernetes config loader logs as errors on the root
-    logger: a failed exec plugin's exit status and stderr, which the loader logs and goes on without a token."""
-    import logging
-
-    class PluginErrors(logging.Handler):
-        def __init__(self) -> None:
-            super().__init__(logging.ERROR)
-            self.errors: list[str] = []
-
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.name == "root" and "kubernetes" in (record.pathname or ""):
-                self.errors.append(record.getMessage())
-
-    return PluginErrors()
-
-
-def renew_on_401(client: Any, load: Callable[[Any], None]) -> Renewal:
-    """Answer a 401 by renewing the credentials (`Renewal`) and sending the request once more with the new
-    token: a request answered 401 was not authenticated, so it changed nothing and sending it again is safe,
-    a write included. Every request of `client` passes here (its API classes call `ApiClient.call_api`),
-    watches and the requests of other threads included. A second 401, or no new token, is answered as before
-    (`translate` adds why renewing did not help: `_LAST_401_NOTE`). The token is sent trimmed
-    (`_trimmed`)."""
-    from urllib.parse import urlsplit
-
-    renewal = client.canary_renewal = Renewal(client.configuration, load)
-    send = client.call_api
-
-    def call_api(method: str, url: str, header_params: Any = None, body: Any = None, post_params: Any = None,
-                 _request_timeout: Any = None) -> Any:
-        headers = dict(header_params or {})
-        if "authorization" in headers:
-            headers["authorization"] = _trimmed(headers["authorization"])
-        answer = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
-        if answer.status != 401:
-            return answer
-        token = renewal.renewed(headers.get("authorization"), f"{method} {urlsplit(url).path}")
-        global _LAST_401_NOTE
-        if token is None:
-            _LAST_401_NOTE = f"new ones could not be had: {renewal.failure}" if renewal.failure else ""
-            return answer
-        answer.response.drain_conn()  # the refused answer's connection goes back to the pool
-        headers["authorization"] = token
-        again = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
-        _LAST_401_NOTE = REFUSED_AGAIN if again.status == 401 else ""
-        return again
-
-    client.call_api = call_api
-    return renewal
-
-
-def _trimmed(token: Any) -> Any:
-    """A bearer token (the whole header value, "Bearer ...") without the whitespace around it: the client sends a
-    kubeconfig's `tokenFile` as read, and a file ending in a newline (`echo $TOKEN > file`, which kubectl and
-    client-go accept: they trim it) made every request fail before it was sent ("Invalid header value")."""
-    return token.strip() if isinstance(token, str) else token
-
-
-# what this process's last renewal after a 401 came to, when it did not help ("" when it did, or when there was
-# nothing to renew: a static token): said by `translate` after the 401's own words
-_LAST_401_NOTE = ""
-REFUSED_AGAIN = ("the new ones the configuration gave were refused too (the identity itself is refused: revoked, "
-                 "deleted, or not one this cluster knows)")
 
 
 # below this many seconds left, a request is not sent: it could not be answered in time anyway
@@ -528,9 +399,9 @@ def translate(exc: BaseException, what: str) -> CanaryError:
         if status == 409:
             return RoutingConflict(f"{what}: conflicting write ({reason})")
         if status == 401:  # authentication, not RBAC: "check RBAC" sent a pipeline's on-call to the Role (decision 356)
-            if _LAST_401_NOTE:  # renewed in vain: the exec plugin failed, or its new token was refused (decision 374)
+            if note := last_401_note():  # renewed in vain: the exec plugin failed, or its new token was refused (decision 374)
                 return ConfigError(f"{what}: the Kubernetes API did not accept our credentials (HTTP 401: {reason}) "
-                                   f"and {_LAST_401_NOTE}; not RBAC")
+                                   f"and {note}; not RBAC")
             return ConfigError(f"{what}: the Kubernetes API did not accept our credentials (HTTP 401: {reason}): "
                                "the token expired or was revoked (a CI job's short-lived token can expire before a "
                                "long rollout ends: give it a lifetime longer than the rollout, or a kubeconfig whose "
