@@ -165,6 +165,7 @@ def bound_by(client: Any, until: Callable[[], float], *,
 
     rest.request = request
     rest.canary_until = until  # a retry's wait ends by then too (`retry_wait`, `retry_sleep`)
+    _bound_credentials(client, until, flying)
     return flying
 
 
@@ -233,8 +234,6 @@ def retry_sleep(client: Any) -> Callable[[float], None]:
             time.sleep(min(left, 0.25))
 
     return sleep
-    _bound_credentials(client, until, flying)
-    return flying
 
 
 def _bound_credentials(client: Any, until: Callable[[], float], flying: InFlight) -> None:
