@@ -2,6 +2,7 @@
 
 Exit codes (README "Exit codes"): 0 promoted / ok, 1 rolled back, 2 bad input
 (nothing touched), 3 could not complete (infrastructure; traffic at stable),
+75 busy (another rollout holds the route; nothing touched, retry later),
 130 interrupted with --on-interrupt pause (state recorded, resumable).
 """
 
@@ -66,6 +67,10 @@ def _every_command(
 EXIT_BAD_INPUT, EXIT_INFRA = 2, 3
 EXIT_TRAFFIC_UNSAFE = 6  # stable 100% could not be written; the canary may still get traffic (README)
 EXIT_WATCH_TIMEOUT = 4  # `status --watch --timeout`: still running when the time ran out
+# another rollout holds the route (RolloutBusy): nothing touched, and the same command may succeed once it ends.
+# sysexits.h's EX_TEMPFAIL ("temporary failure, the user is invited to retry"): exit 2 ("bad input") told a
+# pipeline to fix its flags when another job held the route (decision 386)
+EXIT_BUSY = 75
 WATCH_EXIT = {rl.PROMOTED: 0, rl.ROLLED_BACK: 1, rl.ABORTED: EXIT_INFRA}  # `status --watch` by terminal phase
 
 # ---- shared options ------------------------------------------------------------------
@@ -106,7 +111,9 @@ def run_guarded(fn: Any, *, report: Any = None) -> Any:
         return fn()
     except TrafficUnsafe as exc:  # the route may still send traffic to the canary: `traffic.unsafe` logged
         failed(str(exc), EXIT_TRAFFIC_UNSAFE)
-    except (ConfigError, RolloutBusy) as exc:
+    except RolloutBusy as exc:
+        failed(str(exc), EXIT_BUSY)
+    except ConfigError as exc:
         failed(str(exc), EXIT_BAD_INPUT)
     except TransientError as exc:
         failed(f"could not complete: {exc}", EXIT_INFRA)
@@ -400,6 +407,10 @@ def promote(
                                          "canary version and one of the stable version (their DestinationRule "
                                          "subset's and Service's labels); none by then: exit 3, nothing moved "
                                          "(0: do not wait)"),
+    wait_busy: float = opts.DurationOpt("0s", "--wait-busy", zero=True,
+                                        help="when another rollout holds the route (another job's promote, a "
+                                        "CanaryRollout), wait this long for it to end, reading the route every 5s, "
+                                        "then claim it; still held then: exit 75, nothing moved (0: refuse at once)"),
     interrupt_grace: float = opts.DurationOpt(
         "25s", "--interrupt-grace",
         help="after SIGINT/SIGTERM/SIGHUP, end every Kubernetes request by this long from the signal: the "
@@ -433,8 +444,11 @@ def promote(
             opts.emit({**state_dict(ctl._current, exit_code=code), "error": message,  # type: ignore[union-attr]
                        "rollback_failed": True}, output)
             return
-        opts.emit({"model": model, "canary_version": canary_version, "phase": None, "exit_code": code,
-                   "error": message}, output)
+        doc = {"model": model, "canary_version": canary_version, "phase": None, "exit_code": code, "error": message}
+        busy = ran.get("busy")
+        if code == EXIT_BUSY and busy is not None:  # who holds the route, for a pipeline's log and its on-call
+            doc.update(holder=busy.holder or None, holder_job=busy.job or None)
+        opts.emit(doc, output)
 
     def flag_error(message: str) -> None:
         refused(EXIT_BAD_INPUT, message)
@@ -457,6 +471,8 @@ def promote(
                   ("--on-interrupt", "on_interrupt", False, ": a CanaryRollout goes on in the controller when the "
                    "follower is interrupted (`canary rollback` ends it)"),
                   ("--wait-ready", "wait_ready", False, ": the controller waits for Ready canary and stable pods by itself"),
+                  ("--wait-busy", "wait_busy", False, ": a CanaryRollout waits for the route by itself (Ready False, "
+                   "RolloutBusy)"),
                   ("--interrupt-grace", "interrupt_grace", False, ": an interrupted follower writes nothing"))
     for flag, param, needs, why in mode_flags:
         if _given(ctx, param) and needs != via_controller:
@@ -533,7 +549,8 @@ def promote(
                           spent=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
                                         "(--interrupt-grace) are spent")
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=router, metrics=metrics,
-                                  gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready)
+                                  gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready,
+                                  wait_busy_s=wait_busy)
 
         def interrupted(signum: int, _frame: Any) -> None:
             if not ctl.stop.is_set():  # the first one stopped it, and starts the grace
@@ -562,6 +579,9 @@ def promote(
             ctl.on_update = display.update
         try:
             result = ctl.run()
+        except RolloutBusy as exc:  # exit 75: the document names the holder (`refused`)
+            ran["busy"] = exc
+            raise
         except NotFound as exc:
             if ctl._current is not None:  # after the claim: said as the rollout found it
                 raise

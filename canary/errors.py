@@ -20,7 +20,7 @@ made by type, never by parsing messages::
     │   ├── ConflictStorm      ...every try met 409: nobody's decision refused it, it may pass
     │   └── WeightsMoved       ...a write guarded on the weights a look was judged at found others:
     │                          nothing written; handled as a revert the look's re-read found
-    ├── RolloutBusy            another rollout already owns this VirtualService
+    ├── RolloutBusy            another rollout already owns this VirtualService -> exit 75, retry later
     ├── RollbackFailed         traffic had moved; stable 100% could not be completed -> exit 3
     │   └── TrafficUnsafe      ...and the route may still send traffic to the canary -> exit 6
     ├── GraceSpent             the time a signal left (promote --interrupt-grace) is spent:
@@ -180,7 +180,14 @@ class WeightsMoved(RoutingConflict):
 
 
 class RolloutBusy(CanaryError):
-    """Another rollout is in progress on this VirtualService."""
+    """Another rollout is in progress on this VirtualService: nothing was written, and the same command may
+    succeed once it ends (exit 75, EX_TEMPFAIL; `promote --wait-busy` waits for it). `holder`: the record's
+    owner (`RolloutState.owner`), `job`: the CI job that started it (`RolloutState.job`), "" when unknown."""
+
+    def __init__(self, *args: object, holder: str = "", job: str = "") -> None:
+        super().__init__(*args)
+        self.holder = holder
+        self.job = job
 
 
 class AlreadyStable(CanaryError):

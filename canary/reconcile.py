@@ -116,11 +116,13 @@ def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState |
         raise RolloutBusy(f"{at}: a rollout of model {recorded.model} ({recorded.canary_version}) is in progress"
                           f"{route} of {target.namespace}/{target.virtual_service} ({describe_owner(recorded.owner)}; "
                           f"{recorded.phase}, weights {recorded.weights}); a VirtualService carries one rollout at a "
-                          f"time, of one model: run this rollout of {target.model} once that one has ended")
+                          f"time, of one model: run this rollout of {target.model} once that one has ended",
+                          holder=recorded.owner)
     if recorded is not None and not recorded.terminal:
         raise RolloutBusy(f"{at}: a rollout of {recorded.canary_version} is in progress on "
                           f"{target.namespace}/{target.virtual_service} ({describe_owner(recorded.owner)}; "
-                          f"{recorded.phase}, weights {recorded.weights}); finish it or run `canary rollback` first")
+                          f"{recorded.phase}, weights {recorded.weights}); finish it or run `canary rollback` first",
+                          holder=recorded.owner)
     if status.subsets_differ:  # a promotion would point the stable subset at pods nobody judged
         raise TargetError(status.subsets_differ)
     if status.split_elsewhere:  # another route would send the new version traffic nobody judges

@@ -43,6 +43,7 @@ from canary.routing.patch import STATE_ANNOTATION, same_route
 
 T = TypeVar("T")
 POD_POLL_S = 5.0  # how often `promote --wait-ready` asks whether a canary pod and a stable pod are Ready
+BUSY_POLL_S = 5.0  # how often `promote --wait-busy` reads again a route another rollout holds
 # an end's history write that failed (after the flushes of it the loop made: two on a decided end) is tried
 # again this many times, END_HISTORY_WAIT_S before the first and doubled after each (7.5 s in all), then
 # given up with `history.end_unwritten` (`Runner._write_end_history`)
@@ -138,6 +139,7 @@ class Runner:
     on_update: Callable[[rl.RolloutState], None] | None = None
     watch_every: float = 1.0  # how often the VirtualService is re-read for outside changes
     wait_ready_s: float = 0.0  # how long to wait for a Ready canary pod and stable pod before the claim (`promote --wait-ready`)
+    wait_busy_s: float = 0.0  # how long to wait for a route another rollout holds before the claim (`promote --wait-busy`)
     rollback_failed: bool = field(default=False, init=False)  # run() raised RollbackFailed: traffic had moved
     # run() found the rollout already ended on the route (a re-run reporting it): this process ended nothing,
     # so it announces nothing (`canary promote`'s webhooks)
@@ -224,7 +226,7 @@ class Runner:
     def _run(self) -> Result:
         self._on_prometheus_clock()
         try:
-            state = self._current = self._start()
+            state = self._current = self._start_when_free()
             if state.terminal:
                 self.found_ended = True
                 return Result(state, EXIT_CODES[state.phase])
@@ -414,6 +416,39 @@ class Runner:
 
     # ---- phases ---------------------------------------------------------------------
 
+    def _start_when_free(self) -> rl.RolloutState:
+        """`_start`, read again every BUSY_POLL_S while another rollout holds the route (RolloutBusy: a live
+        promote, one gone elsewhere whose record is still fresh, a CanaryRollout's, another model's on a shared
+        VirtualService), up to `wait_busy_s` (`promote --wait-busy`; 0: refused at once, exit 75). A pipeline
+        whose job starts while another job's rollout runs waits for it as Terraform's `-lock-timeout` waits for
+        a lock, instead of a retry loop around the step (decision 386). Nothing is written while it waits
+        (`preflight.waiting_for_route`, once, naming the holder); a signal ends the wait at once (exit 3,
+        nothing written); at the deadline the last refusal is raised, saying how long it waited."""
+        asked, began, said = self.target, self.clock.now(), False
+        while True:
+            try:
+                return self._start()
+            except RolloutBusy as exc:
+                waited = self.clock.now() - began
+                if waited >= self.wait_busy_s:
+                    if said:
+                        exc.args = (f"{exc}; waited {waited:.0f}s for it (--wait-busy {self.wait_busy_s:g}s)",
+                                    *exc.args[1:])
+                    raise
+                if self.stop.is_set():
+                    raise self._interrupted_before_claim("while waiting for the rollout holding the route to end"
+                                                         ) from None
+                if not said:
+                    self.log.info("preflight.waiting_for_route", holder=exc.holder, holder_job=exc.job,
+                                  wait_busy_s=self.wait_busy_s, detail=str(exc))
+                said = True
+                until = self.clock.now() + min(BUSY_POLL_S, max(self.wait_busy_s - waited, 0.0))
+            while not self.stop.is_set() and self.clock.now() < until:  # a signal is seen within 0.25 s, not 5 s
+                self.clock.sleep(max(0.01, min(until - self.clock.now(), 0.25)))
+            if self.stop.is_set():
+                raise self._interrupted_before_claim("while waiting for the rollout holding the route to end")
+            self.target = asked  # as given: the holder's route and versions are not this promote's
+
     def _start(self) -> rl.RolloutState:
         """Resume what is recorded, or check everything that can be checked and claim the route."""
         asked = self.target  # as given: what a second look at a route that changed during the pod wait starts from
@@ -552,7 +587,8 @@ class Runner:
             theirs = parse_state(self.router.inspect(self.target))
             who = describe_owner(theirs.owner) if theirs is not None else "another writer"
             raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
-                              "was moved by this promote") from None
+                              "was moved by this promote", holder=theirs.owner if theirs is not None else ""
+                              ) from None
 
     def _unowned_split(self, status: RouteStatus) -> tuple[RouteStatus, rl.RolloutState | None]:
         """The route's record as `_start` reads it (`status`: the route as read). An ended or unreadable record
@@ -742,7 +778,7 @@ class Runner:
                     f"if that process is gone, run this again after {stale_after - age:.0f}s, or `canary rollback` now")
             raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the rollout of "
                               f"{existing.canary_version} is {describe_owner(existing.owner)}, which wrote it "
-                              f"{max(age, 0):.0f}s ago; {when}")
+                              f"{max(age, 0):.0f}s ago; {when}", holder=existing.owner)
         # written now (updated_at): its age is this process's from here on, not its predecessor's
         taking = replace(existing, owner=self.owner, heartbeat_s=self.policy.analysis.look_every,
                          updated_at=self.clock.now())
@@ -756,7 +792,8 @@ class Runner:
                        if theirs is not None else "it could not be read again")
                 raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the route's record "
                                   f"changed while this promote took the rollout of {existing.canary_version} over: "
-                                  f"{now}; nothing was written by this promote") from None
+                                  f"{now}; nothing was written by this promote",
+                                  holder=theirs.owner if theirs is not None else "") from None
             failed: BaseException = exc  # still as read: every write refused as a conflict (a 409 storm)
         except BaseException as exc:
             failed = exc
@@ -1288,8 +1325,8 @@ _SAYS_UNTOUCHED = ("nothing was moved", "no traffic moved", "moved no traffic", 
 
 def _untouched_exit_3(exc: BaseException) -> bool:
     """Whether `exc`, raised before this promote claimed the route, is an exit 3 ("could not complete") whose
-    words do not yet say that no traffic moved. Exit 2 (ConfigError, RolloutBusy) is "untouched" by definition
-    and names what to fix; a signal's and the pod wait's errors say it already."""
+    words do not yet say that no traffic moved. Exit 2 (ConfigError) and 75 (RolloutBusy) are "untouched" by
+    definition and name what to fix or who holds the route; a signal's and the pod wait's errors say it already."""
     if not isinstance(exc, CanaryError) or isinstance(exc, (ConfigError, RolloutBusy, RollbackFailed, GraceSpent)):
         return False
     text = str(exc)

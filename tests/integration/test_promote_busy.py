@@ -1,0 +1,133 @@
+"""A CD pipeline's `canary promote` on a route another job's rollout holds (decision 386).
+
+Exit 2 is "bad input: fix the flags"; a route held by another job's promote (or a CanaryRollout) was exit 2
+too, so a pipeline could not tell "retry later" from "your flags are wrong". It is now exit 75 (EX_TEMPFAIL),
+the `-o json` document names the holder, and `--wait-busy` waits for the route, bounded.
+
+The real CLI (the holder a `canary` process of its own, split at 80/20 for a 10-minute step; the second
+promote in-process or as a process), a real Prometheus (test_promote's backfilled history) and the strict
+Kubernetes API emulator. Every event is injected at an observable state (a log line read from a process).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from canary.logs import parse_json_lines
+from tests.integration.test_promote import (POLICY, ROOT, cluster, prometheus, promote,  # noqa: F401 - fixtures
+                                            vs_state)
+from tests.integration.test_promote_pipeline import argv, env, until_split
+from tests.support import cli
+
+pytestmark = pytest.mark.integration
+EXIT_BUSY = 75
+
+
+@pytest.fixture
+def holder(cluster: Any, prometheus: Any, tmp_path: Path) -> Iterator[Any]:
+    """Start `canary promote <version>` whose first step lasts 10 minutes: it holds the route at 80/20, alive,
+    however slowly the test runs. Ended at teardown by SIGTERM (stable 100%)."""
+    api, kubeconfig, _ = cluster
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(yaml.safe_dump({**POLICY, "analysis": {**POLICY["analysis"], "interval": "10m"}}))
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(version: str, *, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(argv(kubeconfig, slow, version, "-o", "json", "--log-format", "json"), cwd=ROOT,
+                                env={**env(prometheus.url), **(extra_env or {})}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        until_split(proc)
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_a_route_held_by_a_live_promote_is_exit_75_naming_the_holder(cluster: Any, prometheus: Any, holder: Any,
+                                                                     version: str) -> None:
+    """A second pipeline's promote while another job's promote of v3 runs: of the same version (the take-over
+    refused: its process is alive) or another (the claim refused: a rollout in progress). Exit 2 before ("bad
+    input"), now 75, with the holder in the document; nothing written."""
+    api, kubeconfig, policy = cluster
+    held = holder("v3")
+    owner = vs_state(api)[1]["owner"]
+    res = promote(kubeconfig, policy, prometheus.url, version)
+    assert res.returncode == EXIT_BUSY, (res.returncode, res.stdout, res.stderr[-2000:])
+    doc = json.loads(res.stdout)
+    assert doc["exit_code"] == EXIT_BUSY and doc["phase"] is None
+    assert doc["holder"].startswith("promote#") and f":{held.pid}:" in doc["holder"], doc
+    assert "run by `canary promote`" in doc["error"], doc["error"]
+    weights, rec = vs_state(api)  # the holder's heartbeats go on: its record, its split
+    assert weights == [80, 20] and rec["owner"] == owner and rec["canary_version"] == "v3"
+    assert held.poll() is None  # and the holder goes on
+
+
+def test_wait_busy_is_bounded_then_exit_75_saying_it_waited(cluster: Any, prometheus: Any, holder: Any) -> None:
+    """`--wait-busy 1s` on a route a live promote holds all along: it waits (`preflight.waiting_for_route`,
+    once, naming the holder), then exit 75 saying how long it waited; nothing written."""
+    api, kubeconfig, policy = cluster
+    held = holder("v3")
+    res = promote(kubeconfig, policy, prometheus.url, "v2", "--wait-busy", "1s")
+    assert res.returncode == EXIT_BUSY, (res.stdout, res.stderr[-2000:])
+    assert "(--wait-busy 1s)" in json.loads(res.stdout)["error"]
+    waiting = [e for e in parse_json_lines(res.stderr) if e["event"] == "preflight.waiting_for_route"]
+    assert len(waiting) == 1 and f":{held.pid}:" in waiting[0]["holder"], waiting
+    assert vs_state(api)[0] == [80, 20] and held.poll() is None
+
+
+def waiting_promote(kubeconfig: Path, policy: Path, prom_url: str, *extra: str) -> subprocess.Popen[str]:
+    """`canary promote v2 --wait-busy 10m` as a process, read up to its `preflight.waiting_for_route` line."""
+    proc = subprocess.Popen(argv(kubeconfig, policy, "v2", "-o", "json", "--log-format", "json", "--wait-busy",
+                                 "10m", *extra), cwd=ROOT, env=env(prom_url), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if '"preflight.waiting_for_route"' in line:
+            return proc
+    raise AssertionError(f"no preflight.waiting_for_route; exit {proc.wait()}")
+
+
+def test_wait_busy_claims_the_route_once_the_holder_has_ended(cluster: Any, prometheus: Any, holder: Any) -> None:
+    """The job waiting with `--wait-busy` while on-call rolls the holder's v3 back: it then claims the route
+    and promotes v2 (exit 0), as if started after the end."""
+    api, kubeconfig, policy = cluster
+    held = holder("v3")
+    waiter = waiting_promote(kubeconfig, policy, prometheus.url)
+    assert vs_state(api)[0] == [80, 20]  # nothing of the waiter's written
+    ended = cli.run(["rollback", "rec-model", "-n", "ml", "--kubeconfig", str(kubeconfig)], env={"KUBECONFIG": ""})
+    assert ended.returncode == 0, ended.stderr[-2000:]
+    out, err = waiter.communicate(timeout=180)
+    assert waiter.returncode == 0, (out, err[-3000:])
+    assert json.loads(out)["phase"] == "promoted"
+    weights, rec = vs_state(api)
+    assert weights == [100, 0] and rec["phase"] == "promoted" and rec["canary_version"] == "v2"
+    held.communicate(timeout=120)
+    assert held.returncode == 1  # the holder saw on-call's rollback
+
+
+def test_a_signal_while_waiting_for_the_route_is_exit_3_nothing_written(cluster: Any, prometheus: Any,
+                                                                        holder: Any) -> None:
+    """A cancelled job waiting for the route: exit 3 at once, the document saying nothing was written."""
+    api, kubeconfig, policy = cluster
+    holder("v3")
+    waiter = waiting_promote(kubeconfig, policy, prometheus.url)
+    waiter.send_signal(signal.SIGTERM)
+    out, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 3, (out, err[-2000:])
+    error = json.loads(out)["error"]
+    assert "while waiting for the rollout holding the route to end" in error and "nothing was written" in error
+    assert vs_state(api)[0] == [80, 20]
