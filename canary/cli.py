@@ -548,9 +548,19 @@ def promote(
         flying = bound_by(router.custom.api_client, lambda: grace_until[0],
                           spent=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
                                         "(--interrupt-grace) are spent")
+        from canary import ci_job
+
+        # the CI job this promote runs in, recorded with its owner: on-call finding the route held is told which
+        # pipeline's job to cancel, not only a runner's host and pid (decision 387). Never a value that failed
+        # its check, nor any other variable: only the variable's name is said
+        job, unrecorded = ci_job.from_env(os.environ)
+        for variable, why in unrecorded:
+            logs.get(component="promote", **target.log_context()).warning(
+                "promote.ci_job_unrecorded", variable=variable, why=why,
+                note="the rollout's record names no CI job; the host and process still name its holder")
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=router, metrics=metrics,
                                   gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready,
-                                  wait_busy_s=wait_busy)
+                                  wait_busy_s=wait_busy, job=job)
 
         def interrupted(signum: int, _frame: Any) -> None:
             if not ctl.stop.is_set():  # the first one stopped it, and starts the grace

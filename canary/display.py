@@ -89,7 +89,7 @@ def state_panel(state: rl.RolloutState, steps: list[int] | None = None, *,
         bar = Text("as recorded: ").append(bar).append(f"   (the route holds {live.stable}/{live.canary} now)")
     parts: list[Any] = [head, bar]
     if state.owner:
-        parts.append(Text(describe_owner(state.owner)))
+        parts.append(Text(describe_owner(state.owner, state.job)))
     if state.reason:
         parts.append(Text(f"reason: {state.reason}"))
     if state.last_verdict:

@@ -93,12 +93,16 @@ def crd_ref(owner: str) -> tuple[str, str]:
     return ref, uid
 
 
-def describe_owner(owner: str) -> str:
-    """Who runs a recorded rollout, in words, for messages (a CanaryRollout's uid left out)."""
+def describe_owner(owner: str, job: str = "") -> str:
+    """Who runs a recorded rollout, in words, for messages (a CanaryRollout's uid left out); `job`: the CI job
+    that started it (`RolloutState.job`), named after it: the host and pid alone did not tell on-call which
+    pipeline's job to cancel (decision 387)."""
+    from canary.ci_job import described
+
     if is_promote_owner(owner):
         process = owner.partition("#")[2]
-        return "run by `canary promote`" + (f" ({process})" if process else "")
-    return f"run by {owner.split('#', 1)[0]}" if owner else "no owner recorded"
+        return "run by `canary promote`" + (f" ({process})" if process else "") + described(job)
+    return (f"run by {owner.split('#', 1)[0]}" if owner else "no owner recorded") + described(job)
 
 
 def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState | None, *, where: str = "") -> None:
@@ -114,15 +118,15 @@ def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState |
         # would have ended the other model's good canary
         route = f" on route {recorded.route!r}" if recorded.route else ""
         raise RolloutBusy(f"{at}: a rollout of model {recorded.model} ({recorded.canary_version}) is in progress"
-                          f"{route} of {target.namespace}/{target.virtual_service} ({describe_owner(recorded.owner)}; "
+                          f"{route} of {target.namespace}/{target.virtual_service} ({describe_owner(recorded.owner, recorded.job)}; "
                           f"{recorded.phase}, weights {recorded.weights}); a VirtualService carries one rollout at a "
                           f"time, of one model: run this rollout of {target.model} once that one has ended",
-                          holder=recorded.owner)
+                          holder=recorded.owner, job=recorded.job)
     if recorded is not None and not recorded.terminal:
         raise RolloutBusy(f"{at}: a rollout of {recorded.canary_version} is in progress on "
-                          f"{target.namespace}/{target.virtual_service} ({describe_owner(recorded.owner)}; "
+                          f"{target.namespace}/{target.virtual_service} ({describe_owner(recorded.owner, recorded.job)}; "
                           f"{recorded.phase}, weights {recorded.weights}); finish it or run `canary rollback` first",
-                          holder=recorded.owner)
+                          holder=recorded.owner, job=recorded.job)
     if status.subsets_differ:  # a promotion would point the stable subset at pods nobody judged
         raise TargetError(status.subsets_differ)
     if status.split_elsewhere:  # another route would send the new version traffic nobody judges

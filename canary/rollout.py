@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from canary import ci_job
 from canary.model import (STABLE_ONLY, Outcome, Verdict, Weights, next_pass_anchor, pass_floor, pass_ratio,
                           request_count, valid_pass_anchor)
 from canary.policy import Policy
@@ -136,6 +137,10 @@ class RolloutState:
     # the owner's longest time between writes while it runs (a promote's look_every; 0: unknown), by
     # which another promote tells a live owner from a gone one (`Runner._take_over`)
     heartbeat_s: float = 0.0
+    # the CI job that runs its owner (`canary.ci_job`: a job's URL, `Argo Workflow <name>`; decision 387), named
+    # wherever the holder is: "" for none known (a terminal, the controller). Left out of the record while "",
+    # so a record without one reads as before
+    job: str = ""
     started_at: float = 0.0
     step_started_at: float = 0.0
     updated_at: float = 0.0
@@ -170,6 +175,8 @@ class RolloutState:
         d["history"] = list(self.history)[-20:]  # an annotation must stay small
         if not self.reverts:
             del d["reverts"]
+        if not self.job:
+            del d["job"]
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -197,7 +204,7 @@ class RolloutState:
             if name not in d:
                 raise ValueError(f"rollout state: {name} is missing")
         for name in ("model", "stable_version", "canary_version", "phase", "reason", "route", "owner",
-                     "destination_rule"):
+                     "destination_rule", "job"):
             if name in d and not isinstance(d[name], str):
                 raise ValueError(f"rollout state: {name} must be a string, got {type(d[name]).__name__}")
         for name in ("step", "look", "step_looks", "failed_looks", "step_window"):
@@ -230,6 +237,8 @@ class RolloutState:
         if not isinstance(history, (list, tuple)) or not all(isinstance(h, dict) for h in history):
             raise ValueError("rollout state: history must be a list of objects")
         d["history"] = tuple(history)
+        if "job" in d:  # display only: one edited by hand into no job's shape is not shown (control characters)
+            d["job"] = ci_job.readable(d["job"])
         for name in ("evidence", "window_evidence"):
             d[name] = _evidence(d.get(name) or {}, name)
         judged = d.get("judged", {})
@@ -415,12 +424,13 @@ Action = SetWeights | PointSubset | Emit
 
 
 def new_rollout(*, model: str, stable_version: str, canary_version: str, now: float,
-                route: str = "", owner: str = "", heartbeat_s: float = 0.0,
+                route: str = "", owner: str = "", heartbeat_s: float = 0.0, job: str = "",
                 destination_rule: str = "", judged: dict[str, str] | None = None) -> tuple[RolloutState, list[Action]]:
     """Claim the VirtualService (PENDING at 100/0), then point the canary subset. `owner`: who runs
-    it (`RolloutState.owner`); `judged`: what it is judged under (`RolloutState.judged`)."""
+    it (`RolloutState.owner`), `job`: its CI job (`RolloutState.job`); `judged`: what it is judged under
+    (`RolloutState.judged`)."""
     state = RolloutState(
-        model=model, stable_version=stable_version, canary_version=canary_version, route=route, owner=owner,
+        model=model, stable_version=stable_version, canary_version=canary_version, route=route, owner=owner, job=job,
         heartbeat_s=heartbeat_s, destination_rule=destination_rule, judged=dict(judged or {}),
         phase=PENDING, weights=STABLE_ONLY, started_at=now, step_started_at=now, updated_at=now,
     )

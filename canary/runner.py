@@ -150,6 +150,9 @@ class Runner:
     # a re-run for the version whose rollout the route records rolled back starts it again (`--retry`);
     # otherwise it reports that rollback, exit 1 (docs/decisions.md 116)
     retry: bool = False
+    # the CI job running this promote (`canary.ci_job.from_env`: a job's URL), recorded with its owner in the
+    # claim and a take-over (`RolloutState.job`) and named wherever the holder is (decision 387)
+    job: str = ""
 
     def __post_init__(self) -> None:
         self.log = get_logger(**rollout_context(self.target))
@@ -576,7 +579,7 @@ class Runner:
         self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now(),
-                                        route=target.route, owner=self.owner,
+                                        route=target.route, owner=self.owner, job=self.job,
                                         heartbeat_s=self.policy.analysis.look_every,
                                         destination_rule=target.dr_name,
                                         judged=judged_marks.marks(self.policy, target))
@@ -585,10 +588,10 @@ class Runner:
             return self._apply(state, actions)
         except RoutingConflict:  # another process claimed the route between our read and our write
             theirs = parse_state(self.router.inspect(self.target))
-            who = describe_owner(theirs.owner) if theirs is not None else "another writer"
+            who = describe_owner(theirs.owner, theirs.job) if theirs is not None else "another writer"
             raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
-                              "was moved by this promote", holder=theirs.owner if theirs is not None else ""
-                              ) from None
+                              "was moved by this promote", holder=theirs.owner if theirs is not None else "",
+                              job=theirs.job if theirs is not None else "") from None
 
     def _unowned_split(self, status: RouteStatus) -> tuple[RouteStatus, rl.RolloutState | None]:
         """The route's record as `_start` reads it (`status`: the route as read). An ended or unreadable record
@@ -777,10 +780,10 @@ class Runner:
             when = ("it runs on this machine: stop it first, or `canary rollback`" if here == "alive" else
                     f"if that process is gone, run this again after {stale_after - age:.0f}s, or `canary rollback` now")
             raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the rollout of "
-                              f"{existing.canary_version} is {describe_owner(existing.owner)}, which wrote it "
-                              f"{max(age, 0):.0f}s ago; {when}", holder=existing.owner)
+                              f"{existing.canary_version} is {describe_owner(existing.owner, existing.job)}, which "
+                              f"wrote it {max(age, 0):.0f}s ago; {when}", holder=existing.owner, job=existing.job)
         # written now (updated_at): its age is this process's from here on, not its predecessor's
-        taking = replace(existing, owner=self.owner, heartbeat_s=self.policy.analysis.look_every,
+        taking = replace(existing, owner=self.owner, job=self.job, heartbeat_s=self.policy.analysis.look_every,
                          updated_at=self.clock.now())
         try:  # guarded on the record read (`_written`)
             return self._apply(taking, [rl.SetWeights(existing.weights)])
@@ -788,12 +791,14 @@ class Runner:
             read = self._read_record()
             if read is None or read[0] != self._written:  # another writer recorded something: theirs to run
                 theirs = read[1] if read is not None else None
-                now = (f"it now records {theirs.canary_version} {theirs.phase} ({describe_owner(theirs.owner)})"
+                now = (f"it now records {theirs.canary_version} {theirs.phase} "
+                       f"({describe_owner(theirs.owner, theirs.job)})"
                        if theirs is not None else "it could not be read again")
                 raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the route's record "
                                   f"changed while this promote took the rollout of {existing.canary_version} over: "
                                   f"{now}; nothing was written by this promote",
-                                  holder=theirs.owner if theirs is not None else "") from None
+                                  holder=theirs.owner if theirs is not None else "",
+                                  job=theirs.job if theirs is not None else "") from None
             failed: BaseException = exc  # still as read: every write refused as a conflict (a 409 storm)
         except BaseException as exc:
             failed = exc
@@ -1042,10 +1047,10 @@ class Runner:
         after an on-call rollback ended ours; or of another version, in any phase, a finished promotion
         included): ours has ended, nothing is written (theirs is left alone), promote exits 3. The log
         line `rollout.taken_over` says who holds the route."""
-        holder = describe_owner(theirs.owner)
+        holder = describe_owner(theirs.owner, theirs.job)
         why = (f"taken over: the route records another rollout of {theirs.canary_version} "
                f"({holder}, {theirs.phase}); this one ended, theirs is left alone")
-        self.log.warning("rollout.taken_over", owner=theirs.owner, holder=holder,
+        self.log.warning("rollout.taken_over", owner=theirs.owner, holder=holder, holder_job=theirs.job or None,
                          recorded_canary_version=theirs.canary_version, recorded_phase=theirs.phase,
                          recorded_started_at=theirs.started_at, note="nothing written")
         return replace(state, phase=rl.ABORTED, reason=why, updated_at=self.clock.now())

@@ -107,7 +107,7 @@ def why_abandoned(rec: rl.RolloutState, quiet_s: float | None, owner_gone: Calla
             return None
         beat = (f"it writes at every look, {rec.heartbeat_s:.0f}s apart" if rec.heartbeat_s > 0
                 else "its look interval was not recorded")
-        return (f"abandoned: {describe_owner(rec.owner)} has not written this rollout for {quiet_s:.0f}s ({beat}; "
+        return (f"abandoned: {describe_owner(rec.owner, rec.job)} has not written this rollout for {quiet_s:.0f}s ({beat}; "
                 f"gone after {limit:.0f}s): its process is gone or stalled")
     if rec.owner.startswith("CanaryRollout ") and owner_gone(rec.owner):
         return orphan_reason(rec.owner)
@@ -411,7 +411,7 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
     except NotLeader:
         raise
     except RoutingConflict as exc:
-        log.info("sweep.left_alone", owner=found.record.owner, reason=str(exc))
+        log.info("sweep.left_alone", owner=found.record.owner, job=found.record.job or None, reason=str(exc))
         return "left alone"
     except CanaryError as exc:  # `rollback.failed` is logged (`execute`); `traffic.unsafe` too when still split
         from canary.errors import TrafficUnsafe
@@ -528,7 +528,7 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         except NotLeader:  # refused by the fence, nothing sent: `_sweep` stops; the new leader's sweep ends it
             raise
         except RoutingConflict as exc:
-            log.info("sweep.left_alone", owner=r.owner, reason=str(exc))
+            log.info("sweep.left_alone", owner=r.owner, job=r.job or None, reason=str(exc))
             raise
         except CanaryError as exc:
             if isinstance(exc, TransientError) and attempt < 2:  # may pass: written again
@@ -542,7 +542,7 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
             raise
     # logged once the write landed: the phase and weights as recorded and routed now (it gave the abandoned
     # record's, "progressing 80/20", for a rollout it had just sent to stable 100%), and what they were
-    log.warning("rollout.abandoned", owner=r.owner, phase=out.phase, weights=str(out.weights), done=did,
+    log.warning("rollout.abandoned", owner=r.owner, job=r.job or None, phase=out.phase, weights=str(out.weights), done=did,
                 from_phase=r.phase, **routed,
                 **({} if out.phase == rl.PROMOTED else {"end_cause": rl.classify_reason(out.reason)}),
                 seen_unchanged_s=None if found.quiet_s is None else round(found.quiet_s, 1),

@@ -131,3 +131,44 @@ def test_a_signal_while_waiting_for_the_route_is_exit_3_nothing_written(cluster:
     error = json.loads(out)["error"]
     assert "while waiting for the rollout holding the route to end" in error and "nothing was written" in error
     assert vs_state(api)[0] == [80, 20]
+
+
+GITHUB_JOB = {"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "acme/models",
+              "GITHUB_RUN_ID": "9876543210", "GITHUB_RUN_ATTEMPT": "2"}
+RUN_URL = "https://github.com/acme/models/actions/runs/9876543210/attempts/2"
+
+
+def test_the_holder_is_named_by_its_ci_job_in_the_refusal_and_in_status(cluster: Any, prometheus: Any,
+                                                                       holder: Any) -> None:
+    """The holder runs in a GitHub Actions job: its record names the run (with its attempt), and the busy
+    refusal, its document and `canary status` (text and JSON) name it after the host and pid, which on a hosted
+    runner or a pod name no job on-call can find (decision 387). A variable that is no clean URL is not
+    recorded, and said by its name only."""
+    api, kubeconfig, policy = cluster
+    holder("v3", extra_env=GITHUB_JOB)
+    assert vs_state(api)[1]["job"] == RUN_URL
+    res = promote(kubeconfig, policy, prometheus.url, "v2")
+    assert res.returncode == EXIT_BUSY, res.stderr[-2000:]
+    doc = json.loads(res.stdout)
+    assert doc["holder_job"] == RUN_URL and f"CI job {RUN_URL}" in doc["error"], doc
+    base = ["status", "rec-model", "-n", "ml", "--kubeconfig", str(kubeconfig)]
+    text = cli.run([*base, "-o", "wide"], env={"KUBECONFIG": "", "COLUMNS": "400"})
+    assert f"CI job {RUN_URL}" in " ".join(text.stdout.split()), text.stdout
+    st = json.loads(cli.run([*base, "-o", "json"], env={"KUBECONFIG": ""}).stdout)
+    assert st["rollout"]["job"] == RUN_URL
+
+
+def test_a_ci_variable_that_is_no_clean_url_is_not_recorded(cluster: Any, prometheus: Any) -> None:
+    """A job URL with a user and password in it (a template that pasted a token into it) lands in no
+    annotation and no log line: not recorded, `promote.ci_job_unrecorded` names the variable only."""
+    api, kubeconfig, policy = cluster
+    secret = "https://deploy:hunter2@gitlab.example/ml/-/jobs/7"
+    res = cli.run(["promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+                   "--kubeconfig", str(kubeconfig), "-o", "json", "--log-format", "json"],
+                  env={"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url, "GITLAB_CI": "true",
+                       "CI_JOB_URL": secret})
+    assert res.returncode == 0, res.stderr[-2000:]
+    said = [e for e in parse_json_lines(res.stderr) if e["event"] == "promote.ci_job_unrecorded"]
+    assert [e["variable"] for e in said] == ["CI_JOB_URL"] and "hunter2" not in res.stderr + res.stdout
+    weights, rec = vs_state(api)
+    assert rec["phase"] == "promoted" and "job" not in rec

@@ -459,3 +459,21 @@ def test_a_promote_takes_over_a_rollout_whose_process_is_gone_and_records_itself
             zombie.wait()
     assert state.phase == rl.PROGRESSING and json.loads(router.state)["owner"] == second.owner
     assert json.loads(router.state)["heartbeat_s"] == POLICY.analysis.look_every
+
+
+def test_a_take_over_records_the_taking_promotes_ci_job_not_the_gone_ones() -> None:
+    """A promote killed with its job (SIGKILL on a cancelled runner) and the re-run's job taking its rollout over:
+    the record must name the job now running it, or on-call cancels the dead one and the live one goes on
+    (decision 387)."""
+    import subprocess
+    import sys
+
+    gone_job = "https://gitlab.example/ml/models/-/jobs/1"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    second, router, _ = _claimed_by_another_process(_owner_here(dead.stdout.strip()), age_s=5)
+    rec = json.loads(router.state)
+    rec["job"] = gone_job
+    router.state = json.dumps(rec)
+    second.job = "https://gitlab.example/ml/models/-/jobs/2"
+    assert second._start().phase == rl.PROGRESSING
+    assert json.loads(router.state)["job"] == second.job and json.loads(router.state)["owner"] == second.owner
