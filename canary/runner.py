@@ -1555,6 +1555,10 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
     # the rollout's context on every line it logs, as promote's lines carry it (README, "Log events")
     bound = log.bind(virtual_service=target.virtual_service, stable_version=state.stable_version,
                      canary_version=state.canary_version)
+    if isinstance(event, rl.Rollback) and not state.terminal and state.owner:
+        # whose rollout this rollback ends: on-call is told which job's promote (or which CanaryRollout) to stop or
+        # look at, by the CI job's URL where one is recorded, not only a runner's host and pid (decision 387)
+        bound = bound.bind(ended_owner=state.owner, **({"ended_job": state.job} if state.job else {}))
     return status, state, new, actions, bound
 
 

@@ -172,3 +172,17 @@ def test_a_ci_variable_that_is_no_clean_url_is_not_recorded(cluster: Any, promet
     assert [e["variable"] for e in said] == ["CI_JOB_URL"] and "hunter2" not in res.stderr + res.stdout
     weights, rec = vs_state(api)
     assert rec["phase"] == "promoted" and "job" not in rec
+
+
+def test_on_calls_rollback_names_the_job_whose_rollout_it_ended(cluster: Any, prometheus: Any, holder: Any) -> None:
+    """`canary rollback` of a rollout a pipeline's promote runs: its lines name that promote and its CI job
+    (`ended_owner`, `ended_job`), the job on-call then looks at (its promote exits 1, rolled back)."""
+    api, kubeconfig, policy = cluster
+    held = holder("v3", extra_env=GITHUB_JOB)
+    owner = vs_state(api)[1]["owner"]
+    res = cli.run(["rollback", "rec-model", "-n", "ml", "--kubeconfig", str(kubeconfig)], env={"KUBECONFIG": ""})
+    assert res.returncode == 0, res.stderr[-2000:]
+    done = [e for e in parse_json_lines(res.stderr) if e["event"] == "rollback.completed"]
+    assert len(done) == 1 and done[0]["ended_owner"] == owner and done[0]["ended_job"] == RUN_URL, done
+    held.communicate(timeout=120)
+    assert held.returncode == 1
