@@ -59,11 +59,11 @@ def holder(cluster: Any, prometheus: Any, tmp_path: Path) -> Iterator[Any]:
 @pytest.mark.parametrize("version", ["v2", "v3"])
 def test_a_route_held_by_a_live_promote_is_exit_75_naming_the_holder(cluster: Any, prometheus: Any, holder: Any,
                                                                      version: str) -> None:
-    """A second pipeline's promote while another job's promote of v3 runs: of the same version (the take-over
+    """A second pipeline's promote while another job's promote of v2 runs: of the same version (the take-over
     refused: its process is alive) or another (the claim refused: a rollout in progress). Exit 2 before ("bad
     input"), now 75, with the holder in the document; nothing written."""
     api, kubeconfig, policy = cluster
-    held = holder("v3")
+    held = holder("v2")
     owner = vs_state(api)[1]["owner"]
     res = promote(kubeconfig, policy, prometheus.url, version)
     assert res.returncode == EXIT_BUSY, (res.returncode, res.stdout, res.stderr[-2000:])
@@ -71,8 +71,9 @@ def test_a_route_held_by_a_live_promote_is_exit_75_naming_the_holder(cluster: An
     assert doc["exit_code"] == EXIT_BUSY and doc["phase"] is None
     assert doc["holder"].startswith("promote#") and f":{held.pid}:" in doc["holder"], doc
     assert "run by `canary promote`" in doc["error"], doc["error"]
+    assert doc["error"].endswith("give --wait-busy DURATION to wait for it"), doc["error"]  # what a pipeline can do
     weights, rec = vs_state(api)  # the holder's heartbeats go on: its record, its split
-    assert weights == [80, 20] and rec["owner"] == owner and rec["canary_version"] == "v3"
+    assert weights == [80, 20] and rec["owner"] == owner and rec["canary_version"] == "v2"
     assert held.poll() is None  # and the holder goes on
 
 
@@ -80,8 +81,8 @@ def test_wait_busy_is_bounded_then_exit_75_saying_it_waited(cluster: Any, promet
     """`--wait-busy 1s` on a route a live promote holds all along: it waits (`preflight.waiting_for_route`,
     once, naming the holder), then exit 75 saying how long it waited; nothing written."""
     api, kubeconfig, policy = cluster
-    held = holder("v3")
-    res = promote(kubeconfig, policy, prometheus.url, "v2", "--wait-busy", "1s")
+    held = holder("v2")
+    res = promote(kubeconfig, policy, prometheus.url, "v3", "--wait-busy", "1s")
     assert res.returncode == EXIT_BUSY, (res.stdout, res.stderr[-2000:])
     assert "(--wait-busy 1s)" in json.loads(res.stdout)["error"]
     waiting = [e for e in parse_json_lines(res.stderr) if e["event"] == "preflight.waiting_for_route"]
@@ -90,8 +91,8 @@ def test_wait_busy_is_bounded_then_exit_75_saying_it_waited(cluster: Any, promet
 
 
 def waiting_promote(kubeconfig: Path, policy: Path, prom_url: str, *extra: str) -> subprocess.Popen[str]:
-    """`canary promote v2 --wait-busy 10m` as a process, read up to its `preflight.waiting_for_route` line."""
-    proc = subprocess.Popen(argv(kubeconfig, policy, "v2", "-o", "json", "--log-format", "json", "--wait-busy",
+    """`canary promote v3 --wait-busy 10m` as a process, read up to its `preflight.waiting_for_route` line."""
+    proc = subprocess.Popen(argv(kubeconfig, policy, "v3", "-o", "json", "--log-format", "json", "--wait-busy",
                                  "10m", *extra), cwd=ROOT, env=env(prom_url), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
@@ -102,19 +103,21 @@ def waiting_promote(kubeconfig: Path, policy: Path, prom_url: str, *extra: str) 
 
 
 def test_wait_busy_claims_the_route_once_the_holder_has_ended(cluster: Any, prometheus: Any, holder: Any) -> None:
-    """The job waiting with `--wait-busy` while on-call rolls the holder's v3 back: it then claims the route
-    and promotes v2 (exit 0), as if started after the end."""
+    """The job waiting with `--wait-busy` while on-call rolls the holder's v2 back: it then claims the route and
+    runs its v3 as if started after that end (v3 is slower than stable: judged and rolled back, exit 1)."""
     api, kubeconfig, policy = cluster
-    held = holder("v3")
+    held = holder("v2")
+    owner = vs_state(api)[1]["owner"]
     waiter = waiting_promote(kubeconfig, policy, prometheus.url)
-    assert vs_state(api)[0] == [80, 20]  # nothing of the waiter's written
+    assert vs_state(api)[1]["owner"] == owner  # nothing of the waiter's written
     ended = cli.run(["rollback", "rec-model", "-n", "ml", "--kubeconfig", str(kubeconfig)], env={"KUBECONFIG": ""})
     assert ended.returncode == 0, ended.stderr[-2000:]
     out, err = waiter.communicate(timeout=180)
-    assert waiter.returncode == 0, (out, err[-3000:])
-    assert json.loads(out)["phase"] == "promoted"
+    assert waiter.returncode == 1, (out, err[-3000:])
+    assert json.loads(out)["phase"] == "rolled_back"
     weights, rec = vs_state(api)
-    assert weights == [100, 0] and rec["phase"] == "promoted" and rec["canary_version"] == "v2"
+    assert weights == [100, 0] and rec["canary_version"] == "v3" and rec["owner"] != owner
+    assert "look.completed" in {e["event"] for e in parse_json_lines(err)}  # claimed, judged
     held.communicate(timeout=120)
     assert held.returncode == 1  # the holder saw on-call's rollback
 
@@ -123,7 +126,7 @@ def test_a_signal_while_waiting_for_the_route_is_exit_3_nothing_written(cluster:
                                                                         holder: Any) -> None:
     """A cancelled job waiting for the route: exit 3 at once, the document saying nothing was written."""
     api, kubeconfig, policy = cluster
-    holder("v3")
+    holder("v2")
     waiter = waiting_promote(kubeconfig, policy, prometheus.url)
     waiter.send_signal(signal.SIGTERM)
     out, err = waiter.communicate(timeout=120)
@@ -145,7 +148,7 @@ def test_the_holder_is_named_by_its_ci_job_in_the_refusal_and_in_status(cluster:
     runner or a pod name no job on-call can find (decision 387). A variable that is no clean URL is not
     recorded, and said by its name only."""
     api, kubeconfig, policy = cluster
-    holder("v3", extra_env=GITHUB_JOB)
+    holder("v2", extra_env=GITHUB_JOB)
     assert vs_state(api)[1]["job"] == RUN_URL
     res = promote(kubeconfig, policy, prometheus.url, "v2")
     assert res.returncode == EXIT_BUSY, res.stderr[-2000:]
@@ -178,7 +181,7 @@ def test_on_calls_rollback_names_the_job_whose_rollout_it_ended(cluster: Any, pr
     """`canary rollback` of a rollout a pipeline's promote runs: its lines name that promote and its CI job
     (`ended_owner`, `ended_job`), the job on-call then looks at (its promote exits 1, rolled back)."""
     api, kubeconfig, policy = cluster
-    held = holder("v3", extra_env=GITHUB_JOB)
+    held = holder("v2", extra_env=GITHUB_JOB)
     owner = vs_state(api)[1]["owner"]
     res = cli.run(["rollback", "rec-model", "-n", "ml", "--kubeconfig", str(kubeconfig)], env={"KUBECONFIG": ""})
     assert res.returncode == 0, res.stderr[-2000:]
