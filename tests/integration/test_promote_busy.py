@@ -189,3 +189,34 @@ def test_on_calls_rollback_names_the_job_whose_rollout_it_ended(cluster: Any, pr
     assert len(done) == 1 and done[0]["ended_owner"] == owner and done[0]["ended_job"] == RUN_URL, done
     held.communicate(timeout=120)
     assert held.returncode == 1
+
+
+def test_wait_busy_takes_over_a_rollout_whose_job_was_killed_on_another_runner(cluster: Any, prometheus: Any,
+                                                                              holder: Any) -> None:
+    """A cancelled job whose promote was SIGKILLed before its rollback (GitHub kills 10 s after its SIGINT) on
+    a runner that is gone; the re-run lands on another runner. The record is fresh and its owner cannot be
+    asked from here: exit 75 ("run this again after Ns"); with `--wait-busy` it waits until the record is stale
+    (2 x look_every + 60 s after its last write), then takes the split over and runs (here: superseded, its
+    policy being another, and started again: v2 promoted)."""
+    import time
+
+    api, kubeconfig, policy = cluster
+    held = holder("v2")
+    held.send_signal(signal.SIGKILL)
+    held.wait(timeout=60)
+
+    def elsewhere(vs: dict[str, Any]) -> None:
+        ann = vs["metadata"]["annotations"]
+        rec = json.loads(ann["modelcanary.dev/rollout"])
+        rec["owner"] = "promote#gone-runner-7:4026531836:311:ab12cd34"
+        rec["updated_at"] = time.time() - 30  # stale in about 32 s (heartbeat 1 s: 2 x 1 + 60)
+        ann["modelcanary.dev/rollout"] = json.dumps(rec)
+
+    api.edit("networking.istio.io", "virtualservices", "ml", "rec-model", elsewhere)
+    assert vs_state(api)[0] == [80, 20]
+    res = promote(kubeconfig, policy, prometheus.url, "v2", "--wait-busy", "5m")
+    assert res.returncode == 0, (res.stdout, res.stderr[-3000:])
+    events = [e["event"] for e in parse_json_lines(res.stderr)]
+    assert "preflight.waiting_for_route" in events and "rollout.superseded" in events, events
+    weights, rec = vs_state(api)
+    assert weights == [100, 0] and rec["phase"] == "promoted" and "gone-runner-7" not in rec["owner"]
