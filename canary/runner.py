@@ -435,9 +435,11 @@ class Runner:
                 waited = self.clock.now() - began
                 if waited >= self.wait_busy_s:
                     # a pipeline's log: the route is busy, not the flags wrong (exit 75), and how to wait for it
+                    # (after an end this promote wrote before losing the claim, `run` adds "before that, ...")
+                    wrote = "" if self._wrote_first else "this promote wrote nothing: "
                     exc.args = ((f"{exc}; waited {waited:.0f}s for it (--wait-busy {self.wait_busy_s:g}s)" if said else
-                                 f"{exc}; this promote wrote nothing: run it again once that rollout has ended, or "
-                                 "give --wait-busy DURATION to wait for it"), *exc.args[1:])
+                                 f"{exc}; {wrote}run it again once that rollout has ended, or give --wait-busy "
+                                 "DURATION to wait for it"), *exc.args[1:])
                     raise
                 if self.stop.is_set():
                     raise self._interrupted_before_claim("while waiting for the rollout holding the route to end"
