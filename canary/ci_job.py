@@ -19,6 +19,9 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+# on a CanaryRollout that `promote --via-controller` creates: the job it ran in, which the controller records as
+# its rollout's `job` (checked again there: anyone who may edit the object may write it)
+ANNOTATION = "modelcanary.dev/ci-job"
 MAX_JOB = 300  # characters: a job URL is well under it; an annotation and a log line stay small
 _URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/%+=,;!*()$&']+")  # RFC 3986's unreserved, sub-delims, ':' '/' '%'
 _GITHUB_REPO = re.compile(r"[A-Za-z0-9_.\-]{1,100}/[A-Za-z0-9_.\-]{1,100}")

@@ -548,16 +548,7 @@ def promote(
         flying = bound_by(router.custom.api_client, lambda: grace_until[0],
                           spent=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
                                         "(--interrupt-grace) are spent")
-        from canary import ci_job
-
-        # the CI job this promote runs in, recorded with its owner: on-call finding the route held is told which
-        # pipeline's job to cancel, not only a runner's host and pid (decision 387). Never a value that failed
-        # its check, nor any other variable: only the variable's name is said
-        job, unrecorded = ci_job.from_env(os.environ)
-        for variable, why in unrecorded:
-            logs.get(component="promote", **target.log_context()).warning(
-                "promote.ci_job_unrecorded", variable=variable, why=why,
-                note="the rollout's record names no CI job; the host and process still name its holder")
+        job = ci_job_of_env(**target.log_context())
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=router, metrics=metrics,
                                   gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready,
                                   wait_busy_s=wait_busy, job=job)
@@ -640,6 +631,21 @@ def promote(
                 signal.setitimer(signal.ITIMER_REAL, 0)  # end set the grace's alarm: given back, it went off
             restore_handlers(ran["alarm"])
     raise typer.Exit(code)
+
+
+def ci_job_of_env(**context: Any) -> str:
+    """The CI job this promote runs in (`canary.ci_job.from_env`), recorded with its owner: on-call finding the
+    route held is told which pipeline's job to cancel, not only a runner's host and pid (decision 387). Never a
+    value that failed its check, nor any other variable: `promote.ci_job_unrecorded` names the variable only.
+    `context`: the rollout's log fields."""
+    from canary import ci_job
+
+    job, unrecorded = ci_job.from_env(os.environ)
+    for variable, why in unrecorded:
+        logs.get(component="promote", **context).warning(
+            "promote.ci_job_unrecorded", variable=variable, why=why,
+            note="the rollout's record names no CI job; the host and process still name its holder")
+    return job
 
 
 NOTIFY_WAIT_S = 5.0  # how long `promote` waits at exit for its end's posts

@@ -248,6 +248,12 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                           model=model, canary_version=canary_version, policy_raw=raw, stable_version=stable_version,
                           virtual_service=virtual_service or "", triton=triton)
     body["spec"].update({k: v for k, v in (("destinationRule", destination_rule), ("route", route)) if v})
+    from canary import ci_job
+
+    # the CI job this follower runs in, for the controller to record as a promote records its own (decision 389)
+    job = cli.ci_job_of_env(model=model, namespace=namespace)
+    if job:
+        body["metadata"].setdefault("annotations", {})[ci_job.ANNOTATION] = job
     api = kc.CustomObjectsApi(api_client(kubeconfig=kubeconfig, context=context))
     meta = body["metadata"]
     created = False

@@ -791,7 +791,7 @@ class Controller:
             before = state  # the ended rollout this claim replaces, if any
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route,
-                                            owner=_owner(obj), destination_rule=target.dr_name,
+                                            owner=_owner(obj), job=_ci_job(obj), destination_rule=target.dr_name,
                                             judged=judged_marks.marks(spec.policy, target))
             if before is not None and before.terminal:  # how it ended stays readable by its owner (`_rescue`)
                 state = replace(state, history=(_predecessor(before),))
@@ -2518,6 +2518,16 @@ def _owner(obj: dict[str, Any]) -> str:
     CR deleted and created again under the same name is another request, and runs)."""
     meta = obj.get("metadata") or {}
     return crd_owner(str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid") or ""))
+
+
+def _ci_job(obj: dict[str, Any]) -> str:
+    """The CI job a CanaryRollout names (`canary.ci_job.ANNOTATION`, written by `promote --via-controller` in a CI
+    job), recorded as its rollout's `job` so that the holder is named by it as a promote's is (decision 389);
+    "" when none, or one that is no job's shape (the object is anyone's to edit)."""
+    from canary import ci_job
+
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return ci_job.readable(annotations.get(ci_job.ANNOTATION) if isinstance(annotations, dict) else None)
 
 
 def _of_this_model(rec: rl.RolloutState, spec: crd.RolloutSpec) -> bool:
