@@ -235,10 +235,12 @@ class DriftWatcher:
         for key in [k for k in self._gauged if k not in watched]:
             self._ungauge(*self._gauged.pop(key))
 
-    def _ungauge(self, model: str, version: str, ns: str, features: Sequence[str]) -> None:
+    def _ungauge(self, model: str, version: str, ns: str, features: Sequence[str], *, whole: bool = True) -> None:
         """Remove a baseline's series from the gauges: a removed baseline's `model_data_drift_episode` 1 kept an
-        alert on it firing, and its scores stayed on dashboards, for the process's life."""
-        for gauge, labels in [(self.g_share, (model, version, ns)), (self.g_episode, (model, version, ns))] + [
+        alert on it firing, and its scores stayed on dashboards, for the process's life. `whole`: False, only
+        the series of `features` (a baseline that no longer has them)."""
+        per_baseline = [(self.g_share, (model, version, ns)), (self.g_episode, (model, version, ns))] if whole else []
+        for gauge, labels in per_baseline + [
                 (g, (model, version, ns, name)) for name in features for g in (self.g_score, self.g_missing)]:
             try:
                 gauge.remove(*labels)
@@ -517,7 +519,14 @@ class DriftWatcher:
         0 kept through hours of Prometheus failing read as "no drift" on a dashboard, and a feature gone
         from the live data kept its last score."""
         model, version = str(prof["model"]), str(prof["version"])
-        self._gauged[_key(prof, self.namespace)] = (model, version, ns, tuple(prof["features"]))
+        key, features = _key(prof, self.namespace), tuple(prof["features"])
+        was = self._gauged.get(key)
+        if was is not None and was != (model, version, ns, features):
+            # the baseline changed under the same key (re-captured without a feature, or renamed one): the series of
+            # what it no longer has are removed; kept, a dropped feature's last score and missing rate stayed on
+            # dashboards (and alerts on them firing) for the process's life
+            self._ungauge(*was[:3], [name for name in was[3] if name not in features], whole=False)
+        self._gauged[key] = (model, version, ns, features)
         scores = {f.feature: f.score for f in result.features} if result is not None else {}
         rates = {m.feature: m.live_rate for m in result.missing} if result is not None else {}
         for name in prof["features"]:

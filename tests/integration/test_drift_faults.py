@@ -579,6 +579,30 @@ def test_a_baseline_removed_and_added_again_has_its_mismatch_said_again(live: Li
     assert episode == [0.0, None, 0.0]
 
 
+def test_a_feature_dropped_from_a_recaptured_baseline_has_its_gauges_removed(live: Live) -> None:
+    """"gone"'s baseline captured again without `city` (a feature the model no longer takes), watched under the same
+    model version: `city`'s score and missing-rate series stayed in /metrics with their last values (its missing
+    rate 1.0, an alert on it firing) until the process restarted. They are removed at the next evaluation; the
+    features it still has keep theirs."""
+    from prometheus_client import CollectorRegistry
+
+    from canary.drift.watch import DriftWatcher
+
+    old = live.profiles["gone"]
+    new = {**old, "features": {k: v for k, v in old["features"].items() if k != "city"}}
+    reg = CollectorRegistry()
+    w = DriftWatcher([old], client=live.client, window_s=3600, config=M.MonitorConfig(), registry=reg)
+    labels = {"model": "gone", "version": "v1", "namespace": "default"}
+    w.once()
+    assert reg.get_sample_value("model_data_missing_rate", {**labels, "feature": "city"}) == 1.0
+    w.profiles = [new]
+    w.once()
+    for gauge in ("model_data_missing_rate", "model_data_drift_score"):
+        assert reg.get_sample_value(gauge, {**labels, "feature": "city"}) is None, gauge
+        assert reg.get_sample_value(gauge, {**labels, "feature": "age"}) is not None, gauge
+    assert reg.get_sample_value("model_data_drift_share", labels) is not None
+
+
 def test_an_older_exporters_sum_is_read_only_where_it_never_fell(live: Live) -> None:
     """Older exporters only: the histogram's `_sum` is the live sum, but one negative value made it fall
     and increase() read a restart there, adding the whole sum again (a mean ~2x the truth: drift).
