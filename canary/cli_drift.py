@@ -259,18 +259,24 @@ def check_cmd(
 
         typer.echo(f"warning: {profile_mismatch_message(prof, other['exported'], some=other['some_pods'])}",
                    err=True)
+    from canary.drift.stats import over_profile
+
+    # over the whole profile: features not compared can make it neither drift nor its absence (decision 382)
+    verdict = over_profile(result, len(quiet) + len(gone))
     opts.emit({
-        # nothing compared: no verdict (null), never a `false` read as "no drift"
+        # nothing compared, or features not compared that decide it: no verdict (null), never a `false` read as "no
+        # drift", nor a `true` of "1 of 1 features drifted" when nine other features were not compared
         "model": prof["model"], "version": version or prof["version"],
-        "dataset_drift": result.drifted if result.features else None, "measured": bool(result.features),
+        "dataset_drift": verdict, "measured": bool(result.features),
         "share": result.share, "drifted_features": list(result.drifted_features()), "no_live_data": quiet,
         "too_few": few, "not_arriving": gone, **({"no_live_data_reason": why} if why else {}),
         "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features],
         "missing": [{**m.__dict__, "reason": m.reason()} for m in result.missing],
         **({"profile_mismatch": other} if other else {})},
         output, lambda wide: _table(prof, result, quiet, few, None if client is None else window, wide=wide, why=why,
-                                    live_version=version or str(prof["version"])))
-    if result.drifted:
+                                    live_version=version or str(prof["version"]), verdict=verdict,
+                                    unmeasured=len(quiet) + len(gone)))
+    if verdict:
         raise typer.Exit(EXIT_DRIFT)
     if not result.features:
         raise typer.Exit(EXIT_NO_DATA)
@@ -626,7 +632,8 @@ def _from_prometheus(client: Any, prof: dict, version: str, window_s: float, nam
 
 
 def _table(prof: dict, result: Any, quiet: list[str], few: dict[str, int], window_s: float | None, *,
-           wide: bool = False, why: str = "", live_version: str = "") -> None:
+           wide: bool = False, why: str = "", live_version: str = "", verdict: bool | None = None,
+           unmeasured: int = 0) -> None:
     from canary.drift.stats import DRIFT_SHARE
 
     # the version whose live data were checked: `--version v3` against v2's profile titled its table "v2" (the
@@ -635,9 +642,12 @@ def _table(prof: dict, result: Any, quiet: list[str], few: dict[str, int], windo
     against = "" if live_version == str(prof["version"]) else f" (against the profile of {prof['version']})"
     # nothing compared (a model renamed in the server, an exporter not deployed): no verdict, never "no dataset drift"
     t = Table(title=f"{prof['model']} {live_version}{against}: "
-                    + (f"{'DATASET DRIFT' if result.drifted else 'no dataset drift'} "
+                    + (f"{'DATASET DRIFT' if verdict else 'no dataset drift' if verdict is False else 'NO VERDICT'} "
                        f"({sum(1 for f in result.features if f.drifted)} of {len(result.features)} features drifted, "
-                       f"{result.share:.0%}; dataset drift at {DRIFT_SHARE:.0%} or more)" if result.features else
+                       f"{result.share:.0%}; dataset drift at {DRIFT_SHARE:.0%} or more"
+                       + (f" of all {len(result.features) + unmeasured} profiled: the {unmeasured} not compared "
+                          f"{'decide' if unmeasured > 1 else 'decides'} it" if verdict is None else "") + ")"
+                       if result.features else
                        "NOT MEASURED (no feature compared: no verdict)"))
     cols = ("feature", "kind", "test", "value", "threshold", "PSI", "live n", "drift")
     for col in cols + (("p (distance)", "training n", "score", "note") if wide else ()):

@@ -44,7 +44,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from canary.drift.stats import MISSING_SURE_P, DatasetDrift
+from canary.drift.stats import MISSING_SURE_P, DatasetDrift, over_profile
 from canary.workqueue import exponential_delay
 
 OK, DRIFTING = "ok", "drifting"
@@ -219,11 +219,19 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         return state, actions + due(state, now)
     if not state.traffic_since:  # the version serves: its quiet period starts now
         state = replace(state, traffic_since=now, quiet_until=max(state.quiet_until, now + config.quiet_s))
-    if result.drifted and state.drifted_in_row and now - state.drifted_at < window_s:
+    # the verdict over the whole profile: the features not compared can make it neither drift nor its absence
+    # (decision 382); None holds the streaks, as no evidence either way
+    verdict = over_profile(result, len(unmeasured))
+    if verdict is None:
+        # drift among the features compared that the ones not compared could undo, or no drift among them that
+        # they could make drift: one drifted feature of ten, the other nine without live data at night, read as
+        # "1 of 1 drifted", dataset drift, and three such windows opened an episode and a retraining Job
+        pass
+    elif verdict and state.drifted_in_row and now - state.drifted_at < window_s:
         # its window overlaps the last counted one's: the same traffic, mostly, so no new evidence; the
         # streak holds (a clean evaluation still breaks it)
         state = replace(state, clean_in_row=0)
-    elif result.drifted:
+    elif verdict:
         state = replace(state, drifted_in_row=state.drifted_in_row + 1, drifted_at=now, clean_in_row=0,
                         drifted_from=state.drifted_from if state.drifted_in_row else now)
     elif state.phase == DRIFTING and _unmeasured_drifted(state, unmeasured):
@@ -256,10 +264,13 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         drifted = [f for f in result.features if f.drifted]
         n = len(result.features)
         left = list(unmeasured)
-        compared = f" compared ({len(left)} of {n + len(left)} profiled not compared)" if left else ""
         names = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
-        actions.append(Alert("drift.started", f"{who}: dataset drift, {len(drifted)} of {n} features{compared} "
-                                              f"drifted ({result.share:.0%}; {how_much(drifted)}) in "
+        # with features not compared, the share is said of the whole profile: the episode opened only because the
+        # drifted ones alone are half of it (`over_profile`), whatever the others are
+        share = (f"{len(drifted)} of {n + len(left)} profiled features drifted ({len(drifted) / (n + len(left)):.0%}"
+                 f" at least, {len(left)} not compared: drift whatever they are; {how_much(drifted)})" if left else
+                 f"{len(drifted)} of {n} features drifted ({result.share:.0%}; {how_much(drifted)})")
+        actions.append(Alert("drift.started", f"{who}: dataset drift, {share} in "
                                               f"{_in_a_row(state.drifted_in_row, 'window', f' of {_duration(window_s)}')}"
                                               + (f", against {reference}" if reference else "")
                                               + (f"; not compared (no live data, or not arriving): {names}"

@@ -460,6 +460,24 @@ def dataset_drift(features: list[FeatureDrift] | tuple[FeatureDrift, ...],
     return DatasetDrift(fs, share, bool(fs) and share >= DRIFT_SHARE, tuple(missing))
 
 
+def over_profile(result: DatasetDrift, unmeasured: int) -> bool | None:
+    """The dataset-drift verdict over the whole profile when `unmeasured` of its features were not compared (no live
+    data, too few values, not arriving): True when the drifted features alone are DRIFT_SHARE of the profile (drift
+    whatever the others are), False when they are under it even with every one not compared counted drifted, None
+    when the features not compared decide it (no verdict: "not measured" is never "ok", nor "drifted"). With every
+    feature compared, `result.drifted`. A share over the compared features only read "1 of 1 features drifted"
+    of a ten-feature profile as dataset drift, and opened an episode with a retraining Job (decision 382)."""
+    if unmeasured <= 0 or not result.features:
+        return result.drifted if result.features else None
+    drifted = sum(1 for f in result.features if f.drifted)
+    profiled = len(result.features) + unmeasured
+    if drifted >= DRIFT_SHARE * profiled:
+        return True
+    if drifted + unmeasured < DRIFT_SHARE * profiled:
+        return False
+    return None
+
+
 def missing_shift(feature: str, *, ref_missing: float, ref_present: float, live_missing: float,
                   live_present: float) -> MissingShift:
     """Compare missing rates (counts of missing and present values on each side): one-sided Fisher's exact

@@ -178,13 +178,25 @@ def test_drift_check_cli_offline(tmp_path):
                          "city": {"categories": prof["features"]["city"]["categories"]}}}
     shifted = {"features": {"age": {"counts": list(reversed(prof["features"]["age"]["counts"]))},
                             "city": {"categories": {"a": 10, "b": 10, "c": 980}}}}
-    for live, code in ((same, 5), (shifted, 1)):  # 5: the prediction "score" was not compared (no live data)
+    # the prediction "score" moved to its top bucket: with age and city, 2 of 3 profiled features drifted
+    n = sum(prof["features"]["score"]["counts"])
+    scored = {"features": {**shifted["features"], "score": {
+        "counts": [0] * (len(prof["features"]["score"]["counts"]) - 1) + [n]}}}
+    # 5: the prediction "score" was not compared (no live data); shifted: only city drifted, 1 of the 2 compared,
+    # and "score" decides the verdict over the 3 profiled: no verdict (null), never "dataset drift" (decision 382)
+    for live, code, verdict, unseen in ((same, 5, False, ["score"]), (shifted, 5, None, ["score"]),
+                                        (scored, 1, True, [])):
         f = tmp_path / "live.json"
         f.write_text(json.dumps(live))
         r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(f), "-o", "json"])
         assert r.exit_code == code, r.output
         d = json.loads(r.output)
-        assert d["dataset_drift"] is (code == 1) and d["no_live_data"] == ["score"]
+        assert d["dataset_drift"] is verdict and d["no_live_data"] == unseen, d
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(tmp_path / "live.json")])
+    assert r.exit_code == 1 and "DATASET DRIFT" in r.output
+    f.write_text(json.dumps(shifted))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(f)])
+    assert r.exit_code == 5 and "NO VERDICT" in r.output and "the 1 not compared decides it" in r.output, r.output
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"features": {"age": {"counts": [1, 2]}}}))
     r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(bad)])

@@ -262,13 +262,17 @@ def test_the_gauges_read_nan_while_nothing_is_measured(monkeypatch: pytest.Monke
 
 def test_drift_started_names_the_profiled_features_it_did_not_compare() -> None:
     """An episode opened on 1 of 1 features compared, of a 10-feature profile, said "1 of 1 features
-    drifted (100%)": on-call read the whole input as drifted."""
-    left = [f"f{i}" for i in range(1, 10)]
-    s, acts = M.step(M.MonitorState("m", "v1"), _result(True), 0.0, M.MonitorConfig(enter_after=1, quiet_s=0),
-                     window_s=3600, unmeasured=left)
+    drifted (100%)": on-call read the whole input as drifted. Such a window is no verdict now (decision 382):
+    an episode opens on drift the features not compared cannot undo, and says the share of the whole profile."""
+    drifted = [D.FeatureDrift(f"d{i}", "numeric", "wasserstein", 0.3, 0.1, True, 0.2, 5000, 900) for i in range(5)]
+    clean = D.FeatureDrift("c", "numeric", "wasserstein", 0.01, 0.1, False, 0.0, 5000, 900)
+    left = [f"f{i}" for i in range(1, 5)]
+    s, acts = M.step(M.MonitorState("m", "v1"), D.dataset_drift(drifted + [clean]), 0.0,
+                     M.MonitorConfig(enter_after=1, quiet_s=0), window_s=3600, unmeasured=left)
     [started] = [a for a in acts if isinstance(a, M.Alert)]
-    assert "1 of 1 features compared (9 of 10 profiled not compared) drifted" in started.message
-    assert "not compared (no live data, or not arriving): f1, f2, f3, f4, f5 and 4 more" in started.message
+    assert "dataset drift, 5 of 10 profiled features drifted (50% at least, 4 not compared: drift whatever they " \
+           "are;" in started.message, started.message
+    assert "not compared (no live data, or not arriving): f1, f2, f3, f4;" in started.message
     assert started.evidence["unmeasured"] == left and s.evidence["unmeasured"] == left
 
 

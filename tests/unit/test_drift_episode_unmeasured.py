@@ -46,3 +46,47 @@ def test_a_feature_not_compared_that_did_not_drift_does_not_hold_the_end() -> No
     for t in (H, 2 * H):
         s, acts = M.step(s, _result(False), t, cfg, window_s=H, unmeasured=["plan"])
     assert s.phase == M.OK
+
+
+def _features(drifted: int, clean: int) -> D.DatasetDrift:
+    return D.dataset_drift([D.FeatureDrift(f"d{i}", "numeric", "wasserstein", 0.5, 0.1, True, 0.1, 5_000, 500)
+                            for i in range(drifted)]
+                           + [D.FeatureDrift(f"c{i}", "numeric", "wasserstein", 0.01, 0.1, False, 0.0, 5_000, 500)
+                              for i in range(clean)])
+
+
+def test_no_episode_opens_on_drift_that_the_features_not_compared_could_undo() -> None:
+    """Ten features; at night one arrives (its exporter's other nine without live data, or too few values) and it
+    drifted: "1 of 1 features drifted", dataset drift, and three such windows opened an episode with a retraining
+    Job, a verdict over nine features never measured. It is no verdict now: the streaks hold (decision 382)."""
+    cfg = M.MonitorConfig(enter_after=3, exit_after=3, quiet_s=0)
+    nine = [f"f{i}" for i in range(9)]
+    s, t = M.MonitorState("m", "v"), 0.0
+    for _ in range(6):
+        s, acts = M.step(s, _features(1, 0), t, cfg, window_s=H, unmeasured=nine)
+        t += H
+        assert s.phase == M.OK and s.drifted_in_row == 0 and not acts, (s, acts)
+    # the drifted ones alone half of the profile: drift whatever the others are (2 of 4, 2 not compared)
+    for _ in range(3):
+        s, acts = M.step(s, _features(2, 0), t, cfg, window_s=H, unmeasured=["x", "y"])
+        t += H
+    assert s.phase == M.DRIFTING and [a.event for a in acts if isinstance(a, M.Alert)] == ["drift.started"]
+
+
+def test_a_clean_window_that_the_features_not_compared_could_make_drifted_breaks_no_streak() -> None:
+    """Four features; two drifted windows, then one where only a clean feature arrives: counted clean, it broke the
+    drifted streak (and counted toward ending an open episode), though the three not compared could be the half that
+    drifts. It holds the streaks now; one that the others cannot make drifted (0 of 3 compared, 1 not) counts."""
+    cfg = M.MonitorConfig(enter_after=3, exit_after=3, quiet_s=0)
+    s, t = M.MonitorState("m", "v"), 0.0
+    for _ in range(2):
+        s, _ = M.step(s, _features(2, 2), t, cfg, window_s=H)
+        t += H
+    s, acts = M.step(s, _features(0, 1), t, cfg, window_s=H, unmeasured=["d0", "d1", "c1"])
+    t += H
+    assert s.drifted_in_row == 2 and s.clean_in_row == 0 and not acts
+    s, acts = M.step(s, _features(2, 2), t, cfg, window_s=H)
+    t += H
+    assert s.phase == M.DRIFTING and [a.event for a in acts if isinstance(a, M.Alert)] == ["drift.started"]
+    s, _ = M.step(s, _features(0, 3), t, cfg, window_s=H, unmeasured=["x"])  # 1 of 4 at most: shown clean
+    assert s.clean_in_row == 1
