@@ -54,6 +54,7 @@ from canary.drift.profile import profile_hash
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
 from canary.drift.retrain import failed_condition
 from canary.drift.store import KEY, StateConflict, brief
+from canary.drift.unread import PassNews, Said, cause
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
 
 log = structlog.get_logger("canary.drift")
@@ -96,6 +97,8 @@ class DriftWatcher:
         # the outage record (OUTAGE_KEY's "unreadable"), so a restart or a new leader tells the end, not the start again
         self._unread_told: dict[str, float] = {}
         self._inherited: set[str] = set()  # the state keys whose run here goes on with a stored told one
+        # this pass's lines on unreadable live data, said once per cause at its end (`unread.PassNews`, decision 384)
+        self._news = PassNews()
         self.core, self.batch = core_api, batch_api
         self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
         self.clock, self._post = clock, post or _post_json
@@ -200,6 +203,8 @@ class DriftWatcher:
             if self._held:  # stored, not acted on: it goes first next pass, with the ones not evaluated
                 self._cut(self._held, order[i:], held=True)
                 break
+        # unreadable live data: one line per cause for all baselines (a token rotated refuses them all at once)
+        self._news.flush(self._tell, self.clock())
         if self._outage is not None:
             n = len(self._not_measured)
             log.warning("drift.prometheus_unavailable", error=self._outage, baselines=n,
@@ -447,7 +452,9 @@ class DriftWatcher:
         (`drift.still_unmeasured`), and its end `drift.readable_again` (`_read_again`). It was a warning at every
         evaluation and nothing at the end: a 422 on a 24 h window was one line every 5 minutes for good, and its
         cure left the last line saying nothing was measured (decision 337). `refused`: `drift.prometheus_refused`
-        (error) instead, for a refused access (`AccessRefused`: credentials, a URL that is no Prometheus API; decision 339)."""
+        (error) instead, for a refused access (`AccessRefused`: credentials, a URL that is no Prometheus API; decision 339).
+        Each is said at the pass's end, once for every baseline struck by the same cause (`unread.PassNews`: a
+        rotated token refuses them all, and 30 baselines were 30 lines; decision 384)."""
         text = str(exc)
         kind = (type(exc).__name__, remedy(exc) or text.rsplit("; ", 1)[-1])
         was = self._failing.get(key)
@@ -461,13 +468,16 @@ class DriftWatcher:
                 self._inherited.add(key)
             self._failing[key] = ((*was[0], kind) if was else (kind,),
                                   was[1] if was else self._unread_told.get(key, now), was[2] + 1 if was else 1)
+            why = cause(exc, kind)
+            said = Said(model, version, ns, {"error": error})
             if refused:
-                log.error("drift.prometheus_refused", model=model, version=version, namespace=ns, error=error)
+                self._news.add("drift.prometheus_refused", why, said)
             else:
-                log.warning("drift.unmeasured", model=model, version=version, namespace=ns, error=error)
-        self._unreadable_news(key, error, model, version, ns, now)
+                self._news.add("drift.unmeasured", why, said)
+        self._unreadable_news(key, error, model, version, ns, now, cause(exc, kind))
 
-    def _unreadable_news(self, key: str, error: str, model: str, version: str, ns: str, now: float) -> None:
+    def _unreadable_news(self, key: str, error: str, model: str, version: str, ns: str, now: float,
+                         why: str = "") -> None:
         """People hear of a run of `_unreadable` evaluations that lasted PROMETHEUS_DOWN_TELL_S
         (`drift.live_data_unreadable`: the log and the notifications), once; its end, `drift.live_data_readable`
         (`_read_again`). It was a log line only: a model whose drift was not measured for a day, Prometheus
@@ -482,9 +492,9 @@ class DriftWatcher:
                    f"{_about(now - since)} ({n} evaluation{'' if n == 1 else 's'} since {at}, every one failed) "
                    f"while Prometheus answers: its drift is not measured, so a drift now is not seen and no "
                    f"retraining starts; last error: {error[:400]}")
-        log.warning("drift.live_data_unreadable", model=model, version=version, namespace=ns, since=since,
-                    evaluations=n, error=error, message=message)
-        self._tell("drift.live_data_unreadable", message, now, model=model, version=version, ns=ns)
+        # said at the pass's end, once for every baseline told in it for the same cause (`unread.PassNews`)
+        self._news.add("drift.live_data_unreadable", why, Said(model, version, ns, {
+            "since": since, "evaluations": n, "error": error, "message": message}))
 
     def _read_again(self, key: str, model: str, version: str, ns: str, now: float) -> None:
         """The live data were read after a `drift.unmeasured` run (`_unreadable`): said once."""
@@ -506,12 +516,11 @@ class DriftWatcher:
                    f"{_about(max(now - was[1], 0.0))} that could not read them (nothing was decided by those)")
         if told is not None:  # told to people: its end is told too, said by it alone
             message = f"{message}; namespace {ns}: drift is measured again"
-            log.info("drift.live_data_readable", model=model, version=version, namespace=ns, evaluations=n,
-                     since=was[1], message=message)
-            self._tell("drift.live_data_readable", message, now, model=model, version=version, ns=ns)
+            self._news.add("drift.live_data_readable", "", Said(model, version, ns, {
+                "evaluations": n, "since": was[1], "message": message}))
             return
-        log.info("drift.readable_again", model=model, version=version, namespace=ns, evaluations=n, since=was[1],
-                 message=message)
+        self._news.add("drift.readable_again", "", Said(model, version, ns, {
+            "evaluations": n, "since": was[1], "message": message}))
 
     def _gauges(self, prof: Mapping[str, Any], result: Any, ns: str) -> None:
         """This evaluation's gauges, for every profiled feature: what was not measured (Prometheus down, live

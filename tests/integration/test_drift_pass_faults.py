@@ -482,22 +482,29 @@ def test_refused_access_to_prometheus_is_said_as_such_once_and_its_end_too(serve
     """A proxy before a real Prometheus refusing the watcher's credentials (401, 403: a token rotated) or answering
     404 (a path prefix): each baseline's evaluation was `drift.bad_live_data`, "the live data do not fit the profile
     (the exporter counts over another profile's buckets)", an error at every evaluation, and nothing when access
-    came back. Now `drift.prometheus_refused` once per baseline's run, naming the credentials or the URL, and
-    `drift.readable_again` at its end; nothing decided, `--once` still exits 2 (a setup fault; decision 339)."""
+    came back. Now `drift.prometheus_refused` once per run, naming the credentials or the URL, and
+    `drift.readable_again` at its end; nothing decided, `--once` still exits 2 (a setup fault; decision 339). And
+    once for all four baselines, one cause, naming them: it was a line per baseline, 30 for 30 baselines on one
+    Prometheus (decision 384)."""
     with _proxied(served) as (proxy, client):
         watcher = _watcher(client, CollectorRegistry(), served, clock=lambda: 2_000_000_000.0)  # under the hour
         proxy.answer = status
-        said = []
+        said, lines = [], []
         for refused in (False, True, True, False, False):
             proxy.blackhole = refused
             with capture_logs() as logs:
                 done = watcher.once()
             said.append(sorted({e["event"] for e in logs if e["event"].startswith("drift.")}))
+            lines.append([e for e in logs if e["event"] in ("drift.prometheus_refused", "drift.readable_again")])
             assert [d.get("config_error") for d in done if "error" in d] == ([True] * 4 if refused else [])
-            if refused and said[-1]:
-                why = [e["error"] for e in logs if e["event"] == "drift.prometheus_refused"]
-                assert len(why) == 4 and ("credentials" in why[0] if status != 404 else "path prefix" in why[0]), why
         assert said == [[], ["drift.prometheus_refused"], [], ["drift.readable_again"], []], said
+        [refusal], [back] = lines[1], lines[3]
+        names = [f"prod/{m}/v1" for m in MODELS]
+        assert refusal["baselines"] == 4 and refusal["names"] == names and "model" not in refusal, refusal
+        why = refusal["error"]
+        assert ("credentials" in why if status != 404 else "path prefix" in why) and "o1" not in why, why
+        assert ", ".join(names) in refusal["message"], refusal
+        assert back["baselines"] == 4 and back["names"] == names and back["namespace"] == "prod", back
 
 
 @pytest.mark.parametrize("fault", [503, None, 422, 403], ids=["http-503", "timeout", "http-422", "refused-403"])
@@ -553,6 +560,42 @@ def test_a_baselines_live_data_unreadable_for_an_hour_are_told_to_people_once_an
         assert notes[0]["reason"] == told["message"][:len(notes[0]["reason"])]
     finally:
         proxy.stop()
+
+
+def test_access_refused_to_every_baseline_for_an_hour_is_told_once_naming_them_and_its_end_once(
+        served: SimpleNamespace) -> None:
+    """A token rotated: the proxy before Prometheus refuses every query (403) for an hour. Each baseline was told on
+    its own, `drift_live_data_unreadable` four times at the hour (30 for 30 baselines) and `drift_live_data_readable`
+    four times when access came back, for one cause. Now one notification at the hour naming the four, and one at the
+    end (decision 384); nothing decided meanwhile."""
+    from canary.notify import Notifier
+    from tests.support.http import receiving
+
+    t = [2_000_000_000.0]
+    with _proxied(served) as (proxy, client), receiving() as (hook, notes):
+        notifier = Notifier(webhooks=[f"{hook}/hook"], retries=0)
+        watcher = _watcher(client, CollectorRegistry(), served, clock=lambda: t[0], notifier=notifier)
+        proxy.answer = 403
+        said = []
+        for refused in (False, *[True] * 5, False, False):  # every 20 min: refused from 20 min to 1 h 40
+            proxy.blackhole = refused
+            with capture_logs() as logs:
+                watcher.once()
+            t[0] += 1_200
+            said.append([e for e in logs if e["event"] in ("drift.live_data_unreadable", "drift.live_data_readable",
+                                                           "drift.prometheus_refused", "drift.readable_again")])
+            assert not [e for e in logs if e["event"] in ("drift.started", "drift.evaluation_failed")], logs
+        assert notifier.close(timeout=10)
+    assert [[e["event"] for e in s] for s in said] == [
+        [], ["drift.prometheus_refused"], [], [], ["drift.live_data_unreadable"], [], ["drift.live_data_readable"],
+        []], said
+    names = [f"prod/{m}/v1" for m in MODELS]
+    told, back = said[4][0], said[6][0]
+    assert told["baselines"] == 4 and told["names"] == names and "credentials" in told["error"], told
+    assert ", ".join(names) in told["message"] and "for about 60 min" in told["message"], told
+    assert back["baselines"] == 4 and back["names"] == names, back
+    assert [n["event"] for n in notes] == ["drift_live_data_unreadable", "drift_live_data_readable"], notes
+    assert notes[0]["reason"] == told["message"][:len(notes[0]["reason"])]
 
 
 def test_unreadable_live_data_told_before_a_restart_have_their_end_told_by_the_next_watcher(
