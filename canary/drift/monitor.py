@@ -26,7 +26,8 @@ open, and every failure is reported (`Alert` "drift.retrain_failed"); it is neve
 dropped silently (an episode that ends with it still failing stops retrying it and
 its "drift.resolved" says so), and never sent twice for one episode: the state says
 it succeeded. The episode's Job read Failed is said once ("drift.retrain_job_failed",
-`retrain_job_failed`) and replaced by no new Job; one deleted before it was read
+`retrain_job_failed`) and replaced by one new Job an hour later (`job_retries`, `job_retry_s`), no more; one
+deleted before it was read
 so, once too ("drift.retrain_job_gone", `retrain_job_gone`: its outcome unknown). An episode that
 opens while an earlier episode's trigger is still pending (its Job could not be
 created yet) takes it over: one retraining covers both, on the newer data (two
@@ -76,6 +77,12 @@ class MonitorConfig:
     quiet_s: float = 3600.0  # after the first evaluation with live data, no episode starts
     retry_s: float = 30.0  # first retry of a failed trigger; doubles, up to retry_max_s
     retry_max_s: float = 1800.0
+    # a retraining Job read Failed is replaced by a new one, `job_retries` times in an episode, `job_retry_s` after
+    # it was read Failed (`retrain_job_failed`; decision 385): a cause that passes (a node lost, a data store down
+    # for the Job's few minutes of pod retries) no longer leaves the episode with no retraining; a cause that stays
+    # costs one more Job, never a Job a pass
+    job_retries: int = 1
+    job_retry_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,7 @@ class MonitorState:
     # the episode's Job was read as gone (404: deleted by its ttlSecondsAfterFinished or a person) before it was
     # read Failed or Complete: its outcome is unknown; said once (`retrain_job_gone`), never read again
     job_gone: bool = False
+    job_retries: int = 0  # new Jobs made (or due) for this episode after its Job was read Failed (`retrain_job_failed`)
     evidence: dict[str, Any] = field(default_factory=dict)  # the episode's start: features, scores, window
     missing: list[str] = field(default_factory=list)  # features alerted as MORE MISSING (not arriving included)
     # alerts decided and stored, not yet delivered (`hold`, `unsent`): a process killed between storing an
@@ -135,7 +143,7 @@ class MonitorState:
         for name in ("model", "version", "phase", "trigger", "job", "job_failed"):
             if name in kw and not isinstance(kw[name], str):
                 raise ValueError(f"drift monitor state: {name} must be a string, got {kw[name]!r}")
-        for name in ("drifted_in_row", "clean_in_row", "episode", "trigger_attempts"):
+        for name in ("drifted_in_row", "clean_in_row", "episode", "trigger_attempts", "job_retries"):
             if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], int) or kw[name] < 0):
                 raise ValueError(f"drift monitor state: {name} must be an integer >= 0, got {kw[name]!r}")
         if "traffic_since" not in kw and kw.get("quiet_until"):  # a state written before the field: its
@@ -260,7 +268,7 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         if earlier is not None:
             ev = {**ev, "supersedes": superseded(earlier)}
         state = replace(state, phase=DRIFTING, episode=state.episode + 1, trigger="pending", trigger_attempts=0,
-                        trigger_due=now, evidence=ev, job="", job_failed="", job_gone=False)
+                        trigger_due=now, evidence=ev, job="", job_failed="", job_gone=False, job_retries=0)
         drifted = [f for f in result.features if f.drifted]
         n = len(result.features)
         left = list(unmeasured)
@@ -284,23 +292,29 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
                                  f"{state.episode}'s retraining covers both, on the newer data", ev,
                                  fields={"superseded_episode": earlier.episode, "failed_attempts": tries}))
     elif state.phase == DRIFTING and state.clean_in_row >= config.exit_after:
-        state = replace(state, phase=OK)
+        ended = replace(state, phase=OK)
+        # a new Job due after a failed one is not made once the drift has ended (as a failing trigger: `due`), and
+        # is no trigger a later episode takes over (`supersedes`: it never failed to start)
+        state = replace(ended, trigger="") if ended.trigger == "pending" and ended.job_failed else ended
         actions.append(Alert("drift.resolved", f"{who}: no dataset drift in "
                                                f"{_in_a_row(state.clean_in_row, 'evaluation')}; episode "
-                                               f"{state.episode} ended" + _retraining_at_end(state), ev,
-                             warning=False, fields=_retraining_fields(state)))
+                                               f"{state.episode} ended" + _retraining_at_end(ended), ev,
+                             warning=False, fields=_retraining_fields(ended)))
     return state, actions + due(state, now)
 
 
 def _retraining_at_end(state: MonitorState) -> str:
     """What the `drift.resolved` line says of the ending episode's retraining when it did not run: a trigger still
-    failing (pending: no longer retried, `due`), or a Job that failed (`retrain_job_failed`); "" otherwise."""
+    failing (pending: no longer retried, `due`), or a Job that failed (`retrain_job_failed`; its new Job not made
+    when it was still due); "" otherwise."""
+    if state.job_failed:
+        return (f"; its retraining Job {state.job} FAILED ({state.job_failed})"
+                + ("; its new Job, still due, is not made now that the drift has ended" if state.trigger == "pending"
+                   else ""))
     if state.trigger == "pending":
         n = state.trigger_attempts
         return (f"; its retraining was NEVER STARTED ({n} failed attempt{'' if n == 1 else 's'}) and is no longer "
                 f"retried now that the drift has ended (a later episode's retraining covers it)")
-    if state.job_failed:
-        return f"; its retraining Job {state.job} FAILED ({state.job_failed})"
     if state.job_gone:
         return (f"; its retraining Job {state.job} was deleted before its outcome was read (UNKNOWN whether it "
                 f"succeeded)")
@@ -309,10 +323,10 @@ def _retraining_at_end(state: MonitorState) -> str:
 
 def _retraining_fields(state: MonitorState) -> dict[str, Any]:
     """`drift.resolved`'s fields on the ending episode's retraining (`_retraining_at_end`)."""
-    if state.trigger == "pending":
-        return {"retraining": "never started", "failed_attempts": state.trigger_attempts}
     if state.job_failed:
         return {"retraining": "failed", "job": state.job, "reason": state.job_failed}
+    if state.trigger == "pending":
+        return {"retraining": "never started", "failed_attempts": state.trigger_attempts}
     if state.job_gone:
         return {"retraining": "unknown", "job": state.job}
     return {}
@@ -347,6 +361,8 @@ def rebase(state: MonitorState, now: float, config: MonitorConfig) -> MonitorSta
         changes["quiet_until"] = now + config.quiet_s
     if state.trigger == "pending":
         delay = exponential_delay(config.retry_s, state.trigger_attempts, config.retry_max_s)
+        if state.job_failed and not state.trigger_attempts:  # the new Job after a failed one: due job_retry_s later
+            delay = max(delay, config.job_retry_s)
         if state.trigger_due > now + delay:
             changes["trigger_due"] = now + delay
     return replace(state, **changes) if changes else state
@@ -459,23 +475,42 @@ def due(state: MonitorState, now: float) -> list[Action]:
     return []
 
 
-def retrain_job_failed(state: MonitorState, job: str, why: str, now: float) -> tuple[MonitorState, list[Action]]:
+def retrain_job_failed(state: MonitorState, job: str, why: str, now: float,
+                       config: MonitorConfig | None = None) -> tuple[MonitorState, list[Action]]:
     """The open episode's retraining Job `job` ("namespace/name", the one `state.job` records) was read with a
     Failed condition (`why`: its reason and message): recorded in `state.job_failed` and alerted once
-    (`drift.retrain_job_failed`). No new Job is created for the episode: the Job's own `backoffLimit` was its
-    retries, and a template or data that failed them fails a new Job the same way (one a pass was a Job storm);
-    a person fixes the cause and starts the retraining, and the next episode creates its own Job. Nothing when
-    the episode is not open, the Job is not its recorded one, or its failure was already recorded."""
+    (`drift.retrain_job_failed`). A new Job is made for the episode `config.job_retries` times (1), each
+    `config.job_retry_s` (1 h) after its predecessor was read Failed: the trigger is pending again, due then, its
+    evidence marked `retry` (a Job of its own: `retrain.episode_start`) with the Jobs that failed (`retry_of`). The
+    Job's own `backoffLimit` retried its pods within minutes, and a cause that lasts longer (a node pool lost, a data
+    store down) left the episode with no retraining for good; a new Job at every pass was a Job storm, so one, an
+    hour later. After that, none: a person fixes the cause and starts the retraining, and the next episode creates its
+    own Job. Nothing when the episode is not open, the Job is not its recorded one, or its failure was recorded."""
     if state.phase != DRIFTING or not job or state.job != job or state.job_failed:
         return state, []
     why = why or "Failed"
-    state = replace(state, job_failed=why)
-    return state, [Alert("drift.retrain_job_failed",
-                         f"{state.model} {state.version}: the retraining Job {job} of drift episode {state.episode} "
-                         f"FAILED ({why}); the episode stays open and nothing is retraining it: no new Job is "
-                         f"created (the Job's backoffLimit was its retries); fix the cause and start the "
-                         f"retraining by hand (the next episode creates its own Job)",
-                         state.evidence, fields={"job": job, "reason": why}, at=now)]
+    config = config or MonitorConfig()
+    who = f"{state.model} {state.version}: the retraining Job {job} of drift episode {state.episode} FAILED ({why})"
+    if state.job_retries < config.job_retries:
+        n = state.job_retries + 1
+        before = [x for x in state.evidence.get("retry_of") or [] if isinstance(x, str)]
+        due_at = now + config.job_retry_s
+        state = replace(state, job_failed=why, job_retries=n, trigger="pending", trigger_attempts=0,
+                        trigger_due=due_at, evidence={**state.evidence, "retry": n, "retry_of": [*before, job]})
+        left = config.job_retries - n
+        message = (f"{who}; a new Job is created for the episode in {_duration(config.job_retry_s)} (the "
+                   f"evaluation after; `new_job_due`), in case the cause passes (a node lost, a data store down while the Job's pods "
+                   f"retried); {'it is the last: ' if not left else ''}fix the cause meanwhile if it stays")
+    else:
+        state = replace(state, job_failed=why)
+        tried = state.job_retries + 1
+        message = (f"{who}; the episode stays open and nothing is retraining it: no new Job is created "
+                   f"({tried} Job{'' if tried == 1 else 's'} failed for it: the Job's backoffLimit was its pods' "
+                   f"retries{', and its new Jobs the retries of the Job' if tried > 1 else ''}); fix the cause and "
+                   f"start the retraining by hand (the next episode creates its own Job)")
+    return state, [Alert("drift.retrain_job_failed", message, state.evidence,
+                         fields={"job": job, "reason": why,
+                                 "new_job_due": state.trigger_due if state.trigger == "pending" else None}, at=now)]
 
 
 def retrain_job_gone(state: MonitorState, job: str, now: float) -> tuple[MonitorState, list[Action]]:

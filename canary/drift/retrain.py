@@ -118,9 +118,14 @@ MODEL, VERSION = "modelcanary.dev/model", "modelcanary.dev/version"  # labels (`
 
 
 def episode_start(evidence: Mapping[str, Any]) -> str:
-    """The episode's identity: when it started (the evidence's `at`), as an annotation value."""
-    at = evidence.get("at")
-    return repr(float(at)) if isinstance(at, (int, float)) and not isinstance(at, bool) else ""
+    """The episode's identity: when it started (the evidence's `at`), as an annotation value; a new Job made after
+    the episode's Job failed (`retry` N in the evidence, `monitor.retrain_job_failed`) is `<at>/retry-N`, a Job of
+    its own (the failed one is not read as the retry's, decision 385)."""
+    at, retry = evidence.get("at"), evidence.get("retry")
+    if not isinstance(at, (int, float)) or isinstance(at, bool):
+        return ""
+    again = isinstance(retry, int) and not isinstance(retry, bool) and retry > 0
+    return repr(float(at)) + (f"/retry-{retry}" if again else "")
 
 
 def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model: str, version: str, episode: int,
@@ -152,7 +157,10 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
     for j in found:
         if mine and _start_of(j) == mine:
             return True, "", _name(j)  # this episode's: created before a restart or a lost write
-    adopted = _candidate(found, since)
+    # the new Job after a failed one: a Job that failed is no retraining to adopt (the episode's own failed one,
+    # created since its drift began to be read, would be adopted as the retraining it replaces)
+    retry = bool(evidence.get("retry"))
+    adopted = _candidate(found, since, skip_failed=retry)
     if adopted is not None:
         return True, "", _adopt(adopted, namespace=namespace, model=model, version=version, episode=episode,
                                 since=since)
@@ -178,7 +186,7 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
         if _of_version(there, model, version):
             if mine and _start_of(there) == mine:
                 return True, "", name
-            if _candidate([there], since) is not None:
+            if _candidate([there], since, skip_failed=retry) is not None:
                 return True, "", _adopt(there, namespace=namespace, model=model, version=version, episode=episode,
                                         since=since)
         n = max(n, _number(there)) + 1
@@ -218,16 +226,16 @@ def _adopt(job: Any, *, namespace: str, model: str, version: str, episode: int, 
     return name
 
 
-def _candidate(jobs: list[Any], since: float | None) -> Any:
+def _candidate(jobs: list[Any], since: float | None, *, skip_failed: bool = False) -> Any:
     """The Job to adopt among `jobs` (one model version's retraining Jobs), or None: the newest of those in
     flight or created at or after `since` (None: in flight only). One whose creation time cannot be read
-    counts as recent (never two retrainings for want of a timestamp)."""
+    counts as recent (never two retrainings for want of a timestamp). `skip_failed`: none that failed."""
     def recent(j: Any) -> bool:
         at = _created(j)
         return since is not None and (at is None or at >= since)
 
     live = [j for j in jobs if not _meta(j, "deletion_timestamp", "deletionTimestamp")
-            and (not _finished(j) or recent(j))]
+            and (not _finished(j) or recent(j)) and not (skip_failed and failed_condition(j) is not None)]
     return max(live, key=lambda j: (_created(j) or float("inf"), _name(j)), default=None)
 
 

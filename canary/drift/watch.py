@@ -587,7 +587,7 @@ class DriftWatcher:
         why = failed_condition(job)
         if why is None:
             return state
-        state, alerts = M.retrain_job_failed(state, state.job, why, self.clock())
+        state, alerts = M.retrain_job_failed(state, state.job, why, self.clock(), self.config)
         return self._act(state, alerts, done, ns)
 
     def _say_unmeasured(self, key: str, prof: Mapping[str, Any], result: Any, done: list[dict[str, Any]]) -> None:

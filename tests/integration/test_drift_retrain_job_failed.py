@@ -5,7 +5,7 @@ pod's backoffLimit reached: an image that cannot be pulled, a trainer that crash
 with no alert and no new Job, while on-call believed retraining was under way. Now the episode's Job is
 read at each evaluation: a Failed condition is one `drift.retrain_job_failed` line (the Job, its reason and
 message, the episode), a `RetrainJobFailed` Event, and `drift watch --once -o json`'s `retraining_failed`;
-no new Job is created for the episode. On real parts: a real Prometheus scraping a real exporter whose
+one new Job is created for the episode an hour later, no more (decision 385). On real parts: a real Prometheus scraping a real exporter whose
 model drifted, and the strict Kubernetes API emulator for the state, Events and Jobs; the Job controller's
 part (marking the Job Failed or Complete) is played by the test, as the API server would store it."""
 
@@ -120,8 +120,15 @@ def _watcher(url: str, path: Path, kube: Any, state: Path) -> Any:
                         clock=lambda: float(next(ticks)))
 
 
-def test_a_failed_retraining_job_is_said_once_and_no_second_job_is_created(
+def test_a_failed_retraining_job_is_said_once_and_replaced_once_an_hour_later(
         served: tuple[str, Path], kube: Any, tmp_path: Path) -> None:
+    """The episode's Job Failed (its pods' backoffLimit spent within minutes: a data store down, a node pool lost):
+    said once, and nothing retrained the episode for good, however passing the cause (decision 275). Now one new
+    Job is made for the episode an hour later (`job_retry_s`), a Job of its own (`-e2`, its start `.../retry-1`),
+    never adopting the failed one; when that one fails too, it is said once and no third Job is made, by this
+    watcher or one restarted from its state (decision 385)."""
+    from canary.drift.retrain import START
+
     url, path = served
     w = _watcher(url, path, kube, tmp_path / "s.json")
     opened = w.once()
@@ -139,22 +146,47 @@ def test_a_failed_retraining_job_is_said_once_and_no_second_job_is_created(
     assert len(said) == 1, logs
     assert said[0]["job"] == "ml/retrain-rec-v1-e1" and said[0]["episode"] == 1
     assert said[0]["reason"] == "BackoffLimitExceeded: Job has reached the specified backoff limit"
-    assert "FAILED" in said[0]["message"] and "no new Job" in said[0]["message"]
+    assert "FAILED" in said[0]["message"] and "a new Job is created for the episode in 1h" in said[0]["message"]
+    assert said[0]["new_job_due"] == w.states["rec/v1"].trigger_due
     events = {e.reason: e for e in kube.core.list_namespaced_event("ml").items}  # listed by their random names
     assert sorted(events) == ["DriftDetected", "RetrainJobFailed"]
     assert "retrain-rec-v1-e1" in events["RetrainJobFailed"].message and events["RetrainJobFailed"].type == "Warning"
     stored = json.loads((tmp_path / "s.json").read_text())["rec/v1"]
     assert stored["phase"] == "drifting" and stored["job_failed"].startswith("BackoffLimitExceeded")
+    assert stored["trigger"] == "pending" and stored["job_retries"] == 1
+    assert _jobs(kube) == ["retrain-rec-v1-e1"]  # not at once: an hour later
 
-    # said once: a later evaluation, and a watcher restarted from the state file, say nothing more and create no Job
+    with capture_logs() as logs:  # the next evaluation, a window (an hour) later: the new Job
+        w.once()
+    assert [e["retraining"] for e in logs if e["event"] == "drift.retrain_triggered"] == ["Job ml/retrain-rec-v1-e2"]
+    assert not [e for e in logs if e["event"] == "drift.retrain_adopted"], logs  # never the failed one
+    assert _jobs(kube) == ["retrain-rec-v1-e1", "retrain-rec-v1-e2"]
+    second = kube.batch.read_namespaced_job("retrain-rec-v1-e2", "ml")
+    first = kube.batch.read_namespaced_job("retrain-rec-v1-e1", "ml")
+    assert second.metadata.annotations[START] == first.metadata.annotations[START] + "/retry-1"
+    assert json.loads(second.metadata.annotations["modelcanary.dev/drift-evidence"])["retry_of"] == [
+        "ml/retrain-rec-v1-e1"]
+    state = w.states["rec/v1"]
+    assert (state.job, state.job_failed, state.trigger) == ("ml/retrain-rec-v1-e2", "", "done")
+
+    _ends(kube, "retrain-rec-v1-e2", FAILED)
     with capture_logs() as logs:
+        w.once()
+    said = [e for e in logs if e["event"] == "drift.retrain_job_failed"]
+    assert len(said) == 1 and said[0]["job"] == "ml/retrain-rec-v1-e2" and said[0]["new_job_due"] is None, logs
+    assert "no new Job is created (2 Jobs failed for it" in said[0]["message"], said
+    # said once: later evaluations, and a watcher restarted from the state file, say nothing more and create no Job
+    with capture_logs() as logs:
+        w.once()
         w.once()
     again = _watcher(url, path, kube, tmp_path / "s.json")
     with capture_logs() as more:
         again.once()
+        again.once()
     assert not [e for e in logs + more if e["event"] in ("drift.retrain_job_failed", "drift.retrain_triggered")]
-    assert _jobs(kube) == ["retrain-rec-v1-e1"]
-    assert len(kube.core.list_namespaced_event("ml").items) == 2
+    assert _jobs(kube) == ["retrain-rec-v1-e1", "retrain-rec-v1-e2"]
+    assert sorted(e.reason for e in kube.core.list_namespaced_event("ml").items) == [
+        "DriftDetected", "RetrainJobFailed", "RetrainJobFailed"]
 
 
 @pytest.mark.parametrize(("condition", "exit_failed"), [(FAILED, True), ({"type": "Complete", "status": "True"}, False)])
