@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -517,6 +518,10 @@ def _watch_exit(watcher: Any, done: list[dict[str, Any]], drifting: str) -> int:
     return EXIT_OK
 
 
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+
 def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) -> None:
     """`drift watch --once`: per profile, the monitor's state after this evaluation and what it did."""
     rows = []
@@ -533,6 +538,9 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
                      # the open episode's retraining Job, and why it failed when it did (null: not seen failed)
                      "retraining_job": (st.job or None) if st.phase != "ok" else None,
                      "retraining_failed": (st.job_failed or None) if st.phase != "ok" else None,
+                     # when the new Job after the failed one is made (decision 385); null: none will be
+                     "retraining_retry_due": (st.trigger_due if st.phase != "ok" and st.job_failed
+                                              and st.trigger == "pending" else None),
                      # true: the Job was deleted before it was read ended (decision 285): its outcome is unknown
                      "retraining_gone": bool(st.job_gone) if st.phase != "ok" else False,
                      "actions": [{k: v for k, v in d.items() if k not in ("model", "version")} for d in mine]})
@@ -544,15 +552,19 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
                                  or a.get("error", "") or _unmeasured_text(a)) for a in r["actions"])
             phase = r["phase"] if r["measured"] == "all" or r["phase"] != "ok" else f"NOT MEASURED ({r['measured']})"
             if r["measured"] == "partial" and r["phase"] == "ok":
-                phase = "ok for the features compared"
+                # "ok for the features compared" read as a clean pass while the features compared had drifted
+                # (no verdict over the profile: decision 382)
+                phase = "no episode (NOT every feature compared)"
             if r["measured"] == "none" and r["phase"] == "ok":
                 phase = "NOT MEASURED (no feature compared)"  # it read "NOT MEASURED (none)"
             # nothing compared: no list of drifted features, whose "[none]" read as a clean pass
             drifted = "" if r["share"] is None else f" [{', '.join(r['drifted_features']) or 'none'}]"
             typer.echo(f"{r['model']} {r['version']}: {phase} (episode {r['episode']}), drifted share {share}"
                        + drifted + (f"; {acts}" if acts else "")
-                       + (f"; retraining Job {r['retraining_job']} FAILED ({r['retraining_failed']}): nothing is "
-                          f"retraining this episode" if r["retraining_failed"] else "")
+                       + (f"; retraining Job {r['retraining_job']} FAILED ({r['retraining_failed']}): "
+                          + ("nothing is retraining this episode" if r["retraining_retry_due"] is None else
+                             f"a new Job is created after {_utc(r['retraining_retry_due'])}")
+                          if r["retraining_failed"] else "")
                        + (f"; retraining Job {r['retraining_job']} GONE (deleted before its outcome was read): "
                           f"UNKNOWN whether it succeeded" if r["retraining_gone"] else "")
                        + (f"; in a row: drifted {r['drifted_in_row']}, clean {r['clean_in_row']}" if wide else ""))

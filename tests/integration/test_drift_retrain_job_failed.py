@@ -205,10 +205,12 @@ def test_drift_watch_once_says_the_failed_job_in_json_and_text(
     if exit_failed:
         assert row["retraining_failed"] == "BackoffLimitExceeded: Job has reached the specified backoff limit"
         assert "drift.retrain_job_failed" in r.output
+        assert isinstance(row["retraining_retry_due"], float)  # the new Job's hour (decision 385)
     else:
         assert row["retraining_failed"] is None and "drift.retrain_job_failed" not in r.output
     text = once("text")
     assert ("retraining Job ml/retrain-rec-v1-e1 FAILED (BackoffLimitExceeded" in text.stdout) is exit_failed, text.stdout
+    assert ("a new Job is created after " in text.stdout) is exit_failed, text.stdout  # not "nothing is retraining"
     assert "drift.retrain_job_failed" not in text.output  # said once, by the run that saw it
     assert _jobs(kube) == ["retrain-rec-v1-e1"]
 

@@ -35,14 +35,19 @@ def _profile() -> dict[str, Any]:
 
 
 def _series(prof: dict[str, Any], version: str, features: list[str], shift_bounds: float = 0.0,
-            per_hour: float = 10_000, overflowed: bool = False) -> list[Any]:
+            per_hour: float = 10_000, overflowed: bool = False, drifted: bool = False,
+            model: str = "rec") -> list[Any]:
     """An hour's worth of same-distribution traffic per feature (`per_hour` values), over the profile's
-    bounds (or bounds moved by `shift_bounds`: an exporter built from another profile)."""
+    bounds (or bounds moved by `shift_bounds`: an exporter built from another profile); `drifted`: every value
+    in the top half of the buckets instead."""
     out = []
     for name in features:
         f = prof["features"][name]
-        lab = {"model_name": "rec", "model_version": version, "feature": name, "role": "input"}
+        lab = {"model_name": model, "model_version": version, "feature": name, "role": "input"}
         shares = np.asarray(f["counts"], float) / sum(f["counts"])
+        if drifted:
+            shares = np.where(np.arange(len(shares)) >= len(shares) // 2, shares, 0.0)
+            shares = shares / shares.sum()
         out += histogram("model_feature_value", lab, [b + shift_bounds for b in f["bounds"]],
                          (shares * per_hour / H).tolist())
         if overflowed:  # the positive sum overflowed to +Inf (a sentinel such as 1.8e308 sent twice); the
@@ -67,6 +72,9 @@ def setup(prometheus_binary: str) -> Iterator[tuple[str, dict[str, Any]]]:
         + _series(prof, "v4", names[2:], per_hour=120)
     series += _series(prof, "v6", names[:1], overflowed=True) + _series(prof, "v6", names[1:])
     series += _series(prof, "v8", names, per_hour=0)  # exported, scraped, and no request at all
+    # drifted features with the others unexported: f0 alone (1 of 4: no verdict), f0 and f1 (2 of 4: drift)
+    series += (_series(prof, "v1", names[:1], drifted=True, model="solo")
+               + _series(prof, "v2", names[:2], drifted=True, model="solo"))
     start, end = history_window(before_s=3 * 3600, after_s=3 * 3600)
     server = PromServer(history=openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
@@ -350,3 +358,36 @@ def test_no_live_data_on_a_prometheus_restarted_without_its_storage_says_so(prom
         srv.shutdown()
         srv.server_close()
         thread.join(timeout=5)
+
+
+def test_one_drifted_feature_of_four_compared_alone_is_no_verdict_and_opens_no_episode(
+        setup: Any, tmp_path: Any) -> None:
+    """f0 drifted, f1-f3 not exported: `drift check` said "DATASET DRIFT (1 of 1 features drifted, 100%)", exit 1,
+    `"dataset_drift": true`, and `drift watch --enter-after 1` opened an episode (a retraining Job with
+    `--retrain-job`) over three features never measured. Now no verdict: exit 5, null, and no episode; with f0 and f1
+    drifted (half of the profile whatever f2 and f3 are) it is dataset drift, and the episode's line says the share
+    of the profile (decision 382)."""
+    url, prof = setup
+    for version, code, verdict in (("v1", 5, None), ("v2", 1, True)):
+        path = tmp_path / f"{version}.profile.json"
+        path.write_text(json.dumps({**prof, "model": "solo", "version": version}))
+        args = ["--baseline", str(path), "--prometheus-url", url, "--window", "30m"]
+        check = CliRunner().invoke(app, ["drift", "check", *args, "-o", "json"])
+        assert check.exit_code == code and json.loads(check.stdout)["dataset_drift"] is verdict, check.output
+        watch = CliRunner().invoke(app, ["drift", "watch", *args, "--no-kube", "--once", "--enter-after", "1",
+                                         "--quiet", "0", "--state-file", str(tmp_path / f"{version}.json"),
+                                         "-o", "json"])
+        assert watch.exit_code == code, watch.output
+        started = [e for e in _events(watch.stderr) if e["event"] == "drift.started"]
+        if verdict:
+            [e] = started
+            assert "2 of 4 profiled features drifted (50% at least, 2 not compared: drift whatever they are" \
+                in e["message"], e
+        else:
+            assert started == [], started
+            text = CliRunner().invoke(app, ["drift", "check", *args], env={"COLUMNS": "400"})
+            assert text.exit_code == 5 and "NO VERDICT" in text.output, text.output
+            # `--once`'s row said "ok for the features compared" of a drifted f0
+            row = CliRunner().invoke(app, ["drift", "watch", *args, "--no-kube", "--once", "--state-file",
+                                           str(tmp_path / f"{version}.json")])
+            assert "solo v1: no episode (NOT every feature compared)" in row.stdout, row.stdout
