@@ -53,6 +53,7 @@ import bisect
 import json
 import math
 import threading
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,13 @@ OTHER = "__other__"
 # Prometheus keeps no label whose value is empty, so `category=""` arrived without its category, was left
 # out of every answer, and a feature 30% empty in training read 0% empty live: drift, for good
 EMPTY = "__empty__"
+
+# per registry, the exporter registered for each model version (`FeatureExporter.__init__`, `close`): a model server
+# that loads a re-captured profile builds a new exporter, and the old one stayed registered beside it, so the feature
+# the new profile dropped kept its `model_feature_*` series, at their last counts, and every other series was exported
+# twice under the same labels (decision 383)
+_REGISTERED: "weakref.WeakKeyDictionary[Any, dict[tuple[str, str], FeatureExporter]]" = weakref.WeakKeyDictionary()
+_REGISTERING = threading.Lock()
 
 
 class FeatureExporter:
@@ -105,8 +113,28 @@ class FeatureExporter:
                 self._categorical[name] = {**{k: 0 for k in f["categories"]}, OTHER: 0}
                 if is_boolean(f):
                     self._boolean.add(name)
+        self._registry = registry
         if registry is not None:
-            registry.register(self)
+            with _REGISTERING:  # the model version's earlier exporter in this registry (its older profile) is replaced
+                mine = _REGISTERED.setdefault(registry, {})
+                old = mine.get((self.model, self.version))
+                if old is not None:
+                    _unregister(registry, old)
+                registry.register(self)
+                mine[(self.model, self.version)] = self
+
+    def close(self) -> None:
+        """Stop exporting: unregister from the registry (a model version the server no longer serves; its series
+        leave /metrics, and Prometheus marks them stale). A later exporter of the model version replaces this one by
+        itself (`__init__`): no close needed before it. Idempotent."""
+        registry, self._registry = self._registry, None
+        if registry is None:
+            return
+        with _REGISTERING:
+            mine = _REGISTERED.get(registry, {})
+            if mine.get((self.model, self.version)) is self:
+                del mine[(self.model, self.version)]
+            _unregister(registry, self)
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> "FeatureExporter":
@@ -201,6 +229,13 @@ class FeatureExporter:
                 missing.add_metric([self.model, self.version, name, role(name)], float(n))
             observed.add_metric([self.model, self.version], float(self._observed))
         yield from (hist, cats, missing, signed, summed, observed, built)
+
+
+def _unregister(registry: Any, exporter: "FeatureExporter") -> None:
+    try:
+        registry.unregister(exporter)
+    except KeyError:  # unregistered already (by hand)
+        pass
 
 
 def _category(v: Any) -> str:
