@@ -541,12 +541,16 @@ class IstioRouter:
             if left <= 0.05:
                 raise NotLeader(f"{namespace}/{name}: not the leader (or the lease expires now); write refused")
             try:
-                return kube.unvalidated(self.custom.replace_namespaced_custom_object)(  # type: ignore[no-any-return]
+                answer = kube.unvalidated(self.custom.replace_namespaced_custom_object)(
                     GROUP, self.version, namespace, plural, name, body, _request_timeout=min(self.timeout, left))
             except ApiException as exc:
                 if exc.status == 409:
                     raise _Conflict(f"{namespace}/{name}: 409") from exc
                 raise
+            # a 200 whose body is not the object (empty, a proxy's page, `null`, `{}`): the write may have landed,
+            # its answer lost; tried again as a 5xx is, its retry's 409 meets it as our own (`set_weights`). Taken
+            # as the object written it was an AttributeError, or a RouteStatus of no record (decision 394)
+            return kube.an_object(answer, f"the write of {namespace}/{name} ({plural})")
 
         written: Obj = self._call(put, f"{namespace}/{name} ({plural})")
         if self.written is not None and isinstance(written, dict):
