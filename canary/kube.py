@@ -219,19 +219,26 @@ def retry_wait(base: Callable[[Any], float], client: Any) -> Callable[[Any], flo
     return wait
 
 
-def retry_sleep(client: Any) -> Callable[[float], None]:
-    """A tenacity sleep that ends early once `client`'s grace is spent (a signal arrived while it slept: the
-    next request is refused unsent at once, GraceSpent, instead of after the rest of a Retry-After)."""
+def retry_sleep(client: Any, nap: Callable[[float], None] | None = None) -> Callable[[float], None]:
+    """A sleep (tenacity's, `reconcile.to_stable`'s between its attempts) that ends early once `client`'s grace
+    is spent (a signal arrived while it slept: the next request is refused unsent at once, GraceSpent, instead
+    of after the rest of a Retry-After). `nap`: what sleeps each piece of it (`time.sleep`), at most 0.25 s and
+    never past the grace's end."""
     import time
 
+    nap = nap or time.sleep
     until = getattr(getattr(client, "rest_client", None), "canary_until", None)
     if not callable(until):
-        return time.sleep
+        return nap
 
     def sleep(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while (left := min(end, until()) - time.monotonic()) > 0:
-            time.sleep(min(left, 0.25))
+        # counted down by what was asked of `nap`, and cut to the grace left after each piece: never more in all
+        # than `seconds`, nor than the grace left when it began or was set (a signal while it slept)
+        left = min(float(seconds), until() - time.monotonic())
+        while left > 0:
+            piece = min(left, 0.25)
+            nap(piece)
+            left = min(left - piece, until() - time.monotonic())
 
     return sleep
 

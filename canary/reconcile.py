@@ -1022,6 +1022,9 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
     finishing = new.phase == rl.PROMOTED
     what = "promotion" if finishing else "rollback"
     deadline = time.monotonic() + (ROLLBACK_BUDGET_S if budget_s is None else budget_s)
+    # its waits between attempts end with a signal's grace (`kube.bound_by`), as the router's own retries do: a
+    # 2 s backoff, or a 5 s Retry-After, slept past it held promote past the CI's SIGKILL, traffic unsaid
+    pause = _grace_sleep(router)
     attempt = 0
     while True:
         attempt += 1
@@ -1035,7 +1038,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
             if last:
                 raise
             log.warning(f"{what}.retrying", attempt=attempt, error=str(exc))
-            time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+            pause(min(wait, max(0.0, deadline - time.monotonic())))
         except RoutingConflict as exc:
             if expect is not ...:  # guarded: another writer's decision; the caller reads the route again
                 if not last:  # (the last attempt's is logged by `execute`)
@@ -1044,7 +1047,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
             if last:
                 raise
             log.warning(f"{what}.retrying", attempt=attempt, error=str(exc))
-            time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+            pause(min(wait, max(0.0, deadline - time.monotonic())))
         except TransientError as exc:  # may pass: the budget
             if last:
                 raise
@@ -1053,7 +1056,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
                 retry = after_unanswered(retry, str(exc))
             # the server's Retry-After (a 429 of API Priority and Fairness) when it asked for longer: the budget
             # is kept by time, so waiting what it asks costs no attempt (decision 392)
-            time.sleep(min(max(wait, asked_wait(exc)), max(0.0, deadline - time.monotonic())))
+            pause(min(max(wait, asked_wait(exc)), max(0.0, deadline - time.monotonic())))
         except CanaryError as exc:  # will not pass by waiting (a route no rollout can drive)
             if not last and finishing:
                 log.warning("promotion.write_failed", error=str(exc), reason=reason, write_landed=write_landed(exc))
@@ -1069,6 +1072,15 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
                     "end_cause": rl.classify_reason(reason), "write_landed": write_landed(exc),
                     "hint": "traffic may still be split: act by hand"})
             raise
+
+
+def _grace_sleep(router: Any) -> Callable[[float], None]:
+    """`time.sleep`, ended with the grace a signal left `router`'s Kubernetes client (`kube.retry_sleep`; a
+    FencedRouter's inner router's; none known: `time.sleep` itself)."""
+    from canary import kube
+
+    inner = getattr(router, "inner", router)
+    return kube.retry_sleep(getattr(getattr(inner, "custom", None), "api_client", None), time.sleep)
 
 
 def asked_wait(exc: BaseException) -> float:

@@ -328,6 +328,51 @@ def test_a_route_write_answered_with_no_object_is_tried_again_and_met_as_our_own
     assert codes[-2:] == [200, 409]  # the retry met its own write, and nothing more was written
 
 
+def test_a_rollbacks_waits_between_its_attempts_end_with_the_grace(
+        istio_api: KubeAPIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`to_stable` after a signal (`promote`'s stable-100% write within `--interrupt-grace`): its waits between
+    attempts, a Retry-After's 3 s or its own backoff, end with the grace, as the router's retries do. Before: slept
+    whole (`time.sleep`), past the grace's end, so the CI's SIGKILL came before `traffic.unsafe` was said.
+    (a) the grace running, 0.5 s left: each wait is at most what is left; (b) the signal comes during the first
+    wait, with 0.3 s of grace: that wait ends 0.3 s later. The pieces slept are recorded, never slept
+    (decision 395)."""
+    import time
+    import types
+
+    from canary import kube, reconcile
+    from canary import rollout as rl
+    from canary.logs import get as get_logger
+    from tests.support.kube import PROGRESSING_RECORD
+
+    router = IstioRouter(istio_api.api_client(), wait=tenacity.wait_none(), transient_attempts=1)
+    router.set_weights(TARGET, Weights(75, 25), state=PROGRESSING_RECORD, expect_state=None)
+    grace_end = [time.monotonic() + 0.5]
+    kube.bound_by(router.custom.api_client, lambda: grace_end[0])
+    slept: list[float] = []
+    monkeypatch.setattr(reconcile, "time", types.SimpleNamespace(sleep=slept.append, monotonic=time.monotonic))
+    istio_api.fail_next(429, times=2, methods=("PUT",), plural="virtualservices", retry_after=3)
+    state = rl.RolloutState.from_json(PROGRESSING_RECORD)
+    final = reconcile.to_stable(router, TARGET, state, reason="failed: test", log=get_logger(component="test"),
+                                now=10.0, budget_s=3600.0)
+    assert final.terminal and _weights(istio_api) == [100, 0]
+    assert slept and sum(slept) <= 2 * 0.5, slept  # two waits, each within the grace (before: [3.0, 3.0])
+
+    grace_end[0], slept[:] = float("inf"), []
+    router.set_weights(TARGET, Weights(75, 25), state=PROGRESSING_RECORD)  # the rollout again, at 75/25
+
+    def nap(seconds: float) -> None:  # the signal, during the first wait: 0.3 s of grace from now
+        slept.append(seconds)
+        if len(slept) == 1:
+            grace_end[0] = time.monotonic() + 0.3
+
+    monkeypatch.setattr(reconcile, "time", types.SimpleNamespace(sleep=nap, monotonic=time.monotonic))
+    istio_api.fail_next(429, times=1, methods=("PUT",), plural="virtualservices", retry_after=3)
+    final = reconcile.to_stable(router, TARGET, state, reason="failed: test", log=get_logger(component="test"),
+                                now=10.0, budget_s=3600.0)
+    assert final.terminal and _weights(istio_api) == [100, 0]
+    assert sum(slept) <= 0.25 + 0.3, slept  # before: [3.0]
+
+
 def test_a_list_cut_mid_body_by_a_reset_connection_is_asked_again(istio_api: KubeAPIServer) -> None:
     """A LIST whose 200 says 5,000 bytes and whose connection is closed after a few (a reset mid-body, an API
     server restarting): the client's incomplete read is transient, asked again, the routes found; never []. Holds
