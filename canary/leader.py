@@ -153,10 +153,13 @@ class KubeLeaseStore:
 
 
 def _json(resp: Any) -> dict[str, Any]:
-    data = json.loads(resp.data)
-    if not isinstance(data, dict):
-        raise ValueError("the Lease is not a JSON object")
-    return data
+    """The Lease an answer carries; BadAnswer (transient: `translate` gives KubeUnavailable) for a 200 whose body is
+    no Lease (empty, a proxy's page, `null`, `{}`). A write answered `{}` was kept as the Lease we wrote: the next
+    renewal PUT it back without a resourceVersion (unguarded), the Lease lost its `leaseTransitions`, and every
+    renewal after failed (KeyError) until the leader stepped down (decision 394)."""
+    from canary.kube import an_object
+
+    return an_object(json.loads(resp.data), "the Lease")
 
 
 class LeaderElector:

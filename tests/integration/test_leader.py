@@ -421,3 +421,48 @@ def test_a_lease_deleted_twice_the_leader_recreating_it_between_gives_no_second_
     assert sim.overlaps == []
     assert [(n, v) for _, n, v in sim.transitions] == [("a", True)]  # a never stopped, b never led
     assert [e["identity"] for e in logs if e["event"] == "leader.lease_recreated"] == ["a"]
+
+
+def _lease_answers_200(api: KubeAPIServer, method: str, body: bytes, *, times: int = 1) -> list[int]:
+    """The next `times` Lease requests of `method` are served (a write lands), then answered 200 with `body` in place
+    of the Lease (a proxy in front of the API server; an answer cut where its framing did not show it)."""
+    import aiohttp.web
+
+    real, hit = api.handler._handle, []
+
+    async def handle(request: Any) -> Any:
+        res = request.resource
+        if res is not None and res.plural == PLURAL and str(request.method.value).upper() == method \
+                and len(hit) < times:
+            hit.append((await real(request)).status)
+            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": "application/json"})
+        return await real(request)
+
+    api.handler._handle = handle  # type: ignore[method-assign]
+    return hit
+
+
+@pytest.mark.parametrize("body", [b"{}", b"null", b"<html>upstream connect error</html>"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "GET"])
+def test_a_lease_answer_that_is_no_lease_is_a_failed_request_never_the_lease(kube_api, sim, method, body):
+    """A's first term (POST), a renewal (PUT), or B's read as a standby (GET) answered 200 with `{}`, `null` or a
+    proxy's page: a request that failed (the write may have landed: decision 393 finds it at the next read), never
+    the Lease. Before: `{}` was kept as the Lease written, the next renewal PUT it back without a resourceVersion
+    (unguarded), the Lease lost its `leaseTransitions` and every renewal after failed (KeyError) until A stepped
+    down; a standby's read of `{}` saw a released Lease and took it at once, two leaders (decision 394). `null` and
+    the page already failed (held, recorded)."""
+    if method == "POST":  # A's first term's create
+        hit = _lease_answers_200(kube_api, method, body)
+        a = sim.add("a")
+    else:  # A leading; then its renewal, or a standby's read
+        a = sim.add("a")
+        sim.run(3 * LEASE, until=a.elector.is_leader)
+        hit = _lease_answers_200(kube_api, method, body)
+        if method == "GET":
+            sim.add("b")
+    sim.run(4 * LEASE)
+    assert hit == [201 if method == "POST" else 200]
+    assert a.elector.is_leader() and a.elector.fence_token() == 0
+    spec = lease(kube_api)["spec"]
+    assert spec["holderIdentity"] == "a" and spec["leaseTransitions"] == 0
+    assert [n for _, n, v in sim.transitions if v] == ["a"] and ("a", False) not in [(n, v) for _, n, v in sim.transitions]
