@@ -55,6 +55,11 @@ class Renewal:
                 return self._failed(str(exc), refused)
             finally:
                 root.removeHandler(said)
+            if said.cut is not None:
+                # the plugin was cut by a signal's grace (`kube.InFlight.cut`), which the loader caught and logged: the
+                # request ends so (GraceSpent, not sent), not as credentials the configuration cannot give
+                # (`kube.credentials_unrenewed`, "mend the kubeconfig's exec plugin", said of a plugin that works)
+                raise said.cut
             token = _trimmed(fresh.api_key.get("BearerToken"))
             if not token:  # "" said: no token to renew (client certificates, none at all)
                 return self._failed("; ".join(said.errors), refused)
@@ -88,10 +93,18 @@ def _plugin_errors() -> Any:
         def __init__(self) -> None:
             super().__init__(logging.ERROR)
             self.errors: list[str] = []
+            self.cut: BaseException | None = None  # the grace's cut, if that is what the loader caught
 
         def emit(self, record: logging.LogRecord) -> None:
+            import sys
+
+            from canary.errors import GraceSpent
+
             if record.name == "root" and "kubernetes" in (record.pathname or ""):
                 self.errors.append(record.getMessage())
+                caught = sys.exc_info()[1]  # the loader logs in its `except Exception` around the plugin
+                if isinstance(caught, GraceSpent):
+                    self.cut = caught
 
     return PluginErrors()
 

@@ -383,3 +383,34 @@ def test_an_exec_plugin_that_hangs_after_the_signal_ends_within_the_grace_with_t
     unsafe = [e for e in events(err) if e["event"] == "traffic.unsafe"]
     assert len(unsafe) == 1 and unsafe[0]["weights"] in ("80/20", "50/50"), unsafe
     assert "(--interrupt-grace) are spent" in json.loads(out)["error"], out
+
+
+def test_a_renewal_after_a_401_cut_by_the_grace_is_said_as_the_grace_not_as_a_broken_plugin(
+        cluster: Any, prometheus: Any, tmp_path: Path) -> None:
+    """The job's token is revoked at 80/20 and the plugin hangs (no route to STS) when the 401's renewal runs it;
+    SIGTERM's grace cuts it (decision 377). The loader catches the cut and logs it: the renewal read that as no new
+    credentials and said `kube.credentials_unrenewed`, "mend the kubeconfig's exec plugin ...", of a plugin that
+    works, cut by our own grace, and the request failed as a 401 ("new ones could not be had: ... the grace ...
+    spent; not RBAC"). Now the request ends as the grace's cut (GraceSpent): no such line, exit 6 with
+    `traffic.unsafe` naming the split (decision 396)."""
+    from tests.integration.test_interrupt_grace import _promote_signalled
+
+    api, _, policy = cluster
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+
+    def at_split() -> None:
+        tokens.revoke()
+        tokens.hang()
+
+    try:
+        code, out, err = _promote_signalled(kubeconfig, policy, prometheus.url, "--interrupt-grace", "3",
+                                            at_split=at_split)
+    finally:
+        tokens.end_hung()
+    assert code == 6, out + err[-3000:]
+    assert (tmp_path / "plugin" / "hung").exists()  # the renewal's plugin did hang
+    said = events(err)
+    assert not [e for e in said if e["event"] == "kube.credentials_unrenewed"], err[-3000:]
+    unsafe = [e for e in said if e["event"] == "traffic.unsafe"]
+    assert len(unsafe) == 1 and unsafe[0]["weights"] == "80/20", unsafe
+    assert "(--interrupt-grace) are spent" in json.loads(out)["error"] and "HTTP 401" not in out, out
