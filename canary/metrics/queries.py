@@ -330,8 +330,10 @@ def scraped_twice_query(metrics: Iterable[str], sel: str) -> str:
     its series the same but for `job`, and a `sum` over the arm counts its requests twice. By host, not by
     `instance`: under Istio's metrics merging the annotation job scrapes the sidecar's :15020 and a PodMonitor
     the app's port (or Envoy's :15090), one pod under two `instance`s (decision 352's review). Empty when none
-    is (series without an `instance` are not compared: nothing says they are one target). Two pods of one arm
-    sharing a host (hostNetwork) read by two jobs would be named too."""
+    is (series without an `instance` are not compared: nothing says they are one target). A host is named where
+    one metric of it comes from two jobs, not where two exporters of a pod (the server, its sidecar's :15090) are
+    each read by a job of its own (decision 397). Two pods of one arm sharing a host (hostNetwork) read by two
+    jobs would be named too."""
     return scraped_twice_of([arm_series(metrics, sel)])
 
 
@@ -341,9 +343,13 @@ def scraped_twice_of(selectors: Sequence[str]) -> str:
     # the host into a label of its own: written over `instance`, two targets of one host (two containers of a pod
     # on two ports, hostNetwork pods) made two series with one label set, which Prometheus refuses (422: "vector
     # cannot contain metrics with the same labelset"), and the whole look's query with it
-    jobs = " or ".join(f'count by ({HOST_LABEL}, job) (label_replace({inner}, "{HOST_LABEL}", "$1", "instance", '
-                       f'"(.+?)(:[0-9]+)?"))' for inner in selectors)
-    return f"count by ({HOST_LABEL}) ({jobs}) > 1"
+    # by metric name too: a pod's model server and its sidecar (Envoy's :15090) are one host that two jobs read
+    # (a ServiceMonitor's, Istio's envoy-stats PodMonitor), no series of it twice; a check whose series are of both
+    # (a custom query or feature_drift beside `metrics.source: istio`'s requests) was no verdict on every rollout.
+    # A metric of one host that two jobs read is what a sum counts twice; the answer's value: the most jobs of one
+    jobs = " or ".join(f'count by ({HOST_LABEL}, __name__, job) (label_replace({inner}, "{HOST_LABEL}", "$1", '
+                       f'"instance", "(.+?)(:[0-9]+)?"))' for inner in selectors)
+    return f"max by ({HOST_LABEL}) (count by ({HOST_LABEL}, __name__) ({jobs})) > 1"
 
 
 def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600, by: Iterable[str] = ()) -> str:

@@ -60,6 +60,35 @@ def test_a_custom_check_of_two_pods_of_one_job_is_read_as_before(prom: Any) -> N
         assert canary.n == pytest.approx(10 * WINDOW_S, rel=0.02), canary
 
 
+# the server's errors over the sidecar's requests: two exporters of one pod in one custom query
+_ACROSS = ('sum(increase(model_requests_total{model_name="{model}",model_version="{version}",outcome="error"}[{window}]))'
+           ' / sum(increase(istio_requests_total{destination_service_name="{model}",destination_version="{version}"}'
+           '[{window}]))')
+
+
+@pytest.mark.parametrize("query", [_RATIO, _ACROSS], ids=["server", "server_and_sidecar"])
+def test_a_pod_whose_two_exporters_two_jobs_read_is_not_scraped_twice(prom: Any, query: str) -> None:
+    """A pod's model server (a ServiceMonitor's job, :8002) and its sidecar (Istio's envoy-stats PodMonitor, :15090)
+    are one host read by two jobs, but no series of it is read twice. Under `metrics.source: istio` a custom check of
+    the server's own counters asks the parts over its series AND istio_requests_total (the requests its n counts),
+    as does one whose query reads both: every arm of every such rollout was NotCountable ("scraped by two jobs",
+    its hint `metrics.labels: {job: ...}` a wrong one), no verdict ever, a good canary rolled back at the deadline.
+    A host is read twice where one metric of it is read by two jobs."""
+    server, t0 = prom
+    pol = parse_policy({"steps": [10, 100], "metrics": {"source": "istio", "scrape_interval": "15s"},
+                        "analysis": {"min_canary_requests": 100},
+                        "checks": [{"name": "ratio", "kind": "custom", "query": query, "max_value": 0.05}]})
+    stable, canary = _measure(server, t0, pol, "exporters")
+    assert isinstance(stable, Scalar) and isinstance(canary, Scalar), (stable, canary)
+    assert canary.n == pytest.approx(100 * WINDOW_S, rel=0.02), canary  # the sidecar's requests
+    # one exporter's metric read by two jobs is still named, whichever source the check's n counts
+    for source in ("istio", "model"):
+        pol = parse_policy({"steps": [10, 100], "metrics": {"source": source, "scrape_interval": "15s"},
+                            "checks": [{"name": "ratio", "kind": "custom", "query": _RATIO, "max_value": 0.05}]})
+        got = _measure(server, t0, pol, "twice")
+        assert isinstance(got[0], Scalar) and isinstance(got[1], NotCountable), got
+
+
 @pytest.mark.parametrize("check", [None, {"name": "p95", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20}],
                          ids=["error_rate", "latency"])
 def test_one_pod_under_two_instances_is_not_twice_the_evidence_in_the_batched_snapshot(prom: Any, check: Any) -> None:
