@@ -258,7 +258,10 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
     if unmeasured:
         ev = {**ev, "unmeasured": list(unmeasured)}
     who = f"{state.model} {state.version}"
-    if state.phase == OK and state.drifted_in_row >= config.enter_after and now >= state.quiet_until:
+    # on a window that drifted: a streak held past enter_after (its windows inside the quiet period) opened the
+    # episode at the first window after it, one that was no verdict too, its alert saying "drift whatever they
+    # are" of features that could undo it (decision 398)
+    if verdict and state.phase == OK and state.drifted_in_row >= config.enter_after and now >= state.quiet_until:
         earlier = state if state.trigger == "pending" else None  # an earlier episode's retraining not yet started
         # since when this drift has been read: the start of the first window its streak counted (a state stored
         # before `drifted_from`: its windows, back to back). A retraining Job of this model version created since
