@@ -97,8 +97,9 @@ class PrometheusProvider(PrometheusClient):
         self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"
     ) -> tuple[float, float]:
         """(stable, canary) requests over the window, from ONE query (`query_plan.request_query`); NoData for an arm
-        with none, NotCountable for an arm whose targets two scrape jobs read, or a canary with a target down
-        (`_not_twice`: the count is the pass floor and sets the pass level, decision 380)."""
+        with none, NotCountable for a canary whose targets two scrape jobs read, or with a target down (`_not_twice`:
+        the count is the pass floor and sets the pass level, decision 380); a stable arm read twice is NaN (decision
+        399)."""
         plan = request_plan(policy, target, window_s=window_s)
         query, parts = request_query(policy, target, window_s=window_s)
         with self.about(target):
@@ -109,11 +110,17 @@ class PrometheusProvider(PrometheusClient):
                                   window_s)
 
         twice = {key: part for key, part in parts.items() if not key.endswith("/requests")}
-        pair = _not_twice(each_arm(count), got, twice, check, self._quiet)
-        for arm in pair:
-            if isinstance(arm, NoData):
-                raise arm
-        return pair[0], pair[1]
+        stable, canary = _not_twice(each_arm(count), got, twice, check, self._quiet)
+        if isinstance(canary, NoData):
+            raise canary
+        if isinstance(stable, NotCountable):
+            # the stable arm read twice is NaN, not a count: promote and serve ask this for the canary's count (the
+            # pass floor) and drop the stable's; raised for the pair, the canary's read 0 at every look, no pass
+            # ever, where the checks read both arms soundly (of another source, or naming the job; decision 399)
+            return math.nan, canary
+        if isinstance(stable, NoData):
+            raise stable
+        return stable, canary
 
     def preflight(self, policy: Policy, target: Target) -> PreflightReport:
         """Ask Prometheus, once each, every query a look of this rollout will send (`metrics.preflight`)."""

@@ -159,6 +159,19 @@ def _two_exporters(model: str) -> list[Series]:
     return out
 
 
+def _stable_read_twice(model: str) -> list[Series]:
+    """Stable v1's pod read by two jobs (its server's series twice), canary v2's by one; each pod's sidecar's
+    `istio_requests_total` (100 req/s) by Istio's PodMonitor."""
+    out = _arm(model, "v1", 99, 1, job="kubernetes-pods", instance="10.0.9.1:8000")
+    for version, ip in (("v1", "10.0.9.1"), ("v2", "10.0.9.2")):
+        out += _arm(model, version, 99, 1, job="serviceMonitor/ml/rec", instance=f"{ip}:8000")
+        out.append(_During("istio_requests_total", {
+            "destination_service_name": model, "destination_service_namespace": "ml", "destination_version": version,
+            "reporter": "destination", "response_code": "200", "job": "ml/envoy-stats", "instance": f"{ip}:15090"},
+            100))
+    return out
+
+
 def _two_pods(model: str) -> list[Series]:
     """The control: canary v2 with two pods of one job (two instances), 5 req/s each."""
     out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
@@ -174,7 +187,7 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series = _scraped_twice("twice") + _two_pods("pods") + _scrape_gap("gap", t0)
     series += _target_down("down", t0, deleted=False) + _target_down("deleted", t0, deleted=True)
     series += _stable_pod_down("stabledown", t0) + _canary_gone("gone", t0) + _merged("merged") + _one_host("onehost")
-    series += _two_exporters("exporters")
+    series += _two_exporters("exporters") + _stable_read_twice("stabletwice")
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:

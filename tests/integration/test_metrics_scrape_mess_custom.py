@@ -131,6 +131,30 @@ def test_the_request_count_of_a_canary_scraped_twice_or_with_a_target_down_is_no
     assert canary == pytest.approx(10 * WINDOW_S, rel=0.02) and stable == pytest.approx(100 * WINDOW_S, rel=0.02)
 
 
+def test_a_stable_pod_read_twice_leaves_the_canarys_request_count_as_it_is(prom: Any) -> None:
+    """`request_counts` is asked for the canary's count (the pass floor): promote and serve drop the stable's. A stable
+    pod read by two jobs (decision 380's part over `metrics.source`'s counter) raised NotCountable for the pair, so
+    the canary's 6,000 requests read 0 at every look, no pass ever, a good canary rolled back at the deadline -- where
+    the checks (here of Istio's metrics, `source: istio`) read both arms soundly. The canary's count stands; the
+    stable's is NaN (not a count); a canary read twice is still no count."""
+    import math
+
+    from canary.reconcile import measure_window
+
+    server, t0 = prom
+    pol = parse_policy({"steps": [10, 100], "metrics": {"source": "model", "scrape_interval": "15s"},
+                        "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1,
+                                    "source": "istio"}]})
+    provider = PrometheusProvider(server.url, retries=1, budget_s=3.0, at=t0)
+    got, n = measure_window(provider, pol, _target("stabletwice"), window_s=WINDOW_S, log=None)
+    assert all(isinstance(x, Counts) for x in got["errors"]), got  # the checks read both arms
+    assert n == pytest.approx(100 * WINDOW_S, rel=0.02)  # the canary's own requests: 0 before
+    stable, canary = provider.request_counts(pol, _target("stabletwice"), window_s=WINDOW_S, at=t0)
+    assert math.isnan(stable) and canary == pytest.approx(100 * WINDOW_S, rel=0.02)
+    with pytest.raises(NotCountable):
+        provider.request_counts(pol, _target("twice"), window_s=WINDOW_S, at=t0)
+
+
 def test_a_canary_exporting_native_histograms_read_by_two_jobs_is_not_twice_the_evidence(
         prom_server_factory: Any) -> None:
     """Decision 352's parts ride on the native both-arms query too (decision 355 left it tested by its text only):
