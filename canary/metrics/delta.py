@@ -431,11 +431,20 @@ def _as_histogram(data: NativeBuckets | list[tuple[float, float]], scale: float)
 
 def requests_delta(policy: Policy, target: Target, now: Snapshot, base: Snapshot) -> tuple[float, float]:
     """(stable, canary) requests over base..now (series by series, a reset counts from the restart);
-    NoData when none; UnusableStepStart when a snapshot is bound to another rollout."""
+    NoData when none; UnusableStepStart when a snapshot is bound to another rollout. A stable arm that cannot be
+    counted (read by two jobs) is NaN: only the canary's count is used (decision 399)."""
     _check_pair(now, base, target)
     source, out = policy.metrics.source, []
     for arm in q.ARMS:
-        got = _requests_delta(now, base, policy, source, target, arm)
+        try:
+            got = _requests_delta(now, base, policy, source, target, arm)
+        except (NotCountable, UnusableStepStart):
+            if arm != "stable":
+                raise
+            # a stable arm read by two jobs (in this snapshot, or bound in the step's start) is NaN, not a count: the
+            # controller asks for the canary's (the pass floor), which it read 0 at every look (decision 399)
+            out.append(math.nan)
+            continue
         if got is None:
             fam = families(policy)[0]
             if now.groups(fam, fam.ident(target, arm)) is None:

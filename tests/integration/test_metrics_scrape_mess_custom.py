@@ -153,6 +153,17 @@ def test_a_stable_pod_read_twice_leaves_the_canarys_request_count_as_it_is(prom:
     assert math.isnan(stable) and canary == pytest.approx(100 * WINDOW_S, rel=0.02)
     with pytest.raises(NotCountable):
         provider.request_counts(pol, _target("twice"), window_s=WINDOW_S, at=t0)
+    # the controller's count, from its snapshots: the same (a stable read twice raised there for the pair too, in the
+    # look's snapshot and, bound, in the step-start one)
+    from canary.metrics import batch as b
+    from tests.integration.test_metrics_scrape_mess import _snapshots
+
+    base, now = _snapshots(server, t0, pol, _target("stabletwice"))
+    stable, canary = b.requests_delta(pol, _target("stabletwice"), now, base)
+    assert math.isnan(stable) and canary == pytest.approx(100 * WINDOW_S, rel=0.02)
+    base, now = _snapshots(server, t0, pol, _target("twice"))
+    with pytest.raises((NotCountable, b.UnusableStepStart)):
+        b.requests_delta(pol, _target("twice"), now, base)
 
 
 def test_a_canary_exporting_native_histograms_read_by_two_jobs_is_not_twice_the_evidence(
