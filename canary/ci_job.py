@@ -6,7 +6,8 @@ held ("busy", `canary status`, the sweep's `rollout.abandoned`) needs the job to
 record carries `job` too: the job's URL where the CI gives one, the workflow's name for Argo Workflows.
 
 Only the variables named here are read, each checked before it is used: a URL of http(s) with a host and no
-user or password in it, no query or fragment, of URL-safe characters only, at most MAX_JOB characters. These
+user or password in it, no query or fragment, of URL-safe characters only (none a shell reads: no quote, `$`,
+`(`, `;`, `&`), at most MAX_JOB characters. These
 values land in a Kubernetes annotation and in log lines: a value that is not so is not recorded (its variable
 is named in `promote.ci_job_unrecorded`, never its value). Nothing else of the environment (tokens, secrets) is
 ever read here. Tekton sets no variable naming its TaskRun (its pod's name, `<taskrun>-pod`, is the owner's
@@ -23,7 +24,11 @@ from urllib.parse import urlsplit
 # its rollout's `job` (checked again there: anyone who may edit the object may write it)
 ANNOTATION = "modelcanary.dev/ci-job"
 MAX_JOB = 300  # characters: a job URL is well under it; an annotation and a log line stay small
-_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/%+=,;!*()$&']+")  # RFC 3986's unreserved, sub-delims, ':' '/' '%'
+# RFC 3986's unreserved, ':' '/' '%' and the sub-delims no shell reads ('+' '=' ','): a job URL of GitHub, GitLab
+# or Jenkins (which percent-encodes a job name's `!$&'()*;`) has no other. A quote, `$(...)`, ';' or '&' would
+# reach a pipeline's shell through `-o json`'s `holder_job` or a log line, where the value is anyone's who may
+# edit a CanaryRollout or the VirtualService's record (decision 401)
+_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/%+=,]+")
 _GITHUB_REPO = re.compile(r"[A-Za-z0-9_.\-]{1,100}/[A-Za-z0-9_.\-]{1,100}")
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _DNS_NAME = re.compile(r"[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?")
@@ -37,7 +42,7 @@ def _url(value: str, *, base: bool = False) -> str:
     if len(value) > MAX_JOB:
         return f"longer than {MAX_JOB} characters"
     if not _URL_CHARS.fullmatch(value):
-        return "characters a URL does not have (spaces, control characters, quotes, ...)"
+        return "characters a job URL does not have (spaces, control characters, quotes, $ ( ) ; & ...)"
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is none

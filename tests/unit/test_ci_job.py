@@ -60,6 +60,35 @@ def test_a_variable_that_is_no_clean_job_is_not_recorded_and_only_its_name_is_sa
     assert not any(env[variable] in why for _, why in bad)  # the value is never repeated
 
 
+@pytest.mark.parametrize("value", [
+    "https://gitlab.example/ml/-/jobs/1'\''",  # a single quote: out of a quoted string
+    "https://gitlab.example/ml/-/jobs/$(id)",
+    "https://gitlab.example/ml/-/jobs/1;reboot",
+    "https://gitlab.example/ml/-/jobs/1&reboot",
+    "https://gitlab.example/ml/-/jobs/!!",
+    "https://gitlab.example/ml/-/jobs/*",
+], ids=["single-quote", "command-substitution", "semicolon", "ampersand", "history", "glob"])
+def test_a_job_with_what_a_shell_reads_is_neither_recorded_nor_read_back(value: str) -> None:
+    """`holder_job` reaches a pipeline's shell (README's `case`), and the value read back is anyone's who may
+    edit a CanaryRollout's annotation or the route's record: a quote (which the check said it refused),
+    `$(...)`, ';', '&' are in no job URL of GitHub, GitLab or Jenkins (decision 401)."""
+    job, bad = ci_job.from_env({"GITLAB_CI": "true", "CI_JOB_URL": value})
+    assert job == "" and [name for name, _ in bad] == ["CI_JOB_URL"], bad
+    assert ci_job.readable(value) == ""
+    rec = json.loads(_state().to_json())
+    rec["job"] = value
+    assert rl.RolloutState.from_json(json.dumps(rec)).job == ""
+
+
+def test_job_urls_as_the_cis_write_them_stay_recorded() -> None:
+    """Jenkins percent-encodes a job name's spaces and reserved characters; folders, ports and a GitLab under a
+    relative root are plain path segments."""
+    for url in ("https://ci.acme.example:8443/job/ml%20models/job/deploy%28prod%29/17/",
+                "http://jenkins.internal:8080/job/team/job/deploy/17/",
+                "https://acme.example/gitlab/ml/rec-model.v2/-/jobs/4242"):
+        assert ci_job.readable(url) == url, url
+
+
 def _state(**kw: object) -> rl.RolloutState:
     return rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
                            weights=Weights(80, 20), owner="promote#runner-7:4026531836:311:ab12cd34", **kw)
