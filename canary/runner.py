@@ -169,6 +169,7 @@ class Runner:
         self._before_claim = ""  # what this process wrote before a claim it did not make (a superseded rollout's end)
         self._wrote_first = ""  # the same, as a sentence added to an error raised before the claim (`run`)
         self._beat_retry_at = -math.inf  # a failed heartbeat is tried again from then
+        self._busy_input_checked = False  # the metrics preflight asked once behind a busy route (`_input_behind_busy`)
         self.owner = promote_owner(_identity())
         self._probe_failures = 0
         self._next_probe = 0.0
@@ -558,7 +559,11 @@ class Runner:
             return earlier
         if not target.stable_version:
             target = self.target = replace(target, stable_version=status.stable_subset_version)
-        check_claim(target, status, existing)
+        try:
+            check_claim(target, status, existing)
+        except RolloutBusy as busy:
+            self._input_behind_busy(asked, target, busy)  # bad input is exit 2, not "busy, retry later"
+            raise
         # bad input first (exit 2 at once): after the wait, a policy whose queries match nothing was reported
         # only once a pod was Ready, up to --wait-ready later, or never (exit 3 for the pods instead)
         self._preflight_metrics(target)
@@ -595,6 +600,32 @@ class Runner:
             raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
                               "was moved by this promote", holder=theirs.owner if theirs is not None else "",
                               job=theirs.job if theirs is not None else "") from None
+
+    def _input_behind_busy(self, asked: Target, target: Target, busy: RolloutBusy) -> None:
+        """Before a busy refusal (exit 75, "retry later"; `--wait-busy` waits on it): what this promote was given
+        that is wrong whoever holds the route, which no retry or wait can mend, is its refusal instead (exit 2,
+        nothing written): a `--stable-version` that is `--canary-version` too, and a policy or Prometheus that no
+        look could use (a query Prometheus rejects, a URL that is no Prometheus, credentials refused: the
+        metrics preflight's ConfigError, asked once per process). A retry rule on 75 retried a typo in the
+        policy, and `--wait-busy 30m` waited half an hour to be told it (decision 400). What depends on the
+        route (no stable data now, the subsets, the pods) is judged after the holder has ended, as before;
+        Prometheus unavailable leaves the busy refusal as it is."""
+        if asked.stable_version and asked.stable_version == asked.canary_version:
+            raise ConfigError(f"--canary-version {asked.canary_version} is the --stable-version given too: a "
+                              "rollout compares a new version with the one serving; nothing was written (the "
+                              f"route is held by another rollout now too: {busy})")
+        if self._busy_input_checked:
+            return
+        self._busy_input_checked = True
+        try:
+            self._bounded(lambda: self.metrics.preflight(self.policy, target), abandoned=None)
+        except _Interrupted:
+            raise self._interrupted_before_claim("while the metrics preflight waited on Prometheus") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; nothing was written (the route is held by another rollout now too: "
+                              f"{busy})") from None
+        except Exception:  # noqa: BLE001 - Prometheus unavailable now: the route is busy all the same
+            return
 
     def _unowned_split(self, status: RouteStatus) -> tuple[RouteStatus, rl.RolloutState | None]:
         """The route's record as `_start` reads it (`status`: the route as read). An ended or unreadable record

@@ -220,3 +220,32 @@ def test_wait_busy_takes_over_a_rollout_whose_job_was_killed_on_another_runner(c
     assert "preflight.waiting_for_route" in events and "rollout.superseded" in events, events
     weights, rec = vs_state(api)
     assert weights == [100, 0] and rec["phase"] == "promoted" and "gone-runner-7" not in rec["owner"]
+
+
+BAD_QUERY = {"checks": [{"name": "custom", "kind": "custom", "max_value": 1,
+                         "query": 'rate(model_requests_total{model_version="{version}"})'}]}  # Prometheus: 400
+
+
+@pytest.mark.parametrize(("change", "extra", "expect"), [
+    (BAD_QUERY, (), "custom"),
+    ({}, ("--stable-version", "v3"), "is the --stable-version given too"),
+], ids=["query-prometheus-rejects", "stable-version-is-the-canary"])
+def test_bad_input_on_a_busy_route_is_exit_2_at_once_not_75(cluster: Any, prometheus: Any, holder: Any,
+                                                            tmp_path: Path, change: dict[str, Any],
+                                                            extra: tuple[str, ...], expect: str) -> None:
+    """A route held by another job's promote, and a promote whose input is wrong whoever holds it (a policy
+    query Prometheus rejects, `--stable-version` the canary version too): exit 2 naming it, at once, nothing
+    written. It was exit 75 ("busy, retry later": a retry rule on 75 retried the typo), and `--wait-busy`
+    waited its whole duration before saying it (decision 400)."""
+    api, kubeconfig, _ = cluster
+    held = holder("v2")
+    owner = vs_state(api)[1]["owner"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**POLICY, **change}))
+    res = promote(kubeconfig, bad, prometheus.url, "v3", "--wait-busy", "2s", *extra)
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr[-2000:])
+    doc = json.loads(res.stdout)
+    assert doc["exit_code"] == 2 and expect in doc["error"] and "held by another rollout" in doc["error"], doc
+    assert "preflight.waiting_for_route" not in {e["event"] for e in parse_json_lines(res.stderr)}
+    weights, rec = vs_state(api)
+    assert weights == [80, 20] and rec["owner"] == owner and held.poll() is None
