@@ -447,7 +447,9 @@ def promote(
         doc = {"model": model, "canary_version": canary_version, "phase": None, "exit_code": code, "error": message}
         busy = ran.get("busy")
         if code == EXIT_BUSY and busy is not None:  # who holds the route, for a pipeline's log and its on-call
-            doc.update(holder=busy.holder or None, holder_job=busy.job or None)
+            from canary.reconcile import shown_owner
+
+            doc.update(holder=shown_owner(busy.holder) or None, holder_job=busy.job or None)
         opts.emit(doc, output)
 
     def flag_error(message: str) -> None:

@@ -101,8 +101,23 @@ def describe_owner(owner: str, job: str = "") -> str:
 
     if is_promote_owner(owner):
         process = owner.partition("#")[2]
-        return "run by `canary promote`" + (f" ({process})" if process else "") + described(job)
-    return (f"run by {owner.split('#', 1)[0]}" if owner else "no owner recorded") + described(job)
+        return "run by `canary promote`" + (f" ({shown_owner(process)})" if process else "") + described(job)
+    return (f"run by {shown_owner(owner.split('#', 1)[0])}" if owner else "no owner recorded") + described(job)
+
+
+OWNER_SHOWN_MAX = 300  # characters: `promote#host:pidns:pid:nonce@boot.start`, `CanaryRollout ns/name#uid` are under it
+
+
+def shown_owner(owner: str) -> str:
+    """A record's `owner` as a message, `canary status`, a log field or `-o json`'s `holder` shows it: as recorded
+    when it is printable ASCII of at most OWNER_SHOWN_MAX characters (every owner canary writes), else escaped and
+    cut (`ascii()` of its first 100 characters). The record is anyone's who may edit the VirtualService: a newline
+    or an escape sequence in it forged `error:` lines in a pipeline's log (the busy refusal, `jq -r .holder`) and
+    cleared on-call's terminal, beside the `job` that decision 387 checks (decision 401). Display only: the owner
+    as recorded still decides who holds the route."""
+    if owner.isascii() and owner.isprintable() and len(owner) <= OWNER_SHOWN_MAX:
+        return owner
+    return ascii(owner[:100]) + ("..." if len(owner) > 100 else "")
 
 
 def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState | None, *, where: str = "") -> None:

@@ -32,6 +32,7 @@ from canary.model import STABLE_ONLY, Target, Weights, check_version, rollback_c
 from canary.policy import Policy
 from canary.processes import _here, _identity, _pid_namespace, promote_here  # noqa: F401 (re-exported)
 from canary.reconcile import as_routed as _as_routed  # decision 209
+from canary.reconcile import shown_owner
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
                               EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_record, parse_state,
@@ -446,7 +447,7 @@ class Runner:
                     raise self._interrupted_before_claim("while waiting for the rollout holding the route to end"
                                                          ) from None
                 if not said:
-                    self.log.info("preflight.waiting_for_route", holder=exc.holder, holder_job=exc.job,
+                    self.log.info("preflight.waiting_for_route", holder=shown_owner(exc.holder), holder_job=exc.job,
                                   wait_busy_s=self.wait_busy_s, detail=str(exc))
                 said = True
                 until = self.clock.now() + min(BUSY_POLL_S, max(self.wait_busy_s - waited, 0.0))

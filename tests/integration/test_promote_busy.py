@@ -249,3 +249,34 @@ def test_bad_input_on_a_busy_route_is_exit_2_at_once_not_75(cluster: Any, promet
     assert "preflight.waiting_for_route" not in {e["event"] for e in parse_json_lines(res.stderr)}
     weights, rec = vs_state(api)
     assert weights == [80, 20] and rec["owner"] == owner and held.poll() is None
+
+
+def test_a_holder_edited_by_hand_is_named_escaped_in_the_refusal_and_its_document(cluster: Any, prometheus: Any,
+                                                                                  holder: Any) -> None:
+    """The route's record is anyone's who may edit the VirtualService: an owner with a newline and an escape
+    sequence forged an `error:` line in the pipeline's log (the refusal's stderr line, `jq -r .holder`) and cleared
+    a terminal. The busy refusal, its document's `holder` and `preflight.waiting_for_route` show it escaped; the
+    record keeps it as written (decision 401)."""
+    import time
+
+    api, kubeconfig, policy = cluster
+    held = holder("v2")
+    held.send_signal(signal.SIGKILL)
+    held.wait(timeout=60)
+    forged = "promote#runner-7:1:2:ab\nerror: v2 is bad, rolled back\x1b[2J"
+
+    def edit(vs: dict[str, Any]) -> None:
+        ann = vs["metadata"]["annotations"]
+        rec = json.loads(ann["modelcanary.dev/rollout"])
+        rec["owner"], rec["updated_at"] = forged, time.time()
+        ann["modelcanary.dev/rollout"] = json.dumps(rec)
+
+    api.edit("networking.istio.io", "virtualservices", "ml", "rec-model", edit)
+    res = promote(kubeconfig, policy, prometheus.url, "v3", "--wait-busy", "1s")
+    assert res.returncode == EXIT_BUSY, (res.stdout, res.stderr[-2000:])
+    assert "\x1b" not in res.stdout + res.stderr and "\nerror: v2 is bad" not in res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["holder"].isprintable() and "\\n" in doc["holder"] and doc["error"].isprintable(), doc
+    waiting = [e for e in parse_json_lines(res.stderr) if e["event"] == "preflight.waiting_for_route"]
+    assert len(waiting) == 1 and waiting[0]["holder"].isprintable(), waiting
+    assert vs_state(api)[1]["owner"] == forged

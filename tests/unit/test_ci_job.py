@@ -5,6 +5,7 @@ in an annotation and in log lines; a record's job read back is checked again."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -112,3 +113,29 @@ def test_the_holder_is_named_with_its_job_in_refusals_status_and_the_sweeps_reas
     assert describe_owner(_state().owner) == "run by `canary promote` (runner-7:4026531836:311:ab12cd34)"
     reason = why_abandoned(_state(job=url, heartbeat_s=1.0), 10_000.0, lambda owner: False)
     assert reason is not None and f"CI job {url}" in reason
+
+
+@pytest.mark.parametrize("owner", [
+    "promote#runner-7:1:2:ab\nerror: the canary is bad, rolled back\x1b[2J",
+    "CanaryRollout ml/r0\r\x1b]0;pwned\x07",
+    "promote#" + "h" * 100_000,
+    "CanaryRollout ml/ré0#uid",
+], ids=["promote-newline-escape", "canaryrollout-osc", "huge", "non-ascii"])
+def test_an_owner_edited_by_hand_is_shown_escaped_and_cut_wherever_the_holder_is_named(owner: str) -> None:
+    """The owner beside the checked `job`: read back as recorded (it decides who holds the route), shown
+    escaped and cut in messages (the busy refusal, `canary status`, the sweep's reason) and `-o json`'s
+    `holder` (decision 401)."""
+    from canary.reconcile import shown_owner
+
+    for said in (describe_owner(owner), shown_owner(owner),
+                 why_abandoned(replace(_state(heartbeat_s=1.0), owner=owner), 10_000.0, lambda o: True) or ""):
+        assert said.isascii() and said.isprintable() and len(said) < 600, said[:200]
+    assert rl.RolloutState.from_json(replace(_state(), owner=owner).to_json()).owner == owner  # as recorded, still
+
+
+def test_the_owners_canary_writes_are_shown_as_they_are() -> None:
+    from canary.reconcile import crd_owner, shown_owner
+
+    for owner in ("promote#runner-7:4026531836:311:ab12cd34@5f1e2d3c-aaaa-bbbb-cccc-0123456789ab.1733390000",
+                  crd_owner("ml", "rec-model-v2", "0e9d8c7b-1111-2222-3333-444455556666")):
+        assert shown_owner(owner) == owner
