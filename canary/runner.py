@@ -615,7 +615,7 @@ class Runner:
             raise ConfigError(f"--canary-version {asked.canary_version} is the --stable-version given too: a "
                               "rollout compares a new version with the one serving; nothing was written (the "
                               f"route is held by another rollout now too: {busy})")
-        if self._busy_input_checked:
+        if self._busy_input_checked or not target.stable_version:  # no stable version known: the route's to say
             return
         self._busy_input_checked = True
         try:
