@@ -564,6 +564,8 @@ class Runner:
             check_claim(target, status, existing)
         except RolloutBusy as busy:
             self._input_behind_busy(asked, target, busy)  # bad input is exit 2, not "busy, retry later"
+            if existing is not None and (why := self._nobody_frees(existing)):
+                busy.args = (f"{busy}; {why}", *busy.args[1:])
             raise
         # bad input first (exit 2 at once): after the wait, a policy whose queries match nothing was reported
         # only once a pod was Ready, up to --wait-ready later, or never (exit 3 for the pods instead)
@@ -601,6 +603,31 @@ class Runner:
             raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
                               "was moved by this promote", holder=theirs.owner if theirs is not None else "",
                               job=theirs.job if theirs is not None else "") from None
+
+    def _nobody_frees(self, held: rl.RolloutState) -> str:
+        """What a busy refusal by the rollout `held` (another version's, or another model's) adds when waiting
+        alone will not free the route: its promote is gone (it ran on this machine) or has not written its record
+        for longer than a sweep waits (3 looks + 120 s: only a sweep, the controller's or `canary sweep`, ends it
+        then, and none may run), or it is paused or pending (no sweep ends those). It said "finish it or run
+        `canary rollback` first" alone, and a pipeline retried 75, or waited with `--wait-busy`, for a route
+        nothing would free (decision 402). "" while its promote runs, or its owner is a CanaryRollout's."""
+        from canary.sweep import abandoned_after
+
+        if held.phase == rl.PAUSED:
+            return ("it is paused: no sweep ends a paused rollout; `canary resume` (or its promote run again) goes "
+                    "on with it, `canary rollback` ends it")
+        if not is_promote_owner(held.owner) or held.terminal:
+            return ""
+        gone = _here(held.owner) == "gone"
+        age, limit = self.clock.now() - held.updated_at, abandoned_after(held)
+        if not gone and age <= limit:
+            return ""
+        quiet = ("its promote no longer runs (it ran on this machine)" if gone else
+                 f"its promote has not written it for {age:.0f}s (a sweep ends it after {limit:.0f}s)")
+        if held.phase == rl.PENDING:
+            return f"{quiet}: no sweep ends a rollout pending at 100/0; `canary rollback` ends it"
+        return (f"{quiet}: if that process is gone, a sweep (the controller's, or `canary sweep`) ends it at stable "
+                "100%, or `canary rollback` now; without a sweep no retry frees the route")
 
     def _input_behind_busy(self, asked: Target, target: Target, busy: RolloutBusy) -> None:
         """Before a busy refusal (exit 75, "retry later"; `--wait-busy` waits on it): what this promote was given

@@ -280,3 +280,37 @@ def test_a_holder_edited_by_hand_is_named_escaped_in_the_refusal_and_its_documen
     waiting = [e for e in parse_json_lines(res.stderr) if e["event"] == "preflight.waiting_for_route"]
     assert len(waiting) == 1 and waiting[0]["holder"].isprintable(), waiting
     assert vs_state(api)[1]["owner"] == forged
+
+
+@pytest.mark.parametrize(("elsewhere", "said"), [
+    (False, "its promote no longer runs (it ran on this machine)"),
+    (True, "its promote has not written it for"),
+    ("paused", "it is paused: no sweep ends a paused rollout"),
+], ids=["gone-here", "quiet-elsewhere", "paused"])
+def test_a_busy_refusal_by_a_gone_promote_says_that_only_a_sweep_or_a_rollback_frees_the_route(
+        cluster: Any, prometheus: Any, holder: Any, elsewhere: bool | str, said: str) -> None:
+    """Another version's rollout whose promote was SIGKILLed (here; or on a runner that is gone, its record
+    older than a sweep waits; or paused, which no sweep ends): waiting frees the route only if a sweep runs. The refusal (exit 75) said
+    "finish it or run `canary rollback` first" alone; it now says its promote is gone or quiet and what ends
+    it (decision 402)."""
+    import time
+
+    api, kubeconfig, policy = cluster
+    held = holder("v2")
+    held.send_signal(signal.SIGKILL)
+    held.wait(timeout=60)
+    if elsewhere:
+        def edit(vs: dict[str, Any]) -> None:
+            ann = vs["metadata"]["annotations"]
+            rec = json.loads(ann["modelcanary.dev/rollout"])
+            rec["owner"], rec["updated_at"] = "promote#gone-runner-7:4026531836:311:ab12cd34", time.time() - 3600
+            if elsewhere == "paused":  # as `canary pause` leaves it: held by a person, which no sweep ends
+                rec["phase"] = "paused"
+            ann["modelcanary.dev/rollout"] = json.dumps(rec)
+
+        api.edit("networking.istio.io", "virtualservices", "ml", "rec-model", edit)
+    res = promote(kubeconfig, policy, prometheus.url, "v3")
+    assert res.returncode == EXIT_BUSY, (res.stdout, res.stderr[-2000:])
+    error = json.loads(res.stdout)["error"]
+    assert said in error and "`canary rollback`" in error and "sweep" in error, error
+    assert vs_state(api)[0] == [80, 20]
