@@ -197,7 +197,10 @@ def test_wait_busy_takes_over_a_rollout_whose_job_was_killed_on_another_runner(c
     a runner that is gone; the re-run lands on another runner. The record is fresh and its owner cannot be
     asked from here: exit 75 ("run this again after Ns"); with `--wait-busy` it waits until the record is stale
     (2 x look_every + 60 s after its last write), then takes the split over and runs (here: superseded, its
-    policy being another, and started again: v2 promoted)."""
+    policy being another, and started again: v2 promoted). The record is made stale only once the waiting
+    promote has said it waits (its line read from its stderr), so the test waits on what the promote did, not
+    on the clock (it slept 32 s of wall clock before, and a promote that took that long to start would not
+    have waited at all)."""
     import time
 
     api, kubeconfig, policy = cluster
@@ -205,18 +208,38 @@ def test_wait_busy_takes_over_a_rollout_whose_job_was_killed_on_another_runner(c
     held.send_signal(signal.SIGKILL)
     held.wait(timeout=60)
 
-    def elsewhere(vs: dict[str, Any]) -> None:
-        ann = vs["metadata"]["annotations"]
-        rec = json.loads(ann["modelcanary.dev/rollout"])
-        rec["owner"] = "promote#gone-runner-7:4026531836:311:ab12cd34"
-        rec["updated_at"] = time.time() - 30  # stale in about 32 s (heartbeat 1 s: 2 x 1 + 60)
-        ann["modelcanary.dev/rollout"] = json.dumps(rec)
+    def elsewhere(age_s: float) -> Any:
+        def edit(vs: dict[str, Any]) -> None:
+            ann = vs["metadata"]["annotations"]
+            rec = json.loads(ann["modelcanary.dev/rollout"])
+            rec["owner"] = "promote#gone-runner-7:4026531836:311:ab12cd34"
+            rec["updated_at"] = time.time() - age_s  # stale once 2 x 1 s (heartbeat) + 60 s old
+            ann["modelcanary.dev/rollout"] = json.dumps(rec)
+        return edit
 
-    api.edit("networking.istio.io", "virtualservices", "ml", "rec-model", elsewhere)
+    api.edit("networking.istio.io", "virtualservices", "ml", "rec-model", elsewhere(0))  # fresh: written just now
     assert vs_state(api)[0] == [80, 20]
-    res = promote(kubeconfig, policy, prometheus.url, "v2", "--wait-busy", "5m")
-    assert res.returncode == 0, (res.stdout, res.stderr[-3000:])
-    events = [e["event"] for e in parse_json_lines(res.stderr)]
+    proc = subprocess.Popen(argv(kubeconfig, policy, "v2", "-o", "json", "--log-format", "json", "--wait-busy", "5m"),
+                            cwd=ROOT, env=env(prometheus.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stderr is not None
+        seen: list[str] = []
+        for line in proc.stderr:
+            seen.append(line)
+            if '"preflight.waiting_for_route"' in line:
+                break
+        else:
+            raise AssertionError(f"no preflight.waiting_for_route; exit {proc.wait()}: {''.join(seen)[-3000:]}")
+        api.edit("networking.istio.io", "virtualservices", "ml", "rec-model", elsewhere(3600))  # the job is long gone
+        out, rest = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 0, (proc.returncode, out, stderr[-3000:])
+    events = [e["event"] for e in parse_json_lines(stderr)]
     assert "preflight.waiting_for_route" in events and "rollout.superseded" in events, events
     weights, rec = vs_state(api)
     assert weights == [100, 0] and rec["phase"] == "promoted" and "gone-runner-7" not in rec["owner"]
