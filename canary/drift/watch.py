@@ -19,8 +19,9 @@ The monitor states are written to `--state-file` after every change (atomic
 rename), so a restarted watcher continues its episodes instead of re-alerting
 and re-triggering. Gauges for the person on call:
 `model_data_drift_score{model, version, namespace, feature}`,
-`model_data_drift_share{model, version, namespace}`, `model_data_drift_episode{model, version, namespace}`
-(1 while drifting), `model_data_missing_rate{model, version, namespace, feature}`: the baseline's
+`model_data_drift_share{model, version, namespace}` (of the whole profile, at least),
+`model_data_drift_share_max` (at most), `model_data_drift_verdict` (1, 0, NaN for none),
+`model_data_drift_episode{model, version, namespace}` (1 while drifting), `model_data_missing_rate{model, version, namespace, feature}`: the baseline's
 namespace, so one model version watched in two namespaces keeps two sets.
 
 A pass asks a Prometheus that is down once, not once per profile: when a profile's live data cannot be
@@ -53,6 +54,7 @@ from canary.drift.live import (PROFILE_INFO, AccessRefused, exported_profiles, l
 from canary.drift.profile import profile_hash
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
 from canary.drift.retrain import failed_condition
+from canary.drift.stats import over_profile
 from canary.drift.store import KEY, StateConflict, brief
 from canary.drift.unread import PassNews, Said, cause
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
@@ -123,8 +125,17 @@ class DriftWatcher:
         reg = registry if registry is not None else CollectorRegistry()
         self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
                              ["model", "version", "namespace", "feature"], registry=reg)
-        self.g_share = Gauge("model_data_drift_share", "Share of drifted features", ["model", "version", "namespace"],
-                             registry=reg)
+        # the share of the whole profile's features drifted, and its bounds while some were not compared: the share of
+        # the features compared read 100% for 1 of 1 compared of a ten-feature profile, while the verdict, over the
+        # whole profile (`stats.over_profile`, decision 382), was no verdict (decision 411)
+        self.g_share = Gauge("model_data_drift_share", "Share of the profile's features drifted (at least: features "
+                             "not compared count as not drifted)", ["model", "version", "namespace"], registry=reg)
+        self.g_share_max = Gauge("model_data_drift_share_max", "Share of the profile's features drifted at most "
+                                 "(features not compared count as drifted)", ["model", "version", "namespace"],
+                                 registry=reg)
+        self.g_verdict = Gauge("model_data_drift_verdict", "Dataset drift over the whole profile: 1 drift, 0 none, "
+                               "NaN no verdict (the features not compared decide it, or nothing was measured)",
+                               ["model", "version", "namespace"], registry=reg)
         self.g_episode = Gauge("model_data_drift_episode", "1 while a drift episode is open",
                                ["model", "version", "namespace"], registry=reg)
         self.g_missing = Gauge("model_data_missing_rate", "Live share of requests missing the feature (text "
@@ -244,7 +255,8 @@ class DriftWatcher:
         """Remove a baseline's series from the gauges: a removed baseline's `model_data_drift_episode` 1 kept an
         alert on it firing, and its scores stayed on dashboards, for the process's life. `whole`: False, only
         the series of `features` (a baseline that no longer has them)."""
-        per_baseline = [(self.g_share, (model, version, ns)), (self.g_episode, (model, version, ns))] if whole else []
+        per_baseline = [(g, (model, version, ns)) for g in (self.g_share, self.g_share_max, self.g_verdict,
+                                                             self.g_episode)] if whole else []
         for gauge, labels in per_baseline + [
                 (g, (model, version, ns, name)) for name in features for g in (self.g_score, self.g_missing)]:
             try:
@@ -541,9 +553,22 @@ class DriftWatcher:
         for name in prof["features"]:
             self.g_score.labels(model, version, ns, name).set(scores.get(name, float("nan")))
             self.g_missing.labels(model, version, ns, name).set(rates.get(name, float("nan")))
-        # nothing compared: no share at all (NaN), never a 0 that a dashboard reads as "no drift"
-        self.g_share.labels(model, version, ns).set(result.share if result is not None and result.features
-                                                else float("nan"))
+        # nothing compared: no share at all (NaN), never a 0 that a dashboard reads as "no drift". Otherwise the share
+        # of the whole profile, bounded: at least (the features not compared not drifted), at most (all drifted); the
+        # verdict is `over_profile`'s, the one `monitor.step` counts: a share of the compared features alone read
+        # 100% for 1 of 1 compared while the verdict was none (decision 411)
+        nan = float("nan")
+        share = share_max = verdict = nan
+        if result is not None and result.features:
+            compared = {f.feature for f in result.features}
+            left = sum(1 for name in prof["features"] if name not in compared)
+            drifted = sum(1 for f in result.features if f.drifted)
+            share, share_max = drifted / (len(compared) + left), (drifted + left) / (len(compared) + left)
+            said = over_profile(result, left)
+            verdict = nan if said is None else float(said)
+        self.g_share.labels(model, version, ns).set(share)
+        self.g_share_max.labels(model, version, ns).set(share_max)
+        self.g_verdict.labels(model, version, ns).set(verdict)
 
     def _retry_unmeasured(self, key: str, state: M.MonitorState, now: float, done: list[dict[str, Any]],
                           ns: str) -> None:

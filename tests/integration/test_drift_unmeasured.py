@@ -391,3 +391,39 @@ def test_one_drifted_feature_of_four_compared_alone_is_no_verdict_and_opens_no_e
             row = CliRunner().invoke(app, ["drift", "watch", *args, "--no-kube", "--once", "--state-file",
                                            str(tmp_path / f"{version}.json")])
             assert "solo v1: no episode (NOT every feature compared)" in row.stdout, row.stdout
+
+
+def test_the_share_gauges_are_of_the_whole_profile_and_agree_with_the_verdict(setup: Any) -> None:
+    """`model_data_drift_share` was the share of the features compared: 1.0 for solo v1's f0, drifted and alone of
+    four exported, while the verdict over the whole profile was none (decision 382) and no episode opened; a
+    dashboard (or an alert on share >= 0.5) showed 100% drift. Now the share is of the whole profile, at least (the
+    features not compared not drifted), `model_data_drift_share_max` at most (all drifted), and
+    `model_data_drift_verdict` the verdict `drift watch` counts: 1, 0, NaN for none (decision 411). Read by a watcher
+    from the real Prometheus."""
+    import math
+
+    from prometheus_client import CollectorRegistry
+
+    from canary.drift import monitor as M
+    from canary.drift.watch import DriftWatcher
+    from canary.metrics.client import PrometheusClient
+
+    url, prof = setup
+    reg = CollectorRegistry()
+    profs = [{**prof, "model": "solo", "version": "v1"}, {**prof, "model": "solo", "version": "v2"},
+             {**prof, "version": "v1"}, {**prof, "version": "v5"}]
+    w = DriftWatcher(profs, client=PrometheusClient(url, retries=1), window_s=1800,
+                     config=M.MonitorConfig(quiet_s=0), registry=reg)
+    w.once()
+
+    def got(model: str, version: str) -> list[float]:
+        labels = {"model": model, "version": version, "namespace": "default"}
+        return [reg.get_sample_value(g, labels) for g in ("model_data_drift_share", "model_data_drift_share_max",
+                                                          "model_data_drift_verdict")]
+
+    share, most, verdict = got("solo", "v1")  # f0 drifted, f1-f3 not compared: 1 of 4 at least, 4 at most
+    assert (share, most) == (0.25, 1.0) and math.isnan(verdict), (share, most, verdict)
+    assert got("solo", "v2") == [0.5, 1.0, 1.0]  # f0, f1 drifted: drift whatever f2, f3 are
+    assert got("rec", "v1") == [0.0, 0.0, 0.0]  # all four compared, clean
+    share, most, verdict = got("rec", "v5")  # f0, f1 clean, f2, f3 not compared: they could be the half
+    assert (share, most) == (0.0, 0.5) and math.isnan(verdict), (share, most, verdict)
