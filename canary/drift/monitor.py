@@ -83,6 +83,9 @@ class MonitorConfig:
     # costs one more Job, never a Job a pass
     job_retries: int = 1
     job_retry_s: float = 3600.0
+    # an open episode whose evaluations have been no verdict this long (the features not compared decide it) is said
+    # once (`drift.episode_unmeasured`): a feature that stops arriving for good held it open for ever (decision 410)
+    hold_tell_s: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,10 @@ class MonitorState:
     # read Failed or Complete: its outcome is unknown; said once (`retrain_job_gone`), never read again
     job_gone: bool = False
     job_retries: int = 0  # new Jobs made (or due) for this episode after its Job was read Failed (`retrain_job_failed`)
+    # the first of the open episode's evaluations in a row that were no verdict (0: none), and whether that run was
+    # said (`drift.episode_unmeasured`, at `hold_tell_s`): its end is said too (`drift.episode_measured`)
+    held_since: float = 0.0
+    held_told: bool = False
     evidence: dict[str, Any] = field(default_factory=dict)  # the episode's start: features, scores, window
     missing: list[str] = field(default_factory=list)  # features alerted as MORE MISSING (not arriving included)
     # alerts decided and stored, not yet delivered (`hold`, `unsent`): a process killed between storing an
@@ -148,13 +155,15 @@ class MonitorState:
                 raise ValueError(f"drift monitor state: {name} must be an integer >= 0, got {kw[name]!r}")
         if "traffic_since" not in kw and kw.get("quiet_until"):  # a state written before the field: its
             kw["traffic_since"] = kw["quiet_until"]  # quiet period was set when first seen; keep it, never restart it
-        for name in ("quiet_until", "trigger_due", "traffic_since", "drifted_at", "clean_at", "drifted_from"):
+        for name in ("quiet_until", "trigger_due", "traffic_since", "drifted_at", "clean_at", "drifted_from",
+                     "held_since"):
             if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], (int, float))
                                or not math.isfinite(kw[name]) or kw[name] < 0):
                 raise ValueError(f"drift monitor state: {name} must be a finite number of seconds >= 0 (a Unix "
                                  f"time, 0 for none), got {kw[name]!r}")
-        if "job_gone" in kw and not isinstance(kw["job_gone"], bool):
-            raise ValueError(f"drift monitor state: job_gone must be true or false, got {kw['job_gone']!r}")
+        for name in ("job_gone", "held_told"):
+            if name in kw and not isinstance(kw[name], bool):
+                raise ValueError(f"drift monitor state: {name} must be true or false, got {kw[name]!r}")
         if "missing" in kw and (not isinstance(kw["missing"], list) or not all(isinstance(x, str) for x in kw["missing"])):
             raise ValueError("drift monitor state: missing must be a list of feature names")
         if "evidence" in kw and not isinstance(kw["evidence"], dict):
@@ -242,12 +251,10 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
     elif verdict:
         state = replace(state, drifted_in_row=state.drifted_in_row + 1, drifted_at=now, clean_in_row=0,
                         drifted_from=state.drifted_from if state.drifted_in_row else now)
-    elif state.phase == DRIFTING and _unmeasured_drifted(state, unmeasured):
-        # clean among the features compared, but a feature the episode opened on was not compared (too little
-        # traffic at night, an exporter that stopped exporting it): no evidence that its drift ended. Counted
-        # as clean, three such windows ended the episode (DriftResolved) while it went unmeasured, and its
-        # return opened a new one with another retraining. The streaks hold
-        pass
+    # no drift over the whole profile whatever the features not compared are counts as clean, even when the episode
+    # opened on some of them: decision 134 held the streaks then (its case, `age` not compared and `city` clean, is
+    # no verdict now, 382), and a feature that stopped arriving for good kept its episode open for ever, no new one
+    # possible, though no dataset drift was certain (decision 410). `drift.resolved` names them
     elif state.clean_in_row and now - state.clean_at < window_s:
         # likewise a clean window that overlaps the last counted clean one: one clean hour read three
         # times ended a real drift's episode, which the next drifted windows opened again (a Job each)
@@ -258,6 +265,8 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
     if unmeasured:
         ev = {**ev, "unmeasured": list(unmeasured)}
     who = f"{state.model} {state.version}"
+    state, held = _held(state, verdict, unmeasured, now, config, who)
+    actions += held
     # on a window that drifted: a streak held past enter_after (its windows inside the quiet period) opened the
     # episode at the first window after it, one that was no verdict too, its alert saying "drift whatever they
     # are" of features that could undo it (decision 398)
@@ -271,7 +280,8 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         if earlier is not None:
             ev = {**ev, "supersedes": superseded(earlier)}
         state = replace(state, phase=DRIFTING, episode=state.episode + 1, trigger="pending", trigger_attempts=0,
-                        trigger_due=now, evidence=ev, job="", job_failed="", job_gone=False, job_retries=0)
+                        trigger_due=now, evidence=ev, job="", job_failed="", job_gone=False, job_retries=0,
+                        held_since=0.0, held_told=False)
         drifted = [f for f in result.features if f.drifted]
         n = len(result.features)
         left = list(unmeasured)
@@ -295,15 +305,69 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
                                  f"{state.episode}'s retraining covers both, on the newer data", ev,
                                  fields={"superseded_episode": earlier.episode, "failed_attempts": tries}))
     elif state.phase == DRIFTING and state.clean_in_row >= config.exit_after:
-        ended = replace(state, phase=OK)
+        ended = replace(state, phase=OK, held_since=0.0, held_told=False)
+        lost = _unmeasured_drifted(state, unmeasured)
         # a new Job due after a failed one is not made once the drift has ended (as a failing trigger: `due`), and
         # is no trigger a later episode takes over (`supersedes`: it never failed to start)
         state = replace(ended, trigger="") if ended.trigger == "pending" and ended.job_failed else ended
         actions.append(Alert("drift.resolved", f"{who}: no dataset drift in "
                                                f"{_in_a_row(state.clean_in_row, 'evaluation')}; episode "
-                                               f"{state.episode} ended" + _retraining_at_end(ended), ev,
-                             warning=False, fields=_retraining_fields(ended)))
+                                               f"{state.episode} ended"
+                                               + (f" (over the whole profile whatever {', '.join(lost)} "
+                                                  f"{'is' if len(lost) == 1 else 'are'}: not compared in this window "
+                                                  f"though the episode opened on "
+                                                  f"{'it' if len(lost) == 1 else 'them'}; {_GONE_FOR_GOOD})"
+                                                  if lost else "")
+                                               + _retraining_at_end(ended), ev,
+                             warning=False, fields={**_retraining_fields(ended),
+                                                    **({"unmeasured": lost} if lost else {})}))
     return state, actions + due(state, now)
+
+
+_GONE_FOR_GOOD = ("a feature that no longer arrives for good (removed from the model's inputs, no longer exported) "
+                  "stays in the baseline and is never compared again: re-capture the baseline without it (`canary "
+                  "baseline capture`), or fix its export")
+
+
+def _held(state: MonitorState, verdict: bool | None, unmeasured: tuple[str, ...] | list[str], now: float,
+          config: MonitorConfig, who: str) -> tuple[MonitorState, list[Action]]:
+    """An open episode's run of no-verdict evaluations (`over_profile` None: the features not compared decide it),
+    which holds the streaks, so the episode cannot end: said once when it has lasted `config.hold_tell_s`
+    (`drift.episode_unmeasured`, naming the features not compared and what to do), and its end once when it was
+    said (`drift.episode_measured`). A feature that stopped arriving for good (removed from the model's inputs
+    without re-capturing the baseline, an exporter change) held the episode open for ever, its
+    `model_data_drift_episode` 1 and no new episode possible, and nothing said why (decision 410). Outside an
+    episode, nothing (the streaks' hold starts or ends no episode)."""
+    if state.phase != DRIFTING:
+        return state, []
+    if verdict is None:
+        since = state.held_since or now
+        state = replace(state, held_since=since) if since != state.held_since else state
+        if state.held_told or now - since < config.hold_tell_s:
+            return state, []
+        left = list(unmeasured)
+        names = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
+        return replace(state, held_told=True), [Alert(
+            "drift.episode_unmeasured",
+            f"{who}: drift episode {state.episode} cannot end: its evaluations have had no verdict over the whole "
+            f"profile for {_about(now - since)} (the features not compared decide it, so an end of the drift "
+            f"would not be seen); not compared now: {names}. Too little traffic at night passes; {_GONE_FOR_GOOD}",
+            state.evidence, fields={"since": since, "unmeasured": left}, at=now)]
+    if not state.held_since:
+        return state, []
+    told, since = state.held_told, state.held_since
+    state = replace(state, held_since=0.0, held_told=False)
+    if not told:
+        return state, []
+    return state, [Alert("drift.episode_measured",
+                         f"{who}: drift episode {state.episode} has a verdict again over the whole profile "
+                         f"({'dataset drift' if verdict else 'no dataset drift'}) after {_about(now - since)} of "
+                         f"none", state.evidence, warning=False, fields={"since": since}, at=now)]
+
+
+def _about(s: float) -> str:
+    """ "26h", "45m": a run's length, roughly (its evaluations' times are not round)."""
+    return f"{s / 3600:.0f}h" if s >= 7200 else f"{s / 60:.0f}m"
 
 
 def _retraining_at_end(state: MonitorState) -> str:
@@ -358,6 +422,8 @@ def rebase(state: MonitorState, now: float, config: MonitorConfig) -> MonitorSta
         changes["clean_at"] = now
     if state.drifted_from > now:
         changes["drifted_from"] = now
+    if state.held_since > now:
+        changes["held_since"] = now
     if state.traffic_since > now:
         changes["traffic_since"] = now
     if state.quiet_until > now + config.quiet_s:

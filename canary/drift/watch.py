@@ -794,6 +794,8 @@ class DriftWatcher:
                                                                 "drift.retrain_recovered": "RetrainRecovered",
                                                                 "drift.retrain_job_failed": "RetrainJobFailed",
                                                                 "drift.retrain_job_gone": "RetrainJobGone",
+                                                                "drift.episode_unmeasured": "DriftEpisodeUnmeasured",
+                                                                "drift.episode_measured": "DriftEpisodeMeasured",
                                                                 "drift.features_missing_resolved":
                                                                     "FeatureMissingResolved"}.get(
                                   a.event, "RetrainTriggerFailed"),

@@ -113,3 +113,65 @@ def test_no_episode_opens_at_the_end_of_the_quiet_period_on_a_window_that_is_no_
     started = [a for a in acts if isinstance(a, M.Alert)]
     assert s.phase == M.DRIFTING and [a.event for a in started] == ["drift.started"], acts
     assert "5 of 10 features drifted" in started[0].message, started[0].message
+
+
+def _named(drifted: list[str], clean: list[str]) -> D.DatasetDrift:
+    return D.dataset_drift([D.FeatureDrift(n, "numeric", "wasserstein", 0.5, 0.1, True, 0.1, 5_000, 500)
+                            for n in drifted]
+                           + [D.FeatureDrift(n, "numeric", "wasserstein", 0.01, 0.1, False, 0.0, 5_000, 500)
+                              for n in clean])
+
+
+def _alerts(acts: list[M.Action]) -> list[M.Alert]:
+    return [a for a in acts if isinstance(a, M.Alert)]
+
+
+def test_an_episode_ends_when_no_drift_is_certain_over_the_profile_though_a_feature_it_opened_on_is_gone() -> None:
+    """Ten features; the episode opened on d0-d4 (half of them). Then d0 stops arriving for good (removed from the
+    model's inputs without re-capturing the baseline) and the other nine read clean: no dataset drift whatever d0 is
+    (1 of 10 at most). Decision 134's hold kept the episode open for ever, its gauge at 1 and no new episode
+    possible. It ends now, its `drift.resolved` naming d0 and what to do (decision 410)."""
+    cfg = M.MonitorConfig(enter_after=1, exit_after=3, quiet_s=0)
+    d, c = [f"d{i}" for i in range(5)], [f"c{i}" for i in range(5)]
+    s, acts = M.step(M.MonitorState("m", "v"), _named(d, c), 0.0, cfg, window_s=H)
+    assert s.phase == M.DRIFTING and s.evidence["drifted_features"] == d
+    t = 0.0
+    for _ in range(3):
+        t += H
+        s, acts = M.step(s, _named([], d[1:] + c), t, cfg, window_s=H, unmeasured=["d0"])
+    [end] = _alerts(acts)
+    assert s.phase == M.OK and end.event == "drift.resolved" and end.fields["unmeasured"] == ["d0"], acts
+    assert "whatever d0 is: not compared in this window" in end.message, end.message
+    assert "re-capture the baseline without it" in end.message, end.message
+
+
+def test_an_episode_held_by_no_verdict_for_a_day_is_said_once_and_its_end_too() -> None:
+    """Two features, the episode opened on `age`, which then stops arriving for good: every window compares `city`
+    alone, no verdict (`age` decides it), so the episode cannot end. Nothing said so: the episode stayed open for
+    ever with nothing on the log. A day of it is said once (`drift.episode_unmeasured`, naming `age` and the
+    remedy), not again, and a verdict's return once (`drift.episode_measured`); a night is not said (decision 410)."""
+    cfg = M.MonitorConfig(enter_after=1, exit_after=3, quiet_s=0)
+    s, _ = M.step(M.MonitorState("m", "v"), _result(True), 0.0, cfg, window_s=H)
+    t, said = 0.0, []
+    for _ in range(10):  # a night: not said
+        t += H
+        s, acts = M.step(s, _result(None), t, cfg, window_s=H, unmeasured=["age"])
+        said += _alerts(acts)
+    assert said == [] and s.held_since == H
+    s, acts = M.step(s, _result(True), t + H, cfg, window_s=H)  # measured again: the run ends unsaid
+    t += H
+    assert _alerts(acts) == [] and s.held_since == 0.0
+    for _ in range(72):  # gone for good: three days
+        t += H
+        s, acts = M.step(s, _result(None), t, cfg, window_s=H, unmeasured=["age"])
+        said += _alerts(acts)
+    [held] = said
+    assert held.event == "drift.episode_unmeasured" and held.fields["unmeasured"] == ["age"] and held.notify
+    assert held.at == t - 47 * H and held.fields["since"] == t - 71 * H, (held, t)
+    assert "drift episode 1 cannot end" in held.message and "not compared now: age" in held.message
+    assert "re-capture the baseline without it" in held.message, held.message
+    assert M.MonitorState.from_dict(s.to_dict()) == s  # the run and its telling are stored
+    s, acts = M.step(s, _result(False), t + H, cfg, window_s=H)
+    [back] = _alerts(acts)
+    assert back.event == "drift.episode_measured" and not back.warning and "after 72h of none" in back.message
+    assert s.phase == M.DRIFTING and not s.held_told and not s.held_since
