@@ -57,7 +57,8 @@ _ICONS = {"rollback": ":rotating_light:", "aborted": ":warning:", "promotion": "
           "drift_features_missing": ":warning:", "drift_resolved": ":white_check_mark:",
           "drift_features_missing_resolved": ":white_check_mark:", "drift_retrain_recovered": ":white_check_mark:",
           "drift_prometheus_down": ":warning:", "drift_prometheus_back": ":white_check_mark:",
-          "drift_live_data_unreadable": ":warning:", "drift_live_data_readable": ":white_check_mark:"}
+          "drift_live_data_unreadable": ":warning:", "drift_live_data_readable": ":white_check_mark:",
+          "drift_episode_unmeasured": ":warning:", "drift_episode_measured": ":white_check_mark:"}
 
 
 def slack_line(event: str, payload: Mapping[str, Any]) -> str:

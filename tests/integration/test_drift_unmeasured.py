@@ -427,3 +427,69 @@ def test_the_share_gauges_are_of_the_whole_profile_and_agree_with_the_verdict(se
     assert got("rec", "v1") == [0.0, 0.0, 0.0]  # all four compared, clean
     share, most, verdict = got("rec", "v5")  # f0, f1 clean, f2, f3 not compared: they could be the half
     assert (share, most) == (0.0, 0.5) and math.isnan(verdict), (share, most, verdict)
+
+
+def test_an_episode_whose_feature_stopped_arriving_ends_when_no_drift_is_certain(prometheus_binary: str) -> None:
+    """A real Prometheus holding six hours: in the first three f0 and f1 drifted (half of the four-feature profile:
+    an episode opens), then f0 is no longer exported (dropped from the model's inputs, its baseline not
+    re-captured) and f1-f3 read clean. Decision 134's hold kept the episode open for ever, since f0, which it opened
+    on, was never compared again, though 1 of 4 at most is no dataset drift whatever f0 is: its
+    `model_data_drift_episode` stayed 1. It ends now, `drift.resolved` naming f0 and the remedy (decision 410)."""
+    import time
+
+    from prometheus_client import CollectorRegistry
+    from structlog.testing import capture_logs
+
+    from canary.drift import monitor as M
+    from canary.drift.watch import DriftWatcher
+    from canary.metrics.client import PrometheusClient
+
+    prof = {**_profile(), "model": "gone"}
+    names = list(prof["features"])
+    now = time.time()
+    start, end = history_window(now, before_s=6 * 3600, after_s=600)
+    cut = start + 3 * 3600
+
+    def families(text: str) -> dict[str, dict[str, list[str]]]:
+        out: dict[str, dict[str, list[str]]] = {}
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            head = line.rsplit(" ", 2)[0]
+            out.setdefault(head.split("{")[0], {}).setdefault(head, []).append(line)
+        return out
+
+    # the first three hours drifted on f0 and f1; then no f0, and f1 clean (counters from 0 again: a restart)
+    before = families(openmetrics(_series(prof, "v1", names[:2], drifted=True, model="gone")
+                                  + _series(prof, "v1", names[2:], model="gone"), start=start, end=cut - 15))
+    after = families(openmetrics(_series(prof, "v1", names[1:], model="gone"), start=cut, end=end))
+    text = []
+    for name in sorted(set(before) | set(after)):
+        text.append(f"# TYPE {name} unknown")
+        for head in sorted(set(before.get(name, {})) | set(after.get(name, {}))):
+            text += before.get(name, {}).get(head, []) + after.get(name, {}).get(head, [])
+    server = PromServer(history="\n".join(text) + "\n# EOF\n", binary=prometheus_binary)
+    server.start()
+    try:
+        client = PrometheusClient(server.url, retries=1)
+        reg = CollectorRegistry()
+        w = DriftWatcher([prof], client=client, window_s=1800, registry=reg, clock=lambda: float(client.at),
+                         config=M.MonitorConfig(enter_after=1, exit_after=3, quiet_s=0))
+        labels = {"model": "gone", "version": "v1", "namespace": "default"}
+        client.at = cut - 600
+        w.once()
+        assert reg.get_sample_value("model_data_drift_episode", labels) == 1.0
+        assert w.states[next(iter(w.states))].evidence["drifted_features"] == ["f0", "f1"]
+        events = []
+        for k in range(1, 4):  # f0 gone, the rest clean: windows that do not overlap
+            client.at = cut + 1800 + k * 1800
+            with capture_logs() as logs:
+                w.once()
+            events += [e for e in logs if e["event"].startswith("drift.")]
+        [end_] = [e for e in events if e["event"] == "drift.resolved"]
+        assert end_["unmeasured"] == ["f0"] and "whatever f0 is" in end_["message"], end_
+        assert reg.get_sample_value("model_data_drift_episode", labels) == 0.0
+        assert reg.get_sample_value("model_data_drift_verdict", labels) == 0.0
+        assert reg.get_sample_value("model_data_drift_share_max", labels) == 0.25
+    finally:
+        server.stop()
