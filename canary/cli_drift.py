@@ -260,16 +260,20 @@ def check_cmd(
 
         typer.echo(f"warning: {profile_mismatch_message(prof, other['exported'], some=other['some_pods'])}",
                    err=True)
-    from canary.drift.stats import over_profile
+    from canary.drift.stats import over_profile, profile_share
 
     # over the whole profile: features not compared can make it neither drift nor its absence (decision 382)
     verdict = over_profile(result, len(quiet) + len(gone))
+    # the share of the whole profile, at least and at most (null with nothing compared): the compared features'
+    # alone read 1.0 beside `"dataset_drift": null` for 1 of 1 compared of four (decision 411)
+    shares = profile_share(result, len(quiet) + len(gone)) or (None, None)
     opts.emit({
         # nothing compared, or features not compared that decide it: no verdict (null), never a `false` read as "no
         # drift", nor a `true` of "1 of 1 features drifted" when nine other features were not compared
         "model": prof["model"], "version": version or prof["version"],
         "dataset_drift": verdict, "measured": bool(result.features),
-        "share": result.share, "drifted_features": list(result.drifted_features()), "no_live_data": quiet,
+        "share": shares[0], "share_max": shares[1], "drifted_features": list(result.drifted_features()),
+        "no_live_data": quiet,
         "too_few": few, "not_arriving": gone, **({"no_live_data_reason": why} if why else {}),
         "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features],
         "missing": [{**m.__dict__, "reason": m.reason()} for m in result.missing],
@@ -524,16 +528,24 @@ def _utc(t: float) -> str:
 
 def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) -> None:
     """`drift watch --once`: per profile, the monitor's state after this evaluation and what it did."""
+    from canary.drift.stats import profile_share
+    from canary.drift.watch import _key
+
+    profiled = {_key(p, watcher.namespace): len(p["features"]) for p in watcher.profiles}
     rows = []
     for key, st in _watched(watcher).items():
         res = watcher.last.get(key)
+        # the share of the whole profile, at least and at most: the compared features' alone read "drifted share
+        # 1.00" beside "no episode (NOT every feature compared)" (decision 411)
+        shares = (None if res is None else profile_share(res, profiled.get(key, 0) - len(res.features))) or (None, None)
         mine = [d for d in done if d.get("model") == st.model and d.get("version") == st.version]
         measured = ("none" if res is None or any("no_live_data" in d for d in mine) else
                     "partial" if any("unmeasured" in d for d in mine) else "all")
         rows.append({"model": st.model, "version": st.version, "phase": st.phase, "measured": measured,
                      "episode": st.episode,
                      "drifted_in_row": st.drifted_in_row, "clean_in_row": st.clean_in_row,
-                     "share": None if measured == "none" else res.share,
+                     "share": None if measured == "none" else shares[0],
+                     "share_max": None if measured == "none" else shares[1],
                      "drifted_features": [] if res is None else list(res.drifted_features()),
                      # the open episode's retraining Job, and why it failed when it did (null: not seen failed)
                      "retraining_job": (st.job or None) if st.phase != "ok" else None,
@@ -547,7 +559,8 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
 
     def text(wide: bool) -> None:
         for r in rows:
-            share = "-" if r["share"] is None else f"{r['share']:.2f}"
+            share = ("-" if r["share"] is None else f"{r['share']:.2f}" if r["share"] == r["share_max"]
+                     else f"{r['share']:.2f} to {r['share_max']:.2f} (not every feature compared)")
             acts = "; ".join(str(a.get("alert") or (f"trigger episode {a['trigger']}" if "trigger" in a else "")
                                  or a.get("error", "") or _unmeasured_text(a)) for a in r["actions"])
             phase = r["phase"] if r["measured"] == "all" or r["phase"] != "ok" else f"NOT MEASURED ({r['measured']})"
@@ -643,6 +656,14 @@ def _from_prometheus(client: Any, prof: dict, version: str, window_s: float, nam
                        namespace=namespace)
 
 
+def _bounds(result: Any, unmeasured: int) -> str:
+    """ "25% to 100%": the share of the whole profile drifted, at least and at most (`stats.profile_share`)."""
+    from canary.drift.stats import profile_share
+
+    low, high = profile_share(result, unmeasured) or (0.0, 1.0)
+    return f"{low:.0%}" if low == high else f"{low:.0%} to {high:.0%}"
+
+
 def _table(prof: dict, result: Any, quiet: list[str], few: dict[str, int], window_s: float | None, *,
            wide: bool = False, why: str = "", live_version: str = "", verdict: bool | None = None,
            unmeasured: int = 0) -> None:
@@ -655,10 +676,17 @@ def _table(prof: dict, result: Any, quiet: list[str], few: dict[str, int], windo
     # nothing compared (a model renamed in the server, an exporter not deployed): no verdict, never "no dataset drift"
     t = Table(title=f"{prof['model']} {live_version}{against}: "
                     + (f"{'DATASET DRIFT' if verdict else 'no dataset drift' if verdict is False else 'NO VERDICT'} "
-                       f"({sum(1 for f in result.features if f.drifted)} of {len(result.features)} features drifted, "
-                       f"{result.share:.0%}; dataset drift at {DRIFT_SHARE:.0%} or more"
-                       + (f" of all {len(result.features) + unmeasured} profiled: the {unmeasured} not compared "
-                          f"{'decide' if unmeasured > 1 else 'decides'} it" if verdict is None else "") + ")"
+                       + (f"({sum(1 for f in result.features if f.drifted)} of {len(result.features)} features "
+                          f"drifted, {result.share:.0%}; dataset drift at {DRIFT_SHARE:.0%} or more)" if not unmeasured
+                          # the share of the profile, bounded: "2 of 2 features drifted, 100%" of four profiled read
+                          # as the whole input (decision 411)
+                          else f"({sum(1 for f in result.features if f.drifted)} of {len(result.features)} "
+                               f"features compared drifted: {_bounds(result, unmeasured)} of all "
+                               f"{len(result.features) + unmeasured} profiled, {unmeasured} not compared; dataset "
+                               f"drift at {DRIFT_SHARE:.0%} or more of them"
+                               + (f": the {unmeasured} not compared {'decide' if unmeasured > 1 else 'decides'} it"
+                                  if verdict is None else f": {'drift' if verdict else 'none'} whatever "
+                                  f"{'they are' if unmeasured > 1 else 'it is'}") + ")")
                        if result.features else
                        "NOT MEASURED (no feature compared: no verdict)"))
     cols = ("feature", "kind", "test", "value", "threshold", "PSI", "live n", "drift")

@@ -45,7 +45,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from canary.drift.stats import MISSING_SURE_P, DatasetDrift, over_profile
+from canary.drift.stats import MISSING_SURE_P, DatasetDrift, over_profile, profile_share
 from canary.workqueue import exponential_delay
 
 OK, DRIFTING = "ok", "drifting"
@@ -213,10 +213,16 @@ class Trigger:
 Action = Alert | Trigger
 
 
-def evidence_of(result: DatasetDrift, *, window_s: float, now: float, reference: str = "") -> dict[str, Any]:
+def evidence_of(result: DatasetDrift, *, window_s: float, now: float, reference: str = "",
+                unmeasured: int = 0) -> dict[str, Any]:
     """What an alert and a trigger carry: which features, their tests and scores, the window, and the
-    training profile compared with (`reference`: its file, hash and rows, when known)."""
-    return {"at": now, "window_s": window_s, "share": result.share, **({"reference": reference} if reference else {}),
+    training profile compared with (`reference`: its file, hash and rows, when known). `share` is of the whole
+    profile, at least, with `share_max` when `unmeasured` profiled features were not compared (`profile_share`):
+    the share of the compared ones alone, 1.0 for 2 of 2 compared of four, went to the retraining Job and the
+    webhook as the episode's (decision 411)."""
+    low, high = profile_share(result, unmeasured) or (result.share, result.share)
+    return {"at": now, "window_s": window_s, "share": low, **({"share_max": high} if unmeasured > 0 else {}),
+            **({"reference": reference} if reference else {}),
             "drifted_features": list(result.drifted_features()),
             "features": [{"feature": f.feature, "test": f.test, "value": f.value, "threshold": f.threshold,
                           "score": f.score, "psi": f.psi, "drifted": f.drifted, "n_current": f.n_current,
@@ -261,7 +267,7 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         state = replace(state, drifted_in_row=0)
     else:
         state = replace(state, clean_in_row=state.clean_in_row + 1, clean_at=now, drifted_in_row=0)
-    ev = evidence_of(result, window_s=window_s, now=now, reference=reference)
+    ev = evidence_of(result, window_s=window_s, now=now, reference=reference, unmeasured=len(unmeasured))
     if unmeasured:
         ev = {**ev, "unmeasured": list(unmeasured)}
     who = f"{state.model} {state.version}"

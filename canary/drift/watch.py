@@ -54,7 +54,7 @@ from canary.drift.live import (PROFILE_INFO, AccessRefused, exported_profiles, l
 from canary.drift.profile import profile_hash
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
 from canary.drift.retrain import failed_condition
-from canary.drift.stats import over_profile
+from canary.drift.stats import over_profile, profile_share
 from canary.drift.store import KEY, StateConflict, brief
 from canary.drift.unread import PassNews, Said, cause
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
@@ -562,8 +562,7 @@ class DriftWatcher:
         if result is not None and result.features:
             compared = {f.feature for f in result.features}
             left = sum(1 for name in prof["features"] if name not in compared)
-            drifted = sum(1 for f in result.features if f.drifted)
-            share, share_max = drifted / (len(compared) + left), (drifted + left) / (len(compared) + left)
+            share, share_max = profile_share(result, left) or (nan, nan)
             said = over_profile(result, left)
             verdict = nan if said is None else float(said)
         self.g_share.labels(model, version, ns).set(share)

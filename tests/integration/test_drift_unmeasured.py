@@ -391,6 +391,14 @@ def test_one_drifted_feature_of_four_compared_alone_is_no_verdict_and_opens_no_e
             row = CliRunner().invoke(app, ["drift", "watch", *args, "--no-kube", "--once", "--state-file",
                                            str(tmp_path / f"{version}.json")])
             assert "solo v1: no episode (NOT every feature compared)" in row.stdout, row.stdout
+            # the share of the profile, bounded: it read "drifted share 1.00" of f0 alone (decision 411)
+            assert "drifted share 0.25 to 1.00 (not every feature compared) [f0]" in row.stdout, row.stdout
+            got = json.loads(check.stdout)
+            assert (got["share"], got["share_max"]) == (0.25, 1.0), got
+            rows = CliRunner().invoke(app, ["drift", "watch", *args, "--no-kube", "--once", "--state-file",
+                                            str(tmp_path / f"{version}.json"), "-o", "json"])
+            [r] = json.loads(rows.stdout)["profiles"]
+            assert (r["share"], r["share_max"]) == (0.25, 1.0), r
 
 
 def test_the_share_gauges_are_of_the_whole_profile_and_agree_with_the_verdict(setup: Any) -> None:

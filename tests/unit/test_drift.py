@@ -196,7 +196,13 @@ def test_drift_check_cli_offline(tmp_path):
     assert r.exit_code == 1 and "DATASET DRIFT" in r.output
     f.write_text(json.dumps(shifted))
     r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(f)])
-    assert r.exit_code == 5 and "NO VERDICT" in r.output and "the 1 not compared decides it" in r.output, r.output
+    title = " ".join(r.output.split())  # the title wraps at the terminal's width
+    assert r.exit_code == 5 and "NO VERDICT" in title and "the 1 not compared decides it" in title, r.output
+    # the share of the profile, bounded, not "1 of 2 features drifted, 50%" of three profiled (decision 411)
+    assert "1 of 2 features compared drifted: 33% to 67% of all 3 profiled, 1 not compared" in title, r.output
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(f), "-o", "json"])
+    d = json.loads(r.output)
+    assert d["dataset_drift"] is None and (d["share"], d["share_max"]) == (1 / 3, 2 / 3), d
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"features": {"age": {"counts": [1, 2]}}}))
     r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(bad)])

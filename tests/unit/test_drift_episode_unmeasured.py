@@ -71,6 +71,9 @@ def test_no_episode_opens_on_drift_that_the_features_not_compared_could_undo() -
         s, acts = M.step(s, _features(2, 0), t, cfg, window_s=H, unmeasured=["x", "y"])
         t += H
     assert s.phase == M.DRIFTING and [a.event for a in acts if isinstance(a, M.Alert)] == ["drift.started"]
+    # the evidence (the retraining Job's, the webhook's) says the share of the profile: it said 1.0, of the two
+    # compared alone (decision 411)
+    assert (s.evidence["share"], s.evidence["share_max"]) == (0.5, 1.0), s.evidence
 
 
 def test_a_clean_window_that_the_features_not_compared_could_make_drifted_breaks_no_streak() -> None:
