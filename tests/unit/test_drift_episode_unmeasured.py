@@ -174,6 +174,9 @@ def test_an_episode_held_by_no_verdict_for_a_day_is_said_once_and_its_end_too() 
     assert "drift episode 1 cannot end" in held.message and "not compared now: age" in held.message
     assert "re-capture the baseline without it" in held.message, held.message
     assert M.MonitorState.from_dict(s.to_dict()) == s  # the run and its telling are stored
+    from dataclasses import replace
+
+    assert M.rebase(replace(s, held_since=t + 10 * H), t, cfg).held_since == t  # a clock gone back: not ahead
     from canary.notify_body import slack_line  # a warning in the channel, not an :information_source:
 
     assert slack_line("drift_episode_unmeasured", {"reason": held.message}).startswith(":warning:")
