@@ -255,6 +255,7 @@ def test_a_renamed_model_is_not_measured_never_no_drift(setup: Any, tmp_path: An
                                    "--window", "30m", "-o", "json"])
     got = json.loads(out.stdout)
     assert out.exit_code == 4 and got["dataset_drift"] is None and got["measured"] is False, out.output
+    assert got["share"] is None and got["share_max"] is None, got  # it read 0.0: "no drift" (decision 412)
 
 
 def test_live_data_coming_back_is_said_after_a_line_that_said_it_was_not_measured(setup: Any) -> None:
