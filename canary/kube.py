@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from canary.errors import (CanaryError, ConfigError, GraceSpent, KubeUnavailable, NotFound, RoutingConflict,
                            TargetError)
-from canary.kube_credentials import last_401_note, renew_on_401
+from canary.kube_credentials import last_401_note, load_noting, renew_on_401
 
 # where a pod's service account tells its namespace (kubectl and client-go read the same file)
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -50,10 +50,10 @@ def api_client(*, kubeconfig: str | None = None, context: str | None = None) -> 
 
     cfg = kubernetes.client.Configuration()
     load = functools.partial(_load_config, kubeconfig=kubeconfig, context=context)
-    load(cfg)
+    unloaded = load_noting(load, cfg)
     cfg.retries = False  # tenacity owns the retries (see module docstring)
     client = kubernetes.client.ApiClient(cfg)
-    renew_on_401(client, load)
+    renew_on_401(client, load, unloaded=unloaded)
     return client
 
 
@@ -412,6 +412,10 @@ def translate(exc: BaseException, what: str) -> CanaryError:
                                "the token expired or was revoked (a CI job's short-lived token can expire before a "
                                "long rollout ends: give it a lifetime longer than the rollout, or a kubeconfig whose "
                                "exec plugin renews it); not RBAC")
+        if status == 403 and "system:anonymous" in reason:  # sent with no credentials: not a Role's (decision 413)
+            why = last_401_note() or "the kubeconfig's user gives none"
+            return ConfigError(f"{what}: the Kubernetes API refused us (HTTP 403: {reason}): this process sent no "
+                               f"credentials, and {why}; not RBAC")
         if status == 403:
             return ConfigError(f"{what}: the Kubernetes API refused us (HTTP {status}: {reason}); check RBAC")
         if status >= 500 or status in (0, 429):

@@ -34,6 +34,7 @@ class Renewal:
         self.cfg, self.load, self.lock = cfg, load, threading.Lock()
         self.failure = ""  # why the last renewal gave no token ("" once one did)
         self.renewals = 0  # renewals that gave a token other than the refused one
+        self.unloaded = ""  # what the loader said as the process first loaded the configuration (a failed plugin)
 
     def renewed(self, used: str | None, refused: str = "") -> str | None:
         """`refused`: the request answered 401 ("GET /api/v1/..."), for the log lines."""
@@ -109,7 +110,24 @@ def _plugin_errors() -> Any:
     return PluginErrors()
 
 
-def renew_on_401(client: Any, load: Callable[[Any], None]) -> Renewal:
+def load_noting(load: Callable[[Any], None], cfg: Any) -> list[str]:
+    """`load(cfg)`, and what the kubernetes config loader logged as errors meanwhile: a failed exec plugin's exit
+    status and stderr (the loader logs it and goes on without a token)."""
+    import logging
+
+    said = _plugin_errors()
+    root = logging.getLogger()
+    root.addHandler(said)
+    try:
+        load(cfg)
+    finally:
+        root.removeHandler(said)
+    if said.cut is not None:
+        raise said.cut
+    return said.errors
+
+
+def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str] | None = None) -> Renewal:
     """Answer a 401 by renewing the credentials (`Renewal`) and sending the request once more with the new
     token: a request answered 401 was not authenticated, so it changed nothing and sending it again is safe,
     a write included. Every request of `client` passes here (its API classes call `ApiClient.call_api`),
@@ -119,6 +137,7 @@ def renew_on_401(client: Any, load: Callable[[Any], None]) -> Renewal:
     from urllib.parse import urlsplit
 
     renewal = client.canary_renewal = Renewal(client.configuration, load)
+    renewal.unloaded = "; ".join(unloaded or ())  # why the first load gave no credentials ("" when it gave them)
     send = client.call_api
 
     def call_api(method: str, url: str, header_params: Any = None, body: Any = None, post_params: Any = None,
@@ -127,7 +146,11 @@ def renew_on_401(client: Any, load: Callable[[Any], None]) -> Renewal:
         if "authorization" in headers:
             headers["authorization"] = _trimmed(headers["authorization"])
         answer = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
-        if answer.status != 401:
+        # sent with no credentials because the configuration could give none (its exec plugin failed as the process
+        # loaded it): an API server with anonymous authentication on (the default: EKS, GKE) answers 403 for
+        # `system:anonymous`, not 401; it is answered as a 401 is, never "check RBAC" (decision 413)
+        anonymous = answer.status == 403 and not headers.get("authorization") and bool(renewal.unloaded or renewal.failure)
+        if answer.status != 401 and not anonymous:
             return answer
         token = renewal.renewed(headers.get("authorization"), f"{method} {urlsplit(url).path}")
         global _LAST_401_NOTE

@@ -24,7 +24,9 @@ store with a strict one:
   (register `resourcequotas` to store one). Other quota resources are not.
 * with `accept_tokens` set, a request whose `Authorization: Bearer` token it does not accept gets 401
   Unauthorized before anything else, watches and discovery included, as an API server's authenticator does
-  for an expired or revoked token.
+  for an expired or revoked token; with `anonymous_forbidden` too, a request carrying no token at all gets
+  403 Forbidden for `system:anonymous` instead, as an API server with anonymous authentication on (the
+  default: EKS, GKE) answers one.
 
 Tests drive it through :class:`KubeAPIServer` (a real HTTP server on
 127.0.0.1 in a background thread) and can inject faults or make a "foreign"
@@ -155,6 +157,7 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         # None: no authentication; else called with the bearer token (None when none) of every request
         self.accept_tokens: Callable[[str | None], bool] | None = None
         self.refused_tokens: list[tuple[str, str, str | None]] = []  # (method, path, token) answered 401
+        self.anonymous_forbidden = False  # with accept_tokens: no token at all is 403 system:anonymous, not 401
         self._rv = itertools.count(1)
         self._first_rv = 1  # the resourceVersion of the first event ever logged
         for res in DEFAULT_RESOURCES:
@@ -239,6 +242,10 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             if not self.accept_tokens(given):
                 with self.lock:
                     self.refused_tokens.append((str(request.method.value).upper(), request.url.path, given))
+                if given is None and self.anonymous_forbidden:
+                    message = (f'User "system:anonymous" cannot {str(request.method.value).lower()} path '
+                               f'"{request.url.path}"')
+                    return aiohttp.web.json_response(status_body(403, "Forbidden", message), status=403)
                 return aiohttp.web.json_response(status_body(401, "Unauthorized", "Unauthorized"), status=401)
         res = request.resource
         if request.url.path == "/version/":  # the official client asks with a trailing slash

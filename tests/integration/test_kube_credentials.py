@@ -414,3 +414,55 @@ def test_a_renewal_after_a_401_cut_by_the_grace_is_said_as_the_grace_not_as_a_br
     unsafe = [e for e in said if e["event"] == "traffic.unsafe"]
     assert len(unsafe) == 1 and unsafe[0]["weights"] == "80/20", unsafe
     assert "(--interrupt-grace) are spent" in json.loads(out)["error"] and "HTTP 401" not in out, out
+
+
+@pytest.mark.parametrize("anonymous", [True, False], ids=["anonymous-auth-403", "401"])
+def test_a_plugin_failing_before_the_job_starts_is_exit_2_naming_it_not_rbac_and_nothing_written(
+        cluster: Any, prometheus: Any, tmp_path: Path, anonymous: bool) -> None:
+    """The exec plugin fails from the job's first request (an SSO session that expired before the pipeline ran):
+    the kubernetes client logs the plugin's error and sends its requests with no credentials at all. An API server
+    with anonymous authentication on (the default, EKS and GKE) answers those 403 `system:anonymous`, which canary
+    said as "refused us (HTTP 403 ...); check RBAC": the on-call went to the Role, the plugin's own error only in a
+    `library.log` line above. Now a request sent with no credentials because the configuration could give none is
+    answered as a 401 is: the configuration is loaded again, and with still no token the error names the plugin's
+    words, "not RBAC", `kube.credentials_unrenewed` said; exit 2, nothing written (decision 413)."""
+    api, _, policy = cluster
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+    api.handler.anonymous_forbidden = anonymous
+    tokens.fail("Error when retrieving token from sso: Token has expired and refresh failed")
+    res = promote(kubeconfig, policy, prometheus.url, "v2")
+    assert res.returncode == 2, res.stdout + res.stderr[-3000:]
+    doc = json.loads(res.stdout)
+    assert doc["phase"] is None and "check RBAC" not in doc["error"] and doc["error"].endswith("; not RBAC"), doc
+    assert ("new ones could not be had: exec: process returned 1. Error when retrieving token from sso: Token has "
+            "expired and refresh failed") in doc["error"], doc["error"]
+    unrenewed = [e for e in events(res.stderr) if e["event"] == "kube.credentials_unrenewed"]
+    assert len(unrenewed) == 1 and "Token has expired" in unrenewed[0]["error"], unrenewed
+    assert "modelcanary.dev/rollout" not in (api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
+                                             ["metadata"].get("annotations") or {})
+
+
+def test_a_plugin_that_failed_at_the_start_and_works_when_asked_again_runs_the_rollout(
+        cluster: Any, prometheus: Any, tmp_path: Path) -> None:
+    """The plugin failed once as the job started (its token service blipped), so the first request went with no
+    credentials, answered 403 `system:anonymous` by an API server with anonymous authentication on: it was exit 2,
+    "check RBAC". The configuration is loaded again on that answer, as on a 401, and the request sent once more
+    with the token it now gives: promoted (decision 413)."""
+    api, _, policy = cluster
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+    api.handler.anonymous_forbidden = True
+    tokens.fail("Error when retrieving token from sso: connection reset")
+    real = api.handler.accept_tokens
+
+    def accept(token: str | None) -> bool:
+        if token is None:
+            tokens.fail(None)  # the token service is back by the time the anonymous request is answered
+        return real(token)
+
+    api.handler.accept_tokens = accept
+    res = promote(kubeconfig, policy, prometheus.url, "v2")
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert vs_state(api)[0] == [100, 0] and vs_state(api)[1]["phase"] == "promoted"
+    assert tokens.issued() == ["tok-1"] and tokens.failures() == 1
+    renewed = [e for e in events(res.stderr) if e["event"] == "kube.credentials_renewed"]
+    assert len(renewed) == 1 and renewed[0]["renewals"] == 1, renewed
