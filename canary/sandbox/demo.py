@@ -360,6 +360,18 @@ def cli_program() -> str:
     return "canary" if found and Path(found).resolve() == here.resolve() else str(here)
 
 
+def keep_canary_words(scenario: str) -> str:
+    """What the kept sandbox's canary does, as `--keep`'s first line says it: "misbehaves once it gets traffic" was
+    said of `good` too, whose canary a `promote` promotes (decision 414)."""
+    if scenario == "good":
+        return "its canary is as good as stable: the promote below promotes it"
+    if scenario == "bad-schema":
+        return "its canary's tensor contract is not stable's: the Triton gate refuses it before any traffic"
+    if scenario == "data-drift":
+        return "no canary fault: the stable model's inputs drift"
+    return "its canary misbehaves once it gets traffic"
+
+
 def keep_text(info: dict[str, Any], program: str | None = None) -> str:
     """`canary demo --keep`'s text: the `export` lines and commands to paste in another shell, each line a
     shell command as written (a note after a command is a `#` comment: "(drives ...)" was a syntax error)."""
@@ -375,7 +387,7 @@ def keep_text(info: dict[str, Any], program: str | None = None) -> str:
     if info.get("stable_profile"):
         extra += (f"  {prog} drift check --baseline {shlex.quote(info['stable_profile'])} -n {ns}"
                   "   # the stable's training profile, the one its exporter exports\n")
-    return f"""sandbox up (scenario {info['scenario']!r}; its canary misbehaves once it gets traffic). In another shell:
+    return f"""sandbox up (scenario {info['scenario']!r}; {keep_canary_words(info['scenario'])}). In another shell:
 
   export KUBECONFIG={shlex.quote(info['kubeconfig'])}
   export CANARY_PROMETHEUS_URL={shlex.quote(info['prometheus_url'])}
@@ -407,7 +419,7 @@ def write_canaryrollout(workdir: Path, policy: Path, *, namespace: str, model: s
 
 
 def keep_sandbox(scenario: str, *, rate: float, policy: Path, output: str, native_histograms: bool = False) -> int:
-    """`canary demo --keep`: the sandbox of `scenario` (its canary misbehaves once it gets traffic), its
+    """`canary demo --keep`: the sandbox of `scenario` (`keep_canary_words`), its
     Kubernetes API emulator serving CanaryRollout too, kept until SIGINT/SIGTERM. Prints where everything is (text: `export` lines and commands to try; `-o json`:
     one line, `kubeconfig`, `prometheus_url`, `triton_stable_url`, `triton_canary_url`, `namespace`, `model`,
     versions, `promote_args`, `canaryrollout_file`: a CanaryRollout of the rollout to `kubectl apply`,

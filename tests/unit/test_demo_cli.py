@@ -267,3 +267,19 @@ def test_the_data_drift_summary_counts_every_evaluation_before_the_shift(capsys:
     out = " ".join(capsys.readouterr().out.split())  # as one line, whatever the terminal's width wrapped
     assert "5, 4 with no feature drifted" in out, out
     assert "alerts before the shift" in out and "A/A), alerts" not in out, out
+
+
+def test_keep_says_what_the_kept_canary_does_by_scenario() -> None:
+    """`canary demo --keep --scenario good` said "its canary misbehaves once it gets traffic" of a canary that a
+    promote promotes, and so of bad-schema's, which the Triton gate refuses before any traffic (decision 414)."""
+    from canary.sandbox.demo import keep_text
+
+    def first(scenario: str) -> str:
+        info = {"scenario": scenario, "kubeconfig": "/k", "prometheus_url": "http://127.0.0.1:9", "namespace": "ml",
+                "model": "rec-model", "promote_args": ["promote", "rec-model", "--canary-version", "v2"]}
+        return keep_text(info, program="canary").splitlines()[0]
+
+    assert "misbehaves" not in first("good") and "promotes it" in first("good"), first("good")
+    assert "misbehaves" not in first("bad-schema") and "Triton gate refuses it" in first("bad-schema")
+    for scenario in ("slow", "drift", "errors", "crash"):
+        assert "its canary misbehaves once it gets traffic" in first(scenario), first(scenario)
