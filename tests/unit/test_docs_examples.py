@@ -77,7 +77,11 @@ def test_the_readmes_cd_pipeline_explains_a_refused_rollout_too(tmp_path: Path) 
     assert '6) echo "stable 100% could not be written' in section
     jq = shutil.which("jq")
     assert jq is not None, "jq is missing: scripts/setup.sh installs it"
-    line = next(x for x in section.splitlines() if "run: jq -r" in x)
+    import yaml
+
+    # the workflow as GitHub reads it: `run: jq -r '"\(...): ..."'` unquoted was a YAML error (decision 415)
+    steps = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
+    line = next(step["run"] for step in steps if step["name"] == "Explain a rollback")
     expr = re.search(r"jq -r '(.*?)' rollout\.json", line).group(1)  # type: ignore[union-attr]
     bad = tmp_path / "typo.yaml"
     bad.write_text((ROOT / "policies" / "default.yaml").read_text().replace("max_ms:", "max_msec:", 1))
@@ -242,3 +246,36 @@ def test_every_option_of_every_command_is_named_in_the_readme_or_docs() -> None:
 
     missing = walk(typer.main.get_command(app), [])
     assert not missing, f"options no page names: {missing}"
+
+
+def test_the_readmes_gitlab_job_runs_as_written(tmp_path: Path) -> None:
+    """README, "In a CD pipeline": the GitLab CI job (there was none: only `resource_group` and `retry:
+    exit_codes` named in prose) is valid YAML, retries exit 75 alone, its promote line's flags are `promote`'s,
+    and its `after_script` explains a refusal and a rollback from the `-o json` document (decision 415)."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## In a CD pipeline"):readme.index("## Measured")]
+    job = next(doc["canary-rollout"] for doc in map(yaml.safe_load, re.findall(r"```yaml\n(.*?)```", section, re.S))
+               if isinstance(doc, dict) and "canary-rollout" in doc)
+    assert job["retry"]["exit_codes"] == [75] and job["resource_group"]
+    promote = next(line for line in job["script"] if line.startswith("canary promote "))
+    helped = CliRunner().invoke(app, ["promote", "--help"], terminal_width=200).output
+    for flag in re.findall(r"(--[a-z-]+)", promote):
+        assert flag in helped, flag
+    jq = shutil.which("jq")
+    assert jq is not None, "jq is missing: scripts/setup.sh installs it"
+    explain = job["after_script"][0]
+    for doc, said in (({"phase": None, "exit_code": 75, "error": "ml/rec-model: a rollout of v1 is in progress"},
+                       "refused: ml/rec-model: a rollout of v1 is in progress"),
+                      ({"phase": "rolled_back", "exit_code": 1, "reason": "operator: hL"}, "rolled_back: operator: hL")):
+        (tmp_path / "rollout.json").write_text(json.dumps(doc))
+        out = subprocess.run(["bash", "-c", explain], cwd=tmp_path, capture_output=True, text=True,
+                             env={"CI_JOB_STATUS": "failed", "PATH": str(Path(jq).parent)})
+        assert out.stdout.strip() == said, out.stdout + out.stderr
+    out = subprocess.run(["bash", "-c", explain], cwd=tmp_path, capture_output=True, text=True,
+                         env={"CI_JOB_STATUS": "success", "PATH": str(Path(jq).parent)})
+    assert out.returncode == 0 and out.stdout == ""
