@@ -41,6 +41,12 @@ def _url(value: str, *, base: bool = False) -> str:
         return "empty"
     if len(value) > MAX_JOB:
         return f"longer than {MAX_JOB} characters"
+    # said before the character check, which `@ ? #` fail too: "characters ... quotes, $ ..." sent the user looking
+    # for a space or a quote in a URL whose fault is the token in its query (decision 414)
+    if "@" in value.partition("://")[2].partition("/")[0]:
+        return "a user or password in it"
+    if "?" in value or "#" in value:
+        return "a query or fragment in it"
     if not _URL_CHARS.fullmatch(value):
         return "characters a job URL does not have (spaces, control characters, quotes, $ ( ) ; & ...)"
     try:

@@ -139,3 +139,18 @@ def test_the_owners_canary_writes_are_shown_as_they_are() -> None:
     for owner in ("promote#runner-7:4026531836:311:ab12cd34@5f1e2d3c-aaaa-bbbb-cccc-0123456789ab.1733390000",
                   crd_owner("ml", "rec-model-v2", "0e9d8c7b-1111-2222-3333-444455556666")):
         assert shown_owner(owner) == owner
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ("https://user:hunter2@gitlab.example/j/1", "a user or password in it"),
+    ("https://gitlab.example/j/1?private_token=abc", "a query or fragment in it"),
+    ("https://gitlab.example/j/1#log", "a query or fragment in it"),
+    ("https://gitlab.example/j/1 x", "characters a job URL does not have"),
+], ids=["userinfo", "query", "fragment", "space"])
+def test_the_why_of_a_job_not_recorded_names_what_is_wrong_with_it(value: str, why: str) -> None:
+    """`promote.ci_job_unrecorded`'s `why` said "characters a job URL does not have (spaces, control characters,
+    quotes, $ ( ) ; & ...)" of a job URL with a token in its query or a password in it: `?`, `#` and `@` failed
+    the character check first, so the user looked for a space or a quote that was not there; the README's
+    "a user or password in it", "a query" were never said (decision 414)."""
+    job, bad = ci_job.from_env({"GITLAB_CI": "true", "CI_JOB_URL": value})
+    assert job == "" and len(bad) == 1 and bad[0][1].startswith(why), bad
