@@ -1438,15 +1438,17 @@ class Controller:
                 crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL, meta["name"],
                 {"metadata": {"finalizers": new or None, "resourceVersion": meta.get("resourceVersion")}},
                 _request_timeout=10.0)
+            # a 200 that is not the object (a proxy's `{}` or page, `null`): a failed write, tried again at the next
+            # tick (its 409 if it landed). Taken as written, `{}` entered the cache as a CanaryRollout "/" (406)
+            written = kube.an_object(written, f"the finalizer write of CanaryRollout {meta['namespace']}/{meta['name']}")
         except Exception as exc:
             raise kube.translate(exc, f"CanaryRollout {meta['namespace']}/{meta['name']} finalizers") from exc
-        if isinstance(written, dict):
-            meta.update({k: v for k, v in (written.get("metadata") or {}).items()
-                         if k in ("finalizers", "resourceVersion", "deletionTimestamp")})
-            if not new:
-                meta.pop("finalizers", None)
-            if self.informers is not None and not (meta.get("deletionTimestamp") and not new):
-                self.informers.rollouts.put(written)
+        meta.update({k: v for k, v in (written.get("metadata") or {}).items()
+                     if k in ("finalizers", "resourceVersion", "deletionTimestamp")})
+        if not new:
+            meta.pop("finalizers", None)
+        if self.informers is not None and not (meta.get("deletionTimestamp") and not new):
+            self.informers.rollouts.put(written)
 
     def _inspect_for_stable(self, target: Target) -> Any:
         """The route as a stable-100% write reads it (`IstioRouter.inspect_any(for_stable=True)`), or the
@@ -2363,13 +2365,17 @@ class Controller:
             written = kube.unvalidated(self.custom.patch_namespaced_custom_object_status)(
                 crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL, meta["name"], {"status": status},
                 _request_timeout=min(10.0, left))
+            # a 200 that is not the object: a failed write (transient), never the object. Taken as written, `{}`
+            # entered the cache as a CanaryRollout "/", and an end's status a proxy never forwarded was never
+            # written again: nothing woke the finished rollout (decision 406). A merge patch: its retry is harmless
+            written = kube.an_object(written, f"the status write of CanaryRollout {meta['namespace']}/{meta['name']}")
         except Exception as exc:  # a 5xx or a timeout is transient (the failure budget), not a reason to abort
             raise kube.translate(exc, f"CanaryRollout {meta['namespace']}/{meta['name']} status") from exc
         obj["status"] = {**(obj.get("status") or {}), **status}
-        rv = ((written.get("metadata") or {}).get("resourceVersion") if isinstance(written, dict) else None)
+        rv = (written.get("metadata") or {}).get("resourceVersion")
         if rv and isinstance(obj.get("metadata"), dict):
             obj["metadata"]["resourceVersion"] = rv  # our own write: a guarded write after it starts from it
-        if self.informers is not None and isinstance(written, dict):
+        if self.informers is not None:
             self.informers.rollouts.put(written)  # the cache holds our own write at once
 
     # ---- reading --------------------------------------------------------------------

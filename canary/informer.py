@@ -172,7 +172,12 @@ class Informer:
 
     def put(self, obj: Obj) -> None:
         """An object this process just wrote (the API's answer): cached unless the cache already holds a
-        newer version (resourceVersions compared as integers, as etcd's are; otherwise it is taken)."""
+        newer version (resourceVersions compared as integers, as etcd's are; otherwise it is taken). What is
+        no object (no `metadata.name`: a proxy's `{}` answer to a write; the writers check theirs with
+        `kube.an_object`) is not cached: `{}` was a CanaryRollout "/", ticked and counted as one (decision 406)."""
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        if not isinstance(meta, dict) or not meta.get("name"):
+            return
         key, entry = key_of(obj), self._entry(self._cut(obj))
         with self._lock:
             if _newer(entry.rv, self._items.get(key)):

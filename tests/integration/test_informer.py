@@ -361,3 +361,12 @@ def test_a_watch_that_ends_at_once_or_with_an_error_is_waited_for_before_the_nex
         assert len(said) == 1 and "ended within" in said[0]["error"], said
     else:
         assert inf.relists == 10  # an ERROR: LIST again, as before, after the wait
+
+
+@pytest.mark.parametrize("answer", [{}, None, "", {"kind": "CanaryRollout"}, {"metadata": {"namespace": "ml"}}])
+def test_a_write_answer_that_is_no_object_is_never_cached(answer: Any) -> None:
+    """`put` of what is no object (a proxy's `{}` answer to a write; decision 406): nothing cached. Before, `{}`
+    was cached as an object "/" (the controller counted and ticked it as a CanaryRollout), `None` raised."""
+    inf = Informer(lambda **kw: None, kind="canaryrollouts")
+    inf.put(answer)  # type: ignore[arg-type]
+    assert len(inf) == 0 and inf.summaries() == {}
