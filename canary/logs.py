@@ -38,6 +38,7 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.dict_tracebacks,
+            *([] if fmt == "json" else [escape_unprintable]),  # JSON escapes them itself
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
@@ -45,6 +46,37 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
         cache_logger_on_first_use=False,
     )
     _bridge_stdlib()
+
+
+# what the console renderer prints as it is, not as a field's value: a traceback's lines
+_MULTILINE_FIELDS = frozenset({"exception", "stack"})
+
+
+class _Escaped:
+    """A string field shown as `ascii()` shows it: quoted, every character that is not printable ASCII escaped
+    once (the console renderer prints what is no `str` by its `repr`)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return ascii(self.text)
+
+
+def escape_unprintable(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Every string field holding a character that is not printable (ESC, a C0 or C1 control such as U+0085, a
+    bidi override) shown escaped (`'...\\x1b[2J...'`). The console renderer prints a string field raw unless it
+    holds a space, a quote, `=`, a tab or a line break (then its `repr`), and many fields carry what anyone who
+    may edit a cluster object wrote (the record's `owner` in `rollout.abandoned`, `rollout.taken_over`,
+    `sweep.left_alone`; a CanaryRollout's fields; an API server's or a proxy's error text): an escape sequence
+    there cleared or rewrote on-call's terminal, U+0085 broke the line where a viewer reads it as one (decision
+    405). JSON lines escape them already."""
+    for key, value in event.items():
+        if isinstance(value, str) and key not in _MULTILINE_FIELDS and not value.isprintable():
+            event[key] = _Escaped(value)
+    return event
 
 
 class _StdlibRecords(logging.Handler):
