@@ -21,6 +21,7 @@ handles every rollout, as before.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -71,6 +72,9 @@ TO_STABLE_BUDGET_S = 2.0
 ROLLBACK_PAGE_AFTER_S = ROLLBACK_BUDGET_S
 # a Triton pre-traffic gate's result not read within this many seconds of its end is not used: run again
 GATE_RESULT_TTL_S = 60.0
+# a CanaryRollout waiting on a busy route whose metrics preflight found Prometheus unavailable asks it again after
+# this long (`_input_behind_busy`), never at every tick
+BUSY_INPUT_RETRY_S = 60.0
 SNAPSHOT_NAMES = 20  # rollouts (and models) named on a `metrics.snapshot_failed` line at most
 CHECK_ENDS_PER_SWEEP = 50  # ended rollouts whose route a sweep reads at most (`_check_ends`)
 FORGET_ABSENT_EVERY_S = 300.0  # how often `_forget_absent` drops what rollouts deleted meanwhile left in memory
@@ -220,6 +224,9 @@ class Controller:
         self._route_ahead: dict[tuple[str, str], int] = {}
         # rollout key -> (generation, when its canary or stable was first found without a Ready pod): `wait_ready_s`
         self._unready_since: dict[str, tuple[int, float]] = {}
+        # rollout key -> ((uid, generation, policy digest), the metrics preflight's refusal ("" passed, None not
+        # known: Prometheus unavailable), when to ask again): a CanaryRollout waiting on a busy route (decision 404)
+        self._busy_input: dict[str, tuple[tuple[str, int, str], str | None, float]] = {}
         # per CanaryRollout: its `rollout.invalid`/`rollout.tick_failed` message said once, then every minute (`_told`)
         self._said = Throttle(clock=lambda: self.clock.now(), carry=False)
         # the batched snapshot failing (`_snapshot_failed`): since when, how many ticks; its line once per cause
@@ -759,10 +766,12 @@ class Controller:
                 return None
             try:
                 check_claim(target, status, state, where=spec.key)
-            except RolloutBusy:
+            except RolloutBusy as busy:
                 if state is not None and _of_this_model(state, spec):
                     self._mark_waiting(obj, state)  # sticky: `_waited` reads it when that rollout ends
+                self._input_behind_busy(obj, spec, busy)  # bad input whoever holds the route: said as such
                 raise
+            self._busy_input.pop(spec.key, None)
             if spec.action == "pause":  # asked to hold before it starts: nothing is claimed (it moved 20% first)
                 self._held_before_start(obj, spec)
                 return None
@@ -1021,7 +1030,8 @@ class Controller:
         """What this process keeps per rollout: the dicts keyed by the rollout's key, and those keyed by
         tuples that begin with it."""
         return ((self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
-                 self._preflights, self._unready_since, self._stable_failing), (self._gates, self._breach_seen))
+                 self._preflights, self._unready_since, self._stable_failing, self._busy_input),
+                (self._gates, self._breach_seen))
 
     def _forget(self, key: str) -> None:
         """Drop what this process kept about a finished rollout (a long-running controller must not grow)."""
@@ -1075,6 +1085,11 @@ class Controller:
                 said.flush()
             raise
         said.flush()
+        self._static_input(spec)
+
+    def _static_input(self, spec: crd.RolloutSpec) -> None:
+        """What the spec asks that is wrong whatever the route and Prometheus hold, judged with no request: the
+        Triton gate's configuration (ConfigError naming the field). Before the claim and behind a busy route."""
         if spec.samples_error:
             raise ConfigError(spec.samples_error)
         cfg = spec.policy.gates.triton
@@ -1090,6 +1105,44 @@ class Controller:
             # a URL tritonclient would misread, or one server as both (decision 204): refused before the claim
             # (a bad URL was found only by the gate, the route claimed at 100/0 and left pending)
             check_urls(cfg.protocol, stable_url=spec.triton_stable, canary_url=spec.triton_canary)
+
+    def _input_behind_busy(self, obj: dict[str, Any], spec: crd.RolloutSpec, busy: RolloutBusy) -> None:
+        """Before a CanaryRollout is refused as RolloutBusy (another rollout holds its route: it waits, Ready
+        False, and claims once the holder ends): what it asks that is wrong whoever holds the route is its
+        refusal instead, ConfigError (the follower, `promote --via-controller`, exits 2 at once and withdraws
+        the object it created). A policy query Prometheus rejects (a URL that is no Prometheus, credentials
+        refused: the metrics provider's own ConfigError) stayed RolloutBusy until the holder ended, and the
+        follower waited to `--timeout` (exit 3), as `promote` did before decision 400 (decision 404).
+
+        The metrics preflight is asked once per generation of the spec and policy (`_busy_input`: the object's
+        uid, `metadata.generation`, the policy as parsed, so a `policyRef` ConfigMap's edit is asked again):
+        a waiting CanaryRollout was never going to ask Prometheus at every tick, and its Ready condition says
+        one reason for as long as that input stands, never RolloutBusy and ConfigError by turns. Prometheus
+        unavailable: busy, as before, asked again after BUSY_INPUT_RETRY_S. No stable version known: the route's
+        to say, judged after the holder has ended (the stable data, the pods: as before, at the claim)."""
+        explicit = str((obj.get("spec") or {}).get("stableVersion") or "")
+        if explicit and explicit == spec.target.canary_version:
+            raise ConfigError(f"{spec.key}: spec.canaryVersion {explicit!r} is spec.stableVersion too: a rollout "
+                              f"compares a new version with the one serving; nothing was claimed (the route is held "
+                              f"by another rollout now too: {busy})")
+        self._static_input(spec)
+        if not spec.target.stable_version:
+            return
+        mark = (_uid(obj), spec.generation, hashlib.sha256(repr(spec.policy).encode()).hexdigest()[:16])
+        now = self.clock.now()
+        held = self._busy_input.get(spec.key)
+        if held is None or held[0] != mark or (held[1] is None and now >= held[2]):
+            try:
+                self.metrics.preflight(spec.policy, spec.target)
+                held = (mark, "", math.inf)
+            except ConfigError as exc:
+                held = (mark, str(exc), math.inf)
+            except Exception:  # noqa: BLE001 - Prometheus unavailable now: the route is busy all the same
+                held = (mark, None, now + BUSY_INPUT_RETRY_S)
+            self._busy_input[spec.key] = held
+        if held[1]:
+            raise ConfigError(f"{held[1]}; nothing was claimed (the route is held by another rollout now too: "
+                              f"{busy})")
 
     def _gate(self, spec: crd.RolloutSpec) -> Any:
         """The rollout's Triton gates, None when its policy has none or turns them off
@@ -2217,8 +2270,14 @@ class Controller:
                              **{k: v for k, v in named.items() if isinstance(v, str) and v})
         if self.telemetry and isinstance(exc, (KubeUnavailable, RoutingConflict)):
             self.telemetry.kube_error("unavailable" if isinstance(exc, KubeUnavailable) else "conflict")
+        # a ConfigError of a kind no reader knows by name (a query Prometheus rejects: `Rejected`; a URL that is no
+        # Prometheus: `NotPrometheus`) is said as ConfigError: bad input, which the follower (`promote
+        # --via-controller`) exits 2 on (`crd.REFUSED_REASONS`); as `Rejected` it waited to `--timeout`, exit 3
+        reason = type(exc).__name__
+        if isinstance(exc, ConfigError) and reason not in crd.REFUSED_REASONS:
+            reason = "ConfigError"
         try:
-            self._not_ready(obj, type(exc).__name__, msg)
+            self._not_ready(obj, reason, msg)
         except Exception:
             pass
 

@@ -1,0 +1,144 @@
+"""A CanaryRollout whose input is wrong whoever holds its route, on a route another rollout holds, is refused
+as bad input (Ready False ConfigError), never RolloutBusy until the holder ends (decision 404, left by decision
+400). Against the strict API emulator and a real Prometheus (the query it rejects is its own 400)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+import pytest
+
+from canary import crd
+from canary import rollout as rl
+from tests import fleet
+from tests.integration.test_controller import _progressing, prometheus, vs, world  # noqa: F401
+from tests.integration.test_controller_owner import _ready, _twin
+from tests.integration.test_controller_review import _cr
+from tests.integration.test_controller_scale import Counting
+
+pytestmark = pytest.mark.integration
+
+BAD_CHECK = {"name": "custom", "kind": "custom", "max_value": 1,
+             "query": 'rate(model_requests_total{model_version="{version}"})'}  # a range vector alone: Prometheus 400
+
+
+def _policy(*, bad: bool, max_value: int = 1) -> dict[str, Any]:
+    policy = copy.deepcopy(fleet.FAST_POLICY)
+    if bad:
+        policy["checks"] = [*policy["checks"], {**BAD_CHECK, "max_value": max_value}]
+    return policy
+
+
+def _set_policy(custom: Any, name: str, policy: dict[str, Any]) -> None:
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, name,
+                                          {"spec": {"policy": policy}})
+
+
+def test_a_waiting_canaryrollout_whose_query_prometheus_rejects_is_config_error_once_per_generation(
+        world: Any) -> None:
+    """r0 runs v3 on m0; `twin` asks v2 on m0 with a check whose query Prometheus rejects. Every tick: Ready False
+    ConfigError naming the check and the holder (it was RolloutBusy until r0 ended, then ConfigError), the
+    preflight asked once for that generation; an edit that keeps the bad query is asked once more; one that mends
+    it is RolloutBusy from then on, asked once. r0 runs on untouched."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    _progressing(op, custom, api)
+    op.metrics = counting = Counting(op.metrics)
+    twin = _twin("twin", "v2")
+    twin["spec"]["policy"] = _policy(bad=True)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, twin)
+    seen = []
+    for _ in range(3):
+        op.tick()
+        ready = _ready(_cr(custom, "twin"))
+        seen.append(ready.get("reason"))
+    assert seen == ["ConfigError"] * 3, (seen, ready)
+    assert "custom" in ready["message"] and "CanaryRollout ml/r0" in ready["message"], ready
+    assert "nothing was claimed" in ready["message"] and "held by another rollout" in ready["message"]
+    assert counting.calls.get("preflight") == 1, counting.calls
+    _set_policy(custom, "twin", _policy(bad=True, max_value=2))  # a new generation, the query still rejected
+    for _ in range(2):
+        op.tick()
+        assert _ready(_cr(custom, "twin")).get("reason") == "ConfigError"
+    assert counting.calls.get("preflight") == 2, counting.calls
+    _set_policy(custom, "twin", _policy(bad=False))  # mended: it waits for r0 as any request does
+    for _ in range(2):
+        op.tick()
+        assert _ready(_cr(custom, "twin")).get("reason") == "RolloutBusy"
+    assert counting.calls.get("preflight") == 3, counting.calls
+    assert not (_cr(custom, "twin") or {}).get("status", {}).get("phase")
+    weights, record = vs(api, 0)
+    assert record["owner"].startswith("CanaryRollout ml/r0#") and record["phase"] == rl.PROGRESSING and weights[1] > 0
+
+
+def test_promote_via_controller_whose_query_prometheus_rejects_on_a_busy_route_exits_2(
+        world: Any, tmp_path: Any) -> None:
+    """A pipeline's `promote --via-controller` of v2 on m0, held by r0's rollout of v3, its policy's query one that
+    Prometheus rejects: exit 2 (ConfigError naming the check), the CanaryRollout it created withdrawn. It waited
+    until `--timeout` and exited 3 (decision 400's left); r0 runs on untouched."""
+    import yaml
+
+    import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
+    from canary import cli
+    from canary.cli_controller import follow
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    _progressing(op, custom, api)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(_policy(bad=True)))
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    stop = threading.Event()
+    ticking = threading.Thread(target=op.run, args=(stop,), kwargs={"tick_s": 0.2}, daemon=True)
+    ticking.start()
+    try:
+        with pytest.raises(cli.ConfigError) as refused:
+            follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
+                   virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="twin", triton=None,
+                   output="json", timeout_s=60)
+    finally:
+        stop.set()
+        ticking.join(120)
+        assert not ticking.is_alive(), "the controller's loop did not stop"
+    said = str(refused.value)
+    assert "custom" in said and "held by another rollout" in said, said
+    assert "the CanaryRollout created for it was deleted" in said, said
+    op.tick()  # its finalizer released (the loop was stopped with the follower)
+    assert _cr(custom, "twin") is None, "the CanaryRollout it created was left behind"
+    weights, record = vs(api, 0)
+    assert record["owner"].startswith("CanaryRollout ml/r0#") and record["phase"] == rl.PROGRESSING and weights[1] > 0
+
+
+def test_promote_via_controller_whose_query_prometheus_rejects_on_a_free_route_exits_2(
+        world: Any, tmp_path: Any) -> None:
+    """No holder at all: the claim's preflight refuses the query (`metrics.client.Rejected`, a ConfigError). Its
+    Ready reason was the class's name, `Rejected`, which no reader knows as bad input: the follower waited until
+    `--timeout` and exited 3 ("the controller goes on trying"). Now `ConfigError`: exit 2, nothing moved."""
+    import yaml
+
+    import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
+    from canary import cli
+    from canary.cli_controller import follow
+
+    api, op, custom = world
+    before = api.get("networking.istio.io", "virtualservices", "ml", "m0")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(_policy(bad=True)))
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    stop = threading.Event()
+    ticking = threading.Thread(target=op.run, args=(stop,), kwargs={"tick_s": 0.2}, daemon=True)
+    ticking.start()
+    try:
+        with pytest.raises(cli.ConfigError) as refused:
+            follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
+                   virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="twin", triton=None,
+                   output="json", timeout_s=30)
+    finally:
+        stop.set()
+        ticking.join(120)
+        assert not ticking.is_alive(), "the controller's loop did not stop"
+    said = str(refused.value)
+    assert "custom" in said and "Prometheus rejected the query" in said and "nothing was moved" in said, said
+    assert api.get("networking.istio.io", "virtualservices", "ml", "m0") == before  # nothing claimed or moved
