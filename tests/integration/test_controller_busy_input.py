@@ -142,3 +142,49 @@ def test_promote_via_controller_whose_query_prometheus_rejects_on_a_free_route_e
     said = str(refused.value)
     assert "custom" in said and "Prometheus rejected the query" in said and "nothing was moved" in said, said
     assert api.get("networking.istio.io", "virtualservices", "ml", "m0") == before  # nothing claimed or moved
+
+
+def _held_by_a_promote(op: Any) -> None:
+    """m0 held by a `canary promote` of v3 (its record fresh: nobody drives it here, nothing ends it in these ticks)."""
+    from canary.logs import get as get_logger
+    from tests.integration.test_controller_owner import promote_claims
+
+    promote_claims(op.router, "v3", log=get_logger())
+
+
+def test_a_waiting_canaryrollout_whose_stable_version_is_its_canary_is_config_error(world: Any) -> None:
+    """`spec.stableVersion` the canary version too, on a busy route: ConfigError naming both fields (it was
+    RolloutBusy until the holder ended)."""
+    api, op, custom = world
+    _held_by_a_promote(op)
+    twin = _twin("twin", "v2")
+    twin["spec"]["stableVersion"] = "v2"
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, twin)
+    op.tick()
+    ready = _ready(_cr(custom, "twin"))
+    assert ready.get("reason") == "ConfigError" and "is spec.stableVersion too" in ready["message"], ready
+    assert "held by another rollout" in ready["message"]
+
+
+def test_a_waiting_canaryrollouts_preflight_with_prometheus_unavailable_is_busy_and_asked_a_minute_later(
+        world: Any) -> None:
+    """Prometheus unreachable while the route is busy: RolloutBusy as before (nothing known of the input), the
+    preflight not asked again at every tick, asked again once BUSY_INPUT_RETRY_S has passed."""
+    from canary.controller import BUSY_INPUT_RETRY_S
+    from canary.metrics.prometheus import PrometheusProvider
+    from tests.fakes import FakeClock
+
+    api, op, custom = world
+    _held_by_a_promote(op)
+    op.clock = clock = FakeClock(1_000_000.0)
+    op.metrics = counting = Counting(PrometheusProvider("http://127.0.0.1:9", retries=1, budget_s=1))
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, _twin("twin", "v2"))
+    for _ in range(3):
+        op.tick()
+        assert _ready(_cr(custom, "twin")).get("reason") == "RolloutBusy"
+        clock.sleep(1)
+    assert counting.calls.get("preflight") == 1, counting.calls
+    clock.sleep(BUSY_INPUT_RETRY_S)
+    op.tick()
+    assert _ready(_cr(custom, "twin")).get("reason") == "RolloutBusy"
+    assert counting.calls.get("preflight") == 2, counting.calls
