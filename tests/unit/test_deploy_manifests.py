@@ -381,9 +381,11 @@ class _RecordingCustomObjects:
         self.patches: list[dict[str, Any]] = []
 
     def patch_namespaced_custom_object_status(self, group: str, version: str, namespace: str, plural: str,
-                                              name: str, body: dict[str, Any], **_: Any) -> None:
+                                              name: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
         assert (group, version, plural) == ("modelcanary.dev", "v1alpha1", "canaryrollouts")
         self.patches.append(body)
+        # the API server answers with the object (a 200 with no object is a failed write: decision 406)
+        return {"metadata": {"name": name, "namespace": namespace, "uid": "u-1"}, "status": body.get("status")}
 
 
 def _configmaps(namespace: str, name: str) -> dict[str, str]:
