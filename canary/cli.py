@@ -547,16 +547,26 @@ def promote(
         # API server that accepts and never answers held the process 40 s and more, past a pod's 30 s grace,
         # and the SIGKILL cut it off before it could say how traffic stands (`traffic.unsafe`, exit 6)
         grace_until = ran["grace_until"] = [math.inf]
+        # ...and the grace is the route's stable-100% write's first: a request that is not the route's (the history
+        # ConfigMap, an Event, a pod count) is abandoned at the signal and not sent until that write lands; a hung
+        # one spent the whole grace and the rollback was never tried (decision 407)
+        vs_path = f"/namespaces/{target.namespace}/virtualservices/{target.virtual_service}"
+        dr_path = f"/namespaces/{target.namespace}/destinationrules/{target.dr_name}"
         flying = bound_by(router.custom.api_client, lambda: grace_until[0],
                           spent=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
-                                        "(--interrupt-grace) are spent")
+                                        "(--interrupt-grace) are spent",
+                          route=lambda path: path.startswith("/apis/networking.istio.io/")
+                          and path.endswith((vs_path, dr_path)),
+                          kept=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
+                                       "(--interrupt-grace) are kept for the route's stable-100% write first")
         job = ci_job_of_env(**target.log_context())
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=router, metrics=metrics,
                                   gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready,
-                                  wait_busy_s=wait_busy, job=job)
+                                  wait_busy_s=wait_busy, job=job, settled=flying.settle)
 
         def interrupted(signum: int, _frame: Any) -> None:
-            if not ctl.stop.is_set():  # the first one stopped it, and starts the grace
+            first = not ctl.stop.is_set()
+            if first:  # the first one stopped it, and starts the grace
                 grace_until[0] = time.monotonic() + interrupt_grace
                 # and a request sent before it, still unanswered when the grace ends, is abandoned then: it kept
                 # its own 10 s timeout, and with a hung API server exit 6 came after the CI's SIGKILL (decision 128)
@@ -564,6 +574,8 @@ def promote(
                 signal.setitimer(signal.ITIMER_REAL, interrupt_grace)
             ctl.interrupted_by = ctl.interrupted_by or signal.Signals(signum).name
             ctl.stop.set()
+            if first:  # last: it may raise where the main thread waits on a request not the route's write
+                flying.signalled()
 
         # SIGHUP too: the session a pipeline ran promote in went away (an ssh connection to the deploy host
         # dropped, a runner's terminal closed); its default action killed the process with the route split

@@ -24,7 +24,9 @@ made by type, never by parsing messages::
     ├── RollbackFailed         traffic had moved; stable 100% could not be completed -> exit 3
     │   └── TrafficUnsafe      ...and the route may still send traffic to the canary -> exit 6
     ├── GraceSpent             the time a signal left (promote --interrupt-grace) is spent:
-    │                          no more Kubernetes requests are sent, never retried
+    │   │                      no more Kubernetes requests are sent, never retried
+    │   └── GraceReserved      ...kept for the route's stable-100% write first: a request not the
+    │                          route's was abandoned at the signal, or not sent
     └── NotLeader              this controller replica may not write (lease lost or expiring)
 
 Library exceptions are wrapped with ``raise ... from exc`` at the boundary
@@ -109,6 +111,13 @@ class GraceSpent(CanaryError):
     """The grace a signal left this process (`canary promote --interrupt-grace`) is spent: the
     Kubernetes request was not sent (`kube.bound_by`). Never retried: the process is about to be
     killed by whoever sent the signal, and must say how traffic stands before it is."""
+
+
+class GraceReserved(GraceSpent):
+    """After a signal, a Kubernetes request that is not one of the route's (the history ConfigMap, an Event, a pod
+    count) was abandoned where the main thread waited on it at the signal, or not sent: the grace is the route's
+    stable-100% write's first, until a write of the route sent after the signal is answered (`kube.bound_by`,
+    decision 407). Not retried; a history write refused so is written again once traffic is settled."""
 
 
 class TransientError(CanaryError):

@@ -25,6 +25,9 @@ from typing import Any, Callable
 from canary.errors import (CanaryError, ConfigError, GraceSpent, KubeUnavailable, NotFound, RoutingConflict,
                            TargetError)
 from canary.kube_credentials import last_401_note, load_noting, renew_on_401
+from canary.errors import (CanaryError, ConfigError, GraceReserved, GraceSpent, KubeUnavailable, NotFound,
+                           RoutingConflict, TargetError)
+from canary.kube_credentials import last_401_note, renew_on_401
 
 # where a pod's service account tells its namespace (kubectl and client-go read the same file)
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -90,14 +93,54 @@ class InFlight:
     promote`), abandons that request (GraceSpent raised where it waits): one sent before the signal
     kept its own 10 s timeout, past a CI's SIGKILL when the grace is shorter (GitHub Actions: 8 s)."""
 
-    def __init__(self, spent: Callable[[], str]) -> None:
+    def __init__(self, spent: Callable[[], str], route: Callable[[str], bool] = lambda _path: True,
+                 kept: Callable[[], str] = lambda: "the grace after the signal is kept for the route's write") -> None:
         self.request, self.spent = "", spent
+        # which request paths are the route's (its VirtualService and DestinationRule): after the signal, until a
+        # write of the route sent after it is answered (or `settle()`), no other request is sent, and the one
+        # the main thread waits on at the signal is abandoned unless it is a write of the route (decision 407)
+        self.route, self.kept = route, kept
+        self.reserved = False
+        self.last = ""  # the main thread's last request ("METHOD /path"): a retry's wait of one not the route's ends
         # the request the main thread is getting credentials for, "" when none: the client runs the kubeconfig's exec
         # plugin in the request's thread (a token past its expiry; `Renewal` after a 401), with no timeout of its own
         self.fetching = ""
         # the last write sent after the signal that got no answer (a timeout, a dropped connection), "" once a write
         # is answered: a request refused as not sent after it is said to follow a write that may have landed
         self.unanswered = ""
+
+    def routes(self, what: str) -> bool:
+        """Whether `what` ("METHOD /path") is one of the route's requests."""
+        return self.route(what.partition(" ")[2])
+
+    def held(self, what: str) -> bool:
+        """Whether `what` ("METHOD /path") is held back now: a signal came, and the route's write has not landed."""
+        return self.reserved and not self.routes(what)
+
+    def signalled(self) -> None:
+        """The first signal came (called in its handler, on the main thread): the grace is the route's write's
+        first. A request the main thread waits on that is not a write of the route (a history PATCH, an Event, a
+        pod count, a read: the interrupt reads the route again itself), or whose credentials it is fetching, is
+        abandoned at once (GraceReserved raised where it waits): a hung one spent the whole grace, and the
+        stable-100% write was never tried (decision 407). A write of the route in flight may land: it keeps the
+        grace, cut at its end (`cut`)."""
+        self.reserved = True
+        for what, fetch in ((self.request, False), (self.fetching, True)):
+            if not what or (self.routes(what) and not what.startswith("GET ")):
+                continue
+            if fetch:
+                self.fetching = ""
+            else:
+                self.request = ""
+            cut = GraceReserved(f"{what}: abandoned at the signal, {self.kept()}" + (
+                " (its credentials were still being fetched)" if fetch else ""))
+            cut.sent = not fetch and not what.startswith("GET ")  # type: ignore[attr-defined]
+            raise cut
+
+    def settle(self) -> None:
+        """The route's write after the signal landed, or the rollout's traffic is settled otherwise (ended, left
+        paused, taken over): what is left of the grace is for every request again (the end's history, Events)."""
+        self.reserved = False
 
     def cut(self) -> None:
         if self.request:
@@ -115,7 +158,9 @@ class InFlight:
 
 
 def bound_by(client: Any, until: Callable[[], float], *,
-             spent: Callable[[], str] = lambda: "the grace after the signal is spent") -> InFlight:
+             spent: Callable[[], str] = lambda: "the grace after the signal is spent",
+             route: Callable[[str], bool] = lambda _path: True,
+             kept: Callable[[], str] = lambda: "the grace after the signal is kept for the route's write") -> InFlight:
     """Make every request `client` (a `kubernetes.client.ApiClient`) sends from now on end by
     `until()`, a time on `time.monotonic`'s clock (math.inf: unbounded, the default of a caller that
     has not been signalled): its timeout (`_request_timeout`: none, seconds, or a (connect, read)
@@ -126,7 +171,9 @@ def bound_by(client: Any, until: Callable[[], float], *,
     client passes here (`ApiClient.call_api` calls `rest_client.request`), whichever API class and
     caller (routing, history, events) made it. A request already sent keeps its own timeout, unless the
     caller cuts it: the returned `InFlight` names the request the main thread waits on, and its `cut()`
-    abandons it (decision 128)."""
+    abandons it (decision 128). `route(path)`: whether a request is one of the route's; once `InFlight.signalled()`
+    (the signal's handler), no other request is sent (GraceReserved) until a write of the route sent after it is
+    answered, or `InFlight.settle()` (decision 407). Default: every request is the route's (nothing held)."""
     import math
     import threading
     import time
@@ -134,9 +181,17 @@ def bound_by(client: Any, until: Callable[[], float], *,
 
     rest = client.rest_client
     send = rest.request
-    flying = InFlight(spent)
+    flying = InFlight(spent, route, kept)
 
     def request(method: str, url: str, *args: Any, _request_timeout: Any = None, **kw: Any) -> Any:
+        what = f"{method} {urlsplit(url).path}"
+        main = threading.current_thread() is threading.main_thread()  # only the main thread's is cut
+        if main:
+            flying.last = what
+        if flying.held(what):  # the grace is the route's write's first: not sent, nothing spent on it
+            held = GraceReserved(f"{what}: not sent, {kept()}")
+            held.sent = False  # type: ignore[attr-defined]
+            raise held
         left = until() - time.monotonic()
         if left < MIN_REQUEST_S:
             refused = GraceSpent(f"{method} {urlsplit(url).path}: not sent, {spent()}" + (
@@ -145,26 +200,30 @@ def bound_by(client: Any, until: Callable[[], float], *,
             refused.sent = bool(flying.unanswered)  # type: ignore[attr-defined]
             raise refused
         timeout = _cut_timeout(_request_timeout, left)
-        what = f"{method} {urlsplit(url).path}"
-        main = threading.current_thread() is threading.main_thread()  # only the main thread's is cut
+        route_write = method.upper() != "GET" and flying.routes(what)
+        after_signal = until() != math.inf
         if main:
             flying.request = what
         try:
             answer = send(method, url, *args, _request_timeout=timeout, **kw)
         except Exception as exc:
-            # no answer to a write sent after the signal (not an HTTP status: that is an answer)
-            if method.upper() != "GET" and until() != math.inf and not hasattr(exc, "status"):
+            # no answer to a write of the route sent after the signal (not an HTTP status: that is an answer); a
+            # history or Event write with none says nothing of the route (its refused write is not `sent`)
+            if route_write and after_signal and not hasattr(exc, "status"):
                 flying.unanswered = what
             raise
         finally:
             if main:
                 flying.request = ""
-        if method.upper() != "GET":
+        if route_write:
             flying.unanswered = ""
+            if after_signal:  # the route's write after the signal landed: the rest of the grace is everyone's
+                flying.settle()
         return answer
 
     rest.request = request
     rest.canary_until = until  # a retry's wait ends by then too (`retry_wait`, `retry_sleep`)
+    rest.canary_held = lambda: flying.held(flying.last)  # ...and at once when its next try would be held back
     _bound_credentials(client, until, flying)
     return flying
 
@@ -206,8 +265,11 @@ def retry_wait(base: Callable[[Any], float], client: Any) -> Callable[[Any], flo
     import time
 
     until = getattr(getattr(client, "rest_client", None), "canary_until", None)
+    held = getattr(getattr(client, "rest_client", None), "canary_held", None)
 
     def wait(state: Any) -> float:
+        if callable(held) and held():  # its next try is held back for the route's write: no wait spent on it
+            return 0.0
         out = float(base(state))
         outcome = getattr(state, "outcome", None)
         asked = retry_after_s(outcome.exception() if outcome is not None and outcome.failed else None)
@@ -230,12 +292,14 @@ def retry_sleep(client: Any, nap: Callable[[float], None] | None = None) -> Call
     until = getattr(getattr(client, "rest_client", None), "canary_until", None)
     if not callable(until):
         return nap
+    held = getattr(getattr(client, "rest_client", None), "canary_held", lambda: False)
 
     def sleep(seconds: float) -> None:
         # counted down by what was asked of `nap`, and cut to the grace left after each piece: never more in all
-        # than `seconds`, nor than the grace left when it began or was set (a signal while it slept)
+        # than `seconds`, nor than the grace left when it began or was set (a signal while it slept); and ended
+        # when the signal holds back the try it waits for (a request not the route's: decision 407)
         left = min(float(seconds), until() - time.monotonic())
-        while left > 0:
+        while left > 0 and not held():
             piece = min(left, 0.25)
             nap(piece)
             left = min(left - piece, until() - time.monotonic())
@@ -257,6 +321,10 @@ def _bound_credentials(client: Any, until: Callable[[], float], flying: InFlight
     serialize, call = client.param_serialize, client.call_api
 
     def fetching(what: str, run: Callable[[], Any]) -> Any:
+        if flying.held(what):  # held back for the route's write (decision 407): no plugin run for it either
+            held = GraceReserved(f"{what}: not sent, {flying.kept()}")
+            held.sent = False  # type: ignore[attr-defined]
+            raise held
         if until() - time.monotonic() < MIN_REQUEST_S:
             # past the grace nothing is sent (`request` refuses it, naming it): no plugin run to wait on either
             client.configuration.refresh_api_key_hook = None
@@ -271,7 +339,12 @@ def _bound_credentials(client: Any, until: Callable[[], float], flying: InFlight
                 flying.fetching = ""
 
     def param_serialize(method: str, resource_path: str, *args: Any, **kw: Any) -> Any:
-        return fetching(f"{method} {resource_path}", lambda: serialize(method, resource_path, *args, **kw))
+        # the path as sent (the generated methods pass a template and its `path_params`): which request it is
+        params = kw.get("path_params") if "path_params" in kw else (args[0] if args else None)
+        path = resource_path
+        for key, value in (params.items() if isinstance(params, dict) else ()):
+            path = path.replace("{" + str(key) + "}", str(value))
+        return fetching(f"{method} {path}", lambda: serialize(method, resource_path, *args, **kw))
 
     def call_api(method: str, url: str, *args: Any, **kw: Any) -> Any:
         from urllib.parse import urlsplit

@@ -23,8 +23,8 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from canary import judged_marks, unowned
 from canary import rollout as rl
-from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, ConflictStorm, GraceSpent,
-                           KubeUnavailable, NotFound, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy,
+from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, ConflictStorm, GraceReserved,
+                           GraceSpent, KubeUnavailable, NotFound, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy,
                            RoutingConflict, StableNotReady, TargetError, TrafficUnsafe, TransientError, WeightsMoved)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
@@ -154,6 +154,10 @@ class Runner:
     # the CI job running this promote (`canary.ci_job.from_env`: a job's URL), recorded with its owner in the
     # claim and a take-over (`RolloutState.job`) and named wherever the holder is (decision 387)
     job: str = ""
+    # called once this run's traffic is settled (its end or pause written, a take-over left alone), before its end's
+    # history is written: after a signal, `kube.bound_by` holds back every request not the route's until then
+    # (`InFlight.settle`), or until a write of the route lands (decision 407)
+    settled: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.log = get_logger(**rollout_context(self.target))
@@ -191,6 +195,8 @@ class Runner:
         wrote is then in the model's history too, written again when its write failed (`_write_end_history`,
         after traffic is back at stable and without changing the exit code)."""
         result = self._run()
+        if self.settled is not None:
+            self.settled()
         if result.state.terminal and not self.found_ended:
             self._write_end_history()
         return result
@@ -205,9 +211,13 @@ class Runner:
         rec = self.history
         wait = END_HISTORY_WAIT_S
         for _ in range(END_HISTORY_RETRIES):
-            if not getattr(rec, "unwritten", False) or isinstance(getattr(rec, "last_failure", None),
-                                                                  (ConfigError, GraceSpent)):
+            failure = getattr(rec, "last_failure", None)
+            if not getattr(rec, "unwritten", False) or (isinstance(failure, (ConfigError, GraceSpent))
+                                                        and not isinstance(failure, GraceReserved)):
                 break  # a refusal for good, or a signal's grace spent: every request now is refused unsent
+            if isinstance(failure, GraceReserved):  # held back for the route's write, which is done: at once
+                rec.flush()
+                continue
             until = self.clock.now() + wait
             while not self.stop.is_set() and self.clock.now() < until:  # a signal ends the wait
                 self.clock.sleep(max(0.01, min(until - self.clock.now(), 0.25)))
@@ -416,6 +426,12 @@ class Runner:
                     state = self._wait_and_look(state)
             except RoutingConflict as exc:
                 state = self._adopt_outside(state, exc)
+            except GraceReserved:
+                # a read (the watch's, a heartbeat's) abandoned at the signal: the interrupt ends it as it would
+                # have at its next check (`--on-interrupt pause` pauses), not the fail-safe (decision 407)
+                if not self.stop.is_set():
+                    raise
+                state = self._interrupted(state)
             except _Interrupted:
                 state = self._interrupted(state)
 

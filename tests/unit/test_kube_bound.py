@@ -118,3 +118,151 @@ def test_a_write_refused_after_one_with_no_answer_may_have_landed() -> None:
     with pytest.raises(GraceSpent) as read:
         core.read_namespaced_config_map("x", "ml")
     assert write_landed(read.value).startswith("unknown")  # still: nothing was answered since
+
+
+def _reserved_client() -> tuple[object, object, list[str]]:
+    """A client bound as promote binds it (the route: VirtualService `m0` and DestinationRule `m0` in `ml`), a grace
+    running, and every request that reaches the wire recorded (none is answered)."""
+    import kubernetes.client
+
+    cfg = kubernetes.client.Configuration()
+    cfg.host = "http://127.0.0.1:9"
+    client = kubernetes.client.ApiClient(cfg)
+    flying = bound_by(client, lambda: time.monotonic() + 600.0, spent=lambda: "the grace is spent",
+                      route=lambda path: path.endswith(("/virtualservices/m0", "/destinationrules/m0")),
+                      kept=lambda: "kept for the route's write")
+    sent: list[str] = []
+
+    def wire(method: str, url: str, *_: object, **__: object) -> None:
+        from urllib.parse import urlsplit
+
+        import urllib3.exceptions
+
+        sent.append(f"{method} {urlsplit(url).path}")
+        raise urllib3.exceptions.ReadTimeoutError(None, url, "read timed out")  # type: ignore[arg-type]
+
+    client.rest_client.pool_manager.request = wire  # type: ignore[attr-defined]
+    return client, flying, sent
+
+
+def test_after_the_signal_only_the_routes_requests_are_sent_until_its_write_lands() -> None:
+    """Decision 407: once signalled, a request that is not the route's (the history ConfigMap, an Event) is refused
+    unsent (GraceReserved, not sent, not a retry's kind), a read and a write of the route are sent, and a write of the
+    route that is answered frees the rest. The generated methods name a path template and its parameters: the route's
+    own requests are told by the path as sent (its credentials are not held either)."""
+    import kubernetes.client
+    import urllib3.exceptions
+
+    from canary.errors import GraceReserved
+    from canary.reconcile import write_landed
+
+    client, flying, sent = _reserved_client()
+    flying.signalled()  # nothing in flight: nothing raised
+    core, custom = kubernetes.client.CoreV1Api(client), kubernetes.client.CustomObjectsApi(client)
+    with pytest.raises(GraceReserved, match=r"^PATCH /api/v1/namespaces/ml/configmaps/h: not sent, kept for") as got:
+        core.patch_namespaced_config_map("h", "ml", {"data": {}})
+    assert write_landed(got.value).startswith("no: ") and not is_transient(got.value) and sent == []
+    with pytest.raises(GraceReserved):
+        core.create_namespaced_event("ml", {"metadata": {"generateName": "m0."}, "involvedObject": {}})
+    assert sent == []
+    for call in (lambda: custom.get_namespaced_custom_object("networking.istio.io", "v1beta1", "ml",
+                                                             "virtualservices", "m0"),
+                 lambda: custom.get_namespaced_custom_object("networking.istio.io", "v1beta1", "ml",
+                                                             "destinationrules", "m0")):
+        with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+            call()
+    assert sent == ["GET /apis/networking.istio.io/v1beta1/namespaces/ml/virtualservices/m0",
+                    "GET /apis/networking.istio.io/v1beta1/namespaces/ml/destinationrules/m0"]
+    # the route's write answered: what is left of the grace is everyone's again
+    client.rest_client.pool_manager.request = lambda *a, **k: _Answer()  # type: ignore[attr-defined]
+    custom.replace_namespaced_custom_object("networking.istio.io", "v1beta1", "ml", "virtualservices", "m0", {})
+    assert not flying.reserved
+
+
+class _Answer:
+    status, reason, data = 200, "OK", b"{}"
+
+    def getheaders(self) -> dict[str, str]:
+        return {"content-type": "application/json"}
+
+    def getheader(self, name: str, default: object = None) -> object:
+        return self.getheaders().get(name.lower(), default)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.getheaders()
+
+
+def test_the_signal_abandons_a_wait_that_is_not_a_write_of_the_route() -> None:
+    """Decision 407: the request the main thread waits on at the signal is abandoned there (GraceReserved raised
+    from the handler) unless it is a write of the route, which may land and keeps the grace (`cut` at its end)."""
+    from canary.errors import GraceReserved
+    from canary.reconcile import write_landed
+
+    _client, flying, _sent = _reserved_client()
+    for waiting, sent in (("PATCH /api/v1/namespaces/ml/configmaps/h", True),
+                          ("POST /api/v1/namespaces/ml/events", True),
+                          ("GET /apis/networking.istio.io/v1beta1/namespaces/ml/virtualservices/m0", False)):
+        flying.reserved, flying.request = False, waiting
+        with pytest.raises(GraceReserved, match=rf"^{waiting}: abandoned at the signal, kept for") as got:
+            flying.signalled()
+        assert flying.request == "" and flying.reserved and getattr(got.value, "sent") is sent
+        assert write_landed(got.value).startswith("unknown" if sent else "no: ")
+    flying.reserved, flying.request = False, "PUT /apis/networking.istio.io/v1beta1/namespaces/ml/virtualservices/m0"
+    flying.signalled()  # a write of the route: kept
+    assert flying.request.startswith("PUT ") and flying.reserved
+    # a credential fetch (an exec plugin that hangs) for a request not the route's: abandoned too
+    flying.request, flying.reserved, flying.fetching = "", False, "PATCH /api/v1/namespaces/ml/configmaps/h"
+    with pytest.raises(GraceReserved, match="its credentials were still being fetched") as fetch:
+        flying.signalled()
+    assert getattr(fetch.value, "sent") is False and flying.fetching == ""
+
+
+def test_a_history_write_with_no_answer_says_nothing_of_the_routes_write() -> None:
+    """Decision 407: after the signal, a ConfigMap PATCH that timed out made the route's next refused request say
+    "PATCH .../configmaps/...-canary-history before it had no answer and may have been applied" and be `sent`:
+    `rollback.failed` paged `write_landed: unknown` for a route nothing had written. Only a write of the route
+    counts now."""
+    import kubernetes.client
+    import urllib3.exceptions
+
+    from canary.reconcile import write_landed
+
+    cfg = kubernetes.client.Configuration()
+    cfg.host = "http://127.0.0.1:9"
+    client = kubernetes.client.ApiClient(cfg)
+    until = [time.monotonic() + 600.0]
+    bound_by(client, lambda: until[0], spent=lambda: "the grace is spent",
+             route=lambda path: path.endswith("/virtualservices/m0"))
+
+    def no_answer(*_: object, **__: object) -> None:
+        until[0] = time.monotonic() - 1.0
+        raise urllib3.exceptions.ReadTimeoutError(None, "/x", "read timed out")  # type: ignore[arg-type]
+
+    client.rest_client.pool_manager.request = no_answer  # type: ignore[attr-defined]
+    with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+        kubernetes.client.CoreV1Api(client).patch_namespaced_config_map("h", "ml", {"data": {}})
+    with pytest.raises(GraceSpent) as got:
+        kubernetes.client.CustomObjectsApi(client).replace_namespaced_custom_object(
+            "networking.istio.io", "v1beta1", "ml", "virtualservices", "m0", {})
+    assert "configmaps" not in str(got.value) and write_landed(got.value).startswith("no: not sent"), str(got.value)
+
+
+def test_a_retry_wait_of_a_held_request_ends_at_the_signal() -> None:
+    """Decision 407: a wait between tries (a Retry-After, the backoff) of a request not the route's ends when the
+    signal holds its next try back; one of the route's is waited as before (decision 395)."""
+    from canary.kube import retry_sleep
+
+    client, flying, _sent = _reserved_client()
+    naps: list[float] = []
+    sleep = retry_sleep(client, naps.append)
+    flying.last = "GET /api/v1/namespaces/ml/pods"
+    sleep(1.0)
+    assert naps == [0.25, 0.25, 0.25, 0.25]  # not signalled: the whole wait
+    naps.clear()
+    flying.reserved = True
+    sleep(1.0)
+    assert naps == []
+    flying.last = "GET /apis/networking.istio.io/v1beta1/namespaces/ml/virtualservices/m0"
+    sleep(1.0)
+    assert naps == [0.25, 0.25, 0.25, 0.25]
