@@ -85,6 +85,9 @@ def _load_config(cfg: Any, *, kubeconfig: str | None, context: str | None) -> No
 
 # below this many seconds left, a request is not sent: it could not be answered in time anyway
 MIN_REQUEST_S = 0.05
+# after a signal, until the route's write lands, a read of the route is given at most this share of the grace left:
+# one that hangs (an API server that accepts and never answers it) leaves time to read again and write (decision 407)
+READ_SHARE = 0.5
 
 
 class InFlight:
@@ -199,6 +202,8 @@ def bound_by(client: Any, until: Callable[[], float], *,
             # the router's retry of a write that timed out, refused here: that write may be in place (`write_landed`)
             refused.sent = bool(flying.unanswered)  # type: ignore[attr-defined]
             raise refused
+        if flying.reserved and method.upper() == "GET":  # the route's write reads first: a hung read is not all
+            left *= READ_SHARE
         timeout = _cut_timeout(_request_timeout, left)
         route_write = method.upper() != "GET" and flying.routes(what)
         after_signal = until() != math.inf

@@ -1,0 +1,64 @@
+"""After a signal, a read of the route that hangs leaves time to read again and write stable 100% (decision 407).
+
+The interrupt's guarded write reads the route first (`IstioRouter.set_weights`: the VirtualService, then the
+DestinationRule, then the PUT). When the API server accepted that read and never answered it, the read's timeout
+was the whole grace left: it ran out, the router's next try was refused unsent, and promote ended on exit 6 with
+`traffic.unsafe` at 80/20 although the next read would have been answered. Now, until the route's write lands, a
+read gets at most half of the grace left (`kube.READ_SHARE`).
+
+Real components: the Kubernetes API emulator (its `hold_next`: the next GET of the VirtualService received and
+never served), the real IstioRouter and the real `kube.bound_by`, bound as promote binds it; the signal is what
+promote's handler does, at the loop's first look at 80/20 (no request in flight), and the hold is armed then, so the
+read held is the interrupt's own. A fake clock for the rollout; the grace is real time, and nothing is timed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import pytest
+
+from canary import rollout as rl
+from canary.errors import TrafficUnsafe
+from tests.fakes import FakeClock
+from tests.integration.test_promote_route_safety import api, record, routes, runner  # noqa: F401 - fixture
+from tests.integration.test_resume_fail_safe import STABLE, _events, _run
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_route_read_that_hangs_after_the_signal_leaves_the_grace_to_read_again_and_write(api: Any) -> None:
+    from canary.kube import bound_by
+
+    clock = FakeClock()
+    r = runner(api, "v2", clock)
+    until = [math.inf]
+    flying = bound_by(r.router.custom.api_client, lambda: until[0],
+                      spent=lambda: "the 3 s after SIGTERM (--interrupt-grace) are spent",
+                      route=lambda path: path.endswith(("/namespaces/ml/virtualservices/m0",
+                                                        "/namespaces/ml/destinationrules/m0")),
+                      kept=lambda: "the 3 s after SIGTERM (--interrupt-grace) are kept for the route's write")
+    r.settled = flying.settle
+    held: list[Any] = []
+
+    def signal_at_split(state: rl.RolloutState) -> None:
+        if state.phase == rl.PROGRESSING and not r.stop.is_set():  # as promote's handler, then the hang
+            until[0] = time.monotonic() + 3.0
+            r.interrupted_by = "SIGTERM"
+            r.stop.set()
+            flying.signalled()
+            held.append(api.hold_next(methods=("GET",), plural="virtualservices"))
+
+    r.on_update = signal_at_split
+    try:
+        res, logs = _run(r)
+    finally:
+        for release in held:
+            release.set()
+    assert held, "the rollout never reached its first step"
+    assert not isinstance(res, TrafficUnsafe), res
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res
+    assert routes(api) == STABLE and record(api)["phase"] == rl.ABORTED and "SIGTERM" in record(api)["reason"]
+    assert not _events(logs, "traffic.unsafe") and not _events(logs, "rollback.failed")
