@@ -86,7 +86,7 @@ def _load_config(cfg: Any, *, kubeconfig: str | None, context: str | None) -> No
 # below this many seconds left, a request is not sent: it could not be answered in time anyway
 MIN_REQUEST_S = 0.05
 # after a signal, until the route's write lands, a read of the route is given at most this share of the grace left:
-# one that hangs (an API server that accepts and never answers it) leaves time to read again and write (decision 407)
+# one that hangs (an API server that accepts and never answers it) leaves time to read again and write (decision 408)
 READ_SHARE = 0.5
 
 

@@ -90,7 +90,7 @@ def test_a_hung_api_server_after_the_signal_ends_within_the_grace_with_traffic_s
         proxy.stop()
     assert code == 6, stderr[-4000:]
     # none was sent after the grace: the one in flight at the signal, then the interrupt's reads of the route, each
-    # given half the grace left since decision 407 (`kube.READ_SHARE`) until under MIN_REQUEST_S is left (2 s halved
+    # given half the grace left since decision 408 (`kube.READ_SHARE`) until under MIN_REQUEST_S is left (2 s halved
     # below 50 ms: 6 of them), then nothing
     assert 1 <= proxy.requests_held <= 8, (proxy.requests_held, stderr[-4000:])
     doc = json.loads(out)

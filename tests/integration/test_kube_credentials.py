@@ -13,6 +13,7 @@ expired or revoked token), a real Prometheus."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -466,3 +467,38 @@ def test_a_plugin_that_failed_at_the_start_and_works_when_asked_again_runs_the_r
     assert tokens.issued() == ["tok-1"] and tokens.failures() == 1
     renewed = [e for e in events(res.stderr) if e["event"] == "kube.credentials_renewed"]
     assert len(renewed) == 1 and renewed[0]["renewals"] == 1, renewed
+def test_a_renewal_hung_at_the_signal_for_a_request_not_the_routes_write_leaves_the_grace_to_the_rollback(
+        cluster: Any, prometheus: Any, tmp_path: Path) -> None:
+    """Decision 396 left it: the renewal that hung at SIGTERM was a history write's (or an Event's), and it spent the
+    whole grace before the stable-100% write was tried (exit 6). The job's token is revoked at 80/20 and the plugin
+    hangs once, on the renewal of the next request (the Event or the history write after the step, well before the
+    next look's write of the route); SIGTERM once it hangs. Since decision 407 that renewal is abandoned at the
+    signal, the interrupt's requests renew with a plugin that answers, and stable 100% lands: exit 3."""
+    from tests.integration.test_interrupt_grace import _promote_signalled
+
+    api, _, policy = cluster
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+
+    def at_split() -> None:
+        tokens.hang()
+        tokens.revoke()
+        hung = tmp_path / "plugin" / "hung"
+        for _ in range(600):  # a condition (the plugin says it hangs), polled; not a guess of how long
+            if hung.exists() and hung.read_text().strip():
+                break
+            time.sleep(0.1)
+        assert hung.exists(), "the renewal's plugin never ran"
+        (tmp_path / "plugin" / "hang").unlink()  # its later runs answer
+
+    try:
+        code, out, err = _promote_signalled(kubeconfig, policy, prometheus.url, "--interrupt-grace", "3",
+                                            at_split=at_split)
+    finally:
+        tokens.end_hung()
+    method, path, _ = api.handler.refused_tokens[0]
+    assert not (method != "GET" and "/virtualservices/" in path), (method, path)  # the premise: not the route's write
+    assert code == 3, out + err[-3000:]
+    weights, record = vs_state(api)
+    assert weights == [100, 0] and record["phase"] == "aborted" and "SIGTERM" in record["reason"], record
+    said = events(err)
+    assert not [e for e in said if e["event"] in ("traffic.unsafe", "kube.credentials_unrenewed")], err[-3000:]
