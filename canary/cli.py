@@ -415,7 +415,8 @@ def promote(
         "25s", "--interrupt-grace",
         help="after SIGINT/SIGTERM/SIGHUP, end every Kubernetes request by this long from the signal: the "
              "process exits by then with traffic's state said (exit 6 when stable 100% could not be written); "
-             "keep it below your CI's or pod's grace before SIGKILL; at least 1s"),
+             "keep it below your CI's or pod's grace before SIGKILL; at least 1s. Spent on the route's "
+             "stable-100% write first: other requests (history, Events) wait until it lands"),
     webhook: list[str] = typer.Option([], "--webhook", help="generic JSON webhook URL told of the rollout's end "
                                       "(rollback, aborted, promotion; repeatable; also CANARY_WEBHOOK_URLS)"),
     slack_webhook: list[str] = typer.Option([], "--slack-webhook", help="Slack incoming-webhook URL told of the end "
