@@ -62,3 +62,63 @@ def test_a_route_read_that_hangs_after_the_signal_leaves_the_grace_to_read_again
     assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res
     assert routes(api) == STABLE and record(api)["phase"] == rl.ABORTED and "SIGTERM" in record(api)["reason"]
     assert not _events(logs, "traffic.unsafe") and not _events(logs, "rollback.failed")
+
+
+def test_a_decided_rollback_whose_read_is_abandoned_at_the_signal_is_still_written_as_decided(api: Any) -> None:
+    """Decision 409, held: the signal abandons the read the main thread waits on (407), here the first read of a bad
+    canary's decided rollback (its write reads the route first). The router's stable-100% write reads the route
+    again when its first read fails (`IstioRouter._for_stable_write`), so the rollback lands as decided: rolled
+    back with the check's reason, exit 1, not "interrupted by SIGTERM". A real signal (SIGUSR1 standing in for
+    SIGTERM, its handler doing what promote's does) is sent to this thread once the emulator holds that read
+    (`hold_next`, armed as the rollback is applied)."""
+    import signal
+    import threading
+
+    from canary.kube import bound_by
+
+    clock = FakeClock()
+    r = runner(api, "v2", clock, slowdown=3.0)
+    until = [math.inf]
+    flying = bound_by(r.router.custom.api_client, lambda: until[0],
+                      spent=lambda: "the 5 s after SIGTERM (--interrupt-grace) are spent",
+                      route=lambda path: path.endswith(("/namespaces/ml/virtualservices/m0",
+                                                        "/namespaces/ml/destinationrules/m0")),
+                      kept=lambda: "the 5 s after SIGTERM (--interrupt-grace) are kept for the route's write")
+    r.settled = flying.settle
+    held: list[Any] = []
+    main = threading.get_ident()
+
+    def handler(_signum: int, _frame: Any) -> None:  # promote's `interrupted`
+        if not r.stop.is_set():
+            until[0] = time.monotonic() + 5.0
+            r.interrupted_by = "SIGTERM"
+            r.stop.set()
+            flying.signalled()
+
+    def signal_once_held(fault: Any) -> None:
+        while fault.times:  # the emulator took the request (a condition, polled): the main thread waits on it
+            time.sleep(0.01)
+        signal.pthread_kill(main, signal.SIGUSR1)
+
+    apply = r._apply
+
+    def applying(new: rl.RolloutState, actions: Any, **kw: Any) -> rl.RolloutState:
+        if new.phase == rl.ROLLED_BACK and not held:
+            held.append(api.hold_next(methods=("GET",), plural="virtualservices"))
+            threading.Thread(target=signal_once_held, args=(api.handler.faults[-1],), daemon=True).start()
+        return apply(new, actions, **kw)
+
+    r._apply = applying  # type: ignore[method-assign]
+    before = signal.signal(signal.SIGUSR1, handler)
+    try:
+        res, logs = _run(r)
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+        for release in held:
+            release.set()
+    assert held, "the canary was never rolled back"
+    assert r.stop.is_set(), "the signal never came"  # sent only once the emulator held the rollback's read
+    assert not isinstance(res, Exception), res
+    assert res.state.phase == rl.ROLLED_BACK and res.exit_code == 1, res
+    assert routes(api) == STABLE and record(api)["phase"] == rl.ROLLED_BACK
+    assert "SIGTERM" not in record(api)["reason"], record(api)["reason"]
