@@ -559,7 +559,8 @@ def promote(
                           route=lambda path: path.startswith("/apis/networking.istio.io/")
                           and path.endswith((vs_path, dr_path)),
                           kept=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
-                                       "(--interrupt-grace) are kept for the route's stable-100% write first")
+                                       "(--interrupt-grace) are kept for the route's stable-100% write first",
+                          stale=lambda: ctl.writing_before_signal)
         job = ci_job_of_env(**target.log_context())
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=router, metrics=metrics,
                                   gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready,

@@ -97,12 +97,16 @@ class InFlight:
     kept its own 10 s timeout, past a CI's SIGKILL when the grace is shorter (GitHub Actions: 8 s)."""
 
     def __init__(self, spent: Callable[[], str], route: Callable[[str], bool] = lambda _path: True,
-                 kept: Callable[[], str] = lambda: "the grace after the signal is kept for the route's write") -> None:
+                 kept: Callable[[], str] = lambda: "the grace after the signal is kept for the route's write",
+                 stale: Callable[[], bool] = lambda: False) -> None:
         self.request, self.spent = "", spent
         # which request paths are the route's (its VirtualService and DestinationRule): after the signal, until a
         # write of the route sent after it is answered (or `settle()`), no other request is sent, and the one
         # the main thread waits on at the signal is abandoned unless it is a write of the route (decision 407)
         self.route, self.kept = route, kept
+        # whether the caller is making a write decided before the signal that the interrupt's own write replaces (a
+        # step's, a look's record): after the signal none of its requests is sent, its route's included (decision 409)
+        self.stale = stale
         self.reserved = False
         self.last = ""  # the main thread's last request ("METHOD /path"): a retry's wait of one not the route's ends
         # the request the main thread is getting credentials for, "" when none: the client runs the kubeconfig's exec
@@ -118,7 +122,7 @@ class InFlight:
 
     def held(self, what: str) -> bool:
         """Whether `what` ("METHOD /path") is held back now: a signal came, and the route's write has not landed."""
-        return self.reserved and not self.routes(what)
+        return self.reserved and (not self.routes(what) or self.stale())
 
     def signalled(self) -> None:
         """The first signal came (called in its handler, on the main thread): the grace is the route's write's
@@ -163,7 +167,8 @@ class InFlight:
 def bound_by(client: Any, until: Callable[[], float], *,
              spent: Callable[[], str] = lambda: "the grace after the signal is spent",
              route: Callable[[str], bool] = lambda _path: True,
-             kept: Callable[[], str] = lambda: "the grace after the signal is kept for the route's write") -> InFlight:
+             kept: Callable[[], str] = lambda: "the grace after the signal is kept for the route's write",
+             stale: Callable[[], bool] = lambda: False) -> InFlight:
     """Make every request `client` (a `kubernetes.client.ApiClient`) sends from now on end by
     `until()`, a time on `time.monotonic`'s clock (math.inf: unbounded, the default of a caller that
     has not been signalled): its timeout (`_request_timeout`: none, seconds, or a (connect, read)
@@ -176,7 +181,9 @@ def bound_by(client: Any, until: Callable[[], float], *,
     caller cuts it: the returned `InFlight` names the request the main thread waits on, and its `cut()`
     abandons it (decision 128). `route(path)`: whether a request is one of the route's; once `InFlight.signalled()`
     (the signal's handler), no other request is sent (GraceReserved) until a write of the route sent after it is
-    answered, or `InFlight.settle()` (decision 407). Default: every request is the route's (nothing held)."""
+    answered, or `InFlight.settle()` (decision 407). Default: every request is the route's (nothing held).
+    `stale()`: the caller makes a write decided before the signal (a step's): none of its requests, the route's
+    included, is sent after it (decision 409)."""
     import math
     import threading
     import time
@@ -184,7 +191,7 @@ def bound_by(client: Any, until: Callable[[], float], *,
 
     rest = client.rest_client
     send = rest.request
-    flying = InFlight(spent, route, kept)
+    flying = InFlight(spent, route, kept, stale)
 
     def request(method: str, url: str, *args: Any, _request_timeout: Any = None, **kw: Any) -> Any:
         what = f"{method} {urlsplit(url).path}"

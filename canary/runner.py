@@ -158,6 +158,9 @@ class Runner:
     # history is written: after a signal, `kube.bound_by` holds back every request not the route's until then
     # (`InFlight.settle`), or until a write of the route lands (decision 407)
     settled: Callable[[], None] | None = None
+    # a write decided before any signal that does not end the rollout is being made (`_apply`, `_heartbeat`): after
+    # a signal none of its requests is sent any more (`kube.bound_by`'s `stale`; decision 409)
+    writing_before_signal: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.log = get_logger(**rollout_context(self.target))
@@ -1172,6 +1175,19 @@ class Runner:
 
     def _apply(self, new: rl.RolloutState, actions: list[rl.Action], *, attempts: int = 3,
                routed: Weights | None = None) -> rl.RolloutState:
+        """`_write` of `new`'s actions; one decided before a signal that does not end the rollout (a step, a look's
+        record, the promotion's 100%) is `writing_before_signal` meanwhile: once a signal comes, `kube.bound_by`
+        sends none of its requests more (its retry after a 429's Retry-After, its next action), and the interrupt
+        writes instead (decision 409)."""
+        self.writing_before_signal = (not self.stop.is_set() and self._current is not None
+                                      and new.phase in (rl.PENDING, rl.PROGRESSING, rl.PROMOTING))
+        try:
+            return self._write(new, actions, attempts=attempts, routed=routed)
+        finally:
+            self.writing_before_signal = False
+
+    def _write(self, new: rl.RolloutState, actions: list[rl.Action], *, attempts: int = 3,
+               routed: Weights | None = None) -> rl.RolloutState:
         """Execute `new`'s actions, guarded on the record this process last wrote. A rollback always
         wins: when its guarded write conflicts with a pause or resume of this very rollout recorded
         meanwhile (an on-call `canary pause` landing just before it), the route is read again and the
@@ -1241,8 +1257,12 @@ class Runner:
             self._sent = beat.to_json()
             # on the weights just read too: a revert landing after that read is the watch's to find, not
             # overwritten by a beat (WeightsMoved: skipped, tried again; decision 185)
-            execute(self.router, self.target, beat, [rl.SetWeights(beat.weights)], log=self.log,
-                    expect=self._written or None, written=self._remember, routed=state.weights)
+            self.writing_before_signal = not self.stop.is_set()
+            try:
+                execute(self.router, self.target, beat, [rl.SetWeights(beat.weights)], log=self.log,
+                        expect=self._written or None, written=self._remember, routed=state.weights)
+            finally:
+                self.writing_before_signal = False
             # the next beat is due a look_every after the time this one recorded, not after its write returned
             # (`_remember` reads the clock then): a slow write postponed it by its own length
             self._wrote_at = now

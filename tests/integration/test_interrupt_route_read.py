@@ -122,3 +122,55 @@ def test_a_decided_rollback_whose_read_is_abandoned_at_the_signal_is_still_writt
     assert res.state.phase == rl.ROLLED_BACK and res.exit_code == 1, res
     assert routes(api) == STABLE and record(api)["phase"] == rl.ROLLED_BACK
     assert "SIGTERM" not in record(api)["reason"], record(api)["reason"]
+
+
+def test_a_write_decided_before_the_signal_is_not_retried_after_it(api: Any) -> None:
+    """Decision 409: the signal lands while the router waits out a 429's `Retry-After` (2 s) before trying a write of
+    the rollout decided before it again (the next write of the route at 80/20: a look's record, a heartbeat or the
+    next step). Before, the wait went on and that write was sent again after the signal (a step's write moved
+    traffic toward the canary after it: `_decide` withholds only what it decides after the signal), and only then
+    did the interrupt write stable 100%. Now the wait ends at once, that write is not sent again, and the
+    interrupt's is the only write of the route after the signal. The router's sleep is recorded, never slept; the
+    signal is delivered (as promote's handler) at the wait's start."""
+    from canary import kube
+    from canary.kube import bound_by
+
+    clock = FakeClock()
+    r = runner(api, "v2", clock)
+    until = [math.inf]
+    flying = bound_by(r.router.custom.api_client, lambda: until[0],
+                      spent=lambda: "the 8 s after SIGTERM (--interrupt-grace) are spent",
+                      route=lambda path: path.endswith(("/namespaces/ml/virtualservices/m0",
+                                                        "/namespaces/ml/destinationrules/m0")),
+                      kept=lambda: "the 8 s after SIGTERM (--interrupt-grace) are kept for the route's write",
+                      stale=lambda: r.writing_before_signal)
+    r.settled = flying.settle
+    naps: list[float] = []
+    writes_at_signal: list[int] = []
+    grace_sleep = kube.retry_sleep(r.router.custom.api_client, naps.append)
+
+    def sleep(seconds: float) -> None:
+        if not r.stop.is_set():  # the 429's wait: SIGTERM now, as promote's handler
+            until[0] = time.monotonic() + 8.0
+            r.interrupted_by = "SIGTERM"
+            r.stop.set()
+            writes_at_signal.append(len(api.handler.writes))
+            flying.signalled()
+        grace_sleep(seconds)
+
+    r.router.sleep = sleep
+    armed: list[bool] = []
+
+    def arm_at_split(state: rl.RolloutState) -> None:
+        if state.phase == rl.PROGRESSING and not armed:
+            armed.append(True)
+            api.fail_next(429, methods=("PUT",), plural="virtualservices", retry_after=2)
+
+    r.on_update = arm_at_split
+    res, logs = _run(r)
+    assert writes_at_signal, "no write met the 429"
+    assert naps == [], naps  # the wait ended at the signal
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res
+    assert routes(api) == STABLE and "SIGTERM" in record(api)["reason"]
+    after = [(m, p) for m, p, _ in api.handler.writes[writes_at_signal[0]:] if "/virtualservices/" in p]
+    assert after == [("PUT", "/apis/networking.istio.io/v1beta1/namespaces/ml/virtualservices/m0")], after
