@@ -1,4 +1,6 @@
-"""After a signal, a read of the route that hangs leaves time to read again and write stable 100% (decision 408).
+"""After a signal, a read of the route that hangs leaves time to read again and write stable 100% (decision 408); a
+decided rollback whose read is abandoned at the signal lands as decided, and a write decided before the signal is
+not sent again after it (decision 409).
 
 The interrupt's guarded write reads the route first (`IstioRouter.set_weights`: the VirtualService, then the
 DestinationRule, then the PUT). When the API server accepted that read and never answered it, the read's timeout
