@@ -22,12 +22,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from canary.errors import (CanaryError, ConfigError, GraceSpent, KubeUnavailable, NotFound, RoutingConflict,
-                           TargetError)
-from canary.kube_credentials import last_401_note, load_noting, renew_on_401
 from canary.errors import (CanaryError, ConfigError, GraceReserved, GraceSpent, KubeUnavailable, NotFound,
                            RoutingConflict, TargetError)
-from canary.kube_credentials import last_401_note, renew_on_401
+from canary.kube_credentials import last_401_note, load_noting, renew_on_401
 
 # where a pod's service account tells its namespace (kubectl and client-go read the same file)
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
