@@ -551,13 +551,20 @@ def promote(
         # ...and the grace is the route's stable-100% write's first: a request that is not the route's (the history
         # ConfigMap, an Event, a pod count) is abandoned at the signal and not sent until that write lands; a hung
         # one spent the whole grace and the rollback was never tried (decision 407)
-        vs_path = f"/namespaces/{target.namespace}/virtualservices/{target.virtual_service}"
-        dr_path = f"/namespaces/{target.namespace}/destinationrules/{target.dr_name}"
+        def on_route(path: str) -> bool:
+            # the route as the Runner drives it now, not as the flags named it: a re-run with no
+            # --destination-rule resuming a rollout drives the DestinationRule its record names, whose reads and
+            # writes after the signal were held back as not the route's (the pause refused unsent, stable 100%
+            # written instead; decision 416)
+            now = getattr(ran.get("ctl"), "target", target)
+            return path.startswith("/apis/networking.istio.io/") and path.endswith((
+                f"/namespaces/{now.namespace}/virtualservices/{now.virtual_service}",
+                f"/namespaces/{now.namespace}/destinationrules/{now.dr_name}"))
+
         flying = bound_by(router.custom.api_client, lambda: grace_until[0],
                           spent=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
                                         "(--interrupt-grace) are spent",
-                          route=lambda path: path.startswith("/apis/networking.istio.io/")
-                          and path.endswith((vs_path, dr_path)),
+                          route=on_route,
                           kept=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
                                        "(--interrupt-grace) are kept for the route's stable-100% write first",
                           stale=lambda: ctl.writing_before_signal)

@@ -1,0 +1,83 @@
+"""After a signal, the route whose writes keep the grace is the route the rollout drives, as it drives it then
+(decision 416).
+
+Found (review of decision 407): `promote` told `kube.bound_by` the route's paths once, from its flags, before the
+Runner read the record. A re-run without `--destination-rule` resuming a rollout that recorded another
+DestinationRule (decision 147's `RolloutState.destination_rule`: the VirtualService's name names none) drives that
+recorded one, but after a signal its reads and writes were not "the route's": held back as an Event is, never sent.
+With `--on-interrupt pause` the pause's write reads the DestinationRule first: refused unsent, and the fail-safe
+wrote stable 100% (`aborted`, exit 3) where the operator asked to hold the split (exit 130, paused at 80/20).
+
+The real CLI process, a real Prometheus (test_promote's backfilled history) and the strict Kubernetes API emulator,
+whose DestinationRule is `rec-model-dr` (none named `rec-model`). The signal is sent once the re-run has resumed
+(its `rollout.resumed` line), a condition, not a guess.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+from typing import Any
+
+import pytest
+
+from canary.logs import parse_json_lines
+from tests.integration.test_interrupt_grace import _promote_signalled
+from tests.integration.test_promote import CANARY, GROUP, ROOT, cluster, prometheus, vs_state  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+
+def _rename_destination_rule(api: Any) -> None:
+    dr = copy.deepcopy(api.get(GROUP, "destinationrules", "ml", "rec-model"))
+    dr["metadata"] = {"name": "rec-model-dr", "namespace": "ml"}
+    api.handler.put_object(dr)
+    with api.handler.lock:  # the VirtualService's own name names no DestinationRule
+        key = (GROUP, "destinationrules", "ml", "rec-model")
+        api.handler._delete(key, api.handler.objects[key])
+
+
+def test_a_resumed_rollout_on_its_recorded_destination_rule_is_paused_at_the_signal(
+        cluster: Any, prometheus: Any) -> None:
+    api, kubeconfig, policy = cluster
+    _rename_destination_rule(api)
+    code, _out, err = _promote_signalled(kubeconfig, policy, prometheus.url, "--destination-rule", "rec-model-dr",
+                                         "--on-interrupt", "pause", "--interrupt-grace", "5s")
+    assert code == 130, err[-3000:]
+    weights, rec = vs_state(api)
+    assert weights == [80, 20] and rec["phase"] == "paused" and rec["destination_rule"] == "rec-model-dr", rec
+
+    # the re-run, as a pipeline's retry types it: no --destination-rule; it resumes on rec-model-dr
+    argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
+            "--kubeconfig", str(kubeconfig), "-o", "json", "--log-format", "json", "--on-interrupt", "pause",
+            "--interrupt-grace", "5s"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "KUBECONFIG": "",
+                                                 "CANARY_PROMETHEUS_URL": prometheus.url},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            seen.append(line)
+            if '"rollout.resumed"' in line:
+                break
+        else:
+            raise AssertionError(f"no rollout.resumed; exit {proc.wait()}: {''.join(seen)[-3000:]}")
+        proc.send_signal(signal.SIGTERM)
+        out, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = "".join(seen) + rest
+    weights, rec = vs_state(api)
+    # before: the pause's read of rec-model-dr was held back as not the route's, and the fail-safe wrote 100/0
+    assert proc.returncode == 130, err[-4000:]
+    assert weights == [80, 20] and rec["phase"] == "paused" and "SIGTERM" in rec["reason"], rec
+    said = parse_json_lines(err)
+    assert not [e for e in said if e["event"] in ("rollout.failed", "rollout.aborting", "traffic.unsafe")], err[-3000:]
+    assert json.loads(out)["phase"] == "paused"
+    assert api.get(GROUP, "destinationrules", "ml", "rec-model") is None  # nothing written elsewhere
