@@ -616,6 +616,13 @@ class Runner:
         self.log = self.log.bind(**rollout_context(target, state))
         try:
             return self._apply(state, actions)
+        except GraceReserved:
+            if not self.stop.is_set() or self._written != state.to_json():
+                raise  # the claim itself was not written: nothing of this rollout is on the route
+            # the claim landed and the canary subset's read after it was abandoned at the signal: the rollout is on
+            # the route, pending; the loop's interrupt ends it (aborted), as a signal a moment later does. Raised,
+            # it was said "before the rollout began" and the claim was left pending, the route held (decision 417)
+            return state
         except RoutingConflict:  # another process claimed the route between our read and our write
             theirs = parse_state(self.router.inspect(self.target))
             who = describe_owner(theirs.owner, theirs.job) if theirs is not None else "another writer"

@@ -1,0 +1,87 @@
+"""A signal that lands while `promote` reads the route right after its claim landed ends the rollout it began
+(decision 417).
+
+Found (review of decision 407): the claim's write is followed, in the same call, by the canary subset's pointing,
+which reads the DestinationRule first. A read of the route in flight at the signal is abandoned at once (decision
+408: the interrupt reads again itself), but here no interrupt followed: the Runner had no rollout of its own yet,
+so the abandoned read was said "interrupted (SIGTERM) before the rollout began ...; this promote moved no traffic",
+and the claim was left on the route, pending, held by a process that had exited (RolloutBusy for every other
+promote until its heartbeat went stale). Before decision 407 that read was answered and the interrupt wrote
+`aborted`. Now the claim that landed is the rollout's, and the loop's interrupt ends it: aborted, exit 3.
+
+Real Kubernetes API emulator and IstioRouter, bound as `promote` binds its client (`kube.bound_by` with the
+route's paths, the Runner's stale writes and settle); the signal's handler is run, as promote's is, while the
+main thread waits on the first DestinationRule read after the claim (a condition, not a time).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+import pytest
+import tenacity
+
+from canary import rollout as rl
+from canary.kube import bound_by
+from canary.model import Target
+from canary.policy import parse_policy
+from canary.routing.istio import IstioRouter
+from canary.runner import Runner
+from tests import fleet
+from tests.fakes import FakeClock, FakeMetrics
+from tests.support.killpoints import RPS, SLOWDOWN, LiveWeights, cluster_state
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_signal_during_the_read_after_the_claim_ends_the_rollout_it_began() -> None:
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        target = Target(namespace="ml", virtual_service=fleet.model(0), model=fleet.model(0), stable_version="",
+                        canary_version="v2")
+        router = IstioRouter(client, wait=tenacity.wait_none())
+        clock = FakeClock()
+        metrics = FakeMetrics(LiveWeights(router, target), clock, slowdown=lambda t: SLOWDOWN["v2"], rps=RPS)
+        grace = [math.inf]
+        ran: dict[str, Runner] = {}
+
+        def on_route(path: str) -> bool:  # as cli.py's promote says it
+            t = ran["r"].target
+            return path.startswith("/apis/networking.istio.io/") and path.endswith((
+                f"/namespaces/{t.namespace}/virtualservices/{t.virtual_service}",
+                f"/namespaces/{t.namespace}/destinationrules/{t.dr_name}"))
+
+        flying = bound_by(client, lambda: grace[0], route=on_route, stale=lambda: ran["r"].writing_before_signal)
+        r = ran["r"] = Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=router, metrics=metrics,
+                              clock=clock, settled=flying.settle)
+        pool = client.rest_client.pool_manager
+        send = pool.request
+        claimed: list[str] = []
+
+        def request(method: str, url: str, *args: Any, **kw: Any) -> Any:
+            main = threading.current_thread() is threading.main_thread()
+            if main and method == "PUT" and "/virtualservices/" in url:
+                claimed.append(url)
+            elif main and claimed and len(claimed) == 1 and method == "GET" and "/destinationrules/" in url \
+                    and not r.stop.is_set():
+                # promote's handler (cli.py `interrupted`) while this read waits for its answer
+                grace[0] = time.monotonic() + 30.0
+                r.interrupted_by = "SIGTERM"
+                r.stop.set()
+                flying.signalled()  # raises: the read is abandoned
+            return send(method, url, *args, **kw)
+
+        pool.request = request  # type: ignore[method-assign]
+        res = r.run()
+        assert r.stop.is_set() and len(claimed) >= 1
+        weights, record, _, _ = cluster_state(api)
+        # before: GraceSpent "... before the rollout began ...", the claim left pending on the route
+        assert res.state.phase == rl.ABORTED and res.exit_code == 3, res.state.reason
+        assert weights == [100, 0] and record["phase"] == rl.ABORTED and "SIGTERM" in record["reason"], record
+    finally:
+        client.close()
+        api.stop()
