@@ -629,6 +629,12 @@ class Runner:
             raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
                               "was moved by this promote", holder=theirs.owner if theirs is not None else "",
                               job=theirs.job if theirs is not None else "") from None
+        except BaseException:
+            if self._written == state.to_json():  # the claim landed, a write after it failed (the canary subset's)
+                # the rollout is on the route: `run`'s fail-safe ends it (aborted), not left claimed and pending, said
+                # "moved no traffic ... running the same command again is safe" (decision 417)
+                self._current = state
+            raise
 
     def _nobody_frees(self, held: rl.RolloutState) -> str:
         """What a busy refusal by the rollout `held` (another version's, or another model's) adds when waiting

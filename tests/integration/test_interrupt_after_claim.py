@@ -85,3 +85,33 @@ def test_a_signal_during_the_read_after_the_claim_ends_the_rollout_it_began() ->
     finally:
         client.close()
         api.stop()
+
+
+def test_a_failed_canary_subset_pointing_right_after_the_claim_ends_the_rollout_it_began() -> None:
+    """The same window without a signal: the DestinationRule's write after the claim answered 500 each time. The
+    claim was left pending on the route, said "this promote moved no traffic ...: running the same command again is
+    safe" (a re-run elsewhere met RolloutBusy until its heartbeat went stale). Now the fail-safe ends it: aborted at
+    stable 100%, exit 3."""
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        target = Target(namespace="ml", virtual_service=fleet.model(0), model=fleet.model(0), stable_version="",
+                        canary_version="v2")
+        router = IstioRouter(client, wait=tenacity.wait_none())
+        clock = FakeClock()
+        metrics = FakeMetrics(LiveWeights(router, target), clock, slowdown=lambda t: SLOWDOWN["v2"], rps=RPS)
+        r = Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=router, metrics=metrics, clock=clock)
+        api.fail_next(500, times=FAILS, methods=("PUT",), plural="destinationrules")
+        res = r.run()
+        weights, record, _, _ = cluster_state(api)
+        assert res.state.phase == rl.ABORTED and res.exit_code == 3, res.state.reason
+        assert weights == [100, 0] and record["phase"] == rl.ABORTED, record
+        assert "destinationrules" in res.state.reason, res.state.reason
+    finally:
+        client.close()
+        api.stop()
+
+
+# the pointing's PUT and its retries all answered 500 (fewer: a retry lands, and it is promoted)
+FAILS = 4
+
