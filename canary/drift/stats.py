@@ -467,15 +467,11 @@ def over_profile(result: DatasetDrift, unmeasured: int) -> bool | None:
     when the features not compared decide it (no verdict: "not measured" is never "ok", nor "drifted"). With every
     feature compared, `result.drifted`. A share over the compared features only read "1 of 1 features drifted"
     of a ten-feature profile as dataset drift, and opened an episode with a retraining Job (decision 382)."""
-    if unmeasured <= 0 or not result.features:
-        return result.drifted if result.features else None
-    drifted = sum(1 for f in result.features if f.drifted)
-    profiled = len(result.features) + unmeasured
-    if drifted >= DRIFT_SHARE * profiled:
-        return True
-    if drifted + unmeasured < DRIFT_SHARE * profiled:
-        return False
-    return None
+    share = profile_share(result, unmeasured)
+    if share is None:
+        return None
+    least, most = share
+    return True if least >= DRIFT_SHARE else False if most < DRIFT_SHARE else None
 
 
 def profile_share(result: DatasetDrift, unmeasured: int) -> tuple[float, float] | None:

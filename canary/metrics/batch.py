@@ -379,7 +379,7 @@ def _group(wants: Iterable[Want]) -> dict[Family, _Group]:
     return groups
 
 
-_HOST = re.compile(r"(.+?)(:[0-9]+)?", re.S)  # `queries.scraped_twice_query`'s: an `instance` without its port
+_HOST = re.compile(q.INSTANCE_HOST, re.S)  # `queries.scraped_twice_query`'s: an `instance` without its port
 
 
 def _parse(result: Any, fam: Family, idents: set[Ident], query: str,

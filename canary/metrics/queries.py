@@ -322,6 +322,7 @@ _ONE_PER_HISTOGRAM = 'le=~"([+]?[Ii]nf(inity)?)?"'
 
 
 HOST_LABEL = "canary_host"  # `scraped_twice_query`'s answer: a target's host, its `instance` without the port
+INSTANCE_HOST = r"(.+?)(:[0-9]+)?"  # an `instance`, its host the first group (a RE2 and a Python regex alike)
 
 
 def scraped_twice_query(metrics: Iterable[str], sel: str) -> str:
@@ -348,7 +349,7 @@ def scraped_twice_of(selectors: Sequence[str]) -> str:
     # (a custom query or feature_drift beside `metrics.source: istio`'s requests) was no verdict on every rollout.
     # A metric of one host that two jobs read is what a sum counts twice; the answer's value: the most jobs of one
     jobs = " or ".join(f'count by ({HOST_LABEL}, __name__, job) (label_replace({inner}, "{HOST_LABEL}", "$1", '
-                       f'"instance", "(.+?)(:[0-9]+)?"))' for inner in selectors)
+                       f'"instance", "{INSTANCE_HOST}"))' for inner in selectors)
     return f"max by ({HOST_LABEL}) (count by ({HOST_LABEL}, __name__) ({jobs})) > 1"
 
 
