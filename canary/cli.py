@@ -556,10 +556,7 @@ def promote(
             # --destination-rule resuming a rollout drives the DestinationRule its record names, whose reads and
             # writes after the signal were held back as not the route's (the pause refused unsent, stable 100%
             # written instead; decision 416)
-            now = getattr(ran.get("ctl"), "target", target)
-            return path.startswith("/apis/networking.istio.io/") and path.endswith((
-                f"/namespaces/{now.namespace}/virtualservices/{now.virtual_service}",
-                f"/namespaces/{now.namespace}/destinationrules/{now.dr_name}"))
+            return getattr(ran.get("ctl"), "target", target).is_route_path(path)
 
         flying = bound_by(router.custom.api_client, lambda: grace_until[0],
                           spent=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "

@@ -347,6 +347,14 @@ class Target:
     def dr_name(self) -> str:
         return self.destination_rule or self.virtual_service
 
+    def is_route_path(self, path: str) -> bool:
+        """Whether an API request path is of this target's VirtualService or DestinationRule (Istio's group, any
+        version): the route's own requests, which keep `promote`'s grace after a signal (`kube.bound_by`'s
+        `route`; decisions 407, 416)."""
+        return path.startswith("/apis/networking.istio.io/") and path.endswith((
+            f"/namespaces/{self.namespace}/virtualservices/{self.virtual_service}",
+            f"/namespaces/{self.namespace}/destinationrules/{self.dr_name}"))
+
     def log_context(self) -> dict[str, str]:
         """What every line about this rollout carries (README, "Log events"): model, namespace, VirtualService,
         both versions, the route; the empty ones left out (a version not known yet, the only route).

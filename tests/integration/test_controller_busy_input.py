@@ -36,6 +36,33 @@ def _set_policy(custom: Any, name: str, policy: dict[str, Any]) -> None:
                                           {"spec": {"policy": policy}})
 
 
+def _follow_refused(world: Any, tmp_path: Any, *, timeout_s: int) -> str:
+    """`promote --via-controller` of v2 on m0 (`cli_controller.follow`, named `twin`) with the bad query, the
+    controller's loop ticking beside it; the ConfigError it raised, as text."""
+    import yaml
+
+    from canary import cli  # registers the commands (cli_controller imports it)
+    from canary.cli_controller import follow
+
+    api, op, _ = world
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(_policy(bad=True)))
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    stop = threading.Event()
+    ticking = threading.Thread(target=op.run, args=(stop,), kwargs={"tick_s": 0.2}, daemon=True)
+    ticking.start()
+    try:
+        with pytest.raises(cli.ConfigError) as refused:
+            follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
+                   virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="twin", triton=None,
+                   output="json", timeout_s=timeout_s)
+    finally:
+        stop.set()
+        ticking.join(120)
+        assert not ticking.is_alive(), "the controller's loop did not stop"
+    return str(refused.value)
+
+
 def test_a_waiting_canaryrollout_whose_query_prometheus_rejects_is_config_error_once_per_generation(
         world: Any) -> None:
     """r0 runs v3 on m0; `twin` asks v2 on m0 with a check whose query Prometheus rejects. Every tick: Ready False
@@ -78,31 +105,10 @@ def test_promote_via_controller_whose_query_prometheus_rejects_on_a_busy_route_e
     """A pipeline's `promote --via-controller` of v2 on m0, held by r0's rollout of v3, its policy's query one that
     Prometheus rejects: exit 2 (ConfigError naming the check), the CanaryRollout it created withdrawn. It waited
     until `--timeout` and exited 3 (decision 400's left); r0 runs on untouched."""
-    import yaml
-
-    import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
-    from canary import cli
-    from canary.cli_controller import follow
-
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
     _progressing(op, custom, api)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump(_policy(bad=True)))
-    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-    stop = threading.Event()
-    ticking = threading.Thread(target=op.run, args=(stop,), kwargs={"tick_s": 0.2}, daemon=True)
-    ticking.start()
-    try:
-        with pytest.raises(cli.ConfigError) as refused:
-            follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
-                   virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="twin", triton=None,
-                   output="json", timeout_s=60)
-    finally:
-        stop.set()
-        ticking.join(120)
-        assert not ticking.is_alive(), "the controller's loop did not stop"
-    said = str(refused.value)
+    said = _follow_refused(world, tmp_path, timeout_s=60)
     assert "custom" in said and "held by another rollout" in said, said
     assert "the CanaryRollout created for it was deleted" in said, said
     op.tick()  # its finalizer released (the loop was stopped with the follower)
@@ -116,30 +122,9 @@ def test_promote_via_controller_whose_query_prometheus_rejects_on_a_free_route_e
     """No holder at all: the claim's preflight refuses the query (`metrics.client.Rejected`, a ConfigError). Its
     Ready reason was the class's name, `Rejected`, which no reader knows as bad input: the follower waited until
     `--timeout` and exited 3 ("the controller goes on trying"). Now `ConfigError`: exit 2, nothing moved."""
-    import yaml
-
-    import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
-    from canary import cli
-    from canary.cli_controller import follow
-
-    api, op, custom = world
+    api = world[0]
     before = api.get("networking.istio.io", "virtualservices", "ml", "m0")
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump(_policy(bad=True)))
-    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-    stop = threading.Event()
-    ticking = threading.Thread(target=op.run, args=(stop,), kwargs={"tick_s": 0.2}, daemon=True)
-    ticking.start()
-    try:
-        with pytest.raises(cli.ConfigError) as refused:
-            follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
-                   virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="twin", triton=None,
-                   output="json", timeout_s=30)
-    finally:
-        stop.set()
-        ticking.join(120)
-        assert not ticking.is_alive(), "the controller's loop did not stop"
-    said = str(refused.value)
+    said = _follow_refused(world, tmp_path, timeout_s=30)
     assert "custom" in said and "Prometheus rejected the query" in said and "nothing was moved" in said, said
     assert api.get("networking.istio.io", "virtualservices", "ml", "m0") == before  # nothing claimed or moved
 

@@ -31,18 +31,25 @@ from tests.integration.test_resume_fail_safe import STABLE, _events, _run
 pytestmark = pytest.mark.integration
 
 
-def test_a_route_read_that_hangs_after_the_signal_leaves_the_grace_to_read_again_and_write(api: Any) -> None:
+def _bound(r: Any, grace_s: int) -> tuple[list[float], Any]:
+    """`r`'s client bound as promote binds it (`kube.bound_by`: the route's requests keep the grace, a write decided
+    before the signal is stale), and `r.settled` told; the grace's end (`until[0]`, none until the test's signal)
+    and the `InFlight`."""
     from canary.kube import bound_by
 
+    until = [math.inf]
+    words = f"the {grace_s} s after SIGTERM (--interrupt-grace) are"
+    flying = bound_by(r.router.custom.api_client, lambda: until[0], spent=lambda: f"{words} spent",
+                      route=r.target.is_route_path, kept=lambda: f"{words} kept for the route's write",
+                      stale=lambda: r.writing_before_signal)
+    r.settled = flying.settle
+    return until, flying
+
+
+def test_a_route_read_that_hangs_after_the_signal_leaves_the_grace_to_read_again_and_write(api: Any) -> None:
     clock = FakeClock()
     r = runner(api, "v2", clock)
-    until = [math.inf]
-    flying = bound_by(r.router.custom.api_client, lambda: until[0],
-                      spent=lambda: "the 3 s after SIGTERM (--interrupt-grace) are spent",
-                      route=lambda path: path.endswith(("/namespaces/ml/virtualservices/m0",
-                                                        "/namespaces/ml/destinationrules/m0")),
-                      kept=lambda: "the 3 s after SIGTERM (--interrupt-grace) are kept for the route's write")
-    r.settled = flying.settle
+    until, flying = _bound(r, 3)
     held: list[Any] = []
 
     def signal_at_split(state: rl.RolloutState) -> None:
@@ -76,17 +83,9 @@ def test_a_decided_rollback_whose_read_is_abandoned_at_the_signal_is_still_writt
     import signal
     import threading
 
-    from canary.kube import bound_by
-
     clock = FakeClock()
     r = runner(api, "v2", clock, slowdown=3.0)
-    until = [math.inf]
-    flying = bound_by(r.router.custom.api_client, lambda: until[0],
-                      spent=lambda: "the 5 s after SIGTERM (--interrupt-grace) are spent",
-                      route=lambda path: path.endswith(("/namespaces/ml/virtualservices/m0",
-                                                        "/namespaces/ml/destinationrules/m0")),
-                      kept=lambda: "the 5 s after SIGTERM (--interrupt-grace) are kept for the route's write")
-    r.settled = flying.settle
+    until, flying = _bound(r, 5)
     held: list[Any] = []
     main = threading.get_ident()
 
@@ -135,18 +134,10 @@ def test_a_write_decided_before_the_signal_is_not_retried_after_it(api: Any) -> 
     interrupt's is the only write of the route after the signal. The router's sleep is recorded, never slept; the
     signal is delivered (as promote's handler) at the wait's start."""
     from canary import kube
-    from canary.kube import bound_by
 
     clock = FakeClock()
     r = runner(api, "v2", clock)
-    until = [math.inf]
-    flying = bound_by(r.router.custom.api_client, lambda: until[0],
-                      spent=lambda: "the 8 s after SIGTERM (--interrupt-grace) are spent",
-                      route=lambda path: path.endswith(("/namespaces/ml/virtualservices/m0",
-                                                        "/namespaces/ml/destinationrules/m0")),
-                      kept=lambda: "the 8 s after SIGTERM (--interrupt-grace) are kept for the route's write",
-                      stale=lambda: r.writing_before_signal)
-    r.settled = flying.settle
+    until, flying = _bound(r, 8)
     naps: list[float] = []
     writes_at_signal: list[int] = []
     grace_sleep = kube.retry_sleep(r.router.custom.api_client, naps.append)

@@ -44,11 +44,8 @@ def promote(client: Any, version: str, k: int | None, when: str, seen: list[str]
     grace = [math.inf]
     ran: dict[str, Runner] = {}
 
-    def on_route(path: str) -> bool:  # as cli.py's promote says it
-        t = ran["r"].target
-        return path.startswith("/apis/networking.istio.io/") and path.endswith((
-            f"/namespaces/{t.namespace}/virtualservices/{t.virtual_service}",
-            f"/namespaces/{t.namespace}/destinationrules/{t.dr_name}"))
+    def on_route(path: str) -> bool:  # as cli.py's promote says it: the route the Runner drives now
+        return ran["r"].target.is_route_path(path)
 
     flying = bound_by(client, lambda: grace[0], route=on_route, stale=lambda: ran["r"].writing_before_signal)
     r = ran["r"] = Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=router, metrics=metrics,
