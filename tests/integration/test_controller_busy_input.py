@@ -147,7 +147,8 @@ def test_a_waiting_canaryrollout_whose_stable_version_is_its_canary_is_config_er
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, twin)
     op.tick()
     ready = _ready(_cr(custom, "twin"))
-    assert ready.get("reason") == "ConfigError" and "is spec.stableVersion too" in ready["message"], ready
+    assert ready.get("reason") == "ConfigError", ready
+    assert "spec.canaryVersion 'v2' is spec.stableVersion too" in ready["message"], ready  # both fields named
     assert "held by another rollout" in ready["message"]
 
 

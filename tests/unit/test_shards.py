@@ -164,7 +164,9 @@ def test_the_leases_are_handed_over_only_once_no_shards_loop_has_a_write_in_flig
     released: list[tuple[list[int], bool]] = []  # at each release: the loops released, was a write in flight?
     done = threading.Thread(target=sh.run_loops, args=([main, busy, idle], stop),
                             kwargs={"tick_s": 1.0, "release": lambda loops: released.append((loops, busy.in_flight)),
-                                    "join_s": 0.2, "log": get_logger()})
+                                    # the idle loop's thread must wake and end within it: 0.2 s raced a loaded runner;
+                                    # the busy loop stays mid-write until after the join whatever it is
+                                    "join_s": 3.0, "log": get_logger()})
     with capture_logs() as logs:
         done.start()
         assert busy.started.wait(30)  # shard 1 is mid-write ...
