@@ -56,10 +56,6 @@ def _url(value: str, *, base: bool = False) -> str:
         return "not a URL"
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return "not an http(s) URL with a host"
-    if "@" in parts.netloc:
-        return "a user or password in it"
-    if parts.query or parts.fragment or "?" in value or "#" in value:
-        return "a query or fragment in it"
     if base and parts.path not in ("", "/") and not re.fullmatch(r"(/[A-Za-z0-9\-._~]+)+/?", parts.path):
         return "not a server's URL"
     return ""

@@ -21,7 +21,6 @@ handles every rollout, as before.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
@@ -226,7 +225,7 @@ class Controller:
         self._unready_since: dict[str, tuple[int, float]] = {}
         # rollout key -> ((uid, generation, policy digest), the metrics preflight's refusal ("" passed, None not
         # known: Prometheus unavailable), when to ask again): a CanaryRollout waiting on a busy route (decision 404)
-        self._busy_input: dict[str, tuple[tuple[str, int, str], str | None, float]] = {}
+        self._busy_input: dict[str, tuple[tuple[str, int, Any], str | None, float]] = {}
         # per CanaryRollout: its `rollout.invalid`/`rollout.tick_failed` message said once, then every minute (`_told`)
         self._said = Throttle(clock=lambda: self.clock.now(), carry=False)
         # the batched snapshot failing (`_snapshot_failed`): since when, how many ticks; its line once per cause
@@ -1128,7 +1127,7 @@ class Controller:
         self._static_input(spec)
         if not spec.target.stable_version:
             return
-        mark = (_uid(obj), spec.generation, hashlib.sha256(repr(spec.policy).encode()).hexdigest()[:16])
+        mark = (_uid(obj), spec.generation, spec.policy)  # the policy as parsed: a `policyRef` edit differs
         now = self.clock.now()
         held = self._busy_input.get(spec.key)
         if held is None or held[0] != mark or (held[1] is None and now >= held[2]):
@@ -1464,7 +1463,7 @@ class Controller:
         drives = (vs, str(sp.get("route") or ""), version, str(sp.get("destinationRule") or ""))
         target = _raw_target(obj, drives)
         try:
-            seen = self._inspect_for_stable(target)
+            seen = read_for_stable(self.router, target)
         except NotFound as exc:
             if _vs_gone(exc, target):
                 return None  # nothing split
@@ -1503,11 +1502,6 @@ class Controller:
         if self.informers is not None and not (meta.get("deletionTimestamp") and not new):
             self.informers.rollouts.put(written)
 
-    def _inspect_for_stable(self, target: Target) -> Any:
-        """The route as a stable-100% write reads it (`IstioRouter.inspect_any(for_stable=True)`), or the
-        router's `inspect` for routers without it (test doubles)."""
-        return read_for_stable(self.router, target)
-
     def _taken_over(self, target: Target, state: rl.RolloutState) -> _RouteNow:
         """The route read again (`_RouteNow`): whether it now records another rollout than `state` (another
         version, or the same started at another time): what this process remembers is stale, and a stable-100%
@@ -1516,7 +1510,7 @@ class Controller:
         decision is taken from it, not from memory); and the route, whose split an end from that record says
         (`reconcile.as_routed`)."""
         try:
-            seen = self._inspect_for_stable(target)
+            seen = read_for_stable(self.router, target)
         except CanaryError:
             return _RouteNow(False, ..., None, None)
         try:
@@ -1539,7 +1533,7 @@ class Controller:
         ("gone", None) when the VirtualService no longer exists. Raises what the router raises."""
         now = self.clock.now()
         try:
-            seen = self._inspect_for_stable(target)
+            seen = read_for_stable(self.router, target)
         except NotFound as exc:
             if _vs_gone(exc, target):
                 return "gone", None
@@ -2113,7 +2107,7 @@ class Controller:
             return None
         probe = (vs, str(sp.get("route") or ""), str(sp.get("canaryVersion") or ""), str(sp.get("destinationRule") or ""))
         try:
-            rec = parse_state(self._inspect_for_stable(_raw_target(obj, probe)))
+            rec = parse_state(read_for_stable(self.router, _raw_target(obj, probe)))
         except Exception:  # unreadable: the status path, or the next tick
             return None
         if rec is None or rec.terminal or rec.owner != _owner(obj):
@@ -2366,7 +2360,7 @@ class Controller:
         target = _raw_target(obj, (vs, str(sp.get("route") or ""), str(sp.get("canaryVersion") or ""),
                                    str(sp.get("destinationRule") or "")))
         try:
-            status = self._inspect_for_stable(target)
+            status = read_for_stable(self.router, target)
             rec = parse_state(status)
         except Exception:  # noqa: BLE001 - missing, renamed, unreadable (Ready says so) or transient: not now
             return None

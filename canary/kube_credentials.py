@@ -38,8 +38,6 @@ class Renewal:
 
     def renewed(self, used: str | None, refused: str = "") -> str | None:
         """`refused`: the request answered 401 ("GET /api/v1/..."), for the log lines."""
-        import logging
-
         import kubernetes.client
 
         with self.lock:
@@ -47,23 +45,16 @@ class Renewal:
             if current and current != used:
                 return current
             fresh = kubernetes.client.Configuration()
-            said = _plugin_errors()
-            root = logging.getLogger()
-            root.addHandler(said)
             try:
-                self.load(fresh)
+                # a plugin cut by a signal's grace (`kube.InFlight.cut`), which the loader caught and logged, is raised
+                # again there: the request ends so (GraceSpent, not sent), not as credentials the configuration cannot
+                # give (`kube.credentials_unrenewed`, "mend the kubeconfig's exec plugin", said of a plugin that works)
+                errors = load_noting(self.load, fresh)
             except ConfigError as exc:
                 return self._failed(str(exc), refused)
-            finally:
-                root.removeHandler(said)
-            if said.cut is not None:
-                # the plugin was cut by a signal's grace (`kube.InFlight.cut`), which the loader caught and logged: the
-                # request ends so (GraceSpent, not sent), not as credentials the configuration cannot give
-                # (`kube.credentials_unrenewed`, "mend the kubeconfig's exec plugin", said of a plugin that works)
-                raise said.cut
             token = _trimmed(fresh.api_key.get("BearerToken"))
             if not token:  # "" said: no token to renew (client certificates, none at all)
-                return self._failed("; ".join(said.errors), refused)
+                return self._failed("; ".join(errors), refused)
             self.failure = ""
             if token == used:  # a static token, or a plugin that cached the refused one: nothing else to send
                 return None

@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterable
 from canary import crd
 from canary import rollout as rl
 from canary.errors import CanaryError, NotLeader, RoutingConflict, TransientError
+from canary.kube import an_object
 from canary.model import STABLE_ONLY, Target, Weights
 from canary.reconcile import (as_routed, crd_ref, describe_owner, end_disagreement, execute, is_promote_owner,
                               landed_after, rollout_context, routed_fields)
@@ -144,19 +145,16 @@ def crd_gone(custom: Any, owner: str) -> bool:
     ref, uid = crd_ref(owner)
     ns, _, name = ref.partition("/")
     try:
-        obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, crd.PLURAL, name, _request_timeout=10)
+        # a 200 whose body is no object (empty, a proxy's page, `{}`) is a failed read (`kube.an_object`): read as
+        # "another object of that name", it ended a rollout its live CanaryRollout drives (decision 391)
+        obj = an_object(custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, crd.PLURAL, name,
+                                                            _request_timeout=10), f"CanaryRollout {ref}")
     except Exception as exc:
         if getattr(exc, "status", None) == 404 and _names(getattr(exc, "body", None), name):
             return True  # that object is gone (not "the server could not find the requested resource": no CRD)
         raise OwnerUnknown(f"CanaryRollout {ref} could not be read: {getattr(exc, 'status', '') or type(exc).__name__} "
                            f"{getattr(exc, 'reason', '') or exc}".strip()) from None
-    meta = obj.get("metadata") if isinstance(obj, dict) else None
-    if not isinstance(meta, dict) or not meta.get("uid"):
-        # a 200 whose body is no object (empty, a proxy's page, `{}`): read as "another object of that name", it
-        # ended a rollout its live CanaryRollout drives (decision 391)
-        raise OwnerUnknown(f"CanaryRollout {ref} could not be read: the answer is not a CanaryRollout "
-                           f"({type(obj).__name__} without metadata.uid); a proxy or a cut answer?")
-    return bool(uid) and str(meta.get("uid")) != uid
+    return bool(uid) and str(obj["metadata"]["uid"]) != uid
 
 
 def _names(body: Any, name: str) -> bool:

@@ -467,9 +467,10 @@ class IstioRouter:
         namespace = svc[1] if svc else target.namespace
 
         def read(fn: Callable[[], Any], what: str, *, listed: bool = False) -> tuple[Any, str]:
-            """(the answer's JSON, "") or (None, why it cannot be read) for a 403 or 404. An answer that is not
-            an object (`listed`: a list object, `kube.list_items`) is asked again, as a 5xx is: a 200 whose
-            body a proxy emptied was "no pods", and a Service's "no selector: unchecked"."""
+            """(the answer's JSON, "") or (None, why it cannot be read) for a 403 or 404; with `listed`, the LIST's
+            items instead of the JSON. An answer that is not an object (`listed`: a list object, `kube.list_items`)
+            is asked again, as a 5xx is: a 200 whose body a proxy emptied was "no pods", and a Service's "no
+            selector: unchecked"."""
             def call() -> Any:
                 try:
                     got = json.loads(fn().data)
@@ -478,8 +479,8 @@ class IstioRouter:
                         return exc
                     raise
                 if listed:
-                    kube.list_items(got, what)
-                elif not isinstance(got, dict):
+                    return kube.list_items(got, what)
+                if not isinstance(got, dict):
                     raise kube.BadAnswer(f"{what} was answered with a body that is not an object")
                 return got
             got = self._call(call, what)
@@ -513,12 +514,11 @@ class IstioRouter:
                                  namespace=namespace)
         labels = {**chosen, **labels}
         selector = pods.selector_text(labels)
-        listed, why = read(lambda: self.core.list_namespaced_pod(
+        items, why = read(lambda: self.core.list_namespaced_pod(
             namespace, label_selector=selector, _preload_content=False, _request_timeout=self.timeout),
             f"pods {selector} in {namespace}", listed=True)
-        if listed is None:
+        if items is None:
             return pods.PodCount(selector=selector, namespace=namespace, unchecked=why)
-        items = kube.list_items(listed, f"pods {selector} in {namespace}")
         ready, total, not_ready = pods.count_ready(items, labels)
         return pods.PodCount(ready=ready, total=total, selector=selector, namespace=namespace, not_ready=not_ready)
 
