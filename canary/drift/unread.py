@@ -89,7 +89,7 @@ class PassNews:
                 since = min(float(s.fields["since"]) for s in said)
                 error = str(said[0].fields.get("error", why))
                 message = (f"the live data of {len(said)} baselines could not be read for about "
-                           f"{_about(now - since)} (since {_at(since)}, every evaluation failed) while Prometheus "
+                           f"{about(now - since)} (since {at(since)}, every evaluation failed) while Prometheus "
                            f"answers, one cause: their drift is not measured, so a drift now is not seen and no "
                            f"retraining starts: {names}; last error: {error[:400]}")
                 log.warning("drift.live_data_unreadable", **who, since=since,
@@ -103,7 +103,7 @@ class PassNews:
                     continue
                 since = min(float(s.fields["since"]) for s in said)
                 message = (f"the live data of {len(said)} baselines told unreadable are read again, after about "
-                           f"{_about(max(now - since, 0.0))}: drift is measured again for {names}")
+                           f"{about(max(now - since, 0.0))}: drift is measured again for {names}")
                 log.info("drift.live_data_readable", **who, since=since,
                          evaluations=max(int(s.fields["evaluations"]) for s in said), message=message)
                 tell("drift.live_data_readable", message, now, ns=who.get("namespace", ""))
@@ -115,7 +115,7 @@ class PassNews:
                 log.info("drift.readable_again", **who, since=since,
                          evaluations=max(int(s.fields["evaluations"]) for s in said), message=(
                              f"the live data of {len(said)} baselines are read again, after about "
-                             f"{_about(max(now - since, 0.0))} that could not read them (nothing was decided by "
+                             f"{about(max(now - since, 0.0))} that could not read them (nothing was decided by "
                              f"those): {names}"))
 
 
@@ -124,11 +124,11 @@ def _names(said: list[Said]) -> str:
     return shown + (f" and {len(said) - NAMED} more" if len(said) > NAMED else "")
 
 
-def _at(t: float) -> str:
+def at(t: float) -> str:
+    """A time (seconds since the epoch) as the lines say it: "2026-12-05 21:16 UTC"."""
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
 
 
-def _about(s: float) -> str:
-    from canary.drift.watch import _about as about
-
-    return about(s)
+def about(seconds: float) -> str:
+    """A length of time as the lines say it, roughly: "45 min", "26.0 h"."""
+    return f"{round(seconds / 60)} min" if seconds < 5_400 else f"{seconds / 3_600:.1f} h"

@@ -57,6 +57,7 @@ from canary.drift.retrain import failed_condition
 from canary.drift.stats import over_profile, profile_share
 from canary.drift.store import KEY, StateConflict, brief
 from canary.drift.unread import PassNews, Said, cause
+from canary.drift.unread import about as _about, at as _at
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
 
 log = structlog.get_logger("canary.drift")
@@ -499,7 +500,7 @@ class DriftWatcher:
         if key in self._unread_told or now - since < PROMETHEUS_DOWN_TELL_S:
             return
         self._unread_told[key] = since
-        at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(since))
+        at = _at(since)
         message = (f"{model} {version} in namespace {ns}: its live data could not be read for "
                    f"{_about(now - since)} ({n} evaluation{'' if n == 1 else 's'} since {at}, every one failed) "
                    f"while Prometheus answers: its drift is not measured, so a drift now is not seen and no "
@@ -912,10 +913,6 @@ STORED, THEIRS, FAILED = "stored", "theirs", "failed"
 # one failure is a blip the next evaluation retries; three is a query that is refused
 UNREAD_WARN_AFTER = 3
 PROMETHEUS_DOWN_TELL_S = 3600.0  # a Prometheus down at every pass this long is told to people (`_outage_news`)
-
-
-def _about(seconds: float) -> str:
-    return f"{round(seconds / 60)} min" if seconds < 5_400 else f"{seconds / 3_600:.1f} h"
 
 
 def profile_mismatch_message(prof: Mapping[str, Any], other: list[str], *, some: bool) -> str:
