@@ -73,14 +73,18 @@ def request_query(policy: Policy, target: Target, *, window_s: float) -> tuple[s
     ONE query (`queries.one_answer`), and its parts. The count is the pass floor (`min_canary_requests`) and the
     level a pass is judged at: summed over a pod read twice, a canary met it with half its requests (decision 380)."""
     plan = request_plan(policy, target, window_s=window_s)
-    p = q.preset(policy.metrics.source)
-    names = p.requests + ((p.requests_fallback,) if p.requests_fallback else ())
+    names = _request_names(q.preset(policy.metrics.source))
     parts = {f"{arm}/requests": plan[arm] for arm in q.ARMS}
     for arm in q.ARMS:
         sel = q.selector(policy, target, arm, policy.metrics.source)
         parts[f"{arm}/{TWICE}"] = q.scraped_twice_query(names, sel)
         parts[f"{arm}/{UNSCRAPED}"] = q.unscraped_query(names, sel)
     return q.one_answer(parts), parts
+
+
+def _request_names(p: q.Preset) -> tuple[str, ...]:
+    """The request counters of a source's preset, its fallback (a server without the first) included."""
+    return p.requests + ((p.requests_fallback,) if p.requests_fallback else ())
 
 
 # the kinds whose roles, both arms, a look asks as ONE query: a count and the count (or fraction) it is
@@ -109,13 +113,11 @@ def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
     elif check.kind == "prediction_shift":
         base = q.prediction_metric(p, check.name, check.metric)
         names = (f"{base}_bucket", base, *p.requests)
-    elif check.kind in ONE_QUERY_KINDS:
-        names = p.requests + ((p.requests_fallback,) if p.requests_fallback else ())
+    elif check.kind in ONE_QUERY_KINDS or check.kind == "custom":  # a custom check's: also its PromQL's selectors
+        names = _request_names(p)
     elif check.kind == "feature_drift":  # counts of feature values per arm: a pod read twice weighs twice, one
         # down is out of the distribution (its requests too: the floor). Asked alone (`twice_query_of`)
         names = (q.FEATURE_BUCKETS, q.FEATURE_CATEGORIES, q.FEATURE_MISSING, *p.requests)
-    elif check.kind == "custom":  # the author's PromQL: its own selectors, and the requests it is counted by
-        names = p.requests + ((p.requests_fallback,) if p.requests_fallback else ())
     else:
         return {}
     source = policy.source_of(check)
