@@ -384,11 +384,16 @@ def test_a_pod_scraped_twice_is_said_once_not_at_every_look(prom: Any) -> None:
     server, t0 = prom
     pol = _policy()
     provider = PrometheusProvider(server.url, retries=1, budget_s=3.0)
+    clock = [0.0]
+    provider._quiet.clock = lambda: clock[0]  # the throttle's minute on the test's clock
     with capture_logs() as logs:
         for _ in range(3):
             provider.measure(pol, pol.checks[0], _target("twice"), window_s=WINDOW_S, at=t0)
+        clock[0] += 61.0  # a minute on: said again, counting the looks it left out
+        provider.measure(pol, pol.checks[0], _target("twice"), window_s=WINDOW_S, at=t0)
     said = [e for e in logs if e["event"] == "metrics.scraped_twice"]
-    assert len(said) == 1 and said[0]["repeated"] == 0 and said[0]["instances"] == ["10.0.0.2"], said
+    assert len(said) == 2 and said[0]["repeated"] == 0 and said[0]["instances"] == ["10.0.0.2"], said
+    assert said[1]["repeated"] == 2 and said[1]["instances"] == ["10.0.0.2"], said
 @pytest.mark.parametrize("check", [None, _LATENCY], ids=["error_rate", "latency"])
 def test_a_canary_pod_whose_scrape_is_down_is_not_read_as_no_errors_by_the_controller(prom: Any, check: Any) -> None:
     """Decision 354 in the controller's batched snapshot (decision 364): pod c (50% errors) unscraped since before
