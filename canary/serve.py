@@ -66,8 +66,8 @@ from canary.serve_gates import GateRuns, run_gates
 from canary.serve_measure import measure_within, no_stable_data
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
 from canary.serve_session import (FAIL, MAX_LEFT_INPUTS, PASS, Session, new_session, open_window, owed_pass,
-                                  pass_to_grant, record_gates, record_look, reopen, serve_window, unproven,
-                                  unreachable_at_deadline, window_deadline_s)
+                                  pass_to_grant, record_gates, record_look, reopen, serve_window, ticks_unknown,
+                                  unproven, unreachable_at_deadline, window_deadline_s)
 from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull, Turn
 
 MAX_IGNORED_SETS = 64  # sets of unknown Flagger payload fields said once each (`serve.fields_ignored`)
@@ -397,7 +397,8 @@ class Service:
                      "rollout webhook must judge again before another (a replayed or repeated call)")
         elif s is not None and (look := pass_to_grant(s, granted_look=getattr(s, grant), now=now,
                                                       within_s=named.policy.analysis.interval,
-                                                      same_tick_s=same_tick_s)):
+                                                      same_tick_s=same_tick_s,
+                                                      promotion=grant == "promotion_granted_look")):
             s = replace(s, **{grant: look}, **({"traffic_granted_at": now} if grant == "traffic_granted_look" else {}))
             self.store.save(s)
             if s.looks != look:  # answered as recorded: the pass of `look`, not the verdict of the looks since
@@ -422,6 +423,20 @@ class Service:
                       f"{s.pass_gap_s:.0f}s after the look before it, under half the policy's look_every "
                       f"({named.policy.analysis.look_every:g}s), so a look after it may be the next tick's, at "
                       "another weight; set the Canary's interval to at least the policy's look_every "
+                      f"({s.reason})")
+            s = _with_reason(s, reason)
+        elif (status == 412 and grant == "promotion_granted_look" and ticks_unknown(s, same_tick_s=same_tick_s)
+              and pass_to_grant(s, granted_look=s.promotion_granted_look, now=now,
+                                within_s=named.policy.analysis.interval, same_tick_s=same_tick_s)):
+            # refused for that alone: the traffic hook would have been granted this pass (decision 440)
+            reason = (f"the pass of look {s.passed_look} does not grant the promotion after look {s.looks}: "
+                      + ("it was this revision's first look" if s.pass_gap_s is None else
+                         f"it came {s.pass_gap_s:.0f}s after the look before it, and "
+                         + ("fewer than two looks came before that" if s.pass_ticks_s is None else
+                            f"the looks before it were at most {s.pass_ticks_s:.0f}s apart"))
+                      + f", so this caller's ticks are not known to be at least half the policy's look_every "
+                      f"({named.policy.analysis.look_every:g}s) apart, and a look after the pass may be the next "
+                      "tick's, at the weight Flagger moved to; the promotion waits for a pass that is the last look "
                       f"({s.reason})")
             s = _with_reason(s, reason)
         doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)

@@ -85,6 +85,16 @@ class Session:
     # look soon after the pass may be the next tick's, at another weight: `pass_to_grant` grants only the last
     # look's pass then (decision 335)
     pass_gap_s: float | None = None
+    # the seconds between the last look and the one before it, and between that one and the one before it (None:
+    # not known): the caller's ticks as the looks show them, kept for `pass_ticks_s`
+    gap_s: float | None = None
+    gap_before_s: float | None = None
+    # at the last pass, the longer of the two gaps before the pass's own (None: fewer than two looks before it, or a
+    # file of an earlier version). A pass's own gap may be a pause of the caller (Flagger down, `canary serve`
+    # restarting) or its first look's (none): only the ticks before it show how often the caller asks, so a
+    # confirm-promotion grants a pass that is no longer the last look only when one of them was at least half of
+    # `look_every` (decision 440)
+    pass_ticks_s: float | None = None
     # when a confirm-traffic-increase was last granted: a look after it is at the weight it moved to (decision 317)
     traffic_granted_at: float | None = None
     # the preflight of the rollout's looks (serve_measure.no_stable_data) answered that the stable arm has data:
@@ -295,8 +305,11 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     elif stale:
         j = _not_evidence(j, Outcome.PASS, f"fewer canary requests than an earlier look of this window ({before:.0f})")
     gap = None if s.looked_at is None else max(0.0, now - s.looked_at)
+    known = [g for g in (s.gap_s, s.gap_before_s) if g is not None]
+    ticks = max(known) if known else None  # how often the caller asked before this look (`pass_ticks_s`)
     s = replace(s, looks=s.looks + 1, window_looks=s.window_looks + 1, updated_at=now, looked_at=now,
-                last_look_requests=max(n, before), window_callers=_seen(s.window_callers, caller))
+                last_look_requests=max(n, before), window_callers=_seen(s.window_callers, caller),
+                gap_s=gap, gap_before_s=s.gap_s)
     if not 0 <= n < before:
         s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
     fail, a = policy.failure, policy.analysis
@@ -320,7 +333,8 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     if elapsed >= a.interval and j.outcome is Outcome.PASS and n >= pass_floor(a.min_canary_requests):
         owed = tuple(c for c in s.window_callers if c != caller)
         return replace(s, verdict=PASS, advanced_at=now, passed_at=now, passed_look=s.looks, pass_owed=owed,
-                       pass_gap_s=gap, reason=f"all checks shown within their limits: {j.reason()}"), j
+                       pass_gap_s=gap, pass_ticks_s=ticks,
+                       reason=f"all checks shown within their limits: {j.reason()}"), j
     if elapsed < window_deadline_s(policy):
         why = j.reason() if elapsed >= a.interval else f"window {elapsed:.0f}s of {a.interval:g}s; {j.reason()}"
         return replace(s, verdict=INCONCLUSIVE, reason=why), j
@@ -359,7 +373,8 @@ def owed_pass(s: Session, *, step: str, now: float, within_s: float) -> Session 
     return replace(s, window_callers=_seen(s.window_callers, step))
 
 
-def pass_to_grant(s: Session, *, granted_look: int, now: float, within_s: float, same_tick_s: float) -> int:
+def pass_to_grant(s: Session, *, granted_look: int, now: float, within_s: float, same_tick_s: float,
+                  promotion: bool = False) -> int:
     """The look whose pass a confirm hook may grant now, 0 for none; `granted_look` is the look whose pass
     that hook last granted (`traffic_granted_look` or `promotion_granted_look`), `within_s` the policy's interval,
     `same_tick_s` half its `look_every`. A look after the pass's traffic increase was granted (`traffic_granted_at`)
@@ -375,7 +390,10 @@ def pass_to_grant(s: Session, *, granted_look: int, now: float, within_s: float,
     pass at the weight it promotes from). Never a pass this hook already granted, nor, but as the last look, a pass
     that came within `same_tick_s` of the look before it (`pass_gap_s`: a Flagger `interval` under half of
     `look_every` put the next tick, at the weight Flagger moved to without asking a traffic hook, in the "same
-    tick" span; decision 335)."""
+    tick" span; decision 335). For the `promotion`, not but as the last look either, a pass whose caller's ticks
+    before it are not known to be that far apart (`ticks_unknown`: its revision's first look's pass, or one after
+    a pause of the caller, whose own gap shows the pause, not the ticks; decision 440). The traffic hook needs
+    neither: Flagger moves the weight on its 200 alone, so the pass it grants is always the weight's now."""
     if s.ended or s.passed_look == 0 or granted_look >= s.passed_look:
         return 0
     if s.verdict == PASS and s.looks == s.passed_look:
@@ -384,6 +402,8 @@ def pass_to_grant(s: Session, *, granted_look: int, now: float, within_s: float,
         return 0
     if s.pass_gap_s is not None and s.pass_gap_s < same_tick_s:
         return 0  # the pass came that soon after the look before it: so may the next tick's look after it (335)
+    if promotion and ticks_unknown(s, same_tick_s=same_tick_s):
+        return 0  # a look after it may be the next tick's, at the weight Flagger moved to unasked (440)
     if s.looked_at is None or not 0 <= s.looked_at - s.passed_at < same_tick_s:
         return 0
     if s.traffic_granted_look == s.passed_look and s.traffic_granted_at is not None \
@@ -393,6 +413,18 @@ def pass_to_grant(s: Session, *, granted_look: int, now: float, within_s: float,
         # confirm-promotion was granted on the pass of the weight before (decision 317)
         return 0
     return s.passed_look
+
+
+def ticks_unknown(s: Session, *, same_tick_s: float) -> bool:
+    """The last pass's caller is not known to ask at most every `same_tick_s` (half of `look_every`): the pass had
+    no look before it (its revision's first look: `pass_gap_s` None), or fewer than two, or neither of the two gaps
+    before its own was that long (`pass_ticks_s`: its own gap may be a pause). A Flagger `interval` under half of
+    `look_every`, the caller late to its first look after `pre-rollout` (Flagger restarting, `canary serve` down,
+    its calls refused) or back from a pause: the pass came at the weight before the last, Flagger moved to the
+    last on the `rollout` hook's 200 (no traffic hook), and the next tick's look within `same_tick_s` of the pass
+    was taken for the same tick's call made again: its confirm-promotion was granted on the weight before's pass
+    (decision 440)."""
+    return s.pass_gap_s is None or s.pass_ticks_s is None or s.pass_ticks_s < same_tick_s
 
 
 UNREACHABLE = "Prometheus could not be asked at the window's deadline: "

@@ -161,6 +161,24 @@ def test_a_rollout_call_made_again_just_after_a_pass_does_not_take_it_from_the_c
     assert flagger(server, "confirm-promotion", "good")[0] == 412
 
 
+def test_a_first_look_that_passes_late_after_pre_rollout_does_not_promote_on_the_next_ticks_look(
+        rig: tuple[ServeServer, Held], clock: Clock) -> None:
+    """Decision 440: Flagger's interval 5 s (under half the policy's `look_every` of 15 s), no traffic hook, its first
+    `rollout` call a minute after `pre-rollout` (Flagger restarting, this service down: its calls refused). That look
+    passes (the weight before the last), Flagger moves to the last on the 200, and the next tick's look, 5 s later,
+    fell in decision 304's "same tick" span: a pass with no look before it was trusted, and the promotion granted on
+    it, the last weight never judged."""
+    server, _ = rig
+    assert flagger(server, "pre-rollout", "good")[0] == 200
+    clock.t += 60
+    assert flagger(server, "rollout", "good")[1]["result"]["verdict"] == "pass"
+    clock.t += 5  # the next tick, at the weight Flagger moved to without asking
+    assert flagger(server, "rollout", "good")[1]["result"]["verdict"] == "inconclusive"
+    code, doc = flagger(server, "confirm-promotion", "good")
+    assert code == 412, doc  # 200 without the change
+    assert "this revision's first look" in doc["result"]["reason"], doc
+
+
 def test_a_call_naming_another_model_at_once_is_not_answered_the_first_ones_verdict(rig: tuple[ServeServer, Held],
                                                                                    clock: Clock) -> None:
     """Two calls for one Canary and checksum at once, the second naming another model (an AnalysisTemplate or a

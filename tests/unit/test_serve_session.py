@@ -440,3 +440,34 @@ def test_a_caller_asking_more_often_than_half_of_look_every_gets_only_the_last_l
     gate = look(look(fresh(), GOOD, now=T0 + 30.1), counts(26, 5100), now=T0 + 60, n=5100)
     after = look(gate, counts(26, 5110), now=T0 + 60.1, n=5110)
     assert pass_to_grant(after, granted_look=0, now=T0 + 60.2, **grant) == 2
+
+
+def test_a_pass_whose_callers_ticks_are_not_known_grants_the_promotion_only_as_the_last_look() -> None:
+    """Decision 440: decision 335 reads a caller's ticks from the gap before the pass; the first look's pass has
+    none, and one after a pause (Flagger restarting, `canary serve` down) shows the pause. A Flagger interval of 4 s
+    (under half of look_every, no traffic hook): the pass at the weight before the last, Flagger moves to the last
+    on the 200, and the next tick's look 4 s later took that pass for the same tick's: promoted on it."""
+    grant = {"within_s": 60, "same_tick_s": 5, "promotion": True}  # POLICY: interval 60 s, look_every 10 s
+    first = look(fresh(), GOOD, now=T0 + 60)  # the caller's first look, a minute after pre-rollout: it passes
+    assert first.verdict == PASS and (first.pass_gap_s, first.pass_ticks_s) == (None, None)
+    nxt = look(first, counts(26, 5100), now=T0 + 64, n=5100)  # the next tick, at the weight Flagger moved to
+    assert pass_to_grant(nxt, granted_look=0, now=T0 + 64.5, **grant) == 0  # 1 without the change
+    assert pass_to_grant(nxt, granted_look=0, now=T0 + 64.5, **{**grant, "promotion": False}) == 1  # traffic: 304
+    assert pass_to_grant(first, granted_look=0, now=T0 + 60.5, **grant) == 1  # the last look's pass, as before
+    s, n = fresh(), 5000
+    for t in (4, 8, 12):  # ticks 4 s apart, then a pause of the caller, then a pass
+        n += 100
+        s = look(s, counts(25 * n / 5000, n), now=T0 + t, n=n)
+    n += 3000
+    paused = look(s, counts(25 * n / 5000, n), now=T0 + 70, n=n)
+    assert paused.verdict == PASS and (paused.pass_gap_s, paused.pass_ticks_s) == (58, 4)
+    nxt = look(paused, counts(25 * (n + 100) / 5000, n + 100), now=T0 + 74, n=n + 100)
+    assert pass_to_grant(nxt, granted_look=0, now=T0 + 74.5, **grant) == 0  # 4 without the change
+    # a caller whose ticks are known to be far enough apart keeps decision 304's grant after a call made again
+    ok = look(look(look(fresh(), GOOD, now=T0 + 20), counts(26, 5050), now=T0 + 40, n=5050),
+              counts(26, 5100), now=T0 + 60, n=5100)
+    again = look(ok, counts(26, 5110), now=T0 + 61, n=5110)
+    assert ok.pass_ticks_s == 20 and pass_to_grant(again, granted_look=0, now=T0 + 62, **grant) == 3
+    assert Session.from_json(ok.to_json()) == ok
+    older = Session.from_json(again.to_json().replace('"pass_ticks_s":20.0,', ""))  # a file of an earlier version
+    assert older.pass_ticks_s is None and pass_to_grant(older, granted_look=0, now=T0 + 62, **grant) == 0
