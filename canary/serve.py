@@ -263,8 +263,9 @@ class Service:
             # counts toward --max-revisions nor meets a full store's 503 (decision 314)
             fresh = stored is None
             said: list[tuple[Session, dict[str, Any]]] = []  # a start over or reopen, stored (and said) with the look
+            since = self._since(ask)
             s = (_new_session(ask, named, self.clock()) if fresh
-                 else self._session(ask, named, create=True, stored=stored, said=said))
+                 else self._session(ask, named, create=True, stored=stored, said=said, since=since))
             assert s is not None
             verdict: Verdict | None = None
             window_s, n, unmeasured, ratio, shared = 0, None, False, None, False
@@ -385,7 +386,7 @@ class Service:
         """`_confirm`'s answer, with the revision held: (status, document, what `_decided` logs or None). A start
         over `_session` makes is stored only when the first step is granted (`said`: its `serve.restarted`)."""
         spent = ""
-        s = self._session(ask, named, create=False, stored=stored, said=said)
+        s = self._session(ask, named, create=False, stored=stored, said=said, since=self._since(ask))
         if hook == "confirm-traffic-increase" and (s is None or s.looks == 0):
             return self._first_step(ask, named, s)
         grant = "traffic_granted_look" if hook == "confirm-traffic-increase" else "promotion_granted_look"
@@ -493,7 +494,9 @@ class Service:
                 raise BadRequest(exc.field or fields[1], exc.detail or str(exc)) from None
         with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)):
             stored = self.store.load(ask.key, ask.revision)  # read once: _restarted and _session both look at it
-            s = self._restarted(ask, named, stored) or self._session(ask, named, create=True, stored=stored)
+            since = self._since(ask)
+            s = self._restarted(ask, named, stored) or self._session(ask, named, create=True, stored=stored,
+                                                                     since=since)
             assert s is not None
             if s.ended:
                 status = 409
@@ -501,7 +504,8 @@ class Service:
                 s, status = record_gates(s, passed=True, why="", now=self.clock()), 200
                 s = _with_reason(s, f"no gates configured in policy {named.name!r}")
             else:
-                status, why = self._gate_result(cfg, ask, named, deadline)
+                others = [t for r, t in since.items() if r != ask.revision]
+                status, why = self._gate_result(cfg, ask, named, deadline, started_after=max(others, default=None))
                 if status != 0:
                     s = record_gates(s, passed=status == 200, why=why, now=self.clock())
                 else:  # still running: nothing recorded about the canary yet
@@ -530,15 +534,17 @@ class Service:
         self._say_restarted(ask, old)
         return _new_session(ask, named, self.clock())
 
-    def _gate_result(self, cfg: Any, ask: Ask, named: NamedPolicy, deadline: float) -> tuple[int, str]:
+    def _gate_result(self, cfg: Any, ask: Ask, named: NamedPolicy, deadline: float, *,
+                     started_after: float | None = None) -> tuple[int, str]:
         """The revision's gate run, waited on until `deadline`: its (status, why), or (0, why) while it
-        still runs (serve_gates.py: the next pre-rollout joins it or reads its result)."""
+        still runs (serve_gates.py: the next pre-rollout joins it or reads its result); never one started before
+        `started_after` (another revision of the Canary called since: decision 441)."""
         inputs = (named.name, ask.model, ask.triton_canary, ask.triton_stable)
         fresh_s = window_deadline_s(named.policy)
         key = f"{ask.key}\0{ask.revision}"
         run, started = self.gate_runs.join(key, inputs, lambda: run_gates(
             self.gates, cfg, model=ask.model, stable_url=ask.triton_stable or None, canary_url=ask.triton_canary,
-            base_dir=named.base_dir), fresh_s=fresh_s)
+            base_dir=named.base_dir), fresh_s=fresh_s, started_after=started_after)
         if run.done.wait(_left(deadline)):
             return self.gate_runs.take(key, run)
         running_s = self.clock() - run.started_at
@@ -557,8 +563,17 @@ class Service:
             raise BadRequest(field, f"no policy {ask.policy!r} here; known: {', '.join(sorted(self.policies))}")
         return self.policies[ask.policy]
 
+    def _since(self, ask: Ask) -> dict[str, float]:
+        """Flagger: when each revision of the Canary was first called after another, as before this call, which is
+        recorded (`serve_current`, decision 441); {} for Argo, whose revisions of one Rollout may be called by turns.
+        (Called with the revision held.)"""
+        if ask.integration != "flagger":
+            return {}
+        return self.store.others_called(ask.key, ask.revision, self.clock())
+
     def _session(self, ask: Ask, named: NamedPolicy, *, create: bool, stored: Any = ...,
-                 said: list[tuple[Session, dict[str, Any]]] | None = None) -> Session | None:
+                 said: list[tuple[Session, dict[str, Any]]] | None = None,
+                 since: dict[str, float] | None = None) -> Session | None:
         """The revision's stored session (a new one if `create`); 409 when the request names other
         inputs than those it was started with: a revision is judged with one policy and one pair.
         `stored`: that session as the caller already read it (None: none), else it is read here. `said`: when a
@@ -574,6 +589,18 @@ class Service:
             s = _new_session(ask, named, now)
             self._create(s, now)
             return s
+        other = _called_since(s, since or {})
+        if other:  # Flagger analysed another revision of the Canary since: this is a new analysis (decision 441)
+            now = self.clock()
+            why = dict(field="checksum", after=other, idle_s=round(now - s.updated_at))
+            fresh = _new_session(ask, named, now)
+            if said is not None:
+                said.append((s, why))
+                return fresh
+            self._say_restarted(ask, s, **why)
+            if create:
+                self.store.save(fresh)
+            return fresh
         meta = "" if ask.integration == "argo" else "metadata."
         named_key = _left_key(_inputs(ask, named))
         barred = named_key in s.barred_inputs  # left by going back: two callers taking turns (decision 334)
@@ -751,6 +778,16 @@ def _unjudged(s: Session) -> bool:
         return False
     return s.looks == 0 or (not s.preflight_done and not s.evidence and not s.window_evidence
                             and s.failed_looks == 0 and s.passed_look == 0)
+
+
+def _called_since(s: Session, since: dict[str, float]) -> str:
+    """The revision of `s`'s Flagger Canary first called after `s` was last written (the latest, "" for none), a
+    failed `s` never: Flagger restarted the analysis for another spec since, and calls this one again (the spec
+    reverted to), from weight 0. Its window and passes were the earlier analysis's (decision 441)."""
+    if s.ended:
+        return ""
+    later = [(t, r) for r, t in since.items() if r != s.revision and t > s.updated_at]
+    return max(later)[1] if later else ""
 
 
 def _with_reason(s: Session, reason: str) -> Session:

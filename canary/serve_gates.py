@@ -66,19 +66,21 @@ class GateRuns:
         self._runs: dict[str, GateRun] = {}
 
     def join(self, key: str, inputs: tuple[str, ...], fn: Callable[[], Result], *,
-             fresh_s: float) -> tuple[GateRun, bool]:
+             fresh_s: float, started_after: float | None = None) -> tuple[GateRun, bool]:
         """(the revision's run for `inputs`, True when started by this call): the one running or ended
         within `fresh_s`, else a new one of `fn` on a daemon thread (a RuntimeError when the thread
         cannot start keeps nothing). A run of other inputs, or ended earlier, is dropped. Each run is kept
         for its own `fresh_s` (its policy's): another policy's shorter one dropped it, and a revision whose
-        gates outlast a call started them over at each of its calls while the other's came between."""
+        gates outlast a call started them over at each of its calls while the other's came between. A run started
+        before `started_after` is dropped too: another revision of the Canary was analysed since (its pods behind the
+        canary's URL while the run went on), and this revision's analysis starts over (decision 441)."""
         with self._guard:
             now = self.clock()
             for k, r in list(self._runs.items()):  # ended and unread for too long: never used, dropped
                 if r.done.is_set() and now - r.ended_at > r.fresh_s:
                     del self._runs[k]
             run = self._runs.get(key)
-            if run is not None and run.inputs == inputs:
+            if run is not None and run.inputs == inputs and (started_after is None or run.started_at > started_after):
                 return run, False
             run = GateRun(inputs=inputs, started_at=now, fresh_s=fresh_s)
             threading.Thread(target=self._work, args=(run, fn), name="canary-serve-gates", daemon=True).start()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from canary.errors import CanaryError
+from canary.serve_current import CurrentRevisions
 from canary.serve_session import Session
 
 
@@ -106,6 +107,7 @@ class SessionStore:
         self._guard = threading.Lock()
         self._locks: dict[str, _Slot] = {}
         self._held: int | None = None  # the descriptor of `hold()`'s lock file while this process holds it
+        self.current = CurrentRevisions(self.dir)  # which revision of a Flagger Canary was called when (decision 441)
 
     def hold(self) -> None:
         """Make this process the directory's only writer, for as long as it runs: an exclusive `flock` on
@@ -270,7 +272,18 @@ class SessionStore:
                 break
             if self._delete_as_read(p, seen, missing=False):
                 gone += 1
+        if stopped is None or not stopped():
+            self.current.prune(older_than_s=older_than_s, now=now, host_now=host)
         return gone
+
+    def others_called(self, key: str, revision: str, now: float) -> dict[str, float]:
+        """`CurrentRevisions.mark`: when each revision of Flagger Canary `key` was first called after another, as
+        before this call of `revision` at `now`; StoreError when the directory refuses the write."""
+        try:
+            return self.current.mark(key, revision, now)
+        except OSError as exc:
+            raise StoreError(f"{self.current.path(key)}: cannot record which revision of {key} is called: "
+                             f"{exc.strerror or exc}") from None
 
     def _delete_as_read(self, p: Path, seen: os.stat_result, *, missing: bool = True) -> bool:
         """Delete the session file `p` as it was when read (`seen`: its `stat()` taken before the read), under the

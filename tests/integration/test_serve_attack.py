@@ -14,8 +14,8 @@ import pytest
 
 from canary.sandbox.promserver import PromServer, Series, counter, histogram, history_window, openmetrics
 from canary.serve_http import ServeServer
-from tests.integration.test_serve import (BOUNDS_S, GATED, LATENCY_PER_S, POLICY, Clock, _service, argo_get, clock,  # noqa: F401
-                                          flagger, prom, serve)
+from tests.integration.test_serve import (BOUNDS_S, GATED, LATENCY_PER_S, POLICY, Clock, _service, argo_get, call,  # noqa: F401
+                                          clock, flagger, prom, serve)
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +45,60 @@ def test_flagger_without_a_pre_rollout_hook_gets_its_first_step_and_a_gated_poli
     assert flagger(server, "confirm-traffic-increase", "good", policy="ml")[0] == 200  # no session: created, granted
     code, doc = flagger(server, "confirm-traffic-increase", "bad", policy="gated")
     assert code == 412 and "pre-rollout webhook must pass" in doc["error"], doc
+
+
+def _spec(server: ServeServer, hook: str, checksum: str) -> tuple[int, dict[str, Any]]:
+    """Flagger's call for Canary ml/good whose target spec hashes to `checksum`."""
+    body = {"name": "good", "namespace": "ml", "phase": "Progressing", "checksum": checksum,
+            "metadata": {"model": "good", "stableVersion": "v1", "canaryVersion": "v2"}}
+    return call(f"{server.url}/api/v1/flagger/{hook}", method="POST", body=body)
+
+
+def test_a_spec_rolled_back_to_mid_analysis_starts_its_analysis_over_without_a_pre_rollout_hook(
+        serve: Any, clock: Clock) -> None:
+    """Decision 441: Flagger restarts the analysis when the spec changes mid-analysis (weight 0, a new checksum:
+    `hasCanaryRevisionChanged`); the spec changed back (a revert) comes back with its old checksum. With no
+    `pre-rollout` hook nothing started that revision over: its window opened at its last pass, before the other
+    spec's pods ran under the same `app` label, and its first look passed at once on them; its traffic hook, spent
+    on that old pass, was 412 at weight 0 for ever. It is a new analysis of that revision: first step, a window
+    from now."""
+    server = serve()
+    assert _spec(server, "confirm-traffic-increase", "aaa1")[0] == 200  # the first step at weight 0
+    clock.t += 60
+    assert _spec(server, "rollout", "aaa1")[1]["result"]["verdict"] == "pass"
+    assert _spec(server, "confirm-traffic-increase", "aaa1")[0] == 200
+    clock.t += 30  # the spec edited: Flagger routes all to the primary, then analyses bbb2 from weight 0
+    assert _spec(server, "confirm-traffic-increase", "bbb2")[0] == 200
+    clock.t += 30
+    assert _spec(server, "rollout", "bbb2")[1]["result"]["verdict"] == "inconclusive"
+    clock.t += 30  # reverted: aaa1 again, from weight 0
+    code, doc = _spec(server, "confirm-traffic-increase", "aaa1")
+    assert code == 200 and doc["result"]["reason"].startswith("first step granted"), doc  # 412 without the change
+    clock.t += 15
+    code, doc = _spec(server, "rollout", "aaa1")
+    assert doc["result"]["verdict"] == "inconclusive" and doc["result"]["look"] == 1, doc  # a pass without
+    assert _spec(server, "confirm-promotion", "aaa1")[0] == 412
+    # bbb2 again is a new analysis of its own too: nothing of its first one carried
+    clock.t += 15
+    code, doc = _spec(server, "rollout", "bbb2")
+    assert doc["result"]["look"] == 1, doc
+
+
+def test_a_spec_rolled_back_to_mid_analysis_is_not_promoted_on_its_earlier_windows_look(serve: Any,
+                                                                                         clock: Clock) -> None:
+    """Decision 441, a Canary with only `rollout` and `confirm-promotion` hooks: the reverted spec's first look
+    measured from its last pass, before the other spec ran, passed at once, and the promotion was granted on it."""
+    server = serve()
+    clock.t += 60
+    assert _spec(server, "rollout", "aaa1")[1]["result"]["verdict"] == "inconclusive"  # its first look: 60 s back
+    clock.t += 60
+    assert _spec(server, "rollout", "aaa1")[1]["result"]["verdict"] == "pass"
+    clock.t += 30
+    assert _spec(server, "rollout", "bbb2")[1]["result"]["verdict"] == "inconclusive"
+    clock.t += 30  # reverted: Flagger moved aaa1 to its first step unasked, and looks a tick later
+    code, doc = _spec(server, "rollout", "aaa1")
+    assert (doc["result"]["verdict"], doc["result"]["look"]) == ("inconclusive", 1), doc  # pass, look 3 without
+    assert _spec(server, "confirm-promotion", "aaa1")[0] == 412
 
 
 def test_a_window_opened_by_a_pass_or_a_new_step_measures_only_its_own_data(serve: Any, clock: Clock) -> None:

@@ -131,8 +131,8 @@ def test_a_gate_run_longer_than_answer_within_is_a_503_and_the_next_pre_rollout_
     assert flagger(svc, "confirm-traffic-increase")[0] == 200
 
 
-def flagger_triton(svc: Service) -> tuple[int, dict[str, Any]]:
-    body = {"name": "m", "namespace": "ml", "phase": "Progressing", "checksum": "c1",
+def flagger_triton(svc: Service, checksum: str = "c1") -> tuple[int, dict[str, Any]]:
+    body = {"name": "m", "namespace": "ml", "phase": "Progressing", "checksum": checksum,
             "metadata": {"model": "m", "stableVersion": "m-primary", "canaryVersion": "m",
                          "tritonCanary": "127.0.0.1:1", "tritonStable": "127.0.0.1:2"}}
     return svc.handle("POST", "/api/v1/flagger/pre-rollout", "", json.dumps(body).encode(), "application/json")
@@ -246,3 +246,22 @@ def test_a_gate_result_is_kept_as_long_as_its_own_policy_says_whatever_another_p
     svc.answer_within_s = 30
     assert pre_rollout("a", "slow") == 200
     assert slow_gates.runs == 2, "the slow revision's gates ran again (1 run for 'a' and 1 for 'b' is 2)"
+
+
+def test_a_gate_run_of_a_spec_left_for_another_is_not_used_when_that_spec_comes_back(rig: Any, slow_gates: Any) -> None:
+    """Decision 441: c1's gates outlast its pre-rollout (503) and end unread; the spec is edited (Flagger analyses
+    c2 from weight 0), then reverted within a window: c1's next pre-rollout read the old run's result, a run whose
+    warm-up went on while c2's pods were behind the canary's URL. That analysis of c1 is over: its gates run again."""
+    clock, _, service = rig
+    svc = service(answer_within_s=0.3, policy={**POLICY, "gates": {"triton": {"warmup_requests": 2}}})
+    svc.gates = slow_gates
+    assert flagger_triton(svc)[0] == 503
+    (run,) = svc.gate_runs._runs.values()
+    slow_gates.release.set()
+    assert run.done.wait(30)
+    svc.answer_within_s = 30
+    clock.t += 15
+    assert flagger_triton(svc, "c2")[0] == 200  # c2's own run
+    clock.t += 15
+    assert flagger_triton(svc)[0] == 200
+    assert slow_gates.runs == 3, "c1's run of its earlier analysis was taken"  # 2 without the change

@@ -1,0 +1,98 @@
+"""Which revision of a Flagger Canary was called when: a revision left for another and called again starts over.
+
+Why this exists (decision 441): Flagger names a revision by its checksum, a hash of the target's spec, and
+restarts the analysis when the spec changes mid-analysis (`hasCanaryRevisionChanged`: all traffic to the primary,
+then the new checksum from weight 0). A spec changed back (a revert) comes back with its old checksum, so its
+revision's stored session is found again. `pre-rollout` starts such a revision over (`Service._restarted`), but a
+Canary without that hook went on with it: its window opened at its last pass, before the other spec's pods ran
+under the same `app` label (the canary arm's series), so its first look passed at once on them; its traffic hook,
+spent on that old pass, was 412 at weight 0 for ever. For each Canary (`key`) a small file records when each of
+its last revisions was first called after another one (`mark`); a session last written before another revision of
+its Canary was called is taken for the earlier analysis.
+
+Only Flagger's: it analyses one revision of a Canary at a time. Argo's revisions of one Rollout may be called by
+turns (a metric per model, each with its own `revision`: docs/integrations.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+MAX_KEPT = 16  # revisions remembered per Canary (the oldest dropped: only the latest can be newer than a session)
+
+
+class CurrentRevisions:
+    """`<hash of key>.key` files in the state directory (never `*.json`: not sessions, not counted by
+    `--max-revisions`); one process writes them (`SessionStore.hold`), its threads under one lock."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self._lock = threading.Lock()
+
+    def path(self, key: str) -> Path:
+        return self.dir / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.key"
+
+    def mark(self, key: str, revision: str, now: float) -> dict[str, float]:
+        """Record that `revision` of `key` is called at `now`; the times each revision of `key` was first called
+        after another, as they were before this call. Written only when `revision` was not the last one called,
+        so a Canary's steady calls write nothing. An unreadable file is taken as empty (it is rewritten); OSError
+        when the directory refuses the write."""
+        with self._lock:
+            since = self._read(key)
+            if since and max(since, key=lambda r: since[r]) == revision:
+                return since
+            kept = dict(sorted({**since, revision: now}.items(), key=lambda kv: kv[1])[-MAX_KEPT:])
+            self._write(key, kept)
+            return since
+
+    def _read(self, key: str) -> dict[str, float]:
+        try:
+            d = json.loads(self.path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        since = d.get("since") if isinstance(d, dict) and d.get("key") == key else None
+        if not isinstance(since, dict):
+            return {}
+        return {str(r): float(t) for r, t in since.items()
+                if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)}
+
+    def _write(self, key: str, since: dict[str, float]) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".key", dir=self.dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"key": key, "since": since}, f, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path(key))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def prune(self, *, older_than_s: float, now: float, host_now: float | None = None) -> int:
+        """Delete the files of Canaries not called for `older_than_s` by both clocks (the file's time on the host's,
+        the latest recorded time on the service's), as `SessionStore.prune` deletes sessions; how many."""
+        host = time.time() if host_now is None else host_now
+        gone = 0
+        with self._lock:
+            for p in self.dir.glob("*.key"):
+                if p.name.startswith("."):
+                    continue
+                try:
+                    if p.stat().st_mtime >= host - older_than_s:
+                        continue
+                    d = json.loads(p.read_text(encoding="utf-8"))
+                    times = list(d["since"].values()) if isinstance(d, dict) and isinstance(d.get("since"), dict) else []
+                    if any(not isinstance(t, (int, float)) or now - t < older_than_s for t in times):
+                        continue
+                    p.unlink()
+                    gone += 1
+                except (OSError, ValueError):
+                    continue
+        return gone
