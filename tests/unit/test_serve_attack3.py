@@ -265,3 +265,27 @@ def test_a_gate_run_of_a_spec_left_for_another_is_not_used_when_that_spec_comes_
     clock.t += 15
     assert flagger_triton(svc)[0] == 200
     assert slow_gates.runs == 3, "c1's run of its earlier analysis was taken"  # 2 without the change
+
+
+def test_which_revision_of_a_canary_was_called_is_written_on_a_change_and_pruned_by_both_clocks(tmp_path: Path) -> None:
+    """Decision 441's record (`serve_current`): written only when the called revision changes, never counted as a
+    session, and deleted with the sessions once idle by both clocks (either one ahead alone deletes nothing)."""
+    import os
+
+    from canary.serve_store import SessionStore
+
+    store = SessionStore(tmp_path / "s")
+    assert store.others_called("flagger/ml/m", "a", 1000.0) == {}
+    p = store.current.path("flagger/ml/m")
+    written = p.stat().st_mtime_ns
+    assert store.others_called("flagger/ml/m", "a", 1010.0) == {"a": 1000.0} and p.stat().st_mtime_ns == written
+    assert store.others_called("flagger/ml/m", "b", 1020.0) == {"a": 1000.0}
+    assert store.others_called("flagger/ml/m", "a", 1030.0) == {"a": 1000.0, "b": 1020.0}
+    assert not list(store.dir.glob("*.json")), "not a session: --max-revisions does not count it"
+    os.utime(p, (0, 0))  # the host's clock: idle for ever
+    assert store.prune(older_than_s=600, now=1100.0) == 0 and p.exists(), "the service's clock: called 70 s ago"
+    store.prune(older_than_s=600, now=5000.0)
+    assert not p.exists()
+    p.write_text("{not json")  # unreadable: taken as empty, rewritten
+    assert store.others_called("flagger/ml/m", "c", 6000.0) == {} and store.others_called("flagger/ml/m", "d",
+                                                                                             6001.0) == {"c": 6000.0}
