@@ -384,7 +384,7 @@ def pass_to_grant(s: Session, *, granted_look: int, now: float, within_s: float,
     `same_tick_s` of it (the same tick's call made again: Flagger asks at least every `look_every`), showed no
     failure (a failed look or a breach drops the pass: `passed_at` None) and did not pass. Flagger asks its
     confirm hooks right after the `rollout` hook in one tick: a second `rollout` call between the two (a second
-    Flagger replica in a leader change, a `confirm-rollout` gate pointed at the rollout URL) recorded
+    Flagger replica in a leader change, a second `rollout` webhook pointed at the same URL) recorded
     `inconclusive` over the pass, and the confirm hook was 412 until the next pass, an interval later (decision
     304). A look of a later tick still takes the pass from a hook not asked by then (the promotion waits for a
     pass at the weight it promotes from). Never a pass this hook already granted, nor, but as the last look, a pass
