@@ -1721,7 +1721,7 @@ class Controller:
             measured = self._measure(spec, state, snap)
             if measured is None:
                 return "skipped"  # no window yet (the step's start is this very snapshot): the next one looks
-            measurements, canary_n, window_s, data_from, data_to, restarted = measured
+            measurements, canary_n, window_s, data_from, data_to, restarted, uncounted = measured
             moved = self._route_moved(a, log)
             if moved is not None:
                 return moved
@@ -1741,7 +1741,7 @@ class Controller:
                 self._breach_seen.setdefault((spec.key, state.canary_version), time.monotonic())
             seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s, data_to=data_to,
                                               hold_unreachable=spec.on_prometheus_outage == "hold",
-                                              restarted=restarted))
+                                              restarted=restarted, uncounted=uncounted))
             refused = False  # a look refused at its write is not judged: its verdict is not counted (decision 192)
             try:
                 obj = self._fresh(obj)
@@ -1844,22 +1844,23 @@ class Controller:
         return "discarded"
 
     def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState,
-                 snap: Any = None) -> tuple[dict[str, Any], float, float, float | None, float | None, bool] | None:
+                 snap: Any = None) -> tuple[dict[str, Any], float, float, float | None, float | None, bool, str] | None:
         """(measurements, canary requests, seconds of data covered, start and end of the data on the
-        metrics clock: the step-start snapshot's and this one's times, None without snapshots, and whether
-        a request counter restarted between them) for one look; None when there is no window to judge
-        yet. Per rollout only without batched snapshots at all (no `batch`)."""
+        metrics clock: the step-start snapshot's and this one's times, None without snapshots, whether
+        a request counter restarted between them, and why the canary's requests could not be counted: "" where
+        they were) for one look; None when there is no window to judge yet. Per rollout only without batched
+        snapshots at all (no `batch`)."""
         if self.batch is None:
             window = look_window(spec.policy, state, self.clock.now())
             out, canary_n = measure_window(self.metrics, spec.policy, spec.target, window_s=window, log=self.log)
             if self.telemetry:
                 for m in out.values():
                     self.telemetry.prometheus_query(not isinstance(m, TransientError))
-            return out, canary_n, float(window), None, None, False
+            return out, canary_n, float(window), None, None, False, ""
         if snap is None:  # the tick's snapshot failed: this look could not measure (no per-rollout retry)
             exc = getattr(self, "_snap_error", None) or MetricsUnavailable("no metrics snapshot this tick")
             return ({c.name: exc for c in spec.policy.checks}, 0.0,
-                    float(look_window(spec.policy, state, self.clock.now())), None, None, False)
+                    float(look_window(spec.policy, state, self.clock.now())), None, None, False, "")
         packed = self._held_step_start(spec, state)
         if packed is None or snap.taken_at <= packed.taken_at:
             return None
@@ -1870,18 +1871,19 @@ class Controller:
         except UnusableStepStart:
             self._step_starts.pop(spec.key, None)
             return None
-        out, n, restarted = self._measure_batched(spec, snap, base)
+        out, n, restarted, uncounted = self._measure_batched(spec, snap, base)
         if any(isinstance(m, UnusableStepStart) for m in out.values()):
             self._step_starts.pop(spec.key, None)  # the next snapshot starts the step again
             return None
-        return out, n, snap.taken_at - base.taken_at, base.taken_at, snap.taken_at, restarted
+        return out, n, snap.taken_at - base.taken_at, base.taken_at, snap.taken_at, restarted, uncounted
 
-    def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float, bool]:
+    def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float, bool, str]:
         """Window = step-start snapshot -> now; per-rollout queries only for checks that cannot be batched
         (custom PromQL, per-feature drift) and for a feature_missing check whose model exports only the
         gauge, not the `model_features_total` counter (`NotBatchable` from the snapshot). Also whether a
-        request counter restarted in the window (`requests_restarted`: the rollout opens a new window)."""
-        from canary.metrics.batch import NotBatchable, batchable, measure_delta, requests_delta, requests_restarted
+        request counter restarted in the window (`requests_restarted`: the rollout opens a new window), and why the
+        canary's requests could not be counted ("" where they were: `canary_count`)."""
+        from canary.metrics.batch import NotBatchable, batchable, canary_count, measure_delta, requests_restarted
 
         out: dict[str, Any] = {}
         window = max(1, math.ceil(now.taken_at - base.taken_at))
@@ -1898,15 +1900,12 @@ class Controller:
                     out[check.name] = self.metrics.measure(spec.policy, check, spec.target, window_s=window)
             except Exception as exc:
                 out[check.name] = exc
-        try:
-            canary_n = requests_delta(spec.policy, spec.target, now, base)[1]
-        except Exception:
-            canary_n = 0.0
+        canary_n, uncounted = canary_count(spec.policy, spec.target, now, base)
         try:
             restarted = requests_restarted(spec.policy, spec.target, now, base)
         except Exception:  # no request counter to ask: the checks said why, and nothing restarted that they count
             restarted = False
-        return out, canary_n, restarted
+        return out, canary_n, restarted, uncounted
 
     def _failed(self, obj: dict[str, Any], exc: BaseException) -> None:
         """A rollout's tick failed. Recorded on its status; and when its traffic is split, stable gets

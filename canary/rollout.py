@@ -341,6 +341,10 @@ class Looked:
     # `failure.on_deadline` (a CanaryRollout's `spec.onPrometheusOutage: hold`); a measured step without
     # a verdict still ends as the policy says
     hold_unreachable: bool = False
+    # why the canary's requests could not be counted ("": they were; the controller's `metrics.delta.
+    # canary_count`): a canary read by two scrape jobs or with a target down, no series. `canary_requests` is then
+    # 0, which is no pass, never a counter that restarted (no new window: the checks' data are the window's)
+    uncounted: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "canary_requests", request_count(self.canary_requests))  # +Inf, NaN: no count
@@ -629,11 +633,14 @@ def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, lis
     ]
 
 
-def _restart_reason(n: float, before: float) -> str:
+def _restart_reason(n: float, before: float, *, uncounted: str = "") -> str:
     """Why a batched look is no evidence (`_counters_restarted`), in on-call's words."""
-    seen = f", {before:.0f} at the last look" if 0 <= n < before else ""
-    return (f"a request counter restarted within the window ({n:.0f} canary requests counted since the step-start "
-            f"snapshot{seen}): not this window's data, a new window opens")
+    if uncounted:  # the snapshots show a restart, and the canary's requests could not be counted either
+        counted = f"the canary's requests could not be counted: {uncounted[:300]}"
+    else:
+        seen = f", {before:.0f} at the last look" if 0 <= n < before else ""
+        counted = f"{n:.0f} canary requests counted since the step-start snapshot{seen}"
+    return f"a request counter restarted within the window ({counted}): not this window's data, a new window opens"
 
 
 def _counters_restarted(state: RolloutState, data_to: float, now: float) -> RolloutState:
@@ -656,15 +663,26 @@ def _counters_restarted(state: RolloutState, data_to: float, now: float) -> Roll
                         "looks before is kept, the data from the next snapshot on are a new window")
 
 
+def _uncounted_reason(why: str) -> str:
+    """Why a look whose canary requests could not be counted (`Looked.uncounted`) cannot pass."""
+    return f"the canary's requests could not be counted ({why[:300]}): no pass on this look"
+
+
 def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutState, list[Action]]:
     j = ev.verdict
     n, before = ev.canary_requests, state.last_look_requests
+    uncounted = bool(ev.uncounted)
+    if uncounted:  # its 0 is no count: neither fewer requests nor a counter that went down (decision 433)
+        n = before
     stale = n > 0 and n == before or 0 <= n < before  # no new evidence: the failure count neither grows nor resets
     # snapshot counts that went down, or a series the snapshots show restarted: not the window's path of data
     restarted = ev.data_to is not None and (ev.restarted or 0 <= n < before)
     if restarted:
-        j = _not_evidence(_not_evidence(j, Outcome.FAIL, _restart_reason(n, before)), Outcome.PASS,
-                          _restart_reason(n, before))
+        why = _restart_reason(n, before, uncounted=ev.uncounted)
+        j = _not_evidence(_not_evidence(j, Outcome.FAIL, why), Outcome.PASS, why)
+    elif uncounted:  # the checks' own data are the window's (each is NotCountable where it reads what was not
+        # counted): a failure of theirs stands; no pass, as on a look with fewer requests than the floor
+        j = _not_evidence(j, Outcome.PASS, _uncounted_reason(ev.uncounted))
     elif stale and n == before:
         j = _not_evidence(j, Outcome.FAIL, "no new canary requests since the last look")
         if ev.data_to is not None:  # snapshots: the canary's counters did not move (its pods down, a series
@@ -685,7 +703,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     elapsed = ev.now - s.step_started_at
     covered = elapsed if ev.window_s is None else min(elapsed, ev.window_s)
     interval = policy.analysis.interval
-    anchor = s.pass_anchor_requests if restarted else next_pass_anchor(
+    anchor = s.pass_anchor_requests if restarted or uncounted else next_pass_anchor(
         s.pass_anchor_requests, n, before, covered_s=covered, interval_s=interval,
         min_canary_requests=policy.analysis.min_canary_requests)
     if anchor != s.pass_anchor_requests:
@@ -699,7 +717,11 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]
     if restarted:
         actions.append(Emit("look.window_restarted", {"step": s.step + 1, "window": s.step_window + 1,
-                                                      "reason": _restart_reason(n, before)}, warning=True))
+                                                      "reason": _restart_reason(n, before, uncounted=ev.uncounted)},
+                            warning=True))
+    elif uncounted:
+        actions.append(Emit("look.requests_uncounted", {"step": s.step + 1, "window": s.step_window + 1,
+                                                        "reason": _uncounted_reason(ev.uncounted)}, warning=True))
     if j.outcome is Outcome.FAIL or j.hard_breach:
         s = replace(s, failed_looks=s.failed_looks + 1)
         for r in j.failed:  # a hard breach's too: alerts keyed on check.failed must not miss the worst ones

@@ -56,7 +56,7 @@ from canary.errors import ConfigError, MetricsUnavailable
 from canary.metrics import queries as q
 from canary.metrics.answers import evaluated_at
 from canary.metrics.client import BATCH, PartialAnswer, PrometheusClient
-from canary.metrics.delta import ArmDelta, arm_delta, measure_delta, requests_delta, requests_restarted
+from canary.metrics.delta import ArmDelta, arm_delta, canary_count, measure_delta, requests_delta, requests_restarted
 from canary.metrics.followups import Isolation, RestartProbe, chunk_idents
 from canary.metrics.families import (
     FEATURE_COUNTERS,
@@ -80,7 +80,7 @@ from canary.policy import Policy
 __all__ = [
     "FEATURE_COUNTERS", "FORMAT", "LOOKBACK", "MAX_REGEX_CHARS", "ArmDelta", "BatchMetrics", "Binding", "Family", "Groups",
     "Ident", "NotBatchable", "Snapshot", "UnusableStepStart", "Want", "arm_delta", "batchable", "families",
-    "measure_delta", "regex_escape", "regex_matcher", "requests_delta", "requests_restarted",
+    "measure_delta", "regex_escape", "regex_matcher", "requests_delta", "requests_restarted", "canary_count",
 ]
 log = structlog.get_logger(__name__)
 # characters of one query's model alternation: the URL (GET /api/v1/query?query=...) stays under

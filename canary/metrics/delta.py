@@ -429,6 +429,17 @@ def _as_histogram(data: NativeBuckets | list[tuple[float, float]], scale: float)
     return q.normalise(pairs, [le for le, _ in pairs], scale=scale)
 
 
+def canary_count(policy: Policy, target: Target, now: Snapshot, base: Snapshot) -> tuple[float, str]:
+    """The canary's requests over base..now (`requests_delta`) and "", or 0.0 and why they could not be counted
+    (a canary read by two scrape jobs or with a target down, no request counter, a snapshot bound to another
+    rollout): the controller's look is then no pass, and no counter restart (`rollout.Looked.uncounted`; its 0
+    read as a count that went down said "a request counter restarted" and opened a new window, decision 433)."""
+    try:
+        return requests_delta(policy, target, now, base)[1], ""
+    except Exception as exc:  # whatever it is, no count: a step cannot pass without one
+        return 0.0, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+
+
 def requests_delta(policy: Policy, target: Target, now: Snapshot, base: Snapshot) -> tuple[float, float]:
     """(stable, canary) requests over base..now (series by series, a reset counts from the restart);
     NoData when none; UnusableStepStart when a snapshot is bound to another rollout. A stable arm that cannot be

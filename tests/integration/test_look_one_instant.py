@@ -167,7 +167,7 @@ def test_a_batched_looks_per_rollout_check_is_read_at_the_snapshots_instant(inci
     try:
         provider = PrometheusProvider(proxy.url, retries=1, budget_s=10.0)
         op = Controller(custom=None, core=None, router=None, metrics=provider)
-        out, _, _ = op._measure_batched(spec, SimpleNamespace(taken_at=t - 5), SimpleNamespace(taken_at=t - 65))
+        out, _, _, _ = op._measure_batched(spec, SimpleNamespace(taken_at=t - 5), SimpleNamespace(taken_at=t - 65))
     finally:
         proxy.http.close()
     assert set(proxy.times) == {t - 5}, proxy.times

@@ -275,3 +275,20 @@ def test_a_custom_check_whose_series_name_no_scrape_target_says_its_pass_is_unch
     assert isinstance(stable, Counts) and isinstance(canary, NotCountable), (stable, canary)
     stable, _ = _measure(server, t0, pol, "rtwice")
     assert isinstance(stable, Scalar) and not stable.unchecked, stable
+
+
+@pytest.mark.parametrize("model", ["twice", "down"])
+def test_the_controllers_count_of_a_canary_that_cannot_be_counted_says_why(prom: Any, model: str) -> None:
+    """The controller read a failed `requests_delta` as 0 requests, which its judge took for a counter gone down
+    (`look.window_restarted`, "a request counter restarted"): `canary_count` says why there is no count, and the
+    look is no pass with that cause (`Looked.uncounted`, decision 433). Two pods of one job: counted, no cause."""
+    from canary.metrics import batch as b
+    from tests.integration.test_metrics_scrape_mess import _policy, _snapshots
+
+    server, t0 = prom
+    pol = _policy()
+    base, now = _snapshots(server, t0, pol, _target(model))
+    n, why = b.canary_count(pol, _target(model), now, base)
+    assert n == 0.0 and ("scraped by two jobs" if model == "twice" else "down") in why, why
+    base, now = _snapshots(server, t0, pol, _target("pods"))
+    assert b.canary_count(pol, _target("pods"), now, base) == (pytest.approx(10 * WINDOW_S, rel=0.02), "")

@@ -192,6 +192,31 @@ def test_a_batched_look_whose_canary_counts_went_down_is_no_evidence_and_opens_a
     assert rl.RolloutState.from_json(s.to_json()) == s
 
 
+def test_a_look_whose_canary_requests_could_not_be_counted_is_no_pass_and_no_counter_restart() -> None:
+    """The controller read a failed count of the canary's requests (a canary pod read by two scrape jobs, or with
+    its target down: `metrics.delta.canary_count`) as 0, and 0 after 60 counted as a counter gone down: the look
+    said `look.window_restarted` "a request counter restarted within the window (0 canary requests counted...)",
+    false, and closed the window. It is no pass now, said as `look.requests_uncounted` with the cause; the window,
+    its anchor and its count stay; a failure of the checks, read soundly, stands (decision 433)."""
+    policy = _policy(CEILING, alpha=0.01)
+    s, _ = _step_two(policy, (Counts(0, 100), Counts(2, 20)), [(Counts(0, 100), Counts(1, 60))])
+    why = "NotCountable: series of m/v2 scraped by two jobs (10.0.0.2)"
+    v = J.judge(policy, {"c": (Counts(0, 100), Counts(1, 90))}, prior=s.prior(), step=1)
+    assert v.outcome is Outcome.PASS
+    after, actions = rl.transition(s, rl.Looked(40.0, v, 0.0, data_to=1040.0, uncounted=why), policy)
+    events = {a.event: a.fields for a in actions if isinstance(a, rl.Emit)}
+    assert "look.window_restarted" not in events
+    assert why in events["look.requests_uncounted"]["reason"] and events["look.completed"]["outcome"] != "pass"
+    assert (after.step_window, after.window_from, after.last_look_requests) == (s.step_window, s.window_from, 60.0)
+    assert after.pass_anchor_requests == s.pass_anchor_requests and "could not be counted" in after.last_verdict["reason"]
+    bad = J.judge(policy, {"c": (Counts(0, 100), Counts(40, 90))}, prior=s.prior(), step=1)
+    failed, _ = rl.transition(s, rl.Looked(40.0, bad, 0.0, data_to=1040.0, uncounted=why), policy)
+    assert failed.phase == rl.ROLLED_BACK  # max_failed_looks 1: the checks' failure is no less one
+    both, said = rl.transition(s, rl.Looked(40.0, v, 0.0, data_to=1040.0, restarted=True, uncounted=why), policy)
+    restarted = [a.fields["reason"] for a in said if isinstance(a, rl.Emit) and a.event == "look.window_restarted"]
+    assert both.step_window == 1 and restarted and why in restarted[0] and "0 canary requests" not in restarted[0]
+
+
 def test_a_restart_the_snapshots_show_opens_a_new_window_though_the_counts_grew() -> None:
     """One canary pod of several restarting, or a stable pod: the canary's count still grows, but the look's
     data count that series from its restart (`metrics.batch.requests_restarted`, `Looked.restarted`): no
