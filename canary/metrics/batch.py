@@ -408,6 +408,11 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
                 continue  # filtered client-side: exact values only, whatever the regex let through
             kept += 1
             instance, job = labels.get("instance", ""), labels.get("job", "")
+            if labels.get("exported_instance") and instance:  # re-exported (`honor_labels: false`: /federate, a
+                # Pushgateway): the pod is the exported instance; each re-exporting target and the job that read it
+                # there is one reading of it, as per rollout (`queries.scraped_twice_of`, decision 434)
+                job = f"{job} (via {instance}, exported_job {labels.get('exported_job', '')!r})"
+                instance = labels["exported_instance"]
             # by host, as per rollout (`queries.scraped_twice_query`): under Istio's metrics merging one pod is read
             # on the sidecar's :15020 by one job and on the app's port by another, two `instance`s (decision 379)
             host = (hosts.get(instance) or hosts.setdefault(instance, _HOST.fullmatch(instance)[1])  # type: ignore[index]

@@ -446,7 +446,8 @@ def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[
             _say(quiet, "metrics.scraped_twice", check=check, arm=arm, instances=instances[:5], query=twice[key])
             out[i] = NotCountable(f"check {check!r}: {arm_name(arm)}'s series are scraped by two jobs (host "
                                   f"{', '.join(instances[:3])}): summed, its requests count twice; set metrics.labels: "
-                                  f"{{job: ...}} to the one job to read; query: {twice[key]}")
+                                  f"{{job: ...}} to the one job to read ({{exported_job: ...}} where a federating "
+                                  f"target re-exports it); query: {twice[key]}")
         elif unscraped and arm == "canary" and not isinstance(out[i], BaseException):
             _say(quiet, "metrics.target_down", check=check, arm=arm, instances=unscraped[:5], query=twice[down])
             out[i] = NotCountable(f"check {check!r}: {arm_name(arm)} has a scrape target down (up == 0; instance "

@@ -348,9 +348,20 @@ def scraped_twice_of(selectors: Sequence[str]) -> str:
     # (a ServiceMonitor's, Istio's envoy-stats PodMonitor), no series of it twice; a check whose series are of both
     # (a custom query or feature_drift beside `metrics.source: istio`'s requests) was no verdict on every rollout.
     # A metric of one host that two jobs read is what a sum counts twice; the answer's value: the most jobs of one
-    jobs = " or ".join(f'count by ({HOST_LABEL}, __name__, job) (label_replace({inner}, "{HOST_LABEL}", "$1", '
-                       f'"instance", "{INSTANCE_HOST}"))' for inner in selectors)
+    # a series re-exported by a target with `honor_labels: false` (another Prometheus's /federate, a Pushgateway) has
+    # the federating target's `instance` and `job`, the pod's own renamed `exported_instance`/`exported_job`: its host
+    # is the pod's, and each re-exporting target (job, instance, the job it was read by there) is one reading of it. A
+    # pod scraped here and federated in, or federated from a Prometheus that read it twice, or through two federating
+    # targets, is summed twice (12,000 read where 6,000 were served: decision 434)
+    jobs = " or ".join(
+        f'count by ({HOST_LABEL}, __name__, job) (label_replace({_add_matcher(inner, EXPORTED_NONE)}, "{HOST_LABEL}", '
+        f'"$1", "instance", "{INSTANCE_HOST}")) or count by ({HOST_LABEL}, __name__, job, instance, exported_job) '
+        f'(label_replace({_add_matcher(inner, EXPORTED_SOME)}, "{HOST_LABEL}", "$1", "exported_instance", '
+        f'"{INSTANCE_HOST}"))' for inner in selectors)
     return f"max by ({HOST_LABEL}) (count by ({HOST_LABEL}, __name__) ({jobs})) > 1"
+
+
+EXPORTED_NONE, EXPORTED_SOME = 'exported_instance=""', 'exported_instance!=""'  # a target's own series; re-exported
 
 
 def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600, by: Iterable[str] = ()) -> str:

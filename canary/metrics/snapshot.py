@@ -228,7 +228,8 @@ class Snapshot:
         if UNREADABLE in groups or PARTIAL in groups or MIXED in groups or SCRAPED_TWICE in groups:
             what = (f"a NaN or infinite {fam.metric} sample for {'/'.join(ident)}" if UNREADABLE in groups else
                     f"{fam.metric} series of {'/'.join(ident)} scraped by two jobs (one target, two `job` labels): "
-                    f"summed, its requests count twice; set metrics.labels: {{job: ...}} to the one job to read"
+                    f"summed, its requests count twice; set metrics.labels: {{job: ...}} to the one job to read "
+                    f"({{exported_job: ...}} where a federating target re-exports it)"
                     if SCRAPED_TWICE in groups else
                     f"only part of the {fam.metric} series of {'/'.join(ident)} (Prometheus answered in part)"
                     if PARTIAL in groups else

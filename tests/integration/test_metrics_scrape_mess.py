@@ -172,6 +172,23 @@ def _stable_read_twice(model: str) -> list[Series]:
     return out
 
 
+def _federated(model: str, *, direct: bool = True, source_jobs: tuple[str, ...] = ("kubernetes-pods",),
+               via: tuple[str, ...] = ("prom-global:9090",)) -> list[Series]:
+    """Canary v2's pod re-exported by a target with `honor_labels: false` (another Prometheus's /federate, a
+    Pushgateway): Prometheus renames the pod's own `instance` and `job` to `exported_instance`/`exported_job` and
+    writes the federating target's (`instance` prom-global:9090, `job` federate). `direct`: the pod is scraped
+    here too; `source_jobs`: the jobs that read it where it was federated from (two: read twice there); `via`: the
+    federating targets (two: an HA pair of Prometheus servers, both federated)."""
+    out = _arm(model, "v1", 99, 1, job="kubernetes-pods", instance="10.0.10.1:8000")
+    if direct:
+        out += _arm(model, "v2", 9.9, 0.1, job="kubernetes-pods", instance="10.0.10.2:8000")
+    for instance in via:
+        for job in source_jobs:
+            out += _arm(model, "v2", 9.9, 0.1, job="federate", instance=instance, exported_job=job,
+                        exported_instance="10.0.10.2:8000")
+    return out
+
+
 def _two_pods(model: str) -> list[Series]:
     """The control: canary v2 with two pods of one job (two instances), 5 req/s each."""
     out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
@@ -188,6 +205,9 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series += _target_down("down", t0, deleted=False) + _target_down("deleted", t0, deleted=True)
     series += _stable_pod_down("stabledown", t0) + _canary_gone("gone", t0) + _merged("merged") + _one_host("onehost")
     series += _two_exporters("exporters") + _stable_read_twice("stabletwice")
+    series += _federated("federated") + _federated("fedonly", direct=False)
+    series += _federated("fedtwice", direct=False, source_jobs=("kubernetes-pods", "serviceMonitor/ml/rec"))
+    series += _federated("fedha", direct=False, via=("prom-global-0:9090", "prom-global-1:9090"))
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
@@ -495,3 +515,34 @@ def test_two_targets_of_one_host_under_one_job_are_measured(prom: Any) -> None:
         assert not isinstance(canary, NoData), canary
         total = canary.total if isinstance(canary, Counts) else canary.counts[-1]  # requests, or observations
         assert total == pytest.approx(10 * WINDOW_S, rel=0.02), canary
+
+
+@pytest.mark.parametrize("model", ["federated", "fedtwice", "fedha"])
+def test_a_canary_pod_re_exported_under_exported_instance_is_not_twice_the_evidence(prom: Any, model: str) -> None:
+    """`honor_labels: false` (another Prometheus's /federate, a Pushgateway) renames the pod's `instance` and `job`
+    to `exported_instance`/`exported_job` and writes the federating target's: a canary pod scraped here and federated
+    in (federated), federated from a Prometheus that read it by two jobs (fedtwice), or through an HA pair of
+    federating targets (fedha) read 12,000 requests where 6,000 were served, per rollout, in the request count and in
+    the controller's snapshots alike: the host compared was the federating target's. It is the exported instance's
+    now, each re-exporting target one reading (decision 434). Federated in alone (fedonly): counted once, as before."""
+    from canary.errors import NotCountable
+
+    server, t0 = prom
+    for check in (None, _LATENCY):
+        pol = _policy(check) if check else _policy()
+        stable, canary = _measure(server, t0, pol, model)
+        assert isinstance(canary, NotCountable) and "host 10.0.10.2" in str(canary), canary
+        assert "exported_job" in str(canary) and not isinstance(stable, NoData), stable
+        base, now = _snapshots(server, t0, pol, _target(model))
+        stable, canary = b.measure_delta(pol, pol.checks[0], _target(model), now, base)
+        assert isinstance(canary, NotCountable) and not isinstance(stable, NoData), canary
+    provider = PrometheusProvider(server.url, retries=1, budget_s=3.0)
+    with pytest.raises(NotCountable):
+        provider.request_counts(_policy(), _target(model), window_s=WINDOW_S, at=t0)
+    for check in (None, _LATENCY):
+        pol = _policy(check) if check else _policy()
+        _, canary = _measure(server, t0, pol, "fedonly")
+        assert canary.total == pytest.approx(6_000, rel=0.02), canary
+        base, now = _snapshots(server, t0, pol, _target("fedonly"))
+        assert b.measure_delta(pol, pol.checks[0], _target("fedonly"), now, base)[1].total == pytest.approx(6_000,
+                                                                                                            rel=0.02)
