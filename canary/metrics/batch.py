@@ -72,8 +72,8 @@ from canary.metrics.families import (
     regex_matcher,
 )
 from canary.metrics.native import CUSTOM, sample_values
-from canary.metrics.snapshot import (FORMAT, MIXED, SCRAPED_TWICE, TARGET_DOWN, UNREADABLE, Binding, Groups, Snapshot,
-                                     UnusableStepStart)
+from canary.metrics.snapshot import (FORMAT, MIXED, RELABELLED, SCRAPED_TWICE, TARGET_DOWN, UNREADABLE, Binding, Groups,
+                                     Snapshot, UnusableStepStart)
 from canary.model import Target
 from canary.policy import Policy
 
@@ -399,6 +399,7 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
     kept = 0
     jobs: dict[tuple[Ident, str], str] = {}  # (rollout arm, host) -> the first job that scraped it
     twice: set[Ident] = set()
+    relabelled: set[Ident] = set()
     hosts: dict[str, str] = {}  # instance -> its host (`instance` without the port), once per answer
     try:
         for s in result:
@@ -422,6 +423,11 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
                 into.setdefault(ident, {})[SCRAPED_TWICE] = {"": 1.0}
                 log.warning("metrics.scraped_twice", metric=fam.metric, rollout_arm="/".join(ident),
                             instance=instance, host=host, jobs=sorted({jobs[(ident, host)], job}))
+            if ident not in relabelled and any(labels.get(f"exported_{label}", value) not in ("", value)
+                                               for (label, role), value in zip(fam.by, ident) if role != "namespace"):
+                relabelled.add(ident)  # the exporter said another model or version: a target label overrode it
+                into.setdefault(ident, {})[RELABELLED] = {instance: 1.0}  # (honor_labels: false, decision 435)
+                log.warning("metrics.arm_relabelled", metric=fam.metric, rollout_arm="/".join(ident), instance=instance)
             own = fam.identity(labels)
             sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
             if fam.native:  # one sample holds every bucket: kept by bucket index (`native.sample_values`)

@@ -34,8 +34,8 @@ from canary.metrics.answers import (arm_name, arms_pair, both_or_raise, bucket_p
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, TARGETS, TWICE, UNSCRAPED,
-                                       ArmsNative, Plan, arms_histograms_query, arms_native_query, arms_query,
+from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, RELABELLED, TARGETS, TWICE,
+                                       UNSCRAPED, ArmsNative, Plan, arms_histograms_query, arms_native_query, arms_query,
                                        classic_buckets_query, query_plan, request_plan, request_query, twice_parts)
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
@@ -448,6 +448,16 @@ def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[
                                   f"{', '.join(instances[:3])}): summed, its requests count twice; set metrics.labels: "
                                   f"{{job: ...}} to the one job to read ({{exported_job: ...}} where a federating "
                                   f"target re-exports it); query: {twice[key]}")
+        elif relabelled := sorted(_twice_instances(got.get(f"{arm}/{RELABELLED}") or [], at_least=1)):
+            # a target label overrode the exporter's model or version (decision 435): series of another version read
+            # as this arm's (either arm: the stable holding the canary's is no baseline either)
+            _say(quiet, "metrics.arm_relabelled", check=check, arm=arm, instances=relabelled[:5],
+                 query=twice[f"{arm}/{RELABELLED}"])
+            out[i] = NotCountable(f"check {check!r}: {arm_name(arm)}'s series include ones whose exporter said another "
+                                  f"model or version (an `exported_` label: instance {', '.join(relabelled[:3])}): a "
+                                  f"scrape target label of that name (a pod label copied by labelmap, honor_labels: "
+                                  f"false) overrode the exporter's, so another arm's requests are read as this one's; "
+                                  f"drop or rename that target label; query: {twice[f'{arm}/{RELABELLED}']}")
         elif unscraped and arm == "canary" and not isinstance(out[i], BaseException):
             _say(quiet, "metrics.target_down", check=check, arm=arm, instances=unscraped[:5], query=twice[down])
             out[i] = NotCountable(f"check {check!r}: {arm_name(arm)} has a scrape target down (up == 0; instance "

@@ -391,6 +391,18 @@ def unscraped_of(selectors: Sequence[str], *, seen_s: float = 3600, by: Iterable
     return f"count by ({', '.join((*by, 'instance'))}) ({gone}) and on (instance) (up == 0)"
 
 
+def relabelled_of(selectors: Sequence[str], exported: Mapping[str, str]) -> str:
+    """The scrape targets (`instance`) of the series of `selectors` (`scraped_twice_of`'s) whose exporter said another
+    model or version than the arm's: `exported` is {label: the arm's value} (its model and arm labels). Under
+    `honor_labels: false` a target label of the same name (a pod label copied by `labelmap`) overrides the
+    exporter's, which Prometheus keeps as `exported_<label>`: a stable pod labelled with the canary's version was read
+    as the canary, its requests diluting the canary's errors (decision 435). Not the namespace: the target's is the
+    pod's, which is what is meant."""
+    terms = [_add_matcher(_add_matcher(inner, f'exported_{label}!=""'), f'exported_{label}!="{escape(value)}"')
+             for inner in selectors for label, value in exported.items()]
+    return "count by (instance) (" + " or ".join(terms) + ")"
+
+
 def arm_series(metrics: Iterable[str], sel: str) -> str:
     """The series of `metrics` that `sel` (an arm's `selector`) picks, as `scrape_selector` narrows them."""
     return scrape_selector(_with(sel, f'__name__=~"{"|".join(metrics)}"'))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from canary.errors import ConfigError
 from canary.metrics import queries as q
 from canary.model import Target
-from canary.policy import Check, Policy
+from canary.policy import Check, Policy, identity_labels
 
 HISTOGRAM = "histogram"  # the plan role read as buckets
 FEATURE_ROLES = ("feature_buckets", "feature_categories", "feature_missing_counts")  # feature_drift: series per feature
@@ -79,7 +79,17 @@ def request_query(policy: Policy, target: Target, *, window_s: float) -> tuple[s
         sel = q.selector(policy, target, arm, policy.metrics.source)
         parts[f"{arm}/{TWICE}"] = q.scraped_twice_query(names, sel)
         parts[f"{arm}/{UNSCRAPED}"] = q.unscraped_query(names, sel)
+        exported = _exported(policy, target, arm, policy.metrics.source)
+        if exported:
+            parts[f"{arm}/{RELABELLED}"] = q.relabelled_of([q.arm_series(names, sel)], exported)
     return q.one_answer(parts), parts
+
+
+def _exported(policy: Policy, target: Target, arm: str, source: str) -> dict[str, str]:
+    """{label: the arm's value} of the model and arm labels, which an exporter's own value must not contradict
+    (`queries.relabelled_of`)."""
+    values = {"model label": target.model, "arm label": q.arm_version(target, arm)}
+    return {label: values[role] for role, label in identity_labels(policy.metrics, source).items() if role in values}
 
 
 def _request_names(p: q.Preset) -> tuple[str, ...]:
@@ -94,6 +104,7 @@ ONE_QUERY_KINDS = {"error_rate": ("requests", "errors"), "feature_missing": ("fe
 
 TWICE = "scraped_twice"  # the one-query part, per arm, naming the arm's targets that two scrape jobs read
 UNSCRAPED = "unscraped"  # ... naming the arm's targets that are down now, their series gone (`queries.unscraped_query`)
+RELABELLED = "relabelled"  # ... naming the arm's targets whose exporter said another model or version (`exported_*`)
 TARGETS = "targets"  # a custom check's: how many targets its series come from (`queries.targets_of`; none: unchecked)
 
 
@@ -132,6 +143,9 @@ def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
                 labels=policy.metrics.labels)] + selectors
         out[f"{arm}/{TWICE}"] = q.scraped_twice_of(selectors)
         out[f"{arm}/{UNSCRAPED}"] = q.unscraped_of(selectors)
+        exported = _exported(policy, target, arm, source)
+        if exported:
+            out[f"{arm}/{RELABELLED}"] = q.relabelled_of(selectors, exported)
         if check.kind == "custom":
             out[f"{arm}/{TARGETS}"] = q.targets_of(selectors)
     return out

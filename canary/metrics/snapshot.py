@@ -56,6 +56,10 @@ SCRAPED_TWICE = "!scraped_twice"
 # snapshot a look reads (`restrict` leaves it out of a step-start snapshot: `missed` and the look's own
 # snapshot say what such a pod changes)
 TARGET_DOWN = "!target_down"
+# the same for a rollout arm some of whose series an exporter labelled with another model or version (`exported_*`):
+# a scrape target label of that name overrode it (`honor_labels: false`), so another arm's requests are in this one's
+# sums (`batch`, decision 435). Its values name the instances
+RELABELLED = "!relabelled"
 RESETS = "!resets"
 BEFORE = "!before"  # in a restart probe's answer: the series' value as Prometheus held it at the window's start  # in a restart probe's answer: the key of a series' `resets()` count (`Snapshot.restarted`)
 # (family, rollout arm, since) -> {series id: {extra label value: min over (since, taken_at], RESETS: count}}
@@ -225,6 +229,14 @@ class Snapshot:
         if got is None:
             return None
         groups = got.get(ident, {})
+        if RELABELLED in groups:
+            what = (f"{fam.metric} series of {'/'.join(ident)} whose exporter said another model or version (an "
+                    f"`exported_` label; instance {', '.join(sorted(groups[RELABELLED])[:3])}): a scrape target label "
+                    f"of that name (a pod label copied by labelmap, honor_labels: false) overrode the exporter's, so "
+                    f"another arm's requests are read as this one's; drop or rename that target label")
+            if self.bound is not None:
+                raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f} holds {what}")
+            raise NotCountable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")
         if UNREADABLE in groups or PARTIAL in groups or MIXED in groups or SCRAPED_TWICE in groups:
             what = (f"a NaN or infinite {fam.metric} sample for {'/'.join(ident)}" if UNREADABLE in groups else
                     f"{fam.metric} series of {'/'.join(ident)} scraped by two jobs (one target, two `job` labels): "

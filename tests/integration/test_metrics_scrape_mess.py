@@ -189,6 +189,23 @@ def _federated(model: str, *, direct: bool = True, source_jobs: tuple[str, ...] 
     return out
 
 
+def _relabelled(model: str) -> list[Series]:
+    """Pod labels copied onto the scrape target (`labelmap: __meta_kubernetes_pod_label_(.+)`) with `honor_labels:
+    false`: a pod label `model_version` wins over the exporter's, which is renamed `exported_model_version`. Both
+    deployments' pods labelled "v2" (one chart value), the stable's server still serving v1 (100 req/s, 1% errors);
+    canary v2's pod at 20% errors (10 req/s)."""
+    out = _arm(model, "v2", 99, 1, job="kubernetes-pods", instance="10.0.12.1:8000", exported_model_version="v1")
+    return out + _arm(model, "v2", 8, 2, job="kubernetes-pods", instance="10.0.12.2:8000", exported_model_version="v2")
+
+
+def _relabelled_alike(model: str) -> list[Series]:
+    """The control: each pod's label `model_version` the version its server serves (the exporter's kept as
+    `exported_model_version`, the same value); canary v2 at 1% errors."""
+    out = _arm(model, "v1", 99, 1, job="kubernetes-pods", instance="10.0.13.1:8000", exported_model_version="v1")
+    return out + _arm(model, "v2", 9.9, 0.1, job="kubernetes-pods", instance="10.0.13.2:8000",
+                      exported_model_version="v2")
+
+
 def _two_pods(model: str) -> list[Series]:
     """The control: canary v2 with two pods of one job (two instances), 5 req/s each."""
     out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
@@ -208,6 +225,7 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series += _federated("federated") + _federated("fedonly", direct=False)
     series += _federated("fedtwice", direct=False, source_jobs=("kubernetes-pods", "serviceMonitor/ml/rec"))
     series += _federated("fedha", direct=False, via=("prom-global-0:9090", "prom-global-1:9090"))
+    series += _relabelled("relabelled") + _relabelled_alike("relabelalike")
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
@@ -546,3 +564,33 @@ def test_a_canary_pod_re_exported_under_exported_instance_is_not_twice_the_evide
         base, now = _snapshots(server, t0, pol, _target("fedonly"))
         assert b.measure_delta(pol, pol.checks[0], _target("fedonly"), now, base)[1].total == pytest.approx(6_000,
                                                                                                             rel=0.02)
+
+
+def test_a_stable_pod_labelled_with_the_canarys_version_is_not_read_as_the_canary(prom: Any) -> None:
+    """A pod label `model_version` copied onto the scrape target (`labelmap`, `honor_labels: false`) overrides the
+    exporter's, kept as `exported_model_version`: both deployments' pods labelled "v2", the stable's server serving
+    v1 at 1% (100 req/s) and the canary at 20% (10 req/s) read as one canary at 2.7% errors, a PASS of `max_rate_pct:
+    5` (the stable arm had no series: a limit on the canary alone is judged). Such an arm is NotCountable now, per
+    rollout, in the request count and in the controller's snapshots: no verdict (decision 435). Pods whose label is
+    their server's version are read as before."""
+    from canary.analysis.judge import judge
+    from canary.errors import NotCountable
+    from canary.model import Outcome
+    from canary.reconcile import measure_window
+
+    server, t0 = prom
+    for check in ({"name": "errors", "kind": "error_rate", "max_rate_pct": 5}, _LATENCY):
+        pol = _policy(check)
+        provider = PrometheusProvider(server.url, retries=1, budget_s=3.0, at=t0)
+        got, n = measure_window(provider, pol, _target("relabelled"), window_s=WINDOW_S, log=None)
+        verdict = judge(pol, got, canary_weight=10, window_s=WINDOW_S, canary_version="v2")
+        assert verdict.results[0].outcome is Outcome.ERROR and n == 0.0, verdict.results[0]
+        assert "exporter said another model or version" in str(got[pol.checks[0].name]), got
+        base, now = _snapshots(server, t0, pol, _target("relabelled"))
+        with pytest.raises(NotCountable, match="exporter said another model or version"):
+            b.measure_delta(pol, pol.checks[0], _target("relabelled"), now, base)
+        stable, canary = _measure(server, t0, pol, "relabelalike")
+        assert canary.total == pytest.approx(6_000, rel=0.02) and stable.total == pytest.approx(60_000, rel=0.02)
+        base, now = _snapshots(server, t0, pol, _target("relabelalike"))
+        assert b.measure_delta(pol, pol.checks[0], _target("relabelalike"), now, base)[1].total == pytest.approx(
+            6_000, rel=0.02)
