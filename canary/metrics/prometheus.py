@@ -461,8 +461,9 @@ def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[
         elif unscraped and arm == "canary" and not isinstance(out[i], BaseException):
             _say(quiet, "metrics.target_down", check=check, arm=arm, instances=unscraped[:5], query=twice[down])
             out[i] = NotCountable(f"check {check!r}: {arm_name(arm)} has a scrape target down (up == 0; instance "
-                                  f"{', '.join(unscraped[:3])}) whose series Prometheus held within the hour and has "
-                                  f"no sample of now: what that pod serves, errors included, is in no count; query: "
+                                  f"{', '.join(unscraped[:3])}) whose series Prometheus held within the hour (gone "
+                                  f"now, or answered at their last sample: no staleness marker): what that pod serves, "
+                                  f"errors included, is in no count; query: "
                                   f"{twice[down]}")
     return both_or_raise((out[0], out[1]))
 

@@ -365,8 +365,9 @@ EXPORTED_NONE, EXPORTED_SOME = 'exported_instance=""', 'exported_instance!=""'  
 
 
 def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600, by: Iterable[str] = ()) -> str:
-    """The scrape targets (`instance`) of one arm whose series Prometheus held within `seen_s` but not now
-    (no sample within its 5 min lookback) while the target is down now (`up == 0`): a pod whose scrape fails,
+    """The scrape targets (`instance`) of one arm whose series Prometheus held within `seen_s` while the target is
+    down now (`up == 0`; its series gone, or held at their last sample where they carry their own timestamps and
+    get no staleness marker: decision 436): a pod whose scrape fails,
     so whatever it serves, errors included, is in no sum (`prometheus._not_twice` asks it of the canary arm
     only). A pod deleted is no target any more (its `up` goes stale): not named. Blind where a proxy answers
     the scrape (Istio's metrics merging: the sidecar's :15020 answers 200 without the app's series). `by`:
@@ -384,11 +385,12 @@ def targets_of(selectors: Sequence[str]) -> str:
 
 def unscraped_of(selectors: Sequence[str], *, seen_s: float = 3600, by: Iterable[str] = ()) -> str:
     """`unscraped_query` over the series of any of `selectors` (`scraped_twice_of`'s)."""
-    gone = " or ".join(f"(last_over_time({inner}[{duration(seen_s)}]) unless on (instance) {inner})"
-                       for inner in selectors)
-    if len(selectors) == 1:
-        gone = gone[1:-1]
-    return f"count by ({', '.join((*by, 'instance'))}) ({gone}) and on (instance) (up == 0)"
+    # not `unless on (instance) <series>` (their sample now) any more: a series that carries its own timestamps (a
+    # federated one, `honor_timestamps`) gets no staleness marker when its target goes down, so Prometheus answers its
+    # last sample for 5 minutes, and a canary pod down 2 minutes, failing half its requests, was read as live from
+    # its older samples (decision 436). A target down now names its series whether or not they are still answered
+    held = " or ".join(f"last_over_time({inner}[{duration(seen_s)}])" for inner in selectors)
+    return f"count by ({', '.join((*by, 'instance'))}) ({held}) and on (instance) (up == 0)"
 
 
 def relabelled_of(selectors: Sequence[str], exported: Mapping[str, str]) -> str:

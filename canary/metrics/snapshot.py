@@ -260,8 +260,8 @@ class Snapshot:
             down = sorted(groups[TARGET_DOWN])[:3]
             raise NotCountable(f"the snapshot taken at {self.taken_at:.3f}: {'/'.join(ident)} has a scrape target "
                                f"down (up == 0; instance {', '.join(down)}) whose series Prometheus held within the "
-                               f"hour and has no sample of now: what that pod serves, errors included, is in no "
-                               f"count ({fam.metric}); fix the scrape")
+                               f"hour (gone now, or answered at their last sample: no staleness marker): what that "
+                               f"pod serves, errors included, is in no count ({fam.metric}); fix the scrape")
         return groups
 
     def restarted(self, fam: Family, ident: Ident, base: "Snapshot") -> frozenset[str]:

@@ -206,6 +206,42 @@ def _relabelled_alike(model: str) -> list[Series]:
                       exported_model_version="v2")
 
 
+@dataclass(frozen=True)
+class _Reset(Series):
+    """A counter that restarts from 0 at `reset_at` (its container restarted in place: the same `instance`)."""
+
+    reset_at: float = 0.0
+
+    def value(self, t: float, start: float) -> float | None:  # type: ignore[override]
+        return self.per_s * (t - start) if t < self.reset_at else self.per_s * (t - self.reset_at)
+
+
+def _reset(model: str, t0: float) -> list[Series]:
+    """Canary v2's pod b (5 req/s, no errors) and pod c (5 req/s, 50% errors) whose container restarts 300 s before
+    the look."""
+    out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.14.1:8000")
+    out += _arm(model, "v2", 5, 0, job="pods", instance="10.0.14.2:8000")
+    m = {"model_name": model, "model_version": "v2", "job": "pods", "instance": "10.0.14.3:8000"}
+    return out + [_Reset("model_requests_total", {**m, "outcome": "success"}, 2.5, reset_at=t0 - 300),
+                  _Reset("model_requests_total", {**m, "outcome": "error"}, 2.5, reset_at=t0 - 300)]
+
+
+def _held(model: str, t0: float) -> list[Series]:
+    """Canary v2's pod b (5 req/s, no errors) and pod c (5 req/s, 50% errors) whose target is down (`up` 0) from 120 s
+    before the look, its series without a staleness marker (they carry their own timestamps: federated, or
+    `honor_timestamps`), so Prometheus answers their last sample for 5 minutes."""
+    out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.15.1:8000")
+    out += _arm(model, "v2", 5, 0, job="pods", instance="10.0.15.2:8000")
+    end = t0 - 120
+    m = {"model_name": model, "model_version": "v2", "job": "pods", "instance": "10.0.15.3:8000"}
+    out += [_During("model_requests_total", {**m, "outcome": "success"}, 2.5, until=end),
+            _During("model_requests_total", {**m, "outcome": "error"}, 2.5, until=end)]
+    out += [_During("model_inference_duration_seconds_bucket", {**m, "le": le}, n, until=end)
+            for le, n in (("0.05", 0), ("0.1", 0), ("+Inf", 5))]  # all of them slower than 100 ms
+    out += [_Up("up", {"job": "pods", "instance": i}, down_at=float("inf")) for i in ("10.0.15.1:8000", "10.0.15.2:8000")]
+    return out + [_Up("up", {"job": "pods", "instance": "10.0.15.3:8000"}, down_at=end)]
+
+
 def _two_pods(model: str) -> list[Series]:
     """The control: canary v2 with two pods of one job (two instances), 5 req/s each."""
     out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
@@ -226,6 +262,7 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series += _federated("fedtwice", direct=False, source_jobs=("kubernetes-pods", "serviceMonitor/ml/rec"))
     series += _federated("fedha", direct=False, via=("prom-global-0:9090", "prom-global-1:9090"))
     series += _relabelled("relabelled") + _relabelled_alike("relabelalike")
+    series += _reset("reset", t0) + _held("held", t0)
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
@@ -594,3 +631,37 @@ def test_a_stable_pod_labelled_with_the_canarys_version_is_not_read_as_the_canar
         base, now = _snapshots(server, t0, pol, _target("relabelalike"))
         assert b.measure_delta(pol, pol.checks[0], _target("relabelalike"), now, base)[1].total == pytest.approx(
             6_000, rel=0.02)
+
+
+def test_a_canary_pod_down_whose_series_are_held_without_a_staleness_marker_is_not_read_as_live(prom: Any) -> None:
+    """A series that carries its own timestamps gets no staleness marker when its target goes down: Prometheus answers
+    its last sample for 5 minutes. Canary pod c (50% errors) down for the look's last 2 minutes was read as live from
+    its older samples (5,362 requests of ~6,000, no target down: `unless on (instance) <its series>` found them), where
+    the same pod with staleness markers is "could not measure" (decision 354). Now it is NotCountable too, per rollout,
+    in the request count and in the controller's snapshot (decision 436)."""
+    from canary.errors import NotCountable
+
+    server, t0 = prom
+    for check in (None, _LATENCY):
+        pol = _policy(check) if check else _policy()
+        _, canary = _measure(server, t0, pol, "held")
+        assert isinstance(canary, NotCountable) and "instance 10.0.15.3:8000" in str(canary), canary
+        base, now = _snapshots(server, t0, pol, _target("held"))
+        _, canary = b.measure_delta(pol, pol.checks[0], _target("held"), now, base)
+        assert isinstance(canary, NotCountable) and "10.0.15.3:8000" in str(canary), canary
+    with pytest.raises(NotCountable):
+        PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target("held"),
+                                                                               window_s=WINDOW_S, at=t0)
+
+
+def test_a_canary_pods_counter_reset_mid_window_is_counted_from_both_lives(prom: Any) -> None:
+    """Held (checked, no change): a canary container restarted in place 300 s before the look (its counters from 0,
+    the same series). Per rollout `increase()` counts both lives: ~6,000 requests and the pod's 1,500 errors (one
+    scrape interval's worth lost at the reset). The controller's snapshots see the restart (`requests_restarted`):
+    the look opens a new window rather than judging a second path of it (decision 163)."""
+    server, t0 = prom
+    _, canary = _measure(server, t0, _policy(), "reset")
+    assert isinstance(canary, Counts) and canary.total == pytest.approx(6_000, rel=0.02), canary
+    assert canary.events == pytest.approx(1_500, rel=0.03), canary
+    base, now = _snapshots(server, t0, _policy(), _target("reset"))
+    assert b.requests_restarted(_policy(), _target("reset"), now, base)
