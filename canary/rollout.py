@@ -750,7 +750,8 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         s = replace(s, failed_looks=0)
     if covered < interval <= elapsed:
         actions.append(Emit("look.window_short", {"window_s": round(covered, 3), "interval_s": interval}))
-    if covered >= interval and j.outcome is Outcome.PASS and n >= pass_floor(policy.analysis.min_canary_requests):
+    if (covered >= interval and j.outcome is Outcome.PASS and not uncounted  # (`n` is the last count there)
+            and n >= pass_floor(policy.analysis.min_canary_requests)):
         if s.step + 2 < len(policy.steps):
             s2, more = _enter_step(s, s.step + 1, policy, ev.now)
             return s2, actions + more
