@@ -277,8 +277,9 @@ class BatchMetrics:
             try:
                 for s in answer:
                     m = s["metric"]
-                    if m.get("instance") and float(s["value"][1]) >= 1:
-                        down.setdefault(tuple(m.get(label, "") for label in labels), set()).add(m["instance"])
+                    where = m.get(q.HOST_LABEL) or m.get("instance")  # a federated pod's: its exported instance
+                    if where and float(s["value"][1]) >= 1:
+                        down.setdefault(tuple(m.get(label, "") for label in labels), set()).add(where)
             except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
                 raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
             for ident, instances in sorted(down.items()):

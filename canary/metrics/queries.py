@@ -389,8 +389,19 @@ def unscraped_of(selectors: Sequence[str], *, seen_s: float = 3600, by: Iterable
     # federated one, `honor_timestamps`) gets no staleness marker when its target goes down, so Prometheus answers its
     # last sample for 5 minutes, and a canary pod down 2 minutes, failing half its requests, was read as live from
     # its older samples (decision 436). A target down now names its series whether or not they are still answered
-    held = " or ".join(f"last_over_time({inner}[{duration(seen_s)}])" for inner in selectors)
-    return f"count by ({', '.join((*by, 'instance'))}) ({held}) and on (instance) (up == 0)"
+    w = duration(seen_s)
+    held = " or ".join(f"last_over_time({inner}[{w}])" for inner in selectors)
+    # a target's own `up` only: a federated `up` (of a pod at the source) carries the federating target's `instance`,
+    # and any pod down there named every arm federated through it (decision 436)
+    own = f"count by ({', '.join((*by, 'instance'))}) ({held}) and on (instance) (up{{{EXPORTED_NONE}}} == 0)"
+    # a series re-exported under `honor_labels: false` (/federate) is its pod's `exported_instance`, and that pod's
+    # `up` is the federated one (`up{exported_instance=...}`), not the federating target's: named by `HOST_LABEL`
+    # (written over `instance`, two federating targets' series of one pod made one label set twice: 422)
+    fed_held = " or ".join(f'label_replace(last_over_time({_add_matcher(inner, EXPORTED_SOME)}[{w}]), "{HOST_LABEL}", '
+                           f'"$1", "exported_instance", "(.+)")' for inner in selectors)
+    fed = (f"count by ({', '.join((*by, HOST_LABEL))}) ({fed_held}) and on ({HOST_LABEL}) "
+           f'label_replace(up{{{EXPORTED_SOME}}} == 0, "{HOST_LABEL}", "$1", "exported_instance", "(.+)")')
+    return f"{own} or ({fed})"  # (`and` binds before `or`)
 
 
 def relabelled_of(selectors: Sequence[str], exported: Mapping[str, str]) -> str:

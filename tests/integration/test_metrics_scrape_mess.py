@@ -242,6 +242,35 @@ def _held(model: str, t0: float) -> list[Series]:
     return out + [_Up("up", {"job": "pods", "instance": "10.0.15.3:8000"}, down_at=end)]
 
 
+def _federated_held(model: str, t0: float) -> list[Series]:
+    """`_held` federated in (`honor_labels: false`, the source's timestamps kept): canary v2's pods b and c under the
+    federating target prom-global:9090 (up), pod c (50% errors) down at the source from 120 s before the look, its
+    series and the source's `up` for it (0) re-exported with `exported_instance`."""
+    fed = {"job": "federate", "instance": "prom-global:9090", "exported_job": "kubernetes-pods"}
+    out = _arm(model, "v1", 99, 1, job="kubernetes-pods", instance="10.0.16.1:8000")
+    out += _arm(model, "v2", 5, 0, exported_instance="10.0.16.2:8000", **fed)
+    end = t0 - 120
+    m = {"model_name": model, "model_version": "v2", "exported_instance": "10.0.16.3:8000", **fed}
+    out += [_During("model_requests_total", {**m, "outcome": "success"}, 2.5, until=end),
+            _During("model_requests_total", {**m, "outcome": "error"}, 2.5, until=end)]
+    out += [_During("model_inference_duration_seconds_bucket", {**m, "le": le}, n, until=end)
+            for le, n in (("0.05", 0), ("0.1", 0), ("+Inf", 5))]
+    out += [_Up("up", {"job": "kubernetes-pods", "instance": "10.0.16.1:8000"}, down_at=float("inf")),
+            _Up("up", {"job": "federate", "instance": "prom-global:9090"}, down_at=float("inf")),
+            _Up("up", {**fed, "exported_instance": "10.0.16.2:8000"}, down_at=float("inf"))]
+    out.append(_Up("up", {**fed, "exported_instance": "10.0.16.9:8000"}, down_at=end))  # another app's pod, down
+    return out + [_Up("up", {**fed, "exported_instance": "10.0.16.3:8000"}, down_at=end)]
+
+
+def _federated_fine(model: str) -> list[Series]:
+    """Canary v2's one pod federated in through prom-global:9090 as `_federated_held`'s, up at the source: another
+    pod down there (`_federated_held`'s) is not this canary's."""
+    fed = {"job": "federate", "instance": "prom-global:9090", "exported_job": "kubernetes-pods"}
+    out = _arm(model, "v1", 99, 1, job="kubernetes-pods", instance="10.0.17.1:8000")
+    out += _arm(model, "v2", 9.9, 0.1, exported_instance="10.0.17.2:8000", **fed)
+    return out + [_Up("up", {**fed, "exported_instance": "10.0.17.2:8000"}, down_at=float("inf"))]
+
+
 def _two_pods(model: str) -> list[Series]:
     """The control: canary v2 with two pods of one job (two instances), 5 req/s each."""
     out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
@@ -262,7 +291,7 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series += _federated("fedtwice", direct=False, source_jobs=("kubernetes-pods", "serviceMonitor/ml/rec"))
     series += _federated("fedha", direct=False, via=("prom-global-0:9090", "prom-global-1:9090"))
     series += _relabelled("relabelled") + _relabelled_alike("relabelalike")
-    series += _reset("reset", t0) + _held("held", t0)
+    series += _reset("reset", t0) + _held("held", t0) + _federated_held("fedheld", t0) + _federated_fine("fedfine")
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
@@ -638,20 +667,30 @@ def test_a_canary_pod_down_whose_series_are_held_without_a_staleness_marker_is_n
     its last sample for 5 minutes. Canary pod c (50% errors) down for the look's last 2 minutes was read as live from
     its older samples (5,362 requests of ~6,000, no target down: `unless on (instance) <its series>` found them), where
     the same pod with staleness markers is "could not measure" (decision 354). Now it is NotCountable too, per rollout,
-    in the request count and in the controller's snapshot (decision 436)."""
+    in the request count and in the controller's snapshot (decision 436). Federated in (fedheld: the pod is its
+    `exported_instance`, its `up` the source's, re-exported): named by its own `up`; before, any federated `up` of 0
+    (another app's pod down at the source) named every arm federated through that target (fedfine)."""
     from canary.errors import NotCountable
 
     server, t0 = prom
-    for check in (None, _LATENCY):
+    for model, pod in (("held", "10.0.15.3:8000"), ("fedheld", "10.0.16.3:8000")):
+        for check in (None, _LATENCY):
+            pol = _policy(check) if check else _policy()
+            _, canary = _measure(server, t0, pol, model)
+            assert isinstance(canary, NotCountable) and f"instance {pod}" in str(canary), canary
+            base, now = _snapshots(server, t0, pol, _target(model))
+            _, canary = b.measure_delta(pol, pol.checks[0], _target(model), now, base)
+            assert isinstance(canary, NotCountable) and pod in str(canary), canary
+        with pytest.raises(NotCountable):
+            PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target(model),
+                                                                                   window_s=WINDOW_S, at=t0)
+    for check in (None, _LATENCY):  # another pod down at the source: not this federated canary's
         pol = _policy(check) if check else _policy()
-        _, canary = _measure(server, t0, pol, "held")
-        assert isinstance(canary, NotCountable) and "instance 10.0.15.3:8000" in str(canary), canary
-        base, now = _snapshots(server, t0, pol, _target("held"))
-        _, canary = b.measure_delta(pol, pol.checks[0], _target("held"), now, base)
-        assert isinstance(canary, NotCountable) and "10.0.15.3:8000" in str(canary), canary
-    with pytest.raises(NotCountable):
-        PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target("held"),
-                                                                               window_s=WINDOW_S, at=t0)
+        _, canary = _measure(server, t0, pol, "fedfine")
+        assert canary.total == pytest.approx(6_000, rel=0.02), canary
+        base, now = _snapshots(server, t0, pol, _target("fedfine"))
+        assert b.measure_delta(pol, pol.checks[0], _target("fedfine"), now, base)[1].total == pytest.approx(
+            6_000, rel=0.02)
 
 
 def test_a_canary_pods_counter_reset_mid_window_is_counted_from_both_lives(prom: Any) -> None:
