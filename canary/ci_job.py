@@ -16,6 +16,8 @@ host already). Pure: the environment is an argument.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -33,6 +35,10 @@ _GITHUB_REPO = re.compile(r"[A-Za-z0-9_.\-]{1,100}/[A-Za-z0-9_.\-]{1,100}")
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _DNS_NAME = re.compile(r"[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?")
 ARGO_PREFIX = "Argo Workflow "
+# GitHub's job id (the workflow's `jobs.<job_id>` key: a letter or `_`, then letters, digits, `-`, `_`)
+_GITHUB_JOB = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,99}")
+# a record's `job_key` (`rerun_key`): the CI, a digest of the job's identity, the attempt's number in that job
+JOB_KEY = re.compile(r"(github|gitlab):[0-9a-f]{32}:[0-9]{1,20}")
 
 
 def _url(value: str, *, base: bool = False) -> str:
@@ -66,8 +72,13 @@ def from_env(env: Mapping[str, str]) -> tuple[str, list[tuple[str, str]]]:
     why)]). The job: GitHub Actions' run URL with its attempt (`GITHUB_ACTIONS=true`: GITHUB_SERVER_URL,
     GITHUB_REPOSITORY, GITHUB_RUN_ID, GITHUB_RUN_ATTEMPT; a job's own id is in no variable), GitLab's CI_JOB_URL
     (`GITLAB_CI=true`), Jenkins' BUILD_URL (`JENKINS_URL` set), Argo Workflows' ARGO_WORKFLOW_NAME as
-    `Argo Workflow <name>`; "" when none is, or when what is set is not valid."""
+    `Argo Workflow <name>`; "" when none is, or when what is set is not valid. Gitea's and Forgejo's Actions
+    set `GITHUB_ACTIONS=true` too (and GITHUB_SERVER_URL to their own server): their run's page is
+    `/actions/runs/<GITHUB_RUN_NUMBER>` with no attempts (`_forge_run`); `act` (`ACT=true`), a workflow run on a
+    workstation, has no job to name (decision 455)."""
     bad: list[tuple[str, str]] = []
+    if env.get("GITHUB_ACTIONS") == "true" and _forge(env):
+        return _forge_run(env)
     if env.get("GITHUB_ACTIONS") == "true":
         server = env.get("GITHUB_SERVER_URL", "").rstrip("/")
         checks = [("GITHUB_SERVER_URL", _url(server, base=True)),
@@ -96,6 +107,82 @@ def from_env(env: Mapping[str, str]) -> tuple[str, list[tuple[str, str]]]:
             return ARGO_PREFIX + name, []
         return "", [("ARGO_WORKFLOW_NAME", "not a Kubernetes object name")]
     return "", []
+
+
+def _forge(env: Mapping[str, str]) -> str:
+    """Which runner, other than GitHub's, set `GITHUB_ACTIONS=true`: "gitea" (Gitea's act_runner sets
+    GITEA_ACTIONS=true; Forgejo's runner sets FORGEJO_ACTIONS=true and GITEA_ACTIONS=true), "act" (nektos/act sets
+    ACT=true, and GITHUB_SERVER_URL to github.com for a run that is no run there), "" for GitHub Actions."""
+    if env.get("GITEA_ACTIONS") == "true" or env.get("FORGEJO_ACTIONS") == "true":
+        return "gitea"
+    return "act" if env.get("ACT") == "true" else ""
+
+
+def _forge_run(env: Mapping[str, str]) -> tuple[str, list[tuple[str, str]]]:
+    """A Gitea or Forgejo Actions run's page: `<GITHUB_SERVER_URL>/<owner>/<repo>/actions/runs/<run number>`
+    (their `ActionRun.Link` is the repository's link and the run's index, which they set as GITHUB_RUN_NUMBER;
+    GITHUB_RUN_ID is the run's database id, and they have no `/attempts/`). `act` names none."""
+    if _forge(env) == "act":
+        return "", []
+    server = env.get("GITHUB_SERVER_URL", "").rstrip("/")
+    checks = [("GITHUB_SERVER_URL", _url(server, base=True)),
+              ("GITHUB_REPOSITORY", "" if _GITHUB_REPO.fullmatch(env.get("GITHUB_REPOSITORY", "")) else
+               "not owner/name"),
+              ("GITHUB_RUN_NUMBER", "" if _DIGITS.fullmatch(env.get("GITHUB_RUN_NUMBER", "")) else "not a number")]
+    if bad := [(name, why) for name, why in checks if why]:
+        return "", bad
+    url = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_NUMBER']}"
+    return ("", [("GITHUB_SERVER_URL", why)]) if (why := _url(url)) else (url, [])
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def rerun_key(env: Mapping[str, str]) -> str:
+    """The identity of the CI job `env` runs in, with which attempt of it this is: `<ci>:<digest>:<n>`, "" where
+    none is sound (decision 454). A later attempt of the same job may take over an earlier one's rollout at once
+    (`earlier_attempt`), because the CI starts it only once that attempt has ended:
+
+    * GitHub Actions: the server, repository, run id and GITHUB_JOB (the workflow's job id), attempt
+      GITHUB_RUN_ATTEMPT. GitHub re-runs only a completed run (every job of the earlier attempt ended).
+    * GitLab CI: the server (CI_JOB_URL's), CI_PROJECT_ID, CI_PIPELINE_ID and CI_JOB_NAME (unique in a pipeline,
+      a matrix leg's included), attempt CI_JOB_ID (a retry is a new job, with a larger id); GitLab retries only a
+      job that has ended (succeeded, failed or canceled).
+
+    None for Jenkins (a replay is a new build of the same job, which may run beside the earlier one: concurrent
+    builds are allowed by default), Argo Workflows (`argo retry` keeps the workflow's name, with no attempt
+    number), Gitea, Forgejo and `act`. Only variables checked by shape are used; the digest keeps names that a
+    record need not show (a GitLab job name is free text) out of it."""
+    if env.get("GITHUB_ACTIONS") == "true":
+        server = env.get("GITHUB_SERVER_URL", "").rstrip("/")
+        parts = (server, env.get("GITHUB_REPOSITORY", ""), env.get("GITHUB_RUN_ID", ""), env.get("GITHUB_JOB", ""))
+        attempt = env.get("GITHUB_RUN_ATTEMPT", "")
+        if (_forge(env) or _url(server, base=True) or not _GITHUB_REPO.fullmatch(parts[1])
+                or not _DIGITS.fullmatch(parts[2]) or not _GITHUB_JOB.fullmatch(parts[3])
+                or not _DIGITS.fullmatch(attempt)):
+            return ""
+        return f"github:{_digest(*parts)}:{int(attempt)}"
+    if env.get("GITLAB_CI") == "true":
+        url, name = env.get("CI_JOB_URL", ""), env.get("CI_JOB_NAME", "")
+        parts = (env.get("CI_PROJECT_ID", ""), env.get("CI_PIPELINE_ID", ""))
+        job_id = env.get("CI_JOB_ID", "")
+        if (_url(url) or not all(_DIGITS.fullmatch(p) for p in parts) or not _DIGITS.fullmatch(job_id)
+                or not name or len(name) > 255):
+            return ""
+        where = url.partition("://")[2].partition("/")[0].lower()
+        return f"gitlab:{_digest(where, *parts, name)}:{int(job_id)}"
+    return ""
+
+
+def earlier_attempt(theirs: object, ours: str) -> bool:
+    """Whether `theirs` (a record's `job_key`) is an earlier attempt of the very job `ours` is (`rerun_key`):
+    same CI, same job, a smaller attempt. False for any key out of shape, a record without one, another job."""
+    if not (isinstance(theirs, str) and JOB_KEY.fullmatch(theirs) and JOB_KEY.fullmatch(ours)):
+        return False
+    their_ci, their_job, their_n = theirs.split(":")
+    our_ci, our_job, our_n = ours.split(":")
+    return (their_ci, their_job) == (our_ci, our_job) and int(their_n) < int(our_n)
 
 
 def readable(job: object) -> str:

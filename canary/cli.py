@@ -568,7 +568,8 @@ def promote(
         job = ci_job_of_env(**target.log_context())
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=router, metrics=metrics,
                                   gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready,
-                                  wait_busy_s=wait_busy, job=job, settled=flying.settle)
+                                  wait_busy_s=wait_busy, job=job, job_key=ci_job_key_of_env(),
+                                  settled=flying.settle)
 
         def interrupted(signum: int, _frame: Any) -> None:
             first = not ctl.stop.is_set()
@@ -666,6 +667,14 @@ def ci_job_of_env(**context: Any) -> str:
             "promote.ci_job_unrecorded", variable=variable, why=why,
             note="the rollout's record names no CI job; the host and process still name its holder")
     return job
+
+
+def ci_job_key_of_env() -> str:
+    """Which attempt of which CI job this promote is (`canary.ci_job.rerun_key`; "" where none is sound): a re-run
+    of the job whose earlier attempt holds the route takes it over at once (decision 454)."""
+    from canary import ci_job
+
+    return ci_job.rerun_key(os.environ)
 
 
 NOTIFY_WAIT_S = 5.0  # how long `promote` waits at exit for its end's posts
@@ -1008,6 +1017,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
     """
     from canary import sweep as sw
     from canary.notify import Notifier
+    from canary.reconcile import shown_owner
 
     if all_namespaces and namespace:
         fail("give -n/--namespace or -A/--all-namespaces, not both", EXIT_BAD_INPUT)
@@ -1023,8 +1033,10 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
 
     def row(one: Any, result: str, **more: Any) -> dict[str, Any]:
         r, routed = one.record, one.routed
-        return {"virtualService": one.key, "model": r.model, "canaryVersion": r.canary_version, "owner": r.owner,
-                "phase": r.phase, "weights": {"stable": r.weights.stable, "canary": r.weights.canary},
+        # `owner` shown and `job` named as the busy refusal's `holder` and `holder_job` are (decision 456)
+        return {"virtualService": one.key, "model": r.model, "canaryVersion": r.canary_version,
+                "owner": shown_owner(r.owner), "job": r.job or None, "phase": r.phase,
+                "weights": {"stable": r.weights.stable, "canary": r.weights.canary},
                 # the route as listed, as Istio splits it: what the pass found (the record's weights may say
                 # otherwise: a route edited under it, an unreadable record's stand-in)
                 "routedWeights": None if routed is None else {"stable": routed.stable, "canary": routed.canary},

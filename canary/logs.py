@@ -38,6 +38,7 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.dict_tracebacks,
+            cut_owners,
             *([] if fmt == "json" else [escape_unprintable]),  # JSON escapes them itself
             renderer,
         ],
@@ -46,6 +47,24 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
         cache_logger_on_first_use=False,
     )
     _bridge_stdlib()
+
+
+# fields that carry a record's `owner` as written (anyone's who may edit the VirtualService or a CanaryRollout)
+OWNER_FIELDS = frozenset({"owner", "recorded_owner", "ended_owner", "holder"})
+OWNER_LOGGED_MAX = 300  # characters (`reconcile.OWNER_SHOWN_MAX` too): every owner canary writes is under it
+
+
+def cut_owners(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """An owner field longer than OWNER_LOGGED_MAX cut to its first 100 characters and `...`, as
+    `reconcile.shown_owner` cuts it in messages and `-o json` (decision 401); then escaped as any field is
+    (`escape_unprintable`, or JSON). A record's owner edited by hand to a megabyte made every line naming it
+    (`rollout.abandoned`, `rollout.taken_over`, `sweep.left_alone`, `rollout.split_unrecorded`, `rollback.completed`'s
+    `ended_owner`) a megabyte: a log shipper's line limit cut or dropped it (decision 457)."""
+    for key in OWNER_FIELDS.intersection(event):
+        value = event[key]
+        if isinstance(value, str) and len(value) > OWNER_LOGGED_MAX:
+            event[key] = value[:100] + "..."
+    return event
 
 
 # what the console renderer prints as it is, not as a field's value: a traceback's lines

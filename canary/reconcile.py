@@ -33,6 +33,7 @@ from canary import rollout as rl
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NotFound,
                            NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, TargetError,
                            TransientError, others_decision)
+from canary.logs import OWNER_LOGGED_MAX
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, Weights, check_version
 from canary.policy import Policy
@@ -105,7 +106,9 @@ def describe_owner(owner: str, job: str = "") -> str:
     return (f"run by {shown_owner(owner.split('#', 1)[0])}" if owner else "no owner recorded") + described(job)
 
 
-OWNER_SHOWN_MAX = 300  # characters: `promote#host:pidns:pid:nonce@boot.start`, `CanaryRollout ns/name#uid` are under it
+# characters: `promote#host:pidns:pid:nonce@boot.start`, `CanaryRollout ns/name#uid` are under it; log lines cut an
+# owner field at the same length (`logs.cut_owners`)
+OWNER_SHOWN_MAX = OWNER_LOGGED_MAX
 
 
 def shown_owner(owner: str) -> str:

@@ -141,6 +141,10 @@ class RolloutState:
     # wherever the holder is: "" for none known (a terminal, the controller). Left out of the record while "",
     # so a record without one reads as before
     job: str = ""
+    # which attempt of which CI job runs its owner (`canary.ci_job.rerun_key`: `github:<digest>:<attempt>`,
+    # `gitlab:<digest>:<job id>`): a later attempt of the same job takes over at once (decision 454). Left out of
+    # the record while "", like `job`; one out of shape reads as none
+    job_key: str = ""
     started_at: float = 0.0
     step_started_at: float = 0.0
     updated_at: float = 0.0
@@ -177,6 +181,8 @@ class RolloutState:
             del d["reverts"]
         if not self.job:
             del d["job"]
+        if not self.job_key:
+            del d["job_key"]
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -204,7 +210,7 @@ class RolloutState:
             if name not in d:
                 raise ValueError(f"rollout state: {name} is missing")
         for name in ("model", "stable_version", "canary_version", "phase", "reason", "route", "owner",
-                     "destination_rule", "job"):
+                     "destination_rule", "job", "job_key"):
             if name in d and not isinstance(d[name], str):
                 raise ValueError(f"rollout state: {name} must be a string, got {type(d[name]).__name__}")
         for name in ("step", "look", "step_looks", "failed_looks", "step_window"):
@@ -239,6 +245,8 @@ class RolloutState:
         d["history"] = tuple(history)
         if "job" in d:  # display only: one edited by hand into no job's shape is not shown (control characters)
             d["job"] = ci_job.readable(d["job"])
+        if "job_key" in d and not ci_job.JOB_KEY.fullmatch(d["job_key"]):
+            d["job_key"] = ""  # edited by hand: no attempt is known, so no take-over at once
         for name in ("evidence", "window_evidence"):
             d[name] = _evidence(d.get(name) or {}, name)
         judged = d.get("judged", {})
@@ -428,14 +436,15 @@ Action = SetWeights | PointSubset | Emit
 
 
 def new_rollout(*, model: str, stable_version: str, canary_version: str, now: float,
-                route: str = "", owner: str = "", heartbeat_s: float = 0.0, job: str = "",
+                route: str = "", owner: str = "", heartbeat_s: float = 0.0, job: str = "", job_key: str = "",
                 destination_rule: str = "", judged: dict[str, str] | None = None) -> tuple[RolloutState, list[Action]]:
     """Claim the VirtualService (PENDING at 100/0), then point the canary subset. `owner`: who runs
-    it (`RolloutState.owner`), `job`: its CI job (`RolloutState.job`); `judged`: what it is judged under
+    it (`RolloutState.owner`), `job`: its CI job (`RolloutState.job`), `job_key`: which attempt of it
+    (`RolloutState.job_key`); `judged`: what it is judged under
     (`RolloutState.judged`)."""
     state = RolloutState(
         model=model, stable_version=stable_version, canary_version=canary_version, route=route, owner=owner, job=job,
-        heartbeat_s=heartbeat_s, destination_rule=destination_rule, judged=dict(judged or {}),
+        job_key=job_key, heartbeat_s=heartbeat_s, destination_rule=destination_rule, judged=dict(judged or {}),
         phase=PENDING, weights=STABLE_ONLY, started_at=now, step_started_at=now, updated_at=now,
     )
     return state, [SetWeights(STABLE_ONLY), PointSubset("canary", canary_version), Emit("rollout.started", {})]

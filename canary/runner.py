@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol, TypeVar
 
-from canary import judged_marks, unowned
+from canary import ci_job, judged_marks, unowned
 from canary import rollout as rl
 from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, ConflictStorm, GraceReserved,
                            GraceSpent, KubeUnavailable, NotFound, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy,
@@ -154,6 +154,9 @@ class Runner:
     # the CI job running this promote (`canary.ci_job.from_env`: a job's URL), recorded with its owner in the
     # claim and a take-over (`RolloutState.job`) and named wherever the holder is (decision 387)
     job: str = ""
+    # which attempt of which CI job this is (`canary.ci_job.rerun_key`), recorded with `job`: a later attempt of the
+    # same job takes over the earlier one's rollout at once, without waiting for its record to go stale (decision 454)
+    job_key: str = ""
     # called once this run's traffic is settled (its end or pause written, a take-over left alone), before its end's
     # history is written: after a signal, `kube.bound_by` holds back every request not the route's until then
     # (`InFlight.settle`), or until a write of the route lands (decision 407)
@@ -610,7 +613,7 @@ class Runner:
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now(),
                                         route=target.route, owner=self.owner, job=self.job,
-                                        heartbeat_s=self.policy.analysis.look_every,
+                                        job_key=self.job_key, heartbeat_s=self.policy.analysis.look_every,
                                         destination_rule=target.dr_name,
                                         judged=judged_marks.marks(self.policy, target))
         self.log = self.log.bind(**rollout_context(target, state))
@@ -869,15 +872,25 @@ class Runner:
         # by the owner's own time between writes (its look_every, recorded), not this process's policy
         stale_after = 2 * max(existing.heartbeat_s, self.policy.analysis.look_every) + 60.0
         here = _here(existing.owner)  # alive or gone, when it ran on this machine (same pid namespace)
-        if existing.owner and existing.phase != rl.PAUSED and (here == "alive" or (here != "gone"
-                                                                                   and age < stale_after)):
+        # a re-run of the very CI job whose earlier attempt holds it (a GitHub re-run, a GitLab retry): the CI
+        # starts it only once that attempt ended, so its record's age tells nothing more (decision 454). A process
+        # still alive here keeps it; one cut off from its CI but not from the cluster finds the new owner at its
+        # next write (guarded on the record it read) and stops, taken over, writing nothing
+        rerun = here != "alive" and ci_job.earlier_attempt(existing.job_key, self.job_key)
+        if existing.owner and existing.phase != rl.PAUSED and not rerun and (
+                here == "alive" or (here != "gone" and age < stale_after)):
             when = ("it runs on this machine: stop it first, or `canary rollback`" if here == "alive" else
                     f"if that process is gone, run this again after {stale_after - age:.0f}s, or `canary rollback` now")
             raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the rollout of "
                               f"{existing.canary_version} is {describe_owner(existing.owner, existing.job)}, which "
                               f"wrote it {max(age, 0):.0f}s ago; {when}", holder=existing.owner, job=existing.job)
         # written now (updated_at): its age is this process's from here on, not its predecessor's
-        taking = replace(existing, owner=self.owner, job=self.job, heartbeat_s=self.policy.analysis.look_every,
+        if rerun and existing.phase != rl.PAUSED and here != "gone" and age < stale_after:
+            self.log.info("rollout.rerun_takes_over", holder=shown_owner(existing.owner),
+                          holder_job=existing.job or None, written_s_ago=round(max(age, 0.0)),
+                          note="an earlier attempt of this CI job holds it; the CI ended that attempt before this one "
+                               "started")
+        taking = replace(existing, owner=self.owner, job=self.job, job_key=self.job_key, heartbeat_s=self.policy.analysis.look_every,
                          updated_at=self.clock.now())
         try:  # guarded on the record read (`_written`)
             return self._apply(taking, [rl.SetWeights(existing.weights)])

@@ -245,6 +245,39 @@ def test_wait_busy_takes_over_a_rollout_whose_job_was_killed_on_another_runner(c
     assert weights == [100, 0] and rec["phase"] == "promoted" and "gone-runner-7" not in rec["owner"]
 
 
+def test_a_re_run_of_the_killed_job_takes_its_rollout_over_at_once(cluster: Any, prometheus: Any,
+                                                                    holder: Any) -> None:
+    """GitHub's re-run of a job whose promote was SIGKILLed on a runner that is gone (attempt 1), on another
+    runner (attempt 2, the same run id and job): the record is fresh, so it was exit 75 "run this again after
+    Ns" (or a `--wait-busy` of 2 x look_every + 60 s), though GitHub starts a re-run only once the run ended.
+    It takes the rollout over at once and runs it (decision 454); the record names its own attempt."""
+    import time
+
+    api, kubeconfig, policy = cluster
+    attempt = {**GITHUB_JOB, "GITHUB_JOB": "deploy", "GITHUB_RUN_ATTEMPT": "1"}
+    held = holder("v2", extra_env=attempt)
+    held.send_signal(signal.SIGKILL)
+    held.wait(timeout=60)
+
+    def elsewhere(vs: dict[str, Any]) -> None:
+        ann = vs["metadata"]["annotations"]
+        rec = json.loads(ann["modelcanary.dev/rollout"])
+        rec["owner"], rec["updated_at"] = "promote#gone-runner-7:4026531836:311:ab12cd34", time.time()
+        ann["modelcanary.dev/rollout"] = json.dumps(rec)
+
+    api.edit("networking.istio.io", "virtualservices", "ml", "rec-model", elsewhere)
+    assert vs_state(api)[0] == [80, 20] and vs_state(api)[1]["job_key"].endswith(":1")
+    res = cli.run(["promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+                   "--kubeconfig", str(kubeconfig), "-o", "json", "--log-format", "json"],
+                  env={"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url, **attempt,
+                       "GITHUB_RUN_ATTEMPT": "2"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    took = [e for e in parse_json_lines(res.stderr) if e["event"] == "rollout.rerun_takes_over"]
+    assert len(took) == 1 and took[0]["holder_job"].endswith("/attempts/1"), took
+    weights, rec = vs_state(api)
+    assert weights == [100, 0] and rec["phase"] == "promoted" and rec["job"].endswith("/attempts/2")
+
+
 BAD_QUERY = {"checks": [{"name": "custom", "kind": "custom", "max_value": 1,
                          "query": 'rate(model_requests_total{model_version="{version}"})'}]}  # Prometheus: 400
 

@@ -128,12 +128,12 @@ def test_a_promote_killed_after_any_write_and_never_run_again_ends_at_stable(ver
 
 
 def _claim(router: IstioRouter, *, at: float, owner: str = OWNER, heartbeat_s: float = 10.0,
-           vs_name: str = "m0") -> tuple[Target, rl.RolloutState]:
-    """What a promote of v2 writes to claim `vs_name` and move its first step, at time `at`."""
+           vs_name: str = "m0", job: str = "") -> tuple[Target, rl.RolloutState]:
+    """What a promote of v2 (in CI job `job`) writes to claim `vs_name` and move its first step, at time `at`."""
     t = Target(namespace="ml", virtual_service=vs_name, model=vs_name, stable_version="v1", canary_version="v2")
     log = get_logger(component="cli")
     s, actions = rl.new_rollout(model=vs_name, stable_version="v1", canary_version="v2", now=at, owner=owner,
-                                heartbeat_s=heartbeat_s)
+                                heartbeat_s=heartbeat_s, job=job)
     s = execute(router, t, s, actions, log=log)
     begun, actions = rl.transition(s, rl.Begin(at), crd.parse(fleet.rollout_object(0, "v2")).policy)
     return t, execute(router, t, begun, actions, log=log, expect=s.to_json())
@@ -253,6 +253,28 @@ def _age_mark(api: Any, name: str, seconds: float) -> None:
         o["metadata"]["annotations"][sweep.SEEN_ANNOTATION] = json.dumps(mark)
 
     api.edit("networking.istio.io", "virtualservices", "ml", name, edit)
+
+
+def test_the_sweeps_json_names_the_ci_job_of_each_rollouts_holder(tmp_path: Path, cluster: Any) -> None:
+    """`canary sweep -o json` named each rollout's owner (a runner's host and pid) but not its CI job, which
+    `canary status -o json` (`rollout.job`), the busy refusal's document (`holder_job`) and the sweep's own
+    `rollout.abandoned` (`job`) name: a CronJob's report could not say which pipeline's job left the split. Each
+    row now has `job` (null when none is recorded), and its `owner` shown as `holder` is (decision 456)."""
+    api, client, router = cluster
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    router = IstioRouter(client, wait=tenacity.wait_none())
+    job = "https://github.com/acme/models/actions/runs/9876543210/attempts/1"
+    now = time.time()
+    _claim(router, at=now - 1000, job=job)
+    _claim(router, at=now - 1000, vs_name="m1", owner="promote#" + "h" * 5000)
+    first = _sweep(kubeconfig, "-n", "ml", "-o", "json")  # marks both: first seen now
+    rows = {r["virtualService"]: r for r in json.loads(first.stdout)["watching"]}
+    assert rows["ml/m0"]["job"] == job and rows["ml/m1"]["job"] is None, rows
+    assert len(rows["ml/m1"]["owner"]) < 400 and rows["ml/m0"]["owner"] == OWNER
+    _age_mark(api, "m0", 151)
+    done = _sweep(kubeconfig, "-n", "ml", "-o", "json")  # the row of the rollout it ended, as on-call reads it
+    rows = {r["virtualService"]: r for r in json.loads(done.stdout)["abandoned"]}
+    assert rows["ml/m0"]["job"] == job and rows["ml/m0"]["result"] == "stable 100%, recorded aborted", done.stdout
 
 
 def test_canary_sweep_marks_then_ends_only_what_stayed_unchanged(tmp_path: Path, cluster: Any) -> None:

@@ -154,3 +154,119 @@ def test_the_why_of_a_job_not_recorded_names_what_is_wrong_with_it(value: str, w
     "a user or password in it", "a query" were never said (decision 414)."""
     job, bad = ci_job.from_env({"GITLAB_CI": "true", "CI_JOB_URL": value})
     assert job == "" and len(bad) == 1 and bad[0][1].startswith(why), bad
+
+
+GH_RUN = {**GITHUB, "GITHUB_JOB": "deploy"}
+GITLAB = {"GITLAB_CI": "true", "CI_JOB_URL": "https://gitlab.acme.example/ml/models/-/jobs/4242",
+          "CI_PROJECT_ID": "17", "CI_PIPELINE_ID": "9001", "CI_JOB_NAME": "deploy: [eu, gpu]", "CI_JOB_ID": "4242"}
+
+
+@pytest.mark.parametrize(("earlier", "later"), [
+    (GH_RUN, {**GH_RUN, "GITHUB_RUN_ATTEMPT": "3"}),  # a re-run: the same run and job, a later attempt
+    (GITLAB, {**GITLAB, "CI_JOB_ID": "4250",
+              "CI_JOB_URL": "https://gitlab.acme.example/ml/models/-/jobs/4250"}),  # a retry: a new job id
+], ids=["github-re-run", "gitlab-retry"])
+def test_a_re_run_of_the_same_job_is_known_as_its_later_attempt(earlier: dict[str, str], later: dict[str, str]
+                                                               ) -> None:
+    """A GitHub re-run (same GITHUB_RUN_ID and GITHUB_JOB, a larger GITHUB_RUN_ATTEMPT) and a GitLab retry (same
+    pipeline and job name, a larger CI_JOB_ID) are the same job, later; the earlier attempt is not the later one's
+    re-run (decision 454)."""
+    theirs, ours = ci_job.rerun_key(earlier), ci_job.rerun_key(later)
+    assert ci_job.JOB_KEY.fullmatch(theirs) and ci_job.JOB_KEY.fullmatch(ours)
+    assert ci_job.earlier_attempt(theirs, ours) and not ci_job.earlier_attempt(ours, theirs)
+    assert not ci_job.earlier_attempt(ours, ours)
+
+
+@pytest.mark.parametrize("other", [
+    {**GH_RUN, "GITHUB_RUN_ATTEMPT": "3", "GITHUB_JOB": "deploy-eu"},  # another job of the run
+    {**GH_RUN, "GITHUB_RUN_ATTEMPT": "3", "GITHUB_RUN_ID": "9876543211"},  # another run
+    {**GH_RUN, "GITHUB_RUN_ATTEMPT": "3", "GITHUB_REPOSITORY": "acme/other"},
+    {**GH_RUN, "GITHUB_RUN_ATTEMPT": "3", "GITHUB_SERVER_URL": "https://ghe.acme.example"},
+    {**GITLAB, "CI_JOB_ID": "4250", "CI_JOB_NAME": "deploy: [us, gpu]"},  # another leg of the matrix
+    {**GITLAB, "CI_JOB_ID": "4250", "CI_PIPELINE_ID": "9002"},  # a new pipeline of the same commit
+    {**GITLAB, "CI_JOB_ID": "4250", "CI_JOB_URL": "https://gitlab.other.example/ml/models/-/jobs/4250"},
+], ids=["github-other-job", "github-other-run", "github-other-repo", "github-other-server", "gitlab-other-name",
+        "gitlab-other-pipeline", "gitlab-other-server"])
+def test_another_job_is_never_an_earlier_attempt(other: dict[str, str]) -> None:
+    base = GH_RUN if "GITHUB_ACTIONS" in other else GITLAB
+    assert ci_job.rerun_key(other) and not ci_job.earlier_attempt(ci_job.rerun_key(base), ci_job.rerun_key(other))
+
+
+@pytest.mark.parametrize("env", [
+    {**GH_RUN, "GITHUB_RUN_ATTEMPT": ""},  # no attempt known
+    {**GH_RUN, "GITHUB_JOB": ""},  # which job unknown
+    {**GH_RUN, "GITHUB_JOB": "a b"},
+    {**GH_RUN, "GITEA_ACTIONS": "true", "GITHUB_RUN_NUMBER": "5"},
+    {**GH_RUN, "FORGEJO_ACTIONS": "true", "GITEA_ACTIONS": "true", "GITHUB_RUN_NUMBER": "5"},
+    {**GH_RUN, "ACT": "true"},
+    {**GITLAB, "CI_JOB_NAME": ""},
+    {**GITLAB, "CI_PIPELINE_ID": "x"},
+    {**GITLAB, "CI_JOB_URL": "https://gitlab.acme.example/j?x=1"},
+    {"JENKINS_URL": "https://ci.acme.example/", "BUILD_URL": "https://ci.acme.example/job/deploy/17/",
+     "BUILD_NUMBER": "17", "JOB_NAME": "deploy"},  # a replay may run beside the build it replays
+    {"ARGO_WORKFLOW_NAME": "deploy-x7k2p"},  # `argo retry` keeps the name, with no attempt number
+    {},
+], ids=["github-no-attempt", "github-no-job", "github-bad-job", "gitea", "forgejo", "act", "gitlab-no-name",
+        "gitlab-bad-pipeline", "gitlab-bad-url", "jenkins", "argo", "none"])
+def test_no_attempt_is_known_where_the_identity_is_not_sound(env: dict[str, str]) -> None:
+    assert ci_job.rerun_key(env) == ""
+
+
+def test_the_record_keeps_the_attempt_and_reads_a_hand_edited_one_as_none() -> None:
+    key = ci_job.rerun_key(GH_RUN)
+    assert rl.RolloutState.from_json(_state(job_key=key).to_json()).job_key == key
+    assert "job_key" not in json.loads(_state().to_json())
+    rec = json.loads(_state().to_json())
+    rec["job_key"] = "github:zz:1\n"
+    assert rl.RolloutState.from_json(json.dumps(rec)).job_key == ""
+
+
+@pytest.mark.parametrize(("env", "job"), [
+    ({**GITHUB, "GITEA_ACTIONS": "true", "GITHUB_SERVER_URL": "https://gitea.acme.example", "GITHUB_RUN_ID": "812",
+      "GITHUB_RUN_NUMBER": "41"}, "https://gitea.acme.example/acme/models/actions/runs/41"),
+    ({**GITHUB, "FORGEJO_ACTIONS": "true", "GITEA_ACTIONS": "true", "GITHUB_SERVER_URL": "https://codeberg.org/",
+      "GITHUB_RUN_ID": "812", "GITHUB_RUN_NUMBER": "41"}, "https://codeberg.org/acme/models/actions/runs/41"),
+    ({**GITHUB, "FORGEJO_ACTIONS": "true", "GITHUB_SERVER_URL": "https://forgejo.acme.example",
+      "GITHUB_RUN_NUMBER": "41"}, "https://forgejo.acme.example/acme/models/actions/runs/41"),
+    ({**GITHUB, "ACT": "true"}, ""),
+], ids=["gitea", "forgejo", "forgejo-alone", "act"])
+def test_gitea_forgejo_and_act_runs_are_not_named_as_github_runs(env: dict[str, str], job: str) -> None:
+    """Gitea's and Forgejo's runners set GITHUB_ACTIONS=true too: the run was recorded as
+    `<their server>/.../actions/runs/<their database id>/attempts/<n>`, a page they do not have; their run's page
+    is its number (GITHUB_RUN_NUMBER). `act` runs a workflow on a workstation, with github.com as its server: no
+    job to name (decision 455)."""
+    assert ci_job.from_env(env) == (job, [])
+
+
+def test_a_forge_run_number_out_of_shape_is_not_recorded() -> None:
+    job, bad = ci_job.from_env({**GITHUB, "GITEA_ACTIONS": "true", "GITHUB_RUN_NUMBER": "41; x"})
+    assert job == "" and [name for name, _ in bad] == ["GITHUB_RUN_NUMBER"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_an_owner_edited_by_hand_to_a_megabyte_is_cut_in_every_log_line_naming_it(fmt: str) -> None:
+    """The record's owner (anyone's who may edit the VirtualService) was escaped in log lines (decision 405) but
+    not cut: one edited to a megabyte made `rollout.split_unrecorded`, `rollout.abandoned`, `rollout.taken_over`,
+    `sweep.left_alone`, `rollback.completed` (`ended_owner`) a megabyte each, past a log shipper's line limit. Cut
+    as `shown_owner` cuts it in messages (its first 100 characters), then escaped (decision 457)."""
+    import io
+    import sys
+
+    from canary import logs
+    from canary.reconcile import say_split_unrecorded
+
+    owner = "promote#" + "h" * 1_000_000 + "\x1b[2J"
+    out = io.StringIO()
+    logs.configure(fmt=fmt, stream=out)
+    try:
+        log = logs.get(model="m")
+        say_split_unrecorded(log, "r", replace(_state(), owner=owner), Weights(80, 20))
+        log.warning("rollout.abandoned", owner=owner)
+        log.bind(ended_owner=owner).info("rollback.completed")
+        log.info("sweep.left_alone", owner="promote#runner-7:1:2:ab")  # as canary writes it: whole
+    finally:
+        logs.configure(fmt="console", stream=sys.__stderr__)  # as tests/conftest.py has it
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4 and all(len(line) < 1000 for line in lines[:3]), [len(x) for x in lines]
+    assert all(owner[:100] + "..." in line for line in lines[:3]) and "\x1b" not in out.getvalue()
+    assert "promote#runner-7:1:2:ab" in lines[3]

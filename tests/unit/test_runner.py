@@ -461,6 +461,73 @@ def test_a_promote_takes_over_a_rollout_whose_process_is_gone_and_records_itself
     assert json.loads(router.state)["heartbeat_s"] == POLICY.analysis.look_every
 
 
+GH_JOB = "github:" + "a" * 32  # `ci_job.rerun_key`: one GitHub job's identity; `:<attempt>` follows
+
+
+def _held_by_attempt(job_key: str, *, owner: str = "promote#gone-runner:4026531836:123:ab", age_s: float = 5
+                     ) -> tuple[Runner, FakeRouter]:
+    second, router, _ = _claimed_by_another_process(owner, age_s=age_s)
+    rec = json.loads(router.state)
+    rec["job_key"] = job_key
+    router.state = json.dumps(rec)
+    return second, router
+
+
+def test_a_later_attempt_of_the_same_ci_job_takes_its_earlier_attempts_rollout_over_at_once() -> None:
+    """A GitHub re-run (same run id and job, attempt 2) of a job SIGKILLed on a runner that is gone: the record is
+    fresh, so the re-run was refused (exit 75) or waited 2 x look_every + 60 s, though GitHub starts attempt 2 only
+    once attempt 1 has ended. It takes the rollout over at once, recording its own attempt (decision 454)."""
+    import structlog.testing
+
+    second, router = _held_by_attempt(GH_JOB + ":1")
+    second.job_key = GH_JOB + ":2"
+    with structlog.testing.capture_logs() as logs:
+        assert second._start().phase == rl.PROGRESSING
+    rec = json.loads(router.state)
+    assert rec["owner"] == second.owner and rec["job_key"] == GH_JOB + ":2"
+    said = [e for e in logs if e["event"] == "rollout.rerun_takes_over"]
+    assert said and said[0]["holder"] == "promote#gone-runner:4026531836:123:ab"
+
+
+def test_a_claim_records_which_attempt_of_its_ci_job_runs_it() -> None:
+    """What a later attempt's take-over reads: written with the claim, as `job` is."""
+    first, router, _, _ = make()
+    first.job_key = GH_JOB + ":1"
+    first._start()
+    assert json.loads(router.state)["job_key"] == GH_JOB + ":1"
+
+
+@pytest.mark.parametrize(("theirs", "ours"), [
+    (GH_JOB + ":1", "github:" + "b" * 32 + ":2"),  # another job (another run, or another job of the run)
+    (GH_JOB + ":2", GH_JOB + ":2"),  # the same attempt: two processes of one job (a matrix's legs), not a re-run
+    (GH_JOB + ":3", GH_JOB + ":2"),  # a later attempt holds it: an earlier one never takes it back
+    ("", GH_JOB + ":2"),  # a record written without a key (an older canary, a terminal)
+    (GH_JOB + ":1", ""),  # this promote runs in no CI whose attempts are known
+    ("gitlab:" + "a" * 32 + ":1", GH_JOB + ":2"),  # another CI
+    (GH_JOB + ":x1", GH_JOB + ":2"),  # edited by hand
+], ids=["other-job", "same-attempt", "later-holds", "no-key-recorded", "no-key-here", "other-ci", "hand-edited"])
+def test_only_a_later_attempt_of_the_same_job_takes_over_a_fresh_record(theirs: str, ours: str) -> None:
+    second, router = _held_by_attempt(theirs)
+    second.job_key = ours
+    before = router.state
+    with pytest.raises(RolloutBusy, match=r"if that process is gone, run this again after \d+s"):
+        second._start()
+    assert router.state == before
+
+
+def test_a_later_attempt_leaves_an_earlier_attempt_still_alive_on_this_machine_alone() -> None:
+    """A self-hosted runner's earlier attempt whose process still runs here (its CI lost it, the process did not
+    stop): it is alive, so it keeps the rollout until it stops."""
+    import os
+
+    second, router = _held_by_attempt(GH_JOB + ":1", owner=_owner_here(os.getppid()), age_s=500)
+    second.job_key = GH_JOB + ":2"
+    before = router.state
+    with pytest.raises(RolloutBusy, match="it runs on this machine"):
+        second._start()
+    assert router.state == before
+
+
 def test_a_take_over_records_the_taking_promotes_ci_job_not_the_gone_ones() -> None:
     """A promote killed with its job (SIGKILL on a cancelled runner) and the re-run's job taking its rollout over:
     the record must name the job now running it, or on-call cancels the dead one and the live one goes on
