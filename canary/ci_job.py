@@ -135,6 +135,20 @@ def _forge_run(env: Mapping[str, str]) -> tuple[str, list[tuple[str, str]]]:
     return ("", [("GITHUB_SERVER_URL", why)]) if (why := _url(url)) else (url, [])
 
 
+# GitHub's runner cancels a step (a cancelled run, `timeout-minutes`) with SIGINT, SIGTERM 7.5 s later and SIGKILL
+# 2.5 s after that (actions/runner's ProcessInvoker): a grace ending before the SIGTERM's 2.5 s are out
+GITHUB_CANCEL_GRACE_S = 8.0
+
+
+def cancel_grace_s(env: Mapping[str, str]) -> tuple[float, str] | None:
+    """How long after its first signal the CI `env` names lets a cancelled step run before SIGKILL, less a margin,
+    with the CI's name; None where that is not documented (GitLab's depends on the executor and its version,
+    Jenkins', Argo's and Tekton's on the pod's grace) or not GitHub's runner (Gitea, Forgejo, `act`)."""
+    if env.get("GITHUB_ACTIONS") == "true" and not _forge(env):
+        return GITHUB_CANCEL_GRACE_S, "GitHub Actions"
+    return None
+
+
 def _digest(*parts: str) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 

@@ -415,7 +415,8 @@ def promote(
         "25s", "--interrupt-grace",
         help="after SIGINT/SIGTERM/SIGHUP, end every Kubernetes request by this long from the signal: the "
              "process exits by then with traffic's state said (exit 6 when stable 100% could not be written); "
-             "keep it below your CI's or pod's grace before SIGKILL; at least 1s. Spent on the route's "
+             "keep it below your CI's or pod's grace before SIGKILL; at least 1s; not given under GitHub "
+             "Actions: 8s (its cancel kills 10 s after SIGINT). Spent on the route's "
              "stable-100% write first: other requests (history, Events) wait until it lands"),
     webhook: list[str] = typer.Option([], "--webhook", help="generic JSON webhook URL told of the rollout's end "
                                       "(rollback, aborted, promotion; repeatable; also CANARY_WEBHOOK_URLS)"),
@@ -480,6 +481,8 @@ def promote(
     for flag, param, needs, why in mode_flags:
         if _given(ctx, param) and needs != via_controller:
             flag_error(f"{flag} only applies {'with' if needs else 'without'} --via-controller{why}")
+    if not via_controller and not _given(ctx, "interrupt_grace"):
+        interrupt_grace = ci_interrupt_grace(interrupt_grace)
 
     if via_controller:
         from canary import cli_controller
@@ -667,6 +670,22 @@ def ci_job_of_env(**context: Any) -> str:
             "promote.ci_job_unrecorded", variable=variable, why=why,
             note="the rollout's record names no CI job; the host and process still name its holder")
     return job
+
+
+def ci_interrupt_grace(default_s: float) -> float:
+    """`--interrupt-grace` when it is not given: under a CI whose cancel kills sooner than the default
+    (`canary.ci_job.cancel_grace_s`: GitHub Actions' SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after that),
+    that CI's; said once (`promote.interrupt_grace_from_ci`). With 25 s a cancelled job whose API server hung was
+    SIGKILLed at 10 s, before its rollback's end said how traffic stands (`traffic.unsafe`, exit 6; decision 458)."""
+    from canary import ci_job
+
+    ci = ci_job.cancel_grace_s(os.environ)
+    if ci is None or ci[0] >= default_s:
+        return default_s
+    logs.get(component="promote").info("promote.interrupt_grace_from_ci", interrupt_grace_s=ci[0], ci=ci[1],
+                                       note="--interrupt-grace not given: the CI kills a cancelled step sooner than "
+                                            f"{default_s:g}s")
+    return ci[0]
 
 
 def ci_job_key_of_env() -> str:

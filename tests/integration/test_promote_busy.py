@@ -245,15 +245,24 @@ def test_wait_busy_takes_over_a_rollout_whose_job_was_killed_on_another_runner(c
     assert weights == [100, 0] and rec["phase"] == "promoted" and "gone-runner-7" not in rec["owner"]
 
 
-def test_a_re_run_of_the_killed_job_takes_its_rollout_over_at_once(cluster: Any, prometheus: Any,
-                                                                    holder: Any) -> None:
+def test_a_re_run_of_the_killed_job_takes_over_at_once_and_its_cancel_ends_before_githubs_sigkill(
+        cluster: Any, prometheus: Any, holder: Any, tmp_path: Path) -> None:
     """GitHub's re-run of a job whose promote was SIGKILLed on a runner that is gone (attempt 1), on another
     runner (attempt 2, the same run id and job): the record is fresh, so it was exit 75 "run this again after
-    Ns" (or a `--wait-busy` of 2 x look_every + 60 s), though GitHub starts a re-run only once the run ended.
-    It takes the rollout over at once and runs it (decision 454); the record names its own attempt."""
+    Ns" (or a `--wait-busy` of 2 x look_every + 60 s), though GitHub starts a re-run only once the run ended. It
+    takes the rollout over at once, recording its own attempt (decision 454). Then that attempt is cancelled too
+    (GitHub: SIGINT, SIGKILL 10 s later) while the API server hangs: with no `--interrupt-grace` given, the
+    default 25 s outlived the SIGKILL and nothing said how traffic stood; under GitHub Actions the grace is 8 s,
+    so it ends by then, exit 6 with `traffic.unsafe` (decision 458). Nothing is timed: the grace's end is the
+    process's own."""
+    import os
     import time
+    from urllib.parse import urlparse
 
-    api, kubeconfig, policy = cluster
+    from tests.integration.test_interrupt_grace import _through
+    from tests.support.blackhole import BlackholeProxy
+
+    api, kubeconfig, _ = cluster
     attempt = {**GITHUB_JOB, "GITHUB_JOB": "deploy", "GITHUB_RUN_ATTEMPT": "1"}
     held = holder("v2", extra_env=attempt)
     held.send_signal(signal.SIGKILL)
@@ -267,15 +276,41 @@ def test_a_re_run_of_the_killed_job_takes_its_rollout_over_at_once(cluster: Any,
 
     api.edit("networking.istio.io", "virtualservices", "ml", "rec-model", elsewhere)
     assert vs_state(api)[0] == [80, 20] and vs_state(api)[1]["job_key"].endswith(":1")
-    res = cli.run(["promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
-                   "--kubeconfig", str(kubeconfig), "-o", "json", "--log-format", "json"],
-                  env={"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url, **attempt,
-                       "GITHUB_RUN_ATTEMPT": "2"})
-    assert res.returncode == 0, res.stderr[-3000:]
-    took = [e for e in parse_json_lines(res.stderr) if e["event"] == "rollout.rerun_takes_over"]
+    up = urlparse(api.url)
+    proxy = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
+    # the holder's policy (a 10-minute step): resumed, not superseded, it waits for its look when cancelled
+    proc = subprocess.Popen(argv(_through(proxy, kubeconfig), tmp_path / "slow.yaml", "v2", "-o", "json",
+                                 "--log-format", "json"),
+                            cwd=ROOT, env={**env(prometheus.url), **attempt, "GITHUB_RUN_ATTEMPT": "2"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        seen: list[str] = []
+        for line in proc.stderr:
+            seen.append(line)
+            if '"rollout.resumed_from_state"' in line:
+                break
+        else:
+            raise AssertionError(f"not resumed; exit {proc.wait()}: {''.join(seen)[-3000:]}")
+        rec = vs_state(api)[1]
+        assert rec["job"].endswith("/attempts/2") and rec["job_key"].endswith(":2"), rec
+        proxy.blackhole = True  # the API server accepts and never answers from now on
+        proc.send_signal(signal.SIGINT)  # GitHub's cancel
+        out, rest = proc.communicate(timeout=120)
+    finally:
+        proxy.stop()
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    events = parse_json_lines("".join(seen) + rest)
+    took = [e for e in events if e["event"] == "rollout.rerun_takes_over"]
     assert len(took) == 1 and took[0]["holder_job"].endswith("/attempts/1"), took
-    weights, rec = vs_state(api)
-    assert weights == [100, 0] and rec["phase"] == "promoted" and rec["job"].endswith("/attempts/2")
+    grace = [e for e in events if e["event"] == "promote.interrupt_grace_from_ci"]
+    assert len(grace) == 1 and grace[0]["interrupt_grace_s"] == 8.0 and grace[0]["ci"] == "GitHub Actions", grace
+    assert proc.returncode == 6, rest[-3000:]
+    assert "the 8 s after SIGINT (--interrupt-grace) are spent" in json.loads(out)["error"], out
+    assert [e["weights"] for e in events if e["event"] == "traffic.unsafe"] == ["80/20"]
+    assert vs_state(api)[0] == [80, 20]  # nothing reached the API server: the line says so truly
 
 
 BAD_QUERY = {"checks": [{"name": "custom", "kind": "custom", "max_value": 1,

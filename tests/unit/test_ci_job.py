@@ -270,3 +270,17 @@ def test_an_owner_edited_by_hand_to_a_megabyte_is_cut_in_every_log_line_naming_i
     assert len(lines) == 4 and all(len(line) < 1000 for line in lines[:3]), [len(x) for x in lines]
     assert all(owner[:100] + "..." in line for line in lines[:3]) and "\x1b" not in out.getvalue()
     assert "promote#runner-7:1:2:ab" in lines[3]
+
+
+@pytest.mark.parametrize(("env", "grace"), [
+    (GH_RUN, (8.0, "GitHub Actions")),
+    ({**GH_RUN, "GITEA_ACTIONS": "true"}, None),  # act_runner's cancel is its own
+    ({**GH_RUN, "ACT": "true"}, None),
+    (GITLAB, None),  # by executor and runner version: the README says to set it
+    ({"JENKINS_URL": "https://ci.acme.example/"}, None),
+    ({}, None),
+], ids=["github", "gitea", "act", "gitlab", "jenkins", "none"])
+def test_only_githubs_documented_cancel_sets_promotes_grace(env: dict[str, str], grace: object) -> None:
+    """GitHub's runner sends SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after that: promote's default 25 s grace
+    outlived it (decision 458); elsewhere the kill's delay is not known from the environment."""
+    assert ci_job.cancel_grace_s(env) == grace
