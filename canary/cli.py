@@ -300,6 +300,31 @@ def _recorded(text: Optional[str]) -> Optional[rl.RolloutState]:
         return None
 
 
+def _on_promote_signal(ctl: Any, grace_until: list[float], interrupt_grace: float, flying: Any) -> Callable[[int, Any], None]:
+    """promote's handler of SIGINT, SIGTERM and SIGHUP: the first signal stops the Runner (`ctl.stop`, named in
+    `ctl.interrupted_by`), starts the `interrupt_grace` s (`grace_until[0]`, a monotonic time; SIGALRM then cuts
+    the requests in flight, `flying.cut()`) and keeps it for the route's write (`flying.signalled()`). A later
+    signal changes nothing, even one whose handler runs nested inside the first's (`FirstSignal`, decision 461)."""
+    from canary.interrupts import FirstSignal
+
+    firsts = FirstSignal()
+
+    def interrupted(signum: int, _frame: Any) -> None:
+        first, name = firsts.claim(signum)  # first of all: a signal nested from here on is not the first
+        ctl.interrupted_by = ctl.interrupted_by or name
+        if first:  # the first one stopped it, and starts the grace
+            grace_until[0] = time.monotonic() + interrupt_grace
+            # and a request sent before it, still unanswered when the grace ends, is abandoned then: it kept
+            # its own 10 s timeout, and with a hung API server exit 6 came after the CI's SIGKILL (decision 128)
+            signal.signal(signal.SIGALRM, lambda _s, _f: flying.cut())
+            signal.setitimer(signal.ITIMER_REAL, interrupt_grace)
+        ctl.stop.set()
+        if first:  # last: it may raise where the main thread waits on a request not the route's write
+            flying.signalled()
+
+    return interrupted
+
+
 def _metrics(url: Optional[str], token: Optional[str], user: Optional[str], password: Optional[str], insecure: bool,
              ca_file: Optional[str] = None) -> Any:
     return opts.prometheus(url, token, user, password, ca_file, insecure)
@@ -574,19 +599,7 @@ def promote(
                                   wait_busy_s=wait_busy, job=job, job_key=ci_job_key_of_env(),
                                   settled=flying.settle)
 
-        def interrupted(signum: int, _frame: Any) -> None:
-            first = not ctl.stop.is_set()
-            if first:  # the first one stopped it, and starts the grace
-                grace_until[0] = time.monotonic() + interrupt_grace
-                # and a request sent before it, still unanswered when the grace ends, is abandoned then: it kept
-                # its own 10 s timeout, and with a hung API server exit 6 came after the CI's SIGKILL (decision 128)
-                signal.signal(signal.SIGALRM, lambda _s, _f: flying.cut())
-                signal.setitimer(signal.ITIMER_REAL, interrupt_grace)
-            ctl.interrupted_by = ctl.interrupted_by or signal.Signals(signum).name
-            ctl.stop.set()
-            if first:  # last: it may raise where the main thread waits on a request not the route's write
-                flying.signalled()
-
+        interrupted = _on_promote_signal(ctl, grace_until, interrupt_grace, flying)
         # SIGHUP too: the session a pipeline ran promote in went away (an ssh connection to the deploy host
         # dropped, a runner's terminal closed); its default action killed the process with the route split
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -19,6 +19,25 @@ from typing import Any, Callable, TypeVar
 T = TypeVar("T")
 
 
+class FirstSignal:
+    """Which of several signals came first, decided in one step a handler nested in another cannot split.
+
+    A Python signal handler runs between two bytecodes of the main thread, and so does a second signal's handler
+    inside the first one's run: a handler that tests "first?" and records its name in two statements let a
+    SIGTERM sent right after a SIGINT (GitHub's cancel, a CI's `kill -INT; kill -TERM`) land between them, both
+    were "first" (the grace started twice) and the rollout was recorded "interrupted by SIGTERM" (decision 461).
+    `claim` is one `dict.setdefault`, a single native call no handler runs inside."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[str, object]] = {}
+
+    def claim(self, signum: int) -> tuple[bool, str]:
+        """(whether `signum` is the first signal claimed here, the first signal's name: `SIGINT`...)."""
+        token = object()
+        name, got = self._first.setdefault("first", (signal.Signals(signum).name, token))
+        return got is token, name
+
+
 def install_handlers(handler: Any, signals: tuple[int, ...]) -> dict[int, Any]:
     """Put `handler` on each of `signals` and return the handlers found, for `restore_handlers`. Handlers exist
     on the main thread only (`signal.signal`): elsewhere nothing is installed and {} is returned."""
@@ -52,6 +71,7 @@ class Interrupt:
         self.fired: str | None = None  # the signal's name once one came
         self.armed = True
         self._before: dict[int, Any] = {}
+        self._first = FirstSignal()
 
     @classmethod
     def keyboard(cls, signals: tuple[int, ...] = (signal.SIGINT,)) -> "Interrupt":
@@ -60,10 +80,11 @@ class Interrupt:
         return cls(lambda _name: KeyboardInterrupt(), signals, repeat=True)
 
     def handler(self, signum: int, _frame: Any) -> None:
-        if not self.armed:
+        first, name = self._first.claim(signum)  # before anything else: a second signal nested here is not first
+        if not self.armed or not (first or self.repeat):
             return
         self.armed = self.repeat
-        self.fired = signal.Signals(signum).name
+        self.fired = name if not self.repeat else signal.Signals(signum).name
         raise self.error(self.fired)
 
     def check(self) -> None:

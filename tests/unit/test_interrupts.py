@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import signal
+import sys
+import threading
+import types
+from typing import Any
 
 import pytest
 
@@ -94,3 +99,85 @@ def test_guarded_reports_the_signal_an_error_came_out_as() -> None:
             stop.guarded(failing)
     finally:
         stop.restore()
+
+
+def _nested_one(handler: Any, code: Any, k: int) -> Any:
+    """Run `handler(SIGINT)` and, just before the k-th line of `code` (the handler's function) runs, call
+    `handler(SIGTERM)` from inside it, as Python runs a second signal's handler between two bytecodes of the
+    first's (sys.settrace makes the spot exact). Returns what the outer run raised, or "returned"; None when the
+    handler ran fewer than k + 1 lines (every spot was tried)."""
+    seen: list[int] = []
+    fired: list[int] = []
+
+    def local(frame: Any, event: str, _arg: Any) -> Any:
+        if event == "line" and frame.f_code is code:
+            seen.append(frame.f_lineno)
+            if len(seen) == k + 1:
+                fired.append(frame.f_lineno)
+                sys.settrace(None)
+                try:
+                    handler(signal.SIGTERM, None)
+                finally:
+                    sys.settrace(tracer)
+                    frame.f_trace = local
+        return local
+
+    def tracer(frame: Any, event: str, _arg: Any) -> Any:
+        return local if frame.f_code is code else None
+
+    before = sys.gettrace()
+    outcome: Any = "returned"
+    sys.settrace(tracer)
+    try:
+        handler(signal.SIGINT, None)
+    except BaseException as e:  # noqa: BLE001 - what the outer run raised is the result
+        outcome = e
+    finally:
+        sys.settrace(before)
+    return outcome if fired else None
+
+def test_a_second_signal_whose_handler_runs_inside_the_firsts_changes_nothing() -> None:
+    """GitHub's cancel sends SIGINT then SIGTERM; sent back to back, the SIGTERM's handler can run between two
+    bytecodes of the SIGINT's. Wherever it lands after the SIGINT's claim, the SIGINT is the one raised and
+    recorded (decision 461); a
+    test-then-set handler let a SIGTERM nested after its test raise instead (integration flake of
+    test_promote_ci_cancel.py: the rollout recorded "interrupted by SIGTERM")."""
+    k = 0
+    while True:
+        stop = Interrupt(lambda name: Stopped(name), (signal.SIGUSR1,))
+        raised = _nested_one(stop.handler, Interrupt.handler.__code__, k)
+        if raised is None:
+            break
+        first = "SIGTERM" if k == 0 else "SIGINT"  # nested before the claim, the first line: SIGTERM's came first
+        assert isinstance(raised, Stopped) and str(raised) == first, (k, raised)
+        assert stop.fired == first, k
+        k += 1
+    assert k >= 3  # every line of the handler was tried
+
+
+def test_promotes_second_signal_inside_the_firsts_neither_renames_it_nor_starts_the_grace_again() -> None:
+    """promote's handler (cli._on_promote_signal), a SIGTERM run inside the SIGINT's at each of its lines: the
+    rollout is "interrupted by SIGINT" and the route's write is given the grace once (decision 461)."""
+    from canary.cli import _on_promote_signal
+
+    alarm = signal.getsignal(signal.SIGALRM)
+    k = 0
+    try:
+        while True:
+            ctl = types.SimpleNamespace(stop=threading.Event(), interrupted_by="")
+            flying = types.SimpleNamespace(signalled_n=0, cut=lambda: None)
+            flying.signalled = lambda f=flying: setattr(f, "signalled_n", f.signalled_n + 1)
+            grace: list[float] = [math.inf]
+            handler = _on_promote_signal(ctl, grace, 3600.0, flying)
+            runs = _nested_one(handler, handler.__code__, k)
+            if runs is None:
+                break
+            assert runs == "returned", (k, runs)
+            first = "SIGTERM" if k == 0 else "SIGINT"  # nested before the claim: SIGTERM's came first
+            assert ctl.interrupted_by == first and ctl.stop.is_set(), k
+            assert flying.signalled_n == 1 and grace[0] < math.inf, k
+            k += 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, alarm)
+    assert k >= 4
