@@ -63,6 +63,15 @@ class _TooBig(Exception):
     """The API server refused the part (422/413: the ConfigMap would pass its size limit): rewrite."""
 
 
+class _Landed(Exception):
+    """A write answered so that it may have landed (5xx, a timeout, a 200 with no object) was read back and is
+    there (decision 419): written, its answer lost. `resource_version` is the version read, `why` the answer."""
+
+    def __init__(self, resource_version: str, why: str) -> None:
+        super().__init__(why)
+        self.resource_version, self.why = resource_version, why
+
+
 class _Denied(Exception):
     """The identity may not PATCH ConfigMaps (403; an older Role with create/update only): rewrite,
     from now on."""
@@ -107,17 +116,33 @@ class ConfigMapStore:
 
         name = configmap_name(virtual_service, model)
         try:
-            cm = self.core.read_namespaced_config_map(name, namespace, _request_timeout=self.timeout_s)
+            cm = self._read(namespace, name)
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 return None, None
             raise translate(exc, f"ConfigMap {namespace}/{name}") from exc
-        rv = cm.metadata.resource_version
+        rv = str(cm["metadata"].get("resourceVersion") or "") or None
         try:
-            return read(cm.data or {}, where=f"ConfigMap {namespace}/{name}"), rv
+            return read(cm.get("data") or {}, where=f"ConfigMap {namespace}/{name}"), rv
         except ConfigError as exc:
             exc.resource_version = rv  # type: ignore[attr-defined]
             raise
+
+    def _read(self, namespace: str, name: str) -> dict[str, Any]:
+        """The ConfigMap as the API server sent it (parsed, without building the client's model of up to 1 MiB);
+        `kube.BadAnswer` for a 200 whose body is not the object (empty, cut, a proxy's page, `{}`, `null`)."""
+        from canary.kube import an_object
+
+        resp = self.core.read_namespaced_config_map(name, namespace, _preload_content=False,
+                                                    _request_timeout=self.timeout_s)
+        try:
+            try:
+                answer = json.loads(resp.data)
+            except ValueError:
+                answer = None
+            return an_object(answer, f"the read of ConfigMap {namespace}/{name}")
+        finally:
+            resp.release_conn()
 
     def save(self, namespace: str, virtual_service: str, doc: dict[str, Any], resource_version: str | None, *,
              model: str = "") -> str:
@@ -141,10 +166,11 @@ class ConfigMapStore:
             else:
                 resp = self.core.create_namespaced_config_map(namespace, body, _preload_content=False,
                                                               _request_timeout=self.timeout_s)
-            return _written_version(resp)
+            return _written_version(resp, f"the write of ConfigMap {namespace}/{name}")
         except Exception as exc:
             if getattr(exc, "status", None) == 409:
                 raise _Conflict() from None
+            self._found_landed(exc, namespace, name, KEY, body["data"][KEY])
             raise translate(exc, f"ConfigMap {namespace}/{name}") from exc
 
     def append(self, namespace: str, virtual_service: str, key: str, part: dict[str, Any], resource_version: str, *,
@@ -163,24 +189,61 @@ class ConfigMapStore:
             resp = self.core.patch_namespaced_config_map(name, namespace, body, _preload_content=False,
                                                          _content_type="application/merge-patch+json",
                                                          _request_timeout=self.timeout_s)
-            return _written_version(resp)
+            return _written_version(resp, f"the PATCH of ConfigMap {namespace}/{name}")
         except Exception as exc:
             status = getattr(exc, "status", None)
             if status in _APPEND_ERRORS:
                 raise _APPEND_ERRORS[status]() from None
+            self._found_landed(exc, namespace, name, key, body["data"][key])
             raise translate(exc, f"ConfigMap {namespace}/{name}") from exc
+
+    def _found_landed(self, exc: BaseException, namespace: str, name: str, key: str, text: str) -> None:
+        """After a write failed so that it may have landed (a 5xx such as etcd's `request timed out`, a timeout,
+        a 200 whose body is not the object: `kube.is_transient`), the ConfigMap is read back: when its `key`
+        holds exactly `text`, the write landed and `_Landed` is raised with the resourceVersion read and why
+        (decision 419). Otherwise, or when the read fails too, nothing: the write failed, as the caller says."""
+        from canary.kube import is_transient
+
+        if not is_transient(exc):
+            return
+        try:
+            cm = self._read(namespace, name)
+        except Exception:  # noqa: BLE001 - not known to have landed: the write failed
+            return
+        if (cm.get("data") or {}).get(key) == text and cm["metadata"].get("resourceVersion"):
+            raise _Landed(str(cm["metadata"]["resourceVersion"]), _why(exc)) from None
 
 
 _APPEND_ERRORS: dict[int, type[Exception]] = {409: _Conflict, 404: _Gone, 422: _TooBig, 413: _TooBig, 403: _Denied}
 
 
-def _written_version(resp: Any) -> str:
+def _written_version(resp: Any, what: str) -> str:
     """The resourceVersion of the object a write answered with (read without building the client's
-    model of a ConfigMap of up to 1 MiB)."""
+    model of a ConfigMap of up to 1 MiB). A body that is not the object (empty, cut, a proxy's page,
+    `{}`, `null`) raises `kube.BadAnswer` (transient: the write may have landed; decision 419)."""
+    from canary.kube import BadAnswer, an_object
+
     try:
-        return str(json.loads(resp.data)["metadata"]["resourceVersion"])
+        try:
+            answer = json.loads(resp.data)
+        except ValueError:
+            answer = None
+        rv = (an_object(answer, what).get("metadata") or {}).get("resourceVersion")
+        if not rv:
+            raise BadAnswer(f"{what} was answered with an object without metadata.resourceVersion")
+        return str(rv)
     finally:
         resp.release_conn()
+
+
+def _why(exc: BaseException) -> str:
+    """One line of why a write's answer was lost."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status:
+        from canary.kube import _status_message
+
+        return f"HTTP {status} ({_status_message(exc)})"[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def read(data: dict[str, str], *, where: str) -> dict[str, Any]:
@@ -476,6 +539,14 @@ class Recorder:
                     self._clear()
                     self.failed_flushes, self.last_failure = 0, None
                     return
+                except _Landed as landed:  # written, its answer lost: never said failed, never written twice
+                    self.log.info("history.answer_lost", namespace=self.namespace, virtual_service=self.vs,
+                                  rollout=self.name, error=landed.why,
+                                  detail="the write landed (read back from the ConfigMap): taken as written")
+                    self._clear()
+                    self._rv, self._room = landed.resource_version, None  # the next flush rewrites from what is there
+                    self.failed_flushes, self.last_failure = 0, None
+                    return
                 except (_Conflict, _Gone, _TooBig):
                     self._room = None  # someone else wrote, the ConfigMap went, or it is full: rewrite
                     continue
@@ -557,13 +628,18 @@ class Recorder:
         try:
             try:
                 self.store.save(self.namespace, self.vs, doc, None, model=other)
+            except _Landed:  # created, its answer lost (decision 419)
+                pass
             except _Conflict:  # that model has its own ConfigMap: the old history replaces it only when it is newer
                 own, rv = self.store.load(self.namespace, self.vs, model=other)
                 if own is not None and _started(own) >= _started(doc):
                     self.log.info("history.legacy_moved", **where, moved=False,
                                   note=f"model {other}'s own ConfigMap holds a later rollout; the older one is dropped")
                     return
-                self.store.save(self.namespace, self.vs, doc, rv, model=other)
+                try:
+                    self.store.save(self.namespace, self.vs, doc, rv, model=other)
+                except _Landed:
+                    pass
         except (NotLeader, _Conflict, TransientError):
             raise  # the flush is tried again: the old history is not written over before it has a home
         except CanaryError as exc:
