@@ -131,18 +131,11 @@ class ConfigMapStore:
     def _read(self, namespace: str, name: str) -> dict[str, Any]:
         """The ConfigMap as the API server sent it (parsed, without building the client's model of up to 1 MiB);
         `kube.BadAnswer` for a 200 whose body is not the object (empty, cut, a proxy's page, `{}`, `null`)."""
-        from canary.kube import an_object
+        from canary.kube import raw_object
 
-        resp = self.core.read_namespaced_config_map(name, namespace, _preload_content=False,
-                                                    _request_timeout=self.timeout_s)
-        try:
-            try:
-                answer = json.loads(resp.data)
-            except ValueError:
-                answer = None
-            return an_object(answer, f"the read of ConfigMap {namespace}/{name}")
-        finally:
-            resp.release_conn()
+        return raw_object(self.core.read_namespaced_config_map(name, namespace, _preload_content=False,
+                                                               _request_timeout=self.timeout_s),
+                          f"the read of ConfigMap {namespace}/{name}")
 
     def save(self, namespace: str, virtual_service: str, doc: dict[str, Any], resource_version: str | None, *,
              model: str = "") -> str:
@@ -221,19 +214,12 @@ def _written_version(resp: Any, what: str) -> str:
     """The resourceVersion of the object a write answered with (read without building the client's
     model of a ConfigMap of up to 1 MiB). A body that is not the object (empty, cut, a proxy's page,
     `{}`, `null`) raises `kube.BadAnswer` (transient: the write may have landed; decision 419)."""
-    from canary.kube import BadAnswer, an_object
+    from canary.kube import BadAnswer, raw_object
 
-    try:
-        try:
-            answer = json.loads(resp.data)
-        except ValueError:
-            answer = None
-        rv = (an_object(answer, what).get("metadata") or {}).get("resourceVersion")
-        if not rv:
-            raise BadAnswer(f"{what} was answered with an object without metadata.resourceVersion")
-        return str(rv)
-    finally:
-        resp.release_conn()
+    rv = raw_object(resp, what)["metadata"].get("resourceVersion")
+    if not rv:
+        raise BadAnswer(f"{what} was answered with an object without metadata.resourceVersion")
+    return str(rv)
 
 
 def _why(exc: BaseException) -> str:

@@ -461,6 +461,20 @@ def an_object(answer: Any, what: str) -> dict[str, Any]:
     return answer  # type: ignore[return-value]
 
 
+def raw_object(resp: Any, what: str) -> dict[str, Any]:
+    """The object of a request sent with `_preload_content=False` (the urllib3 response: no client model built),
+    parsed and checked by `an_object`: BadAnswer for an empty, cut or non-JSON body, `{}`, `null`, an object with
+    no uid (decisions 419, 421). The connection is released either way."""
+    try:
+        try:
+            answer = json.loads(resp.data)
+        except ValueError:
+            answer = None
+        return an_object(answer, what)
+    finally:
+        resp.release_conn()
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors worth another attempt: 5xx, 429, timeouts, refused connections, and a 200 whose body
     is not what was asked for (BadAnswer, or JSON cut short)."""
