@@ -216,7 +216,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     outcome is printed (`Interrupt.disarm`): a signal then no longer cuts it."""
     import kubernetes.client as kc
 
-    from canary.kube import api_client, translate
+    from canary.kube import an_object, api_client, translate
     from canary.policy import parse_policy
     from canary.policy_yaml import load_text, read_file
 
@@ -268,13 +268,15 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             if ended is not None:
                 return ended
         try:
-            written = api.create_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, body)
+            written = _answered(lambda: api.create_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace,
+                                                                            crd.PLURAL, body), api, body, "create")
             created = True
         except Exception as exc:
             interrupted()
             if getattr(exc, "status", None) != 409:
                 raise
-            current = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"])
+            current = an_object(api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL,
+                                                                 meta["name"]), f"CanaryRollout {namespace}/{meta['name']}")
             interrupted()  # a signal lost in that read: nothing more is read, and the replace below not sent
             old = current.get("status") or {}
             if (retry and old.get("phase") == rl.ROLLED_BACK
@@ -299,9 +301,10 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                     f"{old.get('updatedAt') or 'earlier'}); nothing was started: delete it first to run that version "
                     "again, or give --rollout-name") from None
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            written = api.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL,
-                                                           meta["name"], body)
-        generation = int(((written or {}).get("metadata") or {}).get("generation") or 0)
+            written = _answered(lambda: api.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace,
+                                                                             crd.PLURAL, meta["name"], body),
+                                api, body, "replace")
+        generation = int((written.get("metadata") or {}).get("generation") or 0)
         deadline = time.monotonic() + timeout_s
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -558,6 +561,32 @@ def _not_started(status: dict[str, Any], generation: int) -> str:
                 and isinstance(cond.get("observedGeneration"), int) and cond["observedGeneration"] >= generation):
             return f"{cond.get('reason') or 'not ready'}: {cond.get('message') or ''}".rstrip(": ")
     return ""
+
+
+def _answered(send: Callable[[], Any], api: Any, body: dict[str, Any], verb: str) -> dict[str, Any]:
+    """The CanaryRollout a create or replace of `body` wrote: its answer, or, when the answer is a 200 with no object
+    (empty, cut, a proxy's page, `{}`, `null`: `kube.BadAnswer`, decision 420), the object read back when its spec
+    is `body`'s (the write landed; its uid and generation are this request's). Taken as the object, such an answer
+    gave generation 0 and no uid: an earlier spec's refusal read as this request's, a refusal leaving the object
+    this request created in place. Read back as another spec, or not found: KubeUnavailable (nothing known
+    written; exit 3), as a 5xx answer is."""
+    from canary.kube import BadAnswer, an_object, translate
+
+    meta = body["metadata"]
+    where = f"CanaryRollout {meta['namespace']}/{meta['name']}"
+    try:
+        return an_object(send(), f"the {verb} of {where}")
+    except (BadAnswer, ValueError) as bad:  # ValueError: JSON cut short (the client's JSONDecodeError)
+        answer = bad
+    try:
+        current = an_object(api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL,
+                                                             meta["name"]), where)
+    except Exception:  # noqa: BLE001 - not known written: the answer's error is said
+        raise translate(answer, f"the {verb} of {where}") from None
+    spec = current.get("spec") or {}
+    if any(spec.get(k) != v for k, v in body["spec"].items()):
+        raise translate(answer, f"the {verb} of {where} (read back, it holds another spec)") from None
+    return current
 
 
 def _uid(obj: Any) -> str:

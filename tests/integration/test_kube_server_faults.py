@@ -489,3 +489,137 @@ def test_a_followed_canaryrollout_read_answered_with_no_object_is_a_failed_read_
     assert cli_controller._read_own(custom, "ml", "rec", uid) is None  # follow.read_failed: read again
     assert len(hit) == 2
     assert crd_end(read(), where=where, uid=uid)[0] is None  # then read as it is: not over yet
+
+
+def _follow(api: KubeAPIServer, tmp_path: Any, version: str, monkeypatch: Any) -> int:
+    """`promote --via-controller` of rec-model `version` as CanaryRollout ml/rec, against `api` (no controller: the
+    test writes the statuses it needs); its 1 s waits between reads not slept."""
+    import importlib
+    import time
+    import types
+
+    import yaml
+
+    importlib.import_module("canary.cli")  # first: it registers cli_controller's commands
+    from canary import cli_controller
+    from tests import fleet
+
+    monkeypatch.setattr(cli_controller, "time", types.SimpleNamespace(sleep=lambda _s: None,
+                                                                      monotonic=time.monotonic))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+    return cli_controller.follow(model="rec-model", canary_version=version, policy_file=policy, namespace="ml",
+                                 stable_version="", virtual_service=None, name="rec", triton=None, output="text",
+                                 kubeconfig=str(fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)),
+                                 context=None, timeout_s=30)
+
+
+def _refusal(generation: int, message: str) -> dict[str, Any]:
+    return {"conditions": [{"type": "Ready", "status": "False", "reason": "ConfigError", "message": message,
+                            "observedGeneration": generation}], "observedGeneration": generation}
+
+
+@pytest.mark.parametrize("body,content_type", BAD_BODIES)
+def test_a_followers_create_answered_with_no_object_is_read_back_and_its_refusal_withdraws_it(
+        istio_api: KubeAPIServer, tmp_path: Any, monkeypatch: Any, body: bytes, content_type: str) -> None:
+    """The follower's create of its CanaryRollout lands and is answered 200 with no object; the controller refuses
+    it (bad input). Before: the answer was taken as the object (no uid, generation 0), so the refusal left the
+    CanaryRollout in place ("not one this request created"), to start unattended once its input is fixed (every
+    body: the client hands an empty or non-JSON body back as text, and `{}` read so). Now the object is
+    read back (`kube.an_object`; its uid and generation), and the refusal withdraws it, as with a good answer."""
+    import aiohttp.web
+
+    from canary import crd
+    from canary.errors import ConfigError
+    from tests.fleet import CANARY_RESOURCE
+
+    istio_api.handler.register(CANARY_RESOURCE)
+    real, hit = istio_api.handler._handle, []
+
+    async def handle(request: Any) -> Any:
+        res = request.resource
+        if res is not None and res.plural == crd.PLURAL and str(request.method.value).upper() == "POST" and not hit:
+            hit.append((await real(request)).status)
+            istio_api.handler.edit_object(crd.GROUP, crd.PLURAL, "ml", "rec",
+                                          lambda o: o.update(status=_refusal(1, "ml/rec: policy refused")))
+            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+        return await real(request)
+
+    istio_api.handler._handle = handle  # type: ignore[method-assign]
+    with pytest.raises(ConfigError, match="policy refused.*the CanaryRollout created for it was deleted"):
+        _follow(istio_api, tmp_path, "v2", monkeypatch)
+    assert hit == [201] and istio_api.get(crd.GROUP, crd.PLURAL, "ml", "rec") is None
+
+
+@pytest.mark.parametrize("body,content_type", BAD_BODIES)
+def test_a_followers_replace_answered_with_no_object_never_takes_the_earlier_specs_refusal(
+        istio_api: KubeAPIServer, tmp_path: Any, monkeypatch: Any, body: bytes, content_type: str) -> None:
+    """CanaryRollout ml/rec was refused at its generation 1 (v1); the follower of v2 replaces it (generation 2), and
+    the replace is answered 200 with no object. Before: generation 0 was read, so the refusal of v1 was reported as
+    v2's (exit 2, "nothing was moved", for a request the controller never judged). Now the object is read back and
+    only a status of generation 2 is this request's: the controller's promotion of v2 is reported (exit 0)."""
+    import aiohttp.web
+
+    from canary import crd
+    from tests.fleet import CANARY_RESOURCE
+
+    istio_api.handler.register(CANARY_RESOURCE)
+    istio_api.handler.put_object({"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": crd.KIND,
+                                  "metadata": {"name": "rec", "namespace": "ml", "generation": 1},
+                                  "spec": {"model": "rec-model", "canaryVersion": "v1"},
+                                  "status": _refusal(1, "ml/rec: v1 refused")})
+    real, hit, reads = istio_api.handler._handle, [], []
+
+    async def handle(request: Any) -> Any:
+        res = request.resource
+        method = str(request.method.value).upper()
+        if res is not None and res.plural == crd.PLURAL and method == "PUT" and not hit:
+            hit.append((await real(request)).status)
+            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+        if res is not None and res.plural == crd.PLURAL and method == "GET" and hit:
+            reads.append(1)
+            if len(reads) == 3:  # the controller's end of generation 2, after the follower read the old status
+                def end(o: dict[str, Any]) -> None:
+                    o["status"] = {"phase": "promoted", "observedGeneration": o["metadata"]["generation"],
+                                   "target": {"canaryVersion": "v2"}, "weights": {"stable": 100, "canary": 0},
+                                   "reason": "all steps passed"}
+                istio_api.handler.edit_object(crd.GROUP, crd.PLURAL, "ml", "rec", end)
+        return await real(request)
+
+    istio_api.handler._handle = handle  # type: ignore[method-assign]
+    assert _follow(istio_api, tmp_path, "v2", monkeypatch) == 0
+    assert hit == [200] and istio_api.get(crd.GROUP, crd.PLURAL, "ml", "rec")["metadata"]["generation"] == 2
+
+
+def test_a_followers_read_after_its_create_met_an_object_answered_with_no_object_is_a_failed_read(
+        istio_api: KubeAPIServer, tmp_path: Any, monkeypatch: Any) -> None:
+    """The create meets an existing CanaryRollout (409) and the read of it is answered `{}`: a failed read naming the
+    CanaryRollout (exit 3, nothing replaced). Before: "unexpected Kubernetes client error (KeyError: 'metadata')"."""
+    import aiohttp.web
+
+    from canary import crd
+    from tests.fleet import CANARY_RESOURCE
+
+    istio_api.handler.register(CANARY_RESOURCE)
+    istio_api.handler.put_object({"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": crd.KIND,
+                                  "metadata": {"name": "rec", "namespace": "ml"},
+                                  "spec": {"model": "rec-model", "canaryVersion": "v1"}})
+    real, posted = istio_api.handler._handle, []
+
+    async def handle(request: Any) -> Any:
+        res = request.resource
+        method = str(request.method.value).upper()
+        if res is not None and res.plural == crd.PLURAL and method == "POST":
+            answer = await real(request)
+            posted.append(answer.status)
+            return answer
+        if res is not None and res.plural == crd.PLURAL and method == "GET" and posted and len(posted) == 1:
+            posted.append("read")
+            return aiohttp.web.Response(body=b"{}", status=200, headers={"Content-Type": "application/json"})
+        return await real(request)
+
+    istio_api.handler._handle = handle  # type: ignore[method-assign]
+    with pytest.raises(KubeUnavailable, match="CanaryRollout ml/rec was answered with a body that is not the object"):
+        _follow(istio_api, tmp_path, "v2", monkeypatch)
+    assert posted[-1] == "read"
+    assert istio_api.get(crd.GROUP, crd.PLURAL, "ml", "rec")["spec"]["canaryVersion"] == "v1"  # nothing replaced
