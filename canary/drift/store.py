@@ -93,22 +93,25 @@ def save_profile(core: Any, *, namespace: str, name: str, profile: Mapping[str, 
                             "data": {KEY: text}}
     where = f"ConfigMap {namespace}/{name}"
     try:
-        core.create_namespaced_config_map(namespace, body, _request_timeout=10)
+        _written(lambda: core.create_namespaced_config_map(namespace, body, _preload_content=False,
+                                                           _request_timeout=10), core, namespace, name, text)
         return "created"
     except ApiException as exc:
         if exc.status != 409:
             raise ConfigError(f"{where}: {exc.status} {exc.reason}") from None
     try:
-        there = core.read_namespaced_config_map(name, namespace, _request_timeout=10)
+        there = _read_raw(core, namespace, name)
     except ApiException as exc:
         raise ConfigError(f"{where} exists and could not be read to replace it: {exc.status} {exc.reason}") from None
-    meta = there.metadata
-    labels, notes = dict(meta.labels or {}), dict(meta.annotations or {})
+    except Exception as exc:  # noqa: BLE001 - a 200 with no object (kube.BadAnswer), the network
+        raise ConfigError(f"{where} exists and could not be read to replace it: {brief(exc)}") from None
+    meta = there["metadata"]
+    labels, notes = dict(meta.get("labels") or {}), dict(meta.get("annotations") or {})
     if labels.get(LABEL) != "true":
         raise ConfigError(f"{where} exists and is not a baseline ConfigMap (no {LABEL}=true label): not replaced; "
                           f"give --configmap a name of its own")
     try:
-        held = json.loads((there.data or {}).get(KEY) or "")
+        held = json.loads((there.get("data") or {}).get(KEY) or "")
         held = (str(held["model"]), str(held["version"])) if isinstance(held, dict) else None
     except (ValueError, KeyError, TypeError):
         held = None  # a malformed baseline (drift.bad_baseline): this capture repairs it
@@ -117,16 +120,53 @@ def save_profile(core: Any, *, namespace: str, name: str, profile: Mapping[str, 
                           f"would stop the drift watch of {held[0]} {held[1]} (the controller watches the baselines "
                           f"it finds); give this version a ConfigMap of its own (--configmap), or delete that one "
                           f"first if {held[0]} {held[1]} is no longer served")
-    body["metadata"].update(labels={**labels, **ours}, resourceVersion=meta.resource_version,
+    body["metadata"].update(labels={**labels, **ours}, resourceVersion=meta.get("resourceVersion"),
                             **({"annotations": notes} if notes else {}))
     try:
-        core.replace_namespaced_config_map(name, namespace, body, _request_timeout=10)
+        _written(lambda: core.replace_namespaced_config_map(name, namespace, body, _preload_content=False,
+                                                            _request_timeout=10), core, namespace, name, text)
     except ApiException as exc:
         if exc.status == 409:
             raise ConfigError(f"{where} changed while it was being replaced: run the capture again") from None
         raise ConfigError(f"{where}: {exc.status} {exc.reason}") from None
     kept = sorted(k for k in notes if k.startswith(DRIFT_ANNOTATIONS))
     return "updated" + (f" (its drift settings kept: {', '.join(f'{k}={notes[k]}' for k in kept)})" if kept else "")
+
+
+def _read_raw(core: Any, namespace: str, name: str) -> dict[str, Any]:
+    """ConfigMap `namespace/name` as sent (`kube.raw_object`: BadAnswer for a 200 whose body is not the object)."""
+    from canary.kube import raw_object
+
+    return raw_object(core.read_namespaced_config_map(name, namespace, _preload_content=False, _request_timeout=10),
+                      f"the read of ConfigMap {namespace}/{name}")
+
+
+def _written(send: Any, core: Any, namespace: str, name: str, text: str) -> None:
+    """Send a baseline's create or replace (`send`); its answer must be the ConfigMap (`kube.raw_object`). A write
+    answered so that it may have landed (a 5xx such as etcd's `request timed out`, a timeout, a 200 whose body is
+    not the ConfigMap: `kube.is_transient`) is read back: holding `text`, it landed (decision 421). Otherwise
+    ConfigError naming the ConfigMap, or the ApiException as it came (409, 403: the caller's)."""
+    from kubernetes.client.exceptions import ApiException
+
+    from canary.kube import is_transient, raw_object
+
+    where = f"ConfigMap {namespace}/{name}"
+    try:
+        raw_object(send(), f"the write of {where}")
+        return
+    except ApiException as exc:
+        if not is_transient(exc):
+            raise
+        failed: BaseException = exc
+    except Exception as exc:  # noqa: BLE001 - a 200 with no object, the network: read back
+        failed = exc
+    try:
+        there = _read_raw(core, namespace, name)
+    except Exception:  # noqa: BLE001 - not known to have landed
+        there = {}
+    if (there.get("data") or {}).get(KEY) != text:
+        raise ConfigError(f"{where}: the write failed ({brief(failed)}) and the ConfigMap does not hold this "
+                          "profile: run the capture again") from None
 
 
 def load_profiles(core: Any, namespace: str | None) -> list[tuple[str, dict[str, Any]]]:
@@ -189,19 +229,27 @@ class ConfigMapStateStore:
         self.core, self.namespace, self.name = core, namespace, name
         self._version: str | None = None
 
+    def _read(self) -> dict[str, Any]:
+        """The ConfigMap as sent (`kube.raw_object`: BadAnswer for a 200 whose body is not the object)."""
+        from canary.kube import raw_object
+
+        return raw_object(self.core.read_namespaced_config_map(self.name, self.namespace, _preload_content=False,
+                                                               _request_timeout=10),
+                          f"the read of ConfigMap {self.namespace}/{self.name}")
+
     def load(self) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            cm = self.core.read_namespaced_config_map(self.name, self.namespace, _request_timeout=10)
+            cm = self._read()
         except ApiException as exc:
             if exc.status == 404:
                 self._version = None
                 return {}
             raise
-        self._version = cm.metadata.resource_version
+        self._version = cm["metadata"].get("resourceVersion")
         try:
-            raw = json.loads((cm.data or {}).get("state.json", "{}"))
+            raw = json.loads((cm.get("data") or {}).get("state.json", "{}"))
         except ValueError as exc:
             raise ConfigError(f"ConfigMap {self.namespace}/{self.name}: state.json: {exc}") from None
         return raw if isinstance(raw, dict) else {}
@@ -209,19 +257,54 @@ class ConfigMapStateStore:
     def save(self, states: Mapping[str, Any]) -> None:
         from kubernetes.client.exceptions import ApiException
 
+        from canary.kube import raw_object, translate
+
         body = {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "data": {"state.json": json.dumps(states, separators=(",", ":"))}}
+        what = f"the write of ConfigMap {self.namespace}/{self.name}"
         try:
             if self._version is None:
-                created = self.core.create_namespaced_config_map(self.namespace, body, _request_timeout=10)
-                self._version = created.metadata.resource_version
-                return
-            body["metadata"]["resourceVersion"] = self._version
-            done = self.core.replace_namespaced_config_map(self.name, self.namespace, body, _request_timeout=10)
+                done = raw_object(self.core.create_namespaced_config_map(self.namespace, body, _preload_content=False,
+                                                                         _request_timeout=10), what)
+            else:
+                body["metadata"]["resourceVersion"] = self._version
+                done = raw_object(self.core.replace_namespaced_config_map(self.name, self.namespace, body,
+                                                                          _preload_content=False,
+                                                                          _request_timeout=10), what)
         except ApiException as exc:
             if exc.status in (404, 409):  # written (or deleted) by someone else since our load
                 raise StateConflict(f"ConfigMap {self.namespace}/{self.name} changed since it was read "
                                     f"({exc.status} {exc.reason})") from None
-            raise
-        self._version = done.metadata.resource_version
+            if not self._landed(exc, body["data"]["state.json"]):
+                raise
+            return
+        except Exception as exc:  # noqa: BLE001 - a 200 with no object (BadAnswer), a timeout: read back
+            if not self._landed(exc, body["data"]["state.json"]):
+                raise translate(exc, f"ConfigMap {self.namespace}/{self.name}") from exc
+            return
+        self._version = done["metadata"].get("resourceVersion")
+
+    def _landed(self, exc: BaseException, text: str) -> bool:
+        """After a write failed so that it may have landed (a 5xx such as etcd's `request timed out`, a timeout, a 200
+        whose body is not the ConfigMap: `kube.is_transient`), whether the ConfigMap read back holds exactly `text`:
+        then the write landed, its version is the one read and it is said (`drift.state_answer_lost`, decision
+        421). Its answer taken as failed, the evaluation was dropped, and the next write, on the version before its
+        own, met a 409 and read its own state as another replica's (`drift.state_conflict`)."""
+        from canary.kube import is_transient
+
+        if not is_transient(exc):
+            return False
+        try:
+            cm = self._read()
+        except Exception:  # noqa: BLE001 - not known to have landed: the write failed
+            return False
+        if (cm.get("data") or {}).get("state.json") != text or not cm["metadata"].get("resourceVersion"):
+            return False
+        self._version = cm["metadata"]["resourceVersion"]
+        from canary.logs import get as get_logger
+
+        get_logger(component="drift").info("drift.state_answer_lost", configmap=f"{self.namespace}/{self.name}",
+                                           error=brief(exc), message="the state write landed (read back from the "
+                                                                     "ConfigMap): stored")
+        return True

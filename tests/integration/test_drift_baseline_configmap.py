@@ -76,3 +76,52 @@ def _core(kube_api: Any) -> Any:
     import kubernetes
 
     return kubernetes.client.CoreV1Api(kube_api.api_client())
+
+
+ANSWERS = [(500, b"", ""), (200, b"{}", "application/json"), (200, b"null", "application/json"),
+           (200, b"", "application/json"), (200, b"<html><body>upstream connect error</body></html>", "text/html")]
+
+
+@pytest.mark.parametrize("code,body,content_type", ANSWERS, ids=["500", "{}", "null", "empty", "html"])
+@pytest.mark.parametrize("method", ["POST", "PUT"], ids=["create", "replace"])
+def test_a_capture_whose_write_landed_with_its_answer_lost_is_written(
+        kube_api: Any, tmp_path: Path, method: str, code: int, body: bytes, content_type: str) -> None:
+    """The baseline ConfigMap's create (or a re-capture's replace) lands and is answered 500 `etcdserver: request
+    timed out` or 200 with no object (a proxy). Before: exit 2 "500 Internal Server Error" for a baseline that is
+    there, and for the empty and page bodies the client's own ValidationError out of the command. Now the ConfigMap
+    is read back: it holds this profile, so the capture is written (decision 421); one the write did not reach is
+    still an error naming the ConfigMap (the last case)."""
+    import aiohttp.web
+
+    from canary.sandbox.kubeapi import status_body
+
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", kube_api.url)
+    if method == "PUT":
+        assert _capture(tmp_path, kubeconfig, "v2").exit_code == 0
+    real, hit = kube_api.handler._handle, []
+
+    def answering(apply: bool) -> Any:
+        async def handle(request: Any) -> Any:
+            res = request.resource
+            if res is not None and res.plural == "configmaps" and str(request.method.value).upper() == method \
+                    and not hit:
+                hit.append((await real(request)).status if apply else 0)
+                if code == 500:
+                    return aiohttp.web.json_response(status_body(500, "InternalError", "etcdserver: request timed "
+                                                                 "out"), status=500)
+                return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+            return await real(request)
+        return handle
+
+    kube_api.handler._handle = answering(apply=True)
+    result = _capture(tmp_path, kubeconfig, "v2")
+    assert hit and hit[0] in (200, 201) and result.exit_code == 0, (result.output, result.exception)
+    assert json.loads(kube_api.get("", "configmaps", "ml", "rec-model-v2-baseline")["data"][KEY])["version"] == "v2"
+    if method == "PUT":
+        hit.clear()
+        kube_api.handler._handle = answering(apply=False)  # not forwarded: a failed write, said
+        kube_api.handler.edit_object("", "configmaps", "ml", "rec-model-v2-baseline",
+                                     lambda o: o["data"].update({KEY: o["data"][KEY].replace('"v2"', '"v2" ', 1)}))
+        result = _capture(tmp_path, kubeconfig, "v2")
+        assert hit == [0] and result.exit_code != 0, result.output
+        assert "ConfigMap ml/rec-model-v2-baseline" in result.output and "run the capture again" in result.output

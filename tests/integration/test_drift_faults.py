@@ -985,3 +985,45 @@ def test_drift_check_says_a_server_exporting_another_profile_as_drift_watch_does
     assert profile_hash(old) in r.stderr and "t.parquet" in r.stderr
     assert runs["old"].exit_code in (0, 1) and "profile_mismatch" not in json.loads(runs["old"].stdout)
     assert "another profile" not in runs["old"].stderr
+
+
+STATE_ANSWERS = [(500, b"", ""), (200, b"{}", "application/json"), (200, b"null", "application/json"),
+                 (200, b"", "application/json"), (200, b"<html><body>upstream connect error</body></html>", "text/html")]
+
+
+@pytest.mark.parametrize("code,body,content_type", STATE_ANSWERS, ids=["500", "{}", "null", "empty", "html"])
+def test_a_state_write_that_landed_with_its_answer_lost_is_stored_not_read_as_another_replicas(
+        live: Live, kube: Any, code: int, body: bytes, content_type: str) -> None:
+    """The leader's write of the state ConfigMap lands and is answered 500 `etcdserver: request timed out` or 200 with
+    no object (a proxy). Before: `drift.state_save_failed` (the evaluation dropped; for the 200s, the rest of the pass
+    too, as if the store had not answered), and the next write, on the resourceVersion before its own, met a 409 and
+    read its own landed state as another replica's (`drift.state_conflict`). Now the ConfigMap is read back: the
+    state is there, so it is stored (`drift.state_answer_lost`), and the next write is guarded on the version read."""
+    import aiohttp.web
+
+    from canary.sandbox.kubeapi import status_body
+
+    for m in ("m1", "m2"):
+        kube.save_profile(live.profiles[m], f"{m}-v1-baseline")
+    a = _replica(live, kube, _ticks())
+    _lead(a, kube, 1)
+    real, hit = kube.handler._handle, []
+
+    async def handle(request: Any) -> Any:
+        res = request.resource
+        if res is not None and res.plural == "configmaps" and str(request.method.value).upper() == "PUT" and not hit:
+            hit.append((await real(request)).status)
+            if code == 500:
+                return aiohttp.web.json_response(status_body(500, "InternalError", "etcdserver: request timed out"),
+                                                 status=500)
+            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+        return await real(request)
+
+    kube.handler._handle = handle  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        _lead(a, kube, 2)
+    events = [e["event"] for e in logs]
+    assert hit == [200] and events.count("drift.state_answer_lost") == 1, logs
+    assert "drift.state_save_failed" not in events and "drift.state_conflict" not in events, logs
+    stored = _stored(kube)
+    assert stored["ml/m1/v1"]["drifted_in_row"] == 3 and stored["ml/m2/v1"]["drifted_in_row"] == 3, stored
