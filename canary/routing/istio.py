@@ -227,6 +227,7 @@ class IstioRouter:
         record's guard (another writer's decision is a plain RoutingConflict, adopted), and never for a
         stable-100% write (stable 100% over any weights is always the safe write)."""
         where = f"{target.namespace}/{target.virtual_service}"
+        first_found: list[str | None] = []  # the record on the route at this write's first read
 
         def compute() -> tuple[Obj, Obj, Obj]:
             ref: patch.RouteRef | None = None
@@ -245,12 +246,25 @@ class IstioRouter:
                                                   host=_service(dr, target))
             if weights == STABLE_ONLY and _ends_rolled_back(state):
                 desired = _without_canary_mirrors(desired, target, dr)
+            found = patch.read_state(vs)
+            if not first_found:
+                first_found.append(found)
             if desired == vs:
                 # already exactly what this write puts there, our record's text included: our own write, landed
                 # although its answer was a 5xx or a timeout, met again as the retry's 409. Done, not a revert nor
                 # another writer's record (its weights differ from `expect_weights`: they are this write's own)
                 return vs, desired, dr
-            found = patch.read_state(vs)
+            if (expect_weights is not None and weights != STABLE_ONLY and ref is not None and found == state
+                    and first_found[0] != state):
+                # this write's own record, not on the route at its first read (nobody else writes it), under
+                # weights other than it put there: it landed, its answer lost, and the weights were changed since
+                # (a revert, even to exactly `expect_weights`): not written over, as a revert before it is not
+                # (decision 422; it passed `expect_weights` and was written over, decision 396's left)
+                seen = patch.observe_weights(vs, ref)
+                shown = str(seen.weights) if seen.canonical else seen.raw
+                raise WeightsMoved(f"{where}: the route's weights are {shown}, not {weights} as this write (which "
+                                   "landed, its answer lost) put them: changed outside the rollout since; not "
+                                   "written again", found=str(seen.weights) if seen.canonical else "unknown")
             # A retry after 409 re-applies our weights on top of other edits -- but never on top
             # of another writer's rollout state (an operator's `canary rollback`): that is theirs.
             if expect_state is not ANY_STATE and found != expect_state and found != state:

@@ -623,3 +623,39 @@ def test_a_followers_read_after_its_create_met_an_object_answered_with_no_object
         _follow(istio_api, tmp_path, "v2", monkeypatch)
     assert posted[-1] == "read"
     assert istio_api.get(crd.GROUP, crd.PLURAL, "ml", "rec")["spec"]["canaryVersion"] == "v1"  # nothing replaced
+
+
+@pytest.mark.parametrize("code,message", LANDED[:1])
+def test_a_revert_to_the_weights_a_landed_write_was_decided_at_is_refused_at_its_retry(
+        istio_api: KubeAPIServer, code: int, message: str) -> None:
+    """A look's write (90/10 -> 75/25, guarded on 90/10) lands, its answer is lost, and before the retry's re-read a
+    person sends the weights back to exactly 90/10 with `kubectl edit`, our record left on the route. Before: the
+    revert passed `expect_weights` (90/10 is what the write was decided at) and the retry wrote 75/25 over it
+    (decision 396's left). Now the retry sees this write's own record (not on the route at its first read: nobody
+    else writes it) under other weights than it put there: it landed and the weights were changed since, so it is
+    refused (WeightsMoved) and the revert stands."""
+    from canary.errors import WeightsMoved
+    from canary.routing.patch import read_state
+
+    router = IstioRouter(istio_api.api_client(), wait=tenacity.wait_none())
+    first = _record("progressing", 90, 10, 2.0)
+    router.set_weights(TARGET, Weights(90, 10), state=first, expect_state=None)
+    real, landed = istio_api.handler._serve, []
+
+    def serve(method: str, request: Any, kind: Any) -> Any:
+        if method == "PUT" and kind.plural == "virtualservices" and not landed:
+            landed.append(real(method, request, kind))
+
+            def revert(vs: dict[str, Any]) -> None:
+                for d, w in zip(vs["spec"]["http"][0]["route"], (90, 10)):
+                    d["weight"] = w
+            istio_api.handler.edit_object(GROUP, "virtualservices", "ml", "rec-model", revert)
+            raise kubeapi.ApiError(code, "InternalError", message)
+        return real(method, request, kind)
+
+    istio_api.handler._serve = serve  # type: ignore[method-assign]
+    second = _record("progressing", 75, 25, 3.0)
+    with pytest.raises(WeightsMoved, match="90/10"):
+        router.set_weights(TARGET, Weights(75, 25), state=second, expect_state=first, expect_weights=Weights(90, 10))
+    assert landed and _weights(istio_api) == [90, 10]  # the revert stands
+    assert read_state(istio_api.get(GROUP, "virtualservices", "ml", "rec-model")) == second
