@@ -417,18 +417,35 @@ class LeaderElector:
             if token is not None:
                 self._lost_reason = "released"
         self._notify()  # fence first: nothing of ours may be written once the Lease says nobody holds it
-        try:
-            if base is None:
-                base = self._store.get(self.namespace, self.name)
-            if base is None or ((base.get("spec") or {}).get("holderIdentity") or "") != self.identity:
+        # Two tries at most, so an exit ends while the API answers badly (decision 423): the second reads the Lease
+        # again, after a 409 (a renewal of ours that landed unanswered left `base` a version behind) or an answer
+        # that may hide a landed release (a 5xx, a timeout, a 200 with no Lease): found released as we sent it, it
+        # is released; still ours, it is cleared on what was read.
+        sent = ""
+        for last in (False, True):
+            try:
+                if base is None:
+                    base = self._store.get(self.namespace, self.name)
+                spec = (base or {}).get("spec") or {}
+                if sent and base is not None and not spec.get("holderIdentity") and _same_time(spec.get("renewTime"),
+                                                                                               sent):
+                    self._log.info("leader.released", fence_token=token, note="the release landed, its answer lost")
+                    return
+                if base is None or (spec.get("holderIdentity") or "") != self.identity:
+                    return
+                body = _lease_body(base, namespace=self.namespace, name=self.name)
+                sent = micro_time(self._wall())
+                body["spec"].update(holderIdentity="", leaseDurationSeconds=1, renewTime=sent, acquireTime=sent)
+                self._store.replace(self.namespace, self.name, body)
+                self._log.info("leader.released", fence_token=token)
                 return
-            body = _lease_body(base, namespace=self.namespace, name=self.name)
-            now = micro_time(self._wall())
-            body["spec"].update(holderIdentity="", leaseDurationSeconds=1, renewTime=now, acquireTime=now)
-            self._store.replace(self.namespace, self.name, body)
-            self._log.info("leader.released", fence_token=token)
-        except Exception as exc:  # best effort: the Lease expires on its own anyway
-            self._log.warning("leader.release_failed", error=str(exc), error_type=type(exc).__name__)
+            except (RoutingConflict, TransientError) as exc:
+                if last:
+                    self._log.warning("leader.release_failed", error=str(exc), error_type=type(exc).__name__)
+                base = None  # read it again
+            except Exception as exc:  # best effort: the Lease expires on its own anyway
+                self._log.warning("leader.release_failed", error=str(exc), error_type=type(exc).__name__)
+                return
 
     # --- the loop -------------------------------------------------------------------------------
 

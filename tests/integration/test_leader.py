@@ -466,3 +466,45 @@ def test_a_lease_answer_that_is_no_lease_is_a_failed_request_never_the_lease(kub
     spec = lease(kube_api)["spec"]
     assert spec["holderIdentity"] == "a" and spec["leaseTransitions"] == 0
     assert [n for _, n, v in sim.transitions if v] == ["a"] and ("a", False) not in [(n, v) for _, n, v in sim.transitions]
+
+
+@pytest.mark.parametrize("how", ["renewal lost", "release 500", "release {}", "release failing"])
+def test_a_release_while_the_api_answers_badly_ends_and_hands_over_when_it_can(kube_api, sim, how):
+    """The leader releases its Lease on exit while the API answers badly (decision 423). `renewal lost`: its last
+    renewal landed and was answered 500, so the Lease it holds in memory is a version behind, and the release's
+    PUT met a 409: `leader.release_failed`, the standby waiting a whole lease duration. Now the release reads the
+    Lease again once and clears it. `release 500` / `release {}`: the release landed, its answer lost: read back,
+    it is released (`leader.released`, not `leader.release_failed`). `release failing`: every Lease write answered
+    500: the release ends after its two tries (one line), the Lease left to lapse. The standby leads within a
+    retry period of the release, but in the last case (a lease duration), and never two leaders."""
+    from canary.sandbox.kubeapi import Fault
+
+    a, b = sim.add("a"), sim.add("b", offset=RETRY / 2)
+    sim.run(LEASE + 0.6)
+    assert a.elector.is_leader()
+    if how == "renewal lost":
+        hit = _land_then_fail_lease_writes(kube_api, sim.clock, ("PUT",))
+        sim.run(RETRY + TICK, until=lambda: bool(hit))
+    a.alive = False
+    if how == "release 500":
+        hit = _land_then_fail_lease_writes(kube_api, sim.clock, ("PUT",))
+    elif how == "release {}":
+        hit = _lease_answers_200(kube_api, "PUT", b"{}")
+    elif how == "release failing":
+        kube_api.handler.faults.append(Fault(500, 4, frozenset({"PUT"}), PLURAL))
+    released = sim.clock.now
+    with capture_logs() as logs:
+        a.elector.release()
+    events = [e["event"] for e in logs if e["event"].startswith("leader.release")]
+    assert not a.elector.is_leader()
+    if how == "release failing":
+        assert events == ["leader.release_failed"], logs
+        clear_faults(kube_api)
+        started = sim.run(2 * LEASE, until=b.elector.is_leader)
+        assert started - released >= LEASE - DEADLINE  # left to lapse
+    else:
+        assert events == ["leader.released"], logs
+        started = sim.run(LEASE, until=b.elector.is_leader)
+        assert started - released <= RETRY + TICK  # b's next attempt, not a lease duration
+    assert sim.overlaps == []
+    assert lease(kube_api)["spec"]["holderIdentity"] == "b"
