@@ -565,19 +565,24 @@ def _not_started(status: dict[str, Any], generation: int) -> str:
 
 def _answered(send: Callable[[], Any], api: Any, body: dict[str, Any], verb: str) -> dict[str, Any]:
     """The CanaryRollout a create or replace of `body` wrote: its answer, or, when the answer is a 200 with no object
-    (empty, cut, a proxy's page, `{}`, `null`: `kube.BadAnswer`, decision 420), the object read back when its spec
-    is `body`'s (the write landed; its uid and generation are this request's). Taken as the object, such an answer
+    (empty, cut, a proxy's page, `{}`, `null`: `kube.BadAnswer`, decision 420) or a 5xx or timeout that may hide a
+    write that landed, the object read back when its spec is `body`'s (the write landed; its uid and generation are
+    this request's). Taken as the object, such an answer
     gave generation 0 and no uid: an earlier spec's refusal read as this request's, a refusal leaving the object
     this request created in place. Read back as another spec, or not found: KubeUnavailable (nothing known
     written; exit 3), as a 5xx answer is."""
-    from canary.kube import BadAnswer, an_object, translate
+    from canary.kube import BadAnswer, an_object, is_transient, translate
 
     meta = body["metadata"]
     where = f"CanaryRollout {meta['namespace']}/{meta['name']}"
     try:
         return an_object(send(), f"the {verb} of {where}")
     except (BadAnswer, ValueError) as bad:  # ValueError: JSON cut short (the client's JSONDecodeError)
-        answer = bad
+        answer: BaseException = bad
+    except Exception as exc:
+        if not is_transient(exc):  # a 409, a refusal: the caller's
+            raise
+        answer = exc  # a 5xx (etcd's `request timed out`), a timeout: it may have landed
     try:
         current = an_object(api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL,
                                                              meta["name"]), where)

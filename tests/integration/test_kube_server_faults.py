@@ -519,14 +519,15 @@ def _refusal(generation: int, message: str) -> dict[str, Any]:
                             "observedGeneration": generation}], "observedGeneration": generation}
 
 
-@pytest.mark.parametrize("body,content_type", BAD_BODIES)
+@pytest.mark.parametrize("body,content_type", [*BAD_BODIES, (b"500", "")])
 def test_a_followers_create_answered_with_no_object_is_read_back_and_its_refusal_withdraws_it(
         istio_api: KubeAPIServer, tmp_path: Any, monkeypatch: Any, body: bytes, content_type: str) -> None:
     """The follower's create of its CanaryRollout lands and is answered 200 with no object; the controller refuses
     it (bad input). Before: the answer was taken as the object (no uid, generation 0), so the refusal left the
     CanaryRollout in place ("not one this request created"), to start unattended once its input is fixed (every
-    body: the client hands an empty or non-JSON body back as text, and `{}` read so). Now the object is
-    read back (`kube.an_object`; its uid and generation), and the refusal withdraws it, as with a good answer."""
+    body: the client hands an empty or non-JSON body back as text, and `{}` read so); answered 500 (etcd's timeout:
+    it landed) it was exit 3 with the object left running. Now the object is read back (`kube.an_object`; its uid
+    and generation), and the refusal withdraws it, as with a good answer."""
     import aiohttp.web
 
     from canary import crd
@@ -542,6 +543,9 @@ def test_a_followers_create_answered_with_no_object_is_read_back_and_its_refusal
             hit.append((await real(request)).status)
             istio_api.handler.edit_object(crd.GROUP, crd.PLURAL, "ml", "rec",
                                           lambda o: o.update(status=_refusal(1, "ml/rec: policy refused")))
+            if body == b"500":  # etcd's timeout: the create landed, its answer lost
+                return aiohttp.web.json_response(kubeapi.status_body(500, "InternalError",
+                                                                     "etcdserver: request timed out"), status=500)
             return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
         return await real(request)
 
