@@ -147,9 +147,19 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
     read is a failed trigger (reported, retried), never a guess: nothing is created then."""
     mine = episode_start(evidence)
     selector = f"{MODEL}={label_value(model)},{VERSION}={label_value(version)}"
-    try:
-        found = list(getattr(batch.list_namespaced_job(namespace, label_selector=selector, _request_timeout=5),
-                             "items", None) or [])
+    from canary.kube import list_items, raw_object
+
+    try:  # raw: a 200 with no list (`{}`, a page) is no "no Job in flight" (`kube.list_items`, decision 424)
+        listed = batch.list_namespaced_job(namespace, label_selector=selector, _preload_content=False,
+                                           _request_timeout=5)
+        try:
+            try:
+                answer = json.loads(listed.data)
+            except ValueError:
+                answer = None
+            found = list_items(answer, f"Jobs of {model} {version} in {namespace}")
+        finally:
+            listed.release_conn()
     except Exception as exc:  # never create blind
         return (False, f"cannot list the retraining Jobs of {model} {version} in {namespace} to check that none "
                        f"is in flight ({api_cause(exc, 'list', namespace)}): {brief(exc)}", "")
@@ -175,7 +185,10 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
             if getattr(exc, "status", None) != 409:
                 return False, brief(exc), name
         try:  # taken: by the other watcher of a race (adopted), or by a Job that is no retraining of this version
-            there = batch.read_namespaced_job(name, namespace, _request_timeout=5)
+            # raw: a 200 with no object read as a Job of no model version took the name for another's, and the next
+            # number was created, a second retraining in flight (`kube.raw_object`, decision 424)
+            there = raw_object(batch.read_namespaced_job(name, namespace, _preload_content=False, _request_timeout=5),
+                               f"the read of Job {namespace}/{name}")
         except Exception as exc:  # never guess
             if getattr(exc, "status", None) == 404:  # gone since the 409: deleted between the two answers
                 return (False, f"the name was taken at the create (409 AlreadyExists) and the Job gone at the read "
@@ -197,7 +210,11 @@ def api_cause(exc: BaseException, verb: str, namespace: str) -> str:
     """What an API error on jobs means for the person on call, by its status: only a 403 (that is not a full
     ResourceQuota) is RBAC. A 500 read "(RBAC: list on jobs)", which sent on-call to the Role while the API
     server was failing and the trigger's retry would do. `verb`: the RBAC verb the call needs."""
+    from canary.kube import BadAnswer
+
     status = getattr(exc, "status", None)
+    if isinstance(exc, BadAnswer):
+        return "answered 200 with a body that is no answer (a proxy?): not a permission; retried"
     if not isinstance(status, int) or isinstance(status, bool) or status == 0:
         return "the API server did not answer (a timeout, a connection error): not a permission; retried"
     if status == 403 and not over_quota(exc):

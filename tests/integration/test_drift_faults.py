@@ -1027,3 +1027,42 @@ def test_a_state_write_that_landed_with_its_answer_lost_is_stored_not_read_as_an
     assert "drift.state_save_failed" not in events and "drift.state_conflict" not in events, logs
     stored = _stored(kube)
     assert stored["ml/m1/v1"]["drifted_in_row"] == 3 and stored["ml/m2/v1"]["drifted_in_row"] == 3, stored
+
+
+@pytest.mark.parametrize("body,content_type", [(b"{}", "application/json"), (b"null", "application/json"),
+                                               (b"", "application/json"), (b"<html>bad gateway</html>", "text/html")])
+@pytest.mark.parametrize("what", ["read", "list"])
+def test_a_retraining_jobs_read_answered_with_no_object_never_starts_a_second_job(
+        kube: Any, what: str, body: bytes, content_type: str) -> None:
+    """Another watcher creates this episode's Job between this trigger's LIST and its create: the create meets it
+    (409) and the read that tells whose it is answered 200 with no object. Before: `{}` read as a Job of no model
+    version, so the name "was taken by another Job" and `retrain-m1-v1-e2` was created: two retrainings at once
+    (the empty and page bodies: the client's ValidationError, said as a read that failed). And a LIST so answered
+    was "no Job in flight" (`{}`: no `items`). Now both go through `kube.raw_object`/`list_items`: a read or a list
+    that failed, the trigger retried, no second Job (decision 424)."""
+    import aiohttp.web
+
+    from canary.drift.retrain import create_job, retrain_job
+
+    ev = {"at": 7_200.0, "window_s": 3_600.0, "since": 0.0}
+    other = retrain_job(JOB, model="m1", version="v1", episode=1, evidence={**ev, "at": 3_600.0}, number=1)
+    other["metadata"]["namespace"] = "ml"
+    if what == "read":  # created by the other watcher just before this one's create
+        kube.before_next_write(lambda: kube.handler.put_object(other))
+    else:
+        kube.handler.put_object(other)
+    real, hit = kube.handler._handle, []
+
+    async def handle(request: Any) -> Any:
+        res = request.resource
+        if (res is not None and res.plural == "jobs" and str(request.method.value).upper() == "GET" and not hit
+                and (request.name is not None) == (what == "read")):
+            hit.append(request.name)
+            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+        return await real(request)
+
+    kube.handler._handle = handle  # type: ignore[method-assign]
+    done, error, _ = create_job(kube.batch, JOB, namespace="ml", model="m1", version="v1", episode=1, evidence=ev,
+                                since=0.0)
+    assert hit and not done and ("not the object" in error or "not a list" in error), (done, error)
+    assert _job_names(kube) == ["retrain-m1-v1-e1"]

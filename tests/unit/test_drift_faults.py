@@ -285,7 +285,7 @@ def test_a_failed_retraining_trigger_is_retried_while_prometheus_is_down(monkeyp
         names: list[str] = []
 
         def list_namespaced_job(self, namespace: str, **_: Any) -> Any:  # none in flight (retrain.create_job)
-            return SimpleNamespace(items=[])
+            return SimpleNamespace(data=b'{"items": []}', release_conn=lambda: None)  # as sent (raw)
 
         def create_namespaced_job(self, namespace: str, job: Any, **_: Any) -> None:
             self.names.append(job["metadata"]["name"])
@@ -334,7 +334,7 @@ def test_a_new_episode_takes_over_a_pending_trigger_and_says_so(monkeypatch: pyt
         created: list[dict[str, Any]] = []
 
         def list_namespaced_job(self, namespace: str, **_: Any) -> Any:
-            return SimpleNamespace(items=list(self.created))
+            return SimpleNamespace(data=json.dumps({"items": self.created}).encode(), release_conn=lambda: None)
 
         def create_namespaced_job(self, namespace: str, job: Any, **_: Any) -> None:
             self.tried.append(job["metadata"]["name"])

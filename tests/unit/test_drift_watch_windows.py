@@ -73,7 +73,7 @@ def test_one_line_says_what_drifted_by_how_much_against_which_reference_and_whic
             self.fail, self.names = fail, []
 
         def list_namespaced_job(self, namespace: str, **_: Any) -> Any:  # none in flight (retrain.create_job)
-            return SimpleNamespace(items=[])
+            return SimpleNamespace(data=b'{"items": []}', release_conn=lambda: None)  # as sent (raw)
 
         def create_namespaced_job(self, namespace: str, job: Any, **_: Any) -> None:
             if self.fail:
