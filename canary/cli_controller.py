@@ -652,8 +652,27 @@ def _withdrawn(api: Any, namespace: str, name: str, uid: str, resource_version: 
     except Exception as exc:  # noqa: BLE001 - the refusal is what the caller must see
         if resource_version and getattr(exc, "status", None) == 409:
             return None
-        return f" (deleting the CanaryRollout failed: {type(exc).__name__}; delete it by hand)"
+        if not _deleted(api, namespace, name, uid, exc):
+            return f" (deleting the CanaryRollout failed: {type(exc).__name__}; delete it by hand)"
     return " (the CanaryRollout created for it was deleted)"
+
+
+def _deleted(api: Any, namespace: str, name: str, uid: str, exc: BaseException) -> bool:
+    """After the withdrawal's DELETE failed so that it may have landed (a 5xx such as etcd's `request timed out`, a
+    timeout, a 200 with no object: `kube.is_transient`), whether the CanaryRollout `uid` is deleted: read back, gone,
+    another object of the name, or ours with its deletionTimestamp set (its finalizer's release pending). It said
+    "deleting the CanaryRollout failed ...; delete it by hand" of one that was gone (decision 425)."""
+    from canary.kube import an_object, is_transient
+
+    if not is_transient(exc):
+        return False
+    try:
+        obj = an_object(api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name),
+                        f"CanaryRollout {namespace}/{name}")
+    except Exception as read:  # noqa: BLE001 - only a 404 says it is gone
+        return getattr(read, "status", None) == 404
+    meta = obj.get("metadata") or {}
+    return meta.get("uid") != uid or bool(meta.get("deletionTimestamp"))
 
 
 def register(app: typer.Typer) -> None:

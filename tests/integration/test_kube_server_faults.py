@@ -663,3 +663,41 @@ def test_a_revert_to_the_weights_a_landed_write_was_decided_at_is_refused_at_its
         router.set_weights(TARGET, Weights(75, 25), state=second, expect_state=first, expect_weights=Weights(90, 10))
     assert landed and _weights(istio_api) == [90, 10]  # the revert stands
     assert read_state(istio_api.get(GROUP, "virtualservices", "ml", "rec-model")) == second
+
+
+@pytest.mark.parametrize("body,content_type", [(b"500", ""), (b"{}", "application/json")])
+def test_a_withdrawal_whose_delete_landed_with_its_answer_lost_says_it_was_deleted(
+        istio_api: KubeAPIServer, tmp_path: Any, monkeypatch: Any, body: bytes, content_type: str) -> None:
+    """The controller refuses the follower's CanaryRollout and the follower's DELETE of it lands, answered 500
+    (etcd's timeout) or 200 `{}`. Before: "deleting the CanaryRollout failed: ServiceException; delete it by hand"
+    (of the 500) for an object that is gone. Now it is read back: deleted, and said so (decision 425). (`{}` held:
+    the answer of a DELETE is not read.)"""
+    import aiohttp.web
+
+    from canary import crd
+    from canary.errors import ConfigError
+    from tests.fleet import CANARY_RESOURCE
+
+    istio_api.handler.register(CANARY_RESOURCE)
+    real, hit = istio_api.handler._handle, []
+
+    async def handle(request: Any) -> Any:
+        res = request.resource
+        method = str(request.method.value).upper()
+        if res is not None and res.plural == crd.PLURAL and method == "POST":
+            answer = await real(request)
+            istio_api.handler.edit_object(crd.GROUP, crd.PLURAL, "ml", "rec",
+                                          lambda o: o.update(status=_refusal(1, "ml/rec: policy refused")))
+            return answer
+        if res is not None and res.plural == crd.PLURAL and method == "DELETE" and not hit:
+            hit.append((await real(request)).status)
+            if body == b"500":
+                return aiohttp.web.json_response(kubeapi.status_body(500, "InternalError",
+                                                                     "etcdserver: request timed out"), status=500)
+            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+        return await real(request)
+
+    istio_api.handler._handle = handle  # type: ignore[method-assign]
+    with pytest.raises(ConfigError, match="policy refused.*the CanaryRollout created for it was deleted"):
+        _follow(istio_api, tmp_path, "v2", monkeypatch)
+    assert hit == [200] and istio_api.get(crd.GROUP, crd.PLURAL, "ml", "rec") is None
