@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from canary.errors import (CanaryError, ConfigError, GraceReserved, GraceSpent, KubeUnavailable, NotFound,
                            RoutingConflict, TargetError)
-from canary.kube_credentials import last_401_note, load_noting, renew_on_401
+from canary.kube_credentials import install_bounded_plugins, load_noting, note_of, plugin_timeout_s, renew_on_401
 
 # where a pod's service account tells its namespace (kubectl and client-go read the same file)
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -48,6 +48,8 @@ def api_client(*, kubeconfig: str | None = None, context: str | None = None) -> 
     API server answers 401 (`renew_on_401`). Raises ConfigError."""
     import kubernetes.client
 
+    plugin_timeout_s()  # a bad $CANARY_EXEC_PLUGIN_TIMEOUT is said before anything is sent
+    install_bounded_plugins()  # exec plugins bounded, killed when given up on (decisions 426, 427)
     cfg = kubernetes.client.Configuration()
     load = functools.partial(_load_config, kubeconfig=kubeconfig, context=context)
     unloaded = load_noting(load, cfg)
@@ -501,7 +503,7 @@ def translate(exc: BaseException, what: str) -> CanaryError:
         if status == 409:
             return RoutingConflict(f"{what}: conflicting write ({reason})")
         if status == 401:  # authentication, not RBAC: "check RBAC" sent a pipeline's on-call to the Role (decision 356)
-            if note := last_401_note():  # renewed in vain: the exec plugin failed, or its new token was refused (decision 374)
+            if note := note_of(exc):  # renewed in vain: the exec plugin failed, or its new token was refused (decision 374)
                 return ConfigError(f"{what}: the Kubernetes API did not accept our credentials (HTTP 401: {reason}) "
                                    f"and {note}; not RBAC")
             return ConfigError(f"{what}: the Kubernetes API did not accept our credentials (HTTP 401: {reason}): "
@@ -509,7 +511,7 @@ def translate(exc: BaseException, what: str) -> CanaryError:
                                "long rollout ends: give it a lifetime longer than the rollout, or a kubeconfig whose "
                                "exec plugin renews it); not RBAC")
         if status == 403 and "system:anonymous" in reason:  # sent with no credentials: not a Role's (decision 413)
-            why = last_401_note() or "the kubeconfig's user gives none"
+            why = note_of(exc) or "the kubeconfig's user gives none"
             return ConfigError(f"{what}: the Kubernetes API refused us (HTTP 403: {reason}): this process sent no "
                                f"credentials, and {why}; not RBAC")
         if status == 403:

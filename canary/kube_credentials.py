@@ -10,10 +10,51 @@ and sends the request once more with the new token.
 
 from __future__ import annotations
 
+import contextvars
+import os
 from typing import Any, Callable
 
 from canary.errors import ConfigError
 from canary.logs import get as get_logger
+
+# how long a kubeconfig's exec plugin may take to answer before it is killed (its process group) and its run failed:
+# client-go and the kubernetes client wait for ever, and a plugin that hangs with no signal pending (`aws eks
+# get-token` with no route to STS, kubelogin waiting for a browser nobody opens) held a promote's tick, or a
+# controller's thread, for as long as it hung (decision 426). A plugin answers in a second or two (a token service's
+# round trip); 30 s is three of the API requests' own 10 s timeouts, room for a cold token service, and short enough
+# that a rollout ends (stable 100% where the route can still be written) while a human still watches the job
+PLUGIN_TIMEOUT_S = 30.0
+PLUGIN_TIMEOUT_ENV = "CANARY_EXEC_PLUGIN_TIMEOUT"
+# after a renewal that did not help (no credentials had, or the new ones refused too) or a plugin run that hung, the
+# plugin is not run again for this long but for a request of the route (decision 428): a server answering 401 to
+# everything ran it on every request of every thread
+RENEW_EVERY_S = 10.0
+# a route's objects by name: a request of one (the stable-100% write, the read before it) is never held back by the
+# limit (a LIST or watch of them all has no name: `.../virtualservices` or `...?watch`)
+ROUTE_PLURALS = ("/virtualservices/", "/destinationrules/")
+# whether the request whose credentials are being had in this thread is one of the route's (`is_route_request`)
+_ROUTE_REQUEST: contextvars.ContextVar[bool] = contextvars.ContextVar("canary_route_request", default=False)
+
+
+def plugin_timeout_s() -> float:
+    """`PLUGIN_TIMEOUT_S`, or `$CANARY_EXEC_PLUGIN_TIMEOUT` (seconds, > 0) when set; ConfigError naming it otherwise."""
+    raw = os.environ.get(PLUGIN_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return PLUGIN_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"${PLUGIN_TIMEOUT_ENV}={raw!r}: not a number of seconds above 0")
+    return value
+
+
+def is_route_request(path: str) -> bool:
+    """Whether a request of `path` is of one of a route's objects (a VirtualService or DestinationRule by name: the
+    stable-100% write, and the read before it), never held back by the limit on plugin runs. A LIST or watch of
+    them all (a controller's informer) is not."""
+    return any(p in path for p in ROUTE_PLURALS)
 
 
 class Renewal:
@@ -28,22 +69,38 @@ class Renewal:
     a request that failed with a token another thread has already replaced gets the new one without running
     the plugin again. Decision 374."""
 
-    def __init__(self, cfg: Any, load: Callable[[Any], None]) -> None:
+    def __init__(self, cfg: Any, load: Callable[[Any], None], pool: Any = None) -> None:
         import threading
 
         self.cfg, self.load, self.lock = cfg, load, threading.Lock()
+        self.pool = pool  # the client's urllib3 pool manager: a client certificate renewed is sent on new connections
         self.failure = ""  # why the last renewal gave no token ("" once one did)
-        self.renewals = 0  # renewals that gave a token other than the refused one
+        self.renewals = 0  # renewals that gave a token (or client certificate) other than the refused one
         self.unloaded = ""  # what the loader said as the process first loaded the configuration (a failed plugin)
+        # when the last renewal did not help (no credentials had, or its new ones refused too), and what it came to
+        # (the 401's note): until RENEW_EVERY_S after it, a 401 does not load the configuration again (decision 428)
+        self.futile_at: float | None = None
+        self.note = ""
+        self.held = 0  # 401s answered without a renewal, held back by the limit
 
-    def renewed(self, used: str | None, refused: str = "") -> str | None:
-        """`refused`: the request answered 401 ("GET /api/v1/..."), for the log lines."""
+    def renewed(self, used: str | None, refused: str = "", *, cert: Any = None, urgent: bool = False) -> str | None:
+        """`refused`: the request answered 401 ("GET /api/v1/..."), for the log lines. `cert`: the client
+        certificate file the request was sent with. `urgent`: a request of the route, never held back by the limit.
+        Returns the token to send, `used` itself when a new client certificate is to be sent instead (decision 429),
+        or None."""
+        import time
+
         import kubernetes.client
 
         with self.lock:
             current = _trimmed(self.cfg.api_key.get("BearerToken"))
             if current and current != used:
                 return current
+            if cert is not None and self.cfg.cert_file != cert:  # another thread renewed the client certificate
+                return used
+            if not urgent and self.futile_at is not None and time.monotonic() - self.futile_at < RENEW_EVERY_S:
+                self.held += 1
+                return None
             fresh = kubernetes.client.Configuration()
             try:
                 # a plugin cut by a signal's grace (`kube.InFlight.cut`), which the loader caught and logged, is raised
@@ -53,10 +110,16 @@ class Renewal:
             except ConfigError as exc:
                 return self._failed(str(exc), refused)
             token = _trimmed(fresh.api_key.get("BearerToken"))
+            if not token and self._new_certificate(fresh):
+                self.failure = ""
+                self.renewals += 1
+                get_logger().info("kube.credentials_renewed", refused=refused, renewals=self.renewals)
+                return used
             if not token:  # "" said: no token to renew (client certificates, none at all)
                 return self._failed("; ".join(errors), refused)
             self.failure = ""
             if token == used:  # a static token, or a plugin that cached the refused one: nothing else to send
+                self.futile("")
                 return None
             # the old loader's hook would put the refused token back before every request: the new loader's owns it
             self.cfg.api_key["BearerToken"] = token
@@ -65,9 +128,31 @@ class Renewal:
             get_logger().info("kube.credentials_renewed", refused=refused, renewals=self.renewals)
             return token
 
+    def _new_certificate(self, fresh: Any) -> bool:
+        """Whether `fresh` (the configuration loaded again) gives a client certificate other than the one sent: an exec
+        plugin's `clientCertificateData`/`clientKeyData` (the loader writes each to a file named by its content). If
+        so it is this client's from now on: the pool's new connections present it, the ones open (TLS sessions
+        made with the refused one) are closed. The kubernetes client ran such a plugin once and sent its certificate
+        until the process ended, past its expiry, every request 401 (decision 429)."""
+        pair = (getattr(fresh, "cert_file", None), getattr(fresh, "key_file", None))
+        if not pair[0] or not pair[1] or pair == (self.cfg.cert_file, self.cfg.key_file):
+            return False
+        self.cfg.cert_file, self.cfg.key_file = pair
+        if self.pool is not None:
+            self.pool.connection_pool_kw["cert_file"], self.pool.connection_pool_kw["key_file"] = pair
+            self.pool.clear()
+        return True
+
+    def futile(self, note: str) -> None:
+        """The renewal did not help (`note`: why): the next RENEW_EVERY_S of 401s do not load the configuration again."""
+        import time
+
+        self.futile_at, self.note = time.monotonic(), note
+
     def _failed(self, why: str, refused: str) -> None:
         """No new token: `why` kept for `translate`, and said once per distinct reason (every request of a
         controller whose plugin fails gets here)."""
+        self.futile(f"new ones could not be had: {why}" if why else "")
         if why and why != self.failure:
             get_logger().warning("kube.credentials_unrenewed", refused=refused, error=why,
                                  hint="the API server refuses this process's credentials and the configuration "
@@ -120,22 +205,33 @@ def load_noting(load: Callable[[Any], None], cfg: Any) -> list[str]:
 
 def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str] | None = None) -> Renewal:
     """Answer a 401 by renewing the credentials (`Renewal`) and sending the request once more with the new
-    token: a request answered 401 was not authenticated, so it changed nothing and sending it again is safe,
-    a write included. Every request of `client` passes here (its API classes call `ApiClient.call_api`),
-    watches and the requests of other threads included. A second 401, or no new token, is answered as before
-    (`kube.translate` adds why renewing did not help: `last_401_note`). The token is sent trimmed
-    (`_trimmed`)."""
+    token (or client certificate): a request answered 401 was not authenticated, so it changed nothing and
+    sending it again is safe, a write included. Every request of `client` passes here (its API classes call
+    `ApiClient.call_api`), watches and the requests of other threads included. A second 401, or no new
+    credentials, is answered as before, the answer carrying why renewing did not help (`note_of`, which
+    `kube.translate` says). The token is sent trimmed (`_trimmed`). A request of the route marks its thread while its
+    credentials are had (`_ROUTE_REQUEST`): neither limit on plugin runs holds it back."""
     from urllib.parse import urlsplit
 
-    renewal = client.canary_renewal = Renewal(client.configuration, load)
+    renewal = client.canary_renewal = Renewal(client.configuration, load,
+                                              getattr(getattr(client, "rest_client", None), "pool_manager", None))
     renewal.unloaded = "; ".join(unloaded or ())  # why the first load gave no credentials ("" when it gave them)
-    send = client.call_api
+    send, serialize = client.call_api, client.param_serialize
+
+    def param_serialize(method: str, resource_path: str, *args: Any, **kw: Any) -> Any:
+        # the client's refresh hook runs the plugin here (a token past its reported expiry): a route's request is marked
+        mark = _ROUTE_REQUEST.set(is_route_request(resource_path))
+        try:
+            return serialize(method, resource_path, *args, **kw)
+        finally:
+            _ROUTE_REQUEST.reset(mark)
 
     def call_api(method: str, url: str, header_params: Any = None, body: Any = None, post_params: Any = None,
                  _request_timeout: Any = None) -> Any:
         headers = dict(header_params or {})
         if "authorization" in headers:
             headers["authorization"] = _trimmed(headers["authorization"])
+        cert = renewal.cfg.cert_file
         answer = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
         # sent with no credentials because the configuration could give none (its exec plugin failed as the process
         # loaded it): an API server with anonymous authentication on (the default: EKS, GKE) answers 403 for
@@ -143,19 +239,52 @@ def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str
         anonymous = answer.status == 403 and not headers.get("authorization") and bool(renewal.unloaded or renewal.failure)
         if answer.status != 401 and not anonymous:
             return answer
-        token = renewal.renewed(headers.get("authorization"), f"{method} {urlsplit(url).path}")
-        global _LAST_401_NOTE
+        path = urlsplit(url).path
+        urgent = is_route_request(path)
+        mark = _ROUTE_REQUEST.set(urgent)
+        try:
+            token = renewal.renewed(headers.get("authorization"), f"{method} {path}", cert=cert, urgent=urgent)
+        finally:
+            _ROUTE_REQUEST.reset(mark)
         if token is None:
-            _LAST_401_NOTE = f"new ones could not be had: {renewal.failure}" if renewal.failure else ""
-            return answer
+            return _noted(answer, renewal.note)
         answer.response.drain_conn()  # the refused answer's connection goes back to the pool
-        headers["authorization"] = token
+        if token:
+            headers["authorization"] = token
         again = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
-        _LAST_401_NOTE = REFUSED_AGAIN if again.status == 401 else ""
+        if again.status == 401:
+            renewal.futile(REFUSED_AGAIN)
+            return _noted(again, REFUSED_AGAIN)
+        renewal.futile_at = None
         return again
 
-    client.call_api = call_api
+    client.call_api, client.param_serialize = call_api, param_serialize
     return renewal
+
+
+# the header a 401 (or anonymous 403) answer carries, once renewing did not help, saying why: the note travels with
+# that request's own answer (and its ApiException) to `translate`. It was one process-wide note, the last renewal's
+# of any thread: a controller's rollouts said each other's (decision 430)
+NOTE_HEADER = "x-canary-credentials-note"
+
+
+def _noted(answer: Any, note: str) -> Any:
+    if note:
+        try:
+            answer.response.headers[NOTE_HEADER] = note
+        except (AttributeError, TypeError):  # an answer without headers of its own to carry it
+            pass
+    return answer
+
+
+def note_of(exc: BaseException) -> str:
+    """Why renewing the credentials did not help the request `exc` (its 401, or 403 for `system:anonymous`) is the
+    answer to ("" when it did, or when there was nothing to renew: a static token, no token at all)."""
+    headers = getattr(exc, "headers", None)
+    try:
+        return str(headers.get(NOTE_HEADER) or "") if headers is not None else ""
+    except AttributeError:
+        return ""
 
 
 def _trimmed(token: Any) -> Any:
@@ -165,14 +294,114 @@ def _trimmed(token: Any) -> Any:
     return token.strip() if isinstance(token, str) else token
 
 
-# what this process's last renewal after a 401 came to, when it did not help ("" when it did, or when there was
-# nothing to renew: a static token): said by `translate` after the 401's own words
-_LAST_401_NOTE = ""
 REFUSED_AGAIN = ("the new ones the configuration gave were refused too (the identity itself is refused: revoked, "
                  "deleted, or not one this cluster knows)")
 
 
-def last_401_note() -> str:
-    """Why this process's last renewal after a 401 did not help ("" when it did, or when there was nothing to
-    renew: a static token, no token at all), for the 401's error."""
-    return _LAST_401_NOTE
+# a plugin (its argv) whose last run hung: (when, why), so that it is not run again within RENEW_EVERY_S
+_HUNG: dict[tuple[str, ...], tuple[float, str]] = {}
+
+
+def install_bounded_plugins() -> None:
+    """Make the kubernetes config loader run kubeconfig exec plugins with `run_plugin` (a bound, its process group
+    killed when it is given up on) in place of its own `ExecProvider.run`, which waits for ever. Idempotent."""
+    from kubernetes.config import exec_provider, kube_config
+
+    if getattr(kube_config.ExecProvider, "canary_bounded", False):
+        return
+
+    class BoundedExecProvider(exec_provider.ExecProvider):  # type: ignore[misc]
+        canary_bounded = True
+
+        def run(self, previous_response: Any = None) -> Any:
+            return run_plugin(self, previous_response)
+
+    kube_config.ExecProvider = BoundedExecProvider
+
+
+def run_plugin(provider: Any, previous_response: Any = None) -> Any:
+    """`ExecProvider.run` (the same input, `KUBERNETES_EXEC_INFO`, the same checks of the answer, the same
+    ConfigException texts), bounded: a plugin that has not answered within `plugin_timeout_s()` is killed, its
+    whole process group (it is started in a session of its own; a shell script's `sleep`, a helper it forked, go
+    with it), and the run fails naming the bound (decision 426). One cut short by a signal's grace (the exception
+    raised in the handler) is killed the same way before that goes on: the plugin outlived the process before
+    (decision 427). A plugin that hung is not run again within `RENEW_EVERY_S` (the run fails at once, saying so)
+    but for a request of the route. Interactive (stdout a terminal): the plugin keeps our terminal and process group,
+    so only its own pid is killed."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from kubernetes.config.config_exception import ConfigException
+
+    interactive = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+    info: dict[str, Any] = {"apiVersion": provider.api_version, "kind": "ExecCredential",
+                            "spec": {"interactive": interactive}}
+    if previous_response:
+        info["spec"]["response"] = previous_response
+    if provider.cluster:
+        info["spec"]["cluster"] = provider.cluster.value
+        for extension in provider.cluster.value.get("extensions") or ():
+            if extension["name"] == "client.authentication.k8s.io/exec":
+                info["spec"]["cluster"]["config"] = extension["extension"]
+                break
+    provider.env["KUBERNETES_EXEC_INFO"] = json.dumps(info)
+    key = tuple(str(a) for a in provider.args)
+    hung = _HUNG.get(key)
+    if hung is not None and not _ROUTE_REQUEST.get() and time.monotonic() - hung[0] < RENEW_EVERY_S:
+        raise ConfigException(f"{hung[1]}; not run again within {RENEW_EVERY_S:g} s of that")
+    limit = plugin_timeout_s()
+    process = subprocess.Popen(provider.args, stdout=subprocess.PIPE,
+                               stderr=sys.stderr if interactive else subprocess.PIPE,
+                               stdin=sys.stdin if interactive else None, cwd=provider.cwd, env=provider.env,
+                               universal_newlines=True, shell=provider.shell, start_new_session=not interactive)
+
+    def end() -> None:
+        try:
+            if interactive:
+                process.kill()
+            else:
+                os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None and pipe is not sys.stderr:
+                pipe.close()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    try:
+        stdout, stderr = process.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        end()
+        why = (f"exec: {key[0]} did not answer within {limit:g} s (${PLUGIN_TIMEOUT_ENV}); killed it "
+               f"(pid {process.pid} and its process group)")
+        _HUNG[key] = (time.monotonic(), why)
+        get_logger().warning("kube.exec_plugin_killed", command=key[0], pid=process.pid, timeout_s=limit,
+                             hint=f"the kubeconfig's exec plugin hangs (no route to its token service? waiting for "
+                                  f"a login?); set ${PLUGIN_TIMEOUT_ENV} for one that needs longer")
+        raise ConfigException(why) from None
+    except BaseException:  # a signal's grace cut it (raised in the handler), or the process is ending
+        end()
+        raise
+    _HUNG.pop(key, None)
+    if process.returncode != 0:
+        msg = "exec: process returned %d" % process.returncode
+        if stderr and stderr.strip():
+            msg += ". %s" % stderr.strip()
+        raise ConfigException(msg)
+    try:
+        data = json.loads(stdout)
+    except ValueError as exc:
+        raise ConfigException("exec: failed to decode process output: %s" % exc) from None
+    for field in ("apiVersion", "kind", "status"):
+        if field not in data:
+            raise ConfigException("exec: malformed response. missing key '%s'" % field)
+    if data["apiVersion"] != provider.api_version:
+        raise ConfigException("exec: plugin api version %s does not match %s" % (data["apiVersion"],
+                                                                               provider.api_version))
+    return data["status"]

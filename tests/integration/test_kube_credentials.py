@@ -502,3 +502,131 @@ def test_a_renewal_hung_at_the_signal_for_a_request_not_the_routes_write_leaves_
     assert weights == [100, 0] and record["phase"] == "aborted" and "SIGTERM" in record["reason"], record
     said = events(err)
     assert not [e for e in said if e["event"] in ("traffic.unsafe", "kube.credentials_unrenewed")], err[-3000:]
+
+
+def _dead(pid: int) -> bool:
+    """Whether process `pid` is gone (or a zombie: killed, not yet reaped by whoever adopted it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_an_exec_plugin_that_hangs_with_no_signal_is_killed_with_its_helpers_and_the_rollout_ends_safely(
+        cluster: Any, prometheus: Any, tmp_path: Path) -> None:
+    """The job's token is revoked at 80/20 and the plugin then hangs (`aws eks get-token` with no route to STS),
+    no signal ever coming: the 401's renewal waited on it for ever (client-go and the kubernetes client have no
+    timeout), the route split, nothing said, until the CI's job timeout. Each run is now bounded
+    (`$CANARY_EXEC_PLUGIN_TIMEOUT`, here 1 s): killed with its whole process group (the helper it started too; both
+    were left running), the request failed naming the bound, and the rollout ends as credentials gone for good do:
+    exit 6, `traffic.unsafe` naming the split (decisions 426, 427). Nothing timed: the proof is the exit with its
+    words and the pids gone (before: pytest's timeout)."""
+    api, _, policy = cluster
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+
+    def at_split() -> None:
+        tokens.revoke()
+        tokens.hang()
+
+    on_vs_write(api, 2, at_split)
+    try:
+        res = cli.run(["promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
+                       "--kubeconfig", str(kubeconfig), "--output", "json", "--log-format", "json"],
+                      env={"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url, "CANARY_EXEC_PLUGIN_TIMEOUT": "1"})
+        pids = tokens.hung_pids()
+        assert pids and all(_dead(pid) for pid in pids), [(p, _dead(p)) for p in pids]  # plugin and helper killed
+    finally:
+        tokens.end_hung()
+    assert res.returncode == 6, res.stdout + res.stderr[-3000:]
+    doc = json.loads(res.stdout)
+    assert "did not answer within 1 s ($CANARY_EXEC_PLUGIN_TIMEOUT); killed it" in doc["error"], doc["error"]
+    said = events(res.stderr)
+    killed = [e for e in said if e["event"] == "kube.exec_plugin_killed"]
+    assert killed and {e["pid"] for e in killed} <= set(pids), killed
+    unsafe = [e for e in said if e["event"] == "traffic.unsafe"]
+    assert len(unsafe) == 1 and unsafe[0]["weights"] == "80/20", unsafe
+    assert vs_state(api)[0] == [80, 20]
+
+
+def test_a_server_refusing_every_token_runs_the_plugin_once_per_window_shared_by_threads_but_not_for_the_route(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every token refused (the identity deleted): each request's 401 ran the plugin again, every request of every
+    thread (a controller's informers, ticks, Events), the token service hammered. After a renewal that did not
+    help, the plugin is not run again within `RENEW_EVERY_S` (one hour here: nothing timed), whichever thread asks;
+    each 401 still says why (`refused too`). A request of the route (the stable-100% write, the read before it)
+    is never held back: it renews (decision 428)."""
+    import threading
+
+    import kubernetes.client as kc
+
+    from canary import kube, kube_credentials
+    from canary.sandbox.kubeapi import KubeAPIServer
+    from tests.support.kube import shipped_istio_objects
+
+    monkeypatch.setattr(kube_credentials, "RENEW_EVERY_S", 3600.0, raising=False)
+    api = KubeAPIServer(seed=shipped_istio_objects()).start()
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+    client = kube.api_client(kubeconfig=str(kubeconfig))
+    try:
+        tokens.refuse_all = True
+        core = kc.CoreV1Api(client)
+        errors: list[str] = []
+
+        def read() -> None:
+            for _ in range(3):
+                try:
+                    core.read_namespaced_config_map("history", "ml")
+                except Exception as exc:  # noqa: BLE001 - the 401, translated as the CLI does
+                    errors.append(str(kube.translate(exc, "ml/history")))
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(errors) == 12 and all("HTTP 401" in e and "refused too" in e for e in errors), errors
+        assert tokens.issued() == ["tok-1", "tok-2"], tokens.issued()  # the first load, one renewal: no more
+        with pytest.raises(Exception) as refused:
+            kc.CustomObjectsApi(client).get_namespaced_custom_object("networking.istio.io", "v1beta1", "ml",
+                                                                     "virtualservices", "rec-model")
+        assert "refused too" in str(kube.translate(refused.value, "ml/rec-model"))
+        assert tokens.issued() == ["tok-1", "tok-2", "tok-3"]  # the route's request renewed, held back by nothing
+    finally:
+        client.close()
+        api.stop()
+
+
+def test_two_clients_401s_each_say_their_own_renewals_note(tmp_path: Path) -> None:
+    """Why renewing did not help was one note for the whole process, the last renewal's: a controller's (or any
+    process's) two clients, or two threads, said each other's (`SSO session expired` of an identity that was
+    deleted). The note travels with the request's own answer now (decision 430)."""
+    from canary import kube
+    from canary.sandbox.kubeapi import KubeAPIServer
+    from tests.support.kube import shipped_istio_objects
+
+    import kubernetes.client as kc
+
+    api = KubeAPIServer(seed=shipped_istio_objects()).start()
+    failing, refused = ExecTokens(tmp_path / "a", prefix="a"), ExecTokens(tmp_path / "b", prefix="b")
+    api.handler.accept_tokens = lambda token: failing.accept(token) or refused.accept(token)
+    a = kube.api_client(kubeconfig=str(failing.kubeconfig(tmp_path / "a.kubeconfig", api.url)))
+    b = kube.api_client(kubeconfig=str(refused.kubeconfig(tmp_path / "b.kubeconfig", api.url)))
+    try:
+        failing.revoke()
+        failing.fail("error: the SSO session has expired")
+        refused.refuse_all = True
+        said = {}
+        for name, client in (("a", a), ("b", b)):
+            try:
+                kc.CoreV1Api(client).read_namespaced_config_map("history", "ml")
+            except Exception as exc:  # noqa: BLE001 - the 401
+                said[name] = exc
+        first, second = (str(kube.translate(said[n], "ml/history")) for n in ("a", "b"))
+    finally:
+        a.close()
+        b.close()
+        api.stop()
+    assert "new ones could not be had: exec: process returned 1. error: the SSO session has expired" in first, first
+    assert "refused too" not in first, first
+    assert "refused too" in second and "SSO" not in second, second

@@ -21,9 +21,10 @@ PLUGIN = """#!{python}
 import datetime, json, pathlib, sys
 state = pathlib.Path({state!r})
 if (state / "hang").exists():  # a plugin that never answers (no network for the cloud's token service)
-    import os, time
+    import os, subprocess, time
+    helper = subprocess.Popen(["sleep", "600"])  # a helper it started (a shell plugin's `curl`), in its process group
     with open(state / "hung", "a") as f:
-        f.write("%d\\n" % os.getpid())
+        f.write("%d %d\\n" % (os.getpid(), helper.pid))
     time.sleep(600)
 fail = state / "fail"
 if fail.exists():
@@ -33,11 +34,13 @@ if fail.exists():
     sys.exit(1)
 n = int((state / "count").read_text() or "0") + 1 if (state / "count").exists() else 1
 (state / "count").write_text(str(n))
-token = "tok-%d" % n
+token = "%s-%d" % ((state / "prefix").read_text() if (state / "prefix").exists() else "tok", n)
 import time
 with open(state / "issued", "a") as f:
     f.write("%s %r\\n" % (token, time.time()))
 status = {{"token": token}}
+if (state / "cert").exists():  # a plugin handing out a client certificate instead (`clientCertificateData`)
+    status = {{"clientCertificateData": (state / "cert").read_text(), "clientKeyData": (state / "key").read_text()}}
 if (state / "expires_in").exists():
     at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=float((state / "expires_in").read_text()))
     status["expirationTimestamp"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -48,9 +51,11 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
 class ExecTokens:
     """The plugin's state (under `state`) and the emulator's view of which tokens are good."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, prefix: str = "tok") -> None:
         self.state = state
         state.mkdir(parents=True, exist_ok=True)
+        if prefix != "tok":  # its tokens are `<prefix>-1`, ...: two plugins' tokens told apart
+            (state / "prefix").write_text(prefix)
         self.plugin = state / "token-plugin"
         self.plugin.write_text(PLUGIN.format(python=sys.executable, state=str(state)))
         self.plugin.chmod(0o755)
@@ -86,15 +91,19 @@ class ExecTokens:
         """The plugin's next runs never answer (each adds its pid to `hung`)."""
         (self.state / "hang").write_text("")
 
+    def hung_pids(self) -> list[int]:
+        """The pids of each hung run: the plugin's, and its helper's."""
+        pids = self.state / "hung"
+        return [int(pid) for pid in pids.read_text().split()] if pids.exists() else []
+
     def end_hung(self) -> None:
         """Kill the plugin left hanging, if any (its process outlives the canary that ran it)."""
         import os
         import signal
 
-        pids = self.state / "hung"
-        for pid in pids.read_text().split() if pids.exists() else ():
+        for pid in self.hung_pids():
             try:
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
@@ -114,12 +123,20 @@ class ExecTokens:
         else:
             path.write_text(str(seconds))
 
-    def kubeconfig(self, path: Path, server: str, *, namespace: str = "ml") -> Path:
+    def hand_out_certificate(self, cert: str, key: str) -> None:
+        """The plugin's next runs give this client certificate and key (PEM) instead of a token."""
+        (self.state / "cert").write_text(cert)
+        (self.state / "key").write_text(key)
+
+    def kubeconfig(self, path: Path, server: str, *, namespace: str = "ml", ca: Path | None = None) -> Path:
+        cluster: dict[str, Any] = {"server": server}
+        if ca is not None:
+            cluster["certificate-authority"] = str(ca)
         user: dict[str, Any] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(self.plugin),
                                          "interactiveMode": "Never"}}
         path.write_text(yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": "ci",
-            "clusters": [{"name": "ci", "cluster": {"server": server}}],
+            "clusters": [{"name": "ci", "cluster": cluster}],
             "users": [{"name": "ci", "user": user}],
             "contexts": [{"name": "ci", "context": {"cluster": "ci", "user": "ci", "namespace": namespace}}],
         }))
