@@ -86,8 +86,8 @@ class Renewal:
     def renewed(self, used: str | None, refused: str = "", *, cert: Any = None, urgent: bool = False) -> str | None:
         """`refused`: the request answered 401 ("GET /api/v1/..."), for the log lines. `cert`: the client
         certificate file the request was sent with. `urgent`: a request of the route, never held back by the limit.
-        Returns the token to send, `used` itself when a new client certificate is to be sent instead (decision 429),
-        or None."""
+        Returns the token to send, `used` itself (or "" when none was) when a new client certificate is to be sent
+        instead (decision 429), or None."""
         import time
 
         import kubernetes.client
@@ -97,7 +97,7 @@ class Renewal:
             if current and current != used:
                 return current
             if cert is not None and self.cfg.cert_file != cert:  # another thread renewed the client certificate
-                return used
+                return used or ""
             if not urgent and self.futile_at is not None and time.monotonic() - self.futile_at < RENEW_EVERY_S:
                 self.held += 1
                 return None
@@ -114,7 +114,7 @@ class Renewal:
                 self.failure = ""
                 self.renewals += 1
                 get_logger().info("kube.credentials_renewed", refused=refused, renewals=self.renewals)
-                return used
+                return used or ""
             if not token:  # "" said: no token to renew (client certificates, none at all)
                 return self._failed("; ".join(errors), refused)
             self.failure = ""

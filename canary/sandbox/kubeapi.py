@@ -26,7 +26,10 @@ store with a strict one:
   Unauthorized before anything else, watches and discovery included, as an API server's authenticator does
   for an expired or revoked token; with `anonymous_forbidden` too, a request carrying no token at all gets
   403 Forbidden for `system:anonymous` instead, as an API server with anonymous authentication on (the
-  default: EKS, GKE) answers one.
+  default: EKS, GKE) answers one;
+* with `accept_certs` set (served over HTTPS whose context asks for a client certificate), a request whose TLS
+  client certificate's common name it does not accept (None: none presented) gets 401 Unauthorized, as an API
+  server does for an expired client certificate (it asks for one in the handshake and refuses it afterwards).
 
 Tests drive it through :class:`KubeAPIServer` (a real HTTP server on
 127.0.0.1 in a background thread) and can inject faults or make a "foreign"
@@ -158,6 +161,8 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         self.accept_tokens: Callable[[str | None], bool] | None = None
         self.refused_tokens: list[tuple[str, str, str | None]] = []  # (method, path, token) answered 401
         self.anonymous_forbidden = False  # with accept_tokens: no token at all is 403 system:anonymous, not 401
+        self.accept_certs: Callable[[str | None], bool] | None = None  # the client certificate's CN (None: none)
+        self.refused_certs: list[tuple[str, str, str | None]] = []  # (method, path, CN) answered 401
         self._rv = itertools.count(1)
         self._first_rv = 1  # the resourceVersion of the first event ever logged
         for res in DEFAULT_RESOURCES:
@@ -236,6 +241,14 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
     # --- HTTP ---------------------------------------------------------------
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if self.accept_certs is not None:
+            raw = getattr(request, "_raw_request", None)
+            peer = raw.transport.get_extra_info("peercert") if raw is not None and raw.transport is not None else None
+            name = next((v for rdn in (peer or {}).get("subject", ()) for k, v in rdn if k == "commonName"), None)
+            if not self.accept_certs(name):
+                with self.lock:
+                    self.refused_certs.append((str(request.method.value).upper(), request.url.path, name))
+                return aiohttp.web.json_response(status_body(401, "Unauthorized", "Unauthorized"), status=401)
         if self.accept_tokens is not None:
             scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
             given = token.strip() if scheme.lower() == "bearer" and token.strip() else None
