@@ -266,3 +266,16 @@ def test_a_retry_wait_of_a_held_request_ends_at_the_signal() -> None:
     flying.last = "GET /apis/networking.istio.io/v1beta1/namespaces/ml/virtualservices/m0"
     sleep(1.0)
     assert naps == [0.25, 0.25, 0.25, 0.25]
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "inf", "nan"])
+def test_a_bad_exec_plugin_timeout_is_a_config_error_naming_the_variable(value: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`$CANARY_EXEC_PLUGIN_TIMEOUT` (decision 426) that is not seconds above 0: exit 2 naming it, before anything
+    is loaded or sent (a kubeconfig that does not exist is not even read)."""
+    from canary import kube
+    from canary.errors import ConfigError
+
+    monkeypatch.setenv("CANARY_EXEC_PLUGIN_TIMEOUT", value)
+    with pytest.raises(ConfigError, match=r"\$CANARY_EXEC_PLUGIN_TIMEOUT=.*not a number of seconds above 0"):
+        kube.api_client(kubeconfig="/nonexistent/kubeconfig")
