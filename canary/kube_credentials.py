@@ -32,7 +32,7 @@ RENEW_EVERY_S = 10.0
 # a route's objects by name: a request of one (the stable-100% write, the read before it) is never held back by the
 # limit (a LIST or watch of them all has no name: `.../virtualservices` or `...?watch`)
 ROUTE_PLURALS = ("/virtualservices/", "/destinationrules/")
-# whether the request whose credentials are being had in this thread is one of the route's (`is_route_request`)
+# whether the renewal this thread runs is for a request of the route's (`is_route_request`), refused 401
 _ROUTE_REQUEST: contextvars.ContextVar[bool] = contextvars.ContextVar("canary_route_request", default=False)
 
 
@@ -209,22 +209,16 @@ def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str
     sending it again is safe, a write included. Every request of `client` passes here (its API classes call
     `ApiClient.call_api`), watches and the requests of other threads included. A second 401, or no new
     credentials, is answered as before, the answer carrying why renewing did not help (`note_of`, which
-    `kube.translate` says). The token is sent trimmed (`_trimmed`). A request of the route marks its thread while its
-    credentials are had (`_ROUTE_REQUEST`): neither limit on plugin runs holds it back."""
+    `kube.translate` says). The token is sent trimmed (`_trimmed`). The renewal for a request of the route marks its
+    thread (`_ROUTE_REQUEST`): neither limit on plugin runs holds it back. Before a request, the client's own hook
+    (a token past its reported expiry) runs the plugin unmarked: one that hung is not run again there, and the
+    request goes with the token it had, which the server may still take (a 401 then renews, marked)."""
     from urllib.parse import urlsplit
 
     renewal = client.canary_renewal = Renewal(client.configuration, load,
                                               getattr(getattr(client, "rest_client", None), "pool_manager", None))
     renewal.unloaded = "; ".join(unloaded or ())  # why the first load gave no credentials ("" when it gave them)
-    send, serialize = client.call_api, client.param_serialize
-
-    def param_serialize(method: str, resource_path: str, *args: Any, **kw: Any) -> Any:
-        # the client's refresh hook runs the plugin here (a token past its reported expiry): a route's request is marked
-        mark = _ROUTE_REQUEST.set(is_route_request(resource_path))
-        try:
-            return serialize(method, resource_path, *args, **kw)
-        finally:
-            _ROUTE_REQUEST.reset(mark)
+    send = client.call_api
 
     def call_api(method: str, url: str, header_params: Any = None, body: Any = None, post_params: Any = None,
                  _request_timeout: Any = None) -> Any:
@@ -258,7 +252,7 @@ def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str
         renewal.futile_at = None
         return again
 
-    client.call_api, client.param_serialize = call_api, param_serialize
+    client.call_api = call_api
     return renewal
 
 
@@ -326,7 +320,7 @@ def run_plugin(provider: Any, previous_response: Any = None) -> Any:
     with it), and the run fails naming the bound (decision 426). One cut short by a signal's grace (the exception
     raised in the handler) is killed the same way before that goes on: the plugin outlived the process before
     (decision 427). A plugin that hung is not run again within `RENEW_EVERY_S` (the run fails at once, saying so)
-    but for a request of the route. Interactive (stdout a terminal): the plugin keeps our terminal and process group,
+    but for the renewal of a request of the route refused 401. Interactive (stdout a terminal): the plugin keeps our terminal and process group,
     so only its own pid is killed."""
     import json
     import signal
