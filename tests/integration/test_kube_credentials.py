@@ -377,6 +377,8 @@ def test_an_exec_plugin_that_hangs_after_the_signal_ends_within_the_grace_with_t
     try:
         code, out, err = _promote_signalled(kubeconfig, policy, prometheus.url, "--interrupt-grace", "3",
                                             at_split=tokens.hang)
+        pids = tokens.hung_pids()  # the plugin cut by the grace, and the helper it started, were left running
+        assert pids and all(_dead(pid) for pid in pids), [(p, _dead(p)) for p in pids]  # (decision 427)
     finally:
         tokens.end_hung()
     assert code == 6, out + err[-3000:]
