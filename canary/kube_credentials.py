@@ -82,10 +82,14 @@ class Renewal:
         self.futile_at: float | None = None
         self.note = ""
         self.held = 0  # 401s answered without a renewal, held back by the limit
+        # client certificates: how many times this client's was renewed (a request sent before the last renewal is
+        # sent again with the new one), and the digest of the files' content its connections were made with
+        self.certs, self.cert_digest = 0, _digest(cfg.cert_file, cfg.key_file)
 
-    def renewed(self, used: str | None, refused: str = "", *, cert: Any = None, urgent: bool = False) -> str | None:
-        """`refused`: the request answered 401 ("GET /api/v1/..."), for the log lines. `cert`: the client
-        certificate file the request was sent with. `urgent`: a request of the route, never held back by the limit.
+    def renewed(self, used: str | None, refused: str = "", *, certs: int | None = None,
+                urgent: bool = False) -> str | None:
+        """`refused`: the request answered 401 ("GET /api/v1/..."), for the log lines. `certs`: `self.certs` when the
+        request was sent. `urgent`: a request of the route, never held back by the limit.
         Returns the token to send, `used` itself (or "" when none was) when a new client certificate is to be sent
         instead (decision 429), or None."""
         import time
@@ -96,7 +100,7 @@ class Renewal:
             current = _trimmed(self.cfg.api_key.get("BearerToken"))
             if current and current != used:
                 return current
-            if cert is not None and self.cfg.cert_file != cert:  # another thread renewed the client certificate
+            if certs is not None and certs != self.certs:  # another thread renewed the client certificate since
                 return used or ""
             if not urgent and self.futile_at is not None and time.monotonic() - self.futile_at < RENEW_EVERY_S:
                 self.held += 1
@@ -133,11 +137,15 @@ class Renewal:
         plugin's `clientCertificateData`/`clientKeyData` (the loader writes each to a file named by its content). If
         so it is this client's from now on: the pool's new connections present it, the ones open (TLS sessions
         made with the refused one) are closed. The kubernetes client ran such a plugin once and sent its certificate
-        until the process ended, past its expiry, every request 401 (decision 429)."""
+        until the process ended, past its expiry, every request 401 (decision 429). The same for a kubeconfig's
+        `client-certificate`/`client-key` files rotated on disk (cert-manager, a Vault agent): same paths, new
+        content, which open connections never read again (client-go reloads such files)."""
         pair = (getattr(fresh, "cert_file", None), getattr(fresh, "key_file", None))
-        if not pair[0] or not pair[1] or pair == (self.cfg.cert_file, self.cfg.key_file):
+        digest = _digest(*pair)
+        if not pair[0] or not pair[1] or (pair == (self.cfg.cert_file, self.cfg.key_file) and digest == self.cert_digest):
             return False
         self.cfg.cert_file, self.cfg.key_file = pair
+        self.certs, self.cert_digest = self.certs + 1, digest
         if self.pool is not None:
             self.pool.connection_pool_kw["cert_file"], self.pool.connection_pool_kw["key_file"] = pair
             self.pool.clear()
@@ -225,7 +233,7 @@ def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str
         headers = dict(header_params or {})
         if "authorization" in headers:
             headers["authorization"] = _trimmed(headers["authorization"])
-        cert = renewal.cfg.cert_file
+        certs = renewal.certs
         answer = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
         # sent with no credentials because the configuration could give none (its exec plugin failed as the process
         # loaded it): an API server with anonymous authentication on (the default: EKS, GKE) answers 403 for
@@ -237,7 +245,7 @@ def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str
         urgent = is_route_request(path)
         mark = _ROUTE_REQUEST.set(urgent)
         try:
-            token = renewal.renewed(headers.get("authorization"), f"{method} {path}", cert=cert, urgent=urgent)
+            token = renewal.renewed(headers.get("authorization"), f"{method} {path}", certs=certs, urgent=urgent)
         finally:
             _ROUTE_REQUEST.reset(mark)
         if token is None:
@@ -279,6 +287,21 @@ def note_of(exc: BaseException) -> str:
         return str(headers.get(NOTE_HEADER) or "") if headers is not None else ""
     except AttributeError:
         return ""
+
+
+def _digest(*paths: Any) -> str | None:
+    """A digest of the files' content (a client certificate and its key), None when any cannot be read."""
+    import hashlib
+
+    out = hashlib.sha256()
+    try:
+        for path in paths:
+            if path:
+                with open(path, "rb") as f:
+                    out.update(f.read())
+    except OSError:
+        return None
+    return out.hexdigest()
 
 
 def _trimmed(token: Any) -> Any:

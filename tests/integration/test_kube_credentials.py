@@ -634,15 +634,18 @@ def test_two_clients_401s_each_say_their_own_renewals_note(tmp_path: Path) -> No
     assert "refused too" in second and "SSO" not in second, second
 
 
-def test_a_client_certificate_from_an_exec_plugin_rotated_mid_rollout_is_renewed_after_a_401(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["exec plugin", "kubeconfig files"])
+def test_a_client_certificate_rotated_mid_rollout_is_renewed_after_a_401(tmp_path: Path, source: str) -> None:
     """An exec plugin that hands out a client certificate (`clientCertificateData`/`clientKeyData`: Teleport's
     `tsh kube credentials`, Vault-issued certificates, OpenShift's), short-lived, rotated: the API server refuses
     the old one with 401 (it asks for a certificate in the handshake and refuses it afterwards). The kubernetes
     client ran the plugin once and kept the certificate in its connection pool until the process ended, and our
     401 renewal looked for a token only: every request 401 ("the token expired"), a rollout split until restarted.
     client-go renews it and closes its connections (`connTracker.CloseAll`); now so does the renewal: the pool's
-    new connections present the new certificate and the request is sent once more (decision 429). Over HTTPS
-    with the emulator's own CA, as a cluster's would be."""
+    new connections present the new certificate and the request is sent once more (decision 429). The same for a
+    kubeconfig's `client-certificate`/`client-key` files rotated in place (cert-manager, a Vault agent): the pool's
+    open connections kept the old one (client-go reloads such files). Over HTTPS with the emulator's own CA, as a
+    cluster's would be."""
     import ssl
     import subprocess
 
@@ -676,13 +679,27 @@ def test_a_client_certificate_from_an_exec_plugin_rotated_mid_rollout_is_renewed
     good = {"job-1"}
     api.handler.accept_certs = lambda name: name in good
     tokens = ExecTokens(tmp_path / "plugin")
-    tokens.hand_out_certificate(*client_certificate("job-1"))
-    client = kube.api_client(kubeconfig=str(tokens.kubeconfig(tmp_path / "kubeconfig", api.url, ca=ca)))
+    kubeconfig = tokens.kubeconfig(tmp_path / "kubeconfig", api.url, ca=ca)
+    cert_file, key_file = tmp_path / "client.crt", tmp_path / "client.key"
+
+    def hand_out(cert: str, key: str) -> None:
+        if source == "exec plugin":
+            tokens.hand_out_certificate(cert, key)
+        else:  # rotated in place, as cert-manager or a Vault agent rewrites the files a kubeconfig names
+            cert_file.write_text(cert)
+            key_file.write_text(key)
+
+    hand_out(*client_certificate("job-1"))
+    if source == "kubeconfig files":
+        config = yaml.safe_load(kubeconfig.read_text())
+        config["users"][0]["user"] = {"client-certificate": str(cert_file), "client-key": str(key_file)}
+        kubeconfig.write_text(yaml.safe_dump(config))
+    client = kube.api_client(kubeconfig=str(kubeconfig))
     custom = kc.CustomObjectsApi(client)
     route = ("networking.istio.io", "v1beta1", "ml", "virtualservices", "rec-model")
     try:
         assert custom.get_namespaced_custom_object(*route)["metadata"]["name"] == "rec-model"
-        tokens.hand_out_certificate(*client_certificate("job-2"))  # rotated; the old one refused from now on
+        hand_out(*client_certificate("job-2"))  # rotated; the old one refused from now on
         good.clear()
         good.add("job-2")
         try:
