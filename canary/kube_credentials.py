@@ -5,7 +5,9 @@ passed, re-reads a pod's service-account token once a minute, never re-reads a k
 never answers a 401 by asking again. A CI job's token revoked or rotated early, a plugin's token that reports no
 expiry, a token file rotated on disk: each was sent until the process ended, every request 401 (decision 374).
 `renew_on_401` (installed by `kube.api_client` on every client it builds) loads the configuration again on a 401
-and sends the request once more with the new token.
+and sends the request once more with the new token (or client certificate, decision 429), at most once per
+`RENEW_EVERY_S` after one that did not help but for the route's own requests (decision 428). `run_plugin` runs
+exec plugins for the loader, bounded and killed with their process group when given up on (decisions 426, 427).
 """
 
 from __future__ import annotations
