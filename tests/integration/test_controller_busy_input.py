@@ -106,7 +106,11 @@ def test_promote_via_controller_whose_query_prometheus_rejects_on_a_busy_route_e
     Prometheus rejects: exit 2 (ConfigError naming the check), the CanaryRollout it created withdrawn. It waited
     until `--timeout` and exited 3 (decision 400's left); r0 runs on untouched."""
     api, op, custom = world
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    # r0 holds the route for the whole test: with FAST_POLICY's 5 s steps it could end while the follower waits
+    # for the loop, under load, and the refusal then named a free route (seen twice)
+    held = {**fleet.FAST_POLICY, "analysis": {**fleet.FAST_POLICY["analysis"], "interval": "10m"}}
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v3", policy=held))
     _progressing(op, custom, api)
     said = _follow_refused(world, tmp_path, timeout_s=60)
     assert "custom" in said and "held by another rollout" in said, said
