@@ -239,7 +239,11 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
     state = rebase(state, now, config)
     state, actions = _missing_alerts(state, result, now)
     if not result.features:  # no live data: neither drift nor its absence
-        return state, actions + due(state, now)
+        # no verdict, as one over features not compared: it goes on with (or starts) an open episode's no-verdict run,
+        # never ends it. It was left out of the run, so an episode whose version got no traffic again (all of it moved
+        # to another version, an exporter gone) stayed open for ever, its gauge 1, and nothing said it (decision 447)
+        state, held = _held(state, None, unmeasured, now, config, f"{state.model} {state.version}", nothing=True)
+        return state, actions + held + due(state, now)
     if not state.traffic_since:  # the version serves: its quiet period starts now
         state = replace(state, traffic_since=now, quiet_until=max(state.quiet_until, now + config.quiet_s))
     # the verdict over the whole profile: the features not compared can make it neither drift nor its absence
@@ -336,14 +340,15 @@ _GONE_FOR_GOOD = ("a feature that no longer arrives for good (removed from the m
 
 
 def _held(state: MonitorState, verdict: bool | None, unmeasured: tuple[str, ...] | list[str], now: float,
-          config: MonitorConfig, who: str) -> tuple[MonitorState, list[Action]]:
+          config: MonitorConfig, who: str, *, nothing: bool = False) -> tuple[MonitorState, list[Action]]:
     """An open episode's run of no-verdict evaluations (`over_profile` None: the features not compared decide it),
     which holds the streaks, so the episode cannot end: said once when it has lasted `config.hold_tell_s`
     (`drift.episode_unmeasured`, naming the features not compared and what to do), and its end once when it was
     said (`drift.episode_measured`). A feature that stopped arriving for good (removed from the model's inputs
     without re-capturing the baseline, an exporter change) held the episode open for ever, its
     `model_data_drift_episode` 1 and no new episode possible, and nothing said why (decision 410). Outside an
-    episode, nothing (the streaks' hold starts or ends no episode)."""
+    episode, nothing (the streaks' hold starts or ends no episode). `nothing`: this evaluation compared no feature
+    at all (no live data): the run goes on, and its line says so and what to look at (decision 447)."""
     if state.phase != DRIFTING:
         return state, []
     if verdict is None:
@@ -353,12 +358,15 @@ def _held(state: MonitorState, verdict: bool | None, unmeasured: tuple[str, ...]
             return state, []
         left = list(unmeasured)
         names = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
+        now_said = (f"no live data of any profiled feature now ({len(left)}): the version gets no traffic (all of it "
+                    f"moved to another version? then remove this baseline), or its exporter stopped exporting"
+                    if nothing else f"not compared now: {names}. Too little traffic at night passes; {_GONE_FOR_GOOD}")
         return replace(state, held_told=True), [Alert(
             "drift.episode_unmeasured",
             f"{who}: drift episode {state.episode} cannot end: its evaluations have had no verdict over the whole "
             f"profile for {_about(now - since)} (the features not compared decide it, so an end of the drift "
-            f"would not be seen); not compared now: {names}. Too little traffic at night passes; {_GONE_FOR_GOOD}",
-            state.evidence, fields={"since": since, "unmeasured": left}, at=now)]
+            f"would not be seen); {now_said}",
+            state.evidence, fields={"since": since, "unmeasured": left, "live_data": not nothing}, at=now)]
     if not state.held_since:
         return state, []
     told, since = state.held_told, state.held_since

@@ -184,3 +184,35 @@ def test_an_episode_held_by_no_verdict_for_a_day_is_said_once_and_its_end_too() 
     [back] = _alerts(acts)
     assert back.event == "drift.episode_measured" and not back.warning and "after 72h of none" in back.message
     assert s.phase == M.DRIFTING and not s.held_told and not s.held_since
+
+
+def test_an_episode_whose_live_data_never_return_is_said_once_after_a_day_and_its_end_too() -> None:
+    """The episode opened on `age`; then the version gets no traffic at all (every request moved to another version,
+    or its exporter stopped): every evaluation compares nothing. Such evaluations were left out of the no-verdict run
+    (decision 410's): the episode stayed open for ever, `model_data_drift_episode` 1, and after `drift.no_live_data`
+    (a log line, once) nothing said it could not end. They go on with the run now: said once at a day, naming that
+    nothing arrives; a verdict's return ends it (decision 447). A night without traffic is not said."""
+    cfg = M.MonitorConfig(enter_after=1, exit_after=3, quiet_s=0)
+    s, _ = M.step(M.MonitorState("m", "v"), _result(True), 0.0, cfg, window_s=H)
+    nothing = D.DatasetDrift((), 0.0, False)
+    t, said = 0.0, []
+    for _ in range(10):  # a night of no live data: not said, and the run is counted
+        t += H
+        s, acts = M.step(s, nothing, t, cfg, window_s=H, unmeasured=["age", "city"])
+        said += _alerts(acts)
+    assert said == [] and s.held_since == H and s.phase == M.DRIFTING
+    s, acts = M.step(s, _result(None), t + H, cfg, window_s=H, unmeasured=["age"])  # some back, still no verdict
+    t += H
+    assert _alerts(acts) == [] and s.held_since == H  # one run: no live data and no verdict alike
+    for _ in range(62):  # none again, for good
+        t += H
+        s, acts = M.step(s, nothing, t, cfg, window_s=H, unmeasured=["age", "city"])
+        said += _alerts(acts)
+    [held] = said
+    assert held.event == "drift.episode_unmeasured" and held.fields["unmeasured"] == ["age", "city"], held
+    assert held.fields["live_data"] is False and held.fields["since"] == H and held.at == 25 * H, held
+    assert "no live data of any profiled feature now" in held.message and "remove this baseline" in held.message
+    assert s.phase == M.DRIFTING and s.held_told
+    s, acts = M.step(s, _result(False), t + H, cfg, window_s=H)  # back and measured: the run's end is said
+    [back] = _alerts(acts)
+    assert back.event == "drift.episode_measured" and not s.held_since and not s.held_told
