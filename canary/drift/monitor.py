@@ -53,6 +53,11 @@ OK, DRIFTING = "ok", "drifting"
 # The drift state's schema: every state `to_dict` writes names it and its writer (`rollout.WRITER`), as a rollout
 # record does (decision 169). A state with none is schema 1 (this release and every older one). A release whose state
 # an older canary would misread writes a higher one; an older canary refuses it (`NewerState`), never rewrites it.
+# A field this canary does not know, in a state of its schema (a newer release's added field: `held_since`,
+# `job_retries` were), is kept as it was read and written back with the state (`MonitorState.unknown`): dropped, a
+# controller's older replica leading for a while in a rolling upgrade wrote every state back without them (decision
+# 448). Such a field is kept as read, not updated with the fields this canary changes: a release whose added field
+# must change with them (an episode's, a streak's) raises the schema instead.
 STATE_SCHEMA = 1
 
 
@@ -123,12 +128,18 @@ class MonitorState:
     # alerts decided and stored, not yet delivered (`hold`, `unsent`): a process killed between storing an
     # evaluation and acting on it lost its DriftDetected for good (the Job came from "pending", the alert never)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    # the stored fields this canary does not know (a newer release's, in this schema), as read: written back as they
+    # were, so a read-modify-write by this canary keeps them (STATE_SCHEMA's comment; decision 448)
+    unknown: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """The state as stored: its fields, with `schema` (STATE_SCHEMA) and `writer` (`rollout.WRITER`)."""
+        """The state as stored: its fields, with `schema` (STATE_SCHEMA) and `writer` (`rollout.WRITER`), and the
+        fields it was read with that this canary does not know (`unknown`), as they were."""
         from canary.rollout import WRITER
 
-        return {"schema": STATE_SCHEMA, "writer": WRITER, **dataclasses.asdict(self)}
+        known = dataclasses.asdict(self)
+        kept = known.pop("unknown")
+        return {**kept, "schema": STATE_SCHEMA, "writer": WRITER, **known}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MonitorState":
@@ -145,8 +156,10 @@ class MonitorState:
             raise NewerState(schema, d.get("writer"))
         if "writer" in d and not isinstance(d["writer"], str):
             raise ValueError(f"drift monitor state: writer must be a string, got {str(d['writer'])[:40]!r}")
-        known = {f.name: f for f in dataclasses.fields(cls)}
+        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "unknown"}
         kw = {k: v for k, v in d.items() if k in known}
+        # the rest is a newer release's (a stored "unknown" too: it is no field of a state written); kept as read
+        kw["unknown"] = {k: v for k, v in d.items() if k not in known and k not in ("schema", "writer")}
         for name in ("model", "version", "phase", "trigger", "job", "job_failed"):
             if name in kw and not isinstance(kw[name], str):
                 raise ValueError(f"drift monitor state: {name} must be a string, got {kw[name]!r}")

@@ -95,6 +95,10 @@ class DriftWatcher:
         self._down_seen: float | None = None
         self._outage_rec: dict[str, Any] | None = None
         self._outage_synced: dict[str, Any] | None = None
+        # what the store holds that this canary does not know, kept as read and written back (decision 448): its
+        # outage record's other fields, and records of keys that are no baseline's (`_read`)
+        self._outage_kept: dict[str, Any] = {}
+        self._records: dict[str, Any] = {}
         # per state key: since when a run of `_failing` that lasted PROMETHEUS_DOWN_TELL_S, told to people
         # (`drift.live_data_unreadable`), has lasted, until its end is told (`drift.live_data_readable`); stored in
         # the outage record (OUTAGE_KEY's "unreadable"), so a restart or a new leader tells the end, not the start again
@@ -146,7 +150,7 @@ class DriftWatcher:
     def reload(self) -> None:
         """Read the monitor states from the store (at start, and when this replica becomes the
         leader: the states another leader wrote meanwhile are the truth, not the ones we held)."""
-        states, outage = _read(self.store)
+        states, outage, self._records = _read(self.store)
         self.states, self._synced = dict(states), dict(states)
         # a Prometheus outage an earlier process (or leader) saw and perhaps told people of (`_outage_news`)
         self._outage_rec, self._outage_synced = outage, outage
@@ -154,6 +158,7 @@ class DriftWatcher:
             (outage["down_since"], outage["told"], outage["seen"]) if outage and "down_since" in outage
             else (None, False, None))
         self._unread_told = dict(outage.get("unreadable", {})) if outage else {}
+        self._outage_kept = _unknown_outage(outage)
 
     def once(self, *, keep_going: Callable[[], str] | None = None,
              interval_s: float | None = None, act_stored: bool = False) -> list[dict[str, Any]]:
@@ -319,8 +324,9 @@ class DriftWatcher:
     def _store_outage(self) -> None:
         """Store the outage record with the states (`_outage_news`); a failed write is said and tried again at
         the next pass (the record is also written with the next state that is)."""
-        rec: dict[str, Any] = ({} if self._down_since is None else
-                               {"down_since": self._down_since, "told": self._down_told, "seen": self._down_seen})
+        rec: dict[str, Any] = dict(self._outage_kept)  # a newer canary's fields, as read (decision 448)
+        if self._down_since is not None:
+            rec.update(down_since=self._down_since, told=self._down_told, seen=self._down_seen)
         if self._unread_told:  # the told runs of unreadable live data (`_unreadable_news`)
             rec["unreadable"] = dict(self._unread_told)
         self._outage_rec = rec or None
@@ -879,13 +885,14 @@ class DriftWatcher:
 
     def _write(self) -> None:
         if self.states != self._synced or self._outage_rec != self._outage_synced:
-            self.store.save({**{k: s.to_dict() for k, s in self.states.items()},
+            self.store.save({**self._records, **{k: s.to_dict() for k, s in self.states.items()},
                              **({OUTAGE_KEY: self._outage_rec} if self._outage_rec else {})})
             self._synced, self._outage_synced = dict(self.states), self._outage_rec
 
     def _merge_stored(self) -> None:
-        stored, outage = _read(self.store)
+        stored, outage, self._records = _read(self.store)
         self._outage_synced = outage  # this replica's outage record is written over it (it leads)
+        self._outage_kept = _unknown_outage(outage)
         merged = dict(stored)
         for k, mine in self.states.items():
             base = self._synced.get(k)
@@ -1050,12 +1057,15 @@ def _states(store: Any) -> dict[str, M.MonitorState]:
     return _read(store)[0]
 
 
-def _read(store: Any) -> tuple[dict[str, M.MonitorState], dict[str, Any] | None]:
-    """The stored monitor states, and the stored Prometheus outage (OUTAGE_KEY) or None."""
+def _read(store: Any) -> tuple[dict[str, M.MonitorState], dict[str, Any] | None, dict[str, Any]]:
+    """The stored monitor states, the stored Prometheus outage (OUTAGE_KEY) or None, and the stored records this
+    canary does not know (a key with no "/", so no baseline's, other than OUTAGE_KEY: a newer release's), as read:
+    written back with the states (`_write`), never dropped nor read as a state (decision 448)."""
     if store is None:
-        return {}, None
+        return {}, None, {}
     raw = dict(store.load())
     outage = _outage_record(raw.pop(OUTAGE_KEY, None))
+    records = {k: raw.pop(k) for k in [k for k in raw if isinstance(k, str) and "/" not in k]}
     # where and which: the state file (or ConfigMap) and the baseline's key, as a profile's errors name theirs
     where = getattr(store, "path", None) or (f"ConfigMap {getattr(store, 'namespace', '?')}/"
                                              f"{getattr(store, 'name', '?')}")
@@ -1065,7 +1075,7 @@ def _read(store: Any) -> tuple[dict[str, M.MonitorState], dict[str, Any] | None]
             out[k] = M.MonitorState.from_dict(v)
         except (ValueError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{where}: {k}: the drift monitor state is not readable: {str(exc)[:200]}") from None
-    return out, outage
+    return out, outage, records
 
 
 def _outage_record(raw: Any) -> dict[str, Any] | None:
@@ -1088,7 +1098,18 @@ def _outage_record(raw: Any) -> dict[str, Any] | None:
         kept = {str(k): float(v) for k, v in unread.items() if isinstance(k, str) and _t(v)}
         if kept:
             rec["unreadable"] = kept
+    # a newer canary's fields, kept as read and written back (`_unknown_outage`; decision 448)
+    rec.update({k: v for k, v in raw.items() if k not in _OUTAGE_FIELDS})
     return rec or None
+
+
+_OUTAGE_FIELDS = ("down_since", "told", "seen", "unreadable")
+
+
+def _unknown_outage(rec: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields of a stored outage record this canary does not know (`_outage_record` keeps them), to be written
+    back with the record it writes."""
+    return {k: v for k, v in (rec or {}).items() if k not in _OUTAGE_FIELDS}
 
 
 def _post_json(url: str, body: dict) -> int:

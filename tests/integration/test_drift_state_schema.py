@@ -71,3 +71,33 @@ def test_the_controller_starts_its_drift_monitor_beside_a_state_it_cannot_use(ku
     _start_drift(kube.api_client(), PrometheusClient("http://127.0.0.1:9"), namespace="ml",
                  state_namespace="canary-system", stop=stop, is_leader=lambda: False, notifier=None, interval=0.01,
                  window=3600.0, quiet=0.0, retrain_job=None)
+
+
+def test_the_leader_keeps_what_a_newer_canary_stored_in_this_schema_when_it_writes_the_configmap(kube: Any) -> None:
+    """A rolling upgrade of the controller: the older replica leads a while and writes the state ConfigMap. The newer
+    release's fields in this schema (a state's, the outage record's, a record of their own) were dropped by that
+    write; they are written back as read now (decision 448)."""
+    import numpy as np
+
+    from canary.drift.store import ConfigMapStateStore
+    from canary.drift.watch import DriftWatcher, watch_baselines
+
+    kube.save_profile(_profile("m2", {"f": np.random.default_rng(1).normal(0, 1, 2_000)}), "m2-v1-baseline")
+    newer = {"ml/m2/v1": {"schema": 1, "writer": "modelcanary 9.0.0", "model": "m2", "version": "v1",
+                          "phase": "drifting", "episode": 1, "trigger": "done", "held_reason": "night"},
+             "prometheus": {"flaps": 2}, "fleet": {"leader": "r2"}}
+    kube.core.create_namespaced_config_map("canary-system", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "canary-drift-state",
+                                                              "namespace": "canary-system"},
+        "data": {"state.json": json.dumps(newer)}})
+    before = kube.core.read_namespaced_config_map("canary-drift-state", "canary-system")
+    watcher = DriftWatcher([], client=PrometheusClient("http://127.0.0.1:9"), window_s=3600,
+                           config=M.MonitorConfig(quiet_s=0), store=ConfigMapStateStore(kube.core,
+                                                                                        namespace="canary-system"),
+                           core_api=kube.core, batch_api=kube.batch, job_template=JOB, clock=lambda: 10_000.0, load=False)
+    watch_baselines(watcher, kube.core, namespace="ml", stop=Passes(1), interval_s=0.01, is_leader=lambda: True)
+    after = kube.core.read_namespaced_config_map("canary-drift-state", "canary-system")
+    assert after.metadata.resource_version != before.metadata.resource_version  # written (the outage stored)
+    stored = json.loads(after.data["state.json"])
+    assert stored["prometheus"]["flaps"] == 2 and stored["prometheus"]["down_since"] == 10_000.0, stored
+    assert stored["fleet"] == {"leader": "r2"} and stored["ml/m2/v1"]["held_reason"] == "night", stored

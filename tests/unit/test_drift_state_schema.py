@@ -100,3 +100,34 @@ def test_every_state_written_names_its_schema_and_writer_and_an_older_one_reads_
     stored = json.loads(path.read_text())["rec/v1"]
     assert stored["schema"] == M.STATE_SCHEMA == 1 and stored["writer"] == WRITER
     assert M.MonitorState.from_dict(stored) == M.MonitorState("rec", "v1", trigger_due=1.0, trigger="pending")
+
+
+def test_what_a_newer_canary_stored_in_this_schema_survives_this_ones_read_modify_write(tmp_path: Any) -> None:
+    """A controller's older replica leads for a while in a rolling upgrade: it read the newer release's states and
+    wrote them back without the fields it did not know (`held_since` and `held_told` were such fields before
+    decision 410's release, `job_retries` before 385's: a told run told again, a failed Job retried twice). Every
+    field this canary does not know is kept as read now, in a state, in the outage record and as a record of its
+    own, through a real pass of `drift watch --once` that writes the file (Prometheus down: the outage is stored)
+    and through a state this canary changes (decision 448)."""
+    newer = {"rec/v1": {"schema": 1, "writer": "modelcanary 9.0.0", "model": "rec", "version": "v1",
+                        "phase": "drifting", "episode": 2, "trigger": "done", "held_reason": {"kind": "night"},
+                        "unknown": [1, 2]},
+             "prometheus": {"unreadable": {"rec/v1": 1000.0}, "flaps": 3},
+             "fleet": {"leader": "r2", "since": 5.0}}
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(newer))
+    r = _watch(tmp_path, state)
+    assert r.exit_code == 1, r.output  # the episode open (Prometheus down: nothing measured)
+    stored = json.loads(state.read_text())
+    assert stored["prometheus"]["flaps"] == 3 and "down_since" in stored["prometheus"], stored  # written, and kept
+    assert stored["fleet"] == newer["fleet"], stored
+    got = stored["rec/v1"]
+    assert got["held_reason"] == {"kind": "night"} and got["unknown"] == [1, 2] and got["writer"] == WRITER, got
+    watcher = W.DriftWatcher([], client=None, window_s=3600, config=M.MonitorConfig(), state_file=state)
+    from dataclasses import replace
+
+    watcher._save("rec/v1", replace(watcher.states["rec/v1"], phase="ok", clean_in_row=3))  # changed here
+    again = json.loads(state.read_text())
+    assert again["rec/v1"]["held_reason"] == {"kind": "night"} and again["rec/v1"]["phase"] == "ok", again
+    assert again["fleet"] == newer["fleet"] and again["prometheus"]["flaps"] == 3, again
+    assert M.MonitorState.from_dict(again["rec/v1"]).to_dict() == again["rec/v1"]  # read as written
