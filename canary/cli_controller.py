@@ -67,6 +67,11 @@ def run(
     drift_quiet: float = opts.DurationOpt("1h", "--drift-quiet", zero=True,
                                           help="no drift episode within this of a version first seen"),
     retrain_job: Optional[Path] = typer.Option(None, "--retrain-job", help="batch/v1 Job template created once per drift episode"),
+    retrain_job_retries: Optional[int] = opts.RetrainRetriesOpt,
+    retrain_job_retry_delay: Optional[float] = opts.RetrainRetryDelayOpt,
+    drift_episode_unmeasured_after: float = opts.DurationOpt(
+        "24h", "--drift-episode-unmeasured-after", help="an open drift episode whose evaluations have had no verdict "
+                                                        "this long is said once: drift.episode_unmeasured"),
     log_format: str = cli.LogFormatOpt,
 ) -> None:
     """Drive every CanaryRollout until it is promoted or rolled back.
@@ -89,6 +94,12 @@ def run(
 
         if renew_deadline >= lease_duration:
             raise cli.ConfigError("--renew-deadline must be below --lease-duration (fencing)")
+        from canary.drift import monitor as M
+
+        # the drift monitor's settings, checked before the cluster is asked (a bad one is exit 2 naming its flag)
+        drift_config = opts.monitor_config(M, retries=retrain_job_retries, retry_delay=retrain_job_retry_delay,
+                                           unmeasured_after=drift_episode_unmeasured_after, retrain_job=retrain_job,
+                                           quiet_s=drift_quiet)
 
         prom = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
                             prometheus_ca_file)  # flags first: a bad one is refused before the cluster is asked
@@ -129,7 +140,7 @@ def run(
                 _start_drift(client, prom, namespace=namespace, state_namespace=lease_namespace or "canary-system",
                              stop=stop, is_leader=sh.drift_leader(ops, shard_index=shard_index), notifier=notifier,
                              interval=drift_interval, shards=shards, window=drift_window, quiet=drift_quiet,
-                             retrain_job=retrain_job, registry=telemetry.registry)
+                             retrain_job=retrain_job, registry=telemetry.registry, config=drift_config)
             if server is not None:
                 server.start()
                 log.info("controller.serving", url=server.url)
@@ -176,7 +187,7 @@ def _health_server(addr: str, telemetry: Any, *, ready: Any, live: Any) -> Any:
 
 def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_namespace: str, stop: Any,
                  is_leader: Any, notifier: Any, interval: float, window: float, quiet: float,
-                 retrain_job: Optional[Path], registry: Any = None, shards: int = 1) -> None:
+                 retrain_job: Optional[Path], registry: Any = None, shards: int = 1, config: Any = None) -> None:
     """The drift monitor beside the rollouts: a thread over the baseline ConfigMaps (leader only)."""
     import kubernetes.client as kc
 
@@ -187,7 +198,9 @@ def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_name
     interval_s, window_s, quiet_s = interval, window, quiet  # seconds, parsed by their options
     template = load_job_template(retrain_job) if retrain_job else None
     core = kc.CoreV1Api(client)
-    watcher = DriftWatcher([], client=prom, window_s=window_s, config=M.MonitorConfig(quiet_s=quiet_s),
+    # `config`: the flags' (`cli_options.monitor_config`), its quiet period `quiet`'s
+    config = M.MonitorConfig(quiet_s=quiet_s) if config is None else config
+    watcher = DriftWatcher([], client=prom, window_s=window_s, config=config,
                            store=ConfigMapStateStore(core, namespace=state_namespace), core_api=core,
                            batch_api=kc.BatchV1Api(client), job_template=template, notifier=notifier,
                            registry=registry,  # model_data_drift_* on the controller's /metrics

@@ -310,6 +310,12 @@ def watch_cmd(
     retrain_job: Optional[Path] = typer.Option(None, "--retrain-job", help="batch/v1 Job template (YAML) to create "
                                                                            "once per drift episode"),
     retrain_webhook: Optional[str] = typer.Option(None, "--retrain-webhook", help="or POST the evidence here"),
+    retrain_job_retries: Optional[int] = opts.RetrainRetriesOpt,
+    retrain_job_retry_delay: Optional[float] = opts.RetrainRetryDelayOpt,
+    episode_unmeasured_after: float = opts.DurationOpt("24h", "--episode-unmeasured-after",
+                                                       help="an open episode whose evaluations have had no verdict "
+                                                            "this long (features not compared, no live data) is "
+                                                            "said once: drift.episode_unmeasured"),
     namespace: Optional[str] = typer.Option(None, "--namespace", "-n", show_default=False,
                                             help="namespace of the model: its Events and Job go there, and only "
                                                  "its live series are read (their `namespace` label; series "
@@ -379,6 +385,9 @@ def watch_cmd(
         window_s, interval_s, quiet_s = window, interval, quiet  # seconds, parsed by their options
         if enter_after < 1 or exit_after < 1:
             raise ConfigError("--enter-after and --exit-after must be at least 1")
+        config = opts.monitor_config(M, retries=retrain_job_retries, retry_delay=retrain_job_retry_delay,
+                                     unmeasured_after=episode_unmeasured_after, retrain_job=retrain_job,
+                                     enter_after=enter_after, exit_after=exit_after, quiet_s=quiet_s)
         if once and state_file is None:  # each run would be a monitor's first evaluation, forgotten after it
             raise ConfigError("--once needs --state-file: the streak of drifted evaluations (--enter-after), the "
                               "quiet period (--quiet) and the episode's one retraining Job live in that file, so "
@@ -424,7 +433,7 @@ def watch_cmd(
         watcher = DriftWatcher(profiles, client=client, window_s=window_s, namespace=namespace, store=store,
                                core_api=core, batch_api=batch, job_template=template, retrain_webhook=retrain_webhook,
                                notifier=(notifier := Notifier.from_env()), registry=registry,
-                               config=M.MonitorConfig(enter_after=enter_after, exit_after=exit_after, quiet_s=quiet_s))
+                               config=config)
         if metrics_port:
             from prometheus_client import start_http_server
 

@@ -113,6 +113,36 @@ def DurationOpt(default: Any, *names: str, help: str, zero: bool = False, **kw: 
                         help=f"{help} (Go-style duration: 1m30s, 500ms, 2h; or seconds)", **kw)
 
 
+def monitor_config(M: Any, *, retries: Optional[int], retry_delay: Optional[float], unmeasured_after: float,
+                   retrain_job: Any, **kw: Any) -> Any:
+    """The drift monitor's settings a user gives (`drift watch`, `controller run --drift`): `kw` (enter_after,
+    exit_after, quiet_s), and the retraining Job's retries (`--retrain-job-retries`, `--retrain-job-retry-delay`:
+    `MonitorConfig.job_retries`, `job_retry_s`) and the time before an open episode that cannot end is said
+    (`MonitorConfig.hold_tell_s`; decision 450). ConfigError naming the flag: a retry setting without
+    `--retrain-job` (a webhook's retraining is never read Failed: it would be ignored, silently), a delay under a
+    minute (a Job a pass, while its cause is the one its pods' own backoff just met)."""
+    for flag, given in (("--retrain-job-retries", retries), ("--retrain-job-retry-delay", retry_delay)):
+        if given is not None and not retrain_job:
+            raise ConfigError(f"{flag} sets how a failed retraining Job is replaced: it needs --retrain-job (a "
+                              f"--retrain-webhook's retraining is never read as failed)")
+    if retry_delay is not None and retry_delay < 60:
+        raise ConfigError(f"--retrain-job-retry-delay {retry_delay:g}s: at least 1m (a new Job that soon meets the "
+                          f"cause its pods' own backoffLimit retries just met)")
+    more = {} if retries is None else {"job_retries": retries}
+    if retry_delay is not None:
+        more["job_retry_s"] = retry_delay
+    return M.MonitorConfig(hold_tell_s=unmeasured_after, **more, **kw)
+
+
+RetrainRetriesOpt = typer.Option(None, "--retrain-job-retries", min=0, max=10, show_default=False,
+                                 help="new Jobs made for a drift episode after its retraining Job failed, one after "
+                                      "another (default 1; 0: none, for a training too costly to try twice)")
+RetrainRetryDelayOpt = typer.Option(None, "--retrain-job-retry-delay", parser=duration, metavar="DURATION",
+                                    show_default=False,
+                                    help="how long after a retraining Job was read Failed its new Job is made "
+                                         "(default 1h, at least 1m; Go-style duration or seconds)")
+
+
 # ---- Kubernetes ------------------------------------------------------------------------------
 
 NamespaceOpt = typer.Option(None, "--namespace", "-n", show_default=False,
