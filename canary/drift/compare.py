@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from canary.drift.stats import (
+    CATEGORICAL_BELOW,
     SMALL_REFERENCE,
     DatasetDrift,
     FeatureDrift,
@@ -37,6 +38,10 @@ from canary.errors import ConfigError
 
 
 MIN_LIVE = 100  # live observations a feature needs to be compared (5 requests are not a distribution)
+# the most live values (present and missing) one feature's window may hold: float64 counts by ones up to 2^53, and a
+# window holds far fewer (a million requests a second for a day is 1e11). Counts whose total overflowed (1.7e308 in
+# each bucket: an --input whose numbers are no counts) made every test NaN, read as "no drift", exit 0 (decision 449)
+MAX_LIVE = 2.0 ** 53
 
 _NUMERIC_KEYS = ("bounds", "counts", "min", "max", "std", "n_unique")
 
@@ -228,6 +233,7 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
     if not isinstance(live, Mapping):
         raise ConfigError("live data must be an object mapping feature names to counts")
     _check_sums(live)
+    _check_totals(live)
     prof = profile["features"]
     live = _booleans(prof, live)
     names = features or [f for f in prof if f in live]
@@ -309,6 +315,28 @@ def _check_sums(live: Mapping[str, Any]) -> None:
         if "sum_n" in cur and not (_number(cur["sum_n"]) and cur["sum_n"] >= 0):
             raise ConfigError(f"feature {name!r}: sum_n must be a finite number >= 0 (the values sum is over), "
                               f"got {str(cur['sum_n'])[:40]!r}")
+
+
+def _check_totals(live: Mapping[str, Any]) -> None:
+    """Each feature's live values, present and missing, at most MAX_LIVE: beyond it (or overflowing to infinity)
+    they are no window's counts, and every test over them is NaN, which no threshold calls drift: "no drift", exit 0.
+    The missing count alone raised an OverflowError in Fisher's test ("the comparison failed", no feature named).
+    Counts that are not plain numbers are left to the comparison to name."""
+    for name, cur in live.items():
+        if not isinstance(cur, Mapping):
+            continue
+        cats = cur.get("categories")
+        parts = [cur.get("counts"), list(cats.values()) if isinstance(cats, Mapping) else None,
+                 [cur["other"]] if "other" in cur else None, [cur["missing"]] if "missing" in cur else None]
+        total = 0.0
+        for values in parts:
+            if isinstance(values, (list, tuple)) and _plain(list(values)):
+                with np.errstate(over="ignore"):  # an overflow is the answer: inf, refused below
+                    total += float(np.sum(np.asarray(values, float)))
+        if not total <= MAX_LIVE:
+            raise ConfigError(f"feature {name!r}: {total:g} live values (present and missing) in the window, more "
+                              f"than 2^53 ({MAX_LIVE:g}): no window's counts (a request a nanosecond for a month is "
+                              f"2.6e15); check the live data")
 
 
 def _say_unsummed(f: FeatureDrift, live: Mapping[str, Any]) -> FeatureDrift:
@@ -412,7 +440,8 @@ def _numeric_group(rows: list[_Row], floor: float) -> list[tuple[int, FeatureDri
         hi=[float(q.get("0.999", ref["max"])) for q, ref in zip(qs, refs)],
         std=[ref["std"] for ref in refs], n_unique=[ref["n_unique"] for ref in refs],
         mean_gap=[_mean_gap(rows[j][2], rows[j][3], totals[j]) for j in keep],
-        mean_n=[_mean_n(rows[j][3], totals[j]) for j in keep])
+        mean_n=[_mean_n(rows[j][3], totals[j]) for j in keep],
+        off_values=[_off_values(rows[j][2], rows[j][3], c[j], totals[j]) for j in keep])
     return [(rows[j][0], f) for j, f in zip(keep, done)]
 
 
@@ -451,6 +480,23 @@ def _mean_gap(ref: Mapping[str, Any], cur: Mapping[str, Any], total: float) -> f
     return abs(mean - float(ref["mean"])) if mean is not None and "mean" in ref else None
 
 
+def _off_values(ref: Mapping[str, Any], cur: Mapping[str, Any], counts: np.ndarray, total: float) -> float | None:
+    """For a feature whose bounds are its few distinct training values (`profile`: fewer than FEW_VALUES, a bucket
+    per value), |live mean - the mean its live buckets hold at those values| (the last, open bucket at the highest),
+    less the float32 rounding the exporter allows a value (`profile.bucket_edges`); None without a live sum or for
+    other bounds (`--bounds-from`'s). Values that are none of the training's count in the bucket of the value above
+    them (a -1 sent for a 0/1 flag in 0's): compared bucket by bucket they were that value, "no drift" (decision
+    449)."""
+    b = ref["bounds"]
+    if ref["n_unique"] >= CATEGORICAL_BELOW or len(b) != ref["n_unique"] or b[0] != ref["min"] or b[-1] != ref["max"]:
+        return None
+    mean = _live_mean(cur, total)
+    if mean is None or not total > 0:
+        return None
+    held = float(np.dot(np.asarray(counts, float), np.append(np.asarray(b, float), b[-1]))) / total
+    return max(abs(mean - held) - 2.0 ** -22 * max(abs(b[0]), abs(b[-1])), 0.0)
+
+
 def _mean_n(cur: Mapping[str, Any], total: float) -> float:
     """How many live values the live mean is over (`sum_n`, else the counts' total): its noise."""
     n = cur.get("sum_n")
@@ -484,7 +530,8 @@ def _compare_each(prof: Mapping[str, Any], live: Mapping[str, Any], names: list[
             out.append(numeric_drift(name, np.asarray(ref["bounds"], float), np.asarray(ref["counts"], float), c,
                                      lo=float(qs.get("0.001", ref["min"])), hi=float(qs.get("0.999", ref["max"])),
                                      std=ref["std"], n_unique=ref["n_unique"], mean_gap=mean_gap,
-                                     mean_n=_mean_n(cur, float(c.sum()))))
+                                     mean_n=_mean_n(cur, float(c.sum())),
+                                     off_values=_off_values(ref, cur, c, float(c.sum()))))
         else:
             cats = cur.get("categories")
             if not isinstance(cats, Mapping):

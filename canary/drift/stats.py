@@ -278,7 +278,7 @@ def wasserstein_binned(edges: np.ndarray, reference: np.ndarray, current: np.nda
 
 def numeric_drift(feature: str, bounds: np.ndarray, reference: np.ndarray, current: np.ndarray, *,
                   lo: float, hi: float, std: float, n_unique: int, mean_gap: float | None = None,
-                  mean_n: float | None = None) -> FeatureDrift:
+                  mean_n: float | None = None, off_values: float | None = None) -> FeatureDrift:
     """A numeric feature: `bounds` the finite upper bounds of its buckets (the last bucket is open,
     so counts have len(bounds) + 1 entries), `lo`/`hi` the reference's min and max, `std` its
     standard deviation, `n_unique` its distinct values. Counts are per bucket, not cumulative.
@@ -286,12 +286,18 @@ def numeric_drift(feature: str, bounds: np.ndarray, reference: np.ndarray, curre
     (W1 >= |difference of means|): mass that moved beyond the last bucket still counts; `mean_n` the
     live values the live mean is over (default: the counts' total).
     A Wasserstein distance >= 0.1 drifts only when significant (`p_value` < 0.05): the binned
-    two-sample KS, or the z-test of the means when their gap set the distance."""
+    two-sample KS, or the z-test of the means when their gap set the distance.
+    `off_values`: for a feature with fewer than CATEGORICAL_BELOW distinct values whose bounds are those values,
+    |live mean - the mean its buckets hold at those values| (`compare`), when the live sum is known: live values
+    that are none of the training's (-1 sent for a 0/1 flag, 0 for a rating of 1-5, 1.5 between 1 and 2) count in
+    the bucket of the value above them, so compared bucket by bucket they read as that value (decision 449)."""
     ref, cur = np.asarray(reference, float), np.asarray(current, float)
     n_r, n_c = float(ref.sum()), float(cur.sum())
     p = psi(ref, cur)
     if n_unique < CATEGORICAL_BELOW:
-        return _categorical(feature, ref, cur, psi_value=p, kind="numeric")
+        by_value = _categorical(feature, ref, cur, psi_value=p, kind="numeric")
+        return by_value if by_value.drifted or off_values is None else _off_values(
+            by_value, off_values, std=std, n_unique=n_unique, mean_n=mean_n or n_c)
     if n_r <= SMALL_REFERENCE:
         _, pv = ks_binned(ref, cur)
         return FeatureDrift(feature, "numeric", "ks", pv, P_THRESHOLD, pv < P_THRESHOLD, p, n_r, n_c)
@@ -309,6 +315,24 @@ def numeric_drift(feature: str, bounds: np.ndarray, reference: np.ndarray, curre
         pv = ks_binned(ref, cur)[1]
     return FeatureDrift(feature, "numeric", "wasserstein", dist, DISTANCE_THRESHOLD,
                         dist >= DISTANCE_THRESHOLD and pv < P_THRESHOLD, p, n_r, n_c, note, pv)
+
+
+def _off_values(by_value: FeatureDrift, gap: float, *, std: float, n_unique: int, mean_n: float) -> FeatureDrift:
+    """A few-valued feature compared value by value (`by_value`, not drifted) whose live mean is `gap` away from
+    the mean its buckets hold at the training's values: drift when the gap is DISTANCE_THRESHOLD standard deviations
+    or more and significant (z-test; any gap of a feature constant in training), as a Wasserstein distance's
+    lower bound is; else `by_value` as it was."""
+    if std > 0 and math.isfinite(std):
+        dist = gap / std
+    else:
+        dist = math.inf if gap > 0 else 0.0
+    pv = mean_gap_p(gap, std=std, n_reference=by_value.n_current, n_current=mean_n)
+    if not (dist >= DISTANCE_THRESHOLD and pv < P_THRESHOLD):
+        return by_value
+    return FeatureDrift(by_value.feature, "numeric", "off_values", dist, DISTANCE_THRESHOLD, True, by_value.psi,
+                        by_value.n_reference, by_value.n_current,
+                        f"live values that are none of the training's {n_unique} value{'' if n_unique == 1 else 's'}: the live mean is {gap:.3g} from what "
+                        f"its buckets hold at those values (below the lowest, between two, or above the highest)", pv)
 
 
 def categorical_drift(feature: str, reference: np.ndarray, current: np.ndarray) -> FeatureDrift:
@@ -392,10 +416,12 @@ def wasserstein_rows(edges: np.ndarray, reference: np.ndarray, current: np.ndarr
 def numeric_drift_many(features: Sequence[str], bounds: np.ndarray, reference: np.ndarray, current: np.ndarray, *,
                        lo: Sequence[float], hi: Sequence[float], std: Sequence[float], n_unique: Sequence[int],
                        mean_gap: Sequence[float | None],
-                       mean_n: Sequence[float | None] | None = None) -> list[FeatureDrift]:
+                       mean_n: Sequence[float | None] | None = None,
+                       off_values: Sequence[float | None] | None = None) -> list[FeatureDrift]:
     """`numeric_drift` of features with the same number of buckets: row i of `bounds` (k - 1 columns),
     `reference` and `current` (k columns) and item i of the keyword sequences are feature i's."""
     mean_n = mean_n if mean_n is not None else [None] * len(features)
+    off_values = off_values if off_values is not None else [None] * len(features)
     ref, cur = np.asarray(reference, float), np.asarray(current, float)
     n_r, n_c = ref.sum(axis=1).tolist(), cur.sum(axis=1).tolist()
     p = psi_rows(ref, cur).tolist()
@@ -404,7 +430,8 @@ def numeric_drift_many(features: Sequence[str], bounds: np.ndarray, reference: n
     for i, name in enumerate(features):
         if n_unique[i] < CATEGORICAL_BELOW or (n_r[i] > SMALL_REFERENCE and (std[i] <= 0 or not math.isfinite(std[i]))):
             out[i] = numeric_drift(name, bounds[i], ref[i], cur[i], lo=lo[i], hi=hi[i], std=std[i],
-                                   n_unique=n_unique[i], mean_gap=mean_gap[i], mean_n=mean_n[i])
+                                   n_unique=n_unique[i], mean_gap=mean_gap[i], mean_n=mean_n[i],
+                                   off_values=off_values[i])
         else:
             (ks if n_r[i] <= SMALL_REFERENCE else wd).append(i)
     if ks:

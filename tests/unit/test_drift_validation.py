@@ -215,3 +215,28 @@ def test_drift_check_warns_of_a_small_reference_captured_before_capture_warned(t
         logs.configure()
     assert len(said[800]) == 1 and "800 training rows" in said[800][0] and "Capture at least 1,001 rows" in said[800][0]
     assert said[1_001] == []
+
+
+@pytest.mark.parametrize("cur", [
+    {"age": {"counts": "HUGE"}},  # every bucket 1.7e308: the total overflows
+    {"age": {"counts": "REF", "missing": 1e300}},  # Fisher's test raised OverflowError
+    {"city": {"categories": {"a": 1e16, "b": 10.0}}},
+    {"city": {"categories": {"a": 500.0}, "other": 1e17}}])
+def test_live_counts_no_window_holds_are_refused_naming_the_feature(tmp_path: Any, cur: dict[str, Any]) -> None:
+    """Counts whose total overflowed made every test NaN, which no threshold calls drift: `drift check --input` read
+    "no drift", exit 0; a huge missing count was "the comparison failed (OverflowError ...)" naming no feature. Over
+    2^53 values (present and missing) in a window is refused, naming the feature (decision 449)."""
+    prof = _profile()
+    ref, k = prof["features"]["age"]["counts"], len(prof["features"]["age"]["counts"])
+    for f in cur.values():
+        if f.get("counts") == "HUGE":
+            f["counts"] = [1.7e308] * k
+        elif f.get("counts") == "REF":
+            f["counts"] = list(ref)
+    (tmp_path / "p.json").write_text(json.dumps(prof))
+    (tmp_path / "i.json").write_text(json.dumps({"features": cur}))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(tmp_path / "p.json"), "--input",
+                                 str(tmp_path / "i.json")])
+    assert r.exit_code == 2, r.output
+    name = next(iter(cur))
+    assert f"feature '{name}': " in r.output and "live values (present and missing) in the window" in r.output, r.output
