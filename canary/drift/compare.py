@@ -483,10 +483,9 @@ def _mean_gap(ref: Mapping[str, Any], cur: Mapping[str, Any], total: float) -> f
 def _off_values(ref: Mapping[str, Any], cur: Mapping[str, Any], counts: np.ndarray, total: float) -> float | None:
     """For a feature whose bounds are its few distinct training values (`profile`: fewer than FEW_VALUES, a bucket
     per value), |live mean - the mean its live buckets hold at those values| (the last, open bucket at the highest),
-    less the float32 rounding the exporter allows a value (`profile.bucket_edges`); None without a live sum or for
-    other bounds (`--bounds-from`'s). Values that are none of the training's count in the bucket of the value above
-    them (a -1 sent for a 0/1 flag in 0's): compared bucket by bucket they were that value, "no drift" (decision
-    449)."""
+    less OFF_SLACK of the largest value's magnitude; None without a live sum or for other bounds (`--bounds-from`'s).
+    Values that are none of the training's count in the bucket of the value above them (a -1 sent for a 0/1 flag in
+    0's): compared bucket by bucket they were that value, "no drift" (decision 449)."""
     b = ref["bounds"]
     if ref["n_unique"] >= CATEGORICAL_BELOW or len(b) != ref["n_unique"] or b[0] != ref["min"] or b[-1] != ref["max"]:
         return None
@@ -494,7 +493,14 @@ def _off_values(ref: Mapping[str, Any], cur: Mapping[str, Any], counts: np.ndarr
     if mean is None or not total > 0:
         return None
     held = float(np.dot(np.asarray(counts, float), np.append(np.asarray(b, float), b[-1]))) / total
-    return max(abs(mean - held) - 2.0 ** -22 * max(abs(b[0]), abs(b[-1])), 0.0)
+    return max(abs(mean - held) - OFF_SLACK * max(abs(b[0]), abs(b[-1])), 0.0)
+
+
+# the live mean and the buckets are other series: Prometheus's increase() extrapolates each on its own (up to about a
+# scrape interval at each end of the window, less for a series that starts in it: a pod started 10 minutes ago, every
+# 30 s, up to 5%), and the exporter counts a float32 value in its training value's bucket. So a gap is read less 5%
+# of the largest value's magnitude: a year {2021, 2022, 2023} would otherwise read a pod's restart as drift
+OFF_SLACK = 0.05
 
 
 def _mean_n(cur: Mapping[str, Any], total: float) -> float:
