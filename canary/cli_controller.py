@@ -212,7 +212,9 @@ def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_name
     from canary import logs
 
     logs.get(component="controller").info("controller.drift_monitor", interval_s=interval_s, window_s=window_s,
-                                          retrain_job=str(retrain_job or ""),
+                                          retrain_job=str(retrain_job or ""), retrain_job_retries=config.job_retries,
+                                          retrain_job_retry_s=config.job_retry_s,
+                                          episode_unmeasured_after_s=config.hold_tell_s,
                                           runs_on=f"the leader of shard 0/{shards}" if shards > 1 else "the leader")
 
 

@@ -83,3 +83,26 @@ def test_drift_watch_says_an_episode_held_past_its_flag(tmp_path: Any, monkeypat
     assert r.exit_code == 1, r.output  # the episode open
     assert ("drift.episode_unmeasured" in r.output + r.stderr) is said, r.output
     assert json.loads((tmp_path / "s.json").read_text())["rec/v1"].get("held_told", False) is said
+
+
+def test_the_controller_says_the_monitor_settings_it_runs_with() -> None:
+    import threading
+
+    import kubernetes.client
+
+    import canary.cli  # noqa: F401 - cli_controller registers itself on it
+    from structlog.testing import capture_logs
+
+    from canary.cli_controller import _start_drift
+    from canary.metrics.client import PrometheusClient
+
+    stop = threading.Event()
+    stop.set()  # the drift thread ends at once (no replica leads)
+    cfg = opts.monitor_config(M, retries=0, retry_delay=None, unmeasured_after=7200.0, retrain_job="job.yaml")
+    with capture_logs() as logs:
+        _start_drift(kubernetes.client.ApiClient(), PrometheusClient("http://127.0.0.1:9"), namespace="ml",
+                     state_namespace="canary-system", stop=stop, is_leader=lambda: False, notifier=None,
+                     interval=60.0, window=3600.0, quiet=0.0, retrain_job=None, config=cfg)
+    [line] = [e for e in logs if e["event"] == "controller.drift_monitor"]
+    assert (line["retrain_job_retries"], line["retrain_job_retry_s"], line["episode_unmeasured_after_s"]) == (
+        0, 3600.0, 7200.0), line
