@@ -89,8 +89,6 @@ def test_the_controller_says_the_monitor_settings_it_runs_with() -> None:
     import threading
 
     import kubernetes.client
-
-    import canary.cli  # noqa: F401 - cli_controller registers itself on it
     from structlog.testing import capture_logs
 
     from canary.cli_controller import _start_drift
