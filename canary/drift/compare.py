@@ -339,15 +339,27 @@ def _check_totals(live: Mapping[str, Any]) -> None:
                               f"2.6e15); check the live data")
 
 
-def _say_unsummed(f: FeatureDrift, live: Mapping[str, Any]) -> FeatureDrift:
+def _say_unsummed(f: FeatureDrift, live: Mapping[str, Any], prof: Mapping[str, Any]) -> FeatureDrift:
     """A Wasserstein verdict read from the buckets alone says so: without the live sum, mass that
-    moved beyond the last bucket is not seen (an exporter that exports no sum, input without one)."""
-    if f.test != "wasserstein" or f.note:
+    moved beyond the last bucket is not seen (an exporter that exports no sum, input without one). So does a
+    few-valued feature's that `_off_values` could not check (NO_SUM_VALUES; decision 449)."""
+    few = f.kind == "numeric" and f.test != "wasserstein" and _by_value(prof[f.feature])
+    if (f.test != "wasserstein" and not few) or f.note:
         return f
     cur = live[f.feature]
     if _live_mean(cur, _counted(cur.get("counts"))) is not None:
         return f
-    return dataclasses.replace(f, note=NO_SUM)
+    return dataclasses.replace(f, note=NO_SUM_VALUES if few else NO_SUM)
+
+
+NO_SUM_VALUES = "no live sum: live values that are none of the training's few were not checked"
+
+
+def _by_value(ref: Mapping[str, Any]) -> bool:
+    """Whether a numeric feature's bounds are its few distinct training values (a bucket per value, `profile`)."""
+    b = ref["bounds"]
+    return ref["n_unique"] < CATEGORICAL_BELOW and len(b) == ref["n_unique"] and b[0] == ref["min"] and \
+        b[-1] == ref["max"]
 
 
 def _counted(counts: Any) -> float:
@@ -416,7 +428,7 @@ def _compare_batched(prof: Mapping[str, Any], live: Mapping[str, Any], names: li
         done = categorical_drift_many([row[1] for row in cats], ref_m, cur_m, [len(r) for *_, (r, _) in cats])
         for row, f in zip(cats, done):
             slots[row[0]] = f
-    return [_say_unsummed(f, live) for f in slots if f is not None]
+    return [_say_unsummed(f, live, prof) for f in slots if f is not None]
 
 
 def _numeric_group(rows: list[_Row], floor: float) -> list[tuple[int, FeatureDrift]]:
@@ -487,7 +499,7 @@ def _off_values(ref: Mapping[str, Any], cur: Mapping[str, Any], counts: np.ndarr
     Values that are none of the training's count in the bucket of the value above them (a -1 sent for a 0/1 flag in
     0's): compared bucket by bucket they were that value, "no drift" (decision 449)."""
     b = ref["bounds"]
-    if ref["n_unique"] >= CATEGORICAL_BELOW or len(b) != ref["n_unique"] or b[0] != ref["min"] or b[-1] != ref["max"]:
+    if not _by_value(ref):
         return None
     mean = _live_mean(cur, total)
     if mean is None or not total > 0:
@@ -554,7 +566,7 @@ def _compare_each(prof: Mapping[str, Any], live: Mapping[str, Any], names: list[
             if c.sum() < max(min_live, 1e-9):
                 continue
             out.append(categorical_drift(name, r, c))
-    return [_say_unsummed(f, live) for f in out]
+    return [_say_unsummed(f, live, prof) for f in out]
 
 
 def _missing(prof: Mapping[str, Any], live: Mapping[str, Any]) -> list[MissingShift]:

@@ -81,3 +81,16 @@ def test_the_same_traffic_as_float32_is_no_drift_and_a_shift_among_the_values_is
     moved = compare(prof, _live(prof, rng, flag=lambda x: np.where(rng.random(len(x)) < 0.8, 1.0, 0.0)))
     [flag] = [f for f in moved.features if f.feature == "flag"]
     assert flag.test == "jensenshannon" and flag.drifted, flag
+
+
+def test_without_a_live_sum_the_values_are_said_not_checked() -> None:
+    """An exporter that sends no sum (an older one's buckets alone, `--input` without one): the check cannot run, and
+    the feature's note says so, as a Wasserstein verdict read without the sum does (never silently)."""
+    from canary.drift.compare import NO_SUM_VALUES
+
+    rng = np.random.default_rng(13)
+    prof = _profile(rng)
+    live = {name: {"counts": cur["counts"]} for name, cur in _live(prof, rng, flag=_part(-1.0, 0.12)).items()}
+    got = {f.feature: f for f in compare(prof, live).features}
+    assert not got["flag"].drifted and got["flag"].note == NO_SUM_VALUES, got["flag"]
+    assert got["const"].note == NO_SUM_VALUES and got["rating"].note == NO_SUM_VALUES
