@@ -23,6 +23,7 @@ import numpy as np
 
 from canary.drift.stats import (
     CATEGORICAL_BELOW,
+    OFF_SLACK,
     SMALL_REFERENCE,
     DatasetDrift,
     FeatureDrift,
@@ -506,13 +507,6 @@ def _off_values(ref: Mapping[str, Any], cur: Mapping[str, Any], counts: np.ndarr
         return None
     held = float(np.dot(np.asarray(counts, float), np.append(np.asarray(b, float), b[-1]))) / total
     return max(abs(mean - held) - OFF_SLACK * max(abs(b[0]), abs(b[-1])), 0.0)
-
-
-# the live mean and the buckets are other series: Prometheus's increase() extrapolates each on its own (up to about a
-# scrape interval at each end of the window, less for a series that starts in it: a pod started 10 minutes ago, every
-# 30 s, up to 5%), and the exporter counts a float32 value in its training value's bucket. So a gap is read less 5%
-# of the largest value's magnitude: a year {2021, 2022, 2023} would otherwise read a pod's restart as drift
-OFF_SLACK = 0.05
 
 
 def _mean_n(cur: Mapping[str, Any], total: float) -> float:

@@ -59,6 +59,12 @@ DRIFT_SHARE = 0.5  # dataset drift: share of drifted features at or above this
 MISSING_SURE_P = 1e-5
 MISSING_POINTS = 5.0  # a missing rate this many points above training's (and significant) is reported
 CATEGORICAL_BELOW = 6  # numeric features with fewer distinct values are compared as categories
+# a few-valued feature's live mean and its buckets are other series: Prometheus's increase() extrapolates each on its
+# own (up to about a scrape interval at each end of the window, less for a series that starts in it: a pod started 10
+# minutes ago, scraped every 30 s, up to 5%), and the exporter counts a float32 value in its training value's bucket.
+# So their gap (`compare._off_values`) is read less 5% of the largest value's magnitude: a year {2021, 2022, 2023}
+# would otherwise read a pod's restart as drift (decision 449)
+OFF_SLACK = 0.05
 SPARSE_CELL = 5.0  # a table with a cell whose expected count is smaller gets a Monte Carlo p-value (Cochran's rule)
 MONTE_CARLO_DRAWS = 2000  # tables drawn for it: p-values down to 1/2001, +-0.005 at 0.05
 MONTE_CARLO_SEED = 20261202  # fixed: the same counts give the same verdict
@@ -297,7 +303,7 @@ def numeric_drift(feature: str, bounds: np.ndarray, reference: np.ndarray, curre
     if n_unique < CATEGORICAL_BELOW:
         by_value = _categorical(feature, ref, cur, psi_value=p, kind="numeric")
         return by_value if by_value.drifted or off_values is None else _off_values(
-            by_value, off_values, std=std, n_unique=n_unique, mean_n=mean_n or n_c)
+            by_value, off_values, std=std, n_unique=n_unique, mean_n=mean_n or n_c, magnitude=max(abs(lo), abs(hi)))
     if n_r <= SMALL_REFERENCE:
         _, pv = ks_binned(ref, cur)
         return FeatureDrift(feature, "numeric", "ks", pv, P_THRESHOLD, pv < P_THRESHOLD, p, n_r, n_c)
@@ -317,22 +323,22 @@ def numeric_drift(feature: str, bounds: np.ndarray, reference: np.ndarray, curre
                         dist >= DISTANCE_THRESHOLD and pv < P_THRESHOLD, p, n_r, n_c, note, pv)
 
 
-def _off_values(by_value: FeatureDrift, gap: float, *, std: float, n_unique: int, mean_n: float) -> FeatureDrift:
+def _off_values(by_value: FeatureDrift, gap: float, *, std: float, n_unique: int, mean_n: float,
+                magnitude: float) -> FeatureDrift:
     """A few-valued feature compared value by value (`by_value`, not drifted) whose live mean is `gap` away from
-    the mean its buckets hold at the training's values: drift when the gap is DISTANCE_THRESHOLD standard deviations
-    or more and significant (z-test; any gap of a feature constant in training), as a Wasserstein distance's
-    lower bound is; else `by_value` as it was."""
-    if std > 0 and math.isfinite(std):
-        dist = gap / std
-    else:
-        dist = math.inf if gap > 0 else 0.0
+    the mean its buckets hold at the training's values (beyond OFF_SLACK of `magnitude`, its largest value's): drift
+    when the gap is DISTANCE_THRESHOLD standard deviations or more and significant (z-test), as a Wasserstein
+    distance's lower bound is; else `by_value` as it was. A feature constant in training has no spread: its gap is in
+    units of that slack instead (finite: an infinite distance is no JSON a receiver of the evidence parses)."""
+    dist = gap / (std if std > 0 and math.isfinite(std) else max(OFF_SLACK * magnitude, 1e-9))
     pv = mean_gap_p(gap, std=std, n_reference=by_value.n_current, n_current=mean_n)
     if not (dist >= DISTANCE_THRESHOLD and pv < P_THRESHOLD):
         return by_value
     return FeatureDrift(by_value.feature, "numeric", "off_values", dist, DISTANCE_THRESHOLD, True, by_value.psi,
                         by_value.n_reference, by_value.n_current,
-                        f"live values that are none of the training's {n_unique} value{'' if n_unique == 1 else 's'}: the live mean is {gap:.3g} from what "
-                        f"its buckets hold at those values (below the lowest, between two, or above the highest)", pv)
+                        f"live values that are none of the training's {n_unique} value{'' if n_unique == 1 else 's'}: "
+                        f"the live mean is {gap:.3g} (beyond {OFF_SLACK:.0%} of the largest) from what its buckets hold "
+                        f"at those values (below the lowest, between two, or above the highest)", pv)
 
 
 def categorical_drift(feature: str, reference: np.ndarray, current: np.ndarray) -> FeatureDrift:
