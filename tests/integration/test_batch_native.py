@@ -134,7 +134,7 @@ def test_a_look_on_native_histograms_is_measured_and_judged_right(
             assert h.total == len(window)
             for le, c in zip(h.bounds[:-1], h.counts[:-1]):
                 assert c == sum(x * 1000 <= le * (1 + 1e-12) for x in window), (version, le)
-    looked, canary_n, restarted = Controller._measure_batched(  # type: ignore[arg-type]
+    looked, canary_n, restarted, uncounted = Controller._measure_batched(  # type: ignore[arg-type]
         SimpleNamespace(metrics=provider), SimpleNamespace(policy=POLICY, target=target), now, base)
     stable, canary = looked["latency-p95"]
     assert isinstance(stable, Histogram) and isinstance(canary, Histogram), looked
@@ -144,7 +144,7 @@ def test_a_look_on_native_histograms_is_measured_and_judged_right(
     # per rollout, `increase()` over the window extrapolates to its edges: the window's observations, scaled alike
     # on both arms (the same scrapes); the snapshot's request delta is exact
     assert stable.total == pytest.approx(canary.total) and stable.total >= len(WINDOW)
-    assert canary_n == len(WINDOW) and restarted is False
+    assert canary_n == len(WINDOW) and restarted is False and uncounted == ""
     verdict = judge_check(check, stable, canary, alpha=0.01, min_canary=100)
     assert verdict.outcome == _expected(model), verdict.reason
 
