@@ -12,6 +12,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -269,6 +270,9 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     job = cli.ci_job_of_env(model=model, namespace=namespace)
     if job:
         body["metadata"].setdefault("annotations", {})[ci_job.ANNOTATION] = job
+    # this request's own mark: a write whose answer was lost is read back as this request's only when the object
+    # carries it (another request of the same spec, a CI job run twice, writes the same spec; decision 462)
+    body["metadata"].setdefault("annotations", {})[REQUEST_ANNOTATION] = uuid.uuid4().hex
     api = kc.CustomObjectsApi(api_client(kubeconfig=kubeconfig, context=context))
     meta = body["metadata"]
     created = False
@@ -578,13 +582,18 @@ def _not_started(status: dict[str, Any], generation: int) -> str:
     return ""
 
 
+# the annotation a follower's create or replace carries, unique to that request (decision 462)
+REQUEST_ANNOTATION = "modelcanary.dev/request"
+
+
 def _answered(send: Callable[[], Any], api: Any, body: dict[str, Any], verb: str) -> dict[str, Any]:
     """The CanaryRollout a create or replace of `body` wrote: its answer, or, when the answer is a 200 with no object
     (empty, cut, a proxy's page, `{}`, `null`: `kube.BadAnswer`, decision 420) or a 5xx or timeout that may hide a
-    write that landed, the object read back when its spec is `body`'s (the write landed; its uid and generation are
-    this request's). Taken as the object, such an answer
+    write that landed, the object read back when its spec is `body`'s and it carries this request's own mark
+    (`REQUEST_ANNOTATION`: the write landed; its uid and generation are this request's; another request of the same
+    spec is not this one, decision 462). Taken as the object, such an answer
     gave generation 0 and no uid: an earlier spec's refusal read as this request's, a refusal leaving the object
-    this request created in place. Read back as another spec, or not found: KubeUnavailable (nothing known
+    this request created in place. Read back as another spec or request's, or not found: KubeUnavailable (nothing known
     written; exit 3), as a 5xx answer is."""
     from canary.kube import BadAnswer, an_object, is_transient, translate
 
@@ -606,6 +615,10 @@ def _answered(send: Callable[[], Any], api: Any, body: dict[str, Any], verb: str
     spec = current.get("spec") or {}
     if any(spec.get(k) != v for k, v in body["spec"].items()):
         raise translate(answer, f"the {verb} of {where} (read back, it holds another spec)") from None
+    mark = (meta.get("annotations") or {}).get(REQUEST_ANNOTATION)
+    if ((current.get("metadata") or {}).get("annotations") or {}).get(REQUEST_ANNOTATION) != mark:
+        raise translate(answer, f"the {verb} of {where} (read back, it is another request's: its "
+                                f"{REQUEST_ANNOTATION} is not this one's)") from None
     return current
 
 

@@ -701,3 +701,46 @@ def test_a_withdrawal_whose_delete_landed_with_its_answer_lost_says_it_was_delet
     with pytest.raises(ConfigError, match="policy refused.*the CanaryRollout created for it was deleted"):
         _follow(istio_api, tmp_path, "v2", monkeypatch)
     assert hit == [200] and istio_api.get(crd.GROUP, crd.PLURAL, "ml", "rec") is None
+
+
+@pytest.mark.parametrize("verb", ["POST", "PUT"])
+def test_a_followers_write_whose_answer_was_lost_never_takes_another_requests_object_of_the_same_spec(
+        istio_api: KubeAPIServer, tmp_path: Any, monkeypatch: Any, verb: str) -> None:
+    """The follower's create (or its replace after a 409) never reaches the API server: a proxy answers it 500, and
+    meanwhile another request of the same spec (a second follower: the CI job run twice) wrote the CanaryRollout.
+    Before: the read-back took that object as this request's, its spec being the one sent, and the controller's
+    refusal of it made this follower withdraw it: another request's CanaryRollout deleted (decision 420's left).
+    Now the object read back is this request's only when it carries this request's own mark: KubeUnavailable
+    (exit 3), the other's object left in place."""
+    import aiohttp.web
+
+    from canary import crd
+    from tests.fleet import CANARY_RESOURCE
+
+    istio_api.handler.register(CANARY_RESOURCE)
+    if verb == "PUT":  # an earlier rollout of the name: the follower's create meets 409 and replaces it
+        istio_api.handler.put_object({"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": crd.KIND,
+                                      "metadata": {"name": "rec", "namespace": "ml"},
+                                      "spec": {"model": "rec-model", "canaryVersion": "v1"},
+                                      "status": {"phase": "promoted", "target": {"canaryVersion": "v1"}}})
+    real, hit = istio_api.handler._handle, []
+
+    async def handle(request: Any) -> Any:
+        res = request.resource
+        if res is not None and res.plural == crd.PLURAL and str(request.method.value).upper() == verb and not hit:
+            sent = json.loads(request.body)
+            hit.append(verb)
+            other = {"apiVersion": sent["apiVersion"], "kind": sent["kind"],  # the other request's, landed
+                     "metadata": {"name": "rec", "namespace": "ml"}, "spec": sent["spec"]}
+            istio_api.handler.put_object(other)
+            istio_api.handler.edit_object(crd.GROUP, crd.PLURAL, "ml", "rec", lambda o: o.update(
+                status=_refusal(o["metadata"].get("generation") or 0, "ml/rec: the other request's input refused")))
+            return aiohttp.web.json_response(kubeapi.status_body(500, "InternalError", "the proxy's upstream failed"),
+                                             status=500)
+        return await real(request)
+
+    istio_api.handler._handle = handle  # type: ignore[method-assign]
+    with pytest.raises(KubeUnavailable, match="read back"):
+        _follow(istio_api, tmp_path, "v2", monkeypatch)
+    assert hit == [verb]
+    assert istio_api.get(crd.GROUP, crd.PLURAL, "ml", "rec")["spec"]["canaryVersion"] == "v2"  # the other's, kept
