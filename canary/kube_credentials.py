@@ -375,7 +375,10 @@ def run_plugin(provider: Any, previous_response: Any = None) -> Any:
     process = subprocess.Popen(provider.args, stdout=subprocess.PIPE,
                                stderr=sys.stderr if interactive else subprocess.PIPE,
                                stdin=sys.stdin if interactive else None, cwd=provider.cwd, env=provider.env,
-                               universal_newlines=True, shell=provider.shell, start_new_session=not interactive)
+                               universal_newlines=True, start_new_session=not interactive,
+                               # `shell` came with kubernetes 32.0.1 (True on Windows only); 29-31 have none and
+                               # run without a shell (pyproject allows >=29)
+                               shell=getattr(provider, "shell", False))
 
     def end() -> None:
         try:

@@ -279,3 +279,25 @@ def test_a_bad_exec_plugin_timeout_is_a_config_error_naming_the_variable(value: 
     monkeypatch.setenv("CANARY_EXEC_PLUGIN_TIMEOUT", value)
     with pytest.raises(ConfigError, match=r"\$CANARY_EXEC_PLUGIN_TIMEOUT=.*not a number of seconds above 0"):
         kube.api_client(kubeconfig="/nonexistent/kubeconfig")
+
+
+def test_run_plugin_runs_the_plugin_of_a_kubernetes_client_whose_exec_provider_has_no_shell(tmp_path: object) -> None:
+    """pyproject allows kubernetes>=29; its `ExecProvider.shell` came with 32.0.1 (kubernetes-client/python#2338;
+    29-31 run the plugin with no shell). `run_plugin` read `provider.shell`: on those clients every exec plugin's
+    run was an AttributeError, which the loader logs and goes on with no credentials at all (every request 401
+    or anonymous). A provider as the 29-31 clients build it (no `shell`) runs its plugin as the client's own
+    `run` does."""
+    import os
+    from pathlib import Path
+
+    from canary.kube_credentials import run_plugin
+    from tests.support.kube_tokens import ExecTokens
+
+    tokens = ExecTokens(Path(str(tmp_path)) / "plugin")
+
+    class ClientV31ExecProvider:  # kubernetes 29-31's ExecProvider after __init__: these attributes, no `shell`
+        def __init__(self) -> None:
+            self.api_version = "client.authentication.k8s.io/v1"
+            self.args, self.env, self.cluster, self.cwd = [str(tokens.plugin)], os.environ.copy(), None, None
+
+    assert run_plugin(ClientV31ExecProvider()) == {"token": "tok-1"}
