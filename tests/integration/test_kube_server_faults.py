@@ -82,19 +82,11 @@ def test_a_look_write_that_landed_unanswered_is_not_read_as_a_revert_at_its_retr
     assert codes[-2:] == [code, 409]  # the retry met its own write, and nothing more was written
 
 
-@pytest.mark.parametrize("code,message", LANDED[:1])
-def test_a_revert_after_a_write_that_landed_unanswered_is_still_refused(istio_api: KubeAPIServer, code: int,
-                                                                       message: str) -> None:
-    """The same retry, but the weights were changed (`kubectl edit` sending it to stable by hand, the record
-    annotation left as our write put it) after our write landed and before the retry's re-read: the route no longer
-    holds what this write puts there, and the write is refused (WeightsMoved), nothing written over the edit; the
-    early return of decision 390 does not take a record of ours for the whole write. Before (decision 396) this
-    test refused at its first read, before any write (the route held 90/10, the write expected 75/25): it could not
-    fail. (A revert back to the weights the write was decided at passes `expect_weights` and is written over at the
-    retry, as before decision 390; left, decision 396.)"""
-    reverted = (100, 0)
-    from canary.errors import WeightsMoved
-
+def _landed_then_reverted(istio_api: KubeAPIServer, code: int, message: str,
+                          reverted: tuple[int, int]) -> tuple[IstioRouter, str, str, list[Any]]:
+    """A router whose route holds 90/10 with its record `first`; the next VirtualService PUT lands, a person then
+    sets the weights to `reverted` (our record left), and its answer is lost (`code`). Returns the router, `first`,
+    the record of the 75/25 write to send (`second`), and the landed PUT's answers."""
     router = IstioRouter(istio_api.api_client(), wait=tenacity.wait_none())
     first = _record("progressing", 90, 10, 2.0)
     router.set_weights(TARGET, Weights(90, 10), state=first, expect_state=None)
@@ -112,7 +104,23 @@ def test_a_revert_after_a_write_that_landed_unanswered_is_still_refused(istio_ap
         return real(method, request, kind)
 
     istio_api.handler._serve = serve  # type: ignore[method-assign]
-    second = _record("progressing", 75, 25, 3.0)
+    return router, first, _record("progressing", 75, 25, 3.0), landed
+
+
+@pytest.mark.parametrize("code,message", LANDED[:1])
+def test_a_revert_after_a_write_that_landed_unanswered_is_still_refused(istio_api: KubeAPIServer, code: int,
+                                                                       message: str) -> None:
+    """The same retry, but the weights were changed (`kubectl edit` sending it to stable by hand, the record
+    annotation left as our write put it) after our write landed and before the retry's re-read: the route no longer
+    holds what this write puts there, and the write is refused (WeightsMoved), nothing written over the edit; the
+    early return of decision 390 does not take a record of ours for the whole write. Before (decision 396) this
+    test refused at its first read, before any write (the route held 90/10, the write expected 75/25): it could not
+    fail. (A revert back to the weights the write was decided at passes `expect_weights` and is written over at the
+    retry, as before decision 390; left, decision 396.)"""
+    reverted = (100, 0)
+    from canary.errors import WeightsMoved
+
+    router, first, second, landed = _landed_then_reverted(istio_api, code, message, reverted)
     with pytest.raises(WeightsMoved):
         router.set_weights(TARGET, Weights(75, 25), state=second, expect_state=first, expect_weights=Weights(90, 10))
     assert landed and _weights(istio_api) == list(reverted)  # the revert stands
@@ -641,24 +649,7 @@ def test_a_revert_to_the_weights_a_landed_write_was_decided_at_is_refused_at_its
     from canary.errors import WeightsMoved
     from canary.routing.patch import read_state
 
-    router = IstioRouter(istio_api.api_client(), wait=tenacity.wait_none())
-    first = _record("progressing", 90, 10, 2.0)
-    router.set_weights(TARGET, Weights(90, 10), state=first, expect_state=None)
-    real, landed = istio_api.handler._serve, []
-
-    def serve(method: str, request: Any, kind: Any) -> Any:
-        if method == "PUT" and kind.plural == "virtualservices" and not landed:
-            landed.append(real(method, request, kind))
-
-            def revert(vs: dict[str, Any]) -> None:
-                for d, w in zip(vs["spec"]["http"][0]["route"], (90, 10)):
-                    d["weight"] = w
-            istio_api.handler.edit_object(GROUP, "virtualservices", "ml", "rec-model", revert)
-            raise kubeapi.ApiError(code, "InternalError", message)
-        return real(method, request, kind)
-
-    istio_api.handler._serve = serve  # type: ignore[method-assign]
-    second = _record("progressing", 75, 25, 3.0)
+    router, first, second, landed = _landed_then_reverted(istio_api, code, message, (90, 10))
     with pytest.raises(WeightsMoved, match="90/10"):
         router.set_weights(TARGET, Weights(75, 25), state=second, expect_state=first, expect_weights=Weights(90, 10))
     assert landed and _weights(istio_api) == [90, 10]  # the revert stands
