@@ -84,6 +84,10 @@ class Renewal:
         self.futile_at: float | None = None
         self.note = ""
         self.held = 0  # 401s answered without a renewal, held back by the limit
+        # the token the last renewal gave, until a request sent with it is answered other than 401: a 401 to it
+        # meanwhile (another thread's request, while the renewing one's answer is pending) is that renewal not
+        # helping, not a reason to run the plugin again (decision 464)
+        self.unproven: str | None = None
         # client certificates: how many times this client's was renewed (a request sent before the last renewal is
         # sent again with the new one), and the digest of the files' content its connections were made with
         self.certs, self.cert_digest = 0, _digest(cfg.cert_file, cfg.key_file)
@@ -104,6 +108,8 @@ class Renewal:
                 return current
             if certs is not None and certs != self.certs:  # another thread renewed the client certificate since
                 return used or ""
+            if not urgent and used and used == self.unproven:  # the token just renewed is refused too
+                self.futile(REFUSED_AGAIN)
             if not urgent and self.futile_at is not None and time.monotonic() - self.futile_at < RENEW_EVERY_S:
                 self.held += 1
                 return None
@@ -129,6 +135,7 @@ class Renewal:
                 return None
             # the old loader's hook would put the refused token back before every request: the new loader's owns it
             self.cfg.api_key["BearerToken"] = token
+            self.unproven = token
             self.cfg.refresh_api_key_hook = fresh.refresh_api_key_hook
             self.renewals += 1
             get_logger().info("kube.credentials_renewed", refused=refused, renewals=self.renewals)
@@ -237,6 +244,7 @@ def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str
             headers["authorization"] = _trimmed(headers["authorization"])
         certs = renewal.certs
         answer = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
+        _proven(renewal, headers, answer)
         # sent with no credentials because the configuration could give none (its exec plugin failed as the process
         # loaded it): an API server with anonymous authentication on (the default: EKS, GKE) answers 403 for
         # `system:anonymous`, not 401; it is answered as a 401 is, never "check RBAC" (decision 413)
@@ -256,6 +264,7 @@ def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str
         if token:
             headers["authorization"] = token
         again = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
+        _proven(renewal, headers, again)
         if again.status == 401:
             renewal.futile(REFUSED_AGAIN)
             return _noted(again, REFUSED_AGAIN)
@@ -264,6 +273,13 @@ def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str
 
     client.call_api = call_api
     return renewal
+
+
+def _proven(renewal: Renewal, headers: dict[str, Any], answer: Any) -> None:
+    """A request sent with the token the last renewal gave (`headers`' authorization, filled in by the client as it
+    sent it) answered other than 401: that token is taken (`Renewal.unproven` cleared)."""
+    if renewal.unproven is not None and answer.status != 401 and headers.get("authorization") == renewal.unproven:
+        renewal.unproven = None
 
 
 # the header a 401 (or anonymous 403) answer carries, once renewing did not help, saying why: the note travels with

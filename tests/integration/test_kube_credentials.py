@@ -599,6 +599,59 @@ def test_a_server_refusing_every_token_runs_the_plugin_once_per_window_shared_by
         api.stop()
 
 
+def test_a_401_with_the_token_a_renewal_just_gave_is_refused_too_not_another_plugin_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every token refused (the identity deleted). Thread A's 401 renews (tok-2) and sends again; before that
+    answer comes, thread B's request, sent with tok-2, is refused 401. Before: B's renewal saw no renewal that did
+    not help yet (A's answer pending) and ran the plugin again (tok-3): the once-per-window limit of decision 428
+    held only once the renewing request's own answer came. A 401 to the token a renewal just gave is that
+    renewal not helping: B is answered at once saying so (`refused too`), no plugin run (decision 464)."""
+    import asyncio
+    import threading
+
+    import kubernetes.client as kc
+
+    from canary import kube, kube_credentials
+    from canary.sandbox.kubeapi import KubeAPIServer
+    from tests.support.kube import shipped_istio_objects
+
+    monkeypatch.setattr(kube_credentials, "RENEW_EVERY_S", 3600.0, raising=False)
+    api = KubeAPIServer(seed=shipped_istio_objects()).start()
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+    client = kube.api_client(kubeconfig=str(kubeconfig))
+    real, resent, release = api.handler._handle, threading.Event(), threading.Event()
+
+    async def handle(request: Any) -> Any:
+        if request.url.path.endswith("/configmaps/a") and "tok-2" in (request.headers.get("Authorization") or ""):
+            resent.set()  # A's request sent again with the renewed token: its answer waits for B's
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, 60)
+        return await real(request)
+
+    api.handler._handle = handle  # type: ignore[method-assign]
+    core, errors = kc.CoreV1Api(client), {}
+
+    def read(name: str) -> None:
+        try:
+            core.read_namespaced_config_map(name, "ml")
+        except Exception as exc:  # noqa: BLE001 - the 401, translated as the CLI does
+            errors[name] = str(kube.translate(exc, f"ml/{name}"))
+
+    try:
+        tokens.refuse_all = True
+        a = threading.Thread(target=read, args=("a",))
+        a.start()
+        assert resent.wait(60)
+        read("b")  # sent with tok-2 while A's answer is pending
+        release.set()
+        a.join(60)
+        assert tokens.issued() == ["tok-1", "tok-2"], tokens.issued()  # the first load, A's renewal: no more
+        assert set(errors) == {"a", "b"} and all("HTTP 401" in e and "refused too" in e for e in errors.values()), errors
+    finally:
+        release.set()
+        client.close()
+        api.stop()
+
+
 def test_two_clients_401s_each_say_their_own_renewals_note(tmp_path: Path) -> None:
     """Why renewing did not help was one note for the whole process, the last renewal's: a controller's (or any
     process's) two clients, or two threads, said each other's (`SSO session expired` of an identity that was
