@@ -32,8 +32,8 @@ PLUGIN_TIMEOUT_ENV = "CANARY_EXEC_PLUGIN_TIMEOUT"
 # everything ran it on every request of every thread
 RENEW_EVERY_S = 10.0
 # a route's objects by name: a request of one (the stable-100% write, the read before it) is never held back by the
-# limit (a LIST or watch of them all has no name: `.../virtualservices` or `...?watch`)
-ROUTE_PLURALS = ("/virtualservices/", "/destinationrules/")
+# limit (a LIST or watch of them all has no name: `.../virtualservices` or `...?watch`); `is_route_request`
+ROUTE_GROUP, ROUTE_PLURALS = "networking.istio.io", ("virtualservices", "destinationrules")
 # whether the renewal this thread runs is for a request of the route's (`is_route_request`), refused 401
 _ROUTE_REQUEST: contextvars.ContextVar[bool] = contextvars.ContextVar("canary_route_request", default=False)
 
@@ -56,7 +56,12 @@ def is_route_request(path: str) -> bool:
     """Whether a request of `path` is of one of a route's objects (a VirtualService or DestinationRule by name: the
     stable-100% write, and the read before it), never held back by the limit on plugin runs. A LIST or watch of
     them all (a controller's informer) is not."""
-    return any(p in path for p in ROUTE_PLURALS)
+    # [<the server URL's own path: Rancher's /k8s/clusters/<id>>]/apis/networking.istio.io/<version>/namespaces/
+    # <namespace>/<plural>/<name>, read by its last segments: a namespace named `virtualservices` is no route (a
+    # substring match let its every request bypass the limit; decision 465)
+    parts = path.strip("/").split("/")[-7:]
+    return (len(parts) == 7 and parts[:2] == ["apis", ROUTE_GROUP] and parts[3] == "namespaces"
+            and parts[5] in ROUTE_PLURALS)
 
 
 class Renewal:

@@ -301,3 +301,24 @@ def test_run_plugin_runs_the_plugin_of_a_kubernetes_client_whose_exec_provider_h
             self.args, self.env, self.cluster, self.cwd = [str(tokens.plugin)], os.environ.copy(), None, None
 
     assert run_plugin(ClientV31ExecProvider()) == {"token": "tok-1"}
+
+
+@pytest.mark.parametrize(("path", "route"), [
+    ("/apis/networking.istio.io/v1/namespaces/ml/virtualservices/rec-model", True),  # the route's read and write
+    ("/apis/networking.istio.io/v1beta1/namespaces/ml/destinationrules/rec-model", True),
+    ("/apis/networking.istio.io/v1/namespaces/virtualservices/virtualservices/x", True),
+    ("/k8s/clusters/c-m-4x2/apis/networking.istio.io/v1/namespaces/ml/virtualservices/rec-model", True),  # Rancher
+    ("/apis/networking.istio.io/v1/namespaces/ml/virtualservices", False),  # a LIST (an informer, a prefetch)
+    ("/apis/networking.istio.io/v1/virtualservices", False),
+    ("/api/v1/namespaces/virtualservices/configmaps", False),  # a namespace named so: not the route's
+    ("/api/v1/namespaces/destinationrules/pods/p", False),
+    ("/api/v1/namespaces/ml/configmaps/virtualservices", False),
+    ("/apis/other.mesh.io/v1/namespaces/ml/virtualservices/rec-model", False),  # another group's kind
+])
+def test_a_request_of_the_route_is_a_virtualservice_or_destinationrule_by_name(path: str, route: bool) -> None:
+    """`is_route_request` (decision 428: never held back by the limit on plugin runs) names the route's own
+    objects by their path's segments, never a request of a namespace that happens to be named `virtualservices`
+    or `destinationrules` (a substring match let every request there bypass the limit; decision 465)."""
+    from canary.kube_credentials import is_route_request
+
+    assert is_route_request(path) is route
