@@ -9,4 +9,8 @@ scripts/setup.sh
 # 2-core machine three workers left the CPUs 31% idle and took 21 min, four 18, five 15.8 (decision 200);
 # with the CLI run in-process where the process is not tested, six took 13.7 min (decision 246).
 # CANARY_TEST_WORKERS=3 (or 0: one process) runs fewer at once.
+# One BLAS/OpenMP thread per process, as the product sets it (canary/cli.py): with six workers on two cores a
+# second BLAS thread only spins, and a numeric test 1.6 s alone took 50-62 s in the suite (decision 466).
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" \
+    MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${CANARY_TEST_WORKERS:-6}" --dist loadfile "$@"

@@ -14,16 +14,22 @@ whose result depends on which random examples a run happens to draw is flaky by 
 each one found becomes an explicit test case.
 """
 
+import os
 import sys
 from collections.abc import Iterator
 
-import os
+# One BLAS/OpenMP thread per test process, as the product runs (canary/cli.py, the controller's manifest), set
+# before numpy is first imported: six xdist workers on two cores, each BLAS call's second thread spinning, made a
+# numeric unit test 1.6 s alone take 50-62 s in the suite (decision 466); scripts/test.sh exports the same for
+# the processes tests start.
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
 
-import pytest
-import structlog
-from hypothesis import HealthCheck, settings
+import pytest  # noqa: E402
+import structlog  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
-from canary import logs
+from canary import logs  # noqa: E402
 
 # CI: the same examples every run, and nothing measured in wall time (a shared machine stalls a
 # test now and then: a 200 ms deadline or the too_slow health check would fail it by chance)
