@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 MAX_KEPT = 16  # revisions remembered per Canary (the oldest dropped: only the latest can be newer than a session)
 
@@ -32,9 +33,14 @@ class CurrentRevisions:
     """`<hash of key>.key` files in the state directory (never `*.json`: not sessions, not counted by
     `--max-revisions`); one process writes them (`SessionStore.hold`), its threads under one lock."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, cap: int = 0, live: Callable[[], set[str]] | None = None) -> None:
         self.dir = directory
         self._lock = threading.Lock()
+        # past `cap` files, a new one first drops those of Canaries `live()` says no session is stored of: a call is
+        # marked before it is judged, a refused one too, so a caller naming a new Canary at each call grew the
+        # directory without bound (decision 474). Such a file restarts nothing: a session stored later is written
+        # after every mark in it
+        self.cap, self._live = cap, live
 
     def path(self, key: str) -> Path:
         return self.dir / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.key"
@@ -49,8 +55,28 @@ class CurrentRevisions:
             if since and max(since, key=lambda r: since[r]) == revision:
                 return since
             kept = dict(sorted({**since, revision: now}.items(), key=lambda kv: kv[1])[-MAX_KEPT:])
+            if not since:
+                self._make_room(key)
             self._write(key, kept)
             return since
+
+    def _make_room(self, key: str) -> None:
+        """Before `key`'s file is written anew: with `cap` files or more, delete those whose Canary has no session
+        stored (`live()`); what is left is at most one a Canary with a session, so never more than the store's
+        sessions, plus one. (Under the lock.)"""
+        if not self.cap or self._live is None:
+            return
+        names = [p for p in self.dir.glob("*.key") if not p.name.startswith(".") and p != self.path(key)]
+        if len(names) < self.cap:
+            return
+        live = self._live()
+        for p in names:
+            try:
+                d = json.loads(p.read_text(encoding="utf-8"))
+                if not (isinstance(d, dict) and d.get("key") in live):
+                    p.unlink()
+            except (OSError, ValueError):
+                continue
 
     def _read(self, key: str) -> dict[str, float]:
         try:

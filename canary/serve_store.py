@@ -14,6 +14,7 @@ would forget the failure evidence and the failed looks, and spend the error budg
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -107,7 +108,9 @@ class SessionStore:
         self._guard = threading.Lock()
         self._locks: dict[str, _Slot] = {}
         self._held: int | None = None  # the descriptor of `hold()`'s lock file while this process holds it
-        self.current = CurrentRevisions(self.dir)  # which revision of a Flagger Canary was called when (decision 441)
+        # which revision of a Flagger Canary was called when (decision 441), kept for the Canaries with a session
+        # once past max_revisions of them (decision 474)
+        self.current = CurrentRevisions(self.dir, cap=max_revisions, live=self._session_keys)
 
     def hold(self) -> None:
         """Make this process the directory's only writer, for as long as it runs: an exclusive `flock` on
@@ -275,6 +278,20 @@ class SessionStore:
         if stopped is None or not stopped():
             self.current.prune(older_than_s=older_than_s, now=now, host_now=host)
         return gone
+
+    def _session_keys(self) -> set[str]:
+        """The Canaries (and Rollouts) whose sessions are stored, as their files say; an unreadable file names none."""
+        keys = set()
+        for p in self.dir.glob("*.json"):
+            if p.name.startswith("."):
+                continue
+            try:
+                d = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(d, dict) and isinstance(d.get("key"), str):
+                keys.add(d["key"])
+        return keys
 
     def others_called(self, key: str, revision: str, now: float) -> dict[str, float]:
         """`CurrentRevisions.mark`: when each revision of Flagger Canary `key` was first called after another, as

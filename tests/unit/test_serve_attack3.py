@@ -289,3 +289,24 @@ def test_which_revision_of_a_canary_was_called_is_written_on_a_change_and_pruned
     p.write_text("{not json")  # unreadable: taken as empty, rewritten
     assert store.others_called("flagger/ml/m", "c", 6000.0) == {} and store.others_called("flagger/ml/m", "d",
                                                                                              6001.0) == {"c": 6000.0}
+
+
+def test_which_revision_was_called_is_kept_for_no_more_canaries_than_the_store_holds_sessions_of(tmp_path: Path) -> None:
+    """Decision 474: every call of a Flagger Canary wrote its `serve_current` record before the call was judged,
+    a refused one too (a full store's 503, a 412 for a Canary never looked at), so a caller naming a new Canary at
+    each call grew the state directory without bound (decision 314 keeps refusals from storing sessions). Past
+    `--max-revisions` records, those of Canaries with no session stored are dropped: such a record can restart
+    nothing (a session stored later is written after every mark in it); one whose Canary has a session is kept."""
+    from canary.serve_session import new_session
+    from canary.serve_store import SessionStore
+
+    store = SessionStore(tmp_path / "s", max_revisions=3)
+    store.others_called("flagger/ml/kept", "a", 1000.0)
+    s = new_session(key="flagger/ml/kept", revision="a", policy="default", model="m", namespace="ml",
+                    stable_version="s", canary_version="c", now=1000.0)
+    store.save(s)
+    for i in range(40):
+        store.others_called(f"flagger/ml/m{i}", "a", 1001.0 + i)
+    assert len(list(store.dir.glob("*.key"))) <= 4, "one record per Canary ever named"  # 41 without the change
+    store.others_called("flagger/ml/kept", "b", 2000.0)
+    assert store.others_called("flagger/ml/kept", "a", 2001.0) == {"a": 1000.0, "b": 2000.0}, "kept: it has a session"
