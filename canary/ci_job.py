@@ -159,7 +159,9 @@ def rerun_key(env: Mapping[str, str]) -> str:
     (`earlier_attempt`), because the CI starts it only once that attempt has ended:
 
     * GitHub Actions: the server, repository, run id and GITHUB_JOB (the workflow's job id), attempt
-      GITHUB_RUN_ATTEMPT. GitHub re-runs only a completed run (every job of the earlier attempt ended).
+      GITHUB_RUN_ATTEMPT. GitHub re-runs only a completed run (every job of the earlier attempt ended). A matrix's
+      legs, and the jobs of a reusable workflow called twice, share GITHUB_JOB (no variable names a leg): one
+      leg's later attempt takes another's earlier one over, which that run's end ended too.
     * GitLab CI: the server (CI_JOB_URL's), CI_PROJECT_ID, CI_PIPELINE_ID and CI_JOB_NAME (unique in a pipeline,
       a matrix leg's included), attempt CI_JOB_ID (a retry is a new job, with a larger id); GitLab retries only a
       job that has ended (succeeded, failed or canceled).
