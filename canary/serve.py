@@ -593,14 +593,7 @@ class Service:
         if other:  # Flagger analysed another revision of the Canary since: this is a new analysis (decision 441)
             now = self.clock()
             why = dict(field="checksum", after=other, idle_s=round(now - s.updated_at))
-            fresh = _new_session(ask, named, now)
-            if said is not None:
-                said.append((s, why))
-                return fresh
-            self._say_restarted(ask, s, **why)
-            if create:
-                self.store.save(fresh)
-            return fresh
+            return self._start_over(ask, s, _new_session(ask, named, now), why, said=said, create=create)
         meta = "" if ask.integration == "argo" else "metadata."
         named_key = _left_key(_inputs(ask, named))
         barred = named_key in s.barred_inputs  # left by going back: two callers taking turns (decision 334)
@@ -629,13 +622,7 @@ class Service:
                     fresh = replace(fresh, first_step=s.first_step,
                                     left_inputs=_kept(s.left_inputs, gone),
                                     barred_inputs=_kept(s.barred_inputs, gone) if back else s.barred_inputs)
-                if said is not None:
-                    said.append((s, why))
-                    return fresh
-                self._say_restarted(ask, s, **why)
-                if create:
-                    self.store.save(fresh)
-                return fresh
+                return self._start_over(ask, s, fresh, why, said=said, create=create)
             if barred and _unjudged(s):  # judged since: the one-pair 409 below says so (decision 334)
                 raise BadRequest(meta + field, f"{ask.key} revision {ask.revision} went back from {field} {given!r} "
                                                f"to inputs it had left, with nothing judged (it is judged with "
@@ -669,6 +656,18 @@ class Service:
         for gone in self.store.create(s, finished=lambda old: self._finished(old, now)):
             self.log.info("serve.pruned", key=gone.key, revision=gone.revision, verdict=gone.verdict,
                           idle_s=round(now - gone.updated_at), max_revisions=self.store.max_revisions)
+
+    def _start_over(self, ask: Ask, old: Session, fresh: Session, why: dict[str, Any], *,
+                    said: list[tuple[Session, dict[str, Any]]] | None, create: bool) -> Session:
+        """`fresh`, the session that starts `old`'s revision over (`why`: `serve.restarted`'s fields): said and
+        stored now when `create`, or left in `said` for the caller to store and say with its look."""
+        if said is not None:
+            said.append((old, why))
+            return fresh
+        self._say_restarted(ask, old, **why)
+        if create:
+            self.store.save(fresh)
+        return fresh
 
     def _say_restarted(self, ask: Ask, old: Session, **why: Any) -> None:
         """`serve.restarted`: the revision's stored session `old` is taken for an earlier rollout; `why`: what
