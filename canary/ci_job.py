@@ -73,9 +73,9 @@ def from_env(env: Mapping[str, str]) -> tuple[str, list[tuple[str, str]]]:
     GITHUB_REPOSITORY, GITHUB_RUN_ID, GITHUB_RUN_ATTEMPT; a job's own id is in no variable), GitLab's CI_JOB_URL
     (`GITLAB_CI=true`), Jenkins' BUILD_URL (`JENKINS_URL` set), Argo Workflows' ARGO_WORKFLOW_NAME as
     `Argo Workflow <name>`; "" when none is, or when what is set is not valid. Gitea's and Forgejo's Actions
-    set `GITHUB_ACTIONS=true` too (and GITHUB_SERVER_URL to their own server): their run's page is
-    `/actions/runs/<GITHUB_RUN_NUMBER>` with no attempts (`_forge_run`); `act` (`ACT=true`), a workflow run on a
-    workstation, has no job to name (decision 455)."""
+    set `GITHUB_ACTIONS=true` too (and GITHUB_SERVER_URL to their own server): Forgejo's run page is
+    `/actions/runs/<GITHUB_RUN_NUMBER>` with no attempts (`_forge_run`), Gitea's is not known from the environment
+    (decision 475); `act` (`ACT=true`), a workflow run on a workstation, has no job to name (decision 455)."""
     bad: list[tuple[str, str]] = []
     if env.get("GITHUB_ACTIONS") == "true" and _forge(env):
         return _forge_run(env)
@@ -110,19 +110,25 @@ def from_env(env: Mapping[str, str]) -> tuple[str, list[tuple[str, str]]]:
 
 
 def _forge(env: Mapping[str, str]) -> str:
-    """Which runner, other than GitHub's, set `GITHUB_ACTIONS=true`: "gitea" (Gitea's act_runner sets
-    GITEA_ACTIONS=true; Forgejo's runner sets FORGEJO_ACTIONS=true and GITEA_ACTIONS=true), "act" (nektos/act sets
-    ACT=true, and GITHUB_SERVER_URL to github.com for a run that is no run there), "" for GitHub Actions."""
-    if env.get("GITEA_ACTIONS") == "true" or env.get("FORGEJO_ACTIONS") == "true":
+    """Which runner, other than GitHub's, set `GITHUB_ACTIONS=true`: "forgejo" (Forgejo's runner sets
+    FORGEJO_ACTIONS=true and GITEA_ACTIONS=true), "gitea" (Gitea's act_runner sets GITEA_ACTIONS=true), "act"
+    (nektos/act sets ACT=true, and GITHUB_SERVER_URL to github.com for a run that is no run there), "" for GitHub
+    Actions."""
+    if env.get("FORGEJO_ACTIONS") == "true":
+        return "forgejo"
+    if env.get("GITEA_ACTIONS") == "true":
         return "gitea"
     return "act" if env.get("ACT") == "true" else ""
 
 
 def _forge_run(env: Mapping[str, str]) -> tuple[str, list[tuple[str, str]]]:
-    """A Gitea or Forgejo Actions run's page: `<GITHUB_SERVER_URL>/<owner>/<repo>/actions/runs/<run number>`
-    (their `ActionRun.Link` is the repository's link and the run's index, which they set as GITHUB_RUN_NUMBER;
-    GITHUB_RUN_ID is the run's database id, and they have no `/attempts/`). `act` names none."""
-    if _forge(env) == "act":
+    """A Forgejo Actions run's page: `<GITHUB_SERVER_URL>/<owner>/<repo>/actions/runs/<run number>` (its
+    `ActionRun.Link` is the repository's link and the run's index, which it sets as GITHUB_RUN_NUMBER; GITHUB_RUN_ID
+    is the run's database id, and it has no `/attempts/`). Gitea's names none: since Gitea replaced indexes with
+    database ids in its routes (go-gitea/gitea#36842) `/actions/runs/<n>` is read as an id first, then as an index,
+    so the index's link shows an older run whose id it is, and an older Gitea reads an id as an index; which
+    Gitea serves the job is in no variable (decision 475). `act` names none."""
+    if _forge(env) != "forgejo":
         return "", []
     server = env.get("GITHUB_SERVER_URL", "").rstrip("/")
     checks = [("GITHUB_SERVER_URL", _url(server, base=True)),

@@ -223,7 +223,7 @@ def test_the_record_keeps_the_attempt_and_reads_a_hand_edited_one_as_none() -> N
 
 @pytest.mark.parametrize(("env", "job"), [
     ({**GITHUB, "GITEA_ACTIONS": "true", "GITHUB_SERVER_URL": "https://gitea.acme.example", "GITHUB_RUN_ID": "812",
-      "GITHUB_RUN_NUMBER": "41"}, "https://gitea.acme.example/acme/models/actions/runs/41"),
+      "GITHUB_RUN_NUMBER": "41"}, ""),
     ({**GITHUB, "FORGEJO_ACTIONS": "true", "GITEA_ACTIONS": "true", "GITHUB_SERVER_URL": "https://codeberg.org/",
       "GITHUB_RUN_ID": "812", "GITHUB_RUN_NUMBER": "41"}, "https://codeberg.org/acme/models/actions/runs/41"),
     ({**GITHUB, "FORGEJO_ACTIONS": "true", "GITHUB_SERVER_URL": "https://forgejo.acme.example",
@@ -233,13 +233,16 @@ def test_the_record_keeps_the_attempt_and_reads_a_hand_edited_one_as_none() -> N
 def test_gitea_forgejo_and_act_runs_are_not_named_as_github_runs(env: dict[str, str], job: str) -> None:
     """Gitea's and Forgejo's runners set GITHUB_ACTIONS=true too: the run was recorded as
     `<their server>/.../actions/runs/<their database id>/attempts/<n>`, a page they do not have; their run's page
-    is its number (GITHUB_RUN_NUMBER). `act` runs a workflow on a workstation, with github.com as its server: no
-    job to name (decision 455)."""
+    is its number (GITHUB_RUN_NUMBER) on Forgejo. Gitea's `/actions/runs/<n>` is read as a run's database id first
+    since Gitea replaced indexes with ids in its routes (go-gitea/gitea#36842), falling back to the index: an older
+    run whose id is that number is shown instead, and an older Gitea reads the id as an index: no link is sure, none
+    is recorded (decision 475). `act` runs a workflow on a workstation, with github.com as its server: no job to
+    name (decision 455)."""
     assert ci_job.from_env(env) == (job, [])
 
 
 def test_a_forge_run_number_out_of_shape_is_not_recorded() -> None:
-    job, bad = ci_job.from_env({**GITHUB, "GITEA_ACTIONS": "true", "GITHUB_RUN_NUMBER": "41; x"})
+    job, bad = ci_job.from_env({**GITHUB, "FORGEJO_ACTIONS": "true", "GITHUB_RUN_NUMBER": "41; x"})
     assert job == "" and [name for name, _ in bad] == ["GITHUB_RUN_NUMBER"]
 
 
