@@ -272,6 +272,9 @@ def test_a_re_run_of_the_killed_job_takes_over_at_once_and_its_cancel_ends_befor
         ann = vs["metadata"]["annotations"]
         rec = json.loads(ann["modelcanary.dev/rollout"])
         rec["owner"], rec["updated_at"] = "promote#gone-runner-7:4026531836:311:ab12cd34", time.time()
+        # fresh for 2 x 600 + 60 s however slowly attempt 2 starts (look_every's 1 s gave 62 s): taken over at once,
+        # never as stale
+        rec["heartbeat_s"] = 600.0
         ann["modelcanary.dev/rollout"] = json.dumps(rec)
 
     api.edit("networking.istio.io", "virtualservices", "ml", "rec-model", elsewhere)
