@@ -162,7 +162,8 @@ def test_a_policy_no_longer_loaded_makes_its_revisions_finished(tmp_path: Path) 
     assert svc._finished(s, 1000.0) and not svc._finished(s.__class__(**{**s.__dict__, "policy": "p"}), 1000.0)
 
 
-def test_a_gate_result_older_than_a_window_is_not_used_the_gates_run_again(rig: Any, slow_gates: Any) -> None:
+def _gates_ended_unread(rig: Any, slow_gates: Any) -> tuple[Any, Service]:
+    """A service whose revision c1's gates outlasted its pre-rollout (503) and then ended, their result unread."""
     clock, _, service = rig
     svc = service(answer_within_s=0.3, policy={**POLICY, "gates": {"triton": {"warmup_requests": 2}}})
     svc.gates = slow_gates
@@ -170,6 +171,11 @@ def test_a_gate_result_older_than_a_window_is_not_used_the_gates_run_again(rig: 
     (run,) = svc.gate_runs._runs.values()
     slow_gates.release.set()
     assert run.done.wait(30)
+    return clock, svc
+
+
+def test_a_gate_result_older_than_a_window_is_not_used_the_gates_run_again(rig: Any, slow_gates: Any) -> None:
+    clock, svc = _gates_ended_unread(rig, slow_gates)
     clock.t += 181  # POLICY's interval + no_data_deadline after the run ended: it says little about now
     svc.answer_within_s = 30
     assert flagger_triton(svc)[0] == 200
@@ -252,13 +258,7 @@ def test_a_gate_run_of_a_spec_left_for_another_is_not_used_when_that_spec_comes_
     """Decision 441: c1's gates outlast its pre-rollout (503) and end unread; the spec is edited (Flagger analyses
     c2 from weight 0), then reverted within a window: c1's next pre-rollout read the old run's result, a run whose
     warm-up went on while c2's pods were behind the canary's URL. That analysis of c1 is over: its gates run again."""
-    clock, _, service = rig
-    svc = service(answer_within_s=0.3, policy={**POLICY, "gates": {"triton": {"warmup_requests": 2}}})
-    svc.gates = slow_gates
-    assert flagger_triton(svc)[0] == 503
-    (run,) = svc.gate_runs._runs.values()
-    slow_gates.release.set()
-    assert run.done.wait(30)
+    clock, svc = _gates_ended_unread(rig, slow_gates)
     svc.answer_within_s = 30
     clock.t += 15
     assert flagger_triton(svc, "c2")[0] == 200  # c2's own run
