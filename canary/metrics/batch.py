@@ -401,6 +401,7 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
     jobs: dict[tuple[Ident, str], str] = {}  # (rollout arm, host) -> the first job that scraped it
     twice: set[Ident] = set()
     relabelled: set[Ident] = set()
+    exporters: dict[tuple[Ident, int], dict[str, str]] = {}  # (arm, label's place) -> {exporter's value: instance}
     hosts: dict[str, str] = {}  # instance -> its host (`instance` without the port), once per answer
     try:
         for s in result:
@@ -424,11 +425,15 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
                 into.setdefault(ident, {})[SCRAPED_TWICE] = {"": 1.0}
                 log.warning("metrics.scraped_twice", metric=fam.metric, rollout_arm="/".join(ident),
                             instance=instance, host=host, jobs=sorted({jobs[(ident, host)], job}))
-            if ident not in relabelled and any(labels.get(f"exported_{label}", value) not in ("", value)
-                                               for (label, role), value in zip(fam.by, ident) if role != "namespace"):
-                relabelled.add(ident)  # the exporter said another model or version: a target label overrode it
-                into.setdefault(ident, {})[RELABELLED] = {instance: 1.0}  # (honor_labels: false, decision 435)
-                log.warning("metrics.arm_relabelled", metric=fam.metric, rollout_arm="/".join(ident), instance=instance)
+            if ident not in relabelled:  # the exporter's own model or version, where a target label overrode it
+                # (honor_labels: false; decision 435): as per rollout (`queries.relabelled_of`, decision 468)
+                for i, ((label, role), value) in enumerate(zip(fam.by, ident)):
+                    said = labels.get(f"exported_{label}", "") if role != "namespace" else ""
+                    if not said:
+                        continue
+                    exporters.setdefault((ident, i), {}).setdefault(said, instance)
+                    if role == "version" and said != value and (*ident[:i], said, *ident[i + 1:]) in idents:
+                        _relabelled(into, relabelled, fam, ident, instance)  # the other arm's series in this one
             own = fam.identity(labels)
             sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
             if fam.native:  # one sample holds every bucket: kept by bucket index (`native.sample_values`)
@@ -448,4 +453,16 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
                 into.setdefault(ident, {})[UNREADABLE] = {"": 1.0}
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
+    for (ident, _), said in sorted(exporters.items()):
+        if len(said) > 1 and ident not in relabelled:  # two servers' series under one arm's value
+            _relabelled(into, relabelled, fam, ident, sorted(said.values())[0])
     return kept
+
+
+def _relabelled(into: dict[Ident, dict[str, dict[str, float]]], relabelled: set[Ident], fam: Family, ident: Ident,
+                instance: str) -> None:
+    """Mark a rollout arm whose exporter's own model or version (`exported_*`) says another arm's series are in it
+    (`snapshot.RELABELLED`: NotCountable; decisions 435, 468)."""
+    relabelled.add(ident)
+    into.setdefault(ident, {})[RELABELLED] = {instance: 1.0}
+    log.warning("metrics.arm_relabelled", metric=fam.metric, rollout_arm="/".join(ident), instance=instance)

@@ -404,15 +404,25 @@ def unscraped_of(selectors: Sequence[str], *, seen_s: float = 3600, by: Iterable
     return f"{own} or ({fed})"  # (`and` binds before `or`)
 
 
-def relabelled_of(selectors: Sequence[str], exported: Mapping[str, str]) -> str:
-    """The scrape targets (`instance`) of the series of `selectors` (`scraped_twice_of`'s) whose exporter said another
-    model or version than the arm's: `exported` is {label: the arm's value} (its model and arm labels). Under
-    `honor_labels: false` a target label of the same name (a pod label copied by `labelmap`) overrides the
-    exporter's, which Prometheus keeps as `exported_<label>`: a stable pod labelled with the canary's version was read
-    as the canary, its requests diluting the canary's errors (decision 435). Not the namespace: the target's is the
-    pod's, which is what is meant."""
-    terms = [_add_matcher(_add_matcher(inner, f'exported_{label}!=""'), f'exported_{label}!="{escape(value)}"')
-             for inner in selectors for label, value in exported.items()]
+def relabelled_of(selectors: Sequence[str], exported: Mapping[str, tuple[str, str]]) -> str:
+    """The scrape targets (`instance`) of the series of `selectors` (`scraped_twice_of`'s) whose exporter tells apart
+    what a target label of the same name merged: `exported` is {label: (the arm's value, the other arm's value or
+    "")} (its model and arm labels). Under `honor_labels: false` a target label of that name (a pod label copied by
+    `labelmap`) overrides the exporter's, which Prometheus keeps as `exported_<label>`: a stable pod labelled with
+    the canary's version was read as the canary, its requests diluting the canary's errors (decision 435). Named:
+    a series whose exporter says the other arm's value, and the arm's series with an `exported_<label>` where they
+    hold two values or more of it (two servers' series under one arm's value). Not an exporter's value that is
+    merely another name for what the arm's pods serve, the same on all of them (Triton's own `version` "1" beside
+    the pod label `version` docs/triton.md attaches: the pod label is what Istio routes by; decision 468). Not the
+    namespace: the target's is the pod's, which is what is meant."""
+    terms = []
+    for label, (value, other) in exported.items():
+        name = f"exported_{label}"
+        some = [_add_matcher(inner, f'{name}!=""') for inner in selectors]
+        values = " or ".join(f"count by ({name}) ({x})" for x in some)
+        terms += [f"({x} and on () (count(count by ({name}) ({values})) > 1))" for x in some]
+        if other and other != value:
+            terms += [_add_matcher(inner, f'{name}="{escape(other)}"') for inner in selectors]
     return "count by (instance) (" + " or ".join(terms) + ")"
 
 

@@ -85,10 +85,11 @@ def request_query(policy: Policy, target: Target, *, window_s: float) -> tuple[s
     return q.one_answer(parts), parts
 
 
-def _exported(policy: Policy, target: Target, arm: str, source: str) -> dict[str, str]:
-    """{label: the arm's value} of the model and arm labels, which an exporter's own value must not contradict
-    (`queries.relabelled_of`)."""
-    values = {"model label": target.model, "arm label": q.arm_version(target, arm)}
+def _exported(policy: Policy, target: Target, arm: str, source: str) -> dict[str, tuple[str, str]]:
+    """{label: (the arm's value, the other arm's value or "")} of the model and arm labels, whose exporter's own
+    values (`exported_<label>`) must not tell apart what the label merged (`queries.relabelled_of`)."""
+    other = "canary" if arm == "stable" else "stable"
+    values = {"model label": (target.model, ""), "arm label": (q.arm_version(target, arm), q.arm_version(target, other))}
     return {label: values[role] for role, label in identity_labels(policy.metrics, source).items() if role in values}
 
 

@@ -206,6 +206,33 @@ def _relabelled_alike(model: str) -> list[Series]:
                       exported_model_version="v2")
 
 
+def _relabelled_alone(model: str) -> list[Series]:
+    """`_relabelled` with only the stable's pod labelled "v2" (its server serving v1) and no canary pod up yet: the
+    canary arm holds the stable's series alone, one exporter value (v1, the other arm's)."""
+    return _arm(model, "v2", 99, 1, job="kubernetes-pods", instance="10.0.18.1:8000", exported_model_version="v1")
+
+
+def _relabelled_mixed(model: str) -> list[Series]:
+    """`_relabelled` under Triton's numbering: both deployments' pods labelled "v2", their servers saying "1" (the
+    stable's) and "2": neither is an arm's value, but the canary arm holds two servers' series."""
+    out = _arm(model, "v2", 99, 1, job="kubernetes-pods", instance="10.0.20.1:8000", exported_model_version="1")
+    return out + _arm(model, "v2", 8, 2, job="kubernetes-pods", instance="10.0.20.2:8000", exported_model_version="2")
+
+
+def _relabelled_renamed(model: str) -> list[Series]:
+    """docs/triton.md's scrape: the pod label `version` attached to the target (`podTargetLabels`, `honor_labels:
+    false`), both arms' servers saying their own "1" (kept as `exported_<label>`), two pods an arm; and
+    kube-prometheus-stack's own renames (`exported_namespace`, `exported_pod`, `exported_job`: the exporter's,
+    another value). Stable v1 at 1% (100 req/s), canary v2 at 1% (10 req/s)."""
+    out: list[Series] = []
+    for version, per_pod, ips in (("v1", 49.5, ("10.0.19.1", "10.0.19.2")), ("v2", 4.95, ("10.0.19.3", "10.0.19.4"))):
+        for ip in ips:
+            out += _arm(model, version, per_pod, per_pod / 99, job="ml/triton", instance=f"{ip}:8002",
+                        exported_model_version="1", exported_namespace="default", exported_pod="exporter",
+                        exported_job="triton")
+    return out
+
+
 @dataclass(frozen=True)
 class _Reset(Series):
     """A counter that restarts from 0 at `reset_at` (its container restarted in place: the same `instance`)."""
@@ -291,6 +318,7 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series += _federated("fedtwice", direct=False, source_jobs=("kubernetes-pods", "serviceMonitor/ml/rec"))
     series += _federated("fedha", direct=False, via=("prom-global-0:9090", "prom-global-1:9090"))
     series += _relabelled("relabelled") + _relabelled_alike("relabelalike")
+    series += _relabelled_alone("relabelalone") + _relabelled_renamed("relabelrenamed") + _relabelled_mixed("relabelmixed")
     series += _reset("reset", t0) + _held("held", t0) + _federated_held("fedheld", t0) + _federated_fine("fedfine")
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
@@ -655,11 +683,23 @@ def test_a_stable_pod_labelled_with_the_canarys_version_is_not_read_as_the_canar
         base, now = _snapshots(server, t0, pol, _target("relabelled"))
         with pytest.raises(NotCountable, match="exporter said another model or version"):
             b.measure_delta(pol, pol.checks[0], _target("relabelled"), now, base)
-        stable, canary = _measure(server, t0, pol, "relabelalike")
-        assert canary.total == pytest.approx(6_000, rel=0.02) and stable.total == pytest.approx(60_000, rel=0.02)
-        base, now = _snapshots(server, t0, pol, _target("relabelalike"))
-        assert b.measure_delta(pol, pol.checks[0], _target("relabelalike"), now, base)[1].total == pytest.approx(
-            6_000, rel=0.02)
+        for model in ("relabelalike", "relabelrenamed"):  # the labels agree, or say another name for what the
+            # arm's pods serve, the same on all of them: counted (a NotCountable at every look rolled back every
+            # canary of docs/triton.md's scrape at its deadline; decision 468)
+            stable, canary = _measure(server, t0, pol, model)
+            assert canary.total == pytest.approx(6_000, rel=0.02) and stable.total == pytest.approx(60_000, rel=0.02)
+            base, now = _snapshots(server, t0, pol, _target(model))
+            assert b.measure_delta(pol, pol.checks[0], _target(model), now, base)[1].total == pytest.approx(
+                6_000, rel=0.02)
+            got, n = measure_window(provider, pol, _target(model), window_s=WINDOW_S, log=None)
+            assert n == pytest.approx(6_000, rel=0.02) and not isinstance(got[pol.checks[0].name], Exception), got
+        # the canary arm holds the stable's series alone (v1's value), or two servers' ("1" and "2")
+        for model in ("relabelalone", "relabelmixed"):
+            with pytest.raises(NotCountable, match="canary arm's series include ones whose exporter said another"):
+                _measure(server, t0, pol, model)
+            base, now = _snapshots(server, t0, pol, _target(model))
+            with pytest.raises(NotCountable, match="exporter said another model or version"):
+                b.measure_delta(pol, pol.checks[0], _target(model), now, base)
 
 
 def test_a_canary_pod_down_whose_series_are_held_without_a_staleness_marker_is_not_read_as_live(prom: Any) -> None:
