@@ -777,9 +777,10 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     # Prometheus that answered without the canary's series; only "could not ask Prometheus" aborts (exit 3),
     # and its reason opens with that: the end is the infrastructure's, not an unproven canary's (`end_cause`)
     unreachable = any(r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in j.results)
+    n_said = f"{ev.canary_requests:.0f}"  # a look whose requests could not be counted says so, never 0 (433)
     why = (f"{'Prometheus unreachable: ' if unreachable else ''}no verdict after {elapsed:.0f}s at step "
            f"{s.step + 1} ({j.outcome.label}: {j.reason()}; canary requests "
-           f"{'not measured' if unreachable and not ev.canary_requests else f'{ev.canary_requests:.0f}'}, "
+           f"{'not counted' if uncounted else 'not measured' if unreachable and not ev.canary_requests else n_said}, "
            f"need {policy.analysis.min_canary_requests})")
     if policy.failure.on_deadline == "hold" or (unreachable and ev.hold_unreachable):
         s2 = _log(replace(s, phase=PAUSED, reason=why), ev.now, "held")

@@ -217,6 +217,20 @@ def test_a_look_whose_canary_requests_could_not_be_counted_is_no_pass_and_no_cou
     assert both.step_window == 1 and restarted and why in restarted[0] and "0 canary requests" not in restarted[0]
 
 
+def test_a_step_ending_on_a_look_whose_canary_requests_could_not_be_counted_does_not_say_0_requests() -> None:
+    """At the step's deadline a look whose canary requests could not be counted (`Looked.uncounted`) ends the step
+    for want of a verdict; its reason said "canary requests 0, need ...", a canary that got none, where 60 were
+    counted and the last look's could not be: it says they were not counted."""
+    policy = _policy(CEILING, alpha=0.01)
+    s, _ = _step_two(policy, (Counts(0, 100), Counts(2, 20)), [(Counts(0, 100), Counts(1, 60))])
+    why = "NotCountable: series of m/v2 scraped by two jobs (10.0.0.2)"
+    v = J.judge(policy, {"c": (Counts(0, 100), Counts(1, 90))}, prior=s.prior(), step=1)
+    late = s.step_started_at + 15 * 60 + 1  # past interval (5m) + no_data_deadline (10m)
+    ended, _ = rl.transition(s, rl.Looked(late, v, 0.0, data_to=1000.0 + late, uncounted=why), policy)
+    assert ended.phase == rl.ROLLED_BACK and "no verdict" in ended.reason, ended.reason
+    assert "canary requests 0," not in ended.reason and "canary requests not counted" in ended.reason, ended.reason
+
+
 def test_a_restart_the_snapshots_show_opens_a_new_window_though_the_counts_grew() -> None:
     """One canary pod of several restarting, or a stable pod: the canary's count still grows, but the look's
     data count that series from its restart (`metrics.batch.requests_restarted`, `Looked.restarted`): no
