@@ -393,13 +393,16 @@ def unscraped_of(selectors: Sequence[str], *, seen_s: float = 3600, by: Iterable
     held = " or ".join(f"last_over_time({inner}[{w}])" for inner in selectors)
     # a target's own `up` only: a federated `up` (of a pod at the source) carries the federating target's `instance`,
     # and any pod down there named every arm federated through it (decision 436)
-    own = f"count by ({', '.join((*by, 'instance'))}) ({held}) and on (instance) (up{{{EXPORTED_NONE}}} == 0)"
+    # joined on the job too: a target is a (job, instance), and another job failing on the same instance (the
+    # annotation job over a port that wants TLS) holds none of these series (decision 470)
+    own = (f"count by ({', '.join((*by, 'instance', 'job'))}) ({held}) and on (instance, job) "
+           f"(up{{{EXPORTED_NONE}}} == 0)")
     # a series re-exported under `honor_labels: false` (/federate) is its pod's `exported_instance`, and that pod's
     # `up` is the federated one (`up{exported_instance=...}`), not the federating target's: named by `HOST_LABEL`
     # (written over `instance`, two federating targets' series of one pod made one label set twice: 422)
     fed_held = " or ".join(f'label_replace(last_over_time({_add_matcher(inner, EXPORTED_SOME)}[{w}]), "{HOST_LABEL}", '
                            f'"$1", "exported_instance", "(.+)")' for inner in selectors)
-    fed = (f"count by ({', '.join((*by, HOST_LABEL))}) ({fed_held}) and on ({HOST_LABEL}) "
+    fed = (f"count by ({', '.join((*by, HOST_LABEL, 'exported_job'))}) ({fed_held}) and on ({HOST_LABEL}, exported_job) "
            f'label_replace(up{{{EXPORTED_SOME}}} == 0, "{HOST_LABEL}", "$1", "exported_instance", "(.+)")')
     return f"{own} or ({fed})"  # (`and` binds before `or`)
 

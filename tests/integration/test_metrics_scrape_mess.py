@@ -298,6 +298,24 @@ def _federated_fine(model: str) -> list[Series]:
     return out + [_Up("up", {**fed, "exported_instance": "10.0.17.2:8000"}, down_at=float("inf"))]
 
 
+def _other_job_down(model: str) -> list[Series]:
+    """Canary v2's pod read by the ServiceMonitor's job (up), whose `instance` a second job also scrapes and always
+    fails on (`up` 0: the annotation job over a port that wants TLS, another path): none of the arm's series are
+    that job's; the federated form the same (the source's second job down)."""
+    out = _arm(model, "v1", 99, 1, job="serviceMonitor/ml/rec", instance="10.0.21.1:8000")
+    out += _arm(model, "v2", 4.95, 0.05, job="serviceMonitor/ml/rec", instance="10.0.21.2:8000")
+    fed = {"job": "federate", "instance": "prom-global:9090"}
+    out += _arm(model, "v2", 4.95, 0.05, exported_instance="10.0.21.3:8000", exported_job="serviceMonitor/ml/rec",
+                **fed)
+    out += [_Up("up", {"job": j, "instance": i}, down_at=float("inf"))
+            for i in ("10.0.21.1:8000", "10.0.21.2:8000") for j in ("serviceMonitor/ml/rec",)]
+    out += [_Up("up", {"job": "kubernetes-pods", "instance": "10.0.21.2:8000"}, down_at=0.0),
+            _Up("up", {**fed, "exported_job": "serviceMonitor/ml/rec", "exported_instance": "10.0.21.3:8000"},
+                down_at=float("inf")),
+            _Up("up", {**fed, "exported_job": "kubernetes-pods", "exported_instance": "10.0.21.3:8000"}, down_at=0.0)]
+    return out
+
+
 def _two_pods(model: str) -> list[Series]:
     """The control: canary v2 with two pods of one job (two instances), 5 req/s each."""
     out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
@@ -318,6 +336,7 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series += _federated("fedtwice", direct=False, source_jobs=("kubernetes-pods", "serviceMonitor/ml/rec"))
     series += _federated("fedha", direct=False, via=("prom-global-0:9090", "prom-global-1:9090"))
     series += _relabelled("relabelled") + _relabelled_alike("relabelalike")
+    series += _other_job_down("otherjobdown")
     series += _relabelled_alone("relabelalone") + _relabelled_renamed("relabelrenamed") + _relabelled_mixed("relabelmixed")
     series += _reset("reset", t0) + _held("held", t0) + _federated_held("fedheld", t0) + _federated_fine("fedfine")
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
@@ -731,6 +750,27 @@ def test_a_canary_pod_down_whose_series_are_held_without_a_staleness_marker_is_n
         base, now = _snapshots(server, t0, pol, _target("fedfine"))
         assert b.measure_delta(pol, pol.checks[0], _target("fedfine"), now, base)[1].total == pytest.approx(
             6_000, rel=0.02)
+
+
+def test_a_canary_pod_whose_other_scrape_job_fails_on_its_instance_is_counted(prom: Any) -> None:
+    """Target-down is a target's: a (job, instance), not an instance. A canary pod read by one job (up) whose
+    `instance` another job scrapes and fails on (`up` 0 for good: the annotation job over a port that wants TLS) has
+    none of its series from that job. Before decision 436 its series, answered now, hid it (`unless on (instance)`);
+    with the held series joined `on (instance)` alone it was "target down" at every look: no verdict, every good
+    canary rolled back at its deadline. Joined on the job too now (`exported_job` for a federated pod; decision
+    470)."""
+    server, t0 = prom
+    for check in (None, _LATENCY):
+        pol = _policy(check) if check else _policy()
+        _, canary = _measure(server, t0, pol, "otherjobdown")
+        total = canary.total if isinstance(canary, Counts) else canary.counts[-1]  # a Histogram: its +Inf count
+        assert total == pytest.approx(6_000, rel=0.02), canary
+        base, now = _snapshots(server, t0, pol, _target("otherjobdown"))
+        assert b.measure_delta(pol, pol.checks[0], _target("otherjobdown"), now, base)[1].total == pytest.approx(
+            6_000, rel=0.02)
+    got = PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target("otherjobdown"),
+                                                                              window_s=WINDOW_S, at=t0)
+    assert got[1] == pytest.approx(6_000, rel=0.02), got
 
 
 def test_a_canary_pods_counter_reset_mid_window_is_counted_from_both_lives(prom: Any) -> None:
