@@ -421,9 +421,8 @@ def relabelled_of(selectors: Sequence[str], exported: Mapping[str, tuple[str, st
     terms = []
     for label, (value, other) in exported.items():
         name = f"exported_{label}"
-        some = [_add_matcher(inner, f'{name}!=""') for inner in selectors]
-        values = " or ".join(f"count by ({name}) ({x})" for x in some)
-        terms += [f"({x} and on () (count(count by ({name}) ({values})) > 1))" for x in some]
+        some = " or ".join(_add_matcher(inner, f'{name}!=""') for inner in selectors)
+        terms.append(f"(({some}) and on () (count(count by ({name}) ({some})) > 1))")
         if other and other != value:
             terms += [_add_matcher(inner, f'{name}="{escape(other)}"') for inner in selectors]
     return "count by (instance) (" + " or ".join(terms) + ")"
