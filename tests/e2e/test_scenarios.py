@@ -55,6 +55,24 @@ def patient_policy(tmp_path: Path) -> Path:
     return out
 
 
+def one_step_policy(tmp_path: Path) -> Path:
+    """patient_policy with steps [50, 100]: one judged step, at half the traffic, then promoted.
+
+    For a test about what is judged at a step (native histograms), not about the demo's steps: the
+    judge reads the same series the same way at 50% as at 10% (it is the same look), and a step at
+    50% gets five times the canary requests per second that the demo's first step gets, so the good
+    canary is shown within its limits in about a fifth of the requests' time, and the three steps'
+    minimum of 3 x `interval` is one. The demo's own steps are run by
+    test_good_canary_is_promoted_without_a_failed_request.
+    """
+    path = patient_policy(tmp_path)
+    text = path.read_text()
+    patched = re.sub(r"(?m)^steps:\s*\[10, 25, 50, 100\]", "steps: [50, 100]", text)
+    assert patched != text, "policies/sandbox.yaml no longer has steps: [10, 25, 50, 100]"
+    path.write_text(patched)
+    return path
+
+
 def rollback_event(r: ScenarioResult) -> dict:
     done = [e for e in r.events if e.get("event") == "rollback.completed"]
     assert len(done) == 1, [e.get("event") for e in r.events]
@@ -151,12 +169,18 @@ def test_a_rollout_on_native_histograms(scenario: str, tmp_path: Path) -> None:
                      for suffix in ("_bucket", ""))  # classic buckets, the native series
 
     good = scenario == "good"
+    policy = one_step_policy(tmp_path) if good else SANDBOX_POLICY
     r = run_scenario(scenario, native_histograms=True, inspect=series, rate=GOOD_RATE if good else 150.0,
-                     **({"policy": patient_policy(tmp_path), "timeout_s": 600.0} if good else {}))
+                     **({"policy": policy, "timeout_s": 600.0} if good else {}))
     classic, native = r.inspected
     assert classic == [] and len(native) == 2 and all("histogram" in s for s in native), (classic, native)
     if scenario == "good":
         assert r.exit_code == 0 and r.phase == "promoted", r.reason
+        # promoted on a look at the 50% step that passed, its latency check among what passed
+        names = [e.get("event") for e in r.events]
+        assert names.count("step.advanced") == len(load_policy(policy).steps) - 1 and "rollout.promoted" in names, names
+        passed = [e for e in r.events if e.get("event") == "look.completed" and e["outcome"] == "pass"]
+        assert passed and passed[0]["weights"] == "50/50" and passed[0]["checks"]["latency-p95"] == "pass", passed
         return
     ev = assert_rolled_back(r)
     assert "latency-p95" in ev["reason"], ev["reason"]
