@@ -373,9 +373,12 @@ class TritonServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, timeout: float = 60.0, *, port_retries: int = 2) -> float:
+    def wait_ready(self, timeout: float = 180.0, *, port_retries: int = 2) -> float:
         """Block until server and model are ready; seconds since start. Raises with the log tail.
 
+        `timeout` is long on purpose: a start that fails (the process exits, PyTriton says it failed) is raised
+        at once, so the bound is only for a start that hangs, and a loaded host (a CI suite's six workers on two
+        cores) took 35 s for the sandbox's two servers; at 60 s a scenario failed once "not ready" (decision 481).
         A port start() picked that another process took meanwhile ("already in use") is picked
         again and the server restarted, `port_retries` times at most."""
         deadline = time.monotonic() + timeout
