@@ -707,7 +707,11 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         s = _counters_restarted(s, ev.data_to, ev.now)  # type: ignore[arg-type]
     elif ev.data_to is not None:
         s = replace(s, window_to=ev.data_to if s.window_to is None else max(s.window_to, ev.data_to))
-    if not (0 <= n < before):  # a shorter window than an earlier look's is not this window's data
+    # a shorter window than an earlier look's is not this window's data; nor is a restarted look's after earlier
+    # looks of its window: its data overlap theirs, folded just now (`_counters_restarted`), and kept as the new
+    # window's they were folded again when it closed before a look replaced them (a resume, a revert, a second
+    # restart: decision 442). A window's first look, restarted or not, overlaps no folded data: kept
+    if n >= before and not (restarted and before >= 0):
         s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
     elapsed = ev.now - s.step_started_at
     covered = elapsed if ev.window_s is None else min(elapsed, ev.window_s)

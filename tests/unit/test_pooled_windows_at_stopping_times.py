@@ -246,6 +246,30 @@ def test_a_restart_the_snapshots_show_opens_a_new_window_though_the_counts_grew(
     assert ranged.phase == rl.ROLLED_BACK
 
 
+@pytest.mark.parametrize("close", ["resume", "revert", "restart"])
+def test_a_look_after_a_restart_is_not_folded_with_the_window_it_overlaps(close: str) -> None:
+    """A stable pod's restart: the canary's count still grows, and the look's canary data run from the step-start
+    snapshot, over the data of the window's earlier look, already folded when the restart closed that window. The
+    look is no evidence (decision 163); it was kept as the new window's evidence, and a window closed before a look
+    of the new window replaced it (an operator's pause and resume, a GitOps revert, another restart) folded it
+    too: the ceiling's exceedance counts 3 of 80 became 43 of 170, the first look's requests counted twice
+    (found by tests/unit/test_rollout_stateful.py's state machine; decision 442)."""
+    policy = _policy(CEILING, alpha=0.01)
+    s, _ = _step_two(policy, (Counts(0, 100), Counts(2, 20)), [(Counts(0, 100), Counts(1, 60))])
+    v = J.judge(policy, {"c": (Counts(0, 100), Counts(40, 90))}, prior=s.prior(), step=1)
+    s, _ = rl.transition(s, rl.Looked(40.0, v, 90.0, data_to=1040.0, restarted=True), policy)
+    assert s.evidence["c/ceiling.exact"] == (3.0, 80.0) and s.window_evidence == {}
+    if close == "resume":
+        s, _ = rl.transition(s, rl.Pause(41.0), policy)
+        s, _ = rl.transition(s, rl.Resume(42.0), policy)
+    elif close == "revert":
+        s = rl.reverted(s, 41.0, rl.STABLE_ONLY)
+    else:  # the next look's snapshots show another restart: it closes the window the restart opened
+        v = J.judge(policy, {"c": (Counts(0, 100), Counts(0, 5))}, prior=s.prior(), step=1, window=s.step_window)
+        s, _ = rl.transition(s, rl.Looked(50.0, v, 95.0, data_to=1050.0, restarted=True), policy)
+    assert s.phase == rl.PROGRESSING and s.evidence["c/ceiling.exact"] == (3.0, 80.0)
+
+
 def test_a_hard_breach_still_rolls_back_on_a_look_after_a_restart() -> None:
     """A hard check's breach on the counts since a restart rolls back at once, as on a look without new
     requests: the rollback is not delayed by the two looks a new window takes."""
