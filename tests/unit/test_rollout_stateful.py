@@ -310,6 +310,8 @@ class RolloutMachine(RuleBasedStateMachine):
             assert key in after.evidence and after.evidence[key][1] >= info
         if closes:
             assert after.evidence == rl._fold(before)
+        else:  # the closed windows' evidence changes only when a window closes
+            assert after.evidence == before.evidence
 
     def _check_transition(self, before: rl.RolloutState, after: rl.RolloutState, actions: list,
                           event: object) -> None:
@@ -348,6 +350,7 @@ class RolloutMachine(RuleBasedStateMachine):
         if isinstance(event, rl.Looked) and before.phase == rl.PROGRESSING:
             assert after.look == before.look + 1
             self._check_failures(before, after, event)
+            self._check_deadline(before, after, event)
             if after.phase == rl.PROGRESSING and after.step == before.step:
                 self._check_window_evidence(before, after, event)
         elif not (isinstance(event, rl.Begin) and before.phase == rl.PENDING):
@@ -367,6 +370,17 @@ class RolloutMachine(RuleBasedStateMachine):
             covered = min(covered, event.window_s)
         assert covered >= self.policy.analysis.interval, (covered, self.policy.analysis.interval)
         self.passed.add(before.step)
+
+    def _check_deadline(self, before: rl.RolloutState, after: rl.RolloutState, ev: rl.Looked) -> None:
+        """A step still without a pass at `interval + no_data_deadline` after its start (resume, revert) is not left
+        running: a look there moves it on, ends it, or holds it (`on_deadline: hold`, or Prometheus unreachable
+        with `hold_unreachable`), whatever its outcome."""
+        a, f = self.policy.analysis, self.policy.failure
+        if ev.now - before.step_started_at >= a.interval + f.no_data_deadline:
+            assert after.phase != rl.PROGRESSING or after.step > before.step, (after.phase, ev.verdict.outcome)
+            if after.phase == rl.PAUSED:
+                unreachable = any(r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in ev.verdict.results)
+                assert f.on_deadline == "hold" or (ev.hold_unreachable and unreachable)
 
     def _check_window_evidence(self, before: rl.RolloutState, after: rl.RolloutState, ev: rl.Looked) -> None:
         """The open window's evidence is its own looks' latest (docs/judge.md, decision 163: "no window is counted
