@@ -324,6 +324,9 @@ class RolloutMachine(RuleBasedStateMachine):
         assert all(w == after.weights for w in writes), (writes, after.weights)
         allowed = {STABLE_ONLY, *(Weights.canary_at(w) for w in self.policy.steps)}
         assert set(writes) <= allowed
+        # only a promotion's finish points the stable subset at the new version (`promoted`)
+        assert all((a.subset, a.version) in {("canary", "v2"), ("stable", "v1")}
+                   for a in actions if isinstance(a, rl.PointSubset)), actions
         if isinstance(event, (rl.Rollback, rl.GateFailed)):
             assert after.phase == (rl.ABORTED if event.aborted else rl.ROLLED_BACK)
         if after.phase in (rl.ROLLED_BACK, rl.ABORTED):
