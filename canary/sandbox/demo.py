@@ -47,6 +47,7 @@ class ScenarioResult:
     events: list[dict[str, Any]] = field(default_factory=list)  # promote's JSON log lines (when captured)
     report: str | None = None  # the HTML report's path ("" when it could not be written; None: not asked)
     inspected: Any = None  # what `inspect(sandbox)` returned, before the sandbox stopped
+    end_cause: str | None = None  # promote's `-o json` end_cause (`deadline`, `check`, ...), None when promoted
 
     @property
     def as_expected(self) -> bool:
@@ -104,7 +105,7 @@ def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_P
             stable_100_after_onset_s=round(back - onset, 2) if back is not None and onset is not None else None,
             load=load, events=parse_json_lines(proc.stderr) if capture else [],
             canary_requests_before_rollback=int(load.get("by_server", {}).get("canary", 0)) if back is not None else None,
-            report=written, inspected=inspected,
+            report=written, inspected=inspected, end_cause=out.get("end_cause"),
         )
 
 
@@ -311,6 +312,21 @@ def _print_drift_summary(r: Any, log_file: str | None) -> None:
         streams.console().print(f"logs:   {log_file}", soft_wrap=True)
 
 
+def unexpected_hint(r: ScenarioResult) -> str | None:
+    """What a newcomer does about a `good` demo that was not promoted (the summary said only "NOT as expected"):
+    a rollback for want of a verdict (`end_cause: deadline`) is the sandbox's machine too loaded to show the good
+    canary within the sandbox policy's limits by a step's deadline; a check or gate that failed it is a defect."""
+    if r.as_expected or r.scenario != "good":
+        return None
+    if r.end_cause == "deadline":
+        return ("why: the good canary was not shown within the sandbox policy's limits by a step's deadline "
+                "(end_cause deadline: inconclusive, never a promotion without evidence). On a loaded machine (other "
+                "jobs on its cores) the two Tritons' latencies vary too much to show that in time: run it again with "
+                "less else running; the reason above names the check that stayed unproven")
+    return (f"why: end_cause {r.end_cause or 'unknown'}: a good canary should never end so; the reason above and "
+            "the logs say what ended it")
+
+
 def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
     from canary import streams
     from rich.table import Table
@@ -332,6 +348,9 @@ def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
                                                         f"{load.get('by_server', {}).get('canary', 0)}")
         t.add_row("client latency p50 / p95", f"{load.get('p50_ms')} ms / {load.get('p95_ms')} ms")
     streams.console().print(t)
+    hint = unexpected_hint(r)
+    if hint:
+        streams.console().print(hint, soft_wrap=True)
     if r.report:
         # the page `canary report` writes from a cluster's history: the command that makes it there
         # soft_wrap: one line however narrow the console (80 columns in a CI log), so the file:// URL and the

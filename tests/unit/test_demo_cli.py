@@ -202,6 +202,28 @@ def test_the_demo_summary_keeps_the_report_url_and_the_log_path_on_one_line(caps
     assert f"logs:   {folder}/canary-demo.log" in capsys.readouterr().out.splitlines()
 
 
+def test_a_good_demo_rolled_back_unproven_says_why_and_what_to_do(capsys: Any) -> None:
+    """`--scenario good` rolled back at a step's deadline (a loaded machine: the Tritons' latencies vary too much to
+    show the canary within +50% in time) printed only "NOT as expected: promoted": a newcomer could not tell a
+    loaded machine from a defect. The summary now says which it is and what to do."""
+    from canary.sandbox.demo import ScenarioResult, _print_summary
+
+    def said(end_cause: str | None, scenario: str = "good", phase: str = "rolled_back") -> str:
+        r = ScenarioResult(scenario=scenario, exit_code=1, phase=phase, reason="no verdict after 70s at step 2",
+                           final_vs_weights={"stable": 100, "canary": 0}, fault_onset_s=None,
+                           stable_100_after_onset_s=None, rollout_s=97.0, load={}, end_cause=end_cause)
+        _print_summary(r)
+        return " ".join(capsys.readouterr().out.split())
+
+    out = said("deadline")
+    assert "NOT as expected: promoted" in out, out
+    assert "why: the good canary was not shown within the sandbox policy's limits by a step's deadline" in out, out
+    assert "run it again with less else running" in out, out
+    assert "a good canary should never end so" in said("check"), "a check that failed a good canary is a defect"
+    assert "why:" not in said(None, phase="promoted"), "a promoted good demo needs no explanation"
+    assert "why:" not in said("check", scenario="slow"), "a slow canary's rollback is what the demo shows"
+
+
 def test_keep_gives_back_the_signal_handlers_it_found(monkeypatch: Any) -> None:
     """`canary demo --keep` waits for SIGINT/SIGTERM with handlers of its own, and left them installed when it
     returned: an in-process caller (a test, a program embedding the CLI) then had Ctrl-C set an Event nobody
