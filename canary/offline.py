@@ -208,7 +208,7 @@ def _prior(raw: Any, file: str, policy: Policy) -> dict[str, tuple[float, float]
         _overflowed(v, file, field)
         if (not isinstance(v, list) or len(v) != 2
                 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
-            raise _bad(file, field, f"must be [S, I]: finite numbers, I >= 0, got {str(v)[:60]}")
+            raise _bad(file, field, f"must be [S, I]: finite numbers, I >= 0, got {_shown(v, 60)}")
         v = [_num(x, file, f"{field}[{i}]") for i, x in enumerate(v)]  # a 400-digit integer: out of range, not a traceback
         if v[1] < 0:
             raise _bad(file, field, f"must be [S, I]: finite numbers, I >= 0, got {str(v)[:60]}")
@@ -227,7 +227,7 @@ def _exact_prior(v: Any, file: str, field: str, test: str) -> tuple[float, float
     _overflowed(v, file, field)
     if (not isinstance(v, list) or len(v) != 2
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
-        raise _bad(file, field, f"must be a pair of finite numbers, got {str(v)[:60]}")
+        raise _bad(file, field, f"must be a pair of finite numbers, got {_shown(v, 60)}")
     a, b = (_num(x, file, f"{field}[{i}]") for i, x in enumerate(v))
     if test == "ceiling" and not 0 <= a <= b:
         raise _bad(file, field, f"must be [exceedances, requests] with 0 <= exceedances <= requests, got {str(v)[:60]}")
@@ -264,7 +264,7 @@ def _policy(raw: dict[str, Any], file: str, base: Path | None) -> Policy:
     return load_policy(path)
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, width: int = 40) -> str:
     """A bad value as the input wrote it (JSON), cut to 40 characters; a number at a few significant digits
     (`1e+400`, not the first 40 of its 401 digits)."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -275,7 +275,7 @@ def _shown(value: Any) -> str:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
         text = str(value)
-    return text[:40]
+    return text[:width]
 
 
 def _num(value: Any, file: str, field: str, *, inf_ok: bool = False) -> float:
@@ -284,7 +284,7 @@ def _num(value: Any, file: str, field: str, *, inf_ok: bool = False) -> float:
     if inf_ok and value in ("+Inf", "Inf", "inf", "+inf"):
         return math.inf
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _bad(file, field, f"must be a number, got {str(value)[:40]!r}")
+        raise _bad(file, field, f"must be a number, got {_shown(value)}")  # as JSON wrote it: true, null, "3"
     try:
         x = float(value)
     except OverflowError:  # a 400-digit integer literal

@@ -197,3 +197,13 @@ def test_a_400_digit_number_is_bad_input_not_a_traceback(tmp_path: Path, key: st
     text = ERRORS.replace('"prior":PRIOR,', f'"{key}":{value},' if key == "pass_ratio" else f'"prior":{value},')
     r = _cli(tmp_path, text)
     assert r.exit_code == 2 and f"{field}: out of range" in r.output, r.output
+
+
+@pytest.mark.parametrize(("prior", "said"), [
+    ('{"er/increase": [1, true]}', "prior.er/increase: must be [S, I]: finite numbers, I >= 0, got [1, true]"),
+    ('{"er/increase.exact": [null, 1]}', "prior.er/increase.exact: must be a pair of finite numbers, got [null, 1]"),
+])
+def test_a_bad_prior_is_shown_as_the_json_wrote_it(tmp_path: Path, prior: str, said: str) -> None:
+    """A prior of the wrong shape was shown as Python wrote it (`[1, True]`, `[None, 1]`), not as the file has it."""
+    r = _cli(tmp_path, ERRORS.replace("PRIOR", prior))
+    assert r.exit_code == 2 and said in " ".join(r.output.split()), r.output

@@ -94,15 +94,24 @@ def test_a_count_just_below_2_to_the_53_is_judged(tmp_path, kind: str, path: tup
     assert json.loads(out)["results"][0]["outcome"]
 
 
+@pytest.mark.parametrize("raw, shown", [("true", "got true"), ("null", "got null"), ('"12"', 'got "12"'),
+                                        ("[1, 2]", "got [1, 2]")])
+def test_a_value_that_is_not_a_number_is_shown_as_the_json_wrote_it(tmp_path, raw: str, shown: str) -> None:
+    """`"total": true` was refused as "got 'True'", a Python repr a JSON writer never wrote (and `null` as
+    'None'): the error shows the value as the file has it."""
+    rc, out = _run(tmp_path, "error_rate", ("canary", "total"), raw)
+    assert rc == 2 and f"checks.c.canary.total: must be a number, {shown}" in out, out
+
+
 @pytest.mark.parametrize("kind, path, raw, says", [
     ("latency", ("canary", "counts", 3), "-5", "a count must be >= 0, got -5"),
     ("latency", ("canary", "counts", 0), "-1", "a count must be >= 0, got -1"),
     ("latency", ("canary", "counts", 3), "10", "10 after 930: bucket counts are cumulative"),
     ("latency", ("canary", "counts", 3), "2.5", "2.5 after 930"),
-    ("latency", ("canary", "counts", 3), "true", "must be a number, got 'True'"),
-    ("latency", ("canary", "counts", 3), '"NaN"', "must be a number, got 'NaN'"),
+    ("latency", ("canary", "counts", 3), "true", "must be a number, got true"),
+    ("latency", ("canary", "counts", 3), '"NaN"', "must be a number, got \"NaN\""),
     ("latency", ("canary", "counts", 3), "NaN", "must be a finite number, got nan"),
-    ("latency", ("canary", "counts", 3), '"+Inf"', "must be a number, got '+Inf'"),
+    ("latency", ("canary", "counts", 3), '"+Inf"', "must be a number, got \"+Inf\""),
     ("latency", ("canary", "counts", 3), "1e309", "out of range: 1e309 is beyond a 64-bit float"),
     ("latency", ("canary", "bounds", 2), "20", "20 after 100: bucket bounds increase strictly"),
     ("latency", ("canary", "bounds", 2), "100", "100 after 100: bucket bounds increase strictly"),
@@ -111,11 +120,11 @@ def test_a_count_just_below_2_to_the_53_is_judged(tmp_path, kind: str, path: tup
     ("latency", ("canary", "bounds", 5), "1e309", "out of range: 1e309 is beyond a 64-bit float"),
     ("latency", ("canary", "bounds", 4), "1e309", "out of range: 1e309 is beyond a 64-bit float"),
     ("latency", ("canary", "bounds", 5), "1000", 'the last bound must be "+Inf"'),
-    ("latency", ("canary", "bounds", 2), '"NaN"', "must be a number, got 'NaN'"),
-    ("latency", ("canary", "bounds", 2), "false", "must be a number, got 'False'"),
+    ("latency", ("canary", "bounds", 2), '"NaN"', "must be a number, got \"NaN\""),
+    ("latency", ("canary", "bounds", 2), "false", "must be a number, got false"),
     ("error_rate", ("canary", "events"), "5000", "5,000 events exceed the total, 1,000"),
     ("error_rate", ("canary", "events"), "-1", "a count must be >= 0, got -1"),
-    ("error_rate", ("canary", "total"), "true", "must be a number, got 'True'"),
+    ("error_rate", ("canary", "total"), "true", "must be a number, got true"),
     ("feature_drift", ("canary", "numeric", "f", "counts", 1), "1", "1 after 300: bucket counts are cumulative"),
     ("feature_drift", ("canary", "numeric", "f", "bounds", 1), "-1", "-1 after 0: bucket bounds increase strictly"),
     ("feature_drift", ("canary", "categorical", "g", "a"), "-2", "a count must be >= 0, got -2"),
