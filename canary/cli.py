@@ -1757,7 +1757,9 @@ def policy_validate(files: list[Path] = typer.Argument(..., help="policy files")
                 if not r["ok"]:
                     typer.echo(f"error: {r['error']}", err=True)
                     continue
-                typer.echo(f"{r['file']}: ok ({len(r['steps'])} steps {r['steps']}, {len(r['checks'])} checks)")
+                n_steps, n_checks = len(r["steps"]), len(r["checks"])
+                typer.echo(f"{r['file']}: ok ({n_steps} step{'s' * (n_steps != 1)} {r['steps']}, "
+                           f"{n_checks} check{'s' * (n_checks != 1)})")
                 for w in r["warnings"]:
                     typer.echo(f"warning: {r['file']}: {w['field']} {w['message']}", err=True)
                 if wide:

@@ -116,6 +116,16 @@ def test_cli_validate_and_schema(tmp_path: Path) -> None:
     assert schema.exit_code == 0 and "steps" in json.loads(schema.output)["properties"]
 
 
+def test_validate_counts_one_check_in_the_singular(tmp_path: Path) -> None:
+    """`policy validate` said "ok (2 steps [10, 100], 1 checks)" of a one-check policy (a policy has 2 steps or more)."""
+    one = tmp_path / "one.yaml"
+    one.write_text("steps: [10, 100]\nchecks:\n  - {name: x, kind: latency, max_ms: 25}\n")
+    res = CliRunner().invoke(app, ["policy", "validate", str(one)])
+    assert res.exit_code == 0 and f"{one}: ok (2 steps [10, 100], 1 check)" in res.output, res.output
+    ok = CliRunner().invoke(app, ["policy", "validate", str(ROOT / "policies" / "default.yaml")])
+    assert "(5 steps [5, 10, 25, 50, 100], 5 checks)" in ok.output, ok.output
+
+
 def test_published_schema_is_current() -> None:
     from canary.policy import json_schema
 
