@@ -15,6 +15,7 @@ check --input` reads):
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -51,8 +52,14 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
     """ConfigError naming the field when `profile` is not what `canary baseline capture` writes: every
     field the comparison reads is checked here (a hand-edited `"mean": null` or `"quantiles": [1, 2]`
     must be a named error at load time, not a TypeError in the middle of a pass)."""
-    if not isinstance(profile, Mapping) or profile.get("format") != 1:
-        raise ConfigError(f"{where}: not a profile written by `canary baseline capture` (format 1)")
+    what = "not a profile written by `canary baseline capture` (format 1)"
+    if not isinstance(profile, Mapping):
+        raise ConfigError(f"{where}: {what}: the top level must be a JSON object")
+    if "format" not in profile:  # said only "not a profile": which field was wrong, the reader had to guess
+        raise ConfigError(f"{where}: format: missing: {what} (its first key is `\"format\": 1`)")
+    if profile["format"] != 1:
+        raise ConfigError(f"{where}: format: {json.dumps(profile['format'])[:40]}: {what}; a profile of another "
+                          "format was written by another release of canary: capture it again with this one")
     for key in ("model", "version"):
         if key not in profile or profile[key] in ("", None):
             raise ConfigError(f"{where}: {key}: missing (a profile names its model and version)")

@@ -320,7 +320,10 @@ def test_bad_live_data_is_a_clear_error(tmp_path, live, message):
     (lambda p: p["features"]["age"].pop("std"), "features.age.std"),
     (lambda p: p.pop("model"), "model"),
     (lambda p: p["features"]["age"]["counts"].pop(), "features.age"),
-    (lambda p: p.update(format=2), "format 1"),
+    (lambda p: p.update(format=2), "format: 2: not a profile written by `canary baseline capture` (format 1)"),
+    # a missing `format` said only "not a profile ...", naming no field (a newcomer review, decision 478)
+    (lambda p: p.pop("format"), "format: missing: not a profile written by `canary baseline capture` (format 1)"),
+    (lambda p: p.update(format="1"), 'format: "1": not a profile'),
     # what would otherwise crash, or compare nonsense without a word (a newcomer review)
     (lambda p: p["features"]["age"]["bounds"].__setitem__(0, "x"), "features.age.bounds[0]"),
     (lambda p: p["features"]["age"]["bounds"].__setitem__(1, float("nan")), "features.age.bounds[1]"),
