@@ -105,7 +105,7 @@ def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_P
             stable_100_after_onset_s=round(back - onset, 2) if back is not None and onset is not None else None,
             load=load, events=parse_json_lines(proc.stderr) if capture else [],
             canary_requests_before_rollback=int(load.get("by_server", {}).get("canary", 0)) if back is not None else None,
-            report=written, inspected=inspected, end_cause=out.get("end_cause"),
+            report=written, inspected=inspected, end_cause=recorded_end_cause(out),
         )
 
 
@@ -310,6 +310,17 @@ def _print_drift_summary(r: Any, log_file: str | None) -> None:
     streams.console().print(t)
     if log_file:
         streams.console().print(f"logs:   {log_file}", soft_wrap=True)
+
+
+def recorded_end_cause(state: dict[str, Any]) -> str | None:
+    """The end's class (`deadline`, `check`, `gate`, ...) of a rollout state as the VirtualService records it: the
+    record carries no `end_cause` (promote's `-o json` adds it), so it is classed from the reason as `-o json` does;
+    None for a rollout that did not roll back or abort."""
+    if state.get("phase") not in ("rolled_back", "aborted"):
+        return None
+    from canary.telemetry import classify_reason
+
+    return classify_reason(str(state.get("reason") or ""))
 
 
 def unexpected_hint(r: ScenarioResult) -> str | None:

@@ -224,6 +224,28 @@ def test_a_good_demo_rolled_back_unproven_says_why_and_what_to_do(capsys: Any) -
     assert "why:" not in said("check", scenario="slow"), "a slow canary's rollback is what the demo shows"
 
 
+def test_the_demo_reads_the_end_cause_from_the_record_the_rollout_left() -> None:
+    """The demo reads the VirtualService's record, which carries no `end_cause` (promote's `-o json` adds it): read
+    from it as a key, every unproven `good` was told "end_cause unknown: a good canary should never end so"."""
+    from canary import rollout as rl
+    from canary.sandbox.demo import recorded_end_cause
+
+    def recorded(phase: str, reason: str) -> dict[str, Any]:
+        import json
+
+        from canary.model import Weights
+
+        state = rl.RolloutState(model="rec-model", stable_version="v1.0.0", canary_version="v2.1.0", phase=phase,
+                                weights=Weights(100, 0), step=1, reason=reason)
+        return json.loads(state.to_json())
+
+    assert "end_cause" not in recorded(rl.ROLLED_BACK, "x"), "the record now has it: read it as a key instead"
+    assert recorded_end_cause(recorded(rl.ROLLED_BACK, "no verdict after 70s at step 2 (inconclusive: ...)")) == \
+        "deadline"
+    assert recorded_end_cause(recorded(rl.ROLLED_BACK, "latency-p95: canary p95 47.7 ms vs stable 6.42 ms")) == "check"
+    assert recorded_end_cause(recorded(rl.PROMOTED, "all steps passed")) is None
+
+
 def test_keep_gives_back_the_signal_handlers_it_found(monkeypatch: Any) -> None:
     """`canary demo --keep` waits for SIGINT/SIGTERM with handlers of its own, and left them installed when it
     returned: an in-process caller (a test, a program embedding the CLI) then had Ctrl-C set an Event nobody
