@@ -330,10 +330,11 @@ def unexpected_hint(r: ScenarioResult) -> str | None:
     if r.as_expected or r.scenario != "good":
         return None
     if r.end_cause == "deadline":
-        return ("why: the good canary was not shown within the sandbox policy's limits by a step's deadline "
+        return ("why: the good canary was not shown within the policy's limits by a step's deadline "
                 "(end_cause deadline: inconclusive, never a promotion without evidence). On a loaded machine (other "
                 "jobs on its cores) the two Tritons' latencies vary too much to show that in time: run it again with "
-                "less else running; the reason above names the check that stayed unproven")
+                "less else running (with your own --policy: limits tighter than a step can show, `canary plan` says "
+                "which); the reason above names the check that stayed unproven")
     return (f"why: end_cause {r.end_cause or 'unknown'}: a good canary should never end so; the reason above and "
             "the logs say what ended it")
 

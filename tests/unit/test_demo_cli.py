@@ -217,7 +217,8 @@ def test_a_good_demo_rolled_back_unproven_says_why_and_what_to_do(capsys: Any) -
 
     out = said("deadline")
     assert "NOT as expected: promoted" in out, out
-    assert "why: the good canary was not shown within the sandbox policy's limits by a step's deadline" in out, out
+    assert "why: the good canary was not shown within the policy's limits by a step's deadline" in out, out
+    assert "with your own --policy" in out, "a tight --policy given to the demo is the other cause"
     assert "run it again with less else running" in out, out
     assert "a good canary should never end so" in said("check"), "a check that failed a good canary is a defect"
     assert "why:" not in said(None, phase="promoted"), "a promoted good demo needs no explanation"
