@@ -14,6 +14,7 @@ test_controller_write_faults.py does), never by time:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -158,15 +159,23 @@ BAD_BODIES = [(b"", "application/json"), (b'{"apiVersion":"v1","items":[{"metada
 def _bad_lists(api: KubeAPIServer, plural: str, body: bytes, content_type: str, *, times: int) -> list[str]:
     """The next `times` LISTs (GET without a name, not a watch) of `plural` are answered 200 with `body` as it is
     (a proxy in front of the API server; an answer cut where its framing did not show it)."""
+    return _answer_instead(api, lambda request: (
+        request.resource.plural == plural and request.name is None and str(request.method.value).upper() == "GET"
+        and request.params.get("watch") not in ("true", "1")), body, content_type, times=times)
+
+
+def _answer_instead(api: KubeAPIServer, when: Callable[[Any], bool], body: bytes, content_type: str, *,
+                    times: int = 1, forward: bool = False) -> list[Any]:
+    """The next `times` requests to a resource that `when(request)` picks are answered 200 with `body`
+    (`content_type`) instead of the server's answer; `forward`: the request is served first (it lands, its answer is
+    lost). Returns one entry per request taken: its path, or with `forward` the status the server answered."""
     import aiohttp.web
 
     real, hit = api.handler._handle, []
 
     async def handle(request: Any) -> Any:
-        res = request.resource
-        if (res is not None and res.plural == plural and request.name is None and len(hit) < times
-                and str(request.method.value).upper() == "GET" and request.params.get("watch") not in ("true", "1")):
-            hit.append(str(request.url.path))
+        if request.resource is not None and len(hit) < times and when(request):
+            hit.append((await real(request)).status if forward else str(request.url.path))
             return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
         return await real(request)
 
@@ -310,20 +319,9 @@ def _bad_writes(api: KubeAPIServer, plural: str, body: bytes, content_type: str,
     """The next `times` PUTs of `plural` are applied, then answered 200 with `body` in place of the object (a proxy
     in front of the API server; an answer cut where its framing did not show it): the write landed, its answer
     lost. Returns the statuses the server gave them."""
-    import aiohttp.web
-
-    real, hit = api.handler._handle, []
-
-    async def handle(request: Any) -> Any:
-        res = request.resource
-        if res is not None and res.plural == plural and str(request.method.value).upper() == "PUT" \
-                and len(hit) < times:
-            hit.append((await real(request)).status)
-            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
-        return await real(request)
-
-    api.handler._handle = handle  # type: ignore[method-assign]
-    return hit
+    return _answer_instead(api, lambda request: (
+        request.resource.plural == plural and str(request.method.value).upper() == "PUT"), body, content_type,
+        times=times, forward=True)
 
 
 @pytest.mark.parametrize("body,content_type", BAD_BODIES)
@@ -440,18 +438,8 @@ def test_a_canaryrollout_read_answered_with_no_object_is_unknown_never_gone(
     owner = f"CanaryRollout ml/rec#{cr['metadata']['uid']}"
     custom = kubernetes.client.CustomObjectsApi(istio_api.api_client())
     assert sweep.crd_gone(custom, owner) is False
-    real, hit = istio_api.handler._handle, []
-
-    async def handle(request: Any) -> Any:
-        import aiohttp.web
-
-        res = request.resource
-        if res is not None and res.plural == crd.PLURAL and request.name == "rec" and not hit:
-            hit.append(request.name)
-            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
-        return await real(request)
-
-    istio_api.handler._handle = handle  # type: ignore[method-assign]
+    hit = _answer_instead(istio_api, lambda request: request.resource.plural == crd.PLURAL and request.name == "rec",
+                          body, content_type)
     with pytest.raises(sweep.OwnerUnknown):
         sweep.crd_gone(custom, owner)
     assert hit
@@ -479,18 +467,8 @@ def test_a_followed_canaryrollout_read_answered_with_no_object_is_a_failed_read_
     read, where, first_uid, _ = cli._watched_rollout("rec", "ml", str(fleet.write_kubeconfig(
         tmp_path / "kubeconfig", istio_api.url)), None)
     assert first_uid == uid
-    real, hit = istio_api.handler._handle, []
-
-    async def handle(request: Any) -> Any:
-        import aiohttp.web
-
-        res = request.resource
-        if res is not None and res.plural == crd.PLURAL and request.name == "rec" and len(hit) < 2:
-            hit.append(request.name)
-            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
-        return await real(request)
-
-    istio_api.handler._handle = handle  # type: ignore[method-assign]
+    hit = _answer_instead(istio_api, lambda request: request.resource.plural == crd.PLURAL and request.name == "rec",
+                          body, content_type, times=2)
     with pytest.raises(KubeUnavailable):
         crd_end(read(), where=where, uid=uid)
     custom = kubernetes.client.CustomObjectsApi(istio_api.api_client())
