@@ -16,23 +16,20 @@ main thread waits on the first DestinationRule read after the claim (a condition
 
 from __future__ import annotations
 
-import math
 import threading
-import time
 from typing import Any
 
 import pytest
 import tenacity
 
 from canary import rollout as rl
-from canary.kube import bound_by
 from canary.model import Target
 from canary.policy import parse_policy
 from canary.routing.istio import IstioRouter
 from canary.runner import Runner
 from tests import fleet
 from tests.fakes import FakeClock, FakeMetrics
-from tests.support.killpoints import RPS, SLOWDOWN, LiveWeights, cluster_state
+from tests.support.killpoints import RPS, SLOWDOWN, LiveWeights, cluster_state, run_signalled, signalled_promote
 
 pytestmark = pytest.mark.integration
 
@@ -41,20 +38,7 @@ def test_a_signal_during_the_read_after_the_claim_ends_the_rollout_it_began() ->
     api = fleet.start_api(1)
     client = api.api_client()
     try:
-        target = Target(namespace="ml", virtual_service=fleet.model(0), model=fleet.model(0), stable_version="",
-                        canary_version="v2")
-        router = IstioRouter(client, wait=tenacity.wait_none())
-        clock = FakeClock()
-        metrics = FakeMetrics(LiveWeights(router, target), clock, slowdown=lambda t: SLOWDOWN["v2"], rps=RPS)
-        grace = [math.inf]
-        ran: dict[str, Runner] = {}
-
-        def on_route(path: str) -> bool:  # as cli.py's promote says it: the route the Runner drives now
-            return ran["r"].target.is_route_path(path)
-
-        flying = bound_by(client, lambda: grace[0], route=on_route, stale=lambda: ran["r"].writing_before_signal)
-        r = ran["r"] = Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=router, metrics=metrics,
-                              clock=clock, settled=flying.settle)
+        r, sigterm = signalled_promote(client, "v2")
         pool = client.rest_client.pool_manager
         send = pool.request
         claimed: list[str] = []
@@ -65,15 +49,11 @@ def test_a_signal_during_the_read_after_the_claim_ends_the_rollout_it_began() ->
                 claimed.append(url)
             elif main and claimed and len(claimed) == 1 and method == "GET" and "/destinationrules/" in url \
                     and not r.stop.is_set():
-                # promote's handler (cli.py `interrupted`) while this read waits for its answer
-                grace[0] = time.monotonic() + 30.0
-                r.interrupted_by = "SIGTERM"
-                r.stop.set()
-                flying.signalled()  # raises: the read is abandoned
+                sigterm()  # promote's handler while this read waits for its answer: raises, the read is abandoned
             return send(method, url, *args, **kw)
 
         pool.request = request  # type: ignore[method-assign]
-        res = r.run()
+        res = run_signalled(r)
         assert r.stop.is_set() and len(claimed) >= 1
         weights, record, _, _ = cluster_state(api)
         # before: GraceSpent "... before the rollout began ...", the claim left pending on the route

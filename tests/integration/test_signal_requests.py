@@ -12,53 +12,25 @@ weights (tests/support/killpoints.py)."""
 
 from __future__ import annotations
 
-import math
 import threading
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import tenacity
 
 from canary import rollout as rl
 from canary.errors import CanaryError
-from canary.kube import bound_by
-from canary.model import Target
-from canary.policy import parse_policy
-from canary.routing.istio import IstioRouter
-from canary.runner import Result, Runner
+from canary.runner import Result
 from tests import fleet
-from tests.fakes import FakeClock, FakeMetrics
-from tests.support.killpoints import RPS, SLOWDOWN, LiveWeights, cluster_state
+from tests.support.killpoints import cluster_state, run_signalled, signalled_promote
 
 pytestmark = pytest.mark.integration
 
 
 def promote(client: Any, version: str, k: int | None, when: str, seen: list[str], on_interrupt: str) -> Result:
-    target = Target(namespace="ml", virtual_service=fleet.model(0), model=fleet.model(0), stable_version="",
-                    canary_version=version)
-    router = IstioRouter(client, wait=tenacity.wait_none())
-    clock = FakeClock()
-    metrics = FakeMetrics(LiveWeights(router, target), clock, slowdown=lambda t: SLOWDOWN[version], rps=RPS)
-    grace = [math.inf]
-    ran: dict[str, Runner] = {}
-
-    def on_route(path: str) -> bool:  # as cli.py's promote says it: the route the Runner drives now
-        return ran["r"].target.is_route_path(path)
-
-    flying = bound_by(client, lambda: grace[0], route=on_route, stale=lambda: ran["r"].writing_before_signal)
-    r = ran["r"] = Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=router, metrics=metrics,
-                          clock=clock, settled=flying.settle, on_interrupt=on_interrupt)
+    r, signal = signalled_promote(client, version, on_interrupt=on_interrupt)
     pool = client.rest_client.pool_manager
     send = pool.request
-
-    def signal() -> None:  # promote's handler, the first signal
-        if not r.stop.is_set():
-            grace[0] = time.monotonic() + 30.0
-            r.interrupted_by = "SIGTERM"
-            r.stop.set()
-            flying.signalled()
 
     def request(method: str, url: str, *args: Any, **kw: Any) -> Any:
         if threading.current_thread() is not threading.main_thread():
@@ -72,7 +44,7 @@ def promote(client: Any, version: str, k: int | None, when: str, seen: list[str]
         return out
 
     pool.request = request  # type: ignore[method-assign]
-    return r.run()
+    return run_signalled(r)
 
 
 @pytest.mark.parametrize("on_interrupt", ["rollback", "pause"])

@@ -216,3 +216,44 @@ def every_kill_point(kind: str, version: str) -> Iterator[KillPoint]:
     for k in range(1, len(writes) + 1):
         killed, found = run(k, [])
         yield KillPoint(k, writes[k - 1], killed, tuple(found))
+
+
+def signalled_promote(client: Any, version: str, **runner_kw: Any) -> tuple[Runner, Any]:
+    """A Runner promoting `version` on the fleet's model 0 whose Kubernetes requests are bound as `canary promote`
+    binds them after a signal (`kube.bound_by`, the route as the Runner drives it now), and promote's own signal
+    handler (`cli._on_promote_signal`, 30 s of grace) to call as a SIGTERM at any point: (runner, sigterm).
+    Run it with `run_signalled`, which cancels the handler's grace alarm."""
+    import math
+    import signal
+
+    from canary.cli import _on_promote_signal
+    from canary.kube import bound_by
+
+    target = Target(namespace="ml", virtual_service=fleet.model(0), model=fleet.model(0), stable_version="",
+                    canary_version=version)
+    router = IstioRouter(client, wait=tenacity.wait_none())
+    clock = FakeClock()
+    metrics = FakeMetrics(LiveWeights(router, target), clock, slowdown=lambda t: SLOWDOWN[version], rps=RPS)
+    grace = [math.inf]
+    ran: dict[str, Runner] = {}
+
+    def on_route(path: str) -> bool:  # as cli.py's promote says it: the route the Runner drives now
+        return ran["r"].target.is_route_path(path)
+
+    flying = bound_by(client, lambda: grace[0], route=on_route, stale=lambda: ran["r"].writing_before_signal)
+    r = ran["r"] = Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=router, metrics=metrics,
+                          clock=clock, settled=flying.settle, **runner_kw)
+    handler = _on_promote_signal(r, grace, 30.0, flying)
+    return r, lambda: handler(signal.SIGTERM, None)
+
+
+def run_signalled(r: Runner) -> Any:
+    """`r.run()`, then the grace alarm a signal set (SIGALRM in 30 s) cancelled: it must not fire in a later test."""
+    import signal
+
+    alarm = signal.getsignal(signal.SIGALRM)
+    try:
+        return r.run()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, alarm)
