@@ -42,13 +42,9 @@ def _through(proxy: BlackholeProxy, kubeconfig: Path) -> Path:
 
 def _until_split(proc: subprocess.Popen[str]) -> list[str]:
     """The process's stderr lines up to the one saying traffic is split (step 1 written)."""
-    assert proc.stderr is not None
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if '"step.advanced"' in line and '"weights": "80/20"' in line:
-            return seen
-    raise AssertionError(f"no step.advanced to 80/20; exit {proc.wait()}: {''.join(seen)[-3000:]}")
+    from tests.integration.test_promote_pipeline import lines_until
+
+    return lines_until(proc, "step.advanced", '"weights": "80/20"')
 
 
 def _promote_signalled(kubeconfig: Path, policy: Path, prom_url: str, *extra: str,

@@ -26,6 +26,7 @@ import pytest
 
 from canary.logs import parse_json_lines
 from tests.integration.test_interrupt_grace import _promote_signalled
+from tests.integration.test_promote_pipeline import lines_until
 from tests.integration.test_promote import CANARY, GROUP, ROOT, cluster, prometheus, vs_state  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
@@ -59,13 +60,7 @@ def test_a_resumed_rollout_on_its_recorded_destination_rule_is_paused_at_the_sig
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: list[str] = []
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            seen.append(line)
-            if '"rollout.resumed"' in line:
-                break
-        else:
-            raise AssertionError(f"no rollout.resumed; exit {proc.wait()}: {''.join(seen)[-3000:]}")
+        seen = lines_until(proc, "rollout.resumed")
         proc.send_signal(signal.SIGTERM)
         out, rest = proc.communicate(timeout=120)
     finally:

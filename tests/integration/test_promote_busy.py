@@ -24,7 +24,7 @@ import yaml
 from canary.logs import parse_json_lines
 from tests.integration.test_promote import (POLICY, ROOT, cluster, prometheus, promote,  # noqa: F401 - fixtures
                                             vs_state)
-from tests.integration.test_promote_pipeline import argv, env, until_split
+from tests.integration.test_promote_pipeline import argv, env, lines_until, until_split
 from tests.support import cli
 
 pytestmark = pytest.mark.integration
@@ -95,11 +95,8 @@ def waiting_promote(kubeconfig: Path, policy: Path, prom_url: str, *extra: str) 
     proc = subprocess.Popen(argv(kubeconfig, policy, "v3", "-o", "json", "--log-format", "json", "--wait-busy",
                                  "10m", *extra), cwd=ROOT, env=env(prom_url), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if '"preflight.waiting_for_route"' in line:
-            return proc
-    raise AssertionError(f"no preflight.waiting_for_route; exit {proc.wait()}")
+    lines_until(proc, "preflight.waiting_for_route")
+    return proc
 
 
 def test_wait_busy_claims_the_route_once_the_holder_has_ended(cluster: Any, prometheus: Any, holder: Any) -> None:
@@ -223,14 +220,7 @@ def test_wait_busy_takes_over_a_rollout_whose_job_was_killed_on_another_runner(c
                             cwd=ROOT, env=env(prometheus.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        assert proc.stderr is not None
-        seen: list[str] = []
-        for line in proc.stderr:
-            seen.append(line)
-            if '"preflight.waiting_for_route"' in line:
-                break
-        else:
-            raise AssertionError(f"no preflight.waiting_for_route; exit {proc.wait()}: {''.join(seen)[-3000:]}")
+        seen = lines_until(proc, "preflight.waiting_for_route")
         api.edit("networking.istio.io", "virtualservices", "ml", "rec-model", elsewhere(3600))  # the job is long gone
         out, rest = proc.communicate(timeout=300)
     finally:
@@ -287,14 +277,7 @@ def test_a_re_run_of_the_killed_job_takes_over_at_once_and_its_cancel_ends_befor
                             cwd=ROOT, env={**env(prometheus.url), **attempt, "GITHUB_RUN_ATTEMPT": "2"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stderr is not None
-        seen: list[str] = []
-        for line in proc.stderr:
-            seen.append(line)
-            if '"rollout.resumed_from_state"' in line:
-                break
-        else:
-            raise AssertionError(f"not resumed; exit {proc.wait()}: {''.join(seen)[-3000:]}")
+        seen = lines_until(proc, "rollout.resumed_from_state")
         rec = vs_state(api)[1]
         assert rec["job"].endswith("/attempts/2") and rec["job_key"].endswith(":2"), rec
         proxy.blackhole = True  # the API server accepts and never answers from now on

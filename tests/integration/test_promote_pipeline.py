@@ -36,13 +36,21 @@ def env(prom_url: str) -> dict[str, str]:
     return {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url}
 
 
+def lines_until(proc: subprocess.Popen[str], event: str, *also: str) -> list[str]:
+    """The process's stderr lines (JSON logs) up to and including the first of `event` that holds each of `also`;
+    AssertionError with its exit code and last lines where the stream ends first."""
+    assert proc.stderr is not None
+    seen: list[str] = []
+    for line in proc.stderr:
+        seen.append(line)
+        if f'"{event}"' in line and all(a in line for a in also):
+            return seen
+    raise AssertionError(f"no {event} {' '.join(also)}; exit {proc.wait()}: {''.join(seen)[-3000:]}")
+
+
 def until_split(proc: subprocess.Popen[str]) -> str:
     """Read the process's stderr up to the line saying traffic is split (step 1 written)."""
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if '"step.advanced"' in line and '"weights": "80/20"' in line:
-            return line
-    raise AssertionError(f"no step.advanced to 80/20; exit {proc.wait()}")
+    return lines_until(proc, "step.advanced", '"weights": "80/20"')[-1]
 
 
 def test_a_log_reader_that_goes_away_mid_rollout_leaves_no_split(cluster: Any, prometheus: Any) -> None:
