@@ -164,19 +164,28 @@ def _bad_lists(api: KubeAPIServer, plural: str, body: bytes, content_type: str, 
         and request.params.get("watch") not in ("true", "1")), body, content_type, times=times)
 
 
+def _lost_answer(body: bytes, content_type: str) -> Any:
+    """The answer a proxy gives instead of the server's: 200 with `body` as it is; `b"500"`: etcd's timeout (500
+    "etcdserver: request timed out", the request may have landed)."""
+    import aiohttp.web
+
+    if body == b"500":
+        return aiohttp.web.json_response(kubeapi.status_body(500, "InternalError", "etcdserver: request timed out"),
+                                         status=500)
+    return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+
+
 def _answer_instead(api: KubeAPIServer, when: Callable[[Any], bool], body: bytes, content_type: str, *,
                     times: int = 1, forward: bool = False) -> list[Any]:
     """The next `times` requests to a resource that `when(request)` picks are answered 200 with `body`
     (`content_type`) instead of the server's answer; `forward`: the request is served first (it lands, its answer is
     lost). Returns one entry per request taken: its path, or with `forward` the status the server answered."""
-    import aiohttp.web
-
     real, hit = api.handler._handle, []
 
     async def handle(request: Any) -> Any:
         if request.resource is not None and len(hit) < times and when(request):
             hit.append((await real(request)).status if forward else str(request.url.path))
-            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+            return _lost_answer(body, content_type)
         return await real(request)
 
     api.handler._handle = handle  # type: ignore[method-assign]
@@ -514,7 +523,6 @@ def test_a_followers_create_answered_with_no_object_is_read_back_and_its_refusal
     body: the client hands an empty or non-JSON body back as text, and `{}` read so); answered 500 (etcd's timeout:
     it landed) it was exit 3 with the object left running. Now the object is read back (`kube.an_object`; its uid
     and generation), and the refusal withdraws it, as with a good answer."""
-    import aiohttp.web
 
     from canary import crd
     from canary.errors import ConfigError
@@ -529,10 +537,7 @@ def test_a_followers_create_answered_with_no_object_is_read_back_and_its_refusal
             hit.append((await real(request)).status)
             istio_api.handler.edit_object(crd.GROUP, crd.PLURAL, "ml", "rec",
                                           lambda o: o.update(status=_refusal(1, "ml/rec: policy refused")))
-            if body == b"500":  # etcd's timeout: the create landed, its answer lost
-                return aiohttp.web.json_response(kubeapi.status_body(500, "InternalError",
-                                                                     "etcdserver: request timed out"), status=500)
-            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+            return _lost_answer(body, content_type)  # b"500": etcd's timeout, the create landed, its answer lost
         return await real(request)
 
     istio_api.handler._handle = handle  # type: ignore[method-assign]
@@ -641,7 +646,6 @@ def test_a_withdrawal_whose_delete_landed_with_its_answer_lost_says_it_was_delet
     (etcd's timeout) or 200 `{}`. Before: "deleting the CanaryRollout failed: ServiceException; delete it by hand"
     (of the 500) for an object that is gone. Now it is read back: deleted, and said so (decision 425). (`{}` held:
     the answer of a DELETE is not read.)"""
-    import aiohttp.web
 
     from canary import crd
     from canary.errors import ConfigError
@@ -660,10 +664,7 @@ def test_a_withdrawal_whose_delete_landed_with_its_answer_lost_says_it_was_delet
             return answer
         if res is not None and res.plural == crd.PLURAL and method == "DELETE" and not hit:
             hit.append((await real(request)).status)
-            if body == b"500":
-                return aiohttp.web.json_response(kubeapi.status_body(500, "InternalError",
-                                                                     "etcdserver: request timed out"), status=500)
-            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+            return _lost_answer(body, content_type)
         return await real(request)
 
     istio_api.handler._handle = handle  # type: ignore[method-assign]
