@@ -145,6 +145,14 @@ def _one_host(model: str) -> list[Series]:
     return out
 
 
+def _sidecar(model: str, version: str, ip: str) -> _During:
+    """A pod's Istio sidecar's `istio_requests_total` (100 req/s, all 200) as Istio's PodMonitor reads it (kube-
+    prometheus-stack's envoy-stats: job ml/envoy-stats, port 15090)."""
+    return _During("istio_requests_total", {
+        "destination_service_name": model, "destination_service_namespace": "ml", "destination_version": version,
+        "reporter": "destination", "response_code": "200", "job": "ml/envoy-stats", "instance": f"{ip}:15090"}, 100)
+
+
 def _two_exporters(model: str) -> list[Series]:
     """Each pod's two exporters, each read by its own job: the model server's series on :8002 by a ServiceMonitor's,
     the sidecar's `istio_requests_total` on :15090 by Istio's PodMonitor (kube-prometheus-stack's envoy-stats) --
@@ -152,10 +160,7 @@ def _two_exporters(model: str) -> list[Series]:
     out: list[Series] = []
     for version, ip in (("v1", "10.0.8.1"), ("v2", "10.0.8.2")):
         out += _arm(model, version, 99, 1, job="serviceMonitor/ml/triton", instance=f"{ip}:8002")
-        out.append(_During("istio_requests_total", {
-            "destination_service_name": model, "destination_service_namespace": "ml", "destination_version": version,
-            "reporter": "destination", "response_code": "200", "job": "ml/envoy-stats", "instance": f"{ip}:15090"},
-            100))
+        out.append(_sidecar(model, version, ip))
     return out
 
 
@@ -165,10 +170,7 @@ def _stable_read_twice(model: str) -> list[Series]:
     out = _arm(model, "v1", 99, 1, job="kubernetes-pods", instance="10.0.9.1:8000")
     for version, ip in (("v1", "10.0.9.1"), ("v2", "10.0.9.2")):
         out += _arm(model, version, 99, 1, job="serviceMonitor/ml/rec", instance=f"{ip}:8000")
-        out.append(_During("istio_requests_total", {
-            "destination_service_name": model, "destination_service_namespace": "ml", "destination_version": version,
-            "reporter": "destination", "response_code": "200", "job": "ml/envoy-stats", "instance": f"{ip}:15090"},
-            100))
+        out.append(_sidecar(model, version, ip))
     return out
 
 
