@@ -80,11 +80,11 @@ class Interrupt:
         return cls(lambda _name: KeyboardInterrupt(), signals, repeat=True)
 
     def handler(self, signum: int, _frame: Any) -> None:
-        first, name = self._first.claim(signum)  # before anything else: a second signal nested here is not first
+        first, _ = self._first.claim(signum)  # before anything else: a second signal nested here is not first
         if not self.armed or not (first or self.repeat):
             return
         self.armed = self.repeat
-        self.fired = name if not self.repeat else signal.Signals(signum).name
+        self.fired = signal.Signals(signum).name  # the first's own (a later one's only with repeat)
         raise self.error(self.fired)
 
     def check(self) -> None:
