@@ -123,6 +123,13 @@ class InFlight:
         """Whether `what` ("METHOD /path") is held back now: a signal came, and the route's write has not landed."""
         return self.reserved and (not self.routes(what) or self.stale())
 
+    def hold(self, what: str) -> None:
+        """GraceReserved (not sent) when `what` is `held` back now: neither sent nor its credentials fetched."""
+        if self.held(what):
+            held = GraceReserved(f"{what}: not sent, {self.kept()}")
+            held.sent = False  # type: ignore[attr-defined]
+            raise held
+
     def signalled(self) -> None:
         """The first signal came (called in its handler, on the main thread): the grace is the route's write's
         first. A request the main thread waits on that is not a write of the route (a history PATCH, an Event, a
@@ -197,10 +204,7 @@ def bound_by(client: Any, until: Callable[[], float], *,
         main = threading.current_thread() is threading.main_thread()  # only the main thread's is cut
         if main:
             flying.last = what
-        if flying.held(what):  # the grace is the route's write's first: not sent, nothing spent on it
-            held = GraceReserved(f"{what}: not sent, {kept()}")
-            held.sent = False  # type: ignore[attr-defined]
-            raise held
+        flying.hold(what)  # the grace is the route's write's first: not sent, nothing spent on it
         left = until() - time.monotonic()
         if left < MIN_REQUEST_S:
             refused = GraceSpent(f"{method} {urlsplit(url).path}: not sent, {spent()}" + (
@@ -332,10 +336,7 @@ def _bound_credentials(client: Any, until: Callable[[], float], flying: InFlight
     serialize, call = client.param_serialize, client.call_api
 
     def fetching(what: str, run: Callable[[], Any]) -> Any:
-        if flying.held(what):  # held back for the route's write (decision 407): no plugin run for it either
-            held = GraceReserved(f"{what}: not sent, {flying.kept()}")
-            held.sent = False  # type: ignore[attr-defined]
-            raise held
+        flying.hold(what)  # held back for the route's write (decision 407): no plugin run for it either
         if until() - time.monotonic() < MIN_REQUEST_S:
             # past the grace nothing is sent (`request` refuses it, naming it): no plugin run to wait on either
             client.configuration.refresh_api_key_hook = None
