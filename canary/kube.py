@@ -207,7 +207,7 @@ def bound_by(client: Any, until: Callable[[], float], *,
         flying.hold(what)  # the grace is the route's write's first: not sent, nothing spent on it
         left = until() - time.monotonic()
         if left < MIN_REQUEST_S:
-            refused = GraceSpent(f"{method} {urlsplit(url).path}: not sent, {spent()}" + (
+            refused = GraceSpent(f"{what}: not sent, {spent()}" + (
                 f"; {flying.unanswered} before it had no answer and may have been applied" if flying.unanswered else ""))
             # the router's retry of a write that timed out, refused here: that write may be in place (`write_landed`)
             refused.sent = bool(flying.unanswered)  # type: ignore[attr-defined]
