@@ -595,13 +595,13 @@ def _answered(send: Callable[[], Any], api: Any, body: dict[str, Any], verb: str
     gave generation 0 and no uid: an earlier spec's refusal read as this request's, a refusal leaving the object
     this request created in place. Read back as another spec or request's, or not found: KubeUnavailable (nothing known
     written; exit 3), as a 5xx answer is."""
-    from canary.kube import BadAnswer, an_object, is_transient, translate
+    from canary.kube import an_object, is_transient, translate
 
     meta = body["metadata"]
     where = f"CanaryRollout {meta['namespace']}/{meta['name']}"
     try:
         return an_object(send(), f"the {verb} of {where}")
-    except (BadAnswer, ValueError) as bad:  # ValueError: JSON cut short (the client's JSONDecodeError)
+    except ValueError as bad:  # `kube.BadAnswer`, or JSON cut short (the client's JSONDecodeError)
         answer: BaseException = bad
     except Exception as exc:
         if not is_transient(exc):  # a 409, a refusal: the caller's
