@@ -88,7 +88,6 @@ class Renewal:
         # (the 401's note): until RENEW_EVERY_S after it, a 401 does not load the configuration again (decision 428)
         self.futile_at: float | None = None
         self.note = ""
-        self.held = 0  # 401s answered without a renewal, held back by the limit
         # the token the last renewal gave, until a request sent with it is answered other than 401: a 401 to it
         # meanwhile (another thread's request, while the renewing one's answer is pending) is that renewal not
         # helping, not a reason to run the plugin again (decision 464)
@@ -116,7 +115,6 @@ class Renewal:
             if not urgent and used and used == self.unproven:  # the token just renewed is refused too
                 self.futile(REFUSED_AGAIN)
             if not urgent and self.futile_at is not None and time.monotonic() - self.futile_at < RENEW_EVERY_S:
-                self.held += 1
                 return None
             fresh = kubernetes.client.Configuration()
             try:
@@ -237,8 +235,7 @@ def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str
     request goes with the token it had, which the server may still take (a 401 then renews, marked)."""
     from urllib.parse import urlsplit
 
-    renewal = client.canary_renewal = Renewal(client.configuration, load,
-                                              getattr(getattr(client, "rest_client", None), "pool_manager", None))
+    renewal = Renewal(client.configuration, load, getattr(getattr(client, "rest_client", None), "pool_manager", None))
     renewal.unloaded = "; ".join(unloaded or ())  # why the first load gave no credentials ("" when it gave them)
     send = client.call_api
 
