@@ -229,16 +229,13 @@ class Snapshot:
         if got is None:
             return None
         groups = got.get(ident, {})
-        if RELABELLED in groups:
+        if {RELABELLED, UNREADABLE, PARTIAL, MIXED, SCRAPED_TWICE} & groups.keys():
             what = (f"{fam.metric} series of {'/'.join(ident)} whose exporter said another model or version (an "
                     f"`exported_` label; instance {', '.join(sorted(groups[RELABELLED])[:3])}): a scrape target label "
                     f"of that name (a pod label copied by labelmap, honor_labels: false) overrode the exporter's, so "
-                    f"another arm's requests are read as this one's; drop or rename that target label")
-            if self.bound is not None:
-                raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f} holds {what}")
-            raise NotCountable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")
-        if UNREADABLE in groups or PARTIAL in groups or MIXED in groups or SCRAPED_TWICE in groups:
-            what = (f"a NaN or infinite {fam.metric} sample for {'/'.join(ident)}" if UNREADABLE in groups else
+                    f"another arm's requests are read as this one's; drop or rename that target label"
+                    if RELABELLED in groups else
+                    f"a NaN or infinite {fam.metric} sample for {'/'.join(ident)}" if UNREADABLE in groups else
                     f"{fam.metric} series of {'/'.join(ident)} scraped by two jobs (one target, two `job` labels): "
                     f"summed, its requests count twice; set metrics.labels: {{job: ...}} to the one job to read "
                     f"({{exported_job: ...}} where a federating target re-exports it)"
@@ -250,8 +247,9 @@ class Snapshot:
                     f"are from two moments; point canary at one replica, or at Thanos Query (README)")
             if self.bound is not None:  # a step-start snapshot: the next one starts the step again
                 raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f} holds {what}")
-            if SCRAPED_TWICE in groups:  # Prometheus answered, whole: the arm's series count what it did not serve.
-                # Not "Prometheus unreachable" (a step so ends aborted, with those words): no verdict, as per rollout
+            if SCRAPED_TWICE in groups or RELABELLED in groups:  # Prometheus answered, whole: the arm's series
+                # count what it did not serve. Not "Prometheus unreachable" (a step so ends aborted, with those
+                # words): no verdict, as per rollout
                 raise NotCountable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")
             raise MetricsUnavailable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")
         if TARGET_DOWN in groups:
