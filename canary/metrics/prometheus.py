@@ -36,7 +36,7 @@ from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
 from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, RELABELLED, TARGETS, TWICE,
                                        UNSCRAPED, ArmsNative, Plan, arms_histograms_query, arms_native_query, arms_query,
-                                       classic_buckets_query, query_plan, request_plan, request_query, twice_parts)
+                                       classic_buckets_query, query_plan, request_query, twice_parts)
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -100,14 +100,13 @@ class PrometheusProvider(PrometheusClient):
         with none, NotCountable for a canary whose targets two scrape jobs read, or with a target down (`_not_twice`:
         the count is the pass floor and sets the pass level, decision 380); a stable arm read twice is NaN (decision
         399)."""
-        plan = request_plan(policy, target, window_s=window_s)
-        query, parts = request_query(policy, target, window_s=window_s)
+        query, parts = request_query(policy, target, window_s=window_s)  # its "<arm>/requests": `request_plan`'s
         with self.about(target):
             got = q.split_answer(self.query(query, check=check, at=at), parts)
 
         def count(arm: str) -> float:
-            return _request_count(number_of(got[f"{arm}/requests"], plan[arm], check, arm), plan[arm], check, arm,
-                                  window_s)
+            asked = parts[f"{arm}/requests"]
+            return _request_count(number_of(got[f"{arm}/requests"], asked, check, arm), asked, check, arm, window_s)
 
         twice = {key: part for key, part in parts.items() if not key.endswith("/requests")}
         stable, canary = _not_twice(each_arm(count), got, twice, check, self._quiet)
