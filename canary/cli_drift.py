@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -531,13 +530,10 @@ def _watch_exit(watcher: Any, done: list[dict[str, Any]], drifting: str) -> int:
     return EXIT_OK
 
 
-def _utc(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
-
-
 def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) -> None:
     """`drift watch --once`: per profile, the monitor's state after this evaluation and what it did."""
     from canary.drift.stats import profile_share
+    from canary.drift.unread import at
     from canary.drift.watch import _key
 
     profiled = {_key(p, watcher.namespace): len(p["features"]) for p in watcher.profiles}
@@ -585,7 +581,7 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
                        + drifted + (f"; {acts}" if acts else "")
                        + (f"; retraining Job {r['retraining_job']} FAILED ({r['retraining_failed']}): "
                           + ("nothing is retraining this episode" if r["retraining_retry_due"] is None else
-                             f"a new Job is created after {_utc(r['retraining_retry_due'])}")
+                             f"a new Job is created after {at(r['retraining_retry_due'])}")
                           if r["retraining_failed"] else "")
                        + (f"; retraining Job {r['retraining_job']} GONE (deleted before its outcome was read): "
                           f"UNKNOWN whether it succeeded" if r["retraining_gone"] else "")
