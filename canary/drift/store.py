@@ -229,19 +229,11 @@ class ConfigMapStateStore:
         self.core, self.namespace, self.name = core, namespace, name
         self._version: str | None = None
 
-    def _read(self) -> dict[str, Any]:
-        """The ConfigMap as sent (`kube.raw_object`: BadAnswer for a 200 whose body is not the object)."""
-        from canary.kube import raw_object
-
-        return raw_object(self.core.read_namespaced_config_map(self.name, self.namespace, _preload_content=False,
-                                                               _request_timeout=10),
-                          f"the read of ConfigMap {self.namespace}/{self.name}")
-
     def load(self) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            cm = self._read()
+            cm = _read_raw(self.core, self.namespace, self.name)
         except ApiException as exc:
             if exc.status == 404:
                 self._version = None
@@ -296,7 +288,7 @@ class ConfigMapStateStore:
         if not is_transient(exc):
             return False
         try:
-            cm = self._read()
+            cm = _read_raw(self.core, self.namespace, self.name)
         except Exception:  # noqa: BLE001 - not known to have landed: the write failed
             return False
         if (cm.get("data") or {}).get("state.json") != text or not cm["metadata"].get("resourceVersion"):
