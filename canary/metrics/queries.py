@@ -348,7 +348,8 @@ def scraped_twice_of(selectors: Sequence[str]) -> str:
     # (a ServiceMonitor's, Istio's envoy-stats PodMonitor), no series of it twice; a check whose series are of both
     # (a custom query or feature_drift beside `metrics.source: istio`'s requests) was no verdict on every rollout.
     # A metric of one host that two jobs read is what a sum counts twice; the answer's value: the most jobs of one
-    # a series re-exported by a target with `honor_labels: false` (another Prometheus's /federate, a Pushgateway) has
+    # metric of the host.
+    # A series re-exported by a target with `honor_labels: false` (another Prometheus's /federate, a Pushgateway) has
     # the federating target's `instance` and `job`, the pod's own renamed `exported_instance`/`exported_job`: its host
     # is the pod's, and each re-exporting target (job, instance, the job it was read by there) is one reading of it. A
     # pod scraped here and federated in, or federated from a Prometheus that read it twice, or through two federating
