@@ -261,11 +261,12 @@ def check_cmd(
                    err=True)
     from canary.drift.stats import over_profile, profile_share
 
+    unmeasured = len(quiet) + len(gone)  # profiled features not compared
     # over the whole profile: features not compared can make it neither drift nor its absence (decision 382)
-    verdict = over_profile(result, len(quiet) + len(gone))
+    verdict = over_profile(result, unmeasured)
     # the share of the whole profile, at least and at most (null with nothing compared): the compared features'
     # alone read 1.0 beside `"dataset_drift": null` for 1 of 1 compared of four (decision 411)
-    shares = profile_share(result, len(quiet) + len(gone)) or (None, None)
+    shares = profile_share(result, unmeasured) or (None, None)
     opts.emit({
         # nothing compared, or features not compared that decide it: no verdict (null), never a `false` read as "no
         # drift", nor a `true` of "1 of 1 features drifted" when nine other features were not compared
@@ -279,7 +280,7 @@ def check_cmd(
         **({"profile_mismatch": other} if other else {})},
         output, lambda wide: _table(prof, result, quiet, few, None if client is None else window, wide=wide, why=why,
                                     live_version=version or str(prof["version"]), verdict=verdict,
-                                    unmeasured=len(quiet) + len(gone)))
+                                    unmeasured=unmeasured))
     if verdict:
         raise typer.Exit(EXIT_DRIFT)
     if not result.features:
