@@ -12,8 +12,10 @@ exec plugins for the loader, bounded and killed with their process group when gi
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import os
+import threading
 from typing import Any, Callable
 
 from canary.errors import ConfigError
@@ -339,6 +341,47 @@ REFUSED_AGAIN = ("the new ones the configuration gave were refused too (the iden
 _HUNG: dict[tuple[str, ...], tuple[float, str]] = {}
 
 
+# plugin runs not yet over: {process: interactive}; killed when this process exits (`_end_live_plugins`)
+_LIVE: dict[Any, bool] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def _end_plugin(process: Any, interactive: bool) -> None:
+    """Kill a plugin run given up on, with its process group where it has its own (not interactive), and reap it."""
+    import signal
+    import subprocess
+    import sys
+
+    try:
+        if interactive:
+            process.kill()
+        else:
+            os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None and pipe is not sys.stderr:
+            pipe.close()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _end_live_plugins() -> None:
+    """At exit: the plugin runs still waited on by threads the process does not wait for (a look's worker, a
+    daemon thread whose request the signal abandoned) are killed with their groups. Started in sessions of their
+    own, they outlived the process (a hung `aws eks get-token` and its helper left running after exit 6)."""
+    with _LIVE_LOCK:
+        live = list(_LIVE.items())
+        _LIVE.clear()
+    for process, interactive in live:
+        _end_plugin(process, interactive)
+
+
+atexit.register(_end_live_plugins)
+
+
 def install_bounded_plugins() -> None:
     """Make the kubernetes config loader run kubeconfig exec plugins with `run_plugin` (a bound, its process group
     killed when it is given up on) in place of its own `ExecProvider.run`, which waits for ever. Idempotent."""
@@ -366,7 +409,6 @@ def run_plugin(provider: Any, previous_response: Any = None) -> Any:
     but for the renewal of a request of the route refused 401. Interactive (stdout a terminal): the plugin keeps our terminal and process group,
     so only its own pid is killed."""
     import json
-    import signal
     import subprocess
     import sys
     import time
@@ -398,26 +440,12 @@ def run_plugin(provider: Any, previous_response: Any = None) -> Any:
                                # run without a shell (pyproject allows >=29)
                                shell=getattr(provider, "shell", False))
 
-    def end() -> None:
-        try:
-            if interactive:
-                process.kill()
-            else:
-                os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None and pipe is not sys.stderr:
-                pipe.close()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-
+    with _LIVE_LOCK:
+        _LIVE[process] = interactive
     try:
         stdout, stderr = process.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
-        end()
+        _end_plugin(process, interactive)
         why = (f"exec: {key[0]} did not answer within {limit:g} s (${PLUGIN_TIMEOUT_ENV}); killed it "
                f"(pid {process.pid} and its process group)")
         _HUNG[key] = (time.monotonic(), why)
@@ -426,8 +454,11 @@ def run_plugin(provider: Any, previous_response: Any = None) -> Any:
                                   f"a login?); set ${PLUGIN_TIMEOUT_ENV} for one that needs longer")
         raise ConfigException(why) from None
     except BaseException:  # a signal's grace cut it (raised in the handler), or the process is ending
-        end()
+        _end_plugin(process, interactive)
         raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.pop(process, None)
     _HUNG.pop(key, None)
     if process.returncode != 0:
         msg = "exec: process returned %d" % process.returncode

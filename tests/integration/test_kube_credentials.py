@@ -22,7 +22,7 @@ import yaml
 
 from tests.integration.test_promote import cluster, prometheus, promote, vs_state  # noqa: F401 - fixtures
 from tests.support import cli
-from tests.support.kube_tokens import ExecTokens
+from tests.support.kube_tokens import ExecTokens, dead, all_dead
 
 pytestmark = pytest.mark.integration
 
@@ -378,7 +378,7 @@ def test_an_exec_plugin_that_hangs_after_the_signal_ends_within_the_grace_with_t
         code, out, err = _promote_signalled(kubeconfig, policy, prometheus.url, "--interrupt-grace", "3",
                                             at_split=tokens.hang)
         pids = tokens.hung_pids()  # the plugin cut by the grace, and the helper it started, were left running
-        assert pids and all(_dead(pid) for pid in pids), [(p, _dead(p)) for p in pids]  # (decision 427)
+        assert pids and all_dead(pids), [(p, dead(p)) for p in pids]  # (decision 427)
     finally:
         tokens.end_hung()
     assert code == 6, out + err[-3000:]
@@ -506,15 +506,6 @@ def test_a_renewal_hung_at_the_signal_for_a_request_not_the_routes_write_leaves_
     assert not [e for e in said if e["event"] in ("traffic.unsafe", "kube.credentials_unrenewed")], err[-3000:]
 
 
-def _dead(pid: int) -> bool:
-    """Whether process `pid` is gone (or a zombie: killed, not yet reaped by whoever adopted it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
 def test_an_exec_plugin_that_hangs_with_no_signal_is_killed_with_its_helpers_and_the_rollout_ends_safely(
         cluster: Any, prometheus: Any, tmp_path: Path) -> None:
     """The job's token is revoked at 80/20 and the plugin then hangs (`aws eks get-token` with no route to STS),
@@ -537,7 +528,7 @@ def test_an_exec_plugin_that_hangs_with_no_signal_is_killed_with_its_helpers_and
                        "--kubeconfig", str(kubeconfig), "--output", "json", "--log-format", "json"],
                       env={"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url, "CANARY_EXEC_PLUGIN_TIMEOUT": "1"})
         pids = tokens.hung_pids()
-        assert pids and all(_dead(pid) for pid in pids), [(p, _dead(p)) for p in pids]  # plugin and helper killed
+        assert pids and all_dead(pids), [(p, dead(p)) for p in pids]  # plugin and helper killed
     finally:
         tokens.end_hung()
     assert res.returncode == 6, res.stdout + res.stderr[-3000:]

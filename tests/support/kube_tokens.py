@@ -141,3 +141,25 @@ class ExecTokens:
             "contexts": [{"name": "ci", "context": {"cluster": "ci", "user": "ci", "namespace": namespace}}],
         }))
         return path
+
+
+def dead(pid: int) -> bool:
+    """Whether process `pid` is gone (or a zombie: killed, not yet reaped by whoever adopted it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def all_dead(pids: list[int], bound_s: float = 30.0) -> bool:
+    """Whether every one of `pids` is dead, waiting for it up to `bound_s` (a SIGKILLed process is dead a moment
+    after the kill, once it has run its exit: only a process nobody killed reaches the bound)."""
+    import time
+
+    end = time.monotonic() + bound_s
+    while not all(dead(pid) for pid in pids):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True

@@ -322,3 +322,42 @@ def test_a_request_of_the_route_is_a_virtualservice_or_destinationrule_by_name(p
     from canary.kube_credentials import is_route_request
 
     assert is_route_request(path) is route
+
+
+def test_a_plugin_run_still_waited_on_by_a_thread_at_exit_is_killed_with_its_helper(tmp_path: object) -> None:
+    """A plugin run by a thread the process does not wait for (a look's worker, a daemon thread whose request the
+    signal abandoned) hangs; the process exits. Started in a session of its own, the plugin and the helper it
+    started outlived it (a suite run's `test_an_exec_plugin_that_hangs_after_the_signal_ends_within_the_grace_...`
+    found one of two hung runs alive). Now they are killed at exit (decision 482). A real process: it exits once
+    the plugin says it hangs (its pids written), nothing timed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.support.kube_tokens import ExecTokens, all_dead, dead
+
+    state = Path(str(tmp_path)) / "plugin"
+    tokens = ExecTokens(state)
+    tokens.hang()
+    script = f"""
+import os, sys, threading, time
+from pathlib import Path
+from canary.kube_credentials import run_plugin
+
+class Provider:  # an ExecProvider after __init__
+    api_version, cluster, cwd, shell = "client.authentication.k8s.io/v1", None, None, False
+    args, env = [{str(tokens.plugin)!r}], dict(os.environ)
+
+threading.Thread(target=run_plugin, args=(Provider(),), daemon=True).start()
+hung = Path({str(state / "hung")!r})
+while not hung.exists() or len(hung.read_text().split()) < 2:  # the plugin's pid and its helper's
+    time.sleep(0.02)
+"""
+    try:
+        done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2], timeout=120,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        pids = tokens.hung_pids()
+        assert len(pids) == 2 and all_dead(pids), [(p, dead(p)) for p in pids]
+    finally:
+        tokens.end_hung()
