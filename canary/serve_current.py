@@ -26,6 +26,21 @@ import time
 from pathlib import Path
 from typing import Callable
 
+def write_atomically(path: Path, text: str) -> None:
+    """`text` as `path`'s content, all or nothing: a temporary `.tmp-*` file beside it (its suffix: never read as a
+    session or a revisions file), fsynced, renamed over `path`; OSError when the directory refuses."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 MAX_KEPT = 16  # revisions remembered per Canary (the oldest dropped: only the latest can be newer than a session)
 
 
@@ -90,16 +105,7 @@ class CurrentRevisions:
                 if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)}
 
     def _write(self, key: str, since: dict[str, float]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".key", dir=self.dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"key": key, "since": since}, f, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path(key), json.dumps({"key": key, "since": since}, sort_keys=True))
 
     def prune(self, *, older_than_s: float, now: float, host_now: float | None = None) -> int:
         """Delete the files of Canaries not called for `older_than_s` by both clocks (the file's time on the host's,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from canary.errors import CanaryError
-from canary.serve_current import CurrentRevisions
+from canary.serve_current import CurrentRevisions, write_atomically
 from canary.serve_session import Session
 
 
@@ -228,16 +227,7 @@ class SessionStore:
         """Write atomically (temporary file, fsync, rename); StoreError if the disk refuses."""
         p = self.path(s.key, s.revision)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.dir)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(s.to_json())
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, p)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomically(p, s.to_json())
         except OSError as exc:
             raise StoreError(f"{p}: cannot write the state of {s.key} revision {s.revision}: "
                              f"{exc.strerror or exc}") from None
