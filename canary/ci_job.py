@@ -74,30 +74,15 @@ def from_env(env: Mapping[str, str]) -> tuple[str, list[tuple[str, str]]]:
     (`GITLAB_CI=true`), Jenkins' BUILD_URL (`JENKINS_URL` set), Argo Workflows' ARGO_WORKFLOW_NAME as
     `Argo Workflow <name>`; "" when none is, or when what is set is not valid. Gitea's and Forgejo's Actions
     set `GITHUB_ACTIONS=true` too (and GITHUB_SERVER_URL to their own server): Forgejo's run page is
-    `/actions/runs/<GITHUB_RUN_NUMBER>` with no attempts (`_forge_run`), Gitea's is not known from the environment
+    `/actions/runs/<GITHUB_RUN_NUMBER>` with no attempts (`_run_page`), Gitea's is not known from the environment
     (decision 475); `act` (`ACT=true`), a workflow run on a workstation, has no job to name (decision 455)."""
-    bad: list[tuple[str, str]] = []
-    if env.get("GITHUB_ACTIONS") == "true" and _forge(env):
-        return _forge_run(env)
     if env.get("GITHUB_ACTIONS") == "true":
-        server = env.get("GITHUB_SERVER_URL", "").rstrip("/")
-        checks = [("GITHUB_SERVER_URL", _url(server, base=True)),
-                  ("GITHUB_REPOSITORY", "" if _GITHUB_REPO.fullmatch(env.get("GITHUB_REPOSITORY", "")) else
-                   "not owner/name"),
-                  ("GITHUB_RUN_ID", "" if _DIGITS.fullmatch(env.get("GITHUB_RUN_ID", "")) else "not a number")]
-        attempt = env.get("GITHUB_RUN_ATTEMPT", "")
-        if attempt and not _DIGITS.fullmatch(attempt):
-            checks.append(("GITHUB_RUN_ATTEMPT", "not a number"))
-        bad = [(name, why) for name, why in checks if why]
-        if not bad:
-            url = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
-            url += f"/attempts/{attempt}" if attempt else ""
-            if not (why := _url(url)):
-                return url, []
-            bad = [("GITHUB_SERVER_URL", why)]
-        return "", bad
-    for marker, name in (("GITLAB_CI", "CI_JOB_URL"), ("JENKINS_URL", "BUILD_URL")):
-        if (env.get(marker) == "true" if marker == "GITLAB_CI" else bool(env.get(marker))) and name in env:
+        forge = _forge(env)
+        if forge:
+            return _run_page(env, "GITHUB_RUN_NUMBER") if forge == "forgejo" else ("", [])
+        return _run_page(env, "GITHUB_RUN_ID", env.get("GITHUB_RUN_ATTEMPT", ""))
+    for on, name in ((env.get("GITLAB_CI") == "true", "CI_JOB_URL"), (bool(env.get("JENKINS_URL")), "BUILD_URL")):
+        if on and name in env:
             url = env[name]
             why = _url(url)
             return ("", [(name, why)]) if why else (url, [])
@@ -121,23 +106,27 @@ def _forge(env: Mapping[str, str]) -> str:
     return "act" if env.get("ACT") == "true" else ""
 
 
-def _forge_run(env: Mapping[str, str]) -> tuple[str, list[tuple[str, str]]]:
-    """A Forgejo Actions run's page: `<GITHUB_SERVER_URL>/<owner>/<repo>/actions/runs/<run number>` (its
+def _run_page(env: Mapping[str, str], number: str, attempt: str = "") -> tuple[str, list[tuple[str, str]]]:
+    """An Actions run's page, `<GITHUB_SERVER_URL>/<owner>/<repo>/actions/runs/<run>[/attempts/<attempt>]`, `run`
+    the variable `number` names, and the variables set but not recordable: (job, [(variable, why)]).
+
+    GitHub's: GITHUB_RUN_ID with GITHUB_RUN_ATTEMPT. Forgejo's: GITHUB_RUN_NUMBER, no attempt (its
     `ActionRun.Link` is the repository's link and the run's index, which it sets as GITHUB_RUN_NUMBER; GITHUB_RUN_ID
     is the run's database id, and it has no `/attempts/`). Gitea's names none: since Gitea replaced indexes with
     database ids in its routes (go-gitea/gitea#36842) `/actions/runs/<n>` is read as an id first, then as an index,
     so the index's link shows an older run whose id it is, and an older Gitea reads an id as an index; which
     Gitea serves the job is in no variable (decision 475). `act` names none."""
-    if _forge(env) != "forgejo":
-        return "", []
     server = env.get("GITHUB_SERVER_URL", "").rstrip("/")
     checks = [("GITHUB_SERVER_URL", _url(server, base=True)),
               ("GITHUB_REPOSITORY", "" if _GITHUB_REPO.fullmatch(env.get("GITHUB_REPOSITORY", "")) else
                "not owner/name"),
-              ("GITHUB_RUN_NUMBER", "" if _DIGITS.fullmatch(env.get("GITHUB_RUN_NUMBER", "")) else "not a number")]
+              (number, "" if _DIGITS.fullmatch(env.get(number, "")) else "not a number")]
+    if attempt and not _DIGITS.fullmatch(attempt):
+        checks.append(("GITHUB_RUN_ATTEMPT", "not a number"))
     if bad := [(name, why) for name, why in checks if why]:
         return "", bad
-    url = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_NUMBER']}"
+    url = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env[number]}"
+    url += f"/attempts/{attempt}" if attempt else ""
     return ("", [("GITHUB_SERVER_URL", why)]) if (why := _url(url)) else (url, [])
 
 
