@@ -218,12 +218,13 @@ class Runner:
         wait = END_HISTORY_WAIT_S
         for _ in range(END_HISTORY_RETRIES):
             failure = getattr(rec, "last_failure", None)
-            if not getattr(rec, "unwritten", False) or (isinstance(failure, (ConfigError, GraceSpent))
-                                                        and not isinstance(failure, GraceReserved)):
-                break  # a refusal for good, or a signal's grace spent: every request now is refused unsent
+            if not getattr(rec, "unwritten", False):
+                break
             if isinstance(failure, GraceReserved):  # held back for the route's write, which is done: at once
                 rec.flush()
                 continue
+            if isinstance(failure, (ConfigError, GraceSpent)):
+                break  # a refusal for good, or a signal's grace spent: every request now is refused unsent
             until = self.clock.now() + wait
             while not self.stop.is_set() and self.clock.now() < until:  # a signal ends the wait
                 self.clock.sleep(max(0.01, min(until - self.clock.now(), 0.25)))
