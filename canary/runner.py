@@ -631,8 +631,7 @@ class Runner:
             theirs = parse_state(self.router.inspect(self.target))
             who = describe_owner(theirs.owner, theirs.job) if theirs is not None else "another writer"
             raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
-                              "was moved by this promote", holder=theirs.owner if theirs is not None else "",
-                              job=theirs.job if theirs is not None else "") from None
+                              "was moved by this promote", **_held_by(theirs)) from None
         except BaseException:
             if self._written == state.to_json():  # the claim landed, a write after it failed (the canary subset's)
                 # the rollout is on the route: `run`'s fail-safe ends it (aborted), not left claimed and pending, said
@@ -904,9 +903,7 @@ class Runner:
                        if theirs is not None else "it could not be read again")
                 raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the route's record "
                                   f"changed while this promote took the rollout of {existing.canary_version} over: "
-                                  f"{now}; nothing was written by this promote",
-                                  holder=theirs.owner if theirs is not None else "",
-                                  job=theirs.job if theirs is not None else "") from None
+                                  f"{now}; nothing was written by this promote", **_held_by(theirs)) from None
             failed: BaseException = exc  # still as read: every write refused as a conflict (a 409 storm)
         except BaseException as exc:
             failed = exc
@@ -1451,6 +1448,11 @@ NO_TRAFFIC_MOVED = ("this promote moved no traffic to the canary (the route's we
                     "same command again is safe once that is fixed")
 _SAYS_UNTOUCHED = ("nothing was moved", "no traffic moved", "moved no traffic", "nothing was written",
                    "nothing written")
+
+
+def _held_by(theirs: rl.RolloutState | None) -> dict[str, str]:
+    """A RolloutBusy's `holder` and `job` from the record another writer left (None: unread, both "")."""
+    return {"holder": theirs.owner, "job": theirs.job} if theirs is not None else {}
 
 
 def _untouched_exit_3(exc: BaseException) -> bool:
