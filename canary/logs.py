@@ -54,10 +54,11 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
 # at 100 characters would lose)
 OWNER_FIELDS = frozenset({"owner", "recorded_owner", "ended_owner"})
 OWNER_LOGGED_MAX = 300  # characters (`reconcile.OWNER_SHOWN_MAX` too): every owner canary writes is under it
+OWNER_CUT_TO = 100  # characters of a longer owner kept, here and in `reconcile.shown_owner`
 
 
 def cut_owners(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-    """An owner field longer than OWNER_LOGGED_MAX cut to its first 100 characters and `...`, as
+    """An owner field longer than OWNER_LOGGED_MAX cut to its first OWNER_CUT_TO characters and `...`, as
     `reconcile.shown_owner` cuts it in messages and `-o json` (decision 401); then escaped as any field is
     (`escape_unprintable`, or JSON). A record's owner edited by hand to a megabyte made every line naming it
     (`rollout.abandoned`, `rollout.taken_over`, `sweep.left_alone`, `rollout.split_unrecorded`, `rollback.completed`'s
@@ -65,7 +66,7 @@ def cut_owners(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, A
     for key in OWNER_FIELDS.intersection(event):
         value = event[key]
         if isinstance(value, str) and len(value) > OWNER_LOGGED_MAX:
-            event[key] = value[:100] + "..."
+            event[key] = value[:OWNER_CUT_TO] + "..."
     return event
 
 

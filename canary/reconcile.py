@@ -33,7 +33,7 @@ from canary import rollout as rl
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NotFound,
                            NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, TargetError,
                            TransientError, others_decision)
-from canary.logs import OWNER_LOGGED_MAX
+from canary.logs import OWNER_CUT_TO, OWNER_LOGGED_MAX
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, Weights, check_version
 from canary.policy import Policy
@@ -114,13 +114,13 @@ OWNER_SHOWN_MAX = OWNER_LOGGED_MAX
 def shown_owner(owner: str) -> str:
     """A record's `owner` as a message, `canary status`, a log field or `-o json`'s `holder` shows it: as recorded
     when it is printable ASCII of at most OWNER_SHOWN_MAX characters (every owner canary writes), else escaped and
-    cut (`ascii()` of its first 100 characters). The record is anyone's who may edit the VirtualService: a newline
+    cut (`ascii()` of its first OWNER_CUT_TO characters). The record is anyone's who may edit the VirtualService: a newline
     or an escape sequence in it forged `error:` lines in a pipeline's log (the busy refusal, `jq -r .holder`) and
     cleared on-call's terminal, beside the `job` that decision 387 checks (decision 401). Display only: the owner
     as recorded still decides who holds the route."""
     if owner.isascii() and owner.isprintable() and len(owner) <= OWNER_SHOWN_MAX:
         return owner
-    return ascii(owner[:100]) + ("..." if len(owner) > 100 else "")
+    return ascii(owner[:OWNER_CUT_TO]) + ("..." if len(owner) > OWNER_CUT_TO else "")
 
 
 def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState | None, *, where: str = "") -> None:
