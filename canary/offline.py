@@ -265,7 +265,7 @@ def _policy(raw: dict[str, Any], file: str, base: Path | None) -> Policy:
 
 
 def _shown(value: Any, width: int = 40) -> str:
-    """A bad value as the input wrote it (JSON), cut to 40 characters; a number at a few significant digits
+    """A bad value as the input wrote it (JSON), cut to `width` characters; a number at a few significant digits
     (`1e+400`, not the first 40 of its 401 digits)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return integer(value)
