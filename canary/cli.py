@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import typer
 
-from canary import cli_help
+from canary import ci_job, cli_help
 from canary import cli_options as opts
 from canary import logs, streams
 from canary import rollout as rl
@@ -596,7 +596,7 @@ def promote(
         job = ci_job_of_env(**target.log_context())
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=router, metrics=metrics,
                                   gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready,
-                                  wait_busy_s=wait_busy, job=job, job_key=ci_job_key_of_env(),
+                                  wait_busy_s=wait_busy, job=job, job_key=ci_job.rerun_key(os.environ),
                                   settled=flying.settle)
 
         interrupted = _on_promote_signal(ctl, grace_until, interrupt_grace, flying)
@@ -675,8 +675,6 @@ def ci_job_of_env(**context: Any) -> str:
     route held is told which pipeline's job to cancel, not only a runner's host and pid (decision 387). Never a
     value that failed its check, nor any other variable: `promote.ci_job_unrecorded` names the variable only.
     `context`: the rollout's log fields."""
-    from canary import ci_job
-
     job, unrecorded = ci_job.from_env(os.environ)
     for variable, why in unrecorded:
         logs.get(component="promote", **context).warning(
@@ -690,8 +688,6 @@ def ci_interrupt_grace(default_s: float) -> float:
     (`canary.ci_job.cancel_grace_s`: GitHub Actions' SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after that),
     that CI's; said once (`promote.interrupt_grace_from_ci`). With 25 s a cancelled job whose API server hung was
     SIGKILLed at 10 s, before its rollback's end said how traffic stands (`traffic.unsafe`, exit 6; decision 458)."""
-    from canary import ci_job
-
     ci = ci_job.cancel_grace_s(os.environ)
     if ci is None or ci[0] >= default_s:
         return default_s
@@ -699,14 +695,6 @@ def ci_interrupt_grace(default_s: float) -> float:
                                        note="--interrupt-grace not given: the CI kills a cancelled step sooner than "
                                             f"{default_s:g}s")
     return ci[0]
-
-
-def ci_job_key_of_env() -> str:
-    """Which attempt of which CI job this promote is (`canary.ci_job.rerun_key`; "" where none is sound): a re-run
-    of the job whose earlier attempt holds the route takes it over at once (decision 454)."""
-    from canary import ci_job
-
-    return ci_job.rerun_key(os.environ)
 
 
 NOTIFY_WAIT_S = 5.0  # how long `promote` waits at exit for its end's posts
