@@ -586,12 +586,11 @@ def promote(
             # written instead; decision 416)
             return getattr(ran.get("ctl"), "target", target).is_route_path(path)
 
-        flying = bound_by(router.custom.api_client, lambda: grace_until[0],
-                          spent=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
-                                        "(--interrupt-grace) are spent",
-                          route=on_route,
-                          kept=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
-                                       "(--interrupt-grace) are kept for the route's stable-100% write first",
+        def grace() -> str:
+            return f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} (--interrupt-grace)"
+
+        flying = bound_by(router.custom.api_client, lambda: grace_until[0], spent=lambda: f"{grace()} are spent",
+                          route=on_route, kept=lambda: f"{grace()} are kept for the route's stable-100% write first",
                           stale=lambda: ctl.writing_before_signal)
         job = ci_job_of_env(**target.log_context())
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=router, metrics=metrics,
