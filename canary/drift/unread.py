@@ -61,52 +61,62 @@ class PassNews:
         """Say every (event, cause) once (`tell`: the watcher's notification, for the told events), and forget."""
         items, self.items = self.items, {}
         for (event, why), said in items.items():
-            say = getattr(log, _LEVEL[event])
-            if len(said) == 1:  # one baseline: its own line, as it always was
-                one = said[0]
-                say(event, model=one.model, version=one.version, namespace=one.namespace, **one.fields)
-                if event in _TOLD:
-                    tell(event, one.fields["message"], now, model=one.model, version=one.version, ns=one.namespace)
-                continue
-            who = {"baselines": len(said), "names": [s.name() for s in said[:NAMED]],
-                   **({"namespace": said[0].namespace} if len({s.namespace for s in said}) == 1 else {})}
-            fields = _grouped(event, why, said, now)
-            say(event, **who, **fields)
-            if event in _TOLD:
-                tell(event, fields["message"], now, ns=who.get("namespace", ""))
-
-
-# each event's level, and those also told (the watcher's notification)
-_LEVEL = {"drift.prometheus_refused": "error", "drift.unmeasured": "warning", "drift.live_data_unreadable": "warning",
-          "drift.live_data_readable": "info", "drift.readable_again": "info"}
-_TOLD = {"drift.live_data_unreadable", "drift.live_data_readable"}
-
-
-def _grouped(event: str, why: str, said: list[Said], now: float) -> dict[str, Any]:
-    """The fields of the one line said for several baselines struck by one cause (`why`), besides who they are."""
-    names = _names(said)
-    if event == "drift.prometheus_refused":
-        return {"error": why, "message": f"Prometheus refused the watcher's access to the live data of {len(said)} "
-                                         f"baselines, one cause: {why[:400]}; nothing decided for {names}"}
-    if event == "drift.unmeasured":
-        return {"error": said[0].fields.get("error", why), "message": (
-            f"the live data of {len(said)} baselines could not be read while Prometheus answers, one cause "
-            f"({why[:200]}): nothing decided for {names}")}
-    since = min(float(s.fields["since"]) for s in said)
-    counted = {"since": since, "evaluations": max(int(s.fields["evaluations"]) for s in said)}
-    if event == "drift.live_data_unreadable":
-        error = str(said[0].fields.get("error", why))
-        return {**counted, "error": error, "message": (
-            f"the live data of {len(said)} baselines could not be read for about {about(now - since)} (since "
-            f"{at(since)}, every evaluation failed) while Prometheus answers, one cause: their drift is not "
-            f"measured, so a drift now is not seen and no retraining starts: {names}; last error: {error[:400]}")}
-    if event == "drift.live_data_readable":
-        return {**counted, "message": (
-            f"the live data of {len(said)} baselines told unreadable are read again, after about "
-            f"{about(max(now - since, 0.0))}: drift is measured again for {names}")}
-    return {**counted, "message": (  # drift.readable_again
-        f"the live data of {len(said)} baselines are read again, after about {about(max(now - since, 0.0))} that "
-        f"could not read them (nothing was decided by those): {names}")}
+            one = said[0] if len(said) == 1 else None
+            who = ({"model": one.model, "version": one.version, "namespace": one.namespace} if one else
+                   {"baselines": len(said), "names": [s.name() for s in said[:NAMED]],
+                    **({"namespace": said[0].namespace} if len({s.namespace for s in said}) == 1 else {})})
+            names = _names(said)
+            if event == "drift.prometheus_refused":
+                if one:
+                    log.error("drift.prometheus_refused", **who, **one.fields)
+                else:
+                    log.error("drift.prometheus_refused", **who, error=why, message=(
+                        f"Prometheus refused the watcher's access to the live data of {len(said)} baselines, one "
+                        f"cause: {why[:400]}; nothing decided for {names}"))
+            elif event == "drift.unmeasured":
+                if one:
+                    log.warning("drift.unmeasured", **who, **one.fields)
+                else:
+                    log.warning("drift.unmeasured", **who, error=said[0].fields.get("error", why), message=(
+                        f"the live data of {len(said)} baselines could not be read while Prometheus answers, one "
+                        f"cause ({why[:200]}): nothing decided for {names}"))
+            elif event == "drift.live_data_unreadable":
+                if one:
+                    log.warning("drift.live_data_unreadable", **who, **one.fields)
+                    tell("drift.live_data_unreadable", one.fields["message"], now, model=one.model,
+                         version=one.version, ns=one.namespace)
+                    continue
+                since = min(float(s.fields["since"]) for s in said)
+                error = str(said[0].fields.get("error", why))
+                message = (f"the live data of {len(said)} baselines could not be read for about "
+                           f"{about(now - since)} (since {at(since)}, every evaluation failed) while Prometheus "
+                           f"answers, one cause: their drift is not measured, so a drift now is not seen and no "
+                           f"retraining starts: {names}; last error: {error[:400]}")
+                log.warning("drift.live_data_unreadable", **who, since=since,
+                            evaluations=max(int(s.fields["evaluations"]) for s in said), error=error, message=message)
+                tell("drift.live_data_unreadable", message, now, ns=who.get("namespace", ""))
+            elif event == "drift.live_data_readable":
+                if one:
+                    log.info("drift.live_data_readable", **who, **one.fields)
+                    tell("drift.live_data_readable", one.fields["message"], now, model=one.model,
+                         version=one.version, ns=one.namespace)
+                    continue
+                since = min(float(s.fields["since"]) for s in said)
+                message = (f"the live data of {len(said)} baselines told unreadable are read again, after about "
+                           f"{about(max(now - since, 0.0))}: drift is measured again for {names}")
+                log.info("drift.live_data_readable", **who, since=since,
+                         evaluations=max(int(s.fields["evaluations"]) for s in said), message=message)
+                tell("drift.live_data_readable", message, now, ns=who.get("namespace", ""))
+            elif event == "drift.readable_again":
+                if one:
+                    log.info("drift.readable_again", **who, **one.fields)
+                    continue
+                since = min(float(s.fields["since"]) for s in said)
+                log.info("drift.readable_again", **who, since=since,
+                         evaluations=max(int(s.fields["evaluations"]) for s in said), message=(
+                             f"the live data of {len(said)} baselines are read again, after about "
+                             f"{about(max(now - since, 0.0))} that could not read them (nothing was decided by "
+                             f"those): {names}"))
 
 
 def _names(said: list[Said]) -> str:
