@@ -21,6 +21,7 @@ from canary.routing.istio import IstioRouter
 from canary.sandbox.kubeapi import KubeAPIServer
 from canary.sandbox.promserver import PromServer
 from tests import fleet
+from tests.support.prom import HistoryPool
 from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
@@ -29,11 +30,9 @@ GROUP = "networking.istio.io"
 
 
 @pytest.fixture(scope="module")
-def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
-    server = PromServer(history=fleet.history(N, after_s=1800), binary=prometheus_binary)  # outlasts the module
-    server.start()
-    yield server
-    server.stop()
+def prometheus(history_pool: HistoryPool) -> PromServer:
+    """The fleet's history, shared with the other modules of this process that read it (`HistoryPool`)."""
+    return history_pool.get(("fleet", N, 0), lambda after_s: fleet.history(N, after_s=after_s))
 
 
 @pytest.fixture

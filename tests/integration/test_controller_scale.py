@@ -20,6 +20,7 @@ from canary.routing.istio import IstioRouter
 from canary.sandbox.kubeapi import KubeAPIServer
 from canary.sandbox.promserver import PromServer
 from tests import fleet
+from tests.support.prom import HistoryPool
 
 pytestmark = pytest.mark.integration
 N = 4
@@ -58,12 +59,10 @@ class Counting:
 
 
 @pytest.fixture(scope="module")
-def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
+def prometheus(history_pool: HistoryPool) -> PromServer:
     # the last rollout's model exports the feature-missing gauge only, the others the counter too
-    server = PromServer(history=fleet.history(N, after_s=1800, feature_counters=N - 1), binary=prometheus_binary)
-    server.start()
-    yield server
-    server.stop()
+    return history_pool.get(("fleet", N, N - 1),
+                            lambda after_s: fleet.history(N, after_s=after_s, feature_counters=N - 1))
 
 
 @pytest.fixture

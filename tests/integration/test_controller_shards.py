@@ -6,7 +6,7 @@ strict API emulator, a real backfilled Prometheus."""
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import kubernetes.client as kc
 import pytest
@@ -21,6 +21,7 @@ from canary.metrics.prometheus import PrometheusProvider
 from canary.routing.istio import IstioRouter
 from canary.sandbox.promserver import PromServer
 from tests import fleet
+from tests.support.prom import HistoryPool
 from tests.integration.test_controller_scale import Clock
 
 pytestmark = pytest.mark.integration
@@ -28,11 +29,8 @@ N, SHARDS, LEASE_S = 6, 2, 15.0
 
 
 @pytest.fixture(scope="module")
-def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
-    server = PromServer(history=fleet.history(N, after_s=1800), binary=prometheus_binary)
-    server.start()
-    yield server
-    server.stop()
+def prometheus(history_pool: HistoryPool) -> PromServer:
+    return history_pool.get(("fleet", N, 0), lambda after_s: fleet.history(N, after_s=after_s))
 
 
 class Replica:

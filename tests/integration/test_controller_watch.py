@@ -22,6 +22,7 @@ from canary.routing.istio import IstioRouter
 from canary.sandbox.kubeapi import KubeAPIServer
 from canary.sandbox.promserver import PromServer
 from tests import fleet
+from tests.support.prom import HistoryPool
 from tests.integration.test_controller_scale import Clock, Counting
 
 pytestmark = pytest.mark.integration
@@ -38,11 +39,8 @@ def until(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
-    server = PromServer(history=fleet.history(N, after_s=1800), binary=prometheus_binary)
-    server.start()
-    yield server
-    server.stop()
+def prometheus(history_pool: HistoryPool) -> PromServer:
+    return history_pool.get(("fleet", N, 0), lambda after_s: fleet.history(N, after_s=after_s))
 
 
 def make(api: KubeAPIServer, prometheus: PromServer, clock: Clock, *, workers: int = 1,

@@ -23,6 +23,7 @@ from canary.sandbox import kubeapi
 from canary.sandbox.promserver import PromServer
 from tests.integration.test_controller_watch import ISTIO, caught_up, create, make, status
 from tests import fleet
+from tests.support.prom import HistoryPool
 
 pytestmark = pytest.mark.integration
 # per rollout: its canary version (v2 is promoted, v3 rolled back) and the fault its k-th write meets
@@ -32,11 +33,8 @@ VERSIONS = {i: v for i, (v, _) in FAULTS.items()}
 
 
 @pytest.fixture(scope="module")
-def prometheus(prometheus_binary: str) -> Any:
-    server = PromServer(history=fleet.history(len(FAULTS), after_s=1800), binary=prometheus_binary)
-    server.start()
-    yield server
-    server.stop()
+def prometheus(history_pool: HistoryPool) -> PromServer:
+    return history_pool.get(("fleet", len(FAULTS), 0), lambda after_s: fleet.history(len(FAULTS), after_s=after_s))
 
 
 def _rollout_of(path: str) -> int | None:

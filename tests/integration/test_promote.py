@@ -24,6 +24,7 @@ from canary.logs import parse_json_lines
 from canary.sandbox.kubeapi import KubeAPIServer
 from canary.sandbox.promserver import PromServer, counter, gauge, histogram, history_window, openmetrics
 from tests.support.kube import shipped_istio_objects
+from tests.support.prom import HistoryPool
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,15 +53,18 @@ def arm_series(version: str, *, scale_s: float, rps: float = 800.0, err: float =
     return out
 
 
-@pytest.fixture(scope="module")
-def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
-    start, end = history_window(before_s=120, after_s=1800, step=1.0)  # outlasts the module on a loaded machine
+def history(after_s: float) -> str:
+    """Four arms of rec-model from 120 s ago to `after_s` ahead, on a 1 s grid."""
+    start, end = history_window(before_s=120, after_s=after_s, step=1.0)
     series = arm_series("v1", scale_s=0.040) + arm_series("v2", scale_s=0.040) + arm_series("v3", scale_s=0.060)
     series += arm_series("v4", scale_s=0.040, err=0.10)  # as fast as stable, ten times its errors
-    server = PromServer(history=openmetrics(series, start=start, end=end, step=1.0), binary=prometheus_binary)
-    server.start()
-    yield server
-    server.stop()
+    return openmetrics(series, start=start, end=end, step=1.0)
+
+
+@pytest.fixture(scope="module")
+def prometheus(history_pool: HistoryPool) -> PromServer:
+    """The four arms' history, shared with the other modules of this process that read it (`HistoryPool`)."""
+    return history_pool.get("promote", history)
 
 
 POLICY = {

@@ -6,6 +6,8 @@ Fixtures:
   prom_server         session PromServer holding `prom_dataset`'s history
   prom_provider       PrometheusProvider on `prom_server`, evaluating at `prom_dataset.at`
   prom_server_factory start extra servers (live scrape, ...); all stopped at teardown
+  history_pool        one backfilled server per distinct history per test process, shared by the modules
+                      that read the same history (`HistoryPool.get`)
 
 Every series is a linear counter (or a constant gauge), so `increase()` over a
 window on the 15 s grid is exact: tests compare against `Dataset` numbers
@@ -223,6 +225,52 @@ def prom_server(prometheus_binary: str, prom_dataset: Dataset) -> Iterator[PromS
 @pytest.fixture
 def prom_provider(prom_server: PromServer, prom_dataset: Dataset) -> PrometheusProvider:
     return PrometheusProvider(prom_server.url, at=prom_dataset.at, retries=2, budget_s=3.0, backoff_s=0.05)
+
+
+class HistoryPool:
+    """Backfilled Prometheus servers shared by the test modules of one process (an xdist worker) that read the
+    same history, instead of one per module.
+
+    A module's history (tests/fleet.py's, test_promote's) is 100-200 MB of OpenMetrics text at a 1 s step whose
+    generation and `promtool` backfill cost 3.7 s of CPU quiet and 12-37 s of wall on a loaded machine; 35 test
+    modules import the controller's and 13 the promote's, and they re-made the same history each. The servers
+    hold read-only data (no scrape targets), so sharing them between modules changes nothing a module can see
+    but how much history lies before its start. `get` returns the running server of `key` while its data reach
+    at least `need_s` past now (what each module's own server gave it: it outlasts a module on a loaded
+    machine), else stops it and backfills a new one from `make(after_s)`, whose series must end `after_s` after
+    the time it is called (`history_window`'s `after_s`)."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self._servers: dict[Any, tuple[PromServer, float]] = {}
+
+    def get(self, key: Any, make: Callable[[float], str], *, need_s: float = 1800.0,
+            after_s: float = 3600.0) -> PromServer:
+        running = self._servers.get(key)
+        if running is not None and running[1] - time.time() >= need_s:
+            return running[0]
+        if running is not None:
+            running[0].stop()
+            del self._servers[key]
+        ends = time.time() + after_s - 2.0  # history_window's end is on its step grid below now + after_s
+        server = PromServer(history=make(after_s), binary=self.binary)
+        server.start()
+        self._servers[key] = (server, ends)
+        return server
+
+    def stop(self) -> None:
+        for server, _ in self._servers.values():
+            server.stop()
+        self._servers.clear()
+
+
+@pytest.fixture(scope="session")
+def history_pool(prometheus_binary: str) -> Iterator[HistoryPool]:
+    pool = HistoryPool(prometheus_binary)
+    try:
+        yield pool
+    finally:
+        pool.stop()
 
 
 @pytest.fixture
