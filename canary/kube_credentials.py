@@ -33,6 +33,11 @@ PLUGIN_TIMEOUT_ENV = "CANARY_EXEC_PLUGIN_TIMEOUT"
 # plugin is not run again for this long but for a request of the route (decision 428): a server answering 401 to
 # everything ran it on every request of every thread
 RENEW_EVERY_S = 10.0
+# a request of the route refused 401 while another thread renews (its exec plugin running) waits this long for that
+# renewal, then renews by itself (its own plugin run) rather than queue behind it: renewals are one at a time, and
+# the stable-100% write waited for another thread's hung run, up to the plugin's whole bound (decision 488). A plugin
+# answers in a second or two: the usual case (a token rotated, both refused together) still takes the other's token
+ROUTE_WAIT_S = 2.0
 # a route's objects by name: a request of one (the stable-100% write, the read before it) is never held back by the
 # limit (a LIST or watch of them all has no name: `.../virtualservices` or `...?watch`); `is_route_request`
 ROUTE_GROUP, ROUTE_PLURALS = "networking.istio.io", ("virtualservices", "destinationrules")
@@ -81,7 +86,10 @@ class Renewal:
     def __init__(self, cfg: Any, load: Callable[[Any], None], pool: Any = None) -> None:
         import threading
 
-        self.cfg, self.load, self.lock = cfg, load, threading.Lock()
+        self.cfg, self.load, self.lock = cfg, load, threading.Lock()  # one renewal (plugin run) at a time
+        # what a renewal reads and sets, kept apart from its plugin run: a route's request that did not queue behind
+        # another thread's run (`ROUTE_WAIT_S`) runs its own beside it (decision 488)
+        self.state = threading.Lock()
         self.pool = pool  # the client's urllib3 pool manager: a client certificate renewed is sent on new connections
         self.failure = ""  # why the last renewal gave no token ("" once one did)
         self.renewals = 0  # renewals that gave a token (or client certificate) other than the refused one
@@ -101,32 +109,62 @@ class Renewal:
     def renewed(self, used: str | None, refused: str = "", *, certs: int | None = None,
                 urgent: bool = False) -> str | None:
         """`refused`: the request answered 401 ("GET /api/v1/..."), for the log lines. `certs`: `self.certs` when the
-        request was sent. `urgent`: a request of the route, never held back by the limit.
+        request was sent. `urgent`: a request of the route, never held back by the limit, nor queued behind another
+        thread's renewal for longer than `ROUTE_WAIT_S` (decision 488).
         Returns the token to send, `used` itself (or "" when none was) when a new client certificate is to be sent
         instead (decision 429), or None."""
         import time
 
+        if not urgent:
+            self.lock.acquire()
+            queued = True
+        elif not (queued := self.lock.acquire(timeout=ROUTE_WAIT_S)):
+            get_logger().warning("kube.credentials_renewal_unqueued", refused=refused, waited_s=ROUTE_WAIT_S,
+                                 hint="another thread's renewal of the credentials (its exec plugin run) had not "
+                                      "ended: the route's request renews by itself rather than wait for it (up to "
+                                      f"${PLUGIN_TIMEOUT_ENV})")
+        try:
+            with self.state:
+                current = _trimmed(self.cfg.api_key.get("BearerToken"))
+                if current and current != used:
+                    return current
+                if certs is not None and certs != self.certs:  # another thread renewed the client certificate since
+                    return used or ""
+                if not urgent and used and used == self.unproven:  # the token just renewed is refused too
+                    self.futile(REFUSED_AGAIN)
+                if not urgent and self.futile_at is not None and time.monotonic() - self.futile_at < RENEW_EVERY_S:
+                    return None
+            return self._load_and_take(used, refused, certs)
+        finally:
+            if queued:
+                self.lock.release()
+
+    def _load_and_take(self, used: str | None, refused: str, certs: int | None) -> str | None:
+        """Load the configuration again (the plugin run; not under `state`: a route's request not queued may run
+        one beside another thread's) and take what it gives, under `state`."""
         import kubernetes.client
 
-        with self.lock:
-            current = _trimmed(self.cfg.api_key.get("BearerToken"))
-            if current and current != used:
-                return current
-            if certs is not None and certs != self.certs:  # another thread renewed the client certificate since
-                return used or ""
-            if not urgent and used and used == self.unproven:  # the token just renewed is refused too
-                self.futile(REFUSED_AGAIN)
-            if not urgent and self.futile_at is not None and time.monotonic() - self.futile_at < RENEW_EVERY_S:
-                return None
-            fresh = kubernetes.client.Configuration()
-            try:
-                # a plugin cut by a signal's grace (`kube.InFlight.cut`), which the loader caught and logged, is raised
-                # again there: the request ends so (GraceSpent, not sent), not as credentials the configuration cannot
-                # give (`kube.credentials_unrenewed`, "mend the kubeconfig's exec plugin", said of a plugin that works)
-                errors = load_noting(self.load, fresh)
-            except ConfigError as exc:
-                return self._failed(str(exc), refused)
-            token = _trimmed(fresh.api_key.get("BearerToken"))
+        fresh = kubernetes.client.Configuration()
+        try:
+            # a plugin cut by a signal's grace (`kube.InFlight.cut`), which the loader caught and logged, is raised
+            # again there: the request ends so (GraceSpent, not sent), not as credentials the configuration cannot
+            # give (`kube.credentials_unrenewed`, "mend the kubeconfig's exec plugin", said of a plugin that works)
+            errors = load_noting(self.load, fresh)
+        except ConfigError as exc:
+            errors, failed = [], str(exc)
+        else:
+            failed = None
+        with self.state:
+            token = _trimmed(fresh.api_key.get("BearerToken")) if failed is None else None
+            if not token:
+                # the route's request renewed beside this one meanwhile (decision 488): its credentials are had
+                current = _trimmed(self.cfg.api_key.get("BearerToken"))
+                if current and current != used:
+                    return current
+                if certs is not None and certs != self.certs:
+                    return used or ""
+            if failed is not None:
+                return self._failed(failed, refused)
             if not token and self._new_certificate(fresh):
                 self.failure = ""
                 self.renewals += 1
@@ -193,13 +231,16 @@ def _plugin_errors() -> Any:
             super().__init__(logging.ERROR)
             self.errors: list[str] = []
             self.cut: BaseException | None = None  # the grace's cut, if that is what the loader caught
+            # this thread's load only: a route's renewal may run beside another thread's (decision 488), whose
+            # plugin's error is not this one's
+            self.thread = threading.get_ident()
 
         def emit(self, record: logging.LogRecord) -> None:
             import sys
 
             from canary.errors import GraceSpent
 
-            if record.name == "root" and "kubernetes" in (record.pathname or ""):
+            if record.name == "root" and "kubernetes" in (record.pathname or "") and record.thread == self.thread:
                 self.errors.append(record.getMessage())
                 caught = sys.exc_info()[1]  # the loader logs in its `except Exception` around the plugin
                 if isinstance(caught, GraceSpent):

@@ -756,3 +756,69 @@ def test_a_client_certificate_rotated_mid_rollout_is_renewed_after_a_401(tmp_pat
         client.close()
         api.stop()
     assert [name for _, _, name in api.handler.refused_certs] == ["job-1"], api.handler.refused_certs
+
+
+def test_the_routes_401_is_not_queued_behind_another_threads_hung_plugin_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Renewals are one at a time (decision 374): a tick's, an informer's or a look's worker's 401 ran the plugin
+    under the renewal's lock, and a request of the route refused 401 meanwhile (the stable-100% write, the read
+    before it) waited on that lock until the other thread's run ended: up to `CANARY_EXEC_PLUGIN_TIMEOUT` (30 s) for a
+    plugin that hangs, then its own run. Here thread A's run hangs (a stuck connection to the token service: the
+    plugin's next run answers) with the bound an hour, and the route's GET, refused 401, waits for it at most
+    `ROUTE_WAIT_S` (nothing timed: 0 here) and then runs the plugin itself, saying so: it gets tok-2 and is
+    answered (decision 488). Without: it waited until A's plugin was killed."""
+    import threading
+
+    import kubernetes.client as kc
+    from structlog.testing import capture_logs
+
+    from canary import kube, kube_credentials
+    from canary.sandbox.kubeapi import KubeAPIServer
+    from tests.support.kube import shipped_istio_objects
+
+    monkeypatch.setenv("CANARY_EXEC_PLUGIN_TIMEOUT", "3600")
+    monkeypatch.setattr(kube_credentials, "ROUTE_WAIT_S", 0.0, raising=False)
+    api = KubeAPIServer(seed=shipped_istio_objects()).start()
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+    client = kube.api_client(kubeconfig=str(kubeconfig))
+    core, custom = kc.CoreV1Api(client), kc.CustomObjectsApi(client)
+    said: dict[str, Any] = {}
+
+    def read() -> None:
+        try:
+            said["a"] = core.read_namespaced_config_map("history", "ml")
+        except Exception as exc:  # noqa: BLE001 - the 401 of a renewal whose plugin was killed
+            said["a"] = exc
+
+    def route() -> None:
+        try:
+            said["route"] = custom.get_namespaced_custom_object("networking.istio.io", "v1beta1", "ml",
+                                                                "virtualservices", "rec-model")
+        except Exception as exc:  # noqa: BLE001 - said below
+            said["route"] = exc
+
+    a, r = threading.Thread(target=read, daemon=True), threading.Thread(target=route, daemon=True)
+    try:
+        with capture_logs() as log:
+            tokens.revoke()
+            tokens.hang()
+            a.start()
+            hung = tokens.state / "hung"
+            end = time.monotonic() + 60
+            while not hung.exists() and time.monotonic() < end:  # A's renewal runs the plugin, which hangs
+                time.sleep(0.02)
+            assert hung.exists()
+            (tokens.state / "hang").unlink()  # the plugin's next run answers
+            r.start()
+            r.join(60)  # a bound only a route's request queued behind A's hung run reaches
+            assert not r.is_alive(), "the route's request waited for another thread's hung plugin run"
+        assert isinstance(said["route"], dict) and said["route"]["metadata"]["name"] == "rec-model", said["route"]
+        assert tokens.issued() == ["tok-1", "tok-2"], tokens.issued()
+        unqueued = [e for e in log if e["event"] == "kube.credentials_renewal_unqueued"]
+        assert len(unqueued) == 1 and "virtualservices/rec-model" in unqueued[0]["refused"], unqueued
+    finally:
+        tokens.end_hung()
+        a.join(60)
+        client.close()
+        api.stop()
+    assert isinstance(said["a"], dict) or "HTTP 401" not in str(said["a"]), said["a"]  # A takes the route's token
