@@ -288,7 +288,14 @@ def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str
         if "authorization" in headers:
             headers["authorization"] = _trimmed(headers["authorization"])
         certs = renewal.certs
-        answer = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
+        try:
+            answer = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
+        except Exception as exc:
+            # our client certificate refused in the TLS handshake (a proxy verifying it: an alert, no 401): the
+            # server read nothing of the request, so it is renewed and sent again as a 401's is (decision 489)
+            if not (renewal.cfg.cert_file and certificate_refused(exc)):
+                raise
+            return renew_refused_certificate(exc, method, url, headers, body, post_params, _request_timeout, certs)
         _proven(renewal, headers, answer)
         # sent with no credentials because the configuration could give none (its exec plugin failed as the process
         # loaded it): an API server with anonymous authentication on (the default: EKS, GKE) answers 403 for
@@ -316,8 +323,64 @@ def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str
         renewal.futile_at = None
         return again
 
+    def renew_refused_certificate(refusal: BaseException, method: str, url: str, headers: dict[str, Any], body: Any,
+                                  post_params: Any, _request_timeout: Any, certs: int) -> Any:
+        path = urlsplit(url).path
+        urgent = is_route_request(path)
+        mark = _ROUTE_REQUEST.set(urgent)
+        try:
+            token = renewal.renewed(headers.get("authorization"), f"{method} {path} ({certificate_refused(refusal)})",
+                                    certs=certs, urgent=urgent)
+        finally:
+            _ROUTE_REQUEST.reset(mark)
+        if token is None:  # no other certificate: the refusal stands (retried as the API unreachable is)
+            raise refusal
+        if token:
+            headers["authorization"] = token
+        try:
+            again = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
+        except Exception as exc:
+            if certificate_refused(exc):  # the new one refused too: held as a 401's renewal in vain is
+                renewal.futile(REFUSED_AGAIN)
+            raise
+        if again.status == 401:
+            renewal.futile(REFUSED_AGAIN)
+            return _noted(again, REFUSED_AGAIN)
+        renewal.futile_at = None
+        return again
+
     client.call_api = call_api
     return renewal
+
+
+# the TLS alerts a server (or a proxy before it) sends when it refuses the client certificate we presented: an
+# OpenSSL server names the reason (expired, revoked, an unknown CA), Go's says `bad certificate` for any of them;
+# `ssl.SSLError.reason` as the client reads the alert it received. A refusal of the server's certificate by us is
+# `CERTIFICATE_VERIFY_FAILED`, no alert, and is not one
+CERTIFICATE_ALERTS = frozenset({
+    "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_REVOKED",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED", "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "TLSV1_ALERT_UNKNOWN_CA",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+})
+
+
+def certificate_refused(exc: BaseException) -> str:
+    """The TLS alert (`SSLV3_ALERT_CERTIFICATE_EXPIRED`, ...) by which the server refused our client certificate in
+    the handshake, if that is what `exc` (the client's ApiException of status 0, urllib3's SSLError or
+    ProtocolError, the ssl module's error) came of; "" otherwise."""
+    import ssl
+
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        err = todo.pop()
+        if not isinstance(err, BaseException) or id(err) in seen or len(seen) > 16:
+            continue
+        seen.add(id(err))
+        if isinstance(err, ssl.SSLError) and getattr(err, "reason", None) in CERTIFICATE_ALERTS:
+            return str(err.reason)
+        todo.extend([err.__cause__, err.__context__, getattr(err, "reason", None), *err.args])
+    return ""
 
 
 def _proven(renewal: Renewal, headers: dict[str, Any], answer: Any) -> None:

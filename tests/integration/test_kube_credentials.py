@@ -822,3 +822,68 @@ def test_the_routes_401_is_not_queued_behind_another_threads_hung_plugin_run(
         client.close()
         api.stop()
     assert isinstance(said["a"], dict) or "HTTP 401" not in str(said["a"]), said["a"]  # A takes the route's token
+
+
+def test_a_client_certificate_refused_in_the_tls_handshake_is_renewed_as_a_401_is(tmp_path: Path) -> None:
+    """A proxy or load balancer in front of the API server that verifies client certificates itself (HAProxy's
+    `verify required`, nginx's `ssl_verify_client on`, a Teleport or corporate proxy) refuses an expired one in the
+    TLS handshake: an alert (`certificate expired`), no HTTP answer, no 401. The renewal of decision 429 ran on a
+    401 only, so the client sent the exec plugin's expired certificate until the process ended, each request an
+    SSLError retried as the API unreachable. Now such a refusal renews as a 401 does (the plugin run again) and the
+    request, which the server never read, is sent once more with the new certificate (decision 489). A real
+    HAProxy (OpenSSL) terminating TLS in front of the emulator; the plugin first gave a certificate that has
+    expired, then a fresh one. (A kubeconfig's `client-certificate` files need nothing: the client reads them on
+    each new connection, and a refused handshake's connection is not kept.)"""
+    import subprocess
+
+    import kubernetes.client as kc
+
+    from canary import kube
+    from canary.sandbox.haproxy import HAProxy
+    from canary.sandbox.kubeapi import KubeAPIServer
+    from tests.support.kube import shipped_istio_objects
+
+    ca, ca_key, server_pem = tmp_path / "ca.crt", tmp_path / "ca.key", tmp_path / "server.pem"
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(ca_key), "-out", str(ca))
+    server_pem.write_text(ca.read_text() + ca_key.read_text())
+
+    def client_certificate(name: str, days: str) -> tuple[str, str]:
+        key, csr, crt = (tmp_path / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
+                f"/CN={name}", "-keyout", str(key), "-out", str(csr))
+        openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", days,
+                "-out", str(crt))
+        return crt.read_text(), key.read_text()
+
+    class VerifyingProxy(HAProxy):  # TLS ends here, client certificates verified against the CA: an LB's
+        def config_text(self) -> str:
+            return super().config_text().replace(
+                f"bind 127.0.0.1:{self.port}",
+                f"bind 127.0.0.1:{self.port} ssl crt {server_pem} ca-file {ca} verify required")
+
+    api = KubeAPIServer(seed=shipped_istio_objects()).start()
+    proxy = VerifyingProxy({"api": api.url.removeprefix("http://")}, workdir=tmp_path / "haproxy").start()
+    tokens = ExecTokens(tmp_path / "plugin")
+    kubeconfig = tokens.kubeconfig(tmp_path / "kubeconfig", f"https://127.0.0.1:{proxy.port}", ca=ca)
+    tokens.hand_out_certificate(*client_certificate("job-0", "-1"))  # expired (until a day before it was issued)
+    client = kube.api_client(kubeconfig=str(kubeconfig))
+    custom = kc.CustomObjectsApi(client)
+    route = ("networking.istio.io", "v1beta1", "ml", "virtualservices", "rec-model")
+    try:
+        tokens.hand_out_certificate(*client_certificate("job-1", "1"))  # the fresh one, given from now on
+        try:
+            answer = custom.get_namespaced_custom_object(*route)
+        except Exception as exc:  # noqa: BLE001 - said as the CLI would
+            raise AssertionError(str(kube.translate(exc, "ml/rec-model"))) from exc
+        assert answer["metadata"]["name"] == "rec-model"
+        assert custom.get_namespaced_custom_object(*route)["metadata"]["name"] == "rec-model"  # and from then on
+    finally:
+        client.close()
+        proxy.stop()
+        api.stop()
+    assert tokens.issued() == ["tok-1", "tok-2"], tokens.issued()  # the load's run, the renewal's: one each
