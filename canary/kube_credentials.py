@@ -460,7 +460,18 @@ def _end_plugin(process: Any, interactive: bool) -> None:
         if interactive:
             process.kill()
         else:
-            os.killpg(process.pid, signal.SIGKILL)
+            # its descendants that left the group (a helper started with setsid or start_new_session: killpg missed
+            # it, and it kept the run's pipe open) stopped first, then all killed (decision 490)
+            strays: list[Any] = []
+            try:
+                _stop_descendants(process.pid, strays)
+            except Exception:  # noqa: BLE001 - the search never keeps the group's kill from happening
+                pass
+            finally:  # a signal's exception raised meanwhile included: nothing is left stopped and alive
+                for handle in strays:
+                    _signal(handle, signal.SIGKILL)
+                    _close(handle)
+                os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     for pipe in (process.stdout, process.stderr):
@@ -470,6 +481,101 @@ def _end_plugin(process: Any, interactive: bool) -> None:
         process.wait(5)
     except subprocess.TimeoutExpired:
         pass
+
+
+def _children() -> dict[int, list[int]]:
+    """Every process's children, read from /proc ({} where there is none: not Linux)."""
+    out: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        out.setdefault(ppid, []).append(int(entry))
+    return out
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _stop_descendants(root: int, found: list[Any], rounds: int = 8) -> None:
+    """Stop (SIGSTOP) the plugin's group and every process descended from `root` that is not in it (a helper that
+    started a session of its own), so that none forks or reaps meanwhile, and put a handle on each of the latter
+    in `found` (a pidfd where the kernel has them, else the pid) for the kill. A stopped parent reaps no child, so
+    a pid found under it is not reused before the kill; a pidfd is opened and the parent checked again after it.
+    Not reached: a helper whose parent had already exited (a daemon's double fork), init's child by then."""
+    import signal
+
+    try:
+        os.killpg(root, signal.SIGSTOP)
+    except ProcessLookupError:  # the group is gone: its strays may not be
+        pass
+    seen: set[int] = set()
+    for _ in range(rounds):  # until a walk finds no new process (each one found is stopped: it forks no more)
+        tree, todo, new = _children(), [root], False
+        while todo:
+            pid = todo.pop()
+            for child in tree.get(pid, ()):
+                todo.append(child)
+                if child in seen:
+                    continue
+                try:
+                    if os.getpgid(child) == root:  # in the group: stopped and killed with it
+                        continue
+                except OSError:  # gone meanwhile
+                    continue
+                handle = _handle(child)
+                if handle is None or _parent(child) != pid:  # gone, or its pid another's by now
+                    _close(handle)
+                    continue
+                found.append(handle)
+                seen.add(child)
+                _signal(handle, signal.SIGSTOP)
+                new = True
+        if not new:
+            break
+
+
+def _handle(pid: int) -> Any:
+    """A pidfd on `pid` (Linux 5.3, Python 3.9), else the pid itself; None once it is gone."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return pid
+    try:
+        return ("fd", opener(pid))
+    except ProcessLookupError:
+        return None
+    except OSError:  # no pidfds here (an old kernel, a seccomp profile)
+        return pid
+
+
+def _signal(handle: Any, sig: int) -> None:
+    import signal
+
+    try:
+        if isinstance(handle, tuple):
+            signal.pidfd_send_signal(handle[1], sig)
+        else:
+            os.kill(handle, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _close(handle: Any) -> None:
+    if isinstance(handle, tuple):
+        os.close(handle[1])
 
 
 def _end_live_plugins() -> None:

@@ -22,7 +22,8 @@ import datetime, json, pathlib, sys
 state = pathlib.Path({state!r})
 if (state / "hang").exists():  # a plugin that never answers (no network for the cloud's token service)
     import os, subprocess, time
-    helper = subprocess.Popen(["sleep", "600"])  # a helper it started (a shell plugin's `curl`), in its process group
+    # a helper it started (a shell plugin's `curl`), in its process group; or in a session of its own (`setsid`)
+    helper = subprocess.Popen(["sleep", "600"], start_new_session=(state / "setsid").exists())
     with open(state / "hung", "a") as f:
         f.write("%d %d\\n" % (os.getpid(), helper.pid))
     time.sleep(600)
@@ -90,6 +91,10 @@ class ExecTokens:
     def hang(self) -> None:
         """The plugin's next runs never answer (each adds its pid to `hung`)."""
         (self.state / "hang").write_text("")
+
+    def detach_helper(self) -> None:
+        """The helper a hung run starts leaves its process group: a session of its own (`setsid curl ...`)."""
+        (self.state / "setsid").write_text("")
 
     def hung_pids(self) -> list[int]:
         """The pids of each hung run: the plugin's, and its helper's."""

@@ -361,3 +361,50 @@ while not hung.exists() or len(hung.read_text().split()) < 2:  # the plugin's pi
         assert len(pids) == 2 and all_dead(pids), [(p, dead(p)) for p in pids]
     finally:
         tokens.end_hung()
+
+
+def test_a_plugin_run_given_up_on_is_killed_with_a_helper_that_left_its_process_group(tmp_path: object) -> None:
+    """A plugin given up on is killed with its process group (decision 427), but a helper it started in a session
+    of its own (`setsid curl ...`, a Python helper's `start_new_session`) is in no group of the plugin's: it outlived
+    the kill and kept the run's stdout open. Its descendants outside the group are now found (/proc), stopped, and
+    killed with it (decision 490). The plugin hangs; the run is ended as at exit (`_end_live_plugins`, the kill the
+    bound's shares); nothing timed."""
+    import threading
+    from pathlib import Path
+
+    from canary import kube_credentials
+    from tests.support.kube_tokens import ExecTokens, all_dead, dead
+
+    state = Path(str(tmp_path)) / "plugin"
+    tokens = ExecTokens(state)
+    tokens.hang()
+    tokens.detach_helper()
+
+    class Provider:  # an ExecProvider after __init__
+        api_version, cluster, cwd, shell = "client.authentication.k8s.io/v1", None, None, False
+        args, env = [str(tokens.plugin)], dict(__import__("os").environ)
+
+    ended: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            kube_credentials.run_plugin(Provider())
+        except Exception as exc:  # noqa: BLE001 - the run killed (its pipes closed under it)
+            ended.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    hung = state / "hung"
+    try:
+        for _ in range(6000):  # the plugin's pid and its helper's written: it hangs
+            if hung.exists() and len(hung.read_text().split()) >= 2:
+                break
+            thread.join(0.02)
+        pids = tokens.hung_pids()
+        assert len(pids) == 2 and __import__("os").getpgid(pids[1]) != pids[0]  # the helper left the group
+        kube_credentials._end_live_plugins()
+        assert all_dead(pids), [(p, dead(p)) for p in pids]
+        thread.join(60)
+        assert not thread.is_alive() and ended, ended  # its run ended (failed), no longer held by the helper's pipe
+    finally:
+        tokens.end_hung()
