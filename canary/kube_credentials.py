@@ -6,8 +6,11 @@ never answers a 401 by asking again. A CI job's token revoked or rotated early, 
 expiry, a token file rotated on disk: each was sent until the process ended, every request 401 (decision 374).
 `renew_on_401` (installed by `kube.api_client` on every client it builds) loads the configuration again on a 401
 and sends the request once more with the new token (or client certificate, decision 429), at most once per
-`RENEW_EVERY_S` after one that did not help but for the route's own requests (decision 428). `run_plugin` runs
-exec plugins for the loader, bounded and killed with their process group when given up on (decisions 426, 427).
+`RENEW_EVERY_S` after one that did not help but for the route's own requests (decision 428), which also wait for
+another thread's renewal at most `ROUTE_WAIT_S` before renewing by themselves (decision 488). A client certificate
+refused in the TLS handshake (a proxy verifying it: an alert, no 401) is renewed the same way (decision 489).
+`run_plugin` runs exec plugins for the loader, bounded and killed with their process group (and the helpers that
+left it) when given up on (decisions 426, 427, 490).
 """
 
 from __future__ import annotations
