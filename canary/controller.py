@@ -36,7 +36,7 @@ from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
 from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable, NotFound,
-                           others_decision,
+                           others_decision, said,
                            NotLeader, PodsNotReady, RecordTooNew, RolloutBusy, RoutingConflict, StableNotReady,
                            TargetError, TransientError, WeightsMoved)
 from canary.fencing import FencedRouter
@@ -1941,7 +1941,7 @@ class Controller:
         first = self._failing.setdefault(key, self.clock.now())
         if isinstance(exc, (TransientError, ConflictStorm)) and self.clock.now() - first < FAILURE_BUDGET_S:
             return
-        reason = f"failed: {exc}" if isinstance(exc, CanaryError) else f"failed: {type(exc).__name__}: {exc}"
+        reason = f"failed: {said(exc)}"
         if known is None:  # a new process, or the tick failed before the state was read: what the status says
             assert drove is not None
             try:
@@ -2250,7 +2250,7 @@ class Controller:
 
     def _fail_status(self, obj: dict[str, Any], exc: BaseException) -> None:
         meta = obj.get("metadata") or {}
-        msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
+        msg = said(exc)
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         repeated = self._told(key, msg)
         if repeated is not None:

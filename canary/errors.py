@@ -206,3 +206,17 @@ class AlreadyStable(CanaryError):
 
 class NotLeader(CanaryError):
     """This replica lost (or never had) the lease, or has too little of it left for a write."""
+
+
+def said(exc: BaseException) -> str:
+    """`exc` in one reason's words, never empty: a CanaryError's message (written to be read), another's
+    "<type>: <message>". An error with no message to say (no arguments, `None`, a blank string, a `__str__`
+    that raises) is "<type>, with no message": an empty one read "NoData: " or "failed: ", and "" where the
+    caller reads "" as "nothing went wrong" (`metrics.delta.canary_count`'s "counted"; decision 493)."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ is no message either
+        text = ""
+    if not text.strip() or (exc.args and all(a is None for a in exc.args)):
+        return f"{type(exc).__name__}, with no message"
+    return text if isinstance(exc, CanaryError) else f"{type(exc).__name__}: {text}"

@@ -25,7 +25,8 @@ from canary import ci_job, judged_marks, unowned
 from canary import rollout as rl
 from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, ConflictStorm, GraceReserved,
                            GraceSpent, KubeUnavailable, NotFound, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy,
-                           RoutingConflict, StableNotReady, TargetError, TrafficUnsafe, TransientError, WeightsMoved)
+                           RoutingConflict, StableNotReady, TargetError, TrafficUnsafe, TransientError, WeightsMoved,
+                           said)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, Weights, check_version, rollback_command
@@ -271,7 +272,7 @@ class Runner:
                 exc.args = (f"{exc}; {NO_TRAFFIC_MOVED}", *exc.args[1:])
             if current is None or current.terminal:
                 raise
-            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
+            reason = said(exc)
             ending, self._ending = self._ending, None
             if ending is None and current.phase == rl.PROMOTING:
                 # every step passed and the canary already serves all traffic: finish, as an interrupt and

@@ -33,7 +33,7 @@ from typing import Any
 
 import structlog
 
-from canary.errors import MetricsUnavailable, NoData, NotCountable
+from canary.errors import MetricsUnavailable, NoData, NotCountable, said
 from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
 from canary.metrics.families import EARLIER_S, LOOKBACK, Family, NotBatchable, Spec, check_spec, families, request_families
@@ -437,7 +437,7 @@ def canary_count(policy: Policy, target: Target, now: Snapshot, base: Snapshot) 
     try:
         return requests_delta(policy, target, now, base)[1], ""
     except Exception as exc:  # whatever it is, no count: a step cannot pass without one
-        return 0.0, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+        return 0.0, said(exc)  # never "" ("counted"), never "NoData: " (decision 493)
 
 
 def requests_delta(policy: Policy, target: Target, now: Snapshot, base: Snapshot) -> tuple[float, float]:

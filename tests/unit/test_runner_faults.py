@@ -36,8 +36,12 @@ def test_api_errors_past_the_budget_on_a_step_write_end_at_stable_100() -> None:
     assert "503" in res.state.reason
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("bug"), ZeroDivisionError("x"), KeyError("k"), MemoryError()])
-def test_an_exception_of_any_type_mid_rollout_ends_at_stable_100(exc: BaseException) -> None:
+@pytest.mark.parametrize(("exc", "said"), [
+    (RuntimeError("bug"), "RuntimeError: bug"), (ZeroDivisionError("x"), "ZeroDivisionError: x"),
+    (KeyError("k"), "KeyError: 'k'"), (MemoryError(), "MemoryError, with no message"),
+    (NoData(""), "NoData, with no message")])
+def test_an_exception_of_any_type_mid_rollout_ends_at_stable_100(exc: BaseException, said: str) -> None:
+    """...and its reason says it, one with no message as such ("failed: MemoryError: ", decision 493)."""
     ctl, router, metrics, clock = make()
     real = router.inspect
 
@@ -49,6 +53,7 @@ def test_an_exception_of_any_type_mid_rollout_ends_at_stable_100(exc: BaseExcept
     router.inspect = inspect  # type: ignore[method-assign]
     res = ctl.run()
     assert res.exit_code == EXIT_INFRA and router.weights == STABLE_ONLY and res.state.phase == rl.ABORTED
+    assert res.state.reason == f"failed: {said}", res.state.reason
 
 
 def test_a_base_exception_mid_rollout_still_ends_at_stable_100_and_propagates() -> None:
