@@ -31,7 +31,7 @@ import time
 from typing import Any, Callable
 
 from canary.packing import pack_json, unpack_json
-from canary.kube import list_items
+from canary.kube import raw_list
 from canary.logs import get as get_logger
 
 # a LIST/WATCH failing for one cause is logged again every REPEAT_LOG_S (the controller's lines too)
@@ -189,13 +189,13 @@ class Informer:
         """LIST and replace the cache with what it answered, except a cached version newer than the
         LIST's (a write of ours `put` while the LIST was on its way: resourceVersions compared as
         integers, as in `put`), so that a re-list never takes our own write back."""
-        resp = self.lister(_preload_content=False, _request_timeout=self.request_timeout_s)
-        data = json.loads(resp.data)
         # a 200 whose body is not a list (a proxy's `{}`): the relist fails and is tried again; read as an empty
-        # list it emptied the cache, every rollout's object gone from it (`kube.list_items`)
-        objs = {key_of(o): self._cut(o) for o in list_items(data, self.kind)}
-        list_rv = str((data.get("metadata") or {}).get("resourceVersion") or "") or None
-        del data
+        # list it emptied the cache, every rollout's object gone from it (`kube.raw_list`)
+        items, list_rv = raw_list(self.lister(_preload_content=False, _request_timeout=self.request_timeout_s),
+                                  self.kind)
+        objs = {key_of(o): self._cut(o) for o in items}
+        del items
+        list_rv = list_rv or None
         fresh = {key: self._entry(obj) for key, obj in objs.items()}
         list_at = _rv({"metadata": {"resourceVersion": list_rv}})
         with self._lock:

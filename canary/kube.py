@@ -442,15 +442,48 @@ def list_items(answer: Any, what: str) -> list[Any]:
     empty or non-JSON body, which the client hands back as "" or as the text itself, was read as an empty
     list: no routes for `canary sweep`, no CanaryRollouts for the controller, no pods for the pod check."""
     if not isinstance(answer, dict) or "items" not in answer:
-        shown = answer if isinstance(answer, str) else json.dumps(answer)[:80] if answer is not None else "null"
-        raise BadAnswer(f"the LIST of {what} was answered with a body that is not a list "
-                        f"({(shown[:80] + '...') if len(shown) > 80 else shown!r}); a proxy or a cut answer?")
+        raise BadAnswer(f"the LIST of {what} was answered with a body that is not a list ({_shown(answer, body=True)}); "
+                        "a proxy or a cut answer?")
     items = answer["items"]
     if items is None:
         return []
     if not isinstance(items, list):
-        raise BadAnswer(f"the LIST of {what} was answered with `items` that is not a list")
+        raise BadAnswer(f"the LIST of {what} was answered with `items` that is not a list ({_shown(items)})")
+    for i, item in enumerate(items):  # an item read as an object failed later, far from the answer: a raw
+        # AttributeError in the informer's relist, a retraining trigger's or the pod check's
+        if not isinstance(item, dict):
+            raise BadAnswer(f"the LIST of {what} was answered with item {i} that is not an object ({_shown(item)})")
     return items
+
+
+def _shown(answer: Any, *, body: bool = False) -> str:
+    """An answer, or a part of one, in a message: its JSON, quoted, cut to 80 characters; a `body` that is text
+    (not JSON: a proxy's page, a cut answer) as it came, "an empty body" for none."""
+    if body and isinstance(answer, str) and not answer.strip():
+        return "an empty body"
+    shown = answer if body and isinstance(answer, str) else json.dumps(answer, default=str)
+    return repr(shown[:80] + "..." if len(shown) > 80 else shown)
+
+
+def raw_list(resp: Any, what: str) -> tuple[list[dict[str, Any]], str]:
+    """The items and the resourceVersion ("" when none) of a LIST sent with `_preload_content=False` (the
+    urllib3 response: no client model built), parsed and checked by `list_items`: BadAnswer naming `what` for an
+    empty, cut or non-JSON body (shown as it came), `{}`, `null`, `items` not a list, an item not an object, a
+    `metadata` not an object; the LIST's `raw_object` (decision 494). The connection is released either way."""
+    try:
+        data = resp.data or b""  # None: no body at all
+        try:
+            answer = json.loads(data)
+        except ValueError:  # the text itself in the message (a proxy's page), not "null"
+            answer = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else str(data)
+        items = list_items(answer, what)
+        meta = answer.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise BadAnswer(f"the LIST of {what} was answered with `metadata` that is not an object "
+                            f"({_shown(meta)})")
+        return items, str((meta or {}).get("resourceVersion") or "")
+    finally:
+        resp.release_conn()
 
 
 def an_object(answer: Any, what: str) -> dict[str, Any]:
@@ -470,7 +503,7 @@ def raw_object(resp: Any, what: str) -> dict[str, Any]:
     no uid (decisions 419, 421). The connection is released either way."""
     try:
         try:
-            answer = json.loads(resp.data)
+            answer = json.loads(resp.data or b"")  # None: no body at all, as an empty one
         except ValueError:
             answer = None
         return an_object(answer, what)

@@ -147,19 +147,11 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
     read is a failed trigger (reported, retried), never a guess: nothing is created then."""
     mine = episode_start(evidence)
     selector = f"{MODEL}={label_value(model)},{VERSION}={label_value(version)}"
-    from canary.kube import list_items, raw_object
+    from canary.kube import raw_list, raw_object
 
-    try:  # raw: a 200 with no list (`{}`, a page) is no "no Job in flight" (`kube.list_items`, decision 424)
-        listed = batch.list_namespaced_job(namespace, label_selector=selector, _preload_content=False,
-                                           _request_timeout=5)
-        try:
-            try:
-                answer = json.loads(listed.data)
-            except ValueError:
-                answer = None
-            found = list_items(answer, f"Jobs of {model} {version} in {namespace}")
-        finally:
-            listed.release_conn()
+    try:  # raw: a 200 with no list (`{}`, a page) is no "no Job in flight" (`kube.raw_list`, decisions 424, 494)
+        found, _ = raw_list(batch.list_namespaced_job(namespace, label_selector=selector, _preload_content=False,
+                                                      _request_timeout=5), f"Jobs of {model} {version} in {namespace}")
     except Exception as exc:  # never create blind
         return (False, f"cannot list the retraining Jobs of {model} {version} in {namespace} to check that none "
                        f"is in flight ({api_cause(exc, 'list', namespace)}): {brief(exc)}", "")

@@ -482,18 +482,22 @@ class IstioRouter:
 
         def read(fn: Callable[[], Any], what: str, *, listed: bool = False) -> tuple[Any, str]:
             """(the answer's JSON, "") or (None, why it cannot be read) for a 403 or 404; with `listed`, the LIST's
-            items instead of the JSON. An answer that is not an object (`listed`: a list object, `kube.list_items`)
+            items instead of the JSON. An answer that is not an object (`listed`: a list object, `kube.raw_list`)
             is asked again, as a 5xx is: a 200 whose body a proxy emptied was "no pods", and a Service's "no
             selector: unchecked"."""
             def call() -> Any:
                 try:
-                    got = json.loads(fn().data)
+                    resp = fn()
                 except ApiException as exc:
                     if exc.status in (403, 404):
                         return exc
                     raise
                 if listed:
-                    return kube.list_items(got, what)
+                    return kube.raw_list(resp, what)[0]
+                try:
+                    got = json.loads(resp.data)
+                finally:
+                    resp.release_conn()
                 if not isinstance(got, dict):
                     raise kube.BadAnswer(f"{what} was answered with a body that is not an object")
                 return got

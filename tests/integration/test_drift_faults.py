@@ -1030,7 +1030,8 @@ def test_a_state_write_that_landed_with_its_answer_lost_is_stored_not_read_as_an
 
 
 @pytest.mark.parametrize("body,content_type", [(b"{}", "application/json"), (b"null", "application/json"),
-                                               (b"", "application/json"), (b"<html>bad gateway</html>", "text/html")])
+                                               (b"", "application/json"), (b"<html>bad gateway</html>", "text/html"),
+                                               (b'{"items": ["retrain-m1-v1-e1"]}', "application/json")])
 @pytest.mark.parametrize("what", ["read", "list"])
 def test_a_retraining_jobs_read_answered_with_no_object_never_starts_a_second_job(
         kube: Any, what: str, body: bytes, content_type: str) -> None:
@@ -1038,8 +1039,9 @@ def test_a_retraining_jobs_read_answered_with_no_object_never_starts_a_second_jo
     (409) and the read that tells whose it is answered 200 with no object. Before: `{}` read as a Job of no model
     version, so the name "was taken by another Job" and `retrain-m1-v1-e2` was created: two retrainings at once
     (the empty and page bodies: the client's ValidationError, said as a read that failed). And a LIST so answered
-    was "no Job in flight" (`{}`: no `items`). Now both go through `kube.raw_object`/`list_items`: a read or a list
-    that failed, the trigger retried, no second Job (decision 424)."""
+    was "no Job in flight" (`{}`: no `items`), and one whose items are not objects an AttributeError out of the
+    trigger. Now both go through `kube.raw_object`/`raw_list`: a read or a list that failed, the trigger retried,
+    no second Job (decisions 424, 494)."""
     import aiohttp.web
 
     from canary.drift.retrain import create_job, retrain_job
@@ -1064,5 +1066,6 @@ def test_a_retraining_jobs_read_answered_with_no_object_never_starts_a_second_jo
     kube.handler._handle = handle  # type: ignore[method-assign]
     done, error, _ = create_job(kube.batch, JOB, namespace="ml", model="m1", version="v1", episode=1, evidence=ev,
                                 since=0.0)
-    assert hit and not done and ("not the object" in error or "not a list" in error), (done, error)
+    assert hit and not done and ("not the object" in error or "not a list" in error
+                                 or "item 0 that is not an object" in error), (done, error)
     assert _job_names(kube) == ["retrain-m1-v1-e1"]

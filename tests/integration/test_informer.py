@@ -204,9 +204,12 @@ def test_a_relist_never_takes_back_our_own_later_write() -> None:
     answers = [{"metadata": {"resourceVersion": "5"}, "items": [obj("a", 5, "old"), obj("b", 3, "x")]},
                {"metadata": {"resourceVersion": "8"}, "items": [obj("a", 5, "old"), obj("c", 7, "new")]}]
 
-    class Resp:
+    class Resp:  # what a raw LIST gives back (`_preload_content=False`): its body, and its connection to release
         def __init__(self, body: dict[str, Any]) -> None:
             self.data = _json.dumps(body).encode()
+
+        def release_conn(self) -> None:
+            pass
 
     changes: list[tuple[str, Any]] = []
     inf = Informer(lambda **kw: Resp(answers.pop(0)), kind="configmaps",
