@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
-from canary.analysis.shown import integer, spelled
+from canary.analysis.shown import duration, integer, spelled
 
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
@@ -121,17 +121,10 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-def _fmt_s(seconds: float) -> str:
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds * 1000:g}ms"
-
-
 def _duration(lo: float, hi: float) -> Any:
     def bounded(seconds: float) -> float:
         if not lo <= seconds <= hi:
-            raise ValueError(f"{_fmt_s(seconds)} is out of range: use {_fmt_s(lo)} .. {_fmt_s(hi)}")
+            raise ValueError(f"{duration(seconds)} is out of range: use {duration(lo)} .. {duration(hi)}")
         return seconds
 
     schema = {"anyOf": [{"type": "number", "minimum": lo, "maximum": hi},

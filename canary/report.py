@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from canary import report_plots as plots
-from canary.analysis.shown import whole
+from canary.analysis.shown import duration, whole
 from canary.errors import ConfigError
 from canary.model import unmeasured, with_unit
 
@@ -213,13 +213,10 @@ def _summary(doc: dict[str, Any], t0: float, t_end: float) -> str:
 
 
 def _duration(s: float) -> str:
-    """Seconds as people read them: "14 s", "12 min 5 s", "3 h 2 min (10920 s)" ("10920 s" had to be worked out;
-    the plots' axes stay in seconds, hence the figure in brackets)."""
+    """A rollout's length as every length is said (`shown.duration`): "14s", "12m5s", "3h2m (10920s)" ("10920 s"
+    had to be worked out; the plots' axes stay in seconds, hence the figure in brackets from an hour on)."""
     s = max(0, round(s))
-    h, m, sec = s // 3600, s % 3600 // 60, s % 60
-    if h:
-        return f"{h} h {m} min ({s} s)"
-    return f"{m} min {sec} s" if m else f"{sec} s"
+    return f"{duration(s)} ({s}s)" if s >= 3600 else duration(s)
 
 
 def _analysis(pol: dict[str, Any]) -> str:

@@ -4,6 +4,9 @@ A reason is read by a person deciding whether to trust a rollback, so a value ro
 misleads: an error-rate increase of 1.04 points printed to two digits read "+1 points, limit +1" on a
 FAIL. Every number a reason compares with a limit goes through `beside`: the usual digits, and more
 only where fewer would put it on the other side of the limit (or on it).
+
+Lengths of time are said here too, in one format, the one the policy and the flags are written in
+(`duration`: '2h5m'; `about`, the same rounded, for lengths that are no setting).
 """
 
 from __future__ import annotations
@@ -91,3 +94,41 @@ def exact(limit: float) -> str:
     is '20'). NaN/inf as `beside` prints them."""
     limit = float(limit)
     return format(limit, ".15g") if math.isfinite(limit) else beside(limit, None)
+
+
+HUGE_S = 1e12  # seconds (31,700 years) from which a length is no sum of units: '1e+40s', as a policy's typo wrote it
+
+
+def duration(seconds: float) -> str:
+    """A length of time as the policy and the flags write one (Go's units, largest first, no spaces), exactly:
+    '500ms', '45s', '1m30s', '2h5m', '26h', '1h2m3.004s'; what `policy_fields.parse_duration` reads back to the
+    same seconds (to the microsecond). From HUGE_S on, seconds alone ('1e+40s'); '?' and 'inf' as `whole`.
+    The one format of every length a person reads (decision 495): "26h" beside "26.0 h" and "3 h 2 min" read as
+    three conventions, and none of them as what the reader types into `--window` or a policy."""
+    s = float(seconds)
+    if not math.isfinite(s):
+        return whole(s)
+    if s < 0:
+        return "-" + duration(-s)
+    if s >= HUGE_S:
+        return f"{s:g}s"
+    us = round(s * 1_000_000)
+    if us == 0:
+        return "0s"
+    if us < 1_000_000:
+        return f"{us / 1000:g}ms"
+    h, us = divmod(us, 3_600_000_000)
+    m, us = divmod(us, 60_000_000)
+    sec = f"{us // 1_000_000}s" if us % 1_000_000 == 0 else f"{us / 1_000_000:g}s"
+    return "".join(part for part, n in ((f"{h}h", h), (f"{m}m", m), (sec, us)) if n)
+
+
+def about(seconds: float) -> str:
+    """A length said roughly, in `duration`'s format: to the second below 10 minutes, to the minute from
+    there ('45s', '9m12s', '45m', '1h42m', '26h'); a negative length (clocks apart) is '0s'. For the lengths
+    that are no setting (how long Prometheus was down, since an episode opened), whose seconds are noise."""
+    s = float(seconds)
+    if not math.isfinite(s):
+        return duration(s)
+    unit = 60 if s >= 600 else 1
+    return duration(max(0, round(s / unit)) * unit)

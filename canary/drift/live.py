@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from canary.analysis.shown import duration
 from canary.drift.exporter import EMPTY, OTHER
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
 from canary.metrics.answers import arm_name
@@ -218,9 +219,6 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
     w = q.duration(window_s)
     what = f"{model} {version}" + (f" in namespace {namespace}" if namespace is not None else "")
 
-    def human(t: float) -> str:
-        return f"{t / 3600:g}h" if t >= 3600 and t % 3600 == 0 else f"{t / 60:g}m" if t % 60 == 0 else f"{t:g}s"
-
     def ask(expr: str, by: str) -> list[tuple[dict[str, str], float]]:
         got = client.ask(expr, check="drift", arm="", at=at, who=f"why no live data of {what}", strict=False,
                          deadline=None)
@@ -239,7 +237,7 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
             return ""
         if not got or not got[0][1] < 0.9 * back:
             return ""
-        return (f"; but Prometheus itself holds only about {human(round(got[0][1] / 60) * 60 or 60)} of data (the "
+        return (f"; but Prometheus itself holds only about {duration(round(got[0][1] / 60) * 60 or 60)} of data (the "
                 f"oldest sample of any target's `up`): restarted without its storage or new (these series not "
                 f"scraped yet, or lost with it: the next evaluations read them as scrapes come), or its retention "
                 f"is that short (then a window this long is never filled: shorten `--window`, the controller's `--drift-window`)")
@@ -257,15 +255,15 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
                      f"{{{_selector(model, None, namespace)}}}[{lookback}]))", "model_version")
         versions = sorted({m["model_version"] for m, _ in others})
         if version in versions:
-            return (f"the window of {human(window_s)} holds {n} scrape{'' if n == 1 else 's'} of its series, and "
-                    f"increase() needs two (they are there in the last {human(back)}): a window shorter than twice "
+            return (f"the window of {duration(window_s)} holds {n} scrape{'' if n == 1 else 's'} of its series, and "
+                    f"increase() needs two (they are there in the last {duration(back)}): a window shorter than twice "
                     f"Prometheus's scrape interval, or a target no longer scraped (its `up`)" + young(window_s))
         if versions:
             shown = ", ".join(versions[:10]) + (f" and {len(versions) - 10} more" if len(versions) > 10 else "")
             return (f"no series of version {version}, but {model}'s exporter exports version"
-                    f"{'s' if len(versions) > 1 else ''} {shown} (in the last {human(back)}): is the version the "
+                    f"{'s' if len(versions) > 1 else ''} {shown} (in the last {duration(back)}): is the version the "
                     f"server labels (model_version) the profile's (or --version)?")
-        return (f"no series of model {model} at all in the last {human(back)}"
+        return (f"no series of model {model} at all in the last {duration(back)}"
                 + (f" in namespace {namespace}" if namespace is not None else "")
                 + ": is the exporter deployed and scraped, is the model name the one it exports (a model renamed in "
                   "the server exports under its new name)?" + young(back))

@@ -45,6 +45,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from canary.analysis.shown import about, duration
 from canary.drift.stats import MISSING_SURE_P, DatasetDrift, over_profile, profile_share
 from canary.workqueue import exponential_delay
 
@@ -315,7 +316,7 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
                  f" at least, {len(left)} not compared: drift whatever they are; {how_much(drifted)})" if left else
                  f"{len(drifted)} of {n} features drifted ({result.share:.0%}; {how_much(drifted)})")
         actions.append(Alert("drift.started", f"{who}: dataset drift, {share} in "
-                                              f"{_in_a_row(state.drifted_in_row, 'window', f' of {_duration(window_s)}')}"
+                                              f"{_in_a_row(state.drifted_in_row, 'window', f' of {duration(window_s)}')}"
                                               + (f", against {reference}" if reference else "")
                                               + (f"; not compared (no live data, or not arriving): {names}"
                                                  if left else "")
@@ -377,7 +378,7 @@ def _held(state: MonitorState, verdict: bool | None, unmeasured: tuple[str, ...]
         return replace(state, held_told=True), [Alert(
             "drift.episode_unmeasured",
             f"{who}: drift episode {state.episode} cannot end: its evaluations have had no verdict over the whole "
-            f"profile for {_about(now - since)} (the features not compared decide it, so an end of the drift "
+            f"profile for {about(now - since)} (the features not compared decide it, so an end of the drift "
             f"would not be seen); {now_said}",
             state.evidence, fields={"since": since, "unmeasured": left, "live_data": not nothing}, at=now)]
     if not state.held_since:
@@ -388,13 +389,8 @@ def _held(state: MonitorState, verdict: bool | None, unmeasured: tuple[str, ...]
         return state, []
     return state, [Alert("drift.episode_measured",
                          f"{who}: drift episode {state.episode} has a verdict again over the whole profile "
-                         f"({'dataset drift' if verdict else 'no dataset drift'}) after {_about(now - since)} of "
+                         f"({'dataset drift' if verdict else 'no dataset drift'}) after {about(now - since)} of "
                          f"none", state.evidence, warning=False, fields={"since": since}, at=now)]
-
-
-def _about(s: float) -> str:
-    """ "26h", "45m": a run's length, roughly (its evaluations' times are not round)."""
-    return f"{s / 3600:.0f}h" if s >= 7200 else f"{s / 60:.0f}m"
 
 
 def _retraining_at_end(state: MonitorState) -> str:
@@ -475,12 +471,11 @@ def superseded(earlier: MonitorState) -> list[dict[str, Any]]:
 
 
 def _opened(earlier: MonitorState, now: float) -> str:
-    """ " (opened 2h 5m earlier)": how long before this one the earlier episode opened (pure: no clock)."""
+    """ " (opened 2h5m earlier)": how long before this one the earlier episode opened (pure: no clock)."""
     at = earlier.evidence.get("at")
     if isinstance(at, bool) or not isinstance(at, (int, float)) or now < at:
         return ""
-    m = int(now - at) // 60
-    return f" (opened {f'{m // 60}h ' if m >= 60 else ''}{m % 60}m earlier)"
+    return f" (opened {about(now - at)} earlier)"
 
 
 def how_much(drifted: list[Any], most: int = 5) -> str:
@@ -500,10 +495,6 @@ def _in_a_row(n: int, what: str, of: str = "") -> str:
     """ "3 windows of 1h in a row", "1 window of 1h": what a person reads ("in 1 windows of 1h in a row" read as a
     slip, and "1 evaluations in a row" too)."""
     return f"{n} {what}{of}" if n == 1 else f"{n} {what}s{of} in a row"
-
-
-def _duration(s: float) -> str:
-    return f"{s / 3600:g}h" if s >= 3600 and s % 3600 == 0 else f"{s / 60:g}m" if s % 60 == 0 else f"{s:g}s"
 
 
 def _missing_alerts(state: MonitorState, result: DatasetDrift, now: float) -> tuple[MonitorState, list[Action]]:
@@ -594,7 +585,7 @@ def retrain_job_failed(state: MonitorState, job: str, why: str, now: float,
         state = replace(state, job_failed=why, job_retries=n, trigger="pending", trigger_attempts=0,
                         trigger_due=due_at, evidence={**state.evidence, "retry": n, "retry_of": [*before, job]})
         left = config.job_retries - n
-        message = (f"{who}; a new Job is created for the episode in {_duration(config.job_retry_s)} (the "
+        message = (f"{who}; a new Job is created for the episode in {duration(config.job_retry_s)} (the "
                    f"evaluation after; `new_job_due`), in case the cause passes (a node lost, a data store down while the Job's pods "
                    f"retried); {'it is the last: ' if not left else ''}fix the cause meanwhile if it stays")
     else:

@@ -19,6 +19,8 @@ from typing import Any
 
 import structlog
 
+from canary.analysis.shown import about
+
 log = structlog.get_logger("canary.drift")
 
 NAMED = 20  # baselines named on one line (the count says how many)
@@ -127,8 +129,3 @@ def _names(said: list[Said]) -> str:
 def at(t: float) -> str:
     """A time (seconds since the epoch) as the lines say it: "2026-12-05 21:16 UTC"."""
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
-
-
-def about(seconds: float) -> str:
-    """A length of time as the lines say it, roughly: "45 min", "26.0 h"."""
-    return f"{round(seconds / 60)} min" if seconds < 5_400 else f"{seconds / 3_600:.1f} h"

@@ -57,7 +57,8 @@ from canary.drift.retrain import failed_condition
 from canary.drift.stats import over_profile, profile_share
 from canary.drift.store import KEY, StateConflict, brief
 from canary.drift.unread import PassNews, Said, cause
-from canary.drift.unread import about as _about, at as _at
+from canary.analysis.shown import about as _about, duration
+from canary.drift.unread import at as _at
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
 
 log = structlog.get_logger("canary.drift")
@@ -658,7 +659,7 @@ class DriftWatcher:
             return
         unseen = [name for name in absent if name not in few]
         low = (f"too little traffic to judge {', '.join(f'{k} ({n} values)' for k, n in few.items())}: fewer than "
-               f"{MIN_LIVE} values in the window of {M._duration(window)}, so inconclusive (no drift alarm and no "
+               f"{MIN_LIVE} values in the window of {duration(window)}, so inconclusive (no drift alarm and no "
                f"all-clear from so few); a longer window holds more (--window, or the baseline ConfigMap's "
                f"modelcanary.dev/drift-window annotation)") if few else ""
         if not result.features:

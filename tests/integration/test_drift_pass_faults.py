@@ -392,10 +392,10 @@ def test_a_prometheus_down_for_an_hour_is_told_to_people_once_and_its_return_too
             assert notifier.close(timeout=10)
             said = [e for e in logs if e["event"] in ("drift.prometheus_down", "drift.prometheus_back")]
             assert [e["event"] for e in said] == ["drift.prometheus_down", "drift.prometheus_back"], said
-            assert "has not answered for 60 min" in said[0]["message"]
+            assert "has not answered for 1h" in said[0]["message"]
             assert "4 baselines are not measured" in said[0]["message"]
             assert said[0]["unmeasured"] == [f"prod/{m}/v1" for m in MODELS]
-            assert "after about 1.7 h" in said[1]["message"]
+            assert "after about 1h40m" in said[1]["message"]
             assert [n["event"] for n in notes] == ["drift_prometheus_down", "drift_prometheus_back"], notes
             assert len([e for e in logs if e["event"] == "drift.prometheus_unavailable"]) == 5  # each pass, as before
     finally:
@@ -473,7 +473,7 @@ def test_an_outage_end_found_hours_after_the_last_pass_does_not_say_it_was_down_
         said = [e for e in logs if e["event"] == "drift.prometheus_answers"]
         assert len(said) == 1, logs
         assert "found down at every pass since" not in said[0]["message"], said
-        assert "was found down for about 10 min, last 3.0 h ago (no pass ran since)" in said[0]["message"], said
+        assert "was found down for about 10m, last 3h ago (no pass ran since)" in said[0]["message"], said
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])
@@ -549,11 +549,11 @@ def test_a_baselines_live_data_unreadable_for_an_hour_are_told_to_people_once_an
         told, back = said[4][0], said[6][0]
         assert (told["model"], told["version"], told["namespace"]) == ("o1", "v1", "prod")
         assert told["since"] == 2_000_001_200.0 and told["evaluations"] == 4
-        assert "o1 v1 in namespace prod: its live data could not be read for 60 min" in told["message"], told
+        assert "o1 v1 in namespace prod: its live data could not be read for 1h" in told["message"], told
         assert "4 evaluations since 2033-05-18 03:53 UTC" in told["message"], told
         assert ("credentials" in told["error"] if fault == 403 else
                 str(fault) in told["error"] if fault else "timed out" in told["error"]), told
-        assert "read again, after 5 evaluations over about 1.7 h" in back["message"], back
+        assert "read again, after 5 evaluations over about 1h40m" in back["message"], back
         assert [(n["event"], n.get("model"), n.get("stable_version")) for n in notes] == [
             ("drift_live_data_unreadable", "o1", "v1"), ("drift_live_data_readable", "o1", "v1"),
             ("drift_prometheus_down", "", ""), ("drift_prometheus_back", "", "")], notes
@@ -592,7 +592,7 @@ def test_access_refused_to_every_baseline_for_an_hour_is_told_once_naming_them_a
     names = [f"prod/{m}/v1" for m in MODELS]
     told, back = said[4][0], said[6][0]
     assert told["baselines"] == 4 and told["names"] == names and "credentials" in told["error"], told
-    assert ", ".join(names) in told["message"] and "for about 60 min" in told["message"], told
+    assert ", ".join(names) in told["message"] and "for about 1h" in told["message"], told
     assert back["baselines"] == 4 and back["names"] == names, back
     assert [n["event"] for n in notes] == ["drift_live_data_unreadable", "drift_live_data_readable"], notes
     assert notes[0]["reason"] == told["message"][:len(notes[0]["reason"])]
@@ -640,7 +640,7 @@ def test_unreadable_live_data_told_before_a_restart_have_their_end_told_by_the_n
         said = [e for e in logs if e["event"] in ("drift.live_data_unreadable", "drift.live_data_readable",
                                                   "drift.readable_again")]
         assert [e["event"] for e in said] == ["drift.live_data_readable"], said
-        assert "after 4 evaluations here and an earlier watcher's over about 2.7 h" in said[0]["message"], said
+        assert "after 4 evaluations here and an earlier watcher's over about 2h40m" in said[0]["message"], said
         assert [n["event"] for n in notes] == ["drift_live_data_unreadable", "drift_live_data_readable"], notes
         assert "prometheus" not in json.loads(state.read_text())  # nothing left to tell
     finally:
