@@ -30,8 +30,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal
 
 from canary import rollout as rl
-from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NotFound,
-                           NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, TargetError,
+from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NoData,
+                           NotCountable, NotFound, NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, TargetError,
                            TransientError, others_decision)
 from canary.logs import OWNER_CUT_TO, OWNER_LOGGED_MAX
 from canary.metrics.base import MetricsProvider
@@ -414,9 +414,12 @@ def rolled_back_here(recorded: rl.RolloutState | None, status: RouteStatus, *, m
 
 
 def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, window_s: int,
-                   log: Any) -> tuple[dict[str, tuple[ArmData, ArmData] | Exception], float]:
-    """Every check's (stable, canary) data over the window, and the canary request count.
-    Failures become the check's "could not measure"; nothing here raises."""
+                   log: Any) -> tuple[dict[str, tuple[ArmData, ArmData] | Exception], float, str]:
+    """Every check's (stable, canary) data over the window, the canary request count, and why it could not be
+    counted ("" where it was, or where Prometheus answered none: 0 requests). Failures become the check's "could not
+    measure"; nothing here raises. A count that failed (read twice, a target down, Prometheus not answering) is 0
+    and its cause (`rollout.Looked.uncounted`: no pass, never "fewer canary requests" nor "canary requests 0" at
+    the deadline), as the controller's snapshots count it (`metrics.delta.canary_count`, decisions 433, 485)."""
     out: dict[str, tuple[ArmData, ArmData] | Exception] = {}
     with one_instant(metrics):  # both arms, every check and the count over the same window (decision 143)
         for check in policy.checks:
@@ -427,11 +430,14 @@ def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, 
             except Exception as exc:  # a provider bug must not crash a tick that holds split traffic
                 log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
                 out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
+        uncounted = ""
         try:
             _, canary_n = metrics.request_counts(policy, target, window_s=window_s)
-        except Exception:  # counted as no canary requests: a step cannot pass without them
+        except Exception as exc:  # no count: a step cannot pass without one
             canary_n = 0.0
-    return out, canary_n
+            if not isinstance(exc, NoData) or isinstance(exc, NotCountable):  # NoData: none served, a count of 0
+                uncounted = str(exc) or type(exc).__name__
+    return out, canary_n, uncounted
 
 
 def one_instant(metrics: Any, at: float | None = None) -> Any:

@@ -1019,7 +1019,7 @@ class Runner:
             return got is not None
 
         try:
-            measurements, canary_n = self._bounded(
+            measurements, canary_n, uncounted = self._bounded(
                 lambda: measure_window(self.metrics, self.policy, self.target, window_s=window, log=self.log),
                 meanwhile=probe_meanwhile)
         except _Decided:
@@ -1039,7 +1039,8 @@ class Runner:
                         step=max(state.step, 0), window_s=window, canary_version=state.canary_version)
         try:
             # lands only on the weights `_reverted_meanwhile` confirmed: a revert after that read is not written over
-            return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))),
+            return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window),
+                                                                  uncounted=uncounted)),
                                 routed=state.weights)
         except WeightsMoved as exc:
             # as if `_reverted_meanwhile` had read it: not judged, and the watch's answer taken (decision 185)

@@ -283,13 +283,13 @@ class Service:
                 before = s
                 s = open_window(s, now=now, step=ask.step, quiet_s=window_deadline_s(policy))
                 window_s = serve_window(s, now, policy.analysis.look_every)
-                measurements, n, counted = measure_within(self.metrics, policy, _target(s), window_s=window_s, at=now,
+                measurements, n, counted, uncounted = measure_within(self.metrics, policy, _target(s), window_s=window_s, at=now,
                                                  deadline=deadline, answer_within_s=self.answer_within_s, log=self.log)
                 ratio = s.pass_ratio(n)  # the look's requests over its window's anchor: sets the pass level
                 verdict = judge(policy, measurements, prior=s.prior(), window=s.window, pass_ratio=ratio,
                                 step=s.windows_closed)  # a count that never repeats: places the window
                 s, verdict = record_look(s, verdict, canary_requests=n, now=now, policy=policy, counted=counted,
-                                         caller=ask.step)
+                                         uncounted=uncounted, caller=ask.step)
                 # 503 (Argo: Error, never Failed): no check could ask Prometheus, or one could not at the
                 # window's deadline (held, not failed: record_look)
                 unmeasured = s.verdict != FAIL and (unreachable_at_deadline(s) or all(

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from canary.errors import CanaryError, MetricsUnavailable, NoData, TransientError
+from canary.errors import CanaryError, MetricsUnavailable, NoData, NotCountable, TransientError
 from canary.model import Target
 from canary.policy import Policy
 
@@ -39,10 +39,12 @@ COUNTS = "\0request_counts"  # the request count's job, beside the checks' (no c
 
 
 def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: int, at: float, deadline: float,
-                   answer_within_s: float, log: Any) -> tuple[dict[str, Any], float, bool]:
-    """Every check's (stable, canary) over the window ending `at`, the canary requests, and whether they
-    were counted, asked in parallel until `deadline` (time.monotonic()). Nothing raises: a failure, or no
-    answer in time, is that check's "could not measure" (no count: 0 requests, so no pass, and False)."""
+                   answer_within_s: float, log: Any) -> tuple[dict[str, Any], float, bool, str]:
+    """Every check's (stable, canary) over the window ending `at`, the canary requests, whether Prometheus was
+    asked them, and why they could not be counted where it answered that (`NotCountable`: read twice, a target
+    down; "" otherwise), asked in parallel until `deadline` (time.monotonic()). Nothing raises: a failure, or no
+    answer in time, is that check's "could not measure" (no count: 0 requests, so no pass, and False). An
+    uncountable count was 0 requests counted (decision 485)."""
     jobs: dict[str, Callable[[], Any]] = {
         c.name: (lambda c=c: metrics.measure(policy, c, target, window_s=window_s, at=at)) for c in policy.checks}
     jobs[COUNTS] = lambda: metrics.request_counts(policy, target, window_s=window_s, at=at)
@@ -63,7 +65,7 @@ def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: in
             log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
             out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
     counted = done.get(COUNTS)
-    n, ok = 0.0, True  # Prometheus answered: a number, or no series (0 requests)
+    n, ok, uncounted = 0.0, True, ""  # Prometheus answered: a number, or no series (0 requests)
     if counted is None:
         log.error("metrics.too_slow", check="request_counts", answer_within_s=answer_within_s)
         ok = False
@@ -74,7 +76,9 @@ def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: in
             n = 0.0
     else:  # could not ask (refused, 5xx, timeout, a query refused), or a provider bug: not counted; NoData: none
         ok = isinstance(counted[1], NoData)
-    return out, n, ok
+        if isinstance(counted[1], NotCountable):  # answered, and no count: not 0 requests
+            uncounted = str(counted[1]) or type(counted[1]).__name__
+    return out, n, ok, uncounted
 
 
 def no_stable_data(metrics: Any, policy: Policy, target: Target, *,

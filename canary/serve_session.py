@@ -274,7 +274,7 @@ def _not_evidence(verdict: Verdict, outcome: Outcome, why: str) -> Verdict:
 
 
 def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: float,
-                policy: Policy, counted: bool = True, caller: str = "") -> tuple[Session, Verdict]:
+                policy: Policy, counted: bool = True, uncounted: str = "", caller: str = "") -> tuple[Session, Verdict]:
     """One look of the open window (see `open_window`) -> (the new session, the verdict as counted).
 
     The session's `verdict` and `reason` are the answer. Same rules as rollout.py's looks: a
@@ -292,6 +292,10 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     Prometheus came back. The service answers it 503 (`unreachable_at_deadline`), as promote ends
     such a step "could not complete" (ABORTED), not rolled back.
 
+    `uncounted`: why Prometheus answered that the canary's requests cannot be counted (read twice, a target down):
+    such a look is no pass, its 0 neither "fewer canary requests" nor a count at the deadline, and the window's
+    evidence and pass anchor stay, as the controller's `rollout.Looked.uncounted` (decision 485).
+
     `caller` is the call's step label ("" when it names none): a pass owes itself once to every other
     label that looked in its window (`owed_pass`); a failed look or a breach cancels what is owed.
     """
@@ -299,8 +303,13 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         return s, verdict
     n = request_count(canary_requests)  # +Inf, NaN: no count (a stored Infinity made every later call a 500)
     j, before = verdict, s.last_look_requests
+    if uncounted:  # its 0 is no count: the window's count stays the last look's
+        n = before
     stale = (n > 0 and n == before) or 0 <= n < before
-    if stale and n == before:
+    if uncounted:  # the checks' own data are the window's: a failure of theirs stands; no pass
+        j = _not_evidence(j, Outcome.PASS, f"the canary's requests could not be counted ({uncounted[:300]}): no "
+                                           f"pass on this look")
+    elif stale and n == before:
         j = _not_evidence(j, Outcome.FAIL, "no new canary requests since the last look")
     elif stale:
         j = _not_evidence(j, Outcome.PASS, f"fewer canary requests than an earlier look of this window ({before:.0f})")
@@ -314,8 +323,9 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
     fail, a = policy.failure, policy.analysis
     elapsed = now - s.window_started_at
-    anchor = next_pass_anchor(s.pass_anchor_requests, n, before, covered_s=elapsed, interval_s=a.interval,
-                              min_canary_requests=a.min_canary_requests)
+    anchor = s.pass_anchor_requests if uncounted else next_pass_anchor(
+        s.pass_anchor_requests, n, before, covered_s=elapsed, interval_s=a.interval,
+        min_canary_requests=a.min_canary_requests)
     if anchor != s.pass_anchor_requests:
         s = replace(s, pass_anchor_requests=anchor)
     if j.hard_breach:
@@ -330,7 +340,8 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
                        reason=f"failed look {failed} of {fail.max_failed_looks}: {j.reason()}"), j
     if not stale and j.outcome is not Outcome.ERROR:  # "could not measure" shows no failure ended (decision 159)
         s = replace(s, failed_looks=0)
-    if elapsed >= a.interval and j.outcome is Outcome.PASS and n >= pass_floor(a.min_canary_requests):
+    if (elapsed >= a.interval and j.outcome is Outcome.PASS and not uncounted
+            and n >= pass_floor(a.min_canary_requests)):
         owed = tuple(c for c in s.window_callers if c != caller)
         return replace(s, verdict=PASS, advanced_at=now, passed_at=now, passed_look=s.looks, pass_owed=owed,
                        pass_gap_s=gap, pass_ticks_s=ticks,
@@ -339,7 +350,8 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         why = j.reason() if elapsed >= a.interval else f"window {elapsed:.0f}s of {a.interval:g}s; {j.reason()}"
         return replace(s, verdict=INCONCLUSIVE, reason=why), j
     why = (f"{NO_VERDICT} {elapsed:.0f}s in this window ({j.outcome.label}: {j.reason()}; canary requests "
-           f"{f'{n:.0f}' if counted else 'not counted (Prometheus)'}, need {a.min_canary_requests})")
+           f"{'not counted' if uncounted else f'{n:.0f}' if counted else 'not counted (Prometheus)'}, need "
+           f"{a.min_canary_requests})")
     if unreachable(j) or not counted:
         held = _next_window(s, start=now, step=s.step, index=s.window + 1)
         return replace(held, verdict=INCONCLUSIVE, reason=f"{UNREACHABLE}{why}; a new window opens now"), j

@@ -125,7 +125,7 @@ def test_the_request_count_of_a_canary_scraped_twice_or_with_a_target_down_is_no
     pol = _policy()
     with pytest.raises(NotCountable):
         provider.request_counts(pol, _target(model), window_s=WINDOW_S, at=t0)
-    _, n = measure_window(provider, pol, _target(model), window_s=WINDOW_S, log=None)
+    _, n, _ = measure_window(provider, pol, _target(model), window_s=WINDOW_S, log=None)
     assert n == 0.0
     stable, canary = provider.request_counts(pol, _target("pods"), window_s=WINDOW_S, at=t0)
     assert canary == pytest.approx(10 * WINDOW_S, rel=0.02) and stable == pytest.approx(100 * WINDOW_S, rel=0.02)
@@ -146,7 +146,7 @@ def test_a_stable_pod_read_twice_leaves_the_canarys_request_count_as_it_is(prom:
                         "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1,
                                     "source": "istio"}]})
     provider = PrometheusProvider(server.url, retries=1, budget_s=3.0, at=t0)
-    got, n = measure_window(provider, pol, _target("stabletwice"), window_s=WINDOW_S, log=None)
+    got, n, _ = measure_window(provider, pol, _target("stabletwice"), window_s=WINDOW_S, log=None)
     assert all(isinstance(x, Counts) for x in got["errors"]), got  # the checks read both arms
     assert n == pytest.approx(100 * WINDOW_S, rel=0.02)  # the canary's own requests: 0 before
     stable, canary = provider.request_counts(pol, _target("stabletwice"), window_s=WINDOW_S, at=t0)
@@ -292,3 +292,48 @@ def test_the_controllers_count_of_a_canary_that_cannot_be_counted_says_why(prom:
     assert n == 0.0 and ("scraped by two jobs" if model == "twice" else "down") in why, why
     base, now = _snapshots(server, t0, pol, _target("pods"))
     assert b.canary_count(pol, _target("pods"), now, base) == (pytest.approx(10 * WINDOW_S, rel=0.02), "")
+
+
+@pytest.mark.parametrize("model", ["twice", "down"])
+def test_promote_and_serve_read_a_canary_count_that_cannot_be_counted_as_not_counted(prom: Any, model: str) -> None:
+    """Decision 433 left promote, the controller without snapshots (`reconcile.measure_window`) and serve reading a
+    NotCountable request count (a canary read by two jobs, a target down) as 0 requests: a look after an earlier one
+    said "fewer canary requests than an earlier look", and the step's deadline "canary requests 0" (serve's a sticky
+    `fail` so worded). Now `measure_window` says why (`rollout.Looked.uncounted`, as the controller's snapshots) and
+    serve's look is no pass with that cause, the window's count kept, its deadline "not counted" (decision 485).
+    Two pods of one job: counted, no cause."""
+    import time
+
+    from canary.analysis.judge import judge
+    from canary.reconcile import measure_window
+    from canary.serve_measure import measure_within
+    from canary.serve_session import FAIL, new_session, open_window, record_look
+    from tests.integration.test_metrics_scrape_mess import _policy
+
+    server, t0 = prom
+    provider = PrometheusProvider(server.url, retries=1, budget_s=3.0, at=t0)
+    pol = parse_policy({"steps": [10, 100], "metrics": {"source": "model", "scrape_interval": "15s"},
+                        "analysis": {"interval": "60s", "look_every": "10s", "min_canary_requests": 100},
+                        "failure": {"no_data_deadline": "2m"},
+                        "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1,
+                                    "source": "istio"}]})  # a check read soundly (another source): only the count fails
+    good = {"errors": (Counts(50, 10_000), Counts(25, 5_000))}
+    _, n, why = measure_window(provider, _policy(), _target(model), window_s=WINDOW_S, log=None)
+    assert n == 0.0 and ("scraped by two jobs" if model == "twice" else "target down") in why, why
+    _, n, why = measure_window(provider, _policy(), _target("pods"), window_s=WINDOW_S, log=None)
+    assert n == pytest.approx(10 * WINDOW_S, rel=0.02) and why == ""
+    out, n, counted, why = measure_within(provider, _policy(), _target(model), window_s=WINDOW_S, at=t0,
+                                          deadline=time.monotonic() + 60, answer_within_s=8.0, log=None)
+    assert n == 0.0 and counted and ("scraped by two jobs" if model == "twice" else "target down") in why, why
+    t = 1_000.0
+    s = new_session(key="argo/ml/x", revision="v2", policy="p", model=model, namespace="ml", stable_version="v1",
+                    canary_version="v2", now=t)
+    verdict = judge(pol, good, prior=s.prior(), window=s.window, pass_ratio=s.pass_ratio(3000))
+    s, _ = record_look(open_window(s, now=t + 30), verdict, canary_requests=3000, now=t + 30, policy=pol)
+    for now in (t + 60, t + 180):  # after the interval, and at the window's deadline
+        verdict = judge(pol, good, prior=s.prior(), window=s.window, pass_ratio=s.pass_ratio(n))
+        s, j = record_look(open_window(s, now=now), verdict, canary_requests=n, now=now, policy=pol, counted=counted,
+                           uncounted=why)
+        assert "fewer canary requests" not in s.reason and s.last_look_requests == 3000, s.reason
+        assert "could not be counted" in j.reason() or s.verdict == FAIL, j.reason()
+    assert s.verdict == FAIL and "canary requests not counted" in s.reason and "requests 0" not in s.reason, s.reason
