@@ -411,9 +411,11 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
                 continue  # filtered client-side: exact values only, whatever the regex let through
             kept += 1
             instance, job = labels.get("instance", ""), labels.get("job", "")
-            if labels.get("exported_instance") and instance:  # re-exported (`honor_labels: false`: /federate, a
-                # Pushgateway): the pod is the exported instance; each re-exporting target and the job that read it
-                # there is one reading of it, as per rollout (`queries.scraped_twice_of`, decision 434)
+            if labels.get("exported_instance") and labels.get("exported_job") and instance:  # re-exported
+                # (`honor_labels: false`: /federate, a Pushgateway): the pod is the exported instance; each
+                # re-exporting target and the job that read it there is one reading of it, as per rollout
+                # (`queries.scraped_twice_of`, decision 434). Not an exporter's own `instance` without a job: one
+                # hard-coded on every pod made two pods one host read twice (decision 484)
                 job = f"{job} (via {instance}, exported_job {labels.get('exported_job', '')!r})"
                 instance = labels["exported_instance"]
             # by host, as per rollout (`queries.scraped_twice_query`): under Istio's metrics merging one pod is read

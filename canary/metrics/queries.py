@@ -354,15 +354,23 @@ def scraped_twice_of(selectors: Sequence[str]) -> str:
     # is the pod's, and each re-exporting target (job, instance, the job it was read by there) is one reading of it. A
     # pod scraped here and federated in, or federated from a Prometheus that read it twice, or through two federating
     # targets, is summed twice (12,000 read where 6,000 were served: decision 434)
+    # Re-exported only with the source's job too (`exported_job`: a federated or pushed series always has one): an
+    # exporter writing one `instance` on every pod (hard-coded) has it kept as `exported_instance` beside each pod's
+    # own target `instance`, and two healthy pods read as one host read twice (decision 484)
     jobs = " or ".join(
-        f'count by ({HOST_LABEL}, __name__, job) (label_replace({_add_matcher(inner, EXPORTED_NONE)}, "{HOST_LABEL}", '
+        f'count by ({HOST_LABEL}, __name__, job) (label_replace({_add_matcher(inner, EXPORTED_NONE)} or '
+        f'{_add_matcher(inner, JOBLESS)}, "{HOST_LABEL}", '
         f'"$1", "instance", "{INSTANCE_HOST}")) or count by ({HOST_LABEL}, __name__, job, instance, exported_job) '
         f'(label_replace({_add_matcher(inner, EXPORTED_SOME)}, "{HOST_LABEL}", "$1", "exported_instance", '
         f'"{INSTANCE_HOST}"))' for inner in selectors)
     return f"max by ({HOST_LABEL}) (count by ({HOST_LABEL}, __name__) ({jobs})) > 1"
 
 
-EXPORTED_NONE, EXPORTED_SOME = 'exported_instance=""', 'exported_instance!=""'  # a target's own series; re-exported
+# a target's own series (an exporter's own `instance` with no `exported_job` is the exporter's label: decision 484);
+# re-exported by a federating target or a Pushgateway (`honor_labels: false`: the source's `instance` and `job` kept
+# as `exported_instance`/`exported_job`)
+EXPORTED_NONE, EXPORTED_SOME = 'exported_instance=""', 'exported_instance!="",exported_job!=""'
+JOBLESS = 'exported_job=""'  # with an `exported_instance`: the exporter's own label, the series its target's own
 
 
 def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600, by: Iterable[str] = ()) -> str:

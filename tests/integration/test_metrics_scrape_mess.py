@@ -318,6 +318,17 @@ def _other_job_down(model: str) -> list[Series]:
     return out
 
 
+def _instance_hardcoded(model: str) -> list[Series]:
+    """An exporter writing one `instance` label on every pod (hard-coded "localhost:8000"), read under `honor_labels:
+    false`: Prometheus keeps it as `exported_instance`, beside each pod's own target `instance`. Canary v2's two pods
+    4.95 req/s each, 1% errors (6,000 requests over the window); no `exported_job` (the exporter writes no job)."""
+    out = _arm(model, "v1", 99, 1, job="kubernetes-pods", instance="10.0.23.1:8000", exported_instance="localhost:8000")
+    for ip in ("10.0.23.2", "10.0.23.3"):
+        out += _arm(model, "v2", 4.95, 0.05, job="kubernetes-pods", instance=f"{ip}:8000",
+                    exported_instance="localhost:8000")
+    return out
+
+
 def _two_pods(model: str) -> list[Series]:
     """The control: canary v2 with two pods of one job (two instances), 5 req/s each."""
     out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
@@ -341,6 +352,7 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series += _other_job_down("otherjobdown")
     series += _relabelled_alone("relabelalone") + _relabelled_renamed("relabelrenamed") + _relabelled_mixed("relabelmixed")
     series += _reset("reset", t0) + _held("held", t0) + _federated_held("fedheld", t0) + _federated_fine("fedfine")
+    series += _instance_hardcoded("hardcoded")
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
@@ -786,3 +798,25 @@ def test_a_canary_pods_counter_reset_mid_window_is_counted_from_both_lives(prom:
     assert canary.events == pytest.approx(1_500, rel=0.03), canary
     base, now = _snapshots(server, t0, _policy(), _target("reset"))
     assert b.requests_restarted(_policy(), _target("reset"), now, base)
+
+
+def test_two_canary_pods_whose_exporter_writes_one_instance_label_are_two_pods(prom: Any) -> None:
+    """An exporter writing the same `instance` on every pod (hard-coded), read under `honor_labels: false`: kept as
+    `exported_instance` beside each pod's own target `instance`. Decision 434 read any `exported_instance` as a pod
+    re-exported by a federating target, each target one reading of it: two healthy canary pods were one host read
+    twice, NotCountable at every look, per rollout and in the controller's snapshots, and every good canary rolled
+    back at its deadline. A series is re-exported only where it also carries the source's job (`exported_job`: a
+    federated or pushed series always does); such a pod is its own target (decision 484)."""
+    server, t0 = prom
+    for check in (None, _LATENCY):
+        pol = _policy(check) if check else _policy()
+        stable, canary = _measure(server, t0, pol, "hardcoded")
+        total = canary.total if isinstance(canary, Counts) else canary.counts[-1]
+        assert total == pytest.approx(6_000, rel=0.02), canary
+        assert not isinstance(stable, NoData), stable
+        base, now = _snapshots(server, t0, pol, _target("hardcoded"))
+        assert b.measure_delta(pol, pol.checks[0], _target("hardcoded"), now, base)[1].total == pytest.approx(
+            6_000, rel=0.02)
+    got = PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target("hardcoded"),
+                                                                              window_s=WINDOW_S, at=t0)
+    assert got[1] == pytest.approx(6_000, rel=0.02), got
