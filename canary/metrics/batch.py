@@ -72,7 +72,7 @@ from canary.metrics.families import (
     regex_matcher,
 )
 from canary.metrics.native import CUSTOM, sample_values
-from canary.metrics.snapshot import (FORMAT, MIXED, RELABELLED, SCRAPED_TWICE, TARGET_DOWN, UNREADABLE, Binding, Groups,
+from canary.metrics.snapshot import (FORMAT, MIXED, PUSHED, RELABELLED, SCRAPED_TWICE, TARGET_DOWN, UNREADABLE, Binding, Groups,
                                      Snapshot, UnusableStepStart)
 from canary.model import Target
 from canary.policy import Policy
@@ -253,20 +253,27 @@ class BatchMetrics:
         a store's outage to the families it answered in part): the down target is then unseen, as before.
         Not a stable arm: a stable pod down is most often not Ready and sent nothing, and one that serves unseen
         weighs against the canary, never for it; not a canary arm with no series left (every pod gone): that is
-        the unrouted breach, which a NotCountable arm never is (decision 370). Returns the queries it sent."""
+        the unrouted breach, which a NotCountable arm never is (decision 370). The same query marks `PUSHED` either
+        arm whose series of one of those metrics are both pushed to a Pushgateway and read otherwise
+        (`queries.pushed_of`, as per rollout: decision 483). Returns the queries it sent."""
         shapes: dict[tuple[Any, ...], tuple[dict[str, set[str]], list[tuple[Family, set[Ident]]], set[str]]] = {}
+        pushed: dict[tuple[Any, ...], list[tuple[Family, set[Ident]]]] = {}  # a shape's families, both arms
         for fam, group, filters, _ in planned:
             if not fam.by:
                 continue  # no rollout labels: nothing tells its arms apart
             key = (fam.by, fam.constant, tuple(sorted((k, tuple(sorted(v))) for k, v in filters.items())))
             _, fams, names = shapes.setdefault(key, (filters, [], set()))
             fams.append((fam, chunk_idents(fam, group.idents, filters) & group.canary))
+            pushed.setdefault(key, []).append((fam, chunk_idents(fam, group.idents, filters)))
             bucket = fam.extra == "le" and fam.metric.endswith("_bucket")
             names.add(fam.metric[:-len("_bucket")] + "_count" if bucket else fam.metric)
         sent = 0
-        for (by, _, _), (filters, fams, names) in shapes.items():
-            labels = [label for label, _ in by]
-            query = q.unscraped_query(sorted(names), fams[0][0].selector(filters), by=labels)
+        for key, (filters, fams, names) in shapes.items():
+            labels = [label for label, _ in key[0]]
+            sel = fams[0][0].selector(filters)
+            query = (f"{q.unscraped_query(sorted(names), sel, by=labels)} or "
+                     f'label_replace({q.pushed_of([q.arm_series(sorted(names), sel)], by=labels)}, "{_PART}", '
+                     f'"{PUSHED}", "job", "(.*)")')
             sent += 1
             try:
                 answer = self.prom.query(query, check=BATCH, at=at)
@@ -279,7 +286,15 @@ class BatchMetrics:
                     m = s["metric"]
                     where = m.get(q.HOST_LABEL) or m.get("instance")  # a federated pod's: its exported instance
                     if where and float(s["value"][1]) >= 1:
-                        down.setdefault(tuple(m.get(label, "") for label in labels), set()).add(where)
+                        ident = tuple(m.get(label, "") for label in labels)
+                        if m.get(_PART) == PUSHED:  # pushed and read otherwise: either arm (`where`: the pushed job)
+                            for fam, idents in pushed[key]:
+                                if ident in idents:
+                                    index.setdefault(fam.key, {}).setdefault(ident, {}).setdefault(PUSHED, {})[where] = 1.0
+                                    log.warning("metrics.arm_pushed", rollout_arm="/".join(ident), instances=[where],
+                                                metric=fam.metric)
+                            continue
+                        down.setdefault(ident, set()).add(where)
             except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
                 raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
             for ident, instances in sorted(down.items()):
@@ -296,6 +311,7 @@ class BatchMetrics:
         return sent
 
 
+_PART = "canary_part"  # in `BatchMetrics._down`'s answer: a row of its `queries.pushed_of` part, not a target down
 REASKS = 2  # rounds of asking again a metric's families whose answers disagree (`BatchMetrics._consistent`)
 
 

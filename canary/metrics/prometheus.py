@@ -34,7 +34,7 @@ from canary.metrics.answers import (arm_name, arms_pair, both_or_raise, bucket_p
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, RELABELLED, TARGETS, TWICE,
+from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, PUSHED, RELABELLED, TARGETS, TWICE,
                                        UNSCRAPED, ArmsNative, Plan, arms_histograms_query, arms_native_query, arms_query,
                                        classic_buckets_query, query_plan, request_query, twice_parts)
 from canary.metrics.features import feature_counts
@@ -433,8 +433,9 @@ def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[
     restarting, loading its models, crash-looping), and one that serves unseen only makes stable look better than
     it is, which weighs against the canary, never for it; a good canary was rolled back "no verdict" for a stable
     pod that served nothing. Not a canary arm that counted nothing either: that is the unrouted rule's (every pod
-    gone, `analysis.unrouted`), which NotCountable would silence. Each said in one line (`metrics.scraped_twice`,
-    `metrics.target_down`), once per cause and then every minute with `repeated` (`quiet`); NoData when neither
+    gone, `analysis.unrouted`), which NotCountable would silence. Either arm whose series of a metric are both pushed
+    to a Pushgateway and read otherwise (`pushed`, decision 483). Each said in one line (`metrics.scraped_twice`,
+    `metrics.arm_pushed`, `metrics.target_down`), once per cause and then every minute with `repeated` (`quiet`); NoData when neither
     arm is left."""
     out = list(pair)
     for i, arm in enumerate(q.ARMS):
@@ -447,6 +448,16 @@ def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[
                                   f"{', '.join(instances[:3])}): summed, its requests count twice; set metrics.labels: "
                                   f"{{job: ...}} to the one job to read ({{exported_job: ...}} where a federating "
                                   f"target re-exports it); query: {twice[key]}")
+        elif pushed := sorted(_twice_instances(got.get(f"{arm}/{PUSHED}") or [], at_least=1)):
+            # pushed to a Pushgateway and read otherwise: a pod doing both is summed twice, and nothing ties the
+            # pushed group to the pod (decision 483)
+            _say(quiet, "metrics.arm_pushed", check=check, arm=arm, instances=pushed[:5], query=twice[f"{arm}/{PUSHED}"])
+            out[i] = NotCountable(f"check {check!r}: {arm_name(arm)}'s series are both pushed to a Pushgateway (pushed "
+                                  f"job {', '.join(pushed[:3])}) and scraped (or federated): a pod that pushes and is "
+                                  f"scraped is summed twice, and which pods do cannot be told; set metrics.labels: "
+                                  f"{{job: ...}} to the one job to read ({{exported_job: ...}} where the Pushgateway "
+                                  f"is scraped with honor_labels: false), or stop the push; query: "
+                                  f"{twice[f'{arm}/{PUSHED}']}")
         elif relabelled := sorted(_twice_instances(got.get(f"{arm}/{RELABELLED}") or [], at_least=1)):
             # a target label overrode the exporter's model or version (decision 435): series of another version read
             # as this arm's (either arm: the stable holding the canary's is no baseline either)

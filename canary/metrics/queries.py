@@ -373,6 +373,35 @@ EXPORTED_NONE, EXPORTED_SOME = 'exported_instance=""', 'exported_instance!="",ex
 JOBLESS = 'exported_job=""'  # with an `exported_instance`: the exporter's own label, the series its target's own
 
 
+PUSH_GROUP = "push_time_seconds"  # the Pushgateway's own series, one per pushed group, with its grouping labels
+_PUSH_ON = "on (job, instance, exported_job)"  # a pushed group: its `job` and `instance` (`honor_labels: true`), or
+# the Pushgateway's target and the pushed job (`honor_labels: false`)
+
+
+def pushed_of(selectors: Sequence[str], *, by: Iterable[str] = ()) -> str:
+    """The pushed jobs (in `HOST_LABEL`) whose series of one metric the series of `selectors` (`scraped_twice_of`'s)
+    hold beside series of that metric read otherwise (a scrape target's, a federated pod's): a pod pushing its
+    counters to a Pushgateway and scraped too is summed twice, and nothing ties the pushed group (its `instance` a pod
+    name, or none at all; or the Pushgateway's own under `honor_labels: false`) to the pod, so neither host nor job
+    tells them apart (decision 483). A series is pushed where the Pushgateway's `push_time_seconds` names its group.
+    Series without an `instance` are looked at here (a push without one in its grouping key has none). `by`: further
+    labels the answer keeps (the controller's snapshot: the rollout labels)."""
+    keep = ", ".join((*by, "__name__"))
+    terms = []
+    for inner in selectors:
+        x = _any_instance(inner)
+        terms.append(f"(count by ({keep}, job, exported_job) ({x} and {_PUSH_ON} {PUSH_GROUP}) and on ({keep}) "
+                     f"count by ({keep}) ({x} unless {_PUSH_ON} {PUSH_GROUP}))")
+    mixed = f"count by ({', '.join((*by, 'job', 'exported_job'))}) ({' or '.join(terms)})"
+    return (f'label_replace(label_replace({mixed}, "{HOST_LABEL}", "$1", "job", "(.+)"), "{HOST_LABEL}", "$1", '
+            f'"exported_job", "(.+)")')
+
+
+def _any_instance(selector: str) -> str:
+    """`selector` (`scrape_selector`'s) without its `instance!=""` matcher."""
+    return selector.replace('{instance!=""}', "{}").replace('{instance!="",', "{").replace(',instance!=""', "")
+
+
 def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600, by: Iterable[str] = ()) -> str:
     """The scrape targets (`instance`) of one arm whose series Prometheus held within `seen_s` while the target is
     down now (`up == 0`; its series gone, or held at their last sample where they carry their own timestamps and

@@ -79,6 +79,7 @@ def request_query(policy: Policy, target: Target, *, window_s: float) -> tuple[s
         sel = q.selector(policy, target, arm, policy.metrics.source)
         parts[f"{arm}/{TWICE}"] = q.scraped_twice_query(names, sel)
         parts[f"{arm}/{UNSCRAPED}"] = q.unscraped_query(names, sel)
+        parts[f"{arm}/{PUSHED}"] = q.pushed_of([q.arm_series(names, sel)])
         exported = _exported(policy, target, arm, policy.metrics.source)
         if exported:
             parts[f"{arm}/{RELABELLED}"] = q.relabelled_of([q.arm_series(names, sel)], exported)
@@ -106,6 +107,7 @@ ONE_QUERY_KINDS = {"error_rate": ("requests", "errors"), "feature_missing": ("fe
 TWICE = "scraped_twice"  # the one-query part, per arm, naming the arm's targets that two scrape jobs read
 UNSCRAPED = "unscraped"  # ... naming the arm's targets that are down now, their series gone (`queries.unscraped_query`)
 RELABELLED = "relabelled"  # ... naming the arm's targets whose exporter said another model or version (`exported_*`)
+PUSHED = "pushed"  # ... naming the pushed jobs whose series of a metric the arm holds beside ones read otherwise
 TARGETS = "targets"  # a custom check's: how many targets its series come from (`queries.targets_of`; none: unchecked)
 
 
@@ -144,6 +146,7 @@ def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
                 labels=policy.metrics.labels)] + selectors
         out[f"{arm}/{TWICE}"] = q.scraped_twice_of(selectors)
         out[f"{arm}/{UNSCRAPED}"] = q.unscraped_of(selectors)
+        out[f"{arm}/{PUSHED}"] = q.pushed_of(selectors)
         exported = _exported(policy, target, arm, source)
         if exported:
             out[f"{arm}/{RELABELLED}"] = q.relabelled_of(selectors, exported)

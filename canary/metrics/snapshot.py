@@ -60,6 +60,10 @@ TARGET_DOWN = "!target_down"
 # a scrape target label of that name overrode it (`honor_labels: false`), so another arm's requests are in this one's
 # sums (`batch`, decision 435). Its values name the instances
 RELABELLED = "!relabelled"
+# the same for a rollout arm whose series of one metric are both pushed to a Pushgateway and read otherwise (scraped,
+# federated): a pod that pushes and is scraped is in its sums twice (`batch`, decision 483). Its values name the
+# pushed jobs
+PUSHED = "!pushed"
 RESETS = "!resets"
 BEFORE = "!before"  # in a restart probe's answer: the series' value as Prometheus held it at the window's start  # in a restart probe's answer: the key of a series' `resets()` count (`Snapshot.restarted`)
 # (family, rollout arm, since) -> {series id: {extra label value: min over (since, taken_at], RESETS: count}}
@@ -229,8 +233,13 @@ class Snapshot:
         if got is None:
             return None
         groups = got.get(ident, {})
-        if {RELABELLED, UNREADABLE, PARTIAL, MIXED, SCRAPED_TWICE} & groups.keys():
-            what = (f"{fam.metric} series of {'/'.join(ident)} whose exporter said another model or version (an "
+        if {RELABELLED, UNREADABLE, PARTIAL, MIXED, SCRAPED_TWICE, PUSHED} & groups.keys():
+            what = (f"{fam.metric} series of {'/'.join(ident)} both pushed to a Pushgateway (pushed job "
+                    f"{', '.join(sorted(groups[PUSHED])[:3])}) and scraped (or federated): a pod that pushes and is "
+                    f"scraped is summed twice, and which pods do cannot be told; set metrics.labels: {{job: ...}} to "
+                    f"the one job to read, or stop the push"
+                    if PUSHED in groups else
+                    f"{fam.metric} series of {'/'.join(ident)} whose exporter said another model or version (an "
                     f"`exported_` label; instance {', '.join(sorted(groups[RELABELLED])[:3])}): a scrape target label "
                     f"of that name (a pod label copied by labelmap, honor_labels: false) overrode the exporter's, so "
                     f"another arm's requests are read as this one's; drop or rename that target label"
@@ -247,7 +256,7 @@ class Snapshot:
                     f"are from two moments; point canary at one replica, or at Thanos Query (README)")
             if self.bound is not None:  # a step-start snapshot: the next one starts the step again
                 raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f} holds {what}")
-            if SCRAPED_TWICE in groups or RELABELLED in groups:  # Prometheus answered, whole: the arm's series
+            if SCRAPED_TWICE in groups or RELABELLED in groups or PUSHED in groups:  # Prometheus answered, whole: the arm's series
                 # count what it did not serve. Not "Prometheus unreachable" (a step so ends aborted, with those
                 # words): no verdict, as per rollout
                 raise NotCountable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")

@@ -318,6 +318,27 @@ def _other_job_down(model: str) -> list[Series]:
     return out
 
 
+def _pushed(model: str, *, direct: bool = True, honor: bool = True, instance: str = "rec-v2-5f7c") -> list[Series]:
+    """Canary v2's pod pushing its counters to a Pushgateway (job model-push, grouping key `instance` its pod name, or
+    none: `instance=""`) and, `direct`, scraped here too (10 req/s, 1% errors). `honor`: the Pushgateway is scraped
+    with `honor_labels: true` (the pushed `job`/`instance` kept); else with `honor_labels: false` (the Pushgateway's
+    own, the pushed job as `exported_job`). The Pushgateway's `push_time_seconds` marks each group. Not `direct`: two
+    pods that only push (4.95 req/s each)."""
+    out = _arm(model, "v1", 99, 1, job="kubernetes-pods", instance="10.0.22.1:8000")
+    if direct:
+        out += _arm(model, "v2", 9.9, 0.1, job="kubernetes-pods", instance="10.0.22.2:8000")
+    pods = [instance] if direct else [f"{instance}-a", f"{instance}-b"]
+    for pod in pods:
+        group = {"job": "model-push", **({"instance": pod} if instance else {})}
+        if not honor:
+            group = {"job": "pushgateway", "instance": "pgw:9091", "exported_job": "model-push",
+                     **({"exported_instance": pod} if instance else {})}
+        rate = 9.9 if direct else 4.95
+        out += _arm(model, "v2", rate, rate / 99, **group)
+        out.append(_During("push_time_seconds", group, 1))
+    return out
+
+
 def _instance_hardcoded(model: str) -> list[Series]:
     """An exporter writing one `instance` label on every pod (hard-coded "localhost:8000"), read under `honor_labels:
     false`: Prometheus keeps it as `exported_instance`, beside each pod's own target `instance`. Canary v2's two pods
@@ -352,7 +373,8 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series += _other_job_down("otherjobdown")
     series += _relabelled_alone("relabelalone") + _relabelled_renamed("relabelrenamed") + _relabelled_mixed("relabelmixed")
     series += _reset("reset", t0) + _held("held", t0) + _federated_held("fedheld", t0) + _federated_fine("fedfine")
-    series += _instance_hardcoded("hardcoded")
+    series += _pushed("pushed") + _pushed("pushednoinst", instance="") + _pushed("pushedfalse", honor=False, instance="")
+    series += _pushed("pushonly", direct=False) + _instance_hardcoded("hardcoded")
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
@@ -798,6 +820,39 @@ def test_a_canary_pods_counter_reset_mid_window_is_counted_from_both_lives(prom:
     assert canary.events == pytest.approx(1_500, rel=0.03), canary
     base, now = _snapshots(server, t0, _policy(), _target("reset"))
     assert b.requests_restarted(_policy(), _target("reset"), now, base)
+
+
+@pytest.mark.parametrize("model", ["pushed", "pushednoinst", "pushedfalse"])
+def test_a_canary_pod_pushed_to_a_pushgateway_and_scraped_is_not_twice_the_evidence(prom: Any, model: str) -> None:
+    """A pod pushing its counters to a Pushgateway and scraped here too: under `honor_labels: true` the pushed series
+    keep the pushed `job` and `instance` (its pod name, or none), under `honor_labels: false` the Pushgateway's own
+    with no `exported_instance` where none was pushed; either way the host compared was not the pod's, and the sum
+    read 12,000 requests where 6,000 were served, per rollout and in the controller's snapshots. An arm whose series
+    of one metric are both pushed (a group the Pushgateway's `push_time_seconds` marks) and read otherwise is
+    NotCountable now (decision 483). Pods that only push: counted once (pushonly)."""
+    from canary.errors import NotCountable
+
+    server, t0 = prom
+    for check in (None, _LATENCY):
+        pol = _policy(check) if check else _policy()
+        stable, canary = _measure(server, t0, pol, model)
+        assert isinstance(canary, NotCountable) and "Pushgateway" in str(canary), canary  # before: 12,000 requests
+        assert "model-push" in str(canary) and not isinstance(stable, NoData), stable
+        base, now = _snapshots(server, t0, pol, _target(model))
+        stable, canary = b.measure_delta(pol, pol.checks[0], _target(model), now, base)
+        assert isinstance(canary, NotCountable) and "Pushgateway" in str(canary), canary
+        assert not isinstance(stable, NoData), stable
+    with pytest.raises(NotCountable):
+        PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target(model),
+                                                                              window_s=WINDOW_S, at=t0)
+    for check in (None, _LATENCY):
+        pol = _policy(check) if check else _policy()
+        _, canary = _measure(server, t0, pol, "pushonly")
+        total = canary.total if isinstance(canary, Counts) else canary.counts[-1]
+        assert total == pytest.approx(6_000, rel=0.02), canary
+        base, now = _snapshots(server, t0, pol, _target("pushonly"))
+        assert b.measure_delta(pol, pol.checks[0], _target("pushonly"), now, base)[1].total == pytest.approx(
+            6_000, rel=0.02)
 
 
 def test_two_canary_pods_whose_exporter_writes_one_instance_label_are_two_pods(prom: Any) -> None:
