@@ -2,7 +2,8 @@
 
 The suite runs six workers on two cores, so its wall time follows the CPU it spends, not its waits. Each test's
 line gives its wall seconds and the CPU seconds its worker spent (`self`) and that its worker's reaped children
-spent (`children`: servers, CLI subprocesses; a module's servers count at the test whose teardown stops them).
+spent (`children`: servers, CLI subprocesses; a module's servers count at the test whose teardown stops them),
+with the time it ended and its xdist worker (for each worker's timeline and idle tail).
 `scripts/suite_cpu.py <file>` sums the lines by test file.
 """
 
@@ -32,6 +33,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     yield
     own_after, kids_after = _cpu()
     line = {"test": item.nodeid, "wall": round(time.monotonic() - wall, 3), "self": round(own_after - own, 3),
-            "children": round(kids_after - kids, 3)}
+            "children": round(kids_after - kids, 3), "end": round(time.time(), 1),
+            "worker": os.environ.get("PYTEST_XDIST_WORKER", "")}
     with open(_LOG, "a", encoding="utf-8") as out:
         out.write(json.dumps(line) + "\n")
