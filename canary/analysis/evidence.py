@@ -141,6 +141,8 @@ def attach(t: TestResult, shown: tuple[bool, float, str]) -> TestResult:
     `stats.replaced`: what dataclasses.replace does, cheaper (it runs per sub-test at every look).
     """
     within, bound, why_not = shown
+    if within and t.no_pass:  # the breach test's own estimate is beyond: no PASS rests on it (stats.TestResult)
+        within, why_not = False, t.no_pass
     return replaced(t, within=within, bound=bound, why_not=why_not)
 
 

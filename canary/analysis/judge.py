@@ -713,8 +713,11 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         bounds, sc, cc = _shared(s, c)
         if len(bounds) < 2 and check.max_ms is not None:  # as without a stable arm: the ceiling alone
             bounds, sc, cc, unshared = c.bounds, None, c.counts, float(s.counts[-1]) if s.counts else 0.0
-    if len(bounds) < 2:
-        return _error(check, "the arms share no finite bucket bound")
+    if len(bounds) < 2:  # name the arm without a finite bound: "the arms share" said nothing where one arm is read
+        alone = [a for a, h in (("canary", c), ("stable", s)) if isinstance(h, Histogram) and len(h.bounds) < 2]
+        return _error(check, f"the {' and the '.join(alone)} histogram{'s have' if len(alone) > 1 else ' has'} only "
+                             f"the +Inf bucket: no finite bucket bound resolves p{check.quantile * 100:g}" if alone
+                      else "the arms share no finite bucket bound")
     q, label = check.quantile, f"p{check.quantile * 100:g}"
     # Each arm's numbers (quantile estimate, bucket, bounds) are computed once and shared by the
     # tests, the evidence and the reason.

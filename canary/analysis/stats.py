@@ -77,6 +77,9 @@ class TestResult:
     # a limit on the canary alone: the window's exceedance count, its requests and the limit's rate
     # (x, n, p0) behind `p_exact`, which the pooled exact test adds to the earlier windows' (`judge._pool`)
     exact_counts: tuple[float, float, float] | None = None
+    # why no PASS may rest on this test whatever the "within" evidence says (`evidence.attach`): a breach test
+    # at another quantile than the limit's whose point estimate is already beyond (`relative_result`)
+    no_pass: str = ""
 
 
 def replaced(t: TestResult, **changes: object) -> TestResult:
@@ -475,16 +478,23 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
     x_c = n_c - int(k_c[j])
     t = exceedance_lr(x_c, n_c, p0, var0, n_s)
     how = "interpolated" if widen <= 1e-9 else "rounded down"
+    far = abs(math.log(p0 / (1 - q))) > math.log(1.5)  # no bound pair near q: another quantile is compared
     # one phrase, also the whole of a FAIL's note: what was compared, and why not at the quantile
     why = ""
     if widen > tol:
         why = (f"; the buckets resolve only >+{beside(((1 + tol) * (1 + widen) - 1) * 100, tol * 100, 0, fixed=True)}% here, "
                f"limit +{exact(tol * 100)}%")
-    elif abs(math.log(p0 / (1 - q))) > math.log(1.5):
+    elif far:
         why = f", not p{q * 100:g}: no bucket bound pair {1 + tol:g}x apart near it"
     note = (f"compared canary >{finite[j]:g} ms with stable >{x:.4g} ms ({how}, stable p{100 * (1 - p0):.3g}"
             f"{why})")
     p = t.p_value
+    # The pair far from q tests another quantile; once it is significant it fails (a breach is never
+    # overruled, `judge._verdict`). Before, its point estimate beyond the limit withholds the PASS: a
+    # canary shown within at p50 but slower at p70.7 passed at 6,000 canary requests and failed at 20,000
+    # with the same shares (docs/decisions.md 497); now INCONCLUSIVE, then FAIL, never PASS then FAIL.
+    no_pass = (f"estimated beyond +{exact(tol * 100)}% at stable p{100 * (1 - p0):.3g} (the quantile the "
+               f"buckets compare), not significant" if far and x_c > p0 * n_c else "")
     if beyond is not None:  # the bounds test at q shares the level
         p_b, shown = beyond()
         p_pair, p_b = p / (1.0 - BEYOND_SHARE), p_b / BEYOND_SHARE
@@ -492,7 +502,7 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
             note = f"{shown}; {note}"
         p = min(1.0, p_pair, p_b)
     return TestResult(p <= alpha, True, p, statistic=t.statistic, stable=s_est, canary=c_est,
-                      effect=effect, note=note)
+                      effect=effect, note=note, no_pass=no_pass)
 
 
 KEY_QUANTUM = 1e-12  # pick_pair: a key within this of the least ties with it (buckets.pick_pair alike)

@@ -73,6 +73,23 @@ def test_a_breach_at_another_quantile_is_not_overruled_by_a_within_claim_at_the_
     assert "stable p97.3, not p95: no bucket bound pair 1.2x apart near it" in r.reason, r.reason
 
 
+@pytest.mark.parametrize("scale", [1, 3, 100])
+def test_the_same_shares_never_turn_a_pass_into_a_fail(scale: int) -> None:
+    """The other direction (decision 497): the canary's p50 is shown 21% faster, but no bound pair is
+    1.05x apart near p50, so the breach test compares stable p70.7 (rounded down), where the canary is
+    estimated slower. It PASSed at 2,000 and 6,000 canary requests and FAILed at 200,000, the same shares:
+    a breach test's estimate beyond the limit now withholds the pass until it is significant."""
+    p = _policy({"name": "lat", "kind": "latency", "quantile": 0.5, "max_increase_pct": 5})
+    b = (46.736, 51.211, 80.665, 93.448, 118.984, 135.391, 147.101, 148.418, 177.664, 202.467, 225.274, INF)
+    stable = (85, 86, 769, 778, 1399, 14142, 17065, 19260, 19271, 19273, 19857, 20000)
+    canary = (203, 511, 652, 922, 1152, 1246, 1390, 1468, 1556, 1680, 1962, 2000)
+    r = J.judge(p, {"lat": (Histogram(b, tuple(scale * x for x in stable)),
+                            Histogram(b, tuple(scale * x for x in canary)))}).results[0]
+    assert r.outcome is (Outcome.FAIL if scale == 100 else Outcome.INCONCLUSIVE), r.reason
+    if scale != 100:
+        assert "estimated beyond +5% at stable p70.7" in r.reason, r.reason
+
+
 @pytest.mark.parametrize("scale", [1, 2, 10, 100])
 def test_the_same_shares_never_turn_a_fail_into_a_pass(scale: int) -> None:
     """An attacker's input: p50 equal, the canary slower above 733 ms; FAIL at 1,000 canary requests and
@@ -217,3 +234,15 @@ def test_the_plan_reads_a_high_traffic_rollout_as_reaching_the_floor() -> None:
                       "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1}]})
     assert all(_reaches_floor(n, p) for n in (1e6, 3e10, 3.5e10, 1e15))
     assert not _reaches_floor(400.0, p)
+
+
+@pytest.mark.parametrize("stable", [None, Histogram((10.0, 20.0, INF), (500.0, 900.0, 1000.0)), Histogram((INF,), (1000.0,))])
+def test_a_histogram_of_only_the_inf_bucket_is_named_not_called_a_layout_the_arms_share(stable: object) -> None:
+    """Decision 498: a canary exporting only `le="+Inf"` said "the arms share no finite bucket bound" with
+    no stable arm at all, or beside a stable whose bounds do not matter to a ceiling."""
+    p = _policy({"name": "lat", "kind": "latency", "quantile": 0.95, "max_ms": 50, "max_increase_pct": 20})
+    canary = Histogram((INF,), (1000.0,))
+    r = J.judge(p, {"lat": (stable if stable is not None else RuntimeError("no stable series"), canary)}).results[0]
+    assert r.outcome is not Outcome.PASS, r.reason
+    assert "canary" in r.reason and "only the +Inf bucket" in r.reason and "resolves p95" in r.reason, r.reason
+    assert ("stable histograms have" in r.reason) == (stable is not None and len(stable.bounds) == 1), r.reason
