@@ -489,12 +489,13 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
     note = (f"compared canary >{finite[j]:g} ms with stable >{x:.4g} ms ({how}, stable p{100 * (1 - p0):.3g}"
             f"{why})")
     p = t.p_value
-    # The pair far from q tests another quantile; once it is significant it fails (a breach is never
-    # overruled, `judge._verdict`). Before, its point estimate beyond the limit withholds the PASS: a
-    # canary shown within at p50 but slower at p70.7 passed at 6,000 canary requests and failed at 20,000
-    # with the same shares (docs/decisions.md 497); now INCONCLUSIVE, then FAIL, never PASS then FAIL.
+    # The pair tests the stable's F(b'/(1+tol)), near q or far from it; once significant it fails (a breach
+    # is never overruled, `judge._verdict`). Before, its point estimate beyond the limit withholds the PASS:
+    # a canary shown within at p50 but estimated slower at p70.7 (far) or p34 ("near" for a p50) passed at
+    # 2,000-6,000 canary requests and failed at 6,000-200,000 with the same shares (docs/decisions.md 497);
+    # now INCONCLUSIVE, then FAIL, never PASS then FAIL.
     no_pass = (f"estimated beyond +{exact(tol * 100)}% at stable p{100 * (1 - p0):.3g} (the quantile the "
-               f"buckets compare), not significant" if far and x_c > p0 * n_c else "")
+               f"buckets compare), not significant" if x_c > p0 * n_c else "")
     if beyond is not None:  # the bounds test at q shares the level
         p_b, shown = beyond()
         p_pair, p_b = p / (1.0 - BEYOND_SHARE), p_b / BEYOND_SHARE

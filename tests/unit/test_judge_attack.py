@@ -90,6 +90,20 @@ def test_the_same_shares_never_turn_a_pass_into_a_fail(scale: int) -> None:
         assert "estimated beyond +5% at stable p70.7" in r.reason, r.reason
 
 
+@pytest.mark.parametrize("scale", [1, 3, 10])
+def test_a_near_pair_estimated_beyond_withholds_the_pass_too(scale: int) -> None:
+    """Decision 497 at a pair 'near' q: for p50 the breach test compares stable p34 (within 1.5x of the
+    exceedance 0.5), where the canary is estimated slower while its p50 is shown 7% faster: PASS at 200
+    canary requests, FAIL at 600 with the same shares."""
+    p = _policy({"name": "lat", "kind": "latency", "quantile": 0.5, "max_increase_pct": 5})
+    b = (66.084, 72.393, 95.533, 105.17, 113.112, 141.407, INF)
+    stable, canary = (83, 406, 747, 887, 1096, 1756, 2001), (16, 38, 53, 120, 149, 182, 200)
+    r = J.judge(p, {"lat": (Histogram(b, tuple(scale * x for x in stable)),
+                            Histogram(b, tuple(scale * x for x in canary)))}).results[0]
+    assert r.outcome is (Outcome.INCONCLUSIVE if scale == 1 else Outcome.FAIL), r.reason
+    assert "stable p34" in r.reason, r.reason
+
+
 @pytest.mark.parametrize("scale", [1, 2, 10, 100])
 def test_the_same_shares_never_turn_a_fail_into_a_pass(scale: int) -> None:
     """An attacker's input: p50 equal, the canary slower above 733 ms; FAIL at 1,000 canary requests and
