@@ -1,12 +1,14 @@
 """Test fixtures: real Triton servers (PyTriton, CPU) and HAProxy, on 127.0.0.1.
 
 A Triton server takes ~4 s and ~200 MB to start, so the fleet is session
-scoped and started in one go (all processes spawn, then are waited for
-together). Tests that change a server's knobs restore them; the server that a
+scoped, and each server starts the first time a test of the process asks for it:
+most test processes (xdist workers) need only stable and canary, and starting the
+three others in each of them cost CPU that six workers on two cores share
+(decision 510). Tests that change a server's knobs restore them; the server that a
 test kills (``triton_victim``) is used by no other test.
 
 Fixtures:
-    triton_fleet    {name: TritonServer} for: stable (v1.0.0), canary (v2.1.0, same
+    triton_fleet    a mapping {name: TritonServer}, each started when first read, for: stable (v1.0.0), canary (v2.1.0, same
                     schema), bad_schema (score FP64), nan (answers NaN), victim (to kill)
     triton_stable / triton_canary / triton_bad_schema / triton_nan / triton_victim
     haproxy_pair    HAProxy in front of triton_stable and triton_canary (weights 100/0)
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -38,25 +40,52 @@ def _need_pytriton() -> None:
         pytest.skip("nvidia-pytriton is not installed (pip install -e '.[sandbox]')")
 
 
+class Fleet(Mapping[str, TritonServer]):
+    """FLEET's servers by name, each started (and waited ready) the first time it is read; `stop` ends those
+    started. A server whose start failed is stopped and forgotten, so the next test to ask starts it again."""
+
+    def __init__(self, base: Path) -> None:
+        self._base = base
+        self._started: dict[str, TritonServer] = {}
+
+    def __getitem__(self, name: str) -> TritonServer:
+        if name not in self._started:
+            version, behaviour = FLEET[name]
+            server = TritonServer(name, version, behaviour, workdir=self._base / name)
+            try:
+                server.start()
+                server.wait_ready(timeout=90)
+            except BaseException:
+                server.terminate()
+                server.stop()
+                raise
+            self._started[name] = server
+        return self._started[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(FLEET)
+
+    def __len__(self) -> int:
+        return len(FLEET)
+
+    def stop(self) -> None:
+        for server in self._started.values():
+            server.terminate()
+        for server in self._started.values():
+            server.stop()
+        self._started.clear()
+
+
 @pytest.fixture(scope="session")
-def triton_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, TritonServer]]:
+def triton_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     _need_pytriton()
     # Deliberately long: a server must not depend on how deep its work dir is
     # (PyTriton's IPC socket path once overflowed 107 bytes at pytest-109).
-    base = tmp_path_factory.mktemp("triton") / ("deep-workdir-" * 6)
-    fleet = {name: TritonServer(name, version, behaviour, workdir=base / name)
-             for name, (version, behaviour) in FLEET.items()}
+    fleet = Fleet(tmp_path_factory.mktemp("triton") / ("deep-workdir-" * 6))
     try:
-        for server in fleet.values():
-            server.start()
-        for server in fleet.values():
-            server.wait_ready(timeout=90)
         yield fleet
     finally:
-        for server in fleet.values():
-            server.terminate()
-        for server in fleet.values():
-            server.stop()
+        fleet.stop()
 
 
 @pytest.fixture
