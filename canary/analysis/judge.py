@@ -310,7 +310,10 @@ def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ct
         seq[name] = {"p_window": _clean(t.p_value), "s_window": s_w, "info_window": i_w,
                      "s": s_all, "info": i_all, "windows_before": i0 > 0, "level": level, **exact}
         # stats.replaced rather than dataclasses.replace: a tenth of the cost, at every sub-test of every look
-        out.append((name, stats.replaced(t, breach=bool(i_w > 0 and p_av <= level), p_value=p_av),
+        # earlier windows' evidence is not contradicted by this window's quantile: their breach stands
+        # (`_verdict`'s moot breach is of this window alone)
+        out.append((name, stats.replaced(t, breach=bool(i_w > 0 and p_av <= level), p_value=p_av,
+                                         **({"within_at_q": ""} if i0 > 0 and t.within_at_q else {})),
                     absolute))
     return out, seq
 
@@ -477,6 +480,12 @@ def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: 
     # a canary shown slower at p92.7 or p97 is rolled back even if its p95 is faster (stable 100% when
     # in doubt; the reason names the quantile compared).
     fails = [s for s in subs if s[1].breach and (not small or s[2] or check.hard)]
+    # ... except where the limit's own statistic contradicts it: a breach found by the pair test at another
+    # quantile than the limit's (`compared`), where the exact within claim at q holds and the bounds test at q
+    # shows no breach, is evidence about that other quantile only. Not a FAIL (the limit is on q: a canary
+    # shown within it there is not rolled back for its p70.7), never a PASS (docs/decisions.md 501).
+    moot = [s for s in fails if s[1].compared and s[1].within_at_q]
+    fails = [s for s in fails if s not in moot]
     if fails:
         return Outcome.FAIL, min(fails, key=lambda s: s[1].p_value), ""
     shown = min(subs, key=lambda s: s[1].p_value)
@@ -485,6 +494,11 @@ def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: 
                                              "(below it only a breach "
                                              "significant at the check's level fails, and only of an absolute "
                                              "limit or a hard check)")
+    if moot:
+        name, t, hard = moot[0]
+        return Outcome.INCONCLUSIVE, moot[0], (
+            f"shown beyond the limit at {t.compared} (the quantile the buckets compare), p={_p(t.p_value)}, but "
+            f"{t.within_at_q}: the limit is on its own quantile, so neither a rollback nor a pass")
     unsure = [s for s in subs if not s[1].within]
     if unsure:
         t = unsure[0][1]
@@ -505,7 +519,9 @@ def _result(check: Check, outcome: Outcome, reason: str, t: stats.TestResult, *,
         {"test": name, "p_value": _clean(r.p_value), "breach": r.breach, "absolute": absolute,
          "decidable": r.decidable, "within": r.within, "bound": _clean(r.bound), "note": r.note,
          # a breach is why it is not within (its within-evidence would say "not significant")
-         "why_not": f"shown beyond the limit, p={_p(r.p_value)}" if r.breach and not r.within else r.why_not,
+         "why_not": (f"shown beyond the limit at {r.compared}, p={_p(r.p_value)}, but {r.within_at_q}"
+                     if r.breach and r.compared and r.within_at_q  # no FAIL (`_verdict`)
+                     else f"shown beyond the limit, p={_p(r.p_value)}" if r.breach and not r.within else r.why_not),
          "bound_unit": _bound_unit(check.kind, name), **seq.get(name, {})} for name, r, absolute in subs]}
     notes = [x for x in dict.fromkeys(notes) if x not in reason]
     if notes:  # a FAIL names the quantile it tested, too
@@ -683,6 +699,31 @@ def _unit_slip(stable: Histogram, canary: Histogram, level: float) -> tuple[str,
     return "", ""
 
 
+def _within_at_q(s_arm: evidence.ArrayArm | Arm, c_arm: evidence.ArrayArm | Arm, t: stats.TestResult,
+                 shown: tuple[bool, float, str], *, q: float, tol: float) -> str:
+    """What says the canary is within +tol at the limit's own quantile q, against the pair test `t` that
+    compares another one (`t.compared`); "" when nothing does (docs/decisions.md 501).
+
+    The buckets that hold each arm's empirical q-quantile: the canary's upper edge at most (1+tol) times
+    the stable's lower edge. No interpolation, and the same shares give it at any scale, so the verdict
+    does not turn with more data (a breach moot at 2,000 requests is moot at 200,000; "shown within" alone
+    turned a FAIL at 1,000 into INCONCLUSIVE at 2,000). It is what the exact bounds tend to with more data:
+    shown within (`evidence.relative_within_arms`: U_c <= (1+tol) L_s, with U_c >= that upper edge and L_s
+    <= that lower edge) implies it, and the reason then says "shown". A canary beyond at q by more than
+    noise has its buckets beyond too, so its breach still FAILs."""
+    label = f"p{q * 100:g}"
+    if not t.compared:  # no pair: the bounds test at q alone decides, about q itself
+        return ""
+    c_hi, s_lo = c_arm.bucket()[1], s_arm.bucket()[0]
+    if not (s_lo > 0 and math.isfinite(c_hi) and c_hi <= (1 + tol) * s_lo * (1 + 1e-9)):
+        return ""
+    if shown[0]:
+        bound = beside(shown[1] * 100, tol * 100, 0, fixed=True, sign=True)
+        return f"shown within it at {label} itself (upper bound {bound}%)"
+    return (f"within it at {label} itself by the buckets that hold each arm's {label} (canary {label} <= "
+            f"{c_hi:g} ms, stable {label} > {s_lo:g} ms)")
+
+
 def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> CheckResult:
     bad = _want(check, (c,) if s is None else (s, c), Histogram)
     if bad:
@@ -731,8 +772,10 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
     subs: list[tuple[str, stats.TestResult, bool]] = []
     if check.max_increase_pct is not None and s_arm is not None:
         tol = check.max_increase_pct / 100
-        subs.append(("relative", attach(_latency_relative(s_arm, c_arm, on_lists=on_lists, tol=tol, alpha=a),
-                                        evidence.relative_within_arms(s_arm, c_arm, q=q, tol=tol, level=beta)), False))
+        shown_q = evidence.relative_within_arms(s_arm, c_arm, q=q, tol=tol, level=beta)
+        rel = attach(_latency_relative(s_arm, c_arm, on_lists=on_lists, tol=tol, alpha=a), shown_q)
+        at_q = _within_at_q(s_arm, c_arm, rel, shown_q, q=q, tol=tol)
+        subs.append(("relative", stats.replaced(rel, within_at_q=at_q), False))
     if check.max_ms is not None:
         subs.append(("ceiling", attach(_latency_ceiling(own, on_lists=own_lists, max_value=check.max_ms, alpha=a),
                                        evidence.ceiling_within_arm(own, q=q, max_value=check.max_ms,

@@ -80,6 +80,13 @@ class TestResult:
     # why no PASS may rest on this test whatever the "within" evidence says (`evidence.attach`): a breach test
     # at another quantile than the limit's whose point estimate is already beyond (`relative_result`)
     no_pass: str = ""
+    # A relative latency limit's pair test compares the stable's F(x) at the quantile named in `compared`
+    # ("stable p70.7"), not at the limit's q; `far`: that quantile is not near q (`relative_result`).
+    # `within_at_q`: what says the canary is within the limit at q itself ("" when nothing does;
+    # `judge._within_at_q`): a breach there is of another quantile, never a FAIL (docs/decisions.md 501).
+    compared: str = ""
+    far: bool = False
+    within_at_q: str = ""
 
 
 def replaced(t: TestResult, **changes: object) -> TestResult:
@@ -503,7 +510,8 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
             note = f"{shown}; {note}"
         p = min(1.0, p_pair, p_b)
     return TestResult(p <= alpha, True, p, statistic=t.statistic, stable=s_est, canary=c_est,
-                      effect=effect, note=note, no_pass=no_pass)
+                      effect=effect, note=note, no_pass=no_pass, compared=f"stable p{100 * (1 - p0):.3g}",
+                      far=far)
 
 
 KEY_QUANTUM = 1e-12  # pick_pair: a key within this of the least ties with it (buckets.pick_pair alike)
