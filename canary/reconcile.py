@@ -32,7 +32,7 @@ from typing import Any, Callable, Literal
 from canary import rollout as rl
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NoData,
                            NotCountable, NotFound, NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, TargetError,
-                           TransientError, others_decision)
+                           TransientError, others_decision, said)
 from canary.logs import OWNER_CUT_TO, OWNER_LOGGED_MAX
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, Weights, check_version
@@ -436,7 +436,7 @@ def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, 
         except Exception as exc:  # no count: a step cannot pass without one
             canary_n = 0.0
             if not isinstance(exc, NoData) or isinstance(exc, NotCountable):  # NoData: none served, a count of 0
-                uncounted = str(exc) or type(exc).__name__
+                uncounted = said(exc)  # never '' (counted), nor a KeyError's "'x'" (decision 493)
     return out, canary_n, uncounted
 
 

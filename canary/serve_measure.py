@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from canary.errors import CanaryError, MetricsUnavailable, NoData, NotCountable, TransientError
+from canary.errors import CanaryError, MetricsUnavailable, NoData, NotCountable, TransientError, said
 from canary.model import Target
 from canary.policy import Policy
 
@@ -77,7 +77,7 @@ def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: in
     else:  # could not ask (refused, 5xx, timeout, a query refused), or a provider bug: not counted; NoData: none
         ok = isinstance(counted[1], NoData)
         if isinstance(counted[1], NotCountable):  # answered, and no count: not 0 requests
-            uncounted = str(counted[1]) or type(counted[1]).__name__
+            uncounted = said(counted[1])
     return out, n, ok, uncounted
 
 

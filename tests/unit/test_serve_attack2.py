@@ -277,3 +277,36 @@ def test_a_request_count_prometheus_has_no_series_for_is_counted_as_zero(tmp_pat
     _, n, counted, _ = measure_within(Empty(), parse_policy(POLICY), target, window_s=60, at=0.0,
                                    deadline=time.monotonic() + 20, answer_within_s=20, log=structlog.get_logger())
     assert (n, counted) == (0.0, True), "Prometheus answered: no requests, which a deadline may still end on"
+
+
+@pytest.mark.parametrize("exc, said", [(KeyError("x"), "KeyError: 'x'"),
+                                       (RuntimeError(), "RuntimeError, with no message")])
+def test_a_request_count_that_fails_says_its_cause_as_every_reason_does(exc: Exception, said: str) -> None:
+    """Decision 485's cause of an uncountable count (`rollout.Looked.uncounted`, serve's `record_look`) is said by
+    `errors.said` (decision 493), as the snapshots' `canary_count` says it: a provider bug's KeyError was "'x'",
+    one with no message its type alone. `measure_window` (promote, the controller without snapshots) says any
+    failure that is not NoData; `measure_within` a NotCountable (its others are "not counted (Prometheus)")."""
+    from canary.errors import NotCountable
+    from canary.model import Target
+    from canary.reconcile import measure_window
+    from canary.serve_measure import measure_within
+    import structlog
+
+    class Failing(Metrics):
+        def __init__(self, exc: Exception) -> None:
+            super().__init__()
+            self.exc = exc
+
+        def measure(self, policy: Any, check: Any, target: Any, *, window_s: int, at: float = 0.0) -> Any:
+            return super().measure(policy, check, target, window_s=window_s, at=at)
+
+        def request_counts(self, policy: Any, target: Any, *, window_s: int, at: float = 0.0) -> tuple[float, float]:
+            raise self.exc
+
+    target = Target(namespace="ml", virtual_service="m", model="m", stable_version="v1", canary_version="v2")
+    log = structlog.get_logger()
+    _, n, why = measure_window(Failing(exc), parse_policy(POLICY), target, window_s=60, log=log)
+    assert (n, why) == (0.0, said)
+    _, n, counted, why = measure_within(Failing(NotCountable()), parse_policy(POLICY), target, window_s=60, at=0.0,
+                                        deadline=time.monotonic() + 20, answer_within_s=20, log=log)
+    assert (n, counted, why) == (0.0, True, "NotCountable, with no message")
