@@ -119,7 +119,8 @@ def duration(seconds: float) -> str:
         return f"{us / 1000:g}ms"
     h, us = divmod(us, 3_600_000_000)
     m, us = divmod(us, 60_000_000)
-    sec = f"{us // 1_000_000}s" if us % 1_000_000 == 0 else f"{us / 1_000_000:g}s"
+    # digits from the integer microseconds: `:g`'s six significant ones said 1.234567 s as '1.23457s'
+    sec = f"{us // 1_000_000}s" if us % 1_000_000 == 0 else f"{us // 1_000_000}.{us % 1_000_000:06d}".rstrip("0") + "s"
     return "".join(part for part, n in ((f"{h}h", h), (f"{m}m", m), (sec, us)) if n)
 
 

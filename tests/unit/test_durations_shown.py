@@ -26,10 +26,12 @@ def test_a_length_is_said_exactly_or_roughly_in_one_format(seconds: float, exact
     assert (duration(seconds), about(seconds)) == (exact, rough)
 
 
-@pytest.mark.parametrize("seconds", [0.1, 0.0015, 1.5, 90.25, 3723.004, 93_672.3, 86_401, 7 * 86_400])
+@pytest.mark.parametrize("seconds", [0.1, 0.0015, 1.5, 90.25, 3723.004, 93_672.3, 86_401, 7 * 86_400, 1.234567,
+                                     3723.004567, 59.123456, 0.123456])
 def test_an_exact_length_reads_back_as_a_duration_to_the_same_seconds(seconds: float) -> None:
-    """What a line says can be typed into `--window`, a policy or `--timeout` as it is."""
-    assert parse_duration(duration(seconds)) == pytest.approx(seconds, abs=1e-6)
+    """What a line says can be typed into `--window`, a policy or `--timeout` as it is: to the microsecond, as
+    `duration` says (its seconds were 6 significant digits, '1.23457s' for 1.234567)."""
+    assert parse_duration(duration(seconds)) == pytest.approx(seconds, abs=5e-7)
 
 
 def test_the_drift_lines_say_lengths_in_that_format() -> None:
