@@ -444,6 +444,20 @@ def _measure(server: PromServer, t0: float, pol: Policy, model: str) -> tuple[An
     return provider.measure(pol, pol.checks[0], _target(model), window_s=WINDOW_S, at=t0)
 
 
+def _counted_once(server: PromServer, t0: float, model: str, *, served: float = 6_000) -> None:
+    """`model`'s canary counted `served` requests, neither arm NoData, per rollout and in the controller's snapshots,
+    by an error-rate and a latency check (a Histogram: its +Inf count)."""
+    for check in (None, _LATENCY):
+        pol = _policy(check) if check else _policy()
+        stable, canary = _measure(server, t0, pol, model)
+        total = canary.total if isinstance(canary, Counts) else canary.counts[-1]
+        assert total == pytest.approx(served, rel=0.02), canary
+        assert not isinstance(stable, NoData), stable
+        base, now = _snapshots(server, t0, pol, _target(model))
+        assert b.measure_delta(pol, pol.checks[0], _target(model), now, base)[1].total == pytest.approx(served,
+                                                                                                       rel=0.02)
+
+
 def test_two_pods_of_one_job_are_counted_once_each_per_rollout(prom: Any) -> None:
     server, t0 = prom
     _, canary = _measure(server, t0, _policy(), "pods")
@@ -706,13 +720,7 @@ def test_a_canary_pod_re_exported_under_exported_instance_is_not_twice_the_evide
     provider = PrometheusProvider(server.url, retries=1, budget_s=3.0)
     with pytest.raises(NotCountable):
         provider.request_counts(_policy(), _target(model), window_s=WINDOW_S, at=t0)
-    for check in (None, _LATENCY):
-        pol = _policy(check) if check else _policy()
-        _, canary = _measure(server, t0, pol, "fedonly")
-        assert canary.total == pytest.approx(6_000, rel=0.02), canary
-        base, now = _snapshots(server, t0, pol, _target("fedonly"))
-        assert b.measure_delta(pol, pol.checks[0], _target("fedonly"), now, base)[1].total == pytest.approx(6_000,
-                                                                                                            rel=0.02)
+    _counted_once(server, t0, "fedonly")
 
 
 def test_a_stable_pod_labelled_with_the_canarys_version_is_not_read_as_the_canary(prom: Any) -> None:
@@ -779,13 +787,7 @@ def test_a_canary_pod_down_whose_series_are_held_without_a_staleness_marker_is_n
         with pytest.raises(NotCountable):
             PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target(model),
                                                                                    window_s=WINDOW_S, at=t0)
-    for check in (None, _LATENCY):  # another pod down at the source: not this federated canary's
-        pol = _policy(check) if check else _policy()
-        _, canary = _measure(server, t0, pol, "fedfine")
-        assert canary.total == pytest.approx(6_000, rel=0.02), canary
-        base, now = _snapshots(server, t0, pol, _target("fedfine"))
-        assert b.measure_delta(pol, pol.checks[0], _target("fedfine"), now, base)[1].total == pytest.approx(
-            6_000, rel=0.02)
+    _counted_once(server, t0, "fedfine")  # another pod down at the source: not this federated canary's
 
 
 def test_a_canary_pod_whose_other_scrape_job_fails_on_its_instance_is_counted(prom: Any) -> None:
@@ -796,14 +798,7 @@ def test_a_canary_pod_whose_other_scrape_job_fails_on_its_instance_is_counted(pr
     canary rolled back at its deadline. Joined on the job too now (`exported_job` for a federated pod; decision
     470)."""
     server, t0 = prom
-    for check in (None, _LATENCY):
-        pol = _policy(check) if check else _policy()
-        _, canary = _measure(server, t0, pol, "otherjobdown")
-        total = canary.total if isinstance(canary, Counts) else canary.counts[-1]  # a Histogram: its +Inf count
-        assert total == pytest.approx(6_000, rel=0.02), canary
-        base, now = _snapshots(server, t0, pol, _target("otherjobdown"))
-        assert b.measure_delta(pol, pol.checks[0], _target("otherjobdown"), now, base)[1].total == pytest.approx(
-            6_000, rel=0.02)
+    _counted_once(server, t0, "otherjobdown")
     got = PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target("otherjobdown"),
                                                                               window_s=WINDOW_S, at=t0)
     assert got[1] == pytest.approx(6_000, rel=0.02), got
@@ -845,14 +840,7 @@ def test_a_canary_pod_pushed_to_a_pushgateway_and_scraped_is_not_twice_the_evide
     with pytest.raises(NotCountable):
         PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target(model),
                                                                               window_s=WINDOW_S, at=t0)
-    for check in (None, _LATENCY):
-        pol = _policy(check) if check else _policy()
-        _, canary = _measure(server, t0, pol, "pushonly")
-        total = canary.total if isinstance(canary, Counts) else canary.counts[-1]
-        assert total == pytest.approx(6_000, rel=0.02), canary
-        base, now = _snapshots(server, t0, pol, _target("pushonly"))
-        assert b.measure_delta(pol, pol.checks[0], _target("pushonly"), now, base)[1].total == pytest.approx(
-            6_000, rel=0.02)
+    _counted_once(server, t0, "pushonly")
 
 
 def test_two_canary_pods_whose_exporter_writes_one_instance_label_are_two_pods(prom: Any) -> None:
@@ -863,15 +851,7 @@ def test_two_canary_pods_whose_exporter_writes_one_instance_label_are_two_pods(p
     back at its deadline. A series is re-exported only where it also carries the source's job (`exported_job`: a
     federated or pushed series always does); such a pod is its own target (decision 484)."""
     server, t0 = prom
-    for check in (None, _LATENCY):
-        pol = _policy(check) if check else _policy()
-        stable, canary = _measure(server, t0, pol, "hardcoded")
-        total = canary.total if isinstance(canary, Counts) else canary.counts[-1]
-        assert total == pytest.approx(6_000, rel=0.02), canary
-        assert not isinstance(stable, NoData), stable
-        base, now = _snapshots(server, t0, pol, _target("hardcoded"))
-        assert b.measure_delta(pol, pol.checks[0], _target("hardcoded"), now, base)[1].total == pytest.approx(
-            6_000, rel=0.02)
+    _counted_once(server, t0, "hardcoded")
     got = PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target("hardcoded"),
                                                                               window_s=WINDOW_S, at=t0)
     assert got[1] == pytest.approx(6_000, rel=0.02), got
