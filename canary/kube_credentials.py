@@ -467,7 +467,10 @@ def _end_plugin(process: Any, interactive: bool) -> None:
             # it, and it kept the run's pipe open) stopped first, then all killed (decision 490)
             strays: list[Any] = []
             try:
-                _stop_descendants(process.pid, strays)
+                # not once reaped: its children are init's by then, and its pid may be another process's whose
+                # children the search would stop and kill (decision 506)
+                if process.returncode is None:
+                    _stop_descendants(process.pid, strays)
             except Exception:  # noqa: BLE001 - the search never keeps the group's kill from happening
                 pass
             finally:  # a signal's exception raised meanwhile included: nothing is left stopped and alive

@@ -408,3 +408,43 @@ def test_a_plugin_run_given_up_on_is_killed_with_a_helper_that_left_its_process_
         assert not thread.is_alive() and ended, ended  # its run ended (failed), no longer held by the helper's pipe
     finally:
         tokens.end_hung()
+
+
+
+def test_a_plugin_run_already_reaped_has_no_descendants_searched_under_its_pid() -> None:
+    """The search of decision 490 starts at the plugin's pid: once the run is reaped (`returncode` set: the at-exit
+    kill of a run whose thread was answered meanwhile, a signal's exception raised as `communicate` reaped it) that
+    pid may be another process's, and the search stopped and killed that one's children outside its group. Here
+    the pid of a reaped run names another process (the pid reused) with a child in a session of its own: the kill
+    of the run leaves it alone (decision 506). Nothing timed: the child's end is read from its parent's wait, the
+    first fatal signal sent deciding it (SIGKILL by the search, else the SIGTERM sent after)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from canary import kube_credentials
+
+    other = subprocess.Popen([sys.executable, "-c", "import subprocess\n"
+                              "c = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+                              "print(c.pid, flush=True)\nprint(c.wait(), flush=True)"],
+                             stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        child = int(other.stdout.readline())
+        assert os.getpgid(child) != other.pid and os.getpgid(other.pid) != other.pid  # no group named other.pid
+        run = subprocess.Popen(["true"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        run.wait()
+        run.pid = other.pid  # the reaped run's pid, another process's by now
+        kube_credentials._end_plugin(run, False)
+        os.kill(child, signal.SIGTERM)
+        os.kill(child, signal.SIGCONT)
+        assert other.stdout.readline().strip() == str(-signal.SIGTERM)  # not -9: the search did not kill it
+    finally:
+        if child:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        other.kill()
+        other.wait()
