@@ -451,6 +451,8 @@ _HUNG: dict[tuple[str, ...], tuple[float, str]] = {}
 # plugin runs not yet over: {process: interactive}; killed when this process exits (`_end_live_plugins`)
 _LIVE: dict[Any, bool] = {}
 _LIVE_LOCK = threading.Lock()
+# set by `_end_live_plugins` as the process exits: no plugin is started after its kill (decision 507)
+_ENDING = False
 
 
 def _end_plugin(process: Any, interactive: bool) -> None:
@@ -588,7 +590,9 @@ def _end_live_plugins() -> None:
     """At exit: the plugin runs still waited on by threads the process does not wait for (a look's worker, a
     daemon thread whose request the signal abandoned) are killed with their groups. Started in sessions of their
     own, they outlived the process (a hung `aws eks get-token` and its helper left running after exit 6)."""
+    global _ENDING
     with _LIVE_LOCK:
+        _ENDING = True
         live = list(_LIVE.items())
         _LIVE.clear()
     for process, interactive in live:
@@ -648,15 +652,18 @@ def run_plugin(provider: Any, previous_response: Any = None) -> Any:
     if hung is not None and not _ROUTE_REQUEST.get() and time.monotonic() - hung[0] < RENEW_EVERY_S:
         raise ConfigException(f"{hung[1]}; not run again within {RENEW_EVERY_S:g} s of that")
     limit = plugin_timeout_s()
-    process = subprocess.Popen(provider.args, stdout=subprocess.PIPE,
-                               stderr=sys.stderr if interactive else subprocess.PIPE,
-                               stdin=sys.stdin if interactive else None, cwd=provider.cwd, env=provider.env,
-                               universal_newlines=True, start_new_session=not interactive,
-                               # `shell` came with kubernetes 32.0.1 (True on Windows only); 29-31 have none and
-                               # run without a shell (pyproject allows >=29)
-                               shell=getattr(provider, "shell", False))
-
+    # started and noted under the lock: a daemon thread's run started as the process exits was missed by the at-exit
+    # kill (started after it, or noted after its copy of `_LIVE`) and outlived the process (decision 507)
     with _LIVE_LOCK:
+        if _ENDING:
+            raise ConfigException(f"exec: {key[0]} not run: this process is exiting (its plugin runs were killed)")
+        process = subprocess.Popen(provider.args, stdout=subprocess.PIPE,
+                                   stderr=sys.stderr if interactive else subprocess.PIPE,
+                                   stdin=sys.stdin if interactive else None, cwd=provider.cwd, env=provider.env,
+                                   universal_newlines=True, start_new_session=not interactive,
+                                   # `shell` came with kubernetes 32.0.1 (True on Windows only); 29-31 have none and
+                                   # run without a shell (pyproject allows >=29)
+                                   shell=getattr(provider, "shell", False))
         _LIVE[process] = interactive
     try:
         stdout, stderr = process.communicate(timeout=limit)

@@ -363,7 +363,8 @@ while not hung.exists() or len(hung.read_text().split()) < 2:  # the plugin's pi
         tokens.end_hung()
 
 
-def test_a_plugin_run_given_up_on_is_killed_with_a_helper_that_left_its_process_group(tmp_path: object) -> None:
+def test_a_plugin_run_given_up_on_is_killed_with_a_helper_that_left_its_process_group(
+        tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     """A plugin given up on is killed with its process group (decision 427), but a helper it started in a session
     of its own (`setsid curl ...`, a Python helper's `start_new_session`) is in no group of the plugin's: it outlived
     the kill and kept the run's stdout open. Its descendants outside the group are now found (/proc), stopped, and
@@ -375,6 +376,7 @@ def test_a_plugin_run_given_up_on_is_killed_with_a_helper_that_left_its_process_
     from canary import kube_credentials
     from tests.support.kube_tokens import ExecTokens, all_dead, dead
 
+    monkeypatch.setattr(kube_credentials, "_ENDING", False)  # the at-exit kill below ends no later test's runs
     state = Path(str(tmp_path)) / "plugin"
     tokens = ExecTokens(state)
     tokens.hang()
@@ -448,3 +450,30 @@ def test_a_plugin_run_already_reaped_has_no_descendants_searched_under_its_pid()
                 pass
         other.kill()
         other.wait()
+
+
+def test_no_plugin_is_started_once_the_at_exit_kill_has_run(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At exit the runs in flight are killed (`_end_live_plugins`, decision 427), but a daemon thread (a look's
+    worker whose request runs the plugin for a token past its expiry) went on starting runs after that kill, or
+    noted one started as it copied the runs in flight after the copy: the plugin and its helper outlived the process
+    (seen under load in test_kube_credentials's hung-plugin tests). Now a run is started and noted under the lock,
+    and none is started once the kill has run: it fails at once, the plugin never run (decision 507)."""
+    from pathlib import Path
+
+    from kubernetes.config.config_exception import ConfigException
+
+    from canary import kube_credentials
+    from tests.support.kube_tokens import ExecTokens
+
+    monkeypatch.setattr(kube_credentials, "_ENDING", False, raising=False)
+    tokens = ExecTokens(Path(str(tmp_path)) / "plugin")
+
+    class Provider:  # an ExecProvider after __init__
+        api_version, cluster, cwd, shell = "client.authentication.k8s.io/v1", None, None, False
+        args, env = [str(tokens.plugin)], dict(__import__("os").environ)
+
+    assert kube_credentials.run_plugin(Provider())["token"] == "tok-1"  # the plugin works
+    kube_credentials._end_live_plugins()
+    with pytest.raises(ConfigException, match="not run: this process is exiting"):
+        kube_credentials.run_plugin(Provider())
+    assert tokens.issued() == ["tok-1"], tokens.issued()
