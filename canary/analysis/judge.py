@@ -310,10 +310,12 @@ def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ct
         seq[name] = {"p_window": _clean(t.p_value), "s_window": s_w, "info_window": i_w,
                      "s": s_all, "info": i_all, "windows_before": i0 > 0, "level": level, **exact}
         # stats.replaced rather than dataclasses.replace: a tenth of the cost, at every sub-test of every look
-        # earlier windows' evidence is not contradicted by this window's quantile: their breach stands
-        # (`_verdict`'s moot breach is of this window alone)
+        # earlier windows' breach is not contradicted by this window's quantile: where their evidence alone
+        # fails, it stands (`_verdict`'s moot breach is of this window's evidence); earlier windows that show
+        # no breach by themselves do not turn this window's moot breach into a rollback (decision 511)
+        earlier = bool(t.within_at_q) and i0 > 0 and failure_p(s0, i0, 0.0, 0.0, ctx.window_share) <= level
         out.append((name, stats.replaced(t, breach=bool(i_w > 0 and p_av <= level), p_value=p_av,
-                                         **({"within_at_q": ""} if i0 > 0 and t.within_at_q else {})),
+                                         **({"within_at_q": ""} if earlier else {})),
                     absolute))
     return out, seq
 

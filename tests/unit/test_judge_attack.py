@@ -77,6 +77,29 @@ def test_a_breach_at_another_quantile_is_no_rollback_where_the_limits_own_quanti
 
 
 @pytest.mark.parametrize("scale", [1, 10])
+@pytest.mark.parametrize("prior", [(0.0, 1.0), (-5.0, 100.0), (30.0, 900.0)])
+def test_earlier_windows_without_a_breach_of_their_own_do_not_turn_the_moot_breach_into_a_rollback(
+        scale: int, prior: tuple[float, float]) -> None:
+    """The same shares as above in a later window (an operator resumed it, or the step before passed):
+    earlier windows whose evidence shows no breach by itself (none, for the canary, or a little against
+    it) used to clear the within claim at p95, and the breach at p97.3, this window's alone, FAILed
+    where the rollout's first window was INCONCLUSIVE. Earlier windows that breach by themselves still
+    fail (decision 511)."""
+    p = _policy({"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20})
+    b = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, INF)
+    stable = Histogram(b, tuple(scale * x for x in (100, 500, 2000, 5000, 9300, 9900, 9990, 10000, 10000, 10000)))
+    canary = Histogram(b, tuple(scale * x for x in (30, 150, 600, 1500, 2880, 2880, 3000, 3000, 3000, 3000)))
+    first = J.judge(p, {"lat": (stable, canary)})
+    assert first.results[0].outcome is Outcome.INCONCLUSIVE, first.results[0].reason
+    r = J.judge(p, {"lat": (stable, canary)}, prior={"lat/relative": prior}, step=1).results[0]
+    assert r.outcome is Outcome.INCONCLUSIVE, r.reason
+    assert "shown beyond the limit at stable p97.3" in r.reason and "within it at p95 itself" in r.reason, r.reason
+    # the first window's own evidence breaches by itself: pooled, it stands (earlier windows are not re-read)
+    again = J.judge(p, {"lat": (stable, canary)}, prior=first.window_evidence(), step=1).results[0]
+    assert again.outcome is Outcome.FAIL, again.reason
+
+
+@pytest.mark.parametrize("scale", [1, 10])
 def test_a_breach_at_another_quantile_still_fails_where_the_limits_own_quantile_is_not_within(scale: int) -> None:
     """Decision 69 g's reason to keep the far breach: on Istio's buckets a canary slower at p95 (in
     250-500 ms against the stable's 100-250 ms, the bounds at p95 cannot show +20%) is caught only at
