@@ -483,9 +483,9 @@ def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: 
     # in doubt; the reason names the quantile compared).
     fails = [s for s in subs if s[1].breach and (not small or s[2] or check.hard)]
     # ... except where the limit's own statistic contradicts it: a breach found by the pair test at another
-    # quantile than the limit's (`compared`), where the exact within claim at q holds and the bounds test at q
-    # shows no breach, is evidence about that other quantile only. Not a FAIL (the limit is on q: a canary
-    # shown within it there is not rolled back for its p70.7), never a PASS (docs/decisions.md 501).
+    # quantile than the limit's (`compared`), where the buckets holding each arm's q-quantile put the canary
+    # within (`within_at_q`, `_within_at_q`), is evidence about that other quantile only. Not a FAIL (the limit
+    # is on q: a canary within it there is not rolled back for its p70.7), never a PASS (docs/decisions.md 501).
     moot = [s for s in fails if s[1].compared and s[1].within_at_q]
     fails = [s for s in fails if s not in moot]
     if fails:
@@ -497,7 +497,7 @@ def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: 
                                              "significant at the check's level fails, and only of an absolute "
                                              "limit or a hard check)")
     if moot:
-        name, t, hard = moot[0]
+        t = moot[0][1]
         return Outcome.INCONCLUSIVE, moot[0], (
             f"shown beyond the limit at {t.compared} (the quantile the buckets compare), p={_p(t.p_value)}, but "
             f"{t.within_at_q}: the limit is on its own quantile, so neither a rollback nor a pass")
