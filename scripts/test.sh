@@ -17,7 +17,8 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" OMP_NUM_THREADS="${OMP_
 # sets it) no process wrote bytecode, so each of the six workers rewrote every test module's asserts at collection
 # (92 s of wall and 104 s of CPU before the first test, against 39 s and 38 s warm) and every CLI process the tests
 # start compiled canary/ from source (0.3 s of CPU each). One process compiles canary/ and tests/ and collects
-# once, writing pytest's rewritten modules; everything after reads them. A failure here is the run's to report.
+# what the run will (its arguments: a run of one file does not collect the whole suite first), writing pytest's
+# rewritten modules; everything after reads them. A failure here is the run's to report.
 PYTHONDONTWRITEBYTECODE= .venv/bin/python -m compileall -q -j 0 canary tests scripts >/dev/null 2>&1 || true
-PYTHONDONTWRITEBYTECODE= .venv/bin/python -m pytest -q -p no:cacheprovider --collect-only >/dev/null 2>&1 || true
+PYTHONDONTWRITEBYTECODE= .venv/bin/python -m pytest -q -p no:cacheprovider --collect-only "$@" >/dev/null 2>&1 || true
 exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${CANARY_TEST_WORKERS:-6}" --dist loadfile "$@"
