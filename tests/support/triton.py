@@ -8,8 +8,8 @@ three others in each of them cost CPU that six workers on two cores share
 test kills (``triton_victim``) is used by no other test.
 
 Fixtures:
-    triton_fleet    a mapping {name: TritonServer}, each started when first read, for: stable (v1.0.0), canary (v2.1.0, same
-                    schema), bad_schema (score FP64), nan (answers NaN), victim (to kill)
+    triton_fleet    a Fleet, fleet[name] a TritonServer started when first read, for: stable (v1.0.0),
+                    canary (v2.1.0, same schema), bad_schema (score FP64), nan (answers NaN), victim (to kill)
     triton_stable / triton_canary / triton_bad_schema / triton_nan / triton_victim
     haproxy_pair    HAProxy in front of triton_stable and triton_canary (weights 100/0)
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,9 +40,10 @@ def _need_pytriton() -> None:
         pytest.skip("nvidia-pytriton is not installed (pip install -e '.[sandbox]')")
 
 
-class Fleet(Mapping[str, TritonServer]):
-    """FLEET's servers by name, each started (and waited ready) the first time it is read; `stop` ends those
-    started. A server whose start failed is stopped and forgotten, so the next test to ask starts it again."""
+class Fleet:
+    """FLEET's servers by name (`fleet[name]` only: a mapping's iteration or `in` would start them all), each
+    started (and waited ready) the first time it is read; `stop` ends those started. A server whose start
+    failed is stopped and forgotten, so the next test to ask starts it again."""
 
     def __init__(self, base: Path) -> None:
         self._base = base
@@ -61,12 +62,6 @@ class Fleet(Mapping[str, TritonServer]):
                 raise
             self._started[name] = server
         return self._started[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(FLEET)
-
-    def __len__(self) -> int:
-        return len(FLEET)
 
     def stop(self) -> None:
         for server in self._started.values():
@@ -89,12 +84,12 @@ def triton_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 @pytest.fixture
-def triton_stable(triton_fleet: dict[str, TritonServer]) -> TritonServer:
+def triton_stable(triton_fleet: Fleet) -> TritonServer:
     return triton_fleet["stable"]
 
 
 @pytest.fixture
-def triton_canary(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServer]:
+def triton_canary(triton_fleet: Fleet) -> Iterator[TritonServer]:
     server = triton_fleet["canary"]
     yield server
     if server.behaviour != FLEET["canary"][1]:
@@ -102,17 +97,17 @@ def triton_canary(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServe
 
 
 @pytest.fixture
-def triton_bad_schema(triton_fleet: dict[str, TritonServer]) -> TritonServer:
+def triton_bad_schema(triton_fleet: Fleet) -> TritonServer:
     return triton_fleet["bad_schema"]
 
 
 @pytest.fixture
-def triton_nan(triton_fleet: dict[str, TritonServer]) -> TritonServer:
+def triton_nan(triton_fleet: Fleet) -> TritonServer:
     return triton_fleet["nan"]
 
 
 @pytest.fixture
-def triton_victim(triton_fleet: dict[str, TritonServer]) -> TritonServer:
+def triton_victim(triton_fleet: Fleet) -> TritonServer:
     return triton_fleet["victim"]
 
 
