@@ -20,7 +20,7 @@ import typer
 
 from canary import cli, crd
 from canary import cli_options as opts
-from canary.interrupts import install_handlers, restore_handlers
+from canary.interrupts import install_handlers, restore_handlers, setting
 from canary import rollout as rl
 from canary.model import check_object_name, check_version
 from canary.reconcile import EXIT_CODES
@@ -107,7 +107,9 @@ def run(
         client = api_client(kubeconfig=kubeconfig, context=context)
         me = identity or f"{socket.gethostname()}-{os.getpid()}"
         stop = threading.Event()
-        before.update(install_handlers(lambda *_: stop.set(), (signal.SIGINT, signal.SIGTERM)))
+        # no lock taken in the handler: `stop.set()` there could wait for the lock the main thread held at the
+        # signal, for ever (decision 513)
+        before.update(install_handlers(setting(stop), (signal.SIGINT, signal.SIGTERM)))
         telemetry = Telemetry()
         notifier = Notifier.from_env(webhooks=webhook, slack=slack_webhook)
         if shard_index is not None and shard_index >= shards:

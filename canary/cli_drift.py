@@ -464,10 +464,15 @@ def watch_cmd(
         # retraining at a receiver that keeps no keys), and nothing said it stopped. Now the evaluation under
         # way is finished and stored, the pass stops at the next baseline (`drift.pass_cut`), "stopped", exit 0
         # as Ctrl-C; a second SIGTERM stops at once.
-        def on_term(signum: int, frame: Any) -> None:
-            if stop.is_set():
+        from canary.interrupts import setting
+
+        relay, came = setting(stop), []  # no lock taken in the handler: `stop.set()` there could wait for ever
+
+        def on_term(signum: int, frame: Any) -> None:  # for the lock its own thread held at the signal (decision 513)
+            if came:
                 raise KeyboardInterrupt
-            stop.set()
+            came.append(signum)
+            relay(signum, frame)
 
         before = install_handlers(on_term, (signal.SIGTERM,))
     # Ctrl-C's KeyboardInterrupt landing in the Kubernetes client (pydantic's `validate_call`: an Event, a Job) was

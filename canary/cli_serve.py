@@ -17,7 +17,7 @@ import typer
 
 from canary import cli
 from canary import cli_options as opts
-from canary.interrupts import install_handlers, restore_handlers
+from canary.interrupts import install_handlers, restore_handlers, setting
 
 
 def serve(
@@ -76,7 +76,7 @@ def serve(
     # directory, and a rolling restart's SIGTERM there killed the process with the signal's default (exit 143,
     # no `serve.stopped`), where the README promises exit 0 (decision 159)
     stop = threading.Event()
-    before = install_handlers(lambda *_: stop.set(), (signal.SIGINT, signal.SIGTERM))
+    before = install_handlers(setting(stop), (signal.SIGINT, signal.SIGTERM))  # no lock in the handler (decision 513)
 
     def go() -> int:
         from canary.serve import Service, load_policies

@@ -46,6 +46,37 @@ def install_handlers(handler: Any, signals: tuple[int, ...]) -> dict[int, Any]:
     return {sig: signal.signal(sig, handler) for sig in signals}
 
 
+def setting(event: threading.Event) -> Callable[[int, Any], None]:
+    """A signal handler that sets `event` without ever waiting on a lock its own thread may hold (decision 513).
+
+    A handler runs in the main thread between two of its bytecodes, whatever lock that thread holds then.
+    `Event.set()` takes the event's condition lock, which the main thread holds for a few bytecodes at each of its
+    own `event.wait()`: a SIGTERM landing there waited for a lock its own thread held, for ever (the controller
+    said nothing more, its informers kept watching, until it was killed). The handler puts the signal on a
+    `queue.SimpleQueue` (its `put` is reentrant: made to be called from a handler) for a daemon thread started
+    here, which sets the event; the handler waits for that at most 0.5 s on an event of its own, so the event is
+    set when the handler returns, as before, except where the main thread held its lock (then just after).
+    Shape: `handler(signum, frame) -> None`."""
+    import queue
+
+    relay: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
+
+    def relay_to_event() -> None:
+        while True:
+            done = relay.get()
+            event.set()
+            done.set()
+
+    threading.Thread(target=relay_to_event, name="signal-relay", daemon=True).start()
+
+    def handler(_signum: int, _frame: Any) -> None:
+        done = threading.Event()  # its own: a signal nested in this wait waits on another one
+        relay.put(done)
+        done.wait(0.5)
+
+    return handler
+
+
 def restore_handlers(before: dict[int, Any]) -> None:
     """Put back the handlers `install_handlers` found: an in-process caller (a test, a program embedding the CLI)
     gets its own. A None (`signal.getsignal`'s answer for a handler installed outside Python) cannot be put back

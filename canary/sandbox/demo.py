@@ -459,11 +459,11 @@ def keep_sandbox(scenario: str, *, rate: float, policy: Path, output: str, nativ
     import signal
     import threading
 
-    from canary.interrupts import install_handlers, restore_handlers
+    from canary.interrupts import install_handlers, restore_handlers, setting
 
     done = threading.Event()
     # given back at the end: an in-process caller (a test, a program embedding the CLI) gets its own (main thread only)
-    before = install_handlers(lambda *_: done.set(), (signal.SIGINT, signal.SIGTERM))
+    before = install_handlers(setting(done), (signal.SIGINT, signal.SIGTERM))  # no lock in the handler (decision 513)
     try:
         return _keep(scenario, done, rate=rate, policy=policy, output=output, native_histograms=native_histograms)
     finally:

@@ -258,7 +258,7 @@ def test_keep_gives_back_the_signal_handlers_it_found(monkeypatch: Any) -> None:
     seen: dict[str, Any] = {}
 
     def keep(scenario: str, done: Any, **_kw: Any) -> int:
-        signal.raise_signal(signal.SIGTERM)  # the wait's own handler: sets `done`, raises nothing
+        signal.raise_signal(signal.SIGTERM)  # the wait's own handler: `done` set (by its relay), nothing raised
         seen["done"] = done.is_set()
         return 0
 

@@ -181,3 +181,31 @@ def test_promotes_second_signal_inside_the_firsts_neither_renames_it_nor_starts_
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, alarm)
     assert k >= 4
+
+
+def test_the_stop_handler_takes_no_lock_the_signalled_thread_may_hold() -> None:
+    """A handler runs in the main thread between two of its bytecodes, whatever lock it holds then. The
+    controller's, serve's, the demo's and drift's handlers called `Event.set()`, which takes the event's condition
+    lock: a SIGTERM landing while the main thread held it (a few bytecodes of each `stop.wait()`) waited on its own
+    thread for ever, and the controller was killed after saying nothing (decision 513). Here the "main thread"
+    holds the lock when the handler runs; the handler must return, and the event be set once the lock is let go.
+    The join's bound is reached only by the deadlock."""
+    import signal as signal_mod
+    import threading
+
+    from canary.interrupts import setting
+
+    stop = threading.Event()
+    handler = setting(stop)
+    returned = threading.Event()
+
+    def signalled_main() -> None:
+        with stop._cond:  # type: ignore[attr-defined]  # held as `stop.wait()` holds it between its bytecodes
+            handler(signal_mod.SIGTERM, None)
+            returned.set()
+
+    thread = threading.Thread(target=signalled_main, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert returned.is_set(), "the handler waited for the lock its own thread held"
+    assert stop.wait(30), "the event was never set"
