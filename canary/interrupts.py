@@ -46,6 +46,32 @@ def install_handlers(handler: Any, signals: tuple[int, ...]) -> dict[int, Any]:
     return {sig: signal.signal(sig, handler) for sig in signals}
 
 
+# the one relay thread's queue (`setting`), made with its thread on the first call: (the event to set, the event the
+# handler waits on); one thread for the process, not one per handler made (a process that runs the controller or a
+# watch several times, as the tests do, kept one idle thread for each)
+_RELAY: Any = None
+_RELAY_LOCK = threading.Lock()
+
+
+def _relay() -> Any:
+    global _RELAY
+    with _RELAY_LOCK:
+        if _RELAY is None:
+            import queue
+
+            relay: queue.SimpleQueue[tuple[threading.Event, threading.Event]] = queue.SimpleQueue()
+
+            def relay_to_event() -> None:
+                while True:
+                    event, done = relay.get()
+                    event.set()
+                    done.set()
+
+            threading.Thread(target=relay_to_event, name="signal-relay", daemon=True).start()
+            _RELAY = relay
+        return _RELAY
+
+
 def setting(event: threading.Event) -> Callable[[int, Any], None]:
     """A signal handler that sets `event` without ever waiting on a lock its own thread may hold (decision 513).
 
@@ -53,25 +79,15 @@ def setting(event: threading.Event) -> Callable[[int, Any], None]:
     `Event.set()` takes the event's condition lock, which the main thread holds for a few bytecodes at each of its
     own `event.wait()`: a SIGTERM landing there waited for a lock its own thread held, for ever (the controller
     said nothing more, its informers kept watching, until it was killed). The handler puts the signal on a
-    `queue.SimpleQueue` (its `put` is reentrant: made to be called from a handler) for a daemon thread started
-    here, which sets the event; the handler waits for that at most 0.5 s on an event of its own, so the event is
-    set when the handler returns, as before, except where the main thread held its lock (then just after).
-    Shape: `handler(signum, frame) -> None`."""
-    import queue
-
-    relay: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
-
-    def relay_to_event() -> None:
-        while True:
-            done = relay.get()
-            event.set()
-            done.set()
-
-    threading.Thread(target=relay_to_event, name="signal-relay", daemon=True).start()
+    `queue.SimpleQueue` (its `put` is reentrant: made to be called from a handler) for a daemon thread, one for
+    the process, started by the first call here (never in a handler), which sets the event; the handler waits for
+    that at most 0.5 s on an event of its own, so the event is set when the handler returns, as before, except where
+    the main thread held its lock (then just after). Shape: `handler(signum, frame) -> None`."""
+    relay = _relay()
 
     def handler(_signum: int, _frame: Any) -> None:
         done = threading.Event()  # its own: a signal nested in this wait waits on another one
-        relay.put(done)
+        relay.put((event, done))
         done.wait(0.5)
 
     return handler

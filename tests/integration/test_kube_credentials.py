@@ -65,6 +65,23 @@ def events(stderr: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
 
+
+ROUTE = ("networking.istio.io", "v1beta1", "ml", "virtualservices", "rec-model")
+
+
+def _route_answers(custom: Any) -> None:
+    """The route is read (its error, if any, said as the CLI would), and read again: the renewed credentials are
+    the client's from then on."""
+    from canary import kube
+
+    try:
+        answer = custom.get_namespaced_custom_object(*ROUTE)
+    except Exception as exc:  # noqa: BLE001 - said as the CLI would
+        raise AssertionError(str(kube.translate(exc, "ml/rec-model"))) from exc
+    assert answer["metadata"]["name"] == "rec-model"
+    assert custom.get_namespaced_custom_object(*ROUTE)["metadata"]["name"] == "rec-model"  # and from then on
+
+
 def test_a_token_revoked_mid_rollout_is_renewed_by_the_exec_plugin_and_the_rollout_goes_on(
         cluster: Any, prometheus: Any, tmp_path: Path) -> None:
     """The job's token is revoked at 80/20 (expired early, rotated, or from a plugin that reports no expiry):
@@ -740,18 +757,12 @@ def test_a_client_certificate_rotated_mid_rollout_is_renewed_after_a_401(tmp_pat
         kubeconfig.write_text(yaml.safe_dump(config))
     client = kube.api_client(kubeconfig=str(kubeconfig))
     custom = kc.CustomObjectsApi(client)
-    route = ("networking.istio.io", "v1beta1", "ml", "virtualservices", "rec-model")
     try:
-        assert custom.get_namespaced_custom_object(*route)["metadata"]["name"] == "rec-model"
+        assert custom.get_namespaced_custom_object(*ROUTE)["metadata"]["name"] == "rec-model"
         hand_out(*client_certificate("job-2"))  # rotated; the old one refused from now on
         good.clear()
         good.add("job-2")
-        try:
-            answer = custom.get_namespaced_custom_object(*route)
-        except Exception as exc:  # noqa: BLE001 - said as the CLI would
-            raise AssertionError(str(kube.translate(exc, "ml/rec-model"))) from exc
-        assert answer["metadata"]["name"] == "rec-model"
-        assert custom.get_namespaced_custom_object(*route)["metadata"]["name"] == "rec-model"  # and from then on
+        _route_answers(custom)
     finally:
         client.close()
         api.stop()
@@ -875,15 +886,9 @@ def test_a_client_certificate_refused_in_the_tls_handshake_is_renewed_as_a_401_i
     tokens.hand_out_certificate(*client_certificate("job-0", "-1"))  # expired (until a day before it was issued)
     client = kube.api_client(kubeconfig=str(kubeconfig))
     custom = kc.CustomObjectsApi(client)
-    route = ("networking.istio.io", "v1beta1", "ml", "virtualservices", "rec-model")
     try:
         tokens.hand_out_certificate(*client_certificate("job-1", "1"))  # the fresh one, given from now on
-        try:
-            answer = custom.get_namespaced_custom_object(*route)
-        except Exception as exc:  # noqa: BLE001 - said as the CLI would
-            raise AssertionError(str(kube.translate(exc, "ml/rec-model"))) from exc
-        assert answer["metadata"]["name"] == "rec-model"
-        assert custom.get_namespaced_custom_object(*route)["metadata"]["name"] == "rec-model"  # and from then on
+        _route_answers(custom)
     finally:
         client.close()
         proxy.stop()

@@ -209,3 +209,20 @@ def test_the_stop_handler_takes_no_lock_the_signalled_thread_may_hold() -> None:
     thread.join(30)
     assert returned.is_set(), "the handler waited for the lock its own thread held"
     assert stop.wait(30), "the event was never set"
+
+
+def test_stop_handlers_share_one_relay_thread() -> None:
+    """Each handler made used to start a relay thread of its own that never ended: a process that runs the
+    controller or a drift watch several times (the tests, an embedding program) kept one idle thread per run.
+    One thread serves every handler, and each handler still sets its own event."""
+    import signal as signal_mod
+    import threading
+
+    from canary.interrupts import setting
+
+    events = [threading.Event() for _ in range(5)]
+    handlers = [setting(event) for event in events]
+    relays = [t for t in threading.enumerate() if t.name == "signal-relay"]
+    handlers[3](signal_mod.SIGTERM, None)
+    assert events[3].wait(30) and not any(e.is_set() for i, e in enumerate(events) if i != 3)
+    assert len(relays) == 1, relays
