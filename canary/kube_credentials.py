@@ -15,6 +15,7 @@ left it) when given up on (decisions 426, 427, 490).
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import contextvars
 import os
@@ -619,6 +620,55 @@ def install_bounded_plugins() -> None:
     kube_config.ExecProvider = BoundedExecProvider
 
 
+def _forget(process: Any) -> None:
+    with _LIVE_LOCK:
+        _LIVE.pop(process, None)
+
+
+def _start(provider: Any, command: str, interactive: bool, box: dict[str, Any], gate: Any, done: Any) -> None:
+    """Start the plugin (`subprocess.Popen`) and note the run in `_LIVE`: run in a thread of its own, launched by
+    `run_plugin` (decision 514). Puts the run in `box["process"]`, or what failed in `box["error"]` (ConfigException
+    when this process is exiting: no plugin starts after the at-exit kill, decision 507; what `Popen` raised, a
+    plugin not found); sets `done` when over. Under `gate`: a caller that gave up on the start (`box["cancelled"]`,
+    set under `gate`) either finds the run noted in `box` or has it never started.
+
+    Why a thread: a signal's handler raises in the main thread between any two of its bytecodes (the grace's cut,
+    the signal's abandoning of a request that is not the route's). One landing inside `Popen` (while it waits for
+    the child's exec) or before the run was noted left a plugin started that nobody knew of: a hung one outlived
+    exit 6 with its helper. No handler's exception lands here. Launched with `_thread.start_new_thread`, not a
+    `threading.Thread`: an exception landing inside `Thread.start()` just after the thread was launched made
+    `start()` undo its bookkeeping under the running thread, which failed ("Exception ignored in thread started
+    by ...", a traceback written into the JSON log lines)."""
+    import subprocess
+    import sys
+
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        with gate:
+            if box.get("cancelled"):
+                return
+            with _LIVE_LOCK:
+                if _ENDING:
+                    box["error"] = ConfigException(f"exec: {command} not run: this process is exiting (its plugin "
+                                                   "runs were killed)")
+                    return
+                process = subprocess.Popen(provider.args, stdout=subprocess.PIPE,
+                                           stderr=sys.stderr if interactive else subprocess.PIPE,
+                                           stdin=sys.stdin if interactive else None, cwd=provider.cwd,
+                                           env=provider.env, universal_newlines=True,
+                                           start_new_session=not interactive,
+                                           # `shell` came with kubernetes 32.0.1 (True on Windows only); 29-31 have
+                                           # none and run without a shell (pyproject allows >=29)
+                                           shell=getattr(provider, "shell", False))
+                _LIVE[process] = interactive
+                box["process"] = process
+    except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+        box["error"] = exc
+    finally:
+        done.set()
+
+
 def run_plugin(provider: Any, previous_response: Any = None) -> Any:
     """`ExecProvider.run` (the same input, `KUBERNETES_EXEC_INFO`, the same checks of the answer, the same
     ConfigException texts), bounded: a plugin that has not answered within `plugin_timeout_s()` is killed, its
@@ -652,23 +702,18 @@ def run_plugin(provider: Any, previous_response: Any = None) -> Any:
     if hung is not None and not _ROUTE_REQUEST.get() and time.monotonic() - hung[0] < RENEW_EVERY_S:
         raise ConfigException(f"{hung[1]}; not run again within {RENEW_EVERY_S:g} s of that")
     limit = plugin_timeout_s()
-    # started and noted under the lock: a daemon thread's run started as the process exits was missed by the at-exit
-    # kill (started after it, or noted after its copy of `_LIVE`) and outlived the process (decision 507)
-    with _LIVE_LOCK:
-        if _ENDING:
-            raise ConfigException(f"exec: {key[0]} not run: this process is exiting (its plugin runs were killed)")
-        process = subprocess.Popen(provider.args, stdout=subprocess.PIPE,
-                                   stderr=sys.stderr if interactive else subprocess.PIPE,
-                                   stdin=sys.stdin if interactive else None, cwd=provider.cwd, env=provider.env,
-                                   universal_newlines=True, start_new_session=not interactive,
-                                   # `shell` came with kubernetes 32.0.1 (True on Windows only); 29-31 have none and
-                                   # run without a shell (pyproject allows >=29)
-                                   shell=getattr(provider, "shell", False))
-        _LIVE[process] = interactive
+    box: dict[str, Any] = {}
+    gate, done = threading.Lock(), threading.Event()
     try:
+        _thread.start_new_thread(_start, (provider, key[0], interactive, box, gate, done))
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        process = box["process"]
         stdout, stderr = process.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
         _end_plugin(process, interactive)
+        _forget(process)
         why = (f"exec: {key[0]} did not answer within {limit:g} s (${PLUGIN_TIMEOUT_ENV}); killed it "
                f"(pid {process.pid} and its process group)")
         _HUNG[key] = (time.monotonic(), why)
@@ -677,11 +722,15 @@ def run_plugin(provider: Any, previous_response: Any = None) -> Any:
                                   f"a login?); set ${PLUGIN_TIMEOUT_ENV} for one that needs longer")
         raise ConfigException(why) from None
     except BaseException:  # a signal's grace cut it (raised in the handler), or the process is ending
-        _end_plugin(process, interactive)
+        with gate:  # the start, never cut, is over (its run noted here) or will start nothing
+            box["cancelled"] = True
+        if "process" in box:
+            # forgotten only once killed: a second signal's exception landing inside the kill leaves it to the
+            # at-exit one (before, it was forgotten whatever happened: a group stopped, not killed, outlived us)
+            _end_plugin(box["process"], interactive)
+            _forget(box["process"])
         raise
-    finally:
-        with _LIVE_LOCK:
-            _LIVE.pop(process, None)
+    _forget(process)
     _HUNG.pop(key, None)
     if process.returncode != 0:
         msg = "exec: process returned %d" % process.returncode

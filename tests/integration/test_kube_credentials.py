@@ -544,16 +544,17 @@ def test_an_exec_plugin_that_hangs_with_no_signal_is_killed_with_its_helpers_and
         res = cli.run(["promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
                        "--kubeconfig", str(kubeconfig), "--output", "json", "--log-format", "json"],
                       env={"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url, "CANARY_EXEC_PLUGIN_TIMEOUT": "1"})
-        pids = tokens.hung_pids()
-        assert pids and all_dead(pids), [(p, dead(p)) for p in pids]  # plugin and helper killed
+        # every run the bound killed, and each helper a run had started (its pids written) by then: none left. A run
+        # killed before it wrote its pids (a slow start under load) had no helper yet: its pid is the log's
+        killed = [e for e in events(res.stderr) if e["event"] == "kube.exec_plugin_killed"]
+        pids = sorted({e["pid"] for e in killed} | set(tokens.hung_pids()))
+        assert killed and all_dead(pids), [(p, dead(p)) for p in pids]  # plugin and helper killed
     finally:
         tokens.end_hung()
     assert res.returncode == 6, res.stdout + res.stderr[-3000:]
     doc = json.loads(res.stdout)
     assert "did not answer within 1 s ($CANARY_EXEC_PLUGIN_TIMEOUT); killed it" in doc["error"], doc["error"]
     said = events(res.stderr)
-    killed = [e for e in said if e["event"] == "kube.exec_plugin_killed"]
-    assert killed and {e["pid"] for e in killed} <= set(pids), killed
     unsafe = [e for e in said if e["event"] == "traffic.unsafe"]
     assert len(unsafe) == 1 and unsafe[0]["weights"] == "80/20", unsafe
     assert vs_state(api)[0] == [80, 20]

@@ -480,3 +480,94 @@ def test_no_plugin_is_started_once_the_at_exit_kill_has_run(tmp_path: object, mo
     with pytest.raises(ConfigException, match="not run: this process is exiting"):
         kube_credentials.run_plugin(Provider())
     assert tokens.issued() == ["tok-1"], tokens.issued()
+
+
+@pytest.mark.parametrize("landing", ["in-popen", "after-launch"])
+def test_a_signals_exception_landing_while_the_plugin_starts_leaves_no_run_unkilled(
+        tmp_path: object, monkeypatch: pytest.MonkeyPatch, landing: str) -> None:
+    """A signal's handler raises in the main thread between any two of its bytecodes: SIGTERM abandons a credential
+    fetch that is not the route's (an Event's POST). Landing inside `subprocess.Popen` (its wait for the child's exec)
+    or before the run was noted, it left a plugin started that nobody knew of: the hung plugin and its helper
+    outlived promote's exit 6 (test_kube_credentials's hung-plugin test, 2 runs in 13 under load; decision 514).
+    `in-popen`: the signal is sent to the main thread once the plugin runs (it has said its pids), while the run is
+    being started. `after-launch`: it lands just after the thread that starts the run was launched (inside a
+    `threading.Thread.start()`, that failed the thread's bootstrap, "Exception ignored in thread started by").
+    Either way the exception goes on, and no plugin started is left alive, no thread failed. The bounds are reached
+    only by the fault."""
+    import _thread
+    import signal
+    import subprocess
+    import threading
+    from pathlib import Path
+
+    from canary import kube_credentials
+    from tests.support.kube_tokens import ExecTokens, all_dead, dead
+
+    monkeypatch.setattr(kube_credentials, "_ENDING", False, raising=False)
+    state = Path(str(tmp_path)) / "plugin"
+    tokens = ExecTokens(state)
+    tokens.hang()
+    hung = state / "hung"
+    real_popen, real_launch = subprocess.Popen, _thread.start_new_thread
+    started: list[subprocess.Popen[str]] = []
+    failed: list[BaseException] = []
+    finished = threading.Event()
+
+    class Cut(Exception):
+        pass
+
+    def cut(_signum: int, _frame: object) -> None:
+        raise Cut("the grace's cut")
+
+    def land() -> None:  # the handler runs in the main thread at its next bytecode (at once if it is waiting)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+        for _ in range(1000):
+            pass
+
+    def popen(*args: object, **kw: object) -> object:
+        process = real_popen(*args, **kw)
+        started.append(process)
+        if landing == "in-popen":
+            while not hung.exists() or len(hung.read_text().split()) < 2:  # the plugin runs: its pids said
+                if process.poll() is not None:
+                    break
+                threading.Event().wait(0.02)
+            land()
+        return process
+
+    def launch(fn: object, args: tuple[object, ...], *rest: object) -> int:
+        def run() -> None:
+            try:
+                fn(*args)  # type: ignore[operator]
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+            finally:
+                finished.set()
+
+        ident = real_launch(run, (), *rest)
+        if landing == "after-launch":
+            land()
+        return ident
+
+    class Provider:  # an ExecProvider after __init__
+        api_version, cluster, cwd, shell = "client.authentication.k8s.io/v1", None, None, False
+        args, env = [str(tokens.plugin)], dict(__import__("os").environ)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(_thread, "start_new_thread", launch)
+    monkeypatch.setattr(threading, "_start_new_thread", launch)  # a `threading.Thread` launches through it
+    before = signal.signal(signal.SIGUSR1, cut)
+    try:
+        with pytest.raises(Cut):
+            kube_credentials.run_plugin(Provider())
+        assert finished.wait(30) and not failed, failed
+        pids = [p.pid for p in started] + tokens.hung_pids()
+        assert all_dead(pids), [(p, dead(p)) for p in pids]
+        assert not kube_credentials._LIVE, kube_credentials._LIVE  # killed, then forgotten
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+        tokens.end_hung()
+        for process in started:
+            process.kill()
+            process.wait()
