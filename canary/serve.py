@@ -67,7 +67,7 @@ from canary.serve_measure import measure_within, no_stable_data
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
 from canary.serve_session import (FAIL, MAX_LEFT_INPUTS, PASS, Session, new_session, open_window, owed_pass,
                                   pass_to_grant, record_gates, record_look, reopen, serve_window, ticks_unknown,
-                                  unproven, unreachable_at_deadline, window_deadline_s)
+                                  uncounted_reason, unproven, unreachable_at_deadline, window_deadline_s)
 from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull, Turn
 
 MAX_IGNORED_SETS = 64  # sets of unknown Flagger payload fields said once each (`serve.fields_ignored`)
@@ -270,6 +270,7 @@ class Service:
             verdict: Verdict | None = None
             window_s, n, unmeasured, ratio, shared = 0, None, False, None, False
             refused: Session | None = None  # the answer when no look of this rollout could be judged
+            uncounted_said: dict[str, Any] | None = None  # `look.requests_uncounted`'s fields, said once recorded
             now = self.clock()
             owed = owed_pass(s, step=ask.step, now=now, within_s=policy.analysis.interval)
             # the preflight (decision 291), asked beside the look's own queries until it once answers: asked only
@@ -288,8 +289,12 @@ class Service:
                 ratio = s.pass_ratio(n)  # the look's requests over its window's anchor: sets the pass level
                 verdict = judge(policy, measurements, prior=s.prior(), window=s.window, pass_ratio=ratio,
                                 step=s.windows_closed)  # a count that never repeats: places the window
+                looked = s  # the window the look is in (one held at its deadline opens the next in record_look)
                 s, verdict = record_look(s, verdict, canary_requests=n, now=now, policy=policy, counted=counted,
                                          uncounted=uncounted, caller=ask.step)
+                if uncounted:  # no pass, and why: as the controller's and promote's looks say it (decision 516)
+                    uncounted_said = {"step": looked.step, "window": looked.window + 1, "look": s.looks,
+                                      "reason": uncounted_reason(uncounted)}
                 # 503 (Argo: Error, never Failed): no check could ask Prometheus, or one could not at the
                 # window's deadline (held, not failed: record_look)
                 unmeasured = s.verdict != FAIL and (unreachable_at_deadline(s) or all(
@@ -299,6 +304,7 @@ class Service:
                     # 291); this look is dropped, nothing recorded (the looks before it, their evidence, stay), so
                     # the next call checks again (the series may appear: a scrape fixed)
                     s, verdict, window_s, n, ratio, unmeasured = before, None, 0, None, None, False
+                    uncounted_said = None  # no look recorded: nothing to say of its count
                     refused = replace(s, verdict=FAIL, reason=why, step=ask.step)
                 elif told:  # the stable arm has data: not asked again for this revision
                     s = replace(s, preflight_done=True)
@@ -323,6 +329,10 @@ class Service:
                 doc.pop("evidence")
             turn.share(_Answer(hook=hook, step=ask.step, inputs=_inputs(ask, named), session=saved, status=status,
                                doc=doc, decided=(s, verdict, n, None)))
+        if uncounted_said is not None:  # the look is stored: said once, with its `serve.decision` (never again
+            # by a call that joins it: `_joined` answers before any look)
+            self.log.warning("look.requests_uncounted", integration=ask.integration, hook=hook, key=ask.key,
+                             revision=ask.revision, model=s.model, **uncounted_said)
         self._decided(ask, hook, status, s, verdict, n)
         return status, doc
 

@@ -273,6 +273,12 @@ def _not_evidence(verdict: Verdict, outcome: Outcome, why: str) -> Verdict:
         for r in verdict.results])
 
 
+def uncounted_reason(why: str) -> str:
+    """Why a look whose canary requests could not be counted (`record_look`'s `uncounted`) cannot pass: the
+    words of the controller's and promote's `look.requests_uncounted` (rollout.py), which serve says too."""
+    return f"the canary's requests could not be counted ({why[:300]}): no pass on this look"
+
+
 def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: float,
                 policy: Policy, counted: bool = True, uncounted: str = "", caller: str = "") -> tuple[Session, Verdict]:
     """One look of the open window (see `open_window`) -> (the new session, the verdict as counted).
@@ -307,8 +313,7 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         n = before
     stale = (n > 0 and n == before) or 0 <= n < before
     if uncounted:  # the checks' own data are the window's: a failure of theirs stands; no pass
-        j = _not_evidence(j, Outcome.PASS, f"the canary's requests could not be counted ({uncounted[:300]}): no "
-                                           f"pass on this look")
+        j = _not_evidence(j, Outcome.PASS, uncounted_reason(uncounted))
     elif stale and n == before:
         j = _not_evidence(j, Outcome.FAIL, "no new canary requests since the last look")
     elif stale:

@@ -337,3 +337,61 @@ def test_promote_and_serve_read_a_canary_count_that_cannot_be_counted_as_not_cou
         assert "fewer canary requests" not in s.reason and s.last_look_requests == 3000, s.reason
         assert "could not be counted" in j.reason(), j.reason()
     assert s.verdict == FAIL and "canary requests not counted" in s.reason and "requests 0" not in s.reason, s.reason
+
+
+@pytest.mark.parametrize("model", ["twice", "down"])
+def test_serve_says_each_look_whose_canary_requests_could_not_be_counted(prom: Any, model: str,
+                                                                         tmp_path: Any) -> None:
+    """Decision 485 left it: serve's look of a canary count that cannot be counted (read by two jobs, a target down)
+    was no pass with that cause in its answer, but its log said only `serve.decision` (canary_requests 0): the
+    person watching serve's logs did not see why its looks did not pass. Each such look is now said as the
+    controller's and promote's are, `look.requests_uncounted` with the cause, once per look, beside its
+    `serve.decision` (decision 516). `canary serve` over real HTTP against the real Prometheus; two pods of one
+    job: counted, no line."""
+    import io
+    import sys
+
+    from canary import logs
+    from canary.serve_http import ServeServer
+    from tests.integration.test_serve import Clock, _service, argo_get
+
+    server, t0 = prom
+    raw = {"steps": [10, 100], "metrics": {"source": "model", "scrape_interval": "15s"},
+           "analysis": {"interval": "120s", "look_every": "60s", "min_canary_requests": 100},
+           "failure": {"no_data_deadline": "2m"},
+           "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1}]}
+    clock = Clock(t0)
+    stream = io.StringIO()
+    logs.configure(fmt="json", stream=stream)
+    try:
+        serving = ServeServer(_service(server, tmp_path / "state", clock, policies={"ml": raw})).start()
+        try:
+            said: list[list[dict[str, Any]]] = []
+            for dt in (0, 60, 150):  # the window's first look, one before the interval, one after it
+                clock.t = t0 + dt
+                seen = len(stream.getvalue())
+                code, doc = argo_get(serving, model)
+                assert code == 200 and doc["result"]["verdict"] != "pass", doc
+                said.append(logs.parse_json_lines(stream.getvalue()[seen:]))
+            clock.t = t0 + 150
+            seen = len(stream.getvalue())
+            code, doc = argo_get(serving, "pods")
+            counted = logs.parse_json_lines(stream.getvalue()[seen:])
+        finally:
+            serving.stop()
+    finally:
+        logs.configure(fmt="console", stream=sys.__stderr__)
+    cause = "scraped by two jobs" if model == "twice" else "target down"
+    for look, events in enumerate(said, start=1):
+        lines = [e for e in events if e["event"] == "look.requests_uncounted"]
+        assert len(lines) == 1, events
+        line = lines[0]
+        assert line["level"] == "warning" and cause in line["reason"], line
+        assert line["reason"].startswith("the canary's requests could not be counted (") and line["reason"].endswith(
+            "): no pass on this look"), line["reason"]
+        assert (line["key"], line["revision"], line["model"], line["look"], line["window"], line["step"]) == (
+            f"argo/ml/{model}", "v2", model, look, 1, ""), line
+        decision = [e for e in events if e["event"] == "serve.decision"]
+        assert len(decision) == 1 and decision[0]["look"] == look and decision[0]["verdict"] != "pass", decision
+    assert code == 200 and doc["result"]["canary_requests"] > 0, doc
+    assert not [e for e in counted if e["event"] == "look.requests_uncounted"], counted
