@@ -80,7 +80,8 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
             sent += 1
     combined: set[str] = set()  # what a look sends for an error_rate check: its parts (asked above) as one query
     for i, check in enumerate(policy.checks):  # and a feature_missing check's (decision 189)
-        query = one_query_of(policy, check, target, window_s=window) or twice_query_of(policy, check, target)
+        query = (one_query_of(policy, check, target, window_s=window)
+                 or twice_query_of(policy, check, target, window_s=window))
         if query is not None:
             if query not in combined:
                 client.ask(query, check=check.name, arm="", at=at, who=f"policy checks[{i}] {check.name!r}",
@@ -108,7 +109,7 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
         # arms, as one query (decision 193), where a look asks for classic buckets: always, unless it reads
         # both arms natively first (`metrics.histograms: native`); read classic first, it asks them first
         both = arms_histograms_query(query_plan(policy, check, target, window_s=window),
-                                     twice_parts(policy, check, target)) \
+                                     twice_parts(policy, check, target, window_s=window)) \
             if check.kind in HISTOGRAM_KINDS else None
         arms = [x for _, c, _, role, x in planned if c == check.name and role == HISTOGRAM]
         if both is not None and both[0] not in combined and not (native_first and all(x in native for x in arms)):

@@ -68,7 +68,7 @@ class PrometheusProvider(PrometheusClient):
                  at: float | None) -> tuple[ArmData | NoData, ArmData | NoData]:
         plan = query_plan(policy, check, target, window_s=window_s)
         name = check.name
-        twice = twice_parts(policy, check, target)
+        twice = twice_parts(policy, check, target, window_s=window_s)
         if check.kind in HISTOGRAM_KINDS:
             scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1] if check.kind == "latency" else 1.0
             look = _Together(self, plan, name, at,
@@ -434,9 +434,9 @@ def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[
     it is, which weighs against the canary, never for it; a good canary was rolled back "no verdict" for a stable
     pod that served nothing. Not a canary arm that counted nothing either: that is the unrouted rule's (every pod
     gone, `analysis.unrouted`), which NotCountable would silence. Either arm whose series of a metric are both pushed
-    to a Pushgateway and read otherwise (`pushed`, decision 483). Each said in one line (`metrics.scraped_twice`,
-    `metrics.arm_pushed`, `metrics.target_down`), once per cause and then every minute with `repeated` (`quiet`); NoData when neither
-    arm is left."""
+    to a Pushgateway and read otherwise (`pushed`, decision 483), by a group pushed within the window (decision 515).
+    Each said in one line (`metrics.scraped_twice`, `metrics.arm_pushed`, `metrics.target_down`), once per cause and
+    then every minute with `repeated` (`quiet`); NoData when neither arm is left."""
     out = list(pair)
     for i, arm in enumerate(q.ARMS):
         key, down = f"{arm}/{TWICE}", f"{arm}/{UNSCRAPED}"
@@ -450,13 +450,15 @@ def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[
                                   f"target re-exports it); query: {twice[key]}")
         elif pushed := sorted(_twice_instances(got.get(f"{arm}/{PUSHED}") or [], at_least=1)):
             # pushed to a Pushgateway and read otherwise: a pod doing both is summed twice, and nothing ties the
-            # pushed group to the pod (decision 483)
+            # pushed group to the pod (decision 483); only groups pushed within the window, the others flat in it
+            # (`queries.pushed_in`, decision 515)
             _say(quiet, "metrics.arm_pushed", check=check, arm=arm, instances=pushed[:5], query=twice[f"{arm}/{PUSHED}"])
             out[i] = NotCountable(f"check {check!r}: {arm_name(arm)}'s series are both pushed to a Pushgateway (pushed "
-                                  f"job {', '.join(pushed[:3])}) and scraped (or federated): a pod that pushes and is "
-                                  f"scraped is summed twice, and which pods do cannot be told; set metrics.labels: "
-                                  f"{{job: ...}} to the one job to read ({{exported_job: ...}} where the Pushgateway "
-                                  f"is scraped with honor_labels: false), or stop the push; query: "
+                                  f"job {', '.join(pushed[:3])}, pushed within the window) and scraped (or federated): "
+                                  f"a pod that pushes and is scraped is summed twice, and which pods do cannot be "
+                                  f"told; set metrics.labels: {{job: ...}} to the one job to read ({{exported_job: "
+                                  f"...}} where the Pushgateway is scraped with honor_labels: false), or stop the push "
+                                  f"(a group not pushed within the window is not refused); query: "
                                   f"{twice[f'{arm}/{PUSHED}']}")
         elif relabelled := sorted(_twice_instances(got.get(f"{arm}/{RELABELLED}") or [], at_least=1)):
             # a target label overrode the exporter's model or version (decision 435): series of another version read

@@ -374,27 +374,65 @@ JOBLESS = 'exported_job=""'  # with an `exported_instance`: the exporter's own l
 
 
 PUSH_GROUP = "push_time_seconds"  # the Pushgateway's own series, one per pushed group, with its grouping labels
-_PUSH_ON = "on (job, instance, exported_job)"  # a pushed group: its `job` and `instance` (`honor_labels: true`), or
+_PUSH_KEY = "job, instance, exported_job"  # a pushed group: its `job` and `instance` (`honor_labels: true`), or
 # the Pushgateway's target and the pushed job (`honor_labels: false`)
+_PUSH_ON = f"on ({_PUSH_KEY})"
 
 
-def pushed_of(selectors: Sequence[str], *, by: Iterable[str] = ()) -> str:
+def pushed_in(window_s: float) -> str:
+    """The pushed groups (`PUSH_GROUP` series) that may have changed within the window ending at the evaluation time:
+    every group but those whose `push_time_seconds` Prometheus read at the window's start (`offset`: its last
+    sample then) is the one it reads now. A push sets its group's series and its push time together, each
+    scrape reads both, and push times only grow, so such a group's every sample in the window is one push's:
+    flat, it adds nothing to an `increase()` over the window, whatever its extrapolation, and has no reset
+    (decision 515). Both times are Prometheus's samples: no clock of the Pushgateway's is compared with
+    Prometheus's. A group with no sample at the window's start (first pushed within it) is counted as changed."""
+    return f"({PUSH_GROUP} unless ({PUSH_GROUP} == {PUSH_GROUP} offset {duration(window_s)}))"
+
+
+def _mixed_terms(selectors: Sequence[str], keep: str, pushed: str) -> list[str]:
+    """Per selector: {`keep` labels, job, exported_job} of its series that `pushed` (push groups) names, where the
+    same `keep` labels hold series no push group names (read otherwise)."""
+    return [f"(count by ({keep}, job, exported_job) ({x} and {_PUSH_ON} {pushed}) and on ({keep}) "
+            f"count by ({keep}) ({x} unless {_PUSH_ON} {PUSH_GROUP}))"
+            for x in (_any_instance(inner) for inner in selectors)]
+
+
+def _as_host(query: str) -> str:
+    """`query`'s rows with the pushed job in `HOST_LABEL` (`exported_job` where the Pushgateway's own `job` is)."""
+    return (f'label_replace(label_replace({query}, "{HOST_LABEL}", "$1", "job", "(.+)"), "{HOST_LABEL}", "$1", '
+            f'"exported_job", "(.+)")')
+
+
+def pushed_of(selectors: Sequence[str], *, window_s: float | None, any_push: Sequence[str] = ()) -> str:
     """The pushed jobs (in `HOST_LABEL`) whose series of one metric the series of `selectors` (`scraped_twice_of`'s)
     hold beside series of that metric read otherwise (a scrape target's, a federated pod's): a pod pushing its
     counters to a Pushgateway and scraped too is summed twice, and nothing ties the pushed group (its `instance` a pod
     name, or none at all; or the Pushgateway's own under `honor_labels: false`) to the pod, so neither host nor job
     tells them apart (decision 483). A series is pushed where the Pushgateway's `push_time_seconds` names its group.
-    Series without an `instance` are looked at here (a push without one in its grouping key has none). `by`: further
-    labels the answer keeps (the controller's snapshot: the rollout labels)."""
+    Series without an `instance` are looked at here (a push without one in its grouping key has none).
+    `window_s`: the window an `increase()` reads these series over; a group that did not change within it
+    (`pushed_in`: its push time the same at the window's start and now) adds nothing to it and is not named
+    (decision 515); None: every group. `any_push`: more selectors whose every pushed group is named (a custom
+    check's own PromQL, whose arithmetic may read a flat series as much as any: a gauge's `avg`)."""
+    pushed = PUSH_GROUP if window_s is None else pushed_in(window_s)
+    terms = _mixed_terms(selectors, "__name__", pushed) + _mixed_terms(any_push, "__name__", PUSH_GROUP)
+    return _as_host(f"count by (job, exported_job) ({' or '.join(terms)})")
+
+
+def pushed_at_of(selectors: Sequence[str], *, by: Iterable[str]) -> str:
+    """`pushed_of` for many arms at once (the controller's snapshot; `by`: the rollout labels the answer keeps), every
+    pushed group: a row per arm and group key (`job`, `instance`, `exported_job`) whose value is the newest
+    `push_time_seconds` of that key. A snapshot's window starts at another snapshot, so which groups changed within it
+    is told by comparing these (`snapshot.PUSHED`, `Snapshot.since`: decision 515); a maximum, not a sum, so that
+    the same samples always give the same value, in whatever order Prometheus adds them."""
+    labels = ", ".join(by)
     keep = ", ".join((*by, "__name__"))
-    terms = []
-    for inner in selectors:
-        x = _any_instance(inner)
-        terms.append(f"(count by ({keep}, job, exported_job) ({x} and {_PUSH_ON} {PUSH_GROUP}) and on ({keep}) "
-                     f"count by ({keep}) ({x} unless {_PUSH_ON} {PUSH_GROUP}))")
-    mixed = f"count by ({', '.join((*by, 'job', 'exported_job'))}) ({' or '.join(terms)})"
-    return (f'label_replace(label_replace({mixed}, "{HOST_LABEL}", "$1", "job", "(.+)"), "{HOST_LABEL}", "$1", '
-            f'"exported_job", "(.+)")')
+    mixed = f"count by ({labels}, job, exported_job) ({' or '.join(_mixed_terms(selectors, keep, PUSH_GROUP))})"
+    held = " or ".join(f"max by ({labels}, {_PUSH_KEY}) ({_any_instance(inner)} and {_PUSH_ON} {PUSH_GROUP})"
+                       for inner in selectors)
+    times = f"({held}) * 0 + {_PUSH_ON} group_left () max by ({_PUSH_KEY}) ({PUSH_GROUP})"
+    return _as_host(f"(({times}) and on ({labels}, job, exported_job) {mixed})")
 
 
 def _any_instance(selector: str) -> str:

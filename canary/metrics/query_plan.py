@@ -79,7 +79,7 @@ def request_query(policy: Policy, target: Target, *, window_s: float) -> tuple[s
         sel = q.selector(policy, target, arm, policy.metrics.source)
         parts[f"{arm}/{TWICE}"] = q.scraped_twice_query(names, sel)
         parts[f"{arm}/{UNSCRAPED}"] = q.unscraped_query(names, sel)
-        parts[f"{arm}/{PUSHED}"] = q.pushed_of([q.arm_series(names, sel)])
+        parts[f"{arm}/{PUSHED}"] = q.pushed_of([q.arm_series(names, sel)], window_s=window_s)
         exported = _exported(policy, target, arm, policy.metrics.source)
         if exported:
             parts[f"{arm}/{RELABELLED}"] = q.relabelled_of([q.arm_series(names, sel)], exported)
@@ -111,13 +111,14 @@ PUSHED = "pushed"  # ... naming the pushed jobs whose series of a metric the arm
 TARGETS = "targets"  # a custom check's: how many targets its series come from (`queries.targets_of`; none: unchecked)
 
 
-def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
+def twice_parts(policy: Policy, check: Check, target: Target, *, window_s: float) -> dict[str, str]:
     """{"<arm>/scraped_twice": `queries.scraped_twice_query`, "<arm>/unscraped": `queries.unscraped_query`}
     over the series `check` counts: parts of the
     ONE query of an error_rate or feature_missing check and of a histogram check's both-arms queries, so a
     look asks nothing more, and preflight asks what a look sends; a feature_drift or custom check's are a query of
     their own (`twice_query_of`). A custom check's are over every selector of its PromQL (`queries.custom_selectors`)
-    and the requests its `n` counts (decision 378). Not in
+    and the requests its `n` counts (decision 378). "<arm>/pushed" (`queries.pushed_of`): the pushed jobs beside
+    series read otherwise, of those groups that changed within the look's `window_s` (s; decision 515). Not in
     `query_plan`: a plan's text is a rollout record's mark (`judged_marks`), and the arm's counts are the
     same whether or not this is asked."""
     p = q.preset(policy.source_of(check))
@@ -146,7 +147,9 @@ def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
                 labels=policy.metrics.labels)] + selectors
         out[f"{arm}/{TWICE}"] = q.scraped_twice_of(selectors)
         out[f"{arm}/{UNSCRAPED}"] = q.unscraped_of(selectors)
-        out[f"{arm}/{PUSHED}"] = q.pushed_of(selectors)
+        # a pushed group that did not change in the window adds nothing to its `increase()`s (decision 515); a custom
+        # check's own selectors: any pushed group (its arithmetic is the author's)
+        out[f"{arm}/{PUSHED}"] = q.pushed_of(selectors[-1:], window_s=window_s, any_push=selectors[:-1])
         exported = _exported(policy, target, arm, source)
         if exported:
             out[f"{arm}/{RELABELLED}"] = q.relabelled_of(selectors, exported)
@@ -170,16 +173,16 @@ def one_query_of(policy: Policy, check: Check, target: Target, *, window_s: floa
     None for the other kinds. Preflight asks it."""
     roles = ONE_QUERY_KINDS.get(check.kind)
     return None if roles is None else arms_query(query_plan(policy, check, target, window_s=window_s), roles,
-                                                 twice_parts(policy, check, target))[0]
+                                                 twice_parts(policy, check, target, window_s=window_s))[0]
 
 
-def twice_query_of(policy: Policy, check: Check, target: Target) -> str | None:
+def twice_query_of(policy: Policy, check: Check, target: Target, *, window_s: float) -> str | None:
     """The ONE query a look of a feature_drift or custom check sends for its `twice_parts` (its per-arm queries
     are the feature roles, whose answers are not label-free sums, or the author's PromQL: the parts travel
     alone); None for the other kinds, whose queries carry them. Preflight asks it."""
     if check.kind not in ("feature_drift", "custom"):
         return None
-    parts = twice_parts(policy, check, target)
+    parts = twice_parts(policy, check, target, window_s=window_s)
     return q.one_answer(parts) if parts else None
 
 
@@ -253,7 +256,7 @@ def arms_native_query(policy: Policy, check: Check, target: Target, *, window_s:
     if label == q.PART_LABEL or query is None or None in arm_queries.values():
         return None
     parts = {f"{arm}/requests": plan[arm]["requests"] for arm in q.ARMS if "requests" in plan[arm]}
-    parts.update(twice_parts(policy, check, target))
+    parts.update(twice_parts(policy, check, target, window_s=window_s))
     if parts:
         query = f"{query} or {q.one_answer(parts)}"
     return ArmsNative(query=query, arm_label=label, versions=versions,
@@ -268,5 +271,6 @@ def histogram_query_of(policy: Policy, check: Check, target: Target, *, window_s
     marked as a part of one answer (decisions 193, 195)."""
     if check.kind not in HISTOGRAM_KINDS:
         return None
-    got = arms_histograms_query(query_plan(policy, check, target, window_s=window_s), twice_parts(policy, check, target))
+    got = arms_histograms_query(query_plan(policy, check, target, window_s=window_s),
+                                twice_parts(policy, check, target, window_s=window_s))
     return None if got is None else got[0]

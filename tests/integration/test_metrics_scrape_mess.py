@@ -13,6 +13,7 @@ real, backfilled Prometheus.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -339,6 +340,50 @@ def _pushed(model: str, *, direct: bool = True, honor: bool = True, instance: st
     return out
 
 
+@dataclass(frozen=True)
+class _PushedUntil(Series):
+    """A counter as a Pushgateway exposes it: none before `begin` (its group's first push, carrying `first`), then
+    pushed at every scrape, growing by `per_s`, until `last` (its last push, between two scrapes or on one), then the
+    last pushed value at every scrape for ever: a Pushgateway keeps a group until it is deleted."""
+
+    begin: float = -math.inf
+    last: float = math.inf
+    first: float = 0.0
+
+    def value(self, t: float, start: float) -> float | None:  # type: ignore[override]
+        if t < self.begin:
+            return None
+        return self.first + self.per_s * (min(t, self.last) - max(start, self.begin))
+
+
+@dataclass(frozen=True)
+class _PushTime(Series):
+    """A push group's `push_time_seconds`: from `begin`, the time of its last push (each scrape's until `last`)."""
+
+    begin: float = -math.inf
+    last: float = math.inf
+
+    def value(self, t: float, start: float) -> float | None:  # type: ignore[override]
+        return None if t < self.begin else min(t, self.last)
+
+
+def _pushed_then(model: str, *, last: float, begin: float = -math.inf, first: float = 0.0,
+                 honor: bool = True) -> list[Series]:
+    """Canary v2's pod scraped here (10 req/s, 1% errors: 6,000 requests over the window) beside a group of job
+    model-push on a Pushgateway (grouping key `instance` "<model>-old": a pod of an earlier rollout, or this one's)
+    holding the same counters, pushed from `begin` (with `first` requests) until `last` at 10 req/s and never
+    deleted. `honor`: the Pushgateway scraped with `honor_labels: true`; else `false` (its own `job`/`instance`,
+    the pushed ones as `exported_job`/`exported_instance`)."""
+    out = _arm(model, "v1", 99, 1, job="kubernetes-pods", instance="10.0.24.1:8000")
+    out += _arm(model, "v2", 9.9, 0.1, job="kubernetes-pods", instance="10.0.24.2:8000")
+    group = {"job": "model-push", "instance": f"{model}-old"} if honor else {
+        "job": "pushgateway", "instance": "10.0.24.9:9091", "exported_job": "model-push",
+        "exported_instance": f"{model}-old"}  # not `_pushed`'s Pushgateway, whose push times are no times of day
+    out += [_PushedUntil(x.name, x.labels, x.per_s, begin=begin, last=last, first=first * x.per_s / 10)
+            for x in _arm(model, "v2", 9.9, 0.1, **group)]
+    return out + [_PushTime("push_time_seconds", group, begin=begin, last=last)]
+
+
 def _instance_hardcoded(model: str) -> list[Series]:
     """An exporter writing one `instance` label on every pod (hard-coded "localhost:8000"), read under `honor_labels:
     false`: Prometheus keeps it as `exported_instance`, beside each pod's own target `instance`. Canary v2's two pods
@@ -375,6 +420,13 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series += _reset("reset", t0) + _held("held", t0) + _federated_held("fedheld", t0) + _federated_fine("fedfine")
     series += _pushed("pushed") + _pushed("pushednoinst", instance="") + _pushed("pushedfalse", honor=False, instance="")
     series += _pushed("pushonly", direct=False) + _instance_hardcoded("hardcoded")
+    # a push group's last push 40 min before the window (under either honor_labels), 10 s before it (between two
+    # scrapes); 300 s before the look (within it); its first and only push 300 s before the look (3,000 requests)
+    series += _pushed_then("pushstale", last=t0 - WINDOW_S - 2400)
+    series += _pushed_then("pushstalefalse", last=t0 - WINDOW_S - 2400, honor=False)
+    series += _pushed_then("pushedge", last=t0 - WINDOW_S - 10)
+    series += _pushed_then("pushlate", last=t0 - 300) + _pushed_then("pushonce", begin=t0 - 300, last=t0 - 300,
+                                                                     first=3_000)
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
@@ -649,6 +701,7 @@ def test_a_feature_drift_arm_scraped_twice_or_with_a_target_down_cannot_be_count
     _, canary = _measure(server, t0, pol, "pods")  # two pods of one job: counted once each
     assert isinstance(canary, FeatureCounts) and canary.categorical["city"]["paris"] == pytest.approx(
         10 * WINDOW_S, rel=0.02), canary
+    from canary.metrics.preflight import window_s
     from canary.metrics.query_plan import twice_query_of
 
     class Asked(PrometheusProvider):
@@ -658,7 +711,7 @@ def test_a_feature_drift_arm_scraped_twice_or_with_a_target_down_cannot_be_count
 
     asked: list[str] = []
     Asked(server.url, retries=1, budget_s=3.0).preflight(pol, _target(model))
-    assert twice_query_of(pol, pol.checks[0], _target(model)) in asked
+    assert twice_query_of(pol, pol.checks[0], _target(model), window_s=window_s(pol)) in asked
 
 
 def test_the_controller_reads_a_stable_pod_down_and_a_canary_with_every_pod_gone_as_per_rollout(prom: Any) -> None:
@@ -841,6 +894,53 @@ def test_a_canary_pod_pushed_to_a_pushgateway_and_scraped_is_not_twice_the_evide
         PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target(model),
                                                                               window_s=WINDOW_S, at=t0)
     _counted_once(server, t0, "pushonly")
+
+
+@pytest.mark.parametrize("model", ["pushstale", "pushstalefalse", "pushedge"])
+def test_a_push_group_not_pushed_within_the_window_beside_a_scraped_canary_is_counted_once(prom: Any,
+                                                                                           model: str) -> None:
+    """A group a Pushgateway keeps (never deleted) whose last push came before the look's window, beside the canary's
+    scraped pod: every sample of it in the window is that push's, flat, so it adds nothing to the window's counts.
+    Decision 483 refused such an arm at every look until someone deleted the group, per rollout and in the
+    controller's snapshots, and a good canary was rolled back or held at its deadline. Now a group whose push time
+    Prometheus read at the window's start is the one it reads at the look (per rollout: `offset`; in the snapshots:
+    the step-start snapshot's) is not refused: 6,000 requests counted, not 0 and not NotCountable (decision 515).
+    Under either `honor_labels`, and with the last push 10 s before the window's start, between two scrapes."""
+    server, t0 = prom
+    _counted_once(server, t0, model)
+    got = PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target(model),
+                                                                              window_s=WINDOW_S, at=t0)
+    assert got[1] == pytest.approx(6_000, rel=0.02), got
+
+
+@pytest.mark.parametrize("model", ["pushlate", "pushonce"])
+def test_a_push_group_pushed_within_the_window_beside_a_scraped_canary_is_still_not_counted(prom: Any,
+                                                                                             model: str) -> None:
+    """The same group pushed within the window (its last push 300 s before the look), or pushed for the first time
+    within it (one push of 3,000 requests): its values moved in the window, or Prometheus held no push time of it at
+    the window's start, so it may be the scraped pod's requests a second time: NotCountable as in decision 483, per
+    rollout and in the controller's snapshots (whose step-start snapshot holds the group's older push time, or none),
+    with the controller's `metrics.arm_pushed` line naming the pushed group."""
+    from structlog.testing import capture_logs
+
+    from canary.errors import NotCountable
+
+    server, t0 = prom
+    for check in (None, _LATENCY):
+        pol = _policy(check) if check else _policy()
+        stable, canary = _measure(server, t0, pol, model)
+        assert isinstance(canary, NotCountable) and "model-push" in str(canary), canary
+        assert not isinstance(stable, NoData), stable
+        base, now = _snapshots(server, t0, pol, _target(model))
+        with capture_logs() as logs:
+            stable, canary = b.measure_delta(pol, pol.checks[0], _target(model), now, base)
+        assert isinstance(canary, NotCountable) and "Pushgateway" in str(canary), canary
+        assert not isinstance(stable, NoData), stable
+        said = [x for x in logs if x["event"] == "metrics.arm_pushed"]
+        assert said and said[0]["instances"] == [f"model-push@{model}-old"], logs
+    with pytest.raises(NotCountable):
+        PrometheusProvider(server.url, retries=1, budget_s=3.0).request_counts(_policy(), _target(model),
+                                                                              window_s=WINDOW_S, at=t0)
 
 
 def test_two_canary_pods_whose_exporter_writes_one_instance_label_are_two_pods(prom: Any) -> None:

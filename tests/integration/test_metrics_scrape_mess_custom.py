@@ -52,6 +52,17 @@ def test_a_custom_check_of_a_canary_scraped_twice_or_with_a_target_down_is_no_ve
     assert r.outcome is Outcome.ERROR and "unrouted" not in r.extra, r
 
 
+def test_a_custom_checks_own_series_beside_a_push_group_are_refused_whatever_its_push_time(prom: Any) -> None:
+    """Decision 515 lets a push group not pushed within the window stand beside a scraped arm where the series are
+    read by `increase()` (the presets' queries); a custom check's own PromQL is the author's arithmetic, which may read
+    a flat series as much as a moving one (a gauge's `avg`), so the push group of its own selectors is refused
+    whatever its push time, as decision 483 did: "pushstale" (last push 40 min before the window) is NotCountable."""
+    server, t0 = prom
+    stable, canary = _measure(server, t0, _custom(_RATIO, max_value=0.05), "pushstale")
+    assert isinstance(stable, Scalar), stable
+    assert isinstance(canary, NotCountable) and "model-push" in str(canary), canary
+
+
 def test_a_custom_check_of_two_pods_of_one_job_is_read_as_before(prom: Any) -> None:
     server, t0 = prom
     for pol in (_custom(_RATIO, max_value=0.05), _custom(_THROUGHPUT, max_value=5, higher_is_better=True)):

@@ -363,7 +363,7 @@ def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
             assert set(look) <= set(asked[:before]), look
             assert [x for x in look if x.startswith("sum by (model_version) (increase(")] == [
                 f'sum by (model_version) (increase({base}{{model_name="rec",model_version=~"v1|v2"}}[10s])) '
-                f'or {q.one_answer(twice_parts(pol, check, TARGET))}']  # and whether two scrape jobs read a pod
+                f'or {q.one_answer(twice_parts(pol, check, TARGET, window_s=10))}']  # and whether two scrape jobs read a pod
         for model, expected in (("rec", Outcome.PASS), ("slow", Outcome.FAIL)):
             t = Target(namespace=TARGET.namespace, virtual_service="vs", model=model, stable_version="v1",
                        canary_version="v2")

@@ -26,7 +26,7 @@ SHIFT = {"name": "shift", "kind": "prediction_shift", "max_psi": 0.2}
 def test_a_latency_checks_two_arms_native_histograms_are_one_query_grouped_by_the_arm_label() -> None:
     pol = policy(LATENCY)
     got = arms_native_query(pol, pol.checks[0], TARGET, window_s=60)
-    assert got is not None and got.parts == twice_parts(pol, pol.checks[0], TARGET)  # no part but the scrape jobs'
+    assert got is not None and got.parts == twice_parts(pol, pol.checks[0], TARGET, window_s=60)  # no part but the scrape jobs'
     head = f'sum by (model_version) (increase({BASE}{{model_name="rec",model_version=~"v1|v2"}}[60s]))'
     assert got.query == f"{head} or {q.one_answer(got.parts)}"
     assert (got.arm_label, got.versions) == ("model_version", {"stable": "v1", "canary": "v2"})
@@ -41,7 +41,7 @@ def test_a_prediction_shift_checks_request_counts_are_parts_of_the_same_query() 
     got = arms_native_query(pol, pol.checks[0], TARGET, window_s=60)
     plan = query_plan(pol, pol.checks[0], TARGET, window_s=60)
     assert got is not None and got.parts == {**{f"{arm}/requests": plan[arm]["requests"] for arm in q.ARMS},
-                                             **twice_parts(pol, pol.checks[0], TARGET)}
+                                             **twice_parts(pol, pol.checks[0], TARGET, window_s=60)}
     head = 'sum by (model_version) (increase(model_prediction_value{model_name="rec",model_version=~"v1|v2"}[60s]))'
     assert got.query == f"{head} or {q.one_answer(got.parts)}"
     # no part is a native histogram: label_replace marks only the request counts (floats), never a histogram
