@@ -1332,6 +1332,10 @@ class Runner:
         off = rl.advanced_outside(state, theirs, self.policy) if state.phase != rl.PROMOTING else ""
         if off:  # ours by its marks, and no state our rollout can be in: edited by hand (decision 148)
             return self._record_removed(state, status, "edited", detail=off)
+        if theirs.terminal and unowned.to_end(theirs, status):
+            # an end typed over our split (every end canary writes carries stable 100% in the same write): adopted,
+            # it was exit 1 "rolled back" with the split left and nothing driving it (decision 517)
+            return self._end_typed(state, status, theirs)
         self._written = status.state or ""
         self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights),
                       step=theirs.step + 1)
@@ -1413,6 +1417,25 @@ class Runner:
         self._written = status.state or ""  # the end is guarded on the record as read
         return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), f"{why}; stable 100%", aborted=True),
                                           self.policy))
+
+    def _end_typed(self, state: rl.RolloutState, status: RouteStatus, theirs: rl.RolloutState) -> rl.RolloutState:
+        """This rollout's record typed into an end (`rolled_back`, `aborted`) while the route still splits two
+        versions (`unowned.to_end`): no `canary rollback` wrote it (its end carries stable 100% in the same write),
+        so nothing drives that split once this process adopts it. Ended as the controller's tick and the next
+        promote end it (decision 157): stable 100%, recorded `aborted` over the typed record, guarded on it, one
+        `rollout.split_unowned` (`by: promote`) once it landed; exit 3. A RoutingConflict (the record changed
+        again meanwhile) is the loop's to adopt. Adopted, it was exit 1 "rolled back" with the split left
+        (decision 517)."""
+        reason = (f"the record was typed into {unowned.claim(theirs)} outside the rollout while this promote ran "
+                  f"step {state.step + 1}, but the route still splits {status.weights} between "
+                  f"{status.stable_subset_version or '(no version)'} and "
+                  f"{status.canary_subset_version or '(no version)'}: no process drives that split (every end canary "
+                  "writes carries stable 100% in the same write)")
+        new, actions = unowned.ending(theirs, status, model=self.target.model, now=self.clock.now(),
+                                      reason=f"{reason}; stable 100%")
+        actions.append(unowned.said(theirs, status, reason=reason, by="promote", done="stable 100%, recorded aborted"))
+        self._written = status.state or ""  # the end is guarded on the typed record as read
+        return self._apply(new, actions)
 
     def _restamp_resume(self, state: rl.RolloutState, theirs: rl.RolloutState) -> rl.RolloutState:
         """`theirs`, adopted; when it was resumed by `canary resume` since `state` (a new window of the

@@ -479,3 +479,46 @@ def test_a_typed_promotion_with_the_stable_subset_pointed_at_the_canary_goes_bac
     assert weights == [100, 0] and rec["phase"] == rl.ABORTED and st["phase"] == rl.ABORTED, (weights, st)
     assert _subsets(api) == ("v1", "v2"), _subsets(api)
     assert not [e for e in logs if e["event"] in ("rollout.promoting", "rollout.promoted")]
+
+
+@pytest.mark.parametrize("phase", [rl.ROLLED_BACK, rl.ABORTED])
+def test_an_end_typed_into_the_record_under_a_live_promote_is_ended_at_stable_100(api: Any, phase: str) -> None:
+    """This very rollout's record typed into an end (`kubectl annotate --overwrite`, `"phase": "rolled_back"`)
+    while promote runs step 1 at 80/20, the weights left as they were. Every end canary writes carries stable
+    100% in the same write, so this one is a hand edit over a split nobody then drives. It was adopted as
+    `canary rollback`'s decision (`rollout.changed_outside`): exit 1 "rolled back" with 80/20 left and no line
+    saying the canary still had 20%; the controller's tick and the next promote end such a split (decision
+    157), the live promote did not (decision 517)."""
+    clock = _Clock(api)
+    promote = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lambda: api.edit(GROUP, "virtualservices", "ml", "m0",
+                                                                _edited(phase=phase, reason="operator: done"))))
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert routes(api) == [[("stable", 100), ("canary", 0)]], routes(api)
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, (res.exit_code, res.state.reason)
+    assert record(api)["phase"] == rl.ABORTED and record(api)["reason"] == res.state.reason
+    said = [e for e in logs if e["event"] == "rollout.split_unowned"]
+    assert len(said) == 1 and said[0]["by"] == "promote" and said[0]["from_weights"] == "80/20", said
+    assert said[0]["recorded"].startswith(f"{phase} (v1 serving)"), said
+    assert not [e for e in logs if e["event"] == "rollout.changed_outside"]
+    assert not _errors(logs), _errors(logs)
+
+
+def test_an_end_written_with_stable_100_under_a_live_promote_is_adopted(api: Any) -> None:
+    """The control: the end as `canary rollback` writes it (the record and stable 100% in one write) is
+    on-call's decision, adopted as before: exit 1, rolled back, no `rollout.split_unowned`."""
+    clock = _Clock(api)
+    promote = runner(api, "v2", clock)
+
+    def rolled_back(obj: dict[str, Any]) -> None:
+        _edited(phase=rl.ROLLED_BACK, reason="operator: done", weights={"stable": 100, "canary": 0})(obj)
+        for d, w in zip(obj["spec"]["http"][0]["route"], (100, 0)):
+            d["weight"] = w
+    clock.hooks.append((_at_first_step("v2"), lambda: api.edit(GROUP, "virtualservices", "ml", "m0", rolled_back)))
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK, (res.exit_code, res.state.reason)
+    assert routes(api) == [[("stable", 100), ("canary", 0)]] and record(api)["phase"] == rl.ROLLED_BACK
+    assert [e for e in logs if e["event"] == "rollout.changed_outside"]
+    assert not [e for e in logs if e["event"] == "rollout.split_unowned"]
