@@ -518,3 +518,39 @@ def test_a_resume_among_two_routes_drives_the_recorded_one(api: Any, asked: str)
     assert routes(api) == [[("stable", 100), ("canary", 0)], [("stable", 100), ("canary", 0)]]
     assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][1] == secondary
     assert record(api)["route"] == "primary"
+
+
+def _dr_rehosted(dr: dict[str, Any]) -> None:
+    dr["spec"]["host"] = "m1"  # the DestinationRule of m0's subsets edited to be another service's
+
+
+def test_a_destination_rule_edited_to_another_host_still_gets_stable_100(api: Any, tmp_path: Any) -> None:
+    """DestinationRule m0's `spec.host` edited to `m1` while the rollout runs at 80/20. The rollout cannot go
+    on (the rule no longer shapes the route's traffic), and stable 100% must not need it: the stable-100% write
+    took the rule's host for the rollout's service and found "no destinations with subset 'stable' of host
+    m1", so promote's fail-safe left 80/20 and exited 6 (`traffic.unsafe`), and `canary rollback` did the same.
+    A rule whose host no destination of the VirtualService names is no rule of its routes: the service is then
+    unknown, as for a rule that cannot be read (decision 519)."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lambda: api.edit(GROUP, "destinationrules", "ml", "m0", _dr_rehosted)))
+    with structlog.testing.capture_logs() as logs:
+        res = v.run()
+    assert routes(api) == [[("stable", 100), ("canary", 0)]], routes(api)
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res
+    assert "spec.host 'm1'" in res.state.reason, res.state.reason  # the cause named
+    assert not [e for e in logs if e["log_level"] == "critical"], [e for e in logs if e["log_level"] == "critical"]
+
+    # `canary rollback` of a rollout left at 80/20 under such a rule (a promote killed there)
+    api.edit(GROUP, "destinationrules", "ml", "m0", lambda dr: dr["spec"].update(host="m0"))
+    w = runner(api, "v3", HookClock(api))
+    assert w._preflight(w._start()).weights.canary == 20
+    api.edit(GROUP, "destinationrules", "ml", "m0", _dr_rehosted)
+    kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    out = CliRunner().invoke(app, ["rollback", "m0", "-n", "ml", "--kubeconfig", str(kc), "--reason", "pager"])
+    assert out.exit_code == 0, out.output
+    assert routes(api) == [[("stable", 100), ("canary", 0)]] and record(api)["phase"] == rl.ROLLED_BACK
