@@ -681,6 +681,7 @@ class Controller:
         # may already select the canary); before, what the CR says or what the stable subset selects
         stable = state.stable_version if ours and state is not None else (spec.target.stable_version
                                                                           or status.stable_subset_version)
+        asked_stable = spec.target.stable_version  # spec.stableVersion as written ("": what the subset selects)
         target = replace(spec.target, stable_version=stable)
         spec = replace(spec, target=target)
         log = self._rollout_log(spec, state if ours else None)  # now with the stable version
@@ -710,6 +711,8 @@ class Controller:
             self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log)
             return self._advance(obj, again=True)  # its status now shows that rollout ended: the spec's starts
         series, how = _judged_edit(obj, spec, state if ours else None) if drove is not None else ("", "")
+        if drove is not None and ours and state is not None and not state.terminal:
+            how = ", ".join(x for x in (how, _stable_edit(state, asked_stable)) if x)
         judged = ", ".join(x for x in (series, how) if x)
         if drove is not None and judged:
             # the series judged (spec.model, policy.metrics) or how they are judged (steps, analysis, checks)
@@ -2550,6 +2553,16 @@ def _judged_edit(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutSt
     series, how = judged_marks.edited(marks, judged_marks.marks(spec.policy, spec.target))
     was = state.model if state is not None else str(t.get("model") or "")
     return judged_marks.describe(series, how, was_model=was, model=spec.target.model)
+
+
+def _stable_edit(state: rl.RolloutState, asked: str) -> str:
+    """What an edit of spec.stableVersion (`asked`, as written) changed of the rollout in progress `state`,
+    in the spec's field name; "" when it names the version the rollout compares against, or none (the
+    stable subset's). The canary's evidence is against `state.stable_version` alone: another stable version
+    is another comparison (decision 518), one the claim would check (`check_claim`) before any traffic."""
+    if not asked or asked == state.stable_version:
+        return ""
+    return f"spec.stableVersion changed from {state.stable_version} to {asked}"
 
 
 def _judged_edit_status(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> tuple[str, str]:

@@ -302,3 +302,34 @@ def _ends_superseded(op: Any, api: Any, reason: str) -> None:
     weights, record = vs(api, 0)
     assert weights == [100, 0] and record["phase"] == rl.ABORTED
     assert record["reason"].startswith(reason), record["reason"]
+
+
+@pytest.mark.parametrize("stable", ["v3", "v2"], ids=["another version", "the canary version"])
+def test_a_stable_version_edited_mid_rollout_supersedes_the_rollout(world: Any, stable: str) -> None:
+    """spec.stableVersion v1 -> v3 (or -> v2, the canary version itself) while v2 has 20%: the edit was
+    ignored, Ready True, and v2 was promoted over v1 under a spec naming another stable version, where
+    the same spec is refused before any claim. Now an edit of what the canary is compared against,
+    as of how it is judged: stable 100%, and the spec's rollout starts again, refused while the stable
+    subset selects another version (Ready False, naming it); the edit reverted, it runs from the first
+    step. A stableVersion spelled out as what the rollout already compares against is no edit."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    before = vs(api, 0)[1]["started_at"]
+    _patch_spec(custom, {"stableVersion": "v1"})  # what the stable subset selects: the same rollout
+    op.tick()
+    assert vs(api, 0)[1]["started_at"] == before and vs(api, 0)[1]["phase"] == rl.PROGRESSING
+    _patch_spec(custom, {"stableVersion": stable})
+    _ends_superseded(op, api, f"superseded: spec.stableVersion changed from v1 to {stable} mid-rollout; it starts again")
+    ready = next(c for c in _status(custom)["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] in ("TargetError", "ConfigError"), ready
+    assert (f"not the stable version {stable}" if stable == "v3" else "already the stable version") in ready["message"]
+    assert vs(api, 0)[0] == [100, 0]
+    assert _status(custom).get("restartPending") is True
+    _patch_spec(custom, {"stableVersion": "v1"})
+    op.tick()  # claimed again: the status no longer shows the superseded end
+    assert vs(api, 0)[1]["phase"] in (rl.PENDING, rl.PROGRESSING) and vs(api, 0)[1]["started_at"] > before
+    objs = run_until_done(op, custom, ["r0"])
+    weights, record = vs(api, 0)
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED and record["started_at"] > before
+    assert [h.get("weights") for h in record["history"]].count("80/20") >= 1
