@@ -850,7 +850,7 @@ class Controller:
             self._status(obj, spec, state)
             return None
         recorded = status.state  # every write below is guarded on what is recorded now
-        seen = Observation(status=status, command=self._operator_action(spec, state, now),
+        seen = Observation(status=status, command=self._operator_action(spec, state, now, obj),
                            on_foreign_edit=spec.on_foreign_edit,
                            virtual_service=f"{spec.target.namespace}/{spec.target.virtual_service}")
         state, recorded = self._decide(spec, state, seen, expect=recorded, log=log)
@@ -1249,13 +1249,17 @@ class Controller:
         return probe_reason(gate, failures)
 
     @staticmethod
-    def _operator_action(spec: crd.RolloutSpec, state: rl.RolloutState, now: float) -> rl.Event | None:
-        """spec.action is the desired state: the event that moves the rollout there, if any."""
+    def _operator_action(spec: crd.RolloutSpec, state: rl.RolloutState, now: float,
+                         obj: dict[str, Any]) -> rl.Event | None:
+        """spec.action is the desired state: the event that moves the rollout there, if any. `rollback`
+        and `pause` hold for as long as they are asked; `resume` ends the pause in force when this
+        generation of the spec was first seen (`_resume_seen`), never a later one: an on-call `canary
+        pause` or a deadline's hold under a spec that still says `resume` stays (decision 520)."""
         if spec.action == "rollback":
             return rl.Rollback(now, f"operator: {spec.action_reason or 'rollback requested'}")
         if spec.action == "pause" and state.phase == rl.PROGRESSING:
             return rl.Pause(now, spec.action_reason or "paused by operator")
-        if spec.action == "resume" and state.phase == rl.PAUSED:
+        if spec.action == "resume" and state.phase == rl.PAUSED and not _resume_seen(obj, spec):
             return rl.Resume(now)
         return None
 
@@ -2233,6 +2237,8 @@ class Controller:
         for waited in ("waitedOn", "waitedOnPhase", "restartPending"):  # it runs (or ended with) a rollout now:
             if waited in old:  # what it once waited on, or a restart asked for, is history
                 new[waited] = None
+        if spec.action == "resume":  # this generation's resume is used up (`_resume_seen`)
+            new[RESUME_SEEN] = spec.generation
         new.update(extra or {})
         # `writer` names the release of a write made for something else, never the only reason for one: with a
         # CRD older than the field the API server prunes it, and a paused rollout's status was written again at
@@ -2563,6 +2569,18 @@ def _stable_edit(state: rl.RolloutState, asked: str) -> str:
     if not asked or asked == state.stable_version:
         return ""
     return f"spec.stableVersion changed from {state.stable_version} to {asked}"
+
+
+# status.resumeObservedGeneration: the generation of the spec whose `action: resume` has been acted on (or seen
+# with nothing paused); the same request resumes no pause made after it (`Controller._operator_action`)
+RESUME_SEEN = "resumeObservedGeneration"
+
+
+def _resume_seen(obj: dict[str, Any], spec: crd.RolloutSpec) -> bool:
+    """Whether this CR's `spec.action: resume`, at its generation now, was seen by a status write already:
+    a pause in force now was made after the request (decision 520)."""
+    seen = (obj.get("status") or {}).get(RESUME_SEEN)
+    return isinstance(seen, int) and not isinstance(seen, bool) and seen >= spec.generation > 0
 
 
 def _judged_edit_status(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> tuple[str, str]:
