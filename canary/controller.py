@@ -2222,7 +2222,10 @@ class Controller:
         new = {
             "phase": state.phase, "step": state.step + 1,
             "weights": {"stable": state.weights.stable, "canary": state.weights.canary},
-            "reason": state.reason, "startedAt": crd.iso(state.started_at), "updatedAt": crd.iso(state.updated_at),
+            # the CRD bounds status.reason (maxLength 4096): a longer one (an on-call `canary rollback --reason`
+            # with an alert pasted in, a verdict of many checks) made the API server refuse the whole status
+            # write at every tick; the record and the Event keep it whole
+            "reason": state.reason[:4096], "startedAt": crd.iso(state.started_at), "updatedAt": crd.iso(state.updated_at),
             "lastVerdict": state.last_verdict,
             "summary": crd.summary(old.get("summary"), state, verdict=verdict.outcome.label if verdict else None,
                                    history=configmap_name(spec.target.virtual_service, state.model)),
