@@ -1615,6 +1615,11 @@ class Controller:
         # (`_restart_pending`); not when someone else had ended it first
         # (or an earlier tick's supersede whose status write failed: the record says so)
         again = restart and (outcome == "stable" or state.reason.startswith("superseded:"))
+        # or it ended as an edit superseded it to start again, and no status said so yet (that write failed; the
+        # process that wrote it is gone): the restart is still the spec's. A failed tick of the restart's claim
+        # (refused: the stable subset selects another version) read that end as the rollout's, status aborted
+        # with no restart pending, and the spec fixed later never ran again
+        again = again or (outcome == "ended" and _restart_pending(obj, state))
         self._status(obj, old_spec, state, extra={"restartPending": True} if again else None)
         return outcome
 

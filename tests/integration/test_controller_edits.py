@@ -333,3 +333,32 @@ def test_a_stable_version_edited_mid_rollout_supersedes_the_rollout(world: Any, 
     weights, record = vs(api, 0)
     assert objs["r0"]["status"]["phase"] == rl.PROMOTED and record["started_at"] > before
     assert [h.get("weights") for h in record["history"]].count("80/20") >= 1
+
+
+def test_a_restart_refused_in_a_process_that_never_saw_its_supersede_still_waits_for_the_spec(
+        world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """spec.stableVersion edited to v3 mid-rollout: superseded to start again (stable 100%), but that
+    status write failed and the controller restarted. The new process's claim of the restart is refused
+    (the stable subset selects v1, not v3), and its failed tick read the route's superseded end as the
+    rollout's end: status `aborted` with no `restartPending`, Ready True, and the spec fixed back to v1
+    never ran again (edit canaryVersion or re-create the CR). The pending restart is kept: Ready False
+    naming the refusal, and once the spec is fixed the rollout starts again from its first step."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    before = vs(api, 0)[1]["started_at"]
+    _patch_spec(custom, {"stableVersion": "v3"})
+    _lose_status_writes(op, monkeypatch, 1)
+    op.tick()
+    assert vs(api, 0)[0] == [100, 0] and _status(custom)["phase"] == rl.PROGRESSING  # its status write lost
+    restarted = _fresh(op)
+    for _ in range(2):
+        restarted.tick()
+    st = _status(custom)
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert st.get("restartPending") is True and ready["status"] == "False", (st.get("phase"), ready)
+    assert "not the stable version v3" in ready["message"] and vs(api, 0)[0] == [100, 0]
+    _patch_spec(custom, {"stableVersion": None})
+    restarted.tick()
+    weights, record = vs(api, 0)
+    assert record["started_at"] > before and record["phase"] in (rl.PENDING, rl.PROGRESSING), record["phase"]
