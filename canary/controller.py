@@ -2251,7 +2251,9 @@ class Controller:
         # `writer` names the release of a write made for something else, never the only reason for one: with a
         # CRD older than the field the API server prunes it, and a paused rollout's status was written again at
         # every tick (decision 182)
-        if all(old.get(k) == v for k, v in new.items() if k not in ("conditions", "writer")):
+        # `resumeObservedGeneration` likewise: it changes only with observedGeneration (a new generation is
+        # written anyway), and a CRD older than it prunes it
+        if all(old.get(k) == v for k, v in new.items() if k not in ("conditions", "writer", RESUME_SEEN)):
             return
         self._patch_status(obj, new)
         for gone in ("verdictHistory", "waitedOn", "waitedOnPhase", "restartPending"):
