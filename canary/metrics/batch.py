@@ -255,9 +255,8 @@ class BatchMetrics:
         weighs against the canary, never for it; not a canary arm with no series left (every pod gone): that is
         the unrouted breach, which a NotCountable arm never is (decision 370). The same query marks `PUSHED` either
         arm whose series of one of those metrics are both pushed to a Pushgateway and read otherwise
-        (`queries.pushed_at_of`, as per rollout: decision 483), each pushed group key ("<job>@<instance>") with its
-        newest push time, which a look compares with its step-start snapshot's (`Snapshot.since`: decision 515).
-        Returns the queries it sent."""
+        (`queries.pushed_by_of`, as per rollout: decision 483; every pushed group, whatever its push time:
+        decision 515 keeps its window rule per rollout). Returns the queries it sent."""
         shapes: dict[tuple[Any, ...], tuple[dict[str, set[str]], list[tuple[Family, set[Ident]]], set[str]]] = {}
         pushed: dict[tuple[Any, ...], list[tuple[Family, set[Ident]]]] = {}  # a shape's families, both arms
         for fam, group, filters, _ in planned:
@@ -274,7 +273,7 @@ class BatchMetrics:
             labels = [label for label, _ in key[0]]
             sel = fams[0][0].selector(filters)
             query = (f"{q.unscraped_query(sorted(names), sel, by=labels)} or "
-                     f'label_replace({q.pushed_at_of([q.arm_series(sorted(names), sel)], by=labels)}, "{_PART}", '
+                     f'label_replace({q.pushed_by_of([q.arm_series(sorted(names), sel)], by=labels)}, "{_PART}", '
                      f'"{PUSHED}", "job", "(.*)")')
             sent += 1
             try:
@@ -289,14 +288,12 @@ class BatchMetrics:
                     where = m.get(q.HOST_LABEL) or m.get("instance")  # a federated pod's: its exported instance
                     if where and float(s["value"][1]) >= 1:
                         ident = tuple(m.get(label, "") for label in labels)
-                        if m.get(_PART) == PUSHED:  # pushed and read otherwise: either arm (`where`: the pushed job;
-                            # by group key, each with its newest push time, which a look compares with its step
-                            # start's: `Snapshot.since`)
-                            group = f"{where}@{m['instance']}" if m.get("instance") else where
+                        if m.get(_PART) == PUSHED:  # pushed and read otherwise: either arm (`where`: the pushed job)
                             for fam, idents in pushed[key]:
                                 if ident in idents:
-                                    marks = index.setdefault(fam.key, {}).setdefault(ident, {}).setdefault(PUSHED, {})
-                                    marks[group] = max(marks.get(group, 0.0), float(s["value"][1]))
+                                    index.setdefault(fam.key, {}).setdefault(ident, {}).setdefault(PUSHED, {})[where] = 1.0
+                                    log.warning("metrics.arm_pushed", rollout_arm="/".join(ident), instances=[where],
+                                                metric=fam.metric)
                             continue
                         down.setdefault(ident, set()).add(where)
             except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
@@ -315,7 +312,7 @@ class BatchMetrics:
         return sent
 
 
-_PART = "canary_part"  # in `BatchMetrics._down`'s answer: a row of its `queries.pushed_of` part, not a target down
+_PART = "canary_part"  # in `BatchMetrics._down`'s answer: a row of its `queries.pushed_by_of` part, not a target down
 REASKS = 2  # rounds of asking again a metric's families whose answers disagree (`BatchMetrics._consistent`)
 
 

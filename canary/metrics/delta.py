@@ -66,9 +66,7 @@ def _missing_family(what: str, snap: Snapshot, check: str) -> NoData | UnusableS
     return NoData(f"check {check!r}: {text} (was it among the snapshot's wants?)")
 
 
-def _check_pair(now: Snapshot, base: Snapshot, target: Target) -> Snapshot:
-    """`now` as the end of the window from `base` (`Snapshot.since`: a push group unchanged since `base` is no
-    refusal, decision 515); UnusableStepStart where the pair does not fit `target`, or `base` is the newer."""
+def _check_pair(now: Snapshot, base: Snapshot, target: Target) -> None:
     for snap in (base, now):
         why = snap.bound.mismatch(target) if snap.bound is not None else None
         if why:
@@ -76,7 +74,6 @@ def _check_pair(now: Snapshot, base: Snapshot, target: Target) -> Snapshot:
     if now.taken_at < base.taken_at:
         raise UnusableStepStart(f"step-start snapshot taken at {base.taken_at:.3f}, after the snapshot it is compared with "
                                f"({now.taken_at:.3f})")
-    return now.since(base)
 
 
 def _counter_delta(now: Groups, base: Groups, restarted: frozenset[str] = frozenset()) -> tuple[dict[str, float], int]:
@@ -208,7 +205,7 @@ def requests_restarted(policy: Policy, target: Target, now: Snapshot, base: Snap
     check counted it from its restart. Such a look's data are no superset of an earlier look's from the
     same base, whatever its totals say (one pod of several restarting), and the rollout judges them as a
     new window (`rollout._counters_restarted`, decision 163). False where there is nothing to count."""
-    now = _check_pair(now, base, target)
+    _check_pair(now, base, target)
     for arm in q.ARMS:
         got = _requests_delta(now, base, policy, policy.metrics.source, target, arm)
         if got is not None and got[1] > 0:
@@ -226,7 +223,7 @@ def arm_delta(policy: Policy, check: Check, target: Target, arm: str, now: Snaps
     """One arm's data between `base` and `now`. NoData without observations; NotBatchable/ConfigError
     when snapshots cannot measure the check; UnusableStepStart when a snapshot is bound to another rollout."""
     spec = check_spec(policy, check)
-    now = _check_pair(now, base, target)
+    _check_pair(now, base, target)
     if spec.kind == "histogram":
         forms = _forms(policy, spec, target, now, base, check.name)
         if arm == "stable" and forms["stable"] != forms["canary"]:
@@ -301,7 +298,7 @@ def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, b
     the stable arm is left out (`native.mixed_forms`)."""
     spec = check_spec(policy, check)
     if spec.kind == "histogram":
-        now = _check_pair(now, base, target)
+        _check_pair(now, base, target)
         forms = _forms(policy, spec, target, now, base, check.name)
         mixed = forms["stable"] != forms["canary"]
 
@@ -447,7 +444,7 @@ def requests_delta(policy: Policy, target: Target, now: Snapshot, base: Snapshot
     """(stable, canary) requests over base..now (series by series, a reset counts from the restart);
     NoData when none; UnusableStepStart when a snapshot is bound to another rollout. A stable arm that cannot be
     counted (read by two jobs) is NaN: only the canary's count is used (decision 399)."""
-    now = _check_pair(now, base, target)
+    _check_pair(now, base, target)
     source, out = policy.metrics.source, []
     for arm in q.ARMS:
         try:

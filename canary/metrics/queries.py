@@ -420,19 +420,16 @@ def pushed_of(selectors: Sequence[str], *, window_s: float | None, any_push: Seq
     return _as_host(f"count by (job, exported_job) ({' or '.join(terms)})")
 
 
-def pushed_at_of(selectors: Sequence[str], *, by: Iterable[str]) -> str:
-    """`pushed_of` for many arms at once (the controller's snapshot; `by`: the rollout labels the answer keeps), every
-    pushed group: a row per arm and group key (`job`, `instance`, `exported_job`) whose value is the newest
-    `push_time_seconds` of that key. A snapshot's window starts at another snapshot, so which groups changed within it
-    is told by comparing these (`snapshot.PUSHED`, `Snapshot.since`: decision 515); a maximum, not a sum, so that
-    the same samples always give the same value, in whatever order Prometheus adds them."""
-    labels = ", ".join(by)
+def pushed_by_of(selectors: Sequence[str], *, by: Iterable[str]) -> str:
+    """`pushed_of` for many arms at once (the controller's snapshot; `by`: the rollout labels the answer keeps), with
+    every pushed group, whatever its push time: a snapshot's window starts at another snapshot, read by other queries
+    at another moment, so the window rule of decision 515 (a group unchanged within the window adds nothing) is the
+    per-rollout path's only. In the snapshots a pushed group beside series read otherwise makes the arm uncountable,
+    as decision 483 made it (decision 515's review: a push time read by a query other than the counters' could
+    hide a push, and a group the look no longer saw was not compared)."""
     keep = ", ".join((*by, "__name__"))
-    mixed = f"count by ({labels}, job, exported_job) ({' or '.join(_mixed_terms(selectors, keep, PUSH_GROUP))})"
-    held = " or ".join(f"max by ({labels}, {_PUSH_KEY}) ({_any_instance(inner)} and {_PUSH_ON} {PUSH_GROUP})"
-                       for inner in selectors)
-    times = f"({held}) * 0 + {_PUSH_ON} group_left () max by ({_PUSH_KEY}) ({PUSH_GROUP})"
-    return _as_host(f"(({times}) and on ({labels}, job, exported_job) {mixed})")
+    mixed = f"count by ({', '.join((*by, 'job', 'exported_job'))}) ({' or '.join(_mixed_terms(selectors, keep, PUSH_GROUP))})"
+    return _as_host(mixed)
 
 
 def _any_instance(selector: str) -> str:

@@ -28,16 +28,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping
 
-import structlog
-
 from canary.packing import pack_text, unpack_text
 from canary.errors import ConfigError, MetricsUnavailable, NotCountable
 from canary.metrics import queries as q
 from canary.metrics.families import FEATURE_COUNTERS, Family, Ident, check_spec, policy_families, request_families
 from canary.model import ArmData, Counts, Target
 from canary.policy import Check, Policy
-
-log = structlog.get_logger(__name__)
 
 FORMAT = 2  # persisted snapshot format; 1 summed series per arm
 # the series id that marks a rollout arm's family as unreadable in this snapshot: one of its series had
@@ -66,8 +62,7 @@ TARGET_DOWN = "!target_down"
 RELABELLED = "!relabelled"
 # the same for a rollout arm whose series of one metric are both pushed to a Pushgateway and read otherwise (scraped,
 # federated): a pod that pushes and is scraped is in its sums twice (`batch`, decision 483). Its values name the
-# pushed group keys ("<job>@<instance>"), each with its newest push time (`queries.pushed_at_of`): a window
-# (`Snapshot.since`) refuses only the keys whose push time differs from its step start's (decision 515)
+# pushed jobs
 PUSHED = "!pushed"
 RESETS = "!resets"
 BEFORE = "!before"  # in a restart probe's answer: the series' value as Prometheus held it at the window's start  # in a restart probe's answer: the key of a series' `resets()` count (`Snapshot.restarted`)
@@ -179,7 +174,7 @@ class Snapshot:
     rollouts and each rollout keeps its step-start one, so a second copy costs megabytes.
     """
 
-    __slots__ = ("taken_at", "bound", "_index", "_probe", "_since", "_said")
+    __slots__ = ("taken_at", "bound", "_index", "_probe")
 
     def __init__(self, taken_at: float, series: Mapping[str, Mapping[tuple[str, ...], float]] | None = None,
                  bound: Binding | None = None) -> None:
@@ -195,8 +190,6 @@ class Snapshot:
         object.__setattr__(self, "bound", bound)
         object.__setattr__(self, "_index", _freeze(index))
         object.__setattr__(self, "_probe", None)
-        object.__setattr__(self, "_since", None)
-        object.__setattr__(self, "_said", set())  # (family, ident, keys) said `metrics.arm_pushed` of, views too
 
     @classmethod
     def from_index(cls, taken_at: float, index: dict[str, dict[Ident, dict[str, dict[str, float]]]],
@@ -232,58 +225,19 @@ class Snapshot:
     def __repr__(self) -> str:
         return f"Snapshot(taken_at={self.taken_at!r}, families={len(self._index)}, bound={self.bound!r})"
 
-    def since(self, base: "Snapshot") -> "Snapshot":
-        """This snapshot as the end of the window that starts at `base` (a rollout's step-start snapshot): the same
-        series (shared, not copied), whose `PUSHED` marks name only the pushed group keys whose push times differ
-        from `base`'s mark for that arm and family (a group pushed, or first pushed, between them; `base` without
-        the mark: every one). A push group whose push time did not change was read from scrapes after
-        one push at both ends: its series hold the same values in both, and add nothing to the window
-        (decision 515). What `delta` reads."""
-        view = Snapshot.__new__(Snapshot)
-        for name in ("taken_at", "bound", "_index", "_probe", "_said"):
-            object.__setattr__(view, name, getattr(self, name))
-        object.__setattr__(view, "_since", base)
-        return view
-
-    def _pushed(self, fam: Family, ident: Ident, marks: Mapping[str, float]) -> list[str]:
-        """The pushed group keys of `marks` (a `PUSHED` mark) that make the arm no count here: none in a step-start
-        (bound) snapshot, which only starts a window; in a window's end (`since`), those that changed since its
-        start; else every one."""
-        if self.bound is not None:
-            return []
-        if self._since is None:
-            return sorted(marks)
-        before = self._since._index.get(fam.key, {}).get(ident, {}).get(PUSHED, {})
-        fresh = sorted(job for job, at in marks.items() if before.get(job) != at)
-        if fresh and (fam.key, ident, tuple(fresh)) not in self._said:
-            if len(self._said) > 10_000:  # a long-lived snapshot's views: bounded
-                self._said.clear()
-            self._said.add((fam.key, ident, tuple(fresh)))
-            log.warning("metrics.arm_pushed", rollout_arm="/".join(ident), instances=fresh[:5], metric=fam.metric,
-                        since=self._since.taken_at)
-        return fresh
-
     def groups(self, fam: Family, ident: Ident) -> Groups | None:
         """{series id: {extra: cumulative}} of one rollout arm (read only); None if the family was never asked.
         An arm one of whose series had a NaN or infinite sample (`UNREADABLE`) cannot be counted:
-        MetricsUnavailable, or UnusableStepStart for a step-start (bound) snapshot. An arm whose series are both
-        pushed and read otherwise (`PUSHED`): NotCountable where a push group changed (`_pushed`)."""
+        MetricsUnavailable, or UnusableStepStart for a step-start (bound) snapshot."""
         got = self._index.get(fam.key)
         if got is None:
             return None
         groups = got.get(ident, {})
-        if PUSHED in groups:
-            pushed = self._pushed(fam, ident, groups[PUSHED])
-            groups = {sid: vals for sid, vals in groups.items() if sid != PUSHED}
-            if pushed:
-                groups[PUSHED] = dict.fromkeys(pushed, 1.0)
         if {RELABELLED, UNREADABLE, PARTIAL, MIXED, SCRAPED_TWICE, PUSHED} & groups.keys():
-            window = f", pushed since the step start at {self._since.taken_at:.3f}" if self._since else ""
             what = (f"{fam.metric} series of {'/'.join(ident)} both pushed to a Pushgateway (pushed job "
-                    f"{', '.join(sorted(groups[PUSHED])[:3])}{window}) and scraped (or "
-                    f"federated): a pod that pushes and is scraped is summed twice, and which pods do cannot be told; "
-                    f"set metrics.labels: {{job: ...}} to the one job to read, or stop the push (a push group that "
-                    f"did not change within the window is not counted in it)"
+                    f"{', '.join(sorted(groups[PUSHED])[:3])}) and scraped (or federated): a pod that pushes and is "
+                    f"scraped is summed twice, and which pods do cannot be told; set metrics.labels: {{job: ...}} to "
+                    f"the one job to read, or stop the push"
                     if PUSHED in groups else
                     f"{fam.metric} series of {'/'.join(ident)} whose exporter said another model or version (an "
                     f"`exported_` label; instance {', '.join(sorted(groups[RELABELLED])[:3])}): a scrape target label "
