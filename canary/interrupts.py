@@ -12,6 +12,7 @@ safe points, raises it there.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Any, Callable, TypeVar
@@ -70,6 +71,15 @@ def _relay() -> Any:
             threading.Thread(target=relay_to_event, name="signal-relay", daemon=True).start()
             _RELAY = relay
         return _RELAY
+
+
+def _forget_relay() -> None:  # a forked child has no relay thread: its first `setting` starts one of its own
+    global _RELAY, _RELAY_LOCK
+    _RELAY, _RELAY_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_relay)
 
 
 def setting(event: threading.Event) -> Callable[[int, Any], None]:

@@ -454,6 +454,8 @@ _LIVE: dict[Any, bool] = {}
 _LIVE_LOCK = threading.Lock()
 # set by `_end_live_plugins` as the process exits: no plugin is started after its kill (decision 507)
 _ENDING = False
+# the most seconds a signal's exception, or the exit, waits for a plugin's start (its `Popen`) to end (decision 514)
+GATE_WAIT_S = 2.0
 
 
 def _end_plugin(process: Any, interactive: bool) -> None:
@@ -592,10 +594,16 @@ def _end_live_plugins() -> None:
     daemon thread whose request the signal abandoned) are killed with their groups. Started in sessions of their
     own, they outlived the process (a hung `aws eks get-token` and its helper left running after exit 6)."""
     global _ENDING
-    with _LIVE_LOCK:
+    # bounded: a start holds the lock over its `Popen`, and one whose exec hangs (a plugin on a hung network mount)
+    # would hold the exit for ever; past the bound the runs noted so far are killed all the same
+    held = _LIVE_LOCK.acquire(timeout=GATE_WAIT_S)
+    try:
         _ENDING = True
-        live = list(_LIVE.items())
+        live = list(_LIVE.copy().items())
         _LIVE.clear()
+    finally:
+        if held:
+            _LIVE_LOCK.release()
     for process, interactive in live:
         _end_plugin(process, interactive)
 
@@ -711,6 +719,7 @@ def run_plugin(provider: Any, previous_response: Any = None) -> Any:
             raise box["error"]
         process = box["process"]
         stdout, stderr = process.communicate(timeout=limit)
+        _forget(process)  # inside the `try`: an exception landing in it kills (a no-op, reaped) and forgets the run
     except subprocess.TimeoutExpired:
         _end_plugin(process, interactive)
         _forget(process)
@@ -722,15 +731,18 @@ def run_plugin(provider: Any, previous_response: Any = None) -> Any:
                                   f"a login?); set ${PLUGIN_TIMEOUT_ENV} for one that needs longer")
         raise ConfigException(why) from None
     except BaseException:  # a signal's grace cut it (raised in the handler), or the process is ending
-        with gate:  # the start, never cut, is over (its run noted here) or will start nothing
-            box["cancelled"] = True
+        # the start, never cut, is over (its run noted here) or will start nothing; bounded: a start whose exec hangs
+        # (a plugin on a hung network mount) is left noted in `_LIVE`, for the at-exit kill, and the exception goes on
+        held = gate.acquire(timeout=GATE_WAIT_S)
+        box["cancelled"] = True
+        if held:
+            gate.release()
         if "process" in box:
             # forgotten only once killed: a second signal's exception landing inside the kill leaves it to the
             # at-exit one (before, it was forgotten whatever happened: a group stopped, not killed, outlived us)
             _end_plugin(box["process"], interactive)
             _forget(box["process"])
         raise
-    _forget(process)
     _HUNG.pop(key, None)
     if process.returncode != 0:
         msg = "exec: process returned %d" % process.returncode

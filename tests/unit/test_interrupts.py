@@ -226,3 +226,27 @@ def test_stop_handlers_share_one_relay_thread() -> None:
     handlers[3](signal_mod.SIGTERM, None)
     assert events[3].wait(30) and not any(e.is_set() for i, e in enumerate(events) if i != 3)
     assert len(relays) == 1, relays
+
+
+def test_a_forked_child_gets_a_relay_thread_of_its_own() -> None:
+    """The relay thread is the process's one (`_RELAY`), but a forked child has no threads but the one that forked:
+    its handlers put the signal on a queue nobody read, waited 0.5 s, and the stop was lost. The child's first
+    `setting` now starts a relay of its own. The child's wait's bound is reached only by the fault."""
+    import os
+    import signal as signal_mod
+    import threading
+
+    from canary.interrupts import setting
+
+    setting(threading.Event())  # the parent's relay, started
+    pid = os.fork()
+    if pid == 0:  # the child: exits 0 when its handler's event is set
+        code = 1
+        try:
+            stop = threading.Event()
+            setting(stop)(signal_mod.SIGTERM, None)
+            code = 0 if stop.wait(30) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
