@@ -193,7 +193,6 @@ class IstioRouter:
             patch.subset_versions(dr)
         except CanaryError:
             dr = None
-        dr = _rule_of_routes(vs, dr, target)
         recorded = _record(vs)
         route = target.route or (recorded.route if recorded is not None else "")
         return vs, dr, route, recorded.weights if recorded is not None else None
@@ -210,7 +209,6 @@ class IstioRouter:
             patch.subset_versions(dr)
         except CanaryError:  # missing, unreadable, or without the subsets: not needed for stable 100%
             dr = None
-        dr = _rule_of_routes(vs, dr, target)
         route = target.route or ""
         try:
             patch.locate_route(vs, route)
@@ -630,29 +628,6 @@ def _service(dr: Obj | None, target: Target) -> str:
     meta = dr.get("metadata") if isinstance(dr, dict) else None
     ns = meta.get("namespace") if isinstance(meta, dict) else None
     return patch.fqdn(host, ns if isinstance(ns, str) and ns else target.namespace)
-
-
-def _rule_of_routes(vs: Obj, dr: Obj | None, target: Target) -> Obj | None:
-    """`dr`, or None when its `spec.host` is a service no HTTP destination of `vs` names while others are named
-    (`patch.fqdn`, each in its own object's namespace): edited to another service since the claim, it shapes
-    none of these routes, and its host taken for the rollout's service made stable 100% unwritable ("no
-    destinations with subset 'stable' of host ..."): the canary kept its share, exit 6. Treated as a rule that
-    cannot be read: the service is then unknown (decision 519)."""
-    host = _service(dr, target)
-    if not host:
-        return dr
-    spec = vs.get("spec") if isinstance(vs, dict) else None
-    http = spec.get("http") if isinstance(spec, dict) else None
-    named: set[str] = set()
-    for route in http if isinstance(http, list) else []:
-        dests = route.get("route") if isinstance(route, dict) else None
-        for d in dests if isinstance(dests, list) else []:
-            dest = d.get("destination") if isinstance(d, dict) else None
-            name = dest.get("host") if isinstance(dest, dict) else None
-            if isinstance(name, str) and name.strip():
-                named.add(patch.fqdn(name, patch._namespace_of(vs) or target.namespace))
-    # no destination at all (a route emptied by hand): the rule's host is the stable destination to add
-    return dr if not named or host in named else None
 
 
 def _ends_rolled_back(state: str | None) -> bool:
