@@ -228,6 +228,7 @@ class Controller:
         self._busy_input: dict[str, tuple[tuple[str, int, Any], str | None, float]] = {}
         # per CanaryRollout: its `rollout.invalid`/`rollout.tick_failed` message said once, then every minute (`_told`)
         self._said = Throttle(clock=lambda: self.clock.now(), carry=False)
+        self._resume_used_said: set[tuple[Any, int]] = set()  # `rollout.resume_used` said: (CR key, generation)
         # the batched snapshot failing (`_snapshot_failed`): since when, how many ticks; its line once per cause
         self._snap_failing: _SnapshotOutage | None = None
         self._snap_said = Throttle(clock=lambda: self.clock.now())
@@ -850,6 +851,8 @@ class Controller:
             self._status(obj, spec, state)
             return None
         recorded = status.state  # every write below is guarded on what is recorded now
+        if spec.action == "resume" and state.phase == rl.PAUSED and _resume_seen(obj, spec):
+            self._say_resume_used(spec, state, obj, log)
         seen = Observation(status=status, command=self._operator_action(spec, state, now, obj),
                            on_foreign_edit=spec.on_foreign_edit,
                            virtual_service=f"{spec.target.namespace}/{spec.target.virtual_service}")
@@ -2245,20 +2248,39 @@ class Controller:
         for waited in ("waitedOn", "waitedOnPhase", "restartPending"):  # it runs (or ended with) a rollout now:
             if waited in old:  # what it once waited on, or a restart asked for, is history
                 new[waited] = None
-        if spec.action == "resume":  # this generation's resume is used up (`_resume_seen`)
+        if spec.action == "resume":  # this request's resume is used up (`_resume_seen`): its generation and reason
             new[RESUME_SEEN] = spec.generation
+            new[RESUME_REASON] = spec.action_reason or ""
+        elif old.get(RESUME_REASON) is not None:  # the action cleared or changed: a resume asked later is new
+            new[RESUME_REASON] = None
         new.update(extra or {})
         # `writer` names the release of a write made for something else, never the only reason for one: with a
         # CRD older than the field the API server prunes it, and a paused rollout's status was written again at
         # every tick (decision 182)
         # `resumeObservedGeneration` likewise: it changes only with observedGeneration (a new generation is
         # written anyway), and a CRD older than it prunes it
-        if all(old.get(k) == v for k, v in new.items() if k not in ("conditions", "writer", RESUME_SEEN)):
+        if all(old.get(k) == v for k, v in new.items() if k not in ("conditions", "writer", RESUME_SEEN,
+                                                                     RESUME_REASON)):
             return
         self._patch_status(obj, new)
-        for gone in ("verdictHistory", "waitedOn", "waitedOnPhase", "restartPending"):
+        for gone in ("verdictHistory", "waitedOn", "waitedOnPhase", "restartPending", RESUME_REASON):
             if new.get(gone, "") is None:
                 obj["status"].pop(gone, None)
+
+    def _say_resume_used(self, spec: crd.RolloutSpec, state: rl.RolloutState, obj: dict[str, Any], log: Any) -> None:
+        """`rollout.resume_used`, once per CanaryRollout and generation in this process: the spec says `resume`, the
+        rollout is paused, and that request was used up on an earlier pause (decision 521). The spec and the
+        record disagree on their face; the line says why nothing moves, and how to resume."""
+        said = (spec.key, spec.generation)
+        if said in self._resume_used_said:
+            return
+        if len(self._resume_used_said) > 10_000:
+            self._resume_used_said.clear()
+        self._resume_used_said.add(said)
+        log.info("rollout.resume_used", phase=state.phase, weights=str(state.weights), generation=spec.generation,
+                 resume_observed_generation=(obj.get("status") or {}).get(RESUME_SEEN),
+                 hint="this spec's `action: resume` was used up on an earlier pause; edit spec.actionReason, or "
+                      "run `canary resume`, to resume this one")
 
     def _told(self, key: str, msg: str, *, peek: bool = False) -> int | None:
         """Whether `rollout.invalid` / `rollout.tick_failed` of `key` with `msg` is to be logged now: the first
@@ -2584,13 +2606,21 @@ def _stable_edit(state: rl.RolloutState, asked: str) -> str:
 # status.resumeObservedGeneration: the generation of the spec whose `action: resume` has been acted on (or seen
 # with nothing paused); the same request resumes no pause made after it (`Controller._operator_action`)
 RESUME_SEEN = "resumeObservedGeneration"
+# status.resumeObservedReason: the `actionReason` of that request ("" for none), None once the action was seen
+# cleared or changed: an edit of another field (a new generation) is not the request asked again
+RESUME_REASON = "resumeObservedReason"
 
 
 def _resume_seen(obj: dict[str, Any], spec: crd.RolloutSpec) -> bool:
-    """Whether this CR's `spec.action: resume`, at its generation now, was seen by a status write already:
-    a pause in force now was made after the request (decision 520)."""
-    seen = (obj.get("status") or {}).get(RESUME_SEEN)
-    return isinstance(seen, int) and not isinstance(seen, bool) and seen >= spec.generation > 0
+    """Whether this CR's `spec.action: resume` was seen by a status write already: at its generation now, or at
+    an earlier one with the same `actionReason` and the action not seen cleared or changed since (an edit of
+    another field of the spec, `onPrometheusOutage`, a `stableVersion` spelled out, makes a new generation, not a
+    new request). A pause in force now was then made after the request (decisions 520, 521)."""
+    status = obj.get("status") or {}
+    seen = status.get(RESUME_SEEN)
+    if not isinstance(seen, int) or isinstance(seen, bool) or spec.generation <= 0:
+        return False
+    return seen >= spec.generation or status.get(RESUME_REASON) == (spec.action_reason or "")
 
 
 def _judged_edit_status(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> tuple[str, str]:

@@ -63,3 +63,35 @@ def test_an_oncall_pause_is_not_undone_by_a_resume_left_in_the_spec(world: Any, 
     objs = run_until_done(op, custom, ["r0"])
     assert objs["r0"]["status"]["phase"] == rl.PROMOTED
 
+
+
+def test_an_edit_of_another_field_is_not_the_resume_asked_again_and_the_used_resume_is_said(
+        world: Any, tmp_path: Path) -> None:
+    """The request is the `action` and its `actionReason`, not the spec's generation: an edit of another field
+    (`onPrometheusOutage`, what GitOps writes routinely) made a new generation, and the used-up `resume` resumed
+    on-call's pause once more at the next tick (decision 520's review). It stays paused now, and
+    `rollout.resume_used` says once why nothing moves; the action cleared and set again is a new request
+    (decision 521)."""
+    from structlog.testing import capture_logs
+
+    api, op, custom = world
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v2", action="resume"))
+    _progressing(op, custom, api)
+    _oncall("pause", kubeconfig)
+    with capture_logs() as logs:
+        op = _fresh(op)  # its logger made under the capture (a restarted process: the status is all it knows)
+        for edit in ({"onPrometheusOutage": "hold"}, {"onPrometheusOutage": "rollback"}):
+            _patch_spec(custom, edit)
+            op.tick()
+            op.tick()
+            assert vs(api, 0)[1]["phase"] == rl.PAUSED, vs(api, 0)[1]["history"][-3:]
+    used = [e for e in logs if e["event"] == "rollout.resume_used"]
+    assert len(used) == 2 and "actionReason" in used[0]["hint"], used  # once per generation
+    _patch_spec(custom, {"action": ""})
+    op.tick()
+    assert vs(api, 0)[1]["phase"] == rl.PAUSED
+    _patch_spec(custom, {"action": "resume"})  # cleared, then asked again
+    op.tick()
+    assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
