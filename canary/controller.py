@@ -851,9 +851,10 @@ class Controller:
             self._status(obj, spec, state)
             return None
         recorded = status.state  # every write below is guarded on what is recorded now
-        if spec.action == "resume" and state.phase == rl.PAUSED and _resume_seen(obj, spec):
+        used = spec.action == "resume" and state.phase == rl.PAUSED and _resume_seen(obj, spec)
+        if used:
             self._say_resume_used(spec, state, obj, log)
-        seen = Observation(status=status, command=self._operator_action(spec, state, now, obj),
+        seen = Observation(status=status, command=self._operator_action(spec, state, now, resume_used=used),
                            on_foreign_edit=spec.on_foreign_edit,
                            virtual_service=f"{spec.target.namespace}/{spec.target.virtual_service}")
         state, recorded = self._decide(spec, state, seen, expect=recorded, log=log)
@@ -1252,17 +1253,17 @@ class Controller:
         return probe_reason(gate, failures)
 
     @staticmethod
-    def _operator_action(spec: crd.RolloutSpec, state: rl.RolloutState, now: float,
-                         obj: dict[str, Any]) -> rl.Event | None:
+    def _operator_action(spec: crd.RolloutSpec, state: rl.RolloutState, now: float, *,
+                         resume_used: bool) -> rl.Event | None:
         """spec.action is the desired state: the event that moves the rollout there, if any. `rollback`
-        and `pause` hold for as long as they are asked; `resume` ends the pause in force when this
-        generation of the spec was first seen (`_resume_seen`), never a later one: an on-call `canary
-        pause` or a deadline's hold under a spec that still says `resume` stays (decision 520)."""
+        and `pause` hold for as long as they are asked; `resume` ends the pause in force unless that request
+        was used up on an earlier pause (`resume_used`: `_resume_seen`): an on-call `canary pause` or a
+        deadline's hold under a spec that still says `resume` stays (decisions 520, 521)."""
         if spec.action == "rollback":
             return rl.Rollback(now, f"operator: {spec.action_reason or 'rollback requested'}")
         if spec.action == "pause" and state.phase == rl.PROGRESSING:
             return rl.Pause(now, spec.action_reason or "paused by operator")
-        if spec.action == "resume" and state.phase == rl.PAUSED and not _resume_seen(obj, spec):
+        if spec.action == "resume" and state.phase == rl.PAUSED and not resume_used:
             return rl.Resume(now)
         return None
 
@@ -2257,8 +2258,8 @@ class Controller:
         # `writer` names the release of a write made for something else, never the only reason for one: with a
         # CRD older than the field the API server prunes it, and a paused rollout's status was written again at
         # every tick (decision 182)
-        # `resumeObservedGeneration` likewise: it changes only with observedGeneration (a new generation is
-        # written anyway), and a CRD older than it prunes it
+        # `resumeObservedGeneration` and `resumeObservedReason` likewise: they change only with observedGeneration
+        # (a new generation is written anyway), and a CRD older than them prunes them
         if all(old.get(k) == v for k, v in new.items() if k not in ("conditions", "writer", RESUME_SEEN,
                                                                      RESUME_REASON)):
             return

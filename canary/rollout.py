@@ -672,8 +672,9 @@ def _counters_restarted(state: RolloutState, data_to: float, now: float) -> Roll
                         "looks before is kept, the data from the next snapshot on are a new window")
 
 
-def _uncounted_reason(why: str) -> str:
-    """Why a look whose canary requests could not be counted (`Looked.uncounted`) cannot pass."""
+def uncounted_reason(why: str) -> str:
+    """Why a look whose canary requests could not be counted (`Looked.uncounted`; serve's `record_look`'s
+    `uncounted`) cannot pass: the words of `look.requests_uncounted` and of the look's verdict."""
     return f"the canary's requests could not be counted ({why[:300]}): no pass on this look"
 
 
@@ -691,7 +692,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         j = _not_evidence(_not_evidence(j, Outcome.FAIL, why), Outcome.PASS, why)
     elif uncounted:  # the checks' own data are the window's (each is NotCountable where it reads what was not
         # counted): a failure of theirs stands; no pass, as on a look with fewer requests than the floor
-        j = _not_evidence(j, Outcome.PASS, _uncounted_reason(ev.uncounted))
+        j = _not_evidence(j, Outcome.PASS, uncounted_reason(ev.uncounted))
     elif stale and n == before:
         j = _not_evidence(j, Outcome.FAIL, "no new canary requests since the last look")
         if ev.data_to is not None:  # snapshots: the canary's counters did not move (its pods down, a series
@@ -734,7 +735,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                             warning=True))
     elif uncounted:
         actions.append(Emit("look.requests_uncounted", {"step": s.step + 1, "window": s.step_window + 1,
-                                                        "reason": _uncounted_reason(ev.uncounted)}, warning=True))
+                                                        "reason": uncounted_reason(ev.uncounted)}, warning=True))
     if j.outcome is Outcome.FAIL or j.hard_breach:
         s = replace(s, failed_looks=s.failed_looks + 1)
         for r in j.failed:  # a hard breach's too: alerts keyed on check.failed must not miss the worst ones

@@ -60,6 +60,7 @@ from canary.analysis.judge import judge
 from canary.errors import ConfigError
 from canary.model import Outcome, Target, Verdict
 from canary.policy import Policy, load_policy
+from canary.rollout import uncounted_reason
 from canary.runner import SKEW_WARN_S, SystemClock, prometheus_time, warn_skew
 from canary.serve_auth import TokenFile
 from canary.serve_gates import GateRuns, run_gates
@@ -67,7 +68,7 @@ from canary.serve_measure import measure_within, no_stable_data
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
 from canary.serve_session import (FAIL, MAX_LEFT_INPUTS, PASS, Session, new_session, open_window, owed_pass,
                                   pass_to_grant, record_gates, record_look, reopen, serve_window, ticks_unknown,
-                                  uncounted_reason, unproven, unreachable_at_deadline, window_deadline_s)
+                                  unproven, unreachable_at_deadline, window_deadline_s)
 from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull, Turn
 
 MAX_IGNORED_SETS = 64  # sets of unknown Flagger payload fields said once each (`serve.fields_ignored`)

@@ -32,6 +32,7 @@ from typing import Any
 
 from canary.model import Outcome, Verdict, next_pass_anchor, pass_floor, pass_ratio, request_count, valid_pass_anchor
 from canary.policy import Policy
+from canary.rollout import uncounted_reason
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 VERDICTS = (PASS, FAIL, INCONCLUSIVE)
@@ -271,12 +272,6 @@ def _not_evidence(verdict: Verdict, outcome: Outcome, why: str) -> Verdict:
         dataclasses.replace(r, outcome=Outcome.INCONCLUSIVE, reason=f"{why}; {r.reason}")
         if r.outcome is outcome and not (r.hard and outcome is Outcome.FAIL) else r
         for r in verdict.results])
-
-
-def uncounted_reason(why: str) -> str:
-    """Why a look whose canary requests could not be counted (`record_look`'s `uncounted`) cannot pass: the
-    words of the controller's and promote's `look.requests_uncounted` (rollout.py), which serve says too."""
-    return f"the canary's requests could not be counted ({why[:300]}): no pass on this look"
 
 
 def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: float,

@@ -81,11 +81,10 @@ class TestResult:
     # at another quantile than the limit's whose point estimate is already beyond (`relative_result`)
     no_pass: str = ""
     # A relative latency limit's pair test compares the stable's F(x) at the quantile named in `compared`
-    # ("stable p70.7"), not at the limit's q; `far`: that quantile is not near q (`relative_result`).
+    # ("stable p70.7"), not at the limit's q (`relative_result`).
     # `within_at_q`: what says the canary is within the limit at q itself ("" when nothing does;
     # `judge._within_at_q`): a breach there is of another quantile, never a FAIL (docs/decisions.md 501).
     compared: str = ""
-    far: bool = False
     within_at_q: str = ""
 
 
@@ -485,13 +484,12 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
     x_c = n_c - int(k_c[j])
     t = exceedance_lr(x_c, n_c, p0, var0, n_s)
     how = "interpolated" if widen <= 1e-9 else "rounded down"
-    far = abs(math.log(p0 / (1 - q))) > math.log(1.5)  # no bound pair near q: another quantile is compared
     # one phrase, also the whole of a FAIL's note: what was compared, and why not at the quantile
     why = ""
     if widen > tol:
         why = (f"; the buckets resolve only >+{beside(((1 + tol) * (1 + widen) - 1) * 100, tol * 100, 0, fixed=True)}% here, "
                f"limit +{exact(tol * 100)}%")
-    elif far:
+    elif abs(math.log(p0 / (1 - q))) > math.log(1.5):  # no bound pair near q: another quantile is compared
         why = f", not p{q * 100:g}: no bucket bound pair {1 + tol:g}x apart near it"
     note = (f"compared canary >{finite[j]:g} ms with stable >{x:.4g} ms ({how}, stable p{100 * (1 - p0):.3g}"
             f"{why})")
@@ -510,8 +508,7 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
             note = f"{shown}; {note}"
         p = min(1.0, p_pair, p_b)
     return TestResult(p <= alpha, True, p, statistic=t.statistic, stable=s_est, canary=c_est,
-                      effect=effect, note=note, no_pass=no_pass, compared=f"stable p{100 * (1 - p0):.3g}",
-                      far=far)
+                      effect=effect, note=note, no_pass=no_pass, compared=f"stable p{100 * (1 - p0):.3g}")
 
 
 KEY_QUANTUM = 1e-12  # pick_pair: a key within this of the least ties with it (buckets.pick_pair alike)

@@ -255,7 +255,7 @@ class BatchMetrics:
         weighs against the canary, never for it; not a canary arm with no series left (every pod gone): that is
         the unrouted breach, which a NotCountable arm never is (decision 370). The same query marks `PUSHED` either
         arm whose series of one of those metrics are both pushed to a Pushgateway and read otherwise
-        (`queries.pushed_by_of`, as per rollout: decision 483; every pushed group, whatever its push time:
+        (`queries.pushed_of`, as per rollout: decision 483; every pushed group, whatever its push time:
         decision 515 keeps its window rule per rollout). Returns the queries it sent."""
         shapes: dict[tuple[Any, ...], tuple[dict[str, set[str]], list[tuple[Family, set[Ident]]], set[str]]] = {}
         pushed: dict[tuple[Any, ...], list[tuple[Family, set[Ident]]]] = {}  # a shape's families, both arms
@@ -273,7 +273,7 @@ class BatchMetrics:
             labels = [label for label, _ in key[0]]
             sel = fams[0][0].selector(filters)
             query = (f"{q.unscraped_query(sorted(names), sel, by=labels)} or "
-                     f'label_replace({q.pushed_by_of([q.arm_series(sorted(names), sel)], by=labels)}, "{_PART}", '
+                     f'label_replace({q.pushed_of([q.arm_series(sorted(names), sel)], window_s=None, by=labels)}, "{_PART}", '
                      f'"{PUSHED}", "job", "(.*)")')
             sent += 1
             try:
@@ -312,7 +312,7 @@ class BatchMetrics:
         return sent
 
 
-_PART = "canary_part"  # in `BatchMetrics._down`'s answer: a row of its `queries.pushed_by_of` part, not a target down
+_PART = "canary_part"  # in `BatchMetrics._down`'s answer: a row of its `queries.pushed_of` part, not a target down
 REASKS = 2  # rounds of asking again a metric's families whose answers disagree (`BatchMetrics._consistent`)
 
 

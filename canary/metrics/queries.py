@@ -404,32 +404,25 @@ def _as_host(query: str) -> str:
             f'"exported_job", "(.+)")')
 
 
-def pushed_of(selectors: Sequence[str], *, window_s: float | None, any_push: Sequence[str] = ()) -> str:
+def pushed_of(selectors: Sequence[str], *, window_s: float | None, by: Iterable[str] = (),
+              any_push: Sequence[str] = ()) -> str:
     """The pushed jobs (in `HOST_LABEL`) whose series of one metric the series of `selectors` (`scraped_twice_of`'s)
     hold beside series of that metric read otherwise (a scrape target's, a federated pod's): a pod pushing its
     counters to a Pushgateway and scraped too is summed twice, and nothing ties the pushed group (its `instance` a pod
     name, or none at all; or the Pushgateway's own under `honor_labels: false`) to the pod, so neither host nor job
     tells them apart (decision 483). A series is pushed where the Pushgateway's `push_time_seconds` names its group.
     Series without an `instance` are looked at here (a push without one in its grouping key has none).
-    `window_s`: the window an `increase()` reads these series over; a group that did not change within it
-    (`pushed_in`: its push time the same at the window's start and now) adds nothing to it and is not named
-    (decision 515); None: every group. `any_push`: more selectors whose every pushed group is named (a custom
-    check's own PromQL, whose arithmetic may read a flat series as much as any: a gauge's `avg`)."""
-    pushed = PUSH_GROUP if window_s is None else pushed_in(window_s)
-    terms = _mixed_terms(selectors, "__name__", pushed) + _mixed_terms(any_push, "__name__", PUSH_GROUP)
-    return _as_host(f"count by (job, exported_job) ({' or '.join(terms)})")
-
-
-def pushed_by_of(selectors: Sequence[str], *, by: Iterable[str]) -> str:
-    """`pushed_of` for many arms at once (the controller's snapshot; `by`: the rollout labels the answer keeps), with
-    every pushed group, whatever its push time: a snapshot's window starts at another snapshot, read by other queries
-    at another moment, so the window rule of decision 515 (a group unchanged within the window adds nothing) is the
-    per-rollout path's only. In the snapshots a pushed group beside series read otherwise makes the arm uncountable,
-    as decision 483 made it (decision 515's review: a push time read by a query other than the counters' could
-    hide a push, and a group the look no longer saw was not compared)."""
+    `window_s`: the window an `increase()` reads these series over, in the same query; a group that did not change
+    within it (`pushed_in`: its push time the same at the window's start and now) adds nothing to it and is not
+    named (decision 515). None: every group (the controller's snapshots, whose window starts at another snapshot,
+    read by other queries at another moment: a push time read apart from the counters could hide a push, decision
+    515's review). `by`: further labels the answer keeps (the snapshots: the rollout labels). `any_push`: more
+    selectors whose every pushed group is named (a custom check's own PromQL, whose arithmetic may read a flat series
+    as much as any: a gauge's `avg`)."""
     keep = ", ".join((*by, "__name__"))
-    mixed = f"count by ({', '.join((*by, 'job', 'exported_job'))}) ({' or '.join(_mixed_terms(selectors, keep, PUSH_GROUP))})"
-    return _as_host(mixed)
+    pushed = PUSH_GROUP if window_s is None else pushed_in(window_s)
+    terms = _mixed_terms(selectors, keep, pushed) + _mixed_terms(any_push, keep, PUSH_GROUP)
+    return _as_host(f"count by ({', '.join((*by, 'job', 'exported_job'))}) ({' or '.join(terms)})")
 
 
 def _any_instance(selector: str) -> str:

@@ -297,9 +297,6 @@ def test_a_request_count_that_fails_says_its_cause_as_every_reason_does(exc: Exc
             super().__init__()
             self.exc = exc
 
-        def measure(self, policy: Any, check: Any, target: Any, *, window_s: int, at: float = 0.0) -> Any:
-            return super().measure(policy, check, target, window_s=window_s, at=at)
-
         def request_counts(self, policy: Any, target: Any, *, window_s: int, at: float = 0.0) -> tuple[float, float]:
             raise self.exc
 
