@@ -306,7 +306,8 @@ class Runner:
         """Stable 100% after a failure while traffic may be split, written only over a record this rollout
         owns (`_ours`), and guarded on the record just read: another rollout recorded on the route (of
         any version, in any phase, ended ones included: a promotion finished since) is left alone and
-        this one ends taken over, nothing written; ours ended meanwhile (an on-call rollback) is kept.
+        this one ends taken over, nothing written; ours ended meanwhile (an on-call rollback) is kept, unless
+        it is an end typed over our split (`unowned.to_end`): ended as `_end_typed` ends it (decision 524).
         When the route cannot be read, the write is guarded on this process's own last records (the
         last one written, and the last one sent, which may have landed unanswered). A guarded write that
         conflicts reads the route again (`attempts` in all). `end`: a decided end (a failing canary's
@@ -351,12 +352,19 @@ class Runner:
                         reason = f"{reason}; {unrecorded}; stable 100%"[:1000]
                         if end is not None and end[0].phase == rl.PROMOTED:  # not finished over another's record
                             end = None
-                elif theirs is not None and theirs.terminal:  # ours, ended meanwhile: nothing of ours to undo
+                elif theirs is not None and theirs.terminal and not unowned.to_end(theirs, status):
+                    # ours, ended meanwhile (an on-call rollback): nothing of ours to undo
                     if theirs.phase != rl.PROMOTED and weights != STABLE_ONLY:
                         execute(self.router, self.target, theirs, [rl.SetWeights(STABLE_ONLY)], log=self.log,
                                 expect=text)
                     self._current = theirs
                     return theirs
+                elif theirs is not None and theirs.terminal and (end is None or end[0].phase == rl.PROMOTED):
+                    # ...but an end typed over our split is ended as the watch ends it (`_end_typed`) when a step's
+                    # write failed (a decided end whose write failed, `_end_typed`'s own included, is written as
+                    # decided, below): adopted, it was exit 1 "rolled back", or 0 "promoted" with the split left,
+                    # under the typed record (decision 524)
+                    end = self._typed_end(current, status, theirs)
                 guards = [text]
             # an earlier stable-100% write had no answer: the page says it may have landed, even when the
             # fail-safe's own attempt is refused or not sent (decision 131)
@@ -1426,6 +1434,14 @@ class Runner:
         `rollout.split_unowned` (`by: promote`) once it landed; exit 3. A RoutingConflict (the record changed
         again meanwhile) is the loop's to adopt. Adopted, it was exit 1 "rolled back" with the split left
         (decision 517)."""
+        self._written = status.state or ""  # the end is guarded on the typed record as read
+        return self._apply(*self._typed_end(state, status, theirs))
+
+    def _typed_end(self, state: rl.RolloutState, status: RouteStatus,
+                   theirs: rl.RolloutState) -> tuple[rl.RolloutState, list[rl.Action]]:
+        """The end `_end_typed` writes over `theirs`, an end typed over this rollout's split at `state` (the
+        fail-safe's too, when that write, or a step's, failed: decision 524): recorded `aborted`, stable 100%,
+        `rollout.split_unowned` said once it landed."""
         reason = (f"the record was typed into {unowned.claim(theirs)} outside the rollout while this promote ran "
                   f"step {state.step + 1}, but the route still splits {status.weights} between "
                   f"{status.stable_subset_version or '(no version)'} and "
@@ -1434,8 +1450,7 @@ class Runner:
         new, actions = unowned.ending(theirs, status, model=self.target.model, now=self.clock.now(),
                                       reason=f"{reason}; stable 100%")
         actions.append(unowned.said(theirs, status, reason=reason, by="promote", done="stable 100%, recorded aborted"))
-        self._written = status.state or ""  # the end is guarded on the typed record as read
-        return self._apply(new, actions)
+        return new, actions
 
     def _restamp_resume(self, state: rl.RolloutState, theirs: rl.RolloutState) -> rl.RolloutState:
         """`theirs`, adopted; when it was resumed by `canary resume` since `state` (a new window of the

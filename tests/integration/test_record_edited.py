@@ -522,3 +522,45 @@ def test_an_end_written_with_stable_100_under_a_live_promote_is_adopted(api: Any
     assert routes(api) == [[("stable", 100), ("canary", 0)]] and record(api)["phase"] == rl.ROLLED_BACK
     assert [e for e in logs if e["event"] == "rollout.changed_outside"]
     assert not [e for e in logs if e["event"] == "rollout.split_unowned"]
+
+
+
+def _typed_then(api: Any, promote: Any, phase: str, fault: str) -> Any:
+    """The record typed into `phase` at 80/20, then `fault`: "end's write": every try of the router's next write
+    of the route gets a 500 (an API outage as the end the watch decided is written); "step": the step itself
+    fails (the API timed out) before the watch reads the route."""
+    def hook() -> None:
+        api.edit(GROUP, "virtualservices", "ml", "m0", _edited(phase=phase, reason="operator: done"))
+        if fault == "step":
+            raise TransientError("the Kubernetes API server timed out")
+        api.fail_next(500, times=promote.router.transient_attempts, methods=("PUT", "PATCH"), plural="virtualservices")
+    return hook
+
+
+@pytest.mark.parametrize(("phase", "fault"), [(rl.ROLLED_BACK, "end's write"), (rl.ROLLED_BACK, "step"),
+                                              (rl.PROMOTED, "end's write"), (rl.PROMOTED, "step")])
+def test_an_end_typed_under_a_live_promote_is_ended_when_a_write_fails_past_its_retries(api: Any, phase: str,
+                                                                                        fault: str) -> None:
+    """As above, with a write failing past the router's retries: the fail-safe read the typed record as ours
+    ended meanwhile and wrote stable 100% under it, exit 1 "rolled back" with the record saying 80/20 and no
+    `rollout.split_unowned`; a typed `promoted` was exit 0 with 80/20 left. It now writes the end the watch
+    decided (a typed promotion is a state this rollout was never in: `rollout.record_unreadable`'s abort), or
+    the one the watch would have (`_end_typed`'s) when the step failed first (decision 524)."""
+    clock = _Clock(api)
+    promote = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), _typed_then(api, promote, phase, fault)))
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert routes(api) == [[("stable", 100), ("canary", 0)]], routes(api)
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, (res.exit_code, res.state.reason)
+    assert record(api)["phase"] == rl.ABORTED and record(api)["reason"] == res.state.reason, record(api)
+    failed = [e for e in logs if e["event"] == "rollout.failed"]
+    assert len(failed) == 1 and ("500" in failed[0]["error"] or "timed out" in failed[0]["error"]), failed
+    said = [e for e in logs if e["event"] == "rollout.split_unowned"]
+    if phase == rl.PROMOTED and fault == "end's write":  # the abort decided for the record edited: written
+        assert not said and "was edited outside the rollout" in res.state.reason, (said, res.state.reason)
+        assert len([e for e in logs if e["event"] == "rollout.record_unreadable"]) == 1
+        return
+    assert "typed into" in res.state.reason, res.state.reason
+    assert len(said) == 1 and said[0]["by"] == "promote" and said[0]["from_weights"] == "80/20", said
+    assert said[0]["recorded"].startswith(f"{phase} ("), said
