@@ -637,8 +637,9 @@ def _start(provider: Any, command: str, interactive: bool, box: dict[str, Any], 
     """Start the plugin (`subprocess.Popen`) and note the run in `_LIVE`: run in a thread of its own, launched by
     `run_plugin` (decision 514). Puts the run in `box["process"]`, or what failed in `box["error"]` (ConfigException
     when this process is exiting: no plugin starts after the at-exit kill, decision 507; what `Popen` raised, a
-    plugin not found); sets `done` when over. Under `gate`: a caller that gave up on the start (`box["cancelled"]`,
-    set under `gate`) either finds the run noted in `box` or has it never started.
+    plugin not found); sets `done` when over. A caller that gave up on the start (`box["cancelled"]`, set first,
+    without `gate`; then it waits for `gate`) finds the run in `box` only when the start saw no mark after its
+    `Popen`; else the start killed the run itself, or never started it (decision 525).
 
     Why a thread: a signal's handler raises in the main thread between any two of its bytecodes (the grace's cut,
     the signal's abandoning of a request that is not the route's). One landing inside `Popen` (while it waits for
@@ -670,7 +671,14 @@ def _start(provider: Any, command: str, interactive: bool, box: dict[str, Any], 
                                            # none and run without a shell (pyproject allows >=29)
                                            shell=getattr(provider, "shell", False))
                 _LIVE[process] = interactive
-                box["process"] = process
+                if not box.get("cancelled"):
+                    box["process"] = process  # the caller's: to wait on, or to kill once it gives up
+                    return
+                # given up on while it started (the caller marks that first, without `gate`, and a second exception
+                # may cut its wait for `gate`): killed here, where no handler's exception lands, and forgotten once
+                # killed (decision 525)
+                _end_plugin(process, interactive)
+                del _LIVE[process]
     except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
         box["error"] = exc
     finally:
@@ -731,10 +739,15 @@ def run_plugin(provider: Any, previous_response: Any = None) -> Any:
                                   f"a login?); set ${PLUGIN_TIMEOUT_ENV} for one that needs longer")
         raise ConfigException(why) from None
     except BaseException:  # a signal's grace cut it (raised in the handler), or the process is ending
-        # the start, never cut, is over (its run noted here) or will start nothing; bounded: a start whose exec hangs
-        # (a plugin on a hung network mount) is left noted in `_LIVE`, for the at-exit kill, and the exception goes on
-        held = gate.acquire(timeout=GATE_WAIT_S)
+        # marked first: a start not over kills its run itself once `Popen` returns, or starts nothing (`_start`).
+        # Marked after the wait for `gate`, a second exception landing in that wait (up to GATE_WAIT_S while the exec
+        # runs) left the run to the at-exit kill. CPython runs a signal's handler only where its eval loop checks
+        # (after a call, at a function's entry, at a backward jump): nothing before this store is one, so no
+        # exception splits it from the `except`'s start (pinned by test_kube_bound; decision 525)
         box["cancelled"] = True
+        # the start, never cut, is over (its run ours, in `box`, when it saw no mark) or will kill what it starts;
+        # bounded: a start whose exec hangs kills its run once that returns, and the exception goes on meanwhile
+        held = gate.acquire(timeout=GATE_WAIT_S)
         if held:
             gate.release()
         if "process" in box:

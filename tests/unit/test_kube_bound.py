@@ -482,7 +482,7 @@ def test_no_plugin_is_started_once_the_at_exit_kill_has_run(tmp_path: object, mo
     assert tokens.issued() == ["tok-1"], tokens.issued()
 
 
-@pytest.mark.parametrize("landing", ["in-popen", "after-launch"])
+@pytest.mark.parametrize("landing", ["in-popen", "after-launch", "in-popen-then-in-the-give-up"])
 def test_a_signals_exception_landing_while_the_plugin_starts_leaves_no_run_unkilled(
         tmp_path: object, monkeypatch: pytest.MonkeyPatch, landing: str) -> None:
     """A signal's handler raises in the main thread between any two of its bytecodes: SIGTERM abandons a credential
@@ -492,11 +492,16 @@ def test_a_signals_exception_landing_while_the_plugin_starts_leaves_no_run_unkil
     `in-popen`: the signal is sent to the main thread once the plugin runs (it has said its pids), while the run is
     being started. `after-launch`: it lands just after the thread that starts the run was launched (inside a
     `threading.Thread.start()`, that failed the thread's bootstrap, "Exception ignored in thread started by").
+    `in-popen-then-in-the-give-up`: as `in-popen`, then a second signal while the main thread's `except` waits for
+    the start to be over (the grace's cut after SIGTERM's exception): that wait marked the start given up on only
+    once it ended, so the run the start then noted was left to the at-exit kill (decision 525).
     Either way the exception goes on, and no plugin started is left alive, no thread failed. The bounds are reached
     only by the fault."""
     import _thread
+    import linecache
     import signal
     import subprocess
+    import sys
     import threading
     from pathlib import Path
 
@@ -504,6 +509,7 @@ def test_a_signals_exception_landing_while_the_plugin_starts_leaves_no_run_unkil
     from tests.support.kube_tokens import ExecTokens, all_dead, dead
 
     monkeypatch.setattr(kube_credentials, "_ENDING", False, raising=False)
+    monkeypatch.setattr(kube_credentials, "GATE_WAIT_S", 30.0)  # the give-up's wait ends with the start, not its bound
     state = Path(str(tmp_path)) / "plugin"
     tokens = ExecTokens(state)
     tokens.hang()
@@ -524,12 +530,23 @@ def test_a_signals_exception_landing_while_the_plugin_starts_leaves_no_run_unkil
         for _ in range(1000):
             pass
 
+    def giving_up() -> bool:  # the main thread waits in run_plugin's `except` for the start (here) to be over
+        frame = sys._current_frames().get(threading.main_thread().ident or 0)
+        return frame is not None and frame.f_code is kube_credentials.run_plugin.__code__ and \
+            "gate.acquire(" in linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+
     def popen(*args: object, **kw: object) -> object:
         process = real_popen(*args, **kw)
         started.append(process)
-        if landing == "in-popen":
+        if landing.startswith("in-popen"):
             while not hung.exists() or len(hung.read_text().split()) < 2:  # the plugin runs: its pids said
                 if process.poll() is not None:
+                    break
+                threading.Event().wait(0.02)
+            land()
+        if landing == "in-popen-then-in-the-give-up":
+            for _ in range(1500):  # the bound is reached only by the fault
+                if giving_up():
                     break
                 threading.Event().wait(0.02)
             land()
@@ -571,3 +588,91 @@ def test_a_signals_exception_landing_while_the_plugin_starts_leaves_no_run_unkil
         for process in started:
             process.kill()
             process.wait()
+
+
+def test_nothing_where_a_signals_exception_can_land_comes_before_the_give_up_is_marked() -> None:
+    """Decision 525: `run_plugin`'s `except` marks the start given up on first (the start then kills the run it
+    started itself), since a second signal's exception landing before the mark left the run to the at-exit kill.
+    CPython runs a signal's handler only where its eval loop checks for pending work (after a call, at a
+    function's entry, at a backward jump), so the mark is whole when the `except`'s instructions up to it include
+    none. Pinned in two halves: `run_plugin`'s instructions from the `except`'s start to its mark are those of
+    `probe` below (before decision 525 a call came first: the wait for `gate`); and on this interpreter a handler
+    already pending as `probe`'s `except` begins runs only after the mark. The signal is tripped in another
+    thread while the main thread waits in `recv` (which goes on waiting), and the connection reset then raises
+    from that C call: a real SIGUSR2, a real TCP reset on 127.0.0.1, nothing timed."""
+    import dis
+    import signal
+    import socket
+    import struct
+    import sys
+    import threading
+
+    from canary import kube_credentials
+
+    def probe(conn: socket.socket, box: dict[str, object], gate: threading.Lock) -> None:
+        import subprocess
+
+        try:
+            conn.recv(1)
+        except subprocess.TimeoutExpired:
+            raise
+        except BaseException:
+            box["cancelled"] = True
+            held = gate.acquire(timeout=30)
+            if held:
+                gate.release()
+            raise
+
+    def marking(fn: object) -> list[str]:
+        """The instructions run from the start of `fn`'s `except` to its mark (`box["cancelled"]`), for an exception
+        that is no TimeoutExpired: the other clauses' class tests, then the mark. (EXTENDED_ARG is no instruction of
+        its own: a prefix of the next one's argument.)"""
+        ins = [x for x in dis.get_instructions(fn) if x.opname != "EXTENDED_ARG"]  # type: ignore[arg-type]
+        at = {x.offset: i for i, x in enumerate(ins)}
+        mark = next(i for i, x in enumerate(ins) if x.opname == "STORE_SUBSCR" and ins[i - 1].argval == "cancelled")
+        i, tested, path = max(i for i in range(mark) if ins[i].opname == "PUSH_EXC_INFO"), "", []
+        while True:
+            x = ins[i]
+            path.append(x.opname if x.opname.startswith("POP_JUMP") else f"{x.opname} {x.argval}")
+            if i == mark:
+                return path
+            tested = x.argval if x.opname.startswith("LOAD") else tested
+            i = at[x.argval] if x.opname.startswith("POP_JUMP") and tested != "BaseException" else i + 1
+
+    assert marking(kube_credentials.run_plugin) == marking(probe), marking(kube_credentials.run_plugin)
+
+    class Cut(Exception):
+        pass
+
+    box: dict[str, object] = {}
+    seen: list[dict[str, object]] = []
+
+    def handler(_signum: int, _frame: object) -> None:
+        seen.append(dict(box))
+        raise Cut("the grace's cut")
+
+    main = threading.main_thread().ident
+    call = next(x.offset for x in dis.get_instructions(probe) if x.opname == "CALL")  # conn.recv(1)
+
+    def reset() -> None:
+        for _ in range(30000):  # until the main thread waits in `recv` (the bound is reached only by the fault)
+            frame = sys._current_frames().get(main or 0)
+            if frame is not None and frame.f_code is probe.__code__ and frame.f_lasti == call:
+                break
+            threading.Event().wait(0.001)
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR2)  # this thread's: the main thread's wait goes on
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # a reset: `recv` raises
+
+    with socket.create_server(("127.0.0.1", 0)) as server, socket.create_connection(server.getsockname()) as conn:
+        peer = server.accept()[0]
+        before = signal.signal(signal.SIGUSR2, handler)
+        resetter = threading.Thread(target=reset)
+        try:
+            resetter.start()
+            with pytest.raises(Cut):
+                probe(conn, box, threading.Lock())
+        finally:
+            resetter.join()
+            signal.signal(signal.SIGUSR2, before)
+    assert seen == [{"cancelled": True}], seen
