@@ -47,6 +47,7 @@ from canary.model import STABLE_ONLY, Outcome, Target, Verdict, Weights, rollbac
 from canary import judged_marks
 from canary import kube
 from canary import malloc
+from canary import resume_requests
 from canary import sweep, unowned
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check_pods, crd_owner, crd_ref, decide,
                               describe_owner, execute, look_due, look_window, measure_window, next_look_at, one_instant,
@@ -229,6 +230,8 @@ class Controller:
         # per CanaryRollout: its `rollout.invalid`/`rollout.tick_failed` message said once, then every minute (`_told`)
         self._said = Throttle(clock=lambda: self.clock.now(), carry=False)
         self._resume_used_said: set[tuple[Any, int]] = set()  # `rollout.resume_used` said: (CR key, generation)
+        # per CanaryRollout: the `resume` request of each version the informers delivered (`resume_requests`)
+        self._requests: resume_requests.Seen = {}
         # the batched snapshot failing (`_snapshot_failed`): since when, how many ticks; its line once per cause
         self._snap_failing: _SnapshotOutage | None = None
         self._snap_said = Throttle(clock=lambda: self.clock.now())
@@ -281,8 +284,10 @@ class Controller:
         elif obj is None:
             self.queue.drop(key)
             self._forget(key)
-        elif self.owns(obj):
-            self.queue.touch(key, now)
+        else:
+            resume_requests.saw(self._requests, key, obj)  # every version, owned or not: a takeover reads it
+            if self.owns(obj):
+                self.queue.touch(key, now)
 
     def run(self, stop: threading.Event, *, tick_s: float = 1.0) -> None:
         while not stop.is_set():
@@ -851,7 +856,7 @@ class Controller:
             self._status(obj, spec, state)
             return None
         recorded = status.state  # every write below is guarded on what is recorded now
-        used = spec.action == "resume" and state.phase == rl.PAUSED and _resume_seen(obj, spec)
+        used = spec.action == "resume" and state.phase == rl.PAUSED and _resume_seen(obj, spec, self._requests)
         if used:
             self._say_resume_used(spec, state, obj, log)
         seen = Observation(status=status, command=self._operator_action(spec, state, now, resume_used=used),
@@ -1036,7 +1041,7 @@ class Controller:
         """What this process keeps per rollout: the dicts keyed by the rollout's key, and those keyed by
         tuples that begin with it."""
         return ((self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
-                 self._preflights, self._unready_since, self._stable_failing, self._busy_input),
+                 self._preflights, self._unready_since, self._stable_failing, self._busy_input, self._requests),
                 (self._gates, self._breach_seen))
 
     def _forget(self, key: str) -> None:
@@ -2612,16 +2617,21 @@ RESUME_SEEN = "resumeObservedGeneration"
 RESUME_REASON = "resumeObservedReason"
 
 
-def _resume_seen(obj: dict[str, Any], spec: crd.RolloutSpec) -> bool:
+def _resume_seen(obj: dict[str, Any], spec: crd.RolloutSpec, requests: resume_requests.Seen) -> bool:
     """Whether this CR's `spec.action: resume` was seen by a status write already: at its generation now, or at
     an earlier one with the same `actionReason` and the action not seen cleared or changed since (an edit of
     another field of the spec, `onPrometheusOutage`, a `stableVersion` spelled out, makes a new generation, not a
-    new request). A pause in force now was then made after the request (decisions 520, 521)."""
+    new request), by a tick (the status) or by the informers (`requests`: a version between two ticks, decision
+    526). A pause in force now was then made after the request (decisions 520, 521)."""
     status = obj.get("status") or {}
     seen = status.get(RESUME_SEEN)
     if not isinstance(seen, int) or isinstance(seen, bool) or spec.generation <= 0:
         return False
-    return seen >= spec.generation or status.get(RESUME_REASON) == (spec.action_reason or "")
+    if seen >= spec.generation:
+        return True
+    return status.get(RESUME_REASON) == (spec.action_reason or "") and not resume_requests.set_again(
+        requests, spec.key, resume_requests.request({"action": spec.action, "actionReason": spec.action_reason}),
+        used_at=seen, generation=spec.generation)
 
 
 def _judged_edit_status(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> tuple[str, str]:

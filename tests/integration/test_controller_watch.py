@@ -564,3 +564,31 @@ def test_weights_edited_while_the_gate_runs_go_back_to_100_0_at_the_next_tick(wo
     finally:
         release.set()
     assert ended(api, op, clock, "r0") == rl.PROMOTED
+
+
+def test_a_resume_cleared_and_asked_again_between_two_ticks_is_a_new_request(world: Any, tmp_path: Any) -> None:
+    """r0 made with `action: resume` (used up at its first tick), then paused by on-call. The person clears the
+    action and sets `resume` again with the same reason, both before the next tick: that tick saw a later
+    generation with the used request's reason and took it for an edit of another field (decision 521), so the
+    real request asked again left r0 paused. The watch delivered the version in between; it is the clearing
+    no tick saw, and r0 resumes (decision 526)."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    api, op, custom, clock = world
+    create(api, 0, "v2", action="resume", actionReason="go")
+    for _ in range(30):
+        step(api, op, clock)
+        if status(api, "r0").get("phase") == rl.PROGRESSING:
+            break
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    res = CliRunner().invoke(app, ["pause", "m0", "-n", "ml", "--kubeconfig", str(kubeconfig)], env={"KUBECONFIG": ""})
+    assert res.exit_code == 0, res.output
+    step(api, op, clock)
+    assert status(api, "r0")["phase"] == rl.PAUSED  # the resume in the spec was used up before this pause
+    for action in ("", "resume"):  # cleared, then asked again: no tick between
+        custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                              {"spec": {"action": action}})
+    step(api, op, clock)
+    assert status(api, "r0")["phase"] == rl.PROGRESSING, status(api, "r0").get("reason")
