@@ -229,7 +229,8 @@ class Controller:
         self._busy_input: dict[str, tuple[tuple[str, int, Any], str | None, float]] = {}
         # per CanaryRollout: its `rollout.invalid`/`rollout.tick_failed` message said once, then every minute (`_told`)
         self._said = Throttle(clock=lambda: self.clock.now(), carry=False)
-        self._resume_used_said: set[tuple[Any, int]] = set()  # `rollout.resume_used` said: (CR key, generation)
+        # `rollout.resume_used` and `rollout.edit_waits` said: (event, CR key, generation)
+        self._once_said: set[tuple[str, Any, int]] = set()
         # per CanaryRollout: the `resume` request of each version the informers delivered (`resume_requests`)
         self._requests: resume_requests.Seen = {}
         # the batched snapshot failing (`_snapshot_failed`): since when, how many ticks; its line once per cause
@@ -720,7 +721,11 @@ class Controller:
         if drove is not None and ours and state is not None and not state.terminal:
             how = ", ".join(x for x in (how, _stable_edit(state, asked_stable)) if x)
         judged = ", ".join(x for x in (series, how) if x)
-        if drove is not None and judged:
+        # paused by a person: an edit of how it is judged waits for the resume (`_edit_waits`); till then the record
+        # is not checked against the edited policy (its steps are not the ones the rollout was paused at)
+        waits = bool(judged) and not series and drove is not None and self._edit_waits(
+            obj, spec, state if ours else None, judged, log)
+        if drove is not None and judged and not waits:
             # the series judged (spec.model, policy.metrics) or how they are judged (steps, analysis, checks)
             # edited mid-rollout: the evidence gathered so far is not evidence for what the spec asks now.
             # Stable 100%. How they are judged: the rollout starts again from its first step. Which series:
@@ -816,8 +821,8 @@ class Controller:
             self._known[spec.key] = _Known(spec, state)
             self._status(obj, spec, state)
             return None
-        off = rl.off_policy(state, spec.policy) if not state.terminal else ""
-        if not off and (not state.terminal or state.phase == rl.PROMOTED) and \
+        off = rl.off_policy(state, spec.policy) if not state.terminal and not waits else ""
+        if not off and not waits and (not state.terminal or state.phase == rl.PROMOTED) and \
                 (ref := _status_step(obj, state)) is not False:
             # a later step typed in at its weights is a state of the policy: only what this CR's status last
             # showed tells it from one our own write made (a restarted process, another replica: decision 150)
@@ -2273,16 +2278,45 @@ class Controller:
             if new.get(gone, "") is None:
                 obj["status"].pop(gone, None)
 
+    def _once(self, event: str, spec: crd.RolloutSpec) -> bool:
+        """Whether `event` is to be said of this CanaryRollout's generation: the first time in this process."""
+        said = (event, spec.key, spec.generation)
+        if said in self._once_said:
+            return False
+        if len(self._once_said) > 10_000:
+            self._once_said.clear()
+        self._once_said.add(said)
+        return True
+
+    def _edit_waits(self, obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None, judged: str,
+                    log: Any) -> bool:
+        """Whether an edit of how this CR's rollout is judged (`judged`: steps, analysis, checks, stableVersion)
+        waits for the pause in force to end, said once per generation (`rollout.edit_waits`). A person paused it
+        (`canary pause`, a deadline's hold, a Prometheus outage held): the supersede's restart claimed the route
+        again and gave the canary its first step's traffic at once, undoing the hold (decision 527), where the same
+        spec's `action: pause` holds the restart at 100/0. It waits while the rollout is paused and nothing in the
+        spec asks it to move: `action: pause` (its restart is held: superseded now), `rollback` and a `resume` not
+        used up (asked now: the restart is what it resumes to) supersede as before. Resumed (`canary resume`), the
+        next tick supersedes it before any look. A record without marks (an older release's) is compared through the
+        status (`_judged_edit_status`), which this tick's status write would bring up to the edit: superseded now."""
+        if state is None or state.phase != rl.PAUSED or spec.action in ("pause", "rollback") or not state.judged:
+            return False
+        if spec.action == "resume" and not _resume_seen(obj, spec, self._requests):
+            return False
+        if self._once("rollout.edit_waits", spec):
+            log.info("rollout.edit_waits", edit=judged, phase=state.phase, weights=str(state.weights),
+                     generation=spec.generation, reason=state.reason,
+                     hint="the rollout is paused: the edit supersedes it (stable 100%, then it starts again from "
+                          "the first step) once it is resumed (`canary resume`, or spec.action resume with a new "
+                          "actionReason)")
+        return True
+
     def _say_resume_used(self, spec: crd.RolloutSpec, state: rl.RolloutState, obj: dict[str, Any], log: Any) -> None:
         """`rollout.resume_used`, once per CanaryRollout and generation in this process: the spec says `resume`, the
         rollout is paused, and that request was used up on an earlier pause (decision 521). The spec and the
         record disagree on their face; the line says why nothing moves, and how to resume."""
-        said = (spec.key, spec.generation)
-        if said in self._resume_used_said:
+        if not self._once("rollout.resume_used", spec):
             return
-        if len(self._resume_used_said) > 10_000:
-            self._resume_used_said.clear()
-        self._resume_used_said.add(said)
         log.info("rollout.resume_used", phase=state.phase, weights=str(state.weights), generation=spec.generation,
                  resume_observed_generation=(obj.get("status") or {}).get(RESUME_SEEN),
                  hint="this spec's `action: resume` was used up on an earlier pause; edit spec.actionReason, or "

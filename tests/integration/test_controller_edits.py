@@ -362,3 +362,44 @@ def test_a_restart_refused_in_a_process_that_never_saw_its_supersede_still_waits
     restarted.tick()
     weights, record = vs(api, 0)
     assert record["started_at"] > before and record["phase"] in (rl.PENDING, rl.PROGRESSING), record["phase"]
+
+
+def test_an_edit_of_a_paused_rollouts_steps_waits_for_its_resume(world: Any, tmp_path: Any) -> None:
+    """On-call paused r0 at 80/20 (`canary pause`); a GitOps sync then changes its policy's steps. The
+    supersede's restart claimed the route again and gave the canary its new first step at once (90/10,
+    progressing): the person's hold undone by an edit nobody asked to resume. It waits now, paused at the
+    weights held, said once per generation (`rollout.edit_waits`); resumed, the next tick supersedes it
+    before any look and it starts again from its first step (decision 527)."""
+    from structlog.testing import capture_logs
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    api, op, custom = world
+    kubeconfig = str(fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url))
+
+    def oncall(command: str) -> None:
+        res = CliRunner().invoke(app, [command, "m0", "-n", "ml", "--kubeconfig", kubeconfig], env={"KUBECONFIG": ""})
+        assert res.exit_code == 0, res.output
+
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    before = vs(api, 0)[1]["started_at"]
+    oncall("pause")
+    policy = copy.deepcopy(fleet.FAST_POLICY)
+    policy["steps"] = [10, 60, 100]
+    _patch_spec(custom, {"policy": policy})
+    with capture_logs() as logs:
+        op = _fresh(op)  # its logger made under the capture
+        for _ in range(2):
+            op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [80, 20] and record["phase"] == rl.PAUSED and record["started_at"] == before, [(e["event"], e.get("reason")) for e in logs]
+    waits = [e for e in logs if e["event"] == "rollout.edit_waits"]
+    assert len(waits) == 1 and "steps" in waits[0]["edit"], waits
+    oncall("resume")
+    op.tick()
+    weights, record = vs(api, 0)
+    assert record["started_at"] > before and record["phase"] in (rl.PENDING, rl.PROGRESSING), record["phase"]
+    events = [e["message"] for e in api.list("", "events", "ml") if e["reason"] == "RolloutAborted"]
+    assert weights in ([100, 0], [90, 10]) and any("superseded: the policy's steps changed" in m for m in events)
