@@ -36,7 +36,8 @@ def request(spec: Any) -> Any:
 
 def saw(seen: Seen, key: str, obj: dict[str, Any]) -> None:
     """The informers delivered version `obj` of CanaryRollout `key`."""
-    generation = (obj.get("metadata") or {}).get("generation")
+    meta = obj.get("metadata")
+    generation = meta.get("generation") if isinstance(meta, dict) else None
     if isinstance(generation, bool) or not isinstance(generation, int):
         return
     asked, had = request(obj.get("spec")), seen.get(key)

@@ -40,3 +40,10 @@ def test_what_no_version_delivered_shows_is_not_a_request_asked_again() -> None:
     # the informers are ahead of the tick's version: a clearing after it is no request asked again at it
     seen = _seen(_v(2, action="resume", actionReason="go"), _v(3, action="resume", actionReason="go"), _v(5))
     assert not rr.set_again(seen, "ml/r0", GO, used_at=2, generation=4)
+
+
+def test_a_version_without_a_generation_is_skipped() -> None:
+    seen: rr.Seen = {}
+    for obj in ({"metadata": ["not", "a", "mapping"]}, {"metadata": {"generation": "3"}}, {}):
+        rr.saw(seen, "ml/r0", obj)  # from the informer's thread: never raises
+    assert seen == {}
