@@ -183,7 +183,7 @@ class RolloutState:
             del d["job"]
         if not self.job_key:
             del d["job_key"]
-        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return _bounded(d)
 
     @classmethod
     def from_json(cls, text: str) -> "RolloutState":
@@ -272,6 +272,49 @@ class RolloutState:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RolloutState))
+
+# The recorded form's most bytes (decision 528). The API server refuses a write whose annotations, keys and
+# values together, pass 262,144 bytes (`metadata.annotations: Too long`): the stable-100% write of a rollback
+# included. Reasons are free text (`--reason`, a CanaryRollout's actionReason) written into `reason` and into
+# every history line, escaped by JSON to up to 12 bytes a character: twenty pauses with a long reason made a
+# 260 KB record, and the next write, rollback included, was refused with traffic split. A record under this
+# budget is written as it is (byte for byte as before); over it, what is only read by people gives way first.
+RECORD_MAX_BYTES = 65_536
+_CUT = "…"
+
+
+def _cut_text(value: Any, limit: int) -> Any:
+    """`value` cut to `limit` characters (a mark at the cut) when it is a longer string; else as it is."""
+    return value[:limit] + _CUT if isinstance(value, str) and len(value) > limit else value
+
+
+def _bounded(d: dict[str, Any]) -> str:
+    """The record `d` as JSON (sorted keys, compact) within RECORD_MAX_BYTES where people's text can make it so.
+    Over the budget, in this order until it fits: the free texts are cut (`reason` to 1,000 characters, each
+    history line's and each check result's reason to 300), the oldest history lines dropped, then the last
+    verdict kept as its outcome and reason alone (its per-check results are in the logs and the history store).
+    Nothing a decision reads is cut: phase, weights, step, looks, evidence, marks. Deterministic: the same state
+    gives the same text (a write's guard compares texts)."""
+    text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    if len(text) <= RECORD_MAX_BYTES:
+        return text
+    d = dict(d, reason=_cut_text(d.get("reason"), 1000),
+             history=[dict(h, what=_cut_text(h.get("what"), 300)) if isinstance(h, dict) else h
+                      for h in d.get("history") or ()])
+    verdict = d.get("last_verdict")
+    if isinstance(verdict, dict):
+        results = verdict.get("results")
+        d["last_verdict"] = dict(verdict, reason=_cut_text(verdict.get("reason"), 1000), results=[
+            dict(r, reason=_cut_text(r.get("reason"), 300)) if isinstance(r, dict) else r
+            for r in results]) if isinstance(results, list) else dict(verdict, reason=_cut_text(verdict.get("reason"), 1000))
+    text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    while len(text) > RECORD_MAX_BYTES and d["history"]:
+        d["history"] = d["history"][1:]
+        text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    if len(text) > RECORD_MAX_BYTES and isinstance(verdict, dict):
+        d["last_verdict"] = {k: d["last_verdict"].get(k) for k in ("at", "outcome", "reason", "canary_requests")}
+        text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return text
 
 
 class NewerRecord(ValueError):

@@ -15,6 +15,7 @@ store with a strict one:
   with ``dryRun=All`` is checked as one is and stores nothing;
 * GET/LIST/WATCH, POST, PUT, PATCH (merge, strategic treated as merge, JSON
   patch) and DELETE for the registered resources; anything else is 404;
+* an object whose annotations (keys and values) pass 256 KiB is refused with 422 Invalid, as the API server does;
 * a ConfigMap whose data keys are not `[-._a-zA-Z0-9]+` or whose data and
   binaryData exceed 1 MiB is refused with 422 Invalid, as the API server does;
 * a ResourceQuota's object counts (`spec.hard` keys `count/<resource>.<group>`,
@@ -209,6 +210,7 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
     def _store(self, key: Key, new: Obj, old: Obj | None, event: str) -> Obj:
         if key[1] == "configmaps":
             _check_configmap(key[3], new)
+        _check_annotations(key, new)
         meta = new.setdefault("metadata", {})
         meta["namespace"], meta["name"] = key[2], key[3]
         if old is None:
@@ -549,6 +551,23 @@ def three_way(live: Any, last: Any, desired: Any) -> Any:
     for k, v in desired.items():
         out[k] = three_way(live[k], last.get(k), v) if k in live else copy.deepcopy(v)
     return out
+
+
+ANNOTATIONS_LIMIT = 262_144  # bytes of every annotation's key and value together (apimachinery's TotalAnnotationSizeLimitB)
+
+
+def _check_annotations(key: Key, obj: Obj) -> None:
+    """The API server's limit on an object's annotations, keys and values together (any kind): 422 Invalid
+    over it, as `ValidateAnnotations` answers it. A write that would carry a record past it is refused whole:
+    its weights too."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    notes = meta.get("annotations") if isinstance(meta, dict) else None
+    if not isinstance(notes, dict):
+        return
+    total = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in notes.items())
+    if total > ANNOTATIONS_LIMIT:
+        raise ApiError(422, "Invalid", f'{key[1]} "{key[3]}" is invalid: metadata.annotations: Too long: must have '
+                       f"at most {ANNOTATIONS_LIMIT} bytes")
 
 
 def _check_configmap(name: str, obj: Obj) -> None:
