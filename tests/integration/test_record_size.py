@@ -8,7 +8,6 @@ write, `canary rollback`'s stable 100% included, was refused with the traffic st
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterator
 
