@@ -288,6 +288,11 @@ def _cut_text(value: Any, limit: int) -> Any:
     return value[:limit] + _CUT if isinstance(value, str) and len(value) > limit else value
 
 
+def _cut_field(obj: Any, key: str, limit: int) -> Any:
+    """A copy of the mapping `obj` with its `key` cut as `_cut_text` cuts it (no key added); anything else as it is."""
+    return dict(obj, **{key: _cut_text(obj[key], limit)}) if isinstance(obj, dict) and key in obj else obj
+
+
 def _bounded(d: dict[str, Any]) -> str:
     """The record `d` as JSON (sorted keys, compact) within RECORD_MAX_BYTES where people's text can make it so.
     Over the budget, in this order until it fits: the free texts are cut (`reason` to 1,000 characters, each
@@ -299,20 +304,19 @@ def _bounded(d: dict[str, Any]) -> str:
     if len(text) <= RECORD_MAX_BYTES:
         return text
     d = dict(d, reason=_cut_text(d.get("reason"), 1000),
-             history=[dict(h, what=_cut_text(h.get("what"), 300)) if isinstance(h, dict) else h
-                      for h in d.get("history") or ()])
+             history=[_cut_field(h, "what", 300) for h in d.get("history") or ()])
     verdict = d.get("last_verdict")
     if isinstance(verdict, dict):
         results = verdict.get("results")
-        d["last_verdict"] = dict(verdict, reason=_cut_text(verdict.get("reason"), 1000), results=[
-            dict(r, reason=_cut_text(r.get("reason"), 300)) if isinstance(r, dict) else r
-            for r in results]) if isinstance(results, list) else dict(verdict, reason=_cut_text(verdict.get("reason"), 1000))
+        d["last_verdict"] = dict(_cut_field(verdict, "reason", 1000))  # a copy: the state's own dict is never changed
+        if isinstance(results, list):
+            d["last_verdict"]["results"] = [_cut_field(r, "reason", 300) for r in results]
     text = json.dumps(d, sort_keys=True, separators=(",", ":"))
     while len(text) > RECORD_MAX_BYTES and d["history"]:
         d["history"] = d["history"][1:]
         text = json.dumps(d, sort_keys=True, separators=(",", ":"))
     if len(text) > RECORD_MAX_BYTES and isinstance(verdict, dict):
-        d["last_verdict"] = {k: d["last_verdict"].get(k) for k in ("at", "outcome", "reason", "canary_requests")}
+        d["last_verdict"] = {k: v for k, v in d["last_verdict"].items() if k in ("at", "outcome", "reason", "canary_requests")}
         text = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return text
 
