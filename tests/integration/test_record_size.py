@@ -100,3 +100,16 @@ def test_the_emulator_refuses_annotations_past_the_api_servers_limit(cluster: An
 def record_absent(api: KubeAPIServer) -> bool:
     obj = api.get(GROUP, "virtualservices", "ml", "rec-model")
     return "modelcanary.dev/rollout" not in (obj["metadata"].get("annotations") or {})
+
+
+def test_a_record_over_the_budget_is_cut_in_its_text_alone_never_in_the_state() -> None:
+    verdict = {"outcome": "pass", "results": [{"check": "latency", "reason": "\U0001F6A8" * 3000}]}
+    history = tuple({"at": float(i), "phase": "progressing"} for i in range(3))  # hand-written lines, no "what"
+    state = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.PAUSED, weights=Weights(90, 10),
+                            reason="\U0001F6A8" * 6000, last_verdict=verdict, history=history)
+    text = state.to_json()
+    assert len(text) <= rl.RECORD_MAX_BYTES
+    assert state.last_verdict == {"outcome": "pass", "results": [{"check": "latency", "reason": "\U0001F6A8" * 3000}]}
+    back = rl.RolloutState.from_json(text)
+    assert back.history == history  # nothing added to lines that had no text to cut
+    assert back.last_verdict is not None and back.last_verdict["results"][0]["reason"].endswith("…")
