@@ -1408,7 +1408,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 render_status(st, state, console=opts.console(wide), routes_nothing=nothing)
                 if shape:
                     typer.echo(_shape_note(shape, st.weights, raw, state, st.shares, st.stable_added,
-                                           st.stable_unwritable))
+                                           st.stable_unwritable, st.routes_nothing))
                 elif st.raw_weights is not None:
                     typer.echo(_raw_note(st.weights, st.raw_weights))
                 if dr_gone:
@@ -1435,6 +1435,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                    **({"shares": st.shares} if shape and st.shares else {}),
                    **({"stable_added": st.stable_added} if shape and st.stable_added else {}),
                    **({"stable_unwritable": st.stable_unwritable} if shape and st.stable_unwritable else {}),
+                   **({"routes_nothing": st.routes_nothing} if shape and st.routes_nothing else {}),
                    **({"destination_rule_missing": dr_gone} if dr_gone else {}),
                    "route": target.route or None,
                    "stable_subset_version": st.stable_subset_version,
@@ -1662,15 +1663,20 @@ def _recorded_elsewhere(state: Any, target: Any, st: Any) -> str:
 
 
 def _shape_note(shape: str, weights: Any, raw: tuple[Any, Any], state: Any,
-                split: dict[str, int] | None = None, added: str = "", unwritable: str = "") -> str:
+                split: dict[str, int] | None = None, added: str = "", unwritable: str = "", answered: str = "") -> str:
     """`canary status`'s note on a route of a shape no rollout starts from (`shape`: the refusal), read as a
     stable-100% write reads it: the stable subset's weight (a list: copies of its destination) and every other
     one's (`raw`), and what Istio sends to each (`split`, `stable.shares`: stable, canary subset, others);
     `added`: the route has no stable destination, and the host of the one `canary rollback` adds;
-    `unwritable`: it has none, and why `canary rollback` cannot add one."""
+    `unwritable`: it has none, and why `canary rollback` cannot add one; `answered`: it answers every request
+    itself ("redirect", "directResponse"), and `canary rollback` writes nothing on it (decision 522)."""
     others = raw[1] if isinstance(raw[1], list) else [raw[1]]
     going = (f"; the rollout recorded {state.phase} cannot go on on it" if state is not None and not state.terminal
              else "")
+    if answered:
+        return (f"note: {shape}{going}: Istio sends no request to any destination by it, none to the canary; "
+                + (f"`canary rollback` ends the rollout writing nothing on the route (its {answered} kept)" if going
+                   else f"nothing to send back to stable on it (its {answered} is left as it is)"))
     if added and not others:
         return (f"note: {shape}{going}: the route has no destination at all: Istio routes nothing by it (and refuses "
                 f"such a route); `canary rollback` is what restores stable: it writes one destination, host {added} "

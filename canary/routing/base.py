@@ -45,6 +45,9 @@ class RouteStatus:
     # such a route read by `inspect_any(shown=True)` where no stable destination can be added (the
     # DestinationRule unreadable or without both subsets): why `canary rollback` cannot restore stable on it
     stable_unwritable: str = ""
+    # that route answers every request itself ("redirect", "directResponse": `patch.routes_nothing`), no destination:
+    # no request reaches the canary by it, and a stable-100% write leaves it as it is (decision 522); "" otherwise
+    routes_nothing: str = ""
 
 
 class TrafficRouter(Protocol):

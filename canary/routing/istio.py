@@ -180,8 +180,11 @@ class IstioRouter:
 
         canonical = len(raw[1]) == 1 and all(type(v) is int for v in (raw[0], *raw[1])) and \
             (raw[0], raw[1][0]) == (weights.stable, weights.canary)
-        return replace(status, weights=weights, raw_weights=None if canonical else raw, shares=split,
-                       stable_added="" if unwritable else added, stable_unwritable=unwritable)
+        # a route answering every request itself (a redirect): nothing to the canary, nothing written on it, and
+        # no weights as written to say (decision 522)
+        nothing = routes[0].nothing if routes and all(r.nothing for r in routes) else ""
+        return replace(status, weights=weights, raw_weights=None if canonical or nothing else raw, shares=split,
+                       stable_added="" if unwritable else added, stable_unwritable=unwritable, routes_nothing=nothing)
 
     def _for_stable_write(self, target: Target) -> tuple[Obj, Obj | None, str, Weights | None]:
         """The VirtualService, the DestinationRule if it can be read and names both subsets (else None),
@@ -651,7 +654,8 @@ def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None) -> Obj:
         routes = [patch.locate_route(vs, target.route).index]
     except CanaryError:
         try:
-            routes = [r.index for r in stable.stable_routes(vs, target.route, host=host)]
+            # a route answering every request itself has no mirror Istio acts on, and is left as it is (decision 522)
+            routes = [r.index for r in stable.stable_routes(vs, target.route, host=host) if not r.nothing]
         except CanaryError:
             return vs
     for i in routes:

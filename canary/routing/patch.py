@@ -74,14 +74,41 @@ def locate_route(vs: Any, route_name: str = "") -> RouteRef:
                           f"name the one to shift (--route, policy `route:`){_unnamed_hint(vs, http)}")
     else:
         index = 0
-    delegate = http[index].get("delegate") if isinstance(http[index], dict) else None
-    if isinstance(delegate, dict) and not isinstance(http[index].get("route"), list):
+    if delegated := delegated_to(vs, http[index]):
         # a root VirtualService hands this route to another one: its weights live there
-        name, ns = delegate.get("name"), delegate.get("namespace") or _namespace_of(vs)
+        name, ns = delegated
         raise TargetError(f"{at}: spec.http[{index}] delegates to VirtualService {ns}/{name}, which holds its "
                           f"destinations and weights: drive that one (--virtual-service {name}"
                           + (f", -n {ns})" if ns != _namespace_of(vs) else ")"))
+    if how := routes_nothing(http[index]):
+        raise TargetError(f"{at}: spec.http[{index}] answers every request with its {how}, and has no destination: "
+                          "no weights to shift (a rollout drives a route with subsets 'stable' and 'canary')")
     return _check_route(http[index], index, at, _namespace_of(vs))
+
+
+def delegated_to(vs: Any, route: Any) -> tuple[Any, str] | None:
+    """(name, namespace) of the VirtualService an HTTP route of `vs` delegates to, when it does (`delegate`, and
+    no destination list): that one holds its destinations and weights. None otherwise."""
+    delegate = route.get("delegate") if isinstance(route, dict) else None
+    if not isinstance(delegate, dict) or isinstance(route.get("route"), list):
+        return None
+    return delegate.get("name"), delegate.get("namespace") or _namespace_of(vs)
+
+
+# the fields by which an HTTP route answers every request itself (Istio's HTTPRoute: no `route` beside either);
+# `direct_response` is the same field as protobuf's JSON reads it
+ANSWERS = {"redirect": "redirect", "directResponse": "directResponse", "direct_response": "directResponse"}
+
+
+def routes_nothing(route: Any) -> str:
+    """How an HTTP route answers every request itself, routing none to any destination: "redirect" or
+    "directResponse", when it has one and no destination (`route` absent, null or empty); "" otherwise (Istio
+    refuses `route` beside either: a route with both is read as its destinations). A `delegate` is
+    not such a route: the VirtualService it names routes its requests, to the canary subset maybe
+    (docs/decisions.md 522)."""
+    if not isinstance(route, dict) or route.get("route"):
+        return ""
+    return next((how for key, how in ANSWERS.items() if isinstance(route.get(key), dict)), "")
 
 
 def _unnamed_hint(vs: Any, http: list[Any]) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 from canary.errors import TargetError
 from canary.model import Weights
-from canary.routing.patch import CANARY, STABLE, STATE_ANNOTATION, annotate, fqdn, where
+from canary.routing.patch import (CANARY, STABLE, STATE_ANNOTATION, annotate, delegated_to, fqdn, routes_nothing,
+                                  where)
 from canary.routing.splits import other_routes
 
 
@@ -34,6 +35,10 @@ class StableRoute:
     # destination at all), and every destination it has is the rollout's service's `canary` subset:
     # a stable-100% write adds one at `stable` (= the number of destinations) with 100
     missing: bool = False
+    # the route answers every request itself ("redirect", "directResponse": `patch.routes_nothing`), and has no
+    # destination: no request reaches the canary (nor stable) by it, and a stable-100% write leaves it as it is
+    # (no destination added beside the redirect, which Istio refuses; the person's redirect kept). Decision 522
+    nothing: str = ""
 
     @property
     def field(self) -> str:
@@ -55,7 +60,12 @@ def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = N
     named, or the only one, whose destinations are all the `canary` subset of `host` (its stable
     destination deleted by hand: every request to the canary), or none at all, is returned `missing`: a
     stable-100% write adds the stable destination (only with `host` known: the DestinationRule names the
-    service and both subsets). A stable destination renamed (another subset) is still refused. Raises
+    service and both subsets). The route named, or the only one, that answers every request itself (a
+    `redirect`, a `directResponse`, and no destination) is returned `nothing`: no request reaches the canary
+    by it, and nothing is written on it; beside it, the routes whose weights are the `recorded` ones (its split
+    copied elsewhere before the edit: when in doubt, stable 100% there). A route that delegates to another
+    VirtualService, or whose destinations are all another service's, is still refused (decision 522). A
+    stable destination renamed (another subset) is still refused. Raises
     TargetError naming the VirtualService and route when there is no such route, or one has no single
     `stable` destination."""
     at = where(vs)
@@ -70,9 +80,17 @@ def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = N
         if host and not picked:  # named, and no stable destination left: the route is still the rollout's
             # when every destination it has is the canary subset of the rollout's service
             picked = [i for i in named if _canary_only(http[i], host, vs)]
+        if not picked:  # named, and answering every request itself: nothing to write on it (decision 522)
+            picked = [i for i in named if routes_nothing(http[i])]
         if picked:
-            return [_stable_route(http[i], i, at, host, vs, missing_ok=True) for i in picked]
+            found = [_stable_route(http[i], i, at, host, vs, missing_ok=True) for i in picked]
+            if all(r.nothing for r in found) and recorded is not None:  # its split may live on in a copy
+                found += [r for r in _candidates(http, at, host, vs) if _written_as(vs, r, recorded)]
+            return found
         renamed = [r for r in _candidates(http, at, host, vs) if recorded is not None and _written_as(vs, r, recorded)]
+        for i in named if not renamed else ():  # delegated since: the refusal names where its weights are
+            if delegated_to(vs, http[i]):
+                _stable_route(http[i], i, at, host, vs)
         if not renamed:  # renamed since, and found by the weights the rollout wrote; else nothing to act on
             raise TargetError(f"{at}: spec.http has no route named {route_name!r}; no route to send to stable")
         return renamed
@@ -123,7 +141,7 @@ def _canary_only(route: Any, host: str, vs: Any) -> bool:
     """Whether every destination of the HTTP route is the `canary` subset of the service `host` (True for an
     empty list): its stable destination deleted by hand. A stable destination renamed (another subset) is not."""
     dests = route.get("route") if isinstance(route, dict) else None
-    return isinstance(dests, list) and all(
+    return isinstance(dests, list) and not routes_nothing(route) and all(
         isinstance(d, dict) and isinstance(d.get("destination"), dict) and d["destination"].get("subset") == CANARY
         and _dest_host(d, vs) == host for d in dests)
 
@@ -132,9 +150,15 @@ def _stable_route(route: Any, index: int, at: str, host: str = "", vs: Any = Non
                   missing_ok: bool = False) -> StableRoute:
     field = f"spec.http[{index}].route"
     dests = route.get("route") if isinstance(route, dict) else None
+    if how := routes_nothing(route):
+        return StableRoute(index=index, stable=0, others=(), nothing=how)
     if missing_ok and host and _canary_only(route, host, vs):
         assert isinstance(dests, list)
         return StableRoute(index=index, stable=len(dests), others=tuple(range(len(dests))), missing=True)
+    if delegated := delegated_to(vs, route):
+        # its requests are routed by the VirtualService it names, to the canary subset maybe: not written here
+        raise TargetError(f"{at}: spec.http[{index}] delegates to VirtualService {delegated[1]}/{delegated[0]}, "
+                          "which holds its destinations and weights: stable 100% is written there, by hand")
     if not isinstance(dests, list) or not dests:
         raise TargetError(f"{at}: {field} is missing or empty; no destination to send to stable")
     stable = []
@@ -164,7 +188,9 @@ def view(vs: Any, routes: list[StableRoute]) -> tuple[Weights, tuple[Any, Any]]:
     and every other destination's as a list. The stable share is the sum of every destination of the
     stable subset: a copy of it at 100 beside stable 100 and canary 0 sends nothing to the canary, and
     was shown 50/50. A weight that is not a non-negative integer counts as 0; a total of 0 is reported
-    50/50, as `patch.observe_weights` reports it (Istio refuses it: never stable-only)."""
+    50/50, as `patch.observe_weights` reports it (Istio refuses it: never stable-only). A route that answers
+    every request itself (`StableRoute.nothing`), read alone, is 100/0: no request reaches the canary by it
+    (its shares all 0: nor the stable version); written as (None, [])."""
     return _view(vs, routes)[:2]  # type: ignore[return-value]
 
 
@@ -178,7 +204,10 @@ def shares(vs: Any, routes: list[StableRoute]) -> dict[str, int]:
 
 def _view(vs: Any, routes: list[StableRoute]) -> tuple[Weights, tuple[Any, Any], dict[str, int]]:
     worst: tuple[Weights, tuple[Any, Any], dict[str, int]] | None = None
-    for r in routes:
+    for r in sorted(routes, key=lambda r: bool(r.nothing)):  # a route answering itself is read only alone
+        if r.nothing:  # no request to the canary (nor to stable): none of its weights is written
+            worst = worst or (Weights(stable=100, canary=0), (None, []), {"stable": 0, "canary": 0, "others": 0})
+            continue
         dests = vs["spec"]["http"][r.index]["route"]
         rest = [i for i in r.others if i not in r.copies]
         raw_stable = [None] if r.missing else [dests[i].get("weight") for i in (r.stable, *r.copies)]
@@ -225,6 +254,8 @@ def with_stable_only(vs: Any, *, route_name: str = "", recorded: Weights | None 
     routes = stable_routes(vs, route_name, recorded=recorded, host=host)
     out = copy.deepcopy(vs)
     for r in routes:
+        if r.nothing:  # no destination: nothing routed to write over, and the person's redirect is kept
+            continue
         route = out["spec"]["http"][r.index]
         dests = route["route"]
         if r.missing:  # the stable destination deleted by hand: add it back, spelled as the others spell the host
@@ -268,7 +299,7 @@ def emptied(vs: Any, route_name: str = "") -> bool:
         return False
     named = [r for r in http if isinstance(r, dict) and r.get("name") == route_name] if route_name else \
         (http if len(http) == 1 else [])
-    return bool(named) and all(isinstance(r, dict) and r.get("route") == [] for r in named)
+    return bool(named) and all(isinstance(r, dict) and r.get("route") == [] and not routes_nothing(r) for r in named)
 
 
 def added_host(vs: Any, r: StableRoute, host: str) -> str:

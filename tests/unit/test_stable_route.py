@@ -113,3 +113,57 @@ def test_a_route_left_with_only_its_canary_gets_the_stable_destination_back_only
         stable.with_stable_only(obj)
     with pytest.raises(TargetError):  # a stable destination renamed is not deleted: still refused
         stable.with_stable_only(vs({"route": [dest("stable-old", 80), dest("canary", 20)]}), host=HOST)
+
+
+REDIRECT = {"redirect": {"uri": "/maintenance"}}
+ANSWERED = {"directResponse": {"status": 503, "body": {"string": "down"}}}
+
+
+@pytest.mark.parametrize("answer, how", [
+    (REDIRECT, "redirect"), (ANSWERED, "directResponse"), ({"direct_response": {"status": 503}}, "directResponse")])
+@pytest.mark.parametrize("dests", [None, []], ids=["no route", "route emptied"])
+@pytest.mark.parametrize("host", [HOST, ""], ids=["host known", "no rule"])
+@pytest.mark.parametrize("name", ["primary", ""], ids=["named", "the only one"])
+def test_a_route_that_answers_every_request_itself_is_left_as_it_is_and_read_as_none_to_the_canary(
+        answer: dict[str, Any], how: str, dests: list[Any] | None, host: str, name: str) -> None:
+    # the rollout's route edited into a redirect (or a direct response) at 80/20: every stable-100% write raised
+    # "no route named" / "missing or empty", a TrafficUnsafe (exit 6, critical) on a route that sends nothing to
+    # the canary; and an emptied list beside it got a stable destination added, which Istio refuses (decision 522)
+    route: dict[str, Any] = {"name": "primary", **answer} if name else dict(answer)
+    if dests is not None:
+        route["route"] = dests
+    obj = vs(route)
+    kept = copy.deepcopy(obj)
+    routes = stable.stable_routes(obj, name, recorded=Weights(80, 20), host=host)
+    assert [(r.index, r.nothing) for r in routes] == [(0, how)]
+    assert stable.view(obj, routes) == (Weights(100, 0), (None, []))
+    assert stable.shares(obj, routes) == {"stable": 0, "canary": 0, "others": 0}
+    out = stable.with_stable_only(obj, route_name=name, recorded=Weights(80, 20), host=host, state="{}")
+    assert out["spec"] == kept["spec"] and out["metadata"]["annotations"] == {stable.STATE_ANNOTATION: "{}"}
+    assert not stable.emptied(obj, name)
+
+
+def test_beside_a_redirected_route_a_copy_of_its_split_still_gets_stable_100() -> None:
+    # its 80/20 moved to another route before the redirect: when in doubt, stable 100% there; the redirect untouched
+    obj = vs({"name": "primary", **REDIRECT, "route": []}, {**MAIN, "name": "primary-v2"},
+             {**SHADOW, "match": [{"x": 1}]})
+    out = stable.with_stable_only(obj, route_name="primary", recorded=Weights(80, 20), host=HOST)
+    assert out["spec"]["http"][0] == obj["spec"]["http"][0]
+    assert [[d["weight"] for d in r["route"]] for r in out["spec"]["http"][1:]] == [[100, 0], [0, 100]]
+
+
+@pytest.mark.parametrize("route, match", [
+    # its requests are routed by the VirtualService it names, to the canary maybe: not "nothing to the canary"
+    ({"name": "primary", "delegate": {"name": "rec-routes", "namespace": "edge"}},
+     "delegates to VirtualService edge/rec-routes"),
+    # every destination another service's: the rule's host may be the one edited (decision 523), not the route
+    ({"name": "primary", "route": [dest("v1", 100, host="sorry-page")]}, "no route named 'primary'"),
+    # neither destinations nor an answer of its own: Istio refuses it, and what it serves is not known
+    ({"name": "primary", "route": None}, "no route named 'primary'"),
+])
+def test_a_route_that_may_still_reach_the_canary_is_still_refused(route: dict[str, Any], match: str) -> None:
+    with pytest.raises(TargetError, match=match):
+        stable.with_stable_only(vs(route), route_name="primary", recorded=Weights(80, 20), host=HOST)
+    if "delegate" in route:  # the only route, unnamed: the delegate named all the same
+        with pytest.raises(TargetError, match="delegates to VirtualService edge/rec-routes"):
+            stable.with_stable_only(vs({k: v for k, v in route.items() if k != "name"}), host=HOST)
