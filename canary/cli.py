@@ -1691,6 +1691,9 @@ def _shape_note(shape: str, weights: Any, raw: tuple[Any, Any], state: Any,
                 f"such a route); `canary rollback` is what restores stable, but cannot here (exit 6): {unwritable}; "
                 "add a destination with subset stable at 100 by hand, or restore the DestinationRule and run "
                 "`canary rollback`")
+    if unwritable and raw[0] is not None:  # its stable destination is there: the rule names another service (523)
+        return (f"note: {shape}{going}; weights as written stable={raw[0]!r}, others={others!r}: {sent}; `canary "
+                f"rollback` cannot write stable 100% here (exit 6): {unwritable}")
     if unwritable:
         return (f"note: {shape}{going}: the route has no destination with subset 'stable' (deleted by hand); weights "
                 f"as written others={others!r}: {sent}; `canary rollback` is what restores stable, but cannot here "

@@ -1,7 +1,8 @@
 """TrafficRouter for Istio: weights on a VirtualService route, versions on DestinationRule subsets.
 
 The user owns the VirtualService; we only borrow the weights of one route and
-one annotation. Every write is a full replace (PUT) carrying the
+one annotation (and a second beside it, the service the rollout's route sends to:
+`patch.note_service`, decision 523). Every write is a full replace (PUT) carrying the
 resourceVersion we read, so a concurrent edit by a person or GitOps tool makes
 the API answer 409 instead of being silently overwritten; we then re-read,
 re-check and re-apply our change on top of theirs (bounded). The rollout
@@ -122,10 +123,12 @@ class IstioRouter:
         DestinationRule that cannot be read or lacks a subset (versions "") and a route among
         several, found as `_read_for_stable` finds it. With `shown` (`canary status`, read-only), a route
         left with only its canary destination, or none, is shown even where stable 100% cannot be written on
-        it (no DestinationRule naming the service and both subsets): `RouteStatus.stable_unwritable` says
-        why. Raises what `inspect` raises otherwise."""
+        it (no DestinationRule naming the service and both subsets), and a route whose DestinationRule names
+        another service than the route's (`_stable_service`): `RouteStatus.stable_unwritable` says why. Raises
+        what `inspect` raises otherwise."""
         from dataclasses import replace
 
+        unwritable = ""
         try:
             vs, dr, ref = self._read_checked(target)
         except CanaryError:
@@ -138,8 +141,14 @@ class IstioRouter:
                 raise
             except TargetError:  # a route of a shape no rollout starts from: stable 100% still works on it
                 return self._stable_view(target, shown=shown)
+            if shown:  # read as the rollback reads it: a rule naming another service refuses its write (523)
+                try:
+                    _stable_service(vs, dr, target, route)
+                except TargetError as exc:
+                    unwritable = str(exc)
         seen = patch.observe_weights(vs, ref)
-        return replace(self._status(vs, dr, seen.weights), raw_weights=None if seen.canonical else seen.raw)
+        return replace(self._status(vs, dr, seen.weights), raw_weights=None if seen.canonical else seen.raw,
+                       stable_unwritable=unwritable)
 
     def _stable_view(self, target: Target, *, shown: bool = False) -> RouteStatus:
         """The route as a stable-100% write sees it (`stable.stable_routes`: the route named, else the
@@ -148,7 +157,8 @@ class IstioRouter:
         vs, dr, route, recorded_weights = self._for_stable_write(target)
         unwritable = ""
         try:
-            routes = stable.stable_routes(vs, route, recorded=recorded_weights, host=_service(dr, target))
+            routes = stable.stable_routes(vs, route, recorded=recorded_weights, host=_stable_service(vs, dr, target,
+                                                                                                    route))
         except TargetError as exc:
             recorded, why = _record(vs), str(exc)
             guessed = stable.canary_host(vs, route) if not _service(dr, target) else ""
@@ -221,6 +231,10 @@ class IstioRouter:
             recorded = _record(vs)  # the rollout's own route, else the one holding the weights it recorded
             route = recorded.route if recorded is not None and recorded.route else patch.route_for(
                 vs, dr if dr is not None else {}, recorded=recorded.weights if recorded is not None else None)
+            noted = patch.noted_service(vs)
+            if noted and noted not in stable.route_hosts(vs, route):  # found by a rule naming another service (523)
+                raise TargetError(f"{patch.where(vs)}: route {route or '(the only one)'} sends to none of the "
+                                  f"rollout's service {noted}: not the rollout's route")
         return vs, dr, route
 
     def set_weights(self, target: Target, weights: Weights, *, state: str,
@@ -239,6 +253,8 @@ class IstioRouter:
             try:
                 vs, dr, ref = self._read_checked(target)
                 desired = patch.with_weights(vs, weights, route_name=target.route, state=state)
+                # the service the route and its rule agree on, noted for the rollout's stable-100% writes (523)
+                patch.note_service(desired, state, stable.route_service(vs["spec"]["http"][ref.index], vs))
             except CanaryError:
                 if weights != STABLE_ONLY:
                     raise
@@ -246,7 +262,7 @@ class IstioRouter:
                 # the route's shape: its `stable` destination 100, every other one 0 (`stable`)
                 vs, dr, route, recorded = self._for_stable_write(target)  # type: ignore[assignment]
                 desired = stable.with_stable_only(vs, route_name=route, recorded=recorded, state=state,
-                                                  host=_service(dr, target))
+                                                  host=_stable_service(vs, dr, target, route))
             if weights == STABLE_ONLY and _ends_rolled_back(state):
                 desired = _without_canary_mirrors(desired, target, dr)
             found = patch.read_state(vs)
@@ -631,6 +647,27 @@ def _service(dr: Obj | None, target: Target) -> str:
     meta = dr.get("metadata") if isinstance(dr, dict) else None
     ns = meta.get("namespace") if isinstance(meta, dict) else None
     return patch.fqdn(host, ns if isinstance(ns, str) and ns else target.namespace)
+
+
+def _stable_service(vs: Obj, dr: Obj | None, target: Target, route: str) -> str:
+    """The rollout's service for a stable-100% read or write: its DestinationRule's (`_service`), checked against
+    the services the rollout's own route sends to (`stable.route_hosts`: the route `route`, else the only one)
+    and the one noted for the rollout when it last moved its weights (`patch.noted_service`: its route's, the
+    rule agreeing; what tells the rollout's service where its route cannot be named, a route added beside the
+    only one it claimed). When neither is the rule's (the rule edited mid-rollout to name another service, another
+    model's on a shared VirtualService), raises TargetError naming both: taken from the rule, the write picked
+    the other model's route (`stable_routes` matches by host) and wrote its weights, and the end then points a
+    rule that now describes another service. Nothing is written; with a rollout recorded, the split is said
+    (TrafficUnsafe). Decision 523."""
+    rule = _service(dr, target)
+    own = stable.route_hosts(vs, route) | ({patch.noted_service(vs)} - {""})
+    if rule and own and rule not in own:
+        label = f"route {route!r}" if route else "route (the only one when it was claimed)"
+        raise TargetError(f"{patch.where(dr)}: spec.host names {rule}, but the rollout's {label} of "
+                          f"{patch.where(vs)} sends to {', '.join(sorted(own))}: the rule was edited to name another "
+                          "service, so neither that service's routes nor the rule are written (another model's, "
+                          "perhaps); mend the rule's host, or set the route's stable destination to 100 by hand")
+    return rule
 
 
 def _ends_rolled_back(state: str | None) -> bool:

@@ -10,6 +10,8 @@ namespace/name and the field, never in a KeyError or TypeError.
 from __future__ import annotations
 
 import copy
+import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,7 +270,10 @@ def route_for(vs: Any, dr: Any, *, recorded: Weights | None = None) -> str:
     name: the only route that sends traffic to exactly this DestinationRule's
     `stable` and `canary` subsets; among several such, the only one whose weights
     are the `recorded` ones (the rollout wrote both in one write). Anything else is
-    a TargetError listing the routes, so the user can pass --route.
+    a TargetError listing the routes, so the user can pass --route. The service is the
+    one noted for the rollout recorded on `vs` (`noted_service`) when there is one: a
+    DestinationRule edited to name another model's service found that model's route
+    (decision 523).
     """
     at = where(vs)
     spec = vs.get("spec") if isinstance(vs, dict) else None
@@ -278,12 +283,14 @@ def route_for(vs: Any, dr: Any, *, recorded: Weights | None = None) -> str:
     dr_spec = dr.get("spec") if isinstance(dr, dict) else None
     dr_host = dr_spec.get("host") if isinstance(dr_spec, dict) else None
     found: list[tuple[int, RouteRef]] = []
+    noted = noted_service(vs)
     for i, route in enumerate(http):
         try:
             ref = _check_route(route, i, at, _namespace_of(vs))
         except TargetError:
             continue
-        if not isinstance(dr_host, str) or _same_service(ref.host, _namespace_of(vs), dr, dr_host):
+        if noted and fqdn(ref.host, _namespace_of(vs)) == noted or not noted and (
+                not isinstance(dr_host, str) or _same_service(ref.host, _namespace_of(vs), dr, dr_host)):
             found.append((i, ref))
     if len(found) > 1 and recorded is not None:
         seen = [(i, ref, observe_weights(vs, ref)) for i, ref in found]
@@ -382,6 +389,48 @@ def subset_versions(dr: Any, *, host: str = "", host_namespace: str = "") -> dic
 
 
 SUBSETS_ANNOTATION = "modelcanary.dev/subsets"
+# the service (a full name) a rollout's route sent to when the rollout last moved its weights, its DestinationRule
+# agreeing, bound to that rollout by its `started_at` (`note_service`, `noted_service`; decision 523)
+SERVICE_ANNOTATION = "modelcanary.dev/service"
+
+
+def note_service(vs: dict[str, Any], state: str | None, service: str) -> None:
+    """In place (a copy the caller owns): note `service` beside the rollout recorded in `state` (the record this
+    write carries), for its stable-100% writes: its DestinationRule may be edited mid-rollout to name another
+    service (another model's, on a shared VirtualService), and the write then took that model's route for its
+    own. Nothing when `state` is no record with a `started_at`, or `service` is ""."""
+    started = _started_at(state)
+    if started is not None and service:
+        annotate(vs, SERVICE_ANNOTATION, json.dumps({"service": service, "started_at": started}, sort_keys=True,
+                                                    separators=(",", ":")))
+
+
+def noted_service(vs: Any) -> str:
+    """The service noted for the rollout recorded on `vs` (`note_service`); "" when none is noted, the note is
+    another rollout's (another `started_at`: a record written since by a writer that notes none), or either
+    cannot be read."""
+    meta = vs.get("metadata") if isinstance(vs, dict) else None
+    ann = meta.get("annotations") if isinstance(meta, dict) else None
+    text = ann.get(SERVICE_ANNOTATION) if isinstance(ann, dict) else None
+    try:
+        note = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return ""
+    started = _started_at(read_state(vs))
+    service = note.get("service") if isinstance(note, dict) else None
+    if started is None or not isinstance(service, str) or note.get("started_at") != started:
+        return ""
+    return service
+
+
+def _started_at(state: str | None) -> float | None:
+    """The `started_at` of the record `state` (JSON), None when it has none or is no record."""
+    try:
+        record = json.loads(state) if state else None
+    except ValueError:
+        return None
+    v = record.get("started_at") if isinstance(record, dict) else None
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
 def with_subset_version(dr: Any, subset: str, version: str, *, mark: str | None = None) -> dict[str, Any]:

@@ -290,6 +290,20 @@ def canary_host(vs: Any, route_name: str = "") -> str:
     return next(iter(hosts)) if len(hosts) == 1 and all(_canary_only(r, next(iter(hosts)), vs) for r in named) else ""
 
 
+def route_hosts(vs: Any, route_name: str = "") -> set[str]:
+    """The services (full names) the destinations of the route named (else the only route) send to: the
+    service the rollout's own route says it belongs to, whatever its DestinationRule says (decision 523);
+    empty when there is no such route or it has no destination."""
+    spec = vs.get("spec") if isinstance(vs, dict) else None
+    http = spec.get("http") if isinstance(spec, dict) else None
+    if not isinstance(http, list):
+        return set()
+    named = [r for r in http if isinstance(r, dict) and r.get("name") == route_name] if route_name else \
+        (http if len(http) == 1 else [])
+    return {_dest_host(d, vs) for r in named if isinstance(r, dict) and isinstance(r.get("route"), list)
+            for d in r["route"]} - {""}
+
+
 def emptied(vs: Any, route_name: str = "") -> bool:
     """Whether the route named (else the only route) has an empty destination list: it routes nothing, and no
     destination says which service it was for."""

@@ -548,3 +548,62 @@ def test_a_destination_rule_edited_into_another_models_is_never_rewritten_and_th
     assert routes(api) == [[("stable", 80), ("canary", 20)]], routes(api)
     unsafe = [e for e in logs if e["event"] == "traffic.unsafe"]
     assert len(unsafe) == 1 and unsafe[0]["log_level"] == "critical" and unsafe[0]["weights"] == "80/20", unsafe
+
+
+@pytest.mark.parametrize("claimed", ["primary", ""], ids=["its own route named", "claimed as the only route"])
+def test_a_destination_rule_re_hosted_to_the_other_models_service_never_writes_that_models_route(
+        claimed: str, tmp_path: Any) -> None:
+    """VirtualService m0 shared with model m1 (a route of its own, to m1's subsets); while m0's rollout runs at
+    80/20, m0's DestinationRule is edited into m1's (host m1). The stable-100% write took the rule's host for the
+    rollout's service and matched routes by it: m1's route, at the recorded 80/20 (or, on a route the rollout
+    claimed as the only one, m1's route added beside it, at any weights), was set to 100/0, m0's left at 80/20,
+    m0's rule rewritten, exit 3 and no critical line (decision 519's review). The rollout's service is taken from
+    its own route, and from the one noted at its writes: the rule names another, so nothing is written and the
+    split is said, exit 6 (decision 523)."""
+    import copy
+
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.errors import TrafficUnsafe
+
+    api = fleet.start_api(2)
+    try:
+        theirs = (80, 20) if claimed else (50, 50)
+        if claimed:  # m1's route beside m0's from the start, at the weights m0's rollout will record
+            api.edit(GROUP, "virtualservices", "ml", "m0", _other_model(theirs))
+        clock = HookClock(api)
+        v = runner(api, "v2", clock, route=claimed)
+        other_rule = copy.deepcopy(api.get(GROUP, "destinationrules", "ml", "m1"))
+
+        def edits() -> None:
+            if not claimed:  # m1's route added beside the only one the rollout claimed
+                api.edit(GROUP, "virtualservices", "ml", "m0", _other_model(theirs))
+            api.edit(GROUP, "destinationrules", "ml", "m0", _copy_pasted)
+
+        clock.hooks.append((_at_first_step("v2"), edits))
+        with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe, match="may still be split.*80/20"):
+            v.run()
+        vs = api.get(GROUP, "virtualservices", "ml", "m0")
+        other_route = copy.deepcopy(vs["spec"]["http"][0])
+        assert routes(api) == [[("stable", theirs[0]), ("canary", theirs[1])], [("stable", 80), ("canary", 20)]]
+        assert api.get(GROUP, "destinationrules", "ml", "m1") == other_rule  # byte for byte
+        assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
+            {"app": "m1", "version": "v7"}, {"app": "m1", "version": "v8"}]  # as edited: never pointed
+        unsafe = [e for e in logs if e["event"] == "traffic.unsafe"]
+        assert len(unsafe) == 1 and unsafe[0]["weights"] == "80/20", unsafe
+        assert "the rule was edited to name another service" in unsafe[0]["error"], unsafe
+        # `canary status` says the split and why the rollback cannot write; `canary rollback` (which finds the route
+        # by the rollout's service: by the rule's host it found m1's, and wrote it) alike: nothing written, exit 6
+        kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+        flags = ["m0", "-n", "ml", "--kubeconfig", str(kc), *(["--route", claimed] if claimed else [])]
+        shown = CliRunner().invoke(app, ["status", *flags])
+        assert shown.exit_code == 0 and "`canary rollback` cannot write stable 100% here (exit 6)" in shown.output
+        assert "stable=80, others=[20]" in shown.output, shown.output
+        rolled = CliRunner().invoke(app, ["rollback", *flags, "--reason", "pager"])
+        assert rolled.exit_code == 6 and "traffic may still be split" in rolled.output, rolled.output
+        assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0] == other_route
+        assert routes(api)[1] == [("stable", 80), ("canary", 20)]
+        assert api.get(GROUP, "destinationrules", "ml", "m1") == other_rule
+    finally:
+        api.stop()

@@ -155,11 +155,13 @@ def test_different_services_in_one_route_are_still_refused_naming_both() -> None
 
 
 def _without_owned(vs: dict[str, Any]) -> dict[str, Any]:
-    """`vs` less what canary owns: the weights, its record, and what the API server sets on a write."""
+    """`vs` less what canary owns: the weights, its record (and the service noted beside it, decision 523), and
+    what the API server sets on a write."""
     out = copy.deepcopy(vs)
     for key in ("resourceVersion", "generation", "managedFields"):
         out["metadata"].pop(key, None)
-    (out["metadata"].get("annotations") or {}).pop("modelcanary.dev/rollout", None)
+    for owned in ("modelcanary.dev/rollout", "modelcanary.dev/service"):
+        (out["metadata"].get("annotations") or {}).pop(owned, None)
     if not out["metadata"].get("annotations"):
         out["metadata"].pop("annotations", None)
     for route in out["spec"].get("http") or []:

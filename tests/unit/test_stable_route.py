@@ -167,3 +167,25 @@ def test_a_route_that_may_still_reach_the_canary_is_still_refused(route: dict[st
     if "delegate" in route:  # the only route, unnamed: the delegate named all the same
         with pytest.raises(TargetError, match="delegates to VirtualService edge/rec-routes"):
             stable.with_stable_only(vs({k: v for k, v in route.items() if k != "name"}), host=HOST)
+
+
+def test_the_service_is_noted_beside_its_rollout_and_read_only_for_that_rollout() -> None:
+    # decision 523: noted at the rollout's writes, bound to it by `started_at`; a record written since by a writer
+    # that notes none (another rollout) leaves the note unread, as does an unreadable note
+    from canary.routing import patch
+
+    obj = vs(MAIN)
+    assert patch.noted_service(obj) == ""
+    record = '{"started_at": 5.0, "phase": "progressing"}'
+    patch.note_service(obj, record, HOST)
+    patch.annotate(obj, patch.STATE_ANNOTATION, record)
+    assert patch.noted_service(obj) == HOST
+    patch.annotate(obj, patch.STATE_ANNOTATION, '{"started_at": 6.0, "phase": "pending"}')
+    assert patch.noted_service(obj) == ""
+    patch.annotate(obj, patch.SERVICE_ANNOTATION, "{garbage")
+    assert patch.noted_service(obj) == ""
+    bare = vs(MAIN)
+    patch.note_service(bare, "not a record", HOST)  # no record, no note
+    assert "metadata" not in bare or "annotations" not in bare["metadata"]
+    assert stable.route_hosts(vs({**MAIN, "name": "a"}, {"name": "b", "route": [dest("stable", 100, host="n")]}),
+                              "a") == {HOST}
