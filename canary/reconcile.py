@@ -38,7 +38,7 @@ from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, Weights, check_version
 from canary.policy import Policy
 from canary.routing.base import RouteStatus, TrafficRouter
-from canary.routing.patch import CANARY, STATE_ANNOTATION, VERSION_LABEL
+from canary.routing.patch import CANARY, SERVICE_ANNOTATION, STATE_ANNOTATION, VERSION_LABEL
 
 EXIT_PROMOTED, EXIT_ROLLED_BACK, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {rl.PROMOTED: EXIT_PROMOTED, rl.ROLLED_BACK: EXIT_ROLLED_BACK, rl.ABORTED: EXIT_INFRA}
@@ -617,7 +617,8 @@ def reassert(policy: Policy, state: rl.RolloutState, status: RouteStatus, now: f
     vs = virtual_service or "the rollout's VirtualService"
     field = f"spec.http[{index}].route[*].weight"
     remedy = (f"Argo CD: ignoreDifferences on VirtualService {vs} with jsonPointers /spec/http/{index}/route/0/weight, "
-              f"/spec/http/{index}/route/1/weight and /metadata/annotations/{STATE_ANNOTATION.replace('/', '~1')} "
+              f"/spec/http/{index}/route/1/weight, /metadata/annotations/{STATE_ANNOTATION.replace('/', '~1')} and "
+              f"/metadata/annotations/{SERVICE_ANNOTATION.replace('/', '~1')} "
               "(with syncOptions RespectIgnoreDifferences=true); Flux: annotate it in git "
               "kustomize.toolkit.fluxcd.io/ssa: IfNotPresent, or leave its weights out of the manifest")
     why = (f"foreign edit, {state.reverts + 1} times in a row: {field} of VirtualService {vs} was reverted to "

@@ -99,6 +99,7 @@ def test_promote_under_a_selfheal_ends_at_stable_after_three_reverts_with_one_li
     assert line["virtual_service"] == "ml/m0" and line["field"] == "spec.http[0].route[*].weight", line
     assert "ignoreDifferences" in line["remedy"] and "/spec/http/0/route/0/weight" in line["remedy"], line
     assert "/metadata/annotations/modelcanary.dev~1rollout" in line["remedy"] and "Flux" in line["remedy"], line
+    assert "/metadata/annotations/modelcanary.dev~1service" in line["remedy"], line  # decision 523's note too
     assert "VirtualService ml/m0" in res.state.reason and "ignoreDifferences" in res.state.reason
     assert record(api)["reason"] == res.state.reason
     # never judged at a weight it did not have: no look judged, no step passed, nothing promoted
