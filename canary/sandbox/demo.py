@@ -48,6 +48,7 @@ class ScenarioResult:
     report: str | None = None  # the HTML report's path ("" when it could not be written; None: not asked)
     inspected: Any = None  # what `inspect(sandbox)` returned, before the sandbox stopped
     end_cause: str | None = None  # promote's `-o json` end_cause (`deadline`, `check`, ...), None when promoted
+    final_subsets: dict[str, str] = field(default_factory=dict)  # subset -> the version it selects, at the end
 
     @property
     def as_expected(self) -> bool:
@@ -75,7 +76,7 @@ def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_P
     from canary.logs import parse_json_lines
     from canary.routing.patch import read_state
     from canary.sandbox.env import Sandbox
-    from canary.sandbox.watcher import route_weights
+    from canary.sandbox.watcher import route_weights, subset_versions
 
     with Sandbox(scenario, rate=rate, **sandbox_kw) as sb:
         cmd = [sys.executable, "-m", "canary", *sb.promote_args(policy), *extra_args]
@@ -92,6 +93,7 @@ def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_P
         inspected = inspect(sb) if inspect is not None else None
         # what promote left on the VirtualService: the weights and the recorded state (`canary status`)
         vs = sb.kube.get("networking.istio.io", "virtualservices", sb.namespace, sb.model) or {}
+        dr = sb.kube.get("networking.istio.io", "destinationrules", sb.namespace, sb.model) or {}
         raw = read_state(vs)
         out = json.loads(raw) if raw else {}
         onset = _onset(sb)
@@ -106,6 +108,7 @@ def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_P
             load=load, events=parse_json_lines(proc.stderr) if capture else [],
             canary_requests_before_rollback=int(load.get("by_server", {}).get("canary", 0)) if back is not None else None,
             report=written, inspected=inspected, end_cause=recorded_end_cause(out),
+            final_subsets=subset_versions(dr) if dr else {},
         )
 
 
@@ -339,6 +342,14 @@ def unexpected_hint(r: ScenarioResult) -> str | None:
             "the logs say what ended it")
 
 
+def weights_now(r: ScenarioResult) -> str:
+    """The summary's weights, with the version the stable subset selects: after a promotion "100/0" is the new
+    version serving everything (the stable subset re-pointed), which read alone looked like the canary sent back."""
+    weights = f"{r.final_vs_weights.get('stable')}/{r.final_vs_weights.get('canary')}"
+    stable = r.final_subsets.get("stable")
+    return f"{weights} (stable subset → {stable})" if stable else weights
+
+
 def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
     from canary import streams
     from rich.table import Table
@@ -349,7 +360,7 @@ def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
     t.add_column("value")
     t.add_row("promote exit code", str(r.exit_code))
     t.add_row("reason", r.reason)
-    t.add_row("VirtualService weights now (stable/canary)", f"{r.final_vs_weights.get('stable')}/{r.final_vs_weights.get('canary')}")
+    t.add_row("VirtualService weights now (stable/canary)", weights_now(r))
     t.add_row("rollout wall time", f"{r.rollout_s} s")
     if r.stable_100_after_onset_s is not None:
         t.add_row("fault onset -> stable 100% in the data plane", f"{r.stable_100_after_onset_s} s")

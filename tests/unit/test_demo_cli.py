@@ -328,3 +328,17 @@ def test_keep_says_what_the_kept_canary_does_by_scenario() -> None:
     assert "misbehaves" not in first("bad-schema") and "Triton gate refuses it" in first("bad-schema")
     for scenario in ("slow", "drift", "errors", "crash"):
         assert "its canary misbehaves once it gets traffic" in first(scenario), first(scenario)
+
+
+def test_the_demo_summary_says_which_version_the_stable_subset_serves(capsys: Any) -> None:
+    """After `--scenario good` the summary said "VirtualService weights now (stable/canary) 100/0": read alone, the
+    canary sent back. A promotion re-points the stable subset at the new version: the row names it."""
+    from canary.sandbox.demo import ScenarioResult, _print_summary
+
+    r = ScenarioResult(scenario="good", exit_code=0, phase="promoted", reason="all steps passed",
+                       final_vs_weights={"stable": 100, "canary": 0}, fault_onset_s=None,
+                       stable_100_after_onset_s=None, rollout_s=40.0, load={},
+                       final_subsets={"stable": "v2.1.0", "canary": "v2.1.0"})
+    _print_summary(r)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "100/0 (stable subset → v2.1.0)" in out, out
