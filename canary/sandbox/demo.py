@@ -426,6 +426,14 @@ def keep_text(info: dict[str, Any], program: str | None = None) -> str:
     if info.get("canaryrollout_file"):  # the emulator serves no OpenAPI document: kubectl's validation would fail
         extra += (f"  kubectl apply --validate=false -f {shlex.quote(info['canaryrollout_file'])}"
                   "   # a CanaryRollout of this rollout for the controller\n")
+    if info.get("policy"):  # README: `plan` and `analyze` work on the kept sandbox, with this policy
+        policy = shlex.quote(info["policy"])
+        extra += (f"  {prog} plan --policy {policy} --rps {info.get('rate', 150.0):g} --model {model}"
+                  f" --stable-version {shlex.quote(info['stable_version'])}"
+                  "   # reads the sandbox's latency buckets through CANARY_PROMETHEUS_URL\n"
+                  f"  {prog} analyze {model} -n {ns} --policy {policy} --window 1m"
+                  "   # stable vs canary now, once the canary has traffic\n"
+                  f"  {prog} report {model} -n {ns}   # the last rollout's HTML page, after a promote\n")
     if info.get("stable_profile"):
         extra += (f"  {prog} drift check --baseline {shlex.quote(info['stable_profile'])} -n {ns}"
                   "   # the stable's training profile, the one its exporter exports\n")
@@ -497,7 +505,7 @@ def _keep(scenario: str, done: Any, *, rate: float, policy: Path, output: str, n
         info = {"scenario": scenario, "kubeconfig": str(sb.kubeconfig), "prometheus_url": sb.prometheus_url,
                 "triton_stable_url": sb.triton_stable_url, "triton_canary_url": sb.triton_canary_url,
                 "namespace": sb.namespace, "model": sb.model, "stable_version": sb.stable_version,
-                "canary_version": sb.canary_version, "promote_args": args,
+                "canary_version": sb.canary_version, "promote_args": args, "policy": str(policy), "rate": rate,
                 "canaryrollout_file": str(write_canaryrollout(sb.workdir, policy, namespace=sb.namespace,
                                                               model=sb.model, canary_version=sb.canary_version,
                                                               triton_stable_url=sb.triton_stable_url,

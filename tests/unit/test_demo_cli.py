@@ -330,6 +330,35 @@ def test_keep_says_what_the_kept_canary_does_by_scenario() -> None:
         assert "its canary misbehaves once it gets traffic" in first(scenario), first(scenario)
 
 
+def test_keeps_printout_gives_the_plan_and_analyze_lines_the_readme_says_work_on_it(tmp_path: Path) -> None:
+    """README: `canary analyze` and `canary plan` work on the kept sandbox "with the printed `--policy`", but the
+    printout had no line for either: a newcomer dug the policy's path out of the middle of the promote line and
+    guessed `plan`'s `--rps`, `--model` and `--stable-version`. Each printed line is one the CLI parses as is."""
+    import shlex
+
+    import typer
+
+    from canary.sandbox.demo import keep_text
+
+    info = {"scenario": "slow", "kubeconfig": "/k", "prometheus_url": "http://127.0.0.1:9", "namespace": "ml",
+            "model": "rec-model", "stable_version": "v1.0.0", "promote_args": ["promote", "rec-model"],
+            "policy": str(tmp_path / "my policy.yaml"), "rate": 150.0}
+    lines = [line.strip() for line in keep_text(info, program="canary").splitlines()]
+    policy = shlex.quote(info["policy"])
+    plan = next(line for line in lines if line.startswith("canary plan "))
+    analyze = next(line for line in lines if line.startswith("canary analyze "))
+    assert plan.startswith(f"canary plan --policy {policy} --rps 150 --model rec-model --stable-version v1.0.0 "), plan
+    assert analyze.startswith(f"canary analyze rec-model -n ml --policy {policy} --window 1m "), analyze
+    assert any(line.startswith("canary report rec-model -n ml ") for line in lines), lines
+    command = typer.main.get_command(app)
+    for line in (plan, analyze):
+        argv = shlex.split(line, comments=True)[1:]
+        with command.make_context("canary", argv) as ctx:  # click's own parse: a usage error raises
+            sub = command.get_command(ctx, argv[0])
+            assert sub is not None
+            sub.make_context(argv[0], argv[1:], parent=ctx)
+
+
 def test_the_demo_summary_says_which_version_the_stable_subset_serves(capsys: Any) -> None:
     """After `--scenario good` the summary said "VirtualService weights now (stable/canary) 100/0": read alone, the
     canary sent back. A promotion re-points the stable subset at the new version: the row names it."""
