@@ -159,7 +159,8 @@ def demo(
     keep: bool = typer.Option(
         False, "--keep",
         help="run no rollout: start the sandbox (the scenario's canary), print its kubeconfig and URLs and "
-             "the commands to try on it (promote, status, rollback, the controller), and keep it until Ctrl-C"),
+             "the commands to try on it (promote, status, rollback, plan, analyze, report, the controller, drift check), "
+             "and keep it until Ctrl-C"),
 ) -> None:
     """Run a real canary rollout on this machine: two Triton servers, Prometheus, HAProxy, a Kubernetes API emulator.
 
@@ -422,18 +423,18 @@ def keep_text(info: dict[str, Any], program: str | None = None) -> str:
     prog = shlex.quote(program or cli_program())
     model, ns = shlex.quote(info["model"]), shlex.quote(info["namespace"])
     cmd = f"{prog} " + " ".join(shlex.quote(a) for a in info["promote_args"])
-    extra = ""
-    if info.get("canaryrollout_file"):  # the emulator serves no OpenAPI document: kubectl's validation would fail
-        extra += (f"  kubectl apply --validate=false -f {shlex.quote(info['canaryrollout_file'])}"
-                  "   # a CanaryRollout of this rollout for the controller\n")
+    tried = extra = ""
     if info.get("policy"):  # README: `plan` and `analyze` work on the kept sandbox, with this policy
         policy = shlex.quote(info["policy"])
-        extra += (f"  {prog} plan --policy {policy} --rps {info.get('rate', 150.0):g} --model {model}"
+        tried += (f"  {prog} plan --policy {policy} --rps {info.get('rate', 150.0):g} --model {model}"
                   f" --stable-version {shlex.quote(info['stable_version'])}"
                   "   # reads the sandbox's latency buckets through CANARY_PROMETHEUS_URL\n"
                   f"  {prog} analyze {model} -n {ns} --policy {policy} --window 1m"
                   "   # stable vs canary now, once the canary has traffic\n"
                   f"  {prog} report {model} -n {ns}   # the last rollout's HTML page, after a promote\n")
+    if info.get("canaryrollout_file"):  # the emulator serves no OpenAPI document: kubectl's validation would fail
+        extra += (f"  kubectl apply --validate=false -f {shlex.quote(info['canaryrollout_file'])}"
+                  "   # a CanaryRollout of this rollout for the controller\n")
     if info.get("stable_profile"):
         extra += (f"  {prog} drift check --baseline {shlex.quote(info['stable_profile'])} -n {ns}"
                   "   # the stable's training profile, the one its exporter exports\n")
@@ -445,7 +446,7 @@ def keep_text(info: dict[str, Any], program: str | None = None) -> str:
   {cmd}
   {prog} status {model} -n {ns}
   {prog} rollback {model} -n {ns} --reason "trying it"
-  {prog} controller run -n {ns}   # drives CanaryRollout objects (README, "Running it as a controller in the cluster")
+{tried}  {prog} controller run -n {ns}   # drives CanaryRollout objects (README, "Running it as a controller in the cluster")
 {extra}
 Ctrl-C stops it (everything it started, and its files)."""
 

@@ -350,6 +350,7 @@ def test_keeps_printout_gives_the_plan_and_analyze_lines_the_readme_says_work_on
     assert plan.startswith(f"canary plan --policy {policy} --rps 150 --model rec-model --stable-version v1.0.0 "), plan
     assert analyze.startswith(f"canary analyze rec-model -n ml --policy {policy} --window 1m "), analyze
     assert any(line.startswith("canary report rec-model -n ml ") for line in lines), lines
+    assert lines.index(plan) < next(i for i, line in enumerate(lines) if line.startswith("canary controller run"))
     command = typer.main.get_command(app)
     for line in (plan, analyze):
         argv = shlex.split(line, comments=True)[1:]
