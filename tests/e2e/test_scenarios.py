@@ -93,6 +93,7 @@ def test_good_canary_is_promoted_without_a_failed_request(tmp_path: Path) -> Non
                      timeout_s=840.0)
     assert r.exit_code == 0 and r.phase == "promoted", r.reason
     assert r.final_vs_weights == {"stable": 100, "canary": 0}  # on the stable subset, now the new version
+    assert r.final_subsets.get("stable") == "v2.1.0", r.final_subsets  # what the summary names (decision 532)
     assert r.load["failed"] == 0 and r.load["sent"] > 500
     assert r.load["by_server"].get("canary", 0) > 100  # the canary really served traffic
     names = [e.get("event") for e in r.events]
