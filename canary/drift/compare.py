@@ -243,6 +243,7 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
     _check_sums(live)
     _check_totals(live)
     prof = profile["features"]
+    _check_fields(prof, live)
     live = _booleans(prof, live)
     names = features or [f for f in prof if f in live]
     try:
@@ -309,6 +310,30 @@ def _booleans(prof: Mapping[str, Any], live: Mapping[str, Any]) -> Mapping[str, 
             miss = cur.get("missing", 0)
             out[name]["missing"] = (float(miss) + wrong) if _plain([miss]) else miss
     return live if out is None else out
+
+
+# the fields of one feature's live counts (the module docstring), by the profile's type of the feature
+LIVE_FIELDS = {"numeric": ("counts", "sum", "sum_n", "missing"), "categorical": ("categories", "other", "missing")}
+
+
+def _check_fields(prof: Mapping[str, Any], live: Mapping[str, Any]) -> None:
+    """No field of a profiled feature's live entry is unknown (LIVE_FIELDS). A field misspelt in `drift check
+    --input` (`"mising": 5000`) was ignored: the missing-rate check of a feature 92% missing never ran, exit 0
+    (decision 529). ConfigError naming the feature and the field. The other type's fields (`categories` for a
+    numeric feature) and entries that are no object are left to the comparison, which names them."""
+    import difflib
+
+    known = {k for fields in LIVE_FIELDS.values() for k in fields}
+    for name, cur in live.items():
+        ref = prof.get(name)
+        if not isinstance(ref, Mapping) or not isinstance(cur, Mapping):
+            continue
+        fields = LIVE_FIELDS[ref["type"]]
+        for key in cur:
+            if key not in known:
+                near = difflib.get_close_matches(str(key), fields, n=1)
+                raise ConfigError(f"feature {name!r}: field {str(key)[:40]!r} is not one of a {ref['type']} feature's "
+                                  f"live counts ({', '.join(fields)})" + (f"; did you mean {near[0]!r}?" if near else ""))
 
 
 def _check_sums(live: Mapping[str, Any]) -> None:

@@ -240,3 +240,24 @@ def test_live_counts_no_window_holds_are_refused_naming_the_feature(tmp_path: An
     assert r.exit_code == 2, r.output
     name = next(iter(cur))
     assert f"feature '{name}': " in r.output and "live values (present and missing) in the window" in r.output, r.output
+
+
+@pytest.mark.parametrize("cur,field", [
+    ({"city": {"categories": {"a": 150, "b": 150, "c": 150}, "mising": 5_000}}, "'mising'"),
+    ({"age": {"counts": "REF", "missing_count": 400}}, "'missing_count'"),
+    ({"age": {"counts": "REF", "summ": 4.0e4}}, "'summ'")])
+def test_a_misspelt_field_of_live_input_is_refused_naming_the_feature_and_field(tmp_path: Any, cur: dict[str, Any],
+                                                                                field: str) -> None:
+    """A field misspelt in `drift check --input` was ignored: a feature 92% missing live (0% in training) under
+    `"mising"` read exit 0, its missing-rate check never run (decision 529)."""
+    prof = _profile()
+    for f in cur.values():
+        if f.get("counts") == "REF":
+            f["counts"] = [c / 4 for c in prof["features"]["age"]["counts"]]
+    (tmp_path / "p.json").write_text(json.dumps(prof))
+    (tmp_path / "i.json").write_text(json.dumps({"features": cur}))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(tmp_path / "p.json"), "--input",
+                                 str(tmp_path / "i.json")])
+    assert r.exit_code == 2, r.output
+    name = next(iter(cur))
+    assert f"i.json: feature '{name}': field {field} is not one of" in r.output, r.output
