@@ -839,6 +839,8 @@ class DriftWatcher:
                                    f"({webhook_key(state, t)}), which a receiver that keeps the keys it acted "
                                    f"on does not act on twice"), target
                 return False, _scrubbed(f"{type(exc).__name__}: {exc}", self.retrain_webhook)[:300], target
+            if code == 409:  # the key's request in progress there (IETF Idempotency-Key; decision 530)
+                return True, "", f"{target} (409 Conflict: {IN_PROGRESS})"
             return (200 <= code < 300), ("" if 200 <= code < 300 else f"HTTP {code}"), target
         return True, "", ""  # no trigger configured: the episode is alerted only
 
@@ -956,6 +958,14 @@ def _since(evidence: Mapping[str, Any], config: M.MonitorConfig) -> float | None
     if num(since):
         return float(since)
     return float(at) - config.enter_after * float(window) if num(at) and num(window) else None
+
+
+# A 409 Conflict to a retraining POST: the IETF Idempotency-Key draft's answer to a request whose key the receiver
+# is still processing (an Airflow dagRun POST with its id taken says 409 too): the retraining was received, by an
+# earlier POST of this episode (one unanswered within 5 s, or sent before a restart). Read as a failure it was
+# retried and said failed to people, every backoff, while the retraining ran (decision 530)
+IN_PROGRESS = ("a request with this idempotency key is already there, in progress or done: the retraining was "
+               "received by an earlier attempt")
 
 
 def webhook_key(state: M.MonitorState, t: M.Trigger) -> str:

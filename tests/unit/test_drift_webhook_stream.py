@@ -193,3 +193,46 @@ def test_a_failed_webhook_says_nothing_of_its_token() -> None:
     (failed,) = [e for e in logs if e["event"] == "drift.retrain_failed"]
     assert "ConnectionError" in failed["message"] and "/retrain?..." in failed["message"], failed["message"]
     assert "s3cret" not in str(failed) and "pa55word" not in str(failed)
+
+
+def test_a_webhook_that_answers_409_for_a_key_in_progress_is_a_retraining_started() -> None:
+    """The first POST got no answer within 5 s (the receiver was starting the retraining); the retry carries the
+    same Idempotency-Key, and a receiver that keeps keys answers 409 Conflict while that request is in progress
+    (the IETF draft's answer). It was read as a failure: `drift.retrain_failed`, retried every backoff and told to
+    people while the retraining ran. Now the trigger is done, said as recovered (decision 530)."""
+    from structlog.testing import capture_logs
+
+    from canary.drift import watch as W
+
+    keys: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            keys.append(self.headers.get("Idempotency-Key"))
+            self.send_response(409)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        w = W.DriftWatcher([], client=None, window_s=3_600, config=M.MonitorConfig(),
+                           retrain_webhook=f"http://127.0.0.1:{server.server_address[1]}/retrain")
+        state = M.MonitorState("rec", "v2", phase=M.DRIFTING, episode=1, trigger="pending", trigger_attempts=1,
+                               evidence={"at": 1_800_000_000.0})
+        with capture_logs() as logs:
+            after = w._act(state, [M.Trigger(1, state.evidence)], [], "ml")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert keys == ['"rec/v2/episode-1/1800000000.0"'] and after.trigger == "done"
+    events = [e["event"] for e in logs if e["event"].startswith("drift.retrain")]
+    assert events == ["drift.retrain_triggered", "drift.retrain_recovered"], events
+    (said,) = [e for e in logs if e["event"] == "drift.retrain_triggered"]
+    assert "409 Conflict: a request with this idempotency key is already there" in said["message"], said["message"]
