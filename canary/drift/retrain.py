@@ -449,3 +449,13 @@ def job_name(prefix: str, *, model: str, version: str, episode: int) -> str:
         return body + tail
     digest = hashlib.sha256(f"{model}\0{version}".encode()).hexdigest()[:8]
     return f"{body[:63 - len(tail) - 9].rstrip('-')}-{digest}{tail}"
+
+
+def event_prefix(model: str) -> str:
+    """The `generateName` of a model's drift Events: `<model>-drift-`, the model's name as a DNS-1123 subdomain
+    (an Event's name must be one; the API server adds 5 characters). A Triton model name is often none
+    (`densenet_onnx`, `Rec_Model`): its every Event was refused 422 Invalid, `drift.event_failed`, and no
+    DriftDetected reached the cluster (decision 530). Lowercased, each run of other characters one "-", at most
+    200 characters; the Events name the model exactly in their message and involvedObject."""
+    clean = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")[:200].rstrip("-")
+    return f"{clean or 'model'}-drift-"

@@ -53,7 +53,7 @@ from canary.drift.live import (PROFILE_INFO, AccessRefused, exported_profiles, l
                                why_no_live_data)
 from canary.drift.profile import profile_hash
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
-from canary.drift.retrain import failed_condition
+from canary.drift.retrain import event_prefix, failed_condition
 from canary.drift.stats import over_profile, profile_share
 from canary.drift.store import KEY, StateConflict, brief
 from canary.drift.unread import PassNews, Said, cause
@@ -809,7 +809,7 @@ class DriftWatcher:
                               involved={"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
                                         "name": state.model},
                               message=a.message, warning=a.warning, component="canary-drift",
-                              generate_name=f"{state.model}-drift-")
+                              generate_name=event_prefix(state.model))
             try:
                 self.core.create_namespaced_event(namespace, body, _request_timeout=3)
             except Exception as exc:  # an Event is a record, not a decision: log and go on

@@ -16,6 +16,7 @@ store with a strict one:
 * GET/LIST/WATCH, POST, PUT, PATCH (merge, strategic treated as merge, JSON
   patch) and DELETE for the registered resources; anything else is 404;
 * an object whose annotations (keys and values) pass 256 KiB is refused with 422 Invalid, as the API server does;
+* an Event whose name is no lowercase RFC 1123 subdomain is refused with 422 Invalid, as the API server does;
 * a ConfigMap whose data keys are not `[-._a-zA-Z0-9]+` or whose data and
   binaryData exceed 1 MiB is refused with 422 Invalid, as the API server does;
 * a ResourceQuota's object counts (`spec.hard` keys `count/<resource>.<group>`,
@@ -77,6 +78,9 @@ Obj = dict[str, Any]
 Key = tuple[str, str, str, str]  # group, plural, namespace, name
 ISTIO = "networking.istio.io"
 ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+# an Event's name, as the API server checks it (IsDNS1123Subdomain): the drift monitor named its Events after a model
+# (`densenet_onnx-drift-...`), each refused in a cluster, each stored here (decision 530)
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 LOG_SIZE = 5000  # change events a watch can replay (older resourceVersions: 410 Expired)
 WRITES_KEPT = 100_000  # (method, path, status) of the latest writes, for tests
 
@@ -443,6 +447,11 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         if not meta.get("name"):
             raise ApiError(422, "Invalid", "metadata.name: Required value")
+        if (kind.group, kind.plural) == ("", "events") and not _DNS_SUBDOMAIN.fullmatch(str(meta["name"])):
+            raise ApiError(422, "Invalid", f'{kind.plural} "{meta["name"]}" is invalid: metadata.name: Invalid value: '
+                                           f'"{meta["name"]}": a lowercase RFC 1123 subdomain must consist of lower '
+                                           f"case alphanumeric characters, '-' or '.', and must start and end with "
+                                           f"an alphanumeric character")
         if meta.get("namespace", ns) != ns:
             raise ApiError(400, "BadRequest", "metadata.namespace does not match the URL")
         if meta.get("resourceVersion"):
