@@ -238,11 +238,16 @@ def _unregister(registry: Any, exporter: "FeatureExporter") -> None:
         pass
 
 
-def _category(v: Any) -> str:
-    """A value as the profile spells categories: booleans "true"/"false" (Arrow's cast), else str()."""
+def _category(v: Any) -> str | None:
+    """A value as the profile spells categories: booleans "true"/"false" (Arrow's cast), else str(); None (counted
+    missing) for a value that has no text: an int of over 4,300 digits (Python's limit on int-to-text: ValueError),
+    an object whose str() fails. It raised out of `observe`, failing the model server's request (decision 529)."""
     if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
-    return str(v)
+    try:
+        return str(v)
+    except Exception:  # noqa: BLE001 - a request's value never fails the request it came with
+        return None
 
 
 def _le(bound: float) -> str:
@@ -254,6 +259,6 @@ def _number(v: Any) -> float | None:
         return None
     try:
         x = float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ArithmeticError):  # an int past a float's range: OverflowError (decision 529)
         return None
     return x if math.isfinite(x) else None
