@@ -226,17 +226,7 @@ def test_live_counts_no_window_holds_are_refused_naming_the_feature(tmp_path: An
     """Counts whose total overflowed made every test NaN, which no threshold calls drift: `drift check --input` read
     "no drift", exit 0; a huge missing count was "the comparison failed (OverflowError ...)" naming no feature. Over
     2^53 values (present and missing) in a window is refused, naming the feature (decision 449)."""
-    prof = _profile()
-    ref, k = prof["features"]["age"]["counts"], len(prof["features"]["age"]["counts"])
-    for f in cur.values():
-        if f.get("counts") == "HUGE":
-            f["counts"] = [1.7e308] * k
-        elif f.get("counts") == "REF":
-            f["counts"] = list(ref)
-    (tmp_path / "p.json").write_text(json.dumps(prof))
-    (tmp_path / "i.json").write_text(json.dumps({"features": cur}))
-    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(tmp_path / "p.json"), "--input",
-                                 str(tmp_path / "i.json")])
+    r = _check_input(tmp_path, cur)
     assert r.exit_code == 2, r.output
     name = next(iter(cur))
     assert f"feature '{name}': " in r.output and "live values (present and missing) in the window" in r.output, r.output
@@ -250,14 +240,23 @@ def test_a_misspelt_field_of_live_input_is_refused_naming_the_feature_and_field(
                                                                                 field: str) -> None:
     """A field misspelt in `drift check --input` was ignored: a feature 92% missing live (0% in training) under
     `"mising"` read exit 0, its missing-rate check never run (decision 529)."""
-    prof = _profile()
-    for f in cur.values():
-        if f.get("counts") == "REF":
-            f["counts"] = [c / 4 for c in prof["features"]["age"]["counts"]]
-    (tmp_path / "p.json").write_text(json.dumps(prof))
-    (tmp_path / "i.json").write_text(json.dumps({"features": cur}))
-    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(tmp_path / "p.json"), "--input",
-                                 str(tmp_path / "i.json")])
+    r = _check_input(tmp_path, cur)
     assert r.exit_code == 2, r.output
     name = next(iter(cur))
     assert f"i.json: feature '{name}': field {field} is not one of" in r.output, r.output
+
+
+def _check_input(tmp_path: Any, cur: dict[str, Any]) -> Any:
+    """`drift check --input` of `cur` against `_profile()`; a feature's `"counts": "REF"` becomes the reference's
+    counts, `"HUGE"` 1.7e308 in each bucket."""
+    prof = _profile()
+    ref = prof["features"]["age"]["counts"]
+    for f in cur.values():
+        if f.get("counts") == "HUGE":
+            f["counts"] = [1.7e308] * len(ref)
+        elif f.get("counts") == "REF":
+            f["counts"] = list(ref)
+    (tmp_path / "p.json").write_text(json.dumps(prof))
+    (tmp_path / "i.json").write_text(json.dumps({"features": cur}))
+    return CliRunner().invoke(app, ["drift", "check", "--baseline", str(tmp_path / "p.json"), "--input",
+                                    str(tmp_path / "i.json")])

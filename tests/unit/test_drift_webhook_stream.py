@@ -12,6 +12,7 @@ is not read. A real HTTP server on 127.0.0.1 that never sends the body it announ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,11 +134,18 @@ def redirecting() -> Iterator[tuple[str, list[tuple[str, str]]]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with _serving(Handler) as url:
+        yield url, seen
+
+
+@contextlib.contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` served on 127.0.0.1 (the kernel's port), stopped at the end; its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -217,20 +225,12 @@ def test_a_webhook_that_answers_409_for_a_key_in_progress_is_a_retraining_starte
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        w = W.DriftWatcher([], client=None, window_s=3_600, config=M.MonitorConfig(),
-                           retrain_webhook=f"http://127.0.0.1:{server.server_address[1]}/retrain")
+    with _serving(Handler) as url:
+        w = W.DriftWatcher([], client=None, window_s=3_600, config=M.MonitorConfig(), retrain_webhook=url + "/retrain")
         state = M.MonitorState("rec", "v2", phase=M.DRIFTING, episode=1, trigger="pending", trigger_attempts=1,
                                evidence={"at": 1_800_000_000.0})
         with capture_logs() as logs:
             after = w._act(state, [M.Trigger(1, state.evidence)], [], "ml")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
     assert keys == ['"rec/v2/episode-1/1800000000.0"'] and after.trigger == "done"
     events = [e["event"] for e in logs if e["event"].startswith("drift.retrain")]
     assert events == ["drift.retrain_triggered", "drift.retrain_recovered"], events
