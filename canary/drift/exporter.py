@@ -239,11 +239,15 @@ def _unregister(registry: Any, exporter: "FeatureExporter") -> None:
 
 
 def _category(v: Any) -> str | None:
-    """A value as the profile spells categories: booleans "true"/"false" (Arrow's cast), else str(); None (counted
+    """A value as the profile spells categories: booleans "true"/"false" (Arrow's cast), bytes decoded as UTF-8 (what
+    a Triton BYTES/TYPE_STRING input holds: `str(b"Lyon")` is "b'Lyon'", none of the profile's categories, so every
+    value counted as `__other__`, a drift of the whole feature; decision 529), else str(); None (counted
     missing) for a value that has no text: an int of over 4,300 digits (Python's limit on int-to-text: ValueError),
     an object whose str() fails. It raised out of `observe`, failing the model server's request (decision 529)."""
     if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
+    if isinstance(v, (bytes, bytearray)):  # a Triton BYTES tensor's element (np.bytes_ too): its text, not "b'Lyon'"
+        return bytes(v).decode("utf-8", errors="replace")
     try:
         return str(v)
     except Exception:  # noqa: BLE001 - a request's value never fails the request it came with

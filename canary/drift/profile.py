@@ -235,11 +235,13 @@ BOOLEAN_CATEGORIES = ("false", "true")
 
 def boolean_category(v: Any) -> str | None:
     """A boolean's category, "true" or "false", from any of its usual spellings: a bool, the numbers 1
-    and 0, the texts true/false (any case) and "1"/"0" (pyarrow's CSV reader's spellings). None for
-    anything else: for a boolean feature that is a value of the wrong type, counted as missing (as text
-    sent for a number is), never a new category that reads as drift."""
+    and 0, the texts true/false (any case) and "1"/"0" (pyarrow's CSV reader's spellings), as text or as
+    UTF-8 bytes. None for anything else: for a boolean feature that is a value of the wrong type, counted
+    as missing (as text sent for a number is), never a new category that reads as drift."""
     if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
+    if isinstance(v, (bytes, bytearray)):  # a Triton BYTES input's element: b"true" is the text "true"
+        v = bytes(v).decode("utf-8", errors="replace")
     if isinstance(v, (int, float, np.integer, np.floating)):
         return "true" if v == 1 else "false" if v == 0 else None
     if isinstance(v, str):

@@ -27,3 +27,20 @@ def test_a_value_with_no_float_or_text_counts_as_missing_and_never_fails_the_req
     got = e.live_counts()
     assert sum(got["age"]["counts"]) == 2 and got["age"]["missing"] == 1
     assert got["city"]["categories"] == {"a": 1, "b": 1} and got["city"]["other"] == 0 and got["city"]["missing"] == 1
+
+
+def test_a_triton_bytes_input_counts_under_its_text() -> None:
+    """A Triton BYTES (TYPE_STRING) input reaches the model server as bytes (`as_numpy()`: np.bytes_ or bytes in an
+    object array): `str(b"Lyon")` is "b'Lyon'", none of the profile's categories, so every value counted as
+    `__other__` and the feature read drifted in every window, a retraining for nothing; a boolean's b"true" counted
+    missing. Bytes count under their UTF-8 text (decision 529)."""
+    import pyarrow as pa
+
+    prof = capture(pa.table({"city": ["Lyon", "Paris"] * 100, "vip": [True, False] * 100}), model="rec",
+                   version="v1", file="t.parquet", sha256="0" * 64)
+    e = FeatureExporter(prof, registry=None)
+    for city, vip in ((b"Lyon", b"true"), (np.bytes_(b"Paris"), b"0"), (bytearray(b"Lyon"), np.bytes_(b"FALSE"))):
+        e.observe({"city": city, "vip": vip})
+    got = e.live_counts()
+    assert got["city"]["categories"] == {"Lyon": 2, "Paris": 1} and got["city"]["other"] == 0
+    assert got["vip"]["categories"] == {"true": 1, "false": 2} and got["vip"]["missing"] == 0
