@@ -1056,8 +1056,15 @@ class FileStateStore:
         return raw
 
     def save(self, states: Mapping[str, Any]) -> None:
+        """Written whole to `<file>.tmp`, fsynced, renamed over the file. Without the fsync a node that lost power
+        after the rename could leave the file empty on a filesystem that orders no data before a rename (XFS, a
+        cloud volume's): the next watch refused it (exit 2, "cannot read the drift monitor state"), a crash loop
+        until a person deleted it, and with it the open episode and its retraining (decision 530)."""
         tmp = self._real.with_suffix(self._real.suffix + ".tmp")
-        tmp.write_text(json.dumps(states), encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(states))
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, self._real)
 
 

@@ -131,3 +131,25 @@ def test_what_a_newer_canary_stored_in_this_schema_survives_this_ones_read_modif
     assert again["rec/v1"]["held_reason"] == {"kind": "night"} and again["rec/v1"]["phase"] == "ok", again
     assert again["fleet"] == newer["fleet"] and again["prometheus"]["flaps"] == 3, again
     assert M.MonitorState.from_dict(again["rec/v1"]).to_dict() == again["rec/v1"]  # read as written
+
+
+def test_the_state_file_is_on_disk_before_it_replaces_the_last_one(tmp_path: Any, monkeypatch: Any) -> None:
+    """The state is fsynced under its temporary name before the rename: a node that lost power after a rename of
+    unsynced data could leave an empty state file, which the next watch refused (exit 2) until a person deleted
+    it, and the open episode with it (decision 530). The synced file is the one renamed, holding the states."""
+    import os
+
+    from canary.drift.watch import FileStateStore
+
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store = FileStateStore(tmp_path / "s.json")
+    store.save({"rec/v1": {"model": "rec", "version": "v1"}})
+    assert synced == [str(tmp_path / "s.json.tmp")]
+    assert store.load() == {"rec/v1": {"model": "rec", "version": "v1"}} and not (tmp_path / "s.json.tmp").exists()
