@@ -12,7 +12,6 @@ is not read. A real HTTP server on 127.0.0.1 that never sends the body it announ
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +20,7 @@ from typing import Any, Iterator
 import pytest
 
 from canary.drift import monitor as M
+from tests.support.http import serving
 
 
 @pytest.fixture()
@@ -134,22 +134,8 @@ def redirecting() -> Iterator[tuple[str, list[tuple[str, str]]]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    with _serving(Handler) as url:
+    with serving(Handler) as url:
         yield url, seen
-
-
-@contextlib.contextmanager
-def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """`handler` served on 127.0.0.1 (the kernel's port), stopped at the end; its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def test_a_webhook_redirect_that_turns_the_post_into_a_get_is_a_failed_trigger(
@@ -225,7 +211,7 @@ def test_a_webhook_that_answers_409_for_a_key_in_progress_is_a_retraining_starte
         def log_message(self, *args: Any) -> None:
             pass
 
-    with _serving(Handler) as url:
+    with serving(Handler) as url:
         w = W.DriftWatcher([], client=None, window_s=3_600, config=M.MonitorConfig(), retrain_webhook=url + "/retrain")
         state = M.MonitorState("rec", "v2", phase=M.DRIFTING, episode=1, trigger="pending", trigger_attempts=1,
                                evidence={"at": 1_800_000_000.0})
