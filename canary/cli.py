@@ -793,7 +793,10 @@ def earlier_promotion(s: rl.RolloutState) -> tuple[dict[str, Any], str]:
 
 def state_line(s: rl.RolloutState, *, wide: bool = False, route: str = "") -> str:
     """One rollout state as the one line `promote`, `rollback`, `pause` and `resume` print."""
-    line = f"{s.phase}: {s.model} {s.canary_version} weights {s.weights} (stable/canary)"
+    # promoted, 100/0 read alone says the canary got nothing: the stable subset now selects the canary version
+    split = "stable/canary; the stable subset now selects " + s.canary_version if s.phase == rl.PROMOTED else \
+        "stable/canary"
+    line = f"{s.phase}: {s.model} {s.canary_version} weights {s.weights} ({split})"
     if route:
         line += f" route {route}"
     if wide:
@@ -913,7 +916,8 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
             raise CanaryError(f"{command} refused, nothing written: {exc}") from None
         except AlreadyStable as exc:  # idempotent: the traffic is where a rollback would put it
             opts.emit({"weights": {"stable": 100, "canary": 0}, "phase": None, "note": str(exc)}, output,
-                      lambda wide: typer.echo(f"stable 100% already: {exc}"))
+                      lambda wide: typer.echo(f"stable 100% already, nothing written: "
+                                              f"{str(exc).replace(' stable already serves 100%;', '', 1)}"))
             return 0
 
         if not isinstance(event, rl.Resume):

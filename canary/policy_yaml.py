@@ -103,7 +103,8 @@ _Loader.yaml_implicit_resolvers = {  # dates stay the text that was written
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
-        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.context or ''} {exc.problem or ''}".strip()
+        said = " ".join(x for x in (exc.context, exc.problem) if x)  # an empty context left a double space
+        return f"line {mark.line + 1}, column {mark.column + 1}: {said}".strip()
     return " ".join(str(exc).split())
 
 

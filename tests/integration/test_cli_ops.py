@@ -83,6 +83,9 @@ def test_status_pause_resume_rollback(cluster: Any) -> None:
     assert again.returncode == 0 and json.loads(again.stdout)["weights"] == {"stable": 100, "canary": 0}
     assert "stable already serves 100%" in json.loads(again.stdout)["note"] and vs(api)[1] == state
     assert any(e.get("reason") == "RollbackCompleted" for e in api.list("", "events", "ml"))
+    text = canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc)  # said once, not twice
+    assert text.returncode == 0 and text.stdout.startswith("stable 100% already, nothing written: ml/rec-model: no "
+                                                           "rollout in progress"), text.stdout
 
 
 def test_rollback_forces_stable_when_traffic_is_split_without_a_record(cluster: Any) -> None:

@@ -27,3 +27,19 @@ def test_an_ended_rollouts_json_names_its_end_cause(phase: str, reason: str, cau
     state = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=phase, weights=Weights(100, 0),
                             step=1, started_at=1.0, reason=reason)
     assert state_dict(state, exit_code=1).get("end_cause") == cause
+
+
+def test_a_promotions_line_says_the_stable_subset_now_selects_the_new_version() -> None:
+    """"promoted: ... weights 100/0" read alone says the canary got nothing: after a promotion the stable subset
+    selects the canary version, and the line says so (a newcomer's reading of the demo)."""
+    from canary import rollout as rl
+    from canary.cli import state_line
+    from canary.model import Weights
+
+    done = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.PROMOTED,
+                           weights=Weights(100, 0), reason="all steps passed")
+    assert state_line(done) == ("promoted: m v2 weights 100/0 (stable/canary; the stable subset now selects v2) - "
+                                "all steps passed")
+    back = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
+                           weights=Weights(100, 0), reason="latency")
+    assert state_line(back) == "rolled_back: m v2 weights 100/0 (stable/canary) - latency"

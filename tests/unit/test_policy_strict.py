@@ -430,6 +430,7 @@ def test_yaml_coercions_are_refused(extra: str, text: str) -> None:
     with pytest.raises(PolicyError) as err:
         parse_policy_text(src, file="p.yaml")
     assert str(err.value).startswith("p.yaml") and text in str(err.value), str(err.value)
+    assert "  " not in str(err.value), str(err.value)  # a YAML error without context: no double space
 
 
 @pytest.mark.parametrize(("extra", "labels"), [
