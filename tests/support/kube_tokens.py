@@ -25,11 +25,17 @@ import os
 if os.path.exists(os.path.join({state!r}, "hang")):
     # a helper it started (a shell plugin's `curl`), in its process group; or in a session of its own (`setsid`)
     setsid = os.path.exists(os.path.join({state!r}, "setsid"))
+    # the pids are written once the helper has left the group: the pipe's end closes at its exec (close-on-exec),
+    # after its setsid; written before, a test could read the helper still in the plugin's group
+    ready, told = os.pipe()
     helper = os.fork()
     if helper == 0:
+        os.close(ready)
         if setsid:
             os.setsid()
         os.execvp("sleep", ["sleep", "600"])
+    os.close(told)
+    os.read(ready, 1)
     with open(os.path.join({state!r}, "hung"), "a") as f:
         f.write("%d %d\\n" % (os.getpid(), helper))
     import time
