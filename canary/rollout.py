@@ -684,7 +684,8 @@ def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, lis
     return s, [
         PointSubset("stable", state.canary_version, guarded=True, undo_version=state.stable_version),
         SetWeights(STABLE_ONLY),
-        Emit("rollout.promoted", {"duration_s": round(now - state.started_at, 1)}),
+        # `serving_version`: one line says what serves all traffic now (its `weights` 100/0 read alone says "rollback")
+        Emit("rollout.promoted", {"duration_s": round(now - state.started_at, 1), "serving_version": state.canary_version}),
         PointSubset("stable", state.canary_version, guarded=True, undo_version=state.stable_version, supersede=True),
     ]
 

@@ -75,6 +75,9 @@ def test_last_step_pass_goes_through_promoting_then_promoted() -> None:
     kinds = [a for a in actions if not isinstance(a, rl.Emit)]
     assert kinds == [rl.PointSubset("stable", "v2", guarded=True, undo_version="v1"), rl.SetWeights(STABLE_ONLY),
                      rl.PointSubset("stable", "v2", guarded=True, undo_version="v1", supersede=True)]
+    # one line says what now serves all traffic: its 100/0 alone read as a rollback
+    done = [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollout.promoted"]
+    assert len(done) == 1 and done[0].fields["serving_version"] == "v2", done
 
 
 def test_one_fail_is_counted_two_consecutive_roll_back() -> None:
