@@ -50,7 +50,8 @@ from canary import malloc
 from canary import resume_requests
 from canary import sweep, unowned
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check_pods, crd_owner, crd_ref, decide,
-                              describe_owner, execute, look_due, look_window, measure_window, next_look_at, one_instant,
+                              describe_owner, event_message, execute, look_due, look_window, measure_window, next_look_at,
+                              one_instant,
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable)
 from canary.reconcile import vs_gone as _vs_gone
@@ -946,7 +947,7 @@ class Controller:
         for a in late:
             fields = {"phase": recorded.phase, "weights": str(recorded.weights), "step": recorded.step + 1, **a.fields}
             getattr(log, a.log_level)(a.event, confirmed_late=True, **fields)
-            message = f"{a.event}: weights {recorded.weights} " + str(a.fields.get("reason", ""))
+            message = event_message(a, recorded.weights)
             self.fenced.record_event(spec.target, reason=camel(a.event), warning=a.warning, message=message)
         self._observe(spec, recorded, late)
         self._record(spec, recorded, late)

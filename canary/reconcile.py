@@ -806,9 +806,17 @@ def _saying(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
         getattr(log, action.log_level)(action.event, **fields)
         if action.event in K8S_EVENTS:
             router.record_event(target, reason=camel(action.event), warning=action.warning,
-                                message=f"{action.event}: {now.replace('_', ' ')}weights {state.weights} "
-                                + str(action.fields.get("reason", "")))
+                                message=event_message(action, state.weights, now.replace("_", " ")))
     return say
+
+
+def event_message(action: rl.Emit, weights: Any, when: str = "") -> str:
+    """The Kubernetes Event's message of `action`'s line at `weights`: the event, the weights, and its reason; a
+    promotion's names the version now serving (`serving_version`): "100/0" read alone (`kubectl get events`) said
+    the canary got nothing."""
+    serving = action.fields.get("serving_version")
+    split = f"{weights} ({serving} serves all traffic) " if serving else f"{weights} "
+    return f"{action.event}: {when}weights {split}" + str(action.fields.get("reason", ""))
 
 
 def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *, log: Any) -> None:

@@ -296,10 +296,12 @@ def _cut_field(obj: Any, key: str, limit: int) -> Any:
 def _bounded(d: dict[str, Any]) -> str:
     """The record `d` as JSON (sorted keys, compact) within RECORD_MAX_BYTES where people's text can make it so.
     Over the budget, in this order until it fits: the free texts are cut (`reason` to 1,000 characters, each
-    history line's and each check result's reason to 300), the oldest history lines dropped, then the last
-    verdict kept as its outcome and reason alone (its per-check results are in the logs and the history store).
-    Nothing a decision reads is cut: phase, weights, step, looks, evidence, marks. Deterministic: the same state
-    gives the same text (a write's guard compares texts)."""
+    history line's and each check result's reason to 300), the last verdict kept as its outcome and reason alone
+    (display only: its per-check results are in the logs and the history store), then the oldest history lines
+    dropped (a decision reads the newest: `advanced_outside`'s step and promotion lines; the oldest, a claim's
+    line on the rollout before it, is what the controller's status shows of that one). Never cut: phase,
+    weights, step, looks, evidence, marks. Deterministic: the same state gives the same text (a write's guard
+    compares texts)."""
     text = json.dumps(d, sort_keys=True, separators=(",", ":"))
     if len(text) <= RECORD_MAX_BYTES:
         return text
@@ -312,11 +314,11 @@ def _bounded(d: dict[str, Any]) -> str:
         if isinstance(results, list):
             d["last_verdict"]["results"] = [_cut_field(r, "reason", 300) for r in results]
     text = json.dumps(d, sort_keys=True, separators=(",", ":"))
-    while len(text) > RECORD_MAX_BYTES and d["history"]:
-        d["history"] = d["history"][1:]
-        text = json.dumps(d, sort_keys=True, separators=(",", ":"))
-    if len(text) > RECORD_MAX_BYTES and isinstance(verdict, dict):
+    if len(text) > RECORD_MAX_BYTES and isinstance(verdict, dict):  # display only: before any history line
         d["last_verdict"] = {k: v for k, v in d["last_verdict"].items() if k in ("at", "outcome", "reason", "canary_requests")}
+        text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    while len(text) > RECORD_MAX_BYTES and d["history"]:  # the newest lines, which decisions read, go last
+        d["history"] = d["history"][1:]
         text = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return text
 
