@@ -16,8 +16,8 @@ from typing import Any
 
 from canary.errors import TargetError
 from canary.model import Weights
-from canary.routing.patch import (CANARY, STABLE, STATE_ANNOTATION, annotate, delegated_to, fqdn, routes_nothing,
-                                  where)
+from canary.routing.patch import (CANARY, STABLE, STATE_ANNOTATION, annotate, delegated_to, fqdn, noted_service,
+                                  routes_nothing, where)
 from canary.routing.splits import other_routes
 
 
@@ -85,7 +85,7 @@ def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = N
         if picked:
             found = [_stable_route(http[i], i, at, host, vs, missing_ok=True) for i in picked]
             if all(r.nothing for r in found) and recorded is not None:  # its split may live on in a copy
-                found += [r for r in _candidates(http, at, host, vs) if _written_as(vs, r, recorded)]
+                found += _copies(vs, http, at, host, recorded, route_name)
             return found
         renamed = [r for r in _candidates(http, at, host, vs) if recorded is not None and _written_as(vs, r, recorded)]
         for i in named if not renamed else ():  # delegated since: the refusal names where its weights are
@@ -102,6 +102,22 @@ def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = N
                           "no route to send to stable")
     mine = [r for r in found if recorded is not None and _written_as(vs, r, recorded)]
     return mine or found
+
+
+def _copies(vs: Any, http: list[Any], at: str, host: str, recorded: Weights, route_name: str) -> list[StableRoute]:
+    """Beside the rollout's route answering every request itself: the routes of the rollout's service at the
+    `recorded` weights (its split copied before the edit). The service is `host`, else the one noted at the
+    rollout's writes (`patch.noted_service`); with neither, a route at those weights cannot be told from another
+    model's at the same step (a shared VirtualService): TargetError, nothing written, rather than that model's
+    split set to 100/0 (decision 533)."""
+    service = host or noted_service(vs)
+    copies = [r for r in _candidates(http, at, service, vs) if _written_as(vs, r, recorded)]
+    if copies and not service:
+        raise TargetError(f"{at}: route {route_name!r} answers every request itself, and spec.http"
+                          f"{[r.index for r in copies]} hold the recorded {recorded.stable}/{recorded.canary}: "
+                          "with no service known (no DestinationRule naming it, none noted) they cannot be told "
+                          "from another model's routes; not written")
+    return copies
 
 
 def _candidates(http: list[Any], at: str, host: str = "", vs: Any = None) -> list[StableRoute]:

@@ -1,0 +1,100 @@
+"""A review of decisions 522 and 523 (decision 533): a VirtualService shared by two models (m0's route and m1's,
+each to its own subsets), m0's rollout recorded at 80/20, and the edits that met the stable-100% write: m0's route
+answering every request itself, m0's DestinationRule unreadable, the service note beside the record turned to
+garbage or to another service, the service renamed. Real Kubernetes API emulator and CLI; no rollout is run."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from canary.cli import app
+from tests import fleet
+
+pytestmark = pytest.mark.integration
+GROUP = "networking.istio.io"
+M0, M1 = "m0.ml.svc.cluster.local", "m1.ml.svc.cluster.local"
+
+
+def _record(route: str, started: float = 1.0) -> str:
+    return json.dumps({"model": "m0", "stable_version": "v1", "canary_version": "v2", "phase": "progressing",
+                       "weights": {"stable": 80, "canary": 20}, "step": 1, "started_at": started,
+                       "step_started_at": 2.0, "route": route})
+
+
+def _note(service: str, started: float = 1.0) -> str:
+    return json.dumps({"service": service, "started_at": started}, sort_keys=True, separators=(",", ":"))
+
+
+def _m1_route(w: tuple[int, int]) -> dict[str, Any]:
+    return {"name": "other-model", "match": [{"uri": {"prefix": "/v2/models/m1"}}],
+            "route": [{"destination": {"host": M1, "subset": "stable"}, "weight": w[0]},
+                      {"destination": {"host": M1, "subset": "canary"}, "weight": w[1]}]}
+
+
+def _cli(api: Any, tmp_path: Any, *args: str) -> Any:
+    kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    return CliRunner().invoke(app, [*args, "m0", "-n", "ml", "--kubeconfig", str(kc)])
+
+
+@pytest.fixture
+def api() -> Any:
+    server = fleet.start_api(2)
+    yield server
+    server.stop()
+
+
+def _shared(api: Any, *, redirect: bool, note: str | None, route: str = "primary",
+            theirs: tuple[int, int] = (80, 20)) -> dict[str, Any]:
+    """VirtualService m0 shared with model m1 (its route at `theirs`); m0's rollout recorded at 80/20 on
+    `route`; m0's route edited into a redirect when `redirect`."""
+    def edit(vs: dict[str, Any]) -> None:
+        ours = vs["spec"]["http"][0]
+        if route:
+            ours["name"] = route
+        if redirect:
+            del ours["route"]
+            ours["redirect"] = {"uri": "/maintenance"}
+        else:
+            ours["route"][0]["weight"], ours["route"][1]["weight"] = 80, 20
+        vs["spec"]["http"].insert(0, _m1_route(theirs))
+        ann = vs["metadata"].setdefault("annotations", {})
+        ann["modelcanary.dev/rollout"] = _record(route)
+        if note is not None:
+            ann["modelcanary.dev/service"] = note
+    api.edit(GROUP, "virtualservices", "ml", "m0", edit)
+    return copy.deepcopy(api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0])
+
+
+def _drop_canary_subset(dr: dict[str, Any]) -> None:
+    dr["spec"]["subsets"] = [s for s in dr["spec"]["subsets"] if s["name"] != "canary"]
+
+
+@pytest.mark.parametrize("note", [_note(M0), None], ids=["noted", "no note"])
+def test_redirect_on_a_shared_vs_with_the_rule_unreadable_never_writes_the_other_models_route(
+        api: Any, tmp_path: Any, note: str | None) -> None:
+    """m0's route redirected mid-rollout; m0's DestinationRule loses its canary subset (or is unreadable);
+    m1's route sits at 80/20 (the weights m0 recorded: the same policy's step). The rollback must not set
+    m1's route to 100/0: it is another model's object."""
+    theirs = _shared(api, redirect=True, note=note)
+    api.edit(GROUP, "destinationrules", "ml", "m0", _drop_canary_subset)
+    r = _cli(api, tmp_path, "rollback", "--reason", "pager")
+    vs = api.get(GROUP, "virtualservices", "ml", "m0")
+    assert vs["spec"]["http"][0] == theirs, (r.exit_code, r.output[-2000:])  # was written 100/0, exit 0
+    phase = json.loads(vs["metadata"]["annotations"]["modelcanary.dev/rollout"])["phase"]
+    if note:  # the note tells m1's route from a copy of m0's split: the rollback ends, nothing to the canary
+        assert r.exit_code == 0 and phase == "rolled_back", r.output
+    else:  # neither rule nor note says whose the 80/20 is: when in doubt, said (exit 6), not written
+        assert r.exit_code == 6 and "traffic.unsafe" in r.output and phase == "progressing", r.output
+
+
+def test_redirect_on_a_shared_vs_with_the_rule_intact_leaves_the_other_models_route(api: Any, tmp_path: Any) -> None:
+    theirs = _shared(api, redirect=True, note=_note(M0))
+    r = _cli(api, tmp_path, "rollback", "--reason", "pager")
+    assert r.exit_code == 0, r.output
+    assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0] == theirs
+
