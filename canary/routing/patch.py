@@ -414,7 +414,7 @@ def noted_service(vs: Any) -> str:
     text = ann.get(SERVICE_ANNOTATION) if isinstance(ann, dict) else None
     try:
         note = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the recursion limit is unreadable too (decision 533)
         return ""
     started = _started_at(read_state(vs))
     service = note.get("service") if isinstance(note, dict) else None
@@ -424,13 +424,14 @@ def noted_service(vs: Any) -> str:
 
 
 def _started_at(state: str | None) -> float | None:
-    """The `started_at` of the record `state` (JSON), None when it has none or is no record."""
+    """The `started_at` of the record `state` (JSON), None when it has none or is no record (nested past the
+    recursion limit, or an integer too large for a float: decision 533)."""
     try:
         record = json.loads(state) if state else None
-    except ValueError:
+        v = record.get("started_at") if isinstance(record, dict) else None
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+    except (ValueError, RecursionError, OverflowError):
         return None
-    v = record.get("started_at") if isinstance(record, dict) else None
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
 def with_subset_version(dr: Any, subset: str, version: str, *, mark: str | None = None) -> dict[str, Any]:

@@ -98,3 +98,29 @@ def test_redirect_on_a_shared_vs_with_the_rule_intact_leaves_the_other_models_ro
     assert r.exit_code == 0, r.output
     assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0] == theirs
 
+
+
+def _third_destination(vs: dict[str, Any]) -> None:  # a shape no rollout starts from: the stable-100% path
+    ours = vs["spec"]["http"][1]
+    ours["route"].append({"destination": {"host": M0, "subset": "shadow"}, "weight": 0})
+
+
+@pytest.mark.parametrize("garbage", ["note", "record"])
+def test_a_note_or_record_of_garbage_is_unread_and_stable_100_still_written(api: Any, tmp_path: Any,
+                                                                           garbage: str) -> None:
+    """The note is documented "unread when it cannot be read", yet the stable-100% write's read of it raised past
+    `except ValueError`: JSON nested past the recursion limit (RecursionError), and a record whose `started_at` is
+    an integer too large for a float (OverflowError from math.isfinite). `canary rollback` died with exit 3
+    ("unexpected error"), nothing written, the canary still at 20%, no traffic.unsafe."""
+    theirs = _shared(api, redirect=False, note="[" * 100000 if garbage == "note" else _note(M0))
+    api.edit(GROUP, "virtualservices", "ml", "m0", _third_destination)
+    if garbage == "record":
+        def huge(vs: dict[str, Any]) -> None:
+            rec = vs["metadata"]["annotations"]["modelcanary.dev/rollout"]
+            vs["metadata"]["annotations"]["modelcanary.dev/rollout"] = rec.replace('"started_at": 1.0',
+                                                                                   '"started_at": 1' + "0" * 400)
+        api.edit(GROUP, "virtualservices", "ml", "m0", huge)
+    r = _cli(api, tmp_path, "rollback", "--reason", "pager", "--route", "primary")
+    assert "unexpected error" not in r.output, r.output[-1500:]
+    http = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]
+    assert http[0] == theirs and [d["weight"] for d in http[1]["route"]] == [100, 0, 0], (r.exit_code, r.output[-1500:])
