@@ -672,6 +672,10 @@ def _unit_slip(stable: Histogram, canary: Histogram, level: float) -> tuple[str,
     0.5) has its median bounded at the same level, so no slip passes unseen. The other way (a canary
     that looks 1000x slower) is a breach and fails: the safe side.
 
+    Withheld too: a stable whose median is in its first bucket, (0, b0], has no lower bound on it at any
+    count, and a canary exporting seconds on a layout of its own passed a 250 ms ceiling with a p95 of
+    549 ms read as 0.58 ms. A canary median bounded FAR_FASTER times below b0 is not a pass (decision 534).
+
     Withheld: with a handful of stable requests (about 7 or fewer at the pass level: a 99% step, low
     traffic) the stable's median has no lower bound, and a canary exporting seconds passed a p95 +20%
     and a `max_ms: 1000` against 3 to 7 stable requests at 250-500 ms. When the canary's median is
@@ -698,6 +702,12 @@ def _unit_slip(stable: Histogram, canary: Histogram, level: float) -> tuple[str,
         return "", (f"not yet a pass: the canary's median is at most {c_hi:.3g} ms, over {FAR_FASTER:g}x below the "
                     f"stable's {_n(stable.counts[-1])} requests (median above {edge:.3g} ms), too few to rule out one "
                     "exporter writing seconds; more stable requests decide it (or `same_unit: true`); ")
+    first = stable.bounds[0]
+    if i == 0 and 0 < first < math.inf and c_hi * FAR_FASTER <= first:  # decision 534: (0, b0] bounds nothing
+        return "", (f"not a pass: the canary's median is at most {c_hi:.3g} ms, over {FAR_FASTER:g}x below the "
+                    f"stable's first bucket bound, {first:g} ms, that holds its median (no lower bound on it): one "
+                    "exporter writing seconds cannot be ruled out on these layouts (`same_unit: true` if both export "
+                    "milliseconds); ")
     return "", ""
 
 

@@ -1,0 +1,50 @@
+"""A unit slip behind a stable whose median lies in its first bucket (docs/decisions.md 534).
+
+`_unit_slip` read a canary far faster than stable as one exporter writing seconds only against a lower
+bound on the stable's median (exact, or the lower edge of its median bucket). A stable whose median is
+in its first bucket, (0, b0], has neither: 0 bounds nothing. A canary exporting seconds on a layout of
+its own (no x1000 match for `_unit_mismatch`) then passed a 250 ms ceiling or +20% with a p95 of
+549 ms read as "0.58 ms" (a relative limit there was already INCONCLUSIVE: buckets too coarse). Now a canary whose median is bounded FAR_FASTER times below that first bound
+is not a pass (it may still fail); `same_unit: true` says both arms export milliseconds.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.unit.test_judge_input_edges import _cli
+
+INF = "+Inf"
+STABLE_MS = {"bounds": [50, 100, 250, 500, 1000, INF], "counts": [6000, 9000, 9900, 10000, 10000, 10000]}
+# the canary's p95 is 549 ms, exported in seconds on a layout of its own
+CANARY_S = {"bounds": [0.2, 0.4, 0.6, 1000, INF], "counts": [100, 500, 1000, 1000, 1000]}
+
+
+def _run(tmp_path, check: dict, stable: dict, canary: dict) -> tuple[int, dict]:
+    raw = {"policy": {"steps": [10, 100], "checks": [{"name": "lat", "kind": "latency", **check}]},
+           "checks": {"lat": {"stable": stable, "canary": canary}}}
+    code, out = _cli(tmp_path, raw, "json")
+    return code, json.loads(out)["results"][0]
+
+
+@pytest.mark.parametrize("check", [
+    {"quantile": 0.95, "max_ms": 250},
+    {"quantile": 0.5, "max_ms": 100},
+    {"quantile": 0.99, "max_ms": 1000},
+])
+def test_a_canary_in_seconds_is_not_passed_behind_a_stable_median_in_its_first_bucket(tmp_path, check) -> None:
+    code, r = _run(tmp_path, check, STABLE_MS, CANARY_S)
+    assert code == 4 and r["outcome"] == "inconclusive", r["reason"]
+    assert "same_unit: true" in r["reason"], r["reason"]
+
+
+def test_same_unit_lets_a_canary_that_fast_pass(tmp_path, capsys) -> None:
+    code, r = _run(tmp_path, {"quantile": 0.95, "max_ms": 250, "same_unit": True}, STABLE_MS, CANARY_S)
+    assert code == 0 and r["outcome"] == "pass", r["reason"]
+
+
+def test_one_layout_with_the_stable_median_in_its_first_bucket_still_passes(tmp_path, capsys) -> None:
+    canary = {"bounds": STABLE_MS["bounds"], "counts": [700, 950, 990, 1000, 1000, 1000]}
+    code, r = _run(tmp_path, {"quantile": 0.95, "max_ms": 250}, STABLE_MS, canary)
+    assert code == 0 and r["outcome"] == "pass", r["reason"]
