@@ -672,9 +672,10 @@ def _unit_slip(stable: Histogram, canary: Histogram, level: float) -> tuple[str,
     0.5) has its median bounded at the same level, so no slip passes unseen. The other way (a canary
     that looks 1000x slower) is a breach and fails: the safe side.
 
-    Withheld too: a stable whose median is in its first bucket, (0, b0], has no lower bound on it at any
-    count, and a canary exporting seconds on a layout of its own passed a 250 ms ceiling with a p95 of
-    549 ms read as 0.58 ms. A canary median bounded FAR_FASTER times below b0 is not a pass (decision 534).
+    Withheld too: a stable whose median is in its first bucket, (0, b0] (or (0, b1] above an empty `le="0"`),
+    has no lower bound on it at any count, and a canary exporting seconds on a layout of its own passed a 250 ms ceiling with a p95 of
+    549 ms read as 0.58 ms. A canary median bounded FAR_FASTER times below that bucket's upper bound is not a
+    pass (decision 534).
 
     Withheld: with a handful of stable requests (about 7 or fewer at the pass level: a 99% step, low
     traffic) the stable's median has no lower bound, and a canary exporting seconds passed a p95 +20%
@@ -702,12 +703,12 @@ def _unit_slip(stable: Histogram, canary: Histogram, level: float) -> tuple[str,
         return "", (f"not yet a pass: the canary's median is at most {c_hi:.3g} ms, over {FAR_FASTER:g}x below the "
                     f"stable's {_n(stable.counts[-1])} requests (median above {edge:.3g} ms), too few to rule out one "
                     "exporter writing seconds; more stable requests decide it (or `same_unit: true`); ")
-    first = stable.bounds[0]
-    if i == 0 and 0 < first < math.inf and c_hi * FAR_FASTER <= first:  # decision 534: (0, b0] bounds nothing
+    top = stable.bounds[i]
+    if edge == 0 and 0 < top < math.inf and c_hi * FAR_FASTER <= top:  # decision 534: (0, b] bounds nothing
         return "", (f"not a pass: the canary's median is at most {c_hi:.3g} ms, over {FAR_FASTER:g}x below the "
-                    f"stable's first bucket bound, {first:g} ms, that holds its median (no lower bound on it): one "
-                    "exporter writing seconds cannot be ruled out on these layouts (`same_unit: true` if both export "
-                    "milliseconds); ")
+                    f"stable's lowest bucket with requests, (0, {top:g}] ms, that holds its median (no lower bound "
+                    "on it): one exporter writing seconds cannot be ruled out on these layouts (`same_unit: true` "
+                    "if both export milliseconds); ")
     return "", ""
 
 

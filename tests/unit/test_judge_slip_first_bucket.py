@@ -39,6 +39,16 @@ def test_a_canary_in_seconds_is_not_passed_behind_a_stable_median_in_its_first_b
     assert "same_unit: true" in r["reason"], r["reason"]
 
 
+def test_a_canary_at_a_zero_bound_is_not_passed_behind_a_stable_median_above_an_empty_zero_bucket(tmp_path) -> None:
+    """`le="0"` empty in the stable: its median bucket (0, 50] has lower edge 0 as well; the canary's
+    every request at 0 ms (docs/judge.md: a unit slip like any canary 10x faster) passed a 250 ms ceiling."""
+    stable = {"bounds": [0, 50, 100, INF], "counts": [0, 9000, 9900, 10000]}
+    canary = {"bounds": [0, 50, 100, INF], "counts": [1000, 1000, 1000, 1000]}
+    code, r = _run(tmp_path, {"quantile": 0.95, "max_ms": 250}, stable, canary)
+    assert code == 4 and r["outcome"] == "inconclusive", r["reason"]
+    assert "same_unit: true" in r["reason"], r["reason"]
+
+
 def test_same_unit_lets_a_canary_that_fast_pass(tmp_path, capsys) -> None:
     code, r = _run(tmp_path, {"quantile": 0.95, "max_ms": 250, "same_unit": True}, STABLE_MS, CANARY_S)
     assert code == 0 and r["outcome"] == "pass", r["reason"]
