@@ -672,10 +672,9 @@ def _unit_slip(stable: Histogram, canary: Histogram, level: float) -> tuple[str,
     0.5) has its median bounded at the same level, so no slip passes unseen. The other way (a canary
     that looks 1000x slower) is a breach and fails: the safe side.
 
-    Withheld too: a stable whose median is in its first bucket, (0, b0] (or (0, b1] above an empty `le="0"`),
-    has no lower bound on it at any count, and a canary exporting seconds on a layout of its own passed a 250 ms ceiling with a p95 of
-    549 ms read as 0.58 ms. A canary median bounded FAR_FASTER times below that bucket's upper bound is not a
-    pass (decision 534).
+    Withheld too (`_wide_median`): a stable whose median is in its first bucket, (0, b0] (or (0, b1] above
+    an empty `le="0"`), has no lower bound on it at any count, and a canary exporting seconds on a layout
+    of its own passed a 250 ms ceiling with a p95 of 549 ms read as 0.58 ms (decision 534).
 
     Withheld: with a handful of stable requests (about 7 or fewer at the pass level: a 99% step, low
     traffic) the stable's median has no lower bound, and a canary exporting seconds passed a p95 +20%
@@ -693,7 +692,7 @@ def _unit_slip(stable: Histogram, canary: Histogram, level: float) -> tuple[str,
                     "is read as one exporter writing "
                     "seconds and the other "
                     "milliseconds (latency bounds are milliseconds here), not as a release"), ""
-        return "", ""
+        return "", _wide_median(stable, canary, c_hi)
     if not stable.counts or not stable.counts[-1] > 0:
         return "", ""
     half = stable.counts[-1] / 2
@@ -703,13 +702,26 @@ def _unit_slip(stable: Histogram, canary: Histogram, level: float) -> tuple[str,
         return "", (f"not yet a pass: the canary's median is at most {c_hi:.3g} ms, over {FAR_FASTER:g}x below the "
                     f"stable's {_n(stable.counts[-1])} requests (median above {edge:.3g} ms), too few to rule out one "
                     "exporter writing seconds; more stable requests decide it (or `same_unit: true`); ")
-    top = stable.bounds[i]
-    if edge == 0 and 0 < top < math.inf and c_hi * FAR_FASTER <= top:  # decision 534: (0, b] bounds nothing
-        return "", (f"not a pass: the canary's median is at most {c_hi:.3g} ms, over {FAR_FASTER:g}x below the "
-                    f"stable's lowest bucket with requests, (0, {top:g}] ms, that holds its median (no lower bound "
-                    "on it): one exporter writing seconds cannot be ruled out on these layouts (`same_unit: true` "
-                    "if both export milliseconds); ")
-    return "", ""
+    return "", _wide_median(stable, canary, c_hi)
+
+
+def _wide_median(stable: Histogram, canary: Histogram, c_hi: float) -> str:
+    """Why a pass is withheld when the stable's median bucket (edge, top], as observed, cannot rule out a
+    unit slip: the canary's median bound `c_hi` FAR_FASTER times below `top`, with the bucket open to 0
+    (no lower bound on the stable's median at any count) or the arms on layouts of their own (a canary in
+    seconds on `0.3, 0.5, 0.7, 1` beside a stable's (1, 100] ms read its 850 ms p95 as 0.85 ms and passed
+    a 250 ms ceiling: the stable's lower bound, 1 ms, is not 10x above 0.7). "" when it can (decision 534).
+    One layout with an edge above 0 is left to `_unit_slip`'s exact bound: a canary 5x faster there passes."""
+    half = stable.counts[-1] / 2
+    i = next(k for k, v in enumerate(stable.counts) if v >= half)
+    edge, top = (stable.bounds[i - 1] if i > 0 else 0.0), stable.bounds[i]
+    own = tuple(stable.bounds) != tuple(canary.bounds)
+    if not (0 < top < math.inf and c_hi * FAR_FASTER <= top) or (edge > 0 and not own):
+        return ""
+    return (f"not a pass: the canary's median is at most {c_hi:.3g} ms, over {FAR_FASTER:g}x below the top of the "
+            f"stable's median bucket, ({edge:g}, {top:g}] ms{' (no lower bound on its median)' if edge == 0 else ''}, "
+            f"{'on a layout of its own' if own else 'on one layout'}: one exporter writing "
+            "seconds cannot be ruled out (`same_unit: true` if both export milliseconds); ")
 
 
 def _within_at_q(s_arm: evidence.ArrayArm | Arm, c_arm: evidence.ArrayArm | Arm, t: stats.TestResult,
