@@ -21,7 +21,4 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" OMP_NUM_THREADS="${OMP_
 # rewritten modules; everything after reads them. A failure here is the run's to report.
 PYTHONDONTWRITEBYTECODE= .venv/bin/python -m compileall -q -j 0 canary tests scripts >/dev/null 2>&1 || true
 PYTHONDONTWRITEBYTECODE= .venv/bin/python -m pytest -q -p no:cacheprovider --collect-only "$@" >/dev/null 2>&1 || true
-# Files in collection order (decision 535): tests/e2e first (the six longest files, one to three tests each, which
-# xdist's default order by test count started last, where they set the run's tail), the unit files last, filling it.
-exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${CANARY_TEST_WORKERS:-6}" --dist loadfile \
-    --no-loadscope-reorder "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${CANARY_TEST_WORKERS:-6}" --dist loadfile "$@"
