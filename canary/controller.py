@@ -2665,7 +2665,7 @@ def _resume_seen(obj: dict[str, Any], spec: crd.RolloutSpec, requests: resume_re
     if seen >= spec.generation:
         return True
     return status.get(RESUME_REASON) == (spec.action_reason or "") and not resume_requests.set_again(
-        requests, spec.key, resume_requests.request({"action": spec.action, "actionReason": spec.action_reason}),
+        requests, spec.key, resume_requests.request(obj.get("spec")),
         used_at=seen, generation=spec.generation)
 
 

@@ -293,6 +293,11 @@ def _cut_field(obj: Any, key: str, limit: int) -> Any:
     return dict(obj, **{key: _cut_text(obj[key], limit)}) if isinstance(obj, dict) and key in obj else obj
 
 
+def _dump(d: dict[str, Any]) -> str:
+    """The record's text: sorted keys, compact."""
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
 def _bounded(d: dict[str, Any]) -> str:
     """The record `d` as JSON (sorted keys, compact) within RECORD_MAX_BYTES where people's text can make it so.
     Over the budget, in this order until it fits: the free texts are cut (`reason` to 1,000 characters, each
@@ -302,7 +307,7 @@ def _bounded(d: dict[str, Any]) -> str:
     line on the rollout before it, is what the controller's status shows of that one). Never cut: phase,
     weights, step, looks, evidence, marks. Deterministic: the same state gives the same text (a write's guard
     compares texts)."""
-    text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    text = _dump(d)
     if len(text) <= RECORD_MAX_BYTES:
         return text
     d = dict(d, reason=_cut_text(d.get("reason"), 1000),
@@ -313,13 +318,13 @@ def _bounded(d: dict[str, Any]) -> str:
         d["last_verdict"] = dict(_cut_field(verdict, "reason", 1000))  # a copy: the state's own dict is never changed
         if isinstance(results, list):
             d["last_verdict"]["results"] = [_cut_field(r, "reason", 300) for r in results]
-    text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    text = _dump(d)
     if len(text) > RECORD_MAX_BYTES and isinstance(verdict, dict):  # display only: before any history line
         d["last_verdict"] = {k: v for k, v in d["last_verdict"].items() if k in ("at", "outcome", "reason", "canary_requests")}
-        text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        text = _dump(d)
     while len(text) > RECORD_MAX_BYTES and d["history"]:  # the newest lines, which decisions read, go last
         d["history"] = d["history"][1:]
-        text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        text = _dump(d)
     return text
 
 

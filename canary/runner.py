@@ -352,19 +352,19 @@ class Runner:
                         reason = f"{reason}; {unrecorded}; stable 100%"[:1000]
                         if end is not None and end[0].phase == rl.PROMOTED:  # not finished over another's record
                             end = None
-                elif theirs is not None and theirs.terminal and not unowned.to_end(theirs, status):
-                    # ours, ended meanwhile (an on-call rollback): nothing of ours to undo
-                    if theirs.phase != rl.PROMOTED and weights != STABLE_ONLY:
-                        execute(self.router, self.target, theirs, [rl.SetWeights(STABLE_ONLY)], log=self.log,
-                                expect=text)
-                    self._current = theirs
-                    return theirs
-                elif theirs is not None and theirs.terminal and (end is None or end[0].phase == rl.PROMOTED):
-                    # ...but an end typed over our split is ended as the watch ends it (`_end_typed`) when a step's
-                    # write failed (a decided end whose write failed, `_end_typed`'s own included, is written as
-                    # decided, below): adopted, it was exit 1 "rolled back", or 0 "promoted" with the split left,
-                    # under the typed record (decision 524)
-                    end = self._typed_end(current, status, theirs)
+                elif theirs is not None and theirs.terminal:
+                    if not unowned.to_end(theirs, status):  # ours, ended meanwhile (an on-call rollback)
+                        if theirs.phase != rl.PROMOTED and weights != STABLE_ONLY:
+                            execute(self.router, self.target, theirs, [rl.SetWeights(STABLE_ONLY)], log=self.log,
+                                    expect=text)
+                        self._current = theirs
+                        return theirs
+                    if end is None or end[0].phase == rl.PROMOTED:
+                        # ...but an end typed over our split is ended as the watch ends it (`_end_typed`) when a
+                        # step's write failed (a decided end whose write failed, `_end_typed`'s own included, is
+                        # written as decided, below): adopted, it was exit 1 "rolled back", or 0 "promoted" with
+                        # the split left, under the typed record (decision 524)
+                        end = self._typed_end(current, status, theirs)
                 guards = [text]
             # an earlier stable-100% write had no answer: the page says it may have landed, even when the
             # fail-safe's own attempt is refused or not sent (decision 131)

@@ -695,14 +695,19 @@ def _unit_slip(stable: Histogram, canary: Histogram, level: float) -> tuple[str,
         return "", _wide_median(stable, canary, c_hi)
     if not stable.counts or not stable.counts[-1] > 0:
         return "", ""
-    half = stable.counts[-1] / 2
-    i = next(k for k, v in enumerate(stable.counts) if v >= half)
-    edge = stable.bounds[i - 1] if i > 0 else 0.0
+    edge, _ = _median_bucket(stable)
     if edge > 0 and c_hi * FAR_FASTER <= edge:
         return "", (f"not yet a pass: the canary's median is at most {c_hi:.3g} ms, over {FAR_FASTER:g}x below the "
                     f"stable's {_n(stable.counts[-1])} requests (median above {edge:.3g} ms), too few to rule out one "
                     "exporter writing seconds; more stable requests decide it (or `same_unit: true`); ")
     return "", _wide_median(stable, canary, c_hi)
+
+
+def _median_bucket(h: Histogram) -> tuple[float, float]:
+    """The bucket (edge, top] that holds `h`'s median as observed (edge 0 for the first bucket); `h` has requests."""
+    half = h.counts[-1] / 2
+    i = next(k for k, v in enumerate(h.counts) if v >= half)
+    return (h.bounds[i - 1] if i > 0 else 0.0), h.bounds[i]
 
 
 def _wide_median(stable: Histogram, canary: Histogram, c_hi: float) -> str:
@@ -712,9 +717,7 @@ def _wide_median(stable: Histogram, canary: Histogram, c_hi: float) -> str:
     seconds on `0.3, 0.5, 0.7, 1` beside a stable's (1, 100] ms read its 850 ms p95 as 0.85 ms and passed
     a 250 ms ceiling: the stable's lower bound, 1 ms, is not 10x above 0.7). "" when it can (decision 534).
     One layout with an edge above 0 is left to `_unit_slip`'s exact bound: a canary 5x faster there passes."""
-    half = stable.counts[-1] / 2
-    i = next(k for k, v in enumerate(stable.counts) if v >= half)
-    edge, top = (stable.bounds[i - 1] if i > 0 else 0.0), stable.bounds[i]
+    edge, top = _median_bucket(stable)
     own = tuple(stable.bounds) != tuple(canary.bounds)
     if not (0 < top < math.inf and c_hi * FAR_FASTER <= top) or (edge > 0 and not own):
         return ""

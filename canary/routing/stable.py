@@ -292,16 +292,21 @@ def route_service(route: Any, vs: Any) -> str:
                  and d["destination"].get("subset") == STABLE), "")
 
 
+def _named(vs: Any, route_name: str = "") -> list[Any]:
+    """The HTTP routes named `route_name` (without a name: the only route, none among several); [] without routes."""
+    spec = vs.get("spec") if isinstance(vs, dict) else None
+    http = spec.get("http") if isinstance(spec, dict) else None
+    if not isinstance(http, list):
+        return []
+    return [r for r in http if isinstance(r, dict) and r.get("name") == route_name] if route_name else \
+        (http if len(http) == 1 else [])
+
+
 def canary_host(vs: Any, route_name: str = "") -> str:
     """The service (a full name) the route named (else the only route) sends to, when every destination of
     it is the `canary` subset of that one service; "" otherwise (no such route, other subsets or hosts, no
     destination). What `canary status` reads such a route by without a DestinationRule."""
-    spec = vs.get("spec") if isinstance(vs, dict) else None
-    http = spec.get("http") if isinstance(spec, dict) else None
-    if not isinstance(http, list):
-        return ""
-    named = [r for r in http if isinstance(r, dict) and r.get("name") == route_name] if route_name else \
-        (http if len(http) == 1 else [])
+    named = _named(vs, route_name)
     hosts = {_dest_host(d, vs) for r in named for d in (r.get("route") if isinstance(r.get("route"), list) else [])}
     return next(iter(hosts)) if len(hosts) == 1 and all(_canary_only(r, next(iter(hosts)), vs) for r in named) else ""
 
@@ -310,12 +315,7 @@ def route_hosts(vs: Any, route_name: str = "") -> set[str]:
     """The services (full names) the destinations of the route named (else the only route) send to: the
     service the rollout's own route says it belongs to, whatever its DestinationRule says (decision 523);
     empty when there is no such route or it has no destination."""
-    spec = vs.get("spec") if isinstance(vs, dict) else None
-    http = spec.get("http") if isinstance(spec, dict) else None
-    if not isinstance(http, list):
-        return set()
-    named = [r for r in http if isinstance(r, dict) and r.get("name") == route_name] if route_name else \
-        (http if len(http) == 1 else [])
+    named = _named(vs, route_name)
     return {_dest_host(d, vs) for r in named if isinstance(r, dict) and isinstance(r.get("route"), list)
             for d in r["route"]} - {""}
 
@@ -323,12 +323,7 @@ def route_hosts(vs: Any, route_name: str = "") -> set[str]:
 def emptied(vs: Any, route_name: str = "") -> bool:
     """Whether the route named (else the only route) has an empty destination list: it routes nothing, and no
     destination says which service it was for."""
-    spec = vs.get("spec") if isinstance(vs, dict) else None
-    http = spec.get("http") if isinstance(spec, dict) else None
-    if not isinstance(http, list):
-        return False
-    named = [r for r in http if isinstance(r, dict) and r.get("name") == route_name] if route_name else \
-        (http if len(http) == 1 else [])
+    named = _named(vs, route_name)
     return bool(named) and all(isinstance(r, dict) and r.get("route") == [] and not routes_nothing(r) for r in named)
 
 
