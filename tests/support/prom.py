@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -229,19 +231,22 @@ def prom_provider(prom_server: PromServer, prom_dataset: Dataset) -> PrometheusP
 
 class HistoryPool:
     """Backfilled Prometheus servers shared by the test modules of one process (an xdist worker) that read the
-    same history, instead of one per module.
+    same history, instead of one per module; their TSDB blocks shared by every worker of the run.
 
-    A module's history (tests/fleet.py's, test_promote's) is 100-200 MB of OpenMetrics text at a 1 s step whose
-    generation and `promtool` backfill cost 3.7 s of CPU quiet and 12-37 s of wall on a loaded machine; 35 test
-    modules import the controller's and 13 the promote's, and they re-made the same history each. The servers
+    A module's history (tests/fleet.py's, test_promote's) is 70-400 MB of OpenMetrics text at a 1 s step whose
+    `promtool` backfill costs about 4 s of CPU quiet and tens of seconds of wall on a loaded machine; 37 test
+    modules read the controller's and 13 the promote's, and they re-made the same history each. The servers
     hold read-only data (no scrape targets), so sharing them between modules changes nothing a module can see
     but how much history lies before its start. `get` returns the running server of `key` while its data reach
     at least `need_s` past now (what each module's own server gave it: it outlasts a module on a loaded
-    machine), else stops it and backfills a new one from `make(after_s)`, whose series must end `after_s` after
-    the time it is called (`history_window`'s `after_s`)."""
+    machine), else stops it and starts a new one on a copy of the run's blocks of `key` (`_blocks`), which the
+    first worker to need them backfills from `make(after_s)`, whose series must end `after_s` after the time it
+    is called (`history_window`'s `after_s`). With `shared` None (no directory the workers share) each process
+    backfills its own."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, shared: Path | None = None) -> None:
         self.binary = binary
+        self.shared = shared
         self._servers: dict[Any, tuple[PromServer, float]] = {}
 
     def get(self, key: Any, make: Callable[[float], str], *, need_s: float = 1800.0,
@@ -252,11 +257,41 @@ class HistoryPool:
         if running is not None:
             running[0].stop()
             del self._servers[key]
-        ends = time.time() + after_s - 2.0  # history_window's end is on its step grid below now + after_s
-        server = PromServer(history=make(after_s), binary=self.binary)
+        if self.shared is None:
+            ends = time.time() + after_s - 2.0  # history_window's end is on its step grid below now + after_s
+            server = PromServer(history=make(after_s), binary=self.binary)
+        else:
+            server = PromServer(binary=self.binary)  # its own data directory, removed when it stops
+            ends = self._blocks(key, make, need_s=need_s, after_s=after_s, into=server.data_dir)
         server.start()
         self._servers[key] = (server, ends)
         return server
+
+    def _blocks(self, key: Any, make: Callable[[float], str], *, need_s: float, after_s: float, into: Path) -> float:
+        """Copy the run's TSDB blocks of `key` into `into` (backfilled first, under a lock every worker takes, when
+        none are there or they end less than `need_s` from now) and return when their data end (epoch s)."""
+        import fcntl
+        import hashlib
+        import shutil
+
+        from canary.sandbox.promserver import backfill
+
+        name = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+        self.shared.mkdir(parents=True, exist_ok=True)
+        meta = self.shared / f"{name}.json"
+        with open(self.shared / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            known = json.loads(meta.read_text()) if meta.exists() else None
+            if known is None or known["ends"] - time.time() < need_s:
+                if known is not None:
+                    shutil.rmtree(self.shared / known["dir"], ignore_errors=True)
+                ends = time.time() + after_s - 2.0  # history_window's end is on its step grid below now + after_s
+                blocks = f"{name}-{time.time_ns()}"
+                backfill(self.shared / blocks, make(after_s))
+                known = {"ends": ends, "dir": blocks}
+                meta.write_text(json.dumps(known))
+            shutil.copytree(self.shared / known["dir"], into, dirs_exist_ok=True)
+            return float(known["ends"])
 
     def stop(self) -> None:
         for server, _ in self._servers.values():
@@ -265,8 +300,12 @@ class HistoryPool:
 
 
 @pytest.fixture(scope="session")
-def history_pool(prometheus_binary: str) -> Iterator[HistoryPool]:
-    pool = HistoryPool(prometheus_binary)
+def history_pool(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryPool]:
+    # the workers of one xdist run share their base temporary directory's parent (pytest-N/popen-gwK); a run
+    # without xdist has its own base (pytest-N), removed with it by pytest's cleanup of old runs
+    base = tmp_path_factory.getbasetemp()
+    pool = HistoryPool(prometheus_binary, (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+                       / "prom-history")
     try:
         yield pool
     finally:
