@@ -40,7 +40,16 @@ exporter count in the buckets but not in the sums, and a mean of one over the ot
 much as their share (a false drift). Memory is constant in the number of requests: counts
 per bucket and per profiled category (values beyond them count as
 category "__other__"; the empty category "" is exported as "__empty__", since Prometheus drops a label
-whose value is empty).
+whose value is empty). A category spelt like one of those two labels, with any number of "_" before it
+("__other__", "___empty__"), is exported with one "_" more (`category_label`): a pipeline that already
+binned its rare values as "__other__" counted them with the values the profile never saw, and the watch
+read them as unseen (decision 540). Every other category is its own label, as before.
+
+A categorical value sent as a number whose text is not the profile's spelling of it (1.0 where the
+training data, read as text, said "1"; 1 where it said "1.0") counts under the profile's category of
+the same number, never under "__other__" (a drift of the whole feature, and a retraining, for nothing).
+Only a number does: a text is the category it spells ("01" is not "1"), and a number no category equals
+is "__other__" as before.
 
 A boolean feature (its profile's categories are "true"/"false") is counted under those two whatever
 the spelling a request uses: True/False, 1/0, "True"/"false"/"1"/"0" (`profile.boolean_category`);
@@ -52,6 +61,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import re
 import threading
 import weakref
 from collections.abc import Mapping
@@ -69,6 +79,8 @@ OTHER = "__other__"
 # Prometheus keeps no label whose value is empty, so `category=""` arrived without its category, was left
 # out of every answer, and a feature 30% empty in training read 0% empty live: drift, for good
 EMPTY = "__empty__"
+_RESERVED = ("__other__", "__empty__")  # the labels above; a category spelt like one is escaped (`category_label`)
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a category's text that spells a number
 
 # per registry, the exporter registered for each model version (`FeatureExporter.__init__`, `close`): a model server
 # that loads a re-captured profile builds a new exporter, and the old one stayed registered beside it, so the feature
@@ -98,7 +110,11 @@ class FeatureExporter:
         # on it is ~10x faster than numpy for one value), counts, [sum]; the bounds themselves label the buckets
         self._numeric: dict[str, tuple[list[float], np.ndarray, list[float]]] = {}
         self._bounds: dict[str, list[float]] = {}
+        # per categorical feature, the count of each category's label (`category_label`) and of OTHER
         self._categorical: dict[str, dict[str, int]] = {}
+        # per categorical feature, the label of each category whose text spells a number, by that number: a live
+        # number that is not the profile's spelling of it (1.0 for "1") counts there (`_spelt`)
+        self._numbers: dict[str, dict[float, str]] = {}
         self._missing: dict[str, int] = {}
         self._boolean: set[str] = set()
         self._observed = 0
@@ -110,9 +126,11 @@ class FeatureExporter:
                                        np.zeros(len(f["bounds"]) + 1, np.int64),
                                        [0.0, 0.0])  # sums of the positive values and of the negatives' magnitudes
             else:
-                self._categorical[name] = {**{k: 0 for k in f["categories"]}, OTHER: 0}
+                self._categorical[name] = {**{category_label(str(k)): 0 for k in f["categories"]}, OTHER: 0}
                 if is_boolean(f):
                     self._boolean.add(name)
+                else:
+                    self._numbers[name] = _numbers(f["categories"])
         self._registry = registry
         if registry is not None:
             with _REGISTERING:  # the model version's earlier exporter in this registry (its older profile) is replaced
@@ -179,7 +197,10 @@ class FeatureExporter:
                 if key is None:  # not a boolean's spelling: a value of the wrong type, as text for a number
                     self._missing[name] += 1
                     continue
-                cats[key if key in cats else OTHER] += 1
+                label = category_label(key)
+                if label not in cats:
+                    label = _spelt(v, self._numbers.get(name))
+                cats[label] += 1
 
     def live_counts(self) -> dict[str, dict[str, Any]]:
         """The counts so far in `canary.drift.compare`'s live format (for tests and offline checks)."""
@@ -187,7 +208,8 @@ class FeatureExporter:
             out: dict[str, dict[str, Any]] = {n: {"counts": [int(c) for c in cs], "sum": total[0] - total[1],
                                                   "missing": self._missing[n]}
                                               for n, (_, cs, total) in self._numeric.items()}
-            out.update({n: {"categories": {k: v for k, v in cats.items() if k != OTHER}, "other": cats[OTHER],
+            out.update({n: {"categories": {category_of_label(k): v for k, v in cats.items() if k != OTHER},
+                            "other": cats[OTHER],
                             "missing": self._missing[n]} for n, cats in self._categorical.items()})
             return out
 
@@ -224,7 +246,7 @@ class FeatureExporter:
                 summed.add_metric([self.model, self.version, name, role(name)], float(cum[-1]))
             for name, values in self._categorical.items():
                 for key, n in values.items():
-                    cats.add_metric([self.model, self.version, name, role(name), key or EMPTY], float(n))
+                    cats.add_metric([self.model, self.version, name, role(name), key], float(n))
             for name, n in self._missing.items():
                 missing.add_metric([self.model, self.version, name, role(name)], float(n))
             observed.add_metric([self.model, self.version], float(self._observed))
@@ -236,6 +258,61 @@ def _unregister(registry: Any, exporter: "FeatureExporter") -> None:
         registry.unregister(exporter)
     except KeyError:  # unregistered already (by hand)
         pass
+
+
+def category_label(text: str) -> str:
+    """The `category` label value of a category's text: EMPTY for "" (Prometheus drops an empty label value), one
+    "_" more before a text spelt like OTHER or EMPTY with only "_" before it ("__other__" is "___other__",
+    "___other__" is "____other__"), the text itself for any other. One label per text and none of them OTHER:
+    a training category "__other__" counted with the values the profile never saw, and "__empty__" with ""
+    (decision 540). `category_of_label` reads it back."""
+    if not text:
+        return EMPTY
+    if text.endswith(_RESERVED) and not text[:-9].strip("_"):
+        return "_" + text
+    return text
+
+
+def category_of_label(label: str) -> str:
+    """The category's text of a `category` label (`category_label`'s inverse); OTHER stays OTHER (the values
+    the profile never saw: no category's label)."""
+    if label == EMPTY:
+        return ""
+    if label.endswith(_RESERVED) and len(label) > 9 and not label[:-9].strip("_"):
+        return label[1:]
+    return label
+
+
+def _numbers(categories: Mapping[str, Any]) -> dict[float, str]:
+    """The label of each category whose text spells a number (`_NUMBER`: "1", "-2.50", "1e3"; not "1_000" nor
+    " 1"), by its number: an int for an integer's text (exact past 2^53), else a float. Two texts of one number
+    ("1" and "01"): the one Python spells it with ("1"; "2.5" for a float), else the first listed (the more
+    frequent)."""
+    out: dict[float, str] = {}
+    for text in categories:
+        text = str(text)
+        if _NUMBER.fullmatch(text):
+            try:
+                number = int(text) if text.lstrip("+-").isdigit() else float(text)
+            except ValueError:  # an integer of over 4,300 digits (Python's limit on text-to-int)
+                continue
+            if math.isfinite(number) and (number not in out or text == str(number)):
+                out[number] = category_label(text)
+    return out
+
+
+def _spelt(v: Any, numbers: Mapping[float, str] | None) -> str:
+    """The label of the profile's category of the same number as `v` when `v` is a number (not a boolean) whose
+    own text is no category (1.0 where the training data said "1", 1 where they said "1.0"); else OTHER. A
+    number's text was its category: a float sent for a code captured as text counted every value under
+    "__other__", a drift of the whole feature (decision 540)."""
+    if not numbers or isinstance(v, (bool, np.bool_)):
+        return OTHER
+    if isinstance(v, (int, np.integer)):
+        return numbers.get(int(v), OTHER)
+    if isinstance(v, (float, np.floating)) and math.isfinite(v):
+        return numbers.get(float(v), OTHER)
+    return OTHER
 
 
 def _category(v: Any) -> str | None:

@@ -36,7 +36,8 @@ bounds are not the profile's (an exporter built from another profile) are a
 ConfigError naming the feature: comparing them would re-bin, which drift
 checks never do. So are category series that are not the profile's categories
 (the exporter creates one per category of its own profile; the empty category
-arrives as "__empty__", since Prometheus keeps no empty label value).
+arrives as "__empty__", since Prometheus keeps no empty label value; one spelt like either of those labels
+with one "_" more: `exporter.category_of_label`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from canary.analysis.shown import duration
-from canary.drift.exporter import EMPTY, OTHER
+from canary.drift.exporter import EMPTY, OTHER, category_of_label
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
 from canary.metrics.answers import arm_name
 from canary.metrics import queries as q
@@ -150,8 +151,12 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
         le = q.parse_le(m["le"])
         got[le] = got.get(le, 0.0) + max(v, 0.0)
     categories: dict[str, dict[str, float]] = defaultdict(dict)
+    others: dict[str, float] = defaultdict(float)  # OTHER apart: a category may be spelt "__other__" (decision 540)
     for m, v in ask(inc(q.FEATURE_CATEGORIES), "feature, category"):
-        cat = "" if m["category"] == EMPTY else m["category"]  # Prometheus keeps no empty label value
+        if m["category"] == OTHER:
+            others[m["feature"]] += max(v, 0.0)
+            continue
+        cat = category_of_label(m["category"])  # "" for EMPTY: Prometheus keeps no empty label value
         categories[m["feature"]][cat] = categories[m["feature"]].get(cat, 0.0) + max(v, 0.0)
     parts: dict[str, dict[str, float]] = defaultdict(dict)
     for m, v in ask(f"{inc(SIGNED_SUMS)} and ignoring(sign) {inc(SUMMED)}", "feature, sign"):
@@ -185,10 +190,9 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
             out[name] = {"counts": [float(x) for x in np.diff(cum, prepend=0.0)]}
             if name in mean_of and cum[-1] > 0:  # the live mean: a lower bound on the Wasserstein distance
                 out[name]["sum"], out[name]["sum_n"] = mean_of[name]
-        elif f["type"] == "categorical" and name in categories:
-            _same_categories(name, f, categories[name])
-            out[name] = {"categories": {k: v for k, v in categories[name].items() if k != OTHER},
-                         "other": categories[name].get(OTHER, 0.0)}
+        elif f["type"] == "categorical" and (name in categories or name in others):
+            _same_categories(name, f, categories.get(name, {}))
+            out[name] = {"categories": dict(categories.get(name, {})), "other": others.get(name, 0.0)}
     for name in out:
         if name in gone:
             out[name]["missing"] = gone[name]
@@ -297,12 +301,16 @@ def _same_categories(name: str, f: Mapping[str, Any], live: Mapping[str, float])
     setup fault (numeric features over another profile's buckets were refused already)."""
     known = set(f["categories"])
     lacking = sorted(known - set(live))
-    extra = sorted(set(live) - known - {OTHER})
+    extra = sorted(set(live) - known)
     if not lacking and not extra:
         return
     if lacking == [""] and not extra:  # an exporter from before "__empty__": its "" series were dropped
         raise ConfigError(f"feature {name!r}: the exporter's empty category \"\" never reaches Prometheus (it drops "
                           f"empty label values); upgrade canary in the model server (it exports it as {EMPTY})")
+    if lacking and set(lacking) <= {OTHER, EMPTY} and set(extra) <= {""}:  # an exporter from before decision 540
+        raise ConfigError(f"feature {name!r}: the profile's category {lacking[0]!r} is exported under the exporter's "
+                          f"own label of that name (counted with the values the profile never saw, or with \"\"); "
+                          f"upgrade canary in the model server (it exports such a category as _{lacking[0]})")
     raise ConfigError(f"feature {name!r}: the exporter's categories are not the profile's ("
                       + "; ".join(part for part in (
                           f"the profile's {', '.join(map(repr, lacking[:5]))} not exported" if lacking else "",

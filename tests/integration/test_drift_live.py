@@ -277,13 +277,18 @@ def test_float32_inputs_of_a_float64_profile_read_no_drift_through_prometheus(pr
                                                                                 tmp_path: Any) -> None:
     """Decision 153: a rate with four values (a bucket per value) captured from float64 Parquet, served as
     float32 (Triton's FP32 tensors), exported, scraped by a real Prometheus and read back by `drift check`:
-    the same traffic is no drift (float32(0.1) > 0.1 was counted in the bucket above: drift, exit 1)."""
+    the same traffic is no drift (float32(0.1) > 0.1 was counted in the bucket above: drift, exit 1). Decision 540,
+    through the same Prometheus: a code captured as text ("1") and served as a float32 (1.0) counts under "1" (it
+    was "__other__": drift), and a training category spelt "__other__" (a pipeline's own bin of rare values) is
+    read back as that category, not as the values the profile never saw (drift too)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(11)
     rates = [0.0, 0.1, 0.2, 0.3]
-    pq.write_table(pa.table({"rate": rng.choice(rates, 5_000), "age": rng.normal(40, 10, 5_000)}),
+    codes, bins = ["1", "2", "3"], ["__other__", "a", "b"]
+    pq.write_table(pa.table({"rate": rng.choice(rates, 5_000), "age": rng.normal(40, 10, 5_000),
+                             "code": rng.choice(codes, 5_000).tolist(), "bin": rng.choice(bins, 5_000).tolist()}),
                    tmp_path / "train.parquet")
     prof_path = tmp_path / "p.json"
     r = CliRunner().invoke(app, ["baseline", "capture", str(tmp_path / "train.parquet"), "--model", "f32",
@@ -293,11 +298,13 @@ def test_float32_inputs_of_a_float64_profile_read_no_drift_through_prometheus(pr
     exporter = FeatureExporter(json.loads(prof_path.read_text()), registry=reg)
     server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)
     try:
-        exporter.observe({"rate": np.float32(0.0), "age": np.float32(40.0)})  # the series exist before the first scrape
+        exporter.observe({"rate": np.float32(0.0), "age": np.float32(40.0), "code": np.float32(1.0), "bin": "a"})
         prom = prom_server_factory(targets=[f"127.0.0.1:{int(server.server_address[1])}"], scrape_interval="1s")
         assert prom.wait_targets_up(timeout_s=30) < 30
-        for rate, age in zip(rng.choice(rates, 3_000).astype(np.float32), rng.normal(40, 10, 3_000).astype(np.float32)):
-            exporter.observe({"rate": rate, "age": age})
+        for rate, age, code, b in zip(rng.choice(rates, 3_000).astype(np.float32),
+                                      rng.normal(40, 10, 3_000).astype(np.float32),
+                                      rng.choice([1.0, 2.0, 3.0], 3_000).astype(np.float32), rng.choice(bins, 3_000)):
+            exporter.observe({"rate": rate, "age": age, "code": code, "bin": str(b)})
         args = ["drift", "check", "--baseline", str(prof_path), "--prometheus-url", prom.url, "--window", "5m",
                 "-o", "json"]
         deadline = time.monotonic() + 40  # until a scrape after the traffic is in: increase() needs two samples
@@ -310,6 +317,7 @@ def test_float32_inputs_of_a_float64_profile_read_no_drift_through_prometheus(pr
         assert out.exit_code == 0, out.output
         by = {f["feature"]: f for f in json.loads(out.stdout)["features"]}
         assert not by["rate"]["drifted"] and by["rate"]["score"] < 0.05, by["rate"]
+        assert not by["code"]["drifted"] and not by["bin"]["drifted"], (by["code"], by["bin"])
     finally:
         server.shutdown()
         thread.join(timeout=5)
