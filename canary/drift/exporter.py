@@ -54,6 +54,9 @@ is "__other__" as before.
 A boolean feature (its profile's categories are "true"/"false") is counted under those two whatever
 the spelling a request uses: True/False, 1/0, "True"/"false"/"1"/"0" (`profile.boolean_category`);
 any other value counts as missing, a type mismatch like text sent for a number, not as drift.
+A boolean (True/False, np.True_/np.False_) sent for a numeric feature counts as 1/0 where the feature
+is one of 0s and 1s (its bounds are among 0 and 1), and as missing, a type mismatch, on any other
+numeric feature: one rule for Python's and numpy's booleans (decision 543).
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ class FeatureExporter:
         self._numbers: dict[str, dict[float, str]] = {}
         self._missing: dict[str, int] = {}
         self._boolean: set[str] = set()
+        self._zero_one: set[str] = set()  # numeric features of 0s and 1s: a boolean sent for one counts as 1/0
         self._observed = 0
         for name, f in profile["features"].items():
             self._missing[name] = 0
@@ -125,6 +129,8 @@ class FeatureExporter:
                 self._numeric[name] = ([float(e) for e in bucket_edges(f["bounds"])],
                                        np.zeros(len(f["bounds"]) + 1, np.int64),
                                        [0.0, 0.0])  # sums of the positive values and of the negatives' magnitudes
+                if set(self._bounds[name]) <= {0.0, 1.0}:
+                    self._zero_one.add(name)
             else:
                 self._categorical[name] = {**{category_label(str(k)): 0 for k in f["categories"]}, OTHER: 0}
                 if is_boolean(f):
@@ -181,7 +187,10 @@ class FeatureExporter:
             self._observed += 1
             for name, (edges, counts, total) in self._numeric.items():
                 v = values.get(name)
-                x = _number(v)
+                if isinstance(v, (bool, np.bool_)):  # 1/0 of a 0/1 feature, else a type mismatch (decision 543)
+                    x = float(v) if name in self._zero_one else None
+                else:
+                    x = _number(v)
                 if x is None:
                     self._missing[name] += 1
                     continue

@@ -1,9 +1,11 @@
-"""What the exporter counts a categorical value under (decision 540).
+"""What the exporter counts a categorical value under (decision 540), and a boolean sent for a numeric feature
+(decision 543).
 
 - A training category spelt like the exporter's own labels ("__other__", "__empty__") was counted with the values
   the profile never saw, or with "": the watch read a pipeline's own "__other__" bin as unseen values.
 - A category captured from text ("1") and sent live as a number of another spelling (1.0) counted under
   "__other__": a drift of the whole feature, and a retraining, for nothing.
+- A numeric 0/1 feature sent as Python booleans counted missing while np.True_ counted 1.
 """
 
 from __future__ import annotations
@@ -75,6 +77,25 @@ def test_only_the_same_number_counts_under_a_category_and_text_is_its_own() -> N
     assert live["other"] == 6 and live["missing"] == 1 and not any(live["categories"].values())
     ex.observe({"code": 1.0})  # "1" and "01" are both the number 1: Python's own spelling of it takes it
     assert ex.live_counts()["code"]["categories"]["1"] == 1
+
+
+def test_a_boolean_sent_for_a_0_1_feature_counts_as_1_or_0_either_kind() -> None:
+    rng = np.random.default_rng(3)
+    flags = (rng.random(2_000) < 0.3).astype(int)
+    prof = _profile(flag=flags, age=rng.normal(40, 10, 2_000))
+    assert prof["features"]["flag"]["bounds"] == [0.0, 1.0]
+    counted = []
+    for spell in (int, bool, np.bool_):
+        ex = FeatureExporter(prof, registry=None)
+        for f in flags:
+            ex.observe({"flag": spell(f), "age": 40.0})
+        counted.append(ex.live_counts()["flag"])
+    assert counted[0] == counted[1] == counted[2] and counted[0]["missing"] == 0
+    # on a feature that is not one of 0s and 1s, a boolean of either kind is a type mismatch: missing
+    ex = FeatureExporter(prof, registry=None)
+    for v in (True, np.True_, False, np.False_):
+        ex.observe({"flag": 1, "age": v})
+    assert ex.live_counts()["age"]["missing"] == 4 and sum(ex.live_counts()["age"]["counts"]) == 0
 
 
 def test_an_exporter_from_before_the_escape_is_named_as_the_cause() -> None:
