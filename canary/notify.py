@@ -53,6 +53,7 @@ exception text.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
@@ -369,15 +370,31 @@ class _HttpSender:
             if size.isdigit() and 0 < int(size) <= 64:
                 word = r.raw.read(int(size)).decode("ascii", "replace").strip()
                 error = word if re.fullmatch(r"[a-z][a-z_]{1,60}", word) and word != "ok" else ""
-            return Answer(int(r.status_code), _retry_after(r.headers.get("Retry-After")), error)
+            return Answer(int(r.status_code), retry_after_s(r.headers.get("Retry-After"), time.time()), error)
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds (the delta form; an HTTP date is read as no advice)."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """A `Retry-After` header's wait in seconds: its delta-seconds, or its HTTP date less `now` (a Unix time; 0
+    for a date past); None when it asks nothing (absent, neither form, not finite). RFC 9110 allows both forms,
+    and a receiver behind a gateway or a CDN often sends the date (decision 541: the retraining webhook's 429;
+    an alert's read it as no advice before)."""
+    if not value or not value.strip():
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT; one without a zone is read so too
+            from datetime import timezone
+
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - now
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _bad_url(url: str) -> str:

@@ -112,6 +112,10 @@ class MonitorState:
     trigger: str = ""  # "" none for this episode, "pending", "done"
     trigger_attempts: int = 0
     trigger_due: float = 0.0
+    # the wait the retraining receiver asked at the trigger's last failure (a 429's or 5xx's Retry-After, at most
+    # `retry_max_s`; 0 none): the retry is due no sooner, and `rebase` keeps it. An older canary keeps it as read
+    # (`unknown`) without updating it: stale, it only lets `rebase` leave a later `trigger_due` alone
+    trigger_asked: float = 0.0
     # the episode's retraining Job ("namespace/name": created, found or adopted; "" none, or a webhook) and, once it
     # was read Failed, why ("" not seen failed): a Failed Job left the episode open with no alert and no Job
     job: str = ""
@@ -175,6 +179,10 @@ class MonitorState:
                                or not math.isfinite(kw[name]) or kw[name] < 0):
                 raise ValueError(f"drift monitor state: {name} must be a finite number of seconds >= 0 (a Unix "
                                  f"time, 0 for none), got {kw[name]!r}")
+        asked = kw.get("trigger_asked", 0.0)
+        if isinstance(asked, bool) or not isinstance(asked, (int, float)) or not math.isfinite(asked) or asked < 0:
+            raise ValueError(f"drift monitor state: trigger_asked must be a finite number of seconds >= 0, got "
+                             f"{asked!r}")
         for name in ("job_gone", "held_told"):
             if name in kw and not isinstance(kw[name], bool):
                 raise ValueError(f"drift monitor state: {name} must be true or false, got {kw[name]!r}")
@@ -304,8 +312,8 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         if earlier is not None:
             ev = {**ev, "supersedes": superseded(earlier)}
         state = replace(state, phase=DRIFTING, episode=state.episode + 1, trigger="pending", trigger_attempts=0,
-                        trigger_due=now, evidence=ev, job="", job_failed="", job_gone=False, job_retries=0,
-                        held_since=0.0, held_told=False)
+                        trigger_due=now, trigger_asked=0.0, evidence=ev, job="", job_failed="", job_gone=False,
+                        job_retries=0, held_since=0.0, held_told=False)
         drifted = [f for f in result.features if f.drifted]
         n = len(result.features)
         left = list(unmeasured)
@@ -455,6 +463,7 @@ def rebase(state: MonitorState, now: float, config: MonitorConfig) -> MonitorSta
         delay = exponential_delay(config.retry_s, state.trigger_attempts, config.retry_max_s)
         if state.job_failed and not state.trigger_attempts:  # the new Job after a failed one: due job_retry_s later
             delay = max(delay, config.job_retry_s)
+        delay = max(delay, min(state.trigger_asked, config.retry_max_s))  # the receiver's Retry-After (decision 541)
         if state.trigger_due > now + delay:
             changes["trigger_due"] = now + delay
     return replace(state, **changes) if changes else state
@@ -583,7 +592,8 @@ def retrain_job_failed(state: MonitorState, job: str, why: str, now: float,
         before = [x for x in state.evidence.get("retry_of") or [] if isinstance(x, str)]
         due_at = now + config.job_retry_s
         state = replace(state, job_failed=why, job_retries=n, trigger="pending", trigger_attempts=0,
-                        trigger_due=due_at, evidence={**state.evidence, "retry": n, "retry_of": [*before, job]})
+                        trigger_due=due_at, trigger_asked=0.0,
+                        evidence={**state.evidence, "retry": n, "retry_of": [*before, job]})
         left = config.job_retries - n
         message = (f"{who}; a new Job is created for the episode in {duration(config.job_retry_s)} (the "
                    f"evaluation after; `new_job_due`), in case the cause passes (a node lost, a data store down while the Job's pods "
@@ -627,10 +637,13 @@ def reported_attempt(attempts: int) -> bool:
 
 
 def trigger_result(state: MonitorState, ok: bool, now: float, config: MonitorConfig,
-                   error: str = "", target: str = "") -> tuple[MonitorState, list[Action]]:
+                   error: str = "", target: str = "", retry_after_s: float | None = None,
+                   ) -> tuple[MonitorState, list[Action]]:
     """Record a trigger's outcome: done, or retried later with backoff (and reported: `reported_attempt`).
     A success after failures is reported too (`drift.retrain_recovered`): its failures reached people, and
-    without it they were the last word (`target`: the Job or webhook that took it)."""
+    without it they were the last word (`target`: the Job or webhook that took it). `retry_after_s`: the wait the
+    receiver asked with its failure (a 429's `Retry-After`): the retry waits the longer of it and the backoff, at
+    most `config.retry_max_s` (the backoff's own ceiling; decision 541)."""
     if state.trigger != "pending":
         return state, []
     if ok:
@@ -644,7 +657,9 @@ def trigger_result(state: MonitorState, ok: bool, now: float, config: MonitorCon
             state.evidence, warning=False, fields={"failed_attempts": failed}, at=now)]
     attempts = state.trigger_attempts + 1
     delay = exponential_delay(config.retry_s, attempts, config.retry_max_s)
-    state = replace(state, trigger_attempts=attempts, trigger_due=now + delay)
+    asked = min(retry_after_s, config.retry_max_s) if retry_after_s and retry_after_s > 0 else 0.0
+    delay = max(delay, asked)
+    state = replace(state, trigger_attempts=attempts, trigger_due=now + delay, trigger_asked=asked)
     nxt = next(n for n in range(attempts + 1, 2 * attempts + 1) if reported_attempt(n))
     return state, [Alert("drift.retrain_failed", f"{state.model} {state.version}: retraining trigger for episode "
                                                   f"{state.episode} failed (attempt {attempts}): {error}; "

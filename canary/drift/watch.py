@@ -42,7 +42,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
@@ -60,6 +60,7 @@ from canary.drift.unread import PassNews, Said, cause
 from canary.analysis.shown import about as _about, duration
 from canary.drift.unread import at as _at
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
+from canary.notify import retry_after_s
 
 log = structlog.get_logger("canary.drift")
 
@@ -70,7 +71,7 @@ class DriftWatcher:
                  store: Any = None,
                  core_api: Any = None, batch_api: Any = None, job_template: Mapping[str, Any] | None = None,
                  retrain_webhook: str | None = None, notifier: Any = None, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] = time.time, post: Callable[[str, dict], int] | None = None,
+                 clock: Callable[[], float] = time.time, post: Callable[[str, dict], "int | Posted"] | None = None,
                  load: bool = True) -> None:
         """`load`: read the stored states now (`reload`; ConfigError when one cannot be used). False: later,
         by `reload` (the controller's `watch_baselines` reads them when its replica leads, so a state it cannot
@@ -753,12 +754,13 @@ class DriftWatcher:
             self._alert(state, a, namespace)
             done.append({"model": state.model, "version": state.version, "alert": a.event, "message": a.message})
             return state
-        ok, error, target = self._trigger(state, a, namespace)
+        ok, error, target, asked = self._trigger(state, a, namespace)
         configured = self.retrain_webhook is not None or (self.job_template is not None and self.batch is not None)
         done.append({"model": state.model, "version": state.version, "trigger": a.episode, "ok": ok, "error": error,
                      **({"target": target} if target else {}), **({} if configured else {"configured": False})})
         state, more = M.trigger_result(state, ok, self.clock(), self.config,
-                                       f"{target}: {error}" if target and error else error, target=target)
+                                       f"{target}: {error}" if target and error else error, target=target,
+                                       retry_after_s=asked)
         queue.extend(more)
         if ok and target.startswith("Job ") and state.episode == a.episode:  # the episode's Job, read each pass
             state = dataclasses.replace(state, job=target.removeprefix("Job "), job_failed="",
@@ -815,18 +817,19 @@ class DriftWatcher:
             except Exception as exc:  # an Event is a record, not a decision: log and go on
                 log.warning("drift.event_failed", model=state.model, error=brief(exc))
 
-    def _trigger(self, state: M.MonitorState, t: M.Trigger, namespace: str) -> tuple[bool, str, str]:
-        """(done, error, what was asked to retrain: "Job <namespace>/<name>" or "webhook <url>")."""
+    def _trigger(self, state: M.MonitorState, t: M.Trigger, namespace: str) -> tuple[bool, str, str, float | None]:
+        """(done, error, what was asked to retrain: "Job <namespace>/<name>" or "webhook <url>", the seconds the
+        webhook's failed answer asked to wait: its `Retry-After`, or None)."""
         if self.job_template is not None and self.batch is not None:
             ok, error, name = create_job(self.batch, self.job_template, namespace=namespace, model=state.model,
                                          version=state.version, episode=t.episode, evidence=t.evidence,
                                          since=_since(t.evidence, self.config))
             # no name when the list failed: "Job ml: cannot list ..." named a Job that does not exist
-            return ok, error, f"Job {namespace}/{name}" if name else ""
+            return ok, error, f"Job {namespace}/{name}" if name else "", None
         if self.retrain_webhook:
             target = f"webhook {_without_credentials(self.retrain_webhook)}"
             try:
-                code = self._post(self.retrain_webhook, {"event": "retrain", "model": state.model,
+                got = self._post(self.retrain_webhook, {"event": "retrain", "model": state.model,
                                                          "version": state.version, "episode": t.episode,
                                                          "idempotency_key": webhook_key(state, t),
                                                          "evidence": t.evidence})
@@ -837,12 +840,18 @@ class DriftWatcher:
                     return False, (f"no answer within 5 s (ReadTimeout): the receiver may have started the "
                                    f"retraining; the retry sends the same idempotency_key "
                                    f"({webhook_key(state, t)}), which a receiver that keeps the keys it acted "
-                                   f"on does not act on twice"), target
-                return False, _scrubbed(f"{type(exc).__name__}: {exc}", self.retrain_webhook)[:300], target
+                                   f"on does not act on twice"), target, None
+                return False, _scrubbed(f"{type(exc).__name__}: {exc}", self.retrain_webhook)[:300], target, None
+            code, header = (got.status, got.retry_after) if isinstance(got, Posted) else (int(got), None)
             if code == 409:  # the key's request in progress there (IETF Idempotency-Key; decision 530)
-                return True, "", f"{target} (409 Conflict: {IN_PROGRESS})"
-            return (200 <= code < 300), ("" if 200 <= code < 300 else f"HTTP {code}"), target
-        return True, "", ""  # no trigger configured: the episode is alerted only
+                return True, "", f"{target} (409 Conflict: {IN_PROGRESS})", None
+            if 200 <= code < 300:
+                return True, "", target, None
+            # a 429 (or a 5xx) that says when to come back: the retry waits that long when longer than the backoff
+            # (at most its ceiling); it came back at the backoff's 30 s, 60 s, ... into the limit again (decision 541)
+            asked = retry_after_s(header, self.clock()) if code == 429 or code >= 500 else None
+            return False, f"HTTP {code}" + (f", Retry-After {asked:.0f} s" if asked else ""), target, asked
+        return True, "", "", None  # no trigger configured: the episode is alerted only
 
     def _save(self, key: str, state: M.MonitorState) -> str:
         """Record `state` and write every state not yet stored; STORED when `state` is in the store
@@ -1130,8 +1139,15 @@ def _unknown_outage(rec: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (rec or {}).items() if k not in _OUTAGE_FIELDS}
 
 
-def _post_json(url: str, body: dict) -> int:
-    """POST the retraining request; its answer's status. The body is never read (`stream=True`, closed
+class Posted(NamedTuple):
+    """The retraining webhook's answer: its status, and its `Retry-After` header as sent (None: none)."""
+
+    status: int
+    retry_after: str | None = None
+
+
+def _post_json(url: str, body: dict) -> Posted:
+    """POST the retraining request; its answer's status and Retry-After. The body is never read (`stream=True`, closed
     unread): a receiver that answers 200 and then streams its progress held the POST until a 5 s gap
     between two chunks (read as a failure, so retraining was started again 30 s later) or, while it kept
     sending, held the whole watch."""
@@ -1150,7 +1166,7 @@ def _post_json(url: str, body: dict) -> int:
                 raise Redirected(f"HTTP {hop.status_code}, a redirect to {to}: the retraining POST was not "
                                  f"delivered (a client follows such a redirect with a GET, without the request); "
                                  f"give that address as --retrain-webhook")
-        return answer.status_code
+        return Posted(answer.status_code, answer.headers.get("Retry-After"))
 
 
 class Redirected(Exception):

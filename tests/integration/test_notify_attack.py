@@ -171,6 +171,21 @@ def test_a_429_waits_as_long_as_retry_after_asks(srv):
     assert waits == [7.0] and n.sent == 1
 
 
+def test_a_429s_retry_after_as_an_http_date_is_waited_too(srv):
+    """RFC 9110's other form of Retry-After, an HTTP date (a gateway's or a CDN's rate limit): it was read as no
+    advice, and the retries came 0.25 s apart into the limit (decision 541)."""
+    from email.utils import formatdate
+
+    srv.routes[SECRET] = lambda h, body: answer(h, 429, "rate_limited",
+                                                **{"Retry-After": formatdate(time.time() + 20, usegmt=True)}) \
+        if srv.paths().count(SECRET) == 1 else answer(h, 200, "ok")
+    waits: list[float] = []
+    n = Notifier(slack=[srv.url + SECRET], retries=2, backoff_s=0.01, sleep=waits.append)
+    n.notify("rollback", PAYLOAD)
+    assert n.close(30)
+    assert len(waits) == 1 and 10.0 < waits[0] <= 20.0 and n.sent == 1, waits  # the date is whole seconds
+
+
 def test_a_200_that_streams_is_delivered_once_and_does_not_hold_the_next_event(srv):
     """The body was read to its end: a receiver that answers 200 and then streams its progress held the
     worker for as long as it streamed, and every later event waited behind it."""

@@ -38,7 +38,8 @@ PENDING = '{"rec/v1": {"model": "rec", "version": "v1", "phase": "drifting", "ep
 @pytest.mark.parametrize("name,value", [("trigger_due", "NaN"), ("trigger_due", "Infinity"),
                                         ("trigger_due", "-Infinity"), ("trigger_due", "-5"),
                                         ("quiet_until", "NaN"), ("drifted_at", "Infinity"),
-                                        ("traffic_since", "-1.5"), ("clean_at", "NaN"), ("drifted_from", "NaN")])
+                                        ("traffic_since", "-1.5"), ("clean_at", "NaN"), ("drifted_from", "NaN"),
+                                        ("trigger_asked", "NaN"), ("trigger_asked", "-5")])
 def test_a_state_whose_time_is_not_a_finite_number_is_refused_naming_file_entry_and_field(
         tmp_path: Any, name: str, value: str) -> None:
     state = tmp_path / "state.json"

@@ -222,3 +222,89 @@ def test_a_webhook_that_answers_409_for_a_key_in_progress_is_a_retraining_starte
     assert events == ["drift.retrain_triggered", "drift.retrain_recovered"], events
     (said,) = [e for e in logs if e["event"] == "drift.retrain_triggered"]
     assert "409 Conflict: a request with this idempotency key is already there" in said["message"], said["message"]
+
+
+@pytest.fixture()
+def limited() -> Iterator[tuple[str, list[str], dict[str, Any]]]:
+    """A receiver that answers each POST with `answers`' next (status, Retry-After or None), then 200."""
+    got: list[str] = []
+    script: dict[str, Any] = {"answers": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["idempotency_key"])
+            status, after = script["answers"].pop(0) if script["answers"] else (200, None)
+            self.send_response(status)
+            if after is not None:
+                self.send_header("Retry-After", after)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with serving(Handler) as url:
+        yield url + "/retrain", got, script
+
+
+def test_a_429s_retry_after_is_waited_before_the_retraining_is_posted_again(
+        monkeypatch: pytest.MonkeyPatch, limited: tuple[str, list[str], dict[str, Any]]) -> None:
+    """A receiver's rate limit (429, `Retry-After: 600`): the trigger came back at the backoff's 30 s, 60 s,
+    120 s ... and met the limit again, each failure logged and told to people. Now the retry is due when the receiver
+    asked (decision 541), and the evaluations before it (past the 30 s backoff) post nothing."""
+    import pyarrow as pa
+    from structlog.testing import capture_logs
+
+    from canary.drift import watch as W
+    from canary.drift.profile import capture
+
+    url, posts, script = limited
+    script["answers"] = [(429, "600")]
+    prof = capture(pa.table({"c": ["a", "b"] * 1_000}), model="rec", version="v2", file="t.csv", sha256="0" * 64)
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: {"c": {"categories": {"a": 1_000, "b": 0}, "other": 0,
+                                                                   "missing": 0}})
+    t0 = 1_800_000_000.0
+    t = [t0]
+    w = W.DriftWatcher([prof], client=None, window_s=3_600, retrain_webhook=url, clock=lambda: t[0],
+                       config=M.MonitorConfig(enter_after=1, quiet_s=0, retry_s=30))
+    with capture_logs() as logs:
+        w.once()  # the episode opens; its POST is answered 429
+        assert len(posts) == 1 and w.states["rec/v2"].trigger_due == t0 + 600
+        for later in (300, 450, 599):  # past the backoff, before the receiver's time: nothing posted
+            t[0] = t0 + later
+            w.once()
+        assert len(posts) == 1 and w.states["rec/v2"].trigger == "pending"
+        t[0] = t0 + 600
+        w.once()
+    assert len(posts) == 2 and posts[0] == posts[1] and w.states["rec/v2"].trigger == "done"
+    (failed,) = [e for e in logs if e["event"] == "drift.retrain_failed"]
+    assert "HTTP 429, Retry-After 600 s" in failed["message"] and "retrying in 600s" in failed["message"], failed
+
+
+@pytest.mark.parametrize("status, after, wait", [
+    (429, "120", 120.0),
+    (429, "date+120", 120.0),  # the HTTP-date form (RFC 9110), read against the watcher's clock
+    (429, "86400", 1_800.0),  # a day asked: the backoff's ceiling (MonitorConfig.retry_max_s), then tried again
+    (429, "10", 30.0),  # shorter than the backoff: the backoff
+    (503, "90", 90.0),  # an overloaded receiver's 503 says it too
+    (429, "soon", 30.0),  # neither form: the backoff
+    (400, "120", 30.0),  # no retry is asked by a 400
+])
+def test_the_retry_waits_the_longer_of_the_backoff_and_retry_after_at_most_its_ceiling(
+        limited: tuple[str, list[str], dict[str, Any]], status: int, after: str, wait: float) -> None:
+    from email.utils import formatdate
+
+    from canary.drift import watch as W
+
+    url, posts, script = limited
+    now = 1_800_000_000.0
+    script["answers"] = [(status, formatdate(now + 120, usegmt=True) if after == "date+120" else after)]
+    w = W.DriftWatcher([], client=None, window_s=3_600, retrain_webhook=url, clock=lambda: now,
+                       config=M.MonitorConfig(retry_s=30, retry_max_s=1_800))
+    state = M.MonitorState("rec", "v2", phase=M.DRIFTING, episode=1, trigger="pending", evidence={"at": now})
+    after_state = w._act(state, [M.Trigger(1, state.evidence)], [], "ml")
+    assert len(posts) == 1 and after_state.trigger == "pending" and after_state.trigger_attempts == 1
+    assert after_state.trigger_due == now + wait
+    # kept across a restart, and by `rebase` (a clock stepped back cuts a later due time, never the asked one)
+    stored = M.MonitorState.from_dict(after_state.to_dict())
+    assert M.rebase(stored, now + 1, w.config).trigger_due == now + wait
