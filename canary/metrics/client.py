@@ -313,6 +313,32 @@ class PrometheusClient:
             raise _Transient(f"a partial answer (warnings: {'; '.join(partial)[:300]})", partial=True)
         return doc["data"]["result"]
 
+    def shortest_scrape_interval_s(self) -> float | None:
+        """The shortest scrape interval in this Prometheus's configuration (GET /api/v1/status/config: its global
+        `scrape_interval`, 1m when unset, and every scrape job's own): one try, within `timeout_s`. None when it
+        cannot tell (no answer, an API without that endpoint: Thanos Query, Mimir; a configuration it cannot read):
+        the caller then checks nothing. The shortest: the job that scrapes a given series is not known before its
+        data are, and a window under twice even the shortest interval holds fewer than two scrapes of any series."""
+        import yaml
+
+        from canary.policy_fields import parse_duration
+
+        client = self._client
+        try:
+            response = client._session.request(  # noqa: SLF001 - the query's own session, headers and auth
+                method="GET", url=f"{client.url}/api/v1/status/config", verify=client._session.verify,  # noqa: SLF001
+                headers=client.headers, auth=client.auth, cert=client._session.cert,  # noqa: SLF001
+                timeout=self.timeout_s)
+            if response.status_code != 200:
+                return None
+            config = yaml.safe_load(response.json()["data"]["yaml"]) or {}
+            default = (config.get("global") or {}).get("scrape_interval") or "1m"
+            jobs = [j.get("scrape_interval") or default for j in config.get("scrape_configs") or ()
+                    if isinstance(j, dict)]
+            return min(parse_duration(str(v)) for v in [default, *jobs])
+        except Exception:  # noqa: BLE001 - a check that cannot be made is not made; the evaluations' hint stands
+            return None
+
     def _refused(self, status: int, body: bytes, query: str, who: str) -> ConfigError:
         """The ConfigError for a 4xx: a rejected query, credentials, or not a Prometheus API."""
         prom = prometheus_error(body)

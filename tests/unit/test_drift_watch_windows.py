@@ -107,3 +107,31 @@ class _Api(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"({status}) Forbidden")
         self.status, self.reason, self.body = status, "Forbidden", '{"message": "jobs.batch is forbidden"}'
+
+
+def test_the_shortest_scrape_interval_is_read_from_prometheus_config_and_none_where_it_cannot_tell() -> None:
+    """`drift watch --window` is refused under twice the shortest scrape interval (decision 542; the real
+    Prometheus's refusal: tests/integration/test_drift_live.py). A job faster than the global interval is the
+    shortest; a store without /api/v1/status/config (Thanos Query, Mimir: 404) or a configuration that cannot be
+    read checks nothing, never refuses."""
+    import json
+
+    from canary.metrics.client import PrometheusClient
+    from tests.support.http import ScriptedHTTP
+
+    config = ("global:\n  scrape_interval: 30s\nscrape_configs:\n- job_name: slow\n  scrape_interval: 1m\n"
+              "- job_name: models\n  scrape_interval: 15s\n- job_name: default\n")
+    answers = {"/api/v1/status/config": (200, "application/json",
+                                         json.dumps({"status": "success", "data": {"yaml": config}}))}
+    server = ScriptedHTTP(lambda path, headers: answers.get(path, (404, "text/plain", "404 page not found")))
+    try:
+        assert PrometheusClient(server.url).shortest_scrape_interval_s() == 15.0
+        answers["/api/v1/status/config"] = (200, "application/json", json.dumps(
+            {"status": "success", "data": {"yaml": "scrape_configs: []\n"}}))
+        assert PrometheusClient(server.url).shortest_scrape_interval_s() == 60.0  # Prometheus's default
+        answers["/api/v1/status/config"] = (200, "application/json", "{not json")
+        assert PrometheusClient(server.url).shortest_scrape_interval_s() is None
+        del answers["/api/v1/status/config"]
+        assert PrometheusClient(server.url).shortest_scrape_interval_s() is None
+    finally:
+        server.close()
