@@ -63,7 +63,10 @@ def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = N
     service and both subsets). The route named, or the only one, that answers every request itself (a
     `redirect`, a `directResponse`, and no destination) is returned `nothing`: no request reaches the canary
     by it, and nothing is written on it; beside it, the routes whose weights are the `recorded` ones (its split
-    copied elsewhere before the edit: when in doubt, stable 100% there). A route that delegates to another
+    copied elsewhere before the edit: when in doubt, stable 100% there). Without a name among several routes, the
+    rule unread, only routes of the service noted at the rollout's writes are candidates; none, and no route sending
+    to that service, the routes answering every request themselves are returned `nothing` (`_answering_only`:
+    the claimed route redirected beside another model's, decision 548). A route that delegates to another
     VirtualService, or whose destinations are all another service's, is still refused (decision 522). A
     stable destination renamed (another subset) is still refused. Raises
     TargetError naming the VirtualService and route when there is no such route, or one has no single
@@ -96,7 +99,11 @@ def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = N
         return renamed
     if len(http) == 1:
         return [_stable_route(http[0], 0, at, host, vs, missing_ok=True)]
-    found = _candidates(http, at, host, vs)
+    # the rule unread, the service noted at the rollout's writes: another model's route added beside the one it
+    # claimed is not a candidate (it was written 100/0 beside a redirect of the rollout's, decision 548)
+    found = _candidates(http, at, host or noted_service(vs), vs)
+    if not found and (quiet := _answering_only(vs, http, host)):
+        return quiet
     if not found:
         raise TargetError(f"{at}: none of its {len(http)} HTTP routes has a 'stable' destination beside others; "
                           "no route to send to stable")
@@ -118,6 +125,27 @@ def _copies(vs: Any, http: list[Any], at: str, host: str, recorded: Weights, rou
                           "with no service known (no DestinationRule naming it, none noted) they cannot be told "
                           "from another model's routes; not written")
     return copies
+
+
+def _answering_only(vs: Any, http: list[Any], host: str) -> list[StableRoute]:
+    """Among several routes, none named (the rollout claimed the only route; another was added since): the routes
+    that answer every request themselves, as `nothing`, when no route of `vs` sends anything to the rollout's
+    service, which is the one noted at its writes (`patch.noted_service`), the rule agreeing or unread: every
+    other route's destinations name another service. Its own route was redirected: nothing to the canary, nothing
+    to write (decision 548). [] otherwise: no note (the rule alone may be the thing edited, leaving the rollout's
+    split standing, decision 522), a destination of the service left (a split, a stable destination renamed), or
+    a route that delegates or whose destinations cannot be read (what it routes is not known)."""
+    service = noted_service(vs)
+    answering = [i for i, r in enumerate(http) if routes_nothing(r)]
+    if not service or host and host != service or not answering:
+        return []
+    for i, route in enumerate(http):
+        dests = route.get("route") if isinstance(route, dict) and i not in answering else None
+        if i not in answering and not (isinstance(dests, list) and dests and all(
+                isinstance(d, dict) and isinstance(d.get("destination"), dict)
+                and _dest_host(d, vs) not in ("", service) for d in dests)):
+            return []
+    return [StableRoute(index=i, stable=0, others=(), nothing=routes_nothing(http[i])) for i in answering]
 
 
 def _candidates(http: list[Any], at: str, host: str = "", vs: Any = None) -> list[StableRoute]:

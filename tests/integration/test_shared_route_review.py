@@ -164,13 +164,18 @@ def test_a_note_edited_by_hand_to_the_other_models_service_never_writes_that_mod
     assert json.loads(shown.stdout).get("route") != "other-model", shown.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="decision 533, left: a redirect on a claimed-only route beside another is paged")
-def test_a_claimed_only_route_redirected_beside_an_added_route_ends_without_a_page(api: Any, tmp_path: Any) -> None:
+@pytest.mark.parametrize("rule", ["intact", "unread"])
+def test_a_claimed_only_route_redirected_beside_an_added_route_ends_without_a_page(api: Any, tmp_path: Any,
+                                                                                   rule: str) -> None:
     """Decision 522 reads a redirect as "nothing to the canary" on the route named, or the only one. m0's rollout
     claimed the only route (unnamed in its record); m1's route was added since, then m0's route redirected: no
     route of the VirtualService sends anything to m0's subsets (the rule and the note both say m0), yet the
     rollback finds "none of its 2 HTTP routes has a 'stable' destination beside others": exit 6, `traffic.unsafe`."""
     theirs = _shared(api, redirect=True, note=_note(M0), route="", theirs=(50, 50))
+    if rule == "unread":  # every route with a `stable` destination was a candidate: m1's was written 100/0, exit 0
+        api.edit(GROUP, "destinationrules", "ml", "m0", _drop_canary_subset)
     r = _cli(api, tmp_path, "rollback", "--reason", "pager")
-    assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0] == theirs
+    vs = api.get(GROUP, "virtualservices", "ml", "m0")
+    assert vs["spec"]["http"][0] == theirs, (r.exit_code, r.output[-700:])
     assert r.exit_code == 0 and "traffic.unsafe" not in r.output, (r.exit_code, r.output[-700:])
+    assert json.loads(vs["metadata"]["annotations"]["modelcanary.dev/rollout"])["phase"] == "rolled_back"

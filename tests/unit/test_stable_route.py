@@ -169,6 +169,40 @@ def test_a_route_that_may_still_reach_the_canary_is_still_refused(route: dict[st
             stable.with_stable_only(vs({k: v for k, v in route.items() if k != "name"}), host=HOST)
 
 
+OTHER = {"name": "other-model", "route": [dest("stable", 50, host="n"), dest("canary", 50, host="n")]}
+
+
+@pytest.mark.parametrize("rule", [HOST, ""], ids=["rule agreeing", "no rule"])
+def test_a_claimed_only_route_redirected_beside_another_models_route_is_nothing_to_the_canary(rule: str) -> None:
+    # decision 548: the rollout claimed the only route (no name in its record), another model's was added since,
+    # then the rollout's was redirected: no route sends anything to the noted service, nothing to write on any
+    from canary.routing import patch
+
+    obj = vs(OTHER, {"name": "primary", **REDIRECT})
+    record = '{"started_at": 5.0, "phase": "progressing"}'
+    patch.note_service(obj, record, HOST)
+    patch.annotate(obj, patch.STATE_ANNOTATION, record)
+    kept = copy.deepcopy(obj)
+    routes = stable.stable_routes(obj, "", recorded=Weights(80, 20), host=rule)
+    assert [(r.index, r.nothing) for r in routes] == [(1, "redirect")]
+    assert stable.view(obj, routes) == (Weights(100, 0), (None, []))
+    assert stable.with_stable_only(obj, recorded=Weights(80, 20), host=rule)["spec"] == kept["spec"]
+    # still refused: a destination of the noted service left (a split, its stable destination renamed); a route
+    # that delegates or cannot be read; no note (the rule alone may be the edit; with no rule either, every route
+    # with a `stable` destination is a candidate, decision 114). A rule naming another service is refused before
+    # (`istio._stable_service`, decision 523)
+    unsafe = [({}, vs(OTHER, {"name": "primary", **REDIRECT}, {"route": [dest("stable-x", 80), dest("canary", 20)]})),
+              ({}, vs(OTHER, {"name": "primary", **REDIRECT}, {"delegate": {"name": "x"}})),
+              ({}, vs(OTHER, {"name": "primary", **REDIRECT}, {"route": [{"destination": "m"}]})),
+              ({"note": False, "host": HOST}, vs(OTHER, {"name": "primary", **REDIRECT}))]
+    for how, shape in unsafe:
+        if how.get("note", True):
+            patch.note_service(shape, record, HOST)
+        patch.annotate(shape, patch.STATE_ANNOTATION, record)
+        with pytest.raises(TargetError):
+            stable.stable_routes(shape, "", recorded=Weights(80, 20), host=how.get("host", rule))
+
+
 def test_the_service_is_noted_beside_its_rollout_and_read_only_for_that_rollout() -> None:
     # decision 523: noted at the rollout's writes, bound to it by `started_at`; a record written since by a writer
     # that notes none (another rollout) leaves the note unread, as does an unreadable note
