@@ -143,7 +143,7 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
     from canary.kube import api_client
     from canary.routing import patch
     from canary.routing.base import RouteStatus
-    from canary.routing.istio import DR_PLURAL, VS_PLURAL, IstioRouter
+    from canary.routing.istio import DR_PLURAL, VS_PLURAL, IstioRouter, claimed_route
 
     class OnCallRouter(IstioRouter):
         def inspect(self, target: Target) -> RouteStatus:
@@ -180,6 +180,8 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
                 dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
             except CanaryError:  # a rollback must not need it: the routes with subsets stable and canary
                 dr = {}
+            if recorded is not None and not recorded.terminal and (claimed := claimed_route(vs, dr, target)):
+                return replace(target, route=claimed)  # the route it claimed as the only one, by its note (549)
             return replace(target, route=patch.route_for(vs, dr, recorded=recorded.weights if recorded else None))
 
         def _which(self, namespace: str, name: str = "") -> str:

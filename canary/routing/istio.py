@@ -211,11 +211,11 @@ class IstioRouter:
         return vs, dr, route, recorded.weights if recorded is not None else None
 
     def _read_for_stable(self, target: Target) -> tuple[Obj, Obj | None, str]:
-        """What sending traffic back to stable needs, and no more: the VirtualService, the route (the
-        one named, else the only one with subsets 'stable' and 'canary': a route added beside it must
-        not block a rollback), and the DestinationRule if it can be read (None if not: moving traffic
-        to stable does not depend on what the subsets select). Raises when the VirtualService cannot
-        be read or no single route can be found."""
+        """What sending traffic back to stable needs, and no more: the VirtualService, the route (the one named, else
+        the rollout's recorded or claimed one (`claimed_route`), else the only one with subsets 'stable' and 'canary':
+        a route added beside it must not block a rollback), and the DestinationRule if it can be read (None if not:
+        moving traffic to stable does not depend on what the subsets select). Raises when the VirtualService cannot be
+        read or no single route can be found."""
         vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
         try:
             dr: Obj | None = self._get(DR_PLURAL, target.namespace, target.dr_name)
@@ -228,11 +228,14 @@ class IstioRouter:
         except TargetError:
             if route:
                 raise
-            recorded = _record(vs)  # the rollout's own route, else the one holding the weights it recorded
-            route = recorded.route if recorded is not None and recorded.route else patch.route_for(
+            recorded = _record(vs)  # the rollout's own route, by its record or the name noted at its writes (549),
+            # else the one holding the weights it recorded
+            claimed = "" if recorded is not None and recorded.route else claimed_route(vs, dr, target)
+            route = recorded.route if recorded is not None and recorded.route else claimed or patch.route_for(
                 vs, dr if dr is not None else {}, recorded=recorded.weights if recorded is not None else None)
             noted = patch.noted_service(vs)
-            if noted and noted not in stable.route_hosts(vs, route):  # found by a rule naming another service (523)
+            # found by a rule naming another service (523); one found by its noted name was checked there (549)
+            if noted and not claimed and noted not in stable.route_hosts(vs, route):
                 raise TargetError(f"{patch.where(vs)}: route {route or '(the only one)'} sends to none of the "
                                   f"rollout's service {noted}: not the rollout's route")
         return vs, dr, route
@@ -254,7 +257,10 @@ class IstioRouter:
                 vs, dr, ref = self._read_checked(target)
                 desired = patch.with_weights(vs, weights, route_name=target.route, state=state)
                 # the service the route and its rule agree on, noted for the rollout's stable-100% writes (523)
-                patch.note_service(desired, state, stable.route_service(vs["spec"]["http"][ref.index], vs))
+                # and the route's name, which finds it once the rollout claimed it as the only one (549)
+                driven = vs["spec"]["http"][ref.index]
+                patch.note_service(desired, state, stable.route_service(driven, vs),
+                                   route=driven["name"] if isinstance(driven.get("name"), str) else "")
             except CanaryError:
                 if weights != STABLE_ONLY:
                     raise
@@ -649,18 +655,28 @@ def _service(dr: Obj | None, target: Target) -> str:
     return patch.fqdn(host, ns if isinstance(ns, str) and ns else target.namespace)
 
 
+def claimed_route(vs: Obj, dr: Obj | None, target: Target) -> str:
+    """The route a rollout that claimed the only route (its record names none) last moved its weights on, by the
+    name noted beside its record, checked against the services of the note and of the DestinationRule `dr`
+    (`stable.claimed_route`); "" when that does not tell it (decision 549)."""
+    return stable.claimed_route(vs, _service(dr, target))
+
+
 def _stable_service(vs: Obj, dr: Obj | None, target: Target, route: str) -> str:
-    """The rollout's service for a stable-100% read or write: its DestinationRule's (`_service`), checked against
-    the services the rollout's own route sends to (`stable.route_hosts`: the route `route`, else the only one)
-    and the one noted for the rollout when it last moved its weights (`patch.noted_service`: its route's, the
-    rule agreeing; what tells the rollout's service where its route cannot be named, a route added beside the
-    only one it claimed). When neither is the rule's (the rule edited mid-rollout to name another service, another
-    model's on a shared VirtualService), raises TargetError naming both: taken from the rule, the write picked
-    the other model's route (`stable_routes` matches by host) and wrote its weights, and the end then points a
-    rule that now describes another service. Nothing is written; with a rollout recorded, the split is said
-    (TrafficUnsafe). Decision 523."""
+    """The rollout's service for a stable-100% read or write: its DestinationRule's (`_service`), checked against the
+    services the rollout's own route sends to (`stable.route_hosts`: the route `route`, else the only one, else the
+    one found by the name noted at its writes, `claimed_route`, decision 549) and the one noted for the rollout when
+    it last moved its weights (`patch.noted_service`: its route's, the rule agreeing; what tells the rollout's service
+    where its route cannot be named, a route added beside the only one it claimed). When neither is the rule's (the
+    rule edited mid-rollout to name another service, another model's on a shared VirtualService), raises TargetError
+    naming both: taken from the rule, the write picked the other model's route (`stable_routes` matches by host) and
+    wrote its weights, and the end then points a rule that now describes another service. Nothing is written; with a
+    rollout recorded, the split is said (TrafficUnsafe). Decision 523."""
     rule = _service(dr, target)
-    own = stable.route_hosts(vs, route) | ({patch.noted_service(vs)} - {""})
+    # a route claimed as the only one is found by the name noted at its writes (549): its hosts are the rollout's
+    # too (a route and rule re-pointed together); the write still acts on every route of the service at the
+    # recorded weights (a copy of its split made since gets stable 100% as well)
+    own = stable.route_hosts(vs, route or claimed_route(vs, dr, target)) | ({patch.noted_service(vs)} - {""})
     if rule and own and rule not in own:
         label = f"route {route!r}" if route else "route (the only one when it was claimed)"
         raise TargetError(f"{patch.where(dr)}: spec.host names {rule}, but the rollout's {label} of "

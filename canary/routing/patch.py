@@ -394,33 +394,48 @@ SUBSETS_ANNOTATION = "modelcanary.dev/subsets"
 SERVICE_ANNOTATION = "modelcanary.dev/service"
 
 
-def note_service(vs: dict[str, Any], state: str | None, service: str) -> None:
+def note_service(vs: dict[str, Any], state: str | None, service: str, *, route: str = "") -> None:
     """In place (a copy the caller owns): note `service` beside the rollout recorded in `state` (the record this
     write carries), for its stable-100% writes: its DestinationRule may be edited mid-rollout to name another
     service (another model's, on a shared VirtualService), and the write then took that model's route for its
-    own. Nothing when `state` is no record with a `started_at`, or `service` is ""."""
+    own. With `route`, the name of the HTTP route written (`"route"` in the note): a record that names none (the
+    rollout claimed the only route) is found by it once another route is added (decision 549). Nothing when
+    `state` is no record with a `started_at`, or `service` is ""."""
     started = _started_at(state)
     if started is not None and service:
-        annotate(vs, SERVICE_ANNOTATION, json.dumps({"service": service, "started_at": started}, sort_keys=True,
-                                                    separators=(",", ":")))
+        note: dict[str, Any] = {"service": service, "started_at": started, **({"route": route} if route else {})}
+        annotate(vs, SERVICE_ANNOTATION, json.dumps(note, sort_keys=True, separators=(",", ":")))
 
 
 def noted_service(vs: Any) -> str:
     """The service noted for the rollout recorded on `vs` (`note_service`); "" when none is noted, the note is
     another rollout's (another `started_at`: a record written since by a writer that notes none), or either
     cannot be read."""
+    service = _note(vs).get("service")
+    return service if isinstance(service, str) else ""
+
+
+def noted_route(vs: Any) -> str:
+    """The name of the route noted for the rollout recorded on `vs` (`note_service`'s `route`), read as
+    `noted_service` reads the service; "" when none is noted (an older canary's note, an unnamed route)."""
+    route = _note(vs).get("route")
+    return route if isinstance(route, str) else ""
+
+
+def _note(vs: Any) -> dict[str, Any]:
+    """The note beside the rollout recorded on `vs`, {} when there is none, it cannot be read, or it is another
+    rollout's (another `started_at`)."""
     meta = vs.get("metadata") if isinstance(vs, dict) else None
     ann = meta.get("annotations") if isinstance(meta, dict) else None
     text = ann.get(SERVICE_ANNOTATION) if isinstance(ann, dict) else None
     try:
         note = json.loads(text) if isinstance(text, str) else None
     except (ValueError, RecursionError):  # nested past the recursion limit is unreadable too (decision 533)
-        return ""
+        return {}
     started = _started_at(read_state(vs))
-    service = note.get("service") if isinstance(note, dict) else None
-    if started is None or not isinstance(service, str) or note.get("started_at") != started:
-        return ""
-    return service
+    if started is None or not isinstance(note, dict) or note.get("started_at") != started:
+        return {}
+    return note
 
 
 def _started_at(state: str | None) -> float | None:

@@ -16,8 +16,8 @@ from typing import Any
 
 from canary.errors import TargetError
 from canary.model import Weights
-from canary.routing.patch import (CANARY, STABLE, STATE_ANNOTATION, annotate, delegated_to, fqdn, noted_service,
-                                  routes_nothing, where)
+from canary.routing.patch import (CANARY, STABLE, STATE_ANNOTATION, annotate, delegated_to, fqdn, noted_route,
+                                  noted_service, route_names, routes_nothing, where)
 from canary.routing.splits import other_routes
 
 
@@ -346,6 +346,21 @@ def route_hosts(vs: Any, route_name: str = "") -> set[str]:
     named = _named(vs, route_name)
     return {_dest_host(d, vs) for r in named if isinstance(r, dict) and isinstance(r.get("route"), list)
             for d in r["route"]} - {""}
+
+
+def claimed_route(vs: Any, rule: str = "") -> str:
+    """The route the rollout recorded on `vs` last moved its weights on, by the name noted at that write
+    (`patch.noted_route`): what finds the route a rollout claimed as the only one (its record names none) once
+    another route is added beside it. The name, when it picks exactly one of several HTTP routes now and that
+    route sends to the service noted with it or to `rule` (the DestinationRule's service, a full name: the route
+    and its rule re-pointed together, written as for a named route, decision 523), or answers every request
+    itself; "" otherwise (the only route, no name noted, the route renamed since, or the name now another
+    service's route). Decision 549."""
+    name, names = noted_route(vs), route_names(vs)
+    if not name or len(names) < 2 or names.count(name) != 1:  # the only route is "" as it was claimed
+        return ""
+    route = vs["spec"]["http"][names.index(name)]
+    return name if routes_nothing(route) or route_hosts(vs, name) & ({noted_service(vs), rule} - {""}) else ""
 
 
 def emptied(vs: Any, route_name: str = "") -> bool:

@@ -586,6 +586,8 @@ def test_a_destination_rule_re_hosted_to_the_other_models_service_never_writes_t
             v.run()
         vs = api.get(GROUP, "virtualservices", "ml", "m0")
         other_route = copy.deepcopy(vs["spec"]["http"][0])
+        # the note beside the record names the route written, by which a claimed route is found (decision 549)
+        assert json.loads(vs["metadata"]["annotations"]["modelcanary.dev/service"])["route"] == "primary"
         assert routes(api) == [[("stable", theirs[0]), ("canary", theirs[1])], [("stable", 80), ("canary", 20)]]
         assert api.get(GROUP, "destinationrules", "ml", "m1") == other_rule  # byte for byte
         assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [

@@ -26,8 +26,10 @@ def _record(route: str, started: float = 1.0) -> str:
                        "step_started_at": 2.0, "route": route})
 
 
-def _note(service: str, started: float = 1.0) -> str:
-    return json.dumps({"service": service, "started_at": started}, sort_keys=True, separators=(",", ":"))
+def _note(service: str, started: float = 1.0, route: str = "") -> str:
+    """The note beside the record, as canary writes it: with the driven route's name since decision 549."""
+    return json.dumps({"service": service, "started_at": started, **({"route": route} if route else {})},
+                      sort_keys=True, separators=(",", ":"))
 
 
 def _m1_route(w: tuple[int, int]) -> dict[str, Any]:
@@ -126,13 +128,18 @@ def test_a_note_or_record_of_garbage_is_unread_and_stable_100_still_written(api:
     assert http[0] == theirs and [d["weight"] for d in http[1]["route"]] == [100, 0, 0], (r.exit_code, r.output[-1500:])
 
 
-@pytest.mark.xfail(strict=True, reason="decision 533, left: the note outlives a service renamed in route and rule")
-def test_a_service_renamed_in_route_and_rule_together_still_gets_stable_100(api: Any, tmp_path: Any) -> None:
+@pytest.mark.parametrize("noted", ["route", "service only"])
+def test_a_service_renamed_in_route_and_rule_together_still_gets_stable_100(api: Any, tmp_path: Any,
+                                                                           noted: str) -> None:
     """Decision 523 says a rule and route re-pointed together to another service are written as before. On a
-    route the rollout claimed as the only one, with m1's route added since (so no route name tells them apart),
-    the note still names the old service: the rule (m0b) is neither the route set's nor the note's, and the
-    rollback refuses (exit 6) where it wrote stable 100% before 523, the canary left at 20%."""
-    theirs = _shared(api, redirect=False, note=_note(M0), route="", theirs=(50, 50))
+    route the rollout claimed as the only one, with m1's route added since (so no record's route name tells them
+    apart), the note still names the old service: the rule (m0b) was neither the route set's nor the note's, and
+    the rollback refused (exit 6) where it wrote stable 100% before 523, the canary left at 20%. The note now names
+    the route written (decision 549): `primary`, to m0b as its rule says, is the rollout's, written stable 100%.
+    An older canary's note (the service only) cannot tell this from decision 523's attack with the rollout's route
+    redirected (m0 routed nowhere, the rule naming a service one route sends to): refused, nothing written."""
+    theirs = _shared(api, redirect=False, note=_note(M0, route="primary" if noted == "route" else ""), route="",
+                     theirs=(50, 50))
 
     def renamed(vs: dict[str, Any]) -> None:
         for d in vs["spec"]["http"][1]["route"]:
@@ -145,23 +152,52 @@ def test_a_service_renamed_in_route_and_rule_together_still_gets_stable_100(api:
     r = _cli(api, tmp_path, "rollback", "--reason", "pager")
     http = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]
     assert http[0] == theirs
-    assert r.exit_code == 0 and [d["weight"] for d in http[1]["route"]] == [100, 0], (r.exit_code, r.output[-1500:])
+    if noted == "route":  # was exit 6, the canary at 20%
+        assert r.exit_code == 0 and [d["weight"] for d in http[1]["route"]] == [100, 0], (r.exit_code, r.output[-1500:])
+    else:
+        assert r.exit_code == 6 and "traffic.unsafe" in r.output, (r.exit_code, r.output[-1500:])
+        assert [d["weight"] for d in http[1]["route"]] == [80, 20]
 
 
-@pytest.mark.xfail(strict=True, reason="decision 533, left: a note edited to another service misleads route_for")
-def test_a_note_edited_by_hand_to_the_other_models_service_never_writes_that_models_route(
+def test_the_rule_re_hosted_to_the_other_models_service_beside_a_redirect_is_still_refused(
         api: Any, tmp_path: Any) -> None:
+    """Decision 523's attack (m0's rule edited to m1's service) with m0's claimed route redirected: the route's name
+    noted (decision 549) finds a route that sends to no service, and the rule names m1, whose route is m1's own:
+    nothing written (not m1's route, not the rule), exit 6."""
+    theirs = _shared(api, redirect=True, note=_note(M0, route="primary"), route="", theirs=(50, 50))
+    rule = api.get(GROUP, "destinationrules", "ml", "m0")
+
+    def to_m1(dr: dict[str, Any]) -> None:
+        dr["spec"]["host"] = "m1"
+    api.edit(GROUP, "destinationrules", "ml", "m0", to_m1)
+    r = _cli(api, tmp_path, "rollback", "--reason", "pager")
+    assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0] == theirs, (r.exit_code, r.output[-800:])
+    assert r.exit_code == 6 and "traffic.unsafe" in r.output, (r.exit_code, r.output[-800:])
+    assert api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"] == rule["spec"]["subsets"]
+
+
+@pytest.mark.parametrize("noted", ["route", "service only"])
+def test_a_note_edited_by_hand_to_the_other_models_service_never_writes_that_models_route(
+        api: Any, tmp_path: Any, noted: str) -> None:
     """The note (same `started_at`) edited to name m1's service, on a route the rollout claimed as the only one with
-    m1's route added since: `route_for` trusts the note over the rule and names m1's route."""
-    theirs = _shared(api, redirect=False, note=_note(M1), route="", theirs=(50, 50))
+    m1's route added since: `route_for` trusted the note over the rule and named m1's route; nothing was written
+    (the rule disagrees), but m0's route stayed at 80/20 (exit 6) and `canary status` showed m1's route at 50/50 as
+    the rollout's. With the route's name noted (decision 549), `primary` (to m0, as the rule says) is found by it:
+    status shows it, and the rollback writes it stable 100%. An older canary's note (the service only) edited so
+    is the mirror of decision 523's attack (the rule edited to m1, the note right), which no object tells apart:
+    nothing is written, exit 6, said (`traffic.unsafe`)."""
+    theirs = _shared(api, redirect=False, note=_note(M1, route="primary" if noted == "route" else ""), route="",
+                     theirs=(50, 50))
     shown = _cli(api, tmp_path, "status", "-o", "json")
     r = _cli(api, tmp_path, "rollback", "--reason", "pager")
     http = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]
-    assert http[0] == theirs, (r.exit_code, r.output[-1500:])  # holds: the rule disagrees, nothing written
-    # but m0's route stays at 80/20 (exit 6, a split said where the rule, route and record all agree), and
-    # `canary status` shows m1's route at 50/50 as the rollout's
-    assert r.exit_code == 0 and [d["weight"] for d in http[1]["route"]] == [100, 0], (r.exit_code, r.output[-800:])
-    assert json.loads(shown.stdout).get("route") != "other-model", shown.stdout
+    assert http[0] == theirs, (r.exit_code, r.output[-1500:])
+    if noted == "route":  # was exit 6 with m0's route at 80/20, and status showed m1's route at 50/50
+        assert r.exit_code == 0 and [d["weight"] for d in http[1]["route"]] == [100, 0], (r.exit_code, r.output[-800:])
+        assert shown.exit_code == 0 and json.loads(shown.stdout)["route"] == "primary", shown.output
+    else:
+        assert r.exit_code == 6 and "traffic.unsafe" in r.output, (r.exit_code, r.output[-800:])
+        assert [d["weight"] for d in http[1]["route"]] == [80, 20]
 
 
 @pytest.mark.parametrize("rule", ["intact", "unread"])

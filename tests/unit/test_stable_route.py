@@ -223,3 +223,32 @@ def test_the_service_is_noted_beside_its_rollout_and_read_only_for_that_rollout(
     assert "metadata" not in bare or "annotations" not in bare["metadata"]
     assert stable.route_hosts(vs({**MAIN, "name": "a"}, {"name": "b", "route": [dest("stable", 100, host="n")]}),
                               "a") == {HOST}
+
+
+def test_a_claimed_route_is_found_by_the_name_noted_while_it_is_still_the_rollouts() -> None:
+    # decision 549: the name of the route written is noted beside the service; a record naming no route (it claimed
+    # the only one) finds it by that name once another route is added, while the name picks one route that sends to
+    # the noted service or the rule's (a route and rule re-pointed together), or answers every request itself
+    from canary.routing import patch
+
+    record = '{"started_at": 5.0, "phase": "progressing"}'
+
+    def noted(*routes: dict[str, Any], route: str = "primary") -> dict[str, Any]:
+        obj = vs(*routes)
+        patch.note_service(obj, record, HOST, route=route)
+        patch.annotate(obj, patch.STATE_ANNOTATION, record)
+        return obj
+
+    mine = {**MAIN, "name": "primary"}
+    renamed = {"name": "primary", "route": [dest("stable", 80, host="mb"), dest("canary", 20, host="mb")]}
+    assert patch.noted_route(noted(OTHER, mine)) == "primary" and patch.noted_service(noted(OTHER, mine)) == HOST
+    assert stable.claimed_route(noted(OTHER, mine)) == "primary"
+    assert stable.claimed_route(noted(OTHER, {"name": "primary", **REDIRECT})) == "primary"
+    assert stable.claimed_route(noted(OTHER, renamed), "mb.ml.svc.cluster.local") == "primary"
+    assert stable.claimed_route(noted(OTHER, renamed)) == ""  # another service, the rule not naming it
+    assert stable.claimed_route(noted(OTHER, mine, route="other-model")) == ""  # another model's route
+    assert stable.claimed_route(noted(OTHER, {**mine, "name": "main"})) == ""  # renamed since
+    assert stable.claimed_route(noted(mine, {**mine, "match": [{"x": 1}]})) == ""  # two of that name
+    assert stable.claimed_route(noted(mine)) == ""  # the only route: "", as the record names it
+    unnamed = noted(OTHER, mine, route="")  # an unnamed route, or an older canary's note: nothing noted
+    assert patch.noted_route(unnamed) == "" and stable.claimed_route(unnamed) == ""
