@@ -572,8 +572,11 @@ def promote(
                 "policy.advisory", file=str(policy_file), field=field, message=message)
         metrics = _metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
                            prometheus_ca_file)
-        gate = _gate(policy, policy_file, model, triton_stable, triton_canary)
-        router = _router(kubeconfig, context)
+        # a Triton flag not given is refused by the Runner before its first write: a re-run that reports its
+        # version's earlier end (nothing written) said "pass --triton-canary" first, exit 2 (decision 544)
+        flags_missing = gate_flags_missing(policy.gates.triton, policy_file, triton_stable, triton_canary)
+        gate = None if flags_missing else _gate(policy, policy_file, model, triton_stable, triton_canary)
+        router = unreadable_route_says(flags_missing, lambda: _router(kubeconfig, context))
         # every Kubernetes request ends within --interrupt-grace of the first signal (none sent after it): an
         # API server that accepts and never answers held the process 40 s and more, past a pod's 30 s grace,
         # and the SIGKILL cut it off before it could say how traffic stands (`traffic.unsafe`, exit 6)
@@ -596,7 +599,8 @@ def promote(
                           stale=lambda: ctl.writing_before_signal)
         job = ci_job_of_env(**target.log_context())
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=router, metrics=metrics,
-                                  gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready,
+                                  gate=gate, refusal=flags_missing, on_interrupt=on_interrupt, retry=retry,
+                                  wait_ready_s=wait_ready,
                                   wait_busy_s=wait_busy, job=job, job_key=ci_job.rerun_key(os.environ),
                                   settled=flying.settle)
 
@@ -820,17 +824,43 @@ def warn_gate_off(cfg: Any, policy_file: Path, stable_url: Optional[str], canary
                "(no compatibility check, no readiness probe)")
 
 
+def gate_flags_missing(cfg: Any, policy_file: Path, stable_url: Optional[str],
+                       canary_url: Optional[str]) -> ConfigError | None:
+    """The refusal (not raised) naming the Triton flag not given when the policy's `gates.triton` is enabled; None
+    when both are given or no gate runs. `promote` raises it only where its run would move traffic: a re-run that
+    reports its version's earlier end first (nothing written, no gate needed; decision 544)."""
+    if cfg is None or not cfg.enabled:
+        return None
+    if not canary_url:
+        return ConfigError(f"{policy_file}: gates.triton is enabled; pass --triton-canary (and --triton-stable)")
+    if not stable_url:  # without it the tensor-contract check (docs/triton.md) was skipped, saying nothing
+        return ConfigError(f"{policy_file}: gates.triton is enabled; pass --triton-stable too: the canary's inputs, "
+                           "outputs and max_batch_size are compared with stable's before it gets traffic")
+    return None
+
+
+def unreadable_route_says(missing: ConfigError | None, client: Callable[[], Any]) -> Any:
+    """`client()`, the Kubernetes client that reads the route; when it cannot be built (no kubeconfig) and a Triton
+    flag is `missing`, that flag is refused instead: no earlier end can be found to report, and the flag was said
+    first before decision 544."""
+    try:
+        return client()
+    except CanaryError:
+        if missing is not None:
+            raise missing from None
+        raise
+
+
 def check_gate_urls(cfg: Any, policy_file: Path, stable_url: Optional[str], canary_url: Optional[str]) -> None:
     """ConfigError naming the flags when the policy's `gates.triton` is enabled and a Triton URL is missing,
     malformed, or the same server for both (`promote`, and `promote --via-controller` before its CanaryRollout
     is created)."""
     if cfg is None or not cfg.enabled:
         return
-    if not canary_url:
-        raise ConfigError(f"{policy_file}: gates.triton is enabled; pass --triton-canary (and --triton-stable)")
-    if not stable_url:  # without it the tensor-contract check (docs/triton.md) was skipped, saying nothing
-        raise ConfigError(f"{policy_file}: gates.triton is enabled; pass --triton-stable too: the canary's inputs, "
-                          "outputs and max_batch_size are compared with stable's before it gets traffic")
+    missing = gate_flags_missing(cfg, policy_file, stable_url, canary_url)
+    if missing is not None:
+        raise missing
+    assert canary_url  # gate_flags_missing: given
     from canary.gates import check_urls
 
     # a URL tritonclient would misread, or one server given as both (decision 204): refused here, before a

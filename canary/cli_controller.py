@@ -249,15 +249,19 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                               "in one ConfigMap and create a CanaryRollout with spec.policyRef (README, controller)")
     if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < float("inf")):
         raise cli.ConfigError(f"--timeout must be a positive number of seconds, got {timeout_s}")
+    # the flags named, as `promote` names them, and nothing created: it was the controller's refusal of the
+    # CanaryRollout, naming spec.triton.canaryUrl, a field of an object the person never wrote. One not given is
+    # refused once no earlier end of the version is found to report (decision 544)
+    urls = ((triton or {}).get("stableUrl"), (triton or {}).get("canaryUrl"))
+    missing = cli.gate_flags_missing(gate, policy_file, *urls)
+    if missing is None:
+        cli.check_gate_urls(gate, policy_file, *urls)
     check_version(canary_version, "--canary-version")
     if stable_version:  # what the controller refuses at its first tick is refused here, before anything is created
         check_version(stable_version, "--stable-version")
         if stable_version == canary_version:
             raise cli.ConfigError(f"--canary-version {canary_version!r} is --stable-version: the two arms must be "
                                   "different versions")
-    # the flags named, as `promote` names them, and nothing created: it was the controller's refusal of the
-    # CanaryRollout, naming spec.triton.canaryUrl, a field of an object the person never wrote
-    cli.check_gate_urls(gate, policy_file, (triton or {}).get("stableUrl"), (triton or {}).get("canaryUrl"))
     cli._target(model, namespace, virtual_service, destination_rule)  # names checked: ConfigError, nothing sent
     check_object_name(name or rollout_name(model, canary_version),
                       "--rollout-name" if name else "the CanaryRollout's name (<model>-<version>; --rollout-name)")
@@ -275,7 +279,8 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     # this request's own mark: a write whose answer was lost is read back as this request's only when the object
     # carries it (another request of the same spec, a CI job run twice, writes the same spec; decision 462)
     body["metadata"].setdefault("annotations", {})[REQUEST_ANNOTATION] = uuid.uuid4().hex
-    api = kc.CustomObjectsApi(api_client(kubeconfig=kubeconfig, context=context))
+    api = kc.CustomObjectsApi(cli.unreadable_route_says(missing, lambda: api_client(kubeconfig=kubeconfig,
+                                                                                   context=context)))
     meta = body["metadata"]
     created = False
     try:
@@ -286,8 +291,10 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                                         route=route or policy.route, kubeconfig=kubeconfig, context=context,
                                         output=output, reporting=reporting)
             interrupted()  # a signal lost in those reads: nothing created
-            if ended is not None:
+            if ended is not None:  # said before a Triton flag not given is asked for: nothing is created (decision 544)
                 return ended
+        if missing is not None:
+            raise missing
         try:
             written = _answered(lambda: api.create_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace,
                                                                             crd.PLURAL, body), api, body, "create")

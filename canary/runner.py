@@ -152,6 +152,10 @@ class Runner:
     # a re-run for the version whose rollout the route records rolled back starts it again (`--retry`);
     # otherwise it reports that rollback, exit 1 (docs/decisions.md 116)
     retry: bool = False
+    # bad input that only a run moving traffic needs (`promote`'s Triton flags for a policy's enabled gate): raised
+    # before this promote writes anything, but after a re-run's report of its version's earlier end, which writes
+    # nothing and needs no gate (decision 544)
+    refusal: Exception | None = None
     # the CI job running this promote (`canary.ci_job.from_env`: a job's URL), recorded with its owner in the
     # claim and a take-over (`RolloutState.job`) and named wherever the holder is (decision 387)
     job: str = ""
@@ -256,6 +260,10 @@ class Runner:
             return self._loop(state)
         except BaseException as exc:  # any failure while traffic may be split: stable gets 100% first
             current = self._current  # the last state this process applied
+            if current is None and self.refusal is not None and isinstance(exc, TransientError):
+                # the route (or Prometheus) unreadable, so no earlier end found to report: the bad input is what
+                # the person is told first (exit 2), as before decision 544; nothing was written
+                raise self.refusal from None
             if current is None and isinstance(exc, GraceSpent):
                 # a signal before the claim, whose grace ran out on a slow Prometheus or a hung API server (the
                 # pod count's reads): said as what it is, not only as an unsent request (decision 128)
@@ -525,6 +533,7 @@ class Runner:
             self.target = replace(target, stable_version=existing.stable_version)
             self.log = self.log.bind(**rollout_context(self.target, existing))  # as a new rollout's lines carry it
             self._written = status.state or ""
+            self._refuse_to_write()
             if self.stop.is_set():  # a signal before the take-over: the rollout is left as it was, nothing written
                 raise CanaryError(f"{self._signalled} before this promote took over the "
                                   f"rollout of {existing.canary_version} in progress ({existing.phase} at "
@@ -590,6 +599,7 @@ class Runner:
             self.log.info("rollout.already_rolled_back", rolled_back_at=earlier.updated_at, reason=earlier.reason,
                           note="nothing written; `--retry` runs this version again", **where)
             return earlier
+        self._refuse_to_write()
         if not target.stable_version:
             target = self.target = replace(target, stable_version=status.stable_subset_version)
         try:
@@ -647,6 +657,12 @@ class Runner:
                 # "moved no traffic ... running the same command again is safe" (decision 417)
                 self._current = state
             raise
+
+    def _refuse_to_write(self) -> None:
+        """`refusal`, raised where this promote would first write (end a split nobody owns, take a rollout over,
+        claim the route): a re-run that only reports its version's earlier end never gets here (decision 544)."""
+        if self.refusal is not None:
+            raise self.refusal
 
     def _nobody_frees(self, held: rl.RolloutState) -> str:
         """What a busy refusal by the rollout `held` (another version's, or another model's) adds when waiting
@@ -719,6 +735,7 @@ class Runner:
             if unreadable is not None:
                 raise unreadable
             return status, existing
+        self._refuse_to_write()
         if self.stop.is_set():
             raise self._interrupted_before_claim("before the split nobody owns was ended")
         try:

@@ -199,6 +199,16 @@ def test_via_controller_reports_a_rollback_a_plain_promote_recorded_and_retry_ru
     assert api.get(crd.GROUP, crd.PLURAL, "ml", "rec-model-v3") is None  # nothing created
     now = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
     assert now["metadata"]["resourceVersion"] == ended["metadata"]["resourceVersion"]  # nothing written
+    # a gated policy without the Triton flags: reported the same; only a run that creates asks for them (544)
+    from tests.integration.test_promote import promote
+
+    gated = policy.with_name("gated.yaml")
+    gated.write_text(yaml.safe_dump({**POLICY, "gates": {"triton": {"warmup_requests": 1}}}))
+    bare = promote(kubeconfig, gated, prometheus.url, "v3", "--via-controller", "--timeout", "20s")
+    assert bare.returncode == 1 and json.loads(bare.stdout)["already_ended"] is True, bare.stdout
+    bare = promote(kubeconfig, gated, prometheus.url, "v3", "--via-controller", "--retry", "--timeout", "2s")
+    assert bare.returncode == 2 and "pass --triton-canary" in json.loads(bare.stdout)["error"], bare.stdout
+    assert api.get(crd.GROUP, crd.PLURAL, "ml", "rec-model-v3") is None  # nothing created
     res = subprocess.run(argv(kubeconfig, policy, "v3", "--via-controller", "--retry", "--timeout", "2s", "-o",
                               "json"), cwd=ROOT, env=env(prometheus.url), capture_output=True, text=True, timeout=60)
     assert res.returncode == 3 and "did not finish within 2s" in json.loads(res.stdout)["error"], res.stdout
@@ -312,7 +322,8 @@ def test_a_rerun_after_a_gate_failure_at_0_percent_says_when_why_and_how_to_retr
     `end_cause` gate). The same command with the port corrected reports that rollback (exit 1, nothing written,
     decision 116 (f)); its text line read as a fresh rollback and only a JSON log line's note named `--retry`.
     Now the line and `-o json` say when it was rolled back, that no traffic had moved, and to run it again with
-    `--retry` (decision 278), which does. Both ports refuse: the canary's is probed first, so the gate fails
+    `--retry` (decision 278), which does; without the Triton flags it is reported too, and only `--retry` asks
+    for them (decision 544). Both ports refuse: the canary's is probed first, so the gate fails
     on it whichever the run, with no Triton started."""
     from tests.integration.test_promote import promote
     from tests.support.refused import refused_port
@@ -338,8 +349,13 @@ def test_a_rerun_after_a_gate_failure_at_0_percent_says_when_why_and_how_to_retr
                              "--triton-canary", fixed).stdout)
     assert doc["already_ended"] is True and doc["before_traffic"] is True and "--retry" in doc["next"], doc
     assert doc["rolled_back_at"].startswith("20") and doc["started_at"] == ended["started_at"], doc
+    # the same command without the Triton flags: the report, not "pass --triton-canary" first (exit 2, decision 544)
+    bare = promote(kubeconfig, policy, prometheus.url, "v2")
+    assert bare.returncode == 1 and json.loads(bare.stdout)["already_ended"] is True, (bare.stdout, bare.stderr[-2000:])
     now = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")["metadata"]["resourceVersion"]
-    assert now == written  # nothing written by either re-run
+    assert now == written  # nothing written by any re-run
+    refused = promote(kubeconfig, policy, prometheus.url, "v2", "--retry")  # a run that moves traffic: refused
+    assert refused.returncode == 2 and "pass --triton-canary" in json.loads(refused.stdout)["error"], refused.stdout
 
     retried = promote(kubeconfig, policy, prometheus.url, "v2", "--triton-stable", stable, "--triton-canary", fixed,
                       "--retry")

@@ -544,3 +544,35 @@ def test_a_take_over_records_the_taking_promotes_ci_job_not_the_gone_ones() -> N
     second.job = "https://gitlab.example/ml/models/-/jobs/2"
     assert second._start().phase == rl.PROGRESSING
     assert json.loads(router.state)["job"] == second.job and json.loads(router.state)["owner"] == second.owner
+
+
+def test_a_rerun_reports_its_rolled_back_version_before_a_missing_flag_is_refused() -> None:
+    """Decision 544: `promote` without the Triton flags a gated policy needs said "pass --triton-canary" (exit 2)
+    before a re-run could report that its version was rolled back earlier (nothing written). The Runner holds that
+    refusal until it would write: the report comes first; `--retry`, a fresh version, or a route that cannot be
+    read are refused, nothing written."""
+    from canary.errors import KubeUnavailable
+
+    ctl, router, metrics, clock = make(slowdown=lambda t: 2.0)
+    assert ctl.run().state.phase == rl.ROLLED_BACK
+    recorded, writes = router.state, len(router.log)
+    missing = ConfigError("p.yaml: gates.triton is enabled; pass --triton-canary (and --triton-stable)")
+
+    def again(target: Target = TARGET, **kw: object) -> Runner:
+        return Runner(policy=POLICY, target=target, router=router, metrics=metrics, clock=clock, refusal=missing, **kw)
+
+    rerun = again()
+    res = rerun.run()
+    assert rerun.found_ended and res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK
+    for runner in (again(retry=True), again(Target(namespace="ml", virtual_service="rec", model="rec",
+                                                   stable_version="", canary_version="v3"))):
+        with pytest.raises(ConfigError, match="pass --triton-canary"):
+            runner.run()
+    assert router.state == recorded and len(router.log) == writes  # nothing written by any of them
+
+    def unreadable(target: Target) -> object:
+        raise KubeUnavailable("fake: API down")
+
+    router.inspect = unreadable  # type: ignore[method-assign]
+    with pytest.raises(ConfigError, match="pass --triton-canary"):  # no earlier end found: the flag is said first
+        again().run()
