@@ -114,7 +114,7 @@ class Failure(Strict):
 def _pair(value: Any) -> Any:
     """`[low, high]`: a list of another length was "Tuple should have at most 2 items after validation"."""
     if isinstance(value, (list, tuple)) and len(value) != 2:
-        raise ValueError(f"output_range must be [low, high] (two numbers), not a list of {len(value)}")
+        raise ValueError(f"must be [low, high] (two numbers), not a list of {len(value)}")
     return as_tuple(value)
 
 
@@ -131,7 +131,7 @@ class TritonGate(Strict):
     @classmethod
     def _ordered(cls, pair: tuple[float, float] | None) -> tuple[float, float] | None:
         if pair is not None and not pair[0] < pair[1]:
-            raise ValueError("output_range must be [low, high] with low < high")
+            raise ValueError(f"must be [low, high] with low < high, not {list(pair)}")
         return pair
 
     @model_validator(mode="after")
@@ -145,7 +145,7 @@ class TritonGate(Strict):
                 if getattr(self, name) is not None:
                     raise FieldProblem(name, f"has no effect with warmup_requests: 0 (no warm-up request is sent, "
                                              f"so {'no answer is checked against it' if name == 'output_range' else 'no sample is sent'}): "
-                                             f"set warmup_requests to 1 or more, or remove {name}")
+                                             "set warmup_requests to 1 or more, or remove it")
         return self
 
 
@@ -171,10 +171,11 @@ class Policy(Strict):
     def _steps(cls, steps: list[int]) -> list[int]:
         for i, w in enumerate(steps):
             if not 0 < w <= 100:
-                raise ValueError(f"steps[{i}]={show(w)}: each weight must be within 1..100")
+                raise FieldProblem(f"[{i}]", f"must be within 1..100 (a weight in %), not {show(w)}")
         for i in range(1, len(steps)):
             if steps[i] <= steps[i - 1]:
-                raise ValueError(f"steps[{i}]={steps[i]}: weights must increase strictly")
+                raise FieldProblem(f"[{i}]", f"must be above steps[{i - 1}] ({steps[i - 1]}), not {steps[i]}: "
+                                             "weights must increase strictly")
         if steps[-1] != 100:
             # the weights increase strictly within 1..100 (checked above), so the last is below 100: append it
             raise ValueError(f"the last step must be 100 (the promotion), not {steps[-1]}: end the list with 100, "
@@ -186,11 +187,11 @@ class Policy(Strict):
     @field_validator("checks")
     @classmethod
     def _unique_names(cls, checks: list[Any]) -> list[Any]:
-        seen: set[str] = set()
-        for c in checks:
+        seen: dict[str, int] = {}
+        for i, c in enumerate(checks):
             if c.name in seen:
-                raise ValueError(f"check name {c.name!r} is used twice")
-            seen.add(c.name)
+                raise FieldProblem(f"[{i}].name", f"{c.name!r} is used twice (checks[{seen[c.name]}].name too)")
+            seen[c.name] = i
         return checks
 
     @model_validator(mode="after")
@@ -333,16 +334,16 @@ def _message(err: Any) -> str:
     elif kind == "missing":
         msg = "required, and missing"
     elif kind == "union_tag_not_found":
-        msg = f"needs a `kind`: one of {', '.join(sorted(_KIND_TAGS))}"
+        msg = f"required, and missing: one of {', '.join(sorted(_KIND_TAGS))}"
     elif kind == "union_tag_invalid":
         import difflib
 
         near = difflib.get_close_matches(str(ctx.get("tag")), sorted(_KIND_TAGS), n=1, cutoff=0.6)
-        msg = (f"kind {show(ctx.get('tag'))} is not one of {', '.join(sorted(_KIND_TAGS))}"
+        msg = (f"{show(ctx.get('tag'))} is not one of {', '.join(sorted(_KIND_TAGS))}"
                + (f" (did you mean `{near[0]}`?)" if near else ""))
     elif kind == "literal_error":
         msg = f"must be {ctx.get('expected', 'one of the allowed values')}, not {_what(value)}"
-    elif kind == "too_short" and ctx.get("min_length") == 1:
+    elif kind in ("too_short", "string_too_short") and ctx.get("min_length") == 1:
         msg = "must not be empty"
     elif kind in ("too_long", "string_too_long") and isinstance(value, (str, list)):
         unit = "characters" if isinstance(value, str) else "items"
@@ -469,8 +470,8 @@ def _number_hint(text: str, *, whole: bool) -> str:
 def _where(err: Any) -> str:
     field = _field_path(tuple(err["loc"]))
     inner = (err.get("ctx") or {}).get("error")
-    if isinstance(inner, FieldProblem):
-        field = f"{field}.{inner.field}" if field else inner.field
+    if isinstance(inner, FieldProblem):  # below the field: a key, or an item (`[2]`: `steps[2]`)
+        field = f"{field}{'' if inner.field.startswith('[') else '.'}{inner.field}" if field else inner.field
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # about the check's `kind`
         field = f"{field}.kind"
     return field

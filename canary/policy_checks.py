@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from canary.policy_fields import METRIC_NAME, METRIC_PATTERN, Source, Strict, show
+from canary.policy_fields import METRIC_NAME, METRIC_PATTERN, FieldProblem, Source, Strict, show
 from canary.policy_promql import check_promql, code_form, reads_version
 
 
@@ -117,9 +117,9 @@ class FeatureDriftCheck(_CheckBase):
         seen: set[str] = set()
         for i, name in enumerate(names):
             if not isinstance(name, str) or not name or len(name) > 200:
-                raise ValueError(f"features[{i}] must be a feature name of 1..200 characters")
+                raise FieldProblem(f"[{i}]", "must be a feature name of 1..200 characters")
             if name in seen:
-                raise ValueError(f"features[{i}]={show(name)} is listed twice")
+                raise FieldProblem(f"[{i}]", f"{show(name)} is listed twice (features[{names.index(name)}] too)")
             seen.add(name)
         return names
 

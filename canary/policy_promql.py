@@ -48,7 +48,7 @@ def check_promql(template: str) -> str:
     """What can be checked of a custom query without a server: balanced brackets, closed
     strings, known placeholders only, and name placeholders inside double quotes."""
     if not template.strip():
-        raise ValueError("the query is empty")
+        raise ValueError("must not be empty")
     pieces, end = scan_promql(template)
     stack: list[tuple[str, int]] = []
     pos = 0

@@ -31,9 +31,9 @@ def test_shipped_policies_load(path: Path) -> None:
 
 
 @pytest.mark.parametrize("raw,field,text", [
-    (with_(steps=[5, 5, 100]), "steps", "increase strictly"),
-    (with_(steps=[0, 50, 100]), "steps", "1..100"),
-    (with_(steps=[5, 150]), "steps", "1..100"),
+    (with_(steps=[5, 5, 100]), "steps[1]", "increase strictly"),
+    (with_(steps=[0, 50, 100]), "steps[0]", "1..100"),
+    (with_(steps=[5, 150]), "steps[1]", "1..100"),
     (with_(steps=[5, 50]), "steps", "last step must be 100"),
     (with_(steps="5,50,100"), "steps", "list"),
     (with_(stepz=[1]), "stepz", "unknown key"),
@@ -46,7 +46,7 @@ def test_shipped_policies_load(path: Path) -> None:
     (with_(checks=[{"name": "x", "kind": "vibes"}]), "checks[0].kind", "is not one of"),
     (with_(checks=[{"name": "a", "kind": "custom", "max_value": 1}]), "checks[0]", "query"),
     (with_(checks=[{"name": "a", "kind": "latency", "max_ms": 1}, {"name": "a", "kind": "latency", "max_ms": 2}]),
-     "checks", "used twice"),
+     "checks[1].name", "used twice"),
     (with_(failure={"on_deadline": "panic"}), "failure.on_deadline", "rollback"),
     (with_(metrics={"source": "datadog"}), "metrics.source", "istio"),
 ])

@@ -39,7 +39,7 @@ SECTIONS = [("analysis",), ("failure",), ("metrics",), ("gates",), ("gates", "tr
             ("metrics", "histograms"), ("failure", "on_deadline"), ("steps",)]
 WRONG = [[1, 2], {"a": 1}, 5, "x", None, True, 1.5]
 # what pydantic's own words look like: "Input should ...", "Field required", our class names
-LEAKS = re.compile(r"Input should|Field required|Unable to extract|Input tag|instance of|\b(Analysis|Failure|Metrics|"
+LEAKS = re.compile(r"Input should|String should|Field required|Unable to extract|Input tag|instance of|\b(Analysis|Failure|Metrics|"
                    r"Gates|TritonGate|Policy|LatencyCheck|ErrorRateCheck|CustomCheck)\b")
 
 
@@ -68,4 +68,50 @@ def test_the_examples() -> None:
     assert str(err.value) == "p.yaml: checks: required, and missing"
     with pytest.raises(PolicyError) as err:
         parse_policy({"steps": [10, 100], "checks": [{"name": "l"}]}, file="p.yaml")
-    assert err.value.field == "checks[0].kind" and "needs a `kind`: one of" in err.value.detail
+    assert err.value.field == "checks[0].kind" and "required, and missing: one of" in err.value.detail
+
+
+def _names_itself(field: str, message: str) -> bool:
+    """True when `message` says its own field again: the whole path, a path below it ("steps: steps[0]=..."), or
+    its own name at the start or in code ("checks[0].kind: kind 'x' ...", "needs a `kind`")."""
+    key = field.rsplit(".", 1)[-1]
+    bare = re.sub(r"\[\d+\]$", "", key)
+    return bool(re.search(rf"(?<![\w.\[]){re.escape(field)}(?![\w])", message)
+                or re.match(rf"`?{re.escape(bare)}\b", message) or f"`{bare}`" in message
+                or (key == bare and re.search(rf"(?<![\w.]){re.escape(bare)}\[", message)))
+
+
+# a broken field of each kind of validation: a field's own check, an item's, a check's kind, a cross-field rule
+SAID_ONCE = [
+    ({"steps": [0, 100]}, "steps[0]"), ({"steps": [50, 50, 100]}, "steps[1]"), ({"steps": [10, 50]}, "steps"),
+    ({"steps": [10.5, 100]}, "steps[0]"),
+    ({"checks": [{"name": "l", "kind": "latence", "max_ms": 100}]}, "checks[0].kind"),
+    ({"checks": [{"name": "l", "max_ms": 100}]}, "checks[0].kind"),
+    ({"checks": [{"name": "l", "kind": "latency", "max_ms": 100}] * 2}, "checks[1].name"),
+    ({"checks": [{"name": "", "kind": "latency", "max_ms": 100}]}, "checks[0].name"),
+    ({"checks": [{"name": "f", "kind": "feature_drift", "max_psi": 0.2, "features": ["a", ""]}]}, "checks[0].features[1]"),
+    ({"checks": [{"name": "f", "kind": "feature_drift", "max_psi": 0.2, "features": ["a", "a"]}]}, "checks[0].features[1]"),
+    ({"checks": [{"name": "c", "kind": "custom", "query": " ", "max_value": 1}]}, "checks[0].query"),
+    ({"checks": [{"name": "c", "kind": "custom", "query": "x{", "max_value": 1}]}, "checks[0].query"),
+    ({"gates": {"triton": {"output_range": [0, 1, 2]}}}, "gates.triton.output_range"),
+    ({"gates": {"triton": {"output_range": [1, 0]}}}, "gates.triton.output_range"),
+    ({"gates": {"triton": {"output_range": [0, 1], "warmup_requests": 0}}}, "gates.triton.output_range"),
+    ({"analysis": {"interval": "5min"}}, "analysis.interval"), ({"analysis": {"alpha": 0.7}}, "analysis.alpha"),
+    ({"analysis": {"interval": "10s", "look_every": "20s"}}, "analysis"),
+    ({"failure": {"max_failed_looks": 500}}, "failure.max_failed_looks"),
+    ({"metrics": {"labels": {"a-b": "x"}}}, "metrics.labels.a-b"), ({"metrics": {"sorce": "model"}}, "metrics.sorce"),
+    ({"route": ""}, "route"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), SAID_ONCE, ids=[f for _, f in SAID_ONCE])
+def test_a_problem_names_its_field_once(change: dict[str, Any], field: str) -> None:
+    """`steps: steps[0]=0: ...`, `checks[0].kind: kind 'x' is not ...`, `checks[0].kind: needs a \\`kind\\``,
+    `checks[0].features: features[1]=...`, `gates.triton.output_range: output_range must be ...`: the field was
+    said twice, and an item's index stood in the message instead of in the field (decision 545). The field
+    names the very item; the message says what is wrong with it, in the policy's words."""
+    with pytest.raises(PolicyError) as err:
+        parse_policy({**GOOD, **change}, file="p.yaml")
+    assert err.value.field == field, str(err.value)
+    for where, message in err.value.problems:
+        assert not _names_itself(where, message) and not LEAKS.search(message), f"{where}: {message}"

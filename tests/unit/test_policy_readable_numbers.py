@@ -54,7 +54,7 @@ def test_a_huge_integer_in_any_field_is_named_in_a_few_digits(path: tuple, field
 
 
 def test_the_steps_message_gives_the_weight_readably() -> None:
-    assert "steps[0]=1e+40 (41 digits): each weight must be within 1..100" in _error(_with(("steps", 0), 10 ** 40))
+    assert "steps[0]: must be within 1..100 (a weight in %), not 1e+40 (41 digits)" in _error(_with(("steps", 0), 10 ** 40))
 
 
 def test_a_huge_duration_is_readable() -> None:
@@ -90,7 +90,7 @@ def test_judge_input_with_a_huge_step_in_its_inline_policy(tmp_path) -> None:
     f.write_text(json.dumps({"policy": {**BASE, "steps": ["@@X@@", 100]}, "checks": {"c": {
         "canary": {"bounds": [100, 300, "+Inf"], "counts": [9, 10, 10]}}}}).replace('"@@X@@"', "1" + "0" * 40))
     res = CliRunner().invoke(app, ["judge", "--input", str(f)])
-    assert res.exit_code == 2 and "steps[0]=1e+40 (41 digits)" in res.output and not LONG.search(res.output), res.output
+    assert res.exit_code == 2 and "steps[0]: must be within 1..100 (a weight in %), not 1e+40 (41 digits)" in res.output and not LONG.search(res.output), res.output
 
 
 @pytest.mark.parametrize("n, text", [(0, "0"), (-7, "-7"), (10 ** 15 - 1, "999999999999999"), (10 ** 15, "1e+15 (16 digits)"),

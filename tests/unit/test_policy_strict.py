@@ -65,7 +65,7 @@ NUMBERS = [
     ("steps", [5, True, 100], "steps[1]", "whole number"),
     ("steps", [5.0, 50, 100], "steps[0]", "whole number"),
     ("steps", ["5", 50, 100], "steps[0]", "whole number"),
-    ("steps", [5, 10**400, 100], "steps", "1..100"),
+    ("steps", [5, 10**400, 100], "steps[1]", "1..100"),
     ("analysis.min_canary_requests", 100.5, "analysis.min_canary_requests", "whole number"),
     ("analysis.min_canary_requests", True, "analysis.min_canary_requests", "boolean"),
     ("analysis.min_canary_requests", "100", "analysis.min_canary_requests", "whole number"),
@@ -205,9 +205,9 @@ def test_a_number_for_a_label_value_says_quote_it() -> None:
 
 
 @pytest.mark.parametrize(("path", "value", "field", "text"), [
-    ("route", "", "route", "at least 1"),
-    ("gates.triton.sample_file", "", "gates.triton.sample_file", "at least 1"),
-    ("checks.latency.name", "", "checks[0].name", "at least 1"),
+    ("route", "", "route", "must not be empty"),
+    ("gates.triton.sample_file", "", "gates.triton.sample_file", "must not be empty"),
+    ("checks.latency.name", "", "checks[0].name", "must not be empty"),
     ("checks.latency.name", "a b", "checks[0].name", "only (a check's name is a label in logs and metrics), not 'a b'"),
 ])
 def test_empty_strings_are_not_silent_defaults(path: str, value: Any, field: str, text: str) -> None:
@@ -777,9 +777,9 @@ def test_a_field_written_in_another_section_or_kind_of_check_says_where_it_belon
      "must be letters, digits, '_', '.' and '-' only (a check's name is a label in logs and metrics), not 'latency p95'"),
     ("checks.latency.name", "x" * 201, "checks[0].name", "must have at most 200 characters, not 201"),
     ("gates.triton.output_range", [0.0, 0.5, 1.0], "gates.triton.output_range",
-     "output_range must be [low, high] (two numbers), not a list of 3"),
+     "must be [low, high] (two numbers), not a list of 3"),
     ("gates.triton.output_range", [0.0], "gates.triton.output_range",
-     "output_range must be [low, high] (two numbers), not a list of 1"),
+     "must be [low, high] (two numbers), not a list of 1"),
 ])
 def test_a_name_or_a_range_of_the_wrong_shape_is_said_in_the_policys_words(path: str, value: Any, field: str,
                                                                            text: str) -> None:
