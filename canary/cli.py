@@ -904,7 +904,6 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
     at = {"ns": namespace or "", "vs": vs or model}
 
     def go() -> int:
-        from canary.reconcile import describe_owner
         from canary.runner import oncall_action
 
         ns = at["ns"] = opts.namespace(namespace, kubeconfig, context)
@@ -952,13 +951,7 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
                       lambda wide: typer.echo(said))
             return 0
 
-        if not isinstance(event, rl.Resume):
-            note = ""
-        elif state.owner.startswith("CanaryRollout "):
-            note = f"the controller goes on with it ({describe_owner(state.owner)})"
-        else:
-            note = (f"judged only while a `canary promote` (or the controller) runs for it: if none does, run "
-                    f"`canary promote {model} --canary-version {state.canary_version} ...` again to go on")
+        note = resume_note(state, model, ns) if isinstance(event, rl.Resume) else ""
 
         def text(wide: bool) -> None:
             if wide:
@@ -1659,6 +1652,39 @@ def _undriven(state: Any, server_now: Callable[[], float | None]) -> str:
               else "a running `canary promote` writes it at every look")
     return (f"its record has not changed for {age:.0f}s (the API server's clock against its promote's, "
             f"Prometheus's) and {writes}: its `canary promote` is gone or stalled")
+
+
+def resume_note(state: Any, model: str, ns: str) -> str:
+    """Who acts on the resume `canary resume` wrote (`state`, as written), and what to run when nobody does
+    (decision 546): the controller for a CanaryRollout's; for a `canary promote`'s, that process when it runs on
+    this machine (a stopped one only once continued; a gone one was refused before writing:
+    `runner._resume_acted_on`), and for one elsewhere, which cannot be told alive from here, both outcomes: it
+    goes on, or nothing judges the canary's share until promote is run again, a rollback, or a sweep."""
+    from canary import sweep as sw
+    from canary.ci_job import described
+    from canary.processes import resume_here
+    from canary.reconcile import describe_owner, is_promote_owner, shown_owner
+
+    again = f"`canary promote {model} --canary-version {state.canary_version} ...`"
+    if state.owner.startswith("CanaryRollout "):
+        return f"the controller goes on with it ({describe_owner(state.owner)})"
+    process = state.owner.partition("#")[2]
+    if not is_promote_owner(state.owner) or not process:  # no owner recorded (a record of an older canary)
+        return (f"judged only while a `canary promote` (or the controller) runs for it: if none does, run {again} "
+                "again to go on")
+    here, pid = resume_here(state.owner), (process.split(":") + ["", "", ""])[2]
+    if here == "alive":
+        return (f"its `canary promote` (pid {pid} on this machine) goes on with it: it reads the route every second "
+                "and judges the step from its start")
+    if here == "stopped":
+        return (f"its `canary promote` (pid {pid} on this machine) is stopped (Ctrl-Z or SIGSTOP): nothing judges the "
+                f"step until it is continued (`fg` in its terminal, or `kill -CONT {pid}`)")
+    stale = 2 * state.heartbeat_s + 60.0  # when a re-run takes the rollout over (`Runner._take_over`)
+    return (f"its `canary promote` ({shown_owner(process)}{described(state.job)}) goes on with it if it still runs "
+            f"(it reads the route every second); if it no longer runs, nothing judges the step: the canary keeps "
+            f"{state.weights.canary}% unjudged until {again} is run again (it takes the rollout over once the record "
+            f"is {stale:.0f}s old: give it --wait-busy {stale:.0f}s), `canary rollback {model} -n {ns}` ends it, or "
+            f"a sweep (the controller's, or `canary sweep`) ends it as abandoned after {sw.abandoned_after(state):.0f}s")
 
 
 def _undriven_note(why: str, state: Any, model: str, ns: str, virtual_service: str | None,

@@ -60,7 +60,14 @@ def promote_here(owner: str) -> str:
     return _here(owner, stopped="stopped")
 
 
-def _here(owner: str, *, stopped: str = "alive") -> str:
+def resume_here(owner: str) -> str:
+    """`promote_here` for `canary resume` (decision 546): which process will act on a resume of the rollout
+    `owner` runs. This very process is "alive" (a Runner in it runs the rollout: a program embedding both, a
+    test), where a take-over reads it as gone."""
+    return _here(owner, stopped="stopped", this="alive")
+
+
+def _here(owner: str, *, stopped: str = "alive", this: str = "gone") -> str:
     """Whether the promote process `owner` names (`promote#host:pidns:pid:nonce`) ran on this machine,
     in this pid namespace, and is "alive" (running, stopped or sleeping) or "gone" (no such pid, a
     zombie, or this very process: a rollout resumed in-process); "" when it cannot tell (another
@@ -69,7 +76,9 @@ def _here(owner: str, *, stopped: str = "alive") -> str:
     one's reboot: "") when the boot is not this one's, and "gone" when its pid now runs a process started at
     another time (the pid reused); the host name and pid namespace alone told neither. `stopped`: what a
     stopped process (state T, or t: traced) is said as; "alive" for a take-over, which must not run beside a
-    process that can be continued."""
+    process that can be continued. `this`: what this very process is said as: "gone" for a take-over (a rollout
+    recorded by an earlier Runner in it), "alive" for `canary resume` (a Runner in it runs it: a program embedding
+    both, a test)."""
     parts = owner.partition("#")[2].split(":")
     if len(parts) != 4 or parts[0] != socket.gethostname() or not parts[1] or parts[1] != _pid_namespace():
         return ""
@@ -81,7 +90,7 @@ def _here(owner: str, *, stopped: str = "alive") -> str:
     except ValueError:
         return ""
     if pid == os.getpid():
-        return "gone"
+        return this
     if not 0 < pid < 2**22:  # Linux's pid_max ceiling: anything else names no process
         return "gone"
     try:

@@ -31,7 +31,7 @@ from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, Weights, check_version, rollback_command
 from canary.policy import Policy
-from canary.processes import _here, _identity, _pid_namespace, promote_here  # noqa: F401 (re-exported)
+from canary.processes import _here, _identity, _pid_namespace, promote_here, resume_here  # noqa: F401 (re-exported)
 from canary.reconcile import as_routed as _as_routed  # decision 209
 from canary.reconcile import shown_owner
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
@@ -1726,6 +1726,8 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
             raise ConfigError(_unowned_note(f"{target.namespace}/{target.virtual_service}: no rollout in progress"
                                             + (f" (last: {state.phase}, {state.reason})" if state else ""),
                                             state, status, target))
+    if isinstance(event, rl.Resume):
+        _resume_acted_on(state, target)
     new, actions = rl.transition(state, event, None)  # type: ignore[arg-type]
     if new is state:
         raise ConfigError(f"cannot {type(event).__name__.lower()} a rollout that is {state.phase}")
@@ -1744,6 +1746,25 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
         # look at, by the CI job's URL where one is recorded, not only a runner's host and pid (decision 387)
         bound = bound.bind(ended_owner=state.owner, **({"ended_job": state.job} if state.job else {}))
     return status, state, new, actions, bound
+
+
+def _resume_acted_on(state: rl.RolloutState, target: Target) -> None:
+    """`canary resume` of a rollout paused under a `canary promote` that no longer runs on this machine: refused,
+    nothing written (ConfigError). A resume is only a record; the promote that paused (or was paused) reads it and
+    judges the step, and with it gone the canary kept its share unjudged, recorded `progressing`, until a sweep
+    ended it or a re-run took it over (decision 546). A re-run of promote takes a paused rollout over at once and
+    goes on with it: that is what the refusal says to run. A promote elsewhere cannot be told alive from here: the
+    resume is written and its note says what happens either way (`cli.resume_note`)."""
+    if state.phase != rl.PAUSED or not is_promote_owner(state.owner) or resume_here(state.owner) != "gone":
+        return
+    pid = state.owner.partition("#")[2].split(":")[2]
+    raise ConfigError(
+        f"{target.namespace}/{target.virtual_service}: resume refused, nothing written: the rollout of "
+        f"{state.canary_version} is paused and its `canary promote` (pid {pid} on this machine) no longer runs, so "
+        f"nothing would judge the resumed step (the canary would keep {state.weights.canary}% unjudged). Run "
+        f"`canary promote {target.model} --canary-version {state.canary_version} ...` again: it takes the paused "
+        f"rollout over and goes on (the step starts over); `canary rollback {target.model} -n {target.namespace}` "
+        "ends it")
 
 
 def _unowned_note(message: Any, state: rl.RolloutState | None, status: Any, target: Target) -> str:

@@ -658,3 +658,42 @@ def test_serve_and_controller_run_give_back_the_signal_handlers_they_found(tmp_p
     res = cli.run(["controller", "run", "--shards", "1", "--shard-index", "3", "--kubeconfig", str(kubeconfig),
                    "--prometheus-url", "http://127.0.0.1:9"])
     assert res.returncode == 2 and "--shard-index must be below --shards" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize(("owner", "code", "says"), [
+    ("gone-here", 2, "its `canary promote` (pid 99999999999 on this machine) no longer runs, so nothing would judge"),
+    ("alive-here", 0, "note: its `canary promote` (pid {pid} on this machine) goes on with it"),
+    ("promote#ci-runner-7:4026531836:41:ab12cd34", 0,
+     "note: its `canary promote` (ci-runner-7:4026531836:41:ab12cd34) goes on with it if it still runs"),
+], ids=["gone here", "alive here", "elsewhere"])
+def test_resume_says_which_promote_acts_on_it_and_refuses_when_none_can(cluster: Any, owner: str, code: int, says: str,
+                                                                        request: Any) -> None:
+    """`canary resume` of a rollout a `canary promote` paused wrote `progressing` and said "judged only while a
+    `canary promote` ... runs": with that promote killed, nothing judged the step, the canary kept its share, and
+    a re-run elsewhere was refused as busy for 2 looks + 60 s (the resume had just written the record). Now
+    (decision 546) a promote gone from this machine makes it refuse, nothing written, naming the promote to run
+    again (it takes a paused rollout over at once); a live one here is named as the one that goes on; one
+    elsewhere, which cannot be told alive from here, is named with what happens if it is gone."""
+    alive = subprocess.Popen(["sleep", "120"])
+    request.addfinalizer(lambda: (alive.kill(), alive.wait()))
+    owner = {"gone-here": _promote_here(99999999999), "alive-here": _promote_here(alive.pid)}.get(owner, owner)
+    api, kc = cluster
+    router = IstioRouter(api_client(kubeconfig=str(kc)))
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PAUSED,
+                            weights=Weights(75, 25), step=1, started_at=1.0, step_started_at=2.0, owner=owner,
+                            heartbeat_s=10.0, updated_at=1.0)
+    router.set_weights(TARGET, Weights(75, 25), state=state.to_json())
+    before = api.get(GROUP, "virtualservices", "ml", "rec-model")["metadata"]["resourceVersion"]
+    res = canary("resume", "rec-model", "-n", "ml", kubeconfig=kc)
+    out = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == code and says.format(pid=alive.pid) in out, out
+    if code:
+        assert "`canary promote rec-model --canary-version v2 ...` again: it takes the paused rollout over" in out
+        assert api.get(GROUP, "virtualservices", "ml", "rec-model")["metadata"]["resourceVersion"] == before
+        return
+    assert vs(api)[1]["phase"] == rl.PROGRESSING
+    if "elsewhere" not in request.node.name:
+        return
+    assert ("if it no longer runs, nothing judges the step: the canary keeps 25% unjudged until `canary promote "
+            "rec-model --canary-version v2 ...` is run again (it takes the rollout over once the record is 80s old: "
+            "give it --wait-busy 80s)") in out, out
