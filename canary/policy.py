@@ -540,13 +540,13 @@ def advisories(policy: Policy) -> list[tuple[str, str]]:
     if a.interval < m.scrape_interval:
         out.append(("analysis.interval", f"{a.interval:g}s is shorter than metrics.scrape_interval "
                     f"({m.scrape_interval:g}s): a step's data grow only once per scrape, so a step takes a scrape "
-                    "interval or more before its data can show a pass; set analysis.interval to at least the scrape "
+                    "interval or more before its data can show a pass; set it to at least the scrape "
                     "interval (or metrics.scrape_interval to what your Prometheus really scrapes at)"))
     for i, c in enumerate(policy.checks):
         if not isinstance(c, LatencyCheck):
             continue
         if c.max_ms is not None and c.max_ms < 1:
-            out.append((f"checks[{i}].max_ms", f"{c.max_ms:g} is below one millisecond: max_ms is in milliseconds "
+            out.append((f"checks[{i}].max_ms", f"{c.max_ms:g} is below one millisecond: the limit is in milliseconds "
                         f"(a ceiling of {c.max_ms * 1000:g} ms is `max_ms: {c.max_ms * 1000:g}`, not seconds as "
                         "Prometheus's histograms count them); unless the model's p95 really is under "
                         f"{c.max_ms:g} ms where this is measured (a service mesh adds about a millisecond, and Istio's "
@@ -554,7 +554,7 @@ def advisories(policy: Policy) -> list[tuple[str, str]]:
                         "rolled back as bad"))
         if c.max_increase_pct is not None and c.max_increase_pct < 1:
             out.append((f"checks[{i}].max_increase_pct", f"{c.max_increase_pct:g} allows +{c.max_increase_pct:g}%: "
-                        f"max_increase_pct is in percent (+{c.max_increase_pct * 100:g}% is `max_increase_pct: "
+                        f"the limit is in percent (+{c.max_increase_pct * 100:g}% is `max_increase_pct: "
                         f"{c.max_increase_pct * 100:g}`, not a fraction); a canary as good as stable is shown within "
                         "so small a margin only with latency buckets finer than half of it and far more requests "
                         "than a step usually holds, else each step ends at its deadline as failure.on_deadline says "

@@ -73,11 +73,15 @@ def test_the_examples() -> None:
 
 def _names_itself(field: str, message: str) -> bool:
     """True when `message` says its own field again: the whole path, a path below it ("steps: steps[0]=..."), or
-    its own name at the start or in code ("checks[0].kind: kind 'x' ...", "needs a `kind`")."""
+    its own name first, in code, or as a word when it is no English word ("checks[0].kind: kind 'x' ...", "needs a
+    `kind`", "max_ms is in ..."; "a scrape interval" is English). Not:
+    another item of the same list (`steps[0]` under `steps[1]`), a field of another path (`checks[0].name`), a
+    quoted value, or a line to write (`max_ms: 250`)."""
     key = field.rsplit(".", 1)[-1]
     bare = re.sub(r"\[\d+\]$", "", key)
     return bool(re.search(rf"(?<![\w.\[]){re.escape(field)}(?![\w])", message)
-                or re.match(rf"`?{re.escape(bare)}\b", message) or f"`{bare}`" in message
+                or re.search(rf"{'' if '_' in bare else '^'}(?<![\w.`']){re.escape(bare)}(?![\w\[`'])", message)
+                or f"`{bare}`" in message
                 or (key == bare and re.search(rf"(?<![\w.]){re.escape(bare)}\[", message)))
 
 
@@ -115,3 +119,16 @@ def test_a_problem_names_its_field_once(change: dict[str, Any], field: str) -> N
     assert err.value.field == field, str(err.value)
     for where, message in err.value.problems:
         assert not _names_itself(where, message) and not LEAKS.search(message), f"{where}: {message}"
+
+
+@pytest.mark.parametrize("change", [
+    {"analysis": {"interval": "10s", "look_every": "5s"}, "metrics": {"scrape_interval": "30s"}},
+    {"checks": [{"name": "l", "kind": "latency", "max_ms": 0.25, "max_increase_pct": 0.2}]},
+], ids=["interval below the scrape interval", "latency limits in another unit"])
+def test_an_advisory_names_its_field_once(change: dict[str, Any]) -> None:
+    """`policy validate`'s warnings read `analysis.interval 10s is shorter than ...; set analysis.interval to at
+    least ...` and `checks[0].max_ms 0.25 ...: max_ms is in milliseconds` (decision 545)."""
+    from canary.policy import advisories
+
+    said = advisories(parse_policy({**GOOD, **change}, file="p.yaml"))
+    assert said and all(not _names_itself(field, message) for field, message in said), said

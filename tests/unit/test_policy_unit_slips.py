@@ -26,9 +26,9 @@ CHECKS = [{"name": "lat", "kind": "latency", "max_increase_pct": 0.2, "max_ms": 
 def test_a_latency_limit_in_seconds_or_as_a_fraction_is_said_by_every_command(tmp_path: Path) -> None:
     said = dict(advisories(parse_policy({"steps": [10, 100], "checks": CHECKS})))
     assert list(said) == ["checks[0].max_ms", "checks[0].max_increase_pct"], said  # error rates: legitimately small
-    assert said["checks[0].max_ms"].startswith("0.25 is below one millisecond: max_ms is in milliseconds (a "
+    assert said["checks[0].max_ms"].startswith("0.25 is below one millisecond: the limit is in milliseconds (a "
                                                "ceiling of 250 ms is `max_ms: 250`"), said
-    assert said["checks[0].max_increase_pct"].startswith("0.2 allows +0.2%: max_increase_pct is in percent (+20% is "
+    assert said["checks[0].max_increase_pct"].startswith("0.2 allows +0.2%: the limit is in percent (+20% is "
                                                          "`max_increase_pct: 20`, not a fraction)"), said
     # a model whose p95 really is under a millisecond is possible: the warning says when it does not hold
     assert "unless the model's p95 really is under 0.25 ms where this is measured" in said["checks[0].max_ms"], said
