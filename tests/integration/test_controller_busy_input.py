@@ -31,6 +31,14 @@ def _policy(*, bad: bool, max_value: int = 1) -> dict[str, Any]:
     return policy
 
 
+# r0's policy: it holds the route for a whole test. With FAST_POLICY's 5 s steps it could end while the test waits
+# for the loop, under load, and the refusal then named a free route (seen twice); and v3's latency (+60%) failed
+# its looks, so on a loaded machine r0 was rolled back before the test's end (seen once, at 8 workers). Errors
+# alone (v3's are stable's) and a 10-minute step: r0 is at 80/20, progressing, however long the test takes.
+HELD = {**fleet.FAST_POLICY, "analysis": {**fleet.FAST_POLICY["analysis"], "interval": "10m"},
+        "checks": [c for c in fleet.FAST_POLICY["checks"] if c["kind"] == "error_rate"]}
+
+
 def _set_policy(custom: Any, name: str, policy: dict[str, Any]) -> None:
     custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, name,
                                           {"spec": {"policy": policy}})
@@ -70,7 +78,8 @@ def test_a_waiting_canaryrollout_whose_query_prometheus_rejects_is_config_error_
     preflight asked once for that generation; an edit that keeps the bad query is asked once more; one that mends
     it is RolloutBusy from then on, asked once. r0 runs on untouched."""
     api, op, custom = world
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v3", policy=HELD))
     _progressing(op, custom, api)
     op.metrics = counting = Counting(op.metrics)
     twin = _twin("twin", "v2")
@@ -106,11 +115,8 @@ def test_promote_via_controller_whose_query_prometheus_rejects_on_a_busy_route_e
     Prometheus rejects: exit 2 (ConfigError naming the check), the CanaryRollout it created withdrawn. It waited
     until `--timeout` and exited 3 (decision 400's left); r0 runs on untouched."""
     api, op, custom = world
-    # r0 holds the route for the whole test: with FAST_POLICY's 5 s steps it could end while the follower waits
-    # for the loop, under load, and the refusal then named a free route (seen twice)
-    held = {**fleet.FAST_POLICY, "analysis": {**fleet.FAST_POLICY["analysis"], "interval": "10m"}}
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
-                                           fleet.rollout_object(0, "v3", policy=held))
+                                           fleet.rollout_object(0, "v3", policy=HELD))
     _progressing(op, custom, api)
     said = _follow_refused(world, tmp_path, timeout_s=60)
     assert "custom" in said and "held by another rollout" in said, said
