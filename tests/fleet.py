@@ -97,6 +97,12 @@ def history(n: int, *, before_s: float = 30, after_s: float = 900, rps: float = 
     return openmetrics(series, start=start, end=end, step=1.0)
 
 
+def pooled_prometheus(pool: Any, n: int) -> Any:
+    """The running Prometheus of `n` models' `history` from the run's `HistoryPool` (tests/support/prom.py): one
+    backfill per run, shared with every module of the worker that reads the same fleet."""
+    return pool.get(("fleet", n, 0), lambda after_s: history(n, after_s=after_s))
+
+
 def rollout_object(i: int, version: str, **spec: Any) -> dict[str, Any]:
     obj = crd.new_object(namespace="ml", name=f"r{i}", model=model(i), canary_version=version,
                          policy_raw=copy.deepcopy(FAST_POLICY))

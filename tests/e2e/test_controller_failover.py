@@ -16,7 +16,6 @@ import pytest
 from canary import crd
 from canary import rollout as rl
 from canary.logs import parse_json_lines
-from canary.sandbox.promserver import PromServer
 from tests import fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -35,8 +34,8 @@ def controller(identity: str, kubeconfig: Path, prom_url: str, log: Path) -> sub
         stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "KUBECONFIG": ""})
 
 
-def test_only_the_leader_writes_and_the_standby_takes_over(prometheus_binary: str, tmp_path: Path) -> None:
-    prom = PromServer(history=fleet.history(N), binary=prometheus_binary).start()
+def test_only_the_leader_writes_and_the_standby_takes_over(history_pool: Any, tmp_path: Path) -> None:
+    prom = fleet.pooled_prometheus(history_pool, N)  # read only: shared, stopped with the run
     api = fleet.start_api(N)
     kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     logs = {"a": tmp_path / "a.log", "b": tmp_path / "b.log"}
@@ -93,4 +92,3 @@ def test_only_the_leader_writes_and_the_standby_takes_over(prometheus_binary: st
             p.kill()
             p.wait(10)
         api.stop()
-        prom.stop()

@@ -18,7 +18,6 @@ import requests
 
 from canary import crd
 from canary import rollout as rl
-from canary.sandbox.promserver import PromServer
 from tests import fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -38,8 +37,8 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def test_metrics_health_and_webhooks(prometheus_binary: str, tmp_path: Path) -> None:
-    prom = PromServer(history=fleet.history(2), binary=prometheus_binary).start()
+def test_metrics_health_and_webhooks(history_pool: Any, tmp_path: Path) -> None:
+    prom = fleet.pooled_prometheus(history_pool, 6)  # read only: shared, stopped with the run
     api = fleet.start_api(2)
     hook = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
@@ -96,11 +95,10 @@ def test_metrics_health_and_webhooks(prometheus_binary: str, tmp_path: Path) -> 
         log.close()
         hook.shutdown()
         api.stop()
-        prom.stop()
 
 
-def test_promote_via_controller_follows_the_rollout(prometheus_binary: str, tmp_path: Path) -> None:
-    prom = PromServer(history=fleet.history(2), binary=prometheus_binary).start()
+def test_promote_via_controller_follows_the_rollout(history_pool: Any, tmp_path: Path) -> None:
+    prom = fleet.pooled_prometheus(history_pool, 6)  # read only: shared, stopped with the run
     api = fleet.start_api(2)
     kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     policy = tmp_path / "policy.yaml"
@@ -134,4 +132,3 @@ def test_promote_via_controller_follows_the_rollout(prometheus_binary: str, tmp_
         ctl.terminate()
         ctl.wait(15)
         api.stop()
-        prom.stop()

@@ -32,7 +32,7 @@ GROUP = "networking.istio.io"
 @pytest.fixture(scope="module")
 def prometheus(history_pool: HistoryPool) -> PromServer:
     """The fleet's history, shared with the other modules of this process that read it (`HistoryPool`)."""
-    return history_pool.get(("fleet", N, 0), lambda after_s: fleet.history(N, after_s=after_s))
+    return fleet.pooled_prometheus(history_pool, N)
 
 
 @pytest.fixture

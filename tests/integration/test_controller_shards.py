@@ -30,7 +30,7 @@ N, SHARDS, LEASE_S = 6, 2, 15.0
 
 @pytest.fixture(scope="module")
 def prometheus(history_pool: HistoryPool) -> PromServer:
-    return history_pool.get(("fleet", N, 0), lambda after_s: fleet.history(N, after_s=after_s))
+    return fleet.pooled_prometheus(history_pool, N)
 
 
 class Replica:

@@ -40,7 +40,7 @@ def until(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
 
 @pytest.fixture(scope="module")
 def prometheus(history_pool: HistoryPool) -> PromServer:
-    return history_pool.get(("fleet", N, 0), lambda after_s: fleet.history(N, after_s=after_s))
+    return fleet.pooled_prometheus(history_pool, N)
 
 
 def make(api: KubeAPIServer, prometheus: PromServer, clock: Clock, *, workers: int = 1,

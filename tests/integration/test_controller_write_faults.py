@@ -34,7 +34,7 @@ VERSIONS = {i: v for i, (v, _) in FAULTS.items()}
 
 @pytest.fixture(scope="module")
 def prometheus(history_pool: HistoryPool) -> PromServer:
-    return history_pool.get(("fleet", len(FAULTS), 0), lambda after_s: fleet.history(len(FAULTS), after_s=after_s))
+    return fleet.pooled_prometheus(history_pool, len(FAULTS))
 
 
 def _rollout_of(path: str) -> int | None:

@@ -28,15 +28,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def controller_prometheus(prometheus_binary: str) -> Any:
-    from canary.sandbox.promserver import PromServer
+def controller_prometheus(history_pool: Any) -> Any:
     from tests import fleet
     from tests.integration.test_controller import N
 
-    server = PromServer(history=fleet.history(N, after_s=1800), binary=prometheus_binary)
-    server.start()
-    yield server
-    server.stop()
+    return fleet.pooled_prometheus(history_pool, N)
 
 
 def on_vs_write(api: Any, write: int, then: Any) -> None:
