@@ -35,8 +35,8 @@ from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
 from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
-from canary.errors import (CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable, NotFound,
-                           others_decision, said,
+from canary.errors import (ApiRefused, CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable,
+                           NotFound, others_decision, said,
                            NotLeader, PodsNotReady, RecordTooNew, RolloutBusy, RoutingConflict, StableNotReady,
                            TargetError, TransientError, WeightsMoved)
 from canary.fencing import FencedRouter
@@ -2341,8 +2341,10 @@ class Controller:
             named = {"model": sp.get("model"), "namespace": meta.get("namespace"),
                      "virtual_service": sp.get("virtualService") or sp.get("model"),
                      "canary_version": sp.get("canaryVersion")}
-            self.log.warning("rollout.invalid" if isinstance(exc, ConfigError) else "rollout.tick_failed",
-                             rollout=key, error=msg, repeated=repeated,
+            # a request the API server refused (RBAC, a stricter CRD) is no invalid spec (decision 536)
+            refusal = {"request": exc.request, "http_status": exc.status} if isinstance(exc, ApiRefused) else {}
+            self.log.warning("rollout.api_refused" if refusal else "rollout.invalid" if isinstance(exc, ConfigError)
+                             else "rollout.tick_failed", rollout=key, error=msg, repeated=repeated, **refusal,
                              **{k: v for k, v in named.items() if isinstance(v, str) and v})
         if self.telemetry and isinstance(exc, (KubeUnavailable, RoutingConflict)):
             self.telemetry.kube_error("unavailable" if isinstance(exc, KubeUnavailable) else "conflict")
@@ -2505,7 +2507,10 @@ class Controller:
             # written again: nothing woke the finished rollout (decision 406). A merge patch: its retry is harmless
             written = kube.an_object(written, f"the status write of CanaryRollout {meta['namespace']}/{meta['name']}")
         except Exception as exc:  # a 5xx or a timeout is transient (the failure budget), not a reason to abort
-            raise kube.translate(exc, f"CanaryRollout {meta['namespace']}/{meta['name']} status") from exc
+            what = f"CanaryRollout {meta['namespace']}/{meta['name']} status"
+            # a 422 (a CRD stricter than this release): refused, not a spec invalid (`rollout.api_refused`, 536)
+            raise kube.refused(exc, what, request=f"the status write of CanaryRollout {meta['namespace']}/"
+                               f"{meta['name']}") or kube.translate(exc, what) from exc
         obj["status"] = {**(obj.get("status") or {}), **status}
         rv = (written.get("metadata") or {}).get("resourceVersion")
         if rv and isinstance(obj.get("metadata"), dict):
@@ -2529,6 +2534,12 @@ class Controller:
         except Exception as exc:
             if kube.is_transient(exc):  # a 5xx or a timeout: retried within the failure budget
                 raise kube.translate(exc, f"ConfigMap {namespace}/{name}") from exc
+            # a 401 is renewed and sent again by the client itself (`kube_credentials.renew_on_401`) as every request
+            # is; one that reaches here was refused again, and a 403 is RBAC's: said as such, naming the ConfigMap
+            # (they were "cannot be read: 403 Forbidden", logged as an invalid spec: decision 536)
+            refusal = kube.refused(exc, f"ConfigMap {namespace}/{name}", request=f"the read of ConfigMap {namespace}/{name}")
+            if refusal is not None and refusal.status in (401, 403):
+                raise refusal from None
             # the Status message (e.g. 'configmaps "x" not found'), not the client's text with the HTTP
             # headers and body, which went into the Ready condition whole
             detail = f"{getattr(exc, 'status', '')} {kube._status_message(exc)}".strip() \

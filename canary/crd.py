@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from canary import rollout as rl
-from canary.errors import ConfigError, PolicyError
+from canary.errors import ApiRefused, ConfigError, PolicyError
 from canary.model import Target, check_object_name, check_target_names, check_version
 from canary.policy import SAMPLE_FIELD, Policy, parse_policy, parse_policy_text, parse_samples
 from canary.policy_fields import show
@@ -206,7 +206,9 @@ def _policy(spec: dict[str, Any], where: str, ns: str,
         raise ConfigError(f"{where}: spec.policyRef needs Kubernetes access to read ConfigMaps")
     try:
         data = configmap(ns, ref["configMap"])
-    except ConfigError as exc:  # not there, or refused: the rollout and its field named (transient ones pass)
+    except ApiRefused as exc:  # refused (RBAC): said as such (`rollout.api_refused`), with the rollout and field named
+        raise ApiRefused(f"{where}: spec.policyRef.configMap: {exc}", request=exc.request, status=exc.status) from None
+    except ConfigError as exc:  # not there: the rollout and its field named (transient ones pass)
         raise ConfigError(f"{where}: spec.policyRef.configMap: {exc}") from None
     if ref["key"] not in data:
         raise ConfigError(f"{where}: spec.policyRef.key: ConfigMap {ns}/{ref['configMap']} has no key {ref['key']!r}")

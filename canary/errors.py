@@ -5,7 +5,9 @@ made by type, never by parsing messages::
 
     CanaryError
     ├── ConfigError            bad input (policy, flags, manifests)  -> exit 2, never retried
-    │   └── PolicyError        a policy file: carries file and field
+    │   ├── PolicyError        a policy file: carries file and field
+    │   └── ApiRefused         the Kubernetes API refused a request of ours (RBAC's 403, a 401
+    │                          a renewal did not mend, a status write a stricter CRD refuses): not the input
     ├── TargetError            the VirtualService/DestinationRule is not what we can drive -> exit 2
     ├── GateError              a Triton gate refused the canary (schema, warm-up, readiness)
     ├── TransientError         worth retrying (network, 5xx, timeouts)     -> bounded retries
@@ -72,6 +74,18 @@ class PolicyError(ConfigError):
             text = f"{file}: {len(self.problems)} problems:" + "".join(
                 f"\n  - {f or '(top level)'}: {m}" for f, m in self.problems)
         super().__init__(text, field=field, detail=message)
+
+
+class ApiRefused(ConfigError):
+    """The Kubernetes API refused a request of ours for good (`request`: which, in words, "the read of ConfigMap
+    ml/pol"; `status`: the HTTP status): RBAC's 403, a 401 the credentials' renewal did not mend, a 4xx on a write
+    of ours (a CRD stricter than this release). Never retried, as bad input is not, but said as what it is: the
+    spec was not invalid (decision 536)."""
+
+    def __init__(self, message: str, *, request: str, status: int) -> None:
+        super().__init__(message)
+        self.request = request
+        self.status = status
 
 
 class TargetError(ConfigError):

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from canary.errors import (CanaryError, ConfigError, GraceReserved, GraceSpent, KubeUnavailable, NotFound,
+from canary.errors import (ApiRefused, CanaryError, ConfigError, GraceReserved, GraceSpent, KubeUnavailable, NotFound,
                            RoutingConflict, TargetError)
 from canary.kube_credentials import install_bounded_plugins, load_noting, note_of, plugin_timeout_s, renew_on_401
 
@@ -560,6 +560,16 @@ def translate(exc: BaseException, what: str) -> CanaryError:
     if _is_network_error(exc):
         return KubeUnavailable(f"{what}: Kubernetes API unreachable ({type(exc).__name__}: {exc})")
     return KubeUnavailable(f"{what}: unexpected Kubernetes client error ({type(exc).__name__}: {exc})")
+
+
+def refused(exc: BaseException, what: str, *, request: str) -> ApiRefused | None:
+    """`translate`'s error for an answer of the API server that refuses `request` for good (401 after the
+    credentials' renewal, 403, a 4xx other than 404, 409 and 429), as ApiRefused carrying `request` and the HTTP
+    status; None for any other error (not found, a conflict, a transient one: the callers' own handling)."""
+    status = getattr(exc, "status", None) if _is_api_exception(exc) else None
+    if not isinstance(status, int) or not 400 <= status < 500 or status in (404, 409, 429):
+        return None
+    return ApiRefused(str(translate(exc, what)), request=request, status=status)
 
 
 def _status_message(exc: BaseException) -> str:

@@ -1,0 +1,100 @@
+"""Requests of the controller the Kubernetes API refuses mid-rollout (decision 536): a status write a CRD
+stricter than this release answers 422, a policyRef ConfigMap read RBAC answers 403. Each ends the rollout
+(stable 100%, the safe side) and is said as what it is, `rollout.api_refused` naming the request, never
+`rollout.invalid` (which tells on-call the spec was invalid). Against the strict API emulator and a real
+Prometheus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from canary import crd
+from canary import rollout as rl
+from tests import fleet
+from tests.integration.test_controller import _fresh, _progressing, prometheus, vs, world  # noqa: F401
+from tests.integration.test_controller_review import _with_policy_ref
+
+pytestmark = pytest.mark.integration
+
+
+def _ended_refused(op: Any, api: Any, request: str, status: int) -> dict[str, Any]:
+    """Two ticks of a controller made under the capture (its logger is bound at construction): m0 ends at stable
+    100%, aborted, and `rollout.api_refused` names `request` and `status` (no `rollout.invalid`); that line."""
+    with capture_logs() as logs:
+        op = _fresh(op)
+        for _ in range(2):
+            op.tick()
+    assert not [e for e in logs if e["event"] == "rollout.invalid"], [(e["event"], e.get("error")) for e in logs]
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED
+    refused = [e for e in logs if e["event"] == "rollout.api_refused"]
+    assert refused and refused[0]["request"] == request and refused[0]["http_status"] == status, refused
+    return refused[0]
+
+
+def test_a_status_write_refused_422_ends_the_rollout_said_as_refused_not_invalid(world: Any) -> None:
+    """A CRD stricter than this release refuses the status write (422): the rollout was aborted (kept: stable
+    100%), logged `rollout.invalid` as if its spec were. Said now as the status write the API server refused."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"onPrometheusOutage": "hold"}})  # a new generation: a status write
+    api.fail_next(422, times=100, methods=("PATCH",), plural="canaryrollouts")
+    refused = _ended_refused(op, api, "the status write of CanaryRollout ml/r0", 422)
+    assert "HTTP 422" in refused["error"]
+
+
+def test_a_policy_configmap_read_refused_by_rbac_ends_the_rollout_naming_the_configmap(world: Any) -> None:
+    """RBAC refuses the policyRef ConfigMap's read mid-rollout (403: a ClusterRole upgrade dropped `configmaps
+    get`): the rollout ends (stable 100%: its policy cannot be read, as for a ConfigMap deleted), said as the read
+    of ConfigMap ml/pol RBAC refused; it was `rollout.invalid` "cannot be read: 403 Forbidden"."""
+    api, op, custom = world
+    _with_policy_ref(api, custom)
+    _progressing(op, custom, api)
+    api.fail_next(403, times=100, methods=("GET",), plural="configmaps")
+    refused = _ended_refused(op, api, "the read of ConfigMap ml/pol", 403)
+    assert "check RBAC" in refused["error"] and "spec.policyRef.configMap" in refused["error"]
+
+
+def test_a_policy_configmap_read_answered_401_is_renewed_and_the_rollout_goes_on(world: Any, tmp_path: Any) -> None:
+    """The controller's token is revoked just as it reads the policyRef ConfigMap mid-rollout (401): the client
+    renews it with the exec plugin and sends the read again (`renew_on_401`, as for every request of the
+    controller), and the rollout goes on at its step; a 401 is no refusal while a renewal mends it."""
+    import kubernetes.client as kc
+
+    from canary.controller import Controller
+    from canary.kube import api_client
+    from tests.support.kube_tokens import ExecTokens
+
+    api, op, custom = world
+    _with_policy_ref(api, custom)
+    _progressing(op, custom, api)
+    before = vs(api, 0)
+    tokens = ExecTokens(tmp_path / "plugin")
+    api.handler.accept_tokens = lambda token: token is None or tokens.accept(token)  # the test's client sends none
+    client = api_client(kubeconfig=str(tokens.kubeconfig(tmp_path / "exec-kubeconfig", api.url)))
+    core = kc.CoreV1Api(client)
+    real = core.read_namespaced_config_map
+
+    def revoked_first(*args: Any, **kw: Any) -> Any:
+        tokens.revoke()  # every token handed out so far: this very read is answered 401
+        return real(*args, **kw)
+
+    core.read_namespaced_config_map = revoked_first  # type: ignore[method-assign]
+    try:
+        with capture_logs() as logs:
+            ours = Controller(custom=op.custom, core=core, router=op.router, metrics=op.metrics, batch=op.batch,
+                              namespace="ml")
+            for _ in range(2):
+                ours.tick()
+    finally:
+        client.close()
+    weights, record = vs(api, 0)
+    assert weights == before[0] and record["started_at"] == before[1]["started_at"]
+    assert record["phase"] == rl.PROGRESSING, [(e["event"], e.get("error")) for e in logs]
+    assert any(p.endswith("/configmaps/pol") for _, p, _ in api.handler.refused_tokens), api.handler.refused_tokens
+    assert not [e for e in logs if e["event"] in ("rollout.api_refused", "rollout.invalid")]
