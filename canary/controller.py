@@ -716,6 +716,8 @@ class Controller:
         if drove is not None and _edit(drove, _drives(spec)):  # edited mid-rollout: the old one goes back first
             if again:
                 return None  # superseded once this tick already: the next tick reads it all again
+            if self._route_edit_waits(obj, spec, drove, asked_stable, log):
+                return None  # paused: nothing written, its status keeps what it drives (decision 537)
             self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log)
             return self._advance(obj, again=True)  # its status now shows that rollout ended: the spec's starts
         series, how = _judged_edit(obj, spec, state if ours else None) if drove is not None else ("", "")
@@ -725,7 +727,9 @@ class Controller:
         # paused by a person: an edit of how it is judged waits for the resume (`_edit_waits`); till then the record
         # is not checked against the edited policy (its steps are not the ones the rollout was paused at)
         waits = bool(judged) and not series and drove is not None and self._edit_waits(
-            obj, spec, state if ours else None, judged, log)
+            obj, spec, state if ours else None, judged, log, then=RESUMED_RESTARTS)
+        if not waits:
+            self._say_edit_waiting(obj, None)  # an edit reverted while paused waits no more
         if drove is not None and judged and not waits:
             # the series judged (spec.model, policy.metrics) or how they are judged (steps, analysis, checks)
             # edited mid-rollout: the evidence gathered so far is not evidence for what the spec asks now.
@@ -1657,10 +1661,12 @@ class Controller:
             "conditions": crd.conditions(ended, old.get("conditions") or [], generation, now)}
         if spec is not None:
             status["target"] = _status_target(spec, spec.target.canary_version)
-        if "restartPending" in old:
-            status["restartPending"] = None
+        for gone in ("restartPending", EDIT_WAITING):
+            if gone in old:
+                status[gone] = None
         self._patch_status(obj, status)
         obj["status"].pop("restartPending", None)
+        obj["status"].pop(EDIT_WAITING, None)
 
     def _snapshot_failed(self, error: str, now: float, due: list[crd.RolloutSpec]) -> None:
         """`metrics.snapshot_failed` once per cause, then every minute (`canary.throttle`; `repeated`: the failed ticks since):
@@ -2260,6 +2266,8 @@ class Controller:
         for waited in ("waitedOn", "waitedOnPhase", "restartPending"):  # it runs (or ended with) a rollout now:
             if waited in old:  # what it once waited on, or a restart asked for, is history
                 new[waited] = None
+        if old.get(EDIT_WAITING) is not None and state.phase != rl.PAUSED:  # resumed or ended: nothing waits now
+            new[EDIT_WAITING] = None
         if spec.action == "resume":  # this request's resume is used up (`_resume_seen`): its generation and reason
             new[RESUME_SEEN] = spec.generation
             new[RESUME_REASON] = spec.action_reason or ""
@@ -2275,7 +2283,7 @@ class Controller:
                                                                      RESUME_REASON)):
             return
         self._patch_status(obj, new)
-        for gone in ("verdictHistory", "waitedOn", "waitedOnPhase", "restartPending", RESUME_REASON):
+        for gone in ("verdictHistory", "waitedOn", "waitedOnPhase", "restartPending", RESUME_REASON, EDIT_WAITING):
             if new.get(gone, "") is None:
                 obj["status"].pop(gone, None)
 
@@ -2290,7 +2298,7 @@ class Controller:
         return True
 
     def _edit_waits(self, obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None, judged: str,
-                    log: Any) -> bool:
+                    log: Any, *, then: str) -> bool:
         """Whether an edit of how this CR's rollout is judged (`judged`: steps, analysis, checks, stableVersion)
         waits for the pause in force to end, said once per generation (`rollout.edit_waits`). A person paused it
         (`canary pause`, a deadline's hold, a Prometheus outage held): the supersede's restart claimed the route
@@ -2299,18 +2307,61 @@ class Controller:
         spec asks it to move: `action: pause` (its restart is held: superseded now), `rollback` and a `resume` not
         used up (asked now: the restart is what it resumes to) supersede as before. Resumed (`canary resume`), the
         next tick supersedes it before any look. A record without marks (an older release's) is compared through the
-        status (`_judged_edit_status`), which this tick's status write would bring up to the edit: superseded now."""
+        status (`_judged_edit_status`), which this tick's status write would bring up to the edit: superseded now.
+        `then`: what the resume makes of it, in words; the status says both (`status.editWaiting`, read by `canary
+        status` and `canary resume`: decision 538)."""
         if state is None or state.phase != rl.PAUSED or spec.action in ("pause", "rollback") or not state.judged:
             return False
         if spec.action == "resume" and not _resume_seen(obj, spec, self._requests):
             return False
         if self._once("rollout.edit_waits", spec):
             log.info("rollout.edit_waits", edit=judged, phase=state.phase, weights=str(state.weights),
-                     generation=spec.generation, reason=state.reason,
-                     hint="the rollout is paused: the edit supersedes it (stable 100%, then it starts again from "
-                          "the first step) once it is resumed (`canary resume`, or spec.action resume with a new "
-                          "actionReason)")
+                     generation=spec.generation, reason=state.reason, then=then,
+                     hint=f"the rollout is paused: the edit supersedes it ({then}) once it is resumed (`canary "
+                          "resume`, or spec.action resume with a new actionReason)")
+        self._say_edit_waiting(obj, {"edit": judged[:1024], "then": then[:1024], "generation": spec.generation})
         return True
+
+    def _route_edit_waits(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str, str],
+                          asked_stable: str, log: Any) -> bool:
+        """Whether an edit of what this CR's rollout drives (`drove`, as its status or record says: spec.virtualService,
+        spec.route, spec.destinationRule, spec.canaryVersion) waits for the resume, as an edit of how it is judged
+        does (`_edit_waits`): the supersede sent stable 100% and the spec's rollout claimed its new route or version
+        at once, undoing a person's pause (decision 537). Read from the route it drives: it waits while that route
+        records this CR's rollout of that version paused, and not for an edit of which series are judged (spec.model,
+        policy.metrics: ended now, as before), nor when that route cannot be read (deleted, its DestinationRule gone:
+        stable 100% as before, `_rescue`)."""
+        vs, route, version, dr = drove
+        target = replace(spec.target, virtual_service=vs, route=route, canary_version=version, destination_rule=dr)
+        try:
+            rec = parse_state(self.router.inspect(target))
+        except Exception:  # noqa: BLE001 - not readable as it was: superseded now, as before (`_rescue` says why)
+            return False
+        if rec is None or rec.terminal or rec.owner != _owner(obj) or rec.canary_version != version:
+            return False
+        series, how = _judged_edit(obj, spec, rec)
+        if series:
+            return False
+        moved = _drives(spec)[0] != vs or _drives(spec)[2] != version  # another VirtualService or version: claimed
+        then = (f"stable 100% on {vs}, then the spec's rollout of {spec.target.canary_version} on "
+                f"{spec.target.virtual_service} starts from its first step" if moved else
+                "stable 100%, and the rollout ends there (an edit of its route or DestinationRule ends it: to run it "
+                "on the new one, set a new canaryVersion or create the CanaryRollout again)")
+        edit = ", ".join(x for x in (_edit(drove, _drives(spec)), how, _stable_edit(rec, asked_stable)) if x)
+        if not self._edit_waits(obj, spec, rec, edit, log, then=then):
+            return False
+        # the status shows the paused rollout as its route has it, and what it drives (the sweep leaves it: `_drove`)
+        self._status(obj, replace(spec, target=replace(target, stable_version=rec.stable_version)), rec)
+        return True
+
+    def _say_edit_waiting(self, obj: dict[str, Any], waiting: dict[str, Any] | None) -> None:
+        """`status.editWaiting` set to `waiting` (None: removed) when it differs: an edit of this CR waits for its
+        paused rollout's resume (what, what the resume makes of it, of which generation). One write when it
+        changes, none a tick."""
+        if (obj.get("status") or {}).get(EDIT_WAITING) != waiting:
+            self._patch_status(obj, {EDIT_WAITING: waiting})
+            if waiting is None:
+                obj["status"].pop(EDIT_WAITING, None)
 
     def _say_resume_used(self, spec: crd.RolloutSpec, state: rl.RolloutState, obj: dict[str, Any], log: Any) -> None:
         """`rollout.resume_used`, once per CanaryRollout and generation in this process: the spec says `resume`, the
@@ -2653,6 +2704,14 @@ def _stable_edit(state: rl.RolloutState, asked: str) -> str:
     if not asked or asked == state.stable_version:
         return ""
     return f"spec.stableVersion changed from {state.stable_version} to {asked}"
+
+
+# status.editWaiting: an edit of this CR that waits for its paused rollout's resume (`Controller._edit_waits`):
+# {"edit": what changed, "then": what the resume makes of it, "generation": the spec's}; `canary status` and
+# `canary resume` say it (decision 538)
+EDIT_WAITING = "editWaiting"
+# what the resume makes of an edit of how a paused rollout is judged (decision 527)
+RESUMED_RESTARTS = "stable 100%, then the rollout starts again from its first step"
 
 
 # status.resumeObservedGeneration: the generation of the spec whose `action: resume` has been acted on (or seen

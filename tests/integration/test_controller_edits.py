@@ -371,16 +371,11 @@ def test_an_edit_of_a_paused_rollouts_steps_waits_for_its_resume(world: Any, tmp
     weights held, said once per generation (`rollout.edit_waits`); resumed, the next tick supersedes it
     before any look and it starts again from its first step (decision 527)."""
     from structlog.testing import capture_logs
-    from typer.testing import CliRunner
-
-    from canary.cli import app
 
     api, op, custom = world
-    kubeconfig = str(fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url))
 
     def oncall(command: str) -> None:
-        res = CliRunner().invoke(app, [command, "m0", "-n", "ml", "--kubeconfig", kubeconfig], env={"KUBECONFIG": ""})
-        assert res.exit_code == 0, res.output
+        _oncall(api, tmp_path, command)
 
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
     _progressing(op, custom, api)
@@ -403,3 +398,77 @@ def test_an_edit_of_a_paused_rollouts_steps_waits_for_its_resume(world: Any, tmp
     assert record["started_at"] > before and record["phase"] in (rl.PENDING, rl.PROGRESSING), record["phase"]
     events = [e["message"] for e in api.list("", "events", "ml") if e["reason"] == "RolloutAborted"]
     assert weights in ([100, 0], [90, 10]) and any("superseded: the policy's steps changed" in m for m in events)
+
+
+def _oncall(api: Any, tmp_path: Any, command: str, *args: str) -> str:
+    """`canary <command> m0 -n ml <args>` as on-call runs it; exit 0; its stdout."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    kubeconfig = str(fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url))
+    res = CliRunner().invoke(app, [command, "m0", "-n", "ml", "--kubeconfig", kubeconfig, *args], env={"KUBECONFIG": ""})
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
+def _second_route(o: dict[str, Any]) -> None:
+    route = copy.deepcopy(o["spec"]["http"][0])
+    route["name"] = "secondary"
+    route["match"] = [{"headers": {"x-lane": {"exact": "b"}}}]
+    for d, w in zip(route["route"], (100, 0)):
+        d["weight"] = w
+    o["spec"]["http"].append(route)
+
+
+ROUTE_EDITS = {  # the edit, what `rollout.edit_waits` names, and whether the resume claims the spec's rollout after
+    "spec.destinationRule": ({"destinationRule": "m0-copy"}, "the DestinationRule changed from m0 to m0-copy", False),
+    "spec.route": ({"route": "secondary"}, "spec.route changed from primary to secondary", False),
+    "spec.canaryVersion": ({"canaryVersion": "v3"}, "spec.canaryVersion changed from v2 to v3", True),
+    "spec.virtualService": ({"virtualService": "m1", "destinationRule": "m1", "route": None},
+                            "spec.virtualService changed from m0 to m1, spec.route changed from primary to (none), "
+                            "the DestinationRule changed from m0 to m1", False),
+}
+
+
+@pytest.mark.parametrize("field", list(ROUTE_EDITS))
+def test_an_edit_of_what_a_paused_rollout_drives_waits_for_its_resume(world: Any, tmp_path: Any, field: str) -> None:
+    """On-call paused r0 at 80/20; a GitOps sync then changes what it drives (its DestinationRule, its route, its
+    canary version). The supersede sent stable 100% at once (and for a new version claimed it at its first step):
+    the hold undone by an edit nobody asked to resume, as decision 527 found for an edit of how it is judged. It
+    waits now, paused at its weights, said once (`rollout.edit_waits`) and in `status.editWaiting`; resumed, the
+    next tick supersedes it (decision 537)."""
+    from structlog.testing import capture_logs
+
+    api, op, custom = world
+    patch, said, claims = ROUTE_EDITS[field]
+    api.edit(GROUP, "virtualservices", "ml", "m0", _second_route)
+    dr = {k: v for k, v in copy.deepcopy(api.get(GROUP, "destinationrules", "ml", "m0")).items() if k != "status"}
+    dr["metadata"] = {"name": "m0-copy", "namespace": "ml"}
+    kc.CustomObjectsApi(api.api_client()).create_namespaced_custom_object(GROUP, "v1beta1", "ml", "destinationrules", dr)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v2", route="primary"))
+    _progressing(op, custom, api)
+    before = vs(api, 0)[1]["started_at"]
+    _oncall(api, tmp_path, "pause", "--route", "primary")
+    _patch_spec(custom, patch)
+    with capture_logs() as logs:
+        op = _fresh(op)  # its logger made under the capture
+        for _ in range(2):
+            op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [80, 20] and record["phase"] == rl.PAUSED and record["started_at"] == before, \
+        [(e["event"], e.get("reason")) for e in logs]
+    waits = [e for e in logs if e["event"] == "rollout.edit_waits"]
+    assert len(waits) == 1 and waits[0]["edit"] == said, waits
+    st = _status(custom)
+    assert st["editWaiting"]["edit"] == said and st["phase"] == rl.PAUSED and st["target"]["virtualService"] == "m0"
+    _oncall(api, tmp_path, "resume", "--route", "primary")
+    op.tick()
+    weights, record = vs(api, 0)
+    if claims:  # the spec's v3 claimed on m0 once v2 was sent to stable 100%
+        assert record["canary_version"] == "v3" and record["phase"] in (rl.PENDING, rl.PROGRESSING), record
+        assert record["history"][0]["reason"].startswith(f"superseded: {said}"), record["history"][0]
+    else:
+        assert weights == [100, 0] and record["phase"] == rl.ABORTED and record["reason"].startswith(f"superseded: {said}")
+    assert "editWaiting" not in _status(custom)

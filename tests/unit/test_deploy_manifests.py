@@ -302,6 +302,8 @@ FULL_STATUS: dict[str, Any] = {
                     "lastTransitionTime": "2025-01-01T10:05:00Z"}],
     "observedGeneration": 3, "leader": "canary-controller-7d9f-abcde", "writer": "modelcanary 0.1.0",
     "stepStart": {"stepStartedAt": 1735725900.25, "snapshot": {"at": 1735725901.0, "series": {"a": [1.0, 2.5]}}},
+    "editWaiting": {"edit": "the policy's steps changed", "then": "stable 100%, then the rollout starts again from its "
+                    "first step", "generation": 3},
 }
 
 
