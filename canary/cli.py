@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import typer
 
-from canary import ci_job, cli_help
+from canary import ci_job, cli_edits, cli_help
 from canary import cli_options as opts
 from canary import logs, streams
 from canary import rollout as rl
@@ -937,6 +937,9 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
                 logs.get(model=model, namespace=ns).warning("rollback.route_ambiguous", error=str(ambiguous),
                                                             note="stable 100% on every route that may be the rollout's")
         log = logs.get(model=model, namespace=ns, **({"route": target.route} if target.route else {}))
+        # an edit of its CanaryRollout waiting for this resume (decision 538): read before the resume lands, as the
+        # controller's next tick applies it and clears what waited
+        edit = _edit_before_resume(router, target) if isinstance(event, rl.Resume) else None
         try:
             state = oncall_action(router, target, event, log=log)
         except DestinationRuleGone as exc:
@@ -952,6 +955,15 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
             return 0
 
         note = resume_note(state, model, ns) if isinstance(event, rl.Resume) else ""
+        if not isinstance(event, rl.Resume):
+            note = ""
+        elif edit is not None and state.owner.startswith("CanaryRollout "):
+            note = cli_edits.resume_note(edit)
+        elif state.owner.startswith("CanaryRollout "):
+            note = f"the controller goes on with it ({describe_owner(state.owner)})"
+        else:
+            note = (f"judged only while a `canary promote` (or the controller) runs for it: if none does, run "
+                    f"`canary promote {model} --canary-version {state.canary_version} ...` again to go on")
 
         def text(wide: bool) -> None:
             if wide:
@@ -963,7 +975,8 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
             if note:
                 typer.echo(f"note: {note}")
 
-        opts.emit({**state_dict(state), **({"note": note} if note else {})}, output, text)
+        opts.emit({**state_dict(state), **({"note": note} if note else {}),
+                   **({"edit_waiting": edit} if edit is not None and note else {})}, output, text)
         return 0
 
     def guarded() -> int:
@@ -1001,6 +1014,18 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
                        f"or part of it; `canary status {again}` shows what holds now, {then}", err=True)
         code = 130
     raise typer.Exit(code)
+
+
+def _edit_before_resume(router: Any, target: Target) -> dict[str, Any] | None:
+    """The edit of a CanaryRollout that waits for the resume of the paused rollout on `target` (`cli_edits.waiting`),
+    read before the resume is written; None when none, or the route cannot be read here (the resume reads it)."""
+    from canary.reconcile import parse_record
+
+    try:
+        state = parse_record(router.inspect(target).state)
+    except Exception:  # noqa: BLE001 - the resume's own read says what is wrong with the route
+        return None
+    return cli_edits.waiting(router.custom, state)
 
 
 def _note_route_writes(client: Any, sent: list[str]) -> None:
@@ -1425,6 +1450,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
             nothing = bool(shape) and st.shares == {"stable": 0, "canary": 0, "others": 0}
             if dr_gone:
                 dr_gone = _dr_gone_note(target, state, model, ns, virtual_service, route)
+            edit = cli_edits.waiting(router.custom, state)  # an edit of its CanaryRollout waiting for the resume (538)
             if disagrees:
                 logs.get(model=model, namespace=ns).warning("rollout.route_disagrees", phase=state.phase,
                                                             error=disagrees)
@@ -1456,6 +1482,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                     typer.echo(f"note: {elsewhere}")
                 elif state is not None and state.phase in (rl.PROGRESSING, rl.PAUSED) and not dr_gone:
                     typer.echo(_oncall_hint(state.phase, model, ns, virtual_service, route))
+                if edit is not None:
+                    typer.echo(f"note: {cli_edits.status_note(edit)}")
 
             doc = {"weights": {"stable": 0, "canary": 0} if nothing else {"stable": st.weights.stable,
                                                                             "canary": st.weights.canary},
@@ -1474,7 +1502,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                    **({"route_disagrees": disagrees} if disagrees else {}),
                    **({"recorded_elsewhere": elsewhere} if elsewhere else {}),
                    **({"split_unowned": nobody} if nobody else {}),
-                   **({"undriven": undriven} if undriven else {})}
+                   **({"undriven": undriven} if undriven else {}),
+                   **({"edit_waiting": edit} if edit is not None else {})}
             if watch and not streams.isatty("stdout"):
                 # a pipeline's log, a file: a pass is printed when it differs from the last one printed, as
                 # `kubectl get -w` and `kubectl argo rollouts status` print changes. It printed the same block every

@@ -230,8 +230,9 @@ class Controller:
         self._busy_input: dict[str, tuple[tuple[str, int, Any], str | None, float]] = {}
         # per CanaryRollout: its `rollout.invalid`/`rollout.tick_failed` message said once, then every minute (`_told`)
         self._said = Throttle(clock=lambda: self.clock.now(), carry=False)
-        # `rollout.resume_used` and `rollout.edit_waits` said: (event, CR key, generation)
-        self._once_said: set[tuple[str, Any, int]] = set()
+        # `rollout.resume_used` and `rollout.edit_waits` said: (event, CR key, generation); `status.editWaiting` written:
+        # (its name, CR key, (edit, generation))
+        self._once_said: set[tuple[str, Any, Any]] = set()
         # per CanaryRollout: the `resume` request of each version the informers delivered (`resume_requests`)
         self._requests: resume_requests.Seen = {}
         # the batched snapshot failing (`_snapshot_failed`): since when, how many ticks; its line once per cause
@@ -2357,11 +2358,16 @@ class Controller:
     def _say_edit_waiting(self, obj: dict[str, Any], waiting: dict[str, Any] | None) -> None:
         """`status.editWaiting` set to `waiting` (None: removed) when it differs: an edit of this CR waits for its
         paused rollout's resume (what, what the resume makes of it, of which generation). One write when it
-        changes, none a tick."""
-        if (obj.get("status") or {}).get(EDIT_WAITING) != waiting:
-            self._patch_status(obj, {EDIT_WAITING: waiting})
-            if waiting is None:
-                obj["status"].pop(EDIT_WAITING, None)
+        changes, none a tick: once per edit and generation in this process (a CRD older than the field prunes it,
+        and it was written again at every tick, as decision 182 found for `writer`)."""
+        said = ("status.editWaiting", _key(obj), waiting and (waiting["edit"], waiting["generation"]))
+        if (obj.get("status") or {}).get(EDIT_WAITING) == waiting or (waiting and said in self._once_said):
+            return
+        self._patch_status(obj, {EDIT_WAITING: waiting})
+        if waiting is None:
+            obj["status"].pop(EDIT_WAITING, None)
+        else:
+            self._once_said.add(said)
 
     def _say_resume_used(self, spec: crd.RolloutSpec, state: rl.RolloutState, obj: dict[str, Any], log: Any) -> None:
         """`rollout.resume_used`, once per CanaryRollout and generation in this process: the spec says `resume`, the

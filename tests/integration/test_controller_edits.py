@@ -472,3 +472,31 @@ def test_an_edit_of_what_a_paused_rollout_drives_waits_for_its_resume(world: Any
     else:
         assert weights == [100, 0] and record["phase"] == rl.ABORTED and record["reason"].startswith(f"superseded: {said}")
     assert "editWaiting" not in _status(custom)
+
+
+def test_status_and_resume_say_the_edit_that_waits_for_the_resume(world: Any, tmp_path: Any) -> None:
+    """r0 paused at 80/20, its steps edited: the edit waits for the resume (decision 527). `canary status` showed
+    the paused split and "`canary resume` goes on", nothing of the edit; `canary resume` printed "progressing ...
+    the controller goes on with it" while the next tick sent stable 100% and started the rollout again from its
+    first step. Both say the edit now, and what the resume makes of it, in text and in `-o json` (decision 538)."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    _oncall(api, tmp_path, "pause")
+    policy = copy.deepcopy(fleet.FAST_POLICY)
+    policy["steps"] = [10, 60, 100]
+    _patch_spec(custom, {"policy": policy})
+    op.tick()
+    then = controller_mod.RESUMED_RESTARTS
+    text = _oncall(api, tmp_path, "status")
+    assert "an edit of CanaryRollout ml/r0 waits for the resume (the policy's steps changed)" in text, text
+    assert f"`canary resume` applies it: {then}" in text
+    shown = json.loads(_oncall(api, tmp_path, "status", "-o", "json"))
+    assert shown["edit_waiting"] == {"edit": "the policy's steps changed", "then": then, "canary_rollout": "ml/r0"}
+    resumed = json.loads(_oncall(api, tmp_path, "resume", "-o", "json"))
+    assert resumed["edit_waiting"] == shown["edit_waiting"], resumed
+    assert resumed["note"] == ("the controller now applies the edit of CanaryRollout ml/r0 that waited for this "
+                               f"resume (the policy's steps changed): {then}")
+    op.tick()
+    assert vs(api, 0)[1]["phase"] in (rl.PENDING, rl.PROGRESSING) and "editWaiting" not in _status(custom)
+    assert "edit_waiting" not in json.loads(_oncall(api, tmp_path, "status", "-o", "json"))
