@@ -373,17 +373,7 @@ def test_an_edit_of_a_paused_rollouts_steps_waits_for_its_resume(world: Any, tmp
     from structlog.testing import capture_logs
 
     api, op, custom = world
-
-    def oncall(command: str) -> None:
-        _oncall(api, tmp_path, command)
-
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    _progressing(op, custom, api)
-    before = vs(api, 0)[1]["started_at"]
-    oncall("pause")
-    policy = copy.deepcopy(fleet.FAST_POLICY)
-    policy["steps"] = [10, 60, 100]
-    _patch_spec(custom, {"policy": policy})
+    before = _paused_then_steps_edited(api, op, custom, tmp_path)
     with capture_logs() as logs:
         op = _fresh(op)  # its logger made under the capture
         for _ in range(2):
@@ -392,12 +382,24 @@ def test_an_edit_of_a_paused_rollouts_steps_waits_for_its_resume(world: Any, tmp
     assert weights == [80, 20] and record["phase"] == rl.PAUSED and record["started_at"] == before, [(e["event"], e.get("reason")) for e in logs]
     waits = [e for e in logs if e["event"] == "rollout.edit_waits"]
     assert len(waits) == 1 and "steps" in waits[0]["edit"], waits
-    oncall("resume")
+    _oncall(api, tmp_path, "resume")
     op.tick()
     weights, record = vs(api, 0)
     assert record["started_at"] > before and record["phase"] in (rl.PENDING, rl.PROGRESSING), record["phase"]
     events = [e["message"] for e in api.list("", "events", "ml") if e["reason"] == "RolloutAborted"]
     assert weights in ([100, 0], [90, 10]) and any("superseded: the policy's steps changed" in m for m in events)
+
+
+def _paused_then_steps_edited(api: Any, op: Any, custom: Any, tmp_path: Any) -> float:
+    """r0 (v2) at its first step (80/20), paused by on-call (`canary pause`), then its policy's steps edited
+    ([20, 50, 100] -> [10, 60, 100]); the record's started_at."""
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    _oncall(api, tmp_path, "pause")
+    policy = copy.deepcopy(fleet.FAST_POLICY)
+    policy["steps"] = [10, 60, 100]
+    _patch_spec(custom, {"policy": policy})
+    return float(vs(api, 0)[1]["started_at"])
 
 
 def _oncall(api: Any, tmp_path: Any, command: str, *args: str) -> str:
@@ -480,12 +482,7 @@ def test_status_and_resume_say_the_edit_that_waits_for_the_resume(world: Any, tm
     the controller goes on with it" while the next tick sent stable 100% and started the rollout again from its
     first step. Both say the edit now, and what the resume makes of it, in text and in `-o json` (decision 538)."""
     api, op, custom = world
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    _progressing(op, custom, api)
-    _oncall(api, tmp_path, "pause")
-    policy = copy.deepcopy(fleet.FAST_POLICY)
-    policy["steps"] = [10, 60, 100]
-    _patch_spec(custom, {"policy": policy})
+    _paused_then_steps_edited(api, op, custom, tmp_path)
     op.tick()
     then = controller_mod.RESUMED_RESTARTS
     text = _oncall(api, tmp_path, "status")
@@ -500,3 +497,24 @@ def test_status_and_resume_say_the_edit_that_waits_for_the_resume(world: Any, tm
     op.tick()
     assert vs(api, 0)[1]["phase"] in (rl.PENDING, rl.PROGRESSING) and "editWaiting" not in _status(custom)
     assert "edit_waiting" not in json.loads(_oncall(api, tmp_path, "status", "-o", "json"))
+
+
+def test_an_edit_waiting_is_written_once_where_a_crd_older_than_the_field_prunes_it(world: Any,
+                                                                                     tmp_path: Any) -> None:
+    """`status.editWaiting` under a CRD older than the field: the API server prunes it, and a write that
+    compared with the status read would send it again at every tick of the pause. Once per edit and
+    generation in a process (decision 538)."""
+    api, op, custom = world
+    _paused_then_steps_edited(api, op, custom, tmp_path)
+    real, sent = op._patch_status, []
+
+    def counted(obj: dict[str, Any], status: dict[str, Any]) -> None:
+        sent.extend([status["editWaiting"]] if "editWaiting" in status else [])
+        real(obj, status)
+
+    op._patch_status = counted
+    for _ in range(4):
+        op.tick()
+        api.edit(crd.GROUP, crd.PLURAL, "ml", "r0", lambda o: (o.get("status") or {}).pop("editWaiting", None))
+    assert len(sent) == 1 and sent[0]["edit"] == "the policy's steps changed", sent
+    assert vs(api, 0)[0] == [80, 20]
