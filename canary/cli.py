@@ -954,16 +954,12 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
                       lambda wide: typer.echo(said))
             return 0
 
-        note = resume_note(state, model, ns) if isinstance(event, rl.Resume) else ""
         if not isinstance(event, rl.Resume):
             note = ""
         elif edit is not None and state.owner.startswith("CanaryRollout "):
-            note = cli_edits.resume_note(edit)
-        elif state.owner.startswith("CanaryRollout "):
-            note = f"the controller goes on with it ({describe_owner(state.owner)})"
+            note = cli_edits.resume_note(edit)  # the edit that waited for this resume (decision 538)
         else:
-            note = (f"judged only while a `canary promote` (or the controller) runs for it: if none does, run "
-                    f"`canary promote {model} --canary-version {state.canary_version} ...` again to go on")
+            note = resume_note(state, model, ns)  # who acts on it, and what to run if nobody does (decision 546)
 
         def text(wide: bool) -> None:
             if wide:
