@@ -286,7 +286,7 @@ class Controller:
                 self.queue.touch(rollout, now)
         elif obj is None:
             self.queue.drop(key)
-            self._forget(key)
+            self._gone(key)
         else:
             resume_requests.saw(self._requests, key, obj)  # every version, owned or not: a takeover reads it
             if self.owns(obj):
@@ -306,6 +306,10 @@ class Controller:
         """One pass over every rollout; returns how many were looked at."""
         t0 = time.monotonic()
         if not self.is_leader():
+            if self._leading and self.telemetry:  # its rows are the new leader's now: two pods' weights, ours frozen
+                for namespace, name in self.telemetry.rollouts():
+                    if self.owns(stub(f"{namespace}/{name}")):
+                        self.telemetry.forget(namespace, name)
             self._leading = False  # when leadership comes back, every rollout is handled once
             if self.shard is not None:
                 self.shard.observe(leading=False)
@@ -1065,6 +1069,15 @@ class Controller:
             for k in [k for k in list(kept2) if k[0] == key]:
                 kept2.pop(k, None)
 
+    def _gone(self, key: str) -> None:
+        """A rollout deleted: `_forget` it, and its series leave /metrics (`canary_rollout_weight`, phase and
+        step stayed until the process restarted: a deleted rollout's last weights on the dashboard for ever,
+        one row more per rollout ever run)."""
+        self._forget(key)
+        if self.telemetry:
+            namespace, _, name = key.partition("/")
+            self.telemetry.forget(namespace, name)
+
     def _forget_absent(self, present: set[str] | None) -> None:
         """Every `FORGET_ABSENT_EVERY_S` (the controller's clock): `_forget` every rollout this process keeps
         something of that no longer exists (`present`: the keys this tick listed; None: the informers'
@@ -1085,8 +1098,10 @@ class Controller:
             kept.update(list(one))
         for two in by_tuple:
             kept.update(k[0] for k in list(two))
+        if self.telemetry:  # the series of a rollout whose deletion no watch event or tick saw
+            kept.update(f"{ns}/{name}" for ns, name in self.telemetry.rollouts())
         for key in kept - present:
-            self._forget(key)
+            self._gone(key)
 
     # ---- checks before traffic: metrics preflight, Triton gates ---------------------
 
@@ -1463,7 +1478,7 @@ class Controller:
         nothing split: the finalizer goes."""
         key = _key(obj)
         if FINALIZER not in _finalizers(obj):
-            self._forget(key)
+            self._gone(key)
             return
         log = self.log.bind(rollout=key)
         drove, known = _drove(obj), self._known.get(key)
@@ -1477,7 +1492,7 @@ class Controller:
             outcome, _ = self._stable_if_ours(obj, raw, reason="CanaryRollout deleted mid-rollout", log=log)
             log.info("rollout.deleted", outcome=outcome)
         self._set_finalizer(obj, False)
-        self._forget(key)
+        self._gone(key)
 
     def _claimed_by(self, obj: dict[str, Any]) -> tuple[str, str, str, str] | None:
         """What the raw spec names (`_drives`, without parsing the policy), when the route's record is a

@@ -106,6 +106,11 @@ class Telemetry:
                 for key in [k for k in self._effects if k[0] == row[0]]:
                     del self._effects[key]
 
+    def rollouts(self) -> list[tuple[str, str]]:
+        """(namespace, rollout) of every rollout that has series now."""
+        with self._lock:
+            return list(self._rows)
+
     def rollout_rows(self) -> list[tuple[tuple[str, str], tuple[str, str, str, float, float, str, int]]]:
         with self._lock:
             return list(self._rows.items())

@@ -89,6 +89,46 @@ def test_forget_removes_every_series_of_the_rollout_only():
     assert value(t, "canary_rollbacks_total", model="rec", reason="gate") == 1  # history is kept
 
 
+def _controller(t: Telemetry, **kw):
+    from canary.controller import Controller
+    from tests.fakes import FakeClock
+
+    return Controller(custom=None, core=None, router=None, metrics=None, telemetry=t, clock=FakeClock(), **kw)
+
+
+def test_the_controller_drops_the_series_of_a_deleted_rollout():
+    """`Telemetry.forget` was never called: a deleted CanaryRollout's weight, phase and step series stayed on
+    /metrics until the controller restarted (its last weights on the dashboard, one row more per rollout ever
+    run). A deletion the watch delivers, one only a tick's listing shows, and a deletion with no finalizer
+    of ours each drop them; the other rollouts keep theirs."""
+    from canary import crd
+
+    t = Telemetry()
+    op = _controller(t)
+    for name in ("r0", "r1", "r2", "r3"):
+        t.record_state(namespace="ml", rollout=name, state=state())
+    op.changed(crd.PLURAL, "ml/r0", None)  # the informer saw it go
+    op._forget_absent({"ml/r2", "ml/r3"})  # a tick's LIST no longer has r1
+    op._deleted({"metadata": {"namespace": "ml", "name": "r2", "deletionTimestamp": "now", "finalizers": []}})
+    assert {s["rollout"] for s in names(t, "canary_rollout_weight")} == {"r3"}
+    assert {s["rollout"] for s in names(t, "canary_rollout_phase")} == {"r3"}
+
+
+def test_a_controller_that_loses_leadership_drops_the_series_of_its_rollouts():
+    """An ex-leader kept exporting the rollouts the new leader now drives, frozen: the weight panel showed two
+    pods' lines per arm, one of them stale. Only the rollouts it owns go (shards share one Telemetry)."""
+    t = Telemetry()
+    leading = [True]
+    op = _controller(t, is_leader=lambda: leading[0], owns=lambda obj: obj["metadata"]["name"] != "other-shard")
+    for name in ("r0", "other-shard"):
+        t.record_state(namespace="ml", rollout=name, state=state())
+    op._leading = True  # it led at the previous tick
+    leading[0] = False
+    assert op.tick() == 0
+    assert {s["rollout"] for s in names(t, "canary_rollout_weight")} == {"other-shard"}
+    assert value(t, "canary_leader") == 0
+
+
 def test_record_verdict_counts_outcomes_and_keeps_last_finite_effect():
     t = Telemetry()
     r1 = [CheckResult("shift", "prediction_shift", Outcome.FAIL, "PSI 0.3", effect_size=0.31),
