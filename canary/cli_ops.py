@@ -6,6 +6,7 @@ main Typer app by `register`.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -38,14 +39,15 @@ def analyze(
     """Compare stable and canary now over --window, print the verdict with its evidence.
 
     Exit 0 pass, 1 fail, 4 inconclusive or could not measure, 2 bad input (a URL that is not a
-    Prometheus API, credentials refused, a query Prometheus rejects).
+    Prometheus API, credentials refused, a query Prometheus rejects, a --window shorter than two
+    scrapes, the same version on both sides).
     Nothing is written anywhere. Versions not given are read from the
     DestinationRule's subsets (needs Kubernetes access; --route picks the
     HTTP route of a VirtualService that has several).
 
     Example: canary analyze rec-model -n ml --policy policies/default.yaml --window 10m --prometheus-url http://prometheus:9090
 
-    Example: canary analyze rec-model --policy p.yaml --stable-version v1 --canary-version v2 --window 1m30s -o json
+    Example: canary analyze rec-model --policy p.yaml --stable-version v1 --canary-version v2 --window 2m -o json
     """
     from canary.analysis.judge import judge
     from canary.model import Outcome
@@ -56,6 +58,13 @@ def analyze(
     def go() -> int:
         policy = load_policy(policy_file)
         window_s = max(1, int(window))
+        scrape = policy.metrics.scrape_interval
+        if window_s < 2 * scrape:  # an increase() needs two samples in its window: "no series" for both arms, exit 4
+            raise cli.ConfigError(
+                f"--window {window_s}s is shorter than two scrapes (metrics.scrape_interval {scrape:g}s in "
+                f"{policy_file}): an increase() over it holds at most one sample, so every check would read "
+                f"'no series' for both arms; give --window {math.ceil(2 * scrape)}s or more (or set "
+                "metrics.scrape_interval to what your Prometheus really scrapes at)")
         metrics = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
                                prometheus_ca_file)
         ns = opts.namespace(namespace, kubeconfig, context)
@@ -70,6 +79,11 @@ def analyze(
             where = resolved.route
             st = router.inspect(resolved)
             stable, canary = stable or st.stable_subset_version, canary or st.canary_subset_version
+        if stable == canary:  # the same series on both sides: a pass would say nothing of any canary
+            given = "--stable-version and --canary-version are" if stable_version and canary_version else \
+                "the stable and canary subsets (or the versions given) both select"
+            raise cli.ConfigError(f"{given} {stable!r}: nothing to compare (a rollout that ended leaves both "
+                                  "subsets on one version); give the canary's version with --canary-version")
         target = cli._target(model, ns, virtual_service, destination_rule, stable=stable, canary=canary,
                              route=where, kubernetes=False)  # only Prometheus reads it
         measurements: dict = {}

@@ -70,7 +70,7 @@ def test_stdout_holds_only_the_requested_output_when_prometheus_fails(tmp_path: 
         pol = tmp_path / "p.yaml"
         pol.write_text("steps: [10, 100]\nchecks: [{name: err, kind: error_rate, max_rate_pct: 5}]\n")
         r = subprocess.run([sys.executable, "-m", "canary", "analyze", "rec", "--policy", str(pol),
-                            "--stable-version", "v1", "--canary-version", "v2", "--window", "1m",
+                            "--stable-version", "v1", "--canary-version", "v2", "--window", "2m",
                             "--prometheus-url", server.url, "-o", "json"],
                            capture_output=True, text=True, timeout=120)
         out = json.loads(r.stdout)  # nothing but the JSON
@@ -100,7 +100,7 @@ def test_analyze_against_what_is_not_a_usable_prometheus_exits_2_once(tmp_path: 
         pol.write_text("steps: [10, 100]\nchecks: [{name: err, kind: error_rate, max_rate_pct: 5}, "
                        "{name: lat, kind: latency, max_ms: 100}]\n")
         r = subprocess.run([sys.executable, "-m", "canary", "analyze", "rec", "--policy", str(pol),
-                            "--stable-version", "v1", "--canary-version", "v2", "--window", "1m",
+                            "--stable-version", "v1", "--canary-version", "v2", "--window", "2m",
                             "--prometheus-url", server.url + "/api/v1"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 2, (r.returncode, r.stdout[-500:], r.stderr[-500:])
         assert (r.stdout + r.stderr).count(says) == 1, r.stdout + r.stderr

@@ -1,0 +1,41 @@
+"""`canary analyze` refuses, as bad input (exit 2) before asking Prometheus, what would otherwise come back as
+a verdict that says nothing: a window no increase() can be taken over, and one version on both sides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support import cli
+
+DEAD = "http://127.0.0.1:9"  # never asked: each refusal comes before the first query
+
+
+def analyze(tmp_path: Path, *args: str, scrape: str | None = None) -> tuple[int, str, str]:
+    pol = tmp_path / "p.yaml"
+    metrics = f"metrics: {{scrape_interval: {scrape}}}\n" if scrape else ""
+    pol.write_text("steps: [10, 100]\n" + metrics + "checks: [{name: err, kind: error_rate, max_rate_pct: 5}]\n")
+    res = cli.run(["analyze", "rec", "-n", "ml", "--policy", str(pol), "--prometheus-url", DEAD, *args],
+                  env={"KUBECONFIG": ""})
+    return res.returncode, res.stdout, " ".join(res.stderr.split())
+
+
+@pytest.mark.parametrize(("window", "scrape", "least"), [("1m", None, "120s"), ("5s", "15s", "30s"),
+                                                         ("29s", "15s", "30s")])
+def test_a_window_shorter_than_two_scrapes_is_bad_input(tmp_path: Path, window: str, scrape: str | None,
+                                                        least: str) -> None:
+    """It exited 4, every check "could not measure: no series for the stable arm ... the canary arm": on-call
+    went looking for a broken exporter. An increase() needs two samples in its window."""
+    code, out, err = analyze(tmp_path, "--stable-version", "v1", "--canary-version", "v2", "--window", window,
+                             scrape=scrape)
+    assert code == 2 and out == "", err
+    assert "shorter than two scrapes" in err and "metrics.scrape_interval" in err and f"--window {least} or more" in err
+
+
+def test_the_same_version_on_both_sides_is_bad_input(tmp_path: Path) -> None:
+    """v1 against itself was judged (exit 0 where its checks could show "within the limit": a canary passed that
+    was never looked at); `promote` refuses the stable version as the canary (exit 2), so does analyze now."""
+    code, out, err = analyze(tmp_path, "--stable-version", "v1", "--canary-version", "v1", "--window", "5m")
+    assert code == 2 and out == "", err
+    assert "'v1': nothing to compare" in err and "--canary-version" in err
