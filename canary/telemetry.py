@@ -34,7 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from canary import logs
 from canary import rollout as rl
-from canary.model import CheckResult
+from canary.model import CheckResult, Outcome
 from canary.rollout import ROLLBACK_REASONS, classify_reason  # re-exported: the end's class lives with the ends
 
 KUBE_ERROR_KINDS = ("conflict", "unavailable", "other")
@@ -81,6 +81,7 @@ class Telemetry:
         self.leader.set(0)
         for kind in KUBE_ERROR_KINDS:  # present at 0 from the start, so rate() sees the first error
             self.kube_errors.labels(kind)
+        self._models: set[str] = set()  # models whose rollback and promotion counters exist (at 0 or more)
         self._lock = threading.Lock()
 
     # ---- rollouts ------------------------------------------------------------------
@@ -93,6 +94,20 @@ class Telemetry:
                float(state.weights.canary), state.phase, state.step + 1)
         with self._lock:
             self._rows[(namespace, rollout)] = row
+        self._zeros(state.model)
+
+    def _zeros(self, model: str) -> None:
+        """A model's rollback (every class) and promotion counters, at 0 from its first rollout on. A counter
+        child born at 1 has no earlier sample: `increase()` and `changes()` read its first rollback as 0, so the
+        dashboard's rollbacks panel and annotation missed the first rollback of each class per model after every
+        controller start (for most models, every rollback there is)."""
+        with self._lock:
+            if model in self._models:
+                return
+            self._models.add(model)
+        for reason in ROLLBACK_REASONS:
+            self.rollbacks.labels(model, reason)
+        self.promotions.labels(model)
 
     def forget(self, namespace: str, rollout: str) -> None:
         """Remove every series of a deleted rollout (and its model's effect sizes if no other rollout has it).
@@ -125,7 +140,10 @@ class Telemetry:
         with self._lock:  # with forget() and the scrape: a series is either tracked or gone
             for r in results:
                 key = (model, r.check, r.outcome.label)
-                n, created = self._verdicts.get(key) or (0.0, time.time())
+                if key not in self._verdicts:  # a check's first look: its other outcomes at 0 (`_zeros`'s reason)
+                    for o in Outcome:
+                        self._verdicts.setdefault((model, r.check, o.label), (0.0, time.time()))
+                n, created = self._verdicts[key]
                 self._verdicts[key] = (n + 1.0, created)
                 if isinstance(r.effect_size, (int, float)) and math.isfinite(r.effect_size):
                     side = BOUND_SIDES.get(r.bounded.get("effect_size", ""), 0)
@@ -139,11 +157,13 @@ class Telemetry:
 
     def record_rollback(self, *, model: str, reason: str, seconds: float | None) -> None:
         """One rollback; `seconds` from the breach first seen to stable 100% written (None: unknown)."""
+        self._zeros(model)
         self.rollbacks.labels(model, classify_reason(reason)).inc()
         if seconds is not None and math.isfinite(seconds) and seconds >= 0:
             self.time_to_rollback.observe(seconds)
 
     def record_promotion(self, *, model: str) -> None:
+        self._zeros(model)
         self.promotions.labels(model).inc()
 
     # ---- the controller itself -----------------------------------------------------

@@ -89,6 +89,25 @@ def test_forget_removes_every_series_of_the_rollout_only():
     assert value(t, "canary_rollbacks_total", model="rec", reason="gate") == 1  # history is kept
 
 
+def test_a_models_counters_exist_at_zero_before_its_first_rollback_and_fail():
+    """A counter child born at 1 has no sample before it: the dashboard's `increase(canary_rollbacks_total[...])`
+    and its `changes(...) > 0` annotation read a model's first rollback of each class since the controller
+    started as 0, and `increase(canary_verdicts_total{outcome="fail"})` its first failed look. Now a model's
+    rollback and promotion counters are exported at 0 from its first recorded state, and a check's four
+    outcomes from its first look."""
+    t = Telemetry()
+    t.record_state(namespace="ml", rollout="rec-vs", state=state())
+    for reason in ROLLBACK_REASONS:
+        assert value(t, "canary_rollbacks_total", model="rec", reason=reason) == 0, reason
+    assert value(t, "canary_promotions_total", model="rec") == 0
+    t.record_verdict(model="rec", results=[CheckResult("lat", "latency", Outcome.PASS, "ok", effect_size=1.0)])
+    for o in Outcome:
+        assert value(t, "canary_verdicts_total", model="rec", check="lat", outcome=o.label) == (o is Outcome.PASS), o
+    t.record_rollback(model="rec", reason="lat: canary p95 185 ms vs stable 89.2 ms", seconds=1.0)
+    assert value(t, "canary_rollbacks_total", model="rec", reason="check") == 1
+    assert value(t, "canary_rollbacks_total", model="rec", reason="gate") == 0
+
+
 def _controller(t: Telemetry, **kw):
     from canary.controller import Controller
     from tests.fakes import FakeClock
