@@ -2259,7 +2259,12 @@ class Controller:
                 verdict: Verdict | None = None, *, step_start: dict[str, Any] | None = None,
                 extra: dict[str, Any] | None = None) -> None:
         """The CR status: small and bounded (phase, weights, the last verdict, a summary of the looks);
-        every look with its per-arm values is in the history ConfigMap (`canary report`)."""
+        every look with its per-arm values is in the history ConfigMap (`canary report`). The rollout's series
+        on /metrics follow it: `_record` sets them only for a step executed, so after a controller restart or a
+        change of leader a paused rollout (no look, no step) had none until it was resumed, and a progressing
+        one none until its next look."""
+        if self.telemetry and state.model == spec.target.model:
+            self.telemetry.record_state(namespace=spec.namespace, rollout=spec.name, state=state)
         old = obj.get("status") or {}
         new = {
             "phase": state.phase, "step": state.step + 1,

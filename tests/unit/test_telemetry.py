@@ -133,6 +133,30 @@ def test_the_controller_drops_the_series_of_a_deleted_rollout():
     assert {s["rollout"] for s in names(t, "canary_rollout_phase")} == {"r3"}
 
 
+def test_a_rollout_the_controller_only_reads_has_its_series(tmp_path):
+    """`_record` set a rollout's series only for a step executed: after a controller restart or a change of
+    leader, a paused rollout (no look, no step until someone resumes it) had no weight or phase series, and was
+    not in the dashboard's model list, until it moved; a progressing one none until its next look. The status
+    write (`_status`, every tick that reads the rollout, its write skipped when nothing changed) sets them now."""
+    from canary import crd
+    from tests import fleet
+    from tests.unit.test_errors_said import _Statuses
+
+    t = Telemetry()
+    op = _controller(t)
+    op.custom = _Statuses()
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"].update(generation=1, uid="u-1")
+    spec = crd.parse(obj)
+    paused = rl.RolloutState(model=spec.target.model, stable_version="v1", canary_version="v2", phase=rl.PAUSED,
+                             weights=Weights.canary_at(25), step=1, reason="paused by operator")
+    for _ in range(2):  # the second write is skipped (nothing changed): the series stay
+        op._status(obj, spec, paused)
+        ro = {"namespace": "ml", "rollout": "r0", "model": spec.target.model}
+        assert value(t, "canary_rollout_phase", **ro, phase=rl.PAUSED) == 1
+        assert value(t, "canary_rollout_weight", **ro, stable_version="v1", canary_version="v2", arm="canary") == 25
+
+
 def test_a_controller_that_loses_leadership_drops_the_series_of_its_rollouts():
     """An ex-leader kept exporting the rollouts the new leader now drives, frozen: the weight panel showed two
     pods' lines per arm, one of them stale. Only the rollouts it owns go (shards share one Telemetry)."""
