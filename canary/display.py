@@ -7,6 +7,7 @@ Machines read `--output json` and the JSON logs instead.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Iterable
 
 from rich.console import Console, Group
@@ -37,6 +38,19 @@ def _count(value: Any) -> str:
     return whole(value) if isinstance(value, (int, float)) and math.isfinite(value) else _fmt(value)
 
 
+QUERY_SHOWN = 240  # characters of a query a table's reason shows (a simple one whole; `-o json` has every one whole)
+_QUERY = re.compile(r"(query: )(.+?)(?=; check '|$)", re.S)
+
+
+def short_queries(reason: str, *, limit: int = QUERY_SHOWN) -> str:
+    """A reason with each query it quotes cut to `limit` characters. A check that could not ask Prometheus
+    quotes the look's batched query, ~5,000 characters per arm: `analyze` printed some 70 table lines per check
+    for "connection failed", the cause lost among them."""
+    return _QUERY.sub(lambda m: m.group(1) + (m.group(2) if len(m.group(2)) <= limit else
+                                              f"{m.group(2)[:limit]}... ({len(m.group(2)):,} characters: -o json "
+                                              "has it whole)"), reason or "")
+
+
 def evidence_table(results: Iterable[dict[str, Any]], title: str = "checks") -> Table:
     t = Table(title=title, show_lines=False)
     for col in ("check", "verdict", "stable", "canary", "n canary/stable", "threshold", "p", "effect", "reason"):
@@ -55,7 +69,7 @@ def evidence_table(results: Iterable[dict[str, Any]], title: str = "checks") -> 
             # a state recorded before units were: the bare number
             with_unit(r.get("threshold"), r.get("threshold_unit")), _fmt(r.get("p_value"), 2),
             with_unit(r.get("effect_size"), r.get("threshold_unit"), 3, bound=bound.get("effect_size")),
-            r.get("reason", ""),
+            short_queries(r.get("reason", "")),
         )
     return t
 
