@@ -43,6 +43,9 @@ ROLLBACK_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 60
 # `CheckResult.bounded`'s sides as `canary_check_effect_size_bounded` exports them: the true effect lies above (1)
 # or below (-1) the number exported; 0: it is the value
 BOUND_SIDES = {">": 1, "<": -1}
+# how long a model's effect sizes stay on /metrics once none of its rollouts is unfinished: the look that ended it
+# is on the dashboard for a while, and an alert on `canary_check_effect_size > L` resolves after the rollback
+EFFECT_KEEP_S = 600.0
 TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -50,8 +53,11 @@ TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 class Telemetry:
     """All metrics of one controller process, in a private registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.clock = clock
+        self._ended: dict[str, float] = {}  # model -> when its last unfinished rollout ended (`EFFECT_KEEP_S`)
         r = self.registry
         # The per-rollout series (weight, phase, step) come from one compact row per rollout, rendered at
         # scrape time (`_RolloutCollector`): 12 prometheus_client children per rollout cost ~12 kB and a
@@ -94,6 +100,10 @@ class Telemetry:
                float(state.weights.canary), state.phase, state.step + 1)
         with self._lock:
             self._rows[(namespace, rollout)] = row
+            if state.phase not in rl.TERMINAL:
+                self._ended.pop(state.model, None)
+            elif all(r[0] != state.model or r[5] in rl.TERMINAL for r in self._rows.values()):
+                self._ended.setdefault(state.model, self.clock())
         self._zeros(state.model)
 
     def _zeros(self, model: str) -> None:
@@ -151,8 +161,15 @@ class Telemetry:
 
     def check_rows(self) -> tuple[list[tuple[tuple[str, str, str], tuple[float, float]]],
                                   list[tuple[tuple[str, str], tuple[float, int]]]]:
-        """(verdict counts, effect sizes), copied under the lock (for the scrape)."""
+        """(verdict counts, effect sizes), copied under the lock (for the scrape). A model's effect sizes go
+        `EFFECT_KEEP_S` after its last unfinished rollout ended: they were kept for as long as the CanaryRollout
+        existed, and an alert on `canary_check_effect_size > L` kept firing after the rollback that answered it."""
         with self._lock:
+            now = self.clock()
+            for model in [m for m, t in self._ended.items() if now - t >= EFFECT_KEEP_S]:
+                del self._ended[model]
+                for key in [k for k in self._effects if k[0] == model]:
+                    del self._effects[key]
             return list(self._verdicts.items()), list(self._effects.items())
 
     def record_rollback(self, *, model: str, reason: str, seconds: float | None) -> None:

@@ -172,6 +172,36 @@ def test_a_controller_that_loses_leadership_drops_the_series_of_its_rollouts():
     assert value(t, "canary_leader") == 0
 
 
+def test_a_finished_rollouts_effect_sizes_leave_a_while_after_its_end():
+    """The effect sizes stayed after the rollout ended, for as long as the CanaryRollout existed: an alert on
+    `canary_check_effect_size > L` kept firing after the rollback that answered it. They go EFFECT_KEEP_S after no
+    rollout of the model is unfinished (the failing look, counted after the end is written, is shown until
+    then); a new rollout of the model keeps them; the rollout's weight and phase stay (phase rolled_back)."""
+    from canary.telemetry import EFFECT_KEEP_S
+
+    now = [0.0]
+    t = Telemetry(clock=lambda: now[0])
+    shift = [CheckResult("shift", "prediction_shift", Outcome.FAIL, "PSI 0.3", effect_size=0.31)]
+    t.record_state(namespace="ml", rollout="rec-vs", state=state())
+    t.record_state(namespace="other", rollout="rec-vs", state=state())  # the same model in another namespace
+    t.record_state(namespace="ml", rollout="rec-vs", state=state(phase=rl.ROLLED_BACK, canary=0))
+    t.record_verdict(model="rec", results=shift)  # the look that rolled it back is counted after its write
+    now[0] += 2 * EFFECT_KEEP_S
+    assert value(t, "canary_check_effect_size", model="rec", check="shift") == pytest.approx(0.31)  # other runs
+    t.record_state(namespace="other", rollout="rec-vs", state=state(phase=rl.PROMOTED, canary=0))
+    now[0] += EFFECT_KEEP_S - 1
+    assert value(t, "canary_check_effect_size", model="rec", check="shift") == pytest.approx(0.31)
+    now[0] += 1
+    assert names(t, "canary_check_effect_size") == [] and names(t, "canary_check_effect_size_bounded") == []
+    assert value(t, "canary_rollout_phase", **RO, phase=rl.ROLLED_BACK) == 1
+    # a model rolled out again before the time is up keeps its effect sizes
+    t.record_verdict(model="rec", results=shift)
+    t.record_state(namespace="ml", rollout="rec-vs", state=state(phase=rl.ROLLED_BACK, canary=0))
+    t.record_state(namespace="ml", rollout="rec-vs", state=state(canary_v="v3"))
+    now[0] += 2 * EFFECT_KEEP_S
+    assert value(t, "canary_check_effect_size", model="rec", check="shift") == pytest.approx(0.31)
+
+
 def test_record_verdict_counts_outcomes_and_keeps_last_finite_effect():
     t = Telemetry()
     r1 = [CheckResult("shift", "prediction_shift", Outcome.FAIL, "PSI 0.3", effect_size=0.31),
