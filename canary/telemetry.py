@@ -102,7 +102,7 @@ class Telemetry:
             self._rows[(namespace, rollout)] = row
             if state.phase not in rl.TERMINAL:
                 self._ended.pop(state.model, None)
-            elif all(r[0] != state.model or r[5] in rl.TERMINAL for r in self._rows.values()):
+            elif not self._unfinished(state.model):
                 self._ended.setdefault(state.model, self.clock())
         self._zeros(state.model)
 
@@ -130,6 +130,12 @@ class Telemetry:
             if row is not None and all(r[0] != row[0] for r in self._rows.values()):
                 for key in [k for k in self._effects if k[0] == row[0]]:
                     del self._effects[key]
+            elif row is not None and not self._unfinished(row[0]):
+                self._ended.setdefault(row[0], self.clock())  # only finished ones left: as at an end
+
+    def _unfinished(self, model: str) -> bool:
+        """Whether a rollout of `model` with series is not finished (under the lock)."""
+        return any(r[0] == model and r[5] not in rl.TERMINAL for r in self._rows.values())
 
     def rollouts(self) -> list[tuple[str, str]]:
         """(namespace, rollout) of every rollout that has series now."""

@@ -202,6 +202,20 @@ def test_a_finished_rollouts_effect_sizes_leave_a_while_after_its_end():
     assert value(t, "canary_check_effect_size", model="rec", check="shift") == pytest.approx(0.31)
 
 
+def test_deleting_the_last_unfinished_rollout_of_a_model_starts_its_effect_sizes_clock():
+    from canary.telemetry import EFFECT_KEEP_S
+
+    now = [0.0]
+    t = Telemetry(clock=lambda: now[0])
+    t.record_state(namespace="a", rollout="rec-vs", state=state(phase=rl.PROMOTED, canary=0))
+    t.record_state(namespace="b", rollout="rec-vs", state=state())
+    t.record_verdict(model="rec", results=[CheckResult("lat", "latency", Outcome.PASS, "ok", effect_size=1.0)])
+    t.forget("b", "rec-vs")  # a finished rollout of the model is left: the effects go as after an end
+    assert value(t, "canary_check_effect_size", model="rec", check="lat") == 1.0
+    now[0] += EFFECT_KEEP_S
+    assert names(t, "canary_check_effect_size") == []
+
+
 def test_record_verdict_counts_outcomes_and_keeps_last_finite_effect():
     t = Telemetry()
     r1 = [CheckResult("shift", "prediction_shift", Outcome.FAIL, "PSI 0.3", effect_size=0.31),
