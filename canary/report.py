@@ -139,7 +139,7 @@ def render(doc: dict[str, Any]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>canary report: {_e(title.translate(_BIDI_CONTROLS))}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_b(ro['model'])} {_b(ro['stable_version'])} → {_b(ro['canary_version'])} <span class=\"phase {_e(doc.get('phase') or '')}\">{_e(doc.get('phase') or 'unknown')}</span></h1>",
-        f"<p class=\"sub\">{_e(doc.get('reason') or '')}</p>", _still_running(doc),
+        _why(doc), _still_running(doc),
         _summary(doc, t0, t_end),
         '<h2 id="plots">Over time</h2>',
         *(f'<figure class="plot" id="{_e(fid)}">{svg}</figure>' for fid, svg in figures),
@@ -149,6 +149,34 @@ def render(doc: dict[str, Any]) -> str:
         f"<script>{_JS}</script></body></html>",
     ]
     return "\n".join(parts)
+
+
+# an end's class (`rollout.classify_reason`, `end_cause` in `-o json`) in words, before its reason: "lat: canary
+# p95 185 ms vs ..." did not say that a check failed, nor "failed: ..." that the canary was not to blame
+_CAUSE_WORDS = {
+    "check": "a check showed the canary beyond its limit", "gate": "a Triton gate refused the canary",
+    "deadline": "no verdict by the step's deadline", "operator": "a person asked for it",
+    "interrupted": "the run was interrupted", "infrastructure": "Prometheus or Kubernetes failed (not the canary)",
+    "foreign_edit": "the route was changed outside the rollout", "abandoned": "its runner was gone (swept)",
+}
+
+
+def _why(doc: dict[str, Any]) -> str:
+    """The line under the title: for a rollback or an abort, what ended it in one line ("Rolled back: a check
+    showed the canary beyond its limit — lat: canary p95 ..."); otherwise the recorded reason as it is. A rollback
+    whose history kept no reason says so, with the last reason its events recorded."""
+    from canary.rollout import ABORTED, ROLLED_BACK, classify_reason
+
+    phase, reason = doc.get("phase"), str(doc.get("reason") or "")
+    if phase not in (ROLLED_BACK, ABORTED):
+        return f'<p class="sub">{_e(reason)}</p>'
+    if not reason:
+        said = [str(e["reason"]) for e in doc.get("events") or () if e.get("reason")]
+        reason = said[-1] if said else ""
+    cause = _CAUSE_WORDS.get(classify_reason(reason)) if reason else "no reason was recorded"
+    head = "Rolled back" if phase == ROLLED_BACK else "Aborted"
+    text = " — ".join(x for x in (cause, reason) if x)
+    return f'<p class="sub" id="why"><strong>{head}</strong>: {_e(text)}</p>'
 
 
 def _still_running(doc: dict[str, Any]) -> str:

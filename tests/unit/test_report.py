@@ -3,6 +3,7 @@ network, and the command's inputs and outputs (in-process, no cluster)."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -314,3 +315,25 @@ def test_the_duration_reads_in_hours_and_minutes(slow: dict[str, Any], seconds: 
     doc["weights"] = [p for p in doc["weights"] if p[0] <= doc["updated_at"]]
     doc["events"] = [e for e in doc["events"] if e["at"] <= doc["updated_at"]]
     assert f"<dt>duration</dt><dd>{shown}</dd>" in render(hist.parse(json.dumps(doc), where="t"))
+
+
+@pytest.mark.parametrize("phase, reason, line", [
+    ("rolled_back", "lat: canary p95 185 ms vs stable 89.2 ms (+107%, limit +20%)",
+     "Rolled back: a check showed the canary beyond its limit — lat: canary p95 185 ms"),
+    ("rolled_back", "no verdict after 630s at step 1 (inconclusive: lat: ...)",
+     "Rolled back: no verdict by the step's deadline — no verdict after 630s"),
+    ("rolled_back", "operator: p99 alerts", "Rolled back: a person asked for it — operator: p99 alerts"),
+    ("aborted", "failed: KubeUnavailable: the API server did not answer",
+     "Aborted: Prometheus or Kubernetes failed (not the canary) — failed: KubeUnavailable"),
+    ("rolled_back", "", "Rolled back: a check showed the canary beyond its limit — lat: canary p95 185 ms"),
+])
+def test_an_ended_rollouts_page_says_why_in_one_line(slow: dict[str, Any], phase: str, reason: str,
+                                                     line: str) -> None:
+    """The line under the title was the bare reason: "lat: canary p95 185 ms vs ..." did not say that a check
+    failed (nor "failed: ..." that the canary was not to blame), and a history with no reason showed nothing.
+    Now it opens with the end and its class in words; with no reason, the last one the events recorded."""
+    doc = json.loads(json.dumps(slow))
+    doc["phase"], doc["reason"] = phase, reason
+    (why,) = re.findall(r'<p class="sub" id="why">(.*?)</p>', render(doc))
+    text = html.unescape(re.sub(r"<[^>]+>", "", why))
+    assert text.startswith(line), text
