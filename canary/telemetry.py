@@ -208,8 +208,23 @@ class Telemetry:
         self.leader.set(1 if leader else 0)
 
     def render(self) -> bytes:
-        """Text exposition format (what /metrics serves)."""
-        return generate_latest(self.registry)
+        """Text exposition format (what /metrics serves), without prometheus_client's `<counter>_created` series:
+        in this format they are plain gauges of a unix time beside every counter and histogram (another series per
+        model and class of `canary_rollbacks_total`, per check and outcome of `canary_verdicts_total`), which no
+        Prometheus reads as a created timestamp and which read as counts of something "created"."""
+        return generate_latest(_WithoutCreated(self.registry))
+
+
+class _WithoutCreated:
+    """A registry's families as `render` serves them: every sample but the `_created` ones."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Any]:
+        for family in self.registry.collect():  # built anew at each collect: ours to trim
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
 
 
 class _RolloutCollector:

@@ -108,6 +108,23 @@ def test_a_models_counters_exist_at_zero_before_its_first_rollback_and_fail():
     assert value(t, "canary_rollbacks_total", model="rec", reason="gate") == 0
 
 
+def test_metrics_carry_no_created_series():
+    """prometheus_client wrote a `<name>_created` gauge (a unix time) beside every counter and histogram series:
+    in the text format Prometheus stores them as series of their own (`canary_rollbacks_created{model, reason}`,
+    `canary_verdicts_created{model, check, outcome}`: as many again as the counters), never as created
+    timestamps."""
+    t = Telemetry()
+    t.record_state(namespace="ml", rollout="rec-vs", state=state())
+    t.record_verdict(model="rec", results=[CheckResult("lat", "latency", Outcome.PASS, "ok", effect_size=1.0)])
+    t.record_rollback(model="rec", reason="gate: canary not ready", seconds=1.0)
+    t.observe_tick(0.1, 1)
+    t.prometheus_query(True)
+    t.kube_error("conflict")
+    exported = {name for name, _ in samples(t)}
+    assert not [n for n in exported if n.endswith("_created")], sorted(exported)
+    assert {"canary_rollbacks_total", "canary_verdicts_total", "canary_tick_duration_seconds_count"} <= exported
+
+
 def _controller(t: Telemetry, **kw):
     from canary.controller import Controller
     from tests.fakes import FakeClock
