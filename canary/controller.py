@@ -313,10 +313,12 @@ class Controller:
             self._leading = False  # when leadership comes back, every rollout is handled once
             if self.shard is not None:
                 self.shard.observe(leading=False)
-            elif self.telemetry:
-                self.telemetry.set_leader(False)
+            if self.telemetry:  # sharded: whether this replica leads any shard (it stayed 0, "no leader")
+                self.telemetry.set_leader(self.shard is not None and self.shard.leads_any())
             return 0
-        if self.shard is None and self.telemetry:
+        if self.shard is not None:
+            self.shard.observe(leading=True)  # at once: another shard's tick reads it (`leads_any`)
+        if self.telemetry:
             self.telemetry.set_leader(True)
         if not self._leading:  # a new term: what an earlier one remembered may be stale (another leader wrote)
             self._known.clear()

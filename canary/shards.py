@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -115,14 +116,16 @@ class ShardGauges:
     """/metrics for one shard: `canary_shard_leader{shard}` (1 while this replica leads it) and
     `canary_shard_rollouts{shard,state}` (its rollouts: all, and those not finished)."""
 
-    _made: dict[int, tuple[Any, Any]] = {}
+    # per registry (weakly: keyed by id(), a registry collected and another made at its address got the gauges of
+    # the one gone, registered there, and exported nothing)
+    _made: "weakref.WeakKeyDictionary[Any, tuple[Any, Any]]" = weakref.WeakKeyDictionary()
 
     def __init__(self, registry: Any, index: int, shards: int) -> None:
         from prometheus_client import Gauge
 
-        made = ShardGauges._made.get(id(registry))
+        made = ShardGauges._made.get(registry)
         if made is None:
-            made = ShardGauges._made[id(registry)] = (
+            made = ShardGauges._made[registry] = (
                 Gauge("canary_shard_leader", "1 while this replica leads the shard", ["shard"], registry=registry),
                 Gauge("canary_shard_rollouts", "CanaryRollouts in the shard (state: all | active)", ["shard", "state"],
                       registry=registry))
@@ -136,6 +139,11 @@ class ShardGauges:
             self.rollouts.labels(shard=self.label, state="all").set(rollouts)
         if active is not None:
             self.rollouts.labels(shard=self.label, state="active").set(active)
+
+    def leads_any(self) -> bool:
+        """Whether this replica leads any shard (of the shards sharing its registry): `canary_leader` when sharded,
+        as /readyz says "leader" (`build`'s `is_leader`)."""
+        return any(s.value == 1 for family in self.leader.collect() for s in family.samples)
 
 
 def drift_leader(ops: Sequence[Any], *, shard_index: int | None) -> Callable[[], bool]:

@@ -150,6 +150,47 @@ def test_the_controller_drops_the_series_of_a_deleted_rollout():
     assert {s["rollout"] for s in names(t, "canary_rollout_phase")} == {"r3"}
 
 
+def test_a_sharded_replica_is_leader_while_it_leads_any_shard():
+    """With `--shards N`, `canary_leader` stayed 0 on every replica (only the unsharded tick set it): the
+    dashboard's "Leader (per controller pod)" panel showed no leader at all. It is now 1 while the replica leads
+    any of its shards, as /readyz says "leader"."""
+    from canary.shards import ShardGauges
+
+    t = Telemetry()
+    leads = {0: True, 1: False}
+    ops = [_controller(t, is_leader=lambda i=i: leads[i], shard=ShardGauges(t.registry, i, 2)) for i in (0, 1)]
+    for op in ops:
+        op.informers = _NoInformers()
+        op.tick()
+    assert value(t, "canary_leader") == 1 and value(t, "canary_shard_leader", shard="0/2") == 1
+    leads[0] = False
+    for op in ops:
+        op.tick()
+    assert value(t, "canary_leader") == 0
+
+
+def test_shard_gauges_are_never_another_registrys():
+    """They were kept per id(registry): a registry collected and a new one made at its address got the gauges
+    registered on the one gone, and its /metrics had no shard series (tests make hundreds of registries)."""
+    import gc
+
+    from canary.shards import ShardGauges
+
+    for _ in range(50):
+        t = Telemetry()
+        ShardGauges(t.registry, 0, 2).observe(leading=True)
+        assert value(t, "canary_shard_leader", shard="0/2") == 1
+        del t
+        gc.collect(0)  # the young generation: where the registry just dropped is (cheap)
+
+
+class _NoInformers:
+    """A cache that has not synced yet: a leader's tick does nothing past its leadership."""
+
+    def synced(self) -> bool:
+        return False
+
+
 def test_a_rollout_the_controller_only_reads_has_its_series(tmp_path):
     """`_record` set a rollout's series only for a step executed: after a controller restart or a change of
     leader, a paused rollout (no look, no step until someone resumes it) had no weight or phase series, and was
