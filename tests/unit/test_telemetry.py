@@ -184,6 +184,29 @@ def test_shard_gauges_are_never_another_registrys():
         gc.collect(0)  # the young generation: where the registry just dropped is (cheap)
 
 
+def test_docs_list_every_metric_with_its_type_and_labels():
+    """docs/deploy.md's "The metrics" is what on-call reads to know a series: every metric the controller serves
+    (shards and all), with its type and labels, and nothing it does not serve."""
+    from pathlib import Path
+
+    from canary.shards import ShardGauges
+
+    t = Telemetry()
+    ShardGauges(t.registry, 0, 2).observe(leading=True, rollouts=1, active=1)
+    t.record_state(namespace="ml", rollout="rec-vs", state=state())
+    t.record_verdict(model="rec", results=[CheckResult("lat", "latency", Outcome.PASS, "ok", effect_size=1.0)])
+    served = {}
+    for fam in t.registry.collect():
+        labels = {k for s in fam.samples for k in s.labels} - {"le"}
+        served[fam.name + ("_total" if fam.type == "counter" else "")] = (fam.type, labels)
+    text = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text(encoding="utf-8")
+    section = text.split("\n## The metrics\n", 1)[1].split("\n## ", 1)[0]
+    documented = {}
+    for name, kind, labels in re.findall(r"^\| `(canary_[a-z_]+)` \| (\w+) \|([^|]*)\|", section, re.M):
+        documented[name] = (kind, {x.strip() for x in labels.split(",") if x.strip()})
+    assert documented == served
+
+
 class _NoInformers:
     """A cache that has not synced yet: a leader's tick does nothing past its leadership."""
 
