@@ -16,8 +16,8 @@ from typing import Any
 
 from canary.errors import TargetError
 from canary.model import Weights
-from canary.routing.patch import (CANARY, STABLE, STATE_ANNOTATION, annotate, delegated_to, fqdn, noted_route,
-                                  noted_service, route_names, routes_nothing, where)
+from canary.routing.patch import (CANARY, SERVICE_ANNOTATION, STABLE, STATE_ANNOTATION, _route_label, annotate,
+                                  delegated_to, fqdn, noted_route, noted_service, route_names, routes_nothing, where)
 from canary.routing.splits import other_routes
 
 
@@ -355,12 +355,29 @@ def claimed_route(vs: Any, rule: str = "") -> str:
     route sends to the service noted with it or to `rule` (the DestinationRule's service, a full name: the route
     and its rule re-pointed together, written as for a named route, decision 523), or answers every request
     itself; "" otherwise (the only route, no name noted, the route renamed since, or the name now another
-    service's route). Decision 549."""
+    service's route). Decision 549. Raises TargetError when the name and the rule agree on a route while another
+    route still sends to the noted service: the note edited by hand to another model's service, or the rollout's
+    route renamed, another model's route given its name and the rule edited to that model's service (decision
+    523's attack: that model's route was written 100/0 and the rollout's left split, exit 0). No object tells the
+    two apart: nothing is written (decision 555)."""
     name, names = noted_route(vs), route_names(vs)
     if not name or len(names) < 2 or names.count(name) != 1:  # the only route is "" as it was claimed
         return ""
-    route = vs["spec"]["http"][names.index(name)]
-    return name if routes_nothing(route) or route_hosts(vs, name) & ({noted_service(vs), rule} - {""}) else ""
+    index, noted = names.index(name), noted_service(vs)
+    http, hosts = vs["spec"]["http"], route_hosts(vs, name)
+    if routes_nothing(http[index]) or noted and noted in hosts:
+        return name
+    if not rule or rule not in hosts:
+        return ""
+    still = [_route_label(r, i) for i, r in enumerate(http) if i != index and isinstance(r, dict)
+             and isinstance(r.get("route"), list) and noted in {_dest_host(d, vs) for d in r["route"]}]
+    if not still:  # the route and its rule re-pointed together, the noted service routed nowhere any more
+        return name
+    raise TargetError(f"{where(vs)}: the note {SERVICE_ANNOTATION} names route {name!r} and service {noted}, but "
+                      f"route {name!r} sends to {rule} (as the DestinationRule's spec.host says) and route(s) "
+                      f"{still} to {noted}: the DestinationRule's spec.host was edited to another model's service, or "
+                      "the note by hand; which route is the rollout's cannot be told, and nothing is written. Check which route serves the model, "
+                      "then name it: `canary rollback MODEL --route ROUTE`")
 
 
 def emptied(vs: Any, route_name: str = "") -> bool:

@@ -182,19 +182,23 @@ def test_a_note_edited_by_hand_to_the_other_models_service_never_writes_that_mod
     """The note (same `started_at`) edited to name m1's service, on a route the rollout claimed as the only one with
     m1's route added since: `route_for` trusted the note over the rule and named m1's route; nothing was written
     (the rule disagrees), but m0's route stayed at 80/20 (exit 6) and `canary status` showed m1's route at 50/50 as
-    the rollout's. With the route's name noted (decision 549), `primary` (to m0, as the rule says) is found by it:
-    status shows it, and the rollback writes it stable 100%. An older canary's note (the service only) edited so
-    is the mirror of decision 523's attack (the rule edited to m1, the note right), which no object tells apart:
-    nothing is written, exit 6, said (`traffic.unsafe`)."""
+    the rollout's. Either note is the mirror of decision 523's attack (the rule edited to m1, the note right; with
+    the name noted, m0's route renamed and m1's given its name: the test below), which no object tells apart:
+    nothing is written, exit 6, said (`traffic.unsafe`). With the route's name noted, both are said as what they
+    are (the name and the rule agree on one route, another sends to the noted service; decision 555), and status
+    no longer shows m1's route as the rollout's (decision 549 wrote `primary` stable 100% here, which in the mirror
+    case was m1's route)."""
     theirs = _shared(api, redirect=False, note=_note(M1, route="primary" if noted == "route" else ""), route="",
                      theirs=(50, 50))
     shown = _cli(api, tmp_path, "status", "-o", "json")
     r = _cli(api, tmp_path, "rollback", "--reason", "pager")
     http = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]
     assert http[0] == theirs, (r.exit_code, r.output[-1500:])
-    if noted == "route":  # was exit 6 with m0's route at 80/20, and status showed m1's route at 50/50
-        assert r.exit_code == 0 and [d["weight"] for d in http[1]["route"]] == [100, 0], (r.exit_code, r.output[-800:])
-        assert shown.exit_code == 0 and json.loads(shown.stdout)["route"] == "primary", shown.output
+    if noted == "route":  # was exit 6 naming m1's route, and status showed m1's route at 50/50 (533, left)
+        said = "names route 'primary' and service m1.ml.svc.cluster.local, but route 'primary' sends to m0"
+        assert r.exit_code == 6 and "traffic.unsafe" in r.output and said in r.output, (r.exit_code, r.output[-800:])
+        assert [d["weight"] for d in http[1]["route"]] == [80, 20]
+        assert shown.exit_code == 2 and said in shown.output, shown.output
     else:
         assert r.exit_code == 6 and "traffic.unsafe" in r.output, (r.exit_code, r.output[-800:])
         assert [d["weight"] for d in http[1]["route"]] == [80, 20]
@@ -215,3 +219,26 @@ def test_a_claimed_only_route_redirected_beside_an_added_route_ends_without_a_pa
     assert vs["spec"]["http"][0] == theirs, (r.exit_code, r.output[-700:])
     assert r.exit_code == 0 and "traffic.unsafe" not in r.output, (r.exit_code, r.output[-700:])
     assert json.loads(vs["metadata"]["annotations"]["modelcanary.dev/rollout"])["phase"] == "rolled_back"
+
+
+def test_the_other_models_route_carrying_the_noted_name_is_never_the_claimed_one(api: Any, tmp_path: Any) -> None:
+    """A review of decision 549 (decision 555): the note names the route m0's rollout claimed (`primary`); since
+    then m0's route was renamed (`m0-route`, still at 80/20 to m0) and m1's route carries the name `primary`, and
+    m0's rule was edited to m1's service (decision 523's attack). The name found m1's route, the rule "agreeing"
+    with it: the rollback wrote m1's route 100/0 and pointed m0's rule (now naming m1), exit 0 "rolled back", m0's
+    canary left at 20%. A route found by the rule alone is the rollout's only while no other route sends to the
+    noted service: refused here, nothing written, exit 6, as before 549."""
+    theirs = _shared(api, redirect=False, note=_note(M0, route="primary"), route="", theirs=(50, 50))
+
+    def names(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["name"], vs["spec"]["http"][1]["name"] = "primary", "m0-route"
+
+    def to_m1(dr: dict[str, Any]) -> None:
+        dr["spec"]["host"] = "m1"
+    api.edit(GROUP, "virtualservices", "ml", "m0", names)
+    api.edit(GROUP, "destinationrules", "ml", "m0", to_m1)
+    r = _cli(api, tmp_path, "rollback", "--reason", "pager")
+    http = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]
+    assert http[0] == {**theirs, "name": "primary"}, (r.exit_code, r.output[-800:])  # was 100/0
+    assert [d["weight"] for d in http[1]["route"]] == [80, 20]
+    assert r.exit_code == 6 and "traffic.unsafe" in r.output, (r.exit_code, r.output[-800:])

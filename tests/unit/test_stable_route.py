@@ -252,3 +252,20 @@ def test_a_claimed_route_is_found_by_the_name_noted_while_it_is_still_the_rollou
     assert stable.claimed_route(noted(mine)) == ""  # the only route: "", as the record names it
     unnamed = noted(OTHER, mine, route="")  # an unnamed route, or an older canary's note: nothing noted
     assert patch.noted_route(unnamed) == "" and stable.claimed_route(unnamed) == ""
+
+
+def test_a_route_found_by_the_rule_alone_is_not_claimed_while_another_still_sends_to_the_noted_service() -> None:
+    # decision 555: the name noted and the rule agree on a route while another still sends to the noted service
+    # (another model's route given the rollout's route's name, the rule edited to that model's service; or the note
+    # edited by hand): which is the rollout's cannot be told, refused. Re-pointed together, the name is trusted
+    from canary.routing import patch
+
+    record = '{"started_at": 5.0, "phase": "progressing"}'
+    theirs = {**OTHER, "name": "primary"}  # the other model's route (service n) now named as the rollout's was
+    obj = vs(theirs, {**MAIN, "name": "m0-route"})
+    patch.note_service(obj, record, HOST, route="primary")
+    patch.annotate(obj, patch.STATE_ANNOTATION, record)
+    with pytest.raises(TargetError, match=r"route\(s\) \['m0-route'\] to m.ml.svc.cluster.local"):
+        stable.claimed_route(obj, "n.ml.svc.cluster.local")
+    obj["spec"]["http"][1] = {"name": "m0-route", **REDIRECT}  # the rollout's service routed nowhere any more
+    assert stable.claimed_route(obj, "n.ml.svc.cluster.local") == "primary"
