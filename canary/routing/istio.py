@@ -714,7 +714,10 @@ def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None) -> Obj:
     for i in routes:
         stable.drop_mirrors(vs["spec"]["http"][i], host, vs)
     # and no other route left splitting with the rolled-back canary (`stable.drop_canary_splits`): the
-    # service as the rule names it, else as the driven route's own `stable` destination does
-    service = host or (stable.route_service(vs["spec"]["http"][routes[0]], vs) if routes else "")
+    # service as the rule names it, else as the driven route's own `stable` destination does, else as noted at the
+    # rollout's writes (its route answering every request itself beside another model's, decision 548: a TCP
+    # route's split with the canary was left, the rollback exit 0; decision 556)
+    service = host or (stable.route_service(vs["spec"]["http"][routes[0]], vs) if routes else "") or \
+        patch.noted_service(vs)
     stable.drop_canary_splits(vs, service, driven=set(routes))
     return vs

@@ -242,3 +242,24 @@ def test_the_other_models_route_carrying_the_noted_name_is_never_the_claimed_one
     assert http[0] == {**theirs, "name": "primary"}, (r.exit_code, r.output[-800:])  # was 100/0
     assert [d["weight"] for d in http[1]["route"]] == [80, 20]
     assert r.exit_code == 6 and "traffic.unsafe" in r.output, (r.exit_code, r.output[-800:])
+
+
+def test_a_claimed_only_route_redirected_with_the_rule_unread_still_ends_a_tcp_split(api: Any, tmp_path: Any) -> None:
+    """A review of decision 548 (decision 556): m0's claimed route redirected beside m1's route, m0's rule unread
+    (its canary subset gone, or a read that failed), and a TCP route of m0's service splitting 80/20 with its
+    canary subset. 548 ends the rollback (exit 0, "rolled back": nothing to the canary by any HTTP route), and the
+    rollback's clean-up of other routes splitting with the canary (decision 129) knew the service only from the rule
+    or the driven route, neither there: the TCP route kept sending 20% to the rolled-back canary. The service noted
+    at the rollout's writes names it."""
+    theirs = _shared(api, redirect=True, note=_note(M0), route="", theirs=(50, 50))
+
+    def tcp(vs: dict[str, Any]) -> None:
+        vs["spec"]["tcp"] = [{"match": [{"port": 9000}],
+                              "route": [{"destination": {"host": "m0", "subset": "stable"}, "weight": 80},
+                                        {"destination": {"host": "m0", "subset": "canary"}, "weight": 20}]}]
+    api.edit(GROUP, "virtualservices", "ml", "m0", tcp)
+    api.edit(GROUP, "destinationrules", "ml", "m0", _drop_canary_subset)
+    r = _cli(api, tmp_path, "rollback", "--reason", "pager")
+    vs = api.get(GROUP, "virtualservices", "ml", "m0")
+    assert r.exit_code == 0 and vs["spec"]["http"][0] == theirs, (r.exit_code, r.output[-800:])
+    assert [d["weight"] for d in vs["spec"]["tcp"][0]["route"]] == [100, 0], (r.exit_code, r.output[-800:])
