@@ -576,3 +576,16 @@ def test_a_rerun_reports_its_rolled_back_version_before_a_missing_flag_is_refuse
     router.inspect = unreadable  # type: ignore[method-assign]
     with pytest.raises(ConfigError, match="pass --triton-canary"):  # no earlier end found: the flag is said first
         again().run()
+
+
+def test_a_take_over_of_a_paused_rollout_refuses_a_missing_flag_before_it_writes() -> None:
+    """A review of decision 544 with 546: `canary resume` refuses a rollout whose promote is gone and says to run
+    promote again, which takes the paused rollout over. Run without the Triton flags a gated policy needs, the
+    Runner has no gate (`promote` builds none): the take-over must be refused before it writes, or the rollout
+    would go on judged without the gate."""
+    second, router, _ = _claimed_by_another_process(_owner_here(99999999999), age_s=5, pause=True)
+    second.refusal = ConfigError("p.yaml: gates.triton is enabled; pass --triton-canary (and --triton-stable)")
+    before, writes = router.state, len(router.log)
+    with pytest.raises(ConfigError, match="pass --triton-canary"):
+        second.run()
+    assert router.state == before and len(router.log) == writes
