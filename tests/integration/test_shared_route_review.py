@@ -72,6 +72,13 @@ def _shared(api: Any, *, redirect: bool, note: str | None, route: str = "primary
     return copy.deepcopy(api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0])
 
 
+def _rehost_rule(api: Any, host: str) -> None:
+    """m0's DestinationRule edited to name service `host`."""
+    def edit(dr: dict[str, Any]) -> None:
+        dr["spec"]["host"] = host
+    api.edit(GROUP, "destinationrules", "ml", "m0", edit)
+
+
 def _drop_canary_subset(dr: dict[str, Any]) -> None:
     dr["spec"]["subsets"] = [s for s in dr["spec"]["subsets"] if s["name"] != "canary"]
 
@@ -144,11 +151,8 @@ def test_a_service_renamed_in_route_and_rule_together_still_gets_stable_100(api:
     def renamed(vs: dict[str, Any]) -> None:
         for d in vs["spec"]["http"][1]["route"]:
             d["destination"]["host"] = "m0b"
-
-    def rule(dr: dict[str, Any]) -> None:
-        dr["spec"]["host"] = "m0b"
     api.edit(GROUP, "virtualservices", "ml", "m0", renamed)
-    api.edit(GROUP, "destinationrules", "ml", "m0", rule)
+    _rehost_rule(api, "m0b")
     r = _cli(api, tmp_path, "rollback", "--reason", "pager")
     http = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]
     assert http[0] == theirs
@@ -166,10 +170,7 @@ def test_the_rule_re_hosted_to_the_other_models_service_beside_a_redirect_is_sti
     nothing written (not m1's route, not the rule), exit 6."""
     theirs = _shared(api, redirect=True, note=_note(M0, route="primary"), route="", theirs=(50, 50))
     rule = api.get(GROUP, "destinationrules", "ml", "m0")
-
-    def to_m1(dr: dict[str, Any]) -> None:
-        dr["spec"]["host"] = "m1"
-    api.edit(GROUP, "destinationrules", "ml", "m0", to_m1)
+    _rehost_rule(api, "m1")
     r = _cli(api, tmp_path, "rollback", "--reason", "pager")
     assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0] == theirs, (r.exit_code, r.output[-800:])
     assert r.exit_code == 6 and "traffic.unsafe" in r.output, (r.exit_code, r.output[-800:])
@@ -232,11 +233,8 @@ def test_the_other_models_route_carrying_the_noted_name_is_never_the_claimed_one
 
     def names(vs: dict[str, Any]) -> None:
         vs["spec"]["http"][0]["name"], vs["spec"]["http"][1]["name"] = "primary", "m0-route"
-
-    def to_m1(dr: dict[str, Any]) -> None:
-        dr["spec"]["host"] = "m1"
     api.edit(GROUP, "virtualservices", "ml", "m0", names)
-    api.edit(GROUP, "destinationrules", "ml", "m0", to_m1)
+    _rehost_rule(api, "m1")
     r = _cli(api, tmp_path, "rollback", "--reason", "pager")
     http = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]
     assert http[0] == {**theirs, "name": "primary"}, (r.exit_code, r.output[-800:])  # was 100/0
