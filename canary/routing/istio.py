@@ -658,7 +658,8 @@ def _service(dr: Obj | None, target: Target) -> str:
 def claimed_route(vs: Obj, dr: Obj | None, target: Target) -> str:
     """The route a rollout that claimed the only route (its record names none) last moved its weights on, by the
     name noted beside its record, checked against the services of the note and of the DestinationRule `dr`
-    (`stable.claimed_route`); "" when that does not tell it (decision 549)."""
+    (`stable.claimed_route`); "" when that does not tell it (decision 549). TargetError when the name and the rule
+    agree on a route while another still sends to the noted service: which is the rollout's cannot be told (555)."""
     return stable.claimed_route(vs, _service(dr, target))
 
 
