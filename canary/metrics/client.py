@@ -315,29 +315,36 @@ class PrometheusClient:
 
     def shortest_scrape_interval_s(self) -> float | None:
         """The shortest scrape interval in this Prometheus's configuration (GET /api/v1/status/config: its global
-        `scrape_interval`, 1m when unset, and every scrape job's own): one try, within `timeout_s`. None when it
-        cannot tell (no answer, an API without that endpoint: Thanos Query, Mimir; a configuration it cannot read):
-        the caller then checks nothing. The shortest: the job that scrapes a given series is not known before its
+        `scrape_interval`, 1m when unset, and every scrape job's own): one try each, within `timeout_s`. None when it
+        cannot tell (no answer, an API without that endpoint: Thanos Query, Mimir; a configuration it cannot read),
+        and where its data need not come from the jobs it lists (decision 557): no scrape job, jobs in
+        `scrape_config_files` (not in the answer), or a remote-write or OTLP receiver (GET /api/v1/status/flags; data
+        pushed by agents at their own interval, under a self-scrape job's 1m). The caller then checks nothing: a
+        refusal must never be wrong. The shortest: the job that scrapes a given series is not known before its
         data are, and a window under twice even the shortest interval holds fewer than two scrapes of any series."""
         import yaml
 
         from canary.policy_fields import parse_duration
 
-        client = self._client
         try:
-            response = client._session.request(  # noqa: SLF001 - the query's own session, headers and auth
-                method="GET", url=f"{client.url}/api/v1/status/config", verify=client._session.verify,  # noqa: SLF001
-                headers=client.headers, auth=client.auth, cert=client._session.cert,  # noqa: SLF001
-                timeout=self.timeout_s)
-            if response.status_code != 200:
+            config = yaml.safe_load(self._status("config")["yaml"]) or {}
+            jobs = [j for j in config.get("scrape_configs") or () if isinstance(j, dict)]
+            if not jobs or config.get("scrape_config_files") or _receives(self._status("flags")):
                 return None
-            config = yaml.safe_load(response.json()["data"]["yaml"]) or {}
             default = (config.get("global") or {}).get("scrape_interval") or "1m"
-            jobs = [j.get("scrape_interval") or default for j in config.get("scrape_configs") or ()
-                    if isinstance(j, dict)]
-            return min(parse_duration(str(v)) for v in [default, *jobs])
+            return min(parse_duration(str(v)) for v in [default, *(j.get("scrape_interval") or default for j in jobs)])
         except Exception:  # noqa: BLE001 - a check that cannot be made is not made; the evaluations' hint stands
             return None
+
+    def _status(self, what: str) -> Any:
+        """The `data` of GET /api/v1/status/<what> (one try, within `timeout_s`); raises on any other answer."""
+        client = self._client
+        response = client._session.request(  # noqa: SLF001 - the query's own session, headers and auth
+            method="GET", url=f"{client.url}/api/v1/status/{what}", verify=client._session.verify,  # noqa: SLF001
+            headers=client.headers, auth=client.auth, cert=client._session.cert,  # noqa: SLF001
+            timeout=self.timeout_s)
+        response.raise_for_status()
+        return response.json()["data"]
 
     def _refused(self, status: int, body: bytes, query: str, who: str) -> ConfigError:
         """The ConfigError for a 4xx: a rejected query, credentials, or not a Prometheus API."""
@@ -385,3 +392,11 @@ def excerpt(text: bytes | str | None, limit: int = 120) -> str:
     if not flat:
         return "empty body"
     return repr(flat if len(flat) <= limit else flat[:limit] + "...")
+
+
+def _receives(flags: Mapping[str, Any]) -> bool:
+    """Whether a Prometheus's flags (/api/v1/status/flags) take pushed samples: the remote-write or OTLP receiver
+    (their own flags since 2.33 and 2.47; `--enable-feature` before)."""
+    on = any(str(flags.get(f, "")).lower() == "true" for f in ("web.enable-remote-write-receiver",
+                                                              "web.enable-otlp-receiver"))
+    return on or any(f in str(flags.get("enable-feature", "")) for f in ("remote-write-receiver", "otlp-write-receiver"))

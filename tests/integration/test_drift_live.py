@@ -125,6 +125,17 @@ def test_drift_check_reads_the_exporter_through_prometheus(prom_server_factory: 
         thread.join(timeout=5)
 
 
+def test_a_remote_write_receivers_self_scrape_interval_refuses_no_window(prom_server_factory: Any) -> None:
+    """A central Prometheus that receives remote write from agents (which scrape the model at 15s) and scrapes only
+    itself at 1m: its configuration says 1m, its data come at the agents' interval. `drift watch --window 1m` was
+    refused at start (exit 2, no way past it) for a window that works; now the check is not made (decision 557)."""
+    from canary.metrics.client import PrometheusClient
+
+    prom = prom_server_factory(targets=["127.0.0.1:1"], scrape_interval="1m",
+                               extra_args=["--web.enable-remote-write-receiver"])
+    assert PrometheusClient(prom.url).shortest_scrape_interval_s() is None
+
+
 def test_the_watcher_alerts_once_per_episode_creates_one_retraining_job_and_survives_a_restart(
         prom_server_factory: Any, tmp_path: Any) -> None:
     """Real Prometheus scraping the exporter, the strict Kubernetes API emulator for Events and

@@ -113,7 +113,8 @@ def test_the_shortest_scrape_interval_is_read_from_prometheus_config_and_none_wh
     """`drift watch --window` is refused under twice the shortest scrape interval (decision 542; the real
     Prometheus's refusal: tests/integration/test_drift_live.py). A job faster than the global interval is the
     shortest; a store without /api/v1/status/config (Thanos Query, Mimir: 404) or a configuration that cannot be
-    read checks nothing, never refuses."""
+    read checks nothing, never refuses; nor does one whose data need not come from the jobs its configuration
+    lists (decision 557)."""
     import json
 
     from canary.metrics.client import PrometheusClient
@@ -121,14 +122,32 @@ def test_the_shortest_scrape_interval_is_read_from_prometheus_config_and_none_wh
 
     config = ("global:\n  scrape_interval: 30s\nscrape_configs:\n- job_name: slow\n  scrape_interval: 1m\n"
               "- job_name: models\n  scrape_interval: 15s\n- job_name: default\n")
-    answers = {"/api/v1/status/config": (200, "application/json",
-                                         json.dumps({"status": "success", "data": {"yaml": config}}))}
+
+    def served(yaml: str) -> tuple[int, str, str]:
+        return 200, "application/json", json.dumps({"status": "success", "data": {"yaml": yaml}})
+
+    flags = {"web.enable-remote-write-receiver": "false", "enable-feature": ""}
+    answers = {"/api/v1/status/config": served(config),
+               "/api/v1/status/flags": (200, "application/json", json.dumps({"status": "success", "data": flags}))}
     server = ScriptedHTTP(lambda path, headers: answers.get(path, (404, "text/plain", "404 page not found")))
     try:
         assert PrometheusClient(server.url).shortest_scrape_interval_s() == 15.0
-        answers["/api/v1/status/config"] = (200, "application/json", json.dumps(
-            {"status": "success", "data": {"yaml": "scrape_configs: []\n"}}))
+        answers["/api/v1/status/config"] = served("scrape_configs:\n- job_name: models\n")
         assert PrometheusClient(server.url).shortest_scrape_interval_s() == 60.0  # Prometheus's default
+        # where the data need not come from the jobs listed, it cannot tell (decision 557): no job at all (a
+        # receiver of remote write), jobs in other files, a receiver flag beside a self-scrape job
+        for yaml, on in (("scrape_configs: []\n", {}), ("global:\n  scrape_interval: 1m\n", {}),
+                         (config + "scrape_config_files:\n- jobs/*.yml\n", {}),
+                         (config, {"web.enable-remote-write-receiver": "true"}),
+                         (config, {"enable-feature": "exemplar-storage,remote-write-receiver"}),
+                         (config, {"web.enable-otlp-receiver": "true"})):
+            answers["/api/v1/status/config"] = served(yaml)
+            answers["/api/v1/status/flags"] = (200, "application/json",
+                                               json.dumps({"status": "success", "data": {**flags, **on}}))
+            assert PrometheusClient(server.url).shortest_scrape_interval_s() is None, (yaml, on)
+        answers["/api/v1/status/config"] = served(config)
+        del answers["/api/v1/status/flags"]  # a proxy that serves the configuration but not the flags
+        assert PrometheusClient(server.url).shortest_scrape_interval_s() is None
         answers["/api/v1/status/config"] = (200, "application/json", "{not json")
         assert PrometheusClient(server.url).shortest_scrape_interval_s() is None
         del answers["/api/v1/status/config"]
