@@ -317,11 +317,13 @@ class PrometheusClient:
         """The shortest scrape interval in this Prometheus's configuration (GET /api/v1/status/config: its global
         `scrape_interval`, 1m when unset, and every scrape job's own): one try each, within `timeout_s`. None when it
         cannot tell (no answer, an API without that endpoint: Thanos Query, Mimir; a configuration it cannot read),
-        and where its data need not come from the jobs it lists (decision 557): no scrape job, jobs in
-        `scrape_config_files` (not in the answer), or a remote-write or OTLP receiver (GET /api/v1/status/flags; data
-        pushed by agents at their own interval, under a self-scrape job's 1m). The caller then checks nothing: a
-        refusal must never be wrong. The shortest: the job that scrapes a given series is not known before its
-        data are, and a window under twice even the shortest interval holds fewer than two scrapes of any series."""
+        and where its data need not come at the intervals it lists (decision 557): no scrape job, jobs in
+        `scrape_config_files` (not in the answer), a job whose relabelling may give a target its own interval
+        (`__scrape_interval__`, e.g. from a pod's annotation), or a remote-write or OTLP receiver (GET
+        /api/v1/status/flags; data pushed by agents at their own interval, under a self-scrape job's 1m). The
+        caller then checks nothing: a refusal must never be wrong. The shortest: the job that scrapes a given series
+        is not known before its data are, and a window under twice even the shortest interval holds fewer than two
+        scrapes of any series."""
         import yaml
 
         from canary.policy_fields import parse_duration
@@ -329,10 +331,12 @@ class PrometheusClient:
         try:
             config = yaml.safe_load(self._status("config")["yaml"]) or {}
             jobs = [j for j in config.get("scrape_configs") or () if isinstance(j, dict)]
-            if not jobs or config.get("scrape_config_files") or _receives(self._status("flags")):
+            if (not jobs or config.get("scrape_config_files") or any(map(_sets_interval, jobs))
+                    or _receives(self._status("flags"))):
                 return None
             default = (config.get("global") or {}).get("scrape_interval") or "1m"
-            return min(parse_duration(str(v)) for v in [default, *(j.get("scrape_interval") or default for j in jobs)])
+            intervals = [default, *(j.get("scrape_interval") or default for j in jobs)]
+            return min(parse_duration(str(v)) for v in intervals)
         except Exception:  # noqa: BLE001 - a check that cannot be made is not made; the evaluations' hint stands
             return None
 
@@ -394,9 +398,18 @@ def excerpt(text: bytes | str | None, limit: int = 120) -> str:
     return repr(flat if len(flat) <= limit else flat[:limit] + "...")
 
 
+def _sets_interval(job: Mapping[str, Any]) -> bool:
+    """Whether a scrape job's relabelling may give a target its own interval (label `__scrape_interval__`, which
+    Prometheus scrapes it at instead of the job's): written to it, or by a `labelmap` that can make `__` labels."""
+    return any(isinstance(r, dict) and (r.get("target_label") == "__scrape_interval__" or (
+        r.get("action") == "labelmap" and str(r.get("replacement", "$1")).startswith("__")))
+        for r in job.get("relabel_configs") or ())
+
+
 def _receives(flags: Mapping[str, Any]) -> bool:
     """Whether a Prometheus's flags (/api/v1/status/flags) take pushed samples: the remote-write or OTLP receiver
     (their own flags since 2.33 and 2.47; `--enable-feature` before)."""
     on = any(str(flags.get(f, "")).lower() == "true" for f in ("web.enable-remote-write-receiver",
                                                               "web.enable-otlp-receiver"))
-    return on or any(f in str(flags.get("enable-feature", "")) for f in ("remote-write-receiver", "otlp-write-receiver"))
+    features = str(flags.get("enable-feature", ""))
+    return on or any(f in features for f in ("remote-write-receiver", "otlp-write-receiver"))

@@ -132,12 +132,19 @@ def test_the_shortest_scrape_interval_is_read_from_prometheus_config_and_none_wh
     server = ScriptedHTTP(lambda path, headers: answers.get(path, (404, "text/plain", "404 page not found")))
     try:
         assert PrometheusClient(server.url).shortest_scrape_interval_s() == 15.0
+        answers["/api/v1/status/config"] = served(config + "- job_name: pods\n  relabel_configs:\n  - {action: "
+                                                  "labelmap, regex: __meta_kubernetes_pod_label_(.+)}\n")
+        assert PrometheusClient(server.url).shortest_scrape_interval_s() == 15.0  # a pod's labels: no interval
         answers["/api/v1/status/config"] = served("scrape_configs:\n- job_name: models\n")
         assert PrometheusClient(server.url).shortest_scrape_interval_s() == 60.0  # Prometheus's default
         # where the data need not come from the jobs listed, it cannot tell (decision 557): no job at all (a
         # receiver of remote write), jobs in other files, a receiver flag beside a self-scrape job
         for yaml, on in (("scrape_configs: []\n", {}), ("global:\n  scrape_interval: 1m\n", {}),
                          (config + "scrape_config_files:\n- jobs/*.yml\n", {}),
+                         (config + "- job_name: pods\n  relabel_configs:\n  - {target_label: __scrape_interval__, "
+                                   "source_labels: [__meta_kubernetes_pod_annotation_scrape_interval]}\n", {}),
+                         (config + "- job_name: pods\n  relabel_configs:\n  - {action: labelmap, regex: "
+                                   "__meta_kubernetes_pod_annotation_prom_(.+), replacement: __$1__}\n", {}),
                          (config, {"web.enable-remote-write-receiver": "true"}),
                          (config, {"enable-feature": "exemplar-storage,remote-write-receiver"}),
                          (config, {"web.enable-otlp-receiver": "true"})):
