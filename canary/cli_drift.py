@@ -641,15 +641,17 @@ def _unmeasured_remedy(client: Any, exc: BaseException) -> str:
 
 def _check_window(client: Any, window_s: float) -> None:
     """ConfigError (exit 2) when `--window` is under twice the Prometheus's scrape interval (the shortest in its
-    configuration): `increase()` needs two samples in the window, so every evaluation would read no live data, for
-    ever, each said as "no live data" with a hint (decision 542). Nothing checked when Prometheus cannot tell."""
+    configuration): `increase()` needs two samples in the window, which one under two intervals holds only at some
+    evaluations (under one interval, at none), the others reading no live data, each said with a hint (decision
+    542). Nothing checked when Prometheus cannot tell (decision 557)."""
     from canary.analysis.shown import duration
 
     interval = client.shortest_scrape_interval_s() if client is not None else None
     if interval is not None and window_s < 2 * interval:
+        which = "every" if window_s <= interval else "many an"
         raise ConfigError(f"--window {duration(window_s)} is under twice Prometheus's scrape interval "
                           f"({duration(interval)}, the shortest in its configuration): increase() needs two scrapes in "
-                          f"the window, so every evaluation would read no live data; give --window "
+                          f"the window, so {which} evaluation would read no live data; give --window "
                           f"{duration(2 * interval)} or more")
 
 
