@@ -76,13 +76,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, InfoMetricFamily
 
 from canary.drift.profile import boolean_category, bucket_edges, is_boolean, profile_hash
+from canary.feature_labels import OTHER, category_label, category_of_label
 
-OTHER = "__other__"
-# the label value of the empty category "" (a CSV's empty field is a value, not a missing one, to pyarrow):
-# Prometheus keeps no label whose value is empty, so `category=""` arrived without its category, was left
-# out of every answer, and a feature 30% empty in training read 0% empty live: drift, for good
-EMPTY = "__empty__"
-_RESERVED = ("__other__", "__empty__")  # the labels above; a category spelt like one is escaped (`category_label`)
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a category's text that spells a number
 
 # per registry, the exporter registered for each model version (`FeatureExporter.__init__`, `close`): a model server
@@ -267,29 +262,6 @@ def _unregister(registry: Any, exporter: "FeatureExporter") -> None:
         registry.unregister(exporter)
     except KeyError:  # unregistered already (by hand)
         pass
-
-
-def category_label(text: str) -> str:
-    """The `category` label value of a category's text: EMPTY for "" (Prometheus drops an empty label value), one
-    "_" more before a text spelt like OTHER or EMPTY with only "_" before it ("__other__" is "___other__",
-    "___other__" is "____other__"), the text itself for any other. One label per text and none of them OTHER:
-    a training category "__other__" counted with the values the profile never saw, and "__empty__" with ""
-    (decision 540). `category_of_label` reads it back."""
-    if not text:
-        return EMPTY
-    if text.endswith(_RESERVED) and not text[:-9].strip("_"):
-        return "_" + text
-    return text
-
-
-def category_of_label(label: str) -> str:
-    """The category's text of a `category` label (`category_label`'s inverse); OTHER stays OTHER (the values
-    the profile never saw: no category's label)."""
-    if label == EMPTY:
-        return ""
-    if label.endswith(_RESERVED) and len(label) > 9 and not label[:-9].strip("_"):
-        return label[1:]
-    return label
 
 
 def _numbers(categories: Mapping[str, Any]) -> dict[float, str]:

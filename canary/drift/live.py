@@ -37,7 +37,7 @@ ConfigError naming the feature: comparing them would re-bin, which drift
 checks never do. So are category series that are not the profile's categories
 (the exporter creates one per category of its own profile; the empty category
 arrives as "__empty__", since Prometheus keeps no empty label value; one spelt like either of those labels
-with one "_" more: `exporter.category_of_label`).
+with one "_" more: `feature_labels.category_of_label`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from canary.analysis.shown import duration
-from canary.drift.exporter import EMPTY, OTHER, category_of_label
+from canary.feature_labels import EMPTY, OTHER, category_of_label
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
 from canary.metrics.answers import arm_name
 from canary.metrics import queries as q

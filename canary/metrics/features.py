@@ -2,7 +2,9 @@
 
 Shared by the `feature_drift` check (`PrometheusProvider`, one arm at a time) and
 `canary drift check` (`canary.drift.live`), so both read the same series the same
-way: one answer per role, each series one feature (and bucket or category).
+way: one answer per role, each series one feature (and bucket or category). The
+arms read a category label as an exporter from before decision 540 wrote it
+(`feature_labels.older_label`): an arm of each canary version reads alike (decision 558).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from canary.errors import MetricsUnavailable, NoData
+from canary.feature_labels import older_label
 from canary.metrics import queries as q
 from canary.metrics.answers import arm_name, is_scalar, number
 from canary.model import FeatureCounts
@@ -52,7 +55,9 @@ def feature_counts(answers: dict[str, Any], *, queries: dict[str, str], check: s
     categories: dict[str, dict[str, float]] = defaultdict(dict)
     for m, v in series_by(answers.get("feature_categories"), ("feature", "category")):
         cats = categories[m["feature"]]
-        cats[m["category"]] = cats.get(m["category"], 0.0) + max(v, 0.0)
+        # by the older exporter's labels: arms on two canary versions count a category "__other__" alike (decision 558)
+        label = older_label(m["category"])
+        cats[label] = cats.get(label, 0.0) + max(v, 0.0)
     missing = {m["feature"]: max(v, 0.0) for m, v in series_by(answers.get("feature_missing_counts"), ("feature",))}
     numeric = {name: q.normalise(raw, [le for le, _ in raw]) for name, raw in buckets.items()}
     numeric = {name: h for name, h in numeric.items() if name not in categories}  # the categorical reading wins

@@ -17,7 +17,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from canary.drift.compare import compare
-from canary.drift.exporter import OTHER, FeatureExporter, category_label, category_of_label
+from canary.drift.exporter import FeatureExporter
+from canary.feature_labels import OTHER, category_label, category_of_label
 from canary.drift.profile import capture
 
 

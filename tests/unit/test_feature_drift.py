@@ -189,6 +189,24 @@ def test_answers_become_feature_counts_with_extrapolation_noise_clamped() -> Non
     assert got.observed("age") == 10.0
 
 
+def test_arms_on_two_canary_versions_count_a_category_spelt_like_the_exporters_labels_alike() -> None:
+    """A stable whose model server runs a canary from before decision 540 counts a training category "__other__"
+    with the values its profile never saw, and "__empty__" with ""; the canary's newer exporter counts them apart
+    ("___other__", "___empty__"). Read as they are, the same traffic differed in four cells: a drift, and a rollback
+    of the upgrade itself. Both are read by the older's labels (decision 558)."""
+    def read(cats: dict[str, float]) -> Any:
+        answers = {"feature_categories": [_series({"feature": "bin", "category": k}, v) for k, v in cats.items()]}
+        return feature_counts(answers, queries=QUERIES, check="inputs", arm="canary", window_s=60)
+
+    # 30k "a", 30k training "__other__" and 2k values never seen, 5k texts "__empty__" and 4k ""
+    older = read({"a": 30_000, "__other__": 32_000, "__empty__": 9_000})
+    newer = read({"a": 30_000, "___other__": 30_000, "__other__": 2_000, "___empty__": 5_000, "__empty__": 4_000})
+    assert older.categorical == newer.categorical == {"bin": {"a": 30_000, "__other__": 32_000, "__empty__": 9_000}}
+    assert one(policy(max_js=0.1), older, newer).outcome is Outcome.PASS
+    # a category escaped twice by the newer ("____other__", the text "___other__") was the older's "___other__"
+    assert read({"____other__": 5}).categorical == {"bin": {"___other__": 5}}
+
+
 def test_no_feature_series_is_no_data_and_a_bad_bound_is_unavailable() -> None:
     with pytest.raises(NoData, match="no feature observations for the canary arm"):
         feature_counts({"feature_buckets": []}, queries=QUERIES, check="inputs", arm="canary", window_s=60)
