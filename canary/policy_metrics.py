@@ -124,9 +124,9 @@ def check_identity(metrics: Metrics, source: str) -> None:
             raise FieldProblem(field, f"{name!r} cannot be the {role}: it is {clash}")
     for key in metrics.labels:
         if key in protected:
-            raise FieldProblem(f"metrics.labels.{key}", f"{key!r} is the {protected[key]} of source {source!r}; it "
-                               "picks which series a query reads and cannot be overridden (the arms would read the "
-                               "same, or another model's, series)")
-        if key in used:
-            raise FieldProblem(f"metrics.labels.{key}", f"{key!r} is {used[key]}; a matcher on it would change what "
-                               "counts as an error, a bucket or a feature")
+            raise FieldProblem(f"metrics.labels.{key}", f"the {protected[key]} of source {source!r}: it picks which "
+                               "series a query reads and cannot be overridden (the arms would read the same, or "
+                               "another model's, series)")
+        if key in used:  # the key is in the field, not said again (decision 545)
+            raise FieldProblem(f"metrics.labels.{key}", f"{used[key]}: a matcher on it would change what counts as "
+                               "an error, a bucket or a feature")

@@ -132,3 +132,18 @@ def test_an_advisory_names_its_field_once(change: dict[str, Any]) -> None:
 
     said = advisories(parse_policy({**GOOD, **change}, file="p.yaml"))
     assert said and all(not _names_itself(field, message) for field, message in said), said
+
+
+@pytest.mark.parametrize(("metrics", "field"), [
+    ({"labels": {"model_name": "rec"}}, "metrics.labels.model_name"),
+    ({"source": "istio", "labels": {"response_code": "500"}}, "metrics.labels.response_code"),
+])
+def test_a_label_key_the_queries_own_is_not_said_again(metrics: dict[str, Any], field: str) -> None:
+    """`metrics.labels.model_name: 'model_name' is the model label ...`: the key is the field's last part (decision
+    545's addendum). An invalid key keeps it quoted: `metrics.labels.a b: 'a b' is not a valid ...` shows a space
+    the field's path does not."""
+    with pytest.raises(PolicyError) as err:
+        parse_policy({**GOOD, "metrics": metrics}, file="p.yaml")
+    assert err.value.field == field, str(err.value)
+    ((where, message),) = err.value.problems
+    assert field.rsplit(".", 1)[1] not in message and message.split(":")[0].startswith(("the ", "a label")), message
