@@ -38,7 +38,7 @@ from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
 from canary.errors import (ApiRefused, CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable,
                            NotFound, others_decision, said,
                            NotLeader, PodsNotReady, RecordTooNew, RolloutBusy, RoutingConflict, StableNotReady,
-                           TargetError, TransientError, WeightsMoved)
+                           StatusRefused, TargetError, TransientError, WeightsMoved)
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
@@ -1986,7 +1986,11 @@ class Controller:
             drove = self._claimed_without_status(obj)  # a claim no status of which landed: its record says
         if known is None and (drove is None or (_drove(obj) is not None and _status_weights(obj) == STABLE_ONLY)):
             return  # no traffic of this CR's is split, by its status or the route's record
-        if known is not None and (known.terminal or known.weights == STABLE_ONLY):
+        # a claim (or a rollout held) at stable 100% waits out what failed, nothing to undo, unless its status write
+        # was refused for good: a status write is a tick's last, so the next tick's would come after its step moved
+        # traffic (80/20 for the claim); it ends here, at stable 100% (decision 560)
+        held = known is not None and known.weights == STABLE_ONLY and not isinstance(exc, StatusRefused)
+        if known is not None and (known.terminal or held):
             if known.terminal and not isinstance(exc, TransientError):  # (a transient one: `_advance` writes it)
                 self._mirror_end(obj, known.spec, known.state())
             return
@@ -2589,7 +2593,7 @@ class Controller:
             what = f"CanaryRollout {meta['namespace']}/{meta['name']} status"
             # a 422 (a CRD stricter than this release): refused, not a spec invalid (`rollout.api_refused`, 536)
             raise kube.refused(exc, what, request=f"the status write of CanaryRollout {meta['namespace']}/"
-                               f"{meta['name']}") or kube.translate(exc, what) from exc
+                               f"{meta['name']}", kind=StatusRefused) or kube.translate(exc, what) from exc
         obj["status"] = {**(obj.get("status") or {}), **status}
         rv = (written.get("metadata") or {}).get("resourceVersion")
         if rv and isinstance(obj.get("metadata"), dict):

@@ -7,7 +7,8 @@ made by type, never by parsing messages::
     ├── ConfigError            bad input (policy, flags, manifests)  -> exit 2, never retried
     │   ├── PolicyError        a policy file: carries file and field
     │   └── ApiRefused         the Kubernetes API refused a request of ours (RBAC's 403, a 401
-    │                          a renewal did not mend, a status write a stricter CRD refuses): not the input
+    │       │                  a renewal did not mend, a status write a stricter CRD refuses): not the input
+    │       └── StatusRefused  ...a CanaryRollout's status write: ended where it stands, even at 100/0
     ├── TargetError            the VirtualService/DestinationRule is not what we can drive -> exit 2
     ├── GateError              a Triton gate refused the canary (schema, warm-up, readiness)
     ├── TransientError         worth retrying (network, 5xx, timeouts)     -> bounded retries
@@ -86,6 +87,12 @@ class ApiRefused(ConfigError):
         super().__init__(message)
         self.request = request
         self.status = status
+
+
+class StatusRefused(ApiRefused):
+    """The status write of a CanaryRollout refused for good. Its rollout ends where it stands, a claim at stable
+    100% too: a status write is a tick's last, so the next tick's would have come after its step's traffic moved
+    (decision 560)."""
 
 
 class TargetError(ConfigError):

@@ -562,14 +562,15 @@ def translate(exc: BaseException, what: str) -> CanaryError:
     return KubeUnavailable(f"{what}: unexpected Kubernetes client error ({type(exc).__name__}: {exc})")
 
 
-def refused(exc: BaseException, what: str, *, request: str) -> ApiRefused | None:
+def refused(exc: BaseException, what: str, *, request: str,
+            kind: type[ApiRefused] = ApiRefused) -> ApiRefused | None:
     """`translate`'s error for an answer of the API server that refuses `request` for good (401 after the
-    credentials' renewal, 403, a 4xx other than 404, 409 and 429), as ApiRefused carrying `request` and the HTTP
-    status; None for any other error (not found, a conflict, a transient one: the callers' own handling)."""
+    credentials' renewal, 403, a 4xx other than 404, 409 and 429), as ApiRefused (or its `kind`) carrying `request`
+    and the HTTP status; None for any other error (not found, a conflict, a transient one: the callers' own handling)."""
     status = getattr(exc, "status", None) if _is_api_exception(exc) else None
     if not isinstance(status, int) or not 400 <= status < 500 or status in (404, 409, 429):
         return None
-    return ApiRefused(str(translate(exc, what)), request=request, status=status)
+    return kind(str(translate(exc, what)), request=request, status=status)
 
 
 def _status_message(exc: BaseException) -> str:

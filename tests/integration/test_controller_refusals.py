@@ -12,9 +12,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from canary import crd
+from canary.controller import FINALIZER
 from canary import rollout as rl
 from tests import fleet
-from tests.integration.test_controller import _fresh, _progressing, prometheus, vs, world  # noqa: F401
+from tests.integration.test_controller import GROUP, _fresh, _progressing, prometheus, vs, world  # noqa: F401
 from tests.integration.test_controller_review import _with_policy_ref
 
 pytestmark = pytest.mark.integration
@@ -22,7 +23,8 @@ pytestmark = pytest.mark.integration
 
 def _ended_refused(op: Any, api: Any, request: str, status: int) -> dict[str, Any]:
     """Two ticks of a controller made under the capture (its logger is bound at construction): m0 ends at stable
-    100%, aborted, and `rollout.api_refused` names `request` and `status` (no `rollout.invalid`); that line."""
+    100%, aborted, and `rollout.api_refused`, said once, names `request` and `status` (no `rollout.invalid`); that
+    line."""
     with capture_logs() as logs:
         op = _fresh(op)
         for _ in range(2):
@@ -31,7 +33,7 @@ def _ended_refused(op: Any, api: Any, request: str, status: int) -> dict[str, An
     weights, record = vs(api, 0)
     assert weights == [100, 0] and record["phase"] == rl.ABORTED
     refused = [e for e in logs if e["event"] == "rollout.api_refused"]
-    assert refused and refused[0]["request"] == request and refused[0]["http_status"] == status, refused
+    assert len(refused) == 1 and refused[0]["request"] == request and refused[0]["http_status"] == status, refused
     return refused[0]
 
 
@@ -46,6 +48,26 @@ def test_a_status_write_refused_422_ends_the_rollout_said_as_refused_not_invalid
     api.fail_next(422, times=100, methods=("PATCH",), plural="canaryrollouts")
     refused = _ended_refused(op, api, "the status write of CanaryRollout ml/r0", 422)
     assert "HTTP 422" in refused["error"]
+
+
+def _canary_shares(api: Any, i: int = 0) -> list[int]:
+    """The canary's weight in every version of m{i}'s VirtualService the emulator stored (its change log: every
+    write it served, in order)."""
+    key = (GROUP, "virtualservices", "ml", fleet.model(i))
+    return [o["spec"]["http"][0]["route"][1]["weight"] for _, _, k, o in api.handler.log if k == key]
+
+
+def test_a_claim_whose_status_write_is_refused_ends_there_and_never_moves_traffic(world: Any) -> None:
+    """The claim's status write is refused (422: a CRD stricter than this release): the rollout ends at the claim,
+    stable 100% and aborted, said as the status write refused. It began its first step at the next tick instead
+    (80/20: the canary got traffic), and only that step's refused status write ended it."""
+    api, op, custom = world
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"]["finalizers"] = [FINALIZER]  # its own PATCH is no status write: none of this test's
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    api.fail_next(422, times=100, methods=("PATCH",), plural="canaryrollouts")
+    _ended_refused(op, api, "the status write of CanaryRollout ml/r0", 422)
+    assert _canary_shares(api) and not any(_canary_shares(api)), _canary_shares(api)
 
 
 def test_a_policy_configmap_read_refused_by_rbac_ends_the_rollout_naming_the_configmap(world: Any) -> None:
