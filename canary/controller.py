@@ -949,7 +949,7 @@ class Controller:
         carried, field for field): it had landed. It is announced now, once, as `execute` would have
         (the events of its actions on the log and as Kubernetes Events, the counters, the webhooks),
         with `rollout.end_confirmed`."""
-        if recorded.to_json() != tried.to_json():
+        if not rl.carried(recorded.to_json(), tried.to_json()):  # whole, or cut to fit (decision 563)
             return  # not the record that write carried (another writer's end, or ours never landed)
         log.warning("rollout.end_confirmed", phase=recorded.phase, reason=recorded.reason,
                     weights=str(recorded.weights), write_landed=landed or "unknown", detail=confirmed_detail(landed))
@@ -2051,7 +2051,8 @@ class Controller:
             self._known[key] = _Known(spec, rec)
             self._stable_failing.pop(key, None)
             tried = self._unconfirmed.get(key)
-            if tried is not None and tried[0].to_json() == rec.to_json():  # our own end, its answer lost: landed
+            # our own end (whole, or cut to fit: decision 563), its answer lost: landed
+            if tried is not None and rl.carried(rec.to_json(), tried[0].to_json()):
                 self._unconfirmed.pop(key, None)
                 self._confirm_end(spec, rec, tried[0], tried[1], log=self._rollout_log(spec, rec), landed=tried[3])
             else:

@@ -733,7 +733,12 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
             text = state.to_json()
             guard = {"expect_weights": routed} if routed is not None and action.weights != STABLE_ONLY else {}
             try:
-                router.set_weights(target, action.weights, state=text, expect_state=expect, **guard)
+                landed = getattr(router.set_weights(target, action.weights, state=text, expect_state=expect, **guard),
+                                 "state", None)
+                if action.weights == STABLE_ONLY and landed != text and rl.carried(landed, text):
+                    # cut to fit beside the object's other annotations (decision 563): what the route records now,
+                    # which every later guard of this rollout compares against
+                    text = landed
                 if routed is not None:
                     routed = action.weights
                 for say in held or ():

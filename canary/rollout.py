@@ -298,17 +298,19 @@ def _dump(d: dict[str, Any]) -> str:
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
-def _bounded(d: dict[str, Any]) -> str:
-    """The record `d` as JSON (sorted keys, compact) within RECORD_MAX_BYTES where people's text can make it so.
+def _bounded(d: dict[str, Any], budget: int = RECORD_MAX_BYTES) -> str:
+    """The record `d` as JSON (sorted keys, compact) within `budget` where people's text can make it so.
     Over the budget, in this order until it fits: the free texts are cut (`reason` to 1,000 characters, each
     history line's and each check result's reason to 300), the last verdict kept as its outcome and reason alone
     (display only: its per-check results are in the logs and the history store), then the oldest history lines
     dropped (a decision reads the newest: `advanced_outside`'s step and promotion lines; the oldest, a claim's
     line on the rollout before it, is what the controller's status shows of that one). Never cut: phase,
     weights, step, looks, evidence, marks. Deterministic: the same state gives the same text (a write's guard
-    compares texts)."""
+    compares texts). Each form is tried in a fixed order and the first within `budget` kept, so the form within a
+    budget is the form within its own length (`carried`). Last, where a smaller `budget` (`fit`) still is not met,
+    `reason` and the verdict's reason are cut to 100 characters."""
     text = _dump(d)
-    if len(text) <= RECORD_MAX_BYTES:
+    if len(text) <= budget:
         return text
     d = dict(d, reason=_cut_text(d.get("reason"), 1000),
              history=[_cut_field(h, "what", 300) for h in d.get("history") or ()])
@@ -319,13 +321,38 @@ def _bounded(d: dict[str, Any]) -> str:
         if isinstance(results, list):
             d["last_verdict"]["results"] = [_cut_field(r, "reason", 300) for r in results]
     text = _dump(d)
-    if len(text) > RECORD_MAX_BYTES and isinstance(verdict, dict):  # display only: before any history line
+    if len(text) > budget and isinstance(verdict, dict):  # display only: before any history line
         d["last_verdict"] = {k: v for k, v in d["last_verdict"].items() if k in ("at", "outcome", "reason", "canary_requests")}
         text = _dump(d)
-    while len(text) > RECORD_MAX_BYTES and d["history"]:  # the newest lines, which decisions read, go last
+    while len(text) > budget and d["history"]:  # the newest lines, which decisions read, go last
         d["history"] = d["history"][1:]
         text = _dump(d)
+    if len(text) > budget:  # only a budget under the record's (`fit`) gets here
+        d["reason"] = _cut_text(d.get("reason"), 100)
+        d["last_verdict"] = _cut_field(d.get("last_verdict"), "reason", 100)
+        text = _dump(d)
     return text
+
+
+def fit(text: str, budget: int) -> str:
+    """The record `text` (`RolloutState.to_json`) within `budget` bytes, cut as `to_json` cuts one over
+    RECORD_MAX_BYTES (decision 563): a stable-100% write on an object whose other annotations leave its record less
+    than that (the API server's limit is for all of them together). `text` itself when it fits, or is no record.
+    (A record is ASCII, JSON's escapes: its length is its bytes.)"""
+    if len(text.encode()) <= budget:
+        return text
+    try:
+        d = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    return _bounded(d, budget) if isinstance(d, dict) else text
+
+
+def carried(found: str | None, text: str) -> bool:
+    """Whether the record `found` (read back) is the record `text` as a write carried it: `text` itself, or `text`
+    cut by `fit` to some budget (the router's, from the object the write was computed on: decision 563). The form
+    within a budget is the form within its own length, so no budget need be known."""
+    return found == text or (isinstance(found, str) and len(found) < len(text) and fit(text, len(found)) == found)
 
 
 class NewerRecord(ValueError):

@@ -271,6 +271,8 @@ class IstioRouter:
                                                   host=_stable_service(vs, dr, target, route))
             if weights == STABLE_ONLY and _ends_rolled_back(state):
                 desired = _without_canary_mirrors(desired, target, dr)
+            if weights == STABLE_ONLY:
+                _fit_record(desired, state)
             found = patch.read_state(vs)
             if not first_found:
                 first_found.append(found)
@@ -292,7 +294,7 @@ class IstioRouter:
                                    "written again", found=str(seen.weights) if seen.canonical else "unknown")
             # A retry after 409 re-applies our weights on top of other edits -- but never on top
             # of another writer's rollout state (an operator's `canary rollback`): that is theirs.
-            if expect_state is not ANY_STATE and found != expect_state and found != state:
+            if expect_state is not ANY_STATE and found != expect_state and not _carried(found, state):
                 raise RoutingConflict(f"{where}: the rollout state was changed by someone else; re-read it before "
                                       "writing")
             # ...nor on top of weights other than those the write was decided at (decision 185): a revert of the
@@ -685,6 +687,25 @@ def _stable_service(vs: Obj, dr: Obj | None, target: Target, route: str) -> str:
                           "service, so neither that service's routes nor the rule are written (another model's, "
                           "perhaps); mend the rule's host, or set the route's stable destination to 100 by hand")
     return rule
+
+
+def _fit_record(desired: Obj, state: str | None) -> None:
+    """In place: the record `state` on `desired` (a stable-100% write) cut to what the object's other annotations
+    leave of the API server's limit for them all (`patch.ANNOTATIONS_MAX_BYTES`), where it is over it: whole, the
+    write was refused (422) and the traffic stayed split (decision 563). A function of the object written, so a
+    retry of it, or a reader comparing what it wrote (`rl.carried`), finds the same text."""
+    from canary import rollout as rl
+
+    room = patch.annotation_room(desired, patch.STATE_ANNOTATION)
+    if state is not None and len(state.encode()) > room:
+        patch.annotate(desired, patch.STATE_ANNOTATION, rl.fit(state, room))
+
+
+def _carried(found: str | None, state: str | None) -> bool:
+    """Whether the record `found` is `state` as this write carries it, whole or fitted (`_fit_record`)."""
+    from canary import rollout as rl
+
+    return found == state or state is not None and rl.carried(found, state)
 
 
 def _ends_rolled_back(state: str | None) -> bool:

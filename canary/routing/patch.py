@@ -345,6 +345,20 @@ def with_weights(vs: Any, weights: Weights, *, route_name: str = "", state: str 
     return out
 
 
+# what the API server lets all of an object's annotations, keys and values, take together (apimachinery's
+# TotalAnnotationSizeLimitB): a write past it is refused whole, 422 Invalid, its weights too
+ANNOTATIONS_MAX_BYTES = 262_144
+
+
+def annotation_room(obj: Any, key: str) -> int:
+    """The bytes left for annotation `key`'s value on `obj` by its other annotations (ANNOTATIONS_MAX_BYTES)."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    ann = meta.get("annotations") if isinstance(meta, dict) else None
+    others = ann.items() if isinstance(ann, dict) else ()
+    return ANNOTATIONS_MAX_BYTES - len(key.encode()) - sum(len(str(k).encode()) + len(str(v).encode())
+                                                            for k, v in others if k != key)
+
+
 def annotate(obj: dict[str, Any], key: str, value: str) -> None:
     """Set one annotation on `obj` in place (a copy the caller owns); TargetError on a malformed metadata."""
     meta = obj.setdefault("metadata", {})

@@ -177,3 +177,30 @@ def test_the_subset_write_with_no_answer_after_the_weights_landed_says_partly_un
         _ticks(op, clock, 1)
     [confirmed] = _lines(logs, "rollout.end_confirmed")
     assert confirmed["write_landed"].startswith("partly") and "subset write did not" in confirmed["detail"]
+
+
+def test_an_end_cut_to_fit_beside_a_huge_annotation_is_confirmed_at_the_next_tick(world: Any) -> None:
+    """Decision 563: the controller's rollback on a VirtualService carrying 245 KB of another tool's annotation lands
+    stable 100% with its record cut to fit (whole, it was refused: 422); its stable subset's pointing after it fails
+    (the DestinationRule's reads answer 500), and the next tick reads the cut record back as the end that write
+    carried: `rollout.end_confirmed`, not another writer's end."""
+    api, op, custom, clock = _started(world)
+    api.edit(GROUP, "virtualservices", "ml", "m0", lambda o: o["metadata"]["annotations"].update(
+        {"kubectl.kubernetes.io/last-applied-configuration": "x" * 245_000}))
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {
+        "spec": {"action": "rollback", "actionReason": "\U0001F6A8" * 1024}})
+    # from the rollback's first write on (the tick's reads before it are served)
+    api.before_next_write(lambda: api.fail_next(500, times=1000, methods=("GET",), plural="destinationrules"))
+    with capture_logs() as logs:
+        _ticks(op, clock, 1)
+    assert vs(api, 0)[0] == [100, 0], [e["event"] for e in logs]
+    assert _lines(logs, "rollback.retrying"), [e["event"] for e in logs]
+    with api.handler.lock:
+        api.handler.faults.clear()
+    with capture_logs() as logs:
+        _ticks(op, clock, 1)
+    [confirmed] = _lines(logs, "rollout.end_confirmed")
+    assert confirmed["phase"] == rl.ROLLED_BACK and confirmed["reason"].endswith("…"), confirmed["phase"]
+    with capture_logs() as later:
+        _ticks(op, clock, 2)
+    assert not [e["event"] for e in later if e["log_level"] != "info"]  # nothing read as another writer's end

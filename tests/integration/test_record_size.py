@@ -8,6 +8,7 @@ write, `canary rollback`'s stable 100% included, was refused with the traffic st
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,6 +27,8 @@ from tests.support.kube import shipped_istio_objects
 pytestmark = pytest.mark.integration
 GROUP = "networking.istio.io"
 TARGET = Target(namespace="ml", virtual_service="rec-model", model="rec-model", stable_version="v1", canary_version="v2")
+POLICY = parse_policy({"steps": [10, 50, 100], "checks": [{"name": "errors", "kind": "error_rate",
+                                                         "max_increase_points": 1}]})
 LONG = "\U0001F6A8" * 5000  # 60 KB once escaped: in `reason` and in a history line, past the budget at once
 
 
@@ -66,14 +69,12 @@ def test_long_reasons_never_make_a_record_the_api_server_refuses_and_the_rollbac
 def test_twenty_pauses_with_the_longest_action_reason_stay_within_the_budget_and_keep_what_decisions_read() -> None:
     """A CanaryRollout's actionReason (at most 1,024 characters, its CRD) goes into each pause's `reason` and
     history line: twenty of them made a 260 KB record."""
-    policy = parse_policy({"steps": [10, 50, 100], "checks": [{"name": "errors", "kind": "error_rate",
-                                                               "max_increase_points": 1}]})
     state = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
                             weights=Weights(50, 50), step=1, started_at=1.0, step_started_at=2.0)
     for i in range(20):
-        state, _ = rl.transition(state, rl.Pause(float(10 + i), reason=f"{i} " + "\U0001F6A8" * 1022), policy)
-        state, _ = rl.transition(state, rl.Resume(float(10.5 + i)), policy)
-    state, _ = rl.transition(state, rl.Pause(40.0, reason="\U0001F6A8" * 1024), policy)
+        state, _ = rl.transition(state, rl.Pause(float(10 + i), reason=f"{i} " + "\U0001F6A8" * 1022), POLICY)
+        state, _ = rl.transition(state, rl.Resume(float(10.5 + i)), POLICY)
+    state, _ = rl.transition(state, rl.Pause(40.0, reason="\U0001F6A8" * 1024), POLICY)
     text = state.to_json()
     assert len(text) <= rl.RECORD_MAX_BYTES
     back = rl.RolloutState.from_json(text)
@@ -113,3 +114,96 @@ def test_a_record_over_the_budget_is_cut_in_its_text_alone_never_in_the_state() 
     back = rl.RolloutState.from_json(text)
     assert back.history == history  # nothing added to lines that had no text to cut
     assert back.last_verdict is not None and back.last_verdict["results"][0]["reason"].endswith("…")
+
+
+OTHERS = 200_000  # another tool's annotation: past ANNOTATIONS_LIMIT - RECORD_MAX_BYTES, so a 64 KiB record no longer fits
+
+
+def with_others(api: KubeAPIServer, kc: Path) -> rl.RolloutState:
+    """The route at 80/20 under a rollout whose history is near the record's budget (twenty long pause lines), and a
+    200 KB `kubectl apply` note beside it: the whole fits (the record is under 62 KB); a 64 KiB record would not."""
+    api.edit(GROUP, "virtualservices", "ml", "rec-model", lambda vs: vs["metadata"].setdefault("annotations", {}).update(
+        {"kubectl.kubernetes.io/last-applied-configuration": "{" + "x" * (OTHERS - 2) + "}"}))
+    history = tuple({"at": float(i), "what": f"paused: operator: {i} " + "\U0001F6A8" * 230} for i in range(20))
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                            weights=Weights(80, 20), step=2, started_at=1.0, step_started_at=2.0, history=history)
+    IstioRouter(api_client(kubeconfig=str(kc))).set_weights(TARGET, Weights(80, 20), state=state.to_json())
+    return state
+
+
+def annotations_bytes(api: KubeAPIServer) -> int:
+    obj = api.get(GROUP, "virtualservices", "ml", "rec-model")
+    return sum(len(k.encode()) + len(v.encode()) for k, v in obj["metadata"]["annotations"].items())
+
+
+def test_a_rollback_lands_beside_another_tools_huge_annotation_its_record_cut_to_what_is_left(cluster: Any) -> None:
+    """Decision 563: the API server's limit is for all of an object's annotations; a 64 KiB record beside 200 KB of
+    another tool's was refused (422), the traffic left split, exit 6. The stable-100% write cuts its record to fit,
+    and the rollback's own guarded re-pointing after it finds the text it wrote (no conflict, no re-read)."""
+    api, kc = cluster
+    with_others(api, kc)
+    res = canary("rollback", "rec-model", "-n", "ml", "--reason", LONG * 3, kubeconfig=kc)
+    assert res.returncode == 0, res.stderr
+    weights, text = record(api)
+    assert weights == [100, 0] and annotations_bytes(api) <= ANNOTATIONS_LIMIT
+    ended = rl.RolloutState.from_json(text)
+    assert ended.phase == rl.ROLLED_BACK and ended.weights == Weights(100, 0) and ended.reason.endswith("…")
+    assert ended.history and ended.history[-1]["what"].startswith("rolled_back: ")
+    assert "write_conflict" not in res.stderr and "rollback.reread" not in res.stderr, res.stderr
+
+
+def test_the_controllers_end_beside_a_huge_annotation_lands_and_its_text_is_what_the_route_records(cluster: Any) -> None:
+    """The controller's and the runner's path (`reconcile.execute`, `written`): the text it hands on (and guards its
+    next writes on, `_confirm_end` compares) is the one the route records, cut; whole, it was refused (422)."""
+    from canary import reconcile
+    from canary.logs import get
+
+    api, kc = cluster
+    state = with_others(api, kc)
+    before = record(api)[1]
+    ended, actions = rl.transition(state, rl.Rollback(50.0, "operator: " + "\U0001F6A8" * 1024), POLICY)
+    texts: list[str] = []
+    reconcile.execute(IstioRouter(api_client(kubeconfig=str(kc))), TARGET, ended, actions, log=get(), expect=before,
+                      written=texts.append)
+    weights, text = record(api)
+    assert weights == [100, 0] and texts == [text] and len(text) < len(ended.to_json())
+    assert rl.carried(text, ended.to_json()) and not rl.carried(before, ended.to_json())
+    assert rl.RolloutState.from_json(text).phase == rl.ROLLED_BACK
+
+
+def test_a_record_fitted_to_any_budget_keeps_what_decisions_read_and_is_known_as_the_one_carried() -> None:
+    """`fit` cuts a record to a budget under its own (what a stable-100% write's object leaves it: decision 563) in
+    `to_json`'s order, and the reason shorter still where that is not enough; `carried` knows the cut text as the
+    record a write carried, from the text alone, and no other record's."""
+    history = tuple({"at": float(i), "what": "paused: " + "\U0001F6A8" * 400} for i in range(20))
+    state = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
+                            weights=Weights(100, 0), step=1, reason="operator: " + LONG, history=history,
+                            last_verdict={"outcome": "fail", "reason": "\U0001F6A8" * 2000, "results": []})
+    text, other = state.to_json(), replace(state, step=2).to_json()
+    for budget in (60_000, 30_000, 8_000, 3_000):
+        cut = rl.fit(text, budget)
+        assert len(cut) <= budget and rl.carried(cut, text) and not rl.carried(rl.fit(other, budget), text)
+        back = rl.RolloutState.from_json(cut)
+        assert (back.phase, back.weights, back.step) == (rl.ROLLED_BACK, Weights(100, 0), 1)
+        assert back.reason.startswith("operator: \U0001F6A8") and back.reason.endswith("…")
+    assert rl.fit(text, len(text)) == text and rl.carried(text, text)
+
+
+def test_a_retry_of_a_cut_stable_write_meets_its_own_text_not_another_writers(cluster: Any) -> None:
+    """The stable-100% write's record landed cut (its answer lost, say) and the object was edited since (another
+    tool's annotation, 5 KB shorter): its retry, guarded on the record before it, finds its own cut text there and
+    writes again, fitted to the room now left (whole, here), instead of a RoutingConflict ("changed by someone
+    else")."""
+    api, kc = cluster
+    state = with_others(api, kc)
+    before = record(api)[1]
+    ended, _ = rl.transition(state, rl.Rollback(50.0, "operator: " + LONG), POLICY)
+    router = IstioRouter(api_client(kubeconfig=str(kc)))
+    router.set_weights(TARGET, Weights(100, 0), state=ended.to_json(), expect_state=before)
+    first = record(api)[1]
+    api.edit(GROUP, "virtualservices", "ml", "rec-model", lambda vs: vs["metadata"]["annotations"].update(
+        {"kubectl.kubernetes.io/last-applied-configuration": "{" + "x" * (OTHERS - 5_002) + "}"}))
+    router.set_weights(TARGET, Weights(100, 0), state=ended.to_json(), expect_state=before)
+    again = record(api)[1]
+    assert len(first) < len(again) and rl.carried(first, ended.to_json())
+    assert again == ended.to_json()  # the room now left takes it whole
