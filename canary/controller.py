@@ -1682,6 +1682,9 @@ class Controller:
         for gone in ("restartPending", EDIT_WAITING):
             if gone in old:
                 status[gone] = None
+        if self.telemetry:  # its series said its last unfinished phase and split for as long as it existed (561)
+            self.telemetry.record_end(namespace=str(obj["metadata"].get("namespace") or ""),
+                                      rollout=str(obj["metadata"].get("name") or ""), phase=phase)
         self._patch_status(obj, status)
         obj["status"].pop("restartPending", None)
         obj["status"].pop(EDIT_WAITING, None)

@@ -99,12 +99,28 @@ class Telemetry:
         row = (state.model, state.stable_version, state.canary_version, float(state.weights.stable),
                float(state.weights.canary), state.phase, state.step + 1)
         with self._lock:
-            self._rows[(namespace, rollout)] = row
-            if state.phase not in rl.TERMINAL:
-                self._ended.pop(state.model, None)
-            elif not self._unfinished(state.model):
-                self._ended.setdefault(state.model, self.clock())
+            self._set_row((namespace, rollout), row)
         self._zeros(state.model)
+
+    def record_end(self, *, namespace: str, rollout: str, phase: str) -> None:
+        """A rollout ended with no state of its own to record (the controller's `_ended_status`: stable 100% found
+        with no record, the route run by another rollout now): its row, where it has one, says the end
+        (`phase`, 100/0, its versions and step as they were), and its model's effect sizes start their
+        `EFFECT_KEEP_S`. It kept its last unfinished phase and the canary's share, and the effect sizes never left
+        (decision 561). No row is made for a rollout this process never exported (its stable version is unknown)."""
+        with self._lock:
+            row = self._rows.get((namespace, rollout))
+            if row is not None:
+                self._set_row((namespace, rollout), (*row[:3], 100.0, 0.0, phase, row[6]))
+
+    def _set_row(self, key: tuple[str, str], row: tuple[str, str, str, float, float, str, int]) -> None:
+        """A rollout's row (under the lock), and its model's effect-size clock: stopped while a rollout of the
+        model is unfinished, started when the last one ends."""
+        self._rows[key] = row
+        if row[5] not in rl.TERMINAL:
+            self._ended.pop(row[0], None)
+        elif not self._unfinished(row[0]):
+            self._ended.setdefault(row[0], self.clock())
 
     def _zeros(self, model: str) -> None:
         """A model's rollback (every class) and promotion counters, at 0 from its first rollout on. A counter

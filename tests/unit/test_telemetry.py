@@ -238,6 +238,36 @@ def test_a_rollout_the_controller_only_reads_has_its_series(tmp_path):
         assert value(t, "canary_rollout_weight", **ro, stable_version="v1", canary_version="v2", arm="canary") == 25
 
 
+def test_a_rollout_ended_with_no_state_of_its_own_says_its_end_on_metrics():
+    """A rollout the controller ends by writing its status alone (`_ended_status`: its VirtualService applied back
+    at 100/0 without the rollout's record, "stable already serves 100%"; the route run by another rollout now) kept
+    its last series: `progressing` with the canary's 20% on the weight panel for as long as the CanaryRollout existed, and its model's effect sizes never
+    left (their EFFECT_KEEP_S starts at an end the series see). The row says the end now: phase, 100/0; the effect
+    sizes go EFFECT_KEEP_S later (decision 561)."""
+    from canary.telemetry import EFFECT_KEEP_S
+    from tests import fleet
+    from tests.unit.test_errors_said import _Statuses
+
+    now = [0.0]
+    t = Telemetry(clock=lambda: now[0])
+    op = _controller(t)
+    op.custom = _Statuses()
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"].update(generation=1, uid="u-1")
+    t.record_state(namespace="ml", rollout="r0", state=state(canary=20, model="m0"))
+    t.record_verdict(model="m0", results=[CheckResult("lat", "latency", Outcome.FAIL, "p95", effect_size=0.4)])
+    op._ended_status(obj, phase=rl.ABORTED, reason="the route no longer records this CanaryRollout's rollout; "
+                                                 "stable already serves 100%")
+    ro = {"namespace": "ml", "rollout": "r0", "model": "m0"}
+    assert value(t, "canary_rollout_phase", **ro, phase=rl.ABORTED) == 1
+    assert value(t, "canary_rollout_weight", **ro, stable_version="v1", canary_version="v2", arm="canary") == 0
+    assert value(t, "canary_rollout_weight", **ro, stable_version="v1", canary_version="v2", arm="stable") == 100
+    now[0] += EFFECT_KEEP_S
+    assert names(t, "canary_check_effect_size") == []
+    op._ended_status({**obj, "metadata": {**obj["metadata"], "name": "r9"}}, phase=rl.ABORTED, reason="x")
+    assert {s["rollout"] for s in names(t, "canary_rollout_phase")} == {"r0"}  # none made for a rollout never seen
+
+
 def test_a_controller_that_loses_leadership_drops_the_series_of_its_rollouts():
     """An ex-leader kept exporting the rollouts the new leader now drives, frozen: the weight panel showed two
     pods' lines per arm, one of them stale. Only the rollouts it owns go (shards share one Telemetry)."""
