@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -58,15 +58,9 @@ def analyze(
     def go() -> int:
         policy = load_policy(policy_file)
         window_s = max(1, int(window))
-        scrape = policy.metrics.scrape_interval
-        if window_s < 2 * scrape:  # an increase() needs two samples in its window: "no series" for both arms, exit 4
-            raise cli.ConfigError(
-                f"--window {window_s}s is shorter than two scrapes (metrics.scrape_interval {scrape:g}s in "
-                f"{policy_file}): an increase() over it holds at most one sample, so every check would read "
-                f"'no series' for both arms; give --window {math.ceil(2 * scrape)}s or more (or set "
-                "metrics.scrape_interval to what your Prometheus really scrapes at)")
         metrics = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
                                prometheus_ca_file)
+        _check_window(policy, policy_file, metrics, window_s)
         ns = opts.namespace(namespace, kubeconfig, context)
         stable, canary = stable_version, canary_version
         where = route or policy.route
@@ -111,6 +105,30 @@ def analyze(
         return {Outcome.PASS: 0, Outcome.FAIL: 1}.get(verdict.outcome, 4)
 
     raise typer.Exit(cli.run_guarded(go))
+
+
+def _check_window(policy: Any, policy_file: Path, metrics: Any, window_s: int) -> None:
+    """ConfigError (exit 2, before any query) when `--window` is shorter than two scrapes: an increase() over it
+    holds at most one sample, and every check read "no series" for both arms (exit 4: on-call went looking for a
+    broken exporter; decision 552). The scrape interval is the policy's `metrics.scrape_interval` where the file
+    sets it; where it does not, the Prometheus's own (the shortest in its configuration, as `drift watch --window`
+    reads it), and the field's default (60 s, Prometheus's own default) only where Prometheus cannot tell: that
+    default refused `--window 1m` against a Prometheus scraping every 15 s, naming a value the file does not hold
+    (decision 562)."""
+    scrape = policy.metrics.scrape_interval
+    if "scrape_interval" in policy.metrics.model_fields_set:
+        source = f"metrics.scrape_interval {scrape:g}s in {policy_file}"
+    else:
+        told = metrics.shortest_scrape_interval_s()
+        unset = f"metrics.scrape_interval is not set in {policy_file}"
+        scrape, source = (told, f"Prometheus scrapes every {told:g}s at the shortest, in its configuration; {unset}") \
+            if told is not None else (scrape, f"{unset}: its default {scrape:g}s is assumed, as Prometheus's "
+                                              "configuration could not be read")
+    if window_s < 2 * scrape:
+        raise cli.ConfigError(
+            f"--window {window_s}s is shorter than two scrapes ({source}): an increase() over it holds at most one "
+            f"sample, so every check would read 'no series' for both arms; give --window {math.ceil(2 * scrape)}s or "
+            "more (or set metrics.scrape_interval to what your Prometheus really scrapes at)")
 
 
 def register(app: typer.Typer) -> None:
