@@ -38,21 +38,43 @@ def waiting(custom: Any, state: rl.RolloutState | None) -> dict[str, Any] | None
     meta = obj.get("metadata") if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict) else {}
     status = obj.get("status") if isinstance(obj, dict) and isinstance(obj.get("status"), dict) else {}
     said = status.get(FIELD)
-    if (uid and meta.get("uid") != uid) or not isinstance(said, dict) or said.get("generation") != meta.get("generation"):
-        return None  # another object of that name, nothing waits, or a spec edited since (the next tick says it)
+    if uid and meta.get("uid") != uid:
+        return None  # another object of that name
+    seen, now = status.get("observedGeneration"), meta.get("generation")
+    if isinstance(seen, int) and isinstance(now, int) and seen < now:
+        # edited since the controller last read it (it is down, restarting, behind): what waits, if anything, is its
+        # next tick's to say; "goes on" would be a guess, and the edit may send stable 100% first (538's addendum)
+        return {"edit": f"generation {now}, the controller last read {seen}", "then": UNREAD, "canary_rollout": ref,
+                "unread": True}
+    if not isinstance(said, dict) or said.get("generation") != now:
+        return None  # nothing waits, or a spec edited since (the next tick says it)
     edit, then = said.get("edit"), said.get("then")
     if not isinstance(edit, str) or not isinstance(then, str) or not edit:
         return None
     return {"edit": edit, "then": then, "canary_rollout": ref}
 
 
+# what the resume makes of an edit the controller has not read yet: its next tick decides, as for any edit of a
+# paused rollout (decisions 527, 537)
+UNREAD = ("the controller's next tick decides what the edit makes of the paused rollout: an edit of how it is judged "
+          "or of what it drives sends stable 100% once it is resumed (then it starts again, or ends), one of which "
+          "series are judged (spec.model, the policy's metrics) at once; any other changes nothing of it")
+
+
 def status_note(edit: dict[str, Any]) -> str:
     """`canary status`'s line for a paused rollout whose CanaryRollout edit waits (`waiting`)."""
-    return (f"an edit of CanaryRollout {edit['canary_rollout']} waits for the resume ({edit['edit']}): `canary resume` "
-            f"applies it: {edit['then']}")
+    return _unread(edit, "") or (f"an edit of CanaryRollout {edit['canary_rollout']} waits for the resume "
+                                 f"({edit['edit']}): `canary resume` applies it: {edit['then']}")
 
 
 def resume_note(edit: dict[str, Any]) -> str:
     """`canary resume`'s line for the rollout it resumed, whose CanaryRollout edit waited (`waiting`)."""
-    return (f"the controller now applies the edit of CanaryRollout {edit['canary_rollout']} that waited for this "
-            f"resume ({edit['edit']}): {edit['then']}")
+    return _unread(edit, "resumed; ") or (f"the controller now applies the edit of CanaryRollout "
+                                          f"{edit['canary_rollout']} that waited for this resume ({edit['edit']}): "
+                                          f"{edit['then']}")
+
+
+def _unread(edit: dict[str, Any], opening: str) -> str:
+    """The line for an edit the controller has not read yet (`waiting`'s `unread`), after `opening`; "" for any other."""
+    return (f"{opening}CanaryRollout {edit['canary_rollout']} was edited since the controller last read it "
+            f"({edit['edit']}): {UNREAD}") if edit.get("unread") else ""

@@ -499,6 +499,23 @@ def test_status_and_resume_say_the_edit_that_waits_for_the_resume(world: Any, tm
     assert "edit_waiting" not in json.loads(_oncall(api, tmp_path, "status", "-o", "json"))
 
 
+def test_status_and_resume_say_an_edit_the_controller_has_not_read_yet(world: Any, tmp_path: Any) -> None:
+    """r0 paused at 80/20, its steps edited, and no tick since (the controller down, restarting, behind): the
+    status's editWaiting (none, or an earlier edit's) is not what the resume will meet, so `canary status` said
+    nothing and `canary resume` said "the controller goes on with it (run by CanaryRollout ml/r0)" while its next
+    tick sent stable 100% and started the rollout again. Both say now that the spec was edited since the controller
+    last read it, and that the controller's next tick decides (decision 538's addendum)."""
+    api, op, custom = world
+    _paused_then_steps_edited(api, op, custom, tmp_path)  # no tick since the edit
+    text = _oncall(api, tmp_path, "status")
+    assert "CanaryRollout ml/r0 was edited since the controller last read it" in text, text
+    resumed = json.loads(_oncall(api, tmp_path, "resume", "-o", "json"))
+    assert "edited since the controller last read it" in resumed["note"] and "goes on" not in resumed["note"], resumed
+    assert resumed["edit_waiting"]["unread"] is True, resumed
+    op.tick()
+    assert vs(api, 0)[1]["started_at"] > resumed["started_at"]  # superseded: started again, as the note warned
+
+
 def test_an_edit_waiting_is_written_once_where_a_crd_older_than_the_field_prunes_it(world: Any,
                                                                                      tmp_path: Any) -> None:
     """`status.editWaiting` under a CRD older than the field: the API server prunes it, and a write that
