@@ -232,7 +232,7 @@ class Controller:
         self._said = Throttle(clock=lambda: self.clock.now(), carry=False)
         # `rollout.resume_used` and `rollout.edit_waits` said: (event, CR key, generation); `status.editWaiting` written:
         # (its name, CR key, (edit, generation))
-        self._once_said: set[tuple[str, Any, Any]] = set()
+        self._once_said: set[tuple[Any, ...]] = set()
         # per CanaryRollout: the `resume` request of each version the informers delivered (`resume_requests`)
         self._requests: resume_requests.Seen = {}
         # the batched snapshot failing (`_snapshot_failed`): since when, how many ticks; its line once per cause
@@ -2319,8 +2319,9 @@ class Controller:
                 obj["status"].pop(gone, None)
 
     def _once(self, event: str, spec: crd.RolloutSpec) -> bool:
-        """Whether `event` is to be said of this CanaryRollout's generation: the first time in this process."""
-        said = (event, spec.key, spec.generation)
+        """Whether `event` is to be said of this CanaryRollout's generation: the first time in this process. Its uid
+        too: one deleted and created again under its name starts its generations over (538's addendum)."""
+        said = (event, spec.key, spec.uid, spec.generation)
         if said in self._once_said:
             return False
         if len(self._once_said) > 10_000:
@@ -2390,7 +2391,7 @@ class Controller:
         paused rollout's resume (what, what the resume makes of it, of which generation). One write when it
         changes, none a tick: once per edit and generation in this process (a CRD older than the field prunes it,
         and it was written again at every tick, as decision 182 found for `writer`)."""
-        said = ("status.editWaiting", _key(obj), waiting and (waiting["edit"], waiting["generation"]))
+        said = ("status.editWaiting", _owner(obj), waiting and (waiting["edit"], waiting["generation"]))  # uid too
         if (obj.get("status") or {}).get(EDIT_WAITING) == waiting or (waiting and said in self._once_said):
             return
         self._patch_status(obj, {EDIT_WAITING: waiting})
