@@ -2234,7 +2234,8 @@ class Controller:
                                warning=a.warning)
         t, n = self.telemetry, self.notifier
         if t:
-            t.record_state(namespace=spec.namespace, rollout=spec.name, state=state)
+            t.record_state(namespace=spec.namespace, rollout=spec.name, state=state,
+                           checks=[c.name for c in spec.policy.checks])
         if "rollback.completed" in events or "rollout.aborted" in events:
             seen = self._breach_seen.pop((spec.key, state.canary_version), None)
             if t:
@@ -2274,7 +2275,8 @@ class Controller:
         change of leader a paused rollout (no look, no step) had none until it was resumed, and a progressing
         one none until its next look."""
         if self.telemetry and state.model == spec.target.model:
-            self.telemetry.record_state(namespace=spec.namespace, rollout=spec.name, state=state)
+            self.telemetry.record_state(namespace=spec.namespace, rollout=spec.name, state=state,
+                                        checks=[c.name for c in spec.policy.checks])
         old = obj.get("status") or {}
         new = {
             "phase": state.phase, "step": state.step + 1,

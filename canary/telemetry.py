@@ -92,14 +92,17 @@ class Telemetry:
 
     # ---- rollouts ------------------------------------------------------------------
 
-    def record_state(self, *, namespace: str, rollout: str, state: rl.RolloutState) -> None:
+    def record_state(self, *, namespace: str, rollout: str, state: rl.RolloutState, checks: Iterable[str] = ()) -> None:
         """Set weight, phase and step gauges from a rollout's recorded state. A rollout has one row:
         a version or model change replaces its series instead of leaving a stale "v1 serves 90%" line
-        on the dashboard forever."""
+        on the dashboard forever. `checks`: the names of the checks its policy judges, whose outcomes are
+        made at 0 before their first look (`record_verdict`'s reason)."""
         row = (state.model, state.stable_version, state.canary_version, float(state.weights.stable),
                float(state.weights.canary), state.phase, state.step + 1)
         with self._lock:
             self._set_row((namespace, rollout), row)
+            for check in checks:  # a fail at the first look was born at 1: increase() read it as none (553)
+                self._zero_outcomes(state.model, check)
         self._zeros(state.model)
 
     def record_end(self, *, namespace: str, rollout: str, phase: str) -> None:
@@ -172,14 +175,19 @@ class Telemetry:
         with self._lock:  # with forget() and the scrape: a series is either tracked or gone
             for r in results:
                 key = (model, r.check, r.outcome.label)
-                if key not in self._verdicts:  # a check's first look: its other outcomes at 0 (`_zeros`'s reason)
-                    for o in Outcome:
-                        self._verdicts.setdefault((model, r.check, o.label), (0.0, time.time()))
+                if key not in self._verdicts:  # a check its rollout's state did not name: its other outcomes at 0
+                    self._zero_outcomes(model, r.check)
                 n, created = self._verdicts[key]
                 self._verdicts[key] = (n + 1.0, created)
                 if isinstance(r.effect_size, (int, float)) and math.isfinite(r.effect_size):
                     side = BOUND_SIDES.get(r.bounded.get("effect_size", ""), 0)
                     self._effects[(model, r.check)] = (float(r.effect_size), side)
+
+    def _zero_outcomes(self, model: str, check: str) -> None:
+        """A check's four outcome counters, at 0 where not there yet (under the lock; `_zeros`'s reason)."""
+        if (model, check, Outcome.PASS.label) not in self._verdicts:
+            for o in Outcome:
+                self._verdicts.setdefault((model, check, o.label), (0.0, time.time()))
 
     def check_rows(self) -> tuple[list[tuple[tuple[str, str, str], tuple[float, float]]],
                                   list[tuple[tuple[str, str], tuple[float, int]]]]:

@@ -108,6 +108,30 @@ def test_a_models_counters_exist_at_zero_before_its_first_rollback_and_fail():
     assert value(t, "canary_rollbacks_total", model="rec", reason="gate") == 0
 
 
+def test_a_checks_outcomes_exist_at_zero_before_its_first_look():
+    """Decision 553 made a check's four outcomes at 0 at its first look, so that look's own outcome was still born at
+    1: `increase(canary_verdicts_total{outcome="fail"}[...])` read a canary failing its very first look (a bad
+    canary's usual start) as no fail. The controller knows the checks from the rollout's first status, a look
+    interval before that look: the outcomes are made at 0 there (553's addendum)."""
+    from canary import crd
+    from tests import fleet
+    from tests.unit.test_errors_said import _Statuses
+
+    t = Telemetry()
+    op = _controller(t)
+    op.custom = _Statuses()
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"].update(generation=1, uid="u-1")
+    spec = crd.parse(obj)
+    op._status(obj, spec, rl.RolloutState(model=spec.target.model, stable_version="v1", canary_version="v2",
+                                          phase=rl.PROGRESSING, weights=Weights.canary_at(20), step=0))
+    checks = [c.name for c in spec.policy.checks]
+    assert checks
+    for check in checks:
+        for o in Outcome:
+            assert value(t, "canary_verdicts_total", model=spec.target.model, check=check, outcome=o.label) == 0, check
+
+
 def test_metrics_carry_no_created_series():
     """prometheus_client wrote a `<name>_created` gauge (a unix time) beside every counter and histogram series:
     in the text format Prometheus stores them as series of their own (`canary_rollbacks_created{model, reason}`,
