@@ -113,16 +113,8 @@ def test_a_checks_outcomes_exist_at_zero_before_its_first_look():
     1: `increase(canary_verdicts_total{outcome="fail"}[...])` read a canary failing its very first look (a bad
     canary's usual start) as no fail. The controller knows the checks from the rollout's first status, a look
     interval before that look: the outcomes are made at 0 there (553's addendum)."""
-    from canary import crd
-    from tests import fleet
-    from tests.unit.test_errors_said import _Statuses
-
     t = Telemetry()
-    op = _controller(t)
-    op.custom = _Statuses()
-    obj = fleet.rollout_object(0, "v2")
-    obj["metadata"].update(generation=1, uid="u-1")
-    spec = crd.parse(obj)
+    op, obj, spec = _status_writer(t)
     op._status(obj, spec, rl.RolloutState(model=spec.target.model, stable_version="v1", canary_version="v2",
                                           phase=rl.PROGRESSING, weights=Weights.canary_at(20), step=0))
     checks = [c.name for c in spec.policy.checks]
@@ -154,6 +146,19 @@ def _controller(t: Telemetry, **kw):
     from tests.fakes import FakeClock
 
     return Controller(custom=None, core=None, router=None, metrics=None, telemetry=t, clock=FakeClock(), **kw)
+
+
+def _status_writer(t: Telemetry):
+    """A Controller on `t` whose CanaryRollout status writes land (`_Statuses`), and r0's object and spec."""
+    from canary import crd
+    from tests import fleet
+    from tests.unit.test_errors_said import _Statuses
+
+    op = _controller(t)
+    op.custom = _Statuses()
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"].update(generation=1, uid="u-1")
+    return op, obj, crd.parse(obj)
 
 
 def test_the_controller_drops_the_series_of_a_deleted_rollout():
@@ -243,16 +248,8 @@ def test_a_rollout_the_controller_only_reads_has_its_series(tmp_path):
     leader, a paused rollout (no look, no step until someone resumes it) had no weight or phase series, and was
     not in the dashboard's model list, until it moved; a progressing one none until its next look. The status
     write (`_status`, every tick that reads the rollout, its write skipped when nothing changed) sets them now."""
-    from canary import crd
-    from tests import fleet
-    from tests.unit.test_errors_said import _Statuses
-
     t = Telemetry()
-    op = _controller(t)
-    op.custom = _Statuses()
-    obj = fleet.rollout_object(0, "v2")
-    obj["metadata"].update(generation=1, uid="u-1")
-    spec = crd.parse(obj)
+    op, obj, spec = _status_writer(t)
     paused = rl.RolloutState(model=spec.target.model, stable_version="v1", canary_version="v2", phase=rl.PAUSED,
                              weights=Weights.canary_at(25), step=1, reason="paused by operator")
     for _ in range(2):  # the second write is skipped (nothing changed): the series stay
@@ -269,15 +266,10 @@ def test_a_rollout_ended_with_no_state_of_its_own_says_its_end_on_metrics():
     left (their EFFECT_KEEP_S starts at an end the series see). The row says the end now: phase, 100/0; the effect
     sizes go EFFECT_KEEP_S later (decision 561)."""
     from canary.telemetry import EFFECT_KEEP_S
-    from tests import fleet
-    from tests.unit.test_errors_said import _Statuses
 
     now = [0.0]
     t = Telemetry(clock=lambda: now[0])
-    op = _controller(t)
-    op.custom = _Statuses()
-    obj = fleet.rollout_object(0, "v2")
-    obj["metadata"].update(generation=1, uid="u-1")
+    op, obj, _ = _status_writer(t)
     t.record_state(namespace="ml", rollout="r0", state=state(canary=20, model="m0"))
     t.record_verdict(model="m0", results=[CheckResult("lat", "latency", Outcome.FAIL, "p95", effect_size=0.4)])
     op._ended_status(obj, phase=rl.ABORTED, reason="the route no longer records this CanaryRollout's rollout; "
