@@ -512,11 +512,11 @@ def raw_object(resp: Any, what: str) -> dict[str, Any]:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors worth another attempt: 5xx, 429, timeouts, refused connections, and a 200 whose body
-    is not what was asked for (BadAnswer, or JSON cut short)."""
+    """True for errors worth another attempt: 5xx, 429, timeouts (408, a proxy's in front of the API server, too),
+    refused connections, and a 200 whose body is not what was asked for (BadAnswer, or JSON cut short)."""
     status = getattr(exc, "status", None)
     if _is_api_exception(exc) and isinstance(status, int):
-        return status >= 500 or status == 429 or status == 0
+        return status >= 500 or status in (0, 408, 429)
     if isinstance(exc, (BadAnswer, json.JSONDecodeError)):
         return True
     return _is_network_error(exc)
@@ -550,7 +550,7 @@ def translate(exc: BaseException, what: str) -> CanaryError:
                                f"credentials, and {why}; not RBAC")
         if status == 403:
             return ConfigError(f"{what}: the Kubernetes API refused us (HTTP {status}: {reason}); check RBAC")
-        if status >= 500 or status in (0, 429):
+        if status >= 500 or status in (0, 408, 429):  # 408: a timeout, as the metrics client reads it (decision 564)
             return KubeUnavailable(f"{what}: Kubernetes API error HTTP {status} ({reason})")
         return TargetError(f"{what}: the Kubernetes API rejected the request (HTTP {status}: {reason})")
     if isinstance(exc, BadAnswer):
@@ -565,10 +565,11 @@ def translate(exc: BaseException, what: str) -> CanaryError:
 def refused(exc: BaseException, what: str, *, request: str,
             kind: type[ApiRefused] = ApiRefused) -> ApiRefused | None:
     """`translate`'s error for an answer of the API server that refuses `request` for good (401 after the
-    credentials' renewal, 403, a 4xx other than 404, 409 and 429), as ApiRefused (or its `kind`) carrying `request`
-    and the HTTP status; None for any other error (not found, a conflict, a transient one: the callers' own handling)."""
+    credentials' renewal, 403, a 4xx other than 404, 408, 409 and 429), as ApiRefused (or its `kind`) carrying
+    `request` and the HTTP status; None for any other error (not found, a conflict, a transient one, a 408's timeout
+    included: the callers' own handling)."""
     status = getattr(exc, "status", None) if _is_api_exception(exc) else None
-    if not isinstance(status, int) or not 400 <= status < 500 or status in (404, 409, 429):
+    if not isinstance(status, int) or not 400 <= status < 500 or status in (404, 408, 409, 429):
         return None
     return kind(str(translate(exc, what)), request=request, status=status)
 

@@ -120,3 +120,21 @@ def test_a_policy_configmap_read_answered_401_is_renewed_and_the_rollout_goes_on
     assert record["phase"] == rl.PROGRESSING, [(e["event"], e.get("error")) for e in logs]
     assert any(p.endswith("/configmaps/pol") for _, p, _ in api.handler.refused_tokens), api.handler.refused_tokens
     assert not [e for e in logs if e["event"] in ("rollout.api_refused", "rollout.invalid")]
+
+
+def test_a_claims_status_write_timed_out_408_is_not_a_refusal_and_the_rollout_goes_on(world: Any) -> None:
+    """HTTP 408 (Request Timeout: a proxy or load balancer in front of the API server gave up waiting) is a timeout,
+    as the Prometheus client and the retraining webhook read it: the claim's status write answered 408 once was read
+    as refused for good (`errors.StatusRefused`), and the claim, a healthy rollout, aborted at once (decision 564)."""
+    api, op, custom = world
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"]["finalizers"] = [FINALIZER]  # its own PATCH is no status write: none of this test's
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    api.fail_next(408, times=1, methods=("PATCH",), plural="canaryrollouts")
+    with capture_logs() as logs:
+        op = _fresh(op)
+        for _ in range(2):
+            op.tick()
+    record = vs(api, 0)[1]
+    assert record["phase"] not in rl.TERMINAL, (record["phase"], record["reason"])
+    assert not [e for e in logs if e["event"] in ("rollout.api_refused", "rollout.invalid")]
