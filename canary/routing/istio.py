@@ -697,8 +697,30 @@ def _fit_record(desired: Obj, state: str | None) -> None:
     from canary import rollout as rl
 
     room = patch.annotation_room(desired, patch.STATE_ANNOTATION)
-    if state is not None and len(state.encode()) > room:
-        patch.annotate(desired, patch.STATE_ANNOTATION, rl.fit(state, room))
+    if state is None or len(state.encode()) <= room:
+        return
+    cut = rl.fit(state, room)
+    if len(cut.encode()) > room:  # the API server would refuse it (422): said here, naming what takes the room
+        raise TargetError(_no_room(desired, room, len(cut.encode())))
+    patch.annotate(desired, patch.STATE_ANNOTATION, cut)
+
+
+def _no_room(desired: Obj, room: int, shortest: int) -> str:
+    """Why a stable-100% write cannot carry its record even cut (decision 565): the annotation that takes the room,
+    and what frees it, for the on-call who reads the `rollback.failed` line."""
+    meta = desired.get("metadata") or {}
+    others = {str(k): len(str(k).encode()) + len(str(v).encode())
+              for k, v in (meta.get("annotations") or {}).items() if k != patch.STATE_ANNOTATION}
+    big = max(others, key=others.__getitem__) if others else ""
+    name = f"{meta.get('namespace')}/{meta.get('name')}"
+    biggest = f", {big} alone {others[big]:,}" if big else ""
+    return (f"{name}: its other annotations take {sum(others.values()):,} of the {patch.ANNOTATIONS_MAX_BYTES:,} "
+            f"bytes the API server allows all of an object's annotations together{biggest}: {max(room, 0):,} are left "
+            f"for the rollout's record ({patch.STATE_ANNOTATION}), whose shortest form is {shortest:,}; the write "
+            f"would be refused (HTTP 422, metadata.annotations: Too long) and was not sent. Remove or shorten "
+            f"{big or 'another annotation'} (kubectl annotate virtualservice {meta.get('name')} -n "
+            f"{meta.get('namespace')} {big or 'KEY'}-): stable 100% is written at the next try (a controller's next tick, "
+            f"`canary rollback` by hand)")
 
 
 def _carried(found: str | None, state: str | None) -> bool:

@@ -207,3 +207,23 @@ def test_a_retry_of_a_cut_stable_write_meets_its_own_text_not_another_writers(cl
     again = record(api)[1]
     assert len(first) < len(again) and rl.carried(first, ended.to_json())
     assert again == ended.to_json()  # the room now left takes it whole
+
+
+def test_a_rollback_whose_shortest_record_has_no_room_says_which_annotation_takes_it(cluster: Any) -> None:
+    """Decision 565: other annotations that leave the record less than its shortest form (the claim's small record
+    landed, then a `kubectl apply` grew its last-applied-configuration to fill the object) still get the stable-100%
+    write refused, traffic split, exit 6; the error said only "HTTP 422 ... metadata.annotations: Too long" (and the
+    hint, an expired token). It names the annotation taking the room, its size and what is left, and how to free it."""
+    api, kc = cluster
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                            weights=Weights(80, 20), step=2, started_at=1.0, step_started_at=2.0)
+    IstioRouter(api_client(kubeconfig=str(kc))).set_weights(TARGET, Weights(80, 20), state=state.to_json())
+    key = "kubectl.kubernetes.io/last-applied-configuration"
+    left = ANNOTATIONS_LIMIT - annotations_bytes(api) - len(key) - 20
+    api.edit(GROUP, "virtualservices", "ml", "rec-model", lambda vs: vs["metadata"]["annotations"].update(
+        {key: "x" * left}))
+    res = canary("rollback", "rec-model", "-n", "ml", "--reason", "r" * 300, kubeconfig=kc)
+    assert res.returncode == 6 and record(api)[0] == [80, 20], res.stderr
+    error = res.stderr.splitlines()[-1]
+    assert f"{key} alone {len(key) + left:,}" in error and "shortest form" in error, error
+    assert f"kubectl annotate virtualservice rec-model -n ml {key}-" in error, error
