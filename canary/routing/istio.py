@@ -271,8 +271,8 @@ class IstioRouter:
                                                   host=_stable_service(vs, dr, target, route))
             if weights == STABLE_ONLY and _ends_rolled_back(state):
                 desired = _without_canary_mirrors(desired, target, dr)
-            if weights == STABLE_ONLY:
-                _fit_record(desired, state)
+            # a record the API server would refuse beside the other annotations (422), said after the guards (565)
+            too_long = _fit_record(desired, state, weights)
             found = patch.read_state(vs)
             if not first_found:
                 first_found.append(found)
@@ -308,6 +308,8 @@ class IstioRouter:
                     raise WeightsMoved(f"{where}: the route's weights are {shown if seen.canonical else seen.raw}, "
                                        f"not {expect_weights} as when this write was decided (changed outside the "
                                        "rollout); not written", found=shown)
+            if too_long:
+                raise TargetError(too_long)
             return vs, desired, dr
 
         written, dr = self._update(target, VS_PLURAL, target.virtual_service, compute)
@@ -689,25 +691,31 @@ def _stable_service(vs: Obj, dr: Obj | None, target: Target, route: str) -> str:
     return rule
 
 
-def _fit_record(desired: Obj, state: str | None) -> None:
-    """In place: the record `state` on `desired` (a stable-100% write) cut to what the object's other annotations
+def _fit_record(desired: Obj, state: str | None, weights: Weights) -> str:
+    """In place, for a stable-100% write: the record `state` on `desired` cut to what the object's other annotations
     leave of the API server's limit for them all (`patch.ANNOTATIONS_MAX_BYTES`), where it is over it: whole, the
     write was refused (422) and the traffic stayed split (decision 563). A function of the object written, so a
-    retry of it, or a reader comparing what it wrote (`rl.carried`), finds the same text."""
+    retry of it, or a reader comparing what it wrote (`rl.carried`), finds the same text. Returns "" when the record
+    fits, else why the write would be refused (a write towards the canary is never cut; decision 565)."""
     from canary import rollout as rl
 
     room = patch.annotation_room(desired, patch.STATE_ANNOTATION)
     if state is None or len(state.encode()) <= room:
-        return
+        return ""
+    if weights != STABLE_ONLY:
+        return _no_room(desired, room, f"needs {len(state.encode()):,} bytes (only a stable-100% write cuts it)",
+                        then=f"nothing moved ({weights} not written)")
     cut = rl.fit(state, room)
-    if len(cut.encode()) > room:  # the API server would refuse it (422): said here, naming what takes the room
-        raise TargetError(_no_room(desired, room, len(cut.encode())))
     patch.annotate(desired, patch.STATE_ANNOTATION, cut)
+    if len(cut.encode()) > room:
+        return _no_room(desired, room, f"needs {len(cut.encode()):,} bytes cut to its shortest form", then=(
+            "stable 100% is written at the next try (a controller's next tick, `canary rollback` by hand)"))
+    return ""
 
 
-def _no_room(desired: Obj, room: int, shortest: int) -> str:
-    """Why a stable-100% write cannot carry its record even cut (decision 565): the annotation that takes the room,
-    and what frees it, for the on-call who reads the `rollback.failed` line."""
+def _no_room(desired: Obj, room: int, needs: str, *, then: str) -> str:
+    """Why a write cannot carry its record (a stable-100% write's even cut; decision 565): the annotation that takes
+    the room, and what frees it, for the on-call who reads the `rollback.failed` line; `then`: what comes of it."""
     meta = desired.get("metadata") or {}
     others = {str(k): len(str(k).encode()) + len(str(v).encode())
               for k, v in (meta.get("annotations") or {}).items() if k != patch.STATE_ANNOTATION}
@@ -716,11 +724,10 @@ def _no_room(desired: Obj, room: int, shortest: int) -> str:
     biggest = f", {big} alone {others[big]:,}" if big else ""
     return (f"{name}: its other annotations take {sum(others.values()):,} of the {patch.ANNOTATIONS_MAX_BYTES:,} "
             f"bytes the API server allows all of an object's annotations together{biggest}: {max(room, 0):,} are left "
-            f"for the rollout's record ({patch.STATE_ANNOTATION}), whose shortest form is {shortest:,}; the write "
-            f"would be refused (HTTP 422, metadata.annotations: Too long) and was not sent. Remove or shorten "
+            f"for the rollout's record ({patch.STATE_ANNOTATION}), which {needs}; "
+            f"the write would be refused (HTTP 422, metadata.annotations: Too long) and was not sent. Remove or shorten "
             f"{big or 'another annotation'} (kubectl annotate virtualservice {meta.get('name')} -n "
-            f"{meta.get('namespace')} {big or 'KEY'}-): stable 100% is written at the next try (a controller's next tick, "
-            f"`canary rollback` by hand)")
+            f"{meta.get('namespace')} {big or 'KEY'}-): {then}")
 
 
 def _carried(found: str | None, state: str | None) -> bool:

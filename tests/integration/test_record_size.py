@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import pytest
 
 from canary import rollout as rl
+from canary.errors import TargetError
 from canary.kube import api_client
 from canary.model import Target, Weights
 from canary.policy import parse_policy
@@ -225,5 +226,20 @@ def test_a_rollback_whose_shortest_record_has_no_room_says_which_annotation_take
     res = canary("rollback", "rec-model", "-n", "ml", "--reason", "r" * 300, kubeconfig=kc)
     assert res.returncode == 6 and record(api)[0] == [80, 20], res.stderr
     error = res.stderr.splitlines()[-1]
-    assert f"{key} alone {len(key) + left:,}" in error and "shortest form" in error, error
+    assert f"{key} alone {len(key) + left:,}" in error and "cut to its shortest form" in error, error
     assert f"kubectl annotate virtualservice rec-model -n ml {key}-" in error, error
+
+
+def test_a_step_whose_record_has_no_room_is_not_sent_and_says_which_annotation_takes_it(cluster: Any) -> None:
+    """Decision 565: a write towards the canary is never cut (563), and one whose record the object's other
+    annotations leave no room for was refused with the 422's words alone; the rollout's failure (rolled back) then
+    said nothing of the annotation. Now it is not sent, and says which annotation takes the room: nothing moved."""
+    api, kc = cluster
+    state = with_others(api, kc)
+    key = "kubectl.kubernetes.io/last-applied-configuration"
+    grown = rl.transition(state, rl.Pause(60.0, reason="\U0001F6A8" * 1024), POLICY)[0]
+    with pytest.raises(TargetError) as refused:
+        IstioRouter(api_client(kubeconfig=str(kc))).set_weights(TARGET, Weights(80, 20), state=grown.to_json(),
+                                                                expect_state=record(api)[1])
+    assert f"{key} alone {len(key) + OTHERS:,}" in str(refused.value) and "nothing moved (80/20" in str(refused.value)
+    assert record(api)[1] == state.to_json()
