@@ -201,9 +201,9 @@ def test_analyze_takes_route_on_a_multi_route_virtual_service(istio_api: KubeAPI
                 "--prometheus-url", prom.url, "-o", "json"]
         res = run(*args)
         assert res.exit_code == 2 and "--route" in res.stderr and "shadow" in res.stderr
-        res = run(*args, "--route", "primary", "--destination-rule", "rec-model", "--window", "1m30s")
+        res = run(*args, "--route", "primary", "--destination-rule", "rec-model", "--window", "2m")
         out = json.loads(res.stdout)
-        assert res.exit_code == 4 and out["route"] == "primary" and out["window_s"] == 90
+        assert res.exit_code == 4 and out["route"] == "primary" and out["window_s"] == 120
         assert (out["stable_version"], out["canary_version"], out["namespace"]) == ("v1", "v2", "ml")
         res = run(*args, "--route", "primary", "--destination-rule", "nope")
         assert res.exit_code == 2 and "nope" in res.stderr
