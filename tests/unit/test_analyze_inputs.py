@@ -49,7 +49,9 @@ def _prometheus_scraping_every(interval: str) -> Any:
 
     from tests.support.http import ScriptedHTTP
 
-    config = json.dumps({"status": "success", "data": {"yaml": f"global:\n  scrape_interval: {interval}\n"}})
+    # one scrape job: a configuration with none tells nothing of the data's interval (decision 557)
+    config = json.dumps({"status": "success", "data": {
+        "yaml": f"global:\n  scrape_interval: {interval}\nscrape_configs:\n- job_name: models\n"}})
     empty = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})
     return ScriptedHTTP(lambda path, headers: (200, "application/json",
                                                config if path.startswith("/api/v1/status/config") else empty))
