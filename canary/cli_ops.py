@@ -112,23 +112,23 @@ def _check_window(policy: Any, policy_file: Path, metrics: Any, window_s: int) -
     holds at most one sample, and every check read "no series" for both arms (exit 4: on-call went looking for a
     broken exporter; decision 552). The scrape interval is the policy's `metrics.scrape_interval` where the file
     sets it; where it does not, the Prometheus's own (the shortest in its configuration, as `drift watch --window`
-    reads it), and the field's default (60 s, Prometheus's own default) only where Prometheus cannot tell: that
-    default refused `--window 1m` against a Prometheus scraping every 15 s, naming a value the file does not hold
-    (decision 562)."""
+    reads it); where Prometheus cannot tell (Thanos, Mimir, a remote-write receiver, an unreadable configuration:
+    `shortest_scrape_interval_s`), nothing is checked, as `drift watch` checks nothing: a refusal must never be
+    wrong, and the field's default (60 s) refused `--window 1m` against a Prometheus scraping every 15 s, naming a
+    value the file does not hold (decision 562)."""
     scrape = policy.metrics.scrape_interval
     if "scrape_interval" in policy.metrics.model_fields_set:
         source = f"metrics.scrape_interval {scrape:g}s in {policy_file}"
     else:
         told = metrics.shortest_scrape_interval_s()
-        unset = f"metrics.scrape_interval is not set in {policy_file}"
-        scrape, source = (told, f"Prometheus scrapes every {told:g}s at the shortest, in its configuration; {unset}") \
-            if told is not None else (scrape, f"{unset}: its default {scrape:g}s is assumed, as Prometheus's "
-                                              "configuration could not be read")
+        if told is None:
+            return
+        scrape, source = told, (f"Prometheus scrapes every {told:g}s at the shortest, in its configuration; "
+                                f"metrics.scrape_interval is not set in {policy_file}")
     if window_s < 2 * scrape:
         raise cli.ConfigError(
             f"--window {window_s}s is shorter than two scrapes ({source}): an increase() over it holds at most one "
-            f"sample, so every check would read 'no series' for both arms; give --window {math.ceil(2 * scrape)}s or "
-            "more (or set metrics.scrape_interval to what your Prometheus really scrapes at)")
+            f"sample, so every check would read 'no series' for both arms; give --window {math.ceil(2 * scrape)}s or more (or set metrics.scrape_interval to what your Prometheus really scrapes at)")
 
 
 def register(app: typer.Typer) -> None:
