@@ -1654,7 +1654,7 @@ def _undriven(state: Any, server_now: Callable[[], float | None]) -> str:
     one behind never said it (decision 216)."""
     from canary import sweep as sw
     from canary.reconcile import is_promote_owner
-    from canary.processes import promote_here
+    from canary.processes import owner_pid, promote_here
 
     if state is None or not sw.in_progress(state) or not is_promote_owner(state.owner):
         return ""
@@ -1662,7 +1662,7 @@ def _undriven(state: Any, server_now: Callable[[], float | None]) -> str:
     if here == "alive":
         return ""
     if here in ("gone", "stopped"):
-        pid = state.owner.partition("#")[2].split(":")[2]
+        pid = owner_pid(state.owner)
         if here == "stopped":  # Ctrl-Z in its terminal, or a SIGSTOP: it judges and moves nothing meanwhile
             return (f"its `canary promote` (pid {pid} on this machine) is stopped (Ctrl-Z or SIGSTOP) and judges "
                     f"nothing until it is continued (`fg` in its terminal, or `kill -CONT {pid}`)")
@@ -1687,7 +1687,7 @@ def resume_note(state: Any, model: str, ns: str) -> str:
     goes on, or nothing judges the canary's share until promote is run again, a rollback, or a sweep."""
     from canary import sweep as sw
     from canary.ci_job import described
-    from canary.processes import resume_here
+    from canary.processes import owner_pid, resume_here
     from canary.reconcile import describe_owner, is_promote_owner, shown_owner
 
     again = f"`canary promote {model} --canary-version {state.canary_version} ...`"
@@ -1697,7 +1697,7 @@ def resume_note(state: Any, model: str, ns: str) -> str:
     if not is_promote_owner(state.owner) or not process:  # no owner recorded (a record of an older canary)
         return (f"judged only while a `canary promote` (or the controller) runs for it: if none does, run {again} "
                 "again to go on")
-    here, pid = resume_here(state.owner), (process.split(":") + ["", "", ""])[2]
+    here, pid = resume_here(state.owner), owner_pid(state.owner)
     if here == "alive":
         return (f"its `canary promote` (pid {pid} on this machine) goes on with it: it reads the route every second "
                 "and judges the step from its start")

@@ -60,6 +60,13 @@ def promote_here(owner: str) -> str:
     return _here(owner, stopped="stopped")
 
 
+def owner_pid(owner: str) -> str:
+    """The pid a promote owner (`promote#host:pidns:pid:nonce`) names, as written ("" when it names none): what
+    `canary status` and `canary resume` show of a promote on this machine."""
+    parts = owner.partition("#")[2].split(":")
+    return parts[2] if len(parts) > 2 else ""
+
+
 def resume_here(owner: str) -> str:
     """`promote_here` for `canary resume` (decision 546): which process will act on a resume of the rollout
     `owner` runs. This very process is "alive" (a Runner in it runs the rollout: a program embedding both, a

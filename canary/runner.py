@@ -31,7 +31,7 @@ from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, Weights, check_version, rollback_command
 from canary.policy import Policy
-from canary.processes import _here, _identity, _pid_namespace, promote_here, resume_here  # noqa: F401 (re-exported)
+from canary.processes import _here, _identity, _pid_namespace, owner_pid, promote_here, resume_here  # noqa: F401 (re-exported)
 from canary.reconcile import as_routed as _as_routed  # decision 209
 from canary.reconcile import shown_owner
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
@@ -1757,7 +1757,7 @@ def _resume_acted_on(state: rl.RolloutState, target: Target) -> None:
     resume is written and its note says what happens either way (`cli.resume_note`)."""
     if state.phase != rl.PAUSED or not is_promote_owner(state.owner) or resume_here(state.owner) != "gone":
         return
-    pid = state.owner.partition("#")[2].split(":")[2]
+    pid = owner_pid(state.owner)
     raise ConfigError(
         f"{target.namespace}/{target.virtual_service}: resume refused, nothing written: the rollout of "
         f"{state.canary_version} is paused and its `canary promote` (pid {pid} on this machine) no longer runs, so "
