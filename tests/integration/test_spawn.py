@@ -17,6 +17,7 @@ import pytest
 
 from canary.sandbox import tritonserver
 from canary.sandbox.tritonserver import spawn
+from tests.support.kube_tokens import dead
 
 pytestmark = pytest.mark.integration
 
@@ -56,15 +57,9 @@ def test_a_spawned_server_is_the_pid_held_in_its_own_group_and_dies_with_its_par
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
-            state = (Path(f"/proc/{child}/stat").read_text().split(") ", 1)[1].split()[0]
-                     if Path(f"/proc/{child}/stat").exists() else "X")
-            if state == "Z":  # reparented and dead, not yet reaped by init
-                break
+        while not dead(child) and time.monotonic() < deadline:  # gone, or reparented and dead, not yet reaped
             time.sleep(0.05)
-        gone = not Path(f"/proc/{child}").exists() or \
-            Path(f"/proc/{child}/stat").read_text().split(") ", 1)[1].split()[0] == "Z"
-        assert gone, "the spawned server outlived its parent"
+        assert dead(child), "the spawned server outlived its parent"
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -163,13 +163,21 @@ class ExecTokens:
         return path
 
 
-def dead(pid: int) -> bool:
-    """Whether process `pid` is gone (or a zombie: killed, not yet reaped by whoever adopted it)."""
+def proc_state(pid: int) -> str:
+    """Process `pid`'s state letter from `/proc/<pid>/stat` ("R", "S", "T", "Z", ...), or "" where it is gone.
+    A process being reaped reads as no file, as ESRCH, or as an empty text, by when the read lands: all three
+    are "gone" (a CI run met the empty text)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return ""
+    return fields[0] if fields else ""
+
+
+def dead(pid: int) -> bool:
+    """Whether process `pid` is gone (or a zombie: killed, not yet reaped by whoever adopted it)."""
+    return proc_state(pid) in ("", "Z", "X")
 
 
 def all_dead(pids: list[int], bound_s: float = 30.0) -> bool:

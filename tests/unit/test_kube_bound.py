@@ -676,3 +676,24 @@ def test_nothing_where_a_signals_exception_can_land_comes_before_the_give_up_is_
             resetter.join()
             signal.signal(signal.SIGUSR2, before)
     assert seen == [{"cancelled": True}], seen
+
+
+@pytest.mark.parametrize("text, state", [("", ""), ("884 (py (x)) Z 1 884", "Z"), ("884 (sleep) S 1 884", "S")])
+def test_a_process_being_reaped_reads_as_gone_not_as_an_error(monkeypatch: pytest.MonkeyPatch, text: str,
+                                                              state: str) -> None:
+    """A CI run read /proc/<pid>/stat of a killed helper while it was reaped: the text was empty, and the tests'
+    `dead` raised IndexError instead of answering "gone". The empty text, ESRCH and no file are all gone."""
+    import builtins
+    import io
+
+    from tests.support.kube_tokens import dead, proc_state
+
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: io.StringIO(text))
+    assert proc_state(884) == state
+    assert dead(884) is (state in ("", "Z"))
+
+    def refused(*a: object, **k: object) -> io.StringIO:
+        raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr(builtins, "open", refused)
+    assert proc_state(884) == "" and dead(884)
