@@ -38,7 +38,8 @@ def analyze(
 ) -> None:
     """Compare stable and canary now over --window, print the verdict with its evidence.
 
-    Exit 0 pass, 1 fail, 4 inconclusive or could not measure, 2 bad input (a URL that is not a
+    Exit 0 pass, 1 fail, 4 inconclusive or could not measure (no series), 3 Prometheus unavailable (down, or
+    failing the queries: its words and what to check), 2 bad input (a URL that is not a
     Prometheus API, credentials refused, a query Prometheus rejects, a --window shorter than two
     scrapes, the same version on both sides).
     Nothing is written anywhere. Versions not given are read from the
@@ -102,9 +103,28 @@ def analyze(
 
         opts.emit({"model": model, "namespace": ns, "stable_version": stable, "canary_version": canary,
                    "route": target.route or None, "window_s": window_s, **verdict.to_dict()}, output, text)
-        return {Outcome.PASS: 0, Outcome.FAIL: 1}.get(verdict.outcome, 4)
+        code = {Outcome.PASS: 0, Outcome.FAIL: 1}.get(verdict.outcome, 4)
+        asked = {name: m for name, m in measurements.items() if isinstance(m, cli.TransientError)}
+        if code == 4 and asked:  # Prometheus unavailable is exit 3, as everywhere else, never "not enough data"
+            first = str(next(iter(asked.values()))).split("; query: ")[0]  # the query is in the evidence above
+            cli.fail(f"Prometheus unavailable: {first} (not measured: {', '.join(asked)})"
+                     f"{_unmeasured_remedy(list(asked.values()))}", cli.EXIT_INFRA)
+        return code
 
     raise typer.Exit(cli.run_guarded(go))
+
+
+def _unmeasured_remedy(failures: list[BaseException]) -> str:
+    """What to do about checks Prometheus could not answer (`analyze`'s exit 3, decision 571), by the cause its words
+    name, as `drift check` says it: a 4 ("inconclusive or could not measure") was read by pipelines as "not enough
+    data yet" and retried blindly against a Prometheus that was down."""
+    text = " ".join(str(exc) for exc in failures)
+    if "connection failed" in text:
+        return "; Prometheus does not answer at all (is it up, is --prometheus-url right?): nothing measured"
+    if "timed out" in text or "timeout" in text:
+        return ("; nothing measured: these queries took longer than Prometheus's --query.timeout or the client's "
+                "budget: a shorter --window reads fewer samples")
+    return "; nothing measured: Prometheus failed these queries (its words above; its own log says more)"
 
 
 def _check_window(policy: Any, policy_file: Path, metrics: Any, window_s: int) -> None:

@@ -145,6 +145,26 @@ def test_analyze_compares_the_arms_now(prom_server: PromServer, tmp_path: Path) 
     assert table.returncode == 1 and "errors" in table.stdout and "fail" in table.stdout
 
 
+def test_analyze_with_prometheus_down_exits_3_not_inconclusive(prom_server_factory: Any, tmp_path: Path) -> None:
+    """`canary analyze` against a Prometheus that does not answer exited 4, "inconclusive or could not measure",
+    which a pipeline reads as "not enough data yet" and retries blindly; every other command that reads Prometheus
+    (`plan`, `drift check`, `promote`) exits 3 for it, "Prometheus unavailable". Now 3 too, with Prometheus's
+    words and what to check; the verdict's evidence is still printed (decision 571)."""
+    server = prom_server_factory()
+    url = server.url
+    server.stop()  # a Prometheus that was there: its port now refuses every connection
+    policy = tmp_path / "p.yaml"
+    policy.write_text(yaml.safe_dump({"steps": [10, 100], "metrics": {"scrape_interval": "15s"},
+                                      "checks": [{"name": "errors", "kind": "error_rate", "max_rate_pct": 5}]}))
+    res = canary("analyze", "rec", "-n", "ml", "--policy", str(policy), "--stable-version", "v1",
+                 "--canary-version", "v2", "--window", "5m", "--prometheus-url", url, "-o", "json")
+    assert res.returncode == 3, res.stderr
+    assert json.loads(res.stdout)["outcome"] == "error"  # the evidence as before
+    err = " ".join(res.stderr.split())
+    assert f"error: Prometheus unavailable: check 'errors': Prometheus at {url} could not be asked" in err, err
+    assert "(connection failed) (not measured: errors)" in err and "is it up, is --prometheus-url right?" in err, err
+
+
 def test_on_call_commands_take_route_and_any_weights(cluster: Any) -> None:
     """Issue 8 through the real CLI (in-process cases: test_oncall_any_vs.py)."""
     api, kc = cluster

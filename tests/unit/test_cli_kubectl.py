@@ -184,8 +184,8 @@ def test_stdout_holds_the_requested_output_and_nothing_else(name: str, fmt: str,
             assert len(res.stdout.strip().splitlines()) == 1  # one JSON object per line
     else:
         assert res.exit_code != 0 and res.stderr  # nothing printed: the reason is on stderr
-    if name == "analyze":  # every query answered 503: could not measure (exit 4), and the verdict says so
-        assert res.exit_code == 4 and res.stdout and "503" in res.stdout
+    if name == "analyze":  # every query answered 503: Prometheus unavailable (exit 3, decision 571), the verdict says so
+        assert res.exit_code == 3 and res.stdout and "503" in res.stdout
 
 
 # --- --route and --destination-rule where the VirtualService is resolved ---------------------------
