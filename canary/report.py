@@ -158,6 +158,9 @@ _CAUSE_WORDS = {
     "deadline": "no verdict by the step's deadline", "operator": "a person asked for it",
     "interrupted": "the run was interrupted", "infrastructure": "Prometheus or Kubernetes failed (not the canary)",
     "foreign_edit": "the route was changed outside the rollout", "abandoned": "its runner was gone (swept)",
+    # a reason no rule classes (another canary version's words, a hand-written record): said as such (decision 572)
+    "other": "ended for a reason canary does not class (not a check's verdict: read it, and the rollout's events "
+             "below)",
 }
 
 

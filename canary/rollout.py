@@ -65,6 +65,10 @@ _REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re
     (r"^\s*(foreign|weights\.foreign|the (canary|stable) subset was re-pointed)", "foreign_edit"),  # subset drift
     # an end typed over a split by hand, ended at stable 100% (canary.unowned, decision 157)
     (r"^\s*the record says\b", "foreign_edit"),
+    # the route's record removed or edited outside the rollout (promote's `_lost_reason`, the controller's
+    # `_no_state`), or another rollout's now (`taken over`, the controller's rescue): they were "other" (decision 572)
+    (r"^\s*(the rollout's record \(annotation|rollout state annotation \S+ is no state|taken over: |the route no "
+     r"longer records)", "foreign_edit"),
     (r"^\s*CanaryRollout deleted\b", "operator"),
     # a process's or an API call's failure with traffic split (promote's fail-safe, the controller's `_failed`):
     # `failed: <error>` read as a check's `name: reason`, a pipeline took an aborted rollout for a bad canary

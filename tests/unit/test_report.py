@@ -337,3 +337,57 @@ def test_an_ended_rollouts_page_says_why_in_one_line(slow: dict[str, Any], phase
     (why,) = re.findall(r'<p class="sub" id="why">(.*?)</p>', render(doc))
     text = html.unescape(re.sub(r"<[^>]+>", "", why))
     assert text.startswith(line), text
+
+
+def _record_lost(lost: str) -> str:
+    """The reason `canary promote` records when the route's record was removed or edited outside the rollout."""
+    from types import SimpleNamespace
+
+    from canary.model import Target, Weights
+    from canary.runner import Runner
+
+    me = SimpleNamespace(target=Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1",
+                                       canary_version="v2"))
+    return Runner._lost_reason(me, SimpleNamespace(weights=Weights(80, 20)), lost)  # type: ignore[arg-type]
+
+
+def _record_not_ours() -> str:
+    from canary.controller import _no_state
+
+    return _no_state("step 3 of 2")
+
+
+@pytest.mark.parametrize("reason", [
+    pytest.param(_record_lost("removed"), id="promote: record removed"),
+    pytest.param(_record_lost("edited"), id="promote: record edited"),
+    pytest.param(_record_not_ours(), id="controller: record edited"),
+    pytest.param("taken over: the route records another rollout of v3 (canary promote on ci-1, progressing); this "
+                 "one ended, theirs is left alone", id="promote: taken over"),
+    pytest.param("the route no longer records this CanaryRollout's rollout", id="controller: record gone"),
+])
+def test_an_end_by_a_record_changed_outside_the_rollout_says_so_in_the_headline(
+        tmp_path: Path, slow: dict[str, Any], reason: str) -> None:
+    """These ends were classed "other" (`end_cause`, `canary_rollbacks_total{reason}`), for which the report's
+    headline had no words: "Aborted: the rollout's record ..." said neither that the canary was not to blame nor
+    what happened. They are the route changed outside the rollout (its record removed, edited, or another
+    rollout's now), as a foreign edit of the weights is (decision 572)."""
+    doc = json.loads(json.dumps(slow))
+    doc["phase"], doc["reason"] = "aborted", reason
+    saved, out = tmp_path / "h.json", tmp_path / "r.html"
+    saved.write_text(json.dumps(doc))
+    res = CliRunner().invoke(app, ["report", "--input", str(saved), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    (why,) = re.findall(r'<p class="sub" id="why">(.*?)</p>', out.read_text())
+    text = html.unescape(re.sub(r"<[^>]+>", "", why))
+    assert text == f"Aborted: the route was changed outside the rollout — {reason}", text
+
+
+def test_an_end_canary_has_no_class_for_still_says_what_it_is(tmp_path: Path, slow: dict[str, Any]) -> None:
+    """A reason no rule classes (written by another version of canary, or by hand) is "other": the headline said
+    the reason alone, with nothing on whose end it was. Now it says so (decision 572)."""
+    doc = json.loads(json.dumps(slow))
+    doc["phase"], doc["reason"] = "rolled_back", "something else entirely"
+    (why,) = re.findall(r'<p class="sub" id="why">(.*?)</p>', render(doc))
+    text = html.unescape(re.sub(r"<[^>]+>", "", why))
+    assert text.startswith("Rolled back: ended for a reason canary does not class (not a check's verdict: read "
+                           "it, and the rollout's events below) — something else entirely"), text

@@ -455,6 +455,11 @@ def test_controller_health_metrics():
     ("orphaned: CanaryRollout ml/r0 no longer exists (deleted with its finalizer removed by hand); stable 100%",
      "abandoned"),
     ("superseded: canaryVersion v3 -> v4 mid-rollout", "operator"),
+    # the route's record removed, edited, or another rollout's now: "other" until decision 572
+    ("the rollout's record (annotation modelcanary.dev/rollout-state) was removed from VirtualService ml/rec "
+     "outside the rollout, at 80/20 (...); stable 100%", "foreign_edit"),
+    ("taken over: the route records another rollout of v3 (...); this one ended, theirs is left alone", "foreign_edit"),
+    ("the route no longer records this CanaryRollout's rollout", "foreign_edit"),
     ("", "other"),
     ("something else entirely", "other"),
 ])
