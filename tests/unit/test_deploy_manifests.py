@@ -882,7 +882,7 @@ def test_dashboard_structure() -> None:
 
 def test_dashboard_shows_what_the_issue_asks_for() -> None:
     exprs = " ".join(e for p in panels() for e in exprs_of(p))
-    for needle in ('canary_rollout_weight{model="$model"}', "canary_rollout_phase",
+    for needle in ('canary_rollout_weight{model="$model",namespace="$namespace"}', "canary_rollout_phase",
                    'histogram_quantile(0.95, sum by (le, model_version) '
                    '(rate(model_inference_duration_seconds_bucket{model_name="$model"}[1m])))',
                    "canary_check_effect_size", "increase(canary_rollbacks_total", "canary_verdicts_total",
@@ -901,6 +901,34 @@ def test_dashboard_reads_only_metrics_the_controller_exports() -> None:
     for name in used:
         base = re.sub(r"(_total|_bucket|_sum|_count)$", "", name)
         assert name in exported or base in exported, f"{name}: not a metric of canary.telemetry"
+
+
+def test_every_query_of_a_per_rollout_series_picks_the_namespace() -> None:
+    """The weight and phase panels read `canary_rollout_weight{model="$model"}` and `canary_rollout_phase{...}`
+    without `namespace="$namespace"`, which the Istio panels and the variable itself (read from those very series)
+    carry: two rollouts of one model name in two namespaces were drawn as one (the phase panel's `max by (phase)`
+    showed both phases at once). Every series canary exports per rollout (a `namespace` label, read from the
+    exporter itself) is picked by the namespace in every query of the dashboard (decision 573)."""
+    from canary import rollout as rl
+    from canary.model import Weights
+    from canary.telemetry import Telemetry
+
+    t = Telemetry()
+    t.record_state(namespace="ml", rollout="r", state=rl.RolloutState(
+        model="m", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING, weights=Weights(90, 10)))
+    per_rollout = {m.name for m in t.registry.collect() if any("namespace" in s.labels for s in m.samples)}
+    assert {"canary_rollout_weight", "canary_rollout_phase", "canary_rollout_step"} <= per_rollout
+    exprs = [e for p in panels() for e in exprs_of(p)] + [a["expr"] for a in dashboard()["annotations"]["list"]
+                                                          if "expr" in a]
+    read = 0
+    for expr in exprs:
+        for metric, matchers in re.findall(r"\b([a-z_]+)\{([^}]*)\}", expr):
+            if metric in per_rollout:
+                read += 1
+                assert 'namespace="$namespace"' in matchers.split(","), f"{metric}{{{matchers}}} in {expr}"
+        # a per-rollout series read with no selector at all
+        assert not set(re.findall(r"\b(canary_[a-z_]+)\b(?!\{)", expr)) & per_rollout, expr
+    assert read >= 2  # the weight and phase panels
 
 
 def source_panels(source: str) -> dict[str, dict[str, Any]]:
