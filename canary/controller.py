@@ -2598,9 +2598,13 @@ class Controller:
             written = kube.an_object(written, f"the status write of CanaryRollout {meta['namespace']}/{meta['name']}")
         except Exception as exc:  # a 5xx or a timeout is transient (the failure budget), not a reason to abort
             what = f"CanaryRollout {meta['namespace']}/{meta['name']} status"
+            request = f"the status write of CanaryRollout {meta['namespace']}/{meta['name']}"
             # a 422 (a CRD stricter than this release): refused, not a spec invalid (`rollout.api_refused`, 536)
-            raise kube.refused(exc, what, request=f"the status write of CanaryRollout {meta['namespace']}/"
-                               f"{meta['name']}", kind=StatusRefused) or kube.translate(exc, what) from exc
+            refusal = kube.refused(exc, what, request=request, kind=StatusRefused)
+            if refusal is not None and refusal.status == 400:  # the body we composed: canary's bug (536's addendum)
+                refusal = StatusRefused(BAD_REQUEST_WORDS.format(what=what, said=kube._status_message(exc)[:200]),
+                                        request=request, status=400)
+            raise refusal or kube.translate(exc, what) from exc
         obj["status"] = {**(obj.get("status") or {}), **status}
         rv = (written.get("metadata") or {}).get("resourceVersion")
         if rv and isinstance(obj.get("metadata"), dict):
@@ -2955,6 +2959,14 @@ def _drove(obj: dict[str, Any]) -> tuple[str, str, str, str] | None:
         return str(t["virtualService"]), str(t.get("route") or ""), str(t["canaryVersion"]), str(t.get("destinationRule") or "")
     except KeyError:
         return None
+
+
+# a 400 on the controller's own status write: the API server could not read the body canary composed (a merge patch
+# of the status it builds), whatever the user wrote in the spec (a spec the CRD refuses is a 422 at its own apply)
+BAD_REQUEST_WORDS = ("{what}: HTTP 400 Bad Request on canary's own write, a bug of canary's, not of the "
+                     "CanaryRollout's spec (nor RBAC, nor the CRD): the rollout ends at stable 100% (`rollout.aborted`; "
+                     "`rollback.failed` if that write fails too); report it with this line (the API server could not "
+                     "read the status canary composed: {said})")
 
 
 def _no_state(off: str) -> str:

@@ -627,7 +627,7 @@ def _selector(params: Any) -> Callable[[Obj], bool]:
     return sel
 
 
-_REASONS = {409: "Conflict", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout",
+_REASONS = {400: "BadRequest", 409: "Conflict", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout",
             429: "TooManyRequests", 403: "Forbidden", 404: "NotFound", 401: "Unauthorized", 422: "Invalid"}
 
 

@@ -50,6 +50,27 @@ def test_a_status_write_refused_422_ends_the_rollout_said_as_refused_not_invalid
     assert "HTTP 422" in refused["error"]
 
 
+def test_a_status_write_answered_400_is_said_as_canarys_bug_at_stable_100(world: Any) -> None:
+    """A 400 Bad Request on the controller's own status write (a body the API server cannot read: canary composed
+    it, not the user) ended the rollout as a 422 does, stable 100%, but its line said only "the Kubernetes API
+    rejected the request (HTTP 400 ...)", and README sent on-call to "fix the RBAC or the CRD". It now says whose
+    fault it is, where traffic is and what to do, there and in the end the route records (decision 536's addendum)."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"onPrometheusOutage": "hold"}})  # a new generation: a status write
+    api.fail_next(400, times=100, methods=("PATCH",), plural="canaryrollouts")
+    refused = _ended_refused(op, api, "the status write of CanaryRollout ml/r0", 400)
+    error = refused["error"]
+    assert "HTTP 400 Bad Request on canary's own write" in error and "composed: injected fault: HTTP 400)" in error, error
+    assert "a bug of canary's, not of the CanaryRollout's spec" in error, error
+    assert "the rollout ends at stable 100%" in error and "report it" in error, error
+    reason = vs(api, 0)[1]["reason"]  # what `canary status` and the report show of the end
+    assert reason.startswith("failed: CanaryRollout ml/r0 status: HTTP 400 Bad Request on canary's own write, a bug "
+                             "of canary's"), reason
+
+
 def _canary_shares(api: Any, i: int = 0) -> list[int]:
     """The canary's weight in every version of m{i}'s VirtualService the emulator stored (its change log: every
     write it served, in order)."""
