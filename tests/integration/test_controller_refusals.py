@@ -37,16 +37,21 @@ def _ended_refused(op: Any, api: Any, request: str, status: int) -> dict[str, An
     return refused[0]
 
 
-def test_a_status_write_refused_422_ends_the_rollout_said_as_refused_not_invalid(world: Any) -> None:
-    """A CRD stricter than this release refuses the status write (422): the rollout was aborted (kept: stable
-    100%), logged `rollout.invalid` as if its spec were. Said now as the status write the API server refused."""
+def _status_write_refused_mid_rollout(world: Any, status: int) -> dict[str, Any]:
+    """m0 progressing, then every status write answered `status`: `_ended_refused`'s line."""
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
     _progressing(op, custom, api)
     custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
                                           {"spec": {"onPrometheusOutage": "hold"}})  # a new generation: a status write
-    api.fail_next(422, times=100, methods=("PATCH",), plural="canaryrollouts")
-    refused = _ended_refused(op, api, "the status write of CanaryRollout ml/r0", 422)
+    api.fail_next(status, times=100, methods=("PATCH",), plural="canaryrollouts")
+    return _ended_refused(op, api, "the status write of CanaryRollout ml/r0", status)
+
+
+def test_a_status_write_refused_422_ends_the_rollout_said_as_refused_not_invalid(world: Any) -> None:
+    """A CRD stricter than this release refuses the status write (422): the rollout was aborted (kept: stable
+    100%), logged `rollout.invalid` as if its spec were. Said now as the status write the API server refused."""
+    refused = _status_write_refused_mid_rollout(world, 422)
     assert "HTTP 422" in refused["error"]
 
 
@@ -55,18 +60,11 @@ def test_a_status_write_answered_400_is_said_as_canarys_bug_at_stable_100(world:
     it, not the user) ended the rollout as a 422 does, stable 100%, but its line said only "the Kubernetes API
     rejected the request (HTTP 400 ...)", and README sent on-call to "fix the RBAC or the CRD". It now says whose
     fault it is, where traffic is and what to do, there and in the end the route records (decision 536's addendum)."""
-    api, op, custom = world
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    _progressing(op, custom, api)
-    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
-                                          {"spec": {"onPrometheusOutage": "hold"}})  # a new generation: a status write
-    api.fail_next(400, times=100, methods=("PATCH",), plural="canaryrollouts")
-    refused = _ended_refused(op, api, "the status write of CanaryRollout ml/r0", 400)
-    error = refused["error"]
+    error = _status_write_refused_mid_rollout(world, 400)["error"]
     assert "HTTP 400 Bad Request on canary's own write" in error and "composed: injected fault: HTTP 400)" in error, error
     assert "a bug of canary's, not of the CanaryRollout's spec" in error, error
     assert "the rollout ends at stable 100%" in error and "report it" in error, error
-    reason = vs(api, 0)[1]["reason"]  # what `canary status` and the report show of the end
+    reason = vs(world[0], 0)[1]["reason"]  # what `canary status` and the report show of the end
     assert reason.startswith("failed: CanaryRollout ml/r0 status: HTTP 400 Bad Request on canary's own write, a bug "
                              "of canary's"), reason
 
