@@ -333,7 +333,9 @@ class Runner:
                 guards = list(dict.fromkeys([self._written or None, self._sent or None]))
             else:
                 text, theirs, weights, status = read
-                if theirs is None and text and text not in (self._written, self._sent) and (
+                # a record this process last wrote or sent is its own, cut to fit or not (`rl.carried`, decision 568)
+                mine = self._own(text)
+                if theirs is None and text and not mine and (
                         later := unowned.newer(text)):  # a newer canary's record: it took over (decision 169)
                     self._current = final = self._taken_by_newer(current, later)
                     return final
@@ -346,7 +348,6 @@ class Runner:
                     reason = f"{reason}; {self._say_lost(current, status, lost, error)}"[:1000]
                 # a record as this process last read or sent it is its own (decision 131: the rollout it was
                 # taking over, whether or not the take-over landed); otherwise, `_ours` says
-                mine = bool(text) and text in (self._written, self._sent)
                 if theirs is not None and not mine and not _ours(current, theirs):
                     # ...but this rollout's version split under that record is nobody's: stable 100%, as the
                     # watch ends it. The fail-safe left it so, "taken over", nothing written (decision 145)
@@ -360,7 +361,9 @@ class Runner:
                         reason = f"{reason}; {unrecorded}; stable 100%"[:1000]
                         if end is not None and end[0].phase == rl.PROMOTED:  # not finished over another's record
                             end = None
-                elif theirs is not None and theirs.terminal:
+                elif theirs is not None and theirs.terminal and not (mine and end is not None):
+                    # (the decided end this process sent, landed unanswered, is finished below as decided: its
+                    # stable subset's pointing and its end line were never done, decision 568)
                     if not unowned.to_end(theirs, status):  # ours, ended meanwhile (an on-call rollback)
                         if theirs.phase != rl.PROMOTED and weights != STABLE_ONLY:
                             execute(self.router, self.target, theirs, [rl.SetWeights(STABLE_ONLY)], log=self.log,
@@ -400,6 +403,12 @@ class Runner:
                 return final
         assert conflict is not None
         raise conflict
+
+    def _own(self, text: str | None) -> bool:
+        """Whether the record `text` read from the route is the one this process last wrote or sent, as the write
+        carried it: whole, or cut to the room the object's other annotations left it (`rl.carried`, decision 563):
+        the text on the route is then not the text built, and an exact comparison took it for another writer's."""
+        return bool(text) and any(rl.carried(text, ours) for ours in (self._written, self._sent) if ours)
 
     def _read_record(self) -> tuple[str | None, rl.RolloutState | None, Any, RouteStatus] | None:
         """The route's record as text, parsed (None: none, or unreadable: nobody's rollout can run on
