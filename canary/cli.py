@@ -30,7 +30,7 @@ from canary import ci_job, cli_edits, cli_help
 from canary import cli_options as opts
 from canary import logs, streams
 from canary import rollout as rl
-from canary.errors import (AlreadyStable, CanaryError, ConfigError, KubeUnavailable, NotFound, RollbackFailed,
+from canary.errors import (AlreadyStable, CanaryError, ConfigError, KubeUnavailable, NoRoom, NotFound, RollbackFailed,
                            RolloutBusy, TargetError, TrafficUnsafe, TransientError)
 from canary.model import Target
 
@@ -1215,7 +1215,8 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
             out["watching"].append(row(one, result, seenUnchangedS=one.quiet_s, abandonedAfterS=limit))
 
         def mark(one: Any) -> str:
-            """`canary sweep`'s memory of `one`'s record until its next pass; "" once written, else why not."""
+            """`canary sweep`'s memory of `one`'s record until its next pass; "" once written, else why not.
+            Raises NoRoom: the object's other annotations leave the mark no room (nothing sent; decision 569)."""
             seen["writing"] = one.key
             try:
                 router.annotate(one.namespace, one.virtual_service, sw.SEEN_ANNOTATION,
@@ -1224,9 +1225,33 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 return ""
             except RoutingConflict:
                 return "its record was just written"
+            except NoRoom:
+                raise
             except CanaryError as exc:  # this route only: the others are still swept
                 ctrl_c.check()
                 return f"not marked: {exc}"
+
+        def end_unowned(one: Any, after: float, *, at_once: bool = False) -> tuple[str, int]:
+            """The split under `one`'s record ended once seen unchanged `after` s (`at_once`: now): (result, code)."""
+            seen["writing"] = one.key
+            try:
+                done = sw.end_unowned(router, one, log=logs.get(), notifier=notifier, at_once=at_once,
+                                      now=server_now if server_now is not None else time.time())
+                result = {"ended": "stable 100%, recorded aborted",
+                          "agrees": "left alone: both subsets select one version",
+                          "waiting": f"waiting: unchanged for {one.quiet_s or 0:.0f}s of {after:.0f}s",
+                          "left alone": None,
+                          "unknown": "not read: the route changed or could not be read; the next sweep reads "
+                                     "it again"}[done]
+                left_split = False
+                if result is None:
+                    result, left_split = sw.since_read(router, one)
+                return result, EXIT_INFRA if done == "unknown" or left_split else 0
+            except TrafficUnsafe as exc:
+                return f"failed: {exc}", EXIT_TRAFFIC_UNSAFE
+            except CanaryError as exc:
+                ctrl_c.check()  # the error a Ctrl-C lost in the write came out as: the Ctrl-C is reported
+                return f"failed: {exc}", EXIT_INFRA
 
         for one in found.unowned:  # an end typed over a split, or garbage: nobody drives it (decision 157)
             ctrl_c.check()  # a Ctrl-C lost in the last route's write: nothing more is written
@@ -1237,32 +1262,21 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 result = "split under an ended or unreadable record: first seen now" + (
                     " (dry run: not marked)" if dry_run else "")
                 if not dry_run:
-                    why = mark(one)
+                    try:
+                        why = mark(one)
+                    except NoRoom as exc:
+                        # no memory between passes: never timed, it would stay split for good. Nobody drives it
+                        # (the wait lets a live owner end one typed under it first): stable 100% now (decision 569)
+                        ended, got = end_unowned(one, after, at_once=True)
+                        why, code = f"cannot be marked ({exc}); not timed: {ended}", max(code, got)
                     code = max(code, EXIT_INFRA) if why.startswith("not marked") else code
                     result = why or f"{result}; stable 100% if still unchanged after {after:.0f}s (sweep again then)"
             elif dry_run:
                 result = (f"dry-run: not written (unchanged for {one.quiet_s:.0f}s)" if (one.quiet_s or 0) >= after
                           else f"waiting: unchanged for {one.quiet_s:.0f}s of {after:.0f}s")
             else:
-                seen["writing"] = one.key
-                try:
-                    done = sw.end_unowned(router, one, log=logs.get(), notifier=notifier,
-                                          now=server_now if server_now is not None else time.time())
-                    result = {"ended": "stable 100%, recorded aborted",
-                              "agrees": "left alone: both subsets select one version",
-                              "waiting": f"waiting: unchanged for {one.quiet_s or 0:.0f}s of {after:.0f}s",
-                              "left alone": None,
-                              "unknown": "not read: the route changed or could not be read; the next sweep reads "
-                                         "it again"}[done]
-                    left_split = False
-                    if result is None:
-                        result, left_split = sw.since_read(router, one)
-                    code = max(code, EXIT_INFRA) if done == "unknown" or left_split else code
-                except TrafficUnsafe as exc:
-                    result, code = f"failed: {exc}", EXIT_TRAFFIC_UNSAFE
-                except CanaryError as exc:
-                    ctrl_c.check()  # the error a Ctrl-C lost in the write came out as: the Ctrl-C is reported
-                    result, code = f"failed: {exc}", max(code, EXIT_INFRA)
+                result, got = end_unowned(one, after)
+                code = max(code, got)
             shown = row(one, result, seenUnchangedS=one.quiet_s, endedAfterS=after,
                         **({"unreadable": one.unreadable} if one.unreadable else {}))
             out["unowned"].append({**shown, "phase": "unreadable"} if one.unreadable else shown)

@@ -105,6 +105,12 @@ class RecordTooNew(TargetError):
     is to upgrade this canary (decision 169)."""
 
 
+class NoRoom(TargetError):
+    """A write not sent: the object's other annotations leave the annotation it sets too little of the 262,144 bytes
+    the API server allows them all together (it would answer 422, "metadata.annotations: Too long"). The message
+    names the annotation that takes the room and the `kubectl annotate ... KEY-` that frees it (decisions 565, 569)."""
+
+
 class NotFound(TargetError):
     """The object does not exist (HTTP 404 for a served API). `what`: the object as the request named it
     (`kube.translate`'s, e.g. 'ml/rec-model (virtualservices)'); "" when not known."""

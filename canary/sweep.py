@@ -381,12 +381,13 @@ UNOWNED_AFTER_S = REPAIR_AFTER_S
 
 
 def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None,
-                counted: Callable[[rl.RolloutState], None] | None = None) -> str:
+                counted: Callable[[rl.RolloutState], None] | None = None, at_once: bool = False) -> str:
     """The split under `found`'s ended or unreadable record (`canary.unowned`), read from the route and, once
     seen unchanged UNOWNED_AFTER_S, sent to stable 100% (recorded `aborted`, guarded on the record as read:
     `rollout.split_unowned`). Returns "agrees" (no split of two versions after all: both subsets select one),
     "waiting", "ended", "left alone" (written since: `sweep.left_alone`) or "unknown" (the route could not be
     read, or changed since the listing). `counted(end)`: told the end once it landed (the controller's counters).
+    `at_once`: not timed (`canary sweep` could not mark it, the object's annotations full: decision 569), ended now.
     Raises TrafficUnsafe when stable 100% could not be written and the
     route may still be split, CanaryError when another write failed, NotLeader."""
     from canary import unowned
@@ -402,7 +403,7 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
         return "unknown"
     if not unowned.to_end(r, status, unreadable=found.unreadable):
         return "agrees"
-    if found.quiet_s is None or found.quiet_s < UNOWNED_AFTER_S:
+    if not at_once and (found.quiet_s is None or found.quiet_s < UNOWNED_AFTER_S):
         return "waiting"
     try:
         out = unowned.end(router, target, r, status, log=log, now=now, by="sweep", unreadable=found.unreadable)

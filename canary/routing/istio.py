@@ -29,7 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from canary import kube
 import math
 
-from canary.errors import (CanaryError, ConflictStorm, NotFound, NotLeader, RoutingConflict, TargetError,
+from canary.errors import (CanaryError, ConflictStorm, NoRoom, NotFound, NotLeader, RoutingConflict, TargetError,
                            TrafficUnsafe, WeightsMoved)
 from canary.model import STABLE_ONLY, Target, Weights
 from canary.routing import claims, patch, stable
@@ -309,7 +309,7 @@ class IstioRouter:
                                        f"not {expect_weights} as when this write was decided (changed outside the "
                                        "rollout); not written", found=shown)
             if too_long:
-                raise TargetError(too_long)
+                raise NoRoom(too_long)
             return vs, desired, dr
 
         written, dr = self._update(target, VS_PLURAL, target.virtual_service, compute)
@@ -458,6 +458,10 @@ class IstioRouter:
                 raise RoutingConflict(f"{namespace}/{name}: the rollout state changed; not annotated")
             out = copy.deepcopy(vs)
             patch.annotate(out, key, value)
+            room = patch.annotation_room(out, key)
+            if len(value.encode()) > room:  # the API server would refuse it (422): not sent, said (decision 569)
+                raise NoRoom(_no_room(out, room, f"needs {len(value.encode()):,} bytes", key=key,
+                                      then=f"{key} not written"))
             return vs, out, {}
 
         self._update(target, VS_PLURAL, name, compute)
@@ -713,18 +717,22 @@ def _fit_record(desired: Obj, state: str | None, weights: Weights) -> str:
     return ""
 
 
-def _no_room(desired: Obj, room: int, needs: str, *, then: str) -> str:
-    """Why a write cannot carry its record (a stable-100% write's even cut; decision 565): the annotation that takes
-    the room, and what frees it, for the on-call who reads the `rollback.failed` line; `then`: what comes of it."""
+def _no_room(desired: Obj, room: int, needs: str, *, then: str, key: str = patch.STATE_ANNOTATION) -> str:
+    """Why a write cannot carry its record (a stable-100% write's even cut; decision 565), or annotation `key` (`canary
+    sweep`'s mark, decision 569): the annotation that takes the room, and what frees it, for the on-call who reads the
+    `rollback.failed` line or the sweep's row; `then`: what comes of it."""
     meta = desired.get("metadata") or {}
     others = {str(k): len(str(k).encode()) + len(str(v).encode())
-              for k, v in (meta.get("annotations") or {}).items() if k != patch.STATE_ANNOTATION}
-    big = max(others, key=others.__getitem__) if others else ""
+              for k, v in (meta.get("annotations") or {}).items() if k != key}
+    # the rollout's record is never the one to remove (a mark's room taken by it: the largest other then)
+    freeable = {k: n for k, n in others.items() if k != patch.STATE_ANNOTATION}
+    big = max(freeable, key=freeable.__getitem__) if freeable else ""
+    what = f"the rollout's record ({key})" if key == patch.STATE_ANNOTATION else key
     name = f"{meta.get('namespace')}/{meta.get('name')}"
     biggest = f", {big} alone {others[big]:,}" if big else ""
     return (f"{name}: its other annotations take {sum(others.values()):,} of the {patch.ANNOTATIONS_MAX_BYTES:,} "
             f"bytes the API server allows all of an object's annotations together{biggest}: {max(room, 0):,} are left "
-            f"for the rollout's record ({patch.STATE_ANNOTATION}), which {needs}; "
+            f"for {what}, which {needs}; "
             f"the write would be refused (HTTP 422, metadata.annotations: Too long) and was not sent. Remove or shorten "
             f"{big or 'another annotation'} (kubectl annotate virtualservice {meta.get('name')} -n "
             f"{meta.get('namespace')} {big or 'KEY'}-): {then}")
