@@ -259,8 +259,18 @@ class IstioRouter:
                 # the service the route and its rule agree on, noted for the rollout's stable-100% writes (523)
                 # and the route's name, which finds it once the rollout claimed it as the only one (549)
                 driven = vs["spec"]["http"][ref.index]
+                # (the note bound to the record this write carries: a rollout claiming the route is not checked
+                # against the one before it)
+                if stable.not_noted(driven, desired):  # its service and match another's: a stable-100% write
+                    # checks the rule against the note (`_stable_service`); a step is not written (decision 570)
+                    raise TargetError(f"{where}: route {patch._route_label(driven, ref.index)} sends to "
+                                      f"{', '.join(sorted(stable.route_hosts(vs, target.route))) or 'nothing'} and "
+                                      "takes other requests (its match) than the route noted at the rollout's "
+                                      f"writes, which sent to {patch.noted_service(vs)}: another route given its "
+                                      "name, or left the only one; not written")
                 patch.note_service(desired, state, stable.route_service(driven, vs),
-                                   route=driven["name"] if isinstance(driven.get("name"), str) else "")
+                                   route=driven["name"] if isinstance(driven.get("name"), str) else "",
+                                   match=patch.route_match(driven))
             except CanaryError:
                 if weights != STABLE_ONLY:
                     raise
@@ -685,9 +695,18 @@ def _stable_service(vs: Obj, dr: Obj | None, target: Target, route: str) -> str:
     # a route claimed as the only one is found by the name noted at its writes (549): its hosts are the rollout's
     # too (a route and rule re-pointed together); the write still acts on every route of the service at the
     # recorded weights (a copy of its split made since gets stable 100% as well)
-    own = stable.route_hosts(vs, route or claimed_route(vs, dr, target)) | ({patch.noted_service(vs)} - {""})
+    named = route or claimed_route(vs, dr, target)
+    own = stable.own_hosts(vs, named) | ({patch.noted_service(vs)} - {""})
     if rule and own and rule not in own:
         label = f"route {route!r}" if route else "route (the only one when it was claimed)"
+        if found := stable.route_hosts(vs, named) - own:
+            # its hosts not the rollout's: the route carrying the name, or left the only one, is another (570)
+            raise TargetError(f"{patch.where(dr)}: spec.host names {rule}, and route {named or '(the only one)'} of "
+                              f"{patch.where(vs)} sends to {', '.join(sorted(found))}, but it takes other requests "
+                              f"(its match) than the route noted at the rollout's writes, which sent to "
+                              f"{', '.join(sorted(own))}: another model's route given its name, or left the only "
+                              "one, and the rule edited to its service? Neither is written; find the rollout's route, "
+                              "then `canary rollback MODEL --route ROUTE`")
         raise TargetError(f"{patch.where(dr)}: spec.host names {rule}, but the rollout's {label} of "
                           f"{patch.where(vs)} sends to {', '.join(sorted(own))}: the rule was edited to name another "
                           "service, so neither that service's routes nor the rule are written (another model's, "

@@ -10,6 +10,7 @@ namespace/name and the field, never in a KeyError or TypeError.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -408,16 +409,19 @@ SUBSETS_ANNOTATION = "modelcanary.dev/subsets"
 SERVICE_ANNOTATION = "modelcanary.dev/service"
 
 
-def note_service(vs: dict[str, Any], state: str | None, service: str, *, route: str = "") -> None:
+def note_service(vs: dict[str, Any], state: str | None, service: str, *, route: str = "", match: str = "") -> None:
     """In place (a copy the caller owns): note `service` beside the rollout recorded in `state` (the record this
     write carries), for its stable-100% writes: its DestinationRule may be edited mid-rollout to name another
     service (another model's, on a shared VirtualService), and the write then took that model's route for its
     own. With `route`, the name of the HTTP route written (`"route"` in the note): a record that names none (the
-    rollout claimed the only route) is found by it once another route is added (decision 549). Nothing when
-    `state` is no record with a `started_at`, or `service` is ""."""
+    rollout claimed the only route) is found by it once another route is added (decision 549). With `match`, the
+    route's `route_match` (`"match"`): a route found by that name, or left the only one, that sends to another
+    service and carries another match is another route (decision 570). Nothing when `state` is no record with a
+    `started_at`, or `service` is ""."""
     started = _started_at(state)
     if started is not None and service:
-        note: dict[str, Any] = {"service": service, "started_at": started, **({"route": route} if route else {})}
+        note: dict[str, Any] = {"service": service, "started_at": started, **({"route": route} if route else {}),
+                                **({"match": match} if match else {})}
         annotate(vs, SERVICE_ANNOTATION, json.dumps(note, sort_keys=True, separators=(",", ":")))
 
 
@@ -434,6 +438,21 @@ def noted_route(vs: Any) -> str:
     `noted_service` reads the service; "" when none is noted (an older canary's note, an unnamed route)."""
     route = _note(vs).get("route")
     return route if isinstance(route, str) else ""
+
+
+def noted_match(vs: Any) -> str:
+    """The `route_match` noted for the rollout recorded on `vs` (`note_service`'s `match`), read as `noted_service`
+    reads the service; "" when none is noted (a note of an older canary)."""
+    match = _note(vs).get("match")
+    return match if isinstance(match, str) else ""
+
+
+def route_match(route: Any) -> str:
+    """A fingerprint of an HTTP route's `match` (which requests it takes; none: all): what tells the rollout's route
+    from another route given its name, or left the only one, once its service was renamed (decision 570)."""
+    match = route.get("match") if isinstance(route, dict) else None
+    text = json.dumps(match, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _note(vs: Any) -> dict[str, Any]:

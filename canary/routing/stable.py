@@ -17,7 +17,8 @@ from typing import Any
 from canary.errors import TargetError
 from canary.model import Weights
 from canary.routing.patch import (CANARY, SERVICE_ANNOTATION, STABLE, STATE_ANNOTATION, _route_label, annotate,
-                                  delegated_to, fqdn, noted_route, noted_service, route_names, routes_nothing, where)
+                                  delegated_to, fqdn, noted_match, noted_route, noted_service, route_match, route_names,
+                                  routes_nothing, where)
 from canary.routing.splits import other_routes
 
 
@@ -348,6 +349,25 @@ def route_hosts(vs: Any, route_name: str = "") -> set[str]:
             for d in r["route"]} - {""}
 
 
+def own_hosts(vs: Any, route_name: str = "") -> set[str]:
+    """`route_hosts(vs, route_name)` while that route can be the one the rollout noted at its writes: empty when it
+    sends to none of the noted service (`patch.noted_service`) and carries another match than the one noted
+    (`patch.noted_match`): another model's route given the rollout's route's name, or left the only one once the
+    rollout's route was deleted, whose service a rule edited to it would otherwise pass for the rollout's own
+    (decision 570). A route re-pointed with its rule keeps its match (decision 549's case (1))."""
+    named = _named(vs, route_name)
+    return set() if named and all(not_noted(r, vs) for r in named) else route_hosts(vs, route_name)
+
+
+def not_noted(route: Any, vs: Any) -> bool:
+    """Whether the HTTP route `route` of `vs` is not the one noted at the rollout's writes: it sends to none of the
+    noted service and carries another match than the one noted (`own_hosts`, decision 570). False without a note of
+    both (an older canary's note: decisions 523, 549 and 555 say)."""
+    match, noted = noted_match(vs), noted_service(vs)
+    dests = route.get("route") if isinstance(route, dict) and isinstance(route.get("route"), list) else []
+    return bool(match and noted) and noted not in {_dest_host(d, vs) for d in dests} and route_match(route) != match
+
+
 def claimed_route(vs: Any, rule: str = "") -> str:
     """The route the rollout recorded on `vs` last moved its weights on, by the name noted at that write
     (`patch.noted_route`): what finds the route a rollout claimed as the only one (its record names none) once
@@ -367,7 +387,7 @@ def claimed_route(vs: Any, rule: str = "") -> str:
     http, hosts = vs["spec"]["http"], route_hosts(vs, name)
     if routes_nothing(http[index]) or noted and noted in hosts:
         return name
-    if not rule or rule not in hosts:
+    if not rule or rule not in hosts or not own_hosts(vs, name):  # another match than noted: not it (570)
         return ""
     still = [_route_label(r, i) for i, r in enumerate(http) if i != index and isinstance(r, dict)
              and isinstance(r.get("route"), list) and noted in {_dest_host(d, vs) for d in r["route"]}]

@@ -261,3 +261,47 @@ def test_a_claimed_only_route_redirected_with_the_rule_unread_still_ends_a_tcp_s
     vs = api.get(GROUP, "virtualservices", "ml", "m0")
     assert r.exit_code == 0 and vs["spec"]["http"][0] == theirs, (r.exit_code, r.output[-800:])
     assert [d["weight"] for d in vs["spec"]["tcp"][0]["route"]] == [100, 0], (r.exit_code, r.output[-800:])
+
+
+@pytest.mark.parametrize("ours", ["redirected", "deleted"])
+@pytest.mark.parametrize("recorded", ["claimed", "named"])
+def test_the_other_models_route_given_the_noted_name_beside_the_rollouts_route_gone_is_never_written(
+        api: Any, tmp_path: Any, ours: str, recorded: str) -> None:
+    """Decision 555's left case (decision 570): the note names `primary` and m0 (the rollout claimed the only route,
+    its record naming none; or its record names `primary`); m0's route renamed and then redirected (or deleted),
+    m1's route given the name `primary`, m0's rule edited to m1's service. No route sends to m0 any more, so to the
+    name and the rule this was 549's case (1) (route and rule re-pointed together): the rollback wrote m1's route
+    100/0, pointed m0's rule (now naming m1) and exited 0. The note now carries the route's match too: a route that
+    sends to none of the noted service and takes other requests than the noted match is not the rollout's; nothing
+    is written, exit 6. (549's case (1) keeps its match: still written, `test_a_service_renamed_...`.)"""
+    from canary.routing import patch
+
+    if recorded == "named":
+        _shared(api, redirect=False, note=None, route="primary", theirs=(50, 50))
+        _cli(api, tmp_path, "pause")  # a write of this canary: the note as it writes it (the route's name and match)
+    else:
+        _shared(api, redirect=False, note=None, route="", theirs=(50, 50))
+
+        def claimed(vs: dict[str, Any]) -> None:
+            vs["spec"]["http"][1]["name"] = "primary"
+            vs["metadata"]["annotations"]["modelcanary.dev/service"] = json.dumps(
+                {"match": patch.route_match(vs["spec"]["http"][1]), "route": "primary", "service": M0,
+                 "started_at": 1.0}, sort_keys=True, separators=(",", ":"))
+        api.edit(GROUP, "virtualservices", "ml", "m0", claimed)
+    theirs = copy.deepcopy(api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0])
+
+    def edit(vs: dict[str, Any]) -> None:
+        http = vs["spec"]["http"]
+        http[0]["name"], http[1]["name"] = "primary", "m0-route"
+        if ours == "deleted":
+            del http[1]
+        else:
+            del http[1]["route"]
+            http[1]["redirect"] = {"uri": "/maintenance"}
+    api.edit(GROUP, "virtualservices", "ml", "m0", edit)
+    _rehost_rule(api, "m1")
+    r = _cli(api, tmp_path, "rollback", "--reason", "pager")
+    vs = api.get(GROUP, "virtualservices", "ml", "m0")
+    assert vs["spec"]["http"][0] == {**theirs, "name": "primary"}, (r.exit_code, r.output[-800:])  # was 100/0
+    assert api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["host"] == "m1"
+    assert r.exit_code == 6 and "traffic.unsafe" in r.output, (r.exit_code, r.output[-800:])

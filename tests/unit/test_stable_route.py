@@ -269,3 +269,23 @@ def test_a_route_found_by_the_rule_alone_is_not_claimed_while_another_still_send
         stable.claimed_route(obj, "n.ml.svc.cluster.local")
     obj["spec"]["http"][1] = {"name": "m0-route", **REDIRECT}  # the rollout's service routed nowhere any more
     assert stable.claimed_route(obj, "n.ml.svc.cluster.local") == "primary"
+
+
+def test_a_route_found_by_the_name_and_rule_alone_with_another_match_than_noted_is_not_the_rollouts() -> None:
+    # decision 570: 555's case with the rollout's own route redirected (or deleted): the noted service routed nowhere,
+    # as when a route and its rule are re-pointed together (549's case (1)). The match noted beside the name tells
+    # them apart: the other model's route carrying the name takes other requests; the re-pointed route its own
+    from canary.routing import patch
+
+    record = '{"started_at": 5.0, "phase": "progressing"}'
+    ours = {**MAIN, "match": [{"uri": {"prefix": "/v2/models/m"}}]}
+    theirs = {**OTHER, "name": "primary", "match": [{"uri": {"prefix": "/v2/models/n"}}]}
+    obj = vs(theirs, {"name": "m0-route", **REDIRECT})
+    patch.note_service(obj, record, HOST, route="primary", match=patch.route_match(ours))
+    patch.annotate(obj, patch.STATE_ANNOTATION, record)
+    assert stable.claimed_route(obj, "n.ml.svc.cluster.local") == ""
+    assert stable.own_hosts(obj, "primary") == set() and stable.not_noted(theirs, obj)
+    repointed = {**ours, "name": "primary", "route": [dest("stable", 80, host="m0b"), dest("canary", 20, host="m0b")]}
+    obj["spec"]["http"][0] = repointed  # 549's case (1): the same match, re-pointed with its rule
+    assert stable.claimed_route(obj, "m0b.ml.svc.cluster.local") == "primary"
+    assert stable.own_hosts(obj, "primary") == {"m0b.ml.svc.cluster.local"} and not stable.not_noted(repointed, obj)
