@@ -778,8 +778,8 @@ def _ends_rolled_back(state: str | None) -> bool:
 def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None) -> Obj:
     """`vs` with no mirror to a subset of the rollout's service other than `stable` on the rollout's
     route(s) (`stable.drop_mirrors`): a rollback that left `mirror: {subset: canary}` in place sent
-    the canary a full copy of the traffic, silently; and no other route splitting traffic with the
-    canary subset (`stable.drop_canary_splits`). Unchanged where the routes cannot be told."""
+    the canary a full copy of the traffic, silently; no other route splitting traffic with the canary
+    subset (`stable.drop_canary_splits`), nor mirroring to it. Unchanged where the routes cannot be told."""
     host = _service(dr, target)
     try:
         routes = [patch.locate_route(vs, target.route).index]
@@ -798,4 +798,10 @@ def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None) -> Obj:
     service = host or (stable.route_service(vs["spec"]["http"][routes[0]], vs) if routes else "") or \
         patch.noted_service(vs)
     stable.drop_canary_splits(vs, service, driven=set(routes))
+    # ...nor a mirror to it on another HTTP route (the gRPC route shadowing the canary subset, which still selects the
+    # version rolled back): only where the service is known, so another model's mirror to its own canary stays (577)
+    http = vs["spec"].get("http") if service and isinstance(vs.get("spec"), dict) else None
+    for i, route in enumerate(http if isinstance(http, list) else []):
+        if i not in routes and isinstance(route, dict) and not patch.routes_nothing(route):
+            stable.drop_mirrors(route, service, vs)
     return vs

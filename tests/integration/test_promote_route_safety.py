@@ -9,6 +9,7 @@ sleep, or right before a write), never timed.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 from typing import Any, Callable
@@ -400,6 +401,31 @@ def test_a_rollback_ends_the_mirror_to_the_canary_and_keeps_a_mirror_elsewhere(a
     route = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0]
     assert "mirror" not in route and "mirrorPercentage" not in route
     assert route["mirrors"] == [{"destination": {"host": "shadow.ml.svc.cluster.local"}, "percentage": {"value": 5.0}}]
+
+
+def test_a_rollback_ends_a_mirror_to_the_canary_on_another_route_too(api: Any) -> None:
+    """REST on `primary` (port 8000) is driven; the gRPC route (port 8001) mirrors half its traffic to the canary
+    subset (a shadow of whatever it selects). The rollback wrote stable 100% on `primary`, took any split with the
+    canary off the other routes (decision 556), and left the gRPC route mirroring 50% of its traffic to v3, the
+    version just rolled back, which the canary subset still selects. Gone now, as from the driven route (decision
+    78 c); another model's mirror to its own canary subset, and the route's other fields, stay (decision 577)."""
+    grpc = {"name": "grpc", "match": [{"port": 8001}], "timeout": "3s",
+            "route": [{"destination": {"host": "m0.ml.svc.cluster.local", "subset": "stable"}}],
+            "mirror": {"host": "m0", "subset": "canary"}, "mirrorPercentage": {"value": 50.0}}
+    theirs = {"name": "m1", "match": [{"port": 9000}], "route": [{"destination": {"host": "m1", "subset": "stable"}}],
+              "mirrors": [{"destination": {"host": "m1", "subset": "canary"}}]}
+
+    def shapes(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["match"] = [{"port": 8000}]
+        vs["spec"]["http"] += [copy.deepcopy(grpc), copy.deepcopy(theirs)]
+
+    api.edit(GROUP, "virtualservices", "ml", "m0", shapes)
+    res = runner(api, "v3", FakeClock(), slowdown=2.0, route="primary").run()
+    assert res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK, res
+    http = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]
+    assert routes(api)[0] == [("stable", 100), ("canary", 0)] and subsets(api)["canary"] == "v3"
+    assert http[1] == {k: v for k, v in grpc.items() if k not in ("mirror", "mirrorPercentage")}, http[1]
+    assert http[2] == theirs
 
 
 def test_the_sweep_says_so_when_stable_100_cannot_be_written(api: Any) -> None:
