@@ -49,7 +49,7 @@ from canary import kube
 from canary import malloc
 from canary import resume_requests
 from canary import sweep, unowned
-from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check_pods, crd_owner, crd_ref, decide,
+from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check_other_splits, check_pods, crd_owner, crd_ref, decide,
                               describe_owner, event_message, execute, look_due, look_window, measure_window, next_look_at,
                               one_instant,
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
@@ -796,6 +796,11 @@ class Controller:
                     self._mark_waiting(obj, state)  # sticky: `_waited` reads it when that rollout ends
                 self._input_behind_busy(obj, spec, busy)  # bad input whoever holds the route: said as such
                 raise
+            # another VirtualService's split with the canary subset (decision 578), from the informers' cache if any
+            from canary.routing.istio import VS_PLURAL
+
+            check_other_splits(self.router, target, log=self._rollout_log(spec),
+                               listed=self.informers.routes[VS_PLURAL].items() if self.informers is not None else None)
             self._busy_input.pop(spec.key, None)
             if spec.action == "pause":  # asked to hold before it starts: nothing is claimed (it moved 20% first)
                 self._held_before_start(obj, spec)

@@ -165,6 +165,25 @@ def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState |
                           "progress; set it to 100/0 first")
 
 
+def check_other_splits(router: Any, target: Target, *, log: Any, listed: list[Any] | None = None) -> None:
+    """Before the claim, after `check_claim`: no other VirtualService of the namespace splits traffic with the canary
+    subset (`IstioRouter.splits_elsewhere`; a VirtualService bound to the ingress gateway beside the mesh's shares
+    the DestinationRule's subsets). TargetError when one does, nothing written; `preflight.splits_unchecked` when
+    the VirtualServices cannot be listed (a Role without `list`), and the rollout goes on. A router that is not
+    Kubernetes' (no `splits_elsewhere`) is not asked. `listed`: the VirtualServices of an informer's cache, if
+    any (the controller's: no LIST at each claim). Decision 578."""
+    find = getattr(router, "splits_elsewhere", None)
+    if find is None:
+        return
+    why, unchecked = find(target, listed=listed) if listed is not None else find(target)
+    if why:
+        raise TargetError(why)
+    if unchecked:
+        log.warning("preflight.splits_unchecked", error=unchecked,
+                    note="whether another VirtualService splits traffic with the canary subset is not known: the "
+                         "rollout goes on; give the identity list on virtualservices to check before traffic moves")
+
+
 def preflight_metrics(metrics: MetricsProvider, policy: Policy, target: Target, *, log: Any) -> None:
     """Every query the rollout will run, asked once before traffic moves (ConfigError: bad input;
     MetricsUnavailable: try later).

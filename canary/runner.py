@@ -35,7 +35,7 @@ from canary.processes import _here, _identity, _pid_namespace, owner_pid, promot
 from canary.reconcile import as_routed as _as_routed  # decision 209
 from canary.reconcile import shown_owner
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
-                              EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
+                              EXIT_ROLLED_BACK, Observation, check_pods, check_claim, check_other_splits, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_record, parse_state,
                               may_have_landed, preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable, vs_gone)
@@ -618,6 +618,7 @@ class Runner:
             if existing is not None and (why := self._nobody_frees(existing)):
                 busy.args = (f"{busy}; {why}", *busy.args[1:])
             raise
+        check_other_splits(self.router, target, log=self.log)  # another VirtualService's split with the canary (578)
         # bad input first (exit 2 at once): after the wait, a policy whose queries match nothing was reported
         # only once a pod was Ready, up to --wait-ready later, or never (exit 3 for the pods instead)
         self._preflight_metrics(target)

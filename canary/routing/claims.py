@@ -36,6 +36,23 @@ def split_elsewhere(vs: Any, ref: RouteRef) -> str:
     return ""
 
 
+def split_in_other(vs: Any, host: str, *, dr: str, driven: str) -> str:
+    """`split_elsewhere` for another VirtualService `vs` of the namespace (one bound to the ingress gateway beside
+    the mesh's, say): why a new rollout of `host` (the rollout's service, in full) driven on VirtualService `driven`
+    must not claim while one of `vs`'s routes splits with the canary subset ("" when none does). The subsets are
+    DestinationRule `dr`'s, shared by every VirtualService that routes to the service (decision 578)."""
+    for split in other_routes(vs, host, driven=set()):
+        if split.share and split.rest:
+            name = split.route.get("name")
+            label = split.field + (f" ({name})" if isinstance(name, str) and name else "")
+            return (f"{where(vs)}: {label} splits its traffic {split.rest}/{split.share} with subset 'canary' of "
+                    f"{host}, a split this rollout did not make: the subsets are DestinationRule {dr}'s, shared by "
+                    f"every VirtualService that routes to them, so once the canary subset selects the new version "
+                    f"that share reaches it unjudged, and stays after a rollback (stable 100% is written on {driven} "
+                    f"only); set that route's canary weight to 0 first")
+    return ""
+
+
 def subset_labels_differ(dr: Any) -> str:
     """Why the `stable` and `canary` subsets cannot carry a rollout to its end: the stable subset selects a
     label besides `version` that the canary subset does not select alike ("" when not, or when the rule

@@ -592,3 +592,25 @@ def test_a_resume_cleared_and_asked_again_between_two_ticks_is_a_new_request(wor
                                               {"spec": {"action": action}})
     step(api, op, clock)
     assert status(api, "r0")["phase"] == rl.PROGRESSING, status(api, "r0").get("reason")
+
+
+def test_a_split_on_another_virtual_service_is_refused_from_the_cache(world: Any) -> None:
+    """Decision 578 with the informers: the gateway VirtualService's 90/10 with the canary subset is found in the
+    cache (no LIST at each claim), and the rollout is refused before any write, Ready False naming it."""
+    import copy
+
+    api, op, custom, clock = world
+    route = copy.deepcopy(api.get(ISTIO, "virtualservices", "ml", "m0")["spec"]["http"][0])
+    route["route"][0]["weight"], route["route"][1]["weight"] = 90, 10
+    api.handler.put_object({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                            "metadata": {"name": "m0-gateway", "namespace": "ml"},
+                            "spec": {"hosts": ["models.example.com"], "gateways": ["istio-system/ingress"],
+                                     "http": [route]}})
+    before = api.get(ISTIO, "virtualservices", "ml", "m0")
+    create(api, 0, "v2")
+    for _ in range(3):
+        step(api, op, clock)
+    ready = next(c for c in status(api, "r0").get("conditions", []) if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "TargetError"), ready
+    assert ready["message"].startswith("ml/m0-gateway: spec.http[0] (primary) splits its traffic 90/10"), ready
+    assert api.get(ISTIO, "virtualservices", "ml", "m0") == before

@@ -380,6 +380,60 @@ def test_a_split_with_the_canary_subset_on_another_route_is_refused_before_any_w
     assert _objects(api) == before
 
 
+def _gateway_vs(api: Any, canary: int) -> None:
+    """VirtualService `m0-gateway`, bound to the ingress gateway (the mesh's is `m0`), its route split
+    (100 - canary)/canary between m0's subsets: a manual canary on the edge."""
+    route = copy.deepcopy(api.get(GROUP, VS, "ml", "m0")["spec"]["http"][0])
+    route["name"] = "edge"
+    route["route"][0]["weight"], route["route"][1]["weight"] = 100 - canary, canary
+    api.handler.put_object({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                            "metadata": {"name": "m0-gateway", "namespace": "ml"},
+                            "spec": {"hosts": ["models.example.com"], "gateways": ["istio-system/ingress"],
+                                     "http": [route]}})
+
+
+def test_a_split_with_the_canary_subset_on_another_virtual_service_is_refused_before_any_write(api: Any) -> None:
+    """The claim checked the driven VirtualService's routes only (decision 114): a gateway VirtualService of the
+    same service left 90/10 shares the DestinationRule's canary subset, which the claim points at v3, so 10% of
+    the edge traffic reached v3 unjudged from the first write and stayed on it after the rollback (stable 100% on
+    m0 only). Refused now, naming that VirtualService and route, nothing written (decision 578)."""
+    _gateway_vs(api, 10)
+    before = _objects(api), api.get(GROUP, VS, "ml", "m0-gateway")
+    with pytest.raises(TargetError, match=r"^ml/m0-gateway: spec.http\[0\] \(edge\) splits its traffic 90/10 with "
+                                          r"subset 'canary' of m0.ml.svc.cluster.local, a split this rollout did not "
+                                          r"make: the subsets are DestinationRule ml/m0's"):
+        runner(api, "v3", FakeClock(), slowdown=1.6).run()
+    assert (_objects(api), api.get(GROUP, VS, "ml", "m0-gateway")) == before
+
+
+def test_another_virtual_service_at_stable_100_is_no_split(api: Any) -> None:
+    """The same gateway VirtualService at 100/0: nothing of it reaches the canary; the rollout runs."""
+    _gateway_vs(api, 0)
+    assert runner(api, "v2", FakeClock()).run().state.phase == rl.PROMOTED
+
+
+def test_virtual_services_that_cannot_be_listed_are_said_and_the_claim_goes_on(api: Any) -> None:
+    """A Role without `list` on virtualservices (README's for `canary promote` has none): which other
+    VirtualService splits with the canary cannot be told; `preflight.splits_unchecked` says so and the claim is
+    not refused for it (the pod check's way, `preflight.pods_unchecked`)."""
+    import tenacity
+
+    from canary.logs import get
+    from canary.model import Target
+    from canary.reconcile import check_other_splits
+    from canary.routing.istio import IstioRouter
+    from canary.sandbox.kubeapi import Fault
+
+    _gateway_vs(api, 10)
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+    router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
+    api.handler.faults.append(Fault(403, 1, frozenset({"GET"}), VS))  # the LIST: the rule is read first
+    with structlog.testing.capture_logs() as logs:
+        check_other_splits(router, target, log=get())
+    (said,) = [e for e in logs if e["event"] == "preflight.splits_unchecked"]
+    assert "403" in said["error"] and said["log_level"] == "warning", said
+
+
 def test_a_testers_route_to_the_canary_alone_is_no_split(api: Any) -> None:
     """A header-match route sending testers to the canary subset (alone, or 0/100) is deliberate: the
     rollout runs, and only the driven route's weights change."""
@@ -451,6 +505,20 @@ def test_oncall_commands_of_the_other_model_say_whose_rollout_is_recorded(tmp_pa
         assert server.get(GROUP, VS, "ml", "shared") == before
     finally:
         server.stop()
+
+
+def test_the_controller_refuses_a_split_on_another_virtual_service_before_claiming(world: Any) -> None:
+    """Decision 578 in a CanaryRollout: Ready False naming the other VirtualService, nothing written."""
+    api, op, custom = world
+    _gateway_vs(api, 10)
+    before = _objects(api)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    for _ in range(3):
+        op.tick()
+    ready = _ready(_cr(custom, "r0"))
+    assert ready.get("status") == "False" and ready.get("reason") == "TargetError", ready
+    assert ready.get("message", "").startswith("ml/m0-gateway: spec.http[0] (edge) splits its traffic 90/10"), ready
+    assert _objects(api) == before, "written before the refusal"
 
 
 def test_the_controller_aborts_a_rollout_whose_subsets_are_edited_to_differ(world: Any) -> None:
