@@ -259,6 +259,24 @@ def test_crd_enums_and_defaults() -> None:
                                                                  "lastTransitionTime", "observedGeneration"}
 
 
+def test_crd_says_the_defaults_the_controller_takes() -> None:
+    """`kubectl explain` said a DestinationRule defaults to the model name, and a route to the only one: the
+    controller takes the VirtualService's name (`Target.dr_name`, as `--destination-rule` says), and the policy's
+    `route:` before the only route. A CanaryRollout with `virtualService: shared` and no DestinationRule, written
+    as the CRD told, read DestinationRule `shared` (decision 579)."""
+    from canary import crd as crd_module
+
+    spec = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    policy = {**load_docs(ROOT / "policies" / "default.yaml")[0], "route": "edge"}
+    parsed = crd_module.parse({"metadata": {"namespace": "ml", "name": "r"},
+                               "spec": {"model": "m0", "canaryVersion": "v2", "virtualService": "shared",
+                                        "policy": policy}}).target
+    assert (parsed.virtual_service, parsed.dr_name, parsed.route) == ("shared", "shared", "edge")
+    assert spec["virtualService"]["description"].endswith("Default - the model name.")
+    assert spec["destinationRule"]["description"].endswith("Default - the VirtualService's name.")
+    assert spec["route"]["description"].endswith("Default - the policy's `route`, else the only route.")
+
+
 def test_crd_phases_are_the_state_machines_phases() -> None:
     from canary.rollout import PHASES
 
