@@ -25,14 +25,20 @@ def split_elsewhere(vs: Any, ref: RouteRef) -> str:
     points the canary subset at the new version, so that share would reach it unjudged from the first
     write, and stay on it after a rollback (stable 100% is written on the driven route). A route sending
     to the canary alone (testers on a header match) is a deliberate route to it, and is left to the user."""
-    for split in other_routes(vs, fqdn(ref.host, _namespace_of(vs)), driven={ref.index}):
+    found = _first_split(vs, fqdn(ref.host, _namespace_of(vs)), driven={ref.index})
+    return (f"{found} with subset 'canary' of {ref.host}, a split this rollout did not make: once the canary subset "
+            f"selects the new version that share reaches it unjudged, and stays after a rollback; set that route's "
+            f"canary weight to 0 first") if found else ""
+
+
+def _first_split(vs: Any, host: str, *, driven: set[int]) -> str:
+    """"<vs>: <field> (<name>) splits its traffic <rest>/<share>" for the first route of `vs` but the `driven` HTTP
+    ones that splits with the canary subset of `host` (a full name); "" when none does."""
+    for split in other_routes(vs, host, driven=driven):
         if split.share and split.rest:
             name = split.route.get("name")
             label = split.field + (f" ({name})" if isinstance(name, str) and name else "")
-            return (f"{where(vs)}: {label} splits its traffic {split.rest}/{split.share} with subset 'canary' of "
-                    f"{ref.host}, a split this rollout did not make: once the canary subset selects the new version "
-                    f"that share reaches it unjudged, and stays after a rollback; set that route's canary weight "
-                    f"to 0 first")
+            return f"{where(vs)}: {label} splits its traffic {split.rest}/{split.share}"
     return ""
 
 
@@ -41,16 +47,11 @@ def split_in_other(vs: Any, host: str, *, dr: str, driven: str) -> str:
     the mesh's, say): why a new rollout of `host` (the rollout's service, in full) driven on VirtualService `driven`
     must not claim while one of `vs`'s routes splits with the canary subset ("" when none does). The subsets are
     DestinationRule `dr`'s, shared by every VirtualService that routes to the service (decision 578)."""
-    for split in other_routes(vs, host, driven=set()):
-        if split.share and split.rest:
-            name = split.route.get("name")
-            label = split.field + (f" ({name})" if isinstance(name, str) and name else "")
-            return (f"{where(vs)}: {label} splits its traffic {split.rest}/{split.share} with subset 'canary' of "
-                    f"{host}, a split this rollout did not make: the subsets are DestinationRule {dr}'s, shared by "
-                    f"every VirtualService that routes to them, so once the canary subset selects the new version "
-                    f"that share reaches it unjudged, and stays after a rollback (stable 100% is written on {driven} "
-                    f"only); set that route's canary weight to 0 first")
-    return ""
+    found = _first_split(vs, host, driven=set())
+    return (f"{found} with subset 'canary' of {host}, a split this rollout did not make: the subsets are "
+            f"DestinationRule {dr}'s, shared by every VirtualService that routes to them, so once the canary subset "
+            f"selects the new version that share reaches it unjudged, and stays after a rollback (stable 100% is "
+            f"written on {driven} only); set that route's canary weight to 0 first") if found else ""
 
 
 def subset_labels_differ(dr: Any) -> str:
