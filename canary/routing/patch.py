@@ -194,6 +194,13 @@ def _check_route(route: Any, index: int, at: str, namespace: str = "") -> RouteR
         written = [d["destination"]["host"] for d in dests]
         raise TargetError(f"{at}: {field} destinations name different hosts {written} ({sorted(hosts)}); expected "
                           "one service")
+    ports = [d["destination"].get("port") for d in dests]
+    if all(isinstance(p, dict) for p in ports) and ports[0] != ports[1]:
+        # the canary judged on one port of the service, and promoted to serve the stable destination's other one
+        # (gRPC's, HTTP's), where no request of it was ever judged (decision 578's addendum)
+        raise TargetError(f"{at}: {field} destinations name different ports of the service ({field}[0].destination"
+                          f".port {ports[0]}, {field}[1].destination.port {ports[1]}): the canary would be judged on "
+                          "one and promoted to serve the other; give both the same port")
     return RouteRef(index=index, stable=subsets[STABLE], canary=subsets[CANARY],
                     host=dests[subsets[STABLE]]["destination"]["host"])
 

@@ -154,6 +154,24 @@ def test_different_services_in_one_route_are_still_refused_naming_both() -> None
         locate_route(vs)
 
 
+def test_a_route_whose_destinations_name_different_ports_is_refused_before_any_write(api: Any) -> None:
+    """`stable` on the service's port 8000 (HTTP), `canary` on 8001 (gRPC): the canary was judged on gRPC's
+    traffic alone, and its promotion re-pointed the stable subset, served on port 8000, at a version no request
+    on that port ever reached. Refused now, naming both fields (decision 578's addendum); the same port on both,
+    or none on either, runs as before (decision 114's `ports`)."""
+    def ports(vs: dict[str, Any]) -> None:
+        for d, number in zip(vs["spec"]["http"][0]["route"], (8000, 8001)):
+            d["destination"]["port"] = {"number": number}
+
+    api.edit(GROUP, VS, "ml", "m0", ports)
+    before = _objects(api)
+    with pytest.raises(TargetError, match=r"^ml/m0: spec.http\[0\].route destinations name different ports of the "
+                                          r"service \(spec.http\[0\].route\[0\].destination.port \{'number': 8000\}, "
+                                          r"spec.http\[0\].route\[1\].destination.port \{'number': 8001\}\)"):
+        runner(api, "v2", FakeClock()).run()
+    assert _objects(api) == before
+
+
 def _without_owned(vs: dict[str, Any]) -> dict[str, Any]:
     """`vs` less what canary owns: the weights, its record (and the service noted beside it, decision 523), and
     what the API server sets on a write."""
