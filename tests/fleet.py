@@ -9,6 +9,7 @@ canary `v2` (same latency) and a slow canary `v3` (+60% latency).
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -77,15 +78,19 @@ MISSING = 0.01  # their missing share, every version alike
 
 
 def history(n: int, *, before_s: float = 30, after_s: float = 900, rps: float = 400.0,
-            feature_counters: int = 0) -> str:
+            feature_counters: int = 0, canaries: Sequence[str] | None = None) -> str:
     """Every model's latency histogram and request counters per version; each model also exports the
     `model_feature_missing_rate` gauge, and the first `feature_counters` models the
-    `model_features_total{state}` counter that snapshots measure feature_missing checks with."""
+    `model_features_total{state}` counter that snapshots measure feature_missing checks with.
+    `canaries`: model i's series are stable v1's and `canaries[i]`'s only (a test whose every model has its
+    one canary: a third less to generate and backfill); None: v1, v2 and v3 for every model."""
     start, end = history_window(before_s=before_s, after_s=after_s, step=1.0)
     series = []
     rates = {"v1": _latency_rates(0.040, rps), "v2": _latency_rates(0.040, rps), "v3": _latency_rates(0.064, rps)}
     for i in range(n):
         for version, lat in rates.items():
+            if canaries is not None and version not in ("v1", canaries[i]):
+                continue
             m = {"model_name": model(i), "model_version": version}
             series += histogram("model_inference_duration_seconds", m, BOUNDS_S, lat)
             series += counter("model_requests_total", {**m, "outcome": "success"}, rps * 0.995)
