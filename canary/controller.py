@@ -1911,12 +1911,12 @@ class Controller:
         snapshots at all (no `batch`)."""
         if self.batch is None:
             window = look_window(spec.policy, state, self.clock.now())
-            out, canary_n, uncounted = measure_window(self.metrics, spec.policy, spec.target, window_s=window,
-                                                      log=self.log)
+            out, canary_n, uncounted, covered = measure_window(self.metrics, spec.policy, spec.target,
+                                                               window_s=window, log=self.log)
             if self.telemetry:
                 for m in out.values():
                     self.telemetry.prometheus_query(not isinstance(m, TransientError))
-            return out, canary_n, float(window), None, None, False, uncounted
+            return out, canary_n, covered, None, None, False, uncounted
         if snap is None:  # the tick's snapshot failed: this look could not measure (no per-rollout retry)
             exc = getattr(self, "_snap_error", None) or MetricsUnavailable("no metrics snapshot this tick")
             return ({c.name: exc for c in spec.policy.checks}, 0.0,

@@ -433,12 +433,16 @@ def rolled_back_here(recorded: rl.RolloutState | None, status: RouteStatus, *, m
 
 
 def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, window_s: int,
-                   log: Any) -> tuple[dict[str, tuple[ArmData, ArmData] | Exception], float, str]:
-    """Every check's (stable, canary) data over the window, the canary request count, and why it could not be
-    counted ("" where it was, or where Prometheus answered none: 0 requests). Failures become the check's "could not
+                   log: Any) -> tuple[dict[str, tuple[ArmData, ArmData] | Exception], float, str, float]:
+    """Every check's (stable, canary) data over the window, the canary request count, why it could not be
+    counted ("" where it was, or where Prometheus answered none: 0 requests), and the seconds of data the look
+    covers (`rollout.Looked.window_s`). Failures become the check's "could not
     measure"; nothing here raises. A count that failed (read twice, a target down, Prometheus not answering) is 0
     and its cause (`rollout.Looked.uncounted`: no pass, never "fewer canary requests" nor "canary requests 0" at
-    the deadline), as the controller's snapshots count it (`metrics.delta.canary_count`, decisions 433, 485)."""
+    the deadline), as the controller's snapshots count it (`metrics.delta.canary_count`, decisions 433, 485).
+    The seconds covered are the window's, or fewer where Prometheus holds less of it (`PrometheusProvider.counted`:
+    restarted without its storage, its `increase()` counts from its first scrape on; a pass needs the data to cover
+    `analysis.interval`, not the step's age; decision 574)."""
     out: dict[str, tuple[ArmData, ArmData] | Exception] = {}
     with one_instant(metrics):  # both arms, every check and the count over the same window (decision 143)
         for check in policy.checks:
@@ -449,14 +453,19 @@ def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, 
             except Exception as exc:  # a provider bug must not crash a tick that holds split traffic
                 log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
                 out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
-        uncounted = ""
+        uncounted, covered = "", float(window_s)
+        counted = getattr(metrics, "counted", None)  # a provider that tells how much Prometheus holds (not a fake)
         try:
-            _, canary_n = metrics.request_counts(policy, target, window_s=window_s)
+            if counted is None:
+                _, canary_n = metrics.request_counts(policy, target, window_s=window_s)
+            else:
+                _, canary_n, held = counted(policy, target, window_s=window_s)
+                covered = covered if held is None else min(covered, held)
         except Exception as exc:  # no count: a step cannot pass without one
             canary_n = 0.0
             if not isinstance(exc, NoData) or isinstance(exc, NotCountable):  # NoData: none served, a count of 0
                 uncounted = said(exc)  # never '' (counted), nor a KeyError's "'x'" (decision 493)
-    return out, canary_n, uncounted
+    return out, canary_n, uncounted, covered
 
 
 def one_instant(metrics: Any, at: float | None = None) -> Any:

@@ -1054,7 +1054,7 @@ class Runner:
             return got is not None
 
         try:
-            measurements, canary_n, uncounted = self._bounded(
+            measurements, canary_n, uncounted, covered = self._bounded(
                 lambda: measure_window(self.metrics, self.policy, self.target, window_s=window, log=self.log),
                 meanwhile=probe_meanwhile)
         except _Decided:
@@ -1074,7 +1074,7 @@ class Runner:
                         step=max(state.step, 0), window_s=window, canary_version=state.canary_version)
         try:
             # lands only on the weights `_reverted_meanwhile` confirmed: a revert after that read is not written over
-            return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window),
+            return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, covered,
                                                                   uncounted=uncounted)),
                                 routed=state.weights)
         except WeightsMoved as exc:

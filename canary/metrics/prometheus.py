@@ -34,9 +34,9 @@ from canary.metrics.answers import (arm_name, arms_pair, both_or_raise, bucket_p
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, PUSHED, RELABELLED, TARGETS, TWICE,
-                                       UNSCRAPED, ArmsNative, Plan, arms_histograms_query, arms_native_query, arms_query,
-                                       classic_buckets_query, query_plan, request_query, twice_parts)
+from canary.metrics.query_plan import (HELD, HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, PUSHED, RELABELLED, TARGETS,
+                                       TWICE, UNSCRAPED, ArmsNative, Plan, arms_histograms_query, arms_native_query,
+                                       arms_query, classic_buckets_query, query_plan, request_query, twice_parts)
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -100,15 +100,26 @@ class PrometheusProvider(PrometheusClient):
         with none, NotCountable for a canary whose targets two scrape jobs read, or with a target down (`_not_twice`:
         the count is the pass floor and sets the pass level, decision 380); a stable arm read twice is NaN (decision
         399)."""
+        stable, canary, _ = self.counted(policy, target, window_s=window_s, at=at, check=check)
+        return stable, canary
+
+    def counted(
+        self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"
+    ) -> tuple[float, float, float | None]:
+        """`request_counts`, and the seconds of the window Prometheus holds data of the counters for, from the same
+        answer (`query_plan.HELD`): less than `window_s` where its data begin inside the window (restarted without
+        its storage: `increase()` then counted from its first scrape on; decision 574); None where not told (no
+        series with a scrape target: a recording rule's)."""
         query, parts = request_query(policy, target, window_s=window_s)  # its "<arm>/requests": `request_plan`'s
         with self.about(target):
             got = q.split_answer(self.query(query, check=check, at=at), parts)
+        held = _held(got.get(HELD) or [], float(window_s))
 
         def count(arm: str) -> float:
             asked = parts[f"{arm}/requests"]
             return _request_count(number_of(got[f"{arm}/requests"], asked, check, arm), asked, check, arm, window_s)
 
-        twice = {key: part for key, part in parts.items() if not key.endswith("/requests")}
+        twice = {key: part for key, part in parts.items() if not key.endswith("/requests") and key != HELD}
         stable, canary = _not_twice(each_arm(count), got, twice, check, self._quiet)
         if isinstance(canary, NoData):
             raise canary
@@ -116,10 +127,10 @@ class PrometheusProvider(PrometheusClient):
             # the stable arm read twice is NaN, not a count: promote and serve ask this for the canary's count (the
             # pass floor) and drop the stable's; raised for the pair, the canary's read 0 at every look, no pass
             # ever, where the checks read both arms soundly (of another source, or naming the job; decision 399)
-            return math.nan, canary
+            return math.nan, canary, held
         if isinstance(stable, NoData):
             raise stable
-        return stable, canary
+        return stable, canary, held
 
     def preflight(self, policy: Policy, target: Target) -> PreflightReport:
         """Ask Prometheus, once each, every query a look of this rollout will send (`metrics.preflight`)."""
@@ -420,6 +431,16 @@ class _Together:
         if self._read.get(arm) == "native":
             return None if self._native is None else self._native[1]
         return self._got
+
+
+def _held(series: list[object], window_s: float) -> float | None:
+    """`query_plan.HELD`'s answer: the seconds of the window Prometheus holds (at most `window_s`), None where it
+    answered none or no number."""
+    try:
+        held = float(series[0]["value"][1]) if len(series) == 1 else math.nan  # type: ignore[index]
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+    return min(window_s, max(0.0, held)) if math.isfinite(held) else None
 
 
 def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[str, str], check: str,

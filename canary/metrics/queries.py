@@ -499,6 +499,22 @@ def arm_series(metrics: Iterable[str], sel: str) -> str:
     return scrape_selector(_with(sel, f'__name__=~"{"|".join(metrics)}"'))
 
 
+HELD_REACH_S = 60.0  # how far before a window `held_query` looks for a sample (its subquery's steps: `HELD_STEP_S`)
+HELD_STEP_S = 10.0
+
+
+def held_query(selectors: Sequence[str], window_s: float) -> str:
+    """Seconds back from the query's instant to the oldest sample Prometheus holds of any series of `selectors`
+    (each a plain vector selector: `timestamp()` reads a sample's own time only of one), looked for over the window
+    and `HELD_REACH_S` before it: at least `window_s` where the data reach the window's start. Less where they do not:
+    a Prometheus restarted without its storage (an emptyDir, a pod rescheduled) answers `increase()` over the
+    window from its first scrapes on, so a look "over the step" judged only what came after the restart (decision
+    574). At most `HELD_STEP_S` short of the first sample (the subquery's resolution): never more than is held.
+    Empty where no series matches."""
+    reach = f"[{duration(window_s + HELD_REACH_S)}:{duration(HELD_STEP_S)}]"
+    return "time() - min(" + " or ".join(f"min_over_time(timestamp({sel}){reach})" for sel in selectors) + ")"
+
+
 def scrape_selector(selector: str) -> str:
     """A vector selector (`x`, `x{...}`, `{...}`) narrowed to series with an `instance` (a target's; a recording
     rule's output has none, and is never compared) and, where it does not match `le` itself, to a histogram's +Inf

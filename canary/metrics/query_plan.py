@@ -71,7 +71,8 @@ def request_query(policy: Policy, target: Target, *, window_s: float) -> tuple[s
     """What `request_counts` sends: both arms' `request_plan` queries ("<arm>/requests") and the parts naming an
     arm's targets read by two scrape jobs or down (`twice_parts` over the request counter of `metrics.source`), as
     ONE query (`queries.one_answer`), and its parts. The count is the pass floor (`min_canary_requests`) and the
-    level a pass is judged at: summed over a pod read twice, a canary met it with half its requests (decision 380)."""
+    level a pass is judged at: summed over a pod read twice, a canary met it with half its requests (decision 380).
+    Its `HELD` part says how far back Prometheus holds the counters counted (decision 574)."""
     plan = request_plan(policy, target, window_s=window_s)
     names = _request_names(q.preset(policy.metrics.source))
     parts = {f"{arm}/requests": plan[arm] for arm in q.ARMS}
@@ -83,6 +84,9 @@ def request_query(policy: Policy, target: Target, *, window_s: float) -> tuple[s
         exported = _exported(policy, target, arm, policy.metrics.source)
         if exported:
             parts[f"{arm}/{RELABELLED}"] = q.relabelled_of([q.arm_series(names, sel)], exported)
+    # how far back Prometheus holds these counters: a look judges no more than that (decision 574)
+    parts[HELD] = q.held_query([q.arm_series(names, q.selector(policy, target, arm, policy.metrics.source))
+                                for arm in q.ARMS], window_s)
     return q.one_answer(parts), parts
 
 
@@ -108,6 +112,7 @@ TWICE = "scraped_twice"  # the one-query part, per arm, naming the arm's targets
 UNSCRAPED = "unscraped"  # ... naming the arm's targets that are down now, their series gone (`queries.unscraped_query`)
 RELABELLED = "relabelled"  # ... naming the arm's targets whose exporter said another model or version (`exported_*`)
 PUSHED = "pushed"  # ... naming the pushed jobs whose series of a metric the arm holds beside ones read otherwise
+HELD = "held"  # the request count's part: seconds back Prometheus holds either arm's counters (`queries.held_query`)
 TARGETS = "targets"  # a custom check's: how many targets its series come from (`queries.targets_of`; none: unchecked)
 
 

@@ -139,7 +139,7 @@ def test_checks_prometheus_could_not_answer_are_named_together_in_the_reason_the
     prom = PrometheusProvider(url, retries=1, budget_s=2.0, timeout_s=1.0)
     target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
     with structlog.testing.capture_logs():
-        measurements, _, _ = measure_window(prom, policy, target, window_s=60, log=get_logger())
+        measurements, _, _, _ = measure_window(prom, policy, target, window_s=60, log=get_logger())
     reason = judge(policy, measurements, prior={}, window=0, pass_ratio=1.0).reason()
     names = [c.name for c in policy.checks]
     assert reason.count(url) == 1, (f"{len(names)} checks, one cause (Prometheus at {url} refused), said "

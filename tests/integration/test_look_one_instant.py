@@ -113,7 +113,7 @@ def test_a_look_on_a_slow_prometheus_reads_both_arms_at_one_instant(incident: An
     proxy = Advancing(server.url, start=t - 5)
     try:
         provider = PrometheusProvider(proxy.url, retries=1, budget_s=10.0)
-        out, canary_n, _ = measure_window(provider, parse_policy(POLICY), TARGET, window_s=WINDOW_S,
+        out, canary_n, _, _ = measure_window(provider, parse_policy(POLICY), TARGET, window_s=WINDOW_S,
                                        log=structlog.get_logger())
     finally:
         proxy.http.close()

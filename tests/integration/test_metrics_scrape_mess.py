@@ -792,7 +792,7 @@ def test_a_stable_pod_labelled_with_the_canarys_version_is_not_read_as_the_canar
     for check in ({"name": "errors", "kind": "error_rate", "max_rate_pct": 5}, _LATENCY):
         pol = _policy(check)
         provider = PrometheusProvider(server.url, retries=1, budget_s=3.0, at=t0)
-        got, n, _ = measure_window(provider, pol, _target("relabelled"), window_s=WINDOW_S, log=None)
+        got, n, _, _ = measure_window(provider, pol, _target("relabelled"), window_s=WINDOW_S, log=None)
         verdict = judge(pol, got, canary_weight=10, window_s=WINDOW_S, canary_version="v2")
         assert verdict.results[0].outcome is Outcome.ERROR and n == 0.0, verdict.results[0]
         assert "exporter said another model or version" in str(got[pol.checks[0].name]), got
@@ -807,7 +807,7 @@ def test_a_stable_pod_labelled_with_the_canarys_version_is_not_read_as_the_canar
             base, now = _snapshots(server, t0, pol, _target(model))
             assert b.measure_delta(pol, pol.checks[0], _target(model), now, base)[1].total == pytest.approx(
                 6_000, rel=0.02)
-            got, n, _ = measure_window(provider, pol, _target(model), window_s=WINDOW_S, log=None)
+            got, n, _, _ = measure_window(provider, pol, _target(model), window_s=WINDOW_S, log=None)
             assert n == pytest.approx(6_000, rel=0.02) and not isinstance(got[pol.checks[0].name], Exception), got
         # the canary arm holds the stable's series alone (v1's value), or two servers' ("1" and "2")
         for model in ("relabelalone", "relabelmixed"):

@@ -136,7 +136,7 @@ def test_the_request_count_of_a_canary_scraped_twice_or_with_a_target_down_is_no
     pol = _policy()
     with pytest.raises(NotCountable):
         provider.request_counts(pol, _target(model), window_s=WINDOW_S, at=t0)
-    _, n, _ = measure_window(provider, pol, _target(model), window_s=WINDOW_S, log=None)
+    _, n, _, _ = measure_window(provider, pol, _target(model), window_s=WINDOW_S, log=None)
     assert n == 0.0
     stable, canary = provider.request_counts(pol, _target("pods"), window_s=WINDOW_S, at=t0)
     assert canary == pytest.approx(10 * WINDOW_S, rel=0.02) and stable == pytest.approx(100 * WINDOW_S, rel=0.02)
@@ -157,7 +157,7 @@ def test_a_stable_pod_read_twice_leaves_the_canarys_request_count_as_it_is(prom:
                         "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1,
                                     "source": "istio"}]})
     provider = PrometheusProvider(server.url, retries=1, budget_s=3.0, at=t0)
-    got, n, _ = measure_window(provider, pol, _target("stabletwice"), window_s=WINDOW_S, log=None)
+    got, n, _, _ = measure_window(provider, pol, _target("stabletwice"), window_s=WINDOW_S, log=None)
     assert all(isinstance(x, Counts) for x in got["errors"]), got  # the checks read both arms
     assert n == pytest.approx(100 * WINDOW_S, rel=0.02)  # the canary's own requests: 0 before
     stable, canary = provider.request_counts(pol, _target("stabletwice"), window_s=WINDOW_S, at=t0)
@@ -329,9 +329,9 @@ def test_promote_and_serve_read_a_canary_count_that_cannot_be_counted_as_not_cou
                         "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1,
                                     "source": "istio"}]})  # a check read soundly (another source): only the count fails
     good = {"errors": (Counts(50, 10_000), Counts(25, 5_000))}
-    _, n, why = measure_window(provider, _policy(), _target(model), window_s=WINDOW_S, log=None)
+    _, n, why, _ = measure_window(provider, _policy(), _target(model), window_s=WINDOW_S, log=None)
     assert n == 0.0 and ("scraped by two jobs" if model == "twice" else "target down") in why, why
-    _, n, why = measure_window(provider, _policy(), _target("pods"), window_s=WINDOW_S, log=None)
+    _, n, why, _ = measure_window(provider, _policy(), _target("pods"), window_s=WINDOW_S, log=None)
     assert n == pytest.approx(10 * WINDOW_S, rel=0.02) and why == ""
     out, n, counted, why = measure_within(provider, _policy(), _target(model), window_s=WINDOW_S, at=t0,
                                           deadline=time.monotonic() + 60, answer_within_s=8.0, log=None)

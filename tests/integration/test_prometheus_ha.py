@@ -315,7 +315,7 @@ def _rates(url: str, model: str, *, skip: int = 0) -> dict[str, float]:
     _skip(url, skip)
     policy = Policy.model_validate(POLICY)
     with capture_logs():
-        out, _, _ = measure_window(provider, policy, Target("ml", model, model, "v1", "v2"), window_s=600,
+        out, _, _, _ = measure_window(provider, policy, Target("ml", model, model, "v1", "v2"), window_s=600,
                                 log=structlog.get_logger())
     stable, canary = out["errors"]
     assert isinstance(stable, Counts) and isinstance(canary, Counts), out

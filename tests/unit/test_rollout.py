@@ -324,6 +324,16 @@ def test_short_windows_still_end_at_the_deadline_never_in_a_promotion() -> None:
         assert s.phase == rl.PROGRESSING and s.step == 0
     s, _ = rl.transition(s, rl.Looked(30, verdict(Outcome.PASS), 500, window_s=3.0), POLICY)
     assert s.phase == rl.ROLLED_BACK and "no verdict" in s.reason
+    # the end says why a look that read "pass" was no verdict: its data's seconds (decision 574)
+    assert "the data judged cover 3s of the step's 30s, under the 10s interval" in s.reason, s.reason
+
+
+def test_a_short_window_says_why_it_can_be_short() -> None:
+    """`look.window_short` names what shortens the data of a step old enough (decision 574): a Prometheus restarted
+    without its storage holds only what it scraped since, and `promote` judges no more than it holds."""
+    _, actions = rl.transition(started(), rl.Looked(12, verdict(Outcome.PASS), 500, window_s=4.0), POLICY)
+    (short,) = [a for a in actions if isinstance(a, rl.Emit) and a.event == "look.window_short"]
+    assert short.fields["window_s"] == 4.0 and "restarted without its storage" in short.fields["reason"], short
 
 
 def test_a_pass_on_fewer_requests_than_an_earlier_look_cannot_overturn_it() -> None:

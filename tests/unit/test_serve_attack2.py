@@ -302,7 +302,7 @@ def test_a_request_count_that_fails_says_its_cause_as_every_reason_does(exc: Exc
 
     target = Target(namespace="ml", virtual_service="m", model="m", stable_version="v1", canary_version="v2")
     log = structlog.get_logger()
-    _, n, why = measure_window(Failing(exc), parse_policy(POLICY), target, window_s=60, log=log)
+    _, n, why, _ = measure_window(Failing(exc), parse_policy(POLICY), target, window_s=60, log=log)
     assert (n, why) == (0.0, said)
     _, n, counted, why = measure_within(Failing(NotCountable()), parse_policy(POLICY), target, window_s=60, at=0.0,
                                         deadline=time.monotonic() + 20, answer_within_s=20, log=log)

@@ -1,0 +1,82 @@
+"""A Prometheus restarted without its storage in the middle of a step (decision 574), against a real Prometheus.
+
+The exporters keep counting; Prometheus's data of the step begin at its first scrape after the restart (an
+emptyDir, a pod rescheduled). `increase()` over "the step" then counts only what came after the restart, while
+`canary promote`'s look (and the controller's without snapshots) took the step's age for the seconds judged:
+a step whose `analysis.interval` the data did not cover passed. Backfilled history (no scrape, no sleep): model
+`kept` holds the whole step, model `lost` holds only its last `HELD_S` seconds, counters from long before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from canary import rollout as rl
+from canary.analysis.judge import judge
+from canary.metrics.prometheus import PrometheusProvider
+from canary.model import Target, Weights
+from canary.policy import parse_policy
+from canary.reconcile import measure_window
+from canary.sandbox.promserver import PromServer, history_window
+
+pytestmark = pytest.mark.integration
+STEP_AGE_S, HELD_S, INTERVAL_S = 300, 150, 240  # the step's age at the look; what Prometheus holds of it
+RATES = {"v1": 90.0, "v2": 10.0}  # requests/s per arm (10% canary), errors 0.2% in both
+POLICY = parse_policy({"steps": [10, 100], "analysis": {"interval": f"{INTERVAL_S}s", "look_every": "30s"},
+                       "checks": [{"name": "err", "kind": "error_rate", "max_increase_points": 1}]})
+
+
+def _history(start: float, end: float) -> str:
+    lines: list[str] = ["# TYPE model_requests_total counter"]
+    born = start - 100_000.0  # the pods' counters ran long before Prometheus's data
+    for model, first in (("kept", start), ("lost", end - HELD_S)):
+        for version, rate in RATES.items():
+            for outcome, share in (("success", 0.998), ("error", 0.002)):
+                labels = (f'model_name="{model}",model_version="{version}",outcome="{outcome}",'
+                          f'instance="{model}-{version}:8002",job="triton"')
+                lines += [f"model_requests_total{{{labels}}} {rate * share * (t - born):.3f} {t:.3f}"
+                          for t in range(int(first), int(end) + 1)]
+    # OpenMetrics wants one metric family's samples grouped by series, in time order: as written above
+    return "\n".join([*lines, "# EOF"]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def prom(prometheus_binary: str) -> Iterator[tuple[PrometheusProvider, float]]:
+    start, end = history_window(before_s=STEP_AGE_S + 200, after_s=0, step=1.0)
+    server = PromServer(history=_history(start, end), binary=prometheus_binary).start()
+    try:
+        yield PrometheusProvider(server.url, at=end, retries=2, budget_s=5.0, backoff_s=0.05), end
+    finally:
+        server.stop()
+
+
+def _look(prom: PrometheusProvider, at: float, model: str) -> tuple[float, rl.RolloutState, list[str]]:
+    """What `Runner._look` does at the step's age `STEP_AGE_S`: measure, judge, and the state machine's answer."""
+    target = Target(namespace="ml", virtual_service=model, model=model, stable_version="v1", canary_version="v2")
+    state = rl.RolloutState(model=model, stable_version="v1", canary_version="v2", phase=rl.PROGRESSING, step=0,
+                            weights=Weights.canary_at(10), started_at=at - STEP_AGE_S,
+                            step_started_at=at - STEP_AGE_S, updated_at=at - 30)
+    with structlog.testing.capture_logs():
+        out, canary_n, uncounted, covered = measure_window(prom, POLICY, target, window_s=STEP_AGE_S,
+                                                           log=structlog.get_logger())
+    verdict = judge(POLICY, out, prior=state.prior(), window=0, pass_ratio=1.0, canary_weight=10, step=0,
+                    window_s=STEP_AGE_S, canary_version="v2")
+    new, actions = rl.transition(state, rl.Looked(at, verdict, canary_n, covered, uncounted=uncounted), POLICY)
+    return covered, new, [a.event for a in actions if isinstance(a, rl.Emit)]
+
+
+def test_a_look_judges_no_more_seconds_than_prometheus_holds(prom: tuple[PrometheusProvider, float]) -> None:
+    """The whole step held: the look covers its 300 s and passes (the interval is 240 s). Only its last 150 s held
+    (restarted without its storage 150 s ago): the same rates, 1,500 canary requests, and before this change a
+    pass "over 300 s"; now the look covers 150 s at most (the subquery's 10 s resolution below it), so no pass:
+    `look.window_short` says the seconds covered, and the step goes on."""
+    provider, at = prom
+    covered, new, events = _look(provider, at, "kept")
+    assert covered == STEP_AGE_S and new.phase == rl.PROMOTING, (covered, new.phase, events)
+    covered, new, events = _look(provider, at, "lost")
+    assert new.phase == rl.PROGRESSING and new.step == 0 and "look.window_short" in events, (new.phase, events)
+    assert HELD_S - 11 <= covered <= HELD_S + 1, covered
+    assert new.last_verdict["outcome"] == "pass", new.last_verdict  # the data are good: only too few seconds of them
