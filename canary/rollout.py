@@ -850,7 +850,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         s = replace(s, failed_looks=0)
     if covered < interval <= elapsed:
         actions.append(Emit("look.window_short", {"window_s": round(covered, 3), "interval_s": interval,
-                                                  "reason": _short_reason(covered, interval, elapsed)}))
+                                                  "reason": short_reason(covered, interval, elapsed)}))
     if (covered >= interval and j.outcome is Outcome.PASS and not uncounted  # (`n` is the last count there)
             and n >= pass_floor(policy.analysis.min_canary_requests)):
         if s.step + 2 < len(policy.steps):
@@ -870,7 +870,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     # and its reason opens with that: the end is the infrastructure's, not an unproven canary's (`end_cause`)
     unreachable = any(r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in j.results)
     n_said = f"{ev.canary_requests:.0f}"  # a look whose requests could not be counted says so, never 0 (433)
-    short = f"; {_short_reason(covered, interval, elapsed)}" if covered < interval else ""  # a pass too few s long
+    short = f"; {short_reason(covered, interval, elapsed)}" if covered < interval else ""  # a pass too few s long
     why = (f"{'Prometheus unreachable: ' if unreachable else ''}no verdict after {elapsed:.0f}s at step "
            f"{s.step + 1} ({j.outcome.label}: {j.reason()}; canary requests "
            f"{'not counted' if uncounted else 'not measured' if unreachable and not ev.canary_requests else n_said}, "
@@ -883,7 +883,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     return s2, actions + more
 
 
-def _short_reason(covered: float, interval: float, elapsed: float) -> str:
+def short_reason(covered: float, interval: float, elapsed: float) -> str:
     """Why a look of a step old enough cannot pass on its data's length (`look.window_short`, the deadline's reason)."""
     return (f"the data judged cover {covered:.0f}s of the step's {elapsed:.0f}s, under the {interval:.0f}s interval "
             "(Prometheus holds less of the step: restarted without its storage, or new; or the window restarted): no "

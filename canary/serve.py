@@ -285,14 +285,14 @@ class Service:
                 before = s
                 s = open_window(s, now=now, step=ask.step, quiet_s=window_deadline_s(policy))
                 window_s = serve_window(s, now, policy.analysis.look_every)
-                measurements, n, counted, uncounted = measure_within(self.metrics, policy, _target(s), window_s=window_s, at=now,
+                measurements, n, counted, uncounted, held = measure_within(self.metrics, policy, _target(s), window_s=window_s, at=now,
                                                  deadline=deadline, answer_within_s=self.answer_within_s, log=self.log)
                 ratio = s.pass_ratio(n)  # the look's requests over its window's anchor: sets the pass level
                 verdict = judge(policy, measurements, prior=s.prior(), window=s.window, pass_ratio=ratio,
                                 step=s.windows_closed)  # a count that never repeats: places the window
                 looked = s  # the window the look is in (one held at its deadline opens the next in record_look)
                 s, verdict = record_look(s, verdict, canary_requests=n, now=now, policy=policy, counted=counted,
-                                         uncounted=uncounted, caller=ask.step)
+                                         uncounted=uncounted, caller=ask.step, held_s=held)
                 if uncounted:  # no pass, and why: as the controller's and promote's looks say it (decision 516)
                     uncounted_said = {"step": looked.step, "window": looked.window + 1, "look": s.looks,
                                       "reason": uncounted_reason(uncounted)}

@@ -39,15 +39,18 @@ COUNTS = "\0request_counts"  # the request count's job, beside the checks' (no c
 
 
 def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: int, at: float, deadline: float,
-                   answer_within_s: float, log: Any) -> tuple[dict[str, Any], float, bool, str]:
+                   answer_within_s: float, log: Any) -> tuple[dict[str, Any], float, bool, str, float | None]:
     """Every check's (stable, canary) over the window ending `at`, the canary requests, whether Prometheus was
-    asked them, and why they could not be counted where it answered that (`NotCountable`: read twice, a target
-    down; "" otherwise), asked in parallel until `deadline` (time.monotonic()). Nothing raises: a failure, or no
-    answer in time, is that check's "could not measure" (no count: 0 requests, so no pass, and False). An
-    uncountable count was 0 requests counted (decision 485)."""
+    asked them, why they could not be counted where it answered that (`NotCountable`: read twice, a target
+    down; "" otherwise), and the seconds of the window Prometheus holds data of them for (None: not told;
+    `PrometheusProvider.counted`, decision 574), asked in parallel until `deadline` (time.monotonic()). Nothing
+    raises: a failure, or no answer in time, is that check's "could not measure" (no count: 0 requests, so no pass,
+    and False). An uncountable count was 0 requests counted (decision 485)."""
     jobs: dict[str, Callable[[], Any]] = {
         c.name: (lambda c=c: metrics.measure(policy, c, target, window_s=window_s, at=at)) for c in policy.checks}
-    jobs[COUNTS] = lambda: metrics.request_counts(policy, target, window_s=window_s, at=at)
+    ask = getattr(metrics, "counted", None)  # a provider that tells how much Prometheus holds (not a fake)
+    jobs[COUNTS] = (lambda: metrics.request_counts(policy, target, window_s=window_s, at=at)) if ask is None else \
+        (lambda: ask(policy, target, window_s=window_s, at=at))
     done = _run(jobs, deadline)
     late = f"Prometheus did not answer within the {answer_within_s:g}s this service answers in (--answer-within)"
     out: dict[str, Any] = {}
@@ -65,7 +68,7 @@ def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: in
             log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
             out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
     counted = done.get(COUNTS)
-    n, ok, uncounted = 0.0, True, ""  # Prometheus answered: a number, or no series (0 requests)
+    n, ok, uncounted, held = 0.0, True, "", None  # Prometheus answered: a number, or no series (0 requests)
     if counted is None:
         log.error("metrics.too_slow", check="request_counts", answer_within_s=answer_within_s)
         ok = False
@@ -74,11 +77,13 @@ def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: in
             n = float(counted[1][1])
         except (TypeError, ValueError, IndexError):
             n = 0.0
+        if isinstance(counted[1], tuple) and len(counted[1]) > 2 and isinstance(counted[1][2], (int, float)):
+            held = float(counted[1][2])
     else:  # could not ask (refused, 5xx, timeout, a query refused), or a provider bug: not counted; NoData: none
         ok = isinstance(counted[1], NoData)
         if isinstance(counted[1], NotCountable):  # answered, and no count: not 0 requests
             uncounted = said(counted[1])
-    return out, n, ok, uncounted
+    return out, n, ok, uncounted, held
 
 
 def no_stable_data(metrics: Any, policy: Policy, target: Target, *,

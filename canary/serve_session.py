@@ -32,7 +32,7 @@ from typing import Any
 
 from canary.model import Outcome, Verdict, next_pass_anchor, pass_floor, pass_ratio, request_count, valid_pass_anchor
 from canary.policy import Policy
-from canary.rollout import uncounted_reason
+from canary.rollout import short_reason, uncounted_reason
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 VERDICTS = (PASS, FAIL, INCONCLUSIVE)
@@ -275,7 +275,8 @@ def _not_evidence(verdict: Verdict, outcome: Outcome, why: str) -> Verdict:
 
 
 def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: float,
-                policy: Policy, counted: bool = True, uncounted: str = "", caller: str = "") -> tuple[Session, Verdict]:
+                policy: Policy, counted: bool = True, uncounted: str = "", caller: str = "",
+                held_s: float | None = None) -> tuple[Session, Verdict]:
     """One look of the open window (see `open_window`) -> (the new session, the verdict as counted).
 
     The session's `verdict` and `reason` are the answer. Same rules as rollout.py's looks: a
@@ -299,6 +300,10 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
 
     `caller` is the call's step label ("" when it names none): a pass owes itself once to every other
     label that looked in its window (`owed_pass`); a failed look or a breach cancels what is owed.
+
+    `held_s`: the seconds of the look's window Prometheus holds data for (`PrometheusProvider.counted`; None: not
+    told): a pass needs the data, not the window's age, to cover the interval (a Prometheus restarted without its
+    storage answers from its first scrape on; decision 574).
     """
     if s.ended:
         return s, verdict
@@ -323,8 +328,9 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
     fail, a = policy.failure, policy.analysis
     elapsed = now - s.window_started_at
+    covered = elapsed if held_s is None else min(elapsed, held_s)
     anchor = s.pass_anchor_requests if uncounted else next_pass_anchor(
-        s.pass_anchor_requests, n, before, covered_s=elapsed, interval_s=a.interval,
+        s.pass_anchor_requests, n, before, covered_s=covered, interval_s=a.interval,
         min_canary_requests=a.min_canary_requests)
     if anchor != s.pass_anchor_requests:
         s = replace(s, pass_anchor_requests=anchor)
@@ -340,18 +346,21 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
                        reason=f"failed look {failed} of {fail.max_failed_looks}: {j.reason()}"), j
     if not stale and j.outcome is not Outcome.ERROR:  # "could not measure" shows no failure ended (decision 159)
         s = replace(s, failed_looks=0)
-    if (elapsed >= a.interval and j.outcome is Outcome.PASS and not uncounted
+    if (covered >= a.interval and j.outcome is Outcome.PASS and not uncounted
             and n >= pass_floor(a.min_canary_requests)):
         owed = tuple(c for c in s.window_callers if c != caller)
         return replace(s, verdict=PASS, advanced_at=now, passed_at=now, passed_look=s.looks, pass_owed=owed,
                        pass_gap_s=gap, pass_ticks_s=ticks,
                        reason=f"all checks shown within their limits: {j.reason()}"), j
     if elapsed < window_deadline_s(policy):
-        why = j.reason() if elapsed >= a.interval else f"window {elapsed:.0f}s of {a.interval:g}s; {j.reason()}"
+        why = j.reason() if covered >= a.interval else f"window {covered:.0f}s of {a.interval:g}s; {j.reason()}"
+        if covered < a.interval <= elapsed:  # the window is old enough, the data Prometheus holds of it are not
+            why = f"{short_reason(covered, a.interval, elapsed)}; {j.reason()}"
         return replace(s, verdict=INCONCLUSIVE, reason=why), j
+    short = f"; {short_reason(covered, a.interval, elapsed)}" if covered < a.interval else ""
     why = (f"{NO_VERDICT} {elapsed:.0f}s in this window ({j.outcome.label}: {j.reason()}; canary requests "
            f"{'not counted' if uncounted else f'{n:.0f}' if counted else 'not counted (Prometheus)'}, need "
-           f"{a.min_canary_requests})")
+           f"{a.min_canary_requests}{short})")
     if unreachable(j) or not counted:
         held = _next_window(s, start=now, step=s.step, index=s.window + 1)
         return replace(held, verdict=INCONCLUSIVE, reason=f"{UNREACHABLE}{why}; a new window opens now"), j

@@ -333,7 +333,7 @@ def test_promote_and_serve_read_a_canary_count_that_cannot_be_counted_as_not_cou
     assert n == 0.0 and ("scraped by two jobs" if model == "twice" else "target down") in why, why
     _, n, why, _ = measure_window(provider, _policy(), _target("pods"), window_s=WINDOW_S, log=None)
     assert n == pytest.approx(10 * WINDOW_S, rel=0.02) and why == ""
-    out, n, counted, why = measure_within(provider, _policy(), _target(model), window_s=WINDOW_S, at=t0,
+    out, n, counted, why, _ = measure_within(provider, _policy(), _target(model), window_s=WINDOW_S, at=t0,
                                           deadline=time.monotonic() + 60, answer_within_s=8.0, log=None)
     assert n == 0.0 and counted and ("scraped by two jobs" if model == "twice" else "target down") in why, why
     t = 1_000.0

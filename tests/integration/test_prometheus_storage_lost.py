@@ -80,3 +80,31 @@ def test_a_look_judges_no_more_seconds_than_prometheus_holds(prom: tuple[Prometh
     assert new.phase == rl.PROGRESSING and new.step == 0 and "look.window_short" in events, (new.phase, events)
     assert HELD_S - 11 <= covered <= HELD_S + 1, covered
     assert new.last_verdict["outcome"] == "pass", new.last_verdict  # the data are good: only too few seconds of them
+
+
+def test_serves_look_judges_no_more_seconds_than_prometheus_holds(prom: tuple[PrometheusProvider, float]) -> None:
+    """`canary serve`'s look (Flagger's, Argo's webhook) at a window 300 s old: `pass` where Prometheus holds the
+    window; where it holds its last 150 s, before this change also `pass`, now inconclusive, saying why."""
+    import time
+
+    from canary.serve_measure import measure_within
+    from canary.serve_session import INCONCLUSIVE, PASS, new_session, record_look
+
+    provider, at = prom
+
+    def answer(model: str) -> tuple[str, str]:
+        s = new_session(key=f"flagger/ml/{model}", revision="r", policy="p", model=model, namespace="ml",
+                        stable_version="v1", canary_version="v2", now=at - STEP_AGE_S)
+        target = Target(namespace="ml", virtual_service=model, model=model, stable_version="v1", canary_version="v2")
+        with structlog.testing.capture_logs():
+            out, n, counted, uncounted, held = measure_within(
+                provider, POLICY, target, window_s=STEP_AGE_S, at=at, deadline=time.monotonic() + 30,
+                answer_within_s=30, log=structlog.get_logger())
+        verdict = judge(POLICY, out, prior={}, window=0, pass_ratio=1.0, step=0)
+        s, _ = record_look(s, verdict, canary_requests=n, now=at, policy=POLICY, counted=counted,
+                           uncounted=uncounted, held_s=held)
+        return s.verdict, s.reason
+
+    assert answer("kept")[0] == PASS
+    verdict, reason = answer("lost")
+    assert verdict == INCONCLUSIVE and "restarted without its storage" in reason, (verdict, reason)

@@ -255,10 +255,10 @@ def test_a_request_count_that_fails_is_reported_as_not_counted(tmp_path: Path) -
     target = Target(namespace="ml", virtual_service="m", model="m", stable_version="v1", canary_version="v2")
     import structlog
     log = structlog.get_logger()
-    out, n, counted, _ = measure_within(Refusing(), parse_policy(POLICY), target, window_s=60, at=0.0,
+    out, n, counted, _, _ = measure_within(Refusing(), parse_policy(POLICY), target, window_s=60, at=0.0,
                                      deadline=time.monotonic() + 20, answer_within_s=20, log=log)
     assert (n, counted) == (0.0, False) and set(out) == {"errors", "errors-too"}
-    out, n, counted, _ = measure_within(Metrics(), parse_policy(POLICY), target, window_s=60, at=0.0,
+    out, n, counted, _, _ = measure_within(Metrics(), parse_policy(POLICY), target, window_s=60, at=0.0,
                                      deadline=time.monotonic() + 20, answer_within_s=20, log=log)
     assert (n, counted) == (6000.0, True)
 
@@ -274,7 +274,7 @@ def test_a_request_count_prometheus_has_no_series_for_is_counted_as_zero(tmp_pat
             raise NoData("no series")
 
     target = Target(namespace="ml", virtual_service="m", model="m", stable_version="v1", canary_version="v2")
-    _, n, counted, _ = measure_within(Empty(), parse_policy(POLICY), target, window_s=60, at=0.0,
+    _, n, counted, _, _ = measure_within(Empty(), parse_policy(POLICY), target, window_s=60, at=0.0,
                                    deadline=time.monotonic() + 20, answer_within_s=20, log=structlog.get_logger())
     assert (n, counted) == (0.0, True), "Prometheus answered: no requests, which a deadline may still end on"
 
@@ -304,6 +304,6 @@ def test_a_request_count_that_fails_says_its_cause_as_every_reason_does(exc: Exc
     log = structlog.get_logger()
     _, n, why, _ = measure_window(Failing(exc), parse_policy(POLICY), target, window_s=60, log=log)
     assert (n, why) == (0.0, said)
-    _, n, counted, why = measure_within(Failing(NotCountable()), parse_policy(POLICY), target, window_s=60, at=0.0,
+    _, n, counted, why, _ = measure_within(Failing(NotCountable()), parse_policy(POLICY), target, window_s=60, at=0.0,
                                         deadline=time.monotonic() + 20, answer_within_s=20, log=log)
     assert (n, counted, why) == (0.0, True, "NotCountable, with no message")
