@@ -1064,6 +1064,11 @@ class Runner:
             self.log.warning("look.abandoned", reason="the canary's probes failed meanwhile", phase=ended.phase,
                              weights=str(ended.weights), step=ended.step + 1)
             return ended
+        behind = self._prometheus_behind(now)
+        if behind:  # its window reached back before the step: not judged, the next look on Prometheus's clock
+            self.log.warning("look.discarded", reason=behind, phase=state.phase, weights=str(state.weights),
+                             recorded_weights=str(state.weights), step=state.step + 1)
+            return state
         reverted = self._reverted_meanwhile(state)
         if reverted is not None:
             return reverted
@@ -1091,6 +1096,25 @@ class Runner:
                                  weights="unknown", recorded_weights=str(state.weights),
                                  step=state.step + 1)
             raise
+
+    def _prometheus_behind(self, now: float) -> str:
+        """Why the look measured at `now` is not judged ("" when it is): Prometheus evaluated it (`last_instant`,
+        its own clock) more than SKEW_WARN_S behind this rollout's clock, anchored at Prometheus's `time()` when
+        the rollout started (`_on_prometheus_clock`). Its clock moved since (a Prometheus rescheduled onto a node
+        whose clock is behind): the look's window, the step's age, ended at Prometheus's now and so reached back
+        before the step, over data at another weight that the window before it judged. The clock goes back to
+        Prometheus's (`clock.skew`): the step looks younger for that long, never older. A Prometheus ahead is
+        kept: its windows start after the step's start, never before it (decision 575)."""
+        stamp = getattr(self.metrics, "last_instant", None)
+        if type(self.clock) is not SystemClock or not isinstance(stamp, (int, float)) or not math.isfinite(stamp) \
+                or stamp >= now - SKEW_WARN_S:
+            return ""
+        warn_skew(self.log, stamp - now, note="Prometheus's clock moved behind this rollout's since it started: "
+                  "the rollout's clock is Prometheus's again; run NTP")
+        self.clock = SystemClock(anchor=stamp + (self.clock.now() - now))
+        return (f"Prometheus evaluated the look {now - stamp:.0f}s behind this rollout's clock (its clock moved "
+                "since the rollout started: restarted on another node?): the step's window reached back before the "
+                "step; not judged, the next look on Prometheus's clock")
 
     def _reverted_meanwhile(self, state: rl.RolloutState) -> rl.RolloutState | None:
         """A look's data were measured while the route may have left our weights (a GitOps tool reverting them

@@ -116,6 +116,9 @@ class PrometheusClient:
         # down for a 30 s deadline was 45 error lines and 45 warnings from one promote (each look's every query)
         self._quiet = Throttle(max_keys=256)
         self._asking = threading.local()  # `about`: the rollout this thread's queries are for
+        # the instant the last `one_instant` evaluated at (Prometheus's clock unless given): promote checks its own
+        # clock against it after each look (`Runner._prometheus_behind`, decision 575)
+        self.last_instant: float | None = None
         self.at = at  # evaluation time for every query (replay/tests); None: Prometheus's now
         session = requests.Session()
         session.verify = verify_tls  # a path is a CA bundle, as in requests
@@ -189,7 +192,7 @@ class PrometheusClient:
         try:
             yield
         finally:
-            self._asking.instant = None
+            self.last_instant, self._asking.instant = self._asking.instant[0], None
 
     # -- querying ------------------------------------------------------------------------
 

@@ -546,3 +546,34 @@ def test_once_the_rollback_write_lands_the_lines_say_what_is_routed() -> None:
     started = next(e for e in logs if e["event"] == "rollback.started")
     assert started["phase"] == rl.PROGRESSING and started["weights"] == started["from_weights"] != "100/0"
     assert started["target_weights"] == "100/0" and started["target_phase"] == rl.ROLLED_BACK
+
+
+@pytest.mark.parametrize("behind_s", [300.0, 0.5])
+def test_a_look_prometheus_evaluated_behind_the_rollouts_clock_is_not_judged(behind_s: float) -> None:
+    """promote anchors its clock at Prometheus's `time()` when it starts, and each look is evaluated at
+    Prometheus's own now over the step's age: a Prometheus whose clock then moved 300 s behind (rescheduled onto
+    a node whose clock is behind) answered over a window reaching 300 s back before the step, data at the last
+    step's weight counted again as this step's, and the look was judged. Now it is not (`look.discarded`), the
+    clock is Prometheus's again (`clock.skew`), and the step looks younger, never older. Under 2 s: judged, the
+    clock kept (decision 575)."""
+    import structlog.testing
+
+    from canary.runner import SystemClock
+
+    ctl, _, metrics, _ = make()
+    ctl.clock = SystemClock()
+    t0 = ctl.clock.now()
+    state = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING, step=0,
+                            weights=Weights.canary_at(10), started_at=t0 - 60, step_started_at=t0 - 60,
+                            updated_at=t0 - 10)
+    metrics.last_instant = t0 - behind_s  # type: ignore[attr-defined]  # the instant the look was evaluated at
+    ctl._reverted_meanwhile = lambda s: s  # type: ignore[method-assign]  # stop after the measuring: not routed
+    with structlog.testing.capture_logs() as logs:
+        got = ctl._look(state)
+    events = {e["event"]: e for e in logs}
+    if behind_s > 2:
+        assert got is state and "look.discarded" in events and "behind this rollout's clock" in \
+            events["look.discarded"]["reason"], events
+        assert events["clock.skew"]["prometheus_minus_local_s"] < -295 and ctl.clock.now() < t0 - 290
+    else:
+        assert "look.discarded" not in events and "clock.skew" not in events and ctl.clock.now() >= t0
