@@ -725,14 +725,20 @@ def _stable_service(vs: Obj, dr: Obj | None, target: Target, route: str) -> str:
     own = stable.own_hosts(vs, named) | ({patch.noted_service(vs)} - {""})
     if rule and own and rule not in own:
         label = f"route {route!r}" if route else "route (the only one when it was claimed)"
-        if found := stable.route_hosts(vs, named) - own:
-            # its hosts not the rollout's: the route carrying the name, or left the only one, is another (570)
-            raise TargetError(f"{patch.where(dr)}: spec.host names {rule}, and route {named or '(the only one)'} of "
+        shown = named or patch.noted_route(vs)  # (not found by its noted name: its match another's)
+        if (found := stable.route_hosts(vs, shown) - own) and not stable.own_hosts(vs, shown):
+            # its hosts not the rollout's: the route carrying the name, or left the only one, is another (570); or
+            # the rollout's re-pointed with its rule and its match edited, which no object tells apart (580)
+            raise TargetError(f"{patch.where(dr)}: spec.host names {rule}, and route {shown or '(the only one)'} of "
                               f"{patch.where(vs)} sends to {', '.join(sorted(found))}, but it takes other requests "
                               f"(its match) than the route noted at the rollout's writes, which sent to "
-                              f"{', '.join(sorted(own))}: another model's route given its name, or left the only "
-                              "one, and the rule edited to its service? Neither is written; find the rollout's route, "
-                              "then `canary rollback MODEL --route ROUTE`")
+                              f"{', '.join(sorted(own))}: another model's route given its name (or left the only "
+                              "one) and the rule edited to its service, or the rollout's route re-pointed with its "
+                              "rule and its match edited since. Neither is written. Another model's: mend the rule's "
+                              "host. The rollout's: remove the note (`kubectl annotate virtualservice "
+                              f"{target.virtual_service} -n {target.namespace} {patch.SERVICE_ANNOTATION}-`), then "
+                              f"`canary rollback {target.model} -n {target.namespace} --virtual-service "
+                              f"{target.virtual_service}`")
         raise TargetError(f"{patch.where(dr)}: spec.host names {rule}, but the rollout's {label} of "
                           f"{patch.where(vs)} sends to {', '.join(sorted(own))}: the rule was edited to name another "
                           "service, so neither that service's routes nor the rule are written (another model's, "

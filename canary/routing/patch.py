@@ -456,8 +456,12 @@ def noted_match(vs: Any) -> str:
 
 def route_match(route: Any) -> str:
     """A fingerprint of an HTTP route's `match` (which requests it takes; none: all): what tells the rollout's route
-    from another route given its name, or left the only one, once its service was renamed (decision 570)."""
+    from another route given its name, or left the only one, once its service was renamed (decision 570). Of the
+    requests taken, not of the text: the blocks are OR-ed, so their order does not count, and `[]` takes all as no
+    `match` does (a GitOps tool re-rendering the route must not make it another's, decision 580)."""
     match = route.get("match") if isinstance(route, dict) else None
+    if isinstance(match, list):
+        match = sorted(match, key=lambda b: json.dumps(b, sort_keys=True, default=str)) or None
     text = json.dumps(match, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

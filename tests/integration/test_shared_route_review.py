@@ -305,3 +305,74 @@ def test_the_other_models_route_given_the_noted_name_beside_the_rollouts_route_g
     assert vs["spec"]["http"][0] == {**theirs, "name": "primary"}, (r.exit_code, r.output[-800:])  # was 100/0
     assert api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["host"] == "m1"
     assert r.exit_code == 6 and "traffic.unsafe" in r.output, (r.exit_code, r.output[-800:])
+
+
+def _claimed_with_match(vs: dict[str, Any]) -> None:
+    """The rollout's claimed route (http[1]) given two match blocks, and the note as this canary writes it at a step:
+    the route's name, service and match."""
+    from canary.routing import patch
+
+    vs["spec"]["http"][1]["name"] = "primary"
+    vs["spec"]["http"][1]["match"] = [{"uri": {"prefix": "/v2/models/m0"}}, {"headers": {"x-model": {"exact": "m0"}}}]
+    vs["metadata"]["annotations"]["modelcanary.dev/service"] = json.dumps(
+        {"match": patch.route_match(vs["spec"]["http"][1]), "route": "primary", "service": M0, "started_at": 1.0},
+        sort_keys=True, separators=(",", ":"))
+
+
+def _repointed(edit_match: Any) -> Any:
+    def edit(vs: dict[str, Any]) -> None:
+        ours = vs["spec"]["http"][1]
+        for d in ours["route"]:
+            d["destination"]["host"] = "m0b"
+        edit_match(ours)
+    return edit
+
+
+def test_a_route_re_pointed_with_its_rule_and_its_match_blocks_reordered_still_gets_stable_100(
+        api: Any, tmp_path: Any) -> None:
+    """A review of decision 570 (decision 580): 549's case (1), m0's claimed route and its rule re-pointed together
+    to m0b, by a GitOps tool that re-rendered the route with its two (OR-ed) match blocks in the other order: the
+    same requests taken. The fingerprint was of the text: another match, so the route was "another model's", the
+    rollback refused (exit 6, 80/20 left to the canary) where before 570 it wrote stable 100%."""
+    theirs = _shared(api, redirect=False, note=None, route="", theirs=(50, 50))
+    api.edit(GROUP, "virtualservices", "ml", "m0", _claimed_with_match)
+    api.edit(GROUP, "virtualservices", "ml", "m0", _repointed(lambda route: route["match"].reverse()))
+    _rehost_rule(api, "m0b")
+    r = _cli(api, tmp_path, "rollback", "--reason", "pager")
+    http = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]
+    assert http[0] == theirs, (r.exit_code, r.output[-1500:])
+    assert r.exit_code == 0 and [d["weight"] for d in http[1]["route"]] == [100, 0], (r.exit_code, r.output[-1500:])
+
+
+@pytest.mark.parametrize("route", ["", "primary"], ids=["found", "named"])
+def test_a_route_re_pointed_with_its_rule_and_its_match_edited_says_the_way_out(api: Any, tmp_path: Any,
+                                                                               route: str) -> None:
+    """A review of decision 570 (decision 580): 549's case (1) with a header added to the route's match at the same
+    edit is, to the objects, 570's attack (another model's route given the name, the rule edited to its service):
+    refused, exit 6, as 570 decided. But the words were a dead end: named (`--route primary`), "find the rollout's
+    route, then `canary rollback MODEL --route ROUTE`", which refuses the same again; found (no `--route`), 523's
+    "the rollout's route sends to m0 ... mend the rule's host", where no route sends to m0 and the rule is right.
+    They now name both readings and each way out; removing the note, the way out for the rollout's own, writes
+    stable 100% on it."""
+    theirs = _shared(api, redirect=False, note=None, route="", theirs=(50, 50))
+    api.edit(GROUP, "virtualservices", "ml", "m0", _claimed_with_match)
+
+    def header(ours: dict[str, Any]) -> None:
+        ours["match"][0]["headers"] = {"x-tenant": {"exact": "a"}}
+    api.edit(GROUP, "virtualservices", "ml", "m0", _repointed(header))
+    _rehost_rule(api, "m0b")
+    r = _cli(api, tmp_path, "rollback", "--reason", "pager", *(["--route", route] if route else []))
+    http = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]
+    assert r.exit_code == 6 and "traffic.unsafe" in r.output, (r.exit_code, r.output[-1500:])
+    assert [d["weight"] for d in http[1]["route"]] == [80, 20] and http[0] == theirs
+    said = ("route primary of ml/m0 sends to m0b.ml.svc.cluster.local, but it takes other requests (its match) than "
+            "the route noted")
+    way_out = "kubectl annotate virtualservice m0 -n ml modelcanary.dev/service-"
+    assert said in r.output and way_out in r.output and "--route ROUTE" not in r.output, r.output[-1500:]
+
+    def unnote(vs: dict[str, Any]) -> None:
+        del vs["metadata"]["annotations"]["modelcanary.dev/service"]
+    api.edit(GROUP, "virtualservices", "ml", "m0", unnote)
+    r = _cli(api, tmp_path, "rollback", "--reason", "pager")
+    http = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]
+    assert r.exit_code == 0 and [d["weight"] for d in http[1]["route"]] == [100, 0] and http[0] == theirs, r.output

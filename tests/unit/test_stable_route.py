@@ -289,3 +289,16 @@ def test_a_route_found_by_the_name_and_rule_alone_with_another_match_than_noted_
     obj["spec"]["http"][0] = repointed  # 549's case (1): the same match, re-pointed with its rule
     assert stable.claimed_route(obj, "m0b.ml.svc.cluster.local") == "primary"
     assert stable.own_hosts(obj, "primary") == {"m0b.ml.svc.cluster.local"} and not stable.not_noted(repointed, obj)
+
+
+def test_the_match_noted_is_of_the_requests_taken_not_of_the_text() -> None:
+    # decision 580 (review of 570): the blocks of a `match` are OR-ed, and `[]` takes every request as no `match`
+    # does; a GitOps tool re-rendering the route (blocks reordered, an empty list written) is the same route. Its
+    # fingerprint changed, and a route re-pointed with its rule (549's case (1)) was then refused, exit 6
+    from canary.routing import patch
+
+    a, b = {"uri": {"prefix": "/v2/models/m"}}, {"headers": {"x-model": {"exact": "m"}}}
+    assert patch.route_match({"match": [a, b]}) == patch.route_match({"match": [b, a]})
+    assert patch.route_match({"match": []}) == patch.route_match({}) == patch.route_match({"match": None})
+    assert patch.route_match({"match": [a]}) != patch.route_match({"match": [a, b]}) != patch.route_match({})
+    assert patch.route_match({"match": [{**b, "uri": a["uri"]}]}) != patch.route_match({"match": [a, b]})
