@@ -57,12 +57,18 @@ ROLLBACK_REASONS = ("check", "gate", "deadline", "operator", "interrupted", "inf
 # rollout.py and the controller write: "gate: ...", "no verdict after ...", "operator: ...",
 # "interrupted", "abandoned: ..." / "orphaned: ..." (canary.sweep), and a verdict's
 # "<check>: <why>; <check>: <why>".
-_REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.I), c) for p, c in (
+# A class's word ends where a check's name would go on (`_WORD_END`, decision 582): a breach of a check whose name
+# starts with one ("foreign_calls: ...", "kube-latency: ...", "interrupts: ...") is a check's, never a foreign edit,
+# infrastructure or an interruption ("not the canary", the headline said of a canary shown bad)
+_WORD_END = r"(?![\w.\-/])"
+_REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(p.replace("\\b", _WORD_END), re.I), c) for p, c in (
     (r"^\s*(operator|superseded)\b", "operator"),  # superseded: the CanaryRollout's spec edited mid-rollout
     (r"^\s*gate\b", "gate"),
     (r"^\s*(no verdict|deadline)\b", "deadline"),
-    (r"^\s*interrupt", "interrupted"),
-    (r"^\s*(foreign|weights\.foreign|the (canary|stable) subset was re-pointed)", "foreign_edit"),  # subset drift
+    (r"^\s*interrupt(ed|ion)?\b", "interrupted"),
+    # a weights edit put back too often, a subset re-pointed (subset drift)
+    (r"^\s*(foreign|weights\.foreign(_edit)?|the (canary|stable) subset was re-pointed)\b", "foreign_edit"),
     # an end typed over a split by hand, ended at stable 100% (canary.unowned, decision 157)
     (r"^\s*the record says\b", "foreign_edit"),
     # the route's record removed or edited outside the rollout (promote's `_lost_reason`, the controller's

@@ -462,6 +462,18 @@ def test_controller_health_metrics():
     ("the route no longer records this CanaryRollout's rollout", "foreign_edit"),
     ("", "other"),
     ("something else entirely", "other"),
+    ("interrupted by SIGTERM", "interrupted"),
+    ("weights.foreign_edit: expected 80/20, found 50/50", "foreign_edit"),
+    # a breach of a check whose name starts with a class's word is the check's (decision 582): it was a foreign
+    # edit, infrastructure ("not the canary", the report's headline), an interruption, a gate, ...
+    ("foreign_calls: canary 5.0% vs 0.4% (limit +1%)", "check"),
+    ("kube-latency: p95 94.1 ms vs 61.2 ms (+54%, limit +20%)", "check"),
+    ("prometheus.scrape_errors: 2.1% vs 0.4%", "check"),
+    ("interrupts: 3.0% vs 0.1%", "check"),
+    ("gate-latency: p95 94.1 ms vs 61.2 ms", "check"),
+    ("operator_errors: 2.1% vs 0.4%", "check"),
+    ("deadline-miss: 2.1% vs 0.4%", "check"),
+    ("abandoned-sessions: 2.1% vs 0.4%", "check"),
 ])
 def test_classify_reason(reason, cls):
     assert classify_reason(reason) == cls
