@@ -2606,7 +2606,11 @@ class Controller:
             request = f"the status write of CanaryRollout {meta['namespace']}/{meta['name']}"
             # a 422 (a CRD stricter than this release): refused, not a spec invalid (`rollout.api_refused`, 536)
             refusal = kube.refused(exc, what, request=request, kind=StatusRefused)
-            if refusal is not None and refusal.status == 400:  # the body we composed: canary's bug (536's addendum)
+            if refusal is not None and (denied_by := kube.admission_denial(exc)):  # the cluster's policy (583)
+                refusal = StatusRefused(ADMISSION_WORDS.format(what=what, status=refusal.status, by=denied_by,
+                                                               said=kube._status_message(exc)[:300]),
+                                        request=request, status=refusal.status)
+            elif refusal is not None and refusal.status == 400:  # the body we composed: canary's bug (536's addendum)
                 refusal = StatusRefused(BAD_REQUEST_WORDS.format(what=what, said=kube._status_message(exc)[:200]),
                                         request=request, status=400)
             raise refusal or kube.translate(exc, what) from exc
@@ -2972,6 +2976,13 @@ BAD_REQUEST_WORDS = ("{what}: HTTP 400 Bad Request on canary's own write, a bug 
                      "CanaryRollout's spec (nor RBAC, nor the CRD): the rollout ends at stable 100% (`rollout.aborted`; "
                      "`rollback.failed` if that write fails too); report it with this line (the API server could not "
                      "read the status canary composed: {said})")
+# ...unless an admission check of the cluster's denied it (a webhook's denial is a 400 unless it gives a code): its
+# policy, not canary's bug, the spec nor RBAC; reported as canary's bug, on-call filed it and never fixed the policy
+ADMISSION_WORDS = ("{what}: HTTP {status}: {by} of this cluster denied canary's own status write, a policy of the "
+                   "cluster's (not canary's bug, not the CanaryRollout's spec, not RBAC): the rollout ends at stable "
+                   "100% (`rollout.aborted`; `rollback.failed` if that write fails too); let canary's writes of "
+                   "canaryrollouts/status through that policy, then start it again (a new canaryVersion, or the CanaryRollout "
+                   "created again) ({said})")
 
 
 def _no_state(off: str) -> str:

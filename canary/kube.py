@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -572,6 +573,20 @@ def refused(exc: BaseException, what: str, *, request: str,
     if not isinstance(status, int) or not 400 <= status < 500 or status in (404, 408, 409, 429):
         return None
     return kind(str(translate(exc, what)), request=request, status=status)
+
+
+# how the API server words a request an admission check of the cluster's denied: a webhook's (HTTP 400 unless the
+# webhook gives a code: Kyverno's, a webhook's plain `allowed: false`), a ValidatingAdmissionPolicy's (403 or 422,
+# after `<resource> "<name>" is forbidden: `)
+_ADMISSION = re.compile(r"""(?:^|: )(admission webhook "[^"]+"|ValidatingAdmissionPolicy '[^']+'(?: with binding """
+                        r"""'[^']+')?) denied (?:the )?request""")
+
+
+def admission_denial(exc: BaseException) -> str:
+    """The admission check that denied the request (`admission webhook "validate.kyverno.svc-fail"`), "" when the
+    answer is not such a denial: the cluster's policy, not canary's request nor RBAC (decision 583)."""
+    hit = _ADMISSION.search(_status_message(exc)) if _is_api_exception(exc) else None
+    return hit.group(1) if hit else ""
 
 
 def _status_message(exc: BaseException) -> str:

@@ -129,6 +129,7 @@ class Fault:
     delay: float = 0.0
     hold: threading.Event | None = None
     retry_after: int | None = None  # seconds: a `Retry-After` header and the Status's details.retryAfterSeconds
+    message: str | None = None  # the Status's message (an admission webhook's denial); default "injected fault: ..."
 
 
 class ApiError(Exception):
@@ -321,7 +322,8 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
                     if fault.delay:
                         return fault.delay
                     raise ApiError(fault.status, _REASONS.get(fault.status, "InternalError"),
-                                   f"injected fault: HTTP {fault.status}", retry_after=fault.retry_after)
+                                   fault.message or f"injected fault: HTTP {fault.status}",
+                                   retry_after=fault.retry_after)
         return 0.0
 
     def _serve(self, method: str, request: kmock.Request, kind: Resource) -> tuple[int, Any]:
@@ -716,12 +718,13 @@ class KubeAPIServer:
     # --- test helpers ---------------------------------------------------------
 
     def fail_next(self, status: int, *, times: int = 1, methods: Iterable[str] = ("PUT", "PATCH", "POST"),
-                  plural: str | None = None, retry_after: int | None = None) -> None:
+                  plural: str | None = None, retry_after: int | None = None, message: str | None = None) -> None:
         """The next `times` matching requests get `status` (e.g. 409, 500) and change nothing; with `retry_after`,
-        a `Retry-After` header of that many seconds too (429 from API Priority and Fairness)."""
+        a `Retry-After` header of that many seconds too (429 from API Priority and Fairness); `message`: the
+        Status's words (an admission webhook's denial, as the API server words it)."""
         with self.handler.lock:
             self.handler.faults.append(Fault(status, times, frozenset(m.upper() for m in methods), plural,
-                                             retry_after=retry_after))
+                                             retry_after=retry_after, message=message))
 
     def delay_next(self, seconds: float, *, times: int = 1, methods: Iterable[str] = ("GET",),
                    plural: str | None = None) -> None:

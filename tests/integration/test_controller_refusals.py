@@ -37,14 +37,14 @@ def _ended_refused(op: Any, api: Any, request: str, status: int) -> dict[str, An
     return refused[0]
 
 
-def _status_write_refused_mid_rollout(world: Any, status: int) -> dict[str, Any]:
-    """m0 progressing, then every status write answered `status`: `_ended_refused`'s line."""
+def _status_write_refused_mid_rollout(world: Any, status: int, message: str | None = None) -> dict[str, Any]:
+    """m0 progressing, then every status write answered `status` (with `message`): `_ended_refused`'s line."""
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
     _progressing(op, custom, api)
     custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
                                           {"spec": {"onPrometheusOutage": "hold"}})  # a new generation: a status write
-    api.fail_next(status, times=100, methods=("PATCH",), plural="canaryrollouts")
+    api.fail_next(status, times=100, methods=("PATCH",), plural="canaryrollouts", message=message)
     return _ended_refused(op, api, "the status write of CanaryRollout ml/r0", status)
 
 
@@ -67,6 +67,28 @@ def test_a_status_write_answered_400_is_said_as_canarys_bug_at_stable_100(world:
     reason = vs(world[0], 0)[1]["reason"]  # what `canary status` and the report show of the end
     assert reason.startswith("failed: CanaryRollout ml/r0 status: HTTP 400 Bad Request on canary's own write, a bug "
                              "of canary's"), reason
+
+
+@pytest.mark.parametrize("status,denial,by", [
+    (400, 'admission webhook "validate.kyverno.svc-fail" denied the request: policy require-team-label: the label '
+          "team is required", 'admission webhook "validate.kyverno.svc-fail"'),
+    (403, 'canaryrollouts.modelcanary.dev "r0" is forbidden: ValidatingAdmissionPolicy \'freeze\' with binding '
+          "'freeze-ml' denied request: change freeze until Monday",
+     "ValidatingAdmissionPolicy 'freeze' with binding 'freeze-ml'"),
+])
+def test_a_status_write_an_admission_check_denies_names_it_not_canarys_bug_nor_rbac(
+        world: Any, status: int, denial: str, by: str) -> None:
+    """An admission webhook that denies without a code of its own is answered HTTP 400 by the API server (Kyverno's
+    denials, a webhook's plain `allowed: false`); a ValidatingAdmissionPolicy's 403. The 400 was said as "a bug of
+    canary's ... report it", the 403 as "check RBAC": on-call filed a bug, or read the Role, while the cluster's
+    policy went on denying every CanaryRollout's status. Said now as that policy's denial, naming it (decision
+    583); the rollout still ends at stable 100%."""
+    error = _status_write_refused_mid_rollout(world, status, denial)["error"]
+    assert f"HTTP {status}: {by} of this cluster denied canary's own status write, a policy of the cluster's" in error
+    assert "bug" not in error.replace("not canary's bug", "") and "check RBAC" not in error, error
+    assert "the rollout ends at stable 100%" in error and denial[-30:] in error, error
+    reason = vs(world[0], 0)[1]["reason"]  # what `canary status` and the report show of the end
+    assert reason.startswith(f"failed: CanaryRollout ml/r0 status: HTTP {status}: {by} of this cluster"), reason
 
 
 def _canary_shares(api: Any, i: int = 0) -> list[int]:
