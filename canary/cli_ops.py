@@ -108,23 +108,28 @@ def analyze(
         if code == 4 and asked:  # Prometheus unavailable is exit 3, as everywhere else, never "not enough data"
             first = str(next(iter(asked.values()))).split("; query: ")[0]  # the query is in the evidence above
             cli.fail(f"Prometheus unavailable: {first} (not measured: {', '.join(asked)})"
-                     f"{_unmeasured_remedy(list(asked.values()))}", cli.EXIT_INFRA)
+                     f"{_unmeasured_remedy(list(asked.values()), every=len(asked) == len(measurements))}",
+                     cli.EXIT_INFRA)
         return code
 
     raise typer.Exit(cli.run_guarded(go))
 
 
-def _unmeasured_remedy(failures: list[BaseException]) -> str:
+def _unmeasured_remedy(failures: list[BaseException], *, every: bool) -> str:
     """What to do about checks Prometheus could not answer (`analyze`'s exit 3, decision 571), by the cause its words
     name, as `drift check` says it: a 4 ("inconclusive or could not measure") was read by pipelines as "not enough
-    data yet" and retried blindly against a Prometheus that was down."""
+    data yet" and retried blindly against a Prometheus that was down. `every`: no check was measured; where some
+    were, "nothing measured" and "does not answer at all" were untrue (decision 571's review)."""
     text = " ".join(str(exc) for exc in failures)
     if "connection failed" in text:
-        return "; Prometheus does not answer at all (is it up, is --prometheus-url right?): nothing measured"
+        return ("; Prometheus does not answer at all (is it up, is --prometheus-url right?): nothing measured" if every
+                else "; Prometheus stopped answering while analyze asked (the other checks were measured): a restart? "
+                "run analyze again once it answers")
+    nothing = "nothing measured: " if every else ""
     if "timed out" in text or "timeout" in text:
-        return ("; nothing measured: these queries took longer than Prometheus's --query.timeout or the client's "
-                "budget: a shorter --window reads fewer samples")
-    return "; nothing measured: Prometheus failed these queries (its words above; its own log says more)"
+        return (f"; {nothing}these queries took longer than Prometheus's --query.timeout or the client's budget: a "
+                "shorter --window reads fewer samples")
+    return f"; {nothing}Prometheus failed these queries (its words above; its own log says more)"
 
 
 def _check_window(policy: Any, policy_file: Path, metrics: Any, window_s: int) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support import cli
 
@@ -78,3 +79,76 @@ def test_a_policy_that_does_not_set_the_scrape_interval_is_held_to_prometheuss_o
     # nothing there (decision 562's addendum): the default's 60 s refused a window that may hold four scrapes
     code, _, err = analyze(tmp_path, "--stable-version", "v1", "--canary-version", "v2", "--window", "1m")
     assert code == 3 and "shorter than two scrapes" not in err, err  # asked: Prometheus unavailable (decision 571)
+
+
+def _prometheus_answering(by_query: dict[str, tuple[int, dict]]) -> Any:
+    """A stand-in for Prometheus's HTTP API whose answer to a query holding one of `by_query`'s keys is that
+    (status, body); every other query answers no series; its configuration scrapes every 15 s."""
+    import json
+    import urllib.parse
+
+    from tests.support.http import ScriptedHTTP
+
+    config = json.dumps({"status": "success", "data": {
+        "yaml": "global:\n  scrape_interval: 15s\nscrape_configs:\n- job_name: models\n"}})
+    empty = {"status": "success", "data": {"resultType": "vector", "result": []}}
+
+    def answer(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
+        if path.startswith("/api/v1/status/config"):
+            return 200, "application/json", config
+        query = urllib.parse.unquote_plus(path)
+        status, body = next((a for key, a in by_query.items() if key in query), (200, empty))
+        return status, "application/json", json.dumps(body)
+
+    return ScriptedHTTP(answer)
+
+
+DOWN = (503, {"status": "error", "errorType": "unavailable", "error": "overloaded"})
+SEVEN = (200, {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, "7"]}]}})
+REJECTED = (400, {"status": "error", "errorType": "bad_data", "error": "parse error"})
+
+
+def _analyze_checks(tmp_path: Path, server: Any, *queries: str) -> tuple[int, str, str]:
+    pol = tmp_path / "custom.yaml"
+    pol.write_text(yaml.safe_dump({"steps": [10, 100], "checks": [
+        {"name": f"c{i}", "kind": "custom", "query": q, "max_value": 1} for i, q in enumerate(queries)]}))
+    res = cli.run(["analyze", "rec", "-n", "ml", "--policy", str(pol), "--prometheus-url", server.url,
+                   "--stable-version", "v1", "--canary-version", "v2", "--window", "5m"], env={"KUBECONFIG": ""})
+    return res.returncode, res.stdout, " ".join(res.stderr.split())
+
+
+@pytest.mark.parametrize("queries,code", [
+    pytest.param(("vector(7)", 'down_metric{version="{version}"}'), 1, id="a failed check wins over an unanswered one"),
+    pytest.param(('down_metric{version="{version}"}', 'bad_metric{version="{version}"}'), 2,
+                 id="a query Prometheus rejects is bad input, after an unanswered one"),
+    pytest.param(("vector(0)", 'down_metric{version="{version}"}'), 3, id="one check measured, one unanswered"),
+])
+def test_analyze_says_prometheus_unavailable_only_of_what_it_could_not_answer(
+        tmp_path: Path, queries: tuple[str, ...], code: int) -> None:
+    """Decision 571's claims, pinned against a Prometheus that answers some queries: a measured failure (1) and a
+    rejected query (2) win over a check Prometheus could not answer (3). And its exit 3 said "nothing measured"
+    (of 503s: "Prometheus failed these queries") where another check was measured: only the checks it names were
+    not (decision 571's review)."""
+    server = _prometheus_answering({"vector(7)": SEVEN, "down_metric": DOWN, "bad_metric": REJECTED})
+    try:
+        got, out, err = _analyze_checks(tmp_path, server, *queries)
+    finally:
+        server.close()
+    assert got == code, (got, out[-800:], err[-800:])
+    if code == 2:
+        assert "Prometheus rejected the query (HTTP 400 bad_data: parse error)" in err and out == "", err
+    if code == 3:
+        assert "error: Prometheus unavailable: check 'c1'" in err and "(not measured: c1)" in err, err
+        assert "nothing measured" not in err and "Prometheus failed these queries" in err, err
+
+
+def test_a_connection_refused_after_other_checks_were_measured_is_not_said_as_down_at_all() -> None:
+    """Prometheus restarted while analyze asked: its first checks measured, the next refused. "does not answer at
+    all ...: nothing measured" was untrue of it (decision 571's review)."""
+    from canary.cli_ops import _unmeasured_remedy
+    from canary.errors import MetricsUnavailable
+
+    refused = [MetricsUnavailable("check 'c1': Prometheus at http://p:9090 could not be asked (connection failed)")]
+    assert "does not answer at all" in _unmeasured_remedy(refused, every=True)
+    said = _unmeasured_remedy(refused, every=False)
+    assert "stopped answering" in said and "at all" not in said and "nothing measured" not in said, said
