@@ -2981,8 +2981,8 @@ BAD_REQUEST_WORDS = ("{what}: HTTP 400 Bad Request on canary's own write, a bug 
 ADMISSION_WORDS = ("{what}: HTTP {status}: {by} of this cluster denied canary's own status write, a policy of the "
                    "cluster's (not canary's bug, not the CanaryRollout's spec, not RBAC): the rollout ends at stable "
                    "100% (`rollout.aborted`; `rollback.failed` if that write fails too); let canary's writes of "
-                   "canaryrollouts/status through that policy, then start it again (a new canaryVersion, or the CanaryRollout "
-                   "created again) ({said})")
+                   "canaryrollouts/status through that policy, then start it again (a new canaryVersion, or the "
+                   "CanaryRollout created again) ({said})")
 
 
 def _no_state(off: str) -> str:
