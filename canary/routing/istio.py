@@ -835,5 +835,5 @@ def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None) -> Obj:
     http = vs["spec"].get("http") if service and isinstance(vs.get("spec"), dict) else None
     for i, route in enumerate(http if isinstance(http, list) else []):
         if i not in routes and isinstance(route, dict) and not patch.routes_nothing(route):
-            stable.drop_mirrors(route, service, vs)
+            stable.drop_mirrors(route, service, vs, canary_only=True)  # another subset's shadow stays (584)
     return vs

@@ -414,18 +414,20 @@ def added_host(vs: Any, r: StableRoute, host: str) -> str:
     return dests[0]["destination"].get("host") if dests else host
 
 
-def drop_mirrors(route: dict[str, Any], host: str, vs: Any) -> None:
+def drop_mirrors(route: dict[str, Any], host: str, vs: Any, *, canary_only: bool = False) -> None:
     """Remove the route's mirrors to a subset of the rollout's service other than `stable` (Istio's
     `mirror` with its `mirrorPercentage`/`mirrorPercent`, and the entries of `mirrors`); a mirror to
     another service (a shadow of the user's) stays. The service is `host` (its DestinationRule's), else
     the one the route's own `stable` destination names: without the DestinationRule (deleted
     mid-rollout) every mirror but the stable subset's went, the user's shadow to another service too.
-    Where neither tells, only a mirror naming a subset other than `stable` goes."""
+    Where neither tells, only a mirror naming a subset other than `stable` goes. `canary_only`: only the
+    mirrors to the `canary` subset go (a route the rollout does not drive: a shadow-testing tool's mirror to
+    another subset of the service stays, decision 584)."""
     host = host or route_service(route, vs)
 
     def kept(m: Any) -> bool:
         dest = m.get("destination") if isinstance(m, dict) and "destination" in m else m
-        if not isinstance(dest, dict) or dest.get("subset") == STABLE:
+        if not isinstance(dest, dict) or dest.get("subset") == STABLE or (canary_only and dest.get("subset") != CANARY):
             return True
         if not host:
             return not dest.get("subset")

@@ -428,6 +428,29 @@ def test_a_rollback_ends_a_mirror_to_the_canary_on_another_route_too(api: Any) -
     assert http[2] == theirs
 
 
+def test_a_rollback_keeps_a_mirror_to_another_subset_of_the_service_on_another_route(api: Any) -> None:
+    """The gRPC route mirrors to subset `shadow` of the same service (a shadow-testing tool's, set on purpose; not
+    the canary subset): decision 577 removed it with the mirror to the canary, as it does on the driven route,
+    while README and 577 say the mirrors to the canary subset go. On a route the rollout does not drive, only a
+    mirror to the `canary` subset goes now (decision 584)."""
+    grpc = {"name": "grpc", "match": [{"port": 8001}],
+            "route": [{"destination": {"host": "m0.ml.svc.cluster.local", "subset": "stable"}}],
+            "mirror": {"host": "m0", "subset": "shadow"}, "mirrorPercentage": {"value": 50.0},
+            "mirrors": [{"destination": {"host": "m0", "subset": "shadow"}},
+                        {"destination": {"host": "m0", "subset": "canary"}}]}
+
+    def shapes(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["match"] = [{"port": 8000}]
+        vs["spec"]["http"].append(copy.deepcopy(grpc))
+
+    api.edit(GROUP, "virtualservices", "ml", "m0", shapes)
+    res = runner(api, "v3", FakeClock(), slowdown=2.0, route="primary").run()
+    assert res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK, res
+    assert routes(api)[0] == [("stable", 100), ("canary", 0)]
+    kept = {**grpc, "mirrors": grpc["mirrors"][:1]}  # the canary's entry alone went
+    assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][1] == kept
+
+
 def test_the_sweep_says_so_when_stable_100_cannot_be_written(api: Any) -> None:
     """An abandoned rollout at 80/20 whose route's stable destination was renamed: `sweep.end` (what `canary
     sweep` and the controller call) raised a TargetError that `canary sweep` reported as exit 3, with no
