@@ -14,8 +14,8 @@ from typing import Any
 
 from canary.errors import TargetError
 from canary.routing.patch import (CANARY, STABLE, VERSION_LABEL, RouteRef, _find_subset, _namespace_of, fqdn,
-                                  where)
-from canary.routing.splits import other_routes
+                                  read_state, where)
+from canary.routing.splits import Split, other_routes
 
 
 def split_elsewhere(vs: Any, ref: RouteRef) -> str:
@@ -25,21 +25,41 @@ def split_elsewhere(vs: Any, ref: RouteRef) -> str:
     points the canary subset at the new version, so that share would reach it unjudged from the first
     write, and stay on it after a rollback (stable 100% is written on the driven route). A route sending
     to the canary alone (testers on a header match) is a deliberate route to it, and is left to the user."""
-    found = _first_split(vs, fqdn(ref.host, _namespace_of(vs)), driven={ref.index})
-    return (f"{found} with subset 'canary' of {ref.host}, a split this rollout did not make: once the canary subset "
-            f"selects the new version that share reaches it unjudged, and stays after a rollback; set that route's "
-            f"canary weight to 0 first") if found else ""
+    split = _split_found(vs, fqdn(ref.host, _namespace_of(vs)), driven={ref.index})
+    return (f"{_said(vs, split)} with subset 'canary' of {ref.host}, a split this rollout did not make: once the "
+            f"canary subset selects the new version that share reaches it unjudged, and stays after a rollback; set "
+            f"that route's canary weight to 0 first") if split is not None else ""
 
 
-def _first_split(vs: Any, host: str, *, driven: set[int]) -> str:
-    """"<vs>: <field> (<name>) splits its traffic <rest>/<share>" for the first route of `vs` but the `driven` HTTP
-    ones that splits with the canary subset of `host` (a full name); "" when none does."""
-    for split in other_routes(vs, host, driven=driven):
-        if split.share and split.rest:
-            name = split.route.get("name")
-            label = split.field + (f" ({name})" if isinstance(name, str) and name else "")
-            return f"{where(vs)}: {label} splits its traffic {split.rest}/{split.share}"
-    return ""
+def _split_found(vs: Any, host: str, *, driven: set[int]) -> Split | None:
+    """The first route of `vs` but the `driven` HTTP ones that splits with the canary subset of `host` (a full
+    name); None when none does."""
+    return next((s for s in other_routes(vs, host, driven=driven) if s.share and s.rest), None)
+
+
+def _said(vs: Any, split: Split) -> str:
+    """"<vs>: <field> (<name>) splits its traffic <rest>/<share>"."""
+    name = split.route.get("name")
+    label = split.field + (f" ({name})" if isinstance(name, str) and name else "")
+    return f"{where(vs)}: {label} splits its traffic {split.rest}/{split.share}"
+
+
+def _running_on(vs: Any, split: Split) -> str:
+    """"<version> (<phase>)" of the rollout in progress recorded on `vs` when it drives the HTTP route of `split`
+    (it made that split); "" otherwise (none recorded, ended, unreadable, another route's)."""
+    from canary import rollout as rl
+
+    text = read_state(vs)
+    try:
+        state = rl.RolloutState.from_json(text) if text else None
+    except (ValueError, TypeError, KeyError):
+        return ""
+    http = vs["spec"].get("http") if split.kind == "http" else None
+    if state is None or state.terminal or not isinstance(http, list):
+        return ""
+    name = split.route.get("name")
+    drives = state.route == name if state.route else len(http) == 1
+    return f"{state.canary_version} ({state.phase})" if drives else ""
 
 
 def split_in_other(vs: Any, host: str, *, dr: str, driven: str) -> str:
@@ -47,11 +67,18 @@ def split_in_other(vs: Any, host: str, *, dr: str, driven: str) -> str:
     the mesh's, say): why a new rollout of `host` (the rollout's service, in full) driven on VirtualService `driven`
     must not claim while one of `vs`'s routes splits with the canary subset ("" when none does). The subsets are
     DestinationRule `dr`'s, shared by every VirtualService that routes to the service (decision 578)."""
-    found = _first_split(vs, host, driven=set())
-    return (f"{found} with subset 'canary' of {host}, a split this rollout did not make: the subsets are "
+    split = _split_found(vs, host, driven=set())
+    if split is None:
+        return ""
+    running = _running_on(vs, split)
+    # a rollout recorded there made that split: zeroing its weight by hand would tamper with it (decision 585)
+    then = (f"that split is the rollout of {running} recorded on {where(vs)}, and two rollouts cannot share one "
+            "canary subset; wait for that rollout to end (or roll it back), then run this one again") if running \
+        else "set that route's canary weight to 0 first"
+    return (f"{_said(vs, split)} with subset 'canary' of {host}, a split this rollout did not make: the subsets are "
             f"DestinationRule {dr}'s, shared by every VirtualService that routes to them, so once the canary subset "
             f"selects the new version that share reaches it unjudged, and stays after a rollback (stable 100% is "
-            f"written on {driven} only); set that route's canary weight to 0 first") if found else ""
+            f"written on {driven} only); {then}")
 
 
 def subset_labels_differ(dr: Any) -> str:

@@ -69,3 +69,34 @@ def test_the_callers_differ_only_where_they_mean_to() -> None:
     assert "spec.tls[0] (grpc) splits its traffic 60/40" in split_elsewhere(split, REF)
     assert drop_canary_splits(split, HOST, driven={0}) == ["spec.tls[0]"]
     assert [d["weight"] for d in split["spec"]["tls"][0]["route"]] == [100, 0]
+
+
+def test_a_split_another_virtual_services_rollout_made_says_to_wait_for_it() -> None:
+    """Another VirtualService of the namespace (the gateway's) at 80/20 because a rollout of v2 runs there, on the
+    same DestinationRule: the claim is refused (decision 578), but it said "set that route's canary weight to 0
+    first", which tampers with that running rollout. It names the rollout and says to wait for it now; a split
+    beside another route's rollout, or beside an ended one, keeps the old advice (decision 585)."""
+    from dataclasses import replace
+
+    from canary import rollout as rl
+    from canary.routing.claims import split_in_other
+    from canary.routing.patch import STATE_ANNOTATION
+
+    state, _ = rl.new_rollout(model="rec", stable_version="v1", canary_version="v2", now=1000.0, route="edge")
+
+    def gateway(record: rl.RolloutState) -> dict[str, Any]:
+        obj = vs(http=[{"name": "edge", "route": [dest("rec", "stable", 80), dest("rec", "canary", 20)]},
+                       {"name": "other", "route": [dest("rec", "stable", 100)]}])
+        obj["metadata"] = {"name": "rec-gateway", "namespace": "ml", "annotations": {STATE_ANNOTATION: record.to_json()}}
+        return obj
+
+    def said(record: rl.RolloutState) -> str:
+        return split_in_other(gateway(record), HOST, dr="ml/rec", driven="ml/rec")
+
+    running = said(replace(state, phase=rl.PROGRESSING))
+    assert running.startswith("ml/rec-gateway: spec.http[0] (edge) splits its traffic 80/20 with subset 'canary'")
+    assert running.endswith("that split is the rollout of v2 (progressing) recorded on ml/rec-gateway, and two "
+                            "rollouts cannot share one canary subset; wait for that rollout to end (or roll it "
+                            "back), then run this one again"), running
+    for record in (replace(state, phase=rl.PROGRESSING, route="other"), replace(state, phase=rl.ROLLED_BACK)):
+        assert said(record).endswith("set that route's canary weight to 0 first"), record
