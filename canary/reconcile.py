@@ -165,16 +165,17 @@ def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState |
                           "progress; set it to 100/0 first")
 
 
-def check_other_splits(router: Any, target: Target, *, log: Any, listed: list[Any] | None = None) -> None:
+def check_other_splits(router: Any, target: Target, *, log: Any, listed: list[Any] | None = None) -> str:
     """Before the claim, after `check_claim`: no other VirtualService of the namespace splits traffic with the canary
     subset (`IstioRouter.splits_elsewhere`; a VirtualService bound to the ingress gateway beside the mesh's shares
     the DestinationRule's subsets). TargetError when one does, nothing written; `preflight.splits_unchecked` when
     the VirtualServices cannot be listed (a Role without `list`), and the rollout goes on. A router that is not
     Kubernetes' (no `splits_elsewhere`) is not asked. `listed`: the VirtualServices of an informer's cache, if
-    any (the controller's: no LIST at each claim). Decision 578."""
+    any (the controller's: no LIST at each claim). Decision 578. Returns why it could not be told ("" when
+    it was, or the router has no `splits_elsewhere`)."""
     find = getattr(router, "splits_elsewhere", None)
     if find is None:
-        return
+        return ""
     why, unchecked = find(target, listed=listed) if listed is not None else find(target)
     if why:
         raise TargetError(why)
@@ -182,6 +183,7 @@ def check_other_splits(router: Any, target: Target, *, log: Any, listed: list[An
         log.warning("preflight.splits_unchecked", error=unchecked,
                     note="whether another VirtualService splits traffic with the canary subset is not known: the "
                          "rollout goes on; give the identity list on virtualservices to check before traffic moves")
+    return unchecked
 
 
 def preflight_metrics(metrics: MetricsProvider, policy: Policy, target: Target, *, log: Any) -> None:

@@ -618,7 +618,7 @@ class Runner:
             if existing is not None and (why := self._nobody_frees(existing)):
                 busy.args = (f"{busy}; {why}", *busy.args[1:])
             raise
-        check_other_splits(self.router, target, log=self.log)  # another VirtualService's split with the canary (578)
+        unchecked = check_other_splits(self.router, target, log=self.log)  # another VirtualService's split (578)
         # bad input first (exit 2 at once): after the wait, a policy whose queries match nothing was reported
         # only once a pod was Ready, up to --wait-ready later, or never (exit 3 for the pods instead)
         self._preflight_metrics(target)
@@ -637,6 +637,8 @@ class Runner:
                               note="changed while waiting for Ready pods: checked again before any write")
                 self.target = asked
                 return self._start()
+            if not unchecked:  # and the other VirtualServices, which that read does not cover (585's addendum)
+                check_other_splits(self.router, target, log=self.log)
         if self.stop.is_set():  # a signal during the checks: the claim is not written (README: exit 3, untouched)
             raise self._interrupted_before_claim("during the checks before the claim")
         self._written = status.state or ""

@@ -525,3 +525,24 @@ def test_the_count_after_a_rollback_is_a_glance_not_four_tries_a_read(api: Any) 
     assert not logs, logs
     # and the wait before a claim still retries its reads (decision 121 b): a glance is the warning's alone
     assert r.router.transient_attempts == 4
+
+
+def test_a_split_made_on_another_virtual_service_during_the_wait_is_refused_before_the_claim(api: Any) -> None:
+    """Decision 578 looked at the other VirtualServices once, before `--wait-ready`'s wait (minutes): a gateway
+    VirtualService split 90/10 with the canary subset meanwhile was not seen, since only the driven route is read
+    again after the wait, and the claim pointed the canary subset at v2, 10% of the edge traffic on it unjudged.
+    Looked at again after a wait now: refused, nothing written (decision 585's addendum)."""
+    from canary.errors import TargetError
+    from canary.routing.istio import GROUP
+    from tests.integration.test_vs_shapes import _gateway_vs
+
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=False)
+
+    def split_then_ready() -> None:
+        _gateway_vs(api, 10)
+        _pod(api, "m0-v2-0", "v2", ready=True)
+    before = api.get(GROUP, "virtualservices", "ml", "m0"), api.get(GROUP, "destinationrules", "ml", "m0")
+    with pytest.raises(TargetError, match=r"^ml/m0-gateway: spec.http\[0\] \(edge\) splits its traffic 90/10"):
+        runner(api, "v2", FlipClock(2, split_then_ready), wait_ready_s=600).run()
+    assert (api.get(GROUP, "virtualservices", "ml", "m0"), api.get(GROUP, "destinationrules", "ml", "m0")) == before
