@@ -50,11 +50,6 @@ class FencedRouter:
             return PodCount(unchecked="the router cannot count pods")
         return count(target, subset, glance=glance)
 
-    def splits_elsewhere(self, target: Target, **kw: Any) -> tuple[str, str]:
-        """A read: passed through (`reconcile.check_other_splits`), as `subset_pods` is."""
-        find = getattr(self.inner, "splits_elsewhere", None)
-        return find(target, **kw) if find is not None else ("", "the router cannot list VirtualServices")
-
     def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...,
                     expect_weights: Weights | None = None) -> RouteStatus:
         self._fence()
