@@ -796,11 +796,6 @@ class Controller:
                     self._mark_waiting(obj, state)  # sticky: `_waited` reads it when that rollout ends
                 self._input_behind_busy(obj, spec, busy)  # bad input whoever holds the route: said as such
                 raise
-            # another VirtualService's split with the canary subset (decision 578), from the informers' cache if any
-            from canary.routing.istio import VS_PLURAL
-
-            check_other_splits(self.router, target, log=self._rollout_log(spec),
-                               listed=self.informers.routes[VS_PLURAL].items() if self.informers is not None else None)
             self._busy_input.pop(spec.key, None)
             if spec.action == "pause":  # asked to hold before it starts: nothing is claimed (it moved 20% first)
                 self._held_before_start(obj, spec)
@@ -809,6 +804,12 @@ class Controller:
                 self._end_unrun(obj, spec, f"not run: spec.action is rollback ({spec.action_reason or 'no reason'})",
                                 log, event="rollout.rolled_back_before_start", owner="", phase=None)
                 return None
+            # another VirtualService's split with the canary subset (decision 578), from the informers' cache if any;
+            # only for a rollout that will claim: one asked to hold or end before it starts is not refused (585)
+            from canary.routing.istio import VS_PLURAL
+
+            check_other_splits(self.router, target, log=self._rollout_log(spec),
+                               listed=self.informers.routes[VS_PLURAL].items() if self.informers is not None else None)
             try:
                 self._check_before_claim(spec)
             except PodsNotReady as exc:

@@ -539,6 +539,24 @@ def test_the_controller_refuses_a_split_on_another_virtual_service_before_claimi
     assert _objects(api) == before, "written before the refusal"
 
 
+def test_a_canary_rollout_asked_to_roll_back_before_it_starts_ends_unrun_beside_another_virtual_services_split(
+        world: Any) -> None:
+    """`spec.action: rollback` on a new CR (do not run it) while the gateway VirtualService splits 90/10: decision
+    578's refusal came first, so the CR stayed Ready False TargetError for ever, telling its author to zero another
+    VirtualService's weight for a rollout they had asked not to run. The other VirtualServices are looked at only
+    for a rollout that will claim: it ends unrun, nothing written (decision 585's addendum)."""
+    api, op, custom = world
+    _gateway_vs(api, 10)
+    before = _objects(api)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v2", action="rollback", actionReason="not this one"))
+    for _ in range(3):
+        op.tick()
+    status = _cr(custom, "r0")["status"]
+    assert status["phase"] == rl.ABORTED and status["reason"].startswith("not run: spec.action is rollback"), status
+    assert _objects(api) == before, "written"
+
+
 def test_the_controller_aborts_a_rollout_whose_subsets_are_edited_to_differ(world: Any) -> None:
     """The DestinationRule gains `track` labels while r0 runs v2 at 80/20: aborted at stable 100% (it
     promoted onto `track=stable, version=v2`)."""
