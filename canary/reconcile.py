@@ -763,8 +763,11 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
             text = state.to_json()
             guard = {"expect_weights": routed} if routed is not None and action.weights != STABLE_ONLY else {}
             try:
-                landed = getattr(router.set_weights(target, action.weights, state=text, expect_state=expect, **guard),
-                                 "state", None)
+                after = router.set_weights(target, action.weights, state=text, expect_state=expect, **guard)
+                landed = getattr(after, "state", None)
+                if getattr(after, "also_ended", ()):  # what the rollback changed beyond its route (556, 577)
+                    log.warning("rollback.other_routes", routes=list(after.also_ended),
+                                note="the rolled-back version is no longer reached by these routes either")
                 if action.weights == STABLE_ONLY and landed != text and rl.carried(landed, text):
                     # cut to fit beside the object's other annotations (decision 563): what the route records now,
                     # which every later guard of this rollout compares against

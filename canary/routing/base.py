@@ -48,6 +48,10 @@ class RouteStatus:
     # that route answers every request itself ("redirect", "directResponse": `patch.routes_nothing`), no destination:
     # no request reaches the canary by it, and a stable-100% write leaves it as it is (decision 522); "" otherwise
     routes_nothing: str = ""
+    # what a rollback's stable-100% write changed beyond the driven route's weights, one entry a route (a mirror
+    # to the canary removed, another route's split with it ended: `istio._without_canary_mirrors`), for its
+    # `rollback.other_routes` line; () when nothing else changed, or for any other write
+    also_ended: tuple[str, ...] = ()
 
 
 class TrafficRouter(Protocol):

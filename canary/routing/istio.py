@@ -16,6 +16,7 @@ module only adds I/O, retries and error translation.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import threading
 
@@ -248,6 +249,7 @@ class IstioRouter:
         stable-100% write (stable 100% over any weights is always the safe write)."""
         where = f"{target.namespace}/{target.virtual_service}"
         first_found: list[str | None] = []  # the record on the route at this write's first read
+        also: list[str] = []  # what the write changes beyond the driven route's weights (`RouteStatus.also_ended`)
 
         def compute() -> tuple[Obj, Obj, Obj]:
             ref: patch.RouteRef | None = None
@@ -279,8 +281,11 @@ class IstioRouter:
                 vs, dr, route, recorded = self._for_stable_write(target)  # type: ignore[assignment]
                 desired = stable.with_stable_only(vs, route_name=route, recorded=recorded, state=state,
                                                   host=_stable_service(vs, dr, target, route))
+            also.clear()
             if weights == STABLE_ONLY and _ends_rolled_back(state):
+                before = copy.deepcopy(desired)
                 desired = _without_canary_mirrors(desired, target, dr)
+                also.extend(_routes_changed(before, desired))
             # a record the API server would refuse beside the other annotations (422), said after the guards (565)
             too_long = _fit_record(desired, state, weights)
             found = patch.read_state(vs)
@@ -323,7 +328,7 @@ class IstioRouter:
             return vs, desired, dr
 
         written, dr = self._update(target, VS_PLURAL, target.virtual_service, compute)
-        return self._status(written, dr, weights)
+        return dataclasses.replace(self._status(written, dr, weights), also_ended=tuple(also))
 
     def point_subset(self, target: Target, subset: str, version: str, *,
                      guard: Callable[[], None] | None = None, supersede: bool = False) -> None:
@@ -805,6 +810,30 @@ def _ends_rolled_back(state: str | None) -> bool:
     except (ValueError, AttributeError):
         return False
     return phase in ("rolled_back", "aborted")
+
+
+def _routes_changed(before: Obj, after: Obj) -> list[str]:
+    """What `_without_canary_mirrors` changed, one entry a route: "http[1] (grpc): its mirror to the canary
+    removed", "tcp[0]: its split with the canary ended, stable 100%" (routes compared by kind and index; the
+    driven route's weights are the write's own, its mirror is said)."""
+    out: list[str] = []
+    for kind in ("http", "tcp", "tls"):
+        old, new = (o.get("spec", {}).get(kind) if isinstance(o.get("spec"), dict) else None for o in (before, after))
+        if not isinstance(old, list) or not isinstance(new, list):
+            continue
+        for i, (a, b) in enumerate(zip(old, new)):
+            if a == b or not isinstance(a, dict) or not isinstance(b, dict):
+                continue
+            name = a.get("name")
+            label = f"{kind}[{i}]" + (f" ({name})" if isinstance(name, str) and name else "")
+            keys = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+            said = []
+            if keys & {"mirror", "mirrors", "mirrorPercentage", "mirror_percent"}:
+                said.append("its mirror to the canary removed")
+            if "route" in keys:
+                said.append("its split with the canary ended, stable 100%")
+            out.append(f"{label}: {' and '.join(said) or 'changed'}")
+    return out
 
 
 def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None) -> Obj:

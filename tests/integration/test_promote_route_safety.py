@@ -420,12 +420,16 @@ def test_a_rollback_ends_a_mirror_to_the_canary_on_another_route_too(api: Any) -
         vs["spec"]["http"] += [copy.deepcopy(grpc), copy.deepcopy(theirs)]
 
     api.edit(GROUP, "virtualservices", "ml", "m0", shapes)
-    res = runner(api, "v3", FakeClock(), slowdown=2.0, route="primary").run()
+    with structlog.testing.capture_logs() as logs:
+        res = runner(api, "v3", FakeClock(), slowdown=2.0, route="primary").run()
     assert res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK, res
     http = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]
     assert routes(api)[0] == [("stable", 100), ("canary", 0)] and subsets(api)["canary"] == "v3"
     assert http[1] == {k: v for k, v in grpc.items() if k not in ("mirror", "mirrorPercentage")}, http[1]
     assert http[2] == theirs
+    # on-call is told the rollback changed another route than its own (r-g's review of 577: it was silent)
+    said = [e for e in logs if e["event"] == "rollback.other_routes"]
+    assert len(said) == 1 and said[0]["routes"] == ["http[1] (grpc): its mirror to the canary removed"], said
 
 
 def test_a_rollback_keeps_a_mirror_to_another_subset_of_the_service_on_another_route(api: Any) -> None:
@@ -444,9 +448,12 @@ def test_a_rollback_keeps_a_mirror_to_another_subset_of_the_service_on_another_r
         vs["spec"]["http"].append(copy.deepcopy(grpc))
 
     api.edit(GROUP, "virtualservices", "ml", "m0", shapes)
-    res = runner(api, "v3", FakeClock(), slowdown=2.0, route="primary").run()
+    with structlog.testing.capture_logs() as logs:
+        res = runner(api, "v3", FakeClock(), slowdown=2.0, route="primary").run()
     assert res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK, res
     assert routes(api)[0] == [("stable", 100), ("canary", 0)]
+    assert [e["routes"] for e in logs if e["event"] == "rollback.other_routes"] == [
+        ["http[1] (grpc): its mirror to the canary removed"]]
     kept = {**grpc, "mirrors": grpc["mirrors"][:1]}  # the canary's entry alone went
     assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][1] == kept
 

@@ -261,6 +261,8 @@ def test_a_claimed_only_route_redirected_with_the_rule_unread_still_ends_a_tcp_s
     vs = api.get(GROUP, "virtualservices", "ml", "m0")
     assert r.exit_code == 0 and vs["spec"]["http"][0] == theirs, (r.exit_code, r.output[-800:])
     assert [d["weight"] for d in vs["spec"]["tcp"][0]["route"]] == [100, 0], (r.exit_code, r.output[-800:])
+    # and on-call reads that the rollback changed another route than its own (r-g's review: it was silent)
+    assert "rollback.other_routes" in r.output and "tcp[0]: its split with the canary ended" in r.output, r.output
 
 
 @pytest.mark.parametrize("ours", ["redirected", "deleted"])
