@@ -501,6 +501,7 @@ def arm_series(metrics: Iterable[str], sel: str) -> str:
 
 HELD_REACH_S = 60.0  # how far before a window `held_query` looks for a sample (its subquery's steps: `HELD_STEP_S`)
 HELD_STEP_S = 10.0
+HELD_LABEL = "canary_held"  # `held_query`'s term of each selector
 
 
 def held_query(selectors: Sequence[str], window_s: float) -> str:
@@ -510,9 +511,14 @@ def held_query(selectors: Sequence[str], window_s: float) -> str:
     a Prometheus restarted without its storage (an emptyDir, a pod rescheduled) answers `increase()` over the
     window from its first scrapes on, so a look "over the step" judged only what came after the restart (decision
     574). At most `HELD_STEP_S` short of the first sample (the subquery's resolution): never more than is held.
-    Empty where no series matches."""
+    Empty where no series matches. Each selector must name ONE metric: `timestamp()` drops the name, and two
+    counters of one selector with the same other labels (Triton's `nv_inference_request_success` and `_failure`)
+    made Prometheus refuse the whole look's query ("vector cannot contain metrics with the same labelset"); each
+    term carries its own `HELD_LABEL` value, so `or` keeps every term's series (decision 586)."""
     reach = f"[{duration(window_s + HELD_REACH_S)}:{duration(HELD_STEP_S)}]"
-    return "time() - min(" + " or ".join(f"min_over_time(timestamp({sel}){reach})" for sel in selectors) + ")"
+    return "time() - min(" + " or ".join(
+        f'label_replace(min_over_time(timestamp({sel}){reach}), "{HELD_LABEL}", "{i}", "", "")'
+        for i, sel in enumerate(selectors)) + ")"
 
 
 def scrape_selector(selector: str) -> str:

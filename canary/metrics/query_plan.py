@@ -85,8 +85,8 @@ def request_query(policy: Policy, target: Target, *, window_s: float) -> tuple[s
         if exported:
             parts[f"{arm}/{RELABELLED}"] = q.relabelled_of([q.arm_series(names, sel)], exported)
     # how far back Prometheus holds these counters: a look judges no more than that (decision 574)
-    parts[HELD] = q.held_query([q.arm_series(names, q.selector(policy, target, arm, policy.metrics.source))
-                                for arm in q.ARMS], window_s)
+    parts[HELD] = q.held_query([q.arm_series([name], q.selector(policy, target, arm, policy.metrics.source))
+                                for arm in q.ARMS for name in names], window_s)  # one metric each (decision 586)
     return q.one_answer(parts), parts
 
 

@@ -39,6 +39,14 @@ def _history(start: float, end: float) -> str:
                           f'instance="{model}-{version}:8002",job="triton"')
                 lines += [f"model_requests_total{{{labels}}} {rate * share * (t - born):.3f} {t:.3f}"
                           for t in range(int(first), int(end) + 1)]
+    # Triton's two request counters, the same labels but the name (decision 586), of both models too
+    for name, share in (("nv_inference_request_success", 0.998), ("nv_inference_request_failure", 0.002)):
+        lines.append(f"# TYPE {name} counter")
+        for model, first in (("kept", start), ("lost", end - HELD_S)):
+            for version, rate in RATES.items():
+                labels = f'model="{model}",version="{version}",instance="{model}-{version}:8002",job="triton"'
+                lines += [f"{name}{{{labels}}} {rate * share * (t - born):.3f} {t:.3f}"
+                          for t in range(int(first), int(end) + 1, 5)]
     # OpenMetrics wants one metric family's samples grouped by series, in time order: as written above
     return "\n".join([*lines, "# EOF"]) + "\n"
 
@@ -108,3 +116,20 @@ def test_serves_look_judges_no_more_seconds_than_prometheus_holds(prom: tuple[Pr
     assert answer("kept")[0] == PASS
     verdict, reason = answer("lost")
     assert verdict == INCONCLUSIVE and "restarted without its storage" in reason, (verdict, reason)
+
+
+def test_tritons_two_request_counters_are_counted_and_held(prom: tuple[PrometheusProvider, float]) -> None:
+    """`metrics.source: triton` counts `nv_inference_request_success` + `_failure`, two counters with the same labels
+    but their names. The `held` part asked `timestamp()` of both in one selector: the name dropped, Prometheus
+    refused the whole request-count query (422 "vector cannot contain metrics with the same labelset"), so every
+    Triton rollout's count was 0 and not counted: no pass ever, a good canary rolled back at its deadline
+    (decision 586). Now counted, and held as for the other sources: the whole window, or its last 150 s."""
+    provider, at = prom
+    policy = parse_policy({"steps": [10, 100], "metrics": {"source": "triton"},
+                           "analysis": {"interval": f"{INTERVAL_S}s", "look_every": "30s"},
+                           "checks": [{"name": "err", "kind": "error_rate", "max_increase_points": 1}]})
+    for model, held in (("kept", STEP_AGE_S), ("lost", HELD_S)):
+        target = Target(namespace="ml", virtual_service=model, model=model, stable_version="v1", canary_version="v2")
+        stable, canary, got = provider.counted(policy, target, window_s=STEP_AGE_S, at=at)
+        assert canary > 0 and stable > canary, (model, stable, canary)
+        assert got is not None and held - 11 <= got <= held + 1, (model, got)
