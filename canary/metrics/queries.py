@@ -499,8 +499,9 @@ def arm_series(metrics: Iterable[str], sel: str) -> str:
     return scrape_selector(_with(sel, f'__name__=~"{"|".join(metrics)}"'))
 
 
-HELD_REACH_S = 60.0  # how far before a window `held_query` looks for a sample (its subquery's steps: `HELD_STEP_S`)
-HELD_STEP_S = 10.0
+HELD_REACH_S = 60.0  # how far before a window `held_query` looks for a sample (at least one of its subquery's steps)
+HELD_STEP_S = 10.0  # its subquery's resolution, at the finest
+HELD_STEPS = 30  # ... and coarser for a longer window: about this many steps of it (`held_step`)
 HELD_LABEL = "canary_held"  # `held_query`'s term of each selector
 
 
@@ -510,15 +511,24 @@ def held_query(selectors: Sequence[str], window_s: float) -> str:
     and `HELD_REACH_S` before it: at least `window_s` where the data reach the window's start. Less where they do not:
     a Prometheus restarted without its storage (an emptyDir, a pod rescheduled) answers `increase()` over the
     window from its first scrapes on, so a look "over the step" judged only what came after the restart (decision
-    574). At most `HELD_STEP_S` short of the first sample (the subquery's resolution): never more than is held.
+    574). At most one subquery step (`held_step`) short of the first sample: never more than is held.
     Empty where no series matches. Each selector must name ONE metric: `timestamp()` drops the name, and two
     counters of one selector with the same other labels (Triton's `nv_inference_request_success` and `_failure`)
     made Prometheus refuse the whole look's query ("vector cannot contain metrics with the same labelset"); each
     term carries its own `HELD_LABEL` value, so `or` keeps every term's series (decision 586)."""
-    reach = f"[{duration(window_s + HELD_REACH_S)}:{duration(HELD_STEP_S)}]"
+    step = held_step(window_s)
+    reach = f"[{duration(window_s + max(HELD_REACH_S, step))}:{duration(step)}]"  # a step at or before its start
     return "time() - min(" + " or ".join(
         f'label_replace(min_over_time(timestamp({sel}){reach}), "{HELD_LABEL}", "{i}", "", "")'
         for i, sel in enumerate(selectors)) + ")"
+
+
+def held_step(window_s: float) -> float:
+    """`held_query`'s subquery resolution: `HELD_STEP_S`, or 1/`HELD_STEPS` of a longer window. Prometheus evaluates
+    `timestamp()` of every series at every step: at 10 s over a 25-minute window the request count's query took 6
+    times as long (50 rollouts, 3 pods an arm; decision 587). Held data are then judged up to a step shorter
+    (3% of the window), never longer."""
+    return float(max(HELD_STEP_S, math.ceil(window_s / HELD_STEPS)))
 
 
 def scrape_selector(selector: str) -> str:

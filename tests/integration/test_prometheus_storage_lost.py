@@ -133,3 +133,26 @@ def test_tritons_two_request_counters_are_counted_and_held(prom: tuple[Prometheu
         stable, canary, got = provider.counted(policy, target, window_s=STEP_AGE_S, at=at)
         assert canary > 0 and stable > canary, (model, stable, canary)
         assert got is not None and held - 11 <= got <= held + 1, (model, got)
+
+
+def test_a_long_windows_held_part_asks_a_bounded_number_of_steps(prom: tuple[PrometheusProvider, float]) -> None:
+    """`held`'s subquery evaluates `timestamp()` of every counter at each of its steps: at a fixed 10 s a step's
+    window of hours asked hundreds per series, each look (25 minutes, 50 rollouts: the request count's query 6
+    times as long). Now about `HELD_STEPS` at most, coarser for a longer window (decision 587), and still a
+    step at or before the window's start: data that reach it are held whole, data that do not are judged at most
+    one step shorter than held, never longer."""
+    import re
+
+    from canary.metrics import queries as q
+
+    for window in (300, 1500, 3600, 86400):
+        span, step = map(int, re.findall(r"\[(\d+)s:(\d+)s\]", q.held_query(['x{a="1"}'], window))[0])
+        assert span - step >= window and span / step <= 40, (window, span, step)  # about HELD_STEPS
+    provider, at = prom
+    window = 480  # a step of 16 s (`held_step`), over the fixture's history (500 s)
+    policy = parse_policy({"steps": [10, 100], "analysis": {"interval": f"{INTERVAL_S}s"},
+                           "checks": [{"name": "err", "kind": "error_rate", "max_increase_points": 1}]})
+    for model, held in (("kept", window), ("lost", HELD_S)):
+        target = Target(namespace="ml", virtual_service=model, model=model, stable_version="v1", canary_version="v2")
+        got = provider.counted(policy, target, window_s=window, at=at)[2]
+        assert got is not None and held - 17 <= got <= held + 1, (model, got)
