@@ -500,8 +500,7 @@ def arm_series(metrics: Iterable[str], sel: str) -> str:
 
 
 HELD_REACH_S = 60.0  # how far before a window `held_query` looks for a sample (at least one of its subquery's steps)
-HELD_STEP_S = 10.0  # its subquery's resolution, at the finest
-HELD_STEPS = 30  # ... and coarser for a longer window: about this many steps of it (`held_step`)
+HELD_STEPS = 30  # its subquery's steps over the window, about (`held_step`)
 HELD_LABEL = "canary_held"  # `held_query`'s term of each selector
 
 
@@ -524,11 +523,12 @@ def held_query(selectors: Sequence[str], window_s: float) -> str:
 
 
 def held_step(window_s: float) -> float:
-    """`held_query`'s subquery resolution: `HELD_STEP_S`, or 1/`HELD_STEPS` of a longer window. Prometheus evaluates
-    `timestamp()` of every series at every step: at 10 s over a 25-minute window the request count's query took 6
-    times as long (50 rollouts, 3 pods an arm; decision 587). Held data are then judged up to a step shorter
-    (3% of the window), never longer."""
-    return float(max(HELD_STEP_S, math.ceil(window_s / HELD_STEPS)))
+    """`held_query`'s subquery resolution: 1/`HELD_STEPS` of the window, in whole seconds (10 s at 300 s). Prometheus
+    evaluates `timestamp()` of every series at every step: at a fixed 10 s over a 25-minute window the request
+    count's query took 6 times as long (50 rollouts, 3 pods an arm), and a 10 s window (the sandbox's interval)
+    was judged up to 10 s short where data began inside it (a Prometheus just started: decision 587). Held data
+    are judged up to a step shorter (3% of the window), never longer."""
+    return float(max(1, math.ceil(window_s / HELD_STEPS)))
 
 
 def scrape_selector(selector: str) -> str:

@@ -24,6 +24,7 @@ from canary.sandbox.promserver import PromServer, history_window
 
 pytestmark = pytest.mark.integration
 STEP_AGE_S, HELD_S, INTERVAL_S = 300, 150, 240  # the step's age at the look; what Prometheus holds of it
+FRESH_S = 29  # model `fresh`: Prometheus holds its last 29 s (just started), 1 s past a 10 s subquery step
 RATES = {"v1": 90.0, "v2": 10.0}  # requests/s per arm (10% canary), errors 0.2% in both
 POLICY = parse_policy({"steps": [10, 100], "analysis": {"interval": f"{INTERVAL_S}s", "look_every": "30s"},
                        "checks": [{"name": "err", "kind": "error_rate", "max_increase_points": 1}]})
@@ -32,7 +33,7 @@ POLICY = parse_policy({"steps": [10, 100], "analysis": {"interval": f"{INTERVAL_
 def _history(start: float, end: float) -> str:
     lines: list[str] = ["# TYPE model_requests_total counter"]
     born = start - 100_000.0  # the pods' counters ran long before Prometheus's data
-    for model, first in (("kept", start), ("lost", end - HELD_S)):
+    for model, first in (("kept", start), ("lost", end - HELD_S), ("fresh", end - FRESH_S)):
         for version, rate in RATES.items():
             for outcome, share in (("success", 0.998), ("error", 0.002)):
                 labels = (f'model_name="{model}",model_version="{version}",outcome="{outcome}",'
@@ -53,7 +54,7 @@ def _history(start: float, end: float) -> str:
 
 @pytest.fixture(scope="module")
 def prom(prometheus_binary: str) -> Iterator[tuple[PrometheusProvider, float]]:
-    start, end = history_window(before_s=STEP_AGE_S + 200, after_s=0, step=1.0)
+    start, end = history_window(before_s=STEP_AGE_S + 200, after_s=0, step=10.0)  # on 10 s: FRESH_S's offset
     server = PromServer(history=_history(start, end), binary=prometheus_binary).start()
     try:
         yield PrometheusProvider(server.url, at=end, retries=2, budget_s=5.0, backoff_s=0.05), end
@@ -156,3 +157,15 @@ def test_a_long_windows_held_part_asks_a_bounded_number_of_steps(prom: tuple[Pro
         target = Target(namespace="ml", virtual_service=model, model=model, stable_version="v1", canary_version="v2")
         got = provider.counted(policy, target, window_s=window, at=at)[2]
         assert got is not None and held - 17 <= got <= held + 1, (model, got)
+
+
+def test_a_short_window_is_held_to_the_second(prom: tuple[PrometheusProvider, float]) -> None:
+    """The sandbox's policy judges 10 s windows, its Prometheus started just before the rollout: a fixed 10 s
+    subquery step read data begun 29 s ago, 1 s past a step, as 20 s held, a whole interval short; a pass came
+    10 s late. Now the step is a thirtieth of the window (1 s here): 28-29 s (decision 587)."""
+    provider, at = prom
+    policy = parse_policy({"steps": [10, 100], "analysis": {"interval": "10s"},
+                           "checks": [{"name": "err", "kind": "error_rate", "max_increase_points": 1}]})
+    target = Target(namespace="ml", virtual_service="fresh", model="fresh", stable_version="v1", canary_version="v2")
+    got = provider.counted(policy, target, window_s=30, at=at)[2]
+    assert got is not None and FRESH_S - 1.5 <= got <= FRESH_S + 0.5, got
