@@ -892,8 +892,9 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
 def short_reason(covered: float, interval: float, elapsed: float) -> str:
     """Why a look of a step old enough cannot pass on its data's length (`look.window_short`, the deadline's reason)."""
     return (f"the data judged cover {covered:.0f}s of the step's {elapsed:.0f}s, under the {interval:.0f}s interval "
-            "(Prometheus holds less of the step: restarted without its storage, or new; or the window restarted): no "
-            "pass until they cover it")
+            "(Prometheus holds less of the step: restarted without its storage, or new; or the request counters were "
+            "first exported inside the step, no request before it, a pod restarted while idle; or the window "
+            "restarted): no pass until they cover it")
 
 
 def _step_line(step: int, policy: Policy) -> str:

@@ -334,6 +334,8 @@ def test_a_short_window_says_why_it_can_be_short() -> None:
     _, actions = rl.transition(started(), rl.Looked(12, verdict(Outcome.PASS), 500, window_s=4.0), POLICY)
     (short,) = [a for a in actions if isinstance(a, rl.Emit) and a.event == "look.window_short"]
     assert short.fields["window_s"] == 4.0 and "restarted without its storage" in short.fields["reason"], short
+    # nor only a restart: counters an exporter creates at their first request are held from it on (decision 574, review addendum)
+    assert "first exported inside the step, no request before it" in short.fields["reason"], short
 
 
 def test_a_pass_on_fewer_requests_than_an_earlier_look_cannot_overturn_it() -> None:
