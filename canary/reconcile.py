@@ -786,6 +786,11 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                     say()
                 raise
             except CanaryError as exc:
+                if getattr(exc, "also_ended", ()) and may_have_landed(exc):
+                    # sent unanswered: had it landed, the retry finds these changes made and says none (589)
+                    log.warning("rollback.other_routes", routes=list(exc.also_ended),  # type: ignore[attr-defined]
+                                write_landed=write_landed(exc),
+                                note="the rolled-back version is no longer reached by these routes either")
                 if held is not None and others_decision(exc):
                     # refused, nothing written (WeightsMoved: a revert; or another writer's record): the look it
                     # would have recorded was not judged, and its lines are unsaid (decisions 185, 186)

@@ -250,8 +250,10 @@ class IstioRouter:
         where = f"{target.namespace}/{target.virtual_service}"
         first_found: list[str | None] = []  # the record on the route at this write's first read
         also: list[str] = []  # what the write changes beyond the driven route's weights (`RouteStatus.also_ended`)
+        computed: list[bool] = []  # a desired object was computed (and sent, unless found already as desired)
 
         def compute() -> tuple[Obj, Obj, Obj]:
+            computed.clear()  # an attempt refused (409) or failing before its write sent nothing (589)
             ref: patch.RouteRef | None = None
             # a copy from the informers' cache (`seed`) may be behind the API server: no evidence of a revert
             cached = (VS_PLURAL, target.namespace, target.virtual_service) in getattr(self._local, "cache", {})
@@ -325,9 +327,15 @@ class IstioRouter:
                                        "rollout); not written", found=shown)
             if too_long:
                 raise NoRoom(too_long)
+            computed.append(True)
             return vs, desired, dr
 
-        written, dr = self._update(target, VS_PLURAL, target.virtual_service, compute)
+        try:
+            written, dr = self._update(target, VS_PLURAL, target.virtual_service, compute)
+        except CanaryError as exc:
+            if also and computed:  # the write was sent with these changes: if it landed unanswered, its retry
+                exc.also_ended = tuple(also)  # type: ignore[attr-defined]  # finds them made and says none (589)
+            raise
         return dataclasses.replace(self._status(written, dr, weights), also_ended=tuple(also))
 
     def point_subset(self, target: Target, subset: str, version: str, *,

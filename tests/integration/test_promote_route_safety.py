@@ -19,6 +19,7 @@ import structlog.testing
 import tenacity
 
 from canary import rollout as rl
+from canary.errors import KubeUnavailable
 from canary.logs import get
 from canary.model import Target
 from canary.policy import parse_policy
@@ -430,6 +431,41 @@ def test_a_rollback_ends_a_mirror_to_the_canary_on_another_route_too(api: Any) -
     # on-call is told the rollback changed another route than its own (r-g's review of 577: it was silent)
     said = [e for e in logs if e["event"] == "rollback.other_routes"]
     assert len(said) == 1 and said[0]["routes"] == ["http[1] (grpc): its mirror to the canary removed"], said
+
+
+def test_a_rollback_whose_answer_is_lost_still_says_the_other_routes_it_changed(api: Any) -> None:
+    """The same rollback, its stable-100% write landed (the gRPC route's mirror to the canary removed) and its
+    answer lost (a timeout). The fail-safe's retry finds those changes already made and says nothing of them (588),
+    so on-call never read that the gRPC route's shadow traffic was gone. The failed write says what it may have
+    changed beyond its route, once, with `write_landed` (decision 589)."""
+    grpc = {"name": "grpc", "match": [{"port": 8001}],
+            "route": [{"destination": {"host": "m0.ml.svc.cluster.local", "subset": "stable"}}],
+            "mirror": {"host": "m0", "subset": "canary"}, "mirrorPercentage": {"value": 50.0}}
+
+    def shapes(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["match"] = [{"port": 8000}]
+        vs["spec"]["http"].append(copy.deepcopy(grpc))
+
+    api.edit(GROUP, "virtualservices", "ml", "m0", shapes)
+    v3 = runner(api, "v3", FakeClock(), slowdown=2.0, route="primary")
+    real, lost = v3.router._replace, []  # type: ignore[attr-defined]
+
+    def replace_then_lose(plural: str, ns: str, name: str, body: dict[str, Any]) -> Any:
+        out = real(plural, ns, name, body)
+        state = body["metadata"].get("annotations", {}).get("modelcanary.dev/rollout", "{}")
+        if not lost and plural == "virtualservices" and json.loads(state).get("phase") == rl.ROLLED_BACK:
+            lost.append(state)
+            raise KubeUnavailable("the API server did not answer in time (the write may have landed)")
+        return out
+
+    v3.router._replace = replace_then_lose  # type: ignore[attr-defined]
+    with structlog.testing.capture_logs() as logs:
+        res = v3.run()
+    assert lost and res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK, res
+    assert "mirror" not in api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][1]
+    said = [e for e in logs if e["event"] == "rollback.other_routes"]
+    assert [e["routes"] for e in said] == [["http[1] (grpc): its mirror to the canary removed"]], said
+    assert said[0]["write_landed"].startswith("unknown"), said
 
 
 def test_a_rollback_keeps_a_mirror_to_another_subset_of_the_service_on_another_route(api: Any) -> None:
