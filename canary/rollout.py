@@ -76,6 +76,10 @@ _REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (r"^\s*(the rollout's record \(annotation|rollout state annotation \S+ is no state|taken over: |the route no "
      r"longer records)", "foreign_edit"),
     (r"^\s*CanaryRollout deleted\b", "operator"),
+    # a step refused on a route re-shaped by hand mid-rollout: another model's route given its name (570's
+    # `istio.not_noted_words`), its destinations on two ports (578's addendum); they read "infrastructure" (590)
+    (r"^\s*failed: .*(takes other requests \(its match\) than the route noted|destinations name different ports "
+     r"of the service)", "foreign_edit"),
     # a process's or an API call's failure with traffic split (promote's fail-safe, the controller's `_failed`):
     # `failed: <error>` read as a check's `name: reason`, a pipeline took an aborted rollout for a bad canary
     (r"^\s*failed: ", "infrastructure"),

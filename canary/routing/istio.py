@@ -267,11 +267,9 @@ class IstioRouter:
                 # against the one before it)
                 if stable.not_noted(driven, desired):  # its service and match another's: a stable-100% write
                     # checks the rule against the note (`_stable_service`); a step is not written (decision 570)
-                    raise TargetError(f"{where}: route {patch._route_label(driven, ref.index)} sends to "
-                                      f"{', '.join(sorted(stable.route_hosts(vs, target.route))) or 'nothing'} and "
-                                      "takes other requests (its match) than the route noted at the rollout's "
-                                      f"writes, which sent to {patch.noted_service(vs)}: another route given its "
-                                      "name, or left the only one; not written")
+                    raise TargetError(not_noted_words(
+                        where, patch._route_label(driven, ref.index),
+                        ", ".join(sorted(stable.route_hosts(vs, target.route))) or "nothing", patch.noted_service(vs)))
                 patch.note_service(desired, state, stable.route_service(driven, vs),
                                    route=driven["name"] if isinstance(driven.get("name"), str) else "",
                                    match=patch.route_match(driven))
@@ -818,6 +816,15 @@ def _ends_rolled_back(state: str | None) -> bool:
     except (ValueError, AttributeError):
         return False
     return phase in ("rolled_back", "aborted")
+
+
+def not_noted_words(where: str, label: str, hosts: str, noted: str) -> str:
+    """Why a step is not written on the route named (decision 570): it sends to `hosts` with another match than
+    the route noted at the rollout's writes (which sent to `noted`). Its words class a rollout it ends as a foreign
+    edit (`rollout.classify_reason`, decision 590)."""
+    return (f"{where}: route {label} sends to {hosts} and takes other requests (its match) than the route noted at "
+            f"the rollout's writes, which sent to {noted}: another route given its name, or left the only one; not "
+            "written")
 
 
 def _routes_changed(before: Obj, after: Obj) -> list[str]:

@@ -537,3 +537,52 @@ def test_a_look_never_measures_before_its_window_started() -> None:
     s = started(now=100.0)
     assert look_window(POLICY, s, 100.5) == 1 and look_window(POLICY, s, 103.2) == 4
     assert look_window(POLICY, s, 90.0) == 1  # a clock behind the record's start
+
+
+def _session_reasons() -> list[tuple[str, str, str]]:
+    """(what, reason, its class) for every end reason decisions 568-588 added or changed, built by their producers."""
+    from canary.controller import ADMISSION_WORDS, BAD_REQUEST_WORDS
+    from canary.errors import CanaryError, said
+    from canary.routing import istio, patch
+
+    vs = {"metadata": {"namespace": "ml", "name": "m0"}, "spec": {"http": [{"name": "primary", "route": [
+        {"destination": {"host": "m0", "subset": "stable", "port": {"number": 8000}}, "weight": 80},
+        {"destination": {"host": "m0", "subset": "canary", "port": {"number": 8001}}, "weight": 20}]}]}}
+    try:
+        patch.locate_route(vs, "primary")
+    except CanaryError as exc:
+        ports = f"failed: {said(exc)}"
+    what = "CanaryRollout ml/m0 status"
+    s = started()
+    for t in range(2, 32, 2):  # a look whose data are short of the interval (574) until the deadline
+        s, _ = rl.transition(s, rl.Looked(t, verdict(Outcome.PASS), 100 + 10 * t, window_s=3.0), POLICY)
+    short = s.reason
+    s = started()
+    for t in range(2, 32, 2):  # a look whose requests could not be counted (586's `held` refused)
+        s, _ = rl.transition(s, rl.Looked(t, verdict(Outcome.PASS), 100 + 10 * t, uncounted="HTTP 422"), POLICY)
+    uncounted = s.reason
+    return [
+        ("574: data short at the deadline", short, "deadline"),
+        ("586: requests not counted at the deadline", uncounted, "deadline"),
+        ("536 addendum: a 400 on the status write", "failed: " + BAD_REQUEST_WORDS.format(what=what, said="x"),
+         "infrastructure"),
+        ("583: an admission check denied the status write", "failed: " + ADMISSION_WORDS.format(
+            what=what, status=403, by='ValidatingAdmissionPolicy "p"', said="x"), "infrastructure"),
+        ("582: a check named foreign_calls", "foreign_calls: canary 4.1 vs stable 1.0", "check"),
+        ("582: a check named kube-latency", "kube-latency: canary p95 900 ms", "check"),
+        ("582: a check named interrupts", "interrupts: canary 3 vs stable 0", "check"),
+        ("582: a check named gate-latency", "gate-latency: canary p95 900 ms", "check"),
+        ("578 addendum: the route edited to two ports mid-rollout", ports, "foreign_edit"),
+        ("570: another model's route given the rollout's route's name mid-rollout",
+         "failed: " + istio.not_noted_words("ml/m0", "http[0] (primary)", "m1", "m0"), "foreign_edit"),
+    ]
+
+
+def test_every_end_reason_this_session_added_is_classed_as_its_cause() -> None:
+    """decisions 572/582's classes over the end reasons 570, 574, 578, 583, 586 and 536's addendum produce: a
+    route re-shaped by hand mid-rollout (570, 578's two ports) was "infrastructure", "Prometheus or Kubernetes
+    failed" in the report's headline and in `end_cause`, where 572 classes a route changed outside the rollout as
+    a foreign edit (decision 590)."""
+    got = {what: (rl.classify_reason(reason), reason) for what, reason, _ in _session_reasons()}
+    want = {what: cls for what, _, cls in _session_reasons()}
+    assert {w: c for w, (c, _) in got.items()} == want, got
