@@ -22,6 +22,7 @@ the proportion tests can weigh by sample size.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 import math
 
@@ -32,7 +33,7 @@ from canary.metrics import queries as q
 from canary.metrics.answers import (arm_name, arms_pair, both_or_raise, bucket_pairs, each_arm, is_scalar, keep_shared,
                                     number_of, shared_bounds)
 from canary.metrics.base import PreflightReport
-from canary.metrics.client import PrometheusClient
+from canary.metrics.client import PrometheusClient, Rejected
 from canary.metrics.preflight import preflight as run_preflight
 from canary.metrics.query_plan import (HELD, HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, PUSHED, RELABELLED, TARGETS,
                                        TWICE, UNSCRAPED, ArmsNative, Plan, arms_histograms_query, arms_native_query,
@@ -110,9 +111,10 @@ class PrometheusProvider(PrometheusClient):
         answer (`query_plan.HELD`): less than `window_s` where its data begin inside the window (restarted without
         its storage: `increase()` then counted from its first scrape on; decision 574); None where not told (no
         series with a scrape target: a recording rule's)."""
-        query, parts = request_query(policy, target, window_s=window_s)  # its "<arm>/requests": `request_plan`'s
         with self.about(target):
-            got = q.split_answer(self.query(query, check=check, at=at), parts)
+            answer, parts = self.ask_counts(policy, target, window_s,
+                                            lambda query: self.query(query, check=check, at=at))
+            got = q.split_answer(answer, parts)  # its "<arm>/requests": `request_plan`'s
         held = _held(got.get(HELD) or [], float(window_s))
 
         def count(arm: str) -> float:
@@ -131,6 +133,34 @@ class PrometheusProvider(PrometheusClient):
         if isinstance(stable, NoData):
             raise stable
         return stable, canary, held
+
+    # the words a store gave when it refused `query_plan.HELD`'s subquery ("" while none did): the request count is
+    # then asked without it, as before decision 574 (decision 593)
+    held_refused = ""
+
+    def ask_counts(self, policy: Policy, target: Target, window_s: float,
+                   ask: Callable[[str], Any]) -> tuple[Any, dict[str, str]]:
+        """`ask(query)` of the request-count query (`query_plan.request_query`) and its parts. A store that refuses
+        it (Rejected: 400/422) is asked it again without its `held` part: a Prometheus-compatible store without
+        subqueries or `timestamp()` refused the whole count, so every rollout was refused at preflight, on words
+        naming a query of several KB. Where that one is answered, `held` is left out from then on, said once
+        (`metrics.held_unsupported`): the look then takes the window as held, as before decision 574. Where it
+        is refused too, its own refusal is raised: the query's fault, not `held`'s (decision 593)."""
+        if not self.held_refused:
+            query, parts = request_query(policy, target, window_s=window_s)
+            try:
+                return ask(query), parts
+            except Rejected as exc:
+                plain, parts = request_query(policy, target, window_s=window_s, held=False)
+                answer = ask(plain)
+                self.held_refused = self.held_refused or str(exc).split("; query: ")[0][:300]
+                log.warning("metrics.held_unsupported", error=self.held_refused,
+                            note="this store refuses the request count's subquery that tells how much of a look's "
+                                 "window it holds: asked without it from now on; a look takes its whole window as "
+                                 "held (a store that lost its data mid-step is not noticed)")
+                return answer, parts
+        query, parts = request_query(policy, target, window_s=window_s, held=False)
+        return ask(query), parts
 
     def preflight(self, policy: Policy, target: Target) -> PreflightReport:
         """Ask Prometheus, once each, every query a look of this rollout will send (`metrics.preflight`)."""

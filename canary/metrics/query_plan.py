@@ -67,12 +67,13 @@ def request_plan(policy: Policy, target: Target, *, window_s: float) -> dict[str
     return {arm: q.requests_query(p, q.selector(policy, target, arm, source), window_s) for arm in q.ARMS}
 
 
-def request_query(policy: Policy, target: Target, *, window_s: float) -> tuple[str, dict[str, str]]:
+def request_query(policy: Policy, target: Target, *, window_s: float, held: bool = True) -> tuple[str, dict[str, str]]:
     """What `request_counts` sends: both arms' `request_plan` queries ("<arm>/requests") and the parts naming an
     arm's targets read by two scrape jobs or down (`twice_parts` over the request counter of `metrics.source`), as
     ONE query (`queries.one_answer`), and its parts. The count is the pass floor (`min_canary_requests`) and the
     level a pass is judged at: summed over a pod read twice, a canary met it with half its requests (decision 380).
-    Its `HELD` part says how far back Prometheus holds the counters counted (decision 574)."""
+    Its `HELD` part says how far back Prometheus holds the counters counted (decision 574); `held=False` leaves it out
+    (a store that refuses its subquery: decision 593)."""
     plan = request_plan(policy, target, window_s=window_s)
     names = _request_names(q.preset(policy.metrics.source))
     parts = {f"{arm}/requests": plan[arm] for arm in q.ARMS}
@@ -85,8 +86,9 @@ def request_query(policy: Policy, target: Target, *, window_s: float) -> tuple[s
         if exported:
             parts[f"{arm}/{RELABELLED}"] = q.relabelled_of([q.arm_series(names, sel)], exported)
     # how far back Prometheus holds these counters: a look judges no more than that (decision 574)
-    parts[HELD] = q.held_query([q.arm_series([name], q.selector(policy, target, arm, policy.metrics.source))
-                                for arm in q.ARMS for name in names], window_s)  # one metric each (decision 586)
+    if held:
+        parts[HELD] = q.held_query([q.arm_series([name], q.selector(policy, target, arm, policy.metrics.source))
+                                    for arm in q.ARMS for name in names], window_s)  # one metric each (decision 586)
     return q.one_answer(parts), parts
 
 

@@ -189,3 +189,55 @@ def test_the_controllers_batched_snapshots_count_the_whole_step_after_a_storage_
     base, now = (snapshots.snapshot([b.Want(POLICY, target)], at=t) for t in (at - STEP_AGE_S, at))
     stable, canary = b.requests_delta(POLICY, target, now, base)
     assert abs(canary - RATES["v2"] * STEP_AGE_S) < 1 and abs(stable - RATES["v1"] * STEP_AGE_S) < 1, (stable, canary)
+
+
+def test_a_store_without_subqueries_counts_without_held_and_says_so_once(
+        prom: tuple[PrometheusProvider, float]) -> None:
+    """A Prometheus-compatible store that refuses subqueries (or `timestamp()`): decision 574's `held` part made it
+    refuse the whole request-count query, so preflight refused every rollout (exit 2) on words naming a query of
+    several KB, and every look of `canary serve` and the controller went uncounted. Stood in for by a proxy in front
+    of the real Prometheus that answers such a query as such a store does (400 bad_data) and passes the rest on.
+    Now the count is asked again without `held` (the window taken as held, as before 574), said once as
+    `metrics.held_unsupported`, and a query refused for its own sake still raises its own refusal (decision 593)."""
+    import urllib.parse
+    import urllib.request
+
+    from canary.metrics.client import Rejected
+    from tests.support.http import ScriptedHTTP
+
+    real, at = prom
+
+    def store(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
+        asked = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("query", [""])[0]
+        if "broken(" in asked:  # a query the store cannot run for its own sake
+            return 400, "application/json", '{"status":"error","errorType":"bad_data","error":"unknown function"}'
+        if "timestamp(" in asked:
+            return 400, "application/json", ('{"status":"error","errorType":"bad_data",'
+                                             '"error":"subqueries are not supported"}')
+        with urllib.request.urlopen(real.url + path, timeout=10) as got:  # noqa: S310 - 127.0.0.1
+            return got.status, "application/json", got.read().decode()
+
+    proxy = ScriptedHTTP(store)
+    try:
+        provider = PrometheusProvider(proxy.url, at=at, retries=2, budget_s=5.0, backoff_s=0.05)
+        target = Target(namespace="ml", virtual_service="kept", model="kept", stable_version="v1",
+                        canary_version="v2")
+        with structlog.testing.capture_logs() as logs:
+            report = provider.preflight(POLICY, target)
+            first = provider.counted(POLICY, target, window_s=STEP_AGE_S, at=at)
+            second = provider.counted(POLICY, target, window_s=STEP_AGE_S, at=at)
+        assert report.sent > 0
+        for stable, canary, held in (first, second):
+            assert canary > 0 and stable > canary and held is None, (stable, canary, held)
+        said = [e for e in logs if e["event"] == "metrics.held_unsupported"]
+        assert len(said) == 1 and "subqueries are not supported" in said[0]["error"], said
+        assert sum("timestamp(" in urllib.parse.unquote_plus(p) for p in proxy.paths) == 1  # asked once, never again
+        # a count the store refuses for its own sake, with `held` and without: that refusal is raised, and `held`
+        # is not given up for it
+        fresh = PrometheusProvider(proxy.url, at=at, retries=1, budget_s=5.0, backoff_s=0.05)
+        with pytest.raises(Rejected, match="unknown function"):
+            fresh.ask_counts(POLICY, target, STEP_AGE_S, lambda query: fresh.query(f"broken({query})",
+                                                                                   check="request_counts"))
+        assert fresh.held_refused == ""
+    finally:
+        proxy.close()
