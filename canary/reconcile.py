@@ -169,16 +169,17 @@ def check_other_splits(router: Any, target: Target, *, log: Any, listed: list[An
     """Before the claim, after `check_claim`: no other VirtualService of the namespace splits traffic with the canary
     subset (`IstioRouter.splits_elsewhere`; a VirtualService bound to the ingress gateway beside the mesh's shares
     the DestinationRule's subsets). TargetError when one does, nothing written; `preflight.splits_unchecked` when
-    the VirtualServices cannot be listed (a Role without `list`), and the rollout goes on. A router that is not
+    the VirtualServices cannot be listed (a Role without `list`), and the rollout goes on. RolloutBusy instead of
+    TargetError where that split is another rollout's in progress (decision 594). A router that is not
     Kubernetes' (no `splits_elsewhere`) is not asked. `listed`: the VirtualServices of an informer's cache, if
     any (the controller's: no LIST at each claim). Decision 578. Returns why it could not be told ("" when
     it was, or the router has no `splits_elsewhere`)."""
     find = getattr(router, "splits_elsewhere", None)
     if find is None:
         return ""
-    why, unchecked = find(target, listed=listed) if listed is not None else find(target)
-    if why:
-        raise TargetError(why)
+    why, unchecked, busy = find(target, listed=listed) if listed is not None else find(target)
+    if why:  # another rollout's split is a busy claim (exit 75: waited for), a split by hand bad input (594)
+        raise RolloutBusy(why) if busy else TargetError(why)
     if unchecked:
         log.warning("preflight.splits_unchecked", error=unchecked,
                     note="whether another VirtualService splits traffic with the canary subset is not known: the "

@@ -81,6 +81,14 @@ def split_in_other(vs: Any, host: str, *, dr: str, driven: str) -> str:
             f"written on {driven} only); {then}")
 
 
+def busy_in_other(vs: Any, host: str) -> bool:
+    """Whether the split `split_in_other` finds on `vs` is a rollout's in progress recorded there (it made it): the
+    claim is then busy (RolloutBusy, exit 75: `--wait-busy` and a pipeline's retry wait for that rollout, and a
+    `promote --via-controller` follower waits), not bad input to mend by hand (decision 594)."""
+    split = _split_found(vs, host, driven=set())
+    return split is not None and bool(_running_on(vs, split))
+
+
 def subset_labels_differ(dr: Any) -> str:
     """Why the `stable` and `canary` subsets cannot carry a rollout to its end: the stable subset selects a
     label besides `version` that the canary subset does not select alike ("" when not, or when the rule

@@ -424,6 +424,35 @@ def test_a_split_with_the_canary_subset_on_another_virtual_service_is_refused_be
     assert (_objects(api), api.get(GROUP, VS, "ml", "m0-gateway")) == before
 
 
+def _gateway_rollout(api: Any) -> None:
+    """`_gateway_vs` at 80/20 because a rollout of v2 runs there: its record, in progress, on route `edge`."""
+    from dataclasses import replace
+
+    from canary.routing.patch import STATE_ANNOTATION
+
+    _gateway_vs(api, 20)
+    state, _ = rl.new_rollout(model="m0", stable_version="v1", canary_version="v2", now=1000.0, route="edge")
+
+    def recorded(vs: dict[str, Any]) -> None:
+        vs["metadata"].setdefault("annotations", {})[STATE_ANNOTATION] = replace(
+            state, phase=rl.PROGRESSING).to_json()
+    api.edit(GROUP, VS, "ml", "m0-gateway", recorded)
+
+
+def test_a_split_another_virtual_services_rollout_made_is_a_busy_claim_not_bad_input(api: Any) -> None:
+    """The gateway VirtualService at 80/20 because a rollout of v2 runs on it: refused (578), naming that rollout
+    (585), but as TargetError: `promote` exited 2 (bad input: a pipeline gives up, `--wait-busy` does not wait)
+    and a `promote --via-controller` follower exited 2 and deleted its CanaryRollout, for a claim that only has
+    to wait for that rollout's end. RolloutBusy now (exit 75, waited for); nothing written (decision 594)."""
+    from canary.errors import RolloutBusy
+
+    _gateway_rollout(api)
+    before = _objects(api), api.get(GROUP, VS, "ml", "m0-gateway")
+    with pytest.raises(RolloutBusy, match=r"that split is the rollout of v2 \(progressing\) recorded on ml/m0-gateway"):
+        runner(api, "v3", FakeClock(), slowdown=1.6).run()
+    assert (_objects(api), api.get(GROUP, VS, "ml", "m0-gateway")) == before
+
+
 def test_another_virtual_service_at_stable_100_is_no_split(api: Any) -> None:
     """The same gateway VirtualService at 100/0: nothing of it reaches the canary; the rollout runs."""
     _gateway_vs(api, 0)
@@ -536,6 +565,21 @@ def test_the_controller_refuses_a_split_on_another_virtual_service_before_claimi
     ready = _ready(_cr(custom, "r0"))
     assert ready.get("status") == "False" and ready.get("reason") == "TargetError", ready
     assert ready.get("message", "").startswith("ml/m0-gateway: spec.http[0] (edge) splits its traffic 90/10"), ready
+    assert _objects(api) == before, "written before the refusal"
+
+
+def test_the_controller_waits_on_another_virtual_services_rollout_as_busy(world: Any) -> None:
+    """Decision 594 in a CanaryRollout: the gateway's split is a rollout in progress, so Ready False says
+    RolloutBusy (a follower waits), not TargetError (a follower exited 2 and deleted its CanaryRollout)."""
+    api, op, custom = world
+    _gateway_rollout(api)
+    before = _objects(api)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    for _ in range(3):
+        op.tick()
+    ready = _ready(_cr(custom, "r0"))
+    assert ready.get("status") == "False" and ready.get("reason") == "RolloutBusy", ready
+    assert "that split is the rollout of v2 (progressing) recorded on ml/m0-gateway" in ready.get("message", "")
     assert _objects(api) == before, "written before the refusal"
 
 
