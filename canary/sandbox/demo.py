@@ -427,8 +427,9 @@ def keep_text(info: dict[str, Any], program: str | None = None) -> str:
     if info.get("policy"):  # README: `plan` and `analyze` work on the kept sandbox, with this policy
         policy = shlex.quote(info["policy"])
         tried += (f"  {prog} plan --policy {policy} --rps {info.get('rate', 150.0):g} --model {model}"
-                  f" --stable-version {shlex.quote(info['stable_version'])}"
-                  "   # reads the sandbox's latency buckets through CANARY_PROMETHEUS_URL\n"
+                  f" --stable-version {shlex.quote(info['stable_version'])} --error-rate 0"
+                  "   # reads the sandbox's latency buckets through CANARY_PROMETHEUS_URL; its stable fails no"
+                  " request (plan's default 0.5% said a good canary may stop at 10%)\n"
                   f"  {prog} analyze {model} -n {ns} --policy {policy} --window 1m"
                   "   # stable vs canary now, once the canary has traffic\n"
                   f"  {prog} report {model} -n {ns}   # the last rollout's HTML page, after a promote\n")

@@ -372,3 +372,27 @@ def test_the_demo_summary_says_which_version_the_stable_subset_serves(capsys: An
     _print_summary(r)
     out = " ".join(capsys.readouterr().out.split())
     assert "100/0 (stable subset → v2.1.0)" in out, out
+
+
+def test_the_kept_sandboxs_plan_line_shows_its_good_canary_promotable() -> None:
+    """`canary demo --keep` prints a `canary plan` line for the sandbox's own policy. With plan's default baseline
+    error rate (0.5%) it closed "a good canary is not sure to be promoted at this traffic: it may stop at step(s)
+    10%", while `--scenario good` promotes: the sandbox's stable fails no request, and the line says so."""
+    import json
+    import shlex
+
+    from canary.sandbox.demo import keep_text
+
+    info = {"scenario": "good", "kubeconfig": "k", "prometheus_url": "http://127.0.0.1:9", "namespace": "ml",
+            "model": "rec-model", "promote_args": ["promote", "rec-model"], "policy": str(SANDBOX_POLICY),
+            "stable_version": "v1.0.0", "rate": 150.0}
+    line = next(line.strip() for line in keep_text(info, program="canary").splitlines()
+                if line.strip().startswith("canary plan "))
+    args = shlex.split(line.split("   #")[0])[1:]
+    for flag in ("--model", "--stable-version"):  # those read Prometheus's buckets; the rates are what is checked
+        i = args.index(flag)
+        del args[i:i + 2]
+    res = CliRunner().invoke(app, [*args, "-o", "json"])
+    assert res.exit_code == 0, res.output
+    late = {c["key"]: c["late_steps"] for c in json.loads(res.stdout)["pass_checks"] if c["late_steps"]}
+    assert not late, late
