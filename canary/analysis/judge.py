@@ -574,13 +574,18 @@ def _arms(bounds: tuple[float, ...], sc: tuple[float, ...] | None, cc: tuple[flo
 
 
 def _latency_relative(s: Arm | evidence.ArrayArm, c: Arm | evidence.ArrayArm, *, on_lists: bool, tol: float,
-                      alpha: float) -> stats.TestResult:
-    """stats.latency_relative, on lists where the arms are (the same result)."""
+                      alpha: float, own: Histogram | None = None) -> stats.TestResult:
+    """stats.latency_relative, on lists where the arms are (the same result). `own`: the stable's histogram
+    where it exports bounds the shared ones lack (its exceedance at the pair's x is read there too,
+    `stats.own_layout_pick`)."""
+    mine = (own.bounds[:-1], own.counts[:-1]) if own is not None else None
     if not on_lists:
-        return stats.latency_relative(c.bounds, s.cum, c.cum, q=c.q, tol=tol, alpha=alpha)
+        return stats.latency_relative(c.bounds, s.cum, c.cum, q=c.q, tol=tol, alpha=alpha, own=mine)
     assert isinstance(s, Arm) and isinstance(c, Arm)
     finite = c.bounds[:-1]
     pick = buckets.pick_pair(finite, s.cum, s.n, q=c.q, tol=tol) if s.n > 0 and c.n > 0 else None
+    if mine is not None:
+        pick = stats.own_layout_pick(pick, *mine, s.n)
     return stats.relative_result(finite, pick, c.k, n_s=s.n, n_c=c.n, s_est=s.estimate(), c_est=c.estimate(),
                                  q=c.q, tol=tol, alpha=alpha,
                                  beyond=lambda: stats.quantiles_beyond(finite, s.k, s.n, c.k, c.n, q=c.q, tol=tol))
@@ -801,7 +806,8 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
     if check.max_increase_pct is not None and s_arm is not None:
         tol = check.max_increase_pct / 100
         shown_q = evidence.relative_within_arms(s_arm, c_arm, q=q, tol=tol, level=beta)
-        rel = attach(_latency_relative(s_arm, c_arm, on_lists=on_lists, tol=tol, alpha=a), shown_q)
+        own_s = s if isinstance(s, Histogram) and tuple(s.bounds) != tuple(bounds) else None
+        rel = attach(_latency_relative(s_arm, c_arm, on_lists=on_lists, tol=tol, alpha=a, own=own_s), shown_q)
         at_q = _within_at_q(s_arm, c_arm, rel, shown_q, q=q, tol=tol)
         subs.append(("relative", stats.replaced(rel, within_at_q=at_q), False))
     if check.max_ms is not None:

@@ -370,7 +370,8 @@ def p_quantile_above(k: np.ndarray, n: int, q: float) -> np.ndarray:
 
 
 def latency_relative(
-    bounds: np.ndarray, stable: np.ndarray, canary: np.ndarray, *, q: float, tol: float, alpha: float
+    bounds: np.ndarray, stable: np.ndarray, canary: np.ndarray, *, q: float, tol: float, alpha: float,
+    own: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> TestResult:
     """H0: the canary is at most (1+tol) slower than stable near its q-quantile.
 
@@ -384,7 +385,8 @@ def latency_relative(
     bucket counts say it does, it is rounded down to the bound below instead
     (exact, but it widens the tolerance: reported, "too coarse" when it
     doubles). A one-sided likelihood-ratio test decides, so a faster canary
-    never fails.
+    never fails. `own`: the stable's own finite bounds and cumulative counts there, where it exports
+    bounds `bounds` (those both arms share) lack (`own_layout_pick`).
     """
     finite = bounds[:-1]
     k_s, k_c = _ints(stable), _ints(canary)
@@ -392,6 +394,8 @@ def latency_relative(
     s_est = histogram_quantile(bounds, stable, q)
     c_est = histogram_quantile(bounds, canary, q)
     pick = pick_pair(finite, k_s[:-1].astype(float), n_s, q=q, tol=tol) if n_s > 0 and n_c > 0 else None
+    if own is not None:
+        pick = own_layout_pick(pick, own[0], own[1], n_s)
     finite_all = np.isfinite(stable).all() and np.isfinite(canary).all()
     return relative_result(finite, pick, k_c, n_s=n_s, n_c=n_c, s_est=s_est, c_est=c_est, q=q, tol=tol, alpha=alpha,
                            beyond=(lambda: quantiles_beyond([float(b) for b in finite], [int(k) for k in k_s[:-1]], n_s,
@@ -570,6 +574,46 @@ def pick_pair(finite: np.ndarray, below: np.ndarray, n_s: int, *, q: float, tol:
     wj, lo_j, hi_j = float(w[j]), float(s_lo[j]), float(s_hi[j])
     var0 = (wj * wj * lo_j * (1 - lo_j) + (1 - wj) ** 2 * hi_j * (1 - hi_j) + 2 * wj * (1 - wj) * hi_j * (1 - lo_j)) / n_s
     return j, float(x[j]), float(p0[j]), var0, float(widen[j])
+
+
+def own_layout_pick(pick: tuple[int, float, float, float, float] | None, finite_s: Sequence[float],
+                    below_s: Sequence[float], n_s: float) -> tuple[int, float, float, float, float] | None:
+    """`pick` (`pick_pair` on the bounds both arms share) with its stable exceedance at x read again on the
+    stable's **own** bounds, the larger kept (docs/decisions.md 597).
+
+    Where the stable exports bounds the canary lacks, the shared layout merges its buckets, and a density
+    that rises inside a merged bucket (a second mode) is hidden from `pick_pair`'s check: the chord then
+    under-states the exceedance at x and the breach test failed a canary exactly at its limit at p = 5e-10
+    (stable on 5 ms linear bounds, canary on Istio's). The stable's own counts are real, so the exceedance
+    at x is read there by the same rule (the chord where the count per ms falls into and out of x's bucket,
+    else the bound below, exact; 1 below the first bound without that), and the larger of the two readings
+    is the null: the breach test only gets more conservative, and a layout shared in full is unchanged."""
+    if pick is None or n_s <= 0:
+        return pick
+    j, x, p0, var0, widen = pick
+    lo_b = [0.0, *map(float, finite_s)]
+    cum = [0.0, *(min(float(k), n_s) for k in below_s)]
+    i = bisect_left(lo_b, x * (1 - 1e-12), 1)  # x's own bucket (lo_b[i-1], lo_b[i]]
+    exceed = lambda k: 1.0 - cum[k] / n_s  # noqa: E731
+    if i >= len(lo_b):  # above the stable's last finite bound: at most the exceedance there (exact)
+        p_own, var_own = exceed(len(lo_b) - 1), None
+    elif lo_b[i] <= x * (1 + 1e-12):  # on a bound of its own (exact)
+        p_own, var_own = exceed(i), None
+    else:
+        dens = [(cum[k + 1] - cum[k]) / max(lo_b[k + 1] - lo_b[k], 1e-300) for k in range(len(lo_b) - 1)]
+        b = i - 1  # the bucket's index in dens
+        falls = b > 0 and dens[b] <= dens[b - 1] and (b + 1 >= len(dens) or dens[b + 1] <= dens[b])
+        if falls:
+            w = (lo_b[i] - x) / (lo_b[i] - lo_b[i - 1])
+            lo_e, hi_e = exceed(i - 1), exceed(i)
+            p_own = w * lo_e + (1 - w) * hi_e
+            var_own = (w * w * lo_e * (1 - lo_e) + (1 - w) ** 2 * hi_e * (1 - hi_e)
+                       + 2 * w * (1 - w) * hi_e * (1 - lo_e)) / n_s
+        else:  # read at the bound below (1 at 0 ms: no pair can fail here)
+            p_own, var_own = exceed(i - 1), None
+    if not p_own > p0:
+        return pick
+    return j, x, p_own, (p_own * (1 - p_own) / n_s if var_own is None else var_own), widen
 
 
 def _xlogy(x: float, y: float) -> float:
