@@ -134,6 +134,9 @@ class PrometheusProvider(PrometheusClient):
             raise stable
         return stable, canary, held
 
+    # `query_plan.HELD`'s kind of query (a subquery of `timestamp()`) over one always-present series: what a store
+    # without it refuses, and one that refused the request count for its size or load answers (decision 595)
+    HELD_PROBE = q.held_query(["vector(0)"], 60.0)
     # the words a store gave when it refused `query_plan.HELD`'s subquery ("" while none did): the request count is
     # then asked without it, as before decision 574 (decision 593)
     held_refused = ""
@@ -145,12 +148,16 @@ class PrometheusProvider(PrometheusClient):
         subqueries or `timestamp()` refused the whole count, so every rollout was refused at preflight, on words
         naming a query of several KB. Where that one is answered, `held` is left out from then on, said once
         (`metrics.held_unsupported`): the look then takes the window as held, as before decision 574. Where it
-        is refused too, its own refusal is raised: the query's fault, not `held`'s (decision 593)."""
+        is refused too, its own refusal is raised: the query's fault, not `held`'s (decision 593). Where the
+        store answers `HELD_PROBE`, it runs `held`'s subquery: the count was refused for its size or load (a 422
+        "too many samples", a limit), that refusal is raised and `held` kept (decision 595)."""
         if not self.held_refused:
             query, parts = request_query(policy, target, window_s=window_s)
             try:
                 return ask(query), parts
             except Rejected as exc:
+                if self._runs_held(ask):  # refused for its size or load (a 422 "too many samples", a limit),
+                    raise exc  # not for `held`: this look goes uncounted, `held` is kept (decision 595)
                 plain, parts = request_query(policy, target, window_s=window_s, held=False)
                 answer = ask(plain)
                 self.held_refused = self.held_refused or str(exc).split("; query: ")[0][:300]
@@ -161,6 +168,15 @@ class PrometheusProvider(PrometheusClient):
                 return answer, parts
         query, parts = request_query(policy, target, window_s=window_s, held=False)
         return ask(query), parts
+
+    def _runs_held(self, ask: Callable[[str], Any]) -> bool:
+        """Whether the store answers `HELD_PROBE`: one that refused the request count and runs this is not a store
+        without `held`'s subquery (a transient overload is not given up on for the process; decision 595)."""
+        try:
+            ask(self.HELD_PROBE)
+        except Rejected:
+            return False
+        return True
 
     def preflight(self, policy: Policy, target: Target) -> PreflightReport:
         """Ask Prometheus, once each, every query a look of this rollout will send (`metrics.preflight`)."""

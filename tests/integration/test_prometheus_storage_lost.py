@@ -231,7 +231,8 @@ def test_a_store_without_subqueries_counts_without_held_and_says_so_once(
             assert canary > 0 and stable > canary and held is None, (stable, canary, held)
         said = [e for e in logs if e["event"] == "metrics.held_unsupported"]
         assert len(said) == 1 and "subqueries are not supported" in said[0]["error"], said
-        assert sum("timestamp(" in urllib.parse.unquote_plus(p) for p in proxy.paths) == 1  # asked once, never again
+        # asked once, and the probe that tells a store without it (decision 595), never again
+        assert sum("timestamp(" in urllib.parse.unquote_plus(p) for p in proxy.paths) == 2
         # a count the store refuses for its own sake, with `held` and without: that refusal is raised, and `held`
         # is not given up for it
         fresh = PrometheusProvider(proxy.url, at=at, retries=1, budget_s=5.0, backoff_s=0.05)
@@ -239,5 +240,46 @@ def test_a_store_without_subqueries_counts_without_held_and_says_so_once(
             fresh.ask_counts(POLICY, target, STEP_AGE_S, lambda query: fresh.query(f"broken({query})",
                                                                                    check="request_counts"))
         assert fresh.held_refused == ""
+    finally:
+        proxy.close()
+
+
+def test_a_count_refused_for_its_load_keeps_held(prom: tuple[PrometheusProvider, float]) -> None:
+    """A store that runs subqueries but refuses one request count for its load (Prometheus's 422 execution "query
+    processing would load too many samples", a Mimir limit): 593 asked it again without `held`, got an answer, and
+    left `held` out for the rest of the process, saying the store had no subqueries; a Prometheus that later lost
+    its storage mid-step then passed a step on data shorter than the window (574 undone by one busy moment). Now
+    the store is asked `HELD_PROBE`: it answers, so that look's refusal is raised (uncounted: no pass) and the next
+    look asks with `held` again (decision 595)."""
+    import urllib.parse
+    import urllib.request
+
+    from canary.metrics.client import Rejected
+    from canary.metrics.queries import HELD_LABEL, PART_LABEL
+    from tests.support.http import ScriptedHTTP
+
+    real, at = prom
+    busy = [1]  # the store refuses the first count that asks `held` (a busy moment), then answers
+
+    def store(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
+        asked = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("query", [""])[0]
+        if busy[0] and PART_LABEL in asked and HELD_LABEL in asked:
+            busy[0] -= 1
+            return 422, "application/json", ('{"status":"error","errorType":"execution","error":"query processing '
+                                             'would load too many samples into memory in query execution"}')
+        with urllib.request.urlopen(real.url + path, timeout=10) as got:  # noqa: S310 - 127.0.0.1
+            return got.status, "application/json", got.read().decode()
+
+    proxy = ScriptedHTTP(store)
+    try:
+        provider = PrometheusProvider(proxy.url, at=at, retries=1, budget_s=5.0, backoff_s=0.05)
+        target = Target(namespace="ml", virtual_service="kept", model="kept", stable_version="v1",
+                        canary_version="v2")
+        with structlog.testing.capture_logs() as logs:
+            with pytest.raises(Rejected, match="too many samples"):
+                provider.counted(POLICY, target, window_s=STEP_AGE_S, at=at)
+            stable, canary, held = provider.counted(POLICY, target, window_s=STEP_AGE_S, at=at)
+        assert provider.held_refused == "" and not [e for e in logs if e["event"] == "metrics.held_unsupported"]
+        assert canary > 0 and held is not None, (stable, canary, held)
     finally:
         proxy.close()
