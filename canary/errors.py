@@ -218,12 +218,14 @@ class WeightsMoved(RoutingConflict):
 class RolloutBusy(CanaryError):
     """Another rollout is in progress on this VirtualService: nothing was written, and the same command may
     succeed once it ends (exit 75, EX_TEMPFAIL; `promote --wait-busy` waits for it). `holder`: the record's
-    owner (`RolloutState.owner`), `job`: the CI job that started it (`RolloutState.job`), "" when unknown."""
+    owner (`RolloutState.owner`), `job`: the CI job that started it (`RolloutState.job`), "" when unknown.
+    `held`: that record (a `RolloutState`) where it is another VirtualService's (`reconcile.check_other_splits`)."""
 
-    def __init__(self, *args: object, holder: str = "", job: str = "") -> None:
+    def __init__(self, *args: object, holder: str = "", job: str = "", held: object = None) -> None:
         super().__init__(*args)
         self.holder = holder
         self.job = job
+        self.held = held
 
 
 class AlreadyStable(CanaryError):

@@ -179,7 +179,9 @@ def check_other_splits(router: Any, target: Target, *, log: Any, listed: list[An
         return ""
     why, unchecked, busy = find(target, listed=listed) if listed is not None else find(target)
     if why:  # another rollout's split is a busy claim (exit 75: waited for), a split by hand bad input (594)
-        raise RolloutBusy(why) if busy else TargetError(why)
+        if busy is None:
+            raise TargetError(why)
+        raise RolloutBusy(why, holder=busy.owner, job=busy.job, held=busy)  # its holder named, as 585's (596)
     if unchecked:
         log.warning("preflight.splits_unchecked", error=unchecked,
                     note="whether another VirtualService splits traffic with the canary subset is not known: the "

@@ -613,12 +613,10 @@ class Runner:
             target = self.target = replace(target, stable_version=status.stable_subset_version)
         try:
             check_claim(target, status, existing)
+            unchecked = check_other_splits(self.router, target, log=self.log)  # another VirtualService's split (578)
         except RolloutBusy as busy:
-            self._input_behind_busy(asked, target, busy)  # bad input is exit 2, not "busy, retry later"
-            if existing is not None and (why := self._nobody_frees(existing)):
-                busy.args = (f"{busy}; {why}", *busy.args[1:])
+            self._busy(asked, target, busy, existing)
             raise
-        unchecked = check_other_splits(self.router, target, log=self.log)  # another VirtualService's split (578)
         # bad input first (exit 2 at once): after the wait, a policy whose queries match nothing was reported
         # only once a pod was Ready, up to --wait-ready later, or never (exit 3 for the pods instead)
         self._preflight_metrics(target)
@@ -638,7 +636,11 @@ class Runner:
                 self.target = asked
                 return self._start()
             if not unchecked:  # and the other VirtualServices, which that read does not cover (585's addendum)
-                check_other_splits(self.router, target, log=self.log)
+                try:
+                    check_other_splits(self.router, target, log=self.log)
+                except RolloutBusy as busy:
+                    self._busy(asked, target, busy, None)
+                    raise
         if self.stop.is_set():  # a signal during the checks: the claim is not written (README: exit 3, untouched)
             raise self._interrupted_before_claim("during the checks before the claim")
         self._written = status.state or ""
@@ -675,6 +677,17 @@ class Runner:
         claim the route): a re-run that only reports its version's earlier end never gets here (decision 544)."""
         if self.refusal is not None:
             raise self.refusal
+
+    def _busy(self, asked: Target, target: Target, busy: RolloutBusy, existing: rl.RolloutState | None) -> None:
+        """A busy refusal, by the rollout recorded on this route (`existing`) or on another VirtualService whose
+        split it made (`busy.held`, decision 594): bad input behind it is exit 2 instead (`_input_behind_busy`), and
+        it says when waiting alone will not free the route (`_nobody_frees`; for the other VirtualService's too: a
+        promote of it that died left `--wait-busy` waiting for nothing, told only "wait for it to end", decision
+        596)."""
+        self._input_behind_busy(asked, target, busy)  # bad input is exit 2, not "busy, retry later"
+        held = busy.held if isinstance(busy.held, rl.RolloutState) else existing
+        if held is not None and (why := self._nobody_frees(held)):
+            busy.args = (f"{busy}; {why}", *busy.args[1:])
 
     def _nobody_frees(self, held: rl.RolloutState) -> str:
         """What a busy refusal by the rollout `held` (another version's, or another model's) adds when waiting

@@ -47,19 +47,25 @@ def _said(vs: Any, split: Split) -> str:
 def _running_on(vs: Any, split: Split) -> str:
     """"<version> (<phase>)" of the rollout in progress recorded on `vs` when it drives the HTTP route of `split`
     (it made that split); "" otherwise (none recorded, ended, unreadable, another route's)."""
+    state = _state_on(vs, split)
+    return f"{state.canary_version} ({state.phase})" if state is not None else ""
+
+
+def _state_on(vs: Any, split: Split) -> Any:
+    """`_running_on`'s rollout (a `RolloutState`), None where there is none."""
     from canary import rollout as rl
 
     text = read_state(vs)
     try:
         state = rl.RolloutState.from_json(text) if text else None
     except (ValueError, TypeError, KeyError):
-        return ""
+        return None
     http = vs["spec"].get("http") if split.kind == "http" else None
     if state is None or state.terminal or not isinstance(http, list):
-        return ""
+        return None
     name = split.route.get("name")
     drives = state.route == name if state.route else len(http) == 1
-    return f"{state.canary_version} ({state.phase})" if drives else ""
+    return state if drives else None
 
 
 def split_in_other(vs: Any, host: str, *, dr: str, driven: str) -> str:
@@ -81,12 +87,13 @@ def split_in_other(vs: Any, host: str, *, dr: str, driven: str) -> str:
             f"written on {driven} only); {then}")
 
 
-def busy_in_other(vs: Any, host: str) -> bool:
-    """Whether the split `split_in_other` finds on `vs` is a rollout's in progress recorded there (it made it): the
-    claim is then busy (RolloutBusy, exit 75: `--wait-busy` and a pipeline's retry wait for that rollout, and a
-    `promote --via-controller` follower waits), not bad input to mend by hand (decision 594)."""
+def busy_in_other(vs: Any, host: str) -> Any:
+    """The rollout in progress recorded on `vs` (a `RolloutState`) that made the split `split_in_other` finds there,
+    None where none did: the claim is then busy (RolloutBusy, exit 75: `--wait-busy` and a pipeline's retry wait for
+    that rollout, and a `promote --via-controller` follower waits), not bad input to mend by hand (decision 594).
+    Its owner and phase tell whether anything will end it (decision 596)."""
     split = _split_found(vs, host, driven=set())
-    return split is not None and bool(_running_on(vs, split))
+    return _state_on(vs, split) if split is not None else None
 
 
 def subset_labels_differ(dr: Any) -> str:

@@ -447,9 +447,9 @@ class IstioRouter:
         headers = res[2] if isinstance(res, tuple) and len(res) == 3 else None
         return _http_date((headers or {}).get("Date") or (headers or {}).get("date"))
 
-    def splits_elsewhere(self, target: Target, *, listed: list[Obj] | None = None) -> tuple[str, str, bool]:
-        """Before a claim: (why it must not go ahead, why that could not be told, whether that split is another
-        rollout's in progress: `claims.busy_in_other`), "" each when not. Why not: another
+    def splits_elsewhere(self, target: Target, *, listed: list[Obj] | None = None) -> tuple[str, str, Any]:
+        """Before a claim: (why it must not go ahead, why that could not be told, the rollout in progress that made
+        that split: `claims.busy_in_other`), "" each (None) when not. Why not: another
         VirtualService of the namespace splits traffic with the rollout's canary subset (`claims.split_in_other`;
         the driven one's own routes are `inspect`'s `split_elsewhere`). Cannot be told: the VirtualServices cannot
         be listed (403: a Role without `list`; 404), or the DestinationRule names no service. `listed`: the
@@ -458,11 +458,11 @@ class IstioRouter:
         dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
         host = _service(dr, target)
         if not host:
-            return "", f"DestinationRule {target.namespace}/{target.dr_name} names no host", False
+            return "", f"DestinationRule {target.namespace}/{target.dr_name} names no host", None
         try:
             items = listed if listed is not None else self._list(VS_PLURAL, target.namespace)[0]
         except ConfigError as exc:  # refused for good (a 403, a 404): a transient error is raised, retried
-            return "", str(exc), False
+            return "", str(exc), None
         for vs in items:
             meta = vs.get("metadata") if isinstance(vs, dict) else None
             if not isinstance(meta, dict) or meta.get("namespace", target.namespace) != target.namespace \
@@ -472,7 +472,7 @@ class IstioRouter:
                                         driven=f"{target.namespace}/{target.virtual_service}")
             if why:
                 return why, "", claims.busy_in_other(vs, host)
-        return "", "", False
+        return "", "", None
 
     def _list(self, plural: str, namespace: str | None, *, with_date: bool = False) -> tuple[list[Obj], float | None]:
         """One LIST of `plural` in `namespace` (None: all namespaces), with the router's retries; and

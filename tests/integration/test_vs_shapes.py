@@ -424,8 +424,9 @@ def test_a_split_with_the_canary_subset_on_another_virtual_service_is_refused_be
     assert (_objects(api), api.get(GROUP, VS, "ml", "m0-gateway")) == before
 
 
-def _gateway_rollout(api: Any) -> None:
-    """`_gateway_vs` at 80/20 because a rollout of v2 runs there: its record, in progress, on route `edge`."""
+def _gateway_rollout(api: Any, **changes: Any) -> None:
+    """`_gateway_vs` at 80/20 because a rollout of v2 runs there: its record, in progress, on route `edge`
+    (`changes`: to the record)."""
     from dataclasses import replace
 
     from canary.routing.patch import STATE_ANNOTATION
@@ -435,7 +436,7 @@ def _gateway_rollout(api: Any) -> None:
 
     def recorded(vs: dict[str, Any]) -> None:
         vs["metadata"].setdefault("annotations", {})[STATE_ANNOTATION] = replace(
-            state, phase=rl.PROGRESSING).to_json()
+            state, **{"phase": rl.PROGRESSING, **changes}).to_json()
     api.edit(GROUP, VS, "ml", "m0-gateway", recorded)
 
 
@@ -451,6 +452,58 @@ def test_a_split_another_virtual_services_rollout_made_is_a_busy_claim_not_bad_i
     with pytest.raises(RolloutBusy, match=r"that split is the rollout of v2 \(progressing\) recorded on ml/m0-gateway"):
         runner(api, "v3", FakeClock(), slowdown=1.6).run()
     assert (_objects(api), api.get(GROUP, VS, "ml", "m0-gateway")) == before
+
+
+@pytest.mark.parametrize(("changes", "said"), [
+    ({"owner": "promote#gone", "updated_at": 1000.0}, "its promote has not written it for 9000s (a sweep ends it"),
+    ({"phase": rl.PAUSED}, "it is paused: no sweep ends a paused rollout"),
+])
+def test_another_virtual_services_rollout_nothing_will_end_is_said_so(api: Any, changes: dict[str, Any],
+                                                                       said: str) -> None:
+    """594's busy claim on the gateway's split, where that rollout's promote died long ago (its record stale) or it is
+    paused: nothing ends it by itself, and the refusal said only "wait for that rollout to end", so `--wait-busy`
+    and a pipeline's retry on 75 waited for nothing. It now says so as 402 says it of a record on the route's own
+    VirtualService, and names the holder on the busy refusal (decision 596)."""
+    from canary.errors import RolloutBusy
+
+    _gateway_rollout(api, **changes)
+    with pytest.raises(RolloutBusy, match="recorded on ml/m0-gateway") as busy:
+        runner(api, "v3", FakeClock(10_000.0), slowdown=1.6).run()
+    assert said in str(busy.value) and "`canary rollback`" in str(busy.value), busy.value
+    assert busy.value.holder == (changes.get("owner") or rl.new_rollout(
+        model="m0", stable_version="v1", canary_version="v2", now=0.0)[0].owner), busy.value.holder
+
+
+def test_wait_busy_claims_once_another_virtual_services_rollout_ends(api: Any) -> None:
+    """594 with `--wait-busy`: the promote waits on the gateway's rollout (`preflight.waiting_for_route` once, naming
+    its holder), and claims once that rollout has ended (its route back at 100/0, its record gone) while it polls."""
+    class Ending(FakeClock):
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            if self.t > 1_020.0 and "annotations" in api.get(GROUP, VS, "ml", "m0-gateway")["metadata"]:
+                _gateway_vs(api, 0)  # that rollout rolled back: stable 100%, no record
+
+    _gateway_rollout(api, owner="promote#ci-7", updated_at=1_000.0)
+    with structlog.testing.capture_logs() as logs:
+        done = runner(api, "v3", Ending(), wait_busy_s=600.0).run()
+    assert done.state.phase == rl.PROMOTED, done.state
+    waited = [e for e in logs if e["event"] == "preflight.waiting_for_route"]
+    assert len(waited) == 1 and waited[0]["holder"] == "promote#ci-7", waited  # no holder said before 596
+
+
+def test_bad_input_behind_another_virtual_services_rollout_is_exit_2_not_busy(api: Any) -> None:
+    """594's busy claim on the gateway's split, and a policy Prometheus rejects: wrong whoever holds the split, so
+    exit 2 at once (decision 400), not 75 and a `--wait-busy` that waits for that rollout to be told it (596)."""
+    from canary.errors import ConfigError
+
+    def rejected(policy: Any, target: Any) -> None:
+        raise ConfigError("check 'custom': Prometheus rejected the query (HTTP 400 bad_data: parse error)")
+
+    _gateway_rollout(api)
+    promote = runner(api, "v3", FakeClock(), slowdown=1.6)
+    promote.metrics.preflight = rejected
+    with pytest.raises(ConfigError, match=r"parse error\); nothing was written .*recorded on ml/m0-gateway"):
+        promote.run()
 
 
 def test_another_virtual_service_at_stable_100_is_no_split(api: Any) -> None:
