@@ -808,8 +808,13 @@ class Controller:
             # only for a rollout that will claim: one asked to hold or end before it starts is not refused (585)
             from canary.routing.istio import VS_PLURAL
 
-            check_other_splits(self.router, target, log=self._rollout_log(spec),
-                               listed=self.informers.routes[VS_PLURAL].items() if self.informers is not None else None)
+            try:
+                check_other_splits(self.router, target, log=self._rollout_log(spec),
+                                   listed=self.informers.routes[VS_PLURAL].items() if self.informers is not None
+                                   else None)
+            except RolloutBusy as busy:  # another VirtualService's rollout made that split (594): bad input behind
+                self._input_behind_busy(obj, spec, busy)  # it is said as such, as behind this route's (596)
+                raise
             try:
                 self._check_before_claim(spec)
             except PodsNotReady as exc:

@@ -636,6 +636,25 @@ def test_the_controller_waits_on_another_virtual_services_rollout_as_busy(world:
     assert _objects(api) == before, "written before the refusal"
 
 
+def test_the_controller_refuses_bad_input_behind_another_virtual_services_rollout(world: Any) -> None:
+    """594's RolloutBusy on the gateway's split, for a CanaryRollout whose policy has a query Prometheus rejects:
+    wrong whoever holds the split, so Ready False ConfigError (a follower exits 2), as behind a rollout on its own
+    route (decision 404); it stayed RolloutBusy, and a follower waited to `--timeout` (decision 596)."""
+    from tests.integration.test_controller_busy_input import _policy
+
+    api, op, custom = world
+    _gateway_rollout(api)
+    before = _objects(api)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v3", policy=_policy(bad=True)))
+    for _ in range(3):
+        op.tick()
+    ready = _ready(_cr(custom, "r0"))
+    assert ready.get("status") == "False" and ready.get("reason") == "ConfigError", ready
+    assert "custom" in ready.get("message", "") and "ml/m0-gateway" in ready.get("message", ""), ready
+    assert _objects(api) == before, "written before the refusal"
+
+
 def test_a_canary_rollout_asked_to_roll_back_before_it_starts_ends_unrun_beside_another_virtual_services_split(
         world: Any) -> None:
     """`spec.action: rollback` on a new CR (do not run it) while the gateway VirtualService splits 90/10: decision
