@@ -10,6 +10,7 @@ a step whose `analysis.interval` the data did not cover passed. Backfilled histo
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -191,6 +192,29 @@ def test_the_controllers_batched_snapshots_count_the_whole_step_after_a_storage_
     assert abs(canary - RATES["v2"] * STEP_AGE_S) < 1 and abs(stable - RATES["v1"] * STEP_AGE_S) < 1, (stable, canary)
 
 
+KEPT = Target(namespace="ml", virtual_service="kept", model="kept", stable_version="v1", canary_version="v2")
+
+
+def _store(real: PrometheusProvider, refused: Any) -> Any:
+    """A proxy in front of the real Prometheus standing in for another store: `refused(query)` gives its refusal
+    (HTTP status, errorType, error) of a query, None to pass the query on. Close it."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    from tests.support.http import ScriptedHTTP
+
+    def store(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
+        asked = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("query", [""])[0]
+        if (refusal := refused(asked)) is not None:
+            status, kind, error = refusal
+            return status, "application/json", json.dumps({"status": "error", "errorType": kind, "error": error})
+        with urllib.request.urlopen(real.url + path, timeout=10) as got:  # noqa: S310 - 127.0.0.1
+            return got.status, "application/json", got.read().decode()
+
+    return ScriptedHTTP(store)
+
+
 def test_a_store_without_subqueries_counts_without_held_and_says_so_once(
         prom: tuple[PrometheusProvider, float]) -> None:
     """A Prometheus-compatible store that refuses subqueries (or `timestamp()`): decision 574's `held` part made it
@@ -200,28 +224,20 @@ def test_a_store_without_subqueries_counts_without_held_and_says_so_once(
     Now the count is asked again without `held` (the window taken as held, as before 574), said once as
     `metrics.held_unsupported`, and a query refused for its own sake still raises its own refusal (decision 593)."""
     import urllib.parse
-    import urllib.request
 
     from canary.metrics.client import Rejected
-    from tests.support.http import ScriptedHTTP
 
     real, at = prom
 
-    def store(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
-        asked = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("query", [""])[0]
+    def refused(asked: str) -> tuple[int, str, str] | None:
         if "broken(" in asked:  # a query the store cannot run for its own sake
-            return 400, "application/json", '{"status":"error","errorType":"bad_data","error":"unknown function"}'
-        if "timestamp(" in asked:
-            return 400, "application/json", ('{"status":"error","errorType":"bad_data",'
-                                             '"error":"subqueries are not supported"}')
-        with urllib.request.urlopen(real.url + path, timeout=10) as got:  # noqa: S310 - 127.0.0.1
-            return got.status, "application/json", got.read().decode()
+            return 400, "bad_data", "unknown function"
+        return (400, "bad_data", "subqueries are not supported") if "timestamp(" in asked else None
 
-    proxy = ScriptedHTTP(store)
+    proxy = _store(real, refused)
     try:
         provider = PrometheusProvider(proxy.url, at=at, retries=2, budget_s=5.0, backoff_s=0.05)
-        target = Target(namespace="ml", virtual_service="kept", model="kept", stable_version="v1",
-                        canary_version="v2")
+        target = KEPT
         with structlog.testing.capture_logs() as logs:
             report = provider.preflight(POLICY, target)
             first = provider.counted(POLICY, target, window_s=STEP_AGE_S, at=at)
@@ -251,30 +267,22 @@ def test_a_count_refused_for_its_load_keeps_held(prom: tuple[PrometheusProvider,
     its storage mid-step then passed a step on data shorter than the window (574 undone by one busy moment). Now
     the store is asked `HELD_PROBE`: it answers, so that look's refusal is raised (uncounted: no pass) and the next
     look asks with `held` again (decision 595)."""
-    import urllib.parse
-    import urllib.request
-
     from canary.metrics.client import Rejected
     from canary.metrics.queries import HELD_LABEL, PART_LABEL
-    from tests.support.http import ScriptedHTTP
 
     real, at = prom
     busy = [1]  # the store refuses the first count that asks `held` (a busy moment), then answers
 
-    def store(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
-        asked = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("query", [""])[0]
+    def refused(asked: str) -> tuple[int, str, str] | None:
         if busy[0] and PART_LABEL in asked and HELD_LABEL in asked:
             busy[0] -= 1
-            return 422, "application/json", ('{"status":"error","errorType":"execution","error":"query processing '
-                                             'would load too many samples into memory in query execution"}')
-        with urllib.request.urlopen(real.url + path, timeout=10) as got:  # noqa: S310 - 127.0.0.1
-            return got.status, "application/json", got.read().decode()
+            return 422, "execution", "query processing would load too many samples into memory in query execution"
+        return None
 
-    proxy = ScriptedHTTP(store)
+    proxy = _store(real, refused)
     try:
         provider = PrometheusProvider(proxy.url, at=at, retries=1, budget_s=5.0, backoff_s=0.05)
-        target = Target(namespace="ml", virtual_service="kept", model="kept", stable_version="v1",
-                        canary_version="v2")
+        target = KEPT
         with structlog.testing.capture_logs() as logs:
             with pytest.raises(Rejected, match="too many samples"):
                 provider.counted(POLICY, target, window_s=STEP_AGE_S, at=at)
