@@ -607,32 +607,23 @@ def test_oncall_commands_of_the_other_model_say_whose_rollout_is_recorded(tmp_pa
         server.stop()
 
 
-def test_the_controller_refuses_a_split_on_another_virtual_service_before_claiming(world: Any) -> None:
-    """Decision 578 in a CanaryRollout: Ready False naming the other VirtualService, nothing written."""
+@pytest.mark.parametrize("split, reason, said", [
+    ("by hand", "TargetError", "ml/m0-gateway: spec.http[0] (edge) splits its traffic 90/10"),
+    ("a rollout", "RolloutBusy", "that split is the rollout of v2 (progressing) recorded on ml/m0-gateway")])
+def test_the_controller_refuses_a_split_on_another_virtual_service_before_claiming(world: Any, split: str,
+                                                                                   reason: str, said: str) -> None:
+    """Decision 578 in a CanaryRollout: Ready False naming the other VirtualService, nothing written. A split that
+    is a rollout in progress there is RolloutBusy (a follower waits), not TargetError (a follower exited 2 and
+    deleted its CanaryRollout; decision 594)."""
     api, op, custom = world
-    _gateway_vs(api, 10)
-    before = _objects(api)
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    for _ in range(3):
-        op.tick()
-    ready = _ready(_cr(custom, "r0"))
-    assert ready.get("status") == "False" and ready.get("reason") == "TargetError", ready
-    assert ready.get("message", "").startswith("ml/m0-gateway: spec.http[0] (edge) splits its traffic 90/10"), ready
-    assert _objects(api) == before, "written before the refusal"
-
-
-def test_the_controller_waits_on_another_virtual_services_rollout_as_busy(world: Any) -> None:
-    """Decision 594 in a CanaryRollout: the gateway's split is a rollout in progress, so Ready False says
-    RolloutBusy (a follower waits), not TargetError (a follower exited 2 and deleted its CanaryRollout)."""
-    api, op, custom = world
-    _gateway_rollout(api)
+    _gateway_vs(api, 10) if split == "by hand" else _gateway_rollout(api)
     before = _objects(api)
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
     for _ in range(3):
         op.tick()
     ready = _ready(_cr(custom, "r0"))
-    assert ready.get("status") == "False" and ready.get("reason") == "RolloutBusy", ready
-    assert "that split is the rollout of v2 (progressing) recorded on ml/m0-gateway" in ready.get("message", "")
+    assert ready.get("status") == "False" and ready.get("reason") == reason, ready
+    assert said in ready.get("message", ""), ready
     assert _objects(api) == before, "written before the refusal"
 
 
