@@ -806,15 +806,7 @@ class Controller:
                 return None
             # another VirtualService's split with the canary subset (decision 578), from the informers' cache if any;
             # only for a rollout that will claim: one asked to hold or end before it starts is not refused (585)
-            from canary.routing.istio import VS_PLURAL
-
-            try:
-                check_other_splits(self.router, target, log=self._rollout_log(spec),
-                                   listed=self.informers.routes[VS_PLURAL].items() if self.informers is not None
-                                   else None)
-            except RolloutBusy as busy:  # another VirtualService's rollout made that split (594): bad input behind
-                self._input_behind_busy(obj, spec, busy)  # it is said as such, as behind this route's (596)
-                raise
+            self._other_splits(obj, spec, fresh=False)
             try:
                 self._check_before_claim(spec)
             except PodsNotReady as exc:
@@ -833,6 +825,8 @@ class Controller:
                                 "pods are Ready", log, event="rollout.not_ready_ended", owner="", phase=None)
                 return None
             self._unready_since.pop(spec.key, None)
+            if self.informers is not None:  # the cache said no split: asked of the API server once, right before the
+                self._other_splits(obj, spec, fresh=True)  # claim (a split the watch had not delivered; decision 600)
             before = state  # the ended rollout this claim replaces, if any
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route,
@@ -1117,6 +1111,20 @@ class Controller:
             self._gone(key)
 
     # ---- checks before traffic: metrics preflight, Triton gates ---------------------
+
+    def _other_splits(self, obj: dict[str, Any], spec: crd.RolloutSpec, *, fresh: bool) -> None:
+        """`check_other_splits` before a claim: from the informers' cache (no LIST at each tick of a refused or
+        waiting CanaryRollout), or `fresh`, one LIST of the namespace's VirtualServices right before the claim: a
+        split made just before it that the watch had not yet delivered rode along unjudged to the rollout's end,
+        and after its rollback the canary subset kept that share on the rolled-back version (decision 600)."""
+        from canary.routing.istio import VS_PLURAL
+
+        cached = self.informers.routes[VS_PLURAL].items() if self.informers is not None and not fresh else None
+        try:
+            check_other_splits(self.router, spec.target, log=self._rollout_log(spec), listed=cached)
+        except RolloutBusy as busy:  # another VirtualService's rollout made that split (594): bad input behind
+            self._input_behind_busy(obj, spec, busy)  # it is said as such, as behind this route's (596)
+            raise
 
     def _check_before_claim(self, spec: crd.RolloutSpec) -> None:
         """Every query the rollout will run, asked once (ConfigError: reported, nothing touched;

@@ -614,3 +614,33 @@ def test_a_split_on_another_virtual_service_is_refused_from_the_cache(world: Any
     assert (ready["status"], ready["reason"]) == ("False", "TargetError"), ready
     assert ready["message"].startswith("ml/m0-gateway: spec.http[0] (primary) splits its traffic 90/10"), ready
     assert api.get(ISTIO, "virtualservices", "ml", "m0") == before
+
+
+def test_a_split_on_another_virtual_service_the_cache_has_not_seen_is_refused_at_the_claim(world: Any) -> None:
+    """Decision 578 from the cache, where the gateway VirtualService was set 90/10 just before the claim tick and the
+    watch had not delivered it: the claim went ahead, no later tick looked again, the 10% rode along unjudged to the
+    rollout's end, and after its rollback the canary subset still selected v3 (the gateway's 10% on the rolled-back
+    version). The cache's answer is now asked of the API server once right before the claim (decision 600)."""
+    import copy
+
+    api, op, custom, clock = world
+    route = copy.deepcopy(api.get(ISTIO, "virtualservices", "ml", "m0")["spec"]["http"][0])
+    api.handler.put_object({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                            "metadata": {"name": "m0-gateway", "namespace": "ml"},
+                            "spec": {"hosts": ["models.example.com"], "gateways": ["istio-system/ingress"],
+                                     "http": [route]}})  # at 100/0: no split
+    create(api, 0, "v3")
+    caught_up(api, op)
+    cache = op.informers.routes["virtualservices"]
+    seen = cache.items()
+    cache.items = lambda: seen  # type: ignore[method-assign]  # the watch has not delivered the edit below yet
+
+    def split(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 90, 10
+    api.edit(ISTIO, "virtualservices", "ml", "m0-gateway", split)
+    before = api.get(ISTIO, "virtualservices", "ml", "m0"), api.get(ISTIO, "destinationrules", "ml", "m0")
+    op.tick()
+    ready = next(c for c in status(api, "r0").get("conditions", []) if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "TargetError"), ready
+    assert ready["message"].startswith("ml/m0-gateway: spec.http[0] (primary) splits its traffic 90/10"), ready
+    assert (api.get(ISTIO, "virtualservices", "ml", "m0"), api.get(ISTIO, "destinationrules", "ml", "m0")) == before
