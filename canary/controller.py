@@ -1119,7 +1119,8 @@ class Controller:
         and after its rollback the canary subset kept that share on the rolled-back version (decision 600)."""
         from canary.routing.istio import VS_PLURAL
 
-        cached = self.informers.routes[VS_PLURAL].items() if self.informers is not None and not fresh else None
+        cached = (self.informers.routes[VS_PLURAL].items_in(spec.target.namespace)
+                  if self.informers is not None and not fresh else None)
         try:
             check_other_splits(self.router, spec.target, log=self._rollout_log(spec), listed=cached)
         except RolloutBusy as busy:  # another VirtualService's rollout made that split (594): bad input behind
