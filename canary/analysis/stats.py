@@ -394,10 +394,12 @@ def latency_relative(
     s_est = histogram_quantile(bounds, stable, q)
     c_est = histogram_quantile(bounds, canary, q)
     pick = pick_pair(finite, k_s[:-1].astype(float), n_s, q=q, tol=tol) if n_s > 0 and n_c > 0 else None
+    shared_p0 = pick[2] if pick is not None else None
     if own is not None:
         pick = own_layout_pick(pick, own[0], own[1], n_s)
     finite_all = np.isfinite(stable).all() and np.isfinite(canary).all()
     return relative_result(finite, pick, k_c, n_s=n_s, n_c=n_c, s_est=s_est, c_est=c_est, q=q, tol=tol, alpha=alpha,
+                           estimate_p0=shared_p0,
                            beyond=(lambda: quantiles_beyond([float(b) for b in finite], [int(k) for k in k_s[:-1]], n_s,
                                                             [int(k) for k in k_c[:-1]], n_c, q=q, tol=tol))
                            if finite_all else None)
@@ -464,7 +466,8 @@ def quantiles_beyond(finite: Sequence[float], k_s: Sequence[int], n_s: int, k_c:
 
 def relative_result(finite: Sequence[float], pick: tuple[int, float, float, float, float] | None,
                     k_c: Sequence[int], *, n_s: int, n_c: int, s_est: float, c_est: float, q: float, tol: float,
-                    alpha: float, beyond: Callable[[], tuple[float, str]] | None = None) -> TestResult:
+                    alpha: float, beyond: Callable[[], tuple[float, str]] | None = None,
+                    estimate_p0: float | None = None) -> TestResult:
     """`latency_relative` from its parts (`buckets` computes them on lists): the bound pair `pick`
     (`pick_pair`; None without one), the canary's integer counts, totals and quantile estimates.
 
@@ -472,7 +475,11 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
     tests the stable's F(x), near q or (in a coarse layout) far from it, and a canary the counts show
     beyond the limit at q itself was never failed where its shape differs there; so the two tests share
     the level, BEYOND_SHARE of it to the bounds test (p = min(p_pair / 0.9, p_bounds / 0.1): valid
-    whichever rejects), and with no pair at all the bounds test decides alone."""
+    whichever rejects), and with no pair at all the bounds test decides alone.
+
+    `estimate_p0`: the pair's stable exceedance on the bounds both arms share, where `own_layout_pick` raised
+    the null above it (None: the pick's own). The no-pass estimate reads the smaller one: the larger null
+    only makes a breach harder, never a pass easier (docs/decisions.md 598)."""
     effect = (c_est / s_est - 1.0) if s_est > 0 and math.isfinite(c_est) else math.nan
     if n_s <= 0 or n_c <= 0:
         return TestResult(False, False, 1.0, stable=s_est, canary=c_est, effect=effect,
@@ -503,8 +510,9 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
     # a canary shown within at p50 but estimated slower at p70.7 (far) or p34 ("near" for a p50) passed at
     # 2,000-6,000 canary requests and failed at 6,000-200,000 with the same shares (docs/decisions.md 497);
     # now INCONCLUSIVE, then FAIL, never PASS then FAIL.
-    no_pass = (f"estimated beyond +{exact(tol * 100)}% at stable p{100 * (1 - p0):.3g} (the quantile the "
-               f"buckets compare), not significant" if x_c > p0 * n_c else "")
+    p_est = p0 if estimate_p0 is None else min(p0, estimate_p0)
+    no_pass = (f"estimated beyond +{exact(tol * 100)}% at stable p{100 * (1 - p_est):.3g} (the quantile the "
+               f"buckets compare), not significant" if x_c > p_est * n_c else "")
     if beyond is not None:  # the bounds test at q shares the level
         p_b, shown = beyond()
         p_pair, p_b = p / (1.0 - BEYOND_SHARE), p_b / BEYOND_SHARE

@@ -143,3 +143,33 @@ ROWS = [
 @pytest.mark.parametrize("raw, expected", [(r, e) for _, r, e in ROWS], ids=[name for name, _, _ in ROWS])
 def test_new_inputs_of_each_kind_keep_their_verdict(raw: dict, expected: str) -> None:
     assert _outcome(raw) == expected
+
+
+# -- decision 598: the larger null of 597 makes a breach harder, never a pass easier ---------------------------
+
+FINE = [15, 20, 100, 150, 155, 180, 200, 250, 290, 360, 390, 400, 425, 445, 530, 575, 640, 655, 675, 790, 800]
+FINE_COUNTS = [114, 119, 306, 307, 356, 356, 357, 407, 424, 566, 719, 734, 735, 833, 842, 847, 857, 857, 873, 934,
+               998, 1000]
+COARSE = [20, 100, 150, 200, 400, 800]
+COARSE_COUNTS = [92, 257, 841, 879, 992, 992, 1000]
+
+
+def test_the_stable_layouts_larger_null_does_not_lift_the_no_pass_estimate() -> None:
+    """The pair compares canary > 100 ms (74.3%) with stable > 83.3 ms: on the shared bounds the chord reads
+    73.3%, so the canary is estimated beyond +20% there and the PASS is withheld (decision 497). The stable's
+    own bounds (a (15, 20] bucket sparser than (20, 100]) read it at 20 ms, 88.1%: a larger null for the
+    breach test, but it cleared that estimate and the look passed."""
+    raw = _lat(0.5, {"max_increase_pct": 20}, [*FINE, INF], [float(k) for k in FINE_COUNTS], [*COARSE, INF],
+               [float(k) for k in COARSE_COUNTS])
+    assert _outcome(raw) == "INCONCLUSIVE"
+
+
+def test_the_array_path_keeps_the_shared_no_pass_estimate_too() -> None:
+    import numpy as np
+
+    from canary.analysis import stats
+    shared = np.array([*COARSE, np.inf])
+    at = [FINE_COUNTS[FINE.index(b)] for b in COARSE] + [FINE_COUNTS[-1]]
+    t = stats.latency_relative(shared, np.array(at, float), np.array(COARSE_COUNTS, float), q=0.5, tol=0.2,
+                               alpha=0.01, own=(FINE, [float(k) for k in FINE_COUNTS[:-1]]))
+    assert t.no_pass.startswith("estimated beyond +20% at stable p26.7")
