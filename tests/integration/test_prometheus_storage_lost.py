@@ -267,6 +267,8 @@ def test_a_count_refused_for_its_load_keeps_held(prom: tuple[PrometheusProvider,
     its storage mid-step then passed a step on data shorter than the window (574 undone by one busy moment). Now
     the store is asked `HELD_PROBE`: it answers, so that look's refusal is raised (uncounted: no pass) and the next
     look asks with `held` again (decision 595)."""
+    import urllib.parse
+
     from canary.metrics.client import Rejected
     from canary.metrics.queries import HELD_LABEL, PART_LABEL
 
@@ -289,5 +291,8 @@ def test_a_count_refused_for_its_load_keeps_held(prom: tuple[PrometheusProvider,
             stable, canary, held = provider.counted(POLICY, target, window_s=STEP_AGE_S, at=at)
         assert provider.held_refused == "" and not [e for e in logs if e["event"] == "metrics.held_unsupported"]
         assert canary > 0 and held is not None, (stable, canary, held)
+        # the probe is asked after the refusal only, not at the look the store answered (no query more a look)
+        asked = [urllib.parse.parse_qs(urllib.parse.urlsplit(p).query).get("query", [""])[0] for p in proxy.paths]
+        assert asked.count(PrometheusProvider.HELD_PROBE) == 1, asked
     finally:
         proxy.close()
