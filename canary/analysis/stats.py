@@ -607,8 +607,9 @@ def own_layout_pick(pick: tuple[int, float, float, float, float] | None, finite_
     exceed = lambda k: 1.0 - cum(k) / n_s  # noqa: E731
     dens = lambda k: (cum(k + 1) - cum(k)) / max(lo_at(k + 1) - lo_at(k), 1e-300)  # noqa: E731
     i = bisect_left(finite_s, x * (1 - 1e-12)) + 1  # x's own bucket (lo_at(i-1), lo_at(i)]
+    below = 0.0  # the bound the exceedance is read at where it is read below x (exact, widening by x/below - 1)
     if i > m:  # above the stable's last finite bound: at most the exceedance there (exact)
-        p_own, var_own = exceed(m), None
+        p_own, var_own, below = exceed(m), None, lo_at(m)
     elif lo_at(i) <= x * (1 + 1e-12):  # on a bound of its own (exact)
         p_own, var_own = exceed(i), None
     else:
@@ -622,9 +623,12 @@ def own_layout_pick(pick: tuple[int, float, float, float, float] | None, finite_
             var_own = (w * w * lo_e * (1 - lo_e) + (1 - w) ** 2 * hi_e * (1 - hi_e)
                        + 2 * w * (1 - w) * hi_e * (1 - lo_e)) / n_s
         else:  # read at the bound below (1 at 0 ms: no pair can fail here)
-            p_own, var_own = exceed(i - 1), None
+            p_own, var_own, below = exceed(i - 1), None, lo_at(i - 1)
     if not p_own > p0:
         return pick
+    # the note says where it was read: "rounded down" and how far that widens the limit, as `pick_pair`'s own
+    # (it said "interpolated" and the shared pick's widening; decision 599)
+    widen = x / below - 1.0 if below > 0 else widen
     return j, x, p_own, (p_own * (1 - p_own) / n_s if var_own is None else var_own), widen
 
 

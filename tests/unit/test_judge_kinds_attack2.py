@@ -173,3 +173,15 @@ def test_the_array_path_keeps_the_shared_no_pass_estimate_too() -> None:
     t = stats.latency_relative(shared, np.array(at, float), np.array(COARSE_COUNTS, float), q=0.5, tol=0.2,
                                alpha=0.01, own=(FINE, [float(k) for k in FINE_COUNTS[:-1]]))
     assert t.no_pass.startswith("estimated beyond +20% at stable p26.7")
+
+
+def test_the_note_says_where_the_stables_own_bounds_were_read() -> None:
+    """597 read the stable's exceedance at its own bound below x (20 ms for x = 83.3 ms) and the note still said
+    "interpolated" with the shared pick's (no) widening: the on-call read a comparison at 83.3 ms that was made
+    at 20 ms (decision 599)."""
+    raw = _lat(0.5, {"max_increase_pct": 20}, [*FINE, INF], [float(k) for k in FINE_COUNTS], [*COARSE, INF],
+               [float(k) for k in COARSE_COUNTS])
+    d = parse_exported(raw)
+    reason = judge(d.policy, d.measurements, prior=d.prior, window=d.window, pass_ratio=d.pass_ratio,
+                   canary_weight=d.canary_weight, step=d.step).results[0].reason
+    assert "(rounded down, stable p11.9; the buckets resolve only >+400% here, limit +20%)" in reason, reason
