@@ -362,11 +362,13 @@ def fit(text: str, budget: int) -> str:
     return _bounded(d, budget) if isinstance(d, dict) else text
 
 
-def carried(found: str | None, text: str) -> bool:
-    """Whether the record `found` (read back) is the record `text` as a write carried it: `text` itself, or `text`
-    cut by `fit` to some budget (the router's, from the object the write was computed on: decision 563). The form
-    within a budget is the form within its own length, so no budget need be known."""
-    return found == text or (isinstance(found, str) and len(found) < len(text) and fit(text, len(found)) == found)
+def carried(found: str | None, text: str | None) -> bool:
+    """Whether the record `found` (read back) is the record `text` as a write carried it: `text` itself (None: no
+    record, none read back), or `text` cut by `fit` to some budget (the router's, from the object the write was
+    computed on: decision 563). The form within a budget is the form within its own length, so no budget need be
+    known."""
+    return found == text or (isinstance(found, str) and text is not None and len(found) < len(text)
+                             and fit(text, len(found)) == found)
 
 
 class NewerRecord(ValueError):

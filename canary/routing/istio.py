@@ -28,6 +28,7 @@ from kubernetes import client as kclient
 from kubernetes.client.exceptions import ApiException
 
 from canary import kube
+from canary import rollout as rl
 import math
 
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, NoRoom, NotFound, NotLeader, RoutingConflict,
@@ -309,7 +310,7 @@ class IstioRouter:
                                    "written again", found=str(seen.weights) if seen.canonical else "unknown")
             # A retry after 409 re-applies our weights on top of other edits -- but never on top
             # of another writer's rollout state (an operator's `canary rollback`): that is theirs.
-            if expect_state is not ANY_STATE and found != expect_state and not _carried(found, state):
+            if expect_state is not ANY_STATE and found != expect_state and not rl.carried(found, state):
                 raise RoutingConflict(f"{where}: the rollout state was changed by someone else; re-read it before "
                                       "writing")
             # ...nor on top of weights other than those the write was decided at (decision 185): a revert of the
@@ -688,8 +689,6 @@ def _http_date(value: Any) -> float | None:
 
 def _record(vs: Obj) -> Any:
     """The rollout recorded on `vs`, None when there is none or it is unreadable."""
-    from canary import rollout as rl
-
     text = patch.read_state(vs)
     if not text:
         return None
@@ -764,8 +763,6 @@ def _fit_record(desired: Obj, state: str | None, weights: Weights) -> str:
     write was refused (422) and the traffic stayed split (decision 563). A function of the object written, so a
     retry of it, or a reader comparing what it wrote (`rl.carried`), finds the same text. Returns "" when the record
     fits, else why the write would be refused (a write towards the canary is never cut; decision 565)."""
-    from canary import rollout as rl
-
     room = patch.annotation_room(desired, patch.STATE_ANNOTATION)
     if state is None or len(state.encode()) <= room:
         return ""
@@ -799,13 +796,6 @@ def _no_room(desired: Obj, room: int, needs: str, *, then: str, key: str = patch
             f"the write would be refused (HTTP 422, metadata.annotations: Too long) and was not sent. Remove or shorten "
             f"{big or 'another annotation'} (kubectl annotate virtualservice {meta.get('name')} -n "
             f"{meta.get('namespace')} {big or 'KEY'}-): {then}")
-
-
-def _carried(found: str | None, state: str | None) -> bool:
-    """Whether the record `found` is `state` as this write carries it, whole or fitted (`_fit_record`)."""
-    from canary import rollout as rl
-
-    return found == state or state is not None and rl.carried(found, state)
 
 
 def _ends_rolled_back(state: str | None) -> bool:
@@ -844,7 +834,7 @@ def _routes_changed(before: Obj, after: Obj) -> list[str]:
             label = f"{kind}[{i}]" + (f" ({name})" if isinstance(name, str) and name else "")
             keys = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
             said = []
-            if keys & {"mirror", "mirrors", "mirrorPercentage", "mirror_percent"}:
+            if keys & {*stable.MIRROR_KEYS, "mirrors"}:
                 said.append("its mirror to the canary removed")
             if "route" in keys:
                 said.append("its split with the canary ended, stable 100%")

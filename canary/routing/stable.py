@@ -414,6 +414,10 @@ def added_host(vs: Any, r: StableRoute, host: str) -> str:
     return dests[0]["destination"].get("host") if dests else host
 
 
+# a route's `mirror` and the fields that go with it (Istio's camelCase and proto names alike): removed together
+MIRROR_KEYS = ("mirror", "mirrorPercentage", "mirrorPercent", "mirror_percent")
+
+
 def drop_mirrors(route: dict[str, Any], host: str, vs: Any, *, canary_only: bool = False) -> None:
     """Remove the route's mirrors to a subset of the rollout's service other than `stable` (Istio's
     `mirror` with its `mirrorPercentage`/`mirrorPercent`, and the entries of `mirrors`); a mirror to
@@ -434,7 +438,7 @@ def drop_mirrors(route: dict[str, Any], host: str, vs: Any, *, canary_only: bool
         return _dest_host({"destination": dest}, vs) != host
 
     if "mirror" in route and not kept(route["mirror"]):
-        for key in ("mirror", "mirrorPercentage", "mirrorPercent", "mirror_percent"):
+        for key in MIRROR_KEYS:
             route.pop(key, None)
     if isinstance(route.get("mirrors"), list):
         left = [m for m in route["mirrors"] if kept(m)]
