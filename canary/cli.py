@@ -356,11 +356,10 @@ def state_dict(state: rl.RolloutState, *, exit_code: int | None = None) -> dict[
     d = json.loads(state.to_json())
     d["step_number"] = state.step + 1
     if state.phase in (rl.ROLLED_BACK, rl.ABORTED):
-        from canary.telemetry import classify_reason
-
         # why it ended, as `canary_rollbacks_total{reason}` counts it: "check" (shown beyond a limit) and
-        # "deadline" (not shown within by the step's deadline) both exit 1; a pipeline tells them apart here
-        d["end_cause"] = classify_reason(state.reason)
+        # "deadline" (not shown within by the step's deadline) both exit 1; a pipeline tells them apart here.
+        # As recorded with the end (decision 607); a record from before that, by its reason's words
+        d["end_cause"] = rl.cause_of(state)
     if exit_code is not None:
         d["exit_code"] = exit_code
     return d
@@ -758,10 +757,9 @@ def earlier_rollback(s: rl.RolloutState, *, created: bool = False) -> tuple[dict
     the same command with `--retry` runs the version again. Before decision 278 only a JSON log line's note
     named `--retry`, and the text line read as a fresh rollback."""
     from canary.crd import iso
-    from canary.telemetry import classify_reason
 
     at = iso(s.updated_at) if s.updated_at else ""
-    before_traffic = s.step < 0 and classify_reason(s.reason) == "gate"
+    before_traffic = s.step < 0 and rl.cause_of(s) == "gate"
     if before_traffic:
         nxt = ("its pre-traffic gate failed before any traffic moved (a wrong --triton-canary or --triton-stable "
                "URL fails it as a canary whose model does not load does): once the cause is fixed, run the same "

@@ -520,7 +520,8 @@ class Controller:
         if ended.phase == rl.PROMOTED:
             self.telemetry.record_promotion(model=ended.model)
         else:
-            self.telemetry.record_rollback(model=ended.model, reason=ended.reason, seconds=None)
+            self.telemetry.record_rollback(model=ended.model, reason=ended.reason, seconds=None,
+                                           cause=rl.cause_of(ended))
 
     def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         """`fn` over items, `workers` at a time; each call catches its own errors."""
@@ -2259,7 +2260,7 @@ class Controller:
         if "rollback.completed" in events or "rollout.aborted" in events:
             seen = self._breach_seen.pop((spec.key, state.canary_version), None)
             if t:
-                t.record_rollback(model=spec.target.model, reason=state.reason,
+                t.record_rollback(model=spec.target.model, reason=state.reason, cause=rl.cause_of(state),
                                   seconds=time.monotonic() - seen if seen else None)
             if n:
                 n.notify("rollback" if state.phase == rl.ROLLED_BACK else "aborted", crd.notification(spec, state))

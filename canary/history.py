@@ -15,6 +15,7 @@ The document (format 1), also what `canary report -o json` exports and `--input`
      "policy":  {"steps": [int %], "interval_s", "look_every_s", "alpha", "max_failed_looks",
                  "checks": [{"name", "kind", "hard", "limits": {"max_ms": 250.0, ...}}]},
      "phase", "reason", "updated_at" (unix s),
+     "end_cause" (optional: the end's class as recorded with it, decision 607; absent before it, read from "reason"),
      "weights": [[at, canary %], ...]                   every weight written, in order
      "events":  [{"at", "event", "phase", "weights", "reason"}]   step and phase changes
      "gates":   [{"at", "stage": "preflight" | "probe", "outcome": "passed" | "failed", "detail"}]
@@ -248,7 +249,8 @@ def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: format: expected {FORMAT}, got {str(doc.get('format'))[:40]!r}")
     c = _Checker(where)
     c.fields(doc, "", {"rollout": dict, "policy": dict, "looks": list, "events": list, "weights": list,
-                       "gates": list}, {"phase": str, "reason": str, "updated_at": _TIME, "thinned": int})
+                       "gates": list}, {"phase": str, "reason": str, "updated_at": _TIME, "thinned": int,
+                                         "end_cause": str})
     c.fields(doc["rollout"], "rollout.", {"model": str, "canary_version": str, "stable_version": str},
              {"namespace": str, "virtual_service": str, "route": _OPT_STR, "started_at": _TIME, "source": str,
               "name": _OPT_STR})
@@ -341,6 +343,15 @@ class _Checker:
                 self.value(obj[k], prefix + k, kind)
 
 
+def end_cause(doc: dict[str, Any]) -> str:
+    """The end's class `doc` (a history, or a record's mapping) recorded with it (decision 607), "" when it has none
+    that is one of the classes (written before the field, or edited): the reader then classes the reason's words."""
+    from canary.rollout import ROLLBACK_REASONS
+
+    cause = doc.get("end_cause")
+    return cause if isinstance(cause, str) and cause in ROLLBACK_REASONS else ""
+
+
 def with_state(doc: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     """`doc` completed from the rollout state recorded on the VirtualService (the mapping of
     `RolloutState.to_json()`), when that is the same rollout and newer than the history (the
@@ -351,6 +362,9 @@ def with_state(doc: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
         return doc
     out = {**doc, "phase": str(state.get("phase", "")), "reason": str(state.get("reason", "")),
            "updated_at": at_time(state.get("updated_at"))}
+    out.pop("end_cause", None)
+    if isinstance(state.get("end_cause"), str) and state["end_cause"]:
+        out["end_cause"] = state["end_cause"]
     verdict, n = state.get("last_verdict"), state.get("look")
     looks: list[dict[str, Any]] = []
     if isinstance(verdict, dict) and isinstance(n, int) and n > 0 and n not in {lk["n"] for lk in doc["looks"]}:

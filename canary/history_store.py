@@ -349,6 +349,7 @@ def rollback_in_history(store: ConfigMapStore | None, status: Any, *, namespace:
                                 canary_version=canary_version, phase=rl.ROLLED_BACK, weights=Weights(100, 0),
                                 step=-1 if written and not any(written) else 0,
                                 route=str(r.get("route") or ""), reason=str(doc.get("reason") or ""),
+                                end_cause=hist.end_cause(doc),
                                 started_at=hist.at_time(r.get("started_at")),
                                 updated_at=hist.at_time(doc.get("updated_at")))
     except Exception:  # noqa: BLE001 - no history read: nothing to go on (documented above)
@@ -427,7 +428,7 @@ class Recorder:
         self._ident: dict[str, Any] | None = None
         # of the last state observed, only what a flush writes and `observe` compares: (phase, reason,
         # updated_at, weights); not the state (~14 kB of objects with five checks, one per rollout)
-        self._last: tuple[str, str, float, Any] | None = None
+        self._last: tuple[str, str, float, Any, str] | None = None
         # pending look records as compact JSON (a record with per-arm values is ~1.5 kB as dicts, a
         # few hundred bytes as text; a controller holds up to `flush_every` of them for thousands of
         # rollouts), parsed again only when flushed
@@ -478,7 +479,7 @@ class Recorder:
             self._room = None
         changed_outside = self._last is not None and self._last[0] != state.phase and not actions
         self._ident, before = ident, self._last
-        self._last = (state.phase, state.reason, state.updated_at, state.weights)
+        self._last = (state.phase, state.reason, state.updated_at, state.weights, state.end_cause)
         names = {a.event for a in actions if isinstance(a, rl.Emit)}
         moved = bool(names & {"step.advanced", "rollout.promoting"})
         for a in actions:
@@ -642,9 +643,12 @@ class Recorder:
     def _records(self, doc: dict[str, Any]) -> dict[str, Any]:
         """`doc` with this rollout's identity, policy and last phase, and the pending records merged in."""
         assert self._ident is not None and self._last is not None
-        (phase, reason, updated_at, _), summary = self._last, self.summary
+        (phase, reason, updated_at, _, cause), summary = self._last, self.summary
         doc = {**doc, "rollout": self._ident, "policy": summary, "phase": phase, "reason": reason,
                "updated_at": hist.at_time(updated_at)}
+        doc.pop("end_cause", None)  # a class is the end's it was recorded with, never an earlier phase's
+        if cause:
+            doc["end_cause"] = cause
         looks = [unpack_json(pending) for pending in self._looks]
         return hist.merge(doc, looks=looks, events=self._events, gates=self._gates, weights=self._weights)
 

@@ -821,7 +821,7 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                         # unless a write with no answer (a timeout, a 5xx) was applied all the same: say which
                         (retry or Retry(page=True)).line(log, {
                             "error": str(exc), "target_weights": str(action.weights), "reason": state.reason,
-                            "end_cause": rl.classify_reason(state.reason), "write_landed": write_landed(exc),
+                            "end_cause": rl.cause_of(state), "write_landed": write_landed(exc),
                             **before, "hint": "traffic may still be split: act by hand"})
                 raise
             if written:
@@ -1068,7 +1068,7 @@ ROLLBACK_BUDGET_S = 20.0
 def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, reason: str, log: Any,
               now: float, attempts: int = 3, budget_s: float | None = None, expect: Any = ...,
               end: tuple[rl.RolloutState, list[rl.Action]] | None = None, retry: Retry | None = None,
-              routed: Any = None) -> rl.RolloutState:
+              routed: Any = None, cause: str = "") -> rl.RolloutState:
     """Stable 100% after a failure, with a retry budget of its own: at least `attempts` writes, and
     more until `budget_s` (ROLLBACK_BUDGET_S) has passed, each with the router's own retries, 0.5 s
     more between them each time, at most 2 s. The rollout is recorded ``aborted`` (exit 3).
@@ -1083,14 +1083,15 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
     error, after logging ``rollback.failed``, when every attempt failed; with `retry` (the caller writes
     stable 100% again later: the controller's next tick) that last failure, a refusal's included, is said
     as `Retry.line` says (`rollback.retrying` until the caller's bound is spent). `routed`: the route as read
-    with `state` (a RouteStatus), when the caller read it: the end's lines say its split (`as_routed`)."""
+    with `state` (a RouteStatus), when the caller read it: the end's lines say its split (`as_routed`). `cause`: the
+    abort's class (`rl.Rollback.cause`; "": `reason`'s words)."""
     if end is not None and end[0].phase in (rl.ROLLED_BACK, rl.ABORTED, rl.PROMOTED) and not state.terminal:
         new, decided = end
         first = next((i for i, a in enumerate(decided) if not isinstance(a, rl.Emit)), len(decided))
         actions = decided[first:]
         reason = new.reason
     else:
-        new, actions = rl.transition(state, rl.Rollback(now, reason, aborted=True), None)  # type: ignore[arg-type]
+        new, actions = rl.transition(state, rl.Rollback(now, reason, aborted=True, cause=cause), None)  # type: ignore[arg-type]
     if new is state:  # terminal already: nothing to do
         return state
     if routed is not None:
@@ -1142,13 +1143,13 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
             elif not last and getattr(exc, "rollout_state", None) is not None:  # the weights landed, a subset not
                 (retry or Retry(page=True)).line(log, {
                     "error": str(exc), "weights": str(STABLE_ONLY), "reason": reason,
-                    "end_cause": rl.classify_reason(reason), "write_landed": write_landed(exc),
+                    "end_cause": rl.cause_of(new), "write_landed": write_landed(exc),
                     "note": getattr(exc, "subset_note", ""), "hint": getattr(exc, "subset_note", "")},
                     own=("note",))
             elif not last:
                 (retry or Retry(page=True)).line(log, {
                     "error": str(exc), "target_weights": str(STABLE_ONLY), "reason": reason,
-                    "end_cause": rl.classify_reason(reason), "write_landed": write_landed(exc),
+                    "end_cause": rl.cause_of(new), "write_landed": write_landed(exc),
                     "hint": "traffic may still be split: act by hand"})
             raise
 

@@ -168,7 +168,8 @@ def _why(doc: dict[str, Any]) -> str:
     """The line under the title: for a rollback or an abort, what ended it in one line ("Rolled back: a check
     showed the canary beyond its limit — lat: canary p95 ..."); otherwise the recorded reason as it is. A rollback
     whose history kept no reason says so, with the last reason its events recorded."""
-    from canary.rollout import ABORTED, ROLLED_BACK, classify_reason
+    from canary.history import end_cause as recorded_cause
+    from canary.rollout import ABORTED, ROLLED_BACK, end_cause
 
     phase, reason = doc.get("phase"), str(doc.get("reason") or "")
     if phase not in (ROLLED_BACK, ABORTED):
@@ -176,7 +177,9 @@ def _why(doc: dict[str, Any]) -> str:
     if not reason:
         said = [str(e["reason"]) for e in doc.get("events") or () if e.get("reason")]
         reason = said[-1] if said else ""
-    cause = _CAUSE_WORDS.get(classify_reason(reason)) if reason else "no reason was recorded"
+    # the class recorded with the end (decision 607); a history from before it, by the reason's words
+    cause = _CAUSE_WORDS.get(end_cause(recorded_cause(doc), reason)) if reason or recorded_cause(doc) else (
+        "no reason was recorded")
     head = "Rolled back" if phase == ROLLED_BACK else "Aborted"
     text = " — ".join(x for x in (cause, reason) if x)
     return f'<p class="sub" id="why"><strong>{head}</strong>: {_e(text)}</p>'

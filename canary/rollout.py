@@ -94,7 +94,10 @@ def classify_reason(reason: str) -> str:
     """Map a free-text rollback reason onto the closed set of `canary_rollbacks_total{reason}`.
 
     The label must stay low-cardinality (a raw reason carries numbers), yet "why do we roll back"
-    must be one query; anything unrecognised is "other", never a new label value.
+    must be one query; anything unrecognised is "other", never a new label value. Only the fallback since
+    decision 607: an end records its class where it is decided (`RolloutState.end_cause`, `cause_of`); words are
+    read for a record written before that field (an old record resumed or reported) and for an end whose
+    producer names none.
     """
     for pattern, cls in _REASON_RULES:
         if pattern.search(reason or ""):
@@ -106,6 +109,19 @@ def classify_reason(reason: str) -> str:
 # version must not ship, someone must look at it. Their `rollback.completed` is the one error-level line
 # of the rollout; the others (an unproven deadline, an operator, a foreign edit, an abort) stay warnings.
 BAD_CANARY = frozenset({"check", "gate"})
+
+
+def end_cause(cause: str, reason: str) -> str:
+    """The class of an end: `cause` as its producer decided it (one of ROLLBACK_REASONS), else the reason's words
+    (`classify_reason`: an end whose producer names no class, decision 607)."""
+    return cause if cause in ROLLBACK_REASONS else classify_reason(reason)
+
+
+def cause_of(state: "RolloutState") -> str:
+    """The class of the ended `state` (`end_cause` in the logs, `-o json`, `canary report`, `canary_rollbacks_total`):
+    the one recorded with the end (`RolloutState.end_cause`), else read from its reason's words (a record written
+    before the field existed)."""
+    return end_cause(state.end_cause, state.reason)
 
 
 @dataclass(frozen=True)
@@ -172,6 +188,10 @@ class RolloutState:
     # manifest) and reasserted, with no look counted since (`reverted`; decision 170). Left out of the
     # record while 0, so a record without reverts reads as before
     reverts: int = 0
+    # the class of the end (one of ROLLBACK_REASONS), decided where the end is (decision 607): "" while the rollout
+    # runs, and in a record written before the field (`cause_of` reads the reason's words then). Left out of the
+    # record while "", so a record without an end reads as before
+    end_cause: str = ""
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -197,6 +217,8 @@ class RolloutState:
             del d["job"]
         if not self.job_key:
             del d["job_key"]
+        if not self.end_cause:
+            del d["end_cause"]
         return _bounded(d)
 
     @classmethod
@@ -259,6 +281,8 @@ class RolloutState:
         d["history"] = tuple(history)
         if "job" in d:  # display only: one edited by hand into no job's shape is not shown (control characters)
             d["job"] = ci_job.readable(d["job"])
+        if "end_cause" in d and d["end_cause"] not in ROLLBACK_REASONS:
+            d["end_cause"] = ""  # edited by hand (or a newer canary's class): the reason's words class the end
         if "job_key" in d and not ci_job.JOB_KEY.fullmatch(d["job_key"]):
             d["job_key"] = ""  # edited by hand: no attempt is known, so no take-over at once
         for name in ("evidence", "window_evidence"):
@@ -464,6 +488,9 @@ class GateFailed:
     now: float
     reason: str
     aborted: bool = False
+    # the class of the end (ROLLBACK_REASONS, decision 607): a gate's, whichever server failed it, as its words
+    # ("gate: ...") always classed it
+    cause: str = "gate"
 
 
 @dataclass(frozen=True)
@@ -475,6 +502,9 @@ class Rollback:
     now: float
     reason: str
     aborted: bool = False
+    # the class of the end (one of ROLLBACK_REASONS), decided by whoever ends it (decision 607); "": read from
+    # `reason`'s words (`classify_reason`), as every end was before
+    cause: str = ""
 
 
 @dataclass(frozen=True)
@@ -553,9 +583,11 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
         return state, []
     now = event.now
     if isinstance(event, Rollback):
-        return _end(state, now, reason=event.reason, phase=ABORTED if event.aborted else ROLLED_BACK)
+        return _end(state, now, reason=event.reason, phase=ABORTED if event.aborted else ROLLED_BACK,
+                    cause=event.cause)
     if isinstance(event, GateFailed):
-        return _end(state, now, reason=f"gate: {event.reason}", phase=ABORTED if event.aborted else ROLLED_BACK)
+        return _end(state, now, reason=f"gate: {event.reason}", phase=ABORTED if event.aborted else ROLLED_BACK,
+                    cause=event.cause)
     if isinstance(event, Pause) and state.phase == PROGRESSING:
         s = _log(replace(state, phase=PAUSED, reason=event.reason, updated_at=now), now,
                  f"paused: {event.reason}" if event.reason else "paused")
@@ -843,17 +875,17 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                                                  "hard": r.hard, "evidence": r.to_dict()},
                                 warning=True))
     if j.hard_breach:
-        s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, verdict=j)
+        s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, verdict=j, cause="check")
         return s2, actions + more
     if j.outcome is Outcome.FAIL:
         if s.failed_looks >= policy.failure.max_failed_looks:
-            s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, verdict=j)
+            s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, verdict=j, cause="check")
             return s2, actions + more
         if ev.now - s.step_started_at >= policy.analysis.interval + policy.failure.no_data_deadline:
             # failing at the step's deadline: shown beyond the limit, never held (on_deadline is for no verdict)
             why = (f"{j.reason()}; still failing at the step's deadline ({s.failed_looks} of "
                    f"{policy.failure.max_failed_looks} failed looks in a row)")
-            s2, more = _end(s, ev.now, reason=why, phase=ROLLED_BACK, verdict=j)
+            s2, more = _end(s, ev.now, reason=why, phase=ROLLED_BACK, verdict=j, cause="check")
             return s2, actions + more
         return s, actions
     # a look that could not measure some check (ERROR: its query refused, timed out, no series) shows no
@@ -891,7 +923,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         s2 = _log(replace(s, phase=PAUSED, reason=why), ev.now, "held")
         return s2, actions + [SetWeights(s2.weights), Emit("rollout.held", {"reason": why}, warning=True)]
     phase = ABORTED if unreachable else ROLLED_BACK
-    s2, more = _end(s, ev.now, reason=why, phase=phase, verdict=j)
+    s2, more = _end(s, ev.now, reason=why, phase=phase, verdict=j, cause="infrastructure" if unreachable else "deadline")
     return s2, actions + more
 
 
@@ -918,12 +950,14 @@ def _enter_step(state: RolloutState, step: int, policy: Policy, now: float) -> t
                                                           "from_weights": str(state.weights)})]
 
 
-def _end(state: RolloutState, now: float, *, reason: str, phase: str,
-         verdict: Verdict | None = None) -> tuple[RolloutState, list[Action]]:
-    """Traffic first: one write sets stable 100% and records why."""
-    s = _log(replace(state, phase=phase, weights=STABLE_ONLY, reason=reason, updated_at=now), now, f"{phase}: {reason}")
+def _end(state: RolloutState, now: float, *, reason: str, phase: str, verdict: Verdict | None = None,
+         cause: str = "") -> tuple[RolloutState, list[Action]]:
+    """Traffic first: one write sets stable 100% and records why, and the end's class (`cause`, decided by the
+    caller; "": read from `reason`'s words)."""
+    cause = end_cause(cause, reason)
+    s = _log(replace(state, phase=phase, weights=STABLE_ONLY, reason=reason, updated_at=now, end_cause=cause), now,
+             f"{phase}: {reason}")
     evidence = [r.to_dict() for r in verdict.results if r.outcome >= Outcome.ERROR] if verdict else []
-    cause = classify_reason(reason)
     fields: dict[str, Any] = {"reason": reason, "end_cause": cause, "from_weights": str(state.weights),
                               "step": state.step + 1}
     if evidence:

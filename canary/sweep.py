@@ -543,7 +543,7 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
     # record's, "progressing 80/20", for a rollout it had just sent to stable 100%), and what they were
     log.warning("rollout.abandoned", owner=r.owner, job=r.job or None, phase=out.phase, weights=str(out.weights), done=did,
                 from_phase=r.phase, **routed,
-                **({} if out.phase == rl.PROMOTED else {"end_cause": rl.classify_reason(out.reason)}),
+                **({} if out.phase == rl.PROMOTED else {"end_cause": rl.cause_of(out)}),
                 seen_unchanged_s=None if found.quiet_s is None else round(found.quiet_s, 1),
                 heartbeat_s=r.heartbeat_s, reason=found.reason)
     if notifier is not None:  # never raises, never blocks (a queue and a thread)

@@ -35,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from canary import logs
 from canary import rollout as rl
 from canary.model import CheckResult, Outcome
-from canary.rollout import ROLLBACK_REASONS, classify_reason  # re-exported: the end's class lives with the ends
+from canary.rollout import ROLLBACK_REASONS, classify_reason, end_cause  # re-exported: the end's class lives with the ends
 
 KUBE_ERROR_KINDS = ("conflict", "unavailable", "other")
 # breach first seen -> stable 100% written: sub-second is the goal, ten minutes is an incident
@@ -202,10 +202,11 @@ class Telemetry:
                     del self._effects[key]
             return list(self._verdicts.items()), list(self._effects.items())
 
-    def record_rollback(self, *, model: str, reason: str, seconds: float | None) -> None:
-        """One rollback; `seconds` from the breach first seen to stable 100% written (None: unknown)."""
+    def record_rollback(self, *, model: str, reason: str, seconds: float | None, cause: str = "") -> None:
+        """One rollback; `seconds` from the breach first seen to stable 100% written (None: unknown). `cause`: the
+        end's class as recorded (`rl.cause_of`); "" (a caller with no record): `reason`'s words."""
         self._zeros(model)
-        self.rollbacks.labels(model, classify_reason(reason)).inc()
+        self.rollbacks.labels(model, end_cause(cause, reason)).inc()
         if seconds is not None and math.isfinite(seconds) and seconds >= 0:
             self.time_to_rollback.observe(seconds)
 

@@ -317,14 +317,15 @@ def _print_drift_summary(r: Any, log_file: str | None) -> None:
 
 
 def recorded_end_cause(state: dict[str, Any]) -> str | None:
-    """The end's class (`deadline`, `check`, `gate`, ...) of a rollout state as the VirtualService records it: the
-    record carries no `end_cause` (promote's `-o json` adds it), so it is classed from the reason as `-o json` does;
-    None for a rollout that did not roll back or abort."""
+    """The end's class (`deadline`, `check`, `gate`, ...) of a rollout state as the VirtualService records it: its
+    `end_cause` (decision 607), else (a record written before it) classed from the reason as `-o json` does; None
+    for a rollout that did not roll back or abort."""
     if state.get("phase") not in ("rolled_back", "aborted"):
         return None
-    from canary.telemetry import classify_reason
+    from canary.history import end_cause as recorded
+    from canary.rollout import end_cause
 
-    return classify_reason(str(state.get("reason") or ""))
+    return end_cause(recorded(state), str(state.get("reason") or ""))
 
 
 def unexpected_hint(r: ScenarioResult) -> str | None:

@@ -29,6 +29,16 @@ def test_an_ended_rollouts_json_names_its_end_cause(phase: str, reason: str, cau
     assert state_dict(state, exit_code=1).get("end_cause") == cause
 
 
+def test_an_ended_rollouts_json_says_the_class_recorded_with_its_end() -> None:
+    """`end_cause` is the class its producer recorded with the end (decision 607), whatever the words read as: a
+    route re-shaped by hand mid-rollout, refused as "failed: ..." (infrastructure by its words), is a foreign edit.
+    The rows above are records written before the field: classed by their words."""
+    state = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.ABORTED,
+                            weights=Weights(100, 0), step=1, started_at=1.0, end_cause="foreign_edit",
+                            reason="failed: ml/m0: spec.http[0].route has 3 destinations, expected 2")
+    assert state_dict(state)["end_cause"] == "foreign_edit"
+
+
 def test_a_promotions_line_says_the_stable_subset_now_selects_the_new_version() -> None:
     """"promoted: ... weights 100/0" read alone says the canary got nothing: after a promotion the stable subset
     selects the canary version, and the line says so (a newcomer's reading of the demo)."""

@@ -334,6 +334,7 @@ def test_an_ended_rollouts_page_says_why_in_one_line(slow: dict[str, Any], phase
     Now it opens with the end and its class in words; with no reason, the last one the events recorded."""
     doc = json.loads(json.dumps(slow))
     doc["phase"], doc["reason"] = phase, reason
+    doc.pop("end_cause", None)  # a history written before decision 607: classed by its words
     (why,) = re.findall(r'<p class="sub" id="why">(.*?)</p>', render(doc))
     text = html.unescape(re.sub(r"<[^>]+>", "", why))
     assert text.startswith(line), text
@@ -373,13 +374,19 @@ def test_an_end_by_a_record_changed_outside_the_rollout_says_so_in_the_headline(
     rollout's now), as a foreign edit of the weights is (decision 572)."""
     doc = json.loads(json.dumps(slow))
     doc["phase"], doc["reason"] = "aborted", reason
+    doc.pop("end_cause", None)  # a history written before decision 607: classed by its words
+    text = _headline_of_input(tmp_path, doc)
+    assert text == f"Aborted: the route was changed outside the rollout — {reason}", text
+
+
+def _headline_of_input(tmp_path: Path, doc: dict[str, Any]) -> str:
+    """The line under the title of `canary report --input` of the history `doc`, as text."""
     saved, out = tmp_path / "h.json", tmp_path / "r.html"
     saved.write_text(json.dumps(doc))
     res = CliRunner().invoke(app, ["report", "--input", str(saved), "-o", str(out)])
     assert res.exit_code == 0, res.output
     (why,) = re.findall(r'<p class="sub" id="why">(.*?)</p>', out.read_text())
-    text = html.unescape(re.sub(r"<[^>]+>", "", why))
-    assert text == f"Aborted: the route was changed outside the rollout — {reason}", text
+    return html.unescape(re.sub(r"<[^>]+>", "", why))
 
 
 def test_an_end_canary_has_no_class_for_still_says_what_it_is(tmp_path: Path, slow: dict[str, Any]) -> None:
@@ -387,7 +394,21 @@ def test_an_end_canary_has_no_class_for_still_says_what_it_is(tmp_path: Path, sl
     the reason alone, with nothing on whose end it was. Now it says so (decision 572)."""
     doc = json.loads(json.dumps(slow))
     doc["phase"], doc["reason"] = "rolled_back", "something else entirely"
+    doc.pop("end_cause", None)  # a history written before decision 607: classed by its words
     (why,) = re.findall(r'<p class="sub" id="why">(.*?)</p>', render(doc))
     text = html.unescape(re.sub(r"<[^>]+>", "", why))
     assert text.startswith("Rolled back: ended for a reason canary does not class (not a check's verdict: read "
                            "it, and the rollout's events below) — something else entirely"), text
+
+
+def test_the_headline_says_the_class_recorded_with_the_end_not_the_words(tmp_path: Path,
+                                                                          slow: dict[str, Any]) -> None:
+    """The history keeps the end's class as recorded with it (`end_cause`, decision 607): the slow canary's
+    rollback is a check's; a route re-shaped by hand mid-rollout whose reason reads "failed: ..." (infrastructure by
+    its words) is headed as the foreign edit its producer recorded, through `canary report --input` too."""
+    assert slow["end_cause"] == "check"  # written by the history recorder from the rollout's own end
+    doc = json.loads(json.dumps(slow))
+    reason = "failed: ml/rec: spec.http[0].route has 3 destinations, expected 2 (subsets stable, canary)"
+    doc["phase"], doc["reason"], doc["end_cause"] = "aborted", reason, "foreign_edit"
+    text = _headline_of_input(tmp_path, doc)
+    assert text == f"Aborted: the route was changed outside the rollout — {reason}", text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from canary import rollout as rl
@@ -436,6 +438,7 @@ def test_to_json_is_every_field_as_asdict_would_give_it_with_history_cut_to_20()
     del d["reverts"]  # left out while 0 (decision 170): a record without reverts reads as before
     del d["job"]  # left out while "" (decision 387): a record of no CI job reads as before
     del d["job_key"]  # left out while "" (decision 454), as `job`
+    del d["end_cause"]  # left out while "" (decision 607): a record without an end reads as before
     assert s.to_json() == json.dumps(d, sort_keys=True, separators=(",", ":"))
     back = rl.RolloutState.from_json(s.to_json())
     assert back.evidence == s.evidence and back.history == s.history[-20:] and back.weights == s.weights
@@ -586,3 +589,68 @@ def test_every_end_reason_this_session_added_is_classed_as_its_cause() -> None:
     got = {what: (rl.classify_reason(reason), reason) for what, reason, _ in _session_reasons()}
     want = {what: cls for what, _, cls in _session_reasons()}
     assert {w: c for w, (c, _) in got.items()} == want, got
+
+
+def _ended(event: rl.Event | None = None, *, check: str = "lat") -> rl.RolloutState:
+    """A started rollout ended by `event`, or (None) by a hard breach of the check `check`."""
+    s = started()
+    if event is None:
+        s, _ = rl.transition(s, rl.Looked(2.0, verdict(Outcome.FAIL, hard=True, check=check), 100), POLICY)
+    else:
+        s, _ = rl.transition(s, event, POLICY)
+    assert s.terminal
+    return s
+
+
+@pytest.mark.parametrize("what, ended, cause", [
+    # 582's "left": a check named exactly a class's word read as that class; its breach is a check's by the machine
+    ("a check named gate", lambda: _ended(check="gate"), "check"),
+    ("a check named operator", lambda: _ended(check="operator"), "check"),
+    ("a check named unreachable", lambda: _ended(check="unreachable"), "check"),
+    # a route re-shaped by hand, said as the router's refusal ("failed: ..."): its producer names the class
+    ("a three-destination route mid-rollout", lambda: _ended(rl.Rollback(
+        2.0, "failed: ml/m0: spec.http[0].route has 3 destinations, expected 2", aborted=True, cause="foreign_edit")),
+     "foreign_edit"),
+    ("a gate failed", lambda: _ended(rl.GateFailed(2.0, "canary: not ready")), "gate"),
+])
+def test_an_end_records_the_class_its_producer_decided(what: str, ended: Any, cause: str) -> None:
+    """The end's class is decided where the end is and recorded with it (`end_cause`, decision 607): the record,
+    its lines and `rl.cause_of` say it whatever the reason's words read as."""
+    s = ended()
+    assert s.end_cause == cause, what
+    back = rl.RolloutState.from_json(s.to_json())
+    assert back.end_cause == cause and rl.cause_of(back) == cause, what
+    _, actions = rl.transition(started(), rl.Rollback(2.0, s.reason, aborted=s.phase == rl.ABORTED,
+                                                      cause=s.end_cause), POLICY)
+    lines = {a.event: a for a in actions if isinstance(a, rl.Emit)}
+    done = lines.get("rollback.completed") or lines["rollout.aborted"]
+    assert done.fields["end_cause"] == cause
+    assert (done.log_level == "error") == (s.phase == rl.ROLLED_BACK and cause in rl.BAD_CANARY), what
+
+
+def test_a_record_cut_to_fit_keeps_its_end_cause() -> None:
+    """A record over its budget is cut (decisions 528, 563: the reason, the history, the verdict); the end's class,
+    one short word, never is: a 70,000-character `--reason` or a record fit into little room keeps it."""
+    import json
+
+    s = _ended(rl.Rollback(2.0, "operator: " + "x" * 70_000, cause="operator"))
+    whole = s.to_json()
+    assert len(whole) <= rl.RECORD_MAX_BYTES and json.loads(whole)["end_cause"] == "operator"
+    assert json.loads(rl.fit(whole, 2_000))["end_cause"] == "operator"
+
+
+def test_a_record_written_before_the_end_cause_still_classes_by_its_words() -> None:
+    """A record without `end_cause` (written before decision 607), or with one no class names (a hand edit),
+    is classed by its reason's words, as every end was before."""
+    import json
+
+    s = _ended(rl.Rollback(2.0, "operator: p99 alerts"))
+    d = json.loads(s.to_json())
+    assert d["end_cause"] == "operator"
+    for edit in ({}, {"end_cause": "nonsense"}, {"end_cause": 5}):
+        old = {k: v for k, v in d.items() if k != "end_cause"} | edit
+        old["reason"] = "failed: KubeUnavailable: the API server did not answer"
+        back = rl.RolloutState.from_json(json.dumps(old))
+        assert back.end_cause == "" and rl.cause_of(back) == "infrastructure", edit
+    running = json.loads(started().to_json())
+    assert "end_cause" not in running  # left out while the rollout runs: such a record reads as before

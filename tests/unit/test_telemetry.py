@@ -695,3 +695,16 @@ def test_a_drift_alert_delivered_again_from_the_outbox_carries_the_same_webhook_
     assert n.close(5)
     (_, a), (_, b) = fake.calls
     assert a["id"] == b["id"] and a["at"] == b["at"] == "2023-11-14T22:13:20.000Z"
+
+
+def test_a_rollback_is_counted_under_the_class_recorded_with_its_end():
+    """`canary_rollbacks_total{reason}` counts an end under the class its producer recorded (decision 607), not
+    its words: a route re-shaped by hand mid-rollout says "failed: ..." (read as infrastructure) and is a foreign
+    edit; with no class given (a caller without a record), the words still class it."""
+    t = Telemetry()
+    t.record_rollback(model="rec", reason="failed: ml/rec: spec.http[0].route has 3 destinations, expected 2",
+                      seconds=None, cause="foreign_edit")
+    assert value(t, "canary_rollbacks_total", model="rec", reason="foreign_edit") == 1
+    assert value(t, "canary_rollbacks_total", model="rec", reason="infrastructure") == 0
+    t.record_rollback(model="rec", reason="failed: KubeUnavailable", seconds=None)
+    assert value(t, "canary_rollbacks_total", model="rec", reason="infrastructure") == 1
