@@ -1049,7 +1049,7 @@ def rollback(model: str = ModelArg,
     Example: canary rollback rec-model -n ml --reason "p95 alert" --route primary
     """
     _operator(model, namespace, virtual_service, destination_rule, route, kubeconfig, context,
-              rl.Rollback(time.time(), f"operator: {reason}"), output)
+              rl.Rollback(time.time(), f"operator: {reason}", cause="operator"), output)
 
 
 @app.command()

@@ -55,7 +55,7 @@ from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable)
 from canary.reconcile import vs_gone as _vs_gone
-from canary.reconcile import confirmed_detail, routed_fields, write_landed
+from canary.reconcile import confirmed_detail, failure_cause, routed_fields, write_landed
 from canary.routing import patch
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.throttle import Throttle
@@ -686,7 +686,7 @@ class Controller:
             if series:
                 self._ended_status(obj, phase=rl.ABORTED, reason=(
                     f"{state.reason.removesuffix(RESTARTS)}; then, before it started again, {series}{ENDS}"[:4096]),
-                    spec=spec)
+                    spec=spec, cause="operator")
                 log.warning("rollout.superseded", reason=f"{series} while a restart was pending{ENDS}",
                             weights=str(state.weights))
                 return None
@@ -726,7 +726,8 @@ class Controller:
                 return None  # superseded once this tick already: the next tick reads it all again
             if self._route_edit_waits(obj, spec, drove, asked_stable, log):
                 return None  # paused: nothing written, its status keeps what it drives (decision 537)
-            self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log)
+            self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log,
+                         cause="operator")
             return self._advance(obj, again=True)  # its status now shows that rollout ended: the spec's starts
         series, how = _judged_edit(obj, spec, state if ours else None) if drove is not None else ("", "")
         if drove is not None and ours and state is not None and not state.terminal:
@@ -747,7 +748,7 @@ class Controller:
             why = f"superseded: {judged} mid-rollout" + (ENDS if series else RESTARTS)
             if again:
                 return None
-            self._rescue(obj, spec, drove, reason=why, log=log, restart=not series)
+            self._rescue(obj, spec, drove, reason=why, log=log, restart=not series, cause="operator")
             return self._advance(obj, again=True)
         if state is None or not ours:
             if _finished(obj):
@@ -757,7 +758,7 @@ class Controller:
                 # Never claimed again: the ended outcome is mirrored, another rollout left alone, and a
                 # split with no record sent to stable (`_rescue`)
                 self._rescue(obj, spec, drove, reason="the route no longer records this CanaryRollout's rollout",
-                             log=log)
+                             log=log, cause="foreign_edit")
                 return None
             if _waited(obj, state, spec):
                 self._duplicate_ended(obj, spec, state, log)
@@ -917,7 +918,8 @@ class Controller:
         log.warning("rollout.record_unreadable", reason=why, weights=str(status.weights), recorded_phase=rec.phase,
                     hint=f"the annotation {patch.STATE_ANNOTATION} is written by canary alone: never edit it by hand")
         base = replace(rec, phase=rl.PROGRESSING, weights=status.weights)  # the rollout as the route has it
-        ended, actions = rl.transition(base, rl.Rollback(self.clock.now(), why, aborted=True), spec.policy)
+        ended, actions = rl.transition(base, rl.Rollback(self.clock.now(), why, aborted=True, cause="foreign_edit"),
+                                       spec.policy)
         self._known[spec.key] = _Known(spec, base)
         try:
             state, _ = self._do(spec, ended, actions, expect=status.state, log=log)
@@ -1314,7 +1316,7 @@ class Controller:
         was used up on an earlier pause (`resume_used`: `_resume_seen`): an on-call `canary pause` or a
         deadline's hold under a spec that still says `resume` stays (decisions 520, 521)."""
         if spec.action == "rollback":
-            return rl.Rollback(now, f"operator: {spec.action_reason or 'rollback requested'}")
+            return rl.Rollback(now, f"operator: {spec.action_reason or 'rollback requested'}", cause="operator")
         if spec.action == "pause" and state.phase == rl.PROGRESSING:
             return rl.Pause(now, spec.action_reason or "paused by operator")
         if spec.action == "resume" and state.phase == rl.PAUSED and not resume_used:
@@ -1512,7 +1514,8 @@ class Controller:
         if drove is not None:
             raw = _raw_target(obj, drove)
             log = log.bind(**rollout_context(raw))
-            outcome, _ = self._stable_if_ours(obj, raw, reason="CanaryRollout deleted mid-rollout", log=log)
+            outcome, _ = self._stable_if_ours(obj, raw, reason="CanaryRollout deleted mid-rollout", cause="operator",
+                                              log=log)
             log.info("rollout.deleted", outcome=outcome)
         self._set_finalizer(obj, False)
         self._gone(key)
@@ -1588,7 +1591,7 @@ class Controller:
                                      or rec.owner not in ("", state.owner))
         return _RouteNow(other, seen.state or None, None if other else rec, seen)
 
-    def _stable_if_ours(self, obj: dict[str, Any], target: Target, *, reason: str,
+    def _stable_if_ours(self, obj: dict[str, Any], target: Target, *, reason: str, cause: str = "",
                         log: Any) -> tuple[str, rl.RolloutState | None]:
         """Stable 100% on `target` (what this CR's status says it drove) when that route's rollout is
         still this CR's (its canary version, started when the status says) or its record is unreadable
@@ -1634,19 +1637,19 @@ class Controller:
         # guarded on the record this decision read (the informer's copy, perhaps behind): a route another
         # owner took over meanwhile is a RoutingConflict, and the next tick reads it again
         new = self._to_stable(_key(obj), replace(target, stable_version=rec.stable_version), rec, reason=reason,
-                              log=log, now=now, expect=seen.state or None, routed=routed)
+                              log=log, now=now, expect=seen.state or None, routed=routed, cause=cause)
         return "stable", new
 
     def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str, str], *, reason: str,
-                log: Any, restart: bool = False) -> str:
+                log: Any, restart: bool = False, cause: str = "") -> str:
         """`_stable_if_ours` on the route this CR's status says it drove (`drove`, `_drove`), then the
         status describes that ended rollout, so the next tick starts what the spec says now (a new canary
         version, another VirtualService). Returns `_stable_if_ours`'s outcome. Raises what the router
-        raises (the next tick tries again)."""
+        raises (the next tick tries again). `cause`: the end's class (decision 607)."""
         vs, route, version, dr = drove
         log = log.bind(canary_version=version, virtual_service=vs)
         target = replace(spec.target, virtual_service=vs, route=route, canary_version=version, destination_rule=dr)
-        outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log)
+        outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log, cause=cause)
         if outcome != "stable":  # what it remembers of that rollout is over whatever happened to it
             self._known.pop(spec.key, None)
         if outcome == "other":
@@ -1656,11 +1659,11 @@ class Controller:
                 self._ended_status(obj, phase=ended[0], reason=ended[1])
                 return outcome
             self._ended_status(obj, phase=rl.ABORTED, reason=f"{reason}; {vs} runs another rollout now "
-                               f"({state.canary_version}, {state.phase}): left alone")
+                               f"({state.canary_version}, {state.phase}): left alone", cause=cause)
             return outcome
         if outcome in ("idle", "gone"):
             why = "stable already serves 100%" if outcome == "idle" else f"VirtualService {vs} is gone"
-            self._ended_status(obj, phase=rl.ABORTED, reason=f"{reason}; {why}")
+            self._ended_status(obj, phase=rl.ABORTED, reason=f"{reason}; {why}", cause=cause)
             return outcome
         assert state is not None
         old_spec = replace(spec, target=replace(target, stable_version=state.stable_version))
@@ -1681,19 +1684,21 @@ class Controller:
         self._status(obj, old_spec, state, extra={"restartPending": True} if again else None)
         return outcome
 
-    def _ended_status(self, obj: dict[str, Any], *, phase: str, reason: str, spec: crd.RolloutSpec | None = None) -> None:
+    def _ended_status(self, obj: dict[str, Any], *, phase: str, reason: str, spec: crd.RolloutSpec | None = None,
+                      cause: str = "") -> None:
         """The status of this CR's rollout, which ended while the route moved on (another rollout took
         it, nothing is split, or stable 100% was written with no policy to read): `phase` and `reason`,
         none of its traffic (100/0), Progressing False and the conditions of that end; the looks it made
         and its step stay as they were; no restart is pending. Needs nothing but the object (no policy);
-        `spec` given: status.target names what it asks for now (the end answers this spec)."""
+        `spec` given: status.target names what it asks for now (the end answers this spec). `cause`: the end's class
+        (decision 608; "": the reason's words)."""
         old = obj.get("status") or {}
         generation = (obj.get("metadata") or {}).get("generation", 0)
         now = self.clock.now()
         ended = rl.RolloutState(model=str((obj.get("spec") or {}).get("model") or ""), stable_version="",
                                 canary_version=str((old.get("target") or {}).get("canaryVersion") or ""),
                                 phase=phase, weights=STABLE_ONLY, started_at=_parse_iso(old.get("startedAt")),
-                                updated_at=now, reason=reason[:4096])
+                                updated_at=now, reason=reason[:4096], end_cause=rl.end_cause(cause, reason))
         status = {
             "phase": phase, "reason": reason[:4096], "weights": {"stable": 100, "canary": 0},
             "updatedAt": crd.iso(now), "observedGeneration": generation, "leader": self.identity,
@@ -2030,13 +2035,15 @@ class Controller:
                 try:
                     spec = crd.parse(obj, configmap=self._configmap)
                 except Exception:  # its policy cannot be read (a policyRef ConfigMap gone): stable needs none
-                    outcome, _ = self._stable_if_ours(obj, raw, reason=reason[:500],
+                    outcome, _ = self._stable_if_ours(obj, raw, reason=reason[:500], cause=failure_cause(exc),
                                                       log=self.log.bind(rollout=key, virtual_service=drove[0]))
                     if outcome in ("stable", "idle", "gone"):
                         self._ended_status(obj, phase=rl.ABORTED, reason=reason + (
-                            f"; VirtualService {drove[0]} is gone" if outcome == "gone" else ""))
+                            f"; VirtualService {drove[0]} is gone" if outcome == "gone" else ""),
+                                           cause=failure_cause(exc))
                 else:
-                    outcome = self._rescue(obj, spec, drove, reason=reason[:500], log=self._rollout_log(spec))
+                    outcome = self._rescue(obj, spec, drove, reason=reason[:500], log=self._rollout_log(spec),
+                                           cause=failure_cause(exc))
                 if outcome == "gone":
                     self._route_deleted(raw, split, error=str(exc),
                                         log=self.log.bind(rollout=key, **rollout_context(raw)))
@@ -2055,8 +2062,8 @@ class Controller:
             # failed tick should this write fail (`_mirror_end`)
             self._route_deleted(spec.target, state.weights, error=str(exc), log=self._rollout_log(spec, state))
             why = f"{reason[:500]}; VirtualService {spec.target.virtual_service} is gone"
-            ended, actions = rl.transition(state, rl.Rollback(self.clock.now(), why, aborted=True),
-                                           None)  # type: ignore[arg-type]
+            ended, actions = rl.transition(state, rl.Rollback(self.clock.now(), why, aborted=True,
+                                                              cause=failure_cause(exc)), None)  # type: ignore[arg-type]
             for kept in (self._failing, self._stable_failing, self._unconfirmed):
                 kept.pop(key, None)
             self._known[key] = _Known(spec, ended)
@@ -2090,10 +2097,11 @@ class Controller:
         now = self.clock.now()
         try:
             new = self._to_stable(key, spec.target, state, reason=reason[:500], log=log, now=now, expect=read,
-                                  routed=now_read.route if rec is not None else None)
-        except CanaryError as exc:  # rollback.retrying (or its page) is logged; the next tick tries again, or finds it landed
-            self._unconfirmed[key] = (*rl.transition(state, rl.Rollback(now, reason[:500], aborted=True),
-                                                     None), read, write_landed(exc))  # type: ignore[arg-type]
+                                  routed=now_read.route if rec is not None else None, cause=failure_cause(exc))
+        except CanaryError as unsent:  # rollback.retrying (or its page) is logged; the next tick tries again, or finds it landed
+            self._unconfirmed[key] = (*rl.transition(state, rl.Rollback(now, reason[:500], aborted=True,
+                                                                        cause=failure_cause(exc)),
+                                                     None), read, write_landed(unsent))  # type: ignore[arg-type]
             return
         self._observe(spec, new)
         self._known[key] = _Known(spec, new)
@@ -2127,13 +2135,13 @@ class Controller:
         route_deleted(log, target, split, error=error)
 
     def _to_stable(self, key: str, target: Target, state: rl.RolloutState, *, reason: str, log: Any, now: float,
-                   expect: str | None, routed: Any = None) -> rl.RolloutState:
+                   expect: str | None, routed: Any = None, cause: str = "") -> rl.RolloutState:
         """`to_stable` for rollout `key` within a tick's budget (TO_STABLE_BUDGET_S), its failure said as `_retry`
-        says (the next tick tries again). Raises what `to_stable` raises."""
+        says (the next tick tries again); `cause`: the abort's class (decision 607). Raises what `to_stable` raises."""
         retry = self._retry(key, state, target)
         try:
             new = to_stable(self.fenced, target, state, reason=reason, log=log, now=now, budget_s=TO_STABLE_BUDGET_S,
-                            expect=expect, retry=retry, routed=routed)
+                            expect=expect, retry=retry, routed=routed, cause=cause)
         except CanaryError as exc:
             self._stable_tried(key, state, retry, None if getattr(exc, "rollout_state", None) else exc)
             raise
@@ -2531,7 +2539,7 @@ class Controller:
         try:
             self._to_stable(spec.key, target, rec, reason=(f"the route was restored mid-rollout ({rec.weights}) after "
                                                            f"this CanaryRollout ended {phase}: stable 100%"),
-                            log=log, now=self.clock.now(), expect=recorded, routed=status)
+                            log=log, now=self.clock.now(), expect=recorded, routed=status, cause="foreign_edit")
         except CanaryError:  # said (`rollback.retrying`, its page); the next tick reads the route again
             return False
         return True
@@ -2968,8 +2976,8 @@ def _decided_again(decided: rl.RolloutState, recorded: rl.RolloutState,
                    now: float) -> tuple[rl.RolloutState, list[rl.Action]]:
     """The rollback `decided` (rolled back or aborted), made again from the state the route records now, with its
     phase and reason."""
-    return rl.transition(recorded, rl.Rollback(now, decided.reason, aborted=decided.phase == rl.ABORTED),
-                         None)  # type: ignore[arg-type]
+    return rl.transition(recorded, rl.Rollback(now, decided.reason, aborted=decided.phase == rl.ABORTED,
+                                               cause=decided.end_cause), None)  # type: ignore[arg-type]
 
 
 def _drove(obj: dict[str, Any]) -> tuple[str, str, str, str] | None:

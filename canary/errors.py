@@ -41,7 +41,12 @@ from __future__ import annotations
 
 
 class CanaryError(Exception):
-    """Base of every error `canary` raises on purpose."""
+    """Base of every error `canary` raises on purpose. `end_cause`: the class (`rollout.ROLLBACK_REASONS`) of the
+    end of a rollout this error ends mid-rollout, where the raiser knows it ("": the ender's own, "infrastructure"
+    for a failure): a route re-shaped outside the rollout is a foreign edit (`routing.patch.reshaped`, decision
+    607), never read back from the words."""
+
+    end_cause = ""
 
 
 class ConfigError(CanaryError):

@@ -541,7 +541,7 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
         # executor labels the decision target_phase/target_weights), as check.failed and rollback.started are
         routed = {"phase": state.phase, "weights": str(status.weights)}
         if drift:
-            new, actions = rl.transition(state, rl.Rollback(now, drift, aborted=True), policy)
+            new, actions = rl.transition(state, rl.Rollback(now, drift, aborted=True, cause="foreign_edit"), policy)
             then((new, [rl.Emit("subset.foreign_edit", {"reason": drift, **routed}, warning=True), *actions]))
         elif state.phase in (rl.PENDING, rl.PROGRESSING, rl.PAUSED) and status.weights != state.weights:
             # PENDING too: claimed at 100/0, its canary subset already selecting the canary version, while its
@@ -552,7 +552,8 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
             edit = rl.Emit("weights.foreign_edit", found, warning=True)
             if seen.on_foreign_edit == "abort":
                 new, actions = rl.transition(state, rl.Rollback(
-                    now, f"foreign edit of the weights: expected {state.weights}, found {status.weights}"), policy)
+                    now, f"foreign edit of the weights: expected {state.weights}, found {status.weights}",
+                    cause="foreign_edit"), policy)
                 then((new, [edit, *actions]))
             else:
                 then(reassert(policy, state, status, now, edit=edit, virtual_service=seen.virtual_service))
@@ -660,7 +661,7 @@ def reassert(policy: Policy, state: rl.RolloutState, status: RouteStatus, now: f
     line = rl.Emit("weights.reverted", {"virtual_service": vs, "field": field, "found": str(status.weights),
                                         "expected": str(state.weights), "reverts": state.reverts + 1,
                                         "remedy": remedy}, warning=True)
-    new, actions = rl.transition(state, rl.Rollback(now, why, aborted=True), policy)
+    new, actions = rl.transition(state, rl.Rollback(now, why, aborted=True, cause="foreign_edit"), policy)
     return new, [edit, line, *actions]
 
 
@@ -1058,6 +1059,14 @@ def _phase(text: str | None) -> str:
     except TargetError:
         return "an unreadable record"
     return rec.phase if rec is not None else "no rollout"
+
+
+def failure_cause(exc: BaseException) -> str:
+    """The class of the end a failure mid-rollout makes (`failed: <error>`, promote's fail-safe, the controller's
+    `_failed`): the one the error carries (`CanaryError.end_cause`: a route re-shaped outside the rollout is a
+    foreign edit), else "infrastructure" (a process's or an API call's failure, not the canary's). Decision 607."""
+    cause = getattr(exc, "end_cause", "")
+    return cause if isinstance(cause, str) and cause in rl.ROLLBACK_REASONS else "infrastructure"
 
 
 # how long `to_stable` keeps trying to send stable 100% (a throttling burst or an API server restart

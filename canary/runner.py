@@ -35,7 +35,7 @@ from canary.processes import _here, _identity, _pid_namespace, owner_pid, promot
 from canary.reconcile import as_routed as _as_routed  # decision 209
 from canary.reconcile import shown_owner
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
-                              EXIT_ROLLED_BACK, Observation, check_pods, check_claim, check_other_splits, count_pods, decide, describe_owner, end_disagreement, execute,
+                              EXIT_ROLLED_BACK, Observation, failure_cause, check_pods, check_claim, check_other_splits, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_record, parse_state,
                               may_have_landed, preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable, vs_gone)
@@ -293,7 +293,8 @@ class Runner:
                 "rollout.failed", error=reason, phase=current.phase, weights=str(current.weights),
                 **({"decided": ending[0].phase, "decided_reason": ending[0].reason} if ending else {}))
             try:
-                final = self._fail_safe(current, reason=f"failed: {reason}"[:500], end=ending)
+                final = self._fail_safe(current, reason=f"failed: {reason}"[:500], end=ending,
+                                        cause=failure_cause(exc))
             except CanaryError as failed:
                 # rollback.failed is logged; exit 3 (traffic had moved: never 2, "untouched"), with the
                 # last state written to the route for the report (the aborted one when its weights landed);
@@ -310,7 +311,7 @@ class Runner:
                           else EXIT_CODES[final.phase])
 
     def _fail_safe(self, current: rl.RolloutState, *, reason: str, attempts: int = 3,
-                   end: tuple[rl.RolloutState, list[rl.Action]] | None = None) -> rl.RolloutState:
+                   end: tuple[rl.RolloutState, list[rl.Action]] | None = None, cause: str = "") -> rl.RolloutState:
         """Stable 100% after a failure while traffic may be split, written only over a record this rollout
         owns (`_ours`), and guarded on the record just read: another rollout recorded on the route (of
         any version, in any phase, ended ones included: a promotion finished since) is left alone and
@@ -324,7 +325,7 @@ class Runner:
         the API's error, exit 3. A promotion whose every step passed (PROMOTING: the canary serves all
         traffic) is finished the same way; only when that cannot be written within the budget does the
         old version get 100% (`promotion.unfinished`). Returns the final state; raises what `to_stable`
-        raises when stable 100% could not be written."""
+        raises when stable 100% could not be written. `cause`: the abort's class (`reconcile.failure_cause`)."""
         conflict: CanaryError | None = None
         said_unrecorded = said_lost = False
         for _ in range(attempts + 1 if end is not None and end[0].phase == rl.PROMOTED else attempts):
@@ -383,7 +384,7 @@ class Runner:
             for guard in guards:
                 try:
                     final = to_stable(self.router, self.target, current, reason=reason, log=self.log,
-                                      now=self.clock.now(), expect=guard, end=end, retry=page)
+                                      now=self.clock.now(), expect=guard, end=end, retry=page, cause=cause)
                 except ConflictStorm:  # every try met 409, within to_stable's whole budget: a failure, not a decision
                     raise
                 except RoutingConflict as exc:  # another writer recorded something since: read it again
@@ -579,7 +580,9 @@ class Runner:
                                  weights=str(existing.weights))
             # taken over: this process owns the split; should this write fail, `run`'s fail-safe ends it
             self._current = existing
-            self._apply(*rl.transition(existing, rl.Rollback(self.clock.now(), reason, aborted=True), self.policy))
+            # the record edited by hand is a foreign edit; the rollout's own spec edited (superseded), an operator's
+            self._apply(*rl.transition(existing, rl.Rollback(self.clock.now(), reason, aborted=True,
+                                                             cause="foreign_edit" if off else "operator"), self.policy))
             self._current = None  # at stable 100%: what fails from here on is reported as before a claim
             self._before_claim = (f"; the rollout of {existing.canary_version} it superseded was ended at stable 100% "
                                   "(recorded aborted), and no new one was claimed")
@@ -1234,7 +1237,7 @@ class Runner:
         self.log.warning("rollout.taken_over", owner=theirs.owner, holder=holder, holder_job=theirs.job or None,
                          recorded_canary_version=theirs.canary_version, recorded_phase=theirs.phase,
                          recorded_started_at=theirs.started_at, note="nothing written")
-        return replace(state, phase=rl.ABORTED, reason=why, updated_at=self.clock.now())
+        return replace(state, phase=rl.ABORTED, reason=why, updated_at=self.clock.now(), end_cause="foreign_edit")
 
     def _taken_by_newer(self, state: rl.RolloutState, later: str) -> rl.RolloutState:
         """The route's record is now one this canary cannot read but a newer canary may have written (`later`,
@@ -1243,7 +1246,8 @@ class Runner:
         write here undid the newer canary's live rollout, decision 169)."""
         why = f"taken over: {later}; this one ended, nothing written"
         self.log.warning("rollout.taken_over", holder="a newer canary", error=later[:600], note="nothing written")
-        return replace(state, phase=rl.ABORTED, reason=why[:1000], updated_at=self.clock.now())
+        return replace(state, phase=rl.ABORTED, reason=why[:1000], updated_at=self.clock.now(),
+                       end_cause="foreign_edit")
 
     def _interrupted(self, state: rl.RolloutState) -> rl.RolloutState:
         now = self.clock.now()
@@ -1253,7 +1257,8 @@ class Runner:
         if state.phase == rl.PROMOTING:  # finishing is quicker and safer than undoing a promotion half-way
             return self._apply(*rl.finish_promotion(state, now))
         # PENDING, in either mode: no traffic has moved, there is no split to hold; recorded aborted, exit 3
-        return self._apply(*rl.transition(state, rl.Rollback(now, why, aborted=True), self.policy))
+        return self._apply(*rl.transition(state, rl.Rollback(now, why, aborted=True, cause="interrupted"),
+                                          self.policy))
 
     # ---- actions --------------------------------------------------------------------
 
@@ -1475,7 +1480,8 @@ class Runner:
         "edited": a record of ours that parses and is no state of this rollout (`rl.advanced_outside`)."""
         why = self._say_lost(state, status, lost, detail)
         self._written = status.state or ""  # the end is guarded on the route as read: no record, or that text
-        return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), why, aborted=True), self.policy))
+        return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), why, aborted=True,
+                                                             cause="foreign_edit"), self.policy))
 
     def _split_unrecorded(self, state: rl.RolloutState, status: RouteStatus,
                           theirs: rl.RolloutState) -> rl.RolloutState:
@@ -1489,8 +1495,8 @@ class Runner:
         why = split_unrecorded(status, theirs, state.canary_version)
         say_split_unrecorded(self.log, why, theirs, status.weights)
         self._written = status.state or ""  # the end is guarded on the record as read
-        return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), f"{why}; stable 100%", aborted=True),
-                                          self.policy))
+        return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), f"{why}; stable 100%", aborted=True,
+                                                             cause="foreign_edit"), self.policy))
 
     def _end_typed(self, state: rl.RolloutState, status: RouteStatus, theirs: rl.RolloutState) -> rl.RolloutState:
         """This rollout's record typed into an end (`rolled_back`, `aborted`) while the route still splits two

@@ -234,6 +234,12 @@ def routed_share(vs: dict[str, Any], route: str) -> Weights | None:
         return None
 
 
+def swept_cause(found: Found) -> str:
+    """The class of the sweep's end of `found` (decision 607): its owner gone ("abandoned"), or its CanaryRollout
+    asking for another rollout now ("superseded: ...", an operator's edit of the spec)."""
+    return "operator" if found.superseded else "abandoned"
+
+
 def _stand_in(name: str) -> rl.RolloutState:
     """What an unreadable record's Found carries as its record: no versions, the VirtualService's name."""
     return rl.RolloutState(model=name, stable_version="", canary_version="", phase=rl.ABORTED,
@@ -510,7 +516,8 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         new = replace(new, reason=f"all steps passed; promotion finished by the sweep ({found.reason})")
         did = "promotion finished"
     else:
-        new, actions = rl.transition(r, rl.Rollback(now, f"{found.reason}; stable 100%", aborted=True), None)  # type: ignore[arg-type]
+        new, actions = rl.transition(r, rl.Rollback(now, f"{found.reason}; stable 100%", aborted=True,
+                                                    cause=swept_cause(found)), None)  # type: ignore[arg-type]
         did = "stable 100%"
     # the write says what happened; nothing is logged as done before it is
     actions = [a for a in actions if not (isinstance(a, rl.Emit) and a.event in ("rollout.aborting",))]
@@ -535,7 +542,7 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
                 continue
             log.critical("rollback.failed", error=str(exc), reason=found.reason,
                          write_landed=landed_after(exc, unanswered),
-                         end_cause="abandoned", **routed,
+                         end_cause=swept_cause(found), **routed,
                          hint="traffic may still be split: run `canary rollback` for it")
             _unsafe(router, found, log, exc)
             raise

@@ -106,7 +106,8 @@ def to_end(state: rl.RolloutState | None, status: RouteStatus, *, unreadable: st
 
 def ending(state: rl.RolloutState | None, status: RouteStatus, *, model: str, now: float,
            reason: str) -> tuple[rl.RolloutState, list[rl.Action]]:
-    """The end of such a split: stable 100%, recorded `aborted` for `reason`, the rollout taken as the route
+    """The end of such a split: stable 100%, recorded `aborted` for `reason` (a foreign edit: the record typed
+    outside the rollout), the rollout taken as the route
     has it (the versions its subsets select now; the record's owner, start and route kept when it parses, so a
     CanaryRollout reads the end as its rollout's). Its `rollout.aborting` line is left out: the caller says it
     once the write landed (`EVENT`). Pure."""
@@ -118,7 +119,8 @@ def ending(state: rl.RolloutState | None, status: RouteStatus, *, model: str, no
         base = rl.RolloutState(model=model, stable_version=status.stable_subset_version,
                                canary_version=status.canary_subset_version, phase=rl.PROGRESSING,
                                weights=status.weights, started_at=now, updated_at=now)
-    new, actions = rl.transition(base, rl.Rollback(now, reason, aborted=True), None)  # type: ignore[arg-type]
+    new, actions = rl.transition(base, rl.Rollback(now, reason, aborted=True, cause="foreign_edit"),
+                                 None)  # type: ignore[arg-type]
     return new, [a for a in actions if not (isinstance(a, rl.Emit) and a.event == "rollout.aborting")]
 
 

@@ -268,9 +268,10 @@ class IstioRouter:
                 # against the one before it)
                 if stable.not_noted(driven, desired):  # its service and match another's: a stable-100% write
                     # checks the rule against the note (`_stable_service`); a step is not written (decision 570)
-                    raise TargetError(not_noted_words(
+                    raise patch.reshaped(TargetError(not_noted_words(
                         where, patch._route_label(driven, ref.index),
-                        ", ".join(sorted(stable.route_hosts(vs, target.route))) or "nothing", patch.noted_service(vs)))
+                        ", ".join(sorted(stable.route_hosts(vs, target.route))) or "nothing",
+                        patch.noted_service(vs))))
                 patch.note_service(desired, state, stable.route_service(driven, vs),
                                    route=driven["name"] if isinstance(driven.get("name"), str) else "",
                                    match=patch.route_match(driven))

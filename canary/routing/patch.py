@@ -56,8 +56,30 @@ def where(obj: Any) -> str:
     return f"{meta.get('namespace', '?')}/{meta.get('name', '?')}"
 
 
+# the class of an end by a route the rollout drives found in a shape no rollout drives (`reshaped`)
+RESHAPED = "foreign_edit"
+
+
+def reshaped(exc: TargetError) -> TargetError:
+    """`exc`, a refusal of the route's shape, marked as a foreign edit should it end a rollout (`end_cause`,
+    decision 607): met mid-rollout, the route the rollout claimed in a shape it drives was re-shaped outside it (a
+    third destination, a second host, two ports, the route deleted or renamed, another model's route given its
+    name). Before a claim the same refusal is bad input (exit 2) and ends nothing."""
+    exc.end_cause = RESHAPED
+    return exc
+
+
 def locate_route(vs: Any, route_name: str = "") -> RouteRef:
-    """Find and check the route to drive: the one named `route_name`, or the only one."""
+    """Find and check the route to drive: the one named `route_name`, or the only one. Its refusals are marked
+    `reshaped`."""
+    try:
+        return _locate_route(vs, route_name)
+    except TargetError as exc:
+        reshaped(exc)
+        raise
+
+
+def _locate_route(vs: Any, route_name: str) -> RouteRef:
     at = where(vs)
     spec = vs.get("spec") if isinstance(vs, dict) else None
     if not isinstance(spec, dict):
@@ -208,16 +230,16 @@ def _check_route(route: Any, index: int, at: str, namespace: str = "") -> RouteR
 def read_weights(vs: dict[str, Any], ref: RouteRef) -> Weights:
     """The route's current weights, strictly: two integers 0..100 summing to 100 (a missing
     weight counts as 0, as in Istio), the only form a rollout starts from or continues with.
-    On-call commands read any weights with :func:`observe_weights` instead."""
+    On-call commands read any weights with :func:`observe_weights` instead. Its refusals are marked `reshaped`."""
     dests = vs["spec"]["http"][ref.index]["route"]
     values = []
     for i in (ref.stable, ref.canary):
         w = dests[i].get("weight", 0)
         if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= 100:
-            raise TargetError(f"{where(vs)}: {ref.field}[{i}].weight is {w!r}; expected an integer 0..100")
+            raise reshaped(TargetError(f"{where(vs)}: {ref.field}[{i}].weight is {w!r}; expected an integer 0..100"))
         values.append(w)
     if sum(values) != 100:
-        raise TargetError(f"{where(vs)}: {ref.field} weights {values[0]}+{values[1]} do not sum to 100")
+        raise reshaped(TargetError(f"{where(vs)}: {ref.field} weights {values[0]}+{values[1]} do not sum to 100"))
     return Weights(stable=values[0], canary=values[1])
 
 

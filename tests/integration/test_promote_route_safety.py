@@ -285,7 +285,8 @@ SHAPES = {"a third destination (weight 0)": (_third_destination, [[("stable", 10
 def test_the_fail_safe_writes_stable_100_on_a_route_of_any_shape(api: Any, shape: str) -> None:
     """The route edited at 80/20 into a shape no rollout starts from: the rollout cannot go on, and
     the fail-safe's stable 100% lands on the route it recorded (stable 100, every other destination 0)
-    whatever else was edited: exit 3, aborted. (rollback.failed, exit 3, 80/20 left.)"""
+    whatever else was edited: exit 3, aborted. (rollback.failed, exit 3, 80/20 left.) The end is a foreign edit,
+    recorded so (`end_cause`, decision 608), though its reason reads "failed: ..." (infrastructure by its words)."""
     edit, want = SHAPES[shape]
     clock = HookClock(api)
     v = runner(api, "v2", clock)
@@ -294,6 +295,8 @@ def test_the_fail_safe_writes_stable_100_on_a_route_of_any_shape(api: Any, shape
         res = v.run()
     assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res
     assert routes(api) == want and record(api)["phase"] == rl.ABORTED
+    assert record(api)["end_cause"] == "foreign_edit" and record(api)["reason"].startswith("failed: "), record(api)
+    assert [e["end_cause"] for e in logs if e["event"] == "rollout.aborted"] == ["foreign_edit"]
     assert not [e for e in logs if e["log_level"] == "critical"], [e for e in logs if e["log_level"] == "critical"]
 
 

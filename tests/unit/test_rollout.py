@@ -581,6 +581,161 @@ def _session_reasons() -> list[tuple[str, str, str]]:
     ]
 
 
+def _reshaped_routes() -> list[tuple[str, Exception]]:
+    """The route-shape refusals a step meets on a route re-shaped by hand mid-rollout, raised by the router's own
+    checks (`patch.locate_route`, `read_weights`, the step write's `not_noted` check): the older ones (two hosts,
+    three destinations, the route deleted or renamed, weights not summing to 100) stayed "infrastructure" by their
+    words after decision 590."""
+    from canary.errors import CanaryError, TargetError
+    from canary.routing import istio, patch
+
+    def route(*dests: tuple[str, str, int], name: str = "primary") -> dict:
+        return {"metadata": {"namespace": "ml", "name": "m0"}, "spec": {"http": [{"name": name, "route": [
+            {"destination": {"host": h, "subset": sub, "port": {"number": port}}, "weight": 50}
+            for h, sub, port in dests]}]}}
+
+    shapes = [
+        ("578 addendum: two ports", route(("m0", "stable", 8000), ("m0", "canary", 8001)), "primary"),
+        ("two hosts", route(("m0", "stable", 8000), ("m1", "canary", 8000)), "primary"),
+        ("three destinations", route(("m0", "stable", 8000), ("m0", "canary", 8000), ("m0", "x", 8000)), "primary"),
+        ("the route deleted (renamed)", route(("m0", "stable", 8000), ("m0", "canary", 8000), name="other"),
+         "primary"),
+    ]
+    out: list[tuple[str, Exception]] = []
+    for what, vs, name in shapes:
+        try:
+            patch.locate_route(vs, name)
+        except CanaryError as exc:
+            out.append((what, exc))
+    vs = route(("m0", "stable", 8000), ("m0", "canary", 8000))
+    vs["spec"]["http"][0]["route"][0]["weight"] = 70
+    try:
+        patch.read_weights(vs, patch.locate_route(vs, "primary"))
+    except CanaryError as exc:
+        out.append(("weights not summing to 100", exc))
+    out.append(("570: another model's route given its name", patch.reshaped(TargetError(
+        istio.not_noted_words("ml/m0", "http[0] (primary)", "m1", "m0")))))
+    assert len(out) == 6, out  # each shape refused
+    return out
+
+
+def _running() -> tuple[object, object, rl.RolloutState]:
+    """A `canary promote` runner (tests.unit.test_runner's fakes) at its first step."""
+    from tests.unit.test_runner import POLICY as RUNNER_POLICY, make
+
+    ctl, router, _, clock = make()
+    s, actions = rl.new_rollout(model="rec", stable_version="v1", canary_version="v2", now=clock.now(),
+                                owner="promote")
+    s = ctl._apply(s, actions)
+    s = ctl._apply(*rl.transition(s, rl.Begin(clock.now()), RUNNER_POLICY))
+    ctl._current = s
+    return ctl, router, s
+
+
+def _ended_by_every_producer() -> list[tuple[str, rl.RolloutState, str]]:
+    """(what, the end as its producer records it, its class) for every producer of an end: the state machine's
+    judge and gate, `reconcile.decide`'s foreign edits, `unowned.ending`, promote's runner (its watch, its
+    interrupt, its fail-safe over `reconcile.to_stable` with the failure's class), the controller's operator
+    action and its end decided again, the sweep (decision 607)."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from canary import reconcile, sweep, unowned
+    from canary.controller import Controller, _decided_again
+    from canary.controller import ADMISSION_WORDS
+    from canary.errors import KubeUnavailable, StatusRefused
+    from canary.logs import get as get_log
+    from canary.routing.base import RouteStatus
+    from tests.fakes import FakeRouter
+    from tests.unit.test_runner import TARGET
+
+    out: list[tuple[str, rl.RolloutState, str]] = []
+    for check in ("kube-latency", "gate", "operator", "foreign_calls"):  # 582, and its "left": a check named a word
+        out.append((f"judge: a hard breach of {check}", _ended(check=check), "check"))
+    for what, _, cls in _session_reasons()[:2]:  # 574, 586: the judge at the deadline
+        s = started()
+        for t in range(2, 32, 2):
+            s, _ = rl.transition(s, rl.Looked(t, verdict(Outcome.PASS), 100 + 10 * t, window_s=3.0,
+                                              uncounted="HTTP 422" if "586" in what else ""), POLICY)
+        out.append((what, s, cls))
+    s = started()
+    for t in range(2, 32, 2):
+        s, _ = rl.transition(s, rl.Looked(t, verdict(Outcome.ERROR, unavailable=True), 0), POLICY)
+    out.append(("judge: Prometheus unreachable at the deadline", s, "infrastructure"))
+    out.append(("gate failed", _ended(rl.GateFailed(2.0, "canary: not ready")), "gate"))
+    s = started()
+    status = RouteStatus(Weights(50, 50), None, "v1", "v2")
+    for what, seen in (("decide: weights edited, on_foreign_edit abort", reconcile.Observation(
+            status=status, on_foreign_edit="abort")), ("decide: the canary subset re-pointed", reconcile.Observation(
+            status=RouteStatus(s.weights, None, "v1", "v9")))):
+        (ended, _), *_ = reconcile.decide(POLICY, s, seen, 3.0)
+        out.append((what, ended, "foreign_edit"))
+    for _ in range(reconcile.REVERT_LIMIT - 1):
+        s = rl.reverted(s, 2.0, Weights(100, 0))
+    ended, _ = reconcile.reassert(POLICY, s, RouteStatus(STABLE_ONLY, None, "v1", "v2"), 3.0,
+                                  edit=rl.Emit("weights.foreign_edit", {}), virtual_service="ml/m0")
+    out.append(("decide: weights reverted REVERT_LIMIT times", ended, "foreign_edit"))
+    out.append(("unowned: an end typed over a split", unowned.ending(
+        started(), RouteStatus(Weights(90, 10), None, "v1", "v2"), model="m", now=3.0, reason="typed")[0],
+        "foreign_edit"))
+    # promote's runner
+    ctl, router, s = _running()
+    out.append(("promote: taken over", ctl._taken_over(s, replace(s, canary_version="v3", owner="x")),
+                "foreign_edit"))
+    ctl, router, s = _running()
+    out.append(("promote: taken by a newer canary", ctl._taken_by_newer(s, "record schema 9"), "foreign_edit"))
+    ctl, router, s = _running()
+    out.append(("promote: interrupted", ctl._interrupted(s), "interrupted"))
+    ctl, router, s = _running()
+    router.state = None
+    out.append(("promote: record removed", ctl._record_removed(s, router.inspect(TARGET)), "foreign_edit"))
+    ctl, router, s = _running()
+    other = replace(s, canary_version="v0")
+    router.state = other.to_json()
+    out.append(("promote: split unrecorded", ctl._split_unrecorded(s, router.inspect(TARGET), other),
+                "foreign_edit"))
+    ctl, router, s = _running()
+    typed = replace(s, phase=rl.ROLLED_BACK)
+    router.state = typed.to_json()
+    out.append(("promote: an end typed over its split", ctl._end_typed(s, router.inspect(TARGET), typed),
+                "foreign_edit"))
+    # a failure mid-rollout (promote's fail-safe, the controller's `_failed`): its class from the error raised
+    failures = [(f"failed: route re-shaped, {what}", exc, "foreign_edit") for what, exc in _reshaped_routes()]
+    failures += [("failed: the API server unreachable", KubeUnavailable("ml/m0: timed out"), "infrastructure"),
+                 ("failed: 583's admission denial", StatusRefused(ADMISSION_WORDS.format(
+                     what="x", status=403, by='ValidatingAdmissionPolicy "p"', said="x"), request="the status write",
+                     status=403), "infrastructure")]
+    for what, exc, cls in failures:
+        router = FakeRouter()
+        end = reconcile.to_stable(router, TARGET, started(), reason=f"failed: {exc}", log=get_log(), now=3.0,
+                                  cause=reconcile.failure_cause(exc))
+        out.append((what, end, cls))
+    # the controller's
+    event = Controller._operator_action(SimpleNamespace(action="rollback", action_reason="p99"), started(), 2.0,
+                                        resume_used=False)
+    out.append(("controller: spec.action rollback", _ended(event), "operator"))
+    decided = replace(_ended(rl.Rollback(2.0, "failed: x", aborted=True, cause="foreign_edit")))
+    out.append(("controller: an end decided again", _decided_again(decided, started(), 3.0)[0], "foreign_edit"))
+    # the sweep's
+    rec = started()
+    for superseded, cls in ((False, "abandoned"), (True, "operator")):
+        found = sweep.Found("ml", "m0", rec, rec.to_json(), "abandoned: gone", superseded=superseded)
+        out.append((f"sweep: {cls}", rl.transition(rec, rl.Rollback(3.0, found.reason, aborted=True,
+                                                                    cause=sweep.swept_cause(found)), POLICY)[0], cls))
+    return out
+
+
+def test_every_producer_of_an_end_records_its_class() -> None:
+    """Every producer of an end records its class with it (`end_cause`, decision 607), read back by `-o json`, the
+    report, `canary_rollbacks_total` and `rollback.completed`'s level: words put ends in the wrong class twice
+    (582, 590). Among them the route-shape refusals mid-rollout decision 590 left "infrastructure" (two hosts, three
+    destinations, a route deleted), now foreign edits, and ends whose words no rule classed ("other"): a split
+    under another rollout's record, an end typed over the split."""
+    got = {what: (s.end_cause, s.reason[:120]) for what, s, _ in _ended_by_every_producer()}
+    want = {what: cls for what, _, cls in _ended_by_every_producer()}
+    assert {w: c for w, (c, _) in got.items()} == want, got
+
+
 def test_every_end_reason_this_session_added_is_classed_as_its_cause() -> None:
     """decisions 572/582's classes over the end reasons 570, 574, 578, 583, 586 and 536's addendum produce: a
     route re-shaped by hand mid-rollout (570, 578's two ports) was "infrastructure", "Prometheus or Kubernetes
