@@ -505,13 +505,14 @@ def _document(st: dict[str, Any], **more: Any) -> dict[str, Any]:
     with the two fields a plain `promote`'s document has that a pipeline reads: `step_number` (the status's
     `step`, already counted from 1) and, for a rolled-back or aborted end, `end_cause` (README: "-o json's
     end_cause tells them apart"; it was absent, so `jq .end_cause` read null under `--via-controller`)."""
-    from canary.telemetry import classify_reason
-
     doc = {**st, **more}
     if isinstance(st.get("step"), int):
         doc["step_number"] = st["step"]
     if st.get("phase") in (rl.ROLLED_BACK, rl.ABORTED):
-        doc["end_cause"] = classify_reason(str(st.get("reason") or ""))
+        # the class the controller recorded with the end (`status.endCause`, decision 609); a status written before
+        # it, by the reason's words
+        cause = st.get("endCause")
+        doc["end_cause"] = rl.end_cause(cause if isinstance(cause, str) else "", str(st.get("reason") or ""))
     return doc
 
 

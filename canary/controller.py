@@ -1656,7 +1656,7 @@ class Controller:
             assert state is not None
             ended = _ended_before(state, _owner(obj), version, started=(obj.get("status") or {}).get("startedAt"))
             if ended is not None:  # the claim that replaced it kept how it ended (an on-call rollback's reason)
-                self._ended_status(obj, phase=ended[0], reason=ended[1])
+                self._ended_status(obj, phase=ended[0], reason=ended[1], cause=ended[2])
                 return outcome
             self._ended_status(obj, phase=rl.ABORTED, reason=f"{reason}; {vs} runs another rollout now "
                                f"({state.canary_version}, {state.phase}): left alone", cause=cause)
@@ -1691,7 +1691,7 @@ class Controller:
         none of its traffic (100/0), Progressing False and the conditions of that end; the looks it made
         and its step stay as they were; no restart is pending. Needs nothing but the object (no policy);
         `spec` given: status.target names what it asks for now (the end answers this spec). `cause`: the end's class
-        (decision 608; "": the reason's words)."""
+        (`status.endCause`, decision 609; "": the reason's words)."""
         old = obj.get("status") or {}
         generation = (obj.get("metadata") or {}).get("generation", 0)
         now = self.clock.now()
@@ -1701,6 +1701,7 @@ class Controller:
                                 updated_at=now, reason=reason[:4096], end_cause=rl.end_cause(cause, reason))
         status = {
             "phase": phase, "reason": reason[:4096], "weights": {"stable": 100, "canary": 0},
+            "endCause": ended.end_cause if phase in (rl.ROLLED_BACK, rl.ABORTED) else None,
             "updatedAt": crd.iso(now), "observedGeneration": generation, "leader": self.identity,
             "conditions": crd.conditions(ended, old.get("conditions") or [], generation, now)}
         if spec is not None:
@@ -2323,6 +2324,10 @@ class Controller:
         }
         if step_start is not None:
             new["stepStart"] = step_start
+        if state.phase in (rl.ROLLED_BACK, rl.ABORTED):  # the end's class as recorded with it (decision 609)
+            new["endCause"] = rl.cause_of(state)
+        elif "endCause" in old:  # an earlier end's, of a rollout this CR started again
+            new["endCause"] = None
         if "verdictHistory" in old:  # written by older versions: removed (a merge patch deletes with null)
             new["verdictHistory"] = None
         for waited in ("waitedOn", "waitedOnPhase", "restartPending"):  # it runs (or ended with) a rollout now:
@@ -3052,11 +3057,12 @@ def _predecessor(rec: rl.RolloutState) -> dict[str, Any]:
     return {"at": round(rec.updated_at, 3), "phase": rec.phase, "weights": str(rec.weights),
             "what": f"before this rollout: {rec.canary_version} ({describe_owner(rec.owner)}) ended {rec.phase}"[:300],
             "owner": rec.owner, "canary_version": rec.canary_version, "started_at": rec.started_at,
-            "reason": rec.reason[:1000]}
+            "reason": rec.reason[:1000], **({"end_cause": rec.end_cause} if rec.end_cause else {})}
 
 
-def _ended_before(rec: rl.RolloutState, owner: str, version: str, *, started: Any = None) -> tuple[str, str] | None:
-    """(phase, reason) of `owner`'s rollout of `version` (started at `started`, the status's startedAt,
+def _ended_before(rec: rl.RolloutState, owner: str, version: str, *,
+                  started: Any = None) -> tuple[str, str, str] | None:
+    """(phase, reason, its class as recorded: "" when none, decision 607) of `owner`'s rollout of `version` (started at `started`, the status's startedAt,
     when known), when the record `rec` that replaced it on the route kept how it ended
     (`_predecessor`); None when it did not (an older claimant, a `canary promote`)."""
     for h in rec.history[:1]:
@@ -3065,7 +3071,8 @@ def _ended_before(rec: rl.RolloutState, owner: str, version: str, *, started: An
         at = h.get("started_at")
         if started and isinstance(at, (int, float)) and crd.iso(float(at)) != started:
             continue  # an earlier rollout of the same version by the same CR
-        return str(h["phase"]), str(h.get("reason") or "")
+        cause = h.get("end_cause")
+        return str(h["phase"]), str(h.get("reason") or ""), cause if isinstance(cause, str) else ""
     return None
 
 

@@ -52,6 +52,8 @@ def test_a_retried_follower_exits_by_the_end_its_rollout_reached(world: Any, tmp
     # the fields a plain promote's document gives a pipeline: the step counted from 1, and why it ended
     assert doc["step_number"] == doc["step"] >= 1
     assert doc.get("end_cause") == ("check" if want == rl.ROLLED_BACK else None), doc.get("reason")
+    # ...as the controller recorded it on the status (decision 609), not read back from the reason's words
+    assert doc.get("endCause") == ("check" if want == rl.ROLLED_BACK else None), doc
 
 
 def test_a_retry_after_another_rollout_on_the_route_is_still_refused(world: Any, tmp_path: Any) -> None:

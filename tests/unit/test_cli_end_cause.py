@@ -39,6 +39,18 @@ def test_an_ended_rollouts_json_says_the_class_recorded_with_its_end() -> None:
     assert state_dict(state)["end_cause"] == "foreign_edit"
 
 
+def test_a_followers_json_says_the_class_the_controller_recorded_on_the_status() -> None:
+    """`promote --via-controller`'s `end_cause` is the status's `endCause` (decision 609); a status written before it
+    (no `endCause`, or one that is no class) is classed by its reason's words."""
+    from canary.cli_controller import _document
+
+    reason = "failed: ml/m0: spec.http[0].route has 3 destinations, expected 2"
+    assert _document({"phase": rl.ABORTED, "reason": reason, "endCause": "foreign_edit"})["end_cause"] == "foreign_edit"
+    for old in ({}, {"endCause": "nonsense"}, {"endCause": None}):
+        assert _document({"phase": rl.ABORTED, "reason": reason, **old})["end_cause"] == "infrastructure", old
+    assert "end_cause" not in _document({"phase": rl.PROMOTED, "reason": "all steps passed"})
+
+
 def test_a_promotions_line_says_the_stable_subset_now_selects_the_new_version() -> None:
     """"promoted: ... weights 100/0" read alone says the canary got nothing: after a promotion the stable subset
     selects the canary version, and the line says so (a newcomer's reading of the demo)."""
