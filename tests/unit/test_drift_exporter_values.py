@@ -44,3 +44,29 @@ def test_a_triton_bytes_input_counts_under_its_text() -> None:
     got = e.live_counts()
     assert got["city"]["categories"] == {"Lyon": 2, "Paris": 1} and got["city"]["other"] == 0
     assert got["vip"]["categories"] == {"true": 1, "false": 2} and got["vip"]["missing"] == 0
+
+
+def test_a_float32_nan_of_a_categorical_feature_counts_as_missing_not_as_a_new_category() -> None:
+    """A category code sent as a Triton FP32 input (the training data's "1", "2", "3" as text) reaches the model
+    server as np.float32, and its missing values as np.float32 NaN, which is no Python float: "nan" counted under
+    `__other__`, a category the training never had, so a feature unchanged but for its 10% missing read drifted in
+    every window (Jensen-Shannon 0.19, a retraining Job for nothing) and its missing rate read 0 (decision 622)."""
+    import pyarrow as pa
+
+    from canary.drift.compare import compare
+
+    rng = np.random.default_rng(5)
+    codes = [None if i % 10 == 0 else c for i, c in enumerate(rng.choice(["1", "2", "3"], 5000).tolist())]
+    prof = capture(pa.table({"store": pa.array(codes, pa.string())}), model="rec", version="v1", file="t.parquet",
+                   sha256="0" * 64)
+    e = FeatureExporter(prof, registry=None)
+    live = rng.choice([1, 2, 3], 5000).astype(np.float32)
+    live[::10] = np.nan
+    for v in live:
+        e.observe({"store": v})
+    for v in (np.float16("nan"), np.datetime64("NaT")):  # any NaN or NaT is a missing value too
+        e.observe({"store": v})
+    got = e.live_counts()["store"]
+    assert got["other"] == 0 and got["missing"] == 502
+    result = compare(prof, {"store": got})
+    assert not result.drifted and not result.more_missing()
