@@ -1,8 +1,10 @@
 """Read live feature counts from Prometheus: what `canary.drift.exporter` exports, over a window.
 
-Five queries per profile, whatever the number of features (constant in features and in requests),
-all evaluated at one instant (`time=`: each query at its own "now" reads windows that slid apart,
-and a mean of one answer over another is then off by their difference):
+One query per profile, whatever the number of features (constant in features and in requests), of
+five parts (`queries.one_answer`: one Prometheus answers them all, one instant, `time=`: each query at
+its own "now" read windows that slid apart, and a mean of one answer over another was off by their
+difference; each its own query, behind a load balancer over Prometheus replicas, a sum and its count
+came from two of them, decision 623):
 
     sum by (feature, le) (increase(model_feature_value_bucket{model_name="M", model_version="V", namespace=~"N|"}[W]))
     sum by (feature, category) (increase(model_feature_category_total{...}[W]))
@@ -125,11 +127,16 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
 
     what = f"{model} {version}" + (f" in namespace {namespace}" if namespace is not None else "")
 
-    def ask(expr: str, by: str) -> list[tuple[dict[str, str], float]]:
-        """(labels, value) of `sum by (by) (expr)`, series without a value left out."""
+    def ask(parts: dict[str, tuple[str, str]]) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """{key: (labels, value) of `sum by (by) (expr)`} for `parts` ({key: (expr, by)}), series without a value
+        left out, all of them asked as ONE query (`queries.one_answer`): one Prometheus answers every part at one
+        instant. Asked apart, behind a load balancer over Prometheus replicas (kube-prometheus-stack's `replicas: 2`
+        behind its Service) a sum and the count it is divided by came from two replicas, one restarted with empty
+        storage: the live mean read as 2x or 0.5x the true one, a false drift of every numeric feature, and the
+        missing count over another replica's present values a false MORE MISSING (decision 623; 175 for rollouts)."""
+        query = q.one_answer({key: f"sum by ({by}) ({expr})" for key, (expr, by) in parts.items()})
         try:
-            got = client.ask(f"sum by ({by}) ({expr})", check="drift", arm="", at=at,
-                             who=f"drift of {what}", strict=False, deadline=None)
+            got = client.ask(query, check="drift", arm="", at=at, who=f"drift of {what}", strict=False, deadline=None)
         except Rejected as exc:  # Prometheus refused to run it: not live data that do not fit the profile
             many = "too many samples" in str(exc) or "max-samples" in str(exc)
             raise QueryRefused(f"{exc}; {REFUSED_HINT if many else BAD_QUERY_HINT}") from exc
@@ -137,13 +144,19 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
             raise AccessRefused(f"{exc} (reading the live data of {what}: nothing measured)") from exc
         except CanaryError as exc:  # the client speaks of a rollout's arms; drift reads one model's live data
             raise type(exc)(str(exc).replace(f"for {arm_name('')}", f"for the live data of {what}")) from exc
-        return series_by(got, [k.strip() for k in by.split(",")])
+        split = q.split_answer(got, parts)
+        return {key: series_by(split[key], [k.strip() for k in by.split(",")]) for key, (_, by) in parts.items()}
 
     def inc(metric: str) -> str:
         return f"increase({metric}{{{sel}}}[{w}])"
 
+    answer = ask({"buckets": (inc(q.FEATURE_BUCKETS), "feature, le"),
+                  "categories": (inc(q.FEATURE_CATEGORIES), "feature, category"),
+                  "signs": (f"{inc(SIGNED_SUMS)} and ignoring(sign) {inc(SUMMED)}", "feature, sign"),
+                  "summed": (inc(SUMMED), "feature"),
+                  "missing": (inc(q.FEATURE_MISSING), "feature")})
     buckets: dict[str, dict[float, float]] = defaultdict(dict)
-    for m, v in ask(inc(q.FEATURE_BUCKETS), "feature, le"):
+    for m, v in answer["buckets"]:
         # one bound, one bucket: pods whose client libraries spell it two ways ("20.0" and "20", "+Inf" and
         # "Inf") are two series of `sum by (le)`, each with its own pods' observations: summed, as
         # `queries.normalise` sums them (keeping the last dropped the other pods' counts)
@@ -152,16 +165,16 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
         got[le] = got.get(le, 0.0) + max(v, 0.0)
     categories: dict[str, dict[str, float]] = defaultdict(dict)
     others: dict[str, float] = defaultdict(float)  # OTHER apart: a category may be spelt "__other__" (decision 540)
-    for m, v in ask(inc(q.FEATURE_CATEGORIES), "feature, category"):
+    for m, v in answer["categories"]:
         if m["category"] == OTHER:
             others[m["feature"]] += max(v, 0.0)
             continue
         cat = category_of_label(m["category"])  # "" for EMPTY: Prometheus keeps no empty label value
         categories[m["feature"]][cat] = categories[m["feature"]].get(cat, 0.0) + max(v, 0.0)
     parts: dict[str, dict[str, float]] = defaultdict(dict)
-    for m, v in ask(f"{inc(SIGNED_SUMS)} and ignoring(sign) {inc(SUMMED)}", "feature, sign"):
+    for m, v in answer["signs"]:
         parts[m["feature"]][m["sign"]] = max(v, 0.0)
-    summed = {m["feature"]: max(v, 0.0) for m, v in ask(inc(SUMMED), "feature")}
+    summed = {m["feature"]: max(v, 0.0) for m, v in answer["summed"]}
     # (sum, count) per feature, each pair from the same series. Both signs or no mean: the exporter sends both,
     # so one missing is a sum that is no number: a counter that overflowed to +Inf (a sentinel such as
     # 1.8e308 sent twice) has an increase of Inf, then NaN (left out), and the other sign alone made a mean
@@ -171,11 +184,13 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
                and np.isfinite(p["positive"] - p["negative"])}
     if not summed:  # older exporters only: each histogram's `_sum` over its `_count`, where `_sum` never fell
         fell = f"(resets(model_feature_value_sum{{{sel}}}[{w}]) != resets(model_feature_value_count{{{sel}}}[{w}]))"
-        sums = {m["feature"]: v for m, v in ask(f"{inc('model_feature_value_sum')} unless {fell}", "feature")}
-        for m, v in ask(f"{inc('model_feature_value_count')} unless {fell}", "feature"):
+        old = ask({"sum": (f"{inc('model_feature_value_sum')} unless {fell}", "feature"),
+                   "count": (f"{inc('model_feature_value_count')} unless {fell}", "feature")})
+        sums = {m["feature"]: v for m, v in old["sum"]}
+        for m, v in old["count"]:
             if m["feature"] in sums and v > 0:
                 mean_of[m["feature"]] = (sums[m["feature"]], v)
-    gone = {m["feature"]: max(v, 0.0) for m, v in ask(inc(q.FEATURE_MISSING), "feature")}
+    gone = {m["feature"]: max(v, 0.0) for m, v in answer["missing"]}
     out: dict[str, dict[str, Any]] = {}
     for name, f in profile["features"].items():
         if f["type"] == "numeric" and name in buckets:

@@ -312,6 +312,17 @@ class _Prom:
         self.at = 0.0
 
     def ask(self, query: str, **_: Any) -> list[dict[str, Any]]:
+        """One query, or a `queries.one_answer` of several (each part's series marked, as Prometheus answers it)."""
+        from canary.metrics.queries import PART_LABEL
+        from tests.support.prom import one_answer_parts
+
+        parts = one_answer_parts(query)
+        if not parts:
+            return self._one(query)
+        return [{**s, "metric": {**s["metric"], PART_LABEL: key}} for key, part in parts.items()
+                for s in self._one(part)]
+
+    def _one(self, query: str) -> list[dict[str, Any]]:
         by = [k.strip() for k in query.split("sum by (", 1)[1].split(")", 1)[0].split(",")]
         metric = query.split("increase(", 1)[1].split("{", 1)[0]
         out: dict[tuple[Any, ...], float] = {}
