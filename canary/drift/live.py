@@ -198,8 +198,7 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
             les = sorted(got)
             if (len(les) != len(want) + 1 or les[-1] != float("inf")
                     or not np.allclose(les[:-1], want, rtol=1e-9, atol=0.0)):
-                raise ConfigError(f"feature {name!r}: the exporter's buckets {les[:4]}... are not the profile's "
-                                  f"{want[:4]}...; export with the same profile (canary.drift.exporter)")
+                raise ConfigError(_other_bounds(name, want, les))
             cum = np.array([got[b] for b in les])
             cum = np.maximum.accumulate(cum)  # increase() of each bucket may round differently
             out[name] = {"counts": [float(x) for x in np.diff(cum, prepend=0.0)]}
@@ -305,6 +304,31 @@ def exported_profiles(client: PrometheusClient, *, model: str, version: str, win
                      f"[{q.duration(window_s)}]))", check="drift", arm="", at=at,
                      who=f"the profiles exported for {model} {version}", strict=False, deadline=None)
     return {m["profile_hash"] for m, _ in series_by(got, ["profile_hash"]) if m["profile_hash"]}
+
+
+def _other_bounds(name: str, want: list[float], les: list[float]) -> str:
+    """Why a numeric feature's live buckets (`les`, sorted, +Inf included) are not the profile's bounds (`want`): the
+    bounds one side has and the other lacks, by value. It showed the first four of each, which are the same when the
+    two differ further on (a few-valued feature re-captured with one more value: `[1.0, 2.0, 3.0, 4.0]... are not the
+    profile's [1.0, 2.0, 3.0, 4.0]...`), so on-call could not see what differed (decision 624)."""
+    def among(x: float, values: list[float]) -> bool:
+        return any(np.isclose(x, v, rtol=1e-9, atol=0.0) for v in values)
+
+    exported = [b for b in les if b != float("inf")]
+    lacking = [b for b in want if not among(b, exported)]
+    extra = [b for b in exported if not among(b, want)]
+    shown = lambda bs: ", ".join(f"{b:g}" for b in bs[:5]) + (f" and {len(bs) - 5} more" if len(bs) > 5 else "")  # noqa: E731
+    said = [f"{len(exported)} bounds exported, {len(want)} in the profile"]
+    if lacking:
+        said.append(f"the profile's bound{'s' if len(lacking) > 1 else ''} {shown(lacking)} not exported")
+    if extra:
+        said.append(f"bound{'s' if len(extra) > 1 else ''} {shown(extra)} exported, not in the profile")
+    if float("inf") not in les:
+        said.append("no +Inf bucket")
+    return (f"feature {name!r}: the exporter's buckets are not the profile's ({'; '.join(said)}): an exporter built "
+            f"from another profile of this version (re-captured?), or, in a rolling upgrade of the exporter, its pods "
+            f"of both profiles in the window (it passes once the older series are older than the window); export "
+            f"with the same profile (canary.drift.exporter)")
 
 
 def _same_categories(name: str, f: Mapping[str, Any], live: Mapping[str, float]) -> None:

@@ -381,3 +381,22 @@ def test_an_exporter_of_another_profiles_categories_is_bad_live_data_not_drift()
     same = FeatureExporter(watched, registry=None)
     same.observe({"city": "zz"})  # a value the profile never saw: "__other__", a real new category
     assert live_counts(_Prom(same), watched, model="m", version="v1", window_s=3600)["city"]["other"] == 1.0
+
+
+def test_buckets_of_another_profile_are_named_by_the_bounds_that_differ() -> None:
+    """A few-valued feature re-captured for the same version with one more value: the error showed the first four
+    bounds of each side, `[1.0, 2.0, 3.0, 4.0]... are not the profile's [1.0, 2.0, 3.0, 4.0]...`, nothing on-call
+    could act on. It names the bounds one side has and the other lacks (decision 624)."""
+    from canary.drift.exporter import FeatureExporter
+    from canary.drift.live import live_counts
+
+    rng = np.random.default_rng(8)
+    watched = _profile({"rating": rng.choice([1.0, 2.0, 3.0, 4.0, 5.0], 2_000).tolist()})
+    exported = _profile({"rating": rng.choice([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2_000).tolist()})
+    ex = FeatureExporter(exported, registry=None)
+    for r in rng.choice([1.0, 2.0, 3.0, 4.0, 5.0], 500):
+        ex.observe({"rating": float(r)})
+    with pytest.raises(ConfigError) as err:
+        live_counts(_Prom(ex), watched, model="m", version="v1", window_s=3600)
+    assert "6 bounds exported, 5 in the profile" in str(err.value) and "bound 6 exported, not in the profile" in str(err.value)
+    assert "[1.0, 2.0, 3.0, 4.0]" not in str(err.value)
