@@ -116,6 +116,7 @@ class FeatureExporter:
         self._missing: dict[str, int] = {}
         self._boolean: set[str] = set()
         self._zero_one: set[str] = set()  # numeric features of 0s and 1s: a boolean sent for one counts as 1/0
+        self._nan: dict[str, str] = {}  # per categorical feature whose profile has a NaN's text as a category: its label
         self._observed = 0
         for name, f in profile["features"].items():
             self._missing[name] = 0
@@ -132,6 +133,11 @@ class FeatureExporter:
                     self._boolean.add(name)
                 else:
                     self._numbers[name] = _numbers(f["categories"])
+                    # the training data's own text of a NaN (pandas' astype(str) of a missing value, Spark's "NaN"):
+                    # a live NaN counts there, as the capture counted it, not as missing (decision 625)
+                    nan = next((t for t in NAN_TEXTS if t in f["categories"]), None)
+                    if nan is not None:
+                        self._nan[name] = category_label(nan)
         self._registry = registry
         if registry is not None:
             with _REGISTERING:  # the model version's earlier exporter in this registry (its older profile) is replaced
@@ -195,7 +201,10 @@ class FeatureExporter:
             for name, cats in self._categorical.items():
                 v = values.get(name)
                 if _absent(v):
-                    self._missing[name] += 1
+                    if name in self._nan and isinstance(v, (float, np.floating)):
+                        cats[self._nan[name]] += 1
+                    else:
+                        self._missing[name] += 1
                     continue
                 key = boolean_category(v) if name in self._boolean else _category(v)
                 if key is None:  # not a boolean's spelling: a value of the wrong type, as text for a number
@@ -294,6 +303,9 @@ def _spelt(v: Any, numbers: Mapping[float, str] | None) -> str:
     if isinstance(v, (float, np.floating)) and math.isfinite(v):
         return numbers.get(float(v), OTHER)
     return OTHER
+
+
+NAN_TEXTS = ("nan", "NaN")  # a NaN as text: pandas' and pyarrow's str(), Spark's and Java's
 
 
 def _absent(v: Any) -> bool:

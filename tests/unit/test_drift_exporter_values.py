@@ -70,3 +70,26 @@ def test_a_float32_nan_of_a_categorical_feature_counts_as_missing_not_as_a_new_c
     assert got["other"] == 0 and got["missing"] == 502
     result = compare(prof, {"store": got})
     assert not result.drifted and not result.more_missing()
+
+
+def test_a_nan_counts_under_the_category_the_training_data_spelt_it_as() -> None:
+    """Training data whose missing values were turned into the text "nan" (pandas' `astype(str)`) hold "nan" as a
+    category. A live NaN (a Python float's or a float32's) counted as missing: the category emptied live and the
+    feature read drifted, a retraining for nothing, beside a false MORE MISSING. It counts under "nan", as the
+    capture counted it (decision 625); with no such category, it is missing (decision 622)."""
+    import pyarrow as pa
+
+    from canary.drift.compare import compare
+
+    rng = np.random.default_rng(7)
+    texts = rng.choice(["a", "b", "nan"], 3000, p=[0.45, 0.45, 0.1]).tolist()
+    prof = capture(pa.table({"city": pa.array(texts, pa.string())}), model="rec", version="v1", file="t.parquet",
+                   sha256="0" * 64)
+    assert "nan" in prof["features"]["city"]["categories"] and not prof["features"]["city"]["missing"]
+    e = FeatureExporter(prof, registry=None)
+    for i, c in enumerate(rng.choice(["a", "b", "nan"], 3000, p=[0.45, 0.45, 0.1]).tolist()):
+        e.observe({"city": (float("nan") if i % 2 else np.float32("nan")) if c == "nan" else c})
+    got = e.live_counts()["city"]
+    assert got["missing"] == 0 and got["other"] == 0 and got["categories"]["nan"] > 250
+    result = compare(prof, {"city": got})
+    assert not result.drifted and not result.more_missing()
