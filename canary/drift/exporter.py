@@ -200,7 +200,7 @@ class FeatureExporter:
                 total[0 if x >= 0 else 1] += abs(x)  # each part only grows: a counter
             for name, cats in self._categorical.items():
                 v = values.get(name)
-                if _absent(v):
+                if v is None or (type(v) is not str and _absent(v)):  # text (most values): never absent, no checks
                     if name in self._nan and isinstance(v, (float, np.floating)):
                         cats[self._nan[name]] += 1
                     else:
