@@ -250,10 +250,11 @@ def check_cmd(
     few = {name: n for name, n in few.items() if name in quiet}  # low traffic: inconclusive, not "no series"
     why = ""
     if client is not None and not result.features and not few:  # nothing at all: what Prometheus can tell of why
+        from canary.drift.exporter import series_per_pod
         from canary.drift.live import why_no_live_data
 
         why = why_no_live_data(client, model=str(prof["model"]), version=version or str(prof["version"]),
-                               window_s=window, namespace=namespace)
+                               window_s=window, namespace=namespace, series=series_per_pod(prof))
     if other:  # the fact `drift watch` says as drift.profile_mismatch (decision 320); the verdict stands
         from canary.drift.watch import profile_mismatch_message
 

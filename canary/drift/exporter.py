@@ -266,6 +266,12 @@ class FeatureExporter:
         yield from (hist, cats, missing, signed, summed, observed, built)
 
 
+def series_per_pod(profile: Mapping[str, Any]) -> int:
+    """The series the exporter of `profile` adds to each model-server pod's scrape (every family `collect` yields):
+    what a Prometheus `sample_limit` on that scrape must leave room for, beside the server's own (decision 626)."""
+    return sum(len(family.samples) for family in FeatureExporter(profile, registry=None).collect())
+
+
 def _unregister(registry: Any, exporter: "FeatureExporter") -> None:
     try:
         registry.unregister(exporter)

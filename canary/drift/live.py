@@ -223,7 +223,7 @@ def _selector(model: str, version: str | None, namespace: str | None) -> str:
 
 
 def why_no_live_data(client: PrometheusClient, *, model: str, version: str, window_s: float,
-                     namespace: str | None = None) -> str:
+                     namespace: str | None = None, series: int | None = None) -> str:
     """Why the live queries of a model version found no values at all in the window, as far as Prometheus can
     tell (asked only then: one query, two when the window holds fewer than two scrapes of the version): its series
     are there and counted nothing (no traffic), the window holds fewer than two scrapes of series that exist
@@ -260,6 +260,27 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
                 f"scraped yet, or lost with it: the next evaluations read them as scrapes come), or its retention "
                 f"is that short (then a window this long is never filled: shorten `--window`, the controller's `--drift-window`)")
 
+    def rejected() -> str:
+        """A note when Prometheus scrapes targets that answer and rejects what they send (`up` 0 with samples
+        scraped: a `sample_limit`, a label limit or a body-size limit exceeded): a model server's whole scrape,
+        its own metrics with the exporter's, is then lost, and "is the exporter deployed?" sent on-call to an
+        exporter that was there (decision 626). "" when none, or when Prometheus cannot tell."""
+        try:
+            got = ask("count(up == 0 and on(job, instance) scrape_samples_scraped > 0)", "")
+        except Exception:  # noqa: BLE001 - a hint only
+            return ""
+        n = int(got[0][1]) if got else 0
+        if n < 1:
+            return ""
+        per_pod = f" (the drift exporter of this profile adds {series:,} series to each model-server pod's)" \
+            if series else " (the drift exporter adds a series per bucket and per category of every profiled feature)"
+        return (f"; but {n} scrape target{'s' if n > 1 else ''} answer{'' if n > 1 else 's'} and Prometheus rejects "
+                f"what {'they send' if n > 1 else 'it sends'} (`up` 0 with samples scraped: over a `sample_limit`, "
+                f"a label limit or a body-size limit; its targets page says which){per_pod}: a rejected scrape loses "
+                f"every metric of the pod, the model server's own too; raise the limit (a ServiceMonitor's "
+                f"`sampleLimit`, prometheus-operator's `enforcedSampleLimit`) or profile fewer features (`canary "
+                f"baseline capture --features`)")
+
     try:
         samples = ask(f"max(count_over_time({q.FEATURE_MISSING}{{{_selector(model, version, namespace)}}}[{w}]))", "")
         n = int(samples[0][1]) if samples else 0
@@ -284,7 +305,7 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
         return (f"no series of model {model} at all in the last {duration(back)}"
                 + (f" in namespace {namespace}" if namespace is not None else "")
                 + ": is the exporter deployed and scraped, is the model name the one it exports (a model renamed in "
-                  "the server exports under its new name)?" + young(back))
+                  "the server exports under its new name)?" + rejected() + young(back))
     except Exception:  # noqa: BLE001 - a hint only: the general one stands
         return ""
 

@@ -49,6 +49,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from canary.drift import monitor as M
 from canary.drift.compare import MIN_LIVE, compare, too_few
+from canary.drift.exporter import series_per_pod
 from canary.drift.live import (PROFILE_INFO, AccessRefused, exported_profiles, live_counts, remedy, unavailable,
                                why_no_live_data)
 from canary.drift.profile import profile_hash
@@ -667,7 +668,8 @@ class DriftWatcher:
             reason = ""
             if unseen and not few:  # nothing at all: what Prometheus can tell of why (asked when this line is logged)
                 reason = why_no_live_data(self.client, model=str(prof["model"]), version=str(prof["version"]),
-                                          window_s=window, namespace=prof.get("_namespace") or self._selects)
+                                          window_s=window, namespace=prof.get("_namespace") or self._selects,
+                                          series=series_per_pod(prof))
             why = ([f"no live values of {', '.join(unseen)} in the window ("
                     + (reason or "is the exporter deployed, are the model name and version right, does the version "
                                  "get traffic?") + ")"] if unseen else []) + ([low] if low else [])

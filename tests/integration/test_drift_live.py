@@ -344,3 +344,52 @@ def test_float32_inputs_of_a_float64_profile_read_no_drift_through_prometheus(pr
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+def test_a_scrape_rejected_over_its_sample_limit_is_named_when_no_live_data_arrives(
+        prometheus_binary: str, tmp_path: Any) -> None:
+    """The drift exporter adds a series per bucket and per category of every profiled feature to the model server's
+    scrape (3,000 for 100 numeric features). Over the scrape's `sample_limit` (a ServiceMonitor's `sampleLimit`,
+    prometheus-operator's `enforcedSampleLimit`) Prometheus rejects the WHOLE scrape: the server's own request
+    counter is lost with it, and `drift check` said only "no series of model rec at all: is the exporter deployed
+    and scraped?", sending on-call to an exporter that was there. It now says that a target answers and is rejected,
+    and how many series this profile's exporter adds (decision 626)."""
+    import shutil
+
+    import pyarrow as pa
+    from prometheus_client import Counter
+
+    from canary.drift.exporter import series_per_pod
+    from canary.drift.profile import capture
+    from canary.sandbox.promserver import PromServer
+    from tests.support.prom import until_value
+
+    class Limited(PromServer):
+        def config(self) -> dict[str, Any]:
+            cfg = super().config()
+            for job in cfg["scrape_configs"]:  # type: ignore[union-attr]
+                job["sample_limit"] = 1_000
+            return cfg
+
+    rng = np.random.default_rng(2)
+    prof = capture(pa.table({f"x{i}": rng.normal(0, 1, 2_000) for i in range(40)}), model="rec", version="v1",
+                   file="t.parquet", sha256="0" * 64)
+    (tmp_path / "p.json").write_text(json.dumps(prof))
+    reg = CollectorRegistry()
+    Counter("model_requests", "the model server's own", registry=reg).inc()
+    FeatureExporter(prof, registry=reg).observe({"x0": 1.0})
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)
+    prom = Limited(targets=[f"127.0.0.1:{server.server_address[1]}"], scrape_interval="1s",
+                   binary=prometheus_binary or shutil.which("prometheus")).start()
+    try:
+        until_value(prom, "max(scrape_samples_scraped)", series_per_pod(prof), "a scrape over the limit")
+        r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(tmp_path / "p.json"), "--prometheus-url",
+                                     prom.url, "--window", "5m", "-o", "json"])
+        assert r.exit_code == 4, r.output
+        why = json.loads(r.stdout)["no_live_data_reason"]
+        assert "1 scrape target answers and Prometheus rejects" in why, why
+        assert f"adds {series_per_pod(prof):,} series" in why and "sampleLimit" in why
+    finally:
+        prom.stop()
+        server.shutdown()
+        server.server_close()
