@@ -135,14 +135,22 @@ def capture_cmd(
         except Exception as exc:  # the cluster could not be reached: the file is written, say so
             _fail(f"{target} written, but ConfigMap {namespace}/{configmap} not: {type(exc).__name__}: "
                   f"{str(exc)[:200]}", EXIT_UNAVAILABLE)
+    from canary.drift.exporter import series_per_pod
+
+    # what a Prometheus `sample_limit` on the model server's scrape must leave room for: over it, the whole scrape is
+    # rejected, the server's own metrics too (decision 626)
+    series = series_per_pod(prof)
     summary = {"file": str(target), "model": model, "version": version, "rows": prof["rows"], "stored": stored,
                "features": {n: f["type"] for n, f in prof["features"].items()}, "sha256": prof["source"]["sha256"],
-               "warnings": warnings}
+               "series_per_pod": series, "warnings": warnings}
 
     def text(wide: bool) -> None:
         typer.echo(f"{target}: {prof['rows']:,} rows, {len(prof['features'])} features "
                    f"({', '.join(f'{n} {t}' for n, t in summary['features'].items())})"
                    + (f"; {stored}" if stored else ""))
+        typer.echo(f"  its exporter adds {series:,} series to each model-server pod's scrape: a Prometheus "
+                   f"sample_limit on that scrape (a ServiceMonitor's sampleLimit) must leave room for them, or the "
+                   f"whole scrape is rejected, the server's own metrics too")
         if wide:
             typer.echo(f"  model {model} version {version}, source {file} sha256 {summary['sha256']}")
 

@@ -465,3 +465,23 @@ def test_a_retraining_trigger_failing_for_weeks_is_still_retried_at_its_cap():
     assert s.trigger_attempts == 1_501 and s.trigger_due == 2_800.0 and "retrying in 1800s" in acts[0].message
     s, acts = M.step(s, _result(True), 1_100.0, cfg, window_s=10)  # an evaluation before it is due: no raise
     assert s.trigger_due == 2_800.0 and acts == []
+
+
+def test_capture_says_how_many_series_its_exporter_adds_to_each_pod(tmp_path):
+    """Over a Prometheus `sample_limit` on the model server's scrape the whole scrape is rejected, the server's own
+    metrics too: capture says how many series the profile's exporter adds, where the limit can be checked before
+    the exporter is deployed (decision 626)."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.drift.exporter import series_per_pod
+
+    src, _ = _profile(tmp_path)
+    out = tmp_path / "rec-v1.profile.json"
+    r = CliRunner().invoke(app, ["baseline", "capture", str(src), "--model", "rec", "--version", "v1", "-f", str(out),
+                                 "-o", "json"])
+    assert r.exit_code == 0, r.output
+    n = series_per_pod(json.loads(out.read_text()))
+    assert json.loads(r.stdout)["series_per_pod"] == n > 0
+    r = CliRunner().invoke(app, ["baseline", "capture", str(src), "--model", "rec", "--version", "v1", "-f", str(out)])
+    assert f"its exporter adds {n:,} series to each model-server pod's scrape" in r.output
