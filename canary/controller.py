@@ -2590,12 +2590,14 @@ class Controller:
         found = {"from_weights": str(status.weights), "recorded_phase": rec.phase if rec is not None else "none",
                  "ended": st.get("phase")}
         try:
-            self.fenced.set_weights(target, STABLE_ONLY, state=None, expect_state=status.state)  # type: ignore[arg-type]
+            # (state None: the record left as it is; the router drops mirrors to the canary too, decision 612)
+            after = self.fenced.set_weights(target, STABLE_ONLY, state=None,  # type: ignore[arg-type]
+                                            expect_state=status.state)
         except CanaryError as exc:
             log.error("rollout.end_reasserted", **found, written=False, error=str(exc)[:300],
                       note="traffic stays split, judged by nobody: the next tick tries again")
             return exc
-        log.warning("rollout.end_reasserted", **found, written=True,
+        log.warning("rollout.end_reasserted", **found, written=True, routes=list(after.also_ended),
                     note="the route of this finished CanaryRollout read split with no rollout driving it (re-created "
                          "or edited from an old copy?): stable 100% written; edit the spec to run a rollout")
         return None

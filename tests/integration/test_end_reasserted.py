@@ -255,3 +255,38 @@ def test_with_watches_a_refused_write_is_tried_again_with_no_change(watched: Any
         if _route(api, "primary") == [100, 0]:
             break
     assert _route(api, "primary") == [100, 0]
+
+
+def test_a_reasserted_end_drops_the_mirrors_to_the_canary_as_a_rollback_does(world: Any) -> None:
+    """The route put back 80/20 with `mirror: {subset: canary}` on it and on a gRPC route beside it: stable 100%
+    on the route the CR names left both routes shadowing the canary subset, which still selects the rolled-back
+    version, where every rollback removes them (decisions 78 c, 577). Now the re-asserted end drops them as a
+    rollback does (decision 612): on its route every mirror to a subset of the service but `stable`, on another
+    route only the canary's (584: subset `shadow`'s stays); another route's split is still left (164)."""
+    api, op, custom = world
+    clock = _finished(api, op, custom)
+    grpc = {"name": "grpc", "match": [{"port": 8001}],
+            "route": [{"destination": {"host": "m0", "subset": "stable"}}],
+            "mirror": {"host": "m0", "subset": "canary"}, "mirrorPercentage": {"value": 50.0},
+            "mirrors": [{"destination": {"host": "m0", "subset": "shadow"}},
+                        {"destination": {"host": "m0", "subset": "canary"}}]}
+
+    def restored(o: dict[str, Any]) -> None:
+        _split(o)
+        _with_shadow(o)
+        primary = next(r for r in o["spec"]["http"] if r.get("name") == "primary")
+        primary.update(mirror={"host": "m0", "subset": "canary"}, mirrorPercentage={"value": 100.0})
+        o["spec"]["http"].insert(0, copy.deepcopy(grpc))
+
+    api.edit(GROUP, "virtualservices", "ml", "m0", restored)
+    with capture_logs() as logs:
+        _ticks(op, clock, 3)
+    http = {r["name"]: r for r in api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]}
+    assert _route(api, "primary") == [100, 0] and _route(api, "shadow") == [50, 50]
+    assert not {"mirror", "mirrorPercentage"} & set(http["primary"]), http["primary"]
+    kept = {k: v for k, v in grpc.items() if k not in ("mirror", "mirrorPercentage")}
+    assert http["grpc"] == {**kept, "mirrors": grpc["mirrors"][:1]}, http["grpc"]
+    [line] = [e for e in logs if e["event"] == "rollout.end_reasserted"]
+    assert line["written"] is True and line["routes"] == [
+        "http[0] (grpc): its mirror to the canary removed", "http[2] (primary): its mirror to the canary removed"], line
+    _no_second_rollout(logs)
