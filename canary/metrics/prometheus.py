@@ -109,8 +109,8 @@ class PrometheusProvider(PrometheusClient):
     ) -> tuple[float, float, float | None]:
         """`request_counts`, and the seconds of the window Prometheus holds data of the counters for, from the same
         answer (`query_plan.HELD`): less than `window_s` where its data begin inside the window (restarted without
-        its storage: `increase()` then counted from its first scrape on; decision 574); None where not told (no
-        series with a scrape target: a recording rule's)."""
+        its storage: `increase()` then counted from its first scrape on; decision 574), of the series the count sums, a
+        recording rule's output too (decision 613); None where not told (no series, or a store without `held`)."""
         with self.about(target):
             answer, parts = self.ask_counts(policy, target, window_s,
                                             lambda query: self.query(query, check=check, at=at))

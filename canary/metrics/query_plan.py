@@ -85,9 +85,10 @@ def request_query(policy: Policy, target: Target, *, window_s: float, held: bool
         exported = _exported(policy, target, arm, policy.metrics.source)
         if exported:
             parts[f"{arm}/{RELABELLED}"] = q.relabelled_of([q.arm_series(names, sel)], exported)
-    # how far back Prometheus holds these counters: a look judges no more than that (decision 574)
+    # how far back Prometheus holds these counters: a look judges no more than that (decision 574); the series the
+    # count sums, a scrape target's or not (a recording rule's output is lost with the storage too: decision 613)
     if held:
-        parts[HELD] = q.held_query([q.arm_series([name], q.selector(policy, target, arm, policy.metrics.source))
+        parts[HELD] = q.held_query([f"{name}{q.selector(policy, target, arm, policy.metrics.source)}"
                                     for arm in q.ARMS for name in names], window_s)  # one metric each (decision 586)
     return q.one_answer(parts), parts
 

@@ -45,6 +45,13 @@ def _history(start: float, end: float) -> str:
                 lines += [f"model_requests_total{{{labels}}} {rate * share * (t - born):.3f} {t:.3f}"
                           for t in [*(range(int(gap[0]), int(gap[1]) + 1) if model == "gap" else ()),
                                     *range(int(first), int(end) + 1)]]
+    # model `ruled`: a recording rule's output (no `instance`, no `job`: `sum without (instance, job, pod)` recorded
+    # under the counter's name), held its last HELD_S seconds, as the rule's own series are after a storage loss
+    for version, rate in RATES.items():
+        for outcome, share in (("success", 0.998), ("error", 0.002)):
+            labels = f'model_name="ruled",model_version="{version}",outcome="{outcome}"'
+            lines += [f"model_requests_total{{{labels}}} {rate * share * (t - born):.3f} {t:.3f}"
+                      for t in range(int(end - HELD_S), int(end) + 1)]
     # Triton's two request counters, the same labels but the name (decision 586), of both models too
     for name, share in (("nv_inference_request_success", 0.998), ("nv_inference_request_failure", 0.002)):
         lines.append(f"# TYPE {name} counter")
@@ -122,6 +129,17 @@ def test_serves_look_judges_no_more_seconds_than_prometheus_holds(prom: tuple[Pr
     assert answer("kept")[0] == PASS
     verdict, reason = answer("lost")
     assert verdict == INCONCLUSIVE and "restarted without its storage" in reason, (verdict, reason)
+
+
+def test_a_request_counter_read_through_a_recording_rule_is_held_too(prom: tuple[PrometheusProvider, float]) -> None:
+    """The counters are a recording rule's output (no `instance`): `held` looked at series with a scrape target only,
+    answered nothing, and the look took its whole 300 s as held: a pass on Prometheus's last 150 s, the gap 574
+    closed for scraped counters. The rule's output is stored as any series and lost with the storage: `held` now
+    reads the series the count sums (decision 613)."""
+    provider, at = prom
+    covered, new, events = _look(provider, at, "ruled")
+    assert HELD_S - 11 <= covered <= HELD_S + 1 and new.phase == rl.PROGRESSING, (covered, new.phase, events)
+    assert "look.window_short" in events, events
 
 
 def test_tritons_two_request_counters_are_counted_and_held(prom: tuple[PrometheusProvider, float]) -> None:
