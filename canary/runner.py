@@ -24,9 +24,9 @@ from typing import Any, Callable, Protocol, TypeVar
 from canary import ci_job, judged_marks, unowned
 from canary import rollout as rl
 from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, ConflictStorm, GraceReserved,
-                           GraceSpent, KubeUnavailable, NotFound, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy,
-                           RoutingConflict, StableNotReady, TargetError, TrafficUnsafe, TransientError, WeightsMoved,
-                           said)
+                           GraceSpent, KubeUnavailable, NotCountable, NotFound, PodsNotReady, RecordTooNew,
+                           RollbackFailed, RolloutBusy, RoutingConflict, StableNotReady, TargetError, TrafficUnsafe,
+                           TransientError, WeightsMoved, said)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, Weights, check_version, rollback_command
@@ -191,6 +191,7 @@ class Runner:
         self._next_probe = 0.0
         self._next_watch = 0.0
         self._look_not_before = 0.0  # a look discarded on an unreadable route: the next one waits a watch_every
+        self._moved_back_in = math.nan  # the step (its start) a look moved the clock back to Prometheus's in (614)
         if self.history is None:
             from canary.history_store import ConfigMapStore, Recorder
 
@@ -1082,11 +1083,17 @@ class Runner:
             self.log.warning("look.abandoned", reason="the canary's probes failed meanwhile", phase=ended.phase,
                              weights=str(ended.weights), step=ended.step + 1)
             return ended
-        behind = self._prometheus_behind(now)
+        behind = self._prometheus_behind(now, state)
         if behind:  # its window reached back before the step: not judged, the next look on Prometheus's clock
             self.log.warning("look.discarded", reason=behind, phase=state.phase, weights=str(state.weights),
                              recorded_weights=str(state.weights), step=state.step + 1)
-            return state
+            if self.clock.now() - state.step_started_at < self.policy.analysis.interval + \
+                    self.policy.failure.no_data_deadline:
+                return state
+            # every look of the step discarded up to its deadline (Prometheus's clock stopped or slow: behind again
+            # after the clock went back once): no verdict, ended as the policy's `on_deadline` says (decision 614)
+            measurements = {c.name: NotCountable(behind) for c in self.policy.checks}
+            canary_n, uncounted, covered = 0.0, behind, None  # type: ignore[assignment]
         reverted = self._reverted_meanwhile(state)
         if reverted is not None:
             return reverted
@@ -1115,24 +1122,35 @@ class Runner:
                                  step=state.step + 1)
             raise
 
-    def _prometheus_behind(self, now: float) -> str:
+    def _prometheus_behind(self, now: float, state: rl.RolloutState) -> str:
         """Why the look measured at `now` is not judged ("" when it is): Prometheus evaluated it (`last_instant`,
         its own clock) more than SKEW_WARN_S behind this rollout's clock, anchored at Prometheus's `time()` when
         the rollout started (`_on_prometheus_clock`). Its clock moved since (a Prometheus rescheduled onto a node
         whose clock is behind): the look's window, the step's age, ended at Prometheus's now and so reached back
         before the step, over data at another weight that the window before it judged. The clock goes back to
         Prometheus's (`clock.skew`): the step looks younger for that long, never older. A Prometheus ahead is
-        kept: its windows start after the step's start, never before it (decision 575)."""
+        kept: its windows start after the step's start, never before it (decision 575). Once a step: a Prometheus
+        behind again after that (its clock stopped, or slow) moved the clock back at every look, the step never
+        aged, and its deadline never came (decision 614); its looks are still not judged, the next one a
+        `look_every` later, and the step reaches its deadline on this rollout's clock."""
         stamp = getattr(self.metrics, "last_instant", None)
         if type(self.clock) is not SystemClock or not isinstance(stamp, (int, float)) or not math.isfinite(stamp) \
                 or stamp >= now - SKEW_WARN_S:
             return ""
+        why = (f"Prometheus evaluated the look {now - stamp:.0f}s behind this rollout's clock (its clock moved "
+               "since the rollout started: restarted on another node?): the step's window reached back before the "
+               "step; not judged")
+        if self._moved_back_in == state.step_started_at:
+            warn_skew(self.log, stamp - now, note="Prometheus's clock is behind this rollout's again in this step "
+                      "(stopped, or slow?): the rollout's clock is kept, its looks are not judged; run NTP")
+            self._look_not_before = self.clock.now() + self.policy.analysis.look_every
+            return (f"{why}, again in this step: the rollout's clock already went back to Prometheus's once in it "
+                    "and is kept (Prometheus's clock stopped or slow?); no verdict at the step's deadline")
         warn_skew(self.log, stamp - now, note="Prometheus's clock moved behind this rollout's since it started: "
                   "the rollout's clock is Prometheus's again; run NTP")
         self.clock = SystemClock(anchor=stamp + (self.clock.now() - now))
-        return (f"Prometheus evaluated the look {now - stamp:.0f}s behind this rollout's clock (its clock moved "
-                "since the rollout started: restarted on another node?): the step's window reached back before the "
-                "step; not judged, the next look on Prometheus's clock")
+        self._moved_back_in = state.step_started_at
+        return f"{why}, the next look on Prometheus's clock"
 
     def _reverted_meanwhile(self, state: rl.RolloutState) -> rl.RolloutState | None:
         """A look's data were measured while the route may have left our weights (a GitOps tool reverting them

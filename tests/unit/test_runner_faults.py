@@ -548,6 +548,46 @@ def test_once_the_rollback_write_lands_the_lines_say_what_is_routed() -> None:
     assert started["target_weights"] == "100/0" and started["target_phase"] == rl.ROLLED_BACK
 
 
+def _on_prometheus_clock(*, step_age_s: float) -> tuple[Runner, FakeMetrics, rl.RolloutState, float]:
+    """A runner on the system clock (Prometheus's, as `_on_prometheus_clock` anchors it), its metrics, a state
+    `step_age_s` into its first step at 10%, and the clock's now."""
+    from canary.runner import SystemClock
+
+    ctl, _, metrics, _ = make()
+    ctl.clock = SystemClock()
+    t0 = ctl.clock.now()
+    state = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING, step=0,
+                            weights=Weights.canary_at(10), started_at=t0 - step_age_s,
+                            step_started_at=t0 - step_age_s, updated_at=t0 - 2)
+    return ctl, metrics, state, t0
+
+
+def test_a_step_whose_looks_prometheus_evaluates_behind_every_time_ends_at_its_deadline() -> None:
+    """Prometheus's clock stopped 300 s behind (every look evaluated at the same instant): each look moved the
+    rollout's clock back to it and was discarded (decision 575), so the step never aged and its deadline, checked
+    on judged looks only, never came: the rollout held its split forever, a `look.discarded` every look. Now the
+    clock goes back once a step; a look behind again is discarded with the clock kept (the next a `look_every`
+    later), and one at the step's deadline ends it with no verdict, as `on_deadline` says (decision 614)."""
+    import structlog.testing
+
+    from canary.runner import SystemClock
+
+    ctl, metrics, state, t0 = _on_prometheus_clock(step_age_s=20)
+    metrics.last_instant = t0 - 300  # type: ignore[attr-defined]  # and there it stays
+    ctl._reverted_meanwhile = lambda s: None  # type: ignore[method-assign]  # the route as recorded
+    with structlog.testing.capture_logs() as logs:
+        assert ctl._look(state) is state and ctl.clock.now() < t0 - 290  # moved back once (575)
+        ctl.clock = SystemClock(anchor=t0 - 290)  # 10 s later on the rollout's clock, Prometheus's still stopped
+        assert ctl._look(state) is state and ctl.clock.now() >= t0 - 290, "the clock is kept"
+        assert ctl._look_not_before >= t0 - 290 + POLICY.analysis.look_every
+        ctl.clock = SystemClock(anchor=t0 + 11)  # the step 31 s old: past interval 10 s + no_data_deadline 20 s
+        got = ctl._look(state)
+    assert got.phase == rl.ROLLED_BACK and got.reason.startswith("no verdict after 31s at step 1"), got.reason
+    assert "behind this rollout's clock" in got.reason, got.reason
+    discarded = [e["reason"] for e in logs if e["event"] == "look.discarded"]
+    assert len(discarded) == 3 and "again in this step" in discarded[1], discarded
+
+
 @pytest.mark.parametrize("behind_s", [300.0, 0.5])
 def test_a_look_prometheus_evaluated_behind_the_rollouts_clock_is_not_judged(behind_s: float) -> None:
     """promote anchors its clock at Prometheus's `time()` when it starts, and each look is evaluated at
@@ -558,14 +598,7 @@ def test_a_look_prometheus_evaluated_behind_the_rollouts_clock_is_not_judged(beh
     clock kept (decision 575)."""
     import structlog.testing
 
-    from canary.runner import SystemClock
-
-    ctl, _, metrics, _ = make()
-    ctl.clock = SystemClock()
-    t0 = ctl.clock.now()
-    state = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING, step=0,
-                            weights=Weights.canary_at(10), started_at=t0 - 60, step_started_at=t0 - 60,
-                            updated_at=t0 - 10)
+    ctl, metrics, state, t0 = _on_prometheus_clock(step_age_s=60)
     metrics.last_instant = t0 - behind_s  # type: ignore[attr-defined]  # the instant the look was evaluated at
     ctl._reverted_meanwhile = lambda s: s  # type: ignore[method-assign]  # stop after the measuring: not routed
     with structlog.testing.capture_logs() as logs:
