@@ -171,11 +171,16 @@ class PrometheusProvider(PrometheusClient):
 
     def _runs_held(self, ask: Callable[[str], Any]) -> bool:
         """Whether the store answers `HELD_PROBE`: one that refused the request count and runs this is not a store
-        without `held`'s subquery (a transient overload is not given up on for the process; decision 595)."""
+        without `held`'s subquery (a transient overload is not given up on for the process; decision 595). A probe
+        not answered (5xx, a timeout) tells nothing: taken as running it, so the count's own refusal is raised, in
+        the store's words, and `held` kept; its failure raised instead masked them behind "could not be asked" over
+        the probe's query, a transient outage (decision 615)."""
         try:
             ask(self.HELD_PROBE)
         except Rejected:
             return False
+        except MetricsUnavailable:  # (said as `metrics.query_failed` by the client)
+            return True
         return True
 
     def preflight(self, policy: Policy, target: Target) -> PreflightReport:

@@ -314,3 +314,30 @@ def test_a_count_refused_for_its_load_keeps_held(prom: tuple[PrometheusProvider,
         assert asked.count(PrometheusProvider.HELD_PROBE) == 1, asked
     finally:
         proxy.close()
+
+
+def test_a_probe_the_store_answers_5xx_does_not_mask_the_counts_refusal(prom: tuple[PrometheusProvider, float]) -> None:
+    """The count refused for its load (422 "too many samples"), and 595's probe answered 503 (the store overloaded
+    still): the probe's failure was raised in place of the count's refusal, so the look's check and preflight said
+    "could not measure ... 503" over the probe's `vector(0)` subquery (a transient outage, at the deadline an abort
+    "Prometheus unreachable"), not the store's words about the count. A probe not answered tells nothing: the
+    count's own refusal is raised, `held` kept, nothing said (decision 615)."""
+    from canary.metrics.client import Rejected
+    from canary.metrics.queries import HELD_LABEL, PART_LABEL
+
+    real, at = prom
+
+    def refused(asked: str) -> tuple[int, str, str] | None:
+        if PART_LABEL in asked and HELD_LABEL in asked:
+            return 422, "execution", "query processing would load too many samples into memory in query execution"
+        return (503, "unavailable", "overloaded") if asked == PrometheusProvider.HELD_PROBE else None
+
+    proxy = _store(real, refused)
+    try:
+        provider = PrometheusProvider(proxy.url, at=at, retries=1, budget_s=5.0, backoff_s=0.05)
+        with structlog.testing.capture_logs() as logs:
+            with pytest.raises(Rejected, match="too many samples"):
+                provider.counted(POLICY, KEPT, window_s=STEP_AGE_S, at=at)
+        assert provider.held_refused == "" and not [e for e in logs if e["event"] == "metrics.held_unsupported"]
+    finally:
+        proxy.close()
