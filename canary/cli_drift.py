@@ -403,7 +403,7 @@ def watch_cmd(
                               "without it each run starts afresh: with a quiet period it can never alert, without "
                               "one it would open a new episode, and a new Job, on every drifted run. For a one-off "
                               "verdict use `canary drift check`")
-        _check_window(client, window_s)
+        opts.check_window(window_s, client)
         core = batch = None
         if not no_kube:
             import kubernetes
@@ -646,22 +646,6 @@ def _unmeasured_remedy(client: Any, exc: BaseException) -> str:
     if "connection failed" in str(exc) or unavailable(client) is not None:
         return "; Prometheus does not answer at all (is it up, is --prometheus-url right?): nothing measured"
     return remedy(exc)
-
-
-def _check_window(client: Any, window_s: float) -> None:
-    """ConfigError (exit 2) when `--window` is under twice the Prometheus's scrape interval (the shortest in its
-    configuration): `increase()` needs two samples in the window, which one under two intervals holds only at some
-    evaluations (under one interval, at none), the others reading no live data, each said with a hint (decision
-    542). Nothing checked when Prometheus cannot tell (decision 557)."""
-    from canary.analysis.shown import duration
-
-    interval = client.shortest_scrape_interval_s() if client is not None else None
-    if interval is not None and window_s < 2 * interval:
-        which = "every" if window_s <= interval else "many an"
-        raise ConfigError(f"--window {duration(window_s)} is under twice Prometheus's scrape interval "
-                          f"({duration(interval)}, the shortest in its configuration): increase() needs two scrapes in "
-                          f"the window, so {which} evaluation would read no live data; give --window "
-                          f"{duration(2 * interval)} or more")
 
 
 def _other_profiles(client: Any, prof: dict, version: str | None, window_s: float,

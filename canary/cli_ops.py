@@ -6,9 +6,8 @@ main Typer app by `register`.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
@@ -61,7 +60,11 @@ def analyze(
         window_s = max(1, int(window))
         metrics = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
                                prometheus_ca_file)
-        _check_window(policy, policy_file, metrics, window_s)
+        told = policy.metrics.scrape_interval  # where the file sets it; else Prometheus's own (decision 562)
+        opts.check_window(window_s, metrics, policy_scrape=(told, f"metrics.scrape_interval {told:g}s in {policy_file}")
+                          if "scrape_interval" in policy.metrics.model_fields_set else None,
+                          unset=f"; metrics.scrape_interval is not set in {policy_file}",
+                          hint=" (or set metrics.scrape_interval to what your Prometheus really scrapes at)")
         ns = opts.namespace(namespace, kubeconfig, context)
         stable, canary = stable_version, canary_version
         where = route or policy.route
@@ -130,30 +133,6 @@ def _unmeasured_remedy(failures: list[BaseException], *, every: bool) -> str:
         return (f"; {nothing}these queries took longer than Prometheus's --query.timeout or the client's budget: a "
                 "shorter --window reads fewer samples")
     return f"; {nothing}Prometheus failed these queries (its words above; its own log says more)"
-
-
-def _check_window(policy: Any, policy_file: Path, metrics: Any, window_s: int) -> None:
-    """ConfigError (exit 2, before any query) when `--window` is shorter than two scrapes: an increase() over it
-    holds at most one sample, and every check read "no series" for both arms (exit 4: on-call went looking for a
-    broken exporter; decision 552). The scrape interval is the policy's `metrics.scrape_interval` where the file
-    sets it; where it does not, the Prometheus's own (the shortest in its configuration, as `drift watch --window`
-    reads it); where Prometheus cannot tell (Thanos, Mimir, a remote-write receiver, an unreadable configuration:
-    `shortest_scrape_interval_s`), nothing is checked, as `drift watch` checks nothing: a refusal must never be
-    wrong, and the field's default (60 s) refused `--window 1m` against a Prometheus scraping every 15 s, naming a
-    value the file does not hold (decision 562)."""
-    scrape = policy.metrics.scrape_interval
-    if "scrape_interval" in policy.metrics.model_fields_set:
-        source = f"metrics.scrape_interval {scrape:g}s in {policy_file}"
-    else:
-        told = metrics.shortest_scrape_interval_s()
-        if told is None:
-            return
-        scrape, source = told, (f"Prometheus scrapes every {told:g}s at the shortest, in its configuration; "
-                                f"metrics.scrape_interval is not set in {policy_file}")
-    if window_s < 2 * scrape:
-        raise cli.ConfigError(
-            f"--window {window_s}s is shorter than two scrapes ({source}): an increase() over it holds at most one "
-            f"sample, so every check would read 'no series' for both arms; give --window {math.ceil(2 * scrape)}s or more (or set metrics.scrape_interval to what your Prometheus really scrapes at)")
 
 
 def register(app: typer.Typer) -> None:

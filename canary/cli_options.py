@@ -229,3 +229,31 @@ def given(ctx: typer.Context, param: str) -> bool:
     """Whether option `param` was given (on the command line or through its variable), not defaulted."""
     source = ctx.get_parameter_source(param)
     return source is not None and getattr(source, "name", "") != "DEFAULT"
+
+
+def check_window(window_s: float, prometheus: Any, *, policy_scrape: tuple[float, str] | None = None,
+                 unset: str = "", hint: str = "") -> None:
+    """ConfigError (exit 2, before any query) when `--window` is under twice the scrape interval: `increase()` needs
+    two samples in its window, which one under two intervals holds only at some evaluations (under one, at none),
+    the others reading no series for both arms (on-call went looking for a broken exporter; decisions 542, 552).
+    The interval is `policy_scrape` ((seconds, where it is set): a policy's `metrics.scrape_interval` its file
+    sets), else `prometheus`'s own, the shortest in its configuration (`unset`: said beside it, why no policy's);
+    where Prometheus cannot tell (Thanos, Mimir, a remote-write receiver, an unreadable configuration), nothing is
+    checked: a refusal must never be wrong (decisions 557, 562). `canary analyze` and `drift watch` share it."""
+    import math
+
+    from canary.analysis.shown import duration
+
+    if policy_scrape is not None:
+        scrape, source = policy_scrape
+    else:
+        told = prometheus.shortest_scrape_interval_s() if prometheus is not None else None
+        if told is None:
+            return
+        scrape = told
+        source = f"Prometheus's scrape interval ({duration(told)}, the shortest in its configuration{unset})"
+    if window_s < 2 * scrape:
+        which = "every" if window_s <= scrape else "many an"
+        raise ConfigError(f"--window {duration(window_s)} is shorter than two scrapes, under twice {source}: "
+                          f"increase() needs two scrapes in the window, so {which} evaluation would read no live "
+                          f"data; give --window {math.ceil(2 * scrape)}s or more{hint}")
