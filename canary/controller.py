@@ -2554,7 +2554,8 @@ class Controller:
         VirtualService re-created or edited from an old copy (80/20 from a backup) with no rollout record, or
         with this CR's ended one. Nothing judged the canary's share and Ready read True. Argo Rollouts
         re-asserts the desired weights at every reconcile of a Rollout it owns, Flagger its VirtualService:
-        stable 100% on that route alone (never another route or VirtualService), guarded on the record as read
+        stable 100% on that route (never another VirtualService; the mirrors to the canary and another route's split
+        with it end as a rollback's, decisions 612, 633), guarded on the record as read
         (a rollout that claims the route meanwhile wins), the record left as it is; one `rollout.end_reasserted`
         line; nothing claimed, judged or run again. This CR's own rollout recorded in progress (a copy taken
         mid-rollout) is ended as `_end_restored` ends it, unless Ready is False (`_ready_again` does that).
@@ -2590,7 +2591,8 @@ class Controller:
         found = {"from_weights": str(status.weights), "recorded_phase": rec.phase if rec is not None else "none",
                  "ended": st.get("phase")}
         try:
-            # (state None: the record left as it is; the router drops mirrors to the canary too, decision 612)
+            # (state None: the record left as it is; the router drops mirrors and other routes' splits to the
+            # canary too, decisions 612, 633)
             after = self.fenced.set_weights(target, STABLE_ONLY, state=None,  # type: ignore[arg-type]
                                             expect_state=status.state)
         except CanaryError as exc:

@@ -285,11 +285,11 @@ class IstioRouter:
                                                   host=_stable_service(vs, dr, target, route))
             also.clear()
             # a rollback's end, or a finished rollout's end re-asserted (the controller's one write with no record,
-            # `rollout.end_reasserted`): no mirror left to the canary; that re-assertion leaves other routes'
-            # splits as decision 164 pinned them (decision 612)
+            # `rollout.end_reasserted`): no mirror left to the canary (decision 612), and no other route's split
+            # with its canary subset, which selects a version nobody judges (decision 633)
             if weights == STABLE_ONLY and (state is None or _ends_rolled_back(state)):
                 before = copy.deepcopy(desired)
-                desired = _without_canary_mirrors(desired, target, dr, splits=state is not None)
+                desired = _without_canary_mirrors(desired, target, dr)
                 also.extend(_routes_changed(before, desired))
             # a record the API server would refuse beside the other annotations (422), said after the guards (565)
             too_long = _fit_record(desired, state, weights)
@@ -846,12 +846,11 @@ def _routes_changed(before: Obj, after: Obj) -> list[str]:
     return out
 
 
-def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None, *, splits: bool = True) -> Obj:
+def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None) -> Obj:
     """`vs` with no mirror to a subset of the rollout's service other than `stable` on the rollout's
     route(s) (`stable.drop_mirrors`): a rollback that left `mirror: {subset: canary}` in place sent
     the canary a full copy of the traffic, silently; no other route splitting traffic with the canary
-    subset (`stable.drop_canary_splits`; not with `splits` False), nor mirroring to it. Unchanged where the
-    routes cannot be told."""
+    subset (`stable.drop_canary_splits`), nor mirroring to it. Unchanged where the routes cannot be told."""
     host = _service(dr, target)
     try:
         routes = [patch.locate_route(vs, target.route).index]
@@ -869,8 +868,7 @@ def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None, *, splits: 
     # route's split with the canary was left, the rollback exit 0; decision 556)
     service = host or (stable.route_service(vs["spec"]["http"][routes[0]], vs) if routes else "") or \
         patch.noted_service(vs)
-    if splits:
-        stable.drop_canary_splits(vs, service, driven=set(routes))
+    stable.drop_canary_splits(vs, service, driven=set(routes))
     # ...nor a mirror to it on another HTTP route (the gRPC route shadowing the canary subset, which still selects the
     # version rolled back): only where the service is known, so another model's mirror to its own canary stays (577)
     http = vs["spec"].get("http") if service and isinstance(vs.get("spec"), dict) else None

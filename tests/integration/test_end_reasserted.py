@@ -2,9 +2,10 @@
 against the strict API emulator and a real (backfilled) Prometheus. Its VirtualService is put back from an old
 copy at 80/20 with no rollout record, or edited to 80/20 under this CR's ended record: Ready read True while the
 canary had 20% that nothing judged. Argo Rollouts re-asserts the desired weights at every reconcile of a Rollout
-it owns; Flagger re-asserts its VirtualService. Here: stable 100% on the route the CR names alone, guarded on the
+it owns; Flagger re-asserts its VirtualService. Here: stable 100% on the route the CR names, guarded on the
 record read, one `rollout.end_reasserted` line, nothing claimed or run again; another route of that
-VirtualService and another VirtualService split the same are left as they are.
+VirtualService split with the canary subset ends as a rollback ends it (decision 633), another VirtualService
+split the same is left as it is.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def _split(o: dict[str, Any], weights: tuple[int, int] = (80, 20), name: str = "
 
 
 def _with_shadow(o: dict[str, Any]) -> None:
-    """A second http route beside `primary` (another team's), split 50/50."""
+    """A second http route beside `primary` (a header-matched copy of it: the rollout's service and subsets), split
+    50/50."""
     shadow = copy.deepcopy(o["spec"]["http"][0])
     shadow["name"] = "shadow"
     shadow["match"] = [{"headers": {"x-shadow": {"exact": "1"}}}]
@@ -78,8 +80,8 @@ def _no_second_rollout(logs: list[dict[str, Any]]) -> None:
 
 
 @pytest.mark.parametrize("how", ["re-created without a record", "edited under its ended record"])
-def test_a_finished_canary_rollouts_route_split_again_goes_to_stable_on_that_route_alone(world: Any,
-                                                                                         how: str) -> None:
+def test_a_finished_canary_rollouts_route_split_again_goes_to_stable_with_no_split_to_its_canary_left(
+        world: Any, how: str) -> None:
     api, op, custom = world
     clock = _finished(api, op, custom)
     ended = api.get(GROUP, "virtualservices", "ml", "m0")["metadata"]["annotations"][ANN]
@@ -101,7 +103,8 @@ def test_a_finished_canary_rollouts_route_split_again_goes_to_stable_on_that_rou
     with capture_logs() as logs:
         _ticks(op, clock, 3)
     assert _route(api, "primary") == [100, 0], "the route the CR names goes to stable"
-    assert _route(api, "shadow") == [50, 50], "another route of that VirtualService is not touched"
+    # its split with the canary subset (which selects the version nobody judges) ends as a rollback's (633)
+    assert _route(api, "shadow") == [100, 0], "another route's split with the canary is not left"
     other = api.get(GROUP, "virtualservices", "ml", "m1")["spec"]["http"][0]["route"]
     assert [d["weight"] for d in other] == [80, 20], "another VirtualService is not touched"
     annotations = api.get(GROUP, "virtualservices", "ml", "m0")["metadata"].get("annotations") or {}
@@ -110,6 +113,7 @@ def test_a_finished_canary_rollouts_route_split_again_goes_to_stable_on_that_rou
     assert len(lines) == 1, [e["event"] for e in logs]
     line = lines[0]
     assert line["log_level"] == "warning" and line["written"] is True and line["from_weights"] == "80/20", line
+    assert line["routes"] == ["http[0] (shadow): its split with the canary ended, stable 100%"], line
     assert line["recorded_phase"] == ("none" if how.startswith("re-created") else rl.ROLLED_BACK), line
     assert line["rollout"] == "ml/r0" and line["virtual_service"] == "m0" and line["route"] == "primary", line
     _no_second_rollout(logs)
@@ -262,7 +266,7 @@ def test_a_reasserted_end_drops_the_mirrors_to_the_canary_as_a_rollback_does(wor
     on the route the CR names left both routes shadowing the canary subset, which still selects the rolled-back
     version, where every rollback removes them (decisions 78 c, 577). Now the re-asserted end drops them as a
     rollback does (decision 612): on its route every mirror to a subset of the service but `stable`, on another
-    route only the canary's (584: subset `shadow`'s stays); another route's split is still left (164)."""
+    route only the canary's (584: subset `shadow`'s stays); another route's split with the canary ends too (633)."""
     api, op, custom = world
     clock = _finished(api, op, custom)
     grpc = {"name": "grpc", "match": [{"port": 8001}],
@@ -282,11 +286,13 @@ def test_a_reasserted_end_drops_the_mirrors_to_the_canary_as_a_rollback_does(wor
     with capture_logs() as logs:
         _ticks(op, clock, 3)
     http = {r["name"]: r for r in api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"]}
-    assert _route(api, "primary") == [100, 0] and _route(api, "shadow") == [50, 50]
+    assert _route(api, "primary") == [100, 0] and _route(api, "shadow") == [100, 0]
     assert not {"mirror", "mirrorPercentage"} & set(http["primary"]), http["primary"]
     kept = {k: v for k, v in grpc.items() if k not in ("mirror", "mirrorPercentage")}
     assert http["grpc"] == {**kept, "mirrors": grpc["mirrors"][:1]}, http["grpc"]
     [line] = [e for e in logs if e["event"] == "rollout.end_reasserted"]
     assert line["written"] is True and line["routes"] == [
-        "http[0] (grpc): its mirror to the canary removed", "http[2] (primary): its mirror to the canary removed"], line
+        "http[0] (grpc): its mirror to the canary removed",
+        "http[1] (shadow): its split with the canary ended, stable 100%",
+        "http[2] (primary): its mirror to the canary removed"], line
     _no_second_rollout(logs)
