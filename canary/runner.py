@@ -191,7 +191,8 @@ class Runner:
         self._next_probe = 0.0
         self._next_watch = 0.0
         self._look_not_before = 0.0  # a look discarded on an unreadable route: the next one waits a watch_every
-        self._moved_back_in = math.nan  # the step (its start) a look moved the clock back to Prometheus's in (614)
+        # the step (its start) looks moved the clock back to Prometheus's in, and by how many seconds in all (634)
+        self._moved_back: tuple[float, float] = (math.nan, 0.0)
         if self.history is None:
             from canary.history_store import ConfigMapStore, Recorder
 
@@ -1087,16 +1088,20 @@ class Runner:
         if behind:  # its window reached back before the step: not judged, the next look on Prometheus's clock
             self.log.warning("look.discarded", reason=behind, phase=state.phase, weights=str(state.weights),
                              recorded_weights=str(state.weights), step=state.step + 1)
-            if self.clock.now() - state.step_started_at < self.policy.analysis.interval + \
+            moved = self._moved_back[1]  # in this step, this look's move included
+            if self.clock.now() + moved - state.step_started_at < self.policy.analysis.interval + \
                     self.policy.failure.no_data_deadline:
                 return state
-            # every look of the step discarded up to its deadline (Prometheus's clock stopped or slow: behind again
-            # after the clock went back once): no verdict, ended as the policy's `on_deadline` says (decision 614)
+            # looks discarded up to the step's deadline on this process's clock, the moves back not taken off
+            # (Prometheus's clock stopped or slow: every look behind again): no verdict, ended as the policy's
+            # `on_deadline` says, at the step's age as this process counted it (decisions 614, 634)
             measurements = {c.name: NotCountable(behind) for c in self.policy.checks}
             canary_n, uncounted, covered = 0.0, behind, None  # type: ignore[assignment]
         reverted = self._reverted_meanwhile(state)
         if reverted is not None:
             return reverted
+        if behind:  # the state machine's deadline read at that age (a hold's resume starts the step over)
+            state = replace(state, step_started_at=state.step_started_at - moved)
         from canary.analysis.judge import judge  # imported here: on-call commands use this module, never the judge
 
         verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window,
@@ -1129,28 +1134,27 @@ class Runner:
         whose clock is behind): the look's window, the step's age, ended at Prometheus's now and so reached back
         before the step, over data at another weight that the window before it judged. The clock goes back to
         Prometheus's (`clock.skew`): the step looks younger for that long, never older. A Prometheus ahead is
-        kept: its windows start after the step's start, never before it (decision 575). Once a step: a Prometheus
-        behind again after that (its clock stopped, or slow) moved the clock back at every look, the step never
-        aged, and its deadline never came (decision 614); its looks are still not judged, the next one a
-        `look_every` later, and the step reaches its deadline on this rollout's clock."""
+        kept: its windows start after the step's start, never before it (decision 575). A Prometheus behind at
+        every look (its clock stopped, or slow) moves the clock back at every look and the step never ages on it:
+        the moves back in the step are added up (`_moved_back`), and `_look` ends a step whose looks are still
+        discarded once it is as old as its deadline without them (decisions 614, 634). A second jump back in the
+        step (Prometheus rescheduled again) moves the clock back too, and the looks after it are judged."""
         stamp = getattr(self.metrics, "last_instant", None)
         if type(self.clock) is not SystemClock or not isinstance(stamp, (int, float)) or not math.isfinite(stamp) \
                 or stamp >= now - SKEW_WARN_S:
             return ""
-        why = (f"Prometheus evaluated the look {now - stamp:.0f}s behind this rollout's clock (its clock moved "
-               "since the rollout started: restarted on another node?): the step's window reached back before the "
-               "step; not judged")
-        if self._moved_back_in == state.step_started_at:
-            warn_skew(self.log, stamp - now, note="Prometheus's clock is behind this rollout's again in this step "
-                      "(stopped, or slow?): the rollout's clock is kept, its looks are not judged; run NTP")
-            self._look_not_before = self.clock.now() + self.policy.analysis.look_every
-            return (f"{why}, again in this step: the rollout's clock already went back to Prometheus's once in it "
-                    "and is kept (Prometheus's clock stopped or slow?); no verdict at the step's deadline")
-        warn_skew(self.log, stamp - now, note="Prometheus's clock moved behind this rollout's since it started: "
-                  "the rollout's clock is Prometheus's again; run NTP")
+        start, moved = self._moved_back
+        again = start == state.step_started_at
+        warn_skew(self.log, stamp - now, note=("Prometheus's clock is behind this rollout's again in this step "
+                  "(stopped, or slow?)" if again else "Prometheus's clock moved behind this rollout's since it "
+                  "started") + ": the rollout's clock is Prometheus's again; run NTP")
         self.clock = SystemClock(anchor=stamp + (self.clock.now() - now))
-        self._moved_back_in = state.step_started_at
-        return f"{why}, the next look on Prometheus's clock"
+        self._moved_back = (state.step_started_at, (moved if again else 0.0) + now - stamp)
+        moved_how = "again in this step: stopped, or slow?" if again else \
+            "since the rollout started: restarted on another node?"
+        return (f"Prometheus evaluated the look {now - stamp:.0f}s behind this rollout's clock (its clock moved "
+                f"{moved_how}): the step's window reached back before the step; not judged, the next look on "
+                "Prometheus's clock; no verdict if its looks are still behind at the step's deadline")
 
     def _reverted_meanwhile(self, state: rl.RolloutState) -> rl.RolloutState | None:
         """A look's data were measured while the route may have left our weights (a GitOps tool reverting them

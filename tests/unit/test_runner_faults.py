@@ -562,30 +562,60 @@ def _on_prometheus_clock(*, step_age_s: float) -> tuple[Runner, FakeMetrics, rl.
     return ctl, metrics, state, t0
 
 
+def _later(ctl: Runner, seconds: float) -> None:
+    """`seconds` pass on the runner's clock, wherever the looks moved it."""
+    from canary.runner import SystemClock
+
+    ctl.clock = SystemClock(anchor=ctl.clock.now() + seconds)
+
+
 def test_a_step_whose_looks_prometheus_evaluates_behind_every_time_ends_at_its_deadline() -> None:
     """Prometheus's clock stopped 300 s behind (every look evaluated at the same instant): each look moved the
     rollout's clock back to it and was discarded (decision 575), so the step never aged and its deadline, checked
-    on judged looks only, never came: the rollout held its split forever, a `look.discarded` every look. Now the
-    clock goes back once a step; a look behind again is discarded with the clock kept (the next a `look_every`
-    later), and one at the step's deadline ends it with no verdict, as `on_deadline` says (decision 614)."""
+    on judged looks only, never came: the rollout held its split forever, a `look.discarded` every look (614).
+    Each look still moves the clock back to Prometheus's; the moves are added up, and a look discarded once the
+    step is as old as its deadline without them (31 s: interval 10 s + no_data_deadline 20 s) ends it with no
+    verdict, as `on_deadline` says, at that age (decision 634; with one move back a step, 614's, this step's
+    clock was kept 295 s behind its start and no deadline came for 300 s more)."""
     import structlog.testing
-
-    from canary.runner import SystemClock
 
     ctl, metrics, state, t0 = _on_prometheus_clock(step_age_s=20)
     metrics.last_instant = t0 - 300  # type: ignore[attr-defined]  # and there it stays
     ctl._reverted_meanwhile = lambda s: None  # type: ignore[method-assign]  # the route as recorded
     with structlog.testing.capture_logs() as logs:
-        assert ctl._look(state) is state and ctl.clock.now() < t0 - 290  # moved back once (575)
-        ctl.clock = SystemClock(anchor=t0 - 290)  # 10 s later on the rollout's clock, Prometheus's still stopped
-        assert ctl._look(state) is state and ctl.clock.now() >= t0 - 290, "the clock is kept"
-        assert ctl._look_not_before >= t0 - 290 + POLICY.analysis.look_every
-        ctl.clock = SystemClock(anchor=t0 + 11)  # the step 31 s old: past interval 10 s + no_data_deadline 20 s
+        assert ctl._look(state) is state and ctl.clock.now() < t0 - 290  # moved back (575)
+        _later(ctl, 5)
+        assert ctl._look(state) is state and ctl.clock.now() < t0 - 290, "moved back again: 5 s behind"
+        _later(ctl, 6)  # the step 31 s old on this process's clock
         got = ctl._look(state)
     assert got.phase == rl.ROLLED_BACK and got.reason.startswith("no verdict after 31s at step 1"), got.reason
     assert "behind this rollout's clock" in got.reason, got.reason
     discarded = [e["reason"] for e in logs if e["event"] == "look.discarded"]
     assert len(discarded) == 3 and "again in this step" in discarded[1], discarded
+
+
+def test_a_second_jump_back_in_a_step_moves_the_clock_again_and_the_looks_after_it_are_judged() -> None:
+    """Prometheus rescheduled twice in one step, onto a node 300 s behind, then onto one 200 s further behind: its
+    clock then runs evenly. With one move back a step (614) the rollout's clock was kept 200 s ahead of
+    Prometheus's and every later look of the step was discarded up to its deadline: no verdict, a rollback, for a
+    canary its data could judge. The second jump moves the clock back too, and the next look, evaluated on
+    Prometheus's clock, is judged (decision 634)."""
+    import structlog.testing
+
+    ctl, metrics, state, t0 = _on_prometheus_clock(step_age_s=5)
+    ctl._reverted_meanwhile = lambda s: s  # type: ignore[method-assign]  # stop after the measuring: not routed
+    real = t0
+    with structlog.testing.capture_logs() as logs:
+        metrics.last_instant = real - 300  # type: ignore[attr-defined]
+        ctl._look(state)
+        for _ in range(2):  # the second jump, then a look on the new node's clock
+            _later(ctl, 5)
+            real += 5
+            metrics.last_instant = real - 500  # type: ignore[attr-defined]
+            ctl._look(state)
+    discarded = [e["reason"] for e in logs if e["event"] == "look.discarded"]
+    assert len(discarded) == 2 and "again in this step" in discarded[1], discarded
+    assert abs(ctl.clock.now() - (real - 500)) < 2, "the rollout's clock is Prometheus's"
 
 
 @pytest.mark.parametrize("behind_s", [300.0, 0.5])
