@@ -379,6 +379,9 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                 reporting()
                 opts.emit(_document(st, outcome=outcome, exit_code=code, rollout=where), output, text)
                 return code
+            asked = _asked_instead(obj, canary_version, generation)
+            if asked:  # its spec now asks for another version: this request's will never end there (decision 617)
+                raise cli.CanaryError(f"CanaryRollout {namespace}/{meta['name']} {asked}")
             time.sleep(1.0)
     except cli.CanaryError:
         interrupted()  # the signal's own error, or another's it came out as: the signal is what is said
@@ -540,6 +543,27 @@ def nothing_moved(said: str) -> str:
     """`said` (the controller's refusal) with "; nothing was moved" added, unless its words say so already (a
     preflight refusal does: the follower's line said it twice)."""
     return said if "nothing was moved" in said else f"{said}; nothing was moved"
+
+
+def _asked_instead(obj: dict[str, Any], canary_version: str, generation: int) -> str:
+    """What the CanaryRollout `obj` asks for instead of `canary_version` when its spec was replaced since this request
+    wrote it (`generation`) and names another version: a second pipeline's `--via-controller` with the same
+    `--rollout-name`, or an apply. The controller ends what it ran of this request and runs that version, so no status
+    of this request's version comes: the follower waited out `--timeout` (1h) and said "it keeps running in the
+    controller" (decision 617). "" while the spec still asks for this version."""
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    now = spec.get("canaryVersion")
+    if now == canary_version or int(meta.get("generation") or 0) <= generation:
+        return ""
+    from canary import ci_job
+    from canary.reconcile import shown_owner as shown
+
+    job = (meta.get("annotations") or {}).get(ci_job.ANNOTATION)
+    by = f" (its request names the CI job {shown(str(job))})" if job else ""
+    return (f"now asks for {shown(str(now))}: its spec was replaced since this request wrote it{by}, by another "
+            f"`promote --via-controller` with the same --rollout-name or an apply; {canary_version} is no longer "
+            "rolled out by it, and what the controller had run of it went to stable 100%; this request's outcome is "
+            "unknown (`canary status`); give each version its own --rollout-name")
 
 
 def _refused(status: dict[str, Any], generation: int) -> str:

@@ -1,0 +1,63 @@
+"""`promote --via-controller` followers of one CanaryRollout re-specified for another version (decision 617): two
+pipelines given the same `--rollout-name`, or an apply over the request. The first follower's version is no longer
+asked for, so no status of it ever comes: it waited out its whole `--timeout` (1h by default) and then said "it keeps
+running in the controller". Now it exits 3 at its next read, naming the version asked instead.
+
+The strict API emulator, and the follower in-process (tests/integration/test_follow_retry's way); no controller runs:
+what the follower is told depends on the object's spec alone, so nothing here waits on a tick.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import yaml
+
+import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
+from canary import crd
+from canary.cli_controller import REQUEST_ANNOTATION, follow
+from canary.errors import CanaryError
+from tests import fleet
+from tests.integration.test_controller import prometheus, world  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_follower_whose_canaryrollout_now_asks_another_version_says_so(world: Any, tmp_path: Any) -> None:
+    api, _op, custom = world
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+    ended: dict[str, Any] = {}
+
+    def first() -> None:
+        try:
+            ended["code"] = follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml",
+                                   stable_version="", virtual_service=None, kubeconfig=str(kubeconfig), context=None,
+                                   name="r0", triton=None, output="json", timeout_s=20)
+        except CanaryError as exc:
+            ended["error"] = exc
+
+    follower = threading.Thread(target=first, daemon=True)
+    follower.start()
+    while (obj := _written(custom)) is None:  # the first request's CanaryRollout, as its follower created it
+        assert follower.is_alive(), ended
+        time.sleep(0.05)
+    # the second pipeline's request, as its follower writes it over the object it met (409, then a replace)
+    obj["spec"]["canaryVersion"] = "v3"
+    obj["metadata"]["annotations"].update({REQUEST_ANNOTATION: "second", "modelcanary.dev/ci-job": "https://ci/job/2"})
+    custom.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", obj)
+    follower.join()  # without the check: at its --timeout, "did not finish within 20s; it keeps running"
+    err = str(ended.get("error"))
+    assert type(ended.get("error")) is CanaryError, ended  # exit 3: its outcome is unknown, not a timeout's
+    assert "now asks for v3" in err and "https://ci/job/2" in err and "did not finish" not in err, err
+
+
+def _written(custom: Any) -> dict[str, Any] | None:
+    try:
+        return custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    except Exception:  # noqa: BLE001 - not created yet
+        return None
