@@ -328,7 +328,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                     f"CanaryRollout {namespace}/{meta['name']} already ran {canary_version} ({old['phase']}, "
                     f"{old.get('updatedAt') or 'earlier'}); nothing was started: delete it first to run that version "
                     "again, or give --rollout-name") from None
-            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            body["metadata"] = kept_metadata(current, body["metadata"])
             written = _answered(lambda: api.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace,
                                                                              crd.PLURAL, meta["name"], body),
                                 api, body, "replace")
@@ -543,6 +543,27 @@ def nothing_moved(said: str) -> str:
     """`said` (the controller's refusal) with "; nothing was moved" added, unless its words say so already (a
     preflight refusal does: the follower's line said it twice)."""
     return said if "nothing was moved" in said else f"{said}; nothing was moved"
+
+
+# what a replace of a CanaryRollout keeps of the object it meets: a PUT replaces the whole of `metadata`, and the
+# request's own carried none of these (decision 618)
+KEPT_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
+
+
+def kept_metadata(current: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    """The metadata a request's replace sends over the CanaryRollout `current`: its labels, annotations, finalizers
+    and owner references kept, this request's annotations (`ours`) over them, guarded on its resourceVersion. The
+    request's own alone (a pipeline's retry over the object its first follower created) dropped the controller's
+    finalizer, so a `kubectl delete` before the next tick removed the object with its rollout still split (the
+    stable 100% the finalizer holds the deletion for never written), and a GitOps tool's labels with it."""
+    have = current.get("metadata") or {}
+    meta = {k: have[k] for k in KEPT_METADATA if have.get(k)}
+    meta.update({k: v for k, v in ours.items() if k != "annotations"})
+    annotations = {**(have.get("annotations") or {}), **(ours.get("annotations") or {})}
+    if annotations:
+        meta["annotations"] = annotations
+    meta["resourceVersion"] = have["resourceVersion"]
+    return meta
 
 
 def _asked_instead(obj: dict[str, Any], canary_version: str, generation: int) -> str:

@@ -1,7 +1,13 @@
-"""`promote --via-controller` followers of one CanaryRollout re-specified for another version (decision 617): two
-pipelines given the same `--rollout-name`, or an apply over the request. The first follower's version is no longer
-asked for, so no status of it ever comes: it waited out its whole `--timeout` (1h by default) and then said "it keeps
-running in the controller". Now it exits 3 at its next read, naming the version asked instead.
+"""`promote --via-controller` requests that meet a CanaryRollout already there.
+
+Re-specified for another version (decision 617): two pipelines given the same `--rollout-name`, or an apply over the
+request. The first follower's version is no longer asked for, so no status of it ever comes: it waited out its whole
+`--timeout` (1h by default) and then said "it keeps running in the controller". Now it exits 3 at its next read,
+naming the version asked instead.
+
+Replaced by a retry of the same request (decision 618): the replace sent the request's own metadata alone, which
+dropped the controller's finalizer (and anyone's labels), so a delete before the next tick removed the object with
+its rollout still split. Now the object's labels, annotations, finalizers and owner references are kept.
 
 The strict API emulator, and the follower in-process (tests/integration/test_follow_retry's way); no controller runs:
 what the follower is told depends on the object's spec alone, so nothing here waits on a tick.
@@ -19,7 +25,8 @@ import yaml
 import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
 from canary import crd
 from canary.cli_controller import REQUEST_ANNOTATION, follow
-from canary.errors import CanaryError
+from canary.controller import FINALIZER
+from canary.errors import CanaryError, TransientError
 from tests import fleet
 from tests.integration.test_controller import prometheus, world  # noqa: F401 - fixtures
 
@@ -61,3 +68,28 @@ def _written(custom: Any) -> dict[str, Any] | None:
         return custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
     except Exception:  # noqa: BLE001 - not created yet
         return None
+
+
+def test_a_retried_request_keeps_the_finalizer_and_labels_of_the_canaryrollout_it_replaces(world: Any,
+                                                                                          tmp_path: Any) -> None:
+    """The retry of a pipeline's step whose first follower was lost: the CanaryRollout runs (the controller's
+    finalizer on it, a GitOps tool's label), and the retry replaces it with the same spec. The finalizer was gone
+    after it: a `kubectl delete` then removed the object at once, never holding it for the stable-100% write."""
+    api, _op, custom = world
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"].update(finalizers=[FINALIZER], labels={"app.kubernetes.io/instance": "ml-rollouts"},
+                           annotations={"example.com/owner": "team-a"})
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+    with pytest.raises(TransientError, match="did not finish"):  # no controller runs: its status never ends
+        follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
+               virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
+               output="json", timeout_s=1)
+    meta = _written(custom)["metadata"]  # type: ignore[index]
+    assert meta.get("finalizers") == [FINALIZER], meta
+    assert meta.get("labels") == {"app.kubernetes.io/instance": "ml-rollouts"}, meta
+    assert meta["annotations"]["example.com/owner"] == "team-a" and REQUEST_ANNOTATION in meta["annotations"]
+    custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    assert _written(custom)["metadata"].get("deletionTimestamp")  # type: ignore[index]  - held for the controller
