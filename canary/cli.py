@@ -56,10 +56,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _every_command(
+    ctx: typer.Context,
     _show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="print the installed version and exit"),
 ) -> None:
     """Canary analysis and rollback for ML models on Triton behind Istio."""
+    if ctx.invoked_subcommand != "promote":  # it takes a signal held since the process began (decision 619);
+        from canary.interrupts import release_early  # every other command acts on it as it always did
+
+        release_early()
     # Logs go to stderr from the first line of every command (structlog's default is stdout): stdout
     # carries only the requested output, on any path (issue 11). Commands with --log-format refine it.
     logs.configure()
@@ -514,7 +519,7 @@ def promote(
         from canary import cli_controller
         from canary.cli_controller import follow
 
-        from canary.interrupts import Interrupt
+        from canary.interrupts import Interrupt, take_early
 
         def interrupted(name: str) -> CanaryError:
             # a cancelled CI job: exit 3 with the -o json document (SIGINT was click's exit 130, SIGTERM and
@@ -530,6 +535,7 @@ def promote(
         # raised once, and only while following (a second signal must not cut the report); raised again at the
         # follower's next read when native code lost the handler's raise (decision 225)
         signals = Interrupt(interrupted).install()
+        signals.fired = take_early()  # a cancel while the modules loaded: said at the first check (decision 619)
         try:
             code = run_guarded(lambda: follow(
                 model=model, canary_version=canary_version, policy_file=policy_file,
@@ -548,9 +554,11 @@ def promote(
     def go() -> int:
         # a cancel before the Runner exists (the policy read, the clients built): exit 3 with the -o json
         # document, not click's 130 for SIGINT (README's "held at the current split") or a kill for SIGTERM
-        from canary.interrupts import Interrupt
+        from canary.interrupts import Interrupt, take_early
 
         before_runner = ran["signals"] = Interrupt(early).install()
+        before_runner.fired = take_early()  # a cancel while the modules loaded (decision 619): exit 3, nothing read
+        before_runner.check()
         ran["alarm"] = {signal.SIGALRM: signal.getsignal(signal.SIGALRM)}
         from canary.kube import bound_by
         from canary.notify import Notifier

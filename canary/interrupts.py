@@ -177,3 +177,46 @@ class Interrupt:
         self.armed = False
         restore_handlers(self._before)
         self._before = {}
+
+
+# ---- a signal before the command's own handlers (decision 619) ---------------------------------------------------
+# `canary` spends most of a second importing its modules (typer, the CLI) before `promote` puts on its handlers: a CI
+# cancel then (a SIGTERM with Python's default action) killed it, exit 143, with no `-o json` document and no line on
+# stderr, which no row of README's exit codes says. The entry point (`canary.__main__.main`) holds those signals from
+# its first line: recorded, not acted on. `promote` takes the one held and reports it as its own interrupt (exit 3,
+# nothing read or written); every other command gets the default actions back at its start, the held signal sent
+# again then, so it acts as it always did.
+EARLY_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_held: dict[str, Any] = {}
+
+
+def _hold(signum: int, _frame: Any) -> None:
+    _held.setdefault("signum", signum)  # one native call: a signal nested here cannot split it (decision 461)
+
+
+def hold_early() -> None:
+    """Record EARLY_SIGNALS instead of acting on them, where their action is Python's default (a signal ignored by
+    the job, `nohup`'s SIGHUP, stays ignored). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in EARLY_SIGNALS:
+        if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
+            _held.setdefault("before", {})[sig] = signal.signal(sig, _hold)
+
+
+def take_early() -> str | None:
+    """The name of the signal held since the process began (`SIGTERM`...), taken: `release_early` does not send it
+    again. None when none came, or nothing was held (an in-process caller)."""
+    signum = _held.pop("signum", None)
+    return None if signum is None else signal.Signals(signum).name
+
+
+def release_early(*, deliver: bool = True) -> None:
+    """The actions from before `hold_early` put back where the holding handler is still on; with `deliver`, a signal
+    held and not taken is sent again, acted on as it would have been when it came."""
+    for sig, before in _held.pop("before", {}).items():
+        if signal.getsignal(sig) is _hold:
+            signal.signal(sig, before)
+    signum = _held.pop("signum", None)
+    if deliver and signum is not None:
+        os.kill(os.getpid(), signum)

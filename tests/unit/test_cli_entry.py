@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_kubectl_canary_is_installed_and_runs_the_same_app():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["kubectl-canary"] == scripts["canary"] == "canary.cli:app"
+    assert scripts["kubectl-canary"] == scripts["canary"] == "canary.__main__:main"  # decision 619
     exe = Path(sys.executable).parent / "kubectl-canary"  # what `kubectl canary ...` finds on PATH
     r = subprocess.run([str(exe), "status", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--watch" in r.stdout and "--timeout" in r.stdout

@@ -666,7 +666,7 @@ def test_dockerfile_parses_and_runs_as_non_root() -> None:
     user_at = max(i for i, (w, _) in enumerate(final) if w == "USER")
     assert all(w != "RUN" for w, _ in final[user_at:]), "nothing runs as root after USER"
     assert [json.loads(a) for w, a in final if w == "ENTRYPOINT"] == [["canary"]]
-    assert 'canary = "canary.cli:app"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'canary = "canary.__main__:main"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
 
 
 def test_dockerfile_builds_from_the_repository_root_without_secrets() -> None:
