@@ -347,6 +347,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             # only an end of this request: the version asked for, judged at this generation (a status
             # left from the object's earlier version was reported as this request's outcome)
             ours = ((st.get("target") or {}).get("canaryVersion") == canary_version
+                    and (st.get("target") or {}).get("model", model) == model  # not another model's (decision 617)
                     and int(st.get("observedGeneration") or 0) >= generation)
             refused = _refused(st, generation)
             if refused:  # the controller refused the request before claiming anything: exit 2, as promote does
@@ -379,7 +380,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                 reporting()
                 opts.emit(_document(st, outcome=outcome, exit_code=code, rollout=where), output, text)
                 return code
-            asked = _asked_instead(obj, canary_version, generation)
+            asked = _asked_instead(obj, model, canary_version, generation)
             if asked:  # its spec now asks for another version: this request's will never end there (decision 617)
                 raise cli.CanaryError(f"CanaryRollout {namespace}/{meta['name']} {asked}")
             time.sleep(1.0)
@@ -566,25 +567,26 @@ def kept_metadata(current: dict[str, Any], ours: dict[str, Any]) -> dict[str, An
     return meta
 
 
-def _asked_instead(obj: dict[str, Any], canary_version: str, generation: int) -> str:
-    """What the CanaryRollout `obj` asks for instead of `canary_version` when its spec was replaced since this request
-    wrote it (`generation`) and names another version: a second pipeline's `--via-controller` with the same
-    `--rollout-name`, or an apply. The controller ends what it ran of this request and runs that version, so no status
-    of this request's version comes: the follower waited out `--timeout` (1h) and said "it keeps running in the
-    controller" (decision 617). "" while the spec still asks for this version."""
+def _asked_instead(obj: dict[str, Any], model: str, canary_version: str, generation: int) -> str:
+    """What the CanaryRollout `obj` asks for instead of `model`'s `canary_version` when its spec was replaced since
+    this request wrote it (`generation`) and names another version or model: a second pipeline's `--via-controller`
+    with the same `--rollout-name` (a template's fixed name; a monorepo's models all at one commit's version), or an
+    apply. The controller ends what it ran of this request and runs that one, so no status of this request's comes:
+    the follower waited out `--timeout` (1h) and said "it keeps running in the controller", or took another model's
+    end of the same version for its own (decision 617). "" while the spec still asks for what this request asked."""
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
-    now = spec.get("canaryVersion")
-    if now == canary_version or int(meta.get("generation") or 0) <= generation:
+    now = (spec.get("model"), spec.get("canaryVersion"))
+    if now == (model, canary_version) or int(meta.get("generation") or 0) <= generation:
         return ""
     from canary import ci_job
     from canary.reconcile import shown_owner as shown
 
     job = (meta.get("annotations") or {}).get(ci_job.ANNOTATION)
     by = f" (its request names the CI job {shown(str(job))})" if job else ""
-    return (f"now asks for {shown(str(now))}: its spec was replaced since this request wrote it{by}, by another "
-            f"`promote --via-controller` with the same --rollout-name or an apply; {canary_version} is no longer "
-            "rolled out by it, and what the controller had run of it went to stable 100%; this request's outcome is "
-            "unknown (`canary status`); give each version its own --rollout-name")
+    return (f"now asks for {shown(str(now[0]))} {shown(str(now[1]))}: its spec was replaced since this request wrote "
+            f"it{by}, by another `promote --via-controller` with the same --rollout-name or an apply; {model} "
+            f"{canary_version} is no longer rolled out by it, and what the controller had run of it went to stable "
+            "100%; this request's outcome is unknown (`canary status`); give each rollout its own --rollout-name")
 
 
 def _refused(status: dict[str, Any], generation: int) -> str:

@@ -33,7 +33,11 @@ from tests.integration.test_controller import prometheus, world  # noqa: F401 - 
 pytestmark = pytest.mark.integration
 
 
-def test_a_follower_whose_canaryrollout_now_asks_another_version_says_so(world: Any, tmp_path: Any) -> None:
+@pytest.mark.parametrize("field,value,asked", [("canaryVersion", "v3", "m0 v3"), ("model", "m1", "m1 v2")])
+def test_a_follower_whose_canaryrollout_now_asks_another_version_says_so(world: Any, tmp_path: Any, field: str,
+                                                                        value: str, asked: str) -> None:
+    """Another version, or another model at the same version (a monorepo's pipeline: every model at one commit's
+    version, one --rollout-name in its template)."""
     api, _op, custom = world
     kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     policy = tmp_path / "policy.yaml"
@@ -54,13 +58,13 @@ def test_a_follower_whose_canaryrollout_now_asks_another_version_says_so(world: 
         assert follower.is_alive(), ended
         time.sleep(0.05)
     # the second pipeline's request, as its follower writes it over the object it met (409, then a replace)
-    obj["spec"]["canaryVersion"] = "v3"
+    obj["spec"][field] = value
     obj["metadata"]["annotations"].update({REQUEST_ANNOTATION: "second", "modelcanary.dev/ci-job": "https://ci/job/2"})
     custom.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", obj)
     follower.join()  # without the check: at its --timeout, "did not finish within 20s; it keeps running"
     err = str(ended.get("error"))
     assert type(ended.get("error")) is CanaryError, ended  # exit 3: its outcome is unknown, not a timeout's
-    assert "now asks for v3" in err and "https://ci/job/2" in err and "did not finish" not in err, err
+    assert f"now asks for {asked}" in err and "https://ci/job/2" in err and "did not finish" not in err, err
 
 
 def _written(custom: Any) -> dict[str, Any] | None:
