@@ -335,6 +335,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
         generation = int((written.get("metadata") or {}).get("generation") or 0)
         deadline = time.monotonic() + timeout_s
         last: dict[str, Any] = {}
+        said: dict[str, Any] = {}  # the last `follow.status` logged (decision 620)
         while time.monotonic() < deadline:
             interrupted()
             obj = _read_own(api, namespace, meta["name"], _uid(written))
@@ -383,6 +384,13 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             asked = _asked_instead(obj, model, canary_version, generation)
             if asked:  # its spec now asks for another version: this request's will never end there (decision 617)
                 raise cli.CanaryError(f"CanaryRollout {namespace}/{meta['name']} {asked}")
+            now = _progress(st, generation) if ours or not st.get("phase") else {}
+            if now and now != said:  # the pipeline's log says where its rollout is, or why it waits (decision 620)
+                from canary import logs
+
+                logs.get(model=model, namespace=namespace, canary_version=canary_version).info(
+                    "follow.status", rollout=f"{namespace}/{meta['name']}", **now)
+                said = now
             time.sleep(1.0)
     except cli.CanaryError:
         interrupted()  # the signal's own error, or another's it came out as: the signal is what is said
@@ -625,6 +633,19 @@ def left_to_newer_words(where: str, status: dict[str, Any], said: str) -> str:
 def _weights_text(status: dict[str, Any]) -> str:
     w = status.get("weights") if isinstance(status.get("weights"), dict) else {}
     return f"{w.get('stable', '?')}/{w.get('canary', '?')}"
+
+
+def _progress(status: dict[str, Any], generation: int) -> dict[str, Any]:
+    """What a follower's `follow.status` says of this request's CanaryRollout `status` (this generation's): its
+    `phase`, `step` (counted from 1) and `weights` once claimed, or why the controller has not claimed it (`phase`
+    None, `waiting`: the Ready condition's reason and message: RolloutBusy naming the holder, CanaryNotReady, ...).
+    {} when the status says neither (not yet read by the controller)."""
+    if status.get("phase"):
+        w = status.get("weights") or {}
+        weights = f"{w.get('stable')}/{w.get('canary')}" if isinstance(w, dict) and w else None
+        return {"phase": status["phase"], "step": status.get("step"), "weights": weights}
+    waiting = _not_started(status, generation)
+    return {"phase": None, "waiting": waiting[:500]} if waiting else {}
 
 
 def _not_started(status: dict[str, Any], generation: int) -> str:

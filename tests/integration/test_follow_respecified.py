@@ -5,6 +5,10 @@ request. The first follower's version is no longer asked for, so no status of it
 `--timeout` (1h by default) and then said "it keeps running in the controller". Now it exits 3 at its next read,
 naming the version asked instead.
 
+Followed in silence (decision 620): a pipeline's log showed nothing between the request and its outcome, up to
+`--timeout` (1h) later, while the CanaryRollout waited for a route another rollout held or went step by step. Now
+`follow.status` says each change: why it waits, then its phase, step and weights.
+
 Replaced by a retry of the same request (decision 618): the replace sent the request's own metadata alone, which
 dropped the controller's finalizer (and anyone's labels), so a delete before the next tick removed the object with
 its rollout still split. Now the object's labels, annotations, finalizers and owner references are kept.
@@ -20,6 +24,7 @@ import time
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
 import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
@@ -97,3 +102,47 @@ def test_a_retried_request_keeps_the_finalizer_and_labels_of_the_canaryrollout_i
     assert meta["annotations"]["example.com/owner"] == "team-a" and REQUEST_ANNOTATION in meta["annotations"]
     custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
     assert _written(custom)["metadata"].get("deletionTimestamp")  # type: ignore[index]  - held for the controller
+
+
+def test_a_follower_logs_why_its_canaryrollout_waits_and_each_step(world: Any, tmp_path: Any) -> None:
+    """The controller's status written by hand (no controller runs): each write waits for the follower's line about
+    the one before, so what is asserted does not depend on when the follower reads."""
+    api, _op, custom = world
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+    ended: dict[str, Any] = {}
+
+    def first() -> None:
+        ended["code"] = follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
+                               virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
+                               output="json", timeout_s=20)
+
+    def status(body: dict[str, Any]) -> None:
+        custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"status": body})
+
+    def said(n: int) -> list[dict[str, Any]]:
+        while len(lines := [e for e in list(logs) if e["event"] == "follow.status"]) < n:
+            assert follower.is_alive(), (ended, lines)  # without the lines: the follower's --timeout ends it
+            time.sleep(0.05)
+        return lines
+
+    target = {"canaryVersion": "v2", "model": "m0", "virtualService": "m0"}
+    with structlog.testing.capture_logs() as logs:
+        follower = threading.Thread(target=first, daemon=True)
+        follower.start()
+        while _written(custom) is None:
+            assert follower.is_alive(), ended
+            time.sleep(0.05)
+        status({"observedGeneration": 1, "conditions": [
+            {"type": "Ready", "status": "False", "reason": "RolloutBusy", "observedGeneration": 1,
+             "message": "ml/m0: another rollout holds the route (CI job https://ci/job/1)"}]})
+        assert said(1)[0]["waiting"] == "RolloutBusy: ml/m0: another rollout holds the route (CI job https://ci/job/1)"
+        status({"phase": "progressing", "step": 1, "weights": {"stable": 80, "canary": 20}, "target": target,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "observedGeneration": 1}]})
+        assert {k: said(2)[1][k] for k in ("phase", "step", "weights")} == {"phase": "progressing", "step": 1,
+                                                                           "weights": "80/20"}
+        status({"phase": "rolled_back", "step": 1, "weights": {"stable": 100, "canary": 0}, "reason": "latency"})
+        follower.join()
+    assert ended["code"] == 1
+    assert [e.get("rollout") for e in logs if e["event"] == "follow.status"] == ["ml/r0", "ml/r0"]  # once each
