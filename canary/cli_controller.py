@@ -560,15 +560,20 @@ KEPT_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
 
 
 def kept_metadata(current: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
-    """The metadata a request's replace sends over the CanaryRollout `current`: its labels, annotations, finalizers
-    and owner references kept, this request's annotations (`ours`) over them, guarded on its resourceVersion. The
+    """The metadata a request's replace sends over the CanaryRollout `current`: its labels, annotations (but the CI job
+    of the request before: this one's or none), finalizers and owner references kept, this request's annotations
+    (`ours`) over them, guarded on its resourceVersion. The
     request's own alone (a pipeline's retry over the object its first follower created) dropped the controller's
     finalizer, so a `kubectl delete` before the next tick removed the object with its rollout still split (the
     stable 100% the finalizer holds the deletion for never written), and a GitOps tool's labels with it."""
+    from canary import ci_job
+
     have = current.get("metadata") or {}
     meta = {k: have[k] for k in KEPT_METADATA if have.get(k)}
     meta.update({k: v for k, v in ours.items() if k != "annotations"})
-    annotations = {**(have.get("annotations") or {}), **(ours.get("annotations") or {})}
+    # the CI job is the request's own, or none: an earlier request's job kept named it the holder of this one
+    theirs = {k: v for k, v in (have.get("annotations") or {}).items() if k != ci_job.ANNOTATION}
+    annotations = {**theirs, **(ours.get("annotations") or {})}
     if annotations:
         meta["annotations"] = annotations
     meta["resourceVersion"] = have["resourceVersion"]

@@ -87,7 +87,7 @@ def test_a_retried_request_keeps_the_finalizer_and_labels_of_the_canaryrollout_i
     api, _op, custom = world
     obj = fleet.rollout_object(0, "v2")
     obj["metadata"].update(finalizers=[FINALIZER], labels={"app.kubernetes.io/instance": "ml-rollouts"},
-                           annotations={"example.com/owner": "team-a"})
+                           annotations={"example.com/owner": "team-a", "modelcanary.dev/ci-job": "https://ci/job/1"})
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
     kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     policy = tmp_path / "policy.yaml"
@@ -100,6 +100,7 @@ def test_a_retried_request_keeps_the_finalizer_and_labels_of_the_canaryrollout_i
     assert meta.get("finalizers") == [FINALIZER], meta
     assert meta.get("labels") == {"app.kubernetes.io/instance": "ml-rollouts"}, meta
     assert meta["annotations"]["example.com/owner"] == "team-a" and REQUEST_ANNOTATION in meta["annotations"]
+    assert meta["annotations"].get("modelcanary.dev/ci-job") != "https://ci/job/1"  # the earlier request's job, not this
     custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
     assert _written(custom)["metadata"].get("deletionTimestamp")  # type: ignore[index]  - held for the controller
 
