@@ -473,6 +473,13 @@ def promote(
         if output not in ("json", "yaml"):
             return
         ctl = ran.get("ctl")
+        running = (ran.get("followed") or {}).get("status")
+        if running:  # a follow cut short (--timeout, a signal) while its rollout runs: where it is (decision 621)
+            from canary.cli_controller import follow_document
+
+            opts.emit({"model": model, "canary_version": canary_version,
+                       **follow_document(running, outcome=None, exit_code=code), "error": message}, output)
+            return
         if getattr(ctl, "rollback_failed", False):  # traffic moved and stable 100% could not be completed
             opts.emit({**state_dict(ctl._current, exit_code=code), "error": message,  # type: ignore[union-attr]
                        "rollback_failed": True}, output)
@@ -542,7 +549,8 @@ def promote(
                 namespace=opts.namespace(namespace, kubeconfig, context), stable_version=stable_version,
                 virtual_service=virtual_service, destination_rule=destination_rule, route=route,
                 kubeconfig=kubeconfig, context=context, name=rollout_name, triton=triton, output=output,
-                timeout_s=timeout, interrupted=signals.check, reporting=signals.disarm, retry=retry),
+                timeout_s=timeout, interrupted=signals.check, reporting=signals.disarm, retry=retry,
+                seen=ran.setdefault("followed", {})),
                 report=lambda code, message: (signals.disarm(), refused(code, message)))
         finally:
             signals.restore()  # an in-process caller (a test) gets its own handlers back

@@ -225,13 +225,16 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
            virtual_service: Optional[str], kubeconfig: Optional[str], context: Optional[str], name: Optional[str],
            triton: dict[str, str] | None, output: str, timeout_s: float, destination_rule: Optional[str] = None,
            route: Optional[str] = None, interrupted: Callable[[], None] = lambda: None,
-           reporting: Callable[[], None] = lambda: None, retry: bool = False) -> int:
+           reporting: Callable[[], None] = lambda: None, retry: bool = False,
+           seen: dict[str, Any] | None = None) -> int:
     """`promote --via-controller`: create/update the CanaryRollout, follow its status, same exit codes.
     A version the route records rolled back is reported (exit 1, nothing created) unless `retry`, as `promote`
     reports it (`_rolled_back_before`, decision 238).
     `interrupted()` raises when a signal came whose handler's raise was lost (`interrupts.Interrupt.check`): called
     before each write and read, and before any other error is reported. `reporting()` is called just before an
-    outcome is printed (`Interrupt.disarm`): a signal then no longer cuts it."""
+    outcome is printed (`Interrupt.disarm`): a signal then no longer cuts it. `seen["status"]`: this request's
+    status as last read while its rollout ran (None otherwise), for the document of a follow that ends without
+    its outcome (`--timeout`, a signal: decision 621)."""
     import kubernetes.client as kc
 
     from canary.kube import an_object, api_client, translate
@@ -338,7 +341,13 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
         said: dict[str, Any] = {}  # the last `follow.status` logged (decision 620)
         while time.monotonic() < deadline:
             interrupted()
-            obj = _read_own(api, namespace, meta["name"], _uid(written))
+            try:
+                obj = _read_own(api, namespace, meta["name"], _uid(written))
+            except cli.CanaryError:
+                interrupted()  # a signal's own error: the status seen is still this request's
+                if seen is not None:  # deleted, or created again: what was read of it says nothing of the route now
+                    seen["status"] = None
+                raise
             interrupted()  # a read whose signal came out as another error (read as the API down: None)
             last = obj or last
             if obj is None:  # a read failed for a while (the API down, a 5xx): the rollout goes on; read again
@@ -350,6 +359,8 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             ours = ((st.get("target") or {}).get("canaryVersion") == canary_version
                     and (st.get("target") or {}).get("model", model) == model  # not another model's (decision 617)
                     and int(st.get("observedGeneration") or 0) >= generation)
+            if seen is not None:  # this request's rollout as it runs, for the document of a follow cut short (621)
+                seen["status"] = st if ours and st.get("phase") and st["phase"] not in rl.TERMINAL else None
             refused = _refused(st, generation)
             if refused:  # the controller refused the request before claiming anything: exit 2, as promote does
                 where = f"CanaryRollout {namespace}/{meta['name']}"
@@ -379,10 +390,12 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                     typer.echo(f"{outcome}{by}: {model} {canary_version}{weights}{extra} - {st.get('reason', '')}")
 
                 reporting()
-                opts.emit(_document(st, outcome=outcome, exit_code=code, rollout=where), output, text)
+                opts.emit(follow_document(st, outcome=outcome, exit_code=code, rollout=where), output, text)
                 return code
             asked = _asked_instead(obj, model, canary_version, generation)
             if asked:  # its spec now asks for another version: this request's will never end there (decision 617)
+                if seen is not None:
+                    seen["status"] = None
                 raise cli.CanaryError(f"CanaryRollout {namespace}/{meta['name']} {asked}")
             now = _progress(st, generation) if ours or not st.get("phase") else {}
             if now and now != said:  # the pipeline's log says where its rollout is, or why it waits (decision 620)
@@ -449,7 +462,7 @@ def _still_routed(obj: dict[str, Any], *, kubeconfig: Optional[str], context: Op
                        f"{st.get('reason', '')}")
 
     reporting()
-    opts.emit(_document(st, outcome=phase, exit_code=code, rollout=where, already_ended=True), output, text)
+    opts.emit(follow_document(st, outcome=phase, exit_code=code, rollout=where, already_ended=True), output, text)
     return code
 
 
@@ -512,7 +525,7 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
     return EXIT_CODES[rl.ROLLED_BACK]
 
 
-def _document(st: dict[str, Any], **more: Any) -> dict[str, Any]:
+def follow_document(st: dict[str, Any], **more: Any) -> dict[str, Any]:
     """The follower's `-o json` document: the CanaryRollout's status and `more` (outcome, exit_code, ...),
     with the two fields a plain `promote`'s document has that a pipeline reads: `step_number` (the status's
     `step`, already counted from 1) and, for a rolled-back or aborted end, `end_cause` (README: "-o json's

@@ -9,6 +9,10 @@ Followed in silence (decision 620): a pipeline's log showed nothing between the 
 `--timeout` (1h) later, while the CanaryRollout waited for a route another rollout held or went step by step. Now
 `follow.status` says each change: why it waits, then its phase, step and weights.
 
+Cut short while its rollout runs (decision 621): a signal (or `--timeout`) printed `{"phase": null, ...}`, which
+the README's table reads as "refused before traffic moved", while the CanaryRollout went on at its split. Now the
+document is its status as last read: `phase`, `weights`, `step_number`, with `exit_code` 3 and the `error`.
+
 Replaced by a retry of the same request (decision 618): the replace sent the request's own metadata alone, which
 dropped the controller's finalizer (and anyone's labels), so a delete before the next tick removed the object with
 its rollout still split. Now the object's labels, annotations, finalizers and owner references are kept.
@@ -19,6 +23,11 @@ what the follower is told depends on the object's spec alone, so nothing here wa
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -147,3 +156,39 @@ def test_a_follower_logs_why_its_canaryrollout_waits_and_each_step(world: Any, t
         follower.join()
     assert ended["code"] == 1
     assert [e.get("rollout") for e in logs if e["event"] == "follow.status"] == ["ml/r0", "ml/r0"]  # once each
+
+
+def test_a_follower_cut_short_while_its_rollout_runs_prints_where_it_is(world: Any, tmp_path: Any) -> None:
+    """The real CLI process; the status written by hand once its CanaryRollout exists, the SIGTERM sent once the
+    follower has logged that status (`follow.status`): nothing here depends on when it reads."""
+    api, _op, custom = world
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "canary", "promote", "m0", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+         "--kubeconfig", str(kubeconfig), "--via-controller", "--rollout-name", "r0", "-o", "json", "--timeout", "10m",
+         "--log-format", "json"], cwd=root, env={**os.environ, "KUBECONFIG": ""}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        while _written(custom) is None:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"status": {
+            "phase": "progressing", "step": 2, "weights": {"stable": 50, "canary": 50}, "observedGeneration": 1,
+            "target": {"canaryVersion": "v2", "model": "m0", "virtualService": "m0"}}})
+        assert proc.stderr is not None
+        for line in proc.stderr:  # without decision 620's line the stream ends at the follower's --timeout
+            if '"follow.status"' in line and '"progressing"' in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, (proc.returncode, out, err[-1500:])
+    doc = json.loads(out)
+    assert (doc["phase"], doc["weights"], doc["step_number"], doc["exit_code"]) == (
+        "progressing", {"stable": 50, "canary": 50}, 2, 3), doc
+    assert "interrupted (SIGTERM) while following" in doc["error"] and doc["canary_version"] == "v2", doc
