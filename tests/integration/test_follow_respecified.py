@@ -47,18 +47,20 @@ from tests.integration.test_controller import prometheus, world  # noqa: F401 - 
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("field,value,asked", [("canaryVersion", "v3", "m0 v3"), ("model", "m1", "m1 v2")])
-def test_a_follower_whose_canaryrollout_now_asks_another_version_says_so(world: Any, tmp_path: Any, field: str,
-                                                                        value: str, asked: str) -> None:
-    """Another version, or another model at the same version (a monorepo's pipeline: every model at one commit's
-    version, one --rollout-name in its template)."""
-    api, _op, custom = world
+def _files(tmp_path: Any, api: Any) -> tuple[Any, Any]:
+    """The kubeconfig for the emulator and the fleet's policy file, as a pipeline's step has them."""
     kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
-    ended: dict[str, Any] = {}
+    return kubeconfig, policy
 
-    def first() -> None:
+
+def _follower(tmp_path: Any, api: Any, ended: dict[str, Any]) -> threading.Thread:
+    """`promote m0 --canary-version v2 --via-controller --rollout-name r0 --timeout 20s` in a thread, started: its
+    exit code in `ended["code"]`, or its CanaryError in `ended["error"]`."""
+    kubeconfig, policy = _files(tmp_path, api)
+
+    def run() -> None:
         try:
             ended["code"] = follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml",
                                    stable_version="", virtual_service=None, kubeconfig=str(kubeconfig), context=None,
@@ -66,8 +68,19 @@ def test_a_follower_whose_canaryrollout_now_asks_another_version_says_so(world: 
         except CanaryError as exc:
             ended["error"] = exc
 
-    follower = threading.Thread(target=first, daemon=True)
+    follower = threading.Thread(target=run, daemon=True)
     follower.start()
+    return follower
+
+
+@pytest.mark.parametrize("field,value,asked", [("canaryVersion", "v3", "m0 v3"), ("model", "m1", "m1 v2")])
+def test_a_follower_whose_canaryrollout_now_asks_another_version_says_so(world: Any, tmp_path: Any, field: str,
+                                                                        value: str, asked: str) -> None:
+    """Another version, or another model at the same version (a monorepo's pipeline: every model at one commit's
+    version, one --rollout-name in its template)."""
+    api, _op, custom = world
+    ended: dict[str, Any] = {}
+    follower = _follower(tmp_path, api, ended)
     while (obj := _written(custom)) is None:  # the first request's CanaryRollout, as its follower created it
         assert follower.is_alive(), ended
         time.sleep(0.05)
@@ -98,9 +111,7 @@ def test_a_retried_request_keeps_the_finalizer_and_labels_of_the_canaryrollout_i
     obj["metadata"].update(finalizers=[FINALIZER], labels={"app.kubernetes.io/instance": "ml-rollouts"},
                            annotations={"example.com/owner": "team-a", "modelcanary.dev/ci-job": "https://ci/job/1"})
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
-    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+    kubeconfig, policy = _files(tmp_path, api)
     with pytest.raises(TransientError, match="did not finish"):  # no controller runs: its status never ends
         follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
                virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
@@ -118,15 +129,7 @@ def test_a_follower_logs_why_its_canaryrollout_waits_and_each_step(world: Any, t
     """The controller's status written by hand (no controller runs): each write waits for the follower's line about
     the one before, so what is asserted does not depend on when the follower reads."""
     api, _op, custom = world
-    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
     ended: dict[str, Any] = {}
-
-    def first() -> None:
-        ended["code"] = follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
-                               virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
-                               output="json", timeout_s=20)
 
     def status(body: dict[str, Any]) -> None:
         custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"status": body})
@@ -139,8 +142,7 @@ def test_a_follower_logs_why_its_canaryrollout_waits_and_each_step(world: Any, t
 
     target = {"canaryVersion": "v2", "model": "m0", "virtualService": "m0"}
     with structlog.testing.capture_logs() as logs:
-        follower = threading.Thread(target=first, daemon=True)
-        follower.start()
+        follower = _follower(tmp_path, api, ended)
         while _written(custom) is None:
             assert follower.is_alive(), ended
             time.sleep(0.05)
@@ -162,9 +164,7 @@ def test_a_follower_cut_short_while_its_rollout_runs_prints_where_it_is(world: A
     """The real CLI process; the status written by hand once its CanaryRollout exists, the SIGTERM sent once the
     follower has logged that status (`follow.status`): nothing here depends on when it reads."""
     api, _op, custom = world
-    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+    kubeconfig, policy = _files(tmp_path, api)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen(
         [sys.executable, "-m", "canary", "promote", "m0", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
