@@ -50,6 +50,12 @@ class FencedRouter:
             return PodCount(unchecked="the router cannot count pods")
         return count(target, subset, glance=glance)
 
+    def split_in_others(self, target: Target, **kw: Any) -> Any:
+        """A read: passed through (a rollback's look at the other VirtualServices, `reconcile.execute`; without it
+        the controller's rollbacks never looked)."""
+        find = getattr(self.inner, "split_in_others", None)
+        return find(target, **kw) if find is not None else (None, "the router cannot list VirtualServices")
+
     def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...,
                     expect_weights: Weights | None = None) -> RouteStatus:
         self._fence()

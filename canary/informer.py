@@ -161,12 +161,14 @@ class Informer:
             data = [e.data for e in self._items.values()]
         return [unpack_json(d) for d in data]
 
-    def items_in(self, namespace: str) -> list[Obj]:
+    def items_in(self, namespace: str, *, where: Callable[[Any], bool] | None = None) -> list[Obj]:
         """Fresh copies of the cached objects of `namespace` only (the others are not parsed: a claim's look at the
-        namespace's VirtualServices parsed every one of the cluster; decision 601)."""
+        namespace's VirtualServices parsed every one of the cluster; decision 601); with `where`, only those whose
+        `summary` it holds true of (the others are not parsed either; decision 602)."""
         prefix = f"{namespace}/"
         with self._lock:
-            data = [e.data for k, e in self._items.items() if k.startswith(prefix)]
+            data = [e.data for k, e in self._items.items() if k.startswith(prefix)
+                    and (where is None or where(e.summary))]
         return [unpack_json(d) for d in data]
 
     def summaries(self) -> dict[str, Any]:
@@ -345,6 +347,7 @@ class Informers:
 
         from canary import crd
         from canary.routing.istio import DR_PLURAL, GROUP, VS_PLURAL
+        from canary.routing.splits import canary_split_hosts
 
         custom = kc.CustomObjectsApi(api_client)
 
@@ -359,7 +362,10 @@ class Informers:
         self.rollouts = Informer(lister(crd.GROUP, crd.VERSION, crd.PLURAL), kind=crd.PLURAL,
                                  on_change=tell(crd.PLURAL), summary=phase_of,
                                  transform=without_step_start_snapshot, watch_timeout_s=watch_timeout_s)
+        # a VirtualService's summary: the services whose canary subset it splits with (a rollout's look at the
+        # other VirtualServices of its namespace at each tick parses only those; decision 602)
         self.routes = {plural: Informer(lister(GROUP, istio_version, plural), kind=plural, on_change=tell(plural),
+                                        summary=canary_split_hosts if plural == VS_PLURAL else None,
                                         watch_timeout_s=watch_timeout_s) for plural in (VS_PLURAL, DR_PLURAL)}
         self._users: dict[tuple[str, str], set[str]] = {}  # (plural, namespace/name) -> rollout keys
         self._lock = threading.Lock()

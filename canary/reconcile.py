@@ -37,7 +37,7 @@ from canary.logs import OWNER_CUT_TO, OWNER_LOGGED_MAX
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, Weights, check_version
 from canary.policy import Policy
-from canary.routing.base import RouteStatus, TrafficRouter
+from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.routing.patch import CANARY, SERVICE_ANNOTATION, STATE_ANNOTATION, VERSION_LABEL
 
 EXIT_PROMOTED, EXIT_ROLLED_BACK, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -165,19 +165,21 @@ def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState |
                           "progress; set it to 100/0 first")
 
 
-def check_other_splits(router: Any, target: Target, *, log: Any, listed: list[Any] | None = None) -> str:
+def check_other_splits(router: Any, target: Target, *, log: Any, listed: list[Any] | None = None,
+                       dr: Any = None) -> str:
     """Before the claim, after `check_claim`: no other VirtualService of the namespace splits traffic with the canary
     subset (`IstioRouter.splits_elsewhere`; a VirtualService bound to the ingress gateway beside the mesh's shares
     the DestinationRule's subsets). TargetError when one does, nothing written; `preflight.splits_unchecked` when
     the VirtualServices cannot be listed (a Role without `list`), and the rollout goes on. RolloutBusy instead of
     TargetError where that split is another rollout's in progress (decision 594). A router that is not
     Kubernetes' (no `splits_elsewhere`) is not asked. `listed`: the VirtualServices of an informer's cache, if
-    any (the controller's: no LIST at each claim). Decision 578. Returns why it could not be told ("" when
-    it was, or the router has no `splits_elsewhere`)."""
+    any (the controller's: no LIST at each claim), and `dr` its DestinationRule (no GET, decision 606). Decision 578.
+    Returns why it could not be told ("" when it was, or the router has no `splits_elsewhere`)."""
     find = getattr(router, "splits_elsewhere", None)
     if find is None:
         return ""
-    why, unchecked, busy = find(target, listed=listed) if listed is not None else find(target)
+    cached = {k: v for k, v in (("listed", listed), ("dr", dr)) if v is not None}
+    why, unchecked, busy = find(target, **cached)
     if why:  # another rollout's split is a busy claim (exit 75: waited for), a split by hand bad input (594)
         if busy is None:
             raise TargetError(why)
@@ -496,6 +498,8 @@ class Observation:
     look          the judge's look over the step's window, when one was due
     on_foreign_edit  "reassert" our weights, or "abort" (roll back), when the weights were edited
     virtual_service  the route's "<namespace>/<name>", for the line that ends a revert loop (`reassert`)
+    split_elsewhere  a split with the canary subset found on another VirtualService of the namespace
+                  (`claims.OtherSplit`; None: none, or not looked): the rollout is rolled back (decision 602)
     """
 
     status: RouteStatus | None = None
@@ -506,6 +510,7 @@ class Observation:
     look: rl.Looked | None = None
     on_foreign_edit: Literal["reassert", "abort"] = "reassert"
     virtual_service: str = ""  # "<namespace>/<name>" of the route, named in the end after REVERT_LIMIT reverts
+    split_elsewhere: Any = None
 
 
 Step = tuple[rl.RolloutState, list[rl.Action]]
@@ -557,6 +562,20 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
                 then((new, [edit, *actions]))
             else:
                 then(reassert(policy, state, status, now, edit=edit, virtual_service=seen.virtual_service))
+    other = seen.split_elsewhere
+    if other is not None and state.phase in (rl.PENDING, rl.PROGRESSING, rl.PAUSED):
+        # another VirtualService (the gateway's beside the mesh's) split with the shared canary subset since the
+        # claim: traffic nobody judges, and no weight of ours to put back (another object's route is never
+        # written). Rolled back, whatever `on_foreign_edit` says; the rollback re-points the canary subset
+        # (`execute`) so that share reaches the stable version once it lands (decision 602)
+        said = rl.Emit("split.foreign_edit", {
+            "other_virtual_service": other.virtual_service, "other_route": other.route, "split_weights": other.weights,
+            "phase": state.phase, "weights": str(state.weights), "hint": other.hint,
+            "note": "rolled back; its share reaches the stable version once the rollback re-points the canary "
+                    "subset; give that route's canary share back to stable before the next rollout (the hint)"},
+            warning=True)
+        new, actions = rl.transition(state, rl.Rollback(now, other.reason), policy)
+        then((new, [said, *actions]))
     if state.phase == rl.PENDING and seen.gate_ran:
         if seen.gate_failed is not None:
             failed = rl.Emit("gate.failed", {"reason": seen.gate_failed, "stage": "preflight", "phase": state.phase,
@@ -840,6 +859,7 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                 say()
     if stable_written and state.phase in (rl.ROLLED_BACK, rl.ABORTED):
         _warn_stable_unserved(router, target, state, log=log)
+        _canary_subset_home(router, target, state, log=log, record=expect)
     return state
 
 
@@ -886,6 +906,48 @@ def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *
                 pods_namespace=count.namespace, pods=count.total, not_ready="; ".join(count.not_ready),
                 note="stable 100% is written, but no Ready pod serves the stable version: requests get no "
                      "healthy upstream (503) until one is Ready; scale up or fix its Deployment")
+
+
+def _canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, log: Any, record: Any) -> None:
+    """After a rollback's stable 100% landed (never before: that write stays one write, and as fast): where another
+    VirtualService of the namespace still splits with the canary subset (the gateway's, beside the mesh's: seen
+    by a look or made since), the canary subset is pointed at the stable version, so that share reaches the
+    stable's pods, not the version rolled back; that VirtualService is not written (another object's route).
+    Said in one line, `rollback.canary_subset_repointed`, or `rollback.canary_subset_kept` when the look or the
+    write failed (nothing undone: stable 100% stands on the rollout's route). Guarded on `record`, the end this
+    call wrote: a rollout that claimed since owns the canary subset. Decision 603."""
+    find = getattr(router, "split_in_others", None)
+    if find is None or not state.stable_version:
+        return
+    other = None
+    try:
+        # one try, a short timeout; a Role without `list`: said at the claim (`preflight.splits_unchecked`)
+        other, _ = find(target, glance=True)
+        if other is None:
+            return
+
+        def still_ours() -> None:
+            # (a read: a FencedRouter's inner router reads leniently, a route of any shape after a rollback)
+            if record is not ... and (read_for_stable(getattr(router, "inner", router), target).state or None) \
+                    != record:
+                raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the route records another "
+                                      "rollout since this rollback; its canary subset is that rollout's")
+        router.point_subset(target, "canary", state.stable_version, guard=still_ours)
+    except Exception as exc:  # noqa: BLE001 - the rollback has landed: this failure is said, never raised
+        log.warning("rollback.canary_subset_kept", error=str(exc)[:600],
+                    other_virtual_service=other.virtual_service if other else None,
+                    other_route=other.route if other else None, split_weights=other.weights if other else None,
+                    hint=(f"{other.hint}; or point subset 'canary' of DestinationRule {target.namespace}/"
+                          f"{target.dr_name} at version {state.stable_version}") if other else
+                    "kubectl get virtualservices: a route there may still send the canary subset a share",
+                    note="stable 100% is written on the rollout's route; another VirtualService may still send a "
+                         f"share to the canary subset, which selects {state.canary_version}")
+        return
+    log.warning("rollback.canary_subset_repointed", stable_version=state.stable_version,
+                other_virtual_service=other.virtual_service, other_route=other.route, split_weights=other.weights,
+                hint=other.hint, note=f"subset 'canary' of DestinationRule {target.namespace}/{target.dr_name} "
+                f"selects {state.stable_version}, so that route's canary share reaches the stable version; that "
+                "VirtualService is not written")
 
 
 def _context(state: rl.RolloutState, writes_left: int) -> dict[str, Any]:

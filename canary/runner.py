@@ -193,6 +193,7 @@ class Runner:
         self._look_not_before = 0.0  # a look discarded on an unreadable route: the next one waits a watch_every
         # the step (its start) looks moved the clock back to Prometheus's in, and by how many seconds in all (634)
         self._moved_back: tuple[float, float] = (math.nan, 0.0)
+        self._splits_unlisted = False  # the VirtualServices could not be listed: not asked at each look (602)
         if self.history is None:
             from canary.history_store import ConfigMapStore, Recorder
 
@@ -1100,6 +1101,9 @@ class Runner:
         reverted = self._reverted_meanwhile(state)
         if reverted is not None:
             return reverted
+        other = self._split_elsewhere()
+        if other is not None:  # not judged: the rollout ends (decision 602)
+            return self._decide(state, Observation(split_elsewhere=other))
         if behind:  # the state machine's deadline read at that age (a hold's resume starts the step over)
             state = replace(state, step_started_at=state.step_started_at - moved)
         from canary.analysis.judge import judge  # imported here: on-call commands use this module, never the judge
@@ -1182,6 +1186,21 @@ class Runner:
                          "look measured: not judged at a weight the canary did not have", phase=state.phase,
                          weights=str(status.weights), recorded_weights=str(state.weights), step=state.step + 1)
         return self._check_outside(state)
+
+    def _split_elsewhere(self) -> Any:
+        """At each look, before it is judged: a split with the canary subset on another VirtualService of the
+        namespace made since the claim (the gateway's beside the mesh's: `claims.OtherSplit`), one LIST of the
+        namespace's VirtualServices; None when there is none, or it could not be told (a Role without `list`,
+        said once at the claim and not asked again; a failing LIST: the next look asks again). Decision 602."""
+        find = getattr(self.router, "split_in_others", None)
+        if find is None or self._splits_unlisted:
+            return None
+        try:
+            other, unknown = find(self.target, glance=True)  # one try: a failing API server does not hold the look
+        except CanaryError:
+            return None
+        self._splits_unlisted = bool(unknown)
+        return other
 
     def _bounded(self, fn: Callable[[], T], *, meanwhile: Callable[[], bool] | None = None,
                  abandoned: str | None = "look.abandoned") -> T:

@@ -10,6 +10,8 @@ split with the canary subset on another route that the claim would hand the new 
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from canary.errors import TargetError
@@ -94,6 +96,46 @@ def busy_in_other(vs: Any, host: str) -> Any:
     Its owner and phase tell whether anything will end it (decision 596)."""
     split = _split_found(vs, host, driven=set())
     return _state_on(vs, split) if split is not None else None
+
+
+@dataclass(frozen=True)
+class OtherSplit:
+    """A split with the canary subset found on another VirtualService of the namespace once the rollout has claimed
+    (decision 602): what the rollback's line names, and the way out."""
+
+    virtual_service: str  # "namespace/name"
+    route: str  # "spec.http[0] (edge)"
+    weights: str  # "<rest>/<share>", as Istio splits it
+    words: str  # "<vs>: <route> splits its traffic 90/10"
+    hint: str  # the `kubectl` that gives that route's canary share to its stable destination
+
+    @property
+    def reason(self) -> str:
+        """The rollback's reason (`rollout.classify_reason`: foreign_edit)."""
+        return (f"foreign split: {self.words} with subset 'canary', a split this rollout did not make: the "
+                "canary got traffic nobody judges")
+
+
+def split_on_other(vs: Any, host: str) -> OtherSplit | None:
+    """The split with the canary subset of `host` (a full name) on another VirtualService `vs` (`split_in_other`'s
+    rule: a route at 100/0 or to the canary alone is none); None where none is."""
+    split = _split_found(vs, host, driven=set())
+    if split is None:
+        return None
+    meta = vs.get("metadata") or {}
+    name = split.route.get("name")
+    label = split.field + (f" ({name})" if isinstance(name, str) and name else "")
+    base = f"/spec/{split.kind}/{split.index}/route"
+    ops = [{"op": "add", "path": f"{base}/{j}/weight", "value": 0} for j, _ in split.canary]
+    if split.stable:  # its share to the stable destination, as a rollback's `drop_canary_splits` does on its own VS
+        j = split.stable[0]
+        w = split.dests[j].get("weight")
+        ops.append({"op": "add", "path": f"{base}/{j}/weight",
+                    "value": (w if type(w) is int and w > 0 else 0) + split.share})
+    hint = (f"kubectl -n {meta.get('namespace', '?')} patch virtualservice {meta.get('name', '?')} --type=json -p "
+            f"'{json.dumps(ops, separators=(',', ':'))}'")
+    return OtherSplit(virtual_service=where(vs), route=label, weights=f"{split.rest}/{split.share}",
+                      words=_said(vs, split), hint=hint)
 
 
 def subset_labels_differ(dr: Any) -> str:

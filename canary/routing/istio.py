@@ -452,32 +452,52 @@ class IstioRouter:
         headers = res[2] if isinstance(res, tuple) and len(res) == 3 else None
         return _http_date((headers or {}).get("Date") or (headers or {}).get("date"))
 
-    def splits_elsewhere(self, target: Target, *, listed: list[Obj] | None = None) -> tuple[str, str, Any]:
+    def splits_elsewhere(self, target: Target, *, listed: list[Obj] | None = None,
+                         dr: Obj | None = None) -> tuple[str, str, Any]:
         """Before a claim: (why it must not go ahead, why that could not be told, the rollout in progress that made
         that split: `claims.busy_in_other`), "" each (None) when not. Why not: another
         VirtualService of the namespace splits traffic with the rollout's canary subset (`claims.split_in_other`;
         the driven one's own routes are `inspect`'s `split_elsewhere`). Cannot be told: the VirtualServices cannot
         be listed (403: a Role without `list`; 404), or the DestinationRule names no service. `listed`: the
-        VirtualServices as the controller's informers hold them (of any namespace), instead of a LIST at each claim.
+        VirtualServices as the controller's informers hold them (of any namespace), instead of a LIST at each claim;
+        `dr`: the DestinationRule as they hold it, instead of a GET (decision 606).
         Raises what `_list` raises for an API that keeps failing."""
-        dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
-        host = _service(dr, target)
-        if not host:
-            return "", f"DestinationRule {target.namespace}/{target.dr_name} names no host", None
-        try:
-            items = listed if listed is not None else self._list(VS_PLURAL, target.namespace)[0]
-        except ConfigError as exc:  # refused for good (a 403, a 404): a transient error is raised, retried
-            return "", str(exc), None
+        host, items, unknown = self._others(target, listed=listed, dr=dr)
         for vs in items:
-            meta = vs.get("metadata") if isinstance(vs, dict) else None
-            if not isinstance(meta, dict) or meta.get("namespace", target.namespace) != target.namespace \
-                    or meta.get("name") == target.virtual_service:
-                continue
             why = claims.split_in_other(vs, host, dr=f"{target.namespace}/{target.dr_name}",
                                         driven=f"{target.namespace}/{target.virtual_service}")
             if why:
                 return why, "", claims.busy_in_other(vs, host)
-        return "", "", None
+        return "", unknown, None
+
+    def split_in_others(self, target: Target, *, listed: list[Obj] | None = None, dr: Obj | None = None,
+                        glance: bool = False) -> tuple[claims.OtherSplit | None, str]:
+        """Once claimed: (the first split with the canary subset on another VirtualService of the namespace, None
+        when none; why that could not be told, "" when it could), for a rollout's looks and its rollback's
+        (decisions 602, 603). `listed`, `dr`: as `splits_elsewhere`'s. `glance`: each read tried once, within
+        GLANCE_TIMEOUT_S (`subset_pods`'s: a look or a landed rollback is not held by a failing API server for
+        the router's tries). Raises what `_list` raises."""
+        if glance:
+            quick = copy.copy(self)  # the same clients, cache and fence; one try, a short timeout
+            quick.transient_attempts, quick.timeout = 1, min(self.timeout, GLANCE_TIMEOUT_S)
+            return quick.split_in_others(target, listed=listed, dr=dr)
+        host, items, unknown = self._others(target, listed=listed, dr=dr)
+        return next((s for s in (claims.split_on_other(vs, host) for vs in items) if s is not None), None), unknown
+
+    def _others(self, target: Target, *, listed: list[Obj] | None, dr: Obj | None) -> tuple[str, list[Obj], str]:
+        """(the rollout's service in full, the namespace's VirtualServices but the driven one, why they could not be
+        read: "" when they were)."""
+        dr = dr if dr is not None else self._get(DR_PLURAL, target.namespace, target.dr_name)
+        host = _service(dr, target)
+        if not host:
+            return "", [], f"DestinationRule {target.namespace}/{target.dr_name} names no host"
+        try:
+            items = listed if listed is not None else self._list(VS_PLURAL, target.namespace)[0]
+        except ConfigError as exc:  # refused for good (a 403, a 404): a transient error is raised, retried
+            return host, [], str(exc)
+        return host, [vs for vs in items if isinstance(vs, dict) and isinstance(vs.get("metadata"), dict)
+                      and vs["metadata"].get("namespace", target.namespace) == target.namespace
+                      and vs["metadata"].get("name") != target.virtual_service], ""
 
     def _list(self, plural: str, namespace: str | None, *, with_date: bool = False) -> tuple[list[Obj], float | None]:
         """One LIST of `plural` in `namespace` (None: all namespaces), with the router's retries; and

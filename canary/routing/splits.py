@@ -70,3 +70,28 @@ def other_routes(vs: Any, host: str, *, driven: set[int]) -> Iterator[Split]:
                         stable.append(j)
             yield Split(kind=kind, index=i, route=route, dests=dests, canary=tuple(canary), stable=tuple(stable),
                         rest=rest)
+
+
+def canary_split_hosts(vs: Any) -> frozenset[str]:
+    """The services (full names) whose `canary` subset some route of `vs` splits traffic with (a share beside
+    others, as `other_routes` sees it with no route driven): the controller's informer keeps it per
+    VirtualService when it caches one, and a rollout's look at the other VirtualServices of its namespace parses
+    only those where it is not empty (decision 602: a look at every tick parsed them all)."""
+    ns = _namespace_of(vs)
+    spec = vs.get("spec") if isinstance(vs, dict) else None
+    named: set[str] = set()
+    for kind in ("http", "tcp", "tls"):
+        routes = spec.get(kind) if isinstance(spec, dict) else None
+        for route in routes if isinstance(routes, list) else []:
+            dests = route.get("route") if isinstance(route, dict) else None
+            for d in dests if isinstance(dests, list) else []:
+                dest = d.get("destination") if isinstance(d, dict) else None
+                if isinstance(dest, dict) and dest.get("subset") == CANARY and isinstance(dest.get("host"), str):
+                    named.add(fqdn(dest["host"], ns))
+    return frozenset(h for h in named if any(s.share and s.rest for s in other_routes(vs, h, driven=set())))
+
+
+def may_split(summary: Any) -> bool:
+    """Whether a VirtualService cached with `summary` (`canary_split_hosts`; None: kept without one) may split
+    with a canary subset: only those are parsed by a look at the other VirtualServices."""
+    return summary is None or bool(summary)

@@ -594,18 +594,24 @@ def test_a_resume_cleared_and_asked_again_between_two_ticks_is_a_new_request(wor
     assert status(api, "r0")["phase"] == rl.PROGRESSING, status(api, "r0").get("reason")
 
 
-def test_a_split_on_another_virtual_service_is_refused_from_the_cache(world: Any) -> None:
-    """Decision 578 with the informers: the gateway VirtualService's 90/10 with the canary subset is found in the
-    cache (no LIST at each claim), and the rollout is refused before any write, Ready False naming it."""
+def _gateway(api: KubeAPIServer, canary: int) -> None:
+    """VirtualService `m0-gateway` (bound to the ingress gateway beside the mesh's `m0`), its route a copy of m0's
+    split (100 - canary)/canary between DestinationRule m0's subsets."""
     import copy
 
-    api, op, custom, clock = world
     route = copy.deepcopy(api.get(ISTIO, "virtualservices", "ml", "m0")["spec"]["http"][0])
-    route["route"][0]["weight"], route["route"][1]["weight"] = 90, 10
+    route["route"][0]["weight"], route["route"][1]["weight"] = 100 - canary, canary
     api.handler.put_object({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
                             "metadata": {"name": "m0-gateway", "namespace": "ml"},
                             "spec": {"hosts": ["models.example.com"], "gateways": ["istio-system/ingress"],
                                      "http": [route]}})
+
+
+def test_a_split_on_another_virtual_service_is_refused_from_the_cache(world: Any) -> None:
+    """Decision 578 with the informers: the gateway VirtualService's 90/10 with the canary subset is found in the
+    cache (no LIST at each claim), and the rollout is refused before any write, Ready False naming it."""
+    api, op, custom, clock = world
+    _gateway(api, 10)
     before = api.get(ISTIO, "virtualservices", "ml", "m0")
     create(api, 0, "v2")
     for _ in range(3):
@@ -621,14 +627,8 @@ def test_a_split_on_another_virtual_service_the_cache_has_not_seen_is_refused_at
     watch had not delivered it: the claim went ahead, no later tick looked again, the 10% rode along unjudged to the
     rollout's end, and after its rollback the canary subset still selected v3 (the gateway's 10% on the rolled-back
     version). The cache's answer is now asked of the API server once right before the claim (decision 600)."""
-    import copy
-
     api, op, custom, clock = world
-    route = copy.deepcopy(api.get(ISTIO, "virtualservices", "ml", "m0")["spec"]["http"][0])
-    api.handler.put_object({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
-                            "metadata": {"name": "m0-gateway", "namespace": "ml"},
-                            "spec": {"hosts": ["models.example.com"], "gateways": ["istio-system/ingress"],
-                                     "http": [route]}})  # at 100/0: no split
+    _gateway(api, 0)  # at 100/0: no split
     create(api, 0, "v3")
     caught_up(api, op)
     cache = op.informers.routes["virtualservices"]
@@ -647,3 +647,60 @@ def test_a_split_on_another_virtual_service_the_cache_has_not_seen_is_refused_at
     assert (ready["status"], ready["reason"]) == ("False", "TargetError"), ready
     assert ready["message"].startswith("ml/m0-gateway: spec.http[0] (primary) splits its traffic 90/10"), ready
     assert (api.get(ISTIO, "virtualservices", "ml", "m0"), api.get(ISTIO, "destinationrules", "ml", "m0")) == before
+
+
+def test_a_split_on_another_virtual_service_made_mid_rollout_is_found_in_the_cache_and_rolled_back(world: Any) -> None:
+    """Decision 602 in the controller: the gateway VirtualService (100/0 at the claim) set 90/10 while v2 runs: no
+    tick looked at it again (the claim's look only), the 10% rode along unjudged to the end. Now each tick looks
+    in the informers' cache (no LIST): rolled back as a foreign edit, the canary subset pointed at the stable
+    version by the rollback (603), the gateway VirtualService not written."""
+    api, op, custom, clock = world
+    _gateway(api, 0)  # at 100/0: no split
+    slow = fleet.rollout_object(0, "v2")
+    slow["spec"]["policy"]["analysis"]["interval"] = "60s"  # one long step
+    api.handler.put_object(slow)
+    for _ in range(6):
+        step(api, op, clock)
+    assert status(api, "r0")["phase"] == rl.PROGRESSING
+
+    def split(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 90, 10
+    api.edit(ISTIO, "virtualservices", "ml", "m0-gateway", split)
+    for _ in range(20):
+        step(api, op, clock)
+        if status(api, "r0").get("phase") in rl.TERMINAL:
+            break
+    assert status(api, "r0")["phase"] == rl.ROLLED_BACK, status(api, "r0")
+    assert rl.classify_reason(status(api, "r0")["reason"]) == "foreign_edit", status(api, "r0")["reason"]
+    assert "ml/m0-gateway: spec.http[0] (primary) splits its traffic 90/10" in status(api, "r0")["reason"]
+    subsets = {s["name"]: s["labels"]["version"]
+               for s in api.get(ISTIO, "destinationrules", "ml", "m0")["spec"]["subsets"]}
+    assert subsets == {"stable": "v1", "canary": "v1"}
+    assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
+
+
+def test_a_canary_rollout_refused_behind_another_virtual_services_split_reads_its_rule_from_the_cache(
+        world: Any) -> None:
+    """A CanaryRollout refused at each tick while the gateway VirtualService splits 90/10: the look at the other
+    VirtualServices came from the informers' cache, but the DestinationRule was asked of the API server at every
+    tick, although the cache holds it (decision 606)."""
+    api, op, custom, clock = world
+    _gateway(api, 10)
+    create(api, 0, "v2")
+    step(api, op, clock)
+    looks, gets = [0], [0]
+    real = op._other_splits
+
+    def counted(*a: Any, **kw: Any) -> None:  # the DestinationRule's GETs of the look itself (a failed tick reads
+        looks[0] += 1  # the route again for its own reasons: `_claimed_without_status`)
+        before = calls_now(api).get(("GET", "destinationrules"), 0)
+        try:
+            real(*a, **kw)
+        finally:
+            gets[0] += calls_now(api).get(("GET", "destinationrules"), 0) - before
+    op._other_splits = counted  # type: ignore[method-assign]
+    for _ in range(4):
+        step(api, op, clock, dt=600.0)  # past any backoff: each tick refuses it again
+    ready = next(c for c in status(api, "r0").get("conditions", []) if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"], looks[0] >= 3) == ("False", "TargetError", True), (ready, looks)
+    assert gets[0] == 0

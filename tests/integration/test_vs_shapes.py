@@ -879,3 +879,109 @@ def test_a_rollback_recorded_on_a_route_renamed_since_is_still_reported(
                                      "--via-controller", "--timeout", "1s"])
         assert r.exit_code == 1 and json.loads(r.stdout)["already_ended"] is True, r.stdout
         assert api.get(crd.GROUP, crd.PLURAL, "ml", "m0-v2") is None
+
+
+# --- a split on another VirtualService made after the claim (decisions 602, 603) ------------------------------------
+
+def test_a_split_made_on_another_virtual_service_mid_rollout_rolls_back_and_repoints_the_canary_subset(
+        api: Any) -> None:
+    """The gateway VirtualService, 100/0 at the claim, is split 90/10 while v2 (a good canary) runs on `m0`:
+    that 10% of the edge reached v2 unjudged, nothing looked for it, and it promoted; and had v2 been rolled back
+    the canary subset still selected v2, the edge's 10% on the rolled-back version after the end. Now a look finds
+    it (one LIST of the namespace's VirtualServices), the rollout is rolled back (`foreign_edit`), one line naming
+    that VirtualService, route, split and the `kubectl` way out, and the rollback points the canary subset at the
+    stable version; the gateway VirtualService is never written."""
+    _gateway_vs(api, 0)
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+
+    def split() -> None:
+        def edit(vs: dict[str, Any]) -> None:
+            vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 90, 10
+        api.edit(GROUP, VS, "ml", "m0-gateway", edit)
+    clock.hooks.append((lambda rec: rec.get("phase") == rl.PROGRESSING, split))
+    with structlog.testing.capture_logs() as logs:
+        res = v.run()
+    assert res.state.phase == rl.ROLLED_BACK and res.exit_code == 1, res.state
+    assert rl.classify_reason(res.state.reason) == "foreign_edit", res.state.reason
+    (said,) = [e for e in logs if e["event"] == "split.foreign_edit"]
+    assert (said["other_virtual_service"], said["other_route"], said["split_weights"]) == (
+        "ml/m0-gateway", "spec.http[0] (edge)", "90/10"), said
+    assert said["hint"] == ("kubectl -n ml patch virtualservice m0-gateway --type=json -p '[{\"op\":\"add\",\"path\":"
+                            "\"/spec/http/0/route/1/weight\",\"value\":0},{\"op\":\"add\",\"path\":\"/spec/http/0/"
+                            "route/0/weight\",\"value\":100}]'"), said
+    (done,) = [e for e in logs if e["event"] == "rollback.completed"]
+    assert done["end_cause"] == "foreign_edit", done
+    assert routes(api) == [[("stable", 100), ("canary", 0)]]
+    assert subsets(api) == {"stable": "v1", "canary": "v1"}
+    (moved,) = [e for e in logs if e["event"] == "rollback.canary_subset_repointed"]
+    assert moved["other_virtual_service"] == "ml/m0-gateway", moved
+    assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]  # never written by the rollout
+
+
+def _claimed_then_split(api: Any, canary: int) -> tuple[Any, Any]:
+    """v3 claimed on `m0` (100/0, the canary subset on v3: its first write), then the gateway VirtualService split
+    (100 - canary)/canary, which no look has seen: (router, target)."""
+    import tenacity
+
+    from canary.logs import get
+    from canary.model import Target
+    from canary.reconcile import execute
+    from canary.routing.istio import IstioRouter
+
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v3")
+    router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
+    state, actions = rl.new_rollout(model="m0", stable_version="v1", canary_version="v3", now=1000.0, owner="test")
+    execute(router, target, state, actions, log=get())
+    _gateway_vs(api, canary)
+    return router, target
+
+
+def _oncall_rollback(router: Any, target: Any) -> list[dict[str, Any]]:
+    from canary.logs import get
+    from canary.runner import oncall_action
+
+    with structlog.testing.capture_logs() as logs:
+        oncall_action(router, target, rl.Rollback(2000.0, "operator: p95 alert"), log=get())
+    return logs
+
+
+def test_a_rollback_repoints_the_canary_subset_where_another_virtual_service_still_splits_with_it(api: Any) -> None:
+    """A split on the gateway VirtualService made after the claim, not seen before the rollback (`canary rollback`
+    here): stable 100% on `m0`, and the canary subset still selected v3, so the gateway's 10% stayed on the
+    rolled-back version after the end. The rollback now points the canary subset at the stable version once its
+    write has landed, and says so; the gateway VirtualService is not written (decision 603)."""
+    router, target = _claimed_then_split(api, 10)
+    logs = _oncall_rollback(router, target)
+    assert routes(api) == [[("stable", 100), ("canary", 0)]]
+    assert subsets(api) == {"stable": "v1", "canary": "v1"}
+    (moved,) = [e for e in logs if e["event"] == "rollback.canary_subset_repointed"]
+    assert (moved["other_virtual_service"], moved["other_route"], moved["split_weights"]) == (
+        "ml/m0-gateway", "spec.http[0] (edge)", "90/10"), moved
+    assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
+
+
+def test_a_rollback_with_no_split_elsewhere_writes_the_destination_rule_no_more_than_before(api: Any) -> None:
+    """The gateway VirtualService at 100/0: the rollback's writes are what they were (its route's one write), the
+    canary subset left on v3, nothing said."""
+    router, target = _claimed_then_split(api, 0)
+    before = len(api.writes)
+    logs = _oncall_rollback(router, target)
+    assert [w[1].rsplit("/", 2)[-2:] for w in api.writes[before:] if "/events" not in w[1]] == [
+        ["virtualservices", "m0"]]
+    assert subsets(api) == {"stable": "v1", "canary": "v3"}
+    assert not [e for e in logs if e["event"].startswith("rollback.canary_subset")]
+
+
+def test_a_failed_repointing_of_the_canary_subset_is_said_in_one_line_and_the_rollback_stands(api: Any) -> None:
+    """The DestinationRule's write refused (an admission webhook, every try): stable 100% has landed on `m0` and
+    stays; one line names the other VirtualService's split and the way out (decision 603)."""
+    router, target = _claimed_then_split(api, 10)
+    api.fail_next(403, times=50, methods=("PUT",), plural=DR, message="denied by policy")
+    logs = _oncall_rollback(router, target)
+    assert routes(api) == [[("stable", 100), ("canary", 0)]] and record(api)["phase"] == rl.ROLLED_BACK
+    assert subsets(api) == {"stable": "v1", "canary": "v3"}
+    (kept,) = [e for e in logs if e["event"] == "rollback.canary_subset_kept"]
+    assert kept["other_virtual_service"] == "ml/m0-gateway" and "403" in kept["error"], kept
+    assert kept["hint"].startswith("kubectl -n ml patch virtualservice m0-gateway"), kept
+    assert any(e["event"] == "rollback.completed" for e in logs)

@@ -338,3 +338,22 @@ def test_a_promotions_failed_last_write_is_not_a_failed_rollback(conflict: bool)
     events = {e["event"]: e for e in logs}
     assert ("promotion.write_conflict" if conflict else "promotion.write_failed") in events
     assert not [e for e in logs if e["event"].startswith("rollback.") or e["log_level"] == "critical"]
+
+
+@pytest.mark.parametrize("phase", [rl.PENDING, rl.PROGRESSING, rl.PAUSED])
+def test_a_split_on_another_virtual_service_rolls_back_as_a_foreign_edit_and_no_look_is_judged(phase: str) -> None:
+    """Decision 602: whatever `on_foreign_edit` says (another object's route is never written back), a rollout in
+    any phase but promoting ends rolled back, its first line naming that VirtualService, route and split."""
+    from canary.routing.claims import OtherSplit
+
+    other = OtherSplit(virtual_service="ml/m-gateway", route="spec.http[0] (edge)", weights="90/10",
+                       words="ml/m-gateway: spec.http[0] (edge) splits its traffic 90/10", hint="kubectl ...")
+    state = _running(phase, STABLE_ONLY if phase == rl.PENDING else Weights(90, 10))
+    steps = decide(POLICY, state, Observation(status=_status(state.weights), split_elsewhere=other,
+                                              look=_look(Outcome.PASS)), NOW)
+    assert [s.phase for s, _ in steps] == [rl.ROLLED_BACK]
+    assert rl.classify_reason(steps[0][0].reason) == "foreign_edit", steps[0][0].reason
+    said = steps[0][1][0]
+    assert said.event == "split.foreign_edit" and said.fields["other_virtual_service"] == "ml/m-gateway"
+    promoting = _running(rl.PROMOTING, Weights(0, 100))  # the canary judged: its promotion is finished
+    assert [s.phase for s, _ in decide(POLICY, promoting, Observation(split_elsewhere=other), NOW)] == [rl.PROMOTED]
