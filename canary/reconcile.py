@@ -932,6 +932,7 @@ def _canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, 
                     != record:
                 raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the route records another "
                                       "rollout since this rollback; its canary subset is that rollout's")
+        _serves_stable(router, target, state)
         router.point_subset(target, "canary", state.stable_version, guard=still_ours)
     except Exception as exc:  # noqa: BLE001 - the rollback has landed: this failure is said, never raised
         log.warning("rollback.canary_subset_kept", error=str(exc)[:600],
@@ -948,6 +949,20 @@ def _canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, 
                 hint=other.hint, note=f"subset 'canary' of DestinationRule {target.namespace}/{target.dr_name} "
                 f"selects {state.stable_version}, so that route's canary share reaches the stable version; that "
                 "VirtualService is not written")
+
+
+def _serves_stable(router: Any, target: Target, state: rl.RolloutState) -> None:
+    """TargetError when the canary subset, pointed at the stable version, would select no Ready pod (a label only it
+    has, `track: canary`, which the stable's pods lack: that share would meet no endpoint, 503s, and a line saying
+    it reaches the stable version would be false). Counted at a glance; pods that cannot be counted (no RBAC, no
+    Service) are not held against it."""
+    count_subset = getattr(router, "subset_pods", None)
+    if count_subset is None:
+        return
+    count = count_subset(replace(target, canary_version=state.stable_version), CANARY, glance=True)
+    if not count.unchecked and not count.ready:
+        raise TargetError(f"pointed at {state.stable_version}, the canary subset would select no Ready pod "
+                          f"({count.selector} in {count.namespace}: {count.total} found): not pointed")
 
 
 def _context(state: rl.RolloutState, writes_left: int) -> dict[str, Any]:

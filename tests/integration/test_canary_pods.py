@@ -546,3 +546,26 @@ def test_a_split_made_on_another_virtual_service_during_the_wait_is_refused_befo
     with pytest.raises(TargetError, match=r"^ml/m0-gateway: spec.http\[0\] \(edge\) splits its traffic 90/10"):
         runner(api, "v2", FlipClock(2, split_then_ready), wait_ready_s=600).run()
     assert (api.get(GROUP, "virtualservices", "ml", "m0"), api.get(GROUP, "destinationrules", "ml", "m0")) == before
+
+
+@pytest.mark.parametrize("track", [False, True], ids=["version only", "track: canary"])
+def test_a_rollback_points_the_canary_subset_at_the_stable_only_where_it_would_select_a_ready_pod(
+        api: Any, track: bool) -> None:
+    """Decision 603's re-pointing of the canary subset (another VirtualService splitting with it at the rollback)
+    points its `version` label only: with `track: canary` on it, which the stable's pods lack, it would select no
+    pod (that share a 503), and the line would say it reaches the stable version. It is then not pointed, and
+    `rollback.canary_subset_kept` says why; with the subsets told apart by `version` alone it is."""
+    from tests.integration.test_vs_shapes import _claimed_then_split, _oncall_rollback, subsets
+
+    _dr_labels(api)
+    if track:
+        api.handler.edit_object("networking.istio.io", "destinationrules", "ml", "m0",
+                                lambda dr: dr["spec"]["subsets"][1]["labels"].update(track="canary"))
+    router, target = _claimed_then_split(api, 10)
+    logs = _oncall_rollback(router, target)
+    said = [e["event"] for e in logs if e["event"].startswith("rollback.canary_subset")]
+    assert said == ["rollback.canary_subset_kept" if track else "rollback.canary_subset_repointed"], said
+    assert subsets(api)["canary"] == ("v3" if track else "v1")
+    if track:
+        (kept,) = [e for e in logs if e["event"] == "rollback.canary_subset_kept"]
+        assert "would select no Ready pod" in kept["error"], kept
