@@ -546,8 +546,11 @@ def _session_reasons() -> list[tuple[str, str, str]]:
     """(what, reason, its class) for every end reason decisions 568-588 added or changed, built by their producers."""
     from canary.controller import ADMISSION_WORDS, BAD_REQUEST_WORDS
     from canary.errors import CanaryError, said
-    from canary.routing import istio, patch
+    from canary.routing import claims, istio, patch
 
+    gateway = {"metadata": {"namespace": "ml", "name": "m0-gateway"}, "spec": {"http": [{"route": [
+        {"destination": {"host": "m0", "subset": "stable"}, "weight": 90},
+        {"destination": {"host": "m0", "subset": "canary"}, "weight": 10}]}]}}
     vs = {"metadata": {"namespace": "ml", "name": "m0"}, "spec": {"http": [{"name": "primary", "route": [
         {"destination": {"host": "m0", "subset": "stable", "port": {"number": 8000}}, "weight": 80},
         {"destination": {"host": "m0", "subset": "canary", "port": {"number": 8001}}, "weight": 20}]}]}}
@@ -578,6 +581,8 @@ def _session_reasons() -> list[tuple[str, str, str]]:
         ("578 addendum: the route edited to two ports mid-rollout", ports, "foreign_edit"),
         ("570: another model's route given the rollout's route's name mid-rollout",
          "failed: " + istio.not_noted_words("ml/m0", "http[0] (primary)", "m1", "m0"), "foreign_edit"),
+        ("602: another VirtualService split with the canary subset after the claim",
+         claims.split_on_other(gateway, "m0.ml.svc.cluster.local").reason, "foreign_edit"),  # type: ignore[union-attr]
     ]
 
 
