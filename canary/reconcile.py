@@ -574,7 +574,7 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
             "note": "rolled back; its share reaches the stable version once the rollback re-points the canary "
                     "subset; give that route's canary share back to stable before the next rollout (the hint)"},
             warning=True)
-        new, actions = rl.transition(state, rl.Rollback(now, other.reason), policy)
+        new, actions = rl.transition(state, rl.Rollback(now, other.reason, cause="foreign_edit"), policy)
         then((new, [said, *actions]))
     if state.phase == rl.PENDING and seen.gate_ran:
         if seen.gate_failed is not None:

@@ -352,7 +352,8 @@ def test_a_split_on_another_virtual_service_rolls_back_as_a_foreign_edit_and_no_
     steps = decide(POLICY, state, Observation(status=_status(state.weights), split_elsewhere=other,
                                               look=_look(Outcome.PASS)), NOW)
     assert [s.phase for s, _ in steps] == [rl.ROLLED_BACK]
-    assert rl.classify_reason(steps[0][0].reason) == "foreign_edit", steps[0][0].reason
+    assert rl.classify_reason(steps[0][0].reason) == "foreign_edit", steps[0][0].reason  # an old record's words
+    assert steps[0][0].end_cause == "foreign_edit"  # the class recorded with the end (decision 607)
     said = steps[0][1][0]
     assert said.event == "split.foreign_edit" and said.fields["other_virtual_service"] == "ml/m-gateway"
     promoting = _running(rl.PROMOTING, Weights(0, 100))  # the canary judged: its promotion is finished
