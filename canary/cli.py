@@ -542,16 +542,22 @@ def promote(
         # raised once, and only while following (a second signal must not cut the report); raised again at the
         # follower's next read when native code lost the handler's raise (decision 225)
         signals = Interrupt(interrupted).install()
-        signals.fired = take_early()  # a cancel while the modules loaded: said at the first check (decision 619)
-        try:
-            code = run_guarded(lambda: follow(
+        signals.fired = take_early()  # a cancel while the modules loaded (decision 619)
+
+        def following() -> int:
+            # that cancel said at once, as `promote` says it before its policy read: at follow's first check it came
+            # after the policy read and the client's build, whose refusal (no kubeconfig: exit 2) was said instead
+            signals.check()
+            return follow(
                 model=model, canary_version=canary_version, policy_file=policy_file,
                 namespace=opts.namespace(namespace, kubeconfig, context), stable_version=stable_version,
                 virtual_service=virtual_service, destination_rule=destination_rule, route=route,
                 kubeconfig=kubeconfig, context=context, name=rollout_name, triton=triton, output=output,
                 timeout_s=timeout, interrupted=signals.check, reporting=signals.disarm, retry=retry,
-                seen=ran.setdefault("followed", {})),
-                report=lambda code, message: (signals.disarm(), refused(code, message)))
+                seen=ran.setdefault("followed", {}))
+
+        try:
+            code = run_guarded(following, report=lambda code, message: (signals.disarm(), refused(code, message)))
         finally:
             signals.restore()  # an in-process caller (a test) gets its own handlers back
         raise typer.Exit(code)

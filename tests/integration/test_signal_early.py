@@ -56,3 +56,15 @@ def test_another_command_still_acts_on_it_as_before(tmp_path: Path) -> None:
     """Held, then sent again once the command is known: `canary policy validate` is killed by it, as it was."""
     res = _run(tmp_path, signal.SIGTERM, "policy", "validate", "policies/default.yaml")
     assert res.returncode == -signal.SIGTERM, (res.returncode, res.stdout, res.stderr[-2000:])
+
+
+def test_a_signal_while_the_modules_load_is_said_at_once_by_a_via_controller_follower(tmp_path: Path) -> None:
+    """As `promote` says it before its policy read: not after the policy read and the client's build (an exec
+    credential plugin's seconds), where a missing kubeconfig was reported instead, exit 2 blaming the input of a
+    job that was cancelled (review of 619)."""
+    res = _run(tmp_path, signal.SIGTERM, "promote", "rec-model", "--canary-version", "v2", "--policy",
+               "policies/default.yaml", "-n", "ml", "--via-controller", "-o", "json")
+    assert res.returncode == 3, (res.returncode, res.stdout, res.stderr[-2000:])
+    doc = json.loads(res.stdout)
+    assert doc["exit_code"] == 3 and doc["phase"] is None, doc
+    assert doc["error"].startswith("interrupted (SIGTERM) while following"), doc
