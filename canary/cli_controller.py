@@ -331,6 +331,13 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                     f"CanaryRollout {namespace}/{meta['name']} already ran {canary_version} ({old['phase']}, "
                     f"{old.get('updatedAt') or 'earlier'}); nothing was started: delete it first to run that version "
                     "again, or give --rollout-name") from None
+            deleting = (current.get("metadata") or {}).get("deletionTimestamp")
+            if deleting:  # written into, it vanished with this request: "did not finish; it keeps running" was said
+                held = ", ".join(map(str, (current.get("metadata") or {}).get("finalizers") or [])) or "none"
+                raise cli.TransientError(
+                    f"CanaryRollout {namespace}/{meta['name']} is being deleted (since {deleting}; finalizers: {held}, "
+                    "the controller's sends a rollout it ran to stable first); nothing was written: run this request "
+                    f"again once it is gone (`kubectl get canaryrollout {meta['name']} -n {namespace}`: NotFound)") from None
             body["metadata"] = kept_metadata(current, body["metadata"])
             written = _answered(lambda: api.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace,
                                                                              crd.PLURAL, meta["name"], body),

@@ -192,3 +192,25 @@ def test_a_follower_cut_short_while_its_rollout_runs_prints_where_it_is(world: A
     assert (doc["phase"], doc["weights"], doc["step_number"], doc["exit_code"]) == (
         "progressing", {"stable": 50, "canary": 50}, 2, 3), doc
     assert "interrupted (SIGTERM) while following" in doc["error"] and doc["canary_version"] == "v2", doc
+
+
+def test_a_request_meeting_its_canaryrollout_being_deleted_writes_nothing_over_it(world: Any, tmp_path: Any) -> None:
+    """The CanaryRollout is being deleted (`kubectl delete`, held by the controller's finalizer for its stable-100%
+    write) when a retried request meets it: the replace wrote the request into an object about to vanish, and the
+    follower then said it `was deleted while this request waited; its outcome is unknown` (review of 618)."""
+    api, _op, custom = world
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"]["finalizers"] = [FINALIZER]
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    before = _written(custom)
+    assert before is not None and before["metadata"].get("deletionTimestamp"), before
+    kubeconfig, policy = _files(tmp_path, api)
+    with pytest.raises(TransientError) as refused:
+        follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
+               virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
+               output="json", timeout_s=1)
+    said = str(refused.value)
+    assert "ml/r0 is being deleted" in said and "nothing was written" in said and "again" in said, said
+    after = _written(custom)
+    assert after is not None and after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], after
