@@ -322,11 +322,16 @@ def _absent(v: Any) -> bool:
     0 (decision 622)."""
     if v is None:
         return True
-    if isinstance(v, (float, np.floating)):
-        return bool(np.isnan(v))
+    t = type(v)
+    if t is float:  # a Python float, an int: np.isnan and the isinstance checks cost ~0.7 us per feature and request
+        return math.isnan(v)
+    if t is int or t is bool:
+        return False
+    if isinstance(v, (np.floating, float)):  # numpy's float64 is a float subclass, float32 and float16 are not
+        return bool(v != v)  # a NaN only: np.isnan is 8x slower on a numpy scalar
     if isinstance(v, (np.datetime64, np.timedelta64)):
         return bool(np.isnat(v))
-    t = type(v)  # pandas' missing-value singletons, without importing pandas into the model server
+    # pandas' missing-value singletons, without importing pandas into the model server
     return t.__module__.startswith("pandas") and t.__name__ in ("NAType", "NaTType")
 
 
