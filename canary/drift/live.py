@@ -264,9 +264,12 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
         """A note when Prometheus scrapes targets that answer and rejects what they send (`up` 0 with samples
         scraped: a `sample_limit`, a label limit or a body-size limit exceeded): a model server's whole scrape,
         its own metrics with the exporter's, is then lost, and "is the exporter deployed?" sent on-call to an
-        exporter that was there (decision 626). "" when none, or when Prometheus cannot tell."""
+        exporter that was there (decision 626). With `namespace`, only its targets (`up` carries the target labels
+        the model's series would carry, the same matcher): a rejected target of another team's namespace was said of
+        every model with no live data (decision 630). "" when none, or when Prometheus cannot tell."""
+        scope = "" if namespace is None else f'{{{NAMESPACE_LABEL}=~"{q.escape(q.regex_literal(namespace))}|"}}'
         try:
-            got = ask("count(up == 0 and on(job, instance) scrape_samples_scraped > 0)", "")
+            got = ask(f"count(up{scope} == 0 and on(job, instance) scrape_samples_scraped > 0)", "")
         except Exception:  # noqa: BLE001 - a hint only
             return ""
         n = int(got[0][1]) if got else 0
@@ -274,8 +277,9 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
             return ""
         per_pod = f" (the drift exporter of this profile adds {series:,} series to each model-server pod's)" \
             if series else " (the drift exporter adds a series per bucket and per category of every profiled feature)"
-        return (f"; but {n} scrape target{'s' if n > 1 else ''} answer{'' if n > 1 else 's'} and Prometheus rejects "
-                f"what {'they send' if n > 1 else 'it sends'} (`up` 0 with samples scraped: over a `sample_limit`, "
+        where = "" if namespace is None else f" in namespace {namespace}"
+        return (f"; but {n} scrape target{'s' if n > 1 else ''}{where} answer{'' if n > 1 else 's'} and Prometheus "
+                f"rejects what {'they send' if n > 1 else 'it sends'} (`up` 0 with samples scraped: over a `sample_limit`, "
                 f"a label limit or a body-size limit; its targets page says which){per_pod}: a rejected scrape loses "
                 f"every metric of the pod, the model server's own too; raise the limit (a ServiceMonitor's "
                 f"`sampleLimit`, prometheus-operator's `enforcedSampleLimit`) or profile fewer features (`canary "

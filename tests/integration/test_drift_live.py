@@ -379,8 +379,9 @@ def test_a_scrape_rejected_over_its_sample_limit_is_named_when_no_live_data_arri
     Counter("model_requests", "the model server's own", registry=reg).inc()
     FeatureExporter(prof, registry=reg).observe({"x0": 1.0})
     server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)
-    prom = Limited(targets=[f"127.0.0.1:{server.server_address[1]}"], scrape_interval="1s",
-                   binary=prometheus_binary or shutil.which("prometheus")).start()
+    # the target in namespace team-b (its pods' label, as Kubernetes service discovery's relabelling names it)
+    prom = Limited(labelled=[({"namespace": "team-b"}, [f"127.0.0.1:{server.server_address[1]}"])],
+                   scrape_interval="1s", binary=prometheus_binary or shutil.which("prometheus")).start()
     try:
         until_value(prom, "max(scrape_samples_scraped)", series_per_pod(prof), "a scrape over the limit")
         r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(tmp_path / "p.json"), "--prometheus-url",
@@ -389,6 +390,14 @@ def test_a_scrape_rejected_over_its_sample_limit_is_named_when_no_live_data_arri
         why = json.loads(r.stdout)["no_live_data_reason"]
         assert "1 scrape target answers and Prometheus rejects" in why, why
         assert f"adds {series_per_pod(prof):,} series" in why and "sampleLimit" in why
+        # with the model's namespace, only a target there is counted: another team's rejected target said "a target
+        # answers and Prometheus rejects" of every model with no live data (decision 630)
+        for namespace, said in (("team-b", True), ("ml", False)):
+            r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(tmp_path / "p.json"), "--prometheus-url",
+                                         prom.url, "--window", "5m", "--namespace", namespace, "-o", "json"])
+            why = json.loads(r.stdout)["no_live_data_reason"]
+            assert ("1 scrape target in namespace team-b answers" in why) is said, (namespace, why)
+            assert ("rejects" in why) is said, (namespace, why)
     finally:
         prom.stop()
         server.shutdown()
