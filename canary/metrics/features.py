@@ -1,6 +1,6 @@
 """Per-feature answers: what `canary.drift.exporter` exports, read back from Prometheus.
 
-Shared by the `feature_drift` check (`PrometheusProvider`, one arm at a time) and
+Shared by the `feature_drift` check (`PrometheusProvider`, each arm from its parts of one answer) and
 `canary drift check` (`canary.drift.live`), so both read the same series the same
 way: one answer per role, each series one feature (and bucket or category). The
 arms read a category label as an exporter from before decision 540 wrote it

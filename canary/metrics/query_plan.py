@@ -108,7 +108,8 @@ def _request_names(p: q.Preset) -> tuple[str, ...]:
 
 # the kinds whose roles, both arms, a look asks as ONE query: a count and the count (or fraction) it is
 # combined with must come from one Prometheus (behind a load balancer over replicas: decisions 175, 189)
-ONE_QUERY_KINDS = {"error_rate": ("requests", "errors"), "feature_missing": ("feature_missing", "requests")}
+ONE_QUERY_KINDS = {"error_rate": ("requests", "errors"), "feature_missing": ("feature_missing", "requests"),
+                   "feature_drift": (*FEATURE_ROLES, "requests")}
 
 
 TWICE = "scraped_twice"  # the one-query part, per arm, naming the arm's targets that two scrape jobs read
@@ -122,8 +123,8 @@ TARGETS = "targets"  # a custom check's: how many targets its series come from (
 def twice_parts(policy: Policy, check: Check, target: Target, *, window_s: float) -> dict[str, str]:
     """{"<arm>/scraped_twice": `queries.scraped_twice_query`, "<arm>/unscraped": `queries.unscraped_query`}
     over the series `check` counts: parts of the
-    ONE query of an error_rate or feature_missing check and of a histogram check's both-arms queries, so a
-    look asks nothing more, and preflight asks what a look sends; a feature_drift or custom check's are a query of
+    ONE query of an error_rate, feature_missing or feature_drift check and of a histogram check's both-arms
+    queries, so a look asks nothing more, and preflight asks what a look sends; a custom check's are a query of
     their own (`twice_query_of`). A custom check's are over every selector of its PromQL (`queries.custom_selectors`)
     and the requests its `n` counts (decision 378). "<arm>/pushed" (`queries.pushed_of`): the pushed jobs beside
     series read otherwise, of those groups that changed within the look's `window_s` (s; decision 515). Not in
@@ -136,11 +137,11 @@ def twice_parts(policy: Policy, check: Check, target: Target, *, window_s: float
     elif check.kind == "prediction_shift":
         base = q.prediction_metric(p, check.name, check.metric)
         names = (f"{base}_bucket", base, *p.requests)
+    elif check.kind == "feature_drift":  # counts of feature values per arm: a pod read twice weighs twice, one
+        # down is out of the distribution (its requests too: the floor)
+        names = (q.FEATURE_BUCKETS, q.FEATURE_CATEGORIES, q.FEATURE_MISSING, *p.requests)
     elif check.kind in ONE_QUERY_KINDS or check.kind == "custom":  # a custom check's: also its PromQL's selectors
         names = _request_names(p)
-    elif check.kind == "feature_drift":  # counts of feature values per arm: a pod read twice weighs twice, one
-        # down is out of the distribution (its requests too: the floor). Asked alone (`twice_query_of`)
-        names = (q.FEATURE_BUCKETS, q.FEATURE_CATEGORIES, q.FEATURE_MISSING, *p.requests)
     else:
         return {}
     source = policy.source_of(check)
@@ -168,8 +169,9 @@ def twice_parts(policy: Policy, check: Check, target: Target, *, window_s: float
 
 def arms_query(plan: Plan, roles: tuple[str, ...], twice: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
     """`roles` of both arms of a check's plan as ONE query (`queries.one_answer`) and its parts
-    ({"<arm>/<role>": PromQL}), with `twice` (`twice_parts`) among them; every role's query must answer
-    one label-free series (`sum`, `avg`)."""
+    ({"<arm>/<role>": PromQL}), with `twice` (`twice_parts`) among them; every role's query answers one
+    label-free series (`sum`, `avg`), or a feature role's series grouped `by (feature, ...)` (the part's marker
+    keeps them apart: decision 631)."""
     parts = {f"{arm}/{role}": plan[arm][role] for arm in q.ARMS for role in roles}
     parts.update(twice or {})
     return q.one_answer(parts), parts
@@ -177,18 +179,18 @@ def arms_query(plan: Plan, roles: tuple[str, ...], twice: dict[str, str] | None 
 
 def one_query_of(policy: Policy, check: Check, target: Target, *, window_s: float) -> str | None:
     """The ONE query a look sends for `check` in place of its plan's queries (`ONE_QUERY_KINDS`: an
-    error_rate check's requests and errors, a feature_missing check's fraction and requests, both arms);
-    None for the other kinds. Preflight asks it."""
+    error_rate check's requests and errors, a feature_missing check's fraction and requests, a feature_drift
+    check's feature roles and requests, both arms); None for the other kinds. Preflight asks it."""
     roles = ONE_QUERY_KINDS.get(check.kind)
     return None if roles is None else arms_query(query_plan(policy, check, target, window_s=window_s), roles,
                                                  twice_parts(policy, check, target, window_s=window_s))[0]
 
 
 def twice_query_of(policy: Policy, check: Check, target: Target, *, window_s: float) -> str | None:
-    """The ONE query a look of a feature_drift or custom check sends for its `twice_parts` (its per-arm queries
-    are the feature roles, whose answers are not label-free sums, or the author's PromQL: the parts travel
-    alone); None for the other kinds, whose queries carry them. Preflight asks it."""
-    if check.kind not in ("feature_drift", "custom"):
+    """The ONE query a look of a custom check sends for its `twice_parts` (its per-arm query is the author's
+    PromQL: the parts travel alone); None for the other kinds, whose queries carry them (a feature_drift
+    check's since decision 631). Preflight asks it."""
+    if check.kind != "custom":
         return None
     parts = twice_parts(policy, check, target, window_s=window_s)
     return q.one_answer(parts) if parts else None
