@@ -116,7 +116,10 @@ class FeatureExporter:
         self._missing: dict[str, int] = {}
         self._boolean: set[str] = set()
         self._zero_one: set[str] = set()  # numeric features of 0s and 1s: a boolean sent for one counts as 1/0
-        self._nan: dict[str, str] = {}  # per categorical feature whose profile has a NaN's text as a category: its label
+        # per categorical feature whose profile has a NaN's text as a category: its label; and whose profile spelt
+        # every missing value as text: the label a None counts as
+        self._nan: dict[str, str] = {}
+        self._none: dict[str, str] = {}
         self._observed = 0
         for name, f in profile["features"].items():
             self._missing[name] = 0
@@ -136,6 +139,11 @@ class FeatureExporter:
                     # the training data's own text of a NaN (pandas' astype(str) of a missing value, Spark's "NaN"):
                     # a live NaN counts there, as the capture counted it, not as missing (decision 625)
                     nan = next((t for t in NAN_TEXTS if t in f["categories"]), None)
+                    if not f.get("missing") and (nan is not None or NONE_TEXT in f["categories"]):
+                        # no missing value at all: the training data's were all text ("None", pandas' of a None):
+                        # a live None (JSON's null) or NaN counts there too, its own spelling first (decision 632)
+                        self._none[name] = category_label(NONE_TEXT if NONE_TEXT in f["categories"] else nan)
+                        nan = nan or NONE_TEXT
                     if nan is not None:
                         self._nan[name] = category_label(nan)
         self._registry = registry
@@ -201,7 +209,9 @@ class FeatureExporter:
             for name, cats in self._categorical.items():
                 v = values.get(name)
                 if v is None or (type(v) is not str and _absent(v)):  # text (most values): never absent, no checks
-                    if name in self._nan and isinstance(v, (float, np.floating)):
+                    if v is None and name in self._none:
+                        cats[self._none[name]] += 1
+                    elif name in self._nan and isinstance(v, (float, np.floating)):
                         cats[self._nan[name]] += 1
                     else:
                         self._missing[name] += 1
@@ -312,6 +322,7 @@ def _spelt(v: Any, numbers: Mapping[float, str] | None) -> str:
 
 
 NAN_TEXTS = ("nan", "NaN")  # a NaN as text: pandas' and pyarrow's str(), Spark's and Java's
+NONE_TEXT = "None"  # a None as text: pandas' astype(str) of an object column
 
 
 def _absent(v: Any) -> bool:

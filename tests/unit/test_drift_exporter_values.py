@@ -93,3 +93,40 @@ def test_a_nan_counts_under_the_category_the_training_data_spelt_it_as() -> None
     assert got["missing"] == 0 and got["other"] == 0 and got["categories"]["nan"] > 250
     result = compare(prof, {"city": got})
     assert not result.drifted and not result.more_missing()
+
+
+def test_a_none_counts_under_the_category_the_training_data_spelt_its_missing_values_as() -> None:
+    """pandas' `astype(str)` spells a missing None "None" (and a NaN "nan"); a profile so captured holds the text as
+    a category and no missing value. A live None (JSON's null: a JSON request carries no NaN) counted as missing, so
+    the category emptied live: drifted in every window beside a false MORE MISSING, the case decision 625 fixed for
+    a NaN only. Where the profile has no missing value at all, a live None or NaN counts under its text, "None"
+    first for a None, "nan" first for a NaN (decision 632); where the training data had missing values too, a None
+    stays missing."""
+    import pyarrow as pa
+
+    from canary.drift.compare import compare
+
+    rng = np.random.default_rng(8)
+    for text in ("None", "nan"):
+        texts = rng.choice(["a", "b", text], 3000, p=[0.45, 0.45, 0.1]).tolist()
+        prof = capture(pa.table({"city": pa.array(texts, pa.string())}), model="rec", version="v1", file="t.parquet",
+                       sha256="0" * 64)
+        assert text in prof["features"]["city"]["categories"] and not prof["features"]["city"]["missing"]
+        e = FeatureExporter(prof, registry=None)
+        for i, c in enumerate(rng.choice(["a", "b", "-"], 3000, p=[0.45, 0.45, 0.1]).tolist()):
+            e.observe({"city": (None if i % 2 else float("nan")) if c == "-" else c})
+        got = e.live_counts()["city"]
+        assert got["missing"] == 0 and got["other"] == 0 and got["categories"][text] > 250, (text, got)
+        result = compare(prof, {"city": got})
+        assert not result.drifted and not result.more_missing(), text
+    both = capture(pa.table({"city": pa.array(["a", "None", "nan", "b"] * 100, pa.string())}), model="rec",
+                   version="v1", file="t.parquet", sha256="0" * 64)
+    e = FeatureExporter(both, registry=None)
+    e.observe({"city": None})
+    e.observe({"city": np.float32("nan")})
+    assert e.live_counts()["city"]["categories"] == {"a": 0, "b": 0, "None": 1, "nan": 1}
+    real = capture(pa.table({"city": pa.array(["a", "None", None, "b"] * 100, pa.string())}), model="rec",
+                   version="v1", file="t.parquet", sha256="0" * 64)  # real missing values beside the text
+    e = FeatureExporter(real, registry=None)
+    e.observe({"city": None})
+    assert e.live_counts()["city"]["missing"] == 1
