@@ -139,7 +139,9 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
             got = client.ask(query, check="drift", arm="", at=at, who=f"drift of {what}", strict=False, deadline=None)
         except Rejected as exc:  # Prometheus refused to run it: not live data that do not fit the profile
             many = "too many samples" in str(exc) or "max-samples" in str(exc)
-            raise QueryRefused(f"{exc}; {REFUSED_HINT if many else BAD_QUERY_HINT}") from exc
+            # what to change before the query quoted (over 1 KB of PromQL since it is one query: decision 623)
+            head, sep, asked = str(exc).partition("; query: ")
+            raise QueryRefused(f"{head}; {REFUSED_HINT if many else BAD_QUERY_HINT}{sep}{asked}") from exc
         except ConfigError as exc:  # credentials refused, not a Prometheus API: the watcher's access, not the data
             raise AccessRefused(f"{exc} (reading the live data of {what}: nothing measured)") from exc
         except CanaryError as exc:  # the client speaks of a rollout's arms; drift reads one model's live data

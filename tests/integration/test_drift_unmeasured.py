@@ -236,6 +236,10 @@ def test_a_query_prometheus_refuses_is_unmeasured_not_bad_live_data(prometheus_b
     assert not [e for e in logs if e["event"] == "drift.bad_live_data"], logs
     (ev,) = [e for e in logs if e["event"] == "drift.unmeasured"]
     assert "too many samples" in ev["error"] and "not drift, not a profile fault" in ev["error"]
+    # what to change before the query it quotes: one query of five parts since decision 623, over 1 KB of PromQL
+    # between the refusal and its remedy (decision 623's addendum)
+    for said in (ev["error"], check.output):
+        assert said.index("a shorter --window") < said.index("; query: label_replace("), said
 
 
 def test_a_renamed_model_is_not_measured_never_no_drift(setup: Any, tmp_path: Any) -> None:
