@@ -344,7 +344,10 @@ def _other_bounds(name: str, want: list[float], les: list[float]) -> str:
     exported = [b for b in les if b != float("inf")]
     lacking = [b for b in want if not among(b, exported)]
     extra = [b for b in exported if not among(b, want)]
-    shown = lambda bs: ", ".join(f"{b:g}" for b in bs[:5]) + (f" and {len(bs) - 5} more" if len(bs) > 5 else "")  # noqa: E731
+    def text(b: float) -> str:  # six digits where they say it, else all: a float32's 0.1 is not "0.1"
+        return f"{b:g}" if float(f"{b:g}") == b else repr(float(b))
+
+    shown = lambda bs: ", ".join(map(text, bs[:5])) + (f" and {len(bs) - 5} more" if len(bs) > 5 else "")  # noqa: E731
     said = [f"{len(exported)} bounds exported, {len(want)} in the profile"]
     if lacking:
         said.append(f"the profile's bound{'s' if len(lacking) > 1 else ''} {shown(lacking)} not exported")

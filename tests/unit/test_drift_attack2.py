@@ -400,3 +400,15 @@ def test_buckets_of_another_profile_are_named_by_the_bounds_that_differ() -> Non
         live_counts(_Prom(ex), watched, model="m", version="v1", window_s=3600)
     assert "6 bounds exported, 5 in the profile" in str(err.value) and "bound 6 exported, not in the profile" in str(err.value)
     assert "[1.0, 2.0, 3.0, 4.0]" not in str(err.value)
+
+
+def test_bounds_that_differ_by_less_than_six_digits_are_shown_apart() -> None:
+    """A profile re-captured from the same data read as float32 (a Parquet float column) has bounds a float32's
+    rounding away from the first's: the bounds were named `:g`, six digits, so the error read "the profile's bound
+    0.1 not exported; bound 0.1 exported, not in the profile". Each is shown with the digits that tell it apart
+    (an addendum to decision 624)."""
+    from canary.drift.live import _other_bounds
+
+    said = _other_bounds("x", [0.1, 0.2, 6.0], [float(np.float32(0.1)), 0.2, 6.0, float("inf")])
+    assert "the profile's bound 0.1 not exported" in said, said
+    assert f"bound {float(np.float32(0.1))!r} exported" in said and "bound 6" not in said, said
