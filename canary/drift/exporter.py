@@ -336,7 +336,7 @@ def _absent(v: Any) -> bool:
     t = type(v)
     if t is float:  # a Python float, an int: np.isnan and the isinstance checks cost ~0.7 us per feature and request
         return math.isnan(v)
-    if t is int or t is bool:
+    if t is int or t is bool or t is bytes or t is np.bytes_ or t is np.str_:  # a Triton BYTES input's values
         return False
     if isinstance(v, (np.floating, float)):  # numpy's float64 is a float subclass, float32 and float16 are not
         return bool(v != v)  # a NaN only: np.isnan is 8x slower on a numpy scalar
