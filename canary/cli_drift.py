@@ -247,7 +247,9 @@ def check_cmd(
         few = too_few(prof, live)
         other = _other_profiles(client, prof, version, window, namespace)
     except TransientError as exc:
-        _fail(str(exc) + _unmeasured_remedy(client, exc), EXIT_UNAVAILABLE)
+        from canary.drift.live import said_before_query
+
+        _fail(said_before_query(exc, _unmeasured_remedy(client, exc)), EXIT_UNAVAILABLE)
     except (CanaryError, ValueError) as exc:
         _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback, and never exit 1 (which means drift)

@@ -85,6 +85,14 @@ BAD_QUERY_HINT = ("the live data could not be read (not drift, not a profile fau
                   "queries?)")
 
 
+def said_before_query(exc: BaseException, more: str) -> str:
+    """`exc`'s text with `more` (what happened to the live data, what to do) before the query it quotes last
+    (`; query: ...`): the live data's one query is over 1 KB of PromQL (decision 623), and what to change came a
+    kilobyte past the failure in `drift.unmeasured`'s line and `drift check`'s error (addendum to 623)."""
+    head, sep, query = str(exc).partition("; query: ")
+    return f"{head}{more}{sep}{query}"
+
+
 def remedy(exc: BaseException) -> str:
     """What to do about live data that could not be read while Prometheus answers a trivial query (`unavailable`
     is None): appended to `drift.unmeasured`'s and `drift check`'s error. A refused query carries its own
@@ -139,9 +147,7 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
             got = client.ask(query, check="drift", arm="", at=at, who=f"drift of {what}", strict=False, deadline=None)
         except Rejected as exc:  # Prometheus refused to run it: not live data that do not fit the profile
             many = "too many samples" in str(exc) or "max-samples" in str(exc)
-            # what to change before the query quoted (over 1 KB of PromQL since it is one query: decision 623)
-            head, sep, asked = str(exc).partition("; query: ")
-            raise QueryRefused(f"{head}; {REFUSED_HINT if many else BAD_QUERY_HINT}{sep}{asked}") from exc
+            raise QueryRefused(said_before_query(exc, f"; {REFUSED_HINT if many else BAD_QUERY_HINT}")) from exc
         except ConfigError as exc:  # credentials refused, not a Prometheus API: the watcher's access, not the data
             raise AccessRefused(f"{exc} (reading the live data of {what}: nothing measured)") from exc
         except CanaryError as exc:  # the client speaks of a rollout's arms; drift reads one model's live data

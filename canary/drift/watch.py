@@ -50,8 +50,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from canary.drift import monitor as M
 from canary.drift.compare import MIN_LIVE, compare, too_few
 from canary.drift.exporter import series_per_pod
-from canary.drift.live import (PROFILE_INFO, AccessRefused, exported_profiles, live_counts, remedy, unavailable,
-                               why_no_live_data)
+from canary.drift.live import (PROFILE_INFO, AccessRefused, exported_profiles, live_counts, remedy, said_before_query,
+                               unavailable, why_no_live_data)
 from canary.drift.profile import profile_hash
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
 from canary.drift.retrain import event_prefix, failed_condition
@@ -453,12 +453,12 @@ class DriftWatcher:
             except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
                 # Prometheus answers a trivial query: only this profile's queries failed, the others are asked
                 if not (isinstance(exc, MetricsUnavailable) and unavailable(self.client)):
-                    error = str(exc) + remedy(exc)  # why nothing was measured, and what to do about it
+                    error = said_before_query(exc, remedy(exc))  # why nothing was measured, and what to do about it
                     self._unreadable(key, exc, error, model, version, ns, now)
                     done.append({"model": model, "version": version, "error": error})
                 else:  # down: no profile left in this pass is asked (each would wait out the retry budget)
-                    self._outage = (f"{exc}; Prometheus does not answer a trivial query either: no other baseline "
-                                    f"is asked in this pass")
+                    self._outage = said_before_query(exc, "; Prometheus does not answer a trivial query either: no "
+                                                          "other baseline is asked in this pass")
         if self._outage is not None:
             self._not_measured.append(f"{ns}/{model}/{version}")
             done.append({"model": model, "version": version, "error": self._outage})
@@ -478,7 +478,9 @@ class DriftWatcher:
         Each is said at the pass's end, once for every baseline struck by the same cause (`unread.PassNews`: a
         rotated token refuses them all, and 30 baselines were 30 lines; decision 384)."""
         text = str(exc)
-        kind = (type(exc).__name__, remedy(exc) or text.rsplit("; ", 1)[-1])
+        # a refusal's remedy, the last of its words before the query it quotes (`live.said_before_query`): its query
+        # names the model, and a kind of each baseline's own was a line per baseline for one cause (decision 384)
+        kind = (type(exc).__name__, remedy(exc) or text.partition("; query: ")[0].rsplit("; ", 1)[-1])
         was = self._failing.get(key)
         if was is not None and kind in was[0]:  # said in this run (two faults taking turns: each said once)
             self._failing[key] = (was[0], was[1], was[2] + 1)

@@ -92,3 +92,32 @@ def test_every_way_prometheus_fails_the_drift_queries_is_unmeasured_with_a_remed
     assert events == ["drift.unmeasured"], events  # not bad_live_data (a setup fault), not prometheus_unavailable
     (ev,) = [e for e in logs if e["event"] == "drift.unmeasured"]
     assert all(s in ev["error"] for s in says), ev["error"]
+
+
+def test_baselines_refused_for_one_cause_are_one_line(tmp_path: Any) -> None:
+    """Two baselines whose live-data query Prometheus refuses alike (422, too many samples): one `drift.unmeasured`
+    line naming both, one cause (decision 384). The refusal's remedy now comes before the query it quotes (an
+    addendum to 623), and the cause was read as the text's last words: the query, which names each model, so each
+    baseline was a line of its own."""
+    import pyarrow as pa
+
+    paths = []
+    for model in ("rec", "ads"):
+        path = tmp_path / f"{model}.json"
+        path.write_text(json.dumps(capture(pa.table({"a": np.arange(2_000.0)}), model=model, version="v1",
+                                           file="t.parquet", sha256="0" * 64)))
+        paths += ["--baseline", str(path)]
+    body = _error("execution", "query processing would load too many samples into memory in query execution")
+    server = ScriptedHTTP(lambda path, headers: (200, "application/json", UP) if "vector%281%29" in path
+                          else (422, "application/json", body))
+    try:
+        watch = CliRunner().invoke(app, ["drift", "watch", *paths, "--prometheus-url", server.url, "--no-kube",
+                                         "--once", "--state-file", str(tmp_path / "s.json"), "-o", "json"])
+    finally:
+        server.close()
+    assert watch.exit_code == 3, watch.output
+    logs = [json.loads(line) for line in watch.stderr.splitlines() if line.startswith("{")]
+    said = [e for e in logs if e["event"] == "drift.unmeasured"]
+    assert len(said) == 1 and said[0]["baselines"] == 2, said
+    assert "a shorter --window" in said[0]["message"], said
+

@@ -219,6 +219,11 @@ def test_watch_once_without_a_state_file_is_refused_and_drift_speaks_of_live_dat
     r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--prometheus-url", url,
                                  "--no-kube", "--once", "--state-file", str(tmp_path / "s.json")])
     assert r.exit_code == 3 and "the live data of rec v1" in r.output and " arm" not in r.output, r.output
+    assert r.output.index("does not answer a trivial query") < r.output.index("; query: label_replace("), r.output
+    # what happened before the query it quotes, over 1 KB of PromQL since decision 623 (its addendum)
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", url])
+    assert r.exit_code == 3, r.output
+    assert r.output.index("does not answer at all") < r.output.index("; query: label_replace("), r.output
 
 
 def test_the_live_mean_is_the_sum_over_its_own_count_when_that_is_given() -> None:
