@@ -1042,6 +1042,9 @@ class Controller:
             "leader": self.identity, "updatedAt": crd.iso(self.clock.now()),
             "target": _status_target(spec, spec.target.canary_version),
             "waitedOnPhase": waited_phase,  # None removes one left from an earlier version of this CR
+            # ...and the class of an earlier end of this CR (a rollout it ran before its spec was edited): this end
+            # is no such end; its class is its reason's words (decision 609's addendum)
+            "endCause": None,
             "restartPending": None})
         if FINALIZER in _finalizers(obj):
             self._set_finalizer(obj, False)

@@ -65,3 +65,37 @@ def test_a_promotions_line_says_the_stable_subset_now_selects_the_new_version() 
     back = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
                            weights=Weights(100, 0), reason="latency")
     assert state_line(back) == "rolled_back: m v2 weights 100/0 (stable/canary) - latency"
+
+
+def test_a_crs_end_without_a_run_drops_the_class_of_its_earlier_end() -> None:
+    """A CanaryRollout whose rollout of v2 rolled back (`status.endCause` check), its spec then edited to v3, which
+    ends without having run (`_end_unrun`: not ready, promoted already, `spec.action: rollback`): the status is
+    merge-patched, so the v2 end's `endCause` stayed beside the v3 end's phase and reason, and `promote
+    --via-controller` said `end_cause: check` (a canary shown beyond a limit) of a version that never took traffic.
+    The end without a run removes it: its class is its reason's words (decision 609's addendum)."""
+    from canary import crd
+    from canary.cli_controller import _document
+    from canary.controller import Controller
+    from canary.logs import get
+    from tests import fleet
+
+    patches: list[dict] = []
+
+    class Custom:
+        def patch_namespaced_custom_object_status(self, group: str, version: str, namespace: str, plural: str,
+                                                  name: str, body: dict, **_: object) -> dict:
+            patches.append(body["status"])
+            return {"metadata": {"name": name, "namespace": namespace, "uid": "u-1"}, "status": body["status"]}
+
+    op = Controller(custom=Custom(), core=None, router=None, metrics=None, identity="c-0")  # type: ignore[arg-type]
+    obj = fleet.rollout_object(0, "v3")
+    obj["metadata"].update(generation=2, uid="u-1")
+    obj["status"] = {"phase": rl.ROLLED_BACK, "endCause": "check",
+                     "reason": "latency-p95: canary p95 135 ms vs stable 77.3 ms (+74%, limit +20%)"}
+    op._end_unrun(obj, crd.parse(obj), "not run: no Ready pod of v3 within 300s (none Ready)", get(),
+                  event="rollout.not_ready_ended", owner="", phase=None)
+    status = {**obj["status"]}
+    for patch in patches:  # merged as the API server merges them: null removes
+        status = {k: v for k, v in {**status, **patch}.items() if v is not None}
+    assert status["phase"] == rl.ABORTED and "endCause" not in status, status
+    assert _document(status)["end_cause"] == rl.classify_reason(status["reason"]) != "check"
