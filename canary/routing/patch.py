@@ -64,7 +64,8 @@ def reshaped(exc: TargetError) -> TargetError:
     """`exc`, a refusal of the route's shape, marked as a foreign edit should it end a rollout (`end_cause`,
     decision 607): met mid-rollout, the route the rollout claimed in a shape it drives was re-shaped outside it (a
     third destination, a second host, two ports, the route deleted or renamed, another model's route given its
-    name). Before a claim the same refusal is bad input (exit 2) and ends nothing."""
+    name; its DestinationRule's subset removed: `subset_versions`). Before a claim the same refusal is bad input
+    (exit 2) and ends nothing."""
     exc.end_cause = RESHAPED
     return exc
 
@@ -403,6 +404,17 @@ def annotate(obj: dict[str, Any], key: str, value: str) -> None:
 
 
 def subset_versions(dr: Any, *, host: str = "", host_namespace: str = "") -> dict[str, str]:
+    """{'stable': v, 'canary': v} from the DestinationRule's subsets, checked (`_subset_versions`). Its refusals are
+    marked `reshaped`: met mid-rollout, the rule whose subsets the rollout points was re-shaped outside it (a subset
+    removed, the rule re-pointed at another service); they were `infrastructure` (decision 608's addendum)."""
+    try:
+        return _subset_versions(dr, host=host, host_namespace=host_namespace)
+    except TargetError as exc:
+        reshaped(exc)
+        raise
+
+
+def _subset_versions(dr: Any, *, host: str, host_namespace: str) -> dict[str, str]:
     """{'stable': v, 'canary': v} from the DestinationRule's subsets, checked.
 
     With `host` (the route's destination host, said in `host_namespace`), the DestinationRule
