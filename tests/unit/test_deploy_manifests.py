@@ -284,6 +284,16 @@ def test_crd_phases_are_the_state_machines_phases() -> None:
     assert set(status["phase"]["enum"]) == set(PHASES)
 
 
+def test_crd_end_causes_are_the_classes_of_an_end() -> None:
+    """`status.endCause` (decision 609) is one of `ROLLBACK_REASONS`, always (`rl.cause_of`): a class added there and
+    not to the CRD's enum has every status write of such an end refused (422) by a real API server; the emulator
+    validates no schema, so nothing else here tells it."""
+    from canary.rollout import ROLLBACK_REASONS
+
+    status = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert set(status["endCause"]["enum"]) == set(ROLLBACK_REASONS)
+
+
 @pytest.mark.parametrize(("file", "obj"), rollout_examples(), ids=_obj_id)
 def test_examples_validate_against_the_crd(file: str, obj: dict[str, Any]) -> None:
     assert not crd_errors(obj), f"{file}: {crd_errors(obj)}"
