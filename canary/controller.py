@@ -805,7 +805,7 @@ class Controller:
                 return None
             if spec.action == "rollback":  # asked to end before it starts: it ends unrun, nothing claimed
                 self._end_unrun(obj, spec, f"not run: spec.action is rollback ({spec.action_reason or 'no reason'})",
-                                log, event="rollout.rolled_back_before_start", owner="", phase=None)
+                                log, event="rollout.rolled_back_before_start", owner="", phase=None, cause="operator")
                 return None
             # another VirtualService's split with the canary subset (decision 578), from the informers' cache if any;
             # only for a rollout that will claim: one asked to hold or end before it starts is not refused (585)
@@ -1032,19 +1032,20 @@ class Controller:
                         phase=rec.phase if rec else None, waited_phase=ended)
 
     def _end_unrun(self, obj: dict[str, Any], spec: crd.RolloutSpec, reason: str, log: Any, *, event: str,
-                   owner: Any, phase: str | None, waited_phase: str | None = None) -> None:
+                   owner: Any, phase: str | None, waited_phase: str | None = None, cause: str = "") -> None:
         """This CR ends (`aborted`) without having run, nothing touched: its status says why, its
         finalizer goes. `waited_phase`: how the rollout it waited on ended, when known
-        (`status.waitedOnPhase`: `promote --via-controller` exits by it)."""
+        (`status.waitedOnPhase`: `promote --via-controller` exits by it). `cause`: the end's class where the caller
+        knows it (`status.endCause`; "": none, the reason's words class it)."""
         log.warning(event, owner=owner, recorded_phase=phase)
         self._patch_status(obj, {
             "phase": rl.ABORTED, "reason": reason[:4096], "observedGeneration": spec.generation,
             "leader": self.identity, "updatedAt": crd.iso(self.clock.now()),
             "target": _status_target(spec, spec.target.canary_version),
             "waitedOnPhase": waited_phase,  # None removes one left from an earlier version of this CR
-            # ...and the class of an earlier end of this CR (a rollout it ran before its spec was edited): this end
-            # is no such end; its class is its reason's words (decision 609's addendum)
-            "endCause": None,
+            # ...and (None) the class of an earlier end of this CR, a rollout it ran before its spec was edited: never
+            # this end's (decision 609's addendum)
+            "endCause": cause or None,
             "restartPending": None})
         if FINALIZER in _finalizers(obj):
             self._set_finalizer(obj, False)

@@ -30,6 +30,8 @@ def test_a_status_a_newer_release_wrote_names_this_release_once_this_controller_
     st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
     assert st["phase"] == rl.ABORTED and st["leader"] == op.identity, st
     assert st["writer"] == rl.WRITER, st
+    # an operator's end before the start: its class says so (decision 609's addendum; the words said `other`)
+    assert st.get("endCause") == "operator", st
 
 
 def test_a_cluster_whose_crd_predates_the_writer_field_gets_no_status_write_a_tick_for_it(world: Any) -> None:
