@@ -859,7 +859,7 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                 say()
     if stable_written and state.phase in (rl.ROLLED_BACK, rl.ABORTED):
         _warn_stable_unserved(router, target, state, log=log)
-        _canary_subset_home(router, target, state, log=log, record=expect)
+        canary_subset_home(router, target, state, log=log, record=expect)
     return state
 
 
@@ -908,14 +908,15 @@ def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *
                      "healthy upstream (503) until one is Ready; scale up or fix its Deployment")
 
 
-def _canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, log: Any, record: Any) -> None:
+def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, log: Any, record: Any) -> None:
     """After a rollback's stable 100% landed (never before: that write stays one write, and as fast): where another
     VirtualService of the namespace still splits with the canary subset (the gateway's, beside the mesh's: seen
     by a look or made since), the canary subset is pointed at the stable version, so that share reaches the
     stable's pods, not the version rolled back; that VirtualService is not written (another object's route).
     Said in one line, `rollback.canary_subset_repointed`, or `rollback.canary_subset_kept` when the look or the
     write failed (nothing undone: stable 100% stands on the rollout's route). Guarded on `record`, the end this
-    call wrote: a rollout that claimed since owns the canary subset. Decision 603."""
+    call wrote: a rollout that claimed since owns the canary subset. Decision 603; `canary rollback` run again over
+    that end calls it too, where the canary subset still selects the version rolled back (decision 639)."""
     find = getattr(router, "split_in_others", None)
     if find is None or not state.stable_version:
         return
@@ -939,7 +940,8 @@ def _canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, 
                     other_virtual_service=other.virtual_service if other else None,
                     other_route=other.route if other else None, split_weights=other.weights if other else None,
                     hint=(f"{other.hint}; or point subset 'canary' of DestinationRule {target.namespace}/"
-                          f"{target.dr_name} at version {state.stable_version}") if other else
+                          f"{target.dr_name} at version {state.stable_version} (`canary rollback` again tries it "
+                          "once the cause is fixed, decision 639)") if other else
                     "kubectl get virtualservices: a route there may still send the canary subset a share",
                     note="stable 100% is written on the rollout's route; another VirtualService may still send a "
                          f"share to the canary subset, which selects {state.canary_version}")

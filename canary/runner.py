@@ -33,7 +33,7 @@ from canary.model import STABLE_ONLY, Target, Weights, check_version, rollback_c
 from canary.policy import Policy
 from canary.processes import _here, _identity, _pid_namespace, owner_pid, promote_here, resume_here  # noqa: F401 (re-exported)
 from canary.reconcile import as_routed as _as_routed  # decision 209
-from canary.reconcile import shown_owner
+from canary.reconcile import canary_subset_home, shown_owner
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
                               EXIT_ROLLED_BACK, Observation, failure_cause, check_pods, check_claim, check_other_splits, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_record, parse_state,
@@ -1816,6 +1816,14 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
                                             "was": status.stable_subset_version, "recorded_phase": state.phase},
                         warning=True)], bound
         elif isinstance(event, rl.Rollback):  # stable already has 100%: what on-call asks for holds
+            if state is not None and _rolls_back(state) and state.stable_version != state.canary_version \
+                    and status.canary_subset_version == state.canary_version:
+                # the canary subset left on the version rolled back (its re-pointing failed, or the process was
+                # killed after the stable-100% write): another VirtualService's split may still reach it; the
+                # rollback's look at them again, re-pointed where one does (decision 639)
+                canary_subset_home(router, target, state, record=status.state, log=log.bind(
+                    virtual_service=target.virtual_service, stable_version=state.stable_version,
+                    canary_version=state.canary_version))
             raise AlreadyStable(f"{target.namespace}/{target.virtual_service}: stable already serves 100%; no "
                                 "rollout in progress" + (_last(state, status) if state else ""))
         else:

@@ -985,3 +985,31 @@ def test_a_failed_repointing_of_the_canary_subset_is_said_in_one_line_and_the_ro
     assert kept["other_virtual_service"] == "ml/m0-gateway" and "403" in kept["error"], kept
     assert kept["hint"].startswith("kubectl -n ml patch virtualservice m0-gateway"), kept
     assert any(e["event"] == "rollback.completed" for e in logs)
+
+
+def test_canary_rollback_run_again_finishes_a_repointing_the_first_one_left_undone(api: Any) -> None:
+    """The first rollback's stable 100% landed and its re-pointing of the canary subset did not (a webhook
+    refusing it here; a process killed between the two writes alike, which says nothing at all): the gateway's 10%
+    stayed on v3. On-call's natural next step, `canary rollback` again, answered "stable already serves 100%" and
+    wrote nothing, the share left on the rolled-back version. It now looks once more and points the canary subset
+    at the stable version, the route not written again (decision 639)."""
+    from canary.errors import AlreadyStable
+
+    router, target = _claimed_then_split(api, 10)
+    api.fail_next(403, times=50, methods=("PUT",), plural=DR, message="denied by policy")
+    _oncall_rollback(router, target)
+    assert subsets(api) == {"stable": "v1", "canary": "v3"} and record(api)["phase"] == rl.ROLLED_BACK
+    with api.handler.lock:  # the webhook fixed
+        api.handler.faults.clear()
+    before = api.get(GROUP, VS, "ml", "m0")
+    with structlog.testing.capture_logs() as logs:
+        from canary.logs import get
+        from canary.runner import oncall_action
+
+        with pytest.raises(AlreadyStable):
+            oncall_action(router, target, rl.Rollback(3000.0, "operator: again"), log=get())
+    assert subsets(api) == {"stable": "v1", "canary": "v1"}
+    assert api.get(GROUP, VS, "ml", "m0") == before
+    (moved,) = [e for e in logs if e["event"] == "rollback.canary_subset_repointed"]
+    assert moved["other_virtual_service"] == "ml/m0-gateway", moved
+    assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
