@@ -1092,7 +1092,9 @@ class Runner:
             moved = self._moved_back[1]  # in this step, this look's move included
             if self.clock.now() + moved - state.step_started_at < self.policy.analysis.interval + \
                     self.policy.failure.no_data_deadline:
-                return state
+                # not judged, but looked at: another VirtualService's split ends the rollout now, not at the step's
+                # deadline (a stalled Prometheus held every look back from 602's look; decision 640)
+                return self._split_ends(state) or state
             # looks discarded up to the step's deadline on this process's clock, the moves back not taken off
             # (Prometheus's clock stopped or slow: every look behind again): no verdict, ended as the policy's
             # `on_deadline` says, at the step's age as this process counted it (decisions 614, 634)
@@ -1101,9 +1103,9 @@ class Runner:
         reverted = self._reverted_meanwhile(state)
         if reverted is not None:
             return reverted
-        other = self._split_elsewhere()
-        if other is not None:  # not judged: the rollout ends (decision 602)
-            return self._decide(state, Observation(split_elsewhere=other))
+        split = self._split_ends(state)
+        if split is not None:  # not judged: the rollout ends (decision 602)
+            return split
         if behind:  # the state machine's deadline read at that age (a hold's resume starts the step over)
             state = replace(state, step_started_at=state.step_started_at - moved)
         from canary.analysis.judge import judge  # imported here: on-call commands use this module, never the judge
@@ -1186,6 +1188,11 @@ class Runner:
                          "look measured: not judged at a weight the canary did not have", phase=state.phase,
                          weights=str(status.weights), recorded_weights=str(state.weights), step=state.step + 1)
         return self._check_outside(state)
+
+    def _split_ends(self, state: rl.RolloutState) -> rl.RolloutState | None:
+        """The rollout rolled back (`split.foreign_edit`) where `_split_elsewhere` finds a split; None where not."""
+        other = self._split_elsewhere()
+        return None if other is None else self._decide(state, Observation(split_elsewhere=other))
 
     def _split_elsewhere(self) -> Any:
         """At each look, before it is judged: a split with the canary subset on another VirtualService of the

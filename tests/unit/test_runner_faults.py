@@ -640,3 +640,24 @@ def test_a_look_prometheus_evaluated_behind_the_rollouts_clock_is_not_judged(beh
         assert events["clock.skew"]["prometheus_minus_local_s"] < -295 and ctl.clock.now() < t0 - 290
     else:
         assert "look.discarded" not in events and "clock.skew" not in events and ctl.clock.now() >= t0
+
+
+def test_a_look_discarded_because_prometheus_is_behind_still_looks_for_a_split_on_another_virtual_service() -> None:
+    """602's look at the other VirtualServices came after 634's discard of a look Prometheus evaluated behind:
+    every look discarded up to the step's deadline (Prometheus's clock stopped: interval + no_data_deadline, and a
+    stalled clock is exactly when nothing is judged) returned before it, and the gateway's 10% reached the canary
+    unseen all that time. A discarded look now looks too, and such a split ends the rollout then (decision 640)."""
+    import structlog.testing
+
+    from canary.routing.claims import OtherSplit
+
+    ctl, metrics, state, t0 = _on_prometheus_clock(step_age_s=20)
+    metrics.last_instant = t0 - 300  # type: ignore[attr-defined]  # behind, far from the step's deadline
+    ctl._reverted_meanwhile = lambda s: None  # type: ignore[method-assign]  # the route as recorded
+    other = OtherSplit(virtual_service="ml/m0-gateway", route="spec.http[0] (edge)", weights="90/10",
+                       words="ml/m0-gateway: spec.http[0] (edge) splits its traffic 90/10", hint="kubectl ...")
+    ctl.router.split_in_others = lambda target, **kw: (other, "")  # type: ignore[attr-defined]
+    with structlog.testing.capture_logs() as logs:
+        got = ctl._look(state)
+    assert got.phase == rl.ROLLED_BACK and rl.classify_reason(got.reason) == "foreign_edit", got
+    assert [e["other_virtual_service"] for e in logs if e["event"] == "split.foreign_edit"] == ["ml/m0-gateway"]
