@@ -1013,3 +1013,35 @@ def test_canary_rollback_run_again_finishes_a_repointing_the_first_one_left_undo
     (moved,) = [e for e in logs if e["event"] == "rollback.canary_subset_repointed"]
     assert moved["other_virtual_service"] == "ml/m0-gateway", moved
     assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
+
+
+def test_after_a_repointing_the_hint_applied_as_kubectl_would_lets_the_next_rollout_claim_its_canary_subset(
+        api: Any) -> None:
+    """After 603's re-pointing (the canary subset on the stable version, the gateway still 90/10), the way out is
+    `split.foreign_edit`'s hint: applied as `kubectl patch --type=json` applies it (a JSON patch), the gateway's
+    route sums to 100 on its stable destination, and the next rollout claims: its canary subset pointed at its own
+    version again (not read as a foreign edit or a split left by the re-pointing), promoted. A guard of 603/602."""
+    import json
+    import shlex
+
+    import kubernetes
+
+    from canary.routing.claims import split_on_other
+
+    router, target = _claimed_then_split(api, 10)
+    _oncall_rollback(router, target)
+    assert subsets(api) == {"stable": "v1", "canary": "v1"}
+    gateway = api.get(GROUP, VS, "ml", "m0-gateway")
+    hint = shlex.split(split_on_other(gateway, "m0.ml.svc.cluster.local").hint)
+    assert hint[:6] == ["kubectl", "-n", "ml", "patch", "virtualservice", "m0-gateway"] and hint[6:8] == [
+        "--type=json", "-p"], hint
+    co = kubernetes.client.CustomObjectsApi(api.api_client())
+    co.patch_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, "m0-gateway", json.loads(hint[8]),
+                                      _content_type="application/json-patch+json")
+    edge = api.get(GROUP, VS, "ml", "m0-gateway")["spec"]["http"][0]["route"]
+    assert [(d["destination"]["subset"], d["weight"]) for d in edge] == [("stable", 100), ("canary", 0)]
+    with structlog.testing.capture_logs() as logs:
+        res = runner(api, "v4", FakeClock(10.0)).run()
+    assert res.state.phase == rl.PROMOTED and res.exit_code == 0, res.state
+    assert subsets(api) == {"stable": "v4", "canary": "v4"}
+    assert not [e for e in logs if e["event"] in ("split.foreign_edit", "weights.foreign_edit")]
