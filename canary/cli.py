@@ -969,8 +969,10 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
             # with routing Istio cannot resolve; it said "is -n right?", exit 2, blaming the flags. Nothing written
             raise CanaryError(f"{command} refused, nothing written: {exc}") from None
         except AlreadyStable as exc:  # idempotent: the traffic is where a rollback would put it
-            said = "stable 100% already, nothing written: " + str(exc).replace(" stable already serves 100%;", "", 1)
-            opts.emit({"weights": {"stable": 100, "canary": 0}, "phase": None, "note": str(exc)}, output,
+            said = (f"stable 100% already, {exc.wrote}: " if exc.wrote else "stable 100% already, nothing written: ") \
+                + str(exc).replace(" stable already serves 100%;", "", 1)
+            opts.emit({"weights": {"stable": 100, "canary": 0}, "phase": None, "note": str(exc),
+                       **({"wrote": exc.wrote} if exc.wrote else {})}, output,
                       lambda wide: typer.echo(said))
             return 0
 

@@ -235,7 +235,12 @@ class RolloutBusy(CanaryError):
 
 class AlreadyStable(CanaryError):
     """`canary rollback` on a route already at stable 100% with no rollout in progress: the state it
-    asks for holds; nothing is written (exit 0)."""
+    asks for holds; nothing is written on the route (exit 0). `wrote`: what was written besides, "" when nothing
+    (the canary subset re-pointed over a rollback that had left it, decision 639)."""
+
+    def __init__(self, *args: object, wrote: str = "") -> None:
+        super().__init__(*args)
+        self.wrote = wrote
 
 
 class NotLeader(CanaryError):

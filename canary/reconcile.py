@@ -908,7 +908,7 @@ def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *
                      "healthy upstream (503) until one is Ready; scale up or fix its Deployment")
 
 
-def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, log: Any, record: Any) -> None:
+def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, log: Any, record: Any) -> bool:
     """After a rollback's stable 100% landed (never before: that write stays one write, and as fast): where another
     VirtualService of the namespace still splits with the canary subset (the gateway's, beside the mesh's: seen
     by a look or made since), the canary subset is pointed at the stable version, so that share reaches the
@@ -916,16 +916,17 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
     Said in one line, `rollback.canary_subset_repointed`, or `rollback.canary_subset_kept` when the look or the
     write failed (nothing undone: stable 100% stands on the rollout's route). Guarded on `record`, the end this
     call wrote: a rollout that claimed since owns the canary subset. Decision 603; `canary rollback` run again over
-    that end calls it too, where the canary subset still selects the version rolled back (decision 639)."""
+    that end calls it too, where the canary subset still selects the version rolled back (decision 639). Returns
+    whether it was pointed."""
     find = getattr(router, "split_in_others", None)
     if find is None or not state.stable_version:
-        return
+        return False
     other = None
     try:
         # one try, a short timeout; a Role without `list`: said at the claim (`preflight.splits_unchecked`)
         other, _ = find(target, glance=True)
         if other is None:
-            return
+            return False
 
         def still_ours() -> None:
             # (a read: a FencedRouter's inner router reads leniently, a route of any shape after a rollback)
@@ -945,12 +946,13 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
                     "kubectl get virtualservices: a route there may still send the canary subset a share",
                     note="stable 100% is written on the rollout's route; another VirtualService may still send a "
                          f"share to the canary subset, which selects {state.canary_version}")
-        return
+        return False
     log.warning("rollback.canary_subset_repointed", stable_version=state.stable_version,
                 other_virtual_service=other.virtual_service, other_route=other.route, split_weights=other.weights,
                 hint=other.hint, note=f"subset 'canary' of DestinationRule {target.namespace}/{target.dr_name} "
                 f"selects {state.stable_version}, so that route's canary share reaches the stable version; that "
                 "VirtualService is not written")
+    return True
 
 
 def _serves_stable(router: Any, target: Target, state: rl.RolloutState) -> None:

@@ -1828,11 +1828,16 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
                 # the canary subset left on the version rolled back (its re-pointing failed, or the process was
                 # killed after the stable-100% write): another VirtualService's split may still reach it; the
                 # rollback's look at them again, re-pointed where one does (decision 639)
-                canary_subset_home(router, target, state, record=status.state, log=log.bind(
+                wrote = canary_subset_home(router, target, state, record=status.state, log=log.bind(
                     virtual_service=target.virtual_service, stable_version=state.stable_version,
                     canary_version=state.canary_version))
+            else:
+                wrote = False
             raise AlreadyStable(f"{target.namespace}/{target.virtual_service}: stable already serves 100%; no "
-                                "rollout in progress" + (_last(state, status) if state else ""))
+                                "rollout in progress" + (_last(state, status) if state else ""),
+                                wrote=(f"the canary subset of DestinationRule {target.namespace}/{target.dr_name} "
+                                       f"pointed at {state.stable_version}: another VirtualService still splits "
+                                       "with it (rollback.canary_subset_repointed)") if wrote and state else "")
         else:
             raise ConfigError(_unowned_note(f"{target.namespace}/{target.virtual_service}: no rollout in progress"
                                             + (f" (last: {state.phase}, {state.reason})" if state else ""),

@@ -987,14 +987,12 @@ def test_a_failed_repointing_of_the_canary_subset_is_said_in_one_line_and_the_ro
     assert any(e["event"] == "rollback.completed" for e in logs)
 
 
-def test_canary_rollback_run_again_finishes_a_repointing_the_first_one_left_undone(api: Any) -> None:
+def test_canary_rollback_run_again_finishes_a_repointing_the_first_one_left_undone(api: Any, tmp_path: Any) -> None:
     """The first rollback's stable 100% landed and its re-pointing of the canary subset did not (a webhook
     refusing it here; a process killed between the two writes alike, which says nothing at all): the gateway's 10%
     stayed on v3. On-call's natural next step, `canary rollback` again, answered "stable already serves 100%" and
     wrote nothing, the share left on the rolled-back version. It now looks once more and points the canary subset
     at the stable version, the route not written again (decision 639)."""
-    from canary.errors import AlreadyStable
-
     router, target = _claimed_then_split(api, 10)
     api.fail_next(403, times=50, methods=("PUT",), plural=DR, message="denied by policy")
     _oncall_rollback(router, target)
@@ -1002,15 +1000,22 @@ def test_canary_rollback_run_again_finishes_a_repointing_the_first_one_left_undo
     with api.handler.lock:  # the webhook fixed
         api.handler.faults.clear()
     before = api.get(GROUP, VS, "ml", "m0")
-    with structlog.testing.capture_logs() as logs:
-        from canary.logs import get
-        from canary.runner import oncall_action
+    from typer.testing import CliRunner
 
-        with pytest.raises(AlreadyStable):
-            oncall_action(router, target, rl.Rollback(3000.0, "operator: again"), log=get())
+    from canary.cli import app
+
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    r = CliRunner().invoke(app, ["rollback", "m0", "-n", "ml", "--kubeconfig", str(kubeconfig)])
+    assert r.exit_code == 0, r.output
     assert subsets(api) == {"stable": "v1", "canary": "v1"}
+    # not "nothing written" (decision 639)
+    assert r.stdout.startswith("stable 100% already, the canary subset of DestinationRule ml/m0 pointed at v1: "
+                               "another VirtualService still splits with it (rollback.canary_subset_repointed): "
+                               "ml/m0: no rollout in progress"), r.stdout
     assert api.get(GROUP, VS, "ml", "m0") == before
-    (moved,) = [e for e in logs if e["event"] == "rollback.canary_subset_repointed"]
+    import json
+
+    (moved,) = [e for e in map(json.loads, r.stderr.splitlines()) if e["event"] == "rollback.canary_subset_repointed"]
     assert moved["other_virtual_service"] == "ml/m0-gateway", moved
     assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
 
