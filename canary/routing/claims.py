@@ -107,7 +107,7 @@ class OtherSplit:
     route: str  # "spec.http[0] (edge)"
     weights: str  # "<rest>/<share>", as Istio splits it
     words: str  # "<vs>: <route> splits its traffic 90/10"
-    hint: str  # the `kubectl` that gives that route's canary share to its stable destination
+    hint: str  # the `kubectl` that gives that route's canary share to its stable destination (or another, 641)
 
     @property
     def reason(self) -> str:
@@ -127,11 +127,14 @@ def split_on_other(vs: Any, host: str) -> OtherSplit | None:
     label = split.field + (f" ({name})" if isinstance(name, str) and name else "")
     base = f"/spec/{split.kind}/{split.index}/route"
     ops = [{"op": "add", "path": f"{base}/{j}/weight", "value": 0} for j, _ in split.canary]
-    if split.stable:  # its share to the stable destination, as a rollback's `drop_canary_splits` does on its own VS
-        j = split.stable[0]
-        w = split.dests[j].get("weight")
-        ops.append({"op": "add", "path": f"{base}/{j}/weight",
-                    "value": (w if type(w) is int and w > 0 else 0) + split.share})
+    # its share to the stable destination, as a rollback's `drop_canary_splits` does on its own VS; with none, to the
+    # first other destination with weight: the route sums to 100 again (Istio before 1.15 refuses another total;
+    # decision 641)
+    canary = {j for j, _ in split.canary}
+    weight = {j: (w if type(w) is int and w > 0 else 0)
+              for j, w in ((j, d.get("weight") if isinstance(d, dict) else None) for j, d in enumerate(split.dests))}
+    to = split.stable[0] if split.stable else next(j for j in weight if j not in canary and weight[j])
+    ops.append({"op": "add", "path": f"{base}/{to}/weight", "value": weight[to] + split.share})
     hint = (f"kubectl -n {meta.get('namespace', '?')} patch virtualservice {meta.get('name', '?')} --type=json -p "
             f"'{json.dumps(ops, separators=(',', ':'))}'")
     return OtherSplit(virtual_service=where(vs), route=label, weights=f"{split.rest}/{split.share}",

@@ -1050,3 +1050,31 @@ def test_after_a_repointing_the_hint_applied_as_kubectl_would_lets_the_next_roll
     assert res.state.phase == rl.PROMOTED and res.exit_code == 0, res.state
     assert subsets(api) == {"stable": "v4", "canary": "v4"}
     assert not [e for e in logs if e["event"] in ("split.foreign_edit", "weights.foreign_edit")]
+
+
+def test_the_hint_for_a_split_with_no_stable_destination_gives_the_share_to_another_so_the_weights_sum_to_100(
+        api: Any) -> None:
+    """The gateway's route splits 90/10 between another service (a legacy deployment) and m0's canary subset, with
+    no stable destination of m0: `split.foreign_edit`'s hint set the canary's weight to 0 and gave its share to no
+    one, the route left at 90 in all, which Istio's validation before 1.15 refuses ("total destination weight 90 !=
+    100"): the way out on-call was handed failed. The share now goes to the first other destination with weight,
+    applied as `kubectl patch --type=json` applies it (decision 641)."""
+    import json
+    import shlex
+
+    import kubernetes
+
+    from canary.routing.claims import split_on_other
+
+    _gateway_vs(api, 10)
+
+    def legacy(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["route"][0]["destination"] = {"host": "m0-legacy"}
+    api.edit(GROUP, VS, "ml", "m0-gateway", legacy)
+    found = split_on_other(api.get(GROUP, VS, "ml", "m0-gateway"), "m0.ml.svc.cluster.local")
+    assert found is not None and found.weights == "90/10", found
+    co = kubernetes.client.CustomObjectsApi(api.api_client())
+    co.patch_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, "m0-gateway", json.loads(shlex.split(found.hint)[8]),
+                                      _content_type="application/json-patch+json")
+    edge = api.get(GROUP, VS, "ml", "m0-gateway")["spec"]["http"][0]["route"]
+    assert [(d["destination"]["host"], d["weight"]) for d in edge] == [("m0-legacy", 100), ("m0", 0)], edge
