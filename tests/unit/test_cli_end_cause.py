@@ -42,7 +42,7 @@ def test_an_ended_rollouts_json_says_the_class_recorded_with_its_end() -> None:
 def test_a_followers_json_says_the_class_the_controller_recorded_on_the_status() -> None:
     """`promote --via-controller`'s `end_cause` is the status's `endCause` (decision 609); a status written before it
     (no `endCause`, or one that is no class) is classed by its reason's words."""
-    from canary.cli_controller import _document
+    from canary.cli_controller import follow_document as _document
 
     reason = "failed: ml/m0: spec.http[0].route has 3 destinations, expected 2"
     assert _document({"phase": rl.ABORTED, "reason": reason, "endCause": "foreign_edit"})["end_cause"] == "foreign_edit"
@@ -74,7 +74,7 @@ def test_a_crs_end_without_a_run_drops_the_class_of_its_earlier_end() -> None:
     --via-controller` said `end_cause: check` (a canary shown beyond a limit) of a version that never took traffic.
     The end without a run removes it: its class is its reason's words (decision 609's addendum)."""
     from canary import crd
-    from canary.cli_controller import _document
+    from canary.cli_controller import follow_document as _document
     from canary.controller import Controller
     from canary.logs import get
     from tests import fleet
