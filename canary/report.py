@@ -157,7 +157,11 @@ _CAUSE_WORDS = {
     "check": "a check showed the canary beyond its limit", "gate": "a Triton gate refused the canary",
     "deadline": "no verdict by the step's deadline", "operator": "a person asked for it",
     "interrupted": "the run was interrupted", "infrastructure": "Prometheus or Kubernetes failed (not the canary)",
-    "foreign_edit": "the route was changed outside the rollout", "abandoned": "its runner was gone (swept)",
+    # the route or its subsets edited, or (decision 602) a split with the canary made on another VirtualService: "the
+    # route was changed" said the rollout's own route was, of a gateway's split that left it as it was
+    "foreign_edit": "the routing was changed outside the rollout (its route or its subsets, or another "
+                    "VirtualService split with the canary)",
+    "abandoned": "its runner was gone (swept)",
     # a reason no rule classes (another canary version's words, a hand-written record): said as such (decision 572)
     "other": "ended for a reason canary does not class (not a check's verdict: read it, and the rollout's events "
              "below)",

@@ -376,7 +376,27 @@ def test_an_end_by_a_record_changed_outside_the_rollout_says_so_in_the_headline(
     doc["phase"], doc["reason"] = "aborted", reason
     doc.pop("end_cause", None)  # a history written before decision 607: classed by its words
     text = _headline_of_input(tmp_path, doc)
-    assert text == f"Aborted: the route was changed outside the rollout — {reason}", text
+    assert text == f"Aborted: {_FOREIGN} — {reason}", text
+
+
+_FOREIGN = ("the routing was changed outside the rollout (its route or its subsets, or another VirtualService split "
+            "with the canary)")
+
+
+def test_a_split_on_another_virtual_service_is_not_headed_as_the_rollouts_route_changed(
+        tmp_path: Path, slow: dict[str, Any]) -> None:
+    """Decision 602's end (a gateway's VirtualService split with the canary subset after the claim) is a foreign
+    edit, but the rollout's own route was never changed: the headline said "the route was changed outside the
+    rollout" before a reason naming another VirtualService. Its words now name that case too (decision 646)."""
+    from canary.routing.claims import OtherSplit
+
+    reason = OtherSplit("ml/rec-gateway", "spec.http[0] (edge)", "90/10",
+                        "ml/rec-gateway: spec.http[0] (edge) splits its traffic 90/10", "kubectl ...").reason
+    doc = json.loads(json.dumps(slow))
+    doc["phase"], doc["reason"], doc["end_cause"] = "rolled_back", reason, "foreign_edit"
+    text = _headline_of_input(tmp_path, doc)
+    assert text == f"Rolled back: {_FOREIGN} — {reason}", text
+    assert "another VirtualService" in text.split(" — ")[0], text
 
 
 def _headline_of_input(tmp_path: Path, doc: dict[str, Any]) -> str:
@@ -411,4 +431,4 @@ def test_the_headline_says_the_class_recorded_with_the_end_not_the_words(tmp_pat
     reason = "failed: ml/rec: spec.http[0].route has 3 destinations, expected 2 (subsets stable, canary)"
     doc["phase"], doc["reason"], doc["end_cause"] = "aborted", reason, "foreign_edit"
     text = _headline_of_input(tmp_path, doc)
-    assert text == f"Aborted: the route was changed outside the rollout — {reason}", text
+    assert text == f"Aborted: {_FOREIGN} — {reason}", text
