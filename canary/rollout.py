@@ -474,6 +474,9 @@ class Looked:
     # canary_count`): a canary read by two scrape jobs or with a target down, no series. `canary_requests` is then
     # 0, which is no pass, never a counter that restarted (no new window: the checks' data are the window's)
     uncounted: str = ""
+    # the class of an end with no verdict at the step's deadline where the caller knows better than `deadline` (""):
+    # promote's looks all discarded because Prometheus's clock stayed behind, `infrastructure` (decision 647)
+    deadline_cause: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "canary_requests", request_count(self.canary_requests))  # +Inf, NaN: no count
@@ -923,7 +926,8 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         s2 = _log(replace(s, phase=PAUSED, reason=why), ev.now, "held")
         return s2, actions + [SetWeights(s2.weights), Emit("rollout.held", {"reason": why}, warning=True)]
     phase = ABORTED if unreachable else ROLLED_BACK
-    s2, more = _end(s, ev.now, reason=why, phase=phase, verdict=j, cause="infrastructure" if unreachable else "deadline")
+    cause = "infrastructure" if unreachable else ev.deadline_cause or "deadline"
+    s2, more = _end(s, ev.now, reason=why, phase=phase, verdict=j, cause=cause)
     return s2, actions + more
 
 

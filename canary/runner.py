@@ -1115,8 +1115,10 @@ class Runner:
                         step=max(state.step, 0), window_s=window, canary_version=state.canary_version)
         try:
             # lands only on the weights `_reverted_meanwhile` confirmed: a revert after that read is not written over
+            # a step whose looks Prometheus's clock kept discarding ends for Prometheus, not for the canary (647)
             return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, covered,
-                                                                  uncounted=uncounted)),
+                                                                  uncounted=uncounted,
+                                                                  deadline_cause="infrastructure" if behind else "")),
                                 routed=state.weights)
         except WeightsMoved as exc:
             # as if `_reverted_meanwhile` had read it: not judged, and the watch's answer taken (decision 185)

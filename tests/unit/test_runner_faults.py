@@ -594,6 +594,24 @@ def test_a_step_whose_looks_prometheus_evaluates_behind_every_time_ends_at_its_d
     assert len(discarded) == 3 and "again in this step" in discarded[1], discarded
 
 
+def test_a_step_ended_because_prometheus_evaluated_every_look_behind_is_classed_infrastructure() -> None:
+    """The end 614/634 make when every look of a step was discarded for Prometheus's clock (stopped or slow) is no
+    verdict at the deadline, a rollback as `on_deadline` says; its class was `deadline` ("not shown within in
+    time": too little canary traffic, the policy's deadline), so `canary_rollbacks_total{reason="deadline"}`, `-o
+    json` and the report's headline put a Prometheus fault on the canary. Prometheus failed, not the canary:
+    `infrastructure`, the rollback and its exit kept (decision 647)."""
+    ctl, metrics, state, t0 = _on_prometheus_clock(step_age_s=20)
+    metrics.last_instant = t0 - 300  # type: ignore[attr-defined]  # and there it stays
+    ctl._reverted_meanwhile = lambda s: None  # type: ignore[method-assign]  # the route as recorded
+    ctl._look(state)
+    _later(ctl, 5)
+    ctl._look(state)
+    _later(ctl, 6)
+    got = ctl._look(state)
+    assert got.phase == rl.ROLLED_BACK and got.reason.startswith("no verdict after"), got.reason
+    assert got.end_cause == "infrastructure" and rl.cause_of(got) == "infrastructure", got.end_cause
+
+
 def test_a_second_jump_back_in_a_step_moves_the_clock_again_and_the_looks_after_it_are_judged() -> None:
     """Prometheus rescheduled twice in one step, onto a node 300 s behind, then onto one 200 s further behind: its
     clock then runs evenly. With one move back a step (614) the rollout's clock was kept 200 s ahead of
