@@ -540,7 +540,10 @@ def follow_document(st: dict[str, Any], **more: Any) -> dict[str, Any]:
     doc = {**st, **more}
     if isinstance(st.get("step"), int):
         doc["step_number"] = st["step"]
-    if st.get("phase") in (rl.ROLLED_BACK, rl.ABORTED):
+    # the outcome reported: a request that waited on another owner's rollout of its version exits by that one's end
+    # (`waitedOnPhase`), whose class the controller records (decision 648); a promotion has none
+    ended = (rl.ROLLED_BACK, rl.ABORTED)
+    if st.get("phase") in ended and more.get("outcome", st.get("phase")) in ended:
         # the class the controller recorded with the end (`status.endCause`, decision 609); a status written before
         # it, by the reason's words
         cause = st.get("endCause")

@@ -1028,8 +1028,10 @@ class Controller:
         reason = (f"not run: {describe_owner(owner)}, the rollout of "
                   f"{spec.target.canary_version} on {spec.target.namespace}/{spec.target.virtual_service} {how}"
                   " while this CanaryRollout waited; to run that version again, delete and create it again")
+        # the class of the end waited on, which `promote --via-controller` reports as its outcome (decision 648)
+        cause = rl.cause_of(rec) if rec is not None and ended in (rl.ROLLED_BACK, rl.ABORTED) else ""
         self._end_unrun(obj, spec, reason, log, event="rollout.duplicate_ended", owner=owner,
-                        phase=rec.phase if rec else None, waited_phase=ended)
+                        phase=rec.phase if rec else None, waited_phase=ended, cause=cause)
 
     def _end_unrun(self, obj: dict[str, Any], spec: crd.RolloutSpec, reason: str, log: Any, *, event: str,
                    owner: Any, phase: str | None, waited_phase: str | None = None, cause: str = "") -> None:

@@ -99,3 +99,48 @@ def test_a_crs_end_without_a_run_drops_the_class_of_its_earlier_end() -> None:
         status = {k: v for k, v in {**status, **patch}.items() if v is not None}
     assert status["phase"] == rl.ABORTED and "endCause" not in status, status
     assert _document(status)["end_cause"] == rl.classify_reason(status["reason"]) != "check"
+
+
+@pytest.mark.parametrize("their_phase, their_cause, expected", [
+    (rl.ROLLED_BACK, "check", "check"),
+    (rl.ROLLED_BACK, "deadline", "deadline"),
+    (rl.PROMOTED, "", None),
+])
+def test_a_follower_that_waited_on_another_owners_rollout_says_that_rollouts_class(
+        their_phase: str, their_cause: str, expected: str | None) -> None:
+    """A CanaryRollout that waited (RolloutBusy) while another owner ran the same version ends unrun when that
+    rollout ends (`_duplicate_ended`), and `promote --via-controller` exits by how that one ended (`waitedOnPhase`:
+    rolled back, exit 1). Its `end_cause` was the unrun end's words, `other` ("a reason no rule classes") beside
+    exit 1, where the README has a pipeline tell `check` from `deadline`; and `other` too beside a promotion,
+    exit 0, which has no `end_cause`. Now the status records the class of the rollout waited on, and the document
+    says the class of the outcome it reports (decision 648)."""
+    from canary import crd
+    from canary.cli_controller import follow_document
+    from canary.controller import Controller
+    from canary.logs import get
+    from tests import fleet
+
+    patches: list[dict] = []
+
+    class Custom:
+        def patch_namespaced_custom_object_status(self, group: str, version: str, namespace: str, plural: str,
+                                                  name: str, body: dict, **_: object) -> dict:
+            patches.append(body["status"])
+            return {"metadata": {"name": name, "namespace": namespace, "uid": "u-1"}, "status": body["status"]}
+
+    op = Controller(custom=Custom(), core=None, router=None, metrics=None, identity="c-0")  # type: ignore[arg-type]
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"].update(generation=1, uid="u-1")
+    theirs = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=their_phase,
+                             weights=Weights(100, 0), step=1, started_at=5.0, owner="promote on ci-7",
+                             reason="lat: canary p95 135 ms vs stable 77 ms" if their_cause == "check" else
+                             "no verdict after 330s at step 1" if their_cause else "all steps passed",
+                             end_cause=their_cause)
+    obj["status"] = {"waitedOn": {"owner": theirs.owner, "canaryVersion": "v2", "startedAt": 5.0}}
+    op._duplicate_ended(obj, crd.parse(obj), theirs, get())
+    status = {**obj["status"]}
+    for patch in patches:  # merged as the API server merges them: null removes
+        status = {k: v for k, v in {**status, **patch}.items() if v is not None}
+    assert status["phase"] == rl.ABORTED and status["waitedOnPhase"] == their_phase, status
+    doc = follow_document(status, outcome=their_phase, exit_code=1 if their_phase == rl.ROLLED_BACK else 0)
+    assert doc.get("end_cause") == expected, doc
