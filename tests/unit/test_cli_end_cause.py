@@ -3,6 +3,8 @@ shown beyond a limit from one not shown within by the deadline (both exit 1, "ro
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from canary import rollout as rl
@@ -67,17 +69,9 @@ def test_a_promotions_line_says_the_stable_subset_now_selects_the_new_version() 
     assert state_line(back) == "rolled_back: m v2 weights 100/0 (stable/canary) - latency"
 
 
-def test_a_crs_end_without_a_run_drops_the_class_of_its_earlier_end() -> None:
-    """A CanaryRollout whose rollout of v2 rolled back (`status.endCause` check), its spec then edited to v3, which
-    ends without having run (`_end_unrun`: not ready, promoted already, `spec.action: rollback`): the status is
-    merge-patched, so the v2 end's `endCause` stayed beside the v3 end's phase and reason, and `promote
-    --via-controller` said `end_cause: check` (a canary shown beyond a limit) of a version that never took traffic.
-    The end without a run removes it: its class is its reason's words (decision 609's addendum)."""
-    from canary import crd
-    from canary.cli_controller import follow_document as _document
+def _status_patched() -> tuple[Any, list[dict]]:
+    """A Controller whose status patches are kept (and answered), nothing else reachable: an unrun end's status."""
     from canary.controller import Controller
-    from canary.logs import get
-    from tests import fleet
 
     patches: list[dict] = []
 
@@ -88,15 +82,35 @@ def test_a_crs_end_without_a_run_drops_the_class_of_its_earlier_end() -> None:
             return {"metadata": {"name": name, "namespace": namespace, "uid": "u-1"}, "status": body["status"]}
 
     op = Controller(custom=Custom(), core=None, router=None, metrics=None, identity="c-0")  # type: ignore[arg-type]
+    return op, patches
+
+
+def _merged(status: dict, patches: list[dict]) -> dict:
+    """`status` with `patches` merged as the API server merges them: null removes."""
+    for patch in patches:
+        status = {k: v for k, v in {**status, **patch}.items() if v is not None}
+    return status
+
+
+def test_a_crs_end_without_a_run_drops_the_class_of_its_earlier_end() -> None:
+    """A CanaryRollout whose rollout of v2 rolled back (`status.endCause` check), its spec then edited to v3, which
+    ends without having run (`_end_unrun`: not ready, promoted already, `spec.action: rollback`): the status is
+    merge-patched, so the v2 end's `endCause` stayed beside the v3 end's phase and reason, and `promote
+    --via-controller` said `end_cause: check` (a canary shown beyond a limit) of a version that never took traffic.
+    The end without a run removes it: its class is its reason's words (decision 609's addendum)."""
+    from canary import crd
+    from canary.cli_controller import follow_document as _document
+    from canary.logs import get
+    from tests import fleet
+
+    op, patches = _status_patched()
     obj = fleet.rollout_object(0, "v3")
     obj["metadata"].update(generation=2, uid="u-1")
     obj["status"] = {"phase": rl.ROLLED_BACK, "endCause": "check",
                      "reason": "latency-p95: canary p95 135 ms vs stable 77.3 ms (+74%, limit +20%)"}
     op._end_unrun(obj, crd.parse(obj), "not run: no Ready pod of v3 within 300s (none Ready)", get(),
                   event="rollout.not_ready_ended", owner="", phase=None)
-    status = {**obj["status"]}
-    for patch in patches:  # merged as the API server merges them: null removes
-        status = {k: v for k, v in {**status, **patch}.items() if v is not None}
+    status = _merged(obj["status"], patches)
     assert status["phase"] == rl.ABORTED and "endCause" not in status, status
     assert _document(status)["end_cause"] == rl.classify_reason(status["reason"]) != "check"
 
@@ -116,19 +130,10 @@ def test_a_follower_that_waited_on_another_owners_rollout_says_that_rollouts_cla
     says the class of the outcome it reports (decision 648)."""
     from canary import crd
     from canary.cli_controller import follow_document
-    from canary.controller import Controller
     from canary.logs import get
     from tests import fleet
 
-    patches: list[dict] = []
-
-    class Custom:
-        def patch_namespaced_custom_object_status(self, group: str, version: str, namespace: str, plural: str,
-                                                  name: str, body: dict, **_: object) -> dict:
-            patches.append(body["status"])
-            return {"metadata": {"name": name, "namespace": namespace, "uid": "u-1"}, "status": body["status"]}
-
-    op = Controller(custom=Custom(), core=None, router=None, metrics=None, identity="c-0")  # type: ignore[arg-type]
+    op, patches = _status_patched()
     obj = fleet.rollout_object(0, "v2")
     obj["metadata"].update(generation=1, uid="u-1")
     theirs = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=their_phase,
@@ -138,9 +143,7 @@ def test_a_follower_that_waited_on_another_owners_rollout_says_that_rollouts_cla
                              end_cause=their_cause)
     obj["status"] = {"waitedOn": {"owner": theirs.owner, "canaryVersion": "v2", "startedAt": 5.0}}
     op._duplicate_ended(obj, crd.parse(obj), theirs, get())
-    status = {**obj["status"]}
-    for patch in patches:  # merged as the API server merges them: null removes
-        status = {k: v for k, v in {**status, **patch}.items() if v is not None}
+    status = _merged(obj["status"], patches)
     assert status["phase"] == rl.ABORTED and status["waitedOnPhase"] == their_phase, status
     doc = follow_document(status, outcome=their_phase, exit_code=1 if their_phase == rl.ROLLED_BACK else 0)
     assert doc.get("end_cause") == expected, doc
