@@ -256,10 +256,12 @@ class IstioRouter:
         def compute() -> tuple[Obj, Obj, Obj]:
             computed.clear()  # an attempt refused (409) or failing before its write sent nothing (589)
             ref: patch.RouteRef | None = None
+            service = ""  # the rollout's service, found as the rule and the route agree below
             # a copy from the informers' cache (`seed`) may be behind the API server: no evidence of a revert
             cached = (VS_PLURAL, target.namespace, target.virtual_service) in getattr(self._local, "cache", {})
             try:
                 vs, dr, ref = self._read_checked(target)
+                service = _service(dr, target)
                 desired = patch.with_weights(vs, weights, route_name=target.route, state=state)
                 # the service the route and its rule agree on, noted for the rollout's stable-100% writes (523)
                 # and the route's name, which finds it once the rollout claimed it as the only one (549)
@@ -281,15 +283,15 @@ class IstioRouter:
                 # stable 100% must not depend on what only moving traffic to the canary needs, nor on
                 # the route's shape: its `stable` destination 100, every other one 0 (`stable`)
                 vs, dr, route, recorded = self._for_stable_write(target)  # type: ignore[assignment]
-                desired = stable.with_stable_only(vs, route_name=route, recorded=recorded, state=state,
-                                                  host=_stable_service(vs, dr, target, route))
+                service = _stable_service(vs, dr, target, route)
+                desired = stable.with_stable_only(vs, route_name=route, recorded=recorded, state=state, host=service)
             also.clear()
             # a rollback's end, or a finished rollout's end re-asserted (the controller's one write with no record,
             # `rollout.end_reasserted`): no mirror left to the canary (decision 612), and no other route's split
             # with its canary subset, which selects a version nobody judges (decision 633)
             if weights == STABLE_ONLY and (state is None or _ends_rolled_back(state)):
                 before = copy.deepcopy(desired)
-                desired = _without_canary_mirrors(desired, target, dr)
+                desired = _without_canary_mirrors(desired, target, service)
                 also.extend(_routes_changed(before, desired))
             # a record the API server would refuse beside the other annotations (422), said after the guards (565)
             too_long = _fit_record(desired, state, weights)
@@ -345,6 +347,13 @@ class IstioRouter:
                      guard: Callable[[], None] | None = None, supersede: bool = False) -> None:
         def compute() -> tuple[Obj, Obj, Obj]:
             dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
+            # a rule edited to name another service describes its pods now: never pointed at ours (decision 644)
+            try:
+                vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
+            except NotFound:  # no route to tell the rollout's service by: pointed as before
+                vs = {}
+            if why := rule_elsewhere(vs, dr, target):
+                raise TargetError(why)
             if guard is not None:
                 # on every attempt (a 409 retry must not re-apply what a rollback forbade), and AFTER the
                 # DestinationRule is read: a rollback recorded after this check ends with a DestinationRule
@@ -750,8 +759,11 @@ def _stable_service(vs: Obj, dr: Obj | None, target: Target, route: str) -> str:
     where its route cannot be named, a route added beside the only one it claimed). When neither is the rule's (the
     rule edited mid-rollout to name another service, another model's on a shared VirtualService), raises TargetError
     naming both: taken from the rule, the write picked the other model's route (`stable_routes` matches by host) and
-    wrote its weights, and the end then points a rule that now describes another service. Nothing is written; with a
-    rollout recorded, the split is said (TrafficUnsafe). Decision 523."""
+    wrote its weights, and the end then points a rule that now describes another service. Decision 523; since
+    decision 644 the rollout's own service is returned instead (`_own_service`: its route's one host, else the noted
+    one), so stable 100% is written on its own route, and the end's pointing of the rule is what is refused
+    (`rule_elsewhere`). Still raised where the rollout's service cannot be told (its route's name carried by another
+    model's route, 570/580; several hosts and no note)."""
     rule = _service(dr, target)
     # a route claimed as the only one is found by the name noted at its writes (549): its hosts are the rollout's
     # too (a route and rule re-pointed together); the write still acts on every route of the service at the
@@ -774,11 +786,59 @@ def _stable_service(vs: Obj, dr: Obj | None, target: Target, route: str) -> str:
                               f"{target.virtual_service} -n {target.namespace} {patch.SERVICE_ANNOTATION}-`), then "
                               f"`canary rollback {target.model} -n {target.namespace} --virtual-service "
                               f"{target.virtual_service}`")
+        if mine := _own_service(vs, dr, target, named):
+            return mine  # never the rule's host: its routes are another model's, perhaps (644)
         raise TargetError(f"{patch.where(dr)}: spec.host names {rule}, but the rollout's {label} of "
                           f"{patch.where(vs)} sends to {', '.join(sorted(own))}: the rule was edited to name another "
                           "service, so neither that service's routes nor the rule are written (another model's, "
                           "perhaps); mend the rule's host, or set the route's stable destination to 100 by hand")
     return rule
+
+
+def _own_service(vs: Obj, dr: Obj | None, target: Target, named: str) -> str:
+    """The rollout's service when its DestinationRule names another (decision 644): the one host its own route
+    sends to, that route told by the rollout itself (the route its record names, else the one found by the name
+    noted at its writes, `claimed_route`, else the VirtualService's only route) and `named` being it; the noted
+    service, when there is one, must be among that route's hosts (it picks one of several). "" when that does not
+    tell one: a route found otherwise (by `--route`, or by the note's service: a note edited by hand to another
+    model's service is not told from the rule edited to it, and writing by it wrote that model's route, decision
+    549's case (2)), several hosts none noted, or a route sending nowhere."""
+    rec = _record(vs)
+    http = vs.get("spec", {}).get("http") if isinstance(vs.get("spec"), dict) else None
+    try:
+        told = rec.route if rec is not None and rec.route else claimed_route(vs, dr, target)
+    except CanaryError:
+        return ""
+    only = isinstance(http, list) and len(http) == 1 and not told
+    if named != told and not (only and named in ("", http[0].get("name") if isinstance(http[0], dict) else "")):
+        return ""
+    hosts, noted = stable.own_hosts(vs, named), patch.noted_service(vs)
+    if noted:
+        return noted if noted in hosts else ""
+    return next(iter(hosts)) if len(hosts) == 1 else ""
+
+
+def rule_elsewhere(vs: Obj, dr: Obj | None, target: Target) -> str:
+    """Why the DestinationRule `dr` must not be pointed at a version of the rollout on `vs`: its host names another
+    service than the rollout's own route, or the one noted at its writes (`_stable_service`), so its subsets now
+    describe another service's pods (another model's, perhaps: pointing them is decision 519's review's outage).
+    "" when the rule names the rollout's service, or that cannot be told. Decision 644."""
+    rule = _service(dr, target)
+    if not rule or not vs:
+        return ""
+    rec = _record(vs)
+    route = target.route or (rec.route if rec is not None else "")
+    try:
+        mine = _stable_service(vs, dr, target, route)
+    except CanaryError as exc:
+        return str(exc)
+    if mine == rule:
+        return ""
+    dr_name = f"destinationrule {target.dr_name} -n {target.namespace}"
+    return (f"{patch.where(dr)}: spec.host names {rule}, but the rollout's route of {patch.where(vs)} sends to {mine}: "
+            "the rule now describes another service, so its subsets are not pointed (another model's pods, perhaps); "
+            f"mend the rule (`kubectl edit {dr_name}`: spec.host {mine}, its subsets this model's labels), then run "
+            f"`canary rollback {target.model} -n {target.namespace} --virtual-service {target.virtual_service}`")
 
 
 def _fit_record(desired: Obj, state: str | None, weights: Weights) -> str:
@@ -866,12 +926,12 @@ def _routes_changed(before: Obj, after: Obj) -> list[str]:
     return out
 
 
-def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None) -> Obj:
+def _without_canary_mirrors(vs: Obj, target: Target, host: str) -> Obj:
     """`vs` with no mirror to a subset of the rollout's service other than `stable` on the rollout's
     route(s) (`stable.drop_mirrors`): a rollback that left `mirror: {subset: canary}` in place sent
     the canary a full copy of the traffic, silently; no other route splitting traffic with the canary
-    subset (`stable.drop_canary_splits`), nor mirroring to it. Unchanged where the routes cannot be told."""
-    host = _service(dr, target)
+    subset (`stable.drop_canary_splits`), nor mirroring to it. Unchanged where the routes cannot be told. `host`: the
+    rollout's service as the write found it (`_stable_service`: never a rule's edited to another model's, 644)."""
     try:
         routes = [patch.locate_route(vs, target.route).index]
     except CanaryError:

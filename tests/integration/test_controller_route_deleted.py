@@ -99,3 +99,43 @@ def test_only_the_rollouts_own_virtual_service_is_its_route_deleted(message: str
 
     target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
     assert _vs_gone(NotFound(message), target) is gone
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["its own VirtualService", "m1's route added beside"])
+def test_a_destination_rule_re_hosted_mid_rollout_ends_at_stable_on_its_own_route_alone(world: Any,
+                                                                                       shared: bool) -> None:
+    """m0's DestinationRule edited into m1's (host m1) while the controller's rollout runs at 80/20 on the only
+    route it claimed (with m1's route added beside it since, or not). Decision 523 wrote nothing: the rollout
+    left at 80/20 with no end recorded (`traffic.unsafe`). Now the controller's end writes stable 100% on m0's
+    own route, records the end, and refuses only the rule's pointing, in one line saying how to mend it; m1's
+    route and both rules are left as they are (decision 644)."""
+    import copy
+
+    from tests.integration.test_promote_route_safety import _copy_pasted  # m1's rule applied over m0's
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    if shared:
+        host = "m1.ml.svc.cluster.local"
+        theirs = {"name": "other-model", "match": [{"uri": {"prefix": "/v2/models/m1"}}],
+                  "route": [{"destination": {"host": host, "subset": "stable"}, "weight": 50},
+                            {"destination": {"host": host, "subset": "canary"}, "weight": 50}]}
+        api.edit(GROUP, "virtualservices", "ml", "m0", lambda v: v["spec"]["http"].append(copy.deepcopy(theirs)))
+    other_rule = copy.deepcopy(api.get(GROUP, "destinationrules", "ml", "m1"))
+    api.edit(GROUP, "destinationrules", "ml", "m0", _copy_pasted)
+    op.clock = clock = FakeClock(time.time())
+    with capture_logs() as logs:
+        _ticks(op, clock, 5)
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED, (weights, record)
+    st = _status(custom)
+    assert st["phase"] == rl.ABORTED and st["weights"] == {"stable": 100, "canary": 0}, st
+    if shared:
+        assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][1] == theirs
+    assert api.get(GROUP, "destinationrules", "ml", "m1") == other_rule
+    assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
+        {"app": "m1", "version": "v7"}, {"app": "m1", "version": "v8"}]  # as edited: never pointed
+    assert not [e for e in logs if e["event"] == "traffic.unsafe"], logs
+    said = [e for e in logs if "kubectl edit destinationrule m0 -n ml" in str(e.get("error", ""))]
+    assert said, [(e["event"], e.get("error")) for e in logs if e["log_level"] in ("warning", "error", "critical")]

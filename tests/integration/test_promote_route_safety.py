@@ -623,52 +623,62 @@ def _copy_pasted(dr: dict[str, Any]) -> None:
         s["labels"] = {"app": "m1", "version": "v7" if s["name"] == "stable" else "v8"}
 
 
-def test_a_destination_rule_edited_into_another_models_is_never_rewritten_and_the_split_is_said(api: Any) -> None:
+def _rule_mended_line(logs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one line of an end whose stable 100% landed and whose rule, re-hosted, was not pointed (decision 644)."""
+    failed = [e for e in logs if e["event"] == "rollback.failed"]
+    assert len(failed) == 1 and "kubectl edit destinationrule m0 -n ml" in failed[0]["error"], failed
+    assert not [e for e in logs if e["event"] == "traffic.unsafe"], logs
+    return failed[0]
+
+
+def test_a_destination_rule_edited_into_another_models_is_never_rewritten_and_stable_100_is_written(api: Any) -> None:
     """DestinationRule m0 edited into m1's rule (host and subsets) while the rollout runs at 80/20. Decision 519
     set such a rule aside so that the route's stable 100% could be written, but the end then pointed the rule's
     `stable` subset at the rollout's stable version, by the rule's name: m1's rule was rewritten (its stable
     subset selecting `app: m1, version: v1`, no pod of m1), an outage of another model made out of a harmless
-    duplicate (decision 519's review). Taken back: the rollout's service is not known for sure, nothing is
-    written, and the split is said (`traffic.unsafe`, exit 6) for a person to mend."""
-    from canary.errors import TrafficUnsafe
+    duplicate (decision 519's review). Decision 523 then wrote nothing (exit 6, 80/20 left). Now stable 100% is
+    written on the rollout's own route, the end recorded, and only the rule's pointing is refused: exit 3, one
+    line saying how to mend the rule (decision 644)."""
+    from canary.errors import RollbackFailed
 
     clock = HookClock(api)
     v = runner(api, "v2", clock)
     clock.hooks.append((_at_first_step("v2"), lambda: api.edit(GROUP, "destinationrules", "ml", "m0", _copy_pasted)))
-    with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe, match="may still be split.*80/20"):
+    with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed, match="subset could not be"):
         v.run()
     dr = api.get(GROUP, "destinationrules", "ml", "m0")
     assert dr["spec"]["host"] == "m1" and [(s["name"], s["labels"]) for s in dr["spec"]["subsets"]] == [
         ("stable", {"app": "m1", "version": "v7"}), ("canary", {"app": "m1", "version": "v8"})], dr["spec"]
-    assert routes(api) == [[("stable", 80), ("canary", 20)]], routes(api)
-    unsafe = [e for e in logs if e["event"] == "traffic.unsafe"]
-    assert len(unsafe) == 1 and unsafe[0]["log_level"] == "critical" and unsafe[0]["weights"] == "80/20", unsafe
+    assert routes(api) == [[("stable", 100), ("canary", 0)]], routes(api)
+    assert record(api)["phase"] in rl.TERMINAL and record(api)["weights"] == {"stable": 100, "canary": 0}
+    _rule_mended_line(logs)
 
 
+@pytest.mark.parametrize("end", ["fail-safe", "canary rollback"])
 @pytest.mark.parametrize("claimed", ["primary", ""], ids=["its own route named", "claimed as the only route"])
 def test_a_destination_rule_re_hosted_to_the_other_models_service_never_writes_that_models_route(
-        claimed: str, tmp_path: Any) -> None:
+        claimed: str, end: str, tmp_path: Any) -> None:
     """VirtualService m0 shared with model m1 (a route of its own, to m1's subsets); while m0's rollout runs at
     80/20, m0's DestinationRule is edited into m1's (host m1). The stable-100% write took the rule's host for the
     rollout's service and matched routes by it: m1's route, at the recorded 80/20 (or, on a route the rollout
     claimed as the only one, m1's route added beside it, at any weights), was set to 100/0, m0's left at 80/20,
-    m0's rule rewritten, exit 3 and no critical line (decision 519's review). The rollout's service is taken from
-    its own route, and from the one noted at its writes: the rule names another, so nothing is written and the
-    split is said, exit 6 (decision 523)."""
+    m0's rule rewritten, exit 3 and no critical line (decision 519's review). Decision 523 then wrote nothing
+    (exit 6, m0's 80/20 left). Now the rollout's service is taken from its own route (its record's, or the one
+    found by the name noted at its writes): stable 100% on m0's route alone, the end recorded, neither m1's route
+    nor either rule written, exit 3 and one line saying to mend the rule (decision 644); by promote's fail-safe
+    or by `canary rollback` on a rollout killed at 80/20, and a `canary rollback` after it points nothing."""
     import copy
 
     from typer.testing import CliRunner
 
     from canary.cli import app
-    from canary.errors import TrafficUnsafe
+    from canary.errors import RollbackFailed
 
     api = fleet.start_api(2)
     try:
         theirs = (80, 20) if claimed else (50, 50)
         if claimed:  # m1's route beside m0's from the start, at the weights m0's rollout will record
             api.edit(GROUP, "virtualservices", "ml", "m0", _other_model(theirs))
-        clock = HookClock(api)
-        v = runner(api, "v2", clock, route=claimed)
         other_rule = copy.deepcopy(api.get(GROUP, "destinationrules", "ml", "m1"))
 
         def edits() -> None:
@@ -676,31 +686,36 @@ def test_a_destination_rule_re_hosted_to_the_other_models_service_never_writes_t
                 api.edit(GROUP, "virtualservices", "ml", "m0", _other_model(theirs))
             api.edit(GROUP, "destinationrules", "ml", "m0", _copy_pasted)
 
-        clock.hooks.append((_at_first_step("v2"), edits))
-        with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe, match="may still be split.*80/20"):
-            v.run()
+        kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+        flags = ["m0", "-n", "ml", "--kubeconfig", str(kc), *(["--route", claimed] if claimed else [])]
+        if end == "fail-safe":
+            clock = HookClock(api)
+            v = runner(api, "v2", clock, route=claimed)
+            clock.hooks.append((_at_first_step("v2"), edits))
+            with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed, match="subset could not"):
+                v.run()
+            _rule_mended_line(logs)
+        else:
+            _killed_at_first_step(api, claimed)
+            edits()
+            rolled = CliRunner().invoke(app, ["rollback", *flags, "--reason", "pager"])
+            assert rolled.exit_code == 3 and "kubectl edit destinationrule m0 -n ml" in rolled.output, rolled.output
+            assert "traffic.unsafe" not in rolled.output, rolled.output
         vs = api.get(GROUP, "virtualservices", "ml", "m0")
         other_route = copy.deepcopy(vs["spec"]["http"][0])
         # the note beside the record names the route written, by which a claimed route is found (decision 549)
         assert json.loads(vs["metadata"]["annotations"]["modelcanary.dev/service"])["route"] == "primary"
-        assert routes(api) == [[("stable", theirs[0]), ("canary", theirs[1])], [("stable", 80), ("canary", 20)]]
+        assert routes(api) == [[("stable", theirs[0]), ("canary", theirs[1])], [("stable", 100), ("canary", 0)]]
+        assert record(api)["phase"] in rl.TERMINAL
         assert api.get(GROUP, "destinationrules", "ml", "m1") == other_rule  # byte for byte
         assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
             {"app": "m1", "version": "v7"}, {"app": "m1", "version": "v8"}]  # as edited: never pointed
-        unsafe = [e for e in logs if e["event"] == "traffic.unsafe"]
-        assert len(unsafe) == 1 and unsafe[0]["weights"] == "80/20", unsafe
-        assert "the rule was edited to name another service" in unsafe[0]["error"], unsafe
-        # `canary status` says the split and why the rollback cannot write; `canary rollback` (which finds the route
-        # by the rollout's service: by the rule's host it found m1's, and wrote it) alike: nothing written, exit 6
-        kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-        flags = ["m0", "-n", "ml", "--kubeconfig", str(kc), *(["--route", claimed] if claimed else [])]
-        shown = CliRunner().invoke(app, ["status", *flags])
-        assert shown.exit_code == 0 and "`canary rollback` cannot write stable 100% here (exit 6)" in shown.output
-        assert "stable=80, others=[20]" in shown.output, shown.output
-        rolled = CliRunner().invoke(app, ["rollback", *flags, "--reason", "pager"])
-        assert rolled.exit_code == 6 and "traffic may still be split" in rolled.output, rolled.output
+        # a `canary rollback` after the end (its repair of the stable subset) points nothing either
+        again = CliRunner().invoke(app, ["rollback", *flags, "--reason", "pager"])
+        assert again.exit_code == 3 and "kubectl edit destinationrule m0 -n ml" in again.output, again.output
         assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0] == other_route
-        assert routes(api)[1] == [("stable", 80), ("canary", 20)]
         assert api.get(GROUP, "destinationrules", "ml", "m1") == other_rule
+        assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
+            {"app": "m1", "version": "v7"}, {"app": "m1", "version": "v8"}]
     finally:
         api.stop()
