@@ -989,7 +989,7 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
             else:
                 where = f" (route {target.route})" if target.route else ""
                 typer.echo(f"{state.phase}: weights {state.weights} (stable/canary){where}"
-                           + (f" {state.reason}" if state.reason else ""))
+                           + (f" - {state.reason}" if state.reason else ""))  # as promote's line (state_line)
             if note:
                 typer.echo(f"note: {note}")
 

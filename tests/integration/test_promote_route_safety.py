@@ -317,6 +317,9 @@ def test_canary_rollback_writes_stable_100_on_a_route_of_any_shape(api: Any, sha
     kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     res = CliRunner().invoke(app, ["rollback", "m0", "-n", "ml", "--kubeconfig", str(kc), "--reason", "pager"])
     assert res.exit_code == 0, res.output
+    # its line reads as promote's, the reason after " - " (it ran on: "(stable/canary) operator: pager")
+    line = res.output.splitlines()[-1]  # the text line, after the log lines CliRunner mixes in
+    assert line.startswith("rolled_back: weights 100/0 (stable/canary)") and line.endswith(") - operator: pager"), line
     assert routes(api) == want and record(api)["phase"] == rl.ROLLED_BACK
 
 
