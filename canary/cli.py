@@ -473,12 +473,15 @@ def promote(
         if output not in ("json", "yaml"):
             return
         ctl = ran.get("ctl")
-        running = (ran.get("followed") or {}).get("status")
+        followed = ran.get("followed") or {}
+        running = followed.get("status")
         if running:  # a follow cut short (--timeout, a signal) while its rollout runs: where it is (decision 621)
             from canary.cli_controller import follow_document
 
+            # `rollout`: the CanaryRollout that runs on, named as an end's document names it (decision 642)
             opts.emit({"model": model, "canary_version": canary_version,
-                       **follow_document(running, outcome=None, exit_code=code), "error": message}, output)
+                       **follow_document(running, outcome=None, exit_code=code, rollout=followed.get("rollout")),
+                       "error": message}, output)
             return
         if getattr(ctl, "rollback_failed", False):  # traffic moved and stable 100% could not be completed
             opts.emit({**state_dict(ctl._current, exit_code=code), "error": message,  # type: ignore[union-attr]

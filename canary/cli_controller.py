@@ -234,7 +234,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     before each write and read, and before any other error is reported. `reporting()` is called just before an
     outcome is printed (`Interrupt.disarm`): a signal then no longer cuts it. `seen["status"]`: this request's
     status as last read while its rollout ran (None otherwise), for the document of a follow that ends without
-    its outcome (`--timeout`, a signal: decision 621)."""
+    its outcome (`--timeout`, a signal: decision 621), `seen["rollout"]` its CanaryRollout (namespace/name)."""
     import kubernetes.client as kc
 
     from canary.kube import an_object, api_client, translate
@@ -368,6 +368,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                     and int(st.get("observedGeneration") or 0) >= generation)
             if seen is not None:  # this request's rollout as it runs, for the document of a follow cut short (621)
                 seen["status"] = st if ours and st.get("phase") and st["phase"] not in rl.TERMINAL else None
+                seen["rollout"] = f"{namespace}/{meta['name']}"  # which CanaryRollout runs on, as an end's document
             refused = _refused(st, generation)
             if refused:  # the controller refused the request before claiming anything: exit 2, as promote does
                 where = f"CanaryRollout {namespace}/{meta['name']}"

@@ -192,6 +192,7 @@ def test_a_follower_cut_short_while_its_rollout_runs_prints_where_it_is(world: A
     assert (doc["phase"], doc["weights"], doc["step_number"], doc["exit_code"]) == (
         "progressing", {"stable": 50, "canary": 50}, 2, 3), doc
     assert "interrupted (SIGTERM) while following" in doc["error"] and doc["canary_version"] == "v2", doc
+    assert doc["rollout"] == "ml/r0", doc  # which CanaryRollout runs on, as an end's document says (decision 642)
 
 
 def test_a_request_meeting_its_canaryrollout_being_deleted_writes_nothing_over_it(world: Any, tmp_path: Any) -> None:
