@@ -522,6 +522,16 @@ def promote(
     for flag, param, needs, why in mode_flags:
         if _given(ctx, param) and needs != via_controller:
             flag_error(f"{flag} only applies {'with' if needs else 'without'} --via-controller{why}")
+    # the controller measures with its own Prometheus (`canary controller run --prometheus-url`): these were taken
+    # without a word and the CanaryRollout carried none of them. Only as typed: CANARY_PROMETHEUS_* exported for
+    # the other commands (`demo --keep` says to) is no request of this one (decision 651)
+    prometheus_flags = (("--prometheus-url", "prometheus_url"), ("--prometheus-token", "prometheus_token"),
+                        ("--prometheus-user", "prometheus_user"), ("--prometheus-password", "prometheus_password"),
+                        ("--prometheus-ca-file", "prometheus_ca_file"), ("--insecure-skip-tls-verify", "insecure"))
+    for flag, param in prometheus_flags if via_controller else ():
+        if opts.typed(ctx, param):
+            flag_error(f"{flag} does not apply with --via-controller: the controller measures with its own "
+                       "Prometheus (`canary controller run --prometheus-url` and its other Prometheus flags)")
     if not via_controller and not _given(ctx, "interrupt_grace"):
         interrupt_grace = ci_interrupt_grace(interrupt_grace)
 

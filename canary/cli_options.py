@@ -231,6 +231,12 @@ def given(ctx: typer.Context, param: str) -> bool:
     return source is not None and getattr(source, "name", "") != "DEFAULT"
 
 
+def typed(ctx: typer.Context, param: str) -> bool:
+    """Whether option `param` was given on the command line: not defaulted, and not filled by its variable."""
+    source = ctx.get_parameter_source(param)
+    return getattr(source, "name", "") == "COMMANDLINE"
+
+
 def check_window(window_s: float, prometheus: Any, *, policy_scrape: tuple[float, str] | None = None,
                  unset: str = "", hint: str = "") -> None:
     """ConfigError (exit 2, before any query) when `--window` is under twice the scrape interval: `increase()` needs

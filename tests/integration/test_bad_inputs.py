@@ -130,8 +130,9 @@ def test_one_triton_server_given_as_both_canary_and_stable_exits_2_naming_both_f
     looked at (decision 204). Refused before anything is read or created (the kubeconfig does not even exist),
     whatever the spelling of the one address."""
     policy = str(ROOT / "policies" / "sandbox.yaml")
+    prometheus = [] if mode else ["--prometheus-url", "http://127.0.0.1:9"]  # refused with --via-controller
     res = run("promote", "rec-model", "--canary-version", "v2", "-n", "ml", "--policy", policy, *mode,
-              "--prometheus-url", "http://127.0.0.1:9", "--kubeconfig", str(tmp_path / "none"),
+              *prometheus, "--kubeconfig", str(tmp_path / "none"),
               "--triton-canary", "HTTP://Triton-Stable.ml:8000", "--triton-stable", "triton-stable.ml:8000")
     assert res.exit_code == 2, res.output  # type: ignore[attr-defined]
     assert ("--triton-canary 'HTTP://Triton-Stable.ml:8000' and --triton-stable 'triton-stable.ml:8000' name the "

@@ -104,6 +104,30 @@ def test_promote_refuses_a_flag_its_mode_ignores(files: tuple[Path, Path], extra
     assert says in res.output
 
 
+@pytest.mark.parametrize("extra", [["--prometheus-url", "http://127.0.0.1:9"], ["--prometheus-token", "t"],
+                                   ["--prometheus-user", "u"], ["--prometheus-password", "p"],
+                                   ["--prometheus-ca-file", "ca.pem"], ["--insecure-skip-tls-verify"]])
+def test_via_controller_refuses_a_prometheus_flag_typed(files: tuple[Path, Path], extra: list[str]) -> None:
+    """The controller measures with its own Prometheus: `--prometheus-url` given to a follower was taken without
+    a word and carried nowhere (decision 651). Exit 2 naming the flag, with the -o json document."""
+    kubeconfig, policy = files
+    res = CliRunner().invoke(app, ["promote", "m0", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+                                   "--kubeconfig", str(kubeconfig), "--via-controller", "-o", "json", *extra])
+    assert res.exit_code == 2, res.output
+    assert f"{extra[0]} does not apply with --via-controller: the controller measures with its own" in res.output
+
+
+def test_via_controller_takes_the_prometheus_variables_exported_for_other_commands(files: tuple[Path, Path]) -> None:
+    """CANARY_PROMETHEUS_URL exported for `analyze` and `drift` (as `demo --keep` says) is not refused: the
+    bad --rollout-name is what is said, before anything is sent."""
+    kubeconfig, policy = files
+    res = CliRunner().invoke(app, ["promote", "m0", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+                                   "--kubeconfig", str(kubeconfig), "--via-controller", "--rollout-name", "Bad_Name"],
+                             env={"CANARY_PROMETHEUS_URL": "http://127.0.0.1:9", "CANARY_PROMETHEUS_INSECURE": "1"})
+    assert res.exit_code == 2, res.output
+    assert "--rollout-name 'Bad_Name' is not a Kubernetes object name" in res.output and "Prometheus" not in res.output
+
+
 # ---- `promote --via-controller`: what the controller would refuse, refused before the CR is created ---------
 
 
