@@ -94,6 +94,8 @@ def state_panel(state: rl.RolloutState, steps: list[int] | None = None, *,
     route holds now, so a bar never reads as the live split it is not (None: `promote`'s own panel)."""
     head = Text(f"{state.model}: {state.stable_version} → {state.canary_version}   phase ")
     head.append(state.phase, style="bold red" if state.phase in (rl.ROLLED_BACK, rl.ABORTED) else "bold")
+    if state.phase in (rl.ROLLED_BACK, rl.ABORTED):  # why it ended, as `-o json`'s `end_cause` (decision 653)
+        head.append(f"   end_cause {rl.cause_of(state)}")
     if steps and state.step >= 0:
         head.append(f"   step {state.step + 1}/{len(steps)} of {steps}")
     bar = _weights_bar(state.weights.stable, state.weights.canary)

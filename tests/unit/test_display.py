@@ -29,6 +29,22 @@ def test_panel_shows_weights_phase_step_and_last_verdict() -> None:
         assert needle in text, needle
 
 
+@pytest.mark.parametrize(("phase", "end_cause", "reason", "says"), [
+    (rl.ROLLED_BACK, "deadline", "no verdict by the step's deadline", "phase rolled_back   end_cause deadline"),
+    (rl.ABORTED, "foreign_edit", "the route was edited", "phase aborted   end_cause foreign_edit"),
+    (rl.ROLLED_BACK, "", "operator: trying it", "phase rolled_back   end_cause operator"),  # a record before 607
+])
+def test_status_text_names_an_ended_rollouts_end_cause(phase: str, end_cause: str, reason: str, says: str) -> None:
+    """`canary status`'s text said `phase rolled_back` only: whether a check or the step's deadline ended it (both
+    exit 1) was in `-o json`'s `end_cause` alone (decision 653). A rollout not ended says none."""
+    state = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=phase, weights=Weights(100, 0),
+                            step=1, reason=reason, end_cause=end_cause)
+    assert says in render(state_panel(state, live=Weights(100, 0)))
+    running = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                              weights=Weights(90, 10), step=0)
+    assert "end_cause" not in render(state_panel(running, live=Weights(90, 10)))
+
+
 def test_evidence_table_gives_n_canary_first_and_whole_as_reasons_do() -> None:
     """`increase()` extrapolates (65.3625 requests): the table shows whole requests, canary first as
     every reason's `n=canary/stable` does (a newcomer read 685/65.3625 beside n=65/685)."""
