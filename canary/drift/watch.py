@@ -128,6 +128,9 @@ class DriftWatcher:
         # per state key: a run of evaluations whose live data could not be read while Prometheus answered (`_measure`):
         # (the faults said in it: each error's kind and remedy, the first such evaluation's time, how many)
         self._failing: dict[str, tuple[tuple[tuple[str, str], ...], float, int]] = {}
+        # per state key: a run of evaluations whose live data do not fit the profile (`_bad_live`): the error last
+        # said, the run's first such evaluation's time, how many
+        self._misfit: dict[str, tuple[str, float, int]] = {}
         # per state key: the gauges' labels set for it (model, version, namespace, features), removed with it
         self._gauged: dict[str, tuple[str, str, str, tuple[str, ...]]] = {}
         reg = registry if registry is not None else CollectorRegistry()
@@ -253,7 +256,7 @@ class DriftWatcher:
         monitor state (episode, hysteresis) is the stored truth and is kept (decision 336)."""
         watched = {_key(p, self.namespace) for p in self.profiles}
         for said in (self._foreign, self._unread, self._unmeasured, self._few, self.last, self._failing,
-                     self._unread_told):
+                     self._unread_told, self._misfit):
             for key in [k for k in said if k not in watched]:
                 del said[key]
         self._inherited &= watched
@@ -441,6 +444,7 @@ class DriftWatcher:
                                    namespace=prof.get("_namespace") or self._selects)
                 self._read_again(key, model, version, ns, now)
                 result = compare(prof, live)
+                self._fits_again(key, model, version, ns, now)
                 self._few[key] = too_few(prof, live)  # left out for low traffic, not for want of series
                 return result
             except AccessRefused as exc:  # the watcher's access (credentials, a URL that is no Prometheus API)
@@ -448,7 +452,7 @@ class DriftWatcher:
                 done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
             except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
                 self._read_again(key, model, version, ns, now)  # read, if not comparable: that run is over
-                log.error("drift.bad_live_data", model=model, version=version, namespace=ns, error=str(exc))
+                self._bad_live(key, str(exc), model, version, ns, now)
                 done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
             except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
                 # Prometheus answers a trivial query: only this profile's queries failed, the others are asked
@@ -465,6 +469,33 @@ class DriftWatcher:
         self._gauges(prof, None, ns)
         self._retry_unmeasured(key, state, now, done, ns)
         return None
+
+    def _bad_live(self, key: str, error: str, model: str, version: str, ns: str, now: float) -> None:
+        """`drift.bad_live_data` (error) at the first evaluation of a run whose live data do not fit the profile, and
+        again when its cause changes (another feature, other bounds: the error's words); the run's other evaluations
+        are a debug line (`drift.still_bad_live_data`), and its end `drift.live_data_fits` (`_fits_again`). It was
+        an error at every evaluation: an exporter of another profile's buckets left for a night was a page-worthy
+        line every 5 minutes, saying nothing new (decision 652)."""
+        was = self._misfit.get(key)
+        since, n = (was[1], was[2] + 1) if was else (now, 1)
+        self._misfit[key] = (error, since, n)
+        if was is not None and was[0] == error:
+            log.debug("drift.still_bad_live_data", model=model, version=version, namespace=ns, error=error,
+                      evaluations=n, since=since)
+            return
+        log.error("drift.bad_live_data", model=model, version=version, namespace=ns, error=error,
+                  **({"evaluations": n, "since": since, "was": was[0]} if was else {}))
+
+    def _fits_again(self, key: str, model: str, version: str, ns: str, now: float) -> None:
+        """The live data fit the profile again after a `drift.bad_live_data` run (`_bad_live`): said once."""
+        was = self._misfit.pop(key, None)
+        if was is None:
+            return
+        n = was[2]
+        log.info("drift.live_data_fits", model=model, version=version, namespace=ns, evaluations=n, since=was[1],
+                 message=f"{model} {version}: the live data fit the profile again, after {n} evaluation"
+                         f"{'' if n == 1 else 's'} over about {_about(max(now - was[1], 0.0))} that found them "
+                         f"not fitting (nothing was decided by those): drift is measured again")
 
     def _unreadable(self, key: str, exc: Exception, error: str, model: str, version: str, ns: str,
                     now: float, refused: bool = False) -> None:

@@ -258,6 +258,43 @@ def test_the_gauges_read_nan_while_nothing_is_measured(monkeypatch: pytest.Monke
     assert math.isnan(g("model_data_drift_score", feature="a")) and math.isnan(g("model_data_missing_rate", feature="a"))
 
 
+def test_bad_live_data_is_said_once_per_cause_and_its_end_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`drift.bad_live_data` was an error at every evaluation: an exporter of another profile's buckets left for a
+    night paged every 5 minutes with the same words. Now once per run and cause (again when the cause changes, with
+    the one it replaces), a debug line between, and one `drift.live_data_fits` when the live data fit again; a new
+    run after that is said again (decision 652)."""
+    from canary.drift import watch as W
+
+    prof = _profile({"a": np.random.default_rng(1).normal(0, 1, 2_000)})
+    fits = {n: {"counts": f["counts"], "missing": 0} for n, f in prof["features"].items()}
+    x, y = ConfigError("feature 'a': 11 bounds exported, 10 in the profile"), ConfigError("feature 'a': other bounds")
+    answers: list[Any] = [x, x, x, y, fits, fits, x]
+
+    def live_counts(*_: Any, **__: Any) -> Any:
+        got = answers.pop(0)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    monkeypatch.setattr(W, "live_counts", live_counts)
+    t = [1_000.0]
+    w = W.DriftWatcher([prof], client=None, window_s=3600, config=M.MonitorConfig(quiet_s=0), clock=lambda: t[0])
+    with capture_logs() as logs:
+        for _ in range(7):
+            w.once()
+            t[0] += 300
+    said = [(e["event"], e.get("error"), e.get("log_level")) for e in logs
+            if "bad_live_data" in e["event"] or e["event"] == "drift.live_data_fits"]
+    assert said == [("drift.bad_live_data", str(x), "error"),  # the two after it: debug lines, not kept here
+                    ("drift.bad_live_data", str(y), "error"),
+                    ("drift.live_data_fits", None, "info"),
+                    ("drift.bad_live_data", str(x), "error")], said
+    changed = [e for e in logs if e["event"] == "drift.bad_live_data"][1]
+    assert changed["was"] == str(x) and changed["evaluations"] == 4 and changed["since"] == 1_000.0
+    [end] = [e for e in logs if e["event"] == "drift.live_data_fits"]
+    assert end["evaluations"] == 4 and "after 4 evaluations over about" in end["message"], end
+
+
 # -- (f) the alert names what it did not compare ------------------------------------------------------------
 
 def test_drift_started_names_the_profiled_features_it_did_not_compare() -> None:
