@@ -220,6 +220,19 @@ def test_the_exporter_refuses_a_malformed_profile_naming_the_file_and_field(tmp_
 
 # -- (e) gauges say "not measured", never the last value ----------------------------------------------------
 
+def _answering(monkeypatch: pytest.MonkeyPatch, answers: list[Any]) -> None:
+    """The watcher's `live_counts` answers `answers` in turn, one per evaluation (an exception is raised)."""
+    from canary.drift import watch as W
+
+    def live_counts(*_: Any, **__: Any) -> Any:
+        got = answers.pop(0)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    monkeypatch.setattr(W, "live_counts", live_counts)
+
+
 def test_the_gauges_read_nan_while_nothing_is_measured(monkeypatch: pytest.MonkeyPatch) -> None:
     """`model_data_drift_share` and each feature's score kept the last evaluation's value through hours of
     Prometheus failing (a 0 share reads "no drift" on a dashboard), and a feature gone from the live data
@@ -232,14 +245,7 @@ def test_the_gauges_read_nan_while_nothing_is_measured(monkeypatch: pytest.Monke
                      "b": np.random.default_rng(2).normal(0, 1, 2_000)})
     full = {n: {"counts": f["counts"], "missing": 0} for n, f in prof["features"].items()}
     answers: list[Any] = [full, {"a": full["a"]}, MetricsUnavailable("Prometheus could not be asked")]
-
-    def live_counts(*_: Any, **__: Any) -> Any:
-        got = answers.pop(0)
-        if isinstance(got, Exception):
-            raise got
-        return got
-
-    monkeypatch.setattr(W, "live_counts", live_counts)
+    _answering(monkeypatch, answers)
     reg = CollectorRegistry()
     w = W.DriftWatcher([prof], client=None, window_s=3600, config=M.MonitorConfig(quiet_s=0), registry=reg)
 
@@ -269,14 +275,7 @@ def test_bad_live_data_is_said_once_per_cause_and_its_end_once(monkeypatch: pyte
     fits = {n: {"counts": f["counts"], "missing": 0} for n, f in prof["features"].items()}
     x, y = ConfigError("feature 'a': 11 bounds exported, 10 in the profile"), ConfigError("feature 'a': other bounds")
     answers: list[Any] = [x, x, x, y, fits, fits, x]
-
-    def live_counts(*_: Any, **__: Any) -> Any:
-        got = answers.pop(0)
-        if isinstance(got, Exception):
-            raise got
-        return got
-
-    monkeypatch.setattr(W, "live_counts", live_counts)
+    _answering(monkeypatch, answers)
     t = [1_000.0]
     w = W.DriftWatcher([prof], client=None, window_s=3600, config=M.MonitorConfig(quiet_s=0), clock=lambda: t[0])
     with capture_logs() as logs:
