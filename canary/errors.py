@@ -116,6 +116,13 @@ class NoRoom(TargetError):
     names the annotation that takes the room and the `kubectl annotate ... KEY-` that frees it (decisions 565, 569)."""
 
 
+class RuleElsewhere(TargetError):
+    """The rollout's DestinationRule names another service than the rollout's own route (re-hosted mid-rollout):
+    its subsets describe that service's pods, so it is not pointed (`istio.rule_elsewhere`, decision 644). The
+    route's subsets resolve under no rule meanwhile: every request to them fails (503, NR) until it is mended,
+    the outage a deleted rule makes (decision 649)."""
+
+
 class NotFound(TargetError):
     """The object does not exist (HTTP 404 for a served API). `what`: the object as the request named it
     (`kube.translate`'s, e.g. 'ml/rec-model (virtualservices)'); "" when not known."""

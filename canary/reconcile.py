@@ -31,8 +31,8 @@ from typing import Any, Callable, Literal
 
 from canary import rollout as rl
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NoData,
-                           NotCountable, NotFound, NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, TargetError,
-                           TransientError, others_decision, said)
+                           NotCountable, NotFound, NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, RuleElsewhere,
+                           TargetError, TransientError, others_decision, said)
 from canary.logs import OWNER_CUT_TO, OWNER_LOGGED_MAX
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, Weights, check_version
@@ -1023,6 +1023,8 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
             exc.landed_words = subset_failed_words(exc, target, action)  # type: ignore[attr-defined]
         if rollback and isinstance(exc, NotFound):  # an outage, not a retry: the page, whoever reports (168)
             destination_rule_deleted(log, target, action, error=str(exc))
+        elif rollback and isinstance(exc, RuleElsewhere):  # the same outage: the route's subsets resolve under no
+            destination_rule_elsewhere(log, target, action, error=str(exc))  # rule of its host (649)
         if report_failure and rollback:
             (retry or Retry(page=True)).line(log, {
                 "error": str(exc), "subset": action.subset, "version": action.version, "weights": str(state.weights),
@@ -1350,6 +1352,10 @@ def subset_note(exc: BaseException, target: Target, action: rl.PointSubset) -> s
     mend = (f"every request fails (503, NR: the subset no longer resolves) until DestinationRule {dr} is restored: "
             f"restore DestinationRule {dr} with its {action.subset} subset selecting {action.version}"
             if isinstance(exc, NotFound) else
+            f"every request fails (503, NR: no DestinationRule of the route's host defines the subset) until "
+            f"DestinationRule {dr}'s spec.host names the route's service again: mend it (`kubectl edit destinationrule "
+            f"{target.dr_name} -n {target.namespace}`), its {action.subset} subset selecting {action.version}"
+            if isinstance(exc, RuleElsewhere) else
             f"check that DestinationRule {dr}'s {action.subset} subset selects {action.version}")
     return (f"stable has 100% of the weights and the end is recorded: no split is left, and stable 100% is not "
             f"written again; the {action.subset} subset was not pointed at {action.version}: {mend}")
@@ -1381,6 +1387,25 @@ def destination_rule_deleted(log: Any, target: Target, action: rl.PointSubset, *
               hint=f"restore DestinationRule {dr} now (re-apply it from your manifests) with its {action.subset} "
                    f"subset selecting version {action.version}; traffic recovers as soon as Istio has it, and "
                    "canary writes nothing more to this route (the rollout is ended, stable 100% recorded)")
+
+
+def destination_rule_elsewhere(log: Any, target: Target, action: rl.PointSubset, *, error: str) -> None:
+    """`rollout.destination_rule_elsewhere` (error, the page): a rollback's weights landed (stable 100% on the
+    rollout's own route, the end recorded) and its DestinationRule names another service (re-hosted mid-rollout,
+    decision 644), so it is not pointed. The route's subsets then resolve under no rule of its host, as with the
+    rule deleted (`destination_rule_deleted`): every request to them fails (503, NR) until a person mends the
+    rule. 644 said it only in a warning (`rollback.retrying`, whose note said to check the subset's version), and
+    the controller tries it once. Decision 649."""
+    vs, dr = f"{target.namespace}/{target.virtual_service}", f"{target.namespace}/{target.dr_name}"
+    log.error("rollout.destination_rule_elsewhere", destination_rule=dr, subset=action.subset,
+              version=action.version, traffic="failing", error=error[:600],
+              impact=f"DestinationRule {dr} names another service than VirtualService {vs}'s route: the route sends "
+                     f"100% to its {action.subset} subset, which no DestinationRule of its host defines, so every "
+                     "request to it fails (503, NR) until the rule is mended",
+              hint=f"mend DestinationRule {dr} now (`kubectl edit destinationrule {target.dr_name} -n "
+                   f"{target.namespace}`: spec.host the route's service, its {action.subset} subset selecting version "
+                   f"{action.version}); canary writes nothing more to this route (the rollout is ended, stable 100% "
+                   "recorded)")
 
 
 def confirmed_detail(landed: str) -> str:

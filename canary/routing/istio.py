@@ -32,7 +32,7 @@ from canary import rollout as rl
 import math
 
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, NoRoom, NotFound, NotLeader, RoutingConflict,
-                           TargetError, TrafficUnsafe, WeightsMoved)
+                           RuleElsewhere, TargetError, TrafficUnsafe, WeightsMoved)
 from canary.model import STABLE_ONLY, Target, Weights
 from canary.routing import claims, patch, stable
 from canary.routing.base import RouteStatus
@@ -353,7 +353,7 @@ class IstioRouter:
             except NotFound:  # no route to tell the rollout's service by: pointed as before
                 vs = {}
             if why := rule_elsewhere(vs, dr, target):
-                raise TargetError(why)
+                raise RuleElsewhere(why)
             if guard is not None:
                 # on every attempt (a 409 retry must not re-apply what a rollback forbade), and AFTER the
                 # DestinationRule is read: a rollback recorded after this check ends with a DestinationRule

@@ -139,3 +139,10 @@ def test_a_destination_rule_re_hosted_mid_rollout_ends_at_stable_on_its_own_rout
     assert not [e for e in logs if e["event"] == "traffic.unsafe"], logs
     said = [e for e in logs if "kubectl edit destinationrule m0 -n ml" in str(e.get("error", ""))]
     assert said, [(e["event"], e.get("error")) for e in logs if e["log_level"] in ("warning", "error", "critical")]
+    # the route's subsets now resolve under no rule of its host: every request fails (503, NR), the outage a deleted
+    # rule makes, and paged as it is, once (it was warnings only, a note saying to check the subset's version: 649)
+    page = [e for e in logs if e["event"] == "rollout.destination_rule_elsewhere"]
+    assert len(page) == 1 and page[0]["log_level"] == "error" and page[0]["traffic"] == "failing", page
+    assert "kubectl edit destinationrule m0 -n ml" in page[0]["hint"], page
+    retrying = [e for e in logs if e["event"] == "rollback.retrying"]
+    assert retrying and all("kubectl edit destinationrule m0 -n ml" in e["note"] for e in retrying), retrying

@@ -631,6 +631,9 @@ def _rule_mended_line(logs: list[dict[str, Any]]) -> dict[str, Any]:
     failed = [e for e in logs if e["event"] == "rollback.failed"]
     assert len(failed) == 1 and "kubectl edit destinationrule m0 -n ml" in failed[0]["error"], failed
     assert not [e for e in logs if e["event"] == "traffic.unsafe"], logs
+    # the page a deleted rule gets: the route's subsets resolve under no rule of its host (decision 649)
+    page = [e for e in logs if e["event"] == "rollout.destination_rule_elsewhere"]
+    assert len(page) == 1 and page[0]["log_level"] == "error", page
     return failed[0]
 
 
@@ -704,6 +707,7 @@ def test_a_destination_rule_re_hosted_to_the_other_models_service_never_writes_t
             rolled = CliRunner().invoke(app, ["rollback", *flags, "--reason", "pager"])
             assert rolled.exit_code == 3 and "kubectl edit destinationrule m0 -n ml" in rolled.output, rolled.output
             assert "traffic.unsafe" not in rolled.output, rolled.output
+            assert rolled.output.count("rollout.destination_rule_elsewhere") == 1, rolled.output  # the page (649)
         vs = api.get(GROUP, "virtualservices", "ml", "m0")
         other_route = copy.deepcopy(vs["spec"]["http"][0])
         # the note beside the record names the route written, by which a claimed route is found (decision 549)
