@@ -277,6 +277,14 @@ def _dr_gone_shown(exc: DestinationRuleGone, flag: Optional[str], target: Target
     return flag == (recorded or target.virtual_service)
 
 
+def _rule_elsewhere_note(why: str) -> str:
+    """`canary status`'s note on a DestinationRule re-hosted to another service (`RouteStatus.rule_elsewhere`):
+    why it is not pointed and how to mend it, what Istio does meanwhile, and what a rollback does (decision 650)."""
+    return (f"{why}. Meanwhile every request to the route's subsets fails (503, NR: no DestinationRule of its host "
+            "defines them); before it is mended a `canary rollback` writes stable 100% on the route and exits 3, the "
+            "rule not pointed")
+
+
 def _dr_gone_note(target: Target, state: Optional[rl.RolloutState], model: str, ns: str,
                   virtual_service: Optional[str], route: Optional[str]) -> str:
     """`canary status`'s note (and `destination_rule_missing` in -o json) on a route whose DestinationRule is
@@ -1483,7 +1491,9 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
             others = isinstance(raw[1], list)  # `inspect_any(for_stable=True)`: every non-stable destination's weight
             # an ended rollout whose stable subset selects another version than its end names: a process
             # killed between its writes, nobody following it (docs/decisions.md 94)
-            disagrees = end_disagreement(state, st) if state is not None else ""
+            # (not where its rule names another service: its subsets are that service's, and `canary rollback` does
+            # not point them, decision 650; said in the rule's own note)
+            disagrees = end_disagreement(state, st) if state is not None and not st.rule_elsewhere else ""
             elsewhere = _recorded_elsewhere(state, target, st)
             # an end typed in (or garbage) over a split: nobody drives it, and the end it claims is not so
             nobody = unowned.why(state, st, unreadable=unreadable)
@@ -1513,6 +1523,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                     typer.echo(_raw_note(st.weights, st.raw_weights))
                 if dr_gone:
                     typer.echo(f"note: {dr_gone}")
+                if st.rule_elsewhere:
+                    typer.echo(f"note: {_rule_elsewhere_note(st.rule_elsewhere)}")
                 if unreadable:
                     typer.echo(f"note: {unreadable}; `canary rollback` writes 100/0 and a new record")
                 if disagrees:
@@ -1539,6 +1551,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                    **({"stable_unwritable": st.stable_unwritable} if shape and st.stable_unwritable else {}),
                    **({"routes_nothing": st.routes_nothing} if shape and st.routes_nothing else {}),
                    **({"destination_rule_missing": dr_gone} if dr_gone else {}),
+                   **({"destination_rule_elsewhere": _rule_elsewhere_note(st.rule_elsewhere)}
+                      if st.rule_elsewhere else {}),
                    "route": target.route or None,
                    "stable_subset_version": st.stable_subset_version,
                    "canary_subset_version": st.canary_subset_version,

@@ -45,6 +45,10 @@ class RouteStatus:
     # such a route read by `inspect_any(shown=True)` where no stable destination can be added (the
     # DestinationRule unreadable or without both subsets): why `canary rollback` cannot restore stable on it
     stable_unwritable: str = ""
+    # read by `inspect_any(shown=True)`: its DestinationRule names another service than the rollout's own route
+    # (`istio.rule_elsewhere`, re-hosted mid-rollout): never pointed, the route's subsets resolving under no rule of
+    # its host until it is mended (decision 650); "" otherwise
+    rule_elsewhere: str = ""
     # that route answers every request itself ("redirect", "directResponse": `patch.routes_nothing`), no destination:
     # no request reaches the canary by it, and a stable-100% write leaves it as it is (decision 522); "" otherwise
     routes_nothing: str = ""

@@ -148,9 +148,11 @@ class IstioRouter:
                     _stable_service(vs, dr, target, route)
                 except TargetError as exc:
                     unwritable = str(exc)
+        # a rule re-hosted to another service: written on its own route, never pointed (644), said (650)
+        elsewhere = rule_elsewhere(vs, dr, target) if shown and not unwritable else ""
         seen = patch.observe_weights(vs, ref)
         return replace(self._status(vs, dr, seen.weights), raw_weights=None if seen.canonical else seen.raw,
-                       stable_unwritable=unwritable)
+                       stable_unwritable=unwritable, rule_elsewhere=elsewhere)
 
     def _stable_view(self, target: Target, *, shown: bool = False) -> RouteStatus:
         """The route as a stable-100% write sees it (`stable.stable_routes`: the route named, else the
@@ -195,8 +197,10 @@ class IstioRouter:
         # a route answering every request itself (a redirect): nothing to the canary, nothing written on it, and
         # no weights as written to say (decision 522)
         nothing = routes[0].nothing if routes and all(r.nothing for r in routes) else ""
+        elsewhere = rule_elsewhere(vs, dr, target) if shown and not unwritable else ""  # (650)
         return replace(status, weights=weights, raw_weights=None if canonical or nothing else raw, shares=split,
-                       stable_added="" if unwritable else added, stable_unwritable=unwritable, routes_nothing=nothing)
+                       stable_added="" if unwritable else added, stable_unwritable=unwritable, routes_nothing=nothing,
+                       rule_elsewhere=elsewhere)
 
     def _for_stable_write(self, target: Target) -> tuple[Obj, Obj | None, str, Weights | None]:
         """The VirtualService, the DestinationRule if it can be read and names both subsets (else None),

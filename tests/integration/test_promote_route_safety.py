@@ -704,6 +704,10 @@ def test_a_destination_rule_re_hosted_to_the_other_models_service_never_writes_t
         else:
             _killed_at_first_step(api, claimed)
             edits()
+            # `canary status` mid-rollout says the rule is not pointed, why, and how to mend it (decision 650)
+            shown = CliRunner().invoke(app, ["status", *flags, "-o", "json"])
+            assert shown.exit_code == 0 and "kubectl edit destinationrule m0 -n ml" in json.loads(
+                shown.output)["destination_rule_elsewhere"], shown.output
             rolled = CliRunner().invoke(app, ["rollback", *flags, "--reason", "pager"])
             assert rolled.exit_code == 3 and "kubectl edit destinationrule m0 -n ml" in rolled.output, rolled.output
             assert "traffic.unsafe" not in rolled.output, rolled.output
@@ -720,6 +724,12 @@ def test_a_destination_rule_re_hosted_to_the_other_models_service_never_writes_t
         # a `canary rollback` after the end (its repair of the stable subset) points nothing either
         again = CliRunner().invoke(app, ["rollback", *flags, "--reason", "pager"])
         assert again.exit_code == 3 and "kubectl edit destinationrule m0 -n ml" in again.output, again.output
+        # ...and `canary status` after the end says so, not that m1's labels serve m0 and that `canary rollback`
+        # points the subset back (which refuses, exit 3; decision 650)
+        shown = CliRunner().invoke(app, ["status", *flags])
+        assert shown.exit_code == 0 and "route_disagrees" not in shown.output, shown.output
+        assert "every request to the route's subsets fails (503, NR" in shown.output, shown.output
+        assert "kubectl edit destinationrule m0 -n ml" in shown.output, shown.output
         assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0] == other_route
         assert api.get(GROUP, "destinationrules", "ml", "m1") == other_rule
         assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
