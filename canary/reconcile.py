@@ -1029,8 +1029,11 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
             (retry or Retry(page=True)).line(log, {
                 "error": str(exc), "subset": action.subset, "version": action.version, "weights": str(state.weights),
                 "write_landed": write_landed(exc), "note": subset_note(exc, target, action),
-                "hint": "the weights send 100% to the stable subset, which "
-                        f"could not be re-pointed at {action.version}: check what it selects"}, own=("note",))
+                "hint": (f"mend DestinationRule {target.namespace}/{target.dr_name} (`kubectl edit destinationrule "
+                         f"{target.dr_name} -n {target.namespace}`: spec.host the route's service), then run `canary "
+                         "rollback` again: it points the subset" if isinstance(exc, RuleElsewhere) else
+                         "the weights send 100% to the stable subset, which "
+                         f"could not be re-pointed at {action.version}: check what it selects")}, own=("note",))
         if rollback and not isinstance(exc, TransientError):  # the weights were written: exit 3, not 2
             failed = RollbackFailed(f"stable has 100% of the weights, but the {action.subset} subset could not be "
                                     f"re-pointed at {action.version}: {exc}"

@@ -712,6 +712,7 @@ def test_a_destination_rule_re_hosted_to_the_other_models_service_never_writes_t
             assert rolled.exit_code == 3 and "kubectl edit destinationrule m0 -n ml" in rolled.output, rolled.output
             assert "traffic.unsafe" not in rolled.output, rolled.output
             assert rolled.output.count("rollout.destination_rule_elsewhere") == 1, rolled.output  # the page (649)
+            assert "check what it selects" not in rolled.output, rolled.output  # the hint: mend the rule (649)
         vs = api.get(GROUP, "virtualservices", "ml", "m0")
         other_route = copy.deepcopy(vs["spec"]["http"][0])
         # the note beside the record names the route written, by which a claimed route is found (decision 549)
