@@ -1016,7 +1016,8 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
             if report_failure:  # nothing written: a caller that tries again (`retry`) says so first
                 (retry or Retry(page=True)).line(log, {
                     "error": msg, "subset": action.subset, "version": action.version, "weights": str(state.weights),
-                    "hint": f"act by hand: point the stable subset at {action.version}, then run `canary rollback` "
+                    "hint": _elsewhere_hint(target) if isinstance(exc, RuleElsewhere) else
+                            f"act by hand: point the stable subset at {action.version}, then run `canary rollback` "
                             "again"})
             raise RollbackFailed(msg) from exc
         if rollback:  # the weights landed (stable 100%, the end recorded): the line says which write did not
@@ -1029,9 +1030,7 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
             (retry or Retry(page=True)).line(log, {
                 "error": str(exc), "subset": action.subset, "version": action.version, "weights": str(state.weights),
                 "write_landed": write_landed(exc), "note": subset_note(exc, target, action),
-                "hint": (f"mend DestinationRule {target.namespace}/{target.dr_name} (`kubectl edit destinationrule "
-                         f"{target.dr_name} -n {target.namespace}`: spec.host the route's service), then run `canary "
-                         "rollback` again: it points the subset" if isinstance(exc, RuleElsewhere) else
+                "hint": (_elsewhere_hint(target) if isinstance(exc, RuleElsewhere) else
                          "the weights send 100% to the stable subset, which "
                          f"could not be re-pointed at {action.version}: check what it selects")}, own=("note",))
         if rollback and not isinstance(exc, TransientError):  # the weights were written: exit 3, not 2
@@ -1390,6 +1389,15 @@ def destination_rule_deleted(log: Any, target: Target, action: rl.PointSubset, *
               hint=f"restore DestinationRule {dr} now (re-apply it from your manifests) with its {action.subset} "
                    f"subset selecting version {action.version}; traffic recovers as soon as Istio has it, and "
                    "canary writes nothing more to this route (the rollout is ended, stable 100% recorded)")
+
+
+def _elsewhere_hint(target: Target) -> str:
+    """`rollback.failed`'s (and `rollback.retrying`'s) hint when the DestinationRule names another service
+    (`RuleElsewhere`): mend its host, then `canary rollback` again; never "point the stable subset", which would
+    write a rule that now describes another model's pods (decisions 644, 649, 654)."""
+    return (f"mend DestinationRule {target.namespace}/{target.dr_name} (`kubectl edit destinationrule "
+            f"{target.dr_name} -n {target.namespace}`: spec.host the route's service), then run `canary "
+            "rollback` again: it points the subset")
 
 
 def destination_rule_elsewhere(log: Any, target: Target, action: rl.PointSubset, *, error: str) -> None:

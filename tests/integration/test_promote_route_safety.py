@@ -725,6 +725,11 @@ def test_a_destination_rule_re_hosted_to_the_other_models_service_never_writes_t
         # a `canary rollback` after the end (its repair of the stable subset) points nothing either
         again = CliRunner().invoke(app, ["rollback", *flags, "--reason", "pager"])
         assert again.exit_code == 3 and "kubectl edit destinationrule m0 -n ml" in again.output, again.output
+        # its page's hint mends the rule's host, never "point the stable subset at v1": that rule now describes m1's
+        # pods (it said so, the wrong remedy 649 took out of the other path; decision 654)
+        [failed] = [json.loads(line) for line in again.output.splitlines() if '"event": "rollback.failed"' in line]
+        assert "kubectl edit destinationrule m0 -n ml" in failed["hint"], failed
+        assert "point the stable subset" not in failed["hint"], failed
         # ...and `canary status` after the end says so, not that m1's labels serve m0 and that `canary rollback`
         # points the subset back (which refuses, exit 3; decision 650)
         shown = CliRunner().invoke(app, ["status", *flags])
