@@ -281,8 +281,8 @@ def _rule_elsewhere_note(why: str) -> str:
     """`canary status`'s note on a DestinationRule re-hosted to another service (`RouteStatus.rule_elsewhere`):
     why it is not pointed and how to mend it, what Istio does meanwhile, and what a rollback does (decision 650)."""
     return (f"{why}. Meanwhile every request to the route's subsets fails (503, NR: no DestinationRule of its host "
-            "defines them); before it is mended a `canary rollback` writes stable 100% on the route and exits 3, the "
-            "rule not pointed")
+            "defines them); before it is mended a `canary rollback` exits 3, the rule not pointed (a route still "
+            "split is set to stable 100% first; one at stable 100% is left as it is)")
 
 
 def _dr_gone_note(target: Target, state: Optional[rl.RolloutState], model: str, ns: str,

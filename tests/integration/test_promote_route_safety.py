@@ -736,6 +736,10 @@ def test_a_destination_rule_re_hosted_to_the_other_models_service_never_writes_t
         assert shown.exit_code == 0 and "route_disagrees" not in shown.output, shown.output
         assert "every request to the route's subsets fails (503, NR" in shown.output, shown.output
         assert "kubectl edit destinationrule m0 -n ml" in shown.output, shown.output
+        # ...nor that a `canary rollback` writes stable 100% on it: at the end's 100/0 it writes nothing (the one
+        # above: "nothing was written", exit 3; decision 655)
+        assert "writes stable 100% on the route" not in shown.output, shown.output
+        assert "one at stable 100% is left as it is" in shown.output, shown.output
         assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0] == other_route
         assert api.get(GROUP, "destinationrules", "ml", "m1") == other_rule
         assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
