@@ -2060,6 +2060,7 @@ class Controller:
         if isinstance(exc, (TransientError, ConflictStorm)) and self.clock.now() - first < FAILURE_BUDGET_S:
             return
         reason = f"failed: {said(exc)}"
+        cause = failure_cause(exc)  # the end's class (decision 607)
         if known is None:  # a new process, or the tick failed before the state was read: what the status says
             assert drove is not None
             try:
@@ -2068,15 +2069,15 @@ class Controller:
                 try:
                     spec = crd.parse(obj, configmap=self._configmap)
                 except Exception:  # its policy cannot be read (a policyRef ConfigMap gone): stable needs none
-                    outcome, _ = self._stable_if_ours(obj, raw, reason=reason[:500], cause=failure_cause(exc),
+                    outcome, _ = self._stable_if_ours(obj, raw, reason=reason[:500], cause=cause,
                                                       log=self.log.bind(rollout=key, virtual_service=drove[0]))
                     if outcome in ("stable", "idle", "gone"):
                         self._ended_status(obj, phase=rl.ABORTED, reason=reason + (
                             f"; VirtualService {drove[0]} is gone" if outcome == "gone" else ""),
-                                           cause=failure_cause(exc))
+                                           cause=cause)
                 else:
                     outcome = self._rescue(obj, spec, drove, reason=reason[:500], log=self._rollout_log(spec),
-                                           cause=failure_cause(exc))
+                                           cause=cause)
                 if outcome == "gone":
                     self._route_deleted(raw, split, error=str(exc),
                                         log=self.log.bind(rollout=key, **rollout_context(raw)))
@@ -2096,7 +2097,7 @@ class Controller:
             self._route_deleted(spec.target, state.weights, error=str(exc), log=self._rollout_log(spec, state))
             why = f"{reason[:500]}; VirtualService {spec.target.virtual_service} is gone"
             ended, actions = rl.transition(state, rl.Rollback(self.clock.now(), why, aborted=True,
-                                                              cause=failure_cause(exc)), None)  # type: ignore[arg-type]
+                                                              cause=cause), None)  # type: ignore[arg-type]
             for kept in (self._failing, self._stable_failing, self._unconfirmed):
                 kept.pop(key, None)
             self._known[key] = _Known(spec, ended)
@@ -2130,10 +2131,10 @@ class Controller:
         now = self.clock.now()
         try:
             new = self._to_stable(key, spec.target, state, reason=reason[:500], log=log, now=now, expect=read,
-                                  routed=now_read.route if rec is not None else None, cause=failure_cause(exc))
+                                  routed=now_read.route if rec is not None else None, cause=cause)
         except CanaryError as unsent:  # rollback.retrying (or its page) is logged; the next tick tries again, or finds it landed
             self._unconfirmed[key] = (*rl.transition(state, rl.Rollback(now, reason[:500], aborted=True,
-                                                                        cause=failure_cause(exc)),
+                                                                        cause=cause),
                                                      None), read, write_landed(unsent))  # type: ignore[arg-type]
             return
         self._observe(spec, new)
