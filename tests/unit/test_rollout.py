@@ -744,8 +744,9 @@ def test_every_producer_of_an_end_records_its_class() -> None:
     (582, 590). Among them the route-shape refusals mid-rollout decision 590 left "infrastructure" (two hosts, three
     destinations, a route deleted), now foreign edits, and ends whose words no rule classed ("other"): a split
     under another rollout's record, an end typed over the split."""
-    got = {what: (s.end_cause, s.reason[:120]) for what, s, _ in _ended_by_every_producer()}
-    want = {what: cls for what, _, cls in _ended_by_every_producer()}
+    ended = _ended_by_every_producer()
+    got = {what: (s.end_cause, s.reason[:120]) for what, s, _ in ended}
+    want = {what: cls for what, _, cls in ended}
     assert {w: c for w, (c, _) in got.items()} == want, got
 
 
@@ -754,8 +755,9 @@ def test_every_end_reason_this_session_added_is_classed_as_its_cause() -> None:
     route re-shaped by hand mid-rollout (570, 578's two ports) was "infrastructure", "Prometheus or Kubernetes
     failed" in the report's headline and in `end_cause`, where 572 classes a route changed outside the rollout as
     a foreign edit (decision 590)."""
-    got = {what: (rl.classify_reason(reason), reason) for what, reason, _ in _session_reasons()}
-    want = {what: cls for what, _, cls in _session_reasons()}
+    reasons = _session_reasons()
+    got = {what: (rl.classify_reason(reason), reason) for what, reason, _ in reasons}
+    want = {what: cls for what, _, cls in reasons}
     assert {w: c for w, (c, _) in got.items()} == want, got
 
 
