@@ -40,6 +40,7 @@ from canary.errors import (ApiRefused, CanaryError, ConfigError, ConflictStorm, 
                            NotLeader, PodsNotReady, RecordTooNew, RolloutBusy, RoutingConflict, StableNotReady,
                            StatusRefused, TargetError, TransientError, WeightsMoved)
 from canary.fencing import FencedRouter
+from canary import history as hist
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
 from canary.informer import stub
@@ -3108,8 +3109,7 @@ def _ended_before(rec: rl.RolloutState, owner: str, version: str, *,
         at = h.get("started_at")
         if started and isinstance(at, (int, float)) and crd.iso(float(at)) != started:
             continue  # an earlier rollout of the same version by the same CR
-        cause = h.get("end_cause")
-        return str(h["phase"]), str(h.get("reason") or ""), cause if isinstance(cause, str) else ""
+        return str(h["phase"]), str(h.get("reason") or ""), hist.end_cause(h)
     return None
 
 
