@@ -41,9 +41,13 @@ def _split_found(vs: Any, host: str, *, driven: set[int]) -> Split | None:
 
 def _said(vs: Any, split: Split) -> str:
     """"<vs>: <field> (<name>) splits its traffic <rest>/<share>"."""
+    return f"{where(vs)}: {_label(split)} splits its traffic {split.rest}/{split.share}"
+
+
+def _label(split: Split) -> str:
+    """"<field> (<name>)" of the split's route, "<field>" where it has no name."""
     name = split.route.get("name")
-    label = split.field + (f" ({name})" if isinstance(name, str) and name else "")
-    return f"{where(vs)}: {label} splits its traffic {split.rest}/{split.share}"
+    return split.field + (f" ({name})" if isinstance(name, str) and name else "")
 
 
 def _running_on(vs: Any, split: Split) -> str:
@@ -123,8 +127,6 @@ def split_on_other(vs: Any, host: str) -> OtherSplit | None:
     if split is None:
         return None
     meta = vs.get("metadata") or {}
-    name = split.route.get("name")
-    label = split.field + (f" ({name})" if isinstance(name, str) and name else "")
     base = f"/spec/{split.kind}/{split.index}/route"
     ops = [{"op": "add", "path": f"{base}/{j}/weight", "value": 0} for j, _ in split.canary]
     # its share to the stable destination, as a rollback's `drop_canary_splits` does on its own VS; with none, to the
@@ -137,7 +139,7 @@ def split_on_other(vs: Any, host: str) -> OtherSplit | None:
     ops.append({"op": "add", "path": f"{base}/{to}/weight", "value": weight[to] + split.share})
     hint = (f"kubectl -n {meta.get('namespace', '?')} patch virtualservice {meta.get('name', '?')} --type=json -p "
             f"'{json.dumps(ops, separators=(',', ':'))}'")
-    return OtherSplit(virtual_service=where(vs), route=label, weights=f"{split.rest}/{split.share}",
+    return OtherSplit(virtual_service=where(vs), route=_label(split), weights=f"{split.rest}/{split.share}",
                       words=_said(vs, split), hint=hint)
 
 
