@@ -621,7 +621,9 @@ def test_a_second_jump_back_in_a_step_moves_the_clock_again_and_the_looks_after_
     import structlog.testing
 
     ctl, metrics, state, t0 = _on_prometheus_clock(step_age_s=5)
-    ctl._reverted_meanwhile = lambda s: s  # type: ignore[method-assign]  # stop after the measuring: not routed
+    ctl._reverted_meanwhile = lambda s: None  # type: ignore[method-assign]  # the route as recorded
+    judged: list[rl.Looked] = []  # the looks that reached the judge, not written
+    ctl._decide = lambda s, seen, **kw: judged.append(seen.look) or s  # type: ignore[method-assign]
     real = t0
     with structlog.testing.capture_logs() as logs:
         metrics.last_instant = real - 300  # type: ignore[attr-defined]
@@ -633,6 +635,7 @@ def test_a_second_jump_back_in_a_step_moves_the_clock_again_and_the_looks_after_
             ctl._look(state)
     discarded = [e["reason"] for e in logs if e["event"] == "look.discarded"]
     assert len(discarded) == 2 and "again in this step" in discarded[1], discarded
+    assert len(judged) == 1 and judged[0] is not None, judged  # the look after the jump: judged
     assert abs(ctl.clock.now() - (real - 500)) < 2, "the rollout's clock is Prometheus's"
 
 
