@@ -57,15 +57,22 @@ def _running_on(vs: Any, split: Split) -> str:
     return f"{state.canary_version} ({state.phase})" if state is not None else ""
 
 
-def _state_on(vs: Any, split: Split) -> Any:
-    """`_running_on`'s rollout (a `RolloutState`), None where there is none."""
+def record_on(vs: Any) -> Any:
+    """The rollout recorded on `vs` (a `RolloutState`), None when there is none or it is unreadable."""
     from canary import rollout as rl
 
     text = read_state(vs)
+    if not text:
+        return None
     try:
-        state = rl.RolloutState.from_json(text) if text else None
+        return rl.RolloutState.from_json(text)
     except (ValueError, TypeError, KeyError):
         return None
+
+
+def _state_on(vs: Any, split: Split) -> Any:
+    """`_running_on`'s rollout (a `RolloutState`), None where there is none."""
+    state = record_on(vs)
     http = vs["spec"].get("http") if split.kind == "http" else None
     if state is None or state.terminal or not isinstance(http, list):
         return None

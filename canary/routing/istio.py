@@ -164,7 +164,7 @@ class IstioRouter:
             routes = stable.stable_routes(vs, route, recorded=recorded_weights, host=_stable_service(vs, dr, target,
                                                                                                     route))
         except TargetError as exc:
-            recorded, why = _record(vs), str(exc)
+            recorded, why = claims.record_on(vs), str(exc)
             guessed = stable.canary_host(vs, route) if not _service(dr, target) else ""
             if not guessed and not _service(dr, target) and shown and stable.emptied(vs, route):
                 # nothing routed and no service named anywhere: any host reads it as it is (no destination to
@@ -212,7 +212,7 @@ class IstioRouter:
             patch.subset_versions(dr)
         except CanaryError:
             dr = None
-        recorded = _record(vs)
+        recorded = claims.record_on(vs)
         route = target.route or (recorded.route if recorded is not None else "")
         return vs, dr, route, recorded.weights if recorded is not None else None
 
@@ -234,7 +234,7 @@ class IstioRouter:
         except TargetError:
             if route:
                 raise
-            recorded = _record(vs)  # the rollout's own route, by its record or the name noted at its writes (549),
+            recorded = claims.record_on(vs)  # the rollout's own route, by its record or the name noted at its writes (549),
             # else the one holding the weights it recorded
             claimed = "" if recorded is not None and recorded.route else claimed_route(vs, dr, target)
             route = recorded.route if recorded is not None and recorded.route else claimed or patch.route_for(
@@ -724,17 +724,6 @@ def _http_date(value: Any) -> float | None:
         return None
 
 
-def _record(vs: Obj) -> Any:
-    """The rollout recorded on `vs`, None when there is none or it is unreadable."""
-    text = patch.read_state(vs)
-    if not text:
-        return None
-    try:
-        return rl.RolloutState.from_json(text)
-    except (ValueError, TypeError, KeyError):
-        return None
-
-
 def _service(dr: Obj | None, target: Target) -> str:
     """The rollout's service as its DestinationRule names it, in full (`patch.fqdn`); "" without the rule
     (a stable-100% write then acts on every route with a `stable` destination beside others)."""
@@ -807,7 +796,7 @@ def _own_service(vs: Obj, dr: Obj | None, target: Target, named: str) -> str:
     tell one: a route found otherwise (by `--route`, or by the note's service: a note edited by hand to another
     model's service is not told from the rule edited to it, and writing by it wrote that model's route, decision
     549's case (2)), several hosts none noted, or a route sending nowhere."""
-    rec = _record(vs)
+    rec = claims.record_on(vs)
     http = vs.get("spec", {}).get("http") if isinstance(vs.get("spec"), dict) else None
     try:
         told = rec.route if rec is not None and rec.route else claimed_route(vs, dr, target)
@@ -830,7 +819,7 @@ def rule_elsewhere(vs: Obj, dr: Obj | None, target: Target) -> str:
     rule = _service(dr, target)
     if not rule or not vs:
         return ""
-    rec = _record(vs)
+    rec = claims.record_on(vs)
     route = target.route or (rec.route if rec is not None else "")
     try:
         mine = _stable_service(vs, dr, target, route)
