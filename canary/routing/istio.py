@@ -491,9 +491,7 @@ class IstioRouter:
         GLANCE_TIMEOUT_S (`subset_pods`'s: a look or a landed rollback is not held by a failing API server for
         the router's tries). Raises what `_list` raises."""
         if glance:
-            quick = copy.copy(self)  # the same clients, cache and fence; one try, a short timeout
-            quick.transient_attempts, quick.timeout = 1, min(self.timeout, GLANCE_TIMEOUT_S)
-            return quick.split_in_others(target, listed=listed, dr=dr)
+            return self._glancing().split_in_others(target, listed=listed, dr=dr)
         host, items, unknown = self._others(target, listed=listed, dr=dr)
         return next((s for s in (claims.split_on_other(vs, host) for vs in items) if s is not None), None), unknown
 
@@ -578,6 +576,12 @@ class IstioRouter:
         """Drop what `prefetch` or `seed` gave this thread and no read used: it must not serve later."""
         self._local.cache = {}
 
+    def _glancing(self) -> IstioRouter:
+        """This router with each read tried once, within GLANCE_TIMEOUT_S: the same clients, cache and fence."""
+        quick = copy.copy(self)
+        quick.transient_attempts, quick.timeout = 1, min(self.timeout, GLANCE_TIMEOUT_S)
+        return quick
+
     def subset_pods(self, target: Target, subset: str = patch.CANARY, *, glance: bool = False) -> Any:
         """The pods `subset` (`canary`, `stable`) will select once pointed at the target's version of it
         (`routing.pods`): a `pods.PodCount`, `unchecked` saying why when the Service or the pods cannot
@@ -586,9 +590,7 @@ class IstioRouter:
         count after a rollback landed: on a failing API server it must not hold `canary rollback`'s
         answer, or a controller worker, for the router's four 10 s tries a read)."""
         if glance:
-            quick = copy.copy(self)  # the same clients, cache and fence; one try, a short timeout
-            quick.transient_attempts, quick.timeout = 1, min(self.timeout, GLANCE_TIMEOUT_S)
-            return quick.subset_pods(target, subset)
+            return self._glancing().subset_pods(target, subset)
         import json
 
         from canary.routing import pods
