@@ -584,11 +584,8 @@ def _latency_relative(s: Arm | evidence.ArrayArm, c: Arm | evidence.ArrayArm, *,
     assert isinstance(s, Arm) and isinstance(c, Arm)
     finite = c.bounds[:-1]
     pick = buckets.pick_pair(finite, s.cum, s.n, q=c.q, tol=tol) if s.n > 0 and c.n > 0 else None
-    shared_p0 = pick[2] if pick is not None else None
-    if mine is not None:
-        pick = stats.own_layout_pick(pick, *mine, s.n)
     return stats.relative_result(finite, pick, c.k, n_s=s.n, n_c=c.n, s_est=s.estimate(), c_est=c.estimate(),
-                                 q=c.q, tol=tol, alpha=alpha, estimate_p0=shared_p0,
+                                 q=c.q, tol=tol, alpha=alpha, own=mine,
                                  beyond=lambda: stats.quantiles_beyond(finite, s.k, s.n, c.k, c.n, q=c.q, tol=tol))
 
 

@@ -394,12 +394,9 @@ def latency_relative(
     s_est = histogram_quantile(bounds, stable, q)
     c_est = histogram_quantile(bounds, canary, q)
     pick = pick_pair(finite, k_s[:-1].astype(float), n_s, q=q, tol=tol) if n_s > 0 and n_c > 0 else None
-    shared_p0 = pick[2] if pick is not None else None
-    if own is not None:
-        pick = own_layout_pick(pick, own[0], own[1], n_s)
     finite_all = np.isfinite(stable).all() and np.isfinite(canary).all()
     return relative_result(finite, pick, k_c, n_s=n_s, n_c=n_c, s_est=s_est, c_est=c_est, q=q, tol=tol, alpha=alpha,
-                           estimate_p0=shared_p0,
+                           own=own,
                            beyond=(lambda: quantiles_beyond([float(b) for b in finite], [int(k) for k in k_s[:-1]], n_s,
                                                             [int(k) for k in k_c[:-1]], n_c, q=q, tol=tol))
                            if finite_all else None)
@@ -467,7 +464,7 @@ def quantiles_beyond(finite: Sequence[float], k_s: Sequence[int], n_s: int, k_c:
 def relative_result(finite: Sequence[float], pick: tuple[int, float, float, float, float] | None,
                     k_c: Sequence[int], *, n_s: int, n_c: int, s_est: float, c_est: float, q: float, tol: float,
                     alpha: float, beyond: Callable[[], tuple[float, str]] | None = None,
-                    estimate_p0: float | None = None) -> TestResult:
+                    own: tuple[Sequence[float], Sequence[float]] | None = None) -> TestResult:
     """`latency_relative` from its parts (`buckets` computes them on lists): the bound pair `pick`
     (`pick_pair`; None without one), the canary's integer counts, totals and quantile estimates.
 
@@ -477,9 +474,13 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
     the level, BEYOND_SHARE of it to the bounds test (p = min(p_pair / 0.9, p_bounds / 0.1): valid
     whichever rejects), and with no pair at all the bounds test decides alone.
 
-    `estimate_p0`: the pair's stable exceedance on the bounds both arms share, where `own_layout_pick` raised
-    the null above it (None: the pick's own). The no-pass estimate reads the smaller one: the larger null
-    only makes a breach harder, never a pass easier (docs/decisions.md 598)."""
+    `own`: the stable's own finite bounds and cumulative counts there, where it exports bounds `finite` lacks:
+    the pair's null is read there too (`own_layout_pick`). The no-pass estimate reads the shared layout's
+    exceedance, the smaller one: the larger null only makes a breach harder, never a pass easier
+    (docs/decisions.md 598)."""
+    estimate_p0 = pick[2] if pick is not None else None
+    if own is not None:
+        pick = own_layout_pick(pick, own[0], own[1], n_s)
     effect = (c_est / s_est - 1.0) if s_est > 0 and math.isfinite(c_est) else math.nan
     if n_s <= 0 or n_c <= 0:
         return TestResult(False, False, 1.0, stable=s_est, canary=c_est, effect=effect,
