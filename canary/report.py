@@ -182,8 +182,8 @@ def _why(doc: dict[str, Any]) -> str:
         said = [str(e["reason"]) for e in doc.get("events") or () if e.get("reason")]
         reason = said[-1] if said else ""
     # the class recorded with the end (decision 607); a history from before it, by the reason's words
-    cause = _CAUSE_WORDS.get(end_cause(recorded_cause(doc), reason)) if reason or recorded_cause(doc) else (
-        "no reason was recorded")
+    recorded = recorded_cause(doc)
+    cause = _CAUSE_WORDS.get(end_cause(recorded, reason)) if reason or recorded else "no reason was recorded"
     head = "Rolled back" if phase == ROLLED_BACK else "Aborted"
     text = " — ".join(x for x in (cause, reason) if x)
     return f'<p class="sub" id="why"><strong>{head}</strong>: {_e(text)}</p>'
