@@ -120,7 +120,7 @@ class PrometheusProvider(PrometheusClient):
 
         def count(arm: str) -> float:
             asked = parts[f"{arm}/requests"]
-            return _request_count(number_of(got[f"{arm}/requests"], asked, check, arm), asked, check, arm, window_s)
+            return _answered_requests(got, arm, asked, check, window_s)
 
         twice = {key: part for key, part in parts.items() if not key.endswith("/requests") and key != HELD}
         stable, canary = _not_twice(each_arm(count), got, twice, check, self._quiet)
@@ -357,7 +357,7 @@ class PrometheusProvider(PrometheusClient):
             both = together.requests(arm) if together is not None else None
             if both is not None:
                 query = plan["requests"]
-                n = _request_count(number_of(both[f"{arm}/requests"], query, check, arm), query, check, arm, window_s)
+                n = _answered_requests(both, arm, query, check, window_s)
             else:
                 n = self._requests(plan["requests"], check, arm, window_s, at)
         except NoData:
@@ -377,7 +377,7 @@ class PrometheusProvider(PrometheusClient):
 
         def counts(arm: str) -> Counts:
             query = plan[arm]["requests"]
-            total = _request_count(number_of(got[f"{arm}/requests"], query, check, arm), query, check, arm, window_s)
+            total = _answered_requests(got, arm, query, check, window_s)
             errors = number_of(got[f"{arm}/errors"], plan[arm]["errors"], check, arm)
             # the two counters are extrapolated separately; errors may overshoot by a hair
             return Counts(events=min(max(errors, 0.0), total), total=total)
@@ -405,8 +405,7 @@ class PrometheusProvider(PrometheusClient):
                     f"{arm_name(arm)} (exported as a percentage?); query: {gauge}"
                 )
             requests = plan[arm]["requests"]
-            n = _request_count(number_of(got[f"{arm}/requests"], requests, check, arm), requests, check, arm,
-                               window_s)
+            n = _answered_requests(got, arm, requests, check, window_s)
             return Counts(events=min(rate, 1.0) * n, total=n)
 
         return _not_twice(arms_pair(counts), got, twice, check, self._quiet)
@@ -427,8 +426,7 @@ class PrometheusProvider(PrometheusClient):
             data = feature_counts(answers, queries=plan[arm], check=check, arm=arm, window_s=window_s)
             requests = plan[arm]["requests"]
             try:  # rows are not requests (a batched request sends many): the floor is compared with requests
-                n = _request_count(number_of(got[f"{arm}/requests"], requests, check, arm), requests, check, arm,
-                                   window_s)
+                n = _answered_requests(got, arm, requests, check, window_s)
             except NoData:
                 n = 0.0
             return dataclasses.replace(data, requests=n)
@@ -605,6 +603,11 @@ def _twice_instances(series: list[object], *, at_least: float = 2) -> set[str]:
         if where and jobs >= at_least:
             out.add(str(where))
     return out
+
+
+def _answered_requests(got: dict[str, list[object]], arm: str, query: str, check: str, window_s: float) -> float:
+    """`_request_count` of the arm's "<arm>/requests" part of a split answer (`queries.split_answer`)."""
+    return _request_count(number_of(got[f"{arm}/requests"], query, check, arm), query, check, arm, window_s)
 
 
 def _request_count(n: float, query: str, check: str, arm: str, window_s: float) -> float:
