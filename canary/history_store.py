@@ -427,7 +427,7 @@ class Recorder:
         self.log = log or get_logger(component="history")
         self._ident: dict[str, Any] | None = None
         # of the last state observed, only what a flush writes and `observe` compares: (phase, reason,
-        # updated_at, weights); not the state (~14 kB of objects with five checks, one per rollout)
+        # updated_at, weights, end_cause); not the state (~14 kB of objects with five checks, one per rollout)
         self._last: tuple[str, str, float, Any, str] | None = None
         # pending look records as compact JSON (a record with per-arm values is ~1.5 kB as dicts, a
         # few hundred bytes as text; a controller holds up to `flush_every` of them for thousands of
