@@ -353,9 +353,12 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
                        pass_gap_s=gap, pass_ticks_s=ticks,
                        reason=f"all checks shown within their limits: {j.reason()}"), j
     if elapsed < window_deadline_s(policy):
-        why = j.reason() if covered >= a.interval else f"window {covered:.0f}s of {a.interval:g}s; {j.reason()}"
-        if covered < a.interval <= elapsed:  # the window is old enough, the data Prometheus holds of it are not
+        if covered >= a.interval:
+            why = j.reason()
+        elif elapsed >= a.interval:  # the window is old enough, the data Prometheus holds of it are not
             why = f"{short_reason(covered, a.interval, elapsed)}; {j.reason()}"
+        else:
+            why = f"window {covered:.0f}s of {a.interval:g}s; {j.reason()}"
         return replace(s, verdict=INCONCLUSIVE, reason=why), j
     short = f"; {short_reason(covered, a.interval, elapsed)}" if covered < a.interval else ""
     why = (f"{NO_VERDICT} {elapsed:.0f}s in this window ({j.outcome.label}: {j.reason()}; canary requests "
