@@ -2061,7 +2061,8 @@ class Controller:
         if isinstance(exc, (TransientError, ConflictStorm)) and self.clock.now() - first < FAILURE_BUDGET_S:
             return
         reason = f"failed: {said(exc)}"
-        cause = failure_cause(exc)  # the end's class (decision 607)
+        # the end's class (decision 607): its own VirtualService's 404 is a foreign edit (decision 666)
+        cause = failure_cause(exc, known.spec.target if known is not None else _raw_target(obj, drove))
         if known is None:  # a new process, or the tick failed before the state was read: what the status says
             assert drove is not None
             try:

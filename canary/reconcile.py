@@ -396,6 +396,11 @@ def vs_gone(exc: BaseException, target: Target) -> bool:
     return re.search(named, str(exc)) is not None
 
 
+# the class of an end by the rollout's VirtualService deleted mid-rollout (decision 666): a person's or a pipeline's
+# edit of the routing, as a route deleted from it is (`patch.reshaped`, decision 608), not Kubernetes failing
+ROUTE_DELETED = "foreign_edit"
+
+
 def route_deleted(log: Any, target: Target, split: Any, *, error: str) -> str:
     """`rollout.route_deleted` (critical): the VirtualService of a rollout in progress was deleted. Nothing is
     left to write stable 100% to, and the mesh now balances over the Service's pods, the canary's included:
@@ -403,7 +408,7 @@ def route_deleted(log: Any, target: Target, split: Any, *, error: str) -> str:
     e). Returns what the caller's error adds: how traffic stands."""
     vs = f"{target.namespace}/{target.virtual_service}"
     log.critical("rollout.route_deleted", error=error[:300], from_weights=str(split) if split else "unknown",
-                 end_cause="infrastructure",
+                 end_cause=ROUTE_DELETED,
                  hint=f"VirtualService {vs} was deleted mid-rollout: the rollout is aborted (never promoted), and "
                       "the mesh now balances over the Service's pods, the canary's included: re-create the "
                       "VirtualService with its stable destination at 100, or scale the canary down")
@@ -1146,10 +1151,13 @@ def _phase(text: str | None) -> str:
     return rec.phase if rec is not None else "no rollout"
 
 
-def failure_cause(exc: BaseException) -> str:
+def failure_cause(exc: BaseException, target: Target | None = None) -> str:
     """The class of the end a failure mid-rollout makes (`failed: <error>`, promote's fail-safe, the controller's
     `_failed`): the one the error carries (`CanaryError.end_cause`: a route re-shaped outside the rollout is a
-    foreign edit), else "infrastructure" (a process's or an API call's failure, not the canary's). Decision 607."""
+    foreign edit), ROUTE_DELETED for the 404 of `target`'s own VirtualService (`vs_gone`), else "infrastructure" (a
+    process's or an API call's failure, not the canary's). Decisions 607, 666."""
+    if target is not None and isinstance(exc, NotFound) and vs_gone(exc, target):
+        return ROUTE_DELETED
     cause = getattr(exc, "end_cause", "")
     return cause if isinstance(cause, str) and cause in rl.ROLLBACK_REASONS else "infrastructure"
 

@@ -297,7 +297,7 @@ class Runner:
                 **({"decided": ending[0].phase, "decided_reason": ending[0].reason} if ending else {}))
             try:
                 final = self._fail_safe(current, reason=f"failed: {reason}"[:500], end=ending,
-                                        cause=failure_cause(exc))
+                                        cause=failure_cause(exc, self.target))
             except CanaryError as failed:
                 # rollback.failed is logged; exit 3 (traffic had moved: never 2, "untouched"), with the
                 # last state written to the route for the report (the aborted one when its weights landed);

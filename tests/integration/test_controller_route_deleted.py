@@ -56,11 +56,12 @@ def test_a_virtual_service_deleted_mid_rollout_ends_the_rollout_with_one_critica
     st = _status(custom)
     assert st["phase"] == rl.ABORTED and st["weights"] == {"stable": 100, "canary": 0}, st
     assert "VirtualService m0 is gone" in st["reason"]
+    assert st["endCause"] == "foreign_edit", st  # a person's edit of the routing, as promote says (decision 666)
     assert api.writes[writes:] == []  # ended: nothing more is tried
     loud = [e for e in logs if e["log_level"] in ("error", "critical")]
     assert [e["event"] for e in loud] == ["rollout.route_deleted"], [(e["event"], e.get("error")) for e in loud]
     line = loud[0]
-    assert line["log_level"] == "critical" and line["from_weights"] == "80/20"
+    assert line["log_level"] == "critical" and line["from_weights"] == "80/20" and line["end_cause"] == "foreign_edit"
     assert {"rollout": "ml/r0", "namespace": "ml", "virtual_service": "m0", "canary_version": "v2"}.items() <= line.items()
     assert "re-create the VirtualService" in line["hint"] and "canary rollback" not in line["hint"]
     assert not [e for e in logs if e["event"] in ("rollback.retrying", "rollout.aborting")]

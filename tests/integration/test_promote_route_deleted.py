@@ -53,3 +53,7 @@ def test_a_virtual_service_deleted_mid_rollout_is_exit_6_with_the_route_deleted_
     assert len(page) == 1 and page[0]["log_level"] == "critical" and page[0]["from_weights"] == "80/20", page
     assert {"namespace": "ml", "virtual_service": "m0", "canary_version": "v2"}.items() <= page[0].items()
     assert "re-create the VirtualService" in page[0]["hint"]
+    # a person's (or a pipeline's) edit of the routing, as the controller classes it (decision 666)
+    classed = {e["event"]: e["end_cause"] for e in logs if "end_cause" in e}
+    assert classed == {"rollout.aborting": "foreign_edit", "rollback.failed": "foreign_edit",
+                       "rollout.route_deleted": "foreign_edit"}, classed

@@ -656,7 +656,7 @@ def _ended_by_every_producer() -> list[tuple[str, rl.RolloutState, str]]:
     from canary import reconcile, sweep, unowned
     from canary.controller import Controller, _decided_again
     from canary.controller import ADMISSION_WORDS
-    from canary.errors import KubeUnavailable, StatusRefused
+    from canary.errors import KubeUnavailable, NotFound, StatusRefused
     from canary.logs import get as get_log
     from canary.routing.base import RouteStatus
     from tests.fakes import FakeRouter
@@ -718,10 +718,16 @@ def _ended_by_every_producer() -> list[tuple[str, rl.RolloutState, str]]:
                  ("failed: 583's admission denial", StatusRefused(ADMISSION_WORDS.format(
                      what="x", status=403, by='ValidatingAdmissionPolicy "p"', said="x"), request="the status write",
                      status=403), "infrastructure")]
+    # its own VirtualService deleted (decision 666): a foreign edit; another's 404 stays a failure
+    failures += [("failed: its VirtualService deleted", NotFound(
+                      "ml/rec (virtualservices): not found (NotFound)", what="ml/rec (virtualservices)"), "foreign_edit"),
+                 ("failed: another VirtualService's 404", NotFound(
+                      "ml/rec-x (virtualservices): not found (NotFound)", what="ml/rec-x (virtualservices)"),
+                  "infrastructure")]
     for what, exc, cls in failures:
         router = FakeRouter()
         end = reconcile.to_stable(router, TARGET, started(), reason=f"failed: {exc}", log=get_log(), now=3.0,
-                                  cause=reconcile.failure_cause(exc))
+                                  cause=reconcile.failure_cause(exc, TARGET))
         out.append((what, end, cls))
     # the controller's
     event = Controller._operator_action(SimpleNamespace(action="rollback", action_reason="p99"), started(), 2.0,
