@@ -80,6 +80,13 @@ GATE_RESULT_TTL_S = 60.0
 BUSY_INPUT_RETRY_S = 60.0
 SNAPSHOT_NAMES = 20  # rollouts (and models) named on a `metrics.snapshot_failed` line at most
 CHECK_ENDS_PER_SWEEP = 50  # ended rollouts whose route a sweep reads at most (`_check_ends`)
+# the class of a CanaryRollout ended without having run (`_end_unrun`, decision 667) because another owner ran its
+# version (promoted it, or the route moved on from the rollout it waited on): that owner's run, started by a person
+# or a pipeline, superseded this request, as the sweep classes a superseded rollout
+UNRUN_RAN_ELSEWHERE = "operator"
+# ... because no Ready pod served the canary (or the stable) for `--wait-ready`: could not complete, exit 3, as
+# promote's `PodsNotReady` at its `--wait-ready` (a TransientError)
+UNRUN_NOT_READY = "infrastructure"
 FORGET_ABSENT_EVERY_S = 300.0  # how often `_forget_absent` drops what rollouts deleted meanwhile left in memory
 # a finished rollout's history flush is tried this many times in a row (the queue's backoff between: about
 # a minute) before its records are given up (`history.end_unwritten`); a ConfigError (no RBAC) only once
@@ -777,7 +784,7 @@ class Controller:
                                     f"rollout of {describe_owner(ended.owner).removeprefix('run by ')} (every step "
                                     "had passed); to run that version again, delete and create this CanaryRollout",
                                     log, event="rollout.duplicate_ended", owner=ended.owner, phase=ended.phase,
-                                    waited_phase=rl.PROMOTED)
+                                    waited_phase=rl.PROMOTED, cause=UNRUN_RAN_ELSEWHERE)
                     return None
                 if not (obj.get("spec") or {}).get("stableVersion"):  # the orphan's end moved the stable subset
                     target = replace(target, stable_version=status.stable_subset_version)
@@ -791,7 +798,7 @@ class Controller:
                                 f"{spec.target.namespace}/{spec.target.virtual_service} already ({describe_owner(state.owner)}"
                                 f"; {state.reason}); to run that version again, deploy it as a new version",
                                 log, event="rollout.duplicate_ended", owner=state.owner, phase=state.phase,
-                                waited_phase=rl.PROMOTED)
+                                waited_phase=rl.PROMOTED, cause=UNRUN_RAN_ELSEWHERE)
                 return None
             try:
                 check_claim(target, status, state, where=spec.key)
@@ -826,7 +833,8 @@ class Controller:
                        else spec.target.canary_version)
                 self._end_unrun(obj, spec, f"not run: no Ready pod of {arm} within "
                                 f"{self.wait_ready_s:.0f}s ({exc}); delete and create the CanaryRollout again once its "
-                                "pods are Ready", log, event="rollout.not_ready_ended", owner="", phase=None)
+                                "pods are Ready", log, event="rollout.not_ready_ended", owner="", phase=None,
+                                cause=UNRUN_NOT_READY)
                 return None
             self._unready_since.pop(spec.key, None)
             if self.informers is not None:  # the cache said no split: asked of the API server once, right before the
@@ -1029,26 +1037,28 @@ class Controller:
         reason = (f"not run: {describe_owner(owner)}, the rollout of "
                   f"{spec.target.canary_version} on {spec.target.namespace}/{spec.target.virtual_service} {how}"
                   " while this CanaryRollout waited; to run that version again, delete and create it again")
-        # the class of the end waited on, which `promote --via-controller` reports as its outcome (decision 648)
-        cause = rl.cause_of(rec) if rec is not None and ended in (rl.ROLLED_BACK, rl.ABORTED) else ""
+        # the class of the end waited on, which `promote --via-controller` reports as its outcome (decision 648); a
+        # promotion, or a rollout the route no longer records, has none to give: this CR's own (decision 667)
+        cause = (rl.cause_of(rec) if rec is not None and ended in (rl.ROLLED_BACK, rl.ABORTED)
+                 else UNRUN_RAN_ELSEWHERE)
         self._end_unrun(obj, spec, reason, log, event="rollout.duplicate_ended", owner=owner,
                         phase=rec.phase if rec else None, waited_phase=ended, cause=cause)
 
     def _end_unrun(self, obj: dict[str, Any], spec: crd.RolloutSpec, reason: str, log: Any, *, event: str,
-                   owner: Any, phase: str | None, waited_phase: str | None = None, cause: str = "") -> None:
+                   owner: Any, phase: str | None, cause: str, waited_phase: str | None = None) -> None:
         """This CR ends (`aborted`) without having run, nothing touched: its status says why, its
         finalizer goes. `waited_phase`: how the rollout it waited on ended, when known
-        (`status.waitedOnPhase`: `promote --via-controller` exits by it). `cause`: the end's class where the caller
-        knows it (`status.endCause`; "": none, the reason's words class it)."""
+        (`status.waitedOnPhase`: `promote --via-controller` exits by it). `cause`: the end's class
+        (`status.endCause`), which every caller names (decision 667: its words, "not run: ...", class nothing)."""
         log.warning(event, owner=owner, recorded_phase=phase)
         self._patch_status(obj, {
             "phase": rl.ABORTED, "reason": reason[:4096], "observedGeneration": spec.generation,
             "leader": self.identity, "updatedAt": crd.iso(self.clock.now()),
             "target": _status_target(spec, spec.target.canary_version),
             "waitedOnPhase": waited_phase,  # None removes one left from an earlier version of this CR
-            # ...and (None) the class of an earlier end of this CR, a rollout it ran before its spec was edited: never
-            # this end's (decision 609's addendum)
-            "endCause": cause or None,
+            # this end's class, never that of an earlier end of this CR, a rollout it ran before its spec was edited
+            # (decision 609's addendum; 667)
+            "endCause": rl.end_cause(cause, reason),
             "restartPending": None})
         if FINALIZER in _finalizers(obj):
             self._set_finalizer(obj, False)

@@ -69,6 +69,7 @@ def test_a_cr_recreated_after_the_sweep_finished_its_predecessors_promotion_ends
     assert st.get("phase") in rl.TERMINAL and _via_controller_exit(st) == 0, (
         f"r0 (v2) never ends although its predecessor's v2 was promoted by the sweep: phase {st.get('phase')!r}, "
         f"errors at every tick: {sorted(set(errors))}")
+    assert st["endCause"] == "operator", st  # another owner's run promoted its version (decision 667)
 
 
 # ---- C2: a promote takes over the rollout a CR waits on: the CR ends "moved on" while it runs -------------------

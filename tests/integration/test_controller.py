@@ -475,6 +475,7 @@ def test_a_canary_rollout_whose_pod_is_never_ready_ends_unrun_at_its_wait(world:
     st = obj["status"]
     assert st["phase"] == rl.ABORTED and st["reason"].startswith("not run: no Ready pod of v2 within 60s"), st
     assert "app=rec-model,version=v2" in st["reason"]
+    assert st["endCause"] == "infrastructure", st  # as promote's exit 3; its words were `other` (decision 667)
     from canary.controller import FINALIZER
 
     assert FINALIZER not in (obj["metadata"].get("finalizers") or [])
@@ -525,6 +526,7 @@ def test_a_canary_rollout_whose_stable_pod_is_never_ready_ends_unrun_at_its_wait
     st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
     assert st["phase"] == rl.ABORTED and st["reason"].startswith("not run: no Ready pod of the stable v1 within 60s"), st
     assert "app=rec-model,version=v1" in st["reason"]
+    assert st["endCause"] == "infrastructure", st  # decision 667
     untouched = api.get(GROUP, "virtualservices", "ml", "m0")
     assert "modelcanary.dev/rollout" not in (untouched["metadata"].get("annotations") or {})
 

@@ -260,6 +260,7 @@ def test_a_cr_recreated_for_the_orphans_own_version_ends_once_the_orphans_promot
     ready = [c for c in st.get("conditions") or [] if c.get("type") == "Ready"]
     assert st.get("phase") in rl.TERMINAL, (f"r0 (v2) never ends although v2 is promoted: phase "
                                             f"{st.get('phase')!r}, Ready {[(c['reason'], c['message']) for c in ready]}")
+    assert st["reason"].startswith("not run: v2 was promoted") and st["endCause"] == "operator", st  # decision 667
 
 
 # ---- B5 (control): the takeover rule itself, while nothing disturbs the heartbeat ---------------------------

@@ -109,10 +109,10 @@ def test_a_crs_end_without_a_run_drops_the_class_of_its_earlier_end() -> None:
     obj["status"] = {"phase": rl.ROLLED_BACK, "endCause": "check",
                      "reason": "latency-p95: canary p95 135 ms vs stable 77.3 ms (+74%, limit +20%)"}
     op._end_unrun(obj, crd.parse(obj), "not run: no Ready pod of v3 within 300s (none Ready)", get(),
-                  event="rollout.not_ready_ended", owner="", phase=None)
+                  event="rollout.not_ready_ended", owner="", phase=None, cause="infrastructure")
     status = _merged(obj["status"], patches)
-    assert status["phase"] == rl.ABORTED and "endCause" not in status, status
-    assert _document(status)["end_cause"] == rl.classify_reason(status["reason"]) != "check"
+    assert status["phase"] == rl.ABORTED and status["endCause"] == "infrastructure", status  # its own (667)
+    assert _document(status)["end_cause"] == "infrastructure"
 
 
 @pytest.mark.parametrize("their_phase, their_cause, expected", [
@@ -147,3 +147,29 @@ def test_a_follower_that_waited_on_another_owners_rollout_says_that_rollouts_cla
     assert status["phase"] == rl.ABORTED and status["waitedOnPhase"] == their_phase, status
     doc = follow_document(status, outcome=their_phase, exit_code=1 if their_phase == rl.ROLLED_BACK else 0)
     assert doc.get("end_cause") == expected, doc
+
+
+@pytest.mark.parametrize("waited", ["promoted", "moved on"])
+def test_a_request_that_waited_on_a_rollout_that_promoted_or_moved_on_records_its_own_class(waited: str) -> None:
+    """A CanaryRollout that waited on another owner's rollout of its version ends unrun when that one ends
+    (`_duplicate_ended`). Where that rollout rolled back, its class is the request's (648); where it promoted, or the
+    route no longer records it (a re-run promote took it over), the status had no `endCause`, and its words ("not
+    run: ...") class nothing: `other`, beside exit 3 for the route moved on. Now the request's own class: another
+    owner's run superseded it, `operator` (decision 667)."""
+    from canary import crd
+    from canary.cli_controller import follow_document
+    from canary.logs import get
+    from tests import fleet
+
+    op, patches = _status_patched()
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"].update(generation=1, uid="u-1")
+    theirs = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROMOTED,
+                             weights=Weights(100, 0), step=1, started_at=5.0, owner="promote on ci-7",
+                             reason="all steps passed")
+    obj["status"] = {"waitedOn": {"owner": theirs.owner, "canaryVersion": "v2", "startedAt": 5.0}}
+    op._duplicate_ended(obj, crd.parse(obj), theirs if waited == "promoted" else None, get())
+    status = _merged(obj["status"], patches)
+    assert status["phase"] == rl.ABORTED and status["endCause"] == "operator", status
+    doc = follow_document(status, outcome=status.get("waitedOnPhase") or rl.ABORTED, exit_code=0)
+    assert doc.get("end_cause") == (None if waited == "promoted" else "operator"), doc
