@@ -107,6 +107,11 @@ class DriftWatcher:
         # the outage record (OUTAGE_KEY's "unreadable"), so a restart or a new leader tells the end, not the start again
         self._unread_told: dict[str, float] = {}
         self._inherited: set[str] = set()  # the state keys whose run here goes on with a stored told one
+        # per state key: a run of evaluations whose live data do not fit the profile (`_bad_live`): the error last
+        # said (cut to MISFIT_CHARS), the run's first such evaluation's time, how many here, and whether an earlier
+        # watcher's run goes on in it; stored in the outage record (OUTAGE_KEY's "misfit": the error and the time),
+        # so a restart or a new leader does not say a continuing cause's line again (decision 668)
+        self._misfit: dict[str, tuple[str, float, int, bool]] = {}
         # this pass's lines on unreadable live data, said once per cause at its end (`unread.PassNews`, decision 384)
         self._news = PassNews()
         self.core, self.batch = core_api, batch_api
@@ -128,9 +133,6 @@ class DriftWatcher:
         # per state key: a run of evaluations whose live data could not be read while Prometheus answered (`_measure`):
         # (the faults said in it: each error's kind and remedy, the first such evaluation's time, how many)
         self._failing: dict[str, tuple[tuple[tuple[str, str], ...], float, int]] = {}
-        # per state key: a run of evaluations whose live data do not fit the profile (`_bad_live`): the error last
-        # said, the run's first such evaluation's time, how many
-        self._misfit: dict[str, tuple[str, float, int]] = {}
         # per state key: the gauges' labels set for it (model, version, namespace, features), removed with it
         self._gauged: dict[str, tuple[str, str, str, tuple[str, ...]]] = {}
         reg = registry if registry is not None else CollectorRegistry()
@@ -164,6 +166,7 @@ class DriftWatcher:
             (outage["down_since"], outage["told"], outage["seen"]) if outage and "down_since" in outage
             else (None, False, None))
         self._unread_told = dict(outage.get("unreadable", {})) if outage else {}
+        self._misfit = {k: (error, since, 0, True) for k, (error, since) in (outage or {}).get("misfit", {}).items()}
         self._outage_kept = _unknown_outage(outage)
 
     def once(self, *, keep_going: Callable[[], str] | None = None,
@@ -335,6 +338,8 @@ class DriftWatcher:
             rec.update(down_since=self._down_since, told=self._down_told, seen=self._down_seen)
         if self._unread_told:  # the told runs of unreadable live data (`_unreadable_news`)
             rec["unreadable"] = dict(self._unread_told)
+        if self._misfit:  # the runs of live data not fitting, as said (`_bad_live`): a new cause is a write, a count not
+            rec["misfit"] = {k: [error, since] for k, (error, since, _, _) in self._misfit.items()}
         self._outage_rec = rec or None
         if self.store is None or self._outage_rec == self._outage_synced or self._store_down is not None:
             return
@@ -475,11 +480,12 @@ class DriftWatcher:
         again when its cause changes (another feature, other bounds: the error's words); the run's other evaluations
         are a debug line (`drift.still_bad_live_data`), and its end `drift.live_data_fits` (`_fits_again`). It was
         an error at every evaluation: an exporter of another profile's buckets left for a night was a page-worthy
-        line every 5 minutes, saying nothing new (decision 652)."""
+        line every 5 minutes, saying nothing new (decision 652). The run is stored (`_store_outage`), so a watcher
+        restarted in it goes on with it: its cause is not said again (decision 668)."""
         was = self._misfit.get(key)
         since, n = (was[1], was[2] + 1) if was else (now, 1)
-        self._misfit[key] = (error, since, n)
-        if was is not None and was[0] == error:
+        self._misfit[key] = (error[:MISFIT_CHARS], since, n, bool(was and was[3]))
+        if was is not None and was[0] == error[:MISFIT_CHARS]:
             log.debug("drift.still_bad_live_data", model=model, version=version, namespace=ns, error=error,
                       evaluations=n, since=since)
             return
@@ -492,10 +498,14 @@ class DriftWatcher:
         if was is None:
             return
         n = was[2]
+        # a run stored by an earlier watcher (`reload`): its evaluations here, and that watcher's before them
+        count = f"{n} evaluation{'' if n == 1 else 's'}" + (" here and an earlier watcher's" if was[3] else "")
+        if was[3] and not n:
+            count = "evaluations of an earlier watcher"
         log.info("drift.live_data_fits", model=model, version=version, namespace=ns, evaluations=n, since=was[1],
-                 message=f"{model} {version}: the live data fit the profile again, after {n} evaluation"
-                         f"{'' if n == 1 else 's'} over about {_about(max(now - was[1], 0.0))} that found them "
-                         f"not fitting (nothing was decided by those): drift is measured again")
+                 message=f"{model} {version}: the live data fit the profile again, after {count} over about "
+                         f"{_about(max(now - was[1], 0.0))} that found them not fitting (nothing was decided by "
+                         f"those): drift is measured again")
 
     def _unreadable(self, key: str, exc: Exception, error: str, model: str, version: str, ns: str,
                     now: float, refused: bool = False) -> None:
@@ -1160,12 +1170,23 @@ def _outage_record(raw: Any) -> dict[str, Any] | None:
         kept = {str(k): float(v) for k, v in unread.items() if isinstance(k, str) and _t(v)}
         if kept:
             rec["unreadable"] = kept
+    # the baselines whose live data do not fit their profile, the error said and since when (`_bad_live`); one not
+    # of that shape is dropped: its line is said again, as before decision 668
+    misfit = raw.get("misfit")
+    if isinstance(misfit, dict):
+        runs = {k: [v[0][:MISFIT_CHARS], float(v[1])] for k, v in misfit.items() if isinstance(k, str)
+                and isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and _t(v[1])}
+        if runs:
+            rec["misfit"] = runs
     # a newer canary's fields, kept as read and written back (`_unknown_outage`; decision 448)
     rec.update({k: v for k, v in raw.items() if k not in _OUTAGE_FIELDS})
     return rec or None
 
 
-_OUTAGE_FIELDS = ("down_since", "told", "seen", "unreadable")
+_OUTAGE_FIELDS = ("down_since", "told", "seen", "unreadable", "misfit")
+# how much of a `drift.bad_live_data` error is kept to tell its cause from another's, and stored (decision 668): the
+# error names the feature and the bounds or categories that differ, which may be many
+MISFIT_CHARS = 1000
 
 
 def _unknown_outage(rec: dict[str, Any] | None) -> dict[str, Any]:

@@ -294,6 +294,45 @@ def test_bad_live_data_is_said_once_per_cause_and_its_end_once(monkeypatch: pyte
     assert end["evaluations"] == 4 and "after 4 evaluations over about" in end["message"], end
 
 
+def test_a_restarted_watcher_does_not_say_a_continuing_bad_live_data_cause_again(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The run of `drift.bad_live_data` (decision 652) was the process's alone: a watcher restarted (a deploy, a node
+    drained) said a continuing cause's error line again, and its `drift.live_data_fits` counted from the restart. It
+    is stored with the outage record now, beside the told unreadable runs: the restarted watcher goes on with it,
+    says a new cause, and ends it counting the earlier watcher's run (decision 668)."""
+    import json
+
+    from canary.drift import watch as W
+
+    prof = _profile({"a": np.random.default_rng(1).normal(0, 1, 2_000)})
+    fits = {n: {"counts": f["counts"], "missing": 0} for n, f in prof["features"].items()}
+    x, y = ConfigError("feature 'a': 11 bounds exported, 10 in the profile"), ConfigError("feature 'a': other bounds")
+    answers: list[Any] = [x, x, x, y, fits]
+    _answering(monkeypatch, answers)
+    t, state = [1_000.0], tmp_path / "state.json"
+
+    def watcher() -> Any:
+        return W.DriftWatcher([prof], client=None, window_s=3600, config=M.MonitorConfig(quiet_s=0),
+                              clock=lambda: t[0], state_file=state)
+
+    with capture_logs() as logs:
+        for evaluations in (2, 3):  # the second watcher: the first one restarted
+            w = watcher()
+            for _ in range(evaluations):
+                w.once()
+                t[0] += 300
+    said = [(e["event"], e.get("error"), e.get("log_level")) for e in logs
+            if "bad_live_data" in e["event"] or e["event"] == "drift.live_data_fits"]
+    assert said == [("drift.bad_live_data", str(x), "error"),  # not again after the restart
+                    ("drift.bad_live_data", str(y), "error"),
+                    ("drift.live_data_fits", None, "info")], said
+    changed = [e for e in logs if e["event"] == "drift.bad_live_data"][1]
+    assert changed["was"] == str(x) and changed["since"] == 1_000.0, changed
+    [end] = [e for e in logs if e["event"] == "drift.live_data_fits"]
+    assert "after 2 evaluations here and an earlier watcher's over about 20m" in end["message"], end
+    assert "misfit" not in (json.loads(state.read_text()).get(W.OUTAGE_KEY) or {})  # its end is stored too
+
+
 # -- (f) the alert names what it did not compare ------------------------------------------------------------
 
 def test_drift_started_names_the_profiled_features_it_did_not_compare() -> None:
