@@ -34,7 +34,7 @@ from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, 
                            NotCountable, NotFound, NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, RuleElsewhere,
                            TargetError, TransientError, others_decision, said)
 from canary.logs import OWNER_CUT_TO, OWNER_LOGGED_MAX
-from canary.metrics.base import MetricsProvider
+from canary.metrics.base import MetricsProvider, counted_requests
 from canary.model import STABLE_ONLY, ArmData, Target, Weights, check_version
 from canary.policy import Policy
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
@@ -466,13 +466,9 @@ def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, 
                 log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
                 out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
         uncounted, covered = "", float(window_s)
-        counted = getattr(metrics, "counted", None)  # a provider that tells how much Prometheus holds (not a fake)
         try:
-            if counted is None:
-                _, canary_n = metrics.request_counts(policy, target, window_s=window_s)
-            else:
-                _, canary_n, held = counted(policy, target, window_s=window_s)
-                covered = covered if held is None else min(covered, held)
+            _, canary_n, held = counted_requests(metrics, policy, target, window_s=window_s)
+            covered = covered if held is None else min(covered, held)
         except Exception as exc:  # no count: a step cannot pass without one
             canary_n = 0.0
             if not isinstance(exc, NoData) or isinstance(exc, NotCountable):  # NoData: none served, a count of 0

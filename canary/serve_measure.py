@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from canary.errors import CanaryError, MetricsUnavailable, NoData, NotCountable, TransientError, said
+from canary.metrics.base import counted_requests
 from canary.model import Target
 from canary.policy import Policy
 
@@ -48,9 +49,7 @@ def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: in
     and False). An uncountable count was 0 requests counted (decision 485)."""
     jobs: dict[str, Callable[[], Any]] = {
         c.name: (lambda c=c: metrics.measure(policy, c, target, window_s=window_s, at=at)) for c in policy.checks}
-    ask = getattr(metrics, "counted", None)  # a provider that tells how much Prometheus holds (not a fake)
-    jobs[COUNTS] = (lambda: metrics.request_counts(policy, target, window_s=window_s, at=at)) if ask is None else \
-        (lambda: ask(policy, target, window_s=window_s, at=at))
+    jobs[COUNTS] = lambda: counted_requests(metrics, policy, target, window_s=window_s, at=at)
     done = _run(jobs, deadline)
     late = f"Prometheus did not answer within the {answer_within_s:g}s this service answers in (--answer-within)"
     out: dict[str, Any] = {}

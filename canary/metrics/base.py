@@ -152,3 +152,16 @@ class MetricsProvider(Protocol):
         policy, both arms, once. Raises ConfigError for anything that cannot
         work (a query the server rejects, a URL that is not a metrics API, bad
         credentials), MetricsUnavailable when the server cannot be asked now."""
+
+
+def counted_requests(metrics: Any, policy: Policy, target: Target, *, window_s: int,
+                     **at: Any) -> tuple[float, float, float | None]:
+    """(stable, canary) requests over the window and the seconds of it Prometheus holds data of them for (None: not
+    told): the provider's `counted` where it has one (`PrometheusProvider.counted`, decision 574), else its
+    `request_counts` (a fake, a provider that reads no Prometheus). `at`: the evaluation time, for a caller that
+    pins one (`at=`)."""
+    ask = getattr(metrics, "counted", None)
+    if ask is None:
+        stable, canary = metrics.request_counts(policy, target, window_s=window_s, **at)
+        return stable, canary, None
+    return ask(policy, target, window_s=window_s, **at)
