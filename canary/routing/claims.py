@@ -50,13 +50,6 @@ def _label(split: Split) -> str:
     return split.field + (f" ({name})" if isinstance(name, str) and name else "")
 
 
-def _running_on(vs: Any, split: Split) -> str:
-    """"<version> (<phase>)" of the rollout in progress recorded on `vs` when it drives the HTTP route of `split`
-    (it made that split); "" otherwise (none recorded, ended, unreadable, another route's)."""
-    state = _state_on(vs, split)
-    return f"{state.canary_version} ({state.phase})" if state is not None else ""
-
-
 def record_on(vs: Any) -> Any:
     """The rollout recorded on `vs` (a `RolloutState`), None when there is none or it is unreadable."""
     from canary import rollout as rl
@@ -71,7 +64,8 @@ def record_on(vs: Any) -> Any:
 
 
 def _state_on(vs: Any, split: Split) -> Any:
-    """`_running_on`'s rollout (a `RolloutState`), None where there is none."""
+    """The rollout in progress recorded on `vs` (a `RolloutState`) when it drives the HTTP route of `split` (it made
+    that split); None otherwise (none recorded, ended, unreadable, another route's)."""
     state = record_on(vs)
     http = vs["spec"].get("http") if split.kind == "http" else None
     if state is None or state.terminal or not isinstance(http, list):
@@ -81,32 +75,27 @@ def _state_on(vs: Any, split: Split) -> Any:
     return state if drives else None
 
 
-def split_in_other(vs: Any, host: str, *, dr: str, driven: str) -> str:
+def split_in_other(vs: Any, host: str, *, dr: str, driven: str) -> tuple[str, Any]:
     """`split_elsewhere` for another VirtualService `vs` of the namespace (one bound to the ingress gateway beside
     the mesh's, say): why a new rollout of `host` (the rollout's service, in full) driven on VirtualService `driven`
     must not claim while one of `vs`'s routes splits with the canary subset ("" when none does). The subsets are
-    DestinationRule `dr`'s, shared by every VirtualService that routes to the service (decision 578)."""
+    DestinationRule `dr`'s, shared by every VirtualService that routes to the service (decision 578). And the
+    rollout in progress recorded on `vs` that made that split (a `RolloutState`), None where none did: the claim is
+    then busy (RolloutBusy, exit 75: `--wait-busy` and a pipeline's retry wait for that rollout, and a `promote
+    --via-controller` follower waits), not bad input to mend by hand (decision 594); its owner and phase tell
+    whether anything will end it (decision 596). The split is found, and the record parsed, once."""
     split = _split_found(vs, host, driven=set())
     if split is None:
-        return ""
-    running = _running_on(vs, split)
+        return "", None
+    running = _state_on(vs, split)
     # a rollout recorded there made that split: zeroing its weight by hand would tamper with it (decision 585)
-    then = (f"that split is the rollout of {running} recorded on {where(vs)}, and two rollouts cannot share one "
-            "canary subset; wait for that rollout to end (or roll it back), then run this one again") if running \
-        else "set that route's canary weight to 0 first"
+    then = (f"that split is the rollout of {running.canary_version} ({running.phase}) recorded on {where(vs)}, and "
+            "two rollouts cannot share one canary subset; wait for that rollout to end (or roll it back), then run "
+            "this one again") if running is not None else "set that route's canary weight to 0 first"
     return (f"{_said(vs, split)} with subset 'canary' of {host}, a split this rollout did not make: the subsets are "
             f"DestinationRule {dr}'s, shared by every VirtualService that routes to them, so once the canary subset "
             f"selects the new version that share reaches it unjudged, and stays after a rollback (stable 100% is "
-            f"written on {driven} only); {then}")
-
-
-def busy_in_other(vs: Any, host: str) -> Any:
-    """The rollout in progress recorded on `vs` (a `RolloutState`) that made the split `split_in_other` finds there,
-    None where none did: the claim is then busy (RolloutBusy, exit 75: `--wait-busy` and a pipeline's retry wait for
-    that rollout, and a `promote --via-controller` follower waits), not bad input to mend by hand (decision 594).
-    Its owner and phase tell whether anything will end it (decision 596)."""
-    split = _split_found(vs, host, driven=set())
-    return _state_on(vs, split) if split is not None else None
+            f"written on {driven} only); {then}"), running
 
 
 @dataclass(frozen=True)

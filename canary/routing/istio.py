@@ -468,7 +468,7 @@ class IstioRouter:
     def splits_elsewhere(self, target: Target, *, listed: list[Obj] | None = None,
                          dr: Obj | None = None) -> tuple[str, str, Any]:
         """Before a claim: (why it must not go ahead, why that could not be told, the rollout in progress that made
-        that split: `claims.busy_in_other`), "" each (None) when not. Why not: another
+        that split), "" each (None) when not. Why not: another
         VirtualService of the namespace splits traffic with the rollout's canary subset (`claims.split_in_other`;
         the driven one's own routes are `inspect`'s `split_elsewhere`). Cannot be told: the VirtualServices cannot
         be listed (403: a Role without `list`; 404), or the DestinationRule names no service. `listed`: the
@@ -477,10 +477,10 @@ class IstioRouter:
         Raises what `_list` raises for an API that keeps failing."""
         host, items, unknown = self._others(target, listed=listed, dr=dr)
         for vs in items:
-            why = claims.split_in_other(vs, host, dr=f"{target.namespace}/{target.dr_name}",
-                                        driven=f"{target.namespace}/{target.virtual_service}")
+            why, busy = claims.split_in_other(vs, host, dr=f"{target.namespace}/{target.dr_name}",
+                                              driven=f"{target.namespace}/{target.virtual_service}")
             if why:
-                return why, "", claims.busy_in_other(vs, host)
+                return why, "", busy
         return "", unknown, None
 
     def split_in_others(self, target: Target, *, listed: list[Obj] | None = None, dr: Obj | None = None,

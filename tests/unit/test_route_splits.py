@@ -91,7 +91,7 @@ def test_a_split_another_virtual_services_rollout_made_says_to_wait_for_it() -> 
         return obj
 
     def said(record: rl.RolloutState) -> str:
-        return split_in_other(gateway(record), HOST, dr="ml/rec", driven="ml/rec")
+        return split_in_other(gateway(record), HOST, dr="ml/rec", driven="ml/rec")[0]
 
     running = said(replace(state, phase=rl.PROGRESSING))
     assert running.startswith("ml/rec-gateway: spec.http[0] (edge) splits its traffic 80/20 with subset 'canary'")
