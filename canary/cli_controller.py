@@ -391,10 +391,10 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                 where = f"{namespace}/{meta['name']}"
 
                 def text(wide: bool, st: dict[str, Any] = st) -> None:
-                    w = st.get("weights") or {}
+                    split = weights_text(st)
                     extra = f" (CanaryRollout {where}, route {route or '-'})" if wide else ""
                     by = f" by the rollout this request waited on ({st['phase']} itself)" if outcome != st["phase"] else ""
-                    weights = f" weights {w.get('stable')}/{w.get('canary')}" if w else ""  # none: it ran nothing
+                    weights = f" weights {split}" if split else ""  # none: it ran nothing
                     typer.echo(f"{outcome}{by}: {model} {canary_version}{weights}{extra} - {st.get('reason', '')}")
 
                 reporting()
@@ -654,13 +654,20 @@ def left_to_newer_words(where: str, status: dict[str, Any], said: str) -> str:
     """What a follower (`promote --via-controller`, `status -w --rollout`) says, exit 3, of the CanaryRollout
     `where` ("ns/name") whose claimed rollout a newer canary recorded (`_left_to_newer`'s `said`)."""
     said = said.removeprefix(f"{where}: ")
-    return (f"CanaryRollout {where} ({status.get('phase')}, weights {_weights_text(status)}): {crd.RECORD_TOO_NEW}: "
+    return (f"CanaryRollout {where} ({status.get('phase')}, weights {weights_text(status) or '?/?'}): "
+            f"{crd.RECORD_TOO_NEW}: "
             f"{said}; its outcome is not known here: the newer canary drives it (`canary status`), this controller "
             "never will (upgrade it and this CLI to the writer's release); the CanaryRollout is left in place")
 
 
-def _weights_text(status: dict[str, Any]) -> str:
-    w = status.get("weights") if isinstance(status.get("weights"), dict) else {}
+def weights_text(status: dict[str, Any]) -> str | None:
+    """"<stable>/<canary>" of a CanaryRollout's `status.weights`, "?" for an arm it lacks (a status written in part:
+    by hand, or by a controller of another release); None where it has none (not claimed yet, an end without a
+    run). One function for every line a follower writes of it: `follow.status` and the end's line said "None" for
+    an arm left out, and the end's line raised on weights that are no object."""
+    w = status.get("weights")
+    if not isinstance(w, dict) or not w:
+        return None
     return f"{w.get('stable', '?')}/{w.get('canary', '?')}"
 
 
@@ -670,9 +677,7 @@ def _progress(status: dict[str, Any], generation: int) -> dict[str, Any]:
     None, `waiting`: the Ready condition's reason and message: RolloutBusy naming the holder, CanaryNotReady, ...).
     {} when the status says neither (not yet read by the controller)."""
     if status.get("phase"):
-        w = status.get("weights") or {}
-        weights = f"{w.get('stable')}/{w.get('canary')}" if isinstance(w, dict) and w else None
-        return {"phase": status["phase"], "step": status.get("step"), "weights": weights}
+        return {"phase": status["phase"], "step": status.get("step"), "weights": weights_text(status)}
     waiting = _not_started(status, generation)
     return {"phase": None, "waiting": waiting[:500]} if waiting else {}
 

@@ -99,3 +99,20 @@ def test_a_canaryrollout_a_newer_canary_recorded_is_said_not_waited_on() -> None
     assert crd_end(_cr({**running, "conditions": [{**ready, "observedGeneration": 1}]}), where="ml/r",
                    uid="u1")[0] is None  # an earlier generation's: waited on
     assert crd_end(_cr({**running, "phase": rl.ROLLED_BACK}), where="ml/r", uid="u1")[0] == rl.ROLLED_BACK
+
+
+@pytest.mark.parametrize(("weights", "said"), [
+    ({"stable": 80, "canary": 20}, "80/20"),
+    ({"stable": 100}, "100/?"),  # a status written in part: `follow.status` said "100/None"
+    (None, None),  # not claimed yet: none
+    ("80/20", None),  # no object: none, as before
+])
+def test_a_followers_lines_say_a_statuss_weights_alike_a_partial_one_too(weights: Any, said: str | None) -> None:
+    """`follow.status` (`_progress`) and the end's and a newer canary's lines formatted `status.weights` each its
+    own way; one function now (`weights_text`), "?" for an arm a status left out, where `follow.status` said
+    "None"."""
+    from canary.cli_controller import _progress, left_to_newer_words
+
+    st = {"phase": "progressing", "step": 1, **({"weights": weights} if weights is not None else {})}
+    assert _progress(st, 1)["weights"] == said
+    assert f"(progressing, weights {said or '?/?'}): " in left_to_newer_words("ml/r0", st, "newer")
