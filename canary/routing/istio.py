@@ -356,8 +356,11 @@ class IstioRouter:
                 vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
             except NotFound:  # no route to tell the rollout's service by: pointed as before
                 vs = {}
-            if why := rule_elsewhere(vs, dr, target):
-                raise RuleElsewhere(why)
+            elsewhere, untold = _rule_host(vs, dr, target)
+            if elsewhere:
+                raise RuleElsewhere(elsewhere)
+            if untold:  # not pointed either, but no claim of a re-hosted rule (503, NR) that may be false (661)
+                raise TargetError(untold)
             if guard is not None:
                 # on every attempt (a 409 retry must not re-apply what a rollback forbade), and AFTER the
                 # DestinationRule is read: a rollback recorded after this check ends with a DestinationRule
@@ -818,22 +821,31 @@ def rule_elsewhere(vs: Obj, dr: Obj | None, target: Target) -> str:
     service than the rollout's own route, or the one noted at its writes (`_stable_service`), so its subsets now
     describe another service's pods (another model's, perhaps: pointing them is decision 519's review's outage).
     "" when the rule names the rollout's service, or that cannot be told. Decision 644."""
+    return _rule_host(vs, dr, target)[0]
+
+
+def _rule_host(vs: Obj, dr: Obj | None, target: Target) -> tuple[str, str]:
+    """(`rule_elsewhere`'s why, why the rule is not pointed though that cannot be told): the second where the
+    rollout's service cannot be told (`_stable_service` refuses: its route's name carried by another model's route,
+    or the rollout's route re-pointed with its rule and its match edited, decisions 570/580; the noted name and the
+    rule agreeing on a route another still sends to the noted service, 555). Such a rule may well serve the route
+    (580's case): a `RuleElsewhere`'s claim that every request fails (503, NR) was false there (decision 661)."""
     rule = _service(dr, target)
     if not rule or not vs:
-        return ""
+        return "", ""
     rec = claims.record_on(vs)
     route = target.route or (rec.route if rec is not None else "")
     try:
         mine = _stable_service(vs, dr, target, route)
     except CanaryError as exc:
-        return str(exc)
+        return "", str(exc)
     if mine == rule:
-        return ""
+        return "", ""
     dr_name = f"destinationrule {target.dr_name} -n {target.namespace}"
     return (f"{patch.where(dr)}: spec.host names {rule}, but the rollout's route of {patch.where(vs)} sends to {mine}: "
             "the rule now describes another service, so its subsets are not pointed (another model's pods, perhaps); "
             f"mend the rule (`kubectl edit {dr_name}`: spec.host {mine}, its subsets this model's labels), then run "
-            f"`canary rollback {target.model} -n {target.namespace} --virtual-service {target.virtual_service}`")
+            f"`canary rollback {target.model} -n {target.namespace} --virtual-service {target.virtual_service}`"), ""
 
 
 def _fit_record(desired: Obj, state: str | None, weights: Weights) -> str:

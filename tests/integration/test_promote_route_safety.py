@@ -746,3 +746,53 @@ def test_a_destination_rule_re_hosted_to_the_other_models_service_never_writes_t
             {"app": "m1", "version": "v7"}, {"app": "m1", "version": "v8"}]
     finally:
         api.stop()
+
+
+def _re_pointed_with_its_rule(api: Any) -> None:
+    """The rollout's route and its rule re-pointed together to service m0b, the route's match edited too (decision
+    580's case: no object tells it from another model's route given the rollout's route's name, 570)."""
+    def route(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["match"] = [{"uri": {"prefix": "/v2/models/m0b"}}]
+        for d in vs["spec"]["http"][0]["route"]:
+            d["destination"]["host"] = "m0b"
+
+    api.edit(GROUP, "virtualservices", "ml", "m0", route)
+    api.edit(GROUP, "destinationrules", "ml", "m0", lambda dr: dr["spec"].update(host="m0b"))
+
+
+def test_a_rule_whose_service_cannot_be_told_is_not_pointed_nor_said_re_hosted(api: Any) -> None:
+    """A rule whose host the rollout's service cannot be told from (decision 580's case: the route re-pointed with
+    it, its match edited) is not pointed, as under 644, but is no `RuleElsewhere`: that says every request to the
+    route fails (503, NR) and pages so, while here the route sends to the rule's own host, whose subsets resolve
+    (decision 661)."""
+    from canary.errors import RuleElsewhere, TargetError
+
+    _killed_at_first_step(api, "primary")
+    _re_pointed_with_its_rule(api)
+    before = api.get(GROUP, "destinationrules", "ml", "m0")
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+    with pytest.raises(TargetError, match="another model's route given its name") as refused:
+        IstioRouter(api.api_client(), wait=tenacity.wait_none()).point_subset(target, "stable", "v1")
+    assert not isinstance(refused.value, RuleElsewhere), refused.value
+    assert api.get(GROUP, "destinationrules", "ml", "m0") == before  # not pointed
+
+
+def test_an_admission_webhooks_refusal_of_the_pointing_is_not_said_re_hosted(api: Any) -> None:
+    """A rollback's pointing of the rollout's own rule refused by an admission webhook (HTTP 403 from the API
+    server): stable 100% landed, the subset not pointed (exit 3), and no line says the rule names another service or
+    that every request fails for it (`rollout.destination_rule_elsewhere`; decisions 649, 661)."""
+    from canary.errors import RollbackFailed
+
+    _killed_at_first_step(api, "primary")
+    # its stable subset selecting another version than the record's (a hand edit): the pointing has a write to make
+    api.edit(GROUP, "destinationrules", "ml", "m0", lambda dr: dr["spec"]["subsets"][0]["labels"].update(version="v3"))
+    denied = 'admission webhook "validation.istio.io" denied the request: configuration is invalid'
+    api.fail_next(403, methods=("PUT",), plural="destinationrules", message=denied)
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+    with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed, match="subset could not be"):
+        oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target,
+                      rl.Rollback(0.0, "operator: pager"), log=get())
+    assert routes(api) == [[("stable", 100), ("canary", 0)]]
+    assert not [e for e in logs if e["event"] == "rollout.destination_rule_elsewhere"], logs
+    [failed] = [e for e in logs if e["event"] == "rollback.failed"]
+    assert "denied the request" in failed["error"] and "503" not in failed["note"], failed
