@@ -120,7 +120,10 @@ class RuleElsewhere(TargetError):
     """The rollout's DestinationRule names another service than the rollout's own route (re-hosted mid-rollout):
     its subsets describe that service's pods, so it is not pointed (`istio.rule_elsewhere`, decision 644). The
     route's subsets resolve under no rule meanwhile: every request to them fails (503, NR) until it is mended,
-    the outage a deleted rule makes (decision 649)."""
+    the outage a deleted rule makes (decision 649). An end it makes is a foreign edit: the rule was edited outside
+    the rollout (decision 662)."""
+
+    end_cause = "foreign_edit"
 
 
 class NotFound(TargetError):

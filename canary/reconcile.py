@@ -848,9 +848,11 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
             if written:
                 written(text)
         elif isinstance(action, rl.PointSubset):
-            _point(router, target, state, action, log=log, expect=expect, report_failure=report_failure,
-                   stable_written=stable_written, context=_context(state, writes_left), retry=retry)
-            if action.guarded and expect is not ... and action.subset == "stable":
+            follows = any(isinstance(a, rl.SetWeights) and a.weights == STABLE_ONLY for a in actions[index + 1:])
+            done = _point(router, target, state, action, log=log, expect=expect, report_failure=report_failure,
+                          stable_written=stable_written, context=_context(state, writes_left), retry=retry,
+                          stable_follows=follows)
+            if done and action.guarded and expect is not ... and action.subset == "stable":
                 pointed.append(action)
         elif isinstance(action, rl.Emit):
             say = _saying(router, target, state, action, log, writes_left)
@@ -978,8 +980,10 @@ def _context(state: rl.RolloutState, writes_left: int) -> dict[str, Any]:
 
 
 def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action: rl.PointSubset, *, log: Any,
-           expect: Any, report_failure: bool, stable_written: bool = True,
-           context: dict[str, Any] | None = None, retry: Retry | None = None) -> None:
+           expect: Any, report_failure: bool, stable_written: bool = True, stable_follows: bool = False,
+           context: dict[str, Any] | None = None, retry: Retry | None = None) -> bool:
+    """Carry out `action`. Returns False where it was left for the stable-100% write after it (`stable_follows`: a
+    rule re-hosted, decision 662), True otherwise; raises what a failed pointing raises."""
     def guard() -> None:  # before every attempt of the write, 409 retries included
         if router.inspect(target).state != expect:
             raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state changed "
@@ -995,7 +999,7 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
         log.critical("rollback.subset_not_pointed", subset=action.subset, weights=str(state.weights),
                      error="the stable version is not known (no rollout recorded, no readable subset)",
                      hint="stable has 100% of the weights; check what the DestinationRule's stable subset selects")
-        return
+        return True
     try:
         router.point_subset(target, action.subset, action.version, **kw)
     except NotLeader:  # refused by the fence, nothing written: the caller stops (it was a RollbackFailed)
@@ -1008,6 +1012,14 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
             if report_failure and rollback:
                 log.warning("rollback.write_conflict", error=str(exc), reason=state.reason)
             raise
+        if rollback and not stable_written and stable_follows and isinstance(exc, RuleElsewhere):
+            # the rule describes another service's pods now: whatever its stable subset selects, the route's subsets
+            # resolve under no rule of its host, so none of its requests reaches the canary version by it (what the
+            # pointing before the weights guards against, a rollback from PROMOTING). Stable 100% is written and the
+            # end recorded; the pointing after it is refused and pages (`destination_rule_elsewhere`). Raised here,
+            # the end was never written: a promotion's pointing refused so left 0/100 recorded `promoting`, a
+            # `traffic.unsafe` saying to set stable 100% by hand (decision 662)
+            return False
         if rollback and not stable_written and not others_decision(exc):  # (a 409 storm is a failed write: decision 135)
             # re-pointing before the weights (a rollback from PROMOTING, the stable subset perhaps on the
             # canary version already): nothing was written, and stable 100% is not written either, or
@@ -1045,10 +1057,10 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
         raise
     log.info("subset.pointed", **(context or {}), subset=action.subset, version=action.version)
     if not (action.guarded and expect is not ...):
-        return
+        return True
     now_recorded = router.inspect(target).state
     if now_recorded == expect:
-        return
+        return True
     if _subset_under(now_recorded, state) == action.version or (
             action.subset == "stable" and _stable_of_another(now_recorded, state) == action.version):
         # another writer recorded an end of this rollout that keeps the subset where this write put it (a

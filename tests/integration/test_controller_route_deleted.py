@@ -147,3 +147,42 @@ def test_a_destination_rule_re_hosted_mid_rollout_ends_at_stable_on_its_own_rout
     assert "kubectl edit destinationrule m0 -n ml" in page[0]["hint"], page
     retrying = [e for e in logs if e["event"] == "rollback.retrying"]
     assert retrying and all("kubectl edit destinationrule m0 -n ml" in e["note"] for e in retrying), retrying
+
+
+def test_a_rule_re_hosted_while_promoting_ends_at_stable_on_a_restarted_controller(world: Any) -> None:
+    """A controller killed between its promotion's 0/100 (PROMOTING recorded) and its pointing of the stable subset,
+    m0's rule re-hosted to m1 meanwhile: the restarted controller's end had to point the stable subset back before
+    its weights, which 644 refuses, so every tick said `rollout.aborting`, `rollback.retrying` ("nothing was
+    written") and `rescue.failed`, 0/100 left recorded `promoting` (every request failing, 503 NR) and no end, never
+    the page. Now that pointing is left for the one after the weights: stable 100% and the end recorded in one tick,
+    the page once (decision 662)."""
+    import json
+
+    from tests.integration.test_promote_route_safety import _copy_pasted
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+
+    def promoting(v: dict[str, Any]) -> None:  # the killed process's last write: the promotion's 0/100
+        ann = v["metadata"]["annotations"]
+        rec = json.loads(ann["modelcanary.dev/rollout"])
+        rec.update(phase=rl.PROMOTING, weights={"stable": 0, "canary": 100}, step=2)
+        ann["modelcanary.dev/rollout"] = json.dumps(rec)
+        for d, w in zip(v["spec"]["http"][0]["route"], (0, 100)):
+            d["weight"] = w
+
+    api.edit(GROUP, "virtualservices", "ml", "m0", promoting)
+    api.edit(GROUP, "destinationrules", "ml", "m0", _copy_pasted)
+    op = _fresh(op)
+    op.clock = clock = FakeClock(time.time())
+    with capture_logs() as logs:
+        _ticks(op, clock, 5)
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and (record["phase"], record["end_cause"]) == (rl.ABORTED, "foreign_edit"), record
+    assert _status(custom)["phase"] == rl.ABORTED
+    assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
+        {"app": "m1", "version": "v7"}, {"app": "m1", "version": "v8"}]  # never pointed
+    page = [e for e in logs if e["event"] == "rollout.destination_rule_elsewhere"]
+    assert len(page) == 1 and page[0]["log_level"] == "error", page
+    assert len([e for e in logs if e["event"] == "rollout.aborting"]) == 1, [e["event"] for e in logs]

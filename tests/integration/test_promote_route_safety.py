@@ -796,3 +796,42 @@ def test_an_admission_webhooks_refusal_of_the_pointing_is_not_said_re_hosted(api
     assert not [e for e in logs if e["event"] == "rollout.destination_rule_elsewhere"], logs
     [failed] = [e for e in logs if e["event"] == "rollback.failed"]
     assert "denied the request" in failed["error"] and "503" not in failed["note"], failed
+
+
+class _ReHostedWhenPromoting(IstioRouter):
+    """The real router, and m1's rule applied over m0's right after the write that records PROMOTING (0/100) lands:
+    between a promotion's last weights and its pointing of the stable subset."""
+
+    def __init__(self, api: Any) -> None:
+        super().__init__(api.api_client(), wait=tenacity.wait_none())
+        self.api, self.done = api, False
+
+    def set_weights(self, target: Target, weights: Any, **kw: Any) -> Any:
+        out = super().set_weights(target, weights, **kw)
+        if not self.done and json.loads(kw.get("state") or "{}").get("phase") == rl.PROMOTING:
+            self.done = True
+            self.api.edit(GROUP, "destinationrules", "ml", "m0", _copy_pasted)
+        return out
+
+
+def test_a_rule_re_hosted_between_the_promotions_last_writes_ends_at_stable_and_pages(api: Any) -> None:
+    """m0's rule re-hosted to m1 once the promotion recorded 0/100 (PROMOTING), before its stable subset is pointed at
+    v2. The pointing is refused (644), and so was the rollback's pointing back before its weights: nothing written,
+    0/100 left recorded `promoting` (every request failing, 503 NR), no end and no cause, and a `traffic.unsafe`
+    telling on-call to set stable 100% by hand, which mends nothing. Now that pointing is left for the one after the
+    weights (the rule describes another service: no request reaches the canary version by it): stable 100% and the
+    end recorded (a foreign edit), the page `rollout.destination_rule_elsewhere`, exit 3 (decision 662)."""
+    from canary.errors import RollbackFailed, TrafficUnsafe
+
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+    router, clock = _ReHostedWhenPromoting(api), FakeClock()
+    metrics = FakeMetrics(LiveWeights(router, target), clock, slowdown=lambda t: 1.0, rps=1000.0)
+    v = Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=router, metrics=metrics, clock=clock)
+    with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed, match="subset could not") as failed:
+        v.run()
+    assert router.done and not isinstance(failed.value, TrafficUnsafe), failed.value
+    assert routes(api) == [[("stable", 100), ("canary", 0)]], routes(api)
+    assert (record(api)["phase"], record(api)["end_cause"]) == (rl.ABORTED, "foreign_edit"), record(api)
+    _rule_mended_line(logs)
+    assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
+        {"app": "m1", "version": "v7"}, {"app": "m1", "version": "v8"}]  # never pointed
