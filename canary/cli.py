@@ -1516,7 +1516,11 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                                f"destination rule {target.dr_name}; weights as written stable={raw[0]!r} "
                                f"{'others' if others else 'canary'}={raw[1]!r}")
                 render_status(st, state, console=opts.console(wide), routes_nothing=nothing)
-                if shape:
+                if st.rule_elsewhere:
+                    pass  # its note below says why, what Istio does and what a rollback does: the shape's note (the
+                    # strict read's refusal) said a rollback writes stable 100% after the end too, and a split Istio
+                    # does not make, every request failing (decision 663)
+                elif shape:
                     typer.echo(_shape_note(shape, st.weights, raw, state, st.shares, st.stable_added,
                                            st.stable_unwritable, st.routes_nothing))
                 elif st.raw_weights is not None:

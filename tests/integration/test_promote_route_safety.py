@@ -740,6 +740,7 @@ def test_a_destination_rule_re_hosted_to_the_other_models_service_never_writes_t
         # above: "nothing was written", exit 3; decision 655)
         assert "writes stable 100% on the route" not in shown.output, shown.output
         assert "one at stable 100% is left as it is" in shown.output, shown.output
+        assert "writes stable 100% on it" not in shown.output, shown.output  # nor the route-shape note (663)
         assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0] == other_route
         assert api.get(GROUP, "destinationrules", "ml", "m1") == other_rule
         assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
@@ -814,13 +815,17 @@ class _ReHostedWhenPromoting(IstioRouter):
         return out
 
 
-def test_a_rule_re_hosted_between_the_promotions_last_writes_ends_at_stable_and_pages(api: Any) -> None:
+def test_a_rule_re_hosted_between_the_promotions_last_writes_ends_at_stable_and_pages(api: Any, tmp_path: Any) -> None:
     """m0's rule re-hosted to m1 once the promotion recorded 0/100 (PROMOTING), before its stable subset is pointed at
     v2. The pointing is refused (644), and so was the rollback's pointing back before its weights: nothing written,
     0/100 left recorded `promoting` (every request failing, 503 NR), no end and no cause, and a `traffic.unsafe`
     telling on-call to set stable 100% by hand, which mends nothing. Now that pointing is left for the one after the
     weights (the rule describes another service: no request reaches the canary version by it): stable 100% and the
-    end recorded (a foreign edit), the page `rollout.destination_rule_elsewhere`, exit 3 (decision 662)."""
+    end recorded (a foreign edit), the page `rollout.destination_rule_elsewhere`, exit 3 (decision 662). `canary
+    status` after it prints the rule's note alone, not the shape note saying a rollback writes stable 100% (663)."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
     from canary.errors import RollbackFailed, TrafficUnsafe
 
     target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
@@ -835,3 +840,7 @@ def test_a_rule_re_hosted_between_the_promotions_last_writes_ends_at_stable_and_
     _rule_mended_line(logs)
     assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
         {"app": "m1", "version": "v7"}, {"app": "m1", "version": "v8"}]  # never pointed
+    kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    shown = CliRunner().invoke(app, ["status", "m0", "-n", "ml", "--kubeconfig", str(kc)])
+    assert shown.exit_code == 0 and "every request to the route's subsets fails (503, NR" in shown.output, shown.output
+    assert "writes stable 100% on it" not in shown.output, shown.output
