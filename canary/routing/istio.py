@@ -768,6 +768,8 @@ def _stable_service(vs: Obj, dr: Obj | None, target: Target, route: str) -> str:
     # recorded weights (a copy of its split made since gets stable 100% as well)
     named = route or claimed_route(vs, dr, target)
     own = stable.own_hosts(vs, named) | ({patch.noted_service(vs)} - {""})
+    if rule and not own and (why := _rule_unlike_record(vs, dr, target)):
+        raise TargetError(why)
     if rule and own and rule not in own:
         label = f"route {route!r}" if route else "route (the only one when it was claimed)"
         shown = named or patch.noted_route(vs)  # (not found by its noted name: its match another's)
@@ -791,6 +793,30 @@ def _stable_service(vs: Obj, dr: Obj | None, target: Target, route: str) -> str:
                           "service, so neither that service's routes nor the rule are written (another model's, "
                           "perhaps); mend the rule's host, or set the route's stable destination to 100 by hand")
     return rule
+
+
+def _rule_unlike_record(vs: Obj, dr: Obj | None, target: Target) -> str:
+    """Why the rule's host must not be taken for the rollout's service where nothing else tells it (no service noted:
+    a record of an older canary; no route named, several now, or one sending nowhere): its subsets select neither
+    version of the rollout recorded on `vs`, which pointed them (the canary subset at its start, the stable one at
+    its end), so it was edited since, to another model's rule perhaps. Taken, the stable-100% write matched that
+    model's routes by its host, set one to 100/0, left the rollout's split and recorded it rolled back (exit 0), and
+    the end pointed that rule's stable subset (decision 664). "" when the rule selects either, or there is no record."""
+    rec = claims.record_on(vs)
+    try:
+        versions = set(patch.subset_versions(dr).values()) if dr is not None else set()
+    except TargetError:
+        return ""
+    if rec is None or not versions or versions & {rec.stable_version, rec.canary_version}:
+        return ""
+    return (f"{patch.where(dr)}: spec.host names {_service(dr, target)}, and its subsets select version(s) "
+            f"{', '.join(sorted(versions))}, neither of the rollout recorded on {patch.where(vs)} "
+            f"({rec.stable_version} -> {rec.canary_version}), whose service nothing else tells (no service noted at "
+            "its writes, by an older canary; no route named, and not the only one): the rule was edited since, to "
+            "another model's perhaps, so neither its host's routes nor the rule are written. Set the rollout's route's "
+            "stable destination to 100 by hand, or mend the rule (spec.host the route's service, its subsets this "
+            f"model's versions), then run `canary rollback {target.model} -n {target.namespace} --virtual-service "
+            f"{target.virtual_service}`")
 
 
 def _own_service(vs: Obj, dr: Obj | None, target: Target, named: str) -> str:

@@ -844,3 +844,31 @@ def test_a_rule_re_hosted_between_the_promotions_last_writes_ends_at_stable_and_
     shown = CliRunner().invoke(app, ["status", "m0", "-n", "ml", "--kubeconfig", str(kc)])
     assert shown.exit_code == 0 and "every request to the route's subsets fails (503, NR" in shown.output, shown.output
     assert "writes stable 100% on it" not in shown.output, shown.output
+
+
+def test_an_older_record_without_the_note_never_takes_a_re_hosted_rules_host() -> None:
+    """A rollout recorded by an older canary (no service noted at its writes) on the only route it claimed, m1's
+    route added beside it since, and m0's rule re-hosted to m1: nothing tells the rollout's service but the rule,
+    whose host `canary rollback` took. It wrote m1's route 100/0, left m0's at 80/20, recorded m0's rollout rolled
+    back (exit 0) and pointed the rule (now m1's) at v1. The rule selects neither version of the record (v7/v8, not
+    v1/v2): nothing is written, exit 6 with `traffic.unsafe` saying why (decision 664)."""
+    from canary.errors import TrafficUnsafe
+
+    api = fleet.start_api(2)
+    try:
+        _killed_at_first_step(api, "")
+        api.edit(GROUP, "virtualservices", "ml", "m0",
+                 lambda vs: vs["metadata"]["annotations"].pop("modelcanary.dev/service"))  # an older canary's writes
+        api.edit(GROUP, "virtualservices", "ml", "m0", _other_model((50, 50)))
+        api.edit(GROUP, "destinationrules", "ml", "m0", _copy_pasted)
+        rules = [copy.deepcopy(api.get(GROUP, "destinationrules", "ml", m)) for m in ("m0", "m1")]
+        target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+        with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe, match="neither of the rollout"):
+            oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target,
+                          rl.Rollback(0.0, "operator: pager"), log=get())
+        assert routes(api) == [[("stable", 50), ("canary", 50)], [("stable", 80), ("canary", 20)]], routes(api)
+        assert record(api)["phase"] == rl.PROGRESSING
+        assert [api.get(GROUP, "destinationrules", "ml", m) for m in ("m0", "m1")] == rules  # neither pointed
+        assert [e for e in logs if e["event"] == "traffic.unsafe"], logs
+    finally:
+        api.stop()
