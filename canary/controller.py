@@ -37,8 +37,8 @@ from canary.analysis.sequential import looks_per_step
 from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
 from canary.errors import (ApiRefused, CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable,
                            NotFound, others_decision, said,
-                           NotLeader, PodsNotReady, RecordTooNew, RolloutBusy, RoutingConflict, StableNotReady,
-                           StatusRefused, TargetError, TransientError, WeightsMoved)
+                           NotLeader, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict,
+                           RuleElsewhere, StableNotReady, StatusRefused, TargetError, TransientError, WeightsMoved)
 from canary.fencing import FencedRouter
 from canary import history as hist
 from canary.history_store import configmap_name
@@ -2095,12 +2095,15 @@ class Controller:
                                         log=self.log.bind(rollout=key, **rollout_context(raw)))
             except NotLeader:  # refused by the fence, nothing sent: the leader's tick rescues it; nobody is paged
                 return
+            except RollbackFailed as landed:
+                if getattr(landed, "rollout_state", None) is None or not isinstance(landed.__cause__, (
+                        NotFound, RuleElsewhere)):
+                    self._rescue_failed(key, obj, drove, landed, reason)
+                # else: stable 100% and the end landed, the subset not pointed, its rule gone or re-hosted: paged by
+                # the executor (`rollout.destination_rule_deleted` / `_elsewhere`), and the next tick confirms the
+                # end, trying nothing again: "the next tick tries again" beside the page was false (decision 665)
             except Exception as rescue_exc:  # one rollout that cannot be rescued never stops the others
-                # on-call acts on this line alone: which route, and the command that sends it to stable now
-                raw = _raw_target(obj, drove)
-                self.log.bind(rollout=key, **rollout_context(raw)).error(
-                    "rescue.failed", error=f"{type(rescue_exc).__name__}: {rescue_exc}"[:300], failed=reason[:300],
-                    hint=f"the next tick tries again; `{rollback_command(raw)}` acts now")
+                self._rescue_failed(key, obj, drove, rescue_exc, reason)
             return
         spec, state = known.spec, known.state()
         if isinstance(exc, NotFound) and _vs_gone(exc, spec.target):  # read (or written) this tick: 404
@@ -2157,6 +2160,14 @@ class Controller:
             self._status(obj, spec, new)
         except Exception:
             pass
+
+    def _rescue_failed(self, key: str, obj: dict[str, Any], drove: Any, exc: BaseException, reason: str) -> None:
+        """`rescue.failed` (error): a rollout whose ticks kept failing could not be sent to stable 100% by `_rescue`;
+        on-call acts on this line alone: which route, and the command that sends it to stable now."""
+        raw = _raw_target(obj, drove)
+        self.log.bind(rollout=key, **rollout_context(raw)).error(
+            "rescue.failed", error=f"{type(exc).__name__}: {exc}"[:300], failed=reason[:300],
+            hint=f"the next tick tries again; `{rollback_command(raw)}` acts now")
 
     def _mirror_end(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState) -> None:
         """The status of a rollout that has ended on the route while its ticks fail before `_advance` reads

@@ -186,3 +186,6 @@ def test_a_rule_re_hosted_while_promoting_ends_at_stable_on_a_restarted_controll
     page = [e for e in logs if e["event"] == "rollout.destination_rule_elsewhere"]
     assert len(page) == 1 and page[0]["log_level"] == "error", page
     assert len([e for e in logs if e["event"] == "rollout.aborting"]) == 1, [e["event"] for e in logs]
+    # the page alone at error level: no `rescue.failed` saying the next tick tries again, which it does not (665)
+    loud = [e["event"] for e in logs if e["log_level"] in ("error", "critical")]
+    assert loud == ["rollout.destination_rule_elsewhere"], loud
