@@ -194,6 +194,7 @@ class Runner:
         # the step (its start) looks moved the clock back to Prometheus's in, and by how many seconds in all (634)
         self._moved_back: tuple[float, float] = (math.nan, 0.0)
         self._splits_unlisted = False  # the VirtualServices could not be listed: not asked at each look (602)
+        self._next_split_look = 0.0  # paused, or its gate running at 100/0: when `_split_while_held` looks next (656)
         if self.history is None:
             from canary.history_store import ConfigMapStore, Recorder
 
@@ -1000,7 +1001,7 @@ class Runner:
                     watch_failed.append(exc)
                     return True
                 if seen.phase == rl.PENDING:
-                    seen = self._heartbeat(seen)
+                    seen = self._split_while_held(seen) or self._heartbeat(seen)
                 if seen.phase != rl.PENDING or seen.to_json() != watched[-1].to_json():
                     watched.append(seen)
                 return seen.terminal
@@ -1048,6 +1049,8 @@ class Runner:
                     return outside
             if now >= due:
                 return self._look(state) if progressing else state
+            if not progressing and (split := self._split_while_held(state)) is not None:
+                return split
             state = self._heartbeat(state)
             step = min(due, self._next_watch) - now
             if self.gate is not None:
@@ -1195,6 +1198,17 @@ class Runner:
         """The rollout rolled back (`split.foreign_edit`) where `_split_elsewhere` finds a split; None where not."""
         other = self._split_elsewhere()
         return None if other is None else self._decide(state, Observation(split_elsewhere=other))
+
+    def _split_while_held(self, state: rl.RolloutState) -> rl.RolloutState | None:
+        """Paused, or claimed at 100/0 while its gate runs: no look comes, and 602's look came only with looks, so a
+        split made meanwhile on another VirtualService reached the canary unjudged until the first look after the
+        resume (or the gate). Looked for every `look_every` (one LIST, as a look's), rolled back as at a look
+        (`_split_ends`); None where nothing is due or none is found (decision 656)."""
+        now = self.clock.now()
+        if now < self._next_split_look:
+            return None
+        self._next_split_look = now + self.policy.analysis.look_every
+        return self._split_ends(state)
 
     def _split_elsewhere(self) -> Any:
         """At each look, before it is judged: a split with the canary subset on another VirtualService of the

@@ -1,0 +1,116 @@
+"""A split with the rollout's canary subset made on another VirtualService (the gateway's beside the mesh's) where
+602's look did not reach (decisions 656-660): `canary promote` paused or running its gate at 100/0, the controller
+without informers, and the controller killed between a rollback's stable-100% write and 603's re-pointing of the
+canary subset.
+
+The strict Kubernetes API emulator and the real IstioRouter; promote and the controller on fake metrics and a fake
+clock (as test_promote_route_safety.py and tests/support/killpoints.py); every edit injected at a fixed point.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import structlog.testing
+import tenacity
+
+from canary import rollout as rl
+from canary.logs import get
+from canary.model import Target
+from canary.routing.istio import IstioRouter
+from canary.runner import oncall_action
+from tests import fleet
+from tests.integration.test_promote_route_safety import GROUP, HookClock, api, record, runner, subsets  # noqa: F401
+from tests.integration.test_vs_shapes import _gateway_vs
+
+pytestmark = pytest.mark.integration
+VS = "virtualservices"
+
+
+def _split(api: Any) -> None:
+    """The gateway VirtualService `m0-gateway` set 90/10 with m0's subsets."""
+    def edit(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 90, 10
+    api.edit(GROUP, VS, "ml", "m0-gateway", edit)
+
+
+def _foreign_split(logs: list[dict[str, Any]], res: Any, api: Any) -> dict[str, Any]:
+    """The one `split.foreign_edit` line of a rollout rolled back for the gateway's split, its canary subset
+    pointed at the stable version, the gateway never written."""
+    assert res.state.phase == rl.ROLLED_BACK and rl.classify_reason(res.state.reason) == "foreign_edit", res.state
+    (said,) = [e for e in logs if e["event"] == "split.foreign_edit"]
+    assert (said["other_virtual_service"], said["split_weights"]) == ("ml/m0-gateway", "90/10"), said
+    assert subsets(api) == {"stable": "v1", "canary": "v1"}
+    assert [e["event"] for e in logs if e["event"] == "rollback.canary_subset_repointed"] == [
+        "rollback.canary_subset_repointed"]
+    assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
+    return said
+
+
+def test_a_split_made_on_another_virtual_service_while_paused_rolls_back_without_waiting_for_the_resume(
+        api: Any) -> None:
+    """`canary promote` looked for another VirtualService's split at its looks only: paused by on-call at 80/20, the
+    gateway's 90/10 made meanwhile reached the canary unjudged for as long as the pause lasted (rolled back at the
+    first look after the resume). Paused, it now looks every `look_every` (one LIST), and rolls back as at a look
+    (decision 656)."""
+    _gateway_vs(api, 0)
+    clock = HookClock(api)
+    promote = runner(api, "v2", clock)
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+    split_at: list[float] = []
+
+    def pause() -> None:
+        oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target,
+                      rl.Pause(clock.now(), "on-call: hold"), log=get())
+
+    def split() -> None:
+        split_at.append(clock.now())
+        _split(api)
+    clock.hooks.append((lambda rec: rec.get("phase") == rl.PROGRESSING, pause))
+    clock.hooks.append((lambda rec: rec.get("phase") == rl.PAUSED, split))
+    # without the look nothing ends the pause: promote is stopped (a rollback, "interrupted") 120 fake s later
+    clock.hooks.append((lambda rec: bool(split_at) and clock.now() > split_at[0] + 120, promote.stop.set))
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    said = _foreign_split(logs, res, api)
+    assert said["phase"] == rl.PAUSED and res.state.updated_at - split_at[0] <= 3, (said, res.state.updated_at)
+
+
+class _GatewaySplitDuringWarmUp:
+    """A Triton gate that passes: its warm-up splits the gateway VirtualService 90/10, then runs until the rollout's
+    record ends (at most 1,000 rounds of 0.5 fake s), the fake clock moving on meanwhile."""
+
+    probe_interval, probe_failures = 1.0, 3
+
+    def __init__(self, api: Any, clock: Any) -> None:
+        self.api, self.clock = api, clock
+
+    def preflight(self) -> dict[str, Any]:
+        _split(self.api)
+        for _ in range(1000):
+            if record(self.api).get("phase") in rl.TERMINAL:
+                break
+            self.clock.t += 0.5
+            time.sleep(0.01)
+        return {"warm_p50_ms": 3.0}
+
+    def ready(self) -> bool:
+        return True
+
+
+def test_a_split_made_on_another_virtual_service_while_the_gate_runs_rolls_back_before_any_step(api: Any) -> None:
+    """Claimed at 100/0 (its canary subset already on v2) while the Triton gate warms the canary up: the gateway's
+    90/10 made meanwhile sent v2 10% of the edge unjudged for the whole warm-up, and the rollout went on to its
+    first step, rolled back only at its first look. The gate's watch now looks every `look_every` too: rolled back
+    while pending, the gate abandoned, no step written (decision 656)."""
+    _gateway_vs(api, 0)
+    clock = HookClock(api)
+    promote = runner(api, "v2", clock)
+    promote.gate = _GatewaySplitDuringWarmUp(api, clock)
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    said = _foreign_split(logs, res, api)
+    assert said["phase"] == rl.PENDING, said
+    assert not [e for e in logs if e["event"] in ("gate.passed", "step.advanced")]
