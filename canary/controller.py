@@ -56,7 +56,7 @@ from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable)
 from canary.reconcile import vs_gone as _vs_gone
-from canary.reconcile import confirmed_detail, failure_cause, routed_fields, write_landed
+from canary.reconcile import canary_subset_home, confirmed_detail, failure_cause, routed_fields, write_landed
 from canary.routing import patch
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.routing.splits import may_split
@@ -883,6 +883,8 @@ class Controller:
             if unconfirmed is not None:
                 self._confirm_end(spec, state, unconfirmed[0], unconfirmed[1], log=log, landed=unconfirmed[3])
             old = obj.get("status") or {}
+            if old.get("phase") not in rl.TERMINAL:
+                self._canary_subset_home(target, state, status, log=log)
             if state.reason.endswith(RESTARTS) and old.get("phase") in rl.TERMINAL and old.get("reason"):
                 # superseded to start again, then ended for good before it did (a series edit while the
                 # restart was pending): the status says so, the record's "it starts again" no longer holds
@@ -981,6 +983,19 @@ class Controller:
             self.fenced.record_event(spec.target, reason=camel(a.event), warning=a.warning, message=message)
         self._observe(spec, recorded, late)
         self._record(spec, recorded, late)
+
+    def _canary_subset_home(self, target: Target, state: rl.RolloutState, status: Any, *, log: Any) -> None:
+        """A rollback (or abort) recorded on the route that this CanaryRollout's status does not show yet, its canary
+        subset still selecting the version rolled back: the process that wrote it may have been killed between its
+        stable-100% write and 603's re-pointing (or it was `canary rollback`'s, or a sweep's). 603's look runs once
+        more (`canary_subset_home`: one LIST, guarded on the record as read), as `canary rollback` run again does
+        (639): where another VirtualService still splits with the canary subset, it is pointed at the stable
+        version, `rollback.canary_subset_repointed`; no VirtualService is written. Once the status shows the end,
+        never again: a common rollback's next tick costs nothing more (decision 657)."""
+        if state.phase not in (rl.ROLLED_BACK, rl.ABORTED) or not state.stable_version \
+                or status.canary_subset_version != state.canary_version or state.canary_version == state.stable_version:
+            return
+        canary_subset_home(self.fenced, target, state, log=log, record=status.state)
 
     def _held_before_start(self, obj: dict[str, Any], spec: crd.RolloutSpec) -> None:
         """A CR created (or edited to a new version) with `spec.action: pause`: nothing is claimed and its

@@ -114,3 +114,63 @@ def test_a_split_made_on_another_virtual_service_while_the_gate_runs_rolls_back_
     said = _foreign_split(logs, res, api)
     assert said["phase"] == rl.PENDING, said
     assert not [e for e in logs if e["event"] in ("gate.passed", "step.advanced")]
+
+
+# --- the controller killed between a rollback's stable-100% write and 603's re-pointing (decision 657) ---------------
+
+def _controller(api: Any, clock: Any, *, kill_at_rollback: bool) -> Any:
+    """A controller without informers on rollout r0 (v3, 60% slower: rolled back at its first step), on fake metrics
+    that see the cluster's weights; `kill_at_rollback`: "killed" right after its rollback's stable-100% write."""
+    import kubernetes.client as kc
+
+    from canary.controller import Controller
+    from tests.fakes import FakeMetrics
+    from tests.support.killpoints import Killed, Killer, KillerCustom, LiveWeights
+
+    class AtRollback(Killer):
+        def _wrote(self, what: str) -> None:
+            self.log.append(what)
+            if what == "weights 100/0 rolled_back":
+                self.dead = True
+                raise Killed(what)
+
+    client = api.api_client()
+    real = IstioRouter(client, wait=tenacity.wait_none())
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v3")
+    metrics = FakeMetrics(LiveWeights(real, target), clock, slowdown=lambda t: 1.6, rps=1000.0)  # type: ignore[arg-type]
+    router: Any = AtRollback(real, None, []) if kill_at_rollback else real
+    custom: Any = KillerCustom(kc.CustomObjectsApi(client), router) if kill_at_rollback else kc.CustomObjectsApi(client)
+    return Controller(custom=custom, core=kc.CoreV1Api(client), router=router, metrics=metrics, namespace="ml",
+                      clock=clock)
+
+
+def test_a_controller_killed_before_the_canary_subset_was_repointed_repoints_it_at_its_next_start(api: Any) -> None:
+    """A controller killed between its rollback's stable-100% write and 603's re-pointing of the canary subset left
+    it on the rolled-back v3, and the gateway's 10% with it: only `canary rollback` run again finished it (639).
+    The next controller reads the end from the route, its CanaryRollout's status not showing it yet, and looks once
+    more: the canary subset pointed at the stable version, the same `rollback.canary_subset_repointed` line, no
+    VirtualService written (decision 657)."""
+    from canary import crd
+    from tests.fakes import FakeClock
+    from tests.support.killpoints import Killed
+
+    _gateway_vs(api, 0)
+    api.handler.put_object(fleet.rollout_object(0, "v3"))
+    clock = FakeClock()
+    first = _controller(api, clock, kill_at_rollback=True)
+    with pytest.raises(Killed):
+        for _ in range(400):
+            first.tick()
+            clock.sleep(0.5)
+    assert record(api)["phase"] == rl.ROLLED_BACK and subsets(api) == {"stable": "v1", "canary": "v3"}
+    assert (api.get(crd.GROUP, crd.PLURAL, "ml", "r0").get("status") or {}).get("phase") == rl.PROGRESSING
+    _split(api)  # the gateway's 10% now reaches the rolled-back v3
+    vs_before = api.get(GROUP, VS, "ml", "m0")
+    with structlog.testing.capture_logs() as logs:
+        _controller(api, clock, kill_at_rollback=False).tick()
+    assert subsets(api) == {"stable": "v1", "canary": "v1"}
+    (moved,) = [e for e in logs if e["event"] == "rollback.canary_subset_repointed"]
+    assert (moved["other_virtual_service"], moved["split_weights"]) == ("ml/m0-gateway", "90/10"), moved
+    assert api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"]["phase"] == rl.ROLLED_BACK
+    assert api.get(GROUP, VS, "ml", "m0") == vs_before
+    assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
