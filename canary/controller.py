@@ -276,6 +276,9 @@ class Controller:
         # rollout key -> its stable-100% write failing since (`_retry`): a warning until ROLLBACK_PAGE_AFTER_S, then
         # the page once; forgotten when a write lands or the route records the rollout ended
         self._stable_failing: dict[str, _StableFailing] = {}
+        # without informers, this tick's prefetch (`IstioRouter.prefetch`): the VirtualServices that split with some
+        # canary subset and the DestinationRules, for `_split_now` (decision 658); None outside a tick or unlisted
+        self._listed: tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]]] | None = None
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -347,12 +350,14 @@ class Controller:
         self.health = (True, "ok")
         if objs and hasattr(self.router, "prefetch"):
             try:
-                self.router.prefetch(self.namespace)  # 2 LISTs instead of 2 GETs per rollout
+                # 2 LISTs instead of 2 GETs per rollout; the looks at the other VirtualServices read them (658)
+                self._listed = self.router.prefetch(self.namespace)
             except CanaryError as exc:
                 self.log.warning("prefetch.failed", error=str(exc))
         try:
             self._advance_all(objs)
         finally:
+            self._listed = None
             if hasattr(self.router, "forget_prefetch"):
                 self.router.forget_prefetch()  # prefetched objects serve this tick only, however it ends
         self._sweep({_key(o): o for o in listed})
@@ -1178,11 +1183,22 @@ class Controller:
     def _split_now(self, spec: crd.RolloutSpec, state: rl.RolloutState) -> Any:
         """At each tick of a rollout claimed and not promoting: a split with the canary subset made since the claim
         on another VirtualService of the namespace (`claims.OtherSplit`), from the informers' cache (no LIST at
-        each tick); None when there is none, or without informers, or it cannot be told. Decision 602."""
+        each tick), or without informers from the tick's prefetch (`_listed`: its LIST, no other read; decision
+        658); None when there is none, or it cannot be told (nothing prefetched). Decision 602."""
         find = getattr(self.router, "split_in_others", None)
-        if find is None or self.informers is None or state.phase not in (rl.PENDING, rl.PROGRESSING, rl.PAUSED):
+        if find is None or state.phase not in (rl.PENDING, rl.PROGRESSING, rl.PAUSED):
             return None
-        listed, dr = self._cached_others(spec)
+        if self.informers is not None:
+            listed, dr = self._cached_others(spec)
+        elif self._listed is not None:
+            t = spec.target
+            listed = [vs for vs in self._listed[0] if (vs.get("metadata") or {}).get("namespace") == t.namespace
+                      and (vs.get("metadata") or {}).get("name") != t.virtual_service]
+            dr = self._listed[1].get((t.namespace, t.dr_name))
+            if not listed or dr is None:  # nothing splits with a canary subset there (the common case): no read
+                return None
+        else:
+            return None
         try:
             return find(spec.target, listed=listed, dr=dr)[0]
         except CanaryError:  # the rule not cached and its GET failing: the next tick looks again

@@ -553,17 +553,24 @@ class IstioRouter:
 
         self._update(target, VS_PLURAL, name, compute)
 
-    def prefetch(self, namespace: str | None) -> int:
+    def prefetch(self, namespace: str | None) -> tuple[list[Obj], dict[tuple[str, str], Obj]]:
         """LIST VirtualServices and DestinationRules once (a controller tick over many rollouts):
         each listed object then serves ONE read; every later read (a retry after 409, the read
-        before a write) goes to the API again, so nothing stale is ever written back."""
+        before a write) goes to the API again, so nothing stale is ever written back. Returns, for this
+        tick's looks at the other VirtualServices (decision 658), copies of the VirtualServices that split
+        with some canary subset (`splits.canary_split_hosts`) and of the DestinationRules by (namespace, name):
+        copies, as a read may change the object it is served."""
+        from canary.routing.splits import canary_split_hosts
+
         cache: dict[tuple[str, str, str], Obj] = {}
         for plural in (VS_PLURAL, DR_PLURAL):
             for item in self._list(plural, namespace)[0]:
                 meta = item.get("metadata", {})
                 cache[(plural, meta.get("namespace", ""), meta.get("name", ""))] = item
         self._local.cache = cache
-        return len(cache)
+        return ([copy.deepcopy(o) for (plural, _, _), o in cache.items() if plural == VS_PLURAL and
+                 canary_split_hosts(o)],
+                {(ns, name): copy.deepcopy(o) for (plural, ns, name), o in cache.items() if plural == DR_PLURAL})
 
     def seed(self, objs: Iterable[tuple[str, Obj]]) -> None:
         """Objects read elsewhere (the controller's informer cache), for this thread: like `prefetch`,

@@ -118,9 +118,10 @@ def test_a_split_made_on_another_virtual_service_while_the_gate_runs_rolls_back_
 
 # --- the controller killed between a rollback's stable-100% write and 603's re-pointing (decision 657) ---------------
 
-def _controller(api: Any, clock: Any, *, kill_at_rollback: bool) -> Any:
-    """A controller without informers on rollout r0 (v3, 60% slower: rolled back at its first step), on fake metrics
-    that see the cluster's weights; `kill_at_rollback`: "killed" right after its rollback's stable-100% write."""
+def _controller(api: Any, clock: Any, *, kill_at_rollback: bool = False, version: str = "v3") -> Any:
+    """A controller without informers on rollout r0 (v3 60% slower: rolled back at its first step; v2 as fast as the
+    stable), on fake metrics that see the cluster's weights; `kill_at_rollback`: "killed" right after its
+    rollback's stable-100% write."""
     import kubernetes.client as kc
 
     from canary.controller import Controller
@@ -136,8 +137,9 @@ def _controller(api: Any, clock: Any, *, kill_at_rollback: bool) -> Any:
 
     client = api.api_client()
     real = IstioRouter(client, wait=tenacity.wait_none())
-    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v3")
-    metrics = FakeMetrics(LiveWeights(real, target), clock, slowdown=lambda t: 1.6, rps=1000.0)  # type: ignore[arg-type]
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version=version)
+    metrics = FakeMetrics(LiveWeights(real, target), clock, slowdown=lambda t: 1.6 if version == "v3" else 1.0,
+                          rps=1000.0)  # type: ignore[arg-type]
     router: Any = AtRollback(real, None, []) if kill_at_rollback else real
     custom: Any = KillerCustom(kc.CustomObjectsApi(client), router) if kill_at_rollback else kc.CustomObjectsApi(client)
     return Controller(custom=custom, core=kc.CoreV1Api(client), router=router, metrics=metrics, namespace="ml",
@@ -174,3 +176,38 @@ def test_a_controller_killed_before_the_canary_subset_was_repointed_repoints_it_
     assert api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"]["phase"] == rl.ROLLED_BACK
     assert api.get(GROUP, VS, "ml", "m0") == vs_before
     assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
+
+
+# --- the controller without informers (decision 658) ----------------------------------------------------------------
+
+def test_the_controller_without_informers_finds_a_split_made_on_another_virtual_service_mid_rollout(api: Any) -> None:
+    """602's look in the controller read its informers' cache, and without informers (a tick that LISTs) it did not
+    look at all: the gateway's 90/10 made while v2 ran rode along unjudged, and v2 was promoted on the mesh's data.
+    It now reads the tick's prefetch (its LIST of the namespace's VirtualServices: no other read), and rolls the
+    rollout back as a foreign edit, the canary subset re-pointed (decision 658)."""
+    from canary import crd
+    from tests.fakes import FakeClock
+
+    _gateway_vs(api, 0)
+    api.handler.put_object(fleet.rollout_object(0, "v2"))
+    clock = FakeClock()
+    op = _controller(api, clock, version="v2")
+
+    def phase() -> str:
+        return (api.get(crd.GROUP, crd.PLURAL, "ml", "r0").get("status") or {}).get("phase", "")
+    split = False
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(400):
+            op.tick()
+            if phase() == rl.PROGRESSING and not split:  # its first step: 80/20, the gateway's 100/0 seen at the claim
+                _split(api)
+                split = True
+            if phase() in rl.TERMINAL:
+                break
+            clock.sleep(0.5)
+    status = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"]
+    assert (status["phase"], status.get("endCause")) == (rl.ROLLED_BACK, "foreign_edit"), status
+    (said,) = [e for e in logs if e["event"] == "split.foreign_edit"]
+    assert (said["other_virtual_service"], said["split_weights"], said["phase"]) == (
+        "ml/m0-gateway", "90/10", rl.PROGRESSING), said
+    assert subsets(api) == {"stable": "v1", "canary": "v1"}
