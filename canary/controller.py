@@ -59,7 +59,7 @@ from canary.reconcile import vs_gone as _vs_gone
 from canary.reconcile import canary_subset_home, confirmed_detail, failure_cause, routed_fields, write_landed
 from canary.routing import patch
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
-from canary.routing.splits import may_split
+from canary.routing.splits import canary_split_hosts, may_split
 from canary.throttle import Throttle
 from canary.workqueue import DueQueue
 
@@ -294,14 +294,28 @@ class Controller:
         """An informer saw a change: the rollouts it concerns are due now."""
         now = self.clock.now()
         if plural != crd.PLURAL:
-            for rollout in self.informers.users(plural, key):
+            users = self.informers.users(plural, key)
+            for rollout in users:
                 self.queue.touch(rollout, now)
+            if not users and obj is not None and plural == "virtualservices" and canary_split_hosts(obj):
+                self._wake_held(key.partition("/")[0], now)
         elif obj is None:
             self.queue.drop(key)
             self._gone(key)
         else:
             resume_requests.saw(self._requests, key, obj)  # every version, owned or not: a takeover reads it
             if self.owns(obj):
+                self.queue.touch(key, now)
+
+    def _wake_held(self, namespace: str, now: float) -> None:
+        """Another VirtualService of `namespace` (no rollout's own route) changed and splits with some canary subset:
+        the rollouts held there (paused, or pending asked to pause) are due now. They are ticked on a change of
+        their own objects only (`_schedule`), so a paused rollout's `_split_now` never ran while the gateway's split
+        sent its canary a share unjudged, until the resume (decision 659). Progressing or pending ones look at their
+        next tick anyway."""
+        for key, known in list(self._known.items()):  # called from informer threads: iterate a copy
+            if known.spec.target.namespace == namespace and not known.terminal and (
+                    known.phase == rl.PAUSED or (known.phase == rl.PENDING and known.spec.action == "pause")):
                 self.queue.touch(key, now)
 
     def run(self, stop: threading.Event, *, tick_s: float = 1.0) -> None:

@@ -679,6 +679,38 @@ def test_a_split_on_another_virtual_service_made_mid_rollout_is_found_in_the_cac
     assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
 
 
+def test_a_paused_rollout_is_woken_by_a_split_made_on_another_virtual_service_and_rolled_back(world: Any) -> None:
+    """A paused rollout is ticked on a change of its own objects only: the gateway VirtualService set 90/10 while v2
+    was paused at 80/20 woke nothing, and its 10% of the edge reached v2 unjudged until the resume. A change of
+    another VirtualService that splits with a canary subset now wakes the rollouts held in its namespace, and the
+    tick's look (602) rolls it back (decision 659)."""
+    api, op, custom, clock = world
+    _gateway(api, 0)
+    slow = fleet.rollout_object(0, "v2")
+    slow["spec"]["policy"]["analysis"]["interval"] = "60s"  # one long step
+    api.handler.put_object(slow)
+    for _ in range(6):
+        step(api, op, clock)
+    assert status(api, "r0")["phase"] == rl.PROGRESSING
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"action": "pause", "actionReason": "by hand"}})
+    for _ in range(3):
+        step(api, op, clock, dt=0.0)
+    assert status(api, "r0")["phase"] == rl.PAUSED
+    caught_up(api, op)  # what the pause's own writes woke is over
+
+    def split(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 90, 10
+    api.edit(ISTIO, "virtualservices", "ml", "m0-gateway", split)
+    for _ in range(3):
+        step(api, op, clock, dt=0.0)
+    assert (status(api, "r0")["phase"], status(api, "r0").get("endCause")) == (rl.ROLLED_BACK, "foreign_edit"), \
+        status(api, "r0")
+    subsets = {s["name"]: s["labels"]["version"]
+               for s in api.get(ISTIO, "destinationrules", "ml", "m0")["spec"]["subsets"]}
+    assert subsets == {"stable": "v1", "canary": "v1"}
+
+
 def test_a_canary_rollout_refused_behind_another_virtual_services_split_reads_its_rule_from_the_cache(
         world: Any) -> None:
     """A CanaryRollout refused at each tick while the gateway VirtualService splits 90/10: the look at the other
