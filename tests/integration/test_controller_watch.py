@@ -649,13 +649,9 @@ def test_a_split_on_another_virtual_service_the_cache_has_not_seen_is_refused_at
     assert (api.get(ISTIO, "virtualservices", "ml", "m0"), api.get(ISTIO, "destinationrules", "ml", "m0")) == before
 
 
-def test_a_split_on_another_virtual_service_made_mid_rollout_is_found_in_the_cache_and_rolled_back(world: Any) -> None:
-    """Decision 602 in the controller: the gateway VirtualService (100/0 at the claim) set 90/10 while v2 runs: no
-    tick looked at it again (the claim's look only), the 10% rode along unjudged to the end. Now each tick looks
-    in the informers' cache (no LIST): rolled back as a foreign edit, the canary subset pointed at the stable
-    version by the rollback (603), the gateway VirtualService not written."""
-    api, op, custom, clock = world
-    _gateway(api, 0)  # at 100/0: no split
+def _progressing_beside_the_gateway(api: KubeAPIServer, op: Controller, clock: Clock) -> None:
+    """`m0-gateway` at 100/0 (no split), and r0 (v2) claimed on `m0` and progressing in one long step."""
+    _gateway(api, 0)
     slow = fleet.rollout_object(0, "v2")
     slow["spec"]["policy"]["analysis"]["interval"] = "60s"  # one long step
     api.handler.put_object(slow)
@@ -663,9 +659,21 @@ def test_a_split_on_another_virtual_service_made_mid_rollout_is_found_in_the_cac
         step(api, op, clock)
     assert status(api, "r0")["phase"] == rl.PROGRESSING
 
+
+def _split_gateway(api: KubeAPIServer) -> None:
     def split(vs: dict[str, Any]) -> None:
         vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 90, 10
     api.edit(ISTIO, "virtualservices", "ml", "m0-gateway", split)
+
+
+def test_a_split_on_another_virtual_service_made_mid_rollout_is_found_in_the_cache_and_rolled_back(world: Any) -> None:
+    """Decision 602 in the controller: the gateway VirtualService (100/0 at the claim) set 90/10 while v2 runs: no
+    tick looked at it again (the claim's look only), the 10% rode along unjudged to the end. Now each tick looks
+    in the informers' cache (no LIST): rolled back as a foreign edit, the canary subset pointed at the stable
+    version by the rollback (603), the gateway VirtualService not written."""
+    api, op, custom, clock = world
+    _progressing_beside_the_gateway(api, op, clock)
+    _split_gateway(api)
     for _ in range(20):
         step(api, op, clock)
         if status(api, "r0").get("phase") in rl.TERMINAL:
@@ -685,23 +693,14 @@ def test_a_paused_rollout_is_woken_by_a_split_made_on_another_virtual_service_an
     another VirtualService that splits with a canary subset now wakes the rollouts held in its namespace, and the
     tick's look (602) rolls it back (decision 659)."""
     api, op, custom, clock = world
-    _gateway(api, 0)
-    slow = fleet.rollout_object(0, "v2")
-    slow["spec"]["policy"]["analysis"]["interval"] = "60s"  # one long step
-    api.handler.put_object(slow)
-    for _ in range(6):
-        step(api, op, clock)
-    assert status(api, "r0")["phase"] == rl.PROGRESSING
+    _progressing_beside_the_gateway(api, op, clock)
     custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
                                           {"spec": {"action": "pause", "actionReason": "by hand"}})
     for _ in range(3):
         step(api, op, clock, dt=0.0)
     assert status(api, "r0")["phase"] == rl.PAUSED
     caught_up(api, op)  # what the pause's own writes woke is over
-
-    def split(vs: dict[str, Any]) -> None:
-        vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 90, 10
-    api.edit(ISTIO, "virtualservices", "ml", "m0-gateway", split)
+    _split_gateway(api)
     for _ in range(3):
         step(api, op, clock, dt=0.0)
     assert (status(api, "r0")["phase"], status(api, "r0").get("endCause")) == (rl.ROLLED_BACK, "foreign_edit"), \

@@ -22,11 +22,18 @@ from canary.model import Target
 from canary.routing.istio import IstioRouter
 from canary.runner import oncall_action
 from tests import fleet
-from tests.integration.test_promote_route_safety import GROUP, HookClock, api, record, runner, subsets  # noqa: F401
+from tests.integration.test_promote_route_safety import GROUP, HookClock, record, runner, subsets
 from tests.integration.test_vs_shapes import _gateway_vs
 
 pytestmark = pytest.mark.integration
 VS = "virtualservices"
+
+
+@pytest.fixture
+def api() -> Any:
+    server = fleet.start_api(1)
+    yield server
+    server.stop()
 
 
 def _split(api: Any) -> None:
