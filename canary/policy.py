@@ -64,7 +64,9 @@ from canary.policy_fields import (
     StepDuration,
     Strict,
     as_tuple,
+    key_shown,
     label_name,
+    not_ascii,
     parse_duration,
     show,
 )
@@ -253,7 +255,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
         elif part == "[key]":
             out += " (key)"
         elif not (isinstance(prev, int) and part in _KIND_TAGS):
-            out += f".{part}" if out else str(part)
+            shown = key_shown(part) if isinstance(part, str) else str(part)  # 'alpha\u200b', not `alpha`
+            out += f".{shown}" if out else shown
         prev = part
     return out
 
@@ -328,7 +331,9 @@ def _message(err: Any) -> str:
     msg = _TYPE_MESSAGES.get(kind, err["msg"])
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
-        msg = _unknown_key(tuple(err.get("loc") or ()))
+        loc = tuple(err.get("loc") or ())
+        odd = not_ascii(str(loc[-1])) if loc else ""
+        msg = _unknown_key(loc) + (f"; the key holds {odd}" if odd else "")
     elif kind in _SHAPE_MESSAGES:  # pydantic's words name our classes ("instance of Analysis")
         msg = f"{_SHAPE_MESSAGES[kind]}, not {_what(value)}"
     elif kind == "missing":
@@ -340,9 +345,9 @@ def _message(err: Any) -> str:
 
         near = difflib.get_close_matches(str(ctx.get("tag")), sorted(_KIND_TAGS), n=1, cutoff=0.6)
         msg = (f"{show(ctx.get('tag'))} is not one of {', '.join(sorted(_KIND_TAGS))}"
-               + (f" (did you mean `{near[0]}`?)" if near else ""))
+               + (f" (did you mean `{near[0]}`?)" if near else "") + _holds(ctx.get("tag")))
     elif kind == "literal_error":
-        msg = f"must be {ctx.get('expected', 'one of the allowed values')}, not {_what(value)}"
+        msg = f"must be {ctx.get('expected', 'one of the allowed values')}, not {_what(value)}{_holds(value)}"
     elif kind in ("too_short", "string_too_short") and ctx.get("min_length") == 1:
         msg = "must not be empty"
     elif kind in ("too_long", "string_too_long") and isinstance(value, (str, list)):
@@ -373,6 +378,13 @@ _SHAPE_MESSAGES = {
     "model_type": "must be a mapping (key: value)", "model_attributes_type": "must be a mapping (key: value)",
     "dict_type": "must be a mapping (key: value)", "list_type": "must be a list", "tuple_type": "must be a list",
 }
+
+
+def _holds(value: Any) -> str:
+    """'; it holds U+043E CYRILLIC SMALL LETTER O, which is not ASCII' for a choice written with a character
+    past printable ASCII ('rоllback' reads as 'rollback'), else ''."""
+    odd = not_ascii(value) if isinstance(value, str) else ""
+    return f"; it holds {odd}" if odd else ""
 
 
 def _what(value: Any) -> str:
@@ -413,7 +425,7 @@ def _non_text_key(raw: Any, path: str = "") -> tuple[str, str] | None:
                 written = str(key).lower() if isinstance(key, bool) else None if key is None else show(key)
                 fix = f'quote it if it is one ("{written}": ...)' if written else "give it a name"
                 return path, f"key {_key_text(key)} {where}: keys are names (text); {fix}"
-            found = _non_text_key(value, f"{path}.{key}" if path else key)
+            found = _non_text_key(value, f"{path}.{key_shown(key)}" if path else key_shown(key))
             if found:
                 return found
     elif isinstance(raw, (list, tuple)):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -64,6 +65,24 @@ def show(value: Any, limit: int = 40) -> str:
     return text[: limit - 3] + "..."
 
 
+def not_ascii(text: str) -> str:
+    """'U+0430 CYRILLIC SMALL LETTER A, which is not ASCII' (or 'U+001B, a control character') for the first
+    character of `text` past printable ASCII, else '': a key, a choice or a duration holding one reads right on screen (a zero-width space, a
+    lookalike letter pasted from a chat or a document) and is no name this file knows (decision 671)."""
+    for ch in text:
+        if not (ch.isascii() and ch.isprintable()):
+            name = unicodedata.name(ch, "")
+            return f"U+{ord(ch):04X}{' ' + name if name else ''}, " + (
+                "a control character" if ch.isascii() else "which is not ASCII")
+    return ""
+
+
+def key_shown(key: str) -> str:
+    """A mapping key as it stands in a field path: as written when it is printable ASCII, else escaped
+    (`'alpha\\u200b'`), so a key that reads like a real field is seen not to be one."""
+    return key if key.isascii() and key.isprintable() else ascii(key)
+
+
 def label_name(name: str, *, allow_empty: bool = False) -> str:
     """A valid Prometheus label name, not reserved (`__` prefix); raises ValueError."""
     if allow_empty and name == "":
@@ -84,7 +103,7 @@ _UNITS = {**dict.fromkeys(("ms", "msec", "msecs", "millisecond", "milliseconds")
 def _go_spelling(value: str) -> str:
     """': did you mean '5m'?' for a number with a unit Go does not spell so ('5min', '10 min', '30sec',
     '2 hours', '5M'), else ''."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", value)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", value, re.ASCII)
     unit = _UNITS.get(m.group(2).lower()) if m else None
     return f": did you mean '{m.group(1)}{unit}'?" if m and unit else ""
 
@@ -98,8 +117,9 @@ def parse_duration(value: Any) -> float:
     try:
         if isinstance(value, str):
             if not _DURATION.fullmatch(value):
-                raise ValueError(f"{show(value)} is not a duration{_go_spelling(value)} "
-                                 "(use e.g. '500ms', '30s', '1m30s', '2h')")
+                odd = not_ascii(value)  # '５m' was "did you mean '５m'?"
+                hint = f" (it holds {odd})" if odd else _go_spelling(value)
+                raise ValueError(f"{show(value)} is not a duration{hint} (use e.g. '500ms', '30s', '1m30s', '2h')")
             if _SECONDS.fullmatch(value):
                 seconds = float(value)
             else:

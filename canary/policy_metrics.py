@@ -17,7 +17,7 @@ from typing import Literal
 import pydantic
 from pydantic import Field, field_validator
 
-from canary.policy_fields import LABEL_NAME, FieldProblem, Source, StepDuration, Strict, label_name
+from canary.policy_fields import LABEL_NAME, FieldProblem, Source, StepDuration, Strict, key_shown, label_name
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Metrics(Strict):
             try:
                 label_name(key)
             except ValueError as exc:
-                raise FieldProblem(key, str(exc)) from None
+                raise FieldProblem(key_shown(key), str(exc)) from None
         return labels
 
 
