@@ -23,11 +23,15 @@ from canary import rollout as rl
 from canary.errors import ApiRefused, ConfigError, PolicyError
 from canary.model import Target, check_object_name, check_target_names, check_version
 from canary.policy import SAMPLE_FIELD, Policy, parse_policy, parse_policy_text, parse_samples
-from canary.policy_fields import show
+from canary.policy_fields import key_shown, show
 
 GROUP, VERSION, PLURAL, KIND = "modelcanary.dev", "v1alpha1", "canaryrollouts", "CanaryRollout"
 ACTIONS = ("", "pause", "resume", "rollback")
 _CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+", re.ASCII)  # the API server's rule for a ConfigMap's keys
+# the spec's keys, as the CRD declares them (canary/deploy/crd-canaryrollout.yaml; a test holds the two equal)
+SPEC_KEYS = ("model", "canaryVersion", "stableVersion", "virtualService", "destinationRule", "route", "policy",
+             "policyRef", "triton", "onForeignEdit", "onPrometheusOutage", "action", "actionReason")
+SPEC_SUBKEYS = {"policyRef": ("configMap", "key"), "triton": ("stableUrl", "canaryUrl")}
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: spec is missing")
+    _known_keys(spec, where)
 
     def text(field: str, *, required: bool = False, default: str = "") -> str:
         value = spec.get(field, default)
@@ -112,6 +117,23 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
                        action=action, action_reason=text("actionReason"),
                        triton_stable=triton.get("stableUrl"), triton_canary=triton.get("canaryUrl"),
                        warmup_samples=samples, samples_error=samples_error)
+
+
+def _known_keys(spec: dict[str, Any], where: str) -> None:
+    """ConfigError naming the first spec key (or `policyRef`/`triton` key) the CRD does not declare. The API
+    server prunes such a key (kubectl's strict validation refuses it), but a server that keeps it (the
+    emulator, kmock) handed it here, and a typo (`onPrometheusOutag: hold`) ran with the default (decision 672)."""
+    import difflib
+
+    for path, node, known in (("spec", spec, SPEC_KEYS), *((f"spec.{name}", spec.get(name), keys)
+                                                           for name, keys in SPEC_SUBKEYS.items())):
+        for key in node if isinstance(node, dict) else ():
+            if key in known:
+                continue
+            near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]}?" if near else f"the fields are {', '.join(known)}"
+            raise ConfigError(f"{where}: {path}.{key_shown(str(key))}: unknown field ({hint}); the CRD declares no "
+                              "such field, so it would do nothing")
 
 
 def _samples(policy: Policy, spec: dict[str, Any], where: str, ns: str,
