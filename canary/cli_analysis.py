@@ -99,10 +99,30 @@ def judge_cmd(
     raise typer.Exit(run_guarded(go))
 
 
+# `plan`'s assumption flags, and the kind of check whose statistics each describes (analysis.plan's inputs)
+_PLAN_FLAGS = (("--error-rate", "error_rate", "error_rate", "the stable's error rate"),
+               ("--missing-rate", "missing_rate", "feature_missing", "the stable's rate of missing features"),
+               ("--bins", "bins", "prediction_shift", "the prediction histogram's cells"),
+               ("--p95-ms", "p95_ms", "latency", "the stable's latency"),
+               ("--latency-sigma", "latency_sigma", "latency", "the shape of the latency"),
+               ("--bucket-ratio", "bucket_ratio", "latency", "the latency buckets"))
+
+
+def _flags_unread(ctx: typer.Context, policy: Any) -> str:
+    """Why the first assumption flag typed is no input of this plan: no check of its kind in `policy`, so the
+    plan was the same with it as without it (decision 673); '' when every flag typed is read."""
+    kinds = {c.kind for c in policy.checks}
+    for flag, param, kind, what in _PLAN_FLAGS:
+        if kind not in kinds and opts.typed(ctx, param):
+            return f"{flag} describes {what}, which only {'an' if kind[0] in 'aeiou' else 'a'} {kind} check reads"
+    return ""
+
+
 MAX_RPS = 1e9  # requests per second to one model, both arms: past any real service (and the plan's arithmetic)
 
 
 def plan_cmd(
+    ctx: typer.Context,
     policy: Path = typer.Option(..., "--policy", "-p", help="policy file"),
     rps: float = typer.Option(..., "--rps", help="total requests per second to the model (both arms)"),
     canary_share: Optional[float] = typer.Option(None, "--canary-share",
@@ -185,6 +205,10 @@ def plan_cmd(
             pol = load_policy(policy)
         except CanaryError as exc:
             _fail(str(exc))
+        unread = _flags_unread(ctx, pol)
+        if unread:
+            _fail(f"{unread}; {policy} has none (checks: {', '.join(f'{c.name} ({c.kind})' for c in pol.checks)}): "
+                  "leave the flag out, or plan the policy that has that check")
         if prometheus_url and not (model and stable_version):
             _fail("--prometheus-url needs --model and --stable-version (whose latency buckets to read)")
         layout, ns = None, ""
