@@ -255,6 +255,7 @@ class Runner:
                               "the rollout's")
 
     def _run(self) -> Result:
+        self._check_versions()  # before the clock read: a Prometheus that does not answer was retried first (674)
         self._on_prometheus_clock()
         try:
             state = self._current = self._start_when_free()
@@ -511,12 +512,16 @@ class Runner:
                 raise self._interrupted_before_claim("while waiting for the rollout holding the route to end")
             self.target = asked  # as given: the holder's route and versions are not this promote's
 
+    def _check_versions(self) -> None:
+        """The versions given are Kubernetes label values (ConfigError, exit 2): checked before anything is read."""
+        check_version(self.target.canary_version, "--canary-version")
+        if self.target.stable_version:
+            check_version(self.target.stable_version, "--stable-version")
+
     def _start(self) -> rl.RolloutState:
         """Resume what is recorded, or check everything that can be checked and claim the route."""
         asked = self.target  # as given: what a second look at a route that changed during the pod wait starts from
-        check_version(self.target.canary_version, "--canary-version")  # before anything is read or written
-        if self.target.stable_version:
-            check_version(self.target.stable_version, "--stable-version")
+        self._check_versions()
         self._recorded_destination_rule()
         try:
             status = self.router.inspect(self.target)
