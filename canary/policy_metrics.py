@@ -78,11 +78,14 @@ class Metrics(Strict):
     @field_validator("labels")
     @classmethod
     def _label_keys(cls, labels: dict[str, str]) -> dict[str, str]:
-        for key in labels:
+        for key, value in labels.items():
             try:
                 label_name(key)
             except ValueError as exc:
                 raise FieldProblem(key_shown(key), str(exc)) from None
+            if not value.strip():  # what a template renders for an unset variable (decision 675)
+                raise FieldProblem(key, f'empty: the matcher {key}="" reads only the series without a {key} label '
+                                        "(an unset variable in a template?); give the value, or remove the key")
         return labels
 
 
