@@ -79,15 +79,16 @@ from canary.policy_metrics import (
     source_lacks,
 )
 from canary.policy_promql import check_promql, scan_promql
-from canary.policy_yaml import MAX_BYTES, load_text, read_file, too_big
+from canary.policy_yaml import MAX_BYTES, MAX_SAMPLE_BYTES, load_text, read_file, read_samples, too_big
 
 __all__ = [
-    "MAX_BYTES", "MAX_LOOKS", "QUERY_LABELS",
+    "MAX_BYTES", "MAX_LOOKS", "MAX_SAMPLE_BYTES", "QUERY_LABELS",
     "SOURCE_LABELS", "Analysis", "Check", "CustomCheck", "ErrorRateCheck", "Failure", "FeatureDriftCheck", "FeatureMissingCheck",
     "Gates",
     "LatencyCheck", "Metrics", "Policy", "PredictionShiftCheck", "ProbeDuration", "Source",
     "StepDuration", "TritonGate", "check_identity", "check_promql", "identity_labels", "json_schema", "label_name",
-    "load_policy", "parse_duration", "parse_policy", "parse_policy_text", "scan_promql", "source_lacks",
+    "load_policy", "parse_duration", "parse_policy", "parse_policy_text", "read_samples", "scan_promql",
+    "source_lacks",
 ]
 MAX_LOOKS = 10_000
 
@@ -523,7 +524,7 @@ def load_policy(path: str | Path) -> Policy:
     if gate is not None and gate.enabled and gate.sample_file:  # a gate turned off reads nothing
         sample = path.parent / gate.sample_file
         try:
-            text = sample.read_text(encoding="utf-8")
+            text = read_samples(sample)
         except (OSError, ValueError) as exc:
             raise PolicyError(str(path), SAMPLE_FIELD, f"{gate.sample_file}: cannot read {sample} "
                               f"({getattr(exc, 'strerror', None) or exc}; relative to the policy file)") from None

@@ -17,7 +17,9 @@ policy that arrives already parsed (a CanaryRollout's spec).
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,9 @@ from canary.policy_fields import show
 
 MAX_VALUES, MAX_DEPTH = 10_000, 32
 MAX_BYTES = 256 << 10  # 80x the shipped default policy; keeps the pure-Python parser under ~0.5 s on any input
+# a warm-up sample file (`gates.triton.sample_file`): 64x a ConfigMap's whole 1 MiB, where a CanaryRollout's
+# samples live; a few requests of real inputs as JSON, not a data set (decision 675a)
+MAX_SAMPLE_BYTES = 64 << 20
 
 
 def too_big(raw: Any) -> str | None:
@@ -123,6 +128,21 @@ def load_text(text: str | bytes, *, file: str = "<policy>") -> Any:
         raise PolicyError(file, "", f"not valid YAML: {_yaml_problem(exc)[:300]}") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # a constructor's own (!!float abc)
         raise PolicyError(file, "", f"not valid YAML: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def read_samples(path: Path) -> str:
+    """A warm-up sample file's text, read within bounds: OSError, or ValueError saying why, for what is no
+    regular file (a device or a FIFO: `/dev/zero` filled the memory, a FIFO held the process; opened without
+    blocking, so a FIFO with no writer is refused too) or is larger than MAX_SAMPLE_BYTES (not read)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file: a device or a pipe has no end to read to")
+        data = f.read(MAX_SAMPLE_BYTES + 1)
+    if st.st_size > MAX_SAMPLE_BYTES or len(data) > MAX_SAMPLE_BYTES:
+        raise ValueError(f"too large: more than {MAX_SAMPLE_BYTES >> 20} MiB (warm-up samples are a few requests)")
+    return data.decode("utf-8")
 
 
 def read_file(path: Path) -> bytes:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from canary.errors import ConfigError, GateError
-from canary.policy import TritonGate
+from canary.policy import TritonGate, read_samples
 
 
 # the schemes a Triton URL may carry, per protocol; "https" is TLS on either (gRPC's `ssl=True`)
@@ -469,7 +469,7 @@ def load_samples(path: Path, sig: Signature) -> list[dict[str, np.ndarray]]:
     ``null`` is NaN (a missing feature); datatypes come from the metadata.
     """
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_samples(path))
     except (OSError, ValueError) as exc:
         raise GateError(f"warm-up sample file {path}: cannot read: {exc}") from exc
     return typed_samples(raw, sig, str(path))
