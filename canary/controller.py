@@ -2189,13 +2189,19 @@ class Controller:
             state = rec  # the recorded state is the truth (memory may be a lease term behind): stable 100% from it
         log = self._rollout_log(spec, state)
         now = self.clock.now()
+        # a rollback decided for this rollout whose write failed (the tick's failure is that write's): written as
+        # decided, its phase, reason and class, never as the failure's abort, which said of an operator's rollback
+        # or a canary shown bad "failed: <API error>", `end_cause: infrastructure` (decision 676)
+        decided = self._unconfirmed.get(key)
+        end = _decided_again(decided[0], state, now) if decided is not None and _decided_for(decided[0], state) \
+            else None
         try:
             new = self._to_stable(key, spec.target, state, reason=reason[:500], log=log, now=now, expect=read,
-                                  routed=now_read.route if rec is not None else None, cause=cause)
+                                  routed=now_read.route if rec is not None else None, cause=cause, end=end)
         except CanaryError as unsent:  # rollback.retrying (or its page) is logged; the next tick tries again, or finds it landed
-            self._unconfirmed[key] = (*rl.transition(state, rl.Rollback(now, reason[:500], aborted=True,
-                                                                        cause=cause),
-                                                     None), read, write_landed(unsent))  # type: ignore[arg-type]
+            self._unconfirmed[key] = (*(end or rl.transition(state, rl.Rollback(now, reason[:500], aborted=True,
+                                                                                cause=cause),
+                                                             None)), read, write_landed(unsent))  # type: ignore[arg-type]
             return
         self._observe(spec, new)
         self._known[key] = _Known(spec, new)
@@ -2237,13 +2243,15 @@ class Controller:
         route_deleted(log, target, split, error=error)
 
     def _to_stable(self, key: str, target: Target, state: rl.RolloutState, *, reason: str, log: Any, now: float,
-                   expect: str | None, routed: Any = None, cause: str = "") -> rl.RolloutState:
+                   expect: str | None, routed: Any = None, cause: str = "",
+                   end: tuple[rl.RolloutState, list[rl.Action]] | None = None) -> rl.RolloutState:
         """`to_stable` for rollout `key` within a tick's budget (TO_STABLE_BUDGET_S), its failure said as `_retry`
-        says (the next tick tries again); `cause`: the abort's class (decision 607). Raises what `to_stable` raises."""
+        says (the next tick tries again); `cause`: the abort's class (decision 607); `end`: a rollback decided
+        already, written as decided (`to_stable`'s). Raises what `to_stable` raises."""
         retry = self._retry(key, state, target)
         try:
             new = to_stable(self.fenced, target, state, reason=reason, log=log, now=now, budget_s=TO_STABLE_BUDGET_S,
-                            expect=expect, retry=retry, routed=routed, cause=cause)
+                            expect=expect, retry=retry, routed=routed, cause=cause, end=end)
         except CanaryError as exc:
             self._stable_tried(key, state, retry, None if getattr(exc, "rollout_state", None) else exc)
             raise
