@@ -769,10 +769,7 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
     or once it fails for any cause but a refusal (WeightsMoved, another writer's record: the look was not
     recorded, and never says it was judged; decisions 185, 186). Stable 100% is never guarded."""
     log = log.bind(**rollout_context(target, state))
-    # the weights a stable-100% write moves from (its end's `from_weights`): what is still routed when it fails
-    split = next((a.fields["from_weights"] for a in actions if isinstance(a, rl.Emit) and "from_weights" in a.fields),
-                 None)
-    before = {"from_weights": split} if split else {}
+    before = split_ended(actions)
     stable_written = False  # a stable-100% write of this call has landed (what a failed re-pointing may claim)
     # weights writes of this call still to land: until then `state` is a target, not what is routed, and an
     # event logs it as target_phase/target_weights (a failed write must leave no line claiming it)
@@ -864,6 +861,14 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
         _warn_stable_unserved(router, target, state, log=log)
         canary_subset_home(router, target, state, log=log, record=expect)
     return state
+
+
+def split_ended(actions: list[rl.Action]) -> dict[str, Any]:
+    """`{"from_weights": ...}`: the weights a stable-100% write of `actions` moves from (its end's `from_weights`),
+    what is still routed when that write fails; empty when no line of them says one."""
+    split = next((a.fields["from_weights"] for a in actions if isinstance(a, rl.Emit) and "from_weights" in a.fields),
+                 None)
+    return {"from_weights": split} if split else {}
 
 
 def _saying(router: TrafficRouter, target: Target, state: rl.RolloutState, action: rl.Emit, log: Any,
@@ -1215,6 +1220,14 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
     # its waits between attempts end with a signal's grace (`kube.bound_by`), as the router's own retries do: a
     # 2 s backoff, or a 5 s Retry-After, slept past it held promote past the CI's SIGKILL, traffic unsaid
     pause = _grace_sleep(router)
+    # what every `.retrying` line of these attempts says of the end it writes, as its first (`attempt` 0) and its page
+    # do: a line of `attempt` and `error` alone needed the one before it (decision 677)
+    end_said = {"reason": reason} if finishing else {
+        "reason": reason, "end_cause": rl.cause_of(new), "target_weights": str(STABLE_ONLY), **split_ended(actions)}
+    unanswered = ""  # an earlier attempt's error that had no answer: it may have landed (`landed_after`)
+
+    def said(exc: BaseException) -> dict[str, Any]:
+        return {"write_landed": landed_after(exc, unanswered), **end_said}
     attempt = 0
     while True:
         attempt += 1
@@ -1227,7 +1240,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         except ConflictStorm as exc:  # every try met 409: nobody's decision, and it may pass, as a TransientError
             if last:
                 raise
-            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc))
+            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc), **said(exc))
             pause(min(wait, max(0.0, deadline - time.monotonic())))
         except RoutingConflict as exc:
             if expect is not ...:  # guarded: another writer's decision; the caller reads the route again
@@ -1236,14 +1249,15 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
                 raise
             if last:
                 raise
-            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc))
+            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc), **said(exc))
             pause(min(wait, max(0.0, deadline - time.monotonic())))
         except TransientError as exc:  # may pass: the budget
             if last:
                 raise
-            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc))
+            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc), **said(exc))
             if not finishing:  # it may have landed: a later attempt's refusal must not say `write_landed: no`
                 retry = after_unanswered(retry, str(exc))
+                unanswered = unanswered or str(exc)
             # the server's Retry-After (a 429 of API Priority and Fairness) when it asked for longer: the budget
             # is kept by time, so waiting what it asks costs no attempt (decision 392)
             pause(min(max(wait, asked_wait(exc)), max(0.0, deadline - time.monotonic())))

@@ -202,3 +202,21 @@ def test_an_interrupt_names_the_signal_that_stopped_the_rollout() -> None:
     done = _one(logs, "rollout.aborted")
     assert res.state.reason == done["reason"] == "interrupted by SIGTERM" and done["end_cause"] == "interrupted"
     assert done["weights"] == "100/0" and done["from_weights"] == "90/10" and CONTEXT.items() <= done.items()
+
+
+def test_every_retry_of_a_rollback_write_says_the_end_it_is_writing(virtual_time: Any) -> None:  # noqa: F811
+    """The fail-safe's own attempts (`to_stable`: `attempt` 1, 2, ...) said `rollback.retrying` with `attempt` and
+    `error` alone, where its first (`attempt` 0) and the page carry the end: on-call, reading one of them, could not
+    tell whose rollback it retried, from what split, or whether the canary was to blame without the line before it
+    (decision 677)."""
+    ctl, router, _, _ = make(slowdown=lambda t: 2.0 if t >= 1012 else 1.0)
+    _fail_ends(router, (rl.ROLLED_BACK,), 3)
+    res, logs = _run(ctl)
+    assert res.state.phase == rl.ROLLED_BACK
+    retries = [e for e in logs if e["event"] == "rollback.retrying"]
+    assert [e["attempt"] for e in retries] == [0, 1, 2], retries
+    for line in retries:
+        assert CONTEXT.items() <= line.items(), line
+        assert line["end_cause"] == "check" and line["reason"].startswith("lat: "), line
+        assert line["from_weights"] == "50/50" and line["target_weights"] == "100/0", line
+        assert line["write_landed"].startswith("unknown"), line  # a 503: it may have landed
