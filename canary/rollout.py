@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from canary import ci_job
+from canary.end_words import next_step
 from canary.model import (STABLE_ONLY, Outcome, Verdict, Weights, next_pass_anchor, pass_floor, pass_ratio,
                           request_count, valid_pass_anchor)
 from canary.policy import Policy
@@ -962,8 +963,9 @@ def _end(state: RolloutState, now: float, *, reason: str, phase: str, verdict: V
     s = _log(replace(state, phase=phase, weights=STABLE_ONLY, reason=reason, updated_at=now, end_cause=cause), now,
              f"{phase}: {reason}")
     evidence = [r.to_dict() for r in verdict.results if r.outcome >= Outcome.ERROR] if verdict else []
-    fields: dict[str, Any] = {"reason": reason, "end_cause": cause, "from_weights": str(state.weights),
-                              "step": state.step + 1}
+    # `next`: what on-call does after an end of this class (decision 678)
+    fields: dict[str, Any] = {"reason": reason, "end_cause": cause, "next": next_step(cause, state.canary_version),
+                              "from_weights": str(state.weights), "step": state.step + 1}
     if evidence:
         fields["evidence"] = evidence
     start = "rollback.started" if phase == ROLLED_BACK else "rollout.aborting"

@@ -220,3 +220,25 @@ def test_every_retry_of_a_rollback_write_says_the_end_it_is_writing(virtual_time
         assert line["end_cause"] == "check" and line["reason"].startswith("lat: "), line
         assert line["from_weights"] == "50/50" and line["target_weights"] == "100/0", line
         assert line["write_landed"].startswith("unknown"), line  # a 503: it may have landed
+
+
+# what the `next` of each class must say: whether the version may go out again as it is, or nothing is to be done
+NEXT_SAYS = {"check": "do not ship v2", "gate": "do not ship v2", "deadline": "nothing showed v2 bad",
+             "operator": "nothing to do", "interrupted": "not the canary", "infrastructure": "not the canary",
+             "foreign_edit": "not the canary", "abandoned": "not the canary", "other": "read `reason`"}
+
+
+@pytest.mark.parametrize("cause", rl.ROLLBACK_REASONS)
+def test_an_ends_lines_say_what_on_call_does_next_by_its_class(cause: str) -> None:
+    """An end's lines said why (`reason`) and its class (`end_cause`), not what follows from it: whether the version
+    may be rolled out again as it is (a deadline's, an outage's) or must not (a check's), or that nothing is to be
+    done (an operator's). `next` says it, on the start's line and the end's, for every class (decision 678)."""
+    assert set(NEXT_SAYS) == set(rl.ROLLBACK_REASONS)
+    state = replace(rl.new_rollout(model="rec", stable_version="v1", canary_version="v2", now=1000.0)[0],
+                    phase=rl.PROGRESSING, weights=Weights(90, 10))
+    _, actions = rl.transition(state, rl.Rollback(1001.0, "why", aborted=cause not in rl.BAD_CANARY, cause=cause),
+                               POLICY)
+    lines = [a for a in actions if isinstance(a, rl.Emit)]
+    assert len(lines) == 2 and all(a.fields["end_cause"] == cause for a in lines), lines
+    for line in lines:
+        assert line.fields["next"].startswith(NEXT_SAYS[cause]), (line.event, line.fields["next"])

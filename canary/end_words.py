@@ -1,0 +1,34 @@
+"""What on-call does after an end, by its class: the `next` field of an end's lines.
+
+An end's line (`rollback.completed`, `rollout.aborted`, and the `rollback.started` / `rollout.aborting` before the
+write) said which rollout, the weights now, why (`reason`) and the class (`end_cause`), and left the person paged to
+know what follows from a class: whether the version may be rolled out again as it is, what to fix first, or that
+nothing is to be done (decision 678). Pure words, one per class of `rollout.ROLLBACK_REASONS`; the entry point
+(promote, the controller, the sweep) is not known here, so they name what to do, not the command."""
+
+from __future__ import annotations
+
+# {version}: the canary version the end sent away from
+_NEXT = {
+    "check": "do not ship {version} as it is: a check showed it beyond its limit (`reason`, `evidence`); fix it, "
+             "then roll out a fixed version",
+    "gate": "do not ship {version} as it is: it failed a Triton gate (`reason`: it did not load, or refused the "
+            "warm-up); fix the model, then roll it out again",
+    "deadline": "nothing showed {version} bad, nor good: too few canary requests, or data too short, by the step's "
+                "deadline (`reason`); roll it out again once it gets traffic (or lower the policy's "
+                "`min_canary_requests`, lengthen `no_data_deadline`)",
+    "operator": "nothing to do: a person asked for it (`reason`)",
+    "interrupted": "not the canary: the run was stopped (`reason`); roll {version} out again to have it judged",
+    "infrastructure": "not the canary: fix what failed (`reason`: Prometheus, the Kubernetes API), then roll "
+                      "{version} out again",
+    "foreign_edit": "not the canary: the routing was changed outside the rollout (`reason`: a person, a GitOps "
+                    "sync); stop that, then roll {version} out again",
+    "abandoned": "not the canary: its runner is gone (a killed CI job or pod); roll {version} out again if it is "
+                 "still wanted",
+    "other": "read `reason`: canary does not class this end (not a check's verdict)",
+}
+
+
+def next_step(cause: str, version: str) -> str:
+    """What to do after an end of class `cause` (one of `rollout.ROLLBACK_REASONS`) of canary `version`."""
+    return _NEXT.get(cause, _NEXT["other"]).format(version=version or "the canary version")
