@@ -31,7 +31,10 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
     else:
         # NO_COLOR (no-color.org: set and not empty) as `rich` honours it for the panel and tables: a CI runner that
         # gives its steps a terminal and sets it got colour codes in every log line all the same (decision 358)
-        renderer = structlog.dev.ConsoleRenderer(colors=sink.isatty() and not os.environ.get("NO_COLOR"))
+        # fields in the order the code gives them, as in JSON (decision 679): sorted by name, a check's
+        # `rollback.completed` printed its `evidence` (kilobytes of statistics) before `reason` and `weights`
+        renderer = structlog.dev.ConsoleRenderer(colors=sink.isatty() and not os.environ.get("NO_COLOR"),
+                                                 sort_keys=False)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
