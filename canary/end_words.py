@@ -14,9 +14,10 @@ _NEXT = {
              "then roll out a fixed version",
     "gate": "do not ship {version} as it is: it failed a Triton gate (`reason`: it did not load, or refused the "
             "warm-up); fix the model, then roll it out again",
-    "deadline": "nothing showed {version} bad, nor good: too few canary requests, or data too short, by the step's "
-                "deadline (`reason`); roll it out again once it gets traffic (or lower the policy's "
-                "`min_canary_requests`, lengthen `no_data_deadline`)",
+    # (the deadline's reason may be too few requests, data too short, or evidence too weak: coarse buckets)
+    "deadline": "nothing showed {version} bad, nor proved it within its limits, by the step's deadline (`reason` says "
+                "what fell short: canary requests, data, or the evidence); roll it out again with more traffic or a "
+                "longer `no_data_deadline`",
     "operator": "nothing to do: a person asked for it (`reason`)",
     "interrupted": "not the canary: the run was stopped (`reason`); roll {version} out again to have it judged",
     "infrastructure": "not the canary: fix what failed (`reason`: Prometheus, the Kubernetes API), then roll "
