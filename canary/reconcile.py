@@ -906,11 +906,13 @@ def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *
         return
     try:
         count = count_subset(replace(target, stable_version=state.stable_version), STABLE, glance=True)
-    except Exception:  # noqa: BLE001 - a warning's read must never fail the rollback that already landed
+    except Exception:  # noqa: BLE001 - this line's read must never fail the rollback that already landed
         return
     if count.unchecked or count.ready:
         return
-    log.warning("rollback.stable_not_ready", stable_version=state.stable_version, selector=count.selector,
+    # every request to the route now fails: an outage on-call must act on, an error whatever the end's own level (a
+    # deadline's or an operator's rollback is a warning, and an alert on errors missed that nothing serves; 680)
+    log.error("rollback.stable_not_ready", stable_version=state.stable_version, selector=count.selector,
                 pods_namespace=count.namespace, pods=count.total, not_ready="; ".join(count.not_ready),
                 note="stable 100% is written, but no Ready pod serves the stable version: requests get no "
                      "healthy upstream (503) until one is Ready; scale up or fix its Deployment")

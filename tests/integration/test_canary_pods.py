@@ -494,6 +494,8 @@ def test_a_rollback_with_no_ready_stable_pod_writes_stable_100_at_once_and_says_
     (said,) = [e for e in logs if e["event"] == "rollback.stable_not_ready"]
     assert said["selector"] == "app=m0,version=v1" and "m0-v1-0 (Pending" in said["not_ready"], said
     assert said["stable_version"] == "v1" and said["pods"] == 1, said
+    # every request now fails (503): an outage, said at error whatever the rollback's own level (decision 680)
+    assert said["log_level"] == "error", said
     assert events.index("rollback.completed") < events.index("rollback.stable_not_ready"), events
 
 
