@@ -30,6 +30,14 @@ _NEXT = {
 }
 
 
-def next_step(cause: str, version: str) -> str:
-    """What to do after an end of class `cause` (one of `rollout.ROLLBACK_REASONS`) of canary `version`."""
-    return _NEXT.get(cause, _NEXT["other"]).format(version=version or "the canary version")
+# a gate's end recorded aborted: what failed was not the canary (the stable server, the warm-up sample file, the
+# model name neither server serves: `reconcile.NOT_THE_CANARY`); its class is still `gate`, as its words class it
+_GATE_NOT_THE_CANARY = ("not the canary: its gate could not judge it (`reason`: the stable server, the warm-up sample "
+                        "file or the model name failed); fix that, then roll {version} out again")
+
+
+def next_step(cause: str, version: str, *, aborted: bool = False) -> str:
+    """What to do after an end of class `cause` (one of `rollout.ROLLBACK_REASONS`) of canary `version`; `aborted`:
+    the end is recorded aborted ("could not complete": never a verdict on the canary)."""
+    words = _GATE_NOT_THE_CANARY if aborted and cause == "gate" else _NEXT.get(cause, _NEXT["other"])
+    return words.format(version=version or "the canary version")

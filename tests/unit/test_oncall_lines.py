@@ -242,3 +242,16 @@ def test_an_ends_lines_say_what_on_call_does_next_by_its_class(cause: str) -> No
     assert len(lines) == 2 and all(a.fields["end_cause"] == cause for a in lines), lines
     for line in lines:
         assert line.fields["next"].startswith(NEXT_SAYS[cause]), (line.event, line.fields["next"])
+
+
+def test_a_gate_the_canary_did_not_fail_says_it_is_not_the_canarys() -> None:
+    """A gate failed by the stable server (or the warm-up sample file, the model name) ends aborted, class `gate` as
+    its words class it: its `next` must not say "do not ship v2" of a canary nobody judged (decision 678)."""
+    state = rl.new_rollout(model="rec", stable_version="v1", canary_version="v2", now=1000.0)[0]
+    _, actions = rl.transition(state, rl.GateFailed(1001.0, "stable Triton http://s:8000: not ready", aborted=True),
+                               POLICY)
+    done = [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollout.aborted"][0]
+    assert done.fields["end_cause"] == "gate" and done.fields["next"].startswith("not the canary"), done.fields
+    _, actions = rl.transition(state, rl.GateFailed(1001.0, "canary Triton http://c:8000: not ready"), POLICY)
+    done = [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollback.completed"][0]
+    assert done.fields["next"].startswith("do not ship v2"), done.fields
