@@ -1028,8 +1028,10 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
             # traffic is not known. It was exit 3, "could not complete", with no `traffic.unsafe`: a pipeline's
             # rollback step read it as a retryable hiccup while a split may stand (decision 309)
             ns = at["ns"] or "(the kubeconfig's namespace)"
-            logs.get(model=model, namespace=at["ns"]).critical(
-                "traffic.unsafe", virtual_service=f"{ns}/{at['vs']}", route=route or "(the only route)",
+            # named as every line names it: `virtual_service` the name, `namespace` beside it ("ns/name" here alone
+            # missed a query on the name; decision 677's addendum)
+            logs.get(model=model, namespace=ns).critical(
+                "traffic.unsafe", virtual_service=at["vs"], route=route or "(the only route)",
                 weights="unknown", error=str(exc)[:500],
                 hint="nothing was written: if a rollout is in progress the canary may still get traffic; run "
                      "`canary rollback` again once the API server answers, or set the route's stable destination "

@@ -109,6 +109,9 @@ def test_unreachable_cluster_exits_without_traceback(tmp_path: Path, command: st
         assert "stable 100% could not be written: the route could not be read" in said, said
         assert "nothing was written" in said and "its canary may still get traffic" in said, said
         assert '"event": "traffic.unsafe"' in res.stderr and '"weights": "unknown"' in res.stderr, res.stderr
+        # named as every line names it (a query on virtual_service="rec-model" missed it; decision 677's addendum)
+        [unsafe] = [json.loads(line) for line in res.stderr.splitlines() if '"event": "traffic.unsafe"' in line]
+        assert (unsafe["virtual_service"], unsafe["namespace"]) == ("rec-model", "ml"), unsafe
 
 
 def test_a_rollback_that_cannot_read_the_route_is_exit_6_and_writes_nothing(cluster: Any) -> None:
