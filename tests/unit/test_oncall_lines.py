@@ -255,3 +255,22 @@ def test_a_gate_the_canary_did_not_fail_says_it_is_not_the_canarys() -> None:
     _, actions = rl.transition(state, rl.GateFailed(1001.0, "canary Triton http://c:8000: not ready"), POLICY)
     done = [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollback.completed"][0]
     assert done.fields["next"].startswith("do not ship v2"), done.fields
+
+
+def test_a_rollback_that_cannot_reach_the_route_says_which_route_as_every_line_does() -> None:
+    """`canary rollback` over a rollout in progress on a route no stable-100% write can reach (`read_for_stable`
+    raises TrafficUnsafe): its critical `traffic.unsafe` gave `virtual_service` "ns/name" and no `namespace` nor
+    `model`, where every other line gives the name with the rollout's context (decision 677's addendum)."""
+    from canary.logs import get
+    from canary.runner import oncall_action
+    from tests.fakes import FakeRouter
+
+    class Unreachable(FakeRouter):
+        def inspect(self, target: Target) -> Any:
+            raise TrafficUnsafe("the route's stable destination cannot be written")
+
+    target = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v2")
+    with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe):
+        oncall_action(Unreachable(), target, rl.Rollback(1.0, "operator: pager", cause="operator"), log=get())
+    unsafe = _one(logs, "traffic.unsafe")
+    assert unsafe["log_level"] == "critical" and CONTEXT.items() <= unsafe.items(), unsafe
