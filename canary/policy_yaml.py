@@ -31,7 +31,7 @@ from canary.policy_fields import show
 MAX_VALUES, MAX_DEPTH = 10_000, 32
 MAX_BYTES = 256 << 10  # 80x the shipped default policy; keeps the pure-Python parser under ~0.5 s on any input
 # a warm-up sample file (`gates.triton.sample_file`): 64x a ConfigMap's whole 1 MiB, where a CanaryRollout's
-# samples live; a few requests of real inputs as JSON, not a data set (decision 675a)
+# samples live; a few requests of real inputs as JSON, not a data set (decision 670)
 MAX_SAMPLE_BYTES = 64 << 20
 
 

@@ -3,7 +3,7 @@
 The policy file itself was read within `MAX_BYTES`, but the sample file it names was read whole, by
 `load_policy` and again by the gate: `sample_file: /dev/zero` (or a multi-gigabyte file named by mistake)
 filled the memory of `canary policy validate`, `plan` and `promote`, and a FIFO held them forever
-(decision 675a)."""
+(decision 670)."""
 
 from __future__ import annotations
 
