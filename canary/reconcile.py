@@ -390,14 +390,21 @@ def vs_gone(exc: BaseException, target: Target) -> bool:
     """Whether a NotFound is the VirtualService of `target` itself (nothing of it is split), as the router
     names it ("<namespace>/<name> (virtualservices): not found"): not one whose name only contains it
     (`ml/m0-x`, `xml/m0`), which aborted a rollout as its route deleted."""
+    return _names(exc, target, target.virtual_service, "virtualservices")
+
+
+def _names(exc: BaseException, target: Target, name: str, plural: str) -> bool:
+    """Whether `exc` names object `name` of `plural` in `target`'s namespace, as the router names it
+    ("<namespace>/<name> (<plural>)"), not one whose name only contains it."""
     import re
 
-    named = rf"(?<![a-z0-9.-]){re.escape(target.namespace)}/{re.escape(target.virtual_service)} \(virtualservices\)"
+    named = rf"(?<![a-z0-9.-]){re.escape(target.namespace)}/{re.escape(name)} \({plural}\)"
     return re.search(named, str(exc)) is not None
 
 
-# the class of an end by the rollout's VirtualService deleted mid-rollout (decision 666): a person's or a pipeline's
-# edit of the routing, as a route deleted from it is (`patch.reshaped`, decision 608), not Kubernetes failing
+# the class of an end by the rollout's VirtualService (decision 666) or DestinationRule (decision 681) deleted
+# mid-rollout: a person's or a pipeline's edit of the routing, as a route deleted from it or a subset removed from
+# the rule is (`patch.reshaped`, decision 608), not Kubernetes failing
 ROUTE_DELETED = "foreign_edit"
 
 
@@ -1169,9 +1176,10 @@ def _phase(text: str | None) -> str:
 def failure_cause(exc: BaseException, target: Target | None = None) -> str:
     """The class of the end a failure mid-rollout makes (`failed: <error>`, promote's fail-safe, the controller's
     `_failed`): the one the error carries (`CanaryError.end_cause`: a route re-shaped outside the rollout is a
-    foreign edit), ROUTE_DELETED for the 404 of `target`'s own VirtualService (`vs_gone`), else "infrastructure" (a
-    process's or an API call's failure, not the canary's). Decisions 607, 666."""
-    if target is not None and isinstance(exc, NotFound) and vs_gone(exc, target):
+    foreign edit), ROUTE_DELETED for the 404 of `target`'s own VirtualService (`vs_gone`) or DestinationRule, else
+    "infrastructure" (a process's or an API call's failure, not the canary's). Decisions 607, 666, 681."""
+    if target is not None and isinstance(exc, NotFound) and (
+            vs_gone(exc, target) or _names(exc, target, target.dr_name, "destinationrules")):
         return ROUTE_DELETED
     cause = getattr(exc, "end_cause", "")
     return cause if isinstance(cause, str) and cause in rl.ROLLBACK_REASONS else "infrastructure"

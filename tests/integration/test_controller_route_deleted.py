@@ -79,6 +79,8 @@ def test_a_destination_rule_deleted_mid_rollout_ends_at_stable_and_the_status_sa
     st = _status(custom)
     assert st["phase"] == rl.ABORTED and st["weights"] == {"stable": 100, "canary": 0}, st
     assert "destinationrules" in st["reason"] and st["reason"] == record["reason"]
+    # a person's edit of the routing, as its VirtualService deleted or a subset removed from it (decision 681)
+    assert st["endCause"] == "foreign_edit", st
     writes = len(api.writes)
     _ticks(op, clock, 3)
     assert api.writes[writes:] == []  # settled: the CanaryRollout costs nothing more

@@ -34,16 +34,16 @@ class _Clock(HookClock):
         super().sleep(seconds)
 
 
-def _delete_vs(api: Any) -> None:
+def _delete(api: Any, plural: str = "virtualservices") -> None:
     with api.handler.lock:
-        key = (GROUP, "virtualservices", "ml", "m0")
+        key = (GROUP, plural, "ml", "m0")
         api.handler._delete(key, api.handler.objects[key])
 
 
 def test_a_virtual_service_deleted_mid_rollout_is_exit_6_with_the_route_deleted_page(api: Any) -> None:
     clock = _Clock(api)
     promote = runner(api, "v2", clock)
-    clock.hooks.append((_at_first_step("v2"), lambda: _delete_vs(api)))
+    clock.hooks.append((_at_first_step("v2"), lambda: _delete(api)))
     with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe) as raised:
         promote.run()
     assert "VirtualService ml/m0 is gone: the mesh balances over the Service's pods, the canary's included" \
@@ -57,3 +57,22 @@ def test_a_virtual_service_deleted_mid_rollout_is_exit_6_with_the_route_deleted_
     classed = {e["event"]: e["end_cause"] for e in logs if "end_cause" in e}
     assert classed == {"rollout.aborting": "foreign_edit", "rollback.failed": "foreign_edit",
                        "rollout.route_deleted": "foreign_edit"}, classed
+
+
+def test_a_destination_rule_deleted_mid_rollout_is_classed_as_its_virtual_service_deleted_is(api: Any) -> None:
+    """The DestinationRule deleted mid-rollout (a `kubectl delete`, a GitOps prune): stable 100% is written, the
+    subset cannot be pointed, exit 3 with the page `rollout.destination_rule_deleted` (decision 168). Its end was
+    `infrastructure`, while the VirtualService deleted (666), a subset removed from the rule or the rule re-hosted
+    (608) are `foreign_edit`: on-call was sent to Kubernetes's health for a person's edit of the routing. It is
+    `foreign_edit` too now (decision 681)."""
+    from canary.errors import RollbackFailed
+
+    clock = _Clock(api)
+    promote = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lambda: _delete(api, "destinationrules")))
+    with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed, match="DestinationRule ml/m0 is gone"):
+        promote.run()
+    assert [e["event"] for e in logs if e["log_level"] in ("error", "critical")].count(
+        "rollout.destination_rule_deleted") == 1
+    classed = {e["event"]: e["end_cause"] for e in logs if "end_cause" in e}
+    assert classed == {"rollout.aborting": "foreign_edit", "rollback.failed": "foreign_edit"}, classed

@@ -723,6 +723,13 @@ def _ended_by_every_producer() -> list[tuple[str, rl.RolloutState, str]]:
                       "ml/rec (virtualservices): not found (NotFound)", what="ml/rec (virtualservices)"), "foreign_edit"),
                  ("failed: another VirtualService's 404", NotFound(
                       "ml/rec-x (virtualservices): not found (NotFound)", what="ml/rec-x (virtualservices)"),
+                  "infrastructure"),
+                 # its own DestinationRule deleted alike (decision 681); another's 404 stays a failure
+                 ("failed: its DestinationRule deleted", NotFound(
+                      "ml/rec (destinationrules): not found (NotFound)", what="ml/rec (destinationrules)"),
+                  "foreign_edit"),
+                 ("failed: another DestinationRule's 404", NotFound(
+                      "ml/rec-x (destinationrules): not found (NotFound)", what="ml/rec-x (destinationrules)"),
                   "infrastructure")]
     for what, exc, cls in failures:
         router = FakeRouter()
