@@ -43,6 +43,7 @@ from canary.controller import FINALIZER
 from canary.errors import CanaryError, TransientError
 from tests import fleet
 from tests.integration.test_controller import prometheus, world  # noqa: F401 - fixtures
+from tests.integration.test_validation_attack2 import requested  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 
@@ -215,3 +216,29 @@ def test_a_request_meeting_its_canaryrollout_being_deleted_writes_nothing_over_i
     assert "ml/r0 is being deleted" in said and "nothing was written" in said and "again" in said, said
     after = _written(custom)
     assert after is not None and after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], after
+
+
+@pytest.mark.parametrize(("weights", "said"), [
+    ({"stable": 100, "canary": 0}, " weights 100/0 "),
+    ({"stable": 100}, " weights 100/? "),  # an arm left out: "100/None"
+    ("100/0", " "),  # no object: the end's line raised (AttributeError), exit 3 for a rollback that ended
+])
+def test_the_end_line_of_a_partly_written_status_names_its_weights_as_follow_status_does(
+        requested: Any, capsys: Any, weights: Any, said: str) -> None:
+    """The follower's end line ("rolled_back: m0 v2 weights 100/0 - ...") formats `status.weights` with
+    `weights_text`, as `follow.status` does (decision 669): a status written in part (by hand, by a controller of
+    another release whose schema differs) says "?" for an arm left out and no weights where they are no object. The
+    status is written from the follower's own wait (`requested.waits`): no controller, no timing."""
+    custom = requested.custom
+
+    def ended(_: float) -> None:
+        custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req", {"status": {
+            "phase": "rolled_back", "weights": weights, "observedGeneration": 1, "reason": "latency",
+            "target": {"canaryVersion": "v2", "model": "m0", "virtualService": "m0"}}})
+
+    requested.waits(ended)
+    code = follow(model="m0", canary_version="v2", policy_file=requested.policy, namespace="ml", stable_version="",
+                  virtual_service=None, kubeconfig=str(requested.kubeconfig), context=None, name="req", triton=None,
+                  output="text", timeout_s=60)
+    assert code == 1
+    assert capsys.readouterr().out == f"rolled_back: m0 v2{said}- latency\n"
