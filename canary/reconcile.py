@@ -408,14 +408,15 @@ def _names(exc: BaseException, target: Target, name: str, plural: str) -> bool:
 ROUTE_DELETED = "foreign_edit"
 
 
-def route_deleted(log: Any, target: Target, split: Any, *, error: str) -> str:
+def route_deleted(log: Any, target: Target, split: Any, *, error: str, cause: str = ROUTE_DELETED) -> str:
     """`rollout.route_deleted` (critical): the VirtualService of a rollout in progress was deleted. Nothing is
     left to write stable 100% to, and the mesh now balances over the Service's pods, the canary's included:
     only a person can mend it (the controller, decision 133; promote, `runner.unsafe_traffic`, decision 143
-    e). Returns what the caller's error adds: how traffic stands."""
+    e). `cause`: the end's class, the deletion's own unless an end was decided before it (a failed check's
+    rollback whose write met it: decision 683). Returns what the caller's error adds: how traffic stands."""
     vs = f"{target.namespace}/{target.virtual_service}"
     log.critical("rollout.route_deleted", error=error[:300], from_weights=str(split) if split else "unknown",
-                 end_cause=ROUTE_DELETED,
+                 end_cause=cause,
                  hint=f"VirtualService {vs} was deleted mid-rollout: the rollout is aborted (never promoted), and "
                       "the mesh now balances over the Service's pods, the canary's included: re-create the "
                       "VirtualService with its stable destination at 100, or scale the canary down")

@@ -38,7 +38,7 @@ from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTER
                               EXIT_ROLLED_BACK, Observation, failure_cause, check_pods, check_claim, check_other_splits, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_record, parse_state,
                               may_have_landed, preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context,
-                              route_deleted, say_split_unrecorded, split_unrecorded, to_stable, vs_gone)
+                              ROUTE_DELETED, route_deleted, say_split_unrecorded, split_unrecorded, to_stable, vs_gone)
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.routing.pods import not_ready_message
 from canary.routing.patch import STATE_ANNOTATION, same_route
@@ -297,17 +297,20 @@ class Runner:
             (self.log.warning if ending else self.log.error)(
                 "rollout.failed", error=reason, phase=current.phase, weights=str(current.weights),
                 **({"decided": ending[0].phase, "decided_reason": ending[0].reason} if ending else {}))
+            cause = failure_cause(exc, self.target)
             try:
-                final = self._fail_safe(current, reason=f"failed: {reason}"[:500], end=ending,
-                                        cause=failure_cause(exc, self.target))
+                final = self._fail_safe(current, reason=f"failed: {reason}"[:500], end=ending, cause=cause)
             except CanaryError as failed:
                 # rollback.failed is logged; exit 3 (traffic had moved: never 2, "untouched"), with the
                 # last state written to the route for the report (the aborted one when its weights landed);
                 # exit 6 and `traffic.unsafe` when the route may still send traffic to the canary
                 self._current = getattr(failed, "rollout_state", None) or current
                 self.rollback_failed = True
+                # the page's class is the end's: a rollback decided before the failure keeps its own (a failed
+                # check's whose write met the VirtualService deleted; decision 683), as `rollback.failed` says
+                decided = ending is not None and ending[0].phase in (rl.ROLLED_BACK, rl.ABORTED)
                 unsafe = unsafe_traffic(self.router, self.target, log=self.log, error=str(failed),
-                                        known=current.weights)
+                                        known=current.weights, cause=rl.cause_of(ending[0]) if decided else cause)
                 kind = TrafficUnsafe if unsafe else RollbackFailed
                 raise kind(f"{reason}; then stable 100% failed: {failed}{unsafe}") from None
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -1709,11 +1712,13 @@ def warn_skew(log: Any, offset: float, *, note: str) -> None:
         log.warning("clock.skew", prometheus_minus_local_s=round(offset, 3), note=note)
 
 
-def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: str, known: Any = None) -> str:
+def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: str, known: Any = None,
+                   cause: str = ROUTE_DELETED) -> str:
     """After a stable-100% write failed: "" when the route reads stable 100% anyway (what failed came
     after the weights: a subset re-pointing), else a sentence for the error saying how traffic stands
     (weights as read now, or `known`, the last weights this process knew, when the route cannot be
-    read), logged as the critical `traffic.unsafe` naming the VirtualService and the route."""
+    read), logged as the critical `traffic.unsafe` naming the VirtualService and the route, or
+    `rollout.route_deleted` with `cause` as its end's class when the VirtualService is gone."""
     try:
         status = read_for_stable(router, target)
     except NotFound as exc:
@@ -1721,7 +1726,7 @@ def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: st
             return ""
         # no VirtualService: the mesh balances over the Service's pods, the canary's included. It said "" here
         # (nothing routes by it), so promote exited 3, "stable 100%", with the canary's pods in the balance
-        return route_deleted(log.bind(**rollout_context(target)), target, known, error=error)
+        return route_deleted(log.bind(**rollout_context(target)), target, known, error=error, cause=cause)
     except Exception:  # noqa: BLE001 - unreadable: the weights last known stand
         weights, raw = known, None
     else:

@@ -76,3 +76,26 @@ def test_a_destination_rule_deleted_mid_rollout_is_classed_as_its_virtual_servic
         "rollout.destination_rule_deleted") == 1
     classed = {e["event"]: e["end_cause"] for e in logs if "end_cause" in e}
     assert classed == {"rollout.aborting": "foreign_edit", "rollback.failed": "foreign_edit"}, classed
+
+
+def test_a_failing_canarys_rollback_that_meets_its_virtual_service_deleted_pages_the_checks_class(api: Any) -> None:
+    """A bad canary (p95 three times stable's): the judge decides the rollback (`rollback.started`, `check`) and its
+    stable-100% write meets the VirtualService deleted just before it. The end is the check's: `rollback.failed`
+    says `check`, and the page `rollout.route_deleted` said `foreign_edit` (666 wrote that class for every caller),
+    so on-call read a person's edit where the canary was shown bad. The page now carries the decided end's class
+    (decision 683)."""
+    from canary import rollout as rl
+
+    clock = _Clock(api)
+    promote = runner(api, "v2", clock, slowdown=3.0)
+    # the judge decides at the look after the record's look 1 (the fake metrics and clock are deterministic): the
+    # VirtualService goes just before that look's write, the rollback's
+    clock.hooks.append((lambda rec: rec.get("look") == 1 and rec.get("phase") == rl.PROGRESSING,
+                        lambda: api.before_next_write(lambda: _delete(api))))
+    with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe, match="VirtualService ml/m0 is gone"):
+        promote.run()
+    classed = {e["event"]: e.get("end_cause") for e in logs if e["log_level"] in ("warning", "error", "critical")
+               and e["event"].startswith(("rollback.", "rollout."))}
+    assert classed.get("rollback.started") == "check", classed  # decided by the judge (else the test is moot)
+    assert classed == {"rollback.started": "check", "rollback.retrying": "check", "rollout.failed": None,
+                       "rollback.failed": "check", "rollout.route_deleted": "check"}, classed
