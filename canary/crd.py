@@ -75,7 +75,8 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: spec is missing")
-    _known_keys(spec, where)
+    if not _running(obj):  # a running rollout's unknown key is a newer CRD's, never a reason to end it (693)
+        _known_keys(spec, where)
 
     def text(field: str, *, required: bool = False, default: str = "") -> str:
         value = spec.get(field, default)
@@ -117,6 +118,16 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
                        action=action, action_reason=text("actionReason"),
                        triton_stable=triton.get("stableUrl"), triton_canary=triton.get("canaryUrl"),
                        warmup_samples=samples, samples_error=samples_error)
+
+
+def _running(obj: dict[str, Any]) -> bool:
+    """Whether the status shows this CR's rollout under way (a phase before an end, which the controller writes only
+    for a spec it read). A key this controller does not know on such a spec came from a CRD newer than it: the API
+    server prunes what its CRD does not declare, and adds a new field's `default` to every object it reads from
+    etcd, typed or not, and to every generation written after (a `kubectl patch` of `spec.action`). Refused there,
+    `_failed` sent the rollout to stable 100% and ended it, every rollout in flight, mid upgrade (decision 693)."""
+    status = obj.get("status")
+    return isinstance(status, dict) and status.get("phase") in rl.PHASES - rl.TERMINAL
 
 
 def _known_keys(spec: dict[str, Any], where: str) -> None:

@@ -97,3 +97,18 @@ def test_a_policy_edited_to_an_invalid_one_mid_rollout_sends_the_split_to_stable
     op.tick()  # a later tick of the ended rollout keeps it so
     st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
     assert next(c for c in st["conditions"] if c["type"] == "Ready")["status"] == "False"
+
+
+def test_a_newer_crds_field_on_a_running_rollout_neither_ends_it_nor_stops_a_pause(world: Any) -> None:
+    """A CRD newer than the controller (applied first, mid upgrade) gives every CanaryRollout its new field's
+    default, and an on-call `kubectl patch` of `spec.action: pause` writes a generation that carries it: refused
+    as unknown, the rollout at 20% was sent to stable 100% and aborted instead of paused. It is paused, its
+    weights kept (decision 693)."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"action": "pause", "maxStepWeight": 50}})
+    op.tick()
+    st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
+    assert (st["phase"], vs(api, 0)[0]) == (rl.PAUSED, [80, 20]), (st["phase"], st.get("reason"))

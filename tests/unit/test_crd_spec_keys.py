@@ -53,3 +53,26 @@ def test_every_field_the_crd_declares_is_known() -> None:
     assert set(crd.SPEC_KEYS) == set(spec)
     for name, keys in crd.SPEC_SUBKEYS.items():
         assert set(keys) == set(spec[name]["properties"]), name
+
+
+@pytest.mark.parametrize("phase", ["pending", "progressing", "paused", "promoting"])
+def test_a_running_rollouts_unknown_key_is_a_newer_crds_and_does_not_end_it(phase: str) -> None:
+    """A CRD newer than the controller, applied first mid upgrade, adds its new field's `default` to every
+    object the API server reads from etcd (and to every generation written after: a `kubectl patch` of
+    `spec.action: pause`): refused, every rollout in flight was ended at stable 100% by `_failed`. A running
+    rollout goes on (decision 693)."""
+    obj = fleet.rollout_object(0, "v2", action="pause", maxStepWeight=50)
+    obj["metadata"]["generation"] = 4
+    obj["status"] = {"phase": phase, "observedGeneration": 3}
+    spec = crd.parse(obj)
+    assert (spec.action, spec.generation) == ("pause", 4)
+
+
+@pytest.mark.parametrize("status", [None, {}, {"phase": "rolled_back", "observedGeneration": 1}])
+def test_an_unknown_key_of_a_rollout_not_running_is_still_refused(status: dict[str, Any] | None) -> None:
+    """Not started (nothing moved: it waits for the controller that knows the field) or ended: refused."""
+    obj = fleet.rollout_object(0, "v2", onPrometheusOutag="hold")
+    if status is not None:
+        obj["status"] = status
+    with pytest.raises(ConfigError, match="spec.onPrometheusOutag: unknown field"):
+        crd.parse(obj)
