@@ -143,8 +143,11 @@ def _known_keys(spec: dict[str, Any], where: str) -> None:
                 continue
             near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f"did you mean {near[0]}?" if near else f"the fields are {', '.join(known)}"
-            raise ConfigError(f"{where}: {path}.{key_shown(str(key))}: unknown field ({hint}); the CRD declares no "
-                              "such field, so it would do nothing")
+            # a real API server prunes what its CRD does not declare: a key it hands here is a newer CRD's (693)
+            raise ConfigError(f"{where}: {path}.{key_shown(str(key))}: unknown field ({hint}); this controller "
+                              f"({rl.WRITER}) reads no such field and would run without it: correct the name, or, "
+                              "where the installed CRD declares it (a CRD newer than the controller), upgrade the "
+                              "controller to the CRD's release")
 
 
 def _samples(policy: Policy, spec: dict[str, Any], where: str, ns: str,

@@ -76,3 +76,16 @@ def test_an_unknown_key_of_a_rollout_not_running_is_still_refused(status: dict[s
         obj["status"] = status
     with pytest.raises(ConfigError, match="spec.onPrometheusOutag: unknown field"):
         crd.parse(obj)
+
+
+def test_the_refusal_says_both_causes_and_the_controllers_release() -> None:
+    """A real API server prunes a field its CRD does not declare, so there a refused key is one the installed CRD
+    declares (newer than the controller): "the CRD declares no such field" sent on-call to a CRD that did. The
+    refusal names the controller's release and both ways out (decision 693)."""
+    from canary import rollout as rl
+
+    message = refusal(maxStepWeight=50)
+    assert f"this controller ({rl.WRITER}) reads no such field" in message, message
+    assert "correct the name, or, where the installed CRD declares it" in message
+    assert "upgrade the controller to the CRD's release" in message
+    assert "the CRD declares no such field" not in message
