@@ -108,13 +108,19 @@ _PLAN_FLAGS = (("--error-rate", "error_rate", "error_rate", "the stable's error 
                ("--bucket-ratio", "bucket_ratio", "latency", "the latency buckets"))
 
 
-def _flags_unread(ctx: typer.Context, policy: Any) -> str:
+def _flags_unread(ctx: typer.Context, policy: Any, *, layout_read: bool) -> str:
     """Why the first assumption flag typed is no input of this plan: no check of its kind in `policy`, so the
-    plan was the same with it as without it (decision 673); '' when every flag typed is read."""
+    plan was the same with it as without it (decision 673); '' when every flag typed is read. `--p95-ms` is read
+    by a latency ceiling (`max_ms`) alone, or to place the bucket layout read (`layout_read`): a relative limit
+    is a ratio of the two arms, the same at any latency (decision 694)."""
     kinds = {c.kind for c in policy.checks}
     for flag, param, kind, what in _PLAN_FLAGS:
         if kind not in kinds and opts.typed(ctx, param):
             return f"{flag} describes {what}, which only {'an' if kind[0] in 'aeiou' else 'a'} {kind} check reads"
+    ceiling = any(c.kind == "latency" and c.max_ms is not None for c in policy.checks)
+    if not ceiling and not layout_read and opts.typed(ctx, "p95_ms"):
+        return ("--p95-ms describes the stable's latency, which only a latency check's ceiling (max_ms) reads (or "
+                "the bucket layout --prometheus-url reads: it places it)")
     return ""
 
 
@@ -205,7 +211,7 @@ def plan_cmd(
             pol = load_policy(policy)
         except CanaryError as exc:
             _fail(str(exc))
-        unread = _flags_unread(ctx, pol)
+        unread = _flags_unread(ctx, pol, layout_read=bool(prometheus_url))
         if unread:
             _fail(f"{unread}; {policy} has none (checks: {', '.join(f'{c.name} ({c.kind})' for c in pol.checks)}): "
                   "leave the flag out, or plan the policy that has that check")

@@ -133,3 +133,17 @@ def test_series_of_another_source_name_the_policys_source_in_the_remedy(plan_of:
     said = " ".join(r.output.split())
     assert "and that this Prometheus has the series the policy reads (lat: source 'model': `metrics.source` or " \
            "the check's `source` picks another)" in said, said
+
+
+def test_p95_ms_places_the_layout_read_for_a_relative_limit_alone(plan_of: Any) -> None:
+    """`--p95-ms` without a latency ceiling is refused (nothing reads it) unless a layout is read: it places
+    the stable's latency on the real bounds, which a relative limit is planned on (decision 694)."""
+    relative = [{"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20}]
+    docs = []
+    for extra in ((), ("--p95-ms", "60")):
+        r = plan_of(relative, "istio114", "-o", "json", *extra)
+        assert r.exit_code == 0, r.output
+        docs.append(json.loads(r.stdout))
+    assert docs[1]["p95_ms"] == 60
+    changed = [k for k in docs[0] if k not in ("assumptions", "p95_ms") and docs[0][k] != docs[1][k]]
+    assert changed, docs

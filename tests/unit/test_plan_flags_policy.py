@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from canary.cli import app
 
 LATENCY_ONLY = "steps: [10, 100]\nchecks:\n  - {name: lat, kind: latency, max_increase_pct: 20}\n"
+CEILING = "steps: [10, 100]\nchecks:\n  - {name: lat, kind: latency, max_increase_pct: 20, max_ms: 250}\n"
 ERRORS_ONLY = "steps: [10, 100]\nchecks:\n  - {name: err, kind: error_rate, max_increase_points: 1}\n"
 
 
@@ -42,5 +43,17 @@ def test_a_flag_no_check_reads_is_refused_naming_it(tmp_path: Path, text: str, f
 def test_a_flag_a_check_reads_is_taken(tmp_path: Path) -> None:
     code, out = plan(tmp_path, ERRORS_ONLY, "--error-rate", "5")
     assert code == 0 and "baseline error rate 5%" in out, out
-    code, out = plan(tmp_path, LATENCY_ONLY, "--p95-ms", "100", "--latency-sigma", "0.8", "--bucket-ratio", "1.1")
-    assert code == 0, out
+    code, out = plan(tmp_path, CEILING, "--p95-ms", "100", "--latency-sigma", "0.8", "--bucket-ratio", "1.1")
+    assert code == 0 and "stable p95 100 ms" in out, out
+
+
+def test_p95_ms_without_a_latency_ceiling_is_refused(tmp_path: Path) -> None:
+    """A relative limit is a ratio of the two arms, the same at any latency: `--p95-ms 100` on a policy whose
+    latency check has no `max_ms` printed the plan it printed without it, but for "stable p95 100 ms" in its
+    assumptions, as if it had been used (decision 694)."""
+    code, out = plan(tmp_path, LATENCY_ONLY, "--p95-ms", "100")
+    assert code == 2, out
+    assert "--p95-ms describes the stable's latency, which only a latency check's ceiling (max_ms) reads" in out, out
+    assert "p.yaml has none (checks: lat (latency))" in out, out
+    code, out = plan(tmp_path, LATENCY_ONLY, "--latency-sigma", "0.8", "--bucket-ratio", "1.1")
+    assert code == 0, out  # the relative limit reads these two
