@@ -891,7 +891,11 @@ class Controller:
             # written now before any look. The rollout went on instead, to a promotion on its later looks, after
             # the page had said stable 100% (decision 135). A promotion's finish is left to the normal path
             ended, actions = _decided_again(unconfirmed[0], state, now)
-            log.warning("rollout.end_stands", phase=ended.phase, reason=ended.reason, weights=str(state.weights),
+            # the phase and weights as routed (the split it ends), the end it writes as `target_`, as the executor
+            # labels a decision until its write lands: `phase: rolled_back` beside `weights: 80/20` read as an end
+            # that had left traffic split; and its class, as every line of an end says it
+            log.warning("rollout.end_stands", phase=state.phase, weights=str(state.weights), target_phase=ended.phase,
+                        target_weights=str(ended.weights), reason=ended.reason, end_cause=rl.cause_of(ended),
                         note="decided at an earlier tick whose write failed; written now, before any further look")
             state, _ = self._do(spec, ended, actions, expect=status.state, log=log)
             self._known[spec.key] = _Known(spec, state)

@@ -100,7 +100,10 @@ def test_the_failure_budgets_stable_100_stands_when_the_api_answers_again(world:
     assert _weights(api) == [100, 0], [(e["event"], e.get("phase"), e.get("error", "")[:80]) for e in logs if e["event"] != "metrics.query_ok"]
     assert status(api, "r0").get("phase") == rl.ABORTED, status(api, "r0")
     stands = [e for e in logs if e["event"] == "rollout.end_stands"]
-    assert len(stands) == 1 and stands[0]["phase"] == rl.ABORTED, [e["event"] for e in logs]
+    assert len(stands) == 1 and stands[0]["target_phase"] == rl.ABORTED, [e["event"] for e in logs]
+    # as routed (the split it ends), never an ended phase beside a split (decision 676's addendum)
+    assert stands[0]["phase"] == rl.PROGRESSING and stands[0]["weights"] != "100/0", stands[0]
+    assert stands[0]["target_weights"] == "100/0" and stands[0]["end_cause"] == "infrastructure", stands[0]
     looks = [i for i, e in enumerate(logs) if e["event"] == "look.completed"]
     assert not looks or looks[0] > logs.index(stands[0])  # no look judged before the decided end was written
 
