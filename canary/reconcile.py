@@ -686,7 +686,9 @@ def reassert(policy: Policy, state: rl.RolloutState, status: RouteStatus, now: f
     why = (f"foreign edit, {state.reverts + 1} times in a row: {field} of VirtualService {vs} was reverted to "
            f"{status.weights} after canary wrote {state.weights} (a GitOps tool re-applying its manifest: Argo CD "
            f"selfHeal, Flux); stable 100%, the canary was never judged at a weight it did not have. Remedy: {remedy}")
-    line = rl.Emit("weights.reverted", {"virtual_service": vs, "field": field, "found": str(status.weights),
+    # the VirtualService by the fields every line of the rollout has (`rollout_context`: its name, and `namespace`
+    # beside it), never "ns/name" of its own over them: a query on `virtual_service="m0"` missed this line
+    line = rl.Emit("weights.reverted", {"field": field, "found": str(status.weights),
                                         "expected": str(state.weights), "reverts": state.reverts + 1,
                                         "remedy": remedy}, warning=True)
     new, actions = rl.transition(state, rl.Rollback(now, why, aborted=True, cause="foreign_edit"), policy)

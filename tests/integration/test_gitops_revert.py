@@ -96,7 +96,9 @@ def test_promote_under_a_selfheal_ends_at_stable_after_three_reverts_with_one_li
     lines = [e for e in logs if e["event"] == "weights.reverted"]
     assert len(lines) == 1, lines
     line = lines[0]
-    assert line["virtual_service"] == "ml/m0" and line["field"] == "spec.http[0].route[*].weight", line
+    # the VirtualService as every line names it: its name, and `namespace` beside it (decision 677's addendum)
+    assert line["virtual_service"] == "m0" and line["namespace"] == "ml", line
+    assert line["field"] == "spec.http[0].route[*].weight", line
     assert "ignoreDifferences" in line["remedy"] and "/spec/http/0/route/0/weight" in line["remedy"], line
     assert "/metadata/annotations/modelcanary.dev~1rollout" in line["remedy"] and "Flux" in line["remedy"], line
     assert "/metadata/annotations/modelcanary.dev~1service" in line["remedy"], line  # decision 523's note too
@@ -204,7 +206,7 @@ def test_the_controller_under_a_selfheal_ends_at_stable_after_three_reverts(worl
     assert weights == [100, 0] and rec["phase"] == rl.ABORTED and reverts == 3, (weights, rec["phase"], reverts)
     assert st["phase"] == rl.ABORTED and f"VirtualService ml/{fleet.model(0)}" in st["reason"], st
     lines = [e for e in logs if e["event"] == "weights.reverted"]
-    assert len(lines) == 1 and lines[0]["virtual_service"] == f"ml/{fleet.model(0)}", lines
+    assert len(lines) == 1 and lines[0]["virtual_service"] == fleet.model(0) and lines[0]["namespace"] == "ml", lines
     assert "/spec/http/0/route/1/weight" in lines[0]["remedy"], lines
 
 
