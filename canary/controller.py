@@ -2275,13 +2275,17 @@ class Controller:
         page = failing is not None and not failing.paged and since >= ROLLBACK_PAGE_AFTER_S
         fields: dict[str, Any] = {"failed_attempts": (failing.failed if failing else 0) + 1,
                                   "failing_for_s": round(since, 1), "page_after_s": ROLLBACK_PAGE_AFTER_S}
+        # paged already: the end's last line, once this write lands, says it ends that page, after how long and how
+        # many failed writes (it read as any end's: on-call, acting by hand on the page, was never told it was over)
+        resolves = {"resolves": "rollback.failed", "failed_for_s": round(since, 1),
+                    "failed_attempts": failing.failed} if failing is not None and failing.paged else {}
         if page:
             fields["hint"] = (f"traffic may still be split: act by hand (`{rollback_command(target)}` sends stable "
                               "100% now, or fix what refuses the write); the controller keeps trying at every tick")
         else:
             fields["note"] = ("traffic may still be split; the controller writes stable 100% again at its next tick, "
                               f"and pages (rollback.failed) once it has failed for {ROLLBACK_PAGE_AFTER_S:g}s")
-        return Retry(page=page, fields=fields)
+        return Retry(page=page, fields=fields, resolves=resolves)
 
     def _stable_tried(self, key: str, state: rl.RolloutState, retry: Retry, exc: BaseException | None) -> None:
         """After a stable-100% write of rollout `key` said by `retry`: landed (`exc` None), forgotten; failed,

@@ -742,10 +742,13 @@ class Retry:
     split, nobody need act yet), not the critical ``rollback.failed`` ("act by hand" while it is still being
     tried). `page`: the caller's bound is spent and this failure is its page, the critical line (the caller
     sees to it that it pages once). `fields` go on either line and win over the executor's own (the
-    caller's count of failed attempts, how long they have failed, its `hint`)."""
+    caller's count of failed attempts, how long they have failed, its `hint`). `resolves`: fields the end's last
+    line (`rollback.completed` / `rollout.aborted`) carries once this write lands, when the caller has already paged
+    (`rollback.failed`) for it: that line ends the page, and says so."""
 
     page: bool = False
     fields: dict[str, Any] = field(default_factory=dict)
+    resolves: dict[str, Any] = field(default_factory=dict)
 
     def line(self, log: Any, base: dict[str, Any], *, own: tuple[str, ...] = ()) -> None:
         """`rollback.retrying` (warning) or, when this is the page, `rollback.failed` (critical): `base`, then
@@ -757,6 +760,10 @@ class Retry:
         else:  # the executor's "act by hand" is the page's alone
             log.warning("rollback.retrying",
                         **{**{k: v for k, v in base.items() if k != "hint"}, **self.fields, **kept})
+
+
+# an end's last line, said once its stable 100% has landed (`rl._end`'s `done`)
+END_DONE = ("rollback.completed", "rollout.aborted")
 
 
 def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
@@ -862,6 +869,8 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
             if done and action.guarded and expect is not ... and action.subset == "stable":
                 pointed.append(action)
         elif isinstance(action, rl.Emit):
+            if retry is not None and retry.resolves and stable_written and action.event in END_DONE:
+                action = replace(action, fields={**action.fields, **retry.resolves})  # the page is over
             say = _saying(router, target, state, action, log, writes_left)
             if held is not None and first is not None and index < first:
                 held.append(say)

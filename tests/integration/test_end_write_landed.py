@@ -233,3 +233,29 @@ def test_a_decided_rollback_whose_write_is_refused_ends_as_decided_not_as_the_fa
     assert end["end_cause"] == "operator" and end["reason"] == "operator: pager", end
     status = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
     assert status["phase"] == rl.ROLLED_BACK and "pager" in status["reason"], status
+
+
+def test_a_decided_rollback_refused_past_its_page_stays_as_decided_and_its_end_says_the_page_is_over(
+        world: Any) -> None:
+    """An operator's rollback whose every stable-100% write is refused (a webhook's denial) past the page
+    (`rollback.failed`): every tick writes it again as decided (decision 676: never the failure's abort, whose
+    `end_cause` was infrastructure), it pages once, and once the writes are let through its `rollback.completed`
+    says it ends that page (`resolves`), as a page's end must for whoever acts on it by hand (676's addendum)."""
+    api, op, custom, clock = _started(world)
+    _rollback(custom)
+    api.fail_next(403, times=10**6, methods=("PUT", "PATCH"), plural="virtualservices")
+    with capture_logs() as failing:
+        _ticks(op, clock, 25)
+    assert vs(api, 0)[0] != [100, 0]
+    pages = _lines(failing, "rollback.failed")
+    assert len(pages) == 1, [e["event"] for e in failing]
+    said = pages + _lines(failing, "rollback.retrying")
+    assert {(e["end_cause"], e["reason"]) for e in said} == {("operator", "operator: pager")}, said
+    assert not _lines(failing, "rollout.aborting") and not _lines(failing, "rollout.aborted")
+    api.handler.faults.clear()  # the webhook lets canary's writes through again
+    with capture_logs() as logs:
+        _ticks(op, clock, 2)
+    assert vs(api, 0)[0] == [100, 0] and _status(custom)["phase"] == rl.ROLLED_BACK
+    [done] = _lines(logs, "rollback.completed")
+    assert done["end_cause"] == "operator" and done["resolves"] == "rollback.failed", done
+    assert done["failed_for_s"] >= 20 and done["failed_attempts"] >= 2, done
