@@ -12,8 +12,10 @@ from __future__ import annotations
 _NEXT = {
     "check": "do not ship {version} as it is: a check showed it beyond its limit (`reason`, `evidence`); fix it, "
              "then roll out a fixed version",
-    "gate": "do not ship {version} as it is: it failed a Triton gate (`reason`: it did not load, or refused the "
-            "warm-up); fix the model, then roll it out again",
+    # (the gate's preflight, or its probes while the canary served a share: `runner.probe_reason`)
+    "gate": "do not ship {version} as it is: it failed a Triton gate (`reason`: it did not load, refused the "
+            "warm-up, or stopped answering its readiness probes while it served traffic); fix it, then roll it out "
+            "again",
     # (the deadline's reason may be too few requests, data too short, or evidence too weak: coarse buckets)
     "deadline": "nothing showed {version} bad, nor proved it within its limits, by the step's deadline (`reason` says "
                 "what fell short: canary requests, data, or the evidence); roll it out again with more traffic or a "

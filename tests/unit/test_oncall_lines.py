@@ -257,6 +257,20 @@ def test_a_gate_the_canary_did_not_fail_says_it_is_not_the_canarys() -> None:
     assert done.fields["next"].startswith("do not ship v2"), done.fields
 
 
+def test_a_gate_failed_by_the_canarys_probes_mid_rollout_is_said_as_it_failed() -> None:
+    """The gate's probes end a rollout in progress when the canary stops being ready while it serves a share
+    (`runner.probe_reason`): its `next` said the canary "did not load, or refused the warm-up", neither of which
+    happened; it names the probes (decision 678's addendum)."""
+    from canary.runner import probe_reason
+
+    state = replace(rl.new_rollout(model="rec", stable_version="v1", canary_version="v2", now=1000.0)[0],
+                    phase=rl.PROGRESSING, weights=Weights(90, 10))
+    _, actions = rl.transition(state, rl.GateFailed(1001.0, probe_reason(None, 3)), POLICY)
+    done = [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollback.completed"][0]
+    assert done.fields["reason"].startswith("gate: canary Triton not ready (3 probes in a row"), done.fields
+    assert done.fields["next"].startswith("do not ship v2") and "readiness probes" in done.fields["next"], done.fields
+
+
 def test_a_rollback_that_cannot_reach_the_route_says_which_route_as_every_line_does() -> None:
     """`canary rollback` over a rollout in progress on a route no stable-100% write can reach (`read_for_stable`
     raises TrafficUnsafe): its critical `traffic.unsafe` gave `virtual_service` "ns/name" and no `namespace` nor
