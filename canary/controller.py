@@ -27,7 +27,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 from canary.packing import pack_text, unpack_text
 from canary import crd
@@ -50,7 +50,7 @@ from canary import kube
 from canary import malloc
 from canary import resume_requests
 from canary import sweep, unowned
-from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check_other_splits, check_pods, crd_owner, crd_ref, decide,
+from canary.reconcile import (END_DONE, END_LINES, K8S_EVENTS, Observation, camel, check_claim, check_other_splits, check_pods, crd_owner, crd_ref, decide,
                               describe_owner, event_message, execute, look_due, look_window, measure_window, next_look_at,
                               one_instant,
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
@@ -890,7 +890,7 @@ class Controller:
             # failed, over a record nobody changed since (another leader's ticks would have): that end stands,
             # written now before any look. The rollout went on instead, to a promotion on its later looks, after
             # the page had said stable 100% (decision 135). A promotion's finish is left to the normal path
-            ended, actions = _decided_again(unconfirmed[0], state, now)
+            ended, actions = _decided_again(unconfirmed[0], state, now, unconfirmed[1])
             # the phase and weights as routed (the split it ends), the end it writes as `target_`, as the executor
             # labels a decision until its write lands: `phase: rolled_back` beside `weights: 80/20` read as an end
             # that had left traffic split; and its class, as every line of an end says it
@@ -2197,8 +2197,8 @@ class Controller:
         # decided, its phase, reason and class, never as the failure's abort, which said of an operator's rollback
         # or a canary shown bad "failed: <API error>", `end_cause: infrastructure` (decision 676)
         decided = self._unconfirmed.get(key)
-        end = _decided_again(decided[0], state, now) if decided is not None and _decided_for(decided[0], state) \
-            else None
+        end = _decided_again(decided[0], state, now, decided[1]) \
+            if decided is not None and _decided_for(decided[0], state) else None
         try:
             new = self._to_stable(key, spec.target, state, reason=reason[:500], log=log, now=now, expect=read,
                                   routed=now_read.route if rec is not None else None, cause=cause, end=end)
@@ -3098,12 +3098,19 @@ def _decided_for(decided: rl.RolloutState, recorded: rl.RolloutState) -> bool:
             and decided.owner == recorded.owner)
 
 
-def _decided_again(decided: rl.RolloutState, recorded: rl.RolloutState,
-                   now: float) -> tuple[rl.RolloutState, list[rl.Action]]:
+def _decided_again(decided: rl.RolloutState, recorded: rl.RolloutState, now: float,
+                   said: Sequence[rl.Action] = ()) -> tuple[rl.RolloutState, list[rl.Action]]:
     """The rollback `decided` (rolled back or aborted), made again from the state the route records now, with its
-    phase and reason."""
-    return rl.transition(recorded, rl.Rollback(now, decided.reason, aborted=decided.phase == rl.ABORTED,
-                                               cause=decided.end_cause), None)  # type: ignore[arg-type]
+    phase and reason, and the `evidence` its end's lines gave (`said`: the actions it was decided with): a check's
+    rollback made again from a bare Rollback said its one error line, `rollback.completed`, without the numbers."""
+    new, actions = rl.transition(recorded, rl.Rollback(now, decided.reason, aborted=decided.phase == rl.ABORTED,
+                                                       cause=decided.end_cause), None)  # type: ignore[arg-type]
+    evidence = next((a.fields["evidence"] for a in said if isinstance(a, rl.Emit) and a.event in END_DONE
+                     and a.fields.get("evidence")), None)
+    if evidence:
+        actions = [replace(a, fields={**a.fields, "evidence": evidence})
+                   if isinstance(a, rl.Emit) and a.event in END_LINES else a for a in actions]
+    return new, actions
 
 
 def _drove(obj: dict[str, Any]) -> tuple[str, str, str, str] | None:

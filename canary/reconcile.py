@@ -762,8 +762,9 @@ class Retry:
                         **{**{k: v for k, v in base.items() if k != "hint"}, **self.fields, **kept})
 
 
-# an end's last line, said once its stable 100% has landed (`rl._end`'s `done`)
+# an end's last line, said once its stable 100% has landed (`rl._end`'s `done`); and with its first (`start`)
 END_DONE = ("rollback.completed", "rollout.aborted")
+END_LINES = ("rollback.started", "rollout.aborting", *END_DONE)
 
 
 def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,

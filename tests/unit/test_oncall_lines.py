@@ -288,3 +288,24 @@ def test_a_rollback_that_cannot_reach_the_route_says_which_route_as_every_line_d
         oncall_action(Unreachable(), target, rl.Rollback(1.0, "operator: pager", cause="operator"), log=get())
     unsafe = _one(logs, "traffic.unsafe")
     assert unsafe["log_level"] == "critical" and CONTEXT.items() <= unsafe.items(), unsafe
+
+
+def test_a_checks_rollback_written_at_a_later_tick_keeps_its_evidence() -> None:
+    """A check's rollback whose write failed is written at a later tick (`rollout.end_stands`, or the failure budget's
+    rescue: decision 676), made again from the route's record: its `rollback.completed`, the one error line of a
+    canary shown bad, lost the `evidence` (every failed check's numbers) the decided end carried (676's addendum)."""
+    from canary.controller import _decided_again
+    from canary.model import CheckResult, Outcome, Verdict
+
+    state = replace(rl.new_rollout(model="rec", stable_version="v1", canary_version="v2", now=1000.0)[0],
+                    phase=rl.PROGRESSING, weights=Weights(90, 10), step_started_at=1000.0)
+    bad = CheckResult(check="err", kind="error_rate", outcome=Outcome.FAIL, reason="canary 5% vs 0.1%",
+                      n_canary=500, n_stable=5000)
+    look = rl.Looked(1001.0, Verdict.combine([bad]), canary_requests=500.0, window_s=60.0)
+    decided, actions = rl.transition(replace(state, failed_looks=POLICY.failure.max_failed_looks - 1), look, POLICY)
+    assert decided.phase == rl.ROLLED_BACK and rl.cause_of(decided) == "check", decided.reason
+    evidence = [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollback.completed"][0].fields["evidence"]
+    ended, again = _decided_again(decided, state, 1010.0, actions)
+    lines = {a.event: a.fields for a in again if isinstance(a, rl.Emit)}
+    assert ended.phase == rl.ROLLED_BACK and set(lines) == {"rollback.started", "rollback.completed"}, lines
+    assert all(fields["evidence"] == evidence and fields["end_cause"] == "check" for fields in lines.values()), lines
