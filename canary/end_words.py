@@ -19,7 +19,7 @@ _NEXT = {
     # (the deadline's reason may be too few requests, data too short, or evidence too weak: coarse buckets)
     "deadline": "nothing showed {version} bad, nor proved it within its limits, by the step's deadline (`reason` says "
                 "what fell short: canary requests, data, or the evidence); roll it out again with more traffic or a "
-                "longer `no_data_deadline`",
+                "longer `failure.no_data_deadline`",
     "operator": "nothing to do: a person asked for it (`reason`)",
     "interrupted": "not the canary: the run was stopped (`reason`); roll {version} out again to have it judged",
     "infrastructure": "not the canary: fix what failed (`reason`: Prometheus, the Kubernetes API), then roll "
