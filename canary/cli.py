@@ -438,7 +438,7 @@ def promote(
     retry: bool = typer.Option(False, "--retry", help="run the version again when the route records its rollout "
                                                       "rolled back (without it, a re-run reports that rollback: exit 1; with --via-controller too)"),
     via_controller: bool = typer.Option(False, "--via-controller", help="create a CanaryRollout for `canary controller run` and follow it (same exit codes)"),
-    rollout_name: Optional[str] = typer.Option(None, "--rollout-name", help="CanaryRollout name (default: <model>-<version>)"),
+    rollout_name: Optional[str] = typer.Option(None, "--rollout-name", help="CanaryRollout name (default: <model>-<version>, a hash added where the version is no object name as written)"),
     timeout: float = opts.DurationOpt("1h", "--timeout", help="--via-controller: give up following after this long "
                                                               "(exit 3; the rollout goes on)"),
     wait_ready: float = opts.DurationOpt("10m", "--wait-ready", zero=True,
@@ -577,8 +577,15 @@ def promote(
                 timeout_s=timeout, interrupted=signals.check, reporting=signals.disarm, retry=retry,
                 seen=ran.setdefault("followed", {}))
 
+        def followed() -> int:
+            try:
+                return following()
+            except RolloutBusy as exc:  # its name another request's running rollout (decision 701): `holder_job`
+                ran["busy"] = exc
+                raise
+
         try:
-            code = run_guarded(following, report=lambda code, message: (signals.disarm(), refused(code, message)))
+            code = run_guarded(followed, report=lambda code, message: (signals.disarm(), refused(code, message)))
         finally:
             signals.restore()  # an in-process caller (a test) gets its own handlers back
         raise typer.Exit(code)

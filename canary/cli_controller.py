@@ -7,6 +7,7 @@ cleanly on SIGTERM (the lease is released so a standby takes over at once).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from canary import cli, crd
+from canary import cli, crd, errors
 from canary import cli_options as opts
 from canary.interrupts import install_handlers, restore_handlers, setting
 from canary import rollout as rl
@@ -338,6 +339,12 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                     f"CanaryRollout {namespace}/{meta['name']} is being deleted (since {deleting}; finalizers: {held}, "
                     "the controller's sends a rollout it ran to stable first); nothing was written: run this request "
                     f"again once it is gone (`kubectl get canaryrollout {meta['name']} -n {namespace}`: NotFound)") from None
+            held = held_by_another(current, model, canary_version)
+            if held:  # another request's rollout running under this name: never replaced by it (decision 701)
+                from canary.reconcile import crd_owner
+
+                raise errors.RolloutBusy(f"CanaryRollout {namespace}/{meta['name']} {held}", job=_request_job(current),
+                                         holder=crd_owner(namespace, meta["name"], _uid(current)))
             body["metadata"] = kept_metadata(current, body["metadata"])
             written = _answered(lambda: api.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace,
                                                                              crd.PLURAL, meta["name"], body),
@@ -554,8 +561,46 @@ def follow_document(st: dict[str, Any], **more: Any) -> dict[str, Any]:
 
 def rollout_name(model: str, canary_version: str) -> str:
     """The CanaryRollout `--via-controller` creates when not named: `<model>-<version>` as an object name
-    (a version label may hold upper case, '.' and '_', an object name none of them)."""
-    return f"{model}-{canary_version}".lower().replace(".", "-").replace("_", "-")
+    (a version label may hold upper case, '.' and '_', an object name none of them). Where that changed a
+    character, a hash of the exact model and version follows: `v2.1`, `v2_1`, `V2.1` and `v2-1` all read
+    `m-v2-1`, and a second pipeline's request met the first one's rollout under its name (decision 701)."""
+    exact = f"{model}-{canary_version}"
+    name = exact.lower().replace(".", "-").replace("_", "-")
+    if name == exact:
+        return name
+    return f"{name}-{hashlib.sha256(f'{model}/{canary_version}'.encode()).hexdigest()[:8]}"
+
+
+def held_by_another(obj: dict[str, Any], model: str, canary_version: str) -> str:
+    """Why a request for `model`'s `canary_version` must not replace the CanaryRollout `obj`: its spec asks for
+    another model or version and that request has not ended (no end of its present generation in the status: it
+    waits to be claimed, or runs). A replace re-targeted it: the controller sent what it ran to stable 100% and
+    ran this request instead, and the other pipeline's follower exited 3 (decision 617) - two requests whose
+    default names met (`v2.1` and `v2-1`, `m-x` `v1` and `m` `x-v1`) or one `--rollout-name` in two pipelines'
+    template (decision 701). "" when it asks for this very request (a retry finds its own rollout), has ended, or
+    was refused before any claim (its follower withdraws it)."""
+    meta, spec, st = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    asked = (spec.get("model"), spec.get("canaryVersion"))
+    generation = int(meta.get("generation") or 0)
+    if asked == (model, canary_version) or _refused(st, generation):
+        return ""
+    if st.get("phase") in rl.TERMINAL and int(st.get("observedGeneration") or 0) >= generation:
+        return ""
+    from canary.reconcile import shown_owner as shown
+
+    job = _request_job(obj)
+    by = f", its request's CI job {shown(job)}" if job else ""
+    where = f"{st['phase']}, weights {weights_text(st) or '?/?'}" if st.get("phase") else "waiting to be claimed"
+    return (f"is another request's rollout of {shown(str(asked[0]))} {shown(str(asked[1]))} ({where}{by}); "
+            f"nothing was written: {model} {canary_version} would have replaced it, its traffic sent to stable; "
+            "run this request again once that one has ended, or give it its own --rollout-name")
+
+
+def _request_job(obj: dict[str, Any]) -> str:
+    """The CI job the CanaryRollout `obj`'s request names (`ci_job.ANNOTATION`), "" when none."""
+    from canary import ci_job
+
+    return str(((obj.get("metadata") or {}).get("annotations") or {}).get(ci_job.ANNOTATION) or "")
 
 
 BAD_INPUT_REASONS = crd.BAD_INPUT_REASONS  # a request the controller refuses as bad input (README, --via-controller)

@@ -35,12 +35,14 @@ from typing import Any
 import pytest
 import structlog
 import yaml
+from typer.testing import CliRunner
 
 import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
 from canary import crd
+from canary.cli import app
 from canary.cli_controller import REQUEST_ANNOTATION, follow
 from canary.controller import FINALIZER
-from canary.errors import CanaryError, TransientError
+from canary.errors import CanaryError, RolloutBusy, TransientError
 from tests import fleet
 from tests.integration.test_controller import prometheus, world  # noqa: F401 - fixtures
 from tests.integration.test_validation_attack2 import requested  # noqa: F401 - the fixture
@@ -54,6 +56,13 @@ def _files(tmp_path: Any, api: Any) -> tuple[Any, Any]:
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
     return kubeconfig, policy
+
+
+def _request(kubeconfig: Any, policy: Any, version: str) -> int:
+    """`promote m0 --canary-version <version> --via-controller --rollout-name r0 --timeout 1s`, in-process."""
+    return follow(model="m0", canary_version=version, policy_file=policy, namespace="ml", stable_version="",
+                  virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
+                  output="json", timeout_s=1)
 
 
 def _follower(tmp_path: Any, api: Any, ended: dict[str, Any]) -> threading.Thread:
@@ -114,9 +123,7 @@ def test_a_retried_request_keeps_the_finalizer_and_labels_of_the_canaryrollout_i
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
     kubeconfig, policy = _files(tmp_path, api)
     with pytest.raises(TransientError, match="did not finish"):  # no controller runs: its status never ends
-        follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
-               virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
-               output="json", timeout_s=1)
+        _request(kubeconfig, policy, "v2")
     meta = _written(custom)["metadata"]  # type: ignore[index]
     assert meta.get("finalizers") == [FINALIZER], meta
     assert meta.get("labels") == {"app.kubernetes.io/instance": "ml-rollouts"}, meta
@@ -209,9 +216,7 @@ def test_a_request_meeting_its_canaryrollout_being_deleted_writes_nothing_over_i
     assert before is not None and before["metadata"].get("deletionTimestamp"), before
     kubeconfig, policy = _files(tmp_path, api)
     with pytest.raises(TransientError) as refused:
-        follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
-               virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
-               output="json", timeout_s=1)
+        _request(kubeconfig, policy, "v2")
     said = str(refused.value)
     assert "ml/r0 is being deleted" in said and "nothing was written" in said and "again" in said, said
     after = _written(custom)
@@ -242,3 +247,48 @@ def test_the_end_line_of_a_partly_written_status_names_its_weights_as_follow_sta
                   output="text", timeout_s=60)
     assert code == 1
     assert capsys.readouterr().out == f"rolled_back: m0 v2{said}- latency\n"
+@pytest.mark.parametrize("status", [
+    None,  # created, not claimed yet (its follower waits for it)
+    {"phase": "progressing", "step": 2, "weights": {"stable": 50, "canary": 50}, "observedGeneration": 1,
+     "target": {"canaryVersion": "v2", "model": "m0", "virtualService": "m0"}},
+])
+def test_a_request_for_another_version_never_replaces_a_canaryrollout_that_runs(world: Any, tmp_path: Any,
+                                                                               status: dict[str, Any] | None) -> None:
+    """Two pipelines' requests under one name (`v2.1` and `v2-1` both read `m-v2-1` by default, or one
+    --rollout-name in a template): the second replaced the first one's spec, the controller sent what it ran to
+    stable 100% and the first follower exited 3 (decision 617). Now nothing is written over it: exit 75 naming the
+    object and the version it runs (decision 701)."""
+    api, _op, custom = world
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"]["annotations"] = {"modelcanary.dev/ci-job": "https://ci/job/1"}
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    if status is not None:
+        custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"status": status})
+    before = _written(custom)
+    kubeconfig, policy = _files(tmp_path, api)
+    with pytest.raises(RolloutBusy) as refused:
+        _request(kubeconfig, policy, "v2.1")
+    said = str(refused.value)
+    assert "CanaryRollout ml/r0 is another request's rollout of m0 v2 (" in said and "nothing was written" in said
+    assert "https://ci/job/1" in said and refused.value.job == "https://ci/job/1", said
+    res = CliRunner().invoke(app, ["promote", "m0", "--canary-version", "v2.1", "--policy", str(policy), "-n", "ml",
+                                   "--kubeconfig", str(kubeconfig), "--via-controller", "--rollout-name", "r0",
+                                   "--timeout", "1s", "-o", "json"])
+    assert res.exit_code == 75, res.output  # busy: the same command may succeed once that rollout ends
+    doc = json.loads(res.stdout)
+    assert (doc["holder_job"], doc["phase"]) == ("https://ci/job/1", None) and "ml/r0" in doc["holder"], doc
+    after = _written(custom)
+    assert after is not None and after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], after
+
+
+def test_a_request_for_another_version_re_targets_a_canaryrollout_that_ended(world: Any, tmp_path: Any) -> None:
+    """Ended (its status of the spec it has): nothing runs under the name, and a new version applied over it is
+    how it is re-targeted (decision 617), as before decision 701."""
+    api, _op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"status": {
+        "phase": "promoted", "observedGeneration": 1, "target": {"canaryVersion": "v2", "model": "m0"}}})
+    kubeconfig, policy = _files(tmp_path, api)
+    with pytest.raises(TransientError, match="did not finish"):  # no controller runs: its status never ends
+        _request(kubeconfig, policy, "v3")
+    assert _written(custom)["spec"]["canaryVersion"] == "v3"  # type: ignore[index]

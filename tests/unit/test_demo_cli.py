@@ -148,13 +148,16 @@ def test_keeps_printout_gives_a_canaryrollout_the_controller_runs_and_the_stable
     import yaml
 
     from canary import crd
+    from canary.cli_controller import rollout_name
     from canary.sandbox.demo import keep_text, write_canaryrollout
 
     path = write_canaryrollout(tmp_path, SANDBOX_POLICY, namespace="ml", model="rec-model", canary_version="v2.1.0",
                                triton_stable_url="http://127.0.0.1:1", triton_canary_url="http://127.0.0.1:2")
     obj = yaml.safe_load(path.read_text())
     spec = crd.parse(obj | {"metadata": {**obj["metadata"], "uid": "u", "generation": 1}})
-    assert spec.name == "rec-model-v2-1-0" and spec.policy.gates.triton is not None
+    # promote --via-controller's default name: a hash of the exact version kept where '.' became '-' (decision 701)
+    assert spec.name == rollout_name("rec-model", "v2.1.0") and spec.name.startswith("rec-model-v2-1-0-")
+    assert spec.policy.gates.triton is not None
     assert (spec.triton_canary, spec.triton_stable) == ("http://127.0.0.1:2", "http://127.0.0.1:1")
     info = {"scenario": "slow", "kubeconfig": "k", "prometheus_url": "http://127.0.0.1:9", "namespace": "ml",
             "model": "rec-model", "promote_args": ["promote", "rec-model"], "canaryrollout_file": str(path),

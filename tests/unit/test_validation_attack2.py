@@ -153,13 +153,25 @@ def test_via_controller_refuses_bad_input_before_creating_anything(files: tuple[
 
 
 @pytest.mark.parametrize(("model", "version", "name"), [
-    ("rec-model", "v2.1.0", "rec-model-v2-1-0"),
-    ("rec-model", "V2_1", "rec-model-v2-1"),   # a label value may hold '_' and upper case; an object name neither
-    ("m", "2024_05_01.rc-1", "m-2024-05-01-rc-1"),
+    ("rec-model", "v2.1.0", "rec-model-v2-1-0-"),
+    ("rec-model", "V2_1", "rec-model-v2-1-"),   # a label value may hold '_' and upper case; an object name neither
+    ("m", "2024_05_01.rc-1", "m-2024-05-01-rc-1-"),
+    ("m", "v2-1", "m-v2-1"),  # nothing changed: the name as it reads, no hash
 ])
 def test_the_default_rollout_name_is_an_object_name_for_every_version(model: str, version: str, name: str) -> None:
-    assert cli_controller.rollout_name(model, version) == name
+    assert cli_controller.rollout_name(model, version).startswith(name)
+    assert len(cli_controller.rollout_name(model, version)) == len(name) + (8 if name.endswith("-") else 0)
     check_object_name(cli_controller.rollout_name(model, version), "name")
+
+
+def test_versions_that_read_alike_as_an_object_name_get_distinct_default_names() -> None:
+    """`v2.1`, `v2_1`, `V2.1` and `v2-1` were all `m-v2-1`: a second pipeline's request met the first one's
+    CanaryRollout under its name (decision 701). Each name is the same for the same request (a retry finds its own)."""
+    versions = ["v2.1", "v2_1", "V2.1", "v2-1", "V2-1"]
+    names = [cli_controller.rollout_name("m", v) for v in versions]
+    assert len(set(names)) == len(versions), names
+    assert names == [cli_controller.rollout_name("m", v) for v in versions]
+    assert cli_controller.rollout_name("M", "v2") != cli_controller.rollout_name("m", "v2")
 
 
 @pytest.mark.parametrize("extra", [["--on-interrupt", "ignore"], ["--timeout", "30m"]])
