@@ -266,7 +266,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
         if stable_version == canary_version:
             raise cli.ConfigError(f"--canary-version {canary_version!r} is --stable-version: the two arms must be "
                                   "different versions")
-    cli._target(model, namespace, virtual_service, destination_rule)  # names checked: ConfigError, nothing sent
+    cli._target(model, namespace, virtual_service, destination_rule, route=route)  # names checked: ConfigError, nothing sent
     check_object_name(name or rollout_name(model, canary_version),
                       "--rollout-name" if name else "the CanaryRollout's name (<model>-<version>; --rollout-name)")
     name = name or rollout_name(model, canary_version)

@@ -401,6 +401,18 @@ def check_namespace(value: object, what: str) -> None:
                           "lower-case letters, digits and '-', starting and ending with a letter or digit)")
 
 
+def route_name_problem(route: str) -> str:
+    """Why `route` (a VirtualService HTTP route's name as typed: `--route`, a policy's `route`, `spec.route`) can
+    name no route anyone meant: whitespace at its start or end, or a character that does not print (a control
+    character, a zero-width space), else "". Istio leaves a route's name free text, so one inside a name is kept;
+    these were taken, then said "route not found" once the VirtualService was read, the name shown as it reads
+    (decision 702)."""
+    if route != route.strip():
+        return "has whitespace at its start or end"
+    bad = next((ch for ch in route if not ch.isprintable()), None)
+    return f"holds U+{ord(bad):04X}, a character that does not print" if bad is not None else ""
+
+
 def check_target_names(target: "Target", where: str = "") -> None:
     """The target's namespace, VirtualService and DestinationRule are valid Kubernetes names
     (`check_namespace`, `check_object_name`); `where` prefixes the messages (a CR's location)."""
@@ -410,6 +422,10 @@ def check_target_names(target: "Target", where: str = "") -> None:
                       f"{at}VirtualService (the model name unless --virtual-service or spec.virtualService names another)")
     if target.destination_rule:
         check_object_name(target.destination_rule, f"{at}DestinationRule")
+    problem = route_name_problem(target.route)
+    if problem:
+        raise ConfigError(f"{at}route {target.route!r} {problem}: no route of a VirtualService is meant by it "
+                          "(--route, the policy's route or spec.route); nothing was read or written")
 
 
 def pass_ratio(anchor_requests: float, canary_requests: float) -> float:

@@ -48,6 +48,7 @@ import pydantic
 from pydantic import Field, field_validator, model_validator
 
 from canary.errors import PolicyError
+from canary.model import route_name_problem
 from canary.policy_checks import (
     Check,
     CustomCheck,
@@ -186,6 +187,14 @@ class Policy(Strict):
         if len(steps) < 2:
             raise ValueError("at least one step below 100 is needed: the canary is judged at each step below 100")
         return steps
+
+    @field_validator("route")
+    @classmethod
+    def _route(cls, route: str | None) -> str | None:
+        problem = route_name_problem(route or "")
+        if problem:
+            raise ValueError(f"{route!r} {problem}: no route of a VirtualService is meant by it")
+        return route
 
     @field_validator("checks")
     @classmethod

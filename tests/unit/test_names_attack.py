@@ -1,0 +1,52 @@
+"""An attacker on names and numbers (decisions 701-705): a route name that names no route, a quantile or an alpha
+written as a percentage, a limit no canary can break.
+
+Pure: no cluster (a kubeconfig pointing at a closed port: any request would fail as unreachable, exit 3, not 2),
+no Prometheus."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from canary import crd
+from canary.cli import app
+from canary.errors import ConfigError, PolicyError
+from canary.policy import parse_policy
+from tests import fleet
+from tests.unit.test_validation_attack2 import files  # noqa: F401 - fixture (a closed port, the fleet's policy)
+
+NO_ROUTE = ["canary ", " canary", "can\tary", "canary\n", "can\x1bary", "can\u200bary"]
+
+
+def _policy(**fields: Any) -> dict[str, Any]:
+    return {**copy.deepcopy(fleet.FAST_POLICY), **fields}
+
+
+@pytest.mark.parametrize("route", NO_ROUTE)
+def test_a_route_name_with_whitespace_at_an_end_or_a_character_that_does_not_print_is_refused(
+        files: tuple[Path, Path], route: str) -> None:
+    """Taken, then "route not found" once the VirtualService was read, the name shown as it reads (decision 702):
+    the policy's `route`, `--route` and `spec.route` alike, before any request."""
+    with pytest.raises(PolicyError, match="route: .* no route of a VirtualService is meant by it"):
+        parse_policy(_policy(route=route), file="p.yaml")
+    kubeconfig, policy = files
+    res = CliRunner().invoke(app, ["promote", "m0", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+                                   "--kubeconfig", str(kubeconfig), "--prometheus-url", "http://127.0.0.1:9",
+                                   "--route", route])
+    assert res.exit_code == 2 and "no route of a VirtualService is meant by it" in res.output, res.output
+    res = CliRunner().invoke(app, ["promote", "m0", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+                                   "--kubeconfig", str(kubeconfig), "--via-controller", "--route", route])
+    assert res.exit_code == 2 and "no route of a VirtualService is meant by it" in res.output, res.output
+    obj = fleet.rollout_object(0, "v2", route=route)
+    with pytest.raises(ConfigError, match="CanaryRollout ml/r0: route .* no route of a VirtualService"):
+        crd.parse(obj)
+
+
+def test_a_route_name_with_a_space_inside_is_taken() -> None:
+    """Istio leaves a route's name free text: one a VirtualService may hold is not refused."""
+    assert parse_policy(_policy(route="canary route"), file="p.yaml").route == "canary route"
