@@ -376,10 +376,23 @@ def _message(err: Any) -> str:
             msg += ": " + _number_hint(value, whole=kind == "int_type")
     elif kind in _RANGE and isinstance(value, (int, float)) and not isinstance(value, bool):
         limit = next(iter((err.get("ctx") or {}).values()), None)  # pydantic's {"lt": 0.5}
-        msg = f"must be {_RANGE[kind]} {show(limit)}, not {show(value)}"
+        msg = f"must be {_RANGE[kind]} {show(limit)}, not {show(value)}" + _percent_hint(err.get("loc"), value)
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     return msg if len(msg) <= 500 else msg[:497] + "..."
+
+
+# a fraction field written as a percentage ("quantile: 95", "alpha: 1"): refused "must be < 1.0, not 95", which says
+# what is wrong but not what was meant (decision 703)
+# the field -> (how its percentage is said, the percentages whose fraction the field takes)
+_PERCENT_OF = {"quantile": ("p{}", lambda v: 1 < v < 100), "alpha": ("{}%", lambda v: 1 <= v < 50)}
+
+
+def _percent_hint(loc: Any, value: float) -> str:
+    """': a fraction: 0.95 for p95' for a `quantile` (or '0.01 for 1%' for an `alpha`) whose hundredth the field
+    takes, else ''."""
+    said, fits = _PERCENT_OF.get(loc[-1] if isinstance(loc, tuple) and loc else None, ("", lambda v: False))
+    return f": a fraction: {value / 100:g} for {said.format(f'{value:g}')}" if fits(value) else ""
 
 
 _PATTERNS = {r"^[A-Za-z0-9_.-]+$": "must be letters, digits, '_', '.' and '-' only (a check's name is a label in logs "

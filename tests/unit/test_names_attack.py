@@ -50,3 +50,27 @@ def test_a_route_name_with_whitespace_at_an_end_or_a_character_that_does_not_pri
 def test_a_route_name_with_a_space_inside_is_taken() -> None:
     """Istio leaves a route's name free text: one a VirtualService may hold is not refused."""
     assert parse_policy(_policy(route="canary route"), file="p.yaml").route == "canary route"
+
+
+@pytest.mark.parametrize(("fields", "says"), [
+    ({"checks": [{"name": "lat", "kind": "latency", "quantile": 95, "max_increase_pct": 20}]},
+     "checks[0].quantile: must be < 1.0, not 95: a fraction: 0.95 for p95"),
+    ({"checks": [{"name": "lat", "kind": "latency", "quantile": 99.9, "max_increase_pct": 20}]},
+     "not 99.9: a fraction: 0.999 for p99.9"),
+    ({"analysis": {"alpha": 1}}, "analysis.alpha: must be < 0.5, not 1: a fraction: 0.01 for 1%"),
+    ({"analysis": {"alpha": 5}}, "not 5: a fraction: 0.05 for 5%"),
+])
+def test_a_quantile_or_an_alpha_written_as_a_percentage_says_the_fraction(fields: dict[str, Any], says: str) -> None:
+    """Refused "must be < 1.0, not 95" alone: what is wrong, not what was meant (decision 703)."""
+    with pytest.raises(PolicyError) as err:
+        parse_policy(_policy(**fields), file="p.yaml")
+    assert says in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("fields", [{"analysis": {"alpha": 0.7}}, {"analysis": {"alpha": 50}},
+                                    {"checks": [{"name": "lat", "kind": "latency", "quantile": 1000,
+                                                 "max_increase_pct": 20}]}])
+def test_no_fraction_is_offered_that_the_field_would_refuse_too(fields: dict[str, Any]) -> None:
+    with pytest.raises(PolicyError) as err:
+        parse_policy(_policy(**fields), file="p.yaml")
+    assert "a fraction" not in str(err.value), str(err.value)
