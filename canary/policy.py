@@ -57,6 +57,7 @@ from canary.policy_checks import (
     FeatureMissingCheck,
     LatencyCheck,
     PredictionShiftCheck,
+    unbreakable_limits,
 )
 from canary.policy_fields import (
     FieldProblem,
@@ -594,6 +595,11 @@ def advisories(policy: Policy) -> list[tuple[str, str]]:
                         "so small a margin only with latency buckets finer than half of it and far more requests "
                         "than a step usually holds, else each step ends at its deadline as failure.on_deadline says "
                         "(`canary plan --rps R` says by which step)"))
+    for i, c in enumerate(policy.checks):
+        for field, breaks in unbreakable_limits(c):
+            out.append((f"checks[{i}].{field}", f"{getattr(c, field):g}: a canary breaks it only with {breaks}, so "
+                        "the check passes every other canary, however much worse than stable; set the limit meant, or "
+                        "remove the check if it is to judge nothing"))
     return out
 
 

@@ -192,3 +192,26 @@ Check = Annotated[
     Field(discriminator="kind"),
 ]
 
+
+
+# a limit at or past which the check passes every canary short of a broken one (decision 704): the field, the value
+# from which it is said, and what a canary must show to break it ({v}: the limit, {q}: a latency check's quantile)
+UNBREAKABLE = {
+    "max_increase_pct": (1000, "a p{q} over {x} times stable's"),
+    "max_ms": (60000, "a p{q} above {s} s, longer than a client usually waits for an inference's answer"),
+    "max_increase_points": (50, "a rate over {v} points above stable's"),
+    "max_rate_pct": (50, "a rate over {v}%"),
+    "max_js": (1, "a Jensen-Shannon distance above 1, which none has"),
+}
+
+
+def unbreakable_limits(check: "Check") -> list[tuple[str, str]]:
+    """(field, what breaks it) for each limit of `check` that no canary short of a broken one breaks
+    (`max_increase_pct: 1e300`, `max_rate_pct: 100`): valid, and said as an advisory, never refused (decision 704)."""
+    out = []
+    for field, (at, breaks) in UNBREAKABLE.items():
+        v = getattr(check, field, None)
+        if isinstance(v, (int, float)) and v >= at:
+            q = f"{getattr(check, 'quantile', 0) * 100:g}"
+            out.append((field, breaks.format(v=f"{v:g}", q=q, x=f"{1 + v / 100:g}", s=f"{v / 1000:g}")))
+    return out

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from canary import crd
@@ -74,3 +75,25 @@ def test_no_fraction_is_offered_that_the_field_would_refuse_too(fields: dict[str
     with pytest.raises(PolicyError) as err:
         parse_policy(_policy(**fields), file="p.yaml")
     assert "a fraction" not in str(err.value), str(err.value)
+
+
+def test_a_limit_no_canary_short_of_a_broken_one_breaks_is_said_never_refused(tmp_path: Path) -> None:
+    """`max_increase_pct: 1e300` was valid and silent: the check passed every canary (decision 704). A warning of
+    `policy validate`, `plan` and `promote` (`policy.advisory`), as a limit in another unit is (decision 206)."""
+    from canary.policy import advisories
+
+    checks = [{"name": "lat", "kind": "latency", "max_increase_pct": 1e300, "max_ms": 3.6e6},
+              {"name": "err", "kind": "error_rate", "max_increase_points": 100, "max_rate_pct": 50},
+              {"name": "ok", "kind": "latency", "max_increase_pct": 999, "max_ms": 59999},
+              {"name": "fine", "kind": "error_rate", "max_increase_points": 49, "max_rate_pct": 49.9}]
+    said = dict(advisories(parse_policy(_policy(checks=checks), file="p.yaml")))
+    assert list(said) == ["checks[0].max_increase_pct", "checks[0].max_ms", "checks[1].max_increase_points",
+                          "checks[1].max_rate_pct"], said
+    assert said["checks[0].max_increase_pct"].startswith("1e+300: a canary breaks it only with a p95 over 1e+298 "
+                                                         "times stable's, so the check passes every other canary"), said
+    assert "a p95 above 3600 s" in said["checks[0].max_ms"], said
+    pol = tmp_path / "p.yaml"
+    pol.write_text(yaml.safe_dump(_policy(checks=checks)))
+    res = CliRunner().invoke(app, ["policy", "validate", str(pol)])
+    assert res.exit_code == 0 and f"warning: {pol}: checks[1].max_rate_pct 50: a canary breaks it" in res.stderr, \
+        res.output
