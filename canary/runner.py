@@ -1005,11 +1005,13 @@ class Runner:
                 self._next_watch = self.clock.now() + self.watch_every
                 try:
                     seen = self._check_outside(watched[-1])
+                    # its rollback's write failing is the watch's too, never `gate.failed` (decision 689)
+                    split = self._split_while_held(seen) if seen.phase == rl.PENDING else None
                 except BaseException as exc:  # the watch's, not the gate's: see below
                     watch_failed.append(exc)
                     return True
                 if seen.phase == rl.PENDING:
-                    seen = self._split_while_held(seen) or self._heartbeat(seen)
+                    seen = split or self._heartbeat(seen)
                 if seen.phase != rl.PENDING or seen.to_json() != watched[-1].to_json():
                     watched.append(seen)
                 return seen.terminal

@@ -218,3 +218,33 @@ def test_the_controller_without_informers_finds_a_split_made_on_another_virtual_
     assert (said["other_virtual_service"], said["split_weights"], said["phase"]) == (
         "ml/m0-gateway", "90/10", rl.PROGRESSING), said
     assert subsets(api) == {"stable": "v1", "canary": "v1"}
+
+
+def test_a_failed_rollback_write_for_a_split_found_while_the_gate_runs_is_not_said_as_the_gates_failure(
+        api: Any) -> None:
+    """The gate's watch looked for the gateway's split outside the guard that hands the watch's failures on (decision
+    148): the rollback's write refused (an admission webhook's 403) escaped the watch into the gate's own `except`,
+    said `gate.failed` with the write's words and rolled back "gate failed" (`end_cause` of a gate). Handed on as the
+    watch's now: no `gate.failed`, and the end the split decided is the one written (decision 689)."""
+    from canary.sandbox import kubeapi
+
+    _gateway_vs(api, 0)
+    clock = HookClock(api)
+    promote = runner(api, "v2", clock)
+    promote.gate = _GatewaySplitDuringWarmUp(api, clock)
+    real, refused = api.handler._serve, []
+
+    def serve(method: str, request: Any, kind: Any) -> Any:
+        # the first write of m0 once the gateway splits: the split's rollback, refused
+        split = api.get(GROUP, VS, "ml", "m0-gateway")["spec"]["http"][0]["route"][1]["weight"] == 10
+        if split and not refused and method in ("PUT", "PATCH") and request.url.path.endswith("/virtualservices/m0"):
+            refused.append(request.url.path)
+            raise kubeapi.ApiError(403, "Forbidden", "injected: denied by an admission webhook")
+        return real(method, request, kind)
+
+    api.handler._serve = serve  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert refused, "the split's rollback write was never refused"
+    assert not [e for e in logs if e["event"] == "gate.failed"], [e for e in logs if e["event"] == "gate.failed"]
+    assert res.state.phase == rl.ROLLED_BACK and rl.classify_reason(res.state.reason) == "foreign_edit", res.state
