@@ -957,6 +957,14 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
         other, _ = find(target, glance=True)
         if other is None:
             return False
+        if other.running:
+            # a rollout in progress on that VirtualService made the split (it claimed once our stable 100% had
+            # landed): the canary subset is its, and pointed at the stable version its canary would be judged on
+            # the stable's pods (decision 690)
+            log.info("rollback.canary_subset_left", other_virtual_service=other.virtual_service,
+                     other_route=other.route, split_weights=other.weights, hint=other.hint,
+                     note=f"the canary subset is {other.running}, which judges that share: not pointed")
+            return False
 
         def still_ours() -> None:
             # (a read: a FencedRouter's inner router reads leniently, a route of any shape after a rollback)

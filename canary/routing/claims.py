@@ -108,6 +108,9 @@ class OtherSplit:
     weights: str  # "<rest>/<share>", as Istio splits it
     words: str  # "<vs>: <route> splits its traffic 90/10"
     hint: str  # the `kubectl` that gives that route's canary share to its stable destination (or another, 641)
+    # "the rollout of v3 (progressing) recorded on ns/name" where a rollout in progress there made that split: the
+    # canary subset is its too, never re-pointed by a rollback of ours (decision 690); "" where none did
+    running: str = ""
 
     @property
     def reason(self) -> str:
@@ -135,8 +138,12 @@ def split_on_other(vs: Any, host: str) -> OtherSplit | None:
     ops.append({"op": "add", "path": f"{base}/{to}/weight", "value": weight[to] + split.share})
     hint = (f"kubectl -n {meta.get('namespace', '?')} patch virtualservice {meta.get('name', '?')} --type=json -p "
             f"'{json.dumps(ops, separators=(',', ':'))}'")
+    state = _state_on(vs, split)
+    running = f"the rollout of {state.canary_version} ({state.phase}) recorded on {where(vs)}" if state else ""
+    if running:  # zeroing its weight by hand would tamper with that rollout (decision 585)
+        hint = f"that split is {running}: wait for it to end, or roll it back, never zero its weight by hand"
     return OtherSplit(virtual_service=where(vs), route=_label(split), weights=f"{split.rest}/{split.share}",
-                      words=_said(vs, split), hint=hint)
+                      words=_said(vs, split), hint=hint, running=running)
 
 
 def subset_labels_differ(dr: Any) -> str:

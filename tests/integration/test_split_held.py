@@ -248,3 +248,37 @@ def test_a_failed_rollback_write_for_a_split_found_while_the_gate_runs_is_not_sa
     assert refused, "the split's rollback write was never refused"
     assert not [e for e in logs if e["event"] == "gate.failed"], [e for e in logs if e["event"] == "gate.failed"]
     assert res.state.phase == rl.ROLLED_BACK and rl.classify_reason(res.state.reason) == "foreign_edit", res.state
+
+
+# --- a split on the other VirtualService that a rollout in progress there made (decision 690) ----------------------
+
+def test_the_canary_subset_of_a_rollout_in_progress_on_the_other_virtual_service_is_never_repointed(
+        api: Any) -> None:
+    """603's re-pointing (and 639's and 657's second chances) took any split with the canary subset on another
+    VirtualService for a share nobody judges: where it is the split of a rollout in progress recorded there (it
+    claimed the gateway's route once m0's rollback had written stable 100%: a `canary promote` while the controller
+    that rolled m0 back was down, 657's window), the canary subset is that rollout's, and pointed at v1 its canary
+    was judged on the stable's pods and promoted without evidence. Not pointed now, said why (decision 690)."""
+    from canary import rollout as rl
+    from canary.model import Weights
+    from canary.reconcile import canary_subset_home
+    from canary.routing.patch import STATE_ANNOTATION
+
+    api.edit(GROUP, "destinationrules", "ml", "m0",
+             lambda dr: dr["spec"]["subsets"][1]["labels"].update(version="v3"))
+    ended = fleet.rolled_back(version="v3")
+    fleet.record(api, "m0", ended)
+    _gateway_vs(api, 10)
+    theirs = rl.RolloutState(model="m0", stable_version="v1", canary_version="v3", phase=rl.PROGRESSING,
+                             weights=Weights(90, 10), step=0, started_at=5.0, step_started_at=5.0, route="edge",
+                             updated_at=5.0, owner="promote#ci-7:1:n")
+    fleet.record(api, "m0-gateway", theirs)
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v3")
+    text = api.get(GROUP, VS, "ml", "m0")["metadata"]["annotations"][STATE_ANNOTATION]
+    with structlog.testing.capture_logs() as logs:
+        pointed = canary_subset_home(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target, ended,
+                                     log=get(), record=text)
+    assert not pointed and subsets(api) == {"stable": "v1", "canary": "v3"}
+    (left,) = [e for e in logs if e["event"].startswith("rollback.canary_subset_")]
+    assert left["event"] == "rollback.canary_subset_left" and left["other_virtual_service"] == "ml/m0-gateway", left
+    assert "v3 (progressing)" in left["note"] and "kubectl" not in left["note"] + left["hint"], left
