@@ -297,8 +297,8 @@ class Controller:
             users = self.informers.users(plural, key)
             for rollout in users:
                 self.queue.touch(rollout, now)
-            if not users and obj is not None and plural == "virtualservices" and canary_split_hosts(obj):
-                self._wake_held(key.partition("/")[0], now)
+            if obj is not None and plural == "virtualservices" and (hosts := canary_split_hosts(obj)):
+                self._wake_held(key.partition("/")[0], hosts, now)
         elif obj is None:
             self.queue.drop(key)
             self._gone(key)
@@ -307,15 +307,27 @@ class Controller:
             if self.owns(obj):
                 self.queue.touch(key, now)
 
-    def _wake_held(self, namespace: str, now: float) -> None:
-        """Another VirtualService of `namespace` (no rollout's own route) changed and splits with some canary subset:
-        the rollouts held there (paused, or pending asked to pause) are due now. They are ticked on a change of
-        their own objects only (`_schedule`), so a paused rollout's `_split_now` never ran while the gateway's split
-        sent its canary a share unjudged, until the resume (decision 659). Progressing or pending ones look at their
-        next tick anyway."""
+    def _wake_held(self, namespace: str, hosts: frozenset[str], now: float) -> None:
+        """A VirtualService of `namespace` changed and splits with the canary subset of `hosts` (services, in full):
+        the rollouts of those services held there (paused, or pending asked to pause) are due now. They are ticked
+        on a change of their own objects only (`_schedule`), so a paused rollout's `_split_now` never ran while the
+        gateway's split sent its canary a share unjudged, until the resume (decision 659). By the service, not by
+        who reads that VirtualService: one some CanaryRollout names (an ended one of the gateway's route, another
+        model's route on a shared gateway) woke that rollout alone (decision 691); and a rollout's own writes wake
+        only the held rollouts of its own service. A rule not cached: woken (a tick too many, never a look too
+        few). Progressing or pending ones look at their next tick anyway."""
+        from canary.routing.istio import DR_PLURAL
+
+        rules = self.informers.routes[DR_PLURAL] if self.informers is not None else None
         for key, known in list(self._known.items()):  # called from informer threads: iterate a copy
-            if known.spec.target.namespace == namespace and not known.terminal and (
+            t = known.spec.target
+            if t.namespace != namespace or known.terminal or not (
                     known.phase == rl.PAUSED or (known.phase == rl.PENDING and known.spec.action == "pause")):
+                continue
+            dr = rules.get(namespace, t.dr_name) if rules is not None else None
+            rule = dr.get("spec") if isinstance(dr, dict) else None
+            host = rule.get("host") if isinstance(rule, dict) else None
+            if not isinstance(host, str) or patch.fqdn(host, namespace) in hosts:
                 self.queue.touch(key, now)
 
     def run(self, stop: threading.Event, *, tick_s: float = 1.0) -> None:

@@ -710,6 +710,42 @@ def test_a_paused_rollout_is_woken_by_a_split_made_on_another_virtual_service_an
     assert subsets == {"stable": "v1", "canary": "v1"}
 
 
+
+def test_a_paused_rollout_is_woken_by_a_split_on_a_virtual_service_another_canary_rollout_names(world: Any) -> None:
+    """659 woke the held rollouts only for a VirtualService no CanaryRollout reads: one that any CanaryRollout names
+    (a rollout of the gateway's route that ended last week and is kept, as here; another model's route on a shared
+    gateway) woke that CanaryRollout alone, and the paused r0 rode the gateway's 90/10 unjudged until the resume.
+    Woken now by the service whose canary subset the change splits, whoever reads that VirtualService; a rollout of
+    another service held beside it is not woken (the guard against waking every held rollout of the namespace at
+    every write of a rollout's own route; decision 691)."""
+    import math
+
+    api, op, custom, clock = world
+    ended = fleet.rollout_object(0, "v2", virtualService="m0-gateway", destinationRule="m0", action="rollback")
+    ended["metadata"]["name"] = "r9"
+    api.handler.put_object(ended)  # ends unrun at its first tick: it names m0-gateway from then on
+    other = fleet.rollout_object(1, "v2")
+    other["spec"]["policy"]["analysis"]["interval"] = "60s"
+    api.handler.put_object(other)  # m1's, held beside it
+    _progressing_beside_the_gateway(api, op, clock)
+    assert status(api, "r9")["phase"] == rl.ABORTED, status(api, "r9")
+    for name in ("r0", "r1"):
+        custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, name,
+                                              {"spec": {"action": "pause", "actionReason": "by hand"}})
+    for _ in range(3):
+        step(api, op, clock, dt=0.0)
+    assert (status(api, "r0")["phase"], status(api, "r1")["phase"]) == (rl.PAUSED, rl.PAUSED)
+    caught_up(api, op)
+    _split_gateway(api)
+    caught_up(api, op)
+    assert op.queue.due_at("ml/r0") is not None and op.queue.due_at("ml/r0") <= clock.t
+    assert op.queue.due_at("ml/r1") == math.inf, op.queue.due_at("ml/r1")
+    for _ in range(3):
+        step(api, op, clock, dt=0.0)
+    assert (status(api, "r0")["phase"], status(api, "r0").get("endCause")) == (rl.ROLLED_BACK, "foreign_edit"), \
+        status(api, "r0")
+
+
 def test_a_canary_rollout_refused_behind_another_virtual_services_split_reads_its_rule_from_the_cache(
         world: Any) -> None:
     """A CanaryRollout refused at each tick while the gateway VirtualService splits 90/10: the look at the other
