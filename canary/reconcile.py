@@ -951,7 +951,7 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
     find = getattr(router, "split_in_others", None)
     if find is None or not state.stable_version:
         return False
-    other = None
+    other, unservable = None, False
     try:
         # one try, a short timeout; a Role without `list`: said at the claim (`preflight.splits_unchecked`)
         other, _ = find(target, glance=True)
@@ -972,13 +972,20 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
                     != record:
                 raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the route records another "
                                       "rollout since this rollback; its canary subset is that rollout's")
-        _serves_stable(router, target, state)
+        try:
+            _serves_stable(router, target, state)
+        except TargetError:
+            unservable = True  # a label only the canary subset has: pointed, that share would be 503s (660)
+            raise
         router.point_subset(target, "canary", state.stable_version, guard=still_ours)
     except Exception as exc:  # noqa: BLE001 - the rollback has landed: this failure is said, never raised
+        # where the subset would select no Ready pod, the patch is the only way out: pointing it by hand is the 503
+        # case just refused, and `canary rollback` again refuses the same way (decision 660's addendum)
         log.warning("rollback.canary_subset_kept", error=str(exc)[:600],
                     other_virtual_service=other.virtual_service if other else None,
                     other_route=other.route if other else None, split_weights=other.weights if other else None,
-                    hint=(f"{other.hint}; or point subset 'canary' of DestinationRule {target.namespace}/"
+                    hint=(other.hint if unservable else
+                          f"{other.hint}; or point subset 'canary' of DestinationRule {target.namespace}/"
                           f"{target.dr_name} at version {state.stable_version} (`canary rollback` again tries it "
                           "once the cause is fixed, decision 639)") if other else
                     "kubectl get virtualservices: a route there may still send the canary subset a share",

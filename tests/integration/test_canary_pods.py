@@ -571,3 +571,7 @@ def test_a_rollback_points_the_canary_subset_at_the_stable_only_where_it_would_s
     if track:
         (kept,) = [e for e in logs if e["event"] == "rollback.canary_subset_kept"]
         assert "would select no Ready pod" in kept["error"], kept
+        # its hint gives the `kubectl patch` alone: pointing the subset at v1, or `canary rollback` again (refused
+        # the same way), was the 503 case the line just refused (decision 660's addendum)
+        assert kept["hint"].startswith("kubectl -n ml patch virtualservice m0-gateway") and "point subset" not in \
+            kept["hint"] and "canary rollback" not in kept["hint"], kept
