@@ -691,33 +691,10 @@ def test_a_paused_rollout_is_woken_by_a_split_made_on_another_virtual_service_an
     """A paused rollout is ticked on a change of its own objects only: the gateway VirtualService set 90/10 while v2
     was paused at 80/20 woke nothing, and its 10% of the edge reached v2 unjudged until the resume. A change of
     another VirtualService that splits with a canary subset now wakes the rollouts held in its namespace, and the
-    tick's look (602) rolls it back (decision 659)."""
-    api, op, custom, clock = world
-    _progressing_beside_the_gateway(api, op, clock)
-    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
-                                          {"spec": {"action": "pause", "actionReason": "by hand"}})
-    for _ in range(3):
-        step(api, op, clock, dt=0.0)
-    assert status(api, "r0")["phase"] == rl.PAUSED
-    caught_up(api, op)  # what the pause's own writes woke is over
-    _split_gateway(api)
-    for _ in range(3):
-        step(api, op, clock, dt=0.0)
-    assert (status(api, "r0")["phase"], status(api, "r0").get("endCause")) == (rl.ROLLED_BACK, "foreign_edit"), \
-        status(api, "r0")
-    subsets = {s["name"]: s["labels"]["version"]
-               for s in api.get(ISTIO, "destinationrules", "ml", "m0")["spec"]["subsets"]}
-    assert subsets == {"stable": "v1", "canary": "v1"}
-
-
-
-def test_a_paused_rollout_is_woken_by_a_split_on_a_virtual_service_another_canary_rollout_names(world: Any) -> None:
-    """659 woke the held rollouts only for a VirtualService no CanaryRollout reads: one that any CanaryRollout names
-    (a rollout of the gateway's route that ended last week and is kept, as here; another model's route on a shared
-    gateway) woke that CanaryRollout alone, and the paused r0 rode the gateway's 90/10 unjudged until the resume.
-    Woken now by the service whose canary subset the change splits, whoever reads that VirtualService; a rollout of
-    another service held beside it is not woken (the guard against waking every held rollout of the namespace at
-    every write of a rollout's own route; decision 691)."""
+    tick's look (602) rolls it back (decision 659). Whoever reads that VirtualService: 659 woke them only where no
+    CanaryRollout named it, and one does here (r9, ended, kept); and only the held rollouts of the service whose
+    canary subset it splits: m1's paused r1 is not woken (the guard against waking every held rollout of the
+    namespace at every write of a rollout's own route; decision 691)."""
     import math
 
     api, op, custom, clock = world
@@ -735,7 +712,7 @@ def test_a_paused_rollout_is_woken_by_a_split_on_a_virtual_service_another_canar
     for _ in range(3):
         step(api, op, clock, dt=0.0)
     assert (status(api, "r0")["phase"], status(api, "r1")["phase"]) == (rl.PAUSED, rl.PAUSED)
-    caught_up(api, op)
+    caught_up(api, op)  # what the pauses' own writes woke is over
     _split_gateway(api)
     caught_up(api, op)
     assert op.queue.due_at("ml/r0") is not None and op.queue.due_at("ml/r0") <= clock.t
@@ -744,6 +721,9 @@ def test_a_paused_rollout_is_woken_by_a_split_on_a_virtual_service_another_canar
         step(api, op, clock, dt=0.0)
     assert (status(api, "r0")["phase"], status(api, "r0").get("endCause")) == (rl.ROLLED_BACK, "foreign_edit"), \
         status(api, "r0")
+    subsets = {s["name"]: s["labels"]["version"]
+               for s in api.get(ISTIO, "destinationrules", "ml", "m0")["spec"]["subsets"]}
+    assert subsets == {"stable": "v1", "canary": "v1"}
 
 
 def test_a_canary_rollout_refused_behind_another_virtual_services_split_reads_its_rule_from_the_cache(
