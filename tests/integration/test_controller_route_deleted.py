@@ -191,3 +191,24 @@ def test_a_rule_re_hosted_while_promoting_ends_at_stable_on_a_restarted_controll
     # the page alone at error level: no `rescue.failed` saying the next tick tries again, which it does not (665)
     loud = [e["event"] for e in logs if e["log_level"] in ("error", "critical")]
     assert loud == ["rollout.destination_rule_elsewhere"], loud
+
+
+def test_a_destination_rule_deleted_mid_rollout_is_paged_once_by_a_restarted_controller(world: Any) -> None:
+    """A restarted controller (nothing of the rollout in memory) rescues a rollout whose DestinationRule was deleted
+    at 80/20: stable 100% and the end land, the stable subset's pointing finds the rule gone, and the executor pages
+    `rollout.destination_rule_deleted`. `rescue.failed` beside it ("the next tick tries again; `canary rollback`
+    acts now") was a second page with a false promise: the next tick tries nothing, and that rollback exits 3 until
+    the rule is restored (decision 665, its deleted-rule case)."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    _delete(api, "destinationrules", "m0")
+    op = _fresh(op)
+    op.clock = clock = FakeClock(time.time())
+    with capture_logs() as logs:
+        _ticks(op, clock, 5)
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED, record
+    loud = [e["event"] for e in logs if e["log_level"] in ("error", "critical")]
+    assert loud == ["rollout.destination_rule_deleted"], [(e["event"], e.get("error")) for e in logs
+                                                          if e["log_level"] in ("error", "critical")]
