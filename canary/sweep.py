@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable
 
 from canary import crd
 from canary import rollout as rl
-from canary.errors import CanaryError, NotLeader, RoutingConflict, TransientError
+from canary.errors import CanaryError, NotLeader, RoutingConflict, RuleElsewhere, TransientError
 from canary.kube import an_object
 from canary.model import STABLE_ONLY, Target, Weights
 from canary.reconcile import (as_routed, crd_ref, describe_owner, end_disagreement, execute, is_promote_owner,
@@ -446,6 +446,31 @@ def seen_mark(vs: dict[str, Any]) -> tuple[str, float] | None:
         return None
 
 
+def _stable_end(r: rl.RolloutState, reason: str, now: float, cause: str) -> tuple[rl.RolloutState, list[rl.Action]]:
+    """The sweep's end of `r` at stable 100%, recorded aborted for `reason` (its class `cause`)."""
+    return rl.transition(r, rl.Rollback(now, reason, aborted=True, cause=cause), None)  # type: ignore[arg-type]
+
+
+def _as_said(actions: list[rl.Action], r: rl.RolloutState, status: Any) -> list[rl.Action]:
+    """`actions` as the sweep carries them out: its lines say the split as routed (`as_routed`), and nothing is
+    logged as done before the write says what happened (no `rollout.aborting`)."""
+    return as_routed([a for a in actions if not (isinstance(a, rl.Emit) and a.event == "rollout.aborting")], r, status)
+
+
+def _said_failed(router: Any, found: Found, log: Any, exc: CanaryError, *, unanswered: str, cause: str,
+                 routed: dict[str, Any]) -> None:
+    """The critical `rollback.failed` of an end the sweep could not write, then `_unsafe`. Where its stable 100% and
+    end landed and only the stable subset was not pointed (`rollout_state`: a rule deleted or re-hosted, paged by the
+    executor), it says so and what mends it (`subset_note`): "traffic may still be split" was false there."""
+    landed = getattr(exc, "rollout_state", None) is not None
+    note = str(getattr(exc, "subset_note", ""))
+    log.critical("rollback.failed", error=str(exc), reason=found.reason, write_landed=landed_after(exc, unanswered),
+                 end_cause=cause, **routed,
+                 **({"note": note, "hint": note} if landed and note else
+                    {"hint": "traffic may still be split: run `canary rollback` for it"}))
+    _unsafe(router, found, log, exc)
+
+
 def _unsafe(router: Any, found: Found, log: Any, exc: Exception) -> None:
     """After a failed end: TrafficUnsafe (exit 6, the critical `traffic.unsafe` as promote and rollback
     log it) when the route may still send traffic to the canary; nothing when it reads stable 100%
@@ -509,6 +534,11 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
     Transient errors are retried twice."""
     r = found.record
     log = log.bind(**rollout_context(found.target(), r))
+    # the split it ends as the route has it, not as the record says (a route edited by hand under it: the stable
+    # weight deleted, 70/20, a third destination), as `canary rollback` says it (decisions 209, 212): one read
+    status = _routed(router, found)
+    routed = routed_fields(r, status)
+    cause = swept_cause(found)
     # every step passed: finish, as promote does when interrupted there. Not a `promoting` typed in at a step's
     # weights (80/20) after its promote was gone: it is no promotion (`rl.off_policy`), and was finished (decision 157)
     if r.phase == rl.PROMOTING and not found.superseded and r.weights == Weights.canary_at(100):
@@ -516,18 +546,12 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         new = replace(new, reason=f"all steps passed; promotion finished by the sweep ({found.reason})")
         did = "promotion finished"
     else:
-        new, actions = rl.transition(r, rl.Rollback(now, f"{found.reason}; stable 100%", aborted=True,
-                                                    cause=swept_cause(found)), None)  # type: ignore[arg-type]
+        new, actions = _stable_end(r, f"{found.reason}; stable 100%", now, cause)
         did = "stable 100%"
-    # the write says what happened; nothing is logged as done before it is
-    actions = [a for a in actions if not (isinstance(a, rl.Emit) and a.event in ("rollout.aborting",))]
-    # the split it ends as the route has it, not as the record says (a route edited by hand under it: the stable
-    # weight deleted, 70/20, a third destination), as `canary rollback` says it (decisions 209, 212): one read
-    status = _routed(router, found)
-    routed = routed_fields(r, status)
-    actions = as_routed(actions, r, status)
+    actions = _as_said(actions, r, status)
     unanswered = ""  # an attempt with no answer may have landed: a later refusal must not say `write_landed: no`
-    for attempt in range(3):
+    attempt = 0
+    while True:
         try:
             out = execute(router, found.target(), new, actions, log=log, expect=found.text, report_failure=False)
             break
@@ -536,15 +560,27 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         except RoutingConflict as exc:
             log.info("sweep.left_alone", owner=r.owner, job=r.job or None, reason=str(exc))
             raise
+        except RuleElsewhere as exc:
+            # (refused after its 100/0 landed, the rule re-hosted between its two pointings: finished, not undone)
+            if new.phase != rl.PROMOTED or _routed(router, found) is None:
+                _said_failed(router, found, log, exc, unanswered=unanswered, cause=cause, routed=routed)
+                raise
+            # the promotion's pointing refused, the rule re-hosted: it cannot be finished (its stable subset never
+            # selects the new version), so it ends at stable 100% as promote's fail-safe and the controller end it
+            # (decision 662): the end recorded and the page, where a finish retried at every sweep left 0/100
+            # `promoting`, every request failing (503, NR), said as "traffic may still be split" (decision 685)
+            log.warning("promotion.unfinished", error=str(exc), reason=found.reason,
+                        note="stable 100% on the old version instead")
+            cause = exc.end_cause
+            new, actions = _stable_end(r, f"{found.reason}; its promotion could not be finished (its DestinationRule "
+                                          "names another service); stable 100%", now, cause)
+            actions, did = _as_said(actions, r, status), "stable 100%"
         except CanaryError as exc:
             if isinstance(exc, TransientError) and attempt < 2:  # may pass: written again
+                attempt += 1
                 unanswered = unanswered or str(exc)
                 continue
-            log.critical("rollback.failed", error=str(exc), reason=found.reason,
-                         write_landed=landed_after(exc, unanswered),
-                         end_cause=swept_cause(found), **routed,
-                         hint="traffic may still be split: run `canary rollback` for it")
-            _unsafe(router, found, log, exc)
+            _said_failed(router, found, log, exc, unanswered=unanswered, cause=cause, routed=routed)
             raise
     # logged once the write landed: the phase and weights as recorded and routed now (it gave the abandoned
     # record's, "progressing 80/20", for a rollout it had just sent to stable 100%), and what they were

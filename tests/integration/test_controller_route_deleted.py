@@ -158,22 +158,11 @@ def test_a_rule_re_hosted_while_promoting_ends_at_stable_on_a_restarted_controll
     written") and `rescue.failed`, 0/100 left recorded `promoting` (every request failing, 503 NR) and no end, never
     the page. Now that pointing is left for the one after the weights: stable 100% and the end recorded in one tick,
     the page once (decision 662)."""
-    import json
-
-    from tests.integration.test_promote_route_safety import _copy_pasted
+    from tests.integration.test_promote_route_safety import _copy_pasted, promoting
 
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
     _progressing(op, custom, api)
-
-    def promoting(v: dict[str, Any]) -> None:  # the killed process's last write: the promotion's 0/100
-        ann = v["metadata"]["annotations"]
-        rec = json.loads(ann["modelcanary.dev/rollout"])
-        rec.update(phase=rl.PROMOTING, weights={"stable": 0, "canary": 100}, step=2)
-        ann["modelcanary.dev/rollout"] = json.dumps(rec)
-        for d, w in zip(v["spec"]["http"][0]["route"], (0, 100)):
-            d["weight"] = w
-
     api.edit(GROUP, "virtualservices", "ml", "m0", promoting)
     api.edit(GROUP, "destinationrules", "ml", "m0", _copy_pasted)
     op = _fresh(op)

@@ -626,6 +626,16 @@ def _copy_pasted(dr: dict[str, Any]) -> None:
         s["labels"] = {"app": "m1", "version": "v7" if s["name"] == "stable" else "v8"}
 
 
+def promoting(v: dict[str, Any]) -> None:
+    """A killed process's last write on VirtualService `v`: its promotion's 0/100, recorded PROMOTING."""
+    ann = v["metadata"]["annotations"]
+    rec = json.loads(ann["modelcanary.dev/rollout"])
+    rec.update(phase=rl.PROMOTING, weights={"stable": 0, "canary": 100}, step=2)
+    ann["modelcanary.dev/rollout"] = json.dumps(rec)
+    for d, w in zip(v["spec"]["http"][0]["route"], (0, 100)):
+        d["weight"] = w
+
+
 def _rule_mended_line(logs: list[dict[str, Any]]) -> dict[str, Any]:
     """The one line of an end whose stable 100% landed and whose rule, re-hosted, was not pointed (decision 644)."""
     failed = [e for e in logs if e["event"] == "rollback.failed"]
@@ -872,3 +882,30 @@ def test_an_older_record_without_the_note_never_takes_a_re_hosted_rules_host() -
         assert [e for e in logs if e["event"] == "traffic.unsafe"], logs
     finally:
         api.stop()
+
+
+def test_the_sweep_ends_a_promotion_over_a_re_hosted_rule_at_stable_and_pages(api: Any) -> None:
+    """A promote killed at 0/100 (PROMOTING recorded), m0's rule re-hosted to m1 since. The sweep finishes such a
+    promotion; its pointing of the stable subset at v2 is refused (644), and the sweep said only the critical
+    `rollback.failed` with "traffic may still be split", at every sweep, 0/100 left `promoting` (every request failing,
+    503 NR), never the page `rollout.destination_rule_elsewhere`. Now it ends the rollout as promote's fail-safe and
+    the controller do (decision 662): stable 100% and the end recorded (a foreign edit), the page, and a
+    `rollback.failed` that says the end landed and what mends the rule (decision 685)."""
+    from canary import sweep
+    from canary.errors import RollbackFailed
+    from canary.routing import patch
+
+    _killed_at_first_step(api, "")
+    api.edit(GROUP, "virtualservices", "ml", "m0", promoting)
+    api.edit(GROUP, "destinationrules", "ml", "m0", _copy_pasted)
+    text = patch.read_state(api.get(GROUP, "virtualservices", "ml", "m0"))
+    found = sweep.Found("ml", "m0", rl.RolloutState.from_json(text), text, quiet_s=600.0)
+    router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
+    with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed, match="subset could not be"):
+        sweep.end(router, found, log=get(), now=found.record.updated_at + 700)
+    assert routes(api) == [[("stable", 100), ("canary", 0)]], routes(api)
+    assert (record(api)["phase"], record(api)["end_cause"]) == (rl.ABORTED, "foreign_edit"), record(api)
+    failed = _rule_mended_line(logs)
+    assert "may still be split" not in failed["hint"] and "no split is left" in failed["note"], failed
+    assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
+        {"app": "m1", "version": "v7"}, {"app": "m1", "version": "v8"}]  # never pointed
