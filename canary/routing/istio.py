@@ -823,10 +823,12 @@ def _rule_unlike_record(vs: Obj, dr: Obj | None, target: Target) -> str:
             f"{', '.join(sorted(versions))}, neither of the rollout recorded on {patch.where(vs)} "
             f"({rec.stable_version} -> {rec.canary_version}), whose service nothing else tells (no service noted at "
             "its writes, by an older canary; no route named, and not the only one): the rule was edited since, to "
-            "another model's perhaps, so neither its host's routes nor the rule are written. Set the rollout's route's "
-            "stable destination to 100 by hand, or mend the rule (spec.host the route's service, its subsets this "
-            f"model's versions), then run `canary rollback {target.model} -n {target.namespace} --virtual-service "
-            f"{target.virtual_service}`")
+            "another model's perhaps (or reverted to an older manifest), so neither its host's routes nor the rule "
+            "are written. To end the split now, set the rollout's route's stable destination to 100 by hand (that "
+            "records no end: `canary rollback` refuses the same way until the rule is mended); then mend the rule "
+            f"(spec.host the route's service, its stable subset selecting {rec.stable_version} and its canary subset "
+            f"{rec.canary_version}, in its GitOps source too) and run `canary rollback {target.model} -n "
+            f"{target.namespace} --virtual-service {target.virtual_service}`, which records the end (decision 686)")
 
 
 def _own_service(vs: Obj, dr: Obj | None, target: Target, named: str) -> str:

@@ -909,3 +909,55 @@ def test_the_sweep_ends_a_promotion_over_a_re_hosted_rule_at_stable_and_pages(ap
     assert "may still be split" not in failed["hint"] and "no split is left" in failed["note"], failed
     assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
         {"app": "m1", "version": "v7"}, {"app": "m1", "version": "v8"}]  # never pointed
+
+
+def test_an_older_records_rule_reverted_to_older_versions_is_refused_with_a_remedy_that_works() -> None:
+    """Decision 664's refusal where the rule keeps its host and a GitOps sync of a stale manifest reverted its subsets
+    to versions older than both of the record's (the case its author left): nothing written, exit 6, as 664 decided.
+    Its words said "set the rollout's route's stable destination to 100 by hand, or mend the rule ..., then run
+    `canary rollback`": done by hand, that rollback refused the same way (the rule still selects neither version),
+    the rollout never ended, its `rollback.failed` saying "traffic may still be split". The words now say that the
+    hand edit records no end and that the rule must be mended (naming the versions its subsets must select) before
+    `canary rollback` records it; followed, they end the rollout, m1's route untouched (decision 686)."""
+    from canary.errors import TargetError, TrafficUnsafe
+
+    def reverted(dr: dict[str, Any]) -> None:  # a stale manifest's versions, its host kept
+        for s in dr["spec"]["subsets"]:
+            s["labels"]["version"] = "v0" if s["name"] == "stable" else "v0b"
+
+    def by_hand(vs: dict[str, Any]) -> None:  # on-call sets the rollout's route (the second) to 100/0
+        vs["spec"]["http"][1]["route"][0]["weight"], vs["spec"]["http"][1]["route"][1]["weight"] = 100, 0
+
+    def mended(dr: dict[str, Any]) -> None:
+        for s in dr["spec"]["subsets"]:
+            s["labels"]["version"] = "v1" if s["name"] == "stable" else "v2"
+
+    api = fleet.start_api(2)
+    try:
+        _killed_at_first_step(api, "")
+        api.edit(GROUP, "virtualservices", "ml", "m0",
+                 lambda vs: vs["metadata"]["annotations"].pop("modelcanary.dev/service"))  # an older canary's writes
+        api.edit(GROUP, "virtualservices", "ml", "m0", _other_model((50, 50)))
+        api.edit(GROUP, "destinationrules", "ml", "m0", reverted)
+        target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+
+        def rollback() -> None:
+            oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target,
+                          rl.Rollback(0.0, "operator: pager"), log=get())
+
+        with pytest.raises(TrafficUnsafe) as refused:
+            rollback()
+        words = str(refused.value)
+        assert "records no end" in words and "stable subset selecting v1 and its canary subset v2" in words, words
+        assert routes(api) == [[("stable", 50), ("canary", 50)], [("stable", 80), ("canary", 20)]], routes(api)
+        api.edit(GROUP, "virtualservices", "ml", "m0", by_hand)
+        with pytest.raises(TargetError, match="records no end"):  # as the words say: refused until mended
+            rollback()
+        assert record(api)["phase"] == rl.PROGRESSING
+        api.edit(GROUP, "destinationrules", "ml", "m0", mended)
+        rollback()
+        assert record(api)["phase"] in (rl.ROLLED_BACK, rl.ABORTED), record(api)
+        assert routes(api) == [[("stable", 50), ("canary", 50)], [("stable", 100), ("canary", 0)]], routes(api)
+        assert subsets(api) == {"stable": "v1", "canary": "v2"}
+    finally:
+        api.stop()
