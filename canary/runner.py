@@ -310,7 +310,8 @@ class Runner:
                 # check's whose write met the VirtualService deleted; decision 683), as `rollback.failed` says
                 decided = ending is not None and ending[0].phase in (rl.ROLLED_BACK, rl.ABORTED)
                 unsafe = unsafe_traffic(self.router, self.target, log=self.log, error=str(failed),
-                                        known=current.weights, cause=rl.cause_of(ending[0]) if decided else cause)
+                                        known=current.weights, cause=rl.cause_of(ending[0]) if decided else cause,
+                                        refused=isinstance(failed, TargetError))
                 kind = TrafficUnsafe if unsafe else RollbackFailed
                 raise kind(f"{reason}; then stable 100% failed: {failed}{unsafe}") from None
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -1715,12 +1716,14 @@ def warn_skew(log: Any, offset: float, *, note: str) -> None:
 
 
 def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: str, known: Any = None,
-                   cause: str = ROUTE_DELETED) -> str:
+                   cause: str = ROUTE_DELETED, refused: bool = False) -> str:
     """After a stable-100% write failed: "" when the route reads stable 100% anyway (what failed came
     after the weights: a subset re-pointing), else a sentence for the error saying how traffic stands
     (weights as read now, or `known`, the last weights this process knew, when the route cannot be
     read), logged as the critical `traffic.unsafe` naming the VirtualService and the route, or
-    `rollout.route_deleted` with `cause` as its end's class when the VirtualService is gone."""
+    `rollout.route_deleted` with `cause` as its end's class when the VirtualService is gone. `refused`: the write
+    was refused for the routing's shape (a TargetError: a rule edited to another service, decisions 523, 664), not
+    for the API: `canary rollback` is refused the same way until that is mended, which its hint says (686)."""
     try:
         status = read_for_stable(router, target)
     except NotFound as exc:
@@ -1739,11 +1742,14 @@ def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: st
     shown = f"{weights}" + (f" (as written {raw})" if raw is not None else "") if weights is not None else "unknown"
     # the rollout's context as every line has it (`virtual_service` the name, `namespace` beside it; it was
     # "ns/name" here alone), the route in the words of the hint when it has no name
+    by_hand = (f"the canary may still get traffic: set the stable destination of {target.namespace}/"
+               f"{target.virtual_service} route {route} to 100 and every other one to 0 by hand")
     log.bind(**rollout_context(target)).critical(
         "traffic.unsafe", route=route, weights=shown, error=error,
-        hint=f"the canary may still get traffic: set the stable destination of {target.namespace}/"
-             f"{target.virtual_service} route {route} to 100 and every other one to 0 by hand, or, once the "
-             f"Kubernetes API accepts this job's writes again (an expired token renewed), run `{rollback_command(target)}`")
+        hint=f"{by_hand}; `{rollback_command(target)}` is refused the same way (and stable 100% set by hand records "
+             "no end) until what `error` names is mended: then run it" if refused else
+             f"{by_hand}, or, once the Kubernetes API accepts this job's writes again (an expired token renewed), run "
+             f"`{rollback_command(target)}`")
     return f"; traffic may still be split on {target.namespace}/{target.virtual_service} route {route}: {shown}"
 
 
@@ -1791,7 +1797,8 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
             raise
         except CanaryError as exc:
             failed = exc
-        unsafe = unsafe_traffic(router, target, log=log_, error=str(failed), known=status.weights)
+        unsafe = unsafe_traffic(router, target, log=log_, error=str(failed), known=status.weights,
+                                refused=isinstance(failed, TargetError))
         if unsafe:
             raise TrafficUnsafe(f"stable 100% could not be written: {failed}{unsafe}") from failed
         raise failed

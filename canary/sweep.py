@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable
 
 from canary import crd
 from canary import rollout as rl
-from canary.errors import CanaryError, NotLeader, RoutingConflict, RuleElsewhere, TransientError
+from canary.errors import CanaryError, NotLeader, RoutingConflict, RuleElsewhere, TargetError, TransientError
 from canary.kube import an_object
 from canary.model import STABLE_ONLY, Target, Weights
 from canary.reconcile import (as_routed, crd_ref, describe_owner, end_disagreement, execute, is_promote_owner,
@@ -422,7 +422,8 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
         from canary.errors import TrafficUnsafe
         from canary.runner import unsafe_traffic
 
-        still = unsafe_traffic(router, found.target(), log=log, error=str(exc), known=status.weights)
+        still = unsafe_traffic(router, found.target(), log=log, error=str(exc), known=status.weights,
+                               refused=isinstance(exc, TargetError))
         if still:
             raise TrafficUnsafe(f"{exc}{still}") from exc
         raise
@@ -482,7 +483,8 @@ def _unsafe(router: Any, found: Found, log: Any, exc: Exception) -> None:
     if found.record.phase == rl.PROMOTING and found.record.weights == Weights.canary_at(100):
         return
     known = found.record.weights
-    said = unsafe_traffic(router, found.target(), log=log, error=str(exc), known=known)
+    said = unsafe_traffic(router, found.target(), log=log, error=str(exc), known=known,
+                          refused=isinstance(exc, TargetError))
     if said:
         raise TrafficUnsafe(f"{exc}{said}") from exc
 

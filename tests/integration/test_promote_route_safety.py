@@ -945,10 +945,13 @@ def test_an_older_records_rule_reverted_to_older_versions_is_refused_with_a_reme
             oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target,
                           rl.Rollback(0.0, "operator: pager"), log=get())
 
-        with pytest.raises(TrafficUnsafe) as refused:
+        with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe) as refused:
             rollback()
         words = str(refused.value)
         assert "records no end" in words and "stable subset selecting v1 and its canary subset v2" in words, words
+        # the page's hint: not "once the Kubernetes API accepts this job's writes again (an expired token renewed)"
+        [page] = [e for e in logs if e["event"] == "traffic.unsafe"]
+        assert "expired token" not in page["hint"] and "refused the same way" in page["hint"], page
         assert routes(api) == [[("stable", 50), ("canary", 50)], [("stable", 80), ("canary", 20)]], routes(api)
         api.edit(GROUP, "virtualservices", "ml", "m0", by_hand)
         with pytest.raises(TargetError, match="records no end"):  # as the words say: refused until mended
