@@ -856,6 +856,16 @@ def test_a_rule_re_hosted_between_the_promotions_last_writes_ends_at_stable_and_
     assert "writes stable 100% on it" not in shown.output, shown.output
 
 
+def _older_record_shared(api: Any, rule: Callable[[dict[str, Any]], None]) -> None:
+    """A rollout killed at 80/20 on the only route it claimed, recorded by an older canary (no service noted at its
+    writes), m1's route added beside it since (50/50), and m0's rule edited by `rule` (decision 664's case)."""
+    _killed_at_first_step(api, "")
+    api.edit(GROUP, "virtualservices", "ml", "m0",
+             lambda vs: vs["metadata"]["annotations"].pop("modelcanary.dev/service"))  # an older canary's writes
+    api.edit(GROUP, "virtualservices", "ml", "m0", _other_model((50, 50)))
+    api.edit(GROUP, "destinationrules", "ml", "m0", rule)
+
+
 def test_an_older_record_without_the_note_never_takes_a_re_hosted_rules_host() -> None:
     """A rollout recorded by an older canary (no service noted at its writes) on the only route it claimed, m1's
     route added beside it since, and m0's rule re-hosted to m1: nothing tells the rollout's service but the rule,
@@ -866,11 +876,7 @@ def test_an_older_record_without_the_note_never_takes_a_re_hosted_rules_host() -
 
     api = fleet.start_api(2)
     try:
-        _killed_at_first_step(api, "")
-        api.edit(GROUP, "virtualservices", "ml", "m0",
-                 lambda vs: vs["metadata"]["annotations"].pop("modelcanary.dev/service"))  # an older canary's writes
-        api.edit(GROUP, "virtualservices", "ml", "m0", _other_model((50, 50)))
-        api.edit(GROUP, "destinationrules", "ml", "m0", _copy_pasted)
+        _older_record_shared(api, _copy_pasted)
         rules = [copy.deepcopy(api.get(GROUP, "destinationrules", "ml", m)) for m in ("m0", "m1")]
         target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
         with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe, match="neither of the rollout"):
@@ -934,11 +940,7 @@ def test_an_older_records_rule_reverted_to_older_versions_is_refused_with_a_reme
 
     api = fleet.start_api(2)
     try:
-        _killed_at_first_step(api, "")
-        api.edit(GROUP, "virtualservices", "ml", "m0",
-                 lambda vs: vs["metadata"]["annotations"].pop("modelcanary.dev/service"))  # an older canary's writes
-        api.edit(GROUP, "virtualservices", "ml", "m0", _other_model((50, 50)))
-        api.edit(GROUP, "destinationrules", "ml", "m0", reverted)
+        _older_record_shared(api, reverted)
         target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
 
         def rollback() -> None:
