@@ -56,7 +56,7 @@ from canary.reconcile import (END_DONE, END_LINES, K8S_EVENTS, Observation, came
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable)
 from canary.reconcile import vs_gone as _vs_gone
-from canary.reconcile import canary_subset_home, confirmed_detail, failure_cause, routed_fields, write_landed
+from canary.reconcile import ROUTE_DELETED, canary_subset_home, confirmed_detail, failure_cause, routed_fields, write_landed
 from canary.routing import patch
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.routing.splits import canary_split_hosts, may_split
@@ -2169,11 +2169,17 @@ class Controller:
         spec, state = known.spec, known.state()
         if isinstance(exc, NotFound) and _vs_gone(exc, spec.target):  # read (or written) this tick: 404
             # nothing to write stable 100% to: ended here, said once; its status is mirrored by the next
-            # failed tick should this write fail (`_mirror_end`)
-            self._route_deleted(spec.target, state.weights, error=str(exc), log=self._rollout_log(spec, state))
-            why = f"{reason[:500]}; VirtualService {spec.target.virtual_service} is gone"
-            ended, actions = rl.transition(state, rl.Rollback(self.clock.now(), why, aborted=True,
-                                                              cause=cause), None)  # type: ignore[arg-type]
+            # failed tick should this write fail (`_mirror_end`). A rollback decided before the deletion met its
+            # write (an operator's, a check's) keeps its reason and class, as promote's page does (683, 676)
+            gone = f"; VirtualService {spec.target.virtual_service} is gone"
+            decided = self._unconfirmed.get(key)
+            if decided is not None and _decided_for(decided[0], state):
+                ended, actions = _decided_again(decided[0], state, self.clock.now(), decided[1], gone=gone)
+            else:
+                ended, actions = rl.transition(state, rl.Rollback(self.clock.now(), reason[:500] + gone, aborted=True,
+                                                                  cause=cause), None)  # type: ignore[arg-type]
+            self._route_deleted(spec.target, state.weights, error=str(exc), log=self._rollout_log(spec, state),
+                                cause=rl.cause_of(ended))
             for kept in (self._failing, self._stable_failing, self._unconfirmed):
                 kept.pop(key, None)
             self._known[key] = _Known(spec, ended)
@@ -2249,14 +2255,14 @@ class Controller:
         except Exception:
             pass
 
-    def _route_deleted(self, target: Target, split: Any, *, error: str, log: Any) -> None:
+    def _route_deleted(self, target: Target, split: Any, *, error: str, log: Any, cause: str = ROUTE_DELETED) -> None:
         """`rollout.route_deleted` (critical): the VirtualService of a rollout in progress was deleted (not
         with its CanaryRollout: `_deleted`). There is nothing left to write stable 100% to, and the mesh
         now routes by the Service alone, so the canary's pods may get traffic: only a person can mend it.
         The caller ends the rollout (`aborted`, in its status), once. It paged `rollback.failed` with a
         `canary rollback` that fails the same way, after a `rollout.aborting` and a `rollback.retrying` at
-        every tick, and its CanaryRollout said `progressing` for ever."""
-        route_deleted(log, target, split, error=error)
+        every tick, and its CanaryRollout said `progressing` for ever. `cause`: the end's class (decision 683)."""
+        route_deleted(log, target, split, error=error, cause=cause)
 
     def _to_stable(self, key: str, target: Target, state: rl.RolloutState, *, reason: str, log: Any, now: float,
                    expect: str | None, routed: Any = None, cause: str = "",
@@ -3111,11 +3117,14 @@ def _decided_for(decided: rl.RolloutState, recorded: rl.RolloutState) -> bool:
 
 
 def _decided_again(decided: rl.RolloutState, recorded: rl.RolloutState, now: float,
-                   said: Sequence[rl.Action] = ()) -> tuple[rl.RolloutState, list[rl.Action]]:
+                   said: Sequence[rl.Action] = (), *, gone: str = "") -> tuple[rl.RolloutState, list[rl.Action]]:
     """The rollback `decided` (rolled back or aborted), made again from the state the route records now, with its
     phase and reason, and the `evidence` its end's lines gave (`said`: the actions it was decided with): a check's
-    rollback made again from a bare Rollback said its one error line, `rollback.completed`, without the numbers."""
-    new, actions = rl.transition(recorded, rl.Rollback(now, decided.reason, aborted=decided.phase == rl.ABORTED,
+    rollback made again from a bare Rollback said its one error line, `rollback.completed`, without the numbers.
+    `gone`: its VirtualService deleted before it was written ("; VirtualService m0 is gone"): an abort (nothing
+    routes stable 100%) whose reason adds those words, its class the decided one's."""
+    new, actions = rl.transition(recorded, rl.Rollback(now, decided.reason + gone,
+                                                       aborted=bool(gone) or decided.phase == rl.ABORTED,
                                                        cause=decided.end_cause), None)  # type: ignore[arg-type]
     evidence = next((a.fields["evidence"] for a in said if isinstance(a, rl.Emit) and a.event in END_DONE
                      and a.fields.get("evidence")), None)

@@ -259,3 +259,24 @@ def test_a_decided_rollback_refused_past_its_page_stays_as_decided_and_its_end_s
     [done] = _lines(logs, "rollback.completed")
     assert done["end_cause"] == "operator" and done["resolves"] == "rollback.failed", done
     assert done["failed_for_s"] >= 20 and done["failed_attempts"] >= 2, done
+
+
+def test_a_decided_rollback_whose_write_meets_its_virtual_service_deleted_keeps_its_class(world: Any) -> None:
+    """An operator's rollback decided at a tick whose stable-100% write meets the VirtualService deleted just before
+    it: the end keeps the decided reason and class (683's rule, promote's since), on the status and on the one page
+    (`rollout.route_deleted`). 676 kept the decided end for every other failure of that write, but `_failed`'s path
+    for the VirtualService's 404 wrote the deletion's: "failed: ... not found", `foreign_edit` (whose `next` says
+    "not the canary ... roll v2 out again", for a check's rollback too), the operator's `pager` gone (decision 710)."""
+    from tests.integration.test_controller_route_deleted import _delete
+
+    api, op, custom, clock = _started(world)
+    _rollback(custom)
+    api.before_next_write(lambda: _delete(api, "virtualservices", "m0"))
+    with capture_logs() as logs:
+        _ticks(op, clock, 3)
+    st = _status(custom)
+    assert st["phase"] == rl.ABORTED and "VirtualService m0 is gone" in st["reason"], st
+    assert st["endCause"] == "operator" and "pager" in st["reason"], st
+    [page] = _lines(logs, "rollout.route_deleted")
+    assert page["end_cause"] == "operator", page
+    assert [e["event"] for e in logs if e["log_level"] == "critical"] == ["rollout.route_deleted"]
