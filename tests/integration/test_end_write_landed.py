@@ -280,3 +280,22 @@ def test_a_decided_rollback_whose_write_meets_its_virtual_service_deleted_keeps_
     [page] = _lines(logs, "rollout.route_deleted")
     assert page["end_cause"] == "operator", page
     assert [e["event"] for e in logs if e["log_level"] == "critical"] == ["rollout.route_deleted"]
+
+
+def test_a_decided_rollback_whose_pointing_meets_its_destination_rule_deleted_keeps_its_class(world: Any) -> None:
+    """681 meant a rule found deleted only by a rollback's pointing, after an end another cause decided, to keep that
+    end's class (recorded with stable 100% before the pointing), untested: an operator's rollback decided with the
+    DestinationRule deleted just before its weights write. Its weights and end land; the pointing's 404 fails the tick, and the
+    status and every line of the end say the operator's class, never the deletion's."""
+    from tests.integration.test_controller_route_deleted import _delete
+
+    api, op, custom, clock = _started(world)
+    _rollback(custom)
+    api.before_next_write(lambda: _delete(api, "destinationrules", "m0"))  # decided: the weights write is next
+    with capture_logs() as logs:
+        _ticks(op, clock, 3)
+    st = _status(custom)
+    assert vs(api, 0)[0] == [100, 0] and st["phase"] == rl.ROLLED_BACK, st
+    assert st["endCause"] == "operator" and "pager" in st["reason"], st
+    classed = {e.get("end_cause") for e in logs if "end_cause" in e}
+    assert classed == {"operator"}, [(e["event"], e.get("end_cause")) for e in logs]
