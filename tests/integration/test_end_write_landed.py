@@ -267,8 +267,6 @@ def test_a_decided_rollback_whose_write_meets_its_virtual_service_deleted_keeps_
     (`rollout.route_deleted`). 676 kept the decided end for every other failure of that write, but `_failed`'s path
     for the VirtualService's 404 wrote the deletion's: "failed: ... not found", `foreign_edit` (whose `next` says
     "not the canary ... roll v2 out again", for a check's rollback too), the operator's `pager` gone (decision 710)."""
-    from tests.integration.test_controller_route_deleted import _delete
-
     api, op, custom, clock = _started(world)
     _rollback(custom)
     api.before_next_write(lambda: _delete(api, "virtualservices", "m0"))
@@ -287,8 +285,6 @@ def test_a_decided_rollback_whose_pointing_meets_its_destination_rule_deleted_ke
     end's class (recorded with stable 100% before the pointing), untested: an operator's rollback decided with the
     DestinationRule deleted just before its weights write. Its weights and end land; the pointing's 404 fails the tick, and the
     status and every line of the end say the operator's class, never the deletion's."""
-    from tests.integration.test_controller_route_deleted import _delete
-
     api, op, custom, clock = _started(world)
     _rollback(custom)
     api.before_next_write(lambda: _delete(api, "destinationrules", "m0"))  # decided: the weights write is next
