@@ -168,6 +168,12 @@ _CAUSE_WORDS = {
 }
 
 
+# a gate's end recorded aborted: the stable server, the warm-up sample file or the model name failed it
+# (`reconcile.NOT_THE_CANARY`); "a Triton gate refused the canary" blamed a canary nobody judged (decision 711)
+_GATE_NOT_THE_CANARY = ("a Triton gate could not judge the canary (not the canary: the stable server, the warm-up "
+                        "sample file or the model name failed)")
+
+
 def _why(doc: dict[str, Any]) -> str:
     """The line under the title: for a rollback or an abort, what ended it in one line ("Rolled back: a check
     showed the canary beyond its limit — lat: canary p95 ..."); otherwise the recorded reason as it is. A rollback
@@ -183,7 +189,10 @@ def _why(doc: dict[str, Any]) -> str:
         reason = said[-1] if said else ""
     # the class recorded with the end (decision 607); a history from before it, by the reason's words
     recorded = recorded_cause(doc)
-    cause = _CAUSE_WORDS.get(end_cause(recorded, reason)) if reason or recorded else "no reason was recorded"
+    cls = end_cause(recorded, reason)
+    # a gate's end recorded aborted: what failed was not the canary (`end_words.next_step`'s rule, decision 711)
+    words = _GATE_NOT_THE_CANARY if cls == "gate" and phase == ABORTED else _CAUSE_WORDS.get(cls)
+    cause = words if reason or recorded else "no reason was recorded"
     head = "Rolled back" if phase == ROLLED_BACK else "Aborted"
     text = " — ".join(x for x in (cause, reason) if x)
     return f'<p class="sub" id="why"><strong>{head}</strong>: {_e(text)}</p>'

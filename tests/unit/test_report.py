@@ -326,6 +326,13 @@ def test_the_duration_reads_in_hours_and_minutes(slow: dict[str, Any], seconds: 
     ("aborted", "failed: KubeUnavailable: the API server did not answer",
      "Aborted: Prometheus or Kubernetes failed (not the canary) — failed: KubeUnavailable"),
     ("rolled_back", "", "Rolled back: a check showed the canary beyond its limit — lat: canary p95 185 ms"),
+    # a gate's end recorded aborted: the stable server (or the warm-up sample file, the model name) failed it, not the
+    # canary; its class is `gate` as its words class it, and "a Triton gate refused the canary" blamed it (711)
+    ("aborted", "gate: stable Triton http://s:8000: not ready",
+     "Aborted: a Triton gate could not judge the canary (not the canary: the stable server, the warm-up sample file "
+     "or the model name failed) — gate: stable Triton"),
+    ("rolled_back", "gate: canary Triton http://c:8000: model rec v2 not ready",
+     "Rolled back: a Triton gate refused the canary — gate: canary Triton"),
 ])
 def test_an_ended_rollouts_page_says_why_in_one_line(slow: dict[str, Any], phase: str, reason: str,
                                                      line: str) -> None:
