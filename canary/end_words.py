@@ -32,14 +32,27 @@ _NEXT = {
 }
 
 
-# a gate's end recorded aborted: what failed was not the canary (the stable server, the warm-up sample file, the
-# model name neither server serves: `reconcile.NOT_THE_CANARY`); its class is still `gate`, as its words class it
+# how a gate's reason opens when what failed is not the canary: the stable server (`TritonEndpoint.who`,
+# `runner.probe_reason`), the warm-up samples (`triton.typed_samples`, checked against the canary's signature after it
+# was found compatible with stable's: stable would refuse them too), or the model name neither server serves
+# (`triton._require_ready`). Such a gate's end is recorded aborted, never a verdict on the canary
+NOT_THE_CANARY = ("stable Triton ", "warm-up sample file ", "model name ")
+
+
+def not_the_canarys(reason: str) -> bool:
+    """Whether a gate's failure (its words, or an end's reason "gate: <its words>") was not the canary's. Read from
+    the words, not from the phase: a gate's rollback of a failed canary ends aborted too where its VirtualService was
+    deleted before its write (decision 712)."""
+    return reason.removeprefix("gate: ").startswith(NOT_THE_CANARY)
+
+
+# a gate's end that was not the canary's: its class is still `gate`, as its words class it
 _GATE_NOT_THE_CANARY = ("not the canary: its gate could not judge it (`reason`: the stable server, the warm-up sample "
                         "file or the model name failed); fix that, then roll {version} out again")
 
 
-def next_step(cause: str, version: str, *, aborted: bool = False) -> str:
-    """What to do after an end of class `cause` (one of `rollout.ROLLBACK_REASONS`) of canary `version`; `aborted`:
-    the end is recorded aborted ("could not complete": never a verdict on the canary)."""
-    words = _GATE_NOT_THE_CANARY if aborted and cause == "gate" else _NEXT.get(cause, _NEXT["other"])
+def next_step(cause: str, version: str, *, reason: str = "") -> str:
+    """What to do after an end of class `cause` (one of `rollout.ROLLBACK_REASONS`) of canary `version`; `reason`:
+    the end's, which tells a gate the canary did not fail (`not_the_canarys`)."""
+    words = _GATE_NOT_THE_CANARY if cause == "gate" and not_the_canarys(reason) else _NEXT.get(cause, _NEXT["other"])
     return words.format(version=version or "the canary version")

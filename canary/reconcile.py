@@ -35,6 +35,8 @@ from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, 
                            TargetError, TransientError, others_decision, said)
 from canary.logs import OWNER_CUT_TO, OWNER_LOGGED_MAX
 from canary.metrics.base import MetricsProvider, counted_requests
+# a gate's words that say it was not the canary's: `end_words`'s (an end's `next` and `canary report` read them too)
+from canary.end_words import not_the_canarys
 from canary.model import STABLE_ONLY, ArmData, Target, Weights, check_version
 from canary.policy import Policy
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
@@ -701,19 +703,6 @@ def route_index(state: rl.RolloutState, status: RouteStatus) -> int:
     if state.route and state.route in status.routes:
         return status.routes.index(state.route)
     return 0
-
-
-# how the gate's messages open when what failed is not the canary: the stable server (`TritonEndpoint.who`,
-# `runner.probe_reason`), the warm-up samples (`triton.typed_samples`, checked against the canary's
-# signature after it was found compatible with stable's: stable would refuse them too), or the model name
-# neither server serves (`triton._require_ready`). The loops hand `decide` the gate's words only; none is a
-# verdict on the canary
-NOT_THE_CANARY = ("stable Triton ", "warm-up sample file ", "model name ")
-
-
-def not_the_canarys(reason: str) -> bool:
-    """Whether a gate's failure was not the canary's (the rollout could not complete: ABORTED)."""
-    return reason.startswith(NOT_THE_CANARY)
 
 
 def with_look_recorded(new: rl.RolloutState, actions: list[rl.Action]) -> list[rl.Action]:

@@ -168,8 +168,8 @@ _CAUSE_WORDS = {
 }
 
 
-# a gate's end recorded aborted: the stable server, the warm-up sample file or the model name failed it
-# (`reconcile.NOT_THE_CANARY`); "a Triton gate refused the canary" blamed a canary nobody judged (decision 711)
+# a gate's end the canary did not fail: the stable server, the warm-up sample file or the model name failed it
+# (`end_words.NOT_THE_CANARY`); "a Triton gate refused the canary" blamed a canary nobody judged (decision 711)
 _GATE_NOT_THE_CANARY = ("a Triton gate could not judge the canary (not the canary: the stable server, the warm-up "
                         "sample file or the model name failed)")
 
@@ -178,6 +178,7 @@ def _why(doc: dict[str, Any]) -> str:
     """The line under the title: for a rollback or an abort, what ended it in one line ("Rolled back: a check
     showed the canary beyond its limit — lat: canary p95 ..."); otherwise the recorded reason as it is. A rollback
     whose history kept no reason says so, with the last reason its events recorded."""
+    from canary.end_words import not_the_canarys
     from canary.history import end_cause as recorded_cause
     from canary.rollout import ABORTED, ROLLED_BACK, end_cause
 
@@ -190,8 +191,8 @@ def _why(doc: dict[str, Any]) -> str:
     # the class recorded with the end (decision 607); a history from before it, by the reason's words
     recorded = recorded_cause(doc)
     cls = end_cause(recorded, reason)
-    # a gate's end recorded aborted: what failed was not the canary (`end_words.next_step`'s rule, decision 711)
-    words = _GATE_NOT_THE_CANARY if cls == "gate" and phase == ABORTED else _CAUSE_WORDS.get(cls)
+    # a gate the canary did not fail, by its words (`end_words.not_the_canarys`, as an end's `next`; decision 711)
+    words = _GATE_NOT_THE_CANARY if cls == "gate" and not_the_canarys(reason) else _CAUSE_WORDS.get(cls)
     cause = words if reason or recorded else "no reason was recorded"
     head = "Rolled back" if phase == ROLLED_BACK else "Aborted"
     text = " — ".join(x for x in (cause, reason) if x)

@@ -965,7 +965,7 @@ def _end(state: RolloutState, now: float, *, reason: str, phase: str, verdict: V
     evidence = [r.to_dict() for r in verdict.results if r.outcome >= Outcome.ERROR] if verdict else []
     # `next`: what on-call does after an end of this class (decision 678)
     fields: dict[str, Any] = {"reason": reason, "end_cause": cause,
-                              "next": next_step(cause, state.canary_version, aborted=phase == ABORTED),
+                              "next": next_step(cause, state.canary_version, reason=reason),
                               "from_weights": str(state.weights), "step": state.step + 1}
     if evidence:
         fields["evidence"] = evidence

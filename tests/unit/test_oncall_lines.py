@@ -309,3 +309,24 @@ def test_a_checks_rollback_written_at_a_later_tick_keeps_its_evidence() -> None:
     lines = {a.event: a.fields for a in again if isinstance(a, rl.Emit)}
     assert ended.phase == rl.ROLLED_BACK and set(lines) == {"rollback.started", "rollback.completed"}, lines
     assert all(fields["evidence"] == evidence and fields["end_cause"] == "check" for fields in lines.values()), lines
+
+
+def test_a_gate_the_canary_failed_ended_aborted_by_its_virtual_service_gone_still_says_do_not_ship() -> None:
+    """A gate's rollback of a canary that failed it (not ready mid-rollout), whose write met its VirtualService
+    deleted, ends aborted (nothing routes stable 100%: decision 710) with its class and words. `next` read "not the
+    canary" off the phase (a gate's end aborted was the stable server's or the samples'), of a canary its gate had
+    failed; `canary report`'s headline the same. Both read the gate's words now (decision 712)."""
+    from canary.controller import _decided_again
+    from canary.report import _why
+
+    state = replace(rl.new_rollout(model="rec", stable_version="v1", canary_version="v2", now=1000.0)[0],
+                    phase=rl.PROGRESSING, weights=Weights(90, 10), step_started_at=1000.0)
+    decided, actions = rl.transition(state, rl.GateFailed(1001.0, "canary Triton http://c:8000: not ready"), POLICY)
+    assert decided.phase == rl.ROLLED_BACK and rl.cause_of(decided) == "gate", decided.reason
+    ended, again = _decided_again(decided, state, 1010.0, actions, gone="; VirtualService rec is gone")
+    assert ended.phase == rl.ABORTED and rl.cause_of(ended) == "gate", ended.reason
+    nexts = {a.event: a.fields["next"] for a in again if isinstance(a, rl.Emit)}
+    assert set(nexts) == {"rollout.aborting", "rollout.aborted"}, nexts
+    assert all(n.startswith("do not ship v2") for n in nexts.values()), nexts
+    why = _why({"phase": ended.phase, "reason": ended.reason, "end_cause": ended.end_cause})
+    assert "a Triton gate refused the canary" in why and "not the canary" not in why, why
