@@ -2151,9 +2151,9 @@ class Controller:
                 else:
                     outcome = self._rescue(obj, spec, drove, reason=reason[:500], log=self._rollout_log(spec),
                                            cause=cause)
-                if outcome == "gone":
+                if outcome == "gone":  # the end's class, as its status says it (683's rule; decision 713)
                     self._route_deleted(raw, split, error=str(exc),
-                                        log=self.log.bind(rollout=key, **rollout_context(raw)))
+                                        log=self.log.bind(rollout=key, **rollout_context(raw)), cause=cause)
             except NotLeader:  # refused by the fence, nothing sent: the leader's tick rescues it; nobody is paged
                 return
             except RollbackFailed as landed:

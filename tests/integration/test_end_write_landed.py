@@ -295,3 +295,26 @@ def test_a_decided_rollback_whose_pointing_meets_its_destination_rule_deleted_ke
     assert st["endCause"] == "operator" and "pager" in st["reason"], st
     classed = {e.get("end_cause") for e in logs if "end_cause" in e}
     assert classed == {"operator"}, [(e["event"], e.get("end_cause")) for e in logs]
+
+
+def test_a_restarted_controllers_rescue_that_finds_its_virtual_service_gone_pages_the_ends_class(world: Any) -> None:
+    """A restarted controller (nothing in memory) whose tick fails on the spec (edited to a policy it refuses), and
+    whose rescue then finds the VirtualService deleted: the status's `endCause` is the failure's, and the page
+    `rollout.route_deleted` said `foreign_edit` beside it (683's left): the one critical line and the status the
+    follower reads named two classes for one end. The page carries the end's class, as 683 has promote's do (713)."""
+    from tests.integration.test_controller import _fresh
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"policy": {"steps": [50, 10, 100]}}})
+    _delete(api, "virtualservices", "m0")
+    op = _fresh(op)
+    op.clock = clock = FakeClock(time.time())
+    with capture_logs() as logs:
+        _ticks(op, clock, 3)
+    st = _status(custom)
+    assert st["phase"] == rl.ABORTED and "VirtualService m0 is gone" in st["reason"], st
+    [page] = _lines(logs, "rollout.route_deleted")
+    assert page["end_cause"] == st["endCause"], (page, st)
