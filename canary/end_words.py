@@ -22,8 +22,10 @@ _NEXT = {
                 "longer `failure.no_data_deadline`",
     "operator": "nothing to do: a person asked for it (`reason`)",
     "interrupted": "not the canary: the run was stopped (`reason`); roll {version} out again to have it judged",
-    "infrastructure": "not the canary: fix what failed (`reason`: Prometheus, the Kubernetes API), then roll "
-                      "{version} out again",
+    # (`reconcile.failure_cause`'s class for every failure that carries none: input refused mid-rollout too, a
+    # ConfigError: a spec or policy edited, a policyRef ConfigMap gone, a query Prometheus no longer takes; 714)
+    "infrastructure": "not the canary: fix what failed (`reason`: Prometheus, the Kubernetes API, or the rollout's "
+                      "input: its spec, policy or route), then roll {version} out again",
     "foreign_edit": "not the canary: the routing was changed outside the rollout (`reason`: a person, a GitOps "
                     "sync); stop that, then roll {version} out again",
     "abandoned": "not the canary: its runner is gone (a killed CI job or pod); roll {version} out again if it is "

@@ -330,3 +330,19 @@ def test_a_gate_the_canary_failed_ended_aborted_by_its_virtual_service_gone_stil
     assert all(n.startswith("do not ship v2") for n in nexts.values()), nexts
     why = _why({"phase": ended.phase, "reason": ended.reason, "end_cause": ended.end_cause})
     assert "a Triton gate refused the canary" in why and "not the canary" not in why, why
+
+
+def test_an_end_by_input_refused_mid_rollout_says_to_fix_that_input() -> None:
+    """A rollout failed mid-way by input refused (a ConfigError: a spec edited to a policy the controller refuses, a
+    policyRef ConfigMap gone, a query Prometheus no longer takes) is an `infrastructure` end (`failure_cause`: not the
+    canary), whose `next` sent on-call to Prometheus and the Kubernetes API alone; it names the input too (714)."""
+    from canary.errors import ConfigError
+
+    state = replace(rl.new_rollout(model="rec", stable_version="v1", canary_version="v2", now=1000.0)[0],
+                    phase=rl.PROGRESSING, weights=Weights(90, 10))
+    exc = ConfigError("CanaryRollout ml/r0: policy: steps[1]: must be above steps[0] (50), not 10")
+    cause = reconcile.failure_cause(exc)
+    _, actions = rl.transition(state, rl.Rollback(1001.0, f"failed: {exc}", aborted=True, cause=cause), POLICY)
+    done = [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollout.aborted"][0]
+    assert done.fields["end_cause"] == "infrastructure", done.fields
+    assert done.fields["next"].startswith("not the canary") and "policy" in done.fields["next"], done.fields
