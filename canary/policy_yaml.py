@@ -139,9 +139,10 @@ def read_samples(path: Path) -> str:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ValueError("not a regular file: a device or a pipe has no end to read to")
-        data = f.read(MAX_SAMPLE_BYTES + 1)
-    if st.st_size > MAX_SAMPLE_BYTES or len(data) > MAX_SAMPLE_BYTES:
-        raise ValueError(f"too large: more than {MAX_SAMPLE_BYTES >> 20} MiB (warm-up samples are a few requests)")
+        # its size first: one past the bound is not read (one grown since is cut at one byte past it)
+        if st.st_size > MAX_SAMPLE_BYTES or len(data := f.read(MAX_SAMPLE_BYTES + 1)) > MAX_SAMPLE_BYTES:
+            raise ValueError(f"too large: more than {MAX_SAMPLE_BYTES >> 20} MiB (warm-up samples are a few "
+                             "requests)")
     return data.decode("utf-8")
 
 

@@ -8,6 +8,7 @@ filled the memory of `canary policy validate`, `plan` and `promote`, and a FIFO 
 from __future__ import annotations
 
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -35,10 +36,17 @@ def test_a_sample_file_past_the_bound_is_refused_unread(tmp_path: Path) -> None:
     big = tmp_path / "samples.json"
     with big.open("wb") as f:
         f.truncate(MAX_SAMPLE_BYTES + 1)  # sparse: nothing written to disk
-    with pytest.raises(PolicyError) as err:
-        load_policy(policy_naming(tmp_path, "samples.json"))
+    policy = policy_naming(tmp_path, "samples.json")
+    tracemalloc.start()
+    try:
+        with pytest.raises(PolicyError) as err:
+            load_policy(policy)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert err.value.field == "gates.triton.sample_file", str(err.value)
     assert "too large" in err.value.detail and "samples.json" in err.value.detail, str(err.value)
+    assert peak < MAX_SAMPLE_BYTES // 4, peak  # unread: its size refused it, no buffer of its bytes was taken
 
 
 def test_a_sample_file_within_the_bound_is_read(tmp_path: Path) -> None:
