@@ -569,23 +569,20 @@ def promote(
             # that cancel said at once, as `promote` says it before its policy read: at follow's first check it came
             # after the policy read and the client's build, whose refusal (no kubeconfig: exit 2) was said instead
             signals.check()
-            return follow(
-                model=model, canary_version=canary_version, policy_file=policy_file,
-                namespace=opts.namespace(namespace, kubeconfig, context), stable_version=stable_version,
-                virtual_service=virtual_service, destination_rule=destination_rule, route=route,
-                kubeconfig=kubeconfig, context=context, name=rollout_name, triton=triton, output=output,
-                timeout_s=timeout, interrupted=signals.check, reporting=signals.disarm, retry=retry,
-                seen=ran.setdefault("followed", {}))
-
-        def followed() -> int:
             try:
-                return following()
+                return follow(
+                    model=model, canary_version=canary_version, policy_file=policy_file,
+                    namespace=opts.namespace(namespace, kubeconfig, context), stable_version=stable_version,
+                    virtual_service=virtual_service, destination_rule=destination_rule, route=route,
+                    kubeconfig=kubeconfig, context=context, name=rollout_name, triton=triton, output=output,
+                    timeout_s=timeout, interrupted=signals.check, reporting=signals.disarm, retry=retry,
+                    seen=ran.setdefault("followed", {}))
             except RolloutBusy as exc:  # its name another request's running rollout (decision 701): `holder_job`
                 ran["busy"] = exc
                 raise
 
         try:
-            code = run_guarded(followed, report=lambda code, message: (signals.disarm(), refused(code, message)))
+            code = run_guarded(following, report=lambda code, message: (signals.disarm(), refused(code, message)))
         finally:
             signals.restore()  # an in-process caller (a test) gets its own handlers back
         raise typer.Exit(code)
