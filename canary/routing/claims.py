@@ -75,6 +75,12 @@ def _state_on(vs: Any, split: Split) -> Any:
     return state if drives else None
 
 
+def _made_by(vs: Any, state: Any) -> str:
+    """"the rollout of <version> (<phase>) recorded on <vs>": the rollout in progress there that made a split
+    (`_state_on`)."""
+    return f"the rollout of {state.canary_version} ({state.phase}) recorded on {where(vs)}"
+
+
 def split_in_other(vs: Any, host: str, *, dr: str, driven: str) -> tuple[str, Any]:
     """`split_elsewhere` for another VirtualService `vs` of the namespace (one bound to the ingress gateway beside
     the mesh's, say): why a new rollout of `host` (the rollout's service, in full) driven on VirtualService `driven`
@@ -89,9 +95,9 @@ def split_in_other(vs: Any, host: str, *, dr: str, driven: str) -> tuple[str, An
         return "", None
     running = _state_on(vs, split)
     # a rollout recorded there made that split: zeroing its weight by hand would tamper with it (decision 585)
-    then = (f"that split is the rollout of {running.canary_version} ({running.phase}) recorded on {where(vs)}, and "
-            "two rollouts cannot share one canary subset; wait for that rollout to end (or roll it back), then run "
-            "this one again") if running is not None else "set that route's canary weight to 0 first"
+    then = (f"that split is {_made_by(vs, running)}, and two rollouts cannot share one canary subset; wait for that "
+            "rollout to end (or roll it back), then run this one again") if running is not None else \
+        "set that route's canary weight to 0 first"
     return (f"{_said(vs, split)} with subset 'canary' of {host}, a split this rollout did not make: the subsets are "
             f"DestinationRule {dr}'s, shared by every VirtualService that routes to them, so once the canary subset "
             f"selects the new version that share reaches it unjudged, and stays after a rollback (stable 100% is "
@@ -139,7 +145,7 @@ def split_on_other(vs: Any, host: str) -> OtherSplit | None:
     hint = (f"kubectl -n {meta.get('namespace', '?')} patch virtualservice {meta.get('name', '?')} --type=json -p "
             f"'{json.dumps(ops, separators=(',', ':'))}'")
     state = _state_on(vs, split)
-    running = f"the rollout of {state.canary_version} ({state.phase}) recorded on {where(vs)}" if state else ""
+    running = _made_by(vs, state) if state is not None else ""
     if running:  # zeroing its weight by hand would tamper with that rollout (decision 585)
         hint = f"that split is {running}: wait for it to end, or roll it back, never zero its weight by hand"
     return OtherSplit(virtual_service=where(vs), route=_label(split), weights=f"{split.rest}/{split.share}",
