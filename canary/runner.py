@@ -525,8 +525,7 @@ class Runner:
     def _start(self) -> rl.RolloutState:
         """Resume what is recorded, or check everything that can be checked and claim the route."""
         asked = self.target  # as given: what a second look at a route that changed during the pod wait starts from
-        self._check_versions()
-        self._recorded_destination_rule()
+        self._recorded_destination_rule()  # (the versions: checked by `_run`, before anything was read)
         try:
             status = self.router.inspect(self.target)
         except NotFound:
