@@ -1253,7 +1253,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         "reason": reason, "end_cause": rl.cause_of(new), "target_weights": str(STABLE_ONLY), **split_ended(actions)}
     unanswered = ""  # an earlier attempt's error that had no answer: it may have landed (`landed_after`)
 
-    def said(exc: BaseException) -> dict[str, Any]:
+    def retried(exc: BaseException) -> dict[str, Any]:
         return {"write_landed": landed_after(exc, unanswered), **end_said}
     attempt = 0
     while True:
@@ -1267,7 +1267,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         except ConflictStorm as exc:  # every try met 409: nobody's decision, and it may pass, as a TransientError
             if last:
                 raise
-            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc), **said(exc))
+            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc), **retried(exc))
             pause(min(wait, max(0.0, deadline - time.monotonic())))
         except RoutingConflict as exc:
             if expect is not ...:  # guarded: another writer's decision; the caller reads the route again
@@ -1276,12 +1276,12 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
                 raise
             if last:
                 raise
-            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc), **said(exc))
+            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc), **retried(exc))
             pause(min(wait, max(0.0, deadline - time.monotonic())))
         except TransientError as exc:  # may pass: the budget
             if last:
                 raise
-            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc), **said(exc))
+            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc), **retried(exc))
             if not finishing:  # it may have landed: a later attempt's refusal must not say `write_landed: no`
                 retry = after_unanswered(retry, str(exc))
                 unanswered = unanswered or str(exc)
