@@ -33,7 +33,7 @@ def run_gates(gates: Callable[..., Any], cfg: Any, *, model: str, stable_url: st
         report = gates(cfg, model=model, stable_url=stable_url, canary_url=canary_url, base_dir=base_dir).preflight()
         return 200, "gates passed: " + "; ".join(report.get("checks", ()))
     except GateError as exc:
-        from canary.reconcile import not_the_canarys
+        from canary.end_words import not_the_canarys
 
         if not_the_canarys(str(exc)):  # stable down, samples Triton refuses: no verdict on the canary
             return 503, f"could not run the gates: {exc}"
