@@ -597,10 +597,13 @@ def held_by_another(obj: dict[str, Any], model: str, canary_version: str) -> str
 
 
 def _request_job(obj: dict[str, Any]) -> str:
-    """The CI job the CanaryRollout `obj`'s request names (`ci_job.ANNOTATION`), "" when none."""
+    """The CI job the CanaryRollout `obj`'s request names (`ci_job.ANNOTATION`), "" when none or one that is no job's
+    shape (`ci_job.readable`, as the controller's `_ci_job` reads it: the object is anyone's to edit, and the job
+    reaches `-o json`'s `holder_job`, a pipeline's shell; decision 401)."""
     from canary import ci_job
 
-    return str(((obj.get("metadata") or {}).get("annotations") or {}).get(ci_job.ANNOTATION) or "")
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return ci_job.readable(annotations.get(ci_job.ANNOTATION) if isinstance(annotations, dict) else None)
 
 
 BAD_INPUT_REASONS = crd.BAD_INPUT_REASONS  # a request the controller refuses as bad input (README, --via-controller)

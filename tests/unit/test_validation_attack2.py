@@ -174,6 +174,24 @@ def test_versions_that_read_alike_as_an_object_name_get_distinct_default_names()
     assert cli_controller.rollout_name("M", "v2") != cli_controller.rollout_name("m", "v2")
 
 
+@pytest.mark.parametrize(("job", "named"), [
+    ("https://ci/job/1", "https://ci/job/1"),
+    ("https://ci/job/1;reboot", ""),  # what a shell reads: never named (decision 401)
+    ("https://ci/job/$(id)", ""),
+])
+def test_the_ci_job_of_a_canaryrollout_held_by_another_request_is_read_as_the_controller_reads_it(
+        job: str, named: str) -> None:
+    """The busy refusal of a request meeting another's running CanaryRollout (decision 701) names that request's CI
+    job, `holder_job` in `-o json`, which a pipeline's shell reads: the annotation is anyone's who may edit the
+    object, so it is read as the controller reads it (`ci_job.readable`), a value that is no job's shape none."""
+    obj = {"metadata": {"generation": 1, "annotations": {"modelcanary.dev/ci-job": job}},
+           "spec": {"model": "m0", "canaryVersion": "v2"}, "status": {}}
+    assert cli_controller._request_job(obj) == named
+    said = cli_controller.held_by_another(obj, "m0", "v2.1")
+    assert said.startswith("is another request's rollout of m0 v2 (waiting to be claimed"), said
+    assert ("CI job" in said) == bool(named) and (job in said) == bool(named), said
+
+
 @pytest.mark.parametrize("extra", [["--on-interrupt", "ignore"], ["--timeout", "30m"]])
 def test_a_refused_flag_still_prints_the_promised_document(files: tuple[Path, Path], extra: list[str]) -> None:
     """-o json promises a document on stdout on every path (the CI snippet's `jq` reads it); a bad
