@@ -1108,7 +1108,7 @@ class Controller:
             "waitedOnPhase": waited_phase,  # None removes one left from an earlier version of this CR
             # this end's class, never that of an earlier end of this CR, a rollout it ran before its spec was edited
             # (decision 609's addendum; 667)
-            "endCause": rl.end_cause(cause, reason),
+            "endCause": cause,
             "restartPending": None})
         if FINALIZER in _finalizers(obj):
             self._set_finalizer(obj, False)
