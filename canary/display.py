@@ -61,7 +61,10 @@ def evidence_table(results: Iterable[dict[str, Any]], title: str = "checks") -> 
         # a value only known as a bound (a quantile in the open +Inf bucket) prints as one: '>300 ms'
         bound = r.get("bounded") if isinstance(r.get("bounded"), dict) else {}
         t.add_row(
-            r.get("check", ""), Text(outcome, style=colors.get(outcome, "")),
+            # a hard check rolls back at its first failed look, whatever max_failed_looks says: marked as
+            # `canary judge` and the report mark it
+            r.get("check", "") + (" (hard)" if r.get("hard") is True else ""),
+            Text(outcome, style=colors.get(outcome, "")),
             with_unit(r.get("stable_value"), r.get("value_unit"), bound=bound.get("stable_value")),
             with_unit(r.get("canary_value"), r.get("value_unit"), bound=bound.get("canary_value")),
             "-" if unmeasured(outcome, r.get("n_canary"), r.get("n_stable"))

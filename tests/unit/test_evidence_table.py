@@ -40,3 +40,13 @@ def test_a_reason_without_a_query_is_unchanged() -> None:
 
     text = "canary errors 10% vs stable 1% (+9 points, limit +1), n=600/3,000, p=2.0e-13"
     assert short_queries(text) == text and short_queries("") == ""
+
+
+def test_a_hard_check_is_marked_as_judge_and_the_report_mark_it() -> None:
+    """`canary status` and `analyze` showed a hard check (rolled back at its first failed look) as any other,
+    while `canary judge` and the report say `(hard)` beside its name."""
+    console = Console(width=200, record=True)
+    console.print(evidence_table([{"check": "errors", "outcome": "pass", "hard": True, "reason": "ok"},
+                                  {"check": "latency", "outcome": "pass", "hard": False, "reason": "ok"}]))
+    shown = console.export_text()
+    assert "errors (hard)" in shown and "latency (hard)" not in shown, shown
