@@ -432,6 +432,12 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             f"CanaryRollout {namespace}/{meta['name']} did not finish within {timeout_s:.0f}s; as of its last status "
             f"it has not started: {waiting}; the controller goes on trying, and starts it once that clears "
             f"(`canary status`; `kubectl delete canaryrollout {meta['name']} -n {namespace}` withdraws it)")
+    if last and _unread(last.get("status") or {}, generation):  # no controller ever answered this request
+        raise cli.TransientError(
+            f"CanaryRollout {namespace}/{meta['name']} did not finish within {timeout_s:.0f}s; no controller has read "
+            f"it: its status says nothing of this request (generation {generation}), and nothing was moved for it. "
+            f"Is a `canary controller run` running for namespace {namespace} (with --leader-elect, one leading)? It "
+            f"starts once one reads it (`kubectl delete canaryrollout {meta['name']} -n {namespace}` withdraws it)")
     raise cli.TransientError(f"CanaryRollout {namespace}/{meta['name']} did not finish within {timeout_s:.0f}s; "
                              "it keeps running in the controller (`canary status`)")
 
@@ -728,6 +734,16 @@ def _progress(status: dict[str, Any], generation: int) -> dict[str, Any]:
         return {"phase": status["phase"], "step": status.get("step"), "weights": weights_text(status)}
     waiting = _not_started(status, generation)
     return {"phase": None, "waiting": waiting[:500]} if waiting else {}
+
+
+def _unread(status: dict[str, Any], generation: int) -> bool:
+    """No controller has written anything of this generation of the request: neither the status nor any of its
+    conditions has observed it (a controller that reads it, claims or refuses or waits, writes one of them). The
+    follower said "it keeps running in the controller" of a request no controller had seen (none running)."""
+    if int(status.get("observedGeneration") or 0) >= generation:
+        return False
+    return not any(isinstance(c, dict) and isinstance(c.get("observedGeneration"), int)
+                   and c["observedGeneration"] >= generation for c in status.get("conditions") or [])
 
 
 def _not_started(status: dict[str, Any], generation: int) -> str:
