@@ -148,3 +148,34 @@ def record(api: KubeAPIServer, vs_name: str, state: Any) -> None:
     vs = api.get("networking.istio.io", "virtualservices", "ml", vs_name)
     vs["metadata"]["annotations"] = {STATE_ANNOTATION: state.to_json()}
     api.handler.put_object(vs)
+
+
+def follow_out_of_time(tmp_path: Any, monkeypatch: Any, api: KubeAPIServer, *, tick: Any = lambda: None,
+                       timeout_s: float = 5) -> str:
+    """`promote --via-controller`'s follower of m0 v2 (CanaryRollout r0, FAST_POLICY) run to its `--timeout` on a
+    counter clock, each of its sleeps one `tick()` (a controller's, or none): the words of the TransientError it ends
+    with. No wall-clock wait."""
+    import importlib
+    import types
+
+    import pytest
+    import yaml
+
+    importlib.import_module("canary.cli")  # registers the commands; cli_controller imports it
+    from canary import cli_controller
+    from canary.errors import TransientError
+
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        tick()
+        now[0] += seconds
+    monkeypatch.setattr(cli_controller, "time", types.SimpleNamespace(monotonic=lambda: now[0], sleep=sleep))
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(FAST_POLICY))
+    with pytest.raises(TransientError) as got:
+        cli_controller.follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
+                              virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
+                              output="json", timeout_s=timeout_s)
+    return str(got.value)

@@ -427,29 +427,9 @@ def test_a_follower_out_of_time_says_the_rollout_never_started_and_why(world: An
     ...; it keeps running in the controller": no word of the pods, nor that nothing had moved, nor that the
     rollout would start by itself whenever a pod turned Ready. The follower's clock is a counter and each of
     its sleeps is one controller tick."""
-    import types
-
-    import yaml
-
-    import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
-    from canary import cli_controller
-    from canary.errors import TransientError
     api, op, custom = world
     _canary_pod(api, ready=False)
-    now = [0.0]
-
-    def sleep(seconds: float) -> None:
-        op.tick()
-        now[0] += seconds
-    monkeypatch.setattr(cli_controller, "time", types.SimpleNamespace(monotonic=lambda: now[0], sleep=sleep))
-    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
-    with pytest.raises(TransientError) as got:
-        cli_controller.follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
-                              virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
-                              output="json", timeout_s=5)
-    text = str(got.value)
+    text = fleet.follow_out_of_time(tmp_path, monkeypatch, api, tick=op.tick, timeout_s=5)
     assert "within 5s; as of its last status it has not started: CanaryNotReady: canary v2 has no Ready pod" in text
     assert "m0-v2-0 (Pending" in text and "nothing was moved" in text and "starts it once that clears" in text, text
     untouched = api.get(GROUP, "virtualservices", "ml", "m0")
