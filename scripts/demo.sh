@@ -5,5 +5,5 @@
 # are the caller's, and canary-demo.log and canary-demo.report.html land there (decision 263).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-"$root/scripts/setup.sh"
+"$root/scripts/setup.sh" --demo  # not chromium and jq: only the tests use them
 exec "$root/.venv/bin/canary" demo "$@"

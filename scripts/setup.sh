@@ -2,15 +2,20 @@
 # Installs what canary's tests and demo need on a fresh Debian/Ubuntu machine:
 # Prometheus and HAProxy from apt when missing, and a .venv with the project.
 # Idempotent: re-running only re-installs Python packages when pyproject.toml changed.
+# `setup.sh --demo` (scripts/demo.sh) leaves out what only the tests use: chromium and jq (decision 717).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+demo=0
+if [ "${1:-}" = "--demo" ]; then demo=1; fi
 
 need_apt=()
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
-command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the report tests load the page in a real browser
-command -v jq >/dev/null 2>&1 || need_apt+=(jq)  # the README's CI snippet is run through jq by a docs test
+if [ "$demo" = 0 ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the report tests load the page in a real browser
+  command -v jq >/dev/null 2>&1 || need_apt+=(jq)  # the README's CI snippet is run through jq by a docs test
+fi
 if ((${#need_apt[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "setup: installing ${need_apt[*]} with apt" >&2

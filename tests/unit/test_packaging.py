@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.parser
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -107,3 +108,32 @@ def test_setup_refuses_a_python_older_than_3_11_naming_the_override(tmp_path: Pa
     assert r.returncode == 2, r.stderr
     assert "/bin/false is not a Python; canary needs Python 3.11 or later" in r.stderr
     assert "PYTHON=/path/to/python3.11" in r.stderr and not (tmp_path / ".venv").exists()
+
+
+def test_the_demo_setup_installs_no_test_only_apt_package(tmp_path: Path) -> None:
+    """`bash scripts/demo.sh` on a fresh machine installed chromium (the report's browser tests) and jq (a docs test)
+    with apt, which the demo never runs (a newcomer's finding, decision 717). `setup.sh --demo`, as demo.sh calls it,
+    asks apt for what the sandbox runs alone; plain `setup.sh` (test.sh, CI) for the test-only packages too. apt-get
+    and the sandbox's binaries are stubs on a PATH without chromium and jq; PYTHON=/bin/false stops it after apt."""
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "setup.sh"
+    script.write_text((ROOT / "scripts" / "setup.sh").read_text())
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    log = tmp_path / "apt.log"
+    stubs = {"apt-get": f'echo "$@" >> {log}', "sudo": 'exec "$@"', "prometheus": "", "promtool": "", "haproxy": ""}
+    for name, body in stubs.items():
+        (bin_ / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_ / name).chmod(0o755)
+    for tool in ("dirname", "id"):
+        (bin_ / tool).symlink_to(shutil.which(tool))
+    env = {**os.environ, "PATH": str(bin_), "PYTHON": "/bin/false"}
+    asked = {}
+    for args in ([], ["--demo"]):
+        log.unlink(missing_ok=True)
+        r = subprocess.run(["/bin/bash", str(script), *args], env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr  # stopped at the Python check, after apt
+        asked[" ".join(args)] = log.read_text() if log.exists() else ""
+    assert "chromium" in asked[""] and "jq" in asked[""], asked
+    assert "install" not in asked["--demo"] and "chromium" not in asked["--demo"], asked  # nothing else missing
+    assert '"$root/scripts/setup.sh" --demo' in (ROOT / "scripts" / "demo.sh").read_text()
