@@ -658,6 +658,11 @@ def promote(
         # a signal before this whose raise native code lost (building a kubernetes client's validators: decision
         # 225) is said now, before the Runner reads or writes anything; it was dropped and the rollout began
         before_runner.check()
+        # the end is posted the moment it is on the route (`Runner.ended`), not after its history writes: those
+        # waited 7.5 s and more on a failing ConfigMap API first (decision 720); delivered while the rest of the
+        # run goes on, waited for at exit
+        ctl.ended = lambda state: announce(notifier, state, namespace=target.namespace,
+                                           rollout=target.virtual_service)
         display = None
         from canary import streams
 
@@ -685,8 +690,6 @@ def promote(
             signal.setitimer(signal.ITIMER_REAL, 0)  # the grace's alarm, if set: nothing to cut from here on
             if display:
                 display.close()
-        if not ctl.found_ended:  # queued now, delivered while the result is written, waited for at exit
-            announce(notifier, result.state, namespace=target.namespace, rollout=target.virtual_service)
         doc = state_dict(result.state, exit_code=result.exit_code)
         tail = ""
         if ctl.found_ended:  # an earlier end reported, nothing written: said as `--via-controller` says it

@@ -1016,8 +1016,8 @@ class Controller:
             getattr(log, a.log_level)(a.event, confirmed_late=True, **fields)
             message = event_message(a, recorded.weights)
             self.fenced.record_event(spec.target, reason=camel(a.event), warning=a.warning, message=message)
-        self._observe(spec, recorded, late)
         self._record(spec, recorded, late)
+        self._observe(spec, recorded, late)
 
     def _canary_subset_home(self, target: Target, state: rl.RolloutState, status: Any, *, log: Any) -> None:
         """A rollback (or abort) recorded on the route that this CanaryRollout's status does not show yet, its canary
@@ -1446,8 +1446,8 @@ class Controller:
             raise
         if retry is not None:
             self._stable_tried(spec.key, state, retry, None)
+        self._record(spec, new, actions)  # the webhooks before the history's write (decision 720)
         self._observe(spec, new, actions)
-        self._record(spec, new, actions)
         if self.telemetry and any(isinstance(a, rl.Emit) and a.event == "weights.foreign_edit" for a in actions):
             self.telemetry.kube_error("conflict")
         return new, texts[-1] if texts else expect
@@ -2183,8 +2183,8 @@ class Controller:
             for kept in (self._failing, self._stable_failing, self._unconfirmed):
                 kept.pop(key, None)
             self._known[key] = _Known(spec, ended)
-            self._observe(spec, ended)
             self._record(spec, ended, [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollout.aborted"])
+            self._observe(spec, ended)
             self._mirror_end(obj, spec, ended)
             return
         now_read = self._taken_over(spec.target, state)
@@ -2392,31 +2392,48 @@ class Controller:
         return None
 
     def _record(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
+        """An executed step told outside the route, once it landed: the webhooks and Slack first (queued, never
+        waited on), then the counters, then the CanaryRollout's Kubernetes Events (a request each, up to 3 s);
+        and before the history's write (`_observe`, a GET and a PUT up to 3 times, 5 s each). Queued last, the
+        post of a rollback waited on an Events API or a ConfigMap API that hung, and a counter that raised (a
+        registry problem) lost it and the Events (decision 720). Never raises."""
         events = {a.event for a in actions if isinstance(a, rl.Emit)}
-        for a in actions:
-            if isinstance(a, rl.Emit) and a.event in K8S_EVENTS:
-                self._cr_event(spec, a.event, f"{a.event}: weights {state.weights} {a.fields.get('reason', '')}".strip(),
-                               warning=a.warning)
         t, n = self.telemetry, self.notifier
-        if t:
-            t.record_state(namespace=spec.namespace, rollout=spec.name, state=state,
-                           checks=[c.name for c in spec.policy.checks])
-        if "rollback.completed" in events or "rollout.aborted" in events:
-            seen = self._breach_seen.pop((spec.key, state.canary_version), None)
-            if t:
-                t.record_rollback(model=spec.target.model, reason=state.reason, cause=rl.cause_of(state),
-                                  seconds=time.monotonic() - seen if seen else None)
-            if n:
+        ended = "rollback.completed" in events or "rollout.aborted" in events
+        promoted = "rollout.promoted" in events
+        try:  # the payload made here: one that cannot be made costs neither the counters nor the Events
+            if n and ended:
                 n.notify("rollback" if state.phase == rl.ROLLED_BACK else "aborted", crd.notification(spec, state))
                 failed = state.verdict_results()
                 if any(r.get("kind") == "prediction_shift" and r.get("outcome") == "fail" for r in failed):
                     n.notify("prediction_shift", crd.notification(spec, state))
-        if "rollout.promoted" in events:
-            self._breach_seen.pop((spec.key, state.canary_version), None)
-            if t:
-                t.record_promotion(model=spec.target.model)
-            if n:
+            if n and promoted:
                 n.notify("promotion", crd.notification(spec, state))
+        except Exception as exc:  # noqa: BLE001
+            self.log.error("notify.internal_error", rollout=spec.key, notify_event=state.phase, error=type(exc).__name__)
+        seen = self._breach_seen.pop((spec.key, state.canary_version), None) if ended or promoted else None
+        if t:
+            self._count(spec, "canary_rollout_weight", lambda: t.record_state(
+                namespace=spec.namespace, rollout=spec.name, state=state, checks=[c.name for c in spec.policy.checks]))
+            if ended:
+                self._count(spec, "canary_rollbacks_total", lambda: t.record_rollback(
+                    model=spec.target.model, reason=state.reason, cause=rl.cause_of(state),
+                    seconds=time.monotonic() - seen if seen else None))
+            if promoted:
+                self._count(spec, "canary_promotions_total", lambda: t.record_promotion(model=spec.target.model))
+        for a in actions:
+            if isinstance(a, rl.Emit) and a.event in K8S_EVENTS:
+                self._cr_event(spec, a.event, f"{a.event}: weights {state.weights} {a.fields.get('reason', '')}".strip(),
+                               warning=a.warning)
+
+    def _count(self, spec: crd.RolloutSpec, metric: str, record: Callable[[], Any]) -> None:
+        """One of `_record`'s counters or gauges: a registry that raises is said (`telemetry.record_failed`), and
+        what follows it (the Events, the history) is still written."""
+        try:
+            record()
+        except Exception as exc:  # noqa: BLE001 - /metrics is an observation of the rollout, never a part of it
+            self.log.error("telemetry.record_failed", rollout=spec.key, metric=metric,
+                           error=f"{type(exc).__name__}: {exc}"[:300])
 
     def _cr_event(self, spec: crd.RolloutSpec, event: str, message: str, *, warning: bool) -> None:
         """Best effort: a Kubernetes Event on the CanaryRollout itself (kubectl describe shows it)."""

@@ -166,6 +166,11 @@ class Runner:
     # history is written: after a signal, `kube.bound_by` holds back every request not the route's until then
     # (`InFlight.settle`), or until a write of the route lands (decision 407)
     settled: Callable[[], None] | None = None
+    # called once with this run's end (rolled back, aborted, promoted) as soon as it is on the route, before any
+    # history write of it: `promote` posts it to the webhooks and Slack then. Queued after `run()` returned, the
+    # post waited on the end's history flushes and their retries (7.5 s against a ConfigMap API that answers 500,
+    # minutes against one that hangs), and a job killed meanwhile never posted it (decision 720)
+    ended: Callable[[rl.RolloutState], None] | None = None
     # a write decided before any signal that does not end the rollout is being made (`_apply`, `_heartbeat`): after
     # a signal none of its requests is sent any more (`kube.bound_by`'s `stale`; decision 409)
     writing_before_signal: bool = field(default=False, init=False)
@@ -173,6 +178,7 @@ class Runner:
     def __post_init__(self) -> None:
         self.log = get_logger(**rollout_context(self.target))
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
+        self._told_end = False  # `ended` was called
         self._sent = ""  # the state JSON of our last write sent, landed or not (the fail-safe's guard)
         self._wrote_at = -math.inf  # when this process last changed the record (its clock): `_heartbeat`
         # a decided end at stable 100% (rolled back, aborted) whose write has not landed: the state and actions
@@ -210,11 +216,23 @@ class Runner:
         wrote is then in the model's history too, written again when its write failed (`_write_end_history`,
         after traffic is back at stable and without changing the exit code)."""
         result = self._run()
+        if result.state.terminal and not self.found_ended:  # an end adopted from another writer (`canary rollback`)
+            self._tell_end(result.state)
         if self.settled is not None:
             self.settled()
         if result.state.terminal and not self.found_ended:
             self._write_end_history()
         return result
+
+    def _tell_end(self, state: rl.RolloutState) -> None:
+        """`ended(state)`, once a run: called where this run's end lands, before its history is written."""
+        if self.ended is None or self._told_end:
+            return
+        self._told_end = True
+        try:
+            self.ended(state)
+        except Exception as exc:  # noqa: BLE001 - telling the end never changes it
+            self.log.error("notify.internal_error", notify_event=state.phase, error=type(exc).__name__)
 
     def _write_end_history(self) -> None:
         """The end's history records (`Recorder.unwritten`: its end, its last looks and events) that the loop's
@@ -409,6 +427,7 @@ class Runner:
                     end, conflict = None, exc
                     break
                 self._current = final
+                self._tell_end(final)
                 self.history.observe(final)
                 return final
         assert conflict is not None
@@ -451,6 +470,8 @@ class Runner:
     def _loop(self, state: rl.RolloutState) -> Result:
         while True:
             self._current = state
+            if state.terminal:  # told before its history flush, as an end this run wrote (`_execute`)
+                self._tell_end(state)
             self.history.observe(state)  # a change another process recorded; the end
             if self.on_update:
                 self.on_update(state)
@@ -1403,6 +1424,8 @@ class Runner:
                     self._unanswered_end = str(exc)
                 raise
         self._ending = None
+        if state.terminal:
+            self._tell_end(state)
         self.history.observe(state, actions)
         return state
 

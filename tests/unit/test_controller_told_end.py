@@ -1,0 +1,74 @@
+"""The controller tells a rollback to the webhooks and Slack before anything else outside the route is written, and
+a counter that raises (a registry problem) costs neither the post, nor the Events, nor the history.
+
+Before: `_do` wrote the history ConfigMap first (a GET and a PUT, up to 3 times, 5 s each), then the
+CanaryRollout's Events (3 s each), then the counters, and only then queued the post: a ConfigMap or Events API that
+hung held on-call's news of the rollback that long, and a `canary_rollbacks_total` that raised lost the post (the
+exception left `_record` before it). The order is asserted, never a duration (decision 720)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog.testing
+from prometheus_client import CollectorRegistry, Counter
+
+from canary import crd
+from canary import rollout as rl
+from canary.controller import Controller
+from canary.history_store import Recorder
+from canary.model import STABLE_ONLY, Weights
+from canary.telemetry import Telemetry
+from tests import fleet
+from tests.fakes import FakeClock, FakeRouter
+from tests.unit.test_runner_told_end import _FailingConfigMaps
+
+
+class _Events:
+    """The Events API (`create_namespaced_event`), in order."""
+
+    def __init__(self, order: list[tuple[str, str]]) -> None:
+        self.order = order
+
+    def create_namespaced_event(self, namespace: str, body: dict[str, Any], **kw: Any) -> None:
+        self.order.append(("event", body["reason"]))
+
+
+class _Queued:
+    """What the Notifier is asked to post (`notify` queues and returns), in order."""
+
+    def __init__(self, order: list[tuple[str, str]]) -> None:
+        self.order = order
+
+    def notify(self, event: str, payload: Any) -> None:
+        self.order.append(("notify", event))
+
+
+def test_a_rollback_is_posted_before_its_events_and_history_and_a_raising_counter_loses_nothing() -> None:
+    order: list[tuple[str, str]] = []
+    t = Telemetry()
+    # a registry problem: the counter registered with other labels, so `labels(model, reason)` raises
+    t.rollbacks = Counter("canary_rollbacks_total", "x", ["model"], registry=CollectorRegistry())
+    router = FakeRouter(weights=Weights(90, 10), subsets={"stable": "v1", "canary": "v2"})
+    op = Controller(custom=None, core=_Events(order), router=router, metrics=None, telemetry=t,  # type: ignore[arg-type]
+                    notifier=_Queued(order), clock=FakeClock())
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"].update(generation=1, uid="u-1")
+    spec = crd.parse(obj)
+    op._histories[spec.key] = Recorder(_FailingConfigMaps(order), namespace=spec.namespace,  # type: ignore[arg-type]
+                                       virtual_service=spec.target.virtual_service, policy=spec.policy,
+                                       source="controller", name=spec.key)
+    state = rl.RolloutState(model=spec.target.model, stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                            weights=Weights(90, 10), step=0, started_at=1.0, step_started_at=2.0, updated_at=3.0)
+    router.state = state.to_json()
+    new, actions = rl.transition(state, rl.Rollback(10.0, "operator: latency page"), spec.policy)
+    with structlog.testing.capture_logs() as logs:
+        op._do(spec, new, actions, expect=state.to_json(), log=op.log)
+    assert router.weights == STABLE_ONLY
+    kinds = [k for k, _ in order]
+    assert order[0] == ("notify", "rollback"), order  # first: nothing outside the route is written before it
+    assert ("event", "RollbackCompleted") in order and "history" in kinds, order  # and none is lost
+    said = [e for e in logs if e["event"] == "telemetry.record_failed"]
+    # once per record it broke (the phase's row makes the model's counters at 0 too), each naming its metric
+    assert sorted(e["metric"] for e in said) == ["canary_rollbacks_total", "canary_rollout_weight"], said
+    assert all(e["log_level"] == "error" and e["error"].startswith("ValueError") for e in said), said

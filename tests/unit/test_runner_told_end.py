@@ -1,0 +1,63 @@
+"""`canary promote` tells its end (`Runner.ended`: the webhooks and Slack) once it is on the route, before any
+history write of it.
+
+Before: `promote` queued its post after `Runner.run()` returned, which was after the end's history flushes and,
+when they failed, their retries (7.5 s of waits against a ConfigMap API answering 500, each flush up to 3 × 5 s
+of requests against one that hangs): on-call heard of the rollback late, and not at all when the job was killed
+meanwhile. The order is asserted, never a duration (decision 720)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from canary import rollout as rl
+from canary.errors import KubeUnavailable
+from canary.history_store import Recorder
+from canary.runner import EXIT_ROLLED_BACK
+from tests.unit.test_runner import POLICY, TARGET, make
+
+
+class _FailingConfigMaps:
+    """A history ConfigMap API whose every write answers 500 (the store's interface, as ConfigMapStore)."""
+
+    def __init__(self, order: list[tuple[str, str]]) -> None:
+        self.order = order
+
+    def load(self, namespace: str, virtual_service: str, *, model: str = "") -> tuple[None, None]:
+        return None, None
+
+    def save(self, namespace: str, virtual_service: str, doc: dict[str, Any], resource_version: Any, *,
+             model: str = "") -> str:
+        self.order.append(("history", str(doc.get("phase"))))
+        raise KubeUnavailable("500 Internal Server Error (etcd)")
+
+    def append(self, namespace: str, virtual_service: str, key: str, part: dict[str, Any], resource_version: str,
+               *, model: str = "") -> str:
+        self.order.append(("history", "part"))
+        raise KubeUnavailable("500 Internal Server Error (etcd)")
+
+
+def test_a_rollbacks_end_is_told_before_its_failing_history_writes_and_once() -> None:
+    order: list[tuple[str, str]] = []
+    ctl, router, _, _ = make(slowdown=lambda t: 2.0 if t >= 1012 else 1.0)
+    ctl.history = Recorder(_FailingConfigMaps(order), namespace=TARGET.namespace,  # type: ignore[arg-type]
+                           virtual_service=TARGET.virtual_service, policy=POLICY, source="promote")
+    told: list[rl.RolloutState] = []
+    ctl.ended = lambda state: (told.append(state), order.append(("ended", state.phase)))
+    res = ctl.run()
+    assert res.exit_code == EXIT_ROLLED_BACK and router.weights.canary == 0
+    assert [s.phase for s in told] == [rl.ROLLED_BACK]  # once, though the loop and the retries saw it again
+    i = order.index(("ended", rl.ROLLED_BACK))
+    end_writes = [k for k, (what, phase) in enumerate(order) if what == "history" and phase == rl.ROLLED_BACK]
+    assert len(end_writes) > 1 and i < end_writes[0], order  # every write of the end (and its retries) after it
+
+
+def test_an_end_told_by_a_callback_that_raises_still_ends_as_it_did() -> None:
+    ctl, router, _, _ = make(slowdown=lambda t: 2.0 if t >= 1012 else 1.0)
+
+    def broken(state: rl.RolloutState) -> None:
+        raise RuntimeError("a notifier bug")
+
+    ctl.ended = broken
+    res = ctl.run()
+    assert res.exit_code == EXIT_ROLLED_BACK and router.weights.canary == 0
