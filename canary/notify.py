@@ -39,7 +39,7 @@ VirtualService and route, from the payload's ``virtual_service`` / ``route``).
 
 Delivery: up to ``retries`` re-tries (tenacity, short exponential backoff, or
 the receiver's ``Retry-After`` when longer, up to 30 s) on connection errors,
-timeouts, 5xx and 429; other 4xx are not re-tried (the request itself is
+timeouts (``timeout_s`` for each byte awaited, twice it for the whole post: `AnswerTooSlow`), 5xx and 429; other 4xx are not re-tried (the request itself is
 wrong), and redirects are not followed. The answer's body is not read, but
 for a short one: Slack's error word (``no_service``, ``invalid_payload``,
 ``channel_is_archived``) is the log line's ``detail``, and a Slack 2xx that
@@ -131,8 +131,9 @@ class Notifier:
                  retries: int = 2, sender: Sender | None = None, max_queue: int = 100,
                  backoff_s: float = 0.25, sleep: Callable[[float], None] = time.sleep,
                  keep_failed: Callable[[str], bool] | None = lambda event: drift_event(event),
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """`keep_failed`: the events whose post, failed past its retries (a connection error, a timeout, a 5xx or
+                 clock: Callable[[], float] = time.monotonic, answer_within_s: float | None = None) -> None:
+        """`answer_within_s`: how long one post may take in all, however slowly its receiver answers (None: twice
+        `timeout_s`, which bounds each wait for a byte; decision 721). `keep_failed`: the events whose post, failed past its retries (a connection error, a timeout, a 5xx or
         429: not a refusal), is kept and posted again, the same body and `id`, at each `resend()` (the drift
         monitor's every pass), for up to KEEP_FAILED_S; kept in this process only. By default the drift monitor's
         own (`drift_event`); None keeps none."""
@@ -144,7 +145,7 @@ class Notifier:
                     raise ConfigError(f"{name} URL #{i + 1} ({source}) {why}")
         self.webhooks, self.slack = list(webhooks), list(slack)
         self.timeout_s, self.retries, self.backoff_s = timeout_s, max(0, retries), backoff_s
-        self._send: Sender = sender or _HttpSender()
+        self._send: Sender = sender or _HttpSender(answer_within_s)
         self._sleep = sleep
         self._sinks = [_Sink("webhook", u) for u in self.webhooks] + [_Sink("slack", u) for u in self.slack]
         self._max = max(1, max_queue)
@@ -351,26 +352,37 @@ class _HttpSender:
 
     The answer's body is not read (`stream=True`, closed unread: a receiver that answers 200 and streams
     held the post until a pause as long as the timeout, then it was posted again), except a short one of
-    one (a Content-Length of 64 bytes at most): Slack's error word."""
+    one (a Content-Length of 64 bytes at most): Slack's error word. The whole post, connection to that word,
+    ends within `within_s` (None: twice the timeout, a connect and an answer), however slowly the receiver
+    sends its answer (`canary.notify_http`: `AnswerTooSlow`, retried as a timeout; decision 721)."""
 
-    def __init__(self) -> None:
+    def __init__(self, within_s: float | None = None) -> None:
         self._local = threading.local()
+        self.within_s = within_s
 
     def __call__(self, url: str, body: dict[str, Any], timeout: float) -> Answer:
-        import requests  # only the worker threads pay for it
+        from canary.notify_http import AnswerTooSlow, Deadline, watched_session  # only the worker threads pay
 
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = requests.Session()
+            session = self._local.session = watched_session()
         data = json.dumps(body, allow_nan=False).encode()
-        with session.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=timeout,
-                          allow_redirects=False, stream=True) as r:
-            error = ""
-            size = r.headers.get("Content-Length", "")
-            if size.isdigit() and 0 < int(size) <= 64:
-                word = r.raw.read(int(size)).decode("ascii", "replace").strip()
-                error = word if re.fullmatch(r"[a-z][a-z_]{1,60}", word) and word != "ok" else ""
-            return Answer(int(r.status_code), retry_after_s(r.headers.get("Retry-After"), time.time()), error)
+        within = self.within_s if self.within_s is not None else 2 * timeout
+        with Deadline(within) as deadline:
+            try:
+                with session.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=timeout,
+                                  allow_redirects=False, stream=True) as r:
+                    error = ""
+                    size = r.headers.get("Content-Length", "")
+                    if size.isdigit() and 0 < int(size) <= 64:
+                        word = r.raw.read(int(size)).decode("ascii", "replace").strip()
+                        error = word if re.fullmatch(r"[a-z][a-z_]{1,60}", word) and word != "ok" else ""
+                    status, after = int(r.status_code), r.headers.get("Retry-After")
+            except Exception:
+                if deadline.passed:  # the socket was shut at the deadline: said as that, not as what it broke
+                    raise AnswerTooSlow(f"no whole answer within {within:g} s") from None
+                raise
+        return Answer(status, retry_after_s(after, time.time()), error)
 
 
 def retry_after_s(value: str | None, now: float) -> float | None:

@@ -244,3 +244,31 @@ def test_a_redirect_is_refused_with_its_status_and_not_followed(srv):
         assert n.close(30)
     assert srv.paths() == ["/moved"] and (n.sent, n.failed) == (0, 1)
     assert [(x["event"], x["status"]) for x in lines if x["event"].startswith("notify.")] == [("notify.rejected", 301)]
+
+
+def test_a_receiver_that_answers_a_byte_at_a_time_is_cut_off_and_said(srv):
+    """requests' timeout bounds each wait for a byte, not the answer: a receiver that sent its status line and
+    headers a byte at a time (each long before the timeout) held the rollback's post, and every post behind it on
+    that URL, for as long as it kept sending, and nothing was said until the process exited. Now the post ends at
+    `answer_within_s` as `AnswerTooSlow` (decision 721); the bytes keep coming here until the test ends."""
+
+    def trickle(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        try:
+            for b in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: 1\r\n" * 100_000:
+                if srv.release.is_set():
+                    return
+                h.wfile.write(bytes([b]))
+                srv.release.wait(0.05)  # far below the 60 s a byte may take
+        except OSError:
+            pass  # the client shut it: what the fix does
+
+    srv.routes["/slow"] = trickle
+    n = Notifier(webhooks=[srv.url + "/slow"], timeout_s=60, retries=0, answer_within_s=0.5)
+    with capture_logs() as logs:
+        n.notify("rollback", PAYLOAD)
+        n.notify("promotion", PAYLOAD)
+        assert n.close(30), "the trickle held the posts"
+    failed = [e for e in logs if e["event"] == "notify.failed"]
+    assert [(e["notify_event"], e["error"], e["attempts"]) for e in failed] == \
+        [("rollback", "AnswerTooSlow", 1), ("promotion", "AnswerTooSlow", 1)], failed
+    assert srv.paths() == ["/slow", "/slow"]  # the second post was sent once the first was cut

@@ -1,0 +1,103 @@
+"""A deadline on a whole webhook post, however slowly its receiver answers.
+
+Why this exists: requests' `timeout` bounds each wait for a byte, not the answer. A receiver that sends its status
+line and headers a byte a second (a broken proxy, a tarpit) held a post for as long as it kept sending, and every
+post queued behind it on that URL with it, a rollback's included; nothing was said until the process exited
+(`notify.undelivered`), and a controller never exits. Each connection of a `watched_session` notes itself, when it
+sends a request, on the `Deadline` of the thread that sends it; the Deadline's timer shuts that socket down at its
+time, and the post fails as `AnswerTooSlow` (retried as a timeout is). Decision 721.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+_current = threading.local()  # the Deadline of the post this thread is sending
+
+
+class AnswerTooSlow(TimeoutError):
+    """The receiver's answer (status line, headers, a short body read) did not end within the post's deadline."""
+
+
+class Deadline:
+    """`with Deadline(s):` around one post on this thread: at `s` seconds its connection's socket is shut down."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.passed = seconds, False
+        self.conn: Any = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "Deadline":
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._timer.cancel()
+        _current.deadline = None
+        with self._lock:
+            self.conn = None
+
+    def noted(self, conn: Any) -> None:
+        with self._lock:
+            self.conn = conn
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.passed = True
+            sock = getattr(self.conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # the reading thread's recv returns at once
+                except OSError:
+                    pass
+
+
+def _note(conn: Any) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None:
+        deadline.noted(conn)
+
+
+class _NotedHTTP(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        _note(self)
+        return super().request(*args, **kwargs)
+
+
+class _NotedHTTPS(HTTPSConnection):
+    def connect(self) -> None:  # its TLS handshake comes before the request (urllib3's `_validate_conn`)
+        _note(self)
+        super().connect()
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        _note(self)
+        return super().request(*args, **kwargs)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _NotedHTTP
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _NotedHTTPS
+
+
+def watched_session() -> Any:
+    """A requests.Session whose connections note themselves on the sending thread's `Deadline`."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    for prefix in ("http://", "https://"):
+        adapter = HTTPAdapter()
+        adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        session.mount(prefix, adapter)
+    return session
