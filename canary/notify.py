@@ -67,6 +67,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from canary import logs
 from canary.errors import ConfigError
+from canary.notify_http import failure_cause
 from canary.notify_body import event_id, payload_for, slack_body, slack_line, webhook_body
 
 EVENTS = ("rollback", "promotion", "prediction_shift", "aborted")
@@ -98,9 +99,9 @@ Sender = Callable[[str, dict[str, Any], float], "int | Answer"]  # (url, JSON bo
 class _Retry(Exception):
     """A delivery attempt worth repeating (connection error, timeout, 5xx, 429)."""
 
-    def __init__(self, what: str, retry_after_s: float | None = None) -> None:
+    def __init__(self, what: str, retry_after_s: float | None = None, cause: str = "") -> None:
         super().__init__(what)
-        self.retry_after_s = retry_after_s
+        self.retry_after_s, self.cause = retry_after_s, cause
 
 
 class _Sink:
@@ -318,7 +319,7 @@ class Notifier:
                     try:
                         got = self._send(sink.url, body, self.timeout_s)
                     except OSError as exc:  # requests' errors are OSErrors too; their text holds the URL
-                        raise _Retry(type(exc).__name__) from None
+                        raise _Retry(type(exc).__name__, cause=failure_cause(exc)) from None
                     answer = got if isinstance(got, Answer) else Answer(int(got))
                     if answer.status >= 500 or answer.status == 429:
                         raise _Retry(f"HTTP {answer.status}", answer.retry_after_s)
@@ -327,6 +328,7 @@ class Notifier:
             kept = self._kept(sink, event, body)  # a receiver down for a minute: posted again at the next resend
             self.log.warning("notify.failed", notify_event=event, sink=sink.kind, host=sink.host, error=str(exc),
                              attempts=attempts, **({"detail": answer.error} if answer.error else {}),
+                             **({"cause": exc.cause} if exc.cause else {}),
                              **({"kept": True} if kept else {}))
             return
         except Exception as exc:  # noqa: BLE001 - a broken sender is logged, not raised

@@ -101,3 +101,36 @@ def watched_session() -> Any:
         adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
         session.mount(prefix, adapter)
     return session
+
+
+def failure_cause(exc: BaseException) -> str:
+    """What a post's connection error was, in a few fixed words ("" when none fits): requests says
+    `ConnectionError` alike for a name that does not resolve, a port that refuses and a proxy that drops, and
+    `SSLError` for a refused certificate and a server that speaks no TLS. Never the exception's text: it holds the
+    URL, and a Slack URL is its secret (decision 722)."""
+    import errno
+    import ssl
+
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+    seen: list[BaseException] = []
+    todo: list[Any] = [exc]
+    while todo and len(seen) < 20:  # the chain: __cause__/__context__, args, urllib3's `reason`
+        one = todo.pop(0)
+        if not isinstance(one, BaseException) or any(one is s for s in seen):
+            continue
+        seen.append(one)
+        todo += [one.__cause__, one.__context__, getattr(one, "reason", None), *one.args]
+    for kinds, words in (((NameResolutionError, socket.gaierror), "name does not resolve"),
+                         ((ssl.SSLCertVerificationError,), "certificate refused"),
+                         ((ConnectionRefusedError,), "connection refused"),
+                         ((ssl.SSLError,), "TLS handshake failed")):
+        if any(isinstance(one, kinds) for one in seen):
+            return words
+    if any(getattr(one, "errno", None) == errno.ECONNREFUSED for one in seen):
+        return "connection refused"
+    # urllib3's NewConnectionError (any failed connect) is a ConnectTimeoutError too: a timeout is one of its own
+    if any(isinstance(one, (ConnectTimeoutError, socket.timeout)) and not isinstance(one, NewConnectionError)
+           for one in seen):
+        return "connect timed out"
+    return ""

@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 from canary.errors import ConfigError
 from canary.notify import Notifier
 from tests.integration.test_notify_health import PAYLOAD
+from tests.unit.test_cli_prometheus import cert  # noqa: F401  (fixture: a self-signed certificate)
 
 pytestmark = pytest.mark.integration
 
@@ -272,3 +273,43 @@ def test_a_receiver_that_answers_a_byte_at_a_time_is_cut_off_and_said(srv):
     assert [(e["notify_event"], e["error"], e["attempts"]) for e in failed] == \
         [("rollback", "AnswerTooSlow", 1), ("promotion", "AnswerTooSlow", 1)], failed
     assert srv.paths() == ["/slow", "/slow"]  # the second post was sent once the first was cut
+
+
+@pytest.fixture
+def self_signed(cert: Any) -> Iterator[str]:
+    """An https receiver on 127.0.0.1 whose certificate nobody trusts (self-signed): its URL."""
+    import ssl
+
+    crt, key = cert
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(crt, key)
+    https = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    https.socket = context.wrap_socket(https.socket, server_side=True)
+    threading.Thread(target=https.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{https.server_address[1]}"
+    finally:
+        https.shutdown()
+        https.server_close()
+
+
+def test_a_post_that_cannot_connect_says_why_in_fixed_words(srv, self_signed):
+    """requests says `ConnectionError` alike for a name that does not resolve and a port that refuses, and
+    `SSLError` alike for a certificate refused and a receiver that speaks no TLS: on-call read `error=ConnectionError`
+    and could not tell a typo in the host from a receiver down. `cause` now says which, never with the URL's path
+    (a Slack URL is its secret; decision 722)."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    urls = {"connection refused": closed, "name does not resolve": "http://canary-webhook.invalid",
+            "TLS handshake failed": srv.url.replace("http://", "https://"), "certificate refused": self_signed}
+    for cause, base in urls.items():
+        n = Notifier(slack=[base + SECRET], timeout_s=10, retries=0)
+        with capture_logs() as logs:
+            n.notify("rollback", PAYLOAD)
+            assert n.close(30), cause
+        failed = [e for e in logs if e["event"] == "notify.failed"]
+        assert [e.get("cause") for e in failed] == [cause], (cause, failed)
+        assert "s3cret" not in repr(logs)
