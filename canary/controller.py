@@ -190,6 +190,11 @@ class _Known:
             self._state = None
 
 
+def _end_key(state: rl.RolloutState) -> tuple[str, str, float]:
+    """Which end `state` is, as a post of it is told apart from the next one: its version, phase and time."""
+    return state.canary_version, state.phase, state.updated_at
+
+
 @dataclass
 class Controller:
     """Drives all CanaryRollouts in `namespace` (or all namespaces)."""
@@ -227,6 +232,8 @@ class Controller:
         # version, step, step start) is checked on every read (docs/decisions.md).
         self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
         self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
+        # rollout -> the end `_do` posted at its stable-100% write (`_end_key`), until `_record` meets it (decision 723)
+        self._ends_posted: dict[str, tuple[str, str, float]] = {}
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
         # (namespace, VirtualService) -> the resourceVersion a look's read after it measured found with another
         # record (`_route_moved`): until the informers' cache holds that version or a later one, the route is
@@ -1434,8 +1441,17 @@ class Controller:
         texts: list[str] = []  # the state text each weight write recorded (computed once, by execute)
         rolls_back = state.phase in (rl.ROLLED_BACK, rl.ABORTED) and any(isinstance(a, rl.SetWeights) for a in actions)
         retry = self._retry(spec.key, state, spec.target) if rolls_back else None
+
+        def written(text: str) -> None:
+            # an end is posted the moment its stable-100% write lands, before the lines, the Kubernetes Event, the
+            # pod count and the look at other routes that follow it in `execute` (decision 723)
+            if state.terminal and not texts:
+                self._post_end(spec, state, actions)
+                self._ends_posted[spec.key] = _end_key(state)  # `_record` does not post it again, nor `_confirm_end`
+            texts.append(text)
+
         try:
-            new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect, written=texts.append,
+            new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect, written=written,
                           retry=retry, routed=routed)
         except CanaryError as exc:
             if retry is not None:  # a weights write that landed was the stable 100% (a re-pointing after it failed)
@@ -2396,21 +2412,14 @@ class Controller:
         waited on), then the counters, then the CanaryRollout's Kubernetes Events (a request each, up to 3 s);
         and before the history's write (`_observe`, a GET and a PUT up to 3 times, 5 s each). Queued last, the
         post of a rollback waited on an Events API or a ConfigMap API that hung, and a counter that raised (a
-        registry problem) lost it and the Events (decision 720). Never raises."""
+        registry problem) lost it and the Events (decision 720). An end `_do` posted at its write (decision 723) is
+        not posted again, here or at `_confirm_end` after a failure that followed that write. Never raises."""
         events = {a.event for a in actions if isinstance(a, rl.Emit)}
-        t, n = self.telemetry, self.notifier
+        t = self.telemetry
         ended = "rollback.completed" in events or "rollout.aborted" in events
         promoted = "rollout.promoted" in events
-        try:  # the payload made here: one that cannot be made costs neither the counters nor the Events
-            if n and ended:
-                n.notify("rollback" if state.phase == rl.ROLLED_BACK else "aborted", crd.notification(spec, state))
-                failed = state.verdict_results()
-                if any(r.get("kind") == "prediction_shift" and r.get("outcome") == "fail" for r in failed):
-                    n.notify("prediction_shift", crd.notification(spec, state))
-            if n and promoted:
-                n.notify("promotion", crd.notification(spec, state))
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("notify.internal_error", rollout=spec.key, notify_event=state.phase, error=type(exc).__name__)
+        if self._ends_posted.pop(spec.key, None) != _end_key(state):
+            self._post_end(spec, state, actions)
         seen = self._breach_seen.pop((spec.key, state.canary_version), None) if ended or promoted else None
         if t:
             self._count(spec, "canary_rollout_weight", lambda: t.record_state(
@@ -2425,6 +2434,22 @@ class Controller:
             if isinstance(a, rl.Emit) and a.event in K8S_EVENTS:
                 self._cr_event(spec, a.event, f"{a.event}: weights {state.weights} {a.fields.get('reason', '')}".strip(),
                                warning=a.warning)
+
+    def _post_end(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
+        """The webhooks and Slack told of the end `actions` say (`rollback.completed`, `rollout.aborted`,
+        `rollout.promoted`), if any: queued, never waited on. Never raises."""
+        events = {a.event for a in actions if isinstance(a, rl.Emit)}
+        n = self.notifier
+        try:  # the payload made here: one that cannot be made costs neither the counters nor the Events
+            if n and ("rollback.completed" in events or "rollout.aborted" in events):
+                n.notify("rollback" if state.phase == rl.ROLLED_BACK else "aborted", crd.notification(spec, state))
+                failed = state.verdict_results()
+                if any(r.get("kind") == "prediction_shift" and r.get("outcome") == "fail" for r in failed):
+                    n.notify("prediction_shift", crd.notification(spec, state))
+            if n and "rollout.promoted" in events:
+                n.notify("promotion", crd.notification(spec, state))
+        except Exception as exc:  # noqa: BLE001
+            self.log.error("notify.internal_error", rollout=spec.key, notify_event=state.phase, error=type(exc).__name__)
 
     def _count(self, spec: crd.RolloutSpec, metric: str, record: Callable[[], Any]) -> None:
         """One of `_record`'s counters or gauges: a registry that raises is said (`telemetry.record_failed`), and

@@ -1404,7 +1404,7 @@ class Runner:
                 # (a promotion's last write that fails is `promotion.write_failed`, not `rollback.failed`:
                 # `run`'s fail-safe finishes it, or gives the old version 100%)
                 state = execute(self.router, self.target, new, todo, log=self.log, expect=expect,
-                                written=self._remember, routed=routed,
+                                written=self._landed(new), routed=routed,
                                 retry=Retry(fields={"attempt": 0}) if self._current is not None else None)
                 break
             except RoutingConflict:
@@ -1428,6 +1428,16 @@ class Runner:
             self._tell_end(state)
         self.history.observe(state, actions)
         return state
+
+    def _landed(self, new: rl.RolloutState) -> Callable[[str], None]:
+        """`execute`'s `written` for `new`'s actions: an end is told (`ended`) the moment its stable-100% write
+        lands, before the lines, the Kubernetes Event, the pod count and the look at other routes that follow it in
+        `execute` (a hung Events API held the post 3 s and more; decision 723)."""
+        def written(text: str) -> None:
+            self._remember(text)
+            if new.terminal:
+                self._tell_end(new)
+        return written
 
     def _remember(self, text: str) -> None:
         if text != self._written:  # the same text again (a reassert of our weights) is no sign of life

@@ -4,7 +4,7 @@ a counter that raises (a registry problem) costs neither the post, nor the Event
 Before: `_do` wrote the history ConfigMap first (a GET and a PUT, up to 3 times, 5 s each), then the
 CanaryRollout's Events (3 s each), then the counters, and only then queued the post: a ConfigMap or Events API that
 hung held on-call's news of the rollback that long, and a `canary_rollbacks_total` that raised lost the post (the
-exception left `_record` before it). The order is asserted, never a duration (decision 720)."""
+exception left `_record` before it). The order is asserted, never a duration (decisions 720, 723)."""
 
 from __future__ import annotations
 
@@ -44,14 +44,12 @@ class _Queued:
         self.order.append(("notify", event))
 
 
-def test_a_rollback_is_posted_before_its_events_and_history_and_a_raising_counter_loses_nothing() -> None:
-    order: list[tuple[str, str]] = []
-    t = Telemetry()
-    # a registry problem: the counter registered with other labels, so `labels(model, reason)` raises
-    t.rollbacks = Counter("canary_rollbacks_total", "x", ["model"], registry=CollectorRegistry())
+def _rolling_back(order: list[tuple[str, str]], telemetry: Any = None) -> tuple[Controller, FakeRouter, Any, Any]:
+    """A controller whose Events API, notifier (and the history, as `_FailingConfigMaps`) note into `order`, over r0
+    progressing at 90/10 on a FakeRouter: (controller, router, spec, the rollback's (state, actions))."""
     router = FakeRouter(weights=Weights(90, 10), subsets={"stable": "v1", "canary": "v2"})
-    op = Controller(custom=None, core=_Events(order), router=router, metrics=None, telemetry=t,  # type: ignore[arg-type]
-                    notifier=_Queued(order), clock=FakeClock())
+    op = Controller(custom=None, core=_Events(order), router=router, metrics=None,  # type: ignore[arg-type]
+                    telemetry=telemetry, notifier=_Queued(order), clock=FakeClock())
     obj = fleet.rollout_object(0, "v2")
     obj["metadata"].update(generation=1, uid="u-1")
     spec = crd.parse(obj)
@@ -61,14 +59,47 @@ def test_a_rollback_is_posted_before_its_events_and_history_and_a_raising_counte
     state = rl.RolloutState(model=spec.target.model, stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
                             weights=Weights(90, 10), step=0, started_at=1.0, step_started_at=2.0, updated_at=3.0)
     router.state = state.to_json()
-    new, actions = rl.transition(state, rl.Rollback(10.0, "operator: latency page"), spec.policy)
+    return op, router, spec, rl.transition(state, rl.Rollback(10.0, "operator: latency page"), spec.policy)
+
+
+def test_a_rollback_is_posted_before_its_events_and_history_and_a_raising_counter_loses_nothing() -> None:
+    order: list[tuple[str, str]] = []
+    t = Telemetry()
+    # a registry problem: the counter registered with other labels, so `labels(model, reason)` raises
+    t.rollbacks = Counter("canary_rollbacks_total", "x", ["model"], registry=CollectorRegistry())
+    op, router, spec, (new, actions) = _rolling_back(order, t)
+    vs_event = router.record_event
+    router.record_event = lambda target, **kw: (order.append(("vs-event", kw["reason"])), vs_event(target, **kw))[1]
     with structlog.testing.capture_logs() as logs:
-        op._do(spec, new, actions, expect=state.to_json(), log=op.log)
+        op._do(spec, new, actions, expect=router.state, log=op.log)
     assert router.weights == STABLE_ONLY
     kinds = [k for k, _ in order]
-    assert order[0] == ("notify", "rollback"), order  # first: nothing outside the route is written before it
+    # first: nothing outside the route is written before it, not even the VirtualService's Event (decision 723)
+    assert order[0] == ("notify", "rollback") and ("vs-event", "RollbackCompleted") in order, order
+    assert kinds.count("notify") == 1, order
     assert ("event", "RollbackCompleted") in order and "history" in kinds, order  # and none is lost
     said = [e for e in logs if e["event"] == "telemetry.record_failed"]
     # once per record it broke (the phase's row makes the model's counters at 0 too), each naming its metric
     assert sorted(e["metric"] for e in said) == ["canary_rollbacks_total", "canary_rollout_weight"], said
     assert all(e["log_level"] == "error" and e["error"].startswith("ValueError") for e in said), said
+
+
+def test_an_end_posted_at_its_write_is_not_posted_again_when_what_follows_the_write_fails() -> None:
+    """The stable-100% write landed (posted then), the stable subset's pointing after it failed: `_do` raised, and
+    the next tick's `_confirm_end` records the end as `_record` does. One post, not two (decision 723)."""
+    from canary.errors import KubeUnavailable
+
+    order: list[tuple[str, str]] = []
+    op, router, spec, (new, actions) = _rolling_back(order)
+
+    def down(*args: Any, **kw: Any) -> None:
+        raise KubeUnavailable("503 (the API server restarting)")
+
+    router.point_subset = down  # type: ignore[method-assign]
+    try:
+        op._do(spec, new, actions, expect=router.state, log=op.log)
+    except KubeUnavailable:
+        pass
+    assert router.weights == STABLE_ONLY and order == [("notify", "rollback")], order
+    op._record(spec, new, [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollback.completed"])
+    assert [k for k, _ in order].count("notify") == 1, order

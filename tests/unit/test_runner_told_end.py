@@ -4,7 +4,9 @@ history write of it.
 Before: `promote` queued its post after `Runner.run()` returned, which was after the end's history flushes and,
 when they failed, their retries (7.5 s of waits against a ConfigMap API answering 500, each flush up to 3 × 5 s
 of requests against one that hangs): on-call heard of the rollback late, and not at all when the job was killed
-meanwhile. The order is asserted, never a duration (decision 720)."""
+meanwhile. The order is asserted, never a duration (decision 720). And it is told
+right after the stable-100% write, not after the end's Kubernetes Event (a hung Events API held it 3 s and more;
+decision 723)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 from canary import rollout as rl
 from canary.errors import KubeUnavailable
 from canary.history_store import Recorder
+from canary.model import STABLE_ONLY
 from canary.runner import EXIT_ROLLED_BACK
 from tests.unit.test_runner import POLICY, TARGET, make
 
@@ -43,13 +46,18 @@ def test_a_rollbacks_end_is_told_before_its_failing_history_writes_and_once() ->
     ctl.history = Recorder(_FailingConfigMaps(order), namespace=TARGET.namespace,  # type: ignore[arg-type]
                            virtual_service=TARGET.virtual_service, policy=POLICY, source="promote")
     told: list[rl.RolloutState] = []
-    ctl.ended = lambda state: (told.append(state), order.append(("ended", state.phase)))
+    ctl.ended = lambda state: (told.append(state), order.append(("ended", state.phase)),
+                               router.log.append(("ended", state.phase)))
     res = ctl.run()
     assert res.exit_code == EXIT_ROLLED_BACK and router.weights.canary == 0
     assert [s.phase for s in told] == [rl.ROLLED_BACK]  # once, though the loop and the retries saw it again
     i = order.index(("ended", rl.ROLLED_BACK))
     end_writes = [k for k, (what, phase) in enumerate(order) if what == "history" and phase == rl.ROLLED_BACK]
     assert len(end_writes) > 1 and i < end_writes[0], order  # every write of the end (and its retries) after it
+    # and on the route: right after the stable-100% write, before the end's Kubernetes Event (decision 723)
+    told_at = router.log.index(("ended", rl.ROLLED_BACK))
+    assert router.log[told_at - 1] == ("weights", STABLE_ONLY), router.log
+    assert router.log.index(("event", "RollbackCompleted"), told_at) > told_at, router.log
 
 
 def test_an_end_told_by_a_callback_that_raises_still_ends_as_it_did() -> None:
