@@ -339,7 +339,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                     f"CanaryRollout {namespace}/{meta['name']} is being deleted (since {deleting}; finalizers: {held}, "
                     "the controller's sends a rollout it ran to stable first); nothing was written: run this request "
                     f"again once it is gone (`kubectl get canaryrollout {meta['name']} -n {namespace}`: NotFound)") from None
-            held = held_by_another(current, model, canary_version)
+            held = held_by_another(current, body["spec"])
             if held:  # another request's rollout running under this name: never replaced by it (decision 701)
                 from canary.reconcile import crd_owner
 
@@ -577,18 +577,20 @@ def rollout_name(model: str, canary_version: str) -> str:
     return f"{name}-{hashlib.sha256(f'{model}/{canary_version}'.encode()).hexdigest()[:8]}"
 
 
-def held_by_another(obj: dict[str, Any], model: str, canary_version: str) -> str:
-    """Why a request for `model`'s `canary_version` must not replace the CanaryRollout `obj`: its spec asks for
-    another model or version and that request has not ended (no end of its present generation in the status: it
+def held_by_another(obj: dict[str, Any], asked: dict[str, Any]) -> str:
+    """Why a request whose spec is `asked` must not replace the CanaryRollout `obj`: its spec has the controller
+    drive another rollout (`_drives`: another model or version, or the same version on another VirtualService,
+    route or DestinationRule) and that request has not ended (no end of its present generation in the status: it
     waits to be claimed, or runs). A replace re-targeted it: the controller sent what it ran to stable 100% and
-    ran this request instead, and the other pipeline's follower exited 3 (decision 617) - two requests whose
-    default names met (`v2.1` and `v2-1`, `m-x` `v1` and `m` `x-v1`) or one `--rollout-name` in two pipelines'
-    template (decision 701). "" when it asks for this very request (a retry finds its own rollout), has ended, or
-    was refused before any claim (its follower withdraws it)."""
+    ran this request instead, and the other pipeline's follower exited 3 (decision 617), or, its model and version
+    the same, took that end for its own - two requests whose default names met (`v2.1` and `v2-1`, `m-x` `v1` and
+    `m` `x-v1`, one version to two VirtualServices) or one `--rollout-name` in two pipelines' template (decision
+    701). "" when it drives what this request asks (a retry finds its own rollout), has ended, or was refused
+    before any claim (its follower withdraws it)."""
     meta, spec, st = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
-    asked = (spec.get("model"), spec.get("canaryVersion"))
     generation = int(meta.get("generation") or 0)
-    if asked == (model, canary_version) or _refused(st, generation):
+    theirs, ours = _drives(spec), _drives(asked)
+    if theirs == ours or _refused(st, generation):
         return ""
     if st.get("phase") in rl.TERMINAL and int(st.get("observedGeneration") or 0) >= generation:
         return ""
@@ -597,9 +599,24 @@ def held_by_another(obj: dict[str, Any], model: str, canary_version: str) -> str
     job = _request_job(obj)
     by = f", its request's CI job {shown(job)}" if job else ""
     where = f"{st['phase']}, weights {weights_text(st) or '?/?'}" if st.get("phase") else "waiting to be claimed"
-    return (f"is another request's rollout of {shown(str(asked[0]))} {shown(str(asked[1]))} ({where}{by}); "
-            f"nothing was written: {model} {canary_version} would have replaced it, its traffic sent to stable; "
-            "run this request again once that one has ended, or give it its own --rollout-name")
+    on = ", ".join(f"{what} {shown(a) if a else '(none)'}" for what, a, b in
+                   zip(("VirtualService", "route", "DestinationRule"), theirs[2:], ours[2:])
+                   if a != b and not (what == "DestinationRule" and theirs[2] != ours[2]))  # its default: the VS's
+    model, version = ours[:2]
+    return (f"is another request's rollout of {shown(theirs[0])} {shown(theirs[1])}{' on ' + on if on else ''} "
+            f"({where}{by}); nothing was written: {model} {version} would have replaced it, its traffic sent to "
+            "stable; run this request again once that one has ended, or give it its own --rollout-name")
+
+
+def _drives(spec: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """(model, canary version, VirtualService, route, DestinationRule) a CanaryRollout's spec has the controller
+    drive, each as the controller defaults it (the VirtualService the model's name, the route the inline policy's,
+    the DestinationRule the VirtualService's name): an edit of any of them ends the rollout running (decision 617,
+    `controller._drives`)."""
+    policy = spec.get("policy") if isinstance(spec.get("policy"), dict) else {}
+    vs = str(spec.get("virtualService") or spec.get("model") or "")
+    return (str(spec.get("model") or ""), str(spec.get("canaryVersion") or ""), vs,
+            str(spec.get("route") or policy.get("route") or ""), str(spec.get("destinationRule") or vs))
 
 
 def _request_job(obj: dict[str, Any]) -> str:

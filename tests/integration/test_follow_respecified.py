@@ -247,6 +247,8 @@ def test_the_end_line_of_a_partly_written_status_names_its_weights_as_follow_sta
                   output="text", timeout_s=60)
     assert code == 1
     assert capsys.readouterr().out == f"rolled_back: m0 v2{said}- latency\n"
+
+
 @pytest.mark.parametrize("status", [
     None,  # created, not claimed yet (its follower waits for it)
     {"phase": "progressing", "step": 2, "weights": {"stable": 50, "canary": 50}, "observedGeneration": 1,
@@ -292,3 +294,30 @@ def test_a_request_for_another_version_re_targets_a_canaryrollout_that_ended(wor
     with pytest.raises(TransientError, match="did not finish"):  # no controller runs: its status never ends
         _request(kubeconfig, policy, "v3")
     assert _written(custom)["spec"]["canaryVersion"] == "v3"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("spec,flags,asked", [
+    ({"virtualService": "m0-eu"}, {"virtual_service": "m0-us"}, "VirtualService m0-eu"),
+    ({"route": "eu"}, {"route": "us"}, "route eu"),
+])
+def test_a_request_for_the_same_version_on_another_route_never_replaces_a_canaryrollout_that_runs(
+        world: Any, tmp_path: Any, spec: dict[str, str], flags: dict[str, str], asked: str) -> None:
+    """One version to two VirtualServices (or two routes of one), a pipeline each, the default name
+    `<model>-<version>` the same for both: the second request's replace made the controller supersede the first
+    (stable 100% on its route) and run the second, and the first follower, its model and version unchanged, could
+    take an end of the replaced spec for its own. Busy, as for another version (decision 701, addendum)."""
+    api, _op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2", **spec))
+    custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"status": {
+        "phase": "progressing", "step": 1, "weights": {"stable": 90, "canary": 10}, "observedGeneration": 1,
+        "target": {"canaryVersion": "v2", "model": "m0", **spec}}})
+    before = _written(custom)
+    kubeconfig, policy = _files(tmp_path, api)
+    with pytest.raises(RolloutBusy) as refused:
+        follow(**{"virtual_service": None, "route": None, **flags}, model="m0", canary_version="v2",
+               policy_file=policy, namespace="ml", stable_version="", kubeconfig=str(kubeconfig), context=None,
+               name="r0", triton=None, output="json", timeout_s=1)
+    said = str(refused.value)
+    assert f"CanaryRollout ml/r0 is another request's rollout of m0 v2 on {asked} (progressing" in said, said
+    after = _written(custom)
+    assert after is not None and after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], after

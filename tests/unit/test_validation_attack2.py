@@ -187,7 +187,7 @@ def test_the_ci_job_of_a_canaryrollout_held_by_another_request_is_read_as_the_co
     obj = {"metadata": {"generation": 1, "annotations": {"modelcanary.dev/ci-job": job}},
            "spec": {"model": "m0", "canaryVersion": "v2"}, "status": {}}
     assert cli_controller._request_job(obj) == named
-    said = cli_controller.held_by_another(obj, "m0", "v2.1")
+    said = cli_controller.held_by_another(obj, {"model": "m0", "canaryVersion": "v2.1"})
     assert said.startswith("is another request's rollout of m0 v2 (waiting to be claimed"), said
     assert ("CI job" in said) == bool(named) and (job in said) == bool(named), said
 
