@@ -269,7 +269,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     cli._target(model, namespace, virtual_service, destination_rule, route=route)  # names checked: ConfigError, nothing sent
     check_object_name(name or rollout_name(model, canary_version),
                       "--rollout-name" if name else "the CanaryRollout's name (<model>-<version>; --rollout-name)")
-    name = name or rollout_name(model, canary_version)
+    named, name = bool(name), name or rollout_name(model, canary_version)
     body = crd.new_object(namespace=namespace, name=name,
                           model=model, canary_version=canary_version, policy_raw=raw, stable_version=stable_version,
                           virtual_service=virtual_service or "", triton=triton)
@@ -289,6 +289,9 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     created = False
     try:
         interrupted()
+        if not named and name != legacy_rollout_name(model, canary_version):
+            meta["name"] = name = _named_before(api, namespace, body["spec"], model, canary_version) or name
+            interrupted()  # a signal lost in that read: nothing created
         if not retry:
             ended = _rolled_back_before(api, namespace, name, model=model, canary_version=canary_version,
                                         virtual_service=virtual_service, destination_rule=destination_rule,
@@ -570,11 +573,33 @@ def rollout_name(model: str, canary_version: str) -> str:
     (a version label may hold upper case, '.' and '_', an object name none of them). Where that changed a
     character, a hash of the exact model and version follows: `v2.1`, `v2_1`, `V2.1` and `v2-1` all read
     `m-v2-1`, and a second pipeline's request met the first one's rollout under its name (decision 701)."""
-    exact = f"{model}-{canary_version}"
-    name = exact.lower().replace(".", "-").replace("_", "-")
-    if name == exact:
+    name = legacy_rollout_name(model, canary_version)
+    if name == f"{model}-{canary_version}":
         return name
     return f"{name}-{hashlib.sha256(f'{model}/{canary_version}'.encode()).hexdigest()[:8]}"
+
+
+def legacy_rollout_name(model: str, canary_version: str) -> str:
+    """The default name a CLI before decision 701 gave: `<model>-<version>` lower-cased, `.` and `_` as `-`."""
+    return f"{model}-{canary_version}".lower().replace(".", "-").replace("_", "-")
+
+
+def _named_before(api: Any, namespace: str, asked: dict[str, Any], model: str, canary_version: str) -> str:
+    """The CanaryRollout a CLI before decision 701 created for this very request (`legacy_rollout_name`, its spec
+    driving what `asked` drives: `_drives`), else "": a request retried across the upgrade (a follower out of
+    --timeout while its rollout ran, then the CLI image bumped) created a second object beside its own, held busy
+    by it, and one that ended was run again or refused (701 addendum)."""
+    from canary.kube import an_object
+
+    legacy = legacy_rollout_name(model, canary_version)
+    try:
+        obj = an_object(api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, legacy),
+                        f"CanaryRollout {namespace}/{legacy}")
+    except Exception as exc:
+        if getattr(exc, "status", None) == 404:
+            return ""
+        raise
+    return legacy if _drives(obj.get("spec") or {}) == _drives(asked) else ""
 
 
 def held_by_another(obj: dict[str, Any], asked: dict[str, Any]) -> str:
