@@ -8,6 +8,7 @@ what grows: a new kind of check is a class here and a branch in the judge.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
@@ -193,7 +194,6 @@ Check = Annotated[
 ]
 
 
-
 # a limit at or past which the check passes every canary short of a broken one (decision 704): the field, the value
 # from which it is said, and what a canary must show to break it ({v}: the limit, {q}: a latency check's quantile)
 UNBREAKABLE = {
@@ -205,13 +205,24 @@ UNBREAKABLE = {
 }
 
 
+# the limits a check of these kinds may set: one of them that judges makes a loose other one a hard stop, not a
+# check that passes every canary (704 addendum)
+LIMITS = ("max_increase_pct", "max_ms", "max_increase_points", "max_rate_pct", "max_psi", "max_js")
+
+
 def unbreakable_limits(check: "Check") -> list[tuple[str, str]]:
     """(field, what breaks it) for each limit of `check` that no canary short of a broken one breaks
-    (`max_increase_pct: 1e300`, `max_rate_pct: 100`): valid, and said as an advisory, never refused (decision 704)."""
+    (`max_increase_pct: 1e300`, `max_rate_pct: 100`) when every limit it sets is one: valid, and said as an
+    advisory, never refused (decision 704). Beside a limit that judges (`max_increase_points: 1` with
+    `max_rate_pct: 50`) none is said: the check does not pass every canary."""
     out = []
-    for field, (at, breaks) in UNBREAKABLE.items():
+    for field in LIMITS:
         v = getattr(check, field, None)
-        if isinstance(v, (int, float)) and v >= at:
-            q = f"{getattr(check, 'quantile', 0) * 100:g}"
-            out.append((field, breaks.format(v=f"{v:g}", q=q, x=f"{1 + v / 100:g}", s=f"{v / 1000:g}")))
+        if v is None:
+            continue
+        at, breaks = UNBREAKABLE.get(field, (math.inf, ""))
+        if not v >= at:
+            return []  # this limit judges
+        q = f"{getattr(check, 'quantile', 0) * 100:g}"
+        out.append((field, breaks.format(v=f"{v:g}", q=q, x=f"{1 + v / 100:g}", s=f"{v / 1000:g}")))
     return out

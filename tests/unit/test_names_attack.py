@@ -97,3 +97,19 @@ def test_a_limit_no_canary_short_of_a_broken_one_breaks_is_said_never_refused(tm
     res = CliRunner().invoke(app, ["policy", "validate", str(pol)])
     assert res.exit_code == 0 and f"warning: {pol}: checks[1].max_rate_pct 50: a canary breaks it" in res.stderr, \
         res.output
+
+
+def test_a_loose_limit_beside_one_that_judges_is_no_advisory() -> None:
+    """A loose ceiling kept as a hard stop beside a tight relative limit (`max_increase_points: 1` with
+    `max_rate_pct: 50`, a slow model's `max_ms: 60000` with `max_increase_pct: 20`) was said "the check passes every
+    other canary, however much worse than stable": false, its other limit judges (704 addendum). Said only where
+    every limit the check sets is one only a broken canary breaks."""
+    from canary.policy import advisories
+
+    checks = [{"name": "lat", "kind": "latency", "max_increase_pct": 20, "max_ms": 60000},
+              {"name": "err", "kind": "error_rate", "max_increase_points": 1, "max_rate_pct": 50},
+              {"name": "miss", "kind": "feature_missing", "max_increase_points": 2, "max_rate_pct": 80},
+              {"name": "shift", "kind": "prediction_shift", "max_psi": 0.2, "max_js": 1},
+              {"name": "only", "kind": "error_rate", "max_rate_pct": 50}]
+    said = dict(advisories(parse_policy(_policy(checks=checks), file="p.yaml")))
+    assert list(said) == ["checks[4].max_rate_pct"], said
