@@ -290,7 +290,8 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     try:
         interrupted()
         if not named and name != legacy_rollout_name(model, canary_version):
-            meta["name"] = name = _named_before(api, namespace, body["spec"], model, canary_version) or name
+            meta["name"] = name = _named_before(api, namespace, body["spec"], model, canary_version,
+                                                retry=retry) or name
             interrupted()  # a signal lost in that read: nothing created
         if not retry:
             ended = _rolled_back_before(api, namespace, name, model=model, canary_version=canary_version,
@@ -584,11 +585,13 @@ def legacy_rollout_name(model: str, canary_version: str) -> str:
     return f"{model}-{canary_version}".lower().replace(".", "-").replace("_", "-")
 
 
-def _named_before(api: Any, namespace: str, asked: dict[str, Any], model: str, canary_version: str) -> str:
+def _named_before(api: Any, namespace: str, asked: dict[str, Any], model: str, canary_version: str, *,
+                  retry: bool = False) -> str:
     """The CanaryRollout a CLI before decision 701 created for this very request (`legacy_rollout_name`, its spec
     driving what `asked` drives: `_drives`), else "": a request retried across the upgrade (a follower out of
     --timeout while its rollout ran, then the CLI image bumped) created a second object beside its own, held busy
-    by it, and one that ended was run again or refused (701 addendum)."""
+    by it, and one that ended was run again or refused (701 addendum). Not one that rolled back when `retry` asks
+    for a new run: under its old name that was refused (decision 248), the new name runs it."""
     from canary.kube import an_object
 
     legacy = legacy_rollout_name(model, canary_version)
@@ -599,6 +602,8 @@ def _named_before(api: Any, namespace: str, asked: dict[str, Any], model: str, c
         if getattr(exc, "status", None) == 404:
             return ""
         raise
+    if retry and (obj.get("status") or {}).get("phase") == rl.ROLLED_BACK:
+        return ""
     return legacy if _drives(obj.get("spec") or {}) == _drives(asked) else ""
 
 

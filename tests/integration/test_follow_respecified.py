@@ -323,11 +323,13 @@ def test_a_request_for_the_same_version_on_another_route_never_replaces_a_canary
     assert after is not None and after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], after
 
 
-def test_a_request_retried_after_the_upgrade_finds_the_canaryrollout_an_older_cli_named(world: Any,
-                                                                                        tmp_path: Any) -> None:
+@pytest.mark.parametrize("phase,retry", [("progressing", False), ("rolled_back", True)])
+def test_a_request_retried_after_the_upgrade_finds_the_canaryrollout_an_older_cli_named(
+        world: Any, tmp_path: Any, phase: str, retry: bool) -> None:
     """A CLI before decision 701 named m0's `v2.1` `m0-v2-1`; the same request retried after the upgrade created
     `m0-v2-1-<hash>` beside its running rollout, which the controller held busy. The name an older CLI gave this
-    very request (the same model, version and route) is its own (701 addendum)."""
+    very request (the same model, version and route) is its own (701 addendum); but `--retry` of one that rolled
+    back runs it under the new name (under the old one: exit 2, decision 248)."""
     from canary.cli_controller import rollout_name
 
     api, _op, custom = world
@@ -335,12 +337,13 @@ def test_a_request_retried_after_the_upgrade_finds_the_canaryrollout_an_older_cl
     obj["metadata"]["name"] = "m0-v2-1"
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
     custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "m0-v2-1", {"status": {
-        "phase": "progressing", "step": 1, "weights": {"stable": 90, "canary": 10}, "observedGeneration": 1,
+        "phase": phase, "step": 1, "weights": {"stable": 90, "canary": 10}, "observedGeneration": 1,
         "target": {"canaryVersion": "v2.1", "model": "m0"}}})
     kubeconfig, policy = _files(tmp_path, api)
-    with pytest.raises(TransientError, match="CanaryRollout ml/m0-v2-1 did not finish"):
+    taken = rollout_name("m0", "v2.1") if retry else "m0-v2-1"
+    with pytest.raises(TransientError, match=f"CanaryRollout ml/{taken} did not finish"):
         follow(model="m0", canary_version="v2.1", policy_file=policy, namespace="ml", stable_version="",
                virtual_service=None, kubeconfig=str(kubeconfig), context=None, name=None, triton=None,
-               output="json", timeout_s=1)
+               output="json", timeout_s=1, retry=retry)
     listed = custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL)["items"]
-    assert [o["metadata"]["name"] for o in listed] == ["m0-v2-1"], rollout_name("m0", "v2.1")
+    assert sorted(o["metadata"]["name"] for o in listed) == sorted({"m0-v2-1", taken})
