@@ -411,7 +411,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                 reporting()
                 opts.emit(follow_document(st, outcome=outcome, exit_code=code, rollout=where), output, text)
                 return code
-            asked = _asked_instead(obj, model, canary_version, generation)
+            asked = _asked_instead(obj, body["spec"], generation)
             if asked:  # its spec now asks for another version: this request's will never end there (decision 617)
                 if seen is not None:
                     seen["status"] = None
@@ -629,13 +629,21 @@ def held_by_another(obj: dict[str, Any], asked: dict[str, Any]) -> str:
     job = _request_job(obj)
     by = f", its request's CI job {shown(job)}" if job else ""
     where = f"{st['phase']}, weights {weights_text(st) or '?/?'}" if st.get("phase") else "waiting to be claimed"
-    on = ", ".join(f"{what} {shown(a) if a else '(none)'}" for what, a, b in
-                   zip(("VirtualService", "route", "DestinationRule"), theirs[2:], ours[2:])
-                   if a != b and not (what == "DestinationRule" and theirs[2] != ours[2]))  # its default: the VS's
     model, version = ours[:2]
-    return (f"is another request's rollout of {shown(theirs[0])} {shown(theirs[1])}{' on ' + on if on else ''} "
+    return (f"is another request's rollout of {shown(theirs[0])} {shown(theirs[1])}{_drives_elsewhere(theirs, ours)} "
             f"({where}{by}); nothing was written: {model} {version} would have replaced it, its traffic sent to "
             "stable; run this request again once that one has ended, or give it its own --rollout-name")
+
+
+def _drives_elsewhere(theirs: tuple[str, ...], ours: tuple[str, ...]) -> str:
+    """' on VirtualService x, route y': where `theirs` (`_drives`) drives unlike `ours`, '' where the same (a
+    DestinationRule said only under one VirtualService: unwritten, it is the VirtualService's name)."""
+    from canary.reconcile import shown_owner as shown
+
+    on = ", ".join(f"{what} {shown(a) if a else '(none)'}" for what, a, b in
+                   zip(("VirtualService", "route", "DestinationRule"), theirs[2:], ours[2:])
+                   if a != b and not (what == "DestinationRule" and theirs[2] != ours[2]))
+    return f" on {on}" if on else ""
 
 
 def _drives(spec: dict[str, Any]) -> tuple[str, str, str, str, str]:
@@ -705,23 +713,27 @@ def kept_metadata(current: dict[str, Any], ours: dict[str, Any]) -> dict[str, An
     return meta
 
 
-def _asked_instead(obj: dict[str, Any], model: str, canary_version: str, generation: int) -> str:
-    """What the CanaryRollout `obj` asks for instead of `model`'s `canary_version` when its spec was replaced since
-    this request wrote it (`generation`) and names another version or model: a second pipeline's `--via-controller`
-    with the same `--rollout-name` (a template's fixed name; a monorepo's models all at one commit's version), or an
+def _asked_instead(obj: dict[str, Any], asked: dict[str, Any], generation: int) -> str:
+    """What the CanaryRollout `obj` asks for instead of this request's spec `asked` when its spec was replaced since
+    this request wrote it (`generation`) and drives another rollout (`_drives`: another version or model, or the
+    same version on another VirtualService, route or DestinationRule): a second pipeline's `--via-controller` with
+    the same `--rollout-name` (a template's fixed name; a monorepo's models all at one commit's version), or an
     apply. The controller ends what it ran of this request and runs that one, so no status of this request's comes:
     the follower waited out `--timeout` (1h) and said "it keeps running in the controller", or took another model's
-    end of the same version for its own (decision 617). "" while the spec still asks for what this request asked."""
+    (or route's) end of the same version for its own (decision 617; 701 addendum). "" while the spec still asks
+    for what this request asked."""
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
-    now = (spec.get("model"), spec.get("canaryVersion"))
-    if now == (model, canary_version) or int(meta.get("generation") or 0) <= generation:
+    theirs, ours = _drives(spec), _drives(asked)
+    if theirs == ours or int(meta.get("generation") or 0) <= generation:
         return ""
+    model, canary_version = ours[:2]
     from canary import ci_job
     from canary.reconcile import shown_owner as shown
 
     job = (meta.get("annotations") or {}).get(ci_job.ANNOTATION)
     by = f" (its request names the CI job {shown(str(job))})" if job else ""
-    return (f"now asks for {shown(str(now[0]))} {shown(str(now[1]))}: its spec was replaced since this request wrote "
+    return (f"now asks for {shown(theirs[0])} {shown(theirs[1])}{_drives_elsewhere(theirs, ours)}: its spec was "
+            "replaced since this request wrote "
             f"it{by}, by another `promote --via-controller` with the same --rollout-name or an apply; {model} "
             f"{canary_version} is no longer rolled out by it, and what the controller had run of it went to stable "
             "100%; this request's outcome is unknown (`canary status`); give each rollout its own --rollout-name")

@@ -83,7 +83,8 @@ def _follower(tmp_path: Any, api: Any, ended: dict[str, Any]) -> threading.Threa
     return follower
 
 
-@pytest.mark.parametrize("field,value,asked", [("canaryVersion", "v3", "m0 v3"), ("model", "m1", "m1 v2")])
+@pytest.mark.parametrize("field,value,asked", [("canaryVersion", "v3", "m0 v3"), ("model", "m1", "m1 v2"),
+                                               ("virtualService", "m0-eu", "m0 v2 on VirtualService m0-eu")])
 def test_a_follower_whose_canaryrollout_now_asks_another_version_says_so(world: Any, tmp_path: Any, field: str,
                                                                         value: str, asked: str) -> None:
     """Another version, or another model at the same version (a monorepo's pipeline: every model at one commit's
