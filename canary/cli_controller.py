@@ -631,8 +631,9 @@ def held_by_another(obj: dict[str, Any], asked: dict[str, Any]) -> str:
     where = f"{st['phase']}, weights {weights_text(st) or '?/?'}" if st.get("phase") else "waiting to be claimed"
     model, version = ours[:2]
     return (f"is another request's rollout of {shown(theirs[0])} {shown(theirs[1])}{_drives_elsewhere(theirs, ours)} "
-            f"({where}{by}); nothing was written: {model} {version} would have replaced it, its traffic sent to "
-            "stable; run this request again once that one has ended, or give it its own --rollout-name")
+            f"({where}{by}); nothing was written: {model} {version}{_drives_elsewhere(ours, theirs)} would have "
+            "replaced it, its traffic sent to stable; run this request again once that one has ended, or give it "
+            "its own --rollout-name")
 
 
 def _drives_elsewhere(theirs: tuple[str, ...], ours: tuple[str, ...]) -> str:

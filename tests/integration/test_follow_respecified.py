@@ -320,6 +320,7 @@ def test_a_request_for_the_same_version_on_another_route_never_replaces_a_canary
                name="r0", triton=None, output="json", timeout_s=1)
     said = str(refused.value)
     assert f"CanaryRollout ml/r0 is another request's rollout of m0 v2 on {asked} (progressing" in said, said
+    assert f"nothing was written: m0 v2 on {asked.replace('eu', 'us')} would have replaced it" in said, said
     after = _written(custom)
     assert after is not None and after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], after
 
