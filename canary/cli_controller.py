@@ -350,6 +350,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                 raise errors.RolloutBusy(f"CanaryRollout {namespace}/{meta['name']} {held}", job=_request_job(current),
                                          holder=crd_owner(namespace, meta["name"], _uid(current)))
             body["metadata"] = kept_metadata(current, body["metadata"])
+            body["spec"] = kept_spec(current, body["spec"])
             written = _answered(lambda: api.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace,
                                                                              crd.PLURAL, meta["name"], body),
                                 api, body, "replace")
@@ -712,6 +713,22 @@ def kept_metadata(current: dict[str, Any], ours: dict[str, Any]) -> dict[str, An
         meta["annotations"] = annotations
     meta["resourceVersion"] = have["resourceVersion"]
     return meta
+
+
+# what a person asks of a CanaryRollout, never by a request: a retry's replace dropped them (701 addendum)
+KEPT_SPEC = ("action", "actionReason", "onForeignEdit", "onPrometheusOutage")
+
+
+def kept_spec(current: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    """The spec a request's replace sends over the CanaryRollout `current`: its own, and where `current` drives what
+    it asks (`_drives`: the same request again, a pipeline's retry) what a person asked of it since (`KEPT_SPEC`:
+    an on-call's `action: pause`, a hold before the start among them, and how an outage is met), which the retry's
+    spec names none of: dropped, the hold was gone and the controller claimed. Another request's (a re-target of
+    an ended one, decision 617) starts from its own: an old `action: rollback` would end it unrun."""
+    have = current.get("spec") or {}
+    if _drives(have) != _drives(ours):
+        return ours
+    return {**{k: have[k] for k in KEPT_SPEC if k in have}, **ours}
 
 
 def _asked_instead(obj: dict[str, Any], asked: dict[str, Any], generation: int) -> str:

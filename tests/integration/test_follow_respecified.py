@@ -349,3 +349,19 @@ def test_a_request_retried_after_the_upgrade_finds_the_canaryrollout_an_older_cl
                output="json", timeout_s=1, retry=retry)
     listed = custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL)["items"]
     assert sorted(o["metadata"]["name"] for o in listed) == sorted({"m0-v2-1", taken})
+
+
+def test_a_retried_request_keeps_what_a_person_asked_of_its_canaryrollout(world: Any, tmp_path: Any) -> None:
+    """On-call held the waiting rollout (`action: pause`, asked to hold before it starts) and chose how an outage is
+    met; the pipeline's retry (its first follower out of --timeout) replaced the spec with its own, which names
+    neither: the hold was gone and the controller would claim and move traffic. The same request again keeps them
+    (701 addendum); `follow` writes the rest of the spec as before."""
+    api, _op, custom = world
+    asked = {"action": "pause", "actionReason": "on-call: hold for the incident", "onPrometheusOutage": "hold"}
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2",
+                                                                                                          **asked))
+    kubeconfig, policy = _files(tmp_path, api)
+    with pytest.raises(TransientError, match="did not finish"):  # no controller runs: its status never ends
+        _request(kubeconfig, policy, "v2")
+    spec = _written(custom)["spec"]  # type: ignore[index]
+    assert {k: spec.get(k) for k in asked} == asked, spec
