@@ -715,7 +715,7 @@ def kept_metadata(current: dict[str, Any], ours: dict[str, Any]) -> dict[str, An
     return meta
 
 
-# what a person asks of a CanaryRollout, never by a request: a retry's replace dropped them (701 addendum)
+# what a person asks of a CanaryRollout, never a request: a retry's replace dropped them (decision 706)
 KEPT_SPEC = ("action", "actionReason", "onForeignEdit", "onPrometheusOutage")
 
 
@@ -751,8 +751,7 @@ def _asked_instead(obj: dict[str, Any], asked: dict[str, Any], generation: int) 
     job = (meta.get("annotations") or {}).get(ci_job.ANNOTATION)
     by = f" (its request names the CI job {shown(str(job))})" if job else ""
     return (f"now asks for {shown(theirs[0])} {shown(theirs[1])}{_drives_elsewhere(theirs, ours)}: its spec was "
-            "replaced since this request wrote "
-            f"it{by}, by another `promote --via-controller` with the same --rollout-name or an apply; {model} "
+            f"replaced since this request wrote it{by}, by another `promote --via-controller` with the same --rollout-name or an apply; {model} "
             f"{canary_version} is no longer rolled out by it, and what the controller had run of it went to stable "
             "100%; this request's outcome is unknown (`canary status`); give each rollout its own --rollout-name")
 
