@@ -1446,8 +1446,7 @@ class Controller:
             # an end is posted the moment its stable-100% write lands, before the lines, the Kubernetes Event, the
             # pod count and the look at other routes that follow it in `execute` (decision 723)
             if state.terminal and not texts:
-                self._post_end(spec, state, actions)
-                self._ends_posted[spec.key] = _end_key(state)  # `_record` does not post it again, nor `_confirm_end`
+                self._post_once(spec, state, actions)
             texts.append(text)
 
         try:
@@ -2233,14 +2232,19 @@ class Controller:
         decided = self._unconfirmed.get(key)
         end = _decided_again(decided[0], state, now, decided[1]) \
             if decided is not None and _decided_for(decided[0], state) else None
+        landed: list[list[rl.Action]] = []  # the end's actions, once its stable-100% write landed (posted then)
         try:
             new = self._to_stable(key, spec.target, state, reason=reason[:500], log=log, now=now, expect=read,
-                                  routed=now_read.route if rec is not None else None, cause=cause, end=end)
+                                  routed=now_read.route if rec is not None else None, cause=cause, end=end,
+                                  told=lambda ended, actions: (self._post_once(spec, ended, actions),
+                                                               landed.append(actions)))
         except CanaryError as unsent:  # rollback.retrying (or its page) is logged; the next tick tries again, or finds it landed
             self._unconfirmed[key] = (*(end or rl.transition(state, rl.Rollback(now, reason[:500], aborted=True,
                                                                                 cause=cause),
                                                              None)), read, write_landed(unsent))  # type: ignore[arg-type]
             return
+        # its counters and the CanaryRollout's Events, as every other end's (posted at its write: not again; 725)
+        self._record(spec, new, landed[-1] if landed else [])
         self._observe(spec, new)
         self._known[key] = _Known(spec, new)
         self._failing.pop(key, None)
@@ -2282,14 +2286,16 @@ class Controller:
 
     def _to_stable(self, key: str, target: Target, state: rl.RolloutState, *, reason: str, log: Any, now: float,
                    expect: str | None, routed: Any = None, cause: str = "",
-                   end: tuple[rl.RolloutState, list[rl.Action]] | None = None) -> rl.RolloutState:
+                   end: tuple[rl.RolloutState, list[rl.Action]] | None = None,
+                   told: Callable[[rl.RolloutState, list[rl.Action]], None] | None = None) -> rl.RolloutState:
         """`to_stable` for rollout `key` within a tick's budget (TO_STABLE_BUDGET_S), its failure said as `_retry`
         says (the next tick tries again); `cause`: the abort's class (decision 607); `end`: a rollback decided
-        already, written as decided (`to_stable`'s). Raises what `to_stable` raises."""
+        already, written as decided (`to_stable`'s); `told`: called as its write lands (`to_stable`'s). Raises
+        what `to_stable` raises."""
         retry = self._retry(key, state, target)
         try:
             new = to_stable(self.fenced, target, state, reason=reason, log=log, now=now, budget_s=TO_STABLE_BUDGET_S,
-                            expect=expect, retry=retry, routed=routed, cause=cause, end=end)
+                            expect=expect, retry=retry, routed=routed, cause=cause, end=end, told=told)
         except CanaryError as exc:
             self._stable_tried(key, state, retry, None if getattr(exc, "rollout_state", None) else exc)
             raise
@@ -2434,6 +2440,14 @@ class Controller:
             if isinstance(a, rl.Emit) and a.event in K8S_EVENTS:
                 self._cr_event(spec, a.event, f"{a.event}: weights {state.weights} {a.fields.get('reason', '')}".strip(),
                                warning=a.warning)
+
+    def _post_once(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
+        """The end `state` posted (`_post_end`) unless it was already, and noted so that `_record` does not post
+        it again: as its stable-100% write lands (`_do`, `_failed`'s `_to_stable`), or first thing when a write whose
+        answer was lost is found landed (`_confirm_end`; decisions 723, 725)."""
+        if self._ends_posted.get(spec.key) != _end_key(state):
+            self._post_end(spec, state, actions)
+            self._ends_posted[spec.key] = _end_key(state)
 
     def _post_end(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
         """The webhooks and Slack told of the end `actions` say (`rollback.completed`, `rollout.aborted`,

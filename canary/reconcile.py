@@ -1210,7 +1210,8 @@ ROLLBACK_BUDGET_S = 20.0
 def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, reason: str, log: Any,
               now: float, attempts: int = 3, budget_s: float | None = None, expect: Any = ...,
               end: tuple[rl.RolloutState, list[rl.Action]] | None = None, retry: Retry | None = None,
-              routed: Any = None, cause: str = "") -> rl.RolloutState:
+              routed: Any = None, cause: str = "",
+              told: Callable[[rl.RolloutState, list[rl.Action]], None] | None = None) -> rl.RolloutState:
     """Stable 100% after a failure, with a retry budget of its own: at least `attempts` writes, and
     more until `budget_s` (ROLLBACK_BUDGET_S) has passed, each with the router's own retries, 0.5 s
     more between them each time, at most 2 s. The rollout is recorded ``aborted`` (exit 3).
@@ -1226,7 +1227,10 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
     stable 100% again later: the controller's next tick) that last failure, a refusal's included, is said
     as `Retry.line` says (`rollback.retrying` until the caller's bound is spent). `routed`: the route as read
     with `state` (a RouteStatus), when the caller read it: the end's lines say its split (`as_routed`). `cause`: the
-    abort's class (`rl.Rollback.cause`; "": `reason`'s words)."""
+    abort's class (`rl.Rollback.cause`; "": `reason`'s words). `told(end, its actions)`: called as the end's
+    stable-100% write lands (`execute`'s `written`), before the subset pointing, lines and Event after it, which
+    may still fail (a DestinationRule deleted: RollbackFailed, the end recorded): the caller posts it then, as
+    for an end its own `execute` wrote (decisions 723, 725)."""
     if end is not None and end[0].phase in (rl.ROLLED_BACK, rl.ABORTED, rl.PROMOTED) and not state.terminal:
         new, decided = end
         first = next((i for i, a in enumerate(decided) if not isinstance(a, rl.Emit)), len(decided))
@@ -1261,7 +1265,8 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         wait = min(0.5 * attempt, 2.0)
         last = attempt >= attempts and time.monotonic() + wait >= deadline
         try:
-            return execute(router, target, new, actions, log=log, report_failure=last, expect=expect, retry=retry)
+            return execute(router, target, new, actions, log=log, report_failure=last, expect=expect, retry=retry,
+                           written=(lambda text: told(new, actions)) if told is not None else None)
         except NotLeader:  # refused by the fence, nothing sent: the new leader ends it; no retry, nobody paged
             raise
         except ConflictStorm as exc:  # every try met 409: nobody's decision, and it may pass, as a TransientError

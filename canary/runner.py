@@ -411,7 +411,8 @@ class Runner:
             for guard in guards:
                 try:
                     final = to_stable(self.router, self.target, current, reason=reason, log=self.log,
-                                      now=self.clock.now(), expect=guard, end=end, retry=page, cause=cause)
+                                      now=self.clock.now(), expect=guard, end=end, retry=page, cause=cause,
+                                      told=lambda final, _: self._tell_end(final))  # at its write (725)
                 except ConflictStorm:  # every try met 409, within to_stable's whole budget: a failure, not a decision
                     raise
                 except RoutingConflict as exc:  # another writer recorded something since: read it again

@@ -103,3 +103,28 @@ def test_an_end_posted_at_its_write_is_not_posted_again_when_what_follows_the_wr
     assert router.weights == STABLE_ONLY and order == [("notify", "rollback")], order
     op._record(spec, new, [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollback.completed"])
     assert [k for k, _ in order].count("notify") == 1, order
+
+
+def test_a_rollout_its_failed_ticks_send_to_stable_is_posted_at_that_write() -> None:
+    """A tick that fails with traffic split (here a non-transient error: at once; transient ones after
+    FAILURE_BUDGET_S) is ended by `_failed`: stable 100% (`_to_stable`), recorded aborted. That end was never posted:
+    `_failed` wrote it and its history, never `_record`; the webhooks and Slack heard of every other end of the
+    controller's (decision 725)."""
+    from canary.controller import _Known
+    from canary.errors import TargetError
+
+    order: list[tuple[str, str]] = []
+    op, router, spec, _ = _rolling_back(order)
+    op._known[spec.key] = _Known(spec, rl.RolloutState.from_json(router.state))
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"].update(generation=1, uid="u-1")
+    vs_event = router.record_event
+    router.record_event = lambda target, **kw: (order.append(("vs-event", kw["reason"])), vs_event(target, **kw))[1]
+    op._failed(obj, TargetError("the look's query was refused: bad_data (a policy edited to a bad query)"))
+    assert router.weights == STABLE_ONLY and rl.RolloutState.from_json(router.state).phase == rl.ABORTED
+    assert ("notify", "aborted") in order, order
+    assert [k for k, _ in order].count("notify") == 1, order
+    # at its write: before the end's Event on the VirtualService (decision 723's order)
+    assert order.index(("notify", "aborted")) < order.index(("vs-event", "RolloutAborted")), order
+    assert ("event", "RolloutAborted") in order, order  # and on the CanaryRollout, as every other end's
+

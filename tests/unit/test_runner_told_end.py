@@ -69,3 +69,39 @@ def test_an_end_told_by_a_callback_that_raises_still_ends_as_it_did() -> None:
     ctl.ended = broken
     res = ctl.run()
     assert res.exit_code == EXIT_ROLLED_BACK and router.weights.canary == 0
+
+
+def test_a_fail_safe_end_is_told_at_its_write_though_the_subset_pointing_after_it_fails() -> None:
+    """The rollback's stable-100% write failed (a 503), the fail-safe (`to_stable`) wrote it, and the stable subset's
+    pointing after that write met its DestinationRule deleted: `run` raises (exit 3, `rollback.failed`), but the end
+    is on the route. It was never told: `_fail_safe` told it only once `to_stable` returned, and it raised. Now told
+    as that write lands, as `_write`'s end is (decisions 723, 725)."""
+    from canary.errors import NotFound, RollbackFailed
+
+    ctl, router, _, _ = make(slowdown=lambda t: 2.0 if t >= 1012 else 1.0)
+    told: list[str] = []
+    ctl.ended = lambda state: (told.append(state.phase), router.log.append(("ended", state.phase)))
+    set_weights, armed = router.set_weights, []
+
+    def rollback_write_fails_once(target: Any, weights: Any, **kw: Any) -> Any:
+        if weights == STABLE_ONLY and '"rolled_back"' in kw["state"] and not armed:
+            armed.append(True)
+            router.fail_writes = 1  # the rollback's own write: a 503, nothing written
+
+            def rule_gone(*args: Any, **kw: Any) -> None:
+                raise NotFound("destinationrules rec-model not found", what="ml/rec-model (destinationrules)")
+
+            router.point_subset = rule_gone  # type: ignore[method-assign]
+        return set_weights(target, weights, **kw)
+
+    router.set_weights = rollback_write_fails_once  # type: ignore[method-assign]
+    try:
+        ctl.run()
+    except RollbackFailed:
+        pass
+    else:
+        raise AssertionError("the subset pointing failed: run raises")
+    assert router.weights == STABLE_ONLY and armed
+    assert told == [rl.ROLLED_BACK], router.log
+    told_at = router.log.index(("ended", rl.ROLLED_BACK))
+    assert router.log[told_at - 1] == ("weights", STABLE_ONLY), router.log
