@@ -1018,6 +1018,7 @@ class Controller:
                     weights=str(recorded.weights), write_landed=landed or "unknown", detail=confirmed_detail(landed))
         late = [a for a in actions if isinstance(a, rl.Emit) and a.event in
                 ("rollback.completed", "rollout.aborted", "rollout.promoted")]
+        self._post_once(spec, recorded, late)  # before the Events below (a request each; decision 725)
         for a in late:
             fields = {"phase": recorded.phase, "weights": str(recorded.weights), "step": recorded.step + 1, **a.fields}
             getattr(log, a.log_level)(a.event, confirmed_late=True, **fields)

@@ -128,3 +128,16 @@ def test_a_rollout_its_failed_ticks_send_to_stable_is_posted_at_that_write() -> 
     assert order.index(("notify", "aborted")) < order.index(("vs-event", "RolloutAborted")), order
     assert ("event", "RolloutAborted") in order, order  # and on the CanaryRollout, as every other end's
 
+
+def test_an_end_confirmed_late_is_posted_before_its_events() -> None:
+    """A rollback whose write's answer was lost (a timeout, a 5xx applied all the same) is found on the route at the
+    next tick and announced then (`_confirm_end`): its post waited behind the VirtualService's Event of each of its
+    end lines (a request each, up to 3 s), as 723 had it before the write's. Posted first now (725)."""
+    order: list[tuple[str, str]] = []
+    op, router, spec, (new, actions) = _rolling_back(order)
+    router.weights, router.state = STABLE_ONLY, new.to_json()  # it landed; `_do` never heard
+    vs_event = router.record_event
+    router.record_event = lambda target, **kw: (order.append(("vs-event", kw["reason"])), vs_event(target, **kw))[1]
+    op._confirm_end(spec, new, new, actions, log=op.log, landed="unknown")
+    assert order.index(("notify", "rollback")) < order.index(("vs-event", "RollbackCompleted")), order
+    assert [k for k, _ in order].count("notify") == 1 and ("event", "RollbackCompleted") in order, order
