@@ -30,6 +30,7 @@ class Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds, self.passed = seconds, False
         self.conn: Any = None
+        self.sock: Any = None  # the socket its connection made, before the connection holds it (`_new_conn`)
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._cut)
         self._timer.daemon = True
@@ -43,21 +44,34 @@ class Deadline:
         self._timer.cancel()
         _current.deadline = None
         with self._lock:
-            self.conn = None
+            self.conn = self.sock = None
 
     def noted(self, conn: Any) -> None:
         with self._lock:
             self.conn = conn
 
+    def made(self, sock: Any) -> None:
+        """The socket the noted connection just made (connected; a TLS handshake still to come): shut at once when
+        the deadline came before it, while there was no socket to shut (a name resolving, a connect; decision 727)."""
+        with self._lock:
+            self.sock = sock
+            if self.passed:
+                _shut(sock)
+
     def _cut(self) -> None:
         with self._lock:
             self.passed = True
-            sock = getattr(self.conn, "sock", None)
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)  # the reading thread's recv returns at once
-                except OSError:
-                    pass
+            for sock in (getattr(self.conn, "sock", None), self.sock):
+                _shut(sock)
+
+
+def _shut(sock: Any) -> None:
+    """Shut `sock` down, if any: the thread reading it returns at once."""
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _note(conn: Any) -> None:
@@ -66,13 +80,24 @@ def _note(conn: Any) -> None:
         deadline.noted(conn)
 
 
-class _NotedHTTP(HTTPConnection):
+class _Made:
+    """A connection whose new socket is handed to the sending thread's `Deadline` as soon as it is connected."""
+
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()  # type: ignore[misc]
+        deadline = getattr(_current, "deadline", None)
+        if deadline is not None:
+            deadline.made(sock)
+        return sock
+
+
+class _NotedHTTP(_Made, HTTPConnection):
     def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         _note(self)
         return super().request(*args, **kwargs)
 
 
-class _NotedHTTPS(HTTPSConnection):
+class _NotedHTTPS(_Made, HTTPSConnection):
     def connect(self) -> None:  # its TLS handshake comes before the request (urllib3's `_validate_conn`)
         _note(self)
         super().connect()

@@ -313,3 +313,20 @@ def test_a_post_that_cannot_connect_says_why_in_fixed_words(srv, self_signed):
         failed = [e for e in logs if e["event"] == "notify.failed"]
         assert [e.get("cause") for e in failed] == [cause], (cause, failed)
         assert "s3cret" not in repr(logs)
+
+
+def test_a_deadline_that_came_before_the_socket_still_cuts_the_post(srv):
+    """The Deadline's cut shuts the connection's socket; at a deadline that came while there was none yet (the name
+    resolving, which no timeout bounds, or the connect) it shut nothing, and the post then went on unbounded however
+    slowly its receiver answered, as before 721. Now the socket is shut as soon as it is made (727). The deadline is
+    passed by hand here: no timing."""
+    import requests
+
+    from canary.notify_http import Deadline, watched_session
+
+    session = watched_session()
+    with Deadline(3600) as deadline:
+        deadline._cut()  # its time came before any connection was made
+        with pytest.raises(requests.RequestException):
+            session.post(srv.url + "/late", data=b"{}", timeout=30)
+    assert deadline.passed and srv.paths() == []  # nothing was sent
