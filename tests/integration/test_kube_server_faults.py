@@ -696,7 +696,8 @@ def test_a_followers_write_whose_answer_was_lost_never_takes_another_requests_ob
         istio_api.handler.put_object({"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": crd.KIND,
                                       "metadata": {"name": "rec", "namespace": "ml"},
                                       "spec": {"model": "rec-model", "canaryVersion": "v1"},
-                                      "status": {"phase": "promoted", "target": {"canaryVersion": "v1"}}})
+                                      "status": {"phase": "promoted", "observedGeneration": 1,
+                                                 "target": {"canaryVersion": "v1"}}})
     real, hit = istio_api.handler._handle, []
 
     async def handle(request: Any) -> Any:
