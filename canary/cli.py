@@ -683,8 +683,7 @@ def promote(
         except RouteNotFound as exc:
             raise policy_route_named(exc, route, policy, policy_file) from None
         except RollbackFailed as exc:  # traffic had moved and stable 100% is not sure: the most urgent news of all
-            announce_unfinished(notifier, ctl._current, exc, namespace=target.namespace,
-                                rollout=target.virtual_service)
+            announce_failed(notifier, ctl, exc, namespace=target.namespace, rollout=target.virtual_service)
             raise
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)  # the grace's alarm, if set: nothing to cut from here on
@@ -777,6 +776,16 @@ def announce(notifier: Any, state: rl.RolloutState, *, namespace: str, rollout: 
             notifier.notify("prediction_shift", payload)
     except Exception as exc:  # noqa: BLE001
         logs.get().error("notify.internal_error", notify_event=event, error=type(exc).__name__)
+
+
+def announce_failed(notifier: Any, ctl: Any, exc: BaseException, *, namespace: str, rollout: str) -> None:
+    """A run that raised RollbackFailed (`ctl`: its Runner): "aborted", stable 100% not confirmed
+    (`announce_unfinished`), unless its end was told at its stable-100% write (`Runner.told_end`: what failed came
+    after it, the stable subset's pointing over a DestinationRule deleted or re-hosted, paged in the log). That post
+    said "rollback, 100/0" and this one then "aborted, weights unknown, stable 100% not confirmed": two ends for
+    one, the second false (r-aa's review of decision 725)."""
+    if not getattr(ctl, "told_end", False):
+        announce_unfinished(notifier, ctl._current, exc, namespace=namespace, rollout=rollout)
 
 
 def announce_unfinished(notifier: Any, state: rl.RolloutState | None, exc: BaseException, *, namespace: str,

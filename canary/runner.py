@@ -224,6 +224,11 @@ class Runner:
             self._write_end_history()
         return result
 
+    @property
+    def told_end(self) -> bool:
+        """Whether this run's end was told (`ended` called): its stable-100% write (or a promotion's) landed."""
+        return self._told_end
+
     def _tell_end(self, state: rl.RolloutState) -> None:
         """`ended(state)`, once a run: called where this run's end lands, before its history is written."""
         if self.ended is None or self._told_end:

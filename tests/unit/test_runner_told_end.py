@@ -105,3 +105,28 @@ def test_a_fail_safe_end_is_told_at_its_write_though_the_subset_pointing_after_i
     assert told == [rl.ROLLED_BACK], router.log
     told_at = router.log.index(("ended", rl.ROLLED_BACK))
     assert router.log[told_at - 1] == ("weights", STABLE_ONLY), router.log
+
+
+def test_a_run_whose_end_was_told_at_its_write_is_not_announced_again_as_unfinished() -> None:
+    """`promote`'s RollbackFailed after the end was told at its stable-100% write (the subset pointing after it
+    failed): the channel got "rollback, 100/0", then "aborted, weights unknown, stable 100% not confirmed" for the
+    same end. Now the second post is made only where no end was told: stable 100% not sure."""
+    from canary.cli import announce_failed
+    from canary.errors import RollbackFailed
+
+    class _Posts:
+        def __init__(self) -> None:
+            self.got: list[tuple[str, Any]] = []
+
+        def notify(self, event: str, payload: Any) -> None:
+            self.got.append((event, payload))
+
+    ctl, _, _, _ = make()
+    exc = RollbackFailed("the stable subset was not pointed: DestinationRule ml/rec-model is gone")
+    told, untold = _Posts(), _Posts()
+    ctl._told_end = True
+    announce_failed(told, ctl, exc, namespace="ml", rollout="rec-model")
+    ctl._told_end = False
+    announce_failed(untold, ctl, exc, namespace="ml", rollout="rec-model")
+    assert told.got == []
+    assert [(e, p["weights"]) for e, p in untold.got] == [("aborted", None)], untold.got
