@@ -27,6 +27,20 @@ class FakeClock:
         self.t += max(seconds, 0.001)
 
 
+class HeldClock:
+    """A clock that stays at `t` (a controller's `clock`): what its ticks do does not depend on how long they
+    take. Held at a step's `step_started_at`, no look comes due however slowly a loaded machine runs them."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        pass
+
+
 @dataclass
 class FakeRouter:
     weights: Weights = STABLE_ONLY

@@ -15,6 +15,7 @@ from canary import crd
 from canary.controller import FINALIZER
 from canary import rollout as rl
 from tests import fleet
+from tests.fakes import HeldClock
 from tests.integration.test_controller import GROUP, _fresh, _progressing, prometheus, vs, world  # noqa: F401
 from tests.integration.test_controller_review import _with_policy_ref
 
@@ -123,19 +124,6 @@ def test_a_policy_configmap_read_refused_by_rbac_ends_the_rollout_naming_the_con
     assert "check RBAC" in refused["error"] and "spec.policyRef.configMap" in refused["error"]
 
 
-class _Held:
-    """A clock that stays at `t` (a controller's `clock`): what a tick does does not depend on how long it takes."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        pass
-
-
 def test_a_policy_configmap_read_answered_401_is_renewed_and_the_rollout_goes_on(world: Any, tmp_path: Any) -> None:
     """The controller's token is revoked just as it reads the policyRef ConfigMap mid-rollout (401): the client
     renews it with the exec plugin and sends the read again (`renew_on_401`, as for every request of the
@@ -167,7 +155,7 @@ def test_a_policy_configmap_read_answered_401_is_renewed_and_the_rollout_goes_on
             # (v3 is the fleet's slow canary, `look_every` 1 s: on a loaded machine a look judged it and the
             # rollout ended at 100/0, which this test is not about)
             ours = Controller(custom=op.custom, core=core, router=op.router, metrics=op.metrics, batch=op.batch,
-                              namespace="ml", clock=_Held(before[1]["step_started_at"]))
+                              namespace="ml", clock=HeldClock(before[1]["step_started_at"]))
             for _ in range(2):
                 ours.tick()
     finally:
