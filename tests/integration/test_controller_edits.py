@@ -19,7 +19,9 @@ from canary import kube
 from canary import rollout as rl
 from canary.metrics.batch import BatchMetrics
 from canary.metrics.prometheus import PrometheusProvider
+from canary.runner import SystemClock
 from tests import fleet
+from tests.fakes import HeldClock
 from tests.integration.test_controller import (GROUP, _fresh, _progressing, prometheus, run_until_done, vs,  # noqa: F401
                                                world)
 
@@ -192,6 +194,9 @@ def test_a_rewrite_that_changes_nothing_judged_keeps_the_rollout(world: Any, how
     _progressing(op, custom, api)
     before = vs(api, 0)
     _patch_spec(custom, {"policy": _rewrite(fleet.FAST_POLICY, how)})
+    # its clock held at the step's start: the step cannot end in these ticks however slowly they run (`interval`
+    # 5 s: on a loaded machine the good v2 went on to 50/50, which this test is not about)
+    op.clock = HeldClock(before[1]["step_started_at"])
     for _ in range(2):
         op.tick()
     weights, record = vs(api, 0)
@@ -265,6 +270,7 @@ def test_naming_the_route_a_rollout_already_drives_is_no_edit(world: Any, monkey
         _patch_spec(custom, {"policy": pol})
     else:
         _patch_spec(custom, {"route": None if named else "primary"})
+    op.clock = HeldClock(before[1]["step_started_at"])  # the step cannot end in these ticks, however slow (as above)
     for _ in range(3):
         op.tick()
     weights, record = vs(api, 0)
@@ -272,6 +278,7 @@ def test_naming_the_route_a_rollout_already_drives_is_no_edit(world: Any, monkey
     assert weights == before[0] and not any("superseded" in str(h) for h in record["history"])
     st = _status(custom)
     assert st["phase"] == rl.PROGRESSING and st["target"]["route"] == ("" if named else "primary")
+    op.clock = SystemClock()  # and now it runs to its end
     objs = run_until_done(op, custom, ["r0"])
     assert objs["r0"]["status"]["phase"] == rl.PROMOTED and vs(api, 0)[1]["started_at"] == before[1]["started_at"]
 
