@@ -22,18 +22,11 @@ from canary.model import Target
 from canary.routing.istio import IstioRouter
 from canary.runner import oncall_action
 from tests import fleet
-from tests.integration.test_promote_route_safety import GROUP, HookClock, record, runner, subsets
+from tests.integration.test_promote_route_safety import GROUP, HookClock, api, record, runner, subsets  # noqa: F401
 from tests.integration.test_vs_shapes import _gateway_vs
 
 pytestmark = pytest.mark.integration
 VS = "virtualservices"
-
-
-@pytest.fixture
-def api() -> Any:
-    server = fleet.start_api(1)
-    yield server
-    server.stop()
 
 
 def _split(api: Any) -> None:
@@ -87,7 +80,7 @@ def test_a_split_made_on_another_virtual_service_while_paused_rolls_back_without
 
 class _GatewaySplitDuringWarmUp:
     """A Triton gate that passes: its warm-up splits the gateway VirtualService 90/10, then runs until the rollout's
-    record ends (at most 1,000 rounds of 0.5 fake s), the fake clock moving on meanwhile."""
+    record ends, 0.5 fake s a round, the fake clock moving on meanwhile."""
 
     probe_interval, probe_failures = 1.0, 3
 
@@ -96,9 +89,10 @@ class _GatewaySplitDuringWarmUp:
 
     def preflight(self) -> dict[str, Any]:
         _split(self.api)
-        for _ in range(1000):
-            if record(self.api).get("phase") in rl.TERMINAL:
-                break
+        # until the record ends, however slowly the watch's thread is scheduled (a round count bounded it by about
+        # 10 s of real time: on a loaded machine the gate could pass first); 120 s only guards against a hang
+        give_up = time.monotonic() + 120
+        while record(self.api).get("phase") not in rl.TERMINAL and time.monotonic() < give_up:
             self.clock.t += 0.5
             time.sleep(0.01)
         return {"warm_p50_ms": 3.0}
