@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
@@ -26,7 +27,7 @@ import yaml
 
 from canary.logs import parse_json_lines
 from tests.integration.test_promote import CANARY, ROOT, cluster, prometheus, vs_state  # noqa: F401 - fixtures
-from tests.support.blackhole import BlackholeProxy
+from tests.support.blackhole import BlackholeProxy, weights
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +49,39 @@ def _until_split(proc: subprocess.Popen[str]) -> list[str]:
 
 
 def _promote_signalled(kubeconfig: Path, policy: Path, prom_url: str, *extra: str,
-                       at_split: Callable[[], None] = lambda: None) -> tuple[int, str, str]:
+                       at_split: Callable[[], None] = lambda: None,
+                       at_hold: BlackholeProxy | None = None) -> tuple[int, str, str]:
     """Run `canary promote` (JSON out and logs), call `at_split` once traffic is split, send SIGTERM, and
     return (exit code, stdout, the whole stderr). Without the grace a hung API server held it 40 s and
-    more (10 s a try, retried): the 120 s limit fails the test."""
+    more (10 s a try, retried): the 120 s limit fails the test.
+
+    `at_hold`: the proxy sends SIGTERM itself, from its own thread, the moment it holds its first request
+    (`BlackholeProxy.on_hold`), and answers to requests forwarded before that pass (`hold_answers`): the held
+    request is then the one the process waits on at the signal, younger than its own timeout by all of it. When
+    the test's thread sent it after waking on `holding`, a loaded machine could let that request (or one whose
+    answer the emulator was slow to give) end by its own 10 s timeout first, and the process sent another write
+    within the grace: two held, not one (CI, 2026-12-06). `at_split` is then called before anything is read (it
+    waits for the hold), and stderr goes to a file: no line is waited for, so a signal before the split's line is
+    no hang."""
     argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
             "--kubeconfig", str(kubeconfig), "-o", "json", "--log-format", "json", *extra]
-    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url}
+    if at_hold is not None:
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+            at_hold.hold_answers = False
+            at_hold.on_hold = lambda _line: proc.send_signal(signal.SIGTERM)
+            try:
+                at_split()
+                proc.wait(timeout=120)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            out.seek(0)
+            err.seek(0)
+            return proc.returncode, out.read(), err.read()
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         before = _until_split(proc)
         at_split()
@@ -125,15 +151,17 @@ def test_a_request_sent_before_the_signal_is_abandoned_when_the_grace_ends(clust
     api, kubeconfig, policy = cluster
     up = urlparse(api.url)
     proxy = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
-    proxy.hold_only = lambda line: line.startswith(b"PUT ") and b"/virtualservices/" in line
+    # the first write of the VirtualService once the emulator holds it at 80/20 (step 1's landed): a look's record
+    proxy.hold_only = lambda line: (line.startswith(b"PUT ") and b"/virtualservices/" in line
+                                    and weights(api) == [80, 20])
+    proxy.blackhole = True
 
-    def hang_then_wait() -> None:
-        proxy.blackhole = True
-        assert proxy.holding.wait(60), "promote sent no VirtualService write within 60 s"  # a condition, no guess
+    def wait_held() -> None:
+        assert proxy.holding.wait(60), "promote sent no VirtualService write at 80/20 within 60 s"  # a condition
 
     try:
         code, out, stderr = _promote_signalled(_through(proxy, kubeconfig), policy, prometheus.url,
-                                               "--interrupt-grace", "2s", at_split=hang_then_wait)
+                                               "--interrupt-grace", "2s", at_split=wait_held, at_hold=proxy)
     finally:
         proxy.stop()
     assert code == 6, stderr[-4000:]

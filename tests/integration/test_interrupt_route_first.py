@@ -11,7 +11,7 @@ is sent until a write of the route after the signal has landed.
 The real CLI process, a real Prometheus (test_promote's backfilled history) and the strict Kubernetes API
 emulator behind a proxy that holds, never answers, only the requests chosen by their first line and by the
 route's weights as the emulator holds them (tests/support/blackhole.py): the history write or Event sent once
-traffic is at 80/20. The signal is sent once such a request is held (a condition, not a guess). Without the
+traffic is at 80/20. The signal is sent by the proxy the moment such a request is held (a condition, not a guess). Without the
 change each test ends on exit 6 with the route at 80/20.
 """
 
@@ -34,7 +34,9 @@ pytestmark = pytest.mark.integration
 def _signalled_while_held(api: Any, kubeconfig: Any, policy: Any, prom_url: str, holds: Callable[[bytes], bool],
                           *extra: str) -> tuple[int, str, str, BlackholeProxy]:
     """Promote through a proxy that holds the requests `holds` picks while the route is at 80/20; SIGTERM once
-    one is held. Returns (exit code, stdout, stderr, the proxy)."""
+    one is held, from the proxy's thread at the hold (`_promote_signalled(at_hold=)`: a 3 s Event held while the
+    test's own thread woke could end by its timeout before the signal). Returns (exit code, stdout, stderr, the
+    proxy)."""
     up = urlparse(api.url)
     proxy = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
     proxy.hold_only = lambda line: holds(line) and vs_state(api)[0] == [80, 20]
@@ -45,7 +47,7 @@ def _signalled_while_held(api: Any, kubeconfig: Any, policy: Any, prom_url: str,
 
     try:
         code, out, err = _promote_signalled(_through(proxy, kubeconfig), policy, prom_url, *extra,
-                                            at_split=wait_held)
+                                            at_split=wait_held, at_hold=proxy)
     finally:
         proxy.stop()
     return code, out, err, proxy

@@ -39,6 +39,17 @@ class BlackholeProxy:
         # holds only those it is true of, and passes the others through
         self.hold_only: Callable[[bytes], bool] | None = None
         self.held_lines: list[bytes] = []  # the first line of each request held, when it was seen
+        # False: only a request read after the black hole opened is held; the answer to one forwarded before it
+        # passes. That request left its client before the hold, so its own timeout (the Kubernetes client's 10 s)
+        # runs from earlier than the test can see: with an emulator slow to answer under load it ended, and the
+        # client went on, before a grace meant to cut it had ended
+        self.hold_answers = True
+        # called once, in the proxy's thread, at the first request held (its first line): a test that signals
+        # the process there does so while that request is seconds younger than any timeout, not after a wake-up of
+        # its own thread that a loaded machine can delay
+        self.on_hold: Callable[[bytes], None] | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # holds counted (and `on_hold` called) one at a time, from any proxy thread
         self._stop = threading.Event()
 
     @property
@@ -74,9 +85,13 @@ class BlackholeProxy:
                 except OSError:
                     pass
             return
-        self._held.extend(socks)
-        self.requests_held += 1
-        self.held_lines.append(line)
+        with self._lock:
+            self._held.extend(socks)
+            self.requests_held += 1
+            self.held_lines.append(line)
+            first, self.on_hold = self.on_hold, None
+        if first is not None:
+            first(line)
         self.holding.set()
 
     def _accept(self) -> None:
@@ -107,7 +122,7 @@ class BlackholeProxy:
                     last[0] = data.split(b"\r\n", 1)[0]
                 # checked after every read: a kept-alive connection is held too; so is a request forwarded just
                 # before the black hole whose answer comes after it (swallowed: its client waits on it all the same)
-                if self._holds(last[0]):
+                if self._holds(last[0]) and (from_client or self.hold_answers):
                     if from_client:
                         self._hold(src, dst, line=last[0])
                     else:
