@@ -131,7 +131,8 @@ def watched_session() -> Any:
 def failure_cause(exc: BaseException) -> str:
     """What a post's connection error was, in a few fixed words ("" when none fits): requests says
     `ConnectionError` alike for a name that does not resolve, a port that refuses and a proxy that drops, and
-    `SSLError` for a refused certificate and a server that speaks no TLS. Never the exception's text: it holds the
+    `SSLError` for a refused certificate and a server that speaks no TLS, and `NameResolutionError` alike for a name
+    that does not exist and a resolver that did not answer (EAI_AGAIN). Never the exception's text: it holds the
     URL, and a Slack URL is its secret (decision 722)."""
     import errno
     import ssl
@@ -146,6 +147,10 @@ def failure_cause(exc: BaseException) -> str:
             continue
         seen.append(one)
         todo += [one.__cause__, one.__context__, getattr(one, "reason", None), *one.args]
+    # the resolver could not answer now (no DNS server reached, a SERVFAIL): the name may be right, and a later post
+    # may go; a name that does not exist (NXDOMAIN) is a typo in the URL, fixed by hand (decision 747)
+    if any(isinstance(one, socket.gaierror) and one.errno == socket.EAI_AGAIN for one in seen):
+        return "name lookup failed for now"
     for kinds, words in (((NameResolutionError, socket.gaierror), "name does not resolve"),
                          ((ssl.SSLCertVerificationError,), "certificate refused"),
                          ((ConnectionRefusedError,), "connection refused"),

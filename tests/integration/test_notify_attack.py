@@ -303,7 +303,12 @@ def test_a_post_that_cannot_connect_says_why_in_fixed_words(srv, self_signed):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
-    urls = {"connection refused": closed, "name does not resolve": "http://canary-webhook.invalid",
+    try:  # what this machine's resolver says of a name that does not exist: without a DNS server, "not now"
+        socket.getaddrinfo("canary-webhook.invalid", 80)
+        unresolved = "name does not resolve"
+    except socket.gaierror as exc:
+        unresolved = "name lookup failed for now" if exc.errno == socket.EAI_AGAIN else "name does not resolve"
+    urls = {"connection refused": closed, unresolved: "http://canary-webhook.invalid",
             "TLS handshake failed": srv.url.replace("http://", "https://"), "certificate refused": self_signed}
     for cause, base in urls.items():
         n = Notifier(slack=[base + SECRET], timeout_s=10, retries=0)
@@ -313,6 +318,30 @@ def test_a_post_that_cannot_connect_says_why_in_fixed_words(srv, self_signed):
         failed = [e for e in logs if e["event"] == "notify.failed"]
         assert [e.get("cause") for e in failed] == [cause], (cause, failed)
         assert "s3cret" not in repr(logs)
+
+
+def test_a_resolver_that_did_not_answer_is_not_said_as_a_name_that_does_not_exist(monkeypatch):
+    """A DNS server not reached (EAI_AGAIN, "Temporary failure in name resolution") was said `name does not
+    resolve`, as a typo in the URL is: on-call went to fix a URL that was right. Now `name lookup failed for now`
+    (decision 747). The host's resolver is the one thing faked here (no DNS server to stop on this machine): the
+    post goes through requests and urllib3 as every post does."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def resolver_down(host, *args, **kw):
+        if host == "hooks.example.test":
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver_down)
+    n = Notifier(slack=["http://hooks.example.test" + SECRET], timeout_s=10, retries=0)
+    with capture_logs() as logs:
+        n.notify("rollback", PAYLOAD)
+        assert n.close(30)
+    failed = [e for e in logs if e["event"] == "notify.failed"]
+    assert [e.get("cause") for e in failed] == ["name lookup failed for now"], failed
+    assert "s3cret" not in repr(logs)
 
 
 def test_a_deadline_that_came_before_the_socket_still_cuts_the_post(srv):
