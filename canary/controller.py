@@ -748,6 +748,13 @@ class Controller:
         target = replace(spec.target, stable_version=stable)
         spec = replace(spec, target=target)
         log = self._rollout_log(spec, state if ours else None)  # now with the stable version
+        if spec.ignored_fields and self._once("rollout.fields_ignored", spec):
+            # passed over on a rollout under way (693): a newer CRD's fields, which this controller does not do
+            log.warning("rollout.fields_ignored", fields=", ".join(spec.ignored_fields), controller=rl.WRITER,
+                        phase=(obj.get("status") or {}).get("phase"),
+                        note="the installed CRD is newer than this controller: the rollout goes on without these "
+                             "fields (ending it for them would end every rollout in flight mid-upgrade)",
+                        hint="upgrade the controller to the CRD's release; until then these fields do nothing")
         now = self.clock.now()
         if state is not None and ours:
             self._known[spec.key] = _Known(spec, state)

@@ -54,6 +54,9 @@ class RolloutSpec:
     # why the samples cannot be had ("" when they can, or none are named): refused before the claim and
     # at the gate, never after it (a ConfigMap tidied mid-rollout must not end a rollout past its gate)
     samples_error: str = ""
+    # the spec's fields this controller does not know, passed over on a rollout under way (decision 693): a newer
+    # CRD's, which this controller does not do ("spec.maxStepWeight"); () where there are none (decision 748)
+    ignored_fields: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -75,8 +78,9 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: spec is missing")
-    if not _running(obj):  # a running rollout's unknown key is a newer CRD's, never a reason to end it (693)
-        _known_keys(spec, where)
+    unknown = _unknown_keys(spec)
+    if unknown and not _running(obj):  # a running rollout's unknown key is a newer CRD's, never a reason to end it
+        _known_keys(unknown, where)  # (693); it is passed over, and the controller says so (`ignored_fields`, 748)
 
     def text(field: str, *, required: bool = False, default: str = "") -> str:
         value = spec.get(field, default)
@@ -117,7 +121,8 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
                        target=target, policy=policy, on_foreign_edit=on_edit, on_prometheus_outage=on_outage,
                        action=action, action_reason=text("actionReason"),
                        triton_stable=triton.get("stableUrl"), triton_canary=triton.get("canaryUrl"),
-                       warmup_samples=samples, samples_error=samples_error)
+                       warmup_samples=samples, samples_error=samples_error,
+                       ignored_fields=tuple(f"{path}.{key_shown(key)}" for path, key, _ in unknown))
 
 
 def _running(obj: dict[str, Any]) -> bool:
@@ -130,24 +135,30 @@ def _running(obj: dict[str, Any]) -> bool:
     return isinstance(status, dict) and status.get("phase") in rl.PHASES - rl.TERMINAL
 
 
-def _known_keys(spec: dict[str, Any], where: str) -> None:
-    """ConfigError naming the first spec key (or `policyRef`/`triton` key) the CRD does not declare. The API
-    server prunes such a key (kubectl's strict validation refuses it), but a server that keeps it (the
-    emulator, kmock) handed it here, and a typo (`onPrometheusOutag: hold`) ran with the default (decision 672)."""
-    import difflib
-
+def _unknown_keys(spec: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """The spec keys (and `policyRef`/`triton` keys) the CRD does not declare, in order: (path, key, the keys known
+    there)."""
+    found = []
     for path, node, known in (("spec", spec, SPEC_KEYS), *((f"spec.{name}", spec.get(name), keys)
                                                            for name, keys in SPEC_SUBKEYS.items())):
-        for key in node if isinstance(node, dict) else ():
-            if key in known:
-                continue
-            near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-            hint = f"did you mean {near[0]}?" if near else f"the fields are {', '.join(known)}"
-            # a real API server prunes what its CRD does not declare: a key it hands here is a newer CRD's (693)
-            raise ConfigError(f"{where}: {path}.{key_shown(str(key))}: unknown field ({hint}); this controller "
-                              f"({rl.WRITER}) reads no such field and would run without it: correct the name, or, "
-                              "where the installed CRD declares it (a CRD newer than the controller), upgrade the "
-                              "controller to the CRD's release")
+        found += [(path, str(key), known) for key in (node if isinstance(node, dict) else ()) if key not in known]
+    return found
+
+
+def _known_keys(unknown: list[tuple[str, str, tuple[str, ...]]], where: str) -> None:
+    """ConfigError naming the first of `unknown` (`_unknown_keys`). The API server prunes such a key (kubectl's
+    strict validation refuses it), but a server that keeps it (the emulator, kmock) handed it here, and a typo
+    (`onPrometheusOutag: hold`) ran with the default (decision 672)."""
+    import difflib
+
+    for path, key, known in unknown[:1]:
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}?" if near else f"the fields are {', '.join(known)}"
+        # a real API server prunes what its CRD does not declare: a key it hands here is a newer CRD's (693)
+        raise ConfigError(f"{where}: {path}.{key_shown(key)}: unknown field ({hint}); this controller "
+                          f"({rl.WRITER}) reads no such field and would run without it: correct the name, or, "
+                          "where the installed CRD declares it (a CRD newer than the controller), upgrade the "
+                          "controller to the CRD's release")
 
 
 def _samples(policy: Policy, spec: dict[str, Any], where: str, ns: str,

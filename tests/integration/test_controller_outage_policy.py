@@ -109,6 +109,14 @@ def test_a_newer_crds_field_on_a_running_rollout_neither_ends_it_nor_stops_a_pau
     _progressing(op, custom, api)
     custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
                                           {"spec": {"action": "pause", "maxStepWeight": 50}})
-    op.tick()
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        op.tick()
+        op.tick()
     st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
     assert (st["phase"], vs(api, 0)[0]) == (rl.PAUSED, [80, 20]), (st["phase"], st.get("reason"))
+    # ...and on-call is told, once, that the field does nothing here (decision 748: before, nothing said it)
+    ignored = [e for e in logs if e["event"] == "rollout.fields_ignored"]
+    assert [(e["fields"], e["log_level"]) for e in ignored] == [("spec.maxStepWeight", "warning")], ignored
+    assert ignored[0]["rollout"] == "ml/r0" and "upgrade the controller" in ignored[0]["hint"], ignored
