@@ -115,16 +115,31 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _NotedHTTPS
 
 
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 def watched_session() -> Any:
-    """A requests.Session whose connections note themselves on the sending thread's `Deadline`."""
+    """A requests.Session whose connections note themselves on the sending thread's `Deadline`: those of its own
+    pools and those of the proxy manager a post through `HTTP_PROXY`/`HTTPS_PROXY` takes (decision 749: that one's
+    pools were urllib3's, and a post through a proxy had no deadline). A SOCKS proxy's manager keeps its own pools
+    (their connections speak SOCKS): a post through one has its per-read timeout only."""
     import requests
     from requests.adapters import HTTPAdapter
 
+    class Watched(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            if not proxy.lower().startswith("socks"):
+                manager.pool_classes_by_scheme = dict(_POOLS)
+            return manager
+
     session = requests.Session()
     for prefix in ("http://", "https://"):
-        adapter = HTTPAdapter()
-        adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-        session.mount(prefix, adapter)
+        session.mount(prefix, Watched())
     return session
 
 

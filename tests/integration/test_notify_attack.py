@@ -275,6 +275,52 @@ def test_a_receiver_that_answers_a_byte_at_a_time_is_cut_off_and_said(srv):
     assert srv.paths() == ["/slow", "/slow"]  # the second post was sent once the first was cut
 
 
+def test_a_post_through_a_proxy_is_cut_off_at_its_deadline_too(srv, monkeypatch):
+    """721's deadline is kept by the connections of the session's own pools; a post through a proxy
+    (`HTTP_PROXY`, as a cluster without egress sets it) went through requests' proxy manager, whose pools were
+    urllib3's: the trickle held it for as long as it kept sending, as before 721. Now the proxy manager's pools
+    are the watched ones too (decision 749). A real forward proxy on 127.0.0.1 (tests/support/forward_proxy.py)."""
+    from tests.support.forward_proxy import ForwardProxy
+
+    def trickle(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        try:
+            for b in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: 1\r\n" * 100_000:
+                if srv.release.is_set():
+                    return
+                h.wfile.write(bytes([b]))
+                srv.release.wait(0.05)
+        except OSError:
+            pass
+
+    srv.routes["/slow"] = trickle
+    proxy = ForwardProxy().start()
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    try:
+        n = Notifier(webhooks=[srv.url + "/slow"], timeout_s=60, retries=0, answer_within_s=0.5)
+        with capture_logs() as logs:
+            n.notify("rollback", PAYLOAD)
+            assert n.close(30), "the trickle held the post through the proxy"
+    finally:
+        srv.release.set()
+        proxy.stop()
+    assert proxy.seen == [f"POST {srv.url}/slow"], proxy.seen  # it went through the proxy
+    failed = [e for e in logs if e["event"] == "notify.failed"]
+    assert [(e["notify_event"], e["error"]) for e in failed] == [("rollback", "AnswerTooSlow")], failed
+
+
+def test_a_proxy_for_https_keeps_the_deadline_on_its_tunnel():
+    """The same for an `HTTPS_PROXY` (a CONNECT tunnel): its proxy manager's pools are the watched ones, whose
+    connection notes itself and its socket (the tunnel's) on the post's Deadline (decision 749)."""
+    from canary.notify_http import _HTTPPool, _HTTPSPool, watched_session
+
+    session = watched_session()
+    for scheme, proxy in (("https://", "http://127.0.0.1:3128"), ("http://", "http://127.0.0.1:3128")):
+        manager = session.get_adapter(scheme + "hooks.example").proxy_manager_for(proxy)
+        assert manager.pool_classes_by_scheme == {"http": _HTTPPool, "https": _HTTPSPool}, scheme
+
+
 @pytest.fixture
 def self_signed(cert: Any) -> Iterator[str]:
     """An https receiver on 127.0.0.1 whose certificate nobody trusts (self-signed): its URL."""
