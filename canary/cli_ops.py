@@ -14,6 +14,14 @@ import typer
 from canary import cli
 from canary import cli_options as opts
 
+# The longest `--window` analyze asks over: a day, the bound of a rollout's own windows (`analysis.interval`,
+# `StepDuration`), which analyze is there to reproduce. Each check's query loads every sample of its window at
+# once: a day at 15 s scrapes is 5,760 samples a series, so one 2-arm latency histogram over 100 pods of 30
+# buckets holds about 35M of Prometheus's default `--query.max-samples` 50M; a week holds 7x that and is refused
+# ("query processing would load too many samples"), a year or 10^9 s reads the whole retention (15 days by
+# default) or times out after minutes (decision 741).
+MAX_WINDOW_S = 86_400
+
 
 def analyze(
     model: str = typer.Argument(..., help="model name"),
@@ -56,6 +64,14 @@ def analyze(
     from canary.routing.patch import RouteNotFound
 
     def go() -> int:
+        if window > MAX_WINDOW_S:  # before the policy is read or Prometheus asked anything
+            from canary.analysis.shown import duration
+
+            raise cli.ConfigError(
+                f"--window {duration(window)} is longer than {duration(MAX_WINDOW_S)}, the longest a rollout's "
+                "step reads (analysis.interval): each query would load every sample of the window at once, past "
+                "Prometheus's --query.max-samples or its --query.timeout, or past its retention (15 days by "
+                f"default); give --window {duration(MAX_WINDOW_S)} or less")
         policy = load_policy(policy_file)
         window_s = max(1, int(window))
         metrics = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,

@@ -152,3 +152,29 @@ def test_a_connection_refused_after_other_checks_were_measured_is_not_said_as_do
     assert "does not answer at all" in _unmeasured_remedy(refused, every=True)
     said = _unmeasured_remedy(refused, every=False)
     assert "stopped answering" in said and "at all" not in said and "nothing measured" not in said, said
+
+
+@pytest.mark.parametrize("window", ["8760h", "1000000000", "24h1s"])
+def test_a_window_longer_than_a_day_is_bad_input_before_prometheus_is_asked(tmp_path: Path, window: str) -> None:
+    """A year, or 10^9 s, was sent as `increase(...[1000000000s])`: a query that loads every sample of the
+    retention at once, refused past `--query.max-samples` or timed out after minutes (decision 741). Refused
+    before any request: the stand-in Prometheus sees none."""
+    server = _prometheus_scraping_every("15s")
+    try:
+        code, out, err = analyze(tmp_path, "--stable-version", "v1", "--canary-version", "v2", "--window", window,
+                                 prometheus=server.url)
+        assert code == 2 and out == "", err
+        assert "is longer than 24h" in err and "--window 24h or less" in err and "max-samples" in err, err
+        assert server.paths == [], server.paths
+    finally:
+        server.close()
+
+
+def test_a_window_of_a_day_is_taken(tmp_path: Path) -> None:
+    server = _prometheus_scraping_every("15s")
+    try:
+        code, _, err = analyze(tmp_path, "--stable-version", "v1", "--canary-version", "v2", "--window", "24h",
+                               prometheus=server.url)
+        assert code == 4 and "longer than" not in err, err  # asked, and no series
+    finally:
+        server.close()
