@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import socket
 import threading
@@ -289,7 +290,8 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     created = False
     try:
         interrupted()
-        if not named and name != legacy_rollout_name(model, canary_version):
+        legacy = legacy_rollout_name(model, canary_version)  # one no object could have had is never read (742)
+        if not named and name != legacy and len(legacy) <= MAX_NAME and _OBJECT_NAME.fullmatch(legacy):
             meta["name"] = name = _named_before(api, namespace, body["spec"], model, canary_version,
                                                 retry=retry) or name
             interrupted()  # a signal lost in that read: nothing created
@@ -570,15 +572,27 @@ def follow_document(st: dict[str, Any], **more: Any) -> dict[str, Any]:
     return doc
 
 
+MAX_NAME = 253  # a CanaryRollout's metadata.name: a DNS-1123 subdomain, as the API server holds every object's
+
+
 def rollout_name(model: str, canary_version: str) -> str:
     """The CanaryRollout `--via-controller` creates when not named: `<model>-<version>` as an object name
     (a version label may hold upper case, '.' and '_', an object name none of them). Where that changed a
     character, a hash of the exact model and version follows: `v2.1`, `v2_1`, `V2.1` and `v2-1` all read
-    `m-v2-1`, and a second pipeline's request met the first one's rollout under its name (decision 701)."""
+    `m-v2-1`, and a second pipeline's request met the first one's rollout under its name (decision 701).
+    Any other character no object name holds (a Triton model name given with --virtual-service may hold
+    '+', '@', a space) is a '-' too, and a name past `MAX_NAME` (a 253-character model name and its version)
+    is cut to fit, the hash kept: both were refused, "not a Kubernetes object name", of a name nobody typed
+    (decision 742)."""
     name = legacy_rollout_name(model, canary_version)
-    if name == f"{model}-{canary_version}":
+    if name == f"{model}-{canary_version}" and len(name) <= MAX_NAME and _OBJECT_NAME.fullmatch(name):
         return name
-    return f"{name}-{hashlib.sha256(f'{model}/{canary_version}'.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha256(f'{model}/{canary_version}'.encode()).hexdigest()[:8]
+    clean = re.sub(r"[^a-z0-9-]", "-", name).strip("-")[:MAX_NAME - len(digest) - 1].rstrip("-")
+    return f"{clean or 'rollout'}-{digest}"
+
+
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # as `rollout_name` writes one: no '.'
 
 
 def legacy_rollout_name(model: str, canary_version: str) -> str:

@@ -446,7 +446,9 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             raise ApiError(400, "BadRequest", "the object must be a JSON object")
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            # the API server's SimpleNameGenerator: the base cut at 58 characters, then 5 random ones (a name
+            # of at most 63), so a 253-character CanaryRollout's Event is named, as on a cluster (decision 742)
+            meta["name"] = str(meta["generateName"])[:58] + uuid.uuid4().hex[:5]
         if not meta.get("name"):
             raise ApiError(422, "Invalid", "metadata.name: Required value")
         if (kind.group, kind.plural) == ("", "events") and not _DNS_SUBDOMAIN.fullmatch(str(meta["name"])):

@@ -117,3 +117,18 @@ def test_finalizers_keep_a_deleted_object_until_the_last_one_is_removed() -> Non
         assert "deletionTimestamp" not in api.get("", "configmaps", "ml", "g")["metadata"]  # not a client's to set
         core.delete_namespaced_config_map("g", "ml")  # no finalizers: gone at once
         assert api.get("", "configmaps", "ml", "g") is None
+
+
+def test_a_generated_name_is_cut_as_the_api_server_cuts_it() -> None:
+    """The API server's name generator cuts `generateName` at 58 characters and adds 5: the Event of a
+    CanaryRollout whose name is 253 characters long (decision 742's default name for a long model) is named on
+    a cluster. The emulator added 5 to the whole base and refused the 259-character name 422 Invalid."""
+    import kubernetes.client as kc
+
+    from canary import kube
+
+    with KubeAPIServer() as api:
+        body = kube.event_body(namespace="ml", involved={"kind": "CanaryRollout", "name": "m" * 253}, reason="R",
+                               message="x", warning=False, component="t", generate_name="m" * 253 + ".")
+        made = kc.CoreV1Api(api.api_client()).create_namespaced_event("ml", body)
+        assert made.metadata.name.startswith("m" * 58) and len(made.metadata.name) == 63
