@@ -22,7 +22,7 @@ import signal  # noqa: E402
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -84,10 +84,30 @@ WATCH_EXIT = {rl.PROMOTED: 0, rl.ROLLED_BACK: 1, rl.ABORTED: EXIT_INFRA}  # `sta
 NamespaceOpt, KubeconfigOpt, ContextOpt, OutputOpt = opts.NamespaceOpt, opts.KubeconfigOpt, opts.ContextOpt, opts.OutputOpt
 # the MODEL argument of status/pause/resume/rollback: their --help said only "[required]"
 ModelArg = typer.Argument(..., help="model name (and VirtualService name unless --virtual-service)")
-VsOpt = typer.Option(None, "--virtual-service", help="VirtualService name (default: the model name)")
-DrOpt = typer.Option(None, "--destination-rule", help="DestinationRule name (default: the VirtualService name)")
+
+
+def not_blank(default: str) -> Callable[[Optional[str]], Optional[str]]:
+    """A click callback refusing an object flag given empty or blank (a usage error, exit 2, before anything is
+    read): `--virtual-service "$VS"` with the variable unset was read as "not given", and `rollback`, `pause` or
+    `promote` acted on `default` (the VirtualService named as the model: another route's) without a word, as
+    `-n ""` acted on the context's namespace before decision 116 (decision 743)."""
+
+    def check(value: Optional[str]) -> Optional[str]:
+        if value is not None and not value.strip():
+            raise typer.BadParameter(f"given empty ({value!r}: an unset variable in a pipeline?); name it, or leave "
+                                     f"the flag out for {default}")
+        return value
+
+    return check
+
+
+VsOpt = typer.Option(None, "--virtual-service", help="VirtualService name (default: the model name)",
+                     callback=not_blank("the model name"))
+DrOpt = typer.Option(None, "--destination-rule", help="DestinationRule name (default: the VirtualService name)",
+                     callback=not_blank("the VirtualService's name"))
 RouteOpt = typer.Option(None, "--route", help="name of the VirtualService's HTTP route (default: the only one, else the "
-                                               "only one with this DestinationRule's stable and canary subsets)")
+                                               "only one with this DestinationRule's stable and canary subsets)",
+                        callback=not_blank("the VirtualService's only route"))
 LogFormatOpt = typer.Option("auto", "--log-format", help="auto (JSON unless a TTY), json or console")
 
 
@@ -423,7 +443,8 @@ def promote(
     virtual_service: Optional[str] = VsOpt,
     destination_rule: Optional[str] = DrOpt,
     route: Optional[str] = typer.Option(None, "--route", help="name of the VirtualService's HTTP route (default: the "
-                                                              "policy's `route`, else the only one)"),
+                                                              "policy's `route`, else the only one)",
+                                        callback=not_blank("the policy's route, else the only one")),
     kubeconfig: Optional[str] = KubeconfigOpt,
     context: Optional[str] = ContextOpt,
     prometheus_url: Optional[str] = opts.PromUrlOpt,
