@@ -202,6 +202,11 @@ UNBREAKABLE = {
     "max_increase_points": (50, "a rate over {v} points above stable's"),
     "max_rate_pct": (50, "a rate over {v}%"),
     "max_js": (1, "a Jensen-Shannon distance above 1, which none has"),
+    # the judge's PSI smooths each bucket by +0.5 (`shift._psi`), so every share is at least 0.5 / (n + k/2) and
+    # any PSI of k buckets with n observations an arm is under 2 ln(2n + k): 84 at 10^18 (a billion a second for
+    # 30 years); 100 needs 2.6e21 an arm. Only a PSI limit is provable so (decision 744)
+    "max_psi": (100, "a PSI above {v}, which no count reaches: the judge's +0.5 a bucket holds any PSI under "
+                     "2 ln(2n + k) for n predictions an arm in k buckets, 84 at 10^18 predictions"),
 }
 
 

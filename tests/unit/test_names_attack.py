@@ -7,6 +7,7 @@ no Prometheus."""
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,24 @@ def test_a_loose_limit_beside_one_that_judges_is_no_advisory() -> None:
               {"name": "only", "kind": "error_rate", "max_rate_pct": 50}]
     said = dict(advisories(parse_policy(_policy(checks=checks), file="p.yaml")))
     assert list(said) == ["checks[4].max_rate_pct"], said
+
+
+@pytest.mark.parametrize("kind", ["prediction_shift", "feature_drift"])
+def test_a_psi_limit_no_count_reaches_is_an_advisory(kind: str) -> None:
+    """`max_psi: 1000` (a typo of 0.1000?) passed every canary, with no word: the judge's PSI smooths each bucket
+    by +0.5, so it is under 2 ln(2n + k), 84 at 10^18 predictions an arm (decision 744). Said as 704's are; a PSI
+    limit under the bound, or beside a JS limit that judges, is none."""
+    import numpy as np
+
+    from canary.analysis.shift import shift_tests
+    from canary.policy import advisories
+
+    said = dict(advisories(parse_policy(_policy(checks=[{"name": "s", "kind": kind, "max_psi": 1000}]), file="p.yaml")))
+    assert list(said) == ["checks[0].max_psi"] and said["checks[0].max_psi"].startswith(
+        "1000: a canary breaks it only with a PSI above 1000, which no count reaches"), said
+    for loose in ({"max_psi": 99}, {"max_psi": 1000, "max_js": 0.2}):
+        assert not advisories(parse_policy(_policy(checks=[{"name": "s", "kind": kind, **loose}]), file="p.yaml"))
+    # the bound is what the judge computes: two disjoint arms of 10^12 predictions each are PSI 56.6, under it
+    far = dict(shift_tests(np.array([1e12, 0.0]), np.array([0.0, 1e12]), max_psi=56, max_js=None, alpha=0.05,
+                           beta=0.05))
+    assert far["psi"].breach and 56 < far["psi"].effect < 2 * math.log(2 * 1e12 + 2)
