@@ -56,6 +56,11 @@ class Metrics(Strict):
                                   json_schema_extra={"pattern": LABEL_NAME})
     model_label: str | None = Field(None, description="label carrying the model name; default per source; '' for none",
                                     json_schema_extra={"pattern": "^$|" + LABEL_NAME})
+    namespace_label: str | None = Field(
+        None, description="label carrying the pod's Kubernetes namespace, matched to the rollout's on every query of "
+        "the preset sources; default per source (istio: destination_service_namespace; model and triton: none, "
+        "as their exporters have none: set it to the label your scrape adds, e.g. 'namespace', or a model of one "
+        "name served in two namespaces is read as one)", json_schema_extra={"pattern": LABEL_NAME})
     labels: dict[str, str] = Field(default_factory=dict, description="extra equality matchers on every query, added to "
                                    "every vector selector of a custom check's PromQL too; never one of the identity "
                                    "labels (model, arm, namespace)",
@@ -70,7 +75,7 @@ class Metrics(Strict):
         "that beyond doubt) only once a step's window covers 3 of them, whatever the step's interval; the metrics "
         "preflight and `canary plan`'s layout read ask over 3 of them where the interval is shorter")
 
-    @field_validator("arm_label", "model_label")
+    @field_validator("arm_label", "model_label", "namespace_label")
     @classmethod
     def _label(cls, name: str | None, info: pydantic.ValidationInfo) -> str | None:
         return None if name is None else label_name(name, allow_empty=info.field_name == "model_label")
@@ -103,8 +108,8 @@ def identity_labels(metrics: Metrics, source: str) -> dict[str, str]:
     sl = SOURCE_LABELS[source]
     out = {"model label": sl.model if metrics.model_label is None else metrics.model_label,
            "arm label": metrics.arm_label or sl.arm}
-    if sl.namespace:
-        out["namespace label"] = sl.namespace
+    if metrics.namespace_label or sl.namespace:
+        out["namespace label"] = metrics.namespace_label or sl.namespace
     return {role: name for role, name in out.items() if name}
 
 
@@ -119,6 +124,13 @@ def check_identity(metrics: Metrics, source: str) -> None:
     if ident.get("arm label") == ident.get("model label"):
         raise FieldProblem("metrics.arm_label",
                            f"the arm label and the model label must differ (both {ident['arm label']!r})")
+    if metrics.namespace_label:  # one label for two roles, or one the queries match themselves (decision 745)
+        ns = metrics.namespace_label
+        other = next((role for role, name in ident.items() if name == ns and role != "namespace label"), None)
+        clash = f"the {other} too" if other else (
+            f"a fixed matcher of source {source!r}" if ns in sl.fixed else used.get(ns))
+        if clash:
+            raise FieldProblem("metrics.namespace_label", f"{ns!r} cannot be the namespace label: it is {clash}")
     for role, name in ident.items():
         clash = (f"the namespace label of source {source!r}" if name == sl.namespace else
                  f"a fixed matcher of source {source!r}" if name in sl.fixed else used.get(name))
