@@ -28,6 +28,7 @@ from rich.table import Table
 
 from canary import cli_options as opts
 from canary.errors import CanaryError, ConfigError, TransientError
+from canary.filekind import read_input
 
 baseline_app = typer.Typer(no_args_is_help=True, help="Training baselines: capture a reference profile of features.")
 drift_app = typer.Typer(no_args_is_help=True, help="Drift of live data against the training baseline.")
@@ -625,7 +626,7 @@ def _unmeasured_text(a: dict[str, Any]) -> str:
 
 def _load_json(path: Path, what: str) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_input(path))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -21,6 +21,7 @@ import typer
 
 from canary import cli
 from canary import cli_options as opts
+from canary.filekind import read_input
 
 _FORMATS = ("json", "yaml")
 
@@ -91,7 +92,7 @@ def _from_file(path: Path) -> dict[str, Any]:
     from canary import history as hist
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_input(path)
     except OSError as exc:
         raise cli.ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError as exc:

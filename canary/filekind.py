@@ -1,4 +1,5 @@
-"""What a file given where JSON was expected most likely is, for the error that refuses it.
+"""What a file given where JSON was expected most likely is, for the error that refuses it; and the one way a
+file a person names is read (`read_bounded`, `read_input`).
 
 `canary report --input canary-demo.log`, `canary judge --input` of a log, `drift check --baseline` of a report
 page: each said only `not JSON (Extra data: line 2 column 1 (char 162))`, which names no mistake. The caller
@@ -6,17 +7,46 @@ appends what it takes instead."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
+
+MAX_INPUT_BYTES = 64 << 20  # a JSON or YAML file a command reads whole: 64 ConfigMaps' worth (decision 746)
+
+
+def read_bounded(path: str | Path, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of `path` (one past it: the caller can tell it is too large), OSError as `open`
+    raises it. Opened without blocking, then read blocking: a FIFO no process writes to (a `mkfifo` left behind, a
+    path typed wrong) held the command forever at `open`, before any word, and now reads as empty; a process
+    substitution (`--policy <(envsubst < p.yaml)`) is a pipe with its writer, read as before. A device with no end
+    (`/dev/zero`, `/dev/urandom`) is cut at `limit` + 1 instead of filling the memory (decision 746)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~getattr(os, "O_NONBLOCK", 0))
+        return f.read(limit + 1)
+
+
+def read_input(path: str | Path, limit: int | None = None) -> str:
+    """`path`'s UTF-8 text, as `Path.read_text` reads it (OSError, UnicodeDecodeError), read by `read_bounded`; a
+    file past `limit` is OSError EFBIG, `strerror` saying so, which every caller already says as "cannot read"."""
+    limit = MAX_INPUT_BYTES if limit is None else limit
+    data = read_bounded(path, limit)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"too large: more than {f'{limit >> 20} MiB' if limit % (1 << 20) == 0 else f'{limit} bytes'} "
+                      "(or no regular file: a device has no end)",
+                      str(path))
+    return data.decode("utf-8")
 
 
 def not_json(source: str | Path) -> str:
     """`: <what it is>` to append to a "not JSON" error about `source` (the file's text, or its path: its first
     64 KiB are read), or "" when it is none of the usual wrong files."""
     if isinstance(source, Path):
-        try:
-            with source.open("r", encoding="utf-8", errors="replace") as f:
-                text = f.read(65536)
+        try:  # a process substitution's pipe read already has no writer: opened without blocking, it reads empty
+            text = read_bounded(source, 65535).decode("utf-8", errors="replace")
         except OSError:
             return ""
     else:
@@ -36,4 +66,4 @@ def not_json(source: str | Path) -> str:
     return ""
 
 
-__all__ = ["not_json"]
+__all__ = ["MAX_INPUT_BYTES", "not_json", "read_bounded", "read_input"]

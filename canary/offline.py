@@ -37,6 +37,7 @@ from canary.analysis.judge import MAX_COUNT
 from canary.analysis.sequential import Z_CLIP, plausible, sub_levels
 from canary.analysis.shown import integer
 from canary.errors import ConfigError, NoData, PolicyError
+from canary.filekind import read_input
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar
 from canary.policy import Policy, load_policy, parse_policy
 
@@ -67,7 +68,7 @@ def _bad(file: str, field: str, message: str) -> ConfigError:
 def load_exported(path: str | Path) -> Exported:
     path = Path(path)
     try:
-        raw = unique_keys(json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_Pairs, parse_float=_float),
+        raw = unique_keys(json.loads(read_input(path), object_pairs_hook=_Pairs, parse_float=_float),
                           file=str(path))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from canary.errors import PolicyError
+from canary.filekind import read_bounded
 from canary.policy_fields import show
 
 MAX_VALUES, MAX_DEPTH = 10_000, 32
@@ -149,7 +150,6 @@ def read_samples(path: Path) -> str:
 def read_file(path: Path) -> bytes:
     """A policy file's bytes, one more than MAX_BYTES at most (so `load_text` can tell it is too large)."""
     try:
-        with path.open("rb") as f:
-            return f.read(MAX_BYTES + 1)
+        return read_bounded(path, MAX_BYTES)  # a FIFO with no writer held `open` forever (decision 746)
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise PolicyError(str(path), "", f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None

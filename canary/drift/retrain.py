@@ -24,6 +24,7 @@ import structlog
 
 from canary.drift.store import brief, label_value
 from canary.errors import ConfigError
+from canary.filekind import read_input
 
 log = structlog.get_logger("canary.drift")
 
@@ -408,7 +409,7 @@ def load_job_template(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_input(path))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the Job template: {str(exc)[:200]}") from None
     if not isinstance(raw, dict) or raw.get("kind") != "Job" or not str(raw.get("apiVersion", "")).startswith("batch/"):

@@ -1,0 +1,62 @@
+"""A file a command reads whole is read within bounds and never blocks at its open (decision 746): a FIFO no
+process writes to held `policy validate`, `judge`, `drift check --baseline` and `report --input` forever before
+any word, and a device with no end (`/dev/zero`) or a file of gigabytes was read whole into memory (only the
+policy's own read was bounded). A process substitution (`<(envsubst < p.yaml)`) is still read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from canary import filekind
+from tests.support import cli
+
+COMMANDS = {
+    "policy validate": lambda f, tmp: ["policy", "validate", str(f)],
+    "judge": lambda f, tmp: ["judge", "--input", str(f)],
+    "drift check --baseline": lambda f, tmp: ["drift", "check", "--baseline", str(f), "--input", str(tmp / "x.json")],
+    "report --input": lambda f, tmp: ["report", "--input", str(f)],
+}
+
+
+@pytest.mark.timeout(60)  # without the fix each waited at `open` for a writer that never comes
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_fifo_with_no_writer_is_refused_not_waited_on(tmp_path: Path, command: str) -> None:
+    fifo = tmp_path / "in.json"
+    os.mkfifo(fifo)
+    (tmp_path / "x.json").write_text("{}")
+    res = cli.run(COMMANDS[command](fifo, tmp_path))
+    assert res.returncode == 2 and str(fifo) in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "policy validate"])  # the policy's own 256 KiB
+def test_a_file_past_the_bound_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 command: str) -> None:
+    """As `/dev/zero` is (a bound of 64 MiB; here 1 KiB, a 2 KiB file): refused, naming the file and why."""
+    monkeypatch.setattr(filekind, "MAX_INPUT_BYTES", 1024)
+    big = tmp_path / "big.json"
+    big.write_text('{"a": "' + "x" * 2048 + '"}')
+    (tmp_path / "x.json").write_text("{}")
+    res = cli.run(COMMANDS[command](big, tmp_path))
+    words = " ".join(res.stderr.split())
+    assert res.returncode == 2 and str(big) in words and "too large: more than 1024 bytes" in words, words
+
+
+def test_a_device_with_no_end_is_cut_at_the_bound() -> None:
+    assert len(filekind.read_bounded("/dev/zero", 4096)) == 4097
+    with pytest.raises(OSError, match="too large"):
+        filekind.read_input("/dev/zero", 4096)
+
+
+def test_a_pipe_with_its_writer_is_read(tmp_path: Path) -> None:
+    """What a process substitution gives: a pipe whose writer has written and closed."""
+    read, write = os.pipe()
+    os.write(write, b"steps: [10, 100]\nchecks: [{name: e, kind: error_rate, max_rate_pct: 5}]\n")
+    os.close(write)
+    try:
+        res = cli.run(["policy", "validate", f"/dev/fd/{read}"])
+    finally:
+        os.close(read)
+    assert res.returncode == 0 and "ok (2 steps" in res.stdout, res.stderr
