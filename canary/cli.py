@@ -22,7 +22,7 @@ import signal  # noqa: E402
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 

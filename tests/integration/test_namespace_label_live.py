@@ -7,7 +7,7 @@ A real, backfilled Prometheus: model `rec` v1 (stable) and v2 (canary) in namesp
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import pytest
 
@@ -23,8 +23,8 @@ ERRORS = {("ml", "v1"): 0.01, ("ml", "v2"): 0.01, ("other", "v1"): 0.01, ("other
 TARGET = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v2")
 
 
-@pytest.fixture(scope="module")
-def prom(prometheus_binary: str) -> Iterator[tuple[str, float]]:
+@pytest.fixture
+def prom(prom_server_factory: Callable[..., PromServer]) -> tuple[str, float]:
     start, end = history_window(before_s=600, after_s=300)
     series = []
     for (ns, version), share in ERRORS.items():
@@ -34,12 +34,7 @@ def prom(prometheus_binary: str) -> Iterator[tuple[str, float]]:
         series += counter("model_requests_total", {**model, "outcome": "success"}, RPS * (1 - share))
         series += counter("nv_inference_request_failure", triton, RPS * share)
         series += counter("nv_inference_request_success", triton, RPS * (1 - share))
-    server = PromServer(history=openmetrics(series, start=start, end=end), binary=prometheus_binary)
-    server.start()
-    try:
-        yield server.url, start + 600
-    finally:
-        server.stop()
+    return prom_server_factory(history=openmetrics(series, start=start, end=end)).url, start + 600
 
 
 def _canary_error_share(prom: tuple[str, float], metrics: dict[str, Any]) -> float:
