@@ -48,7 +48,7 @@ def analyze(
     Exit 0 pass, 1 fail, 4 inconclusive or could not measure (no series), 3 Prometheus unavailable (down, or
     failing the queries: its words and what to check), 2 bad input (a URL that is not a
     Prometheus API, credentials refused, a query Prometheus rejects, a --window shorter than two
-    scrapes, the same version on both sides).
+    scrapes or longer than 24h, the same version on both sides).
     Nothing is written anywhere. Versions not given are read from the
     DestinationRule's subsets (needs Kubernetes access; --route picks the
     HTTP route of a VirtualService that has several).
