@@ -544,10 +544,16 @@ class Runner:
             self.target = asked  # as given: the holder's route and versions are not this promote's
 
     def _check_versions(self) -> None:
-        """The versions given are Kubernetes label values (ConfigError, exit 2): checked before anything is read."""
+        """The versions given are Kubernetes label values, and two (ConfigError, exit 2): checked before anything is
+        read. One version given as both was refused only at the claim, after Prometheus's clock and the route were
+        read (a Prometheus that does not answer retried first), where `--via-controller` and `analyze` refuse it
+        before any request (decision 743)."""
         check_version(self.target.canary_version, "--canary-version")
         if self.target.stable_version:
             check_version(self.target.stable_version, "--stable-version")
+            if self.target.stable_version == self.target.canary_version:
+                raise ConfigError(f"--canary-version {self.target.canary_version!r} is --stable-version too: a rollout "
+                                  "compares a new version with the one serving; nothing was read or written")
 
     def _start(self) -> rl.RolloutState:
         """Resume what is recorded, or check everything that can be checked and claim the route."""
@@ -759,16 +765,13 @@ class Runner:
     def _input_behind_busy(self, asked: Target, target: Target, busy: RolloutBusy) -> None:
         """Before a busy refusal (exit 75, "retry later"; `--wait-busy` waits on it): what this promote was given
         that is wrong whoever holds the route, which no retry or wait can mend, is its refusal instead (exit 2,
-        nothing written): a `--stable-version` that is `--canary-version` too, and a policy or Prometheus that no
-        look could use (a query Prometheus rejects, a URL that is no Prometheus, credentials refused: the
-        metrics preflight's ConfigError, asked once per process). A retry rule on 75 retried a typo in the
+        nothing written): a policy or Prometheus that no look could use (a query Prometheus rejects, a URL that
+        is no Prometheus, credentials refused: the metrics preflight's ConfigError, asked once per process); a
+        `--stable-version` that is `--canary-version` too is refused before anything is read (`_check_versions`,
+        decision 743). A retry rule on 75 retried a typo in the
         policy, and `--wait-busy 30m` waited half an hour to be told it (decision 400). What depends on the
         route (no stable data now, the subsets, the pods) is judged after the holder has ended, as before;
         Prometheus unavailable leaves the busy refusal as it is."""
-        if asked.stable_version and asked.stable_version == asked.canary_version:
-            raise ConfigError(f"--canary-version {asked.canary_version} is the --stable-version given too: a "
-                              "rollout compares a new version with the one serving; nothing was written (the "
-                              f"route is held by another rollout now too: {busy})")
         if self._busy_input_checked or not target.stable_version:  # no stable version known: the route's to say
             return
         self._busy_input_checked = True

@@ -27,3 +27,15 @@ def test_a_version_no_pod_can_carry_is_refused_before_prometheus_is_asked(files:
     assert res.exit_code == 2, res.output
     assert f"{flag} {value!r} is not a Kubernetes label value" in res.output, res.output
     assert "metrics.query" not in res.output, res.output  # nothing asked of Prometheus
+
+
+def test_one_version_given_as_both_is_refused_before_anything_is_asked(files: tuple[Path, Path]) -> None:  # noqa: F811
+    """It was refused at the claim (check_claim), after Prometheus's clock (retried against one that does not
+    answer) and the route were read; `--via-controller` refused it before anything (decision 743)."""
+    kubeconfig, policy = files
+    res = CliRunner().invoke(app, ["promote", "m0", "--policy", str(policy), "-n", "ml", "--kubeconfig",
+                                   str(kubeconfig), "--prometheus-url", "http://127.0.0.1:9",
+                                   "--canary-version", "v2", "--stable-version", "v2"])
+    assert res.exit_code == 2, res.output
+    assert "--canary-version 'v2' is --stable-version too" in res.output, res.output
+    assert "metrics.query" not in res.output, res.output  # nothing asked of Prometheus
