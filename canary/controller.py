@@ -501,8 +501,8 @@ class Controller:
         # an abandoned rollout, and an end typed over a split or garbage nobody drives (decision 157): each is
         # ended once; a refusal is logged (`sweep.left_alone`, `rollback.failed`, `traffic.unsafe`) and the next
         # sweep reads it again
-        ends = [(one, lambda one=one: self._swept(sweep.end(self.fenced, one, log=self.log, now=now,
-                                                            notifier=self.notifier)))
+        ends = [(one, lambda one=one: sweep.end(self.fenced, one, log=self.log, now=now, notifier=self.notifier,
+                                                counted=self._swept))
                 for one in found.abandoned]
         ends += [(one, lambda one=one: sweep.end_unowned(self.fenced, one, log=self.log, now=now,
                                                          notifier=self.notifier, counted=self._swept))
@@ -560,8 +560,9 @@ class Controller:
 
     def _swept(self, ended: rl.RolloutState) -> None:
         """A rollout the sweep (or an orphan's claimant) ended, counted as the rollouts' own ends are
-        (`canary_rollbacks_total{reason="abandoned"}`, `canary_promotions_total`); webhooks were told by
-        `sweep.end`."""
+        (`canary_rollbacks_total{reason="abandoned"}`, `canary_promotions_total`), as `sweep.end` (its `counted`)
+        tells it the end landed: one whose stable subset only was not pointed after it too (decision 735); the
+        webhooks were told by `sweep.end`."""
         if self.telemetry is None:
             return
         if ended.phase == rl.PROMOTED:
@@ -1084,9 +1085,8 @@ class Controller:
                     model=rec.model, canary_version=rec.canary_version)
         found = sweep.Found(spec.target.namespace, spec.target.virtual_service, rec, status.state or "",
                             reason=sweep.orphan_reason(rec.owner), destination_rule=spec.target.dr_name)
-        ended = sweep.end(self.fenced, found, log=log, now=self.clock.now(), notifier=self.notifier)
-        self._swept(ended)
-        return ended
+        return sweep.end(self.fenced, found, log=log, now=self.clock.now(), notifier=self.notifier,
+                         counted=self._swept)
 
     def _duplicate_ended(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState | None,
                          log: Any) -> None:

@@ -525,7 +525,8 @@ def _routed(router: Any, found: Found) -> Any:
     return status if status.state == found.text else None
 
 
-def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None) -> rl.RolloutState:
+def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None,
+        counted: Callable[[rl.RolloutState], None] | None = None) -> rl.RolloutState:
     """End `found`'s rollout, guarded on the record it was found with: a split one goes to stable 100%
     (`aborted`, its reason), one half-way through its promotion is finished (`promoted`). Logs
     ``rollout.abandoned`` once the write landed, and tells `notifier` (a `canary.notify.Notifier`, or
@@ -533,6 +534,9 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
     RoutingConflict when the route changed since (its owner wrote: nothing done, ``sweep.left_alone``),
     TrafficUnsafe when stable 100% could not be written and the route may still be split
     (``traffic.unsafe``), and CanaryError when another write failed (``rollback.failed``: act by hand).
+    `counted(end)`: told the end once it landed (the controller's counters). An end that landed and whose stable
+    subset only could not be pointed after it (a rule deleted or re-hosted: RollbackFailed with its `rollout_state`)
+    is told as every end is (``rollout.abandoned``, posted, counted) before it raises (decision 735).
     Transient errors are retried twice."""
     r = found.record
     log = log.bind(**rollout_context(found.target(), r))
@@ -565,6 +569,7 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         except RuleElsewhere as exc:
             # (refused after its 100/0 landed, the rule re-hosted between its two pointings: finished, not undone)
             if new.phase != rl.PROMOTED or _routed(router, found) is None:
+                _told_landed(found, exc, log=log, did=did, routed=routed, notifier=notifier, counted=counted)
                 _said_failed(router, found, log, exc, unanswered=unanswered, cause=cause, routed=routed)
                 raise
             # the promotion's pointing refused, the rule re-hosted: it cannot be finished (its stable subset never
@@ -582,8 +587,18 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
                 attempt += 1
                 unanswered = unanswered or str(exc)
                 continue
+            _told_landed(found, exc, log=log, did=did, routed=routed, notifier=notifier, counted=counted)
             _said_failed(router, found, log, exc, unanswered=unanswered, cause=cause, routed=routed)
             raise
+    _told(found, out, log=log, did=did, routed=routed, notifier=notifier, counted=counted)
+    return out
+
+
+def _told(found: Found, out: rl.RolloutState, *, log: Any, did: str, routed: dict[str, Any], notifier: Any,
+          counted: Callable[[rl.RolloutState], None] | None) -> None:
+    """The sweep's end `out` of `found`'s rollout told, once its write landed: ``rollout.abandoned``, the webhooks
+    and Slack (`notifier`: "aborted" or "promotion"), and `counted`."""
+    r = found.record
     # logged once the write landed: the phase and weights as recorded and routed now (it gave the abandoned
     # record's, "progressing 80/20", for a rollout it had just sent to stable 100%), and what they were
     log.warning("rollout.abandoned", owner=r.owner, job=r.job or None, phase=out.phase, weights=str(out.weights), done=did,
@@ -596,4 +611,16 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
 
         notifier.notify("promotion" if out.phase == rl.PROMOTED else "aborted",
                         payload_for(out, namespace=found.namespace, rollout=found.virtual_service))
-    return out
+    if counted is not None:
+        counted(out)
+
+
+def _told_landed(found: Found, exc: CanaryError, *, log: Any, did: str, routed: dict[str, Any], notifier: Any,
+                 counted: Callable[[rl.RolloutState], None] | None) -> None:
+    """An end whose write failed told all the same where its stable 100% and end landed and only the stable
+    subset's pointing after them failed (`rollout_state`: a rule deleted or re-hosted): it is on the route, so it
+    is `rollout.abandoned`, posted and counted as every end is; before decision 735 its `rollback.failed` alone
+    said it, and the channel and `canary_rollbacks_total` never heard of it."""
+    out = getattr(exc, "rollout_state", None)
+    if out is not None:
+        _told(found, out, log=log, did=did, routed=routed, notifier=notifier, counted=counted)

@@ -27,6 +27,8 @@ from canary.routing.istio import IstioRouter
 from canary.runner import Runner, oncall_action
 from tests import fleet
 from tests.fakes import FakeClock, FakeMetrics
+from tests.integration.test_controller_route_deleted import _delete
+from tests.integration.test_notify_health import receiver  # noqa: F401
 from tests.support.killpoints import LiveWeights
 
 pytestmark = pytest.mark.integration
@@ -915,6 +917,40 @@ def test_the_sweep_ends_a_promotion_over_a_re_hosted_rule_at_stable_and_pages(ap
     assert "may still be split" not in failed["hint"] and "no split is left" in failed["note"], failed
     assert [s["labels"] for s in api.get(GROUP, "destinationrules", "ml", "m0")["spec"]["subsets"]] == [
         {"app": "m1", "version": "v7"}, {"app": "m1", "version": "v8"}]  # never pointed
+
+
+@pytest.mark.parametrize("rule", ["deleted", "re-hosted"])
+def test_a_sweeps_end_whose_stable_subset_could_not_be_pointed_is_told_as_every_end_is(api: Any, receiver: Any,
+                                                                                     rule: str) -> None:
+    """A promote killed at 80/20 whose rule was deleted (decision 168's case), or killed at 0/100 `promoting` whose
+    rule was re-hosted (685's): the sweep's end lands (stable 100%, recorded aborted) and only the stable subset's
+    pointing after it fails (RollbackFailed, exit 3). That end is on the route, yet only `rollback.failed` said it:
+    no `rollout.abandoned`, no post, not counted (decision 685's "Left"). Now it is told as every end is, once
+    (decision 735)."""
+    from canary import sweep
+    from canary.errors import RollbackFailed
+    from canary.notify import Notifier
+    from canary.routing import patch
+
+    _killed_at_first_step(api, "")
+    if rule == "deleted":
+        _delete(api, "destinationrules", "m0")
+    else:
+        api.edit(GROUP, "virtualservices", "ml", "m0", promoting)
+        api.edit(GROUP, "destinationrules", "ml", "m0", _copy_pasted)
+    text = patch.read_state(api.get(GROUP, "virtualservices", "ml", "m0"))
+    found = sweep.Found("ml", "m0", rl.RolloutState.from_json(text), text, quiet_s=600.0)
+    notifier, counted = Notifier(webhooks=[receiver.url + "/hook"]), []  # type: ignore[var-annotated]
+    with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed):
+        sweep.end(IstioRouter(api.api_client(), wait=tenacity.wait_none()), found, log=get(),
+                  now=found.record.updated_at + 700, notifier=notifier, counted=counted.append)
+    assert routes(api) == [[("stable", 100), ("canary", 0)]] and record(api)["phase"] == rl.ABORTED, routes(api)
+    [told] = [e for e in logs if e["event"] == "rollout.abandoned"]
+    assert (told["phase"], told["weights"], told["done"]) == (rl.ABORTED, "100/0", "stable 100%"), told
+    assert [(c.phase, str(c.weights)) for c in counted] == [(rl.ABORTED, "100/0")], counted
+    assert notifier.close(10.0)
+    hooks = [body for path, body, _ in receiver.got if path == "/hook"]
+    assert [(h["event"], h["weights"]) for h in hooks] == [("aborted", {"stable": 100, "canary": 0})], hooks
 
 
 def test_an_older_records_rule_reverted_to_older_versions_is_refused_with_a_remedy_that_works() -> None:
