@@ -782,21 +782,19 @@ def notify_wait_s(grace_until: float, now: float) -> float:
 
 
 def announce(notifier: Any, state: rl.RolloutState, *, namespace: str, rollout: str) -> None:
-    """Post the end `state` records, as the controller does (`Controller._record`): "rollback" (and
-    "prediction_shift" when that check failed), "aborted" or "promotion"; nothing for a state that is no end."""
-    from canary.notify import payload_for
+    """Post the end `state` records, as the controller does (`notify.end_events`): "rollback" or "aborted" (and
+    "prediction_shift" when that check failed), or "promotion"; nothing for a state that is no end."""
+    from canary.notify import end_events, payload_for
 
-    event = {rl.ROLLED_BACK: "rollback", rl.ABORTED: "aborted", rl.PROMOTED: "promotion"}.get(state.phase)
-    if event is None:
+    events = end_events(state)  # (the controller's mapping too: `Controller._post_end`)
+    if not events:
         return
     try:  # an announcement never changes how the rollout ended, nor its exit code
         payload = payload_for(state, namespace=namespace, rollout=rollout)
-        notifier.notify(event, payload)
-        if event == "rollback" and any(r.get("kind") == "prediction_shift" and r.get("outcome") == "fail"
-                                       for r in state.verdict_results()):
-            notifier.notify("prediction_shift", payload)
+        for event in events:
+            notifier.notify(event, payload)
     except Exception as exc:  # noqa: BLE001
-        logs.get().error("notify.internal_error", notify_event=event, error=type(exc).__name__)
+        logs.get().error("notify.internal_error", notify_event=events[0], error=type(exc).__name__)
 
 
 def announce_failed(notifier: Any, ctl: Any, exc: BaseException, *, namespace: str, rollout: str) -> None:

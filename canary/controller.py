@@ -50,6 +50,7 @@ from canary import kube
 from canary import malloc
 from canary import resume_requests
 from canary import sweep, unowned
+from canary.notify_body import end_events
 from canary.reconcile import (END_DONE, END_LINES, K8S_EVENTS, Observation, camel, check_claim, check_other_splits, check_pods, crd_owner, crd_ref, decide,
                               describe_owner, event_message, execute, look_due, look_window, measure_window, next_look_at,
                               one_instant,
@@ -2433,7 +2434,7 @@ class Controller:
         ended = "rollback.completed" in events or "rollout.aborted" in events
         promoted = "rollout.promoted" in events
         if self._ends_posted.pop(spec.key, None) != _end_key(state):
-            self._post_end(spec, state, actions)
+            self._post_end(spec.key, lambda: crd.notification(spec, state), state, actions)
         seen = self._breach_seen.pop((spec.key, state.canary_version), None) if ended or promoted else None
         if t:
             self._count(spec, "canary_rollout_weight", lambda: t.record_state(
@@ -2453,25 +2454,31 @@ class Controller:
         """The end `state` posted (`_post_end`) unless it was already, and noted so that `_record` does not post
         it again: as its stable-100% write lands (`_do`, `_failed`'s `_to_stable`), or first thing when a write whose
         answer was lost is found landed (`_confirm_end`; decisions 723, 725)."""
-        if self._ends_posted.get(spec.key) != _end_key(state):
-            self._post_end(spec, state, actions)
-            self._ends_posted[spec.key] = _end_key(state)
+        self._post_key_once(spec.key, lambda: crd.notification(spec, state), state, actions)
 
-    def _post_end(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
+    def _post_key_once(self, key: str, payload: Callable[[], dict[str, Any]], state: rl.RolloutState,
+                       actions: list[rl.Action]) -> None:
+        """`_post_once` for CanaryRollout `key`, its post made by `payload()`: where no spec is parsed
+        (`_stable_if_ours`: a policy that does not read never keeps an end from the channel; decision 736)."""
+        if self._ends_posted.get(key) != _end_key(state):
+            self._post_end(key, payload, state, actions)
+            self._ends_posted[key] = _end_key(state)
+
+    def _post_end(self, key: str, payload: Callable[[], dict[str, Any]], state: rl.RolloutState,
+                  actions: list[rl.Action]) -> None:
         """The webhooks and Slack told of the end `actions` say (`rollback.completed`, `rollout.aborted`,
-        `rollout.promoted`), if any: queued, never waited on. Never raises."""
-        events = {a.event for a in actions if isinstance(a, rl.Emit)}
+        `rollout.promoted`), if any, as `notify.end_events` maps it (`canary promote`'s too): queued, never waited
+        on. Never raises."""
         n = self.notifier
+        if n is None or not {"rollback.completed", "rollout.aborted", "rollout.promoted"} & {
+                a.event for a in actions if isinstance(a, rl.Emit)}:
+            return
         try:  # the payload made here: one that cannot be made costs neither the counters nor the Events
-            if n and ("rollback.completed" in events or "rollout.aborted" in events):
-                n.notify("rollback" if state.phase == rl.ROLLED_BACK else "aborted", crd.notification(spec, state))
-                failed = state.verdict_results()
-                if any(r.get("kind") == "prediction_shift" and r.get("outcome") == "fail" for r in failed):
-                    n.notify("prediction_shift", crd.notification(spec, state))
-            if n and "rollout.promoted" in events:
-                n.notify("promotion", crd.notification(spec, state))
+            body = payload()
+            for event in end_events(state):
+                n.notify(event, body)
         except Exception as exc:  # noqa: BLE001
-            self.log.error("notify.internal_error", rollout=spec.key, notify_event=state.phase, error=type(exc).__name__)
+            self.log.error("notify.internal_error", rollout=key, notify_event=state.phase, error=type(exc).__name__)
 
     def _count(self, spec: crd.RolloutSpec, metric: str, record: Callable[[], Any]) -> None:
         """One of `_record`'s counters or gauges: a registry that raises is said (`telemetry.record_failed`), and

@@ -68,7 +68,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from canary import logs
 from canary.errors import ConfigError
 from canary.notify_http import failure_cause
-from canary.notify_body import event_id, payload_for, slack_body, slack_line, webhook_body
+from canary.notify_body import end_events, event_id, payload_for, slack_body, slack_line, webhook_body
 
 EVENTS = ("rollback", "promotion", "prediction_shift", "aborted")
 CRITICAL = frozenset({"rollback", "aborted"})  # never dropped to make room for other news
@@ -436,4 +436,4 @@ def _split(value: str) -> list[str]:
     return [u.strip() for u in value.split(",") if u.strip()]
 
 
-__all__ = ["Notifier", "EVENTS", "CRITICAL", "Answer", "event_id", "payload_for", "webhook_body", "slack_body", "slack_line"]
+__all__ = ["Notifier", "EVENTS", "CRITICAL", "Answer", "end_events", "event_id", "payload_for", "webhook_body", "slack_body", "slack_line"]

@@ -26,6 +26,23 @@ def payload_for(state: Any, *, namespace: str, rollout: str, evidence: Sequence[
             "virtual_service": rollout, "route": getattr(state, "route", "")}  # for the command to look (`next_command`)
 
 
+# an end's phase (`rollout.ROLLED_BACK`, `ABORTED`, `PROMOTED`: spelled here, this module imports no rollout) -> its post
+_END_EVENTS = {"rolled_back": "rollback", "aborted": "aborted", "promoted": "promotion"}
+
+
+def end_events(state: Any) -> tuple[str, ...]:
+    """The notification events the end `state` records is posted as, the one mapping of the controller's
+    (`Controller._post_end`) and `canary promote`'s (`cli.announce`): "rollback", "aborted" or "promotion", and
+    "prediction_shift" beside a rollback or an abort whose last verdict failed a prediction-shift check; none for a
+    state that is no end."""
+    event = _END_EVENTS.get(getattr(state, "phase", ""))
+    if event is None:
+        return ()
+    shifted = event != "promotion" and any(r.get("kind") == "prediction_shift" and r.get("outcome") == "fail"
+                                           for r in state.verdict_results())
+    return (event, "prediction_shift") if shifted else (event,)
+
+
 def webhook_body(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """The generic webhook's JSON object (format in the module docstring)."""
     p = payload
@@ -187,4 +204,4 @@ def _trim(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-__all__ = ["payload_for", "webhook_body", "event_id", "slack_line", "slack_body", "next_command"]
+__all__ = ["payload_for", "end_events", "webhook_body", "event_id", "slack_line", "slack_body", "next_command"]

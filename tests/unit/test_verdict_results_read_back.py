@@ -68,3 +68,23 @@ def test_the_controllers_notification_reads_them_the_same_way() -> None:
                                                                               route=""))
     assert crd.notification(spec, _rolled_back(5))["evidence"] == []  # type: ignore[arg-type]
     assert crd.notification(spec, _rolled_back([7, SHIFT]))["evidence"] == [SHIFT]  # type: ignore[arg-type]
+
+
+def test_promote_and_the_controller_post_an_end_as_one_mapping_says() -> None:
+    """`cli.announce` and `Controller._post_end` each mapped an end to its posts; the two copies differed in one
+    case: an end recorded aborted whose last verdict failed a prediction-shift check (a check's rollback whose route
+    was deleted before its write keeps its verdict, decision 676) got "prediction_shift" from the controller and not
+    from promote. One mapping now (`notify.end_events`, decision 739), the controller's."""
+    from canary.controller import Controller
+    from canary.notify import end_events
+
+    aborted = replace(_rolled_back([SHIFT]), phase=rl.ABORTED)
+    promoted = replace(_rolled_back([SHIFT]), phase=rl.PROMOTED)
+    assert [end_events(s) for s in (_rolled_back([SHIFT]), aborted, promoted, _rolled_back([]))] == [
+        ("rollback", "prediction_shift"), ("aborted", "prediction_shift"), ("promotion",), ("rollback",)]
+    got = Recorder()
+    announce(got, aborted, namespace="ml", rollout="rec")
+    assert [e for e, _ in got.got] == ["aborted", "prediction_shift"]
+    ctl = Controller(custom=None, core=None, router=None, metrics=None, notifier=Recorder())  # type: ignore[arg-type]
+    ctl._post_end("ml/rec", lambda: {}, aborted, [rl.Emit("rollout.aborted", {})])
+    assert [e for e, _ in ctl.notifier.got] == ["aborted", "prediction_shift"]
