@@ -1726,7 +1726,9 @@ class Controller:
         with the traffic split: when in doubt, stable gets 100%; another rollout is left alone. Needs
         no policy. Returns ("stable", new state) after the write; ("ended", record) when it had ended;
         ("other", record) when the route runs another rollout; ("idle", None) when nothing is split;
-        ("gone", None) when the VirtualService no longer exists. Raises what the router raises."""
+        ("gone", None) when the VirtualService no longer exists. Raises what the router raises. The end it writes
+        is posted as its write lands, from the object and `target` alone (`crd.notification_of`: no policy read),
+        once (`_post_key_once`); before decision 736 nothing posted it."""
         now = self.clock.now()
         try:
             seen = read_for_stable(self.router, target)
@@ -1764,8 +1766,15 @@ class Controller:
                                   route=target.route, owner=_owner(obj), started_at=now, updated_at=now)
         # guarded on the record this decision read (the informer's copy, perhaps behind): a route another
         # owner took over meanwhile is a RoutingConflict, and the next tick reads it again
-        new = self._to_stable(_key(obj), replace(target, stable_version=rec.stable_version), rec, reason=reason,
-                              log=log, now=now, expect=seen.state or None, routed=routed, cause=cause)
+        ended_on = replace(target, stable_version=rec.stable_version)
+        meta = obj.get("metadata") or {}
+
+        def told(ended: rl.RolloutState, actions: list[rl.Action]) -> None:  # posted as its write lands (736)
+            self._post_key_once(_key(obj), lambda: crd.notification_of(
+                str(meta.get("namespace", "")), str(meta.get("name", "")), ended_on, ended), ended, actions)
+
+        new = self._to_stable(_key(obj), ended_on, rec, reason=reason, log=log, now=now, expect=seen.state or None,
+                              routed=routed, cause=cause, told=told)
         return "stable", new
 
     def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str, str], *, reason: str,
@@ -2747,10 +2756,12 @@ class Controller:
         phase = (obj.get("status") or {}).get("phase")
         log.warning("rollout.restored_split", **routed_fields(rec, status), recorded_phase=rec.phase, ended=phase,
                     note="the route was restored as it was mid-rollout after this CanaryRollout ended: stable 100%")
+        ended_spec = replace(spec, target=target)
         try:
             self._to_stable(spec.key, target, rec, reason=(f"the route was restored mid-rollout ({rec.weights}) after "
                                                            f"this CanaryRollout ended {phase}: stable 100%"),
-                            log=log, now=self.clock.now(), expect=recorded, routed=status, cause="foreign_edit")
+                            log=log, now=self.clock.now(), expect=recorded, routed=status, cause="foreign_edit",
+                            told=lambda ended, actions: self._post_once(ended_spec, ended, actions))  # (736)
         except CanaryError:  # said (`rollback.retrying`, its page); the next tick reads the route again
             return False
         return True

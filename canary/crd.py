@@ -346,12 +346,18 @@ def summary(old: Any, state: rl.RolloutState, *, verdict: str | None, history: s
 
 
 def notification(spec: RolloutSpec, state: rl.RolloutState) -> dict[str, Any]:
+    return notification_of(spec.namespace, spec.name, spec.target, state)
+
+
+def notification_of(namespace: str, name: str, target: Target, state: rl.RolloutState) -> dict[str, Any]:
+    """The post of CanaryRollout `namespace/name`'s end `state` on `target`: with no parsed spec too (the
+    controller's `_stable_if_ours`, where the policy may not read: decision 736)."""
     evidence = state.verdict_results()
-    return {"model": spec.target.model, "namespace": spec.namespace, "rollout": spec.name,
+    return {"model": target.model, "namespace": namespace, "rollout": name,
             "stable_version": state.stable_version, "canary_version": state.canary_version,
             "weights": str(state.weights), "reason": state.reason,
             "evidence": [r for r in evidence if r.get("outcome") in ("fail", "error")], "at": iso(state.updated_at),
-            "virtual_service": spec.target.virtual_service, "route": spec.target.route}  # the command to look (notify)
+            "virtual_service": target.virtual_service, "route": target.route}  # the command to look (notify)
 
 
 def iso(t: float) -> str:

@@ -141,3 +141,67 @@ def test_an_end_confirmed_late_is_posted_before_its_events() -> None:
     op._confirm_end(spec, new, new, actions, log=op.log, landed="unknown")
     assert order.index(("notify", "rollback")) < order.index(("vs-event", "RollbackCompleted")), order
     assert [k for k, _ in order].count("notify") == 1 and ("event", "RollbackCompleted") in order, order
+
+
+def _driving(obj: dict[str, Any], **status: Any) -> dict[str, Any]:
+    """`obj` with the status of r0's rollout of v2 on m0 in progress at 90/10 (what `_drove` reads), started as the
+    route's record says (`_rolling_back`'s: 1.0)."""
+    obj["metadata"].update(generation=1, uid="u-1")
+    obj["status"] = {"phase": rl.PROGRESSING, "startedAt": crd.iso(1.0), "weights": {"stable": 90, "canary": 10},
+                     "target": {"virtualService": "m0", "canaryVersion": "v2"}, **status}
+    return obj
+
+
+class _Custom:
+    """The CanaryRollout API's patches (its finalizer, its status): accepted, the object answered back."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+
+    def patch_namespaced_custom_object(self, *args: Any, **kw: Any) -> dict[str, Any]:
+        return self.obj
+
+    patch_namespaced_custom_object_status = patch_namespaced_custom_object
+
+
+def _posts(order: list[tuple[str, str]]) -> list[str]:
+    return [what for kind, what in order if kind == "notify"]
+
+
+def test_an_end_the_rescue_writes_is_posted_at_its_write_once() -> None:
+    """A process that had not read the rollout (restarted: nothing of it in memory) whose tick fails with the traffic
+    split ends it by the status (`_rescue`, `_stable_if_ours`), and a CanaryRollout deleted mid-rollout is ended by
+    `_deleted` (no policy read): both wrote stable 100%, recorded aborted, and nothing posted it (decision 725's
+    "Not done"). Posted now at the write, before its Event, once (decision 736)."""
+    from canary.controller import FINALIZER
+    from canary.errors import TargetError
+
+    for end in ("failed tick", "deleted"):
+        order: list[tuple[str, str]] = []
+        op, router, spec, _ = _rolling_back(order)
+        vs_event = router.record_event
+        router.record_event = lambda target, **kw: (order.append(("vs-event", kw["reason"])),
+                                                    vs_event(target, **kw))[1]
+        obj = _driving(fleet.rollout_object(0, "v2"))
+        obj["metadata"]["finalizers"] = [FINALIZER]
+        op.custom = _Custom(obj)
+        if end == "deleted":
+            op._deleted(obj)
+        else:
+            op._failed(obj, TargetError("the look's query was refused: bad_data (a policy edited to a bad query)"))
+        assert router.weights == STABLE_ONLY and rl.RolloutState.from_json(router.state).phase == rl.ABORTED, end
+        assert _posts(order) == ["aborted"], (end, order)
+        assert order.index(("notify", "aborted")) < order.index(("vs-event", "RolloutAborted")), (end, order)
+
+
+def test_an_end_restored_is_posted_at_its_write_once() -> None:
+    """A finished CanaryRollout's route restored as it was mid-rollout (a backup applied) is ended at stable 100%
+    by `_end_restored`: never posted before decision 736; posted at its write now, once."""
+    order: list[tuple[str, str]] = []
+    op, router, spec, _ = _rolling_back(order)
+    obj = _driving(fleet.rollout_object(0, "v2"), phase=rl.ABORTED)
+    op.custom = _Custom(obj)
+    rec = rl.RolloutState.from_json(router.state)
+    assert op._end_restored(obj, spec, rec, router.state)
+    assert router.weights == STABLE_ONLY and rl.RolloutState.from_json(router.state).phase == rl.ABORTED
+    assert _posts(order) == ["aborted"], order
