@@ -51,7 +51,7 @@ from canary import malloc
 from canary import resume_requests
 from canary import sweep, unowned
 from canary.notify_body import end_events
-from canary.reconcile import (END_DONE, END_LINES, K8S_EVENTS, Observation, camel, check_claim, check_other_splits, check_pods, crd_owner, crd_ref, decide,
+from canary.reconcile import (END_DONE, END_LINES, END_STARTS, K8S_EVENTS, Observation, camel, check_claim, check_other_splits, check_pods, crd_owner, crd_ref, decide,
                               describe_owner, event_message, execute, look_due, look_window, measure_window, next_look_at,
                               one_instant,
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
@@ -115,6 +115,10 @@ class _StableFailing:
     since: float  # the controller's clock at its first failure
     failed: int = 0
     paged: bool = False
+    # the end (phase, reason) whose start line (`rollback.started` / `rollout.aborting`) a failed write said already:
+    # the next tick's write of the same end says only its `rollback.retrying` (decision 737)
+    started: tuple[str, str] | None = None
+
 
 
 class _SnapshotOutage(NamedTuple):
@@ -1450,6 +1454,12 @@ class Controller:
         texts: list[str] = []  # the state text each weight write recorded (computed once, by execute)
         rolls_back = state.phase in (rl.ROLLED_BACK, rl.ABORTED) and any(isinstance(a, rl.SetWeights) for a in actions)
         retry = self._retry(spec.key, state, spec.target) if rolls_back else None
+        failing = self._stable_failing.get(spec.key) if rolls_back else None
+        if failing is not None and failing.canary_version == state.canary_version and \
+                failing.started == (state.phase, state.reason):
+            # its start was said at the tick whose write first failed: one rollback reads as one on-call, however
+            # many ticks its write takes (each failed one says `rollback.retrying`; decision 737)
+            actions = [a for a in actions if not (isinstance(a, rl.Emit) and a.event in END_STARTS)]
 
         def written(text: str) -> None:
             # an end is posted the moment its stable-100% write lands, before the lines, the Kubernetes Event, the
@@ -1464,6 +1474,9 @@ class Controller:
         except CanaryError as exc:
             if retry is not None:  # a weights write that landed was the stable 100% (a re-pointing after it failed)
                 self._stable_tried(spec.key, state, retry, None if texts else exc)
+                failing = self._stable_failing.get(spec.key)
+                if failing is not None and failing.canary_version == state.canary_version:
+                    failing.started = (state.phase, state.reason)
             if state.terminal and not isinstance(exc, RoutingConflict):  # it may have landed with its answer
                 # lost (a guarded write refused did not): `_confirm_end` reads the route at the next tick
                 self._unconfirmed[spec.key] = (state, actions, expect, write_landed(exc))

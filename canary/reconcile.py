@@ -753,7 +753,8 @@ class Retry:
 
 # an end's last line, said once its stable 100% has landed (`rl._end`'s `done`); and with its first (`start`)
 END_DONE = ("rollback.completed", "rollout.aborted")
-END_LINES = ("rollback.started", "rollout.aborting", *END_DONE)
+END_STARTS = ("rollback.started", "rollout.aborting")  # said before the end's write (`rl._end`)
+END_LINES = (*END_STARTS, *END_DONE)
 
 
 def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
@@ -1261,6 +1262,9 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         return {"write_landed": landed_after(exc, unanswered), **end_said}
     attempt = 0
     while True:
+        if attempt:  # its start (`rollback.started` / `rollout.aborting`) was said at the first attempt: each one
+            # after it says `.retrying` alone, not the start again (one end read as three; decision 737)
+            actions = [a for a in actions if not (isinstance(a, rl.Emit) and a.event in END_STARTS)]
         attempt += 1
         wait = min(0.5 * attempt, 2.0)
         last = attempt >= attempts and time.monotonic() + wait >= deadline

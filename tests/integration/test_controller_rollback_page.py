@@ -88,6 +88,10 @@ def test_an_operator_rollback_whose_write_fails_for_ticks_pages_once_past_the_bo
         assert retrying["failing_for_s"] == (4.0 * i if i < 5 else 28.0) and "503" in retrying["error"]
         assert retrying["failed_attempts"] == (i + 1 if i < 5 else 7), retrying
     assert not _events(ticks[5], "rollback.retrying") and not _events(ticks[5], "rollback.failed")  # the fence
+    # one rollback, one start: said at the tick whose write first failed, not again at each tick after it (each
+    # says `rollback.retrying`); the fenced tick's write (refused: nothing failed) is the same end (decision 737)
+    assert [i for i, logs in enumerate(ticks) if _events(logs, "rollback.started")] == [0], [
+        [e["event"] for e in logs] for logs in ticks]
     done = _events(every, "rollback.completed")
     assert len(done) == 1 and done[0] in ticks[8], done
     weights, record = vs(api, 0)
@@ -113,5 +117,7 @@ def test_a_rescue_whose_write_fails_for_ticks_pages_once_past_the_bound(world: A
     assert [(i, e["event"]) for i, e in critical] == [(2, "rollback.failed")], critical
     assert critical[0][1]["failing_for_s"] == 20.0 and critical[0][1]["failed_attempts"] == 3
     assert _events(ticks[3], "rollback.retrying")[-1]["failed_attempts"] == 4
+    # its start once: not at each of a tick's attempts (`to_stable`), nor at each tick (decision 737)
+    assert [i for i, logs in enumerate(ticks) for e in _events(logs, "rollout.aborting")] == [0], ticks
     weights, record = vs(api, 0)
     assert weights == [100, 0] and record["phase"] == rl.ABORTED
