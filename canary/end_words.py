@@ -1,7 +1,7 @@
 """What on-call does after an end, by its class: the `next` field of an end's lines.
 
-An end's line (`rollback.completed`, `rollout.aborted`, and the `rollback.started` / `rollout.aborting` before the
-write) said which rollout, the weights now, why (`reason`) and the class (`end_cause`), and left the person paged to
+An end's line (`rollback.completed`, `rollout.aborted`; not the `rollback.started` / `rollout.aborting` before the
+write, where what follows depends on whether the write lands: decision 738) said which rollout, the weights now, why (`reason`) and the class (`end_cause`), and left the person paged to
 know what follows from a class: whether the version may be rolled out again as it is, what to fix first, or that
 nothing is to be done (decision 678). Pure words, one per class of `rollout.ROLLBACK_REASONS`; the entry point
 (promote, the controller, the sweep) is not known here, so they name what to do, not the command."""

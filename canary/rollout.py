@@ -963,10 +963,8 @@ def _end(state: RolloutState, now: float, *, reason: str, phase: str, verdict: V
     s = _log(replace(state, phase=phase, weights=STABLE_ONLY, reason=reason, updated_at=now, end_cause=cause), now,
              f"{phase}: {reason}")
     evidence = [r.to_dict() for r in verdict.results if r.outcome >= Outcome.ERROR] if verdict else []
-    # `next`: what on-call does after an end of this class (decision 678)
-    fields: dict[str, Any] = {"reason": reason, "end_cause": cause,
-                              "next": next_step(cause, state.canary_version, reason=reason),
-                              "from_weights": str(state.weights), "step": state.step + 1}
+    fields: dict[str, Any] = {"reason": reason, "end_cause": cause, "from_weights": str(state.weights),
+                              "step": state.step + 1}
     if evidence:
         fields["evidence"] = evidence
     start = "rollback.started" if phase == ROLLED_BACK else "rollout.aborting"
@@ -987,9 +985,14 @@ def _end(state: RolloutState, now: float, *, reason: str, phase: str, verdict: V
     # target_phase/target_weights until its write lands); `done` after it
     routed = {"phase": state.phase, "weights": str(state.weights)}
     level = "error" if phase == ROLLED_BACK and cause in BAD_CANARY else "warning"
+    # `next`: what on-call does after an end of this class (decision 678), on the end's line alone: said once stable
+    # has 100%. On the start's, before the write, it was false wherever the write then failed ("nothing to do" of an
+    # operator's rollback still split; "roll v2 out again" of one never ended): what to do then is the
+    # `rollback.retrying` / `rollback.failed` line's (decision 738)
+    said = {**fields, "next": next_step(cause, state.canary_version, reason=reason)}
     return s, [Emit(start, {**fields, **routed}, warning=True), *repoint, SetWeights(STABLE_ONLY),
                PointSubset("stable", state.stable_version, supersede=promoting),
-               Emit(done, fields, warning=True, level=level)]
+               Emit(done, said, warning=True, level=level)]
 
 
 def _log(state: RolloutState, now: float, what: str) -> RolloutState:

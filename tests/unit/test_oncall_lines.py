@@ -232,7 +232,7 @@ NEXT_SAYS = {"check": "do not ship v2", "gate": "do not ship v2", "deadline": "n
 def test_an_ends_lines_say_what_on_call_does_next_by_its_class(cause: str) -> None:
     """An end's lines said why (`reason`) and its class (`end_cause`), not what follows from it: whether the version
     may be rolled out again as it is (a deadline's, an outage's) or must not (a check's), or that nothing is to be
-    done (an operator's). `next` says it, on the start's line and the end's, for every class (decision 678)."""
+    done (an operator's). `next` says it, on the end's line, for every class (decision 678; 738)."""
     assert set(NEXT_SAYS) == set(rl.ROLLBACK_REASONS)
     state = replace(rl.new_rollout(model="rec", stable_version="v1", canary_version="v2", now=1000.0)[0],
                     phase=rl.PROGRESSING, weights=Weights(90, 10))
@@ -240,8 +240,11 @@ def test_an_ends_lines_say_what_on_call_does_next_by_its_class(cause: str) -> No
                                POLICY)
     lines = [a for a in actions if isinstance(a, rl.Emit)]
     assert len(lines) == 2 and all(a.fields["end_cause"] == cause for a in lines), lines
-    for line in lines:
-        assert line.fields["next"].startswith(NEXT_SAYS[cause]), (line.event, line.fields["next"])
+    start, done = lines
+    assert done.fields["next"].startswith(NEXT_SAYS[cause]), (done.event, done.fields["next"])
+    # not on the start's line, said before the write: what on-call does then depends on whether it lands ("nothing
+    # to do" of an operator's rollback whose write then failed, traffic still split; decision 738)
+    assert "next" not in start.fields, start.fields
 
 
 def test_a_gate_the_canary_did_not_fail_says_it_is_not_the_canarys() -> None:
@@ -325,8 +328,8 @@ def test_a_gate_the_canary_failed_ended_aborted_by_its_virtual_service_gone_stil
     assert decided.phase == rl.ROLLED_BACK and rl.cause_of(decided) == "gate", decided.reason
     ended, again = _decided_again(decided, state, 1010.0, actions, gone="; VirtualService rec is gone")
     assert ended.phase == rl.ABORTED and rl.cause_of(ended) == "gate", ended.reason
-    nexts = {a.event: a.fields["next"] for a in again if isinstance(a, rl.Emit)}
-    assert set(nexts) == {"rollout.aborting", "rollout.aborted"}, nexts
+    nexts = {a.event: a.fields["next"] for a in again if isinstance(a, rl.Emit) and "next" in a.fields}
+    assert set(nexts) == {"rollout.aborted"}, nexts  # (on the end's line alone: decision 738)
     assert all(n.startswith("do not ship v2") for n in nexts.values()), nexts
     why = _why({"phase": ended.phase, "reason": ended.reason, "end_cause": ended.end_cause})
     assert "a Triton gate refused the canary" in why and "not the canary" not in why, why
