@@ -564,7 +564,8 @@ class Controller:
         self._ends_read = {k: t for k, t in read.items() if k not in checked}
 
     def _swept(self, ended: rl.RolloutState) -> None:
-        """A rollout the sweep (or an orphan's claimant) ended, counted as the rollouts' own ends are
+        """A rollout the sweep (or an orphan's claimant; or `_stable_if_ours` where no spec was parsed: a CR being
+        deleted, a policy that no longer reads, decision 736) ended, counted as the rollouts' own ends are
         (`canary_rollbacks_total{reason="abandoned"}`, `canary_promotions_total`), as `sweep.end` (its `counted`)
         tells it the end landed: one whose stable subset only was not pointed after it too (decision 735); the
         webhooks were told by `sweep.end`."""
@@ -1655,8 +1656,10 @@ class Controller:
         if drove is not None:
             raw = _raw_target(obj, drove)
             log = log.bind(**rollout_context(raw))
-            outcome, _ = self._stable_if_ours(obj, raw, reason="CanaryRollout deleted mid-rollout", cause="operator",
-                                              log=log)
+            outcome, ended = self._stable_if_ours(obj, raw, reason="CanaryRollout deleted mid-rollout",
+                                                  cause="operator", log=log)
+            if outcome == "stable" and ended is not None:
+                self._swept(ended)  # counted as every end (no spec: no Event on a CanaryRollout being deleted; 736)
             log.info("rollout.deleted", outcome=outcome)
         self._set_finalizer(obj, False)
         self._gone(key)
@@ -1733,7 +1736,7 @@ class Controller:
         return _RouteNow(other, seen.state or None, None if other else rec, seen)
 
     def _stable_if_ours(self, obj: dict[str, Any], target: Target, *, reason: str, cause: str = "",
-                        log: Any) -> tuple[str, rl.RolloutState | None]:
+                        log: Any, landed: list[list[rl.Action]] | None = None) -> tuple[str, rl.RolloutState | None]:
         """Stable 100% on `target` (what this CR's status says it drove) when that route's rollout is
         still this CR's (its canary version, started when the status says) or its record is unreadable
         with the traffic split: when in doubt, stable gets 100%; another rollout is left alone. Needs
@@ -1741,7 +1744,8 @@ class Controller:
         ("other", record) when the route runs another rollout; ("idle", None) when nothing is split;
         ("gone", None) when the VirtualService no longer exists. Raises what the router raises. The end it writes
         is posted as its write lands, from the object and `target` alone (`crd.notification_of`: no policy read),
-        once (`_post_key_once`); before decision 736 nothing posted it."""
+        once (`_post_key_once`); before decision 736 nothing posted it. `landed`: given, its actions are appended
+        as its write lands (the caller's `_record` of the end: its counters and Events)."""
         now = self.clock.now()
         try:
             seen = read_for_stable(self.router, target)
@@ -1785,6 +1789,8 @@ class Controller:
         def told(ended: rl.RolloutState, actions: list[rl.Action]) -> None:  # posted as its write lands (736)
             self._post_key_once(_key(obj), lambda: crd.notification_of(
                 str(meta.get("namespace", "")), str(meta.get("name", "")), ended_on, ended), ended, actions)
+            if landed is not None:
+                landed.append(actions)
 
         new = self._to_stable(_key(obj), ended_on, rec, reason=reason, log=log, now=now, expect=seen.state or None,
                               routed=routed, cause=cause, told=told)
@@ -1799,7 +1805,8 @@ class Controller:
         vs, route, version, dr = drove
         log = log.bind(canary_version=version, virtual_service=vs)
         target = replace(spec.target, virtual_service=vs, route=route, canary_version=version, destination_rule=dr)
-        outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log, cause=cause)
+        landed: list[list[rl.Action]] = []
+        outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log, cause=cause, landed=landed)
         if outcome != "stable":  # what it remembers of that rollout is over whatever happened to it
             self._known.pop(spec.key, None)
         if outcome == "other":
@@ -1817,7 +1824,8 @@ class Controller:
             return outcome
         assert state is not None
         old_spec = replace(spec, target=replace(target, stable_version=state.stable_version))
-        if outcome == "stable":
+        if outcome == "stable":  # its counters and the CanaryRollout's Event, as every end's (posted at its write)
+            self._record(old_spec, state, landed[-1] if landed else [])
             self._observe(old_spec, state)
             self._known[spec.key] = _Known(old_spec, state)
             self._failing.pop(spec.key, None)
@@ -2188,8 +2196,10 @@ class Controller:
                 try:
                     spec = crd.parse(obj, configmap=self._configmap)
                 except Exception:  # its policy cannot be read (a policyRef ConfigMap gone): stable needs none
-                    outcome, _ = self._stable_if_ours(obj, raw, reason=reason[:500], cause=cause,
-                                                      log=self.log.bind(rollout=key, virtual_service=drove[0]))
+                    outcome, ended = self._stable_if_ours(obj, raw, reason=reason[:500], cause=cause,
+                                                          log=self.log.bind(rollout=key, virtual_service=drove[0]))
+                    if outcome == "stable" and ended is not None:
+                        self._swept(ended)  # counted as every end (its spec unread: no `_record`; decision 736)
                     if outcome in ("stable", "idle", "gone"):
                         self._ended_status(obj, phase=rl.ABORTED, reason=reason + (
                             f"; VirtualService {drove[0]} is gone" if outcome == "gone" else ""),
@@ -2769,14 +2779,16 @@ class Controller:
         phase = (obj.get("status") or {}).get("phase")
         log.warning("rollout.restored_split", **routed_fields(rec, status), recorded_phase=rec.phase, ended=phase,
                     note="the route was restored as it was mid-rollout after this CanaryRollout ended: stable 100%")
-        ended_spec = replace(spec, target=target)
+        ended_spec, landed = replace(spec, target=target), []  # type: ignore[var-annotated]
         try:
-            self._to_stable(spec.key, target, rec, reason=(f"the route was restored mid-rollout ({rec.weights}) after "
-                                                           f"this CanaryRollout ended {phase}: stable 100%"),
-                            log=log, now=self.clock.now(), expect=recorded, routed=status, cause="foreign_edit",
-                            told=lambda ended, actions: self._post_once(ended_spec, ended, actions))  # (736)
+            new = self._to_stable(
+                spec.key, target, rec, reason=(f"the route was restored mid-rollout ({rec.weights}) after this "
+                                               f"CanaryRollout ended {phase}: stable 100%"),
+                log=log, now=self.clock.now(), expect=recorded, routed=status, cause="foreign_edit",
+                told=lambda ended, actions: (self._post_once(ended_spec, ended, actions), landed.append(actions)))
         except CanaryError:  # said (`rollback.retrying`, its page); the next tick reads the route again
             return False
+        self._record(ended_spec, new, landed[-1] if landed else [])  # counters, Event; posted at its write (736)
         return True
 
     def _split_after_end(self, obj: dict[str, Any]) -> CanaryError | None:

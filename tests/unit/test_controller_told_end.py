@@ -22,6 +22,7 @@ from canary.telemetry import Telemetry
 from tests import fleet
 from tests.fakes import FakeClock, FakeRouter
 from tests.unit.test_runner_told_end import _FailingConfigMaps
+from tests.unit.test_telemetry import value as metric
 
 
 class _Events:
@@ -171,14 +172,14 @@ def _posts(order: list[tuple[str, str]]) -> list[str]:
 def test_an_end_the_rescue_writes_is_posted_at_its_write_once() -> None:
     """A process that had not read the rollout (restarted: nothing of it in memory) whose tick fails with the traffic
     split ends it by the status (`_rescue`, `_stable_if_ours`), and a CanaryRollout deleted mid-rollout is ended by
-    `_deleted` (no policy read): both wrote stable 100%, recorded aborted, and nothing posted it (decision 725's
-    "Not done"). Posted now at the write, before its Event, once (decision 736)."""
+    `_deleted` (no policy read): both wrote stable 100%, recorded aborted, and nothing posted or counted it (decision
+    725's "Not done"). Posted now at the write, before its Event, once, and counted (decision 736)."""
     from canary.controller import FINALIZER
     from canary.errors import TargetError
 
-    for end in ("failed tick", "deleted"):
+    for end, cause in (("failed tick", "infrastructure"), ("deleted", "operator")):
         order: list[tuple[str, str]] = []
-        op, router, spec, _ = _rolling_back(order)
+        op, router, spec, _ = _rolling_back(order, Telemetry())
         vs_event = router.record_event
         router.record_event = lambda target, **kw: (order.append(("vs-event", kw["reason"])),
                                                     vs_event(target, **kw))[1]
@@ -192,16 +193,22 @@ def test_an_end_the_rescue_writes_is_posted_at_its_write_once() -> None:
         assert router.weights == STABLE_ONLY and rl.RolloutState.from_json(router.state).phase == rl.ABORTED, end
         assert _posts(order) == ["aborted"], (end, order)
         assert order.index(("notify", "aborted")) < order.index(("vs-event", "RolloutAborted")), (end, order)
+        # and counted as every end; the CanaryRollout's Event where it is not being deleted (no spec read there)
+        assert metric(op.telemetry, "canary_rollbacks_total", model="m0", reason=cause) == 1, end
+        assert (("event", "RolloutAborted") in order) == (end == "failed tick"), (end, order)
 
 
 def test_an_end_restored_is_posted_at_its_write_once() -> None:
     """A finished CanaryRollout's route restored as it was mid-rollout (a backup applied) is ended at stable 100%
-    by `_end_restored`: never posted before decision 736; posted at its write now, once."""
+    by `_end_restored`: never posted, counted nor given its CanaryRollout's Event before decision 736; posted at its
+    write now, once, then counted and its Event written."""
     order: list[tuple[str, str]] = []
-    op, router, spec, _ = _rolling_back(order)
+    op, router, spec, _ = _rolling_back(order, Telemetry())
     obj = _driving(fleet.rollout_object(0, "v2"), phase=rl.ABORTED)
     op.custom = _Custom(obj)
     rec = rl.RolloutState.from_json(router.state)
     assert op._end_restored(obj, spec, rec, router.state)
     assert router.weights == STABLE_ONLY and rl.RolloutState.from_json(router.state).phase == rl.ABORTED
     assert _posts(order) == ["aborted"], order
+    assert metric(op.telemetry, "canary_rollbacks_total", model="m0", reason="foreign_edit") == 1  # counted, and
+    assert ("event", "RolloutAborted") in order, order  # its Event on the CanaryRollout, as every end's
