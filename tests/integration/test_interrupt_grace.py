@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
@@ -50,7 +51,8 @@ def _until_split(proc: subprocess.Popen[str]) -> list[str]:
 
 def _promote_signalled(kubeconfig: Path, policy: Path, prom_url: str, *extra: str,
                        at_split: Callable[[], None] = lambda: None,
-                       at_hold: BlackholeProxy | None = None) -> tuple[int, str, str]:
+                       at_hold: BlackholeProxy | None = None, split_of: Any = None,
+                       then: Callable[[], None] | None = None) -> tuple[int, str, str]:
     """Run `canary promote` (JSON out and logs), call `at_split` once traffic is split, send SIGTERM, and
     return (exit code, stdout, the whole stderr). Without the grace a hung API server held it 40 s and
     more (10 s a try, retried): the 120 s limit fails the test.
@@ -62,22 +64,63 @@ def _promote_signalled(kubeconfig: Path, policy: Path, prom_url: str, *extra: st
     answer the emulator was slow to give) end by its own 10 s timeout first, and the process sent another write
     within the grace: two held, not one (CI, 2026-12-06). `at_split` is then called before anything is read (it
     waits for the hold), and stderr goes to a file: no line is waited for, so a signal before the split's line is
-    no hang."""
+    no hang.
+
+    `split_of` (the API emulator): the process reaches it through a proxy that passes everything, and at the first
+    request read once the emulator holds the route split (step 1 landed; the step's Event, as it goes) the proxy's
+    thread calls `at_split` and sends SIGTERM before forwarding it: the process can have sent nothing since the
+    split. When the test's thread acted after reading the split's log line, a loaded machine could let the process
+    go on first: a look's write of the route in flight, step 2 (50/50) written 3 s later, promoted 6 s later.
+    `then`: the signal is the test thread's, once `then` returns (it waits for a condition the process cannot
+    leave: a plugin hung with no timeout)."""
     argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
             "--kubeconfig", str(kubeconfig), "-o", "json", "--log-format", "json", *extra]
     env = {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url}
-    if at_hold is not None:
+    tap: BlackholeProxy | None = None
+    if split_of is not None:
+        up = urlparse(split_of.url)
+        tap = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
+        argv[argv.index("--kubeconfig") + 1] = str(_through(tap, kubeconfig))
+    if at_hold is not None or tap is not None:
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
-            at_hold.hold_answers = False
-            at_hold.on_hold = lambda _line: proc.send_signal(signal.SIGTERM)
+            if at_hold is not None:
+                at_hold.hold_answers = False
+                at_hold.on_hold = lambda _line: proc.send_signal(signal.SIGTERM)
+            if tap is not None:
+                split = threading.Event()
+
+                failed: list[BaseException] = []
+
+                def at_request(_line: bytes) -> None:
+                    if not split.is_set() and weights(split_of)[1] > 0:
+                        try:
+                            at_split()
+                            if then is None:
+                                proc.send_signal(signal.SIGTERM)
+                        except BaseException as exc:  # raised in the test's thread below
+                            failed.append(exc)
+                            raise
+                        finally:
+                            split.set()
+                tap.on_request = at_request
             try:
-                at_split()
+                if at_hold is not None:
+                    at_split()
+                if tap is not None:
+                    assert split.wait(60), "promote split no traffic within 60 s"  # a condition, no guess
+                    if failed:
+                        raise failed[0]
+                    if then is not None:
+                        then()
+                        proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=120)
             finally:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+                if tap is not None:
+                    tap.stop()
             out.seek(0)
             err.seek(0)
             return proc.returncode, out.read(), err.read()
@@ -100,14 +143,21 @@ def test_a_hung_api_server_after_the_signal_ends_within_the_grace_with_traffic_s
     api, kubeconfig, policy = cluster
     up = urlparse(api.url)
     proxy = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
+    # the API server accepts and never answers from the first request read once the emulator holds 80/20 (the
+    # step's Event), and the proxy signals at that hold (`at_hold`): the process is then waiting on no write of the
+    # route. When the test's thread opened the black hole after reading the split's line, a slow wake-up let a
+    # look's write of the route be in flight there (kept to the grace's end: "still unanswered", not "not sent"),
+    # or step 2 be written (50/50)
+    proxy.hold_only = lambda _line: weights(api) == [80, 20]
+    proxy.blackhole = True
 
-    def hang() -> None:
-        assert vs_state(api)[0] == [80, 20]
-        proxy.blackhole = True  # the API server accepts and never answers from now on
+    def wait_held() -> None:
+        assert proxy.holding.wait(60), "promote sent no request at 80/20 within 60 s"  # a condition, no guess
 
     try:
         code, out, stderr = _promote_signalled(_through(proxy, kubeconfig), policy, prometheus.url,
-                                               "--interrupt-grace", "2s", "--on-interrupt", on_interrupt, at_split=hang)
+                                               "--interrupt-grace", "2s", "--on-interrupt", on_interrupt,
+                                               at_split=wait_held, at_hold=proxy)
     finally:
         proxy.stop()
     assert code == 6, stderr[-4000:]
@@ -130,7 +180,7 @@ def test_the_grace_leaves_an_answering_api_server_alone(cluster: Any, prometheus
     """A grace that is not spent changes nothing: SIGTERM with a working API server is stable 100%,
     recorded aborted, exit 3, the rollback's writes sent as before."""
     api, kubeconfig, policy = cluster
-    code, out, err = _promote_signalled(kubeconfig, policy, prometheus.url, "--interrupt-grace", "5s")
+    code, out, err = _promote_signalled(kubeconfig, policy, prometheus.url, "--interrupt-grace", "5s", split_of=api)
     assert code == 3, err[-3000:]
     weights, rec = vs_state(api)
     assert weights == [100, 0] and rec["phase"] == "aborted" and "SIGTERM" in rec["reason"]

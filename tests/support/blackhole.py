@@ -48,9 +48,12 @@ class BlackholeProxy:
         # the process there does so while that request is seconds younger than any timeout, not after a wake-up of
         # its own thread that a loaded machine can delay
         self.on_hold: Callable[[bytes], None] | None = None
+        # called in the proxy's thread with the first line of every request read from a client (held or not),
+        # before it is forwarded: a test acts there (signals the process) before the process's next request can
+        # reach the server, whatever the load, where its own thread would wake up some time later
+        self.on_request: Callable[[bytes], None] | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()  # holds counted (and `on_hold` called) one at a time, from any proxy thread
-        self._stop = threading.Event()
 
     @property
     def url(self) -> str:
@@ -120,6 +123,8 @@ class BlackholeProxy:
             while data := src.recv(65536):
                 if from_client and data[:1].isalpha():  # a request's first bytes (a body goes on after them)
                     last[0] = data.split(b"\r\n", 1)[0]
+                    if self.on_request is not None:
+                        self.on_request(last[0])
                 # checked after every read: a kept-alive connection is held too; so is a request forwarded just
                 # before the black hole whose answer comes after it (swallowed: its client waits on it all the same)
                 if self._holds(last[0]) and (from_client or self.hold_answers):
