@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
@@ -28,7 +27,7 @@ import yaml
 
 from canary.logs import parse_json_lines
 from tests.integration.test_promote import CANARY, ROOT, cluster, prometheus, vs_state  # noqa: F401 - fixtures
-from tests.support.blackhole import BlackholeProxy, weights
+from tests.support.blackhole import BlackholeProxy, act_at_request, weights
 
 pytestmark = pytest.mark.integration
 
@@ -81,36 +80,23 @@ def _promote_signalled(kubeconfig: Path, policy: Path, prom_url: str, *extra: st
         up = urlparse(split_of.url)
         tap = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
         argv[argv.index("--kubeconfig") + 1] = str(_through(tap, kubeconfig))
+
+        def at_split_then_signal() -> None:
+            at_split()
+            if then is None:
+                proc.send_signal(signal.SIGTERM)  # `proc` is set before the process can write anything
+        split = act_at_request(tap, lambda: weights(split_of)[1] > 0, at_split_then_signal)
     if at_hold is not None or tap is not None:
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
             if at_hold is not None:
                 at_hold.hold_answers = False
                 at_hold.on_hold = lambda _line: proc.send_signal(signal.SIGTERM)
-            if tap is not None:
-                split = threading.Event()
-
-                failed: list[BaseException] = []
-
-                def at_request(_line: bytes) -> None:
-                    if not split.is_set() and weights(split_of)[1] > 0:
-                        try:
-                            at_split()
-                            if then is None:
-                                proc.send_signal(signal.SIGTERM)
-                        except BaseException as exc:  # raised in the test's thread below
-                            failed.append(exc)
-                            raise
-                        finally:
-                            split.set()
-                tap.on_request = at_request
             try:
                 if at_hold is not None:
                     at_split()
                 if tap is not None:
-                    assert split.wait(60), "promote split no traffic within 60 s"  # a condition, no guess
-                    if failed:
-                        raise failed[0]
+                    split(60)
                     if then is not None:
                         then()
                         proc.send_signal(signal.SIGTERM)

@@ -10,7 +10,8 @@ wrote stable 100% (`aborted`, exit 3) where the operator asked to hold the split
 
 The real CLI process, a real Prometheus (test_promote's backfilled history) and the strict Kubernetes API emulator,
 whose DestinationRule is `rec-model-dr` (none named `rec-model`). The signal is sent once the re-run has resumed
-(its `rollout.resumed` line), a condition, not a guess.
+(the first request once its record says it runs again, by the proxy before it is forwarded), a condition, not a
+guess.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import os
 import signal
 import subprocess
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
 from canary.logs import parse_json_lines
-from tests.integration.test_interrupt_grace import _promote_signalled
-from tests.integration.test_promote_pipeline import lines_until
+from tests.integration.test_interrupt_grace import _promote_signalled, _through
+from tests.support.blackhole import BlackholeProxy, act_at_request
 from tests.integration.test_promote import CANARY, GROUP, ROOT, cluster, prometheus, vs_state  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
@@ -46,28 +48,34 @@ def test_a_resumed_rollout_on_its_recorded_destination_rule_is_paused_at_the_sig
     api, kubeconfig, policy = cluster
     _rename_destination_rule(api)
     code, _out, err = _promote_signalled(kubeconfig, policy, prometheus.url, "--destination-rule", "rec-model-dr",
-                                         "--on-interrupt", "pause", "--interrupt-grace", "5s")
+                                         "--on-interrupt", "pause", "--interrupt-grace", "5s", split_of=api)
     assert code == 130, err[-3000:]
     weights, rec = vs_state(api)
     assert weights == [80, 20] and rec["phase"] == "paused" and rec["destination_rule"] == "rec-model-dr", rec
 
     # the re-run, as a pipeline's retry types it: no --destination-rule; it resumes on rec-model-dr
+    # signalled by a proxy at the first request read once the record says the rollout runs again (its resume
+    # written), before it is forwarded: the step starts over at the resume, and a test's thread that woke 3 s
+    # after the `rollout.resumed` line found step 2 written (50/50), not the resumed 80/20
+    up = urlparse(api.url)
+    tap = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
     argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
-            "--kubeconfig", str(kubeconfig), "-o", "json", "--log-format", "json", "--on-interrupt", "pause",
-            "--interrupt-grace", "5s"]
+            "--kubeconfig", str(_through(tap, kubeconfig)), "-o", "json", "--log-format", "json", "--on-interrupt",
+            "pause", "--interrupt-grace", "5s"]
+    resumed = act_at_request(tap, lambda: vs_state(api)[1]["phase"] == "progressing",
+                             lambda: proc.send_signal(signal.SIGTERM))  # `proc` is set before the process writes
     proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "KUBECONFIG": "",
                                                  "CANARY_PROMETHEUS_URL": prometheus.url},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen: list[str] = []
     try:
-        seen = lines_until(proc, "rollout.resumed")
-        proc.send_signal(signal.SIGTERM)
-        out, rest = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=120)
+        resumed(0)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    err = "".join(seen) + rest
+        tap.stop()
+    assert "rollout.resumed" in [e["event"] for e in parse_json_lines(err)], err[-3000:]
     weights, rec = vs_state(api)
     # before: the pause's read of rec-model-dr was held back as not the route's, and the fail-safe wrote 100/0
     assert proc.returncode == 130, err[-4000:]

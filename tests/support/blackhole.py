@@ -143,6 +143,34 @@ class BlackholeProxy:
                 pass
 
 
+def act_at_request(proxy: BlackholeProxy, when: Callable[[], bool], act: Callable[[], None]) -> Callable[[float], None]:
+    """Call `act` once, in the proxy's thread, at the first request read once `when()` holds (the emulator's state:
+    the route split, the rollout resumed), before that request is forwarded: nothing the process sent after that
+    state was reached has reached the server then, however loaded the machine. Returns `wait(timeout_s)`: returns
+    once `act` has run, raises what it raised, or AssertionError when the state never came."""
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def at_request(_line: bytes) -> None:
+        if done.is_set() or not when():
+            return
+        try:
+            act()
+        except BaseException as exc:  # raised in the test's thread by `wait`
+            failed.append(exc)
+            raise
+        finally:
+            done.set()
+
+    def wait(timeout_s: float) -> None:
+        assert done.wait(timeout_s), f"the state waited for never came within {timeout_s:g} s"  # a condition
+        if failed:
+            raise failed[0]
+
+    proxy.on_request = at_request
+    return wait
+
+
 def weights(api: Any) -> list[int]:
     vs = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
     return [d["weight"] for d in vs["spec"]["http"][0]["route"]]
