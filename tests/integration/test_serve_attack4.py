@@ -237,10 +237,13 @@ def test_sigterm_during_a_look_lets_it_answer_before_the_process_exits(tmp_path:
             except Exception as exc:  # noqa: BLE001 - what the caller saw, asserted below
                 got["answer"] = repr(exc)
 
+        # SIGTERM from the proxy's thread as it holds the look's query: the look is then seconds younger than its
+        # --answer-within. Sent by the test's thread after waking on `holding`, a loaded machine could let the look
+        # answer its 503 first: nothing in flight at the signal, `serve.stopped` in_flight 0
+        hole.on_hold = lambda _line: proc.send_signal(signal.SIGTERM)
         caller = threading.Thread(target=ask)
         caller.start()
         assert hole.holding.wait(60), "the look's queries reached Prometheus"
-        proc.send_signal(signal.SIGTERM)
         caller.join(120)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0

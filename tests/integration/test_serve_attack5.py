@@ -200,11 +200,12 @@ def test_sigterm_twice_during_a_look_answers_it_and_a_restarted_serve_goes_on_wi
             except Exception as exc:  # noqa: BLE001 - what the caller saw, asserted below
                 got["answer"] = repr(exc)
 
+        # both signals from the proxy's thread as it holds the look's query (not after the test's thread wakes on
+        # `holding`: a loaded machine could let the look end by its --answer-within first, nothing in flight)
+        hole.on_hold = lambda _line: (proc.send_signal(signal.SIGTERM), proc.send_signal(signal.SIGTERM))
         caller = threading.Thread(target=ask)
         caller.start()
         assert hole.holding.wait(60), "the look's queries reached Prometheus"
-        proc.send_signal(signal.SIGTERM)
-        proc.send_signal(signal.SIGTERM)
         caller.join(120)
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0
@@ -240,8 +241,12 @@ def test_a_call_read_while_the_service_drains_is_a_503_that_closes_and_records_n
     hole = BlackholeProxy("127.0.0.1", int(prom[0].url.rsplit(":", 1)[1])).start()
     clock = Clock(prom[1])
     named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
-    server = ServeServer(Service(policies=named, store=SessionStore(tmp_path / "s"), clock=clock, answer_within_s=3.0,
-                                 metrics=PrometheusProvider(hole.url, retries=1, budget_s=2.0, backoff_s=0.05)))
+    # the look waits on its held query for as long as the test needs (60 s, never reached): it ends when the proxy
+    # stops, once the late call is answered. With 2 s (its query's budget) a loaded machine could let it answer
+    # before the test's thread had stopped the server and sent the late call: nothing in flight, no drain to read in
+    server = ServeServer(Service(policies=named, store=SessionStore(tmp_path / "s"), clock=clock, answer_within_s=60.0,
+                                 metrics=PrometheusProvider(hole.url, retries=1, timeout_s=60.0, budget_s=60.0,
+                                                            backoff_s=0.05)))
     server.start()
     kept = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     stopper = threading.Thread(target=server.stop)
@@ -267,6 +272,7 @@ def test_a_call_read_while_the_service_drains_is_a_503_that_closes_and_records_n
         late = kept.getresponse()
         body = json.loads(late.read())
         assert late.status == 503 and "stopping" in body["error"] and late.getheader("Connection") == "close", body
+        hole.stop()  # Prometheus's connections close: the look in flight could not measure, and answers
         caller.join(120)
         stopper.join(120)
     finally:

@@ -157,30 +157,48 @@ def test_a_stopped_service_stops_asking_a_prometheus_that_never_answered(tmp_pat
 
 
 def test_a_stopped_service_runs_no_late_prune_and_its_clock_asks_nothing_after_the_stop(
-        prom: Any, tmp_path: Path) -> None:
+        prom: Any, tmp_path: Path, monkeypatch: Any) -> None:
     """Two things of a stopped service still ran after `ServeServer.stop`: the start-up prune waiting for
     Prometheus's time (decision 174's `when_settled`) ran when Prometheus answered a later `settle`, on a thread
     of its own, deleting files and logging while the process exited; and a `time()` ask in flight at the stop
     ended after it (a `metrics.query_failed check=clock` line after the stop). `close` now drops the waiting
     calls and waits for the ask in flight (decision 180)."""
+    from canary import serve as serve_module
     from canary.serve_http import ServeServer
     from tests.support.blackhole import BlackholeProxy
 
     server, _ = prom
+    monkeypatch.setattr(serve_module, "REANCHOR_EVERY_S", 0.05, raising=False)
     hole = BlackholeProxy("127.0.0.1", int(server.url.rsplit(":", 1)[1])).start()
-    hole.blackhole = True  # every request held, never answered: the clock's first ask is in flight
+    hole.blackhole, hole.answer = True, 503  # the clock's asks fail at once until the test is ready (asked again)
     try:
         named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
-        provider = PrometheusProvider(hole.url, retries=1, timeout_s=1.0, budget_s=1.0, backoff_s=0.01)
+        # one try spans the ask's own 2 s (`_LateAnchor._ask`): the try held is the one in flight at the stop
+        provider = PrometheusProvider(hole.url, retries=1, timeout_s=2.0, budget_s=2.0, backoff_s=0.01)
         service = Service(policies=named, metrics=provider, store=SessionStore(tmp_path / "state"))
         late = service._late
         assert late is not None
         ran: list[float] = []
         service.when_settled(ran.append)  # the start-up prune, waiting for Prometheus's time
-        assert hole.holding.wait(30), "the clock's first ask reached the proxy"
-        assert late._asking.locked()  # ... and is in flight
-        ServeServer(service).start().stop()
-        assert not late._asking.locked(), "close returned with the clock's ask still in flight"
+        seen: dict[str, Any] = {}
+
+        def stop_while_held(_line: bytes) -> None:
+            """In the proxy's thread as it holds the clock's ask: the service stops while that ask is in flight.
+            When the test's thread did it after waking on `holding`, a loaded machine let the ask end first
+            (its 1 s): `_asking` was free before the stop, and the test failed or proved nothing."""
+            try:
+                seen["in_flight"] = late._asking.locked()
+                ServeServer(service).start().stop()
+                seen["after_stop"] = late._asking.locked()
+            except BaseException as exc:  # noqa: BLE001 - asserted in the test's thread
+                seen["error"] = exc
+
+        hole.on_hold = stop_while_held
+        hole.answer = None  # every request held from now on, never answered: the clock's next ask is in flight
+        assert hole.holding.wait(30), "the clock's ask reached the proxy"
+        assert "error" not in seen, seen
+        assert seen["in_flight"], "the clock's ask was in flight at the stop"
+        assert not seen["after_stop"], "close returned with the clock's ask still in flight"
         hole.blackhole = False  # Prometheus answers now
         assert late.settle(time.monotonic() + 10), "a look still settles the clock after the stop"
         assert late._running is None and ran == [], "a stopped service's prune ran when Prometheus answered"
