@@ -179,13 +179,25 @@ def weights(api: Any) -> list[int]:
 def sigterm_trial(api: Any, argv: list[str], env: dict[str, str], proxy: BlackholeProxy, *,
                   cwd: Path) -> dict[str, Any]:
     """Start `canary promote` (argv), wait until the canary has traffic, make Prometheus
-    unresponsive, wait until a request of the process is held (a look is waiting on it), send
-    SIGTERM, and time how long until the route is back at stable 100%. Returns seconds, exit
-    code, final weights, phase, and the process's whole stderr."""
+    unresponsive, send SIGTERM the moment a request of the process is held (a look is waiting on
+    it: from the proxy's thread, `on_hold`), and time how long from then until the route is back
+    at stable 100%. Returns seconds, exit code, final weights, phase, and the process's whole stderr.
+
+    Only a query sent after the black hole opened is held (`hold_answers`): one forwarded before it
+    left earlier than the test can see. Sent from the test's thread once it woke on `holding`, the
+    signal could come after the look had ended by its own query bound (5.45 s) on a loaded machine:
+    no `look.abandoned`, the time measured from too late."""
     proxy.blackhole = False
     proxy.holding.clear()
+    proxy.hold_answers = False
+    signalled: list[float] = []
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
+
+        def signal_at_hold(_line: bytes) -> None:
+            signalled.append(time.monotonic())
+            os.kill(proc.pid, signal.SIGTERM)
+        proxy.on_hold = signal_at_hold
         try:
             deadline = time.monotonic() + 60
             while weights(api)[1] == 0:
@@ -196,8 +208,7 @@ def sigterm_trial(api: Any, argv: list[str], env: dict[str, str], proxy: Blackho
             proxy.blackhole = True
             if not proxy.holding.wait(60):
                 raise AssertionError("promote sent no query to Prometheus within 60 s")
-            os.kill(proc.pid, signal.SIGTERM)
-            t0 = time.monotonic()
+            t0 = signalled[0]
             while weights(api) != [100, 0] and time.monotonic() - t0 < 60:
                 time.sleep(0.01)
             seconds = time.monotonic() - t0
