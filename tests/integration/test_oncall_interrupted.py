@@ -8,33 +8,46 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any
+import threading
+from typing import Any, Callable
 
 import pytest
 
 from canary import rollout as rl
+from canary.sandbox.kubeapi import Fault
 from tests.integration.test_cli_ops import GROUP, ROOT, cluster, in_progress, vs  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
 
+class _SignalAtHold(threading.Event):
+    """The emulator's hold of a request (`Fault.hold`): its wait, in the emulator's thread the moment the server
+    has the request, sends the signal first. Sent by the test's thread after polling for the hold, a loaded
+    machine could let the client's own 10 s timeout end the request first: the signal then landed elsewhere."""
+
+    def __init__(self, send: Callable[[], None]) -> None:
+        super().__init__()
+        self.send, self.sent = send, threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self.sent.is_set():
+            self.send()
+            self.sent.set()
+        return super().wait(timeout)
+
+
 def _interrupted_while_held(api: Any, kubeconfig: Any, command: str, *, method: str) -> tuple[int, str, str]:
     """`canary <command> rec-model -n ml` SIGINT'ed while the API server holds its first `method` request to the
     VirtualService: (exit code, stdout, stderr without the JSON log lines). The request is let go after."""
-    release = api.hold_next(methods=(method,), plural="virtualservices")
-    fault = api.handler.faults[-1]
+    release = _SignalAtHold(lambda: proc.send_signal(signal.SIGINT))  # `proc` is set before any request
+    with api.handler.lock:
+        api.handler.faults.append(Fault(0, 1, frozenset({method}), "virtualservices", hold=release))
     proc = subprocess.Popen([sys.executable, "-m", "canary", command, "rec-model", "-n", "ml",
                              "--kubeconfig", str(kubeconfig)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT, env={**os.environ, "KUBECONFIG": ""})
     try:
-        while fault.times > 0 and proc.poll() is None:  # the server has the request: the client waits on it
-            try:
-                proc.wait(timeout=0.05)
-            except subprocess.TimeoutExpired:
-                pass
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
+        assert release.sent.is_set(), (proc.returncode, out, err[-1500:])  # the signal came at the hold
     finally:
         release.set()
         if proc.poll() is None:
