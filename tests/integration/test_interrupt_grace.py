@@ -41,6 +41,32 @@ def _through(proxy: BlackholeProxy, kubeconfig: Path) -> Path:
     return out
 
 
+def run_acting_at(api: Any, kubeconfig: Path, argv: Callable[[Path], list[str]], env: dict[str, str], *,
+                  when: Callable[[], bool],
+                  act: Callable[[subprocess.Popen[str]], None]) -> subprocess.CompletedProcess[str]:
+    """Run the process `argv(kubeconfig)` gives, its cluster reached through a proxy that passes everything, and
+    call `act(process)` in the proxy's thread at the first request read once `when()` holds, before forwarding it
+    (`act_at_request`): nothing the process sent after that state has reached the server then, where the test's
+    own thread, reading a log line or polling, could wake up late. Returns the process's end; fails when it never
+    acted."""
+    up = urlparse(api.url)
+    tap = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
+    started: list[subprocess.Popen[str]] = []
+    acted = act_at_request(tap, when, lambda: act(started[0]))  # the process is started before it can write
+    proc = subprocess.Popen(argv(_through(tap, kubeconfig)), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    started.append(proc)
+    try:
+        out, err = proc.communicate(timeout=120)
+        acted(0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        tap.stop()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def _until_split(proc: subprocess.Popen[str]) -> list[str]:
     """The process's stderr lines up to the one saying traffic is split (step 1 written)."""
     from tests.integration.test_promote_pipeline import lines_until

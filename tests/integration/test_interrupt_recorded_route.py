@@ -20,15 +20,12 @@ import copy
 import json
 import os
 import signal
-import subprocess
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
 from canary.logs import parse_json_lines
-from tests.integration.test_interrupt_grace import _promote_signalled, _through
-from tests.support.blackhole import BlackholeProxy, act_at_request
+from tests.integration.test_interrupt_grace import _promote_signalled, run_acting_at
 from tests.integration.test_promote import CANARY, GROUP, ROOT, cluster, prometheus, vs_state  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
@@ -57,28 +54,17 @@ def test_a_resumed_rollout_on_its_recorded_destination_rule_is_paused_at_the_sig
     # signalled by a proxy at the first request read once the record says the rollout runs again (its resume
     # written), before it is forwarded: the step starts over at the resume, and a test's thread that woke 3 s
     # after the `rollout.resumed` line found step 2 written (50/50), not the resumed 80/20
-    up = urlparse(api.url)
-    tap = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
-    argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
-            "--kubeconfig", str(_through(tap, kubeconfig)), "-o", "json", "--log-format", "json", "--on-interrupt",
-            "pause", "--interrupt-grace", "5s"]
-    resumed = act_at_request(tap, lambda: vs_state(api)[1]["phase"] == "progressing",
-                             lambda: proc.send_signal(signal.SIGTERM))  # `proc` is set before the process writes
-    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "KUBECONFIG": "",
-                                                 "CANARY_PROMETHEUS_URL": prometheus.url},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=120)
-        resumed(0)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        tap.stop()
+    res = run_acting_at(
+        api, kubeconfig, lambda kc: [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy),
+                                     "--namespace", "ml", "--kubeconfig", str(kc), "-o", "json", "--log-format", "json",
+                                     "--on-interrupt", "pause", "--interrupt-grace", "5s"],
+        {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url},
+        when=lambda: vs_state(api)[1]["phase"] == "progressing", act=lambda proc: proc.send_signal(signal.SIGTERM))
+    out, err = res.stdout, res.stderr
     assert "rollout.resumed" in [e["event"] for e in parse_json_lines(err)], err[-3000:]
     weights, rec = vs_state(api)
     # before: the pause's read of rec-model-dr was held back as not the route's, and the fail-safe wrote 100/0
-    assert proc.returncode == 130, err[-4000:]
+    assert res.returncode == 130, err[-4000:]
     assert weights == [80, 20] and rec["phase"] == "paused" and "SIGTERM" in rec["reason"], rec
     said = parse_json_lines(err)
     assert not [e for e in said if e["event"] in ("rollout.failed", "rollout.aborting", "traffic.unsafe")], err[-3000:]

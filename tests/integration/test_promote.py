@@ -356,32 +356,19 @@ def test_concurrent_edit_of_the_virtual_service_is_survived(cluster: Any, promet
 def _promote_then_signal(kubeconfig: Path, policy: Path, prom_url: str, api: KubeAPIServer,
                          *extra: str) -> subprocess.CompletedProcess[str]:
     """Start promote and send SIGTERM once the canary has traffic: from a proxy before the API server, at the first
-    request read once the route is split, before it is forwarded (`act_at_request`). Polled by the test's
-    thread, a loaded machine could let the rollout go on first (step 2 3 s later, promoted 6 s later: exit 0)."""
+    request read once the route is split, before it is forwarded (`run_acting_at`). Polled by the test's thread,
+    a loaded machine could let the rollout go on first (step 2 3 s later, promoted 6 s later: exit 0)."""
     import signal
-    from urllib.parse import urlparse
 
-    from tests.integration.test_interrupt_grace import _through
-    from tests.support.blackhole import BlackholeProxy, act_at_request, weights
+    from tests.integration.test_interrupt_grace import run_acting_at
+    from tests.support.blackhole import weights
 
-    env = {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url}
-    up = urlparse(api.url)
-    tap = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
-    split = act_at_request(tap, lambda: weights(api)[1] > 0,
-                           lambda: proc.send_signal(signal.SIGTERM))  # `proc` is set before the process writes
-    proc = subprocess.Popen(
-        [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
-         "--kubeconfig", str(_through(tap, kubeconfig)), "--output", "json", "--log-format", "json", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    try:
-        out, err = proc.communicate(timeout=120)
-        split(0)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        tap.stop()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_acting_at(
+        api, kubeconfig, lambda kc: [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy),
+                                     "--namespace", "ml", "--kubeconfig", str(kc), "--output", "json", "--log-format",
+                                     "json", *extra],
+        {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url},
+        when=lambda: weights(api)[1] > 0, act=lambda proc: proc.send_signal(signal.SIGTERM))
 
 
 def test_sigterm_rolls_back_by_default(cluster: Any, prometheus: PromServer) -> None:

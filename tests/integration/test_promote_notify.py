@@ -91,35 +91,23 @@ def test_an_end_that_could_not_write_stable_100_is_posted_with_the_weights_unkno
     needs a person. Now "aborted", weights null ("weights unknown"), the error as the reason."""
     import json
 
-    from urllib.parse import urlparse
-
-    from tests.integration.test_interrupt_grace import _through
-    from tests.support.blackhole import BlackholeProxy, act_at_request, weights
+    from tests.integration.test_interrupt_grace import run_acting_at
+    from tests.support.blackhole import weights
 
     api, kubeconfig, policy = cluster
-    # renamed by a proxy at the first request read once the route is split, before it is forwarded: the test's
-    # thread, reading the split's line, could wake after the rollout had been promoted (6 s later: exit 0)
-    up = urlparse(api.url)
-    tap = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
 
     def stable_renamed(vs: dict[str, Any]) -> None:
         vs["spec"]["http"][0]["route"][0]["destination"]["subset"] = "stable-old"
 
-    argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
-            "--kubeconfig", str(_through(tap, kubeconfig)), "-o", "json", "--log-format", "json", "--slack-webhook",
-            srv.url + SECRET, "--webhook", srv.url + "/hook"]
-    renamed = act_at_request(tap, lambda: weights(api)[1] > 0, lambda: api.edit(
-        "networking.istio.io", "virtualservices", "ml", "rec-model", stable_renamed))
-    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, stderr = proc.communicate(timeout=120)
-        renamed(0)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        tap.stop()
+    # renamed by a proxy at the first request read once the route is split, before it is forwarded: the test's
+    # thread, reading the split's line, could wake after the rollout had been promoted (6 s later: exit 0)
+    proc = run_acting_at(
+        api, kubeconfig, lambda kc: [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy),
+                                     "--namespace", "ml", "--kubeconfig", str(kc), "-o", "json", "--log-format", "json",
+                                     "--slack-webhook", srv.url + SECRET, "--webhook", srv.url + "/hook"],
+        {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url}, when=lambda: weights(api)[1] > 0,
+        act=lambda _proc: api.edit("networking.istio.io", "virtualservices", "ml", "rec-model", stable_renamed))
+    out, stderr = proc.stdout, proc.stderr
     assert proc.returncode == 6, stderr[-4000:]
     assert json.loads(out)["rollback_failed"] is True
     hooks = {p: b for p, b in srv.got}
