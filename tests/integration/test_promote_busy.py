@@ -210,7 +210,9 @@ def test_wait_busy_takes_over_a_rollout_whose_job_was_killed_on_another_runner(c
             ann = vs["metadata"]["annotations"]
             rec = json.loads(ann["modelcanary.dev/rollout"])
             rec["owner"] = "promote#gone-runner-7:4026531836:311:ab12cd34"
-            rec["updated_at"] = time.time() - age_s  # stale once 2 x 1 s (heartbeat) + 60 s old
+            # stale once 2 x 600 s (heartbeat) + 60 s old: fresh however slowly the waiter starts (with the
+            # holder's 1 s, a waiter slower than 62 s to say it waits found it stale and never waited)
+            rec["updated_at"], rec["heartbeat_s"] = time.time() - age_s, 600.0
             ann["modelcanary.dev/rollout"] = json.dumps(rec)
         return edit
 
