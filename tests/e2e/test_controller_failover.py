@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
@@ -17,6 +18,8 @@ from canary import crd
 from canary import rollout as rl
 from canary.logs import parse_json_lines
 from tests import fleet
+from tests.integration.test_interrupt_grace import _through
+from tests.support.blackhole import BlackholeProxy, act_at_request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +42,18 @@ def test_only_the_leader_writes_and_the_standby_takes_over(history_pool: Any, tm
     api = fleet.start_api(N)
     kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     logs = {"a": tmp_path / "a.log", "b": tmp_path / "b.log"}
-    procs = {"a": controller("a", kubeconfig, prom.url, logs["a"])}
+    # a reaches the API server through a proxy that kills it at a's first request once its log says a step
+    # advanced, before that request is forwarded (`act_at_request`): a is then mid-rollout however loaded the
+    # machine. Killed by the test's thread after polling the log, a could have ended every rollout first (a 5 s
+    # interval a step): nothing left for b to write
+    up = urlparse(api.url)
+    tap = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
+    procs = {"a": controller("a", _through(tap, kubeconfig), prom.url, logs["a"])}
+    killed_at: list[float] = []
+
+    def kill_a() -> None:
+        procs["a"].send_signal(signal.SIGKILL)
+        killed_at.append(time.time())
 
     def wait_for(what: str, cond: Any) -> None:  # conditions, not sleeps: the test must not depend on timing
         deadline = time.monotonic() + 90
@@ -53,13 +67,13 @@ def test_only_the_leader_writes_and_the_standby_takes_over(history_pool: Any, tm
 
     try:
         wait_for("a to lead", lambda: "leader.acquired" in events("a"))
+        mid_rollout = act_at_request(tap, lambda: "step.advanced" in events("a"), kill_a)
         procs["b"] = controller("b", kubeconfig, prom.url, logs["b"])
         wait_for("b to run as standby", lambda: "controller.started" in events("b"))
         for i in range(N):
             api.handler.put_object(fleet.rollout_object(i, "v2" if i % 2 == 0 else "v3"))
-        wait_for("a to be mid-rollout", lambda: "step.advanced" in events("a"))
-        procs["a"].send_signal(signal.SIGKILL)
-        killed = time.time()
+        mid_rollout(90)
+        killed = killed_at[0]
         procs["a"].wait(10)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -91,4 +105,5 @@ def test_only_the_leader_writes_and_the_standby_takes_over(history_pool: Any, tm
         for p in procs.values():
             p.kill()
             p.wait(10)
+        tap.stop()
         api.stop()
