@@ -459,7 +459,8 @@ def promote(
     retry: bool = typer.Option(False, "--retry", help="run the version again when the route records its rollout "
                                                       "rolled back (without it, a re-run reports that rollback: exit 1; with --via-controller too)"),
     via_controller: bool = typer.Option(False, "--via-controller", help="create a CanaryRollout for `canary controller run` and follow it (same exit codes)"),
-    rollout_name: Optional[str] = typer.Option(None, "--rollout-name", help="CanaryRollout name (default: <model>-<version>, lower-cased, . and _ as -, and a hash of both added where that changed a character or cut it to 253)"),
+    rollout_name: Optional[str] = typer.Option(None, "--rollout-name", help="CanaryRollout name (default: <model>-<version>, lower-cased, . and _ as -, and a hash of both added where that changed a character or cut it to 253)",
+                                               callback=not_blank("the default name, <model>-<version>")),
     timeout: float = opts.DurationOpt("1h", "--timeout", help="--via-controller: give up following after this long "
                                                               "(exit 3; the rollout goes on)"),
     wait_ready: float = opts.DurationOpt("10m", "--wait-ready", zero=True,

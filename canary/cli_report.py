@@ -38,7 +38,8 @@ def report_cmd(
     model: Optional[str] = typer.Argument(None, help="model name (and VirtualService name unless --virtual-service)"),
     namespace: Optional[str] = opts.NamespaceOpt,
     virtual_service: Optional[str] = cli.VsOpt,
-    rollout: Optional[str] = typer.Option(None, "--rollout", help="a CanaryRollout's name: the rollout it drives"),
+    rollout: Optional[str] = typer.Option(None, "--rollout", help="a CanaryRollout's name: the rollout it drives",
+                                          callback=cli.not_blank("MODEL's latest rollout")),
     input_file: Optional[Path] = typer.Option(None, "--input", "-i", "-f", help="a saved history (`-o json`) instead "
                                                                            "of the cluster"),
     output: str = typer.Option("", "--output", "-o", callback=_output, metavar="FILE.html|FILE.json|json|yaml",

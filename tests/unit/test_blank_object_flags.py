@@ -51,3 +51,20 @@ def test_a_named_object_flag_is_still_read(api) -> None:  # type: ignore[no-unty
     server, kubeconfig, _ = api
     res = CliRunner().invoke(app, ["status", "rec", "--virtual-service", "rec-vs", "--kubeconfig", str(kubeconfig)])
     assert res.exit_code == 2 and server.paths, res.output  # asked, and not found
+
+
+@pytest.mark.parametrize(("command", "flag"), [
+    (["promote", "rec", "--canary-version", "v2", "--policy", "{policy}", "--via-controller"], "--rollout-name"),
+    (["report", "rec"], "--rollout"),
+])
+def test_a_rollout_name_given_empty_is_refused_before_any_request(api, command: list[str],  # type: ignore[no-untyped-def]
+                                                                 flag: str) -> None:
+    """`--rollout-name "$NAME"` with the variable unset created (or took over) the CanaryRollout of the default
+    name, and `report rec --rollout ""` reported the model's latest rollout, not the one asked for (decision 743
+    addendum)."""
+    server, kubeconfig, policy = api
+    args = [a.replace("{policy}", str(policy)) for a in command]
+    res = CliRunner().invoke(app, [*args, flag, "", "--kubeconfig", str(kubeconfig)])
+    words = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code == 2 and flag in words and "given empty" in words, words
+    assert server.paths == [], server.paths
