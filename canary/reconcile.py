@@ -283,7 +283,7 @@ def _blind_message(report: Any, blind: tuple[str, ...], policy: Policy, target: 
     m = policy.metrics
     return (f"preflight: no stable ({target.stable_version}) data over the last {report.window_s}s for "
             f"{', '.join(blind)}: the canary could not be compared with anything and no step could pass. "
-            f"Check policy metrics.labels ({policy_labels(policy)}), metrics.source ({m.source}) and the checks' "
+            f"Check {labels_to_check(policy)}, metrics.source ({m.source}) and the checks' "
             f"source/query against the series Prometheus has, or whether {target.stable_version} gets "
             f"traffic now (start again when it does); nothing was moved; query: {stable_query(report, blind[0])}")
 
@@ -291,6 +291,17 @@ def _blind_message(report: Any, blind: tuple[str, ...], policy: Policy, target: 
 def policy_labels(policy: Policy) -> str:
     """policy metrics.labels as the refusals show them ("none" when there are none)."""
     return ", ".join(f"{k}={v}" for k, v in sorted(policy.metrics.labels.items())) or "none"
+
+
+def labels_to_check(policy: Policy) -> str:
+    """What a refusal for no stable data names to check of the policy's matchers: its metrics.labels, and each
+    identity label it names itself (`metrics.namespace_label: namespace` where the scrape adds
+    `kubernetes_namespace`, or none, matches no series: the refusal named only metrics.labels, "none";
+    decision 745 addendum)."""
+    m = policy.metrics
+    own = [f"metrics.{field} ({value!r})" for field in ("model_label", "arm_label", "namespace_label")
+           if (value := getattr(m, field)) is not None]
+    return ", ".join([f"policy metrics.labels ({policy_labels(policy)})", *own])
 
 
 def stable_query(report: Any, where: str) -> str:
@@ -323,7 +334,7 @@ def _never_message(report: Any, never: tuple[tuple[str, list[str]], ...], policy
     return (f"preflight: no stable ({target.stable_version}) data over the last {report.window_s}s for {places}: "
             f"such a check is never shown within its limit, so no step could pass and the rollout would end at "
             f"its deadline with the canary's share exposed. Check that check's source, metric or query, "
-            f"policy metrics.labels ({policy_labels(policy)}) and "
+            f"{labels_to_check(policy)} and "
             f"metrics.source ({m.source}) against the series Prometheus has; nothing was moved; query: "
             f"{stable_query(report, never[0][0])}")
 

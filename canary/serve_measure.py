@@ -103,7 +103,7 @@ def no_stable_data(metrics: Any, policy: Policy, target: Target, *,
 
 def _told(done: tuple[bool, Any] | None, policy: Policy, target: Target, log: Any) -> tuple[bool, str | None]:
     """`no_stable_data`'s answer from the preflight's result (None: not answered in time)."""
-    from canary.reconcile import never_comparable, never_places, policy_labels, stable_query
+    from canary.reconcile import labels_to_check, never_comparable, never_places, stable_query
 
     if done is None or not done[0]:  # the look's own queries say why (503 "could not measure")
         return False, None
@@ -118,7 +118,7 @@ def _told(done: tuple[bool, Any] | None, policy: Policy, target: Target, log: An
     m = policy.metrics
     why = (f"model {target.model!r}: no stable ({target.stable_version}) data over the last {report.window_s}s for "
            f"{places}: no look of this rollout could pass, and it would fail only at its deadline. Check the model "
-           f"name (the Canary's or the AnalysisTemplate's `model`), policy metrics.labels ({policy_labels(policy)}), "
+           f"name (the Canary's or the AnalysisTemplate's `model`), {labels_to_check(policy)}, "
            f"metrics.source ({m.source}) and the checks' source/query against the series Prometheus has, or whether "
            f"{target.stable_version} gets traffic now; not recorded as a look: the next call checks again; query: "
            f"{stable_query(report, blind[0] if blind else never[0][0])}")

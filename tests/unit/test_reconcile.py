@@ -358,3 +358,18 @@ def test_a_split_on_another_virtual_service_rolls_back_as_a_foreign_edit_and_no_
     assert said.event == "split.foreign_edit" and said.fields["other_virtual_service"] == "ml/m-gateway"
     promoting = _running(rl.PROMOTING, Weights(0, 100))  # the canary judged: its promotion is finished
     assert [s.phase for s, _ in decide(POLICY, promoting, Observation(split_elsewhere=other), NOW)] == [rl.PROMOTED]
+
+
+@pytest.mark.parametrize("answers", [{"err": 0, "lat": 0}, {"lat": 0}])
+def test_no_stable_data_names_the_identity_labels_the_policy_sets(answers: dict[str, int]) -> None:
+    """`metrics.namespace_label: namespace` where the scrape adds `kubernetes_namespace` (or none) matches no series:
+    the refusal named only metrics.labels, "none", never the field that matched nothing (decision 745 addendum)."""
+    policy = parse_policy({**POLICY.model_dump(mode="json", exclude={"checks", "metrics"}),
+                           "metrics": {"source": "model", "namespace_label": "namespace"}, "checks": [
+                               {"name": "err", "kind": "error_rate", "max_rate_pct": 1},
+                               {"name": "lat", "kind": "latency", "max_increase_pct": 20}]})
+    with pytest.raises(ConfigError) as err:
+        preflight_metrics(_Metrics(**answers), policy, TARGET, log=get())
+    said = str(err.value)
+    assert "policy metrics.labels (none), metrics.namespace_label ('namespace')" in said, said
+    assert "metrics.model_label" not in said and "metrics.arm_label" not in said  # not set: the source's own
