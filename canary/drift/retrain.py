@@ -410,7 +410,12 @@ def load_job_template(path: Path) -> dict[str, Any]:
 
     try:
         raw = yaml.safe_load(read_input(path))
-    except (OSError, yaml.YAMLError) as exc:
+    except OSError as exc:  # its words alone: read without blocking, a directory's error names the fd, not the file
+        raise ConfigError(f"{path}: cannot read the Job template: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # a binary file given: its traceback was all that was said (decision 746)
+        raise ConfigError(f"{path}: the Job template is not UTF-8 text (byte {exc.start}): give the Job's YAML") \
+            from None
+    except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: cannot read the Job template: {str(exc)[:200]}") from None
     if not isinstance(raw, dict) or raw.get("kind") != "Job" or not str(raw.get("apiVersion", "")).startswith("batch/"):
         raise ConfigError(f"{path}: kind/apiVersion: the retraining template must be a batch/v1 Job")

@@ -60,3 +60,21 @@ def test_a_pipe_with_its_writer_is_read(tmp_path: Path) -> None:
     finally:
         os.close(read)
     assert res.returncode == 0 and "ok (2 steps" in res.stdout, res.stderr
+
+
+@pytest.mark.parametrize(("kind", "says"), [("directory", "cannot read the Job template: Is a directory"),
+                                            ("binary", "the Job template is not UTF-8 text (byte 0)")])
+def test_a_job_template_that_is_no_text_file_is_refused_in_words(tmp_path: Path, kind: str, says: str) -> None:
+    """`drift watch --retrain-job` of a directory said "[Errno 21] Is a directory: 3" (the fd, not the file, since
+    it is read without blocking), and of a binary file raised its UnicodeDecodeError (decision 746 addendum)."""
+    from canary.drift.retrain import load_job_template
+    from canary.errors import ConfigError
+
+    path = tmp_path / "job"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ConfigError) as err:
+        load_job_template(path)
+    assert str(err.value) == f"{path}: {says}" + ("" if kind == "directory" else ": give the Job's YAML"), err.value
