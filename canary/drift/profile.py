@@ -72,8 +72,10 @@ def read_table(path: str | Path) -> Any:
         raise ConfigError("reading training data needs pyarrow: pip install 'modelcanary[drift]'") from None
     import pyarrow as pa
 
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
+    if not path.is_file():  # a directory, a FIFO or a device exists: "no such file" sent the person looking for it
+        raise ConfigError(f"{path}: no such file" if not path.exists() else
+                          f"{path}: not a regular file (a directory, a FIFO or a device): give the training table, "
+                          ".csv or .parquet")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":

@@ -78,3 +78,18 @@ def test_a_job_template_that_is_no_text_file_is_refused_in_words(tmp_path: Path,
     with pytest.raises(ConfigError) as err:
         load_job_template(path)
     assert str(err.value) == f"{path}: {says}" + ("" if kind == "directory" else ": give the Job's YAML"), err.value
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "missing"])
+def test_a_training_table_that_is_no_regular_file_is_named_as_such(tmp_path: Path, kind: str) -> None:
+    """`baseline capture` of a FIFO, a directory or a device said "no such file" of a path that exists (it is not
+    read: a table may be gigabytes, decision 746), sending the person to look for a file that is there."""
+    path = tmp_path / "train.csv"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    res = cli.run(["baseline", "capture", str(path), "--model", "m", "--version", "v1"])
+    words = " ".join(res.stderr.split())
+    said = "no such file" if kind == "missing" else "not a regular file (a directory, a FIFO or a device)"
+    assert res.returncode == 2 and f"{path}: {said}" in words, words
