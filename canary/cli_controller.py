@@ -24,7 +24,7 @@ from canary import cli, crd, errors
 from canary import cli_options as opts
 from canary.interrupts import install_handlers, restore_handlers, setting
 from canary import rollout as rl
-from canary.model import check_object_name, check_version
+from canary.model import check_object_name, check_versions
 from canary.reconcile import EXIT_CODES
 
 controller_app = typer.Typer(no_args_is_help=True, help="Run canary as a long-running controller of CanaryRollouts.")
@@ -261,12 +261,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     missing = cli.gate_flags_missing(gate, policy_file, *urls)
     if missing is None:
         cli.check_gate_urls(gate, policy_file, *urls)
-    check_version(canary_version, "--canary-version")
-    if stable_version:  # what the controller refuses at its first tick is refused here, before anything is created
-        check_version(stable_version, "--stable-version")
-        if stable_version == canary_version:
-            raise cli.ConfigError(f"--canary-version {canary_version!r} is --stable-version: the two arms must be "
-                                  "different versions")
+    check_versions(canary_version, stable_version)  # the controller's first-tick refusal, before any create
     cli._target(model, namespace, virtual_service, destination_rule, route=route)  # names checked: ConfigError, nothing sent
     check_object_name(name or rollout_name(model, canary_version),
                       "--rollout-name" if name else "the CanaryRollout's name (<model>-<version>; --rollout-name)")

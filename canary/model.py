@@ -381,6 +381,18 @@ def check_version(value: object, what: str) -> None:
                           "(1-63 of A-Z a-z 0-9 - _ and ., starting and ending with a letter or digit)")
 
 
+def check_versions(canary_version: object, stable_version: object) -> None:
+    """`--canary-version` and `--stable-version` (empty: not given, read from the stable subset) as `promote` and
+    `promote --via-controller` take them: label values, and two. ConfigError (exit 2), before anything is read;
+    one wording for both entry points (decision 743)."""
+    check_version(canary_version, "--canary-version")
+    if stable_version:
+        check_version(stable_version, "--stable-version")
+        if stable_version == canary_version:
+            raise ConfigError(f"--canary-version {canary_version!r} is --stable-version too: a rollout compares a new "
+                              "version with the one serving; nothing was read or written")
+
+
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
 

@@ -29,7 +29,7 @@ from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigErr
                            TransientError, WeightsMoved, said)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
-from canary.model import STABLE_ONLY, Target, Weights, check_version, rollback_command
+from canary.model import STABLE_ONLY, Target, Weights, check_versions, rollback_command
 from canary.policy import Policy
 from canary.processes import _here, _identity, _pid_namespace, owner_pid, promote_here, resume_here  # noqa: F401 (re-exported)
 from canary.reconcile import as_routed as _as_routed  # decision 209
@@ -548,12 +548,7 @@ class Runner:
         read. One version given as both was refused only at the claim, after Prometheus's clock and the route were
         read (a Prometheus that does not answer retried first), where `--via-controller` and `analyze` refuse it
         before any request (decision 743)."""
-        check_version(self.target.canary_version, "--canary-version")
-        if self.target.stable_version:
-            check_version(self.target.stable_version, "--stable-version")
-            if self.target.stable_version == self.target.canary_version:
-                raise ConfigError(f"--canary-version {self.target.canary_version!r} is --stable-version too: a rollout "
-                                  "compares a new version with the one serving; nothing was read or written")
+        check_versions(self.target.canary_version, self.target.stable_version)
 
     def _start(self) -> rl.RolloutState:
         """Resume what is recorded, or check everything that can be checked and claim the route."""

@@ -134,7 +134,7 @@ def test_via_controller_takes_the_prometheus_variables_exported_for_other_comman
 
 @pytest.mark.parametrize(("kw", "says"), [
     ({"stable_version": "v 1"}, "--stable-version 'v 1' is not a Kubernetes label value"),
-    ({"stable_version": "v2"}, "--canary-version 'v2' is --stable-version"),
+    ({"stable_version": "v2"}, "--canary-version 'v2' is --stable-version too: a rollout compares"),
     ({"name": "Bad_Name"}, "--rollout-name 'Bad_Name' is not a Kubernetes object name"),
     ({"name": "a/b"}, "--rollout-name 'a/b' is not a Kubernetes object name"),
 ])
