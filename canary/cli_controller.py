@@ -263,8 +263,8 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
         cli.check_gate_urls(gate, policy_file, *urls)
     check_versions(canary_version, stable_version)  # the controller's first-tick refusal, before any create
     cli._target(model, namespace, virtual_service, destination_rule, route=route)  # names checked: ConfigError, nothing sent
-    check_object_name(name or rollout_name(model, canary_version),
-                      "--rollout-name" if name else "the CanaryRollout's name (<model>-<version>; --rollout-name)")
+    if name:  # the default always is one (`rollout_name`, decision 742)
+        check_object_name(name, "--rollout-name")
     named, name = bool(name), name or rollout_name(model, canary_version)
     body = crd.new_object(namespace=namespace, name=name,
                           model=model, canary_version=canary_version, policy_raw=raw, stable_version=stable_version,
