@@ -86,19 +86,7 @@ NamespaceOpt, KubeconfigOpt, ContextOpt, OutputOpt = opts.NamespaceOpt, opts.Kub
 ModelArg = typer.Argument(..., help="model name (and VirtualService name unless --virtual-service)")
 
 
-def not_blank(default: str) -> Callable[[Optional[str]], Optional[str]]:
-    """A click callback refusing an object flag given empty or blank (a usage error, exit 2, before anything is
-    read): `--virtual-service "$VS"` with the variable unset was read as "not given", and `rollback`, `pause` or
-    `promote` acted on `default` (the VirtualService named as the model: another route's) without a word, as
-    `-n ""` acted on the context's namespace before decision 116 (decision 743)."""
-
-    def check(value: Optional[str]) -> Optional[str]:
-        if value is not None and not value.strip():
-            raise typer.BadParameter(f"given empty ({value!r}: an unset variable in a pipeline?); name it, or leave "
-                                     f"the flag out for {default}")
-        return value
-
-    return check
+not_blank = opts.not_blank  # decision 743: the name flags' callback, beside -n's in cli_options
 
 
 VsOpt = typer.Option(None, "--virtual-service", help="VirtualService name (default: the model name)",

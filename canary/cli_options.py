@@ -147,9 +147,28 @@ RetrainRetryDelayOpt = typer.Option(None, "--retrain-job-retry-delay", parser=du
 
 NamespaceOpt = typer.Option(None, "--namespace", "-n", show_default=False,
                             help="namespace (default: the kubeconfig context's, as kubectl's; in a pod its own)")
+
+
+def not_blank(default: str) -> Callable[[Optional[str]], Optional[str]]:
+    """A click callback refusing an object flag given empty or blank (a usage error, exit 2, before anything is
+    read): `--virtual-service "$VS"` with the variable unset was read as "not given", and `rollback`, `pause` or
+    `promote` acted on `default` (the VirtualService named as the model: another route's) without a word, as
+    `-n ""` acted on the context's namespace before decision 116 (decision 743)."""
+
+    def check(value: Optional[str]) -> Optional[str]:
+        if value is not None and not value.strip():
+            raise typer.BadParameter(f"given empty ({value!r}: an unset variable in a pipeline?); name it, or leave "
+                                     f"the flag out for {default}")
+        return value
+
+    return check
+
+
 KubeconfigOpt = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
-                             help="kubeconfig file (default: ~/.kube/config, else in-cluster)")
-ContextOpt = typer.Option(None, "--context", help="kubeconfig context (default: the current context)")
+                             help="kubeconfig file (default: ~/.kube/config, else in-cluster)",
+                             callback=not_blank("$KUBECONFIG, else ~/.kube/config: maybe another cluster"))
+ContextOpt = typer.Option(None, "--context", help="kubeconfig context (default: the current context)",
+                          callback=not_blank("the current context: maybe another cluster"))
 
 
 def namespace(explicit: Optional[str], kubeconfig: Optional[str], context: Optional[str]) -> str:

@@ -68,3 +68,17 @@ def test_a_rollout_name_given_empty_is_refused_before_any_request(api, command: 
     words = " ".join(res.output.replace("│", " ").split())
     assert res.exit_code == 2 and flag in words and "given empty" in words, words
     assert server.paths == [], server.paths
+
+
+@pytest.mark.parametrize("command", [["rollback", "rec"], ["status", "rec"]])
+@pytest.mark.parametrize("flag", ["--kubeconfig", "--context"])
+def test_a_cluster_flag_given_empty_is_refused_before_any_request(api, command: list[str], flag: str) -> None:  # type: ignore[no-untyped-def]
+    """`--kubeconfig "$STAGING_KUBECONFIG"` with the variable unset acted on $KUBECONFIG's (or ~/.kube/config's)
+    cluster, perhaps another, and `--context ""` was refused only in the client's words ("Expected object with
+    name  in ... contexts list") (decision 743 addendum). $KUBECONFIG left empty is still not set, as kubectl's."""
+    server, kubeconfig, _ = api
+    more = ["--kubeconfig", str(kubeconfig)] if flag == "--context" else []
+    res = CliRunner(env={"KUBECONFIG": str(kubeconfig)}).invoke(app, [*command, flag, "", *more])
+    words = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code == 2 and flag in words and "given empty" in words, words
+    assert server.paths == [], server.paths
