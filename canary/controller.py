@@ -1455,9 +1455,7 @@ class Controller:
         texts: list[str] = []  # the state text each weight write recorded (computed once, by execute)
         rolls_back = state.phase in (rl.ROLLED_BACK, rl.ABORTED) and any(isinstance(a, rl.SetWeights) for a in actions)
         retry = self._retry(spec.key, state, spec.target) if rolls_back else None
-        failing = self._stable_failing.get(spec.key) if rolls_back else None
-        if failing is not None and failing.canary_version == state.canary_version and \
-                failing.started == (state.phase, state.reason):
+        if rolls_back and self._start_said(spec.key, state, (state.phase, state.reason)):
             # its start was said at the tick whose write first failed: one rollback reads as one on-call, however
             # many ticks its write takes (each failed one says `rollback.retrying`; decision 737)
             actions = [a for a in actions if not (isinstance(a, rl.Emit) and a.event in END_STARTS)]
@@ -1475,9 +1473,7 @@ class Controller:
         except CanaryError as exc:
             if retry is not None:  # a weights write that landed was the stable 100% (a re-pointing after it failed)
                 self._stable_tried(spec.key, state, retry, None if texts else exc)
-                failing = self._stable_failing.get(spec.key)
-                if failing is not None and failing.canary_version == state.canary_version:
-                    failing.started = (state.phase, state.reason)
+                self._start_failed(spec.key, state, (state.phase, state.reason))
             if state.terminal and not isinstance(exc, RoutingConflict):  # it may have landed with its answer
                 # lost (a guarded write refused did not): `_confirm_end` reads the route at the next tick
                 self._unconfirmed[spec.key] = (state, actions, expect, write_landed(exc))
@@ -2334,11 +2330,17 @@ class Controller:
         already, written as decided (`to_stable`'s); `told`: called as its write lands (`to_stable`'s). Raises
         what `to_stable` raises."""
         retry = self._retry(key, state, target)
+        # the end it writes, as a failed write's start line is remembered (`_start_failed`): `_stable_if_ours` writes
+        # the same abort at every tick (a CanaryRollout deleted mid-rollout whose write keeps failing), and its
+        # `rollout.aborting` was said at each (decision 753, on 737). `end`'s start lines are never said again
+        ending = (end[0].phase, end[0].reason) if end is not None else (rl.ABORTED, reason)
         try:
             new = to_stable(self.fenced, target, state, reason=reason, log=log, now=now, budget_s=TO_STABLE_BUDGET_S,
-                            expect=expect, retry=retry, routed=routed, cause=cause, end=end, told=told)
+                            expect=expect, retry=retry, routed=routed, cause=cause, end=end, told=told,
+                            start_said=self._start_said(key, state, ending))
         except CanaryError as exc:
             self._stable_tried(key, state, retry, None if getattr(exc, "rollout_state", None) else exc)
+            self._start_failed(key, state, ending)
             raise
         self._stable_tried(key, state, retry, None)
         return new
@@ -2367,6 +2369,19 @@ class Controller:
             fields["note"] = ("traffic may still be split; the controller writes stable 100% again at its next tick, "
                               f"and pages (rollback.failed) once it has failed for {ROLLBACK_PAGE_AFTER_S:g}s")
         return Retry(page=page, fields=fields, resolves=resolves)
+
+    def _start_said(self, key: str, state: rl.RolloutState, ending: tuple[str, str]) -> bool:
+        """Whether the start line (`rollback.started` / `rollout.aborting`) of the end `ending` (phase, reason) of
+        rollout `key` was said at an earlier tick whose stable-100% write of it failed (decision 737)."""
+        failing = self._stable_failing.get(key)
+        return failing is not None and failing.canary_version == state.canary_version and failing.started == ending
+
+    def _start_failed(self, key: str, state: rl.RolloutState, ending: tuple[str, str]) -> None:
+        """The end `ending`'s write failed after its start line was said: the next tick's write of it says it not
+        again (`_start_said`); forgotten with the failing write, as it lands."""
+        failing = self._stable_failing.get(key)
+        if failing is not None and failing.canary_version == state.canary_version:
+            failing.started = ending
 
     def _stable_tried(self, key: str, state: rl.RolloutState, retry: Retry, exc: BaseException | None) -> None:
         """After a stable-100% write of rollout `key` said by `retry`: landed (`exc` None), forgotten; failed,

@@ -1223,7 +1223,8 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
               now: float, attempts: int = 3, budget_s: float | None = None, expect: Any = ...,
               end: tuple[rl.RolloutState, list[rl.Action]] | None = None, retry: Retry | None = None,
               routed: Any = None, cause: str = "",
-              told: Callable[[rl.RolloutState, list[rl.Action]], None] | None = None) -> rl.RolloutState:
+              told: Callable[[rl.RolloutState, list[rl.Action]], None] | None = None,
+              start_said: bool = False) -> rl.RolloutState:
     """Stable 100% after a failure, with a retry budget of its own: at least `attempts` writes, and
     more until `budget_s` (ROLLBACK_BUDGET_S) has passed, each with the router's own retries, 0.5 s
     more between them each time, at most 2 s. The rollout is recorded ``aborted`` (exit 3).
@@ -1242,7 +1243,8 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
     abort's class (`rl.Rollback.cause`; "": `reason`'s words). `told(end, its actions)`: called as the end's
     stable-100% write lands (`execute`'s `written`), before the subset pointing, lines and Event after it, which
     may still fail (a DestinationRule deleted: RollbackFailed, the end recorded): the caller posts it then, as
-    for an end its own `execute` wrote (decisions 723, 725)."""
+    for an end its own `execute` wrote (decisions 723, 725). `start_said`: its start line (`rollback.started` /
+    `rollout.aborting`) was said by the caller's earlier call whose write failed: not said again (decision 753)."""
     if end is not None and end[0].phase in (rl.ROLLED_BACK, rl.ABORTED, rl.PROMOTED) and not state.terminal:
         new, decided = end
         first = next((i for i, a in enumerate(decided) if not isinstance(a, rl.Emit)), len(decided))
@@ -1273,7 +1275,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         return {"write_landed": landed_after(exc, unanswered), **end_said}
     attempt = 0
     while True:
-        if attempt:  # its start (`rollback.started` / `rollout.aborting`) was said at the first attempt: each one
+        if attempt or start_said:  # its start (`rollback.started` / `rollout.aborting`) was said at the first attempt: each one
             # after it says `.retrying` alone, not the start again (one end read as three; decision 737)
             actions = [a for a in actions if not (isinstance(a, rl.Emit) and a.event in END_STARTS)]
         attempt += 1

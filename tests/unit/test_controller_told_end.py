@@ -212,3 +212,28 @@ def test_an_end_restored_is_posted_at_its_write_once() -> None:
     assert _posts(order) == ["aborted"], order
     assert metric(op.telemetry, "canary_rollbacks_total", model="m0", reason="foreign_edit") == 1  # counted, and
     assert ("event", "RolloutAborted") in order, order  # its Event on the CanaryRollout, as every end's
+
+
+def test_an_end_stable_if_ours_writes_again_at_each_tick_says_its_start_once(monkeypatch: Any) -> None:
+    """A CanaryRollout deleted mid-rollout whose stable-100% write keeps failing (an API server's 503) is written
+    again at every tick by `_stable_if_ours` (`_to_stable`, no decided end to keep). Decision 737 said an end's
+    start once however many ticks its write takes, but only `_do`'s: this one said `rollout.aborting` at every tick.
+    Once now, at the tick whose write first failed; its end line, post and count once, as it lands (decision 753)."""
+    from canary import controller as ctl
+    from canary.controller import FINALIZER
+
+    monkeypatch.setattr(ctl, "TO_STABLE_BUDGET_S", 0.0)  # a tick's three attempts, no sleep between them
+    order: list[tuple[str, str]] = []
+    op, router, spec, _ = _rolling_back(order)
+    obj = _driving(fleet.rollout_object(0, "v2"))
+    obj["metadata"].update(finalizers=[FINALIZER], deletionTimestamp="2026-12-06T20:00:00Z")
+    op.custom = _Custom(obj)
+    router.fail_writes = 3 * 3  # three ticks of three attempts each
+    said = []
+    for _ in range(4):
+        with structlog.testing.capture_logs() as logs:
+            op._advance_one(obj)
+        said.append([e["event"] for e in logs if e["event"] in ("rollout.aborting", "rollout.aborted")])
+        op.clock.t += 10.0
+    assert said == [["rollout.aborting"], [], [], ["rollout.aborted"]], said
+    assert router.weights == STABLE_ONLY and _posts(order) == ["aborted"], order
