@@ -1156,7 +1156,8 @@ class Controller:
         """What this process keeps per rollout: the dicts keyed by the rollout's key, and those keyed by
         tuples that begin with it."""
         return ((self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
-                 self._preflights, self._unready_since, self._stable_failing, self._busy_input, self._requests),
+                 self._preflights, self._unready_since, self._stable_failing, self._busy_input, self._requests,
+                 self._ends_posted),
                 (self._gates, self._breach_seen))
 
     def _forget(self, key: str) -> None:

@@ -237,3 +237,20 @@ def test_an_end_stable_if_ours_writes_again_at_each_tick_says_its_start_once(mon
         op.clock.t += 10.0
     assert said == [["rollout.aborting"], [], [], ["rollout.aborted"]], said
     assert router.weights == STABLE_ONLY and _posts(order) == ["aborted"], order
+
+
+def test_an_end_posted_for_a_deleted_canaryrollout_is_forgotten_with_it() -> None:
+    """`_ends_posted` (which end of a rollout was posted at its write) was emptied by `_record` alone; the ends that
+    `_deleted` and `_failed` without a readable policy post (decision 736) are never `_record`ed, so a key stayed for
+    every CanaryRollout deleted mid-rollout, for the process's life (a long-running controller must not grow:
+    `_forget`). Forgotten with the rest of what the process keeps of the rollout (decision 754)."""
+    from canary.controller import FINALIZER
+
+    order: list[tuple[str, str]] = []
+    op, router, spec, _ = _rolling_back(order)
+    obj = _driving(fleet.rollout_object(0, "v2"))
+    obj["metadata"].update(finalizers=[FINALIZER], deletionTimestamp="2026-12-06T20:00:00Z")
+    op.custom = _Custom(obj)
+    op._advance_one(obj)
+    assert _posts(order) == ["aborted"] and router.weights == STABLE_ONLY, order
+    assert spec.key not in op._ends_posted, op._ends_posted
