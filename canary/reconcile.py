@@ -867,7 +867,7 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
             follows = any(isinstance(a, rl.SetWeights) and a.weights == STABLE_ONLY for a in actions[index + 1:])
             done = _point(router, target, state, action, log=log, expect=expect, report_failure=report_failure,
                           stable_written=stable_written, context=_context(state, writes_left), retry=retry,
-                          stable_follows=follows)
+                          stable_follows=follows, then=end_next(actions))
             if done and action.guarded and expect is not ... and action.subset == "stable":
                 pointed.append(action)
         elif isinstance(action, rl.Emit):
@@ -882,6 +882,15 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
         _warn_stable_unserved(router, target, state, log=log)
         canary_subset_home(router, target, state, log=log, record=expect)
     return state
+
+
+def end_next(actions: list[rl.Action]) -> dict[str, Any]:
+    """`{"next": ...}`: what on-call does after the end `actions` write (its end line's `next`, decision 678); empty
+    when they end nothing. Said too where that end landed and its line is not (the stable subset's pointing after
+    it failed: the page is then the last line of the end on-call reads; decision 755, on 738)."""
+    said = next((a.fields["next"] for a in actions if isinstance(a, rl.Emit) and a.event in END_DONE
+                 and a.fields.get("next")), None)
+    return {"next": said} if said else {}
 
 
 def split_ended(actions: list[rl.Action]) -> dict[str, Any]:
@@ -1024,9 +1033,12 @@ def _context(state: rl.RolloutState, writes_left: int) -> dict[str, Any]:
 
 def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action: rl.PointSubset, *, log: Any,
            expect: Any, report_failure: bool, stable_written: bool = True, stable_follows: bool = False,
-           context: dict[str, Any] | None = None, retry: Retry | None = None) -> bool:
+           context: dict[str, Any] | None = None, retry: Retry | None = None,
+           then: dict[str, Any] | None = None) -> bool:
     """Carry out `action`. Returns False where it was left for the stable-100% write after it (`stable_follows`: a
-    rule re-hosted, decision 662), True otherwise; raises what a failed pointing raises."""
+    rule re-hosted, decision 662), True otherwise; raises what a failed pointing raises. `then`: the end's `next`
+    (`end_next`), said on the line of a pointing that failed after the end's stable 100% landed, and kept on the
+    RollbackFailed raised (`next_step`) for a caller that says it (the sweep)."""
     def guard() -> None:  # before every attempt of the write, 409 retries included
         if router.inspect(target).state != expect:
             raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state changed "
@@ -1088,7 +1100,8 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
                 "write_landed": write_landed(exc), "note": subset_note(exc, target, action),
                 "hint": (_elsewhere_hint(target) if isinstance(exc, RuleElsewhere) else
                          "the weights send 100% to the stable subset, which "
-                         f"could not be re-pointed at {action.version}: check what it selects")}, own=("note",))
+                         f"could not be re-pointed at {action.version}: check what it selects"),
+                **(then or {})}, own=("note",))
         if rollback and not isinstance(exc, TransientError):  # the weights were written: exit 3, not 2
             failed = RollbackFailed(f"stable has 100% of the weights, but the {action.subset} subset could not be "
                                     f"re-pointed at {action.version}: {exc}"
@@ -1096,6 +1109,7 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
             failed.rollout_state = state  # type: ignore[attr-defined]  # what the route now records
             failed.landed_words = exc.landed_words  # type: ignore[attr-defined]
             failed.subset_note = subset_note(exc, target, action)  # type: ignore[attr-defined]
+            failed.next_step = then or {}  # type: ignore[attr-defined]
             raise failed from exc
         raise
     log.info("subset.pointed", **(context or {}), subset=action.subset, version=action.version)
@@ -1317,8 +1331,8 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
                 (retry or Retry(page=True)).line(log, {
                     "error": str(exc), "weights": str(STABLE_ONLY), "reason": reason,
                     "end_cause": rl.cause_of(new), "write_landed": write_landed(exc),
-                    "note": getattr(exc, "subset_note", ""), "hint": getattr(exc, "subset_note", "")},
-                    own=("note",))
+                    "note": getattr(exc, "subset_note", ""), "hint": getattr(exc, "subset_note", ""),
+                    **getattr(exc, "next_step", {})}, own=("note",))
             elif not last:
                 (retry or Retry(page=True)).line(log, {
                     "error": str(exc), "target_weights": str(STABLE_ONLY), "reason": reason,

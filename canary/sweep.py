@@ -467,7 +467,7 @@ def _said_failed(router: Any, found: Found, log: Any, exc: CanaryError, *, unans
     note = str(getattr(exc, "subset_note", ""))
     log.critical("rollback.failed", error=str(exc), reason=found.reason, write_landed=landed_after(exc, unanswered),
                  end_cause=cause, **routed,
-                 **({"note": note, "hint": note} if landed and note else
+                 **({"note": note, "hint": note, **getattr(exc, "next_step", {})} if landed and note else
                     {"hint": "traffic may still be split: run `canary rollback` for it"}))
     _unsafe(router, found, log, exc)
 

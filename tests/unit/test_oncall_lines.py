@@ -247,6 +247,39 @@ def test_an_ends_lines_say_what_on_call_does_next_by_its_class(cause: str) -> No
     assert "next" not in start.fields, start.fields
 
 
+def test_an_end_that_landed_whose_stable_subset_could_not_be_pointed_says_next_on_its_page() -> None:
+    """Stable 100% written and the end recorded, then the stable subset's pointing refused (its DestinationRule
+    deleted, decision 168): the end's line (`rollback.completed` / `rollout.aborted`, with `next`) is never said,
+    and for promote (exit 3) and the sweep (735) the page is the end's last line. Since 738 the start's line no longer
+    carries `next`, so no line of that end said what on-call does after it ("do not ship v2"). The page says it now,
+    as the end's line would have: the end is on the route (decision 755, on 738)."""
+    from canary import sweep
+    from canary.errors import NotFound, RollbackFailed
+    from tests.fakes import FakeRouter
+
+    def deleted(*args: Any, **kw: Any) -> None:
+        raise NotFound("destinationrules.networking.istio.io \"rec\" not found")
+
+    state = replace(rl.new_rollout(model="rec", stable_version="v1", canary_version="v2", now=1000.0)[0],
+                    phase=rl.PROGRESSING, weights=Weights(90, 10), owner="gone")
+    router = FakeRouter(weights=Weights(90, 10), state=state.to_json(), subsets={"stable": "v1", "canary": "v2"})
+    router.point_subset = deleted  # type: ignore[method-assign]
+    new, actions = rl.transition(state, rl.Rollback(1001.0, "lat: p95 up", cause="check"), POLICY)
+    with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed):
+        reconcile.execute(router, TARGET, new, actions, log=structlog.get_logger(), expect=router.state)
+    page = _one(logs, "rollback.failed")
+    assert page["next"].startswith(NEXT_SAYS["check"]), page
+    # the sweep's end of the same (its `rollout.abandoned`, then its own page)
+    router = FakeRouter(weights=Weights(90, 10), state=state.to_json(), subsets={"stable": "v1", "canary": "v2"})
+    router.point_subset = deleted  # type: ignore[method-assign]
+    found = sweep.Found("ml", "rec", state, state.to_json(), quiet_s=600.0)
+    with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed):
+        sweep.end(router, found, log=structlog.get_logger(), now=2000.0)
+    assert router.weights == Weights(100, 0) and _one(logs, "rollout.abandoned")
+    page = _one(logs, "rollback.failed")
+    assert page["next"].startswith(NEXT_SAYS["abandoned"]), page
+
+
 def test_a_gate_the_canary_did_not_fail_says_it_is_not_the_canarys() -> None:
     """A gate failed by the stable server (or the warm-up sample file, the model name) ends aborted, class `gate` as
     its words class it: its `next` must not say "do not ship v2" of a canary nobody judged (decision 678)."""
