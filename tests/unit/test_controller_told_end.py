@@ -177,7 +177,8 @@ def test_an_end_the_rescue_writes_is_posted_at_its_write_once() -> None:
     from canary.controller import FINALIZER
     from canary.errors import TargetError
 
-    for end, cause in (("failed tick", "infrastructure"), ("deleted", "operator")):
+    for end, cause in (("failed tick", "infrastructure"), ("deleted", "operator"),
+                       ("policy unreadable", "infrastructure")):
         order: list[tuple[str, str]] = []
         op, router, spec, _ = _rolling_back(order, Telemetry())
         vs_event = router.record_event
@@ -185,6 +186,8 @@ def test_an_end_the_rescue_writes_is_posted_at_its_write_once() -> None:
                                                     vs_event(target, **kw))[1]
         obj = _driving(fleet.rollout_object(0, "v2"))
         obj["metadata"]["finalizers"] = [FINALIZER]
+        if end == "policy unreadable":  # `_failed`'s branch where no spec parses (a policyRef ConfigMap gone)
+            obj["spec"]["policy"] = {"steps": "not a list"}
         op.custom = _Custom(obj)
         if end == "deleted":
             op._deleted(obj)
