@@ -530,8 +530,8 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
     """End `found`'s rollout, guarded on the record it was found with: a split one goes to stable 100%
     (`aborted`, its reason), one half-way through its promotion is finished (`promoted`). Logs
     ``rollout.abandoned`` once the write landed, and tells `notifier` (a `canary.notify.Notifier`, or
-    None) then: event "aborted" or "promotion", `rollout` the VirtualService (its owner is gone). Raises
-    RoutingConflict when the route changed since (its owner wrote: nothing done, ``sweep.left_alone``),
+    None) as its stable-100% write lands, once: event "aborted" or "promotion", `rollout` the VirtualService (its
+    owner is gone). Raises RoutingConflict when the route changed since (its owner wrote: nothing done, ``sweep.left_alone``),
     TrafficUnsafe when stable 100% could not be written and the route may still be split
     (``traffic.unsafe``), and CanaryError when another write failed (``rollback.failed``: act by hand).
     `counted(end)`: told the end once it landed (the controller's counters). An end that landed and whose stable
@@ -556,10 +556,23 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         did = "stable 100%"
     actions = _as_said(actions, r, status)
     unanswered = ""  # an attempt with no answer may have landed: a later refusal must not say `write_landed: no`
+    posted: set[tuple[str, float]] = set()
+
+    def post(end: rl.RolloutState) -> None:
+        # the webhooks and Slack told once, as the end's stable-100% write lands: before its Event on the
+        # VirtualService and the glances after it (3 s each), as promote's and the controller's ends (decision 723);
+        # the sweep's came after them (decision 735, addendum)
+        if notifier is not None and (end.phase, end.updated_at) not in posted:
+            from canary.notify import payload_for
+
+            posted.add((end.phase, end.updated_at))
+            notifier.notify("promotion" if end.phase == rl.PROMOTED else "aborted",
+                            payload_for(end, namespace=found.namespace, rollout=found.virtual_service))
     attempt = 0
     while True:
         try:
-            out = execute(router, found.target(), new, actions, log=log, expect=found.text, report_failure=False)
+            out = execute(router, found.target(), new, actions, log=log, expect=found.text, report_failure=False,
+                          written=lambda text: post(new))
             break
         except NotLeader:  # refused by the fence, nothing sent: `_sweep` stops; the new leader's sweep ends it
             raise
@@ -569,7 +582,7 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         except RuleElsewhere as exc:
             # (refused after its 100/0 landed, the rule re-hosted between its two pointings: finished, not undone)
             if new.phase != rl.PROMOTED or _routed(router, found) is None:
-                _told_landed(found, exc, log=log, did=did, routed=routed, notifier=notifier, counted=counted)
+                _told_landed(found, exc, log=log, did=did, routed=routed, post=post, counted=counted)
                 _said_failed(router, found, log, exc, unanswered=unanswered, cause=cause, routed=routed)
                 raise
             # the promotion's pointing refused, the rule re-hosted: it cannot be finished (its stable subset never
@@ -587,17 +600,17 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
                 attempt += 1
                 unanswered = unanswered or str(exc)
                 continue
-            _told_landed(found, exc, log=log, did=did, routed=routed, notifier=notifier, counted=counted)
+            _told_landed(found, exc, log=log, did=did, routed=routed, post=post, counted=counted)
             _said_failed(router, found, log, exc, unanswered=unanswered, cause=cause, routed=routed)
             raise
-    _told(found, out, log=log, did=did, routed=routed, notifier=notifier, counted=counted)
+    _told(found, out, log=log, did=did, routed=routed, post=post, counted=counted)
     return out
 
 
-def _told(found: Found, out: rl.RolloutState, *, log: Any, did: str, routed: dict[str, Any], notifier: Any,
-          counted: Callable[[rl.RolloutState], None] | None) -> None:
+def _told(found: Found, out: rl.RolloutState, *, log: Any, did: str, routed: dict[str, Any],
+          post: Callable[[rl.RolloutState], None], counted: Callable[[rl.RolloutState], None] | None) -> None:
     """The sweep's end `out` of `found`'s rollout told, once its write landed: ``rollout.abandoned``, the webhooks
-    and Slack (`notifier`: "aborted" or "promotion"), and `counted`."""
+    and Slack (`post`: "aborted" or "promotion", once: posted at its write already), and `counted`."""
     r = found.record
     # logged once the write landed: the phase and weights as recorded and routed now (it gave the abandoned
     # record's, "progressing 80/20", for a rollout it had just sent to stable 100%), and what they were
@@ -606,21 +619,17 @@ def _told(found: Found, out: rl.RolloutState, *, log: Any, did: str, routed: dic
                 **({} if out.phase == rl.PROMOTED else {"end_cause": rl.cause_of(out)}),
                 seen_unchanged_s=None if found.quiet_s is None else round(found.quiet_s, 1),
                 heartbeat_s=r.heartbeat_s, reason=found.reason)
-    if notifier is not None:  # never raises, never blocks (a queue and a thread)
-        from canary.notify import payload_for
-
-        notifier.notify("promotion" if out.phase == rl.PROMOTED else "aborted",
-                        payload_for(out, namespace=found.namespace, rollout=found.virtual_service))
+    post(out)  # (never raises, never blocks: a queue and a thread)
     if counted is not None:
         counted(out)
 
 
-def _told_landed(found: Found, exc: CanaryError, *, log: Any, did: str, routed: dict[str, Any], notifier: Any,
-                 counted: Callable[[rl.RolloutState], None] | None) -> None:
+def _told_landed(found: Found, exc: CanaryError, *, log: Any, did: str, routed: dict[str, Any],
+                 post: Callable[[rl.RolloutState], None], counted: Callable[[rl.RolloutState], None] | None) -> None:
     """An end whose write failed told all the same where its stable 100% and end landed and only the stable
     subset's pointing after them failed (`rollout_state`: a rule deleted or re-hosted): it is on the route, so it
     is `rollout.abandoned`, posted and counted as every end is; before decision 735 its `rollback.failed` alone
     said it, and the channel and `canary_rollbacks_total` never heard of it."""
     out = getattr(exc, "rollout_state", None)
     if out is not None:
-        _told(found, out, log=log, did=did, routed=routed, notifier=notifier, counted=counted)
+        _told(found, out, log=log, did=did, routed=routed, post=post, counted=counted)

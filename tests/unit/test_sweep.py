@@ -166,3 +166,47 @@ def test_a_canaryrollout_is_gone_only_when_the_api_says_that_object_is() -> None
                 _ApiError(500, "{}"), TimeoutError("read timed out")):
         with pytest.raises(OwnerUnknown, match="CanaryRollout ml/r0 could not be read"):
             crd_gone(_Custom(exc), CR)
+
+
+class _Noted:
+    """A notifier (`notify` queues and returns) noting each post into `order`."""
+
+    def __init__(self, order: list[tuple[str, str]]) -> None:
+        self.order = order
+
+    def notify(self, event: str, payload: Any) -> None:
+        self.order.append(("notify", event))
+
+
+def test_the_sweeps_end_is_posted_at_its_write_before_its_event_and_once() -> None:
+    """The sweep's end (`canary sweep`, the controller's sweep, an orphan's claimant) was posted after `execute`
+    returned: after its Event on the VirtualService and the glances after the write (3 s each against an API that
+    hangs), where promote's and the controller's ends are posted as the write lands (decision 723). Posted at its
+    write now, once; `rollout.abandoned` and the count after it, as before (decision 735, addendum). The same where
+    the stable subset's pointing after the write fails (735): posted at the write, not again by `rollout.abandoned`."""
+    import structlog
+
+    from canary import sweep
+    from canary.errors import NotFound, RollbackFailed
+    from tests.fakes import FakeRouter
+
+    for rule in ("there", "deleted"):
+        order: list[tuple[str, str]] = []
+        state = _rec(age_s=600.0)
+        router = FakeRouter(weights=Weights(80, 20), state=state.to_json(), subsets={"stable": "v1", "canary": "v2"})
+        router.record_event = lambda target, **kw: order.append(("vs-event", kw["reason"])) or True  # type: ignore
+        if rule == "deleted":
+            def deleted(*args: Any, **kw: Any) -> None:
+                order.append(("subset", "refused"))
+                raise NotFound('destinationrules.networking.istio.io "m0" not found')
+            router.point_subset = deleted  # type: ignore[method-assign]
+        found = sweep.Found("ml", "m0", state, state.to_json(), quiet_s=600.0)
+        try:
+            sweep.end(router, found, log=structlog.get_logger(), now=NOW, notifier=_Noted(order),
+                      counted=lambda end: order.append(("counted", end.phase)))
+        except RollbackFailed:
+            assert rule == "deleted"
+        assert router.weights == Weights(100, 0), rule
+        after = ("vs-event", "RolloutAborted") if rule == "there" else ("subset", "refused")
+        assert order.index(("notify", "aborted")) < order.index(after), (rule, order)
+        assert [k for k, _ in order].count("notify") == 1 and order[-1] == ("counted", rl.ABORTED), (rule, order)
