@@ -1653,10 +1653,9 @@ class Controller:
         if drove is not None:
             raw = _raw_target(obj, drove)
             log = log.bind(**rollout_context(raw))
-            outcome, ended = self._stable_if_ours(obj, raw, reason="CanaryRollout deleted mid-rollout",
-                                                  cause="operator", log=log)
-            if outcome == "stable" and ended is not None:
-                self._swept(ended)  # counted as every end (no spec: no Event on a CanaryRollout being deleted; 736)
+            # counted as every end (no spec: no Event on a CanaryRollout being deleted; 736)
+            outcome, _ = self._stable_if_ours(obj, raw, reason="CanaryRollout deleted mid-rollout",
+                                              cause="operator", log=log, counted=lambda ended, _: self._swept(ended))
             log.info("rollout.deleted", outcome=outcome)
         self._set_finalizer(obj, False)
         self._gone(key)
@@ -1733,7 +1732,8 @@ class Controller:
         return _RouteNow(other, seen.state or None, None if other else rec, seen)
 
     def _stable_if_ours(self, obj: dict[str, Any], target: Target, *, reason: str, cause: str = "",
-                        log: Any, landed: list[list[rl.Action]] | None = None) -> tuple[str, rl.RolloutState | None]:
+                        log: Any, counted: Callable[[rl.RolloutState, list[rl.Action]], None] | None = None,
+                        ) -> tuple[str, rl.RolloutState | None]:
         """Stable 100% on `target` (what this CR's status says it drove) when that route's rollout is
         still this CR's (its canary version, started when the status says) or its record is unreadable
         with the traffic split: when in doubt, stable gets 100%; another rollout is left alone. Needs
@@ -1741,8 +1741,10 @@ class Controller:
         ("other", record) when the route runs another rollout; ("idle", None) when nothing is split;
         ("gone", None) when the VirtualService no longer exists. Raises what the router raises. The end it writes
         is posted as its write lands, from the object and `target` alone (`crd.notification_of`: no policy read),
-        once (`_post_key_once`); before decision 736 nothing posted it. `landed`: given, its actions are appended
-        as its write lands (the caller's `_record` of the end: its counters and Events)."""
+        once (`_post_key_once`); before decision 736 nothing posted it. `counted(end, its actions)`: the caller's
+        count of the end (its counters, Events), once it landed: after its write, or where only the stable subset's
+        pointing after the write failed (RollbackFailed, raised after it), an end the next tick finds ended and
+        never counts (decision 736, addendum)."""
         now = self.clock.now()
         try:
             seen = read_for_stable(self.router, target)
@@ -1786,11 +1788,18 @@ class Controller:
         def told(ended: rl.RolloutState, actions: list[rl.Action]) -> None:  # posted as its write lands (736)
             self._post_key_once(_key(obj), lambda: crd.notification_of(
                 str(meta.get("namespace", "")), str(meta.get("name", "")), ended_on, ended), ended, actions)
-            if landed is not None:
-                landed.append(actions)
+            landed.append(actions)
 
-        new = self._to_stable(_key(obj), ended_on, rec, reason=reason, log=log, now=now, expect=seen.state or None,
-                              routed=routed, cause=cause, told=told)
+        landed: list[list[rl.Action]] = []  # the end's actions, once its stable-100% write landed
+        try:
+            new = self._to_stable(_key(obj), ended_on, rec, reason=reason, log=log, now=now,
+                                  expect=seen.state or None, routed=routed, cause=cause, told=told)
+        except RollbackFailed as exc:  # stable 100% and the end landed, the subset not pointed: on the route
+            if counted is not None and landed and getattr(exc, "rollout_state", None) is not None:
+                counted(exc.rollout_state, landed[-1])  # type: ignore[attr-defined]
+            raise
+        if counted is not None:
+            counted(new, landed[-1] if landed else [])
         return "stable", new
 
     def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str, str], *, reason: str,
@@ -1802,8 +1811,12 @@ class Controller:
         vs, route, version, dr = drove
         log = log.bind(canary_version=version, virtual_service=vs)
         target = replace(spec.target, virtual_service=vs, route=route, canary_version=version, destination_rule=dr)
-        landed: list[list[rl.Action]] = []
-        outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log, cause=cause, landed=landed)
+
+        def recorded(ended: rl.RolloutState, actions: list[rl.Action]) -> None:
+            # its counters and the CanaryRollout's Event, as every end's (posted at its write)
+            self._record(replace(spec, target=replace(target, stable_version=ended.stable_version)), ended, actions)
+
+        outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log, cause=cause, counted=recorded)
         if outcome != "stable":  # what it remembers of that rollout is over whatever happened to it
             self._known.pop(spec.key, None)
         if outcome == "other":
@@ -1821,8 +1834,7 @@ class Controller:
             return outcome
         assert state is not None
         old_spec = replace(spec, target=replace(target, stable_version=state.stable_version))
-        if outcome == "stable":  # its counters and the CanaryRollout's Event, as every end's (posted at its write)
-            self._record(old_spec, state, landed[-1] if landed else [])
+        if outcome == "stable":  # (counted by `recorded`)
             self._observe(old_spec, state)
             self._known[spec.key] = _Known(old_spec, state)
             self._failing.pop(spec.key, None)
@@ -2193,10 +2205,10 @@ class Controller:
                 try:
                     spec = crd.parse(obj, configmap=self._configmap)
                 except Exception:  # its policy cannot be read (a policyRef ConfigMap gone): stable needs none
-                    outcome, ended = self._stable_if_ours(obj, raw, reason=reason[:500], cause=cause,
-                                                          log=self.log.bind(rollout=key, virtual_service=drove[0]))
-                    if outcome == "stable" and ended is not None:
-                        self._swept(ended)  # counted as every end (its spec unread: no `_record`; decision 736)
+                    # counted as every end (its spec unread: no `_record`; decision 736)
+                    outcome, _ = self._stable_if_ours(obj, raw, reason=reason[:500], cause=cause,
+                                                      log=self.log.bind(rollout=key, virtual_service=drove[0]),
+                                                      counted=lambda ended, _: self._swept(ended))
                     if outcome in ("stable", "idle", "gone"):
                         self._ended_status(obj, phase=rl.ABORTED, reason=reason + (
                             f"; VirtualService {drove[0]} is gone" if outcome == "gone" else ""),

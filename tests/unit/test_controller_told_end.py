@@ -257,3 +257,36 @@ def test_an_end_posted_for_a_deleted_canaryrollout_is_forgotten_with_it() -> Non
     op._advance_one(obj)
     assert _posts(order) == ["aborted"] and router.weights == STABLE_ONLY, order
     assert spec.key not in op._ends_posted, op._ends_posted
+
+
+def test_an_end_stable_if_ours_lands_whose_rule_is_gone_is_counted_once() -> None:
+    """Stable 100% and the end landed, then the stable subset's pointing failed (its DestinationRule deleted:
+    RollbackFailed, paged by the executor): 736 posted such an end at its write but counted it only after
+    `_stable_if_ours` returned, which it never did, and the next tick finds the route ended ("ended") and counts
+    nothing: `canary_rollbacks_total` never had it, nor the rescued CanaryRollout its Event. Counted as it raises now,
+    once over two ticks (decision 736, addendum)."""
+    from canary.controller import FINALIZER
+    from canary.errors import NotFound, TargetError
+
+    def deleted(*args: Any, **kw: Any) -> None:
+        raise NotFound('destinationrules.networking.istio.io "m0" not found')
+
+    for end, cause in (("failed tick", "infrastructure"), ("deleted", "operator")):
+        order: list[tuple[str, str]] = []
+        op, router, spec, _ = _rolling_back(order, Telemetry())
+        router.point_subset = deleted  # type: ignore[method-assign]
+        obj = _driving(fleet.rollout_object(0, "v2"))
+        obj["metadata"]["finalizers"] = [FINALIZER]
+        if end == "deleted":
+            obj["metadata"]["deletionTimestamp"] = "2026-12-06T20:00:00Z"
+        op.custom = _Custom(obj)
+        for _ in range(2):
+            if end == "deleted":
+                op._advance_one(obj)
+            else:
+                op._failed(obj, TargetError("the look's query was refused: bad_data (a policy edited to a bad query)"))
+            op.clock.t += 10.0
+        assert router.weights == STABLE_ONLY and rl.RolloutState.from_json(router.state).phase == rl.ABORTED, end
+        assert _posts(order) == ["aborted"], (end, order)
+        assert metric(op.telemetry, "canary_rollbacks_total", model="m0", reason=cause) == 1, end
+        assert order.count(("event", "RolloutAborted")) == (end == "failed tick"), (end, order)
