@@ -13,18 +13,30 @@ import os
 from pathlib import Path
 
 MAX_INPUT_BYTES = 64 << 20  # a JSON or YAML file a command reads whole: 64 ConfigMaps' worth (decision 746)
+# how long a FIFO given as a file is waited on for its writer (decision 759): a pipeline's writer started after the
+# command comes within moments; one that never comes is said, not waited on for ever
+FIFO_WAIT_S = 30.0
 
 
 def read_bounded(path: str | Path, limit: int) -> bytes:
     """At most `limit` + 1 bytes of `path` (one past it: the caller can tell it is too large), OSError as `open`
-    raises it. Opened without blocking, then read blocking: a FIFO no process writes to (a `mkfifo` left behind, a
-    path typed wrong) held the command forever at `open`, before any word, and now reads as empty; a process
-    substitution (`--policy <(envsubst < p.yaml)`) is a pipe with its writer, read as before. A device with no end
-    (`/dev/zero`, `/dev/urandom`) is cut at `limit` + 1 instead of filling the memory (decision 746)."""
+    raises it. Opened without blocking, then read blocking. A FIFO is waited on for its writer at most
+    `FIFO_WAIT_S`: one no process writes to (a `mkfifo` left behind, a path typed wrong) held the command forever at
+    `open`, before any word, and is now OSError ETIMEDOUT naming the wait (decision 746; 759: 746 read it as empty at
+    once, and a pipeline that starts its writer after the command, `mkfifo p; canary ... --policy p & envsubst > p`,
+    got "empty policy"); a process substitution (`--policy <(envsubst < p.yaml)`) is a pipe with its writer, read
+    as before. A device with no end (`/dev/zero`, `/dev/urandom`) is cut at `limit` + 1 instead of filling the
+    memory (decision 746)."""
     import fcntl
+    import select
+    import stat
 
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
+        # a FIFO opened so with no writer yet is not readable (Linux: until a writer comes and writes or closes)
+        if stat.S_ISFIFO(os.fstat(fd).st_mode) and not select.select([fd], [], [], FIFO_WAIT_S)[0]:
+            raise OSError(errno.ETIMEDOUT, f"a FIFO (named pipe) no process wrote to within {FIFO_WAIT_S:g} s "
+                                           "(a `mkfifo` left behind, or its writer never started)", str(path))
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~getattr(os, "O_NONBLOCK", 0))
         return f.read(limit + 1)
 

@@ -23,12 +23,45 @@ COMMANDS = {
 
 @pytest.mark.timeout(60)  # without the fix each waited at `open` for a writer that never comes
 @pytest.mark.parametrize("command", list(COMMANDS))
-def test_a_fifo_with_no_writer_is_refused_not_waited_on(tmp_path: Path, command: str) -> None:
+def test_a_fifo_with_no_writer_is_refused_not_waited_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        command: str) -> None:
+    """Refused once the FIFO's wait for a writer (30 s; here 0.2 s: no writer ever comes, so its length decides
+    nothing but the test's time) is over, naming the file and the wait (decision 759)."""
+    monkeypatch.setattr(filekind, "FIFO_WAIT_S", 0.2)
     fifo = tmp_path / "in.json"
     os.mkfifo(fifo)
     (tmp_path / "x.json").write_text("{}")
     res = cli.run(COMMANDS[command](fifo, tmp_path))
     assert res.returncode == 2 and str(fifo) in res.stderr, res.stderr
+    assert "no process wrote to within 0.2 s" in res.stderr, res.stderr
+
+
+def test_a_fifo_whose_writer_comes_after_the_open_is_read(tmp_path: Path) -> None:
+    """`mkfifo p; canary policy validate p & write p`: the writer opens the FIFO only once the command has it open
+    to read (its open succeeds then, not before), so its bytes always come after: 746 read the FIFO as empty at
+    once and refused the policy as empty; now the command waits for them (decision 759)."""
+    import threading
+
+    fifo = tmp_path / "p.yaml"
+    os.mkfifo(fifo)
+    good = (Path(__file__).resolve().parents[2] / "policies" / "default.yaml").read_text()
+
+    def write_once_opened() -> None:
+        while True:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until the command opened it to read
+                break
+            except OSError:
+                threading.Event().wait(0.01)
+        os.set_blocking(fd, True)
+        os.write(fd, good.encode())
+        os.close(fd)
+
+    writer = threading.Thread(target=write_once_opened, daemon=True)
+    writer.start()
+    res = cli.run(["policy", "validate", str(fifo)])
+    writer.join(30)
+    assert res.returncode == 0, res.stdout + res.stderr
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c != "policy validate"])  # the policy's own 256 KiB
