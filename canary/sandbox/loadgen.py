@@ -6,19 +6,28 @@ cannot carry) at a steady total rate, with a share of requests missing some
 features, and count outcomes client-side: successes, failures, latency, and
 which arm answered (HAProxy's ``X-Served-By`` header). The counts are an
 independent witness to compare with what Prometheus and the controller saw.
+
+Each thread keeps one keep-alive connection of the standard library's ``http.client``, as
+``requests.Session`` did: ``requests`` spent 1.8-2.0 ms of CPU on each request against
+0.5 ms here, and the client shares the host's cores with the servers it loads (the sandbox's
+tests: docs/benchmarks/suite.md, thirtieth session). As urllib3 does, a connection the proxy
+closed while idle is opened again before the next request, and any failed request drops its
+connection, so a failure is counted once and the next request starts clean.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import select
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import requests
 import structlog
 
 from canary.sandbox.model import INPUT_NAME, MODEL_NAME, N_FEATURES, OUTPUT_NAME
@@ -76,6 +85,7 @@ class LoadGenerator:
         if rate <= 0 or threads < 1:
             raise ValueError("rate must be > 0 and threads >= 1")
         self.url = f"{url.rstrip('/')}/v2/models/{MODEL_NAME}/infer"
+        self._path = urllib.parse.urlsplit(self.url).path
         self.rate = rate
         self.threads = threads
         self.missing_share = missing_share
@@ -126,31 +136,40 @@ class LoadGenerator:
     def _run(self, index: int) -> None:
         rng = np.random.default_rng(self.seed * 1000 + index)
         period = self.threads / self.rate
-        session = requests.Session()
+        conn = self._connection()
         next_at = time.monotonic() + period * index / self.threads  # stagger the threads
         while not self._stop.is_set():
             delay = next_at - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 break
             next_at = max(next_at + period, time.monotonic() - period)  # no burst after a stall
-            self._one(session, rng)
-        session.close()
+            self._one(conn, rng)
+        conn.close()
 
-    def _one(self, session: requests.Session, rng: np.random.Generator) -> None:
+    def _connection(self) -> http.client.HTTPConnection:
+        parts = urllib.parse.urlsplit(self.url)
+        return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=self.timeout)
+
+    def _one(self, conn: http.client.HTTPConnection, rng: np.random.Generator) -> None:
         body, headers = encode_request(self.features(rng))
         started = time.perf_counter()
         server, error = "?", ""
         try:
-            r = session.post(self.url, data=body, headers=headers, timeout=self.timeout)
-            server = r.headers.get("X-Served-By", "?")
-            if r.status_code != 200:
-                error = f"HTTP {r.status_code}"
+            if conn.sock is not None and select.select([conn.sock], [], [], 0)[0]:
+                conn.close()  # closed by the proxy while idle (readable with no request out: EOF): open a new one
+            conn.request("POST", self._path, body=body, headers=headers)
+            r = conn.getresponse()
+            payload = r.read()
+            server = r.getheader("X-Served-By", "?")
+            if r.status != 200:
+                error = f"HTTP {r.status}"
             else:
-                scores = r.json()["outputs"][0]["data"]
+                scores = json.loads(payload)["outputs"][0]["data"]
                 if len(scores) != self.batch:
                     error = "bad response shape"
-        except (requests.RequestException, ValueError, KeyError, IndexError) as exc:
+        except (OSError, http.client.HTTPException, ValueError, KeyError, IndexError) as exc:
             error = type(exc).__name__
+            conn.close()  # its state is unknown: the next request opens a new one
         elapsed = (time.perf_counter() - started) * 1000.0
         with self._lock:
             s = self.stats
