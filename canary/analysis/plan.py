@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats as st
 
 from canary.analysis.evidence import layout_problem, pass_level, planned_ratio, quantile_bucket
 from canary.analysis.plan_layout import (LatencyLayout, ceiling_problem, detection_pair, fit_layout,
@@ -36,7 +35,7 @@ from canary.model import Histogram, pass_floor
 from canary.policy import (CustomCheck, ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy,
                            PredictionShiftCheck)
 from canary.analysis.shift import js_to_psi
-from canary.analysis.stats import BEYOND_SHARE
+from canary.analysis.stats import BEYOND_SHARE, LAZY_STATS as st
 
 POWER = 0.95
 

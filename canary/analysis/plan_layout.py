@@ -26,9 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as st
 
-from canary.analysis.stats import pick_pair
+from canary.analysis.stats import LAZY_STATS as st, pick_pair
 
 PASS_POWER = 0.95  # as plan.PASS_POWER: "a good canary is shown within with this probability"
 _SLACK = 1e-9  # a bound equal to a limit (as evidence._SLACK)
