@@ -310,15 +310,63 @@ def test_a_post_through_a_proxy_is_cut_off_at_its_deadline_too(srv, monkeypatch)
     assert [(e["notify_event"], e["error"]) for e in failed] == [("rollback", "AnswerTooSlow")], failed
 
 
-def test_a_proxy_for_https_keeps_the_deadline_on_its_tunnel():
-    """The same for an `HTTPS_PROXY` (a CONNECT tunnel): its proxy manager's pools are the watched ones, whose
-    connection notes itself and its socket (the tunnel's) on the post's Deadline (decision 749)."""
-    from canary.notify_http import _HTTPPool, _HTTPSPool, watched_session
+def test_a_post_through_an_https_proxy_tunnel_is_cut_off_at_its_deadline_too(cert, monkeypatch):
+    """The same through `HTTPS_PROXY`: a CONNECT tunnel through the forward proxy to a TLS receiver on 127.0.0.1
+    whose certificate the post trusts (`REQUESTS_CA_BUNDLE`), which trickles its answer (decision 749's addendum:
+    its test read the proxy manager's pool classes only, never posted through a tunnel). `NO_PROXY` naming the
+    receiver sends the second post around the proxy: cut off too."""
+    import ssl
 
-    session = watched_session()
-    for scheme, proxy in (("https://", "http://127.0.0.1:3128"), ("http://", "http://127.0.0.1:3128")):
-        manager = session.get_adapter(scheme + "hooks.example").proxy_manager_for(proxy)
-        assert manager.pool_classes_by_scheme == {"http": _HTTPPool, "https": _HTTPSPool}, scheme
+    from tests.support.forward_proxy import ForwardProxy
+
+    release = threading.Event()
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            try:
+                for b in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: 1\r\n" * 100_000:
+                    if release.is_set():
+                        return
+                    self.wfile.write(bytes([b]))
+                    self.wfile.flush()
+                    release.wait(0.05)
+            except OSError:
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    crt, key = cert
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(crt, key)
+    https = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    https.daemon_threads = True
+    https.socket = context.wrap_socket(https.socket, server_side=True)
+    threading.Thread(target=https.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    url = f"https://127.0.0.1:{https.server_address[1]}/slow"
+    proxy = ForwardProxy().start()
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "https_proxy",
+                 "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(crt))
+    try:
+        for no_proxy in ("", "127.0.0.1"):
+            monkeypatch.setenv("NO_PROXY", no_proxy)
+            n = Notifier(webhooks=[url], timeout_s=60, retries=0, answer_within_s=0.5)
+            with capture_logs() as logs:
+                n.notify("rollback", PAYLOAD)
+                assert n.close(30), f"the trickle held the post (NO_PROXY={no_proxy!r})"
+            failed = [(e["notify_event"], e["error"]) for e in logs if e["event"] == "notify.failed"]
+            assert failed == [("rollback", "AnswerTooSlow")], (no_proxy, logs)
+    finally:
+        release.set()
+        proxy.stop()
+        https.shutdown()
+        https.server_close()
+    host = url.split("/")[2]
+    assert proxy.seen == [f"CONNECT {host}"], proxy.seen  # the first through the tunnel, the second around it
 
 
 @pytest.fixture
