@@ -150,17 +150,21 @@ def act_at_request(proxy: BlackholeProxy, when: Callable[[], bool], act: Callabl
     once `act` has run, raises what it raised, or AssertionError when the state never came."""
     done = threading.Event()
     failed: list[BaseException] = []
+    one = threading.Lock()  # each connection has its own proxy thread: two requests at once act once, not twice
 
     def at_request(_line: bytes) -> None:
-        if done.is_set() or not when():
+        if done.is_set():
             return
-        try:
-            act()
-        except BaseException as exc:  # raised in the test's thread by `wait`
-            failed.append(exc)
-            raise
-        finally:
-            done.set()
+        with one:
+            if done.is_set() or not when():
+                return
+            try:
+                act()
+            except BaseException as exc:  # raised in the test's thread by `wait`
+                failed.append(exc)
+                raise
+            finally:
+                done.set()
 
     def wait(timeout_s: float) -> None:
         assert done.wait(timeout_s), f"the state waited for never came within {timeout_s:g} s"  # a condition
