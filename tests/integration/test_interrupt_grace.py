@@ -67,20 +67,15 @@ def run_acting_at(api: Any, kubeconfig: Path, argv: Callable[[Path], list[str]],
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def _until_split(proc: subprocess.Popen[str]) -> list[str]:
-    """The process's stderr lines up to the one saying traffic is split (step 1 written)."""
-    from tests.integration.test_promote_pipeline import lines_until
-
-    return lines_until(proc, "step.advanced", '"weights": "80/20"')
-
-
 def _promote_signalled(kubeconfig: Path, policy: Path, prom_url: str, *extra: str,
                        at_split: Callable[[], None] = lambda: None,
                        at_hold: BlackholeProxy | None = None, split_of: Any = None,
                        then: Callable[[], None] | None = None) -> tuple[int, str, str]:
     """Run `canary promote` (JSON out and logs), call `at_split` once traffic is split, send SIGTERM, and
     return (exit code, stdout, the whole stderr). Without the grace a hung API server held it 40 s and
-    more (10 s a try, retried): the 120 s limit fails the test.
+    more (10 s a try, retried): the 120 s limit fails the test. The signal is always a proxy's (`at_hold` or
+    `split_of`, one of them required): the test's thread reading the split's line and signalling then, the old
+    way, was left with no caller and is gone.
 
     `at_hold`: the proxy sends SIGTERM itself, from its own thread, the moment it holds its first request
     (`BlackholeProxy.on_hold`), and answers to requests forwarded before that pass (`hold_answers`): the held
@@ -112,41 +107,30 @@ def _promote_signalled(kubeconfig: Path, policy: Path, prom_url: str, *extra: st
             if then is None:
                 proc.send_signal(signal.SIGTERM)  # `proc` is set before the process can write anything
         split = act_at_request(tap, lambda: weights(split_of)[1] > 0, at_split_then_signal)
-    if at_hold is not None or tap is not None:
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+    assert at_hold is not None or tap is not None, "the signal is the proxy's: at_hold= or split_of="
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+        if at_hold is not None:
+            at_hold.hold_answers = False
+            at_hold.on_hold = lambda _line: proc.send_signal(signal.SIGTERM)
+        try:
             if at_hold is not None:
-                at_hold.hold_answers = False
-                at_hold.on_hold = lambda _line: proc.send_signal(signal.SIGTERM)
-            try:
-                if at_hold is not None:
-                    at_split()
-                if tap is not None:
-                    split(60)
-                    if then is not None:
-                        then()
-                        proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=120)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                if tap is not None:
-                    tap.stop()
-            out.seek(0)
-            err.seek(0)
-            return proc.returncode, out.read(), err.read()
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        before = _until_split(proc)
-        at_split()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, out, "".join(before) + err
+                at_split()
+            if tap is not None:
+                split(60)
+                if then is not None:
+                    then()
+                    proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if tap is not None:
+                tap.stop()
+        out.seek(0)
+        err.seek(0)
+        return proc.returncode, out.read(), err.read()
 
 
 @pytest.mark.parametrize("on_interrupt", ["rollback", "pause"])
