@@ -762,6 +762,11 @@ class Controller:
                         note="the installed CRD is newer than this controller: the rollout goes on without these "
                              "fields (ending it for them would end every rollout in flight mid-upgrade)",
                         hint="upgrade the controller to the CRD's release; until then these fields do nothing")
+            # where the person who set the field looks (`kubectl describe`), not only this process's log (748 add.)
+            self._cr_event(spec, "rollout.fields_ignored", f"spec fields this controller ({rl.WRITER}) does not know "
+                           f"are passed over: {', '.join(spec.ignored_fields)}; the rollout goes on without them. "
+                           "Upgrade the controller to the CRD's release; until then they do nothing"[:1000],
+                           warning=True)
         now = self.clock.now()
         if state is not None and ours:
             self._known[spec.key] = _Known(spec, state)

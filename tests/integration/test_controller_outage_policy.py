@@ -120,3 +120,7 @@ def test_a_newer_crds_field_on_a_running_rollout_neither_ends_it_nor_stops_a_pau
     ignored = [e for e in logs if e["event"] == "rollout.fields_ignored"]
     assert [(e["fields"], e["log_level"]) for e in ignored] == [("spec.maxStepWeight", "warning")], ignored
     assert ignored[0]["rollout"] == "ml/r0" and "upgrade the controller" in ignored[0]["hint"], ignored
+    # ...and so is the person who set it, on the CanaryRollout (`kubectl describe`), once (748's addendum)
+    told = [e["message"] for e in api.list("", "events", "ml")
+            if e["reason"] == "RolloutFieldsIgnored" and e["involvedObject"]["kind"] == crd.KIND]
+    assert len(told) == 1 and "spec.maxStepWeight" in told[0] and "Upgrade the controller" in told[0], told
