@@ -124,3 +124,19 @@ def test_a_newer_crds_field_on_a_running_rollout_neither_ends_it_nor_stops_a_pau
     told = [e["message"] for e in api.list("", "events", "ml")
             if e["reason"] == "RolloutFieldsIgnored" and e["involvedObject"]["kind"] == crd.KIND]
     assert len(told) == 1 and "spec.maxStepWeight" in told[0] and "Upgrade the controller" in told[0], told
+
+
+def test_a_typo_in_the_edit_that_supersedes_a_running_rollout_is_refused_not_passed_over(world: Any) -> None:
+    """693 passes over an unknown key on a rollout under way, judged by the status's phase. An edit that supersedes
+    it (another canary version) starts a new rollout: the key is then on a rollout not yet started (672)."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"canaryVersion": "v3", "onPrometheusOutag": "hold"}})
+    op.tick()
+    op.tick()
+    st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
+    ready = next(c for c in st.get("conditions", []) if c["type"] == "Ready")
+    assert vs(api, 0)[0] == [100, 0] and st.get("canaryVersion") != "v3", st
+    assert ready["status"] == "False" and "onPrometheusOutag" in ready["message"], (st["phase"], ready)
