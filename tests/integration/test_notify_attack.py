@@ -79,6 +79,19 @@ def answer(h: BaseHTTPRequestHandler, status: int, text: str = "", **headers: st
     h.wfile.write(data)
 
 
+def _trickle(h: BaseHTTPRequestHandler, release: threading.Event) -> None:
+    """Answer with a status line and headers a byte at a time, each far below the 60 s a byte may take, until
+    `release` is set or the client shuts the connection (what the whole-post deadline does, decision 721)."""
+    try:
+        for b in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: 1\r\n" * 100_000:
+            if release.is_set():
+                return
+            h.wfile.write(bytes([b]))
+            release.wait(0.05)
+    except OSError:
+        pass
+
+
 @pytest.fixture
 def srv() -> Iterator[Server]:
     s = Server()
@@ -253,17 +266,7 @@ def test_a_receiver_that_answers_a_byte_at_a_time_is_cut_off_and_said(srv):
     that URL, for as long as it kept sending, and nothing was said until the process exited. Now the post ends at
     `answer_within_s` as `AnswerTooSlow` (decision 721); the bytes keep coming here until the test ends."""
 
-    def trickle(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
-        try:
-            for b in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: 1\r\n" * 100_000:
-                if srv.release.is_set():
-                    return
-                h.wfile.write(bytes([b]))
-                srv.release.wait(0.05)  # far below the 60 s a byte may take
-        except OSError:
-            pass  # the client shut it: what the fix does
-
-    srv.routes["/slow"] = trickle
+    srv.routes["/slow"] = lambda h, _body: _trickle(h, srv.release)
     n = Notifier(webhooks=[srv.url + "/slow"], timeout_s=60, retries=0, answer_within_s=0.5)
     with capture_logs() as logs:
         n.notify("rollback", PAYLOAD)
@@ -282,17 +285,7 @@ def test_a_post_through_a_proxy_is_cut_off_at_its_deadline_too(srv, monkeypatch)
     are the watched ones too (decision 749). A real forward proxy on 127.0.0.1 (tests/support/forward_proxy.py)."""
     from tests.support.forward_proxy import ForwardProxy
 
-    def trickle(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
-        try:
-            for b in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: 1\r\n" * 100_000:
-                if srv.release.is_set():
-                    return
-                h.wfile.write(bytes([b]))
-                srv.release.wait(0.05)
-        except OSError:
-            pass
-
-    srv.routes["/slow"] = trickle
+    srv.routes["/slow"] = lambda h, _body: _trickle(h, srv.release)
     proxy = ForwardProxy().start()
     for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
@@ -324,15 +317,7 @@ def test_a_post_through_an_https_proxy_tunnel_is_cut_off_at_its_deadline_too(cer
     class Trickle(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             self.rfile.read(int(self.headers["Content-Length"]))
-            try:
-                for b in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: 1\r\n" * 100_000:
-                    if release.is_set():
-                        return
-                    self.wfile.write(bytes([b]))
-                    self.wfile.flush()
-                    release.wait(0.05)
-            except OSError:
-                pass
+            _trickle(self, release)
 
         def log_message(self, *args: Any) -> None:
             pass
