@@ -682,3 +682,28 @@ def test_a_look_discarded_because_prometheus_is_behind_still_looks_for_a_split_o
         got = ctl._look(state)
     assert got.phase == rl.ROLLED_BACK and rl.classify_reason(got.reason) == "foreign_edit", got
     assert [e["other_virtual_service"] for e in logs if e["event"] == "split.foreign_edit"] == ["ml/m0-gateway"]
+
+
+def test_a_signal_during_a_look_that_passes_withholds_the_next_step() -> None:
+    """The signal lands while the step's last look is measured, and that look passes: `_decide` would write the
+    next step (50/50) after the signal, more traffic to the canary than when on-call stopped it. It is withheld
+    (`step.withheld`) and the interrupt ends the rollout from 90/10. No test named `step.withheld` before: the
+    interrupt tests' signals land at the split or at a hold, never in a look that passes."""
+    import structlog.testing
+
+    ctl, router, metrics, clock = make()
+    real = metrics.measure
+
+    def signalled_at_the_steps_end(*a: object, **kw: object) -> object:
+        out = real(*a, **kw)  # type: ignore[arg-type]
+        if router.weights == Weights(90, 10) and clock.t >= 1010:  # the step's time is up: this look passes it
+            ctl.stop.set()
+        return out
+
+    metrics.measure = signalled_at_the_steps_end  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        res = ctl.run()
+    assert res.exit_code == EXIT_INFRA and res.state.phase == rl.ABORTED and router.weights == STABLE_ONLY
+    assert Weights(50, 50) not in [w for k, w in router.log if k == "weights"], router.log
+    (withheld,) = [e for e in logs if e["event"] == "step.withheld"]
+    assert (withheld["weights"], withheld["target_weights"]) == ("90/10", "50/50"), withheld
