@@ -51,10 +51,10 @@ from canary import malloc
 from canary import resume_requests
 from canary import sweep, unowned
 from canary.notify_body import end_events
-from canary.reconcile import (END_DONE, END_LINES, END_STARTS, K8S_EVENTS, Observation, camel, check_claim, check_other_splits, check_pods, crd_owner, crd_ref, decide,
+from canary.reconcile import (END_DONE, END_LINES, K8S_EVENTS, Observation, camel, check_claim, check_other_splits, check_pods, crd_owner, crd_ref, decide,
                               describe_owner, event_message, execute, look_due, look_window, measure_window, next_look_at,
                               one_instant,
-                              parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
+                              parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context, without_start,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable)
 from canary.reconcile import vs_gone as _vs_gone
 from canary.reconcile import ROUTE_DELETED, canary_subset_home, confirmed_detail, failure_cause, routed_fields, write_landed
@@ -1464,7 +1464,7 @@ class Controller:
         if rolls_back and self._start_said(spec.key, state, (state.phase, state.reason)):
             # its start was said at the tick whose write first failed: one rollback reads as one on-call, however
             # many ticks its write takes (each failed one says `rollback.retrying`; decision 737)
-            actions = [a for a in actions if not (isinstance(a, rl.Emit) and a.event in END_STARTS)]
+            actions = without_start(actions)
 
         def written(text: str) -> None:
             # an end is posted the moment its stable-100% write lands, before the lines, the Kubernetes Event, the

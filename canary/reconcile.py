@@ -768,6 +768,12 @@ END_STARTS = ("rollback.started", "rollout.aborting")  # said before the end's w
 END_LINES = (*END_STARTS, *END_DONE)
 
 
+def without_start(actions: list[rl.Action]) -> list[rl.Action]:
+    """`actions` without their end's start line (`END_STARTS`): for a write of that end again, whose start was said
+    at its first attempt (decision 737)."""
+    return [a for a in actions if not (isinstance(a, rl.Emit) and a.event in END_STARTS)]
+
+
 def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
             log: Any, expect: Any = ..., written: Callable[[str], None] | None = None,
             report_failure: bool = True, retry: Retry | None = None,
@@ -1291,7 +1297,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
     while True:
         if attempt or start_said:  # its start (`rollback.started` / `rollout.aborting`) was said at the first attempt: each one
             # after it says `.retrying` alone, not the start again (one end read as three; decision 737)
-            actions = [a for a in actions if not (isinstance(a, rl.Emit) and a.event in END_STARTS)]
+            actions = without_start(actions)
         attempt += 1
         wait = min(0.5 * attempt, 2.0)
         last = attempt >= attempts and time.monotonic() + wait >= deadline
