@@ -2287,19 +2287,17 @@ class Controller:
         decided = self._unconfirmed.get(key)
         end = _decided_again(decided[0], state, now, decided[1]) \
             if decided is not None and _decided_for(decided[0], state) else None
-        landed: list[list[rl.Action]] = []  # the end's actions, once its stable-100% write landed (posted then)
         try:
-            new = self._to_stable(key, spec.target, state, reason=reason[:500], log=log, now=now, expect=read,
-                                  routed=now_read.route if rec is not None else None, cause=cause, end=end,
-                                  told=lambda ended, actions: (self._post_once(spec, ended, actions),
-                                                               landed.append(actions)))
+            new, landed = self._to_stable_posted(spec, state, reason=reason[:500], log=log, now=now, expect=read,
+                                                 routed=now_read.route if rec is not None else None, cause=cause,
+                                                 end=end)
         except CanaryError as unsent:  # rollback.retrying (or its page) is logged; the next tick tries again, or finds it landed
             self._unconfirmed[key] = (*(end or rl.transition(state, rl.Rollback(now, reason[:500], aborted=True,
                                                                                 cause=cause),
                                                              None)), read, write_landed(unsent))  # type: ignore[arg-type]
             return
         # its counters and the CanaryRollout's Events, as every other end's (posted at its write: not again; 725)
-        self._record(spec, new, landed[-1] if landed else [])
+        self._record(spec, new, landed)
         self._observe(spec, new)
         self._known[key] = _Known(spec, new)
         self._failing.pop(key, None)
@@ -2338,6 +2336,20 @@ class Controller:
         `canary rollback` that fails the same way, after a `rollout.aborting` and a `rollback.retrying` at
         every tick, and its CanaryRollout said `progressing` for ever. `cause`: the end's class (decision 683)."""
         route_deleted(log, target, split, error=error, cause=cause)
+
+    def _to_stable_posted(self, spec: crd.RolloutSpec, state: rl.RolloutState, **kw: Any
+                          ) -> tuple[rl.RolloutState, list[rl.Action]]:
+        """`_to_stable` of `spec`'s rollout on `spec.target`, its end posted as its write lands (`_post_once`, not
+        again by `_record`: decisions 725, 736). Returns the end and its actions once its write landed ([] where
+        none did), for the caller's `_record`."""
+        landed: list[list[rl.Action]] = []
+
+        def told(ended: rl.RolloutState, actions: list[rl.Action]) -> None:
+            self._post_once(spec, ended, actions)
+            landed.append(actions)
+
+        new = self._to_stable(spec.key, spec.target, state, told=told, **kw)
+        return new, landed[-1] if landed else []
 
     def _to_stable(self, key: str, target: Target, state: rl.RolloutState, *, reason: str, log: Any, now: float,
                    expect: str | None, routed: Any = None, cause: str = "",
@@ -2812,16 +2824,15 @@ class Controller:
         phase = (obj.get("status") or {}).get("phase")
         log.warning("rollout.restored_split", **routed_fields(rec, status), recorded_phase=rec.phase, ended=phase,
                     note="the route was restored as it was mid-rollout after this CanaryRollout ended: stable 100%")
-        ended_spec, landed = replace(spec, target=target), []  # type: ignore[var-annotated]
+        ended_spec = replace(spec, target=target)
         try:
-            new = self._to_stable(
-                spec.key, target, rec, reason=(f"the route was restored mid-rollout ({rec.weights}) after this "
-                                               f"CanaryRollout ended {phase}: stable 100%"),
-                log=log, now=self.clock.now(), expect=recorded, routed=status, cause="foreign_edit",
-                told=lambda ended, actions: (self._post_once(ended_spec, ended, actions), landed.append(actions)))
+            new, landed = self._to_stable_posted(
+                ended_spec, rec, reason=(f"the route was restored mid-rollout ({rec.weights}) after this "
+                                         f"CanaryRollout ended {phase}: stable 100%"),
+                log=log, now=self.clock.now(), expect=recorded, routed=status, cause="foreign_edit")
         except CanaryError:  # said (`rollback.retrying`, its page); the next tick reads the route again
             return False
-        self._record(ended_spec, new, landed[-1] if landed else [])  # counters, Event; posted at its write (736)
+        self._record(ended_spec, new, landed)  # counters, Event; posted at its write (736)
         return True
 
     def _split_after_end(self, obj: dict[str, Any]) -> CanaryError | None:
