@@ -17,7 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from canary import rollout as rl
 from canary.errors import ApiRefused, ConfigError, PolicyError
@@ -145,20 +145,20 @@ def _unknown_keys(spec: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]
     return found
 
 
-def _known_keys(unknown: list[tuple[str, str, tuple[str, ...]]], where: str) -> None:
-    """ConfigError naming the first of `unknown` (`_unknown_keys`). The API server prunes such a key (kubectl's
-    strict validation refuses it), but a server that keeps it (the emulator, kmock) handed it here, and a typo
-    (`onPrometheusOutag: hold`) ran with the default (decision 672)."""
+def _known_keys(unknown: list[tuple[str, str, tuple[str, ...]]], where: str) -> NoReturn:
+    """ConfigError naming the first of `unknown` (`_unknown_keys`, one at least). The API server prunes such a key
+    (kubectl's strict validation refuses it), but a server that keeps it (the emulator, kmock) handed it here, and a
+    typo (`onPrometheusOutag: hold`) ran with the default (decision 672)."""
     import difflib
 
-    for path, key, known in unknown[:1]:
-        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = f"did you mean {near[0]}?" if near else f"the fields are {', '.join(known)}"
-        # a real API server prunes what its CRD does not declare: a key it hands here is a newer CRD's (693)
-        raise ConfigError(f"{where}: {path}.{key_shown(key)}: unknown field ({hint}); this controller "
-                          f"({rl.WRITER}) reads no such field and would run without it: correct the name, or, "
-                          "where the installed CRD declares it (a CRD newer than the controller), upgrade the "
-                          "controller to the CRD's release")
+    path, key, known = unknown[0]
+    near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]}?" if near else f"the fields are {', '.join(known)}"
+    # a real API server prunes what its CRD does not declare: a key it hands here is a newer CRD's (693)
+    raise ConfigError(f"{where}: {path}.{key_shown(key)}: unknown field ({hint}); this controller "
+                      f"({rl.WRITER}) reads no such field and would run without it: correct the name, or, "
+                      "where the installed CRD declares it (a CRD newer than the controller), upgrade the "
+                      "controller to the CRD's release")
 
 
 def _samples(policy: Policy, spec: dict[str, Any], where: str, ns: str,
