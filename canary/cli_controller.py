@@ -286,7 +286,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     try:
         interrupted()
         legacy = legacy_rollout_name(model, canary_version)  # one no object could have had is never read (742)
-        if not named and name != legacy and len(legacy) <= MAX_NAME and _OBJECT_NAME.fullmatch(legacy):
+        if not named and name != legacy and _object_name(legacy):
             meta["name"] = name = _named_before(api, namespace, body["spec"], model, canary_version,
                                                 retry=retry) or name
             interrupted()  # a signal lost in that read: nothing created
@@ -580,7 +580,7 @@ def rollout_name(model: str, canary_version: str) -> str:
     is cut to fit, the hash kept: both were refused, "not a Kubernetes object name", of a name nobody typed
     (decision 742)."""
     name = legacy_rollout_name(model, canary_version)
-    if name == f"{model}-{canary_version}" and len(name) <= MAX_NAME and _OBJECT_NAME.fullmatch(name):
+    if name == f"{model}-{canary_version}" and _object_name(name):
         return name
     digest = hashlib.sha256(f'{model}/{canary_version}'.encode()).hexdigest()[:8]
     clean = re.sub(r"[^a-z0-9-]", "-", name).strip("-")[:MAX_NAME - len(digest) - 1].rstrip("-")
@@ -588,6 +588,11 @@ def rollout_name(model: str, canary_version: str) -> str:
 
 
 _OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # as `rollout_name` writes one: no '.'
+
+
+def _object_name(name: str) -> bool:
+    """`name` is an object name as `rollout_name` writes one (a `legacy_rollout_name` holds no '.')."""
+    return len(name) <= MAX_NAME and _OBJECT_NAME.fullmatch(name) is not None
 
 
 def legacy_rollout_name(model: str, canary_version: str) -> str:
