@@ -107,9 +107,7 @@ def identity_labels(metrics: Metrics, source: str) -> dict[str, str]:
     """role -> label name of the matchers that pick one model, arm and namespace ('' model: none)."""
     sl = SOURCE_LABELS[source]
     out = {"model label": sl.model if metrics.model_label is None else metrics.model_label,
-           "arm label": metrics.arm_label or sl.arm}
-    if metrics.namespace_label or sl.namespace:
-        out["namespace label"] = metrics.namespace_label or sl.namespace
+           "arm label": metrics.arm_label or sl.arm, "namespace label": metrics.namespace_label or sl.namespace}
     return {role: name for role, name in out.items() if name}
 
 
