@@ -18,8 +18,7 @@ from canary import crd
 from canary import rollout as rl
 from canary.logs import parse_json_lines
 from tests import fleet
-from tests.integration.test_interrupt_grace import _through
-from tests.support.blackhole import BlackholeProxy, act_at_request
+from tests.support.blackhole import BlackholeProxy, act_at_request, through
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +47,7 @@ def test_only_the_leader_writes_and_the_standby_takes_over(history_pool: Any, tm
     # interval a step): nothing left for b to write
     up = urlparse(api.url)
     tap = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
-    procs = {"a": controller("a", _through(tap, kubeconfig), prom.url, logs["a"])}
+    procs = {"a": controller("a", through(tap, kubeconfig), prom.url, logs["a"])}
     killed_at: list[float] = []
 
     def kill_a() -> None:

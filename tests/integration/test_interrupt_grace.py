@@ -23,22 +23,12 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 import pytest
-import yaml
 
 from canary.logs import parse_json_lines
 from tests.integration.test_promote import CANARY, ROOT, cluster, prometheus, vs_state  # noqa: F401 - fixtures
-from tests.support.blackhole import BlackholeProxy, act_at_request, weights
+from tests.support.blackhole import BlackholeProxy, act_at_request, through, weights
 
 pytestmark = pytest.mark.integration
-
-
-def _through(proxy: BlackholeProxy, kubeconfig: Path) -> Path:
-    """A copy of `kubeconfig` whose cluster is reached through `proxy`."""
-    cfg = yaml.safe_load(kubeconfig.read_text())
-    cfg["clusters"][0]["cluster"]["server"] = proxy.url
-    out = kubeconfig.with_name("kubeconfig-via-proxy")
-    out.write_text(yaml.safe_dump(cfg))
-    return out
 
 
 def run_acting_at(api: Any, kubeconfig: Path, argv: Callable[[Path], list[str]], env: dict[str, str], *,
@@ -53,7 +43,7 @@ def run_acting_at(api: Any, kubeconfig: Path, argv: Callable[[Path], list[str]],
     tap = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
     started: list[subprocess.Popen[str]] = []
     acted = act_at_request(tap, when, lambda: act(started[0]))  # the process is started before it can write
-    proc = subprocess.Popen(argv(_through(tap, kubeconfig)), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(argv(through(tap, kubeconfig)), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     started.append(proc)
     try:
@@ -100,7 +90,7 @@ def _promote_signalled(kubeconfig: Path, policy: Path, prom_url: str, *extra: st
     if split_of is not None:
         up = urlparse(split_of.url)
         tap = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
-        argv[argv.index("--kubeconfig") + 1] = str(_through(tap, kubeconfig))
+        argv[argv.index("--kubeconfig") + 1] = str(through(tap, kubeconfig))
 
         def at_split_then_signal() -> None:
             at_split()
@@ -151,7 +141,7 @@ def test_a_hung_api_server_after_the_signal_ends_within_the_grace_with_traffic_s
         assert proxy.holding.wait(60), "promote sent no request at 80/20 within 60 s"  # a condition, no guess
 
     try:
-        code, out, stderr = _promote_signalled(_through(proxy, kubeconfig), policy, prometheus.url,
+        code, out, stderr = _promote_signalled(through(proxy, kubeconfig), policy, prometheus.url,
                                                "--interrupt-grace", "2s", "--on-interrupt", on_interrupt,
                                                at_split=wait_held, at_hold=proxy)
     finally:
@@ -206,7 +196,7 @@ def test_a_request_sent_before_the_signal_is_abandoned_when_the_grace_ends(clust
         assert proxy.holding.wait(60), "promote sent no VirtualService write at 80/20 within 60 s"  # a condition
 
     try:
-        code, out, stderr = _promote_signalled(_through(proxy, kubeconfig), policy, prometheus.url,
+        code, out, stderr = _promote_signalled(through(proxy, kubeconfig), policy, prometheus.url,
                                                "--interrupt-grace", "2s", at_split=wait_held, at_hold=proxy)
     finally:
         proxy.stop()

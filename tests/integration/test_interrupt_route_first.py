@@ -24,9 +24,9 @@ from urllib.parse import urlparse
 import pytest
 
 from canary.logs import parse_json_lines
-from tests.integration.test_interrupt_grace import _promote_signalled, _through
+from tests.integration.test_interrupt_grace import _promote_signalled
 from tests.integration.test_promote import cluster, prometheus, vs_state  # noqa: F401 - fixtures
-from tests.support.blackhole import BlackholeProxy
+from tests.support.blackhole import BlackholeProxy, through
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def _signalled_while_held(api: Any, kubeconfig: Any, policy: Any, prom_url: str,
         assert proxy.holding.wait(60), "promote sent no such request at 80/20 within 60 s"
 
     try:
-        code, out, err = _promote_signalled(_through(proxy, kubeconfig), policy, prom_url, *extra,
+        code, out, err = _promote_signalled(through(proxy, kubeconfig), policy, prom_url, *extra,
                                             at_split=wait_held, at_hold=proxy)
     finally:
         proxy.stop()

@@ -251,8 +251,7 @@ def test_a_re_run_of_the_killed_job_takes_over_at_once_and_its_cancel_ends_befor
     import time
     from urllib.parse import urlparse
 
-    from tests.integration.test_interrupt_grace import _through
-    from tests.support.blackhole import BlackholeProxy
+    from tests.support.blackhole import BlackholeProxy, through
 
     api, kubeconfig, _ = cluster
     attempt = {**GITHUB_JOB, "GITHUB_JOB": "deploy", "GITHUB_RUN_ATTEMPT": "1"}
@@ -274,7 +273,7 @@ def test_a_re_run_of_the_killed_job_takes_over_at_once_and_its_cancel_ends_befor
     up = urlparse(api.url)
     proxy = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
     # the holder's policy (a 10-minute step): resumed, not superseded, it waits for its look when cancelled
-    proc = subprocess.Popen(argv(_through(proxy, kubeconfig), tmp_path / "slow.yaml", "v2", "-o", "json",
+    proc = subprocess.Popen(argv(through(proxy, kubeconfig), tmp_path / "slow.yaml", "v2", "-o", "json",
                                  "--log-format", "json"),
                             cwd=ROOT, env={**env(prometheus.url), **attempt, "GITHUB_RUN_ATTEMPT": "2"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

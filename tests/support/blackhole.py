@@ -175,6 +175,17 @@ def act_at_request(proxy: BlackholeProxy, when: Callable[[], bool], act: Callabl
     return wait
 
 
+def through(proxy: BlackholeProxy, kubeconfig: Path) -> Path:
+    """A copy of `kubeconfig` whose cluster is reached through `proxy`."""
+    import yaml
+
+    cfg = yaml.safe_load(kubeconfig.read_text())
+    cfg["clusters"][0]["cluster"]["server"] = proxy.url
+    out = kubeconfig.with_name("kubeconfig-via-proxy")
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
 def weights(api: Any) -> list[int]:
     vs = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
     return [d["weight"] for d in vs["spec"]["http"][0]["route"]]
