@@ -13,14 +13,15 @@ import typer
 
 from canary import cli
 from canary import cli_options as opts
+from canary.policy_fields import MAX_STEP_S
 
 # The longest `--window` analyze asks over: a day, the bound of a rollout's own windows (`analysis.interval`,
-# `StepDuration`), which analyze is there to reproduce. Each check's query loads every sample of its window at
-# once: a day at 15 s scrapes is 5,760 samples a series, so one 2-arm latency histogram over 100 pods of 30
-# buckets holds about 35M of Prometheus's default `--query.max-samples` 50M; a week holds 7x that and is refused
-# ("query processing would load too many samples"), a year or 10^9 s reads the whole retention (15 days by
-# default) or times out after minutes (decision 741).
-MAX_WINDOW_S = 86_400
+# `StepDuration`: `MAX_STEP_S`), which analyze is there to reproduce. Each check's query loads every sample of
+# its window at once: a day at 15 s scrapes is 5,760 samples a series, so one 2-arm latency histogram over 100
+# pods of 30 buckets holds about 35M of Prometheus's default `--query.max-samples` 50M; a week holds 7x that and is
+# refused ("query processing would load too many samples"), a year or 10^9 s reads the whole retention (15 days
+# by default) or times out after minutes (decision 741).
+MAX_WINDOW_S = int(MAX_STEP_S)
 
 
 def analyze(

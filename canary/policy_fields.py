@@ -158,7 +158,8 @@ def as_tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-StepDuration = _duration(1.0, 86400.0)
+MAX_STEP_S = 86400.0  # the longest analysis.interval (and any step duration): a day
+StepDuration = _duration(1.0, MAX_STEP_S)
 ProbeDuration = _duration(0.1, 600.0)
 Source = Literal["model", "istio", "triton"]
 
