@@ -85,7 +85,8 @@ class LoadGenerator:
         if rate <= 0 or threads < 1:
             raise ValueError("rate must be > 0 and threads >= 1")
         self.url = f"{url.rstrip('/')}/v2/models/{MODEL_NAME}/infer"
-        self._path = urllib.parse.urlsplit(self.url).path
+        parts = urllib.parse.urlsplit(self.url)
+        self._path, self._address = parts.path, (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rate = rate
         self.threads = threads
         self.missing_share = missing_share
@@ -147,8 +148,7 @@ class LoadGenerator:
         conn.close()
 
     def _connection(self) -> http.client.HTTPConnection:
-        parts = urllib.parse.urlsplit(self.url)
-        return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=self.timeout)
+        return http.client.HTTPConnection(*self._address, timeout=self.timeout)
 
     def _one(self, conn: http.client.HTTPConnection, rng: np.random.Generator) -> None:
         body, headers = encode_request(self.features(rng))
