@@ -114,6 +114,10 @@ class BlackholeProxy:
         except OSError:
             client.close()
             return
+        # 5 s bounds the connect only: a read of the upstream that waits longer is a watch (an informer's, held
+        # open for minutes), which the timeout cut every 5 s: a controller behind the proxy re-listed and waited
+        # its backoff each time, and the failover test took 110 s for 28
+        upstream.settimeout(None)
         last: list[bytes] = [b""]  # the first line of the request last forwarded on this connection
         threading.Thread(target=self._pipe, args=(client, upstream, True, last), daemon=True).start()
         threading.Thread(target=self._pipe, args=(upstream, client, False, last), daemon=True).start()
