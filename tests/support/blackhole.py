@@ -136,15 +136,19 @@ class BlackholeProxy:
                         self._hold(src, dst, line=last[0])
                     else:
                         self._hold(dst, src, line=last[0])
-                    return
+                    return  # held: both stay open until `stop`
                 dst.sendall(data)
         except OSError:
-            return
+            pass  # a reset or a socket the other direction closed: both are closed below, as at an end
+        # the other direction's thread, blocked reading its socket (the upstream's reads have no timeout: a
+        # watch), returns once these are shut down (a close alone does not wake a read blocked in another thread);
+        # left open, the emulator's stop waited 10 s on the connection
         for s in (src, dst):
-            try:
-                s.close()
-            except OSError:
-                pass
+            for end in (lambda: s.shutdown(socket.SHUT_RDWR), s.close):
+                try:
+                    end()
+                except OSError:
+                    pass
 
 
 def act_at_request(proxy: BlackholeProxy, when: Callable[[], bool], act: Callable[[], None]) -> Callable[[float], None]:
