@@ -18,7 +18,7 @@ MAX_INPUT_BYTES = 64 << 20  # a JSON or YAML file a command reads whole: 64 Conf
 FIFO_WAIT_S = 30.0
 
 
-def read_bounded(path: str | Path, limit: int) -> bytes:
+def read_bounded(path: str | Path, limit: int, *, fifo_wait_s: float | None = None) -> bytes:
     """At most `limit` + 1 bytes of `path` (one past it: the caller can tell it is too large), OSError as `open`
     raises it. Opened without blocking, then read blocking. A FIFO is waited on for its writer at most
     `FIFO_WAIT_S`: one no process writes to (a `mkfifo` left behind, a path typed wrong) held the command forever at
@@ -26,7 +26,8 @@ def read_bounded(path: str | Path, limit: int) -> bytes:
     once, and a pipeline that starts its writer after the command, `mkfifo p; canary ... --policy p & envsubst > p`,
     got "empty policy"); a process substitution (`--policy <(envsubst < p.yaml)`) is a pipe with its writer, read
     as before. A device with no end (`/dev/zero`, `/dev/urandom`) is cut at `limit` + 1 instead of filling the
-    memory (decision 746)."""
+    memory (decision 746). `fifo_wait_s`: the FIFO's wait instead (0: a second look at a FIFO already read, whose
+    writer is gone, reads as empty at once)."""
     import fcntl
     import select
     import stat
@@ -34,8 +35,9 @@ def read_bounded(path: str | Path, limit: int) -> bytes:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
         # a FIFO opened so with no writer yet is not readable (Linux: until a writer comes and writes or closes)
-        if stat.S_ISFIFO(os.fstat(fd).st_mode) and not select.select([fd], [], [], FIFO_WAIT_S)[0]:
-            raise OSError(errno.ETIMEDOUT, f"a FIFO (named pipe) no process wrote to within {FIFO_WAIT_S:g} s "
+        wait = FIFO_WAIT_S if fifo_wait_s is None else fifo_wait_s
+        if stat.S_ISFIFO(os.fstat(fd).st_mode) and not select.select([fd], [], [], wait)[0]:
+            raise OSError(errno.ETIMEDOUT, f"a FIFO (named pipe) no process wrote to within {wait:g} s "
                                            "(a `mkfifo` left behind, or its writer never started)", str(path))
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~getattr(os, "O_NONBLOCK", 0))
         return f.read(limit + 1)
@@ -57,8 +59,8 @@ def not_json(source: str | Path) -> str:
     """`: <what it is>` to append to a "not JSON" error about `source` (the file's text, or its path: its first
     64 KiB are read), or "" when it is none of the usual wrong files."""
     if isinstance(source, Path):
-        try:  # a process substitution's pipe read already has no writer: opened without blocking, it reads empty
-            text = read_bounded(source, 65535).decode("utf-8", errors="replace")
+        try:  # a FIFO or process substitution already read has no writer left: not waited on (759's 30 s)
+            text = read_bounded(source, 65535, fifo_wait_s=0).decode("utf-8", errors="replace")
         except OSError:
             return ""
     else:

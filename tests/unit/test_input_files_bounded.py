@@ -126,3 +126,14 @@ def test_a_training_table_that_is_no_regular_file_is_named_as_such(tmp_path: Pat
     words = " ".join(res.stderr.split())
     said = "no such file" if kind == "missing" else "not a regular file (a directory, a FIFO or a device)"
     assert res.returncode == 2 and f"{path}: {said}" in words, words
+
+
+@pytest.mark.timeout(60)
+def test_a_second_look_at_a_fifo_already_read_is_not_waited_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`not_json` reads a refused file again to say what it is; a FIFO (or a process substitution) already read has
+    no writer left, and 759's wait held the refusal 30 s for nothing. That second look does not wait (here the wait
+    is an hour: with it the test runs into its timeout)."""
+    monkeypatch.setattr(filekind, "FIFO_WAIT_S", 3600.0)
+    fifo = tmp_path / "in.json"
+    os.mkfifo(fifo)
+    assert filekind.not_json(fifo) == ""
