@@ -81,7 +81,8 @@ def _note(conn: Any) -> None:
 
 
 class _Made:
-    """A connection whose new socket is handed to the sending thread's `Deadline` as soon as it is connected."""
+    """A connection noted on the sending thread's `Deadline` at each request, and whose new socket is handed to it
+    as soon as it is connected."""
 
     def _new_conn(self) -> Any:
         sock = super()._new_conn()  # type: ignore[misc]
@@ -90,21 +91,19 @@ class _Made:
             deadline.made(sock)
         return sock
 
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        _note(self)
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
 
 class _NotedHTTP(_Made, HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        _note(self)
-        return super().request(*args, **kwargs)
+    pass
 
 
 class _NotedHTTPS(_Made, HTTPSConnection):
     def connect(self) -> None:  # its TLS handshake comes before the request (urllib3's `_validate_conn`)
         _note(self)
         super().connect()
-
-    def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        _note(self)
-        return super().request(*args, **kwargs)
 
 
 class _HTTPPool(HTTPConnectionPool):
