@@ -123,6 +123,7 @@ class BlackholeProxy:
         threading.Thread(target=self._pipe, args=(upstream, client, False, last), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket, from_client: bool, last: list[bytes]) -> None:
+        held = False
         try:
             while data := src.recv(65536):
                 if from_client and data[:1].isalpha():  # a request's first bytes (a body goes on after them)
@@ -136,19 +137,23 @@ class BlackholeProxy:
                         self._hold(src, dst, line=last[0])
                     else:
                         self._hold(dst, src, line=last[0])
-                    return  # held: both stay open until `stop`
+                    held = True  # both stay open until `stop`
+                    return
                 dst.sendall(data)
         except OSError:
             pass  # a reset or a socket the other direction closed: both are closed below, as at an end
-        # the other direction's thread, blocked reading its socket (the upstream's reads have no timeout: a
-        # watch), returns once these are shut down (a close alone does not wake a read blocked in another thread);
-        # left open, the emulator's stop waited 10 s on the connection
-        for s in (src, dst):
-            for end in (lambda: s.shutdown(socket.SHUT_RDWR), s.close):
-                try:
-                    end()
-                except OSError:
-                    pass
+        finally:
+            # at an end, a reset or a test's hook that raised (`act_at_request`): the other direction's thread,
+            # blocked reading its socket (the upstream's reads have no timeout: a watch), returns once these are
+            # shut down (a close alone does not wake a read blocked in another thread); left open, the emulator's
+            # stop waited 10 s on the connection
+            if not held:
+                for s in (src, dst):
+                    for end in (lambda: s.shutdown(socket.SHUT_RDWR), s.close):
+                        try:
+                            end()
+                        except OSError:
+                            pass
 
 
 def act_at_request(proxy: BlackholeProxy, when: Callable[[], bool], act: Callable[[], None]) -> Callable[[float], None]:
