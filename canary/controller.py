@@ -1012,9 +1012,12 @@ class Controller:
         weights that still split two versions: it was mirrored as the CR's outcome and the split left with nobody
         driving it. Ended first, as `canary.unowned` ends it for every reader: stable 100%, `aborted`, guarded on
         the record as read, `rollout.split_unowned`; then mirrored (decision 157). A failed write is said on the
-        status (Ready False) and written again at the next tick, never mirrored as the typed end."""
+        status (Ready False) and written again at the next tick, never mirrored as the typed end. Written by `_do`,
+        as every end of the controller's: posted as its stable-100% write lands, counted, its Events and its history
+        written (before decision 774: neither posted, counted nor in the rollout's history)."""
+        ended, actions = unowned.decided(rec, status, model=spec.target.model, now=self.clock.now(), by="controller")
         try:
-            state = unowned.end(self.fenced, spec.target, rec, status, log=log, now=self.clock.now(), by="controller")
+            state, _ = self._do(spec, ended, actions, expect=status.state, log=log)
         except NotLeader:
             raise
         except CanaryError as exc:

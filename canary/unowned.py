@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 from canary import rollout as rl
 from canary.model import STABLE_ONLY, Target
@@ -135,16 +135,31 @@ def said(state: rl.RolloutState | None, status: RouteStatus, *, reason: str, by:
                    warning=True)
 
 
-def end(router: Any, target: Target, state: rl.RolloutState | None, status: RouteStatus, *, log: Any, now: float,
-        by: str, unreadable: str = "") -> rl.RolloutState:
-    """Write the end of the split nobody owns on `target` (`why` must have said so), guarded on the record as
-    read (`status.state`); logs `rollout.split_unowned` once it landed, with the rollout's own
-    `rollout.aborted`. Raises what `reconcile.execute` raises (RoutingConflict: written meanwhile, nothing
-    done)."""
-    from canary.reconcile import execute
-
+def decided(state: rl.RolloutState | None, status: RouteStatus, *, model: str, now: float, by: str,
+            unreadable: str = "") -> tuple[rl.RolloutState, list[rl.Action]]:
+    """The end of the split nobody owns under `status` (`why` must have said so) and its actions, as every writer
+    of it carries them out: `ending`'s stable 100% recorded aborted, then its `rollout.split_unowned` line. Pure."""
     reason = to_end(state, status, unreadable=unreadable)
-    new, actions = ending(state, status, model=target.model, now=now, reason=f"{reason}; stable 100%")
+    new, actions = ending(state, status, model=model, now=now, reason=f"{reason}; stable 100%")
     actions.append(said(state, status, reason=reason, by=by, done="stable 100%, recorded aborted",
                         unreadable=unreadable))
-    return execute(router, target, new, actions, log=log, expect=status.state)
+    return new, actions
+
+
+def end(router: Any, target: Target, state: rl.RolloutState | None, status: RouteStatus, *, log: Any, now: float,
+        by: str, unreadable: str = "", written: Callable[[rl.RolloutState], None] | None = None) -> rl.RolloutState:
+    """Write the end of the split nobody owns on `target` (`decided`), guarded on the record as
+    read (`status.state`); logs `rollout.split_unowned` once it landed, with the rollout's own
+    `rollout.aborted`. `written(end)`: called once as its stable-100% write lands, before the end's lines and
+    Event (where its post goes: decision 723's order). Raises what `reconcile.execute` raises (RoutingConflict:
+    written meanwhile, nothing done)."""
+    from canary.reconcile import execute
+
+    new, actions = decided(state, status, model=target.model, now=now, by=by, unreadable=unreadable)
+    told: list[str] = []
+
+    def landed(text: str) -> None:
+        if written is not None and not told:
+            told.append(text)
+            written(new)
+    return execute(router, target, new, actions, log=log, expect=status.state, written=landed)

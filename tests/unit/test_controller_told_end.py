@@ -8,6 +8,7 @@ exception left `_record` before it). The order is asserted, never a duration (de
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import structlog.testing
@@ -290,3 +291,25 @@ def test_an_end_stable_if_ours_lands_whose_rule_is_gone_is_counted_once() -> Non
         assert _posts(order) == ["aborted"], (end, order)
         assert metric(op.telemetry, "canary_rollbacks_total", model="m0", reason=cause) == 1, end
         assert order.count(("event", "RolloutAborted")) == (end == "failed tick"), (end, order)
+
+
+def test_an_end_typed_over_a_split_is_posted_at_its_write_counted_and_in_its_history() -> None:
+    """An end typed into the CanaryRollout's record over weights that still split (`canary.unowned`) is ended by the
+    controller's tick (`_unowned_end`: stable 100%, recorded aborted). That end was written by `unowned.end` alone:
+    never posted, counted, given its CanaryRollout's Event nor written into the rollout's history, where every other
+    end of the controller's was. Now as every end (`_do`): posted at its write, before its Event, once (decision 774)."""
+    order: list[tuple[str, str]] = []
+    op, router, spec, _ = _rolling_back(order, Telemetry())
+    typed = rl.RolloutState.from_json(router.state)
+    router.state = replace(typed, phase=rl.ROLLED_BACK).to_json()  # typed by hand, its weights still 90/10
+    vs_event = router.record_event
+    router.record_event = lambda target, **kw: (order.append(("vs-event", kw["reason"])), vs_event(target, **kw))[1]
+    obj = _driving(fleet.rollout_object(0, "v2"))
+    op.custom = _Custom(obj)
+    status = router.inspect(spec.target)
+    op._unowned_end(obj, spec, rl.RolloutState.from_json(router.state), status, log=op.log)
+    assert router.weights == STABLE_ONLY and rl.RolloutState.from_json(router.state).phase == rl.ABORTED
+    assert _posts(order) == ["aborted"], order
+    assert order.index(("notify", "aborted")) < order.index(("vs-event", "RolloutAborted")), order
+    assert metric(op.telemetry, "canary_rollbacks_total", model="m0", reason="foreign_edit") == 1
+    assert ("event", "RolloutAborted") in order and "history" in [k for k, _ in order], order
