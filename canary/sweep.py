@@ -30,7 +30,9 @@ Log events: ``rollout.abandoned`` (warning, once the write landed: the owner, ho
 seen unchanged, what was done), with the rollout's own ``rollout.aborted`` / ``rollout.promoted``;
 ``rollout.split_unowned`` (an end typed over a split, ended); ``sweep.left_alone`` (the owner wrote meanwhile); ``sweep.owner_unknown`` (a CanaryRollout that could
 not be looked up); ``sweep.failed``. Webhooks and Slack (`canary.notify`, where configured) get the end
-as "aborted" (stable 100%) or "promotion" (finished), with the reason, once it is written.
+as "aborted" (stable 100%) or "promotion" (finished), with the reason, as its write lands (`posted`: the one
+mapping of an end to its posts, `notify_body.end_events`, so "prediction_shift" too beside an abort whose last
+verdict failed that check).
 """
 
 from __future__ import annotations
@@ -392,7 +394,8 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
     seen unchanged UNOWNED_AFTER_S, sent to stable 100% (recorded `aborted`, guarded on the record as read:
     `rollout.split_unowned`). Returns "agrees" (no split of two versions after all: both subsets select one),
     "waiting", "ended", "left alone" (written since: `sweep.left_alone`) or "unknown" (the route could not be
-    read, or changed since the listing). `counted(end)`: told the end once it landed (the controller's counters).
+    read, or changed since the listing). `notifier` is told the end as its stable-100% write lands (`posted`, before
+    its lines and Event: decision 723's order), `counted(end)` once it landed (the controller's counters).
     `at_once`: not timed (`canary sweep` could not mark it, the object's annotations full: decision 569), ended now.
     Raises TrafficUnsafe when stable 100% could not be written and the
     route may still be split, CanaryError when another write failed, NotLeader."""
@@ -411,8 +414,9 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
         return "agrees"
     if not at_once and (found.quiet_s is None or found.quiet_s < UNOWNED_AFTER_S):
         return "waiting"
-    try:
-        out = unowned.end(router, target, r, status, log=log, now=now, by="sweep", unreadable=found.unreadable)
+    try:  # posted as its stable-100% write lands, before its lines and Event, as every end (decision 723)
+        out = unowned.end(router, target, r, status, log=log, now=now, by="sweep", unreadable=found.unreadable,
+                          written=lambda ended: posted(notifier, ended, found))
     except NotLeader:
         raise
     except RoutingConflict as exc:
@@ -427,13 +431,22 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
         if still:
             raise TrafficUnsafe(f"{exc}{still}") from exc
         raise
-    if notifier is not None:
-        from canary.notify import payload_for
-
-        notifier.notify("aborted", payload_for(out, namespace=found.namespace, rollout=found.virtual_service))
     if counted is not None:
         counted(out)
     return "ended"
+
+
+def posted(notifier: Any, end: rl.RolloutState, found: Found) -> None:
+    """The sweep's end `end` of `found`'s rollout told the webhooks and Slack (`notifier`; None: none configured), as
+    the one mapping of an end to its posts says (`notify_body.end_events`, promote's and the controller's too:
+    decision 739), `rollout` the VirtualService (its owner is gone). Never raises, never blocks (a queue)."""
+    if notifier is None:
+        return
+    from canary.notify_body import end_events, payload_for
+
+    body = payload_for(end, namespace=found.namespace, rollout=found.virtual_service)
+    for event in end_events(end):
+        notifier.notify(event, body)
 
 
 def seen_mark(vs: dict[str, Any]) -> tuple[str, float] | None:
@@ -530,7 +543,7 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
     """End `found`'s rollout, guarded on the record it was found with: a split one goes to stable 100%
     (`aborted`, its reason), one half-way through its promotion is finished (`promoted`). Logs
     ``rollout.abandoned`` once the write landed, and tells `notifier` (a `canary.notify.Notifier`, or
-    None) as its stable-100% write lands, once: event "aborted" or "promotion", `rollout` the VirtualService (its
+    None) as its stable-100% write lands, once (`posted`): "aborted" or "promotion", `rollout` the VirtualService (its
     owner is gone). Raises RoutingConflict when the route changed since (its owner wrote: nothing done, ``sweep.left_alone``),
     TrafficUnsafe when stable 100% could not be written and the route may still be split
     (``traffic.unsafe``), and CanaryError when another write failed (``rollback.failed``: act by hand).
@@ -556,18 +569,15 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         did = "stable 100%"
     actions = _as_said(actions, r, status)
     unanswered = ""  # an attempt with no answer may have landed: a later refusal must not say `write_landed: no`
-    posted: set[tuple[str, float]] = set()
+    told: set[tuple[str, float]] = set()
 
     def post(end: rl.RolloutState) -> None:
         # the webhooks and Slack told once, as the end's stable-100% write lands: before its Event on the
         # VirtualService and the glances after it (3 s each), as promote's and the controller's ends (decision 723);
         # the sweep's came after them (decision 735, addendum)
-        if notifier is not None and (end.phase, end.updated_at) not in posted:
-            from canary.notify import payload_for
-
-            posted.add((end.phase, end.updated_at))
-            notifier.notify("promotion" if end.phase == rl.PROMOTED else "aborted",
-                            payload_for(end, namespace=found.namespace, rollout=found.virtual_service))
+        if (end.phase, end.updated_at) not in told:
+            told.add((end.phase, end.updated_at))
+            posted(notifier, end, found)
     attempt = 0
     while True:
         try:

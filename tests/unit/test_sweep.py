@@ -210,3 +210,45 @@ def test_the_sweeps_end_is_posted_at_its_write_before_its_event_and_once() -> No
         after = ("vs-event", "RolloutAborted") if rule == "there" else ("subset", "refused")
         assert order.index(("notify", "aborted")) < order.index(after), (rule, order)
         assert [k for k, _ in order].count("notify") == 1 and order[-1] == ("counted", rl.ABORTED), (rule, order)
+
+
+def test_the_sweeps_end_of_a_split_nobody_owns_is_posted_at_its_write_once() -> None:
+    """`end_unowned` (an end typed over a split, `canary.unowned`) posted after its write returned: after its Event on
+    the VirtualService and the glances after the write, where the sweep's other ends, promote's and the controller's
+    are posted as the stable-100% write lands (decisions 723, 735). Posted at its write now, once, then counted."""
+    import structlog
+
+    from canary import sweep
+    from tests.fakes import FakeRouter
+
+    order: list[tuple[str, str]] = []
+    state = _rec(phase=rl.ROLLED_BACK, weights=Weights(80, 20))  # typed by hand over the split
+    router = FakeRouter(weights=Weights(80, 20), state=state.to_json(), subsets={"stable": "v1", "canary": "v2"})
+    router.record_event = lambda target, **kw: order.append(("vs-event", kw["reason"])) or True  # type: ignore
+    found = sweep.Found("ml", "m0", state, state.to_json(), quiet_s=600.0)
+    assert sweep.end_unowned(router, found, log=structlog.get_logger(), now=NOW, notifier=_Noted(order),
+                             counted=lambda end: order.append(("counted", end.phase))) == "ended"
+    assert router.weights == Weights(100, 0)
+    assert order.index(("notify", "aborted")) < order.index(("vs-event", "RolloutAborted")), order
+    assert [k for k, _ in order].count("notify") == 1 and order[-1] == ("counted", rl.ABORTED), order
+
+
+def test_the_sweeps_ends_are_posted_as_the_one_mapping_says() -> None:
+    """The sweep mapped its ends to posts itself ("promotion", else "aborted"), beside the one mapping promote and the
+    controller share (`notify_body.end_events`, decision 739): an abandoned rollout whose last verdict failed a
+    prediction-shift check (its promote killed before it acted on it) was posted "aborted" alone, where the
+    controller posts "prediction_shift" beside it for a retraining pipeline. One mapping now (decision 775)."""
+    import structlog
+
+    from canary import sweep
+    from tests.fakes import FakeRouter
+
+    shift = {"name": "predictions", "kind": "prediction_shift", "outcome": "fail", "reason": "psi 0.4"}
+    raw = json.loads(_rec(age_s=600.0).to_json())
+    raw["last_verdict"] = {"results": [shift]}
+    state = rl.RolloutState.from_json(json.dumps(raw))
+    order: list[tuple[str, str]] = []
+    router = FakeRouter(weights=Weights(80, 20), state=state.to_json(), subsets={"stable": "v1", "canary": "v2"})
+    sweep.end(router, sweep.Found("ml", "m0", state, state.to_json(), quiet_s=600.0), log=structlog.get_logger(),
+              now=NOW, notifier=_Noted(order))
+    assert [e for k, e in order if k == "notify"] == ["aborted", "prediction_shift"], order
