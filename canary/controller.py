@@ -577,6 +577,28 @@ class Controller:
             self.telemetry.record_rollback(model=ended.model, reason=ended.reason, seconds=None,
                                            cause=rl.cause_of(ended))
 
+    def _swept_end(self, obj: dict[str, Any], target: Target, ended: rl.RolloutState, actions: list[rl.Action], *,
+                   parse: bool = True) -> None:
+        """An end `_stable_if_ours` wrote on `target` where no spec was parsed (`_deleted`; `_failed` where the policy
+        no longer reads): counted (`_swept`) and written into the rollout's history as every end is, with the policy
+        this process ran it with, or `obj`'s where it reads (`parse`). None reads: the history needs the policy's
+        summary, so the end is not in it, and `history.end_unwritten` says so (before decision 776 none of these
+        ends was in the history, silently)."""
+        self._swept(ended)
+        known = self._known.get(_key(obj))
+        spec = known.spec if known is not None and known.owner in ("", _owner(obj)) else None
+        try:
+            spec = spec or (crd.parse(obj, configmap=self._configmap) if parse else None)
+        except Exception:  # noqa: BLE001 - its policy cannot be read (a policyRef ConfigMap deleted with the CR)
+            spec = None
+        if spec is None:
+            self.log.warning("history.end_unwritten", rollout=_key(obj), tries=0, phase=ended.phase,
+                             note="the rollout's end is not in its history ConfigMap: its policy does not read, and "
+                                  "the history names the policy's steps and checks; `canary status` shows the end "
+                                  "from the route's record")
+            return
+        self._observe(replace(spec, target=replace(target, stable_version=ended.stable_version)), ended, actions)
+
     def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         """`fn` over items, `workers` at a time; each call catches its own errors."""
         if self._pool is None or len(items) < 2:
@@ -1661,9 +1683,9 @@ class Controller:
         if drove is not None:
             raw = _raw_target(obj, drove)
             log = log.bind(**rollout_context(raw))
-            # counted as every end (no spec: no Event on a CanaryRollout being deleted; 736)
-            outcome, _ = self._stable_if_ours(obj, raw, reason="CanaryRollout deleted mid-rollout",
-                                              cause="operator", log=log, counted=lambda ended, _: self._swept(ended))
+            # counted as every end (no spec: no Event on a CanaryRollout being deleted; 736), in its history (776)
+            outcome, _ = self._stable_if_ours(obj, raw, reason="CanaryRollout deleted mid-rollout", cause="operator",
+                                              log=log, counted=lambda ended, did: self._swept_end(obj, raw, ended, did))
             log.info("rollout.deleted", outcome=outcome)
         self._set_finalizer(obj, False)
         self._gone(key)
@@ -1821,8 +1843,11 @@ class Controller:
         target = replace(spec.target, virtual_service=vs, route=route, canary_version=version, destination_rule=dr)
 
         def recorded(ended: rl.RolloutState, actions: list[rl.Action]) -> None:
-            # its counters and the CanaryRollout's Event, as every end's (posted at its write)
-            self._record(replace(spec, target=replace(target, stable_version=ended.stable_version)), ended, actions)
+            # its counters and the CanaryRollout's Event, as every end's (posted at its write), and its history with
+            # the end's lines (observed after the write with none, a fresh process wrote nothing of it: 776)
+            ended_spec = replace(spec, target=replace(target, stable_version=ended.stable_version))
+            self._record(ended_spec, ended, actions)
+            self._observe(ended_spec, ended, actions)
 
         outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log, cause=cause, counted=recorded)
         if outcome != "stable":  # what it remembers of that rollout is over whatever happened to it
@@ -1842,8 +1867,7 @@ class Controller:
             return outcome
         assert state is not None
         old_spec = replace(spec, target=replace(target, stable_version=state.stable_version))
-        if outcome == "stable":  # (counted by `recorded`)
-            self._observe(old_spec, state)
+        if outcome == "stable":  # (counted and in its history by `recorded`)
             self._known[spec.key] = _Known(old_spec, state)
             self._failing.pop(spec.key, None)
         # stable now, or it had ended: the status catches up. `restart` (an edit of how the rollout is judged,
@@ -2213,10 +2237,12 @@ class Controller:
                 try:
                     spec = crd.parse(obj, configmap=self._configmap)
                 except Exception:  # its policy cannot be read (a policyRef ConfigMap gone): stable needs none
-                    # counted as every end (its spec unread: no `_record`; decision 736)
+                    # counted as every end (its spec unread: no `_record`; decision 736); its history cannot be
+                    # written (no policy to summarise), said so (776)
                     outcome, _ = self._stable_if_ours(obj, raw, reason=reason[:500], cause=cause,
                                                       log=self.log.bind(rollout=key, virtual_service=drove[0]),
-                                                      counted=lambda ended, _: self._swept(ended))
+                                                      counted=lambda ended, did: self._swept_end(
+                                                          obj, raw, ended, did, parse=False))
                     if outcome in ("stable", "idle", "gone"):
                         self._ended_status(obj, phase=rl.ABORTED, reason=reason + (
                             f"; VirtualService {drove[0]} is gone" if outcome == "gone" else ""),
@@ -2836,6 +2862,7 @@ class Controller:
         except CanaryError:  # said (`rollback.retrying`, its page); the next tick reads the route again
             return False
         self._record(ended_spec, new, landed)  # counters, Event; posted at its write (736)
+        self._observe(ended_spec, new, landed)  # and its history, as every end's (776)
         return True
 
     def _split_after_end(self, obj: dict[str, Any]) -> CanaryError | None:

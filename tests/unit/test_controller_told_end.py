@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 import structlog.testing
 from prometheus_client import CollectorRegistry, Counter
 
@@ -313,3 +314,35 @@ def test_an_end_typed_over_a_split_is_posted_at_its_write_counted_and_in_its_his
     assert order.index(("notify", "aborted")) < order.index(("vs-event", "RolloutAborted")), order
     assert metric(op.telemetry, "canary_rollbacks_total", model="m0", reason="foreign_edit") == 1
     assert ("event", "RolloutAborted") in order and "history" in [k for k, _ in order], order
+
+
+@pytest.mark.parametrize("end", ["restored", "deleted", "failed tick", "policy unreadable"])
+def test_the_ends_stable_if_ours_and_end_restored_write_are_in_the_rollouts_history(end: str) -> None:
+    """The ends `_end_restored` (a finished CanaryRollout's route restored mid-rollout), `_deleted` (a CanaryRollout
+    deleted mid-rollout) and `_rescue` (a failed tick of a process with nothing of the rollout in memory) write were
+    posted and counted (decision 736) but never written into the rollout's history: `canary report` showed it still
+    in progress. Now as every end (decision 776); where the policy no longer reads (the history names its steps and
+    checks), `history.end_unwritten` says the end is not in it."""
+    from canary.controller import FINALIZER
+    from canary.errors import TargetError
+
+    order: list[tuple[str, str]] = []
+    op, router, spec, _ = _rolling_back(order, Telemetry())
+    obj = _driving(fleet.rollout_object(0, "v2"), **({"phase": rl.ABORTED} if end == "restored" else {}))
+    obj["metadata"]["finalizers"] = [FINALIZER]
+    if end == "policy unreadable":
+        obj["spec"]["policy"] = {"steps": "not a list"}
+    op.custom = _Custom(obj)
+    with structlog.testing.capture_logs() as logs:
+        if end == "restored":
+            assert op._end_restored(obj, spec, rl.RolloutState.from_json(router.state), router.state)
+        elif end == "deleted":
+            op._deleted(obj)
+        else:
+            op._failed(obj, TargetError("the look's query was refused: bad_data (a policy edited to a bad query)"))
+    assert rl.RolloutState.from_json(router.state).phase == rl.ABORTED and _posts(order) == ["aborted"], order
+    unwritten = [e for e in logs if e["event"] == "history.end_unwritten"]
+    if end == "policy unreadable":  # no policy to name: said, not written
+        assert "history" not in [k for k, _ in order] and len(unwritten) == 1, order
+    else:  # written (the recorder's store notes each write; this one answers 500, a retry's business)
+        assert "history" in [k for k, _ in order] and not unwritten, order
