@@ -426,6 +426,11 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
         from canary.errors import TrafficUnsafe
         from canary.runner import unsafe_traffic
 
+        if counted is not None and getattr(exc, "rollout_state", None) is not None:
+            # stable 100% and the end landed (posted then), only the stable subset's pointing after it failed (its
+            # rule deleted or re-hosted): on the route, so counted as every end is (735's rule; decision 777)
+            counted(exc.rollout_state)  # type: ignore[attr-defined]
+
         still = unsafe_traffic(router, found.target(), log=log, error=str(exc), known=status.weights,
                                refused=isinstance(exc, TargetError))
         if still:

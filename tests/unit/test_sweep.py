@@ -252,3 +252,29 @@ def test_the_sweeps_ends_are_posted_as_the_one_mapping_says() -> None:
     sweep.end(router, sweep.Found("ml", "m0", state, state.to_json(), quiet_s=600.0), log=structlog.get_logger(),
               now=NOW, notifier=_Noted(order))
     assert [e for k, e in order if k == "notify"] == ["aborted", "prediction_shift"], order
+
+
+def test_the_sweeps_end_of_a_split_nobody_owns_whose_rule_is_gone_is_counted() -> None:
+    """`end_unowned`'s end landed (stable 100%, recorded aborted; posted at its write) and the stable subset's pointing
+    after it failed (its DestinationRule deleted: RollbackFailed, paged by the executor): counted only on return, so
+    `canary_rollbacks_total` never had it, and the next sweep finds the route ended. Counted as it raises now, as
+    `sweep.end`'s ends are (decision 735's rule; 777)."""
+    import structlog
+
+    from canary import sweep
+    from canary.errors import NotFound, RollbackFailed
+    from tests.fakes import FakeRouter
+
+    def deleted(*args: Any, **kw: Any) -> None:
+        raise NotFound('destinationrules.networking.istio.io "m0" not found')
+
+    order: list[tuple[str, str]] = []
+    state = _rec(phase=rl.ROLLED_BACK, weights=Weights(80, 20))
+    router = FakeRouter(weights=Weights(80, 20), state=state.to_json(), subsets={"stable": "v1", "canary": "v2"})
+    router.point_subset = deleted  # type: ignore[method-assign]
+    with pytest.raises(RollbackFailed):
+        sweep.end_unowned(router, sweep.Found("ml", "m0", state, state.to_json(), quiet_s=600.0),
+                          log=structlog.get_logger(), now=NOW, notifier=_Noted(order),
+                          counted=lambda end: order.append(("counted", end.phase)))
+    assert router.weights == Weights(100, 0)
+    assert order == [("notify", "aborted"), ("counted", rl.ABORTED)], order
