@@ -2282,8 +2282,9 @@ class Controller:
             for kept in (self._failing, self._stable_failing, self._unconfirmed):
                 kept.pop(key, None)
             self._known[key] = _Known(spec, ended)
-            self._record(spec, ended, [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollout.aborted"])
-            self._observe(spec, ended)
+            end_line = [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollout.aborted"]
+            self._record(spec, ended, end_line)
+            self._observe(spec, ended, end_line)  # its end's line, not an outside change (decision 778)
             self._mirror_end(obj, spec, ended)
             return
         now_read = self._taken_over(spec.target, state)
@@ -2327,7 +2328,7 @@ class Controller:
             return
         # its counters and the CanaryRollout's Events, as every other end's (posted at its write: not again; 725)
         self._record(spec, new, landed)
-        self._observe(spec, new)
+        self._observe(spec, new, landed)  # its end's lines as `_do`'s ends, not an outside change (decision 778)
         self._known[key] = _Known(spec, new)
         self._failing.pop(key, None)
         self._unconfirmed.pop(key, None)

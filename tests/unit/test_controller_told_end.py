@@ -346,3 +346,24 @@ def test_the_ends_stable_if_ours_and_end_restored_write_are_in_the_rollouts_hist
         assert "history" not in [k for k, _ in order] and len(unwritten) == 1, order
     else:  # written (the recorder's store notes each write; this one answers 500, a retry's business)
         assert "history" in [k for k, _ in order] and not unwritten, order
+
+
+@pytest.mark.parametrize("failure", ["look refused", "route deleted"])
+def test_an_end_the_failed_ticks_write_is_in_the_history_as_its_own_end(failure: str) -> None:
+    """`_failed`'s ends (stable 100% after a failing tick; the VirtualService deleted under it) were observed into the
+    history with no actions: recorded as `rollout.phase_changed`, the history's word for a change another process
+    made, not as the `rollout.aborted` every end `_do` writes is recorded with (decision 778)."""
+    from canary.controller import _Known
+    from canary.errors import NotFound, TargetError
+
+    order: list[tuple[str, str]] = []
+    op, router, spec, _ = _rolling_back(order)
+    state = rl.RolloutState.from_json(router.state)
+    op._known[spec.key] = _Known(spec, state)
+    op._histories[spec.key].observe(state)  # what it recorded of the rollout so far
+    obj = _driving(fleet.rollout_object(0, "v2"))
+    op.custom = _Custom(obj)
+    op._failed(obj, TargetError("the look's query was refused: bad_data") if failure == "look refused" else
+               NotFound('virtualservices.networking.istio.io "m0" not found'))
+    events = [e["event"] for e in op._histories[spec.key]._events]  # kept: its store answers 500
+    assert "rollout.aborted" in events and "rollout.phase_changed" not in events, events
