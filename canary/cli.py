@@ -673,6 +673,7 @@ def promote(
         # run goes on, waited for at exit
         ctl.ended = lambda state: announce(notifier, state, namespace=target.namespace,
                                            rollout=target.virtual_service)
+        ctl.ended_other = ctl.ended  # a split nobody owned, ended before the claim: posted as every end (779)
         display = None
         from canary import streams
 

@@ -171,6 +171,10 @@ class Runner:
     # post waited on the end's history flushes and their retries (7.5 s against a ConfigMap API that answers 500,
     # minutes against one that hangs), and a job killed meanwhile never posted it (decision 720)
     ended: Callable[[rl.RolloutState], None] | None = None
+    # an end this run writes of a rollout not its own, told as its stable-100% write lands: the split nobody owned
+    # under the route's record, ended before the claim (`_unowned_split`); `promote` posts it as `ended`'s (774's
+    # kind: decision 779). Not `ended`: this run's own end is still to come
+    ended_other: Callable[[rl.RolloutState], None] | None = None
     # a write decided before any signal that does not end the rollout is being made (`_apply`, `_heartbeat`): after
     # a signal none of its requests is sent any more (`kube.bound_by`'s `stale`; decision 409)
     writing_before_signal: bool = field(default=False, init=False)
@@ -237,6 +241,15 @@ class Runner:
         try:
             self.ended(state)
         except Exception as exc:  # noqa: BLE001 - telling the end never changes it
+            self.log.error("notify.internal_error", notify_event=state.phase, error=type(exc).__name__)
+
+    def _tell_other(self, state: rl.RolloutState) -> None:
+        """`ended_other(state)`: an end of a rollout not this run's, told as its write lands. Never raises."""
+        if self.ended_other is None:
+            return
+        try:
+            self.ended_other(state)
+        except Exception as exc:  # noqa: BLE001 - telling an end never changes it
             self.log.error("notify.internal_error", notify_event=state.phase, error=type(exc).__name__)
 
     def _write_end_history(self) -> None:
@@ -805,7 +818,7 @@ class Runner:
             raise self._interrupted_before_claim("before the split nobody owns was ended")
         try:
             unowned.end(self.router, self.target, existing, status, log=self.log, now=self.clock.now(), by="promote",
-                        unreadable=str(unreadable or ""))
+                        unreadable=str(unreadable or ""), written=self._tell_other)
         except RoutingConflict:
             raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the record changed while this "
                               f"promote was ending the split nobody owned under it; nothing was written by this "

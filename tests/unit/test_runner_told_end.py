@@ -130,3 +130,25 @@ def test_a_run_whose_end_was_told_at_its_write_is_not_announced_again_as_unfinis
     announce_failed(untold, ctl, exc, namespace="ml", rollout="rec-model")
     assert told.got == []
     assert [(e, p["weights"]) for e, p in untold.got] == [("aborted", None)], untold.got
+
+
+def test_a_split_nobody_owned_that_promote_ends_before_its_claim_is_told_at_its_write() -> None:
+    """An end typed over a split (`canary.unowned`) is ended by the next `canary promote` before it claims the route:
+    stable 100%, recorded aborted, `rollout.split_unowned`. The controller's and the sweeps' ends of such a split are
+    posted; promote's was not (its `ended` is its own rollout's end, once a run). Told now as its write lands, before
+    its Event on the VirtualService, by `ended_other`, which `promote` posts as every end (decision 779)."""
+    from canary.model import Weights
+
+    ctl, router, _, _ = make()
+    typed = rl.RolloutState(model="rec", stable_version="v1", canary_version="v0", phase=rl.PROMOTED,
+                            weights=Weights(80, 20), started_at=900.0, updated_at=950.0)
+    router.weights, router.state, router.subsets = Weights(80, 20), typed.to_json(), {"stable": "v1", "canary": "v0"}
+    order: list[tuple[str, str]] = []
+    ctl.ended = lambda state: order.append(("ended", state.phase))
+    ctl.ended_other = lambda state: order.append(("told", state.phase))
+    vs_event = router.record_event
+    router.record_event = lambda target, **kw: (order.append(("vs-event", kw["reason"])), vs_event(target, **kw))[1]
+    ctl._unowned_split(router.inspect(TARGET))
+    assert router.weights == STABLE_ONLY and rl.RolloutState.from_json(router.state).phase == rl.ABORTED
+    assert order[0] == ("told", rl.ABORTED) and ("vs-event", "RolloutAborted") in order, order
+    assert [k for k, _ in order].count("told") == 1 and not ctl.told_end, order  # this run's own end is to come
