@@ -25,7 +25,7 @@ from canary.drift.watch import DriftWatcher
 from canary.errors import MetricsUnavailable
 from canary.metrics.client import PrometheusClient
 from tests.integration.test_drift_faults import JOB, _profile, _stored, _ticks, kube  # noqa: F401
-from tests.support.blackhole import BlackholeProxy
+from tests.support.blackhole import BlackholeProxy, held_times_out
 from tests.support.passes import Passes
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -144,10 +144,11 @@ def _watcher(client: PrometheusClient, reg: CollectorRegistry, served: SimpleNam
 
 @contextmanager
 def _proxied(served: SimpleNamespace) -> Iterator[tuple[BlackholeProxy, PrometheusClient]]:
-    """A BlackholeProxy before the served Prometheus, and a client of it with short timeouts; stopped after."""
+    """A BlackholeProxy before the served Prometheus, and a client of it whose held queries time out in 0.5 s
+    (`held_times_out`); stopped after."""
     proxy = BlackholeProxy("127.0.0.1", int(served.prom.url.rsplit(":", 1)[1])).start()
     try:
-        yield proxy, PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+        yield proxy, held_times_out(proxy)
     finally:
         proxy.stop()
 
@@ -160,7 +161,7 @@ def test_a_pass_asks_a_down_prometheus_once_whatever_the_number_of_baselines(ser
     port = int(served.prom.url.rsplit(":", 1)[1])
     proxy = BlackholeProxy("127.0.0.1", port).start()
     try:
-        client = Counted(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+        client = held_times_out(proxy, base=Counted)
         reg = CollectorRegistry()
         watcher = _watcher(client, reg, served)
 
@@ -377,7 +378,7 @@ def test_a_prometheus_down_for_an_hour_is_told_to_people_once_and_its_return_too
     try:
         with receiving() as (hook, notes):
             notifier = Notifier(webhooks=[f"{hook}/hook"], retries=0)
-            client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+            client = held_times_out(proxy)
             watcher = DriftWatcher([served.profiles[m] for m in MODELS], client=client, window_s=3600,
                                    namespace="prod", registry=CollectorRegistry(), config=M.MonitorConfig(quiet_s=0),
                                    clock=lambda: t[0], notifier=notifier)
@@ -416,7 +417,7 @@ def test_a_baselines_unreadable_live_data_are_said_once_and_their_return_too(ser
     proxy = BlackholeProxy("127.0.0.1", port).start()
     try:
         reg = CollectorRegistry()  # a clock that stands still: a run shorter than its told hour (below)
-        watcher = _watcher(PrometheusClient(proxy.url, timeout_s=1.0), reg, served, clock=lambda: 2_000_000_000.0)
+        watcher = _watcher(held_times_out(proxy), reg, served, clock=lambda: 2_000_000_000.0)
         proxy.hold_only = lambda line: b"o1%22" in line  # o1's queries (model_name="o1"), never vector(1)
         said, errors = [], []
         for answer in ("ok", fault, fault, 422, 422, fault, "ok", "ok"):
@@ -526,7 +527,7 @@ def test_a_baselines_live_data_unreadable_for_an_hour_are_told_to_people_once_an
     try:
         with receiving() as (hook, notes):
             notifier = Notifier(webhooks=[f"{hook}/hook"], retries=0)
-            client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+            client = held_times_out(proxy)
             watcher = _watcher(client, CollectorRegistry(), served, clock=lambda: t[0], notifier=notifier)
             said = []
             # every 20 min: read at 0, o1 failing from 20 min (60 min later, told: once), read again at 2 h, then
@@ -616,7 +617,7 @@ def test_unreadable_live_data_told_before_a_restart_have_their_end_told_by_the_n
     try:
         with receiving() as (hook, notes):
             def watcher() -> DriftWatcher:
-                client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+                client = held_times_out(proxy)
                 return _watcher(client, CollectorRegistry(), served, clock=lambda: t[0], state_file=state,
                                 notifier=Notifier(webhooks=[f"{hook}/hook"], retries=0))
 

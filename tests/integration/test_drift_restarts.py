@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -17,10 +16,9 @@ from structlog.testing import capture_logs
 
 from canary.drift import monitor as M
 from canary.drift.watch import DriftWatcher
-from canary.metrics.client import PrometheusClient
 from canary.notify import Notifier
 from tests.integration.test_drift_pass_faults import MODELS, served  # noqa: F401
-from tests.support.blackhole import BlackholeProxy
+from tests.support.blackhole import BlackholeProxy, held_times_out
 from tests.support.http import receiving
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -43,7 +41,7 @@ def down(served: SimpleNamespace) -> Iterator[SimpleNamespace]:  # noqa: F811
 def _start(down: SimpleNamespace, state: Path, t: list[float]) -> tuple[DriftWatcher, Notifier]:
     """`drift watch -n prod --state-file state` over o1-o4, as a new process builds it."""
     notifier = Notifier(webhooks=[down.hook], retries=0)
-    client = PrometheusClient(down.proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+    client = held_times_out(down.proxy)
     watcher = DriftWatcher([down.served.profiles[m] for m in MODELS], client=client, window_s=3600,
                            namespace="prod", registry=CollectorRegistry(), config=M.MonitorConfig(quiet_s=0),
                            clock=lambda: t[0], notifier=notifier, state_file=state)

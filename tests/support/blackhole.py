@@ -156,6 +156,34 @@ class BlackholeProxy:
                             pass
 
 
+def holds_query(proxy: BlackholeProxy, query: str, params: dict[str, str] | None = None) -> bool:
+    """Whether `proxy`, as it is set now, holds a Prometheus instant query (`query`, `params`) sent to it: the
+    request's first line as the client writes it, put to the proxy's own test."""
+    from urllib.parse import urlencode
+
+    line = f"GET /api/v1/query?{urlencode({'query': query, **(params or {})})} HTTP/1.1".encode()
+    return proxy.answer is None and proxy._holds(line)  # noqa: SLF001 - the proxy's own rule, not a copy of it
+
+
+def held_times_out(proxy: BlackholeProxy, *, held_timeout_s: float = 0.5, base: type | None = None, **kw: Any) -> Any:
+    """The real PrometheusClient of `proxy`, whose attempt at a query the proxy holds times out after
+    `held_timeout_s` (a hung Prometheus, as the product meets it), and at one it forwards waits up to 60 s: a real
+    Prometheus on a loaded host (2 shared cores, load 10+) took longer than the 0.5 s these tests gave every
+    query, and a pass meant to read it found it down. A query's fate is the proxy's, set by the test before the
+    pass, so the short timeout meets only held queries, whatever the load. `base`: a PrometheusClient subclass
+    (one that counts its queries); `kw`: the client's other arguments."""
+    from canary.metrics.client import PrometheusClient
+
+    class HeldTimesOut(base or PrometheusClient):  # type: ignore[misc, valid-type]
+        def _once(self, query: str, params: dict[str, str], timeout: float, who: str, strict: bool) -> Any:
+            if holds_query(proxy, query, params):
+                timeout = min(timeout, held_timeout_s)
+            return super()._once(query, params, timeout, who, strict)
+
+    kw = {"timeout_s": 60.0, "budget_s": 120.0, "retries": 2, "backoff_s": 0.05, **kw}
+    return HeldTimesOut(proxy.url, **kw)
+
+
 def act_at_request(proxy: BlackholeProxy, when: Callable[[], bool], act: Callable[[], None]) -> Callable[[float], None]:
     """Call `act` once, in the proxy's thread, at the first request read once `when()` holds (the emulator's state:
     the route split, the rollout resumed), before that request is forwarded: nothing the process sent after that
