@@ -494,6 +494,7 @@ def test_sigterm_during_a_look_on_an_unresponsive_prometheus_goes_to_stable_with
     api, kubeconfig, policy = cluster
     up = urlparse(prometheus.url)
     proxy = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
+    proxy.trickle_s = 1.0  # the held query never times out: it ends (100 s later) only if waited for
     try:
         env = {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": proxy.url}
         argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace",
@@ -505,9 +506,8 @@ def test_sigterm_during_a_look_on_an_unresponsive_prometheus_goes_to_stable_with
     assert r["exit"] == 3 and r["weights"] == [100, 0] and r["phase"] == rl.ABORTED, r
     events = [e["event"] for e in parse_json_lines(r["stderr"])]
     assert "look.abandoned" in events  # the look waiting on Prometheus was dropped, not waited for
-    # Ordering, not speed: stable was back before the held query could have ended (the provider's
-    # query_bound_s, 5.45 s by default), so the look was not waited for. The time itself (typically
-    # 0.05 s; issue 8 asks <= 5 s) is measured by scripts/bench_sigterm.py.
-    from canary.metrics.prometheus import PrometheusProvider
-
-    assert r["seconds"] < PrometheusProvider(proxy.url).query_bound_s, r["seconds"]
+    # Ordering, not speed: stable was back within sigterm_trial's 60 s guard, and the held query, trickled
+    # (`trickle_s`), could not end before 100 s: the look was not waited for. It was `seconds <
+    # query_bound_s` (5.45 s), the query's own timeout: a loaded host's rollback took longer. The time itself
+    # (typically 0.05 s; issue 8 asks <= 5 s) is measured by scripts/bench_sigterm.py.
+    assert r["seconds"] < 60, r["seconds"]

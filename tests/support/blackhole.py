@@ -52,6 +52,11 @@ class BlackholeProxy:
         # before it is forwarded: a test acts there (signals the process) before the process's next request can
         # reach the server, whatever the load, where its own thread would wake up some time later
         self.on_request: Callable[[bytes], None] | None = None
+        # with a held request: None sends nothing; seconds: a status line at once, then a header line every
+        # `trickle_s` (a server that starts an answer and never ends it). The client's read timeout, which counts
+        # from the last byte, then never ends the request: http.client gives up only at its 100th header, 100 x
+        # `trickle_s` later, so a test can tell "not waited for" from "waited for" by an order, not by a time
+        self.trickle_s: float | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()  # holds counted (and `on_hold` called) one at a time, from any proxy thread
 
@@ -93,9 +98,20 @@ class BlackholeProxy:
             self.requests_held += 1
             self.held_lines.append(line)
             first, self.on_hold = self.on_hold, None
+        if self.trickle_s is not None:
+            threading.Thread(target=self._trickle, args=(socks[0], self.trickle_s), daemon=True).start()
         if first is not None:
             first(line)
         self.holding.set()
+
+    def _trickle(self, client: socket.socket, every_s: float) -> None:
+        """A status line, then a header line every `every_s` until `stop` or the client is gone."""
+        try:
+            client.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not self._stop.wait(every_s):
+                client.sendall(b"X-Held: 1\r\n")
+        except OSError:
+            pass
 
     def _accept(self) -> None:
         while not self._stop.is_set():
