@@ -289,15 +289,17 @@ def test_a_retry_after_of_minutes_is_waited_at_most_its_bound_and_never_past_the
     router.set_weights(TARGET, Weights(90, 10), state=_record("progressing", 90, 10, 2.0), expect_state=None)
     assert slept == [kube.MAX_RETRY_AFTER_S]
     slept.clear()
-    grace_end = time.monotonic() + 60.0
-    kube.bound_by(router.custom.api_client, lambda: grace_end)
+    # the grace's end is always `left` s ahead of the clock (`until` read anew at each look): what is left is the
+    # test's, not what a loaded runner spent on the requests (an end fixed 4 s ahead was a race with them)
+    left = 60.0
+    kube.bound_by(router.custom.api_client, lambda: time.monotonic() + left)
     istio_api.fail_next(429, times=1, methods=("GET",), plural="virtualservices", retry_after=3600)
     router.inspect(TARGET)
     assert slept == [kube.MAX_RETRY_AFTER_S]
     slept.clear()
-    # a signal: 4 s of grace left, under MAX_RETRY_AFTER_S (so the wait shows the grace's cut), and wide enough
-    # that the two requests fit in it on a loaded runner (the waits are recorded, never slept; 1 s was a race)
-    grace_end = time.monotonic() + 4.0
+    # a signal: 4 s of grace left, under MAX_RETRY_AFTER_S (so the wait shows the grace's cut); the waits are
+    # recorded, never slept
+    left = 4.0
     istio_api.fail_next(429, times=1, methods=("GET",), plural="virtualservices", retry_after=3600)
     router.inspect(TARGET)
     assert len(slept) == 1 and 0.0 < slept[0] <= 4.0 < kube.MAX_RETRY_AFTER_S
@@ -368,7 +370,9 @@ def test_a_rollbacks_waits_between_its_attempts_end_with_the_grace(
     whole (`time.sleep`), past the grace's end, so the CI's SIGKILL came before `traffic.unsafe` was said.
     (a) the grace running, 2.5 s left: each wait is at most what is left; (b) the signal comes during the first
     wait, with 2 s of grace: that wait ends 2 s later. The pieces slept are recorded, never slept; the graces are
-    under the 3 s asked (so the cut shows) and wide enough for the requests on a loaded runner (decision 395)."""
+    under the 3 s asked (so the cut shows). The grace's end stays that far ahead of the clock until the signal's
+    second has passed (`until` read anew at each look): what is left does not depend on how long a loaded runner
+    took over the requests (an end fixed 2.5 s ahead was a race with them; decision 395)."""
     import time
     import types
 
@@ -379,8 +383,8 @@ def test_a_rollbacks_waits_between_its_attempts_end_with_the_grace(
 
     router = IstioRouter(istio_api.api_client(), wait=tenacity.wait_none(), transient_attempts=1)
     router.set_weights(TARGET, Weights(75, 25), state=PROGRESSING_RECORD, expect_state=None)
-    grace_end = [time.monotonic() + 2.5]
-    kube.bound_by(router.custom.api_client, lambda: grace_end[0])
+    left = [2.5]  # the grace's end, that many seconds ahead of the clock (inf: no signal)
+    kube.bound_by(router.custom.api_client, lambda: time.monotonic() + left[0])
     slept: list[float] = []
     monkeypatch.setattr(reconcile, "time", types.SimpleNamespace(sleep=slept.append, monotonic=time.monotonic))
     istio_api.fail_next(429, times=2, methods=("PUT",), plural="virtualservices", retry_after=3)
@@ -390,13 +394,13 @@ def test_a_rollbacks_waits_between_its_attempts_end_with_the_grace(
     assert final.terminal and _weights(istio_api) == [100, 0]
     assert slept and sum(slept) <= 2 * 2.5, slept  # two waits, each within the grace (before: [3.0, 3.0])
 
-    grace_end[0], slept[:] = float("inf"), []
+    left[0], slept[:] = float("inf"), []
     router.set_weights(TARGET, Weights(75, 25), state=PROGRESSING_RECORD)  # the rollout again, at 75/25
 
     def nap(seconds: float) -> None:  # the signal, during the first wait: 2 s of grace from now
         slept.append(seconds)
         if len(slept) == 1:
-            grace_end[0] = time.monotonic() + 2.0
+            left[0] = 2.0
 
     monkeypatch.setattr(reconcile, "time", types.SimpleNamespace(sleep=nap, monotonic=time.monotonic))
     istio_api.fail_next(429, times=1, methods=("PUT",), plural="virtualservices", retry_after=3)
