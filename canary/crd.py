@@ -110,12 +110,16 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     triton = spec.get("triton") or {}
     if not isinstance(triton, dict) or not all(isinstance(triton.get(k, ""), str) for k in ("stableUrl", "canaryUrl")):
         raise ConfigError(f"{where}: spec.triton must be a mapping of stableUrl and canaryUrl strings")
+    for key in ("stableUrl", "canaryUrl"):
+        if key in triton and not triton[key].strip() and not _running(obj):
+            _blank(where, f"spec.triton.{key}", "no Triton server: the gate refused, or skipped when disabled")
     generation = meta.get("generation", 0)
     if isinstance(generation, bool) or not isinstance(generation, int):
         raise ConfigError(f"{where}: metadata.generation must be an integer")
     target = Target(namespace=ns, virtual_service=text("virtualService") or model, model=model,
                     stable_version=stable, canary_version=canary,
                     destination_rule=text("destinationRule"), route=text("route") or (policy.route or ""))
+    _blank_names(obj, spec, target, where)
     check_target_names(target, where)
     return RolloutSpec(namespace=ns, name=name, uid=str(meta.get("uid", "")), generation=generation,
                        target=target, policy=policy, on_foreign_edit=on_edit, on_prometheus_outage=on_outage,
@@ -123,6 +127,33 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
                        triton_stable=triton.get("stableUrl"), triton_canary=triton.get("canaryUrl"),
                        warmup_samples=samples, samples_error=samples_error,
                        ignored_fields=tuple(f"{path}.{key_shown(key)}" for path, key, _ in unknown))
+
+
+# the string fields whose absence means a default, and that default: given empty or blank ("" from a template's
+# unset variable), each was read as absent and the rollout ran on the default -- the model's VirtualService, the
+# policy's route -- without a word (decision 768; the CLI's flags alike, 743). `stableVersion` is not here: its
+# default, the stable subset's version, is the same object (743 kept `--stable-version ""` so too).
+_BLANK_REFUSED = {"virtualService": "the VirtualService named as the model", "destinationRule":
+                  "the VirtualService's name", "route": "the policy's route, else the only one"}
+
+
+def _blank(where: str, field: str, default: str) -> NoReturn:
+    raise ConfigError(f"{where}: {field} is given empty (an unset variable in a template?): name it, or leave the "
+                      f"field out for {default}; nothing was read or written")
+
+
+def _blank_names(obj: dict[str, Any], spec: dict[str, Any], target: Target, where: str) -> None:
+    """Refuse a `_BLANK_REFUSED` field given empty or blank, unless the rollout runs on the default it reads as:
+    one a controller before 768 started so (its `status.target` says what it drives). Refusing that one would end
+    it mid-way, as 693 keeps a newer CRD's key; an edit to "" mid-rollout (another target) is refused."""
+    status = obj.get("status") if _running(obj) else None
+    recorded = status.get("target") if isinstance(status, dict) else None
+    now = {"virtualService": target.virtual_service, "destinationRule": target.dr_name, "route": target.route or ""}
+    for field, default in _BLANK_REFUSED.items():
+        value = spec.get(field)
+        if isinstance(value, str) and not value.strip() and not (
+                isinstance(recorded, dict) and recorded.get(field) == now[field]):
+            _blank(where, f"spec.{field}", default)
 
 
 def _running(obj: dict[str, Any]) -> bool:

@@ -1,0 +1,56 @@
+"""A CanaryRollout's name field given empty or blank is refused naming the object and the field (decision 768).
+
+`virtualService: ""` (a template's unset variable) was read as absent, and the rollout ran on the VirtualService
+named as the model; `route: ""` on the policy's route or the only one; the CLI's flags were refused so since 743."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from canary import crd
+from canary.errors import ConfigError
+from tests import fleet
+
+
+@pytest.mark.parametrize(("spec", "field"), [
+    ({"virtualService": ""}, "spec.virtualService"),
+    ({"virtualService": "  "}, "spec.virtualService"),
+    ({"destinationRule": ""}, "spec.destinationRule"),
+    ({"destinationRule": "\t"}, "spec.destinationRule"),
+    ({"route": ""}, "spec.route"),
+    ({"route": " "}, "spec.route"),
+    ({"triton": {"stableUrl": "", "canaryUrl": "m-canary:8000"}}, "spec.triton.stableUrl"),
+    ({"triton": {"canaryUrl": " "}}, "spec.triton.canaryUrl"),
+])
+def test_a_name_field_given_empty_is_refused_naming_the_object_and_field(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        crd.parse(fleet.rollout_object(0, "v2", **spec))
+    message = str(err.value)
+    assert message.startswith(f"CanaryRollout ml/r0: {field} is given empty"), message
+
+
+def test_a_field_left_out_still_takes_its_default() -> None:
+    spec = crd.parse(fleet.rollout_object(0, "v2"))
+    assert spec.target.virtual_service == spec.target.model
+    assert spec.target.destination_rule == ""
+
+
+def test_a_running_rollouts_empty_field_keeps_the_target_it_runs_on() -> None:
+    """A rollout a controller before 768 started on `virtualService: ""` runs on the model's VirtualService (its
+    status.target says so); refusing it mid-way would end it (as 693 keeps a newer CRD's key)."""
+    obj = fleet.rollout_object(0, "v2", virtualService="")
+    model = obj["spec"]["model"]
+    obj["status"] = {"phase": "progressing", "observedGeneration": 1,
+                     "target": {"virtualService": model, "destinationRule": model, "route": ""}}
+    assert crd.parse(obj).target.virtual_service == model
+
+
+def test_a_running_rollouts_field_edited_to_empty_is_refused() -> None:
+    """Read as absent, the edit moved the rollout to the model's VirtualService (a supersede onto another route)."""
+    obj = fleet.rollout_object(0, "v2", virtualService="")
+    obj["status"] = {"phase": "progressing", "observedGeneration": 1,
+                     "target": {"virtualService": "rec-vs", "destinationRule": "rec-vs", "route": ""}}
+    with pytest.raises(ConfigError, match="spec.virtualService is given empty"):
+        crd.parse(obj)
