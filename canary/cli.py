@@ -461,7 +461,8 @@ def promote(
                                         "CanaryRollout), wait this long for it to end, reading the route every 5s, "
                                         "then claim it; still held then: exit 75, nothing moved (0: refuse at once)"),
     interrupt_grace: float = opts.DurationOpt(
-        "25s", "--interrupt-grace",
+        "25s", "--interrupt-grace", most=(3600.0, "after a signal the process waits this long for its requests, "
+                                          "far past any pod's or CI's grace before SIGKILL"),
         help="after SIGINT/SIGTERM/SIGHUP, end every Kubernetes request by this long from the signal: the "
              "process exits by then with traffic's state said (exit 6 when stable 100% could not be written); "
              "keep it below your CI's or pod's grace before SIGKILL; at least 1s; not given under GitHub "

@@ -195,7 +195,8 @@ def check_cmd(
     namespace: Optional[str] = typer.Option(None, "--namespace", "-n", show_default=False,
                                             help="read only the live series of this namespace (their `namespace` "
                                                  "label; series without it too); default: every namespace"),
-    window: float = opts.DurationOpt("1h", "--window", help="how far back to read live data"),
+    window: float = opts.DurationOpt("1h", "--window", help="how far back to read live data",
+                                   most=opts.WINDOW_BOUND),
     output: str = opts.OutputOpt,
 ) -> None:
     """Compare live feature distributions with the training profile, once (for scripts).
@@ -311,8 +312,8 @@ def watch_cmd(
     prometheus_password: Optional[str] = opts.PromPasswordOpt,
     prometheus_ca_file: Optional[str] = opts.PromCaOpt,
     insecure: bool = opts.InsecureOpt,
-    window: float = opts.DurationOpt("1h", "--window", help="live data each evaluation reads"),
-    interval: float = opts.DurationOpt("5m", "--interval", help="time between evaluations"),
+    window: float = opts.DurationOpt("1h", "--window", help="live data each evaluation reads", most=opts.WINDOW_BOUND),
+    interval: float = opts.DurationOpt("5m", "--interval", help="time between evaluations", most=opts.INTERVAL_BOUND),
     enter_after: int = typer.Option(3, "--enter-after", help="drifted evaluations in a row to start an episode"),
     exit_after: int = typer.Option(3, "--exit-after", help="clean evaluations in a row to end one"),
     quiet: float = opts.DurationOpt("1h", "--quiet", zero=True,

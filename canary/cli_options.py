@@ -18,6 +18,7 @@ kubectl habits, on every command (issue 11):
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable, Optional
 
 import typer
@@ -107,10 +108,46 @@ def duration_or_zero(value: Any) -> float:
     return _parse_duration(value, zero=True)
 
 
-def DurationOpt(default: Any, *names: str, help: str, zero: bool = False, **kw: Any) -> Any:  # noqa: N802
-    """An option holding a duration: '1m30s', '500ms', '2h', or seconds ('90')."""
-    return typer.Option(default, *names, parser=duration_or_zero if zero else duration, metavar="DURATION",
-                        help=f"{help} (Go-style duration: 1m30s, 500ms, 2h; or seconds)", **kw)
+# The longest duration a flag takes unless it names its own bound (decision 769): a wait, a period or a quiet
+# time longer than a week outlives any CI job or pod it runs in, a typo (`--timeout 10000000h`); and past about
+# 292 years (`threading.TIMEOUT_MAX`) a wait raised OverflowError, a traceback, as `setitimer` does past 317.
+MAX_DURATION_S = 7 * 86400.0
+# The tighter bounds, each with why (said in the refusal): a Prometheus range read whole, as `analyze --window`'s
+# (741); a Lease or a grace no controller or pod keeps that long.
+WINDOW_BOUND = (86400.0, "the longest a rollout's step reads (analysis.interval): each query would load every "
+                         "sample of the window at once, past Prometheus's --query.max-samples or --query.timeout")
+LEASE_BOUND = (3600.0, "a leader that died holds its rollouts undriven until its Lease runs out")
+INTERVAL_BOUND = (86400.0, "the longest --window: the live data between two evaluations would never be read")
+
+
+def bounded(parse: Callable[[Any], float], most: float, why: str) -> Callable[[Any], float]:
+    """`parse`, refusing a value over `most` seconds with `why` (a usage error naming the flag, exit 2, before
+    anything is read)."""
+
+    def check(value: Any) -> float:
+        seconds = parse(value)
+        if seconds > most:
+            raise typer.BadParameter(f"{_shown(seconds)} is longer than {_shown(most)}, the most it takes: {why}; "
+                                     f"give {_shown(most)} or less")
+        return seconds
+
+    return check
+
+
+def DurationOpt(default: Any, *names: str, help: str, zero: bool = False,  # noqa: N802
+                most: tuple[float, str] = (MAX_DURATION_S, "longer is a typo, or outlives the job it runs in"),
+                **kw: Any) -> Any:
+    """An option holding a duration: '1m30s', '500ms', '2h', or seconds ('90'); at most `most` (seconds, why)."""
+    bound = f"; at most {_shown(most[0])}" if math.isfinite(most[0]) else ""
+    return typer.Option(default, *names, parser=bounded(duration_or_zero if zero else duration, *most),
+                        metavar="DURATION", help=f"{help} (Go-style duration: 1m30s, 500ms, 2h; or seconds{bound})",
+                        **kw)
+
+
+def _shown(seconds: float) -> str:
+    from canary.analysis.shown import duration as shown
+
+    return shown(seconds)
 
 
 def monitor_config(M: Any, *, retries: Optional[int], retry_delay: Optional[float], unmeasured_after: float,
@@ -137,10 +174,9 @@ def monitor_config(M: Any, *, retries: Optional[int], retry_delay: Optional[floa
 RetrainRetriesOpt = typer.Option(None, "--retrain-job-retries", min=0, max=10, show_default=False,
                                  help="new Jobs made for a drift episode after its retraining Job failed, one after "
                                       "another (default 1; 0: none, for a training too costly to try twice)")
-RetrainRetryDelayOpt = typer.Option(None, "--retrain-job-retry-delay", parser=duration, metavar="DURATION",
-                                    show_default=False,
-                                    help="how long after a retraining Job was read Failed its new Job is made "
-                                         "(default 1h, at least 1m; Go-style duration or seconds)")
+RetrainRetryDelayOpt = DurationOpt(None, "--retrain-job-retry-delay", show_default=False,
+                                   help="how long after a retraining Job was read Failed its new Job is made "
+                                        "(default 1h, at least 1m)")
 
 
 # ---- Kubernetes ------------------------------------------------------------------------------

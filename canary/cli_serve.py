@@ -29,7 +29,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (0.0.0.0 in a pod behind a Service)"),
     port: int = typer.Option(8090, "--port", help="TCP port (0: any free one, logged in serve.listening)"),
     state_ttl: float = opts.DurationOpt("168h", "--state-ttl", help="forget revisions not looked at for this long "
-                                        "(at start-up, then every quarter of it while serving, an hour apart at most)"),
+                                        "(at start-up, then every quarter of it while serving, an hour apart at most)",
+                                        most=(366 * 86400.0, "a revision not looked at for a year is no rollout's")),
     max_revisions: int = typer.Option(1000, "--max-revisions", min=1, help="revisions kept in --state-dir at most: a "
                                       "new one makes room by dropping the oldest finished one (failed, or no longer "
                                       "called), and is refused (503) when every one is still in progress"),
@@ -48,7 +49,10 @@ def serve(
                                                "reaches the port can then pass or fail a rollout"),
     answer_within: float = opts.DurationOpt("8s", "--answer-within", help="answer every call within this (keep it "
                                             "under the webhook's timeout / Argo's timeoutSeconds, 10s by default): "
-                                            "Prometheus not answered by then is 'could not measure', never a pass"),
+                                            "Prometheus not answered by then is 'could not measure', never a pass",
+                                            most=(600.0, "a caller's timeout is seconds (Argo's timeoutSeconds, a "
+                                                  "webhook's): a later answer is never read, and SIGTERM waits "
+                                                  "this long for the calls in flight")),
     prometheus_url: Optional[str] = opts.PromUrlOpt,
     prometheus_token: Optional[str] = opts.PromTokenOpt,
     prometheus_user: Optional[str] = opts.PromUserOpt,
