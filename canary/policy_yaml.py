@@ -114,10 +114,11 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return " ".join(str(exc).split())
 
 
-def load_text(text: str | bytes, *, file: str = "<policy>") -> Any:
-    """The data in YAML text (a file's, a ConfigMap's), read with the strict loader; PolicyError if unreadable."""
-    if len(text) > MAX_BYTES:
-        raise PolicyError(file, "", f"too large: more than {MAX_BYTES} bytes")
+def load_text(text: str | bytes, *, file: str = "<policy>", max_bytes: int = MAX_BYTES) -> Any:
+    """The data in YAML text (a file's, a ConfigMap's), read with the strict loader; PolicyError if unreadable.
+    Every YAML a person gives is read so (a policy, a retraining Job template: decision 770)."""
+    if len(text) > max_bytes:
+        raise PolicyError(file, "", f"too large: more than {max_bytes} bytes")
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")

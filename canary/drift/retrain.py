@@ -404,19 +404,28 @@ def over_quota(exc: BaseException) -> bool:
     return any(isinstance(m, str) and "exceeded quota:" in m for m in said)
 
 
+# a Job's object is at most 1.5 MiB in etcd (its default --max-request-bytes): a template past 2 MiB is none
+JOB_MAX_BYTES = 2 << 20
+
+
 def load_job_template(path: Path) -> dict[str, Any]:
-    """A batch/v1 Job from YAML. ConfigError naming the file and field when it is not one."""
-    import yaml
+    """A batch/v1 Job from YAML. ConfigError naming the file and field when it is not one. Read as a policy is
+    (`policy_yaml.load_text`): `value: yes` was sent as true, `2024-01-01` as a date the Job's JSON could not
+    hold, a duplicate key kept its last value, silently (decision 770)."""
+    from canary.policy_yaml import load_text, too_big
 
     try:
-        raw = yaml.safe_load(read_input(path))
+        raw = load_text(read_input(path, JOB_MAX_BYTES), file=str(path), max_bytes=JOB_MAX_BYTES)
     except OSError as exc:  # its words alone: read without blocking, a directory's error names the fd, not the file
         raise ConfigError(f"{path}: cannot read the Job template: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:  # a binary file given: its traceback was all that was said (decision 746)
         raise ConfigError(f"{path}: the Job template is not UTF-8 text (byte {exc.start}): give the Job's YAML") \
             from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: cannot read the Job template: {str(exc)[:200]}") from None
+    except ConfigError as exc:  # load_text's PolicyError: "not valid YAML: line 3, column 5: duplicate key 'a'"
+        raise ConfigError(f"{path}: cannot read the Job template: {exc.detail}") from None
+    problem = too_big(raw)  # an alias bomb composes few nodes, and expands in the Job's JSON body
+    if problem:
+        raise ConfigError(f"{path}: cannot read the Job template: too large: {problem}")
     if not isinstance(raw, dict) or raw.get("kind") != "Job" or not str(raw.get("apiVersion", "")).startswith("batch/"):
         raise ConfigError(f"{path}: kind/apiVersion: the retraining template must be a batch/v1 Job")
     for field, value in (("metadata", raw.get("metadata", {})), ("spec", raw.get("spec")),

@@ -462,9 +462,10 @@ def write_canaryrollout(workdir: Path, policy: Path, *, namespace: str, model: s
 
     from canary import crd
     from canary.cli_controller import rollout_name
+    from canary.policy_yaml import load_text, read_file
 
     obj = crd.new_object(namespace=namespace, name=rollout_name(model, canary_version), model=model,
-                         canary_version=canary_version, policy_raw=yaml.safe_load(policy.read_text(encoding="utf-8")),
+                         canary_version=canary_version, policy_raw=load_text(read_file(policy), file=str(policy)),
                          triton={"stableUrl": triton_stable_url, "canaryUrl": triton_canary_url})
     path = workdir / "canaryrollout.yaml"
     path.write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
