@@ -43,6 +43,24 @@ def read_bounded(path: str | Path, limit: int, *, fifo_wait_s: float | None = No
         return f.read(limit + 1)
 
 
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of `path`, which must be a regular file: a file read again when it changes (a
+    token file, a certificate: a mounted Secret's) or a process's own state. Told on the descriptor opened without
+    blocking, so neither the open nor the read waits: a FIFO given as `serve --token-file` held the start for ever
+    at `open`, before any word, and read again at a call, every call after it (decision 771). OSError EINVAL (a
+    directory: EISDIR) "not a regular file ..." for any other kind."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
+                          "not a regular file (a directory, a FIFO or a device): it is read again when it changes, "
+                          "so only a file is read", str(path))
+        return f.read(limit + 1)
+
+
 def read_input(path: str | Path, limit: int | None = None) -> str:
     """`path`'s UTF-8 text, as `Path.read_text` reads it (OSError, UnicodeDecodeError), read by `read_bounded`; a
     file past `limit` is OSError EFBIG, `strerror` saying so, which every caller already says as "cannot read"."""

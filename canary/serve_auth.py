@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from canary.errors import ConfigError
+from canary.filekind import read_regular
 
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{16,4096}=*", re.ASCII)
 MAX_FILE = 64 * 1024
@@ -104,8 +105,11 @@ class TokenFile:
                 try:
                     if st.st_size > MAX_FILE:
                         raise TokenUnavailable(f"{self.path}: over {MAX_FILE} bytes; is this the token file?")
-                    try:
-                        text = self.path.read_text(encoding="ascii")
+                    try:  # never a FIFO's open or read: it held the start, or every call (decision 771)
+                        data = read_regular(self.path, MAX_FILE)
+                        if len(data) > MAX_FILE:  # grown since the stat
+                            raise TokenUnavailable(f"{self.path}: over {MAX_FILE} bytes; is this the token file?")
+                        text = data.decode("ascii")
                     except (OSError, UnicodeDecodeError) as exc:
                         raise TokenUnavailable(f"{self.path}: cannot be read as ASCII text "
                                                f"({getattr(exc, 'strerror', None) or type(exc).__name__})") from None

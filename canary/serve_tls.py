@@ -32,6 +32,7 @@ from typing import Any
 
 from canary import logs
 from canary.errors import ConfigError
+from canary.filekind import read_regular
 
 CERT_FLAG, KEY_FLAG = "--tls-cert-file", "--tls-private-key-file"
 
@@ -74,9 +75,8 @@ def _read_pem(flag: str, path: Path) -> bytes:
     if st.st_size > MAX_PEM_BYTES:
         raise ConfigError(f"{flag} {path}: {st.st_size} bytes, over the {MAX_PEM_BYTES} a PEM certificate chain "
                           f"or key takes")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(MAX_PEM_BYTES + 1)
+    try:  # what the stat said may have changed since (a FIFO put there): never a blocking open (decision 771)
+        head = read_regular(path, MAX_PEM_BYTES)
     except OSError as exc:
         raise ConfigError(f"{flag} {path}: cannot read: {exc.strerror or exc}") from None
     if b"-----BEGIN " not in head:

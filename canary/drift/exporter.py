@@ -176,7 +176,9 @@ class FeatureExporter:
         from canary.errors import ConfigError
 
         try:
-            profile = json.loads(Path(path).read_text(encoding="utf-8"))
+            from canary.filekind import read_input
+
+            profile = json.loads(read_input(path))  # bounded, a FIFO waited on as every input is (746, 759)
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the profile: {exc.strerror or exc}") from None
         except (ValueError, UnicodeDecodeError) as exc:

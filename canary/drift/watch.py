@@ -56,6 +56,7 @@ from canary.drift.profile import profile_hash
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
 from canary.drift.retrain import event_prefix, failed_condition
 from canary.drift.stats import over_profile, profile_share
+from canary.filekind import MAX_INPUT_BYTES, read_regular
 from canary.drift.store import KEY, StateConflict, brief
 from canary.drift.unread import PassNews, Said, cause
 from canary.analysis.shown import about as _about, duration
@@ -1102,7 +1103,8 @@ class FileStateStore:
         if not self.path.exists():
             return {}
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            # a FIFO given as --state-file held the start for ever at its open (decision 771)
+            raw = json.loads(read_regular(self.path, MAX_INPUT_BYTES).decode("utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{self.path}: cannot read the drift monitor state: {str(exc)[:200]}") from None
         if not isinstance(raw, dict):

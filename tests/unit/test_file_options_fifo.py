@@ -1,0 +1,67 @@
+"""A file option never holds the command at a FIFO's open (decision 771; 746 and 759 for the inputs read whole).
+
+`serve --token-file` of a FIFO no process writes to held the start for ever before any word (read with
+`read_text`), and a token file replaced by a FIFO while serving held the call that read it, and every call after
+(the read holds the file's lock); `drift watch --state-file` of one held its start; `FeatureExporter.from_file`
+of one held the model server's."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from canary import filekind
+from canary.errors import ConfigError
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.timeout(30)  # without the fix: held at the open
+def test_a_token_file_that_is_a_fifo_is_refused_at_start(tmp_path: Path) -> None:
+    from canary.serve_auth import TokenFile
+
+    fifo = tmp_path / "tokens"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError) as err:
+        TokenFile(fifo)
+    assert str(err.value).startswith(f"--token-file: {fifo}: cannot be read") and "not a regular file" in str(err.value)
+
+
+@pytest.mark.timeout(30)
+def test_a_token_file_replaced_by_a_fifo_while_serving_refuses_the_call(tmp_path: Path) -> None:
+    from canary.serve_auth import TokenFile, TokenUnavailable
+
+    path = tmp_path / "tokens"
+    path.write_text(TOKEN + "\n")
+    tokens = TokenFile(path)
+    assert tokens.check(f"Bearer {TOKEN}") is None
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    os.replace(fifo, path)
+    with pytest.raises(TokenUnavailable, match="not a regular file"):
+        tokens.check(f"Bearer {TOKEN}")
+
+
+@pytest.mark.timeout(30)
+def test_a_drift_state_file_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
+    from canary.drift.watch import FileStateStore
+
+    fifo = tmp_path / "state.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="cannot read the drift monitor state: .*not a regular file"):
+        FileStateStore(fifo).load()
+
+
+@pytest.mark.timeout(30)
+def test_an_exporters_profile_that_is_a_fifo_is_waited_on_within_bounds(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """As every input read whole (759): its writer waited on, at most FIFO_WAIT_S (here 0.2 s: none comes)."""
+    from canary.drift.exporter import FeatureExporter
+
+    monkeypatch.setattr(filekind, "FIFO_WAIT_S", 0.2)
+    fifo = tmp_path / "p.profile.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="cannot read the profile: a FIFO .named pipe. no process wrote to within 0.2 s"):
+        FeatureExporter.from_file(fifo)
