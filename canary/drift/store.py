@@ -32,7 +32,7 @@ def monitor_settings(annotations: Mapping[str, Any] | None, where: str) -> dict[
     "_enter_after": int >= 1}, each only when given. ValueError naming the ConfigMap, the annotation
     and the value when one is malformed, or when an annotation under `modelcanary.dev/drift` is none of
     them (a misspelt setting; the baseline is then skipped, `drift.bad_baseline`)."""
-    from canary.policy_fields import parse_duration
+    from canary.policy_fields import MAX_STEP_S, parse_duration
 
     out: dict[str, Any] = {}
     given = annotations or {}
@@ -51,6 +51,12 @@ def monitor_settings(annotations: Mapping[str, Any] | None, where: str) -> dict[
             out["_window_s"] = parse_duration(given[WINDOW_ANNOTATION])
         except ValueError as exc:
             raise ValueError(f"ConfigMap {where}: annotation {WINDOW_ANNOTATION}: {exc}") from None
+        if out["_window_s"] > MAX_STEP_S:  # the flags' bound (`--drift-window`, decision 769): a Prometheus range
+            from canary.analysis.shown import duration
+
+            raise ValueError(f"ConfigMap {where}: annotation {WINDOW_ANNOTATION}: {duration(out['_window_s'])} is "
+                             f"longer than {duration(MAX_STEP_S)}: each query would load every sample of the window "
+                             "at once, past Prometheus's --query.max-samples or --query.timeout")
     if ENTER_AFTER_ANNOTATION in given:
         raw = str(given[ENTER_AFTER_ANNOTATION]).strip()
         if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:  # "²".isdigit(), and int() refuses it

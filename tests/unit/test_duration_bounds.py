@@ -82,3 +82,13 @@ def test_a_duration_at_its_bound_is_taken() -> None:
     for path, param in duration_params():
         flag = param.opts[0]
         assert parsed(param, bound.get(flag, "168h")) > 0, (path, flag)
+
+
+def test_a_baseline_configmaps_drift_window_has_the_flags_bound() -> None:
+    """The annotation sets the window `--drift-window` would: `8760h` asked Prometheus for a year at once."""
+    from canary.drift.store import monitor_settings
+
+    with pytest.raises(ValueError, match=r"ConfigMap ml/cm: annotation modelcanary.dev/drift-window: 8760h is "
+                                         r"longer than 24h: .*max-samples"):
+        monitor_settings({"modelcanary.dev/drift-window": "8760h"}, "ml/cm")
+    assert monitor_settings({"modelcanary.dev/drift-window": "24h"}, "ml/cm") == {"_window_s": 86400.0}
