@@ -86,7 +86,7 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
         value = spec.get(field, default)
         if value is None:
             value = default
-        if not isinstance(value, str) or (required and not value):
+        if not isinstance(value, str) or (required and not value.strip()):  # "  ": said as the VirtualService's (768)
             raise ConfigError(f"{where}: spec.{field} must be a non-empty string")
         return value
 

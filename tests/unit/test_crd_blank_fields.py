@@ -31,6 +31,12 @@ def test_a_name_field_given_empty_is_refused_naming_the_object_and_field(spec: d
     assert message.startswith(f"CanaryRollout ml/r0: {field} is given empty"), message
 
 
+def test_a_blank_model_is_said_as_the_model_not_as_the_virtual_service() -> None:
+    with pytest.raises(ConfigError) as err:
+        crd.parse(fleet.rollout_object(0, "v2", model="  "))
+    assert str(err.value) == "CanaryRollout ml/r0: spec.model must be a non-empty string", err.value
+
+
 def test_a_field_left_out_still_takes_its_default() -> None:
     spec = crd.parse(fleet.rollout_object(0, "v2"))
     assert spec.target.virtual_service == spec.target.model
