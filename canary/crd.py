@@ -143,11 +143,15 @@ def _blank(where: str, field: str, default: str) -> NoReturn:
 
 
 def _blank_names(obj: dict[str, Any], spec: dict[str, Any], target: Target, where: str) -> None:
-    """Refuse a `_BLANK_REFUSED` field given empty or blank, unless the rollout runs on the default it reads as:
-    one a controller before 768 started so (its `status.target` says what it drives). Refusing that one would end
-    it mid-way, as 693 keeps a newer CRD's key; an edit to "" mid-rollout (another target) is refused."""
-    status = obj.get("status") if _running(obj) else None
-    recorded = status.get("target") if isinstance(status, dict) else None
+    """Refuse a `_BLANK_REFUSED` field given empty or blank, unless the rollout drives the default it reads as:
+    one a controller before 768 started so (its `status.target` says what it drives), running, or ended with its
+    spec not edited since (the guards of an ended rollout read its spec: a route restored mid-rollout). Refusing a
+    running one would end it mid-way, as 693 keeps a newer CRD's key; an edit to "" mid-rollout (another target),
+    or of an ended rollout's spec (a new run: nothing moved yet), is refused."""
+    status, meta = obj.get("status"), obj.get("metadata")
+    unedited = isinstance(status, dict) and isinstance(meta, dict) and status.get("observedGeneration") is not None \
+        and status.get("observedGeneration") == meta.get("generation")
+    recorded = status.get("target") if isinstance(status, dict) and (_running(obj) or unedited) else None
     now = {"virtualService": target.virtual_service, "destinationRule": target.dr_name, "route": target.route or ""}
     for field, default in _BLANK_REFUSED.items():
         value = spec.get(field)

@@ -60,3 +60,20 @@ def test_a_running_rollouts_field_edited_to_empty_is_refused() -> None:
                      "target": {"virtualService": "rec-vs", "destinationRule": "rec-vs", "route": ""}}
     with pytest.raises(ConfigError, match="spec.virtualService is given empty"):
         crd.parse(obj)
+
+
+@pytest.mark.parametrize(("generation", "refused"), [(1, False), (2, True)])
+def test_an_ended_rollouts_empty_field_reads_as_it_ran_until_its_spec_is_edited(generation: int,
+                                                                               refused: bool) -> None:
+    """Its guards (a route restored mid-rollout) read its spec: an ended rollout that a controller before 768 ran
+    on `virtualService: ""` still reads; an edit of its spec (a new run, nothing moved yet) is refused."""
+    obj = fleet.rollout_object(0, "v2", virtualService="")
+    model = obj["spec"]["model"]
+    obj["metadata"]["generation"] = generation
+    obj["status"] = {"phase": "promoted", "observedGeneration": 1,
+                     "target": {"virtualService": model, "destinationRule": model, "route": ""}}
+    if refused:
+        with pytest.raises(ConfigError, match="spec.virtualService is given empty"):
+            crd.parse(obj)
+    else:
+        assert crd.parse(obj).target.virtual_service == model
