@@ -395,8 +395,7 @@ def default_namespace(*, kubeconfig: str | None = None, context: str | None = No
         except OSError:
             return "default"
     first = where.split(os.pathsep)[0]
-    if not Path(first).expanduser().is_file():
-        raise ConfigError(f"kubeconfig {first!r} does not exist")
+    _kubeconfig_file(first)
     try:
         contexts, current = kconfig.list_kube_config_contexts(config_file=where)
     except Exception as exc:  # ConfigException, yaml, OSError: all mean "fix your config"
@@ -419,10 +418,18 @@ def _default_kubeconfig() -> str | None:
     return str(home) if home.is_file() else None
 
 
+def _kubeconfig_file(first: str) -> None:
+    """ConfigError unless `first` is a regular file, before the client opens it: a FIFO (or a directory) was said
+    as "does not exist", and a FIFO the client opened would hold the command at its open (decision 771)."""
+    p = Path(first).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"kubeconfig {first!r} " + ("is not a regular file (a directory, a FIFO or a device)"
+                                                      if p.exists() else "does not exist"))
+
+
 def _load_file(kconfig: Any, cfg: Any, path: str | None, context: str | None, where: str) -> None:
     first = (path or where).split(os.pathsep)[0]
-    if not Path(first).expanduser().is_file():
-        raise ConfigError(f"kubeconfig {first!r} does not exist")
+    _kubeconfig_file(first)
     try:
         kconfig.load_kube_config(config_file=path or where, context=context,
                                  client_configuration=cfg, persist_config=False)

@@ -65,3 +65,15 @@ def test_an_exporters_profile_that_is_a_fifo_is_waited_on_within_bounds(tmp_path
     os.mkfifo(fifo)
     with pytest.raises(ConfigError, match="cannot read the profile: a FIFO .named pipe. no process wrote to within 0.2 s"):
         FeatureExporter.from_file(fifo)
+
+
+def test_a_kubeconfig_that_is_a_fifo_is_said_as_such_not_as_missing(tmp_path: Path) -> None:
+    from canary.kube import default_namespace
+
+    fifo = tmp_path / "kc"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError) as err:
+        default_namespace(kubeconfig=str(fifo))
+    assert str(err.value) == f"kubeconfig {str(fifo)!r} is not a regular file (a directory, a FIFO or a device)"
+    with pytest.raises(ConfigError, match="does not exist"):
+        default_namespace(kubeconfig=str(tmp_path / "none"))
