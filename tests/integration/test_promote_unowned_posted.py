@@ -1,0 +1,66 @@
+"""`canary promote` posts the end of a split nobody owned that it writes before its claim, once (decisions 779, 784).
+
+An end typed over a split (`canary.unowned`, decision 157) is ended by the next promote first: stable 100%, recorded
+aborted. 779 told that end to `Runner.ended_other` as its write lands, and `cli.promote` wires it to `announce`; that
+line had no test. Through the real CLI (in this process), the strict Kubernetes API emulator and a real receiver on
+127.0.0.1; Prometheus refuses (nothing here reads it past the clock's look).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import tenacity
+import yaml
+
+from canary.routing.istio import IstioRouter
+from tests import fleet
+from tests.integration.test_notify_attack import Server
+from tests.integration.test_sweep import _claim
+from tests.support import cli
+from tests.support.refused import refused_port
+
+pytestmark = pytest.mark.integration
+GROUP, ANN = "networking.istio.io", "modelcanary.dev/rollout"
+
+
+@pytest.fixture
+def typed(tmp_path: Path) -> Iterator[tuple[Any, Server, Path, Path]]:
+    """m0 split 80/20 by a promote of v2 long gone, its record typed into `promoted` by hand: nobody's split."""
+    api, srv = fleet.start_api(1), Server()
+    _claim(IstioRouter(api.api_client(), wait=tenacity.wait_none()), at=time.time() - 1000)
+    api.edit(GROUP, "virtualservices", "ml", "m0", lambda vs: vs["metadata"]["annotations"].update(
+        {ANN: json.dumps({**json.loads(vs["metadata"]["annotations"][ANN]), "phase": "promoted"})}))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+    yield api, srv, fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url), policy
+    srv.close()
+    api.stop()
+
+
+def _promote(kubeconfig: Path, policy: Path, version: str, hook: str) -> Any:
+    return cli.run(["promote", "m0", "--canary-version", version, "--policy", str(policy), "--namespace", "ml",
+                    "--kubeconfig", str(kubeconfig), "--webhook", hook, "--output", "json", "--log-format", "json"],
+                   env={"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": f"http://127.0.0.1:{refused_port()}"})
+
+
+def _weights(api: Any) -> list[int]:
+    return [d["weight"] for d in api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0]["route"]]
+
+
+def test_promote_posts_the_split_nobody_owned_that_it_ends_before_its_claim(typed: Any) -> None:
+    """The promote (of v1, which the stable subset selects: refused, exit 2, after the end) ends the split and posts
+    it: "aborted", 100/0, the record's claim in the reason. Fails without `cli.promote`'s `ctl.ended_other` line:
+    nothing posted."""
+    api, srv, kubeconfig, policy = typed
+    res = _promote(kubeconfig, policy, "v1", srv.url + "/hook")
+    assert res.returncode == 2 and "ended the split nobody owned" in res.stderr, res.stderr[-3000:]
+    assert _weights(api) == [100, 0]
+    got = [(b["event"], b["weights"], b["canary_version"]) for _, b in srv.got]  # delivered before it returned
+    assert got == [("aborted", {"stable": 100, "canary": 0}, "v2")], srv.got
+    assert "promoted (v2 serving)" in srv.got[0][1]["reason"]
+
