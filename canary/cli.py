@@ -793,9 +793,12 @@ def announce_failed(notifier: Any, ctl: Any, exc: BaseException, *, namespace: s
     (`announce_unfinished`), unless its end was told at its stable-100% write (`Runner.told_end`: what failed came
     after it, the stable subset's pointing over a DestinationRule deleted or re-hosted, paged in the log). That post
     said "rollback, 100/0" and this one then "aborted, weights unknown, stable 100% not confirmed": two ends for
-    one, the second false (r-aa's review of decision 725)."""
-    if not getattr(ctl, "told_end", False):
-        announce_unfinished(notifier, ctl._current, exc, namespace=namespace, rollout=rollout)
+    one, the second false (r-aa's review of decision 725). So before the claim (`ctl._current` None), where the
+    end that failed is the split nobody owned that this promote ended first, told at its write (`Runner.told_other`;
+    decision 784)."""
+    if getattr(ctl, "told_end", False) or (ctl._current is None and getattr(ctl, "told_other", False)):
+        return
+    announce_unfinished(notifier, ctl._current, exc, namespace=namespace, rollout=rollout)
 
 
 def announce_unfinished(notifier: Any, state: rl.RolloutState | None, exc: BaseException, *, namespace: str,

@@ -183,6 +183,7 @@ class Runner:
         self.log = get_logger(**rollout_context(self.target))
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
         self._told_end = False  # `ended` was called
+        self._told_other = False  # `ended_other` was called (an end of a rollout not this run's landed)
         self._sent = ""  # the state JSON of our last write sent, landed or not (the fail-safe's guard)
         self._wrote_at = -math.inf  # when this process last changed the record (its clock): `_heartbeat`
         # a decided end at stable 100% (rolled back, aborted) whose write has not landed: the state and actions
@@ -243,10 +244,17 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - telling the end never changes it
             self.log.error("notify.internal_error", notify_event=state.phase, error=type(exc).__name__)
 
+    @property
+    def told_other(self) -> bool:
+        """Whether an end this run wrote of a rollout not its own was told (`ended_other` called): the split nobody
+        owned, ended before the claim, whose stable-100% write landed."""
+        return self._told_other
+
     def _tell_other(self, state: rl.RolloutState) -> None:
         """`ended_other(state)`: an end of a rollout not this run's, told as its write lands. Never raises."""
         if self.ended_other is None:
             return
+        self._told_other = True
         try:
             self.ended_other(state)
         except Exception as exc:  # noqa: BLE001 - telling an end never changes it

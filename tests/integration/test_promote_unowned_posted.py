@@ -64,3 +64,23 @@ def test_promote_posts_the_split_nobody_owned_that_it_ends_before_its_claim(type
     assert got == [("aborted", {"stable": 100, "canary": 0}, "v2")], srv.got
     assert "promoted (v2 serving)" in srv.got[0][1]["reason"]
 
+
+def test_a_split_nobody_owned_whose_rule_went_as_promote_ended_it_is_posted_once(typed: Any) -> None:
+    """The DestinationRule deleted as the end's weights write lands (decision 168's case): stable 100% and the end are
+    on the route, the stable subset's pointing fails (RollbackFailed, exit 3, `rollout.destination_rule_deleted`).
+    The end was posted at its write, 100/0; `announce_failed` then posted "aborted, weights unknown, stable 100% not
+    confirmed" for the same end, as 728 had stopped for the run's own end (decision 784; fails without: two
+    posts, the second with `weights` null)."""
+    api, srv, kubeconfig, policy = typed
+
+    def rule_deleted() -> None:  # run by the emulator right before it serves that write (its lock held)
+        key = (GROUP, "destinationrules", "ml", "m0")
+        api.handler._delete(key, api.handler.objects[key])
+
+    api.before_next_write(rule_deleted)
+    res = _promote(kubeconfig, policy, "v2", srv.url + "/hook")
+    assert res.returncode == 3 and "DestinationRule ml/m0 is gone" in res.stderr, res.stderr[-3000:]
+    assert _weights(api) == [100, 0]
+    got = [(b["event"], b["weights"]) for _, b in srv.got]
+    assert got == [("aborted", {"stable": 100, "canary": 0})], [(b["event"], b["weights"], b["reason"][:200])
+                                                                 for _, b in srv.got]
