@@ -831,6 +831,14 @@ class Runner:
             raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the record changed while this "
                               f"promote was ending the split nobody owned under it; nothing was written by this "
                               "promote: run it again") from None
+        except RollbackFailed as exc:
+            # its stable 100% landed (or not), the stable subset's pointing after it failed: the error names the
+            # route's subsets alone, and read in a pipeline's log of `promote v3` as v3's own end (decision 785)
+            exc.args = (f"{exc}; this was the end of the split nobody owned under the route's record "
+                        f"({unowned.claim(existing, str(unreadable or ''))}), which this promote writes before its "
+                        f"claim: {self.target.canary_version} was not started (no traffic moved to it)",
+                        *exc.args[1:])
+            raise
         said = unowned.claim(existing, str(unreadable or ""))
         self._before_claim = (f"; the split nobody owned under the route's record ({said}) was ended at stable 100% "
                               "(recorded aborted), and no new rollout was claimed")

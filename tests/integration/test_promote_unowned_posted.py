@@ -48,6 +48,16 @@ def _promote(kubeconfig: Path, policy: Path, version: str, hook: str) -> Any:
                    env={"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": f"http://127.0.0.1:{refused_port()}"})
 
 
+def _rule_deleted_at_next_write(api: Any) -> None:
+    """m0's DestinationRule deleted right before the emulator serves the next write (the end's weights; its lock
+    held): the weights land, the stable subset's pointing after them meets no rule (decision 168's case)."""
+    def deleted() -> None:
+        key = (GROUP, "destinationrules", "ml", "m0")
+        api.handler._delete(key, api.handler.objects[key])
+
+    api.before_next_write(deleted)
+
+
 def _weights(api: Any) -> list[int]:
     return [d["weight"] for d in api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0]["route"]]
 
@@ -72,15 +82,24 @@ def test_a_split_nobody_owned_whose_rule_went_as_promote_ended_it_is_posted_once
     confirmed" for the same end, as 728 had stopped for the run's own end (decision 784; fails without: two
     posts, the second with `weights` null)."""
     api, srv, kubeconfig, policy = typed
-
-    def rule_deleted() -> None:  # run by the emulator right before it serves that write (its lock held)
-        key = (GROUP, "destinationrules", "ml", "m0")
-        api.handler._delete(key, api.handler.objects[key])
-
-    api.before_next_write(rule_deleted)
-    res = _promote(kubeconfig, policy, "v2", srv.url + "/hook")
+    _rule_deleted_at_next_write(api)
+    res = _promote(kubeconfig, policy, "v3", srv.url + "/hook")
     assert res.returncode == 3 and "DestinationRule ml/m0 is gone" in res.stderr, res.stderr[-3000:]
     assert _weights(api) == [100, 0]
     got = [(b["event"], b["weights"]) for _, b in srv.got]
     assert got == [("aborted", {"stable": 100, "canary": 0})], [(b["event"], b["weights"], b["reason"][:200])
                                                                  for _, b in srv.got]
+
+
+def test_a_promote_whose_end_of_a_split_nobody_owned_failed_says_its_own_version_never_started(typed: Any) -> None:
+    """The same failure, read in the log of a pipeline's `promote v3`: the error said "stable has 100% of the weights,
+    but the stable subset could not be re-pointed at v1 ... (the end is recorded)", every line of it v2's, and nothing
+    that said whose end that was or that v3 never ran; 167's "before that, this promote ended the split nobody owned"
+    is said only where the end landed whole. Now it says so (decision 785; fails without: not said)."""
+    api, srv, kubeconfig, policy = typed
+    _rule_deleted_at_next_write(api)
+    res = _promote(kubeconfig, policy, "v3", srv.url + "/hook")
+    assert res.returncode == 3, res.stderr[-3000:]
+    [error] = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert "this was the end of the split nobody owned under the route's record (promoted (v2 serving))" in error, error
+    assert "v3 was not started (no traffic moved to it)" in error, error
