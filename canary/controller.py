@@ -792,7 +792,12 @@ class Controller:
         now = self.clock.now()
         if state is not None and ours:
             self._known[spec.key] = _Known(spec, state)
-            if spec.key in self._histories:  # followed by this process: record what another one changed
+            late = self._unconfirmed.get(spec.key)
+            confirming = late is not None and rl.carried(state.to_json(), late[0].to_json())
+            if spec.key in self._histories and not confirming:
+                # followed by this process: record what another one changed. Not this process's own end whose
+                # write's answer was lost (or whose subset pointing failed): `_confirm_end` records it below with
+                # its lines; observed here too it read as another's edit, then as the end (decision 786)
                 self._observe(spec, state)
         drove = _spelled(_drove(obj), spec, status.routes)
         if pending and drove == _drives(spec):

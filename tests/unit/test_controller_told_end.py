@@ -367,3 +367,46 @@ def test_an_end_the_failed_ticks_write_is_in_the_history_as_its_own_end(failure:
                NotFound('virtualservices.networking.istio.io "m0" not found'))
     events = [e["event"] for e in op._histories[spec.key]._events]  # kept: its store answers 500
     assert "rollout.aborted" in events and "rollout.phase_changed" not in events, events
+
+
+def test_an_end_confirmed_late_is_in_the_history_once_as_its_own_end() -> None:
+    """A rollback whose stable 100% landed and whose stable subset's pointing then failed (a 503: `_do` raised) is
+    found landed at the next tick (`_confirm_end`), which writes it into the history with its lines. That tick's
+    `_advance` had observed the very record first as an outside change: the history said `rollout.phase_changed`
+    (another process's edit: a `canary rollback`, a hand edit) and then `rollback.completed`, one end twice, the
+    first in the word 778 took off `_failed`'s ends (decision 786; fails without: `rollout.phase_changed`). The real
+    ConfigMap API (the emulator) holds the history."""
+    from kubernetes.client import CoreV1Api
+
+    from canary.controller import _owner
+    from canary.errors import KubeUnavailable
+    from canary.history_store import load_history
+
+    api = fleet.start_api(1)
+    try:
+        op, router, spec, _ = _rolling_back([])
+        op.core = CoreV1Api(api.api_client())
+        op._histories.pop(spec.key)  # followed by this process, its history in the emulator's ConfigMap
+        obj = _driving(fleet.rollout_object(0, "v2"))
+        op.custom = _Custom(obj)
+        state = replace(rl.RolloutState.from_json(router.state), owner=_owner(obj))
+        router.state = state.to_json()
+        op._observe(spec, state)
+        new, actions = rl.transition(state, rl.Rollback(10.0, "operator: latency page"), spec.policy)
+        pointed = router.point_subset
+
+        def down(*args: Any, **kw: Any) -> None:
+            raise KubeUnavailable("503 (the API server restarting)")
+
+        router.point_subset = down  # type: ignore[method-assign]
+        with pytest.raises(KubeUnavailable):
+            op._do(spec, new, actions, expect=router.state, log=op.log)
+        router.point_subset = pointed  # type: ignore[method-assign]
+        with structlog.testing.capture_logs() as logs:
+            op._advance(obj)
+        assert "rollout.end_confirmed" in [e["event"] for e in logs], logs
+        events = [(e["event"], e["phase"]) for e in load_history(op.core, "ml", "m0", "m0")["events"]]
+        assert events.count(("rollback.completed", rl.ROLLED_BACK)) == 1, events
+        assert "rollout.phase_changed" not in [e for e, _ in events], events
+    finally:
+        api.stop()
