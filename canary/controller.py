@@ -1208,7 +1208,11 @@ class Controller:
     def _gone(self, key: str) -> None:
         """A rollout deleted: `_forget` it, and its series leave /metrics (`canary_rollout_weight`, phase and
         step stayed until the process restarted: a deleted rollout's last weights on the dashboard for ever,
-        one row more per rollout ever run)."""
+        one row more per rollout ever run). History records a failed flush kept for the next tick's (`_observe`: its
+        end's), which no tick of a deleted rollout makes, are said given up (`history.end_unwritten`; 776, addendum)."""
+        rec = self._histories.get(key)
+        if rec is not None and rec.unwritten and rec.last_failure is not None:
+            self._history_given_up(key, rec)
         self._forget(key)
         if self.telemetry:
             namespace, _, name = key.partition("/")
@@ -2515,11 +2519,16 @@ class Controller:
             return False
         if not isinstance(rec.last_failure, ConfigError) and rec.failed_flushes < ENDED_HISTORY_TRIES:
             return True
+        self._history_given_up(key, rec)
+        return False
+
+    def _history_given_up(self, key: str, rec: Any) -> None:
+        """`history.end_unwritten`: the records `rec` holds for rollout `key` (its end, its last looks) are dropped
+        unwritten."""
         self.log.warning("history.end_unwritten", rollout=key, tries=rec.failed_flushes, pending=rec.pending,
                          error=f"{type(rec.last_failure).__name__}: {rec.last_failure}"[:500],
                          note="the rollout's end and its last looks are not in its history ConfigMap: "
                               "`canary report` shows the rollout as of the last write that landed")
-        return False
 
     def _flush_ended_history(self, key: str) -> CanaryError | None:
         """A finished rollout's history records its end's flush left (`_observe`), written again: None once none

@@ -344,6 +344,10 @@ def test_the_ends_stable_if_ours_and_end_restored_write_are_in_the_rollouts_hist
     unwritten = [e for e in logs if e["event"] == "history.end_unwritten"]
     if end == "policy unreadable":  # no policy to name: said, not written
         assert "history" not in [k for k, _ in order] and len(unwritten) == 1, order
+    elif end == "deleted":  # written, answered 500: no tick of a deleted rollout writes it again, and that is said
+        assert "history" in [k for k, _ in order] and len(unwritten) == 1, order  # (776, addendum: it was not)
+        assert unwritten[0]["rollout"] == spec.key and unwritten[0]["error"].startswith("KubeUnavailable"), unwritten
+        assert spec.key not in op._histories
     else:  # written (the recorder's store notes each write; this one answers 500, a retry's business)
         assert "history" in [k for k, _ in order] and not unwritten, order
 
@@ -410,3 +414,4 @@ def test_an_end_confirmed_late_is_in_the_history_once_as_its_own_end() -> None:
         assert "rollout.phase_changed" not in [e for e, _ in events], events
     finally:
         api.stop()
+
