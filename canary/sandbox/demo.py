@@ -63,7 +63,7 @@ class ScenarioResult:
 def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_POLICY, capture: bool = True,
                  extra_args: tuple[str, ...] = (), timeout_s: float = 240.0, log_file: Any = None,
                  report: Path | None = None, inspect: Callable[[Any], Any] | None = None,
-                 **sandbox_kw: Any) -> ScenarioResult:
+                 sandbox: Any = None, **sandbox_kw: Any) -> ScenarioResult:
     """Start the sandbox, run `canary promote` against it, measure, stop everything.
 
     `capture`: promote's JSON output and logs are kept in the result (tests, benchmarks); else
@@ -71,45 +71,64 @@ def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_P
     file; None: stderr). `report`: where to write the rollout's HTML report before the sandbox
     stops (`ScenarioResult.report`; "" when it could not be written). `inspect`: called with the
     sandbox after the rollout, before it stops (tests read its Prometheus); its result is
-    `ScenarioResult.inspected`.
+    `ScenarioResult.inspected`. `sandbox`: a started one (`Sandbox`) to run in instead, made ready
+    for the scenario by `Sandbox.rearm` and left running, its load stopped (tests share one).
     """
+    from canary.sandbox.env import Sandbox
+
+    run = dict(policy=policy, capture=capture, extra_args=extra_args, timeout_s=timeout_s, log_file=log_file,
+               report=report, inspect=inspect)
+    if sandbox is None:
+        with Sandbox(scenario, rate=rate, **sandbox_kw) as sb:
+            return _promote(sb, **run)
+    if sandbox_kw:
+        raise ValueError(f"a started sandbox keeps its own configuration: {sorted(sandbox_kw)}")
+    try:
+        return _promote(sandbox.rearm(scenario, rate=rate), **run)
+    finally:
+        if sandbox.loadgen is not None:
+            sandbox.loadgen.stop()
+
+
+def _promote(sb: Any, *, policy: Path, capture: bool, extra_args: tuple[str, ...], timeout_s: float,
+             log_file: Any, report: Path | None, inspect: Callable[[Any], Any] | None) -> ScenarioResult:
+    """`canary promote` against the started sandbox `sb`, measured (`run_scenario`)."""
     from canary.logs import parse_json_lines
     from canary.routing.patch import read_state
-    from canary.sandbox.env import Sandbox
     from canary.sandbox.watcher import route_weights, subset_versions
 
-    with Sandbox(scenario, rate=rate, **sandbox_kw) as sb:
-        cmd = [sys.executable, "-m", "canary", *sb.promote_args(policy), *extra_args]
-        if capture:
-            cmd += ["--log-format", "json", "--output", "json"]
-        elif log_file is not None:
-            cmd += ["--log-format", "json"]
-        t0 = time.monotonic()
-        # not captured (the demo): promote owns the terminal and shows its live display; logs to the file
-        proc = subprocess.run(cmd, capture_output=capture, text=True, timeout=timeout_s,
-                              **({} if capture or log_file is None else {"stderr": log_file}))
-        t1 = time.monotonic()
-        written = _write_report(sb, report) if report is not None else None
-        inspected = inspect(sb) if inspect is not None else None
-        # what promote left on the VirtualService: the weights and the recorded state (`canary status`)
-        vs = sb.kube.get("networking.istio.io", "virtualservices", sb.namespace, sb.model) or {}
-        dr = sb.kube.get("networking.istio.io", "destinationrules", sb.namespace, sb.model) or {}
-        raw = read_state(vs)
-        out = json.loads(raw) if raw else {}
-        onset = _onset(sb)
-        back = _stable_100_at(sb.watcher.history, after=onset) if onset is not None else None
-        load = sb.loadgen.snapshot() if sb.loadgen else {}
-        return ScenarioResult(
-            scenario=scenario, exit_code=proc.returncode, phase=str(out.get("phase", "?")),
-            reason=str(out.get("reason") or (proc.stderr or "")[-500:]),
-            final_vs_weights=route_weights(vs) if vs else {}, rollout_s=round(t1 - t0, 2),
-            fault_onset_s=round(onset - t0, 2) if onset is not None else None,
-            stable_100_after_onset_s=round(back - onset, 2) if back is not None and onset is not None else None,
-            load=load, events=parse_json_lines(proc.stderr) if capture else [],
-            canary_requests_before_rollback=int(load.get("by_server", {}).get("canary", 0)) if back is not None else None,
-            report=written, inspected=inspected, end_cause=recorded_end_cause(out),
-            final_subsets=subset_versions(dr) if dr else {},
-        )
+    scenario = sb.scenario
+    cmd = [sys.executable, "-m", "canary", *sb.promote_args(policy), *extra_args]
+    if capture:
+        cmd += ["--log-format", "json", "--output", "json"]
+    elif log_file is not None:
+        cmd += ["--log-format", "json"]
+    t0 = time.monotonic()
+    # not captured (the demo): promote owns the terminal and shows its live display; logs to the file
+    proc = subprocess.run(cmd, capture_output=capture, text=True, timeout=timeout_s,
+                          **({} if capture or log_file is None else {"stderr": log_file}))
+    t1 = time.monotonic()
+    written = _write_report(sb, report) if report is not None else None
+    inspected = inspect(sb) if inspect is not None else None
+    # what promote left on the VirtualService: the weights and the recorded state (`canary status`)
+    vs = sb.kube.get("networking.istio.io", "virtualservices", sb.namespace, sb.model) or {}
+    dr = sb.kube.get("networking.istio.io", "destinationrules", sb.namespace, sb.model) or {}
+    raw = read_state(vs)
+    out = json.loads(raw) if raw else {}
+    onset = _onset(sb)
+    back = _stable_100_at(sb.watcher.history, after=onset) if onset is not None else None
+    load = sb.loadgen.snapshot() if sb.loadgen else {}
+    return ScenarioResult(
+        scenario=scenario, exit_code=proc.returncode, phase=str(out.get("phase", "?")),
+        reason=str(out.get("reason") or (proc.stderr or "")[-500:]),
+        final_vs_weights=route_weights(vs) if vs else {}, rollout_s=round(t1 - t0, 2),
+        fault_onset_s=round(onset - t0, 2) if onset is not None else None,
+        stable_100_after_onset_s=round(back - onset, 2) if back is not None and onset is not None else None,
+        load=load, events=parse_json_lines(proc.stderr) if capture else [],
+        canary_requests_before_rollback=int(load.get("by_server", {}).get("canary", 0)) if back is not None else None,
+        report=written, inspected=inspected, end_cause=recorded_end_cause(out),
+        final_subsets=subset_versions(dr) if dr else {},
+    )
 
 
 def _write_report(sb: Any, path: Path) -> str:

@@ -18,6 +18,8 @@ kills its process ``crash_after_s`` later, "bad-schema" is built in from the sta
 (its canary must be refused before any traffic). Everything is stopped in reverse
 order by PID on exit, Ctrl-C or a failed start. Start it from a thread that outlives
 it (the main thread): the Triton children die with the thread that spawned them.
+``rearm(scenario)`` readies a started sandbox for another scenario's rollout, from
+the seeded state (the end-to-end tests share one: decision 760).
 """
 
 from __future__ import annotations
@@ -225,6 +227,8 @@ class Sandbox:
             self.kube.handler.register(res)
         for obj in workload_objects(objs, self.namespace, (self.stable_version, self.canary_version)):
             self.kube.handler.put_object(obj)
+        with self.kube.handler.lock:  # what `rearm` puts back: the objects as seeded, nothing else
+            self._seeded = copy.deepcopy(self.kube.handler.objects)
         self.kube.start()
         self._stops.append(("kube", self.kube.stop))
         write_kubeconfig(self.kubeconfig, self.kube.url, self.namespace)
@@ -242,6 +246,55 @@ class Sandbox:
         self._stops.append(("tritons", self._stop_tritons))
         for server in (self.stable, self.canary):
             self.timings[f"triton_{server.arm}_ready_s"] = round(server.wait_ready(), 2)
+
+    def rearm(self, scenario: str, *, rate: float) -> "Sandbox":
+        """Ready this started sandbox for another scenario's rollout from a clean state (tests share one).
+
+        Put back: the API's objects as seeded (the VirtualService's weights and rollout record, the
+        DestinationRule's subsets; whatever a rollout created, its history, leases and events, deleted),
+        HAProxy's weights from them (waited for), the canary's knobs, no fault injected, the load
+        generator's inputs and counts, at `rate`. Prometheus keeps its history: a look judges only
+        the data since its step began (`reconcile.look_window`), and the canary, at weight 0 between
+        rollouts, adds none. Not for "crash" (its canary is killed) nor a scenario of another
+        schema (Triton fixes the model's at start): those need their own sandbox.
+        """
+        want = SCENARIOS[scenario].schema
+        if scenario == "crash" or want != self.canary.behaviour.schema or not self.canary.alive():
+            raise ValueError(f"scenario {scenario!r} cannot run in a started {self.scenario!r} sandbox")
+        if self.loadgen is not None:
+            self.loadgen.stop()
+        # the objects first: until the watcher has read them back, a push of the last rollout's weights can
+        # still come, and its hook (`_before_push`) inject the fault again
+        self._restore_seeded()
+        with self._lock:
+            if self._timer:
+                self._timer.cancel()
+                self._timer = None
+            self.scenario, self.fault_injected_at = scenario, None
+        base = Behaviour(device=self.device, schema=want)
+        if self.canary.behaviour != base:
+            self.canary.set_behaviour(base)
+        if self.loadgen is not None:
+            self.loadgen.input_shift[:] = 0.0
+            self.loadgen.rate = self.rate = rate
+            self.loadgen.start()
+        return self
+
+    def _restore_seeded(self) -> None:
+        handler = self.kube.handler
+        with handler.lock:
+            for key in [k for k in handler.objects if k not in self._seeded]:
+                handler._delete(key, handler.objects[key])
+            for key, obj in self._seeded.items():
+                if handler.objects.get(key) != obj:
+                    handler.put_object(obj)
+            versions = {key[1]: int(handler.objects[key]["metadata"]["resourceVersion"])
+                        for key in handler.objects if key[1] in ("virtualservices", "destinationrules")
+                        and key[3] == self.model}
+        if self.watcher is not None:
+            weights = {"stable": 100, "canary": 0}
+            if not (self.watcher.wait_seen(versions) and self.watcher.wait_for(weights)):
+                raise RuntimeError(f"the watcher did not push the seeded weights {weights}")
 
     def _stop_tritons(self) -> None:
         servers = [s for s in (self.stable, self.canary) if s is not None]

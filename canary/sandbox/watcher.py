@@ -120,6 +120,19 @@ class Watcher:
             time.sleep(0.02)
         return False
 
+    def wait_seen(self, versions: dict[str, int], timeout: float = 10.0) -> bool:
+        """True once the objects last read are at least at these resourceVersions ({plural: rv}): every push
+        from then on is computed from them (`Sandbox.rearm` waits so for the objects it put back)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                seen = {p: int((self._objs.get(p) or {}).get("metadata", {}).get("resourceVersion") or 0)
+                        for p in versions}
+            if all(seen[p] >= rv for p, rv in versions.items()):
+                return True
+            time.sleep(0.02)
+        return False
+
     def resync(self) -> None:
         """Read both objects afresh and push."""
         for plural, name in (("virtualservices", self.name), ("destinationrules", self.dr_name)):

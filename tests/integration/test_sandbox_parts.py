@@ -25,6 +25,7 @@ from canary.sandbox.haproxy import HAProxy
 from canary.sandbox.loadgen import LoadGenerator, encode_request
 from canary.sandbox.model import Behaviour
 from canary.sandbox.tritonserver import TritonServer
+from canary.sandbox.watcher import route_weights
 
 pytestmark = pytest.mark.integration
 GROUP, VERSION = "networking.istio.io", "v1beta1"
@@ -164,9 +165,36 @@ def test_sandbox_assembles_and_shows_the_fault_in_prometheus() -> None:
         assert values["stable"]["triton-failures"] == 0 < values["canary"]["triton-failures"]
         for arm in values.values():  # every documented (non-GPU) Triton query answers one number
             assert all(v == v for v in arm.values()), values
+        _rearmed_as_seeded(sb, api)
         pids = [sb.stable.pid, sb.canary.pid, sb.haproxy.pid, sb.prom.pid]
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def _rearmed_as_seeded(sb: Sandbox, api: Any) -> None:
+    """`Sandbox.rearm` (decision 760) on the sandbox above, its fault injected at 50/50: what a rollout left
+    (weights, a record, a promotion's subsets, a history ConfigMap) is gone, HAProxy's weights are the seeded ones,
+    the canary's knobs are its defaults, no fault, the load's counts start again; a crash is refused."""
+    api.patch_namespaced_custom_object(GROUP, VERSION, "ml", "virtualservices", "rec-model",
+                                       {"metadata": {"annotations": {"modelcanary.dev/rollout": "{}"}}})
+    api.patch_namespaced_custom_object(GROUP, VERSION, "ml", "destinationrules", "rec-model", {
+        "spec": {"subsets": [{"name": "stable", "labels": {"app": "rec-model", "version": "v2.1.0"}},
+                             {"name": "canary", "labels": {"app": "rec-model", "version": "v2.1.0"}}]}})
+    sb.kube.handler.put_object({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"},
+                                "metadata": {"name": "rec-model-history", "namespace": "ml"}})
+    with pytest.raises(ValueError, match="crash"):
+        sb.rearm("crash", rate=40)
+    before = time.monotonic()
+    sb.rearm("good", rate=40)
+    vs = sb.kube.get(GROUP, "virtualservices", "ml", "rec-model")
+    assert route_weights(vs) == {"stable": 100, "canary": 0}  # the test above had set 50/50
+    assert "modelcanary.dev/rollout" not in vs["metadata"].get("annotations", {})
+    dr = sb.kube.get(GROUP, "destinationrules", "ml", "rec-model")
+    assert [s["labels"]["version"] for s in dr["spec"]["subsets"]] == ["v1.0.0", "v2.1.0"]
+    assert sb.kube.get("", "configmaps", "ml", "rec-model-history") is None
+    assert sb.haproxy.weights() == {"stable": 100, "canary": 0}
+    assert sb.fault_injected_at is None and sb.scenario == "good"
+    assert sb.canary.behaviour == Behaviour(device=sb.device) and sb.loadgen.stats.started_at >= before
 
 
 def _doc_checks(prom: str, version: str) -> dict[str, float]:
