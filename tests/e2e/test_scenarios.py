@@ -14,12 +14,13 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from canary.policy import load_policy
 from canary.sandbox.demo import SANDBOX_POLICY, ScenarioResult, run_scenario
+from canary.sandbox.env import Sandbox
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 if not (shutil.which("prometheus") and shutil.which("haproxy")):
@@ -87,50 +88,6 @@ def assert_rolled_back(r: ScenarioResult) -> dict:
     return rollback_event(r)
 
 
-@pytest.mark.timeout(900)  # a loaded host: see patient_policy
-def test_good_canary_is_promoted_without_a_failed_request(tmp_path: Path) -> None:
-    r = run_scenario("good", rate=GOOD_RATE, report=tmp_path / "demo.report.html", policy=patient_policy(tmp_path),
-                     timeout_s=840.0)
-    assert r.exit_code == 0 and r.phase == "promoted", r.reason
-    assert r.final_vs_weights == {"stable": 100, "canary": 0}  # on the stable subset, now the new version
-    assert r.final_subsets.get("stable") == "v2.1.0", r.final_subsets  # what the summary names (decision 532)
-    assert r.load["failed"] == 0 and r.load["sent"] > 500
-    assert r.load["by_server"].get("canary", 0) > 100  # the canary really served traffic
-    names = [e.get("event") for e in r.events]
-    assert names.count("step.advanced") == len(POLICY.steps) - 1 and "rollout.promoted" in names
-    assert "gate.passed" in names
-    pods = [e for e in r.events if e.get("event") == "preflight.canary_pods"]  # the sandbox's Ready v2 pod
-    assert len(pods) == 1 and pods[0]["ready"] == 1
-    assert pods[0]["selector"].endswith("version=" + pods[0]["canary_version"]), pods
-    stable = [e for e in r.events if e.get("event") == "preflight.stable_pods"]  # and its Ready v1 pod (decision 124)
-    assert len(stable) == 1 and stable[0]["ready"] == 1, stable
-    assert stable[0]["selector"].endswith("version=" + stable[0]["stable_version"]), stable
-    # the demo ends by pointing at the rollout's report, written from the sandbox's API before it stops
-    assert r.report and Path(r.report).is_file()
-    page = Path(r.report).read_text()
-    assert "<svg" in page and "promoted" in page
-
-
-@pytest.mark.parametrize("scenario,check", [("slow", "latency-p95"), ("drift", "predictions"), ("errors", "errors")])
-def test_breach_is_rolled_back_with_its_evidence(scenario: str, check: str) -> None:
-    r = run_scenario(scenario)
-    ev = assert_rolled_back(r)
-    assert check in ev["reason"]
-    failing = [e for e in ev["evidence"] if e["check"].startswith(check) and e["outcome"] == "fail"]
-    assert failing, ev["evidence"]
-    e = failing[0]
-    assert e["n_canary"] > 0 and e["n_stable"] > 0 and e["p_value"] is not None and e["reason"]
-    assert r.stable_100_after_onset_s is not None  # the data plane sent everything to stable after the onset
-    # the rollback came from the first step's looks, at the first failed one, on few canary requests
-    looks = [x for x in r.events if x.get("event") == "look.completed"]
-    assert looks and looks[-1]["outcome"] == "fail" and all(x["outcome"] != "fail" for x in looks[:-1]), looks
-    assert looks[-1]["weights"] == "90/10" and looks[-1]["canary_requests"] <= BREACH_BOUND_REQUESTS, looks[-1]
-    started = [x for x in r.events if x.get("event") == "rollback.started"]
-    assert started and r.events.index(started[0]) > r.events.index(looks[-1]), "the rollback follows the failed look"
-    # the sandbox's stable pod is Ready: the rollback's one count of it says nothing (decision 124)
-    assert not [x for x in r.events if x.get("event") == "rollback.stable_not_ready"]
-
-
 def test_crashed_canary_is_rolled_back_by_the_probe_within_seconds() -> None:
     r = run_scenario("crash")
     ev = assert_rolled_back(r)
@@ -152,9 +109,93 @@ def test_incompatible_model_never_gets_traffic() -> None:
     assert "gate.failed" in [e.get("event") for e in r.events]
 
 
+@pytest.fixture(scope="module")
+def shared() -> Iterator[Callable[..., Sandbox]]:
+    """A started sandbox that scenarios of one configuration take turns in (`run_scenario(sandbox=...)`), each
+    from a clean state (`Sandbox.rearm`): the last configuration asked for is kept, the one before it stopped.
+
+    A sandbox's servers take about 6 s of CPU to start and stop (docs/benchmarks/suite.md); the scenarios that
+    share one here ran in seven. `crash` (its canary is killed) and `bad-schema` (a canary built otherwise)
+    start their own, and come first in the file, so that no shared sandbox idles while they run.
+    """
+    held: dict[bool, Sandbox] = {}
+
+    def get(*, native_histograms: bool = False) -> Sandbox:
+        if native_histograms not in held:
+            while held:
+                held.popitem()[1].stop()
+            held[native_histograms] = Sandbox("good", native_histograms=native_histograms).start()
+        return held[native_histograms]
+
+    yield get
+    while held:
+        held.popitem()[1].stop()
+
+
+@pytest.mark.timeout(900)  # a loaded host: see patient_policy
+def test_good_canary_is_promoted_without_a_failed_request(tmp_path: Path, shared: Callable[..., Sandbox]) -> None:
+    r = run_scenario("good", rate=GOOD_RATE, report=tmp_path / "demo.report.html", policy=patient_policy(tmp_path),
+                     timeout_s=840.0, sandbox=shared())
+    assert r.exit_code == 0 and r.phase == "promoted", r.reason
+    assert r.final_vs_weights == {"stable": 100, "canary": 0}  # on the stable subset, now the new version
+    assert r.final_subsets.get("stable") == "v2.1.0", r.final_subsets  # what the summary names (decision 532)
+    assert r.load["failed"] == 0 and r.load["sent"] > 500
+    assert r.load["by_server"].get("canary", 0) > 100  # the canary really served traffic
+    names = [e.get("event") for e in r.events]
+    assert names.count("step.advanced") == len(POLICY.steps) - 1 and "rollout.promoted" in names
+    assert "gate.passed" in names
+    pods = [e for e in r.events if e.get("event") == "preflight.canary_pods"]  # the sandbox's Ready v2 pod
+    assert len(pods) == 1 and pods[0]["ready"] == 1
+    assert pods[0]["selector"].endswith("version=" + pods[0]["canary_version"]), pods
+    stable = [e for e in r.events if e.get("event") == "preflight.stable_pods"]  # and its Ready v1 pod (decision 124)
+    assert len(stable) == 1 and stable[0]["ready"] == 1, stable
+    assert stable[0]["selector"].endswith("version=" + stable[0]["stable_version"]), stable
+    # the demo ends by pointing at the rollout's report, written from the sandbox's API before it stops
+    assert r.report and Path(r.report).is_file()
+    page = Path(r.report).read_text()
+    assert "<svg" in page and "promoted" in page
+
+
+def test_a_mistyped_canary_version_never_gets_traffic(shared: Callable[..., Sandbox]) -> None:
+    """`--canary-version v2.1` where the canary pods run v2.1.0. Decision 110 rolled it back at the first
+    look whose window covered the settle time (10% of requests answered 503 until then); the pod check
+    before traffic (decision 120) now finds no Ready pod labelled v2.1 and refuses with nothing moved
+    (exit 3 after `--wait-ready`), naming the selector. The unrouted rule still stands behind it where the
+    pods cannot be counted (tests/integration/test_promote.py, v9 on an API without pods)."""
+    r = run_scenario("good", extra_args=("--canary-version", "v2.1", "--wait-ready", "2s"), sandbox=shared())
+    assert r.exit_code == 3, r.reason
+    assert r.final_vs_weights == {"stable": 100, "canary": 0}
+    assert "canary v2.1 has no Ready pod after waiting 2s" in r.reason and "version=v2.1" in r.reason, r.reason
+    assert "nothing was moved" in r.reason
+    assert not [e for e in r.events if e.get("event") in ("rollout.started", "look.completed")]
+    assert r.load["by_server"].get("canary", 0) == 0
+    waiting = [e for e in r.events if e.get("event") == "preflight.waiting_for_canary_pods"]
+    assert len(waiting) == 1 and "there are none" in waiting[0]["detail"], waiting
+
+
+@pytest.mark.parametrize("scenario,check", [("slow", "latency-p95"), ("drift", "predictions"), ("errors", "errors")])
+def test_breach_is_rolled_back_with_its_evidence(scenario: str, check: str, shared: Callable[..., Sandbox]) -> None:
+    r = run_scenario(scenario, sandbox=shared())
+    ev = assert_rolled_back(r)
+    assert check in ev["reason"]
+    failing = [e for e in ev["evidence"] if e["check"].startswith(check) and e["outcome"] == "fail"]
+    assert failing, ev["evidence"]
+    e = failing[0]
+    assert e["n_canary"] > 0 and e["n_stable"] > 0 and e["p_value"] is not None and e["reason"]
+    assert r.stable_100_after_onset_s is not None  # the data plane sent everything to stable after the onset
+    # the rollback came from the first step's looks, at the first failed one, on few canary requests
+    looks = [x for x in r.events if x.get("event") == "look.completed"]
+    assert looks and looks[-1]["outcome"] == "fail" and all(x["outcome"] != "fail" for x in looks[:-1]), looks
+    assert looks[-1]["weights"] == "90/10" and looks[-1]["canary_requests"] <= BREACH_BOUND_REQUESTS, looks[-1]
+    started = [x for x in r.events if x.get("event") == "rollback.started"]
+    assert started and r.events.index(started[0]) > r.events.index(looks[-1]), "the rollback follows the failed look"
+    # the sandbox's stable pod is Ready: the rollback's one count of it says nothing (decision 124)
+    assert not [x for x in r.events if x.get("event") == "rollback.stable_not_ready"]
+
+
 @pytest.mark.timeout(900)  # a loaded host: see patient_policy
 @pytest.mark.parametrize("scenario", ["good", "slow"])
-def test_a_rollout_on_native_histograms(scenario: str, tmp_path: Path) -> None:
+def test_a_rollout_on_native_histograms(scenario: str, tmp_path: Path, shared: Callable[..., Sandbox]) -> None:
     """Issue 9: both models export their latency only as a Prometheus native histogram (protobuf
     exposition, Prometheus with the feature on): a good canary is shown within the limits and
     promoted, a slow one rolled back on bounds of the native grid."""
@@ -171,8 +212,8 @@ def test_a_rollout_on_native_histograms(scenario: str, tmp_path: Path) -> None:
 
     good = scenario == "good"
     policy = one_step_policy(tmp_path) if good else SANDBOX_POLICY
-    r = run_scenario(scenario, native_histograms=True, inspect=series, rate=GOOD_RATE if good else 150.0,
-                     **({"policy": policy, "timeout_s": 600.0} if good else {}))
+    r = run_scenario(scenario, sandbox=shared(native_histograms=True), inspect=series,
+                     rate=GOOD_RATE if good else 150.0, **({"policy": policy, "timeout_s": 600.0} if good else {}))
     classic, native = r.inspected
     assert classic == [] and len(native) == 2 and all("histogram" in s for s in native), (classic, native)
     if scenario == "good":
@@ -192,20 +233,3 @@ def test_a_rollout_on_native_histograms(scenario: str, tmp_path: Path) -> None:
     for ms in compared:
         i = math.log2(ms / 1000) * 8
         assert abs(i - round(i)) < 1e-4, (ms, ev["reason"])
-
-
-def test_a_mistyped_canary_version_never_gets_traffic() -> None:
-    """`--canary-version v2.1` where the canary pods run v2.1.0. Decision 110 rolled it back at the first
-    look whose window covered the settle time (10% of requests answered 503 until then); the pod check
-    before traffic (decision 120) now finds no Ready pod labelled v2.1 and refuses with nothing moved
-    (exit 3 after `--wait-ready`), naming the selector. The unrouted rule still stands behind it where the
-    pods cannot be counted (tests/integration/test_promote.py, v9 on an API without pods)."""
-    r = run_scenario("good", extra_args=("--canary-version", "v2.1", "--wait-ready", "2s"))
-    assert r.exit_code == 3, r.reason
-    assert r.final_vs_weights == {"stable": 100, "canary": 0}
-    assert "canary v2.1 has no Ready pod after waiting 2s" in r.reason and "version=v2.1" in r.reason, r.reason
-    assert "nothing was moved" in r.reason
-    assert not [e for e in r.events if e.get("event") in ("rollout.started", "look.completed")]
-    assert r.load["by_server"].get("canary", 0) == 0
-    waiting = [e for e in r.events if e.get("event") == "preflight.waiting_for_canary_pods"]
-    assert len(waiting) == 1 and "there are none" in waiting[0]["detail"], waiting
