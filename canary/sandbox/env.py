@@ -258,6 +258,7 @@ class Sandbox:
         rollouts, adds none. Not for "crash" (its canary is killed) nor a scenario of another
         schema (Triton fixes the model's at start): those need their own sandbox.
         """
+        assert self.canary is not None and self.kube is not None, "rearm a started sandbox"
         want = SCENARIOS[scenario].schema
         if scenario == "crash" or want != self.canary.behaviour.schema or not self.canary.alive():
             raise ValueError(f"scenario {scenario!r} cannot run in a started {self.scenario!r} sandbox")
