@@ -110,8 +110,8 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     triton = spec.get("triton") or {}
     if not isinstance(triton, dict) or not all(isinstance(triton.get(k, ""), str) for k in ("stableUrl", "canaryUrl")):
         raise ConfigError(f"{where}: spec.triton must be a mapping of stableUrl and canaryUrl strings")
-    for key in ("stableUrl", "canaryUrl"):
-        if key in triton and not triton[key].strip() and not _running(obj):
+    for key in ("stableUrl", "canaryUrl"):  # (as it ran: an ended rollout's guards parse its spec too, 768)
+        if key in triton and not triton[key].strip() and _ran_target(obj) is None:
             _blank(where, f"spec.triton.{key}", "no Triton server: the gate refused, or skipped when disabled")
     generation = meta.get("generation", 0)
     if isinstance(generation, bool) or not isinstance(generation, int):
@@ -148,16 +148,27 @@ def _blank_names(obj: dict[str, Any], spec: dict[str, Any], target: Target, wher
     spec not edited since (the guards of an ended rollout read its spec: a route restored mid-rollout). Refusing a
     running one would end it mid-way, as 693 keeps a newer CRD's key; an edit to "" mid-rollout (another target),
     or of an ended rollout's spec (a new run: nothing moved yet), is refused."""
-    status, meta = obj.get("status"), obj.get("metadata")
-    unedited = isinstance(status, dict) and isinstance(meta, dict) and status.get("observedGeneration") is not None \
-        and status.get("observedGeneration") == meta.get("generation")
-    recorded = status.get("target") if isinstance(status, dict) and (_running(obj) or unedited) else None
+    recorded = _ran_target(obj)
     now = {"virtualService": target.virtual_service, "destinationRule": target.dr_name, "route": target.route or ""}
     for field, default in _BLANK_REFUSED.items():
         value = spec.get(field)
-        if isinstance(value, str) and not value.strip() and not (
-                isinstance(recorded, dict) and recorded.get(field) == now[field]):
+        if isinstance(value, str) and not value.strip() and not (recorded is not None
+                                                                 and recorded.get(field) == now[field]):
             _blank(where, f"spec.{field}", default)
+
+
+def _ran_target(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """`status.target`, what a controller drove on this spec, where the spec is the one it ran: its rollout under
+    way, or ended with the spec not edited since (`status.observedGeneration` its generation); else None. A field
+    given empty that a controller before 768 read as absent reads so there: the guards of an ended rollout parse its
+    spec (`_end_restored` of a route restored mid-rollout, from `_split_after_end`), and a refusal there left that
+    split as it was (decision 768)."""
+    status, meta = obj.get("status"), obj.get("metadata")
+    if not isinstance(status, dict) or not isinstance(status.get("target"), dict):
+        return None
+    unedited = isinstance(meta, dict) and status.get("observedGeneration") is not None \
+        and status.get("observedGeneration") == meta.get("generation")
+    return status["target"] if _running(obj) or unedited else None
 
 
 def _running(obj: dict[str, Any]) -> bool:
