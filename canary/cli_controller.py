@@ -72,7 +72,7 @@ def run(
     drift_interval: float = opts.DurationOpt("5m", "--drift-interval", help="time between drift evaluations",
                                             most=opts.INTERVAL_BOUND),
     drift_window: float = opts.DurationOpt("1h", "--drift-window", help="live data each drift evaluation reads",
-                                          most=opts.WINDOW_BOUND),
+                                          most=opts.DRIFT_WINDOW_BOUND),
     drift_quiet: float = opts.DurationOpt("1h", "--drift-quiet", zero=True,
                                           help="no drift episode within this of a version first seen"),
     retrain_job: Optional[Path] = typer.Option(None, "--retrain-job", help="batch/v1 Job template created once per drift episode"),

@@ -196,7 +196,7 @@ def check_cmd(
                                             help="read only the live series of this namespace (their `namespace` "
                                                  "label; series without it too); default: every namespace"),
     window: float = opts.DurationOpt("1h", "--window", help="how far back to read live data",
-                                   most=opts.WINDOW_BOUND),
+                                   most=opts.DRIFT_WINDOW_BOUND),
     output: str = opts.OutputOpt,
 ) -> None:
     """Compare live feature distributions with the training profile, once (for scripts).
@@ -312,7 +312,7 @@ def watch_cmd(
     prometheus_password: Optional[str] = opts.PromPasswordOpt,
     prometheus_ca_file: Optional[str] = opts.PromCaOpt,
     insecure: bool = opts.InsecureOpt,
-    window: float = opts.DurationOpt("1h", "--window", help="live data each evaluation reads", most=opts.WINDOW_BOUND),
+    window: float = opts.DurationOpt("1h", "--window", help="live data each evaluation reads", most=opts.DRIFT_WINDOW_BOUND),
     interval: float = opts.DurationOpt("5m", "--interval", help="time between evaluations", most=opts.INTERVAL_BOUND),
     enter_after: int = typer.Option(3, "--enter-after", help="drifted evaluations in a row to start an episode"),
     exit_after: int = typer.Option(3, "--exit-after", help="clean evaluations in a row to end one"),

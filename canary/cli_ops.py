@@ -28,7 +28,7 @@ MAX_WINDOW_S = int(MAX_STEP_S)
 def analyze(
     model: str = typer.Argument(..., help="model name"),
     policy_file: Path = typer.Option(..., "--policy", help="policy whose checks to run"),
-    # bounded in `go` (MAX_WINDOW_S, the same day as opts.WINDOW_BOUND), with its own words (741)
+    # bounded in `go` (MAX_WINDOW_S, a day, a rollout step's longest), with its own words (741)
     window: float = opts.DurationOpt("5m", "--window", help="how far back to compare", most=(math.inf, "")),
     canary_version: str = typer.Option("", "--canary-version", help="default: what the canary subset selects"),
     stable_version: str = typer.Option("", "--stable-version", help="default: what the stable subset selects"),

@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
+from canary.drift.store import MAX_WINDOW_S, WINDOW_WHY
 from canary.errors import ConfigError
 
 OUTPUTS = ("text", "wide", "json", "yaml")
@@ -112,12 +113,12 @@ def duration_or_zero(value: Any) -> float:
 # time longer than a week outlives any CI job or pod it runs in, a typo (`--timeout 10000000h`); and past about
 # 292 years (`threading.TIMEOUT_MAX`) a wait raised OverflowError, a traceback, as `setitimer` does past 317.
 MAX_DURATION_S = 7 * 86400.0
-# The tighter bounds, each with why (said in the refusal): a Prometheus range read whole, as `analyze --window`'s
-# (741); a Lease or a grace no controller or pod keeps that long.
-WINDOW_BOUND = (86400.0, "the longest a rollout's step reads (analysis.interval): each query would load every "
-                         "sample of the window at once, past Prometheus's --query.max-samples or --query.timeout")
+# The other bounds, each with why (said in the refusal): a drift evaluation's live window (a week, 790: a weekly
+# cycle; `analyze --window` keeps a day, a rollout step's, 741); a Lease or a grace no controller or pod keeps
+# that long.
+DRIFT_WINDOW_BOUND = (MAX_WINDOW_S, WINDOW_WHY)
 LEASE_BOUND = (3600.0, "a leader that died holds its rollouts undriven until its Lease runs out")
-INTERVAL_BOUND = (86400.0, "the longest --window: the live data between two evaluations would never be read")
+INTERVAL_BOUND = (MAX_WINDOW_S, "the longest --window: the live data between two evaluations would never be read")
 
 
 def bounded(parse: Callable[[Any], float], most: float, why: str) -> Callable[[Any], float]:

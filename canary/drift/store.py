@@ -25,6 +25,15 @@ KEY = "profile.json"
 WINDOW_ANNOTATION = "modelcanary.dev/drift-window"
 ENTER_AFTER_ANNOTATION = "modelcanary.dev/drift-enter-after"
 DRIFT_ANNOTATIONS = "modelcanary.dev/drift"  # any other annotation under it is a typo, refused
+# The longest live window a drift evaluation reads, the flags' (`drift check/watch --window`, `--drift-window`) and
+# this annotation's (decision 790; 769 set a day, a rollout step's bound, which refused what this tool advises): a
+# week holds a weekly cycle of traffic as a day holds a daily one (`--window 24h` for a model whose inputs follow
+# the hour, docs/drift.md), and a low-traffic model's 100 values a feature needs; past it, a typo more likely than
+# a need, and most of Prometheus's default retention (15d). A window too long for a Prometheus's
+# --query.max-samples is its refusal, said with the remedy (`live.QueryRefused`), at a day as at a week.
+MAX_WINDOW_S = 7 * 86400.0
+WINDOW_WHY = ("a week holds a weekly cycle of traffic; a longer window is most of Prometheus's retention (15d by "
+              "default), and each query loads every sample of it at once (past --query.max-samples on many pods)")
 
 
 def monitor_settings(annotations: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
@@ -32,7 +41,7 @@ def monitor_settings(annotations: Mapping[str, Any] | None, where: str) -> dict[
     "_enter_after": int >= 1}, each only when given. ValueError naming the ConfigMap, the annotation
     and the value when one is malformed, or when an annotation under `modelcanary.dev/drift` is none of
     them (a misspelt setting; the baseline is then skipped, `drift.bad_baseline`)."""
-    from canary.policy_fields import MAX_STEP_S, parse_duration
+    from canary.policy_fields import parse_duration
 
     out: dict[str, Any] = {}
     given = annotations or {}
@@ -51,12 +60,11 @@ def monitor_settings(annotations: Mapping[str, Any] | None, where: str) -> dict[
             out["_window_s"] = parse_duration(given[WINDOW_ANNOTATION])
         except ValueError as exc:
             raise ValueError(f"ConfigMap {where}: annotation {WINDOW_ANNOTATION}: {exc}") from None
-        if out["_window_s"] > MAX_STEP_S:  # the flags' bound (`--drift-window`, decision 769): a Prometheus range
+        if out["_window_s"] > MAX_WINDOW_S:  # the flags' bound (`--drift-window`, decisions 769, 790)
             from canary.analysis.shown import duration
 
             raise ValueError(f"ConfigMap {where}: annotation {WINDOW_ANNOTATION}: {duration(out['_window_s'])} is "
-                             f"longer than {duration(MAX_STEP_S)}: each query would load every sample of the window "
-                             "at once, past Prometheus's --query.max-samples or --query.timeout")
+                             f"longer than {duration(MAX_WINDOW_S)}, the most a drift window takes: {WINDOW_WHY}")
     if ENTER_AFTER_ANNOTATION in given:
         raw = str(given[ENTER_AFTER_ANNOTATION]).strip()
         if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:  # "²".isdigit(), and int() refuses it

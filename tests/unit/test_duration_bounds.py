@@ -58,9 +58,9 @@ def run(*args: str) -> Any:
 
 
 @pytest.mark.parametrize(("args", "says"), [
-    (["drift", "watch", "--baseline", "b.json", "--interval", "10000000h"], "is longer than 24h"),
-    (["drift", "check", "--baseline", "b.json", "--input", "i.json", "--window", "48h"], "max-samples"),
-    (["controller", "run", "--drift-window", "25h"], "is longer than 24h"),
+    (["drift", "watch", "--baseline", "b.json", "--interval", "10000000h"], "is longer than 168h"),
+    (["drift", "check", "--baseline", "b.json", "--input", "i.json", "--window", "169h"], "weekly cycle"),
+    (["controller", "run", "--drift-window", "169h"], "is longer than 168h"),
     (["controller", "run", "--lease-duration", "2h"], "until its Lease runs out"),
     (["promote", "m", "--canary-version", "v2", "--policy", "p.yaml", "--interrupt-grace", "2h"], "SIGKILL"),
     (["promote", "m", "--canary-version", "v2", "--policy", "p.yaml", "--timeout", "169h"], "longer than 168h"),
@@ -76,12 +76,22 @@ def test_a_duration_past_its_bound_is_exit_2_naming_the_flag(args: list[str], sa
 
 
 def test_a_duration_at_its_bound_is_taken() -> None:
-    bound = {"--window": "24h", "--drift-window": "24h", "--interval": "24h", "--drift-interval": "24h",
-             "--tick": "24h", "--lease-duration": "1h", "--renew-deadline": "1h", "--retry-period": "1h",
+    bound = {"--tick": "24h", "--lease-duration": "1h", "--renew-deadline": "1h", "--retry-period": "1h",
              "--interrupt-grace": "1h", "--answer-within": "10m", "--state-ttl": "8784h"}
     for path, param in duration_params():
         flag = param.opts[0]
         assert parsed(param, bound.get(flag, "168h")) > 0, (path, flag)
+
+
+@pytest.mark.parametrize("flag", ["--window", "--drift-window"])
+def test_a_drift_window_of_a_week_is_taken(flag: str) -> None:
+    """A week holds a weekly cycle as a day holds a daily one (docs/drift.md advises `--window 24h` for a model
+    whose inputs follow the hour), and a low-traffic model's values: 769's day refused `--window 30h` (decision
+    790). `analyze --window` keeps a rollout step's day (741)."""
+    params = [(path, p) for path, p in duration_params() if p.opts[0] == flag and (path, flag) not in OWN_CHECK]
+    assert params
+    for path, param in params:
+        assert parsed(param, "30h") == 30 * 3600 and parsed(param, "168h") == 7 * 86400, path
 
 
 def test_a_baseline_configmaps_drift_window_has_the_flags_bound() -> None:
@@ -89,6 +99,8 @@ def test_a_baseline_configmaps_drift_window_has_the_flags_bound() -> None:
     from canary.drift.store import monitor_settings
 
     with pytest.raises(ValueError, match=r"ConfigMap ml/cm: annotation modelcanary.dev/drift-window: 8760h is "
-                                         r"longer than 24h: .*max-samples"):
+                                         r"longer than 168h, the most a drift window takes: .*max-samples"):
         monitor_settings({"modelcanary.dev/drift-window": "8760h"}, "ml/cm")
-    assert monitor_settings({"modelcanary.dev/drift-window": "24h"}, "ml/cm") == {"_window_s": 86400.0}
+    # a baseline set to 48h before 769 (a low-traffic model) was skipped, its drift no longer watched (790)
+    assert monitor_settings({"modelcanary.dev/drift-window": "48h"}, "ml/cm") == {"_window_s": 172800.0}
+    assert monitor_settings({"modelcanary.dev/drift-window": "168h"}, "ml/cm") == {"_window_s": 604800.0}
