@@ -83,7 +83,13 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _strict_scalar(kind: str, ok: str, hint: str) -> None:
+class _ManifestLoader(_Loader):
+    """`_Loader` for a Kubernetes manifest (a retraining Job template): an integer with a leading 0 is octal, as
+    kubectl reads it, since that is how a file mode is written (`defaultMode: 0400`, the Kubernetes docs' way).
+    Refused as a policy's `010` is, its hint ("plain decimal") led to `defaultMode: 400`, mode 0620 (791)."""
+
+
+def _strict_scalar(kind: str, ok: str, hint: str, loader: type[_Loader] = _Loader) -> None:
     base, pattern = yaml.SafeLoader.yaml_constructors[f"tag:yaml.org,2002:{kind}"], re.compile(ok)
 
     def construct(loader: _Loader, node: Any) -> Any:
@@ -93,13 +99,15 @@ def _strict_scalar(kind: str, ok: str, hint: str) -> None:
             raise yaml.constructor.ConstructorError(None, None, f"{show(text)}: {problem}", node.start_mark)
         return base(loader, node)
 
-    _Loader.add_constructor(f"tag:yaml.org,2002:{kind}", construct)
+    loader.add_constructor(f"tag:yaml.org,2002:{kind}", construct)
 
 
 _strict_scalar("bool", r"(?i)(true|false)\Z", "write true or false (or quote it for a string)")
 _strict_scalar("int", r"[-+]?(0|[1-9][0-9_]*)\Z", "write integers in plain decimal (YAML 1.1 reads 010 as 8 "
                "and 1:30 as 90), or quote it for a string")
 _strict_scalar("float", r"[^:]*\Z", "no base-60 numbers (YAML 1.1 reads 1:30.0 as 90.0); quote it for a string")
+_strict_scalar("int", r"[-+]?(0|[1-9][0-9_]*|0[0-7_]+)\Z", "write integers in decimal, a file mode in octal with a "
+               "leading 0 (0440, as kubectl reads it), or quote it for a string", _ManifestLoader)
 _Loader.yaml_implicit_resolvers = {  # dates stay the text that was written
     ch: [(tag, rx) for tag, rx in rs if tag != "tag:yaml.org,2002:timestamp"]
     for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -114,9 +122,10 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return " ".join(str(exc).split())
 
 
-def load_text(text: str | bytes, *, file: str = "<policy>", max_bytes: int = MAX_BYTES) -> Any:
+def load_text(text: str | bytes, *, file: str = "<policy>", max_bytes: int = MAX_BYTES, manifest: bool = False) -> Any:
     """The data in YAML text (a file's, a ConfigMap's), read with the strict loader; PolicyError if unreadable.
-    Every YAML a person gives is read so (a policy, a retraining Job template: decision 770)."""
+    Every YAML a person gives is read so (a policy, a retraining Job template: decision 770). `manifest`: a
+    Kubernetes object's, whose `0400` is octal as kubectl reads it (`_ManifestLoader`, decision 791)."""
     if len(text) > max_bytes:
         raise PolicyError(file, "", f"too large: more than {max_bytes} bytes")
     if isinstance(text, bytes):
@@ -125,7 +134,7 @@ def load_text(text: str | bytes, *, file: str = "<policy>", max_bytes: int = MAX
         except UnicodeDecodeError as exc:
             raise PolicyError(file, "", f"not UTF-8 text (byte {exc.start})") from None
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_ManifestLoader if manifest else _Loader)  # noqa: S506 - SafeLoader subclasses
     except yaml.YAMLError as exc:
         raise PolicyError(file, "", f"not valid YAML: {_yaml_problem(exc)[:300]}") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # a constructor's own (!!float abc)

@@ -411,11 +411,12 @@ JOB_MAX_BYTES = 2 << 20
 def load_job_template(path: Path) -> dict[str, Any]:
     """A batch/v1 Job from YAML. ConfigError naming the file and field when it is not one. Read as a policy is
     (`policy_yaml.load_text`): `value: yes` was sent as true, `2024-01-01` as a date the Job's JSON could not
-    hold, a duplicate key kept its last value, silently (decision 770)."""
+    hold, a duplicate key kept its last value, silently (decision 770); a file mode's `0400` is octal, as kubectl
+    reads it (791)."""
     from canary.policy_yaml import load_text, too_big
 
     try:
-        raw = load_text(read_input(path, JOB_MAX_BYTES), file=str(path), max_bytes=JOB_MAX_BYTES)
+        raw = load_text(read_input(path, JOB_MAX_BYTES), file=str(path), max_bytes=JOB_MAX_BYTES, manifest=True)
     except OSError as exc:  # its words alone: read without blocking, a directory's error names the fd, not the file
         raise ConfigError(f"{path}: cannot read the Job template: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:  # a binary file given: its traceback was all that was said (decision 746)
