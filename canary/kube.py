@@ -421,10 +421,21 @@ def _default_kubeconfig() -> str | None:
 def _kubeconfig_file(first: str) -> None:
     """ConfigError unless `first` is a regular file, before the client opens it: a FIFO (or a directory) was said
     as "does not exist", and a FIFO the client opened would hold the command at its open (decision 771)."""
+    import stat
+
     p = Path(first).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"kubeconfig {first!r} " + ("is not a regular file (a directory, a FIFO or a device)"
-                                                      if p.exists() else "does not exist"))
+    if p.is_file():
+        return
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        raise ConfigError(f"kubeconfig {first!r} does not exist") from None
+    # a process substitution (`--kubeconfig <(sops -d kc.enc)`, which kubectl takes) is /dev/fd/N, a pipe: it reads
+    # once, and the kubeconfig is read more than once (its contexts for the namespace, then the client's load)
+    what = ("a FIFO or a pipe (a process substitution, <(...)?), which reads once, and the kubeconfig is read more "
+            "than once: write it to a file (umask 077 first) and name that file instead" if stat.S_ISFIFO(mode)
+            else "a directory" if stat.S_ISDIR(mode) else "a device")
+    raise ConfigError(f"kubeconfig {first!r} is not a regular file: {what}")
 
 
 def _load_file(kconfig: Any, cfg: Any, path: str | None, context: str | None, where: str) -> None:
