@@ -97,3 +97,29 @@ def test_a_kubeconfig_given_by_process_substitution_says_why_and_what_to_do() ->
         os.close(w)
     message = str(err.value)
     assert "a process substitution" in message and "write it to a file" in message, message
+
+
+def test_a_token_file_and_a_kubeconfig_read_through_a_symlink(tmp_path: Path) -> None:
+    """Checked with 771 (a regular file told on the descriptor, after the link): a mounted Secret's token is
+    `token -> ..data/token`, `..data` swapped on rotation; `~/.kube/config` is often a link elsewhere."""
+    from canary.kube import default_namespace
+    from canary.serve_auth import TokenFile
+
+    (tmp_path / "..v1").mkdir()
+    (tmp_path / "..v1" / "token").write_text(TOKEN + "\n")
+    (tmp_path / "..data").symlink_to("..v1")
+    (tmp_path / "token").symlink_to("..data/token")
+    tokens = TokenFile(tmp_path / "token")
+    assert tokens.check(f"Bearer {TOKEN}") is None
+    (tmp_path / "..v2").mkdir()
+    (tmp_path / "..v2" / "token").write_text(TOKEN[::-1] + "\n")
+    (tmp_path / "..new").symlink_to("..v2")
+    os.replace(tmp_path / "..new", tmp_path / "..data")
+    assert tokens.check(f"Bearer {TOKEN[::-1]}") is None
+    assert tokens.check(f"Bearer {TOKEN}") is not None, "the rotated-out token is refused"
+    real = tmp_path / "elsewhere"
+    real.write_text("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+                    "users: [{name: u, user: {token: t}}]\n"
+                    "contexts: [{name: x, context: {cluster: c, user: u, namespace: ns1}}]\ncurrent-context: x\n")
+    (tmp_path / "config").symlink_to(real)
+    assert default_namespace(kubeconfig=str(tmp_path / "config")) == "ns1"
