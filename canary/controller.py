@@ -2880,6 +2880,27 @@ class Controller:
         self._observe(ended_spec, new, landed)  # and its history, as every end's (776)
         return True
 
+    def _end_restored_unread(self, obj: dict[str, Any], target: Target, rec: rl.RolloutState,
+                             exc: ConfigError) -> CanaryError | None:
+        """`_end_restored` where the finished CanaryRollout's spec no longer reads (its `policyRef` ConfigMap deleted
+        after the end: a namespace tidied, a Helm release uninstalled): that refusal was swallowed at every tick,
+        Ready True, and the split restored mid-rollout stayed, judged by nobody (decision 792). Stable 100% on the
+        route its raw spec names, as `_failed` ends a rollout whose policy cannot be read (`_stable_if_ours`: no
+        policy, guarded on the record read; counted, its history said unwritten). Returns the write's failure."""
+        log = self.log.bind(rollout=_key(obj), **rollout_context(target, rec))
+        phase = (obj.get("status") or {}).get("phase")
+        log.warning("rollout.restored_split", recorded_phase=rec.phase, ended=phase, from_weights=str(rec.weights),
+                    error=str(exc)[:600], note="the route was restored as it was mid-rollout after this CanaryRollout "
+                    "ended, and its spec no longer reads (the error): stable 100%, which needs no policy")
+        try:
+            self._stable_if_ours(obj, target, reason=(f"the route was restored mid-rollout ({rec.weights}) after this "
+                                                      f"CanaryRollout ended {phase}: stable 100%"),
+                                 cause="foreign_edit", log=log,
+                                 counted=lambda ended, did: self._swept_end(obj, target, ended, did, parse=False))
+        except CanaryError as failed:  # said by the router (`rollback.retrying`); the queue tries again
+            return failed
+        return None
+
     def _split_after_end(self, obj: dict[str, Any]) -> CanaryError | None:
         """The route a finished CanaryRollout names reads split while no process drives it (decision 164): its
         VirtualService re-created or edited from an old copy (80/20 from a backup) with no rollout record, or
@@ -2912,8 +2933,14 @@ class Controller:
             ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
             if rec.owner == _owner(obj) and ready.get("status") != "False":
                 try:
-                    self._end_restored(obj, crd.parse(obj, configmap=self._configmap), rec, status.state, status)
-                except CanaryError:  # its spec no longer parses: Ready says so; the next tick asks again
+                    spec = crd.parse(obj, configmap=self._configmap)
+                except ConfigError as exc:  # its spec no longer reads: stable needs no policy (792)
+                    return self._end_restored_unread(obj, target, rec, exc)
+                except CanaryError:  # its policy ConfigMap's read failed (transient): the next tick asks again
+                    return None
+                try:
+                    self._end_restored(obj, spec, rec, status.state, status)
+                except CanaryError:  # said (`rollback.retrying`); the next tick reads the route again
                     pass
             return None  # another owner's rollout in progress: theirs (or the sweep's)
         if rec is not None and rec.owner != _owner(obj):

@@ -296,3 +296,41 @@ def test_a_reasserted_end_drops_the_mirrors_to_the_canary_as_a_rollback_does(wor
         "http[1] (shadow): its split with the canary ended, stable 100%",
         "http[2] (primary): its mirror to the canary removed"], line
     _no_second_rollout(logs)
+
+
+def test_a_route_put_back_mid_rollout_after_the_policy_configmap_went_is_ended_as_restored(world: Any) -> None:
+    """As above, the CR's policy in a ConfigMap deleted after the end (a namespace tidied, a Helm release
+    uninstalled): `_end_restored` needs the spec parsed, and its refusal was swallowed, every tick, with no word and
+    Ready True: the canary kept 20% judged by nobody. Stable needs no policy: stable 100% (review r-ag, decision
+    792)."""
+    import yaml
+
+    api, op, custom = world
+    api.handler.put_object({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pol", "namespace": "ml"},
+                            "data": {"policy.yaml": yaml.safe_dump(fleet.FAST_POLICY)}})
+    obj = fleet.rollout_object(0, "v2", route="primary")
+    del obj["spec"]["policy"]
+    obj["spec"]["policyRef"] = {"configMap": "pol", "key": "policy.yaml"}
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    _progressing(op, custom, api)
+    with api.handler.lock:
+        backup = copy.deepcopy(api.handler.objects[(GROUP, "virtualservices", "ml", "m0")])
+        pol = api.handler.objects[("", "configmaps", "ml", "pol")]
+    backup["metadata"].pop("resourceVersion", None)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"action": "rollback", "actionReason": "pager"}})
+    op.clock = clock = FakeClock(time.time())
+    _ticks(op, clock, 3)
+    assert _status(custom)["phase"] == rl.ROLLED_BACK and _ready(_status(custom))["status"] == "True"
+    with api.handler.lock:
+        api.handler._delete(("", "configmaps", "ml", "pol"), pol)
+    api.handler.put_object(backup)
+    assert vs(api, 0)[0] == [80, 20] and vs(api, 0)[1]["phase"] == rl.PROGRESSING
+    with capture_logs() as logs:
+        _ticks(op, clock, 3)
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED, (weights, record)
+    events = [e["event"] for e in logs]
+    assert events.count("rollout.restored_split") == 1, events
+    assert "rollout.started" not in events and "step.advanced" not in events, events
+    assert _status(custom)["phase"] == rl.ROLLED_BACK
