@@ -2910,7 +2910,8 @@ class Controller:
         with it end as a rollback's, decisions 612, 633), guarded on the record as read
         (a rollout that claims the route meanwhile wins), the record left as it is; one `rollout.end_reasserted`
         line; nothing claimed, judged or run again. This CR's own rollout recorded in progress (a copy taken
-        mid-rollout) is ended as `_end_restored` ends it, unless Ready is False (`_ready_again` does that).
+        mid-rollout) is ended as `_end_restored` ends it, unless Ready is False (`_ready_again` does that); where
+        its spec no longer reads, Ready True or False, by `_end_restored_unread`, which needs no policy (792).
         Another owner's record, an unreadable one, or a route that cannot be read: left alone (the sweep, the
         Ready condition). Costs one read of the route a tick (the prefetch's, or the informers' cache). Returns
         the write's failure (None when nothing failed): the caller hands it to the queue, which tries again."""
@@ -2931,17 +2932,18 @@ class Controller:
         st = obj.get("status") or {}
         if rec is not None and not rec.terminal:
             ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
-            if rec.owner == _owner(obj) and ready.get("status") != "False":
+            if rec.owner == _owner(obj):
                 try:
                     spec = crd.parse(obj, configmap=self._configmap)
-                except ConfigError as exc:  # its spec no longer reads: stable needs no policy (792)
-                    return self._end_restored_unread(obj, target, rec, exc)
+                except ConfigError as exc:  # its spec no longer reads, Ready True or False (`_ready_again` ends
+                    return self._end_restored_unread(obj, target, rec, exc)  # only what reads): no policy (792)
                 except CanaryError:  # its policy ConfigMap's read failed (transient): the next tick asks again
                     return None
-                try:
-                    self._end_restored(obj, spec, rec, status.state, status)
-                except CanaryError:  # said (`rollback.retrying`); the next tick reads the route again
-                    pass
+                if ready.get("status") != "False":
+                    try:
+                        self._end_restored(obj, spec, rec, status.state, status)
+                    except CanaryError:  # said (`rollback.retrying`); the next tick reads the route again
+                        pass
             return None  # another owner's rollout in progress: theirs (or the sweep's)
         if rec is not None and rec.owner != _owner(obj):
             return None  # another owner's end: the sweep's (`check_end`)

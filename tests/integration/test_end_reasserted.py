@@ -298,11 +298,13 @@ def test_a_reasserted_end_drops_the_mirrors_to_the_canary_as_a_rollback_does(wor
     _no_second_rollout(logs)
 
 
-def test_a_route_put_back_mid_rollout_after_the_policy_configmap_went_is_ended_as_restored(world: Any) -> None:
-    """As above, the CR's policy in a ConfigMap deleted after the end (a namespace tidied, a Helm release
-    uninstalled): `_end_restored` needs the spec parsed, and its refusal was swallowed, every tick, with no word and
-    Ready True: the canary kept 20% judged by nobody. Stable needs no policy: stable 100% (review r-ag, decision
-    792)."""
+@pytest.mark.parametrize("ended", ["rolled back, then its ConfigMap deleted", "ended by its ConfigMap's deletion"])
+def test_a_route_put_back_mid_rollout_after_the_policy_configmap_went_is_ended_as_restored(world: Any,
+                                                                                           ended: str) -> None:
+    """As above, the CR's policy in a ConfigMap deleted (a namespace tidied, a Helm release uninstalled), after the
+    end (Ready True) or mid-rollout, which ended it (Ready False, `_ready_again`'s): `_end_restored` needs the spec
+    parsed, and its refusal was swallowed, every tick, with no word: the canary kept 20% judged by nobody. Stable
+    needs no policy: stable 100% (review r-ag, decision 792)."""
     import yaml
 
     api, op, custom = world
@@ -317,13 +319,17 @@ def test_a_route_put_back_mid_rollout_after_the_policy_configmap_went_is_ended_a
         backup = copy.deepcopy(api.handler.objects[(GROUP, "virtualservices", "ml", "m0")])
         pol = api.handler.objects[("", "configmaps", "ml", "pol")]
     backup["metadata"].pop("resourceVersion", None)
-    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
-                                          {"spec": {"action": "rollback", "actionReason": "pager"}})
     op.clock = clock = FakeClock(time.time())
-    _ticks(op, clock, 3)
-    assert _status(custom)["phase"] == rl.ROLLED_BACK and _ready(_status(custom))["status"] == "True"
+    if ended.startswith("rolled back"):
+        custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                              {"spec": {"action": "rollback", "actionReason": "pager"}})
+        _ticks(op, clock, 3)
     with api.handler.lock:
         api.handler._delete(("", "configmaps", "ml", "pol"), pol)
+    _ticks(op, clock, 3)
+    phase = rl.ROLLED_BACK if ended.startswith("rolled back") else rl.ABORTED
+    assert _status(custom)["phase"] == phase and vs(api, 0)[0] == [100, 0]
+    assert _ready(_status(custom))["status"] == ("True" if ended.startswith("rolled back") else "False")
     api.handler.put_object(backup)
     assert vs(api, 0)[0] == [80, 20] and vs(api, 0)[1]["phase"] == rl.PROGRESSING
     with capture_logs() as logs:
@@ -333,4 +339,4 @@ def test_a_route_put_back_mid_rollout_after_the_policy_configmap_went_is_ended_a
     events = [e["event"] for e in logs]
     assert events.count("rollout.restored_split") == 1, events
     assert "rollout.started" not in events and "step.advanced" not in events, events
-    assert _status(custom)["phase"] == rl.ROLLED_BACK
+    assert _status(custom)["phase"] == phase
