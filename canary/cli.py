@@ -420,6 +420,10 @@ class PromoteCommand(typer.core.TyperCommand):
             raise
 
 
+NOTIFY_WAIT_S = 5.0  # how long `promote` waits at exit for its end's posts (--notify-wait's default)
+NOTIFY_WAIT_MOST_S = 600.0  # --notify-wait's bound
+
+
 @app.command(cls=PromoteCommand)
 def promote(
     ctx: typer.Context,
@@ -472,14 +476,20 @@ def promote(
                                       "(rollback, aborted, promotion; repeatable; also CANARY_WEBHOOK_URLS)"),
     slack_webhook: list[str] = typer.Option([], "--slack-webhook", help="Slack incoming-webhook URL told of the end "
                                             "(repeatable; also CANARY_SLACK_WEBHOOK_URLS)"),
+    notify_wait: float = opts.DurationOpt(
+        "5s", "--notify-wait", zero=True, most=(NOTIFY_WAIT_MOST_S, "a job held that long after its rollout ended, "
+                                                "on a receiver that does not answer, is a typo"),
+        help="at exit, wait this long for the end's posts to the webhooks and Slack (a slow receiver: more); what is "
+             "still undelivered then is logged, `notify.undelivered`; after a signal at most what is left of "
+             "--interrupt-grace (0: do not wait)"),
     output: str = OutputOpt,
     log_format: str = LogFormatOpt,
 ) -> None:
     """Walk traffic to the canary step by step; promote (exit 0) or roll back (exit 1).
 
     The end this run makes (rollback, aborted, promotion) is posted to the webhooks and Slack URLs given
-    (canary/notify.py's formats, as the controller's), before the command exits (up to 5 s more; what
-    is still undelivered then is logged, `notify.undelivered`). A bad URL exits 2 before anything is read.
+    (canary/notify.py's formats, as the controller's), before the command exits (up to --notify-wait more, 5 s;
+    what is still undelivered then is logged, `notify.undelivered`). A bad URL exits 2 before anything is read.
 
     Example: canary promote rec-model --canary-version v2 --policy policies/default.yaml --prometheus-url http://prometheus:9090
 
@@ -537,7 +547,8 @@ def promote(
                   ("--wait-ready", "wait_ready", False, ": the controller waits for Ready canary and stable pods by itself"),
                   ("--wait-busy", "wait_busy", False, ": a CanaryRollout waits for the route by itself (Ready False, "
                    "RolloutBusy)"),
-                  ("--interrupt-grace", "interrupt_grace", False, ": an interrupted follower writes nothing"))
+                  ("--interrupt-grace", "interrupt_grace", False, ": an interrupted follower writes nothing"),
+                  ("--notify-wait", "notify_wait", False, ": the controller posts the end, not the follower"))
     for flag, param, needs, why in mode_flags:
         if _given(ctx, param) and needs != via_controller:
             flag_error(f"{flag} only applies {'with' if needs else 'without'} --via-controller{why}")
@@ -721,7 +732,8 @@ def promote(
         code = run_guarded(go, report=refused)
     finally:
         if "notifier" in ran:  # delivered, or what was not is logged (`notify.undelivered`)
-            ran["notifier"].close(notify_wait_s(ran.get("grace_until", [math.inf])[0], time.monotonic()))
+            ran["notifier"].close(notify_wait_s(ran.get("grace_until", [math.inf])[0], time.monotonic(),
+                                                 wait_s=notify_wait))
         # the handlers found are put back, the delivery above still covered: an in-process caller (a test, a
         # program embedding the CLI) kept promote's, which set a stopped Runner's event at its next Ctrl-C
         if "signals" in ran:
@@ -762,14 +774,12 @@ def ci_interrupt_grace(default_s: float) -> float:
     return ci[0]
 
 
-NOTIFY_WAIT_S = 5.0  # how long `promote` waits at exit for its end's posts
-
-
-def notify_wait_s(grace_until: float, now: float) -> float:
-    """Seconds `promote` waits at exit for its posts: NOTIFY_WAIT_S, or after a signal what is left of
-    `--interrupt-grace` (`grace_until`, monotonic; math.inf before a signal), never below 0. The 5 s came on
-    top of the grace, past a pod's terminationGracePeriodSeconds: the SIGKILL cut the exit's last line."""
-    return max(0.0, min(NOTIFY_WAIT_S, grace_until - now))
+def notify_wait_s(grace_until: float, now: float, *, wait_s: float = NOTIFY_WAIT_S) -> float:
+    """Seconds `promote` waits at exit for its posts: `wait_s` (--notify-wait, NOTIFY_WAIT_S by default), or after
+    a signal what is left of `--interrupt-grace` (`grace_until`, monotonic; math.inf before a signal), never below
+    0. The 5 s came on top of the grace, past a pod's terminationGracePeriodSeconds: the SIGKILL cut the exit's
+    last line."""
+    return max(0.0, min(wait_s, grace_until - now))
 
 
 def announce(notifier: Any, state: rl.RolloutState, *, namespace: str, rollout: str) -> None:

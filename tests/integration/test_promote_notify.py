@@ -34,7 +34,9 @@ def test_a_rollback_by_promote_reaches_the_webhook_and_slack_before_it_exits(clu
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     api, kubeconfig, policy = cluster
     monkeypatch.setenv("CANARY_SLACK_WEBHOOK_URLS", srv.url + SECRET)  # the controller's variable, set once
-    res = promote(kubeconfig, policy, prometheus.url, "v3", "--webhook", srv.url + "/hook", process=True)
+    # 120 s for the posts: the receiver answers at once, and a loaded host's posts are not cut by the 5 s default
+    res = promote(kubeconfig, policy, prometheus.url, "v3", "--webhook", srv.url + "/hook", "--notify-wait", "120s",
+                  process=True)
     assert res.returncode == 1, res.stderr[-3000:]
     assert vs_state(api)[0] == [100, 0]
     hooks = {p: b for p, b in srv.got}  # delivered before the process exited: nothing is waited for here
@@ -49,15 +51,16 @@ def test_a_rollback_by_promote_reaches_the_webhook_and_slack_before_it_exits(clu
     assert "s3cret" not in res.stderr and "s3cret" not in res.stdout
 
 
-def test_a_hung_receiver_delays_the_exit_by_at_most_5s_and_the_loss_is_said(cluster: Any, prometheus: Any,
-                                                                            srv: Server) -> None:
+def test_a_hung_receiver_delays_the_exit_by_at_most_the_notify_wait_and_the_loss_is_said(cluster: Any, prometheus: Any,
+                                                                                         srv: Server) -> None:
     api, kubeconfig, policy = cluster
     srv.routes[SECRET] = srv.hang  # held until the test ends
-    res = promote(kubeconfig, policy, prometheus.url, "v3", "--slack-webhook", srv.url + SECRET, process=True)
+    res = promote(kubeconfig, policy, prometheus.url, "v3", "--slack-webhook", srv.url + SECRET, "--notify-wait", "2s",
+                  process=True)
     assert res.returncode == 1, res.stderr[-3000:]
     (lost,) = [e for e in parse_json_lines(res.stderr) if e["event"] == "notify.undelivered"]
     assert lost["undelivered"] == [{"sink": "slack", "host": "127.0.0.1", "events": ["rollback"]}]
-    assert lost["critical"] == 1 and lost["waited_s"] == 5.0
+    assert lost["critical"] == 1 and lost["waited_s"] == 2.0  # --notify-wait's, not the 5 s default
     assert "s3cret" not in res.stderr
 
 
@@ -143,3 +146,27 @@ def test_the_wait_for_posts_is_5s_or_what_is_left_of_the_grace() -> None:
     assert notify_wait_s(math.inf, 100.0) == 5.0  # no signal
     assert notify_wait_s(102.5, 100.0) == 2.5 and notify_wait_s(130.0, 100.0) == 5.0
     assert notify_wait_s(99.0, 100.0) == 0.0  # spent: nothing waited, the loss said at once
+    assert notify_wait_s(math.inf, 100.0, wait_s=120.0) == 120.0  # --notify-wait 2m
+    assert notify_wait_s(102.5, 100.0, wait_s=120.0) == 2.5  # a signal's grace still cuts it
+
+
+def test_notify_wait_is_5s_unless_given_and_at_most_10m_and_not_with_via_controller(cluster: Any) -> None:
+    """--notify-wait (decision 787): a slow receiver's posts get longer than 5 s; a bound the flag's own error
+    names; refused where the controller posts the end. Nothing is read or moved."""
+    import typer.main
+
+    from canary.cli import NOTIFY_WAIT_S, app
+
+    cmd = typer.main.get_command(app).commands["promote"]  # type: ignore[attr-defined]
+    parsed = cmd.make_context("promote", ["m", "--canary-version", "v", "--policy", "p.yaml"], resilient_parsing=True)
+    assert parsed.params["notify_wait"] == NOTIFY_WAIT_S == 5.0  # not given: 5 s, as before the flag
+    api, kubeconfig, policy = cluster
+    before = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
+    for more, said in ((["--notify-wait", "11m"], "give 10m or less"),
+                       (["--notify-wait", "30s", "--via-controller"], "--notify-wait only applies without "
+                                                                     "--via-controller")):
+        res = subprocess.run([*CANARY, "promote", "rec-model", "--canary-version", "v3", "--policy", str(policy),
+                              "--kubeconfig", str(kubeconfig), *more], capture_output=True, text=True, timeout=60,
+                             cwd=ROOT, env={**os.environ, "KUBECONFIG": "", "COLUMNS": "200"})
+        assert res.returncode == 2 and said in res.stderr, res.stderr[-2000:]
+    assert api.get("networking.istio.io", "virtualservices", "ml", "rec-model") == before  # nothing written
