@@ -55,14 +55,34 @@ def triton_hung(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServer]
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 @pytest.mark.timeout(180)  # a hang guard: before the fix the gRPC warm-up waited for the hour
 def test_a_canary_whose_model_never_answers_fails_the_gate_within_its_timeout(
-        triton_stable: TritonServer, triton_hung: TritonServer, protocol: str, tmp_path: Path) -> None:
+        triton_stable: TritonServer, triton_hung: TritonServer, protocol: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """gRPC calls had no deadline (only HTTP's client has one): `canary promote` stayed PENDING for
     as long as the model hung, and the controller's worker with it. Now every call has one, on either
-    protocol, and the refusal says how long was waited."""
+    protocol, and the refusal says how long was waited.
+
+    The short timeout meets only the call that hangs: the canary's warm-up (its inference takes an hour) gets
+    2 s, on a client of its own made by the product's `connect` (HTTP's deadline is the client's), every other
+    call of the preflight (both servers' readiness and metadata, answered at once by a healthy server) 60 s. A 2 s for all was a race with a loaded host: a stable slow to answer its readiness was refused
+    as "stable Triton ...: no answer within 2s" (decision 788)."""
+    import canary.triton as triton
+
+    warm_up = triton._warm_up
+
+    def canary_warm_up_in_2s(client: Any, ep: TritonEndpoint, *args: Any, **kw: Any) -> list[float]:
+        if ep.role != "canary":
+            return warm_up(client, ep, *args, **kw)
+        short = triton.connect(ep, timeout=2.0)  # HTTP's deadline is its client's; gRPC's each call's (2 s too)
+        try:
+            return warm_up(short, ep, *args, **{**kw, "timeout": 2.0})
+        finally:
+            triton._close(short)
+
+    monkeypatch.setattr(triton, "_warm_up", canary_warm_up_in_2s)
     stable = TritonEndpoint(url=url(triton_stable, protocol), model=MODEL, protocol=protocol, role="stable")
     canary = TritonEndpoint(url=url(triton_hung, protocol), model=MODEL, protocol=protocol, role="canary")
     with pytest.raises(GateError) as err:
-        preflight(stable, canary, GATE, base_dir=tmp_path, timeout=2.0)
+        preflight(stable, canary, GATE, base_dir=tmp_path, timeout=60.0)
     assert str(err.value).startswith(f"canary Triton {canary}: warm-up request 1 failed: no answer within 2s"), err.value
 
 
