@@ -156,6 +156,7 @@ def test_notify_wait_is_5s_unless_given_and_at_most_10m_and_not_with_via_control
     import typer.main
 
     from canary.cli import NOTIFY_WAIT_S, app
+    from tests.support.cli import run
 
     cmd = typer.main.get_command(app).commands["promote"]  # type: ignore[attr-defined]
     parsed = cmd.make_context("promote", ["m", "--canary-version", "v", "--policy", "p.yaml"], resilient_parsing=True)
@@ -165,8 +166,7 @@ def test_notify_wait_is_5s_unless_given_and_at_most_10m_and_not_with_via_control
     for more, said in ((["--notify-wait", "11m"], "give 10m or less"),
                        (["--notify-wait", "30s", "--via-controller"], "--notify-wait only applies without "
                                                                      "--via-controller")):
-        res = subprocess.run([*CANARY, "promote", "rec-model", "--canary-version", "v3", "--policy", str(policy),
-                              "--kubeconfig", str(kubeconfig), *more], capture_output=True, text=True, timeout=60,
-                             cwd=ROOT, env={**os.environ, "KUBECONFIG": "", "COLUMNS": "200"})
+        res = run(["promote", "rec-model", "--canary-version", "v3", "--policy", str(policy), "--kubeconfig",
+                   str(kubeconfig), *more], env={"KUBECONFIG": "", "COLUMNS": "200"})  # in-process: the words
         assert res.returncode == 2 and said in res.stderr, res.stderr[-2000:]
     assert api.get("networking.istio.io", "virtualservices", "ml", "rec-model") == before  # nothing written
