@@ -77,7 +77,7 @@ def test_a_duration_past_its_bound_is_exit_2_naming_the_flag(args: list[str], sa
 
 def test_a_duration_at_its_bound_is_taken() -> None:
     bound = {"--tick": "24h", "--lease-duration": "1h", "--renew-deadline": "1h", "--retry-period": "1h",
-             "--interrupt-grace": "1h", "--answer-within": "10m", "--state-ttl": "8784h"}
+             "--interrupt-grace": "1h", "--answer-within": "10m", "--notify-wait": "10m", "--state-ttl": "8784h"}
     for path, param in duration_params():
         flag = param.opts[0]
         assert parsed(param, bound.get(flag, "168h")) > 0, (path, flag)
