@@ -69,6 +69,23 @@ def test_what_is_sent_out_is_not_the_stored_object() -> None:
         listed = api.list("", "configmaps", "ml")[0]
         listed["data"]["v"] = "changed by a test"
         assert stored["data"]["v"] == "x" and api.get("", "configmaps", "ml", "a")["data"]["v"] == "x"
+        # what a write hands back is a copy too (`_store` returns the stored object to the served answers only)
+        api.handler.put_object(cm("b"))["data"]["v"] = "changed by a test"
+        api.handler.edit_object("", "configmaps", "ml", "a", lambda o: None)["data"]["v"] = "changed by a test"
+        assert [o["data"]["v"] for o in api.list("", "configmaps", "ml")] == ["x", "x"]
+
+
+def test_annotations_are_counted_in_utf8_bytes_at_the_limit() -> None:
+    """Under the limit in characters and over it in bytes is refused; under it in bytes is stored (the check's
+    count of characters only decides that a write is under it whatever its characters)."""
+    with KubeAPIServer() as api:
+        room = kubeapi.ANNOTATIONS_LIMIT - len("n")
+        obj = cm("a")
+        obj["metadata"]["annotations"] = {"n": "é" * (room // 2)}  # 2 bytes each: a byte under the limit
+        api.handler.put_object(obj)
+        obj["metadata"]["annotations"] = {"n": "é" * (room // 2 + 1)}
+        with pytest.raises(kubeapi.ApiError, match="Too long"):
+            api.handler.put_object(obj)
 
 
 def test_a_configmap_over_1_mib_or_with_a_bad_key_is_refused_like_the_api_server() -> None:
