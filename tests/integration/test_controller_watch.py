@@ -105,9 +105,15 @@ def caught_up(api: KubeAPIServer, op: Controller) -> None:
              (ISTIO, "destinationrules", op.informers.routes["destinationrules"])]
 
     def same() -> bool:
+        # the versions only, read in place: every object of both sides copied (`api.list`) and parsed (`inf.items()`)
+        # at every 20 ms poll was 3% of test_controller_write_faults.py's CPU (docs/benchmarks/suite.md, h-suite4)
+        with api.handler.lock:
+            stored = {(g, p, n): o["metadata"]["resourceVersion"] for (g, p, ns, n), o in api.handler.objects.items()
+                      if ns == "ml"}
         for group, plural, inf in kinds:
-            want = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in api.list(group, plural, "ml")}
-            have = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in inf.items()}
+            want = {n: int(rv) for (g, p, n), rv in stored.items() if (g, p) == (group, plural)}
+            with inf._lock:  # noqa: SLF001 - the cache's versions, none of its objects parsed
+                have = {k.rsplit("/", 1)[-1]: e.rv for k, e in inf._items.items()}  # noqa: SLF001
             if want != have:
                 return False
         return True
