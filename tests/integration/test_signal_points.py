@@ -64,11 +64,12 @@ class Signalled:
         return getattr(self.inner, name)
 
 
-def promote(client: Any, version: str, clock: FakeClock, k: int | None, when: str, log: list[str]) -> Result:
+def promote(client: Any, version: str, clock: FakeClock, k: int | None, when: str, log: list[str], *,
+            api: Any) -> Result:
     target = Target(namespace="ml", virtual_service=fleet.model(0), model=fleet.model(0), stable_version="",
                     canary_version=version)
     real = IstioRouter(client, wait=tenacity.wait_none())
-    metrics = FakeMetrics(LiveWeights(real, target), clock, slowdown=lambda t: SLOWDOWN[version], rps=RPS)  # type: ignore[arg-type]
+    metrics = FakeMetrics(LiveWeights(real, target, api=api), clock, slowdown=lambda t: SLOWDOWN[version], rps=RPS)  # type: ignore[arg-type]
     router = Signalled(real, k, when, log)
     runner = router.runner = Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=router,
                                     metrics=metrics, clock=clock)
@@ -85,7 +86,7 @@ def test_sigterm_at_every_write_ends_at_stable_and_a_re_run_ends_right(version: 
     client = api.api_client()
     writes: list[str] = []
     try:
-        promote(client, version, FakeClock(), None, "before", writes)
+        promote(client, version, FakeClock(), None, "before", writes, api=api)
     finally:
         client.close()
         api.stop()
@@ -97,14 +98,14 @@ def test_sigterm_at_every_write_ends_at_stable_and_a_re_run_ends_right(version: 
             client = api.api_client()
             try:
                 clock = FakeClock()
-                first = promote(client, version, clock, k, when, [])
+                first = promote(client, version, clock, k, when, [], api=api)
                 weights, record, _, _ = cluster_state(api)
                 at = f"SIGTERM {when} write {k} ({writes[k - 1]})"
                 if weights != [100, 0] or record.get("phase") != first.state.phase:
                     wrong.append(f"{at}: left {weights} recorded {record.get('phase')}, ended {first.state.phase}")
                 if first.exit_code != rl_exit(first.state.phase) or (version == "v3" and first.state.phase == rl.PROMOTED):
                     wrong.append(f"{at}: {first.state.phase} exit {first.exit_code}")
-                again = promote(client, version, clock, None, "before", [])
+                again = promote(client, version, clock, None, "before", [], api=api)
                 wrong += [f"{at}, then re-run: {p}" for p in problems(api, version, again.state.phase)]
             finally:
                 client.close()

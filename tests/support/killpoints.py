@@ -25,6 +25,7 @@ from canary.runner import Runner
 from canary.model import Target, Weights
 from canary.controller import Controller
 from canary.policy import parse_policy
+from canary.routing import patch
 from canary.routing.istio import IstioRouter
 from tests import fleet
 from tests.fakes import FakeClock, FakeMetrics
@@ -88,14 +89,24 @@ class KillerCustom:
 
 
 class LiveWeights:
-    """`FakeMetrics` reads `router.weights`: here they come from the cluster, as Prometheus would see them."""
+    """`FakeMetrics` reads `router.weights`: here they come from the cluster, as Prometheus would see them.
 
-    def __init__(self, router: Any, target: Target) -> None:
-        self.router, self.target = router, target
+    With `api` (the emulator `router` talks to), the route's weights are read from the emulator's store in this
+    process, as `router.inspect` parses them (`patch.read_weights`): Prometheus sees the traffic, not the API
+    server, and `inspect`'s two GETs at every measured check were a tenth of the kill- and signal-point tests'
+    CPU (docs/benchmarks/suite.md, h-suite4). Without it, through `router.inspect` (an API the test does not
+    hold in this process)."""
+
+    def __init__(self, router: Any, target: Target, *, api: Any = None) -> None:
+        self.router, self.target, self.api = router, target, api
 
     @property
     def weights(self) -> Weights:
-        return self.router.inspect(self.target).weights
+        if self.api is None:
+            return self.router.inspect(self.target).weights
+        with self.api.handler.lock:
+            vs = self.api.handler.objects[(GROUP, "virtualservices", self.target.namespace, self.target.virtual_service)]
+            return patch.read_weights(vs, patch.locate_route(vs, self.target.route))
 
 
 # ---- every kill point of one rollout (tests/integration/test_kill_points.py, scripts/bench_crash.py) --------
@@ -131,12 +142,12 @@ def problems(api: Any, version: str, phase: str | None, i: int = 0) -> list[str]
     return out
 
 
-def promote(client: Any, version: str, clock: Any, kill_after: int | None, log: list[str]) -> Any:
+def promote(client: Any, version: str, clock: Any, kill_after: int | None, log: list[str], *, api: Any = None) -> Any:
     """`canary promote` of rollout 0 (its runner, in-process); its final state, or None if it was killed."""
     target = Target(namespace="ml", virtual_service=fleet.model(0), model=fleet.model(0), stable_version="",
                     canary_version=version)
     real = IstioRouter(client, wait=tenacity.wait_none())
-    metrics = FakeMetrics(LiveWeights(real, target), clock, slowdown=lambda t: SLOWDOWN[version], rps=RPS)  # type: ignore[arg-type]
+    metrics = FakeMetrics(LiveWeights(real, target, api=api), clock, slowdown=lambda t: SLOWDOWN[version], rps=RPS)  # type: ignore[arg-type]
     ctl = Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=Killer(real, kill_after, log),
                      metrics=metrics, clock=clock)
     try:
@@ -152,7 +163,7 @@ def controller_run(api: Any, client: Any, clock: Any, version: str, kill_after: 
     killer = Killer(real, kill_after, log)
     target = Target(namespace="ml", virtual_service=fleet.model(0), model=fleet.model(0), stable_version="v1",
                     canary_version=version)
-    metrics = FakeMetrics(LiveWeights(real, target), clock, slowdown=lambda t: SLOWDOWN[version], rps=RPS)  # type: ignore[arg-type]
+    metrics = FakeMetrics(LiveWeights(real, target, api=api), clock, slowdown=lambda t: SLOWDOWN[version], rps=RPS)  # type: ignore[arg-type]
     op = Controller(custom=KillerCustom(kc.CustomObjectsApi(client), killer), core=kc.CoreV1Api(client),
                   router=killer, metrics=metrics, namespace="ml", clock=clock)
     status: dict[str, Any] = {}
@@ -191,10 +202,10 @@ def every_kill_point(kind: str, version: str) -> Iterator[KillPoint]:
         try:
             clock = FakeClock()
             if kind == "promote":
-                state = promote(client, version, clock, kill_after, log)
+                state = promote(client, version, clock, kill_after, log, api=api)
                 killed = state is None
                 if killed:
-                    state = promote(client, version, clock, None, [])  # `canary promote` run again
+                    state = promote(client, version, clock, None, [], api=api)  # `canary promote` run again
                 phase = state.phase if state is not None else None
             else:
                 killed = not controller_run(api, client, clock, version, kill_after, log)
