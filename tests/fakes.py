@@ -94,7 +94,9 @@ BOUNDS = tuple(round(5 * 1.05**i, 3) for i in range(110)) + (float("inf"),)
 def latency_histogram(n: int, scale_ms: float, seed: int) -> Histogram:
     rng = np.random.default_rng(seed)
     x = rng.lognormal(np.log(scale_ms), 0.5, size=n)
-    counts = [float((x <= b).sum()) for b in BOUNDS]
+    # each bound's count of values at or below it, in one pass over the sorted sample (a pass per bound, 111 over
+    # thousands of values at every measured check, was 4% of the kill-point tests' CPU; the same counts)
+    counts = [float(c) for c in np.searchsorted(np.sort(x), BOUNDS, side="right")]
     return Histogram(BOUNDS, tuple(counts))
 
 
