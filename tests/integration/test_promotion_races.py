@@ -30,7 +30,7 @@ from canary.routing.istio import IstioRouter
 from canary.runner import oncall_action
 from tests import fleet
 from tests.support.interleave import Killed, Schedule
-from tests.support.killpoints import cluster_state
+from tests.support.killpoints import GROUP, cluster_state
 
 pytestmark = pytest.mark.integration
 
@@ -51,14 +51,25 @@ def cluster() -> Iterator[tuple[Any, Any]]:
         api.stop()
 
 
-def _promoting(client: Any) -> None:
-    """Every steps passed: the canary subset on v2 with 100% of the weights, PROMOTING recorded."""
+# id(the module's emulator) -> its VirtualService and DestinationRule as `_promoting` first wrote them
+_START: dict[int, list[dict[str, Any]]] = {}
+
+
+def _promoting(api: Any, client: Any) -> None:
+    """Every steps passed: the canary subset on v2 with 100% of the weights, PROMOTING recorded. Written through
+    IstioRouter the first time; then both objects are put back as that left them (the same start: the ~500 runs
+    of the exhaustive tests below each wrote it again through the router, half of each run's API calls)."""
     import tenacity
 
+    if (start := _START.get(id(api))) is not None:
+        for obj in start:
+            api.handler.put_object(obj)
+        return
     r = IstioRouter(client, wait=tenacity.wait_none())
     r.point_subset(TARGET, "stable", "v1")
     r.point_subset(TARGET, "canary", "v2")
     r.set_weights(TARGET, Weights(0, 100), state=TEXT)
+    _START[id(api)] = [api.get(GROUP, plural, "ml", "m0") for plural in ("virtualservices", "destinationrules")]
 
 
 def finisher(s: Schedule, client: Any) -> Callable[[], Any]:
@@ -87,7 +98,7 @@ ROLLBACKS = {"oncall": oncall, "controller": controller_stable, "sweep": sweep_s
 
 def run(cluster: Any, rollback: str, steps: list[Any], killed: tuple[str, ...] = ()) -> tuple[Schedule, dict[str, Any]]:
     api, client = cluster
-    _promoting(client)
+    _promoting(api, client)
     s = Schedule()
     results = s.run({"P": finisher(s, client), "R": ROLLBACKS[rollback](s, client)}, steps, killed=killed)
     return s, results
@@ -206,7 +217,7 @@ def test_an_oncall_rollback_reads_again_a_record_written_after_its_read(cluster:
     record as it is now, instead of writing over it a rollback of the one it read (losing what was
     recorded meanwhile)."""
     api, client = cluster
-    _promoting(client)
+    _promoting(api, client)
     later = replace(PROMOTING, updated_at=5.0, history=({"at": 5.0, "phase": rl.PROMOTING, "weights": "0/100",
                                                           "what": "written after on-call's read"},))
     s = Schedule()
