@@ -421,7 +421,6 @@ class PromoteCommand(typer.core.TyperCommand):
 
 
 NOTIFY_WAIT_S = 5.0  # how long `promote` waits at exit for its end's posts (--notify-wait's default)
-NOTIFY_WAIT_MOST_S = 600.0  # --notify-wait's bound
 
 
 @app.command(cls=PromoteCommand)
@@ -477,8 +476,7 @@ def promote(
     slack_webhook: list[str] = typer.Option([], "--slack-webhook", help="Slack incoming-webhook URL told of the end "
                                             "(repeatable; also CANARY_SLACK_WEBHOOK_URLS)"),
     notify_wait: float = opts.DurationOpt(
-        "5s", "--notify-wait", zero=True, most=(NOTIFY_WAIT_MOST_S, "a job held that long after its rollout ended, "
-                                                "on a receiver that does not answer, is a typo"),
+        "5s", "--notify-wait", zero=True, most=opts.NOTIFY_WAIT_BOUND,
         help="at exit, wait this long for the end's posts to the webhooks and Slack (a slow receiver: more); what is "
              "still undelivered then is logged, `notify.undelivered`; after a signal at most what is left of "
              "--interrupt-grace (0: do not wait)"),

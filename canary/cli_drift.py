@@ -323,6 +323,10 @@ def watch_cmd(
     retrain_job: Optional[Path] = typer.Option(None, "--retrain-job", help="batch/v1 Job template (YAML) to create "
                                                                            "once per drift episode"),
     retrain_webhook: Optional[str] = typer.Option(None, "--retrain-webhook", help="or POST the evidence here"),
+    notify_wait: float = opts.DurationOpt(
+        "5s", "--notify-wait", zero=True, most=opts.NOTIFY_WAIT_BOUND,
+        help="at exit, wait this long for the last pass's alerts to the webhooks and Slack (a slow receiver: "
+             "more); what is still undelivered then is logged, `notify.undelivered` (0: do not wait)"),
     retrain_job_retries: Optional[int] = opts.RetrainRetriesOpt,
     retrain_job_retry_delay: Optional[float] = opts.RetrainRetryDelayOpt,
     episode_unmeasured_after: float = opts.DurationOpt("24h", "--episode-unmeasured-after",
@@ -515,8 +519,9 @@ def watch_cmd(
         if store is not None:
             store.release()
         # the alerts of the last pass are queued on daemon threads the process's end killed: a DriftDetected
-        # Slack message was lost unsaid. Up to 5 s to deliver them, then `notify.undelivered` names what is left.
-        notifier.close(5.0)
+        # Slack message was lost unsaid. Up to --notify-wait to deliver them, then `notify.undelivered` names
+        # what is left.
+        notifier.close(notify_wait)
     if stop.is_set():  # SIGTERM: the evaluation under way finished and stored
         typer.echo("stopped", err=True)
         raise typer.Exit(EXIT_OK)

@@ -118,6 +118,9 @@ MAX_DURATION_S = 7 * 86400.0
 # that long.
 DRIFT_WINDOW_BOUND = (MAX_WINDOW_S, WINDOW_WHY)
 LEASE_BOUND = (3600.0, "a leader that died holds its rollouts undriven until its Lease runs out")
+# --notify-wait's bound (promote, drift watch): a process held that long at its exit, on a receiver that does not
+# answer, is a typo
+NOTIFY_WAIT_BOUND = (600.0, "a job held that long at its exit, on a receiver that does not answer, is a typo")
 INTERVAL_BOUND = (MAX_WINDOW_S, "the longest --window: the live data between two evaluations would never be read")
 
 

@@ -118,11 +118,21 @@ def test_drift_check_reads_the_exporter_through_prometheus(prom_server_factory: 
             w = CliRunner(env={"CANARY_SLACK_WEBHOOK_URLS": receiver.url}).invoke(
                 app, ["drift", "watch", "--baseline", str(prof_path), "--prometheus-url", prom.url, "--window", "5m",
                       "--no-kube", "--once", "--quiet", "0", "--enter-after", "1", "-o", "json",
-                      "--state-file", str(tmp_path / "s2.json")])
+                      "--state-file", str(tmp_path / "s2.json"), "--notify-wait", "120s"])
             assert w.exit_code == 1, w.output  # an episode is open
             sent = [json.loads(x) for x in w.stderr.splitlines() if x.startswith("{") and '"notify.sent"' in x]
             assert [e["notify_event"] for e in sent] == ["drift_started"], w.stderr
             assert len(receiver.bodies) == 1 and "age" in json.dumps(receiver.bodies[0]), receiver.bodies
+        # --notify-wait bounds that wait: a receiver that does not answer holds the exit that long, then what is
+        # undelivered is named (it was a fixed 5 s, which a loaded host's delivery above could miss: decision 799)
+        with _Receiver(delay_s=60) as receiver:
+            w = CliRunner(env={"CANARY_SLACK_WEBHOOK_URLS": receiver.url}).invoke(
+                app, ["drift", "watch", "--baseline", str(prof_path), "--prometheus-url", prom.url, "--window", "5m",
+                      "--no-kube", "--once", "--quiet", "0", "--enter-after", "1", "-o", "json",
+                      "--state-file", str(tmp_path / "s3.json"), "--notify-wait", "1s"])
+            assert w.exit_code == 1, w.output
+            lost = [json.loads(x) for x in w.stderr.splitlines() if x.startswith("{") and '"notify.undelivered"' in x]
+            assert len(lost) == 1 and lost[0]["waited_s"] == 1.0, w.stderr
     finally:
         server.shutdown()
         thread.join(timeout=5)
