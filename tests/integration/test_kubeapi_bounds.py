@@ -5,6 +5,7 @@ out are never the stored ones' aliases that a client could change."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -149,3 +150,91 @@ def test_a_generated_name_is_cut_as_the_api_server_cuts_it() -> None:
                                message="x", warning=False, component="t", generate_name="m" * 253 + ".")
         made = kc.CoreV1Api(api.api_client()).create_namespaced_event("ml", body)
         assert made.metadata.name.startswith("m" * 58) and len(made.metadata.name) == 63
+
+
+@pytest.mark.parametrize("char", ["é", "€", "😀"])  # 2, 3 and 4 bytes in UTF-8
+@pytest.mark.parametrize("where", ["key", "value"])
+def test_multibyte_annotations_straddling_the_limit_are_counted_as_the_api_server_counts(char: str, where: str) -> None:
+    """Keys and values of 2-, 3- and 4-byte characters, ASCII padding making the total exactly the limit in bytes
+    (stored), then a byte over it (refused): around the emulator's shortcut (4 bytes a character) too, 4-byte
+    characters filling the limit exactly."""
+    width = len(char.encode())
+    with KubeAPIServer() as api:
+        n = kubeapi.ANNOTATIONS_LIMIT // width - 1
+        multi = char * n
+        pad = "p" * (kubeapi.ANNOTATIONS_LIMIT - n * width - len("k") - len("v"))
+
+        def notes(extra: str) -> dict[str, str]:
+            return {multi + extra: "v", "k": pad} if where == "key" else {"k": multi + extra, "v": pad}
+
+        obj = cm("a")
+        obj["metadata"]["annotations"] = notes("")
+        api.handler.put_object(obj)  # exactly the limit
+        obj["metadata"]["annotations"] = notes("x")
+        with pytest.raises(kubeapi.ApiError, match="Too long: must have at most 262144 bytes"):
+            api.handler.put_object(obj)
+        if width == 4:  # only 4-byte characters: 4 x characters is the byte count itself
+            obj["metadata"]["annotations"] = {"": char * (kubeapi.ANNOTATIONS_LIMIT // 4)}
+            api.handler.put_object(obj)
+            obj["metadata"]["annotations"] = {"x": char * (kubeapi.ANNOTATIONS_LIMIT // 4)}
+            with pytest.raises(kubeapi.ApiError, match="Too long"):
+                api.handler.put_object(obj)
+
+
+def test_a_lone_surrogate_in_an_annotation_is_counted_not_answered_500() -> None:
+    """JSON may escape a lone UTF-16 surrogate (`"\\ud800"`, what Python's json.dumps writes for one); the API
+    server's decoder reads it as U+FFFD (3 bytes). The count encoded it and raised: a 500 for such a write near
+    the limit, stored under a quarter of it (the shortcut encodes nothing)."""
+    with KubeAPIServer() as api:
+        def post(value_chars: int) -> int:
+            obj = cm(f"s{value_chars}")
+            obj["metadata"]["annotations"] = {"k": "\ud800" + "p" * value_chars}
+            req = urllib.request.Request(f"{api.url}/api/v1/namespaces/ml/configmaps", method="POST",
+                                         data=json.dumps(obj).encode(), headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        room = kubeapi.ANNOTATIONS_LIMIT - len("k") - 3  # the surrogate read as U+FFFD: 3 bytes
+        assert [post(10), post(room), post(room + 1)] == [201, 201, 422]
+
+
+def test_every_write_is_watched_as_it_was_stored_whatever_was_written_after() -> None:
+    """Stored objects are shared by the store, the watch log and the answers (no copy, decision 764): each event a
+    watch replays after later writes of the same object (merge and JSON patch, PUT, a status write, a delete kept by
+    its finalizer, a foreign edit, a GitOps apply) is the object as that write answered it."""
+    rollouts = kubeapi.Resource("modelcanary.dev", "canaryrollouts", "CanaryRollout", ("v1",),
+                                status_subresource=True)
+    base = f"/apis/{rollouts.group}/v1/namespaces/ml/canaryrollouts"
+    with KubeAPIServer() as api:
+        api.handler.register(rollouts)
+        since = api.handler.put_object(cm("before"))["metadata"]["resourceVersion"]
+        answers: list[dict[str, Any]] = []
+
+        def send(method: str, path: str, body: Any, ctype: str = "application/json") -> None:
+            req = urllib.request.Request(f"{api.url}{base}{path}", method=method, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": ctype})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                answers.append(json.loads(r.read()))
+
+        obj = {"apiVersion": f"{rollouts.group}/v1", "kind": "CanaryRollout",
+               "metadata": {"name": "r", "namespace": "ml", "annotations": {"a": "1"}, "labels": {"l": "1"},
+                            "finalizers": ["f"]}, "spec": {"n": [1]}}
+        send("POST", "", obj)
+        send("PATCH", "/r", {"metadata": {"annotations": {"a": "2"}}, "spec": {"n": [2]}}, "application/merge-patch+json")
+        send("PATCH", "/r", [{"op": "add", "path": "/spec/n/-", "value": 3}], "application/json-patch+json")
+        send("PUT", "/r/status", {**answers[-1], "status": {"s": 1}})
+        send("PUT", "/r", {**answers[-1], "spec": {"n": [4]}})
+        send("DELETE", "/r", {})
+        answers.append(api.edit(rollouts.group, "canaryrollouts", "ml", "r",
+                                lambda o: o["metadata"]["labels"].update(l="2")))
+        answers.append(api.handler.put_object({**answers[-1], "spec": {"n": [5]}}))
+        send("PATCH", "/r", {"metadata": {"finalizers": None}}, "application/merge-patch+json")
+        url = f"{api.url}{base}?watch=true&resourceVersion={since}&timeoutSeconds=1"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            events = [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
+        assert [e["type"] for e in events] == ["ADDED", *["MODIFIED"] * 8, "DELETED"]
+        assert [e["object"] for e in events[:9]] == answers
+        assert events[-1]["object"]["spec"] == {"n": [5]} and not events[-1]["object"]["metadata"].get("finalizers")
