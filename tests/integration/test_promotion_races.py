@@ -13,6 +13,7 @@ new version, or rolled back / aborted with it on the old one, 100/0 either way (
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import replace
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from canary.errors import AlreadyStable, RoutingConflict
 from canary.logs import get
 from canary.model import Target, Weights
 from canary.reconcile import execute, to_stable
+from canary.routing import patch
 from canary.routing.istio import IstioRouter
 from canary.runner import oncall_action
 from tests import fleet
@@ -59,17 +61,23 @@ def _promoting(api: Any, client: Any) -> None:
     """Every steps passed: the canary subset on v2 with 100% of the weights, PROMOTING recorded. Written through
     IstioRouter the first time; then both objects are put back as that left them (the same start: the ~500 runs
     of the exhaustive tests below each wrote it again through the router, half of each run's API calls)."""
-    import tenacity
-
     if (start := _START.get(id(api))) is not None:
         for obj in start:
             api.handler.put_object(obj)
         return
+    _START[id(api)] = _written_promoting(api, client)
+
+
+def _written_promoting(api: Any, client: Any) -> list[dict[str, Any]]:
+    """PROMOTING written through IstioRouter over whatever the route holds; the VirtualService and DestinationRule
+    it leaves."""
+    import tenacity
+
     r = IstioRouter(client, wait=tenacity.wait_none())
     r.point_subset(TARGET, "stable", "v1")
     r.point_subset(TARGET, "canary", "v2")
     r.set_weights(TARGET, Weights(0, 100), state=TEXT)
-    _START[id(api)] = [api.get(GROUP, plural, "ml", "m0") for plural in ("virtualservices", "destinationrules")]
+    return [api.get(GROUP, plural, "ml", "m0") for plural in ("virtualservices", "destinationrules")]
 
 
 def finisher(s: Schedule, client: Any) -> Callable[[], Any]:
@@ -298,3 +306,26 @@ def test_every_placement_of_a_rollback_in_a_finish_and_every_death_ends_consiste
             if found := problems(api, res):
                 bad.append(f"{found}: {trace(s)}")
     assert not bad, f"{len(bad)} inconsistent ends, e.g.\n" + "\n".join(bad[:5])
+
+
+@pytest.mark.parametrize("rollback", sorted(ROLLBACKS))
+def test_the_start_put_back_is_what_the_router_writes_after_any_end(cluster: Any, rollback: str) -> None:
+    """`_promoting` puts back the start it first wrote instead of writing it again through IstioRouter: over the
+    end of a run (promoted, rolled back or aborted, or left by a killed finish or rollback) the router's rewrite
+    leaves the same objects, but for their versions (resourceVersion, generation) and the DestinationRule's
+    `modelcanary.dev/subsets` mark (who pointed a subset, when), which canary writes and never reads."""
+    api, client = cluster
+    ends = [[("R", None), ("P", None)], [("P", "PUT dr"), ("R", "PUT dr"), ("P", None)]]
+    for steps in ends:
+        for killed in ((), ("P",), ("R",)):
+            s, _ = run(cluster, rollback, steps, killed)
+            written = _written_promoting(api, client)
+            for was, now in zip(copy.deepcopy(_START[id(api)]), written):
+                for obj in (was, now):
+                    for field in ("resourceVersion", "generation"):
+                        obj["metadata"].pop(field)
+                    notes = obj["metadata"].get("annotations") or {}
+                    notes.pop(patch.SUBSETS_ANNOTATION, None)
+                    if not notes:
+                        obj["metadata"].pop("annotations", None)
+                assert now == was, (trace(s), killed)
