@@ -132,3 +132,39 @@ def test_an_oncall_rollback_lands_even_when_another_writer_records_before_each_o
     finally:
         client.close()
         api.stop()
+
+
+@pytest.mark.parametrize("kind", ["promote", "controller"])
+def test_the_weights_read_in_process_are_what_inspect_reads_at_every_check(kind: str,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake metrics see the route's weights read from the emulator's store in this process (`LiveWeights`
+    with `api`), no longer over HTTP through `IstioRouter.inspect` as the product reads them: at every measured
+    check of an uninterrupted rollout (`canary promote` and the controller) both read the same weights."""
+    from tests.support import killpoints
+
+    seen: list[tuple[Weights, Weights]] = []
+
+    class Both(killpoints.LiveWeights):
+        @property
+        def weights(self) -> Weights:
+            assert self.api is not None, "LiveWeights without the emulator: nothing read in process"
+            seen.append((super().weights, self.router.inspect(self.target).weights))
+            return seen[-1][0]
+
+    monkeypatch.setattr(killpoints, "LiveWeights", Both)
+    api = fleet.start_api(1)
+    if kind == "controller":
+        api.handler.put_object(fleet.rollout_object(0, "v2"))
+    client = api.api_client()
+    try:
+        from tests.fakes import FakeClock
+
+        if kind == "promote":
+            killpoints.promote(client, "v2", FakeClock(), None, [], api=api)
+        else:
+            killpoints.controller_run(api, client, FakeClock(), "v2", None, [])
+    finally:
+        client.close()
+        api.stop()
+    assert len({w for w, _ in seen}) >= 2, seen  # the rollout's steps were seen
+    assert [a for a, _ in seen] == [b for _, b in seen]
