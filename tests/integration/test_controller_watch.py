@@ -99,27 +99,28 @@ def world(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Controller, A
     api.stop()
 
 
-def caught_up(api: KubeAPIServer, op: Controller) -> None:
-    """Every informer holds what the emulator holds (a watch delivers it within its poll)."""
+def holds_the_store(api: KubeAPIServer, op: Any) -> bool:
+    """Whether every informer holds the version of each object the emulator holds in "ml", and nothing else."""
     kinds = [(crd.GROUP, crd.PLURAL, op.informers.rollouts), (ISTIO, "virtualservices", op.informers.routes["virtualservices"]),
              (ISTIO, "destinationrules", op.informers.routes["destinationrules"])]
+    # the versions only, read in place: every object of both sides copied (`api.list`) and parsed (`inf.items()`)
+    # at every 20 ms poll was 3% of test_controller_write_faults.py's CPU (docs/benchmarks/suite.md, h-suite4)
+    with api.handler.lock:
+        stored = {(g, p, n): o["metadata"]["resourceVersion"] for (g, p, ns, n), o in api.handler.objects.items()
+                  if ns == "ml"}
+    for group, plural, inf in kinds:
+        want = {n: int(rv) for (g, p, n), rv in stored.items() if (g, p) == (group, plural)}
+        with inf._lock:  # noqa: SLF001 - the cache's versions, none of its objects parsed
+            have = {k.rsplit("/", 1)[-1]: e.rv for k, e in inf._items.items()}  # noqa: SLF001
+        if want != have:
+            return False
+    return True
 
-    def same() -> bool:
-        # the versions only, read in place: every object of both sides copied (`api.list`) and parsed (`inf.items()`)
-        # at every 20 ms poll was 3% of test_controller_write_faults.py's CPU (docs/benchmarks/suite.md, h-suite4)
-        with api.handler.lock:
-            stored = {(g, p, n): o["metadata"]["resourceVersion"] for (g, p, ns, n), o in api.handler.objects.items()
-                      if ns == "ml"}
-        for group, plural, inf in kinds:
-            want = {n: int(rv) for (g, p, n), rv in stored.items() if (g, p) == (group, plural)}
-            with inf._lock:  # noqa: SLF001 - the cache's versions, none of its objects parsed
-                have = {k.rsplit("/", 1)[-1]: e.rv for k, e in inf._items.items()}  # noqa: SLF001
-            if want != have:
-                return False
-        return True
 
+def caught_up(api: KubeAPIServer, op: Controller) -> None:
+    """Every informer holds what the emulator holds (a watch delivers it within its poll)."""
     # the cache, and the changes it took reported to the controller (its queue), not the cache alone
-    until(lambda: same() and settled(op), "the informers to catch up")
+    until(lambda: holds_the_store(api, op) and settled(op), "the informers to catch up")
 
 
 def status(api: KubeAPIServer, name: str) -> dict[str, Any]:
@@ -757,3 +758,47 @@ def test_a_canary_rollout_refused_behind_another_virtual_services_split_reads_it
     ready = next(c for c in status(api, "r0").get("conditions", []) if c["type"] == "Ready")
     assert (ready["status"], ready["reason"], looks[0] >= 3) == ("False", "TargetError", True), (ready, looks)
     assert gets[0] == 0
+
+
+def test_caught_up_is_said_only_of_the_versions_the_emulator_holds() -> None:
+    """`caught_up` compares resourceVersions in place (no object parsed): the informers are caught up only when each
+    holds exactly the version the emulator stores of every object: not an older one of an object written since, nor
+    an object deleted since (or deleted and created again under its name), nor short of one created since."""
+    from types import SimpleNamespace
+
+    from canary.informer import Informer
+
+    def unused(**kw: Any) -> Any:
+        raise AssertionError("no LIST or WATCH here: the caches are filled by hand")
+
+    rollouts, vss, drs = (Informer(unused, kind=k) for k in ("rollouts", "virtualservices", "destinationrules"))
+    op = SimpleNamespace(informers=SimpleNamespace(rollouts=rollouts, routes={"virtualservices": vss,
+                                                                             "destinationrules": drs}))
+    api = fleet.start_api(2)
+    try:
+        def cache_all() -> None:
+            for inf, (group, plural) in ((rollouts, (crd.GROUP, crd.PLURAL)), (vss, (ISTIO, "virtualservices")),
+                                         (drs, (ISTIO, "destinationrules"))):
+                for obj in api.list(group, plural, "ml"):
+                    inf.put(obj)
+
+        cache_all()
+        assert holds_the_store(api, op)
+        api.edit(ISTIO, "virtualservices", "ml", fleet.model(0), lambda o: o["spec"].update(hosts=["x"]))
+        assert not holds_the_store(api, op)  # the cache holds the version before the edit
+        cache_all()
+        assert holds_the_store(api, op)
+        gone = api.get(ISTIO, "destinationrules", "ml", fleet.model(1))
+        with api.handler.lock:
+            api.handler._delete((ISTIO, "destinationrules", "ml", fleet.model(1)),
+                                api.handler.objects[(ISTIO, "destinationrules", "ml", fleet.model(1))])
+        assert not holds_the_store(api, op)  # the cache still holds the deleted one
+        gone["metadata"].pop("resourceVersion")
+        api.handler.put_object(gone)  # created again under its name: a new version
+        assert not holds_the_store(api, op)
+        cache_all()
+        assert holds_the_store(api, op)
+        create(api, 5, "v2")
+        assert not holds_the_store(api, op)  # a rollout created, not cached
+    finally:
+        api.stop()
