@@ -535,13 +535,17 @@ class Runner:
         whose job starts while another job's rollout runs waits for it as Terraform's `-lock-timeout` waits for
         a lock, instead of a retry loop around the step (decision 386). Nothing is written while it waits
         (`preflight.waiting_for_route`, once, naming the holder); a signal ends the wait at once (exit 3,
-        nothing written); at the deadline the last refusal is raised, saying how long it waited."""
-        asked, began, said = self.target, self.clock.now(), False
+        nothing written); at the deadline the last refusal is raised, saying how long it waited. The wait runs
+        from the first refusal: a preflight slower than `wait_busy_s` (a loaded host, a slow Prometheus) was
+        refused at once as if no wait had been given ("give --wait-busy DURATION": decision 803)."""
+        asked, began, said = self.target, None, False
         while True:
             try:
                 return self._start()
             except RolloutBusy as exc:
-                waited = self.clock.now() - began
+                now = self.clock.now()
+                began = now if began is None else began
+                waited = now - began
                 if waited >= self.wait_busy_s:
                     # a pipeline's log: the route is busy, not the flags wrong (exit 75), and how to wait for it
                     # (after an end this promote wrote before losing the claim, `run` adds "before that, ...")

@@ -22,6 +22,7 @@ import structlog
 from canary.sandbox.haproxy import HAProxy
 
 log = structlog.get_logger(__name__)
+RESYNC_TIMEOUT_S = 60.0  # a read nothing retries (`resync`): a hang guard only
 
 GROUP = "networking.istio.io"
 
@@ -134,14 +135,16 @@ class Watcher:
         return False
 
     def resync(self) -> None:
-        """Read both objects afresh and push."""
+        """Read both objects afresh and push. Nothing retries these reads (the loops' reads are retried at their
+        next poll or watch), so each gets RESYNC_TIMEOUT_S: a hang guard, not a speed bound (2 s failed a sandbox's
+        start on a loaded host: decision 804)."""
         for plural, name in (("virtualservices", self.name), ("destinationrules", self.dr_name)):
-            self._objs[plural] = self._get(plural, name)
+            self._objs[plural] = self._get(plural, name, timeout_s=RESYNC_TIMEOUT_S)
         self._push()
 
-    def _get(self, plural: str, name: str) -> dict[str, Any]:
+    def _get(self, plural: str, name: str, *, timeout_s: float = 2.0) -> dict[str, Any]:
         return self.api.get_namespaced_custom_object(GROUP, self.api_version, self.namespace, plural, name,
-                                                     _request_timeout=2)
+                                                     _request_timeout=timeout_s)
 
     def _push(self) -> None:
         with self._lock:

@@ -491,6 +491,28 @@ def test_wait_busy_claims_once_another_virtual_services_rollout_ends(api: Any) -
     assert len(waited) == 1 and waited[0]["holder"] == "promote#ci-7", waited  # no holder said before 596
 
 
+def test_wait_busy_runs_from_the_first_refusal_not_from_a_slow_preflight(api: Any) -> None:
+    """`--wait-busy 1s` where reading the route took longer than 1 s (a loaded host): it was refused at once with
+    "give --wait-busy DURATION to wait for it", the words for a promote given no wait, and nothing said it waited
+    (CI saw it). The wait runs from the first refusal: said once, then refused naming the flag (decision 803)."""
+    from canary.errors import RolloutBusy
+
+    _gateway_rollout(api, owner="promote#ci-7", updated_at=1_000.0)
+    clock = FakeClock()
+    r = runner(api, "v3", clock, wait_busy_s=1.0)
+    read = r.router.inspect
+
+    def slow_inspect(*a: Any, **kw: Any) -> Any:
+        clock.t += 5.0  # each read of the route takes 5 s
+        return read(*a, **kw)
+
+    r.router.inspect = slow_inspect  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs, pytest.raises(RolloutBusy) as busy:
+        r.run()
+    assert "(--wait-busy 1s)" in str(busy.value) and "give --wait-busy" not in str(busy.value), busy.value
+    assert [e["holder"] for e in logs if e["event"] == "preflight.waiting_for_route"] == ["promote#ci-7"], logs
+
+
 def test_bad_input_behind_another_virtual_services_rollout_is_exit_2_not_busy(api: Any) -> None:
     """594's busy claim on the gateway's split, and a policy Prometheus rejects: wrong whoever holds the split, so
     exit 2 at once (decision 400), not 75 and a `--wait-busy` that waits for that rollout to be told it (596)."""
