@@ -102,10 +102,12 @@ class LoadGenerator:
         self._workers: list[threading.Thread] = []
 
     def start(self) -> "LoadGenerator":
-        self.stats = LoadStats(started_at=time.monotonic())
-        self._stop.clear()
+        # each run its own stop and counts: a worker of the run before that `stop` gave up waiting for (a
+        # request still out) ends after it, counted there, not in this run's (`Sandbox.rearm` starts again)
+        self._stop = stop = threading.Event()
+        self.stats = stats = LoadStats(started_at=time.monotonic())
         for i in range(self.threads):
-            t = threading.Thread(target=self._run, args=(i,), name=f"loadgen-{i}", daemon=True)
+            t = threading.Thread(target=self._run, args=(i, stop, stats), name=f"loadgen-{i}", daemon=True)
             t.start()
             self._workers.append(t)
         log.info("loadgen.started", url=self.url, rate=self.rate, threads=self.threads)
@@ -134,23 +136,23 @@ class LoadGenerator:
                 x[row, rng.choice(N_FEATURES, size=k, replace=False)] = np.nan
         return x
 
-    def _run(self, index: int) -> None:
+    def _run(self, index: int, stop: threading.Event, stats: LoadStats) -> None:
         rng = np.random.default_rng(self.seed * 1000 + index)
         period = self.threads / self.rate
         conn = self._connection()
         next_at = time.monotonic() + period * index / self.threads  # stagger the threads
-        while not self._stop.is_set():
+        while not stop.is_set():
             delay = next_at - time.monotonic()
-            if delay > 0 and self._stop.wait(delay):
+            if delay > 0 and stop.wait(delay):
                 break
             next_at = max(next_at + period, time.monotonic() - period)  # no burst after a stall
-            self._one(conn, rng)
+            self._one(conn, rng, stats)
         conn.close()
 
     def _connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(*self._address, timeout=self.timeout)
 
-    def _one(self, conn: http.client.HTTPConnection, rng: np.random.Generator) -> None:
+    def _one(self, conn: http.client.HTTPConnection, rng: np.random.Generator, s: LoadStats) -> None:
         body, headers = encode_request(self.features(rng))
         started = time.perf_counter()
         server, error = "?", ""
@@ -172,7 +174,6 @@ class LoadGenerator:
             conn.close()  # its state is unknown: the next request opens a new one
         elapsed = (time.perf_counter() - started) * 1000.0
         with self._lock:
-            s = self.stats
             s.sent += 1
             s.by_server[server] += 1
             if error:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -62,6 +64,48 @@ def test_haproxy_refuses_unknown_server_and_bad_weight(haproxy_pair: HAProxy) ->
         haproxy_pair.set_weight("nobody", 10)
     with pytest.raises(ValueError):
         haproxy_pair.set_weight("canary", 300)
+
+
+def test_loadgen_started_again_leaves_no_worker_of_the_run_before() -> None:
+    """`Sandbox.rearm` stops the load and starts it again (decision 760). A worker whose request was still out
+    when `stop` gave up waiting for it ends after that request, counted in its own run, not the next one's, and
+    does not go on sending. A server that answers only when told holds the request: nothing here is timed."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    got = threading.Semaphore(0)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            conn.recv(65536)  # the request (one read: the test only counts that it came)
+            held.append(conn)
+            got.release()
+
+    threading.Thread(target=serve, daemon=True).start()
+    lg = LoadGenerator(f"http://127.0.0.1:{srv.getsockname()[1]}", rate=100, threads=1, timeout=60)
+    try:
+        lg.start()
+        assert got.acquire(timeout=30)  # the first run's request is out, and held
+        old = list(lg._workers)
+        lg.timeout = 0  # `stop` waits 1 s for it, then gives up: it is still held
+        first = lg.stop()
+        assert first["sent"] == 0 and old[0].is_alive()
+        lg.timeout = 60
+        lg.start()
+        assert got.acquire(timeout=30)  # the new run's request is held too
+        held[0].sendall(b"HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        old[0].join(timeout=30)
+        assert not old[0].is_alive(), "the first run's worker went on sending in the second run"
+        assert lg.snapshot()["sent"] == 0, lg.snapshot()  # its answer counted in its own run
+    finally:
+        srv.close()
+        for conn in held:
+            conn.close()
+        lg.timeout = 0
+        lg.stop()
 
 
 def test_loadgen_counts_agree_with_model_metrics(haproxy_pair: HAProxy, triton_canary: TritonServer) -> None:
