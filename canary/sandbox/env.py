@@ -260,8 +260,11 @@ class Sandbox:
         """
         assert self.canary is not None and self.kube is not None, "rearm a started sandbox"
         want = SCENARIOS[scenario].schema
-        if scenario == "crash" or want != self.canary.behaviour.schema or not self.canary.alive():
+        if scenario == "crash" or want != self.canary.behaviour.schema:
             raise ValueError(f"scenario {scenario!r} cannot run in a started {self.scenario!r} sandbox")
+        broken = self.broken()
+        if broken:  # what the scenario before left: its own sandbox to run in, not a misleading verdict here
+            raise RuntimeError(f"scenario {scenario!r} cannot run in this sandbox: {broken}")
         if self.loadgen is not None:
             self.loadgen.stop()
         # the objects first: until the watcher has read them back, a push of the last rollout's weights can
@@ -281,6 +284,16 @@ class Sandbox:
             self.loadgen.start()
         return self
 
+    def broken(self) -> str:
+        """Why this started sandbox cannot run another scenario ("" when it can): a server of it that exited,
+        named with the scenario it last ran (`rearm` refuses so; the end-to-end tests start a fresh one)."""
+        parts = [("the stable Triton", self.stable and self.stable.proc),
+                 ("the canary Triton", self.canary and self.canary.proc),
+                 ("HAProxy", self.haproxy and self.haproxy.proc), ("Prometheus", self.prom and self.prom._proc)]
+        dead = [f"{name} (pid {proc.pid}) exited with {proc.returncode}" for name, proc in parts
+                if proc is not None and proc.poll() is not None]
+        return f"{', '.join(dead)} during or after scenario {self.scenario!r}" if dead else ""
+
     def _restore_seeded(self) -> None:
         handler = self.kube.handler
         with handler.lock:
@@ -295,7 +308,8 @@ class Sandbox:
         if self.watcher is not None:
             weights = {"stable": 100, "canary": 0}
             if not (self.watcher.wait_seen(versions) and self.watcher.wait_for(weights)):
-                raise RuntimeError(f"the watcher did not push the seeded weights {weights}")
+                raise RuntimeError(f"the watcher did not push the seeded weights {weights} after scenario "
+                                   f"{self.scenario!r}: HAProxy's are {self.haproxy and self.haproxy.weights()}")
 
     def _stop_tritons(self) -> None:
         servers = [s for s in (self.stable, self.canary) if s is not None]

@@ -239,6 +239,12 @@ def _rearmed_as_seeded(sb: Sandbox, api: Any) -> None:
     assert sb.haproxy.weights() == {"stable": 100, "canary": 0}
     assert sb.fault_injected_at is None and sb.scenario == "good"
     assert sb.canary.behaviour == Behaviour(device=sb.device) and sb.loadgen.stats.started_at >= before
+    assert sb.broken() == ""
+    # a canary that died under a scenario: the next one is refused for that, named, not for its scenario
+    sb.canary.kill()
+    with pytest.raises(RuntimeError, match=r"'slow' cannot run in this sandbox: the canary Triton \(pid \d+\) "
+                                           r"exited with -9 during or after scenario 'good'"):
+        sb.rearm("slow", rate=40)
 
 
 def _doc_checks(prom: str, version: str) -> dict[str, float]:
