@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -116,11 +117,17 @@ def shared() -> Iterator[Callable[..., Sandbox]]:
 
     A sandbox's servers take about 6 s of CPU to start and stop (docs/benchmarks/suite.md); the scenarios that
     share one here ran in seven. `crash` (its canary is killed) and `bad-schema` (a canary built otherwise)
-    start their own, and come first in the file, so that no shared sandbox idles while they run.
+    start their own, and come first in the file, so that no shared sandbox idles while they run. A shared one a
+    test left broken (a server of it exited: `Sandbox.broken`) is stopped and a fresh one started for the next,
+    with a warning naming the part and the scenario, so that one failure does not fail the tests after it.
     """
     held: dict[bool, Sandbox] = {}
 
     def get(*, native_histograms: bool = False) -> Sandbox:
+        broken = held[native_histograms].broken() if native_histograms in held else ""
+        if broken:  # the test before failed so, or made its own fail: this one gets a fresh sandbox
+            warnings.warn(f"a fresh sandbox replaces the shared one: {broken}", stacklevel=2)
+            held.pop(native_histograms).stop()
         if native_histograms not in held:
             while held:
                 held.popitem()[1].stop()
