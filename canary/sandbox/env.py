@@ -256,7 +256,8 @@ class Sandbox:
         generator's inputs and counts, at `rate`. Prometheus keeps its history: a look judges only
         the data since its step began (`reconcile.look_window`), and the canary, at weight 0 between
         rollouts, adds none. Not for "crash" (its canary is killed) nor a scenario of another
-        schema (Triton fixes the model's at start): those need their own sandbox.
+        schema (Triton fixes the model's at start): those need their own sandbox; nor after a server
+        of it exited (`broken`, named in the RuntimeError).
         """
         assert self.canary is not None and self.kube is not None, "rearm a started sandbox"
         want = SCENARIOS[scenario].schema
