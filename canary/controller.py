@@ -1821,7 +1821,9 @@ class Controller:
                                   route=target.route, owner=_owner(obj), started_at=now, updated_at=now)
         # guarded on the record this decision read (the informer's copy, perhaps behind): a route another
         # owner took over meanwhile is a RoutingConflict, and the next tick reads it again
-        ended_on = replace(target, stable_version=rec.stable_version)
+        # the record's model is the ended rollout's (a spec edited to another model names the edit's; decision 800)
+        ended_on = replace(target, stable_version=rec.stable_version, model=rec.model or target.model)
+        log = log.bind(**rollout_context(ended_on, rec))
         meta = obj.get("metadata") or {}
 
         def told(ended: rl.RolloutState, actions: list[rl.Action]) -> None:  # posted as its write lands (736)
@@ -1848,13 +1850,17 @@ class Controller:
         version, another VirtualService). Returns `_stable_if_ours`'s outcome. Raises what the router
         raises (the next tick tries again). `cause`: the end's class (decision 607)."""
         vs, route, version, dr = drove
-        log = log.bind(canary_version=version, virtual_service=vs)
-        target = replace(spec.target, virtual_service=vs, route=route, canary_version=version, destination_rule=dr)
+        # the ended rollout's model (its status's), not the edit's: `_ran_model` (decision 800)
+        model = _ran_model(obj, vs, spec.target.model)
+        log = log.bind(canary_version=version, virtual_service=vs, model=model)
+        target = replace(spec.target, virtual_service=vs, route=route, canary_version=version, destination_rule=dr,
+                         model=model)
 
         def recorded(ended: rl.RolloutState, actions: list[rl.Action]) -> None:
             # its counters and the CanaryRollout's Event, as every end's (posted at its write), and its history with
             # the end's lines (observed after the write with none, a fresh process wrote nothing of it: 776)
-            ended_spec = replace(spec, target=replace(target, stable_version=ended.stable_version))
+            ended_spec = replace(spec, target=replace(target, stable_version=ended.stable_version,
+                                                      model=ended.model or target.model))
             self._record(ended_spec, ended, actions)
             self._observe(ended_spec, ended, actions)
 
@@ -1875,7 +1881,8 @@ class Controller:
             self._ended_status(obj, phase=rl.ABORTED, reason=f"{reason}; {why}", cause=cause)
             return outcome
         assert state is not None
-        old_spec = replace(spec, target=replace(target, stable_version=state.stable_version))
+        old_spec = replace(spec, target=replace(target, stable_version=state.stable_version,
+                                                model=state.model or target.model))
         if outcome == "stable":  # (counted and in its history by `recorded`)
             self._known[spec.key] = _Known(old_spec, state)
             self._failing.pop(spec.key, None)
@@ -1903,7 +1910,9 @@ class Controller:
         old = obj.get("status") or {}
         generation = (obj.get("metadata") or {}).get("generation", 0)
         now = self.clock.now()
-        ended = rl.RolloutState(model=str((obj.get("spec") or {}).get("model") or ""), stable_version="",
+        ran = old.get("target") if isinstance(old.get("target"), dict) else {}
+        ended = rl.RolloutState(model=str(ran.get("model") or (obj.get("spec") or {}).get("model") or ""),
+                                stable_version="",
                                 canary_version=str((old.get("target") or {}).get("canaryVersion") or ""),
                                 phase=phase, weights=STABLE_ONLY, started_at=_parse_iso(old.get("startedAt")),
                                 updated_at=now, reason=reason[:4096], end_cause=rl.end_cause(cause, reason))
@@ -3295,8 +3304,18 @@ def _raw_target(obj: dict[str, Any], drove: tuple[str, str, str, str]) -> Target
     vs, route, version, dr = drove
     sp = obj.get("spec") or {}
     return Target(namespace=(obj.get("metadata") or {}).get("namespace", ""), virtual_service=vs,
-                  model=str(sp.get("model") or vs), stable_version="", canary_version=version,
+                  model=_ran_model(obj, vs, str(sp.get("model") or vs)), stable_version="", canary_version=version,
                   destination_rule=dr, route=route)
+
+
+def _ran_model(obj: dict[str, Any], vs: str, asked: str) -> str:
+    """The model of the rollout this CR's status says ran on VirtualService `vs` (`status.target.model`), else
+    `asked` (the spec's): a spec edited mid-rollout to another model names the model of the rollout it ends, not
+    the edit's (the end's lines, post, Event and history said model=m1 beside m0's VirtualService; decision 800)."""
+    t = (obj.get("status") or {}).get("target")
+    ran = t.get("model") if isinstance(t, dict) and t.get("virtualService") == vs else None
+    return ran if isinstance(ran, str) and ran else asked
+
 
 
 def _finalizers(obj: dict[str, Any]) -> list[str]:

@@ -727,10 +727,12 @@ def with_look_recorded(new: rl.RolloutState, actions: list[rl.Action]) -> list[r
 def rollout_context(target: Target, state: rl.RolloutState | None = None) -> dict[str, str]:
     """What every line about one rollout carries (README, "Log events"): on-call reads which model, in which
     namespace, on which VirtualService and route, from which stable to which canary version, from the line
-    alone. The recorded state's versions and route are the truth once there is one (a rescue, the sweep's
-    end of an orphan, a CanaryRollout edited since); the route is left out when unnamed (the only one)."""
+    alone. The recorded state's model, versions and route are the truth once there is one (a rescue, the sweep's
+    end of an orphan, a CanaryRollout edited since: its model too, decision 800); the route is left out when
+    unnamed (the only one)."""
     if state is not None:
-        target = replace(target, stable_version=state.stable_version or target.stable_version,
+        target = replace(target, model=state.model or target.model,
+                         stable_version=state.stable_version or target.stable_version,
                          canary_version=state.canary_version or target.canary_version, route=state.route or target.route)
     return target.log_context()  # a version not known yet (before the claim) is left out
 

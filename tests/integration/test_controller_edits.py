@@ -11,6 +11,7 @@ from typing import Any
 
 import kubernetes.client as kc
 import pytest
+import structlog.testing
 from kubernetes.client.exceptions import ApiException
 
 from canary import controller as controller_mod
@@ -542,3 +543,57 @@ def test_an_edit_waiting_is_written_once_where_a_crd_older_than_the_field_prunes
         api.edit(crd.GROUP, crd.PLURAL, "ml", "r0", lambda o: (o.get("status") or {}).pop("editWaiting", None))
     assert len(sent) == 1 and sent[0]["edit"] == "the policy's steps changed", sent
     assert vs(api, 0)[0] == [80, 20]
+
+
+class _Posts:
+    """The webhook posts the controller queues (`notify`): (event, payload)."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, dict[str, Any]]] = []
+
+    def notify(self, event: str, payload: Any) -> None:
+        self.got.append((event, payload))
+
+
+def _end_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] in ("rollout.aborting", "rollout.aborted")]
+
+
+@pytest.mark.parametrize("memory", ["same process", "restarted process"])
+def test_a_refused_edit_to_another_model_ends_the_rollout_it_ran_naming_it(world: Any, memory: str) -> None:
+    """spec.model edited m0 -> m1 mid-rollout with `virtualService: ""` (refused, decision 768): stable 100% on m0.
+    A restarted process named the edited model beside the ended rollout's VirtualService (model=m1,
+    virtual_service=m0), in its post too (`_raw_target`). Every line and post names m0's rollout (decision 800)."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    _patch_spec(custom, {"model": "m1", "virtualService": ""})
+    runner = op if memory == "same process" else _fresh(op)
+    runner.notifier = posts = _Posts()
+    with structlog.testing.capture_logs() as logs:
+        runner.tick()
+    assert vs(api, 0)[0] == [100, 0]
+    lines = _end_lines(logs)
+    assert [e["event"] for e in lines] == ["rollout.aborting", "rollout.aborted"], logs
+    for e in lines:
+        assert (e["model"], e["virtual_service"]) == ("m0", "m0"), e
+    assert posts.got and all(p["model"] == "m0" and p["virtual_service"] == "m0" for _, p in posts.got), posts.got
+    assert vs(api, 0)[1]["model"] == "m0"
+
+
+def test_a_superseding_route_edit_names_the_ended_rollouts_model(world: Any) -> None:
+    """spec.model (and with it the VirtualService) edited m0 -> m1 mid-rollout: the supersede's stable 100% on m0
+    said model=m1 beside virtual_service=m0 (the `_rescue` target took the edited spec's model), in its post too."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    _patch_spec(custom, {"model": "m1"})
+    op.notifier = posts = _Posts()
+    with structlog.testing.capture_logs() as logs:
+        op.tick()
+    lines = _end_lines(logs)
+    assert [e["event"] for e in lines] == ["rollout.aborting", "rollout.aborted"], logs
+    for e in lines:
+        assert (e["model"], e["virtual_service"], e["end_cause"]) == ("m0", "m0", "operator"), e
+        assert e["reason"].startswith("superseded: spec.virtualService changed from m0 to m1"), e
+    assert posts.got and all(p["model"] == "m0" for _, p in posts.got), posts.got
