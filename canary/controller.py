@@ -2244,9 +2244,11 @@ class Controller:
         first = self._failing.setdefault(key, self.clock.now())
         if isinstance(exc, (TransientError, ConflictStorm)) and self.clock.now() - first < FAILURE_BUDGET_S:
             return
-        reason = f"failed: {said(exc)}"
+        refused = _edited_refusal(obj, exc)  # a spec edited mid-rollout and refused: that edit's end (decision 801)
+        reason = refused or f"failed: {said(exc)}"
         # the end's class (decision 607): its own VirtualService's 404 is a foreign edit (decision 666)
-        cause = failure_cause(exc, known.spec.target if known is not None else _raw_target(obj, drove))
+        cause = "operator" if refused else failure_cause(
+            exc, known.spec.target if known is not None else _raw_target(obj, drove))
         if known is None:  # a new process, or the tick failed before the state was read: what the status says
             assert drove is not None
             try:
@@ -3316,6 +3318,28 @@ def _ran_model(obj: dict[str, Any], vs: str, asked: str) -> str:
     ran = t.get("model") if isinstance(t, dict) and t.get("virtualService") == vs else None
     return ran if isinstance(ran, str) and ran else asked
 
+
+def _edited_refusal(obj: dict[str, Any], exc: BaseException) -> str | None:
+    """The reason of an end that a spec edited mid-rollout and refused makes (`_failed`): a ConfigError (not the API
+    server's refusal, `ApiRefused`) at a tick of a generation the rollout's status has not observed. It names the
+    edit of what the rollout drives (`_edit`, and spec.model), then the refusal; None for any other failure (a
+    policyRef ConfigMap gone, a query Prometheus no longer takes: the input of a spec not edited, 714's class)."""
+    st, meta = obj.get("status") or {}, obj.get("metadata") or {}
+    seen, generation = st.get("observedGeneration"), meta.get("generation")
+    if not isinstance(exc, ConfigError) or isinstance(exc, ApiRefused) or not isinstance(seen, int) \
+            or not isinstance(generation, int) or generation <= seen:
+        return None
+    sp = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    t = st.get("target") if isinstance(st.get("target"), dict) else {}
+    ran = tuple(str(t.get(k) or "") for k in ("virtualService", "route", "canaryVersion", "destinationRule", "model"))
+    model = str(sp.get("model") or "")
+    vs = str(sp.get("virtualService") or model)
+    asked = (vs, str(sp.get("route") or ""), str(sp.get("canaryVersion") or ""), str(sp.get("destinationRule") or vs))
+    edits = [e for e in (_edit(ran[:4], asked) if ran[0] else "",
+                         f"spec.model changed from {ran[4]} to {model or '(none)'}" if ran[4] and ran[4] != model
+                         else "") if e]
+    what = f" ({', '.join(edits)})" if edits else ""
+    return f"{rl.REFUSED_EDIT}{what}: {said(exc)}"
 
 
 def _finalizers(obj: dict[str, Any]) -> list[str]:

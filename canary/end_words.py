@@ -23,7 +23,8 @@ _NEXT = {
     "operator": "nothing to do: a person asked for it (`reason`)",
     "interrupted": "not the canary: the run was stopped (`reason`); roll {version} out again to have it judged",
     # (`reconcile.failure_cause`'s class for every failure that carries none: input refused mid-rollout too, a
-    # ConfigError: a spec or policy edited, a policyRef ConfigMap gone, a query Prometheus no longer takes; 714)
+    # ConfigError: a policyRef ConfigMap gone, a query Prometheus no longer takes; 714. A spec edited mid-rollout
+    # and refused is the operator's, `REFUSED_EDIT`: decision 801)
     "infrastructure": "not the canary: fix what failed (`reason`: Prometheus, the Kubernetes API, or the rollout's "
                       "input: its spec, policy or route), then roll {version} out again",
     "foreign_edit": "not the canary: the routing was changed outside the rollout (`reason`: a person, a GitOps "
@@ -53,8 +54,18 @@ _GATE_NOT_THE_CANARY = ("not the canary: its gate could not judge it (`reason`: 
                         "file or the model name failed); fix that, then roll {version} out again")
 
 
+# how the reason of an end opens when a spec edited mid-rollout is refused (the controller's `_failed`): its class
+# is the operator's, the edit's (decision 801), never `infrastructure` as `failed: <error>` read; its `next` is not
+# the operator's "nothing to do", which would leave the refused spec as it is
+REFUSED_EDIT = "the spec edited mid-rollout is refused"
+_REFUSED_EDIT_NEXT = ("not the canary: the CanaryRollout's spec was edited mid-rollout to one the controller refuses "
+                      "(`reason`: the edit, then why); fix the spec, then roll {version} out again")
+
+
 def next_step(cause: str, version: str, *, reason: str = "") -> str:
     """What to do after an end of class `cause` (one of `rollout.ROLLBACK_REASONS`) of canary `version`; `reason`:
-    the end's, which tells a gate the canary did not fail (`not_the_canarys`)."""
-    words = _GATE_NOT_THE_CANARY if cause == "gate" and not_the_canarys(reason) else _NEXT.get(cause, _NEXT["other"])
+    the end's, which tells a gate the canary did not fail (`not_the_canarys`) and an operator's end a refused edit."""
+    words = _GATE_NOT_THE_CANARY if cause == "gate" and not_the_canarys(reason) else \
+        _REFUSED_EDIT_NEXT if cause == "operator" and reason.startswith(REFUSED_EDIT) else \
+        _NEXT.get(cause, _NEXT["other"])
     return words.format(version=version or "the canary version")

@@ -562,8 +562,10 @@ def _end_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("memory", ["same process", "restarted process"])
 def test_a_refused_edit_to_another_model_ends_the_rollout_it_ran_naming_it(world: Any, memory: str) -> None:
     """spec.model edited m0 -> m1 mid-rollout with `virtualService: ""` (refused, decision 768): stable 100% on m0.
-    A restarted process named the edited model beside the ended rollout's VirtualService (model=m1,
-    virtual_service=m0), in its post too (`_raw_target`). Every line and post names m0's rollout (decision 800)."""
+    Its lines said `end_cause: infrastructure` and `reason: failed: <the refusal>` (a person's edit read as an
+    outage), and a restarted process named the edited model beside the ended rollout's VirtualService (model=m1,
+    virtual_service=m0), in its post too. Every line and post names m0's rollout, the edit and the operator's class
+    (decisions 800, 801)."""
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
     _progressing(op, custom, api)
@@ -576,9 +578,15 @@ def test_a_refused_edit_to_another_model_ends_the_rollout_it_ran_naming_it(world
     lines = _end_lines(logs)
     assert [e["event"] for e in lines] == ["rollout.aborting", "rollout.aborted"], logs
     for e in lines:
-        assert (e["model"], e["virtual_service"]) == ("m0", "m0"), e
+        assert (e["model"], e["virtual_service"], e["end_cause"]) == ("m0", "m0", "operator"), e
+        assert e["reason"].startswith(f"{rl.REFUSED_EDIT} (spec.virtualService changed from m0 to m1, "), e
+        assert "spec.model changed from m0 to m1): CanaryRollout ml/r0: spec.virtualService is given empty" \
+            in e["reason"], e
+    assert lines[-1]["next"].startswith("not the canary: the CanaryRollout's spec was edited mid-rollout")
     assert posts.got and all(p["model"] == "m0" and p["virtual_service"] == "m0" for _, p in posts.got), posts.got
-    assert vs(api, 0)[1]["model"] == "m0"
+    st, (_, record) = _status(custom), vs(api, 0)
+    assert st["endCause"] == "operator" and st["reason"] == lines[-1]["reason"]
+    assert record["model"] == "m0" and record["end_cause"] == "operator"
 
 
 def test_a_superseding_route_edit_names_the_ended_rollouts_model(world: Any) -> None:

@@ -87,8 +87,10 @@ def test_a_policy_edited_to_an_invalid_one_mid_rollout_sends_the_split_to_stable
     assert weights == [100, 0] and record["phase"] == rl.ABORTED, record["phase"]
     st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
     assert st["phase"] == rl.ABORTED and st["weights"] == {"stable": 100, "canary": 0}
-    assert st["reason"].startswith("failed: CanaryRollout ml/r0 spec.policy: checks[0].max_incrase_pct: unknown "
-                                   "key (did you mean `max_increase_pct`?)"), st["reason"]
+    # a person's edit, said as the edit's end, not as an outage (`failed: ...`, `infrastructure`; decision 801)
+    assert st["reason"].startswith(f"{rl.REFUSED_EDIT}: CanaryRollout ml/r0 spec.policy: checks[0].max_incrase_pct: "
+                                   "unknown key (did you mean `max_increase_pct`?)"), st["reason"]
+    assert st["endCause"] == record["end_cause"] == "operator"
     # and Ready says the spec cannot be run: it was "True, Reconciled" once the end was written, which a GitOps
     # health check (Argo CD reads Ready) showed as healthy
     ready = next(c for c in st["conditions"] if c["type"] == "Ready")

@@ -382,3 +382,14 @@ def test_an_end_by_input_refused_mid_rollout_says_to_fix_that_input() -> None:
     done = [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollout.aborted"][0]
     assert done.fields["end_cause"] == "infrastructure", done.fields
     assert done.fields["next"].startswith("not the canary") and "policy" in done.fields["next"], done.fields
+
+
+def test_a_refused_edits_end_reads_as_the_operators_and_says_to_fix_the_spec() -> None:
+    """A record of it without its class (a reader of the words alone) classes it as the operator's, never "other";
+    its `next` is not the operator's "nothing to do" (decision 801)."""
+    from canary.end_words import next_step
+    reason = (f"{rl.REFUSED_EDIT} (spec.model changed from m0 to m1): CanaryRollout ml/r0: spec.virtualService is "
+              "given empty")
+    assert rl.classify_reason(reason) == "operator"
+    assert next_step("operator", "v2", reason=reason).startswith("not the canary: the CanaryRollout's spec was edited")
+    assert next_step("operator", "v2", reason="operator: latency page").startswith("nothing to do")
