@@ -423,13 +423,12 @@ def _kubeconfig_file(first: str) -> None:
     as "does not exist", and a FIFO the client opened would hold the command at its open (decision 771)."""
     import stat
 
-    p = Path(first).expanduser()
-    if p.is_file():
-        return
     try:
-        mode = p.stat().st_mode
+        mode = Path(first).expanduser().stat().st_mode
     except OSError:
         raise ConfigError(f"kubeconfig {first!r} does not exist") from None
+    if stat.S_ISREG(mode):
+        return
     # a process substitution (`--kubeconfig <(sops -d kc.enc)`, which kubectl takes) is /dev/fd/N, a pipe: it reads
     # once, and the kubeconfig is read more than once (its contexts for the namespace, then the client's load)
     what = ("a FIFO or a pipe (a process substitution, <(...)?), which reads once, and the kubeconfig is read more "
