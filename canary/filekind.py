@@ -1,5 +1,5 @@
 """What a file given where JSON was expected most likely is, for the error that refuses it; and the one way a
-file a person names is read (`read_bounded`, `read_input`).
+file a person names is read (`read_bounded`, `read_input`; `read_regular` for one read again).
 
 `canary report --input canary-demo.log`, `canary judge --input` of a log, `drift check --baseline` of a report
 page: each said only `not JSON (Extra data: line 2 column 1 (char 162))`, which names no mistake. The caller
@@ -98,4 +98,4 @@ def not_json(source: str | Path) -> str:
     return ""
 
 
-__all__ = ["MAX_INPUT_BYTES", "not_json", "read_bounded", "read_input"]
+__all__ = ["MAX_INPUT_BYTES", "not_json", "read_bounded", "read_input", "read_regular"]
