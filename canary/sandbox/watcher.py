@@ -113,24 +113,23 @@ class Watcher:
 
     def wait_for(self, weights: dict[str, int], timeout: float = 5.0) -> bool:
         """True once the last push equals ``weights`` (tests and the demo use it)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._pushed == weights:
-                    return True
-            time.sleep(0.02)
-        return False
+        return self._until(lambda: self._pushed == weights, timeout)
 
     def wait_seen(self, versions: dict[str, int], timeout: float = 10.0) -> bool:
         """True once the objects last read are at least at these resourceVersions ({plural: rv}): every push
         from then on is computed from them (`Sandbox.rearm` waits so for the objects it put back)."""
+        def seen(plural: str) -> int:
+            return int((self._objs.get(plural) or {}).get("metadata", {}).get("resourceVersion") or 0)
+
+        return self._until(lambda: all(seen(p) >= rv for p, rv in versions.items()), timeout)
+
+    def _until(self, holds: Callable[[], bool], timeout: float) -> bool:
+        """True once `holds()`, asked under the lock every 20 ms, is true; False after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                seen = {p: int((self._objs.get(p) or {}).get("metadata", {}).get("resourceVersion") or 0)
-                        for p in versions}
-            if all(seen[p] >= rv for p, rv in versions.items()):
-                return True
+                if holds():
+                    return True
             time.sleep(0.02)
         return False
 
