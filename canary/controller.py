@@ -1074,7 +1074,6 @@ class Controller:
             message = event_message(a, recorded.weights)
             self.fenced.record_event(spec.target, reason=camel(a.event), warning=a.warning, message=message)
         self._record(spec, recorded, late)
-        self._observe(spec, recorded, late)
 
     def _canary_subset_home(self, target: Target, state: rl.RolloutState, status: Any, *, log: Any) -> None:
         """A rollback (or abort) recorded on the route that this CanaryRollout's status does not show yet, its canary
@@ -1521,7 +1520,6 @@ class Controller:
         if retry is not None:
             self._stable_tried(spec.key, state, retry, None)
         self._record(spec, new, actions)  # the webhooks before the history's write (decision 720)
-        self._observe(spec, new, actions)
         if self.telemetry and any(isinstance(a, rl.Emit) and a.event == "weights.foreign_edit" for a in actions):
             self.telemetry.kube_error("conflict")
         return new, texts[-1] if texts else expect
@@ -1862,7 +1860,6 @@ class Controller:
             ended_spec = replace(spec, target=replace(target, stable_version=ended.stable_version,
                                                       model=ended.model or target.model))
             self._record(ended_spec, ended, actions)
-            self._observe(ended_spec, ended, actions)
 
         outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log, cause=cause, counted=recorded)
         if outcome != "stable":  # what it remembers of that rollout is over whatever happened to it
@@ -2303,8 +2300,7 @@ class Controller:
                 kept.pop(key, None)
             self._known[key] = _Known(spec, ended)
             end_line = [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollout.aborted"]
-            self._record(spec, ended, end_line)
-            self._observe(spec, ended, end_line)  # its end's line, not an outside change (decision 778)
+            self._record(spec, ended, end_line)  # its history: its end's line, not an outside change (decision 778)
             self._mirror_end(obj, spec, ended)
             return
         now_read = self._taken_over(spec.target, state)
@@ -2346,9 +2342,9 @@ class Controller:
                                                                                 cause=cause),
                                                              None)), read, write_landed(unsent))  # type: ignore[arg-type]
             return
-        # its counters and the CanaryRollout's Events, as every other end's (posted at its write: not again; 725)
+        # its counters, the CanaryRollout's Events and its history with its end's lines (not an outside change: 778),
+        # as every other end's (posted at its write: not again; 725)
         self._record(spec, new, landed)
-        self._observe(spec, new, landed)  # its end's lines as `_do`'s ends, not an outside change (decision 778)
         self._known[key] = _Known(spec, new)
         self._failing.pop(key, None)
         self._unconfirmed.pop(key, None)
@@ -2557,7 +2553,7 @@ class Controller:
     def _record(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
         """An executed step told outside the route, once it landed: the webhooks and Slack first (queued, never
         waited on), then the counters, then the CanaryRollout's Kubernetes Events (a request each, up to 3 s);
-        and before the history's write (`_observe`, a GET and a PUT up to 3 times, 5 s each). Queued last, the
+        then the history's write, with `actions` (`_observe`, a GET and a PUT up to 3 times, 5 s each). Queued last, the
         post of a rollback waited on an Events API or a ConfigMap API that hung, and a counter that raised (a
         registry problem) lost it and the Events (decision 720). An end `_do` posted at its write (decision 723) is
         not posted again, here or at `_confirm_end` after a failure that followed that write. Never raises."""
@@ -2581,6 +2577,7 @@ class Controller:
             if isinstance(a, rl.Emit) and a.event in K8S_EVENTS:
                 self._cr_event(spec, a.event, f"{a.event}: weights {state.weights} {a.fields.get('reason', '')}".strip(),
                                warning=a.warning)
+        self._observe(spec, state, actions)
 
     def _post_once(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
         """The end `state` posted (`_post_end`) unless it was already, and noted so that `_record` does not post
@@ -2887,8 +2884,7 @@ class Controller:
                 log=log, now=self.clock.now(), expect=recorded, routed=status, cause="foreign_edit")
         except CanaryError:  # said (`rollback.retrying`, its page); the next tick reads the route again
             return False
-        self._record(ended_spec, new, landed)  # counters, Event; posted at its write (736)
-        self._observe(ended_spec, new, landed)  # and its history, as every end's (776)
+        self._record(ended_spec, new, landed)  # counters, Event, history (776); posted at its write (736)
         return True
 
     def _end_restored_unread(self, obj: dict[str, Any], target: Target, rec: rl.RolloutState,
