@@ -239,10 +239,7 @@ class Runner:
         if self.ended is None or self._told_end:
             return
         self._told_end = True
-        try:
-            self.ended(state)
-        except Exception as exc:  # noqa: BLE001 - telling the end never changes it
-            self.log.error("notify.internal_error", notify_event=state.phase, error=type(exc).__name__)
+        self._tell(self.ended, state)
 
     @property
     def told_other(self) -> bool:
@@ -255,8 +252,12 @@ class Runner:
         if self.ended_other is None:
             return
         self._told_other = True
+        self._tell(self.ended_other, state)
+
+    def _tell(self, told: Callable[[rl.RolloutState], None], state: rl.RolloutState) -> None:
+        """`told(state)` (`ended`, `ended_other`): what it raises is said (`notify.internal_error`), never raised."""
         try:
-            self.ended_other(state)
+            told(state)
         except Exception as exc:  # noqa: BLE001 - telling an end never changes it
             self.log.error("notify.internal_error", notify_event=state.phase, error=type(exc).__name__)
 
