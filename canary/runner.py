@@ -829,6 +829,7 @@ class Runner:
         self._refuse_to_write()
         if self.stop.is_set():
             raise self._interrupted_before_claim("before the split nobody owns was ended")
+        said = unowned.claim(existing, str(unreadable or ""))
         try:
             unowned.end(self.router, self.target, existing, status, log=self.log, now=self.clock.now(), by="promote",
                         unreadable=str(unreadable or ""), written=self._tell_other)
@@ -839,12 +840,10 @@ class Runner:
         except RollbackFailed as exc:
             # its stable 100% landed (or not), the stable subset's pointing after it failed: the error names the
             # route's subsets alone, and read in a pipeline's log of `promote v3` as v3's own end (decision 785)
-            exc.args = (f"{exc}; this was the end of the split nobody owned under the route's record "
-                        f"({unowned.claim(existing, str(unreadable or ''))}), which this promote writes before its "
-                        f"claim: {self.target.canary_version} was not started (no traffic moved to it)",
-                        *exc.args[1:])
+            exc.args = (f"{exc}; this was the end of the split nobody owned under the route's record ({said}), which "
+                        f"this promote writes before its claim: {self.target.canary_version} was not started (no "
+                        "traffic moved to it)", *exc.args[1:])
             raise
-        said = unowned.claim(existing, str(unreadable or ""))
         self._before_claim = (f"; the split nobody owned under the route's record ({said}) was ended at stable 100% "
                               "(recorded aborted), and no new rollout was claimed")
         self._wrote_first = (f"this promote ended the split nobody owned under the route's record ({said}) at stable "
