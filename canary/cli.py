@@ -781,19 +781,10 @@ def notify_wait_s(grace_until: float, now: float, *, wait_s: float = NOTIFY_WAIT
 
 
 def announce(notifier: Any, state: rl.RolloutState, *, namespace: str, rollout: str) -> None:
-    """Post the end `state` records, as the controller does (`notify.end_events`): "rollback" or "aborted" (and
-    "prediction_shift" when that check failed), or "promotion"; nothing for a state that is no end."""
-    from canary.notify import end_events, payload_for
+    """Post the end `state` records, as the controller does: `notify_body.announce` (never raises)."""
+    from canary.notify_body import announce as post
 
-    events = end_events(state)  # (the controller's mapping too: `Controller._post_end`)
-    if not events:
-        return
-    try:  # an announcement never changes how the rollout ended, nor its exit code
-        payload = payload_for(state, namespace=namespace, rollout=rollout)
-        for event in events:
-            notifier.notify(event, payload)
-    except Exception as exc:  # noqa: BLE001
-        logs.get().error("notify.internal_error", notify_event=events[0], error=type(exc).__name__)
+    post(notifier, state, namespace=namespace, rollout=rollout)
 
 
 def announce_failed(notifier: Any, ctl: Any, exc: BaseException, *, namespace: str, rollout: str) -> None:

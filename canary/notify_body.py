@@ -43,6 +43,23 @@ def end_events(state: Any) -> tuple[str, ...]:
     return (event, "prediction_shift") if shifted else (event,)
 
 
+
+def announce(notifier: Any, state: Any, *, namespace: str, rollout: str) -> None:
+    """Post the end `state` records as `end_events` maps it (`notifier.notify(event, payload_for(...))`): what
+    `canary promote` (`cli`) and the sweeps (`sweep.posted`) post; nothing for a state that is no end. Never
+    raises: an announcement never changes how the rollout ended, nor an exit code (`notify.internal_error`)."""
+    events = end_events(state)
+    if not events:
+        return
+    try:
+        payload = payload_for(state, namespace=namespace, rollout=rollout)
+        for event in events:
+            notifier.notify(event, payload)
+    except Exception as exc:  # noqa: BLE001
+        from canary import logs
+
+        logs.get().error("notify.internal_error", notify_event=events[0], error=type(exc).__name__)
+
 def webhook_body(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """The generic webhook's JSON object (format in the module docstring)."""
     p = payload

@@ -444,14 +444,13 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
 def posted(notifier: Any, end: rl.RolloutState, found: Found) -> None:
     """The sweep's end `end` of `found`'s rollout told the webhooks and Slack (`notifier`; None: none configured), as
     the one mapping of an end to its posts says (`notify_body.end_events`, promote's and the controller's too:
-    decision 739), `rollout` the VirtualService (its owner is gone). Never raises, never blocks (a queue)."""
+    decision 739), `rollout` the VirtualService (its owner is gone): `notify_body.announce`, promote's. Never raises,
+    never blocks (a queue)."""
     if notifier is None:
         return
-    from canary.notify_body import end_events, payload_for
+    from canary.notify_body import announce
 
-    body = payload_for(end, namespace=found.namespace, rollout=found.virtual_service)
-    for event in end_events(end):
-        notifier.notify(event, body)
+    announce(notifier, end, namespace=found.namespace, rollout=found.virtual_service)
 
 
 def seen_mark(vs: dict[str, Any]) -> tuple[str, float] | None:
