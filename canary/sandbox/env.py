@@ -308,7 +308,8 @@ class Sandbox:
                         and key[3] == self.model}
         if self.watcher is not None:
             weights = {"stable": 100, "canary": 0}
-            if not (self.watcher.wait_seen(versions) and self.watcher.wait_for(weights)):
+            # hang guards, not speed bounds: both return as soon as it holds (a loaded host: decision 804)
+            if not (self.watcher.wait_seen(versions, timeout=60.0) and self.watcher.wait_for(weights, timeout=60.0)):
                 raise RuntimeError(f"the watcher did not push the seeded weights {weights} after scenario "
                                    f"{self.scenario!r}: HAProxy's are {self.haproxy and self.haproxy.weights()}")
 
