@@ -313,7 +313,7 @@ def test_a_triton_port_taken_before_the_server_binds_it_is_picked_again(monkeypa
         with structlog.testing.capture_logs() as logs:
             server.start()
             assert server.http_port == clash
-            server.wait_ready(timeout=90)
+            server.wait_ready()
         assert server.http_port != clash and server.is_ready()
         assert [e for e in logs if e["event"] == "triton.port_taken"]
         triton_tmp = server.triton_tmp  # the restarted server's model folder (and python_env_ dir)
@@ -339,7 +339,7 @@ def test_a_failed_triton_start_names_its_error_lines_and_its_full_log(tmp_path: 
     try:
         server.start()
         with pytest.raises(RuntimeError) as err:
-            server.wait_ready(timeout=90, port_retries=0)
+            server.wait_ready(port_retries=0)
     finally:
         server.stop()
         taken.close()

@@ -52,7 +52,7 @@ def _serving(server: TritonServer) -> Iterator[TritonServer]:
     """A module fixture's body: the server started, ready, yielded, stopped."""
     server.start()
     try:
-        server.wait_ready(timeout=90)
+        server.wait_ready()
         yield server
     finally:
         server.stop()

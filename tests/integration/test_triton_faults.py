@@ -45,7 +45,7 @@ def triton_hung(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServer]
     kernel): used by this module only (its requests never end; it is killed, not stopped)."""
     server = TritonServer("hung", "v2.1.0", Behaviour(extra_latency_ms=3_600_000.0)).start()
     try:
-        server.wait_ready(timeout=90)
+        server.wait_ready()
         yield server
     finally:
         server.kill()
@@ -365,7 +365,7 @@ def test_a_stable_that_dies_mid_rollout_ends_it_at_stable_100_saying_stable(trit
 
     own = TritonServer("stable", "v1.0.0").start()  # this test's to kill
     try:
-        own.wait_ready(timeout=90)
+        own.wait_ready()
         ctl, router, _, clock = make()
         gates = TritonGates(GATE, model=MODEL, stable_url=own.http_url, canary_url=triton_canary.http_url,
                             base_dir=Path("."))

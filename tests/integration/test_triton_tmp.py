@@ -56,7 +56,7 @@ def _started(name: str, workdir: Path, servers: list[TritonServer]) -> tuple[Tri
     before = _python_envs()
     server = TritonServer(name, "v1.0.0", workdir=workdir).start()
     servers.append(server)  # stopped by the fixture whatever happens next
-    server.wait_ready(timeout=90)
+    server.wait_ready()
     folder = _stub_folder(server)
     made = folder.stat().st_ctime_ns
     near = [TRITON_TMP / e for e in _python_envs() - before

@@ -55,7 +55,7 @@ class Fleet:
             server = TritonServer(name, version, behaviour, workdir=self._base / name)
             try:
                 server.start()
-                server.wait_ready(timeout=90)
+                server.wait_ready()
             except BaseException:
                 server.terminate()
                 server.stop()
