@@ -1238,6 +1238,9 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
             return None
 
         custom = kc.CustomObjectsApi(router.custom.api_client)
+        from canary.history_store import ConfigMapStore
+
+        history = ConfigMapStore(kc.CoreV1Api(router.custom.api_client))  # each end in its history (decision 811)
         found = seen["found"] = sw.scan(vss, quiet, lambda owner: sw.crd_gone(custom, owner))
         code = 0
 
@@ -1249,7 +1252,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 seen["writing"] = one.key
                 try:
                     ended = sw.end(router, one, log=logs.get(), now=server_now if server_now is not None else time.time(),
-                                   notifier=notifier)
+                                   notifier=notifier, history=history)
                     result = ("promotion finished (every step had passed)" if ended.phase == rl.PROMOTED
                               else "stable 100%, recorded aborted")
                 except RoutingConflict:
@@ -1308,7 +1311,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
             """The split under `one`'s record ended once seen unchanged `after` s (`at_once`: now): (result, code)."""
             seen["writing"] = one.key
             try:
-                done = sw.end_unowned(router, one, log=logs.get(), notifier=notifier, at_once=at_once,
+                done = sw.end_unowned(router, one, log=logs.get(), notifier=notifier, at_once=at_once, history=history,
                                       now=server_now if server_now is not None else time.time())
                 result = {"ended": "stable 100%, recorded aborted",
                           "agrees": "left alone: both subsets select one version",

@@ -506,11 +506,13 @@ class Controller:
         # an abandoned rollout, and an end typed over a split or garbage nobody drives (decision 157): each is
         # ended once; a refusal is logged (`sweep.left_alone`, `rollback.failed`, `traffic.unsafe`) and the next
         # sweep reads it again
+        # each end in its rollout's history too, once it landed (decision 811)
+        store = self._history_store()
         ends = [(one, lambda one=one: sweep.end(self.fenced, one, log=self.log, now=now, notifier=self.notifier,
-                                                counted=self._swept))
+                                                counted=self._swept, history=store))
                 for one in found.abandoned]
         ends += [(one, lambda one=one: sweep.end_unowned(self.fenced, one, log=self.log, now=now,
-                                                         notifier=self.notifier, counted=self._swept))
+                                                         notifier=self.notifier, counted=self._swept, history=store))
                  for one in found.unowned]
         for one, end_it in ends:
             try:
@@ -1065,12 +1067,16 @@ class Controller:
             return  # not the record that write carried (another writer's end, or ours never landed)
         log.warning("rollout.end_confirmed", phase=recorded.phase, reason=recorded.reason,
                     weights=str(recorded.weights), write_landed=landed or "unknown", detail=confirmed_detail(landed))
+        # with its `rollout.split_unowned` where it ended a split nobody owned (`_unowned_end`): the line that says
+        # whose split it was and why it went to stable (decision 812)
         late = [a for a in actions if isinstance(a, rl.Emit) and a.event in
-                ("rollback.completed", "rollout.aborted", "rollout.promoted")]
+                ("rollback.completed", "rollout.aborted", "rollout.promoted", unowned.EVENT)]
         self._post_once(spec, recorded, late)  # before the Events below (a request each; decision 725)
         for a in late:
             fields = {"phase": recorded.phase, "weights": str(recorded.weights), "step": recorded.step + 1, **a.fields}
             getattr(log, a.log_level)(a.event, confirmed_late=True, **fields)
+            if a.event not in K8S_EVENTS:
+                continue  # as `execute` says it: a line, no Event
             message = event_message(a, recorded.weights)
             self.fenced.record_event(spec.target, reason=camel(a.event), warning=a.warning, message=message)
         self._record(spec, recorded, late)
@@ -2494,16 +2500,21 @@ class Controller:
 
     # ---- recording ------------------------------------------------------------------
 
+    def _history_store(self) -> Any:
+        """The history ConfigMaps' store, its writes fenced like every other write of the controller."""
+        from canary.history_store import ConfigMapStore
+
+        def may_write() -> bool:
+            return self.is_leader() and (self.lease_left is None or self.lease_left() > 0.05)
+        return ConfigMapStore(self.core, may_write=may_write)
+
     def _history(self, spec: crd.RolloutSpec) -> Any:
-        from canary.history_store import ConfigMapStore, Recorder
+        from canary.history_store import Recorder
 
         rec = self._histories.get(spec.key)
         if rec is None or rec.vs != spec.target.virtual_service:
-            def may_write() -> bool:  # fenced like every other write of the controller
-                return self.is_leader() and (self.lease_left is None or self.lease_left() > 0.05)
-
             rec = self._histories[spec.key] = Recorder(
-                ConfigMapStore(self.core, may_write=may_write), namespace=spec.target.namespace,
+                self._history_store(), namespace=spec.target.namespace,
                 virtual_service=spec.target.virtual_service, policy=spec.policy, source="controller", name=spec.key,
                 flush_every=history_flush_every(spec.policy), log=self.log)  # its warnings name the rollout
         return rec

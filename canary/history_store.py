@@ -659,3 +659,59 @@ class Recorder:
 
     def _clear(self) -> None:
         self._looks, self._events, self._gates, self._weights = [], [], [], []
+
+
+def record_end(store: ConfigMapStore | None, state: rl.RolloutState, *, namespace: str, virtual_service: str,
+               events: Iterable[tuple[str, str]], by: str, log: Any = None) -> str:
+    """Add the end `state` to its rollout's history, for a writer that ends a rollout it did not run and so has no
+    policy of it (the sweeps' ends, promote's end of a split nobody owned before its claim; decision 811): the
+    ConfigMap of `state.model` is read, and when it holds that very rollout's history (`history.same_rollout`: its
+    canary version and start) the end's phase, reason, class and time, its weights and `events` (`(log event,
+    reason)` pairs, each an `events` record) are merged in and written back guarded on the resourceVersion read (a
+    conflict is read again, 3 tries). Returns "written"; "no history" when the ConfigMap holds none of that rollout
+    (absent, another rollout's, unreadable: a document made up here would name no policy, and would replace
+    another rollout's), said once as `history.end_unwritten` (`tries` 0, the end's `phase`, `by`); "failed" when the
+    write failed (`history.write_failed`). Never raises: the end is on the route's record whatever happens here."""
+    if store is None:
+        return "no history"
+    log = log or get_logger(component="history")
+    where = {"namespace": namespace, "virtual_service": virtual_service, "model": state.model}
+    at = hist.at_time(state.updated_at)
+    ident = {"canary_version": state.canary_version, "started_at": state.started_at}
+    try:
+        for _ in range(3):
+            try:
+                doc, rv = store.load(namespace, virtual_service, model=state.model)
+            except ConfigError:
+                doc, rv = None, None
+            if doc is None or not hist.same_rollout(doc, ident):
+                log.warning("history.end_unwritten", **where, tries=0, phase=state.phase, by=by,
+                            note="no history of this rollout in its ConfigMap to add the end to (none written, or a "
+                                 "later rollout's): `canary status` shows the end from the route's record")
+                return "no history"
+            out = {**doc, "phase": state.phase, "reason": state.reason, "updated_at": at}
+            out.pop("end_cause", None)
+            if state.end_cause:
+                out["end_cause"] = state.end_cause
+            out = hist.merge(out, events=[hist.event_record(at=at, event=e, phase=state.phase,
+                                                            weights=str(state.weights), reason=r) for e, r in events],
+                             weights=[[at, state.weights.canary]])
+            try:
+                store.save(namespace, virtual_service, out, rv, model=state.model)
+            except _Landed:
+                pass  # written, its answer lost (decision 419)
+            except _Conflict:
+                continue
+            return "written"
+        raise CanaryError("the ConfigMap kept changing under the write (3 conflicts)")
+    except Exception as exc:  # noqa: BLE001 - an observation: it never changes the end
+        if not isinstance(exc, NotLeader):
+            log.warning("history.write_failed", **where, by=by, error=f"{type(exc).__name__}: {exc}"[:500],
+                        pending=1)
+        return "failed"
+
+
+def emitted(actions: Iterable[Any]) -> list[tuple[str, str]]:
+    """The (log event, reason) pairs of `actions` a history keeps as events (`history.is_event`): `record_end`'s."""
+    return [(a.event, str(a.fields.get("reason", ""))) for a in actions
+            if isinstance(a, rl.Emit) and hist.is_event(a.event)]

@@ -831,8 +831,10 @@ class Runner:
             raise self._interrupted_before_claim("before the split nobody owns was ended")
         said = unowned.claim(existing, str(unreadable or ""))
         try:
+            # in the ended rollout's history too (decision 811): this run's recorder summarises its own policy
             unowned.end(self.router, self.target, existing, status, log=self.log, now=self.clock.now(), by="promote",
-                        unreadable=str(unreadable or ""), written=self._tell_other)
+                        unreadable=str(unreadable or ""), written=self._tell_other,
+                        history=getattr(self.history, "store", None))
         except RoutingConflict:
             raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the record changed while this "
                               f"promote was ending the split nobody owned under it; nothing was written by this "

@@ -389,7 +389,8 @@ UNOWNED_AFTER_S = REPAIR_AFTER_S
 
 
 def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None,
-                counted: Callable[[rl.RolloutState], None] | None = None, at_once: bool = False) -> str:
+                counted: Callable[[rl.RolloutState], None] | None = None, at_once: bool = False,
+                history: Any = None) -> str:
     """The split under `found`'s ended or unreadable record (`canary.unowned`), read from the route and, once
     seen unchanged UNOWNED_AFTER_S, sent to stable 100% (recorded `aborted`, guarded on the record as read:
     `rollout.split_unowned`). Returns "agrees" (no split of two versions after all: both subsets select one),
@@ -397,6 +398,8 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
     read, or changed since the listing). `notifier` is told the end as its stable-100% write lands (`posted`, before
     its lines and Event: decision 723's order), `counted(end)` once it landed (the controller's counters).
     `at_once`: not timed (`canary sweep` could not mark it, the object's annotations full: decision 569), ended now.
+    `history` (a `history_store.ConfigMapStore`; None: none): the end added to the ended rollout's history once it
+    landed (`unowned.end`; decision 811).
     Raises TrafficUnsafe when stable 100% could not be written and the
     route may still be split, CanaryError when another write failed, NotLeader."""
     from canary import unowned
@@ -416,7 +419,7 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
         return "waiting"
     try:  # posted as its stable-100% write lands, before its lines and Event, as every end (decision 723)
         out = unowned.end(router, target, r, status, log=log, now=now, by="sweep", unreadable=found.unreadable,
-                          written=lambda ended: posted(notifier, ended, found))
+                          written=lambda ended: posted(notifier, ended, found), history=history)
     except NotLeader:
         raise
     except RoutingConflict as exc:
@@ -543,7 +546,7 @@ def _routed(router: Any, found: Found) -> Any:
 
 
 def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None,
-        counted: Callable[[rl.RolloutState], None] | None = None) -> rl.RolloutState:
+        counted: Callable[[rl.RolloutState], None] | None = None, history: Any = None) -> rl.RolloutState:
     """End `found`'s rollout, guarded on the record it was found with: a split one goes to stable 100%
     (`aborted`, its reason), one half-way through its promotion is finished (`promoted`). Logs
     ``rollout.abandoned`` once the write landed, and tells `notifier` (a `canary.notify.Notifier`, or
@@ -554,8 +557,10 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
     `counted(end)`: told the end once it landed (the controller's counters). An end that landed and whose stable
     subset only could not be pointed after it (a rule deleted or re-hosted: RollbackFailed with its `rollout_state`)
     is told as every end is (``rollout.abandoned``, posted, counted) before it raises (decision 735).
-    Transient errors are retried twice."""
+    `history` (a `history_store.ConfigMapStore`; None: none): the end added to the rollout's history once it landed,
+    after `counted` (`history_store.record_end`; decision 811). Transient errors are retried twice."""
     r = found.record
+    counted = _and_recorded(found, counted, history, log=log)
     log = log.bind(**rollout_context(found.target(), r))
     # the split it ends as the route has it, not as the record says (a route edited by hand under it: the stable
     # weight deleted, 70/20, a third destination), as `canary rollback` says it (decisions 209, 212): one read
@@ -619,6 +624,23 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
             raise
     _told(found, out, log=log, did=did, routed=routed, post=post, counted=counted)
     return out
+
+
+def _and_recorded(found: Found, counted: Callable[[rl.RolloutState], None] | None, history: Any, *,
+                  log: Any) -> Callable[[rl.RolloutState], None] | None:
+    """`counted`, then the end added to the rollout's history (`history_store.record_end`, by "sweep"): what `end`
+    tells once its end landed. `counted` itself where there is no `history`."""
+    if history is None:
+        return counted
+
+    def both(out: rl.RolloutState) -> None:
+        from canary.history_store import record_end
+
+        if counted is not None:
+            counted(out)
+        record_end(history, out, namespace=found.namespace, virtual_service=found.virtual_service,
+                   events=[("rollout.abandoned", out.reason)], by="sweep", log=log)
+    return both
 
 
 def _told(found: Found, out: rl.RolloutState, *, log: Any, did: str, routed: dict[str, Any],

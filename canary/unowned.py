@@ -147,19 +147,44 @@ def decided(state: rl.RolloutState | None, status: RouteStatus, *, model: str, n
 
 
 def end(router: Any, target: Target, state: rl.RolloutState | None, status: RouteStatus, *, log: Any, now: float,
-        by: str, unreadable: str = "", written: Callable[[rl.RolloutState], None] | None = None) -> rl.RolloutState:
+        by: str, unreadable: str = "", written: Callable[[rl.RolloutState], None] | None = None,
+        history: Any = None) -> rl.RolloutState:
     """Write the end of the split nobody owns on `target` (`decided`), guarded on the record as
     read (`status.state`); logs `rollout.split_unowned` once it landed, with the rollout's own
     `rollout.aborted`. `written(end)`: called once as its stable-100% write lands, before the end's lines and
-    Event (where its post goes: decision 723's order). Raises what `reconcile.execute` raises (RoutingConflict:
-    written meanwhile, nothing done)."""
-    from canary.reconcile import execute
+    Event (where its post goes: decision 723's order). `history` (a `history_store.ConfigMapStore`, None: none): the
+    end is added to the ended rollout's history once it landed (`history_store.record_end`; decision 811). Where
+    the write landed and a step after it failed (the stable subset's pointing: RollbackFailed), the end is on the
+    route all the same: its `rollout.split_unowned` line (`done` says the subset was not pointed) and its history
+    are still written, then the error raised (decision 812). Raises what `reconcile.execute` raises
+    (RoutingConflict: written meanwhile, nothing done)."""
+    from canary.errors import CanaryError
+    from canary.history_store import emitted, record_end
+    from canary.reconcile import execute, rollout_context
 
     new, actions = decided(state, status, model=target.model, now=now, by=by, unreadable=unreadable)
     told: list[str] = []
 
     def landed(text: str) -> None:
-        if written is not None and not told:
+        if not told:
             told.append(text)
-            written(new)
-    return execute(router, target, new, actions, log=log, expect=status.state, written=landed)
+            if written is not None:
+                written(new)
+
+    def recorded() -> None:
+        record_end(history, new, namespace=target.namespace, virtual_service=target.virtual_service,
+                   events=emitted(actions), by=by, log=log)
+    try:
+        out = execute(router, target, new, actions, log=log, expect=status.state, written=landed)
+    except CanaryError as exc:
+        if told:  # stable 100% recorded aborted landed: the end is on the route, whatever failed after it
+            line = actions[-1]
+            assert isinstance(line, rl.Emit) and line.event == EVENT
+            log.bind(**rollout_context(target, new)).warning(
+                EVENT, **{**line.fields, "done": f"{line.fields['done']}; then the stable subset could not be "
+                                                  f"pointed at {new.stable_version} (see the error)",
+                          "error": str(exc)[:300]})
+            recorded()
+        raise
+    recorded()
+    return out

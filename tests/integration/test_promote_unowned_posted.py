@@ -103,3 +103,45 @@ def test_a_promote_whose_end_of_a_split_nobody_owned_failed_says_its_own_version
     [error] = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert "this was the end of the split nobody owned under the route's record (promoted (v2 serving))" in error, error
     assert "v3 was not started (no traffic moved to it)" in error, error
+
+
+def _v2_history(api: Any) -> None:
+    """The history ConfigMap of the rollout of v2 whose record was typed into `promoted`: progressing at 20%."""
+    import kubernetes.client as kc
+
+    from canary import history as hist
+    from canary.history_store import configmap_name
+
+    rec = json.loads(api.get(GROUP, "virtualservices", "ml", "m0")["metadata"]["annotations"][ANN])
+    doc = {**hist.new_doc(rollout={"model": "m0", "namespace": "ml", "virtual_service": "m0", "route": "",
+                                   "stable_version": "v1", "canary_version": "v2", "started_at": rec["started_at"],
+                                   "source": "promote", "name": ""}, policy={"steps": [20, 100], "checks": []}),
+           "phase": "progressing", "weights": [[rec["started_at"], 20]]}
+    kc.CoreV1Api(api.api_client()).create_namespaced_config_map("ml", {
+        "metadata": {"name": configmap_name("m0", "m0"), "namespace": "ml"}, "data": {"history.json": hist.dumps(doc)}})
+
+
+@pytest.mark.parametrize("rule", ["kept", "deleted as the end lands"])
+def test_the_split_nobody_owned_that_promote_ends_before_its_claim_is_in_that_rollouts_history(typed: Any,
+                                                                                               rule: str) -> None:
+    """The end promote writes of a split nobody owned was posted (779) and on the route's record, while the history of
+    the rollout it ended still said `progressing` at 20% (`canary report`: still running). It is added to that history
+    now (decision 811), also where the stable subset's pointing after it failed, which now says its
+    `rollout.split_unowned` line as well (decision 812; fail without: the history unchanged, no line)."""
+    from canary import history_store
+    from canary.logs import parse_json_lines
+
+    api, srv, kubeconfig, policy = typed
+    _v2_history(api)
+    if rule != "kept":
+        _rule_deleted_at_next_write(api)
+    res = _promote(kubeconfig, policy, "v1", srv.url + "/hook")  # v1: refused after the end (the stable's version)
+    assert res.returncode == (2 if rule == "kept" else 3), res.stderr[-3000:]
+    assert _weights(api) == [100, 0]
+    cm = api.get("", "configmaps", "ml", "m0-canary-history")
+    doc = history_store.read(cm["data"], where="m0-canary-history")
+    assert doc["rollout"]["canary_version"] == "v2" and doc["phase"] == "aborted", doc
+    assert "promoted (v2 serving)" in doc["reason"] and doc["end_cause"] == "foreign_edit", doc
+    assert "rollout.split_unowned" in [e["event"] for e in doc["events"]] and doc["weights"][-1][1] == 0, doc
+    said = [line for line in parse_json_lines(res.stderr) if line.get("event") == "rollout.split_unowned"]
+    assert len(said) == 1 and said[0]["by"] == "promote" and said[0]["model"] == "m0", said

@@ -415,3 +415,35 @@ def test_an_end_confirmed_late_is_in_the_history_once_as_its_own_end() -> None:
     finally:
         api.stop()
 
+
+
+def test_an_end_of_a_split_nobody_owns_confirmed_late_says_split_unowned() -> None:
+    """`_unowned_end`'s write landed and what followed it failed (the stable subset's pointing: 503), so `_do` left it
+    to the next tick's `_confirm_end`, which said the end's lines (`rollout.aborted`, `confirmed_late`) but not its
+    `rollout.split_unowned`: the one line that says the split was nobody's and why it went to stable (decision 812)."""
+    from canary.errors import KubeUnavailable
+
+    order: list[tuple[str, str]] = []
+    op, router, spec, _ = _rolling_back(order, Telemetry())
+    router.state = replace(rl.RolloutState.from_json(router.state), phase=rl.ROLLED_BACK).to_json()  # typed at 90/10
+    obj = _driving(fleet.rollout_object(0, "v2"))
+    op.custom = _Custom(obj)
+    pointed = router.point_subset
+
+    def down(*args: Any, **kw: Any) -> None:
+        raise KubeUnavailable("503 (the API server restarting)")
+
+    router.point_subset = down  # type: ignore[method-assign]
+    log = op._rollout_log(spec)
+    with structlog.testing.capture_logs() as first:
+        op._unowned_end(obj, spec, rl.RolloutState.from_json(router.state), router.inspect(spec.target), log=log)
+    assert router.weights == STABLE_ONLY and spec.key in op._unconfirmed
+    assert not [e for e in first if e["event"] == "rollout.split_unowned"]
+    router.point_subset = pointed  # type: ignore[method-assign]
+    tried, actions, _, landed = op._unconfirmed.pop(spec.key)
+    with structlog.testing.capture_logs() as logs:
+        op._confirm_end(spec, rl.RolloutState.from_json(router.state), tried, actions, log=log, landed=landed)
+    said = [e for e in logs if e["event"] == "rollout.split_unowned"]
+    assert len(said) == 1 and said[0]["confirmed_late"] is True and said[0]["by"] == "controller", said
+    assert said[0]["model"] == "m0" and said[0]["log_level"] == "warning" and "90/10" in said[0]["from_weights"], said
+    assert _posts(order) == ["aborted"], order  # posted at its write, not again

@@ -12,6 +12,7 @@ from canary import rollout as rl
 from canary.model import Weights
 from canary.reconcile import promote_owner
 from canary.sweep import ABANDON_GRACE_S, UNKNOWN_HEARTBEAT_S, OwnerUnknown, abandoned_after, scan, why_abandoned
+from tests.fakes import FakeRouter
 
 NOW = 1_000_000.0
 PROMOTE = promote_owner("ci-runner-7:4026531836:4242:ab12")
@@ -278,3 +279,103 @@ def test_the_sweeps_end_of_a_split_nobody_owns_whose_rule_is_gone_is_counted() -
                           counted=lambda end: order.append(("counted", end.phase)))
     assert router.weights == Weights(100, 0)
     assert order == [("notify", "aborted"), ("counted", rl.ABORTED)], order
+
+
+class _History:
+    """A history ConfigMap store (`history_store.ConfigMapStore`'s `load`/`save`) holding `doc` (None: no history)."""
+
+    def __init__(self, doc: dict[str, Any] | None) -> None:
+        self.doc, self.saved = doc, []  # type: ignore[var-annotated]
+
+    def load(self, namespace: str, virtual_service: str, *, model: str = "") -> tuple[Any, Any]:
+        return (self.doc, "7") if self.doc is not None else (None, None)
+
+    def save(self, namespace: str, virtual_service: str, doc: dict[str, Any], resource_version: Any, *,
+             model: str = "") -> str:
+        assert resource_version == "7" and model == "m0"
+        self.saved.append(doc)
+        self.doc = doc
+        return "8"
+
+
+def _history_of(state: rl.RolloutState) -> dict[str, Any]:
+    """`state`'s rollout's history as its runner left it: progressing at its first step."""
+    from canary import history as hist
+
+    doc = hist.new_doc(rollout={"model": "m0", "namespace": "ml", "virtual_service": "m0", "route": "",
+                                "stable_version": state.stable_version, "canary_version": state.canary_version,
+                                "started_at": state.started_at, "source": "promote", "name": ""},
+                       policy={"steps": [20, 50, 100], "checks": []})
+    return {**doc, "phase": rl.PROGRESSING, "weights": [[state.started_at, 20]]}
+
+
+@pytest.mark.parametrize("kind", ["abandoned", "split nobody owns"])
+def test_the_sweeps_ends_are_in_the_rollouts_history(kind: str) -> None:
+    """The sweeps' ends (an abandoned rollout sent to stable, a split nobody owns under an ended record) were posted
+    and counted, and the rollout's history ConfigMap still said `progressing` at 20%: `canary report` showed the
+    rollout running (decision 811). Its end is added to the history that holds that rollout, with its line's event."""
+    import structlog
+
+    from canary import sweep
+
+    phase = rl.PROGRESSING if kind == "abandoned" else rl.ROLLED_BACK
+    state = _rec(phase=phase, age_s=3600, weights=Weights(80, 20))
+    router = FakeRouter(weights=Weights(80, 20), state=state.to_json(), subsets={"stable": "v1", "canary": "v2"})
+    store = _History(_history_of(state))
+    found = sweep.Found("ml", "m0", state, state.to_json(), quiet_s=600.0, reason="abandoned: its owner is gone")
+    if kind == "abandoned":
+        sweep.end(router, found, log=structlog.get_logger(), now=NOW, history=store)
+    else:
+        assert sweep.end_unowned(router, found, log=structlog.get_logger(), now=NOW, history=store) == "ended"
+    assert router.weights == Weights(100, 0) and len(store.saved) == 1, store.saved
+    doc = store.saved[0]
+    assert doc["phase"] == rl.ABORTED and doc["weights"][-1][1] == 0 and doc["end_cause"], doc
+    events = [e["event"] for e in doc["events"]]
+    assert ("rollout.abandoned" if kind == "abandoned" else "rollout.split_unowned") in events, events
+    assert doc["policy"] == {"steps": [20, 50, 100], "checks": []}  # the rollout's own, kept
+
+
+def test_a_sweeps_end_with_no_history_of_its_rollout_writes_none_and_says_so() -> None:
+    """Where the ConfigMap holds no history of the ended rollout (none written, a later rollout's), nothing is made up
+    (a document with no policy, over another rollout's): one `history.end_unwritten` naming the model and the end."""
+    import structlog
+
+    from canary import sweep
+
+    state = _rec(age_s=3600)
+    later = _history_of(replace(state, canary_version="v9"))
+    for doc in (None, later):
+        router = FakeRouter(weights=Weights(80, 20), state=state.to_json(), subsets={"stable": "v1", "canary": "v2"})
+        store = _History(doc)
+        with structlog.testing.capture_logs() as logs:
+            sweep.end(router, sweep.Found("ml", "m0", state, state.to_json(), quiet_s=600.0, reason="abandoned: gone"),
+                      log=structlog.get_logger(), now=NOW, history=store)
+        assert router.weights == Weights(100, 0) and not store.saved
+        said = [e for e in logs if e["event"] == "history.end_unwritten"]
+        assert len(said) == 1 and said[0]["model"] == "m0" and said[0]["phase"] == rl.ABORTED, said
+
+
+def test_a_split_nobody_owns_whose_rule_went_as_its_end_landed_still_says_split_unowned_and_is_in_the_history() -> None:
+    """`unowned.end`'s stable 100% recorded aborted landed and the stable subset's pointing after it failed (its
+    DestinationRule deleted: RollbackFailed, paged): its `rollout.split_unowned` line, the one that says whose split
+    it was and why it went to stable, was not said (777 left it), nor was the end in the history. Both are now."""
+    import structlog
+
+    from canary import sweep
+    from canary.errors import NotFound, RollbackFailed
+
+    def deleted(*args: Any, **kw: Any) -> None:
+        raise NotFound('destinationrules.networking.istio.io "m0" not found')
+
+    state = _rec(phase=rl.ROLLED_BACK, weights=Weights(80, 20))
+    router = FakeRouter(weights=Weights(80, 20), state=state.to_json(), subsets={"stable": "v1", "canary": "v2"})
+    router.point_subset = deleted  # type: ignore[method-assign]
+    store = _History(_history_of(state))
+    with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed):
+        sweep.end_unowned(router, sweep.Found("ml", "m0", state, state.to_json(), quiet_s=600.0),
+                          log=structlog.get_logger(), now=NOW, history=store)
+    said = [e for e in logs if e["event"] == "rollout.split_unowned"]
+    assert len(said) == 1 and said[0]["model"] == "m0" and said[0]["by"] == "sweep", said
+    assert said[0]["log_level"] == "warning" and "could not be pointed at v1" in said[0]["done"], said
+    assert "DestinationRule" in said[0]["error"] or "not found" in said[0]["error"], said
+    assert len(store.saved) == 1 and store.saved[0]["phase"] == rl.ABORTED
