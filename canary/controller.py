@@ -239,6 +239,9 @@ class Controller:
         self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
         # rollout -> the end `_do` posted at its stable-100% write (`_end_key`), until `_record` meets it (decision 723)
         self._ends_posted: dict[str, tuple[str, str, float]] = {}
+        # rollout -> the last end this process told (`_post_end`), kept until the rollout is forgotten: an end found on
+        # the route that is not it was written by another writer (`_ended_outside`, decision 810)
+        self._told_ends: dict[str, tuple[str, str, float]] = {}
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
         # (namespace, VirtualService) -> the resourceVersion a look's read after it measured found with another
         # record (`_route_moved`): until the informers' cache holds that version or a later one, the route is
@@ -792,11 +795,13 @@ class Controller:
                            "Upgrade the controller to the CRD's release; until then they do nothing"[:1000],
                            warning=True)
         now = self.clock.now()
+        outside = False  # an end another writer wrote, which this tick tells (`_told_outside`, decision 810)
         if state is not None and ours:
-            self._known[spec.key] = _Known(spec, state)
             late = self._unconfirmed.get(spec.key)
             confirming = late is not None and rl.carried(state.to_json(), late[0].to_json())
-            if spec.key in self._histories and not confirming:
+            outside = not confirming and self._ended_outside(obj, spec.key, state)
+            self._known[spec.key] = _Known(spec, state)
+            if spec.key in self._histories and not confirming and not outside:
                 # followed by this process: record what another one changed. Not this process's own end whose
                 # write's answer was lost (or whose subset pointing failed): `_confirm_end` records it below with
                 # its lines; observed here too it read as another's edit, then as the end (decision 786)
@@ -972,6 +977,8 @@ class Controller:
             self._stable_failing.pop(spec.key, None)  # ended: a stable-100% write failing before is over
             if unconfirmed is not None:
                 self._confirm_end(spec, state, unconfirmed[0], unconfirmed[1], log=log, landed=unconfirmed[3])
+            if outside:
+                self._told_outside(spec, state, log=log)
             old = obj.get("status") or {}
             if old.get("phase") not in rl.TERMINAL:
                 self._canary_subset_home(target, state, status, log=log)
@@ -1080,6 +1087,38 @@ class Controller:
             message = event_message(a, recorded.weights)
             self.fenced.record_event(spec.target, reason=camel(a.event), warning=a.warning, message=message)
         self._record(spec, recorded, late)
+
+    def _ended_outside(self, obj: dict[str, Any], key: str, state: rl.RolloutState) -> bool:
+        """Whether the end `state`, this CanaryRollout's rollout as the route records it, was written by another writer
+        than this process: a `canary rollback`, a person's edit of the record, another controller process (a
+        replica whose end landed and whose status write did not). Its status does not show an end (a controller
+        mirrors its own end on the status right after its write), and it is not an end this process told
+        (`_told_ends`: every end this controller writes is posted through `_post_end`). Decision 810."""
+        if not state.terminal or (obj.get("status") or {}).get("phase") in rl.TERMINAL:
+            return False
+        return self._told_ends.get(key) != _end_key(state)
+
+    def _told_outside(self, spec: crd.RolloutSpec, state: rl.RolloutState, *, log: Any) -> None:
+        """An end of this CanaryRollout's rollout written by another writer (`_ended_outside`), found at this tick: told
+        as the controller's own ends are, once (decision 810): one `rollout.ended_outside` line, the post (its reason
+        says it was written outside the controller), the counters (`canary_rollbacks_total` with the end's class,
+        `canary_promotions_total`), the CanaryRollout's Event, and the rollout's history (the end's event and
+        `rollout.ended_outside`). Before, the status mirrored it and nothing else: no post, no count, and a process
+        that had not followed the rollout wrote nothing of it in the history."""
+        event = {rl.ROLLED_BACK: "rollback.completed", rl.ABORTED: "rollout.aborted"}.get(state.phase,
+                                                                                          "rollout.promoted")
+        cause = {} if state.phase == rl.PROMOTED else {"end_cause": rl.cause_of(state)}
+        log.warning(ENDED_OUTSIDE, phase=state.phase, weights=str(state.weights), reason=state.reason, **cause,
+                    by=OUTSIDE_WRITER,
+                    note="found on the route's record at this tick, not yet on the CanaryRollout's status: posted, "
+                         "counted and written into the rollout's history now; nothing more is written to the route")
+        actions: list[rl.Action] = [
+            rl.SetWeights(state.weights), rl.Emit(event, {"reason": state.reason, **cause}, warning=True),
+            rl.Emit(ENDED_OUTSIDE, {"reason": f"ended by {OUTSIDE_WRITER}: {state.reason}"}, warning=True)]
+        self._post_key_once(spec.key, lambda: {**crd.notification(spec, state),
+                                               "reason": f"{state.reason} (ended by {OUTSIDE_WRITER})"},
+                            state, actions)
+        self._record(spec, state, actions)
 
     def _canary_subset_home(self, target: Target, state: rl.RolloutState, status: Any, *, log: Any) -> None:
         """A rollback (or abort) recorded on the route that this CanaryRollout's status does not show yet, its canary
@@ -1197,7 +1236,7 @@ class Controller:
         tuples that begin with it."""
         return ((self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
                  self._preflights, self._unready_since, self._stable_failing, self._busy_input, self._requests,
-                 self._ends_posted),
+                 self._ends_posted, self._told_ends),
                 (self._gates, self._breach_seen))
 
     def _forget(self, key: str) -> None:
@@ -2610,8 +2649,11 @@ class Controller:
         `rollout.promoted`), if any, as `notify.end_events` maps it (`canary promote`'s too): queued, never waited
         on. Never raises."""
         n = self.notifier
-        if n is None or not {"rollback.completed", "rollout.aborted", "rollout.promoted"} & {
+        if not {"rollback.completed", "rollout.aborted", "rollout.promoted"} & {
                 a.event for a in actions if isinstance(a, rl.Emit)}:
+            return
+        self._told_ends[key] = _end_key(state)  # whether or not a receiver is configured: told (`_ended_outside`)
+        if n is None:
             return
         try:  # the payload made here: one that cannot be made costs neither the counters nor the Events
             body = payload()
@@ -3110,6 +3152,11 @@ def _status_target(spec: crd.RolloutSpec, canary_version: str, judged: dict[str,
         out["judged"] = dict(judged)
     return out
 
+
+# an end of a CanaryRollout's rollout that another writer than the controller wrote, told when a tick finds it
+# (decision 810): its line, and the words its post and history entry say of who ended it
+ENDED_OUTSIDE = "rollout.ended_outside"
+OUTSIDE_WRITER = "another writer than the controller (a `canary rollback`, a hand edit of the route's record, or another process)"
 
 # how a supersede's reason ends: the spec's rollout starts again (an edit of how it is judged), or it
 # ends there (an edit of which series are judged)

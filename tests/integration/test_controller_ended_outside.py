@@ -1,0 +1,119 @@
+"""An end another writer wrote under the controller is told by the controller that finds it (decision 810).
+
+A CanaryRollout runs v3 on m0; on-call's `canary rollback` (the real CLI, against the same API emulator) sends stable
+100% and records `rolled_back` with the rollout's owner kept. The controller's next tick mirrored it on the status
+and did nothing else: no post to the webhooks and Slack, no `canary_rollbacks_total`, and a process that had not
+followed the rollout (restarted, another replica) wrote nothing of it into the rollout's history. Now it says
+`rollout.ended_outside` once, posts the end once (its reason saying who ended it), counts it with its class and
+writes it into the history; its own ends are not told twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from canary import crd
+from canary import history_store
+from canary import rollout as rl
+from canary.controller import ENDED_OUTSIDE, Controller
+from canary.telemetry import Telemetry
+from tests import fleet
+from tests.integration.test_controller import _fresh, _progressing, prometheus, vs, world  # noqa: F401
+from tests.integration.test_controller_review import _cr
+from tests.unit.test_telemetry import value as metric
+
+pytestmark = pytest.mark.integration
+
+
+class _Posts:
+    """The notifier: what is posted, in order."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+
+    def notify(self, event: str, payload: dict[str, Any]) -> None:
+        self.posts.append((event, dict(payload)))
+
+
+def _told(op: Controller) -> tuple[_Posts, Telemetry]:
+    posts, t = _Posts(), Telemetry()
+    op.notifier, op.telemetry = posts, t
+    return posts, t
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same process", "restarted"])
+def test_an_oncall_rollback_under_the_controller_is_posted_counted_and_in_the_history_once(
+        world: Any, tmp_path: Any, restart: bool) -> None:
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    _progressing(op, custom, api)
+    kc = fleet.write_kubeconfig(tmp_path / "kc", api.url)
+    processors = structlog.get_config()["processors"]  # the controller's logger holds this list (capture_logs fills it)
+    res = CliRunner().invoke(app, ["rollback", "m0", "-n", "ml", "--kubeconfig", str(kc), "--reason", "pager"])
+    structlog.configure(processors=processors)  # (the CLI configured a list of its own)
+    assert res.exit_code == 0 and vs(api, 0)[0] == [100, 0], res.output
+    assert vs(api, 0)[1]["owner"].startswith("CanaryRollout ml/r0#")  # the rollout's own record, ended
+    ctl = _fresh(op) if restart else op
+    posts, t = _told(ctl)
+    with capture_logs() as logs:
+        for _ in range(4):
+            ctl.tick()
+    st = (_cr(custom, "r0") or {})["status"]
+    assert st["phase"] == rl.ROLLED_BACK and "pager" in st["reason"], st
+    said = [e for e in logs if e["event"] == ENDED_OUTSIDE]
+    assert len(said) == 1, said
+    assert said[0]["model"] == "m0" and said[0]["phase"] == rl.ROLLED_BACK and said[0]["end_cause"] == "operator"
+    assert "pager" in said[0]["reason"] and "canary rollback" in said[0]["by"], said
+    assert [e for e, _ in posts.posts] == ["rollback"], posts.posts
+    body = posts.posts[0][1]
+    assert body["model"] == "m0" and body["canary_version"] == "v3" and str(body["weights"]) == "100/0"
+    assert "pager" in body["reason"] and "another writer" in body["reason"], body
+    assert metric(t, "canary_rollbacks_total", model="m0", reason="operator") == 1.0
+    cm = api.get("", "configmaps", "ml", "m0-canary-history")
+    doc = history_store.read(cm["data"], where="m0-canary-history")
+    assert doc["phase"] == rl.ROLLED_BACK and "pager" in doc["reason"] and doc["end_cause"] == "operator", doc
+    events = [e["event"] for e in doc["events"]]
+    assert ENDED_OUTSIDE in events and "rollback.completed" in events, events
+    assert "rollout.phase_changed" not in events, events  # told as the end it is, not as an edit (786's rule)
+    assert doc["weights"][-1][1] == 0, doc["weights"]
+
+
+def test_the_controllers_own_end_whose_status_write_failed_is_not_told_again(world: Any) -> None:
+    """The controller's own rollback landed and its status write failed: the next tick finds the end on the route and
+    the status still progressing, as it finds another writer's. It posted that end at its write: told once."""
+    api, op, custom = world
+    posts, t = _told(op)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    _progressing(op, custom, api)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"action": "rollback", "actionReason": "pager"}})
+    real = op._patch_status
+    failed: list[str] = []
+
+    def once(obj: dict[str, Any], status: dict[str, Any]) -> None:
+        if status.get("phase") == rl.ROLLED_BACK and not failed:
+            failed.append(status["phase"])
+            from canary.errors import KubeUnavailable
+
+            raise KubeUnavailable("503 (the API server restarting)")
+        real(obj, status)
+
+    op._patch_status = once  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        for _ in range(6):
+            try:
+                op.tick()
+            except Exception:  # noqa: BLE001 - the tick's own failure path handles it
+                pass
+    assert failed and vs(api, 0)[0] == [100, 0]
+    assert (_cr(custom, "r0") or {})["status"]["phase"] == rl.ROLLED_BACK
+    assert [e for e, _ in posts.posts] == ["rollback"], posts.posts
+    assert not [e for e in logs if e["event"] == ENDED_OUTSIDE]
+    assert metric(t, "canary_rollbacks_total", model="m0", reason="operator") == 1.0
