@@ -117,3 +117,40 @@ def test_the_controllers_own_end_whose_status_write_failed_is_not_told_again(wor
     assert [e for e, _ in posts.posts] == ["rollback"], posts.posts
     assert not [e for e in logs if e["event"] == ENDED_OUTSIDE]
     assert metric(t, "canary_rollbacks_total", model="m0", reason="operator") == 1.0
+
+
+class _Died(BaseException):
+    """The process killed at a fault point: nothing after it runs in that process (no `except Exception` takes it)."""
+
+
+def test_an_end_whose_process_died_between_its_write_and_its_post_is_posted_by_the_next_process(world: Any) -> None:
+    """At-least-once for the controller's ends (decision 813): the end's stable-100% write landed and the process died
+    at the fault point right before its post (so before its counters, history and status write). The CanaryRollout's
+    status, written after the post, is the mark that it was told: the next process (a restart, another replica)
+    finds the end on the route that the status does not show and posts it, once, counts it and records it."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    _progressing(op, custom, api)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"action": "rollback", "actionReason": "pager"}})
+    dead, _ = _told(op)
+
+    def died(*args: Any, **kw: Any) -> None:
+        raise _Died("killed between the end's write and its post")
+
+    op._post_end = died  # type: ignore[method-assign]
+    with pytest.raises(_Died):
+        for _ in range(6):
+            op.tick()
+    assert vs(api, 0)[0] == [100, 0] and vs(api, 0)[1]["phase"] == rl.ROLLED_BACK  # the end landed
+    assert (_cr(custom, "r0") or {})["status"]["phase"] == rl.PROGRESSING and not dead.posts  # and nothing else
+    nxt = _fresh(op)
+    posts, t = _told(nxt)
+    for _ in range(4):
+        nxt.tick()
+    assert [e for e, _ in posts.posts] == ["rollback"], posts.posts
+    assert "pager" in posts.posts[0][1]["reason"] and str(posts.posts[0][1]["weights"]) == "100/0"
+    assert metric(t, "canary_rollbacks_total", model="m0", reason="operator") == 1.0
+    assert (_cr(custom, "r0") or {})["status"]["phase"] == rl.ROLLED_BACK
+    doc = history_store.read(api.get("", "configmaps", "ml", "m0-canary-history")["data"], where="m0-canary-history")
+    assert doc["phase"] == rl.ROLLED_BACK and "rollback.completed" in [e["event"] for e in doc["events"]], doc

@@ -524,7 +524,8 @@ def test_the_sweep_cronjob_example_has_least_privilege_in_its_namespace_only() -
     assert role["metadata"]["namespace"] == "ml"
     assert grants(role) == {("networking.istio.io", "virtualservices", v) for v in ("get", "list", "update")} | {
         ("networking.istio.io", "destinationrules", "get"), ("networking.istio.io", "destinationrules", "update"),
-        ("modelcanary.dev", "canaryrollouts", "get"), ("", "events", "create")}
+        ("modelcanary.dev", "canaryrollouts", "get"), ("", "events", "create"),
+        ("", "configmaps", "get"), ("", "configmaps", "update")}  # each end in its rollout's history (811)
     binding = one("RoleBinding", "canary-sweep", file)
     assert binding["roleRef"]["name"] == "canary-sweep"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "canary-sweep", "namespace": "ml"}]
