@@ -1928,6 +1928,8 @@ class Controller:
         if outcome == "stable":  # (counted and in its history by `recorded`)
             self._known[spec.key] = _Known(old_spec, state)
             self._failing.pop(spec.key, None)
+        elif self._told_ends.get(spec.key) != _end_key(state):  # "ended" by another writer (a `canary rollback`
+            self._told_outside(old_spec, state, log=log)  # over a record it could not read): told (decision 810)
         # stable now, or it had ended: the status catches up. `restart` (an edit of how the rollout is judged,
         # same canary version): the spec's rollout starts again, even after a restart of this process
         # (`_restart_pending`); not when someone else had ended it first

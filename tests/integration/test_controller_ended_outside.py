@@ -44,22 +44,32 @@ def _told(op: Controller) -> tuple[_Posts, Telemetry]:
     return posts, t
 
 
+def _unreadable(o: dict[str, Any]) -> None:
+    o["metadata"]["annotations"]["modelcanary.dev/rollout"] = "{not json"
+
+
+@pytest.mark.parametrize("record", ["kept", "unreadable"], ids=["record kept", "record unreadable"])
 @pytest.mark.parametrize("restart", [False, True], ids=["same process", "restarted"])
 def test_an_oncall_rollback_under_the_controller_is_posted_counted_and_in_the_history_once(
-        world: Any, tmp_path: Any, restart: bool) -> None:
+        world: Any, tmp_path: Any, restart: bool, record: str) -> None:
+    """`record unreadable`: on-call's rollback writes a fresh record (no owner, started now) over one it cannot read;
+    the controller reads that end through `_rescue` (`_stable_if_ours`: "ended") and told it nothing more either."""
     from typer.testing import CliRunner
 
     from canary.cli import app
+    from canary.routing.istio import GROUP
 
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
     _progressing(op, custom, api)
+    if record == "unreadable":
+        api.edit(GROUP, "virtualservices", "ml", "m0", _unreadable)
     kc = fleet.write_kubeconfig(tmp_path / "kc", api.url)
     processors = structlog.get_config()["processors"]  # the controller's logger holds this list (capture_logs fills it)
     res = CliRunner().invoke(app, ["rollback", "m0", "-n", "ml", "--kubeconfig", str(kc), "--reason", "pager"])
     structlog.configure(processors=processors)  # (the CLI configured a list of its own)
     assert res.exit_code == 0 and vs(api, 0)[0] == [100, 0], res.output
-    assert vs(api, 0)[1]["owner"].startswith("CanaryRollout ml/r0#")  # the rollout's own record, ended
+    assert vs(api, 0)[1].get("owner", "").startswith("CanaryRollout ml/r0#") == (record == "kept")  # its own, ended
     ctl = _fresh(op) if restart else op
     posts, t = _told(ctl)
     with capture_logs() as logs:
