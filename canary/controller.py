@@ -2851,15 +2851,11 @@ class Controller:
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         repeated = self._told(key, msg)
         if repeated is not None:
-            sp = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
-            named = {"model": sp.get("model"), "namespace": meta.get("namespace"),
-                     "virtual_service": sp.get("virtualService") or sp.get("model"),
-                     "canary_version": sp.get("canaryVersion")}
             # a request the API server refused (RBAC, a stricter CRD) is no invalid spec (decision 536)
             refusal = {"request": exc.request, "http_status": exc.status} if isinstance(exc, ApiRefused) else {}
             self.log.warning("rollout.api_refused" if refusal else "rollout.invalid" if isinstance(exc, ConfigError)
                              else "rollout.tick_failed", rollout=key, error=msg, repeated=repeated, **refusal,
-                             **{k: v for k, v in named.items() if isinstance(v, str) and v})
+                             **_failed_names(obj))
         if self.telemetry and isinstance(exc, (KubeUnavailable, RoutingConflict)):
             self.telemetry.kube_error("unavailable" if isinstance(exc, KubeUnavailable) else "conflict")
         # a ConfigError of a kind no reader knows by name (a query Prometheus rejects: `Rejected`; a URL that is no
@@ -3375,27 +3371,59 @@ def _ran_model(obj: dict[str, Any], vs: str, asked: str) -> str:
     return ran if isinstance(ran, str) and ran else asked
 
 
-def _edited_refusal(obj: dict[str, Any], exc: BaseException) -> str | None:
-    """The reason of an end that a spec edited mid-rollout and refused makes (`_failed`): a ConfigError (not the API
-    server's refusal, `ApiRefused`) at a tick of a generation the rollout's status has not observed. It names the
-    edit of what the rollout drives (`_edit`, and spec.model), then the refusal; None for any other failure (a
-    policyRef ConfigMap gone, a query Prometheus no longer takes: the input of a spec not edited, 714's class)."""
-    st, meta = obj.get("status") or {}, obj.get("metadata") or {}
-    seen, generation = st.get("observedGeneration"), meta.get("generation")
-    if not isinstance(exc, ConfigError) or isinstance(exc, ApiRefused) or not isinstance(seen, int) \
-            or not isinstance(generation, int) or generation <= seen:
-        return None
+def _edited(obj: dict[str, Any]) -> bool:
+    """Whether the spec was edited since the status was last written for it (`metadata.generation` above
+    `status.observedGeneration`)."""
+    seen, generation = (obj.get("status") or {}).get("observedGeneration"), (obj.get("metadata") or {}).get("generation")
+    return isinstance(seen, int) and isinstance(generation, int) and generation > seen
+
+
+def _spec_edits(obj: dict[str, Any]) -> tuple[str, str]:
+    """What the spec asks for now against what the rollout its status names drives (`status.target`), in the spec's
+    field names: (the edit of what it drives, `_edit`; the edit of spec.model), each "" when none."""
+    st = obj.get("status") or {}
     sp = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
     t = st.get("target") if isinstance(st.get("target"), dict) else {}
     ran = tuple(str(t.get(k) or "") for k in ("virtualService", "route", "canaryVersion", "destinationRule", "model"))
     model = str(sp.get("model") or "")
     vs = str(sp.get("virtualService") or model)
-    asked = (vs, str(sp.get("route") or ""), str(sp.get("canaryVersion") or ""), str(sp.get("destinationRule") or vs))
-    edits = [e for e in (_edit(ran[:4], asked) if ran[0] else "",
-                         f"spec.model changed from {ran[4]} to {model or '(none)'}" if ran[4] and ran[4] != model
-                         else "") if e]
-    what = f" ({', '.join(edits)})" if edits else ""
-    return f"{rl.REFUSED_EDIT}{what}: {said(exc)}"
+    # the route as the spec names it, else its inline policy's; a policyRef's is not read here: taken as the one run
+    inline = sp.get("policy") if isinstance(sp.get("policy"), dict) else {}
+    route = str(sp.get("route") or inline.get("route") or ("" if "policy" in sp else ran[1]))
+    asked = (vs, route, str(sp.get("canaryVersion") or ""), str(sp.get("destinationRule") or vs))
+    return (_edit(ran[:4], asked) if ran[0] else "",
+            f"spec.model changed from {ran[4]} to {model or '(none)'}" if ran[4] and ran[4] != model else "")
+
+
+def _failed_names(obj: dict[str, Any]) -> dict[str, str]:
+    """Which rollout a failed tick's line names (`rollout.invalid`, `rollout.tick_failed`, `rollout.api_refused`):
+    `model`, `namespace`, `virtual_service`, `canary_version` of the rollout the status shows in progress (the
+    split a failure sends to stable 100%), else as the spec names them. A spec edited since to another one adds
+    what it asks: `asked_model` where its model is another, and `edit` (`_spec_edits`); the lines named the
+    edited spec's model, m1, beside nothing of m0 whose traffic was split (decision 820)."""
+    sp = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    named = {"model": sp.get("model"), "namespace": (obj.get("metadata") or {}).get("namespace"),
+             "virtual_service": sp.get("virtualService") or sp.get("model"), "canary_version": sp.get("canaryVersion")}
+    drove = _drove(obj)
+    if drove is not None:
+        asked = named["model"]
+        named.update(model=_ran_model(obj, drove[0], str(asked or "")), virtual_service=drove[0],
+                     canary_version=drove[2])
+        if _edited(obj):
+            named.update(asked_model=asked if asked != named["model"] else None,
+                         edit=", ".join(e for e in _spec_edits(obj) if e))
+    return {k: v for k, v in named.items() if isinstance(v, str) and v}
+
+
+def _edited_refusal(obj: dict[str, Any], exc: BaseException) -> str | None:
+    """The reason of an end that a spec edited mid-rollout and refused makes (`_failed`): a ConfigError (not the API
+    server's refusal, `ApiRefused`) at a tick of a generation the rollout's status has not observed (`_edited`). It
+    names the edit of what the rollout drives (`_spec_edits`), then the refusal; None for any other failure (a
+    policyRef ConfigMap gone, a query Prometheus no longer takes: the input of a spec not edited, 714's class)."""
+    if not isinstance(exc, ConfigError) or isinstance(exc, ApiRefused) or not _edited(obj):
+        return None
+    what = ", ".join(e for e in _spec_edits(obj) if e)
+    return f"{rl.REFUSED_EDIT}{f' ({what})' if what else ''}: {said(exc)}"
 
 
 def _finalizers(obj: dict[str, Any]) -> list[str]:
