@@ -2288,7 +2288,7 @@ class Controller:
         first = self._failing.setdefault(key, self.clock.now())
         if isinstance(exc, (TransientError, ConflictStorm)) and self.clock.now() - first < FAILURE_BUDGET_S:
             return
-        refused = _edited_refusal(obj, exc)  # a spec edited mid-rollout and refused: that edit's end (decision 801)
+        refused = _edited_refusal(obj, exc)  # a spec edited mid-rollout and refused: that edit's end (801, 821)
         reason = refused or f"failed: {said(exc)}"
         # the end's class (decision 607): its own VirtualService's 404 is a foreign edit (decision 666)
         cause = "operator" if refused else failure_cause(
@@ -3415,14 +3415,36 @@ def _failed_names(obj: dict[str, Any]) -> dict[str, str]:
     return {k: v for k, v in named.items() if isinstance(v, str) and v}
 
 
+def _of_spec(obj: dict[str, Any], message: str) -> bool:
+    """Whether a refusal's `message` is `crd.parse`'s of this CR's own spec: it names the CanaryRollout as parse
+    does (`CanaryRollout ns/name: ...`, `... spec.policy: ...`); a refusal of the run's (a query, the route's
+    objects, the route's record) does not."""
+    meta = obj.get("metadata") or {}
+    return message.startswith((f"CanaryRollout {meta.get('namespace')}/{meta.get('name')}:",
+                               f"CanaryRollout {meta.get('namespace')}/{meta.get('name')} "))
+
+
 def _edited_refusal(obj: dict[str, Any], exc: BaseException) -> str | None:
-    """The reason of an end that a spec edited mid-rollout and refused makes (`_failed`): a ConfigError (not the API
-    server's refusal, `ApiRefused`) at a tick of a generation the rollout's status has not observed (`_edited`). It
-    names the edit of what the rollout drives (`_spec_edits`), then the refusal; None for any other failure (a
-    policyRef ConfigMap gone, a query Prometheus no longer takes: the input of a spec not edited, 714's class)."""
+    """The reason of an end that an edit refused makes (`_failed`); None for any other failure (its class is then
+    `failure_cause`'s, the one it has without the edit). A ConfigError (not the API server's refusal, `ApiRefused`)
+    at a tick of a generation the status has not observed (`_edited`) is the edit's only where it is about what
+    the edit changed (decision 821, amending 801's "any ConfigError of an edited generation"), never for a failure
+    the same tick met elsewhere:
+
+    * of the route's objects (a TargetError: the VirtualService, its route, the DestinationRule as the spec names
+      them now, `inspect`'s read): the edit's where it changed what the rollout drives, else the rollout's own
+      objects gone or re-shaped (`failure_cause`: a foreign edit, the route deleted);
+    * of the spec's own text (`crd.parse`, `_of_spec`; its policyRef ConfigMap's too, which parse names so): the
+      edit's, the spec of the rollout's generation read;
+    * anything else (the route's record hand-edited, a query): not the edit's.
+
+    Its words name the edit of what the rollout drives (`_spec_edits`), then the refusal."""
     if not isinstance(exc, ConfigError) or isinstance(exc, ApiRefused) or not _edited(obj):
         return None
-    what = ", ".join(e for e in _spec_edits(obj) if e)
+    drives, model = _spec_edits(obj)
+    if not (drives if isinstance(exc, TargetError) else _of_spec(obj, str(exc))):
+        return None
+    what = ", ".join(e for e in (drives, model) if e)
     return f"{rl.REFUSED_EDIT}{f' ({what})' if what else ''}: {said(exc)}"
 
 
