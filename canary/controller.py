@@ -934,7 +934,8 @@ class Controller:
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route,
                                             owner=_owner(obj), job=_ci_job(obj), destination_rule=target.dr_name,
-                                            judged=judged_marks.marks(spec.policy, target))
+                                            judged={**judged_marks.marks(spec.policy, target),
+                                                    **judged_marks.source_marks(spec.policy_ref)})
             if before is not None and before.terminal:  # how it ended stays readable by its owner (`_rescue`)
                 state = replace(state, history=(_predecessor(before),))
             state, _ = self._do(spec, state, actions, expect=status.state, log=log)
@@ -2288,7 +2289,8 @@ class Controller:
         first = self._failing.setdefault(key, self.clock.now())
         if isinstance(exc, (TransientError, ConflictStorm)) and self.clock.now() - first < FAILURE_BUDGET_S:
             return
-        refused = _edited_refusal(obj, exc)  # a spec edited mid-rollout and refused: that edit's end (801, 821)
+        # a spec (or its policyRef ConfigMap) edited mid-rollout and refused: that edit's end (decisions 801, 821, 822)
+        refused = _edited_refusal(obj, exc, marks=_claimed_marks(obj, known), read=self._configmap)
         reason = refused or f"failed: {said(exc)}"
         # the end's class (decision 607): its own VirtualService's 404 is a foreign edit (decision 666)
         cause = "operator" if refused else failure_cause(
@@ -3374,7 +3376,8 @@ def _ran_model(obj: dict[str, Any], vs: str, asked: str) -> str:
 def _edited(obj: dict[str, Any]) -> bool:
     """Whether the spec was edited since the status was last written for it (`metadata.generation` above
     `status.observedGeneration`)."""
-    seen, generation = (obj.get("status") or {}).get("observedGeneration"), (obj.get("metadata") or {}).get("generation")
+    seen = (obj.get("status") or {}).get("observedGeneration")
+    generation = (obj.get("metadata") or {}).get("generation")
     return isinstance(seen, int) and isinstance(generation, int) and generation > seen
 
 
@@ -3424,28 +3427,74 @@ def _of_spec(obj: dict[str, Any], message: str) -> bool:
                                f"CanaryRollout {meta.get('namespace')}/{meta.get('name')} "))
 
 
-def _edited_refusal(obj: dict[str, Any], exc: BaseException) -> str | None:
+def _edited_refusal(obj: dict[str, Any], exc: BaseException, *, marks: dict[str, str],
+                    read: Callable[[str, str], dict[str, str]]) -> str | None:
     """The reason of an end that an edit refused makes (`_failed`); None for any other failure (its class is then
     `failure_cause`'s, the one it has without the edit). A ConfigError (not the API server's refusal, `ApiRefused`)
-    at a tick of a generation the status has not observed (`_edited`) is the edit's only where it is about what
-    the edit changed (decision 821, amending 801's "any ConfigError of an edited generation"), never for a failure
-    the same tick met elsewhere:
+    is the edit's only where it is about what the edit changed (decision 821, amending 801's "any ConfigError of
+    an edited generation"), never for a failure the same tick met elsewhere:
 
+    * of the policyRef ConfigMap (`ConfigError.field`): `_policy_ref_refusal`, against what the claim recorded;
     * of the route's objects (a TargetError: the VirtualService, its route, the DestinationRule as the spec names
       them now, `inspect`'s read): the edit's where it changed what the rollout drives, else the rollout's own
       objects gone or re-shaped (`failure_cause`: a foreign edit, the route deleted);
-    * of the spec's own text (`crd.parse`, `_of_spec`; its policyRef ConfigMap's too, which parse names so): the
-      edit's, the spec of the rollout's generation read;
+    * of the spec's own text (`crd.parse`, `_of_spec`): the edit's, the spec of the rollout's generation read;
     * anything else (the route's record hand-edited, a query): not the edit's.
 
-    Its words name the edit of what the rollout drives (`_spec_edits`), then the refusal."""
-    if not isinstance(exc, ConfigError) or isinstance(exc, ApiRefused) or not _edited(obj):
+    Its words name the edit of what the rollout drives (`_spec_edits`), then the refusal. `marks`: what the
+    rollout was claimed under (`RolloutState.judged`); `read`: the ConfigMap read (`Controller._configmap`)."""
+    if not isinstance(exc, ConfigError) or isinstance(exc, ApiRefused):
+        return None
+    if exc.field.startswith("spec.policyRef") and judged_marks.SOURCE in marks:
+        return _policy_ref_refusal(obj, exc, marks, read)
+    if not _edited(obj):
         return None
     drives, model = _spec_edits(obj)
+    # (a refusal of the policyRef ConfigMap for a claim older than its marks names the CR as parse does: 801's rule)
     if not (drives if isinstance(exc, TargetError) else _of_spec(obj, str(exc))):
         return None
     what = ", ".join(e for e in (drives, model) if e)
     return f"{rl.REFUSED_EDIT}{f' ({what})' if what else ''}: {said(exc)}"
+
+
+def _claimed_marks(obj: dict[str, Any], known: "_Known | None") -> dict[str, str]:
+    """What the rollout in progress was claimed under (`RolloutState.judged`): this process's record of it, else its
+    status's copy (`status.target.judged`); {} where neither has it (claimed by a controller before the marks)."""
+    if known is not None and known.state().judged:
+        return known.state().judged
+    t = (obj.get("status") or {}).get("target")
+    kept = t.get("judged") if isinstance(t, dict) else None
+    return {k: v for k, v in kept.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(kept, dict) \
+        else {}
+
+
+def _policy_ref_refusal(obj: dict[str, Any], exc: ConfigError, marks: dict[str, str],
+                        read: Callable[[str, str], dict[str, str]]) -> str | None:
+    """`_edited_refusal` of a refusal of the policyRef ConfigMap, for a rollout whose claim recorded where its
+    policy was read from (`judged_marks.source_marks`). Another source asked for by the spec (spec.policyRef
+    edited, or an inline policy moved to one): the spec's edit. The same ConfigMap, whose text at the key is not
+    the one the rollout started from (read again now) and is refused: that ConfigMap's edit, a person's
+    (`rl.REFUSED_POLICY_EDIT`; a ConfigMap edit changes no generation of the CanaryRollout). The ConfigMap gone
+    or unreadable, or its text unchanged: None, not an edit (714's `infrastructure`)."""
+    sp = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    ref = sp.get("policyRef") if isinstance(sp.get("policyRef"), dict) else {}
+    cm, key = str(ref.get("configMap") or ""), str(ref.get("key") or "")
+    ns = str((obj.get("metadata") or {}).get("namespace") or "")
+    where = f"ConfigMap {ns}/{cm} key {key}"
+    if marks[judged_marks.SOURCE] != judged_marks.ref_mark(cm, key):
+        drives, model = _spec_edits(obj)
+        moved = ("spec.policy changed to spec.policyRef" if marks[judged_marks.SOURCE] == judged_marks.INLINE
+                 else "spec.policyRef changed") + f" to {where}"
+        return f"{rl.REFUSED_EDIT} ({', '.join(e for e in (drives, model, moved) if e)}): {said(exc)}"
+    if exc.field == "spec.policyRef.configMap":  # gone, or its read refused: no edit of the policy it holds
+        return None
+    try:
+        now = crd.text_digest(read(ns, cm).get(key, None))
+    except Exception:  # noqa: BLE001 - cannot be read again: what it holds now is not known, no edit is said
+        return None
+    if now == marks.get(judged_marks.SOURCE_TEXT):
+        return None  # the text the rollout started from, refused now (a stricter controller): no edit
+    return f"{rl.REFUSED_POLICY_EDIT} ({where} changed since the rollout started): {said(exc)}"
 
 
 def _finalizers(obj: dict[str, Any]) -> list[str]:

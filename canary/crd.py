@@ -57,6 +57,10 @@ class RolloutSpec:
     # the spec's fields this controller does not know, passed over on a rollout under way (decision 693): a newer
     # CRD's, which this controller does not do ("spec.maxStepWeight"); () where there are none (decision 748)
     ignored_fields: tuple[str, ...] = ()
+    # where the policy was read from: the policyRef ConfigMap's name, its key and a digest of the text read there
+    # (`text_digest`); None for an inline policy. Recorded with the claim (`judged_marks.source_marks`), so that a
+    # ConfigMap edited mid-rollout to a policy that does not parse is told from one gone (decision 822)
+    policy_ref: tuple[str, str, str] | None = None
 
     @property
     def key(self) -> str:
@@ -94,7 +98,7 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     for field, value in (("canaryVersion", canary), ("stableVersion", stable)):
         if value:
             check_version(value, f"{where}: spec.{field}")
-    policy, data = _policy(spec, where, ns, configmap)
+    policy, data, policy_ref = _policy(spec, where, ns, configmap)
     try:
         samples, samples_error = _samples(policy, spec, where, ns, data), ""
     except ConfigError as exc:
@@ -126,7 +130,8 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
                        action=action, action_reason=text("actionReason"),
                        triton_stable=triton.get("stableUrl"), triton_canary=triton.get("canaryUrl"),
                        warmup_samples=samples, samples_error=samples_error,
-                       ignored_fields=tuple(f"{path}.{key_shown(key)}" for path, key, _ in unknown))
+                       ignored_fields=tuple(f"{path}.{key_shown(key)}" for path, key, _ in unknown),
+                       policy_ref=policy_ref)
 
 
 # the string fields whose absence means a default, and that default: given empty or blank ("" from a template's
@@ -276,15 +281,18 @@ def _text_of(raw: Any) -> str | None:
     return "json:" + text if len(text) <= _KEY_MAX else None
 
 
-def _policy(spec: dict[str, Any], where: str, ns: str,
-            configmap: Callable[[str, str], dict[str, str]] | None) -> tuple[Policy, dict[str, str] | None]:
-    """The policy, and the policyRef ConfigMap's data it was read from (None for an inline policy)."""
+def _policy(spec: dict[str, Any], where: str, ns: str, configmap: Callable[[str, str], dict[str, str]] | None
+            ) -> tuple[Policy, dict[str, str] | None, tuple[str, str, str] | None]:
+    """The policy, the policyRef ConfigMap's data it was read from and `RolloutSpec.policy_ref` (None, None for an
+    inline policy). A refusal of what the ConfigMap holds, or of its read, carries the field it is about
+    (`ConfigError.field`: spec.policyRef.configMap, spec.policyRef.key, spec.policyRef for its text): the controller
+    tells by it a ConfigMap edited mid-rollout from the CanaryRollout's own spec (decision 822)."""
     inline, ref = spec.get("policy"), spec.get("policyRef")
     if (inline is None) == (ref is None):
         raise ConfigError(f"{where}: give exactly one of spec.policy and spec.policyRef")
     if inline is not None:
         try:
-            return _PARSED.get(_text_of(inline), lambda: parse_policy(inline, file=f"{where} spec.policy")), None
+            return _PARSED.get(_text_of(inline), lambda: parse_policy(inline, file=f"{where} spec.policy")), None, None
         except PolicyError as exc:
             raise ConfigError(str(exc)) from None
     if not isinstance(ref, dict) or not isinstance(ref.get("configMap"), str) or not isinstance(ref.get("key"), str) \
@@ -302,15 +310,27 @@ def _policy(spec: dict[str, Any], where: str, ns: str,
     except ApiRefused as exc:  # refused (RBAC): said as such (`rollout.api_refused`), with the rollout and field named
         raise ApiRefused(f"{where}: spec.policyRef.configMap: {exc}", request=exc.request, status=exc.status) from None
     except ConfigError as exc:  # not there: the rollout and its field named (transient ones pass)
-        raise ConfigError(f"{where}: spec.policyRef.configMap: {exc}") from None
+        raise ConfigError(f"{where}: spec.policyRef.configMap: {exc}", field="spec.policyRef.configMap",
+                          detail=str(exc)) from None
     if ref["key"] not in data:
-        raise ConfigError(f"{where}: spec.policyRef.key: ConfigMap {ns}/{ref['configMap']} has no key {ref['key']!r}")
+        raise ConfigError(f"{where}: spec.policyRef.key: ConfigMap {ns}/{ref['configMap']} has no key {ref['key']!r}",
+                          field="spec.policyRef.key", detail=f"ConfigMap {ns}/{ref['configMap']} has no key "
+                          f"{ref['key']!r}")
+    text = data[ref["key"]]
     try:  # the strict loader: no YAML coercions, bounded size and depth
-        text = data[ref["key"]]
         return _PARSED.get("yaml:" + text if isinstance(text, str) and len(text) <= _KEY_MAX else None,
-                           lambda: parse_policy_text(text, file=f"{where} spec.policyRef: ConfigMap {ns}/{ref['configMap']}[{ref['key']}]")), data
+                           lambda: parse_policy_text(text, file=f"{where} spec.policyRef: ConfigMap {ns}/{ref['configMap']}[{ref['key']}]")), \
+            data, (ref["configMap"], ref["key"], text_digest(text))
     except PolicyError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(str(exc), field="spec.policyRef", detail=str(exc)) from None
+
+
+def text_digest(text: Any) -> str:
+    """A short digest of a policyRef ConfigMap's text (16 hex; "" for a value that is no text). Not cached: a cache
+    would hold every text it keys (a policy of ~2 kB costs a few microseconds a parse)."""
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16] if isinstance(text, str) else ""
 
 
 def new_object(*, namespace: str, name: str, model: str, canary_version: str, policy_raw: dict[str, Any],

@@ -24,7 +24,8 @@ _NEXT = {
     "interrupted": "not the canary: the run was stopped (`reason`); roll {version} out again to have it judged",
     # (`reconcile.failure_cause`'s class for every failure that carries none: input refused mid-rollout too, a
     # ConfigError: a policyRef ConfigMap gone, a query Prometheus no longer takes; 714. A spec edited mid-rollout
-    # and refused is the operator's, `REFUSED_EDIT`: decision 801)
+    # and refused is the operator's, `REFUSED_EDIT`: decision 801; so is a policyRef ConfigMap edited to a policy
+    # refused, `REFUSED_POLICY_EDIT`: 822)
     "infrastructure": "not the canary: fix what failed (`reason`: Prometheus, the Kubernetes API, or the rollout's "
                       "input: its spec, policy or route), then roll {version} out again",
     "foreign_edit": "not the canary: the routing was changed outside the rollout (`reason`: a person, a GitOps "
@@ -62,10 +63,20 @@ _REFUSED_EDIT_NEXT = ("not the canary: the CanaryRollout's spec was edited mid-r
                       "(`reason`: the edit, then why); fix the spec, then roll {version} out again")
 
 
+# ...and when the policyRef ConfigMap's policy is edited mid-rollout to one refused (the controller's `_failed`: its
+# text at the key is not the one the rollout started from; decision 822): no CanaryRollout generation changed
+REFUSED_POLICY_EDIT = "the policy edited mid-rollout is refused"
+_REFUSED_POLICY_EDIT_NEXT = ("not the canary: the policy in the rollout's policyRef ConfigMap was edited mid-rollout "
+                             "to one the controller refuses (`reason`: which ConfigMap, then why); fix that "
+                             "ConfigMap, then roll {version} out again")
+
+
 def next_step(cause: str, version: str, *, reason: str = "") -> str:
     """What to do after an end of class `cause` (one of `rollout.ROLLBACK_REASONS`) of canary `version`; `reason`:
-    the end's, which tells a gate the canary did not fail (`not_the_canarys`) and an operator's end a refused edit."""
+    the end's, which tells a gate the canary did not fail (`not_the_canarys`) and an operator's end a refused edit
+    (of the spec, or of its policyRef ConfigMap)."""
     words = _GATE_NOT_THE_CANARY if cause == "gate" and not_the_canarys(reason) else \
         _REFUSED_EDIT_NEXT if cause == "operator" and reason.startswith(REFUSED_EDIT) else \
+        _REFUSED_POLICY_EDIT_NEXT if cause == "operator" and reason.startswith(REFUSED_POLICY_EDIT) else \
         _NEXT.get(cause, _NEXT["other"])
     return words.format(version=version or "the canary version")

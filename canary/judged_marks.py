@@ -18,6 +18,11 @@ status write fails later). Two kinds of mark:
 
 Pure: no I/O. ``failure`` and ``gates`` are not marked: they say when to give up, never what a pass
 needs.
+
+A third kind, never compared by `edited` (an edit of a policyRef ConfigMap mid-rollout is told by what it
+changes, as the spec's is): ``policyRef`` and ``policyRef.text``, where the policy was read from at the claim
+(`source_marks`). A tick whose policy no longer reads is then told an edit of that ConfigMap (its text changed
+since the rollout started) from the ConfigMap gone or unreadable (decision 822).
 """
 
 from __future__ import annotations
@@ -58,6 +63,25 @@ def marks(policy: Any, target: Target) -> dict[str, str]:
             _CACHE.clear()
         hit = _CACHE[key] = _marks(policy, target)
     return dict(hit)
+
+
+# `source_marks`' names: the policy's source (a digest of the policyRef ConfigMap's name and key, or INLINE), and
+# a digest of the text read there (`crd.text_digest`)
+SOURCE, SOURCE_TEXT, INLINE = "policyRef", "policyRef.text", "inline"
+
+
+def source_marks(policy_ref: tuple[str, str, str] | None) -> dict[str, str]:
+    """The marks of where a rollout's policy was read from (`crd.RolloutSpec.policy_ref`: ConfigMap, key, the
+    digest of its text; None for an inline policy), written with the claim beside `marks`."""
+    if policy_ref is None:
+        return {SOURCE: INLINE}
+    config_map, key, text = policy_ref
+    return {SOURCE: ref_mark(config_map, key), SOURCE_TEXT: text}
+
+
+def ref_mark(config_map: str, key: str) -> str:
+    """The SOURCE mark of a policyRef naming ConfigMap `config_map`'s key `key`."""
+    return _digest([config_map, key])
 
 
 def _marks(policy: Any, target: Target) -> dict[str, str]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from canary import ci_job
-from canary.end_words import REFUSED_EDIT, next_step
+from canary.end_words import REFUSED_EDIT, REFUSED_POLICY_EDIT, next_step
 from canary.model import (STABLE_ONLY, Outcome, Verdict, Weights, next_pass_anchor, pass_floor, pass_ratio,
                           request_count, valid_pass_anchor)
 from canary.policy import Policy
@@ -67,6 +67,8 @@ _REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (r"^\s*(operator|superseded)\b", "operator"),  # superseded: the CanaryRollout's spec edited mid-rollout
     # a spec edited mid-rollout that the controller refuses (`REFUSED_EDIT`): the edit's, a person's (decision 801)
     (rf"^\s*{re.escape(REFUSED_EDIT)}\b", "operator"),
+    # ...and a policyRef ConfigMap edited mid-rollout to a policy it refuses (`REFUSED_POLICY_EDIT`, decision 822)
+    (rf"^\s*{re.escape(REFUSED_POLICY_EDIT)}\b", "operator"),
     (r"^\s*gate\b", "gate"),
     (r"^\s*(no verdict|deadline)\b", "deadline"),
     (r"^\s*interrupt(ed|ion)?\b", "interrupted"),

@@ -1,6 +1,7 @@
-"""What a failed tick of a CanaryRollout edited mid-rollout is said as, and whose end it is (decisions 820, 821,
-amending 801): its lines name the rollout whose traffic is split (not the edited spec's), and an error is the
-edit's only where it is about what the edit changed. Against the strict API emulator and a real Prometheus."""
+"""What a failed tick of a CanaryRollout edited mid-rollout is said as, and whose end it is (decisions 820-822,
+amending 801): its lines name the rollout whose traffic is split (not the edited spec's), an error is the edit's
+only where it is about what the edit changed, and a policyRef ConfigMap edited to a policy refused is a person's
+edit as a spec's is. Against the strict API emulator and a real Prometheus."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 import kubernetes.client as kc
 import pytest
 import structlog.testing
+import yaml
 
 from canary import crd
 from canary import rollout as rl
 from tests import fleet
-from tests.integration.test_controller import GROUP, _progressing, prometheus, vs, world  # noqa: F401
+from tests.integration.test_controller import GROUP, _fresh, _progressing, prometheus, vs, world  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +72,19 @@ def test_a_refused_edits_lines_name_the_rollout_whose_traffic_is_split(world: An
     assert vs(api, 0)[0] == [100, 0]
 
 
+def _with_policy_ref(api: Any, custom: Any, name: str = "pol", policy: Any = None) -> None:
+    """ConfigMap `name` (key policy.yaml: FAST_POLICY, or `policy`); r0 (v2 on m0) reads its policy there once
+    `name` is "pol"."""
+    api.handler.put_object({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "ml"},
+                            "data": {"policy.yaml": yaml.safe_dump(policy or fleet.FAST_POLICY)}})
+    if name != "pol":
+        return
+    obj = fleet.rollout_object(0, "v2")
+    del obj["spec"]["policy"]
+    obj["spec"]["policyRef"] = {"configMap": "pol", "key": "policy.yaml"}
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+
+
 def _rename_route(o: dict[str, Any]) -> None:
     o["spec"]["http"][0]["name"] = "primary-renamed"
 
@@ -79,19 +94,24 @@ NOT_THE_EDITS = {
     "its DestinationRule deleted": (lambda api: kc.CustomObjectsApi(api.api_client()).delete_namespaced_custom_object(
         GROUP, "v1beta1", "ml", "destinationrules", "m0"), "foreign_edit"),
     "its route renamed": (lambda api: api.edit(GROUP, "virtualservices", "ml", "m0", _rename_route), "foreign_edit"),
+    "its policyRef ConfigMap deleted": (lambda api: kc.CoreV1Api(api.api_client()).delete_namespaced_config_map(
+        "pol", "ml"), "infrastructure"),
 }
 
 
 @pytest.mark.parametrize("failure", list(NOT_THE_EDITS))
 def test_a_failure_an_edit_did_not_cause_keeps_its_own_class(world: Any, failure: str) -> None:
     """r0 at 80/20; the same tick meets its spec edited (spec.actionReason: nothing the rollout drives, nor its
-    policy) and a failure of something else: the rollout's DestinationRule deleted, its route renamed. Any
-    ConfigError of an edited generation was the edit's: `reason: the spec edited mid-rollout is refused: ...`,
-    `end_cause: operator`, on-call told to fix a spec nothing was wrong with. The end is the failure's, as it is
-    without the edit (`failed: ...`, its own class)."""
+    policy) and a failure of something else: the rollout's DestinationRule deleted, its route renamed, its policyRef
+    ConfigMap deleted. Any ConfigError of an edited generation was the edit's: `reason: the spec edited mid-rollout
+    is refused: ...`, `end_cause: operator`, on-call told to fix a spec nothing was wrong with. The end is the
+    failure's, as it is without the edit (`failed: ...`, its own class)."""
     api, op, custom = world
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
-                                           fleet.rollout_object(0, "v2", route="primary"))
+    if "ConfigMap" in failure:
+        _with_policy_ref(api, custom)
+    else:
+        custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                               fleet.rollout_object(0, "v2", route="primary"))
     _progressing(op, custom, api)
     act, cause = NOT_THE_EDITS[failure]
     act(api)
@@ -120,3 +140,63 @@ def test_an_edit_to_a_destination_rule_that_does_not_exist_is_still_the_edits(wo
     assert ends and all(e["end_cause"] == "operator" for e in ends), ends
     assert ends[-1]["reason"].startswith(f"{rl.REFUSED_EDIT} (the DestinationRule changed from m0 to m0-none): ")
     assert vs(api, 0)[0] == [100, 0]
+
+
+def _edit_text(api: Any) -> None:
+    api.edit("", "configmaps", "ml", "pol", lambda o: o["data"].update({"policy.yaml": yaml.safe_dump(_typo())}))
+
+
+def _drop_key(api: Any) -> None:
+    api.edit("", "configmaps", "ml", "pol", lambda o: o["data"].pop("policy.yaml"))
+
+
+# (the words of `end_words.REFUSED_POLICY_EDIT`, written out)
+_EDITED_POL = ("the policy edited mid-rollout is refused (ConfigMap ml/pol key policy.yaml changed since the rollout "
+               "started)")
+POLICY_EDITS = {  # how, what the end's reason opens with
+    "its text edited to a typo": (_edit_text, f"{_EDITED_POL}: CanaryRollout ml/r0 spec.policyRef: "),
+    "its key removed": (_drop_key, f"{_EDITED_POL}: CanaryRollout ml/r0: spec.policyRef.key: "),
+}
+
+
+@pytest.mark.parametrize("memory", ["same process", "restarted process"])
+@pytest.mark.parametrize("how", list(POLICY_EDITS))
+def test_a_policy_ref_configmap_edited_to_a_refused_policy_is_a_persons_edit(world: Any, how: str,
+                                                                             memory: str) -> None:
+    """r0 reads its policy from ConfigMap ml/pol and runs at 80/20; a GitOps push edits that ConfigMap to a policy
+    the controller refuses (a typo, the key gone). Stable 100% as before, but said as an outage (`failed: ...`,
+    `infrastructure`, "fix Prometheus, the Kubernetes API or the input"): a ConfigMap edit changes no generation of
+    the CanaryRollout. The claim records where its policy was read from (the ConfigMap, its key, a digest of the
+    text); a text refused that is not that one is a person's edit: `operator`, saying which ConfigMap, and `next`
+    says to fix that ConfigMap. A restarted process reads the record from the status."""
+    api, op, custom = world
+    _with_policy_ref(api, custom)
+    _progressing(op, custom, api)
+    act, opens = POLICY_EDITS[how]
+    act(api)
+    runner = op if memory == "same process" else _fresh(op)
+    with structlog.testing.capture_logs() as logs:
+        runner.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED and record["end_cause"] == "operator", record
+    assert record["reason"].startswith(opens), record["reason"]
+    ends = _ends(logs)
+    assert ends and all(e["end_cause"] == "operator" and e["model"] == "m0" for e in ends), ends
+    assert ends[-1]["next"].startswith("not the canary: the policy in the rollout's policyRef ConfigMap was edited")
+    st = _status(custom)
+    assert st["endCause"] == "operator" and st["reason"].startswith(opens), st.get("reason")
+
+
+def test_the_spec_edited_to_another_policy_ref_that_is_refused_says_that_edit(world: Any) -> None:
+    """spec.policyRef edited mid-rollout to another ConfigMap, whose policy is refused: the spec's edit, and its
+    words say what changed (801's said no edit at all: it compared what the rollout drives alone)."""
+    api, op, custom = world
+    _with_policy_ref(api, custom)
+    _with_policy_ref(api, custom, "pol2", _typo())
+    _progressing(op, custom, api)
+    _patch_spec(custom, {"policyRef": {"configMap": "pol2", "key": "policy.yaml"}})
+    op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["end_cause"] == "operator", record
+    assert record["reason"].startswith(f"{rl.REFUSED_EDIT} (spec.policyRef changed to ConfigMap ml/pol2 key "
+                                       "policy.yaml): CanaryRollout ml/r0 spec.policyRef: "), record["reason"]

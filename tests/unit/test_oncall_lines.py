@@ -393,3 +393,16 @@ def test_a_refused_edits_end_reads_as_the_operators_and_says_to_fix_the_spec() -
     assert rl.classify_reason(reason) == "operator"
     assert next_step("operator", "v2", reason=reason).startswith("not the canary: the CanaryRollout's spec was edited")
     assert next_step("operator", "v2", reason="operator: latency page").startswith("nothing to do")
+
+
+def test_a_policy_ref_configmap_edited_to_a_refused_policy_reads_as_the_operators_and_says_to_fix_that_configmap(
+        ) -> None:
+    """A policyRef ConfigMap edited mid-rollout to a policy refused (`REFUSED_POLICY_EDIT`, decision 822): a record of
+    it without its class reads as the operator's, and its `next` names the ConfigMap to fix, not the spec."""
+    from canary.end_words import REFUSED_POLICY_EDIT, next_step
+    reason = (f"{REFUSED_POLICY_EDIT} (ConfigMap ml/pol key policy.yaml changed since the rollout started): "
+              "CanaryRollout ml/r0 spec.policyRef: ConfigMap ml/pol[policy.yaml]: steps: must rise")
+    assert rl.classify_reason(reason) == "operator"
+    said = next_step("operator", "v2", reason=reason)
+    assert said.startswith("not the canary: the policy in the rollout's policyRef ConfigMap was edited") and \
+        "fix that ConfigMap" in said, said
