@@ -3483,8 +3483,8 @@ def _policy_ref_refusal(obj: dict[str, Any], exc: ConfigError, marks: dict[str, 
     where = f"ConfigMap {ns}/{cm} key {key}"
     if marks[judged_marks.SOURCE] != judged_marks.ref_mark(cm, key):
         drives, model = _spec_edits(obj)
-        moved = ("spec.policy changed to spec.policyRef" if marks[judged_marks.SOURCE] == judged_marks.INLINE
-                 else "spec.policyRef changed") + f" to {where}"
+        moved = (f"spec.policy changed to spec.policyRef naming {where}"
+                 if marks[judged_marks.SOURCE] == judged_marks.INLINE else f"spec.policyRef changed to {where}")
         return f"{rl.REFUSED_EDIT} ({', '.join(e for e in (drives, model, moved) if e)}): {said(exc)}"
     if exc.field == "spec.policyRef.configMap":  # gone, or its read refused: no edit of the policy it holds
         return None

@@ -187,16 +187,23 @@ def test_a_policy_ref_configmap_edited_to_a_refused_policy_is_a_persons_edit(wor
     assert st["endCause"] == "operator" and st["reason"].startswith(opens), st.get("reason")
 
 
-def test_the_spec_edited_to_another_policy_ref_that_is_refused_says_that_edit(world: Any) -> None:
-    """spec.policyRef edited mid-rollout to another ConfigMap, whose policy is refused: the spec's edit, and its
-    words say what changed (801's said no edit at all: it compared what the rollout drives alone)."""
+@pytest.mark.parametrize("was", ["another ConfigMap", "an inline policy"])
+def test_the_spec_edited_to_another_policy_ref_that_is_refused_says_that_edit(world: Any, was: str) -> None:
+    """spec.policyRef edited mid-rollout to another ConfigMap (or an inline policy moved to one), whose policy is
+    refused: the spec's edit, and its words say what changed (801's said no edit at all: it compared what the
+    rollout drives alone)."""
     api, op, custom = world
-    _with_policy_ref(api, custom)
+    if was == "another ConfigMap":
+        _with_policy_ref(api, custom)
+        said = "spec.policyRef changed to ConfigMap ml/pol2 key policy.yaml"
+    else:
+        custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+        said = "spec.policy changed to spec.policyRef naming ConfigMap ml/pol2 key policy.yaml"
     _with_policy_ref(api, custom, "pol2", _typo())
     _progressing(op, custom, api)
-    _patch_spec(custom, {"policyRef": {"configMap": "pol2", "key": "policy.yaml"}})
+    _patch_spec(custom, {"policy": None, "policyRef": {"configMap": "pol2", "key": "policy.yaml"}})
     op.tick()
     weights, record = vs(api, 0)
     assert weights == [100, 0] and record["end_cause"] == "operator", record
-    assert record["reason"].startswith(f"{rl.REFUSED_EDIT} (spec.policyRef changed to ConfigMap ml/pol2 key "
-                                       "policy.yaml): CanaryRollout ml/r0 spec.policyRef: "), record["reason"]
+    assert record["reason"].startswith(f"{rl.REFUSED_EDIT} ({said}): CanaryRollout ml/r0 spec.policyRef: "), \
+        record["reason"]
