@@ -327,7 +327,7 @@ def _policy(spec: dict[str, Any], where: str, ns: str, configmap: Callable[[str,
 
 def text_digest(text: Any) -> str:
     """A short digest of a policyRef ConfigMap's text (16 hex; "" for a value that is no text). Not cached: a cache
-    would hold every text it keys (a policy of ~2 kB costs a few microseconds a parse)."""
+    would hold every text it keys (the 3.6 kB default policy costs 16-27 us a parse on a loaded host; 822)."""
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()[:16] if isinstance(text, str) else ""
