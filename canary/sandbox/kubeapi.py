@@ -15,7 +15,9 @@ store with a strict one:
   with ``dryRun=All`` is checked as one is and stores nothing;
 * GET/LIST/WATCH, POST, PUT, PATCH (merge, strategic treated as merge, JSON
   patch) and DELETE for the registered resources; anything else is 404;
-* an object whose annotations (keys and values) pass 256 KiB is refused with 422 Invalid, as the API server does;
+* an object whose labels or annotations the API server would refuse (a key that is no qualified name, a label
+  value that is no label value, annotations past 256 KiB: `objectmeta`) is refused with 422 Invalid, worded as the
+  API server words it, with its field errors in details.causes; a write or a seed alike;
 * an Event whose name is no lowercase RFC 1123 subdomain is refused with 422 Invalid, as the API server does;
 * a ConfigMap whose data keys are not `[-._a-zA-Z0-9]+` or whose data and
   binaryData exceed 1 MiB is refused with 422 Invalid, as the API server does;
@@ -71,6 +73,7 @@ import aiohttp.test_utils
 import aiohttp.web
 import kmock
 
+from canary.sandbox import objectmeta
 from canary.sandbox.jsonpatch import json_patch, merge_patch
 
 
@@ -81,6 +84,7 @@ ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 # an Event's name, as the API server checks it (IsDNS1123Subdomain): the drift monitor named its Events after a model
 # (`densenet_onnx-drift-...`), each refused in a cluster, each stored here (decision 530)
 _DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+ANNOTATIONS_LIMIT = objectmeta.ANNOTATIONS_LIMIT  # bytes of every annotation's key and value together
 LOG_SIZE = 5000  # change events a watch can replay (older resourceVersions: 410 Expired)
 WRITES_KEPT = 100_000  # (method, path, status) of the latest writes, for tests
 
@@ -133,9 +137,11 @@ class Fault:
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, reason: str, message: str, *, retry_after: int | None = None) -> None:
+    def __init__(self, code: int, reason: str, message: str, *, retry_after: int | None = None,
+                 causes: list[Obj] | None = None) -> None:
         super().__init__(message)
         self.code, self.reason, self.message, self.retry_after = code, reason, message, retry_after
+        self.causes = causes  # the Status's details.causes (a 422's field errors), as the API server lists them
 
 
 def status_body(code: int, reason: str, message: str, details: Obj | None = None) -> Obj:
@@ -219,7 +225,7 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         here, for every write the controller sent, was a large share of the emulator's CPU."""
         if key[1] == "configmaps":
             _check_configmap(key[3], new)
-        _check_annotations(key, new)
+        self._check_meta(key, new)
         meta = new.setdefault("metadata", {})
         meta["namespace"], meta["name"] = key[2], key[3]
         if old is None:
@@ -236,6 +242,24 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         self.objects[key] = new
         self._append_log(event, key, new)
         return new
+
+    def _check_meta(self, key: Key, obj: Obj) -> None:
+        """The API server's validation of labels and annotations (`objectmeta`), on every write and seed: 422
+        Invalid naming the object as it does (`VirtualService.networking.istio.io "m0" is invalid: ...`), each
+        field error in details.causes; 400 for a map that is not of strings. A refused write is refused whole:
+        its weights too."""
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        if not isinstance(meta, dict) or not (meta.get("labels") or meta.get("annotations")):
+            return
+        try:
+            errors = objectmeta.field_errors(meta)
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", str(exc)) from None
+        if errors:
+            res = self.kinds.get(key[:2])
+            kind = (f"{res.kind}.{res.group}" if res.group else res.kind) if res else key[1]
+            raise ApiError(422, "Invalid", objectmeta.message(kind, key[3], errors),
+                           causes=[{"reason": t, "message": body, "field": f} for t, f, body in errors])
 
     def _append_log(self, event: str, key: Key, obj: Obj) -> None:
         """`obj` is the stored object itself: stored objects are replaced, never mutated, so no copy."""
@@ -309,6 +333,8 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
                 with self.lock:
                     self._wrote(method, request.url.path, exc.code)
             details: Obj = {"name": request.name or "", "group": res.group, "kind": res.plural}
+            if exc.causes:
+                details["causes"] = exc.causes
             if exc.retry_after is not None:  # as the API server says it (APF's 429, a storage timeout)
                 details["retryAfterSeconds"] = exc.retry_after
                 body, code = status_body(exc.code, exc.reason, exc.message, details), exc.code
@@ -568,28 +594,6 @@ def three_way(live: Any, last: Any, desired: Any) -> Any:
     for k, v in desired.items():
         out[k] = three_way(live[k], last.get(k), v) if k in live else copy.deepcopy(v)
     return out
-
-
-ANNOTATIONS_LIMIT = 262_144  # bytes of every annotation's key and value together (apimachinery's TotalAnnotationSizeLimitB)
-
-
-def _check_annotations(key: Key, obj: Obj) -> None:
-    """The API server's limit on an object's annotations, keys and values together (any kind): 422 Invalid
-    over it, as `ValidateAnnotations` answers it. A write that would carry a record past it is refused whole:
-    its weights too."""
-    meta = obj.get("metadata") if isinstance(obj, dict) else None
-    notes = meta.get("annotations") if isinstance(meta, dict) else None
-    if not isinstance(notes, dict):
-        return
-    if 4 * sum(len(str(k)) + len(str(v)) for k, v in notes.items()) <= ANNOTATIONS_LIMIT:
-        return  # under it whatever the characters (UTF-8: at most 4 bytes each), nothing encoded
-    # a lone surrogate (JSON's "\\ud800") is 3 bytes, as the API server's decoder reads it (U+FFFD): encoded
-    # strictly it raised, a 500 near the limit only (below it, the shortcut above encodes nothing)
-    total = sum(len(str(k).encode("utf-8", "surrogatepass")) + len(str(v).encode("utf-8", "surrogatepass"))
-                for k, v in notes.items())
-    if total > ANNOTATIONS_LIMIT:
-        raise ApiError(422, "Invalid", f'{key[1]} "{key[3]}" is invalid: metadata.annotations: Too long: must have '
-                       f"at most {ANNOTATIONS_LIMIT} bytes")
 
 
 def _check_configmap(name: str, obj: Obj) -> None:
