@@ -388,12 +388,7 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
                     raise ApiError(409, "Conflict", f"Precondition failed: {field} in precondition: {pre[field]}, "
                                    f"{field} in object meta: {current['metadata'].get(field)}")
             if current["metadata"].get("finalizers"):  # as the API server: marked, kept until they are removed
-                if current["metadata"].get("deletionTimestamp"):
-                    return 200, self._out(current, kind, version)
-                marked = copy.deepcopy(current)
-                marked["metadata"]["deletionTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                marked["metadata"]["deletionGracePeriodSeconds"] = 0
-                return 200, self._out(self._store(key, marked, current, "MODIFIED"), kind, version)
+                return 200, self._out(self._mark_deleted(key, current), kind, version)
             self._delete(key, current)
             return 200, {**status_body(200, "", ""), "status": "Success"}
         body = self._body(request)
@@ -442,6 +437,15 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         if stored["metadata"].get("deletionTimestamp") and not stored["metadata"].get("finalizers"):
             self._delete(key, self.objects[key])  # the last finalizer removed: gone
         return 200, self._out(stored, kind, version)
+
+    def _mark_deleted(self, key: Key, current: Obj) -> Obj:
+        """A DELETE of an object with finalizers: marked (deletionTimestamp, a MODIFIED event) once, kept."""
+        if current["metadata"].get("deletionTimestamp"):
+            return current
+        marked = copy.deepcopy(current)
+        marked["metadata"]["deletionTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        marked["metadata"]["deletionGracePeriodSeconds"] = 0
+        return self._store(key, marked, current, "MODIFIED")
 
     def _delete(self, key: Key, current: Obj) -> None:
         del self.objects[key]
@@ -764,6 +768,20 @@ class KubeAPIServer:
 
     def get(self, group: str, plural: str, namespace: str, name: str) -> Obj | None:
         return self.handler.get_object(group, plural, namespace, name)
+
+    def delete(self, group: str, plural: str, namespace: str, name: str) -> None:
+        """A foreign delete (a person's `kubectl delete`, a GitOps prune), as a DELETE lands: a watch sees it
+        (DELETED, a new resourceVersion); an object with finalizers is marked (deletionTimestamp) and kept until
+        a write removes the last one. Tests change the store through this, `edit` and `put_object`, never by
+        hand: a stored object changed in place (or popped) is a change no watch, resourceVersion or generation
+        shows, which no API server makes."""
+        with self.handler.lock:
+            key = (group, plural, namespace, name)
+            current = self.handler.objects[key]
+            if current["metadata"].get("finalizers"):
+                self.handler._mark_deleted(key, current)
+            else:
+                self.handler._delete(key, current)
 
     def gitops_apply(self, group: str, plural: str, manifest: Obj, *, replace: bool = False) -> bool:
         """A GitOps tool re-applying `manifest` (its copy in git) over the live object, as Argo CD's sync

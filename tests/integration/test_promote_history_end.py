@@ -57,8 +57,8 @@ def test_a_rolled_back_promotes_end_whose_history_write_failed_is_written_again(
     assert names.count("history.write_failed") == times and "history.end_unwritten" not in names
     # the history alone says the end: `canary report` once the route's record is gone (a GitOps sync stripped
     # it; or another model's on a shared VirtualService) said "progressing" without the change
-    vs = api.handler.objects[(GROUP, "virtualservices", "ml", "rec-model")]
-    vs["metadata"]["annotations"].pop("modelcanary.dev/rollout")
+    api.edit(GROUP, "virtualservices", "ml", "rec-model", lambda vs: vs["metadata"]["annotations"].pop(
+        "modelcanary.dev/rollout"))
     shown = report(kubeconfig, "-o", "json")
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert json.loads(shown.stdout)["phase"] == rl.ROLLED_BACK

@@ -90,7 +90,7 @@ def test_the_repair_writes_the_destination_rule_and_route_the_record_names(clust
 def test_a_deleted_destination_rule_is_unknown_and_nothing_is_written(cluster: Any) -> None:
     api, client, router = cluster
     _ended_on(router, 0, rl.ROLLED_BACK, "v2", 1000.0)
-    api.handler.objects.pop((GROUP, "destinationrules", "ml", "m0"))
+    api.delete(GROUP, "destinationrules", "ml", "m0")
     writes = len(api.writes)
     assert sweep.check_end(router, _found(api), log=get_logger()) == "unknown"
     assert len(api.writes) == writes
@@ -137,7 +137,7 @@ def test_routes_that_cannot_be_read_do_not_starve_an_older_rollback_left_on_the_
     _ended_on(router, 0, rl.ROLLED_BACK, "v2", clock.now() - 3600)  # the oldest end: every request on v2
     for i in (1, 2):  # later ends whose DestinationRule is gone: never conclusive
         _ended_on(router, i, rl.ABORTED, "v2", clock.now() - 60 * i)
-        api.handler.objects.pop((GROUP, "destinationrules", "ml", f"m{i}"))
+        api.delete(GROUP, "destinationrules", "ml", f"m{i}")
     logs = _sweeps(_controller(client, clock, sweep_every=60), clock, 6)
     assert cluster_state(api, 0)[2] == "v1", "an older rollback left on the canary was never read"
     assert len(_events(logs, "subset.repaired")) == 1
