@@ -1075,13 +1075,15 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
             if report_failure and rollback:
                 log.warning("rollback.write_conflict", error=str(exc), reason=state.reason)
             raise
-        if rollback and not stable_written and stable_follows and isinstance(exc, RuleElsewhere):
-            # the rule describes another service's pods now: whatever its stable subset selects, the route's subsets
-            # resolve under no rule of its host, so none of its requests reaches the canary version by it (what the
-            # pointing before the weights guards against, a rollback from PROMOTING). Stable 100% is written and the
-            # end recorded; the pointing after it is refused and pages (`destination_rule_elsewhere`). Raised here,
-            # the end was never written: a promotion's pointing refused so left 0/100 recorded `promoting`, a
-            # `traffic.unsafe` saying to set stable 100% by hand (decision 662)
+        if rollback and not stable_written and stable_follows and (isinstance(exc, RuleElsewhere) or
+                                                                   _rule_gone(exc, target)):
+            # the rule describes another service's pods now, or is gone: whatever its stable subset selected, the
+            # route's subsets resolve under no rule of its host, so none of its requests reaches the canary version
+            # by it (what the pointing before the weights guards against, a rollback from PROMOTING). Stable 100% is
+            # written and the end recorded; the pointing after it is refused and pages (`destination_rule_elsewhere`,
+            # `destination_rule_deleted`). Raised here, the end was never written: a promotion's pointing refused so
+            # left 0/100 recorded `promoting`, a `traffic.unsafe` saying to set stable 100% by hand (decisions 662,
+            # 842: the rule deleted between the promotion's 0/100 and its pointing)
             return False
         if rollback and not stable_written and not others_decision(exc):  # (a 409 storm is a failed write: decision 135)
             # re-pointing before the weights (a rollback from PROMOTING, the stable subset perhaps on the
@@ -1473,6 +1475,11 @@ def gone_words(target: Target, action: rl.PointSubset) -> str:
             f"{target.namespace}/{target.virtual_service} fails (503, NR) until it is restored: re-apply "
             f"DestinationRule {dr} from your manifests now, with its {action.subset} subset selecting version "
             f"{action.version}; canary writes nothing more to this route (the end is recorded)")
+
+
+def _rule_gone(exc: BaseException, target: Target) -> bool:
+    """Whether `exc` is the rollout's own DestinationRule not found (its GET's 404: deleted), not the route's."""
+    return isinstance(exc, NotFound) and exc.what == f"{target.namespace}/{target.dr_name} (destinationrules)"
 
 
 def destination_rule_deleted(log: Any, target: Target, action: rl.PointSubset, *, error: str) -> None:
