@@ -1076,7 +1076,7 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
                 log.warning("rollback.write_conflict", error=str(exc), reason=state.reason)
             raise
         if rollback and not stable_written and stable_follows and (isinstance(exc, RuleElsewhere) or
-                                                                   _rule_gone(exc, target)):
+                                                                   _rule_gone(exc, target, state)):
             # the rule describes another service's pods now, or is gone: whatever its stable subset selected, the
             # route's subsets resolve under no rule of its host, so none of its requests reaches the canary version
             # by it (what the pointing before the weights guards against, a rollback from PROMOTING). Stable 100% is
@@ -1477,9 +1477,12 @@ def gone_words(target: Target, action: rl.PointSubset) -> str:
             f"{action.version}; canary writes nothing more to this route (the end is recorded)")
 
 
-def _rule_gone(exc: BaseException, target: Target) -> bool:
-    """Whether `exc` is the rollout's own DestinationRule not found (its GET's 404: deleted), not the route's."""
-    return isinstance(exc, NotFound) and exc.what == f"{target.namespace}/{target.dr_name} (destinationrules)"
+def _rule_gone(exc: BaseException, target: Target, state: rl.RolloutState) -> bool:
+    """Whether `exc` is the 404 of the DestinationRule the rollout's record names (the one it drove: deleted), not the
+    route's. A record naming none (an older canary's) reads the default name, which may not be the route's real rule
+    (decision 685's refusal): not this."""
+    return isinstance(exc, NotFound) and bool(state.destination_rule) and state.destination_rule == target.dr_name \
+        and exc.what == f"{target.namespace}/{target.dr_name} (destinationrules)"
 
 
 def destination_rule_deleted(log: Any, target: Target, action: rl.PointSubset, *, error: str) -> None:
