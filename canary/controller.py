@@ -925,7 +925,7 @@ class Controller:
                 self._end_unrun(obj, spec, f"not run: no Ready pod of {arm} within "
                                 f"{self.wait_ready_s:.0f}s ({exc}); delete and create the CanaryRollout again once its "
                                 "pods are Ready", log, event="rollout.not_ready_ended", owner="", phase=None,
-                                cause=UNRUN_NOT_READY)
+                                cause=exc.end_cause or UNRUN_NOT_READY)
                 return None
             self._unready_since.pop(spec.key, None)
             if self.informers is not None:  # the cache said no split: asked of the API server once, right before the
@@ -1201,7 +1201,11 @@ class Controller:
         finalizer goes. `waited_phase`: how the rollout it waited on ended, when known
         (`status.waitedOnPhase`: `promote --via-controller` exits by it). `cause`: the end's class
         (`status.endCause`), which every caller names (decision 667: its words, "not run: ...", class nothing)."""
-        log.warning(event, owner=owner, recorded_phase=phase)
+        from canary.end_words import next_step
+
+        # the one line says what ended, why and whose it is (decision 843: it said only the event's name)
+        log.warning(event, owner=owner, recorded_phase=phase, reason=reason[:1000], end_cause=cause,
+                    next=next_step(cause, spec.target.canary_version, reason=reason))
         self._patch_status(obj, {
             "phase": rl.ABORTED, "reason": reason[:4096], "observedGeneration": spec.generation,
             "leader": self.identity, "updatedAt": crd.iso(self.clock.now()),

@@ -70,12 +70,19 @@ _REFUSED_POLICY_EDIT_NEXT = ("not the canary: the policy in the rollout's policy
                              "to one the controller refuses (`reason`: which ConfigMap, then why); fix that "
                              "ConfigMap, then roll {version} out again")
 
+# a gate's end that is the canary's pods never Ready by their own failure (`routing.pods.canary_failing`, decision 843):
+# no Triton gate was asked, the cluster's own readiness refused it
+POD_GATE = "no Ready pod of"
+_GATE_PODS = ("do not ship {version} as it is: its pods never became Ready by their own fault (`reason`: they crash, "
+              "cannot start, or fail their readiness probe); read their logs, fix it, then roll it out again")
+
 
 def next_step(cause: str, version: str, *, reason: str = "") -> str:
     """What to do after an end of class `cause` (one of `rollout.ROLLBACK_REASONS`) of canary `version`; `reason`:
     the end's, which tells a gate the canary did not fail (`not_the_canarys`) and an operator's end a refused edit
     (of the spec, or of its policyRef ConfigMap)."""
     words = _GATE_NOT_THE_CANARY if cause == "gate" and not_the_canarys(reason) else \
+        _GATE_PODS if cause == "gate" and POD_GATE in reason else \
         _REFUSED_EDIT_NEXT if cause == "operator" and reason.startswith(REFUSED_EDIT) else \
         _REFUSED_POLICY_EDIT_NEXT if cause == "operator" and reason.startswith(REFUSED_POLICY_EDIT) else \
         _NEXT.get(cause, _NEXT["other"])

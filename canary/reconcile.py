@@ -235,11 +235,14 @@ def check_pods(router: Any, target: Target, *, log: Any, waited_s: float = 0.0) 
     DestinationRule, Service and namespace, unchecked for the same reason. A router that is not
     Kubernetes' (no `subset_pods`) is not asked."""
     from canary.errors import CanaryNotReady, StableNotReady
-    from canary.routing.pods import not_ready_message
+    from canary.routing.pods import canary_failing, not_ready_message
 
     missing, counted = count_pods(router, target, log=log)
     if missing:
-        raise (CanaryNotReady if missing[0][0] == CANARY else StableNotReady)(not_ready_message(missing, waited_s))
+        refused = (CanaryNotReady if missing[0][0] == CANARY else StableNotReady)(not_ready_message(missing, waited_s))
+        # the canary's own pods crash or fail their probes: its end is the canary's (decision 843)
+        refused.end_cause = "gate" if canary_failing(missing) else ""
+        raise refused
     for subset, version, count in counted:
         found = {"ready": count.ready, "pods": count.total, "selector": count.selector,
                  "pods_namespace": count.namespace}

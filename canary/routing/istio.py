@@ -671,8 +671,9 @@ class IstioRouter:
             f"pods {selector} in {namespace}", listed=True)
         if items is None:
             return pods.PodCount(selector=selector, namespace=namespace, unchecked=why)
-        ready, total, not_ready = pods.count_ready(items, labels)
-        return pods.PodCount(ready=ready, total=total, selector=selector, namespace=namespace, not_ready=not_ready)
+        ready, total, not_ready, failing = pods.count_ready(items, labels)
+        return pods.PodCount(ready=ready, total=total, selector=selector, namespace=namespace, not_ready=not_ready,
+                             failing=failing)
 
     def _get(self, plural: str, namespace: str, name: str) -> Obj:
         cached = getattr(self._local, "cache", {}).pop((plural, namespace, name), None)

@@ -47,6 +47,10 @@ class PodCount:
     namespace: str = ""
     not_ready: tuple[str, ...] = ()  # up to 5 pods that are not Ready, with why ("name (phase, reason)")
     unchecked: str = ""
+    # of those not Ready, the pods whose own containers failed (`own_failure`): they crash, cannot start (their
+    # image, their configuration), or run and never pass their readiness probe; the rest are not up yet (Pending:
+    # unscheduled, their image still pulling) or being deleted
+    failing: int = 0
 
 
 def subset_labels(dr: Any, subset: str, version: str) -> dict[str, str]:
@@ -78,10 +82,34 @@ def selector_text(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def count_ready(pods: list[Any], labels: dict[str, str]) -> tuple[int, int, tuple[str, ...]]:
-    """(Ready pods, pods, up to 5 not-Ready ones with why) among `pods` (the API's dicts) that carry every
-    label of `labels` (a LIST's label selector already did; checked again: an answer is not trusted)."""
-    ready, total, not_ready = 0, 0, []
+# the kubelet's reasons for a container waiting that are the version's own doing, never the cluster's: it crashes
+# (restarted, backing off), its image cannot be pulled or named, its configuration cannot be made into a container
+OWN_WAITING = frozenset({"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                         "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+
+
+def own_failure(status: dict[str, Any]) -> str:
+    """Why a pod's own containers keep it from Ready ("" when they do not, or cannot be told): a waiting reason of
+    OWN_WAITING, restarts, or containers that run and are not ready (their readiness probe fails: a model that does
+    not load). A Pending pod with no container started (unscheduled: the cluster's room) is not its own failure."""
+    statuses = [c for c in (status.get("containerStatuses") or []) if isinstance(c, dict)]
+    waiting = [str(((c.get("state") or {}).get("waiting") or {}).get("reason") or "") for c in statuses]
+    restarts = sum(int(c.get("restartCount") or 0) for c in statuses if isinstance(c.get("restartCount"), int))
+    bad = sorted({w for w in waiting if w in OWN_WAITING})
+    said = bad + ([f"{restarts} restarts"] if restarts else [])
+    if said:
+        return ", ".join(said)
+    running = [c for c in statuses if (c.get("state") or {}).get("running") is not None]
+    if running and any(c.get("ready") is False for c in running):
+        return "running, its readiness probe failing"
+    return ""
+
+
+def count_ready(pods: list[Any], labels: dict[str, str]) -> tuple[int, int, tuple[str, ...], int]:
+    """(Ready pods, pods, up to 5 not-Ready ones with why, not-Ready pods failing by their own containers:
+    `own_failure`) among `pods` (the API's dicts) that carry every label of `labels` (a LIST's label selector
+    already did; checked again: an answer is not trusted)."""
+    ready, total, not_ready, failing = 0, 0, [], 0
     for pod in pods:
         meta = pod.get("metadata") if isinstance(pod, dict) else None
         if not isinstance(meta, dict):
@@ -95,11 +123,22 @@ def count_ready(pods: list[Any], labels: dict[str, str]) -> tuple[int, int, tupl
         cond = next((c for c in conditions if isinstance(c, dict) and c.get("type") == "Ready"), None)
         if meta.get("deletionTimestamp") is None and cond is not None and cond.get("status") == "True":
             ready += 1
-        elif len(not_ready) < 5:
-            why = ", ".join(str(x) for x in (status.get("phase"), (cond or {}).get("reason"),
+            continue
+        own = own_failure(status) if meta.get("deletionTimestamp") is None else ""
+        failing += bool(own)
+        if len(not_ready) < 5:
+            why = ", ".join(str(x) for x in (status.get("phase"), (cond or {}).get("reason"), own,
                                               "terminating" if meta.get("deletionTimestamp") else None) if x)
             not_ready.append(f"{meta.get('name', '?')} ({why or 'no Ready condition'})")
-    return ready, total, tuple(not_ready)
+    return ready, total, tuple(not_ready), failing
+
+
+def canary_failing(missing: list[tuple[str, str, PodCount]]) -> bool:
+    """Whether the canary is among `missing` (the arms without a Ready pod) by its own pods' failure: one of them
+    crashes, cannot start or fails its readiness probe (`own_failure`). Its end is the canary's, class `gate` (it
+    did not come up, as a Triton gate's "did not load"), not `infrastructure` (decision 843); pods not up yet
+    (Pending, unscheduled), being deleted or none at all are not told apart from the cluster's or the deploy's fault."""
+    return any(subset == CANARY and count.failing for subset, _, count in missing)
 
 
 def not_ready_message(missing: list[tuple[str, str, PodCount]], waited_s: float) -> str:
@@ -114,7 +153,12 @@ def not_ready_message(missing: list[tuple[str, str, PodCount]], waited_s: float)
                      f"{count.namespace}: {found}")
     subsets = " and ".join(subset for subset, _, _ in missing)
     advice = []
-    if any(subset == CANARY for subset, _, _ in missing):
+    if canary_failing(missing):
+        version = next(v for subset, v, _ in missing if subset == CANARY)
+        advice.append(f"the canary's own fault, not the cluster's: its pods crash, cannot start or fail their "
+                      f"readiness probe; do not ship {version} as it is: read its pods' logs (kubectl logs "
+                      f"--previous) and events (kubectl describe pod), fix it, then roll it out again")
+    elif any(subset == CANARY for subset, _, _ in missing):
         advice.append("Deploy the canary version and wait until one of its pods is Ready (kubectl rollout status)")
     if any(subset != CANARY for subset, _, _ in missing):
         advice.append("the stable version serves no one: the canary would be compared with nothing and a rollback "

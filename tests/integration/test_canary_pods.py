@@ -135,7 +135,7 @@ def test_pod_counting_reads_conditions_not_phase() -> None:
     ready = ready_pod("c", "ml", {"version": "v2"})
     other = ready_pod("d", "ml", {"version": "v3"})
     got = pods.count_ready([running_not_ready, no_conditions, ready, other, "junk"], {"version": "v2"})
-    assert got == (1, 3, ("a (Running, ReadinessGatesNotReady)", "b (Pending)"))
+    assert got == (1, 3, ("a (Running, ReadinessGatesNotReady)", "b (Pending)"), 0)
 
 
 @pytest.mark.parametrize("host, ns, expect", [("m0", "ml", ("m0", "ml")), ("m0.other", "ml", None),
