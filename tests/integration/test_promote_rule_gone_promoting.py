@@ -63,3 +63,4 @@ def test_a_rule_deleted_before_the_promotions_pointing_ends_at_stable_100_and_pa
     assert len(failed) == 1 and failed[0]["weights"] == "100/0" and failed[0]["end_cause"] == "foreign_edit"
     out = json.loads(res.stdout)
     assert out["phase"] == rl.ABORTED and out["exit_code"] == 3
+
