@@ -95,6 +95,9 @@ class IstioRouter:
         # router writes handed back (`written(plural, obj)`) so the cache holds our own writes at once
         self._local = threading.local()
         self.written: Callable[[str, Obj], None] | None = None
+        # why the VirtualServices of every namespace cannot be listed (`_every_virtual_service`: a namespaced Role's
+        # 403), once found: {"why": ...}, shared with `_glancing`'s copies, so it is asked once a process
+        self._narrowed: dict[str, str] = {}
 
     @property
     def core(self) -> Any:
@@ -484,7 +487,8 @@ class IstioRouter:
                                               driven=f"{target.namespace}/{target.virtual_service}")
             if why:
                 return why, "", busy
-        return "", unknown, None
+        # the namespace's were read, the others' could not be: said at the claim (`preflight.splits_unchecked`)
+        return "", unknown or (self._narrowed.get("why", "") if listed is None else ""), None
 
     def split_in_others(self, target: Target, *, listed: list[Obj] | None = None, dr: Obj | None = None,
                         glance: bool = False) -> tuple[claims.OtherSplit | None, str]:
@@ -499,19 +503,36 @@ class IstioRouter:
         return next((s for s in (claims.split_on_other(vs, host) for vs in items) if s is not None), None), unknown
 
     def _others(self, target: Target, *, listed: list[Obj] | None, dr: Obj | None) -> tuple[str, list[Obj], str]:
-        """(the rollout's service in full, the namespace's VirtualServices but the driven one, why they could not be
-        read: "" when they were)."""
+        """(the rollout's service in full, every other VirtualService read, why they could not be read: "" when they
+        were). Read: those of every namespace (`_every_virtual_service`), or `listed` (an informer's, of whatever
+        namespaces it watches); each is the rollout's only where its routes name the service in full
+        (`claims.split_in_other`: a short host in another namespace is that namespace's own service)."""
         dr = dr if dr is not None else self._get(DR_PLURAL, target.namespace, target.dr_name)
         host = _service(dr, target)
         if not host:
             return "", [], f"DestinationRule {target.namespace}/{target.dr_name} names no host"
         try:
-            items = listed if listed is not None else self._list(VS_PLURAL, target.namespace)[0]
+            items = listed if listed is not None else self._every_virtual_service(target.namespace)
         except ConfigError as exc:  # refused for good (a 403, a 404): a transient error is raised, retried
             return host, [], str(exc)
+        driven = (target.namespace, target.virtual_service)
         return host, [vs for vs in items if isinstance(vs, dict) and isinstance(vs.get("metadata"), dict)
-                      and vs["metadata"].get("namespace", target.namespace) == target.namespace
-                      and vs["metadata"].get("name") != target.virtual_service], ""
+                      and (vs["metadata"].get("namespace", target.namespace), vs["metadata"].get("name")) != driven], ""
+
+    def _every_virtual_service(self, namespace: str) -> list[Obj]:
+        """The VirtualServices of every namespace: Istio routes to a service from a VirtualService of any namespace
+        (an ingress gateway's in `edge` or `istio-system`, exported to its clients), and its subsets are the
+        service's DestinationRule's (decision 844). Where this identity may not list them all (a namespaced Role:
+        403, said once at the claim through `_narrowed`), those of `namespace`, as before."""
+        if not self._narrowed:
+            try:
+                return self._list(VS_PLURAL, None)[0]
+            except ConfigError as exc:
+                self._narrowed["why"] = (f"the VirtualServices of namespaces other than {namespace} cannot be listed "
+                                         f"({exc}): a split with the canary subset on one of them (an ingress "
+                                         "gateway's) is not seen; give the identity list on virtualservices in all "
+                                         "namespaces (a ClusterRole) to check them")
+        return self._list(VS_PLURAL, namespace)[0]
 
     def _list(self, plural: str, namespace: str | None, *, with_date: bool = False) -> tuple[list[Obj], float | None]:
         """One LIST of `plural` in `namespace` (None: all namespaces), with the router's retries; and

@@ -549,7 +549,8 @@ def test_virtual_services_that_cannot_be_listed_are_said_and_the_claim_goes_on(a
     _gateway_vs(api, 10)
     target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
     router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
-    api.handler.faults.append(Fault(403, 1, frozenset({"GET"}), VS))  # the LIST: the rule is read first
+    # both LISTs, every namespace's then the namespace's (decision 844): the rule is read first
+    api.handler.faults.append(Fault(403, 2, frozenset({"GET"}), VS))
     with structlog.testing.capture_logs() as logs:
         check_other_splits(router, target, log=get())
     (said,) = [e for e in logs if e["event"] == "preflight.splits_unchecked"]
