@@ -8,9 +8,11 @@ appends what it takes instead."""
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 MAX_INPUT_BYTES = 64 << 20  # a JSON or YAML file a command reads whole: 64 ConfigMaps' worth (decision 746)
 # how long a FIFO given as a file is waited on for its writer (decision 759): a pipeline's writer started after the
@@ -61,6 +63,48 @@ def read_regular(path: str | Path, limit: int) -> bytes:
         return f.read(limit + 1)
 
 
+def private_copy(data: bytes, name: str = "canary") -> tuple[str, Callable[[], None]]:
+    """A path that reads `data`, which no other process can read or put something else at, and the function that
+    ends it. For a library that takes only a path (OpenSSL's `load_cert_chain`, the Kubernetes client's certificate
+    files, reopened by urllib3 at each new connection) of bytes already read and checked (`read_regular`): handing
+    it the file's own path let it open what was put there after the check, a FIFO (held for ever) or another
+    certificate (decision 830). An anonymous memory file (`memfd_create`, Linux) named by `/proc/self/fd/N`: never
+    on a disk, gone with the process; elsewhere a 0600 file in a 0700 directory of its own, removed by the ender
+    (and at exit)."""
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        fd = os.memfd_create(name, getattr(os, "MFD_CLOEXEC", 0))  # not inherited by a plugin the client runs
+        try:
+            _write_all(fd, data)
+        except BaseException:
+            os.close(fd)
+            raise
+        return f"/proc/self/fd/{fd}", functools.partial(_close_quietly, fd)
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=f"{name}-")  # 0700
+    path = os.path.join(folder, name)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(data)
+    end = functools.partial(shutil.rmtree, folder, ignore_errors=True)
+    atexit.register(end)
+    return path, end
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def read_input(path: str | Path, limit: int | None = None) -> str:
     """`path`'s UTF-8 text, as `Path.read_text` reads it (OSError, UnicodeDecodeError), read by `read_bounded`; a
     file past `limit` is OSError EFBIG, `strerror` saying so, which every caller already says as "cannot read"."""
@@ -98,4 +142,4 @@ def not_json(source: str | Path) -> str:
     return ""
 
 
-__all__ = ["MAX_INPUT_BYTES", "not_json", "read_bounded", "read_input", "read_regular"]
+__all__ = ["MAX_INPUT_BYTES", "not_json", "private_copy", "read_bounded", "read_input", "read_regular"]

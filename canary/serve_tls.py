@@ -28,11 +28,11 @@ import ssl
 import stat
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from canary import logs
 from canary.errors import ConfigError
-from canary.filekind import read_regular
+from canary.filekind import private_copy, read_regular
 
 CERT_FLAG, KEY_FLAG = "--tls-cert-file", "--tls-private-key-file"
 
@@ -88,14 +88,20 @@ def load_context(cert: Path, key: Path) -> ssl.SSLContext:
     """A server context of `cert` (PEM chain) and `key` (PEM private key); ConfigError naming the flag
     whose file is wrong (missing, unreadable, not a file, too large, not PEM, an encrypted key, or a key
     that is not the certificate's). Raises nothing else for any file content or file-system error."""
-    _read_pem(CERT_FLAG, cert)
+    chain = _read_pem(CERT_FLAG, cert)
     head = _read_pem(KEY_FLAG, key)
     if b"-----BEGIN ENCRYPTED " in head or b"Proc-Type: 4,ENCRYPTED" in head:  # PKCS#8's, and the traditional
         raise ConfigError(_encrypted(key))
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # OpenSSL takes the pair only by path: given the flags' own paths it opened them again after the checks above,
+    # so a FIFO put there since held the accept loop at its open, and a file swapped since was loaded unchecked. It
+    # gets private copies of the bytes checked instead, ended at once (decision 830)
+    ends: list[Callable[[], None]] = []
     try:
-        ctx.load_cert_chain(certfile=str(cert), keyfile=str(key), password=_no_passphrase)
+        (cert_copy, end_cert), (key_copy, end_key) = private_copy(chain, "tls-cert"), private_copy(head, "tls-key")
+        ends += [end_cert, end_key]
+        ctx.load_cert_chain(certfile=cert_copy, keyfile=key_copy, password=_no_passphrase)
     except _Encrypted:
         raise ConfigError(_encrypted(key)) from None
     except ssl.SSLError as exc:
@@ -105,8 +111,11 @@ def load_context(cert: Path, key: Path) -> ssl.SSLContext:
                               f"certificate: the server's comes first, its intermediates after it)") from None
         raise ConfigError(f"{CERT_FLAG} {cert} / {KEY_FLAG} {key}: cannot load them as a certificate chain and "
                           f"its private key ({why})") from None
-    except OSError as exc:  # a file gone or changed between the checks above and OpenSSL's own read
-        raise ConfigError(f"{CERT_FLAG} {cert} / {KEY_FLAG} {key}: cannot read them: {exc.strerror or exc}") from None
+    except OSError as exc:  # the private copies refused (no memory, a full temporary directory)
+        raise ConfigError(f"{CERT_FLAG} {cert} / {KEY_FLAG} {key}: cannot load them: {exc.strerror or exc}") from None
+    finally:
+        for end in ends:
+            end()
     return ctx
 
 
