@@ -26,6 +26,7 @@ from typing import Any, Callable
 from canary.errors import (ApiRefused, CanaryError, ConfigError, GraceReserved, GraceSpent, KubeUnavailable, NotFound,
                            RoutingConflict, TargetError)
 from canary.kube_credentials import install_bounded_plugins, load_noting, note_of, plugin_timeout_s, renew_on_401
+from canary.kube_files import install_checked_files
 
 # where a pod's service account tells its namespace (kubectl and client-go read the same file)
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -51,6 +52,7 @@ def api_client(*, kubeconfig: str | None = None, context: str | None = None) -> 
 
     plugin_timeout_s()  # a bad $CANARY_EXEC_PLUGIN_TIMEOUT is said before anything is sent
     install_bounded_plugins()  # exec plugins bounded, killed when given up on (decisions 426, 427)
+    install_checked_files()  # the kubeconfig and its files bounded, never a blocking open (decision 831)
     cfg = kubernetes.client.Configuration()
     load = functools.partial(_load_config, kubeconfig=kubeconfig, context=context)
     unloaded = load_noting(load, cfg)
@@ -396,6 +398,7 @@ def default_namespace(*, kubeconfig: str | None = None, context: str | None = No
             return "default"
     first = where.split(os.pathsep)[0]
     _kubeconfig_file(first)
+    install_checked_files()
     try:
         contexts, current = kconfig.list_kube_config_contexts(config_file=where)
     except Exception as exc:  # ConfigException, yaml, OSError: all mean "fix your config"

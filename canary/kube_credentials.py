@@ -723,6 +723,9 @@ def run_plugin(provider: Any, previous_response: Any = None) -> Any:
     try:
         _thread.start_new_thread(_start, (provider, key[0], interactive, box, gate, done))
         done.wait()
+        if isinstance(box.get("error"), (OSError, ValueError)):  # Popen's: not found, a directory, a FIFO, a NUL
+            exc = box["error"]
+            raise ConfigException(f"exec: command {key[0]!r} cannot be run: {getattr(exc, 'strerror', None) or exc}")
         if "error" in box:
             raise box["error"]
         process = box["process"]

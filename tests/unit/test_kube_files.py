@@ -1,0 +1,110 @@
+"""The kubeconfig and the files it names are read bounded, strictly, never by a blocking open (decision 831).
+
+The kubernetes client opened a user's `tokenFile`, a cluster's `certificate-authority`, a user's
+`client-certificate`/`client-key` and every file of `$KUBECONFIG`'s list itself: a FIFO at any of them held the
+command at the open, before any word (these tests' timeout without the fix); a file of any size was read whole;
+a key written twice in the kubeconfig was read as the last one, where kubectl refuses it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from canary.errors import ConfigError
+from canary.kube import api_client, default_namespace
+
+
+def _kubeconfig(where: Path, user: str, cluster: str = "", extra: str = "") -> Path:
+    path = where / "config"
+    path.write_text("apiVersion: v1\nkind: Config\n"
+                    f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:1'{cluster}}}}}]\n"
+                    f"users: [{{name: u, user: {user}}}]\n"
+                    "contexts: [{name: x, context: {cluster: c, user: u, namespace: ns1}}]\n"
+                    f"current-context: x\n{extra}")
+    return path
+
+
+FIELDS = {"tokenFile": ("{tokenFile: bad}", ""),
+          "certificate-authority": ("{token: t}", ", certificate-authority: bad"),
+          "client-key": ("{client-certificate: bad-cert, client-key: bad}", ""),
+          "client-certificate": ("{client-certificate: bad, client-key: bad-key}", "")}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["fifo", "directory", "too large"])
+@pytest.mark.parametrize("field", list(FIELDS))
+def test_a_file_a_kubeconfig_names_that_is_no_bounded_regular_file_is_refused_naming_the_field(
+        tmp_path: Path, field: str, kind: str) -> None:
+    user, cluster = FIELDS[field]
+    for other in ("bad-cert", "bad-key"):
+        (tmp_path / other).write_text("-----BEGIN X-----\n")
+    bad = tmp_path / "bad"
+    if kind == "fifo":
+        os.mkfifo(bad)
+    elif kind == "directory":
+        bad.mkdir()
+    else:
+        bad.write_bytes(b"a" * ((1 << 20) + 1))
+    config = _kubeconfig(tmp_path, user, cluster)
+    with pytest.raises(ConfigError) as err:
+        api_client(kubeconfig=str(config))
+    message = str(err.value)
+    why = {"fifo": "not a regular file", "directory": "Is a directory", "too large": "too large: more than 1 MiB"}
+    assert f"{field} {str(bad)!r}: " in message and why[kind] in message, message
+    assert message.startswith(f"cannot use kubeconfig {str(config)!r}: "), message
+
+
+@pytest.mark.timeout(30)
+def test_every_file_of_a_kubeconfig_list_is_checked_not_only_the_first(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _kubeconfig(tmp_path, "{token: t}")
+    fifo = tmp_path / "second"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("KUBECONFIG", f"{config}{os.pathsep}{fifo}")
+    for load in (api_client, default_namespace):
+        with pytest.raises(ConfigError, match=f"kubeconfig {str(fifo)!r}: cannot read: not a regular file"):
+            load()
+
+
+def test_a_kubeconfig_with_a_key_written_twice_is_refused_naming_the_line(tmp_path: Path) -> None:
+    """kubectl refuses it (`mapping key "current-context" already defined`); PyYAML read the last one."""
+    config = _kubeconfig(tmp_path, "{token: t}", extra="current-context: y\n")
+    for load in (api_client, default_namespace):
+        with pytest.raises(ConfigError, match="line 7, column 1: duplicate key 'current-context'"):
+            load(kubeconfig=str(config))
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_client_certificate_is_handed_on_as_a_private_copy_of_the_bytes_read(tmp_path: Path) -> None:
+    """urllib3 opened the kubeconfig's paths at each new connection: a FIFO put there later held that connection."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem"), "-days", "2", "-subj",
+                    "/CN=u"], check=True, capture_output=True, timeout=60)
+    config = _kubeconfig(tmp_path, "{client-certificate: c.pem, client-key: k.pem}", ", certificate-authority: c.pem")
+    cfg = api_client(kubeconfig=str(config)).configuration
+    assert Path(cfg.cert_file).read_bytes() == (tmp_path / "c.pem").read_bytes()
+    assert Path(cfg.key_file).read_bytes() == (tmp_path / "k.pem").read_bytes()
+    assert Path(cfg.ssl_ca_cert).read_bytes() == (tmp_path / "c.pem").read_bytes()
+    assert str(tmp_path) not in cfg.cert_file + cfg.key_file + cfg.ssl_ca_cert
+
+
+@pytest.mark.parametrize("command", ["a\0b", "."])
+def test_an_exec_plugin_command_that_cannot_be_run_is_said_naming_it(tmp_path: Path, command: str) -> None:
+    import kubernetes.client
+
+    from canary.kube import _load_config
+    from canary.kube_credentials import install_bounded_plugins, load_noting
+
+    install_bounded_plugins()
+    config = _kubeconfig(tmp_path, '{exec: {apiVersion: client.authentication.k8s.io/v1, command: "%s"}}'
+                         % command.replace("\0", "\\0"))
+    said = load_noting(functools.partial(_load_config, kubeconfig=str(config), context=None),
+                       kubernetes.client.Configuration())
+    assert said == [f"exec: command {command!r} cannot be run: "
+                    f"{'embedded null byte' if command != '.' else 'Permission denied'}"], said
