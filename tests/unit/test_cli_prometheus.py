@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -178,3 +179,21 @@ def test_a_token_and_a_user_together_are_refused() -> None:
 
     with pytest.raises(ConfigError, match="--prometheus-token or --prometheus-user/--prometheus-password, not both"):
         opts.prometheus("http://127.0.0.1:9", token="t", user="u", password="p")
+
+
+@pytest.mark.timeout(60)
+def test_a_ca_file_swapped_for_a_fifo_after_its_check_holds_no_connection(cert: tuple[Path, Path],
+                                                                         tmp_path: Path) -> None:
+    """requests handed `--prometheus-ca-file`'s own path to OpenSSL at each new connection: a FIFO put there
+    while a rollout ran held every new connection to Prometheus at its open (decision 832; the timeout without)."""
+    prom = FakeProm(tls=cert)
+    try:
+        ca = tmp_path / "given-ca.pem"
+        shutil.copyfile(cert[0], ca)
+        client = cli_options.prometheus(prom.url, ca_file=str(ca), provider=False)
+        ca.unlink()
+        os.mkfifo(ca)
+        client._client.custom_query("up")  # noqa: SLF001
+        assert prom.auth is not None
+    finally:
+        prom.close()
