@@ -270,18 +270,30 @@ def prometheus(url: Optional[str], token: Optional[str] = None, user: Optional[s
     return cls(url, token=token or None, basic_auth=(user, password or "") if user else None, verify_tls=verify)
 
 
+MAX_CA_BYTES = 4 << 20  # a CA bundle: the whole Mozilla set is 220 KiB
+
+
 def _ca_bundle(path: str) -> str:
+    """A path of a private copy of the CA bundle's bytes, read and checked here (decision 832): requests hands its
+    `verify` path to OpenSSL at each new connection, which opened the flag's own path again, so a FIFO put there
+    while a rollout ran held each new connection to Prometheus at its open."""
     import ssl
     from pathlib import Path
+
+    from canary.filekind import private_copy, read_regular
 
     p = Path(path).expanduser()
     if not p.is_file():
         raise ConfigError(f"--prometheus-ca-file: {path!r} does not exist or is not a file")
     try:
-        ssl.create_default_context(cafile=str(p))
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        raise ConfigError(f"--prometheus-ca-file: {path!r} is not a readable PEM CA bundle ({exc})") from None
-    return str(p)
+        data = read_regular(p, MAX_CA_BYTES)
+        if len(data) > MAX_CA_BYTES:
+            raise ValueError(f"too large: more than {MAX_CA_BYTES >> 20} MiB")
+        ssl.create_default_context(cadata=data.decode("ascii"))
+    except (ssl.SSLError, OSError, ValueError) as exc:  # UnicodeDecodeError: not PEM text
+        raise ConfigError(f"--prometheus-ca-file: {path!r} is not a readable PEM CA bundle "
+                          f"({getattr(exc, 'strerror', None) or exc})") from None
+    return private_copy(data, "prometheus-ca")[0]  # held while the process lives
 
 
 def given(ctx: typer.Context, param: str) -> bool:
