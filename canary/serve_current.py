@@ -16,6 +16,7 @@ turns (a metric per model, each with its own `revision`: docs/integrations.md).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -25,6 +26,26 @@ import threading
 import time
 from pathlib import Path
 from typing import Callable
+
+from canary.filekind import read_regular
+
+# a state file's bound: a session is a few KiB (its lists are capped: MAX_STEPS_SEEN, MAX_LEFT_INPUTS), a revisions
+# file smaller still; past this it is no file this service wrote
+MAX_STATE_BYTES = 16 << 20
+
+
+def read_state(path: Path) -> str:
+    """A state file's text (a session, a revisions file), read as a file read again is (`read_regular`, decision
+    833): a FIFO, a device or a directory put in the state directory under a state file's name held the call that
+    read it at the open (and every call of that revision after it, the read holding its lock; the prune, every
+    one after it), `/dev/zero` linked there filled the memory. OSError (FileNotFoundError when there is none; EFBIG
+    past MAX_STATE_BYTES), UnicodeDecodeError."""
+    data = read_regular(path, MAX_STATE_BYTES)
+    if len(data) > MAX_STATE_BYTES:
+        raise OSError(errno.EFBIG, f"too large: more than {MAX_STATE_BYTES >> 20} MiB, no state file this service "
+                                   "wrote", str(path))
+    return data.decode("utf-8")
+
 
 def write_atomically(path: Path, text: str) -> None:
     """`text` as `path`'s content, all or nothing: a temporary `.tmp-*` file beside it (its suffix: never read as a
@@ -87,7 +108,7 @@ class CurrentRevisions:
         live = self._live()
         for p in names:
             try:
-                d = json.loads(p.read_text(encoding="utf-8"))
+                d = json.loads(read_state(p))
                 if not (isinstance(d, dict) and d.get("key") in live):
                     p.unlink()
             except (OSError, ValueError):
@@ -95,7 +116,7 @@ class CurrentRevisions:
 
     def _read(self, key: str) -> dict[str, float]:
         try:
-            d = json.loads(self.path(key).read_text(encoding="utf-8"))
+            d = json.loads(read_state(self.path(key)))
         except (OSError, ValueError):
             return {}
         since = d.get("since") if isinstance(d, dict) and d.get("key") == key else None
@@ -119,7 +140,7 @@ class CurrentRevisions:
                 try:
                     if p.stat().st_mtime >= host - older_than_s:
                         continue
-                    d = json.loads(p.read_text(encoding="utf-8"))
+                    d = json.loads(read_state(p))
                     times = list(d["since"].values()) if isinstance(d, dict) and isinstance(d.get("since"), dict) else []
                     if any(not isinstance(t, (int, float)) or now - t < older_than_s for t in times):
                         continue

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from canary.errors import CanaryError
-from canary.serve_current import CurrentRevisions, write_atomically
+from canary.serve_current import CurrentRevisions, read_state, write_atomically
 from canary.serve_session import Session
 
 
@@ -170,11 +170,12 @@ class SessionStore:
         """The stored session, None when there is none; StoreError when it exists but is unreadable."""
         p = self.path(key, revision)
         try:
-            text = p.read_text(encoding="utf-8")
+            text = read_state(p)
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{p}: cannot read the stored state of {key} revision {revision}: {exc}") from None
+            why = getattr(exc, "strerror", None) or exc  # OSError's own words, not its "[Errno 22] ... '<path>'"
+            raise StoreError(f"{p}: cannot read the stored state of {key} revision {revision}: {why}") from None
         try:
             s = Session.from_json(text)
         except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
@@ -206,7 +207,7 @@ class SessionStore:
                 continue
             try:
                 seen = p.stat()
-                s = Session.from_json(p.read_text(encoding="utf-8"))
+                s = Session.from_json(read_state(p))
             except (OSError, ValueError, TypeError):
                 continue  # unreadable: kept for a person to look at (a call for it is a 500 naming it)
             if finished(s):
@@ -256,7 +257,7 @@ class SessionStore:
                 seen = p.stat()
                 if seen.st_mtime >= host - older_than_s:
                     continue
-                s = Session.from_json(p.read_text(encoding="utf-8"))
+                s = Session.from_json(read_state(p))
             except (OSError, ValueError, TypeError):
                 continue  # another replica, a concurrent write, or unreadable: kept
             if now - s.updated_at < older_than_s:
@@ -276,7 +277,7 @@ class SessionStore:
             if p.name.startswith("."):
                 continue
             try:
-                d = json.loads(p.read_text(encoding="utf-8"))
+                d = json.loads(read_state(p))
             except (OSError, ValueError):
                 continue
             if isinstance(d, dict) and isinstance(d.get("key"), str):
