@@ -141,6 +141,37 @@ def load_text(text: str | bytes, *, file: str = "<policy>", max_bytes: int = MAX
         raise PolicyError(file, "", f"not valid YAML: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
+def load_documents(path: str | Path, *, max_bytes: int = MAX_BYTES) -> list[Any]:
+    """The documents of a multi-document YAML file of Kubernetes objects (`---` between them; the empty ones
+    dropped), read as `read_file` reads a policy (bounded, a FIFO's writer waited on) and parsed with the strict
+    loader of a manifest (`load_text`'s `manifest`): a duplicate key, `yes`, a bomb refused naming the line.
+    PolicyError naming the file (decision 834: the sandbox's seeds and manifests were read with `safe_load_all`,
+    a key written twice read as its last value)."""
+    try:
+        data = read_bounded(path, max_bytes)
+    except (OSError, ValueError) as exc:
+        raise PolicyError(str(path), "", f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(data) > max_bytes:
+        raise PolicyError(str(path), "", f"too large: more than {max_bytes} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(str(path), "", f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        loader, docs = _ManifestLoader(text), []
+        try:
+            while loader.check_data():
+                loader.nodes = 0  # MAX_VALUES bounds each object, not the file: a seed holds many
+                docs.append(loader.get_data())
+        finally:
+            loader.dispose()
+        return [d for d in docs if d is not None]
+    except yaml.YAMLError as exc:
+        raise PolicyError(str(path), "", f"not valid YAML: {_yaml_problem(exc)[:300]}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise PolicyError(str(path), "", f"not valid YAML: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
 def read_samples(path: Path) -> str:
     """A warm-up sample file's text, read within bounds: OSError, or ValueError saying why, for what is no
     regular file (a device or a FIFO: `/dev/zero` filled the memory, a FIFO held the process; opened without

@@ -41,6 +41,7 @@ import structlog
 import yaml
 
 from canary.interrupts import Interrupt
+from canary.policy_yaml import load_documents
 from canary.sandbox.haproxy import HAProxy
 from canary.sandbox.loadgen import LoadGenerator
 from canary.sandbox.model import MODEL_NAME, SCENARIOS, Behaviour
@@ -57,7 +58,7 @@ def istio_objects(istio_dir: Path, *, stable_version: str, canary_version: str) 
     """The shipped VirtualService/DestinationRule, DR subsets pointed at the two versions."""
     out = []
     for path in sorted(istio_dir.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+        for doc in load_documents(path):  # strictly: a key written twice is refused (decision 834)
             if isinstance(doc, dict) and doc.get("kind") in ("VirtualService", "DestinationRule"):
                 doc = copy.deepcopy(doc)
                 if doc["kind"] == "DestinationRule":

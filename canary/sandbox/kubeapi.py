@@ -831,13 +831,19 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m canary.sandbox.kubeapi --port 6443 istio/*.yaml``: serve until interrupted."""
     import argparse
 
-    import yaml
+    from canary.errors import PolicyError
+    from canary.policy_yaml import MAX_SAMPLE_BYTES, load_documents
 
     parser = argparse.ArgumentParser(description="strict in-memory Kubernetes API on 127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("seed", nargs="*", help="YAML files with objects to load")
     args = parser.parse_args(argv)
-    seed = [d for f in args.seed for d in yaml.safe_load_all(open(f, encoding="utf-8")) if d]
+    try:  # bounded, strictly: a key written twice refused naming the file and line (decision 834)
+        seed = [d for f in args.seed for d in load_documents(f, max_bytes=MAX_SAMPLE_BYTES)]
+    except PolicyError as exc:
+        parser.error(f"seed {exc}")
+    if any(not isinstance(d, dict) for d in seed):
+        parser.error("seed: every document must be a Kubernetes object (a YAML mapping)")
     with KubeAPIServer(seed=seed, port=args.port) as api:
         print(json.dumps({"url": api.url}), flush=True)
         try:
