@@ -68,10 +68,10 @@ def analyze(
 
     def go() -> int:
         if window > MAX_WINDOW_S:  # before the policy is read or Prometheus asked anything
-            from canary.analysis.shown import duration
+            from canary.analysis.shown import duration, duration_beside
 
             raise cli.ConfigError(
-                f"--window {duration(window)} is longer than {duration(MAX_WINDOW_S)}, the longest a rollout's "
+                f"--window {duration_beside(window, MAX_WINDOW_S)} is longer than {duration(MAX_WINDOW_S)}, the longest a rollout's "
                 "step reads (analysis.interval): each query would load every sample of the window at once, past "
                 "Prometheus's --query.max-samples or its --query.timeout, or past its retention (15 days by "
                 f"default); give --window {duration(MAX_WINDOW_S)} or less")

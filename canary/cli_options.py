@@ -131,7 +131,7 @@ def bounded(parse: Callable[[Any], float], most: float, why: str) -> Callable[[A
     def check(value: Any) -> float:
         seconds = parse(value)
         if seconds > most:
-            raise typer.BadParameter(f"{_shown(seconds)} is longer than {_shown(most)}, the most it takes: {why}; "
+            raise typer.BadParameter(f"{_shown(seconds, most)} is longer than {_shown(most)}, the most it takes: {why}; "
                                      f"give {_shown(most)} or less")
         return seconds
 
@@ -148,10 +148,11 @@ def DurationOpt(default: Any, *names: str, help: str, zero: bool = False,  # noq
                         **kw)
 
 
-def _shown(seconds: float) -> str:
-    from canary.analysis.shown import duration as shown
+def _shown(seconds: float, beside: float | None = None) -> str:
+    """A duration in a message; `beside`: the limit it is compared with, from which it must read apart."""
+    from canary.analysis.shown import duration, duration_beside
 
-    return shown(seconds)
+    return duration(seconds) if beside is None else duration_beside(seconds, beside)
 
 
 def monitor_config(M: Any, *, retries: Optional[int], retry_delay: Optional[float], unmeasured_after: float,
@@ -167,7 +168,7 @@ def monitor_config(M: Any, *, retries: Optional[int], retry_delay: Optional[floa
             raise ConfigError(f"{flag} sets how a failed retraining Job is replaced: it needs --retrain-job (a "
                               f"--retrain-webhook's retraining is never read as failed)")
     if retry_delay is not None and retry_delay < 60:
-        raise ConfigError(f"--retrain-job-retry-delay {retry_delay:g}s: at least 1m (a new Job that soon meets the "
+        raise ConfigError(f"--retrain-job-retry-delay {_shown(retry_delay, 60)}: at least 1m (a new Job that soon meets the "
                           f"cause its pods' own backoffLimit retries just met)")
     more = {} if retries is None else {"job_retries": retries}
     if retry_delay is not None:
@@ -331,6 +332,6 @@ def check_window(window_s: float, prometheus: Any, *, policy_scrape: tuple[float
         source = f"Prometheus's scrape interval ({duration(told)}, the shortest in its configuration{unset})"
     if window_s < 2 * scrape:
         which = "every" if window_s <= scrape else "many an"
-        raise ConfigError(f"--window {duration(window_s)} is shorter than two scrapes, under twice {source}: "
+        raise ConfigError(f"--window {_shown(window_s, 2 * scrape)} is shorter than two scrapes, under twice {source}: "
                           f"increase() needs two scrapes in the window, so {which} evaluation would read no live "
                           f"data; give --window {math.ceil(2 * scrape)}s or more{hint}")

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
-from canary.analysis.shown import duration, integer, spelled
+from canary.analysis.shown import duration, duration_beside, integer, spelled
 
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
@@ -144,7 +144,8 @@ def parse_duration(value: Any) -> float:
 def _duration(lo: float, hi: float) -> Any:
     def bounded(seconds: float) -> float:
         if not lo <= seconds <= hi:
-            raise ValueError(f"{duration(seconds)} is out of range: use {duration(lo)} .. {duration(hi)}")
+            shown = duration_beside(seconds, lo if seconds < lo else hi)  # "1h is out of range: .. 1h" (decision 835)
+            raise ValueError(f"{shown} is out of range: use {duration(lo)} .. {duration(hi)}")
         return seconds
 
     schema = {"anyOf": [{"type": "number", "minimum": lo, "maximum": hi},

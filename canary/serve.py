@@ -57,6 +57,7 @@ from typing import Any
 
 from canary import logs
 from canary.analysis.judge import judge
+from canary.analysis.shown import beside
 from canary.errors import ConfigError
 from canary.model import Outcome, Target, Verdict
 from canary.policy import Policy, load_policy
@@ -432,7 +433,8 @@ class Service:
         if (status == 412 and s.pass_gap_s is not None and s.pass_gap_s < same_tick_s
                 and s.passed_look > getattr(s, grant) and s.looks != s.passed_look):
             reason = (f"the pass of look {s.passed_look} is not granted after look {s.looks}: it came "
-                      f"{s.pass_gap_s:.0f}s after the look before it, under half the policy's look_every "
+                      f"{beside(s.pass_gap_s, same_tick_s, 0, fixed=True)}s after the look before it, under half "
+                      "the policy's look_every "
                       f"({named.policy.analysis.look_every:g}s), so a look after it may be the next tick's, at "
                       "another weight; set the Canary's interval to at least the policy's look_every "
                       f"({s.reason})")
@@ -443,9 +445,10 @@ class Service:
             # refused for that alone: the traffic hook would have been granted this pass (decision 440)
             reason = (f"the pass of look {s.passed_look} does not grant the promotion after look {s.looks}: "
                       + ("it was this revision's first look" if s.pass_gap_s is None else
-                         f"it came {s.pass_gap_s:.0f}s after the look before it, and "
-                         + ("fewer than two looks came before that" if s.pass_ticks_s is None else
-                            f"the looks before it were at most {s.pass_ticks_s:.0f}s apart"))
+                         f"it came {beside(s.pass_gap_s, same_tick_s, 0, fixed=True)}s after the look before it, "
+                         "and " + ("fewer than two looks came before that" if s.pass_ticks_s is None else
+                                   "the looks before it were at most "
+                                   f"{beside(s.pass_ticks_s, same_tick_s, 0, fixed=True)}s apart"))
                       + f", so this caller's ticks are not known to be at least half the policy's look_every "
                       f"({named.policy.analysis.look_every:g}s) apart, and a look after the pass may be the next "
                       "tick's, at the weight Flagger moved to; the promotion waits for a pass that is the last look "

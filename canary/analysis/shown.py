@@ -124,6 +124,16 @@ def duration(seconds: float) -> str:
     return "".join(part for part, n in ((f"{h}h", h), (f"{m}m", m), (sec, us)) if n)
 
 
+def duration_beside(seconds: float, limit: float) -> str:
+    """`duration(seconds)` for a message that compares it with `limit`: where the two read the same though they
+    differ (the format keeps microseconds, so a smaller excess, `10m0.0000001s`, read "10m is longer than 10m"),
+    the seconds with the digits that show which side of the limit it is on (`beside`): '600.0000001s'."""
+    text = duration(seconds)
+    if seconds != limit and math.isfinite(seconds) and math.isfinite(limit) and text == duration(limit):
+        return beside(seconds, limit, 7) + "s"
+    return text
+
+
 def about(seconds: float) -> str:
     """A length said roughly, in `duration`'s format: to the second below 10 minutes, to the minute from
     there ('45s', '9m12s', '45m', '1h42m', '26h'); a negative length (clocks apart) is '0s'. For the lengths

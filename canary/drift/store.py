@@ -61,9 +61,10 @@ def monitor_settings(annotations: Mapping[str, Any] | None, where: str) -> dict[
         except ValueError as exc:
             raise ValueError(f"ConfigMap {where}: annotation {WINDOW_ANNOTATION}: {exc}") from None
         if out["_window_s"] > MAX_WINDOW_S:  # the flags' bound (`--drift-window`, decisions 769, 790)
-            from canary.analysis.shown import duration
+            from canary.analysis.shown import duration, duration_beside
 
-            raise ValueError(f"ConfigMap {where}: annotation {WINDOW_ANNOTATION}: {duration(out['_window_s'])} is "
+            raise ValueError(f"ConfigMap {where}: annotation {WINDOW_ANNOTATION}: "
+                             f"{duration_beside(out['_window_s'], MAX_WINDOW_S)} is "
                              f"longer than {duration(MAX_WINDOW_S)}, the most a drift window takes: {WINDOW_WHY}")
     if ENTER_AFTER_ANNOTATION in given:
         raw = str(given[ENTER_AFTER_ANNOTATION]).strip()
