@@ -290,8 +290,12 @@ def _ca_bundle(path: str) -> str:
         data = read_regular(p, MAX_CA_BYTES)
         if len(data) > MAX_CA_BYTES:
             raise ValueError(f"too large: more than {MAX_CA_BYTES >> 20} MiB")
-        ssl.create_default_context(cadata=data.decode("ascii"))
-    except (ssl.SSLError, OSError, ValueError) as exc:  # UnicodeDecodeError: not PEM text
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not PEM text: byte {exc.start} is not ASCII") from None
+        ssl.create_default_context(cadata=text)
+    except (ssl.SSLError, OSError, ValueError) as exc:
         raise ConfigError(f"--prometheus-ca-file: {path!r} is not a readable PEM CA bundle "
                           f"({getattr(exc, 'strerror', None) or exc})") from None
     return private_copy(data, "prometheus-ca")[0]  # held while the process lives

@@ -402,7 +402,7 @@ def default_namespace(*, kubeconfig: str | None = None, context: str | None = No
     try:
         contexts, current = kconfig.list_kube_config_contexts(config_file=where)
     except Exception as exc:  # ConfigException, yaml, OSError: all mean "fix your config"
-        raise ConfigError(f"cannot read kubeconfig {first!r}: {exc}") from exc
+        raise ConfigError(f"cannot read kubeconfig {first!r}: {_unnamed(exc, first)}") from exc
     if context:
         chosen = next((c for c in contexts or () if c.get("name") == context), None)
         if chosen is None:
@@ -428,8 +428,10 @@ def _kubeconfig_file(first: str) -> None:
 
     try:
         mode = Path(first).expanduser().stat().st_mode
-    except OSError:
+    except FileNotFoundError:
         raise ConfigError(f"kubeconfig {first!r} does not exist") from None
+    except (OSError, ValueError) as exc:  # a link loop, a name too long, a component no directory, a NUL
+        raise ConfigError(f"kubeconfig {first!r} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
     if stat.S_ISREG(mode):
         return
     # a process substitution (`--kubeconfig <(sops -d kc.enc)`, which kubectl takes) is /dev/fd/N, a pipe: it reads
@@ -448,7 +450,14 @@ def _load_file(kconfig: Any, cfg: Any, path: str | None, context: str | None, wh
                                  client_configuration=cfg, persist_config=False)
     except kconfig.ConfigException as exc:
         what = f"context {context!r} in " if context else ""
-        raise ConfigError(f"cannot use {what}kubeconfig {first!r}: {exc}") from exc
+        raise ConfigError(f"cannot use {what}kubeconfig {first!r}: {_unnamed(exc, first)}") from exc
+
+
+def _unnamed(exc: BaseException, first: str) -> str:
+    """`exc`'s words without the kubeconfig's name where they open with the one the caller names
+    (`kube_files.read_kubeconfig`'s "kubeconfig '<f>': ...", which names another file of a list)."""
+    said = str(exc)
+    return said.removeprefix(f"kubeconfig {first!r}: ")
 
 
 class BadAnswer(ValueError):

@@ -73,15 +73,86 @@ def read_kubeconfig(path: str) -> Any:
     except PolicyError as exc:
         raise ConfigException(f"kubeconfig {path!r}: {exc.detail}") from None
     if config is None:
-        raise ConfigException(f"kubeconfig {path!r} is empty")
+        raise ConfigException(f"kubeconfig {path!r}: empty")
     if not isinstance(config, dict):
-        raise ConfigException(f"kubeconfig {path!r} is not a kubeconfig (a YAML mapping with clusters, contexts "
+        raise ConfigException(f"kubeconfig {path!r}: not a kubeconfig (a YAML mapping with clusters, contexts "
                               f"and users), but a {type(config).__name__}")
     for item in ("clusters", "contexts", "users"):
         entries = config.get(item) or []
         if not isinstance(entries, list) or not all(isinstance(e, dict) and "name" in e for e in entries):
             raise ConfigException(f"kubeconfig {path!r}: {item} is not a list of entries, each with a name")
+    problem = fields_problem(config)
+    if problem:
+        raise ConfigException(f"kubeconfig {path!r}: {problem}")
     return config
+
+
+# the fields the client reads, by entry (`clusters[].cluster`, `users[].user`, `contexts[].context`), and their kind:
+# "text" a string without control characters (a NUL or a newline in a server or a token went on into a URL or a
+# header), "data" base64 text, "flag" a YAML boolean, "list" a list of strings
+_FIELDS = {
+    "cluster": {"server": "text", "certificate-authority": "text", "certificate-authority-data": "data",
+                "insecure-skip-tls-verify": "flag", "tls-server-name": "text", "proxy-url": "text"},
+    "user": {"token": "text", "tokenFile": "text", "client-certificate": "text", "client-certificate-data": "data",
+             "client-key": "text", "client-key-data": "data", "username": "text", "password": "text"},
+    "context": {"cluster": "text", "user": "text", "namespace": "text"},
+    "exec": {"command": "text", "apiVersion": "text", "args": "list"},
+}
+
+
+def fields_problem(config: dict[str, Any]) -> str:
+    """What is wrong with the kind of a field the client reads ("" when nothing), naming it as
+    `users[0] ('ci').user.token`: kubectl refuses each (a string where a boolean goes, a number where a string
+    goes); the client took `insecure-skip-tls-verify: "no"` (quoted) as true, TLS unverified (decision 836), a
+    `current-context` list as an object's repr, a NUL or a newline in a server or token into its URL or header."""
+    if "current-context" in config and (bad := _kind_problem(config["current-context"], "text")):
+        return f"current-context {bad}"
+    for item, key in (("clusters", "cluster"), ("users", "user"), ("contexts", "context")):
+        for i, entry in enumerate(config.get(item) or []):
+            where = f"{item}[{i}] ({entry.get('name')!r})"
+            if bad := _kind_problem(entry.get("name"), "text"):
+                return f"{where}.name {bad}"
+            body = entry.get(key)
+            if body is None:
+                continue
+            if not isinstance(body, dict):
+                return f"{where}.{key} is not a mapping"
+            exec_ = body.get("exec") if key == "user" else None
+            for field, value, kind in [*((f, body[f], k) for f, k in _FIELDS[key].items() if f in body),
+                                       *((f"exec.{f}", exec_[f], k) for f, k in _FIELDS["exec"].items()
+                                         if isinstance(exec_, dict) and f in exec_)]:
+                if bad := _kind_problem(value, kind):
+                    return f"{where}.{key}.{field} {bad}"
+            if exec_ is not None and not isinstance(exec_, dict):
+                return f"{where}.{key}.exec is not a mapping"
+            env = exec_.get("env") if isinstance(exec_, dict) else None
+            if env is not None and not (isinstance(env, list) and all(
+                    isinstance(e, dict) and not _kind_problem(e.get("name"), "text")
+                    and not _kind_problem(e.get("value"), "text") for e in env)):
+                return f"{where}.{key}.exec.env is not a list of {{name, value}} strings"
+    return ""
+
+
+def _kind_problem(value: Any, kind: str) -> str:
+    if kind == "flag":
+        return "" if isinstance(value, bool) else f"is {value!r}, not true or false (unquoted)"
+    if kind == "list":
+        if isinstance(value, list) and all(not _kind_problem(v, "text") for v in value):
+            return ""
+        return "is not a list of strings"
+    if not isinstance(value, str):
+        return f"is {type(value).__name__} {value!r}, not a string"
+    bad = next((i for i, ch in enumerate(value) if ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is not None:
+        return f"holds a control character ({value[bad]!r} at {bad}): a NUL or a line break, never part of one"
+    if kind == "data":
+        import binascii
+
+        try:
+            binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            return "is not base64 (a `-data` field holds the file's content base64-encoded: `base64 -w0 <file>`)"
+    return ""
 
 
 def install_checked_files() -> None:

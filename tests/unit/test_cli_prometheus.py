@@ -197,3 +197,12 @@ def test_a_ca_file_swapped_for_a_fifo_after_its_check_holds_no_connection(cert: 
         assert prom.auth is not None
     finally:
         prom.close()
+
+
+def test_a_ca_file_that_is_not_ascii_is_said_as_not_pem_text(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(b"\xff\xfe-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(ConfigError) as err:
+        cli_options.prometheus("https://127.0.0.1:9", ca_file=str(ca))
+    assert str(err.value) == (f"--prometheus-ca-file: {str(ca)!r} is not a readable PEM CA bundle (not PEM text: "
+                              "byte 0 is not ASCII)"), err.value

@@ -94,7 +94,7 @@ def test_a_client_certificate_is_handed_on_as_a_private_copy_of_the_bytes_read(t
     assert str(tmp_path) not in cfg.cert_file + cfg.key_file + cfg.ssl_ca_cert
 
 
-@pytest.mark.parametrize("command", ["a\0b", "."])
+@pytest.mark.parametrize("command", [".", "/"])
 def test_an_exec_plugin_command_that_cannot_be_run_is_said_naming_it(tmp_path: Path, command: str) -> None:
     import kubernetes.client
 
@@ -102,9 +102,39 @@ def test_an_exec_plugin_command_that_cannot_be_run_is_said_naming_it(tmp_path: P
     from canary.kube_credentials import install_bounded_plugins, load_noting
 
     install_bounded_plugins()
-    config = _kubeconfig(tmp_path, '{exec: {apiVersion: client.authentication.k8s.io/v1, command: "%s"}}'
-                         % command.replace("\0", "\\0"))
+    config = _kubeconfig(tmp_path, '{exec: {apiVersion: client.authentication.k8s.io/v1, command: "%s"}}' % command)
     said = load_noting(functools.partial(_load_config, kubeconfig=str(config), context=None),
                        kubernetes.client.Configuration())
-    assert said == [f"exec: command {command!r} cannot be run: "
-                    f"{'embedded null byte' if command != '.' else 'Permission denied'}"], said
+    assert said == [f"exec: command {command!r} cannot be run: Permission denied"], said
+
+
+@pytest.mark.parametrize(("user", "cluster", "said"), [
+    ("{token: t}", ", insecure-skip-tls-verify: 'no'",
+     "clusters[0] ('c').cluster.insecure-skip-tls-verify is 'no', not true or false (unquoted)"),
+    ('{token: "a\\nb"}', "", "users[0] ('u').user.token holds a control character ('\\n' at 1)"),
+    ("{token: 5}", "", "users[0] ('u').user.token is int 5, not a string"),
+    ("{token: t}", ", certificate-authority-data: '!!!'",
+     "clusters[0] ('c').cluster.certificate-authority-data is not base64"),
+    ("{exec: {apiVersion: client.authentication.k8s.io/v1, command: aws, args: [eks, 5]}}", "",
+     "users[0] ('u').user.exec.args is not a list of strings"),
+    ("[token, t]", "", "users[0] ('u').user is not a mapping"),
+    ('{exec: {apiVersion: client.authentication.k8s.io/v1, command: "a\\0b"}}', "",
+     "users[0] ('u').user.exec.command holds a control character ('\\x00' at 1)"),
+])
+def test_a_kubeconfig_field_of_the_wrong_kind_is_refused_naming_it(tmp_path: Path, user: str, cluster: str,
+                                                                   said: str) -> None:
+    """kubectl refuses each; the client took a quoted "no" as true (TLS unverified), sent a newline into the
+    Authorization header, decoded '!!!' as no CA at all (decision 836)."""
+    config = _kubeconfig(tmp_path, user, cluster)
+    for load in (api_client, default_namespace):
+        with pytest.raises(ConfigError) as err:
+            load(kubeconfig=str(config))
+        assert said in str(err.value) and str(config) in str(err.value), err.value
+    assert str(err.value).count(str(config)) == 1, err.value  # named once
+
+
+def test_a_kubeconfig_that_is_a_link_loop_is_said_as_one(tmp_path: Path) -> None:
+    loop = tmp_path / "kc"
+    loop.symlink_to(loop)
+    with pytest.raises(ConfigError, match="cannot be read: Too many levels of symbolic links"):
+        default_namespace(kubeconfig=str(loop))
