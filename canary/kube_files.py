@@ -188,12 +188,15 @@ def install_checked_files() -> None:
                 return super().as_data()
             if self._base64_file_content:
                 return base64.standard_b64encode(data).decode("ascii")
-            try:  # a token
-                return data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                from kubernetes.config.config_exception import ConfigException
+            from kubernetes.config.config_exception import ConfigException
 
+            try:  # a token: sent trimmed (`kube_credentials._trimmed`), as kubectl trims it
+                token = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
                 raise ConfigException(f"{self.field} {self._file!r}: not UTF-8 text (byte {exc.start})") from None
+            if bad := _kind_problem(token.strip(), "text"):  # a line break inside went into the header (836)
+                raise ConfigException(f"{self.field} {self._file!r}: the token {bad}")
+            return token
 
     class CheckedMerger(kube_config.KubeConfigMerger):  # type: ignore[misc]
         def load_config(self, path: str) -> None:

@@ -138,3 +138,14 @@ def test_a_kubeconfig_that_is_a_link_loop_is_said_as_one(tmp_path: Path) -> None
     loop.symlink_to(loop)
     with pytest.raises(ConfigError, match="cannot be read: Too many levels of symbolic links"):
         default_namespace(kubeconfig=str(loop))
+
+
+def test_a_token_file_with_a_line_break_inside_is_refused_naming_it(tmp_path: Path) -> None:
+    """A trailing newline is trimmed, as kubectl trims it; one inside (two tokens, a file of other text) went into
+    the Authorization header, refused by the HTTP client at the first request, far from the file (decision 836)."""
+    (tmp_path / "bad").write_text("abc\ndef\n")
+    config = _kubeconfig(tmp_path, "{tokenFile: bad}")
+    with pytest.raises(ConfigError, match=r"tokenFile '.*/bad': the token holds a control character \('\\n' at 3\)"):
+        api_client(kubeconfig=str(config))
+    (tmp_path / "bad").write_text("abc\n")
+    assert api_client(kubeconfig=str(config)).configuration.api_key["BearerToken"].strip() == "Bearer abc"
