@@ -60,6 +60,10 @@ class ScenarioResult:
         return d
 
 
+# --rate's bound: ten times the default, past what the sandbox's Python model servers answer on one machine
+MAX_RATE = 1500.0
+
+
 def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_POLICY, capture: bool = True,
                  extra_args: tuple[str, ...] = (), timeout_s: float = 240.0, log_file: Any = None,
                  report: Path | None = None, inspect: Callable[[Any], Any] | None = None,
@@ -195,8 +199,10 @@ def demo(
         typer.echo(f"error: unknown scenario {scenario!r}; choose one of {', '.join([*EXPECTED, DATA_DRIFT])}",
                    err=True)
         raise typer.Exit(2)
-    if not rate > 0:
-        typer.echo(f"error: --rate must be > 0 (requests per second through HAProxy); got {rate}", err=True)
+    if not 0 < rate <= MAX_RATE:  # inf (`1e400` too) was a period of 0 s: the load threads spun, the host's CPUs
+        # taken from the model servers they measure (decision 837)
+        typer.echo(f"error: --rate must be above 0 and at most {MAX_RATE:g} (requests per second through HAProxy); "
+                   f"got {rate:g}", err=True)
         raise typer.Exit(2)
     # a flag the run would ignore is refused, not dropped: the user meant something by it (decision 255)
     ignored = {"--policy": "policy", "--report": "report", "--native-histograms": "native_histograms"} \

@@ -82,7 +82,7 @@ class LoadGenerator:
 
     def __init__(self, url: str, *, rate: float = 30.0, threads: int = 4, missing_share: float = 0.05,
                  batch: int = 1, timeout: float = 5.0, seed: int = 0) -> None:
-        if rate <= 0 or threads < 1:
+        if not 0 < rate < float("inf") or threads < 1:  # NaN passed `rate <= 0`: sleep(nan) ended each thread
             raise ValueError("rate must be > 0 and threads >= 1")
         self.url = f"{url.rstrip('/')}/v2/models/{MODEL_NAME}/infer"
         parts = urllib.parse.urlsplit(self.url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from canary import logs
@@ -78,7 +79,23 @@ def test_a_bad_policy_is_refused_before_the_sandbox_starts(tmp_path: Path) -> No
 def test_a_rate_that_is_not_positive_is_refused() -> None:
     for rate in ("0", "-3", "nan"):  # it used to start the sandbox and end in a ValueError traceback, exit 1
         r = run("--rate", rate)
-        assert r.exit_code == 2 and "--rate must be > 0" in r.output and "Traceback" not in r.output
+        assert r.exit_code == 2 and "--rate must be above 0" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("rate", ["inf", "1e400", "1e23", "1501"])
+def test_a_rate_past_the_bound_is_refused_before_the_sandbox_starts(rate: str) -> None:
+    """An infinite rate was a period of 0 s: the load threads spun, the sandbox's CPUs taken (decision 837)."""
+    r = run("--rate", rate)
+    assert r.exit_code == 2 and "--rate must be above 0 and at most 1500" in r.output, r.output
+    assert "starting the sandbox" not in r.output
+
+
+def test_the_load_generator_refuses_a_rate_that_is_no_finite_positive_number() -> None:
+    from canary.sandbox.loadgen import LoadGenerator
+
+    for rate in (float("nan"), float("inf"), 0.0):
+        with pytest.raises(ValueError, match="rate must be > 0"):
+            LoadGenerator("http://127.0.0.1:1", rate=rate)
 
 
 def test_keeps_printout_is_commands_a_shell_runs_as_pasted(tmp_path: Path) -> None:
