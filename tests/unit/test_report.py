@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from canary import history as hist
 from canary.cli import app
-from canary.report import render
+from canary.report import _duration, _why, render
 from tests.unit.test_history import fake_rollout
 
 @pytest.fixture(scope="module")
@@ -307,7 +307,12 @@ def test_a_stable_bound_and_an_upper_bound_read_as_theirs(slow: dict[str, Any]) 
 @pytest.mark.parametrize("seconds, shown", [(14, "14s"), (725, "12m5s"), (10920, "3h2m (10920s)"),
                                             (3600, "1h (3600s)"), (10925, "3h2m5s (10925s)")])
 def test_the_duration_reads_in_hours_and_minutes(slow: dict[str, Any], seconds: int, shown: str) -> None:
-    """A three-hour rollout (hundreds of looks) said "duration 10920 s"; said as every length is (decision 495)."""
+    """A three-hour rollout (hundreds of looks) said "duration 10920 s"; said as every length is (decision 495).
+    Each length through `_duration`, which the page's summary calls with the history's span; one through the
+    whole page (its plots are ~0.5 s of CPU a render, drawn here for a line of text: decision 805)."""
+    assert _duration(seconds) == shown
+    if seconds != 10920:
+        return
     doc = json.loads(json.dumps(slow))
     doc["updated_at"] = doc["rollout"]["started_at"] + seconds
     for lk in doc["looks"]:
@@ -334,7 +339,7 @@ def test_the_duration_reads_in_hours_and_minutes(slow: dict[str, Any], seconds: 
     ("rolled_back", "gate: canary Triton http://c:8000: model rec v2 not ready",
      "Rolled back: a Triton gate refused the canary — gate: canary Triton"),
 ])
-def test_an_ended_rollouts_page_says_why_in_one_line(slow: dict[str, Any], phase: str, reason: str,
+def test_an_ended_rollouts_page_says_why_in_one_line(tmp_path: Path, slow: dict[str, Any], phase: str, reason: str,
                                                      line: str) -> None:
     """The line under the title was the bare reason: "lat: canary p95 185 ms vs ..." did not say that a check
     failed (nor "failed: ..." that the canary was not to blame), and a history with no reason showed nothing.
@@ -342,9 +347,19 @@ def test_an_ended_rollouts_page_says_why_in_one_line(slow: dict[str, Any], phase
     doc = json.loads(json.dumps(slow))
     doc["phase"], doc["reason"] = phase, reason
     doc.pop("end_cause", None)  # a history written before decision 607: classed by its words
-    (why,) = re.findall(r'<p class="sub" id="why">(.*?)</p>', render(doc))
-    text = html.unescape(re.sub(r"<[^>]+>", "", why))
+    text = _headline(doc)
     assert text.startswith(line), text
+    if phase == "aborted" and reason.startswith("gate:"):  # one through the whole page, as `canary report` writes it
+        assert _headline_of_input(tmp_path, doc) == text
+
+
+def _headline(doc: dict[str, Any]) -> str:
+    """The line under the title of the page of the history `doc`, as text: `_why`'s, the paragraph `render` puts
+    under the title, without drawing the page's plots (~0.5 s of CPU a page, for a line of text: decision 805).
+    `_headline_of_input` reads it from `canary report --input`'s page; the tests that vary only the reason check
+    one of theirs so too, that the two are one."""
+    (why,) = re.findall(r'<p class="sub" id="why">(.*?)</p>', _why(doc))
+    return html.unescape(re.sub(r"<[^>]+>", "", why))
 
 
 def _record_lost(lost: str) -> str:
@@ -382,8 +397,10 @@ def test_an_end_by_a_record_changed_outside_the_rollout_says_so_in_the_headline(
     doc = json.loads(json.dumps(slow))
     doc["phase"], doc["reason"] = "aborted", reason
     doc.pop("end_cause", None)  # a history written before decision 607: classed by its words
-    text = _headline_of_input(tmp_path, doc)
+    text = _headline(hist.parse(json.dumps(doc), where="t"))  # read back as `--input` reads it
     assert text == f"Aborted: {_FOREIGN} — {reason}", text
+    if reason.startswith("taken over:"):  # one through `canary report --input`'s page
+        assert _headline_of_input(tmp_path, doc) == text
 
 
 _FOREIGN = ("the routing was changed outside the rollout (its route or its subsets, or another VirtualService split "
@@ -422,8 +439,7 @@ def test_an_end_canary_has_no_class_for_still_says_what_it_is(tmp_path: Path, sl
     doc = json.loads(json.dumps(slow))
     doc["phase"], doc["reason"] = "rolled_back", "something else entirely"
     doc.pop("end_cause", None)  # a history written before decision 607: classed by its words
-    (why,) = re.findall(r'<p class="sub" id="why">(.*?)</p>', render(doc))
-    text = html.unescape(re.sub(r"<[^>]+>", "", why))
+    text = _headline(doc)
     assert text.startswith("Rolled back: ended for a reason canary does not class (not a check's verdict: read "
                            "it, and the rollout's events below) — something else entirely"), text
 
