@@ -1,4 +1,5 @@
-"""End to end: every sandbox scenario through the real `canary promote` process.
+"""End to end: every sandbox scenario through the real `canary promote` process (and data-drift, which runs
+no rollout, through the drift monitor `canary demo --scenario data-drift` runs).
 
 Real processes on 127.0.0.1: two Triton servers, Prometheus scraping them
 every second, HAProxy carrying the load generator's traffic, the Kubernetes
@@ -19,9 +20,12 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from canary.drift.watch import job_name
 from canary.policy import load_policy
 from canary.sandbox.demo import SANDBOX_POLICY, ScenarioResult, run_scenario
+from canary.sandbox.drift_demo import run_drift_scenario
 from canary.sandbox.env import Sandbox
+from canary.sandbox.model import MODEL_NAME
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 if not (shutil.which("prometheus") and shutil.which("haproxy")):
@@ -116,7 +120,7 @@ def shared() -> Iterator[Callable[..., Sandbox]]:
     from a clean state (`Sandbox.rearm`): the last configuration asked for is kept, the one before it stopped.
 
     A sandbox's servers take about 6 s of CPU to start and stop (docs/benchmarks/suite.md); the scenarios that
-    share one here ran in seven. `crash` (its canary is killed) and `bad-schema` (a canary built otherwise)
+    share one here ran in seven, and the data-drift one (no rollout) in its own file's. `crash` (its canary is killed) and `bad-schema` (a canary built otherwise)
     start their own, and come first in the file, so that no shared sandbox idles while they run. A shared one a
     test left broken (a server of it exited: `Sandbox.broken`) is stopped and a fresh one started for the next,
     with a warning naming the part and the scenario, so that one failure does not fail the tests after it.
@@ -198,6 +202,30 @@ def test_breach_is_rolled_back_with_its_evidence(scenario: str, check: str, shar
     assert started and r.events.index(started[0]) > r.events.index(looks[-1]), "the rollback follows the failed look"
     # the sandbox's stable pod is Ready: the rollback's one count of it says nothing (decision 124)
     assert not [x for x in r.events if x.get("event") == "rollback.stable_not_ready"]
+
+
+def test_stable_inputs_drift_alert_and_one_retraining_job(shared: Callable[..., Sandbox]) -> None:
+    """Issue 12's scenario: no rollout runs; the stable model's inputs move away from its training data. On the
+    real sandbox (Triton exporting feature distributions over the training profile's buckets, Prometheus scraping
+    it, the API emulator), the drift monitor raises nothing while the inputs are what the model trained on (A/A),
+    then the alert and exactly one retraining Job once five of its eight inputs move. It runs what `canary demo
+    --scenario data-drift` shows a person (`canary.sandbox.drift_demo`), in the classic sandbox the rollouts above
+    ran in, rearmed (its own sandbox before decision 805); `canary drift watch --once` itself is covered by the
+    integration tests."""
+    r = run_drift_scenario(rate=100.0, clean_needed=4, after_alert=1, sandbox=shared())
+    # A/A: four evaluations with data and no drift, and no alert, no Job before the shift
+    assert r.clean_before_shift >= 4 and r.false_alerts == 0
+    before = [e for e in r.evaluations if not e.shifted]
+    assert all(e.phase == "ok" and e.episode == 0 for e in before)
+    # the shift: the alert, one Job named for the episode, its evidence, an Event
+    assert r.alert_after_shift_s is not None
+    assert r.jobs == [job_name("retrain-", model=MODEL_NAME, version="v1.0.0", episode=1)]
+    assert set(r.job_evidence["drifted_features"]) >= {"f0", "f1", "f2", "f3", "f4"}
+    assert not set(r.job_evidence["drifted_features"]) & {"f5", "f6", "f7"}
+    assert "DriftDetected" in r.events
+    # the episode goes on after the alert: no second Job
+    assert r.evaluations[-1].phase == "drifting" and r.evaluations[-1].episode == 1
+    assert r.as_expected
 
 
 @pytest.mark.timeout(900)  # a loaded host: see patient_policy
