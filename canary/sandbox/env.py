@@ -256,13 +256,13 @@ class Sandbox:
         HAProxy's weights from them (waited for), the canary's knobs, no fault injected, the load
         generator's inputs and counts, at `rate`. Prometheus keeps its history: a look judges only
         the data since its step began (`reconcile.look_window`), and the canary, at weight 0 between
-        rollouts, adds none. Not for "crash" (its canary is killed) nor a scenario of another
-        schema (Triton fixes the model's at start): those need their own sandbox; nor after a server
-        of it exited (`broken`, named in the RuntimeError).
+        rollouts, adds none. Not for a scenario of another schema (Triton fixes the model's at start):
+        it needs its own sandbox; nor after a server of it exited (`broken`, named in the RuntimeError),
+        as after "crash", whose canary is killed: it may run in a shared sandbox, the last there.
         """
         assert self.canary is not None and self.kube is not None, "rearm a started sandbox"
         want = SCENARIOS[scenario].schema
-        if scenario == "crash" or want != self.canary.behaviour.schema:
+        if want != self.canary.behaviour.schema:
             raise ValueError(f"scenario {scenario!r} cannot run in a started {self.scenario!r} sandbox")
         broken = self.broken()
         if broken:  # what the scenario before left: its own sandbox to run in, not a misleading verdict here

@@ -93,19 +93,6 @@ def assert_rolled_back(r: ScenarioResult) -> dict:
     return rollback_event(r)
 
 
-def test_crashed_canary_is_rolled_back_by_the_probe_within_seconds() -> None:
-    r = run_scenario("crash")
-    ev = assert_rolled_back(r)
-    assert "gate" in ev["reason"] and "not ready" in ev["reason"]
-    assert r.stable_100_after_onset_s is not None
-    failed = [e for e in r.events if e.get("event") == "gate.probe_failed"]
-    assert failed and all(e.get("reason") for e in failed), failed  # each says why (on-call reads one line)
-    # rolled back at the probe failure that reached the limit (2 in a row, sandbox.yaml), not by a deadline:
-    # bounded in probes, not seconds (a loaded host spaces them out)
-    assert failed[-1]["consecutive"] == failed[-1]["limit"] == POLICY.gates.triton.probe_failures, failed
-    assert [e["consecutive"] for e in failed[-failed[-1]["limit"]:]] == list(range(1, failed[-1]["limit"] + 1)), failed
-
-
 def test_incompatible_model_never_gets_traffic() -> None:
     r = run_scenario("bad-schema")
     ev = assert_rolled_back(r)
@@ -120,8 +107,9 @@ def shared() -> Iterator[Callable[..., Sandbox]]:
     from a clean state (`Sandbox.rearm`): the last configuration asked for is kept, the one before it stopped.
 
     A sandbox's servers take about 6 s of CPU to start and stop (docs/benchmarks/suite.md); the scenarios that
-    share one here ran in seven, and the data-drift one (no rollout) in its own file's. `crash` (its canary is killed) and `bad-schema` (a canary built otherwise)
-    start their own, and come first in the file, so that no shared sandbox idles while they run. A shared one a
+    share one here ran in nine (decisions 760, 805). `bad-schema` (a canary built otherwise) starts its own, and
+    comes first in the file, so that no shared sandbox idles while it runs; `crash` kills the classic sandbox's
+    canary, so it comes last of those that share it. A shared one a
     test left broken (a server of it exited: `Sandbox.broken`) is stopped and a fresh one started for the next,
     with a warning naming the part and the scenario, so that one failure does not fail the tests after it.
     """
@@ -226,6 +214,20 @@ def test_stable_inputs_drift_alert_and_one_retraining_job(shared: Callable[..., 
     # the episode goes on after the alert: no second Job
     assert r.evaluations[-1].phase == "drifting" and r.evaluations[-1].episode == 1
     assert r.as_expected
+
+
+def test_crashed_canary_is_rolled_back_by_the_probe_within_seconds(shared: Callable[..., Sandbox]) -> None:
+    """The last in the classic sandbox: its canary is killed, so the sandbox is `broken` after it (decision 805)."""
+    r = run_scenario("crash", sandbox=shared())
+    ev = assert_rolled_back(r)
+    assert "gate" in ev["reason"] and "not ready" in ev["reason"]
+    assert r.stable_100_after_onset_s is not None
+    failed = [e for e in r.events if e.get("event") == "gate.probe_failed"]
+    assert failed and all(e.get("reason") for e in failed), failed  # each says why (on-call reads one line)
+    # rolled back at the probe failure that reached the limit (2 in a row, sandbox.yaml), not by a deadline:
+    # bounded in probes, not seconds (a loaded host spaces them out)
+    assert failed[-1]["consecutive"] == failed[-1]["limit"] == POLICY.gates.triton.probe_failures, failed
+    assert [e["consecutive"] for e in failed[-failed[-1]["limit"]:]] == list(range(1, failed[-1]["limit"] + 1)), failed
 
 
 @pytest.mark.timeout(900)  # a loaded host: see patient_policy

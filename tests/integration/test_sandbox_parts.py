@@ -218,7 +218,8 @@ def test_sandbox_assembles_and_shows_the_fault_in_prometheus() -> None:
 def _rearmed_as_seeded(sb: Sandbox, api: Any) -> None:
     """`Sandbox.rearm` (decision 760) on the sandbox above, its fault injected at 50/50: what a rollout left
     (weights, a record, a promotion's subsets, a history ConfigMap) is gone, HAProxy's weights are the seeded ones,
-    the canary's knobs are its defaults, no fault, the load's counts start again; a crash is refused."""
+    the canary's knobs are its defaults, no fault, the load's counts start again; a scenario of another schema is
+    refused; after a crash (its canary killed) the next scenario is refused, naming the server that exited."""
     api.patch_namespaced_custom_object(GROUP, VERSION, "ml", "virtualservices", "rec-model",
                                        {"metadata": {"annotations": {"modelcanary.dev/rollout": "{}"}}})
     api.patch_namespaced_custom_object(GROUP, VERSION, "ml", "destinationrules", "rec-model", {
@@ -226,8 +227,8 @@ def _rearmed_as_seeded(sb: Sandbox, api: Any) -> None:
                              {"name": "canary", "labels": {"app": "rec-model", "version": "v2.1.0"}}]}})
     sb.kube.handler.put_object({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"},
                                 "metadata": {"name": "rec-model-history", "namespace": "ml"}})
-    with pytest.raises(ValueError, match="crash"):
-        sb.rearm("crash", rate=40)
+    with pytest.raises(ValueError, match="'bad-schema' cannot run in a started 'errors' sandbox"):
+        sb.rearm("bad-schema", rate=40)
     before = time.monotonic()
     sb.rearm("good", rate=40)
     vs = sb.kube.get(GROUP, "virtualservices", "ml", "rec-model")
