@@ -309,7 +309,7 @@ def test_a_stable_bound_and_an_upper_bound_read_as_theirs(slow: dict[str, Any]) 
 def test_the_duration_reads_in_hours_and_minutes(slow: dict[str, Any], seconds: int, shown: str) -> None:
     """A three-hour rollout (hundreds of looks) said "duration 10920 s"; said as every length is (decision 495).
     Each length through `_duration`, which the page's summary calls with the history's span; one through the
-    whole page (its plots are ~0.5 s of CPU a render, drawn here for a line of text: decision 805)."""
+    whole page (its plots are ~0.5 s of CPU a render, drawn here for a line of text: decision 806)."""
     assert _duration(seconds) == shown
     if seconds != 10920:
         return
@@ -355,7 +355,7 @@ def test_an_ended_rollouts_page_says_why_in_one_line(tmp_path: Path, slow: dict[
 
 def _headline(doc: dict[str, Any]) -> str:
     """The line under the title of the page of the history `doc`, as text: `_why`'s, the paragraph `render` puts
-    under the title, without drawing the page's plots (~0.5 s of CPU a page, for a line of text: decision 805).
+    under the title, without drawing the page's plots (~0.5 s of CPU a page, for a line of text: decision 806).
     `_headline_of_input` reads it from `canary report --input`'s page; the tests that vary only the reason check
     one of theirs so too, that the two are one."""
     (why,) = re.findall(r'<p class="sub" id="why">(.*?)</p>', _why(doc))
