@@ -573,7 +573,10 @@ class Controller:
         deleted, a policy that no longer reads, decision 736) ended, counted as the rollouts' own ends are
         (`canary_rollbacks_total{reason="abandoned"}`, `canary_promotions_total`), as `sweep.end` (its `counted`)
         tells it the end landed: one whose stable subset only was not pointed after it too (decision 735); the
-        webhooks were told by `sweep.end`."""
+        webhooks were told by `sweep.end`. An end of a CanaryRollout's rollout is noted told (`_told_ends`): its
+        next tick mirrors it, never tells it again as another writer's (decision 850)."""
+        if ended.owner.startswith("CanaryRollout "):
+            self._told_ends[crd_ref(ended.owner)[0]] = _end_key(ended)
         if self.telemetry is None:
             return
         if ended.phase == rl.PROMOTED:

@@ -164,3 +164,47 @@ def test_an_end_whose_process_died_between_its_write_and_its_post_is_posted_by_t
     assert (_cr(custom, "r0") or {})["status"]["phase"] == rl.ROLLED_BACK
     doc = history_store.read(api.get("", "configmaps", "ml", "m0-canary-history")["data"], where="m0-canary-history")
     assert doc["phase"] == rl.ROLLED_BACK and "rollback.completed" in [e["event"] for e in doc["events"]], doc
+
+
+def test_the_controllers_own_sweep_end_of_a_split_under_its_rollouts_typed_end_is_told_once(world: Any) -> None:
+    """The record of a CanaryRollout's rollout typed into `rolled_back` while its route still splits 80/20, and its
+    ticks not reaching it (failing before, for longer than the sweep's 30 s): this process's own sweep ends the split
+    (`sweep.end_unowned`: stable 100%, recorded aborted), posts it and counts it. The rollout's next tick found that
+    end on the route, its status still progressing and `_told_ends` without it: it told it again as
+    `rollout.ended_outside` (a second post, `canary_rollbacks_total` 2 for one end; decision 850)."""
+    import json
+    import time
+
+    from canary import sweep
+    from canary.routing.istio import GROUP
+    from tests.fakes import FakeClock
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    _progressing(op, custom, api)
+    assert vs(api, 0)[0][1] > 0
+
+    def typed(o: dict[str, Any]) -> None:
+        ann = o["metadata"]["annotations"]
+        ann["modelcanary.dev/rollout"] = json.dumps({**json.loads(ann["modelcanary.dev/rollout"]),
+                                                    "phase": rl.ROLLED_BACK, "reason": "operator: typed"})
+    api.edit(GROUP, "virtualservices", "ml", "m0", typed)
+    clock = FakeClock(time.time())
+    op.clock, op.sweep_every, op._next_sweep = clock, 0.001, 0.0
+    posts, t = _told(op)
+    listed = {"ml/r0": _cr(custom, "r0")}
+    with capture_logs() as swept:
+        op._sweep(listed)  # seen first: its quiet time starts
+        clock.sleep(sweep.UNOWNED_AFTER_S + 1)
+        op._sweep(listed)
+    assert vs(api, 0)[0] == [100, 0] and vs(api, 0)[1]["phase"] == rl.ABORTED, swept
+    assert [e for e, _ in posts.posts] == ["aborted"], posts.posts  # the sweep's post
+    with capture_logs() as logs:
+        for _ in range(3):
+            op.tick()
+    assert (_cr(custom, "r0") or {})["status"]["phase"] == rl.ABORTED
+    assert [e for e, _ in posts.posts] == ["aborted"], posts.posts
+    assert not [e for e in logs if e["event"] == ENDED_OUTSIDE], logs
+    from tests.unit.test_telemetry import samples
+
+    assert sum(v for (n, _), v in samples(t).items() if n == "canary_rollbacks_total") == 1.0, samples(t)
