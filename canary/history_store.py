@@ -682,7 +682,9 @@ def record_end(store: ConfigMapStore | None, state: rl.RolloutState, *, namespac
         for _ in range(3):
             try:
                 doc, rv = store.load(namespace, virtual_service, model=state.model)
-            except ConfigError:
+            except ConfigError as exc:
+                if not hasattr(exc, "resource_version"):  # not its history unreadable: the read refused (403,
+                    raise  # 401: `translate`'s ConfigError), said as the failed write it is (decision 851)
                 doc, rv = None, None
             if doc is None or not hist.same_rollout(doc, ident):
                 log.warning("history.end_unwritten", **where, tries=0, phase=state.phase, by=by,

@@ -379,3 +379,37 @@ def test_a_split_nobody_owns_whose_rule_went_as_its_end_landed_still_says_split_
     assert said[0]["log_level"] == "warning" and "could not be pointed at v1" in said[0]["done"], said
     assert "DestinationRule" in said[0]["error"] or "not found" in said[0]["error"], said
     assert len(store.saved) == 1 and store.saved[0]["phase"] == rl.ABORTED
+
+
+@pytest.mark.parametrize("code", [403, 401])
+def test_a_sweeps_end_whose_history_read_is_refused_says_the_write_failed_not_that_there_is_no_history(
+        code: int) -> None:
+    """The sweep CronJob's Role of before decision 811 (no configmaps), or credentials refused: the history's read is
+    refused (the API server's 403/401, which `translate` makes a ConfigError, as it makes an unreadable history).
+    `record_end` took that as "no history of this rollout" and said `history.end_unwritten` "none written, or a later
+    rollout's": on-call looked for a history that is there, and docs/deploy.md promises `history.write_failed`
+    (decision 851). The real store against the API emulator, the rollout's history in it."""
+    import kubernetes.client as kc
+    import structlog
+
+    from canary import history as hist
+    from canary import history_store
+    from tests import fleet
+
+    state = _rec(phase=rl.ABORTED, weights=Weights(100, 0))
+    api = fleet.start_api(1)
+    try:
+        core = kc.CoreV1Api(api.api_client())
+        core.create_namespaced_config_map("ml", {"metadata": {"name": "m0-canary-history", "namespace": "ml"},
+                                                 "data": {"history.json": hist.dumps(_history_of(state))}})
+        api.fail_next(code, times=3, methods=("GET",), plural="configmaps")
+        with structlog.testing.capture_logs() as logs:
+            out = history_store.record_end(history_store.ConfigMapStore(core), state, namespace="ml",
+                                           virtual_service="m0", events=[("rollout.abandoned", state.reason)],
+                                           by="sweep", log=structlog.get_logger())
+    finally:
+        api.stop()
+    assert out == "failed", logs
+    assert not [e for e in logs if e["event"] == "history.end_unwritten"], logs
+    [said] = [e for e in logs if e["event"] == "history.write_failed"]
+    assert said["model"] == "m0" and said["by"] == "sweep" and str(code) in said["error"], said
