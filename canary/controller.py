@@ -1115,7 +1115,8 @@ class Controller:
         log.warning(ENDED_OUTSIDE, phase=state.phase, weights=str(state.weights), reason=state.reason, **cause,
                     by=OUTSIDE_WRITER,
                     note="found on the route's record at this tick, not yet on the CanaryRollout's status: posted, "
-                         "counted and written into the rollout's history now; nothing more is written to the route")
+                         "counted and written into the rollout's history now; nothing more is written to the route",
+                    hint=_outside_hint(state))
         actions: list[rl.Action] = [
             rl.SetWeights(state.weights), rl.Emit(event, {"reason": state.reason, **cause}, warning=True),
             rl.Emit(ENDED_OUTSIDE, {"reason": f"ended by {OUTSIDE_WRITER}: {state.reason}"}, warning=True)]
@@ -3164,6 +3165,17 @@ def _status_target(spec: crd.RolloutSpec, canary_version: str, judged: dict[str,
 # (decision 810): its line, and the words its post and history entry say of who ended it
 ENDED_OUTSIDE = "rollout.ended_outside"
 OUTSIDE_WRITER = "another writer than the controller (a `canary rollback`, a hand edit of the route's record, or another process)"
+
+def _outside_hint(state: rl.RolloutState) -> str:
+    """What on-call does after an end another writer wrote (`rollout.ended_outside`; decision 852): nothing for the
+    traffic, which serves as the end records; and how that version runs again."""
+    if state.phase == rl.PROMOTED:
+        return (f"nothing: {state.canary_version} is the stable version now; `canary status` shows it (if the "
+                "promotion was not wanted, roll forward with a new canaryVersion)")
+    return (f"nothing for the traffic: stable {state.stable_version} serves {state.weights} as the end records "
+            f"(`canary status`); to run {state.canary_version} again, set a new canaryVersion or create the "
+            "CanaryRollout again")
+
 
 # how a supersede's reason ends: the spec's rollout starts again (an edit of how it is judged), or it
 # ends there (an edit of which series are judged)

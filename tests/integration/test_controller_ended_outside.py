@@ -81,6 +81,8 @@ def test_an_oncall_rollback_under_the_controller_is_posted_counted_and_in_the_hi
     assert len(said) == 1, said
     assert said[0]["model"] == "m0" and said[0]["phase"] == rl.ROLLED_BACK and said[0]["end_cause"] == "operator"
     assert "pager" in said[0]["reason"] and "canary rollback" in said[0]["by"], said
+    # and what to do (decision 852): nothing for the traffic, and how v3 runs again
+    assert "stable v1 serves 100/0" in said[0]["hint"] and "to run v3 again" in said[0]["hint"], said
     assert [e for e, _ in posts.posts] == ["rollback"], posts.posts
     body = posts.posts[0][1]
     assert body["model"] == "m0" and body["canary_version"] == "v3" and str(body["weights"]) == "100/0"
