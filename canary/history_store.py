@@ -662,7 +662,7 @@ class Recorder:
 
 
 def record_end(store: ConfigMapStore | None, state: rl.RolloutState, *, namespace: str, virtual_service: str,
-               events: Iterable[tuple[str, str]], by: str, log: Any = None) -> str:
+               events: Iterable[tuple[str, str]], by: str, log: Any = None, unreadable: str = "") -> str:
     """Add the end `state` to its rollout's history, for a writer that ends a rollout it did not run and so has no
     policy of it (the sweeps' ends, promote's end of a split nobody owned before its claim; decision 811): the
     ConfigMap of `state.model` is read, and when it holds that very rollout's history (`history.same_rollout`: its
@@ -671,11 +671,19 @@ def record_end(store: ConfigMapStore | None, state: rl.RolloutState, *, namespac
     conflict is read again, 3 tries). Returns "written"; "no history" when the ConfigMap holds none of that rollout
     (absent, another rollout's, unreadable: a document made up here would name no policy, and would replace
     another rollout's), said once as `history.end_unwritten` (`tries` 0, the end's `phase`, `by`); "failed" when the
-    write failed (`history.write_failed`). Never raises: the end is on the route's record whatever happens here."""
+    write failed (`history.write_failed`). `unreadable`: the end of a split under an unreadable record (why it did not
+    parse): which rollout it ended cannot be told, so no history is read, and the line says so (decision 853).
+    Never raises: the end is on the route's record whatever happens here."""
     if store is None:
         return "no history"
     log = log or get_logger(component="history")
     where = {"namespace": namespace, "virtual_service": virtual_service, "model": state.model}
+    if unreadable:
+        log.warning("history.end_unwritten", **where, tries=0, phase=state.phase, by=by,
+                    note=f"the route's record was unreadable ({unreadable[:200]}): which rollout this end ended cannot "
+                         "be told, so no history is matched; `canary report` shows that rollout as its last write left "
+                         "it, `canary status` the end from the route's record")
+        return "no history"
     at = hist.at_time(state.updated_at)
     ident = {"canary_version": state.canary_version, "started_at": state.started_at}
     try:

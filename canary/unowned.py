@@ -173,7 +173,7 @@ def end(router: Any, target: Target, state: rl.RolloutState | None, status: Rout
 
     def recorded() -> None:
         record_end(history, new, namespace=target.namespace, virtual_service=target.virtual_service,
-                   events=emitted(actions), by=by, log=log)
+                   events=emitted(actions), by=by, log=log, unreadable=unreadable)
     try:
         out = execute(router, target, new, actions, log=log, expect=status.state, written=landed)
     except CanaryError as exc:

@@ -413,3 +413,26 @@ def test_a_sweeps_end_whose_history_read_is_refused_says_the_write_failed_not_th
     assert not [e for e in logs if e["event"] == "history.end_unwritten"], logs
     [said] = [e for e in logs if e["event"] == "history.write_failed"]
     assert said["model"] == "m0" and said["by"] == "sweep" and str(code) in said["error"], said
+
+
+def test_a_sweeps_end_of_a_split_under_an_unreadable_record_says_why_its_history_is_not_told() -> None:
+    """A split under an unreadable record (garbage typed over it) ended by the sweep: which rollout it ended cannot be
+    read, so no history is matched (the end stands in, started now). Its `history.end_unwritten` said "none written,
+    or a later rollout's" while the ConfigMap held the history of the very rollout whose record was garbled, still
+    `progressing` (decision 853): it says the record was unreadable now, and that `canary report` still shows that
+    rollout as it last was."""
+    import structlog
+
+    from canary import sweep
+
+    state = _rec(weights=Weights(80, 20))
+    router = FakeRouter(weights=Weights(80, 20), state="{not json", subsets={"stable": "v1", "canary": "v2"})
+    store = _History(_history_of(state))
+    found = sweep.Found("ml", "m0", sweep._stand_in("m0"), "{not json", quiet_s=600.0,
+                        unreadable="JSONDecodeError: Expecting property name")
+    with structlog.testing.capture_logs() as logs:
+        assert sweep.end_unowned(router, found, log=structlog.get_logger(), now=NOW, history=store) == "ended"
+    assert router.weights == Weights(100, 0) and not store.saved
+    [said] = [e for e in logs if e["event"] == "history.end_unwritten"]
+    assert "unreadable" in said["note"] and "later rollout" not in said["note"], said
+    assert said["model"] == "m0" and said["by"] == "sweep", said
