@@ -436,3 +436,42 @@ def test_a_sweeps_end_of_a_split_under_an_unreadable_record_says_why_its_history
     [said] = [e for e in logs if e["event"] == "history.end_unwritten"]
     assert "unreadable" in said["note"] and "later rollout" not in said["note"], said
     assert said["model"] == "m0" and said["by"] == "sweep", said
+
+
+def test_a_sweeps_end_and_a_write_between_its_read_and_its_write_both_stay_in_the_history() -> None:
+    """`record_end` reads the history, and another writer (the rollout's own recorder appending a part) writes before
+    its PUT: the PUT guarded on the version read is refused (409, the API emulator's), read again and written with
+    both; neither write is lost (decision 811's guard, checked against the real store)."""
+    import kubernetes.client as kc
+    import structlog
+
+    from canary import history as hist
+    from canary import history_store
+    from tests import fleet
+
+    state = _rec(phase=rl.ABORTED, weights=Weights(100, 0))
+    api = fleet.start_api(1)
+    try:
+        core = kc.CoreV1Api(api.api_client())
+        core.create_namespaced_config_map("ml", {"metadata": {"name": "m0-canary-history", "namespace": "ml"},
+                                                 "data": {"history.json": hist.dumps(_history_of(state))}})
+        store = history_store.ConfigMapStore(core)
+        load, raced, reads = store.load, [], []  # type: ignore[var-annotated]
+
+        def load_then_another_writes(*args: Any, **kw: Any) -> Any:
+            doc, rv = load(*args, **kw)
+            reads.append(rv)
+            if not raced:  # the rollout's recorder appends its gate between this read and the end's write
+                raced.append(rv)
+                part = {**_history_of(state), "gates": [hist.gate_record(at=NOW - 10, stage="probe", outcome="failed")]}
+                store.append("ml", "m0", "part-1-1.json", part, rv, model="m0")
+            return doc, rv
+        store.load = load_then_another_writes  # type: ignore[method-assign]
+        out = history_store.record_end(store, state, namespace="ml", virtual_service="m0",
+                                       events=[("rollout.abandoned", "gone")], by="sweep", log=structlog.get_logger())
+        doc, _ = load("ml", "m0", model="m0")
+    finally:
+        api.stop()
+    assert out == "written" and raced and len(reads) == 2, reads  # refused once (409), read again
+    assert doc["phase"] == rl.ABORTED and "rollout.abandoned" in [e["event"] for e in doc["events"]], doc
+    assert [g["stage"] for g in doc["gates"]] == ["probe"], doc["gates"]  # the other write kept
