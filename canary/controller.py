@@ -3095,6 +3095,10 @@ class Controller:
     def _configmap(self, namespace: str, name: str) -> dict[str, str]:
         try:
             cm = self.core.read_namespaced_config_map(name, namespace)
+            if not getattr(getattr(cm, "metadata", None), "uid", None):  # `{}`, a proxy's page: no ConfigMap read,
+                # never one with no data, whose key missing read as the policy edited mid-rollout (decision 855)
+                raise kube.BadAnswer(f"the read of ConfigMap {namespace}/{name} was answered with a body that is not "
+                                     "the object (no metadata.uid); a proxy or a cut answer?")
         except Exception as exc:
             if kube.is_transient(exc):  # a 5xx or a timeout: retried within the failure budget
                 raise kube.translate(exc, f"ConfigMap {namespace}/{name}") from exc

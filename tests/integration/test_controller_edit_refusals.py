@@ -207,3 +207,49 @@ def test_the_spec_edited_to_another_policy_ref_that_is_refused_says_that_edit(wo
     assert weights == [100, 0] and record["end_cause"] == "operator", record
     assert record["reason"].startswith(f"{rl.REFUSED_EDIT} ({said}): CanaryRollout ml/r0 spec.policyRef: "), \
         record["reason"]
+
+
+def _answer_configmap_reads(api: Any, body: bytes, content_type: str) -> list[str]:
+    """Every GET of a ConfigMap from now on is answered 200 with `body`: a proxy in front of an API server that is
+    down (its page, or an empty object)."""
+    import aiohttp.web
+
+    real, hit = api.handler._handle, []
+
+    async def handle(request: Any) -> Any:
+        res = request.resource
+        if res is not None and res.plural == "configmaps" and str(request.method.value).upper() == "GET":
+            hit.append(request.url.path)
+            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+        return await real(request)
+
+    api.handler._handle = handle  # type: ignore[method-assign]
+    return hit
+
+
+PAGES = {"{}": (b"{}", "application/json"),
+         "a proxy's page": (b"<html><body>upstream connect error</body></html>", "text/html")}
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_a_policy_ref_configmap_read_answered_by_a_proxy_is_no_edit(world: Any, page: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """(review r-ak) r0 reads its policy from ConfigMap ml/pol and runs at 80/20; the API server goes down behind a
+    proxy that answers 200 with its page (or `{}`). The read gave a ConfigMap with no data: "has no key", and the
+    read again at the end the same: its text "changed since the rollout started", `operator`, on-call told to fix a
+    ConfigMap nobody touched. An answer that is not the ConfigMap is a failed read (transient): the failure budget,
+    then stable 100% as an outage's, `infrastructure`."""
+    from canary import controller as controller_mod
+
+    api, op, custom = world
+    _with_policy_ref(api, custom)
+    _progressing(op, custom, api)
+    hit = _answer_configmap_reads(api, *PAGES[page])
+    monkeypatch.setattr(controller_mod, "FAILURE_BUDGET_S", 0.0)  # a transient failure acts at once
+    with structlog.testing.capture_logs() as logs:
+        op.tick()
+    assert hit
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["end_cause"] == "infrastructure", record
+    assert record["reason"].startswith("failed: "), record["reason"]
+    assert all(e["end_cause"] == "infrastructure" for e in _ends(logs))
