@@ -3407,6 +3407,14 @@ def _edited(obj: dict[str, Any]) -> bool:
 def _spec_edits(obj: dict[str, Any]) -> tuple[str, str]:
     """What the spec asks for now against what the rollout its status names drives (`status.target`), in the spec's
     field names: (the edit of what it drives, `_edit`; the edit of spec.model), each "" when none."""
+    ran, asked, model = _ran_and_asked(obj)
+    return (_edit(ran[:4], asked) if ran[0] else "",
+            f"spec.model changed from {ran[4]} to {model or '(none)'}" if ran[4] and ran[4] != model else "")
+
+
+def _ran_and_asked(obj: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """(what the rollout its status names drives: VirtualService, route, canary version, DestinationRule, model;
+    what the spec asks now: the first four; spec.model), for `_spec_edits` and `_edit_changed_what_failed`."""
     st = obj.get("status") or {}
     sp = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
     t = st.get("target") if isinstance(st.get("target"), dict) else {}
@@ -3416,9 +3424,26 @@ def _spec_edits(obj: dict[str, Any]) -> tuple[str, str]:
     # the route as the spec names it, else its inline policy's; a policyRef's is not read here: taken as the one run
     inline = sp.get("policy") if isinstance(sp.get("policy"), dict) else {}
     route = str(sp.get("route") or inline.get("route") or ("" if "policy" in sp else ran[1]))
-    asked = (vs, route, str(sp.get("canaryVersion") or ""), str(sp.get("destinationRule") or vs))
-    return (_edit(ran[:4], asked) if ran[0] else "",
-            f"spec.model changed from {ran[4]} to {model or '(none)'}" if ran[4] and ran[4] != model else "")
+    return ran, (vs, route, str(sp.get("canaryVersion") or ""), str(sp.get("destinationRule") or vs)), model
+
+
+def _edit_changed_what_failed(obj: dict[str, Any], exc: TargetError) -> bool:
+    """Whether a TargetError (the route's objects, read as the spec names them now) is about an object the edit
+    changed: a VirtualService's 404 where it named another VirtualService, a DestinationRule's where another rule,
+    anything else of the route's objects where it named another VirtualService, route or rule. An edit of the
+    canary version alone reads the same objects: a rule deleted or a route renamed by a person the same tick is
+    theirs, not the edit's (decision 856)."""
+    ran, asked, _ = _ran_and_asked(obj)
+    if not ran[0]:
+        return False
+    vs, route = ran[0] != asked[0], ran[1] != asked[1]
+    dr = ran[3] != asked[3] if ran[3] else vs  # a rule not recorded: the VirtualService's name, its default
+    what = exc.what if isinstance(exc, NotFound) else ""
+    if what.endswith("(virtualservices)"):
+        return vs
+    if what.endswith("(destinationrules)"):
+        return dr
+    return vs or route or dr
 
 
 def _failed_names(obj: dict[str, Any]) -> dict[str, str]:
@@ -3474,7 +3499,7 @@ def _edited_refusal(obj: dict[str, Any], exc: BaseException, *, marks: dict[str,
         return None
     drives, model = _spec_edits(obj)
     # (a refusal of the policyRef ConfigMap for a claim older than its marks names the CR as parse does: 801's rule)
-    if not (drives if isinstance(exc, TargetError) else _of_spec(obj, str(exc))):
+    if not (_edit_changed_what_failed(obj, exc) if isinstance(exc, TargetError) else _of_spec(obj, str(exc))):
         return None
     what = ", ".join(e for e in (drives, model) if e)
     return f"{rl.REFUSED_EDIT}{f' ({what})' if what else ''}: {said(exc)}"

@@ -209,6 +209,42 @@ def test_the_spec_edited_to_another_policy_ref_that_is_refused_says_that_edit(wo
         record["reason"]
 
 
+def _delete_rule(api: Any) -> None:
+    kc.CustomObjectsApi(api.api_client()).delete_namespaced_custom_object(GROUP, "v1beta1", "ml", "destinationrules",
+                                                                          "m0")
+
+
+# (review r-ak) an edit that changes what the rollout drives, but not the object that failed: the canary version
+# (a valid edit, which alone supersedes), beside the rollout's own DestinationRule deleted or route renamed by a person
+NOT_THE_EDITS_OBJECT = {
+    "its DestinationRule deleted": _delete_rule,
+    "its route renamed": lambda api: api.edit(GROUP, "virtualservices", "ml", "m0", _rename_route),
+}
+
+
+@pytest.mark.parametrize("failure", list(NOT_THE_EDITS_OBJECT))
+def test_a_failure_of_an_object_the_edit_did_not_change_keeps_its_own_class(world: Any, failure: str) -> None:
+    """r0 at 80/20; its spec is edited to canaryVersion v3 (an edit of what it drives, but not of which objects it
+    reads: the same VirtualService, route and DestinationRule) and, the same tick, a person deletes its
+    DestinationRule or renames its route. Any TargetError of an edit that changed what the rollout drives was the
+    edit's: "the spec edited mid-rollout is refused (spec.canaryVersion changed from v2 to v3): ... not found",
+    `operator`, "fix the spec", while nothing in the spec was refused. It is the failure's: `failed: ...`,
+    `foreign_edit`, as without the edit."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v2", route="primary"))
+    _progressing(op, custom, api)
+    NOT_THE_EDITS_OBJECT[failure](api)
+    _patch_spec(custom, {"canaryVersion": "v3"})
+    with structlog.testing.capture_logs() as logs:
+        op.tick()
+    ends = _ends(logs)
+    assert ends, [(e["event"], e.get("error")) for e in logs]
+    for e in ends:
+        assert e["end_cause"] == "foreign_edit" and e["reason"].startswith("failed: "), e
+    assert vs(api, 0)[0] == [100, 0]
+
+
 def _answer_configmap_reads(api: Any, body: bytes, content_type: str) -> list[str]:
     """Every GET of a ConfigMap from now on is answered 200 with `body`: a proxy in front of an API server that is
     down (its page, or an empty object)."""
