@@ -3519,8 +3519,9 @@ def _claimed_marks(obj: dict[str, Any], known: "_Known | None") -> dict[str, str
 def _policy_ref_refusal(obj: dict[str, Any], exc: ConfigError, marks: dict[str, str],
                         read: Callable[[str, str], dict[str, str]]) -> str | None:
     """`_edited_refusal` of a refusal of the policyRef ConfigMap, for a rollout whose claim recorded where its
-    policy was read from (`judged_marks.source_marks`). Another source asked for by the spec (spec.policyRef
-    edited, or an inline policy moved to one): the spec's edit. The same ConfigMap, whose text at the key is not
+    policy was read from (`judged_marks.source_marks`). Another source asked for by a spec its status has not
+    observed (spec.policyRef edited, or an inline policy moved to one): the spec's edit; by a spec observed (an edit
+    taken earlier, nothing judged changed): None, its text is not recorded. The same ConfigMap, whose text at the key is not
     the one the rollout started from (read again now) and is refused: that ConfigMap's edit, a person's
     (`rl.REFUSED_POLICY_EDIT`; a ConfigMap edit changes no generation of the CanaryRollout). The ConfigMap gone
     or unreadable, or its text unchanged: None, not an edit (714's `infrastructure`)."""
@@ -3530,6 +3531,8 @@ def _policy_ref_refusal(obj: dict[str, Any], exc: ConfigError, marks: dict[str, 
     ns = str((obj.get("metadata") or {}).get("namespace") or "")
     where = f"ConfigMap {ns}/{cm} key {key}"
     if marks[judged_marks.SOURCE] != judged_marks.ref_mark(cm, key):
+        if not _edited(obj):  # moved by an edit taken ticks ago (nothing judged changed): no record of this one's
+            return None  # text, and no edit unobserved; 714's (decision 857)
         drives, model = _spec_edits(obj)
         moved = (f"spec.policy changed to spec.policyRef naming {where}"
                  if marks[judged_marks.SOURCE] == judged_marks.INLINE else f"spec.policyRef changed to {where}")

@@ -289,3 +289,34 @@ def test_a_policy_ref_configmap_read_answered_by_a_proxy_is_no_edit(world: Any, 
     assert weights == [100, 0] and record["end_cause"] == "infrastructure", record
     assert record["reason"].startswith("failed: "), record["reason"]
     assert all(e["end_cause"] == "infrastructure" for e in _ends(logs))
+
+
+@pytest.mark.parametrize("was", ["another ConfigMap", "an inline policy"])
+def test_a_policy_ref_moved_by_an_edit_taken_earlier_then_gone_is_no_refused_edit(world: Any, was: str) -> None:
+    """(review r-ak) r0 runs at 80/20 reading its policy from ConfigMap ml/pol (or inline); its spec is edited to
+    read the same policy from ConfigMap ml/pol2: nothing judged changed, so the rollout goes on under its claim, and
+    its status observes that generation. Later pol2 is deleted. The claim's source mark (pol, or inline) is not pol2's,
+    and any refusal of pol2 read as "the spec edited mid-rollout is refused (spec.policyRef changed to ConfigMap
+    ml/pol2 ...)", `operator`, "fix the spec": an edit taken ticks ago, and a ConfigMap gone, 714's `infrastructure`.
+    Only a spec not yet observed is an edit."""
+    api, op, custom = world
+    if was == "another ConfigMap":
+        _with_policy_ref(api, custom)
+    else:
+        custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _with_policy_ref(api, custom, "pol2")
+    _progressing(op, custom, api)
+    _patch_spec(custom, {"policy": None, "policyRef": {"configMap": "pol2", "key": "policy.yaml"}})
+    generation = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["metadata"][
+        "generation"]
+    op.tick()
+    st = _status(custom)
+    assert st["phase"] == rl.PROGRESSING and st["observedGeneration"] == generation, st
+    assert vs(api, 0)[0][1] > 0
+    kc.CoreV1Api(api.api_client()).delete_namespaced_config_map("pol2", "ml")
+    with structlog.testing.capture_logs() as logs:
+        op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["end_cause"] == "infrastructure", record
+    assert record["reason"].startswith("failed: "), record["reason"]
+    assert all(e["end_cause"] == "infrastructure" for e in _ends(logs))
