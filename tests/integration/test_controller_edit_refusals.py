@@ -304,3 +304,25 @@ def test_a_policy_ref_moved_by_an_edit_taken_earlier_then_gone_is_no_refused_edi
     assert weights == [100, 0] and record["end_cause"] == "infrastructure", record
     assert record["reason"].startswith("failed: "), record["reason"]
     assert all(e["end_cause"] == "infrastructure" for e in _ends(logs))
+
+
+@pytest.mark.parametrize("edit", [{"canaryVersion": "v3"}, {"destinationRule": "m1"}], ids=["canary version", "rule"])
+def test_its_virtual_service_deleted_beside_an_edit_of_something_else_is_the_deletions(world: Any,
+                                                                                        edit: dict[str, str]) -> None:
+    """(review r-ak) r0 at 80/20; a person deletes its VirtualService the same tick as its spec is edited to another
+    canary version or another DestinationRule (not another VirtualService). The 404 was the edit's (it changed what
+    the rollout drives): `operator`, "the spec edited mid-rollout is refused (...): ml/m0 (virtualservices): not
+    found". It is the deletion's, as without the edit: `rollout.route_deleted` with `foreign_edit`."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    kc.CustomObjectsApi(api.api_client()).delete_namespaced_custom_object(GROUP, "v1beta1", "ml", "virtualservices",
+                                                                          "m0")
+    _patch_spec(custom, edit)
+    with structlog.testing.capture_logs() as logs:
+        op.tick()
+    deleted = [e for e in logs if e["event"] == "rollout.route_deleted"]
+    assert deleted and all(e["end_cause"] == "foreign_edit" for e in deleted), deleted
+    st = _status(custom)
+    assert st.get("endCause") in (None, "foreign_edit") and not str(st.get("reason") or "").startswith(
+        rl.REFUSED_EDIT), (st.get("reason"), st.get("endCause"))
