@@ -83,31 +83,52 @@ def selector_text(labels: dict[str, str]) -> str:
 
 
 # the kubelet's reasons for a container waiting that are the version's own doing, never the cluster's: it crashes
-# (restarted, backing off), its image cannot be pulled or named, its configuration cannot be made into a container
-OWN_WAITING = frozenset({"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
-                         "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+# (restarted, backing off), its image cannot be named, its configuration cannot be made into a container
+OWN_WAITING = frozenset({"CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError",
+                         "RunContainerError"})
+# waiting on an image the registry did not give: a tag never pushed, or the registry's rate limit, outage or
+# credentials. ImagePullBackOff's message never says which (`Back-off pulling image ...`): named, not the version's
+# (decision 860)
+PULL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff"})
+# containers the mesh injects beside the version's: istiod down or its certificate refused keeps them from Ready,
+# which is the cluster's (Istio's native sidecar is an init container, not read here)
+SIDECARS = frozenset({"istio-proxy"})
 
 
-def own_failure(status: dict[str, Any]) -> str:
-    """Why a pod's own containers keep it from Ready ("" when they do not, or cannot be told): a waiting reason of
-    OWN_WAITING, restarts, or containers that run and are not ready (their readiness probe fails: a model that does
-    not load). A Pending pod with no container started (unscheduled: the cluster's room) is not its own failure."""
-    statuses = [c for c in (status.get("containerStatuses") or []) if isinstance(c, dict)]
+def pod_state(status: dict[str, Any]) -> tuple[str, bool]:
+    """(what a pod's containers say keeps it from Ready, "" when nothing; whether that is the version's own doing):
+    a waiting reason of OWN_WAITING, restarts, or containers that run and are not ready (their readiness probe fails:
+    a model that does not load) are; an image not pulled (PULL_WAITING), the mesh's sidecar (SIDECARS) and a pod the
+    node failed (phase Failed: evicted, preempted, a node shut down; under a Deployment nothing else fails a pod, and
+    its containers' past restarts are no verdict) are named, not its own (decision 860). A Pending pod with no
+    container started (unscheduled: the cluster's room) says nothing."""
+    statuses = [c for c in (status.get("containerStatuses") or []) if isinstance(c, dict)
+                and c.get("name") not in SIDECARS]
     waiting = [str(((c.get("state") or {}).get("waiting") or {}).get("reason") or "") for c in statuses]
     restarts = sum(int(c.get("restartCount") or 0) for c in statuses if isinstance(c.get("restartCount"), int))
+    pulls = sorted({w for w in waiting if w in PULL_WAITING})
+    if status.get("phase") == "Failed":
+        return ", ".join(x for x in (str(status.get("reason") or ""), *pulls) if x), False
     bad = sorted({w for w in waiting if w in OWN_WAITING})
     said = bad + ([f"{restarts} restarts"] if restarts else [])
     if said:
-        return ", ".join(said)
+        return ", ".join(said + pulls), True
     running = [c for c in statuses if (c.get("state") or {}).get("running") is not None]
     if running and any(c.get("ready") is False for c in running):
-        return "running, its readiness probe failing"
-    return ""
+        return ", ".join(["running, its readiness probe failing", *pulls]), True
+    return ", ".join(pulls), False
+
+
+def own_failure(status: dict[str, Any]) -> str:
+    """Why a pod's own containers keep it from Ready ("" when they do not, or cannot be told): `pod_state`'s words
+    where they are the version's own doing."""
+    said, own = pod_state(status)
+    return said if own else ""
 
 
 def count_ready(pods: list[Any], labels: dict[str, str]) -> tuple[int, int, tuple[str, ...], int]:
     """(Ready pods, pods, up to 5 not-Ready ones with why, not-Ready pods failing by their own containers:
-    `own_failure`) among `pods` (the API's dicts) that carry every label of `labels` (a LIST's label selector
+    `pod_state`) among `pods` (the API's dicts) that carry every label of `labels` (a LIST's label selector
     already did; checked again: an answer is not trusted)."""
     ready, total, not_ready, failing = 0, 0, [], 0
     for pod in pods:
@@ -124,8 +145,8 @@ def count_ready(pods: list[Any], labels: dict[str, str]) -> tuple[int, int, tupl
         if meta.get("deletionTimestamp") is None and cond is not None and cond.get("status") == "True":
             ready += 1
             continue
-        own = own_failure(status) if meta.get("deletionTimestamp") is None else ""
-        failing += bool(own)
+        own, mine = pod_state(status) if meta.get("deletionTimestamp") is None else ("", False)
+        failing += mine
         if len(not_ready) < 5:
             why = ", ".join(str(x) for x in (status.get("phase"), (cond or {}).get("reason"), own,
                                               "terminating" if meta.get("deletionTimestamp") else None) if x)
@@ -137,8 +158,11 @@ def canary_failing(missing: list[tuple[str, str, PodCount]]) -> bool:
     """Whether the canary is among `missing` (the arms without a Ready pod) by its own pods' failure: one of them
     crashes, cannot start or fails its readiness probe (`own_failure`). Its end is the canary's, class `gate` (it
     did not come up, as a Triton gate's "did not load"), not `infrastructure` (decision 843); pods not up yet
-    (Pending, unscheduled), being deleted or none at all are not told apart from the cluster's or the deploy's fault."""
-    return any(subset == CANARY and count.failing for subset, _, count in missing)
+    (Pending, unscheduled), being deleted or none at all are not told apart from the cluster's or the deploy's fault;
+    nor is a canary crashing where the stable has no Ready pod either (a node pool's broken GPU driver crashes both:
+    the stable is no judge of whose fault it was, decision 860)."""
+    return all(subset == CANARY for subset, _, _ in missing) and \
+        any(subset == CANARY and count.failing for subset, _, count in missing)
 
 
 def not_ready_message(missing: list[tuple[str, str, PodCount]], waited_s: float) -> str:

@@ -75,7 +75,7 @@ def test_a_canary_pod_never_scheduled_stays_infrastructure_and_its_line_says_so(
 
 
 @pytest.mark.parametrize(("state", "expect"), [
-    ({"waiting": {"reason": "ImagePullBackOff"}}, "ImagePullBackOff"),
+    ({"waiting": {"reason": "ImagePullBackOff"}}, ""),  # the registry's, or a tag not pushed: not told (860)
     ({"waiting": {"reason": "CreateContainerConfigError"}}, "CreateContainerConfigError"),
     ({"running": {"startedAt": "2026-12-07T00:00:00Z"}}, "running, its readiness probe failing"),
     ({"waiting": {"reason": "ContainerCreating"}}, ""),  # still starting: not told apart from a slow pull
@@ -84,3 +84,72 @@ def test_a_pods_own_failure_is_told_by_its_containers(state: dict[str, Any], exp
     status = {"phase": "Running" if "running" in state else "Pending",
               "containerStatuses": [{"name": "c", "ready": False, "restartCount": 0, "state": state}]}
     assert pods.own_failure(status) == expect
+
+
+# --- whose fault, attacked (decision 860): what the cluster or the mesh did is never the canary's -------------------
+
+def _pod(name: str, version: str, *, phase: str, containers: list[dict[str, Any]], reason: str = "") -> dict[str, Any]:
+    pod = ready_pod(name, "ml", {"app": "rec-model", "version": version}, ready=False)
+    pod["status"].update(phase=phase, containerStatuses=containers, **({"reason": reason} if reason else {}))
+    return pod
+
+
+def _triton(ready: bool, restarts: int = 0, **state: Any) -> dict[str, Any]:
+    return {"name": "triton", "ready": ready, "restartCount": restarts,
+            "state": state or {"running": {"startedAt": "2026-12-07T00:00:00Z"}}}
+
+
+def _sidecar(ready: bool, restarts: int = 0, **state: Any) -> dict[str, Any]:
+    return {**_triton(ready, restarts, **state), "name": "istio-proxy"}
+
+
+EVICTED = _pod("m0-v2-0", "v2", phase="Failed", reason="Evicted", containers=[
+    _triton(False, 3, terminated={"exitCode": 137, "reason": "ContainerStatusUnknown"})])
+SIDECAR_DOWN = _pod("m0-v2-0", "v2", phase="Running", containers=[
+    _triton(True), _sidecar(False, 4, waiting={"reason": "CrashLoopBackOff"})])
+SIDECAR_UNREADY = _pod("m0-v2-0", "v2", phase="Running", containers=[_triton(True), _sidecar(False)])
+PULL_BACKOFF = _pod("m0-v2-0", "v2", phase="Pending", containers=[
+    _triton(False, waiting={"reason": "ImagePullBackOff", "message": 'Back-off pulling image "registry/m0:v2"'})])
+PULL_ERROR = _pod("m0-v2-0", "v2", phase="Pending", containers=[
+    _triton(False, waiting={"reason": "ErrImagePull", "message": "429 Too Many Requests"})])
+
+
+@pytest.mark.parametrize("pod", [EVICTED, SIDECAR_DOWN, SIDECAR_UNREADY, PULL_BACKOFF, PULL_ERROR],
+                         ids=["evicted with past restarts", "istio-proxy crash-looping", "istio-proxy not ready",
+                              "image pull back-off", "image pull refused"])
+def test_what_the_cluster_did_to_a_canary_pod_is_not_the_canarys(pod: dict[str, Any]) -> None:
+    """An eviction (its containers' past restarts stay in its status), the mesh's sidecar (istiod down, its certificate)
+    and an image the registry did not give (rate-limited, unreachable, or a tag not pushed: not told apart, and
+    ImagePullBackOff's message never says which) are not the version's own failure: `infrastructure`, not `gate`."""
+    ready, total, words, failing = pods.count_ready([pod], {"app": "rec-model", "version": "v2"})
+    assert (ready, total, failing) == (0, 1, 0), words
+
+
+def test_the_state_of_a_pod_the_cluster_failed_is_still_named() -> None:
+    for pod, said in ((EVICTED, "Evicted"), (PULL_BACKOFF, "ImagePullBackOff")):
+        (words,) = pods.count_ready([pod], {"version": "v2"})[2]
+        assert said in words, words
+
+
+def test_a_crash_looping_canary_beside_an_evicted_one_is_still_the_canarys() -> None:
+    crashing = _pod("m0-v2-1", "v2", phase="Running", containers=[
+        _triton(False, 5, waiting={"reason": "CrashLoopBackOff"}), _sidecar(True)])
+    assert pods.count_ready([EVICTED, crashing], {"version": "v2"})[3] == 1
+
+
+def test_no_ready_stable_either_is_not_told_from_the_clusters_fault() -> None:
+    """Both versions without a Ready pod, the canary's crashing: a node pool's broken GPU driver crashes both, so the
+    stable's pods are no judge of whose fault it was (`infrastructure`, as a stable without a Ready pod alone is)."""
+    crashing = pods.PodCount(total=1, failing=1, selector="version=v2", namespace="ml", not_ready=("m0-v2-0 (x)",))
+    stable = pods.PodCount(total=1, failing=1, selector="version=v1", namespace="ml", not_ready=("m0-v1-0 (x)",))
+    assert pods.canary_failing([("canary", "v2", crashing)])
+    assert not pods.canary_failing([("canary", "v2", crashing), ("stable", "v1", stable)])
+    assert "own fault" not in pods.not_ready_message([("canary", "v2", crashing), ("stable", "v1", stable)], 60)
+
+
+def test_a_canary_whose_sidecar_cannot_start_ends_as_infrastructure_on_the_controller(world: Any) -> None:
+    api, op, custom = world
+    _canary_pod(api, ready=True, version="v1")  # the stable's Ready pod, the pods API registered
+    api.handler.put_object(SIDECAR_DOWN)
+    st, line = _ended(api, op, custom)
+    assert st["endCause"] == "infrastructure" and line["end_cause"] == "infrastructure", (st, line)
