@@ -227,6 +227,7 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             _check_configmap(key[3], new)
         self._check_meta(key, new)
         meta = new.setdefault("metadata", {})
+        objectmeta.decode_nulls(meta)
         meta["namespace"], meta["name"] = key[2], key[3]
         if old is None:
             meta.setdefault("uid", str(uuid.uuid4()))

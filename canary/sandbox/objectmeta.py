@@ -100,10 +100,28 @@ def _strings(meta: dict[str, Any], field: str) -> dict[str, str]:
     given = meta.get(field)
     if given is None:
         return {}
-    if not isinstance(given, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in given.items()):
+    if not isinstance(given, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, str))
+                                              for k, v in given.items()):
         raise ValueError(f"metadata.{field}: must be a map of strings to strings, got "
                          f"{json.dumps(given, sort_keys=True)[:200]}")
-    return given
+    return {k: "" if v is None else v for k, v in given.items()}  # null: Go's decoder leaves the string ""
+
+
+def decode_nulls(meta: dict[str, Any]) -> None:
+    """A null value of metadata.labels or .annotations made "" in place, as the API server's decoder leaves it (Go's
+    encoding/json sets no string for null: the map holds its zero value). The official client sends a dict's None
+    as null (decision 861)."""
+    for field in ("labels", "annotations"):
+        given = meta.get(field)
+        if isinstance(given, dict) and any(v is None for v in given.values()):
+            meta[field] = {k: "" if v is None else v for k, v in given.items()}
+
+
+def go_lower(text: str) -> str:
+    """Go's strings.ToLower (simple case mapping, one rune for one): Python's lower() maps 'İ' (U+0130) to 'i' and a
+    combining dot, Go to 'i'; the only unconditional mapping of more than one character (final sigma, the other
+    difference, is no ASCII either way). An annotation's key is checked so lowered (decision 861)."""
+    return text.replace("\u0130", "i").lower()
 
 
 def field_errors(meta: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -119,7 +137,7 @@ def field_errors(meta: dict[str, Any]) -> list[tuple[str, str, str]]:
                 for m in value_problems(v)]
     for k in sorted(notes):
         out += [("FieldValueInvalid", "metadata.annotations", f"Invalid value: {_quoted(k)}: {m}")
-                for m in key_problems(k.lower())]
+                for m in key_problems(go_lower(k))]
     if annotations_over(notes):
         out.append(("FieldValueTooLong", "metadata.annotations",
                     f"Too long: may not be more than {ANNOTATIONS_LIMIT} bytes"))

@@ -122,3 +122,32 @@ def test_a_map_of_anything_but_strings_is_400_and_a_seed_is_checked_too() -> Non
         assert api.get("", "configmaps", "ml", "a") is None
         with pytest.raises(kubeapi.ApiError, match='ConfigMap "s" is invalid: metadata.labels'):
             api.handler.put_object(_cm("s", labels={"a b": "x"}))
+
+
+# --- what the API server takes, the emulator takes (decision 861) ----------------------------------------------------
+
+def test_an_annotation_key_go_lowercases_to_a_qualified_name_is_taken() -> None:
+    """The API server checks an annotation's key as Go's strings.ToLower gives it: 'İ' (U+0130) becomes 'i' there,
+    where Python's lower() gives 'i' and a combining dot (refused). The key is stored as sent."""
+    import kubernetes.client as kc
+
+    assert objectmeta.field_errors({"annotations": {"example.com/İtem": "1", "K": "2"}}) == []  # Kelvin sign too
+    with KubeAPIServer() as api:
+        kc.CoreV1Api(api.api_client()).create_namespaced_config_map("ml", _cm("a", annotations={"İtem": "1"}))
+        assert api.get("", "configmaps", "ml", "a")["metadata"]["annotations"] == {"İtem": "1"}
+    assert objectmeta.key_problems("İtem")  # a label's key is not lowercased: refused there
+
+
+def test_a_null_label_or_annotation_value_is_stored_empty_as_the_api_server_decodes_it() -> None:
+    """JSON's null in a map of strings decodes to "" in the API server (Go's decoder leaves the string's zero value);
+    the official client sends a dict's None as null. Taken and stored as "", not refused 400."""
+    import urllib.request
+
+    with KubeAPIServer() as api:
+        req = urllib.request.Request(f"{api.url}/api/v1/namespaces/ml/configmaps", method="POST",
+                                     data=json.dumps(_cm("a", labels={"l": None}, annotations={"n": None})).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as res:
+            assert res.status == 201
+        meta = api.get("", "configmaps", "ml", "a")["metadata"]
+        assert (meta["labels"], meta["annotations"]) == ({"l": ""}, {"n": ""})
