@@ -488,7 +488,7 @@ class IstioRouter:
             if why:
                 return why, "", busy
         # the namespace's were read, the others' could not be: said at the claim (`preflight.splits_unchecked`)
-        return "", unknown or (self._narrowed.get("why", "") if listed is None else ""), None
+        return "", unknown or (self._narrowed_words(target.namespace) if listed is None else ""), None
 
     def split_in_others(self, target: Target, *, listed: list[Obj] | None = None, dr: Obj | None = None,
                         glance: bool = False) -> tuple[claims.OtherSplit | None, str]:
@@ -528,11 +528,17 @@ class IstioRouter:
             try:
                 return self._list(VS_PLURAL, None)[0]
             except ConfigError as exc:
-                self._narrowed["why"] = (f"the VirtualServices of namespaces other than {namespace} cannot be listed "
-                                         f"({exc}): a split with the canary subset on one of them (an ingress "
-                                         "gateway's) is not seen; give the identity list on virtualservices in all "
-                                         "namespaces (a ClusterRole) to check them")
+                self._narrowed["why"] = str(exc)
         return self._list(VS_PLURAL, namespace)[0]
+
+    def _narrowed_words(self, namespace: str) -> str:
+        """Why the VirtualServices beyond `namespace` (the claim's own: one router serves every namespace's claims
+        in the controller) were not read, "" when they were (decision 862)."""
+        if not self._narrowed:
+            return ""
+        return (f"the VirtualServices of namespaces other than {namespace} cannot be listed ({self._narrowed['why']}): "
+                "a split with the canary subset on one of them (an ingress gateway's) is not seen; give the identity "
+                "list on virtualservices in all namespaces (a ClusterRole) to check them")
 
     def _list(self, plural: str, namespace: str | None, *, with_date: bool = False) -> tuple[list[Obj], float | None]:
         """One LIST of `plural` in `namespace` (None: all namespaces), with the router's retries; and

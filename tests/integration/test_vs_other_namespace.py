@@ -80,3 +80,29 @@ def test_with_a_namespaced_role_the_namespace_is_still_checked_and_the_others_ar
     _gateway_vs(api, 10)  # in the namespace: still refused
     with pytest.raises(TargetError, match=r"^ml/m0-gateway: spec.http\[0\] \(edge\) splits its traffic 90/10"):
         runner(api, "v4", FakeClock(), slowdown=1.6).run()
+
+
+def test_a_narrowed_router_names_each_claims_own_namespace(api: Any) -> None:  # noqa: F811
+    """One router serves every namespace's claims (the controller's). The cluster-wide LIST refused once, each later
+    claim's `preflight.splits_unchecked` names its own namespace as the one checked, not the first claim's
+    (decision 862)."""
+    import structlog.testing
+    import tenacity
+
+    from canary.model import Target
+    from canary.reconcile import check_other_splits
+    from canary.routing.istio import IstioRouter
+
+    for plural in (VS, "destinationrules"):  # the same model served in namespace `team-b` too
+        obj = copy.deepcopy(api.get(GROUP, plural, "ml", "m0"))
+        obj["metadata"] = {"name": "m0", "namespace": "team-b"}
+        api.handler.put_object(obj)
+    refused = refuse_cluster_wide_list(api)
+    router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
+    with structlog.testing.capture_logs() as logs:
+        for ns in ("ml", "team-b"):
+            check_other_splits(router, Target(namespace=ns, virtual_service="m0", model="m0", stable_version="v1",
+                                              canary_version="v2"), log=structlog.get_logger())
+    said = [e["error"] for e in logs if e["event"] == "preflight.splits_unchecked"]
+    assert len(refused) == 1 and len(said) == 2, (refused, said)
+    assert "namespaces other than ml cannot" in said[0] and "namespaces other than team-b cannot" in said[1], said
