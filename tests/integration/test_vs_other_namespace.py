@@ -106,3 +106,32 @@ def test_a_narrowed_router_names_each_claims_own_namespace(api: Any) -> None:  #
     said = [e["error"] for e in logs if e["event"] == "preflight.splits_unchecked"]
     assert len(refused) == 1 and len(said) == 2, (refused, said)
     assert "namespaces other than ml cannot" in said[0] and "namespaces other than team-b cannot" in said[1], said
+
+
+def test_an_edge_split_made_mid_rollout_in_another_namespace_rolls_back_and_repoints_the_canary_subset(
+        api: Any) -> None:  # noqa: F811
+    """844's other half: a look finds a split made after the claim on another namespace's VirtualService (an edge
+    route left 100/0 at the claim, set 90/10 by hand mid-rollout), rolls back (`foreign_edit`), and the rollback
+    points the canary subset at the stable version so the edge's 10% leaves the version rolled back; the edge
+    VirtualService is never written."""
+    import structlog.testing
+
+    from canary import rollout as rl
+    from tests.integration.test_vs_shapes import HookClock, subsets
+
+    edge_vs(api, 0)
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+
+    def split() -> None:
+        def edit(vs: dict[str, Any]) -> None:
+            vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 90, 10
+        api.edit(GROUP, VS, "edge", "m0-edge", edit)
+    clock.hooks.append((lambda rec: rec.get("phase") == rl.PROGRESSING, split))
+    with structlog.testing.capture_logs() as logs:
+        res = v.run()
+    assert res.state.phase == rl.ROLLED_BACK and rl.classify_reason(res.state.reason) == "foreign_edit", res.state
+    (said,) = [e for e in logs if e["event"] == "split.foreign_edit"]
+    assert (said["other_virtual_service"], said["split_weights"]) == ("edge/m0-edge", "90/10"), said
+    assert subsets(api) == {"stable": "v1", "canary": "v1"}
+    assert not [w for w in api.writes if w[1].endswith("/m0-edge")]
