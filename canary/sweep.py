@@ -47,6 +47,7 @@ from canary import rollout as rl
 from canary.errors import CanaryError, NotLeader, RoutingConflict, RuleElsewhere, TargetError, TransientError
 from canary.kube import an_object
 from canary.model import STABLE_ONLY, Target, Weights
+from canary.reconcile import _rule_gone  # (842's test of the record's rule's 404: one definition)
 from canary.reconcile import (as_routed, crd_ref, describe_owner, end_disagreement, execute, is_promote_owner,
                               landed_after, rollout_context, routed_fields)
 from canary.routing import patch
@@ -618,6 +619,18 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
             if isinstance(exc, TransientError) and attempt < 2:  # may pass: written again
                 attempt += 1
                 unanswered = unanswered or str(exc)
+                continue
+            if new.phase == rl.PROMOTED and _rule_gone(exc, found.target(), r) and _routed(router, found) is not None:
+                # the promotion's pointing refused, the rule its record names deleted (nothing written: its first
+                # write): it cannot be finished, so it ends at stable 100% as the re-hosted rule's above and as
+                # promote's fail-safe and `canary rollback` end it (decisions 842, 863); a finish retried at every
+                # sweep left 0/100 `promoting`, `rollback.failed` "traffic may still be split"
+                log.warning("promotion.unfinished", error=str(exc), reason=found.reason,
+                            note="stable 100% on the old version instead")
+                cause = "foreign_edit"
+                new, actions = _stable_end(r, f"{found.reason}; its promotion could not be finished (its "
+                                              "DestinationRule was deleted); stable 100%", now, cause)
+                actions, did = _as_said(actions, r, status), "stable 100%"
                 continue
             _told_landed(found, exc, log=log, did=did, routed=routed, post=post, counted=counted)
             _said_failed(router, found, log, exc, unanswered=unanswered, cause=cause, routed=routed)
