@@ -24,6 +24,20 @@ def _is_store(node: ast.AST) -> bool:
         isinstance(node.value, ast.Attribute) and node.value.attr == "handler"
 
 
+def _a_stored_object(node: ast.AST) -> bool:
+    """`<store>[key]` or `<store>.get(key)`: a stored object itself, not a copy (reviewer r-al: `.get` was missed)."""
+    if isinstance(node, ast.Subscript):
+        return _is_store(node.value)
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" and \
+        _is_store(node.func.value)
+
+
+def _stored_objects(node: ast.AST) -> bool:
+    """`<store>.values()` / `<store>.items()`: iterated, the stored objects themselves."""
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+        node.func.attr in ("values", "items") and _is_store(node.func.value)
+
+
 def _root(node: ast.AST) -> ast.AST:
     while isinstance(node, (ast.Subscript, ast.Attribute)):
         node = node.value
@@ -47,8 +61,11 @@ def by_hand(source: str) -> list[int]:
     tree = ast.parse(source)
     aliases: set[str] = set()  # names bound to a stored object itself
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Subscript) and _is_store(node.value.value):
+        if isinstance(node, ast.Assign) and _a_stored_object(node.value):
             aliases |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        if isinstance(node, ast.For) and _stored_objects(node.iter):  # (a comprehension's names are its own)
+            # `for obj in <store>.values()`, `for key, obj in <store>.items()`: the objects themselves
+            aliases |= {t.id for t in ast.walk(node.target) if isinstance(t, ast.Name)}
     lines = []
     for node in ast.walk(tree):
         for target in _mutated(node):
@@ -75,3 +92,12 @@ def test_the_walk_finds_an_in_place_edit_and_a_pop_and_passes_a_copy() -> None:
     assert by_hand('api.handler.objects[k]["spec"] = {}\n') == [1]
     assert by_hand('vs = copy.deepcopy(api.handler.objects[k])\nvs["spec"] = {}\n') == []
     assert by_hand('with api.handler.lock:\n    obj = api.handler.objects[k]\napi.handler._delete(k, obj)\n') == []
+
+
+def test_the_walk_finds_a_stored_object_bound_by_get_or_a_loop() -> None:
+    """Bound by `.get(key)`, or by iterating `.values()` / `.items()`: the stored objects themselves (reviewer r-al;
+    fails without: [] each)."""
+    assert by_hand('vs = api.handler.objects.get(k)\nvs["spec"] = {}\n') == [2]
+    assert by_hand('for o in api.handler.objects.values():\n    o["metadata"].pop("x")\n') == [2]
+    assert by_hand('for k, o in api.handler.objects.items():\n    o["spec"]["a"] = 1\n') == [2]
+    assert by_hand('n = [k for k, o in api.handler.objects.items() if o["spec"]]\n') == []
