@@ -1282,9 +1282,10 @@ class Runner:
 
     def _split_elsewhere(self) -> Any:
         """At each look, before it is judged: a split with the canary subset on another VirtualService of the
-        namespace made since the claim (the gateway's beside the mesh's: `claims.OtherSplit`), one LIST of the
-        namespace's VirtualServices; None when there is none, or it could not be told (a Role without `list`,
-        said once at the claim and not asked again; a failing LIST: the next look asks again). Decision 602."""
+        namespace made since the claim (the gateway's beside the mesh's: `claims.OtherSplit`), one LIST of every
+        namespace's VirtualServices (the namespace's alone where RBAC allows no more, decision 844); None when there
+        is none, or it could not be told (a Role without `list`, said once at the claim and not asked again; a
+        failing or timed-out LIST: the next look asks again, with no line). Decision 602."""
         find = getattr(self.router, "split_in_others", None)
         if find is None or self._splits_unlisted:
             return None
