@@ -85,9 +85,13 @@ def private_copy(data: bytes, name: str = "canary") -> tuple[str, Callable[[], N
 
     folder = tempfile.mkdtemp(prefix=f"{name}-")  # 0700
     path = os.path.join(folder, name)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-        f.write(data)
     end = functools.partial(shutil.rmtree, folder, ignore_errors=True)
+    try:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(data)
+    except BaseException:  # a full disk, an interrupt: no part of a key left behind (decision 867)
+        end()
+        raise
     atexit.register(end)
     return path, end
 

@@ -99,9 +99,12 @@ def load_context(cert: Path, key: Path) -> ssl.SSLContext:
     # gets private copies of the bytes checked instead, ended at once (decision 830)
     ends: list[Callable[[], None]] = []
     try:
-        (cert_copy, end_cert), (key_copy, end_key) = private_copy(chain, "tls-cert"), private_copy(head, "tls-key")
-        ends += [end_cert, end_key]
-        ctx.load_cert_chain(certfile=cert_copy, keyfile=key_copy, password=_no_passphrase)
+        copies = []
+        for data, name in ((chain, "tls-cert"), (head, "tls-key")):  # each ended, the first too if the second fails
+            copy, end = private_copy(data, name)
+            ends.append(end)
+            copies.append(copy)
+        ctx.load_cert_chain(certfile=copies[0], keyfile=copies[1], password=_no_passphrase)
     except _Encrypted:
         raise ConfigError(_encrypted(key)) from None
     except ssl.SSLError as exc:

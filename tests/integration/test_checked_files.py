@@ -62,3 +62,27 @@ def test_a_private_copy_reads_its_bytes_and_is_gone_once_ended() -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0 or path.startswith("/proc/self/fd/")
     end()
     assert not os.path.exists(path)
+
+
+def test_a_tls_key_copy_that_cannot_be_made_ends_the_certificates_copy_too(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The certificate's private copy was made, then the key's failed (no memory, a full temporary directory):
+    the first was never ended, a memfd held for the process's life at each reload that failed so (decision 867)."""
+    cert, key = _pair(tmp_path, "a")
+    ended: list[str] = []
+    real = filekind.private_copy
+
+    def copy(data: bytes, name: str = "canary") -> object:
+        if name == "tls-key":
+            raise OSError(28, "No space left on device")
+        path, end = real(data, name)
+
+        def ending() -> None:
+            ended.append(name)
+            end()
+        return path, ending
+
+    monkeypatch.setattr(serve_tls, "private_copy", copy)
+    with pytest.raises(serve_tls.ConfigError, match="cannot load them: No space left on device"):
+        serve_tls.load_context(cert, key)
+    assert ended == ["tls-cert"]
