@@ -31,9 +31,11 @@ from canary.filekind import private_copy, read_regular
 MAX_KUBECONFIG_BYTES = 16 << 20  # a kubeconfig of a thousand clusters with their CA data is a few MiB
 MAX_KUBE_FILE_BYTES = 1 << 20  # a CA bundle, a client certificate chain, a key, a token: KiBs
 
-# the private copies made, by the sha256 of their content: the client keeps the path it was given, and urllib3
-# opens it at each new connection, so a copy lives as long as the process
-_COPIES: dict[str, str] = {}
+# the private copies made, one per field and file named (its path, the sha256 of its content): the client keeps
+# the path it was given, and urllib3 opens it at each new connection, so a copy lives as long as the process; a
+# file rotated on disk puts its new content at the same path (decision 865: a copy per content was a descriptor more
+# per rotation, for ever, in a controller renewing an hourly certificate past its 1024 open files in six weeks)
+_COPIES: dict[tuple[str, str], tuple[str, str]] = {}
 _COPIES_LOCK = threading.Lock()
 
 
@@ -51,13 +53,35 @@ def read_named(path: str, field: str, limit: int = MAX_KUBE_FILE_BYTES) -> bytes
     return data
 
 
-def held_copy(data: bytes, field: str) -> str:
-    """A path of a private copy of `data` (one per content, held while the process lives)."""
+def held_copy(data: bytes, field: str, source: str = "") -> str:
+    """A path of a private copy of `data`, the file `source` that `field` names, held while the process lives: one
+    per field and file, its content replaced at once where the file's has changed (a rotated certificate), as the
+    client read the file's own path anew at each new connection. `Renewal` sees the new content (its digest)."""
     digest = hashlib.sha256(data).hexdigest()
+    key = (field, source)
     with _COPIES_LOCK:
-        if digest not in _COPIES:
-            _COPIES[digest], _end = private_copy(data, f"kubeconfig-{field}")
-        return _COPIES[digest]
+        held = _COPIES.get(key)
+        if held is None:
+            path, _end = private_copy(data, f"kubeconfig-{field}")
+            _COPIES[key] = (path, digest)
+        elif held[1] != digest:
+            path = held[0]
+            _replace(path, data, field)
+            _COPIES[key] = (path, digest)
+        return _COPIES[key][0]
+
+
+def _replace(path: str, data: bytes, field: str) -> None:
+    """`path` (a `private_copy`'s) reads `data` from now on, in one step: a connection opening it meanwhile reads the
+    old content or the new, never a part of one."""
+    fresh, end = private_copy(data, f"kubeconfig-{field}")
+    try:
+        if path.startswith("/proc/self/fd/"):  # a memfd: the new one's descriptor put in the old one's number
+            os.dup2(int(fresh.rsplit("/", 1)[1]), int(path.rsplit("/", 1)[1]), inheritable=False)
+        else:  # a 0600 file of its own: renamed over
+            os.replace(fresh, path)
+    finally:
+        end()
 
 
 def read_kubeconfig(path: str) -> Any:
@@ -71,7 +95,7 @@ def read_kubeconfig(path: str) -> Any:
     try:
         config = load_text(data, file=path, max_bytes=MAX_KUBECONFIG_BYTES, manifest=True)
     except PolicyError as exc:
-        raise ConfigException(f"kubeconfig {path!r}: {exc.detail}") from None
+        raise ConfigException(f"kubeconfig {path!r}: {exc.detail}{_key_of_line(data, exc.detail)}") from None
     if config is None:
         raise ConfigException(f"kubeconfig {path!r}: empty")
     if not isinstance(config, dict):
@@ -85,6 +109,21 @@ def read_kubeconfig(path: str) -> Any:
     if problem:
         raise ConfigException(f"kubeconfig {path!r}: {problem}")
     return config
+
+
+def _key_of_line(data: bytes, said: str) -> str:
+    """" (at `<key>:`)" naming the key of the line `said` ("line 4, column 31: 'yes': write true or false") points
+    at, "" when there is none: the loader knows the line, not the field, and a kubeconfig's lines are not numbered
+    where a person reads it (decision 866). The key alone: the line's value may be a token."""
+    import re
+
+    found = re.search(r"line (\d+), column (\d+)", said)
+    lines = data.decode("utf-8", "replace").splitlines()
+    if not found or not 0 < int(found.group(1)) <= len(lines):
+        return ""
+    before = lines[int(found.group(1)) - 1][:int(found.group(2)) - 1]  # the line up to the value refused
+    key = re.search(r"""([A-Za-z][\w.-]*)['"]?\s*:\s*$""", before)
+    return f" (the value of {key.group(1)})" if key else ""
 
 
 # the fields the client reads, by entry (`clusters[].cluster`, `users[].user`, `contexts[].context`), and their kind:
@@ -121,7 +160,8 @@ def fields_problem(config: dict[str, Any]) -> str:
             for field, value, kind in [*((f, body[f], k) for f, k in _FIELDS[key].items() if f in body),
                                        *((f"exec.{f}", exec_[f], k) for f, k in _FIELDS["exec"].items()
                                          if isinstance(exec_, dict) and f in exec_)]:
-                if bad := _kind_problem(value, kind):
+                if value is not None and (bad := _kind_problem(value, kind)):  # null: unset, as kubectl reads it
+                    # (`kubectl config view` writes an exec plugin's `args: null`, `env: null`; decision 866)
                     return f"{where}.{key}.{field} {bad}"
             if exec_ is not None and not isinstance(exec_, dict):
                 return f"{where}.{key}.exec is not a mapping"
@@ -180,7 +220,7 @@ def install_checked_files() -> None:
             data = self._checked()
             if data is None:
                 return super().as_file()
-            return held_copy(data, self.field)
+            return held_copy(data, self.field, self._file)
 
         def as_data(self) -> Any:
             data = self._checked()

@@ -149,3 +149,64 @@ def test_a_token_file_with_a_line_break_inside_is_refused_naming_it(tmp_path: Pa
         api_client(kubeconfig=str(config))
     (tmp_path / "bad").write_text("abc\n")
     assert api_client(kubeconfig=str(config)).configuration.api_key["BearerToken"].strip() == "Bearer abc"
+
+
+@pytest.mark.parametrize("user", [
+    # as `kubectl config view --flatten` and `kubectl config set-credentials --exec-command` write an exec plugin
+    "{exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: gke-gcloud-auth-plugin, args: null, "
+    "env: null, installHint: 'Install gke-gcloud-auth-plugin', provideClusterInfo: true, interactiveMode: IfAvailable}}",
+    # `aws eks update-kubeconfig`'s, with a profile
+    "{exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: aws, args: [--region, us-east-1, eks, "
+    "get-token, --cluster-name, c, --output, json], env: [{name: AWS_PROFILE, value: p}]}}",
+    "{token: null, tokenFile: null, exec: {apiVersion: client.authentication.k8s.io/v1, command: c, args: null}}",
+])
+def test_the_kubeconfigs_kubectl_writes_for_exec_plugins_load(tmp_path: Path, user: str) -> None:
+    """A null field is unset, as kubectl reads it: `args: null` was refused as "not a list of strings" (866)."""
+    config = _kubeconfig(tmp_path, user)
+    assert default_namespace(kubeconfig=str(config)) == "ns1"
+
+
+@pytest.mark.parametrize(("cluster", "key"), [(", insecure-skip-tls-verify: yes", "insecure-skip-tls-verify"),
+                                              (", insecure-skip-tls-verify: off", "insecure-skip-tls-verify")])
+def test_a_yaml_1_1_boolean_kubectl_takes_is_refused_naming_its_field_and_what_to_write(
+        tmp_path: Path, cluster: str, key: str) -> None:
+    config = _kubeconfig(tmp_path, "{token: t}", cluster)
+    for load in (api_client, default_namespace):
+        with pytest.raises(ConfigError) as err:
+            load(kubeconfig=str(config))
+        said = str(err.value)
+        assert str(config) in said and "write true or false" in said and f"(the value of {key})" in said, said
+
+
+def test_a_client_certificate_rotated_on_disk_keeps_one_private_copy_at_one_path(tmp_path: Path) -> None:
+    """A copy per content was a descriptor more per rotation for the process's life (a controller renewing an
+    hourly certificate ran out of descriptors); the copy's path now reads the rotated content (865)."""
+    config = _kubeconfig(tmp_path, "{client-certificate: c.pem, client-key: k.pem}")
+    paths, fds = set(), []
+    for i in range(40):
+        (tmp_path / "c.pem").write_text(f"-----BEGIN CERTIFICATE-----\n{i}\n")
+        (tmp_path / "k.pem").write_text(f"-----BEGIN PRIVATE KEY-----\n{i}\n")
+        cfg = api_client(kubeconfig=str(config)).configuration
+        assert Path(cfg.cert_file).read_text() == f"-----BEGIN CERTIFICATE-----\n{i}\n"
+        assert Path(cfg.key_file).read_text() == f"-----BEGIN PRIVATE KEY-----\n{i}\n"
+        paths.add((cfg.cert_file, cfg.key_file))
+        fds.append(len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0)
+    assert len(paths) == 1, paths
+    assert fds[-1] - fds[0] < 10, fds  # 78 more without (one a file a rotation)
+
+
+def test_a_private_copy_that_cannot_be_written_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where there is no memfd, the 0600 copy is removed when writing it fails, as when it is ended (867)."""
+    import tempfile
+
+    from canary.filekind import private_copy
+
+    monkeypatch.delattr(os, "memfd_create", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(TypeError):
+        private_copy("not bytes", "key")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+    path, end = private_copy(b"k", "key")
+    assert Path(path).read_bytes() == b"k" and oct(Path(path).stat().st_mode & 0o777) == "0o600"
+    end()
+    assert list(tmp_path.iterdir()) == []
