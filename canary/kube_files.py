@@ -182,6 +182,8 @@ def _kind_problem(value: Any, kind: str) -> str:
         return "is not a list of strings"
     if not isinstance(value, str):
         return f"is {type(value).__name__} {value!r}, not a string"
+    if kind == "data":  # base64 broken over lines (a `|` block): kubectl's decoder skips the line breaks (decision 868)
+        value = value.replace("\r", "").replace("\n", "")
     bad = next((i for i, ch in enumerate(value) if ord(ch) < 32 or ord(ch) == 127), None)
     if bad is not None:
         return f"holds a control character ({value[bad]!r} at {bad}): a NUL or a line break, never part of one"

@@ -210,3 +210,21 @@ def test_a_private_copy_that_cannot_be_written_leaves_no_file(tmp_path: Path, mo
     assert Path(path).read_bytes() == b"k" and oct(Path(path).stat().st_mode & 0o777) == "0o600"
     end()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_data_field_broken_over_lines_loads_as_kubectl_loads_it(tmp_path: Path) -> None:
+    """A `|` block keeps its line breaks; kubectl's base64 decoder skips them, the client's too (decision 868)."""
+    import base64
+
+    pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    lines = base64.encodebytes(pem * 3).decode().replace("\n", "\n      ")
+    config = _kubeconfig(tmp_path, "{token: t}")
+    text = config.read_text().replace("clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]",
+                                      "clusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n"
+                                      f"    certificate-authority-data: |\n      {lines.rstrip()}\n")
+    config.write_text(text)
+    cfg = api_client(kubeconfig=str(config)).configuration
+    assert Path(cfg.ssl_ca_cert).read_bytes() == pem * 3
+    config.write_text(text.replace("certificate-authority-data: |\n      ", "certificate-authority-data: |\n      !"))
+    with pytest.raises(ConfigError, match=r"clusters\[0\] \('c'\)\.cluster\.certificate-authority-data is not base64"):
+        api_client(kubeconfig=str(config))
