@@ -274,7 +274,7 @@ def prometheus(url: Optional[str], token: Optional[str] = None, user: Optional[s
 MAX_CA_BYTES = 4 << 20  # a CA bundle: the whole Mozilla set is 220 KiB
 
 
-def _ca_bundle(path: str) -> str:
+def _ca_bundle(path: str, name: str = "--prometheus-ca-file") -> str:
     """A path of a private copy of the CA bundle's bytes, read and checked here (decision 832): requests hands its
     `verify` path to OpenSSL at each new connection, which opened the flag's own path again, so a FIFO put there
     while a rollout ran held each new connection to Prometheus at its open."""
@@ -285,7 +285,7 @@ def _ca_bundle(path: str) -> str:
 
     p = Path(path).expanduser()
     if not p.is_file():
-        raise ConfigError(f"--prometheus-ca-file: {path!r} does not exist or is not a file")
+        raise ConfigError(f"{name}: {path!r} does not exist or is not a file")
     try:
         data = read_regular(p, MAX_CA_BYTES)
         if len(data) > MAX_CA_BYTES:
@@ -296,7 +296,7 @@ def _ca_bundle(path: str) -> str:
             raise ValueError(f"not PEM text: byte {exc.start} is not ASCII") from None
         ssl.create_default_context(cadata=text)
     except (ssl.SSLError, OSError, ValueError) as exc:
-        raise ConfigError(f"--prometheus-ca-file: {path!r} is not a readable PEM CA bundle "
+        raise ConfigError(f"{name}: {path!r} is not a readable PEM CA bundle "
                           f"({getattr(exc, 'strerror', None) or exc})") from None
     return private_copy(data, "prometheus-ca")[0]  # held while the process lives
 

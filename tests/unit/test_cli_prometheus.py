@@ -206,3 +206,22 @@ def test_a_ca_file_that_is_not_ascii_is_said_as_not_pem_text(tmp_path: Path) -> 
         cli_options.prometheus("https://127.0.0.1:9", ca_file=str(ca))
     assert str(err.value) == (f"--prometheus-ca-file: {str(ca)!r} is not a readable PEM CA bundle (not PEM text: "
                               "byte 0 is not ASCII)"), err.value
+
+
+@pytest.mark.timeout(60)
+def test_the_ca_file_variable_of_from_env_is_checked_and_handed_on_as_a_private_copy(cert: tuple[Path, Path],
+                                                                                      tmp_path: Path) -> None:
+    """`PrometheusClient.from_env` handed CANARY_PROMETHEUS_CA_FILE's own path to requests, unchecked (a FIFO there
+    held each new connection at its open, a file of no certificate was said at the first query): decision 869."""
+    from canary.metrics.client import PrometheusClient
+
+    ca = tmp_path / "given-ca.pem"
+    shutil.copyfile(cert[0], ca)
+    env = {"CANARY_PROMETHEUS_URL": "https://127.0.0.1:9", "CANARY_PROMETHEUS_CA_FILE": str(ca)}
+    verify = PrometheusClient.from_env(env)._client._session.verify  # noqa: SLF001
+    assert isinstance(verify, str) and str(tmp_path) not in verify and Path(verify).read_bytes() == ca.read_bytes()
+    for bad in ("fifo", "text"):
+        ca.unlink()
+        os.mkfifo(ca) if bad == "fifo" else ca.write_text("no certificate\n")
+        with pytest.raises(ConfigError, match=f"CANARY_PROMETHEUS_CA_FILE: {str(ca)!r} "):
+            PrometheusClient.from_env(env)
