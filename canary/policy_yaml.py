@@ -58,14 +58,17 @@ class _Loader(yaml.SafeLoader):
     composing stops at MAX_VALUES nodes or MAX_DEPTH levels, long before the pure-Python
     parser has spent a second or Python's recursion limit is near."""
 
+    max_values = MAX_VALUES
+
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.nodes = self.depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self.nodes, self.depth = self.nodes + 1, self.depth + 1
-        if self.nodes > MAX_VALUES or self.depth > MAX_DEPTH:
-            what = f"more than {MAX_VALUES} values" if self.nodes > MAX_VALUES else f"deeper than {MAX_DEPTH} levels"
+        if self.nodes > self.max_values or self.depth > MAX_DEPTH:
+            what = (f"more than {self.max_values} values" if self.nodes > self.max_values
+                    else f"deeper than {MAX_DEPTH} levels")
             raise yaml.composer.ComposerError(None, None, f"too large: {what}", self.peek_event().start_mark)
         try:
             return super().compose_node(parent, index)
@@ -122,7 +125,8 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return " ".join(str(exc).split())
 
 
-def load_text(text: str | bytes, *, file: str = "<policy>", max_bytes: int = MAX_BYTES, manifest: bool = False) -> Any:
+def load_text(text: str | bytes, *, file: str = "<policy>", max_bytes: int = MAX_BYTES, manifest: bool = False,
+              max_values: int = MAX_VALUES) -> Any:
     """The data in YAML text (a file's, a ConfigMap's), read with the strict loader; PolicyError if unreadable.
     Every YAML a person gives is read so (a policy, a retraining Job template: decision 770). `manifest`: a
     Kubernetes object's, whose `0400` is octal as kubectl reads it (`_ManifestLoader`, decision 791)."""
@@ -134,7 +138,12 @@ def load_text(text: str | bytes, *, file: str = "<policy>", max_bytes: int = MAX
         except UnicodeDecodeError as exc:
             raise PolicyError(file, "", f"not UTF-8 text (byte {exc.start})") from None
     try:
-        return yaml.load(text, Loader=_ManifestLoader if manifest else _Loader)  # noqa: S506 - SafeLoader subclasses
+        loader = (_ManifestLoader if manifest else _Loader)(text)
+        loader.max_values = max_values  # a kubeconfig of hundreds of clusters holds more (decision 866)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise PolicyError(file, "", f"not valid YAML: {_yaml_problem(exc)[:300]}") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # a constructor's own (!!float abc)

@@ -228,3 +228,18 @@ def test_a_data_field_broken_over_lines_loads_as_kubectl_loads_it(tmp_path: Path
     config.write_text(text.replace("certificate-authority-data: |\n      ", "certificate-authority-data: |\n      !"))
     with pytest.raises(ConfigError, match=r"clusters\[0\] \('c'\)\.cluster\.certificate-authority-data is not base64"):
         api_client(kubeconfig=str(config))
+
+
+def test_a_kubeconfig_of_hundreds_of_clusters_loads(tmp_path: Path) -> None:
+    """A policy's bound of 10,000 values refused a kubeconfig of 450 clusters, contexts and users (decision 866)."""
+    import yaml
+
+    n = 600
+    config = tmp_path / "config"
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "x7",
+        "clusters": [{"name": f"c{i}", "cluster": {"server": f"https://10.0.{i // 250}.{i % 250}:6443"}} for i in range(n)],
+        "contexts": [{"name": f"x{i}", "context": {"cluster": f"c{i}", "user": f"u{i}", "namespace": f"n{i}"}}
+                     for i in range(n)],
+        "users": [{"name": f"u{i}", "user": {"token": f"t{i}"}} for i in range(n)]}))
+    assert default_namespace(kubeconfig=str(config)) == "n7"
