@@ -4,8 +4,9 @@ The kubernetes client opened them itself: each file of `$KUBECONFIG`'s list (onl
 771), a user's `tokenFile` (read whole: `/dev/zero` filled the memory), a cluster's `certificate-authority` and a
 user's `client-certificate`/`client-key` (handed to urllib3 by path, opened again at each new connection): a FIFO
 at any of them held the command, or the controller's thread, at the open, before any word. And the kubeconfig was
-read with PyYAML's lax loader: a key written twice (two `server:` lines) was read as the last one, where kubectl
-refuses the file. `install_checked_files` makes the client read them all here (decision 831):
+read with PyYAML's lax loader: a key written twice (two `server:` lines) was read as the last one, as kubectl 1.32
+reads it too: refused here, naming the line, as which server was meant is not known (decision 880).
+`install_checked_files` makes the client read them all here (decision 831):
 
 * a kubeconfig is a regular file of at most `MAX_KUBECONFIG_BYTES`, read by `read_regular` and parsed by the
   strict loader (`policy_yaml.load_text`, a manifest's: a duplicate key, `yes`, a bomb refused, naming the line);
