@@ -202,6 +202,17 @@ def _kind_problem(value: Any, kind: str) -> str:
     return ""
 
 
+def _missing(path: str) -> bool:
+    """Whether `path` names nothing (ENOENT, a link to nothing included), as client-go's loader skips it."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):  # read, and refused naming the file, by `read_kubeconfig`
+        return False
+    return False
+
+
 def install_checked_files() -> None:
     """Make the kubernetes config loader read the kubeconfig and the files it names here (see the module
     docstring). Idempotent."""
@@ -260,9 +271,11 @@ def install_checked_files() -> None:
             self.config_files[path] = config
 
         def _load_config_from_file_path(self, string: str) -> None:
-            # the client skipped a path that does not exist; one that exists but is no file is refused
+            # a path that does not exist is skipped, as kubectl and the client skip it: a link to nothing too (a
+            # `stat` ENOENT: client-go's os.IsNotExist); one that exists but is no file, or cannot be looked at (a
+            # link loop, a component no directory), is refused naming it, as kubectl refuses it (decision 881)
             for path in string.split(kube_config.ENV_KUBECONFIG_PATH_SEPARATOR):
-                if path and os.path.lexists(os.path.expanduser(path)):
+                if path and not _missing(os.path.expanduser(path)):
                     self.paths.append(os.path.expanduser(path))
                     self.load_config(os.path.expanduser(path))
             self.config_saved = dict(self.config_files)

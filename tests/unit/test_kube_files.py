@@ -73,7 +73,7 @@ def test_every_file_of_a_kubeconfig_list_is_checked_not_only_the_first(tmp_path:
 
 
 def test_a_kubeconfig_with_a_key_written_twice_is_refused_naming_the_line(tmp_path: Path) -> None:
-    """kubectl refuses it (`mapping key "current-context" already defined`); PyYAML read the last one."""
+    """kubectl v1.32.4 and PyYAML read the last one; refused, naming the line (decision 880)."""
     config = _kubeconfig(tmp_path, "{token: t}", extra="current-context: y\n")
     for load in (api_client, default_namespace):
         with pytest.raises(ConfigError, match="line 7, column 1: duplicate key 'current-context'"):
@@ -243,3 +243,21 @@ def test_a_kubeconfig_of_hundreds_of_clusters_loads(tmp_path: Path) -> None:
                      for i in range(n)],
         "users": [{"name": f"u{i}", "user": {"token": f"t{i}"}} for i in range(n)]}))
     assert default_namespace(kubeconfig=str(config)) == "n7"
+
+
+def test_a_link_to_nothing_in_a_kubeconfig_list_is_skipped_as_kubectl_skips_it(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubectl (v1.32.4: `KUBECONFIG=kc:gone kubectl config view`) and the Python client skip a file of the list that
+    does not exist, a link to nothing included; canary refused the link (`cannot read: No such file`). A link loop
+    there is still refused naming it (decision 881)."""
+    config = _kubeconfig(tmp_path, "{token: t}")
+    gone = tmp_path / "gone"
+    gone.symlink_to(tmp_path / "removed")
+    monkeypatch.setenv("KUBECONFIG", f"{config}{os.pathsep}{gone}")
+    assert default_namespace() == "ns1"
+    api_client()
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    monkeypatch.setenv("KUBECONFIG", f"{config}{os.pathsep}{loop}")
+    with pytest.raises(ConfigError, match=f"kubeconfig {str(loop)!r}: cannot read: Too many levels"):
+        api_client()
