@@ -141,12 +141,12 @@ class PrometheusClient:
         if bool(user) != bool(password):
             raise ConfigError("set both CANARY_PROMETHEUS_USER and CANARY_PROMETHEUS_PASSWORD, or neither")
         verify: bool | str = env.get("CANARY_PROMETHEUS_CA_FILE") or True
-        if isinstance(verify, str):  # checked, and a private copy handed on, as the flag's (decisions 832, 869)
+        if env.get("CANARY_PROMETHEUS_INSECURE", "").strip().lower() in _TRUE:
+            verify = False  # the CA file unread, as before 869: TLS is not verified, so it is never used (882)
+        elif isinstance(verify, str):  # checked, and a private copy handed on, as the flag's (decisions 832, 869)
             from canary.cli_options import _ca_bundle
 
             verify = _ca_bundle(verify, "CANARY_PROMETHEUS_CA_FILE")
-        if env.get("CANARY_PROMETHEUS_INSECURE", "").strip().lower() in _TRUE:
-            verify = False
         kwargs: dict[str, Any] = {
             "token": env.get("CANARY_PROMETHEUS_TOKEN") or None,
             "basic_auth": (user, password) if user and password else None,

@@ -225,3 +225,16 @@ def test_the_ca_file_variable_of_from_env_is_checked_and_handed_on_as_a_private_
         os.mkfifo(ca) if bad == "fifo" else ca.write_text("no certificate\n")
         with pytest.raises(ConfigError, match=f"CANARY_PROMETHEUS_CA_FILE: {str(ca)!r} "):
             PrometheusClient.from_env(env)
+
+
+def test_from_env_with_tls_unverified_reads_no_ca_file(tmp_path: Path) -> None:
+    """CANARY_PROMETHEUS_INSECURE wins over CANARY_PROMETHEUS_CA_FILE, as it did before 869: the CA file, never used
+    then, is not read, so one that is no file (here a FIFO, which 869's read refused) no longer refuses the
+    variables that worked (decision 882)."""
+    from canary.metrics.client import PrometheusClient
+
+    ca = tmp_path / "ca.pem"
+    os.mkfifo(ca)
+    env = {"CANARY_PROMETHEUS_URL": "https://127.0.0.1:9", "CANARY_PROMETHEUS_CA_FILE": str(ca),
+           "CANARY_PROMETHEUS_INSECURE": "true"}
+    assert PrometheusClient.from_env(env)._client._session.verify is False  # noqa: SLF001
