@@ -2313,14 +2313,19 @@ class Controller:
                 except Exception:  # its policy cannot be read (a policyRef ConfigMap gone): stable needs none
                     # counted as every end (its spec unread: no `_record`; decision 736); its history cannot be
                     # written (no policy to summarise), said so (776)
-                    outcome, _ = self._stable_if_ours(obj, raw, reason=reason[:500], cause=cause,
-                                                      log=self.log.bind(rollout=key, virtual_service=drove[0]),
-                                                      counted=lambda ended, did: self._swept_end(
-                                                          obj, raw, ended, did, parse=False))
+                    outcome, rec = self._stable_if_ours(obj, raw, reason=reason[:500], cause=cause,
+                                                        log=self.log.bind(rollout=key, virtual_service=drove[0]),
+                                                        counted=lambda ended, did: self._swept_end(
+                                                            obj, raw, ended, did, parse=False))
                     if outcome in ("stable", "idle", "gone"):
                         self._ended_status(obj, phase=rl.ABORTED, reason=reason + (
                             f"; VirtualService {drove[0]} is gone" if outcome == "gone" else ""),
                                            cause=cause)
+                    elif outcome == "ended" and rec is not None and self._told_ends.get(key) == _end_key(rec):
+                        # this process's own end, whose status write failed at the tick that wrote it: mirrored
+                        # now, never left `progressing` over stable 100%. Another writer's is not: a status that
+                        # shows an end is the mark "told", and the tick that reads the policy tells it (810)
+                        self._ended_status(obj, phase=rec.phase, reason=rec.reason, cause=rl.cause_of(rec))
                 else:
                     outcome = self._rescue(obj, spec, drove, reason=reason[:500], log=self._rollout_log(spec),
                                            cause=cause)

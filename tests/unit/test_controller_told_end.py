@@ -447,3 +447,47 @@ def test_an_end_of_a_split_nobody_owns_confirmed_late_says_split_unowned() -> No
     assert len(said) == 1 and said[0]["confirmed_late"] is True and said[0]["by"] == "controller", said
     assert said[0]["model"] == "m0" and said[0]["log_level"] == "warning" and "90/10" in said[0]["from_weights"], said
     assert _posts(order) == ["aborted"], order  # posted at its write, not again
+
+
+def test_an_end_whose_status_write_failed_where_no_policy_reads_is_mirrored_at_the_next_failed_tick() -> None:
+    """`_failed` with nothing of the rollout in memory and a policy that does not read (a policyRef ConfigMap edited
+    to a typo, then the process restarted) sends the split to stable 100% (`_stable_if_ours`) and writes the status
+    (`_ended_status`). That status write failing (a 503 once), every later tick found the route "ended" and did
+    nothing: the CanaryRollout said `progressing` 90/10 for ever over a route at stable 100%, though `rescue.failed`
+    said "the next tick tries again". An end this process told is mirrored now; one it did not tell (another writer's)
+    is left for the tick that reads the policy to tell (decision 810: a status that shows an end is the mark "told")."""
+    from canary.errors import TargetError, TransientError
+
+    order: list[tuple[str, str]] = []
+    op, router, spec, _ = _rolling_back(order, Telemetry())
+    obj = _driving(fleet.rollout_object(0, "v2"))
+    obj["spec"]["policy"] = {"steps": "not a list"}  # `_failed`'s branch where no spec parses
+    custom = op.custom = _Custom(obj)
+    failing = [1]
+
+    def status_write(*args: Any, **kw: Any) -> dict[str, Any]:
+        if "phase" in args[-1]["status"] and failing:
+            failing.pop()
+            raise TransientError("503 Service Unavailable")
+        return obj
+
+    custom.patch_namespaced_custom_object_status = status_write  # type: ignore[method-assign]
+    for _ in range(2):
+        op._failed(obj, TargetError("the look's query was refused: bad_data (a policy edited to a bad query)"))
+        op.clock.t += 10.0
+    assert router.weights == STABLE_ONLY and rl.RolloutState.from_json(router.state).phase == rl.ABORTED
+    assert obj["status"]["phase"] == rl.ABORTED and obj["status"]["weights"] == {"stable": 100, "canary": 0}, obj
+    assert obj["status"]["endCause"] == "infrastructure", obj["status"]
+    assert _posts(order) == ["aborted"], order  # told once, at its write
+
+    # another writer's end (a `canary rollback`) found the same way is not mirrored untold
+    order.clear()
+    op, router, spec, _ = _rolling_back(order, Telemetry())
+    ended = replace(rl.RolloutState.from_json(router.state), phase=rl.ROLLED_BACK, weights=STABLE_ONLY,
+                    reason="rolled back by canary rollback")
+    router.state, router.weights = ended.to_json(), STABLE_ONLY
+    obj = _driving(fleet.rollout_object(0, "v2"))
+    obj["spec"]["policy"] = {"steps": "not a list"}
+    op.custom = _Custom(obj)
+    op._failed(obj, TargetError("the look's query was refused: bad_data (a policy edited to a bad query)"))
+    assert obj["status"]["phase"] == rl.PROGRESSING and _posts(order) == [], (obj["status"], order)
