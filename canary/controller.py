@@ -239,8 +239,8 @@ class Controller:
         self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
         # rollout -> the end `_do` posted at its stable-100% write (`_end_key`), until `_record` meets it (decision 723)
         self._ends_posted: dict[str, tuple[str, str, float]] = {}
-        # rollout -> the last end this process told (`_post_end`), kept until the rollout is forgotten: an end found on
-        # the route that is not it was written by another writer (`_ended_outside`, decision 810)
+        # rollout -> the last end this process told (`_post_end`; its own sweep's, `_swept`: 850), kept until the
+        # rollout is forgotten: an end found on the route that is not it was another writer's (`_ended_outside`, 810)
         self._told_ends: dict[str, tuple[str, str, float]] = {}
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
         # (namespace, VirtualService) -> the resourceVersion a look's read after it measured found with another
@@ -1097,7 +1097,8 @@ class Controller:
         than this process: a `canary rollback`, a person's edit of the record, another controller process (a
         replica whose end landed and whose status write did not). Its status does not show an end (a controller
         mirrors its own end on the status right after its write), and it is not an end this process told
-        (`_told_ends`: every end this controller writes is posted through `_post_end`). Decision 810."""
+        (`_told_ends`: every end its ticks write is posted through `_post_end`, and its own sweep's are noted by
+        `_swept`, decision 850). Decision 810."""
         if not state.terminal or (obj.get("status") or {}).get("phase") in rl.TERMINAL:
             return False
         return self._told_ends.get(key) != _end_key(state)
