@@ -1938,6 +1938,12 @@ class Controller:
         if outcome == "stable":  # (counted and in its history by `recorded`)
             self._known[spec.key] = _Known(old_spec, state)
             self._failing.pop(spec.key, None)
+        elif (late := self._unconfirmed.get(spec.key)) is not None and rl.carried(state.to_json(),
+                                                                                  late[0].to_json()):
+            # this process's own end, whose write's answer was lost: confirmed as `_advance` confirms it, never told
+            # as another writer's (an edit's supersede reaches it here before `_advance`'s `_confirm_end`; 876)
+            self._unconfirmed.pop(spec.key, None)
+            self._confirm_end(old_spec, state, late[0], late[1], log=log, landed=late[3])
         elif self._told_ends.get(spec.key) != _end_key(state):  # "ended" by another writer (a `canary rollback`
             self._told_outside(old_spec, state, log=log)  # over a record it could not read): told (decision 810)
         # stable now, or it had ended: the status catches up. `restart` (an edit of how the rollout is judged,

@@ -491,3 +491,39 @@ def test_an_end_whose_status_write_failed_where_no_policy_reads_is_mirrored_at_t
     op.custom = _Custom(obj)
     op._failed(obj, TargetError("the look's query was refused: bad_data (a policy edited to a bad query)"))
     assert obj["status"]["phase"] == rl.PROGRESSING and _posts(order) == [], (obj["status"], order)
+
+
+def test_its_own_end_confirmed_late_by_an_edits_rescue_is_confirmed_not_told_as_another_writers() -> None:
+    """A rollback whose stable 100% landed and whose stable subset's pointing then failed (`_do` raised: kept in
+    `_unconfirmed`, not posted), then the spec edited to another canary version before the next tick: that tick's
+    `_advance` supersedes through `_rescue`, which finds the route "ended" and told every end `_told_ends` does not
+    hold as another writer's (decision 810): `rollout.ended_outside` "by another writer than the controller", its post
+    "(ended by another writer ...)", of this very process's end. It is confirmed as `_advance` confirms it
+    (`_confirm_end`: `rollout.end_confirmed`, posted once as its own)."""
+    from canary.controller import _drives
+    from canary.errors import KubeUnavailable
+
+    order: list[tuple[str, str]] = []
+    op, router, spec, (new, actions) = _rolling_back(order, Telemetry())
+    obj = _driving(fleet.rollout_object(0, "v2"))
+    op.custom = _Custom(obj)
+    written = router.set_weights
+
+    def lost(*args: Any, **kw: Any) -> Any:  # the record's write lands, its answer is lost
+        written(*args, **kw)
+        raise KubeUnavailable("503 (the API server restarting)")
+
+    router.set_weights = lost  # type: ignore[method-assign]
+    with pytest.raises(KubeUnavailable):
+        op._do(spec, new, actions, expect=router.state, log=op.log)
+    router.set_weights = written  # type: ignore[method-assign]
+    assert spec.key in op._unconfirmed and _posts(order) == [], order
+    obj["spec"]["canaryVersion"] = "v3"  # edited: the rollout of v2 is superseded (`_rescue` of what it drove)
+    with structlog.testing.capture_logs() as logs:
+        assert op._rescue(obj, crd.parse(obj), _drives(spec), reason="superseded: spec.canaryVersion changed",
+                          log=op.log, cause="operator") == "ended"
+    said = [e["event"] for e in logs]
+    assert "rollout.ended_outside" not in said and "rollout.end_confirmed" in said, said
+    assert _posts(order) == ["rollback"], order
+    assert metric(op.telemetry, "canary_rollbacks_total", model="m0", reason="operator") == 1
+    assert spec.key not in op._unconfirmed
