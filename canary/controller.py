@@ -2390,6 +2390,8 @@ class Controller:
             else:
                 self.log.info("rollout.ended_elsewhere", rollout=key, recorded_phase=rec.phase,
                               canary_version=rec.canary_version, error=reason[:300])
+                if self._ended_outside(obj, key, rec):  # another writer's, its status not showing it: told
+                    self._told_outside(spec, rec, log=self._rollout_log(spec, rec))  # before its mirror (877)
             self._mirror_end(obj, spec, rec)
             return
         if rec is not None:

@@ -527,3 +527,33 @@ def test_its_own_end_confirmed_late_by_an_edits_rescue_is_confirmed_not_told_as_
     assert _posts(order) == ["rollback"], order
     assert metric(op.telemetry, "canary_rollbacks_total", model="m0", reason="operator") == 1
     assert spec.key not in op._unconfirmed
+
+
+def test_another_writers_end_found_by_a_failed_tick_is_told_once() -> None:
+    """A rollout this process follows (in memory at 90/10), its ticks failing (the route's objects refused), while
+    on-call's `canary rollback` ends it: the failed tick's `_taken_over` finds the route ended, said it at `info`
+    (`rollout.ended_elsewhere`) and mirrored it on the status, which is 810's mark "told": never posted, counted nor
+    in the history, where `_advance` and `_rescue` tell such an end (`rollout.ended_outside`). Told there too now,
+    once (the next failed tick mirrors it)."""
+    from canary.controller import _Known
+    from canary.errors import TargetError
+
+    order: list[tuple[str, str]] = []
+    op, router, spec, _ = _rolling_back(order, Telemetry())
+    state = rl.RolloutState.from_json(router.state)
+    op._known[spec.key] = _Known(spec, state)
+    obj = _driving(fleet.rollout_object(0, "v2"))
+    op.custom = _Custom(obj)
+    ended = replace(state, phase=rl.ROLLED_BACK, weights=STABLE_ONLY, updated_at=5.0,
+                    reason="operator: rolled back by `canary rollback`", end_cause="operator")
+    router.state, router.weights = ended.to_json(), STABLE_ONLY  # on-call's rollback, another writer
+    said = []
+    for _ in range(2):
+        with structlog.testing.capture_logs() as logs:
+            op._failed(obj, TargetError("ml/m0 (destinationrules): the stable subset is missing"))
+        said += [e for e in logs if e["event"] == "rollout.ended_outside"]
+        op.clock.t += 10.0
+    assert len(said) == 1 and said[0]["model"] == "m0" and said[0]["hint"], said
+    assert _posts(order) == ["rollback"], order
+    assert metric(op.telemetry, "canary_rollbacks_total", model="m0", reason="operator") == 1
+    assert obj["status"]["phase"] == rl.ROLLED_BACK
