@@ -309,6 +309,14 @@ def _history_of(state: rl.RolloutState) -> dict[str, Any]:
     return {**doc, "phase": rl.PROGRESSING, "weights": [[state.started_at, 20]]}
 
 
+def _put_history(core: Any, state: rl.RolloutState) -> None:
+    """The history ConfigMap of `state`'s rollout (m0's, in ml), created through the API emulator's client `core`."""
+    from canary import history as hist
+
+    core.create_namespaced_config_map("ml", {"metadata": {"name": "m0-canary-history", "namespace": "ml"},
+                                             "data": {"history.json": hist.dumps(_history_of(state))}})
+
+
 @pytest.mark.parametrize("kind", ["abandoned", "split nobody owns"])
 def test_the_sweeps_ends_are_in_the_rollouts_history(kind: str) -> None:
     """The sweeps' ends (an abandoned rollout sent to stable, a split nobody owns under an ended record) were posted
@@ -392,7 +400,6 @@ def test_a_sweeps_end_whose_history_read_is_refused_says_the_write_failed_not_th
     import kubernetes.client as kc
     import structlog
 
-    from canary import history as hist
     from canary import history_store
     from tests import fleet
 
@@ -400,8 +407,7 @@ def test_a_sweeps_end_whose_history_read_is_refused_says_the_write_failed_not_th
     api = fleet.start_api(1)
     try:
         core = kc.CoreV1Api(api.api_client())
-        core.create_namespaced_config_map("ml", {"metadata": {"name": "m0-canary-history", "namespace": "ml"},
-                                                 "data": {"history.json": hist.dumps(_history_of(state))}})
+        _put_history(core, state)
         api.fail_next(code, times=3, methods=("GET",), plural="configmaps")
         with structlog.testing.capture_logs() as logs:
             out = history_store.record_end(history_store.ConfigMapStore(core), state, namespace="ml",
@@ -453,8 +459,7 @@ def test_a_sweeps_end_and_a_write_between_its_read_and_its_write_both_stay_in_th
     api = fleet.start_api(1)
     try:
         core = kc.CoreV1Api(api.api_client())
-        core.create_namespaced_config_map("ml", {"metadata": {"name": "m0-canary-history", "namespace": "ml"},
-                                                 "data": {"history.json": hist.dumps(_history_of(state))}})
+        _put_history(core, state)
         store = history_store.ConfigMapStore(core)
         load, raced, reads = store.load, [], []  # type: ignore[var-annotated]
 
