@@ -137,3 +137,77 @@ def test_the_demo_setup_installs_no_test_only_apt_package(tmp_path: Path) -> Non
     assert "chromium" in asked[""] and "jq" in asked[""], asked
     assert "install" not in asked["--demo"] and "chromium" not in asked["--demo"], asked  # nothing else missing
     assert '"$root/scripts/setup.sh" --demo' in (ROOT / "scripts" / "demo.sh").read_text()
+
+
+def test_setup_gives_uv_the_index_settings_pip_would_use(tmp_path: Path) -> None:
+    """setup.sh installs with uv (decision 883), which reads neither pip.conf nor PIP_*: scripts/uv_args.py turns
+    `pip config list` into uv's arguments. The environment wins over `install`, `install` over `global`; list
+    settings keep every entry; a local location that is not there is left out (pip warns and goes on, uv stops);
+    pip's best-version-over-every-index is asked for always."""
+    from scripts import uv_args
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    text = "\n".join([
+        "global.index-url='https://mirror.example/simple'",
+        "install.index-url='https://install.example/simple'",
+        f"global.extra-index-url='file://{tmp_path}/gone/simple https://extra.example/simple'",
+        f":env:.find-links='{wheels} /nowhere/wheels'",
+        "global.find-links='/ignored/for/env'",
+        "global.constraint='/etc/not-here.txt'",
+        "global.timeout='60'",
+        "not a setting line",
+    ])
+    conf = uv_args.settings(text)
+    assert conf["index-url"] == "https://install.example/simple" and conf["find-links"].startswith(str(wheels))
+    args = uv_args.arguments(conf)
+    assert args == ["--index-strategy", "unsafe-best-match", "--index-url", "https://install.example/simple",
+                    "--extra-index-url", "https://extra.example/simple", "--find-links", str(wheels)]
+    assert uv_args.arguments({}) == ["--index-strategy", "unsafe-best-match"]
+
+
+def test_setup_falls_back_to_pip_and_can_be_told_to_use_it(tmp_path: Path) -> None:
+    """uv failing (not on the index asked, a proxy only pip is configured for) installs with pip, saying so;
+    CANARY_SETUP_INSTALLER=pip skips uv. Run from a copy of the script whose `.venv/bin/python` is a stub that
+    logs what it is asked and fails `pip install uv` (or, second, uv's install); the real install is what every
+    CI run of a clean clone does."""
+    (tmp_path / "scripts").mkdir()
+    for name in ("setup.sh", "uv_args.py"):
+        (tmp_path / "scripts" / name).write_text((ROOT / "scripts" / name).read_text())
+    (tmp_path / "pyproject.toml").write_text("")
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for name in ("prometheus", "promtool", "haproxy", "chromium", "jq"):
+        (bin_ / name).write_text("#!/bin/sh\n")
+        (bin_ / name).chmod(0o755)
+    for tool in ("dirname", "id", "sha256sum", "cut", "cat"):
+        (bin_ / tool).symlink_to(shutil.which(tool))
+    (bin_ / "python3").symlink_to(os.path.realpath(sys.executable))  # not a shim that needs its own PATH
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    log = tmp_path / "calls.log"
+    stub = venv_bin / "python"
+    outcomes = {}
+    for fail, installer in (("install -q uv", "uv"), ("-m uv pip install", "uv"), ("", "pip")):
+        stub.write_text(f"""#!/bin/sh
+case "$1" in -c) exec python3 "$@";; esac
+echo "$*" >> {log}
+case "$*" in *"{fail or 'NEVER'}"*) exit 1;; esac
+exit 0
+""")
+        stub.chmod(0o755)
+        log.unlink(missing_ok=True)
+        (tmp_path / ".venv" / ".canary-installed").unlink(missing_ok=True)
+        r = subprocess.run(["/bin/bash", str(tmp_path / "scripts" / "setup.sh")], capture_output=True, text=True,
+                           env={**os.environ, "PATH": str(bin_), "CANARY_SETUP_INSTALLER": installer}, timeout=60)
+        assert r.returncode == 0, r.stderr
+        calls = log.read_text().splitlines()
+        outcomes[(fail, installer)] = (calls, r.stderr)
+        assert calls[-1] == "-m pip install -q -e .[sandbox,test]", calls  # pip installed them
+        assert (tmp_path / ".venv" / ".canary-installed").exists()
+    calls, err = outcomes[("install -q uv", "uv")]
+    assert "uv could not install them; installing with pip" in err and not any("-m uv" in c for c in calls)
+    calls, err = outcomes[("-m uv pip install", "uv")]
+    assert "uv could not install them" in err and any("-m uv pip install" in c for c in calls)
+    calls, err = outcomes[("", "pip")]
+    assert "uv" not in err and not any("uv" in c for c in calls), calls
