@@ -26,7 +26,7 @@ from typing import Any, Callable
 from canary.errors import (ApiRefused, CanaryError, ConfigError, GraceReserved, GraceSpent, KubeUnavailable, NotFound,
                            RoutingConflict, TargetError)
 from canary.kube_credentials import install_bounded_plugins, load_noting, note_of, plugin_timeout_s, renew_on_401
-from canary.kube_files import install_checked_files
+from canary.kube_files import install_checked_files, missing
 
 # where a pod's service account tells its namespace (kubectl and client-go read the same file)
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -396,8 +396,7 @@ def default_namespace(*, kubeconfig: str | None = None, context: str | None = No
             return Path(IN_CLUSTER_NAMESPACE_FILE).read_text(encoding="utf-8").strip() or "default"
         except OSError:
             return "default"
-    first = where.split(os.pathsep)[0]
-    _kubeconfig_file(first)
+    first = _first_kubeconfig(where)
     install_checked_files()
     try:
         contexts, current = kconfig.list_kube_config_contexts(config_file=where)
@@ -419,6 +418,27 @@ def _default_kubeconfig() -> str | None:
         return env  # may be a ':'-separated list; the loader merges it
     home = Path("~/.kube/config").expanduser()
     return str(home) if home.is_file() else None
+
+
+def _first_kubeconfig(where: str) -> str:
+    """The first file of `where` (`--kubeconfig`'s or `$KUBECONFIG`'s list) that exists, checked by
+    `_kubeconfig_file`: the file errors name. One that does not exist (a link to nothing included) is skipped at any
+    place of the list, as kubectl (client-go's loader: `os.IsNotExist`) and the Python client skip it, since the
+    merger loads the others without it (decision 910: a missing first file was exit 2, "does not exist"). None
+    existing is ConfigError naming each: kubectl warns "Config not found" and goes on with an empty configuration
+    (the pod's service account, else localhost:8080), the Python client refuses "No configuration found"; a
+    `$KUBECONFIG` set says which cluster was meant, so no other credentials are taken in its place."""
+    paths = [p for p in where.split(os.pathsep) if p]
+    found = next((p for p in paths if not missing(os.path.expanduser(p))), None)
+    if found is not None:
+        _kubeconfig_file(found)
+        return found
+    if len(paths) == 1:
+        raise ConfigError(f"kubeconfig {paths[0]!r} does not exist")
+    named = ", ".join(repr(p) for p in paths) or "none"
+    raise ConfigError(f"kubeconfig list {where!r}: none of its files exists (named: {named}); kubectl skips each "
+                      "and goes on with no configuration: name a kubeconfig that exists, or unset KUBECONFIG for "
+                      "~/.kube/config or, in a pod, its service account")
 
 
 def _kubeconfig_file(first: str) -> None:
@@ -443,8 +463,7 @@ def _kubeconfig_file(first: str) -> None:
 
 
 def _load_file(kconfig: Any, cfg: Any, path: str | None, context: str | None, where: str) -> None:
-    first = (path or where).split(os.pathsep)[0]
-    _kubeconfig_file(first)
+    first = _first_kubeconfig(path or where)
     try:
         kconfig.load_kube_config(config_file=path or where, context=context,
                                  client_configuration=cfg, persist_config=False)

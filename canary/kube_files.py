@@ -202,7 +202,7 @@ def _kind_problem(value: Any, kind: str) -> str:
     return ""
 
 
-def _missing(path: str) -> bool:
+def missing(path: str) -> bool:
     """Whether `path` names nothing (ENOENT, a link to nothing included), as client-go's loader skips it."""
     try:
         os.stat(path)
@@ -275,7 +275,7 @@ def install_checked_files() -> None:
             # `stat` ENOENT: client-go's os.IsNotExist); one that exists but is no file, or cannot be looked at (a
             # link loop, a component no directory), is refused naming it, as kubectl refuses it (decision 881)
             for path in string.split(kube_config.ENV_KUBECONFIG_PATH_SEPARATOR):
-                if path and not _missing(os.path.expanduser(path)):
+                if path and not missing(os.path.expanduser(path)):
                     self.paths.append(os.path.expanduser(path))
                     self.load_config(os.path.expanduser(path))
             self.config_saved = dict(self.config_files)
@@ -284,5 +284,5 @@ def install_checked_files() -> None:
     kube_config.KubeConfigMerger = CheckedMerger
 
 
-__all__ = ["MAX_KUBECONFIG_BYTES", "MAX_KUBE_FILE_BYTES", "held_copy", "install_checked_files", "read_kubeconfig",
-           "read_named"]
+__all__ = ["MAX_KUBECONFIG_BYTES", "MAX_KUBE_FILE_BYTES", "held_copy", "install_checked_files", "missing",
+           "read_kubeconfig", "read_named"]

@@ -261,3 +261,42 @@ def test_a_link_to_nothing_in_a_kubeconfig_list_is_skipped_as_kubectl_skips_it(t
     monkeypatch.setenv("KUBECONFIG", f"{config}{os.pathsep}{loop}")
     with pytest.raises(ConfigError, match=f"kubeconfig {str(loop)!r}: cannot read: Too many levels"):
         api_client()
+
+
+@pytest.mark.parametrize("place", ["first", "middle", "last", "first, as a link to nothing"])
+def test_a_kubeconfig_of_the_list_that_does_not_exist_is_skipped_at_any_place_as_kubectl_skips_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, place: str) -> None:
+    """client-go's loader skips a file of `$KUBECONFIG`'s list whose load says `os.IsNotExist`, wherever it is, and
+    so does the Python client (`os.path.exists`); canary skipped one past the first (881) but refused a missing
+    first one, exit 2 "does not exist" (decision 910)."""
+    config = _kubeconfig(tmp_path, "{token: t}")
+    gone = tmp_path / "gone"
+    if "link" in place:
+        gone.symlink_to(tmp_path / "removed")
+    other = tmp_path / "other"
+    other.write_text("apiVersion: v1\nkind: Config\n")
+    files = {"first": [gone, config, other], "middle": [config, gone, other], "last": [config, other, gone]}
+    monkeypatch.setenv("KUBECONFIG", os.pathsep.join(str(p) for p in files[place.split(",")[0]]))
+    assert default_namespace() == "ns1"
+    assert api_client().configuration.host == "https://127.0.0.1:1"
+
+
+def test_a_kubeconfig_list_of_which_no_file_exists_is_refused_naming_each(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubectl warns "Config not found: a, b" and goes on with an empty configuration (its own localhost:8080 error,
+    or the pod's service account); canary says the list and each file, and takes no other credentials (decision
+    910). One file alone is still "does not exist"."""
+    gone = [tmp_path / "a", tmp_path / "b"]
+    gone[1].symlink_to(tmp_path / "removed")
+    listed = os.pathsep.join(str(p) for p in gone)
+    monkeypatch.setenv("KUBECONFIG", listed)
+    for load in (api_client, default_namespace):
+        with pytest.raises(ConfigError) as err:
+            load()
+        said = str(err.value)
+        assert said.startswith(f"kubeconfig list {listed!r}: none of its files exists (named: {str(gone[0])!r}, "
+                               f"{str(gone[1])!r})"), said
+        assert "unset KUBECONFIG" in said, said
+    monkeypatch.setenv("KUBECONFIG", str(gone[0]))
+    with pytest.raises(ConfigError, match=f"^kubeconfig {str(gone[0])!r} does not exist$"):
+        api_client()
