@@ -39,6 +39,7 @@ from canary.errors import (ApiRefused, CanaryError, ConfigError, ConflictStorm, 
                            NotFound, others_decision, said,
                            NotLeader, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict,
                            RuleElsewhere, StableNotReady, StatusRefused, TargetError, TransientError, WeightsMoved)
+from canary.end_words import failed_tick_next
 from canary.fencing import FencedRouter
 from canary import history as hist
 from canary.history_store import configmap_name
@@ -2879,7 +2880,7 @@ class Controller:
             refusal = {"request": exc.request, "http_status": exc.status} if isinstance(exc, ApiRefused) else {}
             self.log.warning("rollout.api_refused" if refusal else "rollout.invalid" if isinstance(exc, ConfigError)
                              else "rollout.tick_failed", rollout=key, error=msg, repeated=repeated, **refusal,
-                             **_failed_names(obj))
+                             **_failed_names(obj), next=failed_tick_next(exc, budget_s=FAILURE_BUDGET_S))
         if self.telemetry and isinstance(exc, (KubeUnavailable, RoutingConflict)):
             self.telemetry.kube_error("unavailable" if isinstance(exc, KubeUnavailable) else "conflict")
         # a ConfigError of a kind no reader knows by name (a query Prometheus rejects: `Rejected`; a URL that is no

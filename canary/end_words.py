@@ -87,3 +87,44 @@ def next_step(cause: str, version: str, *, reason: str = "") -> str:
         _REFUSED_POLICY_EDIT_NEXT if cause == "operator" and reason.startswith(REFUSED_POLICY_EDIT) else \
         _NEXT.get(cause, _NEXT["other"])
     return words.format(version=version or "the canary version")
+
+
+# what on-call does on a failed tick's line (`rollout.invalid`, `rollout.api_refused`, `rollout.tick_failed`: the
+# controller's `_fail_status`, decision 911). No end yet, so no class: where the rollout's traffic is split the same
+# failure ends it at stable 100% (at once, or past the failure budget for one that may pass; `Controller._failed`),
+# and that end's own line carries its `next`
+_ENDED_NOW = " A rollout whose traffic is split is sent to stable 100% at once; its end's own line says what then"
+_FAILED_TICK = {
+    "invalid": "fix what `error` names (the CanaryRollout's spec, its policy or policyRef ConfigMap, its route's "
+               "VirtualService or DestinationRule, a query Prometheus refuses); the controller reads it again at "
+               "each tick, its Ready condition False until it reads." + _ENDED_NOW,
+    "api_refused": "let the controller's request through (`request`, `http_status`; `error` says who refused it: "
+                   "RBAC of its service account, an admission check's policy, a CRD older than this canary; a 400 "
+                   "of a status write is canary's own bug: report it with this line); the controller tries again "
+                   "at each tick." + _ENDED_NOW,
+    "transient": "nothing while it passes: the controller tries again at each tick (`repeated`: the lines left out "
+                 "since the last); if it lasts, fix what `error` names (Prometheus, the Kubernetes API, pods not "
+                 "Ready). A rollout whose traffic is split is ended at stable 100% once its ticks have failed for "
+                 "{budget:g} s; its end's own line says what then",
+    "other_writer": "nothing to undo here: another writer decided (an operator's `canary rollback`, another "
+                    "process's write, a GitOps sync: `error` says what was found); the controller follows the route "
+                    "as it is at its next tick",
+    "not_leader": "nothing to do on this replica: it does not hold the lease (lost, or too little of it left); the "
+                  "leader drives the rollout",
+    "other": "read `error`: canary does not class this failure (a gate, a stable-100% write that failed, a bug: "
+             "report it with this line); the controller tries again at each tick." + _ENDED_NOW,
+}
+
+
+def failed_tick_next(exc: BaseException, *, budget_s: float) -> str:
+    """What to do on the line of a tick that failed with `exc` (`budget_s`: how long failures that may pass are
+    waited out before a split is ended). Its event is `rollout.api_refused` for an ApiRefused, `rollout.invalid`
+    for any other ConfigError, else `rollout.tick_failed`, whose words follow what `Controller._failed` does with
+    it."""
+    from canary.errors import (ApiRefused, ConfigError, ConflictStorm, NotLeader, TransientError,
+                               others_decision)
+
+    kind = ("api_refused" if isinstance(exc, ApiRefused) else "invalid" if isinstance(exc, ConfigError)
+            else "not_leader" if isinstance(exc, NotLeader) else "other_writer" if others_decision(exc)
+            else "transient" if isinstance(exc, (TransientError, ConflictStorm)) else "other")
+    return _FAILED_TICK[kind].format(budget=budget_s)
