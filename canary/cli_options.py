@@ -271,34 +271,12 @@ def prometheus(url: Optional[str], token: Optional[str] = None, user: Optional[s
     return cls(url, token=token or None, basic_auth=(user, password or "") if user else None, verify_tls=verify)
 
 
-MAX_CA_BYTES = 4 << 20  # a CA bundle: the whole Mozilla set is 220 KiB
+def _ca_bundle(path: str, name: str = "--prometheus-ca-file") -> Any:
+    """The bundle at `path`, checked now (ConfigError naming `name`), handed to requests as a private copy of the
+    bytes checked (decision 832) and read again when the file changes (`ca_bundle.CaBundle`, decision 912)."""
+    from canary.ca_bundle import CaBundle
 
-
-def _ca_bundle(path: str, name: str = "--prometheus-ca-file") -> str:
-    """A path of a private copy of the CA bundle's bytes, read and checked here (decision 832): requests hands its
-    `verify` path to OpenSSL at each new connection, which opened the flag's own path again, so a FIFO put there
-    while a rollout ran held each new connection to Prometheus at its open."""
-    import ssl
-    from pathlib import Path
-
-    from canary.filekind import private_copy, read_regular
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"{name}: {path!r} does not exist or is not a file")
-    try:
-        data = read_regular(p, MAX_CA_BYTES)
-        if len(data) > MAX_CA_BYTES:
-            raise ValueError(f"too large: more than {MAX_CA_BYTES >> 20} MiB")
-        try:
-            text = data.decode("ascii")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"not PEM text: byte {exc.start} is not ASCII") from None
-        ssl.create_default_context(cadata=text)
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        raise ConfigError(f"{name}: {path!r} is not a readable PEM CA bundle "
-                          f"({getattr(exc, 'strerror', None) or exc})") from None
-    return private_copy(data, "prometheus-ca")[0]  # held while the process lives
+    return CaBundle(path, name)
 
 
 def given(ctx: typer.Context, param: str) -> bool:

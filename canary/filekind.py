@@ -96,6 +96,19 @@ def private_copy(data: bytes, name: str = "canary") -> tuple[str, Callable[[], N
     return path, end
 
 
+def replace_copy(path: str, data: bytes, name: str = "canary") -> None:
+    """`path` (a `private_copy`'s) reads `data` from now on, in one step: a connection opening it meanwhile reads the
+    old content or the new, never a part of one (decision 865). Its ender stays the one `private_copy` gave."""
+    fresh, end = private_copy(data, name)
+    try:
+        if path.startswith("/proc/self/fd/"):  # a memfd: the new one's descriptor put in the old one's number
+            os.dup2(int(fresh.rsplit("/", 1)[1]), int(path.rsplit("/", 1)[1]), inheritable=False)
+        else:  # a 0600 file of its own: renamed over
+            os.replace(fresh, path)
+    finally:
+        end()
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -146,4 +159,4 @@ def not_json(source: str | Path) -> str:
     return ""
 
 
-__all__ = ["MAX_INPUT_BYTES", "not_json", "private_copy", "read_bounded", "read_input", "read_regular"]
+__all__ = ["MAX_INPUT_BYTES", "not_json", "private_copy", "read_bounded", "read_input", "read_regular", "replace_copy"]

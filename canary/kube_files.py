@@ -27,7 +27,7 @@ import os
 import threading
 from typing import Any
 
-from canary.filekind import private_copy, read_regular
+from canary.filekind import private_copy, read_regular, replace_copy
 
 MAX_KUBECONFIG_BYTES = 16 << 20  # a kubeconfig of a thousand clusters with their CA data is a few MiB
 # its values: the strict loader's bound for a policy (10,000) refused a kubeconfig of 450 clusters; this one reads a
@@ -70,22 +70,9 @@ def held_copy(data: bytes, field: str, source: str = "") -> str:
             _COPIES[key] = (path, digest)
         elif held[1] != digest:
             path = held[0]
-            _replace(path, data, field)
+            replace_copy(path, data, f"kubeconfig-{field}")
             _COPIES[key] = (path, digest)
         return _COPIES[key][0]
-
-
-def _replace(path: str, data: bytes, field: str) -> None:
-    """`path` (a `private_copy`'s) reads `data` from now on, in one step: a connection opening it meanwhile reads the
-    old content or the new, never a part of one."""
-    fresh, end = private_copy(data, f"kubeconfig-{field}")
-    try:
-        if path.startswith("/proc/self/fd/"):  # a memfd: the new one's descriptor put in the old one's number
-            os.dup2(int(fresh.rsplit("/", 1)[1]), int(path.rsplit("/", 1)[1]), inheritable=False)
-        else:  # a 0600 file of its own: renamed over
-            os.replace(fresh, path)
-    finally:
-        end()
 
 
 def read_kubeconfig(path: str) -> Any:

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Self
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Self
 
 import requests
 import structlog
@@ -39,6 +39,9 @@ from canary.errors import ConfigError, MetricsUnavailable
 from canary.metrics.answers import arm_name, evaluated_at, number_of, well_formed
 from canary.model import Target
 from canary.throttle import Throttle
+
+if TYPE_CHECKING:
+    from canary.ca_bundle import CaBundle
 
 log = structlog.get_logger(__name__)
 _STATUS = re.compile(r"HTTP Status Code (\d+)")
@@ -91,7 +94,7 @@ class PrometheusClient:
         *,
         token: str | None = None,
         basic_auth: tuple[str, str] | None = None,
-        verify_tls: bool | str = True,
+        verify_tls: bool | str | CaBundle = True,
         timeout_s: float = 5.0,
         retries: int = 3,
         budget_s: float = 5.0,
@@ -121,7 +124,10 @@ class PrometheusClient:
         self.last_instant: float | None = None
         self.at = at  # evaluation time for every query (replay/tests); None: Prometheus's now
         session = requests.Session()
-        session.verify = verify_tls  # a path is a CA bundle, as in requests
+        # a path is a CA bundle, as in requests; a CaBundle's private copy is brought up to its file before each
+        # request (`_fresh_ca`: a bundle rotated on disk is taken without a restart, decision 912)
+        self._ca = verify_tls if hasattr(verify_tls, "fresh") else None
+        session.verify = self._ca.path if self._ca is not None else verify_tls
         headers = {"Authorization": f"Bearer {token}"} if token else None
         # urllib3's own retries are off (read=False keeps a read timeout a Timeout, as requests'
         # default adapter does): tenacity alone owns the budget
@@ -140,7 +146,7 @@ class PrometheusClient:
         user, password = env.get("CANARY_PROMETHEUS_USER"), env.get("CANARY_PROMETHEUS_PASSWORD")
         if bool(user) != bool(password):
             raise ConfigError("set both CANARY_PROMETHEUS_USER and CANARY_PROMETHEUS_PASSWORD, or neither")
-        verify: bool | str = env.get("CANARY_PROMETHEUS_CA_FILE") or True
+        verify: Any = env.get("CANARY_PROMETHEUS_CA_FILE") or True
         if env.get("CANARY_PROMETHEUS_INSECURE", "").strip().lower() in _TRUE:
             verify = False  # the CA file unread, as before 869: TLS is not verified, so it is never used (882)
         elif isinstance(verify, str):  # checked, and a private copy handed on, as the flag's (decisions 832, 869)
@@ -220,6 +226,7 @@ class PrometheusClient:
         if at is None and instant is not None:
             at = instant[0]
         params = {} if at is None else {"time": f"{at:.3f}"}
+        self._fresh_ca()
         now = time.monotonic()
         deadline = now + self.budget_s if deadline is None else min(deadline, now + self.budget_s)
         if deadline <= now:
@@ -347,9 +354,14 @@ class PrometheusClient:
         except Exception:  # noqa: BLE001 - a check that cannot be made is not made; the evaluations' hint stands
             return None
 
+    def _fresh_ca(self) -> None:
+        if self._ca is not None:
+            self._ca.fresh()
+
     def _status(self, what: str) -> Any:
         """The `data` of GET /api/v1/status/<what> (one try, within `timeout_s`); raises on any other answer."""
         client = self._client
+        self._fresh_ca()
         response = client._session.request(  # noqa: SLF001 - the query's own session, headers and auth
             method="GET", url=f"{client.url}/api/v1/status/{what}", verify=client._session.verify,  # noqa: SLF001
             headers=client.headers, auth=client.auth, cert=client._session.cert,  # noqa: SLF001

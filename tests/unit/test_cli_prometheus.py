@@ -238,3 +238,50 @@ def test_from_env_with_tls_unverified_reads_no_ca_file(tmp_path: Path) -> None:
     env = {"CANARY_PROMETHEUS_URL": "https://127.0.0.1:9", "CANARY_PROMETHEUS_CA_FILE": str(ca),
            "CANARY_PROMETHEUS_INSECURE": "true"}
     assert PrometheusClient.from_env(env)._client._session.verify is False  # noqa: SLF001
+
+
+def _self_signed(where: Path) -> tuple[Path, Path]:
+    where.mkdir()
+    crt, key = where / "ca.pem", where / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return crt, key
+
+
+@pytest.mark.timeout(120)
+def test_a_ca_bundle_rotated_on_disk_is_taken_by_new_connections_without_a_restart(cert: tuple[Path, Path],
+                                                                                   tmp_path: Path) -> None:
+    """The bundle was read once, at start (832): Prometheus's certificate renewed by a new CA, and the bundle rotated
+    to it on disk (a Secret updated in place), every query of a running controller or serve failed until a restart.
+    The file is followed now as the kubeconfig's are (865): a change that checks is put into the same private copy,
+    taken by the next connection; one that does not keeps the bundle loaded, said once (decision 912)."""
+    import structlog.testing
+
+    from canary.errors import MetricsUnavailable
+
+    renewed = _self_signed(tmp_path / "renewed")
+    prom = FakeProm(tls=renewed)  # Prometheus now serves a certificate of the new CA
+    try:
+        ca = tmp_path / "given-ca.pem"
+        shutil.copyfile(cert[0], ca)  # the old CA
+        client = cli_options.prometheus(prom.url, ca_file=str(ca), provider=False)
+        copy = client._client._session.verify  # noqa: SLF001
+        with structlog.testing.capture_logs() as logs:
+            with pytest.raises(MetricsUnavailable):
+                client.query("up")  # verified with the old CA: refused
+            (tmp_path / "half").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n")  # a rotation caught mid-write
+            os.replace(tmp_path / "half", ca)
+            for _ in range(2):
+                with pytest.raises(MetricsUnavailable):
+                    client.query("up")  # the bundle loaded kept
+            shutil.copyfile(renewed[0], tmp_path / "next")
+            os.replace(tmp_path / "next", ca)  # as the kubelet swaps a Secret's files in
+            assert client.query("up") == [] and prom.auth
+        events = [e["event"] for e in logs if e["event"].startswith("metrics.ca_")]
+        assert events == ["metrics.ca_reload_failed", "metrics.ca_reloaded"], events  # the failure said once
+        failed = next(e for e in logs if e["event"] == "metrics.ca_reload_failed")
+        assert f"--prometheus-ca-file: {str(ca)!r} is not a readable PEM CA bundle" in failed["error"], failed
+        assert client._client._session.verify == copy and Path(copy).read_bytes() == renewed[0].read_bytes()  # noqa: SLF001
+    finally:
+        prom.close()
