@@ -23,6 +23,7 @@ import threading
 from typing import Any, Callable
 
 from canary.errors import ConfigError
+from canary.kube_files import follow_ca
 from canary.logs import get as get_logger
 
 # how long a kubeconfig's exec plugin may take to answer before it is killed (its process group) and its run failed:
@@ -292,6 +293,7 @@ def renew_on_401(client: Any, load: Callable[[Any], None], *, unloaded: list[str
         if "authorization" in headers:
             headers["authorization"] = _trimmed(headers["authorization"])
         certs = renewal.certs
+        follow_ca()  # a kubeconfig's CA rotated on disk, taken by new connections (decision 913)
         try:
             answer = send(method, url, headers, body, post_params, _request_timeout=_request_timeout)
         except Exception as exc:

@@ -25,6 +25,7 @@ import base64
 import hashlib
 import os
 import threading
+import time
 from typing import Any
 
 from canary.filekind import private_copy, read_regular, replace_copy
@@ -73,6 +74,47 @@ def held_copy(data: bytes, field: str, source: str = "") -> str:
             replace_copy(path, data, f"kubeconfig-{field}")
             _COPIES[key] = (path, digest)
         return _COPIES[key][0]
+
+
+# a kubeconfig's `certificate-authority` file is read again at most this often, at a request, as client-go reads it
+# (1.36, ClientsAllowCARotation, beta and on: `transport/ca_rotation.go`, every 5 minutes): an API server's CA rotated
+# on disk is taken without a restart or a renewal (decision 913)
+CA_CHECK_EVERY_S = 300.0
+_CA_CHECKED = [time.monotonic()]
+
+
+def follow_ca(now: float | None = None) -> None:
+    """Put a kubeconfig's `certificate-authority` file, where it changed, into its private copy (`held_copy`), at
+    most once every `CA_CHECK_EVERY_S`: the connections made from then on verify the API server with it. A file
+    that cannot be read or is no PEM CA bundle keeps the copy as it is (client-go's rule), said as
+    `kube.ca_reload_failed` at each such check."""
+    import ssl
+
+    from kubernetes.config.config_exception import ConfigException
+
+    from canary.logs import get as get_logger
+
+    now = time.monotonic() if now is None else now
+    with _COPIES_LOCK:
+        if now - _CA_CHECKED[0] < CA_CHECK_EVERY_S:
+            return
+        _CA_CHECKED[0] = now
+        held = [(source, digest) for (field, source), (_path, digest) in _COPIES.items()
+                if field == "certificate-authority" and source]
+    for source, digest in held:
+        try:
+            data = read_named(source, "certificate-authority")
+            if hashlib.sha256(data).hexdigest() == digest:
+                continue
+            ssl.create_default_context(cadata=data.decode("ascii"))
+        except (ConfigException, ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
+            get_logger(component="kube").error(
+                "kube.ca_reload_failed", ca_file=source, error=str(exc) or type(exc).__name__,
+                next="new connections to the API server verify with the CA loaded before; put a PEM CA bundle there "
+                     f"(it is read again within {CA_CHECK_EVERY_S:g} s)")
+            continue
+        held_copy(data, "certificate-authority", source)
+        get_logger(component="kube").info("kube.ca_reloaded", ca_file=source)
 
 
 def read_kubeconfig(path: str) -> Any:
@@ -271,5 +313,5 @@ def install_checked_files() -> None:
     kube_config.KubeConfigMerger = CheckedMerger
 
 
-__all__ = ["MAX_KUBECONFIG_BYTES", "MAX_KUBE_FILE_BYTES", "held_copy", "install_checked_files", "missing",
+__all__ = ["MAX_KUBECONFIG_BYTES", "MAX_KUBE_FILE_BYTES", "follow_ca", "held_copy", "install_checked_files", "missing",
            "read_kubeconfig", "read_named"]

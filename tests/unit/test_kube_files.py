@@ -300,3 +300,50 @@ def test_a_kubeconfig_list_of_which_no_file_exists_is_refused_naming_each(
     monkeypatch.setenv("KUBECONFIG", str(gone[0]))
     with pytest.raises(ConfigError, match=f"^kubeconfig {str(gone[0])!r} does not exist$"):
         api_client()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_kubeconfigs_ca_rotated_on_disk_is_taken_at_the_next_check_and_a_broken_one_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `certificate-authority` copy was read again only at a credentials renewal (865), which our own refusal of
+    the API server's certificate never starts: an API server's CA rotated on disk failed every new connection of a
+    running controller until a restart. Now it is read again at a request, at most every `CA_CHECK_EVERY_S`, as
+    client-go's CA rotation reads it; a file that is no PEM bundle keeps the copy (decision 913)."""
+    import kubernetes.client
+    import structlog.testing
+
+    from canary import kube_files
+
+    pems = {}
+    for name in ("old", "new"):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(tmp_path / f"{name}.key"), "-out", str(tmp_path / f"{name}.pem"),
+                        "-days", "2", "-subj", f"/CN={name}"], check=True, capture_output=True, timeout=60)
+        pems[name] = (tmp_path / f"{name}.pem").read_bytes()
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pems["old"])
+    client = api_client(kubeconfig=str(_kubeconfig(tmp_path, "{token: t}", ", certificate-authority: ca.pem")))
+    copy = client.configuration.ssl_ca_cert
+
+    def request() -> None:  # the API server is not there: the check comes before the connection
+        with pytest.raises(Exception):
+            kubernetes.client.CoreV1Api(client).list_namespace(_request_timeout=2)
+
+    def swap(data: bytes) -> None:  # as the kubelet swaps a mounted Secret's file
+        (tmp_path / "next").write_bytes(data)
+        os.replace(tmp_path / "next", ca)
+
+    monkeypatch.setattr(kube_files, "CA_CHECK_EVERY_S", 1e9)
+    swap(pems["new"])
+    request()
+    assert Path(copy).read_bytes() == pems["old"]  # not before its period
+    monkeypatch.setattr(kube_files, "CA_CHECK_EVERY_S", 0.0)
+    with structlog.testing.capture_logs() as logs:
+        swap(b"-----BEGIN CERTIFICATE-----\nMIIB\n")  # caught mid-write
+        request()
+        assert Path(copy).read_bytes() == pems["old"]
+        swap(pems["new"])
+        request()
+    assert Path(copy).read_bytes() == pems["new"] and client.configuration.ssl_ca_cert == copy
+    assert [e["event"] for e in logs if e["event"].startswith("kube.ca_")] == ["kube.ca_reload_failed",
+                                                                              "kube.ca_reloaded"], logs
