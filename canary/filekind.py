@@ -18,6 +18,11 @@ MAX_INPUT_BYTES = 64 << 20  # a JSON or YAML file a command reads whole: 64 Conf
 # how long a FIFO given as a file is waited on for its writer (decision 759): a pipeline's writer started after the
 # command comes within moments; one that never comes is said, not waited on for ever
 FIFO_WAIT_S = 30.0
+# how a file a person names is opened: without blocking (a FIFO's open waits for a writer), and never as this process's
+# controlling terminal: a session leader with none (canary as a container's PID 1, or started by `setsid`) that opens
+# a terminal without O_NOCTTY takes it as its own, and keeps it after the refusal, so a hangup there later sent it
+# SIGHUP: the end of a process that does not handle it, an interrupt to `promote` (decision 914)
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 
 
 def read_bounded(path: str | Path, limit: int, *, fifo_wait_s: float | None = None) -> bytes:
@@ -34,7 +39,7 @@ def read_bounded(path: str | Path, limit: int, *, fifo_wait_s: float | None = No
     import select
     import stat
 
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    fd = os.open(path, _READ_FLAGS)
     with os.fdopen(fd, "rb") as f:
         # a FIFO opened so with no writer yet is not readable (Linux: until a writer comes and writes or closes)
         wait = FIFO_WAIT_S if fifo_wait_s is None else fifo_wait_s
@@ -53,7 +58,7 @@ def read_regular(path: str | Path, limit: int) -> bytes:
     directory: EISDIR) "not a regular file ..." for any other kind."""
     import stat
 
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    fd = os.open(path, _READ_FLAGS)
     with os.fdopen(fd, "rb") as f:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

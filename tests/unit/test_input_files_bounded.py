@@ -137,3 +137,37 @@ def test_a_second_look_at_a_fifo_already_read_is_not_waited_on(tmp_path: Path, m
     fifo = tmp_path / "in.json"
     os.mkfifo(fifo)
     assert filekind.not_json(fifo) == ""
+
+
+_TAKES_NO_TERMINAL = """
+import os
+from canary.filekind import read_bounded, read_regular
+master, slave = os.openpty()  # glibc opens the slave with O_NOCTTY: this process has no terminal yet
+name = os.ttyname(slave)
+os.write(master, b"a line typed there, longer than the read\\n")  # read_bounded's read returns at once
+try:
+    {read}(name, 10)
+except OSError:
+    pass
+try:
+    os.close(os.open("/dev/tty", os.O_RDONLY))
+    print("took the terminal")
+except OSError as exc:
+    print("no terminal", exc.errno)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty") or not os.path.exists("/dev/tty"), reason="needs a pty")
+@pytest.mark.parametrize("read", ["read_regular", "read_bounded"])
+def test_a_terminal_named_as_a_file_never_becomes_the_processs_controlling_terminal(read: str) -> None:
+    """A session leader without a controlling terminal (canary as a container's PID 1, under `setsid`) that opened a
+    terminal given as a file (`serve --token-file /dev/pts/3`, refused as no regular file; `--policy` of one) took
+    it as its own, and kept it: a hangup there later sent it SIGHUP, the end of a process that does not handle it,
+    an interrupt to `promote` (decision 914: opened O_NOCTTY now)."""
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", _TAKES_NO_TERMINAL.format(read=read)], start_new_session=True,
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": root})
+    assert done.stdout.startswith("no terminal"), (done.stdout, done.stderr)
