@@ -185,7 +185,8 @@ def read_samples(path: Path) -> str:
     """A warm-up sample file's text, read within bounds: OSError, or ValueError saying why, for what is no
     regular file (a device or a FIFO: `/dev/zero` filled the memory, a FIFO held the process; opened without
     blocking, so a FIFO with no writer is refused too) or is larger than MAX_SAMPLE_BYTES (not read)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    # never this process's controlling terminal, as `filekind`'s readers (decision 914)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
