@@ -4,7 +4,8 @@ An end's line (`rollback.completed`, `rollout.aborted`; not the `rollback.starte
 write, where what follows depends on whether the write lands: decision 738) said which rollout, the weights now, why (`reason`) and the class (`end_cause`), and left the person paged to
 know what follows from a class: whether the version may be rolled out again as it is, what to fix first, or that
 nothing is to be done (decision 678). Pure words, one per class of `rollout.ROLLBACK_REASONS`; the entry point
-(promote, the controller, the sweep) is not known here, so they name what to do, not the command."""
+(promote, the controller, the sweep) is not known here, so they name what to do, not the command. The controller's
+lines of a failed tick, before any end, say it too, by the failure's kind (`failed_tick_next`, decision 911)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,10 @@ reads it too: refused here, naming the line, as which server was meant is not kn
   strict loader (`policy_yaml.load_text`, a manifest's: a duplicate key, `yes`, a bomb refused, naming the line);
 * a file it names is a regular file of at most `MAX_KUBE_FILE_BYTES`, read once, checked, and handed on as its
   `-data` field would be: a token as text, a certificate or key as a private copy of the bytes read
-  (`filekind.private_copy`: a memfd, never on a disk), held while the process lives, one per content, so the
-  client never opens the named path again and a rotated file (new content) is a new copy (`Renewal` tells it so).
+  (`filekind.private_copy`: a memfd, never on a disk), held while the process lives, one per field and file, so the
+  client never opens the named path again; a file rotated on disk is read again at a renewal (`Renewal` tells it
+  so), its new content put into the same copy (865), and a `certificate-authority` at a request every 5 minutes too,
+  as client-go reads it (`follow_ca`, decision 913).
 
 Every refusal is the client's ConfigException, naming the field and the file; `kube._load_file` says it as
 "cannot use kubeconfig <file>: ...", exit 2 before anything is sent.
