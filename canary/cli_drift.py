@@ -649,9 +649,12 @@ def _unmeasured_remedy(client: Any, exc: BaseException) -> str:
     trivial query (`live.remedy`), else that it does not answer at all. A refused connection is not asked again."""
     from canary.drift.live import remedy, unavailable
     from canary.errors import MetricsUnavailable
+    from canary.metrics.client import TLS_REFUSED, TLS_REMEDY
 
     if client is None or not isinstance(exc, MetricsUnavailable):
         return ""
+    if TLS_REFUSED in str(exc):  # not down: refused by us (decision 950)
+        return "; " + TLS_REMEDY
     if "connection failed" in str(exc) or unavailable(client) is not None:
         return "; Prometheus does not answer at all (is it up, is --prometheus-url right?): nothing measured"
     return remedy(exc)

@@ -142,12 +142,16 @@ def _unmeasured_remedy(failures: list[BaseException], *, every: bool) -> str:
     name, as `drift check` says it: a 4 ("inconclusive or could not measure") was read by pipelines as "not enough
     data yet" and retried blindly against a Prometheus that was down. `every`: no check was measured; where some
     were, "nothing measured" and "does not answer at all" were untrue (decision 571's review)."""
+    from canary.metrics.client import TLS_REFUSED, TLS_REMEDY
+
     text = " ".join(str(exc) for exc in failures)
+    nothing = "nothing measured: " if every else ""
+    if TLS_REFUSED in text:  # not down: refused by us (decision 950)
+        return f"; {nothing}" + TLS_REMEDY
     if "connection failed" in text:
         return ("; Prometheus does not answer at all (is it up, is --prometheus-url right?): nothing measured" if every
                 else "; Prometheus stopped answering while analyze asked (the other checks were measured): a restart? "
                 "run analyze again once it answers")
-    nothing = "nothing measured: " if every else ""
     if "timed out" in text or "timeout" in text:
         return (f"; {nothing}these queries took longer than Prometheus's --query.timeout or the client's budget: a "
                 "shorter --window reads fewer samples")

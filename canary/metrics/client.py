@@ -44,6 +44,11 @@ if TYPE_CHECKING:
     from canary.ca_bundle import CaBundle
 
 log = structlog.get_logger(__name__)
+# how a query refused by our own check of Prometheus's certificate opens, and what to do about it: said by `analyze`
+# and `drift check` in place of "is it up?" (decision 950)
+TLS_REFUSED = "TLS: Prometheus's certificate is not verified"
+TLS_REMEDY = ("Prometheus's certificate is not signed by a CA of the bundle named above: give --prometheus-ca-file a PEM "
+              "bundle that holds its CA (it is read again when it changes)")
 _STATUS = re.compile(r"HTTP Status Code (\d+)")
 _BODY = re.compile(r"HTTP Status Code \d+ \((b'.*'|b\".*\")\)\s*$", re.DOTALL)
 _TRUE = {"1", "true", "yes", "on"}
@@ -289,6 +294,8 @@ class PrometheusClient:
             raise _Transient(f"HTTP {status or '?'}" + (f" {prom[0]}: {prom[1][:200]}" if prom else "")) from exc
         except requests.exceptions.Timeout as exc:
             raise _Transient(f"timed out after {timeout:.1f}s") from exc
+        except requests.exceptions.SSLError as exc:  # a ConnectionError too: said as TLS, naming the CA (decision 950)
+            raise _Transient(self._tls_failed(exc)) from exc
         except requests.exceptions.ConnectionError as exc:
             raise _Transient("connection failed") from exc
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
@@ -353,6 +360,30 @@ class PrometheusClient:
             return min(parse_duration(str(v)) for v in intervals)
         except Exception:  # noqa: BLE001 - a check that cannot be made is not made; the evaluations' hint stands
             return None
+
+    def _tls_failed(self, exc: BaseException) -> str:
+        """A TLS failure's words: Prometheus's certificate refused by the CA bundle in use (named: a bundle rotated
+        on disk to a CA that did not sign it fails every query, decision 912), or a handshake that failed otherwise
+        (an https:// URL to a plain port). It was "connection failed", said as for a Prometheus that is down
+        (decision 950)."""
+        import ssl
+
+        seen: list[BaseException] = []
+        todo: list[Any] = [exc]
+        while todo and len(seen) < 20:  # the chain: __cause__/__context__, args, urllib3's `reason`
+            one = todo.pop(0)
+            if isinstance(one, BaseException) and not any(one is s for s in seen):
+                seen.append(one)
+                todo += [one.__cause__, one.__context__, getattr(one, "reason", None), *one.args]
+        refused = next((one for one in seen if isinstance(one, ssl.SSLCertVerificationError)), None)
+        if refused is None:
+            other = next((one for one in seen if isinstance(one, ssl.SSLError)), None)
+            return f"TLS handshake failed ({getattr(other, 'reason', None) or type(exc).__name__})"
+        verify = self._client._session.verify  # noqa: SLF001
+        trust = (f"the CA bundle of {self._ca.name} {self._ca.given!r}" if self._ca is not None
+                 else f"the CA bundle {verify!r}" if isinstance(verify, str) else "the system's CA certificates")
+        return (f"{TLS_REFUSED} by {trust} "
+                f"({refused.verify_message or refused.reason})")
 
     def _fresh_ca(self) -> None:
         if self._ca is not None:

@@ -285,3 +285,41 @@ def test_a_ca_bundle_rotated_on_disk_is_taken_by_new_connections_without_a_resta
         assert client._client._session.verify == copy and Path(copy).read_bytes() == renewed[0].read_bytes()  # noqa: SLF001
     finally:
         prom.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_ca_bundle_rotated_to_a_ca_that_did_not_sign_prometheus_is_said_as_tls_naming_the_file(
+        cert: tuple[Path, Path], tmp_path: Path) -> None:
+    """A bundle rotated on disk to a CA that did not sign Prometheus's certificate (the bundle renewed before the
+    server's certificate, the wrong Secret) is taken (decision 912), and every query is refused by our own check:
+    said "connection failed", as for a Prometheus that is down, and `analyze` told on-call "is it up, is
+    --prometheus-url right?". Now the words say TLS, the bundle and why, and the remedy names the CA file (decision
+    950). The refusal stays a failure that may pass (MetricsUnavailable: no data, never a verdict)."""
+    from canary import cli_ops
+    from canary.errors import MetricsUnavailable
+
+    prom = FakeProm(tls=cert)
+    try:
+        ca = tmp_path / "given-ca.pem"
+        shutil.copyfile(cert[0], ca)
+        client = cli_options.prometheus(prom.url, ca_file=str(ca), provider=False)
+        assert client.query("up") == []
+        other = _self_signed(tmp_path / "other")
+        shutil.copyfile(other[0], tmp_path / "next")
+        os.replace(tmp_path / "next", ca)  # a CA that did not sign Prometheus's certificate
+        with pytest.raises(MetricsUnavailable) as err:
+            client.query("up")
+        said = str(err.value)
+        assert (f"(TLS: Prometheus's certificate is not verified by the CA bundle of --prometheus-ca-file {str(ca)!r} "
+                "(") in said and "connection failed" not in said, said
+        remedy = cli_ops._unmeasured_remedy([err.value], every=True)
+        assert "give --prometheus-ca-file a PEM bundle that holds its CA" in remedy and "is it up" not in remedy, remedy
+    finally:
+        prom.close()
+    plain = FakeProm()  # https:// to a plain port: a handshake that failed, not a refused certificate
+    try:
+        client = cli_options.prometheus(plain.url.replace("http://", "https://"), ca_file=str(ca), provider=False)
+        with pytest.raises(MetricsUnavailable, match=r"\(TLS handshake failed \(\w+"):
+            client.query("up")
+    finally:
+        plain.close()
