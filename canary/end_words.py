@@ -99,6 +99,9 @@ _FAILED_TICK = {
     "invalid": "fix what `error` names (the CanaryRollout's spec, its policy or policyRef ConfigMap, its route's "
                "VirtualService or DestinationRule, a query Prometheus refuses); the controller reads it again at "
                "each tick, its Ready condition False until it reads." + _ENDED_NOW,
+    "record_newer": "upgrade this canary (controller and CLI) to the release of the canary that wrote the route's "
+                    "record (a newer one, mid rolling upgrade: `error` says): its rollout is left to it, never "
+                    "ended, resumed or rewritten here; `canary rollback` sends stable 100% now",
     "api_refused": "let the controller's request through (`request`, `http_status`; `error` says who refused it: "
                    "RBAC of its service account, an admission check's policy, a CRD older than this canary; a 400 "
                    "of a status write is canary's own bug: report it with this line); the controller tries again "
@@ -122,10 +125,13 @@ def failed_tick_next(exc: BaseException, *, budget_s: float) -> str:
     waited out before a split is ended). Its event is `rollout.api_refused` for an ApiRefused, `rollout.invalid`
     for any other ConfigError, else `rollout.tick_failed`, whose words follow what `Controller._failed` does with
     it."""
-    from canary.errors import (ApiRefused, ConfigError, ConflictStorm, NotLeader, TransientError,
+    from canary.errors import (ApiRefused, ConfigError, ConflictStorm, NotLeader, RecordTooNew, TransientError,
                                others_decision)
 
-    kind = ("api_refused" if isinstance(exc, ApiRefused) else "invalid" if isinstance(exc, ConfigError)
+    # a newer canary's record: a ConfigError, but `_failed` never ends it (decision 169): not "fix it", not "sent to
+    # stable 100%" (decision 951)
+    kind = ("api_refused" if isinstance(exc, ApiRefused) else "record_newer" if isinstance(exc, RecordTooNew)
+            else "invalid" if isinstance(exc, ConfigError)
             else "not_leader" if isinstance(exc, NotLeader) else "other_writer" if others_decision(exc)
             else "transient" if isinstance(exc, (TransientError, ConflictStorm)) else "other")
     return _FAILED_TICK[kind].format(budget=budget_s)

@@ -12,13 +12,15 @@ import structlog.testing
 
 from canary.controller import FAILURE_BUDGET_S, Controller
 from canary.errors import (ApiRefused, ConfigError, ConflictStorm, GateError, MetricsUnavailable, NotLeader,
-                           PolicyError, RoutingConflict)
+                           PolicyError, RecordTooNew, RoutingConflict)
 from tests.unit.test_errors_said import _Statuses
 
 # the failure, the line's event, how its `next` opens, what else it must say
 CASES = [
     (PolicyError("CanaryRollout ml/x", "spec.policy.steps", "not a list"), "rollout.invalid", "fix what `error` names", "stable 100% at once"),
     (ConfigError("VirtualService ml/m is gone"), "rollout.invalid", "fix what `error` names", "stable 100% at once"),
+    (RecordTooNew("the route's record is of schema 9: a newer canary's"), "rollout.invalid", "upgrade this canary",
+     "never ended, resumed or rewritten here"),
     (ApiRefused("403 Forbidden", request="the read of ConfigMap ml/pol", status=403), "rollout.api_refused",
      "let the controller's request through", "RBAC"),
     (MetricsUnavailable("Prometheus refused"), "rollout.tick_failed", "nothing while it passes",
@@ -44,3 +46,5 @@ def test_every_failed_tick_line_says_what_on_call_does_next(exc: BaseException, 
     assert line["event"] == event, line
     assert line["next"].startswith(opens) and says in line["next"], line["next"]
     assert line["rollout"] == "ml/x" and line["error"], line
+    if isinstance(exc, RecordTooNew):  # never ended here (decision 169): no end's line to point to (decision 951)
+        assert "stable 100% at once" not in line["next"] and "fix what" not in line["next"], line["next"]
