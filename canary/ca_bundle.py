@@ -36,6 +36,20 @@ def _stamp(path: Path) -> tuple[int, int, int, int] | None:
     return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
 
 
+def pem_bundle(data: bytes) -> None:
+    """ValueError or ssl.SSLError unless `data` is PEM text holding at least one certificate. The check was
+    `ssl.create_default_context(cadata=text)`, which takes `""` for no `cadata` and loads the system's CAs: an empty
+    file passed (at start, and caught mid-write: the truncation an in-place writer starts with) and was put in the
+    private copy, every new connection then refused (decision 952)."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not PEM text: byte {exc.start} is not ASCII") from None
+    if not text.strip():
+        raise ValueError("empty: no certificate in it")
+    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=text)
+
+
 def checked(path: Path, name: str, given: str = "") -> bytes:
     """The bytes of the PEM CA bundle at `path`, read bounded and parsed; ConfigError naming `name` and the file
     (`given`: as the person wrote it)."""
@@ -46,11 +60,7 @@ def checked(path: Path, name: str, given: str = "") -> bytes:
         data = read_regular(path, MAX_CA_BYTES)
         if len(data) > MAX_CA_BYTES:
             raise ValueError(f"too large: more than {MAX_CA_BYTES >> 20} MiB")
-        try:
-            text = data.decode("ascii")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"not PEM text: byte {exc.start} is not ASCII") from None
-        ssl.create_default_context(cadata=text)
+        pem_bundle(data)
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise ConfigError(f"{name}: {given!r} is not a readable PEM CA bundle "
                           f"({getattr(exc, 'strerror', None) or exc})") from None
@@ -98,4 +108,4 @@ class CaBundle:
             return self.path
 
 
-__all__ = ["MAX_CA_BYTES", "CaBundle", "checked"]
+__all__ = ["MAX_CA_BYTES", "CaBundle", "checked", "pem_bundle"]

@@ -94,6 +94,7 @@ def follow_ca(now: float | None = None) -> None:
 
     from kubernetes.config.config_exception import ConfigException
 
+    from canary.ca_bundle import pem_bundle
     from canary.logs import get as get_logger
 
     now = time.monotonic() if now is None else now
@@ -108,8 +109,8 @@ def follow_ca(now: float | None = None) -> None:
             data = read_named(source, "certificate-authority")
             if hashlib.sha256(data).hexdigest() == digest:
                 continue
-            ssl.create_default_context(cadata=data.decode("ascii"))
-        except (ConfigException, ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
+            pem_bundle(data)  # an empty file (a writer's truncation caught) is none: decision 952
+        except (ConfigException, ssl.SSLError, ValueError) as exc:
             get_logger(component="kube").error(
                 "kube.ca_reload_failed", ca_file=source, error=str(exc) or type(exc).__name__,
                 next="new connections to the API server verify with the CA loaded before; put a PEM CA bundle there "

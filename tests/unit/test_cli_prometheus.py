@@ -323,3 +323,19 @@ def test_a_ca_bundle_rotated_to_a_ca_that_did_not_sign_prometheus_is_said_as_tls
             client.query("up")
     finally:
         plain.close()
+
+
+def test_an_empty_ca_bundle_is_refused_at_start_and_one_caught_empty_keeps_the_bundle(cert: tuple[Path, Path],
+                                                                                   tmp_path: Path) -> None:
+    """`ssl.create_default_context(cadata="")` is no error (it loads the system's CAs instead): an empty
+    --prometheus-ca-file passed the start's check, every query then refused, and a bundle caught empty mid-write (an
+    in-place writer truncates first) was taken into the private copy (decision 952)."""
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"is not a readable PEM CA bundle \(empty: no certificate in it\)"):
+        cli_options.prometheus("https://127.0.0.1:9", ca_file=str(empty), provider=False)
+    ca = tmp_path / "given-ca.pem"
+    shutil.copyfile(cert[0], ca)
+    client = cli_options.prometheus("https://127.0.0.1:9", ca_file=str(ca), provider=False)
+    ca.write_bytes(b"")  # truncated, in place
+    assert Path(client._ca.fresh()).read_bytes() == cert[0].read_bytes()  # noqa: SLF001

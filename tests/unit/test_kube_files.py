@@ -347,3 +347,25 @@ def test_a_kubeconfigs_ca_rotated_on_disk_is_taken_at_the_next_check_and_a_broke
     assert Path(copy).read_bytes() == pems["new"] and client.configuration.ssl_ca_cert == copy
     assert [e["event"] for e in logs if e["event"].startswith("kube.ca_")] == ["kube.ca_reload_failed",
                                                                               "kube.ca_reloaded"], logs
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_kubeconfigs_ca_caught_empty_mid_write_keeps_the_ca_loaded(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that rewrites the file in place truncates it first: an empty file passed `follow_ca`'s check
+    (Python's `ssl` loads nothing for `cadata=""`, no error) and was put in the copy, so every new connection to
+    the API server was refused until the next look, 5 minutes on, where client-go keeps the CA loaded for an
+    empty file (decision 952)."""
+    from canary import kube_files
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(tmp_path / "ca.key"), "-out", str(tmp_path / "ca.pem"), "-days", "2",
+                    "-subj", "/CN=ca"], check=True, capture_output=True, timeout=60)
+    pem = (tmp_path / "ca.pem").read_bytes()
+    client = api_client(kubeconfig=str(_kubeconfig(tmp_path, "{token: t}", ", certificate-authority: ca.pem")))
+    copy = client.configuration.ssl_ca_cert
+    monkeypatch.setattr(kube_files, "CA_CHECK_EVERY_S", 0.0)
+    for caught in (b"", b"\n"):
+        (tmp_path / "ca.pem").write_bytes(caught)  # truncated, in place
+        kube_files.follow_ca()
+        assert Path(copy).read_bytes() == pem, caught
