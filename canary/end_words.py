@@ -94,7 +94,12 @@ def next_step(cause: str, version: str, *, reason: str = "") -> str:
 # controller's `_fail_status`, decision 911). No end yet, so no class: where the rollout's traffic is split the same
 # failure ends it at stable 100% (at once, or past the failure budget for one that may pass; `Controller._failed`),
 # and that end's own line carries its `next`
-_ENDED_NOW = " A rollout whose traffic is split is sent to stable 100% at once; its end's own line says what then"
+# a stable-100% write can fail as the tick did (the API unreachable; RBAC refusing the VirtualService's patch): the
+# split then stays, said by its own lines, never "sent" (decision 953)
+_UNSENT = ("; where that write fails too (the same cause: the API unreachable, the VirtualService's write refused) "
+           "the split stays: `rollback.retrying` at each try, `rollback.failed` (a page) once its budget is spent; "
+           "`rescue.failed` where this process had not driven it, with the command that sends stable 100% now")
+_ENDED_NOW = " A rollout whose traffic is split is sent to stable 100% at once; its end's own line says what then" + _UNSENT
 _FAILED_TICK = {
     "invalid": "fix what `error` names (the CanaryRollout's spec, its policy or policyRef ConfigMap, its route's "
                "VirtualService or DestinationRule, a query Prometheus refuses); the controller reads it again at "
@@ -109,7 +114,7 @@ _FAILED_TICK = {
     "transient": "nothing while it passes: the controller tries again at each tick (`repeated`: the lines left out "
                  "since the last); if it lasts, fix what `error` names (Prometheus, the Kubernetes API, pods not "
                  "Ready). A rollout whose traffic is split is ended at stable 100% once its ticks have failed for "
-                 "{budget:g} s; its end's own line says what then",
+                 "{budget:g} s; its end's own line says what then" + _UNSENT,
     "other_writer": "nothing to undo here: another writer decided (an operator's `canary rollback`, another "
                     "process's write, a GitOps sync: `error` says what was found); the controller follows the route "
                     "as it is at its next tick",

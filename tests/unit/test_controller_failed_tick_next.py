@@ -46,5 +46,7 @@ def test_every_failed_tick_line_says_what_on_call_does_next(exc: BaseException, 
     assert line["event"] == event, line
     assert line["next"].startswith(opens) and says in line["next"], line["next"]
     assert line["rollout"] == "ml/x" and line["error"], line
+    if "stable 100%" in line["next"] and not isinstance(exc, RecordTooNew):  # that write may fail too (953)
+        assert "the split stays: `rollback.retrying`" in line["next"] and "`rollback.failed`" in line["next"], line
     if isinstance(exc, RecordTooNew):  # never ended here (decision 169): no end's line to point to (decision 951)
         assert "stable 100% at once" not in line["next"] and "fix what" not in line["next"], line["next"]
