@@ -111,13 +111,40 @@ def follow_ca(now: float | None = None) -> None:
                 continue
             pem_bundle(data)  # an empty file (a writer's truncation caught) is none: decision 952
         except (ConfigException, ssl.SSLError, ValueError) as exc:
-            get_logger(component="kube").error(
-                "kube.ca_reload_failed", ca_file=source, error=str(exc) or type(exc).__name__,
-                next="new connections to the API server verify with the CA loaded before; put a PEM CA bundle there "
-                     f"(it is read again within {CA_CHECK_EVERY_S:g} s)")
+            _ca_refused(source, exc)
             continue
         held_copy(data, "certificate-authority", source)
         get_logger(component="kube").info("kube.ca_reloaded", ca_file=source)
+
+
+def _ca_refused(source: str, exc: BaseException) -> None:
+    from canary.logs import get as get_logger
+
+    get_logger(component="kube").error(
+        "kube.ca_reload_failed", ca_file=source, error=str(exc) or type(exc).__name__,
+        next="new connections to the API server verify with the CA loaded before; put a PEM CA bundle there "
+             f"(it is read again within {CA_CHECK_EVERY_S:g} s)")
+
+
+def _kept_ca(data: bytes, source: str) -> str:
+    """The held copy's path where `source`, a `certificate-authority` file a copy is held for, now reads bytes that
+    are no PEM bundle (caught mid-write, empty); "" otherwise. A load of the kubeconfig (a credentials renewal, 865;
+    another client made in the process) put whatever it read into the copy every client shares: a renewal meeting
+    the file mid-write left every new connection refused until `follow_ca`'s next look (decision 954)."""
+    import ssl
+
+    from canary.ca_bundle import pem_bundle
+
+    with _COPIES_LOCK:
+        held = _COPIES.get(("certificate-authority", source))
+    if held is None or held[1] == hashlib.sha256(data).hexdigest():
+        return ""
+    try:
+        pem_bundle(data)
+    except (ssl.SSLError, ValueError) as exc:
+        _ca_refused(source, exc)
+        return held[0]
+    return ""
 
 
 def read_kubeconfig(path: str) -> Any:
@@ -270,7 +297,8 @@ def install_checked_files() -> None:
             data = self._checked()
             if data is None:
                 return super().as_file()
-            return held_copy(data, self.field, self._file)
+            kept = _kept_ca(data, self._file) if self.field == "certificate-authority" else ""
+            return kept or held_copy(data, self.field, self._file)
 
         def as_data(self) -> Any:
             data = self._checked()

@@ -369,3 +369,28 @@ def test_a_kubeconfigs_ca_caught_empty_mid_write_keeps_the_ca_loaded(tmp_path: P
         (tmp_path / "ca.pem").write_bytes(caught)  # truncated, in place
         kube_files.follow_ca()
         assert Path(copy).read_bytes() == pem, caught
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_load_that_meets_the_ca_mid_write_keeps_the_ca_every_client_shares(tmp_path: Path) -> None:
+    """A load of the kubeconfig (a credentials renewal after a 401, 865; another client made in the process) read
+    the `certificate-authority` file again and put what it read into the one copy every client of the process
+    uses: a file caught mid-write (empty, or a certificate cut short) left every new connection to the API server
+    refused until `follow_ca`'s next look, 5 minutes on. It keeps the CA loaded now, as `follow_ca` does (decision
+    954)."""
+    import structlog.testing
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(tmp_path / "ca.key"), "-out", str(tmp_path / "ca.pem"), "-days", "2",
+                    "-subj", "/CN=ca"], check=True, capture_output=True, timeout=60)
+    pem = (tmp_path / "ca.pem").read_bytes()
+    config = str(_kubeconfig(tmp_path, "{token: t}", ", certificate-authority: ca.pem"))
+    copy = api_client(kubeconfig=config).configuration.ssl_ca_cert
+    for caught in (b"", b"-----BEGIN CERTIFICATE-----\nMIIB\n"):
+        (tmp_path / "ca.pem").write_bytes(caught)  # in place, caught mid-write
+        with structlog.testing.capture_logs() as logs:
+            again = api_client(kubeconfig=config).configuration.ssl_ca_cert
+        assert again == copy and Path(copy).read_bytes() == pem, caught
+        assert [e["event"] for e in logs if e["event"].startswith("kube.ca_")] == ["kube.ca_reload_failed"], logs
+    (tmp_path / "ca.pem").write_bytes(pem + pem)  # the write ended: a bundle that checks is taken
+    assert api_client(kubeconfig=config).configuration.ssl_ca_cert == copy and Path(copy).read_bytes() == pem + pem
