@@ -314,6 +314,10 @@ def test_a_ca_bundle_rotated_to_a_ca_that_did_not_sign_prometheus_is_said_as_tls
                 "(") in said and "connection failed" not in said, said
         remedy = cli_ops._unmeasured_remedy([err.value], every=True)
         assert "give --prometheus-ca-file a PEM bundle that holds its CA" in remedy and "is it up" not in remedy, remedy
+        from canary import cli_drift
+
+        remedy = cli_drift._unmeasured_remedy(client, err.value)  # drift check's, asking nothing more
+        assert "give --prometheus-ca-file a PEM bundle that holds its CA" in remedy and "is it up" not in remedy, remedy
     finally:
         prom.close()
     plain = FakeProm()  # https:// to a plain port: a handshake that failed, not a refused certificate
