@@ -866,7 +866,11 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                                                      "step": state.step + 1,  # likewise
                                                      "canary_requests": round(ev.canary_requests, 1),
                                                      "look": state.look,
-                                                     "checks": {r.check: r.outcome.label for r in j.results}})]
+                                                     "checks": {r.check: r.outcome.label for r in j.results},
+                                                     # why a step is not passing yet, in the log on-call reads:
+                                                     # each check not passed, with its one-line reason
+                                                     "reasons": {r.check: r.reason for r in j.results
+                                                                 if r.outcome is not Outcome.PASS}})]
     if restarted:
         actions.append(Emit("look.window_restarted", {"step": s.step + 1, "window": s.step_window + 1,
                                                       "reason": _restart_reason(n, before, uncounted=ev.uncounted)},

@@ -837,3 +837,22 @@ def test_a_record_written_before_the_end_cause_still_classes_by_its_words() -> N
         assert back.end_cause == "" and rl.cause_of(back) == "infrastructure", edit
     running = json.loads(started().to_json())
     assert "end_cause" not in running  # left out while the rollout runs: such a record reads as before
+
+
+def test_an_inconclusive_look_says_in_its_log_line_why_each_check_did_not_pass() -> None:
+    """A newcomer's good demo on a loaded host logged 29 `look.completed` lines of `latency-p95: inconclusive` with
+    no word of why (the reason was only in the report): the line names each check that did not pass with its
+    reason, and a passing check stays out of it (decision 920)."""
+    s = started()
+    both = Verdict.combine([
+        CheckResult(check="lat", kind="latency", outcome=Outcome.INCONCLUSIVE, reason="not yet shown within +20%",
+                    stable_value=100.0, canary_value=110.0),
+        CheckResult(check="err", kind="error_rate", outcome=Outcome.PASS, reason="canary errors 0% (limit 10%)",
+                    stable_value=0.0, canary_value=0.0, hard=True)])
+    _, actions = rl.transition(s, rl.Looked(2, both, 120), POLICY)
+    done = next(a for a in actions if isinstance(a, rl.Emit) and a.event == "look.completed")
+    assert done.fields["checks"] == {"lat": "inconclusive", "err": "pass"}
+    assert done.fields["reasons"] == {"lat": "not yet shown within +20%"}
+    _, actions = look(s, 10, Outcome.PASS)
+    done = next(a for a in actions if isinstance(a, rl.Emit) and a.event == "look.completed")
+    assert done.fields["reasons"] == {}
