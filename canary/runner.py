@@ -1826,8 +1826,29 @@ def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: st
 
 
 def gate_detail(report: dict[str, Any]) -> str:
-    """A gate's report (`TritonGates.preflight`) as one line for the rollout history."""
-    return ", ".join(f"{k}={v}" for k, v in report.items())
+    """A gate's report (`TritonGates.preflight`) as one line for the rollout history, in words: the checks passed
+    first (the report cuts a long detail, and they were last, after a Python repr of the signature), then the
+    tensor contract as Triton's metadata names it, the warm-up's latencies and the two servers (decision 921)."""
+    rest = dict(report)
+    parts = [str(c) for c in rest.pop("checks", None) or ()]
+    sig = rest.pop("signature", None)
+    if isinstance(sig, dict):
+        def tensors(ts: Any) -> str:
+            return ", ".join(f"{t.get('name')} {t.get('datatype')}[{','.join(map(str, t.get('shape') or ()))}]"
+                             for t in ts or ())
+        parts.append(f"tensors {tensors(sig.get('inputs'))} -> {tensors(sig.get('outputs'))}, "
+                     f"max_batch_size {sig.get('max_batch_size')}")
+    elif sig is not None:
+        parts.append(f"signature {sig}")
+    if "warm_p50_ms" in rest or "warm_max_ms" in rest:
+        p50, top = rest.pop("warm_p50_ms", None), rest.pop("warm_max_ms", None)
+        n, source = rest.pop("warmup_requests", None), rest.pop("sample_source", None)
+        parts.append(f"warm-up p50 {p50} ms, max {top} ms"
+                     + (f" ({n} requests, {source} inputs)" if n is not None else ""))
+    servers = [f"{arm} {rest.pop(arm)}" for arm in ("canary", "stable") if rest.get(arm)]
+    rest.pop("stable", None)
+    parts += servers + [f"{k}={v}" for k, v in rest.items()]
+    return "; ".join(parts)
 
 
 # how many times `canary rollback` reads the route again after another writer changed the record between

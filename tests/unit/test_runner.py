@@ -589,3 +589,29 @@ def test_a_take_over_of_a_paused_rollout_refuses_a_missing_flag_before_it_writes
     with pytest.raises(ConfigError, match="pass --triton-canary"):
         second.run()
     assert router.state == before and len(router.log) == writes
+
+
+def test_the_reports_gate_line_reads_as_words_with_the_checks_first_and_is_not_cut() -> None:
+    """A newcomer's demo report showed the preflight gate's detail as `signature={'inputs': ({'name': ...` (Python
+    reprs), cut with `…` before the checks it passed, which came last: the checks come first, the tensor contract
+    as Triton's metadata writes it, and the whole fits the history's detail (decision 921)."""
+    from canary import history as hist
+    from canary.runner import gate_detail
+    from canary.triton import PreflightReport, Signature, TensorSpec
+
+    report = PreflightReport(
+        canary="rec-model@10.0.0.5:8000", stable="rec-model@10.0.0.6:8000",
+        signature=Signature(inputs=(TensorSpec("features", "FP32", (-1, 8)),),
+                            outputs=(TensorSpec("score", "FP32", (-1, 1)),), max_batch_size=64),
+        warmup_requests=10, sample_source="generated", warm_p50_ms=15.481, warm_max_ms=21.482,
+        checks=("canary server live and ready, model ready",
+                "tensor names, datatypes, shapes and max_batch_size compatible with stable",
+                "10 warm-up inferences, outputs finite and within [0.0, 1.0]"))
+    line = gate_detail(report.to_dict())
+    assert line.startswith("canary server live and ready, model ready; tensor names,"), line
+    assert "tensors features FP32[-1,8] -> score FP32[-1,1], max_batch_size 64" in line, line
+    assert "warm-up p50 15.481 ms, max 21.482 ms (10 requests, generated inputs)" in line, line
+    assert line.endswith("canary rec-model@10.0.0.5:8000; stable rec-model@10.0.0.6:8000"), line
+    assert "{" not in line and "'" not in line, line
+    recorded = hist.gate_record(at=0.0, stage="preflight", outcome="passed", detail=line)
+    assert recorded["detail"] == line  # not cut
