@@ -34,7 +34,7 @@ from canary import crd
 from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
-from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
+from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_server, probe_streak
 from canary.errors import (ApiRefused, CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable,
                            NotFound, others_decision, said,
                            NotLeader, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict,
@@ -1521,7 +1521,7 @@ class Controller:
         failures = 0 if gate.ready() else probe_streak(gate, failures)
         self._probes[spec.key] = (*bound, failures, now + gate.probe_interval)
         if failures:
-            log.warning("gate.probe_failed", consecutive=failures, limit=gate.probe_failures,
+            log.warning("gate.probe_failed", consecutive=failures, limit=gate.probe_failures, **probe_server(gate),
                         reason=getattr(gate, "last_failure", "") or "", phase=state.phase,
                         weights=str(state.weights), step=state.step + 1)
         if failures < gate.probe_failures:

@@ -65,6 +65,14 @@ def probe_reason(gate: Any, failures: int) -> str:
     return f"{who} Triton not ready ({failures} probes in a row{': ' + why if why else ''})"
 
 
+def probe_server(gate: Any) -> dict[str, str]:
+    """`gate.probe_failed`'s `arm` and `endpoint`: which Triton the failed probe was about and where it was asked
+    (the canary's reason said only `unreachable: [Errno 111] Connection refused`, no server named; decision 922)."""
+    arm = getattr(gate, "failing", "") or "canary"
+    endpoint = getattr(gate, arm, None)
+    return {"arm": arm, **({"endpoint": str(endpoint)} if endpoint is not None else {})}
+
+
 def probe_streak(gate: Any, before: int) -> int:
     """Failed probes in a row after one more failure: `before + 1`, or fewer when the gate counts them per
     server (`TritonGates.consecutive`): a canary failure then a stable one are not two in a row of either,
@@ -1334,7 +1342,7 @@ class Runner:
             return None
         self._probe_failures = probe_streak(self.gate, self._probe_failures)
         self.log.warning("gate.probe_failed", consecutive=self._probe_failures, limit=self.gate.probe_failures,
-                         reason=getattr(self.gate, "last_failure", "") or "", phase=state.phase,
+                         **probe_server(self.gate), reason=getattr(self.gate, "last_failure", "") or "", phase=state.phase,
                          weights=str(state.weights), step=state.step + 1)
         if self._probe_failures < self.gate.probe_failures:
             return None

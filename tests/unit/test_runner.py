@@ -615,3 +615,24 @@ def test_the_reports_gate_line_reads_as_words_with_the_checks_first_and_is_not_c
     assert "{" not in line and "'" not in line, line
     recorded = hist.gate_record(at=0.0, stage="preflight", outcome="passed", detail=line)
     assert recorded["detail"] == line  # not cut
+
+
+def test_a_failed_probe_line_names_the_triton_it_was_about_and_where_it_was_asked() -> None:
+    """The crash demo's `gate.probe_failed` said `reason: unreachable: [Errno 111] Connection refused` and nothing of
+    which server: the line names the arm and its endpoint, as `TritonGates` knows them (decision 922)."""
+    import structlog.testing
+
+    class Gates(FakeGate):
+        canary, stable, failing = "rec-model@10.0.0.5:8000", "rec-model@10.0.0.6:8000", ""
+
+        def ready(self) -> bool:
+            up = super().ready()
+            self.failing = "" if up else "canary"
+            return up
+
+    ctl, _, _, clock = make()
+    ctl.gate = Gates(clock, down_at=1013.0)
+    with structlog.testing.capture_logs() as logs:
+        assert ctl.run().exit_code == 1
+    probes = [e for e in logs if e["event"] == "gate.probe_failed"]
+    assert probes and all((e["arm"], e["endpoint"]) == ("canary", "rec-model@10.0.0.5:8000") for e in probes)
