@@ -289,7 +289,7 @@ def _drift_table(rows: list[Any]) -> Any:
         t.add_column(col, overflow="fold")
     for e in rows[-15:]:
         share = "-" if e.share is None else f"{e.share:.2f}"
-        phase = Text(e.phase, style="bold red" if e.phase == "drifting" else "green")
+        phase = Text(e.monitor, style="bold red" if e.phase == "drifting" else "green")
         t.add_row(f"{e.t:.0f}", "shifted" if e.shifted else "as trained", share,
                   e.error[:60] if e.error else (", ".join(e.drifted) or "none"), phase, "; ".join(e.actions))
     return t
@@ -314,7 +314,7 @@ def _drift_demo(rate: float, *, live: bool) -> Any:
 
     def line(e: Any) -> None:
         typer.echo(f"t={e.t:.0f}s inputs={'shifted' if e.shifted else 'as-trained'} share={e.share} "
-                   f"drifted={','.join(e.drifted) or '-'} monitor={e.phase} {'; '.join(e.actions)}", err=True)
+                   f"drifted={','.join(e.drifted) or '-'} monitor={e.monitor} {'; '.join(e.actions)}", err=True)
 
     return run_drift_scenario(rate=rate, on_evaluation=line)
 

@@ -34,6 +34,17 @@ class Evaluation:
     episode: int
     actions: list[str]  # alerts and triggers of this evaluation
     error: str = ""
+    drifted_in_row: int = 0  # the monitor's drifted evaluations in a row, windows apart (`MonitorState`)
+    enter_after: int = 0  # how many of them open an episode (`MonitorConfig`)
+
+    @property
+    def monitor(self) -> str:
+        """The monitor's phase, and while it is still `ok` over drifted windows how far the episode is: the demo
+        showed `drifted=f0,...,score monitor=ok` for 17 s with no word of the hysteresis (decision 923)."""
+        if self.phase == "ok" and self.drifted_in_row and self.enter_after:
+            return (f"ok (drift in {self.drifted_in_row} of the {self.enter_after} windows apart that start an "
+                    f"episode)")
+        return self.phase
 
 
 @dataclass
@@ -110,6 +121,8 @@ def _drift(sb: Any, *, clean_needed: int, clean_timeout_s: float, drift_timeout_
                        share=None if error or res is None else round(res.share, 3),
                        drifted=[] if error or res is None else list(res.drifted_features()),
                        phase=st.phase, episode=st.episode, error=error,
+                       drifted_in_row=st.drifted_in_row,
+                       enter_after=int(profile.get("_enter_after") or watcher.config.enter_after),
                        actions=[d.get("alert") or f"retraining Job (episode {d['trigger']})"
                                 for d in done if "alert" in d or "trigger" in d])
         evaluations.append(e)

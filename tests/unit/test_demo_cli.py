@@ -416,3 +416,24 @@ def test_the_kept_sandboxs_plan_line_shows_its_good_canary_promotable() -> None:
     assert res.exit_code == 0, res.output
     late = {c["key"]: c["late_steps"] for c in json.loads(res.stdout)["pass_checks"] if c["late_steps"]}
     assert not late, late
+
+
+def test_the_data_drift_lines_say_how_far_an_episode_is_while_the_monitor_is_still_ok() -> None:
+    """A newcomer's data-drift demo printed `share=0.667 drifted=f0,f1,f2,f3,f4,score monitor=ok` for 17 s before
+    the alert, with no word of why `ok`: the monitor opens an episode after `enter_after` drifted windows that do
+    not overlap. The line and the live table say how many it has (decision 923)."""
+    from rich.console import Console
+
+    from canary.sandbox.demo import _drift_table
+    from canary.sandbox.drift_demo import Evaluation
+
+    waiting = Evaluation(t=13, shifted=True, share=0.556, drifted=["f0", "f1"], phase="ok", episode=0, actions=[],
+                         drifted_in_row=1, enter_after=2)
+    assert waiting.monitor == "ok (drift in 1 of the 2 windows apart that start an episode)"
+    clean = Evaluation(t=2, shifted=False, share=0.0, drifted=[], phase="ok", episode=0, actions=[], enter_after=2)
+    drifting = Evaluation(t=30, shifted=True, share=0.667, drifted=["f0"], phase="drifting", episode=1,
+                          actions=["drift.started"], drifted_in_row=2, enter_after=2)
+    assert (clean.monitor, drifting.monitor) == ("ok", "drifting")
+    console = Console(width=200, record=True)
+    console.print(_drift_table([clean, waiting, drifting]))
+    assert "1 of the 2 windows apart" in console.export_text()
