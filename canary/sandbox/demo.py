@@ -449,6 +449,14 @@ def keep_text(info: dict[str, Any], program: str | None = None) -> str:
     prog = shlex.quote(program or cli_program())
     model, ns = shlex.quote(info["model"]), shlex.quote(info["namespace"])
     cmd = f"{prog} " + " ".join(shlex.quote(a) for a in info["promote_args"])
+    # the same rollout through the controller: `--via-controller` refuses `--prometheus-url` (exit 2, the
+    # controller measures with its own), which the line above carries; README said "that line with
+    # --via-controller added", which was that refusal (decision 924)
+    args = list(info["promote_args"])
+    if "--prometheus-url" in args:
+        at = args.index("--prometheus-url")
+        del args[at:at + 2]
+    via = f"{prog} " + " ".join(shlex.quote(a) for a in [*args, "--via-controller"])
     tried = extra = ""
     if info.get("policy"):  # README: `plan` and `analyze` work on the kept sandbox, with this policy
         policy = shlex.quote(info["policy"])
@@ -474,6 +482,7 @@ def keep_text(info: dict[str, Any], program: str | None = None) -> str:
   {prog} status {model} -n {ns}
   {prog} rollback {model} -n {ns} --reason "trying it"
 {tried}  {prog} controller run -n {ns}   # drives CanaryRollout objects (README, "Running it as a controller in the cluster")
+  {via}   # with that controller running: the same rollout as a CanaryRollout, followed to its end
 {extra}
 Ctrl-C stops it (everything it started, and its files)."""
 

@@ -115,11 +115,11 @@ def test_keeps_printout_is_commands_a_shell_runs_as_pasted(tmp_path: Path) -> No
             "promote_args": ["promote", "rec-model", "--canary-version", "v2", "--policy", str(tmp_path / "p.yaml")]}
     text = keep_text(info, program="/opt/my env/bin/canary")
     commands = [line.strip() for line in text.splitlines() if line.startswith("  ")]
-    assert len(commands) == 6 and all(c.startswith(("export ", "'/opt/my env/bin/canary' ")) for c in commands[2:])
+    assert len(commands) == 7 and all(c.startswith(("export ", "'/opt/my env/bin/canary' ")) for c in commands[2:])
     info |= {"canaryrollout_file": str(tmp_path / "canary rollout.yaml"), "stable_profile": str(tmp_path / "p.json")}
     text = keep_text(info, program="/opt/my env/bin/canary")
     commands = [line.strip() for line in text.splitlines() if line.startswith("  ")]
-    assert len(commands) == 8
+    assert len(commands) == 9
     for command in commands:
         res = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True)
         assert res.returncode == 0, (command, res.stderr)
@@ -437,3 +437,27 @@ def test_the_data_drift_lines_say_how_far_an_episode_is_while_the_monitor_is_sti
     console = Console(width=200, record=True)
     console.print(_drift_table([clean, waiting, drifting]))
     assert "1 of the 2 windows apart" in console.export_text()
+
+
+def test_keeps_printout_gives_a_via_controller_line_that_promote_takes(tmp_path: Path) -> None:
+    """README said the printed `canary promote` line "with `--via-controller` added" follows the rollout through the
+    controller; pasted so, it was exit 2 at once ("--prometheus-url does not apply with --via-controller"): the
+    printout gives that line itself, without `--prometheus-url`, and promote does not refuse it (decision 924)."""
+    import shlex
+
+    from canary.sandbox.demo import keep_text
+
+    args = ["promote", "rec-model", "--canary-version", "v2", "--stable-version", "v1", "--namespace", "ml",
+            "--policy", str(SANDBOX_POLICY), "--kubeconfig", str(tmp_path / "kubeconfig"),
+            "--prometheus-url", "http://127.0.0.1:9", "--triton-canary", "http://127.0.0.1:8",
+            "--triton-stable", "http://127.0.0.1:7"]
+    info = {"scenario": "good", "kubeconfig": str(tmp_path / "kubeconfig"), "prometheus_url": "http://127.0.0.1:9",
+            "namespace": "ml", "model": "rec-model", "promote_args": args}
+    via = [line.split("   #")[0].strip() for line in keep_text(info, program="canary").splitlines()
+           if "--via-controller" in line]
+    assert len(via) == 1, via
+    words = shlex.split(via[0])[1:]
+    assert words[-1] == "--via-controller" and "--prometheus-url" not in words
+    assert words[:-1] == [a for a in args if a not in ("--prometheus-url", "http://127.0.0.1:9")]
+    res = CliRunner().invoke(app, words, env={"CANARY_PROMETHEUS_URL": ""})
+    assert "does not apply with --via-controller" not in res.output, res.output
