@@ -331,6 +331,17 @@ def _cut_text(value: Any, limit: int) -> Any:
     return value[:limit] + _CUT if isinstance(value, str) and len(value) > limit else value
 
 
+# `look.completed`'s `reasons`: said at every look, each reason on one line and cut at this many characters. An
+# ERROR's reason quotes what Prometheus answered and the PromQL asked (`could not measure: ...; query: ...`), a
+# custom query's can run to kilobytes with newlines: one line per look, per check. The whole reason stays in the
+# look's verdict (`canary status`, the report) and in `check.failed` for a failure (decision 955)
+LOOK_REASON_MAX = 300
+
+
+def _look_reason(reason: str) -> str:
+    return _cut_text(" ".join(str(reason).split()), LOOK_REASON_MAX)
+
+
 def _cut_field(obj: Any, key: str, limit: int) -> Any:
     """A copy of the mapping `obj` with its `key` cut as `_cut_text` cuts it (no key added); anything else as it is."""
     return dict(obj, **{key: _cut_text(obj[key], limit)}) if isinstance(obj, dict) and key in obj else obj
@@ -868,8 +879,8 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results},
                                                      # why a step is not passing yet, in the log on-call reads:
-                                                     # each check not passed, with its one-line reason
-                                                     "reasons": {r.check: r.reason for r in j.results
+                                                     # each check not passed, with its one-line reason, cut
+                                                     "reasons": {r.check: _look_reason(r.reason) for r in j.results
                                                                  if r.outcome is not Outcome.PASS}})]
     if restarted:
         actions.append(Emit("look.window_restarted", {"step": s.step + 1, "window": s.step_window + 1,

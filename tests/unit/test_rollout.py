@@ -856,3 +856,24 @@ def test_an_inconclusive_look_says_in_its_log_line_why_each_check_did_not_pass()
     _, actions = look(s, 10, Outcome.PASS)
     done = next(a for a in actions if isinstance(a, rl.Emit) and a.event == "look.completed")
     assert done.fields["reasons"] == {}
+
+
+def test_a_look_lines_reasons_stay_one_short_line_each_whatever_a_check_says() -> None:
+    """`reasons` is said at every look: an ERROR's reason quotes Prometheus's answer and the PromQL asked, and a
+    custom check's query can run to kilobytes over several lines. Each reason in the line is one line, cut with
+    `…` at `LOOK_REASON_MAX`, its start (what failed) kept; `check.failed` keeps the whole of a failure's
+    (decision 955)."""
+    query = "sum(rate(nv_inference_request_failure{model=\"rec-model\"}[1m]))\n  / " * 80
+    error = CheckResult(check="custom", kind="custom", outcome=Outcome.ERROR,
+                        reason=f"could not measure: Prometheus answered no series; query: {query}")
+    failed = CheckResult(check="err", kind="error_rate", outcome=Outcome.FAIL, reason="canary errors 30%\n" * 100,
+                         stable_value=0.0, canary_value=30.0)
+    _, actions = rl.transition(started(), rl.Looked(2, Verdict.combine([error, failed]), 120), POLICY)
+    done = next(a for a in actions if isinstance(a, rl.Emit) and a.event == "look.completed")
+    reasons = done.fields["reasons"]
+    assert set(reasons) == {"custom", "err"}, reasons
+    for why in reasons.values():
+        assert len(why) <= rl.LOOK_REASON_MAX + 1 and why.endswith("…") and "\n" not in why, why
+    assert reasons["custom"].startswith("could not measure: Prometheus answered no series; query: sum(rate("), reasons
+    said = next(a for a in actions if isinstance(a, rl.Emit) and a.event == "check.failed")
+    assert said.fields["reason"] == failed.reason
