@@ -448,15 +448,14 @@ def keep_text(info: dict[str, Any], program: str | None = None) -> str:
 
     prog = shlex.quote(program or cli_program())
     model, ns = shlex.quote(info["model"]), shlex.quote(info["namespace"])
-    cmd = f"{prog} " + " ".join(shlex.quote(a) for a in info["promote_args"])
-    # the same rollout through the controller: `--via-controller` refuses `--prometheus-url` (exit 2, the
-    # controller measures with its own), which the line above carries; README said "that line with
-    # --via-controller added", which was that refusal (decision 924)
-    args = list(info["promote_args"])
-    if "--prometheus-url" in args:
-        at = args.index("--prometheus-url")
-        del args[at:at + 2]
-    via = f"{prog} " + " ".join(shlex.quote(a) for a in [*args, "--via-controller"])
+    # the promote line leaves out what the two `export` lines above it set (`--kubeconfig`, `--prometheus-url`),
+    # as the status and rollback lines do: it repeated both (decision 956), and `--via-controller` refuses a
+    # typed `--prometheus-url` (exit 2, the controller measures with its own), so the same line with the flag
+    # added is the rollout through the controller (decision 924)
+    args, exported = list(info["promote_args"]), ("--kubeconfig", "--prometheus-url")
+    args = [a for i, a in enumerate(args) if a not in exported and (i == 0 or args[i - 1] not in exported)]
+    cmd = f"{prog} " + " ".join(shlex.quote(a) for a in args)
+    via = f"{cmd} --via-controller"
     tried = extra = ""
     if info.get("policy"):  # README: `plan` and `analyze` work on the kept sandbox, with this policy
         policy = shlex.quote(info["policy"])

@@ -442,22 +442,29 @@ def test_the_data_drift_lines_say_how_far_an_episode_is_while_the_monitor_is_sti
 def test_keeps_printout_gives_a_via_controller_line_that_promote_takes(tmp_path: Path) -> None:
     """README said the printed `canary promote` line "with `--via-controller` added" follows the rollout through the
     controller; pasted so, it was exit 2 at once ("--prometheus-url does not apply with --via-controller"): the
-    printout gives that line itself, without `--prometheus-url`, and promote does not refuse it (decision 924)."""
+    printout gives that line itself, and promote takes it (decision 924). The promote line repeated the
+    `--kubeconfig` and `--prometheus-url` the two `export` lines above it set: both lines now leave them to those
+    (decision 956). Each line, run with the exports, gets past every flag check to the cluster (here a kubeconfig
+    that is not there: the exported one, so the line read it)."""
     import shlex
 
     from canary.sandbox.demo import keep_text
 
+    kubeconfig = str(tmp_path / "kubeconfig")
     args = ["promote", "rec-model", "--canary-version", "v2", "--stable-version", "v1", "--namespace", "ml",
-            "--policy", str(SANDBOX_POLICY), "--kubeconfig", str(tmp_path / "kubeconfig"),
+            "--policy", str(SANDBOX_POLICY), "--kubeconfig", kubeconfig,
             "--prometheus-url", "http://127.0.0.1:9", "--triton-canary", "http://127.0.0.1:8",
             "--triton-stable", "http://127.0.0.1:7"]
-    info = {"scenario": "good", "kubeconfig": str(tmp_path / "kubeconfig"), "prometheus_url": "http://127.0.0.1:9",
+    info = {"scenario": "good", "kubeconfig": kubeconfig, "prometheus_url": "http://127.0.0.1:9",
             "namespace": "ml", "model": "rec-model", "promote_args": args}
-    via = [line.split("   #")[0].strip() for line in keep_text(info, program="canary").splitlines()
-           if "--via-controller" in line]
-    assert len(via) == 1, via
-    words = shlex.split(via[0])[1:]
-    assert words[-1] == "--via-controller" and "--prometheus-url" not in words
-    assert words[:-1] == [a for a in args if a not in ("--prometheus-url", "http://127.0.0.1:9")]
-    res = CliRunner().invoke(app, words, env={"CANARY_PROMETHEUS_URL": ""})
-    assert "does not apply with --via-controller" not in res.output, res.output
+    lines = [line.split("   #")[0].strip() for line in keep_text(info, program="canary").splitlines()]
+    [promote] = [line for line in lines if line.startswith("canary promote") and "--via-controller" not in line]
+    [via] = [line for line in lines if "--via-controller" in line]
+    assert f"export KUBECONFIG={kubeconfig}" in lines and "export CANARY_PROMETHEUS_URL=http://127.0.0.1:9" in lines
+    assert via == f"{promote} --via-controller", (promote, via)
+    kept = [a for a in args if a not in ("--kubeconfig", kubeconfig, "--prometheus-url", "http://127.0.0.1:9")]
+    assert shlex.split(promote)[1:] == kept, promote
+    exported = {"KUBECONFIG": kubeconfig, "CANARY_PROMETHEUS_URL": "http://127.0.0.1:9"}
+    for line in (promote, via):
+        res = CliRunner().invoke(app, shlex.split(line)[1:], env=exported)
+        assert res.exit_code == 2 and f"kubeconfig '{kubeconfig}' does not exist" in res.output, (line, res.output)
