@@ -94,7 +94,8 @@ def state_panel(state: rl.RolloutState, steps: list[int] | None = None, *,
     """The recorded rollout as a rich Panel: phase, step of `steps`, the record's weights, owner, reason and
     the last look's evidence. `live`: the route's weights now (`status`), or "nothing" for a route with no
     destination; when they are not the record's, the record's bar says it is the record's and what the
-    route holds now, so a bar never reads as the live split it is not (None: `promote`'s own panel)."""
+    route holds now, so a bar never reads as the live split it is not; when they are, one line says so in place of a
+    second bar (decision 957). None: `promote`'s own panel."""
     head = Text(f"{state.model}: {state.stable_version} → {state.canary_version}   phase ")
     head.append(state.phase, style="bold red" if state.phase in (rl.ROLLED_BACK, rl.ABORTED) else "bold")
     if state.phase in (rl.ROLLED_BACK, rl.ABORTED):  # why it ended, as `-o json`'s `end_cause` (decision 653)
@@ -106,6 +107,9 @@ def state_panel(state: rl.RolloutState, steps: list[int] | None = None, *,
         bar = Text("as recorded: ").append(bar).append("   (the route has no destination now)")
     elif isinstance(live, Weights) and (live.stable, live.canary) != (state.weights.stable, state.weights.canary):
         bar = Text("as recorded: ").append(bar).append(f"   (the route holds {live.stable}/{live.canary} now)")
+    elif isinstance(live, Weights):  # `status` drew the route's bar just above: the same bar again, unlabelled,
+        # read as two things nobody named (a newcomer after a rollout ended); one line says they agree (decision 957)
+        bar = Text(f"as recorded: {state.weights.stable}/{state.weights.canary}, the weights the route holds (above)")
     parts: list[Any] = [head, bar]
     if state.owner:
         parts.append(Text(describe_owner(state.owner, state.job)))

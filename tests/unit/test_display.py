@@ -170,7 +170,7 @@ def test_the_weights_bar_shows_the_split_without_colour() -> None:
 def test_status_says_the_panels_bar_is_the_record_when_the_route_holds_other_weights() -> None:
     """`canary status` on a route emptied by hand (or whose weights were edited under a rollout) printed the
     live line and then the record's bar, 90/10, unlabelled: read as the split Istio applies, which it was not.
-    The record's bar now says it is the record's and what the route holds now; equal weights stay unlabelled."""
+    The record's bar now says it is the record's and what the route holds now (equal weights: decision 957's test)."""
     from canary.display import render_status
     from canary.routing.base import RouteStatus
 
@@ -189,4 +189,28 @@ def test_status_says_the_panels_bar_is_the_record_when_the_route_holds_other_wei
     edited = shown(Weights(100, 0))
     assert "as recorded: stable" in edited and "canary   90/10   (the route holds 100/0 now)" in edited
     same = shown(Weights(90, 10))
-    assert "as recorded" not in same and "route holds" not in same
+    assert "the route holds 90/10" not in same and "(the route has no destination now)" not in same
+
+
+def test_status_after_an_end_draws_the_weights_bar_once_and_names_the_records_line() -> None:
+    """A newcomer's `canary status` after a rollout ended printed the route's bar and then the record's, the same
+    `stable ████ canary   100/0` twice, neither saying which it was. With the route's weights the record's, the
+    panel says so in one line in place of a second bar; `promote`'s own panel keeps its bar (decision 957)."""
+    from canary.display import render_status, state_panel
+    from canary.routing.base import RouteStatus
+
+    for phase, weights in ((rl.ROLLED_BACK, Weights(100, 0)), (rl.PROMOTED, Weights(100, 0)),
+                           (rl.PROGRESSING, Weights(90, 10))):
+        state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=phase,
+                                weights=weights, step=0)
+        status = RouteStatus(weights=weights, state=None, stable_subset_version="v1", canary_subset_version="v2")
+        console = Console(record=True, width=200)
+        render_status(status, state, console=console)
+        text = console.export_text()
+        split = f"{weights.stable}/{weights.canary}"
+        assert text.count("█") == 40 - round(40 * weights.canary / 100), text  # one bar: the route's
+        assert text.splitlines()[0].startswith("stable █") and text.splitlines()[0].endswith(split), text
+        assert f"as recorded: {split}, the weights the route holds (above)" in text, text
+        own = Console(record=True, width=200)
+        own.print(state_panel(state))
+        assert own.export_text().count("█") == 40 - round(40 * weights.canary / 100)
