@@ -43,13 +43,8 @@ app.add_typer(policy_app, name="policy")
 
 
 def _version(value: bool) -> None:
-    if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            line = f"canary {version('modelcanary')}"
-        except PackageNotFoundError:  # run from a checkout that was never installed
-            line = "canary (not installed: run scripts/setup.sh)"
+    if value:  # `canary --version` alone never gets here (`__main__.main` answers it first: decision 958)
+        line = streams.version_line()
         streams.guarded("stdout", lambda: typer.echo(line))  # `canary --version | head -c0`: still 0
         raise typer.Exit(0)
 

@@ -151,3 +151,13 @@ def console(**kw: Any) -> Any:
 
         _console_class = PipeSafeConsole
     return _console_class(**kw)
+
+
+def version_line() -> str:
+    """`canary --version`'s line: the installed distribution's version, read without importing the CLI."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"canary {version('modelcanary')}"
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "canary (not installed: run scripts/setup.sh)"

@@ -290,6 +290,27 @@ def test_version_prints_the_installed_version() -> None:
     assert out.exit_code == 0 and out.stdout.strip() == f"canary {version('modelcanary')}"
 
 
+def test_version_alone_is_answered_without_loading_the_cli() -> None:
+    """A newcomer's `canary --version` took 9.0 s on a busy host (1.7 s of CPU): the whole CLI (typer, rich,
+    structlog, the policy models) was imported for one line. The installed script answers it first; what was
+    imported is checked, never how long it took (decision 958)."""
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    code = ("import sys; sys.argv = ['canary', '--version']\n"
+            "from canary.__main__ import main\n"
+            "main()\n"
+            "heavy = sorted(m for m in ('typer', 'rich', 'structlog', 'canary.cli', 'canary.policy') if m in sys.modules)\n"
+            "print('loaded', heavy)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [f"canary {version('modelcanary')}", "loaded []"], res.stdout
+    with_more = subprocess.run([sys.executable, "-m", "canary", "--version", "--help"], capture_output=True,
+                               text=True, timeout=120)  # not alone: the CLI's eager option answers, as before
+    assert with_more.returncode == 0 and with_more.stdout.strip() == f"canary {version('modelcanary')}", with_more
+
+
 @pytest.mark.parametrize(("args", "says"), [
     (["status", "../x"], "VirtualService (the model name"),
     (["rollback", "rec_model", "--reason", "r"], "'rec_model' is not a Kubernetes object name"),
