@@ -110,3 +110,18 @@ def test_the_loops_own_reset_still_holds() -> None:
     g = gates(["unreachable: a"] * 3, [True] * 3)
     run(g, 3)
     assert g.consecutive == 3 and probe_streak(g, 0) == 1 and probe_streak(g, 1) == 2
+
+
+def test_the_probe_line_names_the_real_gates_failing_server_and_its_address() -> None:
+    """`gate.probe_failed`'s `arm` and `endpoint` (decision 922) from `TritonGates` itself, not a test double that
+    sets them: the server failing longest is named with the address it was probed at, the canary on a tie."""
+    from canary.runner import probe_server
+
+    g = gates(["unreachable: refused", True, "unreachable: a"], [True, "unreachable: refused", "unreachable: b"])
+    said = []
+    for _ in range(3):
+        assert not g.ready()
+        said.append(probe_server(g))
+    assert said == [{"arm": "canary", "endpoint": "rec@127.0.0.1:8001"},
+                    {"arm": "stable", "endpoint": "rec@127.0.0.1:8000"},
+                    {"arm": "stable", "endpoint": "rec@127.0.0.1:8000"}], said
