@@ -42,6 +42,10 @@ class Evaluation:
         """The monitor's phase, and while it is still `ok` over drifted windows how far the episode is: the demo
         showed `drifted=f0,...,score monitor=ok` for 17 s with no word of the hysteresis (decision 923)."""
         if self.phase == "ok" and self.drifted_in_row and self.enter_after:
+            if self.drifted_in_row >= self.enter_after:  # the streak is long enough but the monitor held the
+                # episode (its quiet period after traffic started, or no verdict this time): "3 of the 2" was said
+                return (f"ok (drift in {self.drifted_in_row} windows apart, the {self.enter_after} that start an "
+                        f"episode reached; not opened yet)")
             return (f"ok (drift in {self.drifted_in_row} of the {self.enter_after} windows apart that start an "
                     f"episode)")
         return self.phase

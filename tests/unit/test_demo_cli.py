@@ -434,6 +434,9 @@ def test_the_data_drift_lines_say_how_far_an_episode_is_while_the_monitor_is_sti
     drifting = Evaluation(t=30, shifted=True, share=0.667, drifted=["f0"], phase="drifting", episode=1,
                           actions=["drift.started"], drifted_in_row=2, enter_after=2)
     assert (clean.monitor, drifting.monitor) == ("ok", "drifting")
+    held = Evaluation(t=20, shifted=True, share=0.6, drifted=["f0"], phase="ok", episode=0, actions=[],
+                      drifted_in_row=3, enter_after=2)  # the monitor's quiet period holds the episode: never "3 of 2"
+    assert held.monitor == "ok (drift in 3 windows apart, the 2 that start an episode reached; not opened yet)"
     console = Console(width=200, record=True)
     console.print(_drift_table([clean, waiting, drifting]))
     assert "1 of the 2 windows apart" in console.export_text()
