@@ -1342,8 +1342,8 @@ class Runner:
             return None
         self._probe_failures = probe_streak(self.gate, self._probe_failures)
         self.log.warning("gate.probe_failed", consecutive=self._probe_failures, limit=self.gate.probe_failures,
-                         **probe_server(self.gate), reason=getattr(self.gate, "last_failure", "") or "", phase=state.phase,
-                         weights=str(state.weights), step=state.step + 1)
+                         **probe_server(self.gate), reason=getattr(self.gate, "last_failure", "") or "",
+                         phase=state.phase, weights=str(state.weights), step=state.step + 1)
         if self._probe_failures < self.gate.probe_failures:
             return None
         return self._decide(state, Observation(
