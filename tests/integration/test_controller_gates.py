@@ -9,6 +9,7 @@ from typing import Any
 
 import kubernetes.client as kc
 import pytest
+import structlog.testing
 import tenacity
 
 from canary import crd
@@ -95,12 +96,17 @@ def test_a_canary_that_dies_under_traffic_is_rolled_back_by_the_probe(triton_sta
         op.tick()
         assert api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"]["phase"] == rl.PROGRESSING
         own.kill()
-        for _ in range(8):
-            clock.sleep(0.6)
-            op.tick()
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(8):
+                clock.sleep(0.6)
+                op.tick()
         status = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"]
         assert status["phase"] == rl.ROLLED_BACK and "not ready" in status["reason"]
         assert status["weights"] == {"stable": 100, "canary": 0}
+        # the controller's probe lines name the server and where it was probed, as promote's (decision 922)
+        probes = [e for e in logs if e["event"] == "gate.probe_failed"]
+        where = own.http_url.split("://")[-1]
+        assert probes and all(e["arm"] == "canary" and e["endpoint"].endswith(where) for e in probes), probes
     finally:
         own.stop()
         client.close()
