@@ -281,12 +281,15 @@ def test_every_placement_of_a_rollback_in_a_finish_and_every_death_ends_consiste
     """The rollback as one block of API calls at each place among the finish's, then either process killed
     after each of its writes (a death after a read is one after the write before it); and the rollback as
     two blocks at each pair of places, split after its first read (its decision) or after any of its
-    writes. The route ends consistent every time. (About 500 runs of 15 ms.)"""
+    writes. The route ends consistent every time. A death is run once for each prefix it follows: a death
+    before the rollback's block (or a death at the start) is the same run whichever place the block would
+    have taken later. (About 520 runs of 15 ms.)"""
     api, _ = cluster
     s, _ = run(cluster, rollback, [("R", None)])
     r_calls = s.of("R")
     n_p, n_r = _alone(cluster, rollback, "P"), len(r_calls)
     bad = []
+    killed_after: set[tuple[tuple[str, ...], str]] = set()
     for a in range(n_p + 1):
         order = "P" * a + "R" * n_r + "P" * (n_p - a)
         s, res = run(cluster, rollback, list(order))
@@ -295,7 +298,11 @@ def test_every_placement_of_a_rollback_in_a_finish_and_every_death_ends_consiste
         deaths = [(i + 1, who) for i, (who, label) in enumerate(s.calls) if label.startswith("PUT")]
         for cut, victim in [(0, "P"), (0, "R"), *deaths]:
             survivor = "P" if victim == "R" else "R"
-            s2, res2 = run(cluster, rollback, [who for who, _ in s.calls[:cut]] + [(survivor, None)], killed=(victim,))
+            prefix = tuple(who for who, _ in s.calls[:cut])
+            if (prefix, victim) in killed_after:  # a death inside the finish's first block: the same run
+                continue  # for every later place of the rollback (on-call's: 94 deaths, 39 runs of their own)
+            killed_after.add((prefix, victim))
+            s2, res2 = run(cluster, rollback, [*prefix, (survivor, None)], killed=(victim,))
             if found := problems(api, res2):
                 bad.append(f"{victim} killed: {found}: {trace(s2)}")
     splits = [1, *(i + 1 for i, label in enumerate(r_calls[:-1]) if label.startswith("PUT"))]
