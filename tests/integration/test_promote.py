@@ -329,11 +329,11 @@ def test_bad_policy_exits_2_and_touches_nothing(cluster: Any, tmp_path: Path) ->
 
 
 def test_missing_virtual_service_exits_2(cluster: Any, prometheus: PromServer) -> None:
+    from tests.support import cli  # in this process: an exception would fail the test (catch_exceptions=False)
+
     api, kubeconfig, policy = cluster
-    env = {**os.environ, "KUBECONFIG": ""}
-    res = subprocess.run([*CANARY, "promote", "nope", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
-                          "--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus.url],
-                         capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    res = cli.run(["promote", "nope", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+                   "--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus.url], env={"KUBECONFIG": ""})
     assert res.returncode == 2 and "nope" in res.stderr and "Traceback" not in res.stderr
 
 

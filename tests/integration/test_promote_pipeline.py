@@ -147,13 +147,13 @@ def test_a_step_retried_after_a_rollback_reports_it_and_retry_runs_it_again(clus
     step: each retry put it back in front of users and drew another chance at a false pass. Now the same
     step re-run reports the recorded rollback (exit 1, nothing written), as a re-run reports a promotion
     (exit 0); `--retry` runs it again; another version is a new rollout as always."""
+    from tests.integration.test_promote import promote  # in this process: what is said, not the process's own
+
     api, kubeconfig, policy = cluster
-    first = subprocess.run(argv(kubeconfig, policy, "v3", "-o", "json", "--log-format", "json"), cwd=ROOT,
-                           env=env(prometheus.url), capture_output=True, text=True, timeout=120)
+    first = promote(kubeconfig, policy, prometheus.url, "v3")
     assert first.returncode == 1, first.stderr[-2000:]
     ended = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
-    again = subprocess.run(argv(kubeconfig, policy, "v3", "-o", "json", "--log-format", "json"), cwd=ROOT,
-                           env=env(prometheus.url), capture_output=True, text=True, timeout=120)
+    again = promote(kubeconfig, policy, prometheus.url, "v3")
     assert again.returncode == 1, again.stderr[-2000:]
     doc = json.loads(again.stdout)
     assert doc["phase"] == "rolled_back" and doc["exit_code"] == 1
@@ -163,8 +163,7 @@ def test_a_step_retried_after_a_rollback_reports_it_and_retry_runs_it_again(clus
     assert "rollout.already_rolled_back" in [e["event"] for e in parse_json_lines(again.stderr)]
     now = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
     assert now["metadata"]["resourceVersion"] == ended["metadata"]["resourceVersion"]  # nothing written
-    retried = subprocess.run(argv(kubeconfig, policy, "v3", "--retry", "-o", "json", "--log-format", "json"),
-                             cwd=ROOT, env=env(prometheus.url), capture_output=True, text=True, timeout=120)
+    retried = promote(kubeconfig, policy, prometheus.url, "v3", "--retry")
     assert retried.returncode == 1, retried.stderr[-2000:]
     events = [e["event"] for e in parse_json_lines(retried.stderr)]
     assert "rollout.started" in events and "rollout.already_rolled_back" not in events
@@ -179,16 +178,14 @@ def test_via_controller_reports_a_rollback_a_plain_promote_recorded_and_retry_ru
     here: followed until `--timeout`, exit 3)."""
     from canary import crd
     from tests.fleet import CANARY_RESOURCE
+    from tests.integration.test_promote import promote  # in this process: what is said, not the process's own
 
     api, kubeconfig, policy = cluster
     api.handler.register(CANARY_RESOURCE)  # the CanaryRollout CRD installed
-    first = subprocess.run(argv(kubeconfig, policy, "v3", "-o", "json"), cwd=ROOT, env=env(prometheus.url),
-                           capture_output=True, text=True, timeout=120)
+    first = promote(kubeconfig, policy, prometheus.url, "v3")
     assert first.returncode == 1, first.stderr[-2000:]
     ended = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
-    res = subprocess.run(argv(kubeconfig, policy, "v3", "--via-controller", "--timeout", "20s", "-o", "json",
-                              "--log-format", "json"), cwd=ROOT, env=env(prometheus.url), capture_output=True,
-                         text=True, timeout=60)
+    res = promote(kubeconfig, policy, prometheus.url, "v3", "--via-controller", "--timeout", "20s")
     assert res.returncode == 1, (res.stdout, res.stderr[-2000:])
     doc = json.loads(res.stdout)
     assert doc["outcome"] == doc["phase"] == "rolled_back" and doc["already_ended"] is True
@@ -200,8 +197,6 @@ def test_via_controller_reports_a_rollback_a_plain_promote_recorded_and_retry_ru
     now = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
     assert now["metadata"]["resourceVersion"] == ended["metadata"]["resourceVersion"]  # nothing written
     # a gated policy without the Triton flags: reported the same; only a run that creates asks for them (544)
-    from tests.integration.test_promote import promote
-
     gated = policy.with_name("gated.yaml")
     gated.write_text(yaml.safe_dump({**POLICY, "gates": {"triton": {"warmup_requests": 1}}}))
     bare = promote(kubeconfig, gated, prometheus.url, "v3", "--via-controller", "--timeout", "20s")
@@ -209,8 +204,7 @@ def test_via_controller_reports_a_rollback_a_plain_promote_recorded_and_retry_ru
     bare = promote(kubeconfig, gated, prometheus.url, "v3", "--via-controller", "--retry", "--timeout", "2s")
     assert bare.returncode == 2 and "pass --triton-canary" in json.loads(bare.stdout)["error"], bare.stdout
     assert api.get(crd.GROUP, crd.PLURAL, "ml", "rec-model-v3") is None  # nothing created
-    res = subprocess.run(argv(kubeconfig, policy, "v3", "--via-controller", "--retry", "--timeout", "2s", "-o",
-                              "json"), cwd=ROOT, env=env(prometheus.url), capture_output=True, text=True, timeout=60)
+    res = promote(kubeconfig, policy, prometheus.url, "v3", "--via-controller", "--retry", "--timeout", "2s")
     assert res.returncode == 3 and "did not finish within 2s" in json.loads(res.stdout)["error"], res.stdout
     assert api.get(crd.GROUP, crd.PLURAL, "ml", "rec-model-v3") is not None  # created: the controller runs it
 
@@ -239,9 +233,11 @@ def test_an_empty_namespace_is_refused_not_read_as_the_contexts(cluster: Any, pr
     service account's context names). Now exit 2 before anything is read, the VirtualService untouched."""
     api, kubeconfig, policy = cluster
     before = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
-    words = argv(kubeconfig, policy, "v2", "-o", "json")
+    from tests.support import cli  # in this process: what is said, not the process's own
+
+    words = argv(kubeconfig, policy, "v2", "-o", "json")[len(CANARY):]
     words[words.index("--namespace") + 1] = ""
-    res = subprocess.run(words, cwd=ROOT, env=env(prometheus.url), capture_output=True, text=True, timeout=120)
+    res = cli.run(words, env={"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url})
     assert res.returncode == 2, res.stderr[-2000:]
     doc = json.loads(res.stdout)
     assert doc["phase"] is None and "-n/--namespace was given empty" in doc["error"]
