@@ -9,7 +9,6 @@ history: v3 is slow), the strict Kubernetes API emulator and a real local HTTP r
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 
 from canary.logs import parse_json_lines
 from tests.integration.test_notify_attack import SECRET, Server
-from tests.integration.test_promote import CANARY, ROOT, cluster, prometheus, promote, vs_state  # noqa: F401
+from tests.integration.test_promote import CANARY, cluster, prometheus, promote, vs_state  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -80,10 +79,11 @@ def test_a_bad_url_exits_2_before_anything_moves(cluster: Any, prometheus: Any, 
 
 def test_webhooks_are_refused_with_via_controller(cluster: Any, tmp_path: Path) -> None:
     """The controller posts a CanaryRollout's end: a follower posting it too said every end twice."""
+    from tests.support import cli  # in this process: what is refused, not the process's own
+
     api, kubeconfig, policy = cluster
-    res = subprocess.run([*CANARY, "promote", "rec-model", "--canary-version", "v3", "--policy", str(policy),
-                          "--via-controller", "--kubeconfig", str(kubeconfig), "--webhook", "http://127.0.0.1:9/x"],
-                         capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, "KUBECONFIG": ""})
+    res = cli.run(["promote", "rec-model", "--canary-version", "v3", "--policy", str(policy), "--via-controller",
+                   "--kubeconfig", str(kubeconfig), "--webhook", "http://127.0.0.1:9/x"], env={"KUBECONFIG": ""})
     assert res.returncode == 2 and "do not apply with --via-controller" in res.stderr, res.stderr[-2000:]
 
 

@@ -16,7 +16,7 @@ from canary import rollout as rl
 from canary.history_store import KEY, configmap_name
 from canary.sandbox.kubeapi import KubeAPIServer
 from canary.sandbox.promserver import PromServer
-from tests.integration.test_promote import CANARY, ROOT, cluster, prometheus, promote  # noqa: F401  (fixtures)
+from tests.integration.test_promote import cluster, prometheus, promote  # noqa: F401  (fixtures)
 from tests.integration.test_report_browser import assert_report_page
 from tests.support.browser import chromium  # noqa: F401  (a fixture)
 
@@ -63,8 +63,9 @@ def test_a_promotion_driven_end_to_end_makes_a_report_with_its_looks(
     assert exported.returncode == 0, exported.stderr[-3000:]
     saved = tmp_path / "rollout.json"
     saved.write_text(exported.stdout)
-    again = subprocess.run([*CANARY, "report", "--input", str(saved), "-o", str(tmp_path / "again.html")],
-                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+    from tests.support import cli
+
+    again = cli.run(["report", "--input", str(saved), "-o", str(tmp_path / "again.html")])
     assert again.returncode == 0, again.stderr[-3000:]
     assert (tmp_path / "again.html").read_text() == page.read_text()
 
