@@ -1,10 +1,9 @@
 """The controller (in-process, against the strict API emulator and a real Prometheus) records each
-CanaryRollout's history, and `canary report --rollout NAME` (the real CLI) renders it."""
+CanaryRollout's history, and `canary report --rollout NAME` (the real CLI, in this process) renders it."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from canary import rollout as rl
 from canary.history_store import KEY, configmap_name
 from tests import fleet
 from tests.integration.test_controller import prometheus, run_until_done, world  # noqa: F401  (fixtures)
-from tests.integration.test_promote import CANARY, ROOT
 from tests.integration.test_report_browser import assert_report_page
 from tests.support.browser import chromium  # noqa: F401  (a fixture)
 
@@ -25,8 +23,9 @@ pytestmark = pytest.mark.integration
 
 
 def report(kc: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CANARY, "report", "-n", "ml", "--kubeconfig", str(kc), *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "KUBECONFIG": ""}, cwd=ROOT)
+    from tests.support import cli  # the real CLI in this process, as test_report_promote.py runs it
+
+    return cli.run(["report", "-n", "ml", "--kubeconfig", str(kc), *args], env={"KUBECONFIG": ""})
 
 
 def test_controller_rollouts_have_their_history_and_a_report(world: Any, chromium: str,  # noqa: F811
