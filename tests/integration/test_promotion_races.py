@@ -299,8 +299,8 @@ def test_every_placement_of_a_rollback_in_a_finish_and_every_death_ends_consiste
         for cut, victim in [(0, "P"), (0, "R"), *deaths]:
             survivor = "P" if victim == "R" else "R"
             prefix = tuple(who for who, _ in s.calls[:cut])
-            if (prefix, victim) in killed_after:  # a death inside the finish's first block: the same run
-                continue  # for every later place of the rollback (on-call's: 94 deaths, 39 runs of their own)
+            if (prefix, victim) in killed_after:  # a death inside the finish's first block: the same run for
+                continue  # every later place of the rollback (55 repeats of 94 deaths, with either rollback)
             killed_after.add((prefix, victim))
             s2, res2 = run(cluster, rollback, [*prefix, (survivor, None)], killed=(victim,))
             if found := problems(api, res2):
