@@ -300,7 +300,7 @@ def test_every_placement_of_a_rollback_in_a_finish_and_every_death_ends_consiste
             survivor = "P" if victim == "R" else "R"
             prefix = tuple(who for who, _ in s.calls[:cut])
             if (prefix, victim) in killed_after:  # a death inside the finish's first block: the same run for
-                continue  # every later place of the rollback (55 repeats of 94 deaths, with either rollback)
+                continue  # every later place of the rollback (55 repeats with either; on-call's 94 deaths are 39 runs)
             killed_after.add((prefix, victim))
             s2, res2 = run(cluster, rollback, [*prefix, (survivor, None)], killed=(victim,))
             if found := problems(api, res2):
