@@ -88,10 +88,9 @@ def test_analyze_against_what_is_not_a_usable_prometheus_exits_2_once(tmp_path: 
                                                                      says: str) -> None:
     """`canary analyze --prometheus-url .../api/v1` (the API's path given twice) exited 4 with the same
     "does not look like a Prometheus HTTP API" in every check's row, as if the canary could not be
-    measured; promote refuses that URL with exit 2, one line. Credentials refused likewise."""
-    import subprocess
-    import sys
-
+    measured; promote refuses that URL with exit 2, one line. Credentials refused likewise. (The real CLI in
+    this process: what is said, not the process's own; test_stdout_holds_only_... keeps a process.)"""
+    from tests.support import cli
     from tests.support.http import ScriptedHTTP
 
     server = ScriptedHTTP(lambda path, headers: answer)
@@ -99,9 +98,8 @@ def test_analyze_against_what_is_not_a_usable_prometheus_exits_2_once(tmp_path: 
         pol = tmp_path / "p.yaml"
         pol.write_text("steps: [10, 100]\nchecks: [{name: err, kind: error_rate, max_rate_pct: 5}, "
                        "{name: lat, kind: latency, max_ms: 100}]\n")
-        r = subprocess.run([sys.executable, "-m", "canary", "analyze", "rec", "--policy", str(pol),
-                            "--stable-version", "v1", "--canary-version", "v2", "--window", "2m",
-                            "--prometheus-url", server.url + "/api/v1"], capture_output=True, text=True, timeout=120)
+        r = cli.run(["analyze", "rec", "--policy", str(pol), "--stable-version", "v1", "--canary-version", "v2",
+                     "--window", "2m", "--prometheus-url", server.url + "/api/v1"])
         assert r.returncode == 2, (r.returncode, r.stdout[-500:], r.stderr[-500:])
         assert (r.stdout + r.stderr).count(says) == 1, r.stdout + r.stderr
     finally:
