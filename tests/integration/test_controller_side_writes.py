@@ -1,0 +1,91 @@
+"""A rollout's side writes (its history ConfigMap, its Kubernetes Events) never hold another rollout's rollback.
+
+Two rollouts against the strict Kubernetes API emulator, watched, a fake clock: r0 (m0, v2: promotes) and r1
+(m1, v3: 60% slower, rolled back). Once both split traffic, the ConfigMap API and the Events API stop answering
+(every request held by the emulator until the test releases it). r1's stable-100% write must still land, at its
+own tick, while those requests are held: the side writes are queued to the controller's writer threads, not made
+in the worker (decision 890)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from canary import rollout as rl
+from canary.history_store import ConfigMapStore
+from canary.sandbox.kubeapi import Fault, KubeAPIServer
+from canary.sandbox.promserver import PromServer
+from tests import fleet
+from tests.integration.test_controller_scale import Clock
+from tests.integration.test_controller_watch import ISTIO, make, prometheus, status, step, until  # noqa: F401
+
+pytestmark = pytest.mark.integration
+WRITES = frozenset({"GET", "POST", "PUT", "PATCH"})
+
+
+def weights(api: KubeAPIServer, vs: str) -> list[int]:
+    return [d["weight"] for d in api.get(ISTIO, "virtualservices", "ml", vs)["spec"]["http"][0]["route"]]
+
+
+@pytest.fixture
+def two(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Any, Clock]]:  # noqa: F811
+    api = fleet.start_api(2)
+    clock = Clock(time.time())
+    op, stop, client = make(api, prometheus, clock, workers=2)
+    # a request held by the emulator is held for the client too (no 5 s timeout ends it): before the writer
+    # threads, the tick waited on it until the test released it
+    op._history_store = lambda: ConfigMapStore(op.core, timeout_s=600)  # type: ignore[method-assign]
+    yield api, op, clock
+    stop.set()
+    client.close()
+    api.stop()
+
+
+def _split_both(api: KubeAPIServer, op: Any, clock: Clock) -> None:
+    api.handler.put_object(fleet.rollout_object(0, "v2"))
+    api.handler.put_object(fleet.rollout_object(1, "v3"))
+    for _ in range(40):
+        step(api, op, clock)
+        if weights(api, "m0")[1] > 0 and weights(api, "m1")[1] > 0:
+            return
+    raise AssertionError("both rollouts never split traffic")
+
+
+def _hang(api: KubeAPIServer) -> threading.Event:
+    """The ConfigMap and Events APIs stop answering until the returned event is set."""
+    hold = threading.Event()
+    for plural in ("configmaps", "events"):
+        api.handler.faults.append(Fault(0, 10_000, WRITES, plural, hold=hold))
+    return hold
+
+
+def test_a_rollback_is_not_held_behind_hung_history_and_event_writes(two: Any) -> None:
+    api, op, clock = two
+    _split_both(api, op, clock)
+    hold = _hang(api)
+    ticks, done, stop = [0], threading.Event(), threading.Event()
+
+    def loop() -> None:
+        try:
+            while not stop.is_set() and weights(api, "m1") != [100, 0]:
+                step(api, op, clock)
+                ticks[0] += 1
+        finally:
+            done.set()
+
+    t0 = time.monotonic()
+    runner = threading.Thread(target=loop, daemon=True)
+    runner.start()
+    try:
+        until(lambda: weights(api, "m1") == [100, 0], "r1's stable-100% write while its side writes hang", 30)
+        held_s = time.monotonic() - t0
+        print(f"r1 at stable 100% after {ticks[0]} ticks, {held_s:.2f} s, the ConfigMap and Events APIs hung")
+        assert not hold.is_set()
+    finally:
+        stop.set()
+        hold.set()
+        done.wait(60)
+        api.handler.faults.clear()
