@@ -62,6 +62,7 @@ from canary.reconcile import ROUTE_DELETED, canary_subset_home, confirmed_detail
 from canary.routing import patch
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.routing.splits import canary_split_hosts, may_split
+from canary.side_writes import SideWriter
 from canary.throttle import Throttle
 from canary.workqueue import DueQueue
 
@@ -229,10 +230,18 @@ class Controller:
     # seconds an unclaimed CanaryRollout waits for a Ready pod of its canary version (CanaryNotReady) and of its
     # stable version (StableNotReady) before it ends unrun, aborted (Flagger's and Argo's progress deadline; `controller run --wait-ready`)
     wait_ready_s: float = 600.0
+    # the writer of the side writes (history ConfigMaps, Kubernetes Events: `canary.side_writes.SideWriter`), made
+    # off the workers so that a hung ConfigMap or Events API holds no rollout's tick (decision 890); `controller
+    # run` passes one with writer threads. None: made in the worker, at once (tools, tests reading them after a tick)
+    side_writes: Any = None
 
     def __post_init__(self) -> None:
         self.log = get_logger(component="controller", identity=self.identity)
+        self.side = self.side_writes if self.side_writes is not None else SideWriter(threads=0)
         self.fenced = FencedRouter(self.router, self.is_leader, self.lease_left)
+        if self.side.threads:
+            self.fenced.defer = lambda target, write: self.side.submit(
+                f"{target.namespace}/{target.virtual_service}", "event", write)
         self._skewed = False  # the last batched snapshot saw the clocks disagree (`_log_skew`)
         # rollout key -> (binding, step-start snapshot, packed: `PackedSnapshot`). The binding (canary
         # version, step, step start) is checked on every read (docs/decisions.md).
@@ -1503,7 +1512,9 @@ class Controller:
         log.info("gate.passed", **report)
         from canary.runner import gate_detail
 
-        self._history(spec).gate(at=self.clock.now(), stage="preflight", outcome="passed", detail=gate_detail(report))
+        at, detail = self.clock.now(), gate_detail(report)
+        self.side.submit(spec.key, "history", lambda: self._history(spec).gate(at=at, stage="preflight",
+                                                                              outcome="passed", detail=detail))
         return ""
 
     def _gate_probe(self, spec: crd.RolloutSpec, state: rl.RolloutState, now: float, log: Any) -> str:
@@ -2590,6 +2601,10 @@ class Controller:
         its recorder, flushed again by the settled CanaryRollout's ticks (`_flush_ended_history`): dropped here,
         the end, the last looks and the verdict behind it were lost, and `canary report` showed a rolled-back
         rollout as still in progress at its last step."""
+        self.side.submit(spec.key, "history", lambda: self._observe_now(spec, state, actions))
+
+    def _observe_now(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action] | None) -> None:
+        """`_observe`'s write, made by the side writer (in order per rollout)."""
         rec = self._history(spec)
         rec.observe(state, actions or ())
         if state.terminal and not self._ended_history_kept(spec.key, rec):
@@ -2618,14 +2633,36 @@ class Controller:
         """A finished rollout's history records its end's flush left (`_observe`), written again: None once none
         is left or they are given up (the recorder dropped), else a TransientError the queue retries with its
         backoff (the recorder kept; `history.write_failed` said why)."""
+        if self.side.threads:  # made by the side writer; until its jobs for `key` are done, asked again
+            if self.side.pending(key):
+                return TransientError(f"CanaryRollout {key}: its history's last records are being written")
+            if key not in self._histories:
+                return None
+            self.side.submit(key, "history", lambda: self._flush_ended_now(key))
+            return TransientError(f"CanaryRollout {key}: its history's last records are being written")
+        return None if self._flush_ended_now(key) else \
+            TransientError(f"CanaryRollout {key}: its history's last records are not written yet")
+
+    def close_side_writes(self, timeout_s: float) -> bool:
+        """At a clean stop, once the loop has ended and before the Lease is handed over: every history's records
+        not written yet (the looks short of a flush, an end whose flush failed) queued for a last flush, then the
+        side writer closed within `timeout_s` (`SideWriter.close`: what it could not write is said,
+        `side_write.unwritten`). True when everything was written or nothing was left."""
+        for key, rec in list(self._histories.items()):
+            if rec.pending or rec.unwritten:
+                self.side.submit(key, "history", rec.flush)
+        return self.side.close(timeout_s)
+
+    def _flush_ended_now(self, key: str) -> bool:
+        """`_flush_ended_history`'s write: whether the recorder is done with (written, or given up: dropped)."""
         rec = self._histories.get(key)
         if rec is None:
-            return None
+            return True
         rec.flush()
         if self._ended_history_kept(key, rec):
-            return TransientError(f"CanaryRollout {key}: its history's last records are not written yet")
+            return False
         self._histories.pop(key, None)
-        return None
+        return True
 
     def _record(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
         """An executed step told outside the route, once it landed: the webhooks and Slack first (queued, never
@@ -2700,16 +2737,19 @@ class Controller:
 
     def _cr_event(self, spec: crd.RolloutSpec, event: str, message: str, *, warning: bool) -> None:
         """Best effort: a Kubernetes Event on the CanaryRollout itself (kubectl describe shows it)."""
-        if not self.is_leader():
-            return
         body = kube.event_body(namespace=spec.namespace, reason=camel(event), message=message, warning=warning,
                                involved={"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": crd.KIND,
                                          "name": spec.name, "uid": spec.uid},
                                component="canary-controller", generate_name=f"{spec.name}.")
-        try:
-            self.core.create_namespaced_event(spec.namespace, body, _request_timeout=3)
-        except Exception:
-            pass
+
+        def write() -> None:  # by the side writer (decision 890); the lease asked when it is made
+            if not self.is_leader():
+                return
+            try:
+                self.core.create_namespaced_event(spec.namespace, body, _request_timeout=3)
+            except Exception:
+                pass
+        self.side.submit(spec.key, "event", write)
 
     def _status(self, obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState,
                 verdict: Verdict | None = None, *, step_start: dict[str, Any] | None = None,

@@ -31,6 +31,10 @@ class FencedRouter:
     inner: TrafficRouter
     may_write: Callable[[], bool]
     lease_left: Callable[[], float] | None = None
+    # where a Kubernetes Event's write is made: None, here and now; else `defer(target, write)` queues `write`
+    # (the controller's writer threads, `canary.side_writes`: a hung Events API never holds a tick; decision 890).
+    # The lease is asked when the write is made, not when it is queued
+    defer: Callable[[Target, Callable[[], Any]], bool] | None = None
 
     def __post_init__(self) -> None:
         if hasattr(self.inner, "fence"):
@@ -67,8 +71,12 @@ class FencedRouter:
         self.inner.point_subset(target, subset, version, **kw)
 
     def record_event(self, target: Target, *, reason: str, message: str, warning: bool = False) -> bool:
-        return bool(self.may_write()) and bool(self.inner.record_event(target, reason=reason, message=message,
-                                                                       warning=warning))
+        def write() -> bool:
+            return bool(self.may_write()) and bool(self.inner.record_event(target, reason=reason, message=message,
+                                                                           warning=warning))
+        if self.defer is not None:
+            return self.defer(target, write)  # queued: True unless refused (said by the queue)
+        return write()
 
     def _fence(self) -> None:
         if not self.may_write():

@@ -186,7 +186,9 @@ def build(client: Any, *, prom: Any, namespace: str | None, identity: str, telem
                                     retry_period_s=retry_period_s)
             electors.append(elector)
         router = IstioRouter(client)
-        ops.append(Controller(
+        from canary.side_writes import SideWriter
+
+        ops.append(Controller(side_writes=SideWriter(),
             custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=router, metrics=prom, batch=batch,
             namespace=namespace, is_leader=elector.is_leader if elector else (lambda: True),
             lease_left=elector.lease_left if elector else None, identity=identity, telemetry=telemetry,
@@ -240,7 +242,12 @@ def run_loops(ops: Sequence[Any], stop: threading.Event, *, tick_s: float,
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         busy = [t.name for t in threads if t.is_alive()]
-        release([0] + [i + 1 for i, t in enumerate(threads) if not t.is_alive()])
+        ended = [0] + [i + 1 for i, t in enumerate(threads) if not t.is_alive()]
+        for i in ended:  # their queued side writes (histories, Events) made while the Lease is still held
+            close = getattr(ops[i], "close_side_writes", None)
+            if close is not None:
+                close(max(0.5, deadline - time.monotonic()))
+        release(ended)
         if busy:
             log.warning("controller.release_skipped", loops=busy, wait_s=join_s,
                         reason="a shard's loop was still in its tick (a write may be in flight): its Lease is left "

@@ -18,6 +18,7 @@ from canary import rollout as rl
 from canary.history_store import ConfigMapStore
 from canary.sandbox.kubeapi import Fault, KubeAPIServer
 from canary.sandbox.promserver import PromServer
+from canary.side_writes import SideWriter
 from tests import fleet
 from tests.integration.test_controller_scale import Clock
 from tests.integration.test_controller_watch import ISTIO, make, prometheus, status, step, until  # noqa: F401
@@ -34,7 +35,7 @@ def weights(api: KubeAPIServer, vs: str) -> list[int]:
 def two(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Any, Clock]]:  # noqa: F811
     api = fleet.start_api(2)
     clock = Clock(time.time())
-    op, stop, client = make(api, prometheus, clock, workers=2)
+    op, stop, client = make(api, prometheus, clock, workers=2, side_writes=SideWriter())
     # a request held by the emulator is held for the client too (no 5 s timeout ends it): before the writer
     # threads, the tick waited on it until the test released it
     op._history_store = lambda: ConfigMapStore(op.core, timeout_s=600)  # type: ignore[method-assign]

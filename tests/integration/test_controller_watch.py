@@ -44,14 +44,15 @@ def prometheus(history_pool: HistoryPool) -> PromServer:
 
 
 def make(api: KubeAPIServer, prometheus: PromServer, clock: Clock, *, workers: int = 1,
-         owns: Callable[[dict[str, Any]], bool] | None = None) -> tuple[Controller, threading.Event, Any]:
+         owns: Callable[[dict[str, Any]], bool] | None = None,
+         side_writes: Any = None) -> tuple[Controller, threading.Event, Any]:
     client = api.api_client()
     prom = PrometheusProvider(prometheus.url, retries=2, budget_s=5)
     op: Controller
     informers = Informers(client, namespace="ml", on_change=lambda *c: op.changed(*c), watch_timeout_s=5)
     op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client),
                     router=IstioRouter(client, wait=None), metrics=Counting(prom), batch=BatchMetrics(prom),
-                    namespace="ml", clock=clock, informers=informers, workers=workers,
+                    namespace="ml", clock=clock, informers=informers, workers=workers, side_writes=side_writes,
                     **({"owns": owns} if owns else {}))
     _count_busy(informers)
     stop = threading.Event()
