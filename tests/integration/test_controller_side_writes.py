@@ -13,15 +13,17 @@ import time
 from typing import Any, Iterator
 
 import pytest
+import structlog
 
 from canary import rollout as rl
-from canary.history_store import ConfigMapStore
+from canary.history_store import ConfigMapStore, read
 from canary.sandbox.kubeapi import Fault, KubeAPIServer
 from canary.sandbox.promserver import PromServer
 from canary.side_writes import SideWriter
 from tests import fleet
 from tests.integration.test_controller_scale import Clock
-from tests.integration.test_controller_watch import ISTIO, make, prometheus, status, step, until  # noqa: F401
+from tests.integration.test_controller_watch import ISTIO, N, make, step, until
+from tests.support.prom import HistoryPool
 
 pytestmark = pytest.mark.integration
 WRITES = frozenset({"GET", "POST", "PUT", "PATCH"})
@@ -31,8 +33,13 @@ def weights(api: KubeAPIServer, vs: str) -> list[int]:
     return [d["weight"] for d in api.get(ISTIO, "virtualservices", "ml", vs)["spec"]["http"][0]["route"]]
 
 
+@pytest.fixture(scope="module")
+def prometheus(history_pool: HistoryPool) -> PromServer:
+    return fleet.pooled_prometheus(history_pool, N)  # test_controller_watch's fleet: one backfill for both
+
+
 @pytest.fixture
-def two(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Any, Clock]]:  # noqa: F811
+def two(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Any, Clock]]:
     api = fleet.start_api(2)
     clock = Clock(time.time())
     op, stop, client = make(api, prometheus, clock, workers=2, side_writes=SideWriter())
@@ -90,3 +97,41 @@ def test_a_rollback_is_not_held_behind_hung_history_and_event_writes(two: Any) -
         hold.set()
         done.wait(60)
         api.handler.faults.clear()
+    # released, the queued writes land, in order: r1's history ends rolled back, its looks before its end
+    assert op.side.idle(60)
+    assert history(api, "m1")["phase"] == rl.ROLLED_BACK and history(api, "m1")["looks"]
+
+
+def history(api: KubeAPIServer, vs: str) -> dict[str, Any]:
+    cm = api.get("", "configmaps", "ml", f"{vs}-canary-history") or {}
+    return read(cm.get("data") or {}, where=vs)
+
+
+def test_a_clean_stop_writes_what_the_histories_hold_and_says_what_a_hung_api_kept(two: Any) -> None:
+    api, op, clock = two
+    _split_both(api, op, clock)
+    for _ in range(5):
+        step(api, op, clock)
+        assert op.side.idle(60)
+        held = {key: rec.pending for key, rec in op._histories.items()}
+        if held.get("ml/r0"):
+            break
+    assert held["ml/r0"]  # looks short of a flush (`history_flush_every`): not written at a stop before
+    before = len(history(api, "m0").get("looks", []))
+    assert op.close_side_writes(30)
+    assert all(not rec.pending for rec in op._histories.values())
+    assert len(history(api, "m0")["looks"]) == before + held["ml/r0"]
+
+
+def test_a_stop_with_the_configmap_api_hung_ends_within_its_bound_and_says_what_is_unwritten(two: Any) -> None:
+    api, op, clock = two
+    _split_both(api, op, clock)
+    hold = _hang(api)
+    try:
+        step(api, op, clock)  # a look each: records short of a flush
+        with structlog.testing.capture_logs() as logs:
+            assert not op.close_side_writes(0.5)
+        unwritten = {e["rollout"] for e in logs if e["event"] == "side_write.unwritten"}
+        assert unwritten == {"ml/r0", "ml/r1"}
+    finally:
+        hold.set()
