@@ -192,3 +192,28 @@ def test_the_leases_are_handed_over_only_once_no_shards_loop_has_a_write_in_flig
     stop2.set()
     done.join(60)
     assert not done.is_alive() and released == [([0, 1], False)]  # released once, with nothing in flight
+
+
+def test_each_ended_loops_side_writes_are_closed_before_its_lease_is_handed_over() -> None:
+    """A clean stop writes what the histories hold, fenced on the Lease still held (decision 891): each ended
+    loop's `close_side_writes`, bounded by what is left of the renew deadline, then `release`."""
+    import threading
+
+    from canary.logs import get as get_logger
+
+    order: list[Any] = []
+
+    class Ended(_Loop):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def close_side_writes(self, bound: float) -> bool:
+            order.append(("closed", self.name, 0 < bound <= 5.0))
+            return True
+
+    stop = threading.Event()
+    stop.set()  # each loop returns at once
+    sh.run_loops([Ended("a"), Ended("b")], stop, tick_s=1.0, release=lambda loops: order.append(("released", loops)),
+                 join_s=5.0, log=get_logger())
+    assert order == [("closed", "a", True), ("closed", "b", True), ("released", [0, 1])]
