@@ -2601,7 +2601,7 @@ class Controller:
         its recorder, flushed again by the settled CanaryRollout's ticks (`_flush_ended_history`): dropped here,
         the end, the last looks and the verdict behind it were lost, and `canary report` showed a rolled-back
         rollout as still in progress at its last step."""
-        self.side.submit(spec.key, "history", lambda: self._observe_now(spec, state, actions))
+        self.side.submit(spec.key, "history", lambda: self._observe_now(spec, state, actions), end=state.terminal)
 
     def _observe_now(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action] | None) -> None:
         """`_observe`'s write, made by the side writer (in order per rollout)."""

@@ -11,7 +11,9 @@ What it keeps of what they guaranteed:
     order, never two flushes of one recorder at once;
   - one key's hung write holds only that key's later jobs and one writer thread; the others go on;
   - the queue is bounded (`max_pending` jobs): past it a job is refused and said (`side_write.dropped`), never
-    waited for, so a hung API costs bounded memory;
+    waited for, so a hung API costs bounded memory; but never a rollout's end (`end=True`: the observation that
+    writes its end into its history, one per rollout that ends), as notify never drops a rollback's post: dropped,
+    its history showed a rolled-back rollout as still in progress at its last step for ever (decision 941);
   - `close(timeout_s)` stops taking jobs, lets the queued ones run for at most `timeout_s` and says what it could
     not write (`side_write.unwritten`, per key); a clean stop of `canary controller run` calls it.
 """
@@ -47,14 +49,15 @@ class SideWriter:
         for w in self._workers:
             w.start()
 
-    def submit(self, key: str, what: str, job: Callable[[], Any]) -> bool:
+    def submit(self, key: str, what: str, job: Callable[[], Any], *, end: bool = False) -> bool:
         """Queue `job` (`what` names it in the lines: "history", "event") after `key`'s earlier jobs; never waits.
-        False when refused (queue full, or closed): said as `side_write.dropped`."""
+        False when refused (queue full, or closed): said as `side_write.dropped`. `end`: a rollout's end, taken
+        past the bound (only a stop refuses it)."""
         if self.threads == 0:
             self._run(key, what, job)
             return True
         with self._cond:
-            if self._closed or self._pending >= self.max_pending:
+            if self._closed or (self._pending >= self.max_pending and not end):
                 self.dropped += 1
                 closed = self._closed
             else:

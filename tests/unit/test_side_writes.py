@@ -62,6 +62,27 @@ def test_a_full_queue_refuses_and_says_so_never_waits() -> None:
     assert done == ["a1", "a2"]
 
 
+def test_a_rollouts_end_is_taken_past_the_bound_and_runs_in_its_keys_order() -> None:
+    """A full queue refuses a look's write, never an end's (decision 941); only a stop refuses that."""
+    w = SideWriter(threads=1, max_pending=2)
+    hold, started = threading.Event(), threading.Event()
+    done: list[str] = []
+    try:
+        assert w.submit("ml/a", "history", _job(done, "a1", hold, started))
+        assert started.wait(10)
+        assert w.submit("ml/b", "history", _job(done, "b1"))
+        assert not w.submit("ml/b", "history", _job(done, "b2"))  # full
+        assert w.submit("ml/b", "history", _job(done, "b-end"), end=True)
+        assert w.pending() == 3
+        hold.set()
+        assert w.idle(10)
+    finally:
+        hold.set()
+        w.close(5)
+    assert done == ["a1", "b1", "b-end"]
+    assert not w.submit("ml/b", "history", _job(done, "late-end"), end=True)  # closed
+
+
 def test_a_clean_stop_runs_what_is_queued_and_says_what_it_could_not_write() -> None:
     w = SideWriter(threads=2)
     done: list[str] = []
