@@ -22,7 +22,7 @@ from canary.sandbox.promserver import PromServer
 from canary.side_writes import SideWriter
 from tests import fleet
 from tests.integration.test_controller_scale import Clock
-from tests.integration.test_controller_watch import ISTIO, N, make, step, until
+from tests.integration.test_controller_watch import ISTIO, N, make, status, step, until
 from tests.support.prom import HistoryPool
 
 pytestmark = pytest.mark.integration
@@ -38,18 +38,31 @@ def prometheus(history_pool: HistoryPool) -> PromServer:
     return fleet.pooled_prometheus(history_pool, N)  # test_controller_watch's fleet: one backfill for both
 
 
-@pytest.fixture
-def two(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Any, Clock]]:
+def _two(prometheus: PromServer, side: SideWriter) -> Iterator[tuple[KubeAPIServer, Any, Clock]]:
     api = fleet.start_api(2)
     clock = Clock(time.time())
-    op, stop, client = make(api, prometheus, clock, workers=2, side_writes=SideWriter())
+    op, stop, client = make(api, prometheus, clock, workers=2, side_writes=side)
     # a request held by the emulator is held for the client too (no 5 s timeout ends it): before the writer
     # threads, the tick waited on it until the test released it
     op._history_store = lambda: ConfigMapStore(op.core, timeout_s=600)  # type: ignore[method-assign]
-    yield api, op, clock
-    stop.set()
-    client.close()
-    api.stop()
+    try:
+        yield api, op, clock
+    finally:
+        stop.set()
+        side.close(10)  # its writer threads end (each test's were left waiting, two a test)
+        client.close()
+        api.stop()
+
+
+@pytest.fixture
+def two(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Any, Clock]]:
+    yield from _two(prometheus, SideWriter())
+
+
+@pytest.fixture
+def two_full(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Any, Clock]]:
+    """As `two`, its writer's queue full at once: one thread, 2 jobs at most."""
+    yield from _two(prometheus, SideWriter(threads=1, max_pending=2))
 
 
 def _split_both(api: KubeAPIServer, op: Any, clock: Clock) -> None:
@@ -105,6 +118,32 @@ def test_a_rollback_is_not_held_behind_hung_history_and_event_writes(two: Any) -
 def history(api: KubeAPIServer, vs: str) -> dict[str, Any]:
     cm = api.get("", "configmaps", "ml", f"{vs}-canary-history") or {}
     return read(cm.get("data") or {}, where=vs)
+
+
+def test_a_rollbacks_end_is_written_into_its_history_though_the_queue_was_full(two_full: Any) -> None:
+    """The ConfigMap API hung, the queue full (looks and Events refused, said): r1's end is still queued, and
+    written once the API answers. Refused, r1's history showed it in progress at its last step for ever
+    (decision 941)."""
+    api, op, clock = two_full
+    _split_both(api, op, clock)
+    hold = _hang(api)
+    # the writer's one thread held from here (a look's observation writes nothing short of a flush: on the
+    # hung API alone, the queue filled only at the run's first flush, in some runs never)
+    op.side.submit("ml/other", "history", lambda: hold.wait(60))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(60):
+                step(api, op, clock)
+                if weights(api, "m1") == [100, 0] and status(api, "r1").get("phase") == rl.ROLLED_BACK:
+                    break
+        assert weights(api, "m1") == [100, 0]
+        assert {e["rollout"] for e in logs if e["event"] == "side_write.dropped"} >= {"ml/r1"}  # the queue was full
+        assert not hold.is_set()
+    finally:
+        hold.set()
+        api.handler.faults.clear()
+    assert op.side.idle(60)
+    assert history(api, "m1")["phase"] == rl.ROLLED_BACK
 
 
 def test_a_clean_stop_writes_what_the_histories_hold_and_says_what_a_hung_api_kept(two: Any) -> None:
