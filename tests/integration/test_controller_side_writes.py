@@ -44,7 +44,13 @@ def _two(prometheus: PromServer, side: SideWriter) -> Iterator[tuple[KubeAPIServ
     op, stop, client = make(api, prometheus, clock, workers=2, side_writes=side)
     # a request held by the emulator is held for the client too (no 5 s timeout ends it): before the writer
     # threads, the tick waited on it until the test released it
-    op._history_store = lambda: ConfigMapStore(op.core, timeout_s=600)  # type: ignore[method-assign]
+    fenced = op._history_store
+
+    def store() -> ConfigMapStore:  # the controller's own store (its fence on the Lease kept), never timing out
+        s = fenced()
+        s.timeout_s = 600
+        return s
+    op._history_store = store  # type: ignore[method-assign]
     try:
         yield api, op, clock
     finally:
@@ -174,3 +180,43 @@ def test_a_stop_with_the_configmap_api_hung_ends_within_its_bound_and_says_what_
         assert unwritten == {"ml/r0", "ml/r1"}
     finally:
         hold.set()
+
+
+def test_a_side_write_queued_while_leading_and_made_after_the_lease_is_lost_does_not_land(two: Any) -> None:
+    """The Lease is asked when a deferred write is made, not when it was queued: the history records and the
+    Events a tick queued, made once this replica no longer leads, are refused (nothing lands), and the same
+    writes made while it leads land (so the test can fail). Decision 942."""
+    api, op, clock = two
+    _split_both(api, op, clock)
+    leading = [True]
+    op.is_leader = lambda: leading[0]  # what the history store's fence and `_cr_event` ask when they write
+    op.fenced.may_write = op.is_leader  # the VirtualService Events' (`FencedRouter.record_event`)
+    real = api.handler._serve
+    landed: list[str] = []
+
+    def serve(method: str, request: Any, kind: Any) -> Any:
+        out = real(method, request, kind)
+        if method in WRITES - {"GET"} and ("/configmaps" in request.url.path or "/events" in request.url.path):
+            landed.append(f"{method} {request.url.path}")
+        return out
+
+    api.handler._serve = serve  # type: ignore[method-assign]
+    for lead in (True, False):
+        leading[0] = True
+        gate = threading.Event()
+        for key in ("ml/a", "ml/b"):  # both writer threads held: what the ticks queue waits
+            op.side.submit(key, "history", lambda: gate.wait(60))
+        for _ in range(3):
+            step(api, op, clock)
+        for key, rec in op._histories.items():  # a flush of every recorder queued too, as a clean stop does
+            op.side.submit(key, "history", rec.flush)
+        queued = op.side.pending()
+        leading[0] = lead
+        landed.clear()
+        gate.set()
+        assert op.side.idle(60)
+        assert queued > 2
+        if lead:
+            assert any("/configmaps" in w for w in landed), landed  # made while leading: they land
+        else:
+            assert landed == [], landed  # made after the Lease was lost: none lands
