@@ -13,12 +13,19 @@ Which writes: a fault-free run first lists each rollout's writes, tick by tick (
 moves nor ends makes the same writes as the step's look before it (its record on the VirtualService, its
 status), in the same state: those repeats are one write each, the first look of each step standing for them
 (decision 884). Every other write is failed in its own run, and a promotion's and a rollback's k's run side by
-side (each rollout has its own k), so the runs are as many as the longer list."""
+side (each rollout has its own k), so the runs are as many as the longer list.
+
+The controller runs as `controller run` does: its history writes made by its writer threads
+(`canary.side_writes`, decision 890), after each tick waited for (`SideWriter.idle`). A history write may land
+before or after the tick's own writes of the same rollout, so a write is named by its lane and its place in it
+(`Fault`: the tick's writes in the order made, the history's in the order queued; decision 940), never by its
+place among all the rollout's writes, which changed from run to run."""
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any
 
 import pytest
@@ -26,6 +33,7 @@ import pytest
 from canary import rollout as rl
 from canary.sandbox import kubeapi
 from canary.sandbox.promserver import PromServer
+from canary.side_writes import SideWriter
 from tests.integration.test_controller_watch import ISTIO, caught_up, create, make, status
 from tests import fleet
 from tests.support.prom import HistoryPool
@@ -51,6 +59,12 @@ def _rollout_of(path: str) -> int | None:
 
 
 Write = tuple[int, str, str]  # (tick, method, what: the path's kind, e.g. "virtualservices" or "status")
+Fault = tuple[str, int]  # (lane: "tick" or "history", n: the lane's n-th write of the rollout, 1-based)
+
+
+def _lane(what: str) -> str:
+    """The history ConfigMap's writes are made by the writer threads, every other write in the tick."""
+    return "history" if what == "configmaps" else "tick"
 
 
 def _what(path: str) -> str:
@@ -58,8 +72,8 @@ def _what(path: str) -> str:
     return "status" if parts[-1] == "status" else parts[-2]
 
 
-def _run(prometheus: Any, ks: dict[int, int], trace: dict[str, Any] | None = None) -> list[str]:
-    """One run of the six rollouts, rollout i's `ks[i]`-th write failed with its fault (none where absent).
+def _run(prometheus: Any, ks: dict[int, Fault], trace: dict[str, Any] | None = None) -> list[str]:
+    """One run of the six rollouts, rollout i's write `ks[i]` failed with its fault (none where absent).
     With `trace`, no fault is asked: it gets each rollout's writes (`writes`: {i: [Write]}) and its state after
     each tick (`states`: {i: [(record phase, step, weights)]})."""
     import time
@@ -68,21 +82,26 @@ def _run(prometheus: Any, ks: dict[int, int], trace: dict[str, Any] | None = Non
 
     api = fleet.start_api(len(FAULTS))
     clock = Clock(time.time())
-    op, stop, client = make(api, prometheus, clock)
-    counts: dict[int, int] = {}
+    op, stop, client = make(api, prometheus, clock, side_writes=SideWriter())
+    counts: dict[tuple[int, str], int] = {}
     hit: list[str] = []
     tick = [0]
     writes: dict[int, list[Write]] = {i: [] for i in VERSIONS}
     states: dict[int, list[tuple[Any, ...]]] = {i: [] for i in VERSIONS}
     real = api.handler._serve
+    lock = threading.Lock()  # the tick's worker and the writer threads count
 
     def serve(method: str, request: Any, kind: Any) -> Any:
         i = _rollout_of(request.url.path) if method in ("PUT", "PATCH", "POST", "DELETE") else None
         if i is None:
             return real(method, request, kind)
-        counts[i] = counts.get(i, 0) + 1
-        writes[i].append((tick[0], method, _what(request.url.path)))
-        if counts[i] != ks.get(i):
+        what = _what(request.url.path)
+        lane = _lane(what)
+        with lock:
+            counts[i, lane] = counts.get((i, lane), 0) + 1
+            writes[i].append((tick[0], method, what))
+            n = counts[i, lane]
+        if (lane, n) != ks.get(i):
             return real(method, request, kind)
         mode = FAULTS[i][1]
         hit.append(f"r{i} {mode} {method} {request.url.path}")
@@ -101,6 +120,7 @@ def _run(prometheus: Any, ks: dict[int, int], trace: dict[str, Any] | None = Non
         def one_tick() -> None:
             caught_up(api, op)
             op.tick()
+            assert op.side.idle(60), "the side writes never ended"  # a tick's history writes are its own
             clock.t += 1.0
             if trace is not None:
                 for i in VERSIONS:
@@ -145,9 +165,26 @@ def _run(prometheus: Any, ks: dict[int, int], trace: dict[str, Any] | None = Non
             trace.update(writes=writes, states=states)
     finally:
         stop.set()
+        op.side.close(5)
         client.close()
         api.stop()
     return problems
+
+
+def _canonical(writes: list[Write]) -> list[Write]:
+    """`writes` in an order that does not depend on the threads: each tick's own writes, then its history's."""
+    return sorted(writes, key=lambda w: (w[0], _lane(w[2]) == "history"))  # stable: each lane's order kept
+
+
+def _faults(writes: list[Write], ks: list[int]) -> list[Fault]:
+    """The k's of `_canonical(writes)` as (lane, n)."""
+    seen: dict[str, int] = {}
+    at: list[Fault] = []
+    for _, _, what in writes:
+        lane = _lane(what)
+        seen[lane] = seen.get(lane, 0) + 1
+        at.append((lane, seen[lane]))
+    return [at[k - 1] for k in ks]
 
 
 def _kept(writes: list[Write], states: list[tuple[Any, ...]]) -> list[int]:
@@ -170,18 +207,21 @@ def _kept(writes: list[Write], states: list[tuple[Any, ...]]) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def plan(prometheus: Any) -> list[dict[int, int]]:
-    """The runs: each a {rollout: k}, from a fault-free run's writes (see the module's docstring)."""
+def plan(prometheus: Any) -> list[dict[int, Fault]]:
+    """The runs: each a {rollout: (lane, n)}, from a fault-free run's writes (see the module's docstring)."""
     trace: dict[str, Any] = {}
     assert _run(prometheus, {}, trace) == []
-    kept = {i: _kept(trace["writes"][i], trace["states"][i]) for i in VERSIONS}
+    ordered = {i: _canonical(trace["writes"][i]) for i in VERSIONS}
+    kept = {i: _kept(ordered[i], trace["states"][i]) for i in VERSIONS}
     for i, v in VERSIONS.items():
-        n = len(trace["writes"][i])
+        n = len(ordered[i])
         assert n > (20 if v == "v2" else 10), (i, n)  # a promotion's and a rollback's writes, all of them
-        kinds = {(m, w) for _, m, w in trace["writes"][i]}
-        assert kinds == {(m, w) for k in kept[i] for _, m, w in [trace["writes"][i][k - 1]]}, i  # each kind failed
-    runs = max(len(ks) for ks in kept.values())
-    return [{i: ks[j] for i, ks in kept.items() if j < len(ks)} for j in range(runs)]
+        kinds = {(m, w) for _, m, w in ordered[i]}
+        assert kinds == {(m, w) for k in kept[i] for _, m, w in [ordered[i][k - 1]]}, i  # each kind failed
+        assert {m for m, w in kinds if w == "configmaps"}, i  # the history's writes (off the tick) among them
+    faults = {i: _faults(ordered[i], kept[i]) for i in VERSIONS}
+    runs = max(len(ks) for ks in faults.values())
+    return [{i: ks[j] for i, ks in faults.items() if j < len(ks)} for j in range(runs)]
 
 
 # the runs, in chunks (one test of every k was the suite's longest, 2.5-3.5 min, and reported nothing until its
@@ -190,7 +230,7 @@ CHUNKS = 4
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
-def test_one_failed_write_anywhere_ends_with_stable_and_agreeing_records(prometheus: Any, plan: list[dict[int, int]],
+def test_one_failed_write_anywhere_ends_with_stable_and_agreeing_records(prometheus: Any, plan: list[dict[int, Fault]],
                                                                           chunk: int) -> None:
     size = -(-len(plan) // CHUNKS)
     found: list[str] = []
