@@ -234,6 +234,10 @@ class Controller:
     # off the workers so that a hung ConfigMap or Events API holds no rollout's tick (decision 890); `controller
     # run` passes one with writer threads. None: made in the worker, at once (tools, tests reading them after a tick)
     side_writes: Any = None
+    # seconds an end's tick waits for its rollout's side writes (its end's history record queued last) before its
+    # status write: so that a SIGKILL after the status says ended finds the end in the history too (no later tick
+    # of any process writes it), while a hung ConfigMap API holds the other rollouts' ticks at most this (941 add.)
+    end_write_wait_s: float = 1.0
 
     def __post_init__(self) -> None:
         self.log = get_logger(component="controller", identity=self.identity)
@@ -2602,6 +2606,10 @@ class Controller:
         the end, the last looks and the verdict behind it were lost, and `canary report` showed a rolled-back
         rollout as still in progress at its last step."""
         self.side.submit(spec.key, "history", lambda: self._observe_now(spec, state, actions), end=state.terminal)
+        if state.terminal and self.side.threads and not self.side.wait(spec.key, self.end_write_wait_s):
+            self.log.warning("history.end_pending", rollout=spec.key, phase=state.phase, wait_s=self.end_write_wait_s,
+                             note="the end's history record is queued, not written yet: the rollout's status is "
+                                  "written now; a crash before the record's write leaves it out of the history")
 
     def _observe_now(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action] | None) -> None:
         """`_observe`'s write, made by the side writer (in order per rollout)."""

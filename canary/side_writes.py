@@ -79,6 +79,17 @@ class SideWriter:
                 return self._pending
             return len(self._queues.get(key, ())) + (key in self._busy)
 
+    def wait(self, key: str, timeout_s: float) -> bool:
+        """Wait until `key` has no job queued or running (at most `timeout_s`); whether it has none."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._queues.get(key) or key in self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
     def idle(self, timeout_s: float | None = None) -> bool:
         """Wait until no job is queued or running (at most `timeout_s`); whether none is."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

@@ -220,3 +220,50 @@ def test_a_side_write_queued_while_leading_and_made_after_the_lease_is_lost_does
             assert any("/configmaps" in w for w in landed), landed  # made while leading: they land
         else:
             assert landed == [], landed  # made after the Lease was lost: none lands
+
+
+class _Seen(SideWriter):
+    """The real writer; `wait` first lets the test's held job go (what the tick waits for, it waits on)."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def wait(self, key: str, timeout_s: float) -> bool:
+        self.gate.set()
+        return super().wait(key, timeout_s)
+
+
+def test_an_ends_history_record_is_written_before_its_status_says_it_ended(prometheus: PromServer) -> None:
+    """The end's tick waits for its rollout's side writes before its status write (`end_write_wait_s`): a
+    SIGKILL after the status said rolled back found the history in progress for ever, as no later tick of any
+    process writes an end into it (941's addendum). r1's writes are held until the tick waits on them, or until
+    its rolled-back status write arrives (without the wait): the history is read as that status write lands."""
+    gate = threading.Event()
+    gen = _two(prometheus, _Seen(gate))
+    api, op, clock = next(gen)
+    try:
+        op.end_write_wait_s = 60.0  # on this loaded host: the wait ends by the write, not by its bound
+        _split_both(api, op, clock)
+        real = api.handler._serve
+        at_status: list[str] = []
+
+        def serve(method: str, request: Any, kind: Any) -> Any:
+            if method == "PATCH" and request.url.path.endswith("/canaryrollouts/r1/status") and not at_status:
+                body = api.handler._body(request) or {}
+                if (body.get("status") or {}).get("phase") == rl.ROLLED_BACK:
+                    at_status.append(str(history(api, "m1").get("phase")))
+                    gate.set()
+            return real(method, request, kind)
+
+        api.handler._serve = serve  # type: ignore[method-assign]
+        op.side.submit("ml/r1", "history", lambda: gate.wait(60))  # r1's lane held
+        for _ in range(60):
+            step(api, op, clock)
+            if status(api, "r1").get("phase") == rl.ROLLED_BACK:
+                break
+        assert at_status == [rl.ROLLED_BACK]
+    finally:
+        gate.set()
+        for _ in gen:
+            pass

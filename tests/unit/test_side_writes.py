@@ -35,8 +35,9 @@ def test_a_hung_keys_writes_hold_no_other_key_and_each_key_runs_in_order() -> No
         w.submit("ml/b", "event", finished.set)
         assert finished.wait(10)
         assert done == [f"b{i}" for i in range(5)] and w.pending("ml/a") == 2
+        assert w.wait("ml/b", 10) and not w.wait("ml/a", 0.05)  # a key's own jobs waited for, not another's
         hold.set()
-        assert w.idle(10)
+        assert w.wait("ml/a", 10) and w.idle(10)
         assert done[-2:] == ["a1", "a2"]
     finally:
         hold.set()
