@@ -213,6 +213,9 @@ class Runner:
         # the step (its start) looks moved the clock back to Prometheus's in, and by how many seconds in all (634)
         self._moved_back: tuple[float, float] = (math.nan, 0.0)
         self._splits_unlisted = False  # the VirtualServices could not be listed: not asked at each look (602)
+        # why the last look could not tell whether another VirtualService splits with the canary subset (its LIST
+        # failed: a 5xx, a timeout, an answer that does not parse), "" when it could: no promotion over it (900)
+        self._others_unchecked = ""
         self._next_split_look = 0.0  # paused, or its gate running at 100/0: when `_split_while_held` looks next (656)
         if self.history is None:
             from canary.history_store import ConfigMapStore, Recorder
@@ -1194,13 +1197,21 @@ class Runner:
         verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window,
                         pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
                         step=max(state.step, 0), window_s=window, canary_version=state.canary_version)
+        looked = rl.Looked(self.clock.now(), verdict, canary_n, covered, uncounted=uncounted,
+                           deadline_cause="infrastructure" if behind else "")
+        unchecked = self._promotion_unchecked(state, looked)
+        if isinstance(unchecked, rl.RolloutState):
+            return unchecked  # the look asked again found a split: rolled back (602)
+        if unchecked:  # not promoted over a split nobody could look for: this look is inconclusive (decision 900)
+            verdict = judge(self.policy, {c.name: NotCountable(unchecked) for c in self.policy.checks},
+                            prior=state.prior(), window=state.step_window, pass_ratio=state.pass_ratio(canary_n),
+                            canary_weight=state.weights.canary, step=max(state.step, 0), window_s=window,
+                            canary_version=state.canary_version)
+            looked = replace(looked, verdict=verdict, deadline_cause="infrastructure")
         try:
             # lands only on the weights `_reverted_meanwhile` confirmed: a revert after that read is not written over
             # a step whose looks Prometheus's clock kept discarding ends for Prometheus, not for the canary (647)
-            return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, covered,
-                                                                  uncounted=uncounted,
-                                                                  deadline_cause="infrastructure" if behind else "")),
-                                routed=state.weights)
+            return self._decide(state, Observation(look=looked), routed=state.weights)
         except WeightsMoved as exc:
             # as if `_reverted_meanwhile` had read it: not judged, and the watch's answer taken (decision 185)
             self.log.warning("look.discarded", reason="the route's weights were changed outside the rollout before "
@@ -1299,10 +1310,51 @@ class Runner:
             return None
         try:
             other, unknown = find(self.target, glance=True)  # one try: a failing API server does not hold the look
-        except CanaryError:
+        except CanaryError as exc:
+            self._others_failed(str(exc))
             return None
-        self._splits_unlisted = bool(unknown)
+        self._splits_unlisted, self._others_unchecked = bool(unknown), ""
         return other
+
+    def _promotion_unchecked(self, state: rl.RolloutState, looked: rl.Looked) -> rl.RolloutState | str:
+        """Before a look's pass promotes (`decide` previewed, pure): where this look could not tell whether another
+        VirtualService splits with the canary subset (`_others_unchecked`), it asks once more (one try, a short
+        timeout); a split found then rolls the rollout back (its state returned); still unknown, why (the look is
+        then made inconclusive by its caller, the step's deadline bounding the wait as for any look without a
+        verdict: `failure.on_deadline`). "" where the promotion may go on. Decision 900."""
+        if not self._others_unchecked:
+            return ""
+
+        steps = decide(self.policy, state, Observation(look=looked), self.clock.now())
+        if not any(new.phase == rl.PROMOTING for new, _ in steps):
+            return ""
+        split = self._split_ends(state)
+        if split is not None:
+            return split
+        if not self._others_unchecked:
+            return ""
+        why = (f"every check passed, but whether another VirtualService (of any namespace) splits traffic with the "
+               f"canary subset could not be told ({self._others_unchecked[:400]}): not promoted over a split nobody "
+               "could look for")
+        self.log.warning("promotion.held", reason=why, phase=state.phase, weights=str(state.weights),
+                         step=state.step + 1, note="this look is inconclusive; the next look asks again and promotes "
+                         "once the VirtualServices are listed; the step's deadline ends the wait as "
+                         f"failure.on_deadline ({self.policy.failure.on_deadline}) says")
+        return why
+
+    def _others_failed(self, why: str) -> None:
+        """A look's LIST of the other VirtualServices failed (not a 403: a 5xx, a timeout, a reset, an answer that
+        does not parse): said once a streak, `look.splits_unchecked`; the look is judged, the next asks again, and
+        no promotion is made until one could tell (`_promotion_unchecked`; decision 900)."""
+        if not self._others_unchecked:
+            t = self.target
+            self.log.warning("look.splits_unchecked", error=why[:600],
+                             note="whether another VirtualService (of any namespace) splits traffic with the canary "
+                                  "subset is not known at this look: it is judged, the next look asks again, and the "
+                                  "rollout is not promoted until a look could tell",
+                             hint=f"kubectl get virtualservices --all-namespaces -o yaml: a route to subset 'canary' "
+                                  f"of DestinationRule {t.namespace}/{t.dr_name}'s host sends it traffic unjudged")
+        self._others_unchecked = why or "the VirtualServices could not be listed"
 
     def _bounded(self, fn: Callable[[], T], *, meanwhile: Callable[[], bool] | None = None,
                  abandoned: str | None = "look.abandoned") -> T:

@@ -1,0 +1,80 @@
+"""The cluster-wide LIST of VirtualServices failing for another reason than 403 (decisions 900-903).
+
+844 made the claim, the looks and the rollback list the VirtualServices of every namespace for another route that
+splits with the canary subset. Where that LIST is refused (403) the claim says so once; where it fails otherwise (a
+5xx, a timeout, a reset, an answer that does not parse), a look skipped the check without a word, a promotion went
+ahead over a split nobody could look for, and a rollback said nothing of the routes it could not check. The runner on
+the strict API emulator, as tests/integration/test_vs_other_namespace.py."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import structlog.testing
+
+from canary import rollout as rl
+from tests.integration.test_promote_route_safety import HookClock, runner
+from tests.integration.test_vs_shapes import api  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.integration
+
+CLUSTER_WIDE = r"/apis/networking\.istio\.io/[^/]+/virtualservices"
+
+
+def fail_cluster_wide_list(api: Any, *, status: int = 503, body: str | None = None) -> dict[str, Any]:
+    """From `on["failing"]` set True, every LIST of VirtualServices across all namespaces answers `status` (or,
+    with `body`, 200 with that body: a proxy's page); `on["seen"]` counts them."""
+    from canary.sandbox import kubeapi
+
+    real, on = api.handler._serve, {"failing": False, "seen": 0}
+
+    def serve(method: str, request: Any, kind: Any) -> Any:
+        if method == "GET" and re.fullmatch(CLUSTER_WIDE, request.url.path) and on["failing"]:
+            on["seen"] += 1
+            if body is not None:
+                return 200, body
+            raise kubeapi.ApiError(status, "ServiceUnavailable", "etcdserver: request timed out")
+        return real(method, request, kind)
+
+    api.handler._serve = serve  # type: ignore[method-assign]
+    return on
+
+
+def _progressing(rec: dict[str, Any]) -> bool:
+    return rec.get("phase") == rl.PROGRESSING
+
+
+def test_a_look_whose_list_of_every_namespace_fails_says_so_once_and_the_promotion_is_held(
+        api: Any) -> None:  # noqa: F811
+    """The claim checked; from the first step every cluster-wide LIST answers 503. Each look says nothing before
+    (602's silent skip) and the rollout was promoted; now the first failing look says `look.splits_unchecked` once
+    (the streak's), and the last step's passing look is held (`promotion.held`) and made inconclusive: the step's
+    deadline ends the rollout as `failure.on_deadline` (rollback) says, cause infrastructure, not promoted."""
+    on = fail_cluster_wide_list(api)
+    clock = HookClock(api)
+    clock.hooks.append((_progressing, lambda: on.update(failing=True)))
+    with structlog.testing.capture_logs() as logs:
+        res = runner(api, "v2", clock).run()
+    assert on["seen"] >= 2, on
+    said = [e for e in logs if e["event"] == "look.splits_unchecked"]
+    assert len(said) == 1 and "all namespaces" in said[0]["error"] and "503" in said[0]["error"], said
+    assert "kubectl get virtualservices --all-namespaces" in said[0]["hint"], said
+    held = [e for e in logs if e["event"] == "promotion.held"]
+    assert held and "could not be told" in held[0]["reason"], held
+    assert res.state.phase == rl.ROLLED_BACK and rl.cause_of(res.state) == "infrastructure", res.state
+
+
+def test_a_look_that_fails_once_then_lists_promotes(api: Any) -> None:  # noqa: F811
+    """One look's LIST failing does not cost the rollout: the next look lists, and the promotion goes ahead once
+    a look could tell (the one after the promotion's hold asks again)."""
+    on = fail_cluster_wide_list(api)
+    clock = HookClock(api)
+    clock.hooks.append((_progressing, lambda: on.update(failing=True)))
+    clock.hooks.append((lambda rec: rec.get("phase") == rl.PROGRESSING and on["seen"] >= 1,
+                        lambda: on.update(failing=False)))
+    with structlog.testing.capture_logs() as logs:
+        res = runner(api, "v2", clock).run()
+    assert res.state.phase == rl.PROMOTED, res.state
+    assert len([e for e in logs if e["event"] == "look.splits_unchecked"]) == 1
