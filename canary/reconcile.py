@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal
 
 from canary import rollout as rl
-from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NoData,
+from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, KubeUnavailable, MetricsUnavailable, NoData,
                            NotCountable, NotFound, NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, RuleElsewhere,
                            TargetError, TransientError, others_decision, said)
 from canary.logs import OWNER_CUT_TO, OWNER_LOGGED_MAX
@@ -805,6 +805,7 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
     # event logs it as target_phase/target_weights (a failed write must leave no line claiming it)
     writes_left = sum(isinstance(a, rl.SetWeights) for a in actions)
     pointed: list[rl.PointSubset] = []  # guarded pointings of this call before its weights write
+    looked: tuple[Any, str, bool] | None = None  # a rollback's look at the other VirtualServices (decision 901)
     # the lines before the first weights write guarded on `routed`: said once it lands (none, refused)
     first = next((i for i, a in enumerate(actions) if isinstance(a, rl.SetWeights)), None)
     held: list[Callable[[], None]] | None = [] if routed is not None and first is not None and \
@@ -884,6 +885,12 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
         elif isinstance(action, rl.Emit):
             if retry is not None and retry.resolves and stable_written and action.event in END_DONE:
                 action = replace(action, fields={**action.fields, **retry.resolves})  # the page is over
+            if stable_written and action.event in END_DONE and state.phase in (rl.ROLLED_BACK, rl.ABORTED) \
+                    and looked is None:
+                # 603's look at the other VirtualServices, made once stable 100% landed (never before that write),
+                # before the end's line: the line says where they could not be checked (decision 901)
+                looked = look_at_others(router, target)
+                action = replace(action, fields={**action.fields, **others_unchecked(looked, target, state)})
             say = _saying(router, target, state, action, log, writes_left)
             if held is not None and first is not None and index < first:
                 held.append(say)
@@ -891,8 +898,38 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                 say()
     if stable_written and state.phase in (rl.ROLLED_BACK, rl.ABORTED):
         _warn_stable_unserved(router, target, state, log=log)
-        canary_subset_home(router, target, state, log=log, record=expect)
+        canary_subset_home(router, target, state, log=log, record=expect, looked=looked)
     return state
+
+
+def look_at_others(router: Any, target: Target) -> tuple[Any, str, bool] | None:
+    """A rollback's look at the other VirtualServices (`split_in_others`, one try at a glance): (the split found,
+    None when none; why they could not all be checked, "": they were (a 403's: the namespace's only); whether the look
+    failed: a 5xx, a timeout, an answer that does not parse). None where the router cannot look (not Kubernetes')."""
+    find = getattr(router, "split_in_others", None)
+    if find is None:
+        return None
+    try:
+        other, unknown = find(target, glance=True)
+    except Exception as exc:  # noqa: BLE001 - the rollback has landed: a failed look is said, never raised
+        return None, str(exc) or type(exc).__name__, True
+    # a 403 found the namespace's only: the others said at the claim, maybe by another process (`canary rollback`)
+    narrowed = getattr(getattr(router, "inner", router), "others_unlisted", None)
+    return other, str(unknown or (narrowed(target.namespace) if narrowed is not None else "")), False
+
+
+def others_unchecked(looked: tuple[Any, str, bool] | None, target: Target, state: rl.RolloutState) -> dict[str, Any]:
+    """The end line's fields where the other VirtualServices could not be checked (`look_at_others`): why, and the
+    command that checks them (traffic may still reach the canary subset through one); {} where they were."""
+    if looked is None or not looked[1]:
+        return {}
+    return {"others_unchecked": looked[1][:400],
+            "others_hint": f"stable 100% is written on {target.namespace}/{target.virtual_service}, but another "
+                           "VirtualService may still send traffic to subset 'canary' (which selects "
+                           f"{state.canary_version}): check `kubectl get virtualservices --all-namespaces -o yaml` for "
+                           f"a route to DestinationRule {target.namespace}/{target.dr_name}'s host with subset canary; "
+                           "`canary rollback` again looks once more and points that subset at "
+                           f"{state.stable_version} where one splits"}
 
 
 def end_next(actions: list[rl.Action]) -> dict[str, Any]:
@@ -959,7 +996,8 @@ def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *
                      "healthy upstream (503) until one is Ready; scale up or fix its Deployment")
 
 
-def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, log: Any, record: Any) -> bool:
+def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, log: Any, record: Any,
+                       looked: tuple[Any, str, bool] | None = None) -> bool:
     """After a rollback's stable 100% landed (never before: that write stays one write, and as fast): where another
     VirtualService of the namespace still splits with the canary subset (the gateway's, beside the mesh's: seen
     by a look or made since), the canary subset is pointed at the stable version, so that share reaches the
@@ -967,15 +1005,18 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
     Said in one line, `rollback.canary_subset_repointed`, or `rollback.canary_subset_kept` when the look or the
     write failed (nothing undone: stable 100% stands on the rollout's route). Guarded on `record`, the end this
     call wrote: a rollout that claimed since owns the canary subset. Decision 603; `canary rollback` run again over
-    that end calls it too, where the canary subset still selects the version rolled back (decision 639). Returns
-    whether it was pointed."""
+    that end calls it too, where the canary subset still selects the version rolled back (decision 639). `looked`:
+    `look_at_others`' answer made before the end's line (not asked again; decision 901). Returns whether it was
+    pointed."""
     find = getattr(router, "split_in_others", None)
     if find is None or not state.stable_version:
         return False
     other, unservable = None, False
     try:
         # one try, a short timeout; a Role without `list`: said at the claim (`preflight.splits_unchecked`)
-        other, _ = find(target, glance=True)
+        other, unknown, failed = looked if looked is not None else (*find(target, glance=True), False)
+        if failed:  # the end's line said it; and as a failed look before 901: `rollback.canary_subset_kept`
+            raise KubeUnavailable(unknown)
         if other is None:
             return False
         if other.running:

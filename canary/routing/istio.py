@@ -531,6 +531,11 @@ class IstioRouter:
                 self._narrowed["why"] = str(exc)
         return self._list(VS_PLURAL, namespace)[0]
 
+    def others_unlisted(self, namespace: str) -> str:
+        """Why this process reads the VirtualServices of `namespace` only, not every namespace's (a 403 once:
+        `_narrowed`), "" when it reads them all: for a rollback's end line (decision 901)."""
+        return self._narrowed_words(namespace)
+
     def _narrowed_words(self, namespace: str) -> str:
         """Why the VirtualServices beyond `namespace` (the claim's own: one router serves every namespace's claims
         in the controller) were not read, "" when they were (decision 862)."""

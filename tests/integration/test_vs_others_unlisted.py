@@ -78,3 +78,52 @@ def test_a_look_that_fails_once_then_lists_promotes(api: Any) -> None:  # noqa: 
         res = runner(api, "v2", clock).run()
     assert res.state.phase == rl.PROMOTED, res.state
     assert len([e for e in logs if e["event"] == "look.splits_unchecked"]) == 1
+
+
+def test_a_rollbacks_end_line_says_the_other_routes_could_not_be_checked_and_how_to_check_them(
+        api: Any) -> None:  # noqa: F811
+    """A rollout rolled back on its checks while every cluster-wide LIST answers 503: `rollback.completed` said
+    nothing of the other VirtualServices (the rollback's look failed after it, `rollback.canary_subset_kept` with
+    no command across namespaces); it says now that they could not be checked (the API's words) and the command
+    that checks them. Stable 100% is written first, whatever the LIST does."""
+    from tests.integration.test_promote_route_safety import routes
+
+    on = fail_cluster_wide_list(api)
+    clock = HookClock(api)
+    clock.hooks.append((_progressing, lambda: on.update(failing=True)))
+    with structlog.testing.capture_logs() as logs:
+        res = runner(api, "v2", clock, slowdown=1.6).run()
+    assert res.state.phase == rl.ROLLED_BACK, res.state
+    assert routes(api) == [[("stable", 100), ("canary", 0)]], routes(api)
+    (end,) = [e for e in logs if e["event"] == "rollback.completed"]
+    assert "503" in end.get("others_unchecked", ""), end
+    assert "kubectl get virtualservices --all-namespaces" in end["others_hint"], end
+    assert "selects v2" in end["others_hint"] and "DestinationRule ml/m0" in end["others_hint"], end
+
+
+def test_an_oncall_rollback_with_a_namespaced_role_says_on_its_end_line_the_others_were_not_checked(
+        api: Any) -> None:  # noqa: F811
+    """`canary rollback` is its own process: its identity's cluster-wide LIST refused (403), the namespace's
+    VirtualServices are looked at, the others not, and its end line said nothing of it (the claim's
+    `preflight.splits_unchecked` was another process's, maybe days before). It says so now, naming the ClusterRole
+    that checks them."""
+    import structlog
+    import tenacity
+
+    from canary.model import Target
+    from canary.routing.istio import IstioRouter
+    from canary.runner import oncall_action
+    from tests.integration.test_vs_other_namespace import refuse_cluster_wide_list
+
+    def oncall() -> None:
+        refuse_cluster_wide_list(api)
+        target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+        oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target,
+                      rl.Rollback(clock.now(), "operator: p95 alert"), log=structlog.get_logger().bind(actor="on-call"))
+
+    clock = HookClock(api)
+    clock.hooks.append((_progressing, oncall))
+    with structlog.testing.capture_logs() as logs:
+        runner(api, "v2", clock).run()
+    (end,) = [e for e in logs if e["event"] == "rollback.completed" and e.get("actor") == "on-call"]
+    assert "namespaces other than ml cannot be listed" in end.get("others_unchecked", ""), end
