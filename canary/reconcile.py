@@ -181,7 +181,13 @@ def check_other_splits(router: Any, target: Target, *, log: Any, listed: list[An
     if find is None:
         return ""
     cached = {k: v for k, v in (("listed", listed), ("dr", dr)) if v is not None}
-    why, unchecked, busy = find(target, **cached)
+    try:
+        why, unchecked, busy = find(target, **cached)
+    except KubeUnavailable as exc:  # the router's tries spent (a 5xx, a timeout, an answer that does not parse):
+        # not claimed as if checked; said what the LIST was for, or on-call reads a cluster-wide LIST's 503 with no
+        # cause of its own in a rollout of one namespace (decision 902)
+        raise KubeUnavailable(f"the claim's check that no other VirtualService (of any namespace) splits traffic "
+                              f"with the canary subset could not read them: {exc}") from exc
     if why:  # another rollout's split is a busy claim (exit 75: waited for), a split by hand bad input (594)
         if busy is None:
             raise TargetError(why)

@@ -127,3 +127,26 @@ def test_an_oncall_rollback_with_a_namespaced_role_says_on_its_end_line_the_othe
         runner(api, "v2", clock).run()
     (end,) = [e for e in logs if e["event"] == "rollback.completed" and e.get("actor") == "on-call"]
     assert "namespaces other than ml cannot be listed" in end.get("others_unchecked", ""), end
+
+
+@pytest.mark.parametrize("body", [None, "<html>proxy</html>"], ids=["503", "not-a-list"])
+def test_a_claim_whose_list_of_every_namespace_keeps_failing_is_refused_saying_what_it_was_for(
+        api: Any, body: str | None) -> None:  # noqa: F811
+    """The cluster-wide LIST failing at the claim (a 503 each time, or a proxy's page answered 200) is asked the
+    router's four times, then the claim is refused, nothing written (it never went on as if checked: 844 raised).
+    The refusal named only "all namespaces (virtualservices): HTTP 503": a rollout of one namespace with no word of
+    why every namespace was listed; it says now what the LIST was for."""
+    from canary.errors import KubeUnavailable
+    from tests.fakes import FakeClock
+    from tests.integration.test_vs_shapes import _objects
+
+    on = fail_cluster_wide_list(api, body=body)
+    on["failing"] = True
+    before = _objects(api)
+    with pytest.raises(KubeUnavailable) as refused:
+        runner(api, "v2", FakeClock()).run()
+    assert on["seen"] == 4 and _objects(api) == before, on
+    said = str(refused.value)
+    assert said.startswith("the claim's check that no other VirtualService (of any namespace) splits traffic with "
+                           "the canary subset could not read them: all namespaces (virtualservices): "), said
+    assert ("HTTP 503" if body is None else "not a list") in said and "moved no traffic" in said, said
