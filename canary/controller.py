@@ -36,7 +36,7 @@ from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
 from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_server, probe_streak
 from canary.errors import (ApiRefused, CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable,
-                           NotFound, others_decision, said,
+                           NotCountable, NotFound, others_decision, said,
                            NotLeader, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict,
                            RuleElsewhere, StableNotReady, StatusRefused, TargetError, TransientError, WeightsMoved)
 from canary.end_words import failed_tick_next
@@ -1339,6 +1339,36 @@ class Controller:
         return (self.informers.routes[VS_PLURAL].items_in(t.namespace, where=may_split),
                 self.informers.routes[DR_PLURAL].get(t.namespace, t.dr_name))
 
+    def _before_promotion(self, spec: crd.RolloutSpec, state: rl.RolloutState, seen: Observation, *,
+                          log: Any) -> Observation:
+        """A look whose pass promotes (`decide` previewed, pure): the VirtualServices of every namespace are read once
+        (`split_in_others`, one try at a glance), as `canary promote`'s looks read them; the ticks' own looks read the
+        informers' cache of the rollout's namespace only (844's left). A split found: the rollout is rolled back
+        (602). The LIST failing (a 5xx, a timeout, an answer that does not parse): not promoted over a split nobody
+        could look for, `promotion.held`, the look inconclusive (the step's deadline bounds the wait, as
+        `failure.on_deadline` says). A 403 reads the namespace's only (said at the claim). Decision 903."""
+        find = getattr(self.router, "split_in_others", None)
+        if find is None or seen.look is None or not any(
+                new.phase == rl.PROMOTING for new, _ in decide(spec.policy, state, seen, self.clock.now())):
+            return seen
+        try:
+            other, _ = find(spec.target, glance=True)
+        except CanaryError as exc:
+            why = (f"every check passed, but whether another VirtualService (of any namespace) splits traffic with "
+                   f"the canary subset could not be told ({str(exc)[:400]}): not promoted over a split nobody could "
+                   "look for")
+            log.warning("promotion.held", reason=why, phase=state.phase, weights=str(state.weights),
+                        step=state.step + 1, note="this look is inconclusive; the next look asks again and promotes "
+                        "once the VirtualServices are listed; the step's deadline ends the wait as "
+                        f"failure.on_deadline ({spec.policy.failure.on_deadline}) says")
+            look = seen.look
+            verdict = judge(spec.policy, {c.name: NotCountable(why) for c in spec.policy.checks},
+                            prior=state.prior(), window=state.step_window, pass_ratio=state.pass_ratio(
+                                look.canary_requests), canary_weight=state.weights.canary, step=max(state.step, 0),
+                            window_s=look.window_s, canary_version=state.canary_version)
+            return replace(seen, look=replace(look, verdict=verdict, deadline_cause="infrastructure"))
+        return seen if other is None else Observation(split_elsewhere=other)
+
     def _split_now(self, spec: crd.RolloutSpec, state: rl.RolloutState) -> Any:
         """At each tick of a rollout claimed and not promoting: a split with the canary subset made since the claim
         on another VirtualService of the namespace (`claims.OtherSplit`), from the informers' cache (no LIST at
@@ -2116,6 +2146,7 @@ class Controller:
             seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s, data_to=data_to,
                                               hold_unreachable=spec.on_prometheus_outage == "hold",
                                               restarted=restarted, uncounted=uncounted))
+            seen = self._before_promotion(spec, state, seen, log=log)
             refused = False  # a look refused at its write is not judged: its verdict is not counted (decision 192)
             try:
                 obj = self._fresh(obj)

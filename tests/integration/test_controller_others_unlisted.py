@@ -57,3 +57,46 @@ def test_the_controllers_rollback_end_line_says_the_other_routes_could_not_be_ch
     (end,) = [e for e in logs if e["event"] == "rollback.completed"]
     assert "503" in end.get("others_unchecked", ""), end
     assert "kubectl get virtualservices --all-namespaces" in end["others_hint"], end
+
+
+def test_the_controllers_promotion_over_an_edge_split_of_another_namespace_rolls_back_instead(
+        world: Any) -> None:  # noqa: F811
+    """844's left: the controller's ticks look at the informers' (or the prefetch's) VirtualServices of the
+    rollout's namespace only. An edge VirtualService of namespace `edge` split 90/10 with the canary subset after the
+    claim rode along to the promotion. The look whose pass promotes now reads every namespace's once: the split is
+    found and the rollout rolled back (`split.foreign_edit`), not promoted."""
+    from canary import rollout as rl
+    from tests.integration.test_controller import run_until_done
+    from tests.integration.test_vs_other_namespace import edge_vs
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    edge_vs(api, 10)
+    with capture_logs() as logs:
+        objs = run_until_done(op, custom, ["r0"])
+    st = objs["r0"]["status"]
+    assert st["phase"] == rl.ROLLED_BACK, (st["phase"], st.get("reason"))
+    (said,) = [e for e in logs if e["event"] == "split.foreign_edit"]
+    assert said["other_virtual_service"] == "edge/m0-edge", said
+
+
+def test_the_controllers_promotion_over_a_failing_list_of_every_namespace_is_held_not_made(
+        world: Any) -> None:  # noqa: F811
+    """Every cluster-wide LIST answers 503 from the first step: the look whose pass would promote says
+    `promotion.held` and is inconclusive; the step's deadline ends the rollout (rollback, cause infrastructure)."""
+    from canary import rollout as rl
+    from tests.integration.test_controller import run_until_done
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    op.router.wait = tenacity.wait_none()
+    on = fail_cluster_wide_list(api)
+    on["failing"] = True
+    with capture_logs() as logs:
+        objs = run_until_done(op, custom, ["r0"], timeout=240)
+    st = objs["r0"]["status"]
+    assert st["phase"] != rl.PROMOTED, (st["phase"], st.get("reason"))
+    held = [e for e in logs if e["event"] == "promotion.held"]
+    assert held and "could not be told" in held[0]["reason"] and "503" in held[0]["reason"], held
