@@ -18,6 +18,15 @@ from tests.integration.test_vs_others_unlisted import fail_cluster_wide_list
 pytestmark = pytest.mark.integration
 
 
+def _progressing_then_failing(world: Any) -> None:
+    """CanaryRollout r0 (v2) claimed and running its first step; from then every cluster-wide LIST answers 503."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    op.router.wait = tenacity.wait_none()
+    fail_cluster_wide_list(api)["failing"] = True
+
+
 def test_the_controllers_claim_over_a_failing_list_of_every_namespace_is_not_made_and_says_why(
         world: Any) -> None:  # noqa: F811
     """Every cluster-wide LIST answers 503: the CanaryRollout is not claimed (stable 100%, nothing recorded), and
@@ -43,11 +52,7 @@ def test_the_controllers_rollback_end_line_says_the_other_routes_could_not_be_ch
     """A person's rollback of a CanaryRollout while every cluster-wide LIST answers 503: stable 100% lands, and
     `rollback.completed` says the other VirtualServices could not be checked, with the command that checks them."""
     api, op, custom = world
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    _progressing(op, custom, api)
-    op.router.wait = tenacity.wait_none()
-    on = fail_cluster_wide_list(api)
-    on["failing"] = True
+    _progressing_then_failing(world)
     custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
                                           {"spec": {"action": "rollback", "actionReason": "pager"}})
     with capture_logs() as logs:
@@ -89,11 +94,7 @@ def test_the_controllers_promotion_over_a_failing_list_of_every_namespace_is_hel
     from tests.integration.test_controller import run_until_done
 
     api, op, custom = world
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    _progressing(op, custom, api)
-    op.router.wait = tenacity.wait_none()
-    on = fail_cluster_wide_list(api)
-    on["failing"] = True
+    _progressing_then_failing(world)
     with capture_logs() as logs:
         objs = run_until_done(op, custom, ["r0"], timeout=240)
     st = objs["r0"]["status"]
