@@ -913,8 +913,8 @@ def look_at_others(router: Any, target: Target) -> tuple[Any, str, bool] | None:
     None when none; why they could not all be checked, "": they were (a 403's: the namespace's only); whether the look
     failed: a 5xx, a timeout, an answer that does not parse). None where the router cannot look (not Kubernetes')."""
     find = getattr(router, "split_in_others", None)
-    if find is None:
-        return None
+    if find is None or getattr(getattr(router, "inner", router), "split_in_others", None) is None:
+        return None  # (a FencedRouter over a router that cannot list them answers for it: not a Kubernetes one)
     try:
         other, unknown = find(target, glance=True)
     except Exception as exc:  # noqa: BLE001 - the rollback has landed: a failed look is said, never raised
