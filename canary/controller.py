@@ -1366,7 +1366,8 @@ class Controller:
                             prior=state.prior(), window=state.step_window, pass_ratio=state.pass_ratio(
                                 look.canary_requests), canary_weight=state.weights.canary, step=max(state.step, 0),
                             window_s=look.window_s, canary_version=state.canary_version)
-            return replace(seen, look=replace(look, verdict=verdict, deadline_cause="infrastructure"))
+            return replace(seen, look=replace(look, verdict=verdict, deadline_cause="infrastructure",
+                                              promotion_held=str(exc)[:400] or type(exc).__name__))
         return seen if other is None else Observation(split_elsewhere=other)
 
     def _split_now(self, spec: crd.RolloutSpec, state: rl.RolloutState) -> Any:

@@ -493,6 +493,10 @@ class Looked:
     # the class of an end with no verdict at the step's deadline where the caller knows better than `deadline` (""):
     # promote's looks all discarded because Prometheus's clock stayed behind, `infrastructure` (decision 647)
     deadline_cause: str = ""
+    # why a look whose checks all passed was not let promote ("": it was, or it did not pass): the other
+    # VirtualServices could not be checked for a split with the canary subset (a failing cluster-wide LIST; its
+    # verdict is then inconclusive). The step's deadline says that, not "no verdict" (decisions 900, 945)
+    promotion_held: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "canary_requests", request_count(self.canary_requests))  # +Inf, NaN: no count
@@ -942,6 +946,11 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
            f"{s.step + 1} ({j.outcome.label}: {j.reason()}; canary requests "
            f"{'not counted' if uncounted else 'not measured' if unreachable and not ev.canary_requests else n_said}, "
            f"need {policy.analysis.min_canary_requests}{short})")
+    if ev.promotion_held:  # every check passed; the promotion, not the canary's evidence, was what could not go on
+        why = (f"promotion held at step {s.step + 1} for {elapsed:.0f}s, until the step's deadline: every check "
+               f"passed, but the other VirtualServices (of every namespace) could not be checked for a route that "
+               f"sends traffic to the canary subset ({ev.promotion_held}); not promoted over a split nobody could "
+               f"look for")
     if policy.failure.on_deadline == "hold" or (unreachable and ev.hold_unreachable):
         s2 = _log(replace(s, phase=PAUSED, reason=why), ev.now, "held")
         return s2, actions + [SetWeights(s2.weights), Emit("rollout.held", {"reason": why}, warning=True)]

@@ -1207,7 +1207,8 @@ class Runner:
                             prior=state.prior(), window=state.step_window, pass_ratio=state.pass_ratio(canary_n),
                             canary_weight=state.weights.canary, step=max(state.step, 0), window_s=window,
                             canary_version=state.canary_version)
-            looked = replace(looked, verdict=verdict, deadline_cause="infrastructure")
+            looked = replace(looked, verdict=verdict, deadline_cause="infrastructure",
+                             promotion_held=self._others_unchecked[:400] or unchecked)
         try:
             # lands only on the weights `_reverted_meanwhile` confirmed: a revert after that read is not written over
             # a step whose looks Prometheus's clock kept discarding ends for Prometheus, not for the canary (647)

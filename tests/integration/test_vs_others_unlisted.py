@@ -64,6 +64,8 @@ def test_a_look_whose_list_of_every_namespace_fails_says_so_once_and_the_promoti
     held = [e for e in logs if e["event"] == "promotion.held"]
     assert held and "could not be told" in held[0]["reason"], held
     assert res.state.phase == rl.ROLLED_BACK and rl.cause_of(res.state) == "infrastructure", res.state
+    # the end says the promotion was held and why, not "no verdict (errors: could not measure: ...)" (945)
+    assert res.state.reason.startswith("promotion held at step ") and "503" in res.state.reason, res.state.reason
 
 
 def test_a_look_that_fails_once_then_lists_promotes(api: Any) -> None:  # noqa: F811

@@ -877,3 +877,27 @@ def test_a_look_lines_reasons_stay_one_short_line_each_whatever_a_check_says() -
     assert reasons["custom"].startswith("could not measure: Prometheus answered no series; query: sum(rate("), reasons
     said = next(a for a in actions if isinstance(a, rl.Emit) and a.event == "check.failed")
     assert said.fields["reason"] == failed.reason
+
+
+@pytest.mark.parametrize("on_deadline", ["rollback", "hold"])
+def test_a_promotion_held_until_the_deadline_says_so_plainly_not_no_verdict(on_deadline: str) -> None:
+    """The last judged step's looks all passed, but the other VirtualServices could not be checked (a failing
+    cluster-wide LIST: `Looked.promotion_held`, the verdict made inconclusive by the runner or the controller). At the
+    step's deadline the reason says the promotion was held and why, not "no verdict (errors: could not measure: ...;
+    canary requests 6500, need 50)" (decision 945)."""
+    policy = POLICY.model_copy(update={"failure": POLICY.failure.model_copy(update={"on_deadline": on_deadline})})
+    s, _ = look(started(), 10, Outcome.PASS)
+    assert s.step == 1
+    cause = "all namespaces (virtualservices): Kubernetes API error HTTP 503"
+    for now in (20, 30, 40):
+        s, actions = rl.transition(s, rl.Looked(now, verdict(Outcome.ERROR), 6500, deadline_cause="infrastructure",
+                                                promotion_held=cause), policy)
+    assert s.phase == (rl.ROLLED_BACK if on_deadline == "rollback" else rl.PAUSED), s
+    assert s.reason.startswith("promotion held at step 2 for 30s, until the step's deadline: every check passed, "
+                               "but the other VirtualServices"), s.reason
+    assert cause in s.reason and "no verdict" not in s.reason and "need 50" not in s.reason, s.reason
+    if on_deadline == "rollback":
+        assert rl.cause_of(s) == "infrastructure", s
+    else:
+        assert [a.fields["reason"] for a in actions if isinstance(a, rl.Emit) and a.event == "rollout.held"] \
+            == [s.reason], actions
