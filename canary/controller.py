@@ -251,6 +251,8 @@ class Controller:
         # version, step, step start) is checked on every read (docs/decisions.md).
         self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
         self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
+        # (rollout, canary version) whose `promotion.held` was said in this streak of failing LISTs (decision 945)
+        self._held_said: set[tuple[str, str]] = set()
         # rollout -> the end `_do` posted at its stable-100% write (`_end_key`), until `_record` meets it (decision 723)
         self._ends_posted: dict[str, tuple[str, str, float]] = {}
         # rollout -> the last end this process told (`_post_end`; its own sweep's, `_swept`: 850), kept until the
@@ -1351,16 +1353,19 @@ class Controller:
         if find is None or seen.look is None or not any(
                 new.phase == rl.PROMOTING for new, _ in decide(spec.policy, state, seen, self.clock.now())):
             return seen
+        streak = (spec.key, state.canary_version)  # `promotion.held` said once a streak of failing LISTs (945)
         try:
             other, _ = find(spec.target, glance=True)
         except CanaryError as exc:
             why = (f"every check passed, but whether another VirtualService (of any namespace) splits traffic with "
                    f"the canary subset could not be told ({str(exc)[:400]}): not promoted over a split nobody could "
                    "look for")
-            log.warning("promotion.held", reason=why, phase=state.phase, weights=str(state.weights),
-                        step=state.step + 1, note="this look is inconclusive; the next look asks again and promotes "
-                        "once the VirtualServices are listed; the step's deadline ends the wait as "
-                        f"failure.on_deadline ({spec.policy.failure.on_deadline}) says")
+            if streak not in self._held_said:
+                self._held_said.add(streak)
+                log.warning("promotion.held", reason=why, phase=state.phase, weights=str(state.weights),
+                            step=state.step + 1, note="this look is inconclusive; the next looks ask again (said once "
+                            "until one lists them) and promote once the VirtualServices are listed; the step's "
+                            f"deadline ends the wait as failure.on_deadline ({spec.policy.failure.on_deadline}) says")
             look = seen.look
             verdict = judge(spec.policy, {c.name: NotCountable(why) for c in spec.policy.checks},
                             prior=state.prior(), window=state.step_window, pass_ratio=state.pass_ratio(
@@ -1368,6 +1373,7 @@ class Controller:
                             window_s=look.window_s, canary_version=state.canary_version)
             return replace(seen, look=replace(look, verdict=verdict, deadline_cause="infrastructure",
                                               promotion_held=str(exc)[:400] or type(exc).__name__))
+        self._held_said.discard(streak)
         return seen if other is None else Observation(split_elsewhere=other)
 
     def _split_now(self, spec: crd.RolloutSpec, state: rl.RolloutState) -> Any:
@@ -2718,6 +2724,8 @@ class Controller:
         if self._ends_posted.pop(spec.key, None) != _end_key(state):
             self._post_end(spec.key, lambda: crd.notification(spec, state), state, actions)
         seen = self._breach_seen.pop((spec.key, state.canary_version), None) if ended or promoted else None
+        if ended or promoted or state.phase == rl.PAUSED:  # a held rollout's resume says its held promotion again
+            self._held_said.discard((spec.key, state.canary_version))
         if t:
             self._count(spec, "canary_rollout_weight", lambda: t.record_state(
                 namespace=spec.namespace, rollout=spec.name, state=state, checks=[c.name for c in spec.policy.checks]))

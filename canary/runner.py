@@ -216,6 +216,7 @@ class Runner:
         # why the last look could not tell whether another VirtualService splits with the canary subset (its LIST
         # failed: a 5xx, a timeout, an answer that does not parse), "" when it could: no promotion over it (900)
         self._others_unchecked = ""
+        self._held_said = False  # `promotion.held` said in this streak of failing LISTs: once a streak (945)
         self._next_split_look = 0.0  # paused, or its gate running at 100/0: when `_split_while_held` looks next (656)
         if self.history is None:
             from canary.history_store import ConfigMapStore, Recorder
@@ -1314,7 +1315,7 @@ class Runner:
         except CanaryError as exc:
             self._others_failed(str(exc))
             return None
-        self._splits_unlisted, self._others_unchecked = bool(unknown), ""
+        self._splits_unlisted, self._others_unchecked, self._held_said = bool(unknown), "", False
         return other
 
     def _promotion_unchecked(self, state: rl.RolloutState, looked: rl.Looked) -> rl.RolloutState | str:
@@ -1337,10 +1338,12 @@ class Runner:
         why = (f"every check passed, but whether another VirtualService (of any namespace) splits traffic with the "
                f"canary subset could not be told ({self._others_unchecked[:400]}): not promoted over a split nobody "
                "could look for")
-        self.log.warning("promotion.held", reason=why, phase=state.phase, weights=str(state.weights),
-                         step=state.step + 1, note="this look is inconclusive; the next look asks again and promotes "
-                         "once the VirtualServices are listed; the step's deadline ends the wait as "
-                         f"failure.on_deadline ({self.policy.failure.on_deadline}) says")
+        if not self._held_said:  # once a streak: each held look after it is inconclusive with this reason (945)
+            self._held_said = True
+            self.log.warning("promotion.held", reason=why, phase=state.phase, weights=str(state.weights),
+                             step=state.step + 1, note="this look is inconclusive; the next looks ask again (said "
+                             "once until one lists them) and promote once the VirtualServices are listed; the step's "
+                             f"deadline ends the wait as failure.on_deadline ({self.policy.failure.on_deadline}) says")
         return why
 
     def _others_failed(self, why: str) -> None:
