@@ -2154,6 +2154,8 @@ class Controller:
                                               hold_unreachable=spec.on_prometheus_outage == "hold",
                                               restarted=restarted, uncounted=uncounted))
             seen = self._before_promotion(spec, state, seen, log=log)
+            # a held promotion's look is inconclusive: counted so (status.summary.outcomes, telemetry), as recorded
+            verdict = seen.look.verdict if seen.look is not None else verdict
             refused = False  # a look refused at its write is not judged: its verdict is not counted (decision 192)
             try:
                 obj = self._fresh(obj)

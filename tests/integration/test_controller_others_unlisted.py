@@ -103,3 +103,5 @@ def test_the_controllers_promotion_over_a_failing_list_of_every_namespace_is_hel
     # said once for the streak of held looks (one a look before 945)
     assert len(held) == 1 and "could not be told" in held[0]["reason"] and "503" in held[0]["reason"], held
     assert st["reason"].startswith("promotion held at step ") and "503" in st["reason"], st["reason"]  # 945
+    # its held looks counted as what they were recorded as (inconclusive: error), not as passes (decision 948)
+    assert st["summary"]["outcomes"]["error"] >= 1, st["summary"]
