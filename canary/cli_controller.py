@@ -25,7 +25,6 @@ from canary import cli_options as opts
 from canary.interrupts import install_handlers, restore_handlers, setting
 from canary import rollout as rl
 from canary.model import check_object_name, check_versions
-from canary.reconcile import EXIT_CODES
 
 controller_app = typer.Typer(no_args_is_help=True, help="Run canary as a long-running controller of CanaryRollouts.")
 
@@ -248,6 +247,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     from canary.kube import an_object, api_client, translate
     from canary.policy import parse_policy
     from canary.policy_yaml import load_text, read_file
+    from canary.reconcile import EXIT_CODES  # here, not at the top: the reconcile stack is promote's (decision 965)
 
     # read and parsed once, strictly: what is checked here (exit 2, nothing created) is what is sent
     raw = load_text(read_file(policy_file), file=str(policy_file))
@@ -459,7 +459,7 @@ def _still_routed(obj: dict[str, Any], *, kubeconfig: Optional[str], context: Op
     the caller refuses the request as it did."""
     from canary import logs
     from canary.errors import CanaryError
-    from canary.reconcile import crd_ref, end_disagreement, parse_record
+    from canary.reconcile import EXIT_CODES, crd_ref, end_disagreement, parse_record
     from canary.model import STABLE_ONLY
 
     meta, st = obj.get("metadata") or {}, obj.get("status") or {}
@@ -510,7 +510,7 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
     from canary.errors import CanaryError, NotFound
     from canary.kube import translate
     from canary.history_store import ConfigMapStore, rollback_reported
-    from canary.reconcile import parse_record
+    from canary.reconcile import EXIT_CODES, parse_record
 
     try:
         router = cli._oncall_router(kubeconfig, context)

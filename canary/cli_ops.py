@@ -14,21 +14,20 @@ import typer
 
 from canary import cli
 from canary import cli_options as opts
-from canary.policy_fields import MAX_STEP_S
 
 # The longest `--window` analyze asks over: a day, the bound of a rollout's own windows (`analysis.interval`,
 # `StepDuration`: `MAX_STEP_S`), which analyze is there to reproduce. Each check's query loads every sample of
 # its window at once: a day at 15 s scrapes is 5,760 samples a series, so one 2-arm latency histogram over 100
 # pods of 30 buckets holds about 35M of Prometheus's default `--query.max-samples` 50M; a week holds 7x that and is
 # refused ("query processing would load too many samples"), a year or 10^9 s reads the whole retention (15 days
-# by default) or times out after minutes (decision 741).
-MAX_WINDOW_S = int(MAX_STEP_S)
+# by default) or times out after minutes (decision 741). Read in `analyze` from policy_fields (pydantic), which
+# no other command loads (decision 965).
 
 
 def analyze(
     model: str = typer.Argument(..., help="model name"),
     policy_file: Path = typer.Option(..., "--policy", help="policy whose checks to run"),
-    # bounded in `go` (MAX_WINDOW_S, a day, a rollout step's longest), with its own words (741)
+    # bounded in `go` (max_window_s, a day, a rollout step's longest), with its own words (741)
     window: float = opts.DurationOpt("5m", "--window", help="how far back to compare", most=(math.inf, "")),
     canary_version: str = typer.Option("", "--canary-version", help="default: what the canary subset selects"),
     stable_version: str = typer.Option("", "--stable-version", help="default: what the stable subset selects"),
@@ -63,18 +62,21 @@ def analyze(
     from canary.analysis.judge import judge
     from canary.model import Outcome
     from canary.policy import load_policy
+    from canary.policy_fields import MAX_STEP_S
     from canary.reconcile import one_instant
     from canary.routing.patch import RouteNotFound
 
+    max_window_s = int(MAX_STEP_S)
+
     def go() -> int:
-        if window > MAX_WINDOW_S:  # before the policy is read or Prometheus asked anything
+        if window > max_window_s:  # before the policy is read or Prometheus asked anything
             from canary.analysis.shown import duration, duration_beside
 
             raise cli.ConfigError(
-                f"--window {duration_beside(window, MAX_WINDOW_S)} is longer than {duration(MAX_WINDOW_S)}, the longest a rollout's "
+                f"--window {duration_beside(window, max_window_s)} is longer than {duration(max_window_s)}, the longest a rollout's "
                 "step reads (analysis.interval): each query would load every sample of the window at once, past "
                 "Prometheus's --query.max-samples or its --query.timeout, or past its retention (15 days by "
-                f"default); give --window {duration(MAX_WINDOW_S)} or less")
+                f"default); give --window {duration(max_window_s)} or less")
         policy = load_policy(policy_file)
         window_s = max(1, int(window))
         metrics = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,

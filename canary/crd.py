@@ -17,13 +17,14 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from canary import rollout as rl
 from canary.errors import ApiRefused, ConfigError, PolicyError
 from canary.model import Target, check_object_name, check_target_names, check_version
-from canary.policy import SAMPLE_FIELD, Policy, parse_policy, parse_policy_text, parse_samples
-from canary.policy_fields import key_shown, show
+
+if TYPE_CHECKING:  # the policy models (pydantic) load where a CanaryRollout is parsed, not with every `canary`
+    from canary.policy import Policy  # command that registers `controller` (decision 965)
 
 GROUP, VERSION, PLURAL, KIND = "modelcanary.dev", "v1alpha1", "canaryrollouts", "CanaryRollout"
 ACTIONS = ("", "pause", "resume", "rollback")
@@ -82,6 +83,8 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: spec is missing")
+    from canary.policy_fields import key_shown
+
     unknown = _unknown_keys(spec)
     if unknown and not _running(obj):  # a running rollout's unknown key is a newer CRD's, never a reason to end it
         _known_keys(unknown, where)  # (693); it is passed over, and the controller says so (`ignored_fields`, 748)
@@ -202,6 +205,8 @@ def _known_keys(unknown: list[tuple[str, str, tuple[str, ...]]], where: str) -> 
     typo (`onPrometheusOutag: hold`) ran with the default (decision 672)."""
     import difflib
 
+    from canary.policy_fields import key_shown
+
     path, key, known = unknown[0]
     near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"did you mean {near[0]}?" if near else f"the fields are {', '.join(known)}"
@@ -219,6 +224,8 @@ def _samples(policy: Policy, spec: dict[str, Any], where: str, ns: str,
     the key is missing or not sample JSON, or the policy is inline (the controller's own disk is no
     place an author can put a file: it read one relative to its cwd); `parse` keeps it in
     `samples_error`, which the controller raises before the claim and at the gate only."""
+    from canary.policy import SAMPLE_FIELD
+
     gate = policy.gates.triton
     if gate is None or not gate.enabled or not gate.sample_file:
         return None
@@ -240,6 +247,8 @@ def _samples(policy: Policy, spec: dict[str, Any], where: str, ns: str,
 @functools.lru_cache(maxsize=64)
 def _parsed_samples(text: str, file: str, name: str) -> Any:
     """`parse_samples`, once per distinct text (each tick parses every due CanaryRollout)."""
+    from canary.policy import parse_samples
+
     return parse_samples(text, file=file, name=name)
 
 
@@ -287,6 +296,9 @@ def _policy(spec: dict[str, Any], where: str, ns: str, configmap: Callable[[str,
     inline policy). A refusal of what the ConfigMap holds, or of its read, carries the field it is about
     (`ConfigError.field`: spec.policyRef.configMap, spec.policyRef.key, spec.policyRef for its text): the controller
     tells by it a ConfigMap edited mid-rollout from the CanaryRollout's own spec (decision 822)."""
+    from canary.policy import parse_policy, parse_policy_text
+    from canary.policy_fields import show
+
     inline, ref = spec.get("policy"), spec.get("policyRef")
     if (inline is None) == (ref is None):
         raise ConfigError(f"{where}: give exactly one of spec.policy and spec.policyRef")
