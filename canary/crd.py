@@ -259,7 +259,7 @@ class _Parsed:
     policies are kept, so every error is raised, with its own rollout's location, as before."""
 
     def __init__(self, size: int = 256) -> None:
-        self.size, self._lock, self._items = size, threading.Lock(), OrderedDict[str, Policy]()
+        self.size, self._lock, self._items = size, threading.Lock(), OrderedDict[str, "Policy"]()
 
     def get(self, key: str | None, parse: Callable[[], Policy]) -> Policy:
         if key is None:
