@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -20,9 +20,11 @@ from canary import rollout as rl
 from canary import streams
 from canary.analysis.shown import whole
 from canary.model import Weights, unmeasured, with_unit
-from canary.policy import Policy
 from canary.routing.base import RouteStatus
 from canary.reconcile import describe_owner
+
+if TYPE_CHECKING:  # annotations only: the policy models (pydantic) load where a policy is read (decision 965)
+    from canary.policy import Policy
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

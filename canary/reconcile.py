@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from canary import rollout as rl
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, KubeUnavailable, MetricsUnavailable, NoData,
@@ -38,9 +38,11 @@ from canary.metrics.base import MetricsProvider, counted_requests
 # a gate's words that say it was not the canary's: `end_words`'s (an end's `next` and `canary report` read them too)
 from canary.end_words import not_the_canarys
 from canary.model import STABLE_ONLY, ArmData, Target, Weights, check_version
-from canary.policy import Policy
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.routing.patch import CANARY, SERVICE_ANNOTATION, STATE_ANNOTATION, VERSION_LABEL
+
+if TYPE_CHECKING:  # annotations only: the policy models (pydantic) load where a policy is read (decision 965)
+    from canary.policy import Policy
 
 EXIT_PROMOTED, EXIT_ROLLED_BACK, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {rl.PROMOTED: EXIT_PROMOTED, rl.ROLLED_BACK: EXIT_ROLLED_BACK, rl.ABORTED: EXIT_INFRA}

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from canary.model import ArmData, Target
-from canary.policy import Check, Policy
+
+if TYPE_CHECKING:  # annotations only: the policy models (pydantic) load where a policy is read (decision 965)
+    from canary.policy import Check, Policy
 
 _ARMS = ("stable", "canary")
 REQUEST_COUNTS = "request counts"  # the `where` of `request_plan`'s queries in a preflight
