@@ -27,7 +27,15 @@ import yaml
 
 from canary.errors import PolicyError
 from canary.filekind import read_bounded
-from canary.policy_fields import show
+
+
+def show(value: Any) -> str:
+    """`policy_fields.show`, loaded when a message needs it: policy_fields loads pydantic, and this loader also
+    reads every kubeconfig (`canary status` loaded the policy models for it: decision 965)."""
+    from canary.policy_fields import show as shown
+
+    return shown(value)
+
 
 MAX_VALUES, MAX_DEPTH = 10_000, 32
 MAX_BYTES = 256 << 10  # 80x the shipped default policy; keeps the pure-Python parser under ~0.5 s on any input
