@@ -38,6 +38,7 @@ from urllib3.util.retry import Retry
 from canary.errors import ConfigError, MetricsUnavailable
 from canary.metrics.answers import arm_name, evaluated_at, number_of, well_formed
 from canary.model import Target
+from canary.redact import redact_url, scrub, split_userinfo
 from canary.throttle import Throttle
 
 if TYPE_CHECKING:
@@ -108,15 +109,30 @@ class PrometheusClient:
     ) -> None:
         if not url:
             raise ConfigError("Prometheus URL is empty (set CANARY_PROMETHEUS_URL or --prometheus)")
+        shown = redact_url(url)  # every message quotes the URL without its credentials (decision 970)
         try:
             parts = urllib.parse.urlsplit(url)
             parts.port  # noqa: B018 - raises ValueError on a bad port
         except ValueError as exc:
-            raise ConfigError(f"Prometheus URL {url!r} is not a URL: {exc}") from None
+            raise ConfigError(f"Prometheus URL {shown!r} is not a URL: {scrub(str(exc), url)}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"Prometheus URL {url!r} must be http(s)://host[:port][/prefix]")
+            raise ConfigError(f"Prometheus URL {shown!r} must be http(s)://host[:port][/prefix]")
+        if parts.query or parts.fragment or url.rstrip("/").endswith(("?", "#")):
+            # `/api/v1/query` is put after the URL: a query or fragment swallowed it, and a `?token=` in it
+            # was never sent as a credential
+            raise ConfigError(f"Prometheus URL {shown!r} must be http(s)://host[:port][/prefix], without a query "
+                              "or fragment (a token goes in --prometheus-token / CANARY_PROMETHEUS_TOKEN)")
         if retries < 1 or timeout_s <= 0 or budget_s <= 0:
             raise ConfigError("retries must be >= 1, timeout_s and budget_s > 0")
+        url, in_url = split_userinfo(url)
+        if in_url is not None:
+            # user:password@ in the URL is honoured, as requests and Prometheus's own clients honour it, but sent
+            # as basic auth and never kept in `url`: each message, log line, report and Event quotes `self.url`
+            if token or basic_auth:
+                raise ConfigError(f"Prometheus URL {shown!r} carries a user:password@ and --prometheus-token or "
+                                  "--prometheus-user is given too: give the credentials one way (check "
+                                  "CANARY_PROMETHEUS_URL, CANARY_PROMETHEUS_TOKEN and CANARY_PROMETHEUS_USER)")
+            basic_auth = in_url
         self.url = url.rstrip("/")
         self.retries, self.timeout_s, self.budget_s, self.backoff_s = retries, timeout_s, budget_s, backoff_s
         # `_report`: a query's failure (`metrics.query_failed`, `metrics.query_retry`) said once per cause, then every

@@ -1,0 +1,78 @@
+"""A URL as a message may show it: no user:password@, no secret-looking query value.
+
+Every URL the tool quotes (Prometheus's, a webhook's, the Kubernetes API server's) can carry
+credentials: `http://user:pass@prometheus:9090`, `https://hooks/x?token=...`. Whatever quotes one --
+an error message, a log field, a report, status, a Kubernetes Event, a Slack or webhook post -- goes to
+people who must not read the password, so each quotes it through `redact_url` (or, for text that may
+hold the URL, such as a library's exception, `scrub`). Shown as kubectl and Go's `url.Redacted` do:
+the host, port and path stay (on-call must see which server failed), the userinfo becomes `***@`, and
+the value of a query parameter whose name looks like a secret becomes `***`.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+MASK = "***"
+# query parameter names whose values are credentials (OAuth, AWS/GCS/Azure signed URLs, Slack/Grafana
+# tokens, API keys); matched as a whole name or as a word of it (`x-amz-signature`, `private_token`)
+_SECRET_WORDS = ("token", "password", "passwd", "pass", "pwd", "secret", "key", "apikey", "auth", "sig",
+                 "signature", "credential", "credentials", "code", "session", "jwt")
+_SECRET_NAME = re.compile(r"(?:^|[-_.])(?:" + "|".join(_SECRET_WORDS) + r")(?:$|[-_.])", re.IGNORECASE)
+# user:password@ (or token@) after a scheme's `//`, in any text: what urlsplit cannot parse is still cut
+_USERINFO = re.compile(r"(//)[^/?#@\s'\"]+@")
+
+
+def secret_param(name: str) -> bool:
+    """Whether a query parameter called `name` carries a credential (its value is not shown)."""
+    return bool(_SECRET_NAME.search(name.strip()))
+
+
+def redact_url(url: str) -> str:
+    """`url` with its userinfo as `***@` and each secret-looking query value as `***`; the scheme,
+    host, port, path and the other parameters as they were. Never raises: text that is no URL has
+    any `//user:pass@` in it cut all the same."""
+    text = str(url)
+    text = _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+    base, sep, rest = text.partition("?")
+    if not sep:
+        return text
+    query, hash_, fragment = rest.partition("#")
+    shown = []
+    for pair in query.split("&"):
+        name, eq, _value = pair.partition("=")
+        shown.append(f"{name}={MASK}" if eq and secret_param(urllib.parse.unquote_plus(name)) else pair)
+    return f"{base}?{'&'.join(shown)}{hash_}{fragment}"
+
+
+def scrub(text: str, *urls: str) -> str:
+    """`text` (an exception's words, a message) with every credential of `urls` replaced as
+    `redact_url` shows it, and any `//user:pass@` left in it cut: requests and urllib3 name the URL
+    they failed on, sometimes whole, sometimes as their own parts (a password quoted alone)."""
+    out = str(text)
+    for url in urls:
+        if not url:
+            continue
+        out = out.replace(url, redact_url(url))
+        try:
+            parts = urllib.parse.urlsplit(url)
+            secrets = [parts.password or "", urllib.parse.unquote(parts.password or "")]
+            secrets += [v for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if secret_param(k)]
+        except ValueError:
+            secrets = []
+        for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+            out = out.replace(secret, MASK)  # short ones would blank out words of the message
+    return _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", out)
+
+
+def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(`url` without its user:password@, (user, password) percent-decoded, or None when it had none),
+    as requests reads a URL's credentials; the caller sends them as basic auth."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), (user, password)
