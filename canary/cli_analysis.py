@@ -23,6 +23,7 @@ from canary import cli_options as opts
 from canary.analysis.shown import beside, whole
 from canary.errors import CanaryError
 from canary.model import Outcome, Verdict, unmeasured, with_unit
+from canary.redact import redact_url
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_UNDECIDED = 0, 1, 2, 3, 4
 _COLOUR = {Outcome.PASS: "green", Outcome.INCONCLUSIVE: "yellow", Outcome.ERROR: "magenta", Outcome.FAIL: "red"}
@@ -247,7 +248,7 @@ def plan_cmd(
             names = {c for c, _ in unreadable}
             sources = ", ".join(f"{c.name}: source {pol.source_of(c)!r}" for c in pol.checks if c.name in names)
             _fail(f"could not read the stable's latency buckets of {', '.join(c for c, _ in unreadable)} from "
-                  f"{prometheus_url} in namespace {ns!r}{why}; the plan above assumes --bucket-ratio {bucket_ratio:g} "
+                  f"{redact_url(prometheus_url)} in namespace {ns!r}{why}; the plan above assumes --bucket-ratio {bucket_ratio:g} "
                   "there: check --prometheus-url, -n, --model and --stable-version, and that this Prometheus has "
                   f"the series the policy reads ({sources}: `metrics.source` or the check's `source` picks another), "
                   "or plan without --prometheus-url and give --bucket-ratio", EXIT_INFRA)

@@ -46,14 +46,34 @@ def redact_url(url: str) -> str:
     return f"{base}?{'&'.join(shown)}{hash_}{fragment}"
 
 
-def scrub(text: str, *urls: str) -> str:
+def bare_url(url: str) -> str:
+    """scheme://host[:port]/path of `url`: no userinfo, and no query or fragment at all -- for a URL
+    whose query is the secret whatever its parameters are called (a webhook's `?hook=...`)."""
+    try:
+        u = urllib.parse.urlsplit(str(url))
+        port = f":{u.port}" if u.port else ""
+    except ValueError:
+        return redact_url(str(url)).partition("?")[0].partition("#")[0]
+    return f"{u.scheme}://{u.hostname or ''}{port}{u.path}"
+
+
+def scrub(text: str, *urls: str, whole_query: bool = False) -> str:
     """`text` (an exception's words, a message) with every credential of `urls` replaced as
     `redact_url` shows it, and any `//user:pass@` left in it cut: requests and urllib3 name the URL
-    they failed on, sometimes whole, sometimes as their own parts (a password quoted alone)."""
+    they failed on, sometimes whole, sometimes as their own parts (a password quoted alone).
+    `whole_query`: each URL's query and fragment shown as `?...` and `#...` (as `bare_url` drops them)."""
     out = str(text)
     for url in urls:
         if not url:
             continue
+        try:
+            parts = urllib.parse.urlsplit(url)
+            if whole_query:
+                for secret, shown in ((f"?{parts.query}", "?..."), (f"#{parts.fragment}", "#...")):
+                    if len(secret) > 2:  # with its delimiter: a short one must not blank out words
+                        out = out.replace(secret, shown)
+        except ValueError:
+            pass
         out = out.replace(url, redact_url(url))
         try:
             parts = urllib.parse.urlsplit(url)

@@ -63,6 +63,7 @@ from canary.analysis.shown import about as _about, duration
 from canary.drift.unread import at as _at
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
 from canary.notify import retry_after_s
+from canary.redact import bare_url, scrub
 
 log = structlog.get_logger("canary.drift")
 
@@ -873,7 +874,7 @@ class DriftWatcher:
             # no name when the list failed: "Job ml: cannot list ..." named a Job that does not exist
             return ok, error, f"Job {namespace}/{name}" if name else "", None
         if self.retrain_webhook:
-            target = f"webhook {_without_credentials(self.retrain_webhook)}"
+            target = f"webhook {bare_url(self.retrain_webhook)}"
             try:
                 got = self._post(self.retrain_webhook, {"event": "retrain", "model": state.model,
                                                          "version": state.version, "episode": t.episode,
@@ -887,7 +888,7 @@ class DriftWatcher:
                                    f"retraining; the retry sends the same idempotency_key "
                                    f"({webhook_key(state, t)}), which a receiver that keeps the keys it acted "
                                    f"on does not act on twice"), target, None
-                return False, _scrubbed(f"{type(exc).__name__}: {exc}", self.retrain_webhook)[:300], target, None
+                return False, scrub(f"{type(exc).__name__}: {exc}", self.retrain_webhook, whole_query=True)[:300], target, None
             code, header = (got.status, got.retry_after) if isinstance(got, Posted) else (int(got), None)
             if code == 409:  # the key's request in progress there (IETF Idempotency-Key; decision 530)
                 return True, "", f"{target} (409 Conflict: {IN_PROGRESS})", None
@@ -1032,27 +1033,6 @@ def webhook_key(state: M.MonitorState, t: M.Trigger) -> str:
     from canary.drift.retrain import episode_start
 
     return f"{state.model}/{state.version}/episode-{t.episode}/{episode_start(t.evidence)}"
-
-
-def _scrubbed(text: str, url: str) -> str:
-    """`text` (an exception's words about a request to `url`) without the URL's password, query or
-    fragment: urllib3 names the URL it failed on, `?token=...` included, and the retraining failure's
-    message goes to the log, a Kubernetes Event and the Slack and webhook notifications."""
-    from urllib.parse import urlsplit
-
-    u = urlsplit(url)
-    for secret, shown in ((f"?{u.query}", "?..."), (f"#{u.fragment}", "#..."), (f":{u.password}@", ":...@")):
-        if len(secret) > 2:  # each with its delimiters: a short one must not blank out words of the message
-            text = text.replace(secret, shown)
-    return text
-
-
-def _without_credentials(url: str) -> str:
-    """A URL for a log line: user:password@ and the query (tokens) left out."""
-    from urllib.parse import urlsplit
-
-    u = urlsplit(url)
-    return f"{u.scheme}://{u.hostname or ''}{':' + str(u.port) if u.port else ''}{u.path}"
 
 
 def _key(prof: Mapping[str, Any], namespace: str) -> str:
@@ -1220,7 +1200,7 @@ def _post_json(url: str, body: dict) -> Posted:
             if hop.status_code in (301, 302, 303):  # (307 and 308 keep the POST and its body)
                 from urllib.parse import urljoin
 
-                to = _without_credentials(urljoin(hop.url, hop.headers.get("Location", "")))
+                to = bare_url(urljoin(hop.url, hop.headers.get("Location", "")))
                 raise Redirected(f"HTTP {hop.status_code}, a redirect to {to}: the retraining POST was not "
                                  f"delivered (a client follows such a redirect with a GET, without the request); "
                                  f"give that address as --retrain-webhook")
