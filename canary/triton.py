@@ -28,6 +28,7 @@ import numpy as np
 
 from canary.errors import ConfigError, GateError
 from canary.policy import TritonGate, read_samples
+from canary.redact import redact_url
 
 
 # the schemes a Triton URL may carry, per protocol; "https" is TLS on either (gRPC's `ssl=True`)
@@ -45,7 +46,7 @@ def check_url(url: str, protocol: str, *, field: str = "url") -> tuple[str, bool
         scheme, rest = "", text
 
     def bad(message: str) -> ConfigError:
-        return ConfigError.at(field, f"{url!r}: {message}")
+        return ConfigError.at(field, f"{redact_url(url)!r}: {message}")  # user:pass@ and ?token= not shown
 
     if not rest or any(c.isspace() for c in text):
         raise bad("expected host:port or http(s)://host:port")
@@ -59,7 +60,7 @@ def check_url(url: str, protocol: str, *, field: str = "url") -> tuple[str, bool
         raise bad(str(exc)) from None
     if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in rest or "#" in rest:
         raise bad(f"Triton's API is at the server's root; give host:port without a path or query "
-                  f"(found {rest[len(parts.netloc):]!r})")
+                  f"(found {redact_url(rest[len(parts.netloc):])!r})")
     if parts.username is not None or not parts.hostname:
         raise bad("expected host:port (no user, a host name)")
     if port is None or port == 0:
