@@ -121,3 +121,14 @@ def test_the_preflight_report_names_prometheus_without_its_password(prom: FakePr
     except Exception as exc:  # noqa: BLE001 - an empty Prometheus may fail the preflight: its words are the sink
         shown = str(exc)
     assert SECRET not in shown and "127.0.0.1" in shown, shown
+
+
+@pytest.mark.parametrize("url", [f"http://ops:{SECRET}@triton:8000", f"triton:8000/v2?token={SECRET}"])
+def test_a_refused_triton_url_is_quoted_without_its_secrets(url: str) -> None:
+    """tritonclient takes host:port only, so a user:password@ or a query is refused (`check_url`); the refusal
+    quoted the URL whole, in the CLI's error, the CanaryRollout's Ready condition and its Event."""
+    from canary.triton import check_url
+
+    with pytest.raises(ConfigError, match="triton:8000") as err:
+        check_url(url, "http", field="spec.triton.canary")
+    assert SECRET not in str(err.value) and "spec.triton.canary" in str(err.value), err.value
