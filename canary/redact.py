@@ -63,24 +63,18 @@ def scrub(text: str, *urls: str, whole_query: bool = False) -> str:
     they failed on, sometimes whole, sometimes as their own parts (a password quoted alone).
     `whole_query`: each URL's query and fragment shown as `?...` and `#...` (as `bare_url` drops them)."""
     out = str(text)
-    for url in urls:
-        if not url:
-            continue
-        try:
-            parts = urllib.parse.urlsplit(url)
-            if whole_query:
-                for secret, shown in ((f"?{parts.query}", "?..."), (f"#{parts.fragment}", "#...")):
-                    if len(secret) > 2:  # with its delimiter: a short one must not blank out words
-                        out = out.replace(secret, shown)
-        except ValueError:
-            pass
-        out = out.replace(url, redact_url(url))
+    for url in filter(None, urls):
         try:
             parts = urllib.parse.urlsplit(url)
             secrets = [parts.password or "", urllib.parse.unquote(parts.password or "")]
             secrets += [v for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if secret_param(k)]
         except ValueError:
-            secrets = []
+            parts, secrets = None, []
+        if whole_query and parts is not None:
+            for part, shown in ((f"?{parts.query}", "?..."), (f"#{parts.fragment}", "#...")):
+                if len(part) > 2:  # with its delimiter: a short one must not blank out words of the message
+                    out = out.replace(part, shown)
+        out = out.replace(url, redact_url(url))
         for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
             out = out.replace(secret, MASK)  # short ones would blank out words of the message
     return _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", out)

@@ -68,9 +68,9 @@ def test_a_failed_query_says_nothing_of_the_urls_password() -> None:
 
     pol = parse_policy({"steps": [10, 100], "checks": [{"name": "err", "kind": "error_rate",
                                                         "max_increase_points": 1}]})
-    prom = PrometheusProvider(DEAD, retries=2, budget_s=0.5, backoff_s=0.01)
+    dead = PrometheusProvider(DEAD, retries=2, budget_s=0.5, backoff_s=0.01)
     with structlog.testing.capture_logs() as logs, pytest.raises(MetricsUnavailable) as err:
-        prom.measure(pol, pol.checks[0], REC, window_s=60)
+        dead.measure(pol, pol.checks[0], REC, window_s=60)
     said = [e for e in logs if e["event"] in ("metrics.query_failed", "metrics.query_retry")]
     assert said and SECRET not in repr(logs), logs
     assert SECRET not in str(err.value) and "Prometheus at http://127.0.0.1:9 " in str(err.value), err.value
