@@ -109,7 +109,9 @@ def test_a_urls_user_and_password_reach_prometheus_as_basic_auth_and_no_output(p
     assert client.url == prom.url and client._client.auth == ("ops", SECRET)  # noqa: SLF001
 
 
-def test_the_preflight_report_names_prometheus_without_its_password(prom: FakeProm) -> None:  # noqa: F811
+def test_the_preflight_names_prometheus_without_its_password(prom: FakeProm) -> None:  # noqa: F811
+    """Its report (`metrics.preflight_passed`'s `url`), or, against this stand-in that answers every query
+    with an empty vector, its refusal: "... does not look like a Prometheus HTTP API"."""
     from canary.policy import parse_policy
 
     pol = parse_policy({"steps": [10, 100], "checks": [{"name": "err", "kind": "error_rate",
