@@ -20,8 +20,10 @@ MASK = "***"
 _SECRET_WORDS = ("token", "password", "passwd", "pass", "pwd", "secret", "key", "apikey", "auth", "sig",
                  "signature", "credential", "credentials", "code", "session", "jwt")
 _SECRET_NAME = re.compile(r"(?:^|[-_.])(?:" + "|".join(_SECRET_WORDS) + r")(?:$|[-_.])", re.IGNORECASE)
-# user:password@ (or token@) after a scheme's `//`, in any text: what urlsplit cannot parse is still cut
-_USERINFO = re.compile(r"(//)[^/?#@\s'\"]+@")
+# user:password@ (or token@) after a scheme's `//`, in any text: what urlsplit cannot parse is still cut. Up to
+# the authority's LAST `@`, as urlsplit and requests read it: `//ops:p@ss@prom` is user ops, password p@ss
+# (cut at the first `@`, "ss@prom" was shown: decision 975)
+_USERINFO = re.compile(r"(//)[^/?#\s'\"]+@")
 
 
 def secret_param(name: str) -> bool:
@@ -54,7 +56,8 @@ def bare_url(url: str) -> str:
         port = f":{u.port}" if u.port else ""
     except ValueError:
         return redact_url(str(url)).partition("?")[0].partition("#")[0]
-    return f"{u.scheme}://{u.hostname or ''}{port}{u.path}"
+    host = f"[{u.hostname}]" if ":" in (u.hostname or "") else u.hostname or ""  # IPv6 in its brackets (975)
+    return f"{u.scheme}://{host}{port}{u.path}"
 
 
 def scrub(text: str, *urls: str, whole_query: bool = False) -> str:
@@ -78,6 +81,15 @@ def scrub(text: str, *urls: str, whole_query: bool = False) -> str:
         for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
             out = out.replace(secret, MASK)  # short ones would blank out words of the message
     return _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", out)
+
+
+def at_after_host(url: str) -> bool:
+    """Whether `url` has an `@` after its host (in the path, query or fragment): a password with an unencoded
+    `/`, `?` or `#` (`http://ops:ab/cd@prom:9090`), which urlsplit and requests read as host `ops`, port `ab`
+    and a path; `redact_url` cannot tell it from a path, so a URL that must not have one is refused unquoted."""
+    rest = str(url).partition("//")[2]
+    after = re.search(r"[/?#]", rest)
+    return bool(after) and "@" in rest[after.start():]
 
 
 def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:

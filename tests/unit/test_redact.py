@@ -36,6 +36,8 @@ REC = Target(namespace="ml", virtual_service="rec-vs", model="rec", stable_versi
      "https://hooks/x?channel=ops&token=***&X-Amz-Signature=***#top"),
     (f"https://a/b?api_key={SECRET}&query=up", "https://a/b?api_key=***&query=up"),
     (f"http://ops:{SECRET}@prom:port", "http://***@prom:port"),  # no URL urlsplit can read: cut all the same
+    (f"http://ops:pa@{SECRET}@prom:9090", "http://***@prom:9090"),  # an `@` in the password: to the last (975)
+    (f"http://ops:{SECRET}@[::1]:9090/x", "http://***@[::1]:9090/x"),
 ])
 def test_a_url_is_shown_without_its_credentials(url: str, shown: str) -> None:
     assert redact_url(url) == shown
@@ -54,6 +56,32 @@ def test_scrub_cuts_the_password_wherever_an_exception_quotes_it() -> None:
     assert SECRET not in out and "t0ken-value" not in out and "//x:y@" not in out and "prom:9090" in out, out
     assert scrub(f"POST {url} failed", url, whole_query=True) == "POST http://***@prom:9090/p?... failed"
     assert bare_url(url) == "http://prom:9090/p"
+
+
+def test_bare_url_keeps_an_ipv6_hosts_brackets() -> None:
+    """`http://::1:9090/x` was shown for `http://[::1]:9090/x` (decision 975): no URL, and no telling the port."""
+    assert bare_url(f"http://ops:{SECRET}@[::1]:9090/hook?t=x") == "http://[::1]:9090/hook"
+
+
+@pytest.mark.parametrize("sep", ["/", "#", "?"])
+def test_a_password_with_an_unencoded_delimiter_is_refused_unquoted(sep: str) -> None:
+    """`http://ops:ab/cd@prom` is host `ops`, port `ab` and a path to urlsplit and requests: the refusal
+    quoted it whole, password and all (decision 975); and with a port of digits it was taken, the password
+    in every message naming Prometheus. Refused before anything is asked, the URL not quoted."""
+    for url in (f"http://ops:{SECRET}{sep}x@127.0.0.1:9090", f"http://ops:1234{sep}{SECRET}@127.0.0.1:9090"):
+        with pytest.raises(ConfigError, match="'@' after its host") as err:
+            PrometheusClient(url)
+        assert SECRET not in str(err.value) and "%2F, %3F, %23" in str(err.value), err.value
+
+
+def test_a_password_with_an_at_sign_is_sent_whole_and_shown_nowhere() -> None:
+    """`ops:pa@<secret>@host`: requests reads the password up to the last `@`; the conflict's refusal
+    showed `http://***@<secret>@...` (decision 975)."""
+    url = f"http://ops:pa@{SECRET}@127.0.0.1:9"
+    assert PrometheusClient(url)._client.auth == ("ops", f"pa@{SECRET}")  # noqa: SLF001
+    with pytest.raises(ConfigError, match="give the credentials one way") as err:
+        PrometheusClient(url, token="t")
+    assert SECRET not in str(err.value) and "127.0.0.1:9" in str(err.value), err.value
 
 
 def test_split_userinfo_reads_the_credentials_as_requests_does() -> None:
