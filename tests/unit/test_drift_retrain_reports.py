@@ -102,7 +102,10 @@ def test_an_unreported_failure_kept_in_the_outbox_stays_unreported() -> None:
 
 @pytest.mark.parametrize("url,says", [("htp://ci/retrain", "not an http(s) URL"), ("", "not an http(s) URL"),
                                       ("http://ci:99999/retrain?token=s3cret", "not a valid URL"),
-                                      ("http://ci/re train", "white space")])
+                                      ("http://ci/re train", "white space"),
+                                      # taken as host `ops`, port 1234, path `/s3cret@ci/...`: posted to the
+                                      # wrong host and the "password" shown as its path (decision 975)
+                                      ("http://ops:1234/s3cret@ci/retrain", "'@' after its host")])
 def test_a_malformed_retraining_webhook_is_refused_at_start(tmp_path: Any, url: str, says: str) -> None:
     """Decision 153: `--retrain-webhook` was not checked until the first drift episode POSTed to it, weeks
     later perhaps: then `drift.retrain_failed` for ever; an empty one (`--retrain-webhook=$(URL)` with URL
