@@ -162,3 +162,24 @@ def test_a_refused_triton_url_is_quoted_without_its_secrets(url: str) -> None:
     with pytest.raises(ConfigError, match="triton:8000") as err:
         check_url(url, "http", field="spec.triton.canary")
     assert SECRET not in str(err.value) and "spec.triton.canary" in str(err.value), err.value
+
+
+def test_plans_refusal_for_a_prometheus_down_names_it_without_its_password(tmp_path: Path) -> None:
+    """`canary plan --prometheus-url http://ops:<pw>@...` that cannot be asked: exit 3 quoting the flag's URL
+    (decision 970's cli_analysis change, untested until decision 976)."""
+    import typer
+    import yaml
+    from typer.testing import CliRunner
+
+    from canary.cli_analysis import register
+    from tests.unit.test_plan_offline import DEFAULT
+
+    app = typer.Typer()
+    register(app)
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({**DEFAULT, "checks": [{"name": "lat", "kind": "latency", "max_increase_pct": 20}]}))
+    down = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "400", "--prometheus-url", DEAD, "--model", "m",
+                                    "--stable-version", "v1", "-n", "ml", "-o", "json"])
+    said = " ".join(down.output.split())
+    assert down.exit_code == 3 and "could not read the stable's latency buckets" in said, down.output
+    assert SECRET not in down.output and "from http://***@127.0.0.1:9 in namespace" in said, down.output
