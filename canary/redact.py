@@ -101,4 +101,6 @@ def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     host = parts.netloc.rpartition("@")[2]
     user = urllib.parse.unquote(parts.username or "")
     password = urllib.parse.unquote(parts.password or "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=host)), (user, password)
+    # `http://@prom` or `http://:@prom`: no credentials, as requests reads it (`any(url_auth)`); it was sent as
+    # basic auth with an empty user and password, and refused with --prometheus-token (decision 975)
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), ((user, password) if user or password else None)

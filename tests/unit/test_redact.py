@@ -87,6 +87,8 @@ def test_a_password_with_an_at_sign_is_sent_whole_and_shown_nowhere() -> None:
 def test_split_userinfo_reads_the_credentials_as_requests_does() -> None:
     assert split_userinfo("http://ops:p%40ss@prom:9090/x") == ("http://prom:9090/x", ("ops", "p@ss"))
     assert split_userinfo("http://prom:9090") == ("http://prom:9090", None)
+    assert split_userinfo("http://:@prom:9090/x") == ("http://prom:9090/x", None)  # requests sends no auth (975)
+    assert split_userinfo("http://ops@prom") == ("http://prom", ("ops", ""))
 
 
 def test_a_failed_query_says_nothing_of_the_urls_password() -> None:
