@@ -34,9 +34,10 @@ from canary import crd
 from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
-from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_server, probe_streak
+from canary.runner import (SKEW_WARN_S, SystemClock, held_verdict, probe_reason, probe_server, probe_streak,
+                           promotion_held_note, promotion_held_why)
 from canary.errors import (ApiRefused, CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable,
-                           NotCountable, NotFound, others_decision, said,
+                           NotFound, others_decision, said,
                            NotLeader, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict,
                            RuleElsewhere, StableNotReady, StatusRefused, TargetError, TransientError, WeightsMoved)
 from canary.end_words import failed_tick_next
@@ -1357,20 +1358,13 @@ class Controller:
         try:
             other, _ = find(spec.target, glance=True)
         except CanaryError as exc:
-            why = (f"every check passed, but whether another VirtualService (of any namespace) splits traffic with "
-                   f"the canary subset could not be told ({str(exc)[:400]}): not promoted over a split nobody could "
-                   "look for")
+            why = promotion_held_why(str(exc))
             if streak not in self._held_said:
                 self._held_said.add(streak)
                 log.warning("promotion.held", reason=why, phase=state.phase, weights=str(state.weights),
-                            step=state.step + 1, note="this look is inconclusive; the next looks ask again (said once "
-                            "until one lists them) and promote once the VirtualServices are listed; the step's "
-                            f"deadline ends the wait as failure.on_deadline ({spec.policy.failure.on_deadline}) says")
+                            step=state.step + 1, note=promotion_held_note(spec.policy.failure.on_deadline))
             look = seen.look
-            verdict = judge(spec.policy, {c.name: NotCountable(why) for c in spec.policy.checks},
-                            prior=state.prior(), window=state.step_window, pass_ratio=state.pass_ratio(
-                                look.canary_requests), canary_weight=state.weights.canary, step=max(state.step, 0),
-                            window_s=look.window_s, canary_version=state.canary_version)
+            verdict = held_verdict(spec.policy, state, why, look.canary_requests, look.window_s)
             return replace(seen, look=replace(look, verdict=verdict, deadline_cause="infrastructure",
                                               promotion_held=str(exc)[:400] or type(exc).__name__))
         self._held_said.discard(streak)

@@ -65,6 +65,30 @@ def probe_reason(gate: Any, failures: int) -> str:
     return f"{who} Triton not ready ({failures} probes in a row{': ' + why if why else ''})"
 
 
+def promotion_held_why(error: str) -> str:
+    """`promotion.held`'s reason, and the held look's: every check passed, but the LIST of every namespace's
+    VirtualServices failed with `error` (decision 900; promote's and the controller's alike, 903)."""
+    return (f"every check passed, but whether another VirtualService (of any namespace) splits traffic with the "
+            f"canary subset could not be told ({error[:400]}): not promoted over a split nobody could look for")
+
+
+def promotion_held_note(on_deadline: str) -> str:
+    """`promotion.held`'s `note`: what follows a held look (the step's deadline ending the wait as `on_deadline`)."""
+    return ("this look is inconclusive; the next looks ask again (said once until one lists them) and promote once "
+            f"the VirtualServices are listed; the step's deadline ends the wait as failure.on_deadline ({on_deadline}) "
+            "says")
+
+
+def held_verdict(policy: Policy, state: rl.RolloutState, why: str, canary_n: float, window_s: float) -> Any:
+    """The verdict of a look held from promoting (`why`): every check `NotCountable`, judged with the rollout's
+    prior and window as the look was, so it is inconclusive and the step's deadline bounds the wait."""
+    from canary.analysis.judge import judge  # here: on-call commands import this module, never the judge
+
+    return judge(policy, {c.name: NotCountable(why) for c in policy.checks}, prior=state.prior(),
+                 window=state.step_window, pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
+                 step=max(state.step, 0), window_s=window_s, canary_version=state.canary_version)
+
+
 def probe_server(gate: Any) -> dict[str, str]:
     """`gate.probe_failed`'s `arm` and `endpoint`: which Triton the failed probe was about and where it was asked
     (the canary's reason said only `unreachable: [Errno 111] Connection refused`, no server named; decision 922)."""
@@ -1204,10 +1228,7 @@ class Runner:
         if isinstance(unchecked, rl.RolloutState):
             return unchecked  # the look asked again found a split: rolled back (602)
         if unchecked:  # not promoted over a split nobody could look for: this look is inconclusive (decision 900)
-            verdict = judge(self.policy, {c.name: NotCountable(unchecked) for c in self.policy.checks},
-                            prior=state.prior(), window=state.step_window, pass_ratio=state.pass_ratio(canary_n),
-                            canary_weight=state.weights.canary, step=max(state.step, 0), window_s=window,
-                            canary_version=state.canary_version)
+            verdict = held_verdict(self.policy, state, unchecked, canary_n, window)
             looked = replace(looked, verdict=verdict, deadline_cause="infrastructure",
                              promotion_held=self._others_unchecked[:400] or unchecked)
         try:
@@ -1335,15 +1356,11 @@ class Runner:
             return split
         if not self._others_unchecked:
             return ""
-        why = (f"every check passed, but whether another VirtualService (of any namespace) splits traffic with the "
-               f"canary subset could not be told ({self._others_unchecked[:400]}): not promoted over a split nobody "
-               "could look for")
+        why = promotion_held_why(self._others_unchecked)
         if not self._held_said:  # once a streak: each held look after it is inconclusive with this reason (945)
             self._held_said = True
             self.log.warning("promotion.held", reason=why, phase=state.phase, weights=str(state.weights),
-                             step=state.step + 1, note="this look is inconclusive; the next looks ask again (said "
-                             "once until one lists them) and promote once the VirtualServices are listed; the step's "
-                             f"deadline ends the wait as failure.on_deadline ({self.policy.failure.on_deadline}) says")
+                             step=state.step + 1, note=promotion_held_note(self.policy.failure.on_deadline))
         return why
 
     def _others_failed(self, why: str) -> None:
