@@ -52,6 +52,17 @@ class HookClock(FakeClock):
                 self.hooks.remove(hook)
                 hook[1]()
 
+    def split_while_progressing(self, namespace: str, name: str) -> None:
+        """Once the rollout is progressing, another VirtualService `namespace/name`'s first route is edited to
+        split 90/10 between its two destinations (a person's or a GitOps sync's split with the canary subset)."""
+        from canary import rollout as rl
+
+        def split() -> None:
+            def edit(vs: dict[str, Any]) -> None:
+                vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 90, 10
+            self.api.edit(GROUP, "virtualservices", namespace, name, edit)
+        self.hooks.append((lambda rec: rec.get("phase") == rl.PROGRESSING, split))
+
 
 def record(api: Any, name: str = "m0") -> dict[str, Any]:
     vs = api.get(GROUP, "virtualservices", "ml", name)

@@ -122,12 +122,7 @@ def test_an_edge_split_made_mid_rollout_in_another_namespace_rolls_back_and_repo
     edge_vs(api, 0)
     clock = HookClock(api)
     v = runner(api, "v2", clock)
-
-    def split() -> None:
-        def edit(vs: dict[str, Any]) -> None:
-            vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 90, 10
-        api.edit(GROUP, VS, "edge", "m0-edge", edit)
-    clock.hooks.append((lambda rec: rec.get("phase") == rl.PROGRESSING, split))
+    clock.split_while_progressing("edge", "m0-edge")
     with structlog.testing.capture_logs() as logs:
         res = v.run()
     assert res.state.phase == rl.ROLLED_BACK and rl.classify_reason(res.state.reason) == "foreign_edit", res.state

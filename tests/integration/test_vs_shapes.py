@@ -917,12 +917,7 @@ def test_a_split_made_on_another_virtual_service_mid_rollout_rolls_back_and_repo
     _gateway_vs(api, 0)
     clock = HookClock(api)
     v = runner(api, "v2", clock)
-
-    def split() -> None:
-        def edit(vs: dict[str, Any]) -> None:
-            vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 90, 10
-        api.edit(GROUP, VS, "ml", "m0-gateway", edit)
-    clock.hooks.append((lambda rec: rec.get("phase") == rl.PROGRESSING, split))
+    clock.split_while_progressing("ml", "m0-gateway")
     with structlog.testing.capture_logs() as logs:
         res = v.run()
     assert res.state.phase == rl.ROLLED_BACK and res.exit_code == 1, res.state
