@@ -253,7 +253,10 @@ def test_a_failing_rollout_backs_off_and_never_holds_the_others(world: Any) -> N
         return delay
 
     op.queue.retry_later = spy  # type: ignore[method-assign]
-    for _ in range(60):
+    # r1's own course takes ~13 s of the fake clock; a look whose LIST of every namespace's VirtualServices fails
+    # or passes its 3 s wall-clock timeout on a loaded host holds the promotion a look (decision 903): three in
+    # a row outlasted the 60 ticks this loop had (a failure seen once at load ~10, reproduced with three 503s)
+    for _ in range(240):
         step(api, op, clock, dt=0.25)
         if status(api, "r1").get("phase") in rl.TERMINAL:
             break
