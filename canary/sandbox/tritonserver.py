@@ -34,7 +34,7 @@ from pathlib import Path
 import structlog
 
 from canary.sandbox.model import MODEL_NAME, Behaviour, write_behaviour
-from canary.sandbox.ports import free_port
+from canary.sandbox.ports import _bindable, free_port
 
 log = structlog.get_logger(__name__)
 
@@ -384,7 +384,12 @@ class TritonServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             failed = not self.alive() or "exited with failure" in self.log_tail(5)  # PyTriton lingers
-            if failed and port_retries > 0 and self.auto_ports and _port_clash(self._this_start_log()):
+            if failed and port_retries > 0 and self.auto_ports and (
+                    _port_clash(self._this_start_log())
+                    # the binary's "already in use" line can be lost: PyTriton said "exited with failure" and its
+                    # output thread had not written the binary's last lines (a CI log ended mid-table); a port
+                    # this start picked that 127.0.0.1 cannot bind now is one somebody holds
+                    or any(not _bindable(getattr(self, name)) for name in self.auto_ports)):
                 log.warning("triton.port_taken", arm=self.arm, http_port=self.http_port, grpc_port=self.grpc_port)
                 self.stop(timeout=5.0, keep_files=True)
                 for name in self.auto_ports:
