@@ -199,6 +199,12 @@ class RolloutState:
     # runs, and in a record written before the field (`cause_of` reads the reason's words then). Left out of the
     # record while "", so a record without an end reads as before
     end_cause: str = ""
+    # the failing read of the step's last held look ("": no look of this step was held): a look whose checks all
+    # passed whose promotion was held because the other VirtualServices could not be checked (`Looked.
+    # promotion_held`). The step's deadline says so even where its last look was inconclusive for another reason
+    # (no new requests since the held look). Cleared where the step's window starts over. Left out of the record
+    # while "" (decision 977)
+    promotion_held: str = ""
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -226,6 +232,8 @@ class RolloutState:
             del d["job_key"]
         if not self.end_cause:
             del d["end_cause"]
+        if not self.promotion_held:
+            del d["promotion_held"]
         return _bounded(d)
 
     @classmethod
@@ -253,7 +261,7 @@ class RolloutState:
             if name not in d:
                 raise ValueError(f"rollout state: {name} is missing")
         for name in ("model", "stable_version", "canary_version", "phase", "reason", "route", "owner",
-                     "destination_rule", "job", "job_key"):
+                     "destination_rule", "job", "job_key", "promotion_held"):
             if name in d and not isinstance(d[name], str):
                 raise ValueError(f"rollout state: {name} must be a string, got {type(d[name]).__name__}")
         for name in ("step", "look", "step_looks", "failed_looks", "step_window"):
@@ -623,7 +631,7 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
         s = replace(state, phase=PROGRESSING, reason="", step_started_at=now, step_looks=0, failed_looks=0,
                     last_look_requests=-1.0, updated_at=now, evidence=_fold(state), window_evidence={},
                     step_window=state.step_window + 1, pass_anchor_requests=-1.0, window_to=None,
-                    window_from=None)
+                    window_from=None, promotion_held="")
         s = _log(s, now, "resumed: the step starts over")
         return s, [SetWeights(s.weights), Emit("rollout.resumed", {})]
     if isinstance(event, Begin) and state.phase == PENDING:
@@ -752,7 +760,7 @@ def reverted(state: RolloutState, now: float, found: Weights) -> RolloutState:
     if state.phase == PROGRESSING:
         s = replace(s, step_started_at=now, step_looks=0, failed_looks=state.failed_looks, last_look_requests=-1.0,
                     evidence=_fold(state), window_evidence={}, step_window=state.step_window + 1,
-                    pass_anchor_requests=-1.0, window_to=None, window_from=None)
+                    pass_anchor_requests=-1.0, window_to=None, window_from=None, promotion_held="")
     return _log(s, now, f"weights reverted outside the rollout to {found} ({s.reverts} in a row); reasserted"
                         + ("; the step's window starts over" if state.phase == PROGRESSING else ""))
 
@@ -858,7 +866,8 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     elif stale:
         j = _not_evidence(j, Outcome.PASS, f"fewer canary requests than an earlier look of this step ({before:.0f})")
     s = replace(state, look=state.look + 1, step_looks=state.step_looks + 1, updated_at=ev.now,
-                last_verdict=_verdict_summary(j, ev), last_look_requests=max(n, before))
+                last_verdict=_verdict_summary(j, ev), last_look_requests=max(n, before),
+                promotion_held=ev.promotion_held or state.promotion_held)
     if restarted:
         s = _counters_restarted(s, ev.data_to, ev.now)  # type: ignore[arg-type]
     elif ev.data_to is not None:
@@ -948,16 +957,18 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
            f"{s.step + 1} ({j.outcome.label}: {j.reason()}; canary requests "
            f"{'not counted' if uncounted else 'not measured' if unreachable and not ev.canary_requests else n_said}, "
            f"need {policy.analysis.min_canary_requests}{short})")
-    if ev.promotion_held:  # every check passed; the promotion, not the canary's evidence, was what could not go on
+    held = ev.promotion_held or s.promotion_held  # this look's, or an earlier look's of the step (977)
+    if held:  # every check passed; the promotion, not the canary's evidence, was what could not go on
+        last = "" if ev.promotion_held else f"; the step's last look: {j.outcome.label}: {j.reason()}"
         why = (f"promotion held at step {s.step + 1} for {elapsed:.0f}s, until the step's deadline: every check "
-               f"passed, but the other VirtualServices (of every namespace) could not be checked for a route that "
-               f"sends traffic to the canary subset ({ev.promotion_held}); not promoted over a split nobody could "
-               f"look for")
+               f"passed{'' if ev.promotion_held else ' at an earlier look'}, but the other VirtualServices (of every "
+               f"namespace) could not be checked for a route that sends traffic to the canary subset ({held}); not "
+               f"promoted over a split nobody could look for{last}")
     if policy.failure.on_deadline == "hold" or (unreachable and ev.hold_unreachable):
         s2 = _log(replace(s, phase=PAUSED, reason=why), ev.now, "held")
         return s2, actions + [SetWeights(s2.weights), Emit("rollout.held", {"reason": why}, warning=True)]
     phase = ABORTED if unreachable else ROLLED_BACK
-    cause = "infrastructure" if unreachable else ev.deadline_cause or "deadline"
+    cause = "infrastructure" if unreachable or held else ev.deadline_cause or "deadline"
     s2, more = _end(s, ev.now, reason=why, phase=phase, verdict=j, cause=cause)
     return s2, actions + more
 
@@ -979,7 +990,8 @@ def _enter_step(state: RolloutState, step: int, policy: Policy, now: float) -> t
     weights = Weights.canary_at(policy.steps[step])
     s = replace(state, phase=PROGRESSING, step=step, weights=weights, step_started_at=now, step_looks=0,
                 failed_looks=0, last_look_requests=-1.0, updated_at=now, reason="", evidence=_fold(state),
-                window_evidence={}, step_window=0, pass_anchor_requests=-1.0, window_to=None, window_from=None)
+                window_evidence={}, step_window=0, pass_anchor_requests=-1.0, window_to=None, window_from=None,
+                promotion_held="")
     s = _log(s, now, _step_line(step, policy))
     return s, [SetWeights(weights), Emit("step.advanced", {"step": step + 1, "steps": len(policy.steps),
                                                           "from_weights": str(state.weights)})]
