@@ -1,6 +1,6 @@
 """`canary` command line: parse, call the library, render, exit with a documented code.
 
-Exit codes (README "Exit codes"): 0 promoted / ok, 1 rolled back, 2 bad input
+Exit codes (docs/reference/cli.md, "Exit codes"): 0 promoted / ok, 1 rolled back, 2 bad input
 (nothing touched), 3 could not complete (infrastructure; traffic at stable),
 75 busy (another rollout holds the route; nothing touched, retry later),
 130 interrupted with --on-interrupt pause (state recorded, resumable).
@@ -65,7 +65,7 @@ def _every_command(
     logs.configure()
 
 EXIT_BAD_INPUT, EXIT_INFRA = 2, 3
-EXIT_TRAFFIC_UNSAFE = 6  # stable 100% could not be written; the canary may still get traffic (README)
+EXIT_TRAFFIC_UNSAFE = 6  # stable 100% could not be written; the canary may still get traffic (docs/reference/cli.md)
 EXIT_WATCH_TIMEOUT = 4  # `status --watch --timeout`: still running when the time ran out
 # another rollout holds the route (RolloutBusy): nothing touched, and the same command may succeed once it ends.
 # sysexits.h's EX_TEMPFAIL ("temporary failure, the user is invited to retry"): exit 2 ("bad input") told a
@@ -607,7 +607,7 @@ def promote(
 
     def go() -> int:
         # a cancel before the Runner exists (the policy read, the clients built): exit 3 with the -o json
-        # document, not click's 130 for SIGINT (README's "held at the current split") or a kill for SIGTERM
+        # document, not click's 130 for SIGINT (docs/reference/cli.md's "held at the current split") or a kill for SIGTERM
         from canary.interrupts import Interrupt, take_early
 
         before_runner = ran["signals"] = Interrupt(early).install()
@@ -627,7 +627,7 @@ def promote(
         target = _target(model, opts.namespace(namespace, kubeconfig, context), virtual_service, destination_rule,
                          stable=stable_version, canary=canary_version, route=route or policy.route)
         for field, message in advisories(policy):  # valid, and slower than it reads: said before anything moves,
-            # with the rollout's context as every line has it (README, "Log events"): a CI log of a fleet's
+            # with the rollout's context as every line has it (docs/reference/events.md): a CI log of a fleet's
             # promotes named the file alone (decision 148)
             logs.get(component="promote", **target.log_context()).warning(
                 "policy.advisory", file=str(policy_file), field=field, message=message)

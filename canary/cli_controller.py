@@ -557,7 +557,7 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
 def follow_document(st: dict[str, Any], **more: Any) -> dict[str, Any]:
     """The follower's `-o json` document: the CanaryRollout's status and `more` (outcome, exit_code, ...),
     with the two fields a plain `promote`'s document has that a pipeline reads: `step_number` (the status's
-    `step`, already counted from 1) and, for a rolled-back or aborted end, `end_cause` (README: "-o json's
+    `step`, already counted from 1) and, for a rolled-back or aborted end, `end_cause` (docs/reference/cli.md: "-o json's
     end_cause tells them apart"; it was absent, so `jq .end_cause` read null under `--via-controller`)."""
     doc = {**st, **more}
     if isinstance(st.get("step"), int):
@@ -689,7 +689,7 @@ def _request_job(obj: dict[str, Any]) -> str:
     return ci_job.readable(annotations.get(ci_job.ANNOTATION) if isinstance(annotations, dict) else None)
 
 
-BAD_INPUT_REASONS = crd.BAD_INPUT_REASONS  # a request the controller refuses as bad input (README, --via-controller)
+BAD_INPUT_REASONS = crd.BAD_INPUT_REASONS  # a request the controller refuses as bad input (docs/reference/cli.md, --via-controller)
 REFUSED_REASONS = crd.REFUSED_REASONS  # ... and, besides, a route whose record a newer canary wrote (decision 172)
 
 

@@ -30,7 +30,7 @@ from typer.core import TyperGroup
 
 from canary import streams
 
-# typer's `<type>` -> what click shows (and README's command docs use)
+# typer's `<type>` -> what click shows (and docs/reference/cli.md uses)
 _BY_TYPE = {"str": "TEXT", "list[str]": "TEXT", "path": "PATH", "list[path]": "PATH", "list[Path]": "PATH",
             "float": "FLOAT", "int": "INTEGER", "list[int]": "INTEGER", "list[float]": "FLOAT",
             "int range": "INTEGER", "float range": "FLOAT"}  # (a range's bounds are shown beside it)

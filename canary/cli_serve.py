@@ -78,7 +78,7 @@ def serve(
 
     # SIGTERM/SIGINT from the first moment: start-up asks Prometheus's time (up to 2 s) and prunes the state
     # directory, and a rolling restart's SIGTERM there killed the process with the signal's default (exit 143,
-    # no `serve.stopped`), where the README promises exit 0 (decision 159)
+    # no `serve.stopped`), where docs/reference/cli.md promises exit 0 (decision 159)
     stop = threading.Event()
     before = install_handlers(setting(stop), (signal.SIGINT, signal.SIGTERM))  # no lock in the handler (decision 513)
 

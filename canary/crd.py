@@ -389,7 +389,7 @@ def conditions(state: rl.RolloutState, old: list[dict[str, Any]], generation: in
 
 # the Ready reasons (the exception's class, `Controller._fail_status`) of a spec the controller refuses as bad
 # input: the same errors `canary promote` exits 2 for. RolloutBusy is not one: such a request waits for the
-# rollout in its way (README, --via-controller).
+# rollout in its way (docs/reference/cli.md, --via-controller).
 BAD_INPUT_REASONS = ("ConfigError", "PolicyError", "TargetError", "NotFound", "RouteNotFound")
 # the Ready reason of a CanaryRollout whose route records a rollout in a record schema above this controller's
 # (`errors.RecordTooNew`, decision 169): a newer canary's, left to it. Not bad input (a later tick of a newer

@@ -1,7 +1,7 @@
 """structlog configuration: JSON lines for machines, console rendering for people.
 
-Every decision is one event with a stable name (documented in the README for
-on-call) and flat, machine-readable fields. The rollout context (model,
+Every decision is one event with a stable name (documented in docs/reference/events.md
+for on-call) and flat, machine-readable fields. The rollout context (model,
 versions, weights, step) is bound once per rollout so every line carries it.
 """
 

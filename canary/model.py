@@ -356,7 +356,7 @@ class Target:
             f"/namespaces/{self.namespace}/destinationrules/{self.dr_name}"))
 
     def log_context(self) -> dict[str, str]:
-        """What every line about this rollout carries (README, "Log events"): model, namespace, VirtualService,
+        """What every line about this rollout carries (docs/reference/events.md): model, namespace, VirtualService,
         both versions, the route; the empty ones left out (a version not known yet, the only route).
         `reconcile.rollout_context` gives a recorded state's versions and route precedence."""
         ctx = {"model": self.model, "namespace": self.namespace, "virtual_service": self.virtual_service,

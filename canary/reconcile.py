@@ -736,7 +736,7 @@ def with_look_recorded(new: rl.RolloutState, actions: list[rl.Action]) -> list[r
 
 
 def rollout_context(target: Target, state: rl.RolloutState | None = None) -> dict[str, str]:
-    """What every line about one rollout carries (README, "Log events"): on-call reads which model, in which
+    """What every line about one rollout carries (docs/reference/events.md): on-call reads which model, in which
     namespace, on which VirtualService and route, from which stable to which canary version, from the line
     alone. The recorded state's model, versions and route are the truth once there is one (a rescue, the sweep's
     end of an orphan, a CanaryRollout edited since: its model too, decision 800); the route is left out when

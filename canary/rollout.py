@@ -579,7 +579,7 @@ class PointSubset:
 
 @dataclass(frozen=True)
 class Emit:
-    """A log event (stable name, documented in the README) and fields, logged at info, at warning
+    """A log event (stable name, documented in docs/reference/events.md) and fields, logged at info, at warning
     (`warning`, also the Kubernetes Event's type), or at `level` when given (e.g. "error")."""
 
     event: str

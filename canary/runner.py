@@ -746,7 +746,7 @@ class Runner:
                 except RolloutBusy as busy:
                     self._busy(asked, target, busy, None)
                     raise
-        if self.stop.is_set():  # a signal during the checks: the claim is not written (README: exit 3, untouched)
+        if self.stop.is_set():  # a signal during the checks: the claim is not written (docs/reference/cli.md: exit 3, untouched)
             raise self._interrupted_before_claim("during the checks before the claim")
         self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
@@ -2065,7 +2065,7 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
         # beside what this rollback did (decision 157)
         actions = [*actions, unowned.said(recorded, status, reason=why, by="canary rollback",
                                           done=f"stable 100%, recorded {new.phase}", unreadable=unreadable)]
-    # the rollout's context on every line it logs, as promote's lines carry it (README, "Log events")
+    # the rollout's context on every line it logs, as promote's lines carry it (docs/reference/events.md)
     bound = log.bind(virtual_service=target.virtual_service, stable_version=state.stable_version,
                      canary_version=state.canary_version)
     if isinstance(event, rl.Rollback) and not state.terminal and state.owner:

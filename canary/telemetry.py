@@ -325,7 +325,7 @@ Probe = Callable[[], tuple[bool, str]]
 
 class BackgroundHTTPServer:
     """A stdlib ThreadingHTTPServer bound to `host` only (IPv4 or IPv6), served on a daemon thread:
-    `port`, `url`, `start()` (then `_listening()`: a subclass logs its own, README-listed event) and
+    `port`, `url`, `start()` (then `_listening()`: a subclass logs its own event, listed in docs/reference/events.md) and
     `stop()`. Shared by the controller's health server (the controller logs `controller.serving`) and
     `canary serve` (canary/serve_http.py: `serve.listening`)."""
 
@@ -357,7 +357,7 @@ class BackgroundHTTPServer:
 
     def _listening(self) -> None:
         """Say that it listens: nothing here (an event name built from `component`, `health.listening`,
-        was logged by no README row and doubled the controller's `controller.serving`)."""
+        was logged by no row of docs/reference/events.md and doubled the controller's `controller.serving`)."""
 
     def stop(self) -> None:
         if self._thread is not None:

@@ -50,7 +50,7 @@ TWO_CHECKS = {
     "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20},
                {"name": "errors", "kind": "error_rate", "max_increase_points": 2}],
 }
-# x1.1 buckets from 10 ms to 310 ms, a layout that resolves the policy's tolerance (README,
+# x1.1 buckets from 10 ms to 310 ms, a layout that resolves the policy's tolerance (docs/reference/guarantees.md,
 # `canary plan`): +20% can be shown (with the coarser layout of the rows before 2026-12-01, no step
 # could pass, so every rollout stayed in its first step)
 BOUNDS_S = tuple(round(0.01 * 1.1 ** k, 6) for k in range(37))

@@ -13,7 +13,7 @@ at least ln(1/share) happens with probability at most `share`. The looks of a wi
 (each look's window in it holds the earlier looks'), so the first look past the bound is the only chance
 of a false alarm in a window: share = alpha / (100 x len(steps)) per step, split over the step's
 windows (each resume or restarted window opens one: `bound`, decision 113), adds at most alpha/100
-to the rollout's false-rollback probability, however many looks (README, "What the judge guarantees").
+to the rollout's false-rollback probability, however many looks (docs/reference/guarantees.md).
 "No series" for the canary arm counts as 0 requests only here -- the stable arm counted requests,
 the weight is above 0, the window is long enough at that weight (`settle_s`): a Prometheus
 counter does not exist before a version's first request, whose first scrape comes up to a scrape

@@ -457,7 +457,7 @@ def keep_text(info: dict[str, Any], program: str | None = None) -> str:
     cmd = f"{prog} " + " ".join(shlex.quote(a) for a in args)
     via = f"{cmd} --via-controller"
     tried = extra = ""
-    if info.get("policy"):  # README: `plan` and `analyze` work on the kept sandbox, with this policy
+    if info.get("policy"):  # docs/reference/setup.md: `plan` and `analyze` work on the kept sandbox, with this policy
         policy = shlex.quote(info["policy"])
         tried += (f"  {prog} plan --policy {policy} --rps {info.get('rate', 150.0):g} --model {model}"
                   f" --stable-version {shlex.quote(info['stable_version'])} --error-rate 0"

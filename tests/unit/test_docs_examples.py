@@ -12,6 +12,19 @@ from canary import logs
 from canary.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
+# what a newcomer reads and pastes: the README (the guide), docs/ and docs/reference/ (the reference it links to);
+# not decisions.md (the record of what was) nor the benchmarks' result pages
+PAGES = [ROOT / "README.md", *sorted(p for p in [*(ROOT / "docs").glob("*.md"), *(ROOT / "docs" / "reference").glob("*.md")]
+                                     if p.name != "decisions.md")]
+EVENTS = ROOT / "docs" / "reference" / "events.md"  # the README's "Log events (for on-call)", moved there
+
+
+def _readme_section(title: str) -> str:
+    """The README's `## title` section, up to the next `## ` heading."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index(f"\n## {title}\n")
+    end = readme.find("\n## ", start + 1)
+    return readme[start:end if end != -1 else len(readme)]
 
 
 def test_the_canary_judge_input_in_docs_judge_md_is_accepted(tmp_path: Path) -> None:
@@ -72,8 +85,7 @@ def test_the_readmes_cd_pipeline_explains_a_refused_rollout_too(tmp_path: Path) 
     import shutil
     import subprocess
 
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## In a CD pipeline"):]
+    section = _readme_section("In a CD pipeline")
     assert '6) echo "stable 100% could not be written' in section
     jq = shutil.which("jq")
     assert jq is not None, "jq is missing: scripts/setup.sh installs it"
@@ -81,7 +93,7 @@ def test_the_readmes_cd_pipeline_explains_a_refused_rollout_too(tmp_path: Path) 
 
     # the workflow as GitHub reads it: `run: jq -r '"\(...): ..."'` unquoted was a YAML error (decision 415)
     steps = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
-    line = next(step["run"] for step in steps if step["name"] == "Explain a rollback")
+    line = next(step["run"] for step in steps if step.get("name") == "Explain a rollback")
     expr = re.search(r"jq -r '(.*?)' rollout\.json", line).group(1)  # type: ignore[union-attr]
     bad = tmp_path / "typo.yaml"
     bad.write_text((ROOT / "policies" / "default.yaml").read_text().replace("max_ms:", "max_msec:", 1))
@@ -98,13 +110,37 @@ def test_the_readmes_cd_pipeline_explains_a_refused_rollout_too(tmp_path: Path) 
     assert said.strip() == "rolled_back: latency-p95: p95 94 ms vs 61 ms"
 
 
+def test_the_readmes_github_actions_job_installs_canary_before_it_runs_it() -> None:
+    """README, "In a CD pipeline": the GitHub Actions job ran `exec canary promote ...` on a runner where nothing had
+    installed canary (`canary: command not found`, exit 127, read by the job as a failed rollout). It now checks
+    canary out, sets up the Python its lock is resolved for and installs it as the controller's image does, before
+    the rollout step: every file the install names is one the repository has, and the lock is the image's."""
+    import yaml
+
+    steps = yaml.safe_load(re.search(r"```yaml\n(.*?)```", _readme_section("In a CD pipeline"), re.S).group(1))  # type: ignore[union-attr]
+    rollout = next(i for i, step in enumerate(steps) if "canary promote" in step.get("run", ""))
+    checkout = next(step["with"] for step in steps[:rollout]
+                    if step.get("uses", "").startswith("actions/checkout@") and "path" in step.get("with", {}))
+    python = next(step["with"]["python-version"] for step in steps[:rollout]
+                  if step.get("uses", "").startswith("actions/setup-python@"))
+    install = next(step["run"] for step in steps[:rollout] if "pip install" in step.get("run", ""))
+    here = checkout["path"].rstrip("/") + "/"
+    named = re.findall(r"(?:-r\s+|\s)(\./)?(" + re.escape(here) + r"\S*)", install)
+    assert named, install
+    for _, path in named:
+        assert (ROOT / path[len(here):]).exists(), f"the job installs {path}, which the repository does not have"
+    dockerfile = (ROOT / "canary" / "deploy" / "Dockerfile").read_text()
+    lock = "pip install --require-hashes --no-deps --only-binary=:all: -r"
+    assert lock in install and lock in dockerfile and "--no-deps --no-build-isolation" in install
+    assert f"FROM python:{python}-slim" in dockerfile  # the Python the lock is resolved for
+
+
 def test_every_event_a_rollout_or_the_controller_logs_is_in_the_readmes_log_events_table() -> None:
-    """README, "Log events (for on-call)": the names on-call searches for. Events of the rollout's own
+    """docs/reference/events.md (the README's "Log events (for on-call)"): the names on-call searches for. Events of the rollout's own
     modules (not the sandbox's, the drift monitor's, documented in docs/drift.md, nor `canary serve`'s,
     nor debug lines) that were logged but not listed: watch.failed, metrics.query_failed, notify.failed,
     rescue.failed, rollout.deleted and a dozen more."""
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Log events (for on-call)"):readme.index("## In a CD pipeline")]
+    table = EVENTS.read_text()
     documented = set(re.findall(r"`([a-z_]+\.[a-z_.]+)`", table))
     call = re.compile(r"\.(?:info|warning|error|critical)\(\s*\"([a-z_]+\.[a-z_]+)\"|Emit\(\s*\"([a-z_]+\.[a-z_]+)\"")
     logged: dict[str, str] = {}
@@ -117,7 +153,7 @@ def test_every_event_a_rollout_or_the_controller_logs_is_in_the_readmes_log_even
             if not name.startswith(("drift.", "serve.", "controller.serving", "controller.drift")):
                 logged.setdefault(name, rel)
     missing = {name: rel for name, rel in logged.items() if name not in documented}
-    assert not missing, f"logged but not in README's Log events: {missing}"
+    assert not missing, f"logged but not in docs/reference/events.md: {missing}"
 
 
 def test_every_event_the_drift_monitor_logs_is_in_docs_drift_mds_log_events_table() -> None:
@@ -175,7 +211,7 @@ def test_no_shell_example_breaks_its_line_continuation_with_a_comment() -> None:
     real cluster" example, pasted as written, ran `canary promote` without --policy and then a command
     named `--policy`."""
     broken = []
-    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    for path in PAGES:
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"\\\s+#", line):
                 broken.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
@@ -205,7 +241,7 @@ def test_every_canary_command_the_docs_show_names_a_command_and_options_it_has()
 
     root = typer.main.get_command(app)
     wrong, checked = [], 0
-    for path in [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "decisions.md")]:
+    for path in PAGES:
         for cmd in _commands_in(path.read_text()):
             words, node, named = cmd.split(), root, []
             while getattr(node, "commands", None) and words and words[0] in node.commands:  # type: ignore[attr-defined]
@@ -231,8 +267,7 @@ def test_every_option_of_every_command_is_named_in_the_readme_or_docs() -> None:
     `--identity` were named nowhere. A short form (`-A`) counts."""
     import typer.main
 
-    pages = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "decisions.md")]
-    text = "".join(p.read_text() for p in pages)
+    text = "".join(p.read_text() for p in PAGES)
 
     def named(opt: str) -> bool:
         return re.search(re.escape(opt) + r"(?![-\w])", text) is not None
@@ -249,7 +284,7 @@ def test_every_option_of_every_command_is_named_in_the_readme_or_docs() -> None:
 
 
 def test_the_readmes_gitlab_job_runs_as_written(tmp_path: Path) -> None:
-    """README, "In a CD pipeline": the GitLab CI job (there was none: only `resource_group` and `retry:
+    """docs/reference/pipelines.md (the README's "In a CD pipeline" until decision 995): the GitLab CI job (there was none: only `resource_group` and `retry:
     exit_codes` named in prose) is valid YAML, retries exit 75 alone, its promote line's flags are `promote`'s,
     and its `after_script` explains a refusal and a rollback from the `-o json` document (decision 415)."""
     import shutil
@@ -257,8 +292,7 @@ def test_the_readmes_gitlab_job_runs_as_written(tmp_path: Path) -> None:
 
     import yaml
 
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## In a CD pipeline"):readme.index("## Measured")]
+    section = (ROOT / "docs" / "reference" / "pipelines.md").read_text()
     job = next(doc["canary-rollout"] for doc in map(yaml.safe_load, re.findall(r"```yaml\n(.*?)```", section, re.S))
                if isinstance(doc, dict) and "canary-rollout" in doc)
     assert job["retry"]["exit_codes"] == [75] and job["resource_group"]

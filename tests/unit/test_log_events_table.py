@@ -1,4 +1,4 @@
-"""README, "Log events (for on-call)", against the code, both ways and by level (decision 115).
+"""docs/reference/events.md (the README's "Log events (for on-call)" until decision 995), against the code, both ways and by level (decision 115).
 
 test_docs_examples checked one way only (a name logged must be in the table): a row could name an event no
 code logs any more, or give a level the code never logs it at (an alert on `level` then misses it). Here the
@@ -30,9 +30,8 @@ def event_rows(table: str) -> dict[str, str]:
 
 
 def _table() -> dict[str, str]:
-    """event -> the row's level cell, of README's "Log events" table."""
-    readme = (ROOT / "README.md").read_text()
-    return event_rows(readme[readme.index("## Log events (for on-call)"):readme.index("## In a CD pipeline")])
+    """event -> the row's level cell, of docs/reference/events.md's table (the README's "Log events" until decision 995)."""
+    return event_rows((ROOT / "docs" / "reference" / "events.md").read_text())
 
 
 def _ours(rel: str) -> bool:
@@ -70,10 +69,10 @@ def _logged() -> tuple[dict[str, set[str]], str]:
 def test_every_event_logged_is_in_the_table_at_the_level_it_is_logged() -> None:
     rows, (logged, _) = _table(), _logged()
     missing = {name: sorted(how) for name, how in logged.items() if name not in rows}
-    assert not missing, f"logged but not in README's Log events: {missing}"
+    assert not missing, f"logged but not in docs/reference/events.md: {missing}"
     wrong = {name: (sorted(how), rows[name]) for name, how in logged.items()
              if any(h.split()[0] not in rows[name] for h in how)}
-    assert not wrong, f"logged at a level README's Log events does not give it: {wrong}"
+    assert not wrong, f"logged at a level docs/reference/events.md does not give it: {wrong}"
 
 
 def test_every_event_in_the_table_is_still_logged() -> None:
@@ -85,7 +84,7 @@ def test_every_event_in_the_table_is_still_logged() -> None:
     spelled = set(re.findall(r'"([a-z_]+\.[a-z_]+)"', source))  # every name logged is spelled so, too
     stale = sorted(name for name in rows if name not in spelled
                    and not (name.split(".", 1)[1] in built and name.split(".", 1)[0] in words))
-    assert not stale, f"in README's Log events but logged nowhere: {stale}"
+    assert not stale, f"in docs/reference/events.md but logged nowhere: {stale}"
 
 
 def test_the_decisive_line_of_a_rollback_is_one_error_and_an_unproven_ones_a_warning() -> None:
@@ -119,5 +118,5 @@ def test_the_controllers_health_server_logs_no_event_the_table_lacks() -> None:
         server = HealthServer(Telemetry(), ready=lambda: (True, "")).start()
         server.stop()
     unlisted = sorted({line["event"] for line in captured} - set(rows))
-    assert not unlisted, f"logged but not in README's Log events: {unlisted}"
+    assert not unlisted, f"logged but not in docs/reference/events.md: {unlisted}"
     assert "serve.listening" in rows and "serve.listening" in _logged()[0]
