@@ -296,6 +296,7 @@ def test_the_readmes_gitlab_job_runs_as_written(tmp_path: Path) -> None:
     job = next(doc["canary-rollout"] for doc in map(yaml.safe_load, re.findall(r"```yaml\n(.*?)```", section, re.S))
                if isinstance(doc, dict) and "canary-rollout" in doc)
     assert job["retry"]["exit_codes"] == [75] and job["resource_group"]
+    assert "canary" in job["image"]  # a job runs in an image: the one that has canary (it had none: decision 996)
     promote = next(line for line in job["script"] if line.startswith("canary promote "))
     helped = CliRunner().invoke(app, ["promote", "--help"], terminal_width=200).output
     for flag in re.findall(r"(--[a-z-]+)", promote):
