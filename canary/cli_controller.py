@@ -689,7 +689,8 @@ def _request_job(obj: dict[str, Any]) -> str:
     return ci_job.readable(annotations.get(ci_job.ANNOTATION) if isinstance(annotations, dict) else None)
 
 
-BAD_INPUT_REASONS = crd.BAD_INPUT_REASONS  # a request the controller refuses as bad input (docs/reference/cli.md, --via-controller)
+# a request the controller refuses as bad input (docs/reference/cli.md, --via-controller)
+BAD_INPUT_REASONS = crd.BAD_INPUT_REASONS
 REFUSED_REASONS = crd.REFUSED_REASONS  # ... and, besides, a route whose record a newer canary wrote (decision 172)
 
 

@@ -182,7 +182,7 @@ class Interrupt:
 # ---- a signal before the command's own handlers (decision 619) ---------------------------------------------------
 # `canary` spends most of a second importing its modules (typer, the CLI) before `promote` puts on its handlers: a CI
 # cancel then (a SIGTERM with Python's default action) killed it, exit 143, with no `-o json` document and no line on
-# stderr, which no row of the exit codes (docs/reference/cli.md) says. The entry point (`canary.__main__.main`) holds those signals from
+# stderr, which no row of docs/reference/cli.md's exit codes says. The entry point (`canary.__main__.main`) holds those signals from
 # its first line: recorded, not acted on. `promote` takes the one held and reports it as its own interrupt (exit 3,
 # nothing read or written); every other command gets the default actions back at its start, the held signal sent
 # again then, so it acts as it always did.

@@ -117,7 +117,8 @@ def test_the_readmes_github_actions_job_installs_canary_before_it_runs_it() -> N
     the rollout step: every file the install names is one the repository has, and the lock is the image's."""
     import yaml
 
-    steps = yaml.safe_load(re.search(r"```yaml\n(.*?)```", _readme_section("In a CD pipeline"), re.S).group(1))  # type: ignore[union-attr]
+    section = _readme_section("In a CD pipeline")
+    steps = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
     rollout = next(i for i, step in enumerate(steps) if "canary promote" in step.get("run", ""))
     checkout = next(step["with"] for step in steps[:rollout]
                     if step.get("uses", "").startswith("actions/checkout@") and "path" in step.get("with", {}))
@@ -136,7 +137,8 @@ def test_the_readmes_github_actions_job_installs_canary_before_it_runs_it() -> N
 
 
 def test_every_event_a_rollout_or_the_controller_logs_is_in_the_readmes_log_events_table() -> None:
-    """docs/reference/events.md (the README's "Log events (for on-call)"): the names on-call searches for. Events of the rollout's own
+    """docs/reference/events.md (the README's "Log events (for on-call)" until decision 995): the names on-call
+    searches for. Events of the rollout's own
     modules (not the sandbox's, the drift monitor's, documented in docs/drift.md, nor `canary serve`'s,
     nor debug lines) that were logged but not listed: watch.failed, metrics.query_failed, notify.failed,
     rescue.failed, rollout.deleted and a dozen more."""
@@ -284,7 +286,8 @@ def test_every_option_of_every_command_is_named_in_the_readme_or_docs() -> None:
 
 
 def test_the_readmes_gitlab_job_runs_as_written(tmp_path: Path) -> None:
-    """docs/reference/pipelines.md (the README's "In a CD pipeline" until decision 995): the GitLab CI job (there was none: only `resource_group` and `retry:
+    """docs/reference/pipelines.md (the README's "In a CD pipeline" until decision 995): the GitLab CI job (there
+    was none: only `resource_group` and `retry:
     exit_codes` named in prose) is valid YAML, retries exit 75 alone, its promote line's flags are `promote`'s,
     and its `after_script` explains a refusal and a rollback from the `-o json` document (decision 415)."""
     import shutil

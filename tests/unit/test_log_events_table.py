@@ -1,4 +1,5 @@
-"""docs/reference/events.md (the README's "Log events (for on-call)" until decision 995), against the code, both ways and by level (decision 115).
+"""docs/reference/events.md (the README's "Log events (for on-call)" until decision 995), against the code, both
+ways and by level (decision 115).
 
 test_docs_examples checked one way only (a name logged must be in the table): a row could name an event no
 code logs any more, or give a level the code never logs it at (an alert on `level` then misses it). Here the
