@@ -87,3 +87,50 @@ def test_every_docs_page_the_code_and_manifests_name_exists() -> None:
                       if not (ROOT / path).exists()})
     assert not missing, missing
     assert any("docs/reference/events.md" in src.read_text() for src in sources)  # not vacuous
+
+
+def _section(page: Path, anchor: str) -> str:
+    """The text under the heading whose anchor this is, up to the next heading of the same or a higher level."""
+    text = FENCE.sub(lambda m: m.group(0).replace("#", ""), page.read_text())  # a shell comment is no heading
+    headings = list(re.finditer(r"^(#{1,6})\s+(.+?)\s*#*$", text, re.M))
+    for i, h in enumerate(headings):
+        if _slug(h.group(2)) == anchor:
+            end = next((n.start() for n in headings[i + 1:] if len(n.group(1)) <= len(h.group(1))), len(text))
+            return text[h.end():end]
+    raise AssertionError(f"{page.relative_to(ROOT)} has no heading #{anchor}")
+
+
+# what a newcomer looks up, reviewing the split (decision 1010): each is one link of the README's text (not its page
+# map) away, and the section that link lands on says it
+LOOKUPS = [
+    ("the rights a CD job's identity needs", "docs/reference/cluster.md#rbac-the-rights-it-needs",
+     "get/update/patch on `virtualservices`"),
+    ("what canary writes, in order", "docs/reference/cluster.md#what-canary-writes-and-in-which-order",
+     "records a `pending` rollout"),
+    ("Prometheus credentials and TLS", "docs/reference/cluster.md#connection-settings-kubernetes-and-prometheus",
+     "`--prometheus-ca-file`"),
+    ("why a good canary is rolled back unproven", "docs/reference/cluster.md#latency-buckets-fine-enough-for-the-limit",
+     "sidecar.istio.io/statsHistogramBuckets"),
+    ("what exit 75 leaves on traffic", "docs/reference/cli.md#exit-codes", "| 75 |"),
+    ("a policy field", "docs/reference/policy.md", "`no_data_deadline`"),
+    ("an event name", "docs/reference/events.md", "`rollback.completed`"),
+    ("a GitLab job", "docs/reference/pipelines.md#gitlab-ci", "retry:"),
+    ("a cancelled CI job", "docs/reference/pipelines.md#what-a-cancelled-job-leaves", "stable 100%"),
+    ("a busy route", "docs/reference/pipelines.md#busy-routes-exit-75", "--wait-busy"),
+]
+
+
+def test_a_newcomer_finds_each_lookup_one_link_from_the_readmes_text() -> None:
+    """Reviewing the split as a newcomer (decision 1010): the README sent "the RBAC it needs" to the whole of
+    cluster.md, whose first 197 lines were one section with no heading, and named the policy's fields nowhere but in
+    its page map. Each lookup is now a link in the README's running text to the heading that answers it."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    prose = FENCE.sub("", text[:text.index("\n## Where the rest is\n")])  # the text, not the page map
+    links = set(LINK.findall(prose))
+    missing = [f"{what}: {target}" for what, target, _ in LOOKUPS if target not in links]
+    assert not missing, f"the README's text does not link: {missing}"
+    for what, target, says in LOOKUPS:
+        path, _, anchor = target.partition("#")
+        body = _section(ROOT / path, anchor) if anchor else (ROOT / path).read_text()
+        assert says in body, f"{what}: {target} does not say {says!r}"
