@@ -257,7 +257,8 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     if gate is not None and gate.enabled and gate.sample_file:
         raise cli.ConfigError(f"{policy_file}: gates.triton.sample_file: --via-controller sends the policy inline, "
                               "and the controller cannot read a file on this machine; put the policy and the samples "
-                              "in one ConfigMap and create a CanaryRollout with spec.policyRef (README, controller)")
+                              "in one ConfigMap and create a CanaryRollout with spec.policyRef "
+                              "(docs/triton.md, \"Warm-up samples under the controller\")")
     if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < float("inf")):
         raise cli.ConfigError(f"--timeout must be a positive number of seconds, got {timeout_s}")
     # the flags named, as `promote` names them, and nothing created: it was the controller's refusal of the

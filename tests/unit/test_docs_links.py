@@ -134,3 +134,33 @@ def test_a_newcomer_finds_each_lookup_one_link_from_the_readmes_text() -> None:
         path, _, anchor = target.partition("#")
         body = _section(ROOT / path, anchor) if anchor else (ROOT / path).read_text()
         assert says in body, f"{what}: {target} does not say {says!r}"
+
+
+def test_the_via_controller_refusal_of_a_sample_file_names_the_section_that_says_what_to_do(tmp_path: Path) -> None:
+    """`promote --via-controller` with a policy whose Triton gate names a `sample_file` is refused (exit 2: the
+    controller cannot read this machine's file) with what to do, "put the policy and the samples in one ConfigMap",
+    and it sent the reader to "(README, controller)", which shows a `policyRef` but not how samples go in it. It
+    names docs/triton.md's section that does (`kubectl create configmap ... --from-file=warmup.json`) (decision
+    1011)."""
+    import copy
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from tests import fleet
+
+    policy = copy.deepcopy(fleet.FAST_POLICY)
+    policy["gates"] = {"triton": {"enabled": True, "warmup_requests": 4, "sample_file": "warmup.json"}}
+    (tmp_path / "warmup.json").write_text("[]")
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
+    res = CliRunner().invoke(app, ["promote", "m0", "--canary-version", "v2", "-n", "ml", "--via-controller",
+                                   "--policy", str(tmp_path / "policy.yaml"),
+                                   "--kubeconfig", str(tmp_path / "no-kubeconfig"),
+                                   "--triton-canary", "http://127.0.0.1:9", "--triton-stable", "http://127.0.0.1:8"],
+                           terminal_width=400)
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "gates.triton.sample_file" in said, res.output
+    page, heading = re.search(r'\((docs/[\w./-]+\.md), "([^"]+)"\)', said).groups()  # type: ignore[union-attr]
+    assert f"**{heading}.**" in (ROOT / page).read_text(), (page, heading)
+    assert "--from-file=warmup.json" in (ROOT / page).read_text()
