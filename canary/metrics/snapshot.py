@@ -253,7 +253,8 @@ class Snapshot:
                     if PARTIAL in groups else
                     f"{fam.metric} series of {'/'.join(ident)} read with two values by two of its queries (two "
                     f"Prometheus replicas behind one address, or a scrape in between): its request and error counts "
-                    f"are from two moments; point canary at one replica, or at Thanos Query (docs/reference/cluster.md)")
+                    f"are from two moments; point canary at one replica, or at Thanos Query "
+                    f"(docs/reference/cluster.md, \"Prometheus with replicas\")")
             if self.bound is not None:  # a step-start snapshot: the next one starts the step again
                 raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f} holds {what}")
             if SCRAPED_TWICE in groups or RELABELLED in groups or PUSHED in groups:  # Prometheus answered, whole: the arm's series

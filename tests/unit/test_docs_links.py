@@ -164,3 +164,42 @@ def test_the_via_controller_refusal_of_a_sample_file_names_the_section_that_says
     page, heading = re.search(r'\((docs/[\w./-]+\.md), "([^"]+)"\)', said).groups()  # type: ignore[union-attr]
     assert f"**{heading}.**" in (ROOT / page).read_text(), (page, heading)
     assert "--from-file=warmup.json" in (ROOT / page).read_text()
+
+
+def test_every_docs_section_the_code_and_manifests_quote_is_on_that_page() -> None:
+    """A message or comment that sends the reader to `docs/PAGE.md, "Section"` names words that page has: the
+    split moved sections between pages (decision 995), and a pointer to the right page but a section it lacks, or
+    to a page with no section at all (the Prometheus replicas error said "(docs/reference/cluster.md)", a
+    328-line page), leaves the reader to search it (decision 1011)."""
+    quoted = re.compile(r"(?<![\w/.])(docs/[\w./-]+\.md)(?:,|'s)? ?\\?\"([^\"\\\n]{3,80})\\?\"")
+    sources = [*(ROOT / "canary").rglob("*.py"), *(ROOT / "canary" / "deploy").rglob("*.yaml"),
+               *(ROOT / "policies").glob("*.yaml"), *(ROOT / "scripts").glob("*.py")]
+    found = [(src, page, words) for src in sources for page, words in quoted.findall(src.read_text())]
+    assert len(found) >= 10, found  # not vacuous
+    missing = [f"{src.relative_to(ROOT)}: {page}, {words!r}" for src, page, words in found
+               if not (ROOT / page).exists()
+               or " ".join(words.lower().split()) not in " ".join((ROOT / page).read_text().lower().split())]
+    assert not missing, missing
+
+
+def test_the_prometheus_replicas_refusal_names_the_section_that_says_what_to_do() -> None:
+    """The look that reads a metric's families from two Prometheus replicas behind one address, never agreeing,
+    measures nothing and says "point canary at one replica, or at Thanos Query": it sent the reader to "(README)",
+    then to the whole of docs/reference/cluster.md; it names that page's "Prometheus with replicas" section, which
+    recommends Thanos Query and how (decision 1011)."""
+    import pytest
+
+    from canary.errors import MetricsUnavailable
+    from canary.metrics import batch as b
+    from tests.unit.test_batch import T, chk, policy
+    from tests.unit.test_batch_replicas import TwoReplicas, _take
+
+    snap, _ = _take(TwoReplicas(behind=b.REASKS + 1))
+    pol = policy(checks=[{"name": "err", "kind": "error_rate", "max_rate_pct": 5}])
+    with pytest.raises(MetricsUnavailable, match="Thanos Query") as said:
+        snap.arm(pol, chk(pol, "err"), T, "canary")
+    page, heading = re.search(r'\((docs/[\w./-]+\.md), "([^"]+)"\)', str(said.value)).groups()  # type: ignore[union-attr]
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*$", FENCE.sub("", (ROOT / page).read_text()), re.M)
+    named = next((h for h in headings if h.startswith(heading)), None)
+    assert named, f"{page} has no heading {heading!r}"
+    assert "Thanos Query" in _section(ROOT / page, _slug(named))
