@@ -1,5 +1,5 @@
-"""Every relative link in README.md and docs/ resolves: the file exists (from the page's own folder, as
-GitHub resolves it) and, for a link to a heading (`page.md#anchor`), that heading is on the page under
+"""Every relative link in README.md, docs/ and canary/ (canary/deploy/README.md) resolves: the file exists (from
+the page's own folder, as GitHub resolves it) and, for a link to a heading (`page.md#anchor`), that heading is on the page under
 GitHub's slug. A newcomer follows them; a renamed benchmark or heading must not leave a dead link."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "canary").rglob("*.md"))]
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
