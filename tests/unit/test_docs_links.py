@@ -103,6 +103,7 @@ def _section(page: Path, anchor: str) -> str:
 # what a newcomer looks up, reviewing the split (decision 1010): each is one link of the README's text (not its page
 # map) away, and the section that link lands on says it
 LOOKUPS = [
+    ("what a route must be", "docs/reference/cluster.md#what-the-cluster-needs", "exactly two destinations"),
     ("the rights a CD job's identity needs", "docs/reference/cluster.md#rbac-the-rights-it-needs",
      "get/update/patch on `virtualservices`"),
     ("what canary writes, in order", "docs/reference/cluster.md#what-canary-writes-and-in-which-order",
