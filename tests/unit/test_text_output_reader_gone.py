@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import cli
+
 ROOT = Path(__file__).resolve().parents[2]
 CANARY = [sys.executable, "-m", "canary"]
 
@@ -36,8 +38,10 @@ def run_reader_gone(*args: str) -> subprocess.CompletedProcess[str]:
     (["judge", "--input", "docs/examples/judge-input.json"], 1),
     (["judge", "--input", "docs/examples/judge-input.json", "-o", "wide"], 1),
 ])
-def test_a_text_reader_that_went_away_keeps_the_exit_code(args: list[str], code: int) -> None:
-    plain = subprocess.run([*CANARY, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+def test_a_text_reader_that_went_away_keeps_the_exit_code(args: list[str], code: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # the arguments' paths, as the process below reads them
+    plain = cli.run(args)  # the exit code with a reader: what the command says, in this process (tests/support/cli.py)
     assert plain.returncode == code, plain.stderr
     gone = run_reader_gone(*args)
     assert gone.returncode == code, gone.stderr
