@@ -25,7 +25,7 @@ from canary.analysis.custom import judge_custom
 from canary.analysis.evidence import attach
 from canary.analysis.sequential import (EXACT_SHARE, effective_requests, exact_shares, exceedance_p, failure_p,
                                         increase_factor, log_p, sub_levels, test_weights, tests_in, window_share, window_z)
-from canary.errors import CanaryError, NoData, TransientError
+from canary.errors import CanaryError, NoData, NotCountable, TransientError
 from canary.analysis.shown import beside, exact, whole
 from canary.analysis.unrouted import bound as unrouted_bound, requests_counted, unrouted
 from canary.model import ArmData, CheckResult, Counts, FeatureCounts, Histogram, Verdict, Outcome, Scalar
@@ -217,7 +217,7 @@ def judge_check(check: Check, stable: ArmData | Exception, canary: ArmData | Exc
         return _error(check, f"canary: {why}")
     why = _implausible(stable)
     if why:  # as a stable arm that could not be measured: its limits on the canary alone are still judged
-        stable = NoData(f"stable: {why}")
+        stable = NotCountable(f"stable: {why}")
     ctx = _Ctx(alpha=alpha, min_canary=min_canary, beta=beta, prior=prior or {}, levels=levels or {},
                window_share=window_share(0, 0) if share is None else share)
     if stable is None:  # nothing given for stable: as an arm that could not be measured, never a skipped limit
@@ -234,18 +234,30 @@ MAX_COUNT = 2.0 ** 53
 
 
 def _implausible(data: object) -> str:
-    """Why an arm's counts cannot be request counts ('' when they can): finite and >= MAX_COUNT. (NaN
-    and infinite counts have their own handling in each kind: the array path, `usable`.)"""
+    """Why an arm's counts cannot be request counts ('' when they can): a count that is NaN or infinite (an
+    exporter that exported NaN, a counter past a float's range: cast to an integer it was garbage, -2^63, and a
+    latency arm was judged on it with "an arm has no requests", an error rate's raised OverflowError), or one of
+    MAX_COUNT or more. Every count the exact tests turn into an integer (`stats._ints`, `round`) is checked here,
+    before any is: the arm is not countable (the canary's: ERROR; the stable's: not measured), never a pass.
+    A fractional count is one (Prometheus' increase() extrapolates) and is rounded where it is read."""
     if isinstance(data, Histogram):
-        values: tuple[float, ...] = (data.counts[-1],) if data.counts else ()
+        values: tuple[float, ...] = data.counts
     elif isinstance(data, Counts):
         values = (data.events, data.total)
-    else:  # a Scalar's n may be unknown (NaN); feature counts are compared as proportions
+    elif isinstance(data, Scalar):  # its n may be unknown (NaN: not told), never infinite
+        values = () if math.isnan(data.n) else (data.n,)
+    else:  # feature counts are checked finite where they are built (`FeatureCounts`)
         return ""
     for v in values:
-        if math.isfinite(v) and v >= MAX_COUNT:
+        if not math.isfinite(v):
+            return f"count {_count_text(v)} is not a request count (NaN or infinite: not countable)"
+        if v >= MAX_COUNT:
             return f"count {v:g} is not a request count (>= 2^53)"
     return ""
+
+
+def _count_text(v: float) -> str:
+    return "NaN" if math.isnan(v) else "+Inf" if v > 0 else "-Inf"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -328,9 +328,19 @@ def _ncx2_sf_poisson(x: float, df: int, nc: float) -> float:
     return min(max(1.0 - cdf, 0.0), 1.0)
 
 
+# counts from here on are no integers the exact tests can hold (`judge.MAX_COUNT`: a judged arm never has one)
+_INT_LIMIT = 2.0 ** 53
+
+
 def _ints(counts: np.ndarray) -> np.ndarray:
-    """Prometheus increase() yields fractional counts; binomials need integers."""
-    return np.rint(np.maximum(np.asarray(counts, dtype=float), 0.0)).astype(np.int64)
+    """Prometheus increase() yields fractional counts; binomials need integers. ValueError for a count that is
+    none (NaN, infinite, 2^53 or more): cast to int64 it was garbage (-2^63, with a RuntimeWarning), read as a
+    count. The judge refuses such an arm before (`judge._implausible`); this is the last line, never a number."""
+    x = np.asarray(counts, dtype=float)
+    bad = ~np.isfinite(x) | (x >= _INT_LIMIT)
+    if bad.any():
+        raise ValueError(f"count {x[bad].flat[0]!r} is not a count (NaN, infinite, or 2^53 or more)")
+    return np.rint(np.maximum(x, 0.0)).astype(np.int64)
 
 
 def histogram_quantile(bounds: np.ndarray, cum: np.ndarray, q: float) -> float:

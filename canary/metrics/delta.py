@@ -285,6 +285,9 @@ def _arm_delta(spec: Spec, policy: Policy, target: Target, arm: str, *, snaps: t
 def _counts(events: float, total: float, resets: int, where: str) -> ArmDelta:
     if total <= 0:
         raise NoData(f"{where}: no requests in the window")
+    if not math.isfinite(events) or not math.isfinite(total):  # clamped, +Inf errors read as every request failed
+        raise NotCountable(f"{where}: {events} events of {total} requests in the window, not a count (a counter "
+                           "that overflowed or jumped, or an exporter's NaN)")
     return ArmDelta(Counts(events=min(max(events, 0.0), total), total=total), resets > 0)
 
 

@@ -379,6 +379,10 @@ class PrometheusProvider(PrometheusClient):
             query = plan[arm]["requests"]
             total = _answered_requests(got, arm, query, check, window_s)
             errors = number_of(got[f"{arm}/errors"], plan[arm]["errors"], check, arm)
+            if math.isinf(errors):  # clamped to the requests below, it read as every request failed: a rollback
+                raise NotCountable(f"check {check!r}: Prometheus answered {errors} errors for {arm_name(arm)} in "
+                                   f"{window_s}s, not a count (a counter that overflowed or jumped); query: "
+                                   f"{plan[arm]['errors']}")
             # the two counters are extrapolated separately; errors may overshoot by a hair
             return Counts(events=min(max(errors, 0.0), total), total=total)
 

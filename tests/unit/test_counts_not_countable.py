@@ -1,0 +1,90 @@
+"""A count that is no count (NaN, +Inf, past 2^53) from Prometheus or a fake provider is never turned into an
+integer and judged (docs/decisions.md 1000).
+
+`stats._ints` cast +Inf and NaN to int64 as -2^63 (with numpy's "invalid value encountered in cast"): a latency
+arm whose total was +Inf was judged INCONCLUSIVE on it, saying "an arm has no requests" and "canary p95 >300 ms";
+an error rate's `Counts(5, +Inf)` raised OverflowError out of the judge; and +Inf errors from Prometheus were
+clamped to the arm's requests, read as every request failed (a rollback on a counter that overflowed)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from canary.analysis import judge as J
+from canary.analysis import stats
+from canary.errors import NotCountable
+from canary.metrics import delta
+from canary.metrics import queries as q
+from canary.metrics.prometheus import PrometheusProvider
+from canary.model import Counts, Histogram, Outcome, Target
+from canary.policy import parse_policy
+
+INF, NAN = math.inf, math.nan
+B = (50.0, 100.0, 150.0, 200.0, 300.0, INF)
+GOOD_S = (4000.0, 8000.0, 9300.0, 9800.0, 9900.0, 10000.0)
+GOOD_C = (400.0, 800.0, 930.0, 980.0, 990.0, 1000.0)
+POLICY = parse_policy({"steps": [50, 100], "checks": [
+    {"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20, "max_ms": 250},
+    {"name": "err", "kind": "error_rate", "max_increase_points": 1, "max_rate_pct": 10},
+    {"name": "ps", "kind": "prediction_shift", "max_psi": 0.2}]})
+LAT, ERR, PS = POLICY.checks
+
+
+def _judge(check, stable, canary):  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # numpy's cast of NaN/inf to int64 warned, then was garbage
+        return J.judge_check(check, stable, canary, alpha=0.01, min_canary=100)
+
+
+@pytest.mark.parametrize("count", [INF, NAN])
+@pytest.mark.parametrize("where", ["total", "bucket"])
+@pytest.mark.parametrize("check", [LAT, PS], ids=["latency", "prediction_shift"])
+def test_a_histogram_count_that_is_no_count_is_not_countable_never_judged(check, count, where) -> None:  # type: ignore[no-untyped-def]
+    if where == "total":
+        bad = (*GOOD_C[:-1], count)
+    else:  # a NaN bucket between counted ones; +Inf from a bucket on (cumulative)
+        bad = (400.0, count, 930.0, 980.0, 990.0, 1000.0) if math.isnan(count) else (400.0, 800.0, *[count] * 4)
+    r = _judge(check, Histogram(B, GOOD_S), Histogram(B, bad))
+    assert r.outcome is Outcome.ERROR, r.reason
+    assert "is not a request count (NaN or infinite: not countable)" in r.reason
+    stable = _judge(check, Histogram(B, bad), Histogram(B, GOOD_C))  # the stable's: never a pass either
+    assert stable.outcome is not Outcome.PASS and "not countable" in stable.reason, stable.reason
+
+
+@pytest.mark.parametrize("events,total", [(5.0, INF), (INF, INF), (NAN, 1000.0), (5.0, NAN)])
+def test_an_error_count_that_is_no_count_is_not_countable_and_raises_nothing(events: float, total: float) -> None:
+    r = _judge(ERR, Counts(50.0, 10000.0), Counts(events, total))  # Counts(5, +Inf) raised OverflowError
+    assert r.outcome is Outcome.ERROR and "not countable" in r.reason, r.reason
+    s = _judge(ERR, Counts(events, total), Counts(5.0, 1000.0))
+    assert s.outcome is not Outcome.PASS and "not countable" in s.reason, s.reason
+
+
+@pytest.mark.parametrize("counts", [[1.0, INF], [NAN, 3.0], [1.0, 2.0 ** 63], [1.0, 2.0 ** 53]])
+def test_ints_never_makes_an_integer_of_what_is_no_count(counts: list[float]) -> None:
+    with pytest.raises(ValueError, match="is not a count"):
+        stats._ints(np.array(counts))
+    assert stats._ints(np.array([0.4, 2.5, 9.6])).tolist() == [0, 2, 10]  # increase()'s fractions: rounded
+
+
+def test_infinite_errors_from_prometheus_are_not_countable_not_every_request_failed() -> None:
+    """+Inf errors (an overflowed or jumped counter) were clamped to the arm's 1,000 requests: a 100% error rate,
+    a FAIL and a rollback of a canary nobody counted."""
+    provider = PrometheusProvider("http://127.0.0.1:9", retries=1)
+    answers = {"stable/requests": "10000", "stable/errors": "50", "canary/requests": "1000", "canary/errors": "+Inf"}
+    provider.query = lambda query, **kw: [  # type: ignore[method-assign]
+        {"metric": {q.PART_LABEL: k}, "value": [1.0, v]} for k, v in answers.items()]
+    target = Target(namespace="ns", model="m", stable_version="v1", canary_version="v2", virtual_service="vs")
+    stable, canary = provider.measure(POLICY, ERR, target, window_s=300)
+    assert isinstance(stable, Counts)
+    assert isinstance(canary, NotCountable) and "inf errors for the canary arm in 300s, not a count" in str(canary)
+    assert J.judge_check(ERR, stable, canary, alpha=0.01, min_canary=100).outcome is Outcome.ERROR
+
+
+@pytest.mark.parametrize("events", [INF, NAN])
+def test_a_batched_delta_of_errors_that_is_no_count_is_not_countable(events: float) -> None:
+    with pytest.raises(NotCountable, match="not a count"):
+        delta._counts(events, 1000.0, 0, "check 'err' (canary)")
