@@ -377,13 +377,7 @@ def watch_cmd(
         if retrain_webhook is not None:  # checked now, not at the first drift (weeks later: retried for ever)
             from canary.notify import _bad_url
 
-            from canary.redact import at_after_host
-
-            if at_after_host(retrain_webhook):  # shown in logs, Events and posts by its path: it held the password
-                why = ("has an '@' after its host (a user:password@ whose password has an unencoded '/', '?' or '#' "
-                       "is read as a host, a port and a path: percent-encode them as %2F, %3F, %23; decision 975)")
-            else:
-                why = _bad_url(retrain_webhook)
+            why = _bad_url(retrain_webhook)  # an '@' after its host, or a name@ before it, too (975, 1003)
             if why:  # the URL may hold a token: named by its flag, never shown
                 raise ConfigError(f"--retrain-webhook {why}: it is only POSTed to when a drift episode opens, "
                                   f"so a bad one would be found then")

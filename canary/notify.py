@@ -68,6 +68,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from canary import logs
 from canary.errors import ConfigError
 from canary.notify_http import failure_cause
+from canary.redact import unseen_host
 from canary.notify_body import end_events, event_id, payload_for, slack_body, slack_line, webhook_body
 
 EVENTS = ("rollback", "promotion", "prediction_shift", "aborted")
@@ -422,7 +423,9 @@ def _bad_url(url: str) -> str:
         return "is not an http(s) URL (scheme://host/...)"
     if any(c.isspace() for c in url):
         return "contains white space"
-    return ""
+    # an '@' after the host, or a name@ before it: posted to a host the person who wrote it did not see (decision
+    # 1003; the same rule as the Prometheus URL's and the retraining webhook's)
+    return unseen_host(url)
 
 
 def _host(url: str) -> str:

@@ -92,6 +92,31 @@ def at_after_host(url: str) -> bool:
     return bool(after) and "@" in rest[after.start():]
 
 
+def unseen_host(url: str) -> str:
+    """Why a request to `url` could go to a host other than the one a person reading it sees ("" when it cannot);
+    the same rule for every URL this tool sends to (Prometheus, the notify webhooks and Slack, the retraining
+    webhook; a Triton URL takes no user and no path at all, `triton.check_url`). Worded to follow the URL's name,
+    never quoting it (it may hold a password or a token):
+
+    * an `@` after the host (in the path, query or fragment, `at_after_host`): `http://ops:1234/s3cret@ci/x`
+      is host `ops`, port 1234, not `ci` (decision 975);
+    * a user name with no password before the host (`http://hooks.example@evil.example/x`): it reads as the
+      host, and the request goes to the host after the `@` with the name as basic auth. A `user:password@` is
+      credentials, plainly: honoured where the URL may carry them (sent as basic auth)."""
+    text = str(url)
+    if at_after_host(text):
+        return ("has an '@' after its host: a user:password@ whose password has an unencoded '/', '?' or '#' is "
+                "read as a host, a port and a path, and the request would go to that host; percent-encode them "
+                "(%2F, %3F, %23; an '@' that is data as %40)")
+    netloc = text.partition("//")[2]
+    netloc = re.split(r"[/?#]", netloc, maxsplit=1)[0]
+    userinfo, at, _host = netloc.rpartition("@")
+    if at and userinfo and ":" not in userinfo:
+        return ("has a name and an '@' before its host but no password (name@host): it reads as the host, and the "
+                "request would go to the host after the '@'; give user:password@ for basic auth, or leave it out")
+    return ""
+
+
 def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     """(`url` without its user:password@, (user, password) percent-decoded, or None when it had none),
     as requests reads a URL's credentials; the caller sends them as basic auth."""

@@ -38,7 +38,7 @@ from urllib3.util.retry import Retry
 from canary.errors import ConfigError, MetricsUnavailable
 from canary.metrics.answers import arm_name, evaluated_at, number_of, well_formed
 from canary.model import Target
-from canary.redact import at_after_host, redact_url, scrub, split_userinfo
+from canary.redact import redact_url, scrub, split_userinfo, unseen_host
 from canary.throttle import Throttle
 
 if TYPE_CHECKING:
@@ -109,11 +109,10 @@ class PrometheusClient:
     ) -> None:
         if not url:
             raise ConfigError("Prometheus URL is empty (set CANARY_PROMETHEUS_URL or --prometheus)")
-        if at_after_host(url):  # not quoted at all: where its password ends cannot be told (decision 975)
-            raise ConfigError("Prometheus URL (not shown: it may hold a password) has an '@' after its host: a "
-                              "user:password@ whose password has an unencoded '/', '?' or '#' is read as a host, "
-                              "a port and a path; percent-encode them (%2F, %3F, %23), or give the credentials in "
-                              "--prometheus-user/--prometheus-password (CANARY_PROMETHEUS_USER/_PASSWORD)")
+        unseen = unseen_host(url)  # not quoted at all: where its password ends cannot be told (decisions 975, 1003)
+        if unseen:
+            raise ConfigError(f"Prometheus URL (not shown: it may hold a password) {unseen}, or give the credentials "
+                              "in --prometheus-user/--prometheus-password (CANARY_PROMETHEUS_USER/_PASSWORD)")
         shown = redact_url(url)  # every message quotes the URL without its credentials (decision 970)
         try:
             parts = urllib.parse.urlsplit(url)

@@ -105,7 +105,9 @@ def test_an_unreported_failure_kept_in_the_outbox_stays_unreported() -> None:
                                       ("http://ci/re train", "white space"),
                                       # taken as host `ops`, port 1234, path `/s3cret@ci/...`: posted to the
                                       # wrong host and the "password" shown as its path (decision 975)
-                                      ("http://ops:1234/s3cret@ci/retrain", "'@' after its host")])
+                                      ("http://ops:1234/s3cret@ci/retrain", "'@' after its host"),
+                                      # posted to evil.example with `ci.example` as a user name (decision 1003)
+                                      ("http://ci.example@evil.example/retrain", "no password (name@host)")])
 def test_a_malformed_retraining_webhook_is_refused_at_start(tmp_path: Any, url: str, says: str) -> None:
     """Decision 153: `--retrain-webhook` was not checked until the first drift episode POSTed to it, weeks
     later perhaps: then `drift.retrain_failed` for ever; an empty one (`--retrain-webhook=$(URL)` with URL
@@ -124,7 +126,7 @@ def test_a_malformed_retraining_webhook_is_refused_at_start(tmp_path: Any, url: 
                                  "--no-kube", "--once", "--state-file", str(tmp_path / "s.json"),
                                  "--retrain-webhook", url])
     assert r.exit_code == 2 and "--retrain-webhook" in r.output and says in r.output, r.output
-    assert "s3cret" not in r.output
+    assert "s3cret" not in r.output and "evil" not in r.output
 
 
 def test_a_missing_values_alert_delivered_again_from_the_outbox_keeps_its_id(
