@@ -184,6 +184,8 @@ def ks_binned(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]
     D at bucket bounds is a lower bound of the exact statistic, so the p-value is conservative.
     """
     n, m = float(np.sum(reference)), float(np.sum(current))
+    if not (n > 0 and m > 0):  # an empty side has no distribution: no distance (NaN), no evidence of drift (p 1),
+        return math.nan, 1.0  # as `ks_rows` says it; 0/0 here was numpy's "invalid value encountered in divide"
     d = float(np.max(np.abs(np.cumsum(reference) / n - np.cumsum(current) / m)))
     en = n * m / (n + m)
     return d, float(special.kolmogorov(math.sqrt(en) * d)) if d > 0 else 1.0
@@ -370,6 +372,8 @@ def _z_test(ref: np.ndarray, cur: np.ndarray) -> float:
     if len(ref) < 2:
         return 1.0 if len(ref) == 1 and ref[0] > 0 and cur[0] > 0 else 0.0
     n_r, n_c = ref.sum(), cur.sum()
+    if not (n_r > 0 and n_c > 0):  # a side that saw none of the categories has no share to compare: no test (NaN,
+        return math.nan  # never drift), as before, without numpy's "invalid value encountered in scalar divide"
     p_r, p_c = ref[0] / n_r, cur[0] / n_c
     pooled = (ref[0] + cur[0]) / (n_r + n_c)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_r + 1 / n_c))
