@@ -234,17 +234,18 @@ MAX_COUNT = 2.0 ** 53
 
 
 def _implausible(data: object) -> str:
-    """Why an arm's counts cannot be request counts ('' when they can): a count that is NaN or infinite (an
-    exporter that exported NaN, a counter past a float's range: cast to an integer it was garbage, -2^63, and a
-    latency arm was judged on it with "an arm has no requests", an error rate's raised OverflowError), or one of
-    MAX_COUNT or more. Every count the exact tests turn into an integer (`stats._ints`, `round`) is checked here,
-    before any is: the arm is not countable (the canary's: ERROR; the stable's: not measured), never a pass.
-    A fractional count is one (Prometheus' increase() extrapolates) and is rounded where it is read."""
+    """Why an arm's counts cannot be request counts ('' when they can): an infinite count anywhere, a NaN or
+    infinite count of a Counts (events, total) or a Scalar's n (NaN there: not told), or one of MAX_COUNT or
+    more. Cast to an integer (`stats._ints`, `round`), +Inf was garbage, -2^63: a latency arm whose total was +Inf
+    was judged with "an arm has no requests", an error rate's `Counts(5, +Inf)` raised OverflowError. Such an arm
+    is not countable (the canary's: ERROR; the stable's: not measured), never a pass. A NaN bucket of a Histogram
+    (one Prometheus could not compute) keeps its own handling, the array path, which the recorded verdicts pin
+    (tests/unit/test_judge_speedup.py). A fractional count is one (increase() extrapolates), rounded where read."""
     if isinstance(data, Histogram):
-        values: tuple[float, ...] = data.counts
+        values: tuple[float, ...] = tuple(c for c in data.counts if not math.isnan(c))
     elif isinstance(data, Counts):
         values = (data.events, data.total)
-    elif isinstance(data, Scalar):  # its n may be unknown (NaN: not told), never infinite
+    elif isinstance(data, Scalar):
         values = () if math.isnan(data.n) else (data.n,)
     else:  # feature counts are checked finite where they are built (`FeatureCounts`)
         return ""

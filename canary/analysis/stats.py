@@ -334,12 +334,13 @@ _INT_LIMIT = 2.0 ** 53
 
 def _ints(counts: np.ndarray) -> np.ndarray:
     """Prometheus increase() yields fractional counts; binomials need integers. ValueError for a count that is
-    none (NaN, infinite, 2^53 or more): cast to int64 it was garbage (-2^63, with a RuntimeWarning), read as a
-    count. The judge refuses such an arm before (`judge._implausible`); this is the last line, never a number."""
+    infinite or 2^53 or more: cast to int64 it was garbage (-2^63, with a RuntimeWarning), read as a count. The
+    judge refuses such an arm before (`judge._implausible`); this is the last line. A NaN bucket (one Prometheus
+    could not compute) is the array path's own case, converted as it always was (the recorded verdicts pin it)."""
     x = np.asarray(counts, dtype=float)
-    bad = ~np.isfinite(x) | (x >= _INT_LIMIT)
+    bad = np.isinf(x) | (x >= _INT_LIMIT)
     if bad.any():
-        raise ValueError(f"count {x[bad].flat[0]!r} is not a count (NaN, infinite, or 2^53 or more)")
+        raise ValueError(f"count {x[bad].flat[0]!r} is not a count (infinite, or 2^53 or more)")
     return np.rint(np.maximum(x, 0.0)).astype(np.int64)
 
 
