@@ -285,9 +285,10 @@ def _arm_delta(spec: Spec, policy: Policy, target: Target, arm: str, *, snaps: t
 def _counts(events: float, total: float, resets: int, where: str) -> ArmDelta:
     if total <= 0:
         raise NoData(f"{where}: no requests in the window")
-    if not math.isfinite(events) or not math.isfinite(total):  # clamped, +Inf errors read as every request failed
+    if not math.isfinite(events) or not math.isfinite(total) or events <= -0.5:  # clamped, +Inf errors read as
+        # every request failed, a negative count as none failed (a pass); -0.5 < events < 0 is a float's hair
         raise NotCountable(f"{where}: {events} events of {total} requests in the window, not a count (a counter "
-                           "that overflowed or jumped, or an exporter's NaN)")
+                           "that overflowed or jumped, or an exporter's NaN or negative value)")
     return ArmDelta(Counts(events=min(max(events, 0.0), total), total=total), resets > 0)
 
 

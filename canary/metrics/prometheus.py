@@ -379,10 +379,11 @@ class PrometheusProvider(PrometheusClient):
             query = plan[arm]["requests"]
             total = _answered_requests(got, arm, query, check, window_s)
             errors = number_of(got[f"{arm}/errors"], plan[arm]["errors"], check, arm)
-            if math.isinf(errors):  # clamped to the requests below, it read as every request failed: a rollback
+            if math.isinf(errors) or errors <= -0.5:  # clamped below: +Inf read as every request failed (a
+                # rollback), a negative count as none failed (a pass); -0.5 < errors < 0 is extrapolation's hair
                 raise NotCountable(f"check {check!r}: Prometheus answered {errors} errors for {arm_name(arm)} in "
-                                   f"{window_s}s, not a count (a counter that overflowed or jumped); query: "
-                                   f"{plan[arm]['errors']}")
+                                   f"{window_s}s, not a count (infinite or negative: a counter that overflowed or "
+                                   f"jumped, or an errors query that subtracts); query: {plan[arm]['errors']}")
             # the two counters are extrapolated separately; errors may overshoot by a hair
             return Counts(events=min(max(errors, 0.0), total), total=total)
 

@@ -88,3 +88,29 @@ def test_infinite_errors_from_prometheus_are_not_countable_not_every_request_fai
 def test_a_batched_delta_of_errors_that_is_no_count_is_not_countable(events: float) -> None:
     with pytest.raises(NotCountable, match="not a count"):
         delta._counts(events, 1000.0, 0, "check 'err' (canary)")
+
+
+@pytest.mark.parametrize("errors", ["-5", "-0.5"])
+def test_negative_errors_from_prometheus_are_not_countable_not_none_failed(errors: str) -> None:
+    """A negative error count (an errors query that subtracts, a counter that jumped back) was clamped to 0: no
+    request failed, a PASS on a count nobody made (decision 1015). -0.3 (extrapolation's hair) is still read as 0."""
+    target = Target(namespace="ns", model="m", stable_version="v1", canary_version="v2", virtual_service="vs")
+
+    def measure(canary_errors: str):  # type: ignore[no-untyped-def]
+        provider = PrometheusProvider("http://127.0.0.1:9", retries=1)
+        answers = {"stable/requests": "10000", "stable/errors": "50", "canary/requests": "1000",
+                   "canary/errors": canary_errors}
+        provider.query = lambda query, **kw: [  # type: ignore[method-assign]
+            {"metric": {q.PART_LABEL: k}, "value": [1.0, v]} for k, v in answers.items()]
+        return provider.measure(POLICY, ERR, target, window_s=300)
+
+    stable, canary = measure(errors)
+    assert isinstance(canary, NotCountable) and f"{float(errors)} errors for the canary arm" in str(canary)
+    assert J.judge_check(ERR, stable, canary, alpha=0.01, min_canary=100).outcome is Outcome.ERROR
+    assert measure("-0.3")[1] == Counts(0.0, 1000.0)
+
+
+def test_a_batched_delta_of_negative_errors_is_not_countable() -> None:
+    with pytest.raises(NotCountable, match="not a count"):
+        delta._counts(-5.0, 1000.0, 0, "check 'err' (canary)")
+    assert delta._counts(-0.2, 1000.0, 0, "check 'err' (canary)").data == Counts(0.0, 1000.0)
