@@ -105,15 +105,17 @@ def unseen_host(url: str) -> str:
       credentials, plainly: honoured where the URL may carry them (sent as basic auth)."""
     text = str(url)
     if at_after_host(text):
-        return ("has an '@' after its host: a user:password@ whose password has an unencoded '/', '?' or '#' is "
-                "read as a host, a port and a path, and the request would go to that host; percent-encode them "
-                "(%2F, %3F, %23; an '@' that is data as %40)")
+        return ("has an '@' after its host (in its path, query or fragment): an '@' that is data there (an e-mail "
+                "address, `?to=ops@example.com`) is written %40, which the server reads as '@'; a user:password@ "
+                "whose password has an unencoded '/', '?' or '#' is read as a host, a port and a path, and the "
+                "request would go to that host: percent-encode them (%2F, %3F, %23)")
     netloc = text.partition("//")[2]
     netloc = re.split(r"[/?#]", netloc, maxsplit=1)[0]
     userinfo, at, _host = netloc.rpartition("@")
     if at and userinfo and ":" not in userinfo:
         return ("has a name and an '@' before its host but no password (name@host): it reads as the host, and the "
-                "request would go to the host after the '@'; give user:password@ for basic auth, or leave it out")
+                "request would go to the host after the '@'; give user:password@ for basic auth (name:@ for a name "
+                "alone, such as a token: sent as basic auth with an empty password), or leave it out")
     return ""
 
 

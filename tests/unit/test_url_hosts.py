@@ -76,3 +76,13 @@ def test_credentials_and_plain_urls_are_taken_as_before(url: str) -> None:
     if "?" not in url and "%40" not in url:  # Prometheus takes no query; the %40 one is a path prefix
         client = PrometheusClient(url)
         assert "@" not in client.url and "ops" not in client.url  # user:password@ sent as basic auth, never shown
+
+
+def test_each_refusal_says_how_to_write_what_the_user_meant() -> None:
+    """A webhook URL with an e-mail address in its query was posted to its host on main; refused now (1003), the
+    message says first how to write it (%40), not only the password case; a name@ says name:@ (decision 1016)."""
+    at_data = unseen_host("https://hooks.example/x?to=ops@example.com")
+    assert "an '@' that is data there (an e-mail address" in at_data and "is written %40" in at_data
+    assert "name:@ for a name alone" in unseen_host("https://token@hooks.example/x")
+    assert unseen_host("https://hooks.example/x?to=ops%40example.com") == ""
+    assert unseen_host("https://token:@hooks.example/x") == ""
