@@ -102,7 +102,8 @@ def unseen_host(url: str) -> str:
       is host `ops`, port 1234, not `ci` (decision 975);
     * a user name with no password before the host (`http://hooks.example@evil.example/x`): it reads as the
       host, and the request goes to the host after the `@` with the name as basic auth. A `user:password@` is
-      credentials, plainly: honoured where the URL may carry them (sent as basic auth)."""
+      credentials, plainly: honoured where the URL may carry them (sent as basic auth), unless it reads as a
+      host:port (`http://hooks.example:443@evil.example/x` goes to `evil.example`; decision 1018)."""
     text = str(url)
     if at_after_host(text):
         return ("has an '@' after its host (in its path, query or fragment): an '@' that is data there (an e-mail "
@@ -116,7 +117,16 @@ def unseen_host(url: str) -> str:
         return ("has a name and an '@' before its host but no password (name@host): it reads as the host, and the "
                 "request would go to the host after the '@'; give user:password@ for basic auth (name:@ for a name "
                 "alone, such as a token: sent as basic auth with an empty password), or leave it out")
+    if at and _HOST_PORT.fullmatch(userinfo):
+        return ("has a host:port and an '@' before its host (host.example:443@...): it reads as the host, and the "
+                "request would go to the host after the '@', the host:port sent as a user and password; if they are "
+                "credentials, percent-encode a character of the user name (a '.' as %2E)")
     return ""
+
+
+# a user:password that reads as a host:port (`http://hooks.example:443@evil.example/x`): a dotted name, `localhost`
+# or a bracketed IPv6 address, and a port's digits (decision 1018)
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+):[0-9]{1,5}")
 
 
 def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:

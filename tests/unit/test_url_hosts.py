@@ -21,9 +21,15 @@ UNSEEN = [
     ("https://hooks.example.com@10.0.0.9:8443/x", "no password (name@host)"),
     ("http://ops:1234/s3cret@hooks.example/x", "'@' after its host"),
     ("http://hooks.example/x?to=ops@evil.example", "'@' after its host"),
+    # a user:password that reads as host:port: posted to evil.example as user hooks.example (decision 1018)
+    ("http://hooks.example:443@evil.example/x", "host:port and an '@' before its host"),
+    ("https://10.0.0.9:8443@evil.example/x", "host:port and an '@' before its host"),
+    ("http://localhost:8080@evil.example/x", "host:port and an '@' before its host"),
+    ("http://[::1]:8080@evil.example/x", "host:port and an '@' before its host"),
 ]
 SEEN = ["http://hooks.example/x", "http://ops:pw@hooks.example/x", "http://ops:p@ss@hooks.example/x",
-        "http://hooks.example/x%40y", "https://[::1]:8443/hook?token=abc"]
+        "http://hooks.example/x%40y", "https://[::1]:8443/hook?token=abc", "http://ops:1234@hooks.example/x",
+        "http://first.last:pw1234@hooks.example/x", "http://first%2Elast:1234@hooks.example/x"]
 
 
 @pytest.mark.parametrize("url,says", UNSEEN)
