@@ -65,7 +65,7 @@ from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.routing.splits import canary_split_hosts, may_split
 from canary.side_writes import SideWriter
 from canary.throttle import Throttle
-from canary.workqueue import DueQueue
+from canary.workqueue import DueQueue, exponential_delay
 
 # a rollout whose ticks keep failing with transient errors this long while traffic is split goes to stable
 FAILURE_BUDGET_S = 30.0
@@ -95,6 +95,9 @@ FORGET_ABSENT_EVERY_S = 300.0  # how often `_forget_absent` drops what rollouts 
 # a finished rollout's history flush is tried this many times in a row (the queue's backoff between: about
 # a minute) before its records are given up (`history.end_unwritten`); a ConfigError (no RBAC) only once
 ENDED_HISTORY_TRIES = 10
+# a rollback's canary-subset re-pointing (603) whose look or write failed for a cause that may pass, tried in all at
+# most this many times, the queue's backoff apart (0.5 s, 1, 2, 4, 8, then 10 s: about 45 s; decision 980)
+SUBSET_HOME_TRIES = 8
 # on every CanaryRollout from its claim until it ends: a deletion mid-rollout sends stable 100% first
 FINALIZER = "modelcanary.dev/stable-on-delete"
 
@@ -308,6 +311,10 @@ class Controller:
         # rollout key -> its stable-100% write failing since (`_retry`): a warning until ROLLBACK_PAGE_AFTER_S, then
         # the page once; forgotten when a write lands or the route records the rollout ended
         self._stable_failing: dict[str, _StableFailing] = {}
+        # rollout key -> the tries so far of its rollback's canary-subset re-pointing (603) whose look or write
+        # failed for a cause that may pass (a glance's LIST past its 3 s on a loaded API server): tried again at
+        # later ticks, at most SUBSET_HOME_TRIES times (decision 980)
+        self._subset_kept: dict[str, int] = {}
         # without informers, this tick's prefetch (`IstioRouter.prefetch`): the VirtualServices that split with some
         # canary subset and the DestinationRules, for `_split_now` (decision 658); None outside a tick or unlisted
         self._listed: tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]]] | None = None
@@ -688,6 +695,11 @@ class Controller:
             return
         self.queue.forget(key)
         known = self._known.get(key)
+        if key in self._subset_kept and (known is None or known.terminal):
+            # its rollback's canary-subset re-pointing failed for a cause that may pass: again, backed off (980)
+            self.queue.schedule(key, now + exponential_delay(self.queue.base_delay_s, self._subset_kept[key],
+                                                             self.queue.max_delay_s))
+            return
         if known is None:  # settled, or another rollout's route: on change only
             self.queue.schedule(key, math.inf)
             return
@@ -760,7 +772,9 @@ class Controller:
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
             self._deleted(obj)
             return None
-        if _settled(obj):  # finished and its status mirrors this generation: nothing to parse, read or write
+        # finished and its status mirrors this generation: nothing to parse, read or write, unless its rollback's
+        # canary-subset re-pointing is to be tried again (`_subset_kept`, decision 980)
+        if _settled(obj) and _key(obj) not in self._subset_kept:
             unwritten = self._flush_ended_history(_key(obj))  # (but what its end's history write left)
             recorder = self._histories.get(_key(obj))
             self._forget(_key(obj))
@@ -1001,8 +1015,8 @@ class Controller:
             if outside:
                 self._told_outside(spec, state, log=log)
             old = obj.get("status") or {}
-            if old.get("phase") not in rl.TERMINAL:
-                self._canary_subset_home(target, state, status, log=log)
+            if old.get("phase") not in rl.TERMINAL or spec.key in self._subset_kept:
+                self._canary_subset_home(spec.key, target, state, status, log=log)
             if state.reason.endswith(RESTARTS) and old.get("phase") in rl.TERMINAL and old.get("reason"):
                 # superseded to start again, then ended for good before it did (a series edit while the
                 # restart was pending): the status says so, the record's "it starts again" no longer holds
@@ -1143,18 +1157,30 @@ class Controller:
                             state, actions)
         self._record(spec, state, actions)
 
-    def _canary_subset_home(self, target: Target, state: rl.RolloutState, status: Any, *, log: Any) -> None:
+    def _canary_subset_home(self, key: str, target: Target, state: rl.RolloutState, status: Any, *,
+                            log: Any) -> None:
         """A rollback (or abort) recorded on the route that this CanaryRollout's status does not show yet, its canary
         subset still selecting the version rolled back: the process that wrote it may have been killed between its
         stable-100% write and 603's re-pointing (or it was `canary rollback`'s, or a sweep's). 603's look runs once
         more (`canary_subset_home`: one LIST, guarded on the record as read), as `canary rollback` run again does
         (639): where another VirtualService still splits with the canary subset, it is pointed at the stable
         version, `rollback.canary_subset_repointed`; no VirtualService is written. Once the status shows the end,
-        never again: a common rollback's next tick costs nothing more (decision 657)."""
+        never again: a common rollback's next tick costs nothing more (decision 657), unless its look or write failed
+        for a cause that may pass (`_subset_kept`): then again at later ticks, SUBSET_HOME_TRIES in all (980)."""
+        tries = self._subset_kept.pop(key, 0)
         if state.phase not in (rl.ROLLED_BACK, rl.ABORTED) or not state.stable_version \
                 or status.canary_subset_version != state.canary_version or state.canary_version == state.stable_version:
             return
-        canary_subset_home(self.fenced, target, state, log=log, record=status.state)
+        kept: list[str] = []
+        canary_subset_home(self.fenced, target, state, log=log, record=status.state, kept=kept)
+        self._subset_again(key, kept, tries)
+
+    def _subset_again(self, key: str, kept: list[str], tries: int) -> None:
+        """After a try (`tries` before it) of a rollback's canary-subset re-pointing: where it failed for a cause
+        that may pass (`kept`), the rollout is due again (`_schedule`) until SUBSET_HOME_TRIES are spent. Each failed
+        try said `rollback.canary_subset_kept`; a Role or a route that refuses it for good is not tried again."""
+        if kept and tries + 1 < SUBSET_HOME_TRIES:
+            self._subset_kept[key] = tries + 1
 
     def _held_before_start(self, obj: dict[str, Any], spec: crd.RolloutSpec) -> None:
         """A CR created (or edited to a new version) with `spec.action: pause`: nothing is claimed and its
@@ -1263,7 +1289,7 @@ class Controller:
         tuples that begin with it."""
         return ((self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
                  self._preflights, self._unready_since, self._stable_failing, self._busy_input, self._requests,
-                 self._ends_posted, self._told_ends),
+                 self._ends_posted, self._told_ends, self._subset_kept),
                 (self._gates, self._breach_seen))
 
     def _forget(self, key: str) -> None:
@@ -1608,9 +1634,10 @@ class Controller:
                 self._post_once(spec, state, actions)
             texts.append(text)
 
+        kept: list[str] = []  # the rollback's canary-subset re-pointing failed for a cause that may pass (980)
         try:
             new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect, written=written,
-                          retry=retry, routed=routed)
+                          retry=retry, routed=routed, subset_kept=kept)
         except CanaryError as exc:
             if retry is not None:  # a weights write that landed was the stable 100% (a re-pointing after it failed)
                 self._stable_tried(spec.key, state, retry, None if texts else exc)
@@ -1621,6 +1648,7 @@ class Controller:
             raise
         if retry is not None:
             self._stable_tried(spec.key, state, retry, None)
+        self._subset_again(spec.key, kept, 0)
         self._record(spec, new, actions)  # the webhooks before the history's write (decision 720)
         if self.telemetry and any(isinstance(a, rl.Emit) and a.event == "weights.foreign_edit" for a in actions):
             self.telemetry.kube_error("conflict")

@@ -790,7 +790,7 @@ def without_start(actions: list[rl.Action]) -> list[rl.Action]:
 def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
             log: Any, expect: Any = ..., written: Callable[[str], None] | None = None,
             report_failure: bool = True, retry: Retry | None = None,
-            routed: Weights | None = None) -> rl.RolloutState:
+            routed: Weights | None = None, subset_kept: list[str] | None = None) -> rl.RolloutState:
     """Carry out actions in order. Writes are guarded on the recorded state being `expect` (what we
     last read or wrote; `...` = unguarded). A failed write that should have put stable at 100% is
     logged as ``rollback.failed`` and re-raised. A guarded PointSubset checks the recorded state
@@ -805,7 +805,8 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
     before it (`expect_weights`: `routed`, then each landed write's own), else raises WeightsMoved with nothing
     written; the lines before the first such write (`look.completed`, `check.failed`) are said once it lands,
     or once it fails for any cause but a refusal (WeightsMoved, another writer's record: the look was not
-    recorded, and never says it was judged; decisions 185, 186). Stable 100% is never guarded."""
+    recorded, and never says it was judged; decisions 185, 186). Stable 100% is never guarded. `subset_kept`:
+    `canary_subset_home`'s `kept` after a rollback landed."""
     log = log.bind(**rollout_context(target, state))
     before = split_ended(actions)
     stable_written = False  # a stable-100% write of this call has landed (what a failed re-pointing may claim)
@@ -906,7 +907,7 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                 say()
     if stable_written and state.phase in (rl.ROLLED_BACK, rl.ABORTED):
         _warn_stable_unserved(router, target, state, log=log)
-        canary_subset_home(router, target, state, log=log, record=expect, looked=looked)
+        canary_subset_home(router, target, state, log=log, record=expect, looked=looked, kept=subset_kept)
     return state
 
 
@@ -1005,7 +1006,7 @@ def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *
 
 
 def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, log: Any, record: Any,
-                       looked: tuple[Any, str, bool] | None = None) -> bool:
+                       looked: tuple[Any, str, bool] | None = None, kept: list[str] | None = None) -> bool:
     """After a rollback's stable 100% landed (never before: that write stays one write, and as fast): where another
     VirtualService of the namespace still splits with the canary subset (the gateway's, beside the mesh's: seen
     by a look or made since), the canary subset is pointed at the stable version, so that share reaches the
@@ -1014,8 +1015,10 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
     write failed (nothing undone: stable 100% stands on the rollout's route). Guarded on `record`, the end this
     call wrote: a rollout that claimed since owns the canary subset. Decision 603; `canary rollback` run again over
     that end calls it too, where the canary subset still selects the version rolled back (decision 639). `looked`:
-    `look_at_others`' answer made before the end's line (not asked again; decision 901). Returns whether it was
-    pointed."""
+    `look_at_others`' answer made before the end's line (not asked again; decision 901). `kept`: where the look or
+    the pointing failed for a cause that may pass (a TransientError: the glance's 3 s timeout on a loaded API
+    server, a 5xx), its error is appended, for a caller that tries again later (the controller; decision 980).
+    Returns whether it was pointed."""
     find = getattr(router, "split_in_others", None)
     if find is None or not state.stable_version:
         return False
@@ -1049,6 +1052,8 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
             raise
         router.point_subset(target, "canary", state.stable_version, guard=still_ours)
     except Exception as exc:  # noqa: BLE001 - the rollback has landed: this failure is said, never raised
+        if kept is not None and isinstance(exc, TransientError) and not unservable:
+            kept.append(str(exc)[:400] or type(exc).__name__)
         # where the subset would select no Ready pod, the patch is the only way out: pointing it by hand is the 503
         # case just refused, and `canary rollback` again refuses the same way (decision 660's addendum)
         log.warning("rollback.canary_subset_kept", error=str(exc)[:600],

@@ -5,6 +5,7 @@ evaluated at it); the only waits are for the watches to deliver what the emulato
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -158,7 +159,7 @@ def test_rollouts_reach_the_right_end_from_the_cache_with_concurrent_writes(prom
             if all(status(api, f"r{i}").get("phase") in rl.TERMINAL for i in versions):
                 break
         for i, v in versions.items():
-            assert status(api, f"r{i}")["phase"] == fleet.expected_phase(v), i
+            assert status(api, f"r{i}")["phase"] == fleet.expected_phase(v), (i, status(api, f"r{i}").get("reason"))
         # the informers' one LIST each, then watches: no LIST or GET of rollouts or routes per tick
         assert [op.informers.rollouts.relists, *(i.relists for i in op.informers.routes.values())] == [1, 1, 1]
         # (routes are read again only around phase changes) and a rollout's GET only before each write that moves
@@ -677,6 +678,21 @@ def _split_gateway(api: KubeAPIServer) -> None:
     api.edit(ISTIO, "virtualservices", "ml", "m0-gateway", split)
 
 
+def _subsets(api: KubeAPIServer) -> dict[str, str]:
+    return {s["name"]: s["labels"]["version"] for s in api.get(ISTIO, "destinationrules", "ml", "m0")["spec"]["subsets"]}
+
+
+def _until_canary_subset_home(api: KubeAPIServer, op: Controller, clock: Clock) -> dict[str, str]:
+    """Tick (1 s of the controller's clock each) until the rolled-back r0's canary subset selects v1, at most 40
+    ticks: the rollback's own look at every namespace's VirtualServices is one LIST tried once within 3 s, which a
+    loaded host's API server can miss; the controller then tries again at later ticks (decision 980)."""
+    for _ in range(40):
+        if _subsets(api)["canary"] == "v1":
+            break
+        step(api, op, clock)
+    return _subsets(api)
+
+
 def test_a_split_on_another_virtual_service_made_mid_rollout_is_found_in_the_cache_and_rolled_back(world: Any) -> None:
     """Decision 602 in the controller: the gateway VirtualService (100/0 at the claim) set 90/10 while v2 runs: no
     tick looked at it again (the claim's look only), the 10% rode along unjudged to the end. Now each tick looks
@@ -692,10 +708,41 @@ def test_a_split_on_another_virtual_service_made_mid_rollout_is_found_in_the_cac
     assert status(api, "r0")["phase"] == rl.ROLLED_BACK, status(api, "r0")
     assert status(api, "r0").get("endCause") == "foreign_edit", status(api, "r0")  # as recorded (609), not words
     assert "ml/m0-gateway: spec.http[0] (primary) splits its traffic 90/10" in status(api, "r0")["reason"]
-    subsets = {s["name"]: s["labels"]["version"]
-               for s in api.get(ISTIO, "destinationrules", "ml", "m0")["spec"]["subsets"]}
-    assert subsets == {"stable": "v1", "canary": "v1"}
+    assert _until_canary_subset_home(api, op, clock) == {"stable": "v1", "canary": "v1"}
     assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
+
+
+def test_a_rollbacks_canary_subset_whose_look_at_the_other_routes_failed_is_pointed_at_a_later_tick(
+        world: Any) -> None:
+    """Decision 980: the rollback of r0 over the gateway VirtualService's 90/10, whose one look at every namespace's
+    VirtualServices (a LIST tried once within 3 s) fails, as on a loaded API server: `rollback.canary_subset_kept`,
+    and the canary subset was left selecting v2 for good (the status showed the end, so no later tick looked again,
+    657): the gateway's 10% went on reaching the version rolled back. It is tried again at later ticks: pointed at
+    v1 once a LIST answers, said once; the gateway VirtualService is not written."""
+    from structlog.testing import capture_logs
+
+    from tests.integration.test_vs_others_unlisted import fail_cluster_wide_list
+
+    api, op, custom, clock = world
+    _progressing_beside_the_gateway(api, op, clock)
+    on = fail_cluster_wide_list(api)
+    _split_gateway(api)
+    on["failing"] = True
+    with capture_logs() as logs:
+        for _ in range(20):
+            step(api, op, clock)
+            if status(api, "r0").get("phase") in rl.TERMINAL:
+                break
+        assert status(api, "r0")["phase"] == rl.ROLLED_BACK, status(api, "r0")
+        assert on["seen"] >= 1 and _subsets(api) == {"stable": "v1", "canary": "v2"}, (on, _subsets(api))
+        on["failing"] = False
+        assert _until_canary_subset_home(api, op, clock) == {"stable": "v1", "canary": "v1"}
+    (kept,) = [e for e in logs if e["event"] == "rollback.canary_subset_kept"]
+    assert "503" in kept["error"], kept
+    (pointed,) = [e for e in logs if e["event"] == "rollback.canary_subset_repointed"]
+    assert pointed["other_virtual_service"] == "ml/m0-gateway", pointed
+    assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
+    assert status(api, "r0")["phase"] == rl.ROLLED_BACK and "ml/r0" not in op._subset_kept  # no more tries
 
 
 def test_a_paused_rollout_is_woken_by_a_split_made_on_another_virtual_service_and_rolled_back(world: Any) -> None:
@@ -706,8 +753,6 @@ def test_a_paused_rollout_is_woken_by_a_split_made_on_another_virtual_service_an
     CanaryRollout named it, and one does here (r9, ended, kept); and only the held rollouts of the service whose
     canary subset it splits: m1's paused r1 is not woken (the guard against waking every held rollout of the
     namespace at every write of a rollout's own route; decision 691)."""
-    import math
-
     api, op, custom, clock = world
     ended = fleet.rollout_object(0, "v2", virtualService="m0-gateway", destinationRule="m0", action="rollback")
     ended["metadata"]["name"] = "r9"
@@ -732,9 +777,7 @@ def test_a_paused_rollout_is_woken_by_a_split_made_on_another_virtual_service_an
         step(api, op, clock, dt=0.0)
     assert (status(api, "r0")["phase"], status(api, "r0").get("endCause")) == (rl.ROLLED_BACK, "foreign_edit"), \
         status(api, "r0")
-    subsets = {s["name"]: s["labels"]["version"]
-               for s in api.get(ISTIO, "destinationrules", "ml", "m0")["spec"]["subsets"]}
-    assert subsets == {"stable": "v1", "canary": "v1"}
+    assert _until_canary_subset_home(api, op, clock) == {"stable": "v1", "canary": "v1"}
 
 
 def test_a_canary_rollout_refused_behind_another_virtual_services_split_reads_its_rule_from_the_cache(
