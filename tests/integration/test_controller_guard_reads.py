@@ -119,23 +119,28 @@ def test_a_cr_change_while_a_tick_decides_is_never_overridden_by_a_promotion(wor
     and judges (after it read r0), a person asks r0 to roll back (or deletes it, or names another
     canary version), and the CanaryRollout watch is stalled. The promotion used to be written all
     the same, decided on the copy read at the tick's start: the stable subset moved to v2 and the
-    request was lost (a deletion's stable-100% then found the rollout ended and let it stand)."""
+    request was lost (a deletion's stable-100% then found the rollout ended and let it stand).
+    The edit lands once the look's promotion is to be written: after its look at every namespace's VirtualServices
+    (`_before_promotion`), not at the first passing verdict. That LIST is tried once within 3 s; one that a loaded
+    host's API server missed held the promotion (decision 903), no write toward the canary was tried, and the
+    refusal this test reads was never said (reproduced with three such LISTs failing; decision 982)."""
     from canary import controller as controller_mod
 
     api, op, custom, clock = world
     _at_last_step(api, op, clock)
     _lag_rollouts_watch(op)
-    real = controller_mod.decide
+    real = op._before_promotion
     done: list[bool] = []
 
-    def deciding(policy: Any, state: Any, seen: Any, now: float) -> Any:
-        steps = real(policy, state, seen, now)
-        if not done and any(new.phase == rl.PROMOTING for new, _ in steps):
+    def before_promotion(spec: Any, state: Any, seen: Any, *, log: Any) -> Any:
+        seen = real(spec, state, seen, log=log)
+        if not done and any(new.phase == rl.PROMOTING for new, _ in controller_mod.decide(
+                spec.policy, state, seen, op.clock.now())):
             done.append(True)
             EDITS[edit](custom)  # lands after the tick read r0, before its first write
-        return steps
+        return seen
 
-    monkeypatch.setattr(controller_mod, "decide", deciding)
+    monkeypatch.setattr(op, "_before_promotion", before_promotion)
     from structlog.testing import capture_logs
 
     with capture_logs() as logs:
