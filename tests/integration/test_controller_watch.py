@@ -146,8 +146,8 @@ def calls_now(api: KubeAPIServer) -> dict[tuple[str, str], int]:
 # (the informers' first LIST or a first tick slow on a loaded host: 20 and 28 s seen), a look's window covers the real
 # time since its step began (1 s samples), while the step's deadline is the fake clock's (FAST_POLICY: 5 s interval
 # + 8 s, 13 ticks). Ticks then faster than 5/13 s each left a good canary's window short of its 5 s at every look up
-# to the deadline: rolled back "no verdict after 13s at step 2 (... no new canary requests since the last look ...)" (its
-# window 4.95 s at the look before; decision 981). Paced, 13 ticks are 6.5 s of real time at least.
+# to the deadline: rolled back "no verdict after 13s at step 2 (... no new canary requests since the last look ...)"
+# (its window 4.95 s at the look before; decision 981). Paced, 13 ticks are 6.5 s of real time at least.
 PACE_S = 0.5
 
 
