@@ -60,6 +60,8 @@ def make(api: KubeAPIServer, prometheus: PromServer, clock: Clock, *, workers: i
     stop = threading.Event()
     op.watch(stop)
     until(informers.synced, "the informers' first LIST")
+    if getattr(clock, "paced_at", None) is None:  # a clock no `step` moved yet: the backfilled history's present
+        clock.t = max(clock.t, time.time())  # once the informers listed (a slow first LIST left it behind: 981)
     return op, stop, client
 
 
@@ -141,22 +143,23 @@ def calls_now(api: KubeAPIServer) -> dict[tuple[str, str], int]:
     return {k: v for k, v in dict(api.handler.requests).items() if k[0] != "WATCH"}
 
 
-# real seconds at least per second of the controller's (fake) clock, between two `step`s. The batched snapshot is
-# evaluated at Prometheus's now or at the controller's clock, whichever is later: where the fake clock lags real time
-# (the informers' first LIST or a first tick slow on a loaded host: 20 and 28 s seen), a look's window covers the real
-# time since its step began (1 s samples), while the step's deadline is the fake clock's (FAST_POLICY: 5 s interval
-# + 8 s, 13 ticks). Ticks then faster than 5/13 s each left a good canary's window short of its 5 s at every look up
-# to the deadline: rolled back "no verdict after 13s at step 2 (... no new canary requests since the last look ...)"
-# (its window 4.95 s at the look before; decision 981). Paced, 13 ticks are 6.5 s of real time at least.
+# real seconds at least per second of the controller's (fake) clock between two `step`s, while that clock is behind
+# real time. The batched snapshot is evaluated at Prometheus's now or at the controller's clock, whichever is later:
+# with the fake clock behind (20 and 28 s seen on a loaded host), a look's window covers the real time since its
+# step began (1 s samples), while the step's deadline is the fake clock's (FAST_POLICY: 5 s interval + 8 s, 13
+# ticks). Ticks then faster than 5/13 s each left a good canary's window short of its 5 s at every look up to the
+# deadline: rolled back "no verdict after 13s at step 2 (... no new canary requests since the last look ...)" (its
+# window 4.95 s at the look before; decision 981). Paced, 13 ticks are 6.5 s of real time at least. Ahead of real
+# time the snapshots are the fake clock's, whatever the pace: no wait (a loop of 100 fast ticks costs nothing).
 PACE_S = 0.5
 
 
 def step(api: KubeAPIServer, op: Controller, clock: Clock, dt: float = 1.0) -> None:
     caught_up(api, op)
     op.tick()
-    last = getattr(clock, "paced_at", None)
-    if last is not None and time.monotonic() < last + PACE_S * dt:
-        time.sleep(max(0.0, last + PACE_S * dt - time.monotonic()))  # a floor on the pace, never a bound
+    last, due = getattr(clock, "paced_at", None), PACE_S * min(dt, 1.0)
+    if last is not None and clock.t < time.time() and time.monotonic() < last + due:
+        time.sleep(max(0.0, last + due - time.monotonic()))  # a floor on the pace, never a bound
     clock.paced_at = time.monotonic()  # type: ignore[attr-defined]
     clock.t += dt
 
@@ -757,6 +760,9 @@ def test_a_rollbacks_canary_subset_whose_look_at_the_other_routes_failed_is_poin
     assert "503" in kept["error"], kept
     (pointed,) = [e for e in logs if e["event"] == "rollback.canary_subset_repointed"]
     assert pointed["other_virtual_service"] == "ml/m0-gateway", pointed
+    # one end, the controller's own: said once, never as another writer's on a later tick
+    assert len([e for e in logs if e["event"] == "rollback.completed"]) == 1, [e["event"] for e in logs]
+    assert not [e for e in logs if e["event"] in ("rollout.ended_outside", "rollout.phase_changed")]
     assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
     assert status(api, "r0")["phase"] == rl.ROLLED_BACK and "ml/r0" not in op._subset_kept  # no more tries
 
