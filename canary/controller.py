@@ -772,14 +772,14 @@ class Controller:
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
             self._deleted(obj)
             return None
-        # finished and its status mirrors this generation: nothing to parse, read or write, unless its rollback's
-        # canary-subset re-pointing is to be tried again (`_subset_kept`, decision 980)
-        if _settled(obj) and _key(obj) not in self._subset_kept:
+        if _settled(obj):  # finished and its status mirrors this generation: nothing to parse, read or write
             unwritten = self._flush_ended_history(_key(obj))  # (but what its end's history write left)
-            recorder = self._histories.get(_key(obj))
+            recorder, tries = self._histories.get(_key(obj)), self._subset_kept.get(_key(obj))
             self._forget(_key(obj))
             if recorder is not None:
                 self._histories[_key(obj)] = recorder
+            if tries is not None:  # (but its rollback's canary-subset re-pointing, to be tried again: 980)
+                self._subset_home_again(obj, tries)
             if FINALIZER in _finalizers(obj):  # once: a finished rollout's deletion needs nothing of us
                 self._set_finalizer(obj, False)
             self._ready_again(obj)
@@ -1174,6 +1174,21 @@ class Controller:
         kept: list[str] = []
         canary_subset_home(self.fenced, target, state, log=log, record=status.state, kept=kept)
         self._subset_again(key, kept, tries)
+
+    def _subset_home_again(self, obj: dict[str, Any], tries: int) -> None:
+        """A settled CanaryRollout whose rollback's canary-subset re-pointing failed for a cause that may pass
+        (`_subset_kept`): tried again on the route's record as read now, where it still records this rollout's end."""
+        try:
+            spec = crd.parse(obj, configmap=self._configmap)
+            status = self.router.inspect(spec.target)
+        except CanaryError as exc:  # read again at its next try; the try is spent
+            self._subset_again(_key(obj), [str(exc)], tries)
+            return
+        state = parse_state(status)
+        if state is None or not state.terminal or state.canary_version != spec.target.canary_version:
+            return  # another rollout's record since: its canary subset
+        self._subset_kept[spec.key] = tries
+        self._canary_subset_home(spec.key, spec.target, state, status, log=self._rollout_log(spec))
 
     def _subset_again(self, key: str, kept: list[str], tries: int) -> None:
         """After a try (`tries` before it) of a rollback's canary-subset re-pointing: where it failed for a cause
