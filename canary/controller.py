@@ -59,7 +59,7 @@ from canary.reconcile import (END_DONE, END_LINES, K8S_EVENTS, Observation, came
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context, without_start,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable)
 from canary.reconcile import vs_gone as _vs_gone
-from canary.reconcile import ROUTE_DELETED, canary_subset_home, confirmed_detail, failure_cause, routed_fields, write_landed
+from canary.reconcile import ROUTE_DELETED, SUBSET_HOME_TRIES, canary_subset_home, confirmed_detail, failure_cause, routed_fields, write_landed
 from canary.routing import patch
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.routing.splits import canary_split_hosts, may_split
@@ -95,9 +95,6 @@ FORGET_ABSENT_EVERY_S = 300.0  # how often `_forget_absent` drops what rollouts 
 # a finished rollout's history flush is tried this many times in a row (the queue's backoff between: about
 # a minute) before its records are given up (`history.end_unwritten`); a ConfigError (no RBAC) only once
 ENDED_HISTORY_TRIES = 10
-# a rollback's canary-subset re-pointing (603) whose look or write failed for a cause that may pass, tried in all at
-# most this many times, the queue's backoff apart (0.5 s, 1, 2, 4, 8, then 10 s: about 45 s; decision 980)
-SUBSET_HOME_TRIES = 8
 # on every CanaryRollout from its claim until it ends: a deletion mid-rollout sends stable 100% first
 FINALIZER = "modelcanary.dev/stable-on-delete"
 
@@ -1172,7 +1169,7 @@ class Controller:
                 or status.canary_subset_version != state.canary_version or state.canary_version == state.stable_version:
             return
         kept: list[str] = []
-        canary_subset_home(self.fenced, target, state, log=log, record=status.state, kept=kept)
+        canary_subset_home(self.fenced, target, state, log=log, record=status.state, kept=kept, attempt=tries + 1)
         self._subset_again(key, kept, tries)
 
     def _subset_home_again(self, obj: dict[str, Any], tries: int) -> None:

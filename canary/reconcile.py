@@ -1005,8 +1005,15 @@ def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *
                      "healthy upstream (503) until one is Ready; scale up or fix its Deployment")
 
 
+# a rollback's canary-subset re-pointing (603) whose look or write failed for a cause that may pass: the
+# controller tries it in all at most this many times, the queue's backoff apart (0.5 s, 1, 2, 4, 8, then 10 s:
+# about 35 s; decisions 980, 1020)
+SUBSET_HOME_TRIES = 8
+
+
 def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, log: Any, record: Any,
-                       looked: tuple[Any, str, bool] | None = None, kept: list[str] | None = None) -> bool:
+                       looked: tuple[Any, str, bool] | None = None, kept: list[str] | None = None,
+                       attempt: int = 1) -> bool:
     """After a rollback's stable 100% landed (never before: that write stays one write, and as fast): where another
     VirtualService of the namespace still splits with the canary subset (the gateway's, beside the mesh's: seen
     by a look or made since), the canary subset is pointed at the stable version, so that share reaches the
@@ -1017,8 +1024,9 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
     that end calls it too, where the canary subset still selects the version rolled back (decision 639). `looked`:
     `look_at_others`' answer made before the end's line (not asked again; decision 901). `kept`: where the look or
     the pointing failed for a cause that may pass (a TransientError: the glance's 3 s timeout on a loaded API
-    server, a 5xx), its error is appended, for a caller that tries again later (the controller; decision 980).
-    Returns whether it was pointed."""
+    server, a 5xx), its error is appended, for a caller that tries again later (the controller; decision 980);
+    its line then says which try it was (`attempt` of SUBSET_HOME_TRIES) and `next`: tried again, or the last try
+    and what to do by hand (decision 1020). Returns whether it was pointed."""
     find = getattr(router, "split_in_others", None)
     if find is None or not state.stable_version:
         return False
@@ -1052,8 +1060,12 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
             raise
         router.point_subset(target, "canary", state.stable_version, guard=still_ours)
     except Exception as exc:  # noqa: BLE001 - the rollback has landed: this failure is said, never raised
+        retried: dict[str, Any] = {}
         if kept is not None and isinstance(exc, TransientError) and not unservable:
             kept.append(str(exc)[:400] or type(exc).__name__)
+            retried = {"attempt": attempt, "attempts": SUBSET_HOME_TRIES,
+                       "next": "the controller tries again at a later tick (backed off up to 10 s)"
+                       if attempt < SUBSET_HOME_TRIES else "the controller's last try: act by hand (hint)"}
         # where the subset would select no Ready pod, the patch is the only way out: pointing it by hand is the 503
         # case just refused, and `canary rollback` again refuses the same way (decision 660's addendum)
         log.warning("rollback.canary_subset_kept", error=str(exc)[:600],
@@ -1065,7 +1077,7 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
                           "once the cause is fixed, decision 639)") if other else
                     "kubectl get virtualservices: a route there may still send the canary subset a share",
                     note="stable 100% is written on the rollout's route; another VirtualService may still send a "
-                         f"share to the canary subset, which selects {state.canary_version}")
+                         f"share to the canary subset, which selects {state.canary_version}", **retried)
         return False
     log.warning("rollback.canary_subset_repointed", stable_version=state.stable_version,
                 other_virtual_service=other.virtual_service, other_route=other.route, split_weights=other.weights,

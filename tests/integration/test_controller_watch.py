@@ -767,6 +767,41 @@ def test_a_rollbacks_canary_subset_whose_look_at_the_other_routes_failed_is_poin
     assert status(api, "r0")["phase"] == rl.ROLLED_BACK and "ml/r0" not in op._subset_kept  # no more tries
 
 
+def test_a_rollbacks_canary_subset_whose_look_keeps_failing_is_tried_eight_times_each_said_then_left(
+        world: Any) -> None:
+    """Decisions 980, 1020: the rollback's look at every namespace's VirtualServices fails at every try (the LIST
+    answers 503 throughout). On-call reads one `rollback.canary_subset_kept` a try, each naming it (`attempt` of
+    `attempts`) and what comes next: tried again, then at the eighth the last try, to be done by hand. No ninth
+    try, however long the rollout stays settled; the canary subset is left on v2 (said), the gateway not written."""
+    from structlog.testing import capture_logs
+
+    from canary.reconcile import SUBSET_HOME_TRIES
+    from tests.integration.test_vs_others_unlisted import fail_cluster_wide_list
+
+    api, op, custom, clock = world
+    _progressing_beside_the_gateway(api, op, clock)
+    on = fail_cluster_wide_list(api)
+    _split_gateway(api)
+    on["failing"] = True
+    with capture_logs() as logs:
+        for _ in range(80):  # the backoff's 0.5 + 1 + 2 + 4 + 8 + 10 + 10 s between the tries: ticks of 1 s
+            step(api, op, clock)
+            if len([e for e in logs if e["event"] == "rollback.canary_subset_kept"]) == SUBSET_HOME_TRIES:
+                break
+        seen = on["seen"]
+        for _ in range(15):  # past the 10 s cap: a ninth try would have come
+            step(api, op, clock)
+    assert status(api, "r0")["phase"] == rl.ROLLED_BACK, status(api, "r0")
+    kept = [e for e in logs if e["event"] == "rollback.canary_subset_kept"]
+    assert [(e["attempt"], e["attempts"]) for e in kept] == [(n, 8) for n in range(1, 9)], kept
+    assert all("503" in e["error"] and "tries again" in e["next"] for e in kept[:-1]), kept
+    assert "last try: act by hand" in kept[-1]["next"] and "kubectl get virtualservices" in kept[-1]["hint"], kept[-1]
+    assert on["seen"] == seen and "ml/r0" not in op._subset_kept  # given up: no LIST more
+    assert _subsets(api) == {"stable": "v1", "canary": "v2"}
+    assert not [e for e in logs if e["event"] == "rollback.canary_subset_repointed"]
+    assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
+
+
 def test_a_paused_rollout_is_woken_by_a_split_made_on_another_virtual_service_and_rolled_back(world: Any) -> None:
     """A paused rollout is ticked on a change of its own objects only: the gateway VirtualService set 90/10 while v2
     was paused at 80/20 woke nothing, and its 10% of the edge reached v2 unjudged until the resume. A change of
