@@ -731,6 +731,18 @@ def test_a_split_on_another_virtual_service_made_mid_rollout_is_found_in_the_cac
     assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
 
 
+def _split_with_every_namespaces_list_failing(api: KubeAPIServer, op: Controller, clock: Clock) -> dict[str, Any]:
+    """r0 progressing beside `m0-gateway`, which is then split 90/10, every cluster-wide LIST of VirtualServices
+    answering 503 from then on (`fail_cluster_wide_list`'s `on`: set `on["failing"]` False to let them answer)."""
+    from tests.integration.test_vs_others_unlisted import fail_cluster_wide_list
+
+    _progressing_beside_the_gateway(api, op, clock)
+    on = fail_cluster_wide_list(api)
+    _split_gateway(api)
+    on["failing"] = True
+    return on
+
+
 def test_a_rollbacks_canary_subset_whose_look_at_the_other_routes_failed_is_pointed_at_a_later_tick(
         world: Any) -> None:
     """Decision 980: the rollback of r0 over the gateway VirtualService's 90/10, whose one look at every namespace's
@@ -740,13 +752,8 @@ def test_a_rollbacks_canary_subset_whose_look_at_the_other_routes_failed_is_poin
     v1 once a LIST answers, said once; the gateway VirtualService is not written."""
     from structlog.testing import capture_logs
 
-    from tests.integration.test_vs_others_unlisted import fail_cluster_wide_list
-
     api, op, custom, clock = world
-    _progressing_beside_the_gateway(api, op, clock)
-    on = fail_cluster_wide_list(api)
-    _split_gateway(api)
-    on["failing"] = True
+    on = _split_with_every_namespaces_list_failing(api, op, clock)
     with capture_logs() as logs:
         for _ in range(20):
             step(api, op, clock)
@@ -776,13 +783,8 @@ def test_a_rollbacks_canary_subset_whose_look_keeps_failing_is_tried_eight_times
     from structlog.testing import capture_logs
 
     from canary.reconcile import SUBSET_HOME_TRIES
-    from tests.integration.test_vs_others_unlisted import fail_cluster_wide_list
-
     api, op, custom, clock = world
-    _progressing_beside_the_gateway(api, op, clock)
-    on = fail_cluster_wide_list(api)
-    _split_gateway(api)
-    on["failing"] = True
+    on = _split_with_every_namespaces_list_failing(api, op, clock)
     with capture_logs() as logs:
         for _ in range(80):  # the backoff's 0.5 + 1 + 2 + 4 + 8 + 10 + 10 s between the tries: ticks of 1 s
             step(api, op, clock)
