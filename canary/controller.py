@@ -1178,8 +1178,18 @@ class Controller:
         try:
             spec = crd.parse(obj, configmap=self._configmap)
             status = self.router.inspect(spec.target)
-        except CanaryError as exc:  # read again at its next try; the try is spent
+        except CanaryError as exc:  # read again at its next try; the try is spent, and said as any failed try (1020)
             self._subset_again(_key(obj), [str(exc)], tries)
+            last = tries + 1 >= SUBSET_HOME_TRIES
+            self.log.warning("rollback.canary_subset_kept", rollout=_key(obj), error=str(exc)[:600],
+                             attempt=tries + 1, attempts=SUBSET_HOME_TRIES,
+                             next="the controller's last try: act by hand (hint)" if last else
+                             "the controller tries again at a later tick (backed off up to 10 s)",
+                             hint="kubectl get virtualservices: a route there may still send the canary subset a "
+                                  "share; point the DestinationRule's canary subset at the stable version, or "
+                                  "`canary rollback` again once the cause is fixed (decision 639)",
+                             note="the route could not be read for this try of the rollback's canary-subset "
+                                  "re-pointing")
             return
         state = parse_state(status)
         if state is None or not state.terminal or state.canary_version != spec.target.canary_version:

@@ -804,6 +804,35 @@ def test_a_rollbacks_canary_subset_whose_look_keeps_failing_is_tried_eight_times
     assert not [w for w in api.writes if w[1].endswith("/m0-gateway")]
 
 
+def test_a_rollbacks_canary_subset_try_whose_route_read_fails_is_said_with_its_attempt(world: Any) -> None:
+    """Decision 1020: a later try whose read of the route fails (as on a loaded API server) is spent and said like any
+    failed try, `attempt` and `next` included, so that the eighth still says it was the last (it was silent)."""
+    from structlog.testing import capture_logs
+
+    from canary.errors import KubeUnavailable
+
+    api, op, custom, clock = world
+    _split_with_every_namespaces_list_failing(api, op, clock)
+    with capture_logs() as logs:
+        for _ in range(20):
+            step(api, op, clock)
+            if status(api, "r0").get("phase") in rl.TERMINAL:
+                break
+
+        def unread(target: Any) -> Any:
+            raise KubeUnavailable("Kubernetes API: read timed out (3.0 s) [test]")
+
+        op.router.inspect = unread  # type: ignore[method-assign]
+        for _ in range(80):
+            step(api, op, clock)
+            if len([e for e in logs if e["event"] == "rollback.canary_subset_kept"]) == 8:
+                break
+    kept = [e for e in logs if e["event"] == "rollback.canary_subset_kept"]
+    assert [e["attempt"] for e in kept] == list(range(1, 9)), kept
+    assert all("read timed out" in e["error"] for e in kept[1:]) and "last try" in kept[-1]["next"], kept
+    assert _subsets(api) == {"stable": "v1", "canary": "v2"} and "ml/r0" not in op._subset_kept
+
+
 def test_a_paused_rollout_is_woken_by_a_split_made_on_another_virtual_service_and_rolled_back(world: Any) -> None:
     """A paused rollout is ticked on a change of its own objects only: the gateway VirtualService set 90/10 while v2
     was paused at 80/20 woke nothing, and its 10% of the edge reached v2 unjudged until the resume. A change of
