@@ -59,7 +59,7 @@ from canary.reconcile import (END_DONE, END_LINES, K8S_EVENTS, Observation, came
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context, without_start,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable)
 from canary.reconcile import vs_gone as _vs_gone
-from canary.reconcile import ROUTE_DELETED, SUBSET_HOME_TRIES, canary_subset_home, confirmed_detail, failure_cause, routed_fields, write_landed
+from canary.reconcile import ROUTE_DELETED, SUBSET_HOME_TRIES, canary_subset_home, subset_try_fields, confirmed_detail, failure_cause, routed_fields, write_landed
 from canary.routing import patch
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.routing.splits import canary_split_hosts, may_split
@@ -1180,11 +1180,8 @@ class Controller:
             status = self.router.inspect(spec.target)
         except CanaryError as exc:  # read again at its next try; the try is spent, and said as any failed try (1020)
             self._subset_again(_key(obj), [str(exc)], tries)
-            last = tries + 1 >= SUBSET_HOME_TRIES
             self.log.warning("rollback.canary_subset_kept", rollout=_key(obj), error=str(exc)[:600],
-                             attempt=tries + 1, attempts=SUBSET_HOME_TRIES,
-                             next="the controller's last try: act by hand (hint)" if last else
-                             "the controller tries again at a later tick (backed off up to 10 s)",
+                             **subset_try_fields(tries + 1),
                              hint="kubectl get virtualservices: a route there may still send the canary subset a "
                                   "share; point the DestinationRule's canary subset at the stable version, or "
                                   "`canary rollback` again once the cause is fixed (decision 639)",

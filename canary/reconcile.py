@@ -1011,6 +1011,14 @@ def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *
 SUBSET_HOME_TRIES = 8
 
 
+def subset_try_fields(attempt: int) -> dict[str, Any]:
+    """What a failed try of the controller's (`attempt` of SUBSET_HOME_TRIES) says beside
+    `rollback.canary_subset_kept`: which try, and what comes next (decision 1020)."""
+    return {"attempt": attempt, "attempts": SUBSET_HOME_TRIES,
+            "next": "the controller tries again at a later tick (backed off up to 10 s)"
+            if attempt < SUBSET_HOME_TRIES else "the controller's last try: act by hand (hint)"}
+
+
 def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, log: Any, record: Any,
                        looked: tuple[Any, str, bool] | None = None, kept: list[str] | None = None,
                        attempt: int = 1) -> bool:
@@ -1063,9 +1071,7 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
         retried: dict[str, Any] = {}
         if kept is not None and isinstance(exc, TransientError) and not unservable:
             kept.append(str(exc)[:400] or type(exc).__name__)
-            retried = {"attempt": attempt, "attempts": SUBSET_HOME_TRIES,
-                       "next": "the controller tries again at a later tick (backed off up to 10 s)"
-                       if attempt < SUBSET_HOME_TRIES else "the controller's last try: act by hand (hint)"}
+            retried = subset_try_fields(attempt)
         # where the subset would select no Ready pod, the patch is the only way out: pointing it by hand is the 503
         # case just refused, and `canary rollback` again refuses the same way (decision 660's addendum)
         log.warning("rollback.canary_subset_kept", error=str(exc)[:600],
