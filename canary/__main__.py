@@ -21,6 +21,9 @@ def main() -> None:
         return
     interrupts.hold_early()
     try:
+        from canary import startup
+
+        startup.import_structlog()  # before anything imports it: without the rich printers it never calls (985)
         from canary.cli import app
 
         app()

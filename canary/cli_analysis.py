@@ -13,17 +13,18 @@ import os
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from canary import cli_options as opts
 from canary.analysis.shown import beside, whole
 from canary.errors import CanaryError
 from canary.model import Outcome, Verdict, unmeasured, with_unit
 from canary.redact import redact_url
+
+if TYPE_CHECKING:  # rich is loaded where a table is drawn: a command that draws none never loads it (decision 985)
+    from rich.console import Console
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_UNDECIDED = 0, 1, 2, 3, 4
 _COLOUR = {Outcome.PASS: "green", Outcome.INCONCLUSIVE: "yellow", Outcome.ERROR: "magenta", Outcome.FAIL: "red"}
@@ -48,6 +49,8 @@ def _count(x: float) -> str:
 
 
 def render_verdict(j: Verdict, console: Console, *, wide: bool = False) -> None:
+    from rich.table import Table
+
     table = Table(title=f"verdict: {j.outcome.label.upper()}", title_style=_COLOUR[j.outcome])
     cols = ("check", "outcome", "stable", "canary", "n stable", "n canary", "limit", "p", "alpha")
     for col in cols + (("kind", "statistic", "effect") if wide else ()):
@@ -267,6 +270,8 @@ def plan_cmd(
 def _plan_text(p: Any, rps: float, layout: Any, console: Console, relative: dict[str, float] | None = None) -> None:
     """The plan as a table. `relative`: {check name: quantile} of the policy's relative latency checks; with
     more than one, each gets its own detection column (one column would name one check's quantile for all)."""
+    from rich.table import Table
+
     t = Table(title=f"rollout at {rps:g} rps: {len(p.steps)} judged steps, {p.seconds:g} s if each passes at its "
                     f"interval ({p.looks} looks), {p.longest_s:g} s if each runs to its deadline")
     several = relative is not None and len(relative) > 1
@@ -346,6 +351,8 @@ def _opt(x: Any, fmt: str) -> str:
 
 def _pass_text(p: Any, console: Console) -> None:
     """The pass side: per sub-test, what a canary equal to stable is shown within by each step's deadline."""
+    from rich.table import Table
+
     notes = []
     if p.pass_unplanned:
         notes.append(f"not planned: {', '.join(p.pass_unplanned)} (feature drift: one test per feature, against its "

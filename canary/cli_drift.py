@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.table import Table
 
 from canary import cli_options as opts
 from canary.errors import CanaryError, ConfigError, TransientError
@@ -701,6 +700,8 @@ def _bounds(result: Any, unmeasured: int) -> str:
 def _table(prof: dict, result: Any, quiet: list[str], few: dict[str, int], window_s: float | None, *,
            wide: bool = False, why: str = "", live_version: str = "", verdict: bool | None = None,
            unmeasured: int = 0) -> None:
+    from rich.table import Table  # here, where a table is drawn (decision 985)
+
     from canary.drift.stats import DRIFT_SHARE
 
     # the version whose live data were checked: `--version v3` against v2's profile titled its table "v2" (the

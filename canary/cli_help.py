@@ -119,9 +119,15 @@ def _quiet_on_broken_pipe(console: Any, name: str) -> None:
 
 
 def pipe_safe_help() -> None:
-    """Typer's help (and usage-error) consoles answer a broken pipe as `_quiet_on_broken_pipe` does."""
-    from typer import rich_utils
+    """Typer's help (and usage-error) consoles answer a broken pipe as `_quiet_on_broken_pipe` does, from the moment
+    typer loads `typer.rich_utils`: it does so only to print help or an error, and the module (rich's markdown,
+    markdown-it) cost every command its import at start (decision 985)."""
+    from canary.startup import after_import
 
+    after_import("typer.rich_utils", _pipe_safe)
+
+
+def _pipe_safe(rich_utils: Any) -> None:
     made = getattr(rich_utils, "_get_rich_console", None)
     if made is None or getattr(made, "canary_pipe_safe", False):
         return

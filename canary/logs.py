@@ -34,13 +34,13 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
         # fields in the order the code gives them, as in JSON (decision 679): sorted by name, a check's
         # `rollback.completed` printed its `evidence` (kilobytes of statistics) before `reason` and `weights`
         renderer = structlog.dev.ConsoleRenderer(colors=sink.isatty() and not os.environ.get("NO_COLOR"),
-                                                 sort_keys=False)
+                                                 sort_keys=False, exception_formatter=structlog.dev.plain_traceback)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks,
+            _DICT_TRACEBACKS,
             cut_owners,
             *([] if fmt == "json" else [escape_unprintable]),  # JSON escapes them itself
             renderer,
@@ -51,6 +51,12 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
     )
     _bridge_stdlib()
 
+
+# an `exc_info` turned into an `exception` list, as `structlog.processors.dict_tracebacks` does, with locals shown by
+# `repr` and not by rich's pretty printer; the console renderer never sees an `exc_info` after it, and is given the
+# plain formatter all the same. No line canary logs carries `exc_info`: named here so that what a line would say never
+# depends on whether rich was loaded before structlog (`startup.import_structlog` keeps it out: decision 985)
+_DICT_TRACEBACKS = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(use_rich=False))
 
 # fields that carry a record's `owner` as written (anyone's who may edit the VirtualService or a CanaryRollout);
 # `holder` is said through `reconcile.shown_owner`/`describe_owner` already (bounded, and with its job, which a cut

@@ -1,0 +1,81 @@
+"""What a `canary` process leaves unloaded until it is used: the start-up every command pays (decision 985).
+
+The test suite starts `canary` processes by the hundred, and on-call's `canary status` is one: each paid about
+0.4 s of CPU on a quiet host in imports its command never used. Two libraries loaded most of it on their own
+import, whatever the command:
+
+- `import structlog` imports `structlog.dev` and `structlog.tracebacks`, which import rich's console, traceback
+  and pretty printers (and with them pygments and attrs) to be ready to draw an exception's traceback. No line
+  canary logs carries `exc_info` (errors are events with their fields; a library's record is formatted by
+  `logs._StdlibRecords`), and `logs.configure` names its exception formatters itself, so those printers were never
+  called. `import_structlog` imports structlog with `rich` kept out of its reach: structlog takes the branch it
+  takes where rich is not installed, and rich stays importable for those who draw with it (`display`, `--help`).
+- typer prints help and usage errors through `typer.rich_utils` (rich's markdown, markdown-it, rich's traceback),
+  which typer itself imports only when it prints one; `cli_help.pipe_safe_help` imported it at start to make its
+  consoles safe on a broken pipe. `after_import` lets it do that when typer loads the module, not before.
+
+Neither changes what any command prints or exits with (tests/unit/test_help_readable.py, test_logs.py;
+tests/unit/test_cli_startup_imports.py checks what a command loads, never how long it took)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+# the modules structlog's own import would load only to draw exception tracebacks with rich, and greenlet, which only
+# its deprecated `structlog.threadlocal` reads (canary binds its context with `structlog.contextvars`)
+_LEFT_OUT_OF_STRUCTLOG = ("rich", "rich.console", "rich.traceback", "rich.pretty", "greenlet")
+
+
+def import_structlog() -> None:
+    """Import structlog, if it is not loaded yet, without letting it load rich (see the module's docstring)."""
+    if "structlog" in sys.modules:
+        return
+    kept_out = [name for name in _LEFT_OUT_OF_STRUCTLOG if name not in sys.modules]
+    for name in kept_out:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import rich...` raises ImportError meanwhile
+    try:
+        importlib.import_module("structlog")
+    finally:
+        for name in kept_out:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]  # rich importable again, for whoever draws with it
+
+
+class _AfterImport:
+    """A meta path finder that lets one module load as it would and then calls `then(module)` on it, once."""
+
+    def __init__(self, name: str, then: Callable[[Any], None]) -> None:
+        self.name, self.then = name, then
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != self.name:
+            return None
+        from importlib.util import find_spec
+
+        sys.meta_path.remove(self)  # once, and not asked again by the find_spec below
+        spec = find_spec(name)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run, then = loader.exec_module, self.then
+
+        def exec_module(module: Any) -> None:
+            run(module)
+            then(module)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]  # this module's loader alone
+        return spec
+
+
+def after_import(name: str, then: Callable[[Any], None]) -> None:
+    """Call `then(module)` once the module `name` is imported: now if it is loaded already, else when something
+    first imports it (one pending call per name: a second request for the same name before it loads is dropped)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        then(module)
+        return
+    if not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, then))
