@@ -46,13 +46,10 @@ def commands(kubeconfig: Path, refused: Path) -> list[tuple[str, list[str], int]
         ("canary promote --help", [*canary, "promote", "--help"], 0),
         ("canary status MODEL (API emulator)", [*canary, "status", "rec-model", "-n", "ml", "--kubeconfig",
                                                 str(kubeconfig)], 0),
-        ("canary status MODEL -o json (API emulator)", [*canary, "status", "rec-model", "-n", "ml", "--kubeconfig",
-                                                        str(kubeconfig), "-o", "json"], 0),
         ("canary status MODEL (API refused, exit 3)", [*canary, "status", "rec-model", "-n", "ml", "--kubeconfig",
                                                        str(refused)], 3),
         ("canary policy validate policies/default.yaml", [*canary, "policy", "validate",
                                                           str(ROOT / "policies" / "default.yaml")], 0),
-        ("canary status (no MODEL: usage error, exit 2)", [*canary, "status"], 2),
     ]
 
 
