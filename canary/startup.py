@@ -1,8 +1,8 @@
 """What a `canary` process leaves unloaded until it is used: the start-up every command pays (decision 985).
 
-The test suite starts `canary` processes by the hundred, and on-call's `canary status` is one: each paid about
-0.4 s of CPU on a quiet host in imports its command never used. Two libraries loaded most of it on their own
-import, whatever the command:
+The test suite starts `canary` processes, and on-call's `canary status` is one: each paid its imports first, and
+two libraries loaded a good part of them on their own import, whatever the command, for printing it did not do
+(docs/benchmarks/startup.md):
 
 - `import structlog` imports `structlog.dev` and `structlog.tracebacks`, which import rich's console, traceback
   and pretty printers (and with them pygments and attrs) to be ready to draw an exception's traceback. No line
@@ -14,7 +14,7 @@ import, whatever the command:
   which typer itself imports only when it prints one; `cli_help.pipe_safe_help` imported it at start to make its
   consoles safe on a broken pipe. `after_import` lets it do that when typer loads the module, not before.
 
-Neither changes what any command prints or exits with (tests/unit/test_help_readable.py, test_logs.py;
+Neither changes what any command prints or exits with (tests/unit/test_help_readable.py, test_logs_*.py;
 tests/unit/test_cli_startup_imports.py checks what a command loads, never how long it took)."""
 
 from __future__ import annotations
