@@ -31,7 +31,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
+if __name__ == "__main__":  # the child's own start: structlog without rich's printers, which it never calls (985)
+    from canary import startup
+
+    startup.import_structlog()
+
+import structlog  # noqa: E402
 
 from canary.sandbox.model import MODEL_NAME, Behaviour, write_behaviour
 from canary.sandbox.ports import _bindable, free_port

@@ -118,3 +118,15 @@ def test_typers_help_module_is_made_pipe_safe_when_typer_loads_it() -> None:
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parents[2])
     assert res.stdout.split("\n")[:2] == ["before False", "after True"], res.stderr
+
+
+def test_the_sandbox_triton_child_imports_structlog_without_rich() -> None:
+    """`python -m canary.sandbox.tritonserver CONFIG` (one per sandbox arm, 14 in half a suite run) imported structlog
+    with rich's console, traceback and pretty printers, which it never calls: its module's top as the child runs it
+    (`run_name="__main__"`), stopped before it serves (no CONFIG argument)."""
+    script = ("import runpy, sys\nsys.argv = ['tritonserver']\ntry:\n"
+              "    runpy.run_module('canary.sandbox.tritonserver', run_name='__main__')\nexcept IndexError:\n"
+              "    print(sorted(m for m in sys.modules if m == 'structlog' or m.startswith(('rich', 'pygments'))))\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.stdout.strip() == "['structlog']", res.stderr
