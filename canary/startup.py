@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -45,29 +46,49 @@ def import_structlog() -> None:
 
 
 class _AfterImport:
-    """A meta path finder that lets one module load as it would and then calls `then(module)` on it, once."""
+    """A meta path finder that lets one module load as it would and then calls `then(module)` on it, once.
+
+    It never takes itself off `sys.meta_path` (another thread's import walking the list at that moment would skip the
+    finder after it: decision 1025): once used it answers None for every name, one comparison. The module's own
+    loader is wrapped, never patched: a builtin or frozen module's loader is a class shared by every such module."""
 
     def __init__(self, name: str, then: Callable[[Any], None]) -> None:
-        self.name, self.then = name, then
+        self.name, self.then, self.used = name, then, False
+        self._lock = threading.Lock()
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != self.name:
+        if name != self.name or self.used:
             return None
+        with self._lock:
+            if self.used:
+                return None
+            self.used = True  # before the lookup below, which asks this finder again
         from importlib.util import find_spec
 
-        sys.meta_path.remove(self)  # once, and not asked again by the find_spec below
         spec = find_spec(name)
-        loader = spec.loader if spec is not None else None
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        run, then = loader.exec_module, self.then
-
-        def exec_module(module: Any) -> None:
-            run(module)
-            then(module)
-
-        loader.exec_module = exec_module  # type: ignore[method-assign]  # this module's loader alone
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _ThenLoader(spec.loader, self.then)
         return spec
+
+
+class _ThenLoader:
+    """`loader`, with `then(module)` called after it executes the module; the module keeps `loader` as its own."""
+
+    def __init__(self, loader: Any, then: Callable[[Any], None]) -> None:
+        self.loader, self.then = loader, then
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        module.__loader__ = self.loader
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        self.then(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
 
 
 def after_import(name: str, then: Callable[[Any], None]) -> None:
@@ -77,5 +98,5 @@ def after_import(name: str, then: Callable[[Any], None]) -> None:
     if module is not None:
         then(module)
         return
-    if not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+    if not any(isinstance(f, _AfterImport) and f.name == name and not f.used for f in sys.meta_path):
         sys.meta_path.insert(0, _AfterImport(name, then))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import subprocess
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +30,9 @@ def test_the_call_waits_for_the_modules_import_and_is_made_once(module_dir: Path
     assert seen == [] and "canary_startup_probe" not in sys.modules
     module = importlib.import_module("canary_startup_probe")
     assert seen == [module] and module.VALUE == 1
-    assert not any(isinstance(f, startup._AfterImport) for f in sys.meta_path)  # the finder is gone once used
+    # the finder stays on sys.meta_path (never removed while another thread's import may walk it), answering nothing
+    assert all(f.used for f in sys.meta_path if isinstance(f, startup._AfterImport))
+    assert module.__loader__ is module.__spec__.loader and not isinstance(module.__loader__, startup._ThenLoader)
 
 
 def test_a_module_already_loaded_gets_the_call_at_once(module_dir: Path) -> None:
@@ -37,3 +40,25 @@ def test_a_module_already_loaded_gets_the_call_at_once(module_dir: Path) -> None
     seen: list[Any] = []
     startup.after_import("canary_startup_probe", seen.append)
     assert seen == [module]
+
+
+def test_a_builtin_modules_call_is_made_once_and_other_builtins_load_untouched() -> None:
+    """A builtin module's loader is a class (`BuiltinImporter`) shared by every builtin module: patching its
+    `exec_module` made every later builtin import call `then` again (decision 1025). In a child, where neither
+    module is loaded yet."""
+    script = ("import sys\nfrom canary import startup\nseen = []\n"
+              "assert 'xxsubtype' not in sys.modules and '_symtable' not in sys.modules\n"
+              "startup.after_import('xxsubtype', lambda m: seen.append(m.__name__))\n"
+              "import xxsubtype\nimport _symtable\nprint(seen, type(xxsubtype.__loader__).__name__)\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.stdout.strip() == "['xxsubtype'] type", res.stderr
+
+
+def test_the_finder_never_takes_itself_off_meta_path(module_dir: Path) -> None:
+    """Removing itself from `sys.meta_path` inside `find_spec` shifted the list under any import walking it at that
+    moment (another thread's: it skipped the finder after ours, `BuiltinImporter`). The list is left as it is."""
+    startup.after_import("canary_startup_probe", lambda m: None)
+    before = list(sys.meta_path)
+    importlib.import_module("canary_startup_probe")
+    assert sys.meta_path == before
