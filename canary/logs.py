@@ -56,7 +56,18 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
 # `repr` and not by rich's pretty printer; the console renderer never sees an `exc_info` after it, and is given the
 # plain formatter all the same. No line canary logs carries `exc_info`: named here so that what a line would say never
 # depends on whether rich was loaded before structlog (`startup.import_structlog` keeps it out: decision 985)
-_DICT_TRACEBACKS = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(use_rich=False))
+def dict_tracebacks(transformer: Any = None) -> Any:
+    """`dict_tracebacks` with locals by `repr`. structlog 24.1 and 24.2 (pyproject takes >= 24.1) have no `use_rich`
+    and never show locals with rich: there the transformer's defaults are that (decision 1026)."""
+    transformer = transformer or structlog.tracebacks.ExceptionDictTransformer
+    try:
+        made = transformer(use_rich=False)
+    except TypeError:  # structlog < 24.3: every command died at import naming `use_rich`
+        made = transformer()
+    return structlog.processors.ExceptionRenderer(made)
+
+
+_DICT_TRACEBACKS = dict_tracebacks()
 
 # fields that carry a record's `owner` as written (anyone's who may edit the VirtualService or a CanaryRollout);
 # `holder` is said through `reconcile.shown_owner`/`describe_owner` already (bounded, and with its job, which a cut

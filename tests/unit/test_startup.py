@@ -62,3 +62,28 @@ def test_the_finder_never_takes_itself_off_meta_path(module_dir: Path) -> None:
     before = list(sys.meta_path)
     importlib.import_module("canary_startup_probe")
     assert sys.meta_path == before
+
+
+def test_logs_takes_a_structlog_without_use_rich() -> None:
+    """structlog 24.1 and 24.2 (pyproject takes >= 24.1) have no `use_rich` on `ExceptionDictTransformer`: passing it
+    made `import canary.logs`, so every command, die with a TypeError (decision 1026). A transformer of their shape."""
+    from canary import logs
+
+    made: list[dict[str, Any]] = []
+
+    class Before243:
+        def __init__(self, **kw: Any) -> None:
+            if "use_rich" in kw:
+                raise TypeError("__init__() got an unexpected keyword argument 'use_rich'")
+            made.append(kw)
+
+        def __call__(self, exc_info: Any) -> list[dict[str, Any]]:
+            return [{"exc_type": exc_info[0].__name__}]
+
+    renderer = logs.dict_tracebacks(Before243)
+    assert made == [{}]
+    try:
+        raise ValueError("x")
+    except ValueError:
+        out = renderer(None, "error", {"event": "e", "exc_info": True})
+    assert out["exception"] == [{"exc_type": "ValueError"}]
