@@ -31,8 +31,13 @@ _LEFT_OUT_OF_STRUCTLOG = ("rich", "rich.console", "rich.traceback", "rich.pretty
 
 
 def import_structlog() -> None:
-    """Import structlog, if it is not loaded yet, without letting it load rich (see the module's docstring)."""
+    """Import structlog, if it is not loaded yet, without letting it load rich (see the module's docstring). Only
+    while this is the process's one thread: `sys.modules` is the process's, and another thread's `import rich` in the
+    window would fail; `canary.__main__` and the sandbox's Triton child call it before starting any."""
     if "structlog" in sys.modules:
+        return
+    if threading.active_count() > 1:  # another thread could import rich inside the window: plain import (1027)
+        importlib.import_module("structlog")
         return
     kept_out = [name for name in _LEFT_OUT_OF_STRUCTLOG if name not in sys.modules]
     for name in kept_out:

@@ -87,3 +87,15 @@ def test_logs_takes_a_structlog_without_use_rich() -> None:
     except ValueError:
         out = renderer(None, "error", {"event": "e", "exc_info": True})
     assert out["exception"] == [{"exc_type": "ValueError"}]
+
+
+def test_structlog_is_imported_plainly_while_another_thread_runs() -> None:
+    """`import_structlog` makes rich unimportable for the whole process while structlog loads: another thread's
+    `import rich.console` then would fail with ImportError. With a second thread alive it imports structlog as is
+    (decision 1027). In a child; the thread waits on an event, so nothing depends on timing."""
+    script = ("import sys, threading\nfrom canary import startup\nhold = threading.Event()\n"
+              "t = threading.Thread(target=hold.wait)\nt.start()\nstartup.import_structlog()\nhold.set()\nt.join()\n"
+              "print('structlog' in sys.modules, 'rich' in sys.modules)\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.stdout.strip() == "True True", res.stderr
