@@ -23,6 +23,14 @@ def module_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, startup._AfterImport)]
 
 
+def child(script: str) -> str:
+    """What `python -c script` prints, run from the checkout in a fresh interpreter (stderr shown on a failure)."""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
 def test_the_call_waits_for_the_modules_import_and_is_made_once(module_dir: Path) -> None:
     seen: list[Any] = []
     startup.after_import("canary_startup_probe", seen.append)
@@ -50,9 +58,7 @@ def test_a_builtin_modules_call_is_made_once_and_other_builtins_load_untouched()
               "assert 'xxsubtype' not in sys.modules and '_symtable' not in sys.modules\n"
               "startup.after_import('xxsubtype', lambda m: seen.append(m.__name__))\n"
               "import xxsubtype\nimport _symtable\nprint(seen, type(xxsubtype.__loader__).__name__)\n")
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).resolve().parents[2])
-    assert res.stdout.strip() == "['xxsubtype'] type", res.stderr
+    assert child(script) == "['xxsubtype'] type"
 
 
 def test_the_finder_never_takes_itself_off_meta_path(module_dir: Path) -> None:
@@ -96,6 +102,4 @@ def test_structlog_is_imported_plainly_while_another_thread_runs() -> None:
     script = ("import sys, threading\nfrom canary import startup\nhold = threading.Event()\n"
               "t = threading.Thread(target=hold.wait)\nt.start()\nstartup.import_structlog()\nhold.set()\nt.join()\n"
               "print('structlog' in sys.modules, 'rich' in sys.modules)\n")
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).resolve().parents[2])
-    assert res.stdout.strip() == "True True", res.stderr
+    assert child(script) == "True True"
