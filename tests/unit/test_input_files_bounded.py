@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from canary import filekind
-from tests.support import cli
+from tests.support import cli, session_leader
 
 COMMANDS = {
     "policy validate": lambda f, tmp: ["policy", "validate", str(f)],
@@ -139,35 +139,14 @@ def test_a_second_look_at_a_fifo_already_read_is_not_waited_on(tmp_path: Path, m
     assert filekind.not_json(fifo) == ""
 
 
-_TAKES_NO_TERMINAL = """
-import os
-from canary.filekind import read_bounded, read_regular
-master, slave = os.openpty()  # glibc opens the slave with O_NOCTTY: this process has no terminal yet
-name = os.ttyname(slave)
-os.write(master, b"a line typed there, longer than the read\\n")  # read_bounded's read returns at once
-try:
-    {read}(name, 10)
-except OSError:
-    pass
-try:
-    os.close(os.open("/dev/tty", os.O_RDONLY))
-    print("took the terminal")
-except OSError as exc:
-    print("no terminal", exc.errno)
-"""
-
-
-@pytest.mark.skipif(not hasattr(os, "openpty") or not os.path.exists("/dev/tty"), reason="needs a pty")
+@pytest.mark.skipif(not session_leader.HAS_PTY, reason="needs a pty")
 @pytest.mark.parametrize("read", ["read_regular", "read_bounded"])
 def test_a_terminal_named_as_a_file_never_becomes_the_processs_controlling_terminal(read: str) -> None:
     """A session leader without a controlling terminal (canary as a container's PID 1, under `setsid`) that opened a
     terminal given as a file (`serve --token-file /dev/pts/3`, refused as no regular file; `--policy` of one) took
     it as its own, and kept it: a hangup there later sent it SIGHUP, the end of a process that does not handle it,
-    an interrupt to `promote` (decision 914: opened O_NOCTTY now)."""
-    import subprocess
-    import sys
-
-    root = str(Path(__file__).resolve().parents[2])
-    done = subprocess.run([sys.executable, "-c", _TAKES_NO_TERMINAL.format(read=read)], start_new_session=True,
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": root})
+    an interrupt to `promote` (decision 914: opened O_NOCTTY now). A line waits at the terminal, longer than the
+    read, so that read_bounded's read returns at once."""
+    done = session_leader.opens_a_terminal("from canary.filekind import read_bounded, read_regular",
+                                           f"{read}(name, 10)", typed=b"a line typed there, longer than the read\n")
     assert done.stdout.startswith("no terminal"), (done.stdout, done.stderr)

@@ -4,14 +4,13 @@ never through a symbolic link, never as the process's controlling terminal (docs
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from canary.pidlock import hold
 from canary.serve_store import StoreError
+from tests.support import session_leader
 
 
 def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_left_alone(tmp_path: Path) -> None:
@@ -51,27 +50,9 @@ def test_a_lock_file_is_taken_and_holds_the_pid(tmp_path: Path) -> None:
         os.close(fd)
 
 
-_TAKES_NO_TERMINAL = """
-import os
-from canary.pidlock import hold
-master, slave = os.openpty()  # glibc opens the slave with O_NOCTTY: this process has no terminal yet
-try:
-    hold(os.ttyname(slave))
-except OSError:
-    pass
-try:
-    os.close(os.open("/dev/tty", os.O_RDONLY))
-    print("took the terminal")
-except OSError as exc:
-    print("no terminal", exc.errno)
-"""
-
-
-@pytest.mark.skipif(not hasattr(os, "openpty") or not os.path.exists("/dev/tty"), reason="needs a pty")
+@pytest.mark.skipif(not session_leader.HAS_PTY, reason="needs a pty")
 def test_a_terminal_given_as_the_lock_file_never_becomes_the_processs_controlling_terminal() -> None:
     """A session leader with no terminal (canary as a container's PID 1) that opened a terminal without O_NOCTTY took
     it as its own, and a hangup there later sent it SIGHUP (decision 914's case, for the lock file)."""
-    root = str(Path(__file__).resolve().parents[2])
-    done = subprocess.run([sys.executable, "-c", _TAKES_NO_TERMINAL], start_new_session=True, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": root})
+    done = session_leader.opens_a_terminal("from canary.pidlock import hold", "hold(name)")
     assert done.stdout.startswith("no terminal"), (done.stdout, done.stderr)
