@@ -82,8 +82,8 @@ def test_a_cr_waiting_on_a_promote_does_not_end_when_another_promote_takes_that_
     a new `owner`). At its next tick the controller compares waitedOn with the record: the owner differs,
     so `_waited` says the rollout ended and `_duplicate_ended` ends w unrun, "ended (the route has moved on
     since)", waitedOnPhase None: `promote --via-controller` exits 3 -- "could not complete ... 100%
-    stable" by README's table -- while the rollout of v2 it waited on is in progress at 80/20 (and may
-    promote v2 a minute later). The CR's status says the rollout ended when it did not."""
+    stable" by docs/reference/cli.md's "Exit codes" -- while the rollout of v2 it waited on is in progress at 80/20
+    (and may promote v2 a minute later). The CR's status says the rollout ended when it did not."""
     api, client, router = cluster
     now = time.time()
     dead = promote_owner(f"{socket.gethostname()}:{_pid_namespace()}:{2**22}:dead0001")  # its pid: gone

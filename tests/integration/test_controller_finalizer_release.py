@@ -1,7 +1,8 @@
 """A finished CanaryRollout's finalizer is released by the controller on watches that ended it.
 
 `modelcanary.dev/stable-on-delete` is on a CanaryRollout from before its claim until its rollout ends
-(README, decision 56): then a deletion needs nothing of the controller. With informers (`canary
+(docs/reference/controller.md, "Deleting a CanaryRollout or its objects mid-rollout"; decision 56): then a
+deletion needs nothing of the controller. With informers (`canary
 controller run`) the end's status write is the controller's own, put in its cache at once, so no
 watch event wakes the rollout, and a finished rollout is due only on a change: the finalizer stayed
 for ever, and the CanaryRollout deleted while no controller ran (uninstalled, scaled to zero, its CRD

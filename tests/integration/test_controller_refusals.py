@@ -59,8 +59,9 @@ def test_a_status_write_refused_422_ends_the_rollout_said_as_refused_not_invalid
 def test_a_status_write_answered_400_is_said_as_canarys_bug_at_stable_100(world: Any) -> None:
     """A 400 Bad Request on the controller's own status write (a body the API server cannot read: canary composed
     it, not the user) ended the rollout as a 422 does, stable 100%, but its line said only "the Kubernetes API
-    rejected the request (HTTP 400 ...)", and README sent on-call to "fix the RBAC or the CRD". It now says whose
-    fault it is, where traffic is and what to do, there and in the end the route records (decision 536's addendum)."""
+    rejected the request (HTTP 400 ...)", and the README (now docs/reference/events.md's `rollout.api_refused`) sent
+    on-call to "fix the RBAC or the CRD". It now says whose fault it is, where traffic is and what to do, there and
+    in the end the route records (decision 536's addendum)."""
     error = _status_write_refused_mid_rollout(world, 400)["error"]
     assert "HTTP 400 Bad Request on canary's own write" in error and "composed: injected fault: HTTP 400)" in error, error
     assert "a bug of canary's, not of the CanaryRollout's spec" in error, error

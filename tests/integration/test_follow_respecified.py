@@ -10,8 +10,9 @@ Followed in silence (decision 620): a pipeline's log showed nothing between the 
 `follow.status` says each change: why it waits, then its phase, step and weights.
 
 Cut short while its rollout runs (decision 621): a signal (or `--timeout`) printed `{"phase": null, ...}`, which
-the README's table reads as "refused before traffic moved", while the CanaryRollout went on at its split. Now the
-document is its status as last read: `phase`, `weights`, `step_number`, with `exit_code` 3 and the `error`.
+docs/reference/cli.md, "Exit codes" reads as "refused before traffic moved", while the CanaryRollout went on at its
+split. Now the document is its status as last read: `phase`, `weights`, `step_number`, with `exit_code` 3 and the
+`error`.
 
 Replaced by a retry of the same request (decision 618): the replace sent the request's own metadata alone, which
 dropped the controller's finalizer (and anyone's labels), so a delete before the next tick removed the object with

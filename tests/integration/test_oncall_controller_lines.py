@@ -1,6 +1,6 @@
 """The controller's lines as on-call reads them (decision 115), against the API emulator and a real
 (backfilled) Prometheus. Before: its lines carried `rollout`, `model` and at times `canary_version`, not
-the namespace, VirtualService, route or stable version the README promises (a slow canary's
+the namespace, VirtualService, route or stable version docs/reference/events.md promises (a slow canary's
 `rollback.completed` named neither version); Prometheus down logged, every tick, an error
 (`metrics.query_failed`, "check 'batch'", a check no policy has) and a warning (`metrics.snapshot_failed`)."""
 

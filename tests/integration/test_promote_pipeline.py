@@ -218,8 +218,8 @@ def test_via_controller_reports_a_rollback_a_plain_promote_recorded_and_retry_ru
 def test_a_command_line_click_refuses_still_prints_its_document(words: list[str], output: list[str], said: str) -> None:
     """A pipeline template's mistakes that click itself refuses (an unset variable leaving an option
     without its value, or swallowing the next flag; an unknown flag): exit 2 as before, and the one
-    `-o json|yaml` document README promises for a refusal, which was missing (only click's usage text,
-    on stderr): a step parsing stdout got nothing to parse."""
+    `-o json|yaml` document docs/reference/cli.md, "Every command behaves alike" promises for a refusal, which was
+    missing (only click's usage text, on stderr): a step parsing stdout got nothing to parse."""
     res = subprocess.run([*CANARY, "promote", "rec-model", *output, *words], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 2, res.stderr

@@ -3,7 +3,7 @@
 With no VirtualService, the mesh balances over the Service's pods, the canary's included (decision 133,
 the controller's `rollout.route_deleted`). Promote's fail-safe could write stable 100% nowhere, then read
 the route to say how traffic stood, and took the 404 for "nothing routes by it": exit 3 (`RollbackFailed`,
-"100% stable on the weights" in the README's table) with a generic "act by hand". It is exit 6 now
+"100% stable on the weights" in docs/reference/cli.md, "Exit codes") with a generic "act by hand". It is exit 6 now
 (`TrafficUnsafe`: the canary may get traffic), with the controller's critical `rollout.route_deleted` and
 its hint (re-create the VirtualService at stable 100, or scale the canary down).
 

@@ -490,8 +490,9 @@ def test_a_rollback_whose_answer_is_lost_still_says_the_other_routes_it_changed(
 def test_a_rollback_keeps_a_mirror_to_another_subset_of_the_service_on_another_route(api: Any) -> None:
     """The gRPC route mirrors to subset `shadow` of the same service (a shadow-testing tool's, set on purpose; not
     the canary subset): decision 577 removed it with the mirror to the canary, as it does on the driven route,
-    while README and 577 say the mirrors to the canary subset go. On a route the rollout does not drive, only a
-    mirror to the `canary` subset goes now (decision 584)."""
+    while docs/reference/cluster.md, "What canary writes, and in which order" and 577 say the mirrors to the canary
+    subset go. On a route the rollout does not drive, only a mirror to the `canary` subset goes now (decision
+    584)."""
     grpc = {"name": "grpc", "match": [{"port": 8001}],
             "route": [{"destination": {"host": "m0.ml.svc.cluster.local", "subset": "stable"}}],
             "mirror": {"host": "m0", "subset": "shadow"}, "mirrorPercentage": {"value": 50.0},

@@ -97,8 +97,8 @@ def _events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 def test_a_refused_take_over_of_a_stale_rollout_ends_it_at_stable_100(api: Any) -> None:
     """One refused write (403) on the take-over: the route read 80/20 afterwards, nobody running it, and
-    promote exited 2 ("check RBAC", README: untouched). Now the fail-safe writes stable 100% over the
-    record as read: recorded aborted, exit 3."""
+    promote exited 2 ("check RBAC", docs/reference/cli.md, "Exit codes": untouched). Now the fail-safe writes stable
+    100% over the record as read: recorded aborted, exit 3."""
     clock = FakeClock()
     _recorded(api, clock, rl.PROGRESSING)
     second = runner(api, "v2", clock)

@@ -157,7 +157,7 @@ def _canary_serve(tmp_path: Path, hole: BlackholeProxy, *extra: str) -> Iterator
 def test_sigterm_during_start_up_exits_0_serving_nothing_and_leaves_the_state_as_it_was(tmp_path: Path) -> None:
     """A rolling restart's SIGTERM while `canary serve` was still starting (asking Prometheus's time, up to
     2 s, pruning the state directory) killed it with the signal's default: exit 143 and no `serve.stopped`,
-    where the README promises exit 0 on SIGTERM. The handlers are now the first thing set."""
+    where docs/integrations.md promises exit 0 on SIGTERM. The handlers are now the first thing set."""
     store = SessionStore(tmp_path / "s")
     left = new_session(key="argo/ml/good", revision="v2", policy="ml", model="good", namespace="ml",
                        stable_version="v1", canary_version="v2", now=time.time())

@@ -136,8 +136,8 @@ def test_the_controllers_sweep_counts_the_split_it_ended_as_a_foreign_edit(api: 
 def test_a_promote_refused_after_it_ended_the_split_nobody_owned_says_it_wrote_stable_100(api: Any) -> None:
     """The next promote ends the split under a typed `promoted` first (157), then is refused as bad input (here:
     v1, the version the stable subset selects, asked as the canary). Its error said only the refusal, exit 2, which
-    the README calls untouched: the on-call read 80/20 still standing. The error now says the split was ended at
-    stable 100% by this promote."""
+    docs/reference/cli.md, "Exit codes" calls untouched: the on-call read 80/20 still standing. The error now says
+    the split was ended at stable 100% by this promote."""
     from canary.errors import ConfigError
 
     clock = FakeClock(time.time())

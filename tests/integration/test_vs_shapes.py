@@ -535,7 +535,8 @@ def test_another_virtual_service_at_stable_100_is_no_split(api: Any) -> None:
 
 
 def test_virtual_services_that_cannot_be_listed_are_said_and_the_claim_goes_on(api: Any) -> None:
-    """A Role without `list` on virtualservices (README's for `canary promote` has none): which other
+    """A Role without `list` on virtualservices (the README's for `canary promote` had none;
+    docs/reference/cluster.md, "RBAC: the rights it needs", now says what `list` is for): which other
     VirtualService splits with the canary cannot be told; `preflight.splits_unchecked` says so and the claim is
     not refused for it (the pod check's way, `preflight.pods_unchecked`)."""
     import tenacity

@@ -150,8 +150,9 @@ def test_the_owners_canary_writes_are_shown_as_they_are() -> None:
 def test_the_why_of_a_job_not_recorded_names_what_is_wrong_with_it(value: str, why: str) -> None:
     """`promote.ci_job_unrecorded`'s `why` said "characters a job URL does not have (spaces, control characters,
     quotes, $ ( ) ; & ...)" of a job URL with a token in its query or a password in it: `?`, `#` and `@` failed
-    the character check first, so the user looked for a space or a quote that was not there; the README's
-    "a user or password in it", "a query" were never said (decision 414)."""
+    the character check first, so the user looked for a space or a quote that was not there; the README's (now
+    docs/reference/events.md's `promote.ci_job_unrecorded`) "a user or password in it", "a query" were never said
+    (decision 414)."""
     job, bad = ci_job.from_env({"GITLAB_CI": "true", "CI_JOB_URL": value})
     assert job == "" and len(bad) == 1 and bad[0][1].startswith(why), bad
 
@@ -279,7 +280,7 @@ def test_an_owner_edited_by_hand_to_a_megabyte_is_cut_in_every_log_line_naming_i
     (GH_RUN, (8.0, "GitHub Actions")),
     ({**GH_RUN, "GITEA_ACTIONS": "true"}, None),  # act_runner's cancel is its own
     ({**GH_RUN, "ACT": "true"}, None),
-    (GITLAB, None),  # by executor and runner version: the README says to set it
+    (GITLAB, None),  # by executor and runner version: docs/reference/pipelines.md, "GitLab CI" says to set it
     ({"JENKINS_URL": "https://ci.acme.example/"}, None),
     ({}, None),
 ], ids=["github", "gitea", "act", "gitlab", "jenkins", "none"])

@@ -125,9 +125,9 @@ def test_a_follower_that_waited_on_another_owners_rollout_says_that_rollouts_cla
     """A CanaryRollout that waited (RolloutBusy) while another owner ran the same version ends unrun when that
     rollout ends (`_duplicate_ended`), and `promote --via-controller` exits by how that one ended (`waitedOnPhase`:
     rolled back, exit 1). Its `end_cause` was the unrun end's words, `other` ("a reason no rule classes") beside
-    exit 1, where the README has a pipeline tell `check` from `deadline`; and `other` too beside a promotion,
-    exit 0, which has no `end_cause`. Now the status records the class of the rollout waited on, and the document
-    says the class of the outcome it reports (decision 648)."""
+    exit 1, where docs/reference/cli.md, "Exit codes" has a pipeline tell `check` from `deadline`; and `other` too
+    beside a promotion, exit 0, which has no `end_cause`. Now the status records the class of the rollout waited on,
+    and the document says the class of the outcome it reports (decision 648)."""
     from canary import crd
     from canary.cli_controller import follow_document
     from canary.logs import get

@@ -102,7 +102,7 @@ def test_keeps_printout_is_commands_a_shell_runs_as_pasted(tmp_path: Path) -> No
     """`canary demo --keep` prints lines "to paste in another shell": the controller's line ended in
     `(drives CanaryRollout objects: README, "The controller")`, a bash syntax error, naming a README section
     that does not exist; and a bare `canary` is "command not found" in a shell without the checkout's
-    .venv on PATH (README: the CLI is .venv/bin/canary)."""
+    .venv on PATH (README, "Install": the CLI is .venv/bin/canary)."""
     import re
     import shutil
     import subprocess
@@ -351,7 +351,8 @@ def test_keep_says_what_the_kept_canary_does_by_scenario() -> None:
 
 
 def test_keeps_printout_gives_the_plan_and_analyze_lines_the_readme_says_work_on_it(tmp_path: Path) -> None:
-    """README: `canary analyze` and `canary plan` work on the kept sandbox "with the printed `--policy`", but the
+    """The README said (now docs/reference/setup.md, "The kept sandbox"): `canary analyze` and `canary plan` work
+    on the kept sandbox "with the printed `--policy`", but the
     printout had no line for either: a newcomer dug the policy's path out of the middle of the promote line and
     guessed `plan`'s `--rps`, `--model` and `--stable-version`. Each printed line is one the CLI parses as is."""
     import shlex
@@ -443,7 +444,8 @@ def test_the_data_drift_lines_say_how_far_an_episode_is_while_the_monitor_is_sti
 
 
 def test_keeps_printout_gives_a_via_controller_line_that_promote_takes(tmp_path: Path) -> None:
-    """README said the printed `canary promote` line "with `--via-controller` added" follows the rollout through the
+    """The README said (now docs/reference/setup.md, "The kept sandbox") the printed `canary promote` line "with
+    `--via-controller` added" follows the rollout through the
     controller; pasted so, it was exit 2 at once ("--prometheus-url does not apply with --via-controller"): the
     printout gives that line itself, and promote takes it (decision 924). The promote line repeated the
     `--kubeconfig` and `--prometheus-url` the two `export` lines above it set: both lines now leave them to those

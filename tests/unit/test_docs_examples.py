@@ -210,8 +210,8 @@ def test_every_event_the_drift_monitor_logs_is_in_docs_drift_mds_log_events_tabl
 def test_no_shell_example_breaks_its_line_continuation_with_a_comment() -> None:
     """`--canary-version v2.1.0 \\   # a comment` is no continuation in a shell: the backslash escapes a
     space, the comment ends the command, and the next line runs on its own. README's "Pointing it at a
-    real cluster" example, pasted as written, ran `canary promote` without --policy and then a command
-    named `--policy`."""
+    real cluster" example (docs/reference/cluster.md's now), pasted as written, ran `canary promote` without
+    --policy and then a command named `--policy`."""
     broken = []
     for path in PAGES:
         for n, line in enumerate(path.read_text().splitlines(), 1):
@@ -264,8 +264,8 @@ def test_every_canary_command_the_docs_show_names_a_command_and_options_it_has()
 
 
 def test_every_option_of_every_command_is_named_in_the_readme_or_docs() -> None:
-    """`--help` lists them; the README's table and docs/ say what each is for (decision 161): `baseline capture
-    --output-file` (where the profile goes) and `controller run --lease-namespace`, `--retry-period` and
+    """`--help` lists them; docs/reference/cli.md's table and docs/ say what each is for (decision 161): `baseline
+    capture --output-file` (where the profile goes) and `controller run --lease-namespace`, `--retry-period` and
     `--identity` were named nowhere. A short form (`-A`) counts."""
     import typer.main
 

@@ -195,8 +195,9 @@ def _cli(*args: str, env: dict[str, str] | None = None):
 
 
 def test_plan_asked_to_read_a_layout_never_exits_0_without_reading_it(tmp_path):
-    """README: exit 3 after the plan when the layout could not be read. A ceiling-only policy was not read
-    at all (exit 0, nothing said); `--prometheus-url ""` (an unset variable in a CI line) was dropped."""
+    """docs/reference/cli.md, "Commands" (`canary plan`): exit 3 after the plan when the layout could not be read. A
+    ceiling-only policy was not read at all (exit 0, nothing said); `--prometheus-url ""` (an unset variable in a CI
+    line) was dropped."""
     f = tmp_path / "ceil.yaml"
     f.write_text("steps: [10, 50, 100]\nchecks:\n  - {name: lat, kind: latency, quantile: 0.95, max_ms: 200}\n")
     down = _cli("-p", str(f), "--rps", "50", "--prometheus-url", "http://127.0.0.1:9", "--model", "m",

@@ -289,7 +289,7 @@ def _logged(steps: list[tuple[rl.RolloutState, list[rl.Action]]], router: object
 def test_a_line_logged_before_the_decisions_write_names_both_what_is_routed_and_the_decision(
         state: rl.RolloutState, seen: Observation, event: str, routed: tuple[str, str],
         target: tuple[str, str]) -> None:
-    # README, "Log events": every line carries `phase` and `weights` as recorded and routed at that moment; a
+    # docs/reference/events.md: every line carries `phase` and `weights` as recorded and routed at that moment; a
     # line logged before the write names the decision target_phase/target_weights. gate.failed and the
     # *.foreign_edit lines carried the target only: on-call read a probe failure with no word of the 90/10 split
     from tests.fakes import FakeRouter
@@ -301,7 +301,7 @@ def test_a_line_logged_before_the_decisions_write_names_both_what_is_routed_and_
 
 
 def test_a_gates_rollback_line_says_it_all_in_its_reason_and_has_no_evidence() -> None:
-    # README, "Log events": `evidence` only when a check decided; a gate's rollback names the gate in `reason`
+    # docs/reference/events.md: `evidence` only when a check decided; a gate's rollback names the gate in `reason`
     from tests.fakes import FakeRouter
 
     router = FakeRouter(weights=Weights(90, 10), subsets={"stable": "v1", "canary": "v2"})

@@ -5,7 +5,7 @@ The example tests in test_rollout*.py pin situations one at a time; this one wal
 fail, are inconclusive or could not measure, with canary request counts above, at and below
 `min_canary_requests`, the same as or fewer than the look before, at times out of order or repeated; counter
 restarts; gate failures; rollbacks; pauses and resumes; weight reverts; window restarts) over random valid
-policies, and checks the documented promises after every step (README "What the judge guarantees",
+policies, and checks the documented promises after every step (docs/reference/guarantees.md,
 docs/judge.md, the module docstring of canary/rollout.py):
 
 * a step advances, and the rollout promotes, only on a look whose verdict is PASS, with at least
@@ -428,7 +428,8 @@ class RolloutMachine(RuleBasedStateMachine):
         assert ok >= unclear >= failed >= breach and unmeasured >= failed, (ok, unclear, unmeasured, failed)
         # a step whose looks could not ask Prometheus is held at its deadline when the rollout says so
         # (`hold_unreachable`, a CanaryRollout's onPrometheusOutage: hold), where a measured step without a verdict
-        # ends as the policy says (README, `Looked`): there only, a look that could not measure may stay longer
+        # ends as the policy says (docs/reference/policy.md's `failure.on_deadline`, `Looked`): there only, a look
+        # that could not measure may stay longer
         assert ok >= unmeasured or ev.hold_unreachable, (ok, unmeasured)
         assert breach == 0
         assert outcome_of(Outcome.PASS, n=ev.canary_requests * 2 + 1) >= ok

@@ -78,7 +78,7 @@ def test_resume_from_recorded_state_continues_the_step() -> None:
 
 
 def test_a_resumed_rollouts_lines_name_the_stable_version() -> None:
-    # README, "Log events": every line carries stable_version; a promote that resumed a recorded rollout
+    # docs/reference/events.md: every line carries stable_version; a promote that resumed a recorded rollout
     # (no --stable-version: it is the record's) logged every line without it, its rollback included
     import structlog.testing
 
@@ -152,12 +152,13 @@ def test_oncall_rollback_from_another_process_is_adopted() -> None:
     with structlog.testing.capture_logs() as logs:
         res = ctl.run()
     assert res.exit_code == 1 and res.state.reason == "operator: on-call says no" and router.weights == STABLE_ONLY
-    adopted = [e for e in logs if e["event"] == "rollout.changed_outside"]  # README: every line has its step
+    # docs/reference/events.md: every line has its step
+    adopted = [e for e in logs if e["event"] == "rollout.changed_outside"]
     assert adopted and adopted[0]["phase"] == rl.ROLLED_BACK and adopted[0]["step"] >= 1
 
 
 def test_oncall_lines_name_the_virtual_service_and_both_versions() -> None:
-    # README, "Log events": every line carries model, namespace, virtual_service, stable_version, canary_version.
+    # docs/reference/events.md: every line carries model, namespace, virtual_service, stable_version, canary_version.
     # `canary pause/resume/rollback` logged rollout.paused/resumed and rollback.completed without the last three
     import structlog.testing
 
@@ -252,7 +253,7 @@ def test_canary_going_down_rolls_back_within_the_probe_budget() -> None:
 
 
 def test_probe_and_subset_lines_carry_the_rollouts_phase_weights_and_step() -> None:
-    # README, "Log events": every line carries phase, weights and step; gate.probe_failed and subset.pointed
+    # docs/reference/events.md: every line carries phase, weights and step; gate.probe_failed and subset.pointed
     # carried none of them (on-call could not tell from a probe failure how much traffic the canary had)
     import structlog.testing
 

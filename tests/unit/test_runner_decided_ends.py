@@ -5,9 +5,9 @@ whose stable-100% write failed once past the router's retries (an API server res
 seconds) was sent to stable by the fail-safe as `aborted`, reason `failed: <the API error>`, exit
 3: the breach was recorded nowhere and a pipeline read "infrastructure, try again" for a bad
 canary. A promote resumed under an edited policy whose supersede write failed exited 3 ("could not
-complete", which the README says means stable 100% once traffic moved) with the route still split,
-no `traffic.unsafe`, and the record freshly taken over by a process that had exited. Each case is
-one kind; the write fails as the real router's does past its retries (KubeUnavailable)."""
+complete", which docs/reference/cli.md, "Exit codes" says means stable 100% once traffic moved) with the route still
+split, no `traffic.unsafe`, and the record freshly taken over by a process that had exited. Each case is one kind;
+the write fails as the real router's does past its retries (KubeUnavailable)."""
 
 from __future__ import annotations
 

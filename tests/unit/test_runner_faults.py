@@ -1,5 +1,5 @@
 """`canary promote`'s runner under faults, on a fake clock: every failure path ends with stable
-at 100% and the exit code the README's table gives. Each case is one kind of fault."""
+at 100% and the exit code docs/reference/cli.md, "Exit codes" gives. Each case is one kind of fault."""
 
 from __future__ import annotations
 
@@ -436,8 +436,8 @@ def test_the_canary_is_probed_while_a_look_waits_on_a_slow_prometheus() -> None:
         release.set()
     assert waiting_when_done, "the rollback waited for the slow look"
     assert res.exit_code == 1 and "not ready" in res.state.reason and router.weights == STABLE_ONLY
-    # README: the phase, weights and step as recorded and routed when it is logged: after the probes' rollback
-    # landed (it said "progressing 90/10" after `rollback.completed`; decision 115)
+    # docs/reference/events.md: the phase, weights and step as recorded and routed when it is logged: after the
+    # probes' rollback landed (it said "progressing 90/10" after `rollback.completed`; decision 115)
     names = [e["event"] for e in logs]
     abandoned = [e for e in logs if e["event"] == "look.abandoned"]
     assert abandoned and names.index("rollback.completed") < names.index("look.abandoned")
