@@ -59,7 +59,7 @@ from canary.reconcile import (END_DONE, END_LINES, K8S_EVENTS, Observation, came
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context, without_start,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable)
 from canary.reconcile import vs_gone as _vs_gone
-from canary.reconcile import ROUTE_DELETED, SUBSET_HOME_TRIES, canary_subset_home, subset_try_fields, confirmed_detail, failure_cause, routed_fields, write_landed
+from canary.reconcile import ROUTE_DELETED, SUBSET_HOME_TRIES, canary_subset_home, say_subset_unread, confirmed_detail, failure_cause, routed_fields, write_landed
 from canary.routing import patch
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.routing.splits import canary_split_hosts, may_split
@@ -1180,13 +1180,7 @@ class Controller:
             status = self.router.inspect(spec.target)
         except CanaryError as exc:  # read again at its next try; the try is spent, and said as any failed try (1020)
             self._subset_again(_key(obj), [str(exc)], tries)
-            self.log.warning("rollback.canary_subset_kept", rollout=_key(obj), error=str(exc)[:600],
-                             **subset_try_fields(tries + 1),
-                             hint="kubectl get virtualservices: a route there may still send the canary subset a "
-                                  "share; point the DestinationRule's canary subset at the stable version, or "
-                                  "`canary rollback` again once the cause is fixed (decision 639)",
-                             note="the route could not be read for this try of the rollback's canary-subset "
-                                  "re-pointing")
+            say_subset_unread(self.log, exc, tries + 1, rollout=_key(obj))
             return
         state = parse_state(status)
         if state is None or not state.terminal or state.canary_version != spec.target.canary_version:

@@ -39,6 +39,7 @@ from canary.metrics.base import MetricsProvider, counted_requests
 from canary.end_words import not_the_canarys
 from canary.model import STABLE_ONLY, ArmData, Target, Weights, check_version
 from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
+from canary.workqueue import BASE_DELAY_S, MAX_DELAY_S, exponential_delay
 from canary.routing.patch import CANARY, SERVICE_ANNOTATION, STATE_ANNOTATION, VERSION_LABEL
 
 if TYPE_CHECKING:  # annotations only: the policy models (pydantic) load where a policy is read (decision 965)
@@ -1006,17 +1007,93 @@ def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *
 
 
 # a rollback's canary-subset re-pointing (603) whose look or write failed for a cause that may pass: the
-# controller tries it in all at most this many times, the queue's backoff apart (0.5 s, 1, 2, 4, 8, then 10 s:
-# about 35 s; decisions 980, 1020)
+# controller (and `canary promote`, before it exits) tries it in all at most this many times, the work queue's
+# backoff apart (`subset_home_delay`: 0.5 s, 1, 2, 4, 8, then 10 s: about 35 s; decisions 980, 1020, 1050)
 SUBSET_HOME_TRIES = 8
 
 
-def subset_try_fields(attempt: int) -> dict[str, Any]:
-    """What a failed try of the controller's (`attempt` of SUBSET_HOME_TRIES) says beside
-    `rollback.canary_subset_kept`: which try, and what comes next (decision 1020)."""
-    return {"attempt": attempt, "attempts": SUBSET_HOME_TRIES,
-            "next": "the controller tries again at a later tick (backed off up to 10 s)"
-            if attempt < SUBSET_HOME_TRIES else "the controller's last try: act by hand (hint)"}
+def subset_home_delay(attempt: int) -> float:
+    """Seconds after the `attempt`-th failed try of a rollback's canary-subset re-pointing before the next: the
+    controller's work queue's backoff (`DueQueue`'s 0.5 s doubled, at most 10 s), which `canary promote` waits too."""
+    return exponential_delay(BASE_DELAY_S, attempt, MAX_DELAY_S)
+
+
+class SubsetKept(list):  # type: ignore[type-arg]
+    """`canary_subset_home`'s `kept` (a list of the failures that may pass) for a caller other than the controller,
+    named in each try's `next` (`subset_try_fields`): `canary promote`, which tries again before it exits (1050)."""
+
+    def __init__(self, by: str) -> None:
+        super().__init__()
+        self.by = by
+
+
+def subset_try_fields(attempt: int, *, by: str = "controller", stopped: str = "") -> dict[str, Any]:
+    """What a failed try (`attempt` of SUBSET_HOME_TRIES) of the controller's (`by`), or of `canary promote`'s, says
+    beside `rollback.canary_subset_kept`: which try, and what comes next (decision 1020): tried again (when), or the
+    last try and what to do by hand; `stopped` (a signal's words): promote tries no more (decision 1050)."""
+    who = "the controller" if by == "controller" else by
+    if stopped:
+        then = f"{stopped}: {who} tries no more: act by hand (hint)"
+    elif attempt >= SUBSET_HOME_TRIES:
+        then = f"{who}'s last try: act by hand (hint)"
+    elif by == "controller":
+        then = "the controller tries again at a later tick (backed off up to 10 s)"
+    else:
+        then = f"{who} tries again in {subset_home_delay(attempt):g} s"
+    return {"attempt": attempt, "attempts": SUBSET_HOME_TRIES, "next": then}
+
+
+SUBSET_UNREAD_HINT = ("kubectl get virtualservices: a route there may still send the canary subset a share; point the "
+                      "DestinationRule's canary subset at the stable version, or `canary rollback` again once the "
+                      "cause is fixed (decision 639)")
+
+
+def say_subset_unread(log: Any, exc: BaseException, attempt: int, *, by: str = "controller", **fields: Any) -> None:
+    """A later try of a rollback's canary-subset re-pointing whose read of the route failed: the try is spent, and
+    said as any failed try (`rollback.canary_subset_kept` with its `attempt` and `next`; decision 1020)."""
+    log.warning("rollback.canary_subset_kept", **fields, error=str(exc)[:600], **subset_try_fields(attempt, by=by),
+                hint=SUBSET_UNREAD_HINT,
+                note="the route could not be read for this try of the rollback's canary-subset re-pointing")
+
+
+def subset_home_retries(router: Any, target: Target, state: rl.RolloutState, *, log: Any, kept: SubsetKept,
+                        wait: Callable[[float], str]) -> bool:
+    """`canary promote`'s tries again of its rollback's canary-subset re-pointing, whose first try (`execute`'s,
+    into `kept`) failed for a cause that may pass: up to SUBSET_HOME_TRIES in all, `subset_home_delay` apart, as the
+    controller tries it at its later ticks (decisions 980, 1020, 1050). Each try reads the route and runs
+    `canary_subset_home` guarded on the record read, only where it still records this rollout's end and the canary
+    subset still selects the version rolled back (else: another rollout's since, or pointed meanwhile: nothing
+    more). A try that fails for good (a Role, a route that refuses it) is said and not tried again. `wait(seconds)`:
+    "" once waited, or why it stopped (a signal: "interrupted (SIGTERM)"): no try follows, the last failure said once
+    more with `next` saying so; traffic is not touched (stable 100% stands). Returns whether it was pointed."""
+    attempt = 1
+    while kept and attempt < SUBSET_HOME_TRIES:
+        stopped = wait(subset_home_delay(attempt))
+        if stopped:
+            log.warning("rollback.canary_subset_kept", error=kept[-1][:600],
+                        **subset_try_fields(attempt, by=kept.by, stopped=stopped), hint=SUBSET_UNREAD_HINT,
+                        note="stable 100% is written on the rollout's route; another VirtualService may still send a "
+                             f"share to the canary subset, which selects {state.canary_version}")
+            return False
+        attempt += 1
+        kept.clear()
+        try:
+            status = read_for_stable(getattr(router, "inner", router), target)
+        except CanaryError as exc:
+            kept.append(str(exc)[:400] or type(exc).__name__)
+            say_subset_unread(log, exc, attempt, by=kept.by)
+            continue
+        try:
+            recorded = parse_state(status)
+        except TargetError:
+            return False  # not this rollout's record any more: its canary subset is not ours to point
+        if recorded is None or recorded.phase not in (rl.ROLLED_BACK, rl.ABORTED) \
+                or (recorded.canary_version, recorded.stable_version) != (state.canary_version, state.stable_version) \
+                or status.canary_subset_version != state.canary_version:
+            return False
+        if canary_subset_home(router, target, recorded, log=log, record=status.state, kept=kept, attempt=attempt):
+            return True
+    return False
 
 
 def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, log: Any, record: Any,
@@ -1071,7 +1148,7 @@ def canary_subset_home(router: Any, target: Target, state: rl.RolloutState, *, l
         retried: dict[str, Any] = {}
         if kept is not None and isinstance(exc, TransientError) and not unservable:
             kept.append(str(exc)[:400] or type(exc).__name__)
-            retried = subset_try_fields(attempt)
+            retried = subset_try_fields(attempt, by=getattr(kept, "by", "controller"))
         # where the subset would select no Ready pod, the patch is the only way out: pointing it by hand is the 503
         # case just refused, and `canary rollback` again refuses the same way (decision 660's addendum)
         log.warning("rollback.canary_subset_kept", error=str(exc)[:600],
@@ -1323,7 +1400,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
               end: tuple[rl.RolloutState, list[rl.Action]] | None = None, retry: Retry | None = None,
               routed: Any = None, cause: str = "",
               told: Callable[[rl.RolloutState, list[rl.Action]], None] | None = None,
-              start_said: bool = False) -> rl.RolloutState:
+              start_said: bool = False, subset_kept: list[str] | None = None) -> rl.RolloutState:
     """Stable 100% after a failure, with a retry budget of its own: at least `attempts` writes, and
     more until `budget_s` (ROLLBACK_BUDGET_S) has passed, each with the router's own retries, 0.5 s
     more between them each time, at most 2 s. The rollout is recorded ``aborted`` (exit 3).
@@ -1343,7 +1420,8 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
     stable-100% write lands (`execute`'s `written`), before the subset pointing, lines and Event after it, which
     may still fail (a DestinationRule deleted: RollbackFailed, the end recorded): the caller posts it then, as
     for an end its own `execute` wrote (decisions 723, 725). `start_said`: its start line (`rollback.started` /
-    `rollout.aborting`) was said by the caller's earlier call whose write failed: not said again (decision 753)."""
+    `rollout.aborting`) was said by the caller's earlier call whose write failed: not said again (decision 753).
+    `subset_kept`: `execute`'s (a caller that tries the canary subset's re-pointing again; decision 1050)."""
     if end is not None and end[0].phase in (rl.ROLLED_BACK, rl.ABORTED, rl.PROMOTED) and not state.terminal:
         new, decided = end
         first = next((i for i, a in enumerate(decided) if not isinstance(a, rl.Emit)), len(decided))
@@ -1382,7 +1460,8 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         last = attempt >= attempts and time.monotonic() + wait >= deadline
         try:
             return execute(router, target, new, actions, log=log, report_failure=last, expect=expect, retry=retry,
-                           written=(lambda text: told(new, actions)) if told is not None else None)
+                           written=(lambda text: told(new, actions)) if told is not None else None,
+                           subset_kept=subset_kept)
         except NotLeader:  # refused by the fence, nothing sent: the new leader ends it; no retry, nobody paged
             raise
         except ConflictStorm as exc:  # every try met 409: nobody's decision, and it may pass, as a TransientError

@@ -33,7 +33,7 @@ from canary.model import STABLE_ONLY, Target, Weights, check_versions, rollback_
 from canary.policy import Policy
 from canary.processes import _here, _identity, _pid_namespace, owner_pid, promote_here, resume_here  # noqa: F401 (re-exported)
 from canary.reconcile import as_routed as _as_routed  # decision 209
-from canary.reconcile import canary_subset_home, shown_owner
+from canary.reconcile import SubsetKept, canary_subset_home, shown_owner, subset_home_retries
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
                               EXIT_ROLLED_BACK, Observation, failure_cause, check_pods, check_claim, check_other_splits, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_record, parse_state,
@@ -228,6 +228,8 @@ class Runner:
         self._before_claim = ""  # what this process wrote before a claim it did not make (a superseded rollout's end)
         self._wrote_first = ""  # the same, as a sentence added to an error raised before the claim (`run`)
         self._beat_retry_at = -math.inf  # a failed heartbeat is tried again from then
+        # why the rollback's canary-subset re-pointing failed for a cause that may pass: tried again (1050)
+        self._subset_kept = SubsetKept("promote")
         self._busy_input_checked = False  # the metrics preflight asked once behind a busy route (`_input_behind_busy`)
         self.owner = promote_owner(_identity())
         self._probe_failures = 0
@@ -262,8 +264,31 @@ class Runner:
         if self.settled is not None:
             self.settled()
         if result.state.terminal and not self.found_ended:
+            self._subset_home_again(result.state)
             self._write_end_history()
         return result
+
+    def _subset_home_again(self, end: rl.RolloutState) -> None:
+        """This run's rollback pointed the canary subset at the stable version where another VirtualService still
+        splits with it (603); where that look or write failed for a cause that may pass (`_subset_kept`, filled by
+        `execute`), it is tried again here before the process exits, as the controller does at its later ticks:
+        SUBSET_HOME_TRIES in all, the queue's backoff apart (about 35 s), each try said (decision 1050). After the
+        end's post and before its history (traffic first); a signal ends the tries at once (stable 100% stands)."""
+        if self._subset_kept and end.phase in (rl.ROLLED_BACK, rl.ABORTED):
+            subset_home_retries(self.router, self.target, end, log=self.log.bind(**rollout_context(self.target, end)),
+                                kept=self._subset_kept, wait=self._wait_unless_signalled)
+
+    def _wait_unless_signalled(self, seconds: float) -> str:
+        """Sleep `seconds` on this run's clock; a signal ends the wait at once: "" when waited, else its words."""
+        until = self.clock.now() + seconds
+        while not self.stop.is_set() and self.clock.now() < until:
+            self.clock.sleep(max(0.01, min(until - self.clock.now(), 0.25)))
+        return self._signalled if self.stop.is_set() else ""
+
+    def _subset_tries(self) -> SubsetKept | None:
+        """`execute`'s `subset_kept` for a rollback this run writes: tried again before it exits (`_subset_home_again`)
+        unless a signal came already (the process is asked to end: one try, said as before)."""
+        return None if self.stop.is_set() else self._subset_kept
 
     @property
     def told_end(self) -> bool:
@@ -475,7 +500,8 @@ class Runner:
                 try:
                     final = to_stable(self.router, self.target, current, reason=reason, log=self.log,
                                       now=self.clock.now(), expect=guard, end=end, retry=page, cause=cause,
-                                      told=lambda final, _: self._tell_end(final))  # at its write (725)
+                                      told=lambda final, _: self._tell_end(final),  # at its write (725)
+                                      subset_kept=self._subset_tries())
                 except ConflictStorm:  # every try met 409, within to_stable's whole budget: a failure, not a decision
                     raise
                 except RoutingConflict as exc:  # another writer recorded something since: read it again
@@ -1525,7 +1551,7 @@ class Runner:
                 # (a promotion's last write that fails is `promotion.write_failed`, not `rollback.failed`:
                 # `run`'s fail-safe finishes it, or gives the old version 100%)
                 state = execute(self.router, self.target, new, todo, log=self.log, expect=expect,
-                                written=self._landed(new), routed=routed,
+                                written=self._landed(new), routed=routed, subset_kept=self._subset_tries(),
                                 retry=Retry(fields={"attempt": 0}) if self._current is not None else None)
                 break
             except RoutingConflict:

@@ -27,8 +27,13 @@ def exponential_delay(base_s: float, failures: int, cap_s: float) -> float:
     return min(cap_s, base_s * 2.0 ** min(failures - 1, 60))
 
 
+# the queue's backoff after a failure: doubled from BASE_DELAY_S, at most MAX_DELAY_S (a rollback's canary-subset
+# re-pointing tried again by `canary promote` waits the same: `reconcile.subset_home_delay`)
+BASE_DELAY_S, MAX_DELAY_S = 0.5, 10.0
+
+
 class DueQueue:
-    def __init__(self, *, base_delay_s: float = 0.5, max_delay_s: float = 10.0) -> None:
+    def __init__(self, *, base_delay_s: float = BASE_DELAY_S, max_delay_s: float = MAX_DELAY_S) -> None:
         self.base_delay_s, self.max_delay_s = base_delay_s, max_delay_s
         self._heap: list[tuple[float, str]] = []
         self._due: dict[str, float] = {}  # key -> the time it is held for (stale heap entries differ)
