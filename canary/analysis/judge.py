@@ -239,10 +239,13 @@ def _implausible(data: object) -> str:
     more. Cast to an integer (`stats._ints`, `round`), +Inf was garbage, -2^63: a latency arm whose total was +Inf
     was judged with "an arm has no requests", an error rate's `Counts(5, +Inf)` raised OverflowError. Such an arm
     is not countable (the canary's: ERROR; the stable's: not measured), never a pass. A NaN bucket of a Histogram
-    (one Prometheus could not compute) keeps its own handling, the array path, which the recorded verdicts pin
-    (tests/unit/test_judge_speedup.py). A fractional count is one (increase() extrapolates), rounded where read."""
+    (one Prometheus could not compute) too, naming its bound: `stats._ints` cast it to -2^63, garbage read as a
+    count (decision 1050). A fractional count is one (increase() extrapolates), rounded where read."""
     if isinstance(data, Histogram):
-        values: tuple[float, ...] = tuple(c for c in data.counts if not math.isnan(c))
+        nan = next((le for le, c in zip(data.bounds, data.counts) if math.isnan(c)), None)
+        if nan is not None:
+            return f"bucket le={_le_text(nan)} counts NaN, not a request count (not countable)"
+        values: tuple[float, ...] = data.counts
     elif isinstance(data, Counts):
         values = (data.events, data.total)
     elif isinstance(data, Scalar):
@@ -255,6 +258,11 @@ def _implausible(data: object) -> str:
         if v >= MAX_COUNT:
             return f"count {v:g} is not a request count (>= 2^53)"
     return ""
+
+
+def _le_text(le: float) -> str:
+    """A bucket's bound as Prometheus's `le` label writes it: "+Inf", or the number ("0.1", "250")."""
+    return "+Inf" if math.isinf(le) else f"{le:g}"
 
 
 def _count_text(v: float) -> str:

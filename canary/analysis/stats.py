@@ -334,13 +334,12 @@ _INT_LIMIT = 2.0 ** 53
 
 def _ints(counts: np.ndarray) -> np.ndarray:
     """Prometheus increase() yields fractional counts; binomials need integers. ValueError for a count that is
-    infinite or 2^53 or more: cast to int64 it was garbage (-2^63, with a RuntimeWarning), read as a count. The
-    judge refuses such an arm before (`judge._implausible`); this is the last line. A NaN bucket (one Prometheus
-    could not compute) is the array path's own case, converted as it always was (the recorded verdicts pin it)."""
+    NaN, infinite or 2^53 or more: cast to int64 it was garbage (-2^63, with a RuntimeWarning), read as a count. The
+    judge refuses such an arm before (`judge._implausible`, a NaN bucket too: decision 1050); this is the last line."""
     x = np.asarray(counts, dtype=float)
-    bad = np.isinf(x) | (x >= _INT_LIMIT)
+    bad = ~np.isfinite(x) | (x >= _INT_LIMIT)
     if bad.any():
-        raise ValueError(f"count {x[bad].flat[0]!r} is not a count (infinite, or 2^53 or more)")
+        raise ValueError(f"count {x[bad].flat[0]!r} is not a count (NaN, infinite, or 2^53 or more)")
     return np.rint(np.maximum(x, 0.0)).astype(np.int64)
 
 

@@ -118,6 +118,19 @@ def keep_shared(pairs: list[tuple[float, float]], shared: set[float]) -> list[tu
     return kept if any(math.isfinite(le) for le, _ in kept) else None
 
 
+# why a request or error count Prometheus answered counts nothing, in every measuring path's words (decision 1050)
+NOT_A_COUNT = ("not a count (NaN, infinite or negative: a counter that overflowed or jumped, an exporter's NaN, or a "
+               "query that subtracts)")
+
+
+def not_a_count(n: float) -> bool:
+    """Whether `n`, a request or error count over a window, is none (`NOT_A_COUNT`): NaN, infinite, or -0.5 or less
+    (between -0.5 and 0 is extrapolation's or a float's hair: 0). Said `NotCountable` by the per-rollout path
+    (`prometheus`) and the batched one (`delta`) alike: never "Prometheus unavailable" (an outage, which pages the
+    platform), never clamped to "every request failed" or "none failed" (decisions 1000, 1015, 1050)."""
+    return not math.isfinite(n) or n <= -0.5
+
+
 def each_arm(fetch: Callable[[str], Any]) -> tuple[Any, Any]:
     """(stable, canary) from `fetch(arm)`, each arm's NoData kept in its place."""
     out: list[Any] = []

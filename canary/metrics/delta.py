@@ -34,7 +34,7 @@ from typing import Any
 import structlog
 
 from canary.errors import MetricsUnavailable, NoData, NotCountable, said
-from canary.metrics.answers import arms_pair
+from canary.metrics.answers import NOT_A_COUNT, arms_pair, not_a_count
 from canary.metrics import queries as q
 from canary.metrics.families import EARLIER_S, LOOKBACK, Family, NotBatchable, Spec, check_spec, families, request_families
 from canary.metrics.native import (CUSTOM, INF_ONLY_HINT, NativeBuckets, combine, inf_only, mixed_forms, values_buckets,
@@ -283,12 +283,11 @@ def _arm_delta(spec: Spec, policy: Policy, target: Target, arm: str, *, snaps: t
 
 
 def _counts(events: float, total: float, resets: int, where: str) -> ArmDelta:
+    if not_a_count(total) or not_a_count(events):  # clamped, +Inf errors read as every request failed, a negative
+        # count as none failed (a pass); -0.5 < events < 0 is a float's hair. As the per-rollout path (1050)
+        raise NotCountable(f"{where}: {events} events of {total} requests in the window, {NOT_A_COUNT}")
     if total <= 0:
         raise NoData(f"{where}: no requests in the window")
-    if not math.isfinite(events) or not math.isfinite(total) or events <= -0.5:  # clamped, +Inf errors read as
-        # every request failed, a negative count as none failed (a pass); -0.5 < events < 0 is a float's hair
-        raise NotCountable(f"{where}: {events} events of {total} requests in the window, not a count (a counter "
-                           "that overflowed or jumped, or an exporter's NaN or negative value)")
     return ArmDelta(Counts(events=min(max(events, 0.0), total), total=total), resets > 0)
 
 
@@ -466,9 +465,13 @@ def requests_delta(policy: Policy, target: Target, now: Snapshot, base: Snapshot
                 raise _missing_family("request counter", now, "request_counts")
             raise NoData(f"check 'request_counts': no requests for the {arm} arm of {target.model!r}")
         _log_resets(got[1], "request_counts", target, arm, now, base)
-        if not math.isfinite(got[0]):  # counters summed past the float range: not a count
-            raise MetricsUnavailable(f"check 'request_counts': {got[0]} requests for the {arm} arm of "
-                                     f"{target.model!r}, not a count")
+        if not_a_count(got[0]):  # counters summed past the float range, an exporter's NaN: as the per-rollout
+            # path says it (`prometheus.request_counts`): the canary's NotCountable, the stable's NaN (1050)
+            if arm == "stable":
+                out.append(math.nan)
+                continue
+            raise NotCountable(f"check 'request_counts': {got[0]} requests for the {arm} arm of {target.model!r}, "
+                               f"{NOT_A_COUNT}")
         if got[0] <= 0:
             raise NoData(f"check 'request_counts': no requests for the {arm} arm of {target.model!r} in the window")
         out.append(got[0])

@@ -30,7 +30,7 @@ import structlog
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData, NotCountable
 from canary.metrics import queries as q
-from canary.metrics.answers import (arm_name, arms_pair, both_or_raise, bucket_pairs, each_arm, is_scalar, keep_shared,
+from canary.metrics.answers import (NOT_A_COUNT, arm_name, arms_pair, both_or_raise, bucket_pairs, each_arm, is_scalar, keep_shared, not_a_count,
                                     number_of, shared_bounds)
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient, Rejected
@@ -379,11 +379,10 @@ class PrometheusProvider(PrometheusClient):
             query = plan[arm]["requests"]
             total = _answered_requests(got, arm, query, check, window_s)
             errors = number_of(got[f"{arm}/errors"], plan[arm]["errors"], check, arm)
-            if math.isinf(errors) or errors <= -0.5:  # clamped below: +Inf read as every request failed (a
-                # rollback), a negative count as none failed (a pass); -0.5 < errors < 0 is extrapolation's hair
+            if not_a_count(errors):  # clamped below: +Inf read as every request failed (a rollback), a negative
+                # count as none failed (a pass); -0.5 < errors < 0 is extrapolation's hair
                 raise NotCountable(f"check {check!r}: Prometheus answered {errors} errors for {arm_name(arm)} in "
-                                   f"{window_s}s, not a count (infinite or negative: a counter that overflowed or "
-                                   f"jumped, or an errors query that subtracts); query: {plan[arm]['errors']}")
+                                   f"{window_s}s, {NOT_A_COUNT}; query: {plan[arm]['errors']}")
             # the two counters are extrapolated separately; errors may overshoot by a hair
             return Counts(events=min(max(errors, 0.0), total), total=total)
 
@@ -616,20 +615,27 @@ def _answered_requests(got: dict[str, list[object]], arm: str, query: str, check
 
 
 def _request_count(n: float, query: str, check: str, arm: str, window_s: float) -> float:
-    """`n`, an arm's requests over the window; MetricsUnavailable for +Inf, NoData for none."""
-    if math.isinf(n):  # a counter that overflowed or jumped (its increase() summed to +Inf): not a count
-        raise MetricsUnavailable(f"check {check!r}: Prometheus answered {n} requests for {arm_name(arm)} in "
-                                 f"{window_s}s, not a count; query: {query}")
+    """`n`, an arm's requests over the window; NotCountable for NaN, +Inf or a negative count (`not_a_count`: Prometheus
+    answered, so never MetricsUnavailable, an outage; as the batched path says it, decision 1050), NoData for none."""
+    if not_a_count(n):  # a counter that overflowed or jumped (its increase() summed to +Inf), an exporter's NaN
+        raise NotCountable(f"check {check!r}: Prometheus answered {n} requests for {arm_name(arm)} in "
+                           f"{window_s}s, {NOT_A_COUNT}; query: {query}")
     if n <= 0:
         raise NoData(f"check {check!r}: no requests for {arm_name(arm)} in {window_s}s; query: {query}")
     return n
 
 
 def _cumulative(pairs: list[tuple[float, float]], check: str, arm: str, query: str) -> list[tuple[float, float]]:
-    """`pairs`, when they are cumulative counts of one histogram (`queries.not_cumulative`: NaN, or a
-    higher bucket counting far fewer than a lower one); else MetricsUnavailable. Repaired by a running
+    """`pairs`, when they are cumulative counts of one histogram; NotCountable for a NaN bucket (named by its `le`,
+    decision 1050), MetricsUnavailable for a higher bucket counting far fewer than a lower one
+    (`queries.not_cumulative`). Repaired by a running
     maximum they would be another distribution: a canary whose le="0.01" counted every request read as
     p95 9.5 ms and passed."""
+    nan = next((le for le, count in pairs if math.isnan(count)), None)
+    if nan is not None:  # Prometheus answered, and could not compute that bucket: not a count, no outage (1050)
+        raise NotCountable(f"check {check!r}: the histogram of {arm_name(arm)} counts NaN in bucket le="
+                           f"{'+Inf' if math.isinf(nan) else f'{nan:g}'}, not a count (an exporter's NaN); "
+                           f"query: {query}")
     broken = q.not_cumulative(pairs)
     if broken:
         raise MetricsUnavailable(f"check {check!r}: the histogram of {arm_name(arm)} is not cumulative ({broken}): "

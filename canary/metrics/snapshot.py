@@ -257,9 +257,10 @@ class Snapshot:
                     f"(docs/reference/cluster.md, \"Prometheus with replicas\")")
             if self.bound is not None:  # a step-start snapshot: the next one starts the step again
                 raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f} holds {what}")
-            if SCRAPED_TWICE in groups or RELABELLED in groups or PUSHED in groups:  # Prometheus answered, whole: the arm's series
-                # count what it did not serve. Not "Prometheus unreachable" (a step so ends aborted, with those
-                # words): no verdict, as per rollout
+            if SCRAPED_TWICE in groups or RELABELLED in groups or PUSHED in groups or UNREADABLE in groups:
+                # Prometheus answered, whole: the arm's series count what it did not serve, or nothing (a NaN or
+                # infinite sample: not countable, as the per-rollout path says it, decision 1050). Not "Prometheus
+                # unreachable" (a step so ends aborted, with those words): no verdict, as per rollout
                 raise NotCountable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")
             raise MetricsUnavailable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")
         if TARGET_DOWN in groups:

@@ -8,7 +8,7 @@ backfilled Prometheus whose history holds every case: each test failed before it
 - NaN or infinite samples, batched: `last_over_time` of a counter whose last sample is NaN answers
   NaN, and the snapshot left that series out: a canary whose error counter went NaN read 0 errors
   from the snapshot (the per-rollout read says NoData). Such an arm is now unreadable in that
-  snapshot: MetricsUnavailable, or UnusableStepStart for a step-start snapshot (the next one starts
+  snapshot: NotCountable (MetricsUnavailable before decision 1050), or UnusableStepStart for a step-start snapshot (the next one starts
   the step again), through the persisted form too.
 - A custom check's `model_version=~"{version}"`: the value was escaped for a string but not as a
   regex, so "v1.0" also read "v100"'s series, and "v2.0+cpu" ('+' a quantifier) read none of its own.
@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from canary.errors import MetricsUnavailable, NoData
+from canary.errors import NoData, NotCountable
 from canary.metrics import batch as b
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Counts, Target
@@ -193,8 +193,10 @@ def test_a_nan_error_counter_is_not_zero_errors_in_the_batched_snapshot(prom: An
     _, canary = provider.measure(pol, pol.checks[0], t, window_s=WINDOW_S, at=t0)
     assert isinstance(canary, NoData) and "NaN" in str(canary)  # the per-rollout read: could not measure
     base, now = _snapshots(server, t0, pol, t)
-    with pytest.raises(MetricsUnavailable, match="NaN or infinite model_requests_total sample for nan-now/v2"):
-        b.measure_delta(pol, pol.checks[0], t, now, base)
+    # not countable, as per rollout: Prometheus answered, whole (never "Prometheus unavailable"; decision 1050)
+    _, batched = b.measure_delta(pol, pol.checks[0], t, now, base)
+    assert isinstance(batched, NotCountable), batched
+    assert "NaN or infinite model_requests_total sample for nan-now/v2" in str(batched), batched
 
 
 def test_a_nan_in_the_step_start_snapshot_starts_the_step_again(prom: Any) -> None:

@@ -40,7 +40,7 @@ def _judge(check, stable, canary):  # type: ignore[no-untyped-def]
         return J.judge_check(check, stable, canary, alpha=0.01, min_canary=100)
 
 
-@pytest.mark.parametrize("count", [INF])  # a NaN bucket keeps the array path's handling (test_judge_speedup's golden)
+@pytest.mark.parametrize("count", [INF, NAN])  # a NaN bucket too, since decision 1050 (test_judge_speedup's golden)
 @pytest.mark.parametrize("where", ["total", "bucket"])
 @pytest.mark.parametrize("check", [LAT, PS], ids=["latency", "prediction_shift"])
 def test_a_histogram_count_that_is_no_count_is_not_countable_never_judged(check, count, where) -> None:  # type: ignore[no-untyped-def]
@@ -50,7 +50,11 @@ def test_a_histogram_count_that_is_no_count_is_not_countable_never_judged(check,
         bad = (400.0, 800.0, *[count] * 4)
     r = _judge(check, Histogram(B, GOOD_S), Histogram(B, bad))
     assert r.outcome is Outcome.ERROR, r.reason
-    assert "is not a request count (NaN or infinite: not countable)" in r.reason
+    if math.isnan(count):  # named by its bucket: the first that counts NaN
+        assert f"canary: bucket le={'+Inf' if where == 'total' else '150'} counts NaN, not a request count " \
+               "(not countable)" in r.reason, r.reason
+    else:
+        assert "is not a request count (NaN or infinite: not countable)" in r.reason
     stable = _judge(check, Histogram(B, bad), Histogram(B, GOOD_C))  # the stable's: never a pass either
     assert stable.outcome is not Outcome.PASS and "not countable" in stable.reason, stable.reason
 
@@ -63,7 +67,7 @@ def test_an_error_count_that_is_no_count_is_not_countable_and_raises_nothing(eve
     assert s.outcome is not Outcome.PASS and "not countable" in s.reason, s.reason
 
 
-@pytest.mark.parametrize("counts", [[1.0, INF], [-INF, 3.0], [1.0, 2.0 ** 63], [1.0, 2.0 ** 53]])
+@pytest.mark.parametrize("counts", [[1.0, INF], [-INF, 3.0], [1.0, 2.0 ** 63], [1.0, 2.0 ** 53], [NAN, 3.0]])
 def test_ints_never_makes_an_integer_of_what_is_no_count(counts: list[float]) -> None:
     with pytest.raises(ValueError, match="is not a count"):
         stats._ints(np.array(counts))
@@ -114,3 +118,18 @@ def test_a_batched_delta_of_negative_errors_is_not_countable() -> None:
     with pytest.raises(NotCountable, match="not a count"):
         delta._counts(-5.0, 1000.0, 0, "check 'err' (canary)")
     assert delta._counts(-0.2, 1000.0, 0, "check 'err' (canary)").data == Counts(0.0, 1000.0)
+
+
+def test_a_nan_bucket_in_every_place_of_both_arms_is_never_a_pass_and_names_its_bucket() -> None:
+    """Each bucket of either arm NaN in turn (decision 1017's scan, kept as a test): `stats._ints` cast each to
+    -2^63 with numpy's "invalid value encountered in cast" and judged the garbage. Now the canary's an ERROR naming
+    the bucket, the stable's never a pass, and no RuntimeWarning (decision 1050)."""
+    slow = (100.0, 300.0, 600.0, 800.0, 950.0, 1000.0)  # a canary slower than its +20%: a FAIL when clean
+    for i, le in enumerate(("50", "100", "150", "200", "300", "+Inf")):
+        for check in (LAT, PS):
+            c = tuple(NAN if j == i else x for j, x in enumerate(slow))
+            r = _judge(check, Histogram(B, GOOD_S), Histogram(B, c))
+            assert r.outcome is Outcome.ERROR and f"canary: bucket le={le} counts NaN" in r.reason, r.reason
+            s = tuple(NAN if j == i else x for j, x in enumerate(GOOD_S))
+            r = _judge(check, Histogram(B, s), Histogram(B, GOOD_C))
+            assert r.outcome is not Outcome.PASS and f"stable: bucket le={le} counts NaN" in r.reason, r.reason
