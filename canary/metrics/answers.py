@@ -43,8 +43,23 @@ def arm_name(arm: str) -> str:
     return f"the {arm} arm" if arm else "the query"
 
 
-def number_of(result: Any, query: str, check: str, arm: str) -> float:
-    """The one number of an answer that must be one series or a scalar."""
+# why a request or error count Prometheus answered counts nothing, in every measuring path's words (decision 1050)
+NOT_A_COUNT = ("not a count (NaN, infinite or negative: a counter that overflowed or jumped, an exporter's NaN, or a "
+               "query that subtracts)")
+
+
+def not_a_count(n: float) -> bool:
+    """Whether `n`, a request or error count over a window, is none (`NOT_A_COUNT`): NaN, infinite, or -0.5 or less
+    (between -0.5 and 0 is extrapolation's or a float's hair: 0). Said `NotCountable` by the per-rollout path
+    (`prometheus`) and the batched one (`delta`) alike: never "Prometheus unavailable" (an outage, which pages the
+    platform), never clamped to "every request failed" or "none failed" (decisions 1000, 1015, 1050)."""
+    return not math.isfinite(n) or n <= -0.5
+
+
+def number_of(result: Any, query: str, check: str, arm: str, *, count: str = "") -> float:
+    """The one number of an answer that must be one series or a scalar. `count` ("requests", "errors"): the answer is
+    that count over a window, whose NaN (a NaN sample of its counter: increase() of counters is never 0/0) is
+    NotCountable, as +Inf is (`not_a_count`), not "no data" (decision 1050)."""
     if is_scalar(result):
         try:
             value = float(result[1])
@@ -65,6 +80,9 @@ def number_of(result: Any, query: str, check: str, arm: str) -> float:
                 f"(aggregate with sum() or avg()); query: {query}"
             )
         value = float(result[0]["value"][1])
+    if math.isnan(value) and count:
+        raise NotCountable(f"check {check!r}: Prometheus answered NaN {count} for {arm_name(arm)}, {NOT_A_COUNT}; "
+                           f"query: {query}")
     if math.isnan(value):
         raise NoData(f"check {check!r}: NaN for {arm_name(arm)}; query: {query}")
     return value
@@ -116,19 +134,6 @@ def keep_shared(pairs: list[tuple[float, float]], shared: set[float]) -> list[tu
     arm's pods share none: no quantile can be compared)."""
     kept = [(le, c) for le, c in pairs if le in shared]
     return kept if any(math.isfinite(le) for le, _ in kept) else None
-
-
-# why a request or error count Prometheus answered counts nothing, in every measuring path's words (decision 1050)
-NOT_A_COUNT = ("not a count (NaN, infinite or negative: a counter that overflowed or jumped, an exporter's NaN, or a "
-               "query that subtracts)")
-
-
-def not_a_count(n: float) -> bool:
-    """Whether `n`, a request or error count over a window, is none (`NOT_A_COUNT`): NaN, infinite, or -0.5 or less
-    (between -0.5 and 0 is extrapolation's or a float's hair: 0). Said `NotCountable` by the per-rollout path
-    (`prometheus`) and the batched one (`delta`) alike: never "Prometheus unavailable" (an outage, which pages the
-    platform), never clamped to "every request failed" or "none failed" (decisions 1000, 1015, 1050)."""
-    return not math.isfinite(n) or n <= -0.5
 
 
 def each_arm(fetch: Callable[[str], Any]) -> tuple[Any, Any]:

@@ -468,8 +468,10 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
                 vals = into.setdefault(ident, {}).setdefault(sid, {})
                 x = sys.intern(extra)
                 vals[x] = vals.get(x, 0.0) + value  # one id for two series: a 48-bit collision; summed
-            else:  # left out, the arm's sum would lack this series' count (a NaN error counter read 0 errors)
-                into.setdefault(ident, {})[UNREADABLE] = {"": 1.0}
+            else:  # left out, the arm's sum would lack this series' count (a NaN error counter read 0 errors);
+                # named by its bucket (`le`) or feature state where it has one (decision 1050)
+                extra = labels.get(fam.extra, "") if fam.extra else ""
+                into.setdefault(ident, {}).setdefault(UNREADABLE, {})[f"{fam.extra}={extra}" if extra else ""] = 1.0
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
     for (ident, _), said in sorted(exporters.items()):

@@ -343,7 +343,8 @@ class PrometheusProvider(PrometheusClient):
         return native_buckets(self.query(native, check=check, arm=arm, at=at), native, check, arm)
 
     def _requests(self, query: str, check: str, arm: str, window_s: float, at: float | None) -> float:
-        return _request_count(self.scalar(query, check=check, arm=arm, at=at), query, check, arm, window_s)
+        return _request_count(number_of(self.query(query, check=check, arm=arm, at=at), query, check, arm,
+                                        count="requests"), query, check, arm, window_s)
 
     def _with_requests(self, data: Histogram | NoData, plan: dict[str, str], check: str, arm: str,
                        window_s: float, at: float | None, *, together: _Together | None = None) -> Histogram | NoData:
@@ -378,7 +379,7 @@ class PrometheusProvider(PrometheusClient):
         def counts(arm: str) -> Counts:
             query = plan[arm]["requests"]
             total = _answered_requests(got, arm, query, check, window_s)
-            errors = number_of(got[f"{arm}/errors"], plan[arm]["errors"], check, arm)
+            errors = number_of(got[f"{arm}/errors"], plan[arm]["errors"], check, arm, count="errors")
             if not_a_count(errors):  # clamped below: +Inf read as every request failed (a rollback), a negative
                 # count as none failed (a pass); -0.5 < errors < 0 is extrapolation's hair
                 raise NotCountable(f"check {check!r}: Prometheus answered {errors} errors for {arm_name(arm)} in "
@@ -611,7 +612,8 @@ def _twice_instances(series: list[object], *, at_least: float = 2) -> set[str]:
 
 def _answered_requests(got: dict[str, list[object]], arm: str, query: str, check: str, window_s: float) -> float:
     """`_request_count` of the arm's "<arm>/requests" part of a split answer (`queries.split_answer`)."""
-    return _request_count(number_of(got[f"{arm}/requests"], query, check, arm), query, check, arm, window_s)
+    return _request_count(number_of(got[f"{arm}/requests"], query, check, arm, count="requests"), query, check, arm,
+                          window_s)
 
 
 def _request_count(n: float, query: str, check: str, arm: str, window_s: float) -> float:

@@ -244,7 +244,8 @@ class Snapshot:
                     f"of that name (a pod label copied by labelmap, honor_labels: false) overrode the exporter's, so "
                     f"another arm's requests are read as this one's; drop or rename that target label"
                     if RELABELLED in groups else
-                    f"a NaN or infinite {fam.metric} sample for {'/'.join(ident)}" if UNREADABLE in groups else
+                    f"a NaN or infinite {fam.metric} sample for {'/'.join(ident)}{_which(groups[UNREADABLE])}"
+                    if UNREADABLE in groups else
                     f"{fam.metric} series of {'/'.join(ident)} scraped by two jobs (one target, two `job` labels): "
                     f"summed, its requests count twice; set metrics.labels: {{job: ...}} to the one job to read "
                     f"({{exported_job: ...}} where a federating target re-exports it)"
@@ -507,3 +508,10 @@ def request_fams(snap: Snapshot, policy: Policy, source: str, target: Target, ar
     if fallback is not None and not snap.values(main[0], main[0].ident(target, arm)):
         return [fallback]
     return main
+
+
+def _which(marked: dict[str, float]) -> str:
+    """The buckets (`le=0.1`) or feature states an `UNREADABLE` mark names, as " (le=0.1)"; "" where it names none
+    (a counter without one, or a snapshot persisted before decision 1050)."""
+    named = sorted(k for k in marked if k)
+    return f" ({', '.join(named[:3])}{', ...' if len(named) > 3 else ''})" if named else ""
