@@ -1079,7 +1079,7 @@ def subset_home_retries(router: Any, target: Target, state: rl.RolloutState, *, 
         kept.clear()
         try:
             status = read_for_stable(getattr(router, "inner", router), target)
-        except CanaryError as exc:
+        except Exception as exc:  # noqa: BLE001 - the rollback has landed: a failed read spends the try, never raised
             kept.append(str(exc)[:400] or type(exc).__name__)
             say_subset_unread(log, exc, attempt, by=kept.by)
             continue

@@ -340,9 +340,7 @@ class Runner:
                 continue
             if isinstance(failure, (ConfigError, GraceSpent)):
                 break  # a refusal for good, or a signal's grace spent: every request now is refused unsent
-            until = self.clock.now() + wait
-            while not self.stop.is_set() and self.clock.now() < until:  # a signal ends the wait
-                self.clock.sleep(max(0.01, min(until - self.clock.now(), 0.25)))
+            self._wait_unless_signalled(wait)  # a signal ends the wait
             wait *= 2
             rec.flush()
         if not getattr(rec, "unwritten", False):
