@@ -22,7 +22,7 @@ from canary.errors import NotCountable
 from canary.metrics import batch as b
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Counts, Histogram, Outcome, Target
-from canary.policy import Policy, parse_policy
+from canary.policy import parse_policy
 from canary.sandbox.promserver import PromServer, Series, counter, history_window
 from tests.integration.test_metrics_attack2 import _openmetrics
 
@@ -72,12 +72,8 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series += _arms("nan-canary", bad_arm="canary", bad=math.nan, begin=t0 - 60)
     series += _arms("nan-bucket", bad_arm="canary/le=0.1", bad=math.nan, begin=t0 - 60)
     series += _arms("nan-bucket-stable", bad_arm="stable/le=0.1", bad=math.nan, begin=t0 - 60)
-    server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
-    server.start()
-    try:
+    with PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary) as server:
         yield server, t0
-    finally:
-        server.stop()
 
 
 def _target(model: str) -> Target:

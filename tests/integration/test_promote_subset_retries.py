@@ -13,12 +13,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import structlog.testing
 
 from canary import rollout as rl
 from canary.reconcile import SUBSET_HOME_TRIES
-from tests.integration.test_promote_route_safety import HookClock, api, routes, runner, subsets  # noqa: F401
+from tests import fleet
+from tests.integration.test_promote_route_safety import HookClock, routes, runner, subsets
 from tests.integration.test_vs_shapes import DR, _gateway_vs
+
+
+@pytest.fixture
+def api() -> Any:
+    server = fleet.start_api(1)
+    yield server
+    server.stop()
 
 
 def _rolled_back_with_a_split_elsewhere(api: Any, fault: Any, *, at_end: Any = None) -> tuple[Any, list[dict], Any]:
