@@ -319,9 +319,16 @@ def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, b
                 if isinstance(out[i], Histogram):
                     try:
                         got = _requests_delta(now, base, policy, spec.source, target, arm)
+                    except NotCountable as exc:  # a NaN or infinite sample: the arm is not countable, as per
+                        out[i] = exc  # rollout (decision 1051)
+                        continue
                     except NoData:  # a step-start snapshot without the request counter (taken before it was
                         continue  # wanted for this check): not known, the judge says so and counts rows
-                    n = got[0] if got is not None and math.isfinite(got[0]) and got[0] > 0 else 0.0
+                    if got is not None and not_a_count(got[0]):
+                        out[i] = NotCountable(f"check {check.name!r}: {got[0]} requests for the {arm} arm of "
+                                              f"{target.model!r}, {NOT_A_COUNT}")
+                        continue
+                    n = got[0] if got is not None and got[0] > 0 else 0.0
                     out[i] = dataclasses.replace(out[i], requests=n)  # type: ignore[type-var]
         return out[0], out[1]
     return arms_pair(lambda arm: arm_delta(policy, check, target, arm, now, base).data)

@@ -349,7 +349,8 @@ class PrometheusProvider(PrometheusClient):
     def _with_requests(self, data: Histogram | NoData, plan: dict[str, str], check: str, arm: str,
                        window_s: float, at: float | None, *, together: _Together | None = None) -> Histogram | NoData:
         """A prediction histogram with the arm's request count over the window (0 when the request
-        counter has no series: the floor, `min_canary_requests`, is then not met, never met by rows).
+        counter has no series: the floor, `min_canary_requests`, is then not met, never met by rows; NotCountable
+        in the arm's place where that count is none: +Inf, NaN, negative).
         With `together`, the count is from the answer the arm's histogram was read from (both arms' classic
         histograms, or both arms' native ones: decisions 193, 195)."""
         if isinstance(data, NoData):
@@ -361,6 +362,8 @@ class PrometheusProvider(PrometheusClient):
                 n = _answered_requests(both, arm, query, check, window_s)
             else:
                 n = self._requests(plan["requests"], check, arm, window_s, at)
+        except NotCountable as exc:  # its requests count nothing (+Inf, NaN): the arm is not countable, not 0 requests,
+            return exc  # as the batched path says it (decision 1051)
         except NoData:
             n = 0.0
         return dataclasses.replace(data, requests=n)

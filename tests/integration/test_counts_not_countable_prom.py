@@ -31,8 +31,9 @@ pytestmark = pytest.mark.integration
 WINDOW_S = 600
 POLICY = parse_policy({"steps": [10, 100], "metrics": {"source": "model"}, "checks": [
     {"name": "errors", "kind": "error_rate", "max_increase_points": 1},
-    {"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20, "max_ms": 500}]})
-ERRORS, LAT = POLICY.checks
+    {"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20, "max_ms": 500},
+    {"name": "ps", "kind": "prediction_shift", "max_psi": 0.2}]})
+ERRORS, LAT, PS = POLICY.checks
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ def _arms(model: str, *, bad_arm: str = "", bad: float = math.inf, begin: float 
             name = "model_inference_duration_seconds_bucket"
             out += [_BadFrom(name, labels, per_s, begin=begin, bad=bad)] if f"{arm}/le={le}" == bad_arm else \
                 counter(name, labels, per_s)
+        for le, per_s in (("0.25", 100.0), ("0.5", 250.0), ("0.75", 350.0), ("+Inf", 400.0)):  # 4 rows a request
+            out += counter("model_prediction_value_bucket", {**m, "le": le}, per_s)
     return out
 
 
@@ -162,3 +165,16 @@ def test_a_nan_latency_bucket_is_not_countable_named_by_its_le_on_both_paths(pro
     assert isinstance(stable, NotCountable) and isinstance(canary, Histogram), (stable, canary)
     r = J.judge_check(LAT, stable, canary, alpha=0.01, min_canary=100)
     assert r.outcome is not Outcome.PASS and not r.extra.get("unavailable"), r
+
+
+@pytest.mark.parametrize("measure", [_per_rollout, _batched], ids=["per_rollout", "batched"])
+@pytest.mark.parametrize("model", ["inf-canary", "nan-canary"])
+def test_a_prediction_shifts_request_count_that_is_no_count_is_not_countable(
+        prom: Any, measure: Any, model: str) -> None:
+    """A prediction_shift check's request count (the floor `min_canary_requests` is compared with, rows not being
+    requests): +Inf raised MetricsUnavailable out of the per-rollout `measure` (NaN read as 0 requests), and the
+    batched path counted rows instead (requests unknown); now the canary's arm is NotCountable on both paths."""
+    server, t0 = prom
+    stable, canary = measure(server, t0, PS, model)
+    assert isinstance(stable, Histogram) and isinstance(canary, NotCountable), (stable, canary)
+    _not_unavailable_error(PS, stable, canary)
