@@ -128,3 +128,21 @@ def test_a_signal_during_promotes_canary_subset_tries_ends_them_and_traffic_stay
         (1, "interrupted (SIGTERM): promote tries no more: act by hand (hint)")], kept
     assert [w for w in api.writes[seen[0]:] if "/events" not in w[1]] == [], "written after the signal"
     assert subsets(api) == {"stable": "v1", "canary": "v2"}
+
+
+def test_a_try_whose_read_of_the_route_fails_is_spent_and_said_with_its_attempt(api: Any) -> None:
+    """After the first try's 503, every read of the VirtualServices answers 503 too: each later try reads the route
+    first (its record must still be this rollout's end), fails there, and is said with its attempt and the route's
+    words (`say_subset_unread`, the controller's line); the eighth is the last. Stable 100% untouched."""
+    def unreadable(v: Any) -> None:
+        with api.handler.lock:
+            api.handler.faults.clear()
+        api.fail_next(503, times=10_000, methods=("GET",), plural="virtualservices")
+
+    _, logs, _ = _rolled_back_with_a_split_elsewhere(
+        api, lambda api: api.fail_next(503, times=10_000, methods=("PUT",), plural=DR), at_end=unreadable)
+    kept = _kept(logs)
+    assert [k["attempt"] for k in kept] == list(range(1, SUBSET_HOME_TRIES + 1)), kept
+    assert all(k["note"].startswith("the route could not be read") for k in kept[1:]), kept
+    assert kept[-1]["next"] == "promote's last try: act by hand (hint)", kept[-1]
+    assert subsets(api) == {"stable": "v1", "canary": "v2"}
