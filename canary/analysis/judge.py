@@ -212,6 +212,17 @@ def judge_check(check: Check, stable: ArmData | Exception, canary: ArmData | Exc
     within (PASS)."""
     if isinstance(canary, BaseException):
         return _measure_error(check, "canary", canary)
+    canary, left_c = countable_buckets(canary, "canary")
+    stable, left_s = countable_buckets(stable, "stable")
+    left = "; ".join(x for x in (left_c, left_s) if x)
+    r = _judge_countable(check, stable, canary, alpha=alpha, min_canary=min_canary, beta=beta, prior=prior,
+                         levels=levels, share=share)
+    return dataclasses.replace(r, reason=f"{left}; {r.reason}") if left else r
+
+
+def _judge_countable(check: Check, stable: ArmData | Exception, canary: ArmData, *, alpha: float, min_canary: int,
+                     beta: float, prior: Prior | None, levels: Mapping[str, float] | None,
+                     share: float | None) -> CheckResult:
     why = _implausible(canary)
     if why:
         return _error(check, f"canary: {why}")
@@ -233,14 +244,38 @@ def judge_check(check: Check, stable: ArmData | Exception, canary: ArmData | Exc
 MAX_COUNT = 2.0 ** 53
 
 
+def countable_buckets(data: Any, arm: str) -> tuple[Any, str]:
+    """`data` on its countable bucket bounds, and what was left out ("" when nothing was). A NaN count in a bucket
+    below +Inf (one Prometheus could not compute) makes only that bound unknown: the counts are cumulative, so the
+    others still count what they did, and the arm is judged as if its exporter had not exported that `le`, a coarser
+    layout the judge compares soundly on the bounds both arms share (issue 9), never a count invented for it. A NaN
+    in the +Inf bucket (the total) is left for `_implausible` (not countable), as are counts that are not
+    non-decreasing without the dropped bounds (decision 1053; 1052 refused the whole arm: a canary whose other
+    buckets showed a breach at p=1.4e-250 was not rolled back at that look)."""
+    if not isinstance(data, Histogram) or math.isnan(data.counts[-1]) or not any(map(math.isnan, data.counts)):
+        return data, ""
+    kept = [(b, c) for b, c in zip(data.bounds, data.counts) if not math.isnan(c)]
+    try:
+        coarser = Histogram(bounds=tuple(b for b, _ in kept), counts=tuple(c for _, c in kept),
+                            requests=data.requests)
+    except ValueError:  # not cumulative without them: `_implausible` says the arm is not countable
+        return data, ""
+    les = [_le_text(b) for b, c in zip(data.bounds, data.counts) if math.isnan(c)]
+    return coarser, (f"{arm}: bucket{'s' if len(les) > 1 else ''} le={', le='.join(les)} "
+                     f"count{'' if len(les) > 1 else 's'} NaN (Prometheus could not compute "
+                     f"{'them' if len(les) > 1 else 'it'}): left out, judged on its {len(kept) - 1} other finite "
+                     f"bound{'' if len(kept) == 2 else 's'} (a coarser layout)")
+
+
 def _implausible(data: object) -> str:
     """Why an arm's counts cannot be request counts ('' when they can): an infinite count anywhere, a NaN or
     infinite count of a Counts (events, total) or a Scalar's n (NaN there: not told), or one of MAX_COUNT or
     more. Cast to an integer (`stats._ints`, `round`), +Inf was garbage, -2^63: a latency arm whose total was +Inf
     was judged with "an arm has no requests", an error rate's `Counts(5, +Inf)` raised OverflowError. Such an arm
     is not countable (the canary's: ERROR; the stable's: not measured), never a pass. A NaN bucket of a Histogram
-    (one Prometheus could not compute) too, naming its bound: `stats._ints` cast it to -2^63, garbage read as a
-    count (decision 1050). A fractional count is one (increase() extrapolates), rounded where read."""
+    that `countable_buckets` could not leave out (the +Inf one, the total; or counts not cumulative without it) too,
+    naming its bound: `stats._ints` cast it to -2^63, garbage read as a count (decisions 1052, 1053). A fractional
+    count is one (increase() extrapolates), rounded where read."""
     if isinstance(data, Histogram):
         nan = next((le for le, c in zip(data.bounds, data.counts) if math.isnan(c)), None)
         if nan is not None:

@@ -120,16 +120,63 @@ def test_a_batched_delta_of_negative_errors_is_not_countable() -> None:
     assert delta._counts(-0.2, 1000.0, 0, "check 'err' (canary)").data == Counts(0.0, 1000.0)
 
 
-def test_a_nan_bucket_in_every_place_of_both_arms_is_never_a_pass_and_names_its_bucket() -> None:
-    """Each bucket of either arm NaN in turn (decision 1017's scan, kept as a test): `stats._ints` cast each to
-    -2^63 with numpy's "invalid value encountered in cast" and judged the garbage. Now the canary's an ERROR naming
-    the bucket, the stable's never a pass, and no RuntimeWarning (decision 1050)."""
-    slow = (100.0, 300.0, 600.0, 800.0, 950.0, 1000.0)  # a canary slower than its +20%: a FAIL when clean
+def _without(h: Histogram, i: int) -> Histogram:
+    """`h` as an exporter that did not export its i-th bucket would have it: the coarser layout."""
+    keep = [j for j in range(len(h.bounds)) if j != i]
+    return Histogram(tuple(h.bounds[j] for j in keep), tuple(h.counts[j] for j in keep), requests=h.requests)
+
+
+SLOW = (100.0, 300.0, 600.0, 800.0, 950.0, 1000.0)  # a canary slower than its +20% and its 250 ms: a FAIL when clean
+
+
+def test_a_nan_bucket_in_every_place_of_both_arms_is_judged_as_the_layout_without_it_and_named() -> None:
+    """Each bucket of either arm NaN in turn (decision 1017's scan, kept as a test). On c078ae96 `stats._ints` cast
+    it to -2^63 with numpy's "invalid value encountered in cast" and judged the garbage; 1052 refused the whole arm
+    (ERROR), so a canary whose other buckets showed the breach was not rolled back at that look. Now a NaN below
+    +Inf leaves only that bound out: the verdict is the one of the layout without it (never a PASS that layout
+    would not give), its reason naming the `le`; a NaN total (+Inf) stays not countable (decision 1053)."""
     for i, le in enumerate(("50", "100", "150", "200", "300", "+Inf")):
         for check in (LAT, PS):
-            c = tuple(NAN if j == i else x for j, x in enumerate(slow))
-            r = _judge(check, Histogram(B, GOOD_S), Histogram(B, c))
-            assert r.outcome is Outcome.ERROR and f"canary: bucket le={le} counts NaN" in r.reason, r.reason
-            s = tuple(NAN if j == i else x for j, x in enumerate(GOOD_S))
-            r = _judge(check, Histogram(B, s), Histogram(B, GOOD_C))
-            assert r.outcome is not Outcome.PASS and f"stable: bucket le={le} counts NaN" in r.reason, r.reason
+            for stable, canary, arm in ((Histogram(B, GOOD_S), Histogram(B, SLOW), "canary"),
+                                        (Histogram(B, GOOD_S), Histogram(B, GOOD_C), "canary"),
+                                        (Histogram(B, GOOD_S), Histogram(B, GOOD_C), "stable")):
+                bad = stable if arm == "stable" else canary
+                nan = Histogram(B, tuple(NAN if j == i else x for j, x in enumerate(bad.counts)))
+                r = _judge(check, nan, canary) if arm == "stable" else _judge(check, stable, nan)
+                if le == "+Inf":
+                    assert r.outcome is not Outcome.PASS and f"{arm}: bucket le=+Inf counts NaN" in r.reason, r.reason
+                    if arm == "canary":
+                        assert r.outcome is Outcome.ERROR, r.reason
+                    continue
+                coarser = (_judge(check, _without(stable, i), canary) if arm == "stable" else
+                           _judge(check, stable, _without(canary, i)))
+                said = f"{arm}: bucket le={le} counts NaN (Prometheus could not compute it): left out, judged on its 4 "
+                assert r.reason.startswith(said) and r.reason.endswith(coarser.reason), (r.reason, coarser.reason)
+                assert (r.outcome, r.extra) == (coarser.outcome, coarser.extra), (r.reason, coarser.reason)
+
+
+def test_a_canary_whose_other_buckets_show_a_breach_fails_at_that_look_beside_a_nan_bucket() -> None:
+    """The two golden looks 1052 turned FAIL -> ERROR (seeds 61 and 229) in small: a canary far past its 250 ms
+    ceiling and its +20% with one bucket Prometheus could not compute is a FAIL (rolled back at that look), not an
+    ERROR left to the deadline; the same canary with its +Inf bucket NaN (no total) is not countable (1053)."""
+    far = (10.0, 20.0, 30.0, 40.0, 50.0, 1000.0)  # 95% of its requests slower than 300 ms
+    for i in range(len(B) - 1):
+        c = Histogram(B, tuple(NAN if j == i else x for j, x in enumerate(far)))
+        r = _judge(LAT, Histogram(B, GOOD_S), c)
+        assert r.outcome is Outcome.FAIL, r.reason
+    r = _judge(LAT, Histogram(B, GOOD_S), Histogram(B, (*far[:-1], NAN)))
+    assert r.outcome is Outcome.ERROR and "canary: bucket le=+Inf counts NaN" in r.reason, r.reason
+
+
+def test_nan_buckets_left_out_and_counts_not_cumulative_without_them_stay_not_countable() -> None:
+    """Several NaN buckets are all named; a Histogram whose counts are not cumulative is refused where it is built,
+    NaN or not (`Histogram.__post_init__`), so no dropped bound hides a decrease (1053)."""
+    r = _judge(LAT, Histogram(B, GOOD_S), Histogram(B, (NAN, 800.0, NAN, 980.0, 990.0, 1000.0)))
+    assert r.reason.startswith("canary: buckets le=50, le=150 count NaN (Prometheus could not compute them): left out, "
+                               "judged on its 3 other finite bounds (a coarser layout); "), r.reason
+    assert r.outcome is _judge(LAT, Histogram(B, GOOD_S), Histogram((100.0, 200.0, 300.0, INF),
+                                                                      (800.0, 980.0, 990.0, 1000.0))).outcome
+    with pytest.raises(ValueError, match="cumulative"):
+        Histogram(B, (400.0, NAN, 300.0, 980.0, 990.0, 1000.0))
+    r = _judge(LAT, Histogram(B, GOOD_S), Histogram(B, (NAN, NAN, NAN, NAN, NAN, 1000.0)))  # no finite bound left
+    assert r.outcome is not Outcome.PASS and "le=50, le=100, le=150, le=200, le=300" in r.reason, r.reason
