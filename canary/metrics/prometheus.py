@@ -246,7 +246,7 @@ class PrometheusProvider(PrometheusClient):
             if isinstance(data, NoData):
                 out.append(data)
                 continue
-            h = q.normalise(data, [le for le, _ in data], scale=scale)
+            h = q.normalise(data, [le for le, _ in data], scale=scale, nan_unknown=True)
             out.append(h if h.total > 0 else NoData(
                 f"check {check!r}: no observations for {arm_name(arm)} in {window_s}s; query: {queries[arm]}"))
         if all(isinstance(x, NoData) for x in out):
@@ -631,17 +631,17 @@ def _request_count(n: float, query: str, check: str, arm: str, window_s: float) 
 
 
 def _cumulative(pairs: list[tuple[float, float]], check: str, arm: str, query: str) -> list[tuple[float, float]]:
-    """`pairs`, when they are cumulative counts of one histogram; NotCountable for a NaN bucket (named by its `le`,
+    """`pairs`, when they are cumulative counts of one histogram; NotCountable for a NaN +Inf bucket (the total:
     decision 1050), MetricsUnavailable for a higher bucket counting far fewer than a lower one
     (`queries.not_cumulative`). Repaired by a running
     maximum they would be another distribution: a canary whose le="0.01" counted every request read as
-    p95 9.5 ms and passed."""
-    nan = next((le for le, count in pairs if math.isnan(count)), None)
-    if nan is not None:  # Prometheus answered, and could not compute that bucket: not a count, no outage (1050)
-        raise NotCountable(f"check {check!r}: the histogram of {arm_name(arm)} counts NaN in bucket le="
-                           f"{'+Inf' if math.isinf(nan) else f'{nan:g}'}, not a count (an exporter's NaN); "
-                           f"query: {query}")
-    broken = q.not_cumulative(pairs)
+    p95 9.5 ms and passed. A NaN bucket below +Inf is kept NaN: only that bound is unknown, which the judge
+    leaves out and names (`judge.countable_buckets`, decision 1053); the others are checked among themselves."""
+    if any(math.isinf(le) and math.isnan(count) for le, count in pairs):  # Prometheus answered, and could not
+        # compute the total: not a count, no outage (1050)
+        raise NotCountable(f"check {check!r}: the histogram of {arm_name(arm)} counts NaN in bucket le=+Inf (its "
+                           f"total), not a count (an exporter's NaN); query: {query}")
+    broken = q.not_cumulative([(le, count) for le, count in pairs if not math.isnan(count)])
     if broken:
         raise MetricsUnavailable(f"check {check!r}: the histogram of {arm_name(arm)} is not cumulative ({broken}): "
                                  f"a broken exporter or recording rule; query: {query}")

@@ -747,7 +747,8 @@ def not_cumulative(pairs: Iterable[tuple[float, float]], *, share: float = NOT_C
     return ""
 
 
-def normalise(raw: Iterable[tuple[float, float]], bounds: Sequence[float], *, scale: float = 1.0) -> Histogram:
+def normalise(raw: Iterable[tuple[float, float]], bounds: Sequence[float], *, scale: float = 1.0,
+              nan_unknown: bool = False) -> Histogram:
     """Turn `sum by (le) (increase(...))` samples into a valid cumulative Histogram.
 
     `increase()` extrapolates each bucket series separately, so neighbouring
@@ -758,17 +759,25 @@ def normalise(raw: Iterable[tuple[float, float]], bounds: Sequence[float], *, sc
     below", and clamp to a running maximum so the counts never decrease.
     `bounds` are the bounds to give counts at: the callers pass the arm's own,
     and the judge compares two arms only on the bounds both have (a bound one
-    arm lacks is never filled in); `scale` converts bounds (1000 for seconds -> ms).
+    arm lacks is never filled in); `scale` converts bounds (1000 for seconds -> ms). `nan_unknown`: a bound
+    below +Inf that counts NaN (one Prometheus could not compute) stays NaN, not carried from the one below (a
+    count invented for it): the judge leaves that bound out and names it (`judge.countable_buckets`, decision 1053).
     """
     by_le: dict[float, float] = {}
+    unknown: set[float] = set()
     for le, count in raw:
         if math.isnan(count) or math.isnan(le):
+            if nan_unknown and math.isnan(count) and not math.isnan(le) and not math.isinf(le):
+                unknown.add(le)
             continue
         by_le[le] = by_le.get(le, 0.0) + max(0.0, count)
-    ordered = sorted({b for b in bounds if not math.isnan(b)} | set(by_le) | {math.inf})
+    ordered = sorted({b for b in bounds if not math.isnan(b)} | set(by_le) | unknown | {math.inf})
     counts: list[float] = []
     running = 0.0
     for le in ordered:
+        if le in unknown:  # one series' NaN makes the bound's sum unknown, whatever another series counted
+            counts.append(math.nan)
+            continue
         running = max(running, by_le.get(le, running))
         counts.append(running)
     scaled = tuple(b if math.isinf(b) else _scale(b, scale) for b in ordered)

@@ -6,7 +6,8 @@ MetricsUnavailable: the `infrastructure` class, an outage that pages the platfor
 the batched path (`delta`) said NotCountable; a NaN request count went through as a count; a NaN latency bucket was
 "not cumulative", MetricsUnavailable again. Now each is NotCountable on both paths, naming the series (the query, or
 the metric and arm; a bucket by its `le`): the canary's check an ERROR that is not `unavailable`, the stable's arm
-not measured (its limits on the canary alone still judged), never a pass.
+not measured (its limits on the canary alone still judged), never a pass. A NaN bucket below +Inf on the per-rollout
+path leaves only that bound out, the arm judged on its other bounds (decision 1053).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series += _arms("nan-canary", bad_arm="canary", bad=math.nan, begin=t0 - 60)
     series += _arms("nan-bucket", bad_arm="canary/le=0.1", bad=math.nan, begin=t0 - 60)
     series += _arms("nan-bucket-stable", bad_arm="stable/le=0.1", bad=math.nan, begin=t0 - 60)
+    series += _arms("nan-total", bad_arm="canary/le=+Inf", bad=math.nan, begin=t0 - 60)
     with PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary) as server:
         yield server, t0
 
@@ -150,18 +152,41 @@ def test_request_counts_of_a_canary_that_is_no_count_are_not_countable_on_both_p
         b.requests_delta(POLICY, t, now, base)
 
 
-@pytest.mark.parametrize("measure", [_per_rollout, _batched], ids=["per_rollout", "batched"])
-def test_a_nan_latency_bucket_is_not_countable_named_by_its_le_on_both_paths(prom: Any, measure: Any) -> None:
+def test_a_nan_latency_bucket_leaves_only_its_bound_out_on_the_per_rollout_path(prom: Any) -> None:
     """The canary's le="0.1" bucket NaN (its exporter broke): the per-rollout path said "not cumulative",
-    MetricsUnavailable (an outage), the batched one "NaN or infinite ... sample", MetricsUnavailable too; now
-    NotCountable naming the bucket on both, the check an ERROR that is not `unavailable`; the stable's the same,
-    never a pass."""
+    MetricsUnavailable (an outage) on c078ae96, 1052 NotCountable (the canary's check an ERROR). Now only that bound
+    is unknown: the Histogram keeps it NaN (not carried from le="0.05", a count invented), and the judge leaves it
+    out, naming it, and judges the arm on le="0.05" and +Inf, as an exporter without le="0.1" (decision 1053). The
+    stable's the same; a NaN +Inf bucket (the total) stays NotCountable."""
     server, t0 = prom
-    stable, canary = measure(server, t0, LAT, "nan-bucket")
-    assert isinstance(stable, Histogram) and isinstance(canary, NotCountable), (stable, canary)
-    assert "le=0.1" in str(canary) or "le=100" in str(canary), canary
+    stable, canary = _per_rollout(server, t0, LAT, "nan-bucket")
+    assert isinstance(canary, Histogram) and canary.bounds == (50.0, 100.0, math.inf), canary
+    assert math.isnan(canary.counts[1]) and canary.counts[::2] == stable.counts[::2], (stable, canary)
+    r = J.judge_check(LAT, stable, canary, alpha=0.01, min_canary=100)
+    coarser = J.judge_check(LAT, stable, Histogram((50.0, math.inf), canary.counts[::2]), alpha=0.01, min_canary=100)
+    assert r.reason == ("canary: bucket le=100 counts NaN (Prometheus could not compute it): left out, judged on its "
+                        f"1 other finite bound (a coarser layout); {coarser.reason}"), r.reason
+    assert r.outcome is coarser.outcome is not Outcome.ERROR, r.reason
+    stable, canary = _per_rollout(server, t0, LAT, "nan-bucket-stable")
+    assert isinstance(stable, Histogram) and math.isnan(stable.counts[1]), stable
+    r = J.judge_check(LAT, stable, canary, alpha=0.01, min_canary=100)
+    assert r.reason.startswith("stable: bucket le=100 counts NaN") and r.outcome is not Outcome.PASS, r.reason
+    stable, canary = _per_rollout(server, t0, LAT, "nan-total")
+    assert isinstance(canary, NotCountable) and "le=+Inf (its total)" in str(canary), canary
     _not_unavailable_error(LAT, stable, canary)
-    stable, canary = measure(server, t0, LAT, "nan-bucket-stable")
+
+
+def test_a_nan_latency_bucket_is_not_countable_named_by_its_le_on_the_batched_path(prom: Any) -> None:
+    """The batched path's snapshot marks the NaN bucket sample (`UNREADABLE`, named by its `le`): the canary's arm
+    NotCountable, the check an ERROR that is not `unavailable` (not MetricsUnavailable as on c078ae96); the stable's
+    the same, never a pass. Not yet judged on the other bounds as the per-rollout path is (decision 1053's left-over:
+    a snapshot holds no NaN)."""
+    server, t0 = prom
+    stable, canary = _batched(server, t0, LAT, "nan-bucket")
+    assert isinstance(stable, Histogram) and isinstance(canary, NotCountable), (stable, canary)
+    assert "le=0.1" in str(canary), canary
+    _not_unavailable_error(LAT, stable, canary)
+    stable, canary = _batched(server, t0, LAT, "nan-bucket-stable")
     assert isinstance(stable, NotCountable) and isinstance(canary, Histogram), (stable, canary)
     r = J.judge_check(LAT, stable, canary, alpha=0.01, min_canary=100)
     assert r.outcome is not Outcome.PASS and not r.extra.get("unavailable"), r
