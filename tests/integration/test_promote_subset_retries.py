@@ -146,3 +146,25 @@ def test_a_try_whose_read_of_the_route_fails_is_spent_and_said_with_its_attempt(
     assert all(k["note"].startswith("the route could not be read") for k in kept[1:]), kept
     assert kept[-1]["next"] == "promote's last try: act by hand (hint)", kept[-1]
     assert subsets(api) == {"stable": "v1", "canary": "v2"}
+
+
+def test_the_fail_safes_rollback_tries_the_canary_subset_again_too(api: Any) -> None:
+    """The rollback's own write of the route meets 503s past its retries (`rollout.failed`): the fail-safe
+    (`to_stable`) writes stable 100%, and its canary-subset re-pointing, whose DestinationRule write met a 503, is
+    tried again as the plain rollback's is (`subset_kept` passed to `to_stable`; 1050's left-over, 1054)."""
+    def fault(api: Any) -> None:
+        api.fail_next(503, times=10_000, methods=("PUT",), plural=DR)
+        # past the run's own write and its retries, not past the fail-safe's first attempt (a count, not a time)
+        api.fail_next(503, times=6, methods=("PUT", "PATCH"), plural="virtualservices")
+
+    def mended(v: Any) -> None:
+        with api.handler.lock:
+            api.handler.faults.clear()
+
+    _, logs, _ = _rolled_back_with_a_split_elsewhere(api, fault, at_end=mended)
+    events = [e["event"] for e in logs]
+    assert "rollout.failed" in events, events  # the run's write failed: the fail-safe wrote the end
+    (kept,) = _kept(logs)
+    assert (kept["attempt"], kept["next"]) == (1, "promote tries again in 0.5 s"), kept
+    assert events.index("rollback.completed") < events.index("rollback.canary_subset_repointed")
+    assert subsets(api) == {"stable": "v1", "canary": "v1"}
