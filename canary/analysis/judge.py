@@ -277,8 +277,10 @@ def _implausible(data: object) -> str:
     naming its bound: `stats._ints` cast it to -2^63, garbage read as a count (decisions 1052, 1053). A fractional
     count is one (increase() extrapolates), rounded where read."""
     if isinstance(data, Histogram):
+        if math.isnan(data.counts[-1]):  # the total: no count of the arm's requests (1053)
+            return "bucket le=+Inf (the total) counts NaN, not a request count (not countable)"
         nan = next((le for le, c in zip(data.bounds, data.counts) if math.isnan(c)), None)
-        if nan is not None:
+        if nan is not None:  # left by `countable_buckets` only where its counts are not cumulative without it
             return f"bucket le={_le_text(nan)} counts NaN, not a request count (not countable)"
         values: tuple[float, ...] = data.counts
     elif isinstance(data, Counts):

@@ -50,9 +50,9 @@ def test_a_histogram_count_that_is_no_count_is_not_countable_never_judged(check,
         bad = (400.0, 800.0, *[count] * 4)
     r = _judge(check, Histogram(B, GOOD_S), Histogram(B, bad))
     assert r.outcome is Outcome.ERROR, r.reason
-    if math.isnan(count):  # named by its bucket: the first that counts NaN
-        assert f"canary: bucket le={'+Inf' if where == 'total' else '150'} counts NaN, not a request count " \
-               "(not countable)" in r.reason, r.reason
+    if math.isnan(count):  # its total (+Inf) NaN in both: named so (a NaN below +Inf alone is left out, 1053)
+        assert "canary: bucket le=+Inf (the total) counts NaN, not a request count (not countable)" in r.reason, \
+            r.reason
     else:
         assert "is not a request count (NaN or infinite: not countable)" in r.reason
     stable = _judge(check, Histogram(B, bad), Histogram(B, GOOD_C))  # the stable's: never a pass either
@@ -144,7 +144,7 @@ def test_a_nan_bucket_in_every_place_of_both_arms_is_judged_as_the_layout_withou
                 nan = Histogram(B, tuple(NAN if j == i else x for j, x in enumerate(bad.counts)))
                 r = _judge(check, nan, canary) if arm == "stable" else _judge(check, stable, nan)
                 if le == "+Inf":
-                    assert r.outcome is not Outcome.PASS and f"{arm}: bucket le=+Inf counts NaN" in r.reason, r.reason
+                    assert r.outcome is not Outcome.PASS and f"{arm}: bucket le=+Inf (the total) counts NaN" in r.reason, r.reason
                     if arm == "canary":
                         assert r.outcome is Outcome.ERROR, r.reason
                     continue
@@ -165,7 +165,7 @@ def test_a_canary_whose_other_buckets_show_a_breach_fails_at_that_look_beside_a_
         r = _judge(LAT, Histogram(B, GOOD_S), c)
         assert r.outcome is Outcome.FAIL, r.reason
     r = _judge(LAT, Histogram(B, GOOD_S), Histogram(B, (*far[:-1], NAN)))
-    assert r.outcome is Outcome.ERROR and "canary: bucket le=+Inf counts NaN" in r.reason, r.reason
+    assert r.outcome is Outcome.ERROR and "canary: bucket le=+Inf (the total) counts NaN" in r.reason, r.reason
 
 
 def test_nan_buckets_left_out_and_counts_not_cumulative_without_them_stay_not_countable() -> None:
