@@ -67,7 +67,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp.test_utils
 import aiohttp.web
@@ -275,6 +275,24 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             del self.writes[:-WRITES_KEPT]
 
     # --- HTTP ---------------------------------------------------------------
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """A request for a registered resource's objects goes to `_handle` as a `_ResourceRequest`, parsed here;
+        anything else (discovery, /version, unknown paths) through kmock's own parsing, as before. kmock's
+        `Request._parse` decodes every body as JSON and as a form, builds its URL and cookie maps and checks
+        protocols at run time: about a third of the emulator's CPU per request, for fields no handler here reads
+        (docs/benchmarks/suite.md, h-suite1). Errors are kept and answered as kmock keeps and answers them."""
+        request = _ResourceRequest.of(raw_request, self.kinds)
+        if request is None:
+            return await super().__call__(raw_request)
+        request.body = await raw_request.read()  # the whole body buffered before the handler runs, as kmock does
+        try:
+            return await self._handle(request)  # type: ignore[arg-type]
+        except Exception as exc:  # as kmock: kept for the context's exit, and answered 500 meanwhile
+            if not self._errors:
+                raise
+            self._errors[-1].append(exc)
+            return await self._render_error(exc)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if self.accept_certs is not None:
@@ -579,6 +597,57 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             await asyncio.sleep(0.05)
         await resp.write_eof()
         return resp
+
+
+class _ResourcePath(NamedTuple):
+    """The resource a request's path names, with the fields `kmock.resource` gives the handler."""
+
+    group: str
+    version: str
+    plural: str
+
+
+class _ResourceRequest:
+    """A request for a registered resource (`/api/v1/...`, `/apis/<group>/<version>/...`), with the attributes of
+    `kmock.Request` that `StrictKubeAPI._handle` and the tests wrapping it read, each taken from aiohttp's request
+    as kmock takes it: `params` and `headers` as dicts, `body` the bytes, `method` kmock's enum, `url` yarl's."""
+
+    __slots__ = ("_raw_request", "method", "params", "headers", "body", "resource", "namespace", "name",
+                 "subresource")
+
+    def __init__(self, raw: aiohttp.web.BaseRequest, resource: _ResourcePath, namespace: str | None,
+                 name: str | None, subresource: str | None) -> None:
+        self._raw_request = raw
+        self.method = kmock.method(raw.method)
+        self.params = dict(raw.query)
+        self.headers = dict(raw.headers)
+        self.body = b""  # the whole body, read by `StrictKubeAPI.__call__`
+        self.resource, self.namespace, self.name, self.subresource = resource, namespace, name, subresource
+
+    @property
+    def url(self) -> Any:
+        return self._raw_request.url
+
+    @classmethod
+    def of(cls, raw: aiohttp.web.BaseRequest, kinds: dict[tuple[str, str], Resource]) -> "_ResourceRequest | None":
+        """The request when its path names a resource `kinds` holds (as kmock's `parse_path` reads a path), else
+        None: kmock parses it (discovery, /version, a resource never registered: its 404)."""
+        parts = raw.path.strip("/").split("/")
+        if len(parts) >= 3 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        elif len(parts) >= 2 and parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        else:
+            return None
+        namespace = None
+        if rest and rest[0] == "namespaces":
+            if len(rest) < 3:  # a namespace itself, or the namespaces: not a resource served here
+                return None
+            namespace, rest = rest[1], rest[2:]
+        if not rest or (group, rest[0]) not in kinds or "" in rest:
+            return None
+        name = rest[1] if len(rest) > 1 else None
+        return cls(raw, _ResourcePath(group, version, rest[0]), namespace, name, "/".join(rest[2:]) or None)
 
 
 _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
