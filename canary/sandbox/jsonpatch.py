@@ -11,16 +11,25 @@ from typing import Any
 
 
 def merge_patch(doc: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (null deletes a key; lists are replaced whole)."""
+    """RFC 7386 JSON merge patch (null deletes a key; lists are replaced whole). Shares nothing with `doc` or
+    `patch`: `doc` is copied once, then patched in place (it was copied again at every level the patch reached)."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     out = copy.deepcopy(doc) if isinstance(doc, dict) else {}
+    _merge_into(out, patch)
+    return out
+
+
+def _merge_into(out: dict[str, Any], patch: dict[str, Any]) -> None:
     for k, v in patch.items():
         if v is None:
             out.pop(k, None)
+        elif isinstance(v, dict):
+            if not isinstance(out.get(k), dict):
+                out[k] = {}
+            _merge_into(out[k], v)
         else:
-            out[k] = merge_patch(out.get(k), v)
-    return out
+            out[k] = copy.deepcopy(v)
 
 
 def json_patch(doc: Any, ops: list[Any]) -> Any:

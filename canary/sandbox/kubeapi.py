@@ -445,7 +445,9 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         if kind.status_subresource:
             # like the real API server: /status writes only status; the main resource never does
             if request.subresource == "status":
-                new = {**copy.deepcopy(current), "status": new.get("status"),
+                # the rest of `current` shared, not copied: a stored object is never mutated (`_store`), and what
+                # `_store` sets is the new top level's and metadata's own
+                new = {**current, "status": new.get("status"),
                        "metadata": {**current["metadata"], **{k: v for k, v in (new.get("metadata") or {}).items()
                                                                if k == "resourceVersion"}}}
             else:

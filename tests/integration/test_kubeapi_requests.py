@@ -89,3 +89,31 @@ def test_a_served_resource_request_is_never_parsed_by_kmock_and_the_rest_are(mon
     finally:
         client.close()
         api.stop()
+
+
+def test_a_status_write_leaves_the_object_it_replaced_as_it_was() -> None:
+    """A /status write stores a new object sharing the old one's spec (never copied again: stored objects are
+    never mutated); the old object, as a watch or a test may still hold it, is unchanged, and the new one has the
+    old spec and the new status, a resourceVersion of its own and the same generation."""
+    import copy
+
+    from canary import crd
+
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        api.handler.put_object(fleet.rollout_object(0, "v2"))
+        key = (crd.GROUP, crd.PLURAL, "ml", "r0")
+        before = api.handler.objects[key]
+        was = copy.deepcopy(before)
+        custom = kc.CustomObjectsApi(client)
+        custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                                    {"status": {"phase": "progressing", "step": 1}})
+        after = api.handler.objects[key]
+        assert before == was and after is not before
+        assert after["spec"] == was["spec"] and after["status"] == {"phase": "progressing", "step": 1}
+        assert after["metadata"]["generation"] == was["metadata"]["generation"]
+        assert int(after["metadata"]["resourceVersion"]) > int(was["metadata"]["resourceVersion"])
+    finally:
+        client.close()
+        api.stop()
