@@ -20,5 +20,9 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" OMP_NUM_THREADS="${OMP_
 # what the run will (its arguments: a run of one file does not collect the whole suite first), writing pytest's
 # rewritten modules; everything after reads them. A failure here is the run's to report.
 PYTHONDONTWRITEBYTECODE= .venv/bin/python -m compileall -q -j 0 canary tests scripts >/dev/null 2>&1 || true
+# The collection writes what the test modules import; the libraries the product imports lazily (the kubernetes
+# client's CoreV1Api, 4.5 MB of source; PyTriton and tritonclient in the sandbox's servers) were compiled from source
+# by every `canary` process and server child of the run, 0.9 s of CPU a `canary promote` (decision 1040).
+PYTHONDONTWRITEBYTECODE= .venv/bin/python scripts/warm_bytecode.py >/dev/null 2>&1 || true
 PYTHONDONTWRITEBYTECODE= .venv/bin/python -m pytest -q -p no:cacheprovider --collect-only "$@" >/dev/null 2>&1 || true
 exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${CANARY_TEST_WORKERS:-6}" --dist loadfile "$@"
