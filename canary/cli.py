@@ -1235,7 +1235,9 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
         custom = kc.CustomObjectsApi(router.custom.api_client)
         from canary.history_store import ConfigMapStore
 
-        history = ConfigMapStore(kc.CoreV1Api(router.custom.api_client))  # each end in its history (decision 811)
+        from canary.kube_core import CoreV1
+
+        history = ConfigMapStore(CoreV1(router.custom.api_client))  # each end in its history (decision 811, 1041)
         found = seen["found"] = sw.scan(vss, quiet, lambda owner: sw.crd_gone(custom, owner))
         code = 0
 

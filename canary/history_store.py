@@ -388,12 +388,13 @@ def from_cluster(client: Any, namespace: str, virtual_service: str, *, model: st
     history is another rollout's; ConfigError when there is none."""
     import kubernetes.client as kc
 
+    from canary.kube_core import CoreV1
     from canary.reconcile import parse_record
     from canary.routing import patch
     from canary.routing.istio import GROUP, VS_PLURAL
 
     ns, vs = namespace, virtual_service
-    doc, name = _load(kc.CoreV1Api(client), ns, vs, model)
+    doc, name = _load(CoreV1(client), ns, vs, model)  # its ConfigMap calls, without CoreV1Api's import (1041)
     if canary_version and doc["rollout"]["canary_version"] != canary_version:
         of = vs if (model or vs) == vs else f"{model} on {vs}"
         raise ConfigError(f"ConfigMap {ns}/{name} holds the history of a later rollout of {of} "

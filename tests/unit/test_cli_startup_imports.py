@@ -130,3 +130,18 @@ def test_the_sandbox_triton_child_imports_structlog_without_rich() -> None:
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parents[2])
     assert res.stdout.strip() == "['structlog']", res.stderr
+
+
+def test_report_from_the_cluster_reads_its_configmap_without_importing_corev1api(tmp_path: Path) -> None:
+    """`canary report MODEL` reads the history ConfigMap through `kube_core.CoreV1` (decision 1041): kubernetes'
+    CoreV1Api (1.0-1.2 s of CPU to import) is not loaded, and the request was made (exit 3: the API server refuses
+    the connection)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n"
+                          "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+                          "contexts: [{name: x, context: {cluster: c, user: u, namespace: default}}]\n"
+                          "current-context: x\nusers: [{name: u, user: {token: t}}]\n")
+    code, modules = loaded(["report", "rec-model", "--kubeconfig", str(kubeconfig), "-o", str(tmp_path / "r.html")])
+    assert code == 3, code
+    assert "canary.kube_core" in modules and "canary.history_store" in modules  # it did try to read the history
+    assert "kubernetes.client.api.core_v1_api" not in modules
