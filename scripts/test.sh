@@ -25,4 +25,7 @@ PYTHONDONTWRITEBYTECODE= .venv/bin/python -m compileall -q -j 0 canary tests scr
 # by every `canary` process and server child of the run, 0.9 s of CPU a `canary promote` (decision 1040).
 PYTHONDONTWRITEBYTECODE= .venv/bin/python scripts/warm_bytecode.py >/dev/null 2>&1 || true
 PYTHONDONTWRITEBYTECODE= .venv/bin/python -m pytest -q -p no:cacheprovider --collect-only "$@" >/dev/null 2>&1 || true
-exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${CANARY_TEST_WORKERS:-6}" --dist loadfile "$@"
+# Files go to the workers longest first (tests/support/file_order.py, tests/suite_weights.json; decision 1029):
+# xdist's own order, most tests first, left the one-test end-to-end files to the last minute and a lone worker.
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${CANARY_TEST_WORKERS:-6}" --dist loadfile \
+    --no-loadscope-reorder "$@"

@@ -40,7 +40,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 logs.configure(fmt="console", stream=sys.__stderr__)
 
-pytest_plugins = ["tests.support.kube", "tests.support.prom", "tests.support.triton", "tests.support.cpu_log"]
+pytest_plugins = ["tests.support.kube", "tests.support.prom", "tests.support.triton", "tests.support.cpu_log",
+                  "tests.support.file_order"]
 
 
 @pytest.fixture(autouse=True)
