@@ -64,6 +64,10 @@ class CoreV1:
     def _call(self, method: str, path: str, path_params: dict[str, str], *, body: Any = None,
               query: list[tuple[str, Any]] | None = None, content_type: str | None = None,
               _preload_content: bool = True, _request_timeout: Any = None) -> Any:
+        if isinstance(_request_timeout, list):
+            # CoreV1Api's argument check made a [connect, read] list the tuple the REST layer reads (a list it
+            # ignores: no timeout at all; decision 1034)
+            _request_timeout = tuple(_request_timeout)
         headers = {"Accept": _ACCEPT, **({"Content-Type": content_type} if content_type else {})}
         request = self.api_client.param_serialize(
             method=method, resource_path=path, path_params=path_params, query_params=query or [],

@@ -31,6 +31,13 @@ CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
      {"_preload_content": False, "_content_type": "application/merge-patch+json", "_request_timeout": 5.0}),
     ("patch_namespaced_config_map", ("cm", "ml", [{"op": "add", "path": "/data/p2", "value": "y"}]),
      {"_preload_content": False}),  # CoreV1Api's default content type for a patch
+    # the other forms the callers' values can take (decision 1034): a (connect, read) timeout, as a tuple and as
+    # a list (CoreV1Api's argument check made the list a tuple; the REST layer ignores a list), an int; a selector
+    # with set-based and negated terms (quoted into the query as the generated method quotes it), a name to quote
+    ("list_namespaced_pod", ("ml",), {"label_selector": "app=rec-model,version!=v1,tier in (a,b),!canary",
+                                      "_preload_content": False, "_request_timeout": (1.5, 4.0)}),
+    ("read_namespaced_config_map", ("cm", "ml"), {"_preload_content": False, "_request_timeout": [1.5, 4.0]}),
+    ("read_namespaced_service", ("rec model/x", "ml"), {"_preload_content": False, "_request_timeout": 3}),
 ]
 
 
@@ -85,6 +92,36 @@ def test_an_answer_outside_2xx_is_the_same_api_exception(status: int, preload: b
             api.read_namespaced_config_map("cm", "ml", _preload_content=preload, _request_timeout=5.0)
         answers.append((type(err.value), err.value.status, err.value.reason))
     assert answers[0] == answers[1] and answers[1][1] == status, answers
+
+
+@pytest.mark.parametrize(("status", "headers"), [
+    (404, {}), (409, {}), (410, {}), (429, {"Retry-After": "2"}), (503, {"Retry-After": "1"})])
+@pytest.mark.parametrize("preload", [True, False])
+def test_what_the_callers_read_of_an_api_exception_is_the_same(status: int, headers: dict[str, str],
+                                                                preload: bool) -> None:
+    """The status, reason, body (the Status the callers' messages quote, `kube._status_message`), headers (a 429's
+    or 503's Retry-After, `kube.retry_after_s`) and the text of the exception (decision 1034)."""
+    body = json.dumps({"kind": "Status", "code": status, "message": f"m{status}",
+                       "details": {"retryAfterSeconds": 2}}).encode()
+    seen = []
+    for make in (kc.CoreV1Api, CoreV1):
+        api = _client(status, body)
+        answer = api.rest_client.request
+
+        def request(*args: Any, _answer: Any = answer, **kw: Any) -> Any:
+            got = _answer(*args, **kw)
+            got.response.headers.update(headers)
+            return got
+
+        api.rest_client.request = request
+        with pytest.raises(ApiException) as err:
+            make(api).patch_namespaced_config_map("cm", "ml", {"data": {"k": "v"}}, _preload_content=preload,
+                                                   _content_type="application/merge-patch+json")
+        exc = err.value
+        seen.append((type(exc), exc.status, exc.reason, exc.body, dict(exc.headers or {}), exc.data, str(exc)))
+    assert seen[0] == seen[1], seen
+    assert seen[1][1] == status and json.loads(seen[1][3])["message"] == f"m{status}"
+    assert seen[1][4].get("Retry-After") == headers.get("Retry-After")
 
 
 def test_a_promotes_router_makes_no_corev1api() -> None:
