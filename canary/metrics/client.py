@@ -153,7 +153,8 @@ class PrometheusClient:
         # request (`_fresh_ca`: a bundle rotated on disk is taken without a restart, decision 912)
         self._ca = verify_tls if hasattr(verify_tls, "fresh") else None
         session.verify = self._ca.path if self._ca is not None else verify_tls
-        _environment_once(session, self.url, auth=basic_auth is not None)
+        # a token is credentials given too: requests' netrc auth would replace its header (decision 1036)
+        _environment_once(session, self.url, auth=basic_auth is not None or bool(token))
         headers = {"Authorization": f"Bearer {token}"} if token else None
         # urllib3's own retries are off (read=False keeps a read timeout a Timeout, as requests'
         # default adapter does): tenacity alone owns the budget
@@ -439,7 +440,8 @@ class PrometheusClient:
 def _environment_once(session: requests.Session, url: str, *, auth: bool) -> None:
     """What requests takes from the environment for `url`, taken once, when the client is made: the proxies
     (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`), a CA bundle (`REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`) where
-    TLS is verified with the default trust, and `~/.netrc`'s credentials (`NETRC`) where none are given. requests read
+    TLS is verified with the default trust, and `~/.netrc`'s credentials (`NETRC`) where none are given (`auth`: a token
+    or basic auth is; requests' netrc basic auth replaced a token's `Authorization` header, decision 1036). requests read
     them again at every request (`Session.merge_environment_settings`: every variable of the environment walked for
     the proxies, the netrc file looked for): a tenth of a query's CPU of our own, a controller asking 10-20 queries a
     tick and rollout (docs/benchmarks/suite.md, h-suite1). Every URL the client asks is under `url`: the same

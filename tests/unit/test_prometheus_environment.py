@@ -82,3 +82,17 @@ def test_netrc_credentials_are_sent_unless_credentials_are_given(prom: Any, no_p
     sent = [h.get("Authorization") for h in prom.seen]
     assert sent == ["Basic " + base64.b64encode(b"ops:s3cret").decode(),
                     "Basic " + base64.b64encode(b"other:pw").decode()]
+
+
+def test_a_token_given_is_sent_not_replaced_by_a_netrc_entry(prom: Any, no_proxies: pytest.MonkeyPatch,
+                                                             tmp_path: Any) -> None:
+    """docs/reference/cluster.md: `~/.netrc` is read "where no credentials are given". A token is given credentials,
+    but requests applies netrc's basic auth where the request has no `auth` of its own, and basic auth replaces the
+    `Authorization: Bearer` header: Prometheus got the netrc's user, and a 401 said "check --prometheus-token"
+    about a token that was never sent (so before decision 1033 too, at every request). Decision 1036."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login ops password s3cret\n")
+    netrc.chmod(0o600)
+    no_proxies.setenv("NETRC", str(netrc))
+    PrometheusClient(prom.url, token="t0ken").query("up")
+    assert [h.get("Authorization") for h in prom.seen] == ["Bearer t0ken"]
