@@ -893,3 +893,42 @@ def test_a_client_certificate_refused_in_the_tls_handshake_is_renewed_as_a_401_i
         proxy.stop()
         api.stop()
     assert tokens.issued() == ["tok-1", "tok-2"], tokens.issued()  # the load's run, the renewal's: one each
+
+
+def test_a_rollouts_core_calls_through_kube_core_are_renewed_after_a_401(tmp_path: Path) -> None:
+    """A promote's core-API calls (its history ConfigMap, Events, the subset's Service and pods) go through
+    `kube_core.CoreV1`, not CoreV1Api (decision 1041): a token revoked mid-rollout is renewed by the exec plugin
+    and the call sent again for them too (the client's `call_api`, which `_call_with_legacy_options` calls), reads
+    and writes; an identity refused for good is the 401 `kube.translate` says as credentials, not RBAC, with why
+    renewing did not help (decision 1034)."""
+    from kubernetes.client.exceptions import ApiException
+
+    from canary import kube
+    from canary.kube_core import CoreV1
+    from canary.sandbox.kubeapi import KubeAPIServer
+    from tests.support.kube import shipped_istio_objects
+
+    api = KubeAPIServer(seed=shipped_istio_objects()).start()
+    tokens, kubeconfig = exec_cluster(api, tmp_path)
+    client = kube.api_client(kubeconfig=str(kubeconfig))
+    core = CoreV1(client)
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "h", "namespace": "ml"}, "data": {"k": "v"}}
+    try:
+        kube.raw_object(core.create_namespaced_config_map("ml", body, _preload_content=False), "create")
+        tokens.revoke()
+        got = kube.raw_object(core.read_namespaced_config_map("h", "ml", _preload_content=False), "read")
+        assert got["data"] == {"k": "v"} and tokens.issued() == ["tok-1", "tok-2"], tokens.issued()
+        tokens.revoke()
+        patched = kube.raw_object(core.patch_namespaced_config_map(
+            "h", "ml", {"data": {"p": "1"}}, _content_type="application/merge-patch+json", _preload_content=False),
+            "patch")
+        assert patched["data"] == {"k": "v", "p": "1"} and tokens.issued()[-1] == "tok-3", tokens.issued()
+        tokens.refuse_all = True
+        with pytest.raises(ApiException) as err:
+            core.read_namespaced_config_map("h", "ml", _preload_content=False)
+        said = str(kube.translate(err.value, "ConfigMap ml/h"))
+        assert err.value.status == 401 and "did not accept our credentials (HTTP 401" in said, said
+        assert kube.note_of(err.value), "why renewing did not help travels with the answer"
+    finally:
+        client.close()
+        api.stop()
