@@ -120,12 +120,29 @@ def test_one_model_in_two_namespaces_is_two_measurements_and_only_the_one_that_d
 
     assert share("prod") == 0.0 and share("staging") == 1.0
     # one namespace's live data alone, and every namespace's when none is named (`drift check` without -n)
-    import time
-
-    pinned = PrometheusClient(served.prom.url, at=time.time())  # the three readings at one instant
+    pinned = PrometheusClient(served.prom.url, at=_settled_instant(served.prom.url))  # three readings, one instant
     prod, staging, both = (live_counts(pinned, served.profiles["twin"], model="twin", version="v1", window_s=3600,
                                        namespace=ns)["f"]["counts"] for ns in ("prod", "staging", None))
     assert both == pytest.approx([p + s for p, s in zip(prod, staging)]) and prod != pytest.approx(staging)
+
+
+def _settled_instant(url: str) -> float:
+    """An instant (epoch s) whose samples Prometheus has all stored: now, returned once every target's latest scrape
+    began after it. A scrape's samples carry its start time and land when it ends, so readings pinned at "now"
+    saw a scrape stored between them: with the series a few seconds old, increase() over 1 h extrapolates from
+    two or three samples, and one sample more halved a count (CI: prod read 30, prod and staging together 15).
+    A target scrapes one scrape at a time, so a scrape begun after the instant means every earlier one is stored."""
+    import time
+
+    at = time.time()
+    client = PrometheusClient(url)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        began = [float(s["value"][1]) for s in client.query("timestamp(up)", check="drift", arm="")]
+        if len(began) >= 2 and min(began) > at:
+            return at
+        time.sleep(0.2)
+    raise AssertionError("Prometheus scraped no target after the instant the readings are pinned at")
 
 
 def _lead_everywhere(watcher: DriftWatcher, kube: Any) -> None:
